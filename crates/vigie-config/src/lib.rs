@@ -1,0 +1,26 @@
+//! vigie's configuration: one TOML file plus an optional `include`
+//! directory, read into raw serde types, then resolved into a validated
+//! [`Config`]. Every error of every file is collected in one pass, with its
+//! file:line:col, its key and a hint.
+
+mod diag;
+mod load;
+mod model;
+mod secret;
+
+pub use diag::{Diagnostic, Diagnostics, Level, Location};
+pub use load::{EnvLookup, Loaded, load_file, load_str, split_host_port};
+pub use model::*;
+pub use secret::{Secret, SecretSource};
+
+/// The quickstart config, built into the binary: `vigie run` with no
+/// config file runs this.
+pub const QUICKSTART: &str = include_str!("../../../examples/quickstart.toml");
+
+/// The name under which the embedded quickstart appears in messages.
+pub const QUICKSTART_NAME: &str = "<embedded quickstart>";
+
+/// Render a resolved config back to TOML, secrets as their source only.
+pub fn to_toml(config: &Config) -> Result<String, toml::ser::Error> {
+    toml::to_string_pretty(config)
+}

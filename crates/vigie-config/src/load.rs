@@ -1,0 +1,833 @@
+//! Load → resolve → validate. Every problem in every file is collected in
+//! one pass; the daemon starts only from a config with none.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use vigie_core::{Duration, Severity};
+
+use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
+use crate::model::{
+    Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, EngineConfig, FileAgeProbe,
+    HeartbeatProbe, HttpProbe, LoadProbe, MemoryProbe, Node, PingProbe, Probe, ProcessProbe,
+    Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
+};
+use crate::secret::{Secret, SecretSource};
+
+/// A configuration that loaded, with the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Where secrets named `{ env = … }` are looked up; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Load the config file at `path`, its includes and its secrets.
+pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
+    let text = fs_err::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            "create it (see examples/quickstart.toml) or pass another file with -c FILE"
+        } else {
+            "check the file's permissions"
+        };
+        one_error(format!("cannot read the configuration: {e}"), hint)
+    })?;
+    load_str(&text, path, &|k| std::env::var(k).ok())
+}
+
+/// Load a config from text; `path` names it in messages and anchors
+/// relative paths (includes, secret files).
+pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Loaded, Diagnostics> {
+    let mut loader = Loader {
+        sources: Vec::new(),
+        diags: Diagnostics::default(),
+        raw: Raw::default(),
+        base: path.parent().map(Path::to_owned).unwrap_or_default(),
+    };
+    loader.parse(text.to_owned(), path, true);
+    if let Some((dir, loc)) = loader.raw.include.take() {
+        loader.include(&dir, &loc);
+    }
+    let config = loader.resolve(path, env);
+    // Report in file order, whatever phase found each problem.
+    let order = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.col));
+    loader.diags.errors.sort_by_key(order);
+    loader.diags.warnings.sort_by_key(order);
+    if loader.diags.has_errors() {
+        return Err(loader.diags);
+    }
+    Ok(Loaded {
+        config: config.expect("no errors means a config"),
+        warnings: loader.diags.warnings,
+    })
+}
+
+fn one_error(message: String, hint: &str) -> Diagnostics {
+    Diagnostics {
+        errors: vec![Diagnostic {
+            level: Level::Error,
+            location: None,
+            key: String::new(),
+            message,
+            hint: Some(hint.to_owned()),
+        }],
+        warnings: Vec::new(),
+    }
+}
+
+const SECTIONS: [&str; 7] = ["include", "node", "server", "store", "engine", "defaults", "check"];
+const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<Secret>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    dir: Option<PathBuf>,
+    retention: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    concurrency: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    every: Option<Duration>,
+    timeout: Option<Duration>,
+    fail_after: Option<u32>,
+    recover_after: Option<u32>,
+    severity: Option<Severity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: Spanned<String>,
+    description: Option<String>,
+    every: Option<Spanned<Duration>>,
+    timeout: Option<Spanned<Duration>>,
+    fail_after: Option<Spanned<u32>>,
+    recover_after: Option<Spanned<u32>>,
+    severity: Option<Severity>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+    http: Option<Spanned<HttpProbe>>,
+    tcp: Option<Spanned<TcpProbe>>,
+    tls: Option<Spanned<TlsProbe>>,
+    dns: Option<Spanned<DnsProbe>>,
+    ping: Option<Spanned<PingProbe>>,
+    command: Option<Spanned<CommandProbe>>,
+    systemd: Option<Spanned<SystemdProbe>>,
+    process: Option<Spanned<ProcessProbe>>,
+    disk: Option<Spanned<DiskProbe>>,
+    memory: Option<Spanned<MemoryProbe>>,
+    load: Option<Spanned<LoadProbe>>,
+    file_age: Option<Spanned<FileAgeProbe>>,
+    heartbeat: Option<Spanned<HeartbeatProbe>>,
+}
+
+/// One `[[check]]` as read, with where it came from.
+struct CheckEntry {
+    src: usize,
+    table: Range<usize>,
+    raw: RawCheck,
+}
+
+#[derive(Default)]
+struct Raw {
+    include: Option<(PathBuf, Location)>,
+    node: Option<RawNode>,
+    server: Option<(usize, RawServer)>,
+    store: Option<RawStore>,
+    engine: Option<(usize, RawEngine)>,
+    defaults: Option<RawDefaults>,
+    checks: Vec<CheckEntry>,
+    /// Names of checks that failed to parse, so that checks depending on
+    /// them do not get a second, misleading error.
+    broken_names: Vec<String>,
+}
+
+struct Loader {
+    sources: Vec<Source>,
+    diags: Diagnostics,
+    raw: Raw,
+    base: PathBuf,
+}
+
+impl Loader {
+    fn loc(&self, src: usize, span: Option<Range<usize>>) -> Location {
+        self.sources[src].locate(span)
+    }
+
+    fn error(&mut self, src: usize, span: Option<Range<usize>>, key: &str, message: String, hint: Option<String>) {
+        let location = Some(self.loc(src, span));
+        self.diags.push(Diagnostic {
+            level: Level::Error,
+            location,
+            key: key.to_owned(),
+            message,
+            hint,
+        });
+    }
+
+    fn warning(&mut self, src: usize, span: Option<Range<usize>>, key: &str, message: String, hint: Option<String>) {
+        let location = Some(self.loc(src, span));
+        self.diags.push(Diagnostic {
+            level: Level::Warning,
+            location,
+            key: key.to_owned(),
+            message,
+            hint,
+        });
+    }
+
+    fn parse(&mut self, text: String, path: &Path, is_main: bool) {
+        let src = self.sources.len();
+        self.sources.push(Source::new(path, text));
+        // The parsed table borrows the text; a clone keeps `self` free.
+        let text = self.sources[src].text.clone();
+        let (root, errors) = DeTable::parse_recoverable(&text);
+        if !errors.is_empty() {
+            for e in errors {
+                self.error(src, e.span(), "", format!("invalid TOML: {}", e.message().trim()), None);
+            }
+            return;
+        }
+        for (key, value) in root.into_inner() {
+            let name = key.get_ref().as_ref();
+            let key_span = key.span();
+            if !SECTIONS.contains(&name) {
+                let hint = did_you_mean(name, SECTIONS).map_or_else(
+                    || format!("known sections: {}", SECTIONS.join(", ")),
+                    |s| format!("did you mean `{s}`?"),
+                );
+                self.error(src, Some(key_span), name, format!("unknown key `{name}`"), Some(hint));
+                continue;
+            }
+            if !is_main && MAIN_ONLY.contains(&name) {
+                self.error(
+                    src,
+                    Some(key_span),
+                    name,
+                    format!("`{name}` may only be set in the main configuration file"),
+                    Some("move it to the file that has the `include`".into()),
+                );
+                continue;
+            }
+            match name {
+                "include" => {
+                    let span = value.span();
+                    if let Some(dir) = self.de::<PathBuf>(src, value, "include") {
+                        let loc = self.loc(src, Some(span));
+                        self.raw.include = Some((dir, loc));
+                    }
+                }
+                "node" => self.raw.node = self.de(src, value, "node"),
+                "server" => self.raw.server = self.de(src, value, "server").map(|s| (src, s)),
+                "store" => self.raw.store = self.de(src, value, "store"),
+                "engine" => self.raw.engine = self.de(src, value, "engine").map(|e| (src, e)),
+                "defaults" => self.raw.defaults = self.de(src, value, "defaults"),
+                "check" => self.checks(src, value),
+                _ => unreachable!("every section is matched"),
+            }
+        }
+    }
+
+    fn checks(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.error(
+                src,
+                Some(span),
+                "check",
+                "`check` must be an array of tables".into(),
+                Some("write each check under its own [[check]] header".into()),
+            );
+            return;
+        };
+        for item in items {
+            let table = item.span();
+            let name = match item.get_ref() {
+                DeValue::Table(t) => t.get("name").and_then(|n| match n.get_ref() {
+                    DeValue::String(s) => Some(s.to_string()),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            let key = name.as_ref().map_or_else(|| "check".to_owned(), |n| format!("check \"{n}\""));
+            match self.de::<RawCheck>(src, item, &key) {
+                Some(raw) => self.raw.checks.push(CheckEntry { src, table, raw }),
+                None => self.raw.broken_names.extend(name),
+            }
+        }
+    }
+
+    /// Deserialize one value. On an error inside a table, the offending
+    /// entry is dropped and the rest tried again, so that one pass reports
+    /// every bad key of a section, not just the first.
+    fn de<T: DeserializeOwned>(&mut self, src: usize, mut value: Spanned<DeValue<'_>>, key: &str) -> Option<T> {
+        let whole = value.span();
+        let mut failed = false;
+        for _ in 0..64 {
+            match T::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(v) => return (!failed).then_some(v),
+                Err(e) => {
+                    failed = true;
+                    let span = e.span().or_else(|| Some(whole.clone()));
+                    let (message, hint) = explain(e.message());
+                    self.error(src, span.clone(), key, message, hint);
+                    let Some(span) = span else { return None };
+                    let DeValue::Table(t) = value.get_mut() else { return None };
+                    let before = t.len();
+                    let old = std::mem::take(t);
+                    *t = old
+                        .into_iter()
+                        .filter(|(k, v)| !(contains(&k.span(), &span) || contains(&v.span(), &span)))
+                        .collect();
+                    if t.len() == before {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn include(&mut self, dir: &Path, at: &Location) {
+        let dir = self.base.join(dir);
+        let entries = match fs_err::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.diags.push(Diagnostic {
+                    level: Level::Error,
+                    location: Some(at.clone()),
+                    key: "include".into(),
+                    message: format!("cannot read the include directory: {e}"),
+                    hint: Some("create the directory or remove `include`".into()),
+                });
+                return;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            match fs_err::read_to_string(&file) {
+                Ok(text) => self.parse(text, &file, false),
+                Err(e) => self.diags.push(Diagnostic {
+                    level: Level::Error,
+                    location: Some(at.clone()),
+                    key: "include".into(),
+                    message: format!("cannot read an included file: {e}"),
+                    hint: None,
+                }),
+            }
+        }
+    }
+
+    fn resolve_secret(&mut self, src: usize, span: Range<usize>, key: &str, mut secret: Secret, env: EnvLookup<'_>) -> Option<Secret> {
+        let value = match &secret.source {
+            SecretSource::Env(name) => match env(name) {
+                Some(v) if !v.is_empty() => v,
+                _ => {
+                    self.error(
+                        src,
+                        Some(span),
+                        key,
+                        format!("environment variable `{name}` is not set"),
+                        Some(format!("export {name}=… before starting vigie, or use {{ file = \"/path\" }}")),
+                    );
+                    return None;
+                }
+            },
+            SecretSource::File(path) => {
+                let path = self.base.join(path);
+                match fs_err::read_to_string(&path) {
+                    Ok(v) if !v.trim().is_empty() => v.trim_end_matches(['\n', '\r']).to_owned(),
+                    Ok(_) => {
+                        self.error(src, Some(span), key, format!("secret file {} is empty", path.display()), None);
+                        return None;
+                    }
+                    Err(e) => {
+                        self.error(
+                            src,
+                            Some(span),
+                            key,
+                            format!("cannot read the secret: {e}"),
+                            Some("check that the file exists and that vigie may read it".into()),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        secret.set_value(value);
+        Some(secret)
+    }
+
+    fn resolve(&mut self, path: &Path, env: EnvLookup<'_>) -> Option<Config> {
+        let node = Node {
+            name: self
+                .raw
+                .node
+                .take()
+                .and_then(|n| n.name)
+                .unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned()),
+        };
+        let server = self.resolve_server(env);
+        let store_raw = self.raw.store.take().unwrap_or_default();
+        let store = StoreConfig {
+            dir: store_raw.dir.map(|d| self.base.join(d)),
+            retention: store_raw.retention.unwrap_or(Duration::from_secs(7 * 86_400)),
+        };
+        let engine = match self.raw.engine.take() {
+            Some((src, RawEngine { concurrency: Some(c) })) if *c.get_ref() == 0 => {
+                self.error(src, Some(c.span()), "engine.concurrency", "must be at least 1".into(), None);
+                EngineConfig { concurrency: 1 }
+            }
+            Some((_, RawEngine { concurrency: Some(c) })) => EngineConfig {
+                concurrency: c.into_inner(),
+            },
+            _ => EngineConfig { concurrency: 128 },
+        };
+        let checks = self.resolve_checks(env);
+        if self.diags.has_errors() {
+            return None;
+        }
+        Some(Config {
+            source: path.to_owned(),
+            node,
+            server: server?,
+            store,
+            engine,
+            checks,
+        })
+    }
+
+    fn resolve_server(&mut self, env: EnvLookup<'_>) -> Option<Server> {
+        let (src, raw) = self.raw.server.take().unwrap_or_default();
+        let listen: SocketAddr = match &raw.listen {
+            None => DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            Some(l) => match l.get_ref().parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.error(
+                        src,
+                        Some(l.span()),
+                        "server.listen",
+                        format!("`{}` is not an address and port", l.get_ref()),
+                        Some(format!("write e.g. \"{DEFAULT_LISTEN}\" or \"[::1]:9470\"")),
+                    );
+                    return None;
+                }
+            },
+        };
+        let token = match raw.token {
+            Some(t) => {
+                let span = t.span();
+                Some(self.resolve_secret(src, span, "server.token", t.into_inner(), env)?)
+            }
+            None => None,
+        };
+        if !listen.ip().is_loopback() && token.is_none() {
+            let span = raw.listen.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                "server.listen",
+                format!("listening on {listen}, beyond loopback, needs an API token"),
+                Some("add token = { env = \"VIGIE_TOKEN\" } under [server], or listen on 127.0.0.1".into()),
+            );
+        }
+        Some(Server { listen, token })
+    }
+
+    fn resolve_checks(&mut self, env: EnvLookup<'_>) -> Vec<Check> {
+        let defaults = self.raw.defaults.take().unwrap_or_default();
+        let entries = std::mem::take(&mut self.raw.checks);
+        let mut seen: HashMap<String, Location> = HashMap::new();
+        let mut checks = Vec::with_capacity(entries.len());
+        let mut places = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let src = entry.src;
+            let raw = entry.raw;
+            let name = raw.name.get_ref().clone();
+            let key = format!("check \"{name}\"");
+            let name_loc = self.loc(src, Some(raw.name.span()));
+            if !vigie_core::is_valid_name(&name) {
+                self.error(
+                    src,
+                    Some(raw.name.span()),
+                    &key,
+                    "a check name uses letters, digits, `-`, `_` and `.` (at most 64, starting with a letter or digit)".into(),
+                    Some("names appear in URLs and metric labels; rename it e.g. \"web-front\"".into()),
+                );
+            }
+            if let Some(first) = seen.get(&name) {
+                let hint = format!("the first is at {first}; give each check its own name");
+                self.error(src, Some(raw.name.span()), &key, format!("duplicate check name `{name}`"), Some(hint));
+            } else {
+                seen.insert(name.clone(), name_loc);
+            }
+            let every = raw.every.as_ref().map_or(defaults.every.unwrap_or(Duration::from_secs(30)), |e| *e.get_ref());
+            if every.std() < std::time::Duration::from_millis(100) {
+                let span = raw.every.as_ref().map(Spanned::span);
+                self.error(src, span, &format!("{key}.every"), "`every` must be at least 100ms".into(), None);
+            }
+            let timeout = raw
+                .timeout
+                .as_ref()
+                .map(|t| *t.get_ref())
+                .or(defaults.timeout)
+                .unwrap_or_else(|| every.min(Duration::from_secs(10)));
+            if timeout.std().is_zero() {
+                let span = raw.timeout.as_ref().map(Spanned::span);
+                self.error(src, span, &format!("{key}.timeout"), "`timeout` must be more than 0s".into(), None);
+            } else if timeout > every {
+                let span = raw.timeout.as_ref().map(Spanned::span);
+                self.warning(
+                    src,
+                    span,
+                    &format!("{key}.timeout"),
+                    format!("timeout ({timeout}) is longer than every ({every}): a slow run delays the next one"),
+                    Some("make timeout at most as long as every".into()),
+                );
+            }
+            let mut threshold = |v: &Option<Spanned<u32>>, d: Option<u32>, field: &str| -> u32 {
+                match v {
+                    Some(v) if *v.get_ref() == 0 => {
+                        self.error(src, Some(v.span()), &format!("{key}.{field}"), format!("`{field}` must be at least 1"), None);
+                        1
+                    }
+                    Some(v) => *v.get_ref(),
+                    None => d.unwrap_or(1),
+                }
+            };
+            let fail_after = threshold(&raw.fail_after, defaults.fail_after, "fail_after");
+            let recover_after = threshold(&raw.recover_after, defaults.recover_after, "recover_after");
+            let mut raw = raw;
+            let probe = self.resolve_probe(src, entry.table.clone(), &key, &mut raw, env);
+            places.push((
+                name.clone(),
+                src,
+                raw.depends_on.iter().map(|d| (d.get_ref().clone(), d.span())).collect::<Vec<_>>(),
+            ));
+            if let Some(probe) = probe {
+                checks.push(Check {
+                    name,
+                    description: raw.description,
+                    every,
+                    timeout,
+                    fail_after,
+                    recover_after,
+                    severity: raw.severity.or(defaults.severity).unwrap_or_default(),
+                    depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
+                    tags: raw.tags,
+                    probe,
+                });
+            }
+        }
+        self.validate_dependencies(&seen, &places);
+        checks
+    }
+
+    fn validate_dependencies(&mut self, known: &HashMap<String, Location>, places: &[DependsOn]) {
+        let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut order = Vec::new();
+        for (owner, src, deps) in places {
+            let owner = owner.clone();
+            for (dep, span) in deps {
+                if !known.contains_key(dep) {
+                    if self.raw.broken_names.contains(dep) {
+                        continue;
+                    }
+                    let hint = did_you_mean(dep, names.iter().copied())
+                        .map_or_else(|| "depends_on names other checks of this config".to_owned(), |s| format!("did you mean `{s}`?"));
+                    self.error(*src, Some(span.clone()), &format!("check \"{owner}\".depends_on"), format!("unknown check `{dep}`"), Some(hint));
+                } else if *dep == owner {
+                    self.error(*src, Some(span.clone()), &format!("check \"{owner}\".depends_on"), "a check cannot depend on itself".into(), None);
+                } else {
+                    graph.entry(owner.clone()).or_default().push(dep.clone());
+                }
+            }
+            order.push((owner, *src, deps.first().map(|d| d.1.clone())));
+        }
+        let mut reported: Vec<Vec<String>> = Vec::new();
+        for (owner, src, span) in order {
+            if let Some(cycle) = find_cycle(&graph, &owner) {
+                let mut key = cycle.clone();
+                key.sort();
+                if reported.contains(&key) {
+                    continue;
+                }
+                reported.push(key);
+                let path = cycle.iter().chain(std::iter::once(&cycle[0])).cloned().collect::<Vec<_>>().join(" → ");
+                self.error(
+                    src,
+                    span,
+                    &format!("check \"{owner}\".depends_on"),
+                    format!("dependency cycle: {path}"),
+                    Some("a parent must not depend, even indirectly, on its children; remove one of these links".into()),
+                );
+            }
+        }
+    }
+
+    fn resolve_probe(&mut self, src: usize, table: Range<usize>, key: &str, raw: &mut RawCheck, env: EnvLookup<'_>) -> Option<Probe> {
+        fn take<T>(v: &mut Option<Spanned<T>>, f: fn(T) -> Probe, out: &mut Vec<(Probe, Range<usize>)>) {
+            if let Some(s) = v.take() {
+                let span = s.span();
+                out.push((f(s.into_inner()), span));
+            }
+        }
+        let mut found = Vec::new();
+        take(&mut raw.http, Probe::Http, &mut found);
+        take(&mut raw.tcp, Probe::Tcp, &mut found);
+        take(&mut raw.tls, Probe::Tls, &mut found);
+        take(&mut raw.dns, Probe::Dns, &mut found);
+        take(&mut raw.ping, Probe::Ping, &mut found);
+        take(&mut raw.command, Probe::Command, &mut found);
+        take(&mut raw.systemd, Probe::Systemd, &mut found);
+        take(&mut raw.process, Probe::Process, &mut found);
+        take(&mut raw.disk, Probe::Disk, &mut found);
+        take(&mut raw.memory, Probe::Memory, &mut found);
+        take(&mut raw.load, Probe::Load, &mut found);
+        take(&mut raw.file_age, Probe::FileAge, &mut found);
+        take(&mut raw.heartbeat, Probe::Heartbeat, &mut found);
+        if found.len() > 1 {
+            let kinds: Vec<&str> = found.iter().map(|(p, _)| p.kind()).collect();
+            self.error(
+                src,
+                Some(found[1].1.clone()),
+                key,
+                format!("a check has one probe, this one has {}", kinds.join(" and ")),
+                Some("split it into one [[check]] per probe".into()),
+            );
+            return None;
+        }
+        let Some((mut probe, span)) = found.pop() else {
+            self.error(
+                src,
+                Some(table),
+                key,
+                "no probe: say what to check".into(),
+                Some(format!("add one of: {}", Probe::KINDS.join(", "))),
+            );
+            return None;
+        };
+        let kind = probe.kind();
+        let field = |f: &str| format!("{key}.{kind}.{f}");
+        let mut problems: Vec<(String, String, Option<String>)> = Vec::new();
+        let percent = |v: Option<f64>, f: &str, problems: &mut Vec<(String, String, Option<String>)>| {
+            if let Some(v) = v
+                && !(0.0..=100.0).contains(&v)
+            {
+                problems.push((field(f), format!("{v} is not a percentage between 0 and 100"), None));
+            }
+        };
+        match &mut probe {
+            Probe::Http(h) => {
+                for s in &h.expect_status {
+                    if !(100..=599).contains(s) {
+                        problems.push((field("expect_status"), format!("{s} is not an HTTP status"), Some("statuses run from 100 to 599".into())));
+                    }
+                }
+                if let Some(ca) = &mut h.ca {
+                    *ca = self.base.join(&*ca);
+                    if !ca.is_file() {
+                        problems.push((field("ca"), format!("CA file {} does not exist", ca.display()), Some("give a PEM file of trusted certificates".into())));
+                    }
+                }
+            }
+            Probe::Tcp(TcpProbe { address, .. }) | Probe::Tls(TlsProbe { address, .. }) => {
+                if let Err(e) = split_host_port(address) {
+                    problems.push((field("address"), e, Some("write \"host:port\", e.g. \"db.example.org:5432\" or \"[::1]:443\"".into())));
+                }
+                if let Probe::Tls(t) = &mut probe
+                    && let Some(ca) = &mut t.ca
+                {
+                    *ca = self.base.join(&*ca);
+                    if !ca.is_file() {
+                        problems.push((field("ca"), format!("CA file {} does not exist", ca.display()), None));
+                    }
+                }
+            }
+            Probe::Dns(d) => {
+                if let Some(server) = &d.server
+                    && server.parse::<SocketAddr>().is_err()
+                    && server.parse::<std::net::IpAddr>().is_err()
+                {
+                    problems.push((field("server"), format!("`{server}` is not an IP address"), Some("write \"192.0.2.53\" or \"192.0.2.53:5353\"".into())));
+                }
+                if d.name.is_empty() {
+                    problems.push((field("name"), "empty name".into(), None));
+                }
+            }
+            Probe::Ping(p) => {
+                if !(1..=100).contains(&p.count) {
+                    problems.push((field("count"), "count must be between 1 and 100".into(), None));
+                }
+                if p.interval.std() < std::time::Duration::from_millis(10) {
+                    problems.push((field("interval"), "interval must be at least 10ms".into(), None));
+                }
+                percent(Some(p.max_loss_percent), "max_loss_percent", &mut problems);
+            }
+            Probe::Command(c) => match (&c.argv, &c.shell) {
+                (Some(_), Some(_)) => problems.push((field("argv"), "set `argv` or `shell`, not both".into(), Some("argv runs a program directly; shell runs /bin/sh -c".into()))),
+                (None, None) => problems.push((field("argv"), "no command: set `argv` (a program and its arguments) or `shell`".into(), None)),
+                (Some(argv), None) if argv.is_empty() || argv[0].is_empty() => problems.push((field("argv"), "`argv` is empty: its first item is the program".into(), None)),
+                _ => {}
+            },
+            Probe::Systemd(s) => {
+                if s.unit.is_empty() {
+                    problems.push((field("unit"), "empty unit name".into(), None));
+                }
+            }
+            Probe::Process(p) => {
+                if p.name.is_some() == p.pidfile.is_some() {
+                    problems.push((field("name"), "set exactly one of `name` and `pidfile`".into(), None));
+                }
+                if p.max.is_some_and(|m| m < p.min) {
+                    problems.push((field("max"), "`max` is less than `min`".into(), None));
+                }
+            }
+            Probe::Disk(d) => {
+                if d.max_used_percent.is_none() && d.min_free.is_none() && d.max_inodes_used_percent.is_none() {
+                    d.max_used_percent = Some(90.0);
+                }
+                percent(d.max_used_percent, "max_used_percent", &mut problems);
+                percent(d.max_inodes_used_percent, "max_inodes_used_percent", &mut problems);
+            }
+            Probe::Memory(m) => {
+                percent(Some(m.max_used_percent), "max_used_percent", &mut problems);
+                percent(m.max_swap_used_percent, "max_swap_used_percent", &mut problems);
+            }
+            Probe::Load(l) => {
+                if l.max_load1.is_none() && l.max_load5.is_none() && l.max_load15.is_none() {
+                    l.max_load5 = Some(2.0);
+                }
+            }
+            Probe::FileAge(f) => f.path = self.base.join(&f.path),
+            Probe::Heartbeat(h) => {
+                if h.period.std().is_zero() {
+                    problems.push((field("period"), "`period` must be more than 0s".into(), None));
+                }
+                if let Some(token) = h.token.take() {
+                    h.token = self.resolve_secret(src, span.clone(), &field("token"), token, env);
+                }
+            }
+        }
+        let ok = problems.is_empty();
+        for (k, message, hint) in problems {
+            self.error(src, Some(span.clone()), &k, message, hint);
+        }
+        ok.then_some(probe)
+    }
+}
+
+type DependsOn = (String, usize, Vec<(String, Range<usize>)>);
+
+/// Split `host:port` (or `[v6]:port`), checking the port.
+pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{address}` has no port"))?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return Err(format!("`{address}` has no host"));
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("`{port}` is not a port number (1 to 65535)"))?;
+    Ok((host, port))
+}
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end && inner.start < outer.end.max(outer.start + 1)
+}
+
+/// Depth-first search for a cycle through `start`.
+fn find_cycle(graph: &BTreeMap<String, Vec<String>>, start: &str) -> Option<Vec<String>> {
+    fn walk(graph: &BTreeMap<String, Vec<String>>, start: &str, node: &str, path: &mut Vec<String>, seen: &mut Vec<String>) -> bool {
+        for next in graph.get(node).into_iter().flatten() {
+            if next == start {
+                return true;
+            }
+            if seen.contains(next) {
+                continue;
+            }
+            seen.push(next.clone());
+            path.push(next.clone());
+            if walk(graph, start, next, path, seen) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let mut path = vec![start.to_owned()];
+    let mut seen = Vec::new();
+    walk(graph, start, start, &mut path, &mut seen).then_some(path)
+}
+
+/// Turn serde's wording into ours, with a hint where one helps.
+fn explain(message: &str) -> (String, Option<String>) {
+    let message = message.trim();
+    let quoted = |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let words = quoted(rest);
+        if let Some((field, expected)) = words.split_first() {
+            let hint = did_you_mean(field, expected.iter().map(String::as_str)).map_or_else(
+                || format!("valid keys here: {}", expected.join(", ")),
+                |s| format!("did you mean `{s}`?"),
+            );
+            return (format!("unknown key `{field}`"), Some(hint));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let words = quoted(rest);
+        if let Some((value, expected)) = words.split_first() {
+            let hint = did_you_mean(value, expected.iter().map(String::as_str)).map_or_else(
+                || format!("valid values: {}", expected.join(", ")),
+                |s| format!("did you mean `{s}`?"),
+            );
+            return (format!("unknown value `{value}`"), Some(hint));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        return (format!("missing key {rest}"), None);
+    }
+    (message.to_owned(), None)
+}

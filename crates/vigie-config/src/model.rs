@@ -1,0 +1,498 @@
+//! The resolved, validated configuration: what every other crate reads.
+//! Nothing here holds an unchecked string where a type can say more.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use vigie_core::{ByteSize, Duration, Severity, Thresholds};
+
+use crate::Secret;
+
+/// The whole resolved configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Where it was read from (`<embedded quickstart>` for the built-in one).
+    #[serde(skip)]
+    pub source: PathBuf,
+    pub node: Node,
+    pub server: Server,
+    pub store: StoreConfig,
+    pub engine: EngineConfig,
+    #[serde(rename = "check")]
+    pub checks: Vec<Check>,
+}
+
+impl Config {
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Server {
+    pub listen: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How long raw check results are kept.
+    pub retention: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineConfig {
+    /// At most this many probes run at once.
+    pub concurrency: usize,
+}
+
+/// One check: when and how to run it, how to judge it, and its probe.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub every: Duration,
+    pub timeout: Duration,
+    pub fail_after: u32,
+    pub recover_after: u32,
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub probe: Probe,
+}
+
+impl Check {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            fail_after: self.fail_after,
+            recover_after: self.recover_after,
+        }
+    }
+}
+
+/// The probe of a check; in the file it is the key that names it
+/// (`http = { … }`).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    Http(HttpProbe),
+    Tcp(TcpProbe),
+    Tls(TlsProbe),
+    Dns(DnsProbe),
+    Ping(PingProbe),
+    Command(CommandProbe),
+    Systemd(SystemdProbe),
+    Process(ProcessProbe),
+    Disk(DiskProbe),
+    Memory(MemoryProbe),
+    Load(LoadProbe),
+    FileAge(FileAgeProbe),
+    Heartbeat(HeartbeatProbe),
+}
+
+impl Probe {
+    pub const KINDS: [&'static str; 13] = [
+        "http", "tcp", "tls", "dns", "ping", "command", "systemd", "process", "disk", "memory",
+        "load", "file_age", "heartbeat",
+    ];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Http(_) => "http",
+            Probe::Tcp(_) => "tcp",
+            Probe::Tls(_) => "tls",
+            Probe::Dns(_) => "dns",
+            Probe::Ping(_) => "ping",
+            Probe::Command(_) => "command",
+            Probe::Systemd(_) => "systemd",
+            Probe::Process(_) => "process",
+            Probe::Disk(_) => "disk",
+            Probe::Memory(_) => "memory",
+            Probe::Load(_) => "load",
+            Probe::FileAge(_) => "file_age",
+            Probe::Heartbeat(_) => "heartbeat",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A compiled regular expression that serializes back to its source.
+#[derive(Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.0.as_str())
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::RegexBuilder::new(&s)
+            .size_limit(1 << 20)
+            .build()
+            .map(Pattern)
+            .map_err(|e| {
+                // regex's own message spans several lines; keep its verdict.
+                let text = e.to_string();
+                let why = text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text).to_owned();
+                serde::de::Error::custom(format!("invalid regular expression `{s}`: {why}"))
+            })
+    }
+}
+
+/// An `http://` or `https://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl(pub url::Url);
+
+impl Serialize for HttpUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let s = String::deserialize(d)?;
+        let url = url::Url::parse(&s).map_err(|e| {
+            D::Error::custom(format!("`{s}` is not a URL ({e}): write it in full, e.g. \"https://example.org/health\""))
+        })?;
+        match url.scheme() {
+            "http" | "https" if url.host().is_some() => Ok(HttpUrl(url)),
+            "http" | "https" => Err(D::Error::custom(format!("`{s}` has no host"))),
+            other => Err(D::Error::custom(format!(
+                "`{s}`: scheme `{other}` is not checked over HTTP; use http:// or https://"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Options => "OPTIONS",
+        }
+    }
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub url: HttpUrl,
+    #[serde(default)]
+    pub method: HttpMethod,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Accepted statuses; empty means any status below 400.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_regex: Option<Pattern>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_time: Option<Duration>,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    /// A PEM file of extra trusted certificates (a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dangerously_accept_invalid_certs: bool,
+    /// Fail when the server certificate expires in fewer days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_min_days: Option<u32>,
+    /// The most of the body read for `body_contains` / `body_regex`.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    /// `host:port`
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsProbe {
+    /// `host:port`
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dangerously_accept_invalid_certs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_min_days: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordType {
+    #[default]
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
+}
+
+/// What a DNS answer must contain: anything, or exactly these values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DnsExpect {
+    #[default]
+    Any,
+    Values(Vec<String>),
+}
+
+impl Serialize for DnsExpect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DnsExpect::Any => s.serialize_str("any"),
+            DnsExpect::Values(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DnsExpect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::One(s) if s == "any" => Ok(DnsExpect::Any),
+            Raw::One(s) => Err(serde::de::Error::custom(format!(
+                "expect is \"any\" or a list of values; write expect = [\"{s}\"]"
+            ))),
+            Raw::Many(v) => Ok(DnsExpect::Values(v)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsProbe {
+    /// The name to resolve.
+    pub name: String,
+    #[serde(default)]
+    pub record: RecordType,
+    /// `ip` or `ip:port` of the server to ask; the system resolver if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default)]
+    pub expect: DnsExpect,
+}
+
+fn default_ping_count() -> u32 {
+    3
+}
+fn default_ping_interval() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max_loss() -> f64 {
+    50.0
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingProbe {
+    pub host: String,
+    #[serde(default = "default_ping_count")]
+    pub count: u32,
+    #[serde(default = "default_ping_interval")]
+    pub interval: Duration,
+    /// Fail when more than this share of echoes is lost.
+    #[serde(default = "default_max_loss")]
+    pub max_loss_percent: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rtt: Option<Duration>,
+}
+
+fn default_exit() -> Vec<i32> {
+    vec![0]
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandProbe {
+    /// Program and arguments, run without a shell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// A command line for `/bin/sh -c`, when a shell is really wanted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    #[serde(default = "default_exit")]
+    pub expect_exit: Vec<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_contains: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_regex: Option<Pattern>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemdProbe {
+    pub unit: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessProbe {
+    /// Process name as in `/proc/PID/comm`, or the program's file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
+    #[serde(default = "one")]
+    pub min: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from("/")
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskProbe {
+    #[serde(default = "root")]
+    pub path: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_used_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<ByteSize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inodes_used_percent: Option<f64>,
+}
+
+fn ninety() -> f64 {
+    90.0
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryProbe {
+    #[serde(default = "ninety")]
+    pub max_used_percent: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_swap_used_percent: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadProbe {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_load1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_load5: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_load15: Option<f64>,
+    /// Thresholds are per CPU (a load of 2.0 on 4 CPUs is 0.5).
+    #[serde(default = "yes")]
+    pub per_cpu: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAgeProbe {
+    /// A file, or a directory whose newest file is judged.
+    pub path: PathBuf,
+    pub max_age: Duration,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recursive: bool,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatProbe {
+    /// How often the job is expected to ping.
+    pub period: Duration,
+    /// Extra time allowed before the check fails.
+    #[serde(default = "default_grace")]
+    pub grace: Duration,
+    /// The token pings must carry; generated and kept in the store if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}

@@ -1,0 +1,92 @@
+//! Secrets are never written inline in a config: they name where to find
+//! the value, `{ env = "NAME" }` or `{ file = "/path" }`. The value is read
+//! once at load, never printed, never serialized.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A secret as configured, plus its value once resolved.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub source: SecretSource,
+    value: String,
+}
+
+impl Secret {
+    pub fn new(source: SecretSource) -> Self {
+        Self {
+            source,
+            value: String::new(),
+        }
+    }
+
+    pub(crate) fn set_value(&mut self, v: String) {
+        self.value = v;
+    }
+
+    /// The secret's value. Call it only where the value is sent, never
+    /// where it could be logged.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({:?}, <redacted>)", self.source)
+    }
+}
+
+pub(crate) const INLINE_HINT: &str =
+    "write { env = \"NAME\" } or { file = \"/path/to/file\" }: secrets are never written inline";
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match &self.source {
+            SecretSource::Env(name) => m.serialize_entry("env", name)?,
+            SecretSource::File(path) => m.serialize_entry("file", path)?,
+        }
+        m.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("{ env = \"NAME\" } or { file = \"/path\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Secret, E> {
+                Err(E::custom(format!("a secret cannot be inline: {INLINE_HINT}")))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+                use serde::de::Error;
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let src = match key.as_str() {
+                        "env" => SecretSource::Env(map.next_value()?),
+                        "file" => SecretSource::File(map.next_value()?),
+                        other => return Err(A::Error::unknown_field(other, &["env", "file"])),
+                    };
+                    if found.replace(src).is_some() {
+                        return Err(A::Error::custom("a secret has either `env` or `file`, not both"));
+                    }
+                }
+                found
+                    .map(Secret::new)
+                    .ok_or_else(|| A::Error::custom(format!("empty secret: {INLINE_HINT}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

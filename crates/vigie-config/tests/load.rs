@@ -1,0 +1,158 @@
+//! Loading configs: good ones resolve, bad ones report every problem with
+//! its place and a hint.
+
+use std::path::Path;
+
+use vigie_config::{Probe, load_str};
+
+fn env(name: &str) -> Option<String> {
+    (name == "VIGIE_TEST_TOKEN").then(|| "s3cret".to_owned())
+}
+
+fn errors(src: &str) -> String {
+    let diags = load_str(src, Path::new("vigie.toml"), &env).expect_err("config should be refused");
+    diags.to_string()
+}
+
+#[test]
+fn quickstart_resolves() {
+    let loaded = load_str(vigie_config::QUICKSTART, Path::new("q.toml"), &env).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.checks.len(), 5);
+    assert!(matches!(loaded.config.check("nightly-job").unwrap().probe, Probe::Heartbeat(_)));
+}
+
+#[test]
+fn every_error_at_once_with_places_and_hints() {
+    let src = r#"
+[servr]
+listen = "1.2.3.4:80"
+
+[[check]]
+name = "blog"
+http = { url = "https://blog.example.org/" }
+evry = "5s"
+timeout = "2"
+severity = "hihg"
+
+[[check]]
+name = "blog"
+tcp = { address = "db:5432" }
+depends_on = ["blgo", "api"]
+
+[[check]]
+name = "api"
+tcp = { address = "api:443" }
+depends_on = ["db"]
+
+[[check]]
+name = "db"
+tcp = { address = "nope" }
+depends_on = ["api"]
+"#;
+    insta::assert_snapshot!(errors(src));
+}
+
+#[test]
+fn secrets_are_never_inline() {
+    let src = r#"
+[server]
+listen = "0.0.0.0:9470"
+token = "hunter2"
+"#;
+    insta::assert_snapshot!(errors(src));
+}
+
+#[test]
+fn non_loopback_listen_needs_a_token() {
+    let src = "[server]\nlisten = \"0.0.0.0:9470\"\n";
+    insta::assert_snapshot!(errors(src));
+    let ok = "[server]\nlisten = \"0.0.0.0:9470\"\ntoken = { env = \"VIGIE_TEST_TOKEN\" }\n";
+    let loaded = load_str(ok, Path::new("vigie.toml"), &env).unwrap();
+    assert_eq!(loaded.config.server.token.unwrap().expose(), "s3cret");
+}
+
+#[test]
+fn missing_env_secret_is_named() {
+    let src = "[[check]]\nname = \"job\"\nheartbeat = { period = \"1h\", token = { env = \"NOPE_NOT_SET\" } }\n";
+    insta::assert_snapshot!(errors(src));
+}
+
+#[test]
+fn syntax_errors_have_a_place() {
+    insta::assert_snapshot!(errors("[[check]\nname = 1\n"));
+}
+
+#[test]
+fn a_check_has_exactly_one_probe() {
+    let src = "[[check]]\nname = \"a\"\n\n[[check]]\nname = \"b\"\ntcp = { address = \"x:1\" }\nping = { host = \"x\" }\n";
+    insta::assert_snapshot!(errors(src));
+}
+
+#[test]
+fn bad_values_inside_probes() {
+    let src = r#"
+[[check]]
+name = "u"
+http = { url = "ftp://example.org/" }
+
+[[check]]
+name = "r"
+http = { url = "http://x/", body_regex = "(" }
+
+[[check]]
+name = "c"
+command = { argv = ["true"], shell = "true" }
+
+[[check]]
+name = "d"
+disk = { max_used_percent = 140 }
+"#;
+    insta::assert_snapshot!(errors(src));
+}
+
+#[test]
+fn includes_merge_checks_and_keep_their_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("vigie.toml");
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(&main, "include = \"conf.d\"\n[[check]]\nname = \"a\"\nmemory = {}\n").unwrap();
+    std::fs::write(dir.path().join("conf.d/10-web.toml"), "[[check]]\nname = \"b\"\nload = {}\ndepends_on = [\"a\"]\n").unwrap();
+    std::fs::write(dir.path().join("conf.d/20-bad.toml"), "[server]\nlisten = \"127.0.0.1:1\"\n[[check]]\nname = \"a\"\nmemory = {}\n").unwrap();
+    std::fs::write(dir.path().join("conf.d/README"), "not toml").unwrap();
+    let text = std::fs::read_to_string(&main).unwrap();
+    let diags = load_str(&text, &main, &env).unwrap_err();
+    let out = diags.to_string().replace(&dir.path().display().to_string(), "[DIR]");
+    insta::assert_snapshot!(out);
+    std::fs::remove_file(dir.path().join("conf.d/20-bad.toml")).unwrap();
+    let loaded = load_str(&text, &main, &env).unwrap();
+    let names: Vec<_> = loaded.config.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[test]
+fn defaults_apply_and_show_config_round_trips() {
+    let src = r#"
+[defaults]
+every = "1m"
+fail_after = 3
+
+[[check]]
+name = "a"
+tcp = { address = "localhost:22" }
+
+[[check]]
+name = "b"
+tcp = { address = "localhost:22" }
+every = "5s"
+"#;
+    let loaded = load_str(src, Path::new("vigie.toml"), &env).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.checks[0].every.to_string(), "1m");
+    assert_eq!(c.checks[0].timeout.to_string(), "10s");
+    assert_eq!(c.checks[0].fail_after, 3);
+    assert_eq!(c.checks[1].timeout.to_string(), "5s");
+    let shown = vigie_config::to_toml(c).unwrap();
+    let again = load_str(&shown, Path::new("shown.toml"), &env).unwrap();
+    assert_eq!(vigie_config::to_toml(&again.config).unwrap(), shown);
+}

@@ -1,0 +1,45 @@
+//! Shared vocabulary of vigie: what every other crate speaks.
+//!
+//! Nothing here does I/O. Checks produce an [`Outcome`]; the engine feeds
+//! outcomes to a [`StateTracker`] that applies `fail_after` / `recover_after`
+//! and reports [`Transition`]s; later crates turn transitions into incidents.
+
+mod duration;
+mod outcome;
+mod size;
+mod state;
+mod time;
+
+pub use duration::{Duration, DurationError};
+pub use outcome::{CheckResult, Metric, Outcome, Severity};
+pub use size::{ByteSize, ByteSizeError};
+pub use state::{CheckState, StateTracker, Thresholds, Transition};
+pub use time::Timestamp;
+
+/// Rules for a check, heartbeat or any other name that appears in URLs and
+/// metric labels: ASCII letters, digits, `-`, `_` and `.`, 1 to 64 bytes,
+/// starting with a letter or a digit.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_name;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("blog"));
+        assert!(is_valid_name("disk-root_1.a"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name("a/b"));
+        assert!(!is_valid_name("a b"));
+        assert!(!is_valid_name(&"a".repeat(65)));
+    }
+}

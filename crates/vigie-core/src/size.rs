@@ -1,0 +1,87 @@
+//! Byte sizes with their unit (`"500MB"`, `"1GiB"`).
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a size: write a number and a unit, e.g. \"500MB\" or \"1GiB\" (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)")]
+pub struct ByteSizeError(String);
+
+impl FromStr for ByteSize {
+    type Err = ByteSizeError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let s = input.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| ByteSizeError(input.to_owned()))?;
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num.parse().map_err(|_| ByteSizeError(input.to_owned()))?;
+        let factor: f64 = match unit.trim() {
+            "B" => 1.0,
+            "kB" | "KB" | "k" => 1e3,
+            "MB" | "M" => 1e6,
+            "GB" | "G" => 1e9,
+            "TB" | "T" => 1e12,
+            "KiB" => 1024.0,
+            "MiB" => 1_048_576.0,
+            "GiB" => 1_073_741_824.0,
+            "TiB" => 1_099_511_627_776.0,
+            _ => return Err(ByteSizeError(input.to_owned())),
+        };
+        let v = n * factor;
+        if !v.is_finite() || v > u64::MAX as f64 {
+            return Err(ByteSizeError(input.to_owned()));
+        }
+        Ok(Self(v.round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (unit, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteSize;
+
+    #[test]
+    fn parses() {
+        assert_eq!("1GiB".parse::<ByteSize>().unwrap(), ByteSize(1 << 30));
+        assert_eq!("500MB".parse::<ByteSize>().unwrap(), ByteSize(500_000_000));
+        assert_eq!("1.5kB".parse::<ByteSize>().unwrap(), ByteSize(1500));
+        assert!("12".parse::<ByteSize>().is_err());
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
+        assert_eq!(ByteSize(1500).to_string(), "1500B");
+    }
+}
