@@ -1,1 +1,344 @@
-//! placeholder
+//! vigie's embedded store: one SQLite file in WAL mode under the state
+//! directory, with versioned migrations.
+//!
+//! Every check result is recorded with its timing and numbers; each
+//! check's threshold state is kept so that a restart remembers a failing
+//! check; heartbeat pings and generated tokens live here too. A daemon
+//! killed with SIGKILL loses nothing that was committed: WAL with
+//! `synchronous = NORMAL` survives a process crash (only a power cut may
+//! take the last transactions).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
+
+mod migrations;
+
+pub use migrations::SCHEMA_VERSION;
+
+/// The store's file name inside the state directory.
+pub const DB_FILE: &str = "vigie.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store {path} has schema version {found}, newer than this vigie knows ({known}); upgrade vigie or point --state-dir elsewhere"
+    )]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `/var/lib/vigie` as root, `./.vigie` otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        PathBuf::from("/var/lib/vigie")
+    } else {
+        PathBuf::from(".vigie")
+    }
+}
+
+/// What the store remembers of a check between runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredState {
+    pub tracker: StateTracker,
+    pub last_run: Option<Timestamp>,
+    pub last_ok: Option<bool>,
+    pub last_message: String,
+    pub last_duration_ms: f64,
+    pub runs_total: u64,
+    pub failures_total: u64,
+}
+
+/// The heartbeat record of one check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub check: String,
+    pub token: Option<String>,
+    pub last_ping: Option<Timestamp>,
+    pub last_fail: Option<Timestamp>,
+    pub first_seen: Timestamp,
+}
+
+/// One stored result, as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredResult {
+    pub started_at: Timestamp,
+    pub lag_ms: f64,
+    pub duration_ms: f64,
+    pub ok: bool,
+    pub message: String,
+    pub metrics: Vec<(String, f64)>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `state_dir` and bring its
+    /// schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        create_private_dir(state_dir)?;
+        let path = state_dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Self { conn, path };
+        migrations::migrate(&mut store.conn, &store.path)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// Record results and the states they led to, in one transaction.
+    pub fn record(&mut self, batch: &[(CheckResult, StateTracker)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO results (check_name, started_ms, lag_ms, duration_ms, ok, message, metrics)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut state = tx.prepare_cached(
+                "INSERT INTO check_state (check_name, state, consecutive_ok, consecutive_fail, since_ms,
+                                          last_ms, last_ok, last_message, last_duration_ms, runs_total, failures_total)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10)
+                 ON CONFLICT (check_name) DO UPDATE SET
+                   state = excluded.state, consecutive_ok = excluded.consecutive_ok,
+                   consecutive_fail = excluded.consecutive_fail, since_ms = excluded.since_ms,
+                   last_ms = excluded.last_ms, last_ok = excluded.last_ok,
+                   last_message = excluded.last_message, last_duration_ms = excluded.last_duration_ms,
+                   runs_total = runs_total + 1, failures_total = failures_total + excluded.failures_total",
+            )?;
+            for (r, tracker) in batch {
+                let metrics = (!r.outcome.metrics.is_empty()).then(|| {
+                    let map: serde_json::Map<String, serde_json::Value> = r
+                        .outcome
+                        .metrics
+                        .iter()
+                        .map(|m| (m.name.clone(), serde_json::Value::from(m.value)))
+                        .collect();
+                    serde_json::Value::Object(map).to_string()
+                });
+                let duration_ms = r.duration.as_secs_f64() * 1000.0;
+                insert.execute(params![
+                    &*r.check,
+                    r.started_at.millis(),
+                    r.lag.as_secs_f64() * 1000.0,
+                    duration_ms,
+                    r.outcome.ok,
+                    r.outcome.message,
+                    metrics,
+                ])?;
+                state.execute(params![
+                    &*r.check,
+                    tracker.state.as_str(),
+                    tracker.consecutive_ok,
+                    tracker.consecutive_fail,
+                    tracker.since.millis(),
+                    r.started_at.millis(),
+                    r.outcome.ok,
+                    r.outcome.message,
+                    duration_ms,
+                    i64::from(!r.outcome.ok),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every check's remembered state.
+    pub fn states(&self) -> Result<HashMap<String, StoredState>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT check_name, state, consecutive_ok, consecutive_fail, since_ms, last_ms, last_ok,
+                    last_message, last_duration_ms, runs_total, failures_total FROM check_state",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(1)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                StoredState {
+                    tracker: StateTracker {
+                        state: CheckState::parse(&state).unwrap_or_default(),
+                        consecutive_ok: r.get(2)?,
+                        consecutive_fail: r.get(3)?,
+                        since: Timestamp(r.get(4)?),
+                    },
+                    last_run: r.get::<_, Option<i64>>(5)?.map(Timestamp),
+                    last_ok: r.get(6)?,
+                    last_message: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                    last_duration_ms: r.get::<_, Option<f64>>(8)?.unwrap_or_default(),
+                    runs_total: r.get::<_, i64>(9)? as u64,
+                    failures_total: r.get::<_, i64>(10)? as u64,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent results of a check, newest first.
+    pub fn recent_results(&self, check: &str, limit: usize) -> Result<Vec<StoredResult>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT started_ms, lag_ms, duration_ms, ok, message, metrics FROM results
+             WHERE check_name = ?1 ORDER BY started_ms DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![check, limit as i64], |r| {
+            let metrics: Option<String> = r.get(5)?;
+            Ok(StoredResult {
+                started_at: Timestamp(r.get(0)?),
+                lag_ms: r.get(1)?,
+                duration_ms: r.get(2)?,
+                ok: r.get(3)?,
+                message: r.get(4)?,
+                metrics: metrics.map(|m| parse_metrics(&m)).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_results(&self) -> Result<u64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM results", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Delete raw results older than `before`, a slice at a time so that
+    /// writers are never held up for long. Returns how many went.
+    pub fn prune(&mut self, before: Timestamp) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.conn.execute(
+                "DELETE FROM results WHERE id IN (SELECT id FROM results WHERE started_ms < ?1 LIMIT 5000)",
+                params![before.millis()],
+            )?;
+            total += n;
+            if n < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Forget the state of checks that are no longer configured.
+    pub fn forget_checks_except(&mut self, keep: &[&str]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let names: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT check_name FROM check_state")?;
+            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        let mut n = 0;
+        for name in names.iter().filter(|n| !keep.contains(&n.as_str())) {
+            n += tx.execute("DELETE FROM check_state WHERE check_name = ?1", [name])?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Make sure a heartbeat row exists; returns it.
+    pub fn heartbeat(&mut self, check: &str, now: Timestamp) -> Result<Heartbeat> {
+        self.conn.execute(
+            "INSERT INTO heartbeats (check_name, first_seen_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![check, now.millis()],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT check_name, token, last_ping_ms, last_fail_ms, first_seen_ms FROM heartbeats WHERE check_name = ?1",
+            [check],
+            |r| {
+                Ok(Heartbeat {
+                    check: r.get(0)?,
+                    token: r.get(1)?,
+                    last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
+                    last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
+                    first_seen: Timestamp(r.get(4)?),
+                })
+            },
+        )?)
+    }
+
+    /// Keep `token` as the heartbeat's generated token.
+    pub fn set_heartbeat_token(&mut self, check: &str, token: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE heartbeats SET token = ?2 WHERE check_name = ?1",
+            params![check, token],
+        )?;
+        Ok(())
+    }
+
+    /// Record a ping (`fail = false`) or a failure signal.
+    pub fn heartbeat_ping(&mut self, check: &str, at: Timestamp, fail: bool) -> Result<()> {
+        let column = if fail { "last_fail_ms" } else { "last_ping_ms" };
+        self.conn.execute(
+            &format!(
+                "INSERT INTO heartbeats (check_name, first_seen_ms, {column}) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (check_name) DO UPDATE SET {column} = excluded.{column}"
+            ),
+            params![check, at.millis()],
+        )?;
+        Ok(())
+    }
+
+    /// A value in the small key/value table (node identity and the like).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
+
+fn parse_metrics(json: &str) -> Vec<(String, f64)> {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
+        Ok(map) => map.into_iter().filter_map(|(k, v)| v.as_f64().map(|v| (k, v))).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}

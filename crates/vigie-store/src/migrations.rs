@@ -1,0 +1,71 @@
+//! Versioned schema migrations, tracked with SQLite's `user_version`.
+//! Append to `MIGRATIONS`; never edit one that has shipped.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: check results, per-check state, heartbeats, a key/value table.
+    "CREATE TABLE results (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        lag_ms REAL NOT NULL,
+        duration_ms REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        metrics TEXT
+    );
+    CREATE INDEX results_by_check ON results (check_name, started_ms);
+    CREATE INDEX results_by_time ON results (started_ms);
+    CREATE TABLE check_state (
+        check_name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        consecutive_ok INTEGER NOT NULL,
+        consecutive_fail INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL,
+        last_ms INTEGER,
+        last_ok INTEGER,
+        last_message TEXT,
+        last_duration_ms REAL,
+        runs_total INTEGER NOT NULL DEFAULT 0,
+        failures_total INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE heartbeats (
+        check_name TEXT PRIMARY KEY,
+        token TEXT,
+        last_ping_ms INTEGER,
+        last_fail_ms INTEGER,
+        first_seen_ms INTEGER NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "store schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The store keeps what it committed, across reopen and across versions.
+
+use std::sync::Arc;
+
+use vigie_core::{CheckResult, CheckState, Outcome, StateTracker, Thresholds, Timestamp};
+use vigie_store::{SCHEMA_VERSION, Store, StoreError};
+
+fn result(name: &str, at: i64, ok: bool) -> CheckResult {
+    CheckResult {
+        check: Arc::from(name),
+        started_at: Timestamp(at),
+        lag: std::time::Duration::from_millis(3),
+        duration: std::time::Duration::from_millis(12),
+        outcome: if ok { Outcome::ok("fine") } else { Outcome::fail("down") }.with_metric("latency_seconds", 0.012),
+    }
+}
+
+#[test]
+fn results_and_states_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tracker = StateTracker::default();
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        let t = Thresholds { fail_after: 2, recover_after: 1 };
+        let mut batch = Vec::new();
+        for (i, ok) in [true, false, false].into_iter().enumerate() {
+            let r = result("web", 1000 + i as i64, ok);
+            tracker.observe(ok, t, r.started_at);
+            batch.push((r, tracker));
+        }
+        store.record(&batch).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let states = store.states().unwrap();
+    let web = &states["web"];
+    assert_eq!(web.tracker.state, CheckState::Failing);
+    assert_eq!(web.tracker.consecutive_fail, 2);
+    assert_eq!(web.runs_total, 3);
+    assert_eq!(web.failures_total, 2);
+    assert_eq!(web.last_message, "down");
+    let recent = store.recent_results("web", 10).unwrap();
+    assert_eq!(recent.len(), 3);
+    assert!(!recent[0].ok);
+    assert_eq!(recent[0].metrics, vec![("latency_seconds".to_owned(), 0.012)]);
+}
+
+#[test]
+fn prune_keeps_recent_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let batch: Vec<_> = (0..12_000).map(|i| (result("a", i, true), StateTracker::default())).collect();
+    store.record(&batch).unwrap();
+    assert_eq!(store.prune(Timestamp(10_000)).unwrap(), 10_000);
+    assert_eq!(store.count_results().unwrap(), 2_000);
+}
+
+#[test]
+fn heartbeats_and_tokens_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        let hb = store.heartbeat("job", Timestamp(5)).unwrap();
+        assert_eq!((hb.token, hb.last_ping, hb.first_seen), (None, None, Timestamp(5)));
+        store.set_heartbeat_token("job", "tok").unwrap();
+        store.heartbeat_ping("job", Timestamp(7), false).unwrap();
+        store.heartbeat_ping("job", Timestamp(9), true).unwrap();
+    }
+    let mut store = Store::open(dir.path()).unwrap();
+    let hb = store.heartbeat("job", Timestamp(100)).unwrap();
+    assert_eq!(hb.token.as_deref(), Some("tok"));
+    assert_eq!(hb.last_ping, Some(Timestamp(7)));
+    assert_eq!(hb.last_fail, Some(Timestamp(9)));
+    assert_eq!(hb.first_seen, Timestamp(5));
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 5).unwrap();
+    drop(conn);
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { .. }));
+    assert!(err.to_string().contains("upgrade vigie"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(vigie_store::DB_FILE), b"this is not sqlite, just some text padding it out to a page..").unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("vigie.db") || err.to_string().contains("not a database"), "{err}");
+}
