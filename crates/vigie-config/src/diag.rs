@@ -84,7 +84,11 @@ impl fmt::Display for Diagnostics {
         }
         if !self.errors.is_empty() {
             let n = self.errors.len();
-            write!(f, "{n} error{} in the configuration", if n == 1 { "" } else { "s" })?;
+            write!(
+                f,
+                "{n} error{} in the configuration",
+                if n == 1 { "" } else { "s" }
+            )?;
         }
         Ok(())
     }
@@ -117,7 +121,10 @@ impl Source {
         let offset = span.map_or(0, |s| s.start.min(self.text.len()));
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
-        let col = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(1, |s| s.chars().count() + 1);
         Location {
             file: self.path.clone(),
             line,
@@ -127,7 +134,10 @@ impl Source {
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))

@@ -83,7 +83,9 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 7] = ["include", "node", "server", "store", "engine", "defaults", "check"];
+const SECTIONS: [&str; 7] = [
+    "include", "node", "server", "store", "engine", "defaults", "check",
+];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
 
 #[derive(Deserialize, Default)]
@@ -184,7 +186,14 @@ impl Loader {
         self.sources[src].locate(span)
     }
 
-    fn error(&mut self, src: usize, span: Option<Range<usize>>, key: &str, message: String, hint: Option<String>) {
+    fn error(
+        &mut self,
+        src: usize,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         let location = Some(self.loc(src, span));
         self.diags.push(Diagnostic {
             level: Level::Error,
@@ -195,7 +204,14 @@ impl Loader {
         });
     }
 
-    fn warning(&mut self, src: usize, span: Option<Range<usize>>, key: &str, message: String, hint: Option<String>) {
+    fn warning(
+        &mut self,
+        src: usize,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         let location = Some(self.loc(src, span));
         self.diags.push(Diagnostic {
             level: Level::Warning,
@@ -214,7 +230,13 @@ impl Loader {
         let (root, errors) = DeTable::parse_recoverable(&text);
         if !errors.is_empty() {
             for e in errors {
-                self.error(src, e.span(), "", format!("invalid TOML: {}", e.message().trim()), None);
+                self.error(
+                    src,
+                    e.span(),
+                    "",
+                    format!("invalid TOML: {}", e.message().trim()),
+                    None,
+                );
             }
             return;
         }
@@ -226,7 +248,13 @@ impl Loader {
                     || format!("known sections: {}", SECTIONS.join(", ")),
                     |s| format!("did you mean `{s}`?"),
                 );
-                self.error(src, Some(key_span), name, format!("unknown key `{name}`"), Some(hint));
+                self.error(
+                    src,
+                    Some(key_span),
+                    name,
+                    format!("unknown key `{name}`"),
+                    Some(hint),
+                );
                 continue;
             }
             if !is_main && MAIN_ONLY.contains(&name) {
@@ -279,7 +307,9 @@ impl Loader {
                 }),
                 _ => None,
             };
-            let key = name.as_ref().map_or_else(|| "check".to_owned(), |n| format!("check \"{n}\""));
+            let key = name
+                .as_ref()
+                .map_or_else(|| "check".to_owned(), |n| format!("check \"{n}\""));
             match self.de::<RawCheck>(src, item, &key) {
                 Some(raw) => self.raw.checks.push(CheckEntry { src, table, raw }),
                 None => self.raw.broken_names.extend(name),
@@ -290,7 +320,12 @@ impl Loader {
     /// Deserialize one value. On an error inside a table, the offending
     /// entry is dropped and the rest tried again, so that one pass reports
     /// every bad key of a section, not just the first.
-    fn de<T: DeserializeOwned>(&mut self, src: usize, mut value: Spanned<DeValue<'_>>, key: &str) -> Option<T> {
+    fn de<T: DeserializeOwned>(
+        &mut self,
+        src: usize,
+        mut value: Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> Option<T> {
         let whole = value.span();
         let mut failed = false;
         for _ in 0..64 {
@@ -301,13 +336,17 @@ impl Loader {
                     let span = e.span().or_else(|| Some(whole.clone()));
                     let (message, hint) = explain(e.message());
                     self.error(src, span.clone(), key, message, hint);
-                    let Some(span) = span else { return None };
-                    let DeValue::Table(t) = value.get_mut() else { return None };
+                    let span = span?;
+                    let DeValue::Table(t) = value.get_mut() else {
+                        return None;
+                    };
                     let before = t.len();
                     let old = std::mem::take(t);
                     *t = old
                         .into_iter()
-                        .filter(|(k, v)| !(contains(&k.span(), &span) || contains(&v.span(), &span)))
+                        .filter(|(k, v)| {
+                            !(contains(&k.span(), &span) || contains(&v.span(), &span))
+                        })
                         .collect();
                     if t.len() == before {
                         return None;
@@ -353,27 +392,42 @@ impl Loader {
         }
     }
 
-    fn resolve_secret(&mut self, src: usize, span: Range<usize>, key: &str, mut secret: Secret, env: EnvLookup<'_>) -> Option<Secret> {
+    fn resolve_secret(
+        &mut self,
+        src: usize,
+        span: Range<usize>,
+        key: &str,
+        mut secret: Secret,
+        env: EnvLookup<'_>,
+    ) -> Option<Secret> {
         let value = match &secret.source {
-            SecretSource::Env(name) => match env(name) {
-                Some(v) if !v.is_empty() => v,
-                _ => {
-                    self.error(
+            SecretSource::Env(name) => {
+                match env(name) {
+                    Some(v) if !v.is_empty() => v,
+                    _ => {
+                        self.error(
                         src,
                         Some(span),
                         key,
                         format!("environment variable `{name}` is not set"),
                         Some(format!("export {name}=… before starting vigie, or use {{ file = \"/path\" }}")),
                     );
-                    return None;
+                        return None;
+                    }
                 }
-            },
+            }
             SecretSource::File(path) => {
                 let path = self.base.join(path);
                 match fs_err::read_to_string(&path) {
                     Ok(v) if !v.trim().is_empty() => v.trim_end_matches(['\n', '\r']).to_owned(),
                     Ok(_) => {
-                        self.error(src, Some(span), key, format!("secret file {} is empty", path.display()), None);
+                        self.error(
+                            src,
+                            Some(span),
+                            key,
+                            format!("secret file {} is empty", path.display()),
+                            None,
+                        );
                         return None;
                     }
                     Err(e) => {
@@ -400,20 +454,43 @@ impl Loader {
                 .node
                 .take()
                 .and_then(|n| n.name)
-                .unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned()),
+                .unwrap_or_else(|| {
+                    rustix::system::uname()
+                        .nodename()
+                        .to_string_lossy()
+                        .into_owned()
+                }),
         };
         let server = self.resolve_server(env);
         let store_raw = self.raw.store.take().unwrap_or_default();
         let store = StoreConfig {
             dir: store_raw.dir.map(|d| self.base.join(d)),
-            retention: store_raw.retention.unwrap_or(Duration::from_secs(7 * 86_400)),
+            retention: store_raw
+                .retention
+                .unwrap_or(Duration::from_secs(7 * 86_400)),
         };
         let engine = match self.raw.engine.take() {
-            Some((src, RawEngine { concurrency: Some(c) })) if *c.get_ref() == 0 => {
-                self.error(src, Some(c.span()), "engine.concurrency", "must be at least 1".into(), None);
+            Some((
+                src,
+                RawEngine {
+                    concurrency: Some(c),
+                },
+            )) if *c.get_ref() == 0 => {
+                self.error(
+                    src,
+                    Some(c.span()),
+                    "engine.concurrency",
+                    "must be at least 1".into(),
+                    None,
+                );
                 EngineConfig { concurrency: 1 }
             }
-            Some((_, RawEngine { concurrency: Some(c) })) => EngineConfig {
+            Some((
+                _,
+                RawEngine {
+                    concurrency: Some(c),
+                },
+            )) => EngineConfig {
                 concurrency: c.into_inner(),
             },
             _ => EngineConfig { concurrency: 128 },
@@ -435,20 +512,25 @@ impl Loader {
     fn resolve_server(&mut self, env: EnvLookup<'_>) -> Option<Server> {
         let (src, raw) = self.raw.server.take().unwrap_or_default();
         let listen: SocketAddr = match &raw.listen {
-            None => DEFAULT_LISTEN.parse().expect("default listen address parses"),
-            Some(l) => match l.get_ref().parse() {
-                Ok(a) => a,
-                Err(_) => {
-                    self.error(
-                        src,
-                        Some(l.span()),
-                        "server.listen",
-                        format!("`{}` is not an address and port", l.get_ref()),
-                        Some(format!("write e.g. \"{DEFAULT_LISTEN}\" or \"[::1]:9470\"")),
-                    );
-                    return None;
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            Some(l) => {
+                if let Ok(a) = l.get_ref().parse() {
+                    a
+                } else {
+                    {
+                        self.error(
+                            src,
+                            Some(l.span()),
+                            "server.listen",
+                            format!("`{}` is not an address and port", l.get_ref()),
+                            Some(format!("write e.g. \"{DEFAULT_LISTEN}\" or \"[::1]:9470\"")),
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
         };
         let token = match raw.token {
             Some(t) => {
@@ -464,7 +546,10 @@ impl Loader {
                 span,
                 "server.listen",
                 format!("listening on {listen}, beyond loopback, needs an API token"),
-                Some("add token = { env = \"VIGIE_TOKEN\" } under [server], or listen on 127.0.0.1".into()),
+                Some(
+                    "add token = { env = \"VIGIE_TOKEN\" } under [server], or listen on 127.0.0.1"
+                        .into(),
+                ),
             );
         }
         Some(Server { listen, token })
@@ -493,14 +578,31 @@ impl Loader {
             }
             if let Some(first) = seen.get(&name) {
                 let hint = format!("the first is at {first}; give each check its own name");
-                self.error(src, Some(raw.name.span()), &key, format!("duplicate check name `{name}`"), Some(hint));
+                self.error(
+                    src,
+                    Some(raw.name.span()),
+                    &key,
+                    format!("duplicate check name `{name}`"),
+                    Some(hint),
+                );
             } else {
                 seen.insert(name.clone(), name_loc);
             }
-            let every = raw.every.as_ref().map_or(defaults.every.unwrap_or(Duration::from_secs(30)), |e| *e.get_ref());
+            let every = raw
+                .every
+                .as_ref()
+                .map_or(defaults.every.unwrap_or(Duration::from_secs(30)), |e| {
+                    *e.get_ref()
+                });
             if every.std() < std::time::Duration::from_millis(100) {
                 let span = raw.every.as_ref().map(Spanned::span);
-                self.error(src, span, &format!("{key}.every"), "`every` must be at least 100ms".into(), None);
+                self.error(
+                    src,
+                    span,
+                    &format!("{key}.every"),
+                    "`every` must be at least 100ms".into(),
+                    None,
+                );
             }
             let timeout = raw
                 .timeout
@@ -510,7 +612,13 @@ impl Loader {
                 .unwrap_or_else(|| every.min(Duration::from_secs(10)));
             if timeout.std().is_zero() {
                 let span = raw.timeout.as_ref().map(Spanned::span);
-                self.error(src, span, &format!("{key}.timeout"), "`timeout` must be more than 0s".into(), None);
+                self.error(
+                    src,
+                    span,
+                    &format!("{key}.timeout"),
+                    "`timeout` must be more than 0s".into(),
+                    None,
+                );
             } else if timeout > every {
                 let span = raw.timeout.as_ref().map(Spanned::span);
                 self.warning(
@@ -524,7 +632,13 @@ impl Loader {
             let mut threshold = |v: &Option<Spanned<u32>>, d: Option<u32>, field: &str| -> u32 {
                 match v {
                     Some(v) if *v.get_ref() == 0 => {
-                        self.error(src, Some(v.span()), &format!("{key}.{field}"), format!("`{field}` must be at least 1"), None);
+                        self.error(
+                            src,
+                            Some(v.span()),
+                            &format!("{key}.{field}"),
+                            format!("`{field}` must be at least 1"),
+                            None,
+                        );
                         1
                     }
                     Some(v) => *v.get_ref(),
@@ -532,13 +646,17 @@ impl Loader {
                 }
             };
             let fail_after = threshold(&raw.fail_after, defaults.fail_after, "fail_after");
-            let recover_after = threshold(&raw.recover_after, defaults.recover_after, "recover_after");
+            let recover_after =
+                threshold(&raw.recover_after, defaults.recover_after, "recover_after");
             let mut raw = raw;
             let probe = self.resolve_probe(src, entry.table.clone(), &key, &mut raw, env);
             places.push((
                 name.clone(),
                 src,
-                raw.depends_on.iter().map(|d| (d.get_ref().clone(), d.span())).collect::<Vec<_>>(),
+                raw.depends_on
+                    .iter()
+                    .map(|d| (d.get_ref().clone(), d.span()))
+                    .collect::<Vec<_>>(),
             ));
             if let Some(probe) = probe {
                 checks.push(Check {
@@ -549,7 +667,11 @@ impl Loader {
                     fail_after,
                     recover_after,
                     severity: raw.severity.or(defaults.severity).unwrap_or_default(),
-                    depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
+                    depends_on: raw
+                        .depends_on
+                        .into_iter()
+                        .map(Spanned::into_inner)
+                        .collect(),
                     tags: raw.tags,
                     probe,
                 });
@@ -571,11 +693,25 @@ impl Loader {
                     if self.raw.broken_names.contains(dep) {
                         continue;
                     }
-                    let hint = did_you_mean(dep, names.iter().copied())
-                        .map_or_else(|| "depends_on names other checks of this config".to_owned(), |s| format!("did you mean `{s}`?"));
-                    self.error(*src, Some(span.clone()), &format!("check \"{owner}\".depends_on"), format!("unknown check `{dep}`"), Some(hint));
+                    let hint = did_you_mean(dep, names.iter().copied()).map_or_else(
+                        || "depends_on names other checks of this config".to_owned(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    self.error(
+                        *src,
+                        Some(span.clone()),
+                        &format!("check \"{owner}\".depends_on"),
+                        format!("unknown check `{dep}`"),
+                        Some(hint),
+                    );
                 } else if *dep == owner {
-                    self.error(*src, Some(span.clone()), &format!("check \"{owner}\".depends_on"), "a check cannot depend on itself".into(), None);
+                    self.error(
+                        *src,
+                        Some(span.clone()),
+                        &format!("check \"{owner}\".depends_on"),
+                        "a check cannot depend on itself".into(),
+                        None,
+                    );
                 } else {
                     graph.entry(owner.clone()).or_default().push(dep.clone());
                 }
@@ -591,7 +727,12 @@ impl Loader {
                     continue;
                 }
                 reported.push(key);
-                let path = cycle.iter().chain(std::iter::once(&cycle[0])).cloned().collect::<Vec<_>>().join(" → ");
+                let path = cycle
+                    .iter()
+                    .chain(std::iter::once(&cycle[0]))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" → ");
                 self.error(
                     src,
                     span,
@@ -603,8 +744,19 @@ impl Loader {
         }
     }
 
-    fn resolve_probe(&mut self, src: usize, table: Range<usize>, key: &str, raw: &mut RawCheck, env: EnvLookup<'_>) -> Option<Probe> {
-        fn take<T>(v: &mut Option<Spanned<T>>, f: fn(T) -> Probe, out: &mut Vec<(Probe, Range<usize>)>) {
+    fn resolve_probe(
+        &mut self,
+        src: usize,
+        table: Range<usize>,
+        key: &str,
+        raw: &mut RawCheck,
+        env: EnvLookup<'_>,
+    ) -> Option<Probe> {
+        fn take<T>(
+            v: &mut Option<Spanned<T>>,
+            f: fn(T) -> Probe,
+            out: &mut Vec<(Probe, Range<usize>)>,
+        ) {
             if let Some(s) = v.take() {
                 let span = s.span();
                 out.push((f(s.into_inner()), span));
@@ -630,7 +782,10 @@ impl Loader {
                 src,
                 Some(found[1].1.clone()),
                 key,
-                format!("a check has one probe, this one has {}", kinds.join(" and ")),
+                format!(
+                    "a check has one probe, this one has {}",
+                    kinds.join(" and ")
+                ),
                 Some("split it into one [[check]] per probe".into()),
             );
             return None;
@@ -648,37 +803,61 @@ impl Loader {
         let kind = probe.kind();
         let field = |f: &str| format!("{key}.{kind}.{f}");
         let mut problems: Vec<(String, String, Option<String>)> = Vec::new();
-        let percent = |v: Option<f64>, f: &str, problems: &mut Vec<(String, String, Option<String>)>| {
-            if let Some(v) = v
-                && !(0.0..=100.0).contains(&v)
-            {
-                problems.push((field(f), format!("{v} is not a percentage between 0 and 100"), None));
-            }
-        };
+        let percent =
+            |v: Option<f64>, f: &str, problems: &mut Vec<(String, String, Option<String>)>| {
+                if let Some(v) = v
+                    && !(0.0..=100.0).contains(&v)
+                {
+                    problems.push((
+                        field(f),
+                        format!("{v} is not a percentage between 0 and 100"),
+                        None,
+                    ));
+                }
+            };
         match &mut probe {
             Probe::Http(h) => {
                 for s in &h.expect_status {
                     if !(100..=599).contains(s) {
-                        problems.push((field("expect_status"), format!("{s} is not an HTTP status"), Some("statuses run from 100 to 599".into())));
+                        problems.push((
+                            field("expect_status"),
+                            format!("{s} is not an HTTP status"),
+                            Some("statuses run from 100 to 599".into()),
+                        ));
                     }
                 }
                 if let Some(ca) = &mut h.ca {
                     *ca = self.base.join(&*ca);
                     if !ca.is_file() {
-                        problems.push((field("ca"), format!("CA file {} does not exist", ca.display()), Some("give a PEM file of trusted certificates".into())));
+                        problems.push((
+                            field("ca"),
+                            format!("CA file {} does not exist", ca.display()),
+                            Some("give a PEM file of trusted certificates".into()),
+                        ));
                     }
                 }
             }
             Probe::Tcp(TcpProbe { address, .. }) | Probe::Tls(TlsProbe { address, .. }) => {
                 if let Err(e) = split_host_port(address) {
-                    problems.push((field("address"), e, Some("write \"host:port\", e.g. \"db.example.org:5432\" or \"[::1]:443\"".into())));
+                    problems.push((
+                        field("address"),
+                        e,
+                        Some(
+                            "write \"host:port\", e.g. \"db.example.org:5432\" or \"[::1]:443\""
+                                .into(),
+                        ),
+                    ));
                 }
                 if let Probe::Tls(t) = &mut probe
                     && let Some(ca) = &mut t.ca
                 {
                     *ca = self.base.join(&*ca);
                     if !ca.is_file() {
-                        problems.push((field("ca"), format!("CA file {} does not exist", ca.display()), None));
+                        problems.push((
+                            field("ca"),
+                            format!("CA file {} does not exist", ca.display()),
+                            None,
+                        ));
                     }
                 }
             }
@@ -687,7 +866,11 @@ impl Loader {
                     && server.parse::<SocketAddr>().is_err()
                     && server.parse::<std::net::IpAddr>().is_err()
                 {
-                    problems.push((field("server"), format!("`{server}` is not an IP address"), Some("write \"192.0.2.53\" or \"192.0.2.53:5353\"".into())));
+                    problems.push((
+                        field("server"),
+                        format!("`{server}` is not an IP address"),
+                        Some("write \"192.0.2.53\" or \"192.0.2.53:5353\"".into()),
+                    ));
                 }
                 if d.name.is_empty() {
                     problems.push((field("name"), "empty name".into(), None));
@@ -695,17 +878,37 @@ impl Loader {
             }
             Probe::Ping(p) => {
                 if !(1..=100).contains(&p.count) {
-                    problems.push((field("count"), "count must be between 1 and 100".into(), None));
+                    problems.push((
+                        field("count"),
+                        "count must be between 1 and 100".into(),
+                        None,
+                    ));
                 }
                 if p.interval.std() < std::time::Duration::from_millis(10) {
-                    problems.push((field("interval"), "interval must be at least 10ms".into(), None));
+                    problems.push((
+                        field("interval"),
+                        "interval must be at least 10ms".into(),
+                        None,
+                    ));
                 }
                 percent(Some(p.max_loss_percent), "max_loss_percent", &mut problems);
             }
             Probe::Command(c) => match (&c.argv, &c.shell) {
-                (Some(_), Some(_)) => problems.push((field("argv"), "set `argv` or `shell`, not both".into(), Some("argv runs a program directly; shell runs /bin/sh -c".into()))),
-                (None, None) => problems.push((field("argv"), "no command: set `argv` (a program and its arguments) or `shell`".into(), None)),
-                (Some(argv), None) if argv.is_empty() || argv[0].is_empty() => problems.push((field("argv"), "`argv` is empty: its first item is the program".into(), None)),
+                (Some(_), Some(_)) => problems.push((
+                    field("argv"),
+                    "set `argv` or `shell`, not both".into(),
+                    Some("argv runs a program directly; shell runs /bin/sh -c".into()),
+                )),
+                (None, None) => problems.push((
+                    field("argv"),
+                    "no command: set `argv` (a program and its arguments) or `shell`".into(),
+                    None,
+                )),
+                (Some(argv), None) if argv.is_empty() || argv[0].is_empty() => problems.push((
+                    field("argv"),
+                    "`argv` is empty: its first item is the program".into(),
+                    None,
+                )),
                 _ => {}
             },
             Probe::Systemd(s) => {
@@ -715,22 +918,37 @@ impl Loader {
             }
             Probe::Process(p) => {
                 if p.name.is_some() == p.pidfile.is_some() {
-                    problems.push((field("name"), "set exactly one of `name` and `pidfile`".into(), None));
+                    problems.push((
+                        field("name"),
+                        "set exactly one of `name` and `pidfile`".into(),
+                        None,
+                    ));
                 }
                 if p.max.is_some_and(|m| m < p.min) {
                     problems.push((field("max"), "`max` is less than `min`".into(), None));
                 }
             }
             Probe::Disk(d) => {
-                if d.max_used_percent.is_none() && d.min_free.is_none() && d.max_inodes_used_percent.is_none() {
+                if d.max_used_percent.is_none()
+                    && d.min_free.is_none()
+                    && d.max_inodes_used_percent.is_none()
+                {
                     d.max_used_percent = Some(90.0);
                 }
                 percent(d.max_used_percent, "max_used_percent", &mut problems);
-                percent(d.max_inodes_used_percent, "max_inodes_used_percent", &mut problems);
+                percent(
+                    d.max_inodes_used_percent,
+                    "max_inodes_used_percent",
+                    &mut problems,
+                );
             }
             Probe::Memory(m) => {
                 percent(Some(m.max_used_percent), "max_used_percent", &mut problems);
-                percent(m.max_swap_used_percent, "max_swap_used_percent", &mut problems);
+                percent(
+                    m.max_swap_used_percent,
+                    "max_swap_used_percent",
+                    &mut problems,
+                );
             }
             Probe::Load(l) => {
                 if l.max_load1.is_none() && l.max_load5.is_none() && l.max_load15.is_none() {
@@ -740,7 +958,11 @@ impl Loader {
             Probe::FileAge(f) => f.path = self.base.join(&f.path),
             Probe::Heartbeat(h) => {
                 if h.period.std().is_zero() {
-                    problems.push((field("period"), "`period` must be more than 0s".into(), None));
+                    problems.push((
+                        field("period"),
+                        "`period` must be more than 0s".into(),
+                        None,
+                    ));
                 }
                 if let Some(token) = h.token.take() {
                     h.token = self.resolve_secret(src, span.clone(), &field("token"), token, env);
@@ -762,7 +984,10 @@ pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
     let (host, port) = address
         .rsplit_once(':')
         .ok_or_else(|| format!("`{address}` has no port"))?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() {
         return Err(format!("`{address}` has no host"));
     }
@@ -775,12 +1000,20 @@ pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
 }
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end && inner.start < outer.end.max(outer.start + 1)
+    outer.start <= inner.start
+        && inner.end <= outer.end
+        && inner.start < outer.end.max(outer.start + 1)
 }
 
 /// Depth-first search for a cycle through `start`.
 fn find_cycle(graph: &BTreeMap<String, Vec<String>>, start: &str) -> Option<Vec<String>> {
-    fn walk(graph: &BTreeMap<String, Vec<String>>, start: &str, node: &str, path: &mut Vec<String>, seen: &mut Vec<String>) -> bool {
+    fn walk(
+        graph: &BTreeMap<String, Vec<String>>,
+        start: &str,
+        node: &str,
+        path: &mut Vec<String>,
+        seen: &mut Vec<String>,
+    ) -> bool {
         for next in graph.get(node).into_iter().flatten() {
             if next == start {
                 return true;
@@ -805,7 +1038,8 @@ fn find_cycle(graph: &BTreeMap<String, Vec<String>>, start: &str) -> Option<Vec<
 /// Turn serde's wording into ours, with a hint where one helps.
 fn explain(message: &str) -> (String, Option<String>) {
     let message = message.trim();
-    let quoted = |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    let quoted =
+        |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let words = quoted(rest);
         if let Some((field, expected)) = words.split_first() {

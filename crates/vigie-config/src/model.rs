@@ -109,8 +109,19 @@ pub enum Probe {
 
 impl Probe {
     pub const KINDS: [&'static str; 13] = [
-        "http", "tcp", "tls", "dns", "ping", "command", "systemd", "process", "disk", "memory",
-        "load", "file_age", "heartbeat",
+        "http",
+        "tcp",
+        "tls",
+        "dns",
+        "ping",
+        "command",
+        "systemd",
+        "process",
+        "disk",
+        "memory",
+        "load",
+        "file_age",
+        "heartbeat",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -167,7 +178,12 @@ impl<'de> Deserialize<'de> for Pattern {
             .map_err(|e| {
                 // regex's own message spans several lines; keep its verdict.
                 let text = e.to_string();
-                let why = text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text).to_owned();
+                let why = text
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("error: "))
+                    .unwrap_or(&text)
+                    .to_owned();
                 serde::de::Error::custom(format!("invalid regular expression `{s}`: {why}"))
             })
     }
@@ -188,7 +204,9 @@ impl<'de> Deserialize<'de> for HttpUrl {
         use serde::de::Error;
         let s = String::deserialize(d)?;
         let url = url::Url::parse(&s).map_err(|e| {
-            D::Error::custom(format!("`{s}` is not a URL ({e}): write it in full, e.g. \"https://example.org/health\""))
+            D::Error::custom(format!(
+                "`{s}` is not a URL ({e}): write it in full, e.g. \"https://example.org/health\""
+            ))
         })?;
         match url.scheme() {
             "http" | "https" if url.host().is_some() => Ok(HttpUrl(url)),

@@ -67,9 +67,14 @@ impl<'de> serde::Deserialize<'de> for Secret {
                 f.write_str("{ env = \"NAME\" } or { file = \"/path\" }")
             }
             fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Secret, E> {
-                Err(E::custom(format!("a secret cannot be inline: {INLINE_HINT}")))
+                Err(E::custom(format!(
+                    "a secret cannot be inline: {INLINE_HINT}"
+                )))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Secret, A::Error> {
                 use serde::de::Error;
                 let mut found = None;
                 while let Some(key) = map.next_key::<String>()? {
@@ -79,7 +84,9 @@ impl<'de> serde::Deserialize<'de> for Secret {
                         other => return Err(A::Error::unknown_field(other, &["env", "file"])),
                     };
                     if found.replace(src).is_some() {
-                        return Err(A::Error::custom("a secret has either `env` or `file`, not both"));
+                        return Err(A::Error::custom(
+                            "a secret has either `env` or `file`, not both",
+                        ));
                     }
                 }
                 found

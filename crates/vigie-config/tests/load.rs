@@ -19,7 +19,10 @@ fn quickstart_resolves() {
     let loaded = load_str(vigie_config::QUICKSTART, Path::new("q.toml"), &env).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.checks.len(), 5);
-    assert!(matches!(loaded.config.check("nightly-job").unwrap().probe, Probe::Heartbeat(_)));
+    assert!(matches!(
+        loaded.config.check("nightly-job").unwrap().probe,
+        Probe::Heartbeat(_)
+    ));
 }
 
 #[test]
@@ -116,17 +119,36 @@ fn includes_merge_checks_and_keep_their_places() {
     let dir = tempfile::tempdir().unwrap();
     let main = dir.path().join("vigie.toml");
     std::fs::create_dir(dir.path().join("conf.d")).unwrap();
-    std::fs::write(&main, "include = \"conf.d\"\n[[check]]\nname = \"a\"\nmemory = {}\n").unwrap();
-    std::fs::write(dir.path().join("conf.d/10-web.toml"), "[[check]]\nname = \"b\"\nload = {}\ndepends_on = [\"a\"]\n").unwrap();
-    std::fs::write(dir.path().join("conf.d/20-bad.toml"), "[server]\nlisten = \"127.0.0.1:1\"\n[[check]]\nname = \"a\"\nmemory = {}\n").unwrap();
+    std::fs::write(
+        &main,
+        "include = \"conf.d\"\n[[check]]\nname = \"a\"\nmemory = {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/10-web.toml"),
+        "[[check]]\nname = \"b\"\nload = {}\ndepends_on = [\"a\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/20-bad.toml"),
+        "[server]\nlisten = \"127.0.0.1:1\"\n[[check]]\nname = \"a\"\nmemory = {}\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("conf.d/README"), "not toml").unwrap();
     let text = std::fs::read_to_string(&main).unwrap();
     let diags = load_str(&text, &main, &env).unwrap_err();
-    let out = diags.to_string().replace(&dir.path().display().to_string(), "[DIR]");
+    let out = diags
+        .to_string()
+        .replace(&dir.path().display().to_string(), "[DIR]");
     insta::assert_snapshot!(out);
     std::fs::remove_file(dir.path().join("conf.d/20-bad.toml")).unwrap();
     let loaded = load_str(&text, &main, &env).unwrap();
-    let names: Vec<_> = loaded.config.checks.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<_> = loaded
+        .config
+        .checks
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["a", "b"]);
 }
 

@@ -13,9 +13,7 @@ pub struct Duration(pub std::time::Duration);
 pub enum DurationError {
     #[error("empty duration: write a number and a unit, e.g. \"30s\"")]
     Empty,
-    #[error(
-        "`{0}` has no unit: write e.g. \"{0}s\" (units: ms, s, m, h, d, w)"
-    )]
+    #[error("`{0}` has no unit: write e.g. \"{0}s\" (units: ms, s, m, h, d, w)")]
     MissingUnit(String),
     #[error("unknown unit `{unit}` in `{input}`: use ms, s, m, h, d or w")]
     UnknownUnit { input: String, unit: String },
@@ -162,19 +160,40 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!("5s".parse::<Duration>().unwrap(), Duration::from_secs(5));
         assert_eq!("2m".parse::<Duration>().unwrap(), Duration::from_secs(120));
-        assert_eq!("1h30m".parse::<Duration>().unwrap(), Duration::from_secs(5400));
-        assert_eq!("7d".parse::<Duration>().unwrap(), Duration::from_secs(604_800));
-        assert_eq!("1w".parse::<Duration>().unwrap(), Duration::from_secs(604_800));
+        assert_eq!(
+            "1h30m".parse::<Duration>().unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            "7d".parse::<Duration>().unwrap(),
+            Duration::from_secs(604_800)
+        );
+        assert_eq!(
+            "1w".parse::<Duration>().unwrap(),
+            Duration::from_secs(604_800)
+        );
     }
 
     #[test]
     fn rejects_with_reason() {
-        assert_eq!("5".parse::<Duration>(), Err(DurationError::MissingUnit("5".into())));
-        assert!(matches!("5x".parse::<Duration>(), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!("s".parse::<Duration>(), Err(DurationError::Invalid(_))));
+        assert_eq!(
+            "5".parse::<Duration>(),
+            Err(DurationError::MissingUnit("5".into()))
+        );
+        assert!(matches!(
+            "5x".parse::<Duration>(),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            "s".parse::<Duration>(),
+            Err(DurationError::Invalid(_))
+        ));
         assert!(matches!("".parse::<Duration>(), Err(DurationError::Empty)));
         assert!(matches!(
             "99999999999999999999999w".parse::<Duration>(),

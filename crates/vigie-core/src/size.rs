@@ -7,7 +7,9 @@ use std::str::FromStr;
 pub struct ByteSize(pub u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a size: write a number and a unit, e.g. \"500MB\" or \"1GiB\" (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)")]
+#[error(
+    "`{0}` is not a size: write a number and a unit, e.g. \"500MB\" or \"1GiB\" (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+)]
 pub struct ByteSizeError(String);
 
 impl FromStr for ByteSize {
@@ -49,7 +51,7 @@ impl fmt::Display for ByteSize {
             ("KiB", 1 << 10),
         ];
         for (unit, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }

@@ -9,7 +9,9 @@ use std::fmt;
 
 use crate::Timestamp;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckState {
     #[default]
@@ -88,7 +90,9 @@ impl StateTracker {
         }
         let next = match self.state {
             CheckState::Unknown if ok => CheckState::Ok,
-            CheckState::Unknown | CheckState::Ok if self.consecutive_fail >= t.fail_after.max(1) => {
+            CheckState::Unknown | CheckState::Ok
+                if self.consecutive_fail >= t.fail_after.max(1) =>
+            {
                 CheckState::Failing
             }
             CheckState::Failing if self.consecutive_ok >= t.recover_after.max(1) => CheckState::Ok,
@@ -122,11 +126,23 @@ mod tests {
 
     #[test]
     fn thresholds_absorb_noise() {
-        let t = Thresholds { fail_after: 3, recover_after: 2 };
+        let t = Thresholds {
+            fail_after: 3,
+            recover_after: 2,
+        };
         assert_eq!(run(&[true, false, false], t).state, CheckState::Ok);
-        assert_eq!(run(&[true, false, false, false], t).state, CheckState::Failing);
-        assert_eq!(run(&[false, false, false, true], t).state, CheckState::Failing);
-        assert_eq!(run(&[false, false, false, true, true], t).state, CheckState::Ok);
+        assert_eq!(
+            run(&[true, false, false, false], t).state,
+            CheckState::Failing
+        );
+        assert_eq!(
+            run(&[false, false, false, true], t).state,
+            CheckState::Failing
+        );
+        assert_eq!(
+            run(&[false, false, false, true, true], t).state,
+            CheckState::Ok
+        );
         assert_eq!(run(&[false, false], t).state, CheckState::Unknown);
     }
 

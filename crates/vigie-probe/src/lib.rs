@@ -1,1 +1,146 @@
-//! placeholder
+//! Check implementations. A probe never panics and never returns an
+//! error: whatever goes wrong becomes a failing [`Outcome`] whose message
+//! says what happened. Timeouts are the engine's business: it drops a
+//! probe's future when its time is up, and every probe is written so that
+//! dropping it releases what it held (sockets, child processes).
+//!
+//! Expensive set-up (TLS roots, HTTP clients with their connection pools,
+//! DNS resolvers) happens once in [`prepare`], not on every run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigie_config::{Check, Probe};
+use vigie_core::Outcome;
+
+mod cert;
+mod command;
+mod heartbeat;
+mod host;
+mod http;
+mod net;
+mod ping;
+mod tls;
+
+pub use cert::not_after_unix;
+pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
+pub use tls::TlsSettings;
+
+/// Resources shared by every prepared check: TLS roots and HTTP clients.
+#[derive(Default)]
+pub struct Shared {
+    http: http::Clients,
+    tls: tls::Configs,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+/// A check made ready to run: its clients and resolvers are built.
+pub struct Prepared {
+    kind: Kind,
+}
+
+enum Kind {
+    Http(Box<http::Prepared>),
+    Tcp(vigie_config::TcpProbe),
+    Tls(Box<tls::Prepared>),
+    Dns(Box<net::DnsPrepared>),
+    Ping(vigie_config::PingProbe),
+    Command(vigie_config::CommandProbe),
+    Systemd(vigie_config::SystemdProbe),
+    Process(vigie_config::ProcessProbe),
+    Disk(vigie_config::DiskProbe),
+    Memory(vigie_config::MemoryProbe),
+    Load(vigie_config::LoadProbe),
+    FileAge(vigie_config::FileAgeProbe),
+    /// Judged by the engine from the pings it received.
+    Heartbeat,
+}
+
+/// Why a check could not be made ready (a CA file that went missing, …).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PrepareError(pub String);
+
+/// Build what `check` needs to run. Only fails on local set-up problems.
+pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError> {
+    let kind = match &check.probe {
+        Probe::Http(h) => Kind::Http(Box::new(http::prepare(h, check.timeout.std(), shared)?)),
+        Probe::Tcp(t) => Kind::Tcp(t.clone()),
+        Probe::Tls(t) => Kind::Tls(Box::new(tls::prepare(t, shared)?)),
+        Probe::Dns(d) => Kind::Dns(Box::new(net::prepare_dns(d, check.timeout.std())?)),
+        Probe::Ping(p) => Kind::Ping(p.clone()),
+        Probe::Command(c) => Kind::Command(c.clone()),
+        Probe::Systemd(s) => Kind::Systemd(s.clone()),
+        Probe::Process(p) => Kind::Process(p.clone()),
+        Probe::Disk(d) => Kind::Disk(d.clone()),
+        Probe::Memory(m) => Kind::Memory(m.clone()),
+        Probe::Load(l) => Kind::Load(l.clone()),
+        Probe::FileAge(f) => Kind::FileAge(f.clone()),
+        Probe::Heartbeat(_) => Kind::Heartbeat,
+    };
+    Ok(Prepared { kind })
+}
+
+impl Prepared {
+    /// Whether the engine judges this check itself (heartbeats).
+    pub fn is_passive(&self) -> bool {
+        matches!(self.kind, Kind::Heartbeat)
+    }
+
+    /// Run the probe once. `timeout` is only used by probes that pace
+    /// themselves (ping); the engine enforces it for all.
+    pub async fn run(&self, timeout: Duration) -> Outcome {
+        match &self.kind {
+            Kind::Http(p) => p.run().await,
+            Kind::Tcp(t) => net::tcp(t).await,
+            Kind::Tls(p) => p.run().await,
+            Kind::Dns(d) => d.run().await,
+            Kind::Ping(p) => ping::run(p, timeout).await,
+            Kind::Command(c) => command::run(c).await,
+            Kind::Systemd(s) => command::systemd(s).await,
+            Kind::Process(p) => blocking(host::process, p.clone()).await,
+            Kind::Disk(d) => host::disk(d),
+            Kind::Memory(m) => host::memory(m),
+            Kind::Load(l) => host::load(l),
+            Kind::FileAge(f) => blocking(host::file_age, f.clone()).await,
+            Kind::Heartbeat => Outcome::fail(
+                "heartbeats are judged by the running daemon from the pings it receives",
+            ),
+        }
+    }
+}
+
+/// Run filesystem walks off the async threads.
+async fn blocking<T: Send + 'static>(f: fn(&T) -> Outcome, arg: T) -> Outcome {
+    tokio::task::spawn_blocking(move || f(&arg))
+        .await
+        .unwrap_or_else(|e| Outcome::fail(format!("probe crashed: {e}")))
+}
+
+/// "1.23s", "45ms": how long something took, for messages.
+pub(crate) fn human(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// An error and its causes on one line: `connect: Connection refused`.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

@@ -36,7 +36,11 @@ pub enum StoreError {
     #[error(
         "the store {path} has schema version {found}, newer than this vigie knows ({known}); upgrade vigie or point --state-dir elsewhere"
     )]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -92,7 +96,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,7 +126,9 @@ impl Store {
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     /// Record results and the states they led to, in one transaction.
@@ -230,7 +238,10 @@ impl Store {
     }
 
     pub fn count_results(&self) -> Result<u64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM results", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM results", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Delete raw results older than `before`, a slice at a time so that
@@ -254,7 +265,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         let names: Vec<String> = {
             let mut stmt = tx.prepare("SELECT check_name FROM check_state")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
         };
         let mut n = 0;
         for name in names.iter().filter(|n| !keep.contains(&n.as_str())) {
@@ -326,7 +338,10 @@ impl Store {
 
 fn parse_metrics(json: &str) -> Vec<(String, f64)> {
     match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
-        Ok(map) => map.into_iter().filter_map(|(k, v)| v.as_f64().map(|v| (k, v))).collect(),
+        Ok(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -11,7 +11,12 @@ fn result(name: &str, at: i64, ok: bool) -> CheckResult {
         started_at: Timestamp(at),
         lag: std::time::Duration::from_millis(3),
         duration: std::time::Duration::from_millis(12),
-        outcome: if ok { Outcome::ok("fine") } else { Outcome::fail("down") }.with_metric("latency_seconds", 0.012),
+        outcome: if ok {
+            Outcome::ok("fine")
+        } else {
+            Outcome::fail("down")
+        }
+        .with_metric("latency_seconds", 0.012),
     }
 }
 
@@ -21,7 +26,10 @@ fn results_and_states_survive_reopen() {
     let mut tracker = StateTracker::default();
     {
         let mut store = Store::open(dir.path()).unwrap();
-        let t = Thresholds { fail_after: 2, recover_after: 1 };
+        let t = Thresholds {
+            fail_after: 2,
+            recover_after: 1,
+        };
         let mut batch = Vec::new();
         for (i, ok) in [true, false, false].into_iter().enumerate() {
             let r = result("web", 1000 + i as i64, ok);
@@ -42,14 +50,19 @@ fn results_and_states_survive_reopen() {
     let recent = store.recent_results("web", 10).unwrap();
     assert_eq!(recent.len(), 3);
     assert!(!recent[0].ok);
-    assert_eq!(recent[0].metrics, vec![("latency_seconds".to_owned(), 0.012)]);
+    assert_eq!(
+        recent[0].metrics,
+        vec![("latency_seconds".to_owned(), 0.012)]
+    );
 }
 
 #[test]
 fn prune_keeps_recent_results() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
-    let batch: Vec<_> = (0..12_000).map(|i| (result("a", i, true), StateTracker::default())).collect();
+    let batch: Vec<_> = (0..12_000)
+        .map(|i| (result("a", i, true), StateTracker::default()))
+        .collect();
     store.record(&batch).unwrap();
     assert_eq!(store.prune(Timestamp(10_000)).unwrap(), 10_000);
     assert_eq!(store.count_results().unwrap(), 2_000);
@@ -61,7 +74,10 @@ fn heartbeats_and_tokens_persist() {
     {
         let mut store = Store::open(dir.path()).unwrap();
         let hb = store.heartbeat("job", Timestamp(5)).unwrap();
-        assert_eq!((hb.token, hb.last_ping, hb.first_seen), (None, None, Timestamp(5)));
+        assert_eq!(
+            (hb.token, hb.last_ping, hb.first_seen),
+            (None, None, Timestamp(5))
+        );
         store.set_heartbeat_token("job", "tok").unwrap();
         store.heartbeat_ping("job", Timestamp(7), false).unwrap();
         store.heartbeat_ping("job", Timestamp(9), true).unwrap();
@@ -79,7 +95,8 @@ fn a_newer_schema_is_refused_with_advice() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
     let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 5).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 5)
+        .unwrap();
     drop(conn);
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }));
@@ -89,7 +106,14 @@ fn a_newer_schema_is_refused_with_advice() {
 #[test]
 fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(vigie_store::DB_FILE), b"this is not sqlite, just some text padding it out to a page..").unwrap();
+    std::fs::write(
+        dir.path().join(vigie_store::DB_FILE),
+        b"this is not sqlite, just some text padding it out to a page..",
+    )
+    .unwrap();
     let err = Store::open(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("vigie.db") || err.to_string().contains("not a database"), "{err}");
+    assert!(
+        err.to_string().contains("vigie.db") || err.to_string().contains("not a database"),
+        "{err}"
+    );
 }

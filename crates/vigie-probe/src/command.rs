@@ -1,0 +1,216 @@
+//! The `command` and `systemd` probes: run a program, judge its exit
+//! status and output. A program is started in its own process group so
+//! that a timeout kills it and everything it spawned.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use vigie_config::{CommandProbe, SystemdProbe};
+use vigie_core::Outcome;
+
+/// How much output is kept for judging and messages.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// Kills the whole process group when dropped, e.g. when the engine's
+/// timeout drops the probe's future.
+struct GroupGuard(Option<rustix::process::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+pub(crate) struct Output {
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+    pub text: String,
+}
+
+/// Run `argv`, capturing stdout and stderr (bounded), in a fresh group.
+pub(crate) async fn capture(mut cmd: Command) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let guard = GroupGuard(
+        child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32)),
+    );
+    let out = read_bounded(child.stdout.take());
+    let err = read_bounded(child.stderr.take());
+    let (out, err, status) = tokio::join!(out, err, child.wait());
+    let status = status?;
+    // The leader is gone; still end whatever it left in its group.
+    drop(guard);
+    let mut text = out;
+    if !err.is_empty() {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&err);
+    }
+    Ok(Output {
+        status: status.code(),
+        signal: status.signal(),
+        text,
+    })
+}
+
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
+    let Some(mut r) = r else { return String::new() };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    // Keep reading past the limit so the program never blocks on a full pipe.
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn first_line(text: &str) -> &str {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    match line.char_indices().nth(200) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+pub(crate) async fn run(spec: &CommandProbe) -> Outcome {
+    let mut cmd = match (&spec.argv, &spec.shell) {
+        (Some(argv), _) if !argv.is_empty() => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+        (_, Some(line)) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(line);
+            c
+        }
+        _ => return Outcome::fail("no command to run"),
+    };
+    cmd.envs(&spec.env);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let program = spec
+        .argv
+        .as_ref()
+        .and_then(|a| a.first())
+        .map_or("/bin/sh", String::as_str);
+    let out = match capture(cmd).await {
+        Ok(o) => o,
+        Err(e) => return Outcome::fail(format!("cannot run {program}: {e}")),
+    };
+    let said = first_line(&out.text);
+    let Some(code) = out.status else {
+        return Outcome::fail(format!("killed by signal {}", out.signal.unwrap_or(0)));
+    };
+    let mut outcome = if !spec.expect_exit.contains(&code) {
+        let detail = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
+        Outcome::fail(format!("exit {code}{detail}"))
+    } else if let Some(needle) = spec
+        .output_contains
+        .as_ref()
+        .filter(|n| !out.text.contains(n.as_str()))
+    {
+        Outcome::fail(format!(
+            "exit {code} but the output does not contain {needle:?}"
+        ))
+    } else if let Some(re) = spec
+        .output_regex
+        .as_ref()
+        .filter(|re| !re.0.is_match(&out.text))
+    {
+        Outcome::fail(format!(
+            "exit {code} but the output does not match /{}/",
+            re.0.as_str()
+        ))
+    } else if said.is_empty() {
+        Outcome::ok(format!("exit {code}"))
+    } else {
+        Outcome::ok(said.to_owned())
+    };
+    outcome = outcome.with_metric("exit_code", f64::from(code));
+    outcome
+}
+
+pub(crate) async fn systemd(spec: &SystemdProbe) -> Outcome {
+    let mut cmd = Command::new("systemctl");
+    cmd.args([
+        "show",
+        "--property=LoadState,ActiveState,SubState",
+        "--",
+        &spec.unit,
+    ]);
+    let out = match capture(cmd).await {
+        Ok(o) => o,
+        Err(e) => return Outcome::fail(format!("cannot run systemctl: {e}")),
+    };
+    if out.status != Some(0) {
+        return Outcome::fail(format!("systemctl: {}", first_line(&out.text)));
+    }
+    judge_unit(&spec.unit, &out.text)
+}
+
+fn judge_unit(unit: &str, text: &str) -> Outcome {
+    let prop = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or("")
+    };
+    let (load, active, sub) = (prop("LoadState"), prop("ActiveState"), prop("SubState"));
+    if load == "not-found" {
+        return Outcome::fail(format!("unit {unit} not found"));
+    }
+    if active == "active" {
+        Outcome::ok(format!("{unit} is active ({sub})")).with_metric("active", 1.0)
+    } else {
+        Outcome::fail(format!("{unit} is {active} ({sub})")).with_metric("active", 0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_states() {
+        assert!(
+            judge_unit(
+                "a",
+                "LoadState=loaded\nActiveState=active\nSubState=running\n"
+            )
+            .ok
+        );
+        let o = judge_unit(
+            "a",
+            "LoadState=loaded\nActiveState=failed\nSubState=failed\n",
+        );
+        assert_eq!(o.message, "a is failed (failed)");
+        assert_eq!(
+            judge_unit("a", "LoadState=not-found\nActiveState=inactive\n").message,
+            "unit a not found"
+        );
+    }
+}

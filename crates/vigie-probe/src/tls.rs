@@ -1,0 +1,240 @@
+//! TLS client settings (system roots, an extra CA, or the explicitly
+//! dangerous "accept anything") and the `tls` probe.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use vigie_config::TlsProbe;
+use vigie_core::{Outcome, Timestamp};
+
+use crate::{PrepareError, Shared, chain};
+
+/// What decides a TLS client configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    pub ca: Option<PathBuf>,
+    pub accept_invalid: bool,
+    pub alpn_http: bool,
+}
+
+/// TLS configurations, built once per distinct setting.
+#[derive(Default)]
+pub(crate) struct Configs {
+    built: Mutex<HashMap<TlsSettings, Arc<ClientConfig>>>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// The system's trusted roots, read once.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "could not read some system CA certificates");
+        }
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "system CA certificates loaded");
+        roots
+    })
+}
+
+fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PrepareError> {
+    let data = fs_err::read(path).map_err(|e| PrepareError(e.to_string()))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            PrepareError(format!(
+                "{}: not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(PrepareError(format!(
+            "{}: no certificate found in this PEM file",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+impl Configs {
+    pub(crate) fn get(&self, s: &TlsSettings) -> Result<Arc<ClientConfig>, PrepareError> {
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = built.get(s) {
+            return Ok(c.clone());
+        }
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PrepareError(format!("TLS set-up: {e}")))?;
+        let mut config = if s.accept_invalid {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())))
+                .with_no_client_auth()
+        } else {
+            let mut roots = system_roots().clone();
+            if let Some(ca) = &s.ca {
+                for cert in read_pem_certs(ca)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| PrepareError(format!("{}: {e}", ca.display())))?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        if s.alpn_http {
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        let config = Arc::new(config);
+        built.insert(s.clone(), config.clone());
+        Ok(config)
+    }
+}
+
+/// `dangerously_accept_invalid_certs`: the certificate is not checked,
+/// but the handshake's signatures still are.
+#[derive(Debug)]
+struct AcceptAnything(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Days left before the leaf certificate expires (negative once expired).
+pub(crate) fn days_left(der: &[u8], now: Timestamp) -> Option<f64> {
+    let not_after = crate::cert::not_after_unix(der)?;
+    Some((not_after as f64 - now.as_secs_f64()) / 86_400.0)
+}
+
+/// Judge a certificate's remaining days against `cert_min_days`.
+pub(crate) fn judge_expiry(outcome: Outcome, days: Option<f64>, min_days: Option<u32>) -> Outcome {
+    let Some(days) = days else { return outcome };
+    let outcome = outcome.with_metric("cert_days_left", days);
+    match min_days {
+        Some(min) if outcome.ok && days < f64::from(min) => Outcome {
+            ok: false,
+            message: format!("certificate expires in {days:.1} days (fewer than {min})"),
+            metrics: outcome.metrics,
+        },
+        _ => outcome,
+    }
+}
+
+pub(crate) struct Prepared {
+    spec: TlsProbe,
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+}
+
+pub(crate) fn prepare(spec: &TlsProbe, shared: &Shared) -> Result<Prepared, PrepareError> {
+    let (host, port) = vigie_config::split_host_port(&spec.address).map_err(PrepareError)?;
+    let name = spec.server_name.clone().unwrap_or_else(|| host.to_owned());
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|e| PrepareError(format!("server name `{name}`: {e}")))?;
+    let config = shared.tls.get(&TlsSettings {
+        ca: spec.ca.clone(),
+        accept_invalid: spec.dangerously_accept_invalid_certs,
+        alpn_http: false,
+    })?;
+    Ok(Prepared {
+        spec: spec.clone(),
+        host: host.to_owned(),
+        port,
+        server_name,
+        config,
+    })
+}
+
+impl Prepared {
+    pub(crate) async fn run(&self) -> Outcome {
+        let start = std::time::Instant::now();
+        let stream = match tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::fail(format!("connect to {}: {e}", self.spec.address)),
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        let tls = match connector.connect(self.server_name.clone(), stream).await {
+            Ok(t) => t,
+            Err(e) => {
+                return Outcome::fail(format!(
+                    "TLS handshake with {}: {}",
+                    self.spec.address,
+                    chain(&e)
+                ));
+            }
+        };
+        let (_, conn) = tls.get_ref();
+        let version = conn.protocol_version().map_or_else(
+            || "unknown".to_owned(),
+            |v| format!("{v:?}").replace('_', "."),
+        );
+        let days = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| days_left(c, Timestamp::now()));
+        let elapsed = start.elapsed();
+        let msg = match days {
+            Some(d) => format!("{version}, certificate valid {d:.0} more days"),
+            None => format!("{version}, no certificate expiry read"),
+        };
+        let outcome = Outcome::ok(msg).with_metric("latency_seconds", elapsed.as_secs_f64());
+        judge_expiry(outcome, days, self.spec.cert_min_days)
+    }
+}
