@@ -1,1 +1,225 @@
-//! placeholder
+//! vigie's command line: argument types, subcommands, output and exit
+//! codes. Logic lives in the library crates; this is the glue.
+//!
+//! Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error,
+//! 3 runtime error. A closed stdout (`vigie check | head`) exits 0.
+
+mod args;
+mod output;
+mod run;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use vigie_config::{Config, Diagnostics, Loaded};
+
+pub use args::{Cli, Command};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const CHECK_FAILED: u8 = 1;
+    pub const CONFIG: u8 = 2;
+    pub const RUNTIME: u8 = 3;
+}
+
+/// An error that knows its exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub code: u8,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn config(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::CONFIG,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::RUNTIME,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::runtime(e.to_string())
+    }
+}
+
+pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
+
+/// The entry point of the `vigie` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) if f.code == exit::OK => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
+            if let Some(h) = f.hint {
+                eprintln!("  hint: {h}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (&cli.command, cli.verbose) {
+        (_, v) if v >= 2 => "debug",
+        (Command::Run, _) | (_, 1) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},hyper=warn,reqwest=warn,rustls=warn,hickory_proto=warn,hickory_resolver=warn"
+        ))
+    });
+    let ansi = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Run => run::run(cli),
+        Command::Check { names, json } => run::check(cli, names, *json),
+        Command::Validate => validate(cli),
+        Command::ShowConfig => {
+            let loaded = load(cli)?;
+            let text = vigie_config::to_toml(&loaded.config)
+                .map_err(|e| Failure::runtime(format!("cannot render the configuration: {e}")))?;
+            out(format_args!("{text}"))?;
+            Ok(exit::OK)
+        }
+        Command::Status { json } => run::status(cli, *json),
+        Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "vigie", &mut buf);
+            out_bytes(&buf)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            out_bytes(&buf)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn validate(cli: &Cli) -> Result<u8> {
+    let (loaded, source) = match load_with_source(cli) {
+        Ok(v) => v,
+        Err(f) => return Err(f),
+    };
+    let n = loaded.config.checks.len();
+    out(format_args!(
+        "{source}: configuration ok, {n} check{}\n",
+        if n == 1 { "" } else { "s" }
+    ))?;
+    Ok(exit::OK)
+}
+
+/// Where the configuration comes from: `-c`, `$VIGIE_CONFIG`,
+/// `/etc/vigie/vigie.toml` when it exists, else the embedded quickstart.
+pub(crate) fn config_path(cli: &Cli) -> Option<PathBuf> {
+    if let Some(p) = &cli.config {
+        return Some(p.clone());
+    }
+    let etc = Path::new("/etc/vigie/vigie.toml");
+    etc.exists().then(|| etc.to_owned())
+}
+
+pub(crate) fn load(cli: &Cli) -> Result<Loaded> {
+    load_with_source(cli).map(|(l, _)| l)
+}
+
+fn load_with_source(cli: &Cli) -> Result<(Loaded, String)> {
+    let (result, source) = match config_path(cli) {
+        Some(path) => (vigie_config::load_file(&path), path.display().to_string()),
+        None => {
+            tracing::info!(
+                "no configuration file: using the embedded quickstart (examples/quickstart.toml)"
+            );
+            (
+                vigie_config::load_str(
+                    vigie_config::QUICKSTART,
+                    Path::new(vigie_config::QUICKSTART_NAME),
+                    &|k| std::env::var(k).ok(),
+                ),
+                vigie_config::QUICKSTART_NAME.to_owned(),
+            )
+        }
+    };
+    match result {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Ok((loaded, source))
+        }
+        Err(diags) => Err(config_failure(&diags)),
+    }
+}
+
+pub(crate) fn config_failure(diags: &Diagnostics) -> Failure {
+    eprintln!("{diags}");
+    Failure {
+        code: exit::CONFIG,
+        message: String::new(),
+        hint: None,
+    }
+}
+
+pub(crate) fn state_dir(cli: &Cli, config: &Config) -> PathBuf {
+    cli.state_dir
+        .clone()
+        .or_else(|| config.store.dir.clone())
+        .unwrap_or_else(vigie_store::default_state_dir)
+}
+
+/// Write to stdout; a closed pipe ends the program quietly with 0.
+pub(crate) fn out(args: std::fmt::Arguments<'_>) -> Result<()> {
+    out_bytes(args.to_string().as_bytes())
+}
+
+pub(crate) fn out_bytes(b: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(b).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure {
+            code: exit::OK,
+            message: String::new(),
+            hint: None,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}

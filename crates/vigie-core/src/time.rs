@@ -44,6 +44,14 @@ impl Timestamp {
         )
     }
 
+    #[must_use]
+    pub fn saturating_sub(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// How long ago `self` was, as of `now` (zero if in the future).
     pub fn age(self, now: Self) -> std::time::Duration {
         std::time::Duration::from_millis(u64::try_from(now.0.saturating_sub(self.0)).unwrap_or(0))

@@ -1,1 +1,374 @@
-//! placeholder
+//! vigie's engine: runs every check on its own schedule, turns outcomes
+//! into states with the `fail_after` / `recover_after` thresholds, and
+//! records everything in the store.
+//!
+//! Data flows one way: a check task runs its probe, feeds the outcome to
+//! the check's [`StateTracker`], publishes the new status and any
+//! [`StateChange`], and hands the result to the store writer. Nothing
+//! downstream reaches back into a running check.
+//!
+//! - Each check has its own task and interval, offset by a stable jitter
+//!   derived from its name, so a thousand checks with the same `every`
+//!   spread over the whole interval instead of firing together.
+//! - A semaphore bounds how many probes run at once.
+//! - A probe runs in a task of its own: a panic becomes a failing result,
+//!   and its timeout aborts it (dropping sockets, killing processes)
+//!   without delaying any other check.
+
+mod heartbeat;
+mod runner;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::task::JoinSet;
+use vigie_config::{Check, Config};
+use vigie_core::{CheckState, Metric, Outcome, Severity, StateTracker, Timestamp};
+use vigie_store::{Store, StoreError};
+
+pub use heartbeat::PingError;
+pub use runner::{OnceResult, run_once};
+
+/// What the API and `/metrics` show of one check.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub severity: Severity,
+    pub state: CheckState,
+    /// When the current state began (ms since the epoch).
+    pub since: Timestamp,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    pub last_run: Option<Timestamp>,
+    pub last_ok: Option<bool>,
+    pub last_message: String,
+    pub last_duration_seconds: f64,
+    pub runs_total: u64,
+    pub failures_total: u64,
+    pub metrics: Vec<Metric>,
+    pub every_seconds: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// A check changed state: what later layers (incidents) listen to.
+#[derive(Clone, Debug)]
+pub struct StateChange {
+    pub check: Arc<str>,
+    pub severity: Severity,
+    pub from: CheckState,
+    pub to: CheckState,
+    pub at: Timestamp,
+    pub message: String,
+}
+
+/// Upper bounds (seconds) of the schedule-lag histogram buckets.
+pub const LAG_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// Counters about the engine itself, for `/metrics`.
+#[derive(Default, Debug)]
+pub struct EngineStats {
+    pub lag_buckets: [AtomicU64; LAG_BUCKETS.len()],
+    pub lag_count: AtomicU64,
+    /// Sum of lags in microseconds.
+    pub lag_sum_us: AtomicU64,
+    pub runs_total: AtomicU64,
+    pub timeouts_total: AtomicU64,
+    pub panics_total: AtomicU64,
+}
+
+impl EngineStats {
+    fn observe_lag(&self, lag: Duration) {
+        let s = lag.as_secs_f64();
+        for (i, bound) in LAG_BUCKETS.iter().enumerate() {
+            if s <= *bound {
+                self.lag_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.lag_count.fetch_add(1, Ordering::Relaxed);
+        self.lag_sum_us
+            .fetch_add(lag.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Inner {
+    status: RwLock<BTreeMap<String, CheckStatus>>,
+    heartbeats: Mutex<heartbeat::Book>,
+    writer: writer::Handle,
+    stats: EngineStats,
+    changes: broadcast::Sender<StateChange>,
+    semaphore: RwLock<Arc<Semaphore>>,
+}
+
+/// The running engine. Cheap to clone; every clone drives the same checks.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("check {check}: {message}")]
+    Prepare { check: String, message: String },
+}
+
+impl Engine {
+    /// Open the store in `state_dir`, restore what it remembers, and start
+    /// every check of `config`. Must be called inside a tokio runtime.
+    pub fn start(config: &Config, state_dir: &Path) -> Result<Self, EngineError> {
+        let store = Store::open(state_dir)?;
+        let (writer, store) = writer::spawn(store, config.store.retention.std())?;
+        let (changes, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            status: RwLock::new(BTreeMap::new()),
+            heartbeats: Mutex::new(heartbeat::Book::default()),
+            writer,
+            stats: EngineStats::default(),
+            changes,
+            semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
+        });
+        let engine = Self {
+            inner,
+            tasks: Arc::new(Mutex::new(JoinSet::new())),
+        };
+        engine.install(config, &store)?;
+        Ok(engine)
+    }
+
+    /// Replace the running checks with those of `config`. Checks that keep
+    /// their name keep their state.
+    pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
+        let store = self.inner.writer.read_snapshot()?;
+        self.install(config, &store)
+    }
+
+    fn install(&self, config: &Config, snapshot: &writer::Snapshot) -> Result<(), EngineError> {
+        let shared = vigie_probe::Shared::new();
+        let mut prepared = Vec::with_capacity(config.checks.len());
+        for check in &config.checks {
+            let p = vigie_probe::prepare(check, &shared).map_err(|e| EngineError::Prepare {
+                check: check.name.clone(),
+                message: e.0,
+            })?;
+            prepared.push((check.clone(), Arc::new(p)));
+        }
+        // Everything is ready: only now stop the old checks.
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tasks.abort_all();
+        *self
+            .inner
+            .semaphore
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(Semaphore::new(config.engine.concurrency));
+        let now = Timestamp::now();
+        let heartbeats = self.install_heartbeats(config, snapshot, now);
+        {
+            let mut status = self
+                .inner
+                .status
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let old = std::mem::take(&mut *status);
+            for check in &config.checks {
+                let mut s = old.get(&check.name).cloned().unwrap_or_else(|| {
+                    let stored = snapshot
+                        .states
+                        .get(&check.name)
+                        .cloned()
+                        .unwrap_or_default();
+                    CheckStatus {
+                        name: check.name.clone(),
+                        kind: "",
+                        severity: check.severity,
+                        state: stored.tracker.state,
+                        since: stored.tracker.since,
+                        consecutive_ok: stored.tracker.consecutive_ok,
+                        consecutive_fail: stored.tracker.consecutive_fail,
+                        last_run: stored.last_run,
+                        last_ok: stored.last_ok,
+                        last_message: stored.last_message,
+                        last_duration_seconds: stored.last_duration_ms / 1000.0,
+                        runs_total: stored.runs_total,
+                        failures_total: stored.failures_total,
+                        metrics: Vec::new(),
+                        every_seconds: 0.0,
+                        depends_on: Vec::new(),
+                    }
+                });
+                s.kind = check.probe.kind();
+                s.severity = check.severity;
+                s.every_seconds = check.every.std().as_secs_f64();
+                s.depends_on.clone_from(&check.depends_on);
+                status.insert(check.name.clone(), s);
+            }
+        }
+        let started = tokio::time::Instant::now();
+        for (check, probe) in prepared {
+            let notify = heartbeats.get(&check.name).cloned();
+            let task = runner::CheckTask {
+                inner: self.inner.clone(),
+                check,
+                probe,
+                notify,
+            };
+            tasks.spawn(task.run(started));
+        }
+        tracing::info!(checks = config.checks.len(), "checks scheduled");
+        Ok(())
+    }
+
+    fn install_heartbeats(
+        &self,
+        config: &Config,
+        snapshot: &writer::Snapshot,
+        now: Timestamp,
+    ) -> BTreeMap<String, Arc<Notify>> {
+        let mut book = self
+            .inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        book.install(config, snapshot, now, &self.inner.writer)
+    }
+
+    /// The current status of every check, by name.
+    pub fn statuses(&self) -> Vec<CheckStatus> {
+        self.inner
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.stats
+    }
+
+    /// How many store writes failed (a full disk, a broken file).
+    pub fn store_errors(&self) -> u64 {
+        self.inner.writer.errors()
+    }
+
+    /// State changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.inner.changes.subscribe()
+    }
+
+    /// A heartbeat ping (or, with `fail`, a failure report) for `name`,
+    /// authenticated by `token`.
+    pub fn heartbeat_ping(&self, name: &str, token: &str, fail: bool) -> Result<(), PingError> {
+        let notify = {
+            let mut book = self
+                .inner
+                .heartbeats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            book.ping(name, token, fail, Timestamp::now(), &self.inner.writer)?
+        };
+        notify.notify_one();
+        Ok(())
+    }
+
+    /// The ping token of a heartbeat check.
+    pub fn heartbeat_token(&self, name: &str) -> Option<String> {
+        let book = self
+            .inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        book.token(name)
+    }
+
+    /// Stop every check and flush the store. Returns once the writer has
+    /// committed everything it was handed.
+    pub async fn shutdown(&self) {
+        let mut tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        self.inner.writer.flush().await;
+    }
+}
+
+impl Inner {
+    /// Apply one outcome to the check's state, publish it, and queue it
+    /// for the store.
+    pub(crate) fn record(&self, check: &Check, result: vigie_core::CheckResult) {
+        let thresholds = check.thresholds();
+        let mut change = None;
+        let tracker = {
+            let mut status = self
+                .status
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(s) = status.get_mut(&check.name) else {
+                return;
+            };
+            let mut tracker = StateTracker {
+                state: s.state,
+                consecutive_ok: s.consecutive_ok,
+                consecutive_fail: s.consecutive_fail,
+                since: s.since,
+            };
+            if let Some(t) = tracker.observe(result.outcome.ok, thresholds, result.started_at) {
+                change = Some(t);
+            }
+            s.state = tracker.state;
+            s.since = tracker.since;
+            s.consecutive_ok = tracker.consecutive_ok;
+            s.consecutive_fail = tracker.consecutive_fail;
+            s.last_run = Some(result.started_at);
+            s.last_ok = Some(result.outcome.ok);
+            s.last_message.clone_from(&result.outcome.message);
+            s.last_duration_seconds = result.duration.as_secs_f64();
+            s.runs_total += 1;
+            s.failures_total += u64::from(!result.outcome.ok);
+            s.metrics.clone_from(&result.outcome.metrics);
+            tracker
+        };
+        if let Some(t) = change {
+            tracing::info!(check = %check.name, from = %t.from, to = %t.to, message = %result.outcome.message, "check state changed");
+            let _ = self.changes.send(StateChange {
+                check: result.check.clone(),
+                severity: check.severity,
+                from: t.from,
+                to: t.to,
+                at: t.at,
+                message: result.outcome.message.clone(),
+            });
+        }
+        self.writer.result(result, tracker);
+    }
+}
+
+/// Whether an outcome came from a probe that did not finish.
+pub fn is_timeout(o: &Outcome) -> bool {
+    o.message.starts_with("timed out after")
+}

@@ -297,11 +297,29 @@ impl Store {
         )?)
     }
 
+    /// Every heartbeat record.
+    pub fn heartbeats(&self) -> Result<Vec<Heartbeat>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT check_name, token, last_ping_ms, last_fail_ms, first_seen_ms FROM heartbeats",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Heartbeat {
+                check: r.get(0)?,
+                token: r.get(1)?,
+                last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
+                last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
+                first_seen: Timestamp(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Keep `token` as the heartbeat's generated token.
-    pub fn set_heartbeat_token(&mut self, check: &str, token: &str) -> Result<()> {
+    pub fn set_heartbeat_token(&mut self, check: &str, token: &str, now: Timestamp) -> Result<()> {
         self.conn.execute(
-            "UPDATE heartbeats SET token = ?2 WHERE check_name = ?1",
-            params![check, token],
+            "INSERT INTO heartbeats (check_name, first_seen_ms, token) VALUES (?1, ?2, ?3)
+             ON CONFLICT (check_name) DO UPDATE SET token = excluded.token",
+            params![check, now.millis(), token],
         )?;
         Ok(())
     }

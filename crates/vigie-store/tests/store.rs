@@ -78,7 +78,9 @@ fn heartbeats_and_tokens_persist() {
             (hb.token, hb.last_ping, hb.first_seen),
             (None, None, Timestamp(5))
         );
-        store.set_heartbeat_token("job", "tok").unwrap();
+        store
+            .set_heartbeat_token("job", "tok", Timestamp(6))
+            .unwrap();
         store.heartbeat_ping("job", Timestamp(7), false).unwrap();
         store.heartbeat_ping("job", Timestamp(9), true).unwrap();
     }

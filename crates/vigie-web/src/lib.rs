@@ -1,1 +1,314 @@
-//! placeholder
+//! vigie's HTTP server: `/healthz`, heartbeat pings, the JSON API and
+//! `/metrics`. It reads the engine's published state and hands pings to
+//! the engine; it never runs checks itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use vigie_engine::{Engine, LAG_BUCKETS, PingError};
+use vigie_metrics::{Exposition, Kind};
+
+#[derive(Clone)]
+struct App {
+    engine: Engine,
+    /// Bearer token required for the API and `/metrics`, when configured.
+    token: Option<Arc<str>>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub local_addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stop accepting, finish requests in flight, and return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// Bind `listen` and serve until [`Server::stop`].
+pub async fn serve(
+    engine: Engine,
+    listen: SocketAddr,
+    token: Option<String>,
+) -> std::io::Result<Server> {
+    let app = App {
+        engine,
+        token: token.map(Arc::from),
+    };
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ping/{name}", get(ping_ok).post(ping_ok))
+        .route("/ping/{name}/fail", get(ping_fail).post(ping_fail))
+        .route("/api/v1/checks", get(checks))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%local_addr, "HTTP server listening");
+    Ok(Server {
+        local_addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "unauthorized: send Authorization: Bearer <token>\n",
+    )
+        .into_response()
+}
+
+impl App {
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        match &self.token {
+            None => true,
+            Some(t) => bearer(headers).is_some_and(|b| same(b, t)),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn ping(app: &App, name: &str, headers: &HeaderMap, q: &TokenQuery, fail: bool) -> Response {
+    let token = bearer(headers).or(q.token.as_deref()).unwrap_or("");
+    match app.engine.heartbeat_ping(name, token, fail) {
+        Ok(()) => (StatusCode::OK, "OK\n").into_response(),
+        Err(PingError::Unauthorized) => unauthorized(),
+        Err(PingError::NotFound) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+async fn ping_ok(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    ping(&app, &name, &headers, &q, false)
+}
+
+async fn ping_fail(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    ping(&app, &name, &headers, &q, true)
+}
+
+async fn checks(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let checks = app.engine.statuses();
+    axum::Json(serde_json::json!({ "checks": checks })).into_response()
+}
+
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let body = render_metrics(&app.engine);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The whole `/metrics` page.
+pub fn render_metrics(engine: &Engine) -> String {
+    let statuses = engine.statuses();
+    let mut e = Exposition::new();
+    e.family(
+        "vigie_check_up",
+        Kind::Gauge,
+        "1 when the check's last result was ok, 0 when it failed.",
+    );
+    for s in &statuses {
+        if let Some(ok) = s.last_ok {
+            e.sample(
+                "vigie_check_up",
+                &[("check", &s.name), ("kind", s.kind)],
+                f64::from(u8::from(ok)),
+            );
+        }
+    }
+    e.family(
+        "vigie_check_failing",
+        Kind::Gauge,
+        "1 when the check is failing after its fail_after threshold.",
+    );
+    for s in &statuses {
+        let failing = s.state == vigie_core::CheckState::Failing;
+        e.sample(
+            "vigie_check_failing",
+            &[("check", &s.name), ("severity", s.severity.as_str())],
+            f64::from(u8::from(failing)),
+        );
+    }
+    e.family(
+        "vigie_check_duration_seconds",
+        Kind::Gauge,
+        "How long the check's last run took.",
+    );
+    for s in statuses.iter().filter(|s| s.last_run.is_some()) {
+        e.sample(
+            "vigie_check_duration_seconds",
+            &[("check", &s.name)],
+            s.last_duration_seconds,
+        );
+    }
+    e.family(
+        "vigie_check_runs_total",
+        Kind::Counter,
+        "Runs of the check.",
+    );
+    for s in &statuses {
+        e.sample(
+            "vigie_check_runs_total",
+            &[("check", &s.name)],
+            s.runs_total as f64,
+        );
+    }
+    e.family(
+        "vigie_check_failures_total",
+        Kind::Counter,
+        "Failed runs of the check.",
+    );
+    for s in &statuses {
+        e.sample(
+            "vigie_check_failures_total",
+            &[("check", &s.name)],
+            s.failures_total as f64,
+        );
+    }
+    e.family(
+        "vigie_check_value",
+        Kind::Gauge,
+        "Numbers measured by the check's last run, by name.",
+    );
+    for s in &statuses {
+        for m in &s.metrics {
+            e.sample(
+                "vigie_check_value",
+                &[("check", &s.name), ("name", &m.name)],
+                m.value,
+            );
+        }
+    }
+    let stats = engine.stats();
+    e.family(
+        "vigie_schedule_lag_seconds",
+        Kind::Histogram,
+        "How late checks started against their schedule.",
+    );
+    for (i, bound) in LAG_BUCKETS.iter().enumerate() {
+        let le = bound.to_string();
+        e.sample(
+            "vigie_schedule_lag_seconds_bucket",
+            &[("le", &le)],
+            stats.lag_buckets[i].load(Ordering::Relaxed) as f64,
+        );
+    }
+    let count = stats.lag_count.load(Ordering::Relaxed) as f64;
+    e.sample(
+        "vigie_schedule_lag_seconds_bucket",
+        &[("le", "+Inf")],
+        count,
+    );
+    e.sample(
+        "vigie_schedule_lag_seconds_sum",
+        &[],
+        stats.lag_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    e.sample("vigie_schedule_lag_seconds_count", &[], count);
+    e.family(
+        "vigie_probe_timeouts_total",
+        Kind::Counter,
+        "Probe runs cut at their timeout.",
+    );
+    e.sample(
+        "vigie_probe_timeouts_total",
+        &[],
+        stats.timeouts_total.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vigie_probe_panics_total",
+        Kind::Counter,
+        "Probe runs that crashed.",
+    );
+    e.sample(
+        "vigie_probe_panics_total",
+        &[],
+        stats.panics_total.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vigie_store_errors_total",
+        Kind::Counter,
+        "Store writes that failed.",
+    );
+    e.sample(
+        "vigie_store_errors_total",
+        &[],
+        engine.store_errors() as f64,
+    );
+    vigie_metrics::write_process_metrics(&mut e);
+    e.finish()
+}

@@ -1,0 +1,65 @@
+//! The command line, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// vigie keeps a small self-hosted infrastructure up and recoverable.
+#[derive(Debug, Parser)]
+#[command(name = "vigie", version, about, long_about = None, after_help = "Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error, 3 runtime error.")]
+pub struct Cli {
+    /// The configuration file (default: /etc/vigie/vigie.toml if it
+    /// exists, else the embedded quickstart).
+    #[arg(short, long, global = true, env = "VIGIE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where the store lives (default: /var/lib/vigie as root, ./.vigie
+    /// otherwise, or [store] dir).
+    #[arg(long, global = true, env = "VIGIE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug); VIGIE_LOG sets filters.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: every check of the configuration, the HTTP server.
+    /// SIGHUP reloads the configuration; SIGTERM or SIGINT stop it.
+    Run,
+    /// Run checks once now and print the results; exits 1 if any fails.
+    Check {
+        /// Checks to run (default: all).
+        names: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration and print every problem found.
+    Validate,
+    /// Print the effective configuration, defaults applied, secrets hidden.
+    ShowConfig,
+    /// Show the state of every check as the store knows it; exits 1 if
+    /// any is failing.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the URL a job pings for a heartbeat check, token included.
+    HeartbeatUrl {
+        /// The heartbeat check.
+        name: String,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
+}

@@ -1,0 +1,307 @@
+//! The subcommands that touch the engine or the store.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use vigie_config::{Config, Probe};
+use vigie_core::{CheckState, Timestamp};
+use vigie_engine::Engine;
+
+use crate::output::{ago, millis, table};
+use crate::{Cli, Failure, Result, exit, load, out, state_dir};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigie")
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+/// Write `contents` to `path` through a temporary file and a rename, so a
+/// reader never sees half of it.
+fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs_err::write(&tmp, contents)?;
+    fs_err::rename(&tmp, path)
+}
+
+/// The file in the state directory that tells where the server listens.
+pub(crate) const ADDR_FILE: &str = "http.addr";
+
+pub(crate) fn run(cli: &Cli) -> Result<u8> {
+    let loaded = load(cli)?;
+    let mut config = loaded.config;
+    let dir = state_dir(cli, &config);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = Engine::start(&config, &dir).map_err(|e| {
+            Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
+        })?;
+        let mut server = start_server(&engine, &config, &dir).await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tracing::info!(node = %config.node.name, checks = config.checks.len(), state_dir = %dir.display(), "vigie running");
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    match reload(cli) {
+                        Some(new) => {
+                            if let Err(e) = engine.reload(&new) {
+                                tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                                continue;
+                            }
+                            let server_changed = new.server.listen != config.server.listen
+                                || new.server.token.as_ref().map(|t| t.expose().to_owned()) != config.server.token.as_ref().map(|t| t.expose().to_owned());
+                            if server_changed {
+                                server.stop().await;
+                                server = start_server(&engine, &new, &dir).await?;
+                            }
+                            config = new;
+                            tracing::info!(checks = config.checks.len(), "configuration reloaded");
+                        }
+                        None => tracing::error!("the new configuration is invalid; keeping the running one"),
+                    }
+                }
+            }
+        }
+        tracing::info!("shutting down");
+        // Stop within 2 s whatever is in flight.
+        let stop = async {
+            server.stop().await;
+            engine.shutdown().await;
+        };
+        if tokio::time::timeout(Duration::from_millis(1800), stop).await.is_err() {
+            tracing::warn!("shutdown took too long; exiting anyway");
+        }
+        let _ = fs_err::remove_file(dir.join(ADDR_FILE));
+        Ok(exit::OK)
+    })
+}
+
+async fn start_server(engine: &Engine, config: &Config, dir: &Path) -> Result<vigie_web::Server> {
+    let token = config.server.token.as_ref().map(|t| t.expose().to_owned());
+    let server = vigie_web::serve(engine.clone(), config.server.listen, token)
+        .await
+        .map_err(|e| {
+            Failure::runtime(format!("cannot listen on {}: {e}", config.server.listen))
+                .hint("is another vigie running? change [server] listen in the configuration")
+        })?;
+    write_atomic(&dir.join(ADDR_FILE), &format!("{}\n", server.local_addr))?;
+    Ok(server)
+}
+
+/// Load the configuration again for SIGHUP; `None` if it is invalid (the
+/// problems are logged).
+fn reload(cli: &Cli) -> Option<Config> {
+    let result = match crate::config_path(cli) {
+        Some(path) => vigie_config::load_file(&path),
+        None => vigie_config::load_str(
+            vigie_config::QUICKSTART,
+            Path::new(vigie_config::QUICKSTART_NAME),
+            &|k| std::env::var(k).ok(),
+        ),
+    };
+    match result {
+        Ok(l) => {
+            for w in &l.warnings {
+                tracing::warn!("{w}");
+            }
+            Some(l.config)
+        }
+        Err(d) => {
+            for e in &d.errors {
+                tracing::error!("{e}");
+            }
+            None
+        }
+    }
+}
+
+pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    let mut selected = Vec::new();
+    for name in names {
+        match config.check(name) {
+            Some(c) => selected.push(c),
+            None => {
+                let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
+                let mut f = Failure::config(format!("no check named `{name}`"));
+                f = f.hint(format!("known checks: {}", known.join(", ")));
+                return Err(f);
+            }
+        }
+    }
+    if names.is_empty() {
+        selected = config.checks.iter().collect();
+    }
+    let dir = state_dir(cli, config);
+    let store = if dir.join(vigie_store::DB_FILE).exists() {
+        vigie_store::Store::open(&dir).ok()
+    } else {
+        None
+    };
+    let rt = runtime()?;
+    let results = rt.block_on(vigie_engine::run_once(config, &selected, store.as_ref()));
+    let failed = results.iter().filter(|r| !r.outcome.ok).count();
+    if json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.check.name,
+                    "kind": r.check.probe.kind(),
+                    "ok": r.outcome.ok,
+                    "message": r.outcome.message,
+                    "duration_seconds": r.duration.as_secs_f64(),
+                    "severity": r.check.severity,
+                    "metrics": r.outcome.metrics,
+                })
+            })
+            .collect();
+        out(format_args!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ))?;
+    } else {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.check.name.clone(),
+                    r.check.probe.kind().to_owned(),
+                    if r.outcome.ok {
+                        "ok".into()
+                    } else {
+                        "FAIL".into()
+                    },
+                    millis(r.duration),
+                    r.outcome.message.clone(),
+                ]
+            })
+            .collect();
+        out(format_args!(
+            "{}",
+            table(&["CHECK", "KIND", "RESULT", "TIME", "MESSAGE"], &rows)
+        ))?;
+        if failed > 0 {
+            eprintln!("{failed} of {} checks failed", results.len());
+        }
+    }
+    Ok(if failed > 0 {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    let dir = state_dir(cli, config);
+    if !dir.join(vigie_store::DB_FILE).exists() {
+        return Err(Failure::runtime(format!("no store in {}", dir.display()))
+            .hint("start the daemon with `vigie run`, or pass the --state-dir it uses"));
+    }
+    let store = vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
+    let states = store
+        .states()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let now = Timestamp::now().millis();
+    let mut failing = 0;
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
+    for check in &config.checks {
+        let s = states.get(&check.name).cloned().unwrap_or_default();
+        if s.tracker.state == CheckState::Failing {
+            failing += 1;
+        }
+        items.push(serde_json::json!({
+            "name": check.name,
+            "kind": check.probe.kind(),
+            "severity": check.severity,
+            "state": s.tracker.state,
+            "since": s.tracker.since,
+            "last_run": s.last_run,
+            "last_ok": s.last_ok,
+            "last_message": s.last_message,
+            "runs_total": s.runs_total,
+            "failures_total": s.failures_total,
+        }));
+        rows.push(vec![
+            check.name.clone(),
+            s.tracker.state.to_string().to_uppercase(),
+            if s.tracker.state == CheckState::Unknown {
+                "-".into()
+            } else {
+                ago(s.tracker.since.millis(), now)
+            },
+            s.last_run
+                .map_or_else(|| "never".into(), |t| ago(t.millis(), now)),
+            check.severity.to_string(),
+            s.last_message,
+        ]);
+    }
+    if json {
+        let daemon = fs_err::read_to_string(dir.join(ADDR_FILE))
+            .ok()
+            .map(|s| s.trim().to_owned());
+        let v = serde_json::json!({ "node": config.node.name, "listen": daemon, "checks": items });
+        out(format_args!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ))?;
+    } else {
+        out(format_args!(
+            "{}",
+            table(
+                &["CHECK", "STATE", "SINCE", "LAST RUN", "SEVERITY", "MESSAGE"],
+                &rows
+            )
+        ))?;
+    }
+    Ok(if failing > 0 {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    let Some(check) = config.check(name) else {
+        return Err(Failure::config(format!("no check named `{name}`")));
+    };
+    let Probe::Heartbeat(spec) = &check.probe else {
+        return Err(Failure::config(format!(
+            "`{name}` is a {} check, not a heartbeat",
+            check.probe.kind()
+        )));
+    };
+    let token = match &spec.token {
+        Some(t) => t.expose().to_owned(),
+        None => {
+            let dir = state_dir(cli, config);
+            let mut store =
+                vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
+            let hb = store
+                .heartbeat(name, Timestamp::now())
+                .map_err(|e| Failure::runtime(e.to_string()))?;
+            hb.token.ok_or_else(|| {
+                Failure::runtime(format!("no token generated yet for `{name}`"))
+                    .hint("start the daemon once with `vigie run`: it generates the token")
+            })?
+        }
+    };
+    out(format_args!(
+        "http://{}/ping/{name}?token={token}\n",
+        config.server.listen
+    ))?;
+    Ok(exit::OK)
+}

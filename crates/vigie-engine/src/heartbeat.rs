@@ -1,0 +1,163 @@
+//! The heartbeat book: tokens and the last signals of every heartbeat
+//! check, kept in memory and mirrored to the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use vigie_config::{Config, Probe};
+use vigie_core::Timestamp;
+use vigie_probe::HeartbeatSignals;
+
+use crate::writer::{Handle, Snapshot};
+
+/// Why a ping was refused. The two answers are deliberately coarse: a
+/// caller without a valid token learns nothing about which names exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PingError {
+    #[error("unauthorized: wrong or missing token")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+}
+
+struct Entry {
+    token: String,
+    signals: HeartbeatSignals,
+    notify: Arc<Notify>,
+}
+
+#[derive(Default)]
+pub(crate) struct Book {
+    entries: BTreeMap<String, Entry>,
+}
+
+/// 128 random bits, hex.
+fn new_token() -> String {
+    let mut buf = [0u8; 16];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("the kernel's random source failed: {e}"),
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compare without an early exit, so timing does not leak the token.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Book {
+    pub(crate) fn install(
+        &mut self,
+        config: &Config,
+        snap: &Snapshot,
+        now: Timestamp,
+        writer: &Handle,
+    ) -> BTreeMap<String, Arc<Notify>> {
+        let old = std::mem::take(&mut self.entries);
+        let mut notifies = BTreeMap::new();
+        for check in &config.checks {
+            let Probe::Heartbeat(spec) = &check.probe else {
+                continue;
+            };
+            let stored = snap.heartbeats.get(&check.name);
+            let previous = old.get(&check.name);
+            let token = match (&spec.token, previous, stored.and_then(|s| s.token.clone())) {
+                (Some(t), _, _) => t.expose().to_owned(),
+                (None, Some(p), _) => p.token.clone(),
+                (None, None, Some(t)) => t,
+                (None, None, None) => {
+                    let t = new_token();
+                    writer.token(&check.name, &t, now);
+                    tracing::info!(check = %check.name, "generated a heartbeat token; see `vigie heartbeat-url {}`", check.name);
+                    t
+                }
+            };
+            let signals = previous.map_or_else(
+                || HeartbeatSignals {
+                    last_ping: stored.and_then(|s| s.last_ping),
+                    last_fail: stored.and_then(|s| s.last_fail),
+                    watching_since: now,
+                },
+                |p| p.signals,
+            );
+            let notify = Arc::new(Notify::new());
+            notifies.insert(check.name.clone(), notify.clone());
+            self.entries.insert(
+                check.name.clone(),
+                Entry {
+                    token,
+                    signals,
+                    notify,
+                },
+            );
+        }
+        notifies
+    }
+
+    pub(crate) fn ping(
+        &mut self,
+        name: &str,
+        token: &str,
+        fail: bool,
+        at: Timestamp,
+        writer: &Handle,
+    ) -> Result<Arc<Notify>, PingError> {
+        // Compare against every token so the answer takes the same time
+        // whichever name was asked.
+        let mut valid_anywhere = false;
+        let mut valid_here = false;
+        for (n, e) in &self.entries {
+            if same(&e.token, token) {
+                valid_anywhere = true;
+                valid_here |= n == name;
+            }
+        }
+        if !valid_anywhere {
+            return Err(PingError::Unauthorized);
+        }
+        let Some(entry) = self.entries.get_mut(name) else {
+            return Err(PingError::NotFound);
+        };
+        if !valid_here {
+            return Err(PingError::Unauthorized);
+        }
+        if fail {
+            entry.signals.last_fail = Some(at);
+        } else {
+            entry.signals.last_ping = Some(at);
+        }
+        writer.ping(name, at, fail);
+        Ok(entry.notify.clone())
+    }
+
+    pub(crate) fn signals(&self, name: &str) -> Option<HeartbeatSignals> {
+        self.entries.get(name).map(|e| e.signals)
+    }
+
+    pub(crate) fn token(&self, name: &str) -> Option<String> {
+        self.entries.get(name).map(|e| e.token.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_random_hex_and_compared_whole() {
+        let a = super::new_token();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, super::new_token());
+        assert!(super::same(&a, &a.clone()));
+        assert!(!super::same(&a, &a[..31]));
+        assert!(!super::same("abc", "abd"));
+    }
+}
