@@ -171,7 +171,7 @@ struct Raw {
     checks: Vec<CheckEntry>,
     /// Names of checks that failed to parse, so that checks depending on
     /// them do not get a second, misleading error.
-    broken_names: Vec<String>,
+    broken_names: Vec<(String, Location)>,
 }
 
 struct Loader {
@@ -312,14 +312,18 @@ impl Loader {
                 .map_or_else(|| "check".to_owned(), |n| format!("check \"{n}\""));
             match self.de::<RawCheck>(src, item, &key) {
                 Some(raw) => self.raw.checks.push(CheckEntry { src, table, raw }),
-                None => self.raw.broken_names.extend(name),
+                None => {
+                    let loc = self.loc(src, Some(table));
+                    self.raw.broken_names.extend(name.map(|n| (n, loc)));
+                }
             }
         }
     }
 
     /// Deserialize one value. On an error inside a table, the offending
-    /// entry is dropped and the rest tried again, so that one pass reports
-    /// every bad key of a section, not just the first.
+    /// entry is dropped (in the innermost table that holds it) and the rest
+    /// tried again, so that one pass reports every bad key of a section,
+    /// not just the first.
     fn de<T: DeserializeOwned>(
         &mut self,
         src: usize,
@@ -327,29 +331,24 @@ impl Loader {
         key: &str,
     ) -> Option<T> {
         let whole = value.span();
-        let mut failed = false;
+        let mut removed: Vec<String> = Vec::new();
         for _ in 0..64 {
             match T::deserialize(ValueDeserializer::from(value.clone())) {
-                Ok(v) => return (!failed).then_some(v),
+                Ok(v) => return removed.is_empty().then_some(v),
                 Err(e) => {
-                    failed = true;
-                    let span = e.span().or_else(|| Some(whole.clone()));
                     let (message, hint) = explain(e.message());
-                    self.error(src, span.clone(), key, message, hint);
-                    let span = span?;
-                    let DeValue::Table(t) = value.get_mut() else {
+                    // A key we dropped ourselves is not missing from the file.
+                    if removed
+                        .iter()
+                        .any(|r| message == format!("missing key `{r}`"))
+                    {
                         return None;
-                    };
-                    let before = t.len();
-                    let old = std::mem::take(t);
-                    *t = old
-                        .into_iter()
-                        .filter(|(k, v)| {
-                            !(contains(&k.span(), &span) || contains(&v.span(), &span))
-                        })
-                        .collect();
-                    if t.len() == before {
-                        return None;
+                    }
+                    let span = e.span().unwrap_or_else(|| whole.clone());
+                    self.error(src, Some(span.clone()), key, message, hint);
+                    match drop_entry(&mut value, &span) {
+                        Some(k) => removed.push(k),
+                        None => return None,
                     }
                 }
             }
@@ -559,6 +558,11 @@ impl Loader {
         let defaults = self.raw.defaults.take().unwrap_or_default();
         let entries = std::mem::take(&mut self.raw.checks);
         let mut seen: HashMap<String, Location> = HashMap::new();
+        let broken = std::mem::take(&mut self.raw.broken_names);
+        let broken_names: Vec<String> = broken.iter().map(|(n, _)| n.clone()).collect();
+        for (name, loc) in broken {
+            seen.entry(name).or_insert(loc);
+        }
         let mut checks = Vec::with_capacity(entries.len());
         let mut places = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -677,11 +681,16 @@ impl Loader {
                 });
             }
         }
-        self.validate_dependencies(&seen, &places);
+        self.validate_dependencies(&seen, &places, &broken_names);
         checks
     }
 
-    fn validate_dependencies(&mut self, known: &HashMap<String, Location>, places: &[DependsOn]) {
+    fn validate_dependencies(
+        &mut self,
+        known: &HashMap<String, Location>,
+        places: &[DependsOn],
+        broken: &[String],
+    ) {
         let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
         names.sort_unstable();
         let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -689,10 +698,10 @@ impl Loader {
         for (owner, src, deps) in places {
             let owner = owner.clone();
             for (dep, span) in deps {
+                if broken.contains(dep) {
+                    continue;
+                }
                 if !known.contains_key(dep) {
-                    if self.raw.broken_names.contains(dep) {
-                        continue;
-                    }
                     let hint = did_you_mean(dep, names.iter().copied()).map_or_else(
                         || "depends_on names other checks of this config".to_owned(),
                         |s| format!("did you mean `{s}`?"),
@@ -997,6 +1006,36 @@ pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("`{port}` is not a port number (1 to 65535)"))?;
     Ok((host, port))
+}
+
+/// Remove the entry whose key or value holds `span`, from the innermost
+/// table that holds it; returns the removed key.
+fn drop_entry(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<String> {
+    let DeValue::Table(t) = value.get_mut() else {
+        return None;
+    };
+    let (hit, nested) = t.iter().find_map(|(k, v)| {
+        let in_key = contains(&k.span(), span);
+        let in_value = contains(&v.span(), span);
+        (in_key || in_value).then(|| {
+            (
+                k.get_ref().to_string(),
+                in_value && matches!(v.get_ref(), DeValue::Table(_)) && v.span() != *span,
+            )
+        })
+    })?;
+    if nested
+        && let Some(inner) = t.get_mut(hit.as_str())
+        && let Some(k) = drop_entry(inner, span)
+    {
+        return Some(k);
+    }
+    let old = std::mem::take(t);
+    *t = old
+        .into_iter()
+        .filter(|(k, _)| k.get_ref().as_ref() != hit)
+        .collect();
+    Some(hit)
 }
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {

@@ -1,1 +1,93 @@
-//! placeholder
+//! Test harness for vigie: run the real binary in a temp dir, and start
+//! the local servers that checks are pointed at. Everything listens on
+//! 127.0.0.1 with a port the kernel picks; nothing is installed here.
+
+pub mod daemon;
+pub mod servers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temp directory with a config and a state directory, and the binary
+/// to run in it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl Env {
+    /// `bin` is the vigie binary (`env!("CARGO_BIN_EXE_vigie")`).
+    pub fn new(bin: &str) -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            bin: PathBuf::from(bin),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("vigie.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Write the config file.
+    pub fn config(&self, text: &str) -> &Self {
+        std::fs::write(self.config_path(), text).expect("write config");
+        self
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// A `vigie` command with this env's config and state directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .current_dir(self.path())
+            .env("VIGIE_CONFIG", self.config_path())
+            .env("VIGIE_STATE_DIR", self.state_dir())
+            .env("NO_COLOR", "1")
+            .env_remove("VIGIE_LOG");
+        c
+    }
+
+    /// Run `vigie ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = self.cmd(args).output().expect("run vigie");
+        Run::from(output, self.path())
+    }
+}
+
+/// The result of one run of the binary, temp paths replaced by `[DIR]`.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output, dir: &Path) -> Self {
+        let clean =
+            |b: &[u8]| String::from_utf8_lossy(b).replace(&dir.display().to_string(), "[DIR]");
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: clean(&o.stdout),
+            stderr: clean(&o.stderr),
+        }
+    }
+}
+
+/// A `[[check]]` table's text, for building configs in tests.
+pub fn check(name: &str, probe: &str, extra: &str) -> String {
+    format!("[[check]]\nname = \"{name}\"\n{probe}\n{extra}\n")
+}

@@ -1,0 +1,360 @@
+//! Local servers for checks to probe: HTTP (plain and TLS, with
+//! certificates made on the spot), a banner TCP server and DNS servers
+//! that answer right or answer garbage. Each runs on its own thread with
+//! its own runtime until dropped, so plain `#[test]` functions can use them.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A server running on a background thread until dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn<F, Fut>(bind: F) -> Running
+where
+    F: FnOnce(tokio::sync::oneshot::Sender<SocketAddr>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            tokio::select! {
+                () = bind(addr_tx) => {}
+                _ = stop_rx => {}
+            }
+        });
+    });
+    let addr = addr_rx.blocking_recv().expect("server started");
+    Running {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+/// Answer one HTTP/1.1 request by its path:
+/// `/ok`, `/status/N`, `/slow/MS`, `/big` (1 GiB), `/redirect`, `/hang`.
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let reply = |status: u16, body: &str| {
+        format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let out = if path == "/ok" {
+        reply(200, "all good")
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        reply(code.parse().unwrap_or(500), "status page")
+    } else if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(1000))).await;
+        reply(200, "slow but good")
+    } else if path == "/redirect" {
+        "HTTP/1.1 302 Found\r\nlocation: /ok\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            .to_owned()
+    } else if path == "/hang" {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return;
+    } else if path == "/big" {
+        let gib: u64 = 1 << 30;
+        if s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {gib}\r\n\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0u64;
+        while sent < gib {
+            if s.write_all(&chunk).await.is_err() {
+                return;
+            }
+            sent += chunk.len() as u64;
+        }
+        return;
+    } else {
+        reply(404, "no such page")
+    };
+    let _ = s.write_all(out.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+/// A plain HTTP server on 127.0.0.1.
+pub fn http() -> Running {
+    spawn(|addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::task::spawn_local(handle(s));
+        }
+    })
+}
+
+/// A TCP server that greets with `banner` and closes.
+pub fn banner(banner: &'static str) -> Running {
+    spawn(move |addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let _ = s.write_all(banner.as_bytes()).await;
+        }
+    })
+}
+
+/// What a TLS test server presents.
+#[derive(Clone, Copy, Debug)]
+pub enum Cert {
+    /// Signed by the test CA, valid for this many more days.
+    ValidFor(i64),
+    /// Signed by the test CA, expired yesterday.
+    Expired,
+    /// Self-signed, valid for a year.
+    SelfSigned,
+}
+
+/// Make a CA and a certificate for `localhost` / 127.0.0.1; the CA's PEM
+/// goes to `ca_pem`.
+pub fn make_cert(
+    kind: Cert,
+    ca_pem: &Path,
+) -> (
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "vigie test CA");
+    ca_params.not_before = now - time::Duration::days(30);
+    ca_params.not_after = now + time::Duration::days(365);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    std::fs::write(ca_pem, ca.pem()).expect("write CA");
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    p.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    p.distinguished_name.push(DnType::CommonName, "localhost");
+    p.not_before = now - time::Duration::days(10);
+    p.not_after = match kind {
+        Cert::ValidFor(days) => now + time::Duration::days(days),
+        Cert::Expired => now - time::Duration::days(1),
+        Cert::SelfSigned => now + time::Duration::days(365),
+    };
+    let cert = match kind {
+        Cert::SelfSigned => p.self_signed(&key).expect("cert"),
+        _ => p
+            .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+            .expect("cert"),
+    };
+    (
+        cert.der().clone(),
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+}
+
+/// An HTTPS server presenting `kind`; the CA that signs it goes to `ca_pem`.
+pub fn https(kind: Cert, ca_pem: &Path) -> Running {
+    let (cert, key) = make_cert(kind, ca_pem);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    spawn(move |addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::task::spawn_local(async move {
+                if let Ok(tls) = acceptor.accept(s).await {
+                    handle(tls).await;
+                }
+            });
+        }
+    })
+}
+
+/// A TCP server that accepts and then says nothing, ever: a TLS
+/// handshake against it never ends.
+pub fn silent() -> Running {
+    spawn(|addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        let mut held = Vec::new();
+        loop {
+            if let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        }
+    })
+}
+
+/// How a test DNS server answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Dns {
+    /// Every A question gets this address.
+    A([u8; 4]),
+    /// Random-looking bytes that are no DNS message.
+    Garbage,
+    /// A header that claims answers it does not carry.
+    Truncated,
+}
+
+/// A UDP DNS server on 127.0.0.1.
+pub fn dns(mode: Dns) -> Running {
+    spawn(move |addr_tx| async move {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let _ = addr_tx.send(sock.local_addr().expect("addr"));
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let q = &buf[..n];
+            let reply = match mode {
+                Dns::A(ip) => answer_a(q, ip),
+                Dns::Garbage => {
+                    let mut g: Vec<u8> = (0..40u8)
+                        .map(|i| i.wrapping_mul(151).wrapping_add(7))
+                        .collect();
+                    if q.len() >= 2 {
+                        g[..2].copy_from_slice(&q[..2]);
+                    }
+                    Some(g)
+                }
+                Dns::Truncated => q.get(..12).map(|h| {
+                    let mut r = h.to_vec();
+                    r[2] = 0x81;
+                    r[3] = 0x80;
+                    r[6..8].copy_from_slice(&5u16.to_be_bytes());
+                    r
+                }),
+            };
+            if let Some(r) = reply {
+                let _ = sock.send_to(&r, from).await;
+            }
+        }
+    })
+}
+
+/// A well-formed answer: the question echoed, one A record (TTL 60).
+fn answer_a(q: &[u8], ip: [u8; 4]) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    // The question ends after the name's zero label and type + class.
+    let mut i = 12;
+    while *q.get(i)? != 0 {
+        i += usize::from(q[i]) + 1;
+    }
+    let question_end = i + 5;
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let mut r = q.get(..question_end)?.to_vec();
+    r[2] = 0x85; // response, authoritative, recursion desired
+    r[3] = 0x80; // recursion available, no error
+    r[6..8].copy_from_slice(&u16::from(qtype == 1).to_be_bytes());
+    r[8..12].fill(0);
+    if qtype == 1 {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&ip);
+    }
+    Some(r)
+}
+
+/// A minimal blocking HTTP/1.1 client: (status, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Whether a UDP port answers at all (for tests that need a dead one).
+pub fn unused_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

@@ -1,0 +1,162 @@
+//! The binary as a user runs it: validate, show-config, exit codes.
+
+use vigie_testkit::{Env, check};
+
+fn env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_vigie"))
+}
+
+#[test]
+fn validate_accepts_a_good_config() {
+    let e = env();
+    e.config(&check("mem", "memory = {}", ""));
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "[DIR]/vigie.toml: configuration ok, 1 check\n");
+}
+
+#[test]
+fn validate_reports_every_error_and_exits_2() {
+    let e = env();
+    e.config(
+        r#"
+[server]
+listen = "127.0.0.1:notaport"
+
+[[check]]
+name = "web"
+http = { url = "htp://example.org", expect_stauts = [200] }
+every = "5 parsecs"
+
+[[check]]
+name = "web"
+tcp = { address = "example.org:80" }
+depends_on = ["wbe"]
+"#,
+    );
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout, "");
+    insta::assert_snapshot!(r.stderr);
+}
+
+#[test]
+fn a_missing_config_file_says_what_to_do() {
+    let e = env();
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("cannot read the configuration"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: create it"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bad_config_never_starts_the_daemon() {
+    let e = env();
+    e.config("[[check]]\nname = \"x\"\nmemory = { max_used_percent = \"lots\" }\n");
+    let r = e.run(&["run"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("vigie.toml:3:"), "{}", r.stderr);
+    assert!(!e.state_dir().exists(), "nothing was created");
+}
+
+#[test]
+fn show_config_prints_the_resolved_config_without_secrets() {
+    let e = env();
+    e.write("token", "very-secret-token\n");
+    e.config(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = { file = \"token\" }\n\n[defaults]\nevery = \"1m\"\n\n[[check]]\nname = \"mem\"\nmemory = {}\n",
+    );
+    let r = e.run(&["show-config"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("very-secret-token"), "{}", r.stdout);
+    insta::assert_snapshot!(
+        r.stdout
+            .replace(&format!("\"{}\"", vigie_name()), "\"[NODE]\"")
+    );
+}
+
+fn vigie_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn check_with_an_unknown_name_is_a_usage_error() {
+    let e = env();
+    e.config(&check("mem", "memory = {}", ""));
+    let r = e.run(&["check", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no check named `nope`"), "{}", r.stderr);
+    assert!(r.stderr.contains("known checks: mem"), "{}", r.stderr);
+}
+
+#[test]
+fn completions_and_man_page() {
+    let e = env();
+    let r = e.run(&["completions", "bash"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("_vigie()"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    let r = e.run(&["man"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.starts_with(".ie") || r.stdout.contains(".TH vigie"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+}
+
+#[test]
+fn unknown_subcommand_exits_2() {
+    let r = env().run(&["frobnicate"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn every_example_config_validates() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        n += 1;
+        let e = env();
+        let r = e
+            .cmd(&["validate", "-c", path.to_str().unwrap()])
+            .env("VIGIE_TOKEN", "example-token")
+            .env("NIGHTLY_PING_TOKEN", "example-token")
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    assert!(
+        n >= 2,
+        "examples/ holds the quickstart and the fleet configs"
+    );
+}
+
+#[test]
+fn the_embedded_quickstart_is_the_shipped_example() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/quickstart.toml"
+    ))
+    .unwrap();
+    assert_eq!(shipped, vigie_config::QUICKSTART);
+}
