@@ -17,7 +17,16 @@ use crate::Inner;
 /// is caught and a hung probe is aborted.
 pub(crate) async fn run_probe(probe: &Arc<Prepared>, timeout: Duration) -> Outcome {
     let p = probe.clone();
-    let mut handle = tokio::spawn(async move { p.run(timeout).await });
+    guarded(async move { p.run(timeout).await }, timeout).await
+}
+
+/// Run `probe` in its own task: a panic becomes a failing outcome, and
+/// past `timeout` the task is aborted, which drops what it held.
+pub(crate) async fn guarded<F>(probe: F, timeout: Duration) -> Outcome
+where
+    F: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    let mut handle = tokio::spawn(probe);
     match tokio::time::timeout(timeout, &mut handle).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) if e.is_panic() => {
@@ -215,8 +224,40 @@ pub async fn run_once(
 
 #[cfg(test)]
 mod tests {
-    use super::jitter;
+    use super::{guarded, jitter};
     use std::time::Duration;
+    use vigie_core::Outcome;
+
+    #[tokio::test]
+    async fn a_panicking_probe_is_a_failing_result() {
+        let o = guarded(async { panic!("boom in a probe") }, Duration::from_secs(1)).await;
+        assert!(!o.ok);
+        assert_eq!(o.message, "the probe crashed: boom in a probe");
+    }
+
+    #[tokio::test]
+    async fn a_hung_probe_is_cut_and_dropped() {
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let o = guarded(
+            async move {
+                let _held = flag;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Outcome::ok("never")
+            },
+            Duration::from_millis(50),
+        )
+        .await;
+        assert_eq!(o.message, "timed out after 50ms");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst), "the aborted probe released what it held");
+    }
 
     #[test]
     fn jitter_spreads_names_over_the_interval() {
