@@ -50,7 +50,7 @@ where
 }
 
 /// Where in its interval a check runs: a stable fraction of `every`
-/// taken from its name (FNV-1a), so schedules spread evenly and stay put
+/// taken from a hash of its name, so schedules spread evenly and stay put
 /// across restarts.
 pub(crate) fn jitter(name: &str, every: Duration) -> Duration {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -58,6 +58,13 @@ pub(crate) fn jitter(name: &str, every: Duration) -> Duration {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    // FNV alone leaves similar names (`web-1`, `web-2`) close together;
+    // murmur3's finalizer spreads them over the whole range.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     let frac = (h >> 11) as f64 / (1u64 << 53) as f64;
     every.mul_f64(frac)
 }
