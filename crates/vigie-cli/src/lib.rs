@@ -136,10 +136,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
 }
 
 fn validate(cli: &Cli) -> Result<u8> {
-    let (loaded, source) = match load_with_source(cli) {
-        Ok(v) => v,
-        Err(f) => return Err(f),
-    };
+    let (loaded, source) = load_with_source(cli)?;
     let n = loaded.config.checks.len();
     out(format_args!(
         "{source}: configuration ok, {n} check{}\n",
@@ -163,21 +160,20 @@ pub(crate) fn load(cli: &Cli) -> Result<Loaded> {
 }
 
 fn load_with_source(cli: &Cli) -> Result<(Loaded, String)> {
-    let (result, source) = match config_path(cli) {
-        Some(path) => (vigie_config::load_file(&path), path.display().to_string()),
-        None => {
-            tracing::info!(
-                "no configuration file: using the embedded quickstart (examples/quickstart.toml)"
-            );
-            (
-                vigie_config::load_str(
-                    vigie_config::QUICKSTART,
-                    Path::new(vigie_config::QUICKSTART_NAME),
-                    &|k| std::env::var(k).ok(),
-                ),
-                vigie_config::QUICKSTART_NAME.to_owned(),
-            )
-        }
+    let (result, source) = if let Some(path) = config_path(cli) {
+        (vigie_config::load_file(&path), path.display().to_string())
+    } else {
+        tracing::info!(
+            "no configuration file: using the embedded quickstart (examples/quickstart.toml)"
+        );
+        (
+            vigie_config::load_str(
+                vigie_config::QUICKSTART,
+                Path::new(vigie_config::QUICKSTART_NAME),
+                &|k| std::env::var(k).ok(),
+            ),
+            vigie_config::QUICKSTART_NAME.to_owned(),
+        )
     };
     match result {
         Ok(loaded) => {

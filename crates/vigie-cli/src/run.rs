@@ -49,23 +49,20 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    match reload(cli) {
-                        Some(new) => {
-                            if let Err(e) = engine.reload(&new) {
-                                tracing::error!(error = %e, "reload failed; keeping the running configuration");
-                                continue;
-                            }
-                            let server_changed = new.server.listen != config.server.listen
-                                || new.server.token.as_ref().map(|t| t.expose().to_owned()) != config.server.token.as_ref().map(|t| t.expose().to_owned());
-                            if server_changed {
-                                server.stop().await;
-                                server = start_server(&engine, &new, &dir).await?;
-                            }
-                            config = new;
-                            tracing::info!(checks = config.checks.len(), "configuration reloaded");
+                    if let Some(new) = reload(cli) {
+                        if let Err(e) = engine.reload(&new) {
+                            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                            continue;
                         }
-                        None => tracing::error!("the new configuration is invalid; keeping the running one"),
-                    }
+                        let server_changed = new.server.listen != config.server.listen
+                            || new.server.token.as_ref().map(|t| t.expose().to_owned()) != config.server.token.as_ref().map(|t| t.expose().to_owned());
+                        if server_changed {
+                            server.stop().await;
+                            server = start_server(&engine, &new, &dir).await?;
+                        }
+                        config = new;
+                        tracing::info!(checks = config.checks.len(), "configuration reloaded");
+                    } else { tracing::error!("the new configuration is invalid; keeping the running one") }
                 }
             }
         }
@@ -127,14 +124,13 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
     let config = &loaded.config;
     let mut selected = Vec::new();
     for name in names {
-        match config.check(name) {
-            Some(c) => selected.push(c),
-            None => {
-                let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
-                let mut f = Failure::config(format!("no check named `{name}`"));
-                f = f.hint(format!("known checks: {}", known.join(", ")));
-                return Err(f);
-            }
+        if let Some(c) = config.check(name) {
+            selected.push(c)
+        } else {
+            let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
+            let mut f = Failure::config(format!("no check named `{name}`"));
+            f = f.hint(format!("known checks: {}", known.join(", ")));
+            return Err(f);
         }
     }
     if names.is_empty() {
@@ -284,20 +280,19 @@ pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
             check.probe.kind()
         )));
     };
-    let token = match &spec.token {
-        Some(t) => t.expose().to_owned(),
-        None => {
-            let dir = state_dir(cli, config);
-            let mut store =
-                vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
-            let hb = store
-                .heartbeat(name, Timestamp::now())
-                .map_err(|e| Failure::runtime(e.to_string()))?;
-            hb.token.ok_or_else(|| {
-                Failure::runtime(format!("no token generated yet for `{name}`"))
-                    .hint("start the daemon once with `vigie run`: it generates the token")
-            })?
-        }
+    let token = if let Some(t) = &spec.token {
+        t.expose().to_owned()
+    } else {
+        let dir = state_dir(cli, config);
+        let mut store =
+            vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
+        let hb = store
+            .heartbeat(name, Timestamp::now())
+            .map_err(|e| Failure::runtime(e.to_string()))?;
+        hb.token.ok_or_else(|| {
+            Failure::runtime(format!("no token generated yet for `{name}`"))
+                .hint("start the daemon once with `vigie run`: it generates the token")
+        })?
     };
     out(format_args!(
         "http://{}/ping/{name}?token={token}\n",

@@ -310,12 +310,11 @@ impl Loader {
             let key = name
                 .as_ref()
                 .map_or_else(|| "check".to_owned(), |n| format!("check \"{n}\""));
-            match self.de::<RawCheck>(src, item, &key) {
-                Some(raw) => self.raw.checks.push(CheckEntry { src, table, raw }),
-                None => {
-                    let loc = self.loc(src, Some(table));
-                    self.raw.broken_names.extend(name.map(|n| (n, loc)));
-                }
+            if let Some(raw) = self.de::<RawCheck>(src, item, &key) {
+                self.raw.checks.push(CheckEntry { src, table, raw })
+            } else {
+                let loc = self.loc(src, Some(table));
+                self.raw.broken_names.extend(name.map(|n| (n, loc)));
             }
         }
     }

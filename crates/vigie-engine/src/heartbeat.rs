@@ -2,6 +2,7 @@
 //! check, kept in memory and mirrored to the store.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -43,7 +44,10 @@ fn new_token() -> String {
             Err(e) => panic!("the kernel's random source failed: {e}"),
         }
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    buf.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Compare without an early exit, so timing does not leak the token.

@@ -84,15 +84,14 @@ impl CheckTask {
         let name: Arc<str> = Arc::from(self.check.name.as_str());
         let mut due = started + jitter(&self.check.name, every);
         loop {
-            let woken = match &self.notify {
-                Some(n) => tokio::select! {
+            let woken = if let Some(n) = &self.notify {
+                tokio::select! {
                     () = tokio::time::sleep_until(due) => false,
                     () = n.notified() => true,
-                },
-                None => {
-                    tokio::time::sleep_until(due).await;
-                    false
                 }
+            } else {
+                tokio::time::sleep_until(due).await;
+                false
             };
             let scheduled = if woken {
                 tokio::time::Instant::now()
@@ -255,7 +254,7 @@ mod tests {
         let o = guarded(
             async move {
                 let _held = flag;
-                tokio::time::sleep(Duration::from_secs(3600)).await;
+                tokio::time::sleep(Duration::from_hours(1)).await;
                 Outcome::ok("never")
             },
             Duration::from_millis(50),
@@ -263,7 +262,10 @@ mod tests {
         .await;
         assert_eq!(o.message, "timed out after 50ms");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst), "the aborted probe released what it held");
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "the aborted probe released what it held"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(crate) struct Handle {
 }
 
 /// How often old results are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_EVERY: Duration = Duration::from_hours(1);
 /// The most results committed in one transaction.
 const BATCH: usize = 2048;
 
@@ -84,7 +84,7 @@ fn run(
         tracing::error!(error = %e, "store: {what} failed");
     };
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(60)) {
+        let first = match rx.recv_timeout(Duration::from_mins(1)) {
             Ok(op) => Some(op),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,

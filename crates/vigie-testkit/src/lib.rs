@@ -63,7 +63,7 @@ impl Env {
     /// Run `vigie ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
         let output = self.cmd(args).output().expect("run vigie");
-        Run::from(output, self.path())
+        Run::from(&output, self.path())
     }
 }
 
@@ -76,7 +76,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(o: Output, dir: &Path) -> Self {
+    fn from(o: &Output, dir: &Path) -> Self {
         let clean =
             |b: &[u8]| String::from_utf8_lossy(b).replace(&dir.display().to_string(), "[DIR]");
         Self {

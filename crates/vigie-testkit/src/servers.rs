@@ -3,6 +3,7 @@
 //! that answer right or answer garbage. Each runs on its own thread with
 //! its own runtime until dropped, so plain `#[test]` functions can use them.
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
@@ -91,7 +92,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
         "HTTP/1.1 302 Found\r\nlocation: /ok\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
             .to_owned()
     } else if path == "/hang" {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        tokio::time::sleep(Duration::from_hours(1)).await;
         return;
     } else if path == "/big" {
         let gib: u64 = 1 << 30;
@@ -331,7 +332,7 @@ pub fn http_request(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n"
     );
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        let _ = write!(req, "{k}: {v}\r\n");
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).expect("send");

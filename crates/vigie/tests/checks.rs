@@ -15,10 +15,18 @@ fn results(e: &Env, checks: &str) -> std::collections::HashMap<String, Value> {
     let r = e.run(&["check", "--json"]);
     assert!(r.code == 0 || r.code == 1, "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|err| panic!("{err}: {r:?}"));
-    let map: std::collections::HashMap<_, _> =
-        v.as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone())).collect();
+    let map: std::collections::HashMap<_, _> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone()))
+        .collect();
     let any_failed = map.values().any(|c| c["ok"] == false);
-    assert_eq!(r.code, i32::from(any_failed), "exit code follows the results");
+    assert_eq!(
+        r.code,
+        i32::from(any_failed),
+        "exit code follows the results"
+    );
     map
 }
 
@@ -31,7 +39,11 @@ fn msg(r: &Value) -> &str {
 }
 
 fn metric(r: &Value, name: &str) -> Option<f64> {
-    r["metrics"].as_array()?.iter().find(|m| m["name"] == name)?["value"].as_f64()
+    r["metrics"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?["value"]
+        .as_f64()
 }
 
 #[test]
@@ -39,7 +51,10 @@ fn http_up_down_slow_wrong_status_wrong_body() {
     let s = servers::http();
     let a = s.addr;
     let e = env();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let cfg = [
         check("up", &format!("http = {{ url = \"http://{a}/ok\", body_contains = \"good\" }}"), ""),
         check("refused", &format!("http = {{ url = \"http://{closed}/\" }}"), ""),
@@ -60,20 +75,35 @@ fn http_up_down_slow_wrong_status_wrong_body() {
     assert_eq!(metric(&r["up"], "status_code"), Some(200.0));
     assert!(metric(&r["up"], "latency_seconds").is_some());
     assert!(!ok(&r["refused"]));
-    assert!(msg(&r["refused"]).contains("Connection refused"), "{}", msg(&r["refused"]));
+    assert!(
+        msg(&r["refused"]).contains("Connection refused"),
+        "{}",
+        msg(&r["refused"])
+    );
     assert!(!ok(&r["slow"]));
     assert!(msg(&r["slow"]).contains("timed out"), "{}", msg(&r["slow"]));
     assert!(!ok(&r["too-slow"]));
-    assert!(msg(&r["too-slow"]).contains("slower than 100ms"), "{}", msg(&r["too-slow"]));
+    assert!(
+        msg(&r["too-slow"]).contains("slower than 100ms"),
+        "{}",
+        msg(&r["too-slow"])
+    );
     assert_eq!(msg(&r["status"]), "status 503, expected below 400");
     assert!(ok(&r["expected-404"]));
-    assert_eq!(msg(&r["body"]), "status 200 but the body does not contain \"welcome\"");
+    assert_eq!(
+        msg(&r["body"]),
+        "status 200 but the body does not contain \"welcome\""
+    );
     assert!(ok(&r["regex"]), "{}", r["regex"]);
     assert!(ok(&r["redirect"]), "{}", r["redirect"]);
     assert!(ok(&r["no-redirect"]), "{}", r["no-redirect"]);
     assert!(msg(&r["hang"]).contains("timed out"), "{}", msg(&r["hang"]));
     assert!(!ok(&r["one-gigabyte"]));
-    assert!(msg(&r["one-gigabyte"]).contains("larger than max_body (1MiB)"), "{}", msg(&r["one-gigabyte"]));
+    assert!(
+        msg(&r["one-gigabyte"]).contains("larger than max_body (1MiB)"),
+        "{}",
+        msg(&r["one-gigabyte"])
+    );
 }
 
 #[test]
@@ -104,15 +134,36 @@ fn https_certificates_valid_expiring_expired_self_signed() {
     let days = metric(&r["good"], "cert_days_left").unwrap();
     assert!((89.0..=90.1).contains(&days), "{days}");
     assert!(!ok(&r["untrusted"]));
-    assert!(msg(&r["untrusted"]).contains("UnknownIssuer"), "{}", msg(&r["untrusted"]));
+    assert!(
+        msg(&r["untrusted"]).contains("UnknownIssuer"),
+        "{}",
+        msg(&r["untrusted"])
+    );
     assert!(!ok(&r["expiring"]));
-    assert!(msg(&r["expiring"]).contains("certificate expires in 4.9 days (fewer than 14)") || msg(&r["expiring"]).contains("certificate expires in 5.0 days (fewer than 14)"), "{}", msg(&r["expiring"]));
+    assert!(
+        msg(&r["expiring"]).contains("certificate expires in 4.9 days (fewer than 14)")
+            || msg(&r["expiring"]).contains("certificate expires in 5.0 days (fewer than 14)"),
+        "{}",
+        msg(&r["expiring"])
+    );
     assert!(!ok(&r["expired"]));
-    assert!(msg(&r["expired"]).contains("certificate expired"), "{}", msg(&r["expired"]));
+    assert!(
+        msg(&r["expired"]).contains("certificate expired"),
+        "{}",
+        msg(&r["expired"])
+    );
     assert!(!ok(&r["self-signed"]));
-    assert!(ok(&r["self-signed-accepted"]), "{}", r["self-signed-accepted"]);
+    assert!(
+        ok(&r["self-signed-accepted"]),
+        "{}",
+        r["self-signed-accepted"]
+    );
     assert!(ok(&r["tls-good"]), "{}", r["tls-good"]);
-    assert!(msg(&r["tls-good"]).starts_with("TLSv1.3"), "{}", msg(&r["tls-good"]));
+    assert!(
+        msg(&r["tls-good"]).starts_with("TLSv1.3"),
+        "{}",
+        msg(&r["tls-good"])
+    );
     assert!(!ok(&r["tls-expiring"]));
 }
 
@@ -121,32 +172,62 @@ fn a_tls_handshake_that_never_ends_is_cut_at_the_timeout() {
     let silent = servers::silent();
     let e = env();
     let cfg = [
-        check("tls", &format!("tls = {{ address = \"{}\" }}", silent.addr), "timeout = \"400ms\""),
-        check("https", &format!("http = {{ url = \"https://{}/\" }}", silent.addr), "timeout = \"400ms\""),
+        check(
+            "tls",
+            &format!("tls = {{ address = \"{}\" }}", silent.addr),
+            "timeout = \"400ms\"",
+        ),
+        check(
+            "https",
+            &format!("http = {{ url = \"https://{}/\" }}", silent.addr),
+            "timeout = \"400ms\"",
+        ),
     ]
     .concat();
     let start = std::time::Instant::now();
     let r = results(&e, &cfg);
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(msg(&r["tls"]), "timed out after 400ms");
-    assert!(msg(&r["https"]).contains("timed out"), "{}", msg(&r["https"]));
+    assert!(
+        msg(&r["https"]).contains("timed out"),
+        "{}",
+        msg(&r["https"])
+    );
 }
 
 #[test]
 fn tcp_connect_and_banner() {
     let b = servers::banner("+OK vigie test ready\r\n");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let e = env();
     let cfg = [
-        check("banner", &format!("tcp = {{ address = \"{}\", expect = \"+OK\" }}", b.addr), ""),
-        check("wrong-banner", &format!("tcp = {{ address = \"{}\", expect = \"220 smtp\" }}", b.addr), ""),
+        check(
+            "banner",
+            &format!("tcp = {{ address = \"{}\", expect = \"+OK\" }}", b.addr),
+            "",
+        ),
+        check(
+            "wrong-banner",
+            &format!(
+                "tcp = {{ address = \"{}\", expect = \"220 smtp\" }}",
+                b.addr
+            ),
+            "",
+        ),
         check("closed", &format!("tcp = {{ address = \"{closed}\" }}"), ""),
     ]
     .concat();
     let r = results(&e, &cfg);
     assert!(ok(&r["banner"]), "{}", r["banner"]);
     assert!(!ok(&r["wrong-banner"]));
-    assert!(msg(&r["wrong-banner"]).contains("connection closed before \"220 smtp\" came"), "{}", msg(&r["wrong-banner"]));
+    assert!(
+        msg(&r["wrong-banner"]).contains("connection closed before \"220 smtp\" came"),
+        "{}",
+        msg(&r["wrong-banner"])
+    );
     assert!(!ok(&r["closed"]));
 }
 
@@ -170,7 +251,10 @@ fn dns_answers_mismatch_and_garbage() {
     assert!(ok(&r["any"]), "{}", r["any"]);
     assert_eq!(msg(&r["any"]), "blog.example.org → 192.0.2.7");
     assert!(ok(&r["exact"]));
-    assert_eq!(msg(&r["moved"]), "blog.example.org → 192.0.2.7, expected 203.0.113.10");
+    assert_eq!(
+        msg(&r["moved"]),
+        "blog.example.org → 192.0.2.7, expected 203.0.113.10"
+    );
     for bad in ["garbage", "truncated", "dead"] {
         assert!(!ok(&r[bad]), "{bad}: {}", r[bad]);
         assert!(!msg(&r[bad]).is_empty());
@@ -181,18 +265,34 @@ fn dns_answers_mismatch_and_garbage() {
 fn ping_loopback() {
     let e = env();
     let cfg = [
-        check("lo", "ping = { host = \"127.0.0.1\", count = 3, interval = \"20ms\" }", "timeout = \"2s\""),
+        check(
+            "lo",
+            "ping = { host = \"127.0.0.1\", count = 3, interval = \"20ms\" }",
+            "timeout = \"2s\"",
+        ),
         // Traffic stays on loopback: a name that cannot resolve fails
         // before any echo is sent.
-        check("void", "ping = { host = \"no-such-host.invalid\", count = 2 }", "timeout = \"2s\""),
+        check(
+            "void",
+            "ping = { host = \"no-such-host.invalid\", count = 2 }",
+            "timeout = \"2s\"",
+        ),
     ]
     .concat();
     let r = results(&e, &cfg);
     assert!(ok(&r["lo"]), "{}", r["lo"]);
     assert_eq!(metric(&r["lo"], "loss_ratio"), Some(0.0));
-    assert!(msg(&r["lo"]).starts_with("3/3 replies from 127.0.0.1"), "{}", msg(&r["lo"]));
+    assert!(
+        msg(&r["lo"]).starts_with("3/3 replies from 127.0.0.1"),
+        "{}",
+        msg(&r["lo"])
+    );
     assert!(!ok(&r["void"]), "{}", r["void"]);
-    assert!(msg(&r["void"]).contains("resolving no-such-host.invalid"), "{}", msg(&r["void"]));
+    assert!(
+        msg(&r["void"]).contains("resolving no-such-host.invalid"),
+        "{}",
+        msg(&r["void"])
+    );
 }
 
 #[test]
@@ -201,14 +301,37 @@ fn command_exit_output_and_timeout_kills_the_whole_group() {
     let pidfile = e.path().join("child.pid");
     let cfg = [
         check("true", "command = { argv = [\"true\"] }", ""),
-        check("false", "command = { argv = [\"sh\", \"-c\", \"echo broken >&2; exit 3\"] }", ""),
-        check("allowed-exit", "command = { argv = [\"sh\", \"-c\", \"exit 3\"], expect_exit = [0, 3] }", ""),
-        check("output", "command = { shell = \"echo version 1.2.3\", output_regex = \"version [0-9.]+\" }", ""),
-        check("wrong-output", "command = { shell = \"echo hello\", output_contains = \"bye\" }", ""),
-        check("missing", "command = { argv = [\"/nonexistent/program\"] }", ""),
+        check(
+            "false",
+            "command = { argv = [\"sh\", \"-c\", \"echo broken >&2; exit 3\"] }",
+            "",
+        ),
+        check(
+            "allowed-exit",
+            "command = { argv = [\"sh\", \"-c\", \"exit 3\"], expect_exit = [0, 3] }",
+            "",
+        ),
+        check(
+            "output",
+            "command = { shell = \"echo version 1.2.3\", output_regex = \"version [0-9.]+\" }",
+            "",
+        ),
+        check(
+            "wrong-output",
+            "command = { shell = \"echo hello\", output_contains = \"bye\" }",
+            "",
+        ),
+        check(
+            "missing",
+            "command = { argv = [\"/nonexistent/program\"] }",
+            "",
+        ),
         check(
             "hung",
-            &format!("command = {{ shell = \"sleep 30 & echo $! > {}; wait\" }}", pidfile.display()),
+            &format!(
+                "command = {{ shell = \"sleep 30 & echo $! > {}; wait\" }}",
+                pidfile.display()
+            ),
             "timeout = \"500ms\"",
         ),
     ]
@@ -219,16 +342,24 @@ fn command_exit_output_and_timeout_kills_the_whole_group() {
     assert!(ok(&r["allowed-exit"]));
     assert!(ok(&r["output"]), "{}", r["output"]);
     assert!(!ok(&r["wrong-output"]));
-    assert!(msg(&r["missing"]).contains("cannot run /nonexistent/program"), "{}", msg(&r["missing"]));
+    assert!(
+        msg(&r["missing"]).contains("cannot run /nonexistent/program"),
+        "{}",
+        msg(&r["missing"])
+    );
     assert_eq!(msg(&r["hung"]), "timed out after 500ms");
     let pid = std::fs::read_to_string(&pidfile).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
         if stat.contains(") Z") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the grandchild sleep {pid} survived the timeout");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grandchild sleep {pid} survived the timeout"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -238,23 +369,72 @@ fn host_checks_and_file_age() {
     let e = env();
     let fresh = e.write("fresh.txt", "new");
     let old = e.write("old.txt", "old");
-    let status = std::process::Command::new("touch").args(["-d", "3 days ago"]).arg(&old).status().unwrap();
+    let status = std::process::Command::new("touch")
+        .args(["-d", "3 days ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
     assert!(status.success());
     std::fs::create_dir(e.path().join("backups")).unwrap();
     let pidfile = e.write("me.pid", &format!("{}\n", std::process::id()));
     let cfg = [
-        check("disk", "disk = { path = \"/\", max_used_percent = 100 }", ""),
-        check("disk-full", "disk = { path = \"/\", min_free = \"1000TiB\" }", ""),
+        check(
+            "disk",
+            "disk = { path = \"/\", max_used_percent = 100 }",
+            "",
+        ),
+        check(
+            "disk-full",
+            "disk = { path = \"/\", min_free = \"1000TiB\" }",
+            "",
+        ),
         check("memory", "memory = { max_used_percent = 100 }", ""),
         check("memory-tight", "memory = { max_used_percent = 0 }", ""),
         check("load", "load = { max_load1 = 10000.0 }", ""),
-        check("fresh", &format!("file_age = {{ path = \"{}\", max_age = \"1h\" }}", fresh.display()), ""),
-        check("old", &format!("file_age = {{ path = \"{}\", max_age = \"1d\" }}", old.display()), ""),
-        check("dir", &format!("file_age = {{ path = \"{}\", max_age = \"1h\" }}", e.path().display()), ""),
-        check("empty-dir", "file_age = { path = \"backups\", max_age = \"1h\" }", ""),
-        check("gone", "file_age = { path = \"nope.txt\", max_age = \"1h\" }", ""),
-        check("pidfile", &format!("process = {{ pidfile = \"{}\" }}", pidfile.display()), ""),
-        check("no-process", "process = { name = \"no-such-daemon-here\" }", ""),
+        check(
+            "fresh",
+            &format!(
+                "file_age = {{ path = \"{}\", max_age = \"1h\" }}",
+                fresh.display()
+            ),
+            "",
+        ),
+        check(
+            "old",
+            &format!(
+                "file_age = {{ path = \"{}\", max_age = \"1d\" }}",
+                old.display()
+            ),
+            "",
+        ),
+        check(
+            "dir",
+            &format!(
+                "file_age = {{ path = \"{}\", max_age = \"1h\" }}",
+                e.path().display()
+            ),
+            "",
+        ),
+        check(
+            "empty-dir",
+            "file_age = { path = \"backups\", max_age = \"1h\" }",
+            "",
+        ),
+        check(
+            "gone",
+            "file_age = { path = \"nope.txt\", max_age = \"1h\" }",
+            "",
+        ),
+        check(
+            "pidfile",
+            &format!("process = {{ pidfile = \"{}\" }}", pidfile.display()),
+            "",
+        ),
+        check(
+            "no-process",
+            "process = { name = \"no-such-daemon-here\" }",
+            "",
+        ),
     ]
     .concat();
     let r = results(&e, &cfg);
@@ -268,7 +448,11 @@ fn host_checks_and_file_age() {
     assert!(!ok(&r["old"]));
     assert!(msg(&r["old"]).contains("is 3d"), "{}", msg(&r["old"]));
     assert!(ok(&r["dir"]), "{}", r["dir"]);
-    assert!(msg(&r["empty-dir"]).contains("holds no file"), "{}", msg(&r["empty-dir"]));
+    assert!(
+        msg(&r["empty-dir"]).contains("holds no file"),
+        "{}",
+        msg(&r["empty-dir"])
+    );
     assert!(!ok(&r["gone"]));
     assert!(ok(&r["pidfile"]), "{}", r["pidfile"]);
     assert!(!ok(&r["no-process"]));
@@ -278,14 +462,28 @@ fn host_checks_and_file_age() {
 fn the_table_output_and_a_single_check() {
     let s = servers::http();
     let e = env();
-    e.config(&[
-        check("web", &format!("http = {{ url = \"http://{}/ok\" }}", s.addr), ""),
-        check("down", &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr), ""),
-    ]
-    .concat());
+    e.config(
+        &[
+            check(
+                "web",
+                &format!("http = {{ url = \"http://{}/ok\" }}", s.addr),
+                "",
+            ),
+            check(
+                "down",
+                &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
+                "",
+            ),
+        ]
+        .concat(),
+    );
     let r = e.run(&["check", "web"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.starts_with("CHECK  KIND  RESULT  TIME"), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("CHECK  KIND  RESULT  TIME"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("web    http  ok"), "{}", r.stdout);
     assert!(!r.stdout.contains("down"));
     let r = e.run(&["check"]);

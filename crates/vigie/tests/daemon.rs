@@ -18,7 +18,13 @@ fn api_check(d: &Daemon, name: &str) -> Value {
     let (status, body) = d.http("GET", "/api/v1/checks", &[]);
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or(Value::Null)
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// Poll the API until `name` is in `state`.
@@ -29,7 +35,11 @@ fn wait_state(d: &Daemon, name: &str, state: &str, limit: Duration) -> Value {
         if c["state"] == state {
             return c;
         }
-        assert!(start.elapsed() < limit, "{name} never became {state}: {c}\n{}", d.log());
+        assert!(
+            start.elapsed() < limit,
+            "{name} never became {state}: {c}\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -40,8 +50,16 @@ fn heartbeat_on_time_late_and_failed() {
     e.write("hb.token", "tok-123\n");
     e.config(&format!(
         "{SERVER}{}{}",
-        check("job", "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }", "every = \"100ms\""),
-        check("other", "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }", "every = \"1h\""),
+        check(
+            "job",
+            "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
+            "every = \"100ms\""
+        ),
+        check(
+            "other",
+            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+            "every = \"1h\""
+        ),
     ));
     let d = e.daemon();
     let bearer = [("authorization", "Bearer tok-123")];
@@ -51,36 +69,65 @@ fn heartbeat_on_time_late_and_failed() {
     assert_eq!(d.http("GET", "/ping/job?token=tok-123", &[]).0, 200);
     // No ping for more than period + grace: failing.
     let c = wait_state(&d, "job", "failing", Duration::from_secs(5));
-    assert!(c["last_message"].as_str().unwrap().contains("more than period 1s + grace 500ms"), "{c}");
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("more than period 1s + grace 500ms"),
+        "{c}"
+    );
     // A ping brings it back at once, without waiting for the next run.
     assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
     wait_state(&d, "job", "ok", Duration::from_secs(2));
     // The job reports a failure.
     assert_eq!(d.http("POST", "/ping/job/fail", &bearer).0, 200);
     let c = wait_state(&d, "job", "failing", Duration::from_secs(2));
-    assert!(c["last_message"].as_str().unwrap().contains("reported a failure"), "{c}");
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("reported a failure"),
+        "{c}"
+    );
 }
 
 #[test]
 fn heartbeat_endpoints_refuse_without_revealing_names() {
     let e = env();
-    e.config(&format!("{SERVER}{}", check("job", "heartbeat = { period = \"1h\" }", "")));
+    e.config(&format!(
+        "{SERVER}{}",
+        check("job", "heartbeat = { period = \"1h\" }", "")
+    ));
     let d = e.daemon();
     // Without the token, an existing and an unknown name get the same answer.
     let (known, body_known) = d.http("POST", "/ping/job", &[("authorization", "Bearer wrong")]);
-    let (unknown, body_unknown) = d.http("POST", "/ping/nobody", &[("authorization", "Bearer wrong")]);
+    let (unknown, body_unknown) =
+        d.http("POST", "/ping/nobody", &[("authorization", "Bearer wrong")]);
     assert_eq!((known, unknown), (401, 401));
     assert_eq!(body_known, body_unknown);
     assert_eq!(d.http("POST", "/ping/job", &[]).0, 401);
     // The generated token works, and is what `vigie heartbeat-url` prints.
     let url = e.run(&["heartbeat-url", "job"]);
     assert_eq!(url.code, 0, "{url:?}");
-    let token = url.stdout.trim().rsplit_once("token=").unwrap().1.to_owned();
+    let token = url
+        .stdout
+        .trim()
+        .rsplit_once("token=")
+        .unwrap()
+        .1
+        .to_owned();
     assert_eq!(token.len(), 32);
     let auth = format!("Bearer {token}");
-    assert_eq!(d.http("POST", "/ping/job", &[("authorization", &auth)]).0, 200);
+    assert_eq!(
+        d.http("POST", "/ping/job", &[("authorization", &auth)]).0,
+        200
+    );
     // A valid token on a name that is not a heartbeat: not found.
-    assert_eq!(d.http("POST", "/ping/nobody", &[("authorization", &auth)]).0, 404);
+    assert_eq!(
+        d.http("POST", "/ping/nobody", &[("authorization", &auth)])
+            .0,
+        404
+    );
 }
 
 #[test]
@@ -89,8 +136,16 @@ fn api_and_metrics() {
     let e = env();
     e.config(&format!(
         "{SERVER}{}{}",
-        check("web", &format!("http = {{ url = \"http://{}/ok\" }}", s.addr), "every = \"200ms\""),
-        check("broken", &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr), "every = \"200ms\"\nfail_after = 2"),
+        check(
+            "web",
+            &format!("http = {{ url = \"http://{}/ok\" }}", s.addr),
+            "every = \"200ms\""
+        ),
+        check(
+            "broken",
+            &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
+            "every = \"200ms\"\nfail_after = 2"
+        ),
     ));
     let d = e.daemon();
     assert_eq!(d.http("GET", "/healthz", &[]), (200, "ok\n".into()));
@@ -128,8 +183,14 @@ fn a_token_guards_the_api_and_metrics() {
     let get = |path: &str, h: &[(&str, &str)]| servers::http_request(local, "GET", path, h).0;
     assert_eq!(get("/api/v1/checks", &[]), 401);
     assert_eq!(get("/metrics", &[("authorization", "Bearer nope")]), 401);
-    assert_eq!(get("/api/v1/checks", &[("authorization", "Bearer api-secret")]), 200);
-    assert_eq!(get("/metrics", &[("authorization", "Bearer api-secret")]), 200);
+    assert_eq!(
+        get("/api/v1/checks", &[("authorization", "Bearer api-secret")]),
+        200
+    );
+    assert_eq!(
+        get("/metrics", &[("authorization", "Bearer api-secret")]),
+        200
+    );
     assert_eq!(get("/healthz", &[]), 200);
 }
 
@@ -140,7 +201,11 @@ fn sigterm_stops_cleanly_within_two_seconds() {
     // A check stuck in a slow request must not hold the shutdown.
     e.config(&format!(
         "{SERVER}{}",
-        check("hang", &format!("http = {{ url = \"http://{}/hang\" }}", s.addr), "every = \"100ms\"\ntimeout = \"30s\"")
+        check(
+            "hang",
+            &format!("http = {{ url = \"http://{}/hang\" }}", s.addr),
+            "every = \"100ms\"\ntimeout = \"30s\""
+        )
     ));
     let mut d = e.daemon();
     std::thread::sleep(Duration::from_millis(300));
@@ -157,7 +222,11 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     let e = env();
     let cfg = format!(
         "{SERVER}{}",
-        check("broken", &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr), "every = \"100ms\"\nfail_after = 2\nrecover_after = 3")
+        check(
+            "broken",
+            &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
+            "every = \"100ms\"\nfail_after = 2\nrecover_after = 3"
+        )
     );
     e.config(&cfg);
     let mut d = e.daemon();
@@ -167,7 +236,10 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     d.wait(Duration::from_secs(5));
     // The store is readable after the kill, and remembers the failure.
     let status = e.run(&["status", "--json"]);
-    assert_eq!(status.code, 1, "a failing check makes status exit 1: {status:?}");
+    assert_eq!(
+        status.code, 1,
+        "a failing check makes status exit 1: {status:?}"
+    );
     let v: Value = serde_json::from_str(&status.stdout).unwrap();
     let stored = &v["checks"][0];
     assert_eq!(stored["state"], "failing");
@@ -175,7 +247,10 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     assert_eq!(stored["since"], before["since"]);
     let store = vigie_store::Store::open(&e.state_dir()).unwrap();
     let recorded = store.recent_results("broken", 1000).unwrap().len() as u64;
-    assert!(recorded >= stored["runs_total"].as_u64().unwrap(), "every counted run has its result row");
+    assert!(
+        recorded >= stored["runs_total"].as_u64().unwrap(),
+        "every counted run has its result row"
+    );
     drop(store);
     // A restart resumes as failing: no new unknown → failing transition.
     let d2 = e.daemon();
@@ -189,20 +264,36 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
 #[test]
 fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_broken() {
     let e = env();
-    e.config(&format!("{SERVER}{}", check("one", "memory = { max_used_percent = 100 }", "every = \"100ms\"")));
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "one",
+            "memory = { max_used_percent = 100 }",
+            "every = \"100ms\""
+        )
+    ));
     let d = e.daemon();
     wait_state(&d, "one", "ok", Duration::from_secs(5));
-    e.config(&format!("{SERVER}[[check]]\nname = \"two\"\nmemroy = {{}}\n"));
+    e.config(&format!(
+        "{SERVER}[[check]]\nname = \"two\"\nmemroy = {{}}\n"
+    ));
     d.signal(Signal::HUP);
     d.wait_log("keeping the running one", Duration::from_secs(5));
     assert!(d.log().contains("unknown key `memroy`"), "{}", d.log());
     let (_, body) = d.http("GET", "/api/v1/checks", &[]);
-    assert!(body.contains("\"one\"") && !body.contains("\"two\""), "{body}");
+    assert!(
+        body.contains("\"one\"") && !body.contains("\"two\""),
+        "{body}"
+    );
     wait_state(&d, "one", "ok", Duration::from_secs(2));
     // A good config replaces the checks, on the same address.
     e.config(&format!(
         "{SERVER}{}{}",
-        check("one", "memory = { max_used_percent = 100 }", "every = \"100ms\""),
+        check(
+            "one",
+            "memory = { max_used_percent = 100 }",
+            "every = \"100ms\""
+        ),
         check("two", "load = { max_load1 = 10000.0 }", "every = \"100ms\"")
     ));
     d.signal(Signal::HUP);
@@ -216,8 +307,16 @@ fn a_probe_that_hangs_never_delays_the_others() {
     let e = env();
     e.config(&format!(
         "{SERVER}[engine]\nconcurrency = 4\n\n{}{}",
-        check("hang", &format!("http = {{ url = \"http://{}/hang\" }}", s.addr), "every = \"100ms\"\ntimeout = \"10s\""),
-        check("quick", "memory = { max_used_percent = 100 }", "every = \"100ms\""),
+        check(
+            "hang",
+            &format!("http = {{ url = \"http://{}/hang\" }}", s.addr),
+            "every = \"100ms\"\ntimeout = \"10s\""
+        ),
+        check(
+            "quick",
+            "memory = { max_used_percent = 100 }",
+            "every = \"100ms\""
+        ),
     ));
     let d = e.daemon();
     std::thread::sleep(Duration::from_millis(1500));
