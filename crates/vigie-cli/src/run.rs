@@ -125,7 +125,7 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
     let mut selected = Vec::new();
     for name in names {
         if let Some(c) = config.check(name) {
-            selected.push(c)
+            selected.push(c);
         } else {
             let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
             let mut f = Failure::config(format!("no check named `{name}`"));

@@ -311,7 +311,7 @@ impl Loader {
                 .as_ref()
                 .map_or_else(|| "check".to_owned(), |n| format!("check \"{n}\""));
             if let Some(raw) = self.de::<RawCheck>(src, item, &key) {
-                self.raw.checks.push(CheckEntry { src, table, raw })
+                self.raw.checks.push(CheckEntry { src, table, raw });
             } else {
                 let loc = self.loc(src, Some(table));
                 self.raw.broken_names.extend(name.map(|n| (n, loc)));

@@ -125,7 +125,9 @@ impl CheckTask {
                 };
                 let lag = tokio::time::Instant::now().saturating_duration_since(scheduled);
                 let start = Instant::now();
-                let outcome = run_probe(&self.probe, timeout).await;
+                // Boxed: the probe's future is large and only lives during a
+                // run, so a sleeping check stays small.
+                let outcome = Box::pin(run_probe(&self.probe, timeout)).await;
                 (outcome, lag, start.elapsed())
             };
             let (outcome, lag, duration) = outcome_and_timing;

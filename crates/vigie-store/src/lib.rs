@@ -246,12 +246,33 @@ impl Store {
 
     /// Delete raw results older than `before`, a slice at a time so that
     /// writers are never held up for long. Returns how many went.
+    ///
+    /// Rows are appended in time order, so the oldest are the lowest ids:
+    /// walking from the start needs no index on time.
     pub fn prune(&mut self, before: Timestamp) -> Result<usize> {
+        // The first row young enough to keep; everything below it goes.
+        let keep_from: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM results WHERE started_ms >= ?1 ORDER BY id LIMIT 1",
+                params![before.millis()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let end = match keep_from {
+            Some(id) => id,
+            None => {
+                self.conn
+                    .query_row("SELECT coalesce(max(id), 0) + 1 FROM results", [], |r| {
+                        r.get(0)
+                    })?
+            }
+        };
         let mut total = 0;
         loop {
             let n = self.conn.execute(
-                "DELETE FROM results WHERE id IN (SELECT id FROM results WHERE started_ms < ?1 LIMIT 5000)",
-                params![before.millis()],
+                "DELETE FROM results WHERE id IN (SELECT id FROM results WHERE id < ?1 ORDER BY id LIMIT 5000)",
+                params![end],
             )?;
             total += n;
             if n < 5000 {

@@ -20,7 +20,6 @@ const MIGRATIONS: &[&str] = &[
         metrics TEXT
     );
     CREATE INDEX results_by_check ON results (check_name, started_ms);
-    CREATE INDEX results_by_time ON results (started_ms);
     CREATE TABLE check_state (
         check_name TEXT PRIMARY KEY,
         state TEXT NOT NULL,
