@@ -26,8 +26,17 @@ pub(crate) async fn guarded<F>(probe: F, timeout: Duration) -> Outcome
 where
     F: std::future::Future<Output = Outcome> + Send + 'static,
 {
-    let mut handle = tokio::spawn(probe);
-    match tokio::time::timeout(timeout, &mut handle).await {
+    // Aborted when dropped: if the check itself is stopped (a reload, a
+    // shutdown), its probe does not live on unattended.
+    struct AbortOnDrop(tokio::task::JoinHandle<Outcome>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut guard = AbortOnDrop(tokio::spawn(probe));
+    let handle = &mut guard.0;
+    match tokio::time::timeout(timeout, handle).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) if e.is_panic() => {
             let payload = e.into_panic();
@@ -39,13 +48,10 @@ where
             Outcome::fail(format!("the probe crashed: {msg}"))
         }
         Ok(Err(e)) => Outcome::fail(format!("the probe was stopped: {e}")),
-        Err(_) => {
-            handle.abort();
-            Outcome::fail(format!(
-                "timed out after {}",
-                vigie_core::Duration::from(timeout)
-            ))
-        }
+        Err(_) => Outcome::fail(format!(
+            "timed out after {}",
+            vigie_core::Duration::from(timeout)
+        )),
     }
 }
 

@@ -91,14 +91,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -112,7 +104,7 @@ impl App {
     fn authorized(&self, headers: &HeaderMap) -> bool {
         match &self.token {
             None => true,
-            Some(t) => bearer(headers).is_some_and(|b| same(b, t)),
+            Some(t) => bearer(headers).is_some_and(|b| vigie_core::constant_time_eq(b, t)),
         }
     }
 }
