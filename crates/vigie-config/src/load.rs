@@ -194,14 +194,7 @@ impl Loader {
         message: String,
         hint: Option<String>,
     ) {
-        let location = Some(self.loc(src, span));
-        self.diags.push(Diagnostic {
-            level: Level::Error,
-            location,
-            key: key.to_owned(),
-            message,
-            hint,
-        });
+        self.report(Level::Error, src, span, key, message, hint);
     }
 
     fn warning(
@@ -212,9 +205,21 @@ impl Loader {
         message: String,
         hint: Option<String>,
     ) {
+        self.report(Level::Warning, src, span, key, message, hint);
+    }
+
+    fn report(
+        &mut self,
+        level: Level,
+        src: usize,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         let location = Some(self.loc(src, span));
         self.diags.push(Diagnostic {
-            level: Level::Warning,
+            level,
             location,
             key: key.to_owned(),
             message,

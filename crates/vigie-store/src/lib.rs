@@ -304,34 +304,18 @@ impl Store {
             params![check, now.millis()],
         )?;
         Ok(self.conn.query_row(
-            "SELECT check_name, token, last_ping_ms, last_fail_ms, first_seen_ms FROM heartbeats WHERE check_name = ?1",
+            &format!("SELECT {HEARTBEAT_COLUMNS} FROM heartbeats WHERE check_name = ?1"),
             [check],
-            |r| {
-                Ok(Heartbeat {
-                    check: r.get(0)?,
-                    token: r.get(1)?,
-                    last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
-                    last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
-                    first_seen: Timestamp(r.get(4)?),
-                })
-            },
+            heartbeat_row,
         )?)
     }
 
     /// Every heartbeat record.
     pub fn heartbeats(&self) -> Result<Vec<Heartbeat>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT check_name, token, last_ping_ms, last_fail_ms, first_seen_ms FROM heartbeats",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Heartbeat {
-                check: r.get(0)?,
-                token: r.get(1)?,
-                last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
-                last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
-                first_seen: Timestamp(r.get(4)?),
-            })
-        })?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {HEARTBEAT_COLUMNS} FROM heartbeats"))?;
+        let rows = stmt.query_map([], heartbeat_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -373,6 +357,18 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+const HEARTBEAT_COLUMNS: &str = "check_name, token, last_ping_ms, last_fail_ms, first_seen_ms";
+
+fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
+    Ok(Heartbeat {
+        check: r.get(0)?,
+        token: r.get(1)?,
+        last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
+        last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
+        first_seen: Timestamp(r.get(4)?),
+    })
 }
 
 fn parse_metrics(json: &str) -> Vec<(String, f64)> {
