@@ -11,8 +11,13 @@ use vigie_engine::Engine;
 use crate::output::{ago, millis, table};
 use crate::{Cli, Failure, Result, exit, load, out, state_dir};
 
+/// One thread runs every check and the HTTP server: the work is waiting
+/// on sockets, and a single thread spares the wake-ups between workers
+/// that dominate the CPU cost of thousands of small probes. Anything that
+/// may block (filesystem walks, statvfs, name look-ups) runs on tokio's
+/// blocking pool.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("vigie")
         .build()

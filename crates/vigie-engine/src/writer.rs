@@ -35,6 +35,7 @@ enum Op {
 #[derive(Clone)]
 pub(crate) struct Handle {
     tx: Sender<Op>,
+    thread: std::thread::Thread,
     errors: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -63,14 +64,16 @@ pub(crate) fn spawn(store: Store, retention: Duration) -> Result<(Handle, Snapsh
     let (tx, rx) = channel();
     let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = errors.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("vigie-store".into())
         .spawn(move || run(store, &rx, retention, &counter))
         .map_err(|e| StoreError::CreateDir {
             path: "store writer thread".into(),
             source: e,
-        })?;
-    Ok((Handle { tx, errors }, snap))
+        })?
+        .thread()
+        .clone();
+    Ok((Handle { tx, thread, errors }, snap))
 }
 
 fn run(
@@ -94,12 +97,14 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut ops: Vec<Op> = first.into_iter().collect();
-        let window_end = Instant::now() + BATCH_WINDOW;
-        // Only results wait for company: pings, tokens and anyone waiting
-        // on an answer are committed without delay.
-        while ops.len() < BATCH && ops.last().is_some_and(|op| matches!(op, Op::Result(..))) {
-            let left = window_end.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+        // A result waits for company: the thread parks for the batch
+        // window, during which senders do not wake it. Pings, tokens and
+        // anyone waiting on an answer unpark it at once (see `urgent`).
+        if ops.last().is_some_and(|op| matches!(op, Op::Result(..))) {
+            std::thread::park_timeout(BATCH_WINDOW);
+        }
+        while ops.len() < BATCH {
+            match rx.try_recv() {
                 Ok(op) => ops.push(op),
                 Err(_) => break,
             }
@@ -164,8 +169,15 @@ impl Handle {
         let _ = self.tx.send(Op::Result(Box::new(r), t));
     }
 
+    /// Send an op that must not wait for the batch window.
+    fn urgent(&self, op: Op) -> bool {
+        let sent = self.tx.send(op).is_ok();
+        self.thread.unpark();
+        sent
+    }
+
     pub(crate) fn ping(&self, check: &str, at: Timestamp, fail: bool) {
-        let _ = self.tx.send(Op::Ping {
+        self.urgent(Op::Ping {
             check: check.to_owned(),
             at,
             fail,
@@ -173,7 +185,7 @@ impl Handle {
     }
 
     pub(crate) fn token(&self, check: &str, token: &str, at: Timestamp) {
-        let _ = self.tx.send(Op::Token {
+        self.urgent(Op::Token {
             check: check.to_owned(),
             token: token.to_owned(),
             at,
@@ -182,7 +194,7 @@ impl Handle {
 
     pub(crate) fn read_snapshot(&self) -> Result<Snapshot, StoreError> {
         let (tx, rx) = channel();
-        if self.tx.send(Op::Snapshot(tx)).is_err() {
+        if !self.urgent(Op::Snapshot(tx)) {
             return Ok(Snapshot::default());
         }
         rx.recv().unwrap_or_else(|_| Ok(Snapshot::default()))
@@ -190,7 +202,7 @@ impl Handle {
 
     pub(crate) async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(Op::Flush(tx)).is_ok() {
+        if self.urgent(Op::Flush(tx)) {
             let _ = rx.await;
         }
     }

@@ -104,7 +104,7 @@ impl Prepared {
             Kind::Command(c) => command::run(c).await,
             Kind::Systemd(s) => command::systemd(s).await,
             Kind::Process(p) => blocking(host::process, p.clone()).await,
-            Kind::Disk(d) => host::disk(d),
+            Kind::Disk(d) => blocking(host::disk, d.clone()).await,
             Kind::Memory(m) => host::memory(m),
             Kind::Load(l) => host::load(l),
             Kind::FileAge(f) => blocking(host::file_age, f.clone()).await,
@@ -115,7 +115,8 @@ impl Prepared {
     }
 }
 
-/// Run filesystem walks off the async threads.
+/// Run what may block (a walk of a big tree, statvfs on a hung NFS
+/// mount) off the async threads.
 async fn blocking<T: Send + 'static>(f: fn(&T) -> Outcome, arg: T) -> Outcome {
     tokio::task::spawn_blocking(move || f(&arg))
         .await
