@@ -24,7 +24,6 @@ mod tls;
 
 pub use cert::not_after_unix;
 pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
-pub use tls::TlsSettings;
 
 /// Resources shared by every prepared check: TLS roots and HTTP clients.
 #[derive(Default)]

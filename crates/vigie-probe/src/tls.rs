@@ -16,7 +16,7 @@ use crate::{PrepareError, Shared, chain};
 
 /// What decides a TLS client configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     pub ca: Option<PathBuf>,
     pub accept_invalid: bool,
     pub alpn_http: bool,

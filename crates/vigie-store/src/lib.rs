@@ -281,22 +281,6 @@ impl Store {
         }
     }
 
-    /// Forget the state of checks that are no longer configured.
-    pub fn forget_checks_except(&mut self, keep: &[&str]) -> Result<usize> {
-        let tx = self.conn.transaction()?;
-        let names: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT check_name FROM check_state")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let mut n = 0;
-        for name in names.iter().filter(|n| !keep.contains(&n.as_str())) {
-            n += tx.execute("DELETE FROM check_state WHERE check_name = ?1", [name])?;
-        }
-        tx.commit()?;
-        Ok(n)
-    }
-
     /// Make sure a heartbeat row exists; returns it.
     pub fn heartbeat(&mut self, check: &str, now: Timestamp) -> Result<Heartbeat> {
         self.conn.execute(
@@ -338,22 +322,6 @@ impl Store {
                  ON CONFLICT (check_name) DO UPDATE SET {column} = excluded.{column}"
             ),
             params![check, at.millis()],
-        )?;
-        Ok(())
-    }
-
-    /// A value in the small key/value table (node identity and the like).
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    }
-
-    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
         )?;
         Ok(())
     }

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::{Result, StoreError};
 
 const MIGRATIONS: &[&str] = &[
-    // 1: check results, per-check state, heartbeats, a key/value table.
+    // 1: check results, per-check state, heartbeats.
     "CREATE TABLE results (
         id INTEGER PRIMARY KEY,
         check_name TEXT NOT NULL,
@@ -39,10 +39,6 @@ const MIGRATIONS: &[&str] = &[
         last_ping_ms INTEGER,
         last_fail_ms INTEGER,
         first_seen_ms INTEGER NOT NULL
-    );
-    CREATE TABLE meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
     );",
 ];
 

@@ -351,7 +351,8 @@ pub fn http_request(
     (status, body)
 }
 
-/// Whether a UDP port answers at all (for tests that need a dead one).
+/// A UDP port on 127.0.0.1 where nothing listens (for tests that need a
+/// server that never answers).
 pub fn unused_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .expect("bind")
