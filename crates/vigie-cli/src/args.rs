@@ -55,6 +55,11 @@ pub enum Command {
         /// The heartbeat check.
         name: String,
     },
+    /// Notifiers: `vigie notify test NAME` sends a test message.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -62,4 +67,14 @@ pub enum Command {
     },
     /// Print the manual page (roff).
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test message through a notifier; exits 3 if it was not
+    /// delivered.
+    Test {
+        /// The notifier (`[notify.NAME]`).
+        name: String,
+    },
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use vigie_config::{Config, Diagnostics, Loaded};
 
-pub use args::{Cli, Command};
+pub use args::{Cli, Command, NotifyAction};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -119,6 +119,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Status { json } => run::status(cli, *json),
         Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
+        Command::Notify {
+            action: NotifyAction::Test { name },
+        } => run::notify_test(cli, name),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut buf = Vec::new();

@@ -305,3 +305,38 @@ pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
     ))?;
     Ok(exit::OK)
 }
+
+pub(crate) fn notify_test(cli: &Cli, name: &str) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    let Some(notifier) = config.notifiers.get(name) else {
+        let known: Vec<&str> = config.notifiers.keys().map(String::as_str).collect();
+        let hint = if known.is_empty() {
+            "declare one under [notify.NAME] in the configuration".to_owned()
+        } else {
+            format!("known notifiers: {}", known.join(", "))
+        };
+        return Err(Failure::config(format!("no notifier named `{name}`")).hint(hint));
+    };
+    let sender = vigie_notify::Sender::new(vigie_notify::Policy::default())
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let msg = vigie_notify::Message::test(&config.node.name, name);
+    let delivery = runtime()?.block_on(sender.send(notifier, &msg));
+    match delivery.error {
+        None => {
+            out(format_args!(
+                "{name}: delivered ({} attempt{})\n",
+                delivery.attempts,
+                if delivery.attempts == 1 { "" } else { "s" }
+            ))?;
+            Ok(exit::OK)
+        }
+        Some(e) => {
+            let n = delivery.attempts;
+            Err(Failure::runtime(format!(
+                "{name}: not delivered ({n} attempt{}): {e}",
+                if n == 1 { "" } else { "s" }
+            )))
+        }
+    }
+}

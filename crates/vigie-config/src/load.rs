@@ -15,8 +15,8 @@ use vigie_core::{Duration, Severity};
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
     Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, EngineConfig, FileAgeProbe,
-    HeartbeatProbe, HttpProbe, LoadProbe, MemoryProbe, Node, PingProbe, Probe, ProcessProbe,
-    Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
+    HeartbeatProbe, HttpProbe, LoadProbe, MemoryProbe, Node, Notifier, NotifierKind, PingProbe,
+    Probe, ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -83,8 +83,8 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 7] = [
-    "include", "node", "server", "store", "engine", "defaults", "check",
+const SECTIONS: [&str; 8] = [
+    "include", "node", "server", "store", "engine", "defaults", "notify", "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
 
@@ -160,6 +160,14 @@ struct CheckEntry {
     raw: RawCheck,
 }
 
+/// One `[notify.NAME]` as read.
+struct NotifierEntry {
+    src: usize,
+    name: Spanned<String>,
+    table: Range<usize>,
+    kind: NotifierKind,
+}
+
 #[derive(Default)]
 struct Raw {
     include: Option<(PathBuf, Location)>,
@@ -169,6 +177,7 @@ struct Raw {
     engine: Option<(usize, RawEngine)>,
     defaults: Option<RawDefaults>,
     checks: Vec<CheckEntry>,
+    notifiers: Vec<NotifierEntry>,
     /// Names of checks that failed to parse, so that checks depending on
     /// them do not get a second, misleading error.
     broken_names: Vec<(String, Location)>,
@@ -286,7 +295,35 @@ impl Loader {
                 "engine" => self.raw.engine = self.de(src, value, "engine").map(|e| (src, e)),
                 "defaults" => self.raw.defaults = self.de(src, value, "defaults"),
                 "check" => self.checks(src, value),
+                "notify" => self.notifiers(src, value),
                 _ => unreachable!("every section is matched"),
+            }
+        }
+    }
+
+    fn notifiers(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        let span = value.span();
+        let DeValue::Table(items) = value.into_inner() else {
+            self.error(
+                src,
+                Some(span),
+                "notify",
+                "`notify` must be a table of notifiers".into(),
+                Some("write each one under its own header, e.g. [notify.phone]".into()),
+            );
+            return;
+        };
+        for (name, item) in items {
+            let key = format!("notify.{}", name.get_ref());
+            let table = item.span();
+            let name = Spanned::new(name.span(), name.get_ref().to_string());
+            if let Some(kind) = self.de::<NotifierKind>(src, item, &key) {
+                self.raw.notifiers.push(NotifierEntry {
+                    src,
+                    name,
+                    table,
+                    kind,
+                });
             }
         }
     }
@@ -499,6 +536,7 @@ impl Loader {
             _ => EngineConfig { concurrency: 128 },
         };
         let checks = self.resolve_checks(env);
+        let notifiers = self.resolve_notifiers(env);
         if self.diags.has_errors() {
             return None;
         }
@@ -508,8 +546,73 @@ impl Loader {
             server: server?,
             store,
             engine,
+            notifiers,
             checks,
         })
+    }
+
+    fn resolve_notifiers(&mut self, env: EnvLookup<'_>) -> BTreeMap<String, Notifier> {
+        let mut out: BTreeMap<String, Notifier> = BTreeMap::new();
+        let mut seen: HashMap<String, Location> = HashMap::new();
+        for entry in std::mem::take(&mut self.raw.notifiers) {
+            let NotifierEntry {
+                src,
+                name,
+                table,
+                mut kind,
+            } = entry;
+            let key = format!("notify.{}", name.get_ref());
+            if !vigie_core::is_valid_name(name.get_ref()) {
+                self.error(
+                    src,
+                    Some(name.span()),
+                    &key,
+                    "a notifier name uses letters, digits, `-`, `_` and `.`".into(),
+                    None,
+                );
+            }
+            if let Some(first) = seen.get(name.get_ref()) {
+                let hint = format!("the first is at {first}");
+                self.error(
+                    src,
+                    Some(name.span()),
+                    &key,
+                    format!("duplicate notifier `{}`", name.get_ref()),
+                    Some(hint),
+                );
+                continue;
+            }
+            seen.insert(name.get_ref().clone(), self.loc(src, Some(name.span())));
+            let mut ok = true;
+            for (field, secret) in kind.secrets_mut() {
+                let taken =
+                    std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
+                match self.resolve_secret(src, table.clone(), &format!("{key}.{field}"), taken, env)
+                {
+                    Some(resolved) => *secret = resolved,
+                    None => ok = false,
+                }
+            }
+            if let NotifierKind::Webhook {
+                template: Some(t), ..
+            } = &kind
+                && let Err(e) = minijinja::Environment::new().template_from_str(t)
+            {
+                self.error(
+                    src,
+                    Some(table.clone()),
+                    &format!("{key}.template"),
+                    format!("invalid template: {e}"),
+                    None,
+                );
+                ok = false;
+            }
+            if ok {
+                let name = name.into_inner();
+                out.insert(name.clone(), Notifier { name, kind });
+            }
+        }
+        out
     }
 
     fn resolve_server(&mut self, env: EnvLookup<'_>) -> Option<Server> {

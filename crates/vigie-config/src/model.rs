@@ -21,6 +21,8 @@ pub struct Config {
     pub server: Server,
     pub store: StoreConfig,
     pub engine: EngineConfig,
+    #[serde(rename = "notify", skip_serializing_if = "BTreeMap::is_empty")]
+    pub notifiers: BTreeMap<String, Notifier>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -513,4 +515,113 @@ pub struct HeartbeatProbe {
     /// The token pings must carry; generated and kept in the store if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+}
+
+/// A notifier: where messages about incidents go (`[notify.NAME]`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Notifier {
+    #[serde(skip)]
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: NotifierKind,
+}
+
+/// The services vigie can notify, by their `kind`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NotifierKind {
+    /// ntfy: a POST of the text to the topic URL, title and priority as headers.
+    Ntfy {
+        /// The topic URL, e.g. `https://ntfy.sh/my-alerts`.
+        url: HttpUrl,
+        /// An access token (`Authorization: Bearer`), for protected topics.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+    },
+    /// Gotify: `POST /message` with an application token.
+    Gotify {
+        /// The server's base URL.
+        url: HttpUrl,
+        token: Secret,
+    },
+    /// Any HTTP endpoint: a JSON body, or one rendered from a template.
+    Webhook {
+        url: HttpUrl,
+        #[serde(default = "post")]
+        method: HttpMethod,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        /// Sent as `Authorization: Bearer …` when set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+        /// A MiniJinja template for the body; the message's fields are its
+        /// variables. Without one the body is the message as JSON.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+    },
+    /// IFTTT Maker webhooks: an event with value1..3.
+    Ifttt {
+        event: String,
+        key: Secret,
+        #[serde(default = "ifttt_endpoint")]
+        endpoint: HttpUrl,
+    },
+    /// A Slack incoming webhook; its URL is the secret.
+    Slack { url: Secret },
+    /// A Discord webhook; its URL is the secret.
+    Discord { url: Secret },
+    /// A Matrix room, through the client-server API.
+    Matrix {
+        homeserver: HttpUrl,
+        room_id: String,
+        access_token: Secret,
+    },
+    /// A Telegram chat, through a bot.
+    Telegram {
+        bot_token: Secret,
+        chat_id: String,
+        #[serde(default = "telegram_endpoint")]
+        endpoint: HttpUrl,
+    },
+}
+
+impl NotifierKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NotifierKind::Ntfy { .. } => "ntfy",
+            NotifierKind::Gotify { .. } => "gotify",
+            NotifierKind::Webhook { .. } => "webhook",
+            NotifierKind::Ifttt { .. } => "ifttt",
+            NotifierKind::Slack { .. } => "slack",
+            NotifierKind::Discord { .. } => "discord",
+            NotifierKind::Matrix { .. } => "matrix",
+            NotifierKind::Telegram { .. } => "telegram",
+        }
+    }
+
+    /// Every secret of this notifier, to be resolved at load.
+    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
+        match self {
+            NotifierKind::Ntfy { token, .. } | NotifierKind::Webhook { token, .. } => {
+                token.iter_mut().map(|t| ("token", t)).collect()
+            }
+            NotifierKind::Gotify { token, .. } => vec![("token", token)],
+            NotifierKind::Ifttt { key, .. } => vec![("key", key)],
+            NotifierKind::Slack { url } | NotifierKind::Discord { url } => vec![("url", url)],
+            NotifierKind::Matrix { access_token, .. } => vec![("access_token", access_token)],
+            NotifierKind::Telegram { bot_token, .. } => vec![("bot_token", bot_token)],
+        }
+    }
+}
+
+fn post() -> HttpMethod {
+    HttpMethod::Post
+}
+
+fn ifttt_endpoint() -> HttpUrl {
+    HttpUrl(url::Url::parse("https://maker.ifttt.com").expect("a valid URL"))
+}
+
+fn telegram_endpoint() -> HttpUrl {
+    HttpUrl(url::Url::parse("https://api.telegram.org").expect("a valid URL"))
 }

@@ -77,32 +77,47 @@ impl Configs {
         if let Some(c) = built.get(s) {
             return Ok(c.clone());
         }
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PrepareError(format!("TLS set-up: {e}")))?;
-        let mut config = if s.accept_invalid {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())))
-                .with_no_client_auth()
-        } else {
-            let mut roots = system_roots().clone();
-            if let Some(ca) = &s.ca {
-                for cert in read_pem_certs(ca)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| PrepareError(format!("{}: {e}", ca.display())))?;
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        if s.alpn_http {
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        }
-        let config = Arc::new(config);
+        let config = Arc::new(client_config(
+            s.ca.as_deref(),
+            s.accept_invalid,
+            s.alpn_http,
+        )?);
         built.insert(s.clone(), config.clone());
         Ok(config)
     }
+}
+
+/// A TLS client configuration: the system's roots plus `ca` if given (or,
+/// with `accept_invalid`, no certificate check at all), and the HTTP ALPN
+/// protocols when `alpn_http`. Every TLS client of vigie is built here.
+pub fn client_config(
+    ca: Option<&Path>,
+    accept_invalid: bool,
+    alpn_http: bool,
+) -> Result<ClientConfig, PrepareError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PrepareError(format!("TLS set-up: {e}")))?;
+    let mut config = if accept_invalid {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())))
+            .with_no_client_auth()
+    } else {
+        let mut roots = system_roots().clone();
+        if let Some(ca) = ca {
+            for cert in read_pem_certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| PrepareError(format!("{}: {e}", ca.display())))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    if alpn_http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    Ok(config)
 }
 
 /// `dangerously_accept_invalid_certs`: the certificate is not checked,

@@ -360,3 +360,116 @@ pub fn unused_udp_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// One request as a capturing server saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Captured {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP server that records every request and answers with the given
+/// statuses in turn (the last one repeats).
+pub fn capture(statuses: &[u16]) -> (Running, Arc<std::sync::Mutex<Vec<Captured>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let statuses = if statuses.is_empty() {
+        vec![200]
+    } else {
+        statuses.to_vec()
+    };
+    let running = spawn(move |addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let log = log.clone();
+            let statuses = statuses.clone();
+            tokio::task::spawn_local(async move {
+                let Some(req) = read_request(s).await else {
+                    return;
+                };
+                let (mut s, req) = req;
+                let n = {
+                    let mut log = log.lock().expect("log");
+                    log.push(req);
+                    log.len()
+                };
+                let status = statuses[(n - 1).min(statuses.len() - 1)];
+                let body = if status < 300 {
+                    "{\"ok\":true}"
+                } else {
+                    "{\"error\":\"try later\"}"
+                };
+                let out = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(out.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (running, seen)
+}
+
+async fn read_request(mut s: tokio::net::TcpStream) -> Option<(tokio::net::TcpStream, Captured)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(p) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split_whitespace();
+    let method = first.next()?.to_owned();
+    let target = first.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = data[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = s.read(&mut buf).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    Some((
+        s,
+        Captured {
+            method,
+            target,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        },
+    ))
+}

@@ -136,6 +136,7 @@ fn every_example_config_validates() {
             .cmd(&["validate", "-c", path.to_str().unwrap()])
             .env("VIGIE_TOKEN", "example-token")
             .env("NIGHTLY_PING_TOKEN", "example-token")
+            .env("MATRIX_TOKEN", "example-token")
             .output()
             .unwrap();
         assert!(
@@ -159,4 +160,43 @@ fn the_embedded_quickstart_is_the_shipped_example() {
     ))
     .unwrap();
     assert_eq!(shipped, vigie_config::QUICKSTART);
+}
+
+#[test]
+fn notify_test_delivers_and_reports() {
+    let (server, seen) = vigie_testkit::servers::capture(&[200]);
+    let e = env();
+    e.config(&format!(
+        "[node]\nname = \"home\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        server.addr
+    ));
+    let r = e.run(&["notify", "test", "hook"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "hook: delivered (1 attempt)\n");
+    let seen = seen.lock().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["state"], "test");
+    assert_eq!(body["node"], "home");
+    drop(seen);
+    let r = e.run(&["notify", "test", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("known notifiers: hook"), "{}", r.stderr);
+}
+
+#[test]
+fn notify_test_to_a_refusing_server_exits_3() {
+    let (server, _seen) = vigie_testkit::servers::capture(&[403]);
+    let e = env();
+    e.config(&format!(
+        "[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        server.addr
+    ));
+    let r = e.run(&["notify", "test", "hook"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not delivered (1 attempt): webhook answered 403 Forbidden"),
+        "{}",
+        r.stderr
+    );
 }

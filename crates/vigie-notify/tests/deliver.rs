@@ -1,0 +1,277 @@
+//! Every notifier against a local server that checks the request as the
+//! service documents it; retries, refusals and timeouts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vigie_config::Notifier;
+use vigie_core::Severity;
+use vigie_notify::{Message, Policy, Sender};
+use vigie_testkit::servers::{self, Captured};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TOKEN" => Some("s3cret-token".into()),
+        "HOOK" => Some(HOOK.with(|h| h.borrow().clone())),
+        _ => None,
+    }
+}
+
+thread_local! {
+    static HOOK: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Parse `[notify.n]` from TOML text, as the daemon would.
+fn notifier(toml: &str) -> Notifier {
+    let loaded =
+        vigie_config::load_str(toml, Path::new("n.toml"), &env).unwrap_or_else(|d| panic!("{d}"));
+    loaded.config.notifiers.into_values().next().unwrap()
+}
+
+fn message() -> Message {
+    Message {
+        check: "blog".into(),
+        severity: Severity::High,
+        state: "failing".into(),
+        title: "[HIGH] blog is failing — café".into(),
+        body: "status 503, expected below 400\nsince 2026-11-23T10:00:00Z".into(),
+        error: "status 503, expected below 400".into(),
+        since: Some("2026-11-23T10:00:00Z".into()),
+        silenced: vec!["blog-tls".into()],
+        node: "home".into(),
+    }
+}
+
+fn quick() -> Sender {
+    Sender::new(Policy {
+        attempts: 3,
+        backoff: Duration::from_millis(50),
+        timeout: Duration::from_millis(500),
+    })
+    .unwrap()
+}
+
+/// Send one message through `toml`'s notifier to a fresh capture server.
+fn deliver(toml: impl Fn(&str) -> String) -> Captured {
+    let (server, seen) = servers::capture(&[200]);
+    let base = format!("http://{}", server.addr);
+    HOOK.with(|h| *h.borrow_mut() = format!("{base}/hook/T000/B000/XXXX"));
+    let n = notifier(&toml(&base));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let d = rt.block_on(quick().send(&n, &message()));
+    assert_eq!(d.error, None);
+    assert_eq!(d.attempts, 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    seen[0].clone()
+}
+
+fn body(c: &Captured) -> Value {
+    serde_json::from_str(&c.body).unwrap_or_else(|e| panic!("{e}: {}", c.body))
+}
+
+#[test]
+fn ntfy_posts_the_text_with_title_priority_and_tags() {
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"ntfy\"\nurl = \"{b}/alerts\"\ntoken = {{ env = \"TOKEN\" }}\n"
+        )
+    });
+    assert_eq!(c.method, "POST");
+    assert_eq!(
+        c.target,
+        "/alerts?title=%5BHIGH%5D+blog+is+failing+%E2%80%94+caf%C3%A9&priority=4&tags=failing%2Chigh"
+    );
+    assert_eq!(c.header("authorization"), Some("Bearer s3cret-token"));
+    assert_eq!(c.body, message().body);
+}
+
+#[test]
+fn gotify_posts_json_with_the_app_token() {
+    let c = deliver(|b| {
+        format!("[notify.n]\nkind = \"gotify\"\nurl = \"{b}/\"\ntoken = {{ env = \"TOKEN\" }}\n")
+    });
+    assert_eq!((c.method.as_str(), c.target.as_str()), ("POST", "/message"));
+    assert_eq!(c.header("x-gotify-key"), Some("s3cret-token"));
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    assert_eq!(
+        body(&c),
+        json!({"title": message().title, "message": message().body, "priority": 8})
+    );
+}
+
+#[test]
+fn webhook_sends_the_message_as_json_or_through_a_template() {
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"webhook\"\nurl = \"{b}/in\"\nheaders = {{ x-source = \"vigie\" }}\n"
+        )
+    });
+    assert_eq!((c.method.as_str(), c.target.as_str()), ("POST", "/in"));
+    assert_eq!(c.header("x-source"), Some("vigie"));
+    let v = body(&c);
+    assert_eq!(v["check"], "blog");
+    assert_eq!(v["severity"], "high");
+    assert_eq!(v["silenced"], json!(["blog-tls"]));
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"webhook\"\nurl = \"{b}/in\"\nmethod = \"PUT\"\ntoken = {{ env = \"TOKEN\" }}\ntemplate = '{{\"text\": {{{{ title|tojson }}}}, \"sev\": \"{{{{ severity }}}}\"}}'\n"
+        )
+    });
+    assert_eq!(c.method, "PUT");
+    assert_eq!(c.header("authorization"), Some("Bearer s3cret-token"));
+    assert_eq!(body(&c), json!({"text": message().title, "sev": "high"}));
+}
+
+#[test]
+fn ifttt_triggers_the_event_with_three_values() {
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"ifttt\"\nevent = \"site_down\"\nkey = {{ env = \"TOKEN\" }}\nendpoint = \"{b}\"\n"
+        )
+    });
+    assert_eq!(
+        (c.method.as_str(), c.target.as_str()),
+        ("POST", "/trigger/site_down/with/key/s3cret-token")
+    );
+    assert_eq!(
+        body(&c),
+        json!({"value1": message().title, "value2": message().body, "value3": "high"})
+    );
+}
+
+#[test]
+fn slack_and_discord_post_to_their_secret_webhook_url() {
+    let c = deliver(|_| "[notify.n]\nkind = \"slack\"\nurl = { env = \"HOOK\" }\n".to_owned());
+    assert_eq!(
+        (c.method.as_str(), c.target.as_str()),
+        ("POST", "/hook/T000/B000/XXXX")
+    );
+    assert_eq!(
+        body(&c),
+        json!({"text": format!("*{}*\n{}", message().title, message().body)})
+    );
+    let c = deliver(|_| "[notify.n]\nkind = \"discord\"\nurl = { env = \"HOOK\" }\n".to_owned());
+    assert_eq!(
+        body(&c),
+        json!({"content": format!("**{}**\n{}", message().title, message().body)})
+    );
+}
+
+#[test]
+fn matrix_puts_a_room_message_with_a_transaction_id() {
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"matrix\"\nhomeserver = \"{b}\"\nroom_id = \"!abc:example.org\"\naccess_token = {{ env = \"TOKEN\" }}\n"
+        )
+    });
+    assert_eq!(c.method, "PUT");
+    let prefix = "/_matrix/client/v3/rooms/!abc:example.org/send/m.room.message/vigie-";
+    assert!(c.target.starts_with(prefix), "{}", c.target);
+    assert_eq!(c.header("authorization"), Some("Bearer s3cret-token"));
+    assert_eq!(
+        body(&c),
+        json!({"msgtype": "m.text", "body": format!("{}\n{}", message().title, message().body)})
+    );
+}
+
+#[test]
+fn telegram_sends_to_the_bot_api() {
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"-100123\"\nendpoint = \"{b}\"\n"
+        )
+    });
+    assert_eq!(
+        (c.method.as_str(), c.target.as_str()),
+        ("POST", "/bots3cret-token/sendMessage")
+    );
+    assert_eq!(
+        body(&c),
+        json!({"chat_id": "-100123", "text": format!("{}\n{}", message().title, message().body), "disable_web_page_preview": true})
+    );
+}
+
+fn run(sender: &Sender, n: &Notifier) -> vigie_notify::Delivery {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(sender.send(n, &message()))
+}
+
+#[test]
+fn a_500_is_retried_with_backoff_and_then_succeeds() {
+    let (server, seen) = servers::capture(&[500, 503, 200]);
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        server.addr
+    ));
+    let d = run(&quick(), &n);
+    assert_eq!(
+        d,
+        vigie_notify::Delivery {
+            attempts: 3,
+            error: None
+        }
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn a_400_is_not_retried_and_says_why() {
+    let (server, seen) = servers::capture(&[400]);
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        server.addr
+    ));
+    let d = run(&quick(), &n);
+    assert_eq!(d.attempts, 1);
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap()
+            .contains("webhook answered 400 Bad Request"),
+        "{d:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_server_that_never_answers_gives_up_in_bounded_time() {
+    let silent = servers::silent();
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        silent.addr
+    ));
+    let start = std::time::Instant::now();
+    let d = run(&quick(), &n);
+    assert_eq!(d.attempts, 3);
+    assert!(d.error.is_some());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn secrets_stay_out_of_show_config() {
+    let loaded = vigie_config::load_str(
+        "[notify.n]\nkind = \"telegram\"\nbot_token = { env = \"TOKEN\" }\nchat_id = \"1\"\n",
+        Path::new("n.toml"),
+        &env,
+    )
+    .unwrap();
+    let shown = vigie_config::to_toml(&loaded.config).unwrap();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("[notify.n]") && shown.contains("env = \"TOKEN\""),
+        "{shown}"
+    );
+    assert!(!format!("{:?}", loaded.config.notifiers).contains("s3cret"));
+}
