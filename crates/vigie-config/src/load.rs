@@ -14,9 +14,9 @@ use vigie_core::{Duration, Severity};
 
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
-    Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, EngineConfig, FileAgeProbe,
-    HeartbeatProbe, HttpProbe, LoadProbe, MemoryProbe, Node, Notifier, NotifierKind, PingProbe,
-    Probe, ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
+    Action, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, EngineConfig,
+    FileAgeProbe, HeartbeatProbe, HttpProbe, LoadProbe, MemoryProbe, Node, Notifier, NotifierKind,
+    PingProbe, Probe, ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -83,8 +83,8 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 8] = [
-    "include", "node", "server", "store", "engine", "defaults", "notify", "check",
+const SECTIONS: [&str; 9] = [
+    "include", "node", "server", "store", "engine", "defaults", "notify", "action", "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
 
@@ -138,6 +138,8 @@ struct RawCheck {
     depends_on: Vec<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    actions: Vec<Spanned<String>>,
     http: Option<Spanned<HttpProbe>>,
     tcp: Option<Spanned<TcpProbe>>,
     tls: Option<Spanned<TlsProbe>>,
@@ -178,6 +180,10 @@ struct Raw {
     defaults: Option<RawDefaults>,
     checks: Vec<CheckEntry>,
     notifiers: Vec<NotifierEntry>,
+    actions: Vec<(usize, Spanned<String>, Range<usize>, Action)>,
+    /// Every `actions = [...]` reference of a check, to check once all
+    /// actions and notifiers are known.
+    action_refs: Vec<(usize, String, Spanned<String>)>,
     /// Names of checks that failed to parse, so that checks depending on
     /// them do not get a second, misleading error.
     broken_names: Vec<(String, Location)>,
@@ -296,6 +302,7 @@ impl Loader {
                 "defaults" => self.raw.defaults = self.de(src, value, "defaults"),
                 "check" => self.checks(src, value),
                 "notify" => self.notifiers(src, value),
+                "action" => self.actions(src, value),
                 _ => unreachable!("every section is matched"),
             }
         }
@@ -324,6 +331,28 @@ impl Loader {
                     table,
                     kind,
                 });
+            }
+        }
+    }
+
+    fn actions(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        let span = value.span();
+        let DeValue::Table(items) = value.into_inner() else {
+            self.error(
+                src,
+                Some(span),
+                "action",
+                "`action` must be a table of actions".into(),
+                Some("write each one under its own header, e.g. [action.restart-web]".into()),
+            );
+            return;
+        };
+        for (name, item) in items {
+            let key = format!("action.{}", name.get_ref());
+            let table = item.span();
+            let name = Spanned::new(name.span(), name.get_ref().to_string());
+            if let Some(action) = self.de::<Action>(src, item, &key) {
+                self.raw.actions.push((src, name, table, action));
             }
         }
     }
@@ -537,6 +566,7 @@ impl Loader {
         };
         let checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
+        let actions = self.resolve_actions(&notifiers);
         if self.diags.has_errors() {
             return None;
         }
@@ -547,8 +577,126 @@ impl Loader {
             store,
             engine,
             notifiers,
+            actions,
             checks,
         })
+    }
+
+    fn resolve_actions(
+        &mut self,
+        notifiers: &BTreeMap<String, Notifier>,
+    ) -> BTreeMap<String, Action> {
+        let mut out: BTreeMap<String, Action> = BTreeMap::new();
+        let notifier_names: Vec<&str> = notifiers.keys().map(String::as_str).collect();
+        for (src, name, table, mut action) in std::mem::take(&mut self.raw.actions) {
+            let key = format!("action.{}", name.get_ref());
+            if !vigie_core::is_valid_name(name.get_ref()) {
+                self.error(
+                    src,
+                    Some(name.span()),
+                    &key,
+                    "an action name uses letters, digits, `-`, `_` and `.`".into(),
+                    None,
+                );
+                continue;
+            }
+            if out.contains_key(name.get_ref()) {
+                self.error(
+                    src,
+                    Some(name.span()),
+                    &key,
+                    format!("duplicate action `{}`", name.get_ref()),
+                    None,
+                );
+                continue;
+            }
+            match action.kinds_set() {
+                1 => {}
+                0 => {
+                    self.error(
+                        src,
+                        Some(table.clone()),
+                        &key,
+                        "the action does nothing".into(),
+                        Some(
+                            "set one of run, shell, systemd_restart, docker_restart or notify"
+                                .into(),
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    self.error(src, Some(table.clone()), &key, "an action does one thing".into(), Some("split it into several actions and list them in order in the check's `actions`".into()));
+                    continue;
+                }
+            }
+            if action
+                .run
+                .as_ref()
+                .is_some_and(|a| a.first().is_none_or(String::is_empty))
+            {
+                self.error(
+                    src,
+                    Some(table.clone()),
+                    &format!("{key}.run"),
+                    "`run` is empty: its first item is the program".into(),
+                    None,
+                );
+                continue;
+            }
+            if action.max.is_some_and(|m| m.restarts == 0) {
+                self.error(
+                    src,
+                    Some(table.clone()),
+                    &format!("{key}.max"),
+                    "`restarts` must be at least 1".into(),
+                    None,
+                );
+            }
+            for n in action.notify.iter().flatten() {
+                if !notifiers.contains_key(n) {
+                    let hint = did_you_mean(n, notifier_names.iter().copied()).map_or_else(
+                        || "declare it under [notify.NAME]".to_owned(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    self.error(
+                        src,
+                        Some(table.clone()),
+                        &format!("{key}.notify"),
+                        format!("unknown notifier `{n}`"),
+                        Some(hint),
+                    );
+                }
+            }
+            action.name = name.get_ref().clone();
+            out.insert(name.into_inner(), action);
+        }
+        for (src, check, reference) in std::mem::take(&mut self.raw.action_refs) {
+            let r = reference.get_ref();
+            let known = match r.strip_prefix("notify:") {
+                Some(n) => notifiers.contains_key(n),
+                None => out.contains_key(r),
+            };
+            if !known {
+                let candidates: Vec<String> = out
+                    .keys()
+                    .cloned()
+                    .chain(notifiers.keys().map(|n| format!("notify:{n}")))
+                    .collect();
+                let hint = did_you_mean(r, candidates.iter().map(String::as_str)).map_or_else(
+                    || "name an [action.NAME] or notify:NOTIFIER".to_owned(),
+                    |s| format!("did you mean `{s}`?"),
+                );
+                self.error(
+                    src,
+                    Some(reference.span()),
+                    &format!("check \"{check}\".actions"),
+                    format!("unknown action `{r}`"),
+                    Some(hint),
+                );
+            }
+        }
+        out
     }
 
     fn resolve_notifiers(&mut self, env: EnvLookup<'_>) -> BTreeMap<String, Notifier> {
@@ -759,6 +907,9 @@ impl Loader {
             let fail_after = threshold(&raw.fail_after, defaults.fail_after, "fail_after");
             let recover_after =
                 threshold(&raw.recover_after, defaults.recover_after, "recover_after");
+            for a in &raw.actions {
+                self.raw.action_refs.push((src, name.clone(), a.clone()));
+            }
             let mut raw = raw;
             let probe = self.resolve_probe(src, entry.table.clone(), &key, &mut raw, env);
             places.push((
@@ -784,6 +935,7 @@ impl Loader {
                         .map(Spanned::into_inner)
                         .collect(),
                     tags: raw.tags,
+                    actions: raw.actions.into_iter().map(Spanned::into_inner).collect(),
                     probe,
                 });
             }

@@ -23,6 +23,8 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(rename = "notify", skip_serializing_if = "BTreeMap::is_empty")]
     pub notifiers: BTreeMap<String, Notifier>,
+    #[serde(rename = "action", skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions: BTreeMap<String, Action>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -30,6 +32,16 @@ pub struct Config {
 impl Config {
     pub fn check(&self, name: &str) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// The action a check names: a declared `[action.NAME]`, or the
+    /// implicit `notify:NOTIFIER`.
+    pub fn action(&self, name: &str) -> Option<Action> {
+        match name.strip_prefix("notify:") {
+            Some(n) if self.notifiers.contains_key(n) => Some(Action::notify_one(n)),
+            Some(_) => None,
+            None => self.actions.get(name).cloned(),
+        }
     }
 }
 
@@ -76,6 +88,10 @@ pub struct Check {
     pub depends_on: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// What an incident of this check runs, in order: action names, or
+    /// `notify:NOTIFIER`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
     #[serde(flatten)]
     pub probe: Probe,
 }
@@ -624,4 +640,144 @@ fn ifttt_endpoint() -> HttpUrl {
 
 fn telegram_endpoint() -> HttpUrl {
     HttpUrl(url::Url::parse("https://api.telegram.org").expect("a valid URL"))
+}
+
+/// `max = { restarts = 3, within = "15m" }`: past this many repairs in the
+/// window, vigie stops repairing and escalates (Monit's restart limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartLimit {
+    pub restarts: u32,
+    pub within: Duration,
+}
+
+fn default_action_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_verify() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// One step an incident runs (`[action.NAME]`): a repair (`run`, `shell`,
+/// `systemd_restart`, `docker_restart`) or a notification (`notify`).
+/// A check names its steps in order: `actions = ["restart-web",
+/// "notify:phone"]`, where `notify:NAME` is a notify step to one notifier.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    #[serde(skip)]
+    pub name: String,
+    /// Program and arguments, run without a shell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<Vec<String>>,
+    /// A command line for `/bin/sh -c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// `systemctl restart UNIT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd_restart: Option<String>,
+    /// `docker restart CONTAINER`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_restart: Option<String>,
+    /// Notifiers to send to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<String>>,
+    /// How long a repair command may run.
+    #[serde(default = "default_action_timeout")]
+    pub timeout: Duration,
+    /// After a repair, how long the check has to recover before vigie
+    /// notifies.
+    #[serde(default = "default_verify")]
+    pub verify: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<RestartLimit>,
+    /// A notify step only sends for incidents at least this severe.
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// A notify step with `after` is an escalation: sent only if the
+    /// incident is still open and unacknowledged that long after it began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Duration>,
+    /// Send at this severity instead of the check's (escalate to disaster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+/// What a repair step runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepairCommand {
+    Run(Vec<String>),
+    Shell(String),
+    SystemdRestart(String),
+    DockerRestart(String),
+}
+
+impl RepairCommand {
+    /// The program and its arguments.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            RepairCommand::Run(argv) => argv.clone(),
+            RepairCommand::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            RepairCommand::SystemdRestart(unit) => vec![
+                "systemctl".into(),
+                "restart".into(),
+                "--".into(),
+                unit.clone(),
+            ],
+            RepairCommand::DockerRestart(c) => {
+                vec!["docker".into(), "restart".into(), "--".into(), c.clone()]
+            }
+        }
+    }
+}
+
+impl Action {
+    /// The implicit step `notify:NAME`.
+    pub fn notify_one(notifier: &str) -> Self {
+        Self {
+            name: format!("notify:{notifier}"),
+            run: None,
+            shell: None,
+            systemd_restart: None,
+            docker_restart: None,
+            notify: Some(vec![notifier.to_owned()]),
+            timeout: default_action_timeout(),
+            verify: default_verify(),
+            max: None,
+            min_severity: Severity::NotClassified,
+            after: None,
+            severity: None,
+        }
+    }
+
+    /// The repair this step runs, if it is a repair.
+    pub fn repair(&self) -> Option<RepairCommand> {
+        if let Some(argv) = &self.run {
+            return Some(RepairCommand::Run(argv.clone()));
+        }
+        if let Some(line) = &self.shell {
+            return Some(RepairCommand::Shell(line.clone()));
+        }
+        if let Some(unit) = &self.systemd_restart {
+            return Some(RepairCommand::SystemdRestart(unit.clone()));
+        }
+        self.docker_restart
+            .clone()
+            .map(RepairCommand::DockerRestart)
+    }
+
+    /// How many of the step kinds are set (a valid action has one).
+    pub(crate) fn kinds_set(&self) -> usize {
+        [
+            self.run.is_some(),
+            self.shell.is_some(),
+            self.systemd_restart.is_some(),
+            self.docker_restart.is_some(),
+            self.notify.is_some(),
+        ]
+        .into_iter()
+        .filter(|b| *b)
+        .count()
+    }
 }

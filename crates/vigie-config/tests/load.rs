@@ -178,3 +178,63 @@ every = "5s"
     let again = load_str(&shown, Path::new("shown.toml"), &env).unwrap();
     assert_eq!(vigie_config::to_toml(&again.config).unwrap(), shown);
 }
+
+#[test]
+fn actions_and_their_references() {
+    let src = r#"
+[notify.phone]
+kind = "ntfy"
+url = "https://ntfy.example.org/alerts"
+
+[action.restart-web]
+shell = "systemctl restart nginx"
+max = { restarts = 3, within = "15m" }
+
+[action.page-boss]
+notify = ["phone", "boss"]
+after = "15m"
+
+[action.confused]
+shell = "true"
+notify = ["phone"]
+
+[[check]]
+name = "web"
+tcp = { address = "localhost:80" }
+actions = ["restart-web", "notify:phone", "notify:phnoe", "restrat-web"]
+"#;
+    insta::assert_snapshot!(errors(src));
+    let good = r#"
+[notify.phone]
+kind = "ntfy"
+url = "https://ntfy.example.org/alerts"
+
+[action.restart-web]
+systemd_restart = "nginx.service"
+max = { restarts = 3, within = "15m" }
+
+[[check]]
+name = "web"
+tcp = { address = "localhost:80" }
+actions = ["restart-web", "notify:phone"]
+"#;
+    let c = load_str(good, Path::new("vigie.toml"), &env)
+        .unwrap()
+        .config;
+    let repair = c.action("restart-web").unwrap().repair().unwrap();
+    assert_eq!(
+        repair.argv(),
+        ["systemctl", "restart", "--", "nginx.service"]
+    );
+    assert_eq!(
+        c.action("notify:phone").unwrap().notify,
+        Some(vec!["phone".to_owned()])
+    );
+    assert!(c.action("notify:nobody").is_none());
+    let shown = vigie_config::to_toml(&c).unwrap();
+    let again = load_str(&shown, Path::new("shown.toml"), &env).unwrap();
+    assert_eq!(
+        again.config.checks[0].actions,
+        ["restart-web", "notify:phone"]
+    );
+}
