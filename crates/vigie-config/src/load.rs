@@ -668,7 +668,7 @@ impl Loader {
                     );
                 }
             }
-            action.name = name.get_ref().clone();
+            action.name.clone_from(name.get_ref());
             out.insert(name.into_inner(), action);
         }
         for (src, check, reference) in std::mem::take(&mut self.raw.action_refs) {
