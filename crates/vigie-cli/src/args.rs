@@ -50,6 +50,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List open and recent incidents, newest first.
+    Incidents {
+        /// Print JSON (with each incident's events) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How many incidents at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Print the URL a job pings for a heartbeat check, token included.
     HeartbeatUrl {
         /// The heartbeat check.

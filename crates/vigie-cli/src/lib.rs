@@ -119,6 +119,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Status { json } => run::status(cli, *json),
         Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
+        Command::Incidents { json, limit } => run::incidents(cli, *json, *limit),
         Command::Notify {
             action: NotifyAction::Test { name },
         } => run::notify_test(cli, name),

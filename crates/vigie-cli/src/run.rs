@@ -340,3 +340,59 @@ pub(crate) fn notify_test(cli: &Cli, name: &str) -> Result<u8> {
         }
     }
 }
+
+pub(crate) fn incidents(cli: &Cli, json: bool, limit: usize) -> Result<u8> {
+    let loaded = load(cli)?;
+    let dir = state_dir(cli, &loaded.config);
+    if !dir.join(vigie_store::DB_FILE).exists() {
+        return Err(Failure::runtime(format!("no store in {}", dir.display()))
+            .hint("start the daemon with `vigie run`, or pass the --state-dir it uses"));
+    }
+    let store = vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
+    let list = store
+        .recent_incidents(limit)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if json {
+        let mut items = Vec::with_capacity(list.len());
+        for inc in &list {
+            let events = store
+                .incident_events(inc.id)
+                .map_err(|e| Failure::runtime(e.to_string()))?;
+            let mut v = serde_json::to_value(inc).unwrap_or_default();
+            v["events"] = serde_json::to_value(events).unwrap_or_default();
+            items.push(v);
+        }
+        out(format_args!(
+            "{}\n",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        ))?;
+    } else {
+        let now = Timestamp::now().millis();
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|i| {
+                vec![
+                    i.id.to_string(),
+                    i.check.clone(),
+                    i.severity.clone(),
+                    i.resolution
+                        .as_ref()
+                        .map_or_else(|| i.state.to_uppercase(), |r| format!("resolved ({r})")),
+                    ago(i.opened.millis(), now),
+                    i.suppressed_by.as_ref().map_or_else(
+                        || i.last_error.clone(),
+                        |p| format!("silenced by {p}: {}", i.last_error),
+                    ),
+                ]
+            })
+            .collect();
+        out(format_args!(
+            "{}",
+            table(
+                &["ID", "CHECK", "SEVERITY", "STATE", "OPENED", "ERROR"],
+                &rows
+            )
+        ))?;
+    }
+    Ok(exit::OK)
+}

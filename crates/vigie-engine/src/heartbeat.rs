@@ -57,9 +57,9 @@ impl Book {
         snap: &Snapshot,
         now: Timestamp,
         writer: &Handle,
-    ) -> BTreeMap<String, Arc<Notify>> {
+        wakes: &BTreeMap<String, Arc<Notify>>,
+    ) {
         let old = std::mem::take(&mut self.entries);
-        let mut notifies = BTreeMap::new();
         for check in &config.checks {
             let Probe::Heartbeat(spec) = &check.probe else {
                 continue;
@@ -85,8 +85,7 @@ impl Book {
                 },
                 |p| p.signals,
             );
-            let notify = Arc::new(Notify::new());
-            notifies.insert(check.name.clone(), notify.clone());
+            let notify = wakes.get(&check.name).cloned().unwrap_or_default();
             self.entries.insert(
                 check.name.clone(),
                 Entry {
@@ -96,7 +95,6 @@ impl Book {
                 },
             );
         }
-        notifies
     }
 
     pub(crate) fn ping(

@@ -16,6 +16,7 @@
 //!   without delaying any other check.
 
 mod heartbeat;
+mod incidents;
 mod runner;
 mod writer;
 
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use vigie_config::{Check, Config};
 use vigie_core::{CheckState, Metric, Outcome, Severity, StateTracker, Timestamp};
@@ -55,17 +56,6 @@ pub struct CheckStatus {
     pub every_seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
-}
-
-/// A check changed state: what later layers (incidents) listen to.
-#[derive(Clone, Debug)]
-pub struct StateChange {
-    pub check: Arc<str>,
-    pub severity: Severity,
-    pub from: CheckState,
-    pub to: CheckState,
-    pub at: Timestamp,
-    pub message: String,
 }
 
 /// Upper bounds (seconds) of the schedule-lag histogram buckets.
@@ -104,7 +94,12 @@ pub(crate) struct Inner {
     heartbeats: Mutex<heartbeat::Book>,
     writer: writer::Handle,
     stats: EngineStats,
-    changes: broadcast::Sender<StateChange>,
+    /// Where state changes go: the incident manager.
+    incidents: std::sync::OnceLock<mpsc::UnboundedSender<incidents::Change>>,
+    /// The running configuration, for the incident manager.
+    config: watch::Sender<Arc<Config>>,
+    /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
+    wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
 }
 
@@ -135,15 +130,19 @@ impl Engine {
     pub fn start(config: &Config, state_dir: &Path) -> Result<Self, EngineError> {
         let store = Store::open(state_dir)?;
         let (writer, store) = writer::spawn(store, config.store.retention.std())?;
-        let (changes, _) = broadcast::channel(1024);
+        let shared_config = Arc::new(config.clone());
         let inner = Arc::new(Inner {
             status: RwLock::new(BTreeMap::new()),
             heartbeats: Mutex::new(heartbeat::Book::default()),
             writer,
             stats: EngineStats::default(),
-            changes,
+            incidents: std::sync::OnceLock::new(),
+            config: watch::Sender::new(shared_config.clone()),
+            wakes: RwLock::new(BTreeMap::new()),
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
         });
+        let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
+        let _ = inner.incidents.set(changes);
         let engine = Self {
             inner,
             tasks: Arc::new(Mutex::new(JoinSet::new())),
@@ -156,7 +155,9 @@ impl Engine {
     /// their name keep their state.
     pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
         let store = self.inner.writer.read_snapshot()?;
-        self.install(config, &store)
+        self.install(config, &store)?;
+        self.inner.config.send_replace(Arc::new(config.clone()));
+        Ok(())
     }
 
     fn install(&self, config: &Config, snapshot: &writer::Snapshot) -> Result<(), EngineError> {
@@ -182,7 +183,18 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Arc::new(Semaphore::new(config.engine.concurrency));
         let now = Timestamp::now();
-        let heartbeats = self.install_heartbeats(config, snapshot, now);
+        let wakes: BTreeMap<String, Arc<Notify>> = config
+            .checks
+            .iter()
+            .map(|c| (c.name.clone(), Arc::new(Notify::new())))
+            .collect();
+        self.install_heartbeats(config, snapshot, now, &wakes);
+        (*self
+            .inner
+            .wakes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        .clone_from(&wakes);
         {
             let mut status = self
                 .inner
@@ -225,12 +237,12 @@ impl Engine {
         }
         let started = tokio::time::Instant::now();
         for (check, probe) in prepared {
-            let notify = heartbeats.get(&check.name).cloned();
+            let wake = wakes.get(&check.name).cloned().unwrap_or_default();
             let task = runner::CheckTask {
                 inner: self.inner.clone(),
                 check,
                 probe,
-                notify,
+                wake,
             };
             tasks.spawn(task.run(started));
         }
@@ -243,13 +255,14 @@ impl Engine {
         config: &Config,
         snapshot: &writer::Snapshot,
         now: Timestamp,
-    ) -> BTreeMap<String, Arc<Notify>> {
+        wakes: &BTreeMap<String, Arc<Notify>>,
+    ) {
         let mut book = self
             .inner
             .heartbeats
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        book.install(config, snapshot, now, &self.inner.writer)
+        book.install(config, snapshot, now, &self.inner.writer, wakes);
     }
 
     /// The current status of every check, by name.
@@ -270,11 +283,6 @@ impl Engine {
     /// How many store writes failed (a full disk, a broken file).
     pub fn store_errors(&self) -> u64 {
         self.inner.writer.errors()
-    }
-
-    /// State changes as they happen.
-    pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
-        self.inner.changes.subscribe()
     }
 
     /// A heartbeat ping (or, with `fail`, a failure report) for `name`,
@@ -355,14 +363,13 @@ impl Inner {
         };
         if let Some(t) = change {
             tracing::info!(check = %check.name, from = %t.from, to = %t.to, message = %result.outcome.message, "check state changed");
-            let _ = self.changes.send(StateChange {
-                check: result.check.clone(),
-                severity: check.severity,
-                from: t.from,
-                to: t.to,
-                at: t.at,
-                message: result.outcome.message.clone(),
-            });
+            if let Some(tx) = self.incidents.get() {
+                let _ = tx.send(incidents::Change {
+                    check: check.name.clone(),
+                    to: t.to,
+                    message: result.outcome.message.clone(),
+                });
+            }
         }
         self.writer.result(result, tracker);
     }

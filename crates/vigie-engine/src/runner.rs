@@ -87,8 +87,8 @@ pub(crate) struct CheckTask {
     pub inner: Arc<Inner>,
     pub check: Check,
     pub probe: Arc<Prepared>,
-    /// Set for heartbeats: a ping wakes the check up at once.
-    pub notify: Option<Arc<Notify>>,
+    /// Runs the check at once: a heartbeat ping, a repair's verification.
+    pub wake: Arc<Notify>,
 }
 
 impl CheckTask {
@@ -98,14 +98,9 @@ impl CheckTask {
         let name: Arc<str> = Arc::from(self.check.name.as_str());
         let mut due = started + jitter(&self.check.name, every);
         loop {
-            let woken = if let Some(n) = &self.notify {
-                tokio::select! {
-                    () = tokio::time::sleep_until(due) => false,
-                    () = n.notified() => true,
-                }
-            } else {
-                tokio::time::sleep_until(due).await;
-                false
+            let woken = tokio::select! {
+                () = tokio::time::sleep_until(due) => false,
+                () = self.wake.notified() => true,
             };
             let scheduled = if woken {
                 tokio::time::Instant::now()

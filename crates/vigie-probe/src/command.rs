@@ -25,14 +25,25 @@ impl Drop for GroupGuard {
     }
 }
 
-pub(crate) struct Output {
+/// What a finished program said.
+#[derive(Clone, Debug)]
+pub struct Output {
     pub status: Option<i32>,
     pub signal: Option<i32>,
     pub text: String,
 }
 
 /// Run `argv`, capturing stdout and stderr (bounded), in a fresh group.
-pub(crate) async fn capture(mut cmd: Command) -> std::io::Result<Output> {
+/// What happens to processes a command leaves behind when it exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Killed: a probe leaves nothing running.
+    Kill,
+    /// Kept: a repair may start a daemon in the background.
+    Keep,
+}
+
+pub async fn capture(mut cmd: Command, leftovers: Leftovers) -> std::io::Result<Output> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,12 +55,37 @@ pub(crate) async fn capture(mut cmd: Command) -> std::io::Result<Output> {
             .id()
             .and_then(|id| rustix::process::Pid::from_raw(id as i32)),
     );
-    let out = read_bounded(child.stdout.take());
-    let err = read_bounded(child.stderr.take());
-    let (out, err, status) = tokio::join!(out, err, child.wait());
-    let status = status?;
-    // The leader is gone; still end whatever it left in its group.
-    drop(guard);
+    let mut out = tokio::spawn(read_bounded(child.stdout.take()));
+    let mut err = tokio::spawn(read_bounded(child.stderr.take()));
+    let status = child.wait().await?;
+    let (out, err) = match leftovers {
+        Leftovers::Kill => {
+            // The leader is gone; end whatever it left in its group, which
+            // also closes the pipes the readers wait on.
+            drop(guard);
+            (out.await.unwrap_or_default(), err.await.unwrap_or_default())
+        }
+        Leftovers::Keep => {
+            // A daemon started in the background may hold the pipes open:
+            // take what came and stop listening.
+            let mut guard = guard;
+            guard.0 = None;
+            let grace = std::time::Duration::from_millis(200);
+            let o = tokio::time::timeout(grace, &mut out)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let e = tokio::time::timeout(grace, &mut err)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            out.abort();
+            err.abort();
+            (o, e)
+        }
+    };
     let mut text = out;
     if !err.is_empty() {
         if !text.is_empty() && !text.ends_with('\n') {
@@ -79,7 +115,7 @@ async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-fn first_line(text: &str) -> &str {
+pub fn first_line(text: &str) -> &str {
     let line = text
         .lines()
         .map(str::trim)
@@ -114,7 +150,7 @@ pub(crate) async fn run(spec: &CommandProbe) -> Outcome {
         .as_ref()
         .and_then(|a| a.first())
         .map_or("/bin/sh", String::as_str);
-    let out = match capture(cmd).await {
+    let out = match capture(cmd, Leftovers::Kill).await {
         Ok(o) => o,
         Err(e) => return Outcome::fail(format!("cannot run {program}: {e}")),
     };
@@ -163,7 +199,7 @@ pub(crate) async fn systemd(spec: &SystemdProbe) -> Outcome {
         "--",
         &spec.unit,
     ]);
-    let out = match capture(cmd).await {
+    let out = match capture(cmd, Leftovers::Kill).await {
         Ok(o) => o,
         Err(e) => return Outcome::fail(format!("cannot run systemctl: {e}")),
     };
@@ -188,6 +224,19 @@ fn judge_unit(unit: &str, text: &str) -> Outcome {
     } else {
         Outcome::fail(format!("{unit} is {active} ({sub})")).with_metric("active", 0.0)
     }
+}
+
+/// Run `argv` (no shell) with extra environment, in its own process
+/// group, capturing its output. Dropping the future kills the group, so a
+/// caller's timeout ends everything the program started.
+pub async fn run_argv(argv: &[String], env: &[(String, String)]) -> std::io::Result<Output> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    capture(cmd, Leftovers::Keep).await
 }
 
 #[cfg(test)]

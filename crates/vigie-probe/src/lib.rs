@@ -14,7 +14,7 @@ use vigie_config::{Check, Probe};
 use vigie_core::Outcome;
 
 mod cert;
-mod command;
+pub mod command;
 mod heartbeat;
 mod host;
 mod http;

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
+mod incidents;
 mod migrations;
+
+pub use incidents::{DeliveryRecord, Event as IncidentEvent, Incident};
 
 pub use migrations::SCHEMA_VERSION;
 

@@ -40,6 +40,50 @@ const MIGRATIONS: &[&str] = &[
         last_fail_ms INTEGER,
         first_seen_ms INTEGER NOT NULL
     );",
+    // 2: incidents, what happened in them, notifications sent, repairs run.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        suppressed_by TEXT,
+        opened_ms INTEGER NOT NULL,
+        resolved_ms INTEGER,
+        resolution TEXT,
+        acked_ms INTEGER,
+        ack_note TEXT,
+        last_error TEXT NOT NULL
+    );
+    CREATE INDEX incidents_by_check ON incidents (check_name, opened_ms);
+    CREATE TABLE incident_events (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX incident_events_by_incident ON incident_events (incident_id);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        step TEXT NOT NULL,
+        notifier TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX deliveries_by_incident ON deliveries (incident_id);
+    CREATE TABLE repairs (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        action TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX repairs_by_action ON repairs (action, check_name, at_ms);",
 ];
 
 /// The schema version this build writes.

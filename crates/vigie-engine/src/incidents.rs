@@ -1,0 +1,675 @@
+//! Incidents: a check that goes failing opens one, and the incident runs
+//! the check's actions in order — repair and verify, notify, escalate —
+//! recording every step, until the check recovers.
+//!
+//! One task per open incident. Each step is recorded when done, so a
+//! restarted daemon resumes an incident where it stopped: nothing already
+//! delivered is sent twice, nothing due is forgotten.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use vigie_config::{Action, Check, Config};
+use vigie_core::{CheckState, Severity, Timestamp};
+use vigie_notify::{Message, Sender};
+use vigie_store::Store;
+
+use crate::Inner;
+
+/// A check's state changed (from the engine's record path).
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    pub check: String,
+    pub to: CheckState,
+    pub message: String,
+}
+
+struct Open {
+    id: i64,
+    resolved: watch::Sender<bool>,
+}
+
+/// Everything incident tasks share.
+struct Ctx {
+    inner: Arc<Inner>,
+    store: Mutex<Store>,
+    sender: Sender,
+    node: String,
+}
+
+impl Ctx {
+    fn store<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Store) -> vigie_store::Result<T>,
+    ) -> Option<T> {
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match f(&mut store) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "store: {what} failed");
+                None
+            }
+        }
+    }
+
+    fn status(&self, check: &str) -> Option<crate::CheckStatus> {
+        self.inner
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(check)
+            .cloned()
+    }
+
+    /// Ask a check to run now.
+    fn poke(&self, check: &str) {
+        if let Some(n) = self
+            .inner
+            .wakes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(check)
+        {
+            n.notify_one();
+        }
+    }
+}
+
+/// Start the incident manager; returns where state changes go.
+pub(crate) fn start(
+    inner: Arc<Inner>,
+    state_dir: &std::path::Path,
+    config: &Arc<Config>,
+) -> Result<mpsc::UnboundedSender<Change>, crate::EngineError> {
+    let store = Store::open(state_dir)?;
+    let sender =
+        Sender::new(vigie_notify::Policy::default()).map_err(|e| crate::EngineError::Prepare {
+            check: "notifications".into(),
+            message: e.to_string(),
+        })?;
+    let ctx = Arc::new(Ctx {
+        inner,
+        store: Mutex::new(store),
+        sender,
+        node: config.node.name.clone(),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let config_rx = ctx.inner.config.subscribe();
+    tokio::spawn(manage(ctx, rx, config_rx));
+    Ok(tx)
+}
+
+async fn manage(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::UnboundedReceiver<Change>,
+    config: watch::Receiver<Arc<Config>>,
+) {
+    let mut open: HashMap<String, Open> = HashMap::new();
+    // Resume what a previous run left open.
+    let config_now = config.borrow().clone();
+    for inc in ctx
+        .store("reading open incidents", |s| s.open_incidents())
+        .unwrap_or_default()
+    {
+        match config_now.check(&inc.check) {
+            Some(check) => {
+                tracing::info!(incident = inc.id, check = %inc.check, "resuming incident");
+                let (tx, rx) = watch::channel(false);
+                tokio::spawn(run(
+                    ctx.clone(),
+                    config_now.clone(),
+                    check.clone(),
+                    inc.id,
+                    inc.opened,
+                    rx,
+                ));
+                open.insert(
+                    inc.check.clone(),
+                    Open {
+                        id: inc.id,
+                        resolved: tx,
+                    },
+                );
+            }
+            None => {
+                ctx.store("resolving an incident", |s| {
+                    s.resolve_incident(inc.id, Timestamp::now(), "check removed")
+                });
+            }
+        }
+    }
+    while let Some(change) = rx.recv().await {
+        open.retain(|_, o| !o.resolved.is_closed());
+        match change.to {
+            CheckState::Failing => {
+                if open.contains_key(&change.check) {
+                    continue;
+                }
+                let config = config.borrow().clone();
+                let Some(check) = config.check(&change.check).cloned() else {
+                    continue;
+                };
+                let now = Timestamp::now();
+                let Some(id) = ctx.store("opening an incident", |s| {
+                    s.open_incident(
+                        &check.name,
+                        check.severity,
+                        "open",
+                        None,
+                        now,
+                        &change.message,
+                    )
+                }) else {
+                    continue;
+                };
+                tracing::warn!(incident = id, check = %check.name, severity = %check.severity, error = %change.message, "incident opened");
+                let (tx, rx) = watch::channel(false);
+                tokio::spawn(run(ctx.clone(), config, check, id, now, rx));
+                open.insert(change.check, Open { id, resolved: tx });
+            }
+            CheckState::Ok => {
+                if let Some(o) = open.remove(&change.check) {
+                    tracing::info!(incident = o.id, check = %change.check, "check recovered");
+                    let _ = o.resolved.send(true);
+                }
+            }
+            CheckState::Unknown => {}
+        }
+    }
+}
+
+/// How a finished incident ended.
+enum End {
+    Recovered,
+    Repaired,
+}
+
+/// The life of one incident.
+async fn run(
+    ctx: Arc<Ctx>,
+    config: Arc<Config>,
+    check: Check,
+    id: i64,
+    opened: Timestamp,
+    mut resolved: watch::Receiver<bool>,
+) {
+    let done_steps: Vec<String> = ctx
+        .store("reading incident events", |s| s.incident_events(id))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.kind == "step")
+        .map(|e| e.detail)
+        .collect();
+    let end = steps(
+        &ctx,
+        &config,
+        &check,
+        id,
+        opened,
+        &done_steps,
+        &mut resolved,
+    )
+    .await;
+    let end = if let Some(end) = end {
+        end
+    } else {
+        // Every step ran; wait for the check to recover.
+        while !*resolved.borrow() {
+            if resolved.changed().await.is_err() {
+                return;
+            }
+        }
+        End::Recovered
+    };
+    let now = Timestamp::now();
+    let resolution = match end {
+        End::Recovered => "recovered",
+        End::Repaired => "repaired",
+    };
+    ctx.store("resolving an incident", |s| {
+        s.resolve_incident(id, now, resolution)
+    });
+    tracing::info!(incident = id, check = %check.name, resolution, "incident resolved");
+    // Whoever was told it failed is told it is over.
+    let told = ctx
+        .store("reading deliveries", |s| s.notified(id))
+        .unwrap_or_default();
+    if !told.is_empty() {
+        let lasted = vigie_core::Duration::from(Duration::from_secs(opened.age(now).as_secs()));
+        let msg = message(
+            &ctx,
+            &check,
+            check.severity,
+            resolution,
+            &format!("{} {resolution} after {lasted}", check.name),
+            "",
+            opened,
+            Vec::new(),
+        );
+        for n in told {
+            deliver(&ctx, &config, id, "resolved", &n, &msg).await;
+        }
+    }
+}
+
+/// Run the steps not yet done. `Some(end)` if the incident ended during
+/// them, `None` when all ran and the check still fails.
+async fn steps(
+    ctx: &Arc<Ctx>,
+    config: &Config,
+    check: &Check,
+    id: i64,
+    opened: Timestamp,
+    done: &[String],
+    resolved: &mut watch::Receiver<bool>,
+) -> Option<End> {
+    if wait_for_parents(ctx, check, id, resolved).await {
+        return Some(End::Recovered);
+    }
+    let mut limit_hit = None;
+    for (i, name) in check.actions.iter().enumerate() {
+        let key = format!("{i}:{name}");
+        if done.contains(&key) {
+            continue;
+        }
+        if *resolved.borrow() {
+            return Some(End::Recovered);
+        }
+        let Some(action) = config.action(name) else {
+            continue;
+        };
+        if let Some(argv) = action.repair().map(|r| r.argv()) {
+            match repair(ctx, check, id, &action, &argv, resolved).await {
+                Repair::Recovered => {
+                    ctx.store("recording a step", |s| {
+                        s.incident_event(id, Timestamp::now(), "step", &key)
+                    });
+                    return Some(End::Repaired);
+                }
+                Repair::LimitReached(why) => limit_hit = Some(why),
+                Repair::NotRepaired => {}
+            }
+        } else if let Some(to) = &action.notify {
+            if let Some(after) = action.after {
+                let due = opened.saturating_add(after.std());
+                let wait = Duration::from_millis(
+                    u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0),
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
+                }
+            }
+            let severity = action.severity.unwrap_or(check.severity);
+            if severity >= action.min_severity {
+                refresh_dependents(ctx, config, &check.name).await;
+                let state = if action.after.is_some() {
+                    "escalated"
+                } else {
+                    "notified"
+                };
+                let last = ctx
+                    .status(&check.name)
+                    .map(|s| s.last_message)
+                    .unwrap_or_default();
+                let mut title = format!(
+                    "[{}] {} is failing",
+                    severity.as_str().to_uppercase(),
+                    check.name
+                );
+                if let Some(why) = &limit_hit {
+                    title.push_str(" (repairs stopped)");
+                    tracing::warn!(check = %check.name, "{why}");
+                }
+                let msg = message(
+                    ctx,
+                    check,
+                    severity,
+                    "failing",
+                    &title,
+                    &last,
+                    opened,
+                    silenced(ctx, config, &check.name),
+                );
+                for n in to {
+                    deliver(ctx, config, id, &key, n, &msg).await;
+                }
+                ctx.store("updating an incident", |s| {
+                    s.set_incident_state(id, state, None, Timestamp::now(), state, &to.join(", "))
+                });
+            }
+        }
+        ctx.store("recording a step", |s| {
+            s.incident_event(id, Timestamp::now(), "step", &key)
+        });
+    }
+    None
+}
+
+enum Repair {
+    Recovered,
+    NotRepaired,
+    LimitReached(String),
+}
+
+/// Run one repair, then give the check its verify window to recover.
+async fn repair(
+    ctx: &Arc<Ctx>,
+    check: &Check,
+    id: i64,
+    action: &Action,
+    argv: &[String],
+    resolved: &mut watch::Receiver<bool>,
+) -> Repair {
+    let now = Timestamp::now();
+    if let Some(max) = action.max {
+        let since = now.saturating_sub(max.within.std());
+        let n = ctx
+            .store("counting repairs", |s| {
+                s.repairs_since(&action.name, &check.name, since)
+            })
+            .unwrap_or(0);
+        if n >= max.restarts {
+            let why = format!(
+                "restart limit reached: {n} repairs by {} within {}; not repairing",
+                action.name, max.within
+            );
+            ctx.store("updating an incident", |s| {
+                s.set_incident_state(id, "open", None, now, "restart limit", &why)
+            });
+            return Repair::LimitReached(why);
+        }
+    }
+    ctx.store("updating an incident", |s| {
+        s.set_incident_state(id, "repairing", None, now, "repair", &action.name)
+    });
+    let env = vec![
+        ("VIGIE_CHECK".to_owned(), check.name.clone()),
+        ("VIGIE_SEVERITY".to_owned(), check.severity.to_string()),
+        ("VIGIE_INCIDENT".to_owned(), id.to_string()),
+        (
+            "VIGIE_MESSAGE".to_owned(),
+            ctx.status(&check.name)
+                .map(|s| s.last_message)
+                .unwrap_or_default(),
+        ),
+    ];
+    let result = tokio::time::timeout(
+        action.timeout.std(),
+        vigie_probe::command::run_argv(argv, &env),
+    )
+    .await;
+    let (ok, detail) = match result {
+        Ok(Ok(out)) if out.status == Some(0) => (
+            true,
+            format!("exit 0 {}", vigie_probe::command::first_line(&out.text))
+                .trim()
+                .to_owned(),
+        ),
+        Ok(Ok(out)) => (
+            false,
+            format!(
+                "exit {:?}: {}",
+                out.status,
+                vigie_probe::command::first_line(&out.text)
+            ),
+        ),
+        Ok(Err(e)) => (false, format!("cannot run {}: {e}", argv[0])),
+        Err(_) => (false, format!("timed out after {}", action.timeout)),
+    };
+    tracing::info!(incident = id, check = %check.name, action = %action.name, ok, %detail, "repair ran");
+    ctx.store("recording a repair", |s| {
+        s.record_repair(id, &action.name, &check.name, Timestamp::now(), ok, &detail)
+    });
+    if !ok {
+        return Repair::NotRepaired;
+    }
+    // Verify: run the check again until it recovers or the window ends.
+    let deadline = tokio::time::Instant::now() + action.verify.std();
+    let pace = check.every.std().min(Duration::from_secs(1));
+    while tokio::time::Instant::now() < deadline {
+        ctx.poke(&check.name);
+        tokio::select! {
+            () = tokio::time::sleep(pace) => {}
+            _ = resolved.wait_for(|r| *r) => return Repair::Recovered,
+        }
+    }
+    ctx.store("updating an incident", |s| {
+        s.incident_event(
+            id,
+            Timestamp::now(),
+            "not repaired",
+            &format!("still failing {} after {}", action.verify, action.name),
+        )
+    });
+    Repair::NotRepaired
+}
+
+/// Hold the incident while a parent is down: re-run the parents first so
+/// that a child noticed before its parent does not page anybody. Returns
+/// true if the check recovered meanwhile.
+async fn wait_for_parents(
+    ctx: &Arc<Ctx>,
+    check: &Check,
+    id: i64,
+    resolved: &mut watch::Receiver<bool>,
+) -> bool {
+    if check.depends_on.is_empty() {
+        return false;
+    }
+    let asked = Timestamp::now();
+    for p in &check.depends_on {
+        ctx.poke(p);
+    }
+    let fresh_by = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut suppressed_by: Option<String> = None;
+    loop {
+        let fresh = check.depends_on.iter().all(|p| {
+            ctx.status(p)
+                .is_none_or(|s| s.last_run.is_some_and(|t| t >= asked))
+        });
+        let down = check.depends_on.iter().find(|p| {
+            ctx.status(p)
+                .is_some_and(|s| s.state == CheckState::Failing || s.last_ok == Some(false))
+        });
+        match (down, &suppressed_by) {
+            (Some(p), None) => {
+                tracing::info!(incident = id, check = %check.name, parent = %p, "incident silenced: its parent is down");
+                ctx.store("updating an incident", |s| {
+                    s.set_incident_state(
+                        id,
+                        "suppressed",
+                        Some(p),
+                        Timestamp::now(),
+                        "suppressed",
+                        p,
+                    )
+                });
+                suppressed_by = Some(p.clone());
+            }
+            (None, Some(p)) if fresh || tokio::time::Instant::now() >= fresh_by => {
+                ctx.store("updating an incident", |s| {
+                    s.set_incident_state(
+                        id,
+                        "open",
+                        None,
+                        Timestamp::now(),
+                        "unsuppressed",
+                        &format!("{p} recovered"),
+                    )
+                });
+                return false;
+            }
+            (None, None) if fresh || tokio::time::Instant::now() >= fresh_by => return false,
+            _ => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = resolved.wait_for(|r| *r) => return true,
+        }
+    }
+}
+
+/// Re-run the checks that depend on `parent` and wait for their results
+/// (bounded by their timeouts), so that a parent's notification names
+/// every child it silences, not only those checked since it failed.
+async fn refresh_dependents(ctx: &Ctx, config: &Config, parent: &str) {
+    let children: Vec<&Check> = config
+        .checks
+        .iter()
+        .filter(|c| c.depends_on.iter().any(|p| p == parent))
+        .collect();
+    if children.is_empty() {
+        return;
+    }
+    let asked = Timestamp::now();
+    for c in &children {
+        ctx.poke(&c.name);
+    }
+    let longest = children
+        .iter()
+        .map(|c| c.timeout.std())
+        .max()
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + longest + Duration::from_millis(500);
+    while tokio::time::Instant::now() < deadline {
+        let fresh = children.iter().all(|c| {
+            ctx.status(&c.name)
+                .is_none_or(|s| s.last_run.is_some_and(|t| t >= asked))
+        });
+        if fresh {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks that depend on `parent` (directly or not) and fail now.
+fn silenced(ctx: &Ctx, config: &Config, parent: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut frontier = vec![parent.to_owned()];
+    while let Some(p) = frontier.pop() {
+        for c in config.checks.iter().filter(|c| c.depends_on.contains(&p)) {
+            if out.contains(&c.name) {
+                continue;
+            }
+            if ctx
+                .status(&c.name)
+                .is_some_and(|s| s.last_ok == Some(false))
+            {
+                out.push(c.name.clone());
+            }
+            frontier.push(c.name.clone());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message(
+    ctx: &Ctx,
+    check: &Check,
+    severity: Severity,
+    state: &str,
+    title: &str,
+    error: &str,
+    opened: Timestamp,
+    silenced: Vec<String>,
+) -> Message {
+    let since = rfc3339(opened);
+    let mut body = String::new();
+    if !error.is_empty() {
+        body.push_str(error);
+        body.push('\n');
+    }
+    let _ = write!(body, "since {since} on {}", ctx.node);
+    if !silenced.is_empty() {
+        let _ = write!(body, "\nsilenced: {}", silenced.join(", "));
+    }
+    Message {
+        check: check.name.clone(),
+        severity,
+        state: state.to_owned(),
+        title: title.to_owned(),
+        body,
+        error: error.to_owned(),
+        since: Some(since),
+        silenced,
+        node: ctx.node.clone(),
+    }
+}
+
+async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str, msg: &Message) {
+    if ctx
+        .store("reading deliveries", |s| s.delivered(id, step, notifier))
+        .unwrap_or(false)
+    {
+        return;
+    }
+    let Some(n) = config.notifiers.get(notifier) else {
+        tracing::error!(notifier, "notifier no longer configured");
+        return;
+    };
+    let d = ctx.sender.send(n, msg).await;
+    if let Some(e) = &d.error {
+        tracing::error!(incident = id, notifier, error = %e, "notification not delivered");
+    } else {
+        tracing::info!(incident = id, notifier, step, "notification delivered");
+    }
+    let record = vigie_store::DeliveryRecord {
+        step,
+        notifier,
+        at: Timestamp::now(),
+        attempts: d.attempts,
+        error: d.error.as_deref(),
+    };
+    ctx.store("recording a delivery", |s| s.record_delivery(id, &record));
+}
+
+/// `2026-11-23T10:00:00Z`
+#[allow(clippy::many_single_char_names)]
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    let secs = t.millis().div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+    use vigie_core::Timestamp;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Timestamp(1_795_444_401_000)),
+            "2026-11-23T14:33:21Z"
+        );
+        assert_eq!(rfc3339(Timestamp(951_782_400_000)), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,236 @@
+//! Incidents as the store keeps them: one row each, an append-only list of
+//! events, the notifications delivered and the repairs run.
+
+use rusqlite::{OptionalExtension, params};
+use vigie_core::{Severity, Timestamp};
+
+use crate::{Result, Store};
+
+/// An incident as stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub check: String,
+    pub severity: String,
+    /// open, suppressed, repairing, notified, escalated, acknowledged, resolved
+    pub state: String,
+    pub suppressed_by: Option<String>,
+    pub opened: Timestamp,
+    pub resolved: Option<Timestamp>,
+    /// recovered, repaired, check removed
+    pub resolution: Option<String>,
+    pub acked: Option<Timestamp>,
+    pub ack_note: Option<String>,
+    pub last_error: String,
+}
+
+/// One notification attempt, as recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryRecord<'a> {
+    pub step: &'a str,
+    pub notifier: &'a str,
+    pub at: Timestamp,
+    pub attempts: u32,
+    /// `None` when delivered.
+    pub error: Option<&'a str>,
+}
+
+/// One thing that happened in an incident.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub kind: String,
+    pub detail: String,
+}
+
+const COLUMNS: &str = "id, check_name, severity, state, suppressed_by, opened_ms, resolved_ms, resolution, acked_ms, ack_note, last_error";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        check: r.get(1)?,
+        severity: r.get(2)?,
+        state: r.get(3)?,
+        suppressed_by: r.get(4)?,
+        opened: Timestamp(r.get(5)?),
+        resolved: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+        resolution: r.get(7)?,
+        acked: r.get::<_, Option<i64>>(8)?.map(Timestamp),
+        ack_note: r.get(9)?,
+        last_error: r.get(10)?,
+    })
+}
+
+impl Store {
+    /// Open an incident; returns its id.
+    pub fn open_incident(
+        &mut self,
+        check: &str,
+        severity: Severity,
+        state: &str,
+        suppressed_by: Option<&str>,
+        at: Timestamp,
+        error: &str,
+    ) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO incidents (check_name, severity, state, suppressed_by, opened_ms, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![check, severity.as_str(), state, suppressed_by, at.millis(), error],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, 'opened', ?3)",
+            params![id, at.millis(), error],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Change an incident's state, with the event that says why.
+    pub fn set_incident_state(
+        &mut self,
+        id: i64,
+        state: &str,
+        suppressed_by: Option<&str>,
+        at: Timestamp,
+        kind: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE incidents SET state = ?2, suppressed_by = ?3 WHERE id = ?1",
+            params![id, state, suppressed_by],
+        )?;
+        tx.execute(
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at.millis(), kind, detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record an event without changing the state.
+    pub fn incident_event(
+        &mut self,
+        id: i64,
+        at: Timestamp,
+        kind: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at.millis(), kind, detail],
+        )?;
+        Ok(())
+    }
+
+    pub fn resolve_incident(&mut self, id: i64, at: Timestamp, resolution: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE incidents SET state = 'resolved', resolved_ms = ?2, resolution = ?3 WHERE id = ?1 AND resolved_ms IS NULL",
+            params![id, at.millis(), resolution],
+        )?;
+        tx.execute(
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, 'resolved', ?3)",
+            params![id, at.millis(), resolution],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn incident(&self, id: i64) -> Result<Option<Incident>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM incidents WHERE id = ?1"),
+                [id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Incidents not yet resolved, oldest first.
+    pub fn open_incidents(&self) -> Result<Vec<Incident>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM incidents WHERE resolved_ms IS NULL ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent incidents, newest first.
+    pub fn recent_incidents(&self, limit: usize) -> Result<Vec<Incident>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn incident_events(&self, id: i64) -> Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at_ms, kind, detail FROM incident_events WHERE incident_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(Event {
+                at: Timestamp(r.get(0)?),
+                kind: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record a notification attempt for a step of an incident.
+    pub fn record_delivery(&mut self, id: i64, d: &DeliveryRecord<'_>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO deliveries (incident_id, step, notifier, at_ms, ok, attempts, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, d.step, d.notifier, d.at.millis(), d.error.is_none(), d.attempts, d.error],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `notifier` already got `step` of incident `id`.
+    pub fn delivered(&self, id: i64, step: &str, notifier: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = ?1 AND step = ?2 AND notifier = ?3 AND ok)",
+            params![id, step, notifier],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Notifiers that delivered any step of incident `id`.
+    pub fn notified(&self, id: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT notifier FROM deliveries WHERE incident_id = ?1 AND ok AND step != 'resolved' ORDER BY notifier")?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record a repair run.
+    pub fn record_repair(
+        &mut self,
+        id: i64,
+        action: &str,
+        check: &str,
+        at: Timestamp,
+        ok: bool,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO repairs (incident_id, action, check_name, at_ms, ok, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, action, check, at.millis(), ok, detail],
+        )?;
+        Ok(())
+    }
+
+    /// How many times `action` repaired `check` since `since`.
+    pub fn repairs_since(&self, action: &str, check: &str, since: Timestamp) -> Result<u32> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM repairs WHERE action = ?1 AND check_name = ?2 AND at_ms >= ?3",
+            params![action, check, since.millis()],
+            |r| r.get(0),
+        )?)
+    }
+}

@@ -1,0 +1,339 @@
+//! Incidents through the real binary: repair before alert, notification
+//! and escalation, the restart limit, a parent that silences its
+//! children, and a daemon killed mid-incident that sends nothing twice.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::Value;
+use vigie_testkit::{Env, servers};
+
+fn env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_vigie"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A small service for checks to watch: Python's HTTP server.
+fn start_service(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn incidents(e: &Env) -> Vec<Value> {
+    let r = e.run(&["incidents", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    serde_json::from_str::<Value>(&r.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn kill_port_owner(pidfile: &std::path::Path) {
+    if let Ok(pid) = std::fs::read_to_string(pidfile)
+        && let Some(pid) = pid
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
+}
+
+const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+
+#[test]
+fn a_killed_service_is_restarted_and_nobody_is_paged() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let pidfile = e.path().join("service.pid");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.restart-svc]
+shell = "python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > {pid}"
+verify = "10s"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "high"
+actions = ["restart-svc", "notify:hook"]
+"#,
+        hook = hook.addr,
+        pid = pidfile.display()
+    ));
+    let mut service = start_service(port);
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(600));
+    service.kill().unwrap();
+    service.wait().unwrap();
+    wait_until(Duration::from_secs(15), || {
+        incidents(&e)
+            .first()
+            .is_some_and(|i| i["state"] == "resolved")
+    });
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "repaired", "{inc}");
+    assert_eq!(inc["check"], "svc");
+    let kinds: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"opened"));
+    assert!(kinds.contains(&"repair"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"resolved"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the service runs again"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        0,
+        "a repaired incident pages nobody"
+    );
+    drop(d);
+    kill_port_owner(&pidfile);
+}
+
+#[test]
+fn a_failed_repair_notifies_then_escalates_then_resolves() {
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "gotify"
+url = "http://{boss}/"
+token = {{ env = "PATH" }}
+
+[action.useless-fix]
+run = ["true"]
+verify = "1s"
+
+[action.page-boss]
+notify = ["boss"]
+after = "3s"
+severity = "disaster"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "high"
+actions = ["useless-fix", "notify:phone", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    let first: Value = serde_json::from_str(&phone_seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(first["severity"], "high");
+    assert_eq!(first["state"], "failing");
+    assert_eq!(first["title"], "[HIGH] svc is failing");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
+        "{first}"
+    );
+    assert_eq!(
+        boss_seen.lock().unwrap().len(),
+        0,
+        "the escalation waits for its delay"
+    );
+    wait_until(Duration::from_secs(10), || {
+        boss_seen.lock().unwrap().len() == 1
+    });
+    let esc: Value = serde_json::from_str(&boss_seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(esc["priority"], 10, "escalated at disaster severity: {esc}");
+    // The service comes back: both are told, once.
+    let mut service = start_service(port);
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 2 && boss_seen.lock().unwrap().len() == 2
+    });
+    let resolved: Value = serde_json::from_str(&phone_seen.lock().unwrap()[1].body).unwrap();
+    assert_eq!(resolved["state"], "recovered");
+    assert!(
+        resolved["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("svc recovered after"),
+        "{resolved}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(phone_seen.lock().unwrap().len(), 2);
+    assert_eq!(incidents(&e)[0]["resolution"], "recovered");
+    drop(d);
+    service.kill().unwrap();
+    let _ = service.wait();
+}
+
+#[test]
+fn past_the_restart_limit_vigie_stops_repairing_and_says_so() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.fix]
+run = ["true"]
+verify = "500ms"
+max = {{ restarts = 1, within = "1h" }}
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+actions = ["fix", "fix", "notify:hook"]
+"#,
+        hook = hook.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let msg: Value = serde_json::from_str(&seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(msg["title"], "[AVERAGE] svc is failing (repairs stopped)");
+    let inc = &incidents(&e)[0];
+    let events: Vec<(&str, &str)> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events.iter().filter(|(k, _)| *k == "repair").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(k, d)| *k == "restart limit" && d.contains("1 repairs by fix within 1h")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_parent_down_sends_one_notification_naming_its_children() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let mut cfg = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"host\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"300ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n\n",
+        hook.addr
+    );
+    for i in 1..=5 {
+        let _ = write!(
+            cfg,
+            "[[check]]\nname = \"app{i}\"\nhttp = {{ url = \"http://127.0.0.1:{port}/?app={i}\" }}\nevery = \"200ms\"\nfail_after = 1\ndepends_on = [\"host\"]\nactions = [\"notify:hook\"]\n\n"
+        );
+    }
+    e.config(&cfg);
+    let mut service = start_service(port);
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    service.kill().unwrap();
+    service.wait().unwrap();
+    wait_until(Duration::from_secs(10), || !seen.lock().unwrap().is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.len(),
+        1,
+        "one notification: {:?}",
+        seen.iter().map(|c| &c.body).collect::<Vec<_>>()
+    );
+    let msg: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(msg["check"], "host");
+    assert_eq!(
+        msg["silenced"],
+        serde_json::json!(["app1", "app2", "app3", "app4", "app5"])
+    );
+    let list = incidents(&e);
+    let silenced = list.iter().filter(|i| i["suppressed_by"] == "host").count();
+    assert_eq!(silenced, 5, "{list:?}");
+    drop(d);
+}
+
+#[test]
+fn a_daemon_killed_mid_incident_does_not_notify_twice() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n",
+        hook.addr
+    ));
+    let mut d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    d.signal(Signal::KILL);
+    d.wait(Duration::from_secs(5));
+    let d2 = e.daemon();
+    d2.wait_log("resuming incident", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent twice");
+    // Recovery after the restart is still announced, once.
+    let mut service = start_service(port);
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(incidents(&e).len(), 1, "the same incident, resumed");
+    service.kill().unwrap();
+    let _ = service.wait();
+}
