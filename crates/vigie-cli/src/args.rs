@@ -59,6 +59,15 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Acknowledge an incident: its escalations stop (the running daemon
+    /// is asked through its API).
+    Ack {
+        /// The incident's id (`vigie incidents`).
+        id: i64,
+        /// Who is on it, what is being done.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Print the URL a job pings for a heartbeat check, token included.
     HeartbeatUrl {
         /// The heartbeat check.

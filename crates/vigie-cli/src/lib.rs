@@ -67,6 +67,9 @@ pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
 
 /// The entry point of the `vigie` binary.
 pub fn main() -> ExitCode {
+    // Every TLS client of vigie uses ring; say so once for the libraries
+    // that ask for the process-wide default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(&cli);
     match dispatch(&cli) {
@@ -120,6 +123,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Status { json } => run::status(cli, *json),
         Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
         Command::Incidents { json, limit } => run::incidents(cli, *json, *limit),
+        Command::Ack { id, note } => run::ack(cli, *id, note),
         Command::Notify {
             action: NotifyAction::Test { name },
         } => run::notify_test(cli, name),

@@ -248,11 +248,23 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
             s.last_message,
         ]);
     }
+    let open = store
+        .open_incidents()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let notifiers = store
+        .notifier_health()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     if json {
         let daemon = fs_err::read_to_string(dir.join(ADDR_FILE))
             .ok()
             .map(|s| s.trim().to_owned());
-        let v = serde_json::json!({ "node": config.node.name, "listen": daemon, "checks": items });
+        let v = serde_json::json!({
+            "node": config.node.name,
+            "listen": daemon,
+            "checks": items,
+            "open_incidents": open,
+            "notifiers": notifiers,
+        });
         out(format_args!(
             "{}\n",
             serde_json::to_string_pretty(&v).unwrap_or_default()
@@ -265,6 +277,21 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
                 &rows
             )
         ))?;
+        if !open.is_empty() {
+            let n = open.len();
+            out(format_args!(
+                "\n{n} open incident{} (vigie incidents)\n",
+                if n == 1 { "" } else { "s" }
+            ))?;
+        }
+        for n in notifiers.iter().filter(|n| !n.ok) {
+            out(format_args!(
+                "notifier {} FAILING since {}: {}\n",
+                n.notifier,
+                ago(n.last.millis(), now),
+                n.error.as_deref().unwrap_or("")
+            ))?;
+        }
     }
     Ok(if failing > 0 {
         exit::CHECK_FAILED
@@ -395,4 +422,53 @@ pub(crate) fn incidents(cli: &Cli, json: bool, limit: usize) -> Result<u8> {
         ))?;
     }
     Ok(exit::OK)
+}
+
+pub(crate) fn ack(cli: &Cli, id: i64, note: &str) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    let dir = state_dir(cli, config);
+    let addr = fs_err::read_to_string(dir.join(ADDR_FILE)).map_err(|_| {
+        Failure::runtime("the daemon is not running").hint(format!(
+            "start it with `vigie run` (state directory {})",
+            dir.display()
+        ))
+    })?;
+    let url = format!("http://{}/api/v1/incidents/{id}/ack", addr.trim());
+    let token = config.server.token.as_ref().map(|t| t.expose().to_owned());
+    let body = serde_json::json!({ "note": note }).to_string();
+    let rt = runtime()?;
+    let (status, text) = rt
+        .block_on(async move {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()?;
+            let mut req = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await?;
+            let status = resp.status();
+            Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
+        })
+        .map_err(|e| Failure::runtime(format!("cannot reach the daemon: {e}")))?;
+    let result = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["result"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    if status.is_success() {
+        out(format_args!("incident {id}: {result}\n"))?;
+        Ok(exit::OK)
+    } else if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::CONFLICT {
+        Err(Failure::config(format!("incident {id}: {result}"))
+            .hint("`vigie incidents` lists them"))
+    } else {
+        Err(Failure::runtime(format!(
+            "incident {id}: the daemon answered {status}: {result}"
+        )))
+    }
 }

@@ -112,6 +112,8 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawEngine {
     concurrency: Option<Spanned<usize>>,
+    notify_attempts: Option<Spanned<u32>>,
+    notify_backoff: Option<Duration>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -538,31 +540,37 @@ impl Loader {
                 .retention
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
         };
-        let engine = match self.raw.engine.take() {
-            Some((
-                src,
-                RawEngine {
-                    concurrency: Some(c),
-                },
-            )) if *c.get_ref() == 0 => {
+        let engine = {
+            let (src, raw) = self.raw.engine.take().unwrap_or_default();
+            let mut concurrency = raw.concurrency.as_ref().map_or(128, |c| *c.get_ref());
+            if concurrency == 0 {
+                let span = raw.concurrency.as_ref().map(Spanned::span);
                 self.error(
                     src,
-                    Some(c.span()),
+                    span,
                     "engine.concurrency",
                     "must be at least 1".into(),
                     None,
                 );
-                EngineConfig { concurrency: 1 }
+                concurrency = 1;
             }
-            Some((
-                _,
-                RawEngine {
-                    concurrency: Some(c),
-                },
-            )) => EngineConfig {
-                concurrency: c.into_inner(),
-            },
-            _ => EngineConfig { concurrency: 128 },
+            let mut notify_attempts = raw.notify_attempts.as_ref().map_or(4, |c| *c.get_ref());
+            if notify_attempts == 0 {
+                let span = raw.notify_attempts.as_ref().map(Spanned::span);
+                self.error(
+                    src,
+                    span,
+                    "engine.notify_attempts",
+                    "must be at least 1".into(),
+                    None,
+                );
+                notify_attempts = 1;
+            }
+            EngineConfig {
+                concurrency,
+                notify_attempts,
+                notify_backoff: raw.notify_backoff.unwrap_or(Duration::from_secs(2)),
+            }
         };
         let checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);

@@ -71,6 +71,10 @@ pub struct StoreConfig {
 pub struct EngineConfig {
     /// At most this many probes run at once.
     pub concurrency: usize,
+    /// Attempts to deliver one notification (network errors, 429, 5xx).
+    pub notify_attempts: u32,
+    /// Wait before the second attempt; doubled after each.
+    pub notify_backoff: Duration,
 }
 
 /// One check: when and how to run it, how to judge it, and its probe.

@@ -35,7 +35,7 @@ struct Open {
 /// Everything incident tasks share.
 struct Ctx {
     inner: Arc<Inner>,
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
     sender: Sender,
     node: String,
 }
@@ -89,14 +89,20 @@ pub(crate) fn start(
     config: &Arc<Config>,
 ) -> Result<mpsc::UnboundedSender<Change>, crate::EngineError> {
     let store = Store::open(state_dir)?;
-    let sender =
-        Sender::new(vigie_notify::Policy::default()).map_err(|e| crate::EngineError::Prepare {
-            check: "notifications".into(),
-            message: e.to_string(),
-        })?;
+    let sender = Sender::new(vigie_notify::Policy {
+        attempts: config.engine.notify_attempts,
+        backoff: config.engine.notify_backoff.std(),
+        ..vigie_notify::Policy::default()
+    })
+    .map_err(|e| crate::EngineError::Prepare {
+        check: "notifications".into(),
+        message: e.to_string(),
+    })?;
+    let store = Arc::new(Mutex::new(store));
+    let _ = inner.incident_store.set(store.clone());
     let ctx = Arc::new(Ctx {
         inner,
-        store: Mutex::new(store),
+        store,
         sender,
         node: config.node.name.clone(),
     });
@@ -305,6 +311,17 @@ async fn steps(
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
+                }
+                let acked = ctx
+                    .store("reading an incident", |s| s.incident(id))
+                    .flatten()
+                    .is_some_and(|i| i.acked.is_some());
+                if acked {
+                    ctx.store("recording a step", |s| {
+                        s.incident_event(id, Timestamp::now(), "step", &key)?;
+                        s.incident_event(id, Timestamp::now(), "escalation skipped", "acknowledged")
+                    });
+                    continue;
                 }
             }
             let severity = action.severity.unwrap_or(check.severity);
@@ -619,6 +636,20 @@ async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str
         return;
     };
     let d = ctx.sender.send(n, msg).await;
+    {
+        let mut counts = ctx
+            .inner
+            .stats
+            .notifications
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = counts.entry(notifier.to_owned()).or_default();
+        if d.error.is_none() {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
     if let Some(e) = &d.error {
         tracing::error!(incident = id, notifier, error = %e, "notification not delivered");
     } else {

@@ -73,6 +73,8 @@ pub struct EngineStats {
     pub runs_total: AtomicU64,
     pub timeouts_total: AtomicU64,
     pub panics_total: AtomicU64,
+    /// Deliveries by notifier: (delivered, failed).
+    pub notifications: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 impl EngineStats {
@@ -98,6 +100,9 @@ pub(crate) struct Inner {
     incidents: std::sync::OnceLock<mpsc::UnboundedSender<incidents::Change>>,
     /// The running configuration, for the incident manager.
     config: watch::Sender<Arc<Config>>,
+    /// The incident manager's store connection, for acknowledgements and
+    /// listings.
+    incident_store: std::sync::OnceLock<Arc<Mutex<Store>>>,
     /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
     wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
@@ -122,6 +127,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("check {check}: {message}")]
     Prepare { check: String, message: String },
+    #[error("the engine is not running")]
+    Stopped,
 }
 
 impl Engine {
@@ -139,6 +146,7 @@ impl Engine {
             incidents: std::sync::OnceLock::new(),
             config: watch::Sender::new(shared_config.clone()),
             wakes: RwLock::new(BTreeMap::new()),
+            incident_store: std::sync::OnceLock::new(),
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
         });
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
@@ -298,6 +306,36 @@ impl Engine {
         };
         notify.notify_one();
         Ok(())
+    }
+
+    fn incident_store<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> vigie_store::Result<T>,
+    ) -> Result<T, EngineError> {
+        let store = self
+            .inner
+            .incident_store
+            .get()
+            .ok_or(EngineError::Stopped)?;
+        let mut store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(f(&mut store)?)
+    }
+
+    /// Acknowledge an incident: its escalation steps are skipped; it stays
+    /// open until its check recovers.
+    pub fn ack(&self, id: i64, note: &str) -> Result<vigie_store::Ack, EngineError> {
+        let r = self.incident_store(|s| s.ack_incident(id, Timestamp::now(), note))?;
+        if r == vigie_store::Ack::Acknowledged {
+            tracing::info!(incident = id, note, "incident acknowledged");
+        }
+        Ok(r)
+    }
+
+    /// Open and recent incidents, newest first.
+    pub fn incidents(&self, limit: usize) -> Result<Vec<vigie_store::Incident>, EngineError> {
+        self.incident_store(|s| s.recent_incidents(limit))
     }
 
     /// The ping token of a heartbeat check.

@@ -234,3 +234,72 @@ impl Store {
         )?)
     }
 }
+
+/// What acknowledging an incident did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    Acknowledged,
+    AlreadyAcknowledged,
+    AlreadyResolved,
+    NotFound,
+}
+
+impl Store {
+    /// Acknowledge incident `id`: escalation stops, the incident stays open
+    /// until its check recovers.
+    pub fn ack_incident(&mut self, id: i64, at: Timestamp, note: &str) -> Result<Ack> {
+        let Some(inc) = self.incident(id)? else {
+            return Ok(Ack::NotFound);
+        };
+        if inc.resolved.is_some() {
+            return Ok(Ack::AlreadyResolved);
+        }
+        if inc.acked.is_some() {
+            return Ok(Ack::AlreadyAcknowledged);
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE incidents SET state = 'acknowledged', acked_ms = ?2, ack_note = ?3 WHERE id = ?1",
+            params![id, at.millis(), note],
+        )?;
+        tx.execute(
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, 'acknowledged', ?3)",
+            params![id, at.millis(), note],
+        )?;
+        tx.commit()?;
+        Ok(Ack::Acknowledged)
+    }
+}
+
+/// The last delivery of a notifier, for `vigie status`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NotifierHealth {
+    pub notifier: String,
+    pub last: Timestamp,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub failures_total: u64,
+}
+
+impl Store {
+    /// Each notifier's last delivery and how many failed.
+    pub fn notifier_health(&self) -> Result<Vec<NotifierHealth>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.notifier, d.at_ms, d.ok, d.error,
+                    (SELECT count(*) FROM deliveries f WHERE f.notifier = d.notifier AND NOT f.ok)
+             FROM deliveries d
+             WHERE d.id = (SELECT max(id) FROM deliveries m WHERE m.notifier = d.notifier)
+             ORDER BY d.notifier",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NotifierHealth {
+                notifier: r.get(0)?,
+                last: Timestamp(r.get(1)?),
+                ok: r.get(2)?,
+                error: r.get(3)?,
+                failures_total: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -17,7 +17,7 @@ use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 mod incidents;
 mod migrations;
 
-pub use incidents::{DeliveryRecord, Event as IncidentEvent, Incident};
+pub use incidents::{Ack, DeliveryRecord, Event as IncidentEvent, Incident, NotifierHealth};
 
 pub use migrations::SCHEMA_VERSION;
 

@@ -55,6 +55,8 @@ pub async fn serve(
         .route("/ping/{name}", get(ping_ok).post(ping_ok))
         .route("/ping/{name}/fail", get(ping_fail).post(ping_fail))
         .route("/api/v1/checks", get(checks))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}/ack", axum::routing::post(ack))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(app);
@@ -147,6 +149,64 @@ async fn checks(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     let checks = app.engine.statuses();
     axum::Json(serde_json::json!({ "checks": checks })).into_response()
+}
+
+async fn incidents(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    match app.engine.incidents(200) {
+        Ok(list) => axum::Json(serde_json::json!({ "incidents": list })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[serde(default)]
+    note: String,
+}
+
+async fn ack(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let body: AckBody = if body.is_empty() {
+        AckBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"note\": \"…\"}}: {e}\n"),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let note: String = body.note.chars().take(1000).collect();
+    let (status, text) = match app.engine.ack(id, &note) {
+        Ok(vigie_store::Ack::Acknowledged) => (StatusCode::OK, "acknowledged"),
+        Ok(vigie_store::Ack::AlreadyAcknowledged) => (StatusCode::OK, "already acknowledged"),
+        Ok(vigie_store::Ack::AlreadyResolved) => (StatusCode::CONFLICT, "already resolved"),
+        Ok(vigie_store::Ack::NotFound) => (StatusCode::NOT_FOUND, "no such incident"),
+        Err(e) => {
+            tracing::error!(error = %e, "acknowledging an incident failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+        }
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({ "incident": id, "result": text })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -291,6 +351,28 @@ pub fn render_metrics(engine: &Engine) -> String {
         &[],
         stats.panics_total.load(Ordering::Relaxed) as f64,
     );
+    e.family(
+        "vigie_notifications_total",
+        Kind::Counter,
+        "Notifications by notifier and result.",
+    );
+    for (notifier, (ok, failed)) in stats
+        .notifications
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        e.sample(
+            "vigie_notifications_total",
+            &[("notifier", notifier), ("result", "delivered")],
+            *ok as f64,
+        );
+        e.sample(
+            "vigie_notifications_total",
+            &[("notifier", notifier), ("result", "failed")],
+            *failed as f64,
+        );
+    }
     e.family(
         "vigie_store_errors_total",
         Kind::Counter,

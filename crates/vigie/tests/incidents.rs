@@ -337,3 +337,112 @@ fn a_daemon_killed_mid_incident_does_not_notify_twice() {
     service.kill().unwrap();
     let _ = service.wait();
 }
+
+#[test]
+fn an_acknowledged_incident_does_not_escalate() {
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.write("api.token", "api-secret\n");
+    e.config(&format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+token = {{ file = "api.token" }}
+
+[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "webhook"
+url = "http://{boss}/in"
+
+[action.page-boss]
+notify = ["boss"]
+after = "3s"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+actions = ["notify:phone", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    let id = incidents(&e)[0]["id"].as_i64().unwrap().to_string();
+    // The API wants the token.
+    let (status, _) = d.http("POST", &format!("/api/v1/incidents/{id}/ack"), &[]);
+    assert_eq!(status, 401);
+    let r = e.run(&["ack", &id, "--note", "on it"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, format!("incident {id}: acknowledged\n"));
+    let r = e.run(&["ack", "999"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no such incident"), "{}", r.stderr);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        boss_seen.lock().unwrap().len(),
+        0,
+        "no escalation after the ack"
+    );
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["state"], "acknowledged");
+    assert_eq!(inc["ack_note"], "on it");
+    let kinds: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"escalation skipped"), "{kinds:?}");
+    let (status, body) = d.http(
+        "GET",
+        "/api/v1/incidents",
+        &[("authorization", "Bearer api-secret")],
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("\"ack_note\":\"on it\""), "{body}");
+}
+
+#[test]
+fn a_notifier_that_is_down_is_visible_and_blocks_nothing() {
+    let closed = free_port();
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        "{HEAD}[engine]\nnotify_attempts = 2\nnotify_backoff = \"100ms\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/in\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let d = e.daemon();
+    d.wait_log("notification not delivered", Duration::from_secs(10));
+    let (_, metrics) = d.http("GET", "/metrics", &[]);
+    assert!(
+        metrics.contains("vigie_notifications_total{notifier=\"hook\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    // The check's state reaches the store within the writer's batch window.
+    wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 1);
+    let r = e.run(&["status"]);
+    assert!(
+        r.stdout.contains("notifier hook FAILING since"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 open incident"), "{}", r.stdout);
+    // Checks went on running all along.
+    let before = api_runs(&d);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(api_runs(&d) >= before + 2);
+}
+
+fn api_runs(d: &vigie_testkit::daemon::Daemon) -> u64 {
+    let (_, body) = d.http("GET", "/api/v1/checks", &[]);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["checks"][0]["runs_total"].as_u64().unwrap()
+}
