@@ -15,8 +15,9 @@ use vigie_core::{Duration, Severity};
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
     Action, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, EngineConfig,
-    FileAgeProbe, HeartbeatProbe, HttpProbe, LoadProbe, MemoryProbe, Node, Notifier, NotifierKind,
-    PingProbe, Probe, ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
+    FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe, LoadProbe, Maintenance, MemoryProbe, Node,
+    Notifier, NotifierKind, PingProbe, Probe, ProcessProbe, Server, StoreConfig, SystemdProbe,
+    TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -83,8 +84,17 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 9] = [
-    "include", "node", "server", "store", "engine", "defaults", "notify", "action", "check",
+const SECTIONS: [&str; 10] = [
+    "include",
+    "node",
+    "server",
+    "store",
+    "engine",
+    "defaults",
+    "notify",
+    "action",
+    "maintenance",
+    "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
 
@@ -142,6 +152,8 @@ struct RawCheck {
     tags: Vec<String>,
     #[serde(default)]
     actions: Vec<Spanned<String>>,
+    /// `false` turns flap detection off; a table sets its rule.
+    flapping: Option<Spanned<FlappingSetting>>,
     http: Option<Spanned<HttpProbe>>,
     tcp: Option<Spanned<TcpProbe>>,
     tls: Option<Spanned<TlsProbe>>,
@@ -155,6 +167,13 @@ struct RawCheck {
     load: Option<Spanned<LoadProbe>>,
     file_age: Option<Spanned<FileAgeProbe>>,
     heartbeat: Option<Spanned<HeartbeatProbe>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FlappingSetting {
+    Enabled(bool),
+    Rule(Flapping),
 }
 
 /// One `[[check]]` as read, with where it came from.
@@ -183,6 +202,7 @@ struct Raw {
     checks: Vec<CheckEntry>,
     notifiers: Vec<NotifierEntry>,
     actions: Vec<(usize, Spanned<String>, Range<usize>, Action)>,
+    maintenance: Vec<(usize, Range<usize>, Maintenance)>,
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
@@ -305,6 +325,7 @@ impl Loader {
                 "check" => self.checks(src, value),
                 "notify" => self.notifiers(src, value),
                 "action" => self.actions(src, value),
+                "maintenance" => self.maintenance(src, value),
                 _ => unreachable!("every section is matched"),
             }
         }
@@ -355,6 +376,26 @@ impl Loader {
             let name = Spanned::new(name.span(), name.get_ref().to_string());
             if let Some(action) = self.de::<Action>(src, item, &key) {
                 self.raw.actions.push((src, name, table, action));
+            }
+        }
+    }
+
+    fn maintenance(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.error(
+                src,
+                Some(span),
+                "maintenance",
+                "`maintenance` must be an array of tables".into(),
+                Some("write each window under its own [[maintenance]] header".into()),
+            );
+            return;
+        };
+        for item in items {
+            let table = item.span();
+            if let Some(m) = self.de::<Maintenance>(src, item, "maintenance") {
+                self.raw.maintenance.push((src, table, m));
             }
         }
     }
@@ -575,6 +616,7 @@ impl Loader {
         let checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let actions = self.resolve_actions(&notifiers);
+        let maintenance = self.resolve_maintenance(&checks);
         if self.diags.has_errors() {
             return None;
         }
@@ -586,8 +628,57 @@ impl Loader {
             engine,
             notifiers,
             actions,
+            maintenance,
             checks,
         })
+    }
+
+    fn resolve_maintenance(&mut self, checks: &[Check]) -> Vec<Maintenance> {
+        let mut out = Vec::new();
+        for (src, table, m) in std::mem::take(&mut self.raw.maintenance) {
+            let key = format!("maintenance \"{}\"", m.name);
+            let mut problems: Vec<(String, Option<String>)> = Vec::new();
+            let time = |s: &Option<String>| s.as_ref().map(|t| t.parse::<jiff::Timestamp>());
+            match (time(&m.from), time(&m.until), &m.cron, m.duration) {
+                (Some(Ok(f)), Some(Ok(u)), None, None) if f < u => {}
+                (Some(Ok(_)), Some(Ok(_)), None, None) => problems.push(("`until` is not after `from`".into(), None)),
+                (Some(Err(e)), _, _, _) | (_, Some(Err(e)), _, _) => {
+                    problems.push((format!("not an RFC 3339 time: {e}"), Some("write e.g. \"2026-12-01T22:00:00Z\" or \"2026-12-01T23:00:00+01:00\"".into())));
+                }
+                (None, None, Some(_), Some(d)) if !d.std().is_zero() => {}
+                _ => problems.push((
+                    "a window is either `from` + `until`, or `cron` + `duration`".into(),
+                    Some("e.g. cron = \"0 3 * * 0\" and duration = \"2h\" for Sundays 03:00 to 05:00".into()),
+                )),
+            }
+            if let Some(tz) = &m.timezone
+                && jiff::tz::TimeZone::get(tz).is_err()
+            {
+                problems.push((
+                    format!("unknown time zone `{tz}`"),
+                    Some("use an IANA name such as \"Europe/Paris\"; is tzdata installed?".into()),
+                ));
+            }
+            if m.checks.is_empty() && m.tags.is_empty() {
+                problems.push(("no scope: name `checks` or `tags`".into(), None));
+            }
+            let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+            for c in &m.checks {
+                if !names.contains(&c.as_str()) {
+                    let hint = did_you_mean(c, names.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?"));
+                    problems.push((format!("unknown check `{c}`"), hint));
+                }
+            }
+            let ok = problems.is_empty();
+            for (message, hint) in problems {
+                self.error(src, Some(table.clone()), &key, message, hint);
+            }
+            if ok {
+                out.push(m);
+            }
+        }
+        out
     }
 
     fn resolve_actions(
@@ -918,6 +1009,24 @@ impl Loader {
             for a in &raw.actions {
                 self.raw.action_refs.push((src, name.clone(), a.clone()));
             }
+            let flapping = match raw.flapping.as_ref().map(Spanned::get_ref) {
+                None | Some(FlappingSetting::Enabled(true)) => Some(Flapping::default()),
+                Some(FlappingSetting::Enabled(false)) => None,
+                Some(FlappingSetting::Rule(r)) if r.changes >= 2 && !r.within.std().is_zero() => {
+                    Some(*r)
+                }
+                Some(FlappingSetting::Rule(_)) => {
+                    let span = raw.flapping.as_ref().map(Spanned::span);
+                    self.error(
+                        src,
+                        span,
+                        &format!("{key}.flapping"),
+                        "`changes` must be at least 2 and `within` more than 0s".into(),
+                        None,
+                    );
+                    None
+                }
+            };
             let mut raw = raw;
             let probe = self.resolve_probe(src, entry.table.clone(), &key, &mut raw, env);
             places.push((
@@ -944,6 +1053,7 @@ impl Loader {
                         .collect(),
                     tags: raw.tags,
                     actions: raw.actions.into_iter().map(Spanned::into_inner).collect(),
+                    flapping,
                     probe,
                 });
             }

@@ -25,6 +25,8 @@ pub struct Config {
     pub notifiers: BTreeMap<String, Notifier>,
     #[serde(rename = "action", skip_serializing_if = "BTreeMap::is_empty")]
     pub actions: BTreeMap<String, Action>,
+    #[serde(rename = "maintenance", skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<Maintenance>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -92,6 +94,10 @@ pub struct Check {
     pub depends_on: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Flap detection: `changes` state changes within `within` hold the
+    /// check's notifications until it settles. On by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<Flapping>,
     /// What an incident of this check runs, in order: action names, or
     /// `notify:NOTIFIER`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -783,5 +789,108 @@ impl Action {
         .into_iter()
         .filter(|b| *b)
         .count()
+    }
+}
+
+/// A maintenance window (`[[maintenance]]`): checks in scope keep running
+/// and recording, but their incidents wait, repairing and notifying
+/// nothing, until the window ends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    pub name: String,
+    /// Checks in scope, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    /// Checks in scope, by tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// A one-off window: RFC 3339 times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// A recurring window: when it starts (cron), and for how long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<vigie_core::Cron>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Duration>,
+    /// The time zone of `cron` (IANA name); UTC if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+impl Maintenance {
+    pub fn applies_to(&self, check: &Check) -> bool {
+        self.checks.contains(&check.name) || check.tags.iter().any(|t| self.tags.contains(t))
+    }
+
+    /// Whether the window is open at `now`. Invalid times were refused at
+    /// load, so they read as "not in maintenance" here.
+    pub fn active_at(&self, now: vigie_core::Timestamp) -> bool {
+        let Ok(now) = jiff::Timestamp::from_millisecond(now.millis()) else {
+            return false;
+        };
+        if let (Some(from), Some(until)) = (&self.from, &self.until) {
+            return match (
+                from.parse::<jiff::Timestamp>(),
+                until.parse::<jiff::Timestamp>(),
+            ) {
+                (Ok(f), Ok(u)) => f <= now && now < u,
+                _ => false,
+            };
+        }
+        let (Some(cron), Some(duration)) = (&self.cron, self.duration) else {
+            return false;
+        };
+        let tz = match &self.timezone {
+            Some(name) => match jiff::tz::TimeZone::get(name) {
+                Ok(tz) => tz,
+                Err(_) => return false,
+            },
+            None => jiff::tz::TimeZone::UTC,
+        };
+        // Walk back minute by minute over one duration: did the window
+        // start at one of them?
+        let minutes = duration.std().as_secs().div_ceil(60);
+        let start = now.as_second() - now.as_second().rem_euclid(60);
+        for m in 0..=minutes {
+            let Ok(t) =
+                jiff::Timestamp::from_second(start - i64::try_from(m * 60).unwrap_or(i64::MAX))
+            else {
+                break;
+            };
+            let local = tz.to_datetime(t);
+            let weekday = u32::from(local.weekday().to_sunday_zero_offset().unsigned_abs());
+            let fires = cron.matches(
+                u32::from(local.minute().unsigned_abs()),
+                u32::from(local.hour().unsigned_abs()),
+                u32::from(local.day().unsigned_abs()),
+                u32::from(local.month().unsigned_abs()),
+                weekday,
+            );
+            if fires {
+                let end = t.as_millisecond() + duration.as_millis_i64();
+                return now.as_millisecond() < end;
+            }
+        }
+        false
+    }
+}
+
+/// `flapping = { changes = 6, within = "1h" }`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flapping {
+    pub changes: u32,
+    pub within: Duration,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Self {
+            changes: 6,
+            within: Duration::from_secs(3600),
+        }
     }
 }

@@ -238,3 +238,68 @@ actions = ["restart-web", "notify:phone"]
         ["restart-web", "notify:phone"]
     );
 }
+
+#[test]
+fn maintenance_windows_once_and_recurring() {
+    let src = r#"
+[[check]]
+name = "web"
+tcp = { address = "localhost:80" }
+tags = ["prod"]
+
+[[maintenance]]
+name = "migration"
+checks = ["web"]
+from = "2026-12-01T22:00:00Z"
+until = "2026-12-02T02:00:00Z"
+
+[[maintenance]]
+name = "sunday"
+tags = ["prod"]
+cron = "0 3 * * 0"
+duration = "2h"
+timezone = "Europe/Paris"
+"#;
+    let c = load_str(src, Path::new("vigie.toml"), &env).unwrap().config;
+    let at =
+        |s: &str| vigie_core::Timestamp(s.parse::<jiff::Timestamp>().unwrap().as_millisecond());
+    let (once, weekly) = (&c.maintenance[0], &c.maintenance[1]);
+    assert!(once.applies_to(&c.checks[0]) && weekly.applies_to(&c.checks[0]));
+    assert!(once.active_at(at("2026-12-01T23:30:00Z")));
+    assert!(!once.active_at(at("2026-12-02T02:00:00Z")));
+    // Sunday 2026-11-29, 03:00 to 05:00 in Paris is 02:00 to 04:00 UTC.
+    assert!(!weekly.active_at(at("2026-11-29T01:59:00Z")));
+    assert!(weekly.active_at(at("2026-11-29T02:00:00Z")));
+    assert!(weekly.active_at(at("2026-11-29T03:59:59Z")));
+    assert!(!weekly.active_at(at("2026-11-29T04:00:00Z")));
+    assert!(!weekly.active_at(at("2026-11-30T02:30:00Z")), "a Monday");
+}
+
+#[test]
+fn bad_maintenance_windows() {
+    let src = r#"
+[[check]]
+name = "web"
+tcp = { address = "localhost:80" }
+
+[[maintenance]]
+name = "backwards"
+checks = ["web"]
+from = "2026-12-02T00:00:00Z"
+until = "2026-12-01T00:00:00Z"
+
+[[maintenance]]
+name = "both"
+checks = ["wbe"]
+from = "2026-12-02T00:00:00Z"
+cron = "0 3 * * 0"
+timezone = "Mars/Olympus"
+
+[[maintenance]]
+name = "bad-cron"
+tags = ["x"]
+cron = "0 25 * * *"
+duration = "1h"
+"#;
+    insta::assert_snapshot!(errors(src));
+}

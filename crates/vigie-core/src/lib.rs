@@ -4,12 +4,14 @@
 //! outcomes to a [`StateTracker`] that applies `fail_after` / `recover_after`
 //! and reports [`Transition`]s; later crates turn transitions into incidents.
 
+mod cron;
 mod duration;
 mod outcome;
 mod size;
 mod state;
 mod time;
 
+pub use cron::{Cron, CronError};
 pub use duration::{Duration, DurationError};
 pub use outcome::{CheckResult, Metric, Outcome, Severity};
 pub use size::{ByteSize, ByteSizeError};

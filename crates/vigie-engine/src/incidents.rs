@@ -34,6 +34,8 @@ struct Open {
 
 /// Everything incident tasks share.
 struct Ctx {
+    /// Recent state changes of each check, for flap detection.
+    changes: Mutex<HashMap<String, std::collections::VecDeque<Timestamp>>>,
     inner: Arc<Inner>,
     store: Arc<Mutex<Store>>,
     sender: Sender,
@@ -66,6 +68,37 @@ impl Ctx {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(check)
             .cloned()
+    }
+
+    /// Record a state change; true when it makes the check start flapping.
+    fn note_change(&self, check: &Check, at: Timestamp) -> bool {
+        let Some(rule) = check.flapping else {
+            return false;
+        };
+        let mut all = self
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = all.entry(check.name.clone()).or_default();
+        let was = flapping_in(list, rule, at);
+        list.push_back(at);
+        let cutoff = at.saturating_sub(rule.within.std());
+        while list.front().is_some_and(|t| *t < cutoff) {
+            list.pop_front();
+        }
+        !was && flapping_in(list, rule, at)
+    }
+
+    fn flapping(&self, check: &Check, now: Timestamp) -> bool {
+        let Some(rule) = check.flapping else {
+            return false;
+        };
+        let all = self
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.get(&check.name)
+            .is_some_and(|l| flapping_in(l, rule, now))
     }
 
     /// Ask a check to run now.
@@ -101,6 +134,7 @@ pub(crate) fn start(
     let store = Arc::new(Mutex::new(store));
     let _ = inner.incident_store.set(store.clone());
     let ctx = Arc::new(Ctx {
+        changes: Mutex::new(HashMap::new()),
         inner,
         store,
         sender,
@@ -153,6 +187,18 @@ async fn manage(
     }
     while let Some(change) = rx.recv().await {
         open.retain(|_, o| !o.resolved.is_closed());
+        {
+            let config = config.borrow().clone();
+            if let Some(check) = config.check(&change.check)
+                && ctx.note_change(check, Timestamp::now())
+            {
+                tokio::spawn(announce_flapping(
+                    ctx.clone(),
+                    config.clone(),
+                    check.clone(),
+                ));
+            }
+        }
         match change.to {
             CheckState::Failing => {
                 if open.contains_key(&change.check) {
@@ -187,6 +233,63 @@ async fn manage(
                 }
             }
             CheckState::Unknown => {}
+        }
+    }
+}
+
+/// A check flaps while it changed state `changes` times within `within`,
+/// and until `within` has passed since its last change.
+fn flapping_in(
+    list: &std::collections::VecDeque<Timestamp>,
+    rule: vigie_config::Flapping,
+    now: Timestamp,
+) -> bool {
+    let cutoff = now.saturating_sub(rule.within.std());
+    let recent = list.iter().filter(|t| **t >= cutoff).count();
+    recent >= rule.changes as usize
+}
+
+/// Say once that a check flaps, to the notifiers of its immediate notify
+/// steps.
+async fn announce_flapping(ctx: Arc<Ctx>, config: Arc<Config>, check: Check) {
+    tracing::warn!(check = %check.name, "check is flapping: notifications held until it settles");
+    let notifiers: Vec<String> = check
+        .actions
+        .iter()
+        .filter_map(|a| config.action(a))
+        .filter(|a| a.after.is_none() && check.severity >= a.min_severity)
+        .flat_map(|a| a.notify.unwrap_or_default())
+        .collect();
+    let rule = check.flapping.unwrap_or_default();
+    let title = format!(
+        "[{}] {} is flapping",
+        check.severity.as_str().to_uppercase(),
+        check.name
+    );
+    let body = format!(
+        "{} changed state {} times within {}; no more notifications until it settles",
+        check.name, rule.changes, rule.within
+    );
+    let msg = Message {
+        check: check.name.clone(),
+        severity: check.severity,
+        state: "flapping".into(),
+        title,
+        body,
+        error: ctx
+            .status(&check.name)
+            .map(|s| s.last_message)
+            .unwrap_or_default(),
+        since: Some(rfc3339(Timestamp::now())),
+        silenced: Vec::new(),
+        node: ctx.node.clone(),
+    };
+    for n in notifiers {
+        if let Some(notifier) = config.notifiers.get(&n) {
+            let d = ctx.sender.send(notifier, &msg).await;
+            if let Some(e) = d.error {
+                tracing::error!(notifier = %n, error = %e, "flapping notice not delivered");
+            }
         }
     }
 }
@@ -276,7 +379,7 @@ async fn steps(
     done: &[String],
     resolved: &mut watch::Receiver<bool>,
 ) -> Option<End> {
-    if wait_for_parents(ctx, check, id, resolved).await {
+    if wait_while_held(ctx, config, check, id, resolved).await {
         return Some(End::Recovered);
     }
     let mut limit_hit = None;
@@ -469,66 +572,101 @@ async fn repair(
     Repair::NotRepaired
 }
 
-/// Hold the incident while a parent is down: re-run the parents first so
-/// that a child noticed before its parent does not page anybody. Returns
-/// true if the check recovered meanwhile.
-async fn wait_for_parents(
+/// Why an incident waits instead of repairing and notifying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Hold {
+    /// A parent (`depends_on`) is down: the parent speaks for both.
+    Parent(String),
+    /// A maintenance window covers the check.
+    Maintenance(String),
+    /// The check changes state too often; one notification said so.
+    Flapping,
+}
+
+impl Hold {
+    /// The incident state, the `suppressed_by` column and the event detail.
+    fn describe(&self) -> (&'static str, Option<&str>, String) {
+        match self {
+            Hold::Parent(p) => ("suppressed", Some(p.as_str()), format!("silenced by {p}")),
+            Hold::Maintenance(m) => ("maintenance", None, format!("in maintenance window {m}")),
+            Hold::Flapping => ("flapping", None, "flapping".to_owned()),
+        }
+    }
+}
+
+fn hold_reason(ctx: &Ctx, config: &Config, check: &Check) -> Option<Hold> {
+    if let Some(p) = check.depends_on.iter().find(|p| {
+        ctx.status(p)
+            .is_some_and(|s| s.state == CheckState::Failing || s.last_ok == Some(false))
+    }) {
+        return Some(Hold::Parent(p.clone()));
+    }
+    let now = Timestamp::now();
+    if let Some(m) = config
+        .maintenance
+        .iter()
+        .find(|m| m.applies_to(check) && m.active_at(now))
+    {
+        return Some(Hold::Maintenance(m.name.clone()));
+    }
+    if ctx.flapping(check, now) {
+        return Some(Hold::Flapping);
+    }
+    None
+}
+
+/// Wait while the incident is held (parent down, maintenance, flapping).
+/// Parents are re-run first so that a child noticed before its parent
+/// does not page anybody. Returns true if the check recovered meanwhile.
+async fn wait_while_held(
     ctx: &Arc<Ctx>,
+    config: &Config,
     check: &Check,
     id: i64,
     resolved: &mut watch::Receiver<bool>,
 ) -> bool {
-    if check.depends_on.is_empty() {
-        return false;
-    }
     let asked = Timestamp::now();
     for p in &check.depends_on {
         ctx.poke(p);
     }
     let fresh_by = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut suppressed_by: Option<String> = None;
+    let mut held: Option<Hold> = None;
     loop {
-        let fresh = check.depends_on.iter().all(|p| {
-            ctx.status(p)
-                .is_none_or(|s| s.last_run.is_some_and(|t| t >= asked))
-        });
-        let down = check.depends_on.iter().find(|p| {
-            ctx.status(p)
-                .is_some_and(|s| s.state == CheckState::Failing || s.last_ok == Some(false))
-        });
-        match (down, &suppressed_by) {
-            (Some(p), None) => {
-                tracing::info!(incident = id, check = %check.name, parent = %p, "incident silenced: its parent is down");
+        let fresh = tokio::time::Instant::now() >= fresh_by
+            || check.depends_on.iter().all(|p| {
+                ctx.status(p)
+                    .is_none_or(|s| s.last_run.is_some_and(|t| t >= asked))
+            });
+        let reason = hold_reason(ctx, config, check);
+        match (reason, &held) {
+            (Some(r), _) if held.as_ref() != Some(&r) => {
+                let (state, by, detail) = r.describe();
+                tracing::info!(incident = id, check = %check.name, "incident held: {detail}");
                 ctx.store("updating an incident", |s| {
-                    s.set_incident_state(
-                        id,
-                        "suppressed",
-                        Some(p),
-                        Timestamp::now(),
-                        "suppressed",
-                        p,
-                    )
+                    s.set_incident_state(id, state, by, Timestamp::now(), "held", &detail)
                 });
-                suppressed_by = Some(p.clone());
+                held = Some(r);
             }
-            (None, Some(p)) if fresh || tokio::time::Instant::now() >= fresh_by => {
+            (None, Some(was)) if fresh => {
+                let (_, _, detail) = was.describe();
                 ctx.store("updating an incident", |s| {
                     s.set_incident_state(
                         id,
                         "open",
                         None,
                         Timestamp::now(),
-                        "unsuppressed",
-                        &format!("{p} recovered"),
+                        "released",
+                        &format!("no longer {detail}"),
                     )
                 });
                 return false;
             }
-            (None, None) if fresh || tokio::time::Instant::now() >= fresh_by => return false,
+            (None, None) if fresh => return false,
             _ => {}
         }
+        let pace = if held.is_some() { 500 } else { 100 };
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = tokio::time::sleep(Duration::from_millis(pace)) => {}
             _ = resolved.wait_for(|r| *r) => return true,
         }
     }

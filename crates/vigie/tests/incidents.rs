@@ -446,3 +446,103 @@ fn api_runs(d: &vigie_testkit::daemon::Daemon) -> u64 {
     let v: Value = serde_json::from_str(&body).unwrap();
     v["checks"][0]["runs_total"].as_u64().unwrap()
 }
+
+#[test]
+fn a_maintenance_window_holds_notifications_until_it_ends() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ts = |s: u64| {
+        jiff::Timestamp::from_second(i64::try_from(s).unwrap())
+            .unwrap()
+            .to_string()
+    };
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[maintenance]]\nname = \"upgrade\"\nchecks = [\"svc\"]\nfrom = \"{}\"\nuntil = \"{}\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n",
+        hook.addr,
+        ts(now - 60),
+        ts(now + 4),
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)
+            .first()
+            .is_some_and(|i| i["state"] == "maintenance")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 0, "nothing during the window");
+    // Still failing when the window ends: now it notifies.
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let kinds: Vec<String> = incidents(&e)[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["kind"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"held: in maintenance window upgrade".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"released: no longer in maintenance window upgrade".to_owned()),
+        "{kinds:?}"
+    );
+    drop(d);
+}
+
+#[test]
+fn a_flapping_check_says_so_once_and_then_holds() {
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let flag = e.path().join("up");
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"svc\"\ncommand = {{ argv = [\"test\", \"-e\", \"{}\"] }}\nevery = \"100ms\"\nflapping = {{ changes = 4, within = \"1h\" }}\nactions = [\"notify:hook\"]\n",
+        hook.addr,
+        flag.display()
+    ));
+    std::fs::write(&flag, "").unwrap();
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..6 {
+        let _ = std::fs::remove_file(&flag);
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(&flag, "").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = std::fs::remove_file(&flag);
+    std::thread::sleep(Duration::from_secs(1));
+    let states: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            serde_json::from_str::<Value>(&c.body).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| *s == "flapping").count(),
+        1,
+        "{states:?}"
+    );
+    assert!(
+        states.len() <= 3,
+        "one failure, its recovery, then the flapping notice: {states:?}"
+    );
+    assert!(
+        incidents(&e).iter().any(|i| i["state"] == "flapping"),
+        "the open incident is held"
+    );
+    drop(d);
+}
