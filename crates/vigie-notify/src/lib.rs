@@ -162,7 +162,7 @@ impl Sender {
             .body(req.body)
             .send()
             .await
-            .map_err(|e| (describe(&e), true))?;
+            .map_err(|e| (describe(e), true))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -177,9 +177,12 @@ impl Sender {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// The error and its causes, without the URL: for Slack, Discord and
+/// Telegram the URL holds the secret, and errors end up in logs.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
+    let mut cur = std::error::Error::source(&e);
     while let Some(c) = cur {
         s.push_str(": ");
         s.push_str(&c.to_string());

@@ -275,3 +275,17 @@ fn secrets_stay_out_of_show_config() {
     );
     assert!(!format!("{:?}", loaded.config.notifiers).contains("s3cret"));
 }
+
+#[test]
+fn errors_never_show_a_secret_url() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    HOOK.with(|h| *h.borrow_mut() = format!("http://{closed}/hook/T000/B000/SECRETPART"));
+    let n = notifier("[notify.n]\nkind = \"slack\"\nurl = { env = \"HOOK\" }\n");
+    let d = run(&quick(), &n);
+    let err = d.error.unwrap();
+    assert!(!err.contains("SECRETPART"), "{err}");
+    assert!(err.contains("Connection refused") || err.contains("connect"), "{err}");
+    let n = notifier(&format!("[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"1\"\nendpoint = \"http://{closed}\"\n"));
+    let err = run(&quick(), &n).error.unwrap();
+    assert!(!err.contains("s3cret-token"), "{err}");
+}
