@@ -840,6 +840,21 @@ impl Loader {
                     None => ok = false,
                 }
             }
+            if let NotifierKind::Smtp { to, ca, .. } = &mut kind {
+                if to.is_empty() {
+                    self.error(
+                        src,
+                        Some(table.clone()),
+                        &format!("{key}.to"),
+                        "no recipient".into(),
+                        Some("to = [\"you@example.org\"]".into()),
+                    );
+                    ok = false;
+                }
+                if let Some(ca) = ca {
+                    *ca = self.base.join(&*ca);
+                }
+            }
             if let NotifierKind::Webhook {
                 template: Some(t), ..
             } = &kind

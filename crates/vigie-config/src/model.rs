@@ -602,6 +602,25 @@ pub enum NotifierKind {
         room_id: String,
         access_token: Secret,
     },
+    /// Mail through an SMTP server (STARTTLS by default).
+    Smtp {
+        host: String,
+        /// Default: 587 with STARTTLS, 465 with implicit TLS.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default)]
+        security: SmtpSecurity,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        /// `vigie <alerts@example.org>`
+        from: String,
+        to: Vec<String>,
+        /// Extra trusted certificates (a PEM file), for a private CA.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca: Option<PathBuf>,
+    },
     /// A Telegram chat, through a bot.
     Telegram {
         bot_token: Secret,
@@ -622,6 +641,7 @@ impl NotifierKind {
             NotifierKind::Discord { .. } => "discord",
             NotifierKind::Matrix { .. } => "matrix",
             NotifierKind::Telegram { .. } => "telegram",
+            NotifierKind::Smtp { .. } => "smtp",
         }
     }
 
@@ -636,8 +656,24 @@ impl NotifierKind {
             NotifierKind::Slack { url } | NotifierKind::Discord { url } => vec![("url", url)],
             NotifierKind::Matrix { access_token, .. } => vec![("access_token", access_token)],
             NotifierKind::Telegram { bot_token, .. } => vec![("bot_token", bot_token)],
+            NotifierKind::Smtp { password, .. } => {
+                password.iter_mut().map(|p| ("password", p)).collect()
+            }
         }
     }
+}
+
+/// How an SMTP connection is secured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption at all: credentials and mail in clear.
+    DangerouslyPlaintext,
 }
 
 fn post() -> HttpMethod {

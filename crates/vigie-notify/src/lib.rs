@@ -8,6 +8,7 @@ use serde::Serialize;
 use vigie_config::Notifier;
 use vigie_core::Severity;
 
+mod mail;
 mod request;
 
 pub use request::build;
@@ -153,6 +154,9 @@ impl Sender {
 
     /// One attempt: `Err((why, worth retrying))`.
     async fn try_once(&self, notifier: &Notifier, msg: &Message) -> Result<(), (String, bool)> {
+        if matches!(notifier.kind, vigie_config::NotifierKind::Smtp { .. }) {
+            return mail::send(&notifier.kind, msg, self.policy.timeout).await;
+        }
         let req = build(&notifier.kind, msg).map_err(|e| (e.to_string(), false))?;
         let mut r = self.client.request(req.method.clone(), req.url.clone());
         for (k, v) in &req.headers {

@@ -191,6 +191,11 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             ],
             body: json_body(&json!({ "msgtype": "m.text", "body": text(msg) })),
         },
+        NotifierKind::Smtp { .. } => {
+            return Err(NotifyError::Render(
+                "mail is sent over SMTP, not HTTP".into(),
+            ));
+        }
         NotifierKind::Telegram {
             bot_token,
             chat_id,

@@ -278,14 +278,75 @@ fn secrets_stay_out_of_show_config() {
 
 #[test]
 fn errors_never_show_a_secret_url() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     HOOK.with(|h| *h.borrow_mut() = format!("http://{closed}/hook/T000/B000/SECRETPART"));
     let n = notifier("[notify.n]\nkind = \"slack\"\nurl = { env = \"HOOK\" }\n");
     let d = run(&quick(), &n);
     let err = d.error.unwrap();
     assert!(!err.contains("SECRETPART"), "{err}");
-    assert!(err.contains("Connection refused") || err.contains("connect"), "{err}");
-    let n = notifier(&format!("[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"1\"\nendpoint = \"http://{closed}\"\n"));
+    assert!(
+        err.contains("Connection refused") || err.contains("connect"),
+        "{err}"
+    );
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"1\"\nendpoint = \"http://{closed}\"\n"
+    ));
     let err = run(&quick(), &n).error.unwrap();
     assert!(!err.contains("s3cret-token"), "{err}");
+}
+
+#[test]
+fn smtp_sends_mail_over_starttls_with_auth() {
+    let dir = std::env::temp_dir().join(format!("vigie-smtp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let (server, mails) = servers::smtp(&ca);
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\nusername = \"alerts\"\npassword = {{ env = \"TOKEN\" }}\nfrom = \"vigie <alerts@example.org>\"\nto = [\"me@example.org\", \"ops@example.org\"]\nca = \"{}\"\n",
+        server.addr.port(),
+        ca.display()
+    ));
+    let d = run(&quick(), &n);
+    assert_eq!(d.error, None);
+    let mails = mails.lock().unwrap();
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert!(m.tls, "STARTTLS before anything else");
+    assert_eq!(m.auth, Some(("alerts".into(), "s3cret-token".into())));
+    assert_eq!(m.from, "alerts@example.org");
+    assert_eq!(m.to, ["me@example.org", "ops@example.org"]);
+    assert!(
+        m.data.contains("Subject: =?utf-8?b?")
+            || m.data.contains("Subject: [HIGH] blog is failing"),
+        "{}",
+        m.data
+    );
+    assert!(
+        m.data.contains("status 503, expected below 400"),
+        "{}",
+        m.data
+    );
+    assert!(
+        m.data.contains("From: vigie <alerts@example.org>"),
+        "{}",
+        m.data
+    );
+}
+
+#[test]
+fn smtp_refuses_an_untrusted_certificate() {
+    let dir = std::env::temp_dir().join(format!("vigie-smtp-untrusted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (server, mails) = servers::smtp(&dir.join("ca.pem"));
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\n",
+        server.addr.port()
+    ));
+    let d = run(&quick(), &n);
+    let err = d.error.unwrap();
+    assert!(err.contains("smtp:"), "{err}");
+    assert!(mails.lock().unwrap().is_empty());
 }

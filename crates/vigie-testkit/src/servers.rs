@@ -473,3 +473,169 @@ async fn read_request(mut s: tokio::net::TcpStream) -> Option<(tokio::net::TcpSt
         },
     ))
 }
+
+/// One mail as a test SMTP server received it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mail {
+    /// Whether STARTTLS was done before the mail.
+    pub tls: bool,
+    /// Credentials from AUTH PLAIN or AUTH LOGIN.
+    pub auth: Option<(String, String)>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// The message as sent after DATA (headers and body).
+    pub data: String,
+}
+
+/// An SMTP server that offers STARTTLS (with a certificate for
+/// `localhost` signed by a CA written to `ca_pem`) and AUTH, and keeps
+/// every mail it accepts.
+pub fn smtp(ca_pem: &Path) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
+    let (cert, key) = make_cert(Cert::ValidFor(30), ca_pem);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let mails = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = mails.clone();
+    let running = spawn(move |addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let kept = kept.clone();
+            tokio::task::spawn_local(async move {
+                let _ = s.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
+                let mut mail = Mail::default();
+                if let Some(plain) = converse(s, &mut mail, &kept).await
+                    && let Ok(tls) = acceptor.accept(plain).await
+                {
+                    mail.tls = true;
+                    let _ = converse(tls, &mut mail, &kept).await;
+                }
+            });
+        }
+    });
+    (running, mails)
+}
+
+async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        if s.read(&mut b).await.ok()? == 0 {
+            return None;
+        }
+        line.push(b[0]);
+        if line.ends_with(b"\r\n") {
+            line.truncate(line.len() - 2);
+            return Some(String::from_utf8_lossy(&line).into_owned());
+        }
+        if line.len() > 64 * 1024 {
+            return None;
+        }
+    }
+}
+
+/// `<a@b>` → `a@b`
+fn address(s: &str) -> String {
+    s.trim()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn b64decode(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let Some(v) = A.iter().position(|a| *a == c) else {
+            continue;
+        };
+        bits = (bits << 6) | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One SMTP conversation; returns the stream when the client asks for
+/// STARTTLS, so that the caller can wrap it.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    mail: &mut Mail,
+    kept: &std::sync::Mutex<Vec<Mail>>,
+) -> Option<S> {
+    loop {
+        let line = read_line(&mut s).await?;
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            if mail.tls {
+                "250-localhost\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n".into()
+            } else {
+                "250-localhost\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n".into()
+            }
+        } else if upper == "STARTTLS" {
+            s.write_all(b"220 ready to start TLS\r\n").await.ok()?;
+            return Some(s);
+        } else if let Some(rest) = upper.strip_prefix("AUTH PLAIN") {
+            let b64 = if rest.trim().is_empty() {
+                s.write_all(b"334 \r\n").await.ok()?;
+                read_line(&mut s).await?
+            } else {
+                line[10..].trim().to_owned()
+            };
+            let decoded = b64decode(&b64);
+            let mut parts = decoded.split('\0').skip(1);
+            mail.auth = Some((parts.next()?.to_owned(), parts.next()?.to_owned()));
+            "235 authenticated\r\n".into()
+        } else if upper.starts_with("AUTH LOGIN") {
+            s.write_all(b"334 VXNlcm5hbWU6\r\n").await.ok()?;
+            let user = b64decode(&read_line(&mut s).await?);
+            s.write_all(b"334 UGFzc3dvcmQ6\r\n").await.ok()?;
+            let pass = b64decode(&read_line(&mut s).await?);
+            mail.auth = Some((user, pass));
+            "235 authenticated\r\n".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            mail.from.clone_from(&address(&line[10..]));
+            "250 ok\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            mail.to.push(address(&line[8..]));
+            "250 ok\r\n".into()
+        } else if upper == "DATA" {
+            s.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.ok()?;
+            let mut data = String::new();
+            loop {
+                let l = read_line(&mut s).await?;
+                if l == "." {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                data.push('\n');
+            }
+            mail.data = data;
+            kept.lock().expect("mails").push(mail.clone());
+            "250 queued\r\n".into()
+        } else if upper == "QUIT" {
+            let _ = s.write_all(b"221 bye\r\n").await;
+            return None;
+        } else {
+            "250 ok\r\n".into()
+        };
+        s.write_all(reply.as_bytes()).await.ok()?;
+    }
+}

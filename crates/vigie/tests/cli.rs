@@ -137,6 +137,7 @@ fn every_example_config_validates() {
             .env("VIGIE_TOKEN", "example-token")
             .env("NIGHTLY_PING_TOKEN", "example-token")
             .env("MATRIX_TOKEN", "example-token")
+            .env("SMTP_PASSWORD", "example-token")
             .output()
             .unwrap();
         assert!(
