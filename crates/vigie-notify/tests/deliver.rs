@@ -350,3 +350,21 @@ fn smtp_refuses_an_untrusted_certificate() {
     assert!(err.contains("smtp:"), "{err}");
     assert!(mails.lock().unwrap().is_empty());
 }
+
+#[test]
+fn smtp_with_implicit_tls() {
+    let dir = std::env::temp_dir().join(format!("vigie-smtps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let (server, mails) = servers::smtps(&ca);
+    let n = notifier(&format!(
+        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\nca = \"{}\"\n",
+        server.addr.port(),
+        ca.display()
+    ));
+    assert_eq!(run(&quick(), &n).error, None);
+    let mails = mails.lock().unwrap();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].tls);
+    assert_eq!(mails[0].auth, None);
+}

@@ -127,7 +127,11 @@ impl Store {
     pub fn resolve_incident(&mut self, id: i64, at: Timestamp, resolution: &str) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "UPDATE incidents SET state = 'resolved', resolved_ms = ?2, resolution = ?3 WHERE id = ?1 AND resolved_ms IS NULL",
+            // A repaired incident paged nobody: it stays on record at the
+            // information level.
+            "UPDATE incidents SET state = 'resolved', resolved_ms = ?2, resolution = ?3,
+                    severity = CASE WHEN ?3 = 'repaired' THEN 'information' ELSE severity END
+             WHERE id = ?1 AND resolved_ms IS NULL",
             params![id, at.millis(), resolution],
         )?;
         tx.execute(

@@ -491,6 +491,15 @@ pub struct Mail {
 /// `localhost` signed by a CA written to `ca_pem`) and AUTH, and keeps
 /// every mail it accepts.
 pub fn smtp(ca_pem: &Path) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
+    smtp_server(ca_pem, false)
+}
+
+/// The same server speaking TLS from the first byte (port 465 style).
+pub fn smtps(ca_pem: &Path) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
+    smtp_server(ca_pem, true)
+}
+
+fn smtp_server(ca_pem: &Path, implicit_tls: bool) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
     let (cert, key) = make_cert(Cert::ValidFor(30), ca_pem);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -512,8 +521,17 @@ pub fn smtp(ca_pem: &Path) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
             let acceptor = acceptor.clone();
             let kept = kept.clone();
             tokio::task::spawn_local(async move {
-                let _ = s.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
                 let mut mail = Mail::default();
+                if implicit_tls {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    mail.tls = true;
+                    let _ = tls.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
+                    let _ = converse(tls, &mut mail, &kept).await;
+                    return;
+                }
+                let _ = s.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
                 if let Some(plain) = converse(s, &mut mail, &kept).await
                     && let Ok(tls) = acceptor.accept(plain).await
                 {

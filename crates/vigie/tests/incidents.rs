@@ -114,6 +114,10 @@ actions = ["restart-svc", "notify:hook"]
     });
     let inc = &incidents(&e)[0];
     assert_eq!(inc["resolution"], "repaired", "{inc}");
+    assert_eq!(
+        inc["severity"], "information",
+        "kept at the information level"
+    );
     assert_eq!(inc["check"], "svc");
     let kinds: Vec<&str> = inc["events"]
         .as_array()
@@ -545,4 +549,32 @@ fn a_flapping_check_says_so_once_and_then_holds() {
         "the open incident is held"
     );
     drop(d);
+}
+
+#[test]
+fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let marker = e.path().join("still-running");
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[action.stuck]\nshell = \"sleep 2; touch {}\"\ntimeout = \"500ms\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"stuck\", \"notify:hook\"]\n",
+        hook.addr,
+        marker.display()
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let inc = &incidents(&e)[0];
+    let details: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(details.contains(&"stuck"), "{details:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !marker.exists(),
+        "the hung repair was killed, not left running"
+    );
 }
