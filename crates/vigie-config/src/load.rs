@@ -331,52 +331,54 @@ impl Loader {
         }
     }
 
-    fn notifiers(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+    /// A section of named tables (`[notify.NAME]`, `[action.NAME]`), each
+    /// deserialized on its own so that one bad entry hides no other.
+    fn named<T: DeserializeOwned>(
+        &mut self,
+        src: usize,
+        value: Spanned<DeValue<'_>>,
+        section: &str,
+        example: &str,
+    ) -> Vec<(Spanned<String>, Range<usize>, T)> {
         let span = value.span();
         let DeValue::Table(items) = value.into_inner() else {
             self.error(
                 src,
                 Some(span),
-                "notify",
-                "`notify` must be a table of notifiers".into(),
-                Some("write each one under its own header, e.g. [notify.phone]".into()),
+                section,
+                format!("`{section}` must be a table of named entries"),
+                Some(format!(
+                    "write each one under its own header, e.g. [{section}.{example}]"
+                )),
             );
-            return;
+            return Vec::new();
         };
+        let mut out = Vec::new();
         for (name, item) in items {
-            let key = format!("notify.{}", name.get_ref());
+            let key = format!("{section}.{}", name.get_ref());
             let table = item.span();
             let name = Spanned::new(name.span(), name.get_ref().to_string());
-            if let Some(kind) = self.de::<NotifierKind>(src, item, &key) {
-                self.raw.notifiers.push(NotifierEntry {
-                    src,
-                    name,
-                    table,
-                    kind,
-                });
+            if let Some(v) = self.de::<T>(src, item, &key) {
+                out.push((name, table, v));
             }
+        }
+        out
+    }
+
+    fn notifiers(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        for (name, table, kind) in self.named::<NotifierKind>(src, value, "notify", "phone") {
+            self.raw.notifiers.push(NotifierEntry {
+                src,
+                name,
+                table,
+                kind,
+            });
         }
     }
 
     fn actions(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
-        let span = value.span();
-        let DeValue::Table(items) = value.into_inner() else {
-            self.error(
-                src,
-                Some(span),
-                "action",
-                "`action` must be a table of actions".into(),
-                Some("write each one under its own header, e.g. [action.restart-web]".into()),
-            );
-            return;
-        };
-        for (name, item) in items {
-            let key = format!("action.{}", name.get_ref());
-            let table = item.span();
-            let name = Spanned::new(name.span(), name.get_ref().to_string());
-            if let Some(action) = self.de::<Action>(src, item, &key) {
-                self.raw.actions.push((src, name, table, action));
-            }
+        for (name, table, action) in self.named::<Action>(src, value, "action", "restart-web") {
+            self.raw.actions.push((src, name, table, action));
         }
     }
 
