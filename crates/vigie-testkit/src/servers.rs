@@ -201,8 +201,8 @@ pub fn make_cert(
     )
 }
 
-/// An HTTPS server presenting `kind`; the CA that signs it goes to `ca_pem`.
-pub fn https(kind: Cert, ca_pem: &Path) -> Running {
+/// A TLS acceptor presenting a certificate of `kind`.
+fn acceptor(kind: Cert, ca_pem: &Path) -> tokio_rustls::TlsAcceptor {
     let (cert, key) = make_cert(kind, ca_pem);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -211,7 +211,12 @@ pub fn https(kind: Cert, ca_pem: &Path) -> Running {
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTPS server presenting `kind`; the CA that signs it goes to `ca_pem`.
+pub fn https(kind: Cert, ca_pem: &Path) -> Running {
+    let acceptor = acceptor(kind, ca_pem);
     spawn(move |addr_tx| async move {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let _ = addr_tx.send(l.local_addr().expect("addr"));
@@ -500,15 +505,7 @@ pub fn smtps(ca_pem: &Path) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
 }
 
 fn smtp_server(ca_pem: &Path, implicit_tls: bool) -> (Running, Arc<std::sync::Mutex<Vec<Mail>>>) {
-    let (cert, key) = make_cert(Cert::ValidFor(30), ca_pem);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = acceptor(Cert::ValidFor(30), ca_pem);
     let mails = Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = mails.clone();
     let running = spawn(move |addr_tx| async move {
