@@ -3,6 +3,7 @@
 //! 127.0.0.1 with a port the kernel picks; nothing is installed here.
 
 pub mod daemon;
+pub mod knot;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,13 @@
+//! Failover: the DNS side. A provider makes a record set hold exactly
+//! some values, reading the current ones first; vigie then asks the
+//! zone's authoritative servers until they serve the change, instead of
+//! trusting an API's 200.
+//!
+//! Today: RFC 2136 dynamic updates signed with TSIG, as compare-and-swap
+//! (a prerequisite on the current values, so two watchers cannot fight).
+//! The failover controller, quorum, the HTTP providers and dyndns build
+//! on this (issue 4).
+
+pub mod rfc2136;
+
+pub use rfc2136::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};

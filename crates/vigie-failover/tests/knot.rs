@@ -1,0 +1,147 @@
+//! RFC 2136 + TSIG against a real Knot DNS: compare-and-swap updates,
+//! refused keys, lost races, and verification on the authoritative server.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use vigie_failover::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};
+use vigie_testkit::knot::knot;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn blog() -> RecordSpec {
+    RecordSpec {
+        zone: "example.org".into(),
+        name: "blog".into(),
+        ipv6: false,
+        ttl: 60,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_signed_update_moves_the_record_and_is_verified() {
+    let k = knot("example.org", "blog A 203.0.113.10");
+    let dns = Rfc2136::new(k.addr, &k.key_name, TsigAlgorithm::HmacSha256, &k.secret).unwrap();
+    rt().block_on(async {
+        assert_eq!(dns.current(&blog()).await.unwrap(), [ip("203.0.113.10")]);
+        let change = dns.set(&blog(), &[ip("198.51.100.7")]).await.unwrap();
+        assert_eq!(
+            change,
+            Change::Changed {
+                from: vec![ip("203.0.113.10")]
+            }
+        );
+        let took = Rfc2136::verify(
+            &[k.addr],
+            &blog(),
+            &[ip("198.51.100.7")],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(took < Duration::from_secs(5));
+        assert_eq!(
+            query_addresses(k.addr, &blog(), Duration::from_secs(2))
+                .await
+                .unwrap(),
+            [ip("198.51.100.7")]
+        );
+        // Asking again changes nothing.
+        assert_eq!(
+            dns.set(&blog(), &[ip("198.51.100.7")]).await.unwrap(),
+            Change::Unchanged
+        );
+        // A record that did not exist is created.
+        let www = RecordSpec {
+            name: "www".into(),
+            ..blog()
+        };
+        assert_eq!(
+            dns.set(&www, &[ip("192.0.2.1"), ip("192.0.2.2")])
+                .await
+                .unwrap(),
+            Change::Changed { from: vec![] }
+        );
+        assert_eq!(
+            dns.current(&www).await.unwrap(),
+            [ip("192.0.2.1"), ip("192.0.2.2")]
+        );
+    });
+}
+
+#[test]
+fn a_wrong_key_is_refused_and_changes_nothing() {
+    let k = knot("example.org", "blog A 203.0.113.10");
+    let wrong = Rfc2136::new(
+        k.addr,
+        &k.key_name,
+        TsigAlgorithm::HmacSha256,
+        "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktIQ==",
+    )
+    .unwrap();
+    rt().block_on(async {
+        let err = wrong.set(&blog(), &[ip("198.51.100.7")]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DnsError::Refused { .. } | DnsError::Unauthenticated { .. }
+            ),
+            "{err}"
+        );
+        assert_eq!(wrong.current(&blog()).await.unwrap(), [ip("203.0.113.10")]);
+    });
+}
+
+#[test]
+fn a_lost_race_is_refused_not_overwritten() {
+    let k = knot("example.org", "blog A 203.0.113.10");
+    let dns = Rfc2136::new(k.addr, &k.key_name, TsigAlgorithm::HmacSha256, &k.secret).unwrap();
+    rt().block_on(async {
+        // Another watcher moved it first; we still believe the old value.
+        dns.set(&blog(), &[ip("198.51.100.9")]).await.unwrap();
+        let err = dns
+            .set_from(&blog(), &[ip("203.0.113.10")], &[ip("198.51.100.7")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DnsError::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("another watcher"), "{err}");
+        assert_eq!(dns.current(&blog()).await.unwrap(), [ip("198.51.100.9")]);
+    });
+}
+
+#[test]
+fn verification_fails_when_the_server_does_not_serve_the_value() {
+    let k = knot("example.org", "blog A 203.0.113.10");
+    rt().block_on(async {
+        let err = Rfc2136::verify(
+            &[k.addr],
+            &blog(),
+            &[ip("198.51.100.7")],
+            Duration::from_millis(600),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("serves 203.0.113.10"), "{err}");
+    });
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let err = Rfc2136::new(
+        "127.0.0.1:53".parse().unwrap(),
+        "k",
+        TsigAlgorithm::HmacSha256,
+        "not base64!",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not base64"), "{err}");
+}

@@ -1,0 +1,110 @@
+//! A real Knot DNS server on a loopback port, with one zone open to
+//! dynamic updates signed by a TSIG key. `.ci/run` installs knot.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Knot {
+    pub addr: SocketAddr,
+    pub zone: String,
+    pub key_name: String,
+    /// The TSIG key, base64.
+    pub secret: String,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    // Knot listens on TCP and UDP: find a port free for both.
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Start knotd serving `zone` with the given records (zone-file lines,
+/// relative names); updates need the returned key.
+pub fn knot(zone: &str, records: &str) -> Knot {
+    let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("knotd is not installed: apt-get install knot (the CI script does)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let key_name = "vigie-key".to_owned();
+    let secret = "dmlnaWUtdGVzdC1rZXktZm9yLWtub3QtdXBkYXRlcy0zMg==".to_owned();
+    let d = dir.path().display();
+    std::fs::create_dir(dir.path().join("db")).expect("db dir");
+    std::fs::write(
+        dir.path().join(format!("{zone}.zone")),
+        format!(
+            "$ORIGIN {zone}.\n$TTL 60\n@ SOA ns1.{zone}. hostmaster.{zone}. 1 3600 900 604800 60\n@ NS ns1.{zone}.\nns1 A 127.0.0.1\n{records}\n"
+        ),
+    )
+    .expect("zone file");
+    let conf = format!(
+        r#"server:
+    listen: 127.0.0.1@{port}
+    rundir: "{d}"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}/db"
+key:
+  - id: {key_name}
+    algorithm: hmac-sha256
+    secret: {secret}
+acl:
+  - id: updates
+    key: {key_name}
+    action: update
+zone:
+  - domain: {zone}
+    storage: "{d}"
+    file: "{zone}.zone"
+    acl: updates
+    zonefile-sync: -1
+"#
+    );
+    let conf_path = dir.path().join("knot.conf");
+    std::fs::write(&conf_path, conf).expect("knot.conf");
+    let log = std::fs::File::create(dir.path().join("knot.log")).expect("log");
+    let child = Command::new(knotd)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start knotd");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let knot = Knot {
+        addr,
+        zone: zone.to_owned(),
+        key_name,
+        secret,
+        child,
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "knotd did not start: {}",
+            std::fs::read_to_string(knot.dir.path().join("knot.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    knot
+}
