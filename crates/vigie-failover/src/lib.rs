@@ -8,6 +8,8 @@
 //! The failover controller, quorum, the HTTP providers and dyndns build
 //! on this (issue 4).
 
+pub mod ovh;
 pub mod rfc2136;
 
+pub use ovh::Ovh;
 pub use rfc2136::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};

@@ -71,6 +71,11 @@ pub enum DnsError {
     },
     #[error("the answer of {server} failed TSIG verification: {message}")]
     Unauthenticated { server: SocketAddr, message: String },
+    #[error("{provider} API: {message}")]
+    Api {
+        provider: &'static str,
+        message: String,
+    },
     #[error("the authoritative servers did not serve {expected} within {waited:?}: {last}")]
     NotPropagated {
         expected: String,

@@ -654,3 +654,38 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         s.write_all(reply.as_bytes()).await.ok()?;
     }
 }
+
+/// What a scripted server answers to one request: status and JSON body.
+pub type Responder = Arc<dyn Fn(&Captured) -> (u16, String) + Send + Sync>;
+
+/// An HTTP server whose answers come from `respond`, recording every
+/// request: for testing clients of third-party APIs.
+pub fn scripted(respond: Responder) -> (Running, Arc<std::sync::Mutex<Vec<Captured>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let running = spawn(move |addr_tx| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _ = addr_tx.send(l.local_addr().expect("addr"));
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let log = log.clone();
+            let respond = respond.clone();
+            tokio::task::spawn_local(async move {
+                let Some((mut s, req)) = read_request(s).await else {
+                    return;
+                };
+                let (status, body) = respond(&req);
+                log.lock().expect("log").push(req);
+                let out = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(out.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (running, seen)
+}
