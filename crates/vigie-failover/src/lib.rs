@@ -8,8 +8,13 @@
 //! The failover controller, quorum, the HTTP providers and dyndns build
 //! on this (issue 4).
 
+pub mod cloudflare;
+mod http;
 pub mod ovh;
+pub mod powerdns;
 pub mod rfc2136;
 
+pub use cloudflare::Cloudflare;
 pub use ovh::Ovh;
+pub use powerdns::PowerDns;
 pub use rfc2136::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};

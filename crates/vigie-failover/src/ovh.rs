@@ -5,7 +5,6 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use reqwest::{Method, Url};
 use serde_json::{Value, json};
@@ -78,14 +77,7 @@ impl Ovh {
                 "OVH endpoint `{endpoint_name}`: {e}; use ovh-eu, ovh-ca, ovh-us or a URL"
             ))
         })?;
-        let tls =
-            vigie_probe::tls_client_config(None, false, true).map_err(|e| DnsError::Config(e.0))?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(15))
-            .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DnsError::Config(e.to_string()))?;
+        let client = crate::http::client()?;
         Ok(Self {
             base,
             application_key: application_key.to_owned(),
@@ -143,7 +135,7 @@ impl Ovh {
             &body,
             ts,
         );
-        let resp = self
+        let req = self
             .client
             .request(method.clone(), &url)
             .header("X-Ovh-Application", &self.application_key)
@@ -151,22 +143,8 @@ impl Ovh {
             .header("X-Ovh-Timestamp", ts.to_string())
             .header("X-Ovh-Signature", sig)
             .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| api_err(format!("{method} {path}: {}", e.without_url())))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            let message: String = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            return Err(api_err(format!(
-                "{method} {path} answered {status}: {message}"
-            )));
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+            .body(body);
+        crate::http::call("ovh", &method, path, req).await
     }
 
     fn sub_domain(rec: &RecordSpec) -> &str {
