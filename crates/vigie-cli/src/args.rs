@@ -78,6 +78,17 @@ pub enum Command {
         #[command(subcommand)]
         action: NotifyAction,
     },
+    /// DNS failover: where each record points, and switching by hand.
+    Failover {
+        #[command(subcommand)]
+        action: FailoverAction,
+    },
+    /// Rehearse: `vigie drill failover NAME` moves the failover's drill
+    /// record to the backup and back, verified, and times each stage.
+    Drill {
+        #[command(subcommand)]
+        what: DrillWhat,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -95,4 +106,34 @@ pub enum NotifyAction {
         /// The notifier (`[notify.NAME]`).
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FailoverAction {
+    /// Where each failover's record points now (asked of its provider).
+    Status {
+        /// One failover (default: all).
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point the record at a side now, and wait until the authoritative
+    /// servers serve it.
+    Switch {
+        name: String,
+        #[arg(long, value_enum)]
+        to: SwitchTo,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SwitchTo {
+    Primary,
+    Backup,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillWhat {
+    /// Switch the drill record to the backup and back, and time it.
+    Failover { name: String },
 }

@@ -5,6 +5,7 @@
 //! 3 runtime error. A closed stdout (`vigie check | head`) exits 0.
 
 mod args;
+mod failover;
 mod output;
 mod run;
 
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use vigie_config::{Config, Diagnostics, Loaded};
 
-pub use args::{Cli, Command, NotifyAction};
+pub use args::{Cli, Command, DrillWhat, FailoverAction, NotifyAction, SwitchTo};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -123,6 +124,10 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Status { json } => run::status(cli, *json),
         Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
         Command::Incidents { json, limit } => run::incidents(cli, *json, *limit),
+        Command::Failover { action } => failover::run(cli, action),
+        Command::Drill {
+            what: DrillWhat::Failover { name },
+        } => failover::drill(cli, name),
         Command::Ack { id, note } => run::ack(cli, *id, note),
         Command::Notify {
             action: NotifyAction::Test { name },

@@ -14,10 +14,10 @@ use vigie_core::{Duration, Severity};
 
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
-    Action, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, EngineConfig,
-    FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe, LoadProbe, Maintenance, MemoryProbe, Node,
-    Notifier, NotifierKind, PingProbe, Probe, ProcessProbe, Server, StoreConfig, SystemdProbe,
-    TcpProbe, TlsProbe,
+    Action, AddressType, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
+    DnsProvider, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
+    LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, PingProbe, Probe,
+    ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -84,7 +84,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 12] = [
     "include",
     "node",
     "server",
@@ -94,6 +94,8 @@ const SECTIONS: [&str; 10] = [
     "notify",
     "action",
     "maintenance",
+    "dns",
+    "failover",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -203,6 +205,8 @@ struct Raw {
     notifiers: Vec<NotifierEntry>,
     actions: Vec<(usize, Spanned<String>, Range<usize>, Action)>,
     maintenance: Vec<(usize, Range<usize>, Maintenance)>,
+    dns: Vec<(usize, Spanned<String>, Range<usize>, DnsProvider)>,
+    failovers: Vec<(usize, Spanned<String>, Range<usize>, Failover)>,
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
@@ -326,6 +330,16 @@ impl Loader {
                 "notify" => self.notifiers(src, value),
                 "action" => self.actions(src, value),
                 "maintenance" => self.maintenance(src, value),
+                "dns" => {
+                    for (name, table, p) in self.named::<DnsProvider>(src, value, "dns", "ovh") {
+                        self.raw.dns.push((src, name, table, p));
+                    }
+                }
+                "failover" => {
+                    for (name, table, f) in self.named::<Failover>(src, value, "failover", "blog") {
+                        self.raw.failovers.push((src, name, table, f));
+                    }
+                }
                 _ => unreachable!("every section is matched"),
             }
         }
@@ -619,6 +633,7 @@ impl Loader {
         let notifiers = self.resolve_notifiers(env);
         let actions = self.resolve_actions(&notifiers);
         let maintenance = self.resolve_maintenance(&checks);
+        let (dns, failovers) = self.resolve_failover(env);
         if self.diags.has_errors() {
             return None;
         }
@@ -631,8 +646,99 @@ impl Loader {
             notifiers,
             actions,
             maintenance,
+            dns,
+            failovers,
             checks,
         })
+    }
+
+    fn resolve_failover(
+        &mut self,
+        env: EnvLookup<'_>,
+    ) -> (BTreeMap<String, DnsProvider>, BTreeMap<String, Failover>) {
+        let mut dns = BTreeMap::new();
+        for (src, name, table, mut p) in std::mem::take(&mut self.raw.dns) {
+            let key = format!("dns.{}", name.get_ref());
+            let mut ok = vigie_core::is_valid_name(name.get_ref());
+            if !ok {
+                self.error(
+                    src,
+                    Some(name.span()),
+                    &key,
+                    "a provider name uses letters, digits, `-`, `_` and `.`".into(),
+                    None,
+                );
+            }
+            for (field, secret) in p.secrets_mut() {
+                let taken =
+                    std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
+                match self.resolve_secret(src, table.clone(), &format!("{key}.{field}"), taken, env)
+                {
+                    Some(resolved) => *secret = resolved,
+                    None => ok = false,
+                }
+            }
+            if ok {
+                dns.insert(name.into_inner(), p);
+            }
+        }
+        let providers: Vec<String> = dns.keys().cloned().collect();
+        let mut failovers = BTreeMap::new();
+        for (src, name, table, mut f) in std::mem::take(&mut self.raw.failovers) {
+            let key = format!("failover.{}", name.get_ref());
+            let mut problems: Vec<(String, Option<String>)> = Vec::new();
+            if !vigie_core::is_valid_name(name.get_ref()) {
+                problems.push((
+                    "a failover name uses letters, digits, `-`, `_` and `.`".into(),
+                    None,
+                ));
+            }
+            match dns.get(&f.dns) {
+                None => {
+                    let hint = did_you_mean(&f.dns, providers.iter().map(String::as_str))
+                        .map_or_else(
+                            || "declare it under [dns.NAME]".to_owned(),
+                            |s| format!("did you mean `{s}`?"),
+                        );
+                    problems.push((format!("unknown DNS provider `{}`", f.dns), Some(hint)));
+                }
+                Some(DnsProvider::Rfc2136 { server, .. }) if f.verify.is_empty() => {
+                    f.verify = vec![*server];
+                }
+                Some(_) if f.verify.is_empty() => problems.push((
+                    "`verify` is empty: name the zone's authoritative servers".into(),
+                    Some(
+                        "verify = [\"192.0.2.53:53\"]: vigie asks them until they serve the change"
+                            .into(),
+                    ),
+                )),
+                Some(_) => {}
+            }
+            let v6 = f.record.rtype == AddressType::Aaaa;
+            for (side, addrs) in [("primary", &f.primary), ("backup", &f.backup)] {
+                if addrs.is_empty() {
+                    problems.push((format!("`{side}` is empty"), None));
+                }
+                if addrs.iter().any(|a| a.is_ipv6() != v6) {
+                    problems.push((
+                        format!(
+                            "`{side}` holds an address of the wrong family for an {} record",
+                            if v6 { "AAAA" } else { "A" }
+                        ),
+                        None,
+                    ));
+                }
+            }
+            let ok = problems.is_empty();
+            for (message, hint) in problems {
+                self.error(src, Some(table.clone()), &key, message, hint);
+            }
+            if ok {
+                f.name.clone_from(name.get_ref());
+                failovers.insert(name.into_inner(), f);
+            }
+        }
+        (dns, failovers)
     }
 
     fn resolve_maintenance(&mut self, checks: &[Check]) -> Vec<Maintenance> {

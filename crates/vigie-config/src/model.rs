@@ -27,6 +27,10 @@ pub struct Config {
     pub actions: BTreeMap<String, Action>,
     #[serde(rename = "maintenance", skip_serializing_if = "Vec::is_empty")]
     pub maintenance: Vec<Maintenance>,
+    #[serde(rename = "dns", skip_serializing_if = "BTreeMap::is_empty")]
+    pub dns: BTreeMap<String, DnsProvider>,
+    #[serde(rename = "failover", skip_serializing_if = "BTreeMap::is_empty")]
+    pub failovers: BTreeMap<String, Failover>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -929,4 +933,145 @@ impl Default for Flapping {
             within: Duration::from_secs(3600),
         }
     }
+}
+
+/// A DNS provider (`[dns.NAME]`) that failover uses to move records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DnsProvider {
+    /// RFC 2136 dynamic updates signed with TSIG, sent to the primary.
+    Rfc2136 {
+        /// `ip:port` of the primary server.
+        server: SocketAddr,
+        key_name: String,
+        #[serde(default)]
+        algorithm: TsigAlgorithmName,
+        /// The TSIG key, base64.
+        secret: Secret,
+    },
+    /// The OVH API.
+    Ovh {
+        /// `ovh-eu`, `ovh-ca`, `ovh-us`, or a URL.
+        #[serde(default = "ovh_eu")]
+        endpoint: String,
+        application_key: String,
+        application_secret: Secret,
+        consumer_key: Secret,
+    },
+    /// Cloudflare's API v4 with an API token.
+    Cloudflare {
+        token: Secret,
+        #[serde(default = "cloudflare_api")]
+        api: String,
+    },
+    /// PowerDNS's HTTP API.
+    Powerdns {
+        url: HttpUrl,
+        #[serde(default = "localhost")]
+        server_id: String,
+        api_key: Secret,
+    },
+}
+
+fn ovh_eu() -> String {
+    "ovh-eu".into()
+}
+
+fn cloudflare_api() -> String {
+    "https://api.cloudflare.com/client/v4".into()
+}
+
+fn localhost() -> String {
+    "localhost".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TsigAlgorithmName {
+    #[default]
+    HmacSha256,
+    HmacSha512,
+}
+
+impl DnsProvider {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DnsProvider::Rfc2136 { .. } => "rfc2136",
+            DnsProvider::Ovh { .. } => "ovh",
+            DnsProvider::Cloudflare { .. } => "cloudflare",
+            DnsProvider::Powerdns { .. } => "powerdns",
+        }
+    }
+
+    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
+        match self {
+            DnsProvider::Rfc2136 { secret, .. } => vec![("secret", secret)],
+            DnsProvider::Ovh {
+                application_secret,
+                consumer_key,
+                ..
+            } => {
+                vec![
+                    ("application_secret", application_secret),
+                    ("consumer_key", consumer_key),
+                ]
+            }
+            DnsProvider::Cloudflare { token, .. } => vec![("token", token)],
+            DnsProvider::Powerdns { api_key, .. } => vec![("api_key", api_key)],
+        }
+    }
+}
+
+/// The record a failover moves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    pub zone: String,
+    /// The name in the zone (`blog`), `@` for the apex.
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub rtype: AddressType,
+    #[serde(default = "sixty")]
+    pub ttl: u32,
+}
+
+fn sixty() -> u32 {
+    60
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AddressType {
+    #[default]
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+fn default_verify_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A record that points at a primary, and at a backup when the primary is
+/// down (`[failover.NAME]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    #[serde(skip)]
+    pub name: String,
+    pub record: RecordConfig,
+    pub primary: Vec<std::net::IpAddr>,
+    pub backup: Vec<std::net::IpAddr>,
+    /// The `[dns.NAME]` provider that makes the change.
+    pub dns: String,
+    /// The zone's authoritative servers (`ip:port`), asked until they
+    /// serve the change. Default: the RFC 2136 server, if that is the
+    /// provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<SocketAddr>,
+    #[serde(default = "default_verify_timeout")]
+    pub verify_timeout: Duration,
+    /// A name in the same zone that `vigie drill failover` moves instead
+    /// of the real record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_record: Option<String>,
 }

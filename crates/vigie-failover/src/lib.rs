@@ -12,9 +12,11 @@ pub mod cloudflare;
 mod http;
 pub mod ovh;
 pub mod powerdns;
+pub mod provider;
 pub mod rfc2136;
 
 pub use cloudflare::Cloudflare;
 pub use ovh::Ovh;
 pub use powerdns::PowerDns;
+pub use provider::{Provider, Side, Switched, record, switch};
 pub use rfc2136::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};

@@ -330,6 +330,48 @@ impl Store {
     }
 }
 
+/// Which side a failover points at, as last switched by vigie.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FailoverState {
+    pub side: String,
+    pub since: Timestamp,
+    pub reason: String,
+}
+
+impl Store {
+    pub fn failover_state(&self, name: &str) -> Result<Option<FailoverState>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT side, since_ms, reason FROM failover_state WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(FailoverState {
+                        side: r.get(0)?,
+                        since: Timestamp(r.get(1)?),
+                        reason: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn set_failover_state(
+        &mut self,
+        name: &str,
+        side: &str,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO failover_state (name, side, since_ms, reason) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET side = excluded.side, since_ms = excluded.since_ms, reason = excluded.reason",
+            params![name, side, at.millis(), reason],
+        )?;
+        Ok(())
+    }
+}
+
 const HEARTBEAT_COLUMNS: &str = "check_name, token, last_ping_ms, last_fail_ms, first_seen_ms";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {

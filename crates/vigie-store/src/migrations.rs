@@ -84,6 +84,13 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX repairs_by_action ON repairs (action, check_name, at_ms);",
+    // 3: which side each failover points at, since when, and why.
+    "CREATE TABLE failover_state (
+        name TEXT PRIMARY KEY,
+        side TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -138,6 +138,8 @@ fn every_example_config_validates() {
             .env("NIGHTLY_PING_TOKEN", "example-token")
             .env("MATRIX_TOKEN", "example-token")
             .env("SMTP_PASSWORD", "example-token")
+            .env("OVH_AS", "example-token")
+            .env("OVH_CK", "example-token")
             .output()
             .unwrap();
         assert!(

@@ -1,0 +1,145 @@
+//! `vigie failover` and `vigie drill failover` against a real Knot DNS.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use vigie_failover::{RecordSpec, query_addresses};
+use vigie_testkit::Env;
+use vigie_testkit::knot::{Knot, knot};
+
+fn setup() -> (Env, Knot) {
+    let k = knot(
+        "example.org",
+        "blog A 203.0.113.10\ndrill-blog A 203.0.113.10",
+    );
+    let e = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    e.write("tsig.key", &format!("{}\n", k.secret));
+    e.config(&format!(
+        r#"[dns.knot]
+kind = "rfc2136"
+server = "{addr}"
+key_name = "{key}"
+secret = {{ file = "tsig.key" }}
+
+[failover.blog]
+record = {{ zone = "example.org", name = "blog", type = "A", ttl = 60 }}
+primary = ["203.0.113.10"]
+backup = ["198.51.100.7"]
+dns = "knot"
+verify_timeout = "5s"
+drill_record = "drill-blog"
+"#,
+        addr = k.addr,
+        key = k.key_name
+    ));
+    (e, k)
+}
+
+fn served(k: &Knot, name: &str) -> Vec<IpAddr> {
+    let rec = RecordSpec {
+        zone: "example.org".into(),
+        name: name.into(),
+        ipv6: false,
+        ttl: 60,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(query_addresses(k.addr, &rec, Duration::from_secs(2)))
+        .unwrap()
+}
+
+#[test]
+fn status_switch_and_back() {
+    let (e, k) = setup();
+    let r = e.run(&["failover", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("blog.example.org  primary    203.0.113.10"),
+        "{}",
+        r.stdout
+    );
+    let r = e.run(&["failover", "switch", "blog", "--to", "backup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("blog: blog → backup (updated in"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        served(&k, "blog"),
+        ["198.51.100.7".parse::<IpAddr>().unwrap()]
+    );
+    let r = e.run(&["failover", "status", "blog", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["side"], "backup");
+    assert_eq!(v[0]["last_switch"]["reason"], "switched by hand");
+    let r = e.run(&["failover", "switch", "blog", "--to", "backup"]);
+    assert!(r.stdout.contains("already pointed there"), "{}", r.stdout);
+    let r = e.run(&["failover", "switch", "blog", "--to", "primary"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        served(&k, "blog"),
+        ["203.0.113.10".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn a_drill_moves_the_drill_record_and_back() {
+    let (e, k) = setup();
+    let r = e.run(&["drill", "failover", "blog"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .starts_with("drill of blog on drill-blog.example.org\nSTAGE"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("to backup") && r.stdout.contains("back to primary"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("switch and back in"), "{}", r.stdout);
+    assert_eq!(
+        served(&k, "drill-blog"),
+        ["203.0.113.10".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        served(&k, "blog"),
+        ["203.0.113.10".parse::<IpAddr>().unwrap()],
+        "the real record was not touched"
+    );
+}
+
+#[test]
+fn errors_name_the_failover_and_the_server() {
+    let (e, k) = setup();
+    let r = e.run(&["failover", "switch", "blgo", "--to", "backup"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("known failovers: blog"), "{}", r.stderr);
+    drop(k);
+    let r = e.run(&["failover", "status"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.contains("error: DNS server"), "{}", r.stdout);
+}
+
+#[test]
+fn bad_failover_config_is_refused() {
+    let e = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    e.config(
+        "[failover.blog]\nrecord = { zone = \"example.org\", name = \"blog\" }\nprimary = [\"2001:db8::1\"]\nbackup = []\ndns = \"ovhh\"\n\n[dns.ovh]\nkind = \"ovh\"\napplication_key = \"ak\"\napplication_secret = { env = \"NOPE_AS\" }\nconsumer_key = { env = \"NOPE_CK\" }\n",
+    );
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 2);
+    for needle in [
+        "environment variable `NOPE_AS` is not set",
+        "unknown DNS provider `ovhh`",
+        "`primary` holds an address of the wrong family for an A record",
+        "`backup` is empty",
+    ] {
+        assert!(r.stderr.contains(needle), "no {needle:?} in\n{}", r.stderr);
+    }
+}
