@@ -41,7 +41,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     let dir = state_dir(cli, &config);
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = Engine::start(&config, &dir).map_err(|e| {
+        let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()));
+        let engine = Engine::start_with(&config, &dir, Some(failover)).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
         let mut server = start_server(&engine, &config, &dir).await?;

@@ -631,9 +631,10 @@ impl Loader {
         };
         let checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
-        let actions = self.resolve_actions(&notifiers);
-        let maintenance = self.resolve_maintenance(&checks);
         let (dns, failovers) = self.resolve_failover(env);
+        let failover_names: Vec<String> = failovers.keys().cloned().collect();
+        let actions = self.resolve_actions(&notifiers, &failover_names);
+        let maintenance = self.resolve_maintenance(&checks);
         if self.diags.has_errors() {
             return None;
         }
@@ -792,6 +793,7 @@ impl Loader {
     fn resolve_actions(
         &mut self,
         notifiers: &BTreeMap<String, Notifier>,
+        failover_names: &[String],
     ) -> BTreeMap<String, Action> {
         let mut out: BTreeMap<String, Action> = BTreeMap::new();
         let notifier_names: Vec<&str> = notifiers.keys().map(String::as_str).collect();
@@ -826,7 +828,7 @@ impl Loader {
                         &key,
                         "the action does nothing".into(),
                         Some(
-                            "set one of run, shell, systemd_restart, docker_restart or notify"
+                            "set one of run, shell, systemd_restart, docker_restart, notify or failover"
                                 .into(),
                         ),
                     );
@@ -875,20 +877,36 @@ impl Loader {
                     );
                 }
             }
+            if let Some(f) = &action.failover
+                && !failover_names.contains(f)
+            {
+                self.error(
+                    src,
+                    Some(table.clone()),
+                    &format!("{key}.failover"),
+                    format!("unknown failover `{f}`"),
+                    Some("declare it under [failover.NAME]".into()),
+                );
+            }
             action.name.clone_from(name.get_ref());
             out.insert(name.into_inner(), action);
         }
         for (src, check, reference) in std::mem::take(&mut self.raw.action_refs) {
             let r = reference.get_ref();
-            let known = match r.strip_prefix("notify:") {
-                Some(n) => notifiers.contains_key(n),
-                None => out.contains_key(r),
+            let known = if let Some(f) = r.strip_prefix("failover:") {
+                failover_names.iter().any(|n| n == f)
+            } else {
+                match r.strip_prefix("notify:") {
+                    Some(n) => notifiers.contains_key(n),
+                    None => out.contains_key(r),
+                }
             };
             if !known {
                 let candidates: Vec<String> = out
                     .keys()
                     .cloned()
                     .chain(notifiers.keys().map(|n| format!("notify:{n}")))
+                    .chain(failover_names.iter().map(|f| format!("failover:{f}")))
                     .collect();
                 let hint = did_you_mean(r, candidates.iter().map(String::as_str)).map_or_else(
                     || "name an [action.NAME] or notify:NOTIFIER".to_owned(),

@@ -43,6 +43,12 @@ impl Config {
     /// The action a check names: a declared `[action.NAME]`, or the
     /// implicit `notify:NOTIFIER`.
     pub fn action(&self, name: &str) -> Option<Action> {
+        if let Some(f) = name.strip_prefix("failover:") {
+            return self
+                .failovers
+                .contains_key(f)
+                .then(|| Action::failover_one(f));
+        }
         match name.strip_prefix("notify:") {
             Some(n) if self.notifiers.contains_key(n) => Some(Action::notify_one(n)),
             Some(_) => None,
@@ -733,6 +739,9 @@ pub struct Action {
     /// Notifiers to send to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
+    /// Point this `[failover.NAME]` record at its backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
     /// How long a repair command may run.
     #[serde(default = "default_action_timeout")]
     pub timeout: Duration,
@@ -783,6 +792,16 @@ impl RepairCommand {
 }
 
 impl Action {
+    /// The implicit step `failover:NAME`.
+    pub fn failover_one(failover: &str) -> Self {
+        Self {
+            name: format!("failover:{failover}"),
+            notify: None,
+            failover: Some(failover.to_owned()),
+            ..Self::notify_one("")
+        }
+    }
+
     /// The implicit step `notify:NAME`.
     pub fn notify_one(notifier: &str) -> Self {
         Self {
@@ -792,6 +811,7 @@ impl Action {
             systemd_restart: None,
             docker_restart: None,
             notify: Some(vec![notifier.to_owned()]),
+            failover: None,
             timeout: default_action_timeout(),
             verify: default_verify(),
             max: None,
@@ -825,6 +845,7 @@ impl Action {
             self.systemd_restart.is_some(),
             self.docker_restart.is_some(),
             self.notify.is_some(),
+            self.failover.is_some(),
         ]
         .into_iter()
         .filter(|b| *b)
@@ -1074,4 +1095,53 @@ pub struct Failover {
     /// of the real record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill_record: Option<String>,
+    /// When vigie points the record back at the primary after a failover.
+    #[serde(default)]
+    pub failback: Failback,
+}
+
+/// `failback = "manual"` (the default: `vigie failover switch NAME --to
+/// primary`) or `failback = { after_healthy = "30m" }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Failback {
+    #[default]
+    Manual,
+    AfterHealthy(Duration),
+}
+
+impl Serialize for Failback {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Failback::Manual => s.serialize_str("manual"),
+            Failback::AfterHealthy(d) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("after_healthy", d)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Failback {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct After {
+            after_healthy: Duration,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            After(After),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "manual" => Ok(Failback::Manual),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "failback is \"manual\" or {{ after_healthy = \"30m\" }}, not `{w}`"
+            ))),
+            Raw::After(a) => Ok(Failback::AfterHealthy(a.after_healthy)),
+        }
+    }
 }

@@ -346,6 +346,7 @@ async fn run(
         s.resolve_incident(id, now, resolution)
     });
     tracing::info!(incident = id, check = %check.name, resolution, "incident resolved");
+    fail_back(&ctx, &config, &check, id);
     // Whoever was told it failed is told it is over.
     let told = ctx
         .store("reading deliveries", |s| s.notified(id))
@@ -365,6 +366,74 @@ async fn run(
         for n in told {
             deliver(&ctx, &config, id, "resolved", &n, &msg).await;
         }
+    }
+}
+
+/// After recovery, undo the failovers of this incident whose policy says
+/// so, once the check has stayed healthy long enough; a new failure calls
+/// it off (the next incident decides).
+fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
+    let Some(plugin) = ctx.inner.plugins.get().cloned() else {
+        return;
+    };
+    let targets: Vec<String> = ctx
+        .store("reading incident events", |s| s.incident_events(id))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.kind == "failed over")
+        .map(|e| e.detail)
+        .collect();
+    for target in targets {
+        let Some(after) = plugin.undo_after(config, &target) else {
+            ctx.store("recording an event", |s| {
+                s.incident_event(
+                    id,
+                    Timestamp::now(),
+                    "failback",
+                    &format!("{target}: manual (vigie failover switch {target} --to primary)"),
+                )
+            });
+            continue;
+        };
+        let (ctx, config, check, plugin) =
+            (ctx.clone(), config.clone(), check.clone(), plugin.clone());
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < after {
+                if ctx
+                    .status(&check.name)
+                    .is_none_or(|s| s.state != CheckState::Ok)
+                {
+                    ctx.store("recording an event", |s| {
+                        s.incident_event(
+                            id,
+                            Timestamp::now(),
+                            "failback",
+                            &format!("{target}: called off, {} failed again", check.name),
+                        )
+                    });
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let result = plugin.undo(&config, &target, &check.name).await;
+            let detail = match &result {
+                Ok(line) | Err(line) => format!("{target}: {line}"),
+            };
+            tracing::info!(incident = id, "failback: {detail}");
+            ctx.store("recording an event", |s| {
+                s.incident_event(
+                    id,
+                    Timestamp::now(),
+                    if result.is_ok() {
+                        "failed back"
+                    } else {
+                        "failback failed"
+                    },
+                    &detail,
+                )
+            });
+        });
     }
 }
 
@@ -404,6 +473,32 @@ async fn steps(
                 }
                 Repair::LimitReached(why) => limit_hit = Some(why),
                 Repair::NotRepaired => {}
+            }
+        } else if let Some(target) = &action.failover {
+            let Some(plugin) = ctx.inner.plugins.get() else {
+                ctx.store("recording an event", |s| {
+                    s.incident_event(
+                        id,
+                        Timestamp::now(),
+                        "failover failed",
+                        "this vigie has no failover support",
+                    )
+                });
+                continue;
+            };
+            let result = plugin.run(config, target, &check.name, id).await;
+            let (kind, detail) = match &result {
+                Ok(line) => ("failover", format!("{target}: {line}")),
+                Err(line) => ("failover failed", format!("{target}: {line}")),
+            };
+            tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
+            ctx.store("recording a failover", |s| {
+                s.incident_event(id, Timestamp::now(), kind, &detail)
+            });
+            if result.is_ok() {
+                ctx.store("recording a failover", |s| {
+                    s.incident_event(id, Timestamp::now(), "failed over", target)
+                });
             }
         } else if let Some(to) = &action.notify {
             if let Some(after) = action.after {

@@ -58,6 +58,37 @@ pub struct CheckStatus {
     pub depends_on: Vec<String>,
 }
 
+/// A future an action plugin returns.
+pub type PluginFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// An action kind provided by a crate above the engine (failover today;
+/// fencing a replication or starting a backup next). The engine runs it
+/// as a step of an incident like any other, and records what it said.
+pub trait ActionPlugin: Send + Sync {
+    /// Run the step on `target` (e.g. a failover's name) for `check`, in
+    /// incident `incident`. `Ok` and `Err` both carry a line for the
+    /// incident's record.
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        target: &'a str,
+        check: &'a str,
+        incident: i64,
+    ) -> PluginFuture<'a, Result<String, String>>;
+
+    /// How long the check must stay healthy after the incident before the
+    /// step is undone (`None`: never by itself).
+    fn undo_after(&self, config: &Config, target: &str) -> Option<Duration>;
+
+    /// Undo the step (fail back).
+    fn undo<'a>(
+        &'a self,
+        config: &'a Config,
+        target: &'a str,
+        check: &'a str,
+    ) -> PluginFuture<'a, Result<String, String>>;
+}
+
 /// Upper bounds (seconds) of the schedule-lag histogram buckets.
 pub const LAG_BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -103,6 +134,8 @@ pub(crate) struct Inner {
     /// The incident manager's store connection, for acknowledgements and
     /// listings.
     incident_store: std::sync::OnceLock<Arc<Mutex<Store>>>,
+    /// Action kinds provided by higher crates (`failover`).
+    plugins: std::sync::OnceLock<Arc<dyn ActionPlugin>>,
     /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
     wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
@@ -135,6 +168,15 @@ impl Engine {
     /// Open the store in `state_dir`, restore what it remembers, and start
     /// every check of `config`. Must be called inside a tokio runtime.
     pub fn start(config: &Config, state_dir: &Path) -> Result<Self, EngineError> {
+        Self::start_with(config, state_dir, None)
+    }
+
+    /// [`Engine::start`], with the failover action provided by a higher crate.
+    pub fn start_with(
+        config: &Config,
+        state_dir: &Path,
+        failover: Option<Arc<dyn ActionPlugin>>,
+    ) -> Result<Self, EngineError> {
         let store = Store::open(state_dir)?;
         let (writer, store) = writer::spawn(store, config.store.retention.std())?;
         let shared_config = Arc::new(config.clone());
@@ -147,8 +189,12 @@ impl Engine {
             config: watch::Sender::new(shared_config.clone()),
             wakes: RwLock::new(BTreeMap::new()),
             incident_store: std::sync::OnceLock::new(),
+            plugins: std::sync::OnceLock::new(),
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
         });
+        if let Some(f) = failover {
+            let _ = inner.plugins.set(f);
+        }
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
         let _ = inner.incidents.set(changes);
         let engine = Self {

@@ -8,6 +8,7 @@
 //! The failover controller, quorum, the HTTP providers and dyndns build
 //! on this (issue 4).
 
+mod action;
 pub mod cloudflare;
 mod http;
 pub mod ovh;
@@ -15,6 +16,7 @@ pub mod powerdns;
 pub mod provider;
 pub mod rfc2136;
 
+pub use action::FailoverActions;
 pub use cloudflare::Cloudflare;
 pub use ovh::Ovh;
 pub use powerdns::PowerDns;

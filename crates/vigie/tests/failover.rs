@@ -143,3 +143,83 @@ fn bad_failover_config_is_refused() {
         assert!(r.stderr.contains(needle), "no {needle:?} in\n{}", r.stderr);
     }
 }
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_service(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
+#[test]
+fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period() {
+    let (env, knot) = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = std::fs::read_to_string(env.config_path()).unwrap();
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n{base}failback = {{ after_healthy = \"1s\" }}\n\n[[check]]\nname = \"blog-up\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nrecover_after = 2\nactions = [\"failover:blog\"]\n"
+    ));
+    let backup: IpAddr = "198.51.100.7".parse().unwrap();
+    let primary: IpAddr = "203.0.113.10".parse().unwrap();
+    let mut service = start_service(port);
+    let daemon = env.daemon();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(served(&knot, "blog"), [primary]);
+    service.kill().unwrap();
+    service.wait().unwrap();
+    wait_until(Duration::from_secs(10), || {
+        served(&knot, "blog") == [backup]
+    });
+    daemon.wait_log(
+        "failover: blog: blog.example.org → backup",
+        Duration::from_secs(5),
+    );
+    let r = env.run(&["failover", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["side"], "backup");
+    assert!(
+        v[0]["last_switch"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("blog-up failing (incident"),
+        "{v}"
+    );
+    // The primary comes back: after a healthy second, so does the record.
+    let mut service = start_service(port);
+    wait_until(Duration::from_secs(10), || {
+        served(&knot, "blog") == [primary]
+    });
+    daemon.wait_log(
+        "failback: blog: blog.example.org → primary",
+        Duration::from_secs(5),
+    );
+    service.kill().unwrap();
+    service.wait().unwrap();
+}
