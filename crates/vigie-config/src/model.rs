@@ -985,6 +985,13 @@ pub enum DnsProvider {
         #[serde(default = "cloudflare_api")]
         api: String,
     },
+    /// Any program: `ARGV get ZONE NAME TYPE` prints the values,
+    /// `ARGV set ZONE NAME TYPE TTL VALUE…` changes them.
+    Command {
+        argv: Vec<String>,
+        #[serde(default = "default_action_timeout")]
+        timeout: Duration,
+    },
     /// PowerDNS's HTTP API.
     Powerdns {
         url: HttpUrl,
@@ -1021,6 +1028,7 @@ impl DnsProvider {
             DnsProvider::Ovh { .. } => "ovh",
             DnsProvider::Cloudflare { .. } => "cloudflare",
             DnsProvider::Powerdns { .. } => "powerdns",
+            DnsProvider::Command { .. } => "command",
         }
     }
 
@@ -1039,6 +1047,7 @@ impl DnsProvider {
             }
             DnsProvider::Cloudflare { token, .. } => vec![("token", token)],
             DnsProvider::Powerdns { api_key, .. } => vec![("api_key", api_key)],
+            DnsProvider::Command { .. } => Vec::new(),
         }
     }
 }
@@ -1098,6 +1107,20 @@ pub struct Failover {
     /// When vigie points the record back at the primary after a failover.
     #[serde(default)]
     pub failback: Failback,
+    /// The least time between two automatic switches.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Duration,
+    /// The most automatic DNS changes in 24 hours (providers rate-limit).
+    #[serde(default = "default_budget")]
+    pub max_changes_per_day: u32,
+}
+
+fn default_cooldown() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_budget() -> u32 {
+    12
 }
 
 /// `failback = "manual"` (the default: `vigie failover switch NAME --to

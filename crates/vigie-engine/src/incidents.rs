@@ -868,6 +868,11 @@ async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str
         tracing::error!(notifier, "notifier no longer configured");
         return;
     };
+    let Some(row) = ctx.store("recording a delivery", |s| {
+        s.begin_delivery(id, step, notifier, Timestamp::now())
+    }) else {
+        return;
+    };
     let d = ctx.sender.send(n, msg).await;
     {
         let mut counts = ctx
@@ -895,7 +900,7 @@ async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str
         attempts: d.attempts,
         error: d.error.as_deref(),
     };
-    ctx.store("recording a delivery", |s| s.record_delivery(id, &record));
+    ctx.store("recording a delivery", |s| s.finish_delivery(row, &record));
 }
 
 /// `2026-11-23T10:00:00Z`

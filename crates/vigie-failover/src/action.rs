@@ -65,6 +65,39 @@ impl FailoverActions {
     }
 }
 
+impl FailoverActions {
+    /// Refuse an automatic switch inside the cooldown or past the daily
+    /// budget: a flapping primary must not burn the provider's rate limit.
+    fn allowed(&self, config: &Config, target: &str, cooldown: bool) -> Result<(), String> {
+        let f = config
+            .failovers
+            .get(target)
+            .ok_or_else(|| format!("no failover named {target}"))?;
+        let store = vigie_store::Store::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let now = Timestamp::now();
+        if cooldown
+            && let Some(st) = store.failover_state(target).map_err(|e| e.to_string())?
+            && st.since.age(now) < f.cooldown.std()
+        {
+            let ago = vigie_core::Duration::from(Duration::from_secs(st.since.age(now).as_secs()));
+            return Err(format!(
+                "not switching: last switch {ago} ago, within the cooldown of {}",
+                f.cooldown
+            ));
+        }
+        let day = now.saturating_sub(Duration::from_hours(24));
+        let n = store
+            .failover_switches_since(target, day)
+            .map_err(|e| e.to_string())?;
+        if n >= f.max_changes_per_day {
+            return Err(format!(
+                "not switching: {n} DNS changes in 24h, the daily budget (max_changes_per_day)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ActionPlugin for FailoverActions {
     fn run<'a>(
         &'a self,
@@ -74,6 +107,7 @@ impl ActionPlugin for FailoverActions {
         incident: i64,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
+            self.allowed(config, target, true)?;
             let reason = format!("{check} failing (incident {incident})");
             self.point(config, target, Side::Backup, &reason).await
         })
@@ -93,6 +127,7 @@ impl ActionPlugin for FailoverActions {
         check: &'a str,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
+            self.allowed(config, target, false)?;
             let reason = format!("{check} healthy again");
             self.point(config, target, Side::Primary, &reason).await
         })

@@ -10,6 +10,7 @@
 
 mod action;
 pub mod cloudflare;
+pub mod command;
 mod http;
 pub mod ovh;
 pub mod powerdns;

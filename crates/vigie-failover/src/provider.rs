@@ -16,6 +16,7 @@ pub enum Provider {
     Ovh(Ovh),
     Cloudflare(Cloudflare),
     PowerDns(PowerDns),
+    Command(crate::command::CommandProvider),
 }
 
 impl Provider {
@@ -52,6 +53,9 @@ impl Provider {
                 server_id,
                 api_key,
             } => Provider::PowerDns(PowerDns::new(url.0.as_str(), server_id, api_key.expose())?),
+            DnsProvider::Command { argv, timeout } => Provider::Command(
+                crate::command::CommandProvider::new(argv.clone(), timeout.std())?,
+            ),
         })
     }
 
@@ -61,6 +65,7 @@ impl Provider {
             Provider::Ovh(p) => p.current(rec).await,
             Provider::Cloudflare(p) => p.current(rec).await,
             Provider::PowerDns(p) => p.current(rec).await,
+            Provider::Command(p) => p.current(rec).await,
         }
     }
 
@@ -70,6 +75,7 @@ impl Provider {
             Provider::Ovh(p) => p.set(rec, values).await,
             Provider::Cloudflare(p) => p.set(rec, values).await,
             Provider::PowerDns(p) => p.set(rec, values).await,
+            Provider::Command(p) => p.set(rec, values).await,
         }
     }
 }

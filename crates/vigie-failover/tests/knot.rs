@@ -145,3 +145,29 @@ fn bad_settings_are_clear_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("not base64"), "{err}");
 }
+
+#[test]
+fn automatic_switches_respect_the_cooldown_and_the_daily_budget() {
+    use vigie_engine::ActionPlugin;
+    let k = knot("example.org", "blog A 203.0.113.10");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tsig.key"), &k.secret).unwrap();
+    let src = format!(
+        "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = [\"198.51.100.7\"]\ndns = \"knot\"\nverify_timeout = \"5s\"\ncooldown = \"1h\"\nmax_changes_per_day = 2\n",
+        k.addr, k.key_name
+    );
+    let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
+        .unwrap()
+        .config;
+    let actions = vigie_failover::FailoverActions::new(dir.path().join("state"));
+    rt().block_on(async {
+        let first = actions.run(&config, "blog", "web", 1).await.unwrap();
+        assert!(first.contains("→ backup"), "{first}");
+        let second = actions.run(&config, "blog", "web", 2).await.unwrap_err();
+        assert!(second.contains("within the cooldown of 1h"), "{second}");
+        // Failing back ignores the cooldown but spends the budget.
+        actions.undo(&config, "blog", "web").await.unwrap();
+        let third = actions.undo(&config, "blog", "web").await.unwrap_err();
+        assert!(third.contains("2 DNS changes in 24h"), "{third}");
+    });
+}

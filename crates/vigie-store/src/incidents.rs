@@ -43,6 +43,9 @@ pub struct Event {
     pub detail: String,
 }
 
+/// The `error` of a delivery being attempted.
+const IN_FLIGHT: &str = "in flight";
+
 const COLUMNS: &str = "id, check_name, severity, state, suppressed_by, opened_ms, resolved_ms, resolution, acked_ms, ack_note, last_error";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
@@ -185,11 +188,29 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Record a notification attempt for a step of an incident.
-    pub fn record_delivery(&mut self, id: i64, d: &DeliveryRecord<'_>) -> Result<()> {
+    /// Note a delivery before it is attempted. A daemon killed while the
+    /// message is on the wire does not know whether it arrived; it counts
+    /// as sent, so a restart never pages twice (and the incident's later
+    /// steps still run). Returns the row to finish.
+    pub fn begin_delivery(
+        &mut self,
+        id: i64,
+        step: &str,
+        notifier: &str,
+        at: Timestamp,
+    ) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO deliveries (incident_id, step, notifier, at_ms, ok, attempts, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id, d.step, d.notifier, d.at.millis(), d.error.is_none(), d.attempts, d.error],
+            "INSERT INTO deliveries (incident_id, step, notifier, at_ms, ok, attempts, error) VALUES (?1, ?2, ?3, ?4, 0, 0, ?5)",
+            params![id, step, notifier, at.millis(), IN_FLIGHT],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record how a delivery begun with [`Store::begin_delivery`] went.
+    pub fn finish_delivery(&mut self, row: i64, d: &DeliveryRecord<'_>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE deliveries SET at_ms = ?2, ok = ?3, attempts = ?4, error = ?5 WHERE id = ?1",
+            params![row, d.at.millis(), d.error.is_none(), d.attempts, d.error],
         )?;
         Ok(())
     }
@@ -197,8 +218,8 @@ impl Store {
     /// Whether `notifier` already got `step` of incident `id`.
     pub fn delivered(&self, id: i64, step: &str, notifier: &str) -> Result<bool> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = ?1 AND step = ?2 AND notifier = ?3 AND ok)",
-            params![id, step, notifier],
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = ?1 AND step = ?2 AND notifier = ?3 AND (ok OR error = ?4))",
+            params![id, step, notifier, IN_FLIGHT],
             |r| r.get(0),
         )?)
     }
@@ -207,7 +228,7 @@ impl Store {
     pub fn notified(&self, id: i64) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT notifier FROM deliveries WHERE incident_id = ?1 AND ok AND step != 'resolved' ORDER BY notifier")?;
+            .prepare("SELECT DISTINCT notifier FROM deliveries WHERE incident_id = ?1 AND (ok OR error = 'in flight') AND step != 'resolved' ORDER BY notifier")?;
         let rows = stmt.query_map([id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -292,7 +313,7 @@ impl Store {
             "SELECT d.notifier, d.at_ms, d.ok, d.error,
                     (SELECT count(*) FROM deliveries f WHERE f.notifier = d.notifier AND NOT f.ok)
              FROM deliveries d
-             WHERE d.id = (SELECT max(id) FROM deliveries m WHERE m.notifier = d.notifier)
+             WHERE d.id = (SELECT max(id) FROM deliveries m WHERE m.notifier = d.notifier AND coalesce(m.error, '') != 'in flight')
              ORDER BY d.notifier",
         )?;
         let rows = stmt.query_map([], |r| {

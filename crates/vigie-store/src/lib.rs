@@ -339,6 +339,15 @@ pub struct FailoverState {
 }
 
 impl Store {
+    /// How many times failover `name` switched since `since`.
+    pub fn failover_switches_since(&self, name: &str, since: Timestamp) -> Result<u32> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM failover_log WHERE name = ?1 AND at_ms >= ?2",
+            params![name, since.millis()],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn failover_state(&self, name: &str) -> Result<Option<FailoverState>> {
         Ok(self
             .conn
@@ -363,6 +372,10 @@ impl Store {
         at: Timestamp,
         reason: &str,
     ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO failover_log (name, at_ms, side, reason) VALUES (?1, ?2, ?3, ?4)",
+            params![name, at.millis(), side, reason],
+        )?;
         self.conn.execute(
             "INSERT INTO failover_state (name, side, since_ms, reason) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (name) DO UPDATE SET side = excluded.side, since_ms = excluded.since_ms, reason = excluded.reason",

@@ -91,6 +91,15 @@ const MIGRATIONS: &[&str] = &[
         since_ms INTEGER NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 4: every switch, for the daily budget of DNS changes.
+    "CREATE TABLE failover_log (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        side TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX failover_log_by_name ON failover_log (name, at_ms);",
 ];
 
 /// The schema version this build writes.
