@@ -46,6 +46,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
         let mut server = start_server(&engine, &config, &dir).await?;
+        // dyndns lives beside the engine: it is no check, it keeps a record.
+        let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -66,6 +68,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                             server.stop().await;
                             server = start_server(&engine, &new, &dir).await?;
                         }
+                        dyndns.abort();
+                        dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                     } else { tracing::error!("the new configuration is invalid; keeping the running one") }
@@ -73,6 +77,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
             }
         }
         tracing::info!("shutting down");
+        dyndns.abort();
         // Stop within 2 s whatever is in flight.
         let stop = async {
             server.stop().await;

@@ -15,7 +15,7 @@ use vigie_core::{Duration, Severity};
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
     Action, AddressType, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
-    DnsProvider, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
+    DnsProvider, Dyndns, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
     LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, PingProbe, Probe,
     ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
 };
@@ -84,7 +84,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "include",
     "node",
     "server",
@@ -96,6 +96,7 @@ const SECTIONS: [&str; 12] = [
     "maintenance",
     "dns",
     "failover",
+    "dyndns",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -207,6 +208,7 @@ struct Raw {
     maintenance: Vec<(usize, Range<usize>, Maintenance)>,
     dns: Vec<(usize, Spanned<String>, Range<usize>, DnsProvider)>,
     failovers: Vec<(usize, Spanned<String>, Range<usize>, Failover)>,
+    dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
@@ -333,6 +335,11 @@ impl Loader {
                 "dns" => {
                     for (name, table, p) in self.named::<DnsProvider>(src, value, "dns", "ovh") {
                         self.raw.dns.push((src, name, table, p));
+                    }
+                }
+                "dyndns" => {
+                    for (name, table, d) in self.named::<Dyndns>(src, value, "dyndns", "home") {
+                        self.raw.dyndns.push((src, name, table, d));
                     }
                 }
                 "failover" => {
@@ -632,6 +639,7 @@ impl Loader {
         let checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let (dns, failovers) = self.resolve_failover(env);
+        let dyndns = self.resolve_dyndns(&dns);
         let failover_names: Vec<String> = failovers.keys().cloned().collect();
         let actions = self.resolve_actions(&notifiers, &failover_names);
         let maintenance = self.resolve_maintenance(&checks);
@@ -649,8 +657,43 @@ impl Loader {
             maintenance,
             dns,
             failovers,
+            dyndns,
             checks,
         })
+    }
+
+    fn resolve_dyndns(&mut self, dns: &BTreeMap<String, DnsProvider>) -> BTreeMap<String, Dyndns> {
+        let mut out = BTreeMap::new();
+        for (src, name, table, mut d) in std::mem::take(&mut self.raw.dyndns) {
+            let key = format!("dyndns.{}", name.get_ref());
+            if !dns.contains_key(&d.dns) {
+                let hint = did_you_mean(&d.dns, dns.keys().map(String::as_str)).map_or_else(
+                    || "declare it under [dns.NAME]".to_owned(),
+                    |s| format!("did you mean `{s}`?"),
+                );
+                self.error(
+                    src,
+                    Some(table),
+                    &key,
+                    format!("unknown DNS provider `{}`", d.dns),
+                    Some(hint),
+                );
+                continue;
+            }
+            if d.every.std() < std::time::Duration::from_secs(1) {
+                self.error(
+                    src,
+                    Some(table),
+                    &key,
+                    "`every` must be at least 1s".into(),
+                    None,
+                );
+                continue;
+            }
+            d.name.clone_from(name.get_ref());
+            out.insert(name.into_inner(), d);
+        }
+        out
     }
 
     fn resolve_failover(

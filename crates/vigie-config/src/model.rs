@@ -31,6 +31,8 @@ pub struct Config {
     pub dns: BTreeMap<String, DnsProvider>,
     #[serde(rename = "failover", skip_serializing_if = "BTreeMap::is_empty")]
     pub failovers: BTreeMap<String, Failover>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dyndns: BTreeMap<String, Dyndns>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -1167,4 +1169,24 @@ impl<'de> Deserialize<'de> for Failback {
             Raw::After(a) => Ok(Failback::AfterHealthy(a.after_healthy)),
         }
     }
+}
+
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Keep a record pointed at this node's public address (`[dyndns.NAME]`),
+/// as NoIP's client does, through the same DNS providers as failover.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dyndns {
+    #[serde(skip)]
+    pub name: String,
+    pub record: RecordConfig,
+    /// The `[dns.NAME]` provider.
+    pub dns: String,
+    /// A "what is my IP" URL that answers the address as plain text.
+    pub ip_url: HttpUrl,
+    #[serde(default = "five_minutes")]
+    pub every: Duration,
 }

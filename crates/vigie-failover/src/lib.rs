@@ -11,6 +11,7 @@
 mod action;
 pub mod cloudflare;
 pub mod command;
+pub mod dyndns;
 mod http;
 pub mod ovh;
 pub mod powerdns;

@@ -223,3 +223,40 @@ fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period()
     service.kill().unwrap();
     service.wait().unwrap();
 }
+
+#[test]
+fn dyndns_follows_the_public_address() {
+    let k = knot("example.org", "home A 192.0.2.1");
+    let address = std::sync::Arc::new(std::sync::Mutex::new("198.51.100.42".to_owned()));
+    let current = address.clone();
+    let (ip_server, _seen) = vigie_testkit::servers::scripted(std::sync::Arc::new(
+        move |_req: &vigie_testkit::servers::Captured| {
+            (200, format!("{}\n", current.lock().unwrap()))
+        },
+    ));
+    let env = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    env.write("tsig.key", &format!("{}\n", k.secret));
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[dyndns.home]\nrecord = {{ zone = \"example.org\", name = \"home\" }}\ndns = \"knot\"\nip_url = \"http://{}/ip\"\nevery = \"1s\"\n",
+        k.addr, k.key_name, ip_server.addr
+    ));
+    let daemon = env.daemon();
+    wait_until(Duration::from_secs(10), || {
+        served(&k, "home") == ["198.51.100.42".parse::<IpAddr>().unwrap()]
+    });
+    *address.lock().unwrap() = "198.51.100.43".to_owned();
+    wait_until(Duration::from_secs(10), || {
+        served(&k, "home") == ["198.51.100.43".parse::<IpAddr>().unwrap()]
+    });
+    daemon.wait_log(
+        "public address changed; record updated",
+        Duration::from_secs(2),
+    );
+    // A garbled answer changes nothing and is logged.
+    *address.lock().unwrap() = "<html>rate limited</html>".to_owned();
+    daemon.wait_log("not an address", Duration::from_secs(5));
+    assert_eq!(
+        served(&k, "home"),
+        ["198.51.100.43".parse::<IpAddr>().unwrap()]
+    );
+}
