@@ -88,6 +88,39 @@ impl Run {
     }
 }
 
+/// Poll `f` until it holds; panic after `limit`.
+pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A small real service for checks to watch and tests to kill: Python's
+/// HTTP server on 127.0.0.1:`port`, returned once it accepts connections.
+pub fn python_http_service(port: u16) -> std::process::Child {
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
 /// A `[[check]]` table's text, for building configs in tests.
 pub fn check(name: &str, probe: &str, extra: &str) -> String {
     format!("[[check]]\nname = \"{name}\"\n{probe}\n{extra}\n")

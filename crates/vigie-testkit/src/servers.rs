@@ -389,48 +389,22 @@ impl Captured {
 /// An HTTP server that records every request and answers with the given
 /// statuses in turn (the last one repeats).
 pub fn capture(statuses: &[u16]) -> (Running, Arc<std::sync::Mutex<Vec<Captured>>>) {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
     let statuses = if statuses.is_empty() {
         vec![200]
     } else {
         statuses.to_vec()
     };
-    let running = spawn(move |addr_tx| async move {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("addr"));
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
-            };
-            let log = log.clone();
-            let statuses = statuses.clone();
-            tokio::task::spawn_local(async move {
-                let Some(req) = read_request(s).await else {
-                    return;
-                };
-                let (mut s, req) = req;
-                let n = {
-                    let mut log = log.lock().expect("log");
-                    log.push(req);
-                    log.len()
-                };
-                let status = statuses[(n - 1).min(statuses.len() - 1)];
-                let body = if status < 300 {
-                    "{\"ok\":true}"
-                } else {
-                    "{\"error\":\"try later\"}"
-                };
-                let out = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(out.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    (running, seen)
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    scripted(Arc::new(move |_req: &Captured| {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let status = statuses[n.min(statuses.len() - 1)];
+        let body = if status < 300 {
+            "{\"ok\":true}"
+        } else {
+            "{\"error\":\"try later\"}"
+        };
+        (status, body.to_owned())
+    }))
 }
 
 async fn read_request(mut s: tokio::net::TcpStream) -> Option<(tokio::net::TcpStream, Captured)> {

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use vigie_failover::{RecordSpec, query_addresses};
-use vigie_testkit::Env;
 use vigie_testkit::knot::{Knot, knot};
+use vigie_testkit::{Env, python_http_service, wait_until};
 
 fn setup() -> (Env, Knot) {
     let k = knot(
@@ -144,36 +144,6 @@ fn bad_failover_config_is_refused() {
     }
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start_service(port: u16) -> std::process::Child {
-    let child = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    child
-}
-
 #[test]
 fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period() {
     let (env, knot) = setup();
@@ -188,7 +158,7 @@ fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period()
     ));
     let backup: IpAddr = "198.51.100.7".parse().unwrap();
     let primary: IpAddr = "203.0.113.10".parse().unwrap();
-    let mut service = start_service(port);
+    let mut service = python_http_service(port);
     let daemon = env.daemon();
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(served(&knot, "blog"), [primary]);
@@ -212,7 +182,7 @@ fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period()
         "{v}"
     );
     // The primary comes back: after a healthy second, so does the record.
-    let mut service = start_service(port);
+    let mut service = python_http_service(port);
     wait_until(Duration::from_secs(10), || {
         served(&knot, "blog") == [primary]
     });

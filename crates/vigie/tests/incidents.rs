@@ -3,11 +3,11 @@
 //! children, and a daemon killed mid-incident that sends nothing twice.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 use serde_json::Value;
-use vigie_testkit::{Env, servers};
+use vigie_testkit::{Env, python_http_service, servers, wait_until};
 
 fn env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_vigie"))
@@ -19,37 +19,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A small service for checks to watch: Python's HTTP server.
-fn start_service(port: u16) -> std::process::Child {
-    let child = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    child
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn incidents(e: &Env) -> Vec<Value> {
@@ -102,7 +71,7 @@ actions = ["restart-svc", "notify:hook"]
         hook = hook.addr,
         pid = pidfile.display()
     ));
-    let mut service = start_service(port);
+    let mut service = python_http_service(port);
     let d = e.daemon();
     std::thread::sleep(Duration::from_millis(600));
     service.kill().unwrap();
@@ -204,7 +173,7 @@ actions = ["useless-fix", "notify:phone", "page-boss"]
     let esc: Value = serde_json::from_str(&boss_seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(esc["priority"], 10, "escalated at disaster severity: {esc}");
     // The service comes back: both are told, once.
-    let mut service = start_service(port);
+    let mut service = python_http_service(port);
     wait_until(Duration::from_secs(10), || {
         phone_seen.lock().unwrap().len() == 2 && boss_seen.lock().unwrap().len() == 2
     });
@@ -289,7 +258,7 @@ fn a_parent_down_sends_one_notification_naming_its_children() {
         );
     }
     e.config(&cfg);
-    let mut service = start_service(port);
+    let mut service = python_http_service(port);
     let d = e.daemon();
     std::thread::sleep(Duration::from_millis(800));
     service.kill().unwrap();
@@ -333,7 +302,7 @@ fn a_daemon_killed_mid_incident_does_not_notify_twice() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent twice");
     // Recovery after the restart is still announced, once.
-    let mut service = start_service(port);
+    let mut service = python_http_service(port);
     wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 2);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(seen.lock().unwrap().len(), 2);
