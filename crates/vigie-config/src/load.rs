@@ -403,19 +403,29 @@ impl Loader {
         }
     }
 
-    fn maintenance(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+    /// A section of `[[tables]]`, each returned to be read on its own.
+    fn array_of_tables<'i>(
+        &mut self,
+        src: usize,
+        value: Spanned<DeValue<'i>>,
+        section: &str,
+    ) -> Vec<Spanned<DeValue<'i>>> {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
             self.error(
                 src,
                 Some(span),
-                "maintenance",
-                "`maintenance` must be an array of tables".into(),
-                Some("write each window under its own [[maintenance]] header".into()),
+                section,
+                format!("`{section}` must be an array of tables"),
+                Some(format!("write each one under its own [[{section}]] header")),
             );
-            return;
+            return Vec::new();
         };
-        for item in items {
+        items.into_iter().collect()
+    }
+
+    fn maintenance(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        for item in self.array_of_tables(src, value, "maintenance") {
             let table = item.span();
             if let Some(m) = self.de::<Maintenance>(src, item, "maintenance") {
                 self.raw.maintenance.push((src, table, m));
@@ -424,18 +434,7 @@ impl Loader {
     }
 
     fn checks(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
-        let span = value.span();
-        let DeValue::Array(items) = value.into_inner() else {
-            self.error(
-                src,
-                Some(span),
-                "check",
-                "`check` must be an array of tables".into(),
-                Some("write each check under its own [[check]] header".into()),
-            );
-            return;
-        };
-        for item in items {
+        for item in self.array_of_tables(src, value, "check") {
             let table = item.span();
             let name = match item.get_ref() {
                 DeValue::Table(t) => t.get("name").and_then(|n| match n.get_ref() {

@@ -303,3 +303,13 @@ duration = "1h"
 "#;
     insta::assert_snapshot!(errors(src));
 }
+
+#[test]
+fn a_single_bracket_section_is_explained() {
+    let e = errors("[check]\nname = \"x\"\nmemory = {}\n");
+    assert!(e.contains("`check` must be an array of tables"), "{e}");
+    assert!(
+        e.contains("write each one under its own [[check]] header"),
+        "{e}"
+    );
+}
