@@ -7,6 +7,7 @@ use vigie_core::Timestamp;
 use vigie_failover::{Provider, Side, record, switch};
 
 use crate::output::{ago, millis, table};
+use crate::run::runtime;
 use crate::{Cli, FailoverAction, Failure, Result, SwitchTo, exit, load, out, state_dir};
 
 fn find<'a>(config: &'a Config, name: &str) -> Result<&'a Failover> {
@@ -27,13 +28,6 @@ fn provider(config: &Config, f: &Failover) -> Result<Provider> {
         .get(&f.dns)
         .ok_or_else(|| Failure::config(format!("no DNS provider `{}`", f.dns)))?;
     Provider::from_config(p).map_err(|e| Failure::config(e.to_string()))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
 fn store(cli: &Cli, config: &Config) -> Result<vigie_store::Store> {

@@ -16,7 +16,7 @@ use crate::{Cli, Failure, Result, exit, load, out, state_dir};
 /// that dominate the CPU cost of thousands of small probes. Anything that
 /// may block (filesystem walks, statvfs, name look-ups) runs on tokio's
 /// blocking pool.
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("vigie")

@@ -131,9 +131,7 @@ impl Cloudflare {
     pub async fn set(&self, rec: &RecordSpec, values: &[IpAddr]) -> Result<Change, DnsError> {
         let zone_id = self.zone_id(&rec.zone).await?;
         let have = self.records(&zone_id, rec).await?;
-        let mut wanted = values.to_vec();
-        wanted.sort();
-        wanted.dedup();
+        let wanted = crate::sorted(values.to_vec());
         let current: Vec<IpAddr> = have.iter().map(|(_, ip)| *ip).collect();
         if current == wanted {
             return Ok(Change::Unchanged);

@@ -67,16 +67,12 @@ impl CommandProvider {
                 message: format!("`get` printed {line:?}, not an address"),
             })?);
         }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        Ok(crate::sorted(out))
     }
 
     pub async fn set(&self, rec: &RecordSpec, values: &[IpAddr]) -> Result<Change, DnsError> {
         let current = self.current(rec).await?;
-        let mut wanted = values.to_vec();
-        wanted.sort();
-        wanted.dedup();
+        let wanted = crate::sorted(values.to_vec());
         if current == wanted {
             return Ok(Change::Unchanged);
         }

@@ -24,3 +24,11 @@ pub use ovh::Ovh;
 pub use powerdns::PowerDns;
 pub use provider::{Provider, Side, Switched, record, switch};
 pub use rfc2136::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};
+
+/// A record set's values in one canonical order, without repeats: how
+/// every provider compares what is with what should be.
+pub(crate) fn sorted(mut v: Vec<std::net::IpAddr>) -> Vec<std::net::IpAddr> {
+    v.sort();
+    v.dedup();
+    v
+}

@@ -197,9 +197,7 @@ impl Ovh {
     /// create or delete the difference, then refresh the zone.
     pub async fn set(&self, rec: &RecordSpec, values: &[IpAddr]) -> Result<Change, DnsError> {
         let have = self.records(rec).await?;
-        let mut wanted = values.to_vec();
-        wanted.sort();
-        wanted.dedup();
+        let wanted = crate::sorted(values.to_vec());
         let current: Vec<IpAddr> = have.iter().map(|(_, ip)| *ip).collect();
         if current == wanted {
             return Ok(Change::Unchanged);

@@ -85,9 +85,7 @@ impl PowerDns {
 
     pub async fn set(&self, rec: &RecordSpec, values: &[IpAddr]) -> Result<Change, DnsError> {
         let current = self.current(rec).await?;
-        let mut wanted = values.to_vec();
-        wanted.sort();
-        wanted.dedup();
+        let wanted = crate::sorted(values.to_vec());
         if current == wanted {
             return Ok(Change::Unchanged);
         }

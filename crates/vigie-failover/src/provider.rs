@@ -114,16 +114,10 @@ impl Side {
     }
 
     pub fn of(f: &Failover, values: &[IpAddr]) -> Self {
-        let sorted = |v: &[IpAddr]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v.dedup();
-            v
-        };
-        let values = sorted(values);
-        if values == sorted(&f.primary) {
+        let values = crate::sorted(values.to_vec());
+        if values == crate::sorted(f.primary.clone()) {
             Side::Primary
-        } else if values == sorted(&f.backup) {
+        } else if values == crate::sorted(f.backup.clone()) {
             Side::Backup
         } else {
             Side::Other

@@ -11,6 +11,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::sorted;
+
 /// The record a failover moves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordSpec {
@@ -106,12 +108,6 @@ impl std::fmt::Debug for Rfc2136 {
             .field("server", &self.server)
             .finish_non_exhaustive()
     }
-}
-
-fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
-    v.sort();
-    v.dedup();
-    v
 }
 
 fn show(v: &[IpAddr]) -> String {

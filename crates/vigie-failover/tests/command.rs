@@ -1,19 +1,14 @@
 //! The command provider: any program that can get and set a record.
 
+mod common;
+
+use common::blog;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
+use vigie_failover::Change;
 use vigie_failover::command::CommandProvider;
-use vigie_failover::{Change, RecordSpec};
-
-fn blog() -> RecordSpec {
-    RecordSpec {
-        zone: "example.org".into(),
-        name: "blog".into(),
-        ipv6: false,
-        ttl: 60,
-    }
-}
 
 #[test]
 fn gets_and_sets_through_a_program() {

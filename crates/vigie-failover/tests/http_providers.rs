@@ -1,32 +1,15 @@
 //! Cloudflare and PowerDNS providers against local servers that check
 //! each request as the public API documents it.
 
-use std::net::IpAddr;
+mod common;
+
+use common::{blog, ip, rt};
+
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use vigie_failover::{Change, Cloudflare, PowerDns, RecordSpec};
+use vigie_failover::{Change, Cloudflare, PowerDns};
 use vigie_testkit::servers::{self, Captured};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn blog() -> RecordSpec {
-    RecordSpec {
-        zone: "example.org".into(),
-        name: "blog".into(),
-        ipv6: false,
-        ttl: 60,
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn cloudflare_finds_the_zone_and_patches_the_record() {

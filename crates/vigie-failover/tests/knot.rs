@@ -1,31 +1,14 @@
 //! RFC 2136 + TSIG against a real Knot DNS: compare-and-swap updates,
 //! refused keys, lost races, and verification on the authoritative server.
 
-use std::net::IpAddr;
+mod common;
+
+use common::{blog, ip, rt};
+
 use std::time::Duration;
 
 use vigie_failover::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};
 use vigie_testkit::knot::knot;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn blog() -> RecordSpec {
-    RecordSpec {
-        zone: "example.org".into(),
-        name: "blog".into(),
-        ipv6: false,
-        ttl: 60,
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn a_signed_update_moves_the_record_and_is_verified() {

@@ -2,13 +2,16 @@
 //! OVH documents it: signature, headers, the clock offset from
 //! /auth/time, the record look-up, the update and the zone refresh.
 
+mod common;
+
+use common::{blog, ip, rt};
+
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use vigie_failover::ovh::signature;
-use vigie_failover::{Change, Ovh, RecordSpec};
+use vigie_failover::{Change, Ovh};
 use vigie_testkit::servers::{self, Captured};
 
 const AK: &str = "7kbG7Bk7S9Nt7ZSV";
@@ -16,19 +19,6 @@ const AS: &str = "EXEgWIz07P0HYwtQDs7cNIqCiQaWSuHF";
 const CK: &str = "MtSwSrPpNjqfVSmJhLbPyr2i45lSwPU1";
 /// OVH's clock in the test: far from ours, so the offset must be used.
 const OVH_NOW: i64 = 1_700_000_000;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn blog() -> RecordSpec {
-    RecordSpec {
-        zone: "example.org".into(),
-        name: "blog".into(),
-        ipv6: false,
-        ttl: 60,
-    }
-}
 
 type Zone = Arc<Mutex<BTreeMap<u64, String>>>;
 type Seen = Arc<Mutex<Vec<Captured>>>;
@@ -105,13 +95,6 @@ fn fake_ovh(records: &[(u64, &str)]) -> (servers::Running, Seen, Zone) {
     }));
     *addr.lock().unwrap() = server.addr.to_string();
     (server, seen, state)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
