@@ -124,6 +124,9 @@ pub enum FailoverAction {
         #[arg(long, value_enum)]
         to: SwitchTo,
     },
+    /// Point the record back at the primary (`switch --to primary`),
+    /// after the warning about writes made on the backup.
+    Failback { name: String },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

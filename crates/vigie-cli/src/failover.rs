@@ -39,35 +39,56 @@ pub(crate) fn run(cli: &Cli, action: &FailoverAction) -> Result<u8> {
     let config = &loaded.config;
     match action {
         FailoverAction::Status { name, json } => status(cli, config, name.as_deref(), *json),
-        FailoverAction::Switch { name, to } => {
+        FailoverAction::Failback { name } => {
             let f = find(config, name)?;
-            let p = provider(config, f)?;
-            let (values, side) = match to {
-                SwitchTo::Primary => (&f.primary, Side::Primary),
-                SwitchTo::Backup => (&f.backup, Side::Backup),
+            if let Some(w) = vigie_failover::failback_warning(f) {
+                out(format_args!("warning: {w}\n"))?;
+            }
+            switch_to(cli, config, name, Side::Primary)
+        }
+        FailoverAction::Switch { name, to } => {
+            let side = match to {
+                SwitchTo::Primary => Side::Primary,
+                SwitchTo::Backup => Side::Backup,
             };
-            let rec = record(f, false);
-            let done = runtime()?
-                .block_on(switch(&p, f, &rec, values))
-                .map_err(|e| Failure::runtime(format!("failover {name}: {e}")))?;
-            let mut s = store(cli, config)?;
-            s.set_failover_state(name, side.as_str(), Timestamp::now(), "switched by hand")
-                .map_err(|e| Failure::runtime(e.to_string()))?;
-            let what = match done.change {
-                vigie_failover::Change::Unchanged => "already pointed there".to_owned(),
-                vigie_failover::Change::Changed { .. } => {
-                    format!("updated in {}", millis(done.update))
-                }
-            };
-            out(format_args!(
-                "{name}: {} → {} ({what}, served by the authoritative servers after {})\n",
-                rec.name,
-                side.as_str(),
-                millis(done.verify)
-            ))?;
-            Ok(exit::OK)
+            switch_to(cli, config, name, side)
         }
     }
+}
+
+/// The side's values (the current public address for a `"public-ip"`
+/// backup).
+fn values(rt: &tokio::runtime::Runtime, f: &Failover, side: Side) -> Result<Vec<std::net::IpAddr>> {
+    let client = vigie_failover::http_client().map_err(|e| Failure::runtime(e.to_string()))?;
+    rt.block_on(side.values(f, &client))
+        .map_err(|e| Failure::runtime(format!("failover {}: {e}", f.name)))
+}
+
+fn switch_to(cli: &Cli, config: &Config, name: &str, side: Side) -> Result<u8> {
+    let f = find(config, name)?;
+    let p = provider(config, f)?;
+    let rt = runtime()?;
+    let values = values(&rt, f, side)?;
+    let rec = record(f, false);
+    let done = rt
+        .block_on(switch(&p, f, &rec, &values))
+        .map_err(|e| Failure::runtime(format!("failover {name}: {e}")))?;
+    let mut s = store(cli, config)?;
+    s.set_failover_state(name, side.as_str(), Timestamp::now(), "switched by hand")
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let what = match done.change {
+        vigie_failover::Change::Unchanged => "already pointed there".to_owned(),
+        vigie_failover::Change::Changed { .. } => {
+            format!("updated in {}", millis(done.update))
+        }
+    };
+    out(format_args!(
+        "{name}: {} → {} ({what}, served by the authoritative servers after {})\n",
+        rec.name,
+        side.as_str(),
+        millis(done.verify)
+    ))?;
+    Ok(exit::OK)
 }
 
 fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<u8> {
@@ -76,6 +97,21 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
         None => config.failovers.keys().collect(),
     };
     let s = store(cli, config)?;
+    // The running daemon's view: this node's vote and the last tally.
+    let daemon = fs_err::read_to_string(state_dir(cli, config).join(crate::run::ADDR_FILE))
+        .ok()
+        .and_then(|addr| {
+            crate::run::daemon_call(
+                config,
+                addr.trim(),
+                reqwest::Method::GET,
+                "/api/v1/failover",
+                None,
+            )
+            .ok()
+        })
+        .filter(|(status, _)| status.is_success())
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
     let rt = runtime()?;
     let now = Timestamp::now().millis();
     let mut rows = Vec::new();
@@ -119,12 +155,46 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
                 },
             ),
         ]);
+        let seen = daemon.as_ref().and_then(|d| {
+            d.as_array()?
+                .iter()
+                .find(|x| x["name"].as_str() == Some(name.as_str()))
+                .cloned()
+        });
+        rows.last_mut()
+            .expect("row just pushed")
+            .push(seen.as_ref().map_or_else(
+                || "-".to_owned(),
+                |x| {
+                    let tally = x["tally"]["votes"].as_array().map(|votes| {
+                        votes
+                            .iter()
+                            .map(|v| {
+                                format!(
+                                    "{} {}",
+                                    v["node"].as_str().unwrap_or("?"),
+                                    v["verdict"].as_str().unwrap_or("?")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    });
+                    tally.unwrap_or_else(|| {
+                        format!(
+                            "{} {}",
+                            config.node.name,
+                            x["vote"]["verdict"].as_str().unwrap_or("?")
+                        )
+                    })
+                },
+            ));
         items.push(serde_json::json!({
             "name": name,
             "record": format!("{}.{}", rec.name, rec.zone),
             "side": side.map_or("unknown", Side::as_str),
             "values": values,
             "last_switch": state,
+            "daemon": seen,
         }));
     }
     if json {
@@ -136,7 +206,14 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
         out(format_args!(
             "{}",
             table(
-                &["FAILOVER", "RECORD", "POINTS AT", "VALUES", "LAST SWITCH"],
+                &[
+                    "FAILOVER",
+                    "RECORD",
+                    "POINTS AT",
+                    "VALUES",
+                    "LAST SWITCH",
+                    "VOTES"
+                ],
                 &rows
             )
         ))?;
@@ -160,7 +237,8 @@ pub(crate) fn drill(cli: &Cli, name: &str) -> Result<u8> {
     let rt = runtime()?;
     let mut rows = Vec::new();
     let mut total = Duration::ZERO;
-    for (stage, values) in [("to backup", &f.backup), ("back to primary", &f.primary)] {
+    let backup = values(&rt, f, Side::Backup)?;
+    for (stage, values) in [("to backup", &backup), ("back to primary", &f.primary)] {
         let done = rt
             .block_on(switch(&p, f, &rec, values))
             .map_err(|e| Failure::runtime(format!("drill {name}, {stage}: {e}")))?;

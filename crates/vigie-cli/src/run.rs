@@ -41,11 +41,11 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     let dir = state_dir(cli, &config);
     let rt = runtime()?;
     rt.block_on(async move {
-        let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()));
-        let engine = Engine::start_with(&config, &dir, Some(failover)).map_err(|e| {
+        let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
+        let engine = Engine::start_with(&config, &dir, Some(failover.clone())).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
-        let mut server = start_server(&engine, &config, &dir).await?;
+        let mut server = start_server(&engine, &config, &dir, &failover).await?;
         // dyndns lives beside the engine: it is no check, it keeps a record.
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         let mut term = signal(SignalKind::terminate())?;
@@ -63,10 +63,11 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                             continue;
                         }
                         let server_changed = new.server.listen != config.server.listen
+                            || new.server.tls.as_ref().map(|t| (&t.cert, &t.key)) != config.server.tls.as_ref().map(|t| (&t.cert, &t.key))
                             || new.server.token.as_ref().map(|t| t.expose().to_owned()) != config.server.token.as_ref().map(|t| t.expose().to_owned());
                         if server_changed {
                             server.stop().await;
-                            server = start_server(&engine, &new, &dir).await?;
+                            server = start_server(&engine, &new, &dir, &failover).await?;
                         }
                         dyndns.abort();
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
@@ -91,9 +92,13 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     })
 }
 
-async fn start_server(engine: &Engine, config: &Config, dir: &Path) -> Result<vigie_web::Server> {
-    let token = config.server.token.as_ref().map(|t| t.expose().to_owned());
-    let server = vigie_web::serve(engine.clone(), config.server.listen, token)
+async fn start_server(
+    engine: &Engine,
+    config: &Config,
+    dir: &Path,
+    failover: &std::sync::Arc<vigie_failover::FailoverActions>,
+) -> Result<vigie_web::Server> {
+    let server = vigie_web::serve(engine.clone(), &config.server, Some(failover.clone()))
         .await
         .map_err(|e| {
             Failure::runtime(format!("cannot listen on {}: {e}", config.server.listen))
@@ -440,28 +445,15 @@ pub(crate) fn ack(cli: &Cli, id: i64, note: &str) -> Result<u8> {
             dir.display()
         ))
     })?;
-    let url = format!("http://{}/api/v1/incidents/{id}/ack", addr.trim());
-    let token = config.server.token.as_ref().map(|t| t.expose().to_owned());
     let body = serde_json::json!({ "note": note }).to_string();
-    let rt = runtime()?;
-    let (status, text) = rt
-        .block_on(async move {
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()?;
-            let mut req = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await?;
-            let status = resp.status();
-            Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
-        })
-        .map_err(|e| Failure::runtime(format!("cannot reach the daemon: {e}")))?;
+    let (status, text) = daemon_call(
+        config,
+        addr.trim(),
+        reqwest::Method::POST,
+        &format!("/api/v1/incidents/{id}/ack"),
+        Some(body),
+    )
+    .map_err(|e| Failure::runtime(format!("cannot reach the daemon: {e}")))?;
     let result = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v["result"].as_str().map(str::to_owned))
@@ -477,4 +469,62 @@ pub(crate) fn ack(cli: &Cli, id: i64, note: &str) -> Result<u8> {
             "incident {id}: the daemon answered {status}: {result}"
         )))
     }
+}
+
+/// One call to this node's daemon at `addr` (from the state directory),
+/// over HTTPS when it serves HTTPS (trusting exactly its configured
+/// certificate), with the API token.
+pub(crate) fn daemon_call(
+    config: &Config,
+    addr: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> std::result::Result<(reqwest::StatusCode, String), String> {
+    let mut addr: std::net::SocketAddr =
+        addr.parse().map_err(|_| format!("bad address {addr:?}"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        });
+    }
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10));
+    let scheme = if let Some(tls) = &config.server.tls {
+        let pem = fs_err::read(&tls.cert).map_err(|e| e.to_string())?;
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .and_then(std::result::Result::ok)
+            .ok_or_else(|| format!("{}: no certificate", tls.cert.display()))?;
+        let pin: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+            .as_ref()
+            .try_into()
+            .map_err(|_| "digest size".to_owned())?;
+        let tls = vigie_probe::pinned_client_config(pin, true).map_err(|e| e.0)?;
+        builder = builder.tls_backend_preconfigured(tls);
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}{path}");
+    let token = config.server.token.as_ref().map(|t| t.expose().to_owned());
+    runtime()
+        .map_err(|e| e.message)?
+        .block_on(async move {
+            let client = builder.build()?;
+            let mut req = client.request(method, url);
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b);
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await?;
+            let status = resp.status();
+            Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
+        })
+        .map_err(|e| e.without_url().to_string())
 }

@@ -14,10 +14,10 @@ use vigie_core::{Duration, Severity};
 
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
-    Action, AddressType, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
+    Action, AddressType, Backup, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
     DnsProvider, Dyndns, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
-    LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, PingProbe, Probe,
-    ProcessProbe, Server, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
+    LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, Peer, PingProbe, Probe,
+    ProcessProbe, Server, ServerTls, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -84,7 +84,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "include",
     "node",
     "server",
@@ -97,6 +97,7 @@ const SECTIONS: [&str; 13] = [
     "dns",
     "failover",
     "dyndns",
+    "peer",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -112,6 +113,7 @@ struct RawNode {
 struct RawServer {
     listen: Option<Spanned<String>>,
     token: Option<Spanned<Secret>>,
+    tls: Option<Spanned<ServerTls>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -209,6 +211,7 @@ struct Raw {
     dns: Vec<(usize, Spanned<String>, Range<usize>, DnsProvider)>,
     failovers: Vec<(usize, Spanned<String>, Range<usize>, Failover)>,
     dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
+    peers: Vec<(usize, Range<usize>, Peer)>,
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
@@ -345,6 +348,14 @@ impl Loader {
                 "failover" => {
                     for (name, table, f) in self.named::<Failover>(src, value, "failover", "blog") {
                         self.raw.failovers.push((src, name, table, f));
+                    }
+                }
+                "peer" => {
+                    for item in self.array_of_tables(src, value, "peer") {
+                        let table = item.span();
+                        if let Some(p) = self.de::<Peer>(src, item, "peer") {
+                            self.raw.peers.push((src, table, p));
+                        }
                     }
                 }
                 _ => unreachable!("every section is matched"),
@@ -635,9 +646,11 @@ impl Loader {
                 notify_backoff: raw.notify_backoff.unwrap_or(Duration::from_secs(2)),
             }
         };
-        let checks = self.resolve_checks(env);
+        let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
-        let (dns, failovers) = self.resolve_failover(env);
+        let peers = self.resolve_peers(env, &node.name);
+        let (dns, mut failovers) = self.resolve_failover(env);
+        self.link_failover_checks(&mut failovers, &mut checks, peers.len());
         let dyndns = self.resolve_dyndns(&dns);
         let failover_names: Vec<String> = failovers.keys().cloned().collect();
         let actions = self.resolve_actions(&notifiers, &failover_names);
@@ -657,8 +670,145 @@ impl Loader {
             dns,
             failovers,
             dyndns,
+            peers,
             checks,
         })
+    }
+
+    fn resolve_peers(&mut self, env: EnvLookup<'_>, node: &str) -> Vec<Peer> {
+        let mut out: Vec<Peer> = Vec::new();
+        for (src, table, mut p) in std::mem::take(&mut self.raw.peers) {
+            let key = format!("peer \"{}\"", p.name);
+            let mut problems: Vec<(String, Option<String>)> = Vec::new();
+            if !vigie_core::is_valid_name(&p.name) {
+                problems.push((
+                    "a peer name uses letters, digits, `-`, `_` and `.`".into(),
+                    Some("write the peer's [node] name".into()),
+                ));
+            }
+            if p.name == node {
+                problems.push((
+                    format!("`{node}` is this node's own name"),
+                    Some("list the other watchers, not this one".into()),
+                ));
+            }
+            if out.iter().any(|o| o.name == p.name) {
+                problems.push((format!("peer `{}` is declared twice", p.name), None));
+            }
+            let loopback = match p.url.0.host() {
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if p.url.0.scheme() != "https" && !loopback {
+                problems.push((
+                    "a peer beyond loopback is reached over https".into(),
+                    Some("write url = \"https://HOST:9470\" and give it [server] tls".into()),
+                ));
+            }
+            if p.ca.is_some() && p.pin.is_some() {
+                problems.push((
+                    "set `ca` or `pin`, not both".into(),
+                    Some("pin a self-signed certificate, or name the CA that signed it".into()),
+                ));
+            }
+            if let Some(pin) = &mut p.pin {
+                let hex: String = pin.chars().filter(|c| *c != ':').collect();
+                if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    *pin = hex.to_ascii_lowercase();
+                } else {
+                    problems.push((
+                        "`pin` is the certificate's SHA-256 in hex (64 digits, colons allowed)"
+                            .into(),
+                        Some("openssl x509 -noout -fingerprint -sha256 -in cert.pem".into()),
+                    ));
+                }
+            }
+            if let Some(ca) = &mut p.ca {
+                *ca = self.base.join(&*ca);
+            }
+            let token =
+                std::mem::replace(&mut p.token, Secret::new(SecretSource::Env(String::new())));
+            let resolved =
+                self.resolve_secret(src, table.clone(), &format!("{key}.token"), token, env);
+            let ok = problems.is_empty() && resolved.is_some();
+            for (message, hint) in problems {
+                self.error(src, Some(table.clone()), &key, message, hint);
+            }
+            if let (true, Some(t)) = (ok, resolved) {
+                p.token = t;
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Give each check a failover names in `checks` the `failover:NAME`
+    /// action, then record in each failover every check that triggers it
+    /// (both ways of writing the link end as one). Also checks `quorum`
+    /// and `reference`.
+    fn link_failover_checks(
+        &mut self,
+        failovers: &mut BTreeMap<String, Failover>,
+        checks: &mut [Check],
+        peers: usize,
+    ) {
+        let src = 0;
+        let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
+        let mut broken = Vec::new();
+        for (fname, f) in failovers.iter_mut() {
+            let key = format!("failover.{fname}");
+            let action = format!("failover:{fname}");
+            let mut problems: Vec<(String, Option<String>)> = Vec::new();
+            for (field, list) in [("checks", &f.checks), ("reference", &f.reference)] {
+                for c in list {
+                    if !names.contains(c) {
+                        let hint = did_you_mean(c, names.iter().map(String::as_str))
+                            .map(|s| format!("did you mean `{s}`?"));
+                        problems.push((format!("`{field}` names unknown check `{c}`"), hint));
+                    }
+                }
+            }
+            for check in checks.iter_mut() {
+                if f.checks.contains(&check.name) && !check.actions.contains(&action) {
+                    check.actions.push(action.clone());
+                }
+            }
+            f.checks = checks
+                .iter()
+                .filter(|c| c.actions.contains(&action))
+                .map(|c| c.name.clone())
+                .collect();
+            if let Some(c) = f.reference.iter().find(|r| f.checks.contains(r)) {
+                problems.push((
+                    format!("`{c}` is both a trigger and a reference of this failover"),
+                    Some(
+                        "a reference check watches this watcher's own link, not the primary".into(),
+                    ),
+                ));
+            }
+            let voters = peers + 1;
+            if f.quorum == 0 || f.quorum as usize > voters {
+                problems.push((
+                    format!(
+                        "quorum = {} but there are {voters} watcher(s) (this node and {peers} [[peer]])",
+                        f.quorum
+                    ),
+                    Some("quorum is between 1 and the number of watchers".into()),
+                ));
+            }
+            if !problems.is_empty() {
+                broken.push(fname.clone());
+            }
+            for (message, hint) in problems {
+                self.error(src, None, &key, message, hint);
+            }
+        }
+        for b in broken {
+            failovers.remove(&b);
+        }
     }
 
     fn resolve_dyndns(&mut self, dns: &BTreeMap<String, DnsProvider>) -> BTreeMap<String, Dyndns> {
@@ -677,6 +827,11 @@ impl Loader {
                     format!("unknown DNS provider `{}`", d.dns),
                     Some(hint),
                 );
+                continue;
+            }
+            if let Some(problem) = address_problem(d.ip_url.is_some(), d.interface.as_deref(), true)
+            {
+                self.error(src, Some(table), &key, problem.0, Some(problem.1));
                 continue;
             }
             if d.every.std() < std::time::Duration::from_secs(1) {
@@ -758,7 +913,22 @@ impl Loader {
                 Some(_) => {}
             }
             let v6 = f.record.rtype == AddressType::Aaaa;
-            for (side, addrs) in [("primary", &f.primary), ("backup", &f.backup)] {
+            let fixed = match &f.backup {
+                Backup::Fixed(v) => v.clone(),
+                Backup::PublicIp => Vec::new(),
+            };
+            let needs_source = f.backup == Backup::PublicIp;
+            if let Some(p) =
+                address_problem(f.ip_url.is_some(), f.interface.as_deref(), needs_source)
+            {
+                problems.push((p.0, Some(p.1)));
+            }
+            let sides: Vec<(&str, &Vec<std::net::IpAddr>)> = if needs_source {
+                vec![("primary", &f.primary)]
+            } else {
+                vec![("primary", &f.primary), ("backup", &fixed)]
+            };
+            for (side, addrs) in sides {
                 if addrs.is_empty() {
                     problems.push((format!("`{side}` is empty"), None));
                 }
@@ -1088,7 +1258,27 @@ impl Loader {
                 ),
             );
         }
-        Some(Server { listen, token })
+        let tls = raw.tls.map(|t| {
+            let span = t.span();
+            let t = t.into_inner();
+            let t = ServerTls {
+                cert: self.base.join(t.cert),
+                key: self.base.join(t.key),
+            };
+            for f in [&t.cert, &t.key] {
+                if let Err(e) = std::fs::metadata(f) {
+                    self.error(
+                        src,
+                        Some(span.clone()),
+                        "server.tls",
+                        format!("cannot read {}: {e}", f.display()),
+                        Some("tls = { cert = \"cert.pem\", key = \"key.pem\" }, PEM files".into()),
+                    );
+                }
+            }
+            t
+        });
+        Some(Server { listen, token, tls })
     }
 
     fn resolve_checks(&mut self, env: EnvLookup<'_>) -> Vec<Check> {
@@ -1663,4 +1853,30 @@ fn explain(message: &str) -> (String, Option<String>) {
         return (format!("missing key {rest}"), None);
     }
     (message.to_owned(), None)
+}
+
+/// What is wrong with an `ip_url` / `interface` pair, if anything.
+fn address_problem(url: bool, interface: Option<&str>, needed: bool) -> Option<(String, String)> {
+    if !needed {
+        return (url || interface.is_some()).then(|| {
+            (
+                "`ip_url`/`interface` only serve backup = \"public-ip\"".into(),
+                "remove them, or set backup = \"public-ip\"".into(),
+            )
+        });
+    }
+    let hint = || "set ip_url = \"https://ifconfig.me/ip\" or interface = \"eth0\"".to_owned();
+    match (url, interface) {
+        (true, Some(_)) => Some(("set `ip_url` or `interface`, not both".into(), hint())),
+        (false, None) => Some((
+            "this node's public address is read from `ip_url` or `interface`; neither is set"
+                .into(),
+            hint(),
+        )),
+        (false, Some(i)) if i.is_empty() || i.len() > 15 || i.contains(['/', ' ']) => Some((
+            format!("`{i}` is not an interface name"),
+            "write the name `ip link` shows, e.g. \"eth0\"".into(),
+        )),
+        _ => None,
+    }
 }

@@ -33,8 +33,30 @@ pub struct Config {
     pub failovers: BTreeMap<String, Failover>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub dyndns: BTreeMap<String, Dyndns>,
+    #[serde(rename = "peer", skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
+}
+
+/// Another vigie watching the same failovers (`[[peer]]`): this node asks
+/// it for its view over HTTPS, with a token both sides configure.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The peer's `[node] name`.
+    pub name: String,
+    /// Its API, `https://host:port` (plain `http` only on loopback).
+    pub url: HttpUrl,
+    /// Sent to the peer, and accepted from it.
+    pub token: Secret,
+    /// The CA that signed the peer's certificate (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Or the SHA-256 of its (self-signed) certificate, in hex
+    /// (`openssl x509 -noout -fingerprint -sha256 -in cert.pem`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 impl Config {
@@ -69,6 +91,17 @@ pub struct Server {
     pub listen: SocketAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// HTTPS: a PEM certificate chain and its key (needed to serve peers
+    /// beyond loopback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
@@ -1092,9 +1125,37 @@ pub struct Failover {
     pub name: String,
     pub record: RecordConfig,
     pub primary: Vec<std::net::IpAddr>,
-    pub backup: Vec<std::net::IpAddr>,
+    /// Fixed addresses, or `"public-ip"`: this node's current public
+    /// address (read from `ip_url` or `interface`).
+    pub backup: Backup,
+    /// Where `backup = "public-ip"` reads this node's address: a "what
+    /// is my IP" URL answering it as plain text...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_url: Option<HttpUrl>,
+    /// ...or a local interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// The `[dns.NAME]` provider that makes the change.
     pub dns: String,
+    /// The checks whose failure means "primary down". Each gets the
+    /// `failover:NAME` action; checks that name it in their `actions`
+    /// count too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    /// How many watchers (this node and its `[[peer]]`s) must each see
+    /// the primary down before the record moves.
+    #[serde(default = "one")]
+    pub quorum: u32,
+    /// Checks of this watcher's own link (a resolver, the gateway, a
+    /// well-known site). When every one fails, this watcher abstains
+    /// instead of voting "primary down".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference: Vec<String>,
+    /// A replication from primary to backup (`[[sync]]` job name): at
+    /// failback the operator is warned that writes made on the backup
+    /// must flow back first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<String>,
     /// The zone's authoritative servers (`ip:port`), asked until they
     /// serve the change. Default: the RFC 2136 server, if that is the
     /// provider.
@@ -1115,6 +1176,76 @@ pub struct Failover {
     /// The most automatic DNS changes in 24 hours (providers rate-limit).
     #[serde(default = "default_budget")]
     pub max_changes_per_day: u32,
+}
+
+/// A failover's backup side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backup {
+    Fixed(Vec<std::net::IpAddr>),
+    /// This node's current public address.
+    PublicIp,
+}
+
+impl Serialize for Backup {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Backup::Fixed(v) => v.serialize(s),
+            Backup::PublicIp => s.serialize_str("public-ip"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Backup {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<std::net::IpAddr>),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "backup is a list of addresses ([\"192.0.2.20\"]) or \"public-ip\"",
+            )
+        })? {
+            Raw::Word(w) if w == "public-ip" => Ok(Backup::PublicIp),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "backup is a list of addresses or \"public-ip\", not `{w}`"
+            ))),
+            Raw::List(v) => Ok(Backup::Fixed(v)),
+        }
+    }
+}
+
+/// Where this node reads its public address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressFrom {
+    /// A "what is my IP" URL that answers it as plain text.
+    Url(String),
+    /// A local interface.
+    Interface(String),
+}
+
+/// The address source of `ip_url` / `interface` (the loader makes sure
+/// exactly one is set where one is needed).
+pub fn address_from(ip_url: Option<&HttpUrl>, interface: Option<&String>) -> Option<AddressFrom> {
+    match (ip_url, interface) {
+        (Some(u), _) => Some(AddressFrom::Url(u.0.to_string())),
+        (None, Some(i)) => Some(AddressFrom::Interface(i.clone())),
+        (None, None) => None,
+    }
+}
+
+impl Failover {
+    pub fn address_from(&self) -> Option<AddressFrom> {
+        address_from(self.ip_url.as_ref(), self.interface.as_ref())
+    }
+}
+
+impl Dyndns {
+    pub fn address_from(&self) -> Option<AddressFrom> {
+        address_from(self.ip_url.as_ref(), self.interface.as_ref())
+    }
 }
 
 fn default_cooldown() -> Duration {
@@ -1185,8 +1316,13 @@ pub struct Dyndns {
     pub record: RecordConfig,
     /// The `[dns.NAME]` provider.
     pub dns: String,
-    /// A "what is my IP" URL that answers the address as plain text.
-    pub ip_url: HttpUrl,
+    /// A "what is my IP" URL that answers the address as plain text...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_url: Option<HttpUrl>,
+    /// ...or a local interface (its first global address of the record's
+    /// family).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     #[serde(default = "five_minutes")]
     pub every: Duration,
 }

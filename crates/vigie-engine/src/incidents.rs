@@ -398,23 +398,64 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
         let (ctx, config, check, plugin) =
             (ctx.clone(), config.clone(), check.clone(), plugin.clone());
         tokio::spawn(async move {
+            let called_off = || {
+                ctx.store("recording an event", |s| {
+                    s.incident_event(
+                        id,
+                        Timestamp::now(),
+                        "failback",
+                        &format!("{target}: called off, {} failed again", check.name),
+                    )
+                });
+            };
+            let still_ok = || {
+                ctx.status(&check.name)
+                    .is_some_and(|s| s.state == CheckState::Ok)
+            };
             let start = tokio::time::Instant::now();
             while start.elapsed() < after {
-                if ctx
-                    .status(&check.name)
-                    .is_none_or(|s| s.state != CheckState::Ok)
-                {
+                if !still_ok() {
+                    called_off();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let view = crate::Statuses(ctx.inner.clone());
+            let failed_again = async {
+                while still_ok() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            };
+            let ready = tokio::select! {
+                r = plugin.ready(&config, &target, true, &view) => r,
+                () = failed_again => {
+                    called_off();
+                    return;
+                }
+            };
+            match ready {
+                Ok(line) if !line.is_empty() => {
                     ctx.store("recording an event", |s| {
                         s.incident_event(
                             id,
                             Timestamp::now(),
-                            "failback",
-                            &format!("{target}: called off, {} failed again", check.name),
+                            "quorum",
+                            &format!("{target}: {line}"),
+                        )
+                    });
+                }
+                Ok(_) => {}
+                Err(line) => {
+                    ctx.store("recording an event", |s| {
+                        s.incident_event(
+                            id,
+                            Timestamp::now(),
+                            "failback failed",
+                            &format!("{target}: {line}"),
                         )
                     });
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let result = plugin.undo(&config, &target, &check.name).await;
             let detail = match &result {
@@ -486,6 +527,47 @@ async fn steps(
                 });
                 continue;
             };
+            let view = crate::Statuses(ctx.inner.clone());
+            let ready = tokio::select! {
+                r = plugin.ready(config, target, false, &view) => r,
+                _ = resolved.wait_for(|r| *r) => {
+                    ctx.store("recording an event", |s| {
+                        s.incident_event(
+                            id,
+                            Timestamp::now(),
+                            "failover called off",
+                            &format!("{target}: {} recovered first", check.name),
+                        )
+                    });
+                    return Some(End::Recovered);
+                }
+            };
+            match ready {
+                Ok(line) => {
+                    if !line.is_empty() {
+                        tracing::warn!(incident = id, check = %check.name, "{target}: {line}");
+                        ctx.store("recording an event", |s| {
+                            s.incident_event(
+                                id,
+                                Timestamp::now(),
+                                "quorum",
+                                &format!("{target}: {line}"),
+                            )
+                        });
+                    }
+                }
+                Err(line) => {
+                    ctx.store("recording an event", |s| {
+                        s.incident_event(
+                            id,
+                            Timestamp::now(),
+                            "failover failed",
+                            &format!("{target}: {line}"),
+                        )
+                    });
+                    continue;
+                }
+            }
             let result = plugin.run(config, target, &check.name, id).await;
             let (kind, detail) = match &result {
                 Ok(line) => ("failover", format!("{target}: {line}")),

@@ -65,6 +65,19 @@ pub type PluginFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output 
 /// fencing a replication or starting a backup next). The engine runs it
 /// as a step of an incident like any other, and records what it said.
 pub trait ActionPlugin: Send + Sync {
+    /// Wait until the step may run (`undo`: the undo): e.g. until a
+    /// quorum of watchers agrees. The engine drops this future when the
+    /// incident's check recovers first (or, for an undo, fails again), so
+    /// it must change nothing. `Ok` carries a line for the incident's
+    /// record; `Err` means the step cannot run.
+    fn ready<'a>(
+        &'a self,
+        config: &'a Config,
+        target: &'a str,
+        undo: bool,
+        view: &'a Statuses,
+    ) -> PluginFuture<'a, Result<String, String>>;
+
     /// Run the step on `target` (e.g. a failover's name) for `check`, in
     /// incident `incident`. `Ok` and `Err` both carry a line for the
     /// incident's record.
@@ -87,6 +100,33 @@ pub trait ActionPlugin: Send + Sync {
         target: &'a str,
         check: &'a str,
     ) -> PluginFuture<'a, Result<String, String>>;
+}
+
+/// A read-only view of the checks' current states (for plugins and the
+/// HTTP server). Cheap to clone.
+#[derive(Clone)]
+pub struct Statuses(Arc<Inner>);
+
+impl std::fmt::Debug for Statuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statuses").finish_non_exhaustive()
+    }
+}
+
+impl Statuses {
+    pub fn get(&self, check: &str) -> Option<CheckStatus> {
+        self.0
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(check)
+            .cloned()
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Arc<Config> {
+        self.0.config.borrow().clone()
+    }
 }
 
 /// Upper bounds (seconds) of the schedule-lag histogram buckets.
@@ -328,6 +368,12 @@ impl Engine {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// A read-only view of the checks' states and the running
+    /// configuration.
+    pub fn view(&self) -> Statuses {
+        Statuses(self.inner.clone())
     }
 
     pub fn stats(&self) -> &EngineStats {

@@ -1,56 +1,85 @@
 //! Failover as an incident action: `failover:NAME` in a check's actions
-//! points the record at the backup (verified), and the failback policy
-//! decides when it comes back.
+//! points the record at the backup (verified) once a quorum of watchers
+//! agrees, and the failback policy decides when it comes back.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use vigie_config::{Config, Failback};
+use vigie_config::{Config, Failback, Failover};
 use vigie_core::Timestamp;
-use vigie_engine::{ActionPlugin, PluginFuture};
+use vigie_engine::{ActionPlugin, PluginFuture, Statuses};
 
+use crate::quorum::{self, Tally, Verdict};
 use crate::{Change, Provider, Side, record, switch};
+
+/// How often a watcher waiting for a quorum asks again.
+const POLL: Duration = Duration::from_secs(1);
+/// Attempts at one DNS change, and the first wait between them.
+const ATTEMPTS: u32 = 3;
+const RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The failover action, for [`vigie_engine::Engine::start_with`].
 #[derive(Debug)]
 pub struct FailoverActions {
     state_dir: PathBuf,
+    client: reqwest::Client,
+    /// The last tally of each failover, for `/api/v1/failover`.
+    tallies: Mutex<BTreeMap<String, Tally>>,
+    /// Who acts on each failover, as the last quorum decided.
+    actors: Mutex<BTreeMap<String, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl FailoverActions {
-    pub fn new(state_dir: PathBuf) -> Self {
-        Self { state_dir }
+    pub fn new(state_dir: PathBuf) -> Result<Self, String> {
+        Ok(Self {
+            state_dir,
+            client: crate::http::client().map_err(|e| e.to_string())?,
+            tallies: Mutex::new(BTreeMap::new()),
+            actors: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The side failover `name` was last put on, if it ever moved.
+    pub fn state(&self, name: &str) -> Option<vigie_store::FailoverState> {
+        vigie_store::Store::open(&self.state_dir)
+            .ok()?
+            .failover_state(name)
+            .ok()
+            .flatten()
+    }
+
+    /// The last tally of every failover this node has waited on.
+    pub fn tallies(&self) -> BTreeMap<String, Tally> {
+        lock(&self.tallies).clone()
     }
 
     async fn point(
         &self,
         config: &Config,
-        target: &str,
+        f: &Failover,
         side: Side,
         reason: &str,
     ) -> Result<String, String> {
-        let f = config
-            .failovers
-            .get(target)
-            .ok_or_else(|| format!("no failover named {target}"))?;
         let p = config
             .dns
             .get(&f.dns)
             .ok_or_else(|| format!("no DNS provider {}", f.dns))?;
         let provider = Provider::from_config(p).map_err(|e| e.to_string())?;
-        let values = if side == Side::Backup {
-            &f.backup
-        } else {
-            &f.primary
-        };
-        let rec = record(f, false);
-        let done = switch(&provider, f, &rec, values)
+        let values = side
+            .values(f, &self.client)
             .await
             .map_err(|e| e.to_string())?;
-        let mut store = vigie_store::Store::open(&self.state_dir).map_err(|e| e.to_string())?;
-        store
-            .set_failover_state(target, side.as_str(), Timestamp::now(), reason)
+        let rec = record(f, false);
+        let done = switch(&provider, f, &rec, &values)
+            .await
             .map_err(|e| e.to_string())?;
+        self.remember(&f.name, side, reason)?;
         let how = match done.change {
             Change::Unchanged => "already pointed there".to_owned(),
             Change::Changed { .. } => format!("updated in {}ms", done.update.as_millis()),
@@ -63,20 +92,90 @@ impl FailoverActions {
             done.verify.as_millis()
         ))
     }
-}
 
-impl FailoverActions {
+    fn remember(&self, target: &str, side: Side, reason: &str) -> Result<(), String> {
+        let mut store = vigie_store::Store::open(&self.state_dir).map_err(|e| e.to_string())?;
+        store
+            .set_failover_state(target, side.as_str(), Timestamp::now(), reason)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Wait until the authoritative servers serve `side` (another
+    /// watcher made the change); the time it took, or `None` after
+    /// `within`.
+    async fn served(f: &Failover, side: Side, within: Duration) -> Option<Duration> {
+        let rec = record(f, false);
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < within {
+            let mut all = !f.verify.is_empty();
+            for server in &f.verify {
+                let got = crate::query_addresses(*server, &rec, Duration::from_secs(2)).await;
+                all &= got.is_ok_and(|v| Side::of(f, &v) == side);
+            }
+            if all {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        None
+    }
+
+    /// Move `f` to `side`: this node if it is the actor, otherwise wait
+    /// for the actor's change and take over only if it never shows.
+    async fn act(
+        &self,
+        config: &Config,
+        f: &Failover,
+        side: Side,
+        reason: &str,
+        cooldown: bool,
+    ) -> Result<String, String> {
+        let me = &config.node.name;
+        let actor = lock(&self.actors)
+            .get(&f.name)
+            .cloned()
+            .unwrap_or_else(|| me.clone());
+        if &actor != me {
+            let grace = f.verify_timeout.std().min(Duration::from_secs(20));
+            if let Some(took) = Self::served(f, side, grace).await {
+                self.remember(&f.name, side, &format!("{reason}; switched by {actor}"))?;
+                return Ok(format!(
+                    "{actor} made the change to {}; served here after {}ms",
+                    side.as_str(),
+                    took.as_millis()
+                ));
+            }
+            tracing::warn!(failover = %f.name, %actor, "the acting watcher did not make the change in {grace:?}; making it from here");
+        }
+        self.allowed(f, cooldown)?;
+        // A provider error or a change the servers never serve is retried
+        // with backoff; "switched" is said only once they serve it.
+        let mut wait = RETRY_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.point(config, f, side, reason).await {
+                Ok(line) if attempt == 1 => return Ok(line),
+                Ok(line) => return Ok(format!("{line} (attempt {attempt})")),
+                Err(e) if attempt >= ATTEMPTS => {
+                    return Err(format!("{e} (gave up after {attempt} attempts)"));
+                }
+                Err(e) => {
+                    tracing::warn!(failover = %f.name, attempt, "DNS change failed, retrying in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
     /// Refuse an automatic switch inside the cooldown or past the daily
     /// budget: a flapping primary must not burn the provider's rate limit.
-    fn allowed(&self, config: &Config, target: &str, cooldown: bool) -> Result<(), String> {
-        let f = config
-            .failovers
-            .get(target)
-            .ok_or_else(|| format!("no failover named {target}"))?;
+    fn allowed(&self, f: &Failover, cooldown: bool) -> Result<(), String> {
         let store = vigie_store::Store::open(&self.state_dir).map_err(|e| e.to_string())?;
         let now = Timestamp::now();
         if cooldown
-            && let Some(st) = store.failover_state(target).map_err(|e| e.to_string())?
+            && let Some(st) = store.failover_state(&f.name).map_err(|e| e.to_string())?
             && st.since.age(now) < f.cooldown.std()
         {
             let ago = vigie_core::Duration::from(Duration::from_secs(st.since.age(now).as_secs()));
@@ -87,7 +186,7 @@ impl FailoverActions {
         }
         let day = now.saturating_sub(Duration::from_hours(24));
         let n = store
-            .failover_switches_since(target, day)
+            .failover_switches_since(&f.name, day)
             .map_err(|e| e.to_string())?;
         if n >= f.max_changes_per_day {
             return Err(format!(
@@ -96,9 +195,87 @@ impl FailoverActions {
         }
         Ok(())
     }
+
+    /// Ask every watcher until `quorum` of them agree (this node among
+    /// them): the primary down, or (`undo`) healthy for `after_healthy`.
+    async fn wait_for_quorum(
+        &self,
+        config: &Config,
+        f: &Failover,
+        undo: bool,
+        view: &Statuses,
+    ) -> Result<String, String> {
+        let healthy_for = match (undo, f.failback) {
+            (false, _) => None,
+            (true, Failback::AfterHealthy(d)) => Some(d.std()),
+            (true, Failback::Manual) => Some(Duration::ZERO),
+        };
+        let peers = quorum::clients(config);
+        let me = &config.node.name;
+        let mut said = String::new();
+        loop {
+            let tally = quorum::gather(config, f, view, &peers).await;
+            let agree: Vec<String> = match healthy_for {
+                None => tally.down(),
+                Some(d) => tally.healthy_for(d),
+            }
+            .iter()
+            .map(|v| v.node.clone())
+            .collect();
+            let summary = tally.summary();
+            let mine = tally.votes[0].clone();
+            lock(&self.tallies).insert(f.name.clone(), tally.clone());
+            if agree.len() >= f.quorum as usize && agree.contains(me) {
+                let actor = agree[0].clone();
+                lock(&self.actors).insert(f.name.clone(), actor.clone());
+                return Ok(format!(
+                    "quorum {} of {} ({summary}); {actor} acts",
+                    agree.len(),
+                    f.quorum
+                ));
+            }
+            if summary != said {
+                for (peer, why) in &tally.silent {
+                    tracing::warn!(failover = %f.name, %peer, "no vote from peer: {why}");
+                }
+                if mine.verdict == Verdict::Abstain {
+                    tracing::warn!(failover = %f.name, "abstaining: {}", mine.detail);
+                } else {
+                    tracing::info!(failover = %f.name, "waiting for a quorum of {}: {summary}", f.quorum);
+                }
+                said = summary;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// The failback warning when a replication runs from primary to backup.
+fn replication_warning(f: &Failover) -> String {
+    f.replication.as_ref().map_or_else(String::new, |r| {
+        format!(
+            "; replication `{r}` copies primary → backup: writes made on the backup while it was active must flow back to the primary first"
+        )
+    })
 }
 
 impl ActionPlugin for FailoverActions {
+    fn ready<'a>(
+        &'a self,
+        config: &'a Config,
+        target: &'a str,
+        undo: bool,
+        view: &'a Statuses,
+    ) -> PluginFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let f = config
+                .failovers
+                .get(target)
+                .ok_or_else(|| format!("no failover named {target}"))?;
+            self.wait_for_quorum(config, f, undo, view).await
+        })
+    }
+
     fn run<'a>(
         &'a self,
         config: &'a Config,
@@ -107,9 +284,12 @@ impl ActionPlugin for FailoverActions {
         incident: i64,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            self.allowed(config, target, true)?;
+            let f = config
+                .failovers
+                .get(target)
+                .ok_or_else(|| format!("no failover named {target}"))?;
             let reason = format!("{check} failing (incident {incident})");
-            self.point(config, target, Side::Backup, &reason).await
+            self.act(config, f, Side::Backup, &reason, true).await
         })
     }
 
@@ -127,9 +307,25 @@ impl ActionPlugin for FailoverActions {
         check: &'a str,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            self.allowed(config, target, false)?;
+            let f = config
+                .failovers
+                .get(target)
+                .ok_or_else(|| format!("no failover named {target}"))?;
             let reason = format!("{check} healthy again");
-            self.point(config, target, Side::Primary, &reason).await
+            let line = self.act(config, f, Side::Primary, &reason, false).await?;
+            let warning = replication_warning(f);
+            if !warning.is_empty() {
+                tracing::warn!(failover = %f.name, "failed back{warning}");
+            }
+            Ok(format!("{line}{warning}"))
         })
     }
+}
+
+/// The failback warning for `vigie failover failback` and the incident
+/// record.
+pub fn failback_warning(f: &Failover) -> Option<String> {
+    f.replication
+        .as_ref()
+        .map(|_| replication_warning(f).trim_start_matches("; ").to_owned())
 }

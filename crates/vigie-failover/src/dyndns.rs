@@ -1,5 +1,6 @@
 //! dyndns: keep a record pointed at this node's public address, as read
-//! from a "what is my IP" URL, updating only when it changes.
+//! from a "what is my IP" URL or a local interface, updating only when it
+//! changes.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,44 +18,16 @@ fn spec(d: &Dyndns) -> RecordSpec {
     }
 }
 
-/// This node's public address, as `url` sees it.
-pub async fn public_address(client: &reqwest::Client, url: &str) -> Result<IpAddr, DnsError> {
-    let err = |message: String| DnsError::Api {
-        provider: "dyndns",
-        message,
-    };
-    let resp = client.get(url).send().await.map_err(|e| {
-        err(format!(
-            "asking for the public address: {}",
-            e.without_url()
-        ))
-    })?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(err(format!("the address service answered {status}")));
-    }
-    let text = text.trim();
-    text.parse().map_err(|_| {
-        err(format!(
-            "the address service answered {:?}, not an address",
-            text.chars().take(60).collect::<String>()
-        ))
-    })
-}
-
 /// One pass: read the address, and change the record if it differs.
 pub async fn update(
     config: &Config,
     d: &Dyndns,
     client: &reqwest::Client,
 ) -> Result<Option<IpAddr>, DnsError> {
-    let ip = public_address(client, d.ip_url.0.as_str()).await?;
-    if ip.is_ipv6() != (d.record.rtype == AddressType::Aaaa) {
-        return Err(DnsError::Config(format!(
-            "the address service gave {ip}, of the wrong family for this record"
-        )));
-    }
+    let from = d
+        .address_from()
+        .ok_or_else(|| DnsError::Config("set ip_url or interface".into()))?;
+    let ip = crate::address::this_node(client, &from, d.record.rtype == AddressType::Aaaa).await?;
     let p = config
         .dns
         .get(&d.dns)

@@ -3,12 +3,14 @@
 //! zone's authoritative servers until they serve the change, instead of
 //! trusting an API's 200.
 //!
-//! Today: RFC 2136 dynamic updates signed with TSIG, as compare-and-swap
-//! (a prerequisite on the current values, so two watchers cannot fight).
-//! The failover controller, quorum, the HTTP providers and dyndns build
-//! on this (issue 4).
+//! Providers: RFC 2136 dynamic updates signed with TSIG, as
+//! compare-and-swap (a prerequisite on the current values, so two
+//! watchers cannot fight), OVH, Cloudflare, PowerDNS and any command.
+//! Above them: the failover action of the incidents engine, decided by a
+//! quorum of watchers (`quorum`), and dyndns.
 
 mod action;
+pub mod address;
 pub mod cloudflare;
 pub mod command;
 pub mod dyndns;
@@ -16,9 +18,15 @@ mod http;
 pub mod ovh;
 pub mod powerdns;
 pub mod provider;
+pub mod quorum;
 pub mod rfc2136;
 
-pub use action::FailoverActions;
+pub use action::{FailoverActions, failback_warning};
+
+/// The HTTP client the providers and the public-address look-up use.
+pub fn http_client() -> Result<reqwest::Client, DnsError> {
+    http::client()
+}
 pub use cloudflare::Cloudflare;
 pub use ovh::Ovh;
 pub use powerdns::PowerDns;

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vigie_config::{AddressType, DnsProvider, Failover, TsigAlgorithmName};
+use vigie_config::{AddressType, Backup, DnsProvider, Failover, TsigAlgorithmName};
 
 use crate::{Change, Cloudflare, DnsError, Ovh, PowerDns, RecordSpec, Rfc2136, TsigAlgorithm};
 
@@ -113,14 +113,41 @@ impl Side {
         }
     }
 
+    /// Which side `values` are. With `backup = "public-ip"`, any
+    /// address but the primary's is the backup (its address changes).
     pub fn of(f: &Failover, values: &[IpAddr]) -> Self {
         let values = crate::sorted(values.to_vec());
         if values == crate::sorted(f.primary.clone()) {
             Side::Primary
-        } else if values == crate::sorted(f.backup.clone()) {
-            Side::Backup
         } else {
-            Side::Other
+            match &f.backup {
+                Backup::Fixed(b) if values == crate::sorted(b.clone()) => Side::Backup,
+                Backup::PublicIp if !values.is_empty() => Side::Backup,
+                _ => Side::Other,
+            }
+        }
+    }
+
+    /// The values of this side for `f` (the backup's current public
+    /// address when it is `"public-ip"`).
+    pub async fn values(
+        self,
+        f: &Failover,
+        client: &reqwest::Client,
+    ) -> Result<Vec<IpAddr>, DnsError> {
+        match (self, &f.backup) {
+            (Side::Primary, _) => Ok(f.primary.clone()),
+            (Side::Backup, Backup::Fixed(v)) => Ok(v.clone()),
+            (Side::Backup, Backup::PublicIp) => {
+                let from = f.address_from().ok_or_else(|| {
+                    DnsError::Config("backup = \"public-ip\" needs ip_url or interface".into())
+                })?;
+                Ok(vec![
+                    crate::address::this_node(client, &from, f.record.rtype == AddressType::Aaaa)
+                        .await?,
+                ])
+            }
+            (Side::Other, _) => Err(DnsError::Config("no values for side `other`".into())),
         }
     }
 }

@@ -142,7 +142,7 @@ fn automatic_switches_respect_the_cooldown_and_the_daily_budget() {
     let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
         .unwrap()
         .config;
-    let actions = vigie_failover::FailoverActions::new(dir.path().join("state"));
+    let actions = vigie_failover::FailoverActions::new(dir.path().join("state")).unwrap();
     rt().block_on(async {
         let first = actions.run(&config, "blog", "web", 1).await.unwrap();
         assert!(first.contains("→ backup"), "{first}");

@@ -24,7 +24,7 @@ mod tls;
 
 pub use cert::not_after_unix;
 pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
-pub use tls::client_config as tls_client_config;
+pub use tls::{client_config as tls_client_config, pinned_client_config};
 
 /// Resources shared by every prepared check: TLS roots and HTTP clients.
 #[derive(Default)]

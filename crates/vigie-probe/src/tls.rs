@@ -101,7 +101,10 @@ pub fn client_config(
     let mut config = if accept_invalid {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())))
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                provider: provider(),
+                pin: None,
+            }))
             .with_no_client_auth()
     } else {
         let mut roots = system_roots().clone();
@@ -120,21 +123,57 @@ pub fn client_config(
     Ok(config)
 }
 
-/// `dangerously_accept_invalid_certs`: the certificate is not checked,
-/// but the handshake's signatures still are.
-#[derive(Debug)]
-struct AcceptAnything(Arc<CryptoProvider>);
+/// A TLS client configuration that trusts exactly one certificate: the
+/// one whose SHA-256 is `pin` (a peer's self-signed certificate). Names
+/// and dates are not checked; the handshake's signatures are.
+pub fn pinned_client_config(pin: [u8; 32], alpn_http: bool) -> Result<ClientConfig, PrepareError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PrepareError(format!("TLS set-up: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            provider: provider(),
+            pin: Some(pin),
+        }))
+        .with_no_client_auth();
+    if alpn_http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    Ok(config)
+}
 
-impl ServerCertVerifier for AcceptAnything {
+/// A verifier for what the web PKI does not cover. Without a pin it is
+/// `dangerously_accept_invalid_certs` (no certificate check); with one,
+/// only the certificate of that SHA-256 passes. Either way the
+/// handshake's signatures are checked.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    pin: Option<[u8; 32]>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match self.pin {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pin) => {
+                let got = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+                if got.as_ref() == pin {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(
+                        "the certificate does not match the pinned SHA-256".into(),
+                    ))
+                }
+            }
+        }
     }
 
     fn verify_tls12_signature(
@@ -147,7 +186,7 @@ impl ServerCertVerifier for AcceptAnything {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -161,12 +200,14 @@ impl ServerCertVerifier for AcceptAnything {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

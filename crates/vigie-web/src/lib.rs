@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use vigie_engine::{Engine, LAG_BUCKETS, PingError};
+use vigie_failover::FailoverActions;
+use vigie_failover::quorum::local_vote;
 use vigie_metrics::{Exposition, Kind};
 
 #[derive(Clone)]
@@ -19,6 +21,7 @@ struct App {
     engine: Engine,
     /// Bearer token required for the API and `/metrics`, when configured.
     token: Option<Arc<str>>,
+    failover: Option<Arc<FailoverActions>>,
 }
 
 /// A running server.
@@ -40,15 +43,19 @@ impl Server {
     }
 }
 
-/// Bind `listen` and serve until [`Server::stop`].
+/// Bind `server.listen` and serve (over HTTPS when `server.tls` is set)
+/// until [`Server::stop`]. `failover` answers peers' votes and
+/// `/api/v1/failover`.
 pub async fn serve(
     engine: Engine,
-    listen: SocketAddr,
-    token: Option<String>,
+    server: &vigie_config::Server,
+    failover: Option<Arc<FailoverActions>>,
 ) -> std::io::Result<Server> {
+    let tls = server.tls.as_ref().map(tls::acceptor).transpose()?;
     let app = App {
         engine,
-        token: token.map(Arc::from),
+        token: server.token.as_ref().map(|t| Arc::from(t.expose())),
+        failover,
     };
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -57,13 +64,20 @@ pub async fn serve(
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}/ack", axum::routing::post(ack))
+        .route("/api/v1/failover", get(failovers))
+        .route("/api/v1/peer/vote/{failover}", get(peer_vote))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(server.listen).await?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let https = tls.is_some();
     let task = tokio::spawn(async move {
+        if let Some(acceptor) = tls {
+            tls::serve(listener, router, acceptor, rx).await;
+            return;
+        }
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
@@ -73,12 +87,71 @@ pub async fn serve(
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    tracing::info!(%local_addr, "HTTP server listening");
+    tracing::info!(%local_addr, https, "HTTP server listening");
     Ok(Server {
         local_addr,
         shutdown: Some(tx),
         task,
     })
+}
+
+/// A peer asks for this node's vote on a failover, with the token of the
+/// `[[peer]]` entry both sides share.
+async fn peer_vote(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let view = app.engine.view();
+    let config = view.config();
+    let Some(token) = bearer(&headers) else {
+        return unauthorized();
+    };
+    let Some(peer) = config
+        .peers
+        .iter()
+        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()))
+    else {
+        tracing::warn!("a peer vote was asked with an unknown token");
+        return unauthorized();
+    };
+    let Some(f) = config.failovers.get(&name) else {
+        return (StatusCode::NOT_FOUND, format!("no failover named {name}\n")).into_response();
+    };
+    tracing::debug!(peer = %peer.name, failover = %name, "vote asked");
+    axum::Json(local_vote(&config.node.name, f, &view)).into_response()
+}
+
+/// Each failover: the side in use, this node's vote, and the last tally.
+async fn failovers(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let view = app.engine.view();
+    let config = view.config();
+    let tallies = app
+        .failover
+        .as_ref()
+        .map(|f| f.tallies())
+        .unwrap_or_default();
+    let list: Vec<serde_json::Value> = config
+        .failovers
+        .values()
+        .map(|f| {
+            let state = app.failover.as_ref().and_then(|a| a.state(&f.name));
+            serde_json::json!({
+                "name": f.name,
+                "record": format!("{}.{}", f.record.name, f.record.zone),
+                "quorum": f.quorum,
+                "side": state.as_ref().map_or("primary", |s| s.side.as_str()),
+                "since": state.as_ref().map(|s| s.since.millis()),
+                "reason": state.as_ref().map(|s| s.reason.clone()),
+                "vote": local_vote(&config.node.name, f, &view),
+                "tally": tallies.get(&f.name),
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -385,4 +458,101 @@ pub fn render_metrics(engine: &Engine) -> String {
     );
     vigie_metrics::write_process_metrics(&mut e);
     e.finish()
+}
+
+mod tls {
+    //! HTTPS: the same router, over tokio-rustls and hyper's HTTP/1.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    fn invalid(msg: String) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+    }
+
+    /// A TLS acceptor for the PEM certificate chain and key of `tls`.
+    pub(crate) fn acceptor(tls: &vigie_config::ServerTls) -> std::io::Result<TlsAcceptor> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| invalid(format!("{}: {e}", p.display())))
+        };
+        let cert_pem = read(&tls.cert)?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(format!("{}: {e}", tls.cert.display())))?;
+        if certs.is_empty() {
+            return Err(invalid(format!(
+                "{}: no PEM certificate",
+                tls.cert.display()
+            )));
+        }
+        let key_pem = read(&tls.key)?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            .map_err(|e| invalid(format!("{}: {e}", tls.key.display())))?
+            .ok_or_else(|| invalid(format!("{}: no PEM private key", tls.key.display())))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| {
+                invalid(format!(
+                    "{} and {}: {e}",
+                    tls.cert.display(),
+                    tls.key.display()
+                ))
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Accept until `stop`; each connection has 10 s to finish its
+    /// handshake and send its headers.
+    pub(crate) async fn serve(
+        listener: TcpListener,
+        router: Router,
+        acceptor: TlsAcceptor,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => {
+                    let Ok((tcp, from)) = accepted else { continue };
+                    let (acceptor, router) = (acceptor.clone(), router.clone());
+                    conns.spawn(async move {
+                        let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%from, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let service = hyper_util::service::TowerToHyperService::new(router);
+                        let served = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10))
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                        if let Err(e) = served {
+                            tracing::debug!(%from, error = %e, "HTTPS connection ended");
+                        }
+                    });
+                }
+            }
+        }
+        // Requests in flight get a moment; then they are dropped.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        conns.abort_all();
+    }
 }

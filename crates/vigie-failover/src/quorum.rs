@@ -1,0 +1,376 @@
+//! The quorum of watchers: each vigie says what it sees of a failover's
+//! primary (its vote), peers ask each other over HTTPS with a token, and
+//! the record moves only when `quorum` watchers each see the primary
+//! down. A watcher whose own link is down (every `reference` check
+//! failing) abstains. One watcher acts: the lowest-named of those that
+//! agree (the backup host itself first when the backup is its public
+//! address); the others wait for the authoritative servers to show the
+//! change, and act themselves only if it never comes (the DNS change is a
+//! compare-and-swap, so two actors cannot fight).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigie_config::{Backup, Config, Failover, Peer};
+use vigie_core::{CheckState, Timestamp};
+use vigie_engine::Statuses;
+
+/// What one watcher sees of a failover's primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A trigger check is failing (past its `fail_after`).
+    Down,
+    /// Every trigger check is healthy.
+    Up,
+    /// This watcher's own link is down: it does not vote.
+    Abstain,
+    /// Not known yet (checks not run), or no answer.
+    Unknown,
+}
+
+/// One watcher's vote, as a peer sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub node: String,
+    pub failover: String,
+    pub verdict: Verdict,
+    /// Since when (ms since the epoch) the verdict holds.
+    pub since: i64,
+    /// Why, in words.
+    pub detail: String,
+    /// This watcher publishes its own address as the backup: it is the
+    /// one to act when it agrees.
+    #[serde(default)]
+    pub backup_is_self: bool,
+}
+
+/// This node's vote on failover `f`, from its checks' states.
+pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
+    let vote = |verdict, since: Timestamp, detail: String| Vote {
+        node: node.to_owned(),
+        failover: f.name.clone(),
+        verdict,
+        since: since.millis(),
+        detail,
+        backup_is_self: f.backup == Backup::PublicIp,
+    };
+    let refs: Vec<_> = f.reference.iter().map(|c| (c, view.get(c))).collect();
+    if !refs.is_empty()
+        && refs
+            .iter()
+            .all(|(_, s)| s.as_ref().is_some_and(|s| s.state == CheckState::Failing))
+    {
+        let since = refs
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().map(|s| s.since))
+            .max()
+            .unwrap_or_else(Timestamp::now);
+        let names: Vec<&str> = refs.iter().map(|(c, _)| c.as_str()).collect();
+        return vote(
+            Verdict::Abstain,
+            since,
+            format!("own link down: {} failing", names.join(", ")),
+        );
+    }
+    let triggers: Vec<_> = f.checks.iter().map(|c| (c, view.get(c))).collect();
+    let failing: Vec<_> = triggers
+        .iter()
+        .filter_map(|(c, s)| {
+            s.as_ref()
+                .filter(|s| s.state == CheckState::Failing)
+                .map(|s| (c, s))
+        })
+        .collect();
+    if let Some(since) = failing.iter().map(|(_, s)| s.since).min() {
+        let what: Vec<String> = failing
+            .iter()
+            .map(|(c, s)| format!("{c}: {}", s.last_message))
+            .collect();
+        return vote(Verdict::Down, since, what.join("; "));
+    }
+    let ok = !triggers.is_empty()
+        && triggers
+            .iter()
+            .all(|(_, s)| s.as_ref().is_some_and(|s| s.state == CheckState::Ok));
+    if ok {
+        // Healthy since the last of them became healthy.
+        let since = triggers
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().map(|s| s.since))
+            .max()
+            .unwrap_or_else(Timestamp::now);
+        return vote(Verdict::Up, since, "primary healthy".into());
+    }
+    vote(
+        Verdict::Unknown,
+        Timestamp::now(),
+        "the checks have not decided yet".into(),
+    )
+}
+
+/// A client for one peer.
+#[derive(Clone, Debug)]
+pub struct PeerClient {
+    pub name: String,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+/// How long a peer has to answer.
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl PeerClient {
+    pub fn new(p: &Peer) -> Result<Self, String> {
+        let tls = match (&p.pin, &p.ca) {
+            (Some(pin), _) => {
+                let bytes = data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(pin.as_bytes())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| format!("peer {}: the pin is not a SHA-256 in hex", p.name))?;
+                vigie_probe::pinned_client_config(bytes, true)
+            }
+            (None, ca) => vigie_probe::tls_client_config(ca.as_deref(), false, true),
+        }
+        .map_err(|e| format!("peer {}: {}", p.name, e.0))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(PEER_TIMEOUT)
+            .connect_timeout(PEER_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("peer {}: {e}", p.name))?;
+        Ok(Self {
+            name: p.name.clone(),
+            base: p.url.0.as_str().trim_end_matches('/').to_owned(),
+            token: p.token.expose().to_owned(),
+            client,
+        })
+    }
+
+    /// The peer's vote on `failover`. A peer that answers garbage, or a
+    /// vote in another name, gets an error (logged by the caller), never
+    /// a vote.
+    pub async fn vote(&self, failover: &str) -> Result<Vote, String> {
+        let url = format!("{}/api/v1/peer/vote/{failover}", self.base);
+        let resp = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {}", error_chain(&e.without_url())))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the answer: {}", e.without_url()))?;
+        if !status.is_success() {
+            return Err(format!("answered {status}"));
+        }
+        let vote: Vote = serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "sent something that is no vote ({e}): {:?}",
+                String::from_utf8_lossy(&body[..body.len().min(80)])
+            )
+        })?;
+        if vote.node != self.name || vote.failover != failover {
+            return Err(format!(
+                "answered as node `{}` for `{}`: not the peer configured as `{}`",
+                vote.node, vote.failover, self.name
+            ));
+        }
+        Ok(vote)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Clients for every `[[peer]]` of `config`.
+pub fn clients(config: &Config) -> Vec<Result<PeerClient, String>> {
+    config.peers.iter().map(PeerClient::new).collect()
+}
+
+/// Every watcher's vote on one failover at one moment; the peers that
+/// gave none, with why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tally {
+    pub failover: String,
+    pub quorum: u32,
+    pub at: i64,
+    pub votes: Vec<Vote>,
+    /// Peers that gave no vote, and why.
+    pub silent: BTreeMap<String, String>,
+}
+
+impl Tally {
+    /// The watchers that see the primary down, actor first.
+    pub fn down(&self) -> Vec<&Vote> {
+        let mut v: Vec<&Vote> = self
+            .votes
+            .iter()
+            .filter(|v| v.verdict == Verdict::Down)
+            .collect();
+        v.sort_by(|a, b| (!a.backup_is_self, &a.node).cmp(&(!b.backup_is_self, &b.node)));
+        v
+    }
+
+    /// The watchers that have seen the primary healthy for at least
+    /// `d`, actor first.
+    pub fn healthy_for(&self, d: Duration) -> Vec<&Vote> {
+        let cutoff = self.at - i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let mut v: Vec<&Vote> = self
+            .votes
+            .iter()
+            .filter(|v| v.verdict == Verdict::Up && v.since <= cutoff)
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+
+    /// One line: who votes what.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .votes
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v.node,
+                    match v.verdict {
+                        Verdict::Down => "down",
+                        Verdict::Up => "up",
+                        Verdict::Abstain => "abstains",
+                        Verdict::Unknown => "unsure",
+                    }
+                )
+            })
+            .collect();
+        parts.extend(self.silent.keys().map(|n| format!("{n} silent")));
+        parts.join(", ")
+    }
+}
+
+/// Ask every peer (at once) and this node.
+pub async fn gather(
+    config: &Config,
+    f: &Failover,
+    view: &Statuses,
+    peers: &[Result<PeerClient, String>],
+) -> Tally {
+    let mine = local_vote(&config.node.name, f, view);
+    let mut votes = vec![mine];
+    let mut silent = BTreeMap::new();
+    let mut asks = tokio::task::JoinSet::new();
+    for (p, cfg) in peers.iter().zip(&config.peers) {
+        match p {
+            Ok(c) => {
+                let (c, name) = (c.clone(), f.name.clone());
+                asks.spawn(async move { (c.name.clone(), c.vote(&name).await) });
+            }
+            Err(e) => {
+                silent.insert(cfg.name.clone(), e.clone());
+            }
+        }
+    }
+    while let Some(joined) = asks.join_next().await {
+        let Ok((name, a)) = joined else { continue };
+        match a {
+            Ok(v) => votes.push(v),
+            Err(e) => {
+                silent.insert(name, e);
+            }
+        }
+    }
+    Tally {
+        failover: f.name.clone(),
+        quorum: f.quorum,
+        at: Timestamp::now().millis(),
+        votes,
+        silent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(node: &str, verdict: Verdict, since: i64, backup_is_self: bool) -> Vote {
+        Vote {
+            node: node.into(),
+            failover: "blog".into(),
+            verdict,
+            since,
+            detail: String::new(),
+            backup_is_self,
+        }
+    }
+
+    fn tally(votes: Vec<Vote>) -> Tally {
+        Tally {
+            failover: "blog".into(),
+            quorum: 2,
+            at: 100_000,
+            votes,
+            silent: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_lowest_named_watcher_that_agrees_acts() {
+        let t = tally(vec![
+            vote("w3", Verdict::Down, 0, false),
+            vote("w1", Verdict::Abstain, 0, false),
+            vote("w2", Verdict::Down, 0, false),
+        ]);
+        let down: Vec<&str> = t.down().iter().map(|v| v.node.as_str()).collect();
+        assert_eq!(down, ["w2", "w3"]);
+    }
+
+    #[test]
+    fn a_backup_publishing_its_own_address_acts_first() {
+        let t = tally(vec![
+            vote("a", Verdict::Down, 0, false),
+            vote("home", Verdict::Down, 0, true),
+        ]);
+        assert_eq!(t.down()[0].node, "home");
+    }
+
+    #[test]
+    fn healthy_counts_only_those_healthy_long_enough() {
+        let t = tally(vec![
+            vote("w1", Verdict::Up, 10_000, false),
+            vote("w2", Verdict::Up, 95_000, false),
+            vote("w3", Verdict::Down, 0, false),
+        ]);
+        let ok: Vec<&str> = t
+            .healthy_for(Duration::from_secs(30))
+            .iter()
+            .map(|v| v.node.as_str())
+            .collect();
+        assert_eq!(ok, ["w1"]);
+        assert_eq!(t.healthy_for(Duration::from_secs(1)).len(), 2);
+    }
+
+    #[test]
+    fn a_vote_round_trips_and_garbage_is_refused() {
+        let v = vote("w1", Verdict::Down, 5, false);
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<Vote>(&json).unwrap(), v);
+        assert!(serde_json::from_str::<Vote>("{\"node\":\"w1\"}").is_err());
+        assert!(serde_json::from_str::<Vote>("<html>").is_err());
+    }
+}
