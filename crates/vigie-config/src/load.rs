@@ -212,6 +212,8 @@ struct Raw {
     failovers: Vec<(usize, Spanned<String>, Range<usize>, Failover)>,
     dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
     peers: Vec<(usize, Range<usize>, Peer)>,
+    /// Where each failover was declared, for errors found after parsing.
+    failover_places: BTreeMap<String, (usize, Range<usize>)>,
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
@@ -649,10 +651,17 @@ impl Loader {
         let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
+        // Every declared failover name, broken ones too: a check naming
+        // one gets no second, misleading error.
+        let failover_names: Vec<String> = self
+            .raw
+            .failovers
+            .iter()
+            .map(|(_, n, _, _)| n.get_ref().clone())
+            .collect();
         let (dns, mut failovers) = self.resolve_failover(env);
         self.link_failover_checks(&mut failovers, &mut checks, peers.len());
         let dyndns = self.resolve_dyndns(&dns);
-        let failover_names: Vec<String> = failovers.keys().cloned().collect();
         let actions = self.resolve_actions(&notifiers, &failover_names);
         let maintenance = self.resolve_maintenance(&checks);
         if self.diags.has_errors() {
@@ -755,7 +764,6 @@ impl Loader {
         checks: &mut [Check],
         peers: usize,
     ) {
-        let src = 0;
         let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
         let mut broken = Vec::new();
         for (fname, f) in failovers.iter_mut() {
@@ -802,8 +810,14 @@ impl Loader {
             if !problems.is_empty() {
                 broken.push(fname.clone());
             }
+            let (src, table) = self
+                .raw
+                .failover_places
+                .get(fname)
+                .cloned()
+                .unwrap_or_default();
             for (message, hint) in problems {
-                self.error(src, None, &key, message, hint);
+                self.error(src, Some(table.clone()), &key, message, hint);
             }
         }
         for b in broken {
@@ -948,6 +962,9 @@ impl Loader {
             }
             if ok {
                 f.name.clone_from(name.get_ref());
+                self.raw
+                    .failover_places
+                    .insert(f.name.clone(), (src, table.clone()));
                 failovers.insert(name.into_inner(), f);
             }
         }

@@ -1203,11 +1203,16 @@ impl<'de> Deserialize<'de> for Backup {
             Word(String),
             List(Vec<std::net::IpAddr>),
         }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "backup is a list of addresses ([\"192.0.2.20\"]) or \"public-ip\"",
-            )
-        })? {
+        let raw = Raw::deserialize(d).map_err(|e: D::Error| {
+            if e.to_string().contains("missing") {
+                e
+            } else {
+                serde::de::Error::custom(
+                    "backup is a list of addresses ([\"192.0.2.20\"]) or \"public-ip\"",
+                )
+            }
+        })?;
+        match raw {
             Raw::Word(w) if w == "public-ip" => Ok(Backup::PublicIp),
             Raw::Word(w) => Err(serde::de::Error::custom(format!(
                 "backup is a list of addresses or \"public-ip\", not `{w}`"

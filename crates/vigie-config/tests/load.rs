@@ -313,3 +313,127 @@ fn a_single_bracket_section_is_explained() {
         "{e}"
     );
 }
+
+const DNS: &str = "[dns.d]\nkind = \"rfc2136\"\nserver = \"127.0.0.1:53\"\nkey_name = \"k\"\nsecret = { env = \"VIGIE_TEST_TOKEN\" }\n";
+
+#[test]
+fn peers_and_quorum_are_checked() {
+    let src = format!(
+        r#"[node]
+name = "w1"
+
+[[peer]]
+name = "w1"
+url = "http://198.51.100.2:9470"
+token = {{ env = "VIGIE_TEST_TOKEN" }}
+pin = "abc"
+ca = "ca.pem"
+
+[[peer]]
+name = "w2"
+url = "https://198.51.100.2:9470"
+token = {{ env = "VIGIE_TEST_TOKEN" }}
+pin = "{pin}"
+
+[failover.blog]
+record = {{ zone = "example.org", name = "blog" }}
+primary = ["192.0.2.1"]
+backup = "public-ip"
+ip_url = "https://ifconfig.me/ip"
+dns = "d"
+checks = ["webb"]
+reference = ["web"]
+quorum = 4
+
+[failover.home]
+record = {{ zone = "example.org", name = "home" }}
+primary = ["192.0.2.1"]
+backup = "public-ip"
+dns = "d"
+
+[failover.www]
+record = {{ zone = "example.org", name = "www" }}
+primary = ["192.0.2.1"]
+backup = ["192.0.2.2"]
+ip_url = "https://ifconfig.me/ip"
+dns = "d"
+
+[failover.api]
+record = {{ zone = "example.org", name = "api" }}
+primary = ["192.0.2.1"]
+backup = "nope"
+dns = "d"
+
+[[check]]
+name = "web"
+tcp = {{ address = "192.0.2.1:80" }}
+actions = ["failover:blog"]
+{DNS}"#,
+        pin = "ab".repeat(32)
+    );
+    let e = errors(&src);
+    for needle in [
+        "`w1` is this node's own name",
+        "a peer beyond loopback is reached over https",
+        "`pin` is the certificate's SHA-256 in hex",
+        "set `ca` or `pin`, not both",
+        "this node's public address is read from `ip_url` or `interface`; neither is set",
+        "`checks` names unknown check `webb`\n  --> vigie.toml:17:1",
+        "did you mean `web`?",
+        "`web` is both a trigger and a reference of this failover",
+        "quorum = 4 but there are 2 watcher(s)",
+        "`ip_url`/`interface` only serve backup = \"public-ip\"",
+        "backup is a list of addresses or \"public-ip\", not `nope`",
+    ] {
+        assert_eq!(e.matches(needle).count(), 1, "{needle:?} once in:\n{e}");
+    }
+    assert!(!e.contains("unknown action"), "{e}");
+    assert!(!e.contains("addresses ([\""), "{e}");
+}
+
+#[test]
+fn a_failover_links_its_checks_both_ways() {
+    let src = format!(
+        r#"[[peer]]
+name = "w2"
+url = "https://198.51.100.2:9470"
+token = {{ env = "VIGIE_TEST_TOKEN" }}
+pin = "{pin}"
+
+[failover.blog]
+record = {{ zone = "example.org", name = "blog" }}
+primary = ["192.0.2.1"]
+backup = "public-ip"
+interface = "eth0"
+dns = "d"
+checks = ["web"]
+reference = ["link"]
+quorum = 2
+
+[[check]]
+name = "web"
+tcp = {{ address = "192.0.2.1:80" }}
+
+[[check]]
+name = "tls"
+tls = {{ address = "192.0.2.1:443" }}
+actions = ["failover:blog"]
+
+[[check]]
+name = "link"
+tcp = {{ address = "192.0.2.53:53" }}
+{DNS}"#,
+        pin = "AB:".repeat(31) + "AB"
+    );
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    let c = &loaded.config;
+    let f = &c.failovers["blog"];
+    assert_eq!(f.checks, ["web", "tls"]);
+    assert_eq!(f.backup, vigie_config::Backup::PublicIp);
+    assert_eq!(
+        f.address_from(),
+        Some(vigie_config::AddressFrom::Interface("eth0".into()))
+    );
+    assert_eq!(c.check("web").unwrap().actions, ["failover:blog"]);
+    assert_eq!(c.peers[0].pin.as_deref(), Some("ab".repeat(32).as_str()));
+}

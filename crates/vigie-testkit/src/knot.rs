@@ -33,18 +33,24 @@ fn free_port() -> u16 {
     }
 }
 
-/// Start knotd serving `zone` with the given records (zone-file lines,
-/// relative names); updates need the returned key.
+/// Start knotd on a free loopback port serving `zone` with the given
+/// records (zone-file lines, relative names); updates need the returned
+/// key.
 pub fn knot(zone: &str, records: &str) -> Knot {
+    knot_at(None, ([127, 0, 0, 1], free_port()).into(), zone, records)
+}
+
+/// Start knotd on `addr`, inside network namespace `netns` if given.
+pub fn knot_at(netns: Option<&str>, addr: SocketAddr, zone: &str, records: &str) -> Knot {
     let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("knotd is not installed: apt-get install knot (the CI script does)");
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
     let key_name = "vigie-key".to_owned();
     let secret = "dmlnaWUtdGVzdC1rZXktZm9yLWtub3QtdXBkYXRlcy0zMg==".to_owned();
     let d = dir.path().display();
+    let (ip, port) = (addr.ip(), addr.port());
     std::fs::create_dir(dir.path().join("db")).expect("db dir");
     std::fs::write(
         dir.path().join(format!("{zone}.zone")),
@@ -55,7 +61,7 @@ pub fn knot(zone: &str, records: &str) -> Knot {
     .expect("zone file");
     let conf = format!(
         r#"server:
-    listen: 127.0.0.1@{port}
+    listen: {ip}@{port}
     rundir: "{d}"
 log:
   - target: stderr
@@ -81,14 +87,21 @@ zone:
     let conf_path = dir.path().join("knot.conf");
     std::fs::write(&conf_path, conf).expect("knot.conf");
     let log = std::fs::File::create(dir.path().join("knot.log")).expect("log");
-    let child = Command::new(knotd)
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, knotd]);
+            c
+        }
+        None => Command::new(knotd),
+    };
+    let child = cmd
         .arg("-c")
         .arg(&conf_path)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start knotd");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let knot = Knot {
         addr,
         zone: zone.to_owned(),

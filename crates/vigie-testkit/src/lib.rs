@@ -2,8 +2,10 @@
 //! the local servers that checks are pointed at. Everything listens on
 //! 127.0.0.1 with a port the kernel picks; nothing is installed here.
 
+pub mod cluster;
 pub mod daemon;
 pub mod knot;
+pub mod netns;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use std::process::{Command, Output};
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
+    /// Run vigie inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Env {
@@ -22,6 +26,15 @@ impl Env {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
             bin: PathBuf::from(bin),
+            netns: None,
+        }
+    }
+
+    /// The same, with every command run inside network namespace `ns`.
+    pub fn in_netns(bin: &str, ns: &str) -> Self {
+        Self {
+            netns: Some(ns.to_owned()),
+            ..Self::new(bin)
         }
     }
 
@@ -51,7 +64,14 @@ impl Env {
 
     /// A `vigie` command with this env's config and state directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         c.args(args)
             .current_dir(self.path())
             .env("VIGIE_CONFIG", self.config_path())

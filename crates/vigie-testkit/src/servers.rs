@@ -663,3 +663,16 @@ pub fn scripted(respond: Responder) -> (Running, Arc<std::sync::Mutex<Vec<Captur
     });
     (running, seen)
 }
+
+/// A self-signed certificate for `ip`, as a vigie peer would use:
+/// `(cert PEM, key PEM, SHA-256 of the certificate in hex)`.
+pub fn self_signed_for(ip: std::net::IpAddr) -> (String, String, String) {
+    use rcgen::{CertificateParams, KeyPair, SanType};
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.subject_alt_names.push(SanType::IpAddress(ip));
+    let cert = p.self_signed(&key).expect("cert");
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.der());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    (cert.pem(), key.serialize_pem(), hex)
+}

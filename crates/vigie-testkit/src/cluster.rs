@@ -1,0 +1,217 @@
+//! A failover test bed: two vigie watchers in their own network
+//! namespaces, peering over HTTPS with pinned self-signed certificates, a
+//! primary web server in a third namespace, and Knot DNS in a fourth, all
+//! on one bridge ([`crate::netns`]). Used by the quorum tests and by
+//! `bench/failover`.
+
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::daemon::Daemon;
+use crate::knot::{Knot, knot_at};
+use crate::netns::{self, Lab};
+use crate::servers::self_signed_for;
+use crate::{Env, wait_until};
+
+pub const API_TOKEN: &str = "api-token-for-tests";
+pub const PEER_TOKEN: &str = "peer-token-shared-by-w1-and-w2";
+
+pub struct Watcher {
+    pub env: Env,
+    pub daemon: Option<Daemon>,
+}
+
+pub struct Cluster {
+    pub watchers: Vec<Watcher>,
+    web: Option<Child>,
+    pub knot: Knot,
+    pub lab: Lab,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.web.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        for w in &mut self.watchers {
+            w.daemon.take();
+        }
+    }
+}
+
+impl Cluster {
+    pub fn dns(&self) -> SocketAddr {
+        (self.lab.ip("dns"), 53).into()
+    }
+
+    pub fn start_web(&mut self) {
+        let ip = self.lab.ip("prim").to_string();
+        let child = self
+            .lab
+            .cmd("prim", "python3")
+            .args(["-m", "http.server", "8080", "--bind", &ip])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        self.web = Some(child);
+        let addr: SocketAddr = (self.lab.ip("prim"), 8080).into();
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+    }
+
+    pub fn kill_web(&mut self) {
+        if let Some(mut w) = self.web.take() {
+            w.kill().unwrap();
+            w.wait().unwrap();
+        }
+    }
+
+    /// `vigie failover status blog --json` on watcher `i`, as the CLI
+    /// shows it (with the daemon's own view).
+    pub fn status(&self, i: usize) -> serde_json::Value {
+        let r = self.watchers[i]
+            .env
+            .run(&["failover", "status", "blog", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .map(|v| v[0].clone())
+            .unwrap_or_else(|e| panic!("{e}: {r:?}"))
+    }
+
+    pub fn verdict(&self, i: usize) -> String {
+        self.status(i)["daemon"]["vote"]["verdict"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned()
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        self.watchers[i]
+            .daemon
+            .as_ref()
+            .map(Daemon::log)
+            .unwrap_or_default()
+    }
+}
+
+/// How the watchers of a [`cluster`] are set up.
+pub struct Settings<'a> {
+    pub quorum: u32,
+    /// The web check's `every` and `fail_after`.
+    pub every: &'a str,
+    pub fail_after: u32,
+    /// The failover's `failback`, as TOML.
+    pub failback: &'a str,
+}
+
+/// Two watchers w1, w2 peering over HTTPS, a primary web server, Knot
+/// serving `blog.example.org` at the primary; returns once both watchers
+/// see the primary up. `bin` is the vigie binary.
+pub fn cluster(bin: &str, s: &Settings<'_>) -> Cluster {
+    assert!(
+        netns::available(),
+        "these tests need root, iproute2 and nftables (apt-get install iproute2 nftables)"
+    );
+    let lab = Lab::new(&["dns", "prim", "back", "w1", "w2"]);
+    let prim = lab.ip("prim");
+    let back = lab.ip("back");
+    let dns: SocketAddr = (lab.ip("dns"), 53).into();
+    let knot = knot_at(
+        Some(&lab.ns("dns")),
+        dns,
+        "example.org",
+        &format!("blog A {prim}"),
+    );
+    let names = ["w1", "w2"];
+    let certs: Vec<_> = names.iter().map(|w| self_signed_for(lab.ip(w))).collect();
+    let mut watchers = Vec::new();
+    for (i, w) in names.iter().enumerate() {
+        let env = Env::in_netns(bin, &lab.ns(w));
+        env.write("cert.pem", &certs[i].0);
+        env.write("key.pem", &certs[i].1);
+        env.write("tsig.key", &format!("{}\n", knot.secret));
+        env.write("api.token", API_TOKEN);
+        env.write("peer.token", PEER_TOKEN);
+        let other = 1 - i;
+        env.config(&format!(
+            r#"[node]
+name = "{w}"
+
+[server]
+listen = "{me}:9470"
+token = {{ file = "api.token" }}
+tls = {{ cert = "cert.pem", key = "key.pem" }}
+
+[[peer]]
+name = "{peer}"
+url = "https://{peer_ip}:9470"
+token = {{ file = "peer.token" }}
+pin = "{pin}"
+
+[dns.knot]
+kind = "rfc2136"
+server = "{dns}"
+key_name = "{key}"
+secret = {{ file = "tsig.key" }}
+
+[failover.blog]
+record = {{ zone = "example.org", name = "blog" }}
+primary = ["{prim}"]
+backup = ["{back}"]
+dns = "knot"
+checks = ["web"]
+reference = ["link"]
+quorum = {quorum}
+failback = {failback}
+max_changes_per_day = 1000
+verify_timeout = "10s"
+cooldown = "1s"
+
+[[check]]
+name = "web"
+http = {{ url = "http://{prim}:8080/" }}
+every = "{every}"
+timeout = "1s"
+fail_after = {fail_after}
+recover_after = 2
+
+[[check]]
+name = "link"
+tcp = {{ address = "{dns}" }}
+every = "1s"
+timeout = "1s"
+fail_after = 2
+"#,
+            me = lab.ip(w),
+            peer = names[other],
+            peer_ip = lab.ip(names[other]),
+            pin = certs[other].2,
+            key = knot.key_name,
+            quorum = s.quorum,
+            failback = s.failback,
+            every = s.every,
+            fail_after = s.fail_after,
+        ));
+        let r = env.run(&["validate"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        watchers.push(Watcher { env, daemon: None });
+    }
+    let mut c = Cluster {
+        watchers,
+        web: None,
+        knot,
+        lab,
+    };
+    c.start_web();
+    for w in &mut c.watchers {
+        w.daemon = Some(w.env.daemon());
+    }
+    // Both see the primary up before anything happens.
+    for i in 0..2 {
+        wait_until(Duration::from_secs(30), || c.verdict(i) == "up");
+    }
+    c
+}
