@@ -77,8 +77,7 @@ impl Cluster {
             .env
             .run(&["failover", "status", "blog", "--json"]);
         serde_json::from_str::<serde_json::Value>(&r.stdout)
-            .map(|v| v[0].clone())
-            .unwrap_or_else(|e| panic!("{e}: {r:?}"))
+            .map_or_else(|e| panic!("{e}: {r:?}"), |v| v[0].clone())
     }
 
     pub fn verdict(&self, i: usize) -> String {

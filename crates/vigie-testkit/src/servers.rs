@@ -673,6 +673,10 @@ pub fn self_signed_for(ip: std::net::IpAddr) -> (String, String, String) {
     p.subject_alt_names.push(SanType::IpAddress(ip));
     let cert = p.self_signed(&key).expect("cert");
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.der());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     (cert.pem(), key.serialize_pem(), hex)
 }
