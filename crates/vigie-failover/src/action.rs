@@ -250,6 +250,13 @@ impl FailoverActions {
     }
 }
 
+fn find<'a>(config: &'a Config, target: &str) -> Result<&'a Failover, String> {
+    config
+        .failovers
+        .get(target)
+        .ok_or_else(|| format!("no failover named {target}"))
+}
+
 /// The failback warning when a replication runs from primary to backup.
 fn replication_warning(f: &Failover) -> String {
     f.replication.as_ref().map_or_else(String::new, |r| {
@@ -268,10 +275,7 @@ impl ActionPlugin for FailoverActions {
         view: &'a Statuses,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let f = config
-                .failovers
-                .get(target)
-                .ok_or_else(|| format!("no failover named {target}"))?;
+            let f = find(config, target)?;
             self.wait_for_quorum(config, f, undo, view).await
         })
     }
@@ -284,10 +288,7 @@ impl ActionPlugin for FailoverActions {
         incident: i64,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let f = config
-                .failovers
-                .get(target)
-                .ok_or_else(|| format!("no failover named {target}"))?;
+            let f = find(config, target)?;
             let reason = format!("{check} failing (incident {incident})");
             self.act(config, f, Side::Backup, &reason, true).await
         })
@@ -307,10 +308,7 @@ impl ActionPlugin for FailoverActions {
         check: &'a str,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let f = config
-                .failovers
-                .get(target)
-                .ok_or_else(|| format!("no failover named {target}"))?;
+            let f = find(config, target)?;
             let reason = format!("{check} healthy again");
             let line = self.act(config, f, Side::Primary, &reason, false).await?;
             let warning = replication_warning(f);
