@@ -176,6 +176,8 @@ every = "{every}"
 timeout = "1s"
 fail_after = {fail_after}
 recover_after = 2
+# The benchmark kills the primary again and again: not a flapping check.
+flapping = false
 
 [[check]]
 name = "link"
