@@ -230,3 +230,38 @@ fn dyndns_follows_the_public_address() {
         ["198.51.100.43".parse::<IpAddr>().unwrap()]
     );
 }
+
+#[test]
+fn a_public_ip_backup_is_this_nodes_address_now() {
+    let k = knot("example.org", "blog A 203.0.113.10");
+    let (ip_server, _seen) = vigie_testkit::servers::scripted(std::sync::Arc::new(
+        |_req: &vigie_testkit::servers::Captured| (200, "198.51.100.77\n".to_owned()),
+    ));
+    let env = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    env.write("tsig.key", &format!("{}\n", k.secret));
+    env.config(&format!(
+        "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = \"public-ip\"\nip_url = \"http://{}/ip\"\ndns = \"knot\"\nverify_timeout = \"5s\"\nreplication = \"webroot\"\n",
+        k.addr, k.key_name, ip_server.addr
+    ));
+    let r = env.run(&["failover", "switch", "blog", "--to", "backup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        served(&k, "blog"),
+        ["198.51.100.77".parse::<IpAddr>().unwrap()]
+    );
+    let r = env.run(&["failover", "status", "blog", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["side"], "backup", "{v}");
+    // Failing back warns about the writes made on the backup.
+    let r = env.run(&["failover", "failback", "blog"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("warning: replication `webroot` copies primary → backup: writes made on the backup while it was active must flow back to the primary first\nblog: blog → primary"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        served(&k, "blog"),
+        ["203.0.113.10".parse::<IpAddr>().unwrap()]
+    );
+}
