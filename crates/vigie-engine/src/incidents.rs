@@ -433,29 +433,8 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
                     return;
                 }
             };
-            match ready {
-                Ok(line) if !line.is_empty() => {
-                    ctx.store("recording an event", |s| {
-                        s.incident_event(
-                            id,
-                            Timestamp::now(),
-                            "quorum",
-                            &format!("{target}: {line}"),
-                        )
-                    });
-                }
-                Ok(_) => {}
-                Err(line) => {
-                    ctx.store("recording an event", |s| {
-                        s.incident_event(
-                            id,
-                            Timestamp::now(),
-                            "failback failed",
-                            &format!("{target}: {line}"),
-                        )
-                    });
-                    return;
-                }
+            if !record_ready(&ctx, id, &target, &ready, "failback failed") {
+                return;
             }
             let result = plugin.undo(&config, &target, &check.name).await;
             let detail = match &result {
@@ -476,6 +455,27 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
             });
         });
     }
+}
+
+/// Record what a plugin's `ready` said (the quorum, or why the step
+/// cannot run, as `fail_kind`); whether the step may go on.
+fn record_ready(
+    ctx: &Ctx,
+    id: i64,
+    target: &str,
+    ready: &Result<String, String>,
+    fail_kind: &str,
+) -> bool {
+    let (kind, line) = match ready {
+        Ok(line) if line.is_empty() => return true,
+        Ok(line) => ("quorum", line),
+        Err(line) => (fail_kind, line),
+    };
+    tracing::warn!(incident = id, "{kind}: {target}: {line}");
+    ctx.store("recording an event", |s| {
+        s.incident_event(id, Timestamp::now(), kind, &format!("{target}: {line}"))
+    });
+    ready.is_ok()
 }
 
 /// Run the steps not yet done. `Some(end)` if the incident ended during
@@ -542,31 +542,8 @@ async fn steps(
                     return Some(End::Recovered);
                 }
             };
-            match ready {
-                Ok(line) => {
-                    if !line.is_empty() {
-                        tracing::warn!(incident = id, check = %check.name, "{target}: {line}");
-                        ctx.store("recording an event", |s| {
-                            s.incident_event(
-                                id,
-                                Timestamp::now(),
-                                "quorum",
-                                &format!("{target}: {line}"),
-                            )
-                        });
-                    }
-                }
-                Err(line) => {
-                    ctx.store("recording an event", |s| {
-                        s.incident_event(
-                            id,
-                            Timestamp::now(),
-                            "failover failed",
-                            &format!("{target}: {line}"),
-                        )
-                    });
-                    continue;
-                }
+            if !record_ready(ctx, id, target, &ready, "failover failed") {
+                continue;
             }
             let result = plugin.run(config, target, &check.name, id).await;
             let (kind, detail) = match &result {
