@@ -89,6 +89,17 @@ pub enum Command {
         #[command(subcommand)]
         what: DrillWhat,
     },
+    /// Replicate a `[[sync]]` job: live until interrupted, or one full
+    /// pass with `--once`.
+    Sync {
+        name: String,
+        #[arg(long)]
+        once: bool,
+    },
+    /// The far side of a replication: speaks the sync protocol on
+    /// stdin/stdout and writes inside ROOT only (run by `ssh`).
+    #[command(hide = true)]
+    SyncReceive { root: std::path::PathBuf },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -48,6 +48,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let mut server = start_server(&engine, &config, &dir, &failover).await?;
         // dyndns lives beside the engine: it is no check, it keeps a record.
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
+        // Replication jobs, each on a thread of its own.
+        let mut syncs = start_syncs(&config);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -71,6 +73,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         }
                         dyndns.abort();
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
+                        syncs.store(true, std::sync::atomic::Ordering::Relaxed);
+                        syncs = start_syncs(&new);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                     } else { tracing::error!("the new configuration is invalid; keeping the running one") }
@@ -79,6 +83,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         }
         tracing::info!("shutting down");
         dyndns.abort();
+        syncs.store(true, std::sync::atomic::Ordering::Relaxed);
         // Stop within 2 s whatever is in flight.
         let stop = async {
             server.stop().await;
@@ -90,6 +95,24 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let _ = fs_err::remove_file(dir.join(ADDR_FILE));
         Ok(exit::OK)
     })
+}
+
+/// Start every `[[sync]]` job of `config`; setting the flag stops them.
+fn start_syncs(config: &Config) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for j in &config.syncs {
+        let spec = vigie_sync::JobSpec::from_config(j);
+        let status = std::sync::Arc::new(std::sync::Mutex::new(vigie_sync::Status::default()));
+        let stop = stop.clone();
+        let name = j.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("sync-{name}"))
+            .spawn(move || vigie_sync::run(spec, status, stop));
+        if let Err(e) = spawned {
+            tracing::error!(job = %name, error = %e, "cannot start the replication");
+        }
+    }
+    stop
 }
 
 async fn start_server(

@@ -17,7 +17,7 @@ use crate::model::{
     Action, AddressType, Backup, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
     DnsProvider, Dyndns, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
     LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, Peer, PingProbe, Probe,
-    ProcessProbe, Server, ServerTls, StoreConfig, SystemdProbe, TcpProbe, TlsProbe,
+    ProcessProbe, Server, ServerTls, StoreConfig, SyncJob, SystemdProbe, TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -84,7 +84,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "include",
     "node",
     "server",
@@ -98,6 +98,7 @@ const SECTIONS: [&str; 14] = [
     "failover",
     "dyndns",
     "peer",
+    "sync",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -212,6 +213,7 @@ struct Raw {
     failovers: Vec<(usize, Spanned<String>, Range<usize>, Failover)>,
     dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
     peers: Vec<(usize, Range<usize>, Peer)>,
+    syncs: Vec<(usize, Range<usize>, SyncJob)>,
     /// Where each failover was declared, for errors found after parsing.
     failover_places: BTreeMap<String, (usize, Range<usize>)>,
     /// Every `actions = [...]` reference of a check, to check once all
@@ -350,6 +352,14 @@ impl Loader {
                 "failover" => {
                     for (name, table, f) in self.named::<Failover>(src, value, "failover", "blog") {
                         self.raw.failovers.push((src, name, table, f));
+                    }
+                }
+                "sync" => {
+                    for item in self.array_of_tables(src, value, "sync") {
+                        let table = item.span();
+                        if let Some(j) = self.de::<SyncJob>(src, item, "sync") {
+                            self.raw.syncs.push((src, table, j));
+                        }
                     }
                 }
                 "peer" => {
@@ -651,6 +661,7 @@ impl Loader {
         let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
+        let syncs = self.resolve_syncs();
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self
@@ -680,8 +691,75 @@ impl Loader {
             failovers,
             dyndns,
             peers,
+            syncs,
             checks,
         })
+    }
+
+    fn resolve_syncs(&mut self) -> Vec<SyncJob> {
+        let mut out: Vec<SyncJob> = Vec::new();
+        for (src, table, mut j) in std::mem::take(&mut self.raw.syncs) {
+            let key = format!("sync \"{}\"", j.name);
+            let mut problems: Vec<(String, Option<String>)> = Vec::new();
+            if !vigie_core::is_valid_name(&j.name) {
+                problems.push((
+                    "a sync name uses letters, digits, `-`, `_` and `.`".into(),
+                    None,
+                ));
+            }
+            if out.iter().any(|o| o.name == j.name) {
+                problems.push((format!("sync `{}` is declared twice", j.name), None));
+            }
+            j.from = self.base.join(&j.from);
+            if !j.from.is_dir() {
+                problems.push((
+                    format!("`from` {} is not a directory", j.from.display()),
+                    Some("name the local directory to replicate".into()),
+                ));
+            }
+            let (host, path) = j.destination();
+            if path.is_empty() {
+                problems.push((
+                    format!("`to` = {:?} names no directory", j.to),
+                    Some(
+                        "write to = \"host:/var/www/blog\" (an ssh destination) or a local path"
+                            .into(),
+                    ),
+                ));
+            }
+            if host.is_none() && !path.starts_with('/') {
+                problems.push((
+                    format!(
+                        "`to` = {:?} is neither host:/path nor an absolute local path",
+                        j.to
+                    ),
+                    Some("write to = \"backup-host:/var/www/blog\"".into()),
+                ));
+            }
+            if host.is_none() && std::path::Path::new(path) == j.from {
+                problems.push(("`to` is `from` itself".into(), None));
+            }
+            if j.delay.std().is_zero() || j.delay.std() > std::time::Duration::from_mins(1) {
+                problems.push((
+                    "`delay` is between 1ms and 1m".into(),
+                    Some("the default is 250ms".into()),
+                ));
+            }
+            if j.ssh.is_empty() {
+                problems.push((
+                    "`ssh` is empty".into(),
+                    Some("ssh = [\"ssh\", \"-i\", \"/root/.ssh/vigie\"]".into()),
+                ));
+            }
+            let ok = problems.is_empty();
+            for (message, hint) in problems {
+                self.error(src, Some(table.clone()), &key, message, hint);
+            }
+            if ok {
+                out.push(j);
+            }
+        }
+        out
     }
 
     fn resolve_peers(&mut self, env: EnvLookup<'_>, node: &str) -> Vec<Peer> {

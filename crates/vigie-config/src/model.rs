@@ -35,8 +35,71 @@ pub struct Config {
     pub dyndns: BTreeMap<String, Dyndns>,
     #[serde(rename = "peer", skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Peer>,
+    #[serde(rename = "sync", skip_serializing_if = "Vec::is_empty")]
+    pub syncs: Vec<SyncJob>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
+}
+
+/// A live replication (`[[sync]]`): `from` a local directory `to` an ssh
+/// destination `host:/path` (any `~/.ssh/config` alias) or a local path.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncJob {
+    pub name: String,
+    pub from: PathBuf,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// The batching window.
+    #[serde(default = "quarter_second")]
+    pub delay: Duration,
+    /// Propagate deletions.
+    #[serde(default = "yes")]
+    pub delete: bool,
+    /// A batch that would delete more entries is held until confirmed.
+    #[serde(default = "thousand")]
+    pub max_delete: u64,
+    /// The ssh command and its options.
+    #[serde(default = "ssh_argv")]
+    pub ssh: Vec<String>,
+    /// vigie's path on the far side.
+    #[serde(default = "vigie_word")]
+    pub remote_vigie: String,
+    /// How often the whole tree is compared again.
+    #[serde(default = "one_hour")]
+    pub verify_every: Duration,
+}
+
+fn quarter_second() -> Duration {
+    Duration::from_millis(250)
+}
+
+fn thousand() -> u64 {
+    1000
+}
+
+fn ssh_argv() -> Vec<String> {
+    vec!["ssh".to_owned()]
+}
+
+fn vigie_word() -> String {
+    "vigie".to_owned()
+}
+
+fn one_hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl SyncJob {
+    /// `(Some(host), path)` for an ssh destination, `(None, path)` for a
+    /// local one.
+    pub fn destination(&self) -> (Option<&str>, &str) {
+        match self.to.split_once(':') {
+            Some((host, path)) if !host.is_empty() && !host.contains('/') => (Some(host), path),
+            _ => (None, self.to.as_str()),
+        }
+    }
 }
 
 /// Another vigie watching the same failovers (`[[peer]]`): this node asks

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod knot;
 pub mod netns;
 pub mod servers;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,672 @@
+//! One `[[sync]]` job: connect, compare both trees, send what differs,
+//! then follow the source's file events, batched over `delay`, until
+//! stopped; reconnect with backoff when the link drops.
+//!
+//! The sender keeps a mirror of what the receiver holds (read from the
+//! receiver at each connection, updated on each answer), so a change is
+//! judged against the receiver's real state, at full nanosecond
+//! precision: a same-size rewrite within the same second is still sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use notify::event::{ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::glob::excluded;
+use crate::proto::{Entry, Kind};
+use crate::session::{Destination, FileSent, Pending, Session, same};
+
+/// A job's settings.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub name: String,
+    pub from: PathBuf,
+    pub to: Destination,
+    pub exclude: Vec<String>,
+    pub delay: Duration,
+    pub delete: bool,
+    /// A batch that would delete more entries than this is held.
+    pub max_delete: u64,
+    /// How often the whole tree is compared again.
+    pub verify_every: Duration,
+}
+
+impl JobSpec {
+    /// The job of a `[[sync]]` table; a local destination runs this very
+    /// binary as its receiver.
+    pub fn from_config(j: &vigie_config::SyncJob) -> Self {
+        let (host, path) = j.destination();
+        let to = match host {
+            Some(host) => Destination::Ssh {
+                ssh: j.ssh.clone(),
+                host: host.to_owned(),
+                path: path.to_owned(),
+                remote_vigie: j.remote_vigie.clone(),
+            },
+            None => Destination::Local {
+                path: path.to_owned(),
+                vigie: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vigie")),
+            },
+        };
+        Self {
+            name: j.name.clone(),
+            from: j.from.clone(),
+            to,
+            exclude: j.exclude.clone(),
+            delay: j.delay.std(),
+            delete: j.delete,
+            max_delete: j.max_delete,
+            verify_every: j.verify_every.std(),
+        }
+    }
+}
+
+/// What a job reports (for `vigie sync status`, its check and metrics).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Status {
+    pub connected: bool,
+    /// Changes seen and not yet acknowledged by the receiver.
+    pub queued: usize,
+    /// Since when the oldest of them waits (ms since the epoch).
+    pub oldest_change: Option<i64>,
+    pub bytes_sent: u64,
+    pub files_sent: u64,
+    pub last_error: Option<String>,
+    /// Deletions held by `max_delete`, waiting for confirmation.
+    pub held_deletes: u64,
+    pub last_full_scan: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    vigie_core::Timestamp::now().millis()
+}
+
+fn join(root: &Path, rel: &[u8]) -> PathBuf {
+    root.join(OsStr::from_bytes(rel))
+}
+
+fn parent_of(p: &[u8]) -> Option<&[u8]> {
+    p.iter().rposition(|b| *b == b'/').map(|i| &p[..i])
+}
+
+fn under(p: &[u8], dir: &[u8]) -> bool {
+    p.len() > dir.len() && p.starts_with(dir) && p[dir.len()] == b'/'
+}
+
+/// Every entry under `root` (not following symlinks), minus excludes.
+pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
+    let fd = rustix::fs::open(
+        root,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
+    let mut out = BTreeMap::new();
+    crate::receive::walk(&fd, &mut Vec::new(), &mut |e| {
+        if !excluded(exclude, &e.path) {
+            out.insert(e.path.clone(), e);
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The entry at `rel` under `root` now, if any (special files: none).
+fn local_entry(root: &Path, rel: &[u8]) -> Option<Entry> {
+    use std::os::unix::fs::MetadataExt;
+    let p = join(root, rel);
+    let md = std::fs::symlink_metadata(&p).ok()?;
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        Kind::File
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else {
+        return None;
+    };
+    Some(Entry {
+        path: rel.to_vec(),
+        kind,
+        size: if kind == Kind::File { md.len() } else { 0 },
+        mode: md.mode() & 0o7777,
+        mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        target: if kind == Kind::Symlink {
+            std::fs::read_link(&p)
+                .map(|t| t.as_os_str().as_bytes().to_vec())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// The running job's sender side.
+pub struct Sender {
+    spec: JobSpec,
+    status: Arc<Mutex<Status>>,
+    /// What the receiver holds.
+    mirror: BTreeMap<Vec<u8>, Entry>,
+    /// Directories whose content changed on the receiver since their
+    /// times were last set (writing inside a directory changes them).
+    touched: BTreeSet<Vec<u8>>,
+}
+
+/// What one reconciliation left to do.
+#[derive(Default)]
+struct Left {
+    /// Paths to look at again (failed, or changed while sent).
+    again: BTreeSet<Vec<u8>>,
+}
+
+impl Sender {
+    pub fn new(spec: JobSpec, status: Arc<Mutex<Status>>) -> Self {
+        Self {
+            spec,
+            status,
+            mirror: BTreeMap::new(),
+            touched: BTreeSet::new(),
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Connect and read the receiver's tree.
+    pub fn connect(&mut self) -> Result<Session, String> {
+        let mut s = Session::open(&self.spec.to, &self.spec.name)?;
+        self.mirror = s
+            .list()?
+            .into_iter()
+            .filter(|e| !excluded(&self.spec.exclude, &e.path))
+            .map(|e| (e.path.clone(), e))
+            .collect();
+        self.status().connected = true;
+        Ok(s)
+    }
+
+    /// Compare everything and send what differs.
+    pub fn full_pass(&mut self, s: &mut Session) -> Result<BTreeSet<Vec<u8>>, String> {
+        let want = local_tree(&self.spec.from, &self.spec.exclude)?;
+        let gone: Vec<Vec<u8>> = self
+            .mirror
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
+        let left = self.reconcile(s, &want, gone)?;
+        self.status().last_full_scan = Some(now_ms());
+        Ok(left.again)
+    }
+
+    /// Apply the renames seen, in order, where the receiver holds the
+    /// source: moved there, not sent again.
+    fn renames(&mut self, s: &mut Session, renames: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        let mut sent = false;
+        for (from, to) in renames {
+            let ex = |p: &[u8]| excluded(&self.spec.exclude, p);
+            if ex(from) || ex(to) || !self.mirror.contains_key(from) {
+                continue;
+            }
+            s.rename(from, to)?;
+            self.touch_parent(from);
+            self.touch_parent(to);
+            sent = true;
+        }
+        if sent {
+            for d in s.settle()? {
+                self.apply(d.op, d.error.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Look at `dirty` paths only (and new directories' contents).
+    fn partial_pass(
+        &mut self,
+        s: &mut Session,
+        dirty: &BTreeSet<Vec<u8>>,
+    ) -> Result<BTreeSet<Vec<u8>>, String> {
+        let mut want = BTreeMap::new();
+        let mut gone = Vec::new();
+        let mut dirs: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for p in dirty {
+            if excluded(&self.spec.exclude, p) {
+                continue;
+            }
+            if let Some(parent) = parent_of(p) {
+                dirs.insert(parent.to_vec());
+            }
+            match local_entry(&self.spec.from, p) {
+                None => {
+                    if self.mirror.contains_key(p) {
+                        gone.push(p.clone());
+                    }
+                }
+                Some(e) => {
+                    let new_dir = e.kind == Kind::Dir
+                        && self.mirror.get(p).is_none_or(|m| m.kind != Kind::Dir);
+                    if new_dir {
+                        // A directory that appeared (created, or moved in
+                        // from outside): all it holds.
+                        if let Ok(sub) = local_tree(&join(&self.spec.from, p), &[]) {
+                            for (k, mut v) in sub {
+                                let mut full = p.clone();
+                                full.push(b'/');
+                                full.extend_from_slice(&k);
+                                if !excluded(&self.spec.exclude, &full) {
+                                    v.path.clone_from(&full);
+                                    want.insert(full, v);
+                                }
+                            }
+                        }
+                    }
+                    want.insert(p.clone(), e);
+                }
+            }
+        }
+        // The directories that held changes: their times changed too.
+        for d in dirs {
+            if let Some(e) = local_entry(&self.spec.from, &d) {
+                want.entry(d).or_insert(e);
+            }
+        }
+        Ok(self.reconcile(s, &want, gone)?.again)
+    }
+
+    /// Make the receiver hold `want` (entries to create or update) and
+    /// not `gone` (paths to delete).
+    fn reconcile(
+        &mut self,
+        s: &mut Session,
+        want: &BTreeMap<Vec<u8>, Entry>,
+        mut gone: Vec<Vec<u8>>,
+    ) -> Result<Left, String> {
+        let mut left = Left::default();
+        // Deletions: the topmost of each subtree only.
+        gone.sort();
+        let mut top: Vec<Vec<u8>> = Vec::new();
+        for g in gone {
+            if !top.iter().any(|t| under(&g, t)) {
+                top.push(g);
+            }
+        }
+        if self.spec.delete && !top.is_empty() {
+            let count: u64 = top
+                .iter()
+                .map(|t| {
+                    self.mirror
+                        .keys()
+                        .filter(|k| *k == t || under(k, t))
+                        .count() as u64
+                })
+                .sum();
+            if count > self.spec.max_delete {
+                tracing::warn!(job = %self.spec.name, count, max = self.spec.max_delete, "deletions held: more than max_delete in one batch");
+                self.status().held_deletes = count;
+            } else {
+                self.status().held_deletes = 0;
+                for t in &top {
+                    s.delete(t)?;
+                    self.touch_parent(t);
+                }
+            }
+        }
+        // Creations and updates, parents first.
+        let mut dir_meta: Vec<Entry> = Vec::new();
+        for (path, e) in want {
+            let have = self.mirror.get(path).cloned();
+            let have = have.as_ref();
+            if have.is_some_and(|h| same(h, e)) {
+                continue;
+            }
+            if e.kind != Kind::Dir || have.is_none_or(|h| h.kind != Kind::Dir) {
+                self.touch_parent(path);
+            }
+            match e.kind {
+                Kind::Dir => {
+                    if have.is_none_or(|h| h.kind != Kind::Dir) {
+                        s.mkdir(&Entry {
+                            mtime: i64::MIN,
+                            ..e.clone()
+                        })?;
+                    }
+                    dir_meta.push(e.clone());
+                }
+                Kind::Symlink => s.symlink(e)?,
+                Kind::File => match s.file(&join(&self.spec.from, path), e)? {
+                    FileSent::Sent => self.status().files_sent += 1,
+                    FileSent::Changed => {
+                        self.status().files_sent += 1;
+                        left.again.insert(path.clone());
+                    }
+                    FileSent::Unreadable(why) => {
+                        tracing::warn!(job = %self.spec.name, "not sent: {why}");
+                        self.status().last_error = Some(why);
+                    }
+                },
+            }
+        }
+        // Directory times last (writing inside changes them), deepest
+        // first, read again now.
+        for t in std::mem::take(&mut self.touched) {
+            if !dir_meta.iter().any(|d| d.path == t) {
+                dir_meta.push(Entry {
+                    path: t,
+                    kind: Kind::Dir,
+                    size: 0,
+                    mode: 0,
+                    mtime: 0,
+                    target: Vec::new(),
+                });
+            }
+        }
+        dir_meta.sort_by(|a, b| b.path.cmp(&a.path));
+        for d in dir_meta {
+            if let Some(now) = local_entry(&self.spec.from, &d.path)
+                && now.kind == Kind::Dir
+            {
+                s.meta(&now)?;
+            }
+        }
+        for d in s.settle()? {
+            if let Some(e) = &d.error {
+                let p = match &d.op {
+                    Pending::Put(e) => e.path.clone(),
+                    Pending::Delete(p) | Pending::Rename(_, p) => p.clone(),
+                };
+                tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
+                self.status().last_error = Some(e.clone());
+                left.again.insert(p);
+            }
+            self.apply(d.op, d.error.as_deref());
+        }
+        let sent = s.bytes_sent;
+        self.status().bytes_sent = sent;
+        Ok(left)
+    }
+
+    fn touch_parent(&mut self, p: &[u8]) {
+        if let Some(d) = parent_of(p) {
+            self.touched.insert(d.to_vec());
+        }
+    }
+
+    /// Bring the mirror in line with one answered operation.
+    fn apply(&mut self, op: Pending, error: Option<&str>) {
+        if error.is_some() {
+            return;
+        }
+        match op {
+            Pending::Put(e) => {
+                self.mirror.insert(e.path.clone(), e);
+            }
+            Pending::Delete(p) => {
+                self.mirror.retain(|k, _| *k != p && !under(k, &p));
+            }
+            Pending::Rename(from, to) => {
+                let moved: Vec<Vec<u8>> = self
+                    .mirror
+                    .keys()
+                    .filter(|k| **k == from || under(k, &from))
+                    .cloned()
+                    .collect();
+                self.mirror.retain(|k, _| *k != to && !under(k, &to));
+                for k in moved {
+                    if let Some(mut e) = self.mirror.remove(&k) {
+                        let mut nk = to.clone();
+                        nk.extend_from_slice(&k[from.len()..]);
+                        e.path.clone_from(&nk);
+                        self.mirror.insert(nk, e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the watcher saw since the last batch.
+#[derive(Default)]
+struct Batch {
+    dirty: BTreeSet<Vec<u8>>,
+    renames: Vec<(Vec<u8>, Vec<u8>)>,
+    rescan: bool,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    oldest_ms: Option<i64>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.renames.is_empty() && !self.rescan
+    }
+
+    fn touch(&mut self) {
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.oldest_ms.get_or_insert_with(now_ms);
+    }
+
+    /// Quiet for `delay` (a file being written is sent once it stops
+    /// changing), or waiting too long already.
+    fn due(&self, delay: Duration) -> bool {
+        let (Some(first), Some(last)) = (self.first, self.last) else {
+            return !self.is_empty();
+        };
+        last.elapsed() >= delay || first.elapsed() >= (delay * 8).max(Duration::from_secs(2))
+    }
+
+    fn add(&mut self, root: &Path, ev: &notify::Event) {
+        let rel = |p: &Path| -> Option<Vec<u8>> {
+            let r = p.strip_prefix(root).ok()?;
+            let b = r.as_os_str().as_bytes();
+            (!b.is_empty()).then(|| b.to_vec())
+        };
+        if ev.need_rescan() {
+            self.rescan = true;
+            self.touch();
+            return;
+        }
+        match ev.kind {
+            EventKind::Access(_) => return,
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if ev.paths.len() == 2 => {
+                if let (Some(a), Some(b)) = (rel(&ev.paths[0]), rel(&ev.paths[1])) {
+                    self.renames.push((a, b));
+                }
+            }
+            _ => {}
+        }
+        for p in &ev.paths {
+            if let Some(r) = rel(p) {
+                self.dirty.insert(r);
+            }
+        }
+        self.touch();
+    }
+}
+
+/// Run `spec` until `stop`: connect (with backoff), a full pass, then
+/// live batches and a full pass every `verify_every`.
+#[allow(clippy::needless_pass_by_value)] // Owned: it runs on a thread of its own.
+pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
+    let (tx, events) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = match notify::recommended_watcher(move |e| {
+        let _ = tx.send(e);
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            set_error(&status, format!("cannot watch files: {e}"));
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(&spec.from, RecursiveMode::Recursive) {
+        set_error(
+            &status,
+            format!("cannot watch {}: {e}", spec.from.display()),
+        );
+    }
+    let mut sender = Sender::new(spec.clone(), status.clone());
+    let mut batch = Batch::default();
+    let mut backoff = Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        let mut session = match sender.connect() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(job = %spec.name, "cannot reach {}: {e}", spec.to.describe());
+                set_error(&status, e);
+                status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .connected = false;
+                // Keep collecting changes while the target is away.
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
+                        on_event(&mut batch, &spec.from, ev);
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_mins(1));
+                update_queue(&status, &batch);
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        tracing::info!(job = %spec.name, to = %spec.to.describe(), "connected");
+        // Everything is compared again: what the batch held is covered.
+        batch = Batch::default();
+        let result = live(
+            &mut sender,
+            &mut session,
+            &spec,
+            &events,
+            &mut batch,
+            &stop,
+            &status,
+        );
+        status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .connected = false;
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(job = %spec.name, "connection lost: {e}");
+                set_error(&status, e);
+            }
+        }
+    }
+    drop(watcher);
+}
+
+fn set_error(status: &Arc<Mutex<Status>>, e: String) {
+    status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .last_error = Some(e);
+}
+
+fn update_queue(status: &Arc<Mutex<Status>>, batch: &Batch) {
+    let mut s = status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.queued = batch.dirty.len() + batch.renames.len();
+    s.oldest_change = batch.oldest_ms;
+}
+
+fn on_event(batch: &mut Batch, root: &Path, ev: notify::Result<notify::Event>) {
+    match ev {
+        Ok(ev) => batch.add(root, &ev),
+        Err(e) => {
+            // A lost watch or an overflowing queue: look at everything.
+            tracing::warn!(error = %e, "file events lost; rescanning");
+            batch.rescan = true;
+            batch.touch();
+        }
+    }
+}
+
+fn live(
+    sender: &mut Sender,
+    session: &mut Session,
+    spec: &JobSpec,
+    events: &mpsc::Receiver<notify::Result<notify::Event>>,
+    batch: &mut Batch,
+    stop: &AtomicBool,
+    status: &Arc<Mutex<Status>>,
+) -> Result<(), String> {
+    let again = sender.full_pass(session)?;
+    let mut last_full = Instant::now();
+    batch.dirty.extend(again);
+    if !batch.dirty.is_empty() {
+        batch.touch();
+    }
+    while !stop.load(Ordering::Relaxed) {
+        match events.recv_timeout(Duration::from_millis(20)) {
+            Ok(ev) => {
+                on_event(batch, &spec.from, ev);
+                // Take what is already there before deciding.
+                while let Ok(ev) = events.try_recv() {
+                    on_event(batch, &spec.from, ev);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        update_queue(status, batch);
+        if last_full.elapsed() >= spec.verify_every {
+            *batch = Batch::default();
+            let again = sender.full_pass(session)?;
+            batch.dirty.extend(again);
+            last_full = Instant::now();
+            continue;
+        }
+        if batch.is_empty() || !batch.due(spec.delay) {
+            continue;
+        }
+        let b = std::mem::take(batch);
+        let again = if b.rescan {
+            sender.full_pass(session)?
+        } else {
+            sender.renames(session, &b.renames)?;
+            sender.partial_pass(session, &b.dirty)?
+        };
+        if !again.is_empty() {
+            batch.dirty.extend(again);
+            batch.touch();
+        }
+        update_queue(status, batch);
+    }
+    Ok(())
+}
+
+/// One full pass then return (`vigie sync NAME --once`).
+pub fn once(spec: &JobSpec) -> Result<Status, String> {
+    let status = Arc::new(Mutex::new(Status::default()));
+    let mut sender = Sender::new(spec.clone(), status.clone());
+    let mut session = sender.connect()?;
+    let mut again = sender.full_pass(&mut session)?;
+    // Files that changed while sent: a few more tries.
+    for _ in 0..3 {
+        if again.is_empty() {
+            break;
+        }
+        again = sender.partial_pass(&mut session, &again)?;
+    }
+    let s = status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Ok(s)
+}

@@ -1,0 +1,565 @@
+//! The wire protocol between `vigie sync` and `vigie sync-receive`: frames
+//! of `u32` length (big-endian) then one message, over the ssh channel's
+//! stdin/stdout. Paths are relative byte strings (`/`-separated, not
+//! necessarily UTF-8). The decoder takes any bytes: what it does not
+//! understand is an error, never a panic.
+
+use std::io::{self, Read, Write};
+
+/// Version 1 of the protocol. A receiver refuses other versions.
+pub const VERSION: u16 = 1;
+/// The first bytes of a `Hello`: not a vigie on the far side otherwise.
+pub const MAGIC: &[u8; 8] = b"VGSYNC\r\n";
+/// The largest frame either side accepts.
+pub const MAX_FRAME: usize = 1 << 20;
+/// File contents travel in chunks of at most this.
+pub const CHUNK: usize = 256 * 1024;
+
+/// What a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One entry of a tree, as either side sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    pub size: u64,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime: i64,
+    /// A symlink's target (empty otherwise).
+    pub target: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// Sender → receiver, first: who we are.
+    Hello {
+        version: u16,
+        job: String,
+    },
+    /// Receiver → sender: agreed.
+    Welcome {
+        version: u16,
+    },
+    /// Ask for the receiver's whole tree: `Entry`… then `ListEnd`.
+    List,
+    Entry(Entry),
+    ListEnd,
+    MkDir {
+        id: u64,
+        path: Vec<u8>,
+        mode: u32,
+    },
+    /// A whole file follows in `Data` frames, then `FileEnd`.
+    File {
+        id: u64,
+        path: Vec<u8>,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+    },
+    Data(Vec<u8>),
+    FileEnd {
+        id: u64,
+    },
+    Symlink {
+        id: u64,
+        path: Vec<u8>,
+        target: Vec<u8>,
+        mtime: i64,
+    },
+    /// Remove a path (a directory with all it holds).
+    Delete {
+        id: u64,
+        path: Vec<u8>,
+    },
+    Rename {
+        id: u64,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    /// Set a path's permissions and modification time.
+    Meta {
+        id: u64,
+        path: Vec<u8>,
+        mode: u32,
+        mtime: i64,
+    },
+    /// Done.
+    Ack {
+        id: u64,
+    },
+    /// Not done, for a reason that may pass (disk full, permission):
+    /// the session goes on.
+    Fail {
+        id: u64,
+        message: String,
+    },
+    /// The session ends: a refused message, a broken stream.
+    Fatal {
+        message: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("the other side closed the connection")]
+    Closed,
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+fn malformed<T>(what: &str) -> Result<T, ProtoError> {
+    Err(ProtoError::Malformed(what.to_owned()))
+}
+
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+        self.0.extend_from_slice(v);
+        self
+    }
+}
+
+struct In<'a>(&'a [u8]);
+
+impl In<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], ProtoError> {
+        if self.0.len() < n {
+            return malformed("truncated");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, ProtoError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ProtoError> {
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Result<u32, ProtoError> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, ProtoError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, ProtoError> {
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, ProtoError> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> Result<String, ProtoError> {
+        String::from_utf8(self.bytes()?).or_else(|_| malformed("text that is not UTF-8"))
+    }
+}
+
+fn kind_byte(k: Kind) -> u8 {
+    match k {
+        Kind::File => 0,
+        Kind::Dir => 1,
+        Kind::Symlink => 2,
+    }
+}
+
+impl Msg {
+    /// The message's bytes, without the frame length.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = Out(Vec::with_capacity(32));
+        match self {
+            Msg::Hello { version, job } => {
+                o.u8(1);
+                o.0.extend_from_slice(MAGIC);
+                o.u16(*version).bytes(job.as_bytes());
+            }
+            Msg::Welcome { version } => {
+                o.u8(2).u16(*version);
+            }
+            Msg::List => {
+                o.u8(3);
+            }
+            Msg::Entry(e) => {
+                o.u8(4)
+                    .bytes(&e.path)
+                    .u8(kind_byte(e.kind))
+                    .u64(e.size)
+                    .u32(e.mode)
+                    .i64(e.mtime)
+                    .bytes(&e.target);
+            }
+            Msg::ListEnd => {
+                o.u8(5);
+            }
+            Msg::MkDir { id, path, mode } => {
+                o.u8(6).u64(*id).bytes(path).u32(*mode);
+            }
+            Msg::File {
+                id,
+                path,
+                size,
+                mode,
+                mtime,
+            } => {
+                o.u8(7)
+                    .u64(*id)
+                    .bytes(path)
+                    .u64(*size)
+                    .u32(*mode)
+                    .i64(*mtime);
+            }
+            Msg::Data(d) => {
+                o.u8(8);
+                o.0.extend_from_slice(d);
+            }
+            Msg::FileEnd { id } => {
+                o.u8(9).u64(*id);
+            }
+            Msg::Symlink {
+                id,
+                path,
+                target,
+                mtime,
+            } => {
+                o.u8(10).u64(*id).bytes(path).bytes(target).i64(*mtime);
+            }
+            Msg::Delete { id, path } => {
+                o.u8(11).u64(*id).bytes(path);
+            }
+            Msg::Rename { id, from, to } => {
+                o.u8(12).u64(*id).bytes(from).bytes(to);
+            }
+            Msg::Meta {
+                id,
+                path,
+                mode,
+                mtime,
+            } => {
+                o.u8(13).u64(*id).bytes(path).u32(*mode).i64(*mtime);
+            }
+            Msg::Ack { id } => {
+                o.u8(14).u64(*id);
+            }
+            Msg::Fail { id, message } => {
+                o.u8(15).u64(*id).bytes(message.as_bytes());
+            }
+            Msg::Fatal { message } => {
+                o.u8(16).bytes(message.as_bytes());
+            }
+        }
+        o.0
+    }
+
+    /// Read a message from its bytes (without the frame length).
+    pub fn decode(buf: &[u8]) -> Result<Msg, ProtoError> {
+        let mut i = In(buf);
+        let msg = match i.u8()? {
+            1 => {
+                if i.take(MAGIC.len())? != MAGIC {
+                    return malformed("not a vigie sync hello");
+                }
+                Msg::Hello {
+                    version: i.u16()?,
+                    job: i.string()?,
+                }
+            }
+            2 => Msg::Welcome { version: i.u16()? },
+            3 => Msg::List,
+            4 => {
+                let path = i.bytes()?;
+                let kind = match i.u8()? {
+                    0 => Kind::File,
+                    1 => Kind::Dir,
+                    2 => Kind::Symlink,
+                    _ => return malformed("unknown entry kind"),
+                };
+                Msg::Entry(Entry {
+                    path,
+                    kind,
+                    size: i.u64()?,
+                    mode: i.u32()?,
+                    mtime: i.i64()?,
+                    target: i.bytes()?,
+                })
+            }
+            5 => Msg::ListEnd,
+            6 => Msg::MkDir {
+                id: i.u64()?,
+                path: i.bytes()?,
+                mode: i.u32()?,
+            },
+            7 => Msg::File {
+                id: i.u64()?,
+                path: i.bytes()?,
+                size: i.u64()?,
+                mode: i.u32()?,
+                mtime: i.i64()?,
+            },
+            8 => {
+                let rest = i.0.to_vec();
+                i.0 = &[];
+                Msg::Data(rest)
+            }
+            9 => Msg::FileEnd { id: i.u64()? },
+            10 => Msg::Symlink {
+                id: i.u64()?,
+                path: i.bytes()?,
+                target: i.bytes()?,
+                mtime: i.i64()?,
+            },
+            11 => Msg::Delete {
+                id: i.u64()?,
+                path: i.bytes()?,
+            },
+            12 => Msg::Rename {
+                id: i.u64()?,
+                from: i.bytes()?,
+                to: i.bytes()?,
+            },
+            13 => Msg::Meta {
+                id: i.u64()?,
+                path: i.bytes()?,
+                mode: i.u32()?,
+                mtime: i.i64()?,
+            },
+            14 => Msg::Ack { id: i.u64()? },
+            15 => Msg::Fail {
+                id: i.u64()?,
+                message: i.string()?,
+            },
+            16 => Msg::Fatal {
+                message: i.string()?,
+            },
+            t => return malformed(&format!("unknown message type {t}")),
+        };
+        if !i.0.is_empty() {
+            return malformed("trailing bytes");
+        }
+        Ok(msg)
+    }
+}
+
+/// Write one framed message.
+pub fn write(w: &mut impl Write, msg: &Msg) -> Result<(), ProtoError> {
+    let body = msg.encode();
+    w.write_all(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes())?;
+    w.write_all(&body)?;
+    Ok(())
+}
+
+/// Read one framed message; `Closed` at a clean end of stream.
+pub fn read(r: &mut impl Read) -> Result<Msg, ProtoError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ProtoError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    if n == 0 || n > MAX_FRAME + 64 {
+        return malformed(&format!("a frame of {n} bytes"));
+    }
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            ProtoError::Closed
+        } else {
+            e.into()
+        }
+    })?;
+    Msg::decode(&body)
+}
+
+/// A relative path's components, or why it is refused: empty, absolute,
+/// `.` or `..`, empty components, NUL bytes.
+pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let shown = || String::from_utf8_lossy(path).into_owned();
+    if path.is_empty() {
+        return Err("an empty path".into());
+    }
+    if path[0] == b'/' {
+        return Err(format!("an absolute path: {}", shown()));
+    }
+    if path.contains(&0) {
+        return Err(format!("a path with a NUL byte: {}", shown()));
+    }
+    let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+    for p in &parts {
+        match *p {
+            b"" => return Err(format!("a path with an empty component: {}", shown())),
+            b"." | b".." => {
+                return Err(format!(
+                    "a path with `{}`: {}",
+                    String::from_utf8_lossy(p),
+                    shown()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all() -> Vec<Msg> {
+        vec![
+            Msg::Hello {
+                version: VERSION,
+                job: "webroot".into(),
+            },
+            Msg::Welcome { version: 1 },
+            Msg::List,
+            Msg::Entry(Entry {
+                path: b"a/\xffb".to_vec(),
+                kind: Kind::Symlink,
+                size: 3,
+                mode: 0o777,
+                mtime: -5,
+                target: b"../x".to_vec(),
+            }),
+            Msg::ListEnd,
+            Msg::MkDir {
+                id: 1,
+                path: b"d".to_vec(),
+                mode: 0o755,
+            },
+            Msg::File {
+                id: 2,
+                path: b"d/f".to_vec(),
+                size: 10,
+                mode: 0o644,
+                mtime: 1_700_000_000_123_456_789,
+            },
+            Msg::Data(vec![1, 2, 3]),
+            Msg::Data(Vec::new()),
+            Msg::FileEnd { id: 2 },
+            Msg::Symlink {
+                id: 3,
+                path: b"l".to_vec(),
+                target: b"d/f".to_vec(),
+                mtime: 0,
+            },
+            Msg::Delete {
+                id: 4,
+                path: b"d".to_vec(),
+            },
+            Msg::Rename {
+                id: 5,
+                from: b"a".to_vec(),
+                to: b"b".to_vec(),
+            },
+            Msg::Meta {
+                id: 6,
+                path: b"b".to_vec(),
+                mode: 0o600,
+                mtime: 1,
+            },
+            Msg::Ack { id: 7 },
+            Msg::Fail {
+                id: 8,
+                message: "disk full".into(),
+            },
+            Msg::Fatal {
+                message: "refused".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_a_frame() {
+        for m in all() {
+            let mut buf = Vec::new();
+            write(&mut buf, &m).unwrap();
+            assert_eq!(read(&mut buf.as_slice()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn a_clean_end_is_closed_and_a_huge_frame_is_refused() {
+        assert!(matches!(read(&mut &b""[..]), Err(ProtoError::Closed)));
+        assert!(matches!(
+            read(&mut &[0xff, 0xff, 0xff, 0xff][..]),
+            Err(ProtoError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for p in [
+            &b""[..],
+            b"/etc/passwd",
+            b"../x",
+            b"a/../../x",
+            b"a//b",
+            b"./a",
+            b"a/.",
+            b"a\0b",
+            b"a/",
+        ] {
+            assert!(components(p).is_err(), "{:?}", String::from_utf8_lossy(p));
+        }
+        assert_eq!(components(b"a/b\xff").unwrap(), [&b"a"[..], b"b\xff"]);
+    }
+
+    proptest! {
+        #[test]
+        fn the_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Msg::decode(&bytes);
+            let _ = read(&mut bytes.as_slice());
+        }
+
+        #[test]
+        fn truncated_messages_are_errors(cut in 0usize..40) {
+            for m in all() {
+                let b = m.encode();
+                if cut < b.len() && !matches!(m, Msg::Data(_)) {
+                    prop_assert!(Msg::decode(&b[..cut]).is_err());
+                }
+            }
+        }
+    }
+}

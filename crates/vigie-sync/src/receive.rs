@@ -1,0 +1,497 @@
+//! `vigie sync-receive ROOT`: the far side. It applies the sender's
+//! messages inside ROOT and nowhere else: every path is walked from ROOT
+//! one component at a time with `O_NOFOLLOW`, so no `..`, no absolute
+//! path and no symlink along the way can lead out; special files are
+//! never created. A file is written to a temporary name in its
+//! directory, synced, then renamed over the old one: a reader never sees
+//! half a file, and a killed receiver leaves only a temporary file, which
+//! the next listing removes.
+
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::Timespec;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
+use rustix::io::Errno;
+
+use crate::proto::{self, Entry, Kind, Msg, ProtoError, VERSION};
+
+/// Temporary files start with this; listings skip (and remove) them.
+pub const TMP_PREFIX: &[u8] = b".vigie-tmp.";
+
+/// Why a message was not carried out.
+enum Refusal {
+    /// Hostile or impossible: the session ends.
+    Fatal(String),
+    /// This one failed (disk full, permission): the session goes on.
+    Fail(String),
+}
+
+impl From<Errno> for Refusal {
+    fn from(e: Errno) -> Self {
+        Refusal::Fail(io::Error::from(e).to_string())
+    }
+}
+
+impl From<io::Error> for Refusal {
+    fn from(e: io::Error) -> Self {
+        Refusal::Fail(e.to_string())
+    }
+}
+
+fn shown(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+fn timespec(ns: i64) -> Timespec {
+    Timespec {
+        tv_sec: ns.div_euclid(1_000_000_000),
+        tv_nsec: ns.rem_euclid(1_000_000_000),
+    }
+}
+
+fn times(ns: i64) -> Timestamps {
+    Timestamps {
+        last_access: timespec(ns),
+        last_modification: timespec(ns),
+    }
+}
+
+fn mode(m: u32) -> Mode {
+    Mode::from_bits_truncate(m & 0o7777)
+}
+
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::RDONLY)
+    .union(OFlags::CLOEXEC);
+
+struct Receiver {
+    root: OwnedFd,
+}
+
+impl Receiver {
+    /// The directory holding `path`'s last component, walked from ROOT
+    /// without following any symlink (and created when `create`).
+    fn parent<'p>(&self, path: &'p [u8], create: bool) -> Result<(OwnedFd, &'p [u8]), Refusal> {
+        let parts = proto::components(path).map_err(|e| Refusal::Fatal(format!("refused {e}")))?;
+        let (last, dirs) = parts.split_last().expect("at least one component");
+        let mut dir = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())?;
+        for comp in dirs {
+            dir = match rustix::fs::openat(&dir, *comp, DIR_FLAGS, Mode::empty()) {
+                Ok(d) => d,
+                Err(Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&dir, *comp, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    rustix::fs::openat(&dir, *comp, DIR_FLAGS, Mode::empty())?
+                }
+                Err(e) => {
+                    let st = rustix::fs::statat(&dir, *comp, AtFlags::SYMLINK_NOFOLLOW);
+                    if st.is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Symlink) {
+                        return Err(Refusal::Fatal(format!(
+                            "refused a path through a symlink: {}",
+                            shown(path)
+                        )));
+                    }
+                    return Err(Refusal::Fail(format!(
+                        "{}: {}",
+                        shown(path),
+                        io::Error::from(e)
+                    )));
+                }
+            };
+        }
+        Ok((dir, last))
+    }
+
+    fn tmp_name() -> Vec<u8> {
+        let mut r = [0u8; 8];
+        rustix::rand::getrandom(&mut r, rustix::rand::GetRandomFlags::empty()).unwrap_or_default();
+        let mut name = TMP_PREFIX.to_vec();
+        for b in r {
+            name.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
+        name
+    }
+
+    /// Make room for a new entry at `name`: a directory there is removed
+    /// with all it holds (a file or link is simply replaced by rename).
+    fn clear_dir(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
+        if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            && FileType::from_raw_mode(st.st_mode) == FileType::Directory
+        {
+            remove_tree(dir, name)?;
+        }
+        Ok(())
+    }
+
+    fn mkdir(&self, path: &[u8], m: u32) -> Result<(), Refusal> {
+        let (dir, name) = self.parent(path, true)?;
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            Ok(_) => {
+                rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
+                rustix::fs::mkdirat(&dir, name, mode(m))?;
+            }
+            Err(_) => rustix::fs::mkdirat(&dir, name, mode(m))?,
+        }
+        let d = rustix::fs::openat(&dir, name, DIR_FLAGS, Mode::empty())?;
+        rustix::fs::fchmod(&d, mode(m))?;
+        Ok(())
+    }
+
+    /// Receive a file's `Data` frames until `FileEnd`, into a temporary
+    /// file renamed over `path` once complete and synced. On an error the
+    /// remaining frames are still read (the stream stays in step) and
+    /// the temporary file is removed.
+    fn file(
+        &self,
+        input: &mut impl Read,
+        path: &[u8],
+        size: u64,
+        m: u32,
+        mtime: i64,
+    ) -> Result<(), Refusal> {
+        let target = self.parent(path, true);
+        let tmp = Self::tmp_name();
+        let mut file: Result<(OwnedFd, std::fs::File), Refusal> = target.and_then(|(dir, _)| {
+            let fd = rustix::fs::openat(
+                &dir,
+                &tmp,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )?;
+            Ok((dir, std::fs::File::from(fd)))
+        });
+        let mut written = 0u64;
+        loop {
+            match proto::read(input).map_err(|e| Refusal::Fatal(e.to_string()))? {
+                Msg::Data(d) => {
+                    if let Ok((_, f)) = &mut file {
+                        written += d.len() as u64;
+                        if let Err(e) = f.write_all(&d) {
+                            file = Err(e.into());
+                        }
+                    }
+                }
+                Msg::FileEnd { .. } => break,
+                other => {
+                    return Err(Refusal::Fatal(format!(
+                        "expected file data, got {}",
+                        name_of(&other)
+                    )));
+                }
+            }
+        }
+        let (dir, f) = match file {
+            Ok(x) => x,
+            Err(e) => {
+                if let Ok((dir, _)) = self.parent(path, false) {
+                    let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+                }
+                return Err(e);
+            }
+        };
+        let (_, name) = self.parent(path, false)?;
+        let finish = || -> Result<(), Refusal> {
+            if written != size {
+                return Err(Refusal::Fail(format!(
+                    "{}: {written} bytes arrived, {size} announced",
+                    shown(path)
+                )));
+            }
+            f.sync_all()?;
+            rustix::fs::fchmod(&f, mode(m))?;
+            rustix::fs::futimens(&f, &times(mtime))?;
+            Self::clear_dir(&dir, name)?;
+            rustix::fs::renameat(&dir, &tmp, &dir, name)?;
+            Ok(())
+        };
+        let r = finish();
+        if r.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        }
+        r
+    }
+
+    fn symlink(&self, path: &[u8], target: &[u8], mtime: i64) -> Result<(), Refusal> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(Refusal::Fatal(format!(
+                "refused a bad link target for {}",
+                shown(path)
+            )));
+        }
+        let (dir, name) = self.parent(path, true)?;
+        let tmp = Self::tmp_name();
+        rustix::fs::symlinkat(target, &dir, &tmp)?;
+        let _ = rustix::fs::utimensat(&dir, &tmp, &times(mtime), AtFlags::SYMLINK_NOFOLLOW);
+        let r = Self::clear_dir(&dir, name)
+            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
+        if r.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        }
+        r
+    }
+
+    fn delete(&self, path: &[u8]) -> Result<(), Refusal> {
+        let (dir, name) = match self.parent(path, false) {
+            Ok(x) => x,
+            // Its directory is gone already: so is it.
+            Err(Refusal::Fail(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                remove_tree(&dir, name)
+            }
+            Ok(_) => Ok(rustix::fs::unlinkat(&dir, name, AtFlags::empty())?),
+        }
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<(), Refusal> {
+        let (fdir, fname) = self.parent(from, false)?;
+        let (tdir, tname) = self.parent(to, true)?;
+        if rustix::fs::statat(&fdir, fname, AtFlags::SYMLINK_NOFOLLOW).is_err() {
+            return Err(Refusal::Fail(format!("{}: nothing to rename", shown(from))));
+        }
+        Self::clear_dir(&tdir, tname)?;
+        rustix::fs::renameat(&fdir, fname, &tdir, tname)?;
+        Ok(())
+    }
+
+    fn meta(&self, path: &[u8], m: u32, mtime: i64) -> Result<(), Refusal> {
+        let (dir, name) = self.parent(path, false)?;
+        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+            // Not a symlink (checked without following): chmod is safe.
+            rustix::fs::chmodat(&dir, name, mode(m), AtFlags::empty())?;
+        }
+        rustix::fs::utimensat(&dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
+
+    /// Every entry under ROOT, depth first; stale temporary files are
+    /// removed on the way.
+    fn list(&self, out: &mut impl Write) -> Result<(), ProtoError> {
+        let root = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())
+            .map_err(io::Error::from)?;
+        walk(&root, &mut Vec::new(), &mut |e| {
+            proto::write(out, &Msg::Entry(e))
+        })?;
+        proto::write(out, &Msg::ListEnd)
+    }
+}
+
+/// Call `f` for every entry under `dir` (paths relative to the walk's
+/// start), never following a symlink.
+pub(crate) fn walk(
+    dir: &OwnedFd,
+    prefix: &mut Vec<u8>,
+    f: &mut dyn FnMut(Entry) -> Result<(), ProtoError>,
+) -> Result<(), ProtoError> {
+    let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)
+        .map_err(io::Error::from)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_bytes().to_vec())
+        .filter(|n| n != b"." && n != b"..")
+        .collect();
+    names.sort();
+    for name in names {
+        if name.starts_with(TMP_PREFIX) {
+            let _ = rustix::fs::unlinkat(dir, &name, AtFlags::empty());
+            continue;
+        }
+        let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let len = prefix.len();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(&name);
+        let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+        let m = st.st_mode & 0o7777;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => f(Entry {
+                path: prefix.clone(),
+                kind: Kind::File,
+                size: st.st_size as u64,
+                mode: m,
+                mtime,
+                target: Vec::new(),
+            })?,
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, &name, Vec::new())
+                    .map(std::ffi::CString::into_bytes)
+                    .unwrap_or_default();
+                f(Entry {
+                    path: prefix.clone(),
+                    kind: Kind::Symlink,
+                    size: 0,
+                    mode: m,
+                    mtime,
+                    target,
+                })?;
+            }
+            FileType::Directory => {
+                f(Entry {
+                    path: prefix.clone(),
+                    kind: Kind::Dir,
+                    size: 0,
+                    mode: m,
+                    mtime,
+                    target: Vec::new(),
+                })?;
+                if let Ok(sub) = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty()) {
+                    walk(&sub, prefix, f)?;
+                }
+            }
+            // Sockets, fifos, devices: not replicated.
+            _ => {}
+        }
+        prefix.truncate(len);
+    }
+    Ok(())
+}
+
+/// Remove `name` in `dir` and everything below it, never following a
+/// symlink.
+fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
+    let sub = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
+    let names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(&sub)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_bytes().to_vec())
+        .filter(|n| n != b"." && n != b"..")
+        .collect();
+    for n in names {
+        match rustix::fs::statat(&sub, &n, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                remove_tree(&sub, &n)?;
+            }
+            Ok(_) => rustix::fs::unlinkat(&sub, &n, AtFlags::empty())?,
+            Err(_) => {}
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    Ok(())
+}
+
+fn name_of(m: &Msg) -> &'static str {
+    match m {
+        Msg::Hello { .. } => "hello",
+        Msg::Welcome { .. } => "welcome",
+        Msg::List => "list",
+        Msg::Entry(_) => "entry",
+        Msg::ListEnd => "list end",
+        Msg::MkDir { .. } => "mkdir",
+        Msg::File { .. } => "file",
+        Msg::Data(_) => "data",
+        Msg::FileEnd { .. } => "file end",
+        Msg::Symlink { .. } => "symlink",
+        Msg::Delete { .. } => "delete",
+        Msg::Rename { .. } => "rename",
+        Msg::Meta { .. } => "meta",
+        Msg::Ack { .. } => "ack",
+        Msg::Fail { .. } => "fail",
+        Msg::Fatal { .. } => "fatal",
+    }
+}
+
+/// Serve one session on `input`/`output` inside `root` until the sender
+/// closes it. `Err` says why the session was ended (also sent as
+/// `Fatal`).
+pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Result<(), String> {
+    let fatal = |out: &mut dyn Write, message: String| -> Result<(), String> {
+        let mut w = out;
+        let _ = proto::write(
+            &mut w,
+            &Msg::Fatal {
+                message: message.clone(),
+            },
+        );
+        let _ = w.flush();
+        Err(message)
+    };
+    let root_fd =
+        match rustix::fs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                return fatal(
+                    &mut output,
+                    format!("cannot open {}: {}", root.display(), io::Error::from(e)),
+                );
+            }
+        };
+    let rx = Receiver { root: root_fd };
+    match proto::read(&mut input) {
+        Ok(Msg::Hello { version, .. }) if version == VERSION => {}
+        Ok(Msg::Hello { version, .. }) => {
+            return fatal(
+                &mut output,
+                format!(
+                    "protocol version {version} is not spoken here (this vigie speaks {VERSION}): upgrade the older side"
+                ),
+            );
+        }
+        Ok(_) | Err(ProtoError::Malformed(_)) => {
+            return fatal(&mut output, "this is not a vigie sync sender".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    proto::write(&mut output, &Msg::Welcome { version: VERSION }).map_err(|e| e.to_string())?;
+    output.flush().map_err(|e| e.to_string())?;
+    loop {
+        let msg = match proto::read(&mut input) {
+            Ok(m) => m,
+            Err(ProtoError::Closed) => return Ok(()),
+            Err(e) => return fatal(&mut output, e.to_string()),
+        };
+        let (id, result) = match msg {
+            Msg::List => {
+                rx.list(&mut output).map_err(|e| e.to_string())?;
+                output.flush().map_err(|e| e.to_string())?;
+                continue;
+            }
+            Msg::MkDir { id, path, mode } => (id, rx.mkdir(&path, mode)),
+            Msg::File {
+                id,
+                path,
+                size,
+                mode,
+                mtime,
+            } => (id, rx.file(&mut input, &path, size, mode, mtime)),
+            Msg::Symlink {
+                id,
+                path,
+                target,
+                mtime,
+            } => (id, rx.symlink(&path, &target, mtime)),
+            Msg::Delete { id, path } => (id, rx.delete(&path)),
+            Msg::Rename { id, from, to } => (id, rx.rename(&from, &to)),
+            Msg::Meta {
+                id,
+                path,
+                mode,
+                mtime,
+            } => (id, rx.meta(&path, mode, mtime)),
+            other => {
+                return fatal(
+                    &mut output,
+                    format!("refused an out-of-place message ({})", name_of(&other)),
+                );
+            }
+        };
+        let reply = match result {
+            Ok(()) => Msg::Ack { id },
+            Err(Refusal::Fail(message)) => Msg::Fail { id, message },
+            Err(Refusal::Fatal(message)) => return fatal(&mut output, message),
+        };
+        proto::write(&mut output, &reply).map_err(|e| e.to_string())?;
+        output.flush().map_err(|e| e.to_string())?;
+    }
+}

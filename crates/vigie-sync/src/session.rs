@@ -1,0 +1,405 @@
+//! One connection to a receiver: the system `ssh` (or, for a local
+//! destination, `vigie sync-receive` itself) with the protocol on its
+//! stdin/stdout. Messages go out in order; replies come back on a reader
+//! thread, so the sender never waits on one file before sending the
+//! next.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::proto::{self, CHUNK, Entry, Kind, Msg, ProtoError, VERSION};
+
+/// Where a job's receiver runs.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    /// `host:/path` through `ssh` (any `~/.ssh/config` alias).
+    Ssh {
+        ssh: Vec<String>,
+        host: String,
+        path: String,
+        remote_vigie: String,
+    },
+    /// A local directory: `vigie sync-receive` as a child process.
+    Local {
+        path: String,
+        vigie: std::path::PathBuf,
+    },
+}
+
+impl Destination {
+    fn command(&self) -> Command {
+        match self {
+            Destination::Ssh {
+                ssh,
+                host,
+                path,
+                remote_vigie,
+            } => {
+                let mut c = Command::new(&ssh[0]);
+                c.args(&ssh[1..])
+                    .args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
+                    .arg(host)
+                    .arg("--")
+                    .arg(format!(
+                        "{} sync-receive {}",
+                        shell_quote(remote_vigie),
+                        shell_quote(path)
+                    ));
+                c
+            }
+            Destination::Local { path, vigie } => {
+                let mut c = Command::new(vigie);
+                c.args(["sync-receive", path]);
+                c
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Ssh { host, path, .. } => format!("{host}:{path}"),
+            Destination::Local { path, .. } => path.clone(),
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A reply from the receiver, or the end of the connection.
+type Reply = Result<Msg, ProtoError>;
+
+pub struct Session {
+    child: Child,
+    out: BufWriter<ChildStdin>,
+    replies: mpsc::Receiver<Reply>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    next_id: u64,
+    /// Sent, not yet answered: what the receiver will hold once done.
+    pending: BTreeMap<u64, Pending>,
+    pub bytes_sent: u64,
+}
+
+/// An operation awaiting its answer.
+#[derive(Clone, Debug)]
+pub enum Pending {
+    /// The receiver will hold this entry.
+    Put(Entry),
+    Delete(Vec<u8>),
+    Rename(Vec<u8>, Vec<u8>),
+}
+
+/// What came back for one operation.
+pub struct Done {
+    pub op: Pending,
+    pub error: Option<String>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long the receiver may stay silent while answers are due.
+const REPLY_TIMEOUT: Duration = Duration::from_mins(2);
+
+impl Session {
+    /// Start the receiver and shake hands.
+    pub fn open(dest: &Destination, job: &str) -> Result<Self, String> {
+        let mut child = dest
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e}",
+                    dest.command().get_program().display()
+                )
+            })?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut s = sink
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.extend_from_slice(&buf[..n]);
+                let excess = s.len().saturating_sub(8192);
+                s.drain(..excess);
+            }
+        });
+        let (tx, replies) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::with_capacity(64 * 1024, stdout);
+            loop {
+                let m = proto::read(&mut r);
+                let end = m.is_err();
+                if tx.send(m).is_err() || end {
+                    break;
+                }
+            }
+        });
+        let out = BufWriter::with_capacity(256 * 1024, child.stdin.take().expect("piped"));
+        let mut s = Session {
+            child,
+            out,
+            replies,
+            stderr,
+            next_id: 1,
+            pending: BTreeMap::new(),
+            bytes_sent: 0,
+        };
+        s.send(&Msg::Hello {
+            version: VERSION,
+            job: job.to_owned(),
+        })?;
+        s.flush()?;
+        match s.reply(Duration::from_secs(30))? {
+            Msg::Welcome { version } if version == VERSION => Ok(s),
+            Msg::Fatal { message } => Err(format!("{}: {message}", dest.describe())),
+            other => Err(format!(
+                "{}: unexpected answer to hello: {other:?}",
+                dest.describe()
+            )),
+        }
+    }
+
+    /// What the far side printed, to explain a failure.
+    fn stderr_text(&self) -> String {
+        // Give the stderr reader a moment to catch the last words.
+        std::thread::sleep(Duration::from_millis(50));
+        let s = self
+            .stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&s).trim().to_owned()
+    }
+
+    fn broken(&mut self, what: &str) -> String {
+        let mut status = None;
+        for _ in 0..50 {
+            status = self.child.try_wait().ok().flatten();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let err = self.stderr_text();
+        let code = status.and_then(|s| s.code());
+        if code == Some(127) || err.contains("not found") {
+            return format!(
+                "the far side has no vigie to run (`{err}`): install vigie there, or set remote_vigie to its path"
+            );
+        }
+        if code == Some(255) {
+            return format!("ssh failed: {err}");
+        }
+        match (err.is_empty(), code) {
+            (true, Some(c)) => format!("{what} (the receiver exited with {c})"),
+            (true, None) => what.to_owned(),
+            (false, _) => format!("{what}: {err}"),
+        }
+    }
+
+    fn send(&mut self, m: &Msg) -> Result<(), String> {
+        let r = proto::write(&mut self.out, m);
+        r.map_err(|e| self.broken(&format!("sending: {e}")))
+    }
+
+    pub fn flush(&mut self) -> Result<(), String> {
+        let r = self.out.flush();
+        r.map_err(|e| self.broken(&format!("sending: {e}")))
+    }
+
+    fn reply(&mut self, timeout: Duration) -> Result<Msg, String> {
+        match self.replies.recv_timeout(timeout) {
+            Ok(Ok(Msg::Fatal { message })) => Err(format!("the receiver refused: {message}")),
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(e)) => Err(self.broken(&format!("receiving: {e}"))),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(format!("the receiver did not answer in {timeout:?}"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.broken("the receiver went away")),
+        }
+    }
+
+    /// The receiver's whole tree.
+    pub fn list(&mut self) -> Result<Vec<Entry>, String> {
+        self.send(&Msg::List)?;
+        self.flush()?;
+        let mut out = Vec::new();
+        loop {
+            match self.reply(REPLY_TIMEOUT)? {
+                Msg::Entry(e) => out.push(e),
+                Msg::ListEnd => return Ok(out),
+                other => return Err(format!("unexpected message in a listing: {other:?}")),
+            }
+        }
+    }
+
+    fn id(&mut self, op: Pending) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(id, op);
+        id
+    }
+
+    pub fn mkdir(&mut self, e: &Entry) -> Result<(), String> {
+        let id = self.id(Pending::Put(e.clone()));
+        self.send(&Msg::MkDir {
+            id,
+            path: e.path.clone(),
+            mode: e.mode,
+        })
+    }
+
+    pub fn meta(&mut self, e: &Entry) -> Result<(), String> {
+        let id = self.id(Pending::Put(e.clone()));
+        self.send(&Msg::Meta {
+            id,
+            path: e.path.clone(),
+            mode: e.mode,
+            mtime: e.mtime,
+        })
+    }
+
+    pub fn symlink(&mut self, e: &Entry) -> Result<(), String> {
+        let id = self.id(Pending::Put(e.clone()));
+        self.send(&Msg::Symlink {
+            id,
+            path: e.path.clone(),
+            target: e.target.clone(),
+            mtime: e.mtime,
+        })
+    }
+
+    pub fn delete(&mut self, path: &[u8]) -> Result<(), String> {
+        let id = self.id(Pending::Delete(path.to_vec()));
+        self.send(&Msg::Delete {
+            id,
+            path: path.to_vec(),
+        })
+    }
+
+    pub fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), String> {
+        let id = self.id(Pending::Rename(from.to_vec(), to.to_vec()));
+        self.send(&Msg::Rename {
+            id,
+            from: from.to_vec(),
+            to: to.to_vec(),
+        })
+    }
+
+    /// Send the file at `local` as `e.path`. `Ok(None)`: sent as it was
+    /// when opened; `Ok(Some(entry))`: sent, but it changed meanwhile
+    /// (send it again); `Err` with `local_error`: it could not be read
+    /// (the session is fine).
+    pub fn file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(local)
+        {
+            Ok(f) => f,
+            Err(err) => return Ok(FileSent::Unreadable(format!("{}: {err}", local.display()))),
+        };
+        let md = f
+            .metadata()
+            .map_err(|err| format!("{}: {err}", local.display()))?;
+        let entry = Entry {
+            size: md.len(),
+            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            mode: md.mode() & 0o7777,
+            ..e.clone()
+        };
+        let id = self.id(Pending::Put(entry.clone()));
+        self.send(&Msg::File {
+            id,
+            path: entry.path.clone(),
+            size: entry.size,
+            mode: entry.mode,
+            mtime: entry.mtime,
+        })?;
+        let mut left = entry.size;
+        let mut buf = vec![0u8; CHUNK];
+        while left > 0 {
+            let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let n = match f.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) => {
+                    // The receiver drops what it got when the size is short.
+                    tracing::warn!(path = %local.display(), error = %err, "read failed mid-file");
+                    break;
+                }
+            };
+            self.send(&Msg::Data(buf[..n].to_vec()))?;
+            self.bytes_sent += n as u64;
+            left -= n as u64;
+        }
+        self.send(&Msg::FileEnd { id })?;
+        let after = std::fs::symlink_metadata(local).ok();
+        let changed = after.is_none_or(|a| {
+            a.len() != md.len() || a.mtime() != md.mtime() || a.mtime_nsec() != md.mtime_nsec()
+        });
+        Ok(if changed || left > 0 {
+            FileSent::Changed
+        } else {
+            FileSent::Sent
+        })
+    }
+
+    /// Wait for every pending answer.
+    pub fn settle(&mut self) -> Result<Vec<Done>, String> {
+        self.flush()?;
+        let mut done = Vec::new();
+        while !self.pending.is_empty() {
+            let (id, error) = match self.reply(REPLY_TIMEOUT)? {
+                Msg::Ack { id } => (id, None),
+                Msg::Fail { id, message } => (id, Some(message)),
+                other => return Err(format!("unexpected reply: {other:?}")),
+            };
+            let Some(op) = self.pending.remove(&id) else {
+                return Err(format!("an answer to unknown operation {id}"));
+            };
+            done.push(Done { op, error });
+        }
+        Ok(done)
+    }
+}
+
+/// What became of one file.
+pub enum FileSent {
+    Sent,
+    /// It changed while being read: send it again.
+    Changed,
+    /// It could not be opened here (permission): reported, skipped.
+    Unreadable(String),
+}
+
+/// Whether two entries need no transfer between them.
+pub fn same(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && match a.kind {
+            Kind::File => a.size == b.size && a.mtime == b.mtime && a.mode == b.mode,
+            Kind::Symlink => a.target == b.target && a.mtime == b.mtime,
+            Kind::Dir => a.mode == b.mode && a.mtime == b.mtime,
+        }
+}

@@ -1,0 +1,456 @@
+//! Live replication: `vigie sync` against `vigie sync-receive`, locally
+//! and through a real OpenSSH server (and a bastion with ProxyJump).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vigie_sync::proto::{self, Entry, Msg};
+use vigie_sync::{Destination, JobSpec, Status};
+use vigie_testkit::sshd::{Client, Sshd};
+use vigie_testkit::{Env, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vigie");
+
+/// Both trees, entry by entry (kind, size, mode, mtime to the
+/// nanosecond, link target) and file by file (bytes).
+fn tree(root: &Path) -> BTreeMap<Vec<u8>, (Entry, Vec<u8>)> {
+    vigie_sync::job::local_tree(root, &[])
+        .unwrap()
+        .into_iter()
+        .map(|(k, e)| {
+            let bytes = if e.kind == proto::Kind::File {
+                std::fs::read(root.join(std::str::from_utf8(&k).unwrap())).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            (k, (e, bytes))
+        })
+        .collect()
+}
+
+fn same_trees(a: &Path, b: &Path) -> bool {
+    tree(a) == tree(b)
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    let (ta, tb) = (tree(a), tree(b));
+    if ta != tb {
+        let only_a: Vec<_> = ta
+            .iter()
+            .filter(|(k, v)| tb.get(*k) != Some(v))
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.0.clone()))
+            .collect();
+        let only_b: Vec<_> = tb
+            .iter()
+            .filter(|(k, v)| ta.get(*k) != Some(v))
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.0.clone()))
+            .collect();
+        panic!("trees differ:\nsource: {only_a:#?}\nreplica: {only_b:#?}");
+    }
+}
+
+/// Wait until both trees are the same; show the difference if never.
+fn wait_same(a: &Path, b: &Path) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if same_trees(a, b) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_same(a, b);
+}
+
+fn local_spec(from: &Path, to: &Path) -> JobSpec {
+    JobSpec {
+        name: "t".into(),
+        from: from.to_owned(),
+        to: Destination::Local {
+            path: to.to_string_lossy().into_owned(),
+            vigie: BIN.into(),
+        },
+        exclude: Vec::new(),
+        delay: Duration::from_millis(50),
+        delete: true,
+        max_delete: 100_000,
+        verify_every: Duration::from_hours(1),
+    }
+}
+
+/// A live job on a thread; stopped on drop.
+struct Live {
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Live {
+    fn start(spec: JobSpec) -> Live {
+        let status = Arc::new(Mutex::new(Status::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (status.clone(), stop.clone());
+        let thread = std::thread::spawn(move || vigie_sync::run(spec, s, st));
+        let live = Live {
+            status,
+            stop,
+            thread: Some(thread),
+        };
+        wait_until(Duration::from_secs(20), || {
+            live.status().last_full_scan.is_some()
+        });
+        live
+    }
+
+    fn status(&self) -> Status {
+        self.status.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn populate(root: &Path) {
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::write(root.join("a/b/one.txt"), "one").unwrap();
+    std::fs::write(root.join("top.bin"), vec![7u8; 700_000]).unwrap();
+    std::fs::write(root.join("secret"), "s").unwrap();
+    std::fs::set_permissions(root.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    symlink("a/b/one.txt", root.join("link")).unwrap();
+    symlink("/etc/passwd", root.join("abs-link")).unwrap();
+    std::fs::write(root.join("a/\u{e9}t\u{e9}.txt"), "accent").unwrap();
+}
+
+#[test]
+fn once_copies_everything_and_deletes_extras_within_the_limit() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    populate(src.path());
+    std::fs::write(dst.path().join("extra"), "x").unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    let s = vigie_sync::once(&spec).unwrap();
+    assert_same(src.path(), dst.path());
+    assert!(s.bytes_sent >= 700_000, "{s:?}");
+    // Nothing changed: nothing sent.
+    let s = vigie_sync::once(&spec).unwrap();
+    assert_eq!((s.files_sent, s.bytes_sent), (0, 0), "{s:?}");
+    // Too many deletions at once are held, not made.
+    for i in 0..5 {
+        std::fs::write(dst.path().join(format!("x{i}")), "x").unwrap();
+    }
+    let s = vigie_sync::once(&JobSpec {
+        max_delete: 3,
+        ..spec.clone()
+    })
+    .unwrap();
+    assert_eq!(s.held_deletes, 5);
+    assert!(dst.path().join("x0").exists());
+    vigie_sync::once(&spec).unwrap();
+    assert_same(src.path(), dst.path());
+}
+
+#[test]
+fn the_cli_runs_a_configured_job_once() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    populate(&src);
+    std::fs::write(src.join("skip.tmp"), "excluded").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"*.tmp\"]\n",
+        dst.display()
+    ));
+    let r = env.run(&["sync", "web", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("web: 4 files, 700010 bytes sent to "),
+        "{}",
+        r.stdout
+    );
+    assert!(!dst.join("skip.tmp").exists());
+    std::fs::remove_file(src.join("skip.tmp")).unwrap();
+    assert_same(&src, &dst);
+    let r = env.run(&["sync", "nope", "--once"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("known jobs: web"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_sync_config_is_refused() {
+    let env = Env::new(BIN);
+    env.config("[[sync]]\nname = \"w\"\nfrom = \"/nonexistent-dir\"\nto = \"relative/path\"\ndelay = \"0s\"\n");
+    let r = env.run(&["validate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    for needle in [
+        "`from` /nonexistent-dir is not a directory",
+        "is neither host:/path nor an absolute local path",
+        "`delay` is between 1ms and 1m",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn live_changes_arrive_and_a_renamed_directory_is_moved_not_resent() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    populate(src.path());
+    let big = src.path().join("many");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..1000 {
+        std::fs::write(
+            big.join(format!("f{i}")),
+            format!("file {i} {}", "x".repeat(100)),
+        )
+        .unwrap();
+    }
+    let live = Live::start(local_spec(src.path(), dst.path()));
+    wait_same(src.path(), dst.path());
+    // Create, modify, chmod, delete, symlink.
+    std::fs::write(src.path().join("new.txt"), "new").unwrap();
+    std::fs::write(src.path().join("a/b/one.txt"), "ONE!").unwrap();
+    std::fs::set_permissions(
+        src.path().join("top.bin"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::remove_file(src.path().join("secret")).unwrap();
+    symlink("new.txt", src.path().join("link2")).unwrap();
+    wait_same(src.path(), dst.path());
+    // Rename a 1,000-file directory: moved on the receiver.
+    let before = live.status().bytes_sent;
+    std::fs::rename(&big, src.path().join("moved")).unwrap();
+    wait_same(src.path(), dst.path());
+    let after = live.status().bytes_sent;
+    assert!(
+        after - before < 10_000,
+        "a rename re-sent {} bytes",
+        after - before
+    );
+    assert_same(src.path(), dst.path());
+}
+
+#[test]
+fn same_size_rewrites_within_one_second_all_arrive() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(src.path().join("f"), "version-0").unwrap();
+    let _live = Live::start(local_spec(src.path(), dst.path()));
+    for i in 1..=9 {
+        std::fs::write(src.path().join("f"), format!("version-{i}")).unwrap();
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(dst.path().join("f")).ok() == Some(format!("version-{i}"))
+        });
+    }
+    assert_same(src.path(), dst.path());
+}
+
+/// Talk to `vigie sync-receive ROOT` directly, as a hostile sender.
+fn hostile(root: &Path, msgs: &[Msg]) -> Vec<Msg> {
+    let mut child = Command::new(BIN)
+        .args(["sync-receive"])
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    proto::write(
+        &mut stdin,
+        &Msg::Hello {
+            version: proto::VERSION,
+            job: "evil".into(),
+        },
+    )
+    .unwrap();
+    for m in msgs {
+        let _ = proto::write(&mut stdin, m);
+    }
+    let _ = stdin.flush();
+    drop(stdin);
+    let mut out = child.stdout.take().unwrap();
+    let mut replies = Vec::new();
+    while let Ok(m) = proto::read(&mut out) {
+        replies.push(m);
+    }
+    child.wait().unwrap();
+    replies
+}
+
+fn file_msgs(path: &[u8], data: &[u8]) -> Vec<Msg> {
+    vec![
+        Msg::File {
+            id: 1,
+            path: path.to_vec(),
+            size: data.len() as u64,
+            mode: 0o644,
+            mtime: 0,
+        },
+        Msg::Data(data.to_vec()),
+        Msg::FileEnd { id: 1 },
+    ]
+}
+
+#[test]
+fn hostile_messages_are_refused_and_end_the_session() {
+    let outside = tempfile::tempdir().unwrap();
+    let root = outside.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    for path in [&b"../escaped"[..], b"/tmp/absolute", b"a/../../escaped"] {
+        let r = hostile(&root, &file_msgs(path, b"pwned"));
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
+            "{r:?}"
+        );
+    }
+    assert!(!outside.path().join("escaped").exists());
+    // A symlink pointing outside, then a write through it.
+    let mut msgs = vec![Msg::Symlink {
+        id: 1,
+        path: b"door".to_vec(),
+        target: outside.path().to_string_lossy().as_bytes().to_vec(),
+        mtime: 0,
+    }];
+    msgs.extend(file_msgs(b"door/through", b"pwned"));
+    let r = hostile(&root, &msgs);
+    assert!(matches!(r.get(1), Some(Msg::Ack { id: 1 })), "{r:?}");
+    assert!(
+        matches!(r.last(), Some(Msg::Fatal { message }) if message.contains("through a symlink")),
+        "{r:?}"
+    );
+    assert!(!outside.path().join("through").exists());
+    // Deleting or renaming through the link is refused too.
+    let r = hostile(
+        &root,
+        &[Msg::Delete {
+            id: 2,
+            path: b"door/x".to_vec(),
+        }],
+    );
+    assert!(matches!(r.last(), Some(Msg::Fatal { .. })), "{r:?}");
+    // Garbage instead of a hello.
+    let mut child = Command::new(BIN)
+        .args(["sync-receive"])
+        .arg(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"\x00\x00\x00\x05hello")
+        .unwrap();
+    let reply = proto::read(&mut child.stdout.take().unwrap()).unwrap();
+    assert!(
+        matches!(&reply, Msg::Fatal { message } if message.contains("not a vigie sync sender")),
+        "{reply:?}"
+    );
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_short_file_leaves_no_partial_file() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), "old").unwrap();
+    let msgs = vec![
+        Msg::File {
+            id: 1,
+            path: b"f".to_vec(),
+            size: 100,
+            mode: 0o644,
+            mtime: 0,
+        },
+        Msg::Data(b"only part".to_vec()),
+        Msg::FileEnd { id: 1 },
+    ];
+    let r = hostile(root.path(), &msgs);
+    assert!(matches!(r.get(1), Some(Msg::Fail { id: 1, .. })), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("f")).unwrap(),
+        "old"
+    );
+    let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
+}
+
+#[test]
+fn through_a_real_sshd_and_a_bastion() {
+    let client = Client::new();
+    let key = client.public_key();
+    let target = Sshd::start(&key);
+    let bastion = Sshd::start(&key);
+    let cfg = client.config(&[
+        ("backup", &target, None),
+        ("bastion", &bastion, None),
+        ("behind", &target, Some("bastion")),
+    ]);
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    populate(src.path());
+    for host in ["backup", "behind"] {
+        let spec = JobSpec {
+            to: Destination::Ssh {
+                ssh: vec![
+                    "ssh".into(),
+                    "-F".into(),
+                    cfg.to_string_lossy().into_owned(),
+                ],
+                host: host.into(),
+                path: dst.path().to_string_lossy().into_owned(),
+                remote_vigie: BIN.into(),
+            },
+            ..local_spec(src.path(), dst.path())
+        };
+        let s = vigie_sync::once(&spec).unwrap_or_else(|e| panic!("{host}: {e}\n{}", target.log()));
+        assert_same(src.path(), dst.path());
+        std::fs::write(src.path().join(format!("via-{host}")), host).unwrap();
+        assert!(s.last_error.is_none(), "{s:?}");
+    }
+    // Live over ssh.
+    let spec = JobSpec {
+        to: Destination::Ssh {
+            ssh: vec![
+                "ssh".into(),
+                "-F".into(),
+                cfg.to_string_lossy().into_owned(),
+            ],
+            host: "behind".into(),
+            path: dst.path().to_string_lossy().into_owned(),
+            remote_vigie: BIN.into(),
+        },
+        ..local_spec(src.path(), dst.path())
+    };
+    let _live = Live::start(spec.clone());
+    std::fs::write(src.path().join("live.txt"), "over ssh").unwrap();
+    wait_same(src.path(), dst.path());
+    // A far side without vigie: a clear error.
+    let err = vigie_sync::once(&JobSpec {
+        to: Destination::Ssh {
+            ssh: vec![
+                "ssh".into(),
+                "-F".into(),
+                cfg.to_string_lossy().into_owned(),
+            ],
+            host: "backup".into(),
+            path: "/tmp".into(),
+            remote_vigie: "/nonexistent/vigie".into(),
+        },
+        ..spec
+    })
+    .err()
+    .unwrap();
+    assert!(err.contains("the far side has no vigie"), "{err}");
+}
