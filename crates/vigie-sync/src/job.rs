@@ -255,11 +255,12 @@ impl Sender {
                     }
                 }
                 Some(e) => {
-                    let new_dir = e.kind == Kind::Dir
-                        && self.mirror.get(p).is_none_or(|m| m.kind != Kind::Dir);
-                    if new_dir {
-                        // A directory that appeared (created, or moved in
-                        // from outside): all it holds.
+                    if e.kind == Kind::Dir {
+                        // A directory that appeared, moved or changed:
+                        // all it holds, against all the receiver holds
+                        // there (files made in it before its watch began
+                        // have no events of their own).
+                        let mut here = BTreeSet::new();
                         if let Ok(sub) = local_tree(&join(&self.spec.from, p), &[]) {
                             for (k, mut v) in sub {
                                 let mut full = p.clone();
@@ -267,10 +268,17 @@ impl Sender {
                                 full.extend_from_slice(&k);
                                 if !excluded(&self.spec.exclude, &full) {
                                     v.path.clone_from(&full);
+                                    here.insert(full.clone());
                                     want.insert(full, v);
                                 }
                             }
                         }
+                        gone.extend(
+                            self.mirror
+                                .keys()
+                                .filter(|k| under(k, p) && !here.contains(*k))
+                                .cloned(),
+                        );
                     }
                     want.insert(p.clone(), e);
                 }

@@ -454,3 +454,111 @@ fn through_a_real_sshd_and_a_bastion() {
     .unwrap();
     assert!(err.contains("the far side has no vigie"), "{err}");
 }
+
+mod random_changes {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FILES: [&str; 6] = ["f0", "f1", "d0/f2", "d0/f3", "d1/d2/f4", "d1/f5"];
+    const DIRS: [&str; 4] = ["d0", "d1", "d1/d2", "d3"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(usize, usize),
+        Append(usize, usize),
+        Truncate(usize, usize),
+        Rename(usize, usize),
+        Delete(usize),
+        Chmod(usize, u32),
+        Symlink(usize, usize),
+        RenameDir(usize, usize),
+        DeleteDir(usize),
+        Pause,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let f = 0..FILES.len();
+        let d = 0..DIRS.len();
+        prop_oneof![
+            (f.clone(), 0..3000usize).prop_map(|(a, n)| Op::Write(a, n)),
+            (f.clone(), 1..500usize).prop_map(|(a, n)| Op::Append(a, n)),
+            (f.clone(), 0..100usize).prop_map(|(a, n)| Op::Truncate(a, n)),
+            (f.clone(), f.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+            f.clone().prop_map(Op::Delete),
+            (
+                f.clone(),
+                prop_oneof![Just(0o600u32), Just(0o644), Just(0o755), Just(0o400)]
+            )
+                .prop_map(|(a, m)| Op::Chmod(a, m)),
+            (f.clone(), f.clone()).prop_map(|(a, b)| Op::Symlink(a, b)),
+            (d.clone(), d.clone()).prop_map(|(a, b)| Op::RenameDir(a, b)),
+            d.prop_map(Op::DeleteDir),
+            Just(Op::Pause),
+        ]
+    }
+
+    fn apply(root: &Path, op: &Op) {
+        let p = |s: &str| root.join(s);
+        let parent = |s: &str| {
+            if let Some(d) = p(s).parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+        };
+        let _ = match op {
+            Op::Write(a, n) => {
+                parent(FILES[*a]);
+                let _ = std::fs::remove_file(p(FILES[*a]));
+                std::fs::write(p(FILES[*a]), vec![b'w'; *n])
+            }
+            Op::Append(a, n) => std::fs::OpenOptions::new()
+                .append(true)
+                .open(p(FILES[*a]))
+                .and_then(|mut f| f.write_all(&vec![b'a'; *n])),
+            Op::Truncate(a, n) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(p(FILES[*a]))
+                .and_then(|f| f.set_len(*n as u64)),
+            Op::Rename(a, b) => {
+                parent(FILES[*b]);
+                std::fs::rename(p(FILES[*a]), p(FILES[*b]))
+            }
+            Op::Delete(a) => std::fs::remove_file(p(FILES[*a])),
+            Op::Chmod(a, m) => {
+                std::fs::set_permissions(p(FILES[*a]), std::fs::Permissions::from_mode(*m))
+            }
+            Op::Symlink(a, b) => {
+                parent(FILES[*a]);
+                let _ = std::fs::remove_file(p(FILES[*a]));
+                symlink(FILES[*b], p(FILES[*a]))
+            }
+            Op::RenameDir(a, b) => {
+                if DIRS[*b].starts_with(DIRS[*a]) {
+                    return;
+                }
+                parent(DIRS[*b]);
+                let _ = std::fs::remove_dir_all(p(DIRS[*b]));
+                std::fs::rename(p(DIRS[*a]), p(DIRS[*b]))
+            }
+            Op::DeleteDir(a) => std::fs::remove_dir_all(p(DIRS[*a])),
+            Op::Pause => {
+                std::thread::sleep(Duration::from_millis(60));
+                Ok(())
+            }
+        };
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        #[test]
+        fn trees_end_identical(ops in proptest::collection::vec(op(), 1..40)) {
+            let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            populate(src.path());
+            let _live = Live::start(local_spec(src.path(), dst.path()));
+            for o in &ops {
+                apply(src.path(), o);
+            }
+            wait_same(src.path(), dst.path());
+        }
+    }
+}
