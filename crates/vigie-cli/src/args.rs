@@ -90,11 +90,19 @@ pub enum Command {
         what: DrillWhat,
     },
     /// Replicate a `[[sync]]` job: live until interrupted, or one full
-    /// pass with `--once`.
+    /// pass with `--once`; `status`, `pause`, `resume`.
+    #[command(args_conflicts_with_subcommands = true)]
     Sync {
-        name: String,
+        #[command(subcommand)]
+        action: Option<SyncAction>,
+        /// The job (`[[sync]] name`).
+        name: Option<String>,
+        /// One full pass, then exit.
         #[arg(long)]
         once: bool,
+        /// Make the deletions `max_delete` held (after checking the source).
+        #[arg(long, requires = "once")]
+        allow_deletes: bool,
     },
     /// The far side of a replication: speaks the sync protocol on
     /// stdin/stdout and writes inside ROOT only (run by `ssh`).
@@ -138,6 +146,24 @@ pub enum FailoverAction {
     /// Point the record back at the primary (`switch --to primary`),
     /// after the warning about writes made on the backup.
     Failback { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// Each job: its check, queue, lag and pause.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending (fencing a backup that became active); changes keep
+    /// queueing.
+    Pause {
+        name: String,
+        #[arg(long, default_value = "paused by hand")]
+        reason: String,
+    },
+    /// Send again, starting with what queued meanwhile.
+    Resume { name: String },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

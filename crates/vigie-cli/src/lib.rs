@@ -8,6 +8,7 @@ mod args;
 mod failover;
 mod output;
 mod run;
+mod sync;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use vigie_config::{Config, Diagnostics, Loaded};
 
-pub use args::{Cli, Command, DrillWhat, FailoverAction, NotifyAction, SwitchTo};
+pub use args::{Cli, Command, DrillWhat, FailoverAction, NotifyAction, SwitchTo, SyncAction};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -109,52 +110,6 @@ fn init_logging(cli: &Cli) {
         .try_init();
 }
 
-fn sync(cli: &Cli, name: &str, once: bool) -> Result<u8> {
-    let loaded = load(cli)?;
-    let Some(job) = loaded.config.syncs.iter().find(|j| j.name == name) else {
-        let known: Vec<&str> = loaded
-            .config
-            .syncs
-            .iter()
-            .map(|j| j.name.as_str())
-            .collect();
-        return Err(Failure::config(format!("no sync job named `{name}`")).hint(
-            if known.is_empty() {
-                "declare one under [[sync]]".to_owned()
-            } else {
-                format!("known jobs: {}", known.join(", "))
-            },
-        ));
-    };
-    let spec = vigie_sync::JobSpec::from_config(job);
-    if once {
-        let start = std::time::Instant::now();
-        let s =
-            vigie_sync::once(&spec).map_err(|e| Failure::runtime(format!("sync {name}: {e}")))?;
-        out(format_args!(
-            "{name}: {} files, {} bytes sent to {} in {:.1}s{}\n",
-            s.files_sent,
-            s.bytes_sent,
-            spec.to.describe(),
-            start.elapsed().as_secs_f64(),
-            if s.held_deletes > 0 {
-                format!("; {} deletions held (more than max_delete)", s.held_deletes)
-            } else {
-                String::new()
-            }
-        ))?;
-        return Ok(if s.last_error.is_some() {
-            exit::RUNTIME
-        } else {
-            exit::OK
-        });
-    }
-    let status = std::sync::Arc::new(std::sync::Mutex::new(vigie_sync::Status::default()));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    vigie_sync::run(spec, status, stop);
-    Ok(exit::OK)
-}
-
 fn dispatch(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Run => run::run(cli),
@@ -185,7 +140,19 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             out_bytes(&buf)?;
             Ok(exit::OK)
         }
-        Command::Sync { name, once } => sync(cli, name, *once),
+        Command::Sync {
+            action: Some(action),
+            ..
+        } => sync::action(cli, action),
+        Command::Sync {
+            name: Some(name),
+            once,
+            allow_deletes,
+            ..
+        } => sync::job(cli, name, *once, *allow_deletes),
+        Command::Sync { .. } => Err(Failure::config(
+            "name a job: vigie sync NAME [--once], or vigie sync status|pause|resume",
+        )),
         Command::SyncReceive { root } => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::BufWriter::new(std::io::stdout().lock());

@@ -49,7 +49,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         // dyndns lives beside the engine: it is no check, it keeps a record.
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         // Replication jobs, each on a thread of its own.
-        let mut syncs = start_syncs(&config);
+        let mut syncs = start_syncs(&config, &dir);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -74,7 +74,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         dyndns.abort();
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
                         syncs.store(true, std::sync::atomic::Ordering::Relaxed);
-                        syncs = start_syncs(&new);
+                        syncs = start_syncs(&new, &dir);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                     } else { tracing::error!("the new configuration is invalid; keeping the running one") }
@@ -98,10 +98,11 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
 }
 
 /// Start every `[[sync]]` job of `config`; setting the flag stops them.
-fn start_syncs(config: &Config) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+fn start_syncs(config: &Config, dir: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for j in &config.syncs {
-        let spec = vigie_sync::JobSpec::from_config(j);
+        let mut spec = vigie_sync::JobSpec::from_config(j);
+        spec.state_dir = Some(dir.to_owned());
         let status = std::sync::Arc::new(std::sync::Mutex::new(vigie_sync::Status::default()));
         let stop = stop.clone();
         let name = j.name.clone();

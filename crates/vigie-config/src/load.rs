@@ -17,7 +17,8 @@ use crate::model::{
     Action, AddressType, Backup, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
     DnsProvider, Dyndns, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
     LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, Peer, PingProbe, Probe,
-    ProcessProbe, Server, ServerTls, StoreConfig, SyncJob, SystemdProbe, TcpProbe, TlsProbe,
+    ProcessProbe, Server, ServerTls, StoreConfig, SyncJob, SyncProbe, SystemdProbe, TcpProbe,
+    TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -173,6 +174,7 @@ struct RawCheck {
     load: Option<Spanned<LoadProbe>>,
     file_age: Option<Spanned<FileAgeProbe>>,
     heartbeat: Option<Spanned<HeartbeatProbe>>,
+    sync: Option<Spanned<SyncProbe>>,
 }
 
 #[derive(Deserialize)]
@@ -662,6 +664,7 @@ impl Loader {
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
         let syncs = self.resolve_syncs();
+        self.sync_checks(&syncs, &mut checks);
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self
@@ -694,6 +697,54 @@ impl Loader {
             syncs,
             checks,
         })
+    }
+
+    /// Each job's check: the declared ones must name a job; a job no check
+    /// names gets `sync-NAME`.
+    fn sync_checks(&mut self, syncs: &[SyncJob], checks: &mut Vec<Check>) {
+        let names: Vec<&str> = syncs.iter().map(|j| j.name.as_str()).collect();
+        for c in checks.iter() {
+            if let Probe::Sync(p) = &c.probe
+                && !names.contains(&p.job.as_str())
+            {
+                let hint = did_you_mean(&p.job, names.iter().copied()).map_or_else(
+                    || "declare it under [[sync]]".to_owned(),
+                    |s| format!("did you mean `{s}`?"),
+                );
+                self.error(
+                    0,
+                    None,
+                    &format!("check \"{}\".sync", c.name),
+                    format!("unknown sync job `{}`", p.job),
+                    Some(hint),
+                );
+            }
+        }
+        for j in syncs {
+            let covered = checks
+                .iter()
+                .any(|c| matches!(&c.probe, Probe::Sync(p) if p.job == j.name));
+            let name = format!("sync-{}", j.name);
+            if covered || checks.iter().any(|c| c.name == name) {
+                continue;
+            }
+            checks.push(Check {
+                name,
+                description: Some(format!("replication {} → {}", j.from.display(), j.to)),
+                every: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+                fail_after: 3,
+                recover_after: 1,
+                severity: vigie_core::Severity::High,
+                depends_on: Vec::new(),
+                tags: vec!["sync".into()],
+                flapping: None,
+                actions: Vec::new(),
+                probe: Probe::Sync(SyncProbe {
+                    job: j.name.clone(),
+                }),
+            });
+        }
     }
 
     fn resolve_syncs(&mut self) -> Vec<SyncJob> {
@@ -1630,6 +1681,7 @@ impl Loader {
         take(&mut raw.load, Probe::Load, &mut found);
         take(&mut raw.file_age, Probe::FileAge, &mut found);
         take(&mut raw.heartbeat, Probe::Heartbeat, &mut found);
+        take(&mut raw.sync, Probe::Sync, &mut found);
         if found.len() > 1 {
             let kinds: Vec<&str> = found.iter().map(|(p, _)| p.kind()).collect();
             self.error(
@@ -1822,6 +1874,8 @@ impl Loader {
                     h.token = self.resolve_secret(src, span.clone(), &field("token"), token, env);
                 }
             }
+            // Checked once every job is known (`sync_checks`).
+            Probe::Sync(_) => {}
         }
         let ok = problems.is_empty();
         for (k, message, hint) in problems {

@@ -69,6 +69,16 @@ pub struct SyncJob {
     /// How often the whole tree is compared again.
     #[serde(default = "one_hour")]
     pub verify_every: Duration,
+    /// The job's check fails when a change waits longer than this.
+    #[serde(default = "five_minutes")]
+    pub max_lag: Duration,
+    /// The job's check fails when more changes than this wait.
+    #[serde(default = "hundred_thousand")]
+    pub max_queue: u64,
+}
+
+fn hundred_thousand() -> u64 {
+    100_000
 }
 
 fn quarter_second() -> Duration {
@@ -241,10 +251,20 @@ pub enum Probe {
     Load(LoadProbe),
     FileAge(FileAgeProbe),
     Heartbeat(HeartbeatProbe),
+    Sync(SyncProbe),
+}
+
+/// The state of a `[[sync]]` job, as the job itself reports it (lag,
+/// queue, errors, held deletions). Each job gets a `sync-NAME` check of
+/// this kind unless a check names it already.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncProbe {
+    pub job: String,
 }
 
 impl Probe {
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 14] = [
         "http",
         "tcp",
         "tls",
@@ -258,6 +278,7 @@ impl Probe {
         "load",
         "file_age",
         "heartbeat",
+        "sync",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -275,6 +296,7 @@ impl Probe {
             Probe::Load(_) => "load",
             Probe::FileAge(_) => "file_age",
             Probe::Heartbeat(_) => "heartbeat",
+            Probe::Sync(_) => "sync",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! outcomes to a [`StateTracker`] that applies `fail_after` / `recover_after`
 //! and reports [`Transition`]s; later crates turn transitions into incidents.
 
+pub mod board;
 mod cron;
 mod duration;
 mod outcome;

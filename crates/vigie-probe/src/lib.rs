@@ -59,6 +59,8 @@ enum Kind {
     FileAge(vigie_config::FileAgeProbe),
     /// Judged by the engine from the pings it received.
     Heartbeat,
+    /// A replication job, as it reports itself.
+    Sync(String),
 }
 
 /// Why a check could not be made ready (a CA file that went missing, …).
@@ -82,6 +84,7 @@ pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError>
         Probe::Load(l) => Kind::Load(l.clone()),
         Probe::FileAge(f) => Kind::FileAge(f.clone()),
         Probe::Heartbeat(_) => Kind::Heartbeat,
+        Probe::Sync(s) => Kind::Sync(s.job.clone()),
     };
     Ok(Prepared { kind })
 }
@@ -111,7 +114,25 @@ impl Prepared {
             Kind::Heartbeat => Outcome::fail(
                 "heartbeats are judged by the running daemon from the pings it receives",
             ),
+            Kind::Sync(job) => sync_report(job),
         }
+    }
+}
+
+/// A replication job's latest word about itself; silence for a minute is
+/// a failure too (the job is stuck or gone).
+fn sync_report(job: &str) -> Outcome {
+    match vigie_core::board::report(&format!("sync.{job}")) {
+        None => Outcome::fail(format!(
+            "replication {job} is not running here (it runs inside `vigie run` or `vigie sync {job}`)"
+        )),
+        Some((_, at)) if at.age(vigie_core::Timestamp::now()) > Duration::from_secs(60) => {
+            Outcome::fail(format!(
+                "replication {job} has said nothing for {}s: stuck",
+                at.age(vigie_core::Timestamp::now()).as_secs()
+            ))
+        }
+        Some((o, _)) => o,
     }
 }
 

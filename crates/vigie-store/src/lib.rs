@@ -16,6 +16,9 @@ use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
 mod incidents;
 mod migrations;
+mod sync;
+
+pub use sync::Paused;
 
 pub use incidents::{Ack, DeliveryRecord, Event as IncidentEvent, Incident, NotifierHealth};
 

@@ -100,6 +100,19 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     CREATE INDEX failover_log_by_name ON failover_log (name, at_ms);",
+    // 5: replication: the paths each job has yet to send (kept across a
+    // crash), and jobs paused by hand or by a failover (fencing).
+    "CREATE TABLE sync_queue (
+        job TEXT NOT NULL,
+        path BLOB NOT NULL,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (job, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE sync_paused (
+        job TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -35,6 +35,11 @@ pub struct JobSpec {
     pub max_delete: u64,
     /// How often the whole tree is compared again.
     pub verify_every: Duration,
+    /// The job's check fails past this lag or queue length.
+    pub max_lag: Duration,
+    pub max_queue: u64,
+    /// Where the queue and the pause are kept (none: in memory only).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl JobSpec {
@@ -63,6 +68,9 @@ impl JobSpec {
             delete: j.delete,
             max_delete: j.max_delete,
             verify_every: j.verify_every.std(),
+            max_lag: j.max_lag.std(),
+            max_queue: j.max_queue,
+            state_dir: None,
         }
     }
 }
@@ -81,6 +89,98 @@ pub struct Status {
     /// Deletions held by `max_delete`, waiting for confirmation.
     pub held_deletes: u64,
     pub last_full_scan: Option<i64>,
+    /// Paused by hand or by a failover (fencing): since, and why.
+    pub paused: Option<String>,
+}
+
+impl Status {
+    /// The job's own judgement, for its check.
+    pub fn outcome(&self, spec: &JobSpec) -> vigie_core::Outcome {
+        use vigie_core::Outcome;
+        let now = now_ms();
+        let lag = self
+            .oldest_change
+            .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+        let waiting = format!("{} changes waiting, oldest {lag:.0}s", self.queued);
+        let o = if let Some(why) = &self.paused {
+            Outcome::ok(format!("paused ({why}); {waiting}"))
+        } else if !self.connected {
+            Outcome::fail(format!(
+                "cannot reach {}: {} ({waiting})",
+                spec.to.describe(),
+                self.last_error.as_deref().unwrap_or("connecting")
+            ))
+        } else if self.held_deletes > 0 {
+            Outcome::fail(format!(
+                "{} deletions held (more than max_delete = {}): check the source, then run `vigie sync {} --once --allow-deletes`",
+                self.held_deletes, spec.max_delete, spec.name
+            ))
+        } else if lag > spec.max_lag.as_secs_f64() {
+            Outcome::fail(format!("lagging: {waiting}, more than max_lag"))
+        } else if self.queued as u64 > spec.max_queue {
+            Outcome::fail(format!(
+                "{waiting}: more than max_queue = {}",
+                spec.max_queue
+            ))
+        } else {
+            Outcome::ok(format!(
+                "in step with {}: {waiting}; {} files, {} bytes sent",
+                spec.to.describe(),
+                self.files_sent,
+                self.bytes_sent
+            ))
+        };
+        o.with_metric("sync_queue", self.queued as f64)
+            .with_metric("sync_lag_seconds", lag)
+            .with_metric("sync_bytes_sent", self.bytes_sent as f64)
+            .with_metric("sync_files_sent", self.files_sent as f64)
+    }
+}
+
+/// The job's store, if it keeps one.
+struct Persist {
+    store: Option<vigie_store::Store>,
+    job: String,
+}
+
+impl Persist {
+    fn open(spec: &JobSpec) -> Self {
+        let store = spec.state_dir.as_ref().and_then(|d| match vigie_store::Store::open(d) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(job = %spec.name, error = %e, "the replication queue is kept in memory only");
+                None
+            }
+        });
+        Self {
+            store,
+            job: spec.name.clone(),
+        }
+    }
+
+    fn with(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut vigie_store::Store, &str) -> Result<(), vigie_store::StoreError>,
+    ) {
+        if let Some(s) = &mut self.store
+            && let Err(e) = f(s, &self.job)
+        {
+            tracing::error!(job = %self.job, error = %e, "{what}");
+        }
+    }
+
+    fn paused(&self) -> Option<String> {
+        let p = self.store.as_ref()?.sync_paused(&self.job).ok()??;
+        Some(p.reason)
+    }
+
+    fn queued(&self) -> (Vec<Vec<u8>>, Option<i64>) {
+        self.store
+            .as_ref()
+            .and_then(|s| s.sync_queue(&self.job).ok())
+            .map_or((Vec::new(), None), |(p, t)| (p, t.map(|t| t.millis())))
+    }
 }
 
 fn now_ms() -> i64 {
@@ -506,7 +606,8 @@ impl Batch {
 }
 
 /// Run `spec` until `stop`: connect (with backoff), a full pass, then
-/// live batches and a full pass every `verify_every`.
+/// live batches and a full pass every `verify_every`. Changes seen while
+/// the target is away, or the job paused, wait in the store's queue.
 #[allow(clippy::needless_pass_by_value)] // Owned: it runs on a thread of its own.
 pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
     let (tx, events) = mpsc::channel::<notify::Result<notify::Event>>();
@@ -525,57 +626,121 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
             format!("cannot watch {}: {e}", spec.from.display()),
         );
     }
-    let mut sender = Sender::new(spec.clone(), status.clone());
+    let mut ctx = Ctx {
+        persist: Persist::open(&spec),
+        status,
+        spec,
+        published: None,
+    };
+    let mut sender = Sender::new(ctx.spec.clone(), ctx.status.clone());
     let mut batch = Batch::default();
+    let (queued, oldest) = ctx.persist.queued();
+    if !queued.is_empty() {
+        tracing::info!(job = %ctx.spec.name, changes = queued.len(), "resuming with the queue left by the last run");
+        batch.dirty.extend(queued);
+        batch.oldest_ms = oldest;
+    }
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
-        let mut session = match sender.connect() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(job = %spec.name, "cannot reach {}: {e}", spec.to.describe());
-                set_error(&status, e);
-                status
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .connected = false;
-                // Keep collecting changes while the target is away.
-                let until = Instant::now() + backoff;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
-                        on_event(&mut batch, &spec.from, ev);
+        let paused = ctx.persist.paused();
+        ctx.lock().paused.clone_from(&paused);
+        if paused.is_none() {
+            match sender.connect() {
+                Ok(mut session) => {
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(job = %ctx.spec.name, to = %ctx.spec.to.describe(), "connected");
+                    let result = live(
+                        &mut sender,
+                        &mut session,
+                        &mut ctx,
+                        &events,
+                        &mut batch,
+                        &stop,
+                    );
+                    ctx.lock().connected = false;
+                    match result {
+                        Ok(()) => continue,
+                        Err(e) => {
+                            tracing::warn!(job = %ctx.spec.name, "connection lost: {e}");
+                            set_error(&ctx.status, e);
+                        }
                     }
                 }
-                backoff = (backoff * 2).min(Duration::from_mins(1));
-                update_queue(&status, &batch);
-                continue;
-            }
-        };
-        backoff = Duration::from_secs(1);
-        tracing::info!(job = %spec.name, to = %spec.to.describe(), "connected");
-        // Everything is compared again: what the batch held is covered.
-        batch = Batch::default();
-        let result = live(
-            &mut sender,
-            &mut session,
-            &spec,
-            &events,
-            &mut batch,
-            &stop,
-            &status,
-        );
-        status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .connected = false;
-        match result {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(job = %spec.name, "connection lost: {e}");
-                set_error(&status, e);
+                Err(e) => {
+                    tracing::warn!(job = %ctx.spec.name, "cannot reach {}: {e}", ctx.spec.to.describe());
+                    set_error(&ctx.status, e);
+                    ctx.lock().connected = false;
+                }
             }
         }
+        // Keep collecting changes while the target is away or paused.
+        let until = Instant::now()
+            + if paused.is_some() {
+                Duration::from_secs(1)
+            } else {
+                backoff
+            };
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
+                on_event(&mut batch, &ctx.spec.from, ev);
+            }
+        }
+        if paused.is_none() {
+            backoff = (backoff * 2).min(Duration::from_mins(1));
+        }
+        ctx.queue(&batch);
+        ctx.publish(&batch, true);
     }
+    vigie_core::board::withdraw(&format!("sync.{}", ctx.spec.name));
     drop(watcher);
+}
+
+/// What the job loop carries.
+struct Ctx {
+    spec: JobSpec,
+    status: Arc<Mutex<Status>>,
+    persist: Persist,
+    published: Option<Instant>,
+}
+
+impl Ctx {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keep the batch's paths in the store (bounded: past `max_queue`,
+    /// a full pass will cover them instead).
+    fn queue(&mut self, batch: &Batch) {
+        if batch.dirty.is_empty() || batch.dirty.len() as u64 > self.spec.max_queue {
+            return;
+        }
+        let paths: Vec<Vec<u8>> = batch.dirty.iter().cloned().collect();
+        let at = vigie_core::Timestamp(batch.oldest_ms.unwrap_or_else(now_ms));
+        self.persist.with("keeping the queue", |s, job| {
+            s.sync_enqueue(job, &paths, at)
+        });
+    }
+
+    /// Tell the job's check how it goes (at most every second, or now).
+    fn publish(&mut self, batch: &Batch, now: bool) {
+        if !now
+            && self
+                .published
+                .is_some_and(|p| p.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.published = Some(Instant::now());
+        let outcome = {
+            let mut s = self.lock();
+            s.queued = batch.dirty.len() + batch.renames.len();
+            s.oldest_change = batch.oldest_ms;
+            s.outcome(&self.spec)
+        };
+        vigie_core::board::publish(&format!("sync.{}", self.spec.name), outcome);
+    }
 }
 
 fn set_error(status: &Arc<Mutex<Status>>, e: String) {
@@ -583,14 +748,6 @@ fn set_error(status: &Arc<Mutex<Status>>, e: String) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .last_error = Some(e);
-}
-
-fn update_queue(status: &Arc<Mutex<Status>>, batch: &Batch) {
-    let mut s = status
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    s.queued = batch.dirty.len() + batch.renames.len();
-    s.oldest_change = batch.oldest_ms;
 }
 
 fn on_event(batch: &mut Batch, root: &Path, ev: notify::Result<notify::Event>) {
@@ -605,56 +762,83 @@ fn on_event(batch: &mut Batch, root: &Path, ev: notify::Result<notify::Event>) {
     }
 }
 
+/// Connected: a full pass, then batches until stopped, paused or cut.
 fn live(
     sender: &mut Sender,
     session: &mut Session,
-    spec: &JobSpec,
+    ctx: &mut Ctx,
     events: &mpsc::Receiver<notify::Result<notify::Event>>,
     batch: &mut Batch,
     stop: &AtomicBool,
-    status: &Arc<Mutex<Status>>,
 ) -> Result<(), String> {
+    // The full pass covers whatever was queued.
+    ctx.queue(batch);
+    *batch = Batch::default();
     let again = sender.full_pass(session)?;
+    ctx.persist
+        .with("clearing the queue", |s, job| s.sync_clear(job));
     let mut last_full = Instant::now();
-    batch.dirty.extend(again);
-    if !batch.dirty.is_empty() {
+    let mut last_pause_check = Instant::now();
+    if !again.is_empty() {
+        batch.dirty.extend(again);
         batch.touch();
     }
+    ctx.lock().last_error = None;
+    ctx.publish(batch, true);
     while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(20)) {
             Ok(ev) => {
-                on_event(batch, &spec.from, ev);
+                on_event(batch, &ctx.spec.from, ev);
                 // Take what is already there before deciding.
                 while let Ok(ev) = events.try_recv() {
-                    on_event(batch, &spec.from, ev);
+                    on_event(batch, &ctx.spec.from, ev);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        update_queue(status, batch);
-        if last_full.elapsed() >= spec.verify_every {
+        ctx.publish(batch, false);
+        if last_pause_check.elapsed() >= Duration::from_secs(1) {
+            last_pause_check = Instant::now();
+            if let Some(why) = ctx.persist.paused() {
+                tracing::warn!(job = %ctx.spec.name, "paused: {why}");
+                ctx.queue(batch);
+                return Ok(());
+            }
+        }
+        if last_full.elapsed() >= ctx.spec.verify_every {
             *batch = Batch::default();
             let again = sender.full_pass(session)?;
+            ctx.persist
+                .with("clearing the queue", |s, job| s.sync_clear(job));
             batch.dirty.extend(again);
             last_full = Instant::now();
             continue;
         }
-        if batch.is_empty() || !batch.due(spec.delay) {
+        if batch.is_empty() || !batch.due(ctx.spec.delay) {
             continue;
         }
         let b = std::mem::take(batch);
-        let again = if b.rescan {
+        ctx.queue(&b);
+        let again = if b.rescan || b.dirty.len() as u64 > ctx.spec.max_queue {
             sender.full_pass(session)?
         } else {
             sender.renames(session, &b.renames)?;
             sender.partial_pass(session, &b.dirty)?
         };
+        let done: Vec<Vec<u8>> = b
+            .dirty
+            .iter()
+            .filter(|p| !again.contains(*p))
+            .cloned()
+            .collect();
+        ctx.persist
+            .with("updating the queue", |s, job| s.sync_done(job, &done));
         if !again.is_empty() {
             batch.dirty.extend(again);
             batch.touch();
         }
-        update_queue(status, batch);
+        ctx.publish(batch, true);
     }
     Ok(())
 }

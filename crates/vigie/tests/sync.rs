@@ -80,6 +80,9 @@ fn local_spec(from: &Path, to: &Path) -> JobSpec {
         delete: true,
         max_delete: 100_000,
         verify_every: Duration::from_hours(1),
+        max_lag: Duration::from_mins(5),
+        max_queue: 100_000,
+        state_dir: None,
     }
 }
 
@@ -561,4 +564,67 @@ mod random_changes {
             wait_same(src.path(), dst.path());
         }
     }
+}
+
+fn check_json(env: &Env, name: &str) -> serde_json::Value {
+    let r = env.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+    v["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("first"), "1").unwrap();
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"1s\"\nfail_after = 1\n",
+        dst.display()
+    ));
+    let mut d = env.daemon();
+    // The target is missing: the check says so, changes queue on disk.
+    std::fs::write(src.join("second"), "2").unwrap();
+    wait_until(Duration::from_secs(15), || {
+        let c = check_json(&env, "sync-web");
+        c["state"] == "failing"
+            && c["last_message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot reach") && m.contains("changes waiting"))
+    });
+    wait_until(Duration::from_secs(10), || {
+        let r = env.run(&["sync", "status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        v[0]["queued_on_disk"].as_u64().unwrap_or(0) >= 1
+    });
+    // Killed hard, started again: the queue is still there.
+    d.signal(rustix::process::Signal::KILL);
+    d.wait(Duration::from_secs(5));
+    drop(d);
+    let d = env.daemon();
+    d.wait_log("resuming with the queue left by the last run", Duration::from_secs(10));
+    // The target appears: everything arrives, the check recovers.
+    std::fs::create_dir_all(&dst).unwrap();
+    wait_until(Duration::from_secs(30), || same_trees(&src, &dst));
+    wait_until(Duration::from_secs(10), || {
+        let c = check_json(&env, "sync-web");
+        c["state"] == "ok" && c["last_message"].as_str().is_some_and(|m| m.starts_with("in step"))
+    });
+    // Paused (fencing): nothing is sent; resumed: it flows again.
+    let r = env.run(&["sync", "pause", "web", "--reason", "fenced by a test"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(src.join("while-paused"), "p").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!dst.join("while-paused").exists());
+    let r = env.run(&["sync", "status"]);
+    assert!(r.stdout.contains("paused (fenced by a test)"), "{}", r.stdout);
+    let r = env.run(&["sync", "resume", "web"]);
+    assert_eq!(r.stdout, "web: resumed\n");
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    drop(d);
 }
