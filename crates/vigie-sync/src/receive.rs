@@ -168,7 +168,17 @@ impl Receiver {
         });
         let mut written = 0u64;
         loop {
-            match proto::read(input).map_err(|e| Refusal::Fatal(e.to_string()))? {
+            let msg = match proto::read(input) {
+                Ok(m) => m,
+                Err(e) => {
+                    // The sender is gone mid-file: no trace of it here.
+                    if let Ok((dir, _)) = &file {
+                        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+                    }
+                    return Err(Refusal::Fatal(e.to_string()));
+                }
+            };
+            match msg {
                 Msg::Data(d) => {
                     if let Ok((_, f)) = &mut file {
                         written += d.len() as u64;

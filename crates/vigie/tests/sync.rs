@@ -25,7 +25,8 @@ fn tree(root: &Path) -> BTreeMap<Vec<u8>, (Entry, Vec<u8>)> {
         .into_iter()
         .map(|(k, e)| {
             let bytes = if e.kind == proto::Kind::File {
-                std::fs::read(root.join(std::str::from_utf8(&k).unwrap())).unwrap_or_default()
+                use std::os::unix::ffi::OsStrExt;
+                std::fs::read(root.join(std::ffi::OsStr::from_bytes(&k))).unwrap_or_default()
             } else {
                 Vec::new()
             };
@@ -606,13 +607,19 @@ fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
     d.wait(Duration::from_secs(5));
     drop(d);
     let d = env.daemon();
-    d.wait_log("resuming with the queue left by the last run", Duration::from_secs(10));
+    d.wait_log(
+        "resuming with the queue left by the last run",
+        Duration::from_secs(10),
+    );
     // The target appears: everything arrives, the check recovers.
     std::fs::create_dir_all(&dst).unwrap();
     wait_until(Duration::from_secs(30), || same_trees(&src, &dst));
     wait_until(Duration::from_secs(10), || {
         let c = check_json(&env, "sync-web");
-        c["state"] == "ok" && c["last_message"].as_str().is_some_and(|m| m.starts_with("in step"))
+        c["state"] == "ok"
+            && c["last_message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("in step"))
     });
     // Paused (fencing): nothing is sent; resumed: it flows again.
     let r = env.run(&["sync", "pause", "web", "--reason", "fenced by a test"]);
@@ -622,9 +629,157 @@ fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(!dst.join("while-paused").exists());
     let r = env.run(&["sync", "status"]);
-    assert!(r.stdout.contains("paused (fenced by a test)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("paused (fenced by a test)"),
+        "{}",
+        r.stdout
+    );
     let r = env.run(&["sync", "resume", "web"]);
     assert_eq!(r.stdout, "web: resumed\n");
     wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
     drop(d);
+}
+
+/// Every file of `dst` is whole: absent, or byte for byte its source.
+fn no_partial_file(src: &Path, dst: &Path) {
+    for e in std::fs::read_dir(dst).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with(".vigie-tmp.") {
+            continue; // a temporary name no reader looks for
+        }
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            std::fs::read(src.join(&name)).unwrap(),
+            "{name:?} is not whole"
+        );
+    }
+}
+
+#[test]
+fn a_killed_sender_or_receiver_leaves_no_partial_file_and_the_next_run_resumes() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    for i in 0..150u32 {
+        let block: Vec<u8> = (0..512 * 1024u32)
+            .map(|j| (i * 31 + j % 251) as u8)
+            .collect();
+        std::fs::write(src.join(format!("f{i:03}")), block).unwrap();
+    }
+    env.config(&format!(
+        "[[sync]]\nname = \"big\"\nfrom = \"src\"\nto = \"{}\"\n",
+        dst.display()
+    ));
+    let count = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count()
+    };
+    for victim in ["sender", "receiver"] {
+        for f in std::fs::read_dir(&dst).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let mut sender = env
+            .cmd(&["sync", "big", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(20), || count(&dst) >= 3);
+        match victim {
+            "sender" => sender.kill().unwrap(),
+            _ => {
+                let pids = Command::new("pgrep")
+                    .args(["-f", &format!("sync-receive {}", dst.display())])
+                    .output()
+                    .unwrap();
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+        }
+        let _ = sender.wait();
+        no_partial_file(&src, &dst);
+        let before = count(&dst);
+        let r = env.run(&["sync", "big", "--once"]);
+        assert_eq!(r.code, 0, "{victim}: {r:?}");
+        let sent: u64 = r
+            .stdout
+            .split(" files, ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(
+            sent <= (150 - before as u64) * 512 * 1024,
+            "{victim}: {sent} bytes re-sent for {} missing files",
+            150 - before
+        );
+        assert_same(&src, &dst);
+    }
+}
+
+#[test]
+fn non_utf8_names_and_unreadable_files() {
+    use std::os::unix::ffi::OsStrExt;
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
+    std::fs::write(src.path().join(odd), "bytes").unwrap();
+    std::fs::write(src.path().join("ok.txt"), "fine").unwrap();
+    let s = vigie_sync::once(&local_spec(src.path(), dst.path())).unwrap();
+    assert_eq!(std::fs::read(dst.path().join(odd)).unwrap(), b"bytes");
+    assert_same(src.path(), dst.path());
+    assert!(s.last_error.is_none());
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
+    // Run as nobody, so that a mode 000 file cannot be read.
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    for d in [env.path(), &dst] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::write(src.join("locked"), "no").unwrap();
+    std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::write(src.join("later.txt"), "still sent").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
+        dst.display()
+    ));
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "sync",
+        "web",
+        "--once",
+    ])
+    .current_dir(env.path())
+    .env("VIGIE_CONFIG", env.config_path())
+    .env("VIGIE_STATE_DIR", env.path().join("state"));
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("locked: Permission denied"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dst.join("later.txt")).unwrap(),
+        "still sent"
+    );
+    assert!(!dst.join("locked").exists());
 }
