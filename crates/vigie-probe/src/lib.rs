@@ -126,7 +126,7 @@ fn sync_report(job: &str) -> Outcome {
         None => Outcome::fail(format!(
             "replication {job} is not running here (it runs inside `vigie run` or `vigie sync {job}`)"
         )),
-        Some((_, at)) if at.age(vigie_core::Timestamp::now()) > Duration::from_secs(60) => {
+        Some((_, at)) if at.age(vigie_core::Timestamp::now()) > Duration::from_mins(1) => {
             Outcome::fail(format!(
                 "replication {job} has said nothing for {}s: stuck",
                 at.age(vigie_core::Timestamp::now()).as_secs()

@@ -22,6 +22,10 @@ use crate::glob::excluded;
 use crate::proto::{Entry, Kind};
 use crate::session::{Destination, FileSent, Pending, Session, same};
 
+/// A changed file at least this big goes as a delta against the
+/// receiver's copy.
+pub const DELTA_MIN: u64 = 1 << 20;
+
 /// A job's settings.
 #[derive(Clone, Debug)]
 pub struct JobSpec {
@@ -179,7 +183,9 @@ impl Persist {
         self.store
             .as_ref()
             .and_then(|s| s.sync_queue(&self.job).ok())
-            .map_or((Vec::new(), None), |(p, t)| (p, t.map(|t| t.millis())))
+            .map_or((Vec::new(), None), |(p, t)| {
+                (p, t.map(vigie_core::Timestamp::millis))
+            })
     }
 }
 
@@ -453,17 +459,23 @@ impl Sender {
                     dir_meta.push(e.clone());
                 }
                 Kind::Symlink => s.symlink(e)?,
-                Kind::File => match s.file(&join(&self.spec.from, path), e)? {
-                    FileSent::Sent => self.status().files_sent += 1,
-                    FileSent::Changed => {
-                        self.status().files_sent += 1;
-                        left.again.insert(path.clone());
+                Kind::File => {
+                    match if have.is_some_and(|h| h.kind == Kind::File) && e.size >= DELTA_MIN {
+                        s.delta_file(&join(&self.spec.from, path), e)?
+                    } else {
+                        s.file(&join(&self.spec.from, path), e)?
+                    } {
+                        FileSent::Sent => self.status().files_sent += 1,
+                        FileSent::Changed => {
+                            self.status().files_sent += 1;
+                            left.again.insert(path.clone());
+                        }
+                        FileSent::Unreadable(why) => {
+                            tracing::warn!(job = %self.spec.name, "not sent: {why}");
+                            self.status().last_error = Some(why);
+                        }
                     }
-                    FileSent::Unreadable(why) => {
-                        tracing::warn!(job = %self.spec.name, "not sent: {why}");
-                        self.status().last_error = Some(why);
-                    }
-                },
+                }
             }
         }
         // Directory times last (writing inside changes them), deepest
@@ -776,7 +788,7 @@ fn live(
     *batch = Batch::default();
     let again = sender.full_pass(session)?;
     ctx.persist
-        .with("clearing the queue", |s, job| s.sync_clear(job));
+        .with("clearing the queue", vigie_store::Store::sync_clear);
     let mut last_full = Instant::now();
     let mut last_pause_check = Instant::now();
     if !again.is_empty() {
@@ -810,7 +822,7 @@ fn live(
             *batch = Batch::default();
             let again = sender.full_pass(session)?;
             ctx.persist
-                .with("clearing the queue", |s, job| s.sync_clear(job));
+                .with("clearing the queue", vigie_store::Store::sync_clear);
             batch.dirty.extend(again);
             last_full = Instant::now();
             continue;

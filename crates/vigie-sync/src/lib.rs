@@ -4,6 +4,7 @@
 //! versioned protocol (`proto`), and applied by a receiver confined to
 //! its root that writes every file atomically (`receive`).
 
+pub mod delta;
 pub mod glob;
 pub mod job;
 pub mod proto;

@@ -106,6 +106,37 @@ pub enum Msg {
     Fatal {
         message: String,
     },
+    /// Ask for the block signatures of the receiver's copy of `path`.
+    Sums {
+        id: u64,
+        path: Vec<u8>,
+        block: u32,
+    },
+    /// The signatures: per block, a rolling checksum and a strong hash
+    /// (empty when the receiver has no such file).
+    SumsReply {
+        id: u64,
+        sums: Vec<(u32, [u8; 16])>,
+    },
+    /// A file rebuilt from the receiver's copy (`Copy`) and new bytes
+    /// (`Data`), then `DeltaEnd` with the SHA-256 of the result.
+    Delta {
+        id: u64,
+        path: Vec<u8>,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+        block: u32,
+    },
+    /// `count` blocks of the receiver's copy from block `index`.
+    Copy {
+        index: u32,
+        count: u32,
+    },
+    DeltaEnd {
+        id: u64,
+        sha256: [u8; 32],
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +317,41 @@ impl Msg {
             Msg::Fatal { message } => {
                 o.u8(16).bytes(message.as_bytes());
             }
+            Msg::Sums { id, path, block } => {
+                o.u8(17).u64(*id).bytes(path).u32(*block);
+            }
+            Msg::SumsReply { id, sums } => {
+                o.u8(18)
+                    .u64(*id)
+                    .u32(u32::try_from(sums.len()).unwrap_or(u32::MAX));
+                for (weak, strong) in sums {
+                    o.u32(*weak);
+                    o.0.extend_from_slice(strong);
+                }
+            }
+            Msg::Delta {
+                id,
+                path,
+                size,
+                mode,
+                mtime,
+                block,
+            } => {
+                o.u8(19)
+                    .u64(*id)
+                    .bytes(path)
+                    .u64(*size)
+                    .u32(*mode)
+                    .i64(*mtime)
+                    .u32(*block);
+            }
+            Msg::Copy { index, count } => {
+                o.u8(20).u32(*index).u32(*count);
+            }
+            Msg::DeltaEnd { id, sha256 } => {
+                o.u8(21).u64(*id);
+                o.0.extend_from_slice(sha256);
+            }
         }
         o.0
     }
@@ -369,6 +435,41 @@ impl Msg {
             },
             16 => Msg::Fatal {
                 message: i.string()?,
+            },
+            17 => Msg::Sums {
+                id: i.u64()?,
+                path: i.bytes()?,
+                block: i.u32()?,
+            },
+            18 => {
+                let id = i.u64()?;
+                let n = i.u32()? as usize;
+                if n > i.0.len() / 20 {
+                    return malformed("more signatures than bytes");
+                }
+                let mut sums = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let weak = i.u32()?;
+                    let strong: [u8; 16] = i.take(16)?.try_into().expect("16 bytes");
+                    sums.push((weak, strong));
+                }
+                Msg::SumsReply { id, sums }
+            }
+            19 => Msg::Delta {
+                id: i.u64()?,
+                path: i.bytes()?,
+                size: i.u64()?,
+                mode: i.u32()?,
+                mtime: i.i64()?,
+                block: i.u32()?,
+            },
+            20 => Msg::Copy {
+                index: i.u32()?,
+                count: i.u32()?,
+            },
+            21 => Msg::DeltaEnd {
+                id: i.u64()?,
+                sha256: i.take(32)?.try_into().expect("32 bytes"),
             },
             t => return malformed(&format!("unknown message type {t}")),
         };
@@ -505,6 +606,28 @@ mod tests {
             },
             Msg::Fatal {
                 message: "refused".into(),
+            },
+            Msg::Sums {
+                id: 9,
+                path: b"big".to_vec(),
+                block: 65536,
+            },
+            Msg::SumsReply {
+                id: 9,
+                sums: vec![(1, [2; 16]), (3, [4; 16])],
+            },
+            Msg::Delta {
+                id: 10,
+                path: b"big".to_vec(),
+                size: 1 << 30,
+                mode: 0o644,
+                mtime: 5,
+                block: 65536,
+            },
+            Msg::Copy { index: 3, count: 7 },
+            Msg::DeltaEnd {
+                id: 10,
+                sha256: [9; 32],
             },
         ]
     }

@@ -143,10 +143,45 @@ impl Receiver {
         Ok(())
     }
 
-    /// Receive a file's `Data` frames until `FileEnd`, into a temporary
-    /// file renamed over `path` once complete and synced. On an error the
-    /// remaining frames are still read (the stream stays in step) and
-    /// the temporary file is removed.
+    /// Open the regular file at `path` for reading, without following
+    /// a symlink.
+    fn open_existing(&self, path: &[u8]) -> Result<std::fs::File, Refusal> {
+        let (dir, name) = self.parent(path, false)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        let f = std::fs::File::from(fd);
+        if !f.metadata()?.is_file() {
+            return Err(Refusal::Fail(format!(
+                "{}: not a regular file",
+                shown(path)
+            )));
+        }
+        Ok(f)
+    }
+
+    /// The block signatures of the file at `path` (none if there is no
+    /// such regular file).
+    fn sums(&self, path: &[u8], block: u32) -> Result<Vec<(u32, [u8; 16])>, Refusal> {
+        if !(1024..=(16 << 20)).contains(&block) {
+            return Err(Refusal::Fatal(format!("refused a block size of {block}")));
+        }
+        match self.open_existing(path) {
+            Ok(mut f) => Ok(crate::delta::signatures(&mut f, block)?),
+            Err(Refusal::Fatal(e)) => Err(Refusal::Fatal(e)),
+            Err(Refusal::Fail(_)) => Ok(Vec::new()),
+        }
+    }
+
+    /// Receive a file until its end message: whole (`Data` frames, then
+    /// `FileEnd`) or, with `basis`, as a delta against the copy here
+    /// (`Copy` and `Data`, then `DeltaEnd` with the SHA-256 of the
+    /// result). It goes to a temporary file renamed over `path` once
+    /// complete and synced. On an error the remaining frames are still
+    /// read (the stream stays in step) and the temporary file removed.
     fn file(
         &self,
         input: &mut impl Read,
@@ -154,7 +189,9 @@ impl Receiver {
         size: u64,
         m: u32,
         mtime: i64,
+        basis: Option<u32>,
     ) -> Result<(), Refusal> {
+        use std::os::unix::fs::FileExt;
         let target = self.parent(path, true);
         let tmp = Self::tmp_name();
         let mut file: Result<(OwnedFd, std::fs::File), Refusal> = target.and_then(|(dir, _)| {
@@ -166,8 +203,29 @@ impl Receiver {
             )?;
             Ok((dir, std::fs::File::from(fd)))
         });
+        let old = match basis {
+            Some(_) => match self.open_existing(path) {
+                Ok(f) => Some(f),
+                Err(Refusal::Fatal(e)) => return Err(Refusal::Fatal(e)),
+                Err(e) => {
+                    file = Err(e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
         let mut written = 0u64;
-        loop {
+        let mut write = |file: &mut Result<(OwnedFd, std::fs::File), Refusal>, d: &[u8]| {
+            if let Ok((_, f)) = file {
+                written += d.len() as u64;
+                hasher.update(d);
+                if let Err(e) = f.write_all(d) {
+                    *file = Err(e.into());
+                }
+            }
+        };
+        let expected_hash = loop {
             let msg = match proto::read(input) {
                 Ok(m) => m,
                 Err(e) => {
@@ -178,24 +236,42 @@ impl Receiver {
                     return Err(Refusal::Fatal(e.to_string()));
                 }
             };
-            match msg {
-                Msg::Data(d) => {
-                    if let Ok((_, f)) = &mut file {
-                        written += d.len() as u64;
-                        if let Err(e) = f.write_all(&d) {
-                            file = Err(e.into());
+            match (msg, basis) {
+                (Msg::Data(d), _) => write(&mut file, &d),
+                (Msg::Copy { index, count }, Some(block)) => {
+                    let mut buf = vec![0u8; block as usize];
+                    for k in 0..u64::from(count) {
+                        let at = (u64::from(index) + k) * u64::from(block);
+                        let n = match old.as_ref().map(|o| o.read_at(&mut buf, at)) {
+                            Some(Ok(n)) => n,
+                            Some(Err(e)) => {
+                                file = Err(e.into());
+                                0
+                            }
+                            None => 0,
+                        };
+                        if n < buf.len() && file.is_ok() {
+                            // A short read mid-file: the copy here changed.
+                            if k + 1 < u64::from(count) || n == 0 {
+                                file = Err(Refusal::Fail(format!(
+                                    "{}: the copy here changed during a delta",
+                                    shown(path)
+                                )));
+                            }
                         }
+                        write(&mut file, &buf[..n]);
                     }
                 }
-                Msg::FileEnd { .. } => break,
-                other => {
+                (Msg::FileEnd { .. }, None) => break None,
+                (Msg::DeltaEnd { sha256, .. }, Some(_)) => break Some(sha256),
+                (other, _) => {
                     return Err(Refusal::Fatal(format!(
                         "expected file data, got {}",
                         name_of(&other)
                     )));
                 }
             }
-        }
+        };
         let (dir, f) = match file {
             Ok(x) => x,
             Err(e) => {
@@ -206,10 +282,17 @@ impl Receiver {
             }
         };
         let (_, name) = self.parent(path, false)?;
+        let got_hash = hasher.finish();
         let finish = || -> Result<(), Refusal> {
             if written != size {
                 return Err(Refusal::Fail(format!(
                     "{}: {written} bytes arrived, {size} announced",
+                    shown(path)
+                )));
+            }
+            if expected_hash.is_some_and(|h| h[..] != *got_hash.as_ref()) {
+                return Err(Refusal::Fail(format!(
+                    "{}: the rebuilt file does not match (the copy here changed?)",
                     shown(path)
                 )));
             }
@@ -409,6 +492,11 @@ fn name_of(m: &Msg) -> &'static str {
         Msg::Ack { .. } => "ack",
         Msg::Fail { .. } => "fail",
         Msg::Fatal { .. } => "fatal",
+        Msg::Sums { .. } => "sums",
+        Msg::SumsReply { .. } => "sums reply",
+        Msg::Delta { .. } => "delta",
+        Msg::Copy { .. } => "copy",
+        Msg::DeltaEnd { .. } => "delta end",
     }
 }
 
@@ -474,7 +562,33 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
                 size,
                 mode,
                 mtime,
-            } => (id, rx.file(&mut input, &path, size, mode, mtime)),
+            } => (id, rx.file(&mut input, &path, size, mode, mtime, None)),
+            Msg::Delta {
+                id,
+                path,
+                size,
+                mode,
+                mtime,
+                block,
+            } => {
+                if !(1024..=(16 << 20)).contains(&block) {
+                    return fatal(&mut output, format!("refused a block size of {block}"));
+                }
+                (
+                    id,
+                    rx.file(&mut input, &path, size, mode, mtime, Some(block)),
+                )
+            }
+            Msg::Sums { id, path, block } => {
+                let reply = match rx.sums(&path, block) {
+                    Ok(sums) => Msg::SumsReply { id, sums },
+                    Err(Refusal::Fail(message)) => Msg::Fail { id, message },
+                    Err(Refusal::Fatal(message)) => return fatal(&mut output, message),
+                };
+                proto::write(&mut output, &reply).map_err(|e| e.to_string())?;
+                output.flush().map_err(|e| e.to_string())?;
+                continue;
+            }
             Msg::Symlink {
                 id,
                 path,

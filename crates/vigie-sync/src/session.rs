@@ -84,6 +84,8 @@ pub struct Session {
     next_id: u64,
     /// Sent, not yet answered: what the receiver will hold once done.
     pending: BTreeMap<u64, Pending>,
+    /// Answers that came while waiting for something else.
+    early: Vec<(u64, Option<String>)>,
     pub bytes_sent: u64,
 }
 
@@ -164,6 +166,7 @@ impl Session {
             stderr,
             next_id: 1,
             pending: BTreeMap::new(),
+            early: Vec::new(),
             bytes_sent: 0,
         };
         s.send(&Msg::Hello {
@@ -366,15 +369,95 @@ impl Session {
         })
     }
 
+    /// Send the file at `local` as a delta against the receiver's copy
+    /// (which `have` describes); a whole file when the receiver has none.
+    pub fn delta_file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
+        let block = crate::delta::block_size(e.size);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&Msg::Sums {
+            id,
+            path: e.path.clone(),
+            block,
+        })?;
+        self.flush()?;
+        let sums = loop {
+            match self.reply(REPLY_TIMEOUT)? {
+                Msg::SumsReply { id: got, sums } if got == id => break sums,
+                Msg::Fail { id: got, .. } if got == id => break Vec::new(),
+                Msg::Ack { id } => self.early.push((id, None)),
+                Msg::Fail { id, message } => self.early.push((id, Some(message))),
+                other => return Err(format!("unexpected reply: {other:?}")),
+            }
+        };
+        if sums.is_empty() {
+            return self.file(local, e);
+        }
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(local)
+        {
+            Ok(f) => f,
+            Err(err) => return Ok(FileSent::Unreadable(format!("{}: {err}", local.display()))),
+        };
+        let md = f
+            .metadata()
+            .map_err(|err| format!("{}: {err}", local.display()))?;
+        let entry = Entry {
+            size: md.len(),
+            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            mode: md.mode() & 0o7777,
+            ..e.clone()
+        };
+        let id = self.id(Pending::Put(entry.clone()));
+        self.send(&Msg::Delta {
+            id,
+            path: entry.path.clone(),
+            size: entry.size,
+            mode: entry.mode,
+            mtime: entry.mtime,
+            block,
+        })?;
+        let mut limited = (&mut f).take(entry.size);
+        let mut sent = 0u64;
+        let sha256 = crate::delta::delta(&mut limited, &sums, block, CHUNK, &mut |p| {
+            let m = match p {
+                crate::delta::Piece::Copy { index, count } => Msg::Copy { index, count },
+                crate::delta::Piece::Data(d) => {
+                    sent += d.len() as u64;
+                    Msg::Data(d)
+                }
+            };
+            self.send(&m)
+        })?;
+        self.bytes_sent += sent;
+        self.send(&Msg::DeltaEnd { id, sha256 })?;
+        let after = std::fs::symlink_metadata(local).ok();
+        let changed = after.is_none_or(|a| {
+            a.len() != md.len() || a.mtime() != md.mtime() || a.mtime_nsec() != md.mtime_nsec()
+        });
+        Ok(if changed {
+            FileSent::Changed
+        } else {
+            FileSent::Sent
+        })
+    }
+
     /// Wait for every pending answer.
     pub fn settle(&mut self) -> Result<Vec<Done>, String> {
         self.flush()?;
         let mut done = Vec::new();
+        let mut early = std::mem::take(&mut self.early).into_iter();
         while !self.pending.is_empty() {
-            let (id, error) = match self.reply(REPLY_TIMEOUT)? {
-                Msg::Ack { id } => (id, None),
-                Msg::Fail { id, message } => (id, Some(message)),
-                other => return Err(format!("unexpected reply: {other:?}")),
+            let (id, error) = if let Some(e) = early.next() {
+                e
+            } else {
+                match self.reply(REPLY_TIMEOUT)? {
+                    Msg::Ack { id } => (id, None),
+                    Msg::Fail { id, message } => (id, Some(message)),
+                    other => return Err(format!("unexpected reply: {other:?}")),
+                }
             };
             let Some(op) = self.pending.remove(&id) else {
                 return Err(format!("an answer to unknown operation {id}"));

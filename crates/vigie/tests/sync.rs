@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{FileExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -651,7 +651,8 @@ fn no_partial_file(src: &Path, dst: &Path) {
         assert_eq!(
             std::fs::read(e.path()).unwrap(),
             std::fs::read(src.join(&name)).unwrap(),
-            "{name:?} is not whole"
+            "{} is not whole",
+            name.display()
         );
     }
 }
@@ -696,16 +697,15 @@ fn a_killed_sender_or_receiver_leaves_no_partial_file_and_the_next_run_resumes()
             .spawn()
             .unwrap();
         wait_until(Duration::from_secs(20), || count(&dst) >= 3);
-        match victim {
-            "sender" => sender.kill().unwrap(),
-            _ => {
-                let pids = Command::new("pgrep")
-                    .args(["-f", &format!("sync-receive {}", dst.display())])
-                    .output()
-                    .unwrap();
-                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
+        if victim == "sender" {
+            sender.kill().unwrap();
+        } else {
+            let pids = Command::new("pgrep")
+                .args(["-f", &format!("sync-receive {}", dst.display())])
+                .output()
+                .unwrap();
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
             }
         }
         let _ = sender.wait();
@@ -782,4 +782,33 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
         "still sent"
     );
     assert!(!dst.join("locked").exists());
+}
+
+#[test]
+fn a_one_block_change_in_a_big_file_moves_kilobytes() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let big = src.path().join("disk.img");
+    let mut x = 1u32;
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    std::fs::write(&big, &data).unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    let s = vigie_sync::once(&spec).unwrap();
+    assert!(s.bytes_sent >= 64 << 20);
+    // One byte in the middle, and 10 appended.
+    let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+    f.write_at(b"X", 33_000_000).unwrap();
+    f.write_at(b"0123456789", 64 << 20).unwrap();
+    drop(f);
+    let s = vigie_sync::once(&spec).unwrap();
+    assert!(
+        s.bytes_sent < 40_000,
+        "{} bytes sent for a one-block change",
+        s.bytes_sent
+    );
+    assert_same(src.path(), dst.path());
 }
