@@ -579,13 +579,24 @@ impl Batch {
         self.oldest_ms.get_or_insert_with(now_ms);
     }
 
-    /// Quiet for `delay` (a file being written is sent once it stops
-    /// changing), or waiting too long already.
+    /// The batch goes when the source has been quiet for a fifth of
+    /// `delay` (a file being written is sent once it stops changing, and
+    /// again if it changes again), or when its first change is `delay`
+    /// old: a single change is visible in tens of milliseconds, a burst
+    /// goes in batches of at most `delay`.
     fn due(&self, delay: Duration) -> bool {
         let (Some(first), Some(last)) = (self.first, self.last) else {
             return !self.is_empty();
         };
-        last.elapsed() >= delay || first.elapsed() >= (delay * 8).max(Duration::from_secs(2))
+        let quiet = last.elapsed() >= (delay / 5).max(Duration::from_millis(10));
+        // One file still being written waits to be quiet, up to a cap
+        // (a log appended forever still goes out).
+        let cap = if self.dirty.len() > 1 {
+            delay
+        } else {
+            (delay * 8).max(Duration::from_secs(2))
+        };
+        quiet || first.elapsed() >= cap
     }
 
     fn add(&mut self, root: &Path, ev: &notify::Event) {

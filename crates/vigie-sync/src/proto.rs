@@ -137,6 +137,9 @@ pub enum Msg {
         id: u64,
         sha256: [u8; 32],
     },
+    /// Make every file received so far durable and visible, and answer
+    /// for each (the receiver syncs once for many files).
+    Commit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +355,9 @@ impl Msg {
                 o.u8(21).u64(*id);
                 o.0.extend_from_slice(sha256);
             }
+            Msg::Commit => {
+                o.u8(22);
+            }
         }
         o.0
     }
@@ -471,6 +477,7 @@ impl Msg {
                 id: i.u64()?,
                 sha256: i.take(32)?.try_into().expect("32 bytes"),
             },
+            22 => Msg::Commit,
             t => return malformed(&format!("unknown message type {t}")),
         };
         if !i.0.is_empty() {
@@ -625,6 +632,7 @@ mod tests {
                 block: 65536,
             },
             Msg::Copy { index: 3, count: 7 },
+            Msg::Commit,
             Msg::DeltaEnd {
                 id: 10,
                 sha256: [9; 32],

@@ -69,7 +69,23 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
 
 struct Receiver {
     root: OwnedFd,
+    /// Files written and synced to their temporary names, waiting for
+    /// one `syncfs` and their rename (see `commit`).
+    staged: Vec<Staged>,
+    staged_bytes: u64,
 }
+
+/// A received file not yet in place.
+struct Staged {
+    id: u64,
+    dir: OwnedFd,
+    tmp: Vec<u8>,
+    name: Vec<u8>,
+}
+
+/// Past these, staged files are committed without waiting for `Commit`.
+const STAGE_FILES: usize = 512;
+const STAGE_BYTES: u64 = 64 << 20;
 
 impl Receiver {
     /// The directory holding `path`'s last component, walked from ROOT
@@ -77,7 +93,7 @@ impl Receiver {
     fn parent<'p>(&self, path: &'p [u8], create: bool) -> Result<(OwnedFd, &'p [u8]), Refusal> {
         let parts = proto::components(path).map_err(|e| Refusal::Fatal(format!("refused {e}")))?;
         let (last, dirs) = parts.split_last().expect("at least one component");
-        let mut dir = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())?;
+        let mut dir = self.root.try_clone()?;
         for comp in dirs {
             dir = match rustix::fs::openat(&dir, *comp, DIR_FLAGS, Mode::empty()) {
                 Ok(d) => d,
@@ -183,14 +199,14 @@ impl Receiver {
     /// complete and synced. On an error the remaining frames are still
     /// read (the stream stays in step) and the temporary file removed.
     fn file(
-        &self,
+        &mut self,
         input: &mut impl Read,
         path: &[u8],
         size: u64,
         m: u32,
         mtime: i64,
         basis: Option<u32>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Staged, Refusal> {
         use std::os::unix::fs::FileExt;
         let target = self.parent(path, true);
         let tmp = Self::tmp_name();
@@ -219,7 +235,9 @@ impl Receiver {
         let mut write = |file: &mut Result<(OwnedFd, std::fs::File), Refusal>, d: &[u8]| {
             if let Ok((_, f)) = file {
                 written += d.len() as u64;
-                hasher.update(d);
+                if basis.is_some() {
+                    hasher.update(d);
+                }
                 if let Err(e) = f.write_all(d) {
                     *file = Err(e.into());
                 }
@@ -281,7 +299,7 @@ impl Receiver {
                 return Err(e);
             }
         };
-        let (_, name) = self.parent(path, false)?;
+        let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
         let got_hash = hasher.finish();
         let finish = || -> Result<(), Refusal> {
             if written != size {
@@ -296,18 +314,53 @@ impl Receiver {
                     shown(path)
                 )));
             }
-            f.sync_all()?;
             rustix::fs::fchmod(&f, mode(m))?;
             rustix::fs::futimens(&f, &times(mtime))?;
-            Self::clear_dir(&dir, name)?;
-            rustix::fs::renameat(&dir, &tmp, &dir, name)?;
             Ok(())
         };
-        let r = finish();
-        if r.is_err() {
-            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        match finish() {
+            Ok(()) => {
+                self.staged_bytes += written;
+                Ok(Staged {
+                    id: 0,
+                    dir,
+                    tmp,
+                    name: name.to_vec(),
+                })
+            }
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+                Err(e)
+            }
         }
-        r
+    }
+
+    /// Put the staged files in place: one `syncfs` makes their contents
+    /// durable, then each is renamed over its name (a reader sees the
+    /// old file or the whole new one), and answered.
+    fn commit(&mut self, out: &mut impl Write) -> Result<(), ProtoError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let synced = rustix::fs::syncfs(&self.root);
+        for st in std::mem::take(&mut self.staged) {
+            let placed = match synced {
+                Err(e) => Err(Refusal::from(e)),
+                Ok(()) => Self::clear_dir(&st.dir, &st.name)
+                    .and_then(|()| Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)),
+            };
+            let reply = match placed {
+                Ok(()) => Msg::Ack { id: st.id },
+                Err(Refusal::Fail(message) | Refusal::Fatal(message)) => {
+                    let _ = rustix::fs::unlinkat(&st.dir, &st.tmp, AtFlags::empty());
+                    Msg::Fail { id: st.id, message }
+                }
+            };
+            proto::write(out, &reply)?;
+        }
+        self.staged_bytes = 0;
+        out.flush()?;
+        Ok(())
     }
 
     fn symlink(&self, path: &[u8], target: &[u8], mtime: i64) -> Result<(), Refusal> {
@@ -497,6 +550,7 @@ fn name_of(m: &Msg) -> &'static str {
         Msg::Delta { .. } => "delta",
         Msg::Copy { .. } => "copy",
         Msg::DeltaEnd { .. } => "delta end",
+        Msg::Commit => "commit",
     }
 }
 
@@ -525,7 +579,11 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
                 );
             }
         };
-    let rx = Receiver { root: root_fd };
+    let mut rx = Receiver {
+        root: root_fd,
+        staged: Vec::new(),
+        staged_bytes: 0,
+    };
     match proto::read(&mut input) {
         Ok(Msg::Hello { version, .. }) if version == VERSION => {}
         Ok(Msg::Hello { version, .. }) => {
@@ -546,10 +604,21 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
     loop {
         let msg = match proto::read(&mut input) {
             Ok(m) => m,
-            Err(ProtoError::Closed) => return Ok(()),
+            Err(ProtoError::Closed) => {
+                // What arrived whole is put in place.
+                let _ = rx.commit(&mut output);
+                return Ok(());
+            }
             Err(e) => return fatal(&mut output, e.to_string()),
         };
+        // Files are staged; anything else first puts them in place, so
+        // that every message sees the ones before it done.
+        let is_file = matches!(msg, Msg::File { .. } | Msg::Delta { .. });
+        if !is_file || rx.staged.len() >= STAGE_FILES || rx.staged_bytes >= STAGE_BYTES {
+            rx.commit(&mut output).map_err(|e| e.to_string())?;
+        }
         let (id, result) = match msg {
+            Msg::Commit => continue,
             Msg::List => {
                 rx.list(&mut output).map_err(|e| e.to_string())?;
                 output.flush().map_err(|e| e.to_string())?;
@@ -562,7 +631,13 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
                 size,
                 mode,
                 mtime,
-            } => (id, rx.file(&mut input, &path, size, mode, mtime, None)),
+            } => match rx.file(&mut input, &path, size, mode, mtime, None) {
+                Ok(st) => {
+                    rx.staged.push(Staged { id, ..st });
+                    continue;
+                }
+                Err(e) => (id, Err(e)),
+            },
             Msg::Delta {
                 id,
                 path,
@@ -574,10 +649,13 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
                 if !(1024..=(16 << 20)).contains(&block) {
                     return fatal(&mut output, format!("refused a block size of {block}"));
                 }
-                (
-                    id,
-                    rx.file(&mut input, &path, size, mode, mtime, Some(block)),
-                )
+                match rx.file(&mut input, &path, size, mode, mtime, Some(block)) {
+                    Ok(st) => {
+                        rx.staged.push(Staged { id, ..st });
+                        continue;
+                    }
+                    Err(e) => (id, Err(e)),
+                }
             }
             Msg::Sums { id, path, block } => {
                 let reply = match rx.sums(&path, block) {

@@ -446,6 +446,7 @@ impl Session {
 
     /// Wait for every pending answer.
     pub fn settle(&mut self) -> Result<Vec<Done>, String> {
+        self.send(&Msg::Commit)?;
         self.flush()?;
         let mut done = Vec::new();
         let mut early = std::mem::take(&mut self.early).into_iter();
