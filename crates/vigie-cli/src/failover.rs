@@ -76,6 +76,9 @@ fn switch_to(cli: &Cli, config: &Config, name: &str, side: Side) -> Result<u8> {
     let mut s = store(cli, config)?;
     s.set_failover_state(name, side.as_str(), Timestamp::now(), "switched by hand")
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    if side == Side::Backup {
+        vigie_failover::fence(&state_dir(cli, config), f);
+    }
     let what = match done.change {
         vigie_failover::Change::Unchanged => "already pointed there".to_owned(),
         vigie_failover::Change::Changed { .. } => {

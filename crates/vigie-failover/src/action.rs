@@ -80,6 +80,9 @@ impl FailoverActions {
             .await
             .map_err(|e| e.to_string())?;
         self.remember(&f.name, side, reason)?;
+        if side == Side::Backup {
+            self.fence(f);
+        }
         let how = match done.change {
             Change::Unchanged => "already pointed there".to_owned(),
             Change::Changed { .. } => format!("updated in {}ms", done.update.as_millis()),
@@ -98,6 +101,10 @@ impl FailoverActions {
         store
             .set_failover_state(target, side.as_str(), Timestamp::now(), reason)
             .map_err(|e| e.to_string())
+    }
+
+    fn fence(&self, f: &Failover) {
+        fence(&self.state_dir, f);
     }
 
     /// Wait until the authoritative servers serve `side` (another
@@ -257,11 +264,31 @@ fn find<'a>(config: &'a Config, target: &str) -> Result<&'a Failover, String> {
         .ok_or_else(|| format!("no failover named {target}"))
 }
 
+/// Fence the replication toward a backup that became active: the job
+/// stops sending (it keeps queueing) until `vigie sync resume`, after the
+/// backup's writes have flowed back.
+pub fn fence(state_dir: &std::path::Path, f: &Failover) {
+    let Some(job) = &f.replication else { return };
+    let fenced = vigie_store::Store::open(state_dir).and_then(|mut s| {
+        s.sync_pause(
+            job,
+            &format!("fenced: failover {} points at the backup", f.name),
+            Timestamp::now(),
+        )
+    });
+    match fenced {
+        Ok(()) => tracing::warn!(failover = %f.name, %job, "replication toward the backup paused"),
+        Err(e) => {
+            tracing::error!(failover = %f.name, %job, error = %e, "could not pause the replication")
+        }
+    }
+}
+
 /// The failback warning when a replication runs from primary to backup.
 fn replication_warning(f: &Failover) -> String {
     f.replication.as_ref().map_or_else(String::new, |r| {
         format!(
-            "; replication `{r}` copies primary → backup: writes made on the backup while it was active must flow back to the primary first"
+            "; replication `{r}` copies primary → backup: writes made on the backup while it was active must flow back to the primary first, then `vigie sync resume {r}`"
         )
     })
 }

@@ -21,7 +21,7 @@ pub mod provider;
 pub mod quorum;
 pub mod rfc2136;
 
-pub use action::{FailoverActions, failback_warning};
+pub use action::{FailoverActions, failback_warning, fence};
 
 /// The HTTP client the providers and the public-address look-up use.
 pub fn http_client() -> Result<reqwest::Client, DnsError> {

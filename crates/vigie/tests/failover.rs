@@ -240,9 +240,10 @@ fn a_public_ip_backup_is_this_nodes_address_now() {
     let env = Env::new(env!("CARGO_BIN_EXE_vigie"));
     env.write("tsig.key", &format!("{}\n", k.secret));
     env.config(&format!(
-        "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = \"public-ip\"\nip_url = \"http://{}/ip\"\ndns = \"knot\"\nverify_timeout = \"5s\"\nreplication = \"webroot\"\n",
+        "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = \"public-ip\"\nip_url = \"http://{}/ip\"\ndns = \"knot\"\nverify_timeout = \"5s\"\nreplication = \"webroot\"\n\n[[sync]]\nname = \"webroot\"\nfrom = \"src\"\nto = \"/nonexistent-replica\"\n",
         k.addr, k.key_name, ip_server.addr
     ));
+    std::fs::create_dir(env.path().join("src")).unwrap();
     let r = env.run(&["failover", "switch", "blog", "--to", "backup"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
@@ -252,11 +253,19 @@ fn a_public_ip_backup_is_this_nodes_address_now() {
     let r = env.run(&["failover", "status", "blog", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["side"], "backup", "{v}");
+    // The replication toward the now active backup is fenced.
+    let r = env.run(&["sync", "status"]);
+    assert!(
+        r.stdout
+            .contains("paused (fenced: failover blog points at the backup)"),
+        "{}",
+        r.stdout
+    );
     // Failing back warns about the writes made on the backup.
     let r = env.run(&["failover", "failback", "blog"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.starts_with("warning: replication `webroot` copies primary → backup: writes made on the backup while it was active must flow back to the primary first\nblog: blog → primary"),
+        r.stdout.starts_with("warning: replication `webroot` copies primary → backup: writes made on the backup while it was active must flow back to the primary first, then `vigie sync resume webroot`\nblog: blog → primary"),
         "{}",
         r.stdout
     );
