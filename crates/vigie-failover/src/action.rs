@@ -279,7 +279,7 @@ pub fn fence(state_dir: &std::path::Path, f: &Failover) {
     match fenced {
         Ok(()) => tracing::warn!(failover = %f.name, %job, "replication toward the backup paused"),
         Err(e) => {
-            tracing::error!(failover = %f.name, %job, error = %e, "could not pause the replication")
+            tracing::error!(failover = %f.name, %job, error = %e, "could not pause the replication");
         }
     }
 }
