@@ -812,3 +812,44 @@ fn a_one_block_change_in_a_big_file_moves_kilobytes() {
     );
     assert_same(src.path(), dst.path());
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_on_the_receiver_is_a_clear_error_and_leaves_nothing_partial() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts a small tmpfs: run it as root (CI does)"
+    );
+    let disk = SmallDisk(tempfile::tempdir().unwrap());
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(disk.0.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount tmpfs failed");
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("small"), "fits").unwrap();
+    std::fs::write(src.path().join("huge"), vec![1u8; 3 << 20]).unwrap();
+    let s = vigie_sync::once(&local_spec(src.path(), disk.0.path())).unwrap();
+    let err = s.last_error.unwrap_or_default();
+    assert!(err.contains("No space left on device"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(disk.0.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["small"], "only whole files, no temporary one");
+    // Room again: the next pass completes.
+    std::fs::write(src.path().join("huge"), vec![1u8; 100 << 10]).unwrap();
+    let s = vigie_sync::once(&local_spec(src.path(), disk.0.path())).unwrap();
+    assert!(s.last_error.is_none(), "{s:?}");
+    assert_same(src.path(), disk.0.path());
+}
