@@ -244,6 +244,8 @@ fn local_entry(root: &Path, rel: &[u8]) -> Option<Entry> {
         kind,
         size: if kind == Kind::File { md.len() } else { 0 },
         mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
         mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
         target: if kind == Kind::Symlink {
             std::fs::read_link(&p)
@@ -442,7 +444,11 @@ impl Sender {
         for (path, e) in want {
             let have = self.mirror.get(path).cloned();
             let have = have.as_ref();
-            if have.is_some_and(|h| same(h, e)) {
+            let owner_same = !s.owners || have.is_some_and(|h| h.uid == e.uid && h.gid == e.gid);
+            if have.is_some_and(|h| same(h, e, false)) {
+                if !owner_same {
+                    s.own(e)?;
+                }
                 continue;
             }
             if e.kind != Kind::Dir || have.is_none_or(|h| h.kind != Kind::Dir) {
@@ -453,6 +459,7 @@ impl Sender {
                     if have.is_none_or(|h| h.kind != Kind::Dir) {
                         s.mkdir(&Entry {
                             mtime: i64::MIN,
+                            uid: u32::MAX,
                             ..e.clone()
                         })?;
                     }
@@ -473,9 +480,13 @@ impl Sender {
                         FileSent::Unreadable(why) => {
                             tracing::warn!(job = %self.spec.name, "not sent: {why}");
                             self.status().last_error = Some(why);
+                            continue;
                         }
                     }
                 }
+            }
+            if s.owners {
+                s.own(e)?;
             }
         }
         // Directory times last (writing inside changes them), deepest
@@ -487,6 +498,8 @@ impl Sender {
                     kind: Kind::Dir,
                     size: 0,
                     mode: 0,
+                    uid: 0,
+                    gid: 0,
                     mtime: 0,
                     target: Vec::new(),
                 });
@@ -504,11 +517,15 @@ impl Sender {
             if let Some(e) = &d.error {
                 let p = match &d.op {
                     Pending::Put(e) => e.path.clone(),
-                    Pending::Delete(p) | Pending::Rename(_, p) => p.clone(),
+                    Pending::Delete(p) | Pending::Rename(_, p) | Pending::Own(p, ..) => p.clone(),
                 };
-                tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
-                self.status().last_error = Some(e.clone());
-                left.again.insert(p);
+                // The first failure of a path says why; what follows from
+                // it (its owner cannot be set) adds nothing.
+                if !left.again.contains(&p) {
+                    tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
+                    self.status().last_error = Some(e.clone());
+                    left.again.insert(p);
+                }
             }
             self.apply(d.op, d.error.as_deref());
         }
@@ -534,6 +551,12 @@ impl Sender {
             }
             Pending::Delete(p) => {
                 self.mirror.retain(|k, _| *k != p && !under(k, &p));
+            }
+            Pending::Own(p, uid, gid) => {
+                if let Some(e) = self.mirror.get_mut(&p) {
+                    e.uid = uid;
+                    e.gid = gid;
+                }
             }
             Pending::Rename(from, to) => {
                 let moved: Vec<Vec<u8>> = self

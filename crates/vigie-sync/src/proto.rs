@@ -31,6 +31,9 @@ pub struct Entry {
     pub size: u64,
     /// Permission bits (`0o7777`).
     pub mode: u32,
+    /// Owner and group (numeric).
+    pub uid: u32,
+    pub gid: u32,
     /// Modification time, nanoseconds since the epoch.
     pub mtime: i64,
     /// A symlink's target (empty otherwise).
@@ -47,6 +50,8 @@ pub enum Msg {
     /// Receiver → sender: agreed.
     Welcome {
         version: u16,
+        /// The receiver runs as root: it keeps owners and groups.
+        owners: bool,
     },
     /// Ask for the receiver's whole tree: `Entry`… then `ListEnd`.
     List,
@@ -140,6 +145,15 @@ pub enum Msg {
     /// Make every file received so far durable and visible, and answer
     /// for each (the receiver syncs once for many files).
     Commit,
+    /// Set a path's owner and group, then its mode again (a change of
+    /// owner clears set-user-ID bits).
+    Own {
+        id: u64,
+        path: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,8 +261,8 @@ impl Msg {
                 o.0.extend_from_slice(MAGIC);
                 o.u16(*version).bytes(job.as_bytes());
             }
-            Msg::Welcome { version } => {
-                o.u8(2).u16(*version);
+            Msg::Welcome { version, owners } => {
+                o.u8(2).u16(*version).u8(u8::from(*owners));
             }
             Msg::List => {
                 o.u8(3);
@@ -259,6 +273,8 @@ impl Msg {
                     .u8(kind_byte(e.kind))
                     .u64(e.size)
                     .u32(e.mode)
+                    .u32(e.uid)
+                    .u32(e.gid)
                     .i64(e.mtime)
                     .bytes(&e.target);
             }
@@ -358,6 +374,15 @@ impl Msg {
             Msg::Commit => {
                 o.u8(22);
             }
+            Msg::Own {
+                id,
+                path,
+                uid,
+                gid,
+                mode,
+            } => {
+                o.u8(23).u64(*id).bytes(path).u32(*uid).u32(*gid).u32(*mode);
+            }
         }
         o.0
     }
@@ -375,7 +400,10 @@ impl Msg {
                     job: i.string()?,
                 }
             }
-            2 => Msg::Welcome { version: i.u16()? },
+            2 => Msg::Welcome {
+                version: i.u16()?,
+                owners: i.u8()? == 1,
+            },
             3 => Msg::List,
             4 => {
                 let path = i.bytes()?;
@@ -390,6 +418,8 @@ impl Msg {
                     kind,
                     size: i.u64()?,
                     mode: i.u32()?,
+                    uid: i.u32()?,
+                    gid: i.u32()?,
                     mtime: i.i64()?,
                     target: i.bytes()?,
                 })
@@ -478,6 +508,13 @@ impl Msg {
                 sha256: i.take(32)?.try_into().expect("32 bytes"),
             },
             22 => Msg::Commit,
+            23 => Msg::Own {
+                id: i.u64()?,
+                path: i.bytes()?,
+                uid: i.u32()?,
+                gid: i.u32()?,
+                mode: i.u32()?,
+            },
             t => return malformed(&format!("unknown message type {t}")),
         };
         if !i.0.is_empty() {
@@ -559,13 +596,25 @@ mod tests {
                 version: VERSION,
                 job: "webroot".into(),
             },
-            Msg::Welcome { version: 1 },
+            Msg::Welcome {
+                version: 1,
+                owners: true,
+            },
+            Msg::Own {
+                id: 11,
+                path: b"f".to_vec(),
+                uid: 33,
+                gid: 33,
+                mode: 0o4755,
+            },
             Msg::List,
             Msg::Entry(Entry {
                 path: b"a/\xffb".to_vec(),
                 kind: Kind::Symlink,
                 size: 3,
                 mode: 0o777,
+                uid: 0,
+                gid: 1000,
                 mtime: -5,
                 target: b"../x".to_vec(),
             }),

@@ -410,6 +410,23 @@ impl Receiver {
         Ok(())
     }
 
+    fn own(&self, path: &[u8], uid: u32, gid: u32, m: u32) -> Result<(), Refusal> {
+        let (dir, name) = self.parent(path, false)?;
+        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        rustix::fs::chownat(
+            &dir,
+            name,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+            // Not a symlink (checked without following): chmod is safe.
+            rustix::fs::chmodat(&dir, name, mode(m), AtFlags::empty())?;
+        }
+        Ok(())
+    }
+
     fn meta(&self, path: &[u8], m: u32, mtime: i64) -> Result<(), Refusal> {
         let (dir, name) = self.parent(path, false)?;
         let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
@@ -462,12 +479,15 @@ pub(crate) fn walk(
         prefix.extend_from_slice(&name);
         let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
         let m = st.st_mode & 0o7777;
+        let (uid, gid) = (st.st_uid, st.st_gid);
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => f(Entry {
                 path: prefix.clone(),
                 kind: Kind::File,
                 size: st.st_size as u64,
                 mode: m,
+                uid,
+                gid,
                 mtime,
                 target: Vec::new(),
             })?,
@@ -480,6 +500,8 @@ pub(crate) fn walk(
                     kind: Kind::Symlink,
                     size: 0,
                     mode: m,
+                    uid,
+                    gid,
                     mtime,
                     target,
                 })?;
@@ -490,6 +512,8 @@ pub(crate) fn walk(
                     kind: Kind::Dir,
                     size: 0,
                     mode: m,
+                    uid,
+                    gid,
                     mtime,
                     target: Vec::new(),
                 })?;
@@ -551,6 +575,7 @@ fn name_of(m: &Msg) -> &'static str {
         Msg::Copy { .. } => "copy",
         Msg::DeltaEnd { .. } => "delta end",
         Msg::Commit => "commit",
+        Msg::Own { .. } => "own",
     }
 }
 
@@ -599,7 +624,15 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
         }
         Err(e) => return Err(e.to_string()),
     }
-    proto::write(&mut output, &Msg::Welcome { version: VERSION }).map_err(|e| e.to_string())?;
+    let owners = rustix::process::geteuid().is_root();
+    proto::write(
+        &mut output,
+        &Msg::Welcome {
+            version: VERSION,
+            owners,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     output.flush().map_err(|e| e.to_string())?;
     loop {
         let msg = match proto::read(&mut input) {
@@ -675,6 +708,13 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
             } => (id, rx.symlink(&path, &target, mtime)),
             Msg::Delete { id, path } => (id, rx.delete(&path)),
             Msg::Rename { id, from, to } => (id, rx.rename(&from, &to)),
+            Msg::Own {
+                id,
+                path,
+                uid,
+                gid,
+                mode,
+            } => (id, rx.own(&path, uid, gid, mode)),
             Msg::Meta {
                 id,
                 path,

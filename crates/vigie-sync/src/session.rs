@@ -87,6 +87,8 @@ pub struct Session {
     /// Answers that came while waiting for something else.
     early: Vec<(u64, Option<String>)>,
     pub bytes_sent: u64,
+    /// The receiver keeps owners and groups (it runs as root).
+    pub owners: bool,
 }
 
 /// An operation awaiting its answer.
@@ -96,6 +98,8 @@ pub enum Pending {
     Put(Entry),
     Delete(Vec<u8>),
     Rename(Vec<u8>, Vec<u8>),
+    /// The receiver's entry gets this owner and group.
+    Own(Vec<u8>, u32, u32),
 }
 
 /// What came back for one operation.
@@ -168,6 +172,7 @@ impl Session {
             pending: BTreeMap::new(),
             early: Vec::new(),
             bytes_sent: 0,
+            owners: false,
         };
         s.send(&Msg::Hello {
             version: VERSION,
@@ -175,7 +180,10 @@ impl Session {
         })?;
         s.flush()?;
         match s.reply(Duration::from_secs(30))? {
-            Msg::Welcome { version } if version == VERSION => Ok(s),
+            Msg::Welcome { version, owners } if version == VERSION => {
+                s.owners = owners;
+                Ok(s)
+            }
             Msg::Fatal { message } => Err(format!("{}: {message}", dest.describe())),
             other => Err(format!(
                 "{}: unexpected answer to hello: {other:?}",
@@ -280,6 +288,17 @@ impl Session {
             path: e.path.clone(),
             mode: e.mode,
             mtime: e.mtime,
+        })
+    }
+
+    pub fn own(&mut self, e: &Entry) -> Result<(), String> {
+        let id = self.id(Pending::Own(e.path.clone(), e.uid, e.gid));
+        self.send(&Msg::Own {
+            id,
+            path: e.path.clone(),
+            uid: e.uid,
+            gid: e.gid,
+            mode: e.mode,
         })
     }
 
@@ -478,9 +497,11 @@ pub enum FileSent {
     Unreadable(String),
 }
 
-/// Whether two entries need no transfer between them.
-pub fn same(a: &Entry, b: &Entry) -> bool {
-    a.kind == b.kind
+/// Whether two entries need no transfer between them (owners and groups
+/// compared when `owners`).
+pub fn same(a: &Entry, b: &Entry, owners: bool) -> bool {
+    (!owners || (a.uid == b.uid && a.gid == b.gid))
+        && a.kind == b.kind
         && match a.kind {
             Kind::File => a.size == b.size && a.mtime == b.mtime && a.mode == b.mode,
             Kind::Symlink => a.target == b.target && a.mtime == b.mtime,

@@ -853,3 +853,45 @@ fn a_full_disk_on_the_receiver_is_a_clear_error_and_leaves_nothing_partial() {
     assert!(s.last_error.is_none(), "{s:?}");
     assert_same(src.path(), disk.0.path());
 }
+
+#[test]
+fn owners_and_groups_are_kept_when_the_receiver_is_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test sets owners: run it as root (CI does)"
+    );
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    populate(src.path());
+    let own = |p: &str, uid: u32, gid: u32| {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            src.path().join(p),
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    };
+    own("a/b/one.txt", 1234, 5678);
+    own("a", 42, 43);
+    own("link", 7, 8);
+    std::fs::set_permissions(
+        src.path().join("top.bin"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    own("top.bin", 33, 33);
+    std::fs::set_permissions(
+        src.path().join("top.bin"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    assert_same(src.path(), dst.path());
+    // Only the owner changes: only the owner is sent.
+    own("a/b/one.txt", 99, 99);
+    let s = vigie_sync::once(&spec).unwrap();
+    assert_eq!(s.bytes_sent, 0);
+    assert_same(src.path(), dst.path());
+}
