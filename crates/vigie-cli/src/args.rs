@@ -103,11 +103,19 @@ pub enum Command {
         /// Make the deletions `max_delete` held (after checking the source).
         #[arg(long, requires = "once")]
         allow_deletes: bool,
+        /// Failback: bring the far side's tree back here (nothing is
+        /// deleted here); the job must be paused.
+        #[arg(long, conflicts_with_all = ["once", "allow_deletes"])]
+        reverse: bool,
     },
     /// The far side of a replication: speaks the sync protocol on
     /// stdin/stdout and writes inside ROOT only (run by `ssh`).
     #[command(hide = true)]
     SyncReceive { root: std::path::PathBuf },
+    /// The far side of a reverse pass: sends ROOT on stdin/stdout (run by
+    /// `ssh`).
+    #[command(hide = true)]
+    SyncSend { root: std::path::PathBuf },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

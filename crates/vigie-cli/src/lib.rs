@@ -146,10 +146,26 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         } => sync::action(cli, action),
         Command::Sync {
             name: Some(name),
+            reverse: true,
+            ..
+        } => sync::reverse(cli, name),
+        Command::Sync {
+            name: Some(name),
             once,
             allow_deletes,
             ..
         } => sync::job(cli, name, *once, *allow_deletes),
+        Command::SyncSend { root } => match vigie_sync::send_stdio(root) {
+            Ok(s) if s.last_error.is_none() => Ok(exit::OK),
+            Ok(s) => {
+                tracing::error!("sync-send: {}", s.last_error.unwrap_or_default());
+                Ok(exit::RUNTIME)
+            }
+            Err(e) => {
+                tracing::error!("sync-send: {e}");
+                Ok(exit::RUNTIME)
+            }
+        },
         Command::Sync { .. } => Err(Failure::config(
             "name a job: vigie sync NAME [--once], or vigie sync status|pause|resume",
         )),

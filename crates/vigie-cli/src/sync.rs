@@ -55,6 +55,37 @@ pub(crate) fn job(cli: &Cli, name: &str, once: bool, allow_deletes: bool) -> Res
     Ok(exit::OK)
 }
 
+/// Failback: bring the far side's tree back into `from`.
+pub(crate) fn reverse(cli: &Cli, name: &str) -> Result<u8> {
+    let loaded = load(cli)?;
+    let job = find(&loaded.config, name)?;
+    let store = vigie_store::Store::open(&state_dir(cli, &loaded.config))
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if store
+        .sync_paused(name)
+        .map_err(|e| Failure::runtime(e.to_string()))?
+        .is_none()
+    {
+        return Err(Failure::config(format!(
+            "{name} is not paused: the live replication would undo the reverse pass"
+        ))
+        .hint(format!(
+            "vigie sync pause {name}, then again; vigie sync resume {name} after"
+        )));
+    }
+    let spec = vigie_sync::JobSpec::from_config(job);
+    let start = std::time::Instant::now();
+    vigie_sync::reverse(&spec)
+        .map_err(|e| Failure::runtime(format!("sync {name} --reverse: {e}")))?;
+    out(format_args!(
+        "{name}: {} brought back into {} in {:.1}s (nothing deleted here); then `vigie sync resume {name}`\n",
+        spec.to.describe(),
+        job.from.display(),
+        start.elapsed().as_secs_f64()
+    ))?;
+    Ok(exit::OK)
+}
+
 pub(crate) fn action(cli: &Cli, action: &SyncAction) -> Result<u8> {
     let loaded = load(cli)?;
     let config = &loaded.config;

@@ -288,7 +288,7 @@ pub fn fence(state_dir: &std::path::Path, f: &Failover) {
 fn replication_warning(f: &Failover) -> String {
     f.replication.as_ref().map_or_else(String::new, |r| {
         format!(
-            "; replication `{r}` copies primary → backup: writes made on the backup while it was active must flow back to the primary first, then `vigie sync resume {r}`"
+            "; replication `{r}` copies primary → backup: writes made on the backup while it was active must flow back to the primary first (`vigie sync {r} --reverse`), then `vigie sync resume {r}`"
         )
     })
 }

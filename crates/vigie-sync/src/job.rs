@@ -908,3 +908,55 @@ pub fn once(spec: &JobSpec) -> Result<Status, String> {
         .clone();
     Ok(s)
 }
+
+/// A reverse pass, for failback: the far side's tree comes back here,
+/// into `spec.from`, through `vigie sync-send` run over the same ssh.
+/// Nothing is deleted here: what the backup wrote while it was active
+/// comes back; what only the primary has stays.
+pub fn reverse(spec: &JobSpec) -> Result<(), String> {
+    use std::io::Read as _;
+    let mut cmd = spec
+        .to
+        .reverse_command()
+        .ok_or_else(|| "this job has no far side to bring back".to_owned())?;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", cmd.get_program().display()))?;
+    let input = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let output = std::io::BufWriter::new(child.stdin.take().expect("piped"));
+    let mut stderr = child.stderr.take().expect("piped");
+    let said = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let served = crate::receive::serve(&spec.from, input, output);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let said = said.join().unwrap_or_default();
+    match (served, status.success()) {
+        (Ok(()), true) => Ok(()),
+        (Err(e), _) => Err(e),
+        (Ok(()), false) => Err(format!("the far side failed ({status}): {}", said.trim())),
+    }
+}
+
+/// The far side of a reverse pass: send `root` over stdin/stdout
+/// (`vigie sync-send ROOT`), deleting nothing.
+pub fn send_stdio(root: &Path) -> Result<Status, String> {
+    once(&JobSpec {
+        name: "reverse".into(),
+        from: root.to_owned(),
+        to: Destination::Stdio,
+        exclude: Vec::new(),
+        delay: Duration::from_millis(250),
+        delete: false,
+        max_delete: 0,
+        verify_every: Duration::from_hours(1),
+        max_lag: Duration::from_mins(5),
+        max_queue: 100_000,
+        state_dir: None,
+    })
+}

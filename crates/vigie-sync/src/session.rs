@@ -30,6 +30,9 @@ pub enum Destination {
         path: String,
         vigie: std::path::PathBuf,
     },
+    /// This process's stdin/stdout (`vigie sync-send`, run by the far
+    /// side for a reverse pass).
+    Stdio,
 }
 
 impl Destination {
@@ -58,6 +61,38 @@ impl Destination {
                 c.args(["sync-receive", path]);
                 c
             }
+            Destination::Stdio => Command::new("true"),
+        }
+    }
+
+    /// The command that runs a sender of `path` on the far side, for a
+    /// reverse pass (far side → here).
+    pub fn reverse_command(&self) -> Option<Command> {
+        match self {
+            Destination::Ssh {
+                ssh,
+                host,
+                path,
+                remote_vigie,
+            } => {
+                let mut c = Command::new(&ssh[0]);
+                c.args(&ssh[1..])
+                    .args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
+                    .arg(host)
+                    .arg("--")
+                    .arg(format!(
+                        "{} sync-send {}",
+                        shell_quote(remote_vigie),
+                        shell_quote(path)
+                    ));
+                Some(c)
+            }
+            Destination::Local { path, vigie } => {
+                let mut c = Command::new(vigie);
+                c.args(["sync-send", path]);
+                Some(c)
+            }
+            Destination::Stdio => None,
         }
     }
 
@@ -65,6 +100,7 @@ impl Destination {
         match self {
             Destination::Ssh { host, path, .. } => format!("{host}:{path}"),
             Destination::Local { path, .. } => path.clone(),
+            Destination::Stdio => "the other side".to_owned(),
         }
     }
 }
@@ -77,8 +113,8 @@ fn shell_quote(s: &str) -> String {
 type Reply = Result<Msg, ProtoError>;
 
 pub struct Session {
-    child: Child,
-    out: BufWriter<ChildStdin>,
+    child: Option<Child>,
+    out: BufWriter<Box<dyn Write + Send>>,
     replies: mpsc::Receiver<Reply>,
     stderr: Arc<Mutex<Vec<u8>>>,
     next_id: u64,
@@ -110,8 +146,10 @@ pub struct Done {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -121,39 +159,50 @@ const REPLY_TIMEOUT: Duration = Duration::from_mins(2);
 impl Session {
     /// Start the receiver and shake hands.
     pub fn open(dest: &Destination, job: &str) -> Result<Self, String> {
-        let mut child = dest
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start {}: {e}",
-                    dest.command().get_program().display()
-                )
-            })?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut stderr_pipe = child.stderr.take().expect("piped");
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut s = sink
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                s.extend_from_slice(&buf[..n]);
-                let excess = s.len().saturating_sub(8192);
-                s.drain(..excess);
-            }
-        });
+        let (child, input, out): (Option<Child>, Box<dyn Read + Send>, Box<dyn Write + Send>) =
+            if let Destination::Stdio = dest {
+                (
+                    None,
+                    Box::new(std::io::stdin()),
+                    Box::new(std::io::stdout()),
+                )
+            } else {
+                let mut child = dest
+                    .command()
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| {
+                        format!(
+                            "cannot start {}: {e}",
+                            dest.command().get_program().display()
+                        )
+                    })?;
+                let stdout = child.stdout.take().expect("piped");
+                let mut stderr_pipe = child.stderr.take().expect("piped");
+                let sink = stderr.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stderr_pipe.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut s = sink
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        s.extend_from_slice(&buf[..n]);
+                        let excess = s.len().saturating_sub(8192);
+                        s.drain(..excess);
+                    }
+                });
+                let stdin: ChildStdin = child.stdin.take().expect("piped");
+                (Some(child), Box::new(stdout), Box::new(stdin))
+            };
         let (tx, replies) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut r = std::io::BufReader::with_capacity(64 * 1024, stdout);
+            let mut r = std::io::BufReader::with_capacity(64 * 1024, input);
             loop {
                 let m = proto::read(&mut r);
                 let end = m.is_err();
@@ -162,7 +211,7 @@ impl Session {
                 }
             }
         });
-        let out = BufWriter::with_capacity(256 * 1024, child.stdin.take().expect("piped"));
+        let out = BufWriter::with_capacity(256 * 1024, out);
         let mut s = Session {
             child,
             out,
@@ -205,12 +254,14 @@ impl Session {
 
     fn broken(&mut self, what: &str) -> String {
         let mut status = None;
-        for _ in 0..50 {
-            status = self.child.try_wait().ok().flatten();
-            if status.is_some() {
-                break;
+        if let Some(child) = &mut self.child {
+            for _ in 0..50 {
+                status = child.try_wait().ok().flatten();
+                if status.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         let err = self.stderr_text();
         let code = status.and_then(|s| s.code());

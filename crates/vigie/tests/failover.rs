@@ -265,7 +265,7 @@ fn a_public_ip_backup_is_this_nodes_address_now() {
     let r = env.run(&["failover", "failback", "blog"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.starts_with("warning: replication `webroot` copies primary → backup: writes made on the backup while it was active must flow back to the primary first, then `vigie sync resume webroot`\nblog: blog → primary"),
+        r.stdout.starts_with("warning: replication `webroot` copies primary → backup: writes made on the backup while it was active must flow back to the primary first (`vigie sync webroot --reverse`), then `vigie sync resume webroot`\nblog: blog → primary"),
         "{}",
         r.stdout
     );

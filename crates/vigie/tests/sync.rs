@@ -440,6 +440,16 @@ fn through_a_real_sshd_and_a_bastion() {
     let _live = Live::start(spec.clone());
     std::fs::write(src.path().join("live.txt"), "over ssh").unwrap();
     wait_same(src.path(), dst.path());
+    // Failback: what the backup wrote comes back, through the same ssh;
+    // nothing is deleted here.
+    std::fs::write(dst.path().join("written-on-backup"), "new").unwrap();
+    std::fs::write(src.path().join("only-here"), "kept").unwrap();
+    vigie_sync::reverse(&spec).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(src.path().join("written-on-backup")).unwrap(),
+        "new"
+    );
+    assert!(src.path().join("only-here").exists());
     // A far side without vigie: a clear error.
     let err = vigie_sync::once(&JobSpec {
         to: Destination::Ssh {
@@ -894,4 +904,31 @@ fn owners_and_groups_are_kept_when_the_receiver_is_root() {
     let s = vigie_sync::once(&spec).unwrap();
     assert_eq!(s.bytes_sent, 0);
     assert_same(src.path(), dst.path());
+}
+
+#[test]
+fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("only-on-primary"), "p").unwrap();
+    std::fs::write(dst.join("made-on-backup"), "b").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
+        dst.display()
+    ));
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("web is not paused"), "{}", r.stderr);
+    assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("(nothing deleted here)"), "{}", r.stdout);
+    assert_eq!(
+        std::fs::read_to_string(src.join("made-on-backup")).unwrap(),
+        "b"
+    );
+    assert!(src.join("only-on-primary").exists());
 }
