@@ -380,27 +380,12 @@ impl Session {
         })
     }
 
-    /// Send the file at `local` as `e.path`. `Ok(None)`: sent as it was
-    /// when opened; `Ok(Some(entry))`: sent, but it changed meanwhile
-    /// (send it again); `Err` with `local_error`: it could not be read
-    /// (the session is fine).
+    /// Send the file at `local` as `e.path`, whole; what became of it
+    /// (`Err`: the session is broken).
     pub fn file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
-        let mut f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(local)
-        {
-            Ok(f) => f,
-            Err(err) => return Ok(FileSent::Unreadable(format!("{}: {err}", local.display()))),
-        };
-        let md = f
-            .metadata()
-            .map_err(|err| format!("{}: {err}", local.display()))?;
-        let entry = Entry {
-            size: md.len(),
-            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            mode: md.mode() & 0o7777,
-            ..e.clone()
+        let (mut f, md, entry) = match open_source(local, e)? {
+            Ok(x) => x,
+            Err(unreadable) => return Ok(unreadable),
         };
         let id = self.id(Pending::Put(entry.clone()));
         self.send(&Msg::File {
@@ -428,10 +413,7 @@ impl Session {
             left -= n as u64;
         }
         self.send(&Msg::FileEnd { id })?;
-        let after = std::fs::symlink_metadata(local).ok();
-        let changed = after.is_none_or(|a| {
-            a.len() != md.len() || a.mtime() != md.mtime() || a.mtime_nsec() != md.mtime_nsec()
-        });
+        let changed = changed_since(local, &md);
         Ok(if changed || left > 0 {
             FileSent::Changed
         } else {
@@ -463,22 +445,9 @@ impl Session {
         if sums.is_empty() {
             return self.file(local, e);
         }
-        let mut f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(local)
-        {
-            Ok(f) => f,
-            Err(err) => return Ok(FileSent::Unreadable(format!("{}: {err}", local.display()))),
-        };
-        let md = f
-            .metadata()
-            .map_err(|err| format!("{}: {err}", local.display()))?;
-        let entry = Entry {
-            size: md.len(),
-            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            mode: md.mode() & 0o7777,
-            ..e.clone()
+        let (mut f, md, entry) = match open_source(local, e)? {
+            Ok(x) => x,
+            Err(unreadable) => return Ok(unreadable),
         };
         let id = self.id(Pending::Put(entry.clone()));
         self.send(&Msg::Delta {
@@ -503,10 +472,7 @@ impl Session {
         })?;
         self.bytes_sent += sent;
         self.send(&Msg::DeltaEnd { id, sha256 })?;
-        let after = std::fs::symlink_metadata(local).ok();
-        let changed = after.is_none_or(|a| {
-            a.len() != md.len() || a.mtime() != md.mtime() || a.mtime_nsec() != md.mtime_nsec()
-        });
+        let changed = changed_since(local, &md);
         Ok(if changed {
             FileSent::Changed
         } else {
@@ -537,6 +503,44 @@ impl Session {
         }
         Ok(done)
     }
+}
+
+/// Open a source file (not through a symlink) and read what it is now;
+/// `Ok(Err(_))` when it cannot be read (reported, the session goes on).
+fn open_source(
+    local: &std::path::Path,
+    e: &Entry,
+) -> Result<Result<(std::fs::File, std::fs::Metadata, Entry), FileSent>, String> {
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(local)
+    {
+        Ok(f) => f,
+        Err(err) => {
+            return Ok(Err(FileSent::Unreadable(format!(
+                "{}: {err}",
+                local.display()
+            ))));
+        }
+    };
+    let md = f
+        .metadata()
+        .map_err(|err| format!("{}: {err}", local.display()))?;
+    let entry = Entry {
+        size: md.len(),
+        mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        mode: md.mode() & 0o7777,
+        ..e.clone()
+    };
+    Ok(Ok((f, md, entry)))
+}
+
+/// Whether the file at `local` changed since `md` was read.
+fn changed_since(local: &std::path::Path, md: &std::fs::Metadata) -> bool {
+    std::fs::symlink_metadata(local).ok().is_none_or(|a| {
+        a.len() != md.len() || a.mtime() != md.mtime() || a.mtime_nsec() != md.mtime_nsec()
+    })
 }
 
 /// What became of one file.
