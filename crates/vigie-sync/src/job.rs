@@ -726,9 +726,16 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
             } else {
                 backoff
             };
+        let mut saved = Instant::now();
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
                 on_event(&mut batch, &ctx.spec.from, ev);
+            }
+            // What waits is on disk within a second.
+            if saved.elapsed() >= Duration::from_secs(1) {
+                ctx.queue(&batch);
+                ctx.publish(&batch, true);
+                saved = Instant::now();
             }
         }
         if paused.is_none() {

@@ -600,7 +600,6 @@ fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
     ));
     let mut d = env.daemon();
     // The target is missing: the check says so, changes queue on disk.
-    std::fs::write(src.join("second"), "2").unwrap();
     wait_until(Duration::from_secs(15), || {
         let c = check_json(&env, "sync-web");
         c["state"] == "failing"
@@ -608,6 +607,7 @@ fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
                 .as_str()
                 .is_some_and(|m| m.contains("cannot reach") && m.contains("changes waiting"))
     });
+    std::fs::write(src.join("second"), "2").unwrap();
     wait_until(Duration::from_secs(10), || {
         let r = env.run(&["sync", "status", "--json"]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
