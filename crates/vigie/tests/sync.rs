@@ -17,6 +17,15 @@ use vigie_testkit::{Env, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vigie");
 
+/// A scratch directory, in memory where the machine has /dev/shm: the
+/// receiver syncs its filesystem at each commit, and on the shared disk
+/// that sync also waits for every other test's writes.
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap()
+}
+
 /// Both trees, entry by entry (kind, size, mode, mtime to the
 /// nanosecond, link target) and file by file (bytes).
 fn tree(root: &Path) -> BTreeMap<Vec<u8>, (Entry, Vec<u8>)> {
@@ -138,7 +147,7 @@ fn populate(root: &Path) {
 
 #[test]
 fn once_copies_everything_and_deletes_extras_within_the_limit() {
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     populate(src.path());
     std::fs::write(dst.path().join("extra"), "x").unwrap();
     let spec = local_spec(src.path(), dst.path());
@@ -209,7 +218,7 @@ fn bad_sync_config_is_refused() {
 #[test]
 fn live_changes_arrive_and_a_renamed_directory_is_moved_not_resent() {
     // (1 MB of files in the directory; the rename must send almost none.)
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     populate(src.path());
     let big = src.path().join("many");
     std::fs::create_dir(&big).unwrap();
@@ -248,7 +257,7 @@ fn live_changes_arrive_and_a_renamed_directory_is_moved_not_resent() {
 
 #[test]
 fn same_size_rewrites_within_one_second_all_arrive() {
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     std::fs::write(src.path().join("f"), "version-0").unwrap();
     let _live = Live::start(local_spec(src.path(), dst.path()));
     for i in 1..=9 {
@@ -309,7 +318,7 @@ fn file_msgs(path: &[u8], data: &[u8]) -> Vec<Msg> {
 
 #[test]
 fn hostile_messages_are_refused_and_end_the_session() {
-    let outside = tempfile::tempdir().unwrap();
+    let outside = tmp();
     let root = outside.path().join("root");
     std::fs::create_dir(&root).unwrap();
     for path in [&b"../escaped"[..], b"/tmp/absolute", b"a/../../escaped"] {
@@ -369,7 +378,7 @@ fn hostile_messages_are_refused_and_end_the_session() {
 
 #[test]
 fn a_short_file_leaves_no_partial_file() {
-    let root = tempfile::tempdir().unwrap();
+    let root = tmp();
     std::fs::write(root.path().join("f"), "old").unwrap();
     let msgs = vec![
         Msg::File {
@@ -403,7 +412,7 @@ fn through_a_real_sshd_and_a_bastion() {
         ("bastion", &bastion, None),
         ("behind", &target, Some("bastion")),
     ]);
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     populate(src.path());
     for host in ["backup", "behind"] {
         let spec = JobSpec {
@@ -563,11 +572,11 @@ mod random_changes {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 16, max_shrink_iters: 32, ..ProptestConfig::default() })]
 
         #[test]
         fn trees_end_identical(ops in proptest::collection::vec(op(), 1..40)) {
-            let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (src, dst) = (tmp(), tmp());
             populate(src.path());
             let _live = Live::start(local_spec(src.path(), dst.path()));
             for o in &ops {
@@ -743,7 +752,7 @@ fn a_killed_sender_or_receiver_leaves_no_partial_file_and_the_next_run_resumes()
 #[test]
 fn non_utf8_names_and_unreadable_files() {
     use std::os::unix::ffi::OsStrExt;
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
     std::fs::write(src.path().join(odd), "bytes").unwrap();
     std::fs::write(src.path().join("ok.txt"), "fine").unwrap();
@@ -797,7 +806,7 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
 
 #[test]
 fn a_one_block_change_in_a_big_file_moves_kilobytes() {
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     let big = src.path().join("disk.img");
     let mut x = 1u32;
     let data: Vec<u8> = (0..64u32 << 20)
@@ -839,7 +848,7 @@ fn a_full_disk_on_the_receiver_is_a_clear_error_and_leaves_nothing_partial() {
         rustix::process::geteuid().is_root(),
         "this test mounts a small tmpfs: run it as root (CI does)"
     );
-    let disk = SmallDisk(tempfile::tempdir().unwrap());
+    let disk = SmallDisk(tmp());
     let ok = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
         .arg(disk.0.path())
@@ -847,7 +856,7 @@ fn a_full_disk_on_the_receiver_is_a_clear_error_and_leaves_nothing_partial() {
         .unwrap()
         .success();
     assert!(ok, "mount tmpfs failed");
-    let src = tempfile::tempdir().unwrap();
+    let src = tmp();
     std::fs::write(src.path().join("small"), "fits").unwrap();
     std::fs::write(src.path().join("huge"), vec![1u8; 3 << 20]).unwrap();
     let s = vigie_sync::once(&local_spec(src.path(), disk.0.path())).unwrap();
@@ -871,7 +880,7 @@ fn owners_and_groups_are_kept_when_the_receiver_is_root() {
         rustix::process::geteuid().is_root(),
         "this test sets owners: run it as root (CI does)"
     );
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tmp(), tmp());
     populate(src.path());
     let own = |p: &str, uid: u32, gid: u32| {
         rustix::fs::chownat(
