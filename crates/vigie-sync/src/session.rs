@@ -43,19 +43,7 @@ impl Destination {
                 host,
                 path,
                 remote_vigie,
-            } => {
-                let mut c = Command::new(&ssh[0]);
-                c.args(&ssh[1..])
-                    .args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
-                    .arg(host)
-                    .arg("--")
-                    .arg(format!(
-                        "{} sync-receive {}",
-                        shell_quote(remote_vigie),
-                        shell_quote(path)
-                    ));
-                c
-            }
+            } => ssh_command(ssh, host, remote_vigie, "sync-receive", path),
             Destination::Local { path, vigie } => {
                 let mut c = Command::new(vigie);
                 c.args(["sync-receive", path]);
@@ -74,19 +62,7 @@ impl Destination {
                 host,
                 path,
                 remote_vigie,
-            } => {
-                let mut c = Command::new(&ssh[0]);
-                c.args(&ssh[1..])
-                    .args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
-                    .arg(host)
-                    .arg("--")
-                    .arg(format!(
-                        "{} sync-send {}",
-                        shell_quote(remote_vigie),
-                        shell_quote(path)
-                    ));
-                Some(c)
-            }
+            } => Some(ssh_command(ssh, host, remote_vigie, "sync-send", path)),
             Destination::Local { path, vigie } => {
                 let mut c = Command::new(vigie);
                 c.args(["sync-send", path]);
@@ -103,6 +79,21 @@ impl Destination {
             Destination::Stdio => "the other side".to_owned(),
         }
     }
+}
+
+/// `ssh … HOST -- VIGIE SUBCOMMAND PATH`, never prompting.
+fn ssh_command(ssh: &[String], host: &str, vigie: &str, sub: &str, path: &str) -> Command {
+    let mut c = Command::new(&ssh[0]);
+    c.args(&ssh[1..])
+        .args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
+        .arg(host)
+        .arg("--")
+        .arg(format!(
+            "{} {sub} {}",
+            shell_quote(vigie),
+            shell_quote(path)
+        ));
+    c
 }
 
 fn shell_quote(s: &str) -> String {
