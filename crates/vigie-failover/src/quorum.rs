@@ -163,7 +163,7 @@ impl PeerClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| format!("unreachable: {}", error_chain(&e.without_url())))?;
+            .map_err(|e| format!("unreachable: {}", vigie_probe::chain(&e.without_url())))?;
         let status = resp.status();
         let body = resp
             .bytes()
@@ -186,17 +186,6 @@ impl PeerClient {
         }
         Ok(vote)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Clients for every `[[peer]]` of `config`.

@@ -154,7 +154,7 @@ pub(crate) fn human(d: Duration) -> String {
 }
 
 /// An error and its causes on one line: `connect: Connection refused`.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -83,6 +83,9 @@ struct Staged {
     name: Vec<u8>,
 }
 
+/// The block sizes a delta may use.
+const BLOCKS: std::ops::RangeInclusive<u32> = 1024..=(16 << 20);
+
 /// Past these, staged files are committed without waiting for `Commit`.
 const STAGE_FILES: usize = 512;
 const STAGE_BYTES: u64 = 64 << 20;
@@ -182,7 +185,7 @@ impl Receiver {
     /// The block signatures of the file at `path` (none if there is no
     /// such regular file).
     fn sums(&self, path: &[u8], block: u32) -> Result<Vec<(u32, [u8; 16])>, Refusal> {
-        if !(1024..=(16 << 20)).contains(&block) {
+        if !BLOCKS.contains(&block) {
             return Err(Refusal::Fatal(format!("refused a block size of {block}")));
         }
         match self.open_existing(path) {
@@ -679,7 +682,7 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
                 mtime,
                 block,
             } => {
-                if !(1024..=(16 << 20)).contains(&block) {
+                if !BLOCKS.contains(&block) {
                     return fatal(&mut output, format!("refused a block size of {block}"));
                 }
                 match rx.file(&mut input, &path, size, mode, mtime, Some(block)) {
