@@ -18,6 +18,9 @@ import time
 VIGIE = os.path.abspath(sys.argv[1])
 TRIALS = int(os.environ.get("TRIALS", "20"))
 BIG_MB = int(os.environ.get("BIG_MB", "1024"))
+# ONLY=initial: just the initial copies.
+ONLY = os.environ.get("ONLY", "")
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WORK = tempfile.mkdtemp(prefix="vigie-bench-sync-")
 PROCS = []
 
@@ -278,6 +281,7 @@ def initial_copy(cfg, tool, n):
         for j in range(100):
             with open(os.path.join(d, f"f{j}"), "wb") as f:
                 f.write(os.urandom(10 * 1024))
+    os.sync()  # the source's own writes are not the copy's
     t0 = time.monotonic()
     if tool == "vigie":
         Vigie(cfg, src, dst).once()
@@ -287,6 +291,8 @@ def initial_copy(cfg, tool, n):
         sh("rsync", "-a", "-e", f"ssh -F {cfg}", f"{src}/", f"bench:{dst}/")
     took = time.monotonic() - t0
     assert len(os.listdir(os.path.join(dst, "d99"))) == 100
+    shutil.rmtree(os.path.dirname(src))
+    os.sync()
     return took
 
 
@@ -309,18 +315,20 @@ def main():
     try:
         cfg = start_sshd()
         results = {}
-        print("vigie ...", file=sys.stderr)
-        results["vigie"] = run_live(lambda c, s, d: Vigie(c, s, d), "vigie", cfg, TRIALS)
-        print("lsyncd delay=1 ...", file=sys.stderr)
-        results["lsyncd delay=1"] = run_live(lambda c, s, d: Lsyncd(c, s, d, 1), "lsyncd1", cfg, TRIALS)
-        print("lsyncd default delay (15) ...", file=sys.stderr)
-        results["lsyncd delay=15 (default)"] = run_live(
-            lambda c, s, d: Lsyncd(c, s, d, 15), "lsyncd15", cfg, max(3, TRIALS // 5), heavy=False)
+        if ONLY != "initial":
+            print("vigie ...", file=sys.stderr)
+            results["vigie"] = run_live(lambda c, s, d: Vigie(c, s, d), "vigie", cfg, TRIALS)
+            print("lsyncd delay=1 ...", file=sys.stderr)
+            results["lsyncd delay=1"] = run_live(lambda c, s, d: Lsyncd(c, s, d, 1), "lsyncd1", cfg, TRIALS)
+            print("lsyncd default delay (15) ...", file=sys.stderr)
+            results["lsyncd delay=15 (default)"] = run_live(
+                lambda c, s, d: Lsyncd(c, s, d, 15), "lsyncd15", cfg, max(3, TRIALS // 5), heavy=False)
         print("initial copies ...", file=sys.stderr)
-        # Alternated, best of two each: ext4 slows inode allocation right
-        # after many deletions, whoever comes first.
+        # Alternated, best of ROUNDS each: ext4 slows inode allocation
+        # right after many deletions, whoever comes first, and a shared
+        # disk's speed varies from minute to minute.
         init = {}
-        for n in range(2):
+        for n in range(ROUNDS):
             for tool in ("rsync", "vigie", "rsync --fsync"):
                 t = initial_copy(cfg, tool, n)
                 init[tool] = min(init.get(tool, t), t)
@@ -328,10 +336,11 @@ def main():
         def ms(x):
             return f"{x * 1000:.0f}"
 
-        print(f"\nreplication over a real sshd on loopback (this machine), {TRIALS} single changes\n")
-        print("| tool | 1 KB change p50 ms | p95 ms | max ms | 1,000 files s | 100 MB file s | 1-block change in "
-              f"{BIG_MB} MiB: bytes sent | s | rename of 1,000 files: bytes sent | s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        if results:
+            print(f"\nreplication over a real sshd on loopback (this machine), {TRIALS} single changes\n")
+            print("| tool | 1 KB change p50 ms | p95 ms | max ms | 1,000 files s | 100 MB file s | 1-block change in "
+                  f"{BIG_MB} MiB: bytes sent | s | rename of 1,000 files: bytes sent | s |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in results.items():
             s = r["single"]
             row = [name, ms(statistics.median(s)), ms(pct(s, 0.95)), ms(max(s))]

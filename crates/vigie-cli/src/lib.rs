@@ -171,7 +171,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         )),
         Command::SyncReceive { root } => {
             let stdin = std::io::stdin().lock();
-            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let stdout = std::io::BufWriter::new(std::io::stdout());
             match vigie_sync::receive::serve(root, stdin, stdout) {
                 Ok(()) => Ok(exit::OK),
                 Err(e) => {

@@ -457,11 +457,13 @@ impl Sender {
             match e.kind {
                 Kind::Dir => {
                     if have.is_none_or(|h| h.kind != Kind::Dir) {
+                        // Its times come last (see below).
                         s.mkdir(&Entry {
                             mtime: i64::MIN,
-                            uid: u32::MAX,
                             ..e.clone()
                         })?;
+                    } else if !owner_same {
+                        s.own(e)?;
                     }
                     dir_meta.push(e.clone());
                 }
@@ -480,13 +482,9 @@ impl Sender {
                         FileSent::Unreadable(why) => {
                             tracing::warn!(job = %self.spec.name, "not sent: {why}");
                             self.status().last_error = Some(why);
-                            continue;
                         }
                     }
                 }
-            }
-            if s.owners {
-                s.own(e)?;
             }
         }
         // Directory times last (writing inside changes them), deepest

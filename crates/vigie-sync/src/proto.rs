@@ -6,8 +6,9 @@
 
 use std::io::{self, Read, Write};
 
-/// Version 1 of the protocol. A receiver refuses other versions.
-pub const VERSION: u16 = 1;
+/// Version 2 of the protocol (1 set owners in a message of their own
+/// after each new entry). A receiver refuses other versions.
+pub const VERSION: u16 = 2;
 /// The first bytes of a `Hello`: not a vigie on the far side otherwise.
 pub const MAGIC: &[u8; 8] = b"VGSYNC\r\n";
 /// The largest frame either side accepts.
@@ -57,10 +58,14 @@ pub enum Msg {
     List,
     Entry(Entry),
     ListEnd,
+    /// A directory. Here and in `File`, `Delta` and `Symlink`, owner and
+    /// group are set when the receiver runs as root, ignored otherwise.
     MkDir {
         id: u64,
         path: Vec<u8>,
         mode: u32,
+        uid: u32,
+        gid: u32,
     },
     /// A whole file follows in `Data` frames, then `FileEnd`.
     File {
@@ -68,6 +73,8 @@ pub enum Msg {
         path: Vec<u8>,
         size: u64,
         mode: u32,
+        uid: u32,
+        gid: u32,
         mtime: i64,
     },
     Data(Vec<u8>),
@@ -78,6 +85,8 @@ pub enum Msg {
         id: u64,
         path: Vec<u8>,
         target: Vec<u8>,
+        uid: u32,
+        gid: u32,
         mtime: i64,
     },
     /// Remove a path (a directory with all it holds).
@@ -130,6 +139,8 @@ pub enum Msg {
         path: Vec<u8>,
         size: u64,
         mode: u32,
+        uid: u32,
+        gid: u32,
         mtime: i64,
         block: u32,
     },
@@ -281,14 +292,22 @@ impl Msg {
             Msg::ListEnd => {
                 o.u8(5);
             }
-            Msg::MkDir { id, path, mode } => {
-                o.u8(6).u64(*id).bytes(path).u32(*mode);
+            Msg::MkDir {
+                id,
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
+                o.u8(6).u64(*id).bytes(path).u32(*mode).u32(*uid).u32(*gid);
             }
             Msg::File {
                 id,
                 path,
                 size,
                 mode,
+                uid,
+                gid,
                 mtime,
             } => {
                 o.u8(7)
@@ -296,6 +315,8 @@ impl Msg {
                     .bytes(path)
                     .u64(*size)
                     .u32(*mode)
+                    .u32(*uid)
+                    .u32(*gid)
                     .i64(*mtime);
             }
             Msg::Data(d) => {
@@ -309,9 +330,17 @@ impl Msg {
                 id,
                 path,
                 target,
+                uid,
+                gid,
                 mtime,
             } => {
-                o.u8(10).u64(*id).bytes(path).bytes(target).i64(*mtime);
+                o.u8(10)
+                    .u64(*id)
+                    .bytes(path)
+                    .bytes(target)
+                    .u32(*uid)
+                    .u32(*gid)
+                    .i64(*mtime);
             }
             Msg::Delete { id, path } => {
                 o.u8(11).u64(*id).bytes(path);
@@ -353,6 +382,8 @@ impl Msg {
                 path,
                 size,
                 mode,
+                uid,
+                gid,
                 mtime,
                 block,
             } => {
@@ -361,6 +392,8 @@ impl Msg {
                     .bytes(path)
                     .u64(*size)
                     .u32(*mode)
+                    .u32(*uid)
+                    .u32(*gid)
                     .i64(*mtime)
                     .u32(*block);
             }
@@ -429,12 +462,16 @@ impl Msg {
                 id: i.u64()?,
                 path: i.bytes()?,
                 mode: i.u32()?,
+                uid: i.u32()?,
+                gid: i.u32()?,
             },
             7 => Msg::File {
                 id: i.u64()?,
                 path: i.bytes()?,
                 size: i.u64()?,
                 mode: i.u32()?,
+                uid: i.u32()?,
+                gid: i.u32()?,
                 mtime: i.i64()?,
             },
             8 => {
@@ -447,6 +484,8 @@ impl Msg {
                 id: i.u64()?,
                 path: i.bytes()?,
                 target: i.bytes()?,
+                uid: i.u32()?,
+                gid: i.u32()?,
                 mtime: i.i64()?,
             },
             11 => Msg::Delete {
@@ -496,6 +535,8 @@ impl Msg {
                 path: i.bytes()?,
                 size: i.u64()?,
                 mode: i.u32()?,
+                uid: i.u32()?,
+                gid: i.u32()?,
                 mtime: i.i64()?,
                 block: i.u32()?,
             },
@@ -623,12 +664,16 @@ mod tests {
                 id: 1,
                 path: b"d".to_vec(),
                 mode: 0o755,
+                uid: 33,
+                gid: 34,
             },
             Msg::File {
                 id: 2,
                 path: b"d/f".to_vec(),
                 size: 10,
                 mode: 0o644,
+                uid: 1000,
+                gid: 100,
                 mtime: 1_700_000_000_123_456_789,
             },
             Msg::Data(vec![1, 2, 3]),
@@ -638,6 +683,8 @@ mod tests {
                 id: 3,
                 path: b"l".to_vec(),
                 target: b"d/f".to_vec(),
+                uid: 0,
+                gid: 0,
                 mtime: 0,
             },
             Msg::Delete {
@@ -677,6 +724,8 @@ mod tests {
                 path: b"big".to_vec(),
                 size: 1 << 30,
                 mode: 0o644,
+                uid: 7,
+                gid: 8,
                 mtime: 5,
                 block: 65536,
             },

@@ -7,9 +7,11 @@
 //! half a file, and a killed receiver leaves only a temporary file, which
 //! the next listing removes.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
 
 use rustix::fs::Timespec;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
@@ -68,35 +70,135 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::CLOEXEC);
 
 struct Receiver {
-    root: OwnedFd,
-    /// Files written and synced to their temporary names, waiting for
-    /// one `syncfs` and their rename (see `commit`).
+    root: Arc<OwnedFd>,
+    /// Where full batches of staged files go to be put in place.
+    committer: Committer,
+    /// Running as root: owners and groups are set as sent.
+    owners: bool,
+    /// Files written to their temporary names, waiting for one `syncfs`
+    /// and their rename (see `commit`).
     staged: Vec<Staged>,
     staged_bytes: u64,
+    /// The directory of the last path walked, and its path: files come
+    /// by directory, so most walks stop here. Forgotten before anything
+    /// that may move or remove a directory.
+    last_dir: RefCell<Option<(Vec<u8>, Arc<OwnedFd>)>>,
+}
+
+/// The committer's side of the receiver: batches of staged files to put
+/// in place, in order.
+struct Committer {
+    jobs: mpsc::SyncSender<Job>,
+    /// The paths of the batch last handed over (maybe not yet in place).
+    inflight: Vec<Vec<u8>>,
+}
+
+enum Job {
+    Place(Vec<Staged>),
+    /// Answer once everything before is done: the first error, if any.
+    Wait(mpsc::Sender<Option<String>>),
+}
+
+/// Run the committer until the receiver drops its end: for each batch,
+/// one `syncfs` makes the files' contents durable, then each is renamed
+/// over its name (a reader sees the old file or the whole new one), and
+/// answered.
+fn committer(root: &OwnedFd, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
+    let mut failed: Option<String> = None;
+    for job in jobs {
+        match job {
+            Job::Wait(tx) => {
+                let _ = tx.send(failed.clone());
+            }
+            Job::Place(batch) => {
+                let synced = rustix::fs::syncfs(root);
+                let replies: Vec<Msg> = batch
+                    .into_iter()
+                    .map(|st| {
+                        let placed = match synced {
+                            Err(e) => Err(Refusal::from(e)),
+                            Ok(()) => Receiver::clear_dir(&st.dir, &st.name).and_then(|()| {
+                                Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)
+                            }),
+                        };
+                        match placed {
+                            Ok(()) => Msg::Ack { id: st.id },
+                            Err(Refusal::Fail(message) | Refusal::Fatal(message)) => {
+                                let _ = rustix::fs::unlinkat(&st.dir, &st.tmp, AtFlags::empty());
+                                Msg::Fail { id: st.id, message }
+                            }
+                        }
+                    })
+                    .collect();
+                if failed.is_none()
+                    && let Err(e) = reply(out, &replies)
+                {
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+}
+
+/// Send answers, whole, between the receiver's and the committer's.
+fn reply(out: &Mutex<impl Write>, msgs: &[Msg]) -> Result<(), String> {
+    let mut w = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for m in msgs {
+        proto::write(&mut *w, m).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())
 }
 
 /// A received file not yet in place.
 struct Staged {
     id: u64,
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     tmp: Vec<u8>,
+    /// Its name in `dir`, and its whole path.
     name: Vec<u8>,
+    path: Vec<u8>,
+}
+
+/// What a new entry gets besides its contents.
+#[derive(Clone, Copy)]
+struct Attrs {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
 }
 
 /// The block sizes a delta may use.
 const BLOCKS: std::ops::RangeInclusive<u32> = 1024..=(16 << 20);
 
-/// Past these, staged files are committed without waiting for `Commit`.
-const STAGE_FILES: usize = 512;
+/// Past these, staged files are committed without waiting for `Commit`
+/// (each batch holds a descriptor per directory it touches: two batches
+/// stay well under the usual limit of 1,024).
+const STAGE_FILES: usize = 256;
 const STAGE_BYTES: u64 = 64 << 20;
 
 impl Receiver {
     /// The directory holding `path`'s last component, walked from ROOT
     /// without following any symlink (and created when `create`).
-    fn parent<'p>(&self, path: &'p [u8], create: bool) -> Result<(OwnedFd, &'p [u8]), Refusal> {
+    fn parent<'p>(
+        &self,
+        path: &'p [u8],
+        create: bool,
+    ) -> Result<(Arc<OwnedFd>, &'p [u8]), Refusal> {
         let parts = proto::components(path).map_err(|e| Refusal::Fatal(format!("refused {e}")))?;
         let (last, dirs) = parts.split_last().expect("at least one component");
-        let mut dir = self.root.try_clone()?;
+        if dirs.is_empty() {
+            return Ok((self.root.clone(), last));
+        }
+        let dir_path = &path[..path.len() - last.len() - 1];
+        if let Some((p, fd)) = &*self.last_dir.borrow()
+            && p == dir_path
+        {
+            return Ok((fd.clone(), last));
+        }
+        let mut dir: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&*self.root, 0)?;
         for comp in dirs {
             dir = match rustix::fs::openat(&dir, *comp, DIR_FLAGS, Mode::empty()) {
                 Ok(d) => d,
@@ -123,7 +225,36 @@ impl Receiver {
                 }
             };
         }
+        let dir = Arc::new(dir);
+        *self.last_dir.borrow_mut() = Some((dir_path.to_vec(), dir.clone()));
         Ok((dir, last))
+    }
+
+    /// Forget the walked directory (a directory may move or go).
+    fn forget_dirs(&self) {
+        self.last_dir.borrow_mut().take();
+    }
+
+    /// Whether a new directory at `path` must wait for the staged files
+    /// to be in place: one of them is at that path, or above it.
+    fn conflicts(&self, path: &[u8]) -> bool {
+        let in_way =
+            |p: &[u8]| p == path || (path.starts_with(p) && path.get(p.len()) == Some(&b'/'));
+        self.staged.iter().any(|s| in_way(&s.path))
+            || self.committer.inflight.iter().any(|p| in_way(p))
+    }
+
+    /// Set owner and group as sent, when running as root (before the
+    /// mode: a change of owner clears set-user-ID bits).
+    fn fchown(&self, fd: &impl std::os::fd::AsFd, uid: u32, gid: u32) -> Result<(), Refusal> {
+        if self.owners {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::process::Uid::from_raw(uid)),
+                Some(rustix::process::Gid::from_raw(gid)),
+            )?;
+        }
+        Ok(())
     }
 
     fn tmp_name() -> Vec<u8> {
@@ -147,7 +278,7 @@ impl Receiver {
         Ok(())
     }
 
-    fn mkdir(&self, path: &[u8], m: u32) -> Result<(), Refusal> {
+    fn mkdir(&self, path: &[u8], m: u32, uid: u32, gid: u32) -> Result<(), Refusal> {
         let (dir, name) = self.parent(path, true)?;
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
@@ -158,6 +289,7 @@ impl Receiver {
             Err(_) => rustix::fs::mkdirat(&dir, name, mode(m))?,
         }
         let d = rustix::fs::openat(&dir, name, DIR_FLAGS, Mode::empty())?;
+        self.fchown(&d, uid, gid)?;
         rustix::fs::fchmod(&d, mode(m))?;
         Ok(())
     }
@@ -206,22 +338,26 @@ impl Receiver {
         input: &mut impl Read,
         path: &[u8],
         size: u64,
-        m: u32,
-        mtime: i64,
+        attrs: Attrs,
         basis: Option<u32>,
     ) -> Result<Staged, Refusal> {
         use std::os::unix::fs::FileExt;
         let target = self.parent(path, true);
         let tmp = Self::tmp_name();
-        let mut file: Result<(OwnedFd, std::fs::File), Refusal> = target.and_then(|(dir, _)| {
-            let fd = rustix::fs::openat(
-                &dir,
-                &tmp,
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )?;
-            Ok((dir, std::fs::File::from(fd)))
-        });
+        let mut file: Result<(Arc<OwnedFd>, std::fs::File), Refusal> =
+            target.and_then(|(dir, _)| {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    &tmp,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )?;
+                Ok((dir, std::fs::File::from(fd)))
+            });
         let old = match basis {
             Some(_) => match self.open_existing(path) {
                 Ok(f) => Some(f),
@@ -235,7 +371,7 @@ impl Receiver {
         };
         let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
         let mut written = 0u64;
-        let mut write = |file: &mut Result<(OwnedFd, std::fs::File), Refusal>, d: &[u8]| {
+        let mut write = |file: &mut Result<(Arc<OwnedFd>, std::fs::File), Refusal>, d: &[u8]| {
             if let Ok((_, f)) = file {
                 written += d.len() as u64;
                 if basis.is_some() {
@@ -317,8 +453,13 @@ impl Receiver {
                     shown(path)
                 )));
             }
-            rustix::fs::fchmod(&f, mode(m))?;
-            rustix::fs::futimens(&f, &times(mtime))?;
+            self.fchown(&f, attrs.uid, attrs.gid)?;
+            rustix::fs::fchmod(&f, mode(attrs.mode))?;
+            rustix::fs::futimens(&f, &times(attrs.mtime))?;
+            // Start writing it to disk now, while the next files arrive
+            // (on Linux this advice starts writeback of dirty pages): the
+            // commit's sync then finds little left to wait for.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
             Ok(())
         };
         match finish() {
@@ -329,6 +470,7 @@ impl Receiver {
                     dir,
                     tmp,
                     name: name.to_vec(),
+                    path: path.to_vec(),
                 })
             }
             Err(e) => {
@@ -338,35 +480,35 @@ impl Receiver {
         }
     }
 
-    /// Put the staged files in place: one `syncfs` makes their contents
-    /// durable, then each is renamed over its name (a reader sees the
-    /// old file or the whole new one), and answered.
-    fn commit(&mut self, out: &mut impl Write) -> Result<(), ProtoError> {
+    /// Hand the staged files to the committer (which puts them in
+    /// place while the next ones arrive).
+    fn hand_off(&mut self) {
+        self.forget_dirs();
         if self.staged.is_empty() {
-            return Ok(());
+            return;
         }
-        let synced = rustix::fs::syncfs(&self.root);
-        for st in std::mem::take(&mut self.staged) {
-            let placed = match synced {
-                Err(e) => Err(Refusal::from(e)),
-                Ok(()) => Self::clear_dir(&st.dir, &st.name)
-                    .and_then(|()| Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)),
-            };
-            let reply = match placed {
-                Ok(()) => Msg::Ack { id: st.id },
-                Err(Refusal::Fail(message) | Refusal::Fatal(message)) => {
-                    let _ = rustix::fs::unlinkat(&st.dir, &st.tmp, AtFlags::empty());
-                    Msg::Fail { id: st.id, message }
-                }
-            };
-            proto::write(out, &reply)?;
-        }
+        let batch = std::mem::take(&mut self.staged);
         self.staged_bytes = 0;
-        out.flush()?;
-        Ok(())
+        self.committer.inflight = batch.iter().map(|s| s.path.clone()).collect();
+        // The committer only stops when this side drops it.
+        let _ = self.committer.jobs.send(Job::Place(batch));
     }
 
-    fn symlink(&self, path: &[u8], target: &[u8], mtime: i64) -> Result<(), Refusal> {
+    /// Put every staged file in place and wait until it is done (and
+    /// answered): what comes next sees them.
+    fn commit(&mut self) -> Result<(), String> {
+        self.hand_off();
+        let (tx, rx) = mpsc::channel();
+        let _ = self.committer.jobs.send(Job::Wait(tx));
+        self.committer.inflight.clear();
+        match rx.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err("the committer stopped".into()),
+        }
+    }
+
+    fn symlink(&self, path: &[u8], target: &[u8], attrs: Attrs) -> Result<(), Refusal> {
         if target.is_empty() || target.contains(&0) {
             return Err(Refusal::Fatal(format!(
                 "refused a bad link target for {}",
@@ -376,9 +518,21 @@ impl Receiver {
         let (dir, name) = self.parent(path, true)?;
         let tmp = Self::tmp_name();
         rustix::fs::symlinkat(target, &dir, &tmp)?;
-        let _ = rustix::fs::utimensat(&dir, &tmp, &times(mtime), AtFlags::SYMLINK_NOFOLLOW);
-        let r = Self::clear_dir(&dir, name)
-            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
+        let r = (|| {
+            if self.owners {
+                rustix::fs::chownat(
+                    &dir,
+                    &tmp,
+                    Some(rustix::process::Uid::from_raw(attrs.uid)),
+                    Some(rustix::process::Gid::from_raw(attrs.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+            }
+            let _ =
+                rustix::fs::utimensat(&dir, &tmp, &times(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW);
+            Self::clear_dir(&dir, name)?;
+            Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?)
+        })();
         if r.is_err() {
             let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
         }
@@ -585,45 +739,36 @@ fn name_of(m: &Msg) -> &'static str {
 /// Serve one session on `input`/`output` inside `root` until the sender
 /// closes it. `Err` says why the session was ended (also sent as
 /// `Fatal`).
-pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Result<(), String> {
-    let fatal = |out: &mut dyn Write, message: String| -> Result<(), String> {
-        let mut w = out;
-        let _ = proto::write(
-            &mut w,
-            &Msg::Fatal {
-                message: message.clone(),
-            },
-        );
-        let _ = w.flush();
-        Err(message)
-    };
+pub fn serve(
+    root: &Path,
+    mut input: impl Read,
+    mut output: impl Write + Send,
+) -> Result<(), String> {
     let root_fd =
         match rustix::fs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()) {
             Ok(fd) => fd,
             Err(e) => {
                 return fatal(
-                    &mut output,
+                    &Mutex::new(output),
                     format!("cannot open {}: {}", root.display(), io::Error::from(e)),
                 );
             }
         };
-    let mut rx = Receiver {
-        root: root_fd,
-        staged: Vec::new(),
-        staged_bytes: 0,
-    };
     match proto::read(&mut input) {
         Ok(Msg::Hello { version, .. }) if version == VERSION => {}
         Ok(Msg::Hello { version, .. }) => {
             return fatal(
-                &mut output,
+                &Mutex::new(output),
                 format!(
                     "protocol version {version} is not spoken here (this vigie speaks {VERSION}): upgrade the older side"
                 ),
             );
         }
         Ok(_) | Err(ProtoError::Malformed(_)) => {
-            return fatal(&mut output, "this is not a vigie sync sender".into());
+            return fatal(
+                &Mutex::new(output),
+                "this is not a vigie sync sender".into(),
+            );
         }
         Err(e) => return Err(e.to_string()),
     }
@@ -637,55 +782,128 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
     )
     .map_err(|e| e.to_string())?;
     output.flush().map_err(|e| e.to_string())?;
+    let root = Arc::new(root_fd);
+    let out = Mutex::new(output);
+    std::thread::scope(|scope| {
+        // One batch being put in place while the next one arrives.
+        let (jobs, todo) = mpsc::sync_channel(0);
+        let (root2, out2) = (root.clone(), &out);
+        scope.spawn(move || committer(&root2, &todo, out2));
+        let mut rx = Receiver {
+            root,
+            committer: Committer {
+                jobs,
+                inflight: Vec::new(),
+            },
+            owners,
+            staged: Vec::new(),
+            staged_bytes: 0,
+            last_dir: RefCell::new(None),
+        };
+        let r = session(&mut rx, &mut input, &out);
+        if r.is_ok() {
+            // What arrived whole is put in place.
+            rx.commit()?;
+        }
+        r
+    })
+}
+
+/// Tell the sender why the session ends, and end it.
+fn fatal(out: &Mutex<impl Write>, message: String) -> Result<(), String> {
+    let _ = reply(
+        out,
+        &[Msg::Fatal {
+            message: message.clone(),
+        }],
+    );
+    Err(message)
+}
+
+/// Carry out the sender's messages until it closes the session.
+fn session(
+    rx: &mut Receiver,
+    input: &mut impl Read,
+    out: &Mutex<impl Write>,
+) -> Result<(), String> {
     loop {
-        let msg = match proto::read(&mut input) {
+        let msg = match proto::read(input) {
             Ok(m) => m,
-            Err(ProtoError::Closed) => {
-                // What arrived whole is put in place.
-                let _ = rx.commit(&mut output);
-                return Ok(());
-            }
-            Err(e) => return fatal(&mut output, e.to_string()),
+            Err(ProtoError::Closed) => return Ok(()),
+            Err(e) => return fatal(out, e.to_string()),
         };
         // Files are staged; anything else first puts them in place, so
-        // that every message sees the ones before it done.
-        let is_file = matches!(msg, Msg::File { .. } | Msg::Delta { .. });
-        if !is_file || rx.staged.len() >= STAGE_FILES || rx.staged_bytes >= STAGE_BYTES {
-            rx.commit(&mut output).map_err(|e| e.to_string())?;
+        // that every message sees the ones before it done (a new
+        // directory needs that only where a staged file is in its way).
+        match &msg {
+            Msg::File { .. } | Msg::Delta { .. } => {
+                if rx.staged.len() >= STAGE_FILES || rx.staged_bytes >= STAGE_BYTES {
+                    rx.hand_off();
+                }
+            }
+            Msg::MkDir { path, .. } if !rx.conflicts(path) => {}
+            _ => rx.commit()?,
         }
         let (id, result) = match msg {
             Msg::Commit => continue,
             Msg::List => {
-                rx.list(&mut output).map_err(|e| e.to_string())?;
-                output.flush().map_err(|e| e.to_string())?;
+                let mut w = out
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                rx.list(&mut *w).map_err(|e| e.to_string())?;
+                w.flush().map_err(|e| e.to_string())?;
                 continue;
             }
-            Msg::MkDir { id, path, mode } => (id, rx.mkdir(&path, mode)),
+            Msg::MkDir {
+                id,
+                path,
+                mode,
+                uid,
+                gid,
+            } => (id, rx.mkdir(&path, mode, uid, gid)),
             Msg::File {
                 id,
                 path,
                 size,
                 mode,
+                uid,
+                gid,
                 mtime,
-            } => match rx.file(&mut input, &path, size, mode, mtime, None) {
-                Ok(st) => {
-                    rx.staged.push(Staged { id, ..st });
-                    continue;
+            } => {
+                let attrs = Attrs {
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                };
+                match rx.file(input, &path, size, attrs, None) {
+                    Ok(st) => {
+                        rx.staged.push(Staged { id, ..st });
+                        continue;
+                    }
+                    Err(e) => (id, Err(e)),
                 }
-                Err(e) => (id, Err(e)),
-            },
+            }
             Msg::Delta {
                 id,
                 path,
                 size,
                 mode,
+                uid,
+                gid,
                 mtime,
                 block,
             } => {
                 if !BLOCKS.contains(&block) {
-                    return fatal(&mut output, format!("refused a block size of {block}"));
+                    return fatal(out, format!("refused a block size of {block}"));
                 }
-                match rx.file(&mut input, &path, size, mode, mtime, Some(block)) {
+                let attrs = Attrs {
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                };
+                match rx.file(input, &path, size, attrs, Some(block)) {
                     Ok(st) => {
                         rx.staged.push(Staged { id, ..st });
                         continue;
@@ -694,21 +912,30 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
                 }
             }
             Msg::Sums { id, path, block } => {
-                let reply = match rx.sums(&path, block) {
+                let answer = match rx.sums(&path, block) {
                     Ok(sums) => Msg::SumsReply { id, sums },
                     Err(Refusal::Fail(message)) => Msg::Fail { id, message },
-                    Err(Refusal::Fatal(message)) => return fatal(&mut output, message),
+                    Err(Refusal::Fatal(message)) => return fatal(out, message),
                 };
-                proto::write(&mut output, &reply).map_err(|e| e.to_string())?;
-                output.flush().map_err(|e| e.to_string())?;
+                reply(out, &[answer])?;
                 continue;
             }
             Msg::Symlink {
                 id,
                 path,
                 target,
+                uid,
+                gid,
                 mtime,
-            } => (id, rx.symlink(&path, &target, mtime)),
+            } => {
+                let attrs = Attrs {
+                    mode: 0,
+                    uid,
+                    gid,
+                    mtime,
+                };
+                (id, rx.symlink(&path, &target, attrs))
+            }
             Msg::Delete { id, path } => (id, rx.delete(&path)),
             Msg::Rename { id, from, to } => (id, rx.rename(&from, &to)),
             Msg::Own {
@@ -726,17 +953,16 @@ pub fn serve(root: &Path, mut input: impl Read, mut output: impl Write) -> Resul
             } => (id, rx.meta(&path, mode, mtime)),
             other => {
                 return fatal(
-                    &mut output,
+                    out,
                     format!("refused an out-of-place message ({})", name_of(&other)),
                 );
             }
         };
-        let reply = match result {
+        let answer = match result {
             Ok(()) => Msg::Ack { id },
             Err(Refusal::Fail(message)) => Msg::Fail { id, message },
-            Err(Refusal::Fatal(message)) => return fatal(&mut output, message),
+            Err(Refusal::Fatal(message)) => return fatal(out, message),
         };
-        proto::write(&mut output, &reply).map_err(|e| e.to_string())?;
-        output.flush().map_err(|e| e.to_string())?;
+        reply(out, &[answer])?;
     }
 }

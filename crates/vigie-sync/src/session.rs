@@ -320,6 +320,8 @@ impl Session {
             id,
             path: e.path.clone(),
             mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
         })
     }
 
@@ -350,6 +352,8 @@ impl Session {
             id,
             path: e.path.clone(),
             target: e.target.clone(),
+            uid: e.uid,
+            gid: e.gid,
             mtime: e.mtime,
         })
     }
@@ -384,10 +388,12 @@ impl Session {
             path: entry.path.clone(),
             size: entry.size,
             mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
             mtime: entry.mtime,
         })?;
         let mut left = entry.size;
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; usize::try_from(left).unwrap_or(CHUNK).min(CHUNK)];
         while left > 0 {
             let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
             let n = match f.read(&mut buf[..want]) {
@@ -446,6 +452,8 @@ impl Session {
             path: entry.path.clone(),
             size: entry.size,
             mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
             mtime: entry.mtime,
             block,
         })?;
@@ -522,6 +530,8 @@ fn open_source(
         size: md.len(),
         mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
         mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
         ..e.clone()
     };
     Ok(Ok((f, md, entry)))

@@ -309,6 +309,8 @@ fn file_msgs(path: &[u8], data: &[u8]) -> Vec<Msg> {
             path: path.to_vec(),
             size: data.len() as u64,
             mode: 0o644,
+            uid: 0,
+            gid: 0,
             mtime: 0,
         },
         Msg::Data(data.to_vec()),
@@ -334,6 +336,8 @@ fn hostile_messages_are_refused_and_end_the_session() {
         id: 1,
         path: b"door".to_vec(),
         target: outside.path().to_string_lossy().as_bytes().to_vec(),
+        uid: 0,
+        gid: 0,
         mtime: 0,
     }];
     msgs.extend(file_msgs(b"door/through", b"pwned"));
@@ -386,6 +390,8 @@ fn a_short_file_leaves_no_partial_file() {
             path: b"f".to_vec(),
             size: 100,
             mode: 0o644,
+            uid: 0,
+            gid: 0,
             mtime: 0,
         },
         Msg::Data(b"only part".to_vec()),
