@@ -796,6 +796,18 @@ impl Loader {
                     Some("the default is 250ms".into()),
                 ));
             }
+            if j.verify_every.std() < std::time::Duration::from_secs(1) {
+                problems.push((
+                    "`verify_every` is at least 1s".into(),
+                    Some("the default is 1h".into()),
+                ));
+            }
+            if j.max_lag.std().is_zero() {
+                problems.push((
+                    "`max_lag` is more than 0s".into(),
+                    Some("the default is 5m".into()),
+                ));
+            }
             if j.ssh.is_empty() {
                 problems.push((
                     "`ssh` is empty".into(),

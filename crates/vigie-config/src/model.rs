@@ -69,6 +69,10 @@ pub struct SyncJob {
     /// How often the whole tree is compared again.
     #[serde(default = "one_hour")]
     pub verify_every: Duration,
+    /// Full passes also compare the contents (SHA-256) of files whose
+    /// size and modification time agree.
+    #[serde(default)]
+    pub checksum: bool,
     /// The job's check fails when a change waits longer than this.
     #[serde(default = "five_minutes")]
     pub max_lag: Duration,

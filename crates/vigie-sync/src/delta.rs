@@ -55,10 +55,24 @@ impl Rolling {
     }
 }
 
-/// The strong hash of a block: the first 16 bytes of its SHA-256.
+/// The strong hash of a block: its XXH3-128 (not cryptographic: a
+/// crafted collision only makes the rebuilt file fail its SHA-256 check,
+/// and the file goes whole).
 pub fn strong(block: &[u8]) -> [u8; 16] {
-    let d = ring::digest::digest(&ring::digest::SHA256, block);
-    d.as_ref()[..16].try_into().expect("16 bytes")
+    xxhash_rust::xxh3::xxh3_128(block).to_be_bytes()
+}
+
+/// The SHA-256 of everything read from `r`.
+pub fn sha256(r: &mut impl Read) -> std::io::Result<[u8; 32]> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match r.read(&mut buf)? {
+            0 => break,
+            n => ctx.update(&buf[..n]),
+        }
+    }
+    Ok(ctx.finish().as_ref().try_into().expect("32 bytes"))
 }
 
 /// The signatures of every block read from `r`.

@@ -39,6 +39,8 @@ pub struct JobSpec {
     pub max_delete: u64,
     /// How often the whole tree is compared again.
     pub verify_every: Duration,
+    /// Full passes compare contents too where size and time agree.
+    pub checksum: bool,
     /// The job's check fails past this lag or queue length.
     pub max_lag: Duration,
     pub max_queue: u64,
@@ -72,6 +74,7 @@ impl JobSpec {
             delete: j.delete,
             max_delete: j.max_delete,
             verify_every: j.verify_every.std(),
+            checksum: j.checksum,
             max_lag: j.max_lag.std(),
             max_queue: j.max_queue,
             state_dir: None,
@@ -266,6 +269,9 @@ pub struct Sender {
     /// Directories whose content changed on the receiver since their
     /// times were last set (writing inside a directory changes them).
     touched: BTreeSet<Vec<u8>>,
+    /// Files whose delta failed (the copy there changed meanwhile, or
+    /// the rebuilt file did not match): sent whole next time.
+    whole: BTreeSet<Vec<u8>>,
 }
 
 /// What one reconciliation left to do.
@@ -282,6 +288,7 @@ impl Sender {
             status,
             mirror: BTreeMap::new(),
             touched: BTreeSet::new(),
+            whole: BTreeSet::new(),
         }
     }
 
@@ -294,14 +301,29 @@ impl Sender {
     /// Connect and read the receiver's tree.
     pub fn connect(&mut self) -> Result<Session, String> {
         let mut s = Session::open(&self.spec.to, &self.spec.name)?;
+        self.relist(&mut s)?;
+        self.status().connected = true;
+        Ok(s)
+    }
+
+    /// Read the receiver's tree again: what it holds now, whoever
+    /// changed it.
+    fn relist(&mut self, s: &mut Session) -> Result<(), String> {
         self.mirror = s
             .list()?
             .into_iter()
             .filter(|e| !excluded(&self.spec.exclude, &e.path))
             .map(|e| (e.path.clone(), e))
             .collect();
-        self.status().connected = true;
-        Ok(s)
+        Ok(())
+    }
+
+    /// The periodic verification: both trees read again and compared
+    /// whole; catches what no event told (a change made on the
+    /// receiver, an event the kernel lost).
+    pub fn verify(&mut self, s: &mut Session) -> Result<BTreeSet<Vec<u8>>, String> {
+        self.relist(s)?;
+        self.full_pass(s)
     }
 
     /// Compare everything and send what differs.
@@ -313,9 +335,43 @@ impl Sender {
             .filter(|k| !want.contains_key(*k))
             .cloned()
             .collect();
+        if self.spec.checksum {
+            self.compare_contents(s, &want)?;
+        }
         let left = self.reconcile(s, &want, gone)?;
         self.status().last_full_scan = Some(now_ms());
         Ok(left.again)
+    }
+
+    /// Where size and time agree, compare contents: a file whose SHA-256
+    /// differs on the receiver is marked as not the same there (it is
+    /// sent again, as a delta when big).
+    fn compare_contents(
+        &mut self,
+        s: &mut Session,
+        want: &BTreeMap<Vec<u8>, Entry>,
+    ) -> Result<(), String> {
+        let paths: Vec<Vec<u8>> = want
+            .iter()
+            .filter(|(p, e)| {
+                e.kind == Kind::File && self.mirror.get(*p).is_some_and(|h| same(h, e, false))
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        // Asked all at once; each side hashes its copies meanwhile.
+        let theirs = s.hashes(&paths)?;
+        for (p, theirs) in paths.iter().zip(theirs) {
+            let ours = std::fs::File::open(join(&self.spec.from, p))
+                .and_then(|mut f| crate::delta::sha256(&mut f))
+                .ok();
+            if ours.is_some() && ours != theirs {
+                tracing::info!(job = %self.spec.name, path = %String::from_utf8_lossy(p), "contents differ though size and time agree");
+                if let Some(h) = self.mirror.get_mut(p) {
+                    h.mtime = i64::MIN;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Apply the renames seen, in order, where the receiver holds the
@@ -410,6 +466,7 @@ impl Sender {
         mut gone: Vec<Vec<u8>>,
     ) -> Result<Left, String> {
         let mut left = Left::default();
+        let mut deltas = BTreeSet::new();
         // Deletions: the topmost of each subtree only.
         gone.sort();
         let mut top: Vec<Vec<u8>> = Vec::new();
@@ -469,7 +526,11 @@ impl Sender {
                 }
                 Kind::Symlink => s.symlink(e)?,
                 Kind::File => {
-                    match if have.is_some_and(|h| h.kind == Kind::File) && e.size >= DELTA_MIN {
+                    let delta = have.is_some_and(|h| h.kind == Kind::File)
+                        && e.size >= DELTA_MIN
+                        && !self.whole.remove(path);
+                    match if delta {
+                        deltas.insert(path.clone());
                         s.delta_file(&join(&self.spec.from, path), e)?
                     } else {
                         s.file(&join(&self.spec.from, path), e)?
@@ -519,6 +580,9 @@ impl Sender {
                 };
                 // The first failure of a path says why; what follows from
                 // it (its owner cannot be set) adds nothing.
+                if deltas.contains(&p) {
+                    self.whole.insert(p.clone());
+                }
                 if !left.again.contains(&p) {
                     tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
                     self.status().last_error = Some(e.clone());
@@ -627,6 +691,7 @@ impl Batch {
             (!b.is_empty()).then(|| b.to_vec())
         };
         if ev.need_rescan() {
+            tracing::warn!(root = %root.display(), "file events overflowed; rescanning");
             self.rescan = true;
             self.touch();
             return;
@@ -858,8 +923,9 @@ fn live(
             }
         }
         if last_full.elapsed() >= ctx.spec.verify_every {
+            tracing::info!(job = %ctx.spec.name, "verifying both trees");
             *batch = Batch::default();
-            let again = sender.full_pass(session)?;
+            let again = sender.verify(session)?;
             ctx.persist
                 .with("clearing the queue", vigie_store::Store::sync_clear);
             batch.dirty.extend(again);
@@ -960,6 +1026,7 @@ pub fn send_stdio(root: &Path) -> Result<Status, String> {
         delete: false,
         max_delete: 0,
         verify_every: Duration::from_hours(1),
+        checksum: false,
         max_lag: Duration::from_mins(5),
         max_queue: 100_000,
         state_dir: None,

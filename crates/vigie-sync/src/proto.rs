@@ -165,6 +165,16 @@ pub enum Msg {
         gid: u32,
         mode: u32,
     },
+    /// Ask for the SHA-256 of the receiver's copy of `path` (`checksum =
+    /// true`): `HashReply`, or `Fail` when it has no such file.
+    Hash {
+        id: u64,
+        path: Vec<u8>,
+    },
+    HashReply {
+        id: u64,
+        sha256: [u8; 32],
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -416,6 +426,13 @@ impl Msg {
             } => {
                 o.u8(23).u64(*id).bytes(path).u32(*uid).u32(*gid).u32(*mode);
             }
+            Msg::Hash { id, path } => {
+                o.u8(24).u64(*id).bytes(path);
+            }
+            Msg::HashReply { id, sha256 } => {
+                o.u8(25).u64(*id);
+                o.0.extend_from_slice(sha256);
+            }
         }
         o.0
     }
@@ -555,6 +572,14 @@ impl Msg {
                 uid: i.u32()?,
                 gid: i.u32()?,
                 mode: i.u32()?,
+            },
+            24 => Msg::Hash {
+                id: i.u64()?,
+                path: i.bytes()?,
+            },
+            25 => Msg::HashReply {
+                id: i.u64()?,
+                sha256: i.take(32)?.try_into().expect("32 bytes"),
             },
             t => return malformed(&format!("unknown message type {t}")),
         };
@@ -731,6 +756,14 @@ mod tests {
             },
             Msg::Copy { index: 3, count: 7 },
             Msg::Commit,
+            Msg::Hash {
+                id: 12,
+                path: b"d/f".to_vec(),
+            },
+            Msg::HashReply {
+                id: 12,
+                sha256: [3; 32],
+            },
             Msg::DeltaEnd {
                 id: 10,
                 sha256: [9; 32],

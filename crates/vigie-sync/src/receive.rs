@@ -314,6 +314,12 @@ impl Receiver {
         Ok(f)
     }
 
+    /// The SHA-256 of the regular file at `path`.
+    fn hash(&self, path: &[u8]) -> Result<[u8; 32], Refusal> {
+        let mut f = self.open_existing(path)?;
+        Ok(crate::delta::sha256(&mut f)?)
+    }
+
     /// The block signatures of the file at `path` (none if there is no
     /// such regular file).
     fn sums(&self, path: &[u8], block: u32) -> Result<Vec<(u32, [u8; 16])>, Refusal> {
@@ -733,6 +739,8 @@ fn name_of(m: &Msg) -> &'static str {
         Msg::DeltaEnd { .. } => "delta end",
         Msg::Commit => "commit",
         Msg::Own { .. } => "own",
+        Msg::Hash { .. } => "hash",
+        Msg::HashReply { .. } => "hash reply",
     }
 }
 
@@ -910,6 +918,15 @@ fn session(
                     }
                     Err(e) => (id, Err(e)),
                 }
+            }
+            Msg::Hash { id, path } => {
+                let answer = match rx.hash(&path) {
+                    Ok(sha256) => Msg::HashReply { id, sha256 },
+                    Err(Refusal::Fail(message)) => Msg::Fail { id, message },
+                    Err(Refusal::Fatal(message)) => return fatal(out, message),
+                };
+                reply(out, &[answer])?;
+                continue;
             }
             Msg::Sums { id, path, block } => {
                 let answer = match rx.sums(&path, block) {

@@ -479,6 +479,42 @@ impl Session {
         })
     }
 
+    /// The SHA-256 of the receiver's copy of each of `paths` (`None`:
+    /// it has none, or cannot read it). Asked all at once, answered in
+    /// any order.
+    pub fn hashes(&mut self, paths: &[Vec<u8>]) -> Result<Vec<Option<[u8; 32]>>, String> {
+        let first = self.next_id;
+        for p in paths {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.send(&Msg::Hash {
+                id,
+                path: p.clone(),
+            })?;
+        }
+        self.flush()?;
+        let mut out = vec![None; paths.len()];
+        let mut left = paths.len();
+        let index = |id: u64| {
+            id.checked_sub(first)
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|i| *i < paths.len())
+        };
+        while left > 0 {
+            match self.reply(REPLY_TIMEOUT)? {
+                Msg::HashReply { id, sha256 } if index(id).is_some() => {
+                    out[index(id).expect("checked")] = Some(sha256);
+                    left -= 1;
+                }
+                Msg::Fail { id, .. } if index(id).is_some() => left -= 1,
+                Msg::Ack { id } => self.early.push((id, None)),
+                Msg::Fail { id, message } => self.early.push((id, Some(message))),
+                other => return Err(format!("unexpected reply: {other:?}")),
+            }
+        }
+        Ok(out)
+    }
+
     /// Wait for every pending answer.
     pub fn settle(&mut self) -> Result<Vec<Done>, String> {
         self.send(&Msg::Commit)?;

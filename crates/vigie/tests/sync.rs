@@ -90,6 +90,7 @@ fn local_spec(from: &Path, to: &Path) -> JobSpec {
         delete: true,
         max_delete: 100_000,
         verify_every: Duration::from_hours(1),
+        checksum: false,
         max_lag: Duration::from_mins(5),
         max_queue: 100_000,
         state_dir: None,
@@ -203,13 +204,14 @@ fn the_cli_runs_a_configured_job_once() {
 #[test]
 fn bad_sync_config_is_refused() {
     let env = Env::new(BIN);
-    env.config("[[sync]]\nname = \"w\"\nfrom = \"/nonexistent-dir\"\nto = \"relative/path\"\ndelay = \"0s\"\n");
+    env.config("[[sync]]\nname = \"w\"\nfrom = \"/nonexistent-dir\"\nto = \"relative/path\"\ndelay = \"0s\"\nverify_every = \"0s\"\n");
     let r = env.run(&["validate"]);
     assert_eq!(r.code, 2, "{r:?}");
     for needle in [
         "`from` /nonexistent-dir is not a directory",
         "is neither host:/path nor an absolute local path",
         "`delay` is between 1ms and 1m",
+        "`verify_every` is at least 1s",
     ] {
         assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
     }
@@ -252,6 +254,54 @@ fn live_changes_arrive_and_a_renamed_directory_is_moved_not_resent() {
         "a rename re-sent {} bytes",
         after - before
     );
+    assert_same(src.path(), dst.path());
+}
+
+#[test]
+fn the_periodic_verification_repairs_what_no_event_told() {
+    let (src, dst) = (tmp(), tmp());
+    populate(src.path());
+    let live = Live::start(JobSpec {
+        verify_every: Duration::from_secs(1),
+        ..local_spec(src.path(), dst.path())
+    });
+    wait_same(src.path(), dst.path());
+    // Someone changes the replica: the source sees no event of it.
+    std::fs::write(dst.path().join("a/b/one.txt"), "tampered, longer").unwrap();
+    std::fs::remove_file(dst.path().join("secret")).unwrap();
+    std::fs::write(dst.path().join("stray"), "x").unwrap();
+    let scans = live.status().last_full_scan;
+    wait_same(src.path(), dst.path());
+    assert_ne!(live.status().last_full_scan, scans);
+}
+
+#[test]
+fn checksum_finds_a_difference_that_size_and_time_hide() {
+    let (src, dst) = (tmp(), tmp());
+    std::fs::write(src.path().join("f"), "right").unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    // Same size, same time to the nanosecond, other bytes.
+    let mtime = std::fs::metadata(dst.path().join("f"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::write(dst.path().join("f"), "wrong").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dst.path().join("f"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let s = vigie_sync::once(&spec).unwrap();
+    assert_eq!(s.files_sent, 0, "size and time agree: not looked at");
+    assert_eq!(std::fs::read(dst.path().join("f")).unwrap(), b"wrong");
+    let s = vigie_sync::once(&JobSpec {
+        checksum: true,
+        ..spec
+    })
+    .unwrap();
+    assert_eq!(s.files_sent, 1, "{s:?}");
     assert_same(src.path(), dst.path());
 }
 
