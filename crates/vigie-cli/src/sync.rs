@@ -25,8 +25,8 @@ pub(crate) fn job(cli: &Cli, name: &str, once: bool, allow_deletes: bool) -> Res
     }
     if once {
         let start = std::time::Instant::now();
-        let s =
-            vigie_sync::once(&spec).map_err(|e| Failure::runtime(format!("sync {name}: {e}")))?;
+        let s = once_with_bar(name, &spec)
+            .map_err(|e| Failure::runtime(format!("sync {name}: {e}")))?;
         out(format_args!(
             "{name}: {} files, {} bytes sent to {} in {:.1}s{}\n",
             s.files_sent,
@@ -53,6 +53,97 @@ pub(crate) fn job(cli: &Cli, name: &str, once: bool, allow_deletes: bool) -> Res
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     vigie_sync::run(spec, status, stop);
     Ok(exit::OK)
+}
+
+/// One full pass; on a terminal, with a progress bar on stderr (redrawn
+/// ten times a second, erased at the end).
+fn once_with_bar(
+    name: &str,
+    spec: &vigie_sync::JobSpec,
+) -> std::result::Result<vigie_sync::Status, String> {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return vigie_sync::once(spec);
+    }
+    let progress = std::sync::Arc::new(vigie_sync::Progress::default());
+    let start = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let pass = scope.spawn(|| vigie_sync::once_with(spec, progress.clone()));
+        loop {
+            let line = progress_line(name, &progress, start.elapsed());
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{line}");
+            let _ = err.flush();
+            drop(err);
+            if pass.is_finished() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprint!("\r\x1b[2K");
+        pass.join()
+            .unwrap_or_else(|_| Err("the pass panicked".to_owned()))
+    })
+}
+
+/// The bar's width in characters.
+const WIDTH: usize = 24;
+
+/// `NAME [#####·····]  45%  4,500/10,000 files  45.0/100.0 MB  12.3 MB/s`
+fn progress_line(name: &str, p: &vigie_sync::Progress, elapsed: std::time::Duration) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (files, bytes) = (p.files.load(Relaxed), p.bytes.load(Relaxed));
+    let (files_done, bytes_done) = (p.files_done.load(Relaxed), p.bytes_done.load(Relaxed));
+    if files == 0 {
+        return format!("{name}: comparing both trees…");
+    }
+    // Bytes for the bar, files when there are none to speak of.
+    let part = if bytes > 0 {
+        bytes_done as f64 / bytes as f64
+    } else {
+        files_done as f64 / files as f64
+    }
+    .clamp(0.0, 1.0);
+    let full = (part * WIDTH as f64).round() as usize;
+    let rate = bytes_done as f64 / elapsed.as_secs_f64().max(0.001);
+    format!(
+        "{name} [{}{}] {:>3.0}%  {}/{} files  {}/{}  {}/s",
+        "#".repeat(full),
+        "·".repeat(WIDTH - full),
+        part * 100.0,
+        thousands(files_done),
+        thousands(files),
+        human(bytes_done as f64),
+        human(bytes as f64),
+        human(rate)
+    )
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn human(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// Failback: bring the far side's tree back into `from`.
@@ -167,5 +258,31 @@ pub(crate) fn action(cli: &Cli, action: &SyncAction) -> Result<u8> {
                 exit::OK
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn the_progress_line_reads_at_a_glance() {
+        let p = vigie_sync::Progress::default();
+        let t = std::time::Duration::from_secs(2);
+        assert_eq!(progress_line("web", &p, t), "web: comparing both trees…");
+        p.files.store(10_000, Relaxed);
+        p.bytes.store(100_000_000, Relaxed);
+        p.files_done.store(4_500, Relaxed);
+        p.bytes_done.store(45_000_000, Relaxed);
+        assert_eq!(
+            progress_line("web", &p, t),
+            "web [###########·············]  45%  4,500/10,000 files  45.0 MB/100.0 MB  22.5 MB/s"
+        );
+        // Empty files only: counted by files.
+        let p = vigie_sync::Progress::default();
+        p.files.store(4, Relaxed);
+        p.files_done.store(4, Relaxed);
+        assert!(progress_line("w", &p, t).contains("100%  4/4 files  0 B/0 B"));
     }
 }

@@ -20,7 +20,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::glob::excluded;
 use crate::proto::{Entry, Kind};
-use crate::session::{Destination, FileSent, Pending, Session, same};
+use crate::session::{Destination, FileSent, Pending, Progress, Session, same};
 
 /// A changed file at least this big goes as a delta against the
 /// receiver's copy.
@@ -272,6 +272,7 @@ pub struct Sender {
     /// Files whose delta failed (the copy there changed meanwhile, or
     /// the rebuilt file did not match): sent whole next time.
     whole: BTreeSet<Vec<u8>>,
+    progress: Arc<Progress>,
 }
 
 /// What one reconciliation left to do.
@@ -289,6 +290,7 @@ impl Sender {
             mirror: BTreeMap::new(),
             touched: BTreeSet::new(),
             whole: BTreeSet::new(),
+            progress: Arc::default(),
         }
     }
 
@@ -301,6 +303,7 @@ impl Sender {
     /// Connect and read the receiver's tree.
     pub fn connect(&mut self) -> Result<Session, String> {
         let mut s = Session::open(&self.spec.to, &self.spec.name)?;
+        s.progress = self.progress.clone();
         self.relist(&mut s)?;
         self.status().connected = true;
         Ok(s)
@@ -496,6 +499,13 @@ impl Sender {
                 }
             }
         }
+        // What this pass will send, for a progress bar.
+        for (path, e) in want {
+            if e.kind == Kind::File && !self.mirror.get(path).is_some_and(|h| same(h, e, false)) {
+                self.progress.files.fetch_add(1, Ordering::Relaxed);
+                self.progress.bytes.fetch_add(e.size, Ordering::Relaxed);
+            }
+        }
         // Creations and updates, parents first.
         let mut dir_meta: Vec<Entry> = Vec::new();
         for (path, e) in want {
@@ -545,6 +555,7 @@ impl Sender {
                             self.status().last_error = Some(why);
                         }
                     }
+                    self.status().bytes_sent = s.bytes_sent;
                 }
             }
         }
@@ -962,8 +973,14 @@ fn live(
 
 /// One full pass then return (`vigie sync NAME --once`).
 pub fn once(spec: &JobSpec) -> Result<Status, String> {
+    once_with(spec, Arc::default())
+}
+
+/// The same, telling `progress` how far it has gone.
+pub fn once_with(spec: &JobSpec, progress: Arc<Progress>) -> Result<Status, String> {
     let status = Arc::new(Mutex::new(Status::default()));
     let mut sender = Sender::new(spec.clone(), status.clone());
+    sender.progress = progress;
     let mut session = sender.connect()?;
     let mut again = sender.full_pass(&mut session)?;
     // Files that changed while sent: a few more tries.

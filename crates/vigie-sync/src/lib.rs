@@ -11,5 +11,5 @@ pub mod proto;
 pub mod receive;
 pub mod session;
 
-pub use job::{JobSpec, Status, once, reverse, run, send_stdio};
-pub use session::Destination;
+pub use job::{JobSpec, Status, once, once_with, reverse, run, send_stdio};
+pub use session::{Destination, Progress};

@@ -9,6 +9,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,6 +101,38 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// How far the passes have gone: the files they mean to send (and those
+/// files' bytes), and what is done. Shared with whoever draws a bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    pub files_done: AtomicU64,
+    /// Bytes of those files read and sent (whole, or as a delta).
+    pub bytes_done: AtomicU64,
+}
+
+impl Progress {
+    fn did(&self, files: u64, bytes: u64) {
+        self.files_done.fetch_add(files, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// A reader that counts what it reads into a `Progress`.
+struct Counted<'a, R> {
+    inner: R,
+    progress: &'a Progress,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.did(0, n as u64);
+        Ok(n)
+    }
+}
+
 /// A reply from the receiver, or the end of the connection.
 type Reply = Result<Msg, ProtoError>;
 
@@ -116,6 +149,7 @@ pub struct Session {
     pub bytes_sent: u64,
     /// The receiver keeps owners and groups (it runs as root).
     pub owners: bool,
+    pub progress: Arc<Progress>,
 }
 
 /// An operation awaiting its answer.
@@ -213,6 +247,7 @@ impl Session {
             early: Vec::new(),
             bytes_sent: 0,
             owners: false,
+            progress: Arc::default(),
         };
         s.send(&Msg::Hello {
             version: VERSION,
@@ -380,7 +415,10 @@ impl Session {
     pub fn file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
         let (mut f, md, entry) = match open_source(local, e)? {
             Ok(x) => x,
-            Err(unreadable) => return Ok(unreadable),
+            Err(unreadable) => {
+                self.progress.did(1, e.size);
+                return Ok(unreadable);
+            }
         };
         let id = self.id(Pending::Put(entry.clone()));
         self.send(&Msg::File {
@@ -407,9 +445,11 @@ impl Session {
             };
             self.send(&Msg::Data(buf[..n].to_vec()))?;
             self.bytes_sent += n as u64;
+            self.progress.did(0, n as u64);
             left -= n as u64;
         }
         self.send(&Msg::FileEnd { id })?;
+        self.progress.did(1, left);
         let changed = changed_since(local, &md);
         Ok(if changed || left > 0 {
             FileSent::Changed
@@ -442,9 +482,12 @@ impl Session {
         if sums.is_empty() {
             return self.file(local, e);
         }
-        let (mut f, md, entry) = match open_source(local, e)? {
+        let (f, md, entry) = match open_source(local, e)? {
             Ok(x) => x,
-            Err(unreadable) => return Ok(unreadable),
+            Err(unreadable) => {
+                self.progress.did(1, e.size);
+                return Ok(unreadable);
+            }
         };
         let id = self.id(Pending::Put(entry.clone()));
         self.send(&Msg::Delta {
@@ -457,7 +500,11 @@ impl Session {
             mtime: entry.mtime,
             block,
         })?;
-        let mut limited = (&mut f).take(entry.size);
+        let progress = self.progress.clone();
+        let mut limited = Counted {
+            inner: f.take(entry.size),
+            progress: &progress,
+        };
         let mut sent = 0u64;
         let sha256 = crate::delta::delta(&mut limited, &sums, block, CHUNK, &mut |p| {
             let m = match p {
@@ -471,6 +518,8 @@ impl Session {
         })?;
         self.bytes_sent += sent;
         self.send(&Msg::DeltaEnd { id, sha256 })?;
+        // What was not read (the file shrank) counts as done too.
+        self.progress.did(1, limited.inner.limit());
         let changed = changed_since(local, &md);
         Ok(if changed {
             FileSent::Changed

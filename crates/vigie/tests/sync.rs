@@ -193,8 +193,27 @@ fn the_cli_runs_a_configured_job_once() {
         "{}",
         r.stdout
     );
+    assert!(!r.stderr.contains("comparing"), "no bar off a terminal");
     assert!(!dst.join("skip.tmp").exists());
     std::fs::remove_file(src.join("skip.tmp")).unwrap();
+    assert_same(&src, &dst);
+    // On a terminal (a pseudo-terminal from `script`): a progress bar.
+    std::fs::write(src.join("more"), vec![1u8; 3_000_000]).unwrap();
+    let out = Command::new("script")
+        .args(["-qec", &format!("{BIN} sync web --once"), "/dev/null"])
+        .current_dir(env.path())
+        .env("VIGIE_CONFIG", env.config_path())
+        .env("VIGIE_STATE_DIR", env.state_dir())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("web: comparing both trees"), "{tty}");
+    assert!(
+        tty.contains("100%  1/1 files  3.0 MB/3.0 MB"),
+        "the last drawing is complete: {tty}"
+    );
+    assert!(tty.contains("web: 1 files, 3000000 bytes sent"), "{tty}");
     assert_same(&src, &dst);
     let r = env.run(&["sync", "nope", "--once"]);
     assert_eq!(r.code, 2);
