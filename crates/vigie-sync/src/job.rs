@@ -364,7 +364,7 @@ impl Sender {
         // Asked all at once; each side hashes its copies meanwhile.
         let theirs = s.hashes(&paths)?;
         for (p, theirs) in paths.iter().zip(theirs) {
-            let ours = std::fs::File::open(join(&self.spec.from, p))
+            let ours = crate::session::open_nofollow(&join(&self.spec.from, p))
                 .and_then(|mut f| crate::delta::sha256(&mut f))
                 .ok();
             if ours.is_some() && ours != theirs {
@@ -589,11 +589,11 @@ impl Sender {
                     Pending::Put(e) => e.path.clone(),
                     Pending::Delete(p) | Pending::Rename(_, p) | Pending::Own(p, ..) => p.clone(),
                 };
-                // The first failure of a path says why; what follows from
-                // it (its owner cannot be set) adds nothing.
                 if deltas.contains(&p) {
                     self.whole.insert(p.clone());
                 }
+                // The first failure of a path says why; what follows from
+                // it (its owner cannot be set) adds nothing.
                 if !left.again.contains(&p) {
                     tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
                     self.status().last_error = Some(e.clone());

@@ -75,8 +75,8 @@ struct Receiver {
     committer: Committer,
     /// Running as root: owners and groups are set as sent.
     owners: bool,
-    /// Files written to their temporary names, waiting for one `syncfs`
-    /// and their rename (see `commit`).
+    /// Files written to their temporary names, waiting to be handed to
+    /// the committer (see `hand_off`).
     staged: Vec<Staged>,
     staged_bytes: u64,
     /// The directory of the last path walked, and its path: files come
@@ -99,9 +99,9 @@ enum Job {
     Wait(mpsc::Sender<Option<String>>),
 }
 
-/// Run the committer until the receiver drops its end: for each batch,
-/// one `syncfs` makes the files' contents durable, then each is renamed
-/// over its name (a reader sees the old file or the whole new one), and
+/// Run the committer until the receiver drops its end: each batch's
+/// contents are made durable (`durable`), then each file is renamed over
+/// its name (a reader sees the old file or the whole new one), and
 /// answered.
 fn committer(root: &OwnedFd, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
     let mut failed: Option<String> = None;

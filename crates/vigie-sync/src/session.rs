@@ -595,11 +595,7 @@ fn open_source(
     local: &std::path::Path,
     e: &Entry,
 ) -> Result<Result<(std::fs::File, std::fs::Metadata, Entry), FileSent>, String> {
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(local)
-    {
+    let f = match open_nofollow(local) {
         Ok(f) => f,
         Err(err) => {
             return Ok(Err(FileSent::Unreadable(format!(
@@ -620,6 +616,14 @@ fn open_source(
         ..e.clone()
     };
     Ok(Ok((f, md, entry)))
+}
+
+/// Open a source file for reading, never through a symlink.
+pub(crate) fn open_nofollow(local: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(local)
 }
 
 /// Whether the file at `local` changed since `md` was read.
