@@ -124,9 +124,11 @@ impl Status {
             ))
         } else if lag > spec.max_lag.as_secs_f64() {
             Outcome::fail(format!("lagging: {waiting}, more than max_lag"))
-        } else if self.queued as u64 > spec.max_queue {
+        } else if self.queued as u64 >= spec.max_queue - spec.max_queue / 10 {
+            // Near the bound already: past it the queue is not kept on
+            // disk (a full pass replaces it), so say so before.
             Outcome::fail(format!(
-                "{waiting}: more than max_queue = {}",
+                "{waiting}: near max_queue = {} (past it, a full pass replaces the queue)",
                 spec.max_queue
             ))
         } else {
@@ -1048,4 +1050,42 @@ pub fn send_stdio(root: &Path) -> Result<Status, String> {
         max_queue: 100_000,
         state_dir: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            name: "web".into(),
+            from: PathBuf::from("/src"),
+            to: Destination::Stdio,
+            exclude: Vec::new(),
+            delay: Duration::from_millis(250),
+            delete: true,
+            max_delete: 1000,
+            verify_every: Duration::from_hours(1),
+            checksum: false,
+            max_lag: Duration::from_mins(5),
+            max_queue: 1000,
+            state_dir: None,
+        }
+    }
+
+    #[test]
+    fn the_check_fails_as_the_queue_nears_its_bound() {
+        let mut st = Status {
+            connected: true,
+            queued: 899,
+            oldest_change: Some(now_ms()),
+            ..Status::default()
+        };
+        assert!(st.outcome(&spec()).ok, "{:?}", st.outcome(&spec()));
+        st.queued = 900;
+        let o = st.outcome(&spec());
+        assert!(!o.ok);
+        assert!(o.message.contains("near max_queue = 1000"), "{}", o.message);
+        assert_eq!(o.metrics[0].value, 900.0);
+    }
 }
