@@ -413,12 +413,9 @@ impl Session {
     /// Send the file at `local` as `e.path`, whole; what became of it
     /// (`Err`: the session is broken).
     pub fn file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
-        let (mut f, md, entry) = match open_source(local, e)? {
+        let (mut f, md, entry) = match self.open_source(local, e)? {
             Ok(x) => x,
-            Err(unreadable) => {
-                self.progress.did(1, e.size);
-                return Ok(unreadable);
-            }
+            Err(unreadable) => return Ok(unreadable),
         };
         let id = self.id(Pending::Put(entry.clone()));
         self.send(&Msg::File {
@@ -482,12 +479,9 @@ impl Session {
         if sums.is_empty() {
             return self.file(local, e);
         }
-        let (f, md, entry) = match open_source(local, e)? {
+        let (f, md, entry) = match self.open_source(local, e)? {
             Ok(x) => x,
-            Err(unreadable) => {
-                self.progress.did(1, e.size);
-                return Ok(unreadable);
-            }
+            Err(unreadable) => return Ok(unreadable),
         };
         let id = self.id(Pending::Put(entry.clone()));
         self.send(&Msg::Delta {
@@ -564,6 +558,38 @@ impl Session {
         Ok(out)
     }
 
+    /// Open a source file (not through a symlink) and read what it is now;
+    /// `Ok(Err(_))` when it cannot be read (reported, the session goes on).
+    fn open_source(
+        &self,
+        local: &std::path::Path,
+        e: &Entry,
+    ) -> Result<Result<(std::fs::File, std::fs::Metadata, Entry), FileSent>, String> {
+        let f = match open_nofollow(local) {
+            Ok(f) => f,
+            Err(err) => {
+                // Nothing more will come of it: done, for the progress.
+                self.progress.did(1, e.size);
+                return Ok(Err(FileSent::Unreadable(format!(
+                    "{}: {err}",
+                    local.display()
+                ))));
+            }
+        };
+        let md = f
+            .metadata()
+            .map_err(|err| format!("{}: {err}", local.display()))?;
+        let entry = Entry {
+            size: md.len(),
+            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            ..e.clone()
+        };
+        Ok(Ok((f, md, entry)))
+    }
+
     /// Wait for every pending answer.
     pub fn settle(&mut self) -> Result<Vec<Done>, String> {
         self.send(&Msg::Commit)?;
@@ -587,35 +613,6 @@ impl Session {
         }
         Ok(done)
     }
-}
-
-/// Open a source file (not through a symlink) and read what it is now;
-/// `Ok(Err(_))` when it cannot be read (reported, the session goes on).
-fn open_source(
-    local: &std::path::Path,
-    e: &Entry,
-) -> Result<Result<(std::fs::File, std::fs::Metadata, Entry), FileSent>, String> {
-    let f = match open_nofollow(local) {
-        Ok(f) => f,
-        Err(err) => {
-            return Ok(Err(FileSent::Unreadable(format!(
-                "{}: {err}",
-                local.display()
-            ))));
-        }
-    };
-    let md = f
-        .metadata()
-        .map_err(|err| format!("{}: {err}", local.display()))?;
-    let entry = Entry {
-        size: md.len(),
-        mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        ..e.clone()
-    };
-    Ok(Ok((f, md, entry)))
 }
 
 /// Open a source file for reading, never through a symlink.
