@@ -79,6 +79,7 @@ struct Receiver {
     /// the committer (see `hand_off`).
     staged: Vec<Staged>,
     staged_bytes: u64,
+    stage_files: usize,
     /// The directory of the last path walked, and its path: files come
     /// by directory, so most walks stop here. Forgotten before anything
     /// that may move or remove a directory.
@@ -194,14 +195,27 @@ struct Attrs {
     mtime: i64,
 }
 
+/// A received file at least this big starts its writeback at once.
+const EARLY_WRITEBACK: u64 = 1 << 20;
+
 /// The block sizes a delta may use.
 const BLOCKS: std::ops::RangeInclusive<u32> = 1024..=(16 << 20);
 
 /// Past these, staged files are committed without waiting for `Commit`
-/// (each batch holds a descriptor per directory it touches: two batches
-/// stay well under the usual limit of 1,024).
-const STAGE_FILES: usize = 256;
+/// (fewer, bigger batches: fewer syncs).
 const STAGE_BYTES: u64 = 64 << 20;
+
+/// How many files a batch may hold: each holds a descriptor of its
+/// directory until put in place, and two batches are open at once, so a
+/// quarter of the descriptors this process may open, up to 1,024.
+fn stage_files() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(soft / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1024)
+}
 
 impl Receiver {
     /// The directory holding `path`'s last component, walked from ROOT
@@ -486,10 +500,14 @@ impl Receiver {
             self.fchown(&f, attrs.uid, attrs.gid)?;
             rustix::fs::fchmod(&f, mode(attrs.mode))?;
             rustix::fs::futimens(&f, &times(attrs.mtime))?;
-            // Start writing it to disk now, while the next files arrive
-            // (on Linux this advice starts writeback of dirty pages): the
-            // commit's sync then finds little left to wait for.
-            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+            // A big file starts going to disk now, while the next data
+            // arrives (on Linux this advice starts writeback of its dirty
+            // pages): the commit's sync then finds little left to wait
+            // for. Small files are left to that sync, which writes them
+            // together (one submission each costs more than it saves).
+            if written >= EARLY_WRITEBACK {
+                let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+            }
             Ok(())
         };
         match finish() {
@@ -830,6 +848,7 @@ pub fn serve(
             owners,
             staged: Vec::new(),
             staged_bytes: 0,
+            stage_files: stage_files(),
             last_dir: RefCell::new(None),
         };
         let r = session(&mut rx, &mut input, &out);
@@ -869,7 +888,7 @@ fn session(
         // directory needs that only where a staged file is in its way).
         match &msg {
             Msg::File { .. } | Msg::Delta { .. } => {
-                if rx.staged.len() >= STAGE_FILES || rx.staged_bytes >= STAGE_BYTES {
+                if rx.staged.len() >= rx.stage_files || rx.staged_bytes >= STAGE_BYTES {
                     rx.hand_off();
                 }
             }
