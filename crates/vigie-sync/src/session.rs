@@ -37,40 +37,29 @@ pub enum Destination {
 }
 
 impl Destination {
-    fn command(&self) -> Command {
+    /// The command that runs `vigie SUB PATH` on the far side: through
+    /// ssh, or this binary for a local path (none: stdin/stdout).
+    fn far_command(&self, sub: &str) -> Option<Command> {
         match self {
             Destination::Ssh {
                 ssh,
                 host,
                 path,
                 remote_vigie,
-            } => ssh_command(ssh, host, remote_vigie, "sync-receive", path),
+            } => Some(ssh_command(ssh, host, remote_vigie, sub, path)),
             Destination::Local { path, vigie } => {
                 let mut c = Command::new(vigie);
-                c.args(["sync-receive", path]);
-                c
+                c.args([sub, path.as_str()]);
+                Some(c)
             }
-            Destination::Stdio => Command::new("true"),
+            Destination::Stdio => None,
         }
     }
 
     /// The command that runs a sender of `path` on the far side, for a
     /// reverse pass (far side → here).
     pub fn reverse_command(&self) -> Option<Command> {
-        match self {
-            Destination::Ssh {
-                ssh,
-                host,
-                path,
-                remote_vigie,
-            } => Some(ssh_command(ssh, host, remote_vigie, "sync-send", path)),
-            Destination::Local { path, vigie } => {
-                let mut c = Command::new(vigie);
-                c.args(["sync-send", path]);
-                Some(c)
-            }
-            Destination::Stdio => None,
-        }
+        self.far_command("sync-send")
     }
 
     pub fn describe(&self) -> String {
@@ -186,25 +175,13 @@ impl Session {
     pub fn open(dest: &Destination, job: &str) -> Result<Self, String> {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (child, input, out): (Option<Child>, Box<dyn Read + Send>, Box<dyn Write + Send>) =
-            if let Destination::Stdio = dest {
-                (
-                    None,
-                    Box::new(std::io::stdin()),
-                    Box::new(std::io::stdout()),
-                )
-            } else {
-                let mut child = dest
-                    .command()
+            if let Some(mut cmd) = dest.far_command("sync-receive") {
+                let mut child = cmd
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
-                    .map_err(|e| {
-                        format!(
-                            "cannot start {}: {e}",
-                            dest.command().get_program().display()
-                        )
-                    })?;
+                    .map_err(|e| format!("cannot start {}: {e}", cmd.get_program().display()))?;
                 let stdout = child.stdout.take().expect("piped");
                 let mut stderr_pipe = child.stderr.take().expect("piped");
                 let sink = stderr.clone();
@@ -224,6 +201,12 @@ impl Session {
                 });
                 let stdin: ChildStdin = child.stdin.take().expect("piped");
                 (Some(child), Box::new(stdout), Box::new(stdin))
+            } else {
+                (
+                    None,
+                    Box::new(std::io::stdin()),
+                    Box::new(std::io::stdout()),
+                )
             };
         let (tx, replies) = mpsc::channel();
         std::thread::spawn(move || {
