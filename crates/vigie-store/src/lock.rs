@@ -48,10 +48,7 @@ pub enum LockError {
 }
 
 fn holder(pid: Option<u32>) -> String {
-    pid.map_or_else(
-        || "another process".to_owned(),
-        |p| format!("process {p}"),
-    )
+    pid.map_or_else(|| "another process".to_owned(), |p| format!("process {p}"))
 }
 
 /// Take the lock `name` in `state_dir` (created if missing), or say who

@@ -326,26 +326,24 @@ fn a_probe_that_hangs_never_delays_the_others() {
 
 #[test]
 fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
-    let s = servers::http();
+    let site = servers::http();
     let e = env();
     e.config(&format!(
         "{SERVER}{}",
         check(
             "site",
-            &format!("http = {{ url = \"http://{}/ok\" }}", s.addr),
+            &format!("http = {{ url = \"http://{}/ok\" }}", site.addr),
             "every = \"100ms\""
         )
     ));
     let mut d = e.daemon();
     wait_state(&d, "site", "ok", Duration::from_secs(5));
     // The store writer commits within its batch window.
-    vigie_testkit::wait_until(Duration::from_secs(5), || {
-        e.run(&["status"]).code == 0
-    });
+    vigie_testkit::wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 0);
     let r = e.run(&["status", "--json"]);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["daemon"]["running"], true, "{v}");
-    assert_eq!(v["daemon"]["pid"], d.pid().as_raw_nonzero().get());
+    let live: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(live["daemon"]["running"], true, "{live}");
+    assert_eq!(live["daemon"]["pid"], d.pid().as_raw_nonzero().get());
     d.signal(Signal::TERM);
     d.wait(Duration::from_secs(5));
     let r = e.run(&["status"]);
@@ -356,10 +354,13 @@ fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
         "{}",
         r.stderr
     );
-    assert!(r.stdout.contains("site"), "the last results are still shown");
-    let v: Value = serde_json::from_str(&e.run(&["status", "--json"]).stdout).unwrap();
-    assert_eq!(v["daemon"]["running"], false, "{v}");
-    assert!(v["daemon"]["newest_result"].as_i64().is_some(), "{v}");
+    assert!(
+        r.stdout.contains("site"),
+        "the last results are still shown"
+    );
+    let dead: Value = serde_json::from_str(&e.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(dead["daemon"]["running"], false, "{dead}");
+    assert!(dead["daemon"]["newest_result"].as_i64().is_some(), "{dead}");
 }
 
 #[test]
