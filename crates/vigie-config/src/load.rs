@@ -677,6 +677,7 @@ impl Loader {
         self.link_failover_checks(&mut failovers, &mut checks, peers.len());
         let dyndns = self.resolve_dyndns(&dns);
         let actions = self.resolve_actions(&notifiers, &failover_names);
+        self.unreachable_notifiers(&checks, &actions);
         let maintenance = self.resolve_maintenance(&checks);
         if self.diags.has_errors() {
             return None;
@@ -697,6 +698,57 @@ impl Loader {
             syncs,
             checks,
         })
+    }
+
+    /// A check whose notify steps all ask for more than its severity
+    /// fails without anyone hearing of it: warn, naming the steps.
+    fn unreachable_notifiers(&mut self, checks: &[Check], actions: &BTreeMap<String, Action>) {
+        for c in checks {
+            // (step, min_severity, severity it sends at)
+            let steps: Vec<(&str, vigie_core::Severity, vigie_core::Severity)> = c
+                .actions
+                .iter()
+                .filter_map(|name| match name.strip_prefix("notify:") {
+                    Some(_) => Some((
+                        name.as_str(),
+                        vigie_core::Severity::NotClassified,
+                        c.severity,
+                    )),
+                    None => actions.get(name).filter(|a| a.notify.is_some()).map(|a| {
+                        (
+                            name.as_str(),
+                            a.min_severity,
+                            a.severity.unwrap_or(c.severity),
+                        )
+                    }),
+                })
+                .collect();
+            if steps.is_empty() || steps.iter().any(|(_, min, at)| at >= min) {
+                continue;
+            }
+            let names: Vec<String> = steps
+                .iter()
+                .map(|(n, ..)| format!("[action.{n}]"))
+                .collect();
+            let lowest = steps
+                .iter()
+                .map(|(_, min, _)| *min)
+                .min()
+                .unwrap_or_default();
+            self.warning(
+                0,
+                None,
+                &format!("check \"{}\".severity", c.name),
+                format!(
+                    "severity \"{}\" never reaches a notifier: its notify steps need at least \"{lowest}\", so a failure of {} is sent to nobody",
+                    c.severity, c.name
+                ),
+                Some(format!(
+                    "lower min_severity of {}, or raise the check's severity",
+                    names.join(", ")
+                )),
+            );
+        }
     }
 
     /// Each job's check: the declared ones must name a job; a job no check
