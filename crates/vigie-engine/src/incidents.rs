@@ -715,6 +715,16 @@ async fn steps(
                 ctx.store("updating an incident", |s| {
                     s.set_incident_state(id, state, None, Timestamp::now(), state, &to.join(", "))
                 });
+            } else {
+                // Said, so that an incident nobody heard of is explained.
+                let why = format!(
+                    "{name}: severity {severity} is below its min_severity {}",
+                    action.min_severity
+                );
+                tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
+                ctx.store("recording an event", |s| {
+                    s.incident_event(id, Timestamp::now(), "notify skipped", &why)
+                });
             }
         }
         ctx.store("recording a step", |s| {

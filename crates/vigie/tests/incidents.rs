@@ -702,3 +702,60 @@ fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
     let r = e.run(&["incidents"]);
     assert!(r.stdout.contains("check removed"), "{}", r.stdout);
 }
+
+#[test]
+fn a_warning_reaches_a_named_notify_step_and_a_step_it_cannot_reach_is_recorded() {
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "webhook"
+url = "http://{boss}/in"
+
+[action.page]
+notify = ["phone"]
+
+[action.page-boss]
+notify = ["boss"]
+min_severity = "high"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "warning"
+actions = ["page", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    assert_eq!(bodies(&phone_seen)[0]["severity"], "warning");
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["kind"] == "notify skipped")
+    });
+    let events = incidents(&e)[0]["events"].clone();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["detail"] == "page-boss: severity warning is below its min_severity high"),
+        "{events}"
+    );
+    assert_eq!(boss_seen.lock().unwrap().len(), 0);
+}
