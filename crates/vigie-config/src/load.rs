@@ -735,10 +735,17 @@ impl Loader {
                 .map(|(_, min, _)| *min)
                 .min()
                 .unwrap_or_default();
+            // Point at the check's first notify step.
+            let (src, span) = self
+                .raw
+                .action_refs
+                .iter()
+                .find(|(_, check, r)| *check == c.name && r.get_ref() == steps[0].0)
+                .map_or((0, None), |(src, _, r)| (*src, Some(r.span())));
             self.warning(
-                0,
-                None,
-                &format!("check \"{}\".severity", c.name),
+                src,
+                span,
+                &format!("check \"{}\".actions", c.name),
                 format!(
                     "severity \"{}\" never reaches a notifier: its notify steps need at least \"{lowest}\", so a failure of {} is sent to nobody",
                     c.severity, c.name
@@ -1313,7 +1320,8 @@ impl Loader {
             action.name.clone_from(name.get_ref());
             out.insert(name.into_inner(), action);
         }
-        for (src, check, reference) in std::mem::take(&mut self.raw.action_refs) {
+        // Kept: `unreachable_notifiers` points at these references too.
+        for (src, check, reference) in self.raw.action_refs.clone() {
             let r = reference.get_ref();
             let known = if let Some(f) = r.strip_prefix("failover:") {
                 failover_names.iter().any(|n| n == f)

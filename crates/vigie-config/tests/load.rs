@@ -506,7 +506,8 @@ actions = ["page", "escalate"]
     let text: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(text.len(), 1, "only disk: load escalates at high {text:?}");
     assert!(
-        text[0].contains("check \"disk\".severity")
+        text[0].contains("check \"disk\".actions")
+            && text[0].contains("vigie.toml:25:12")
             && text[0].contains(
                 "severity \"warning\" never reaches a notifier: its notify steps need at least \"high\""
             )
