@@ -759,3 +759,28 @@ actions = ["page", "page-boss"]
     );
     assert_eq!(boss_seen.lock().unwrap().len(), 0);
 }
+
+#[test]
+fn an_incident_of_a_check_removed_while_the_daemon_was_stopped_is_closed_at_start() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let head = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"keep\"\ncommand = {{ argv = [\"true\"] }}\n\n",
+        hook.addr
+    );
+    e.config(&format!(
+        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let mut d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(5));
+    e.config(&head);
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    let closed = &bodies(&seen)[1];
+    assert_eq!(closed["state"], "check removed", "{closed}");
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "check removed", "{inc}");
+}
