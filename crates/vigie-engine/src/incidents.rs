@@ -967,7 +967,16 @@ async fn recheck_after_parent(
         .unwrap_or_default();
     let deadline = tokio::time::Instant::now() + window;
     let pace = check.every.std().min(Duration::from_secs(1));
+    let mut runs = 0;
     loop {
+        // Recovered: the manager is about to say so through `resolved`
+        // (or, for an incident resumed after a restart, never will).
+        if ctx
+            .status(&check.name)
+            .is_some_and(|s| s.state == CheckState::Ok)
+        {
+            return true;
+        }
         let asked = Timestamp::now();
         ctx.poke(&check.name);
         // A fresh result comes within the probe's timeout; the margin
@@ -986,19 +995,17 @@ async fn recheck_after_parent(
                 _ = resolved.wait_for(|r| *r) => return true,
             }
         };
-        // A passing run counts towards `recover_after`: run again until
-        // the check's state says it recovered (the manager then resolves
-        // the incident through `resolved`).
-        let failing = fresh == Some(false);
-        if failing && tokio::time::Instant::now() >= deadline {
+        runs += 1;
+        // A passing run counts towards `recover_after`: run again at once
+        // until the state recovers. A failing one (or none) is retried
+        // at the check's pace until the window ends.
+        let passing = fresh == Some(true);
+        if tokio::time::Instant::now() >= deadline && (!passing || runs > check.recover_after) {
             return *resolved.borrow();
         }
         tokio::select! {
-            () = tokio::time::sleep(if failing { pace } else { Duration::ZERO }) => {}
+            () = tokio::time::sleep(if passing { Duration::ZERO } else { pace }) => {}
             _ = resolved.wait_for(|r| *r) => return true,
-        }
-        if fresh.is_none() && tokio::time::Instant::now() >= deadline {
-            return *resolved.borrow();
         }
     }
 }

@@ -784,3 +784,65 @@ fn an_incident_of_a_check_removed_while_the_daemon_was_stopped_is_closed_at_star
     let inc = &incidents(&e)[0];
     assert_eq!(inc["resolution"], "check removed", "{inc}");
 }
+
+#[test]
+fn a_released_child_that_still_fails_on_its_own_pages() {
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let host = e.path().join("host-up");
+    let web = e.path().join("web-up");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[[check]]
+name = "host"
+command = {{ argv = ["test", "-e", "{host}"] }}
+every = "200ms"
+fail_after = 2
+actions = ["notify:hook"]
+
+[[check]]
+name = "web"
+command = {{ argv = ["test", "-e", "{web}"] }}
+every = "300ms"
+fail_after = 1
+depends_on = ["host"]
+actions = ["notify:hook"]
+"#,
+        hook = hook.addr,
+        host = host.display(),
+        web = web.display(),
+    ));
+    std::fs::write(&host, "").unwrap();
+    std::fs::write(&web, "").unwrap();
+    let _d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::remove_file(&web).unwrap();
+    std::fs::remove_file(&host).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        bodies(&seen).iter().any(|m| m["check"] == "host")
+            && incidents(&e)
+                .iter()
+                .any(|i| i["check"] == "web" && i["state"] == "suppressed")
+    });
+    assert_eq!(bodies(&seen).len(), 1, "the host speaks for both");
+    // The host comes back by itself; the web stays down.
+    std::fs::write(&host, "").unwrap();
+    wait_until(Duration::from_secs(10), || {
+        bodies(&seen)
+            .iter()
+            .any(|m| m["check"] == "web" && m["state"] == "failing")
+    });
+    let list = incidents(&e);
+    let child = list.iter().find(|i| i["check"] == "web").unwrap();
+    assert_eq!(child["state"], "notified", "{child}");
+    let kinds: Vec<&str> = child["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"released"), "{kinds:?}");
+}
