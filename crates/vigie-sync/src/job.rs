@@ -789,14 +789,17 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
                     said_held = false;
                 }
                 Err(e) => {
+                    let why = match &e {
+                        vigie_store::lock::LockError::Held { pid: Some(p), .. } => {
+                            format!("not sending: process {p} sends this job ({e})")
+                        }
+                        _ => format!("not sending: {e}"),
+                    };
                     if !said_held {
-                        tracing::warn!(job = %ctx.spec.name, "not sending: {e}");
+                        tracing::warn!(job = %ctx.spec.name, "{why}");
                         said_held = true;
                     }
-                    set_error(
-                        &ctx.status,
-                        format!("not sending: {e}, another sender of this job"),
-                    );
+                    set_error(&ctx.status, why);
                     held_elsewhere = true;
                 }
             }

@@ -1078,3 +1078,41 @@ fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
     wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
     drop(d);
 }
+
+#[test]
+fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("first"), "1").unwrap();
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"200ms\"\n",
+        dst.display()
+    ));
+    let mut cli = env
+        .cmd(&["sync", "web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    let d = env.daemon();
+    let msg = format!(
+        "not sending: process {0} sends this job ([DIR]/state/sync-web.lock is held by process {0})",
+        cli.id()
+    );
+    let dir = env.path().display().to_string();
+    wait_until(Duration::from_secs(15), || {
+        check_json(&env, "sync-web")["last_message"]
+            .as_str()
+            .is_some_and(|m| m.replace(&dir, "[DIR]").contains(&msg))
+    });
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    // The CLI gone, the daemon's sender takes the job over.
+    std::fs::write(src.join("second"), "2").unwrap();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    drop(d);
+}
