@@ -2,7 +2,8 @@
 //! codes. Logic lives in the library crates; this is the glue.
 //!
 //! Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error,
-//! 3 runtime error. A closed stdout (`vigie check | head`) exits 0.
+//! 3 runtime error, 4 the daemon is not running (`status`: what it shows
+//! is stale). A closed stdout (`vigie check | head`) exits 0.
 
 mod args;
 mod failover;
@@ -25,6 +26,9 @@ pub mod exit {
     pub const CHECK_FAILED: u8 = 1;
     pub const CONFIG: u8 = 2;
     pub const RUNTIME: u8 = 3;
+    /// `status`: no daemon holds the state directory, so the results
+    /// shown are those of its last run.
+    pub const DAEMON_DOWN: u8 = 4;
 }
 
 /// An error that knows its exit code.

@@ -39,6 +39,10 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     let loaded = load(cli)?;
     let mut config = loaded.config;
     let dir = state_dir(cli, &config);
+    // Held for the daemon's life: a second daemon on this state directory
+    // would resume the same incidents and page twice, and `vigie status`
+    // asks this lock whether the results it shows are still current.
+    let _daemon = lock_state_dir(&dir)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
@@ -94,6 +98,21 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         }
         let _ = fs_err::remove_file(dir.join(ADDR_FILE));
         Ok(exit::OK)
+    })
+}
+
+/// Take the daemon's lock on `dir`, or say which daemon holds it.
+fn lock_state_dir(dir: &Path) -> Result<vigie_store::lock::Lock> {
+    use vigie_store::lock::{DAEMON_LOCK, LockError, try_lock};
+    try_lock(dir, DAEMON_LOCK).map_err(|e| match e {
+        LockError::Held { pid, .. } => Failure::runtime(format!(
+            "another vigie daemon{} is running on the state directory {}",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            dir.display()
+        ))
+        .hint("stop it first, or give this one a state directory of its own with --state-dir"),
+        LockError::Io { .. } => Failure::runtime(e.to_string())
+            .hint("check that the state directory is writable, or pass --state-dir"),
     })
 }
 
@@ -289,6 +308,22 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
     let notifiers = store
         .notifier_health()
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    // The running daemon holds its lock on the state directory; a free
+    // lock means the states above are only what it last recorded.
+    let daemon_pid = vigie_store::lock::holder_of(&dir, vigie_store::lock::DAEMON_LOCK)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let newest = states.values().filter_map(|s| s.last_run).max();
+    if daemon_pid.is_none() {
+        eprintln!(
+            "error: the vigie daemon is not running on {}: these results are from its last run{}",
+            dir.display(),
+            newest.map_or_else(String::new, |t| format!(
+                ", the newest {}",
+                ago(t.millis(), now)
+            ))
+        );
+        eprintln!("  hint: start it with `vigie run` (or see why it stopped in its logs)");
+    }
     if json {
         let daemon = fs_err::read_to_string(dir.join(ADDR_FILE))
             .ok()
@@ -296,6 +331,11 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
         let v = serde_json::json!({
             "node": config.node.name,
             "listen": daemon,
+            "daemon": {
+                "running": daemon_pid.is_some(),
+                "pid": daemon_pid.flatten(),
+                "newest_result": newest,
+            },
             "checks": items,
             "open_incidents": open,
             "notifiers": notifiers,
@@ -328,7 +368,9 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
             ))?;
         }
     }
-    Ok(if failing > 0 {
+    Ok(if daemon_pid.is_none() {
+        exit::DAEMON_DOWN
+    } else if failing > 0 {
         exit::CHECK_FAILED
     } else {
         exit::OK

@@ -23,6 +23,20 @@ pub(crate) fn job(cli: &Cli, name: &str, once: bool, allow_deletes: bool) -> Res
     if allow_deletes {
         spec.max_delete = u64::MAX;
     }
+    let dir = state_dir(cli, &loaded.config);
+    // The live sender takes the job's lock itself (as the daemon's does);
+    // a pass is ours to lock. A state directory that does not exist has
+    // no daemon, and a pass need not create one.
+    let _lock = if once {
+        if dir.exists() {
+            Some(lock_job(&dir, name)?)
+        } else {
+            None
+        }
+    } else {
+        check_job_free(&dir, name)?;
+        None
+    };
     if once {
         let start = std::time::Instant::now();
         let s = once_with_bar(name, &spec)
@@ -48,11 +62,70 @@ pub(crate) fn job(cli: &Cli, name: &str, once: bool, allow_deletes: bool) -> Res
             exit::OK
         });
     }
-    spec.state_dir = Some(state_dir(cli, &loaded.config));
+    spec.state_dir = Some(dir);
     let status = std::sync::Arc::new(std::sync::Mutex::new(vigie_sync::Status::default()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     vigie_sync::run(spec, status, stop);
     Ok(exit::OK)
+}
+
+/// Take the lock of job `name` for a pass. A daemon's sender lets go of it
+/// within a second or so of `vigie sync pause NAME`: when the job is
+/// paused, wait that long before refusing.
+fn lock_job(dir: &std::path::Path, name: &str) -> Result<vigie_store::lock::Lock> {
+    use vigie_store::lock::{LockError, sync_lock_name, try_lock};
+    let paused = vigie_store::Store::open(dir)
+        .ok()
+        .and_then(|s| s.sync_paused(name).ok().flatten())
+        .is_some();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match try_lock(dir, &sync_lock_name(name)) {
+            Ok(l) => return Ok(l),
+            Err(LockError::Held { pid, .. })
+                if !paused || std::time::Instant::now() >= deadline =>
+            {
+                return Err(held(dir, name, pid));
+            }
+            Err(LockError::Held { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(Failure::runtime(format!("sync {name}: {e}"))),
+        }
+    }
+}
+
+/// Refuse to start a second live sender of job `name`.
+fn check_job_free(dir: &std::path::Path, name: &str) -> Result<()> {
+    use vigie_store::lock::{holder_of, sync_lock_name};
+    match holder_of(dir, &sync_lock_name(name)) {
+        Ok(None) => Ok(()),
+        Ok(Some(pid)) => Err(held(dir, name, pid)),
+        Err(e) => Err(Failure::runtime(format!("sync {name}: {e}"))),
+    }
+}
+
+/// Who sends job `name` already, and what to do about it.
+fn held(dir: &std::path::Path, name: &str, pid: Option<u32>) -> Failure {
+    let daemon = vigie_store::lock::holder_of(dir, vigie_store::lock::DAEMON_LOCK)
+        .ok()
+        .flatten();
+    let by_daemon = pid.is_some() && daemon == Some(pid);
+    let who = match pid {
+        Some(p) if by_daemon => format!("the vigie daemon (pid {p})"),
+        Some(p) => format!("process {p}"),
+        None => "another process".to_owned(),
+    };
+    let f = Failure::runtime(format!("sync {name}: {who} is sending this job already"));
+    if by_daemon {
+        f.hint(format!(
+            "pause the daemon's sender first: vigie sync pause {name}; then vigie sync resume {name}"
+        ))
+    } else {
+        f.hint(format!(
+            "two senders of one job would undo each other: wait for the other `vigie sync {name}` to end, or stop it"
+        ))
+    }
 }
 
 /// One full pass; on a terminal, with a progress bar on stderr (redrawn

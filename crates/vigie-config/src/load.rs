@@ -677,6 +677,7 @@ impl Loader {
         self.link_failover_checks(&mut failovers, &mut checks, peers.len());
         let dyndns = self.resolve_dyndns(&dns);
         let actions = self.resolve_actions(&notifiers, &failover_names);
+        self.unreachable_notifiers(&checks, &actions);
         let maintenance = self.resolve_maintenance(&checks);
         if self.diags.has_errors() {
             return None;
@@ -697,6 +698,64 @@ impl Loader {
             syncs,
             checks,
         })
+    }
+
+    /// A check whose notify steps all ask for more than its severity
+    /// fails without anyone hearing of it: warn, naming the steps.
+    fn unreachable_notifiers(&mut self, checks: &[Check], actions: &BTreeMap<String, Action>) {
+        for c in checks {
+            // (step, min_severity, severity it sends at)
+            let steps: Vec<(&str, vigie_core::Severity, vigie_core::Severity)> = c
+                .actions
+                .iter()
+                .filter_map(|name| match name.strip_prefix("notify:") {
+                    Some(_) => Some((
+                        name.as_str(),
+                        vigie_core::Severity::NotClassified,
+                        c.severity,
+                    )),
+                    None => actions.get(name).filter(|a| a.notify.is_some()).map(|a| {
+                        (
+                            name.as_str(),
+                            a.min_severity,
+                            a.severity.unwrap_or(c.severity),
+                        )
+                    }),
+                })
+                .collect();
+            if steps.is_empty() || steps.iter().any(|(_, min, at)| at >= min) {
+                continue;
+            }
+            let names: Vec<String> = steps
+                .iter()
+                .map(|(n, ..)| format!("[action.{n}]"))
+                .collect();
+            let lowest = steps
+                .iter()
+                .map(|(_, min, _)| *min)
+                .min()
+                .unwrap_or_default();
+            // Point at the check's first notify step.
+            let (src, span) = self
+                .raw
+                .action_refs
+                .iter()
+                .find(|(_, check, r)| *check == c.name && r.get_ref() == steps[0].0)
+                .map_or((0, None), |(src, _, r)| (*src, Some(r.span())));
+            self.warning(
+                src,
+                span,
+                &format!("check \"{}\".actions", c.name),
+                format!(
+                    "severity \"{}\" never reaches a notifier: its notify steps need at least \"{lowest}\", so a failure of {} is sent to nobody",
+                    c.severity, c.name
+                ),
+                Some(format!(
+                    "lower min_severity of {}, or raise the check's severity",
+                    names.join(", ")
+                )),
+            );
+        }
     }
 
     /// Each job's check: the declared ones must name a job; a job no check
@@ -1261,7 +1320,8 @@ impl Loader {
             action.name.clone_from(name.get_ref());
             out.insert(name.into_inner(), action);
         }
-        for (src, check, reference) in std::mem::take(&mut self.raw.action_refs) {
+        // Kept: `unreachable_notifiers` points at these references too.
+        for (src, check, reference) in self.raw.action_refs.clone() {
             let r = reference.get_ref();
             let known = if let Some(f) = r.strip_prefix("failover:") {
                 failover_names.iter().any(|n| n == f)

@@ -839,6 +839,13 @@ fn default_verify() -> Duration {
     Duration::from_secs(30)
 }
 
+/// A notify step sends every severity unless it says otherwise: the same
+/// for `[action.NAME] notify = [...]` as for `notify:NAME`, so that naming
+/// a step never silently drops a warning.
+fn default_min_severity() -> Severity {
+    Severity::NotClassified
+}
+
 /// One step an incident runs (`[action.NAME]`): a repair (`run`, `shell`,
 /// `systemd_restart`, `docker_restart`) or a notification (`notify`).
 /// A check names its steps in order: `actions = ["restart-web",
@@ -875,8 +882,9 @@ pub struct Action {
     pub verify: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<RestartLimit>,
-    /// A notify step only sends for incidents at least this severe.
-    #[serde(default)]
+    /// A notify step only sends for incidents at least this severe (by
+    /// default it sends them all).
+    #[serde(default = "default_min_severity")]
     pub min_severity: Severity,
     /// A notify step with `after` is an escalation: sent only if the
     /// incident is still open and unacknowledged that long after it began.
@@ -939,7 +947,7 @@ impl Action {
             timeout: default_action_timeout(),
             verify: default_verify(),
             max: None,
-            min_severity: Severity::NotClassified,
+            min_severity: default_min_severity(),
             after: None,
             severity: None,
         }

@@ -437,3 +437,82 @@ tcp = {{ address = "192.0.2.53:53" }}
     assert_eq!(c.check("web").unwrap().actions, ["failover:blog"]);
     assert_eq!(c.peers[0].pin.as_deref(), Some("ab".repeat(32).as_str()));
 }
+
+#[test]
+fn a_named_notify_step_sends_every_severity_like_the_shorthand() {
+    let src = r#"
+[notify.phone]
+kind = "ntfy"
+url = "https://ntfy.example.org/alerts"
+
+[action.page]
+notify = ["phone"]
+
+[[check]]
+name = "disk"
+disk = { path = "/", max_used_percent = 90 }
+severity = "warning"
+actions = ["page"]
+"#;
+    let loaded = load_str(src, Path::new("vigie.toml"), &env).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(
+        c.action("page").unwrap().min_severity,
+        c.action("notify:phone").unwrap().min_severity,
+        "one default for both forms"
+    );
+    assert_eq!(
+        c.action("page").unwrap().min_severity,
+        vigie_core::Severity::NotClassified
+    );
+}
+
+#[test]
+fn a_severity_no_notify_step_accepts_is_a_warning() {
+    let src = r#"
+[notify.phone]
+kind = "ntfy"
+url = "https://ntfy.example.org/alerts"
+
+[action.page]
+notify = ["phone"]
+min_severity = "high"
+
+[action.page-boss]
+notify = ["phone"]
+min_severity = "disaster"
+after = "1h"
+
+[action.escalate]
+notify = ["phone"]
+min_severity = "high"
+after = "1h"
+severity = "high"
+
+[[check]]
+name = "disk"
+disk = { path = "/", max_used_percent = 90 }
+severity = "warning"
+actions = ["page", "page-boss"]
+
+[[check]]
+name = "load"
+load = { max_load5 = 2.0 }
+severity = "warning"
+actions = ["page", "escalate"]
+"#;
+    let loaded = load_str(src, Path::new("vigie.toml"), &env).unwrap();
+    let text: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 1, "only disk: load escalates at high {text:?}");
+    assert!(
+        text[0].contains("check \"disk\".actions")
+            && text[0].contains("vigie.toml:25:12")
+            && text[0].contains(
+                "severity \"warning\" never reaches a notifier: its notify steps need at least \"high\""
+            )
+            && text[0].contains("lower min_severity of [action.page], [action.page-boss]"),
+        "{}",
+        text[0]
+    );
+}

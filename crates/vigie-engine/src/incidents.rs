@@ -30,6 +30,8 @@ pub(crate) struct Change {
 struct Open {
     id: i64,
     resolved: watch::Sender<bool>,
+    /// The incident's task, stopped when its check leaves the config.
+    task: tokio::task::AbortHandle,
 }
 
 /// Everything incident tasks share.
@@ -162,30 +164,56 @@ async fn manage(
             Some(check) => {
                 tracing::info!(incident = inc.id, check = %inc.check, "resuming incident");
                 let (tx, rx) = watch::channel(false);
-                tokio::spawn(run(
+                let task = tokio::spawn(run(
                     ctx.clone(),
                     config_now.clone(),
                     check.clone(),
                     inc.id,
                     inc.opened,
                     rx,
-                ));
+                ))
+                .abort_handle();
                 open.insert(
                     inc.check.clone(),
                     Open {
                         id: inc.id,
                         resolved: tx,
+                        task,
                     },
                 );
             }
-            None => {
-                ctx.store("resolving an incident", |s| {
-                    s.resolve_incident(inc.id, Timestamp::now(), "check removed")
-                });
-            }
+            None => close_removed(&ctx, &config_now, inc.id, &inc.check, inc.opened).await,
         }
     }
-    while let Some(change) = rx.recv().await {
+    let mut config = config;
+    loop {
+        let change = tokio::select! {
+            change = rx.recv() => match change {
+                Some(change) => change,
+                None => return,
+            },
+            Ok(()) = config.changed() => {
+                // A reload: incidents of checks it removed would wait
+                // forever for a recovery that cannot come.
+                let now = config.borrow_and_update().clone();
+                let gone: Vec<String> = open
+                    .keys()
+                    .filter(|c| now.check(c).is_none())
+                    .cloned()
+                    .collect();
+                for c in gone {
+                    if let Some(o) = open.remove(&c) {
+                        o.task.abort();
+                        let opened = ctx
+                            .store("reading an incident", |s| s.incident(o.id))
+                            .flatten()
+                            .map_or_else(Timestamp::now, |i| i.opened);
+                        close_removed(&ctx, &now, o.id, &c, opened).await;
+                    }
+                }
+                continue;
+            }
+        };
         open.retain(|_, o| !o.resolved.is_closed());
         {
             let config = config.borrow().clone();
@@ -196,6 +224,7 @@ async fn manage(
                     ctx.clone(),
                     config.clone(),
                     check.clone(),
+                    open.get(&check.name).map(|o| o.id),
                 ));
             }
         }
@@ -223,8 +252,16 @@ async fn manage(
                 };
                 tracing::warn!(incident = id, check = %check.name, severity = %check.severity, error = %change.message, "incident opened");
                 let (tx, rx) = watch::channel(false);
-                tokio::spawn(run(ctx.clone(), config, check, id, now, rx));
-                open.insert(change.check, Open { id, resolved: tx });
+                let task =
+                    tokio::spawn(run(ctx.clone(), config, check, id, now, rx)).abort_handle();
+                open.insert(
+                    change.check,
+                    Open {
+                        id,
+                        resolved: tx,
+                        task,
+                    },
+                );
             }
             CheckState::Ok => {
                 if let Some(o) = open.remove(&change.check) {
@@ -251,7 +288,12 @@ fn flapping_in(
 
 /// Say once that a check flaps, to the notifiers of its immediate notify
 /// steps.
-async fn announce_flapping(ctx: Arc<Ctx>, config: Arc<Config>, check: Check) {
+async fn announce_flapping(
+    ctx: Arc<Ctx>,
+    config: Arc<Config>,
+    check: Check,
+    incident: Option<i64>,
+) {
     tracing::warn!(check = %check.name, "check is flapping: notifications held until it settles");
     let notifiers: Vec<String> = check
         .actions
@@ -266,10 +308,13 @@ async fn announce_flapping(ctx: Arc<Ctx>, config: Arc<Config>, check: Check) {
         check.severity.as_str().to_uppercase(),
         check.name
     );
-    let body = format!(
+    let mut body = format!(
         "{} changed state {} times within {}; no more notifications until it settles",
         check.name, rule.changes, rule.within
     );
+    if let Some(id) = incident {
+        let _ = write!(body, "\n{}", incident_line(id, true));
+    }
     let msg = Message {
         check: check.name.clone(),
         severity: check.severity,
@@ -283,6 +328,7 @@ async fn announce_flapping(ctx: Arc<Ctx>, config: Arc<Config>, check: Check) {
         since: Some(rfc3339(Timestamp::now())),
         silenced: Vec::new(),
         node: ctx.node.clone(),
+        incident,
     };
     for n in notifiers {
         if let Some(notifier) = config.notifiers.get(&n) {
@@ -362,10 +408,57 @@ async fn run(
             "",
             opened,
             Vec::new(),
+            id,
+            None,
         );
         for n in told {
             deliver(&ctx, &config, id, "resolved", &n, &msg).await;
         }
+    }
+}
+
+/// Close the incident of a check that is no longer configured (removed by
+/// a reload, or while the daemon was stopped): it can never recover, and
+/// whoever was told it failed is told it is closed.
+async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened: Timestamp) {
+    tracing::info!(
+        incident = id,
+        check,
+        "check removed from the configuration: incident closed"
+    );
+    ctx.store("resolving an incident", |s| {
+        s.resolve_incident(id, Timestamp::now(), "check removed")
+    });
+    let told = ctx
+        .store("reading deliveries", |s| s.notified(id))
+        .unwrap_or_default();
+    if told.is_empty() {
+        return;
+    }
+    let severity = ctx
+        .store("reading an incident", |s| s.incident(id))
+        .flatten()
+        .and_then(|i| Severity::ALL.into_iter().find(|s| s.as_str() == i.severity))
+        .unwrap_or_default();
+    let since = rfc3339(opened);
+    let msg = Message {
+        check: check.to_owned(),
+        severity,
+        state: "check removed".into(),
+        title: format!("{check}: incident closed, the check was removed"),
+        body: format!(
+            "the check {check} is no longer in the configuration of {}; its incident is closed\n{}",
+            ctx.node,
+            incident_line(id, false)
+        ),
+        error: String::new(),
+        since: Some(since),
+        silenced: Vec::new(),
+        node: ctx.node.clone(),
+        incident: Some(id),
+    };
+    for n in told {
+        deliver(ctx, config, id, "resolved", &n, &msg).await;
     }
 }
 
@@ -493,6 +586,8 @@ async fn steps(
         return Some(End::Recovered);
     }
     let mut limit_hit = None;
+    // What the last repair did, for the page that follows it.
+    let mut repair_note: Option<String> = None;
     for (i, name) in check.actions.iter().enumerate() {
         let key = format!("{i}:{name}");
         if done.contains(&key) {
@@ -513,7 +608,7 @@ async fn steps(
                     return Some(End::Repaired);
                 }
                 Repair::LimitReached(why) => limit_hit = Some(why),
-                Repair::NotRepaired => {}
+                Repair::NotRepaired(note) => repair_note = Some(note),
             }
         } else if let Some(target) = &action.failover {
             let Some(plugin) = ctx.inner.plugins.get() else {
@@ -611,12 +706,24 @@ async fn steps(
                     &last,
                     opened,
                     silenced(ctx, config, &check.name),
+                    id,
+                    repair_note.as_deref(),
                 );
                 for n in to {
                     deliver(ctx, config, id, &key, n, &msg).await;
                 }
                 ctx.store("updating an incident", |s| {
                     s.set_incident_state(id, state, None, Timestamp::now(), state, &to.join(", "))
+                });
+            } else {
+                // Said, so that an incident nobody heard of is explained.
+                let why = format!(
+                    "{name}: severity {severity} is below its min_severity {}",
+                    action.min_severity
+                );
+                tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
+                ctx.store("recording an event", |s| {
+                    s.incident_event(id, Timestamp::now(), "notify skipped", &why)
                 });
             }
         }
@@ -629,7 +736,8 @@ async fn steps(
 
 enum Repair {
     Recovered,
-    NotRepaired,
+    /// What happened, for the notification: `repair fix ran and failed (exit 1: …)`.
+    NotRepaired(String),
     LimitReached(String),
 }
 
@@ -690,10 +798,13 @@ async fn repair(
         Ok(Ok(out)) => (
             false,
             format!(
-                "exit {:?}: {}",
-                out.status,
+                "{}: {}",
+                out.status
+                    .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}")),
                 vigie_probe::command::first_line(&out.text)
-            ),
+            )
+            .trim_end_matches([':', ' '])
+            .to_owned(),
         ),
         Ok(Err(e)) => (false, format!("cannot run {}: {e}", argv[0])),
         Err(_) => (false, format!("timed out after {}", action.timeout)),
@@ -703,7 +814,7 @@ async fn repair(
         s.record_repair(id, &action.name, &check.name, Timestamp::now(), ok, &detail)
     });
     if !ok {
-        return Repair::NotRepaired;
+        return Repair::NotRepaired(format!("repair {} ran and failed ({detail})", action.name));
     }
     // Verify: run the check again until it recovers or the window ends.
     let deadline = tokio::time::Instant::now() + action.verify.std();
@@ -723,7 +834,10 @@ async fn repair(
             &format!("still failing {} after {}", action.verify, action.name),
         )
     });
-    Repair::NotRepaired
+    Repair::NotRepaired(format!(
+        "repair {} ran ({detail}) but {} still failed {} later",
+        action.name, check.name, action.verify
+    ))
 }
 
 /// Why an incident waits instead of repairing and notifying.
@@ -813,6 +927,9 @@ async fn wait_while_held(
                         &format!("no longer {detail}"),
                     )
                 });
+                if let Hold::Parent(parent) = was {
+                    return recheck_after_parent(ctx, config, check, parent, resolved).await;
+                }
                 return false;
             }
             (None, None) if fresh => return false,
@@ -821,6 +938,73 @@ async fn wait_while_held(
         let pace = if held.is_some() { 500 } else { 100 };
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(pace)) => {}
+            _ = resolved.wait_for(|r| *r) => return true,
+        }
+    }
+}
+
+/// A child released by its parent last failed while the parent was down,
+/// so that failure may be the parent's: before anything is sent, run the
+/// child again through its wake-up and wait for fresh results. A parent
+/// brought back by a repair gives its children that repair's `verify`
+/// window to come back too (services start after their host); otherwise
+/// one fresh failing result is the child's own. True if it recovered.
+async fn recheck_after_parent(
+    ctx: &Ctx,
+    config: &Config,
+    check: &Check,
+    parent: &str,
+    resolved: &mut watch::Receiver<bool>,
+) -> bool {
+    let window = config
+        .check(parent)
+        .into_iter()
+        .flat_map(|p| p.actions.iter())
+        .filter_map(|a| config.action(a))
+        .filter(|a| a.repair().is_some())
+        .map(|a| a.verify.std())
+        .max()
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + window;
+    let pace = check.every.std().min(Duration::from_secs(1));
+    let mut runs = 0;
+    loop {
+        // Recovered: the manager is about to say so through `resolved`
+        // (or, for an incident resumed after a restart, never will).
+        if ctx
+            .status(&check.name)
+            .is_some_and(|s| s.state == CheckState::Ok)
+        {
+            return true;
+        }
+        let asked = Timestamp::now();
+        ctx.poke(&check.name);
+        // A fresh result comes within the probe's timeout; the margin
+        // covers the concurrency bound and the state's way to this task.
+        let result_by = tokio::time::Instant::now() + check.timeout.std() + Duration::from_secs(1);
+        let fresh = loop {
+            let last = ctx.status(&check.name);
+            if let Some(s) = last.filter(|s| s.last_run.is_some_and(|t| t >= asked)) {
+                break s.last_ok;
+            }
+            if tokio::time::Instant::now() >= result_by {
+                break None;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = resolved.wait_for(|r| *r) => return true,
+            }
+        };
+        runs += 1;
+        // A passing run counts towards `recover_after`: run again at once
+        // until the state recovers. A failing one (or none) is retried
+        // at the check's pace until the window ends.
+        let passing = fresh == Some(true);
+        if tokio::time::Instant::now() >= deadline && (!passing || runs > check.recover_after) {
+            return *resolved.borrow();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(if passing { Duration::ZERO } else { pace }) => {}
             _ = resolved.wait_for(|r| *r) => return true,
         }
     }
@@ -892,6 +1076,8 @@ fn message(
     error: &str,
     opened: Timestamp,
     silenced: Vec<String>,
+    id: i64,
+    repair: Option<&str>,
 ) -> Message {
     let since = rfc3339(opened);
     let mut body = String::new();
@@ -899,10 +1085,15 @@ fn message(
         body.push_str(error);
         body.push('\n');
     }
+    if let Some(r) = repair {
+        body.push_str(r);
+        body.push('\n');
+    }
     let _ = write!(body, "since {since} on {}", ctx.node);
     if !silenced.is_empty() {
         let _ = write!(body, "\nsilenced: {}", silenced.join(", "));
     }
+    let _ = write!(body, "\n{}", incident_line(id, state == "failing"));
     Message {
         check: check.name.clone(),
         severity,
@@ -913,6 +1104,17 @@ fn message(
         since: Some(since),
         silenced,
         node: ctx.node.clone(),
+        incident: Some(id),
+    }
+}
+
+/// The last line of every incident notification: which incident, and how
+/// to stop its escalations while it is open.
+fn incident_line(id: i64, open: bool) -> String {
+    if open {
+        format!("incident {id} · ack: vigie ack {id}")
+    } else {
+        format!("incident {id}")
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Message {
     pub silenced: Vec<String>,
     /// The vigie node that sends it.
     pub node: String,
+    /// The incident it is about (`vigie ack ID`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<i64>,
 }
 
 impl Message {
@@ -52,6 +55,7 @@ impl Message {
             since: None,
             silenced: Vec::new(),
             node: node.to_owned(),
+            incident: None,
         }
     }
 }

@@ -40,6 +40,7 @@ fn message() -> Message {
         since: Some("2026-11-23T10:00:00Z".into()),
         silenced: vec!["blog-tls".into()],
         node: "home".into(),
+        incident: None,
     }
 }
 

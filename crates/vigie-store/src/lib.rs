@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
 mod incidents;
+pub mod lock;
 mod migrations;
 mod sync;
 

@@ -763,10 +763,48 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
         batch.oldest_ms = oldest;
     }
     let mut backoff = Duration::from_secs(1);
+    // Whoever sends the job holds its lock in the state directory (the
+    // daemon, or `vigie sync NAME`), so that two senders never run side
+    // by side; a paused job sends nothing and lets it go, so that a
+    // `vigie sync NAME --once` may run meanwhile.
+    let mut sending: Option<vigie_store::lock::Lock> = None;
+    let mut said_held = false;
     while !stop.load(Ordering::Relaxed) {
         let paused = ctx.persist.paused();
         ctx.lock().paused.clone_from(&paused);
-        if paused.is_none() {
+        if paused.is_some() {
+            sending = None;
+        }
+        let mut held_elsewhere = false;
+        if paused.is_none()
+            && sending.is_none()
+            && let Some(dir) = &ctx.spec.state_dir
+        {
+            match vigie_store::lock::try_lock(
+                dir,
+                &vigie_store::lock::sync_lock_name(&ctx.spec.name),
+            ) {
+                Ok(l) => {
+                    sending = Some(l);
+                    said_held = false;
+                }
+                Err(e) => {
+                    let why = match &e {
+                        vigie_store::lock::LockError::Held { pid: Some(p), .. } => {
+                            format!("not sending: process {p} sends this job ({e})")
+                        }
+                        _ => format!("not sending: {e}"),
+                    };
+                    if !said_held {
+                        tracing::warn!(job = %ctx.spec.name, "{why}");
+                        said_held = true;
+                    }
+                    set_error(&ctx.status, why);
+                    held_elsewhere = true;
+                }
+            }
+        }
+        if paused.is_none() && !held_elsewhere {
             match sender.connect() {
                 Ok(mut session) => {
                     backoff = Duration::from_secs(1);
@@ -797,7 +835,7 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
         }
         // Keep collecting changes while the target is away or paused.
         let until = Instant::now()
-            + if paused.is_some() {
+            + if paused.is_some() || held_elsewhere {
                 Duration::from_secs(1)
             } else {
                 backoff
@@ -814,7 +852,7 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
                 saved = Instant::now();
             }
         }
-        if paused.is_none() {
+        if paused.is_none() && !held_elsewhere {
             backoff = (backoff * 2).min(Duration::from_mins(1));
         }
         ctx.queue(&batch);

@@ -237,8 +237,8 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     // The store is readable after the kill, and remembers the failure.
     let status = e.run(&["status", "--json"]);
     assert_eq!(
-        status.code, 1,
-        "a failing check makes status exit 1: {status:?}"
+        status.code, 4,
+        "a dead daemon makes status exit 4, whatever the states: {status:?}"
     );
     let v: Value = serde_json::from_str(&status.stdout).unwrap();
     let stored = &v["checks"][0];
@@ -322,4 +322,83 @@ fn a_probe_that_hangs_never_delays_the_others() {
     std::thread::sleep(Duration::from_millis(1500));
     let quick = api_check(&d, "quick");
     assert!(quick["runs_total"].as_u64().unwrap() >= 10, "{quick}");
+}
+
+#[test]
+fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
+    let site = servers::http();
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "site",
+            &format!("http = {{ url = \"http://{}/ok\" }}", site.addr),
+            "every = \"100ms\""
+        )
+    ));
+    let mut d = e.daemon();
+    wait_state(&d, "site", "ok", Duration::from_secs(5));
+    // The store writer commits within its batch window.
+    vigie_testkit::wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 0);
+    let r = e.run(&["status", "--json"]);
+    let live: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(live["daemon"]["running"], true, "{live}");
+    assert_eq!(live["daemon"]["pid"], d.pid().as_raw_nonzero().get());
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(5));
+    let r = e.run(&["status"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("error: the vigie daemon is not running on [DIR]/state: these results are from its last run, the newest"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("site"),
+        "the last results are still shown"
+    );
+    let dead: Value = serde_json::from_str(&e.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(dead["daemon"]["running"], false, "{dead}");
+    assert!(dead["daemon"]["newest_result"].as_i64().is_some(), "{dead}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_directory_is_refused() {
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check("up", "command = { argv = [\"true\"] }", "")
+    ));
+    let d = e.daemon();
+    // Before the lock, the second one simply ran: give it 10 s to refuse.
+    let mut second = e
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = second.kill();
+            panic!("a second daemon started on the same state directory");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&e.path().display().to_string(), "[DIR]");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: another vigie daemon (pid {}) is running on the state directory [DIR]/state",
+            d.pid().as_raw_nonzero()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: stop it first"), "{stderr}");
+    // The first one is untouched.
+    let (status, _) = d.http("GET", "/healthz", &[]);
+    assert_eq!(status, 200);
 }

@@ -162,6 +162,13 @@ actions = ["useless-fix", "notify:phone", "page-boss"]
             .contains("Connection refused"),
         "{first}"
     );
+    assert!(
+        first["body"]
+            .as_str()
+            .unwrap()
+            .contains("repair useless-fix ran (exit 0) but svc still failed 1s later"),
+        "{first}"
+    );
     assert_eq!(
         boss_seen.lock().unwrap().len(),
         0,
@@ -546,4 +553,296 @@ fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
         !marker.exists(),
         "the hung repair was killed, not left running"
     );
+}
+
+fn bodies(seen: &std::sync::Mutex<Vec<servers::Captured>>) -> Vec<Value> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|c| serde_json::from_str(&c.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_child_released_after_its_parents_repair_rechecks_before_paging() {
+    // The parent's repair brings its child back a second later (a web
+    // port after its host): the child, silenced meanwhile, must not page
+    // "web is failing" on release and "recovered" right after.
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let host = e.path().join("host-up");
+    let web = e.path().join("web-up");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.restart-host]
+shell = "touch {host}; (sleep 1; touch {web}) &"
+verify = "10s"
+
+[[check]]
+name = "host"
+command = {{ argv = ["test", "-e", "{host}"] }}
+every = "200ms"
+fail_after = 2
+actions = ["restart-host", "notify:hook"]
+
+[[check]]
+name = "web"
+command = {{ argv = ["test", "-e", "{web}"] }}
+every = "300ms"
+fail_after = 1
+depends_on = ["host"]
+actions = ["notify:hook"]
+"#,
+        hook = hook.addr,
+        host = host.display(),
+        web = web.display(),
+    ));
+    std::fs::write(&host, "").unwrap();
+    std::fs::write(&web, "").unwrap();
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::remove_file(&web).unwrap();
+    std::fs::remove_file(&host).unwrap();
+    // Both incidents open, then both end: the host repaired, the web
+    // recovered once re-checked.
+    wait_until(Duration::from_secs(20), || {
+        let list = incidents(&e);
+        list.len() == 2 && list.iter().all(|i| i["state"] == "resolved")
+    });
+    let list = incidents(&e);
+    let child = list.iter().find(|i| i["check"] == "web").unwrap();
+    assert_eq!(child["resolution"], "recovered", "{child}");
+    let kinds: Vec<&str> = child["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"held"), "{kinds:?}");
+    assert!(kinds.contains(&"released"), "{kinds:?}");
+    let parent = list.iter().find(|i| i["check"] == "host").unwrap();
+    assert_eq!(parent["resolution"], "repaired", "{parent}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bodies(&seen), Vec::<Value>::new(), "nobody paged");
+    drop(d);
+}
+
+#[test]
+fn a_failed_repair_is_named_in_the_page_with_the_incident_and_how_to_ack() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.restart-ghost]
+shell = "echo ghost.service not found; exit 1"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "high"
+actions = ["restart-ghost", "notify:hook"]
+"#,
+        hook = hook.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let msg = &bodies(&seen)[0];
+    let id = incidents(&e)[0]["id"].as_i64().unwrap();
+    assert_eq!(msg["incident"], id);
+    let body = msg["body"].as_str().unwrap();
+    assert!(
+        body.contains("repair restart-ghost ran and failed (exit 1: ghost.service not found)"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(&format!("incident {id} · ack: vigie ack {id}")),
+        "{body}"
+    );
+}
+
+#[test]
+fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let keep = "[[check]]\nname = \"keep\"\ncommand = { argv = [\"true\"] }\n";
+    let head = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n{keep}\n",
+        hook.addr
+    );
+    e.config(&format!(
+        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    e.config(&head);
+    d.signal(Signal::HUP);
+    d.wait_log("configuration reloaded", Duration::from_secs(5));
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)[0]["state"] == "resolved"
+    });
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "check removed", "{inc}");
+    // Whoever was paged hears that it is closed, once.
+    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    let closed = &bodies(&seen)[1];
+    assert_eq!(closed["state"], "check removed", "{closed}");
+    assert_eq!(closed["incident"], inc["id"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let r = e.run(&["incidents"]);
+    assert!(r.stdout.contains("check removed"), "{}", r.stdout);
+}
+
+#[test]
+fn a_warning_reaches_a_named_notify_step_and_a_step_it_cannot_reach_is_recorded() {
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "webhook"
+url = "http://{boss}/in"
+
+[action.page]
+notify = ["phone"]
+
+[action.page-boss]
+notify = ["boss"]
+min_severity = "high"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "warning"
+actions = ["page", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    assert_eq!(bodies(&phone_seen)[0]["severity"], "warning");
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["kind"] == "notify skipped")
+    });
+    let events = incidents(&e)[0]["events"].clone();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["detail"] == "page-boss: severity warning is below its min_severity high"),
+        "{events}"
+    );
+    assert_eq!(boss_seen.lock().unwrap().len(), 0);
+}
+
+#[test]
+fn an_incident_of_a_check_removed_while_the_daemon_was_stopped_is_closed_at_start() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let head = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"keep\"\ncommand = {{ argv = [\"true\"] }}\n\n",
+        hook.addr
+    );
+    e.config(&format!(
+        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let mut d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(5));
+    e.config(&head);
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    let closed = &bodies(&seen)[1];
+    assert_eq!(closed["state"], "check removed", "{closed}");
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "check removed", "{inc}");
+}
+
+#[test]
+fn a_released_child_that_still_fails_on_its_own_pages() {
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let host = e.path().join("host-up");
+    let web = e.path().join("web-up");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[[check]]
+name = "host"
+command = {{ argv = ["test", "-e", "{host}"] }}
+every = "200ms"
+fail_after = 2
+actions = ["notify:hook"]
+
+[[check]]
+name = "web"
+command = {{ argv = ["test", "-e", "{web}"] }}
+every = "300ms"
+fail_after = 1
+depends_on = ["host"]
+actions = ["notify:hook"]
+"#,
+        hook = hook.addr,
+        host = host.display(),
+        web = web.display(),
+    ));
+    std::fs::write(&host, "").unwrap();
+    std::fs::write(&web, "").unwrap();
+    let _d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::remove_file(&web).unwrap();
+    std::fs::remove_file(&host).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        bodies(&seen).iter().any(|m| m["check"] == "host")
+            && incidents(&e)
+                .iter()
+                .any(|i| i["check"] == "web" && i["state"] == "suppressed")
+    });
+    assert_eq!(bodies(&seen).len(), 1, "the host speaks for both");
+    // The host comes back by itself; the web stays down.
+    std::fs::write(&host, "").unwrap();
+    wait_until(Duration::from_secs(10), || {
+        bodies(&seen)
+            .iter()
+            .any(|m| m["check"] == "web" && m["state"] == "failing")
+    });
+    let list = incidents(&e);
+    let child = list.iter().find(|i| i["check"] == "web").unwrap();
+    assert_eq!(child["state"], "notified", "{child}");
+    let kinds: Vec<&str> = child["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"released"), "{kinds:?}");
 }

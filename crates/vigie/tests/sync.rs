@@ -1017,3 +1017,102 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     );
     assert!(src.join("only-on-primary").exists());
 }
+
+/// `vigie ARGS`, killed if still running after `limit` (a second sender
+/// used to run until interrupted).
+fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = env
+        .cmd(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("first"), "1").unwrap();
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
+        dst.display()
+    ));
+    let d = env.daemon();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    let pid = d.pid().as_raw_nonzero();
+    for args in [&["sync", "web", "--once"][..], &["sync", "web"][..]] {
+        let (code, stderr) = run_for(&env, args, Duration::from_secs(10));
+        assert_eq!(code, Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: sync web: the vigie daemon (pid {pid}) is sending this job already"
+            )) && stderr.contains("hint: pause the daemon's sender first: vigie sync pause web"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Paused, the daemon lets go: the pass runs.
+    let r = env.run(&["sync", "pause", "web"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::write(src.join("second"), "2").unwrap();
+    let r = env.run(&["sync", "web", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(dst.join("second").exists());
+    // Resumed, the daemon sends again.
+    let r = env.run(&["sync", "resume", "web"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::write(src.join("third"), "3").unwrap();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    drop(d);
+}
+
+#[test]
+fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("first"), "1").unwrap();
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"200ms\"\n",
+        dst.display()
+    ));
+    let mut cli = env
+        .cmd(&["sync", "web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    let d = env.daemon();
+    let msg = format!(
+        "not sending: process {0} sends this job ([DIR]/state/sync-web.lock is held by process {0})",
+        cli.id()
+    );
+    let dir = env.path().display().to_string();
+    wait_until(Duration::from_secs(15), || {
+        check_json(&env, "sync-web")["last_message"]
+            .as_str()
+            .is_some_and(|m| m.replace(&dir, "[DIR]").contains(&msg))
+    });
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    // The CLI gone, the daemon's sender takes the job over.
+    std::fs::write(src.join("second"), "2").unwrap();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    drop(d);
+}
