@@ -162,7 +162,13 @@ pub fn delta(
         let mut matched = None;
         if let Some(cands) = index.get(&r.value()) {
             let s = strong(&buf[start..start + bs]);
-            matched = cands.iter().copied().find(|i| sums[*i as usize].1 == s);
+            // The block after the last one copied first: runs of equal
+            // blocks (the zeros of a sparse image) then go as one copy,
+            // not one per block.
+            let next = pending_copy.map(|(first, count)| first + count);
+            matched = next
+                .filter(|n| sums.get(*n as usize) == Some(&(r.value(), s)))
+                .or_else(|| cands.iter().copied().find(|i| sums[*i as usize].1 == s));
         }
         if let Some(i) = matched {
             if !literal.is_empty() {
@@ -279,6 +285,20 @@ mod tests {
         new[500_000] ^= 0xff;
         let (_, literal) = run(&old, &new, 16 * 1024);
         assert!(literal <= 16 * 1024, "{literal}");
+    }
+
+    #[test]
+    fn a_run_of_equal_blocks_goes_as_one_copy() {
+        let old = vec![0u8; 64 * 1024];
+        let (pieces, literal) = run(&old, &old, 1024);
+        assert_eq!(literal, 0);
+        assert_eq!(
+            pieces,
+            [Piece::Copy {
+                index: 0,
+                count: 64
+            }]
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct JobSpec {
     pub max_queue: u64,
     /// Where the queue and the pause are kept (none: in memory only).
     pub state_dir: Option<PathBuf>,
+    /// The receiver keeps set-user-ID and set-group-ID bits of files
+    /// (stripped otherwise).
+    pub preserve_setuid: bool,
 }
 
 impl JobSpec {
@@ -78,6 +81,7 @@ impl JobSpec {
             max_lag: j.max_lag.std(),
             max_queue: j.max_queue,
             state_dir: None,
+            preserve_setuid: j.preserve_setuid,
         }
     }
 }
@@ -210,7 +214,9 @@ fn under(p: &[u8], dir: &[u8]) -> bool {
     p.len() > dir.len() && p.starts_with(dir) && p[dir.len()] == b'/'
 }
 
-/// Every entry under `root` (not following symlinks), minus excludes.
+/// `root` itself (an empty path: its mode, owner and times are
+/// replicated like any entry's) and every entry under it (not following
+/// symlinks), minus excludes.
 pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
     let fd = rustix::fs::open(
         root,
@@ -219,6 +225,8 @@ pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, E
     )
     .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
     let mut out = BTreeMap::new();
+    let top = crate::receive::root_entry(&fd).map_err(|e| format!("{}: {e}", root.display()))?;
+    out.insert(Vec::new(), top);
     crate::receive::walk(&fd, &mut Vec::new(), &mut |e| {
         if !excluded(exclude, &e.path) {
             out.insert(e.path.clone(), e);
@@ -304,7 +312,7 @@ impl Sender {
 
     /// Connect and read the receiver's tree.
     pub fn connect(&mut self) -> Result<Session, String> {
-        let mut s = Session::open(&self.spec.to, &self.spec.name)?;
+        let mut s = Session::open(&self.spec.to, &self.spec.name, self.spec.preserve_setuid)?;
         s.progress = self.progress.clone();
         self.relist(&mut s)?;
         self.status().connected = true;
@@ -359,14 +367,14 @@ impl Sender {
         let paths: Vec<Vec<u8>> = want
             .iter()
             .filter(|(p, e)| {
-                e.kind == Kind::File && self.mirror.get(*p).is_some_and(|h| same(h, e, false))
+                e.kind == Kind::File && self.mirror.get(*p).is_some_and(|h| same(h, e, s.setuid))
             })
             .map(|(p, _)| p.clone())
             .collect();
         // Asked all at once; each side hashes its copies meanwhile.
         let theirs = s.hashes(&paths)?;
         for (p, theirs) in paths.iter().zip(theirs) {
-            let ours = crate::session::open_nofollow(&join(&self.spec.from, p))
+            let ours = crate::session::open_beneath(&self.spec.from, p)
                 .and_then(|mut f| crate::delta::sha256(&mut f))
                 .ok();
             if ours.is_some() && ours != theirs {
@@ -414,8 +422,8 @@ impl Sender {
             if excluded(&self.spec.exclude, p) {
                 continue;
             }
-            if let Some(parent) = parent_of(p) {
-                dirs.insert(parent.to_vec());
+            if !p.is_empty() {
+                dirs.insert(parent_of(p).unwrap_or_default().to_vec());
             }
             match local_entry(&self.spec.from, p) {
                 None => {
@@ -424,14 +432,16 @@ impl Sender {
                     }
                 }
                 Some(e) => {
-                    if e.kind == Kind::Dir {
+                    // The root's own change (a chmod) is its alone: it
+                    // is watched from the start, nothing in it is new.
+                    if e.kind == Kind::Dir && !p.is_empty() {
                         // A directory that appeared, moved or changed:
                         // all it holds, against all the receiver holds
                         // there (files made in it before its watch began
                         // have no events of their own).
                         let mut here = BTreeSet::new();
                         if let Ok(sub) = local_tree(&join(&self.spec.from, p), &[]) {
-                            for (k, mut v) in sub {
+                            for (k, mut v) in sub.into_iter().filter(|(k, _)| !k.is_empty()) {
                                 let mut full = p.clone();
                                 full.push(b'/');
                                 full.extend_from_slice(&k);
@@ -503,7 +513,8 @@ impl Sender {
         }
         // What this pass will send, for a progress bar.
         for (path, e) in want {
-            if e.kind == Kind::File && !self.mirror.get(path).is_some_and(|h| same(h, e, false)) {
+            if e.kind == Kind::File && !self.mirror.get(path).is_some_and(|h| same(h, e, s.setuid))
+            {
                 self.progress.files.fetch_add(1, Ordering::Relaxed);
                 self.progress.bytes.fetch_add(e.size, Ordering::Relaxed);
             }
@@ -514,7 +525,7 @@ impl Sender {
             let have = self.mirror.get(path).cloned();
             let have = have.as_ref();
             let owner_same = !s.owners || have.is_some_and(|h| h.uid == e.uid && h.gid == e.gid);
-            if have.is_some_and(|h| same(h, e, false)) {
+            if have.is_some_and(|h| same(h, e, s.setuid)) {
                 if !owner_same {
                     s.own(e)?;
                 }
@@ -525,7 +536,8 @@ impl Sender {
             }
             match e.kind {
                 Kind::Dir => {
-                    if have.is_none_or(|h| h.kind != Kind::Dir) {
+                    // The root is always there (its path cannot be made).
+                    if have.is_none_or(|h| h.kind != Kind::Dir) && !path.is_empty() {
                         // Its times come last (see below).
                         s.mkdir(&Entry {
                             mtime: i64::MIN,
@@ -543,9 +555,9 @@ impl Sender {
                         && !self.whole.remove(path);
                     match if delta {
                         deltas.insert(path.clone());
-                        s.delta_file(&join(&self.spec.from, path), e)?
+                        s.delta_file(&self.spec.from, e)?
                     } else {
-                        s.file(&join(&self.spec.from, path), e)?
+                        s.file(&self.spec.from, e)?
                     } {
                         FileSent::Sent => self.status().files_sent += 1,
                         FileSent::Changed => {
@@ -609,9 +621,12 @@ impl Sender {
         Ok(left)
     }
 
+    /// The directory holding `p` (the root for a top-level entry) will
+    /// need its times set again.
     fn touch_parent(&mut self, p: &[u8]) {
-        if let Some(d) = parent_of(p) {
-            self.touched.insert(d.to_vec());
+        if !p.is_empty() {
+            self.touched
+                .insert(parent_of(p).unwrap_or_default().to_vec());
         }
     }
 
@@ -698,10 +713,10 @@ impl Batch {
     }
 
     fn add(&mut self, root: &Path, ev: &notify::Event) {
+        // The root itself is an empty path (a chmod of it is a change).
         let rel = |p: &Path| -> Option<Vec<u8>> {
             let r = p.strip_prefix(root).ok()?;
-            let b = r.as_os_str().as_bytes();
-            (!b.is_empty()).then(|| b.to_vec())
+            Some(r.as_os_str().as_bytes().to_vec())
         };
         if ev.need_rescan() {
             tracing::warn!(root = %root.display(), "file events overflowed; rescanning");
@@ -1023,7 +1038,14 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let served = crate::receive::serve(&spec.from, input, output);
+    // The far side is the backup, which may have been compromised while
+    // it served: nothing here is deleted, moved or reshaped, and no
+    // set-user-ID bit comes back.
+    let policy = crate::receive::Policy {
+        setuid: false,
+        reverse: true,
+    };
+    let served = crate::receive::serve(&spec.from, policy, input, output);
     let status = child.wait().map_err(|e| e.to_string())?;
     let said = said.join().unwrap_or_default();
     match (served, status.success()) {
@@ -1049,6 +1071,7 @@ pub fn send_stdio(root: &Path) -> Result<Status, String> {
         max_lag: Duration::from_mins(5),
         max_queue: 100_000,
         state_dir: None,
+        preserve_setuid: false,
     })
 }
 
@@ -1070,6 +1093,7 @@ mod tests {
             max_lag: Duration::from_mins(5),
             max_queue: 1000,
             state_dir: None,
+            preserve_setuid: false,
         }
     }
 
