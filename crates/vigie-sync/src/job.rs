@@ -7,7 +7,7 @@
 //! judged against the receiver's real state, at full nanosecond
 //! precision: a same-size rewrite within the same second is still sent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::glob::excluded;
 use crate::proto::{Entry, Kind};
+use crate::receive::Inode;
 use crate::session::{Destination, FileSent, Pending, Progress, Session, same};
 
 /// A changed file at least this big goes as a delta against the
@@ -218,6 +219,11 @@ fn under(p: &[u8], dir: &[u8]) -> bool {
 /// replicated like any entry's) and every entry under it (not following
 /// symlinks), minus excludes.
 pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
+    Ok(scan(root, exclude)?.0)
+}
+
+/// `local_tree`, and the names of each file that has more than one.
+fn scan(root: &Path, exclude: &[String]) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
     let fd = rustix::fs::open(
         root,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -225,16 +231,67 @@ pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, E
     )
     .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
     let mut out = BTreeMap::new();
+    let mut links = Links::default();
     let top = crate::receive::root_entry(&fd).map_err(|e| format!("{}: {e}", root.display()))?;
     out.insert(Vec::new(), top);
-    crate::receive::walk(&fd, &mut Vec::new(), &mut |e| {
+    crate::receive::walk(&fd, &mut Vec::new(), &mut |e, inode| {
         if !excluded(exclude, &e.path) {
+            if let Some(inode) = inode {
+                links.add(&e.path, inode);
+            }
             out.insert(e.path.clone(), e);
         }
         Ok(())
     })
     .map_err(|e| e.to_string())?;
-    Ok(out)
+    Ok((out, links))
+}
+
+/// The inode of the file at `rel` under `root` if it has more than one
+/// name.
+fn linked(root: &Path, rel: &[u8]) -> Option<Inode> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(join(root, rel)).ok()?;
+    (md.file_type().is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()))
+}
+
+/// Files of more than one name (hard links). A write through one name
+/// changes them all, but inotify tells only the name written: each
+/// name's inode is kept here (from the last full pass, and from each
+/// changed file since) to bring the other names along, sent as links.
+#[derive(Debug, Default)]
+struct Links {
+    names: HashMap<Inode, BTreeSet<Vec<u8>>>,
+    inode: HashMap<Vec<u8>, Inode>,
+}
+
+impl Links {
+    fn add(&mut self, path: &[u8], inode: Inode) {
+        if let Some(old) = self.inode.insert(path.to_vec(), inode)
+            && old != inode
+            && let Some(n) = self.names.get_mut(&old)
+        {
+            n.remove(path);
+        }
+        self.names.entry(inode).or_default().insert(path.to_vec());
+    }
+
+    fn remove(&mut self, path: &[u8]) {
+        if let Some(old) = self.inode.remove(path)
+            && let Some(n) = self.names.get_mut(&old)
+        {
+            n.remove(path);
+        }
+    }
+
+    /// The other names of `path`'s file.
+    fn others(&self, path: &[u8]) -> Vec<Vec<u8>> {
+        self.inode
+            .get(path)
+            .and_then(|i| self.names.get(i))
+            .map(|n| n.iter().filter(|p| *p != path).cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The entry at `rel` under `root` now, if any (special files: none).
@@ -282,6 +339,8 @@ pub struct Sender {
     /// Files whose delta failed (the copy there changed meanwhile, or
     /// the rebuilt file did not match): sent whole next time.
     whole: BTreeSet<Vec<u8>>,
+    /// The names of files with more than one.
+    links: Links,
     progress: Arc<Progress>,
 }
 
@@ -300,6 +359,7 @@ impl Sender {
             mirror: BTreeMap::new(),
             touched: BTreeSet::new(),
             whole: BTreeSet::new(),
+            links: Links::default(),
             progress: Arc::default(),
         }
     }
@@ -341,7 +401,8 @@ impl Sender {
 
     /// Compare everything and send what differs.
     pub fn full_pass(&mut self, s: &mut Session) -> Result<BTreeSet<Vec<u8>>, String> {
-        let want = local_tree(&self.spec.from, &self.spec.exclude)?;
+        let (want, links) = scan(&self.spec.from, &self.spec.exclude)?;
+        self.links = links;
         let gone: Vec<Vec<u8>> = self
             .mirror
             .keys()
@@ -463,6 +524,31 @@ impl Sender {
                 }
             }
         }
+        // A file of several names changed through one: every name.
+        let files: Vec<Vec<u8>> = want
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::File)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in files {
+            let Some(inode) = linked(&self.spec.from, &p) else {
+                self.links.remove(&p);
+                continue;
+            };
+            self.links.add(&p, inode);
+            for q in self.links.others(&p) {
+                if want.contains_key(&q) {
+                    continue;
+                }
+                match local_entry(&self.spec.from, &q) {
+                    Some(e) if linked(&self.spec.from, &q) == Some(inode) => {
+                        want.insert(q, e);
+                    }
+                    // No longer a name of that file.
+                    _ => self.links.remove(&q),
+                }
+            }
+        }
         // The directories that held changes: their times changed too.
         for d in dirs {
             if let Some(e) = local_entry(&self.spec.from, &d) {
@@ -521,6 +607,9 @@ impl Sender {
         }
         // Creations and updates, parents first.
         let mut dir_meta: Vec<Entry> = Vec::new();
+        // Files of several names sent in this pass: the next names go
+        // as links to the first.
+        let mut sent_names: BTreeSet<Vec<u8>> = BTreeSet::new();
         for (path, e) in want {
             let have = self.mirror.get(path).cloned();
             let have = have.as_ref();
@@ -550,6 +639,21 @@ impl Sender {
                 }
                 Kind::Symlink => s.symlink(e)?,
                 Kind::File => {
+                    // Another name of the same file, sent in this pass or
+                    // unchanged there: this one becomes a link to it.
+                    let to = self.links.others(path).into_iter().find(|q| {
+                        sent_names.contains(q)
+                            || want.get(q).is_some_and(|w| {
+                                self.mirror.get(q).is_some_and(|h| same(h, w, s.setuid))
+                                    && same(w, e, true)
+                            })
+                    });
+                    if let Some(to) = to {
+                        s.link(e, &to)?;
+                        sent_names.insert(path.clone());
+                        self.status().files_sent += 1;
+                        continue;
+                    }
                     let delta = have.is_some_and(|h| h.kind == Kind::File)
                         && e.size >= DELTA_MIN
                         && !self.whole.remove(path);
@@ -559,9 +663,13 @@ impl Sender {
                     } else {
                         s.file(&self.spec.from, e)?
                     } {
-                        FileSent::Sent => self.status().files_sent += 1,
+                        FileSent::Sent => {
+                            self.status().files_sent += 1;
+                            sent_names.insert(path.clone());
+                        }
                         FileSent::Changed => {
                             self.status().files_sent += 1;
+                            sent_names.insert(path.clone());
                             left.again.insert(path.clone());
                         }
                         FileSent::Unreadable(why) => {
@@ -615,6 +723,18 @@ impl Sender {
                 }
             }
             self.apply(d.op, d.error.as_deref());
+        }
+        // A file of several names that failed: its other names may now
+        // be links to what the receiver held before, whatever the mirror
+        // says; they go again with it.
+        let failed: Vec<Vec<u8>> = left.again.iter().cloned().collect();
+        for p in failed {
+            for q in self.links.others(&p) {
+                if let Some(h) = self.mirror.get_mut(&q) {
+                    h.mtime = i64::MIN;
+                }
+                left.again.insert(q);
+            }
         }
         let sent = s.bytes_sent;
         self.status().bytes_sent = sent;

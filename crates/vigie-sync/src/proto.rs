@@ -7,8 +7,8 @@
 use std::io::{self, Read, Write};
 
 /// Version 3 of the protocol (2 sent block signatures in one frame,
-/// which a file over about 3.2 GiB overflows, and had no word of
-/// set-user-ID bits; 1 set owners in a message of their own after each
+/// which a file over about 3.2 GiB overflows, had no word of
+/// set-user-ID bits and no hard links; 1 set owners in a message of their own after each
 /// new entry). A receiver refuses other versions.
 pub const VERSION: u16 = 3;
 /// The first bytes of a `Hello`: not a vigie on the far side otherwise.
@@ -185,6 +185,13 @@ pub enum Msg {
     HashReply {
         id: u64,
         sha256: [u8; 32],
+    },
+    /// Make `path` another name of the file at `to` (a hard link),
+    /// replacing what `path` was: hard links stay hard links.
+    Link {
+        id: u64,
+        path: Vec<u8>,
+        to: Vec<u8>,
     },
 }
 
@@ -452,6 +459,9 @@ impl Msg {
                 o.u8(25).u64(*id);
                 o.0.extend_from_slice(sha256);
             }
+            Msg::Link { id, path, to } => {
+                o.u8(26).u64(*id).bytes(path).bytes(to);
+            }
         }
         o.0
     }
@@ -601,6 +611,11 @@ impl Msg {
             25 => Msg::HashReply {
                 id: i.u64()?,
                 sha256: i.take(32)?.try_into().expect("32 bytes"),
+            },
+            26 => Msg::Link {
+                id: i.u64()?,
+                path: i.bytes()?,
+                to: i.bytes()?,
             },
             t => return malformed(&format!("unknown message type {t}")),
         };
@@ -790,6 +805,11 @@ mod tests {
             Msg::DeltaEnd {
                 id: 10,
                 sha256: [9; 32],
+            },
+            Msg::Link {
+                id: 13,
+                path: b"d/b".to_vec(),
+                to: b"a".to_vec(),
             },
         ]
     }

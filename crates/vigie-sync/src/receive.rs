@@ -383,7 +383,9 @@ impl Receiver {
                 shown(from),
                 shown(to)
             ))),
-            Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
+            Msg::File { path, .. } | Msg::Delta { path, .. } | Msg::Link { path, .. } => {
+                self.same_kind(path, Kind::File)
+            }
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
             _ => Ok(()),
@@ -726,6 +728,35 @@ impl Receiver {
         }
     }
 
+    /// Make `path` another name of the regular file at `to`: linked
+    /// under a temporary name, then renamed over `path` (a reader sees
+    /// the old entry or the link). Neither is followed if a symlink.
+    fn link(&self, path: &[u8], to: &[u8]) -> Result<(), Refusal> {
+        let (tdir, tname) = self.parent(to, false)?;
+        let target = rustix::fs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(target.st_mode) != FileType::RegularFile {
+            return Err(Refusal::Fail(format!(
+                "{}: not a regular file to link to",
+                shown(to)
+            )));
+        }
+        let (dir, name) = self.parent(path, true)?;
+        if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            && (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
+        {
+            // Linked already (and a rename between two names of one
+            // file would do nothing, leaving the temporary name).
+            return Ok(());
+        }
+        let tmp = Self::tmp_name();
+        rustix::fs::linkat(&tdir, tname, &dir, &tmp, AtFlags::empty())?;
+        let r = Self::clear_dir(&dir, name, self.policy)
+            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
+        // Gone once renamed; left when anything failed.
+        let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        r
+    }
+
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<(), Refusal> {
         let (fdir, fname) = self.parent(from, false)?;
         let (tdir, tname) = self.parent(to, true)?;
@@ -806,7 +837,7 @@ impl Receiver {
         let root = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())
             .map_err(io::Error::from)?;
         proto::write(out, &Msg::Entry(root_entry(&root)?))?;
-        walk(&root, &mut Vec::new(), &mut |e| {
+        walk(&root, &mut Vec::new(), &mut |e, _| {
             proto::write(out, &Msg::Entry(e))
         })?;
         proto::write(out, &Msg::ListEnd)
@@ -856,12 +887,16 @@ pub(crate) fn root_entry(dir: &OwnedFd) -> io::Result<Entry> {
     })
 }
 
+/// A file's identity: device and inode numbers.
+pub(crate) type Inode = (u64, u64);
+
 /// Call `f` for every entry under `dir` (paths relative to the walk's
-/// start), never following a symlink.
+/// start), never following a symlink; with its inode when it is a file
+/// of more than one name (hard links).
 pub(crate) fn walk(
     dir: &OwnedFd,
     prefix: &mut Vec<u8>,
-    f: &mut dyn FnMut(Entry) -> Result<(), ProtoError>,
+    f: &mut dyn FnMut(Entry, Option<Inode>) -> Result<(), ProtoError>,
 ) -> Result<(), ProtoError> {
     let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)
         .map_err(io::Error::from)?
@@ -887,42 +922,51 @@ pub(crate) fn walk(
         let m = st.st_mode & 0o7777;
         let (uid, gid) = (st.st_uid, st.st_gid);
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => f(Entry {
-                path: prefix.clone(),
-                kind: Kind::File,
-                size: st.st_size as u64,
-                mode: m,
-                uid,
-                gid,
-                mtime,
-                target: Vec::new(),
-            })?,
-            FileType::Symlink => {
-                let target = rustix::fs::readlinkat(dir, &name, Vec::new())
-                    .map(std::ffi::CString::into_bytes)
-                    .unwrap_or_default();
-                f(Entry {
+            FileType::RegularFile => f(
+                Entry {
                     path: prefix.clone(),
-                    kind: Kind::Symlink,
-                    size: 0,
-                    mode: m,
-                    uid,
-                    gid,
-                    mtime,
-                    target,
-                })?;
-            }
-            FileType::Directory => {
-                f(Entry {
-                    path: prefix.clone(),
-                    kind: Kind::Dir,
-                    size: 0,
+                    kind: Kind::File,
+                    size: st.st_size as u64,
                     mode: m,
                     uid,
                     gid,
                     mtime,
                     target: Vec::new(),
-                })?;
+                },
+                (st.st_nlink > 1).then_some((st.st_dev, st.st_ino)),
+            )?,
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, &name, Vec::new())
+                    .map(std::ffi::CString::into_bytes)
+                    .unwrap_or_default();
+                f(
+                    Entry {
+                        path: prefix.clone(),
+                        kind: Kind::Symlink,
+                        size: 0,
+                        mode: m,
+                        uid,
+                        gid,
+                        mtime,
+                        target,
+                    },
+                    None,
+                )?;
+            }
+            FileType::Directory => {
+                f(
+                    Entry {
+                        path: prefix.clone(),
+                        kind: Kind::Dir,
+                        size: 0,
+                        mode: m,
+                        uid,
+                        gid,
+                        mtime,
+                        target: Vec::new(),
+                    },
+                    None,
+                )?;
                 if let Ok(sub) = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty()) {
                     walk(&sub, prefix, f)?;
                 }
@@ -984,6 +1028,7 @@ fn name_of(m: &Msg) -> &'static str {
         Msg::Own { .. } => "own",
         Msg::Hash { .. } => "hash",
         Msg::HashReply { .. } => "hash reply",
+        Msg::Link { .. } => "link",
     }
 }
 
@@ -1220,6 +1265,7 @@ fn session(
                 (id, rx.symlink(&path, &target, attrs))
             }
             Msg::Delete { id, path } => (id, rx.delete(&path)),
+            Msg::Link { id, path, to } => (id, rx.link(&path, &to)),
             Msg::Rename { id, from, to } => (id, rx.rename(&from, &to)),
             Msg::Own {
                 id,

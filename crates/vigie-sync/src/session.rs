@@ -408,6 +408,16 @@ impl Session {
         })
     }
 
+    /// Make `e.path` another name of the receiver's `to` (hard links).
+    pub fn link(&mut self, e: &Entry, to: &[u8]) -> Result<(), String> {
+        let id = self.id(Pending::Put(e.clone()));
+        self.send(&Msg::Link {
+            id,
+            path: e.path.clone(),
+            to: to.to_vec(),
+        })
+    }
+
     pub fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), String> {
         let id = self.id(Pending::Rename(from.to_vec(), to.to_vec()));
         self.send(&Msg::Rename {

@@ -196,7 +196,14 @@ fn the_cli_runs_a_configured_job_once() {
     );
     assert!(!r.stderr.contains("comparing"), "no bar off a terminal");
     assert!(!dst.join("skip.tmp").exists());
+    // Gone from the source as it is from the replica (the root's time
+    // kept: it is compared too).
+    let root_mtime = src.metadata().unwrap().modified().unwrap();
     std::fs::remove_file(src.join("skip.tmp")).unwrap();
+    std::fs::File::open(&src)
+        .unwrap()
+        .set_modified(root_mtime)
+        .unwrap();
     assert_same(&src, &dst);
     // On a terminal (a pseudo-terminal from `script`): a progress bar.
     std::fs::write(src.join("more"), vec![1u8; 3_000_000]).unwrap();
@@ -1384,4 +1391,46 @@ fn the_root_s_own_mode_and_times_follow_the_source() {
     std::fs::remove_file(src.path().join("new-at-the-top")).unwrap();
     let _live = Live::start(spec);
     wait_same(src.path(), dst.path());
+}
+
+fn inode(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
+/// A write through one name of a hard-linked file changes every name,
+/// but inotify tells only the name written: the replica's other names
+/// kept the old contents. Every name comes along, as a hard link.
+#[test]
+fn a_write_through_one_name_of_a_hard_link_reaches_every_name() {
+    let (src, dst) = (tmp(), tmp());
+    std::fs::create_dir(src.path().join("sub")).unwrap();
+    std::fs::write(src.path().join("a"), "version 0").unwrap();
+    std::fs::hard_link(src.path().join("a"), src.path().join("b")).unwrap();
+    std::fs::hard_link(src.path().join("a"), src.path().join("sub/c")).unwrap();
+    std::fs::write(src.path().join("alone"), "one name").unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    assert_same(src.path(), dst.path());
+    let linked = |d: &Path| {
+        let i = inode(&d.join("a"));
+        i == inode(&d.join("b")) && i == inode(&d.join("sub/c")) && i != inode(&d.join("alone"))
+    };
+    assert!(linked(dst.path()), "hard links were not kept");
+    let _live = Live::start(spec);
+    for (i, name) in ["b", "sub/c", "a"].into_iter().enumerate() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(src.path().join(name))
+            .unwrap();
+        f.write_all_at(format!("version {} through {name}", i + 1).as_bytes(), 0)
+            .unwrap();
+        drop(f);
+        wait_same(src.path(), dst.path());
+        assert!(
+            linked(dst.path()),
+            "hard links were broken by a write through {name}"
+        );
+    }
 }
