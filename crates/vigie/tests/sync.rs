@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -978,7 +978,6 @@ fn a_changed_4_or_8_gib_file_goes_as_a_delta() {
         assert_eq!(ma.modified().unwrap(), mb.modified().unwrap());
         assert!(same_bytes(&a, &b), "{name}: the replica differs");
         // Still sparse: the holes were not written out.
-        use std::os::unix::fs::MetadataExt;
         assert!(
             mb.blocks() * 512 < 64 << 20,
             "{name}: {} bytes allocated",
@@ -1394,7 +1393,6 @@ fn the_root_s_own_mode_and_times_follow_the_source() {
 }
 
 fn inode(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(p).unwrap().ino()
 }
 
