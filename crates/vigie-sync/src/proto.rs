@@ -108,7 +108,8 @@ pub enum Msg {
         from: Vec<u8>,
         to: Vec<u8>,
     },
-    /// Set a path's permissions and modification time.
+    /// Set a path's permissions and modification time (the empty path:
+    /// the replicated root itself; here and in `Own` only).
     Meta {
         id: u64,
         path: Vec<u8>,
