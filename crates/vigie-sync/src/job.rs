@@ -488,7 +488,8 @@ impl Sender {
             }
             match local_entry(&self.spec.from, p) {
                 None => {
-                    if self.mirror.contains_key(p) {
+                    // The root itself gone is no deletion to replicate.
+                    if !p.is_empty() && self.mirror.contains_key(p) {
                         gone.push(p.clone());
                     }
                 }

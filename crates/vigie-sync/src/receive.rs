@@ -732,7 +732,10 @@ impl Receiver {
     /// under a temporary name, then renamed over `path` (a reader sees
     /// the old entry or the link). Neither is followed if a symlink.
     fn link(&self, path: &[u8], to: &[u8]) -> Result<(), Refusal> {
+        // Both walked first: a hostile path ends the session whatever
+        // the other one is.
         let (tdir, tname) = self.parent(to, false)?;
+        let (dir, name) = self.parent(path, true)?;
         let target = rustix::fs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW)?;
         if FileType::from_raw_mode(target.st_mode) != FileType::RegularFile {
             return Err(Refusal::Fail(format!(
@@ -740,7 +743,6 @@ impl Receiver {
                 shown(to)
             )));
         }
-        let (dir, name) = self.parent(path, true)?;
         if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
             && (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
         {

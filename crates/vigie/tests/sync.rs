@@ -434,6 +434,28 @@ fn hostile_messages_are_refused_and_end_the_session() {
         }],
     );
     assert!(matches!(r.last(), Some(Msg::Fatal { .. })), "{r:?}");
+    // So are hard links to or through anything outside.
+    std::fs::write(outside.path().join("target"), "outside").unwrap();
+    for (path, to) in [
+        (&b"in"[..], &b"../target"[..]),
+        (b"in", b"door/target"),
+        (b"door/in", b"in"),
+    ] {
+        let r = hostile(
+            &root,
+            &[Msg::Link {
+                id: 3,
+                path: path.to_vec(),
+                to: to.to_vec(),
+            }],
+        );
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
+            "{r:?}"
+        );
+    }
+    assert!(!root.join("in").exists());
+    assert!(!outside.path().join("in").exists());
     // Garbage instead of a hello.
     let mut child = Command::new(BIN)
         .args(["sync-receive"])
