@@ -538,6 +538,29 @@ fn through_a_real_sshd_and_a_bastion() {
         std::fs::write(src.path().join(format!("via-{host}")), host).unwrap();
         assert!(s.last_error.is_none(), "{s:?}");
     }
+    // The job's `preserve_setuid` reaches the receiver through ssh (the
+    // passes above ran on the default, which strips the bits).
+    std::fs::set_permissions(
+        src.path().join("top.bin"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    let keep = JobSpec {
+        to: Destination::Ssh {
+            ssh: vec![
+                "ssh".into(),
+                "-F".into(),
+                cfg.to_string_lossy().into_owned(),
+            ],
+            host: "backup".into(),
+            path: dst.path().to_string_lossy().into_owned(),
+            remote_vigie: BIN.into(),
+        },
+        preserve_setuid: true,
+        ..local_spec(src.path(), dst.path())
+    };
+    vigie_sync::once(&keep).unwrap();
+    assert_eq!(mode_of(&dst.path().join("top.bin")), 0o4755);
     // Live over ssh.
     let spec = JobSpec {
         to: Destination::Ssh {
