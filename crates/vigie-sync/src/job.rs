@@ -337,7 +337,8 @@ pub struct Sender {
     /// times were last set (writing inside a directory changes them).
     touched: BTreeSet<Vec<u8>>,
     /// Files whose delta failed (the copy there changed meanwhile, or
-    /// the rebuilt file did not match): sent whole next time.
+    /// the rebuilt file did not match), or whose link did (a filesystem
+    /// without hard links): sent whole next time.
     whole: BTreeSet<Vec<u8>>,
     /// The names of files with more than one.
     links: Links,
@@ -568,6 +569,8 @@ impl Sender {
         mut gone: Vec<Vec<u8>>,
     ) -> Result<Left, String> {
         let mut left = Left::default();
+        // Files sent as a delta or as a link: a failure sends them whole
+        // next time.
         let mut deltas = BTreeSet::new();
         // Deletions: the topmost of each subtree only.
         gone.sort();
@@ -649,7 +652,8 @@ impl Sender {
                                     && same(w, e, true)
                             })
                     });
-                    if let Some(to) = to {
+                    if let Some(to) = to.filter(|_| !self.whole.contains(path)) {
+                        deltas.insert(path.clone());
                         s.link(e, &to)?;
                         sent_names.insert(path.clone());
                         self.status().files_sent += 1;
