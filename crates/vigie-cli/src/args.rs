@@ -111,7 +111,13 @@ pub enum Command {
     /// The far side of a replication: speaks the sync protocol on
     /// stdin/stdout and writes inside ROOT only (run by `ssh`).
     #[command(hide = true)]
-    SyncReceive { root: std::path::PathBuf },
+    SyncReceive {
+        root: std::path::PathBuf,
+        /// Keep set-user-ID and set-group-ID bits of files (the job's
+        /// `preserve_setuid`); stripped otherwise.
+        #[arg(long)]
+        preserve_setuid: bool,
+    },
     /// The far side of a reverse pass: sends ROOT on stdin/stdout (run by
     /// `ssh`).
     #[command(hide = true)]

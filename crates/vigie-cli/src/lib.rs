@@ -173,10 +173,17 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Sync { .. } => Err(Failure::config(
             "name a job: vigie sync NAME [--once], or vigie sync status|pause|resume",
         )),
-        Command::SyncReceive { root } => {
+        Command::SyncReceive {
+            root,
+            preserve_setuid,
+        } => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::BufWriter::new(std::io::stdout());
-            match vigie_sync::receive::serve(root, stdin, stdout) {
+            let policy = vigie_sync::receive::Policy {
+                setuid: *preserve_setuid,
+                reverse: false,
+            };
+            match vigie_sync::receive::serve(root, policy, stdin, stdout) {
                 Ok(()) => Ok(exit::OK),
                 Err(e) => {
                     tracing::error!("sync-receive: {e}");

@@ -79,6 +79,10 @@ pub struct SyncJob {
     /// The job's check fails when more changes than this wait.
     #[serde(default = "hundred_thousand")]
     pub max_queue: u64,
+    /// The receiver keeps set-user-ID and set-group-ID bits of files
+    /// (stripped by default: a replica is no place to plant them).
+    #[serde(default)]
+    pub preserve_setuid: bool,
 }
 
 fn hundred_thousand() -> u64 {

@@ -4,9 +4,10 @@
 //! depth); one with `/` against the whole path from the job's root. An
 //! excluded directory excludes all it holds.
 
-/// Whether `path` (relative, `/`-separated) is excluded by `patterns`.
+/// Whether `path` (relative, `/`-separated) is excluded by `patterns`;
+/// never the root (an empty path) itself.
 pub fn excluded(patterns: &[String], path: &[u8]) -> bool {
-    if patterns.is_empty() {
+    if patterns.is_empty() || path.is_empty() {
         return false;
     }
     let path = String::from_utf8_lossy(path);

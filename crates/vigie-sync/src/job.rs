@@ -7,7 +7,7 @@
 //! judged against the receiver's real state, at full nanosecond
 //! precision: a same-size rewrite within the same second is still sent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::glob::excluded;
 use crate::proto::{Entry, Kind};
+use crate::receive::Inode;
 use crate::session::{Destination, FileSent, Pending, Progress, Session, same};
 
 /// A changed file at least this big goes as a delta against the
@@ -46,6 +47,9 @@ pub struct JobSpec {
     pub max_queue: u64,
     /// Where the queue and the pause are kept (none: in memory only).
     pub state_dir: Option<PathBuf>,
+    /// The receiver keeps set-user-ID and set-group-ID bits of files
+    /// (stripped otherwise).
+    pub preserve_setuid: bool,
 }
 
 impl JobSpec {
@@ -78,6 +82,7 @@ impl JobSpec {
             max_lag: j.max_lag.std(),
             max_queue: j.max_queue,
             state_dir: None,
+            preserve_setuid: j.preserve_setuid,
         }
     }
 }
@@ -210,8 +215,15 @@ fn under(p: &[u8], dir: &[u8]) -> bool {
     p.len() > dir.len() && p.starts_with(dir) && p[dir.len()] == b'/'
 }
 
-/// Every entry under `root` (not following symlinks), minus excludes.
+/// `root` itself (an empty path: its mode, owner and times are
+/// replicated like any entry's) and every entry under it (not following
+/// symlinks), minus excludes.
 pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
+    Ok(scan(root, exclude)?.0)
+}
+
+/// `local_tree`, and the names of each file that has more than one.
+fn scan(root: &Path, exclude: &[String]) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
     let fd = rustix::fs::open(
         root,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -219,14 +231,67 @@ pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, E
     )
     .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
     let mut out = BTreeMap::new();
-    crate::receive::walk(&fd, &mut Vec::new(), &mut |e| {
+    let mut links = Links::default();
+    let top = crate::receive::root_entry(&fd).map_err(|e| format!("{}: {e}", root.display()))?;
+    out.insert(Vec::new(), top);
+    crate::receive::walk(&fd, &mut Vec::new(), &mut |e, inode| {
         if !excluded(exclude, &e.path) {
+            if let Some(inode) = inode {
+                links.add(&e.path, inode);
+            }
             out.insert(e.path.clone(), e);
         }
         Ok(())
     })
     .map_err(|e| e.to_string())?;
-    Ok(out)
+    Ok((out, links))
+}
+
+/// The inode of the file at `rel` under `root` if it has more than one
+/// name.
+fn linked(root: &Path, rel: &[u8]) -> Option<Inode> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(join(root, rel)).ok()?;
+    (md.file_type().is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()))
+}
+
+/// Files of more than one name (hard links). A write through one name
+/// changes them all, but inotify tells only the name written: each
+/// name's inode is kept here (from the last full pass, and from each
+/// changed file since) to bring the other names along, sent as links.
+#[derive(Debug, Default)]
+struct Links {
+    names: HashMap<Inode, BTreeSet<Vec<u8>>>,
+    inode: HashMap<Vec<u8>, Inode>,
+}
+
+impl Links {
+    fn add(&mut self, path: &[u8], inode: Inode) {
+        if let Some(old) = self.inode.insert(path.to_vec(), inode)
+            && old != inode
+            && let Some(n) = self.names.get_mut(&old)
+        {
+            n.remove(path);
+        }
+        self.names.entry(inode).or_default().insert(path.to_vec());
+    }
+
+    fn remove(&mut self, path: &[u8]) {
+        if let Some(old) = self.inode.remove(path)
+            && let Some(n) = self.names.get_mut(&old)
+        {
+            n.remove(path);
+        }
+    }
+
+    /// The other names of `path`'s file.
+    fn others(&self, path: &[u8]) -> Vec<Vec<u8>> {
+        self.inode
+            .get(path)
+            .and_then(|i| self.names.get(i))
+            .map(|n| n.iter().filter(|p| *p != path).cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The entry at `rel` under `root` now, if any (special files: none).
@@ -272,8 +337,11 @@ pub struct Sender {
     /// times were last set (writing inside a directory changes them).
     touched: BTreeSet<Vec<u8>>,
     /// Files whose delta failed (the copy there changed meanwhile, or
-    /// the rebuilt file did not match): sent whole next time.
+    /// the rebuilt file did not match), or whose link did (a filesystem
+    /// without hard links): sent whole next time.
     whole: BTreeSet<Vec<u8>>,
+    /// The names of files with more than one.
+    links: Links,
     progress: Arc<Progress>,
 }
 
@@ -292,6 +360,7 @@ impl Sender {
             mirror: BTreeMap::new(),
             touched: BTreeSet::new(),
             whole: BTreeSet::new(),
+            links: Links::default(),
             progress: Arc::default(),
         }
     }
@@ -304,7 +373,7 @@ impl Sender {
 
     /// Connect and read the receiver's tree.
     pub fn connect(&mut self) -> Result<Session, String> {
-        let mut s = Session::open(&self.spec.to, &self.spec.name)?;
+        let mut s = Session::open(&self.spec.to, &self.spec.name, self.spec.preserve_setuid)?;
         s.progress = self.progress.clone();
         self.relist(&mut s)?;
         self.status().connected = true;
@@ -333,7 +402,8 @@ impl Sender {
 
     /// Compare everything and send what differs.
     pub fn full_pass(&mut self, s: &mut Session) -> Result<BTreeSet<Vec<u8>>, String> {
-        let want = local_tree(&self.spec.from, &self.spec.exclude)?;
+        let (want, links) = scan(&self.spec.from, &self.spec.exclude)?;
+        self.links = links;
         let gone: Vec<Vec<u8>> = self
             .mirror
             .keys()
@@ -359,14 +429,14 @@ impl Sender {
         let paths: Vec<Vec<u8>> = want
             .iter()
             .filter(|(p, e)| {
-                e.kind == Kind::File && self.mirror.get(*p).is_some_and(|h| same(h, e, false))
+                e.kind == Kind::File && self.mirror.get(*p).is_some_and(|h| same(h, e, s.setuid))
             })
             .map(|(p, _)| p.clone())
             .collect();
         // Asked all at once; each side hashes its copies meanwhile.
         let theirs = s.hashes(&paths)?;
         for (p, theirs) in paths.iter().zip(theirs) {
-            let ours = crate::session::open_nofollow(&join(&self.spec.from, p))
+            let ours = crate::session::open_beneath(&self.spec.from, p)
                 .and_then(|mut f| crate::delta::sha256(&mut f))
                 .ok();
             if ours.is_some() && ours != theirs {
@@ -414,24 +484,27 @@ impl Sender {
             if excluded(&self.spec.exclude, p) {
                 continue;
             }
-            if let Some(parent) = parent_of(p) {
-                dirs.insert(parent.to_vec());
+            if !p.is_empty() {
+                dirs.insert(parent_of(p).unwrap_or_default().to_vec());
             }
             match local_entry(&self.spec.from, p) {
                 None => {
-                    if self.mirror.contains_key(p) {
+                    // The root itself gone is no deletion to replicate.
+                    if !p.is_empty() && self.mirror.contains_key(p) {
                         gone.push(p.clone());
                     }
                 }
                 Some(e) => {
-                    if e.kind == Kind::Dir {
+                    // The root's own change (a chmod) is its alone: it
+                    // is watched from the start, nothing in it is new.
+                    if e.kind == Kind::Dir && !p.is_empty() {
                         // A directory that appeared, moved or changed:
                         // all it holds, against all the receiver holds
                         // there (files made in it before its watch began
                         // have no events of their own).
                         let mut here = BTreeSet::new();
                         if let Ok(sub) = local_tree(&join(&self.spec.from, p), &[]) {
-                            for (k, mut v) in sub {
+                            for (k, mut v) in sub.into_iter().filter(|(k, _)| !k.is_empty()) {
                                 let mut full = p.clone();
                                 full.push(b'/');
                                 full.extend_from_slice(&k);
@@ -453,6 +526,31 @@ impl Sender {
                 }
             }
         }
+        // A file of several names changed through one: every name.
+        let files: Vec<Vec<u8>> = want
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::File)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in files {
+            let Some(inode) = linked(&self.spec.from, &p) else {
+                self.links.remove(&p);
+                continue;
+            };
+            self.links.add(&p, inode);
+            for q in self.links.others(&p) {
+                if want.contains_key(&q) {
+                    continue;
+                }
+                match local_entry(&self.spec.from, &q) {
+                    Some(e) if linked(&self.spec.from, &q) == Some(inode) => {
+                        want.insert(q, e);
+                    }
+                    // No longer a name of that file.
+                    _ => self.links.remove(&q),
+                }
+            }
+        }
         // The directories that held changes: their times changed too.
         for d in dirs {
             if let Some(e) = local_entry(&self.spec.from, &d) {
@@ -471,6 +569,8 @@ impl Sender {
         mut gone: Vec<Vec<u8>>,
     ) -> Result<Left, String> {
         let mut left = Left::default();
+        // Files sent as a delta or as a link: a failure sends them whole
+        // next time.
         let mut deltas = BTreeSet::new();
         // Deletions: the topmost of each subtree only.
         gone.sort();
@@ -503,18 +603,22 @@ impl Sender {
         }
         // What this pass will send, for a progress bar.
         for (path, e) in want {
-            if e.kind == Kind::File && !self.mirror.get(path).is_some_and(|h| same(h, e, false)) {
+            if e.kind == Kind::File && !self.mirror.get(path).is_some_and(|h| same(h, e, s.setuid))
+            {
                 self.progress.files.fetch_add(1, Ordering::Relaxed);
                 self.progress.bytes.fetch_add(e.size, Ordering::Relaxed);
             }
         }
         // Creations and updates, parents first.
         let mut dir_meta: Vec<Entry> = Vec::new();
+        // Files of several names sent in this pass: the next names go
+        // as links to the first.
+        let mut sent_names: BTreeSet<Vec<u8>> = BTreeSet::new();
         for (path, e) in want {
             let have = self.mirror.get(path).cloned();
             let have = have.as_ref();
             let owner_same = !s.owners || have.is_some_and(|h| h.uid == e.uid && h.gid == e.gid);
-            if have.is_some_and(|h| same(h, e, false)) {
+            if have.is_some_and(|h| same(h, e, s.setuid)) {
                 if !owner_same {
                     s.own(e)?;
                 }
@@ -525,7 +629,8 @@ impl Sender {
             }
             match e.kind {
                 Kind::Dir => {
-                    if have.is_none_or(|h| h.kind != Kind::Dir) {
+                    // The root is always there (its path cannot be made).
+                    if have.is_none_or(|h| h.kind != Kind::Dir) && !path.is_empty() {
                         // Its times come last (see below).
                         s.mkdir(&Entry {
                             mtime: i64::MIN,
@@ -538,18 +643,38 @@ impl Sender {
                 }
                 Kind::Symlink => s.symlink(e)?,
                 Kind::File => {
+                    // Another name of the same file, sent in this pass or
+                    // unchanged there: this one becomes a link to it.
+                    let to = self.links.others(path).into_iter().find(|q| {
+                        sent_names.contains(q)
+                            || want.get(q).is_some_and(|w| {
+                                self.mirror.get(q).is_some_and(|h| same(h, w, s.setuid))
+                                    && same(w, e, true)
+                            })
+                    });
+                    if let Some(to) = to.filter(|_| !self.whole.contains(path)) {
+                        deltas.insert(path.clone());
+                        s.link(e, &to)?;
+                        sent_names.insert(path.clone());
+                        self.status().files_sent += 1;
+                        continue;
+                    }
                     let delta = have.is_some_and(|h| h.kind == Kind::File)
                         && e.size >= DELTA_MIN
                         && !self.whole.remove(path);
                     match if delta {
                         deltas.insert(path.clone());
-                        s.delta_file(&join(&self.spec.from, path), e)?
+                        s.delta_file(&self.spec.from, e)?
                     } else {
-                        s.file(&join(&self.spec.from, path), e)?
+                        s.file(&self.spec.from, e)?
                     } {
-                        FileSent::Sent => self.status().files_sent += 1,
+                        FileSent::Sent => {
+                            self.status().files_sent += 1;
+                            sent_names.insert(path.clone());
+                        }
                         FileSent::Changed => {
                             self.status().files_sent += 1;
+                            sent_names.insert(path.clone());
                             left.again.insert(path.clone());
                         }
                         FileSent::Unreadable(why) => {
@@ -604,14 +729,29 @@ impl Sender {
             }
             self.apply(d.op, d.error.as_deref());
         }
+        // A file of several names that failed: its other names may now
+        // be links to what the receiver held before, whatever the mirror
+        // says; they go again with it.
+        let failed: Vec<Vec<u8>> = left.again.iter().cloned().collect();
+        for p in failed {
+            for q in self.links.others(&p) {
+                if let Some(h) = self.mirror.get_mut(&q) {
+                    h.mtime = i64::MIN;
+                }
+                left.again.insert(q);
+            }
+        }
         let sent = s.bytes_sent;
         self.status().bytes_sent = sent;
         Ok(left)
     }
 
+    /// The directory holding `p` (the root for a top-level entry) will
+    /// need its times set again.
     fn touch_parent(&mut self, p: &[u8]) {
-        if let Some(d) = parent_of(p) {
-            self.touched.insert(d.to_vec());
+        if !p.is_empty() {
+            self.touched
+                .insert(parent_of(p).unwrap_or_default().to_vec());
         }
     }
 
@@ -698,10 +838,10 @@ impl Batch {
     }
 
     fn add(&mut self, root: &Path, ev: &notify::Event) {
+        // The root itself is an empty path (a chmod of it is a change).
         let rel = |p: &Path| -> Option<Vec<u8>> {
             let r = p.strip_prefix(root).ok()?;
-            let b = r.as_os_str().as_bytes();
-            (!b.is_empty()).then(|| b.to_vec())
+            Some(r.as_os_str().as_bytes().to_vec())
         };
         if ev.need_rescan() {
             tracing::warn!(root = %root.display(), "file events overflowed; rescanning");
@@ -1061,7 +1201,14 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let served = crate::receive::serve(&spec.from, input, output);
+    // The far side is the backup, which may have been compromised while
+    // it served: nothing here is deleted, moved or reshaped, and no
+    // set-user-ID bit comes back.
+    let policy = crate::receive::Policy {
+        setuid: false,
+        reverse: true,
+    };
+    let served = crate::receive::serve(&spec.from, policy, input, output);
     let status = child.wait().map_err(|e| e.to_string())?;
     let said = said.join().unwrap_or_default();
     match (served, status.success()) {
@@ -1087,6 +1234,7 @@ pub fn send_stdio(root: &Path) -> Result<Status, String> {
         max_lag: Duration::from_mins(5),
         max_queue: 100_000,
         state_dir: None,
+        preserve_setuid: false,
     })
 }
 
@@ -1108,6 +1256,7 @@ mod tests {
             max_lag: Duration::from_mins(5),
             max_queue: 1000,
             state_dir: None,
+            preserve_setuid: false,
         }
     }
 

@@ -6,15 +6,20 @@
 
 use std::io::{self, Read, Write};
 
-/// Version 2 of the protocol (1 set owners in a message of their own
-/// after each new entry). A receiver refuses other versions.
-pub const VERSION: u16 = 2;
+/// Version 3 of the protocol (2 sent block signatures in one frame,
+/// which a file over about 3.2 GiB overflows, had no word of
+/// set-user-ID bits and no hard links; 1 set owners in a message of their own after each
+/// new entry). A receiver refuses other versions.
+pub const VERSION: u16 = 3;
 /// The first bytes of a `Hello`: not a vigie on the far side otherwise.
 pub const MAGIC: &[u8; 8] = b"VGSYNC\r\n";
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
 /// File contents travel in chunks of at most this.
 pub const CHUNK: usize = 256 * 1024;
+/// Block signatures travel in `SumsReply` frames of at most this many
+/// (20 bytes each: a frame stays under `MAX_FRAME`).
+pub const SUMS_PER_FRAME: usize = (MAX_FRAME - 64) / 20;
 
 /// What a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +58,10 @@ pub enum Msg {
         version: u16,
         /// The receiver runs as root: it keeps owners and groups.
         owners: bool,
+        /// The receiver keeps set-user-ID and set-group-ID bits of
+        /// files (it strips them otherwise: the sender compares modes
+        /// without them).
+        setuid: bool,
     },
     /// Ask for the receiver's whole tree: `Entry`… then `ListEnd`.
     List,
@@ -99,7 +108,8 @@ pub enum Msg {
         from: Vec<u8>,
         to: Vec<u8>,
     },
-    /// Set a path's permissions and modification time.
+    /// Set a path's permissions and modification time (the empty path:
+    /// the replicated root itself; here and in `Own` only).
     Meta {
         id: u64,
         path: Vec<u8>,
@@ -127,10 +137,12 @@ pub enum Msg {
         block: u32,
     },
     /// The signatures: per block, a rolling checksum and a strong hash
-    /// (empty when the receiver has no such file).
+    /// (empty when the receiver has no such file), in frames of at most
+    /// `SUMS_PER_FRAME`; `more` on every frame but the last.
     SumsReply {
         id: u64,
         sums: Vec<(u32, [u8; 16])>,
+        more: bool,
     },
     /// A file rebuilt from the receiver's copy (`Copy`) and new bytes
     /// (`Data`), then `DeltaEnd` with the SHA-256 of the result.
@@ -174,6 +186,13 @@ pub enum Msg {
     HashReply {
         id: u64,
         sha256: [u8; 32],
+    },
+    /// Make `path` another name of the file at `to` (a hard link),
+    /// replacing what `path` was: hard links stay hard links.
+    Link {
+        id: u64,
+        path: Vec<u8>,
+        to: Vec<u8>,
     },
 }
 
@@ -282,8 +301,15 @@ impl Msg {
                 o.0.extend_from_slice(MAGIC);
                 o.u16(*version).bytes(job.as_bytes());
             }
-            Msg::Welcome { version, owners } => {
-                o.u8(2).u16(*version).u8(u8::from(*owners));
+            Msg::Welcome {
+                version,
+                owners,
+                setuid,
+            } => {
+                o.u8(2)
+                    .u16(*version)
+                    .u8(u8::from(*owners))
+                    .u8(u8::from(*setuid));
             }
             Msg::List => {
                 o.u8(3);
@@ -378,9 +404,10 @@ impl Msg {
             Msg::Sums { id, path, block } => {
                 o.u8(17).u64(*id).bytes(path).u32(*block);
             }
-            Msg::SumsReply { id, sums } => {
+            Msg::SumsReply { id, sums, more } => {
                 o.u8(18)
                     .u64(*id)
+                    .u8(u8::from(*more))
                     .u32(u32::try_from(sums.len()).unwrap_or(u32::MAX));
                 for (weak, strong) in sums {
                     o.u32(*weak);
@@ -433,6 +460,9 @@ impl Msg {
                 o.u8(25).u64(*id);
                 o.0.extend_from_slice(sha256);
             }
+            Msg::Link { id, path, to } => {
+                o.u8(26).u64(*id).bytes(path).bytes(to);
+            }
         }
         o.0
     }
@@ -453,6 +483,7 @@ impl Msg {
             2 => Msg::Welcome {
                 version: i.u16()?,
                 owners: i.u8()? == 1,
+                setuid: i.u8()? == 1,
             },
             3 => Msg::List,
             4 => {
@@ -535,6 +566,7 @@ impl Msg {
             },
             18 => {
                 let id = i.u64()?;
+                let more = i.u8()? == 1;
                 let n = i.u32()? as usize;
                 if n > i.0.len() / 20 {
                     return malformed("more signatures than bytes");
@@ -545,7 +577,7 @@ impl Msg {
                     let strong: [u8; 16] = i.take(16)?.try_into().expect("16 bytes");
                     sums.push((weak, strong));
                 }
-                Msg::SumsReply { id, sums }
+                Msg::SumsReply { id, sums, more }
             }
             19 => Msg::Delta {
                 id: i.u64()?,
@@ -580,6 +612,11 @@ impl Msg {
             25 => Msg::HashReply {
                 id: i.u64()?,
                 sha256: i.take(32)?.try_into().expect("32 bytes"),
+            },
+            26 => Msg::Link {
+                id: i.u64()?,
+                path: i.bytes()?,
+                to: i.bytes()?,
             },
             t => return malformed(&format!("unknown message type {t}")),
         };
@@ -665,6 +702,7 @@ mod tests {
             Msg::Welcome {
                 version: 1,
                 owners: true,
+                setuid: false,
             },
             Msg::Own {
                 id: 11,
@@ -743,6 +781,7 @@ mod tests {
             Msg::SumsReply {
                 id: 9,
                 sums: vec![(1, [2; 16]), (3, [4; 16])],
+                more: true,
             },
             Msg::Delta {
                 id: 10,
@@ -768,6 +807,11 @@ mod tests {
                 id: 10,
                 sha256: [9; 32],
             },
+            Msg::Link {
+                id: 13,
+                path: b"d/b".to_vec(),
+                to: b"a".to_vec(),
+            },
         ]
     }
 
@@ -778,6 +822,19 @@ mod tests {
             write(&mut buf, &m).unwrap();
             assert_eq!(read(&mut buf.as_slice()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn a_full_frame_of_signatures_fits_a_frame() {
+        let m = Msg::SumsReply {
+            id: u64::MAX,
+            sums: vec![(u32::MAX, [0xff; 16]); SUMS_PER_FRAME],
+            more: true,
+        };
+        let mut buf = Vec::new();
+        write(&mut buf, &m).unwrap();
+        assert!(buf.len() - 4 <= MAX_FRAME, "{} bytes", buf.len());
+        assert_eq!(read(&mut buf.as_slice()).unwrap(), m);
     }
 
     #[test]

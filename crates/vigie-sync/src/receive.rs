@@ -6,10 +6,19 @@
 //! directory, synced, then renamed over the old one: a reader never sees
 //! half a file, and a killed receiver leaves only a temporary file, which
 //! the next listing removes.
+//!
+//! Metadata is changed through a descriptor of the entry itself, opened
+//! with `O_PATH | O_NOFOLLOW`, or by calls that never follow a link: a
+//! local user who swaps a symlink in between cannot have root change a
+//! file outside. Set-user-ID and set-group-ID bits of files are stripped
+//! unless the job keeps them (`preserve_setuid`). A reverse pass
+//! (failback, into the primary) trusts its sender less still: no
+//! deletion, no rename, no entry replaced by one of another kind, and
+//! never a set-user-ID bit (`Policy`).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -17,7 +26,7 @@ use rustix::fs::Timespec;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
 
-use crate::proto::{self, Entry, Kind, Msg, ProtoError, VERSION};
+use crate::proto::{self, Entry, Kind, Msg, ProtoError, SUMS_PER_FRAME, VERSION};
 
 /// Temporary files start with this; listings skip (and remove) them.
 pub const TMP_PREFIX: &[u8] = b".vigie-tmp.";
@@ -69,8 +78,41 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::RDONLY)
     .union(OFlags::CLOEXEC);
 
+/// What a receiver accepts from its sender.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policy {
+    /// Keep set-user-ID and set-group-ID bits on files (`preserve_setuid
+    /// = true`); stripped otherwise. Never on a reverse pass.
+    pub setuid: bool,
+    /// A reverse pass (failback) into the primary: the sender is the
+    /// backup, which may have been compromised while it served. Refused:
+    /// deletions, renames (they remove the name they replace), and
+    /// replacing an entry by one of another kind (a directory by a file,
+    /// a file by a symlink…).
+    pub reverse: bool,
+}
+
+impl Policy {
+    /// The mode bits a received entry of type `ft` gets: without
+    /// set-user-ID and set-group-ID bits on a file unless kept (on a
+    /// directory set-group-ID only passes the group on to new entries).
+    fn mode(self, ft: FileType, m: u32) -> Mode {
+        let m = if ft == FileType::RegularFile && !self.keeps_setuid() {
+            m & !0o6000
+        } else {
+            m
+        };
+        mode(m)
+    }
+
+    fn keeps_setuid(self) -> bool {
+        self.setuid && !self.reverse
+    }
+}
+
 struct Receiver {
     root: Arc<OwnedFd>,
+    policy: Policy,
     /// Where full batches of staged files go to be put in place.
     committer: Committer,
     /// Running as root: owners and groups are set as sent.
@@ -104,7 +146,7 @@ enum Job {
 /// contents are made durable (`durable`), then each file is renamed over
 /// its name (a reader sees the old file or the whole new one), and
 /// answered.
-fn committer(root: &OwnedFd, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
+fn committer(root: &OwnedFd, policy: Policy, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
     let mut failed: Option<String> = None;
     for job in jobs {
         match job {
@@ -118,9 +160,11 @@ fn committer(root: &OwnedFd, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>
                     .map(|st| {
                         let placed = match synced {
                             Err(e) => Err(Refusal::from(e)),
-                            Ok(()) => Receiver::clear_dir(&st.dir, &st.name).and_then(|()| {
-                                Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)
-                            }),
+                            Ok(()) => {
+                                Receiver::clear_dir(&st.dir, &st.name, policy).and_then(|()| {
+                                    Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)
+                                })
+                            }
                         };
                         match placed {
                             Ok(()) => Msg::Ack { id: st.id },
@@ -306,14 +350,87 @@ impl Receiver {
     }
 
     /// Make room for a new entry at `name`: a directory there is removed
-    /// with all it holds (a file or link is simply replaced by rename).
-    fn clear_dir(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
+    /// with all it holds (a file or link is simply replaced by rename);
+    /// never on a reverse pass.
+    fn clear_dir(dir: &OwnedFd, name: &[u8], policy: Policy) -> Result<(), Refusal> {
         if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             && FileType::from_raw_mode(st.st_mode) == FileType::Directory
         {
+            if policy.reverse {
+                return Err(Refusal::Fatal(format!(
+                    "refused to replace the directory {} on a reverse pass",
+                    shown(name)
+                )));
+            }
             remove_tree(dir, name)?;
         }
         Ok(())
+    }
+
+    /// Whether the policy lets `msg` through (a reverse pass refuses
+    /// what would remove or reshape anything here).
+    fn allowed(&self, msg: &Msg) -> Result<(), Refusal> {
+        if !self.policy.reverse {
+            return Ok(());
+        }
+        match msg {
+            Msg::Delete { path, .. } => Err(Refusal::Fatal(format!(
+                "refused to delete {} on a reverse pass (nothing is deleted here)",
+                shown(path)
+            ))),
+            Msg::Rename { from, to, .. } => Err(Refusal::Fatal(format!(
+                "refused to rename {} to {} on a reverse pass (nothing is deleted here)",
+                shown(from),
+                shown(to)
+            ))),
+            Msg::File { path, .. } | Msg::Delta { path, .. } | Msg::Link { path, .. } => {
+                self.same_kind(path, Kind::File)
+            }
+            Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
+            Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
+            _ => Ok(()),
+        }
+    }
+
+    /// On a reverse pass, refuse a new entry of `kind` at `path` where
+    /// an entry of another kind is (the primary's tree is only added to
+    /// or updated, never reshaped by the backup).
+    fn same_kind(&self, path: &[u8], kind: Kind) -> Result<(), Refusal> {
+        if !self.policy.reverse {
+            return Ok(());
+        }
+        let (dir, name) = match self.parent(path, false) {
+            Ok(x) => x,
+            // Its directory is not there: a new entry.
+            Err(Refusal::Fail(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let ft = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => FileType::from_raw_mode(st.st_mode),
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let here = match ft {
+            FileType::RegularFile => Some(Kind::File),
+            FileType::Directory => Some(Kind::Dir),
+            FileType::Symlink => Some(Kind::Symlink),
+            _ => None,
+        };
+        if here == Some(kind) {
+            return Ok(());
+        }
+        let what = |k: Option<Kind>| match k {
+            Some(Kind::File) => "a file",
+            Some(Kind::Dir) => "a directory",
+            Some(Kind::Symlink) => "a symlink",
+            None => "a special file",
+        };
+        Err(Refusal::Fatal(format!(
+            "refused to replace {} by {} on a reverse pass: {}",
+            what(here),
+            what(Some(kind)),
+            shown(path)
+        )))
     }
 
     fn mkdir(&self, path: &[u8], m: u32, uid: u32, gid: u32) -> Result<(), Refusal> {
@@ -421,7 +538,12 @@ impl Receiver {
                 if basis.is_some() {
                     hasher.update(d);
                 }
-                if let Err(e) = f.write_all(d) {
+                // Zeros are left as a hole (the file's length is set at
+                // the end): a sparse disk image stays sparse here.
+                if zeros(d) {
+                    return;
+                }
+                if let Err(e) = f.write_all_at(d, written - d.len() as u64) {
                     *file = Err(e.into());
                 }
             }
@@ -497,8 +619,10 @@ impl Receiver {
                     shown(path)
                 )));
             }
+            // Holes at the end are not written: the length makes them.
+            f.set_len(written)?;
             self.fchown(&f, attrs.uid, attrs.gid)?;
-            rustix::fs::fchmod(&f, mode(attrs.mode))?;
+            rustix::fs::fchmod(&f, self.policy.mode(FileType::RegularFile, attrs.mode))?;
             rustix::fs::futimens(&f, &times(attrs.mtime))?;
             // A big file starts going to disk now, while the next data
             // arrives (on Linux this advice starts writeback of its dirty
@@ -578,7 +702,7 @@ impl Receiver {
             }
             let _ =
                 rustix::fs::utimensat(&dir, &tmp, &times(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW);
-            Self::clear_dir(&dir, name)?;
+            Self::clear_dir(&dir, name, self.policy)?;
             Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?)
         })();
         if r.is_err() {
@@ -604,63 +728,177 @@ impl Receiver {
         }
     }
 
+    /// Make `path` another name of the regular file at `to`: linked
+    /// under a temporary name, then renamed over `path` (a reader sees
+    /// the old entry or the link). Neither is followed if a symlink.
+    fn link(&self, path: &[u8], to: &[u8]) -> Result<(), Refusal> {
+        // Both walked first: a hostile path ends the session whatever
+        // the other one is.
+        let (tdir, tname) = self.parent(to, false)?;
+        let (dir, name) = self.parent(path, true)?;
+        let target = rustix::fs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(target.st_mode) != FileType::RegularFile {
+            return Err(Refusal::Fail(format!(
+                "{}: not a regular file to link to",
+                shown(to)
+            )));
+        }
+        if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            && (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
+        {
+            // Linked already (and a rename between two names of one
+            // file would do nothing, leaving the temporary name).
+            return Ok(());
+        }
+        let tmp = Self::tmp_name();
+        rustix::fs::linkat(&tdir, tname, &dir, &tmp, AtFlags::empty())?;
+        let r = Self::clear_dir(&dir, name, self.policy)
+            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
+        // Gone once renamed; left when anything failed.
+        let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        r
+    }
+
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<(), Refusal> {
         let (fdir, fname) = self.parent(from, false)?;
         let (tdir, tname) = self.parent(to, true)?;
         if rustix::fs::statat(&fdir, fname, AtFlags::SYMLINK_NOFOLLOW).is_err() {
             return Err(Refusal::Fail(format!("{}: nothing to rename", shown(from))));
         }
-        Self::clear_dir(&tdir, tname)?;
+        Self::clear_dir(&tdir, tname, self.policy)?;
         rustix::fs::renameat(&fdir, fname, &tdir, tname)?;
         Ok(())
     }
 
+    /// The entry at `path` itself (the root for an empty path), never
+    /// what a symlink there points to: an `O_PATH | O_NOFOLLOW`
+    /// descriptor and its type. Whatever is swapped in at that name
+    /// afterwards, the descriptor still names the entry opened.
+    fn entry(&self, path: &[u8]) -> Result<(OwnedFd, FileType), Refusal> {
+        let fd = if path.is_empty() {
+            rustix::fs::openat(
+                &*self.root,
+                ".",
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?
+        } else {
+            let (dir, name) = self.parent(path, false)?;
+            rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        Ok((fd, FileType::from_raw_mode(st.st_mode)))
+    }
+
+    /// Set an owner and group: the entry's own (a symlink's, not its
+    /// target's), then its mode again (a change of owner clears
+    /// set-user-ID bits).
     fn own(&self, path: &[u8], uid: u32, gid: u32, m: u32) -> Result<(), Refusal> {
-        let (dir, name) = self.parent(path, false)?;
-        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let (fd, ft) = self.entry(path)?;
         rustix::fs::chownat(
-            &dir,
-            name,
+            &fd,
+            "",
             Some(rustix::process::Uid::from_raw(uid)),
             Some(rustix::process::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
-            // Not a symlink (checked without following): chmod is safe.
-            rustix::fs::chmodat(&dir, name, mode(m), AtFlags::empty())?;
+        if ft != FileType::Symlink {
+            chmod_entry(&fd, self.policy.mode(ft, m))?;
         }
         Ok(())
     }
 
+    /// Set a mode (not on a symlink: Linux has no modes of links) and a
+    /// modification time.
     fn meta(&self, path: &[u8], m: u32, mtime: i64) -> Result<(), Refusal> {
-        let (dir, name) = self.parent(path, false)?;
-        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
-            // Not a symlink (checked without following): chmod is safe.
-            rustix::fs::chmodat(&dir, name, mode(m), AtFlags::empty())?;
+        let (fd, ft) = self.entry(path)?;
+        if ft == FileType::Symlink {
+            // The link itself, by a call that never follows it.
+            let (dir, name) = self.parent(path, false)?;
+            rustix::fs::utimensat(&dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+        } else {
+            chmod_entry(&fd, self.policy.mode(ft, m))?;
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                proc_path(&fd),
+                &times(mtime),
+                AtFlags::empty(),
+            )?;
         }
-        rustix::fs::utimensat(&dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(())
     }
 
-    /// Every entry under ROOT, depth first; stale temporary files are
-    /// removed on the way.
+    /// ROOT itself (an empty path), then every entry under it, depth
+    /// first; stale temporary files are removed on the way.
     fn list(&self, out: &mut impl Write) -> Result<(), ProtoError> {
         let root = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())
             .map_err(io::Error::from)?;
-        walk(&root, &mut Vec::new(), &mut |e| {
+        proto::write(out, &Msg::Entry(root_entry(&root)?))?;
+        walk(&root, &mut Vec::new(), &mut |e, _| {
             proto::write(out, &Msg::Entry(e))
         })?;
         proto::write(out, &Msg::ListEnd)
     }
 }
 
+/// `/proc/self/fd/N` for a descriptor: the path that names its very
+/// inode, whatever its name now points to.
+fn proc_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+}
+
+/// chmod the entry an `O_PATH` descriptor holds. `fchmod` refuses such
+/// descriptors and `fchmodat2(AT_EMPTY_PATH)` needs Linux 6.6, so through
+/// `/proc/self/fd/N`, which names that very inode: a symlink swapped in
+/// at its name since cannot redirect the change.
+fn chmod_entry(fd: &OwnedFd, m: Mode) -> Result<(), Refusal> {
+    match rustix::fs::chmod(proc_path(fd), m) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT) => Err(Refusal::Fail(
+            "cannot change a mode: /proc is not mounted here (the receiver needs it)".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `d` holds only zeros (checked a page at a time: a whole
+/// chunk is scanned only when it is a hole).
+fn zeros(d: &[u8]) -> bool {
+    d.chunks(4096)
+        .all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0)
+}
+
+/// The directory `dir` itself, as the root of a tree: an empty path.
+/// Its mode, owner and times are replicated like any entry's.
+pub(crate) fn root_entry(dir: &OwnedFd) -> io::Result<Entry> {
+    let st = rustix::fs::fstat(dir)?;
+    Ok(Entry {
+        path: Vec::new(),
+        kind: Kind::Dir,
+        size: 0,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        target: Vec::new(),
+    })
+}
+
+/// A file's identity: device and inode numbers.
+pub(crate) type Inode = (u64, u64);
+
 /// Call `f` for every entry under `dir` (paths relative to the walk's
-/// start), never following a symlink.
+/// start), never following a symlink; with its inode when it is a file
+/// of more than one name (hard links).
 pub(crate) fn walk(
     dir: &OwnedFd,
     prefix: &mut Vec<u8>,
-    f: &mut dyn FnMut(Entry) -> Result<(), ProtoError>,
+    f: &mut dyn FnMut(Entry, Option<Inode>) -> Result<(), ProtoError>,
 ) -> Result<(), ProtoError> {
     let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)
         .map_err(io::Error::from)?
@@ -686,42 +924,51 @@ pub(crate) fn walk(
         let m = st.st_mode & 0o7777;
         let (uid, gid) = (st.st_uid, st.st_gid);
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => f(Entry {
-                path: prefix.clone(),
-                kind: Kind::File,
-                size: st.st_size as u64,
-                mode: m,
-                uid,
-                gid,
-                mtime,
-                target: Vec::new(),
-            })?,
-            FileType::Symlink => {
-                let target = rustix::fs::readlinkat(dir, &name, Vec::new())
-                    .map(std::ffi::CString::into_bytes)
-                    .unwrap_or_default();
-                f(Entry {
+            FileType::RegularFile => f(
+                Entry {
                     path: prefix.clone(),
-                    kind: Kind::Symlink,
-                    size: 0,
-                    mode: m,
-                    uid,
-                    gid,
-                    mtime,
-                    target,
-                })?;
-            }
-            FileType::Directory => {
-                f(Entry {
-                    path: prefix.clone(),
-                    kind: Kind::Dir,
-                    size: 0,
+                    kind: Kind::File,
+                    size: st.st_size as u64,
                     mode: m,
                     uid,
                     gid,
                     mtime,
                     target: Vec::new(),
-                })?;
+                },
+                (st.st_nlink > 1).then_some((st.st_dev, st.st_ino)),
+            )?,
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, &name, Vec::new())
+                    .map(std::ffi::CString::into_bytes)
+                    .unwrap_or_default();
+                f(
+                    Entry {
+                        path: prefix.clone(),
+                        kind: Kind::Symlink,
+                        size: 0,
+                        mode: m,
+                        uid,
+                        gid,
+                        mtime,
+                        target,
+                    },
+                    None,
+                )?;
+            }
+            FileType::Directory => {
+                f(
+                    Entry {
+                        path: prefix.clone(),
+                        kind: Kind::Dir,
+                        size: 0,
+                        mode: m,
+                        uid,
+                        gid,
+                        mtime,
+                        target: Vec::new(),
+                    },
+                    None,
+                )?;
                 if let Ok(sub) = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty()) {
                     walk(&sub, prefix, f)?;
                 }
@@ -783,6 +1030,7 @@ fn name_of(m: &Msg) -> &'static str {
         Msg::Own { .. } => "own",
         Msg::Hash { .. } => "hash",
         Msg::HashReply { .. } => "hash reply",
+        Msg::Link { .. } => "link",
     }
 }
 
@@ -791,6 +1039,7 @@ fn name_of(m: &Msg) -> &'static str {
 /// `Fatal`).
 pub fn serve(
     root: &Path,
+    policy: Policy,
     mut input: impl Read,
     mut output: impl Write + Send,
 ) -> Result<(), String> {
@@ -828,6 +1077,7 @@ pub fn serve(
         &Msg::Welcome {
             version: VERSION,
             owners,
+            setuid: policy.keeps_setuid(),
         },
     )
     .map_err(|e| e.to_string())?;
@@ -838,9 +1088,10 @@ pub fn serve(
         // One batch being put in place while the next one arrives.
         let (jobs, todo) = mpsc::sync_channel(0);
         let (root2, out2) = (root.clone(), &out);
-        scope.spawn(move || committer(&root2, &todo, out2));
+        scope.spawn(move || committer(&root2, policy, &todo, out2));
         let mut rx = Receiver {
             root,
+            policy,
             committer: Committer {
                 jobs,
                 inflight: Vec::new(),
@@ -894,6 +1145,9 @@ fn session(
             }
             Msg::MkDir { path, .. } if !rx.conflicts(path) => {}
             _ => rx.commit()?,
+        }
+        if let Err(Refusal::Fatal(message) | Refusal::Fail(message)) = rx.allowed(&msg) {
+            return fatal(out, message);
         }
         let (id, result) = match msg {
             Msg::Commit => continue,
@@ -972,12 +1226,28 @@ fn session(
                 continue;
             }
             Msg::Sums { id, path, block } => {
-                let answer = match rx.sums(&path, block) {
-                    Ok(sums) => Msg::SumsReply { id, sums },
-                    Err(Refusal::Fail(message)) => Msg::Fail { id, message },
+                let answers = match rx.sums(&path, block) {
+                    Ok(sums) if sums.is_empty() => vec![Msg::SumsReply {
+                        id,
+                        sums,
+                        more: false,
+                    }],
+                    // A big file's signatures do not fit one frame.
+                    Ok(sums) => {
+                        let n = sums.len().div_ceil(SUMS_PER_FRAME);
+                        sums.chunks(SUMS_PER_FRAME)
+                            .enumerate()
+                            .map(|(i, part)| Msg::SumsReply {
+                                id,
+                                sums: part.to_vec(),
+                                more: i + 1 < n,
+                            })
+                            .collect()
+                    }
+                    Err(Refusal::Fail(message)) => vec![Msg::Fail { id, message }],
                     Err(Refusal::Fatal(message)) => return fatal(out, message),
                 };
-                reply(out, &[answer])?;
+                reply(out, &answers)?;
                 continue;
             }
             Msg::Symlink {
@@ -997,6 +1267,7 @@ fn session(
                 (id, rx.symlink(&path, &target, attrs))
             }
             Msg::Delete { id, path } => (id, rx.delete(&path)),
+            Msg::Link { id, path, to } => (id, rx.link(&path, &to)),
             Msg::Rename { id, from, to } => (id, rx.rename(&from, &to)),
             Msg::Own {
                 id,

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -37,19 +36,20 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// The command that runs `vigie SUB PATH` on the far side: through
-    /// ssh, or this binary for a local path (none: stdin/stdout).
-    fn far_command(&self, sub: &str) -> Option<Command> {
+    /// The command that runs `vigie SUB [FLAGS] PATH` on the far side:
+    /// through ssh, or this binary for a local path (none:
+    /// stdin/stdout).
+    fn far_command(&self, sub: &str, flags: &[&str]) -> Option<Command> {
         match self {
             Destination::Ssh {
                 ssh,
                 host,
                 path,
                 remote_vigie,
-            } => Some(ssh_command(ssh, host, remote_vigie, sub, path)),
+            } => Some(ssh_command(ssh, host, remote_vigie, sub, flags, path)),
             Destination::Local { path, vigie } => {
                 let mut c = Command::new(vigie);
-                c.args([sub, path.as_str()]);
+                c.arg(sub).args(flags).arg(path);
                 Some(c)
             }
             Destination::Stdio => None,
@@ -59,7 +59,7 @@ impl Destination {
     /// The command that runs a sender of `path` on the far side, for a
     /// reverse pass (far side → here).
     pub fn reverse_command(&self) -> Option<Command> {
-        self.far_command("sync-send")
+        self.far_command("sync-send", &[])
     }
 
     pub fn describe(&self) -> String {
@@ -71,18 +71,28 @@ impl Destination {
     }
 }
 
-/// `ssh … HOST -- VIGIE SUBCOMMAND PATH`, never prompting.
-fn ssh_command(ssh: &[String], host: &str, vigie: &str, sub: &str, path: &str) -> Command {
+/// `ssh … HOST -- VIGIE SUBCOMMAND [FLAGS] PATH`, never prompting.
+fn ssh_command(
+    ssh: &[String],
+    host: &str,
+    vigie: &str,
+    sub: &str,
+    flags: &[&str],
+    path: &str,
+) -> Command {
     let mut c = Command::new(&ssh[0]);
+    let mut remote = format!("{} {sub}", shell_quote(vigie));
+    for f in flags {
+        remote.push(' ');
+        remote.push_str(&shell_quote(f));
+    }
+    remote.push(' ');
+    remote.push_str(&shell_quote(path));
     c.args(&ssh[1..])
         .args(["-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
         .arg(host)
         .arg("--")
-        .arg(format!(
-            "{} {sub} {}",
-            shell_quote(vigie),
-            shell_quote(path)
-        ));
+        .arg(remote);
     c
 }
 
@@ -138,6 +148,8 @@ pub struct Session {
     pub bytes_sent: u64,
     /// The receiver keeps owners and groups (it runs as root).
     pub owners: bool,
+    /// The receiver keeps set-user-ID and set-group-ID bits of files.
+    pub setuid: bool,
     pub progress: Arc<Progress>,
 }
 
@@ -171,11 +183,17 @@ impl Drop for Session {
 const REPLY_TIMEOUT: Duration = Duration::from_mins(2);
 
 impl Session {
-    /// Start the receiver and shake hands.
-    pub fn open(dest: &Destination, job: &str) -> Result<Self, String> {
+    /// Start the receiver and shake hands; it keeps set-user-ID bits
+    /// when `preserve_setuid`.
+    pub fn open(dest: &Destination, job: &str, preserve_setuid: bool) -> Result<Self, String> {
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let flags: &[&str] = if preserve_setuid {
+            &["--preserve-setuid"]
+        } else {
+            &[]
+        };
         let (child, input, out): (Option<Child>, Box<dyn Read + Send>, Box<dyn Write + Send>) =
-            if let Some(mut cmd) = dest.far_command("sync-receive") {
+            if let Some(mut cmd) = dest.far_command("sync-receive", flags) {
                 let mut child = cmd
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -230,6 +248,7 @@ impl Session {
             early: Vec::new(),
             bytes_sent: 0,
             owners: false,
+            setuid: false,
             progress: Arc::default(),
         };
         s.send(&Msg::Hello {
@@ -238,8 +257,13 @@ impl Session {
         })?;
         s.flush()?;
         match s.reply(Duration::from_secs(30))? {
-            Msg::Welcome { version, owners } if version == VERSION => {
+            Msg::Welcome {
+                version,
+                owners,
+                setuid,
+            } if version == VERSION => {
                 s.owners = owners;
+                s.setuid = setuid;
                 Ok(s)
             }
             Msg::Fatal { message } => Err(format!("{}: {message}", dest.describe())),
@@ -384,6 +408,16 @@ impl Session {
         })
     }
 
+    /// Make `e.path` another name of the receiver's `to` (hard links).
+    pub fn link(&mut self, e: &Entry, to: &[u8]) -> Result<(), String> {
+        let id = self.id(Pending::Put(e.clone()));
+        self.send(&Msg::Link {
+            id,
+            path: e.path.clone(),
+            to: to.to_vec(),
+        })
+    }
+
     pub fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), String> {
         let id = self.id(Pending::Rename(from.to_vec(), to.to_vec()));
         self.send(&Msg::Rename {
@@ -393,10 +427,11 @@ impl Session {
         })
     }
 
-    /// Send the file at `local` as `e.path`, whole; what became of it
+    /// Send the file `e.path` under `root`, whole; what became of it
     /// (`Err`: the session is broken).
-    pub fn file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
-        let (mut f, md, entry) = match self.open_source(local, e)? {
+    pub fn file(&mut self, root: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
+        let local = &join(root, &e.path);
+        let (mut f, md, entry) = match self.open_source(root, e)? {
             Ok(x) => x,
             Err(unreadable) => return Ok(unreadable),
         };
@@ -438,9 +473,10 @@ impl Session {
         })
     }
 
-    /// Send the file at `local` as a delta against the receiver's copy
-    /// (which `have` describes); a whole file when the receiver has none.
-    pub fn delta_file(&mut self, local: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
+    /// Send the file `e.path` under `root` as a delta against the
+    /// receiver's copy; a whole file when the receiver has none.
+    pub fn delta_file(&mut self, root: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
+        let local = &join(root, &e.path);
         let block = crate::delta::block_size(e.size);
         let id = self.next_id;
         self.next_id += 1;
@@ -450,19 +486,30 @@ impl Session {
             block,
         })?;
         self.flush()?;
-        let sums = loop {
+        // A big file's signatures come over several frames.
+        let mut sums = Vec::new();
+        loop {
             match self.reply(REPLY_TIMEOUT)? {
-                Msg::SumsReply { id: got, sums } if got == id => break sums,
-                Msg::Fail { id: got, .. } if got == id => break Vec::new(),
+                Msg::SumsReply {
+                    id: got,
+                    sums: part,
+                    more,
+                } if got == id => {
+                    sums.extend(part);
+                    if !more {
+                        break;
+                    }
+                }
+                Msg::Fail { id: got, .. } if got == id => break,
                 Msg::Ack { id } => self.early.push((id, None)),
                 Msg::Fail { id, message } => self.early.push((id, Some(message))),
                 other => return Err(format!("unexpected reply: {other:?}")),
             }
-        };
-        if sums.is_empty() {
-            return self.file(local, e);
         }
-        let (f, md, entry) = match self.open_source(local, e)? {
+        if sums.is_empty() {
+            return self.file(root, e);
+        }
+        let (f, md, entry) = match self.open_source(root, e)? {
             Ok(x) => x,
             Err(unreadable) => return Ok(unreadable),
         };
@@ -541,14 +588,16 @@ impl Session {
         Ok(out)
     }
 
-    /// Open a source file (not through a symlink) and read what it is now;
-    /// `Ok(Err(_))` when it cannot be read (reported, the session goes on).
+    /// Open a source file beneath `root` (`open_beneath`) and read what
+    /// it is now; `Ok(Err(_))` when it cannot be read (reported, the
+    /// session goes on).
     fn open_source(
         &self,
-        local: &std::path::Path,
+        root: &std::path::Path,
         e: &Entry,
     ) -> Result<Result<(std::fs::File, std::fs::Metadata, Entry), FileSent>, String> {
-        let f = match open_nofollow(local) {
+        let local = &join(root, &e.path);
+        let f = match open_beneath(root, &e.path) {
             Ok(f) => f,
             Err(err) => {
                 // Nothing more will come of it: done, for the progress.
@@ -598,12 +647,36 @@ impl Session {
     }
 }
 
-/// Open a source file for reading, never through a symlink.
-pub(crate) fn open_nofollow(local: &std::path::Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(local)
+fn join(root: &std::path::Path, rel: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    root.join(std::ffi::OsStr::from_bytes(rel))
+}
+
+/// Open the regular file at `rel` under `root` for reading. Walked from
+/// `root` one component at a time, never following a symlink: a
+/// directory swapped for a link cannot lead a sender running as root
+/// outside `root`. Non-blocking, so a FIFO swapped in cannot hang it;
+/// anything but a regular file is refused.
+pub(crate) fn open_beneath(root: &std::path::Path, rel: &[u8]) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let parts = crate::proto::components(rel).map_err(std::io::Error::other)?;
+    let (last, dirs) = parts.split_last().expect("at least one component");
+    let dir_flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, dir_flags, Mode::empty())?;
+    for c in dirs {
+        dir = rustix::fs::openat(&dir, *c, dir_flags | OFlags::NOFOLLOW, Mode::empty())?;
+    }
+    let fd = rustix::fs::openat(
+        &dir,
+        *last,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let f = std::fs::File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
 }
 
 /// Whether the file at `local` changed since `md` was read.
@@ -623,12 +696,15 @@ pub enum FileSent {
 }
 
 /// Whether two entries need no transfer between them (owners and groups
-/// compared when `owners`).
-pub fn same(a: &Entry, b: &Entry, owners: bool) -> bool {
-    (!owners || (a.uid == b.uid && a.gid == b.gid))
-        && a.kind == b.kind
+/// are compared apart: a change of owner alone sends no data). Files'
+/// modes are compared without set-user-ID and set-group-ID bits unless
+/// the receiver keeps them (`setuid`): it strips them, and comparing
+/// them would send the file again at every pass.
+pub fn same(a: &Entry, b: &Entry, setuid: bool) -> bool {
+    let file_mode = |e: &Entry| if setuid { e.mode } else { e.mode & !0o6000 };
+    a.kind == b.kind
         && match a.kind {
-            Kind::File => a.size == b.size && a.mtime == b.mtime && a.mode == b.mode,
+            Kind::File => a.size == b.size && a.mtime == b.mtime && file_mode(a) == file_mode(b),
             Kind::Symlink => a.target == b.target && a.mtime == b.mtime,
             Kind::Dir => a.mode == b.mode && a.mtime == b.mtime,
         }
