@@ -129,8 +129,12 @@ fn bad_settings_are_clear_errors() {
     assert!(err.to_string().contains("not base64"), "{err}");
 }
 
+/// Regression: the cooldown used to refuse a failover that came soon
+/// after a switch, leaving the record on a dead primary. It guards the
+/// way back only; the daily budget guards both, and its refusal names the
+/// record and where it stays.
 #[test]
-fn automatic_switches_respect_the_cooldown_and_the_daily_budget() {
+fn the_cooldown_holds_only_the_failback_and_the_budget_names_the_record_left() {
     use vigie_engine::ActionPlugin;
     let k = knot("example.org", "blog A 203.0.113.10");
     let dir = tempfile::tempdir().unwrap();
@@ -146,11 +150,19 @@ fn automatic_switches_respect_the_cooldown_and_the_daily_budget() {
     rt().block_on(async {
         let first = actions.run(&config, "blog", "web", 1).await.unwrap();
         assert!(first.contains("→ backup"), "{first}");
-        let second = actions.run(&config, "blog", "web", 2).await.unwrap_err();
-        assert!(second.contains("within the cooldown of 1h"), "{second}");
-        // Failing back ignores the cooldown but spends the budget.
-        actions.undo(&config, "blog", "web").await.unwrap();
-        let third = actions.undo(&config, "blog", "web").await.unwrap_err();
-        assert!(third.contains("2 DNS changes in 24h"), "{third}");
+        // A new outage within the hour is not refused by the cooldown.
+        let second = actions.run(&config, "blog", "web", 2).await.unwrap();
+        assert!(second.contains("→ backup"), "{second}");
+        // The way back waits for the cooldown.
+        let back = actions.undo(&config, "blog", "web").await.unwrap_err();
+        assert!(back.contains("within the cooldown of 1h"), "{back}");
+        // Two changes spent: the record stays on the backup, named.
+        let third = actions.run(&config, "blog", "web", 3).await.unwrap_err();
+        assert!(
+            third.contains("blog.example.org left on the backup")
+                && third.contains("2 DNS changes in 24h")
+                && third.contains("vigie failover switch blog --to backup"),
+            "{third}"
+        );
     });
 }
