@@ -79,7 +79,12 @@ impl FailoverActions {
         let done = switch(&provider, f, &rec, &values)
             .await
             .map_err(|e| e.to_string())?;
-        self.remember(&f.name, side, reason)?;
+        // Finding the record already there is no change: it must not
+        // spend the daily budget, nor restart the cooldown.
+        let known = self.state(&f.name).is_some_and(|st| st.side == side.as_str());
+        if matches!(done.change, Change::Changed { .. }) || !known {
+            self.remember(&f.name, side, reason)?;
+        }
         if side == Side::Backup {
             self.fence(f);
         }
@@ -195,6 +200,12 @@ impl FailoverActions {
                 "not switching back: last switch {ago} ago, within the cooldown of {}",
                 f.cooldown
             ));
+        }
+        if state.as_ref().is_some_and(|st| st.side == side.as_str()) {
+            // Already there as far as this node knows (a primary failing
+            // again while the record is on the backup): the switch finds
+            // nothing to change, and must not page "budget reached".
+            return Ok(());
         }
         let day = now.saturating_sub(Duration::from_hours(24));
         let n = store
