@@ -81,7 +81,9 @@ impl FailoverActions {
             .map_err(|e| e.to_string())?;
         // Finding the record already there is no change: it must not
         // spend the daily budget, nor restart the cooldown.
-        let known = self.state(&f.name).is_some_and(|st| st.side == side.as_str());
+        let known = self
+            .state(&f.name)
+            .is_some_and(|st| st.side == side.as_str());
         if matches!(done.change, Change::Changed { .. }) || !known {
             self.remember(&f.name, side, reason)?;
         }

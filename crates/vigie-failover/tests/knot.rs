@@ -135,7 +135,12 @@ async fn by_hand(k: &vigie_testkit::knot::Knot, dir: &tempfile::TempDir, to: &st
     dns.set(&blog(), &[ip(to)]).await.unwrap();
     vigie_store::Store::open(&dir.path().join("state"))
         .unwrap()
-        .set_failover_state("blog", side, vigie_core::Timestamp::now(), "switched by hand")
+        .set_failover_state(
+            "blog",
+            side,
+            vigie_core::Timestamp::now(),
+            "switched by hand",
+        )
         .unwrap();
 }
 

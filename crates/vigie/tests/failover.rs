@@ -286,7 +286,8 @@ fn a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stab
     let all = states();
     let page = all.iter().find(|s| s.0 == "action failed").unwrap();
     assert!(
-        page.1.starts_with("[DISASTER] blog-up: failover:blog failed")
+        page.1
+            .starts_with("[DISASTER] blog-up: failover:blog failed")
             && page.2.contains("blog.example.org left on the primary")
             && page.2.contains("max_changes_per_day = 7"),
         "{page:?}"
