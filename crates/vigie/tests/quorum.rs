@@ -161,7 +161,7 @@ fn five_outages_within_minutes_each_move_the_record_and_failback_waits_for_a_sta
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
-        start.elapsed() < Duration::from_secs(600),
+        start.elapsed() < Duration::from_mins(10),
         "five outages within ten minutes: {:?}",
         start.elapsed()
     );
