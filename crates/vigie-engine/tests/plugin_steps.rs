@@ -140,19 +140,30 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("not within 10s: {what}");
 }
 
-#[tokio::test]
-async fn flapping_holds_notifications_not_plugin_steps_and_holds_the_undo() {
-    let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("up");
-    std::fs::write(&flag, "").unwrap();
-    std::fs::write(
-        dir.path().join("tsig.key"),
-        "dmlnaWUtdGVzdC1rZXktZm9yLWtub3QtdXBkYXRlcy0zMg==\n",
-    )
-    .unwrap();
-    let (port, seen) = capture().await;
-    let src = format!(
-        r#"[node]
+/// An engine with one check `svc` (up while `flag` exists, every 100ms,
+/// `fail_after = recover_after = 1`) whose actions are the plugin step
+/// and a webhook; `extra` goes into the check (empty: the defaults).
+struct Bed {
+    _dir: tempfile::TempDir,
+    flag: std::path::PathBuf,
+    engine: Engine,
+    plugin: Arc<Recorder>,
+    seen: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Bed {
+    async fn new(extra: &str, fail_from: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("up");
+        std::fs::write(&flag, "").unwrap();
+        std::fs::write(
+            dir.path().join("tsig.key"),
+            "dmlnaWUtdGVzdC1rZXktZm9yLWtub3QtdXBkYXRlcy0zMg==\n",
+        )
+        .unwrap();
+        let (port, seen) = capture().await;
+        let src = format!(
+            r#"[node]
 name = "t"
 
 [notify.hook]
@@ -178,42 +189,83 @@ every = "100ms"
 fail_after = 1
 recover_after = 1
 actions = ["failover:f", "notify:hook"]
+{extra}
 "#,
-        flag.display()
-    );
-    let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
-        .unwrap()
-        .config;
-    assert!(config.checks[0].flapping.is_some(), "the default flap rule");
-    let plugin = Arc::new(Recorder {
-        calls: Mutex::new(Vec::new()),
-        fail_from: 5,
-    });
-    let engine = Engine::start_with(
-        &config,
-        &dir.path().join("state"),
-        Some(plugin.clone() as Arc<dyn ActionPlugin>),
-    )
-    .unwrap();
-    let state = |e: &Engine| e.view().get("svc").map(|s| s.state.to_string());
-    until("svc ok", || state(&engine).as_deref() == Some("ok")).await;
-    let states = || -> Vec<String> {
-        seen.lock()
+            flag.display()
+        );
+        let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
+            .unwrap()
+            .config;
+        if extra.is_empty() {
+            assert!(config.checks[0].flapping.is_some(), "the default flap rule");
+        }
+        let plugin = Arc::new(Recorder {
+            calls: Mutex::new(Vec::new()),
+            fail_from,
+        });
+        let engine = Engine::start_with(
+            &config,
+            &dir.path().join("state"),
+            Some(plugin.clone() as Arc<dyn ActionPlugin>),
+        )
+        .unwrap();
+        let bed = Bed {
+            _dir: dir,
+            flag,
+            engine,
+            plugin,
+            seen,
+        };
+        until("svc ok", || bed.ok()).await;
+        bed
+    }
+
+    fn ok(&self) -> bool {
+        self.engine
+            .view()
+            .get("svc")
+            .is_some_and(|s| s.state.to_string() == "ok")
+    }
+
+    fn states(&self) -> Vec<String> {
+        self.seen
+            .lock()
             .unwrap()
             .iter()
             .map(|v| v["state"].as_str().unwrap_or_default().to_owned())
             .collect()
-    };
-    let count = |s: &str| states().iter().filter(|x| *x == s).count();
+    }
+
+    fn count(&self, state: &str) -> usize {
+        self.states().iter().filter(|x| *x == state).count()
+    }
+
+    fn down(&self) {
+        std::fs::remove_file(&self.flag).unwrap();
+    }
+
+    fn up(&self) {
+        std::fs::write(&self.flag, "").unwrap();
+    }
+}
+
+#[tokio::test]
+async fn flapping_holds_notifications_not_plugin_steps_and_holds_the_undo() {
+    let bed = Bed::new("", 5).await;
+    let plugin = &bed.plugin;
+    let engine = &bed.engine;
+    let seen = &bed.seen;
+    let states = || bed.states();
+    let count = |s: &str| bed.count(s);
     // Changes of state: ok (1), then two per outage: the third outage's
     // failure is the sixth, and the check flaps from there.
     for outage in 1..=4 {
-        std::fs::remove_file(&flag).unwrap();
+        bed.down();
         until(&format!("outage {outage}: the step ran"), || {
             plugin.count("run") == outage
         })
         .await;
-        std::fs::write(&flag, "").unwrap();
+        bed.up();
         match outage {
             1 | 2 => {
                 // Not flapping: notified, and undone after 300ms healthy.
@@ -228,7 +280,7 @@ actions = ["failover:f", "notify:hook"]
                     count("failback held") == 1
                 })
                 .await;
-                until("svc ok", || state(&engine).as_deref() == Some("ok")).await;
+                until("svc ok", || bed.ok()).await;
                 // Well past the 300ms: still not undone.
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 assert_eq!(plugin.count("undo"), 2, "undone while flapping");
@@ -236,7 +288,7 @@ actions = ["failover:f", "notify:hook"]
         }
     }
     // The fifth run fails: paged at disaster severity though it flaps.
-    std::fs::remove_file(&flag).unwrap();
+    bed.down();
     until("the failed step paged", || count("action failed") == 1).await;
     let all = seen.lock().unwrap().clone();
     let page = all.iter().find(|v| v["state"] == "action failed").unwrap();
@@ -254,4 +306,27 @@ actions = ["failover:f", "notify:hook"]
     assert_eq!(count("failing"), 2, "{:?}", states());
     assert_eq!(count("failback held"), 1, "{:?}", states());
     engine.shutdown().await;
+}
+
+/// The twin that sees the spell end (a short flap window, since the
+/// default's hour is no test's length): the held undo happens once the
+/// check has been healthy and not flapping for its period.
+#[tokio::test]
+async fn a_held_undo_happens_once_the_check_stops_flapping() {
+    let bed = Bed::new("flapping = { changes = 4, within = \"4s\" }", usize::MAX).await;
+    // ok (1); the first outage (2, 3) is undone as usual.
+    bed.down();
+    until("the first step ran", || bed.plugin.count("run") == 1).await;
+    bed.up();
+    until("the first undo", || bed.plugin.count("undo") == 1).await;
+    // The second outage's failure is the fourth change: it flaps.
+    bed.down();
+    until("the second step ran", || bed.plugin.count("run") == 2).await;
+    bed.up();
+    until("failback held said", || bed.count("failback held") == 1).await;
+    assert_eq!(bed.plugin.count("undo"), 1, "undone while flapping");
+    // Fewer than four changes within the last 4 s: undone.
+    until("the held undo", || bed.plugin.count("undo") == 2).await;
+    assert_eq!(bed.count("failback held"), 1, "{:?}", bed.states());
+    bed.engine.shutdown().await;
 }
