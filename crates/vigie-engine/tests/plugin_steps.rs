@@ -12,11 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigie_config::Config;
 use vigie_engine::{ActionPlugin, Engine, PluginFuture, Statuses};
 
-/// A plugin step that records its calls, and fails from the `fail_from`th
-/// run on.
+/// A plugin step that records its calls, and fails from the
+/// `runs_fail_from`th run on, and from the `undos_fail_from`th undo on.
 struct Recorder {
     calls: Mutex<Vec<&'static str>>,
-    fail_from: usize,
+    runs_fail_from: usize,
+    undos_fail_from: usize,
 }
 
 impl Recorder {
@@ -51,7 +52,7 @@ impl ActionPlugin for Recorder {
         Box::pin(async move {
             let mut calls = self.calls.lock().unwrap();
             calls.push("run");
-            if calls.iter().filter(|c| **c == "run").count() >= self.fail_from {
+            if calls.iter().filter(|c| **c == "run").count() >= self.runs_fail_from {
                 Err("the budget is spent: record left on the primary".to_owned())
             } else {
                 Ok("moved".to_owned())
@@ -70,8 +71,13 @@ impl ActionPlugin for Recorder {
         _: &'a str,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async {
-            self.calls.lock().unwrap().push("undo");
-            Ok("back".to_owned())
+            let mut calls = self.calls.lock().unwrap();
+            calls.push("undo");
+            if calls.iter().filter(|c| **c == "undo").count() >= self.undos_fail_from {
+                Err("the budget is spent: record left on the backup".to_owned())
+            } else {
+                Ok("back".to_owned())
+            }
         })
     }
 }
@@ -152,7 +158,7 @@ struct Bed {
 }
 
 impl Bed {
-    async fn new(extra: &str, fail_from: usize) -> Self {
+    async fn new(extra: &str, runs_fail_from: usize, undos_fail_from: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let flag = dir.path().join("up");
         std::fs::write(&flag, "").unwrap();
@@ -201,7 +207,8 @@ actions = ["failover:f", "notify:hook"]
         }
         let plugin = Arc::new(Recorder {
             calls: Mutex::new(Vec::new()),
-            fail_from,
+            runs_fail_from,
+            undos_fail_from,
         });
         let engine = Engine::start_with(
             &config,
@@ -251,7 +258,7 @@ actions = ["failover:f", "notify:hook"]
 
 #[tokio::test]
 async fn flapping_holds_notifications_not_plugin_steps_and_holds_the_undo() {
-    let bed = Bed::new("", 5).await;
+    let bed = Bed::new("", 5, usize::MAX).await;
     let plugin = &bed.plugin;
     let engine = &bed.engine;
     let seen = &bed.seen;
@@ -310,10 +317,11 @@ async fn flapping_holds_notifications_not_plugin_steps_and_holds_the_undo() {
 
 /// The twin that sees the spell end (a short flap window, since the
 /// default's hour is no test's length): the held undo happens once the
-/// check has been healthy and not flapping for its period.
+/// check has been healthy and not flapping for its period; when it fails,
+/// that pages at disaster severity.
 #[tokio::test]
 async fn a_held_undo_happens_once_the_check_stops_flapping() {
-    let bed = Bed::new("flapping = { changes = 4, within = \"4s\" }", usize::MAX).await;
+    let bed = Bed::new("flapping = { changes = 4, within = \"4s\" }", usize::MAX, 2).await;
     // ok (1); the first outage (2, 3) is undone as usual.
     bed.down();
     until("the first step ran", || bed.plugin.count("run") == 1).await;
@@ -328,5 +336,17 @@ async fn a_held_undo_happens_once_the_check_stops_flapping() {
     // Fewer than four changes within the last 4 s: undone.
     until("the held undo", || bed.plugin.count("undo") == 2).await;
     assert_eq!(bed.count("failback held"), 1, "{:?}", bed.states());
+    // That second undo failed: paged.
+    until("the failed undo paged", || bed.count("action failed") == 1).await;
+    let all = bed.seen.lock().unwrap().clone();
+    let page = all.iter().find(|v| v["state"] == "action failed").unwrap();
+    assert_eq!(page["severity"], "disaster", "{page}");
+    assert!(
+        page["title"]
+            .as_str()
+            .unwrap()
+            .contains("svc: failback of f failed"),
+        "{page}"
+    );
     bed.engine.shutdown().await;
 }
