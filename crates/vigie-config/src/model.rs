@@ -1271,10 +1271,12 @@ pub struct Failover {
     /// When vigie points the record back at the primary after a failover.
     #[serde(default)]
     pub failback: Failback,
-    /// The least time between two automatic switches.
+    /// The least time between the last switch and an automatic failback
+    /// (the move to the backup never waits).
     #[serde(default = "default_cooldown")]
     pub cooldown: Duration,
-    /// The most automatic DNS changes in 24 hours (providers rate-limit).
+    /// The most DNS changes in 24 hours (providers rate-limit): past it an
+    /// automatic switch is refused and paged at disaster severity.
     #[serde(default = "default_budget")]
     pub max_changes_per_day: u32,
 }

@@ -5,6 +5,15 @@
 //! One task per open incident. Each step is recorded when done, so a
 //! restarted daemon resumes an incident where it stopped: nothing already
 //! delivered is sent twice, nothing due is forgotten.
+//!
+//! What holds what: a parent down or a maintenance window holds every
+//! step; a flapping check holds only its notifications — its repairs and
+//! plugin steps (a failover) still run at each failure, since the service
+//! is down each time, and each has its own limit (`max` restarts, the
+//! failover's daily budget). Flapping guards the way back instead: an
+//! undo (failback) waits until the check has been healthy, and not
+//! flapping, for its whole period. A plugin step that cannot be done pages
+//! at disaster severity, flapping or not.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -38,6 +47,10 @@ struct Open {
 struct Ctx {
     /// Recent state changes of each check, for flap detection.
     changes: Mutex<HashMap<String, std::collections::VecDeque<Timestamp>>>,
+    /// Undo targets whose failback was said to be held by flapping, so
+    /// that a check flapping on says it once, not at every recovery;
+    /// cleared when the check stops flapping.
+    undo_held: Mutex<std::collections::HashSet<String>>,
     inner: Arc<Inner>,
     store: Arc<Mutex<Store>>,
     sender: Sender,
@@ -137,6 +150,7 @@ pub(crate) fn start(
     let _ = inner.incident_store.set(store.clone());
     let ctx = Arc::new(Ctx {
         changes: Mutex::new(HashMap::new()),
+        undo_held: Mutex::new(std::collections::HashSet::new()),
         inner,
         store,
         sender,
@@ -295,13 +309,7 @@ async fn announce_flapping(
     incident: Option<i64>,
 ) {
     tracing::warn!(check = %check.name, "check is flapping: notifications held until it settles");
-    let notifiers: Vec<String> = check
-        .actions
-        .iter()
-        .filter_map(|a| config.action(a))
-        .filter(|a| a.after.is_none() && check.severity >= a.min_severity)
-        .flat_map(|a| a.notify.unwrap_or_default())
-        .collect();
+    let notifiers = first_notifiers(&config, &check, check.severity);
     let rule = check.flapping.unwrap_or_default();
     let title = format!(
         "[{}] {} is flapping",
@@ -337,6 +345,57 @@ async fn announce_flapping(
                 tracing::error!(notifier = %n, error = %e, "flapping notice not delivered");
             }
         }
+    }
+}
+
+/// The notifiers of a check's immediate (not escalation) notify steps
+/// that take a message of `severity`: who hears of the incident first.
+fn first_notifiers(config: &Config, check: &Check, severity: Severity) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in check
+        .actions
+        .iter()
+        .filter_map(|a| config.action(a))
+        .filter(|a| a.after.is_none() && severity >= a.min_severity)
+        .flat_map(|a| a.notify.unwrap_or_default())
+    {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Send a message outside the check's notify steps (an action that
+/// failed, a failback held) to its first notifiers, recorded under `step`
+/// so that a restarted daemon does not send it twice. Flapping does not
+/// hold these: they are about what vigie did or did not do, not one more
+/// change of state.
+#[allow(clippy::too_many_arguments)]
+async fn notify_now(
+    ctx: &Ctx,
+    config: &Config,
+    check: &Check,
+    id: i64,
+    step: &str,
+    severity: Severity,
+    state: &str,
+    title: &str,
+    detail: &str,
+    opened: Timestamp,
+) {
+    let msg = message(
+        ctx,
+        check,
+        severity,
+        state,
+        &format!("[{}] {title}", severity.as_str().to_uppercase()),
+        detail,
+        opened,
+        Vec::new(),
+    );
+    for n in first_notifiers(config, check, severity) {
+        deliver(ctx, config, id, step, &n, &msg).await;
     }
 }
 
@@ -392,7 +451,7 @@ async fn run(
         s.resolve_incident(id, now, resolution)
     });
     tracing::info!(incident = id, check = %check.name, resolution, "incident resolved");
-    fail_back(&ctx, &config, &check, id);
+    fail_back(&ctx, &config, &check, id, opened);
     // Whoever was told it failed is told it is over.
     let told = ctx
         .store("reading deliveries", |s| s.notified(id))
@@ -463,9 +522,11 @@ async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened:
 }
 
 /// After recovery, undo the failovers of this incident whose policy says
-/// so, once the check has stayed healthy long enough; a new failure calls
-/// it off (the next incident decides).
-fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
+/// so, once the check has stayed healthy, and not flapping, long enough
+/// (a flapping check restarts the period, and says so once); then the
+/// plugin's `ready` may wait more (a failover's cooldown and quorum). A
+/// new failure calls it off (the next incident decides).
+fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opened: Timestamp) {
     let Some(plugin) = ctx.inner.plugins.get().cloned() else {
         return;
     };
@@ -505,11 +566,17 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
                 ctx.status(&check.name)
                     .is_some_and(|s| s.state == CheckState::Ok)
             };
-            let start = tokio::time::Instant::now();
+            let mut start = tokio::time::Instant::now();
             while start.elapsed() < after {
                 if !still_ok() {
                     called_off();
                     return;
+                }
+                if ctx.flapping(&check, Timestamp::now()) {
+                    start = tokio::time::Instant::now();
+                    hold_undo(&ctx, &config, &check, id, &target, after, opened).await;
+                } else {
+                    lock(&ctx.undo_held).remove(&target);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -534,6 +601,21 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
                 Ok(line) | Err(line) => format!("{target}: {line}"),
             };
             tracing::info!(incident = id, "failback: {detail}");
+            if result.is_err() {
+                notify_now(
+                    &ctx,
+                    &config,
+                    &check,
+                    id,
+                    &format!("failback {target} failed"),
+                    Severity::Disaster,
+                    "action failed",
+                    &format!("{}: failback of {target} failed", check.name),
+                    &detail,
+                    opened,
+                )
+                .await;
+            }
             ctx.store("recording an event", |s| {
                 s.incident_event(
                     id,
@@ -548,6 +630,49 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64) {
             });
         });
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The failback of `target` waits because the check flaps: record it and
+/// say it once per flapping spell.
+async fn hold_undo(
+    ctx: &Ctx,
+    config: &Config,
+    check: &Check,
+    id: i64,
+    target: &str,
+    after: Duration,
+    opened: Timestamp,
+) {
+    if !lock(&ctx.undo_held).insert(target.to_owned()) {
+        return;
+    }
+    let after = vigie_core::Duration::from(after);
+    let rule = check.flapping.unwrap_or_default();
+    let detail = format!(
+        "{target}: not undone while {} flaps ({} changes within {}); it waits until {} has been healthy and not flapping for {after}",
+        check.name, rule.changes, rule.within, check.name
+    );
+    tracing::warn!(incident = id, "failback held: {detail}");
+    ctx.store("recording an event", |s| {
+        s.incident_event(id, Timestamp::now(), "failback held", &detail)
+    });
+    notify_now(
+        ctx,
+        config,
+        check,
+        id,
+        &format!("failback {target} held"),
+        check.severity,
+        "failback held",
+        &format!("{} flaps: failback of {target} held", check.name),
+        &detail,
+        opened,
+    )
+    .await;
 }
 
 /// Record what a plugin's `ready` said (the quorum, or why the step
@@ -582,7 +707,7 @@ async fn steps(
     done: &[String],
     resolved: &mut watch::Receiver<bool>,
 ) -> Option<End> {
-    if wait_while_held(ctx, config, check, id, resolved).await {
+    if wait_while_held(ctx, config, check, id, resolved, false).await {
         return Some(End::Recovered);
     }
     let mut limit_hit = None;
@@ -637,18 +762,38 @@ async fn steps(
                     return Some(End::Recovered);
                 }
             };
-            if !record_ready(ctx, id, target, &ready, "failover failed") {
-                continue;
-            }
-            let result = plugin.run(config, target, &check.name, id).await;
-            let (kind, detail) = match &result {
-                Ok(line) => ("failover", format!("{target}: {line}")),
-                Err(line) => ("failover failed", format!("{target}: {line}")),
+            // A refusal by `ready` is recorded by `record_ready`; either
+            // failure pages below.
+            let result = if record_ready(ctx, id, target, &ready, "failover failed") {
+                let result = plugin.run(config, target, &check.name, id).await;
+                let (kind, line) = match &result {
+                    Ok(line) => ("failover", line),
+                    Err(line) => ("failover failed", line),
+                };
+                let detail = format!("{target}: {line}");
+                tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
+                ctx.store("recording a failover", |s| {
+                    s.incident_event(id, Timestamp::now(), kind, &detail)
+                });
+                result
+            } else {
+                ready
             };
-            tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
-            ctx.store("recording a failover", |s| {
-                s.incident_event(id, Timestamp::now(), kind, &detail)
-            });
+            if let Err(line) = &result {
+                notify_now(
+                    ctx,
+                    config,
+                    check,
+                    id,
+                    &format!("{key} failed"),
+                    Severity::Disaster,
+                    "action failed",
+                    &format!("{}: {name} failed", check.name),
+                    &format!("{target}: {line}"),
+                    opened,
+                )
+                .await;
+            }
             if result.is_ok() {
                 ctx.store("recording a failover", |s| {
                     s.incident_event(id, Timestamp::now(), "failed over", target)
@@ -675,6 +820,13 @@ async fn steps(
                     });
                     continue;
                 }
+            }
+            // Flapping holds notifications only, here, after the steps
+            // before (a failover) ran.
+            if ctx.flapping(check, Timestamp::now())
+                && wait_while_held(ctx, config, check, id, resolved, true).await
+            {
+                return Some(End::Recovered);
             }
             let severity = action.severity.unwrap_or(check.severity);
             if severity >= action.min_severity {
@@ -848,6 +1000,7 @@ enum Hold {
     /// A maintenance window covers the check.
     Maintenance(String),
     /// The check changes state too often; one notification said so.
+    /// Holds notifications only.
     Flapping,
 }
 
@@ -862,7 +1015,9 @@ impl Hold {
     }
 }
 
-fn hold_reason(ctx: &Ctx, config: &Config, check: &Check) -> Option<Hold> {
+/// Why the incident waits now; flapping counts only before a notification
+/// (`notifications`).
+fn hold_reason(ctx: &Ctx, config: &Config, check: &Check, notifications: bool) -> Option<Hold> {
     if let Some(p) = check.depends_on.iter().find(|p| {
         ctx.status(p)
             .is_some_and(|s| s.state == CheckState::Failing || s.last_ok == Some(false))
@@ -877,21 +1032,23 @@ fn hold_reason(ctx: &Ctx, config: &Config, check: &Check) -> Option<Hold> {
     {
         return Some(Hold::Maintenance(m.name.clone()));
     }
-    if ctx.flapping(check, now) {
+    if notifications && ctx.flapping(check, now) {
         return Some(Hold::Flapping);
     }
     None
 }
 
-/// Wait while the incident is held (parent down, maintenance, flapping).
-/// Parents are re-run first so that a child noticed before its parent
-/// does not page anybody. Returns true if the check recovered meanwhile.
+/// Wait while the incident is held (parent down, maintenance, and before
+/// a notification (`notifications`) flapping). Parents are re-run first
+/// so that a child noticed before its parent does not page anybody.
+/// Returns true if the check recovered meanwhile.
 async fn wait_while_held(
     ctx: &Arc<Ctx>,
     config: &Config,
     check: &Check,
     id: i64,
     resolved: &mut watch::Receiver<bool>,
+    notifications: bool,
 ) -> bool {
     let asked = Timestamp::now();
     for p in &check.depends_on {
@@ -905,7 +1062,7 @@ async fn wait_while_held(
                 ctx.status(p)
                     .is_none_or(|s| s.last_run.is_some_and(|t| t >= asked))
             });
-        let reason = hold_reason(ctx, config, check);
+        let reason = hold_reason(ctx, config, check, notifications);
         match (reason, &held) {
             (Some(r), _) if held.as_ref() != Some(&r) => {
                 let (state, by, detail) = r.describe();

@@ -79,7 +79,14 @@ impl FailoverActions {
         let done = switch(&provider, f, &rec, &values)
             .await
             .map_err(|e| e.to_string())?;
-        self.remember(&f.name, side, reason)?;
+        // Finding the record already there is no change: it must not
+        // spend the daily budget, nor restart the cooldown.
+        let known = self
+            .state(&f.name)
+            .is_some_and(|st| st.side == side.as_str());
+        if matches!(done.change, Change::Changed { .. }) || !known {
+            self.remember(&f.name, side, reason)?;
+        }
         if side == Side::Backup {
             self.fence(f);
         }
@@ -135,7 +142,6 @@ impl FailoverActions {
         f: &Failover,
         side: Side,
         reason: &str,
-        cooldown: bool,
     ) -> Result<String, String> {
         let me = &config.node.name;
         let actor = lock(&self.actors)
@@ -154,7 +160,7 @@ impl FailoverActions {
             }
             tracing::warn!(failover = %f.name, %actor, "the acting watcher did not make the change in {grace:?}; making it from here");
         }
-        self.allowed(f, cooldown)?;
+        self.allowed(f, side)?;
         // A provider error or a change the servers never serve is retried
         // with backoff; "switched" is said only once they serve it.
         let mut wait = RETRY_BACKOFF;
@@ -176,31 +182,82 @@ impl FailoverActions {
         }
     }
 
-    /// Refuse an automatic switch inside the cooldown or past the daily
-    /// budget: a flapping primary must not burn the provider's rate limit.
-    fn allowed(&self, f: &Failover, cooldown: bool) -> Result<(), String> {
+    /// Refuse an automatic switch that breaks a limit. The way to the
+    /// backup is never refused for being soon after another switch: a
+    /// primary a quorum sees down is left at once, however often it failed
+    /// before. The cooldown guards the way back (`ready` already waited it
+    /// out; this re-reads it, as another node may have switched since).
+    /// The daily budget holds both ways: past it the record stays where it
+    /// is, and the line says where and what to do (the engine pages it).
+    fn allowed(&self, f: &Failover, side: Side) -> Result<(), String> {
         let store = vigie_store::Store::open(&self.state_dir).map_err(|e| e.to_string())?;
         let now = Timestamp::now();
-        if cooldown
-            && let Some(st) = store.failover_state(&f.name).map_err(|e| e.to_string())?
+        let state = store.failover_state(&f.name).map_err(|e| e.to_string())?;
+        if side == Side::Primary
+            && let Some(st) = &state
             && st.since.age(now) < f.cooldown.std()
         {
             let ago = vigie_core::Duration::from(Duration::from_secs(st.since.age(now).as_secs()));
             return Err(format!(
-                "not switching: last switch {ago} ago, within the cooldown of {}",
+                "not switching back: last switch {ago} ago, within the cooldown of {}",
                 f.cooldown
             ));
+        }
+        if state.as_ref().is_some_and(|st| st.side == side.as_str()) {
+            // Already there as far as this node knows (a primary failing
+            // again while the record is on the backup): the switch finds
+            // nothing to change, and must not page "budget reached".
+            return Ok(());
         }
         let day = now.saturating_sub(Duration::from_hours(24));
         let n = store
             .failover_switches_since(&f.name, day)
             .map_err(|e| e.to_string())?;
         if n >= f.max_changes_per_day {
+            let rec = record(f, false);
+            // Where this node last put it; a record never moved is on
+            // the primary.
+            let at = state.map_or_else(|| "primary".to_owned(), |st| st.side);
             return Err(format!(
-                "not switching: {n} DNS changes in 24h, the daily budget (max_changes_per_day)"
+                "{}.{} left on the {at}, not switched to the {}: {n} DNS changes in 24h, the daily budget (max_changes_per_day = {}); `vigie failover switch {} --to {}` moves it by hand",
+                rec.name,
+                rec.zone,
+                side.as_str(),
+                f.max_changes_per_day,
+                f.name,
+                side.as_str()
             ));
         }
         Ok(())
+    }
+
+    /// Before a failback: wait until `cooldown` has passed since the last
+    /// switch (this node's, automatic or by hand), so that a primary that
+    /// comes and goes does not drag the record back and forth. The engine
+    /// drops this wait when the primary fails again. A line for the
+    /// incident's record when it waited.
+    async fn wait_cooldown(&self, f: &Failover) -> Result<String, String> {
+        let mut said = false;
+        loop {
+            let last = vigie_store::Store::open(&self.state_dir)
+                .and_then(|s| s.failover_state(&f.name))
+                .map_err(|e| e.to_string())?;
+            let age = last.map_or(Duration::MAX, |st| st.since.age(Timestamp::now()));
+            let Some(left) = f.cooldown.std().checked_sub(age).filter(|d| !d.is_zero()) else {
+                return Ok(if said {
+                    format!("after the cooldown of {}; ", f.cooldown)
+                } else {
+                    String::new()
+                });
+            };
+            if !said {
+                let left = vigie_core::Duration::from(Duration::from_secs(left.as_secs().max(1)));
+                tracing::info!(failover = %f.name, "failback waits for the cooldown of {}: {left} left", f.cooldown);
+                said = true;
+            }
+            // Re-read after the wait: a switch by hand restarts it.
+            tokio::time::sleep(left).await;
+        }
     }
 
     /// Ask every watcher until `quorum` of them agree (this node among
@@ -303,7 +360,13 @@ impl ActionPlugin for FailoverActions {
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
             let f = find(config, target)?;
-            self.wait_for_quorum(config, f, undo, view).await
+            let waited = if undo {
+                self.wait_cooldown(f).await?
+            } else {
+                String::new()
+            };
+            let line = self.wait_for_quorum(config, f, undo, view).await?;
+            Ok(format!("{waited}{line}"))
         })
     }
 
@@ -317,7 +380,7 @@ impl ActionPlugin for FailoverActions {
         Box::pin(async move {
             let f = find(config, target)?;
             let reason = format!("{check} failing (incident {incident})");
-            self.act(config, f, Side::Backup, &reason, true).await
+            self.act(config, f, Side::Backup, &reason).await
         })
     }
 
@@ -337,7 +400,7 @@ impl ActionPlugin for FailoverActions {
         Box::pin(async move {
             let f = find(config, target)?;
             let reason = format!("{check} healthy again");
-            let line = self.act(config, f, Side::Primary, &reason, false).await?;
+            let line = self.act(config, f, Side::Primary, &reason).await?;
             let warning = replication_warning(f);
             if !warning.is_empty() {
                 tracing::warn!(failover = %f.name, "failed back{warning}");

@@ -129,14 +129,33 @@ fn bad_settings_are_clear_errors() {
     assert!(err.to_string().contains("not base64"), "{err}");
 }
 
+/// What `vigie failover switch` does: the record moved, the switch kept.
+async fn by_hand(k: &vigie_testkit::knot::Knot, dir: &tempfile::TempDir, to: &str, side: &str) {
+    let dns = Rfc2136::new(k.addr, &k.key_name, TsigAlgorithm::HmacSha256, &k.secret).unwrap();
+    dns.set(&blog(), &[ip(to)]).await.unwrap();
+    vigie_store::Store::open(&dir.path().join("state"))
+        .unwrap()
+        .set_failover_state(
+            "blog",
+            side,
+            vigie_core::Timestamp::now(),
+            "switched by hand",
+        )
+        .unwrap();
+}
+
+/// Regression: the cooldown used to refuse a failover that came soon
+/// after a switch, leaving the record on a dead primary. It guards the
+/// way back only; the daily budget guards both, and its refusal names the
+/// record and where it stays.
 #[test]
-fn automatic_switches_respect_the_cooldown_and_the_daily_budget() {
+fn the_cooldown_holds_only_the_failback_and_the_budget_names_the_record_left() {
     use vigie_engine::ActionPlugin;
     let k = knot("example.org", "blog A 203.0.113.10");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tsig.key"), &k.secret).unwrap();
     let src = format!(
-        "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = [\"198.51.100.7\"]\ndns = \"knot\"\nverify_timeout = \"5s\"\ncooldown = \"1h\"\nmax_changes_per_day = 2\n",
+        "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = [\"198.51.100.7\"]\ndns = \"knot\"\nverify_timeout = \"5s\"\ncooldown = \"1h\"\nmax_changes_per_day = 4\n",
         k.addr, k.key_name
     );
     let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
@@ -146,11 +165,26 @@ fn automatic_switches_respect_the_cooldown_and_the_daily_budget() {
     rt().block_on(async {
         let first = actions.run(&config, "blog", "web", 1).await.unwrap();
         assert!(first.contains("→ backup"), "{first}");
-        let second = actions.run(&config, "blog", "web", 2).await.unwrap_err();
-        assert!(second.contains("within the cooldown of 1h"), "{second}");
-        // Failing back ignores the cooldown but spends the budget.
-        actions.undo(&config, "blog", "web").await.unwrap();
-        let third = actions.undo(&config, "blog", "web").await.unwrap_err();
-        assert!(third.contains("2 DNS changes in 24h"), "{third}");
+        // Back by hand (as `vigie failover switch blog --to primary`),
+        // then a new outage within the hour: not refused by the cooldown.
+        by_hand(&k, &dir, "203.0.113.10", "primary").await;
+        let second = actions.run(&config, "blog", "web", 2).await.unwrap();
+        assert!(second.contains("→ backup"), "{second}");
+        // Found already there: no change, so nothing spent.
+        let again = actions.run(&config, "blog", "web", 3).await.unwrap();
+        assert!(again.contains("already pointed there"), "{again}");
+        // The way back waits for the cooldown.
+        let back = actions.undo(&config, "blog", "web").await.unwrap_err();
+        assert!(back.contains("within the cooldown of 1h"), "{back}");
+        // Four changes spent (two automatic, two by hand): the record
+        // stays on the dead primary, named, with what to do.
+        by_hand(&k, &dir, "203.0.113.10", "primary").await;
+        let fourth = actions.run(&config, "blog", "web", 4).await.unwrap_err();
+        assert!(
+            fourth.contains("blog.example.org left on the primary, not switched to the backup")
+                && fourth.contains("4 DNS changes in 24h")
+                && fourth.contains("vigie failover switch blog --to backup"),
+            "{fourth}"
+        );
     });
 }

@@ -4,6 +4,7 @@
 //! on one bridge ([`crate::netns`]). Used by the quorum tests and by
 //! `bench/failover`.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -96,7 +97,9 @@ impl Cluster {
     }
 }
 
-/// How the watchers of a [`cluster`] are set up.
+/// How the watchers of a [`cluster`] are set up. Everything else is the
+/// user's default (`flapping`, `cooldown`, `max_changes_per_day`): a test
+/// that changes one of those below keeps a twin on the defaults.
 pub struct Settings<'a> {
     pub quorum: u32,
     /// The web check's `every` and `fail_after`.
@@ -104,6 +107,12 @@ pub struct Settings<'a> {
     pub fail_after: u32,
     /// The failover's `failback`, as TOML.
     pub failback: &'a str,
+    /// The failover's `cooldown` (`None`: the default, 10m), for a test
+    /// that watches the record come back within minutes.
+    pub cooldown: Option<&'a str>,
+    /// The failover's `max_changes_per_day` (`None`: the default, 12),
+    /// for a benchmark that moves the record more often than that.
+    pub max_changes_per_day: Option<u32>,
 }
 
 /// Two watchers w1, w2 peering over HTTPS, a primary web server, Knot
@@ -124,6 +133,13 @@ pub fn cluster(bin: &str, s: &Settings<'_>) -> Cluster {
         "example.org",
         &format!("blog A {prim}"),
     );
+    let mut overrides = String::new();
+    if let Some(c) = s.cooldown {
+        let _ = writeln!(overrides, "cooldown = \"{c}\"");
+    }
+    if let Some(n) = s.max_changes_per_day {
+        let _ = writeln!(overrides, "max_changes_per_day = {n}");
+    }
     let names = ["w1", "w2"];
     let certs: Vec<_> = names.iter().map(|w| self_signed_for(lab.ip(w))).collect();
     let mut watchers = Vec::new();
@@ -165,10 +181,8 @@ checks = ["web"]
 reference = ["link"]
 quorum = {quorum}
 failback = {failback}
-max_changes_per_day = 1000
 verify_timeout = "10s"
-cooldown = "1s"
-
+{overrides}
 [[check]]
 name = "web"
 http = {{ url = "http://{prim}:8080/" }}
@@ -176,8 +190,6 @@ every = "{every}"
 timeout = "1s"
 fail_after = {fail_after}
 recover_after = 2
-# The benchmark kills the primary again and again: not a flapping check.
-flapping = false
 
 [[check]]
 name = "link"
@@ -195,6 +207,7 @@ fail_after = 2
             failback = s.failback,
             every = s.every,
             fail_after = s.fail_after,
+            overrides = overrides,
         ));
         let r = env.run(&["validate"]);
         assert_eq!(r.code, 0, "{r:?}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vigie_failover::{RecordSpec, query_addresses};
 use vigie_testkit::knot::{Knot, knot};
-use vigie_testkit::{Env, python_http_service, wait_until};
+use vigie_testkit::{Env, python_http_service, servers, wait_until};
 
 fn setup() -> (Env, Knot) {
     let k = knot(
@@ -154,7 +154,7 @@ fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period()
         .port();
     let base = std::fs::read_to_string(env.config_path()).unwrap();
     env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n{base}failback = {{ after_healthy = \"1s\" }}\n\n[[check]]\nname = \"blog-up\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nrecover_after = 2\nactions = [\"failover:blog\"]\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n{base}failback = {{ after_healthy = \"1s\" }}\n# A short cooldown, for the record to come back in this test; the test\n# on the default (10m) is a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stable.\ncooldown = \"1s\"\n\n[[check]]\nname = \"blog-up\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nrecover_after = 2\nactions = [\"failover:blog\"]\n"
     ));
     let backup: IpAddr = "198.51.100.7".parse().unwrap();
     let primary: IpAddr = "203.0.113.10".parse().unwrap();
@@ -190,6 +190,119 @@ fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period()
         "failback: blog: blog.example.org → primary",
         Duration::from_secs(5),
     );
+    service.kill().unwrap();
+    service.wait().unwrap();
+}
+
+/// Regression (issue 10 §1): on the default `flapping` and `cooldown`, a
+/// primary that fails again and again is left each time, flapping or not;
+/// its failback waits for the cooldown, and while it flaps for it to be
+/// stable (said once); flapping holds the "failing" notifications; past
+/// the daily budget a disaster page names the record left on the primary.
+#[test]
+fn a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stable() {
+    let (env, knot) = setup();
+    let (hook, seen) = servers::capture(&[200]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = std::fs::read_to_string(env.config_path()).unwrap();
+    env.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n{base}failback = {{ after_healthy = \"1s\" }}\nmax_changes_per_day = 7\n\n[[check]]\nname = \"blog-up\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nrecover_after = 2\nactions = [\"failover:blog\", \"notify:hook\"]\n",
+        hook.addr
+    ));
+    let backup: IpAddr = "198.51.100.7".parse().unwrap();
+    let primary: IpAddr = "203.0.113.10".parse().unwrap();
+    let states = || -> Vec<(String, String, String)> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let v: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                (field("state"), field("title"), field("body"))
+            })
+            .collect()
+    };
+    let count = |state: &str| states().iter().filter(|s| s.0 == state).count();
+    let check_ok = || {
+        let r = env.run(&["status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .is_ok_and(|v| v["checks"][0]["state"] == "ok")
+    };
+    let mut service = python_http_service(port);
+    let daemon = env.daemon();
+    wait_until(Duration::from_secs(10), check_ok);
+    let by_hand = || {
+        let r = env.run(&["failover", "switch", "blog", "--to", "primary"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    };
+    for outage in 1..=4 {
+        assert_eq!(served(&knot, "blog"), [primary], "outage {outage}");
+        service.kill().unwrap();
+        service.wait().unwrap();
+        // fail_after 2 × 200ms, then the change verified: well within 10 s.
+        let t0 = std::time::Instant::now();
+        while served(&knot, "blog") != [backup] {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "outage {outage}: the record stayed on the primary\n{}\n{}",
+                daemon.log(),
+                env.run(&["status", "--json"]).stdout
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service = python_http_service(port);
+        match outage {
+            1 => {
+                // Healthy past after_healthy, but within the cooldown of
+                // the switch: the record stays on the backup.
+                daemon.wait_log(
+                    "failback waits for the cooldown of 10m",
+                    Duration::from_secs(10),
+                );
+                assert_eq!(served(&knot, "blog"), [backup]);
+            }
+            3 => {
+                // Six changes of state within the hour: it flaps; the
+                // failback waits for it to be stable, and says so.
+                daemon.wait_log("failback held: blog:", Duration::from_secs(10));
+                wait_until(Duration::from_secs(10), || count("failback held") == 1);
+            }
+            _ => {}
+        }
+        // Back up as the daemon sees it before the next outage.
+        wait_until(Duration::from_secs(10), check_ok);
+        by_hand();
+    }
+    // Seven changes in 24h (four automatic, three by hand): the fifth
+    // outage leaves the record on the dead primary and pages.
+    service.kill().unwrap();
+    service.wait().unwrap();
+    wait_until(Duration::from_secs(10), || count("action failed") == 1);
+    assert_eq!(served(&knot, "blog"), [primary]);
+    let all = states();
+    let page = all.iter().find(|s| s.0 == "action failed").unwrap();
+    assert!(
+        page.1
+            .starts_with("[DISASTER] blog-up: failover:blog failed")
+            && page.2.contains("blog.example.org left on the primary")
+            && page.2.contains("max_changes_per_day = 7"),
+        "{page:?}"
+    );
+    // Flapping said once, held the "failing" notifications after it, and
+    // the failback held was said once for the whole spell (outages 3 and 4).
+    assert_eq!(count("flapping"), 1, "{all:?}");
+    assert_eq!(count("failback held"), 1, "{all:?}");
+    let flapping_at = all.iter().position(|s| s.0 == "flapping").unwrap();
+    assert!(
+        !all[flapping_at..].iter().any(|s| s.0 == "failing"),
+        "{all:?}"
+    );
+    assert!(count("failing") >= 2, "{all:?}");
+    drop(daemon);
     service.kill().unwrap();
     service.wait().unwrap();
 }

@@ -45,8 +45,12 @@ impl Served for Cluster {
 }
 
 /// Two watchers with `quorum`, checking every second, failing back after
-/// 6 s of health.
+/// 6 s of health, on the default flapping, cooldown and daily budget.
 fn cluster(quorum: u32) -> Cluster {
+    cluster_with(quorum, None)
+}
+
+fn cluster_with(quorum: u32, cooldown: Option<&str>) -> Cluster {
     let c = vigie_testkit::cluster::cluster(
         BIN,
         &Settings {
@@ -54,14 +58,20 @@ fn cluster(quorum: u32) -> Cluster {
             every: "1s",
             fail_after: 3,
             failback: "{ after_healthy = \"6s\" }",
+            cooldown,
+            max_changes_per_day: None,
         },
     );
     assert_eq!(c.served(), [c.lab.ip("prim")]);
     c
 }
+
 #[test]
 fn killed_primary_moves_once_a_quorum_agrees_and_comes_back_after_the_healthy_period() {
-    let mut c = cluster(2);
+    // A cooldown shorter than the default (10m) for the record to come
+    // back within the test; the twin on the default is
+    // five_outages_within_minutes_each_move_the_record_and_failback_waits_for_a_stable_primary.
+    let mut c = cluster_with(2, Some("1s"));
     let prim = c.lab.ip("prim");
     let back = c.lab.ip("back");
     let t0 = Instant::now();
@@ -96,6 +106,66 @@ fn killed_primary_moves_once_a_quorum_agrees_and_comes_back_after_the_healthy_pe
     wait_until(Duration::from_secs(40), || c.served() == [prim]);
     assert!(t1.elapsed() >= Duration::from_secs(6), "{:?}", t1.elapsed());
     assert_eq!(c.knot.zone, "example.org");
+}
+
+/// Issue 10 §1, on the defaults users get (flapping 6 changes within 1h,
+/// cooldown 10m, 12 changes a day): five outages of the primary within
+/// minutes each move the record in the usual time — the third and later
+/// while the check flaps, each soon after the last switch — and once the
+/// primary is back the record stays on the backup: it flaps, so the
+/// failback waits for it to be stable.
+#[test]
+fn five_outages_within_minutes_each_move_the_record_and_failback_waits_for_a_stable_primary() {
+    let mut c = cluster(2);
+    let prim = c.lab.ip("prim");
+    let back = c.lab.ip("back");
+    let start = Instant::now();
+    let mut took = Vec::new();
+    for outage in 1..=5 {
+        assert_eq!(c.served(), [prim], "outage {outage} starts on the primary");
+        let t0 = Instant::now();
+        c.kill_web();
+        while c.served() != [back] {
+            // every 1s × fail_after 3, a quorum round, the change verified.
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "outage {outage}: the record stayed on the dead primary\n{}",
+                c.log(0)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        took.push(t0.elapsed());
+        c.start_web();
+        for i in 0..2 {
+            wait_until(Duration::from_secs(20), || c.verdict(i) == "up");
+        }
+        if outage < 5 {
+            // Within the cooldown the failback waits: back by hand, so
+            // that the next outage has a record to move.
+            let r = c.watchers[0]
+                .env
+                .run(&["failover", "switch", "blog", "--to", "primary"]);
+            assert_eq!(r.code, 0, "{r:?}");
+        }
+    }
+    let log = c.log(0);
+    assert!(log.contains("check is flapping"), "{log}");
+    assert!(
+        log.contains("failback held: blog: not undone while web flaps"),
+        "{log}"
+    );
+    // Healthy for well past after_healthy (6s): still on the backup.
+    let healthy = Instant::now();
+    while healthy.elapsed() < Duration::from_secs(10) {
+        assert_eq!(c.served(), [back], "failed back to a flapping primary");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        start.elapsed() < Duration::from_mins(10),
+        "five outages within ten minutes: {:?}",
+        start.elapsed()
+    );
+    eprintln!("record moved after {took:?}");
 }
 
 #[test]
