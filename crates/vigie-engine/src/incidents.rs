@@ -393,6 +393,8 @@ async fn notify_now(
         detail,
         opened,
         Vec::new(),
+        id,
+        None,
     );
     for n in first_notifiers(config, check, severity) {
         deliver(ctx, config, id, step, &n, &msg).await;
