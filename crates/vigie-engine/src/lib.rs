@@ -457,8 +457,13 @@ impl Engine {
 
 impl Inner {
     /// Apply one outcome to the check's state, publish it, and queue it
-    /// for the store.
-    pub(crate) fn record(&self, check: &Check, result: vigie_core::CheckResult) {
+    /// for the store. Returns the check's new state (`None`: the check is
+    /// no longer installed).
+    pub(crate) fn record(
+        &self,
+        check: &Check,
+        result: vigie_core::CheckResult,
+    ) -> Option<StateTracker> {
         let thresholds = check.thresholds();
         let mut change = None;
         let tracker = {
@@ -467,7 +472,7 @@ impl Inner {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(s) = status.get_mut(&check.name) else {
-                return;
+                return None;
             };
             let mut tracker = StateTracker {
                 state: s.state,
@@ -502,6 +507,7 @@ impl Inner {
             }
         }
         self.writer.result(result, tracker);
+        Some(tracker)
     }
 }
 
