@@ -323,3 +323,23 @@ fn a_probe_that_hangs_never_delays_the_others() {
     let quick = api_check(&d, "quick");
     assert!(quick["runs_total"].as_u64().unwrap() >= 10, "{quick}");
 }
+
+#[test]
+fn every_check_shows_its_first_result_within_seconds_of_start() {
+    // Checks every hour: their first runs come within seconds (spread),
+    // not anywhere in the hour.
+    let e = env();
+    let mut config = SERVER.to_owned();
+    for i in 0..20 {
+        config.push_str(&check(
+            &format!("mem-{i}"),
+            "memory = { max_used_percent = 100 }",
+            "every = \"1h\"",
+        ));
+    }
+    e.config(&config);
+    let d = e.daemon();
+    for i in 0..20 {
+        wait_state(&d, &format!("mem-{i}"), "ok", Duration::from_secs(10));
+    }
+}
