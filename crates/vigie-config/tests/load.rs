@@ -487,11 +487,16 @@ retry_every = "10ms"
 "#;
     let e = errors(bad);
     assert!(
-        e.contains("error: check \"slow\".retry_every: retry_every (1m) is longer than every (10s)"),
+        e.contains(
+            "error: check \"slow\".retry_every: retry_every (1m) is longer than every (10s)"
+        ),
         "{e}"
     );
     assert!(e.contains("vigie.toml:6:15"), "{e}");
-    assert!(e.contains("hint: retry_every re-runs a failed check sooner"), "{e}");
+    assert!(
+        e.contains("hint: retry_every re-runs a failed check sooner"),
+        "{e}"
+    );
     assert!(
         e.contains("error: check \"tiny\".retry_every: `retry_every` must be at least 100ms"),
         "{e}"

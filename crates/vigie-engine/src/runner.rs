@@ -383,9 +383,7 @@ mod tests {
                     if i == runs {
                         return None;
                     }
-                    seen.lock()
-                        .unwrap()
-                        .push(t0.elapsed().as_secs_f64());
+                    seen.lock().unwrap().push(t0.elapsed().as_secs_f64());
                     tokio::time::sleep(Duration::from_secs_f64(took)).await;
                     let mut t = tracker.lock().unwrap();
                     t.observe(ok, thresholds, Timestamp::now());
@@ -396,7 +394,9 @@ mod tests {
         .await;
         let v = seen.lock().unwrap().clone();
         // Rounded to the millisecond: the paused clock is exact, floats are not.
-        v.into_iter().map(|s| (s * 1000.0).round() / 1000.0).collect()
+        v.into_iter()
+            .map(|s| (s * 1000.0).round() / 1000.0)
+            .collect()
     }
 
     #[tokio::test(start_paused = true)]

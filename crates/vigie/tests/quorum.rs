@@ -53,6 +53,8 @@ fn cluster(quorum: u32) -> Cluster {
             quorum,
             every: "1s",
             fail_after: 3,
+            timeout: "1s",
+            retry_every: None,
             failback: "{ after_healthy = \"6s\" }",
         },
     );
