@@ -471,9 +471,7 @@ impl Inner {
                 .status
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(s) = status.get_mut(&check.name) else {
-                return None;
-            };
+            let s = status.get_mut(&check.name)?;
             let mut tracker = StateTracker {
                 state: s.state,
                 consecutive_ok: s.consecutive_ok,

@@ -346,15 +346,14 @@ mod tests {
     use vigie_core::{Outcome, StateTracker, Thresholds, Timestamp};
 
     /// Runs `cadence` with a probe that takes `took(i)` and succeeds as
-    /// `ok(i)` says (judged by a real state tracker with `fail_after`),
-    /// until `runs` runs; returns when each run started, in seconds after
-    /// `t0`.
+    /// `ok(i)` says (judged by a real state tracker with `fail_after =
+    /// 3`), until `runs` runs; returns when each run started, in seconds
+    /// after `t0`.
     async fn starts(
         first: f64,
         phase: f64,
         every: f64,
         retry_every: Option<f64>,
-        fail_after: u32,
         runs: usize,
         took: impl Fn(usize) -> f64,
         ok: impl Fn(usize) -> bool,
@@ -364,7 +363,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let tracker = Arc::new(Mutex::new(StateTracker::default()));
         let thresholds = Thresholds {
-            fail_after,
+            fail_after: 3,
             recover_after: 1,
         };
         let wake = Notify::new();
@@ -404,7 +403,7 @@ mod tests {
         // every 2s, each run cut at its 2s timeout: runs still start every
         // 2s (the old loop counted the next run from the end of the last
         // and found it past, so it ran every 4s).
-        let s = starts(0.0, 0.0, 2.0, None, 3, 5, |_| 2.0, |_| false).await;
+        let s = starts(0.0, 0.0, 2.0, None, 5, |_| 2.0, |_| false).await;
         assert_eq!(s, [0.0, 2.0, 4.0, 6.0, 8.0]);
     }
 
@@ -417,7 +416,6 @@ mod tests {
             0.0,
             2.0,
             None,
-            3,
             5,
             |i| if i == 1 { 5.0 } else { 0.1 },
             |_| true,
@@ -431,17 +429,7 @@ mod tests {
         // every 30s, retry_every 1s, fail_after 3. Run 1 fails and run 2
         // recovers (back to the cadence); runs 3 to 5 fail (confirmed at
         // the third); a confirmed failure runs at `every`.
-        let s = starts(
-            0.0,
-            0.0,
-            30.0,
-            Some(1.0),
-            3,
-            8,
-            |_| 0.2,
-            |i| i == 0 || i == 2,
-        )
-        .await;
+        let s = starts(0.0, 0.0, 30.0, Some(1.0), 8, |_| 0.2, |i| i == 0 || i == 2).await;
         assert_eq!(s, [0.0, 30.0, 31.0, 60.0, 61.0, 62.0, 90.0, 120.0]);
     }
 
@@ -449,13 +437,13 @@ mod tests {
     async fn retries_of_a_probe_that_takes_its_timeout_follow_each_other() {
         // retry_every shorter than the run: the retry starts as soon as the
         // failed run ends, never two runs at once.
-        let s = starts(0.0, 0.0, 30.0, Some(1.0), 3, 4, |_| 2.0, |_| false).await;
+        let s = starts(0.0, 0.0, 30.0, Some(1.0), 4, |_| 2.0, |_| false).await;
         assert_eq!(s, [0.0, 2.0, 4.0, 30.0]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_first_run_comes_early_then_the_check_keeps_its_phase() {
-        let s = starts(0.5, 10.0, 30.0, None, 3, 4, |_| 0.1, |_| true).await;
+        let s = starts(0.5, 10.0, 30.0, None, 4, |_| 0.1, |_| true).await;
         assert_eq!(s, [0.5, 10.0, 40.0, 70.0]);
     }
 
