@@ -309,11 +309,23 @@ async fn serve_own_server(config: &Config, selected: &[&vigie_config::Check]) ->
     let mut bare = config.clone();
     bare.checks.clear();
     let started = async {
-        let engine = Engine::start(&bare, &dir).map_err(|e| e.to_string())?;
+        // A new directory of our own (never one that exists, nor a
+        // symlink someone left in the temp directory).
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let engine = match Engine::start(&bare, &dir) {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = fs_err::remove_dir_all(&dir);
+                return Err(e.to_string());
+            }
+        };
         match vigie_web::serve(engine.clone(), &config.server, None).await {
             Ok(server) => Ok((engine, server)),
             Err(e) => {
                 engine.shutdown().await;
+                let _ = fs_err::remove_dir_all(&dir);
                 Err(e.to_string())
             }
         }
@@ -325,9 +337,9 @@ async fn serve_own_server(config: &Config, selected: &[&vigie_config::Check]) ->
             dir,
         }),
         Err(e) => {
-            // The check then runs as it is and says what it finds.
+            // The check then runs as it is and says what it finds. (The
+            // directory is left alone: it may not be ours.)
             tracing::warn!(error = %e, "cannot serve vigie's own server for the check");
-            let _ = fs_err::remove_dir_all(&dir);
             None
         }
     }
