@@ -343,3 +343,26 @@ fn every_check_shows_its_first_result_within_seconds_of_start() {
         wait_state(&d, &format!("mem-{i}"), "ok", Duration::from_secs(10));
     }
 }
+
+#[test]
+fn retry_every_confirms_a_failure_long_before_the_next_interval() {
+    // every 1h, fail_after 3: the first run fails within seconds of
+    // start, and retry_every brings the two more failures that confirm
+    // it; without it the check would be failing two hours later.
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "down",
+            "command = { argv = [\"false\"] }",
+            "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3"
+        ),
+    ));
+    let d = e.daemon();
+    let c = wait_state(&d, "down", "failing", Duration::from_secs(10));
+    assert_eq!(c["runs_total"], 3, "{c}");
+    assert_eq!(c["consecutive_fail"], 3, "{c}");
+    // Confirmed, it is back on its hourly cadence: no fourth run.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(api_check(&d, "down")["runs_total"], 3);
+}
