@@ -40,7 +40,13 @@ pub enum Command {
         json: bool,
     },
     /// Check the configuration and print every problem found.
-    Validate,
+    Validate {
+        /// Check every secret's shape but read none of them (no
+        /// environment variable, no secret file): for CI, where the
+        /// secrets are not.
+        #[arg(long)]
+        no_environment: bool,
+    },
     /// Print the effective configuration, defaults applied, secrets hidden.
     ShowConfig,
     /// Show the state of every check as the store knows it; exits 1 if

@@ -118,7 +118,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Run => run::run(cli),
         Command::Check { names, json } => run::check(cli, names, *json),
-        Command::Validate => validate(cli),
+        Command::Validate { no_environment } => validate(cli, *no_environment),
         Command::ShowConfig => {
             let loaded = load(cli)?;
             let text = vigie_config::to_toml(&loaded.config)
@@ -200,12 +200,22 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     }
 }
 
-fn validate(cli: &Cli) -> Result<u8> {
-    let (loaded, source) = load_with_source(cli)?;
+fn validate(cli: &Cli, no_environment: bool) -> Result<u8> {
+    let secrets = if no_environment {
+        vigie_config::Secrets::Skip
+    } else {
+        vigie_config::Secrets::Resolve
+    };
+    let (loaded, source) = load_with_source(cli, secrets)?;
     let n = loaded.config.checks.len();
     out(format_args!(
-        "{source}: configuration ok, {n} check{}\n",
-        if n == 1 { "" } else { "s" }
+        "{source}: configuration ok, {n} check{}{}\n",
+        if n == 1 { "" } else { "s" },
+        if no_environment {
+            " (secrets not read)"
+        } else {
+            ""
+        }
     ))?;
     Ok(exit::OK)
 }
@@ -221,21 +231,25 @@ pub(crate) fn config_path(cli: &Cli) -> Option<PathBuf> {
 }
 
 pub(crate) fn load(cli: &Cli) -> Result<Loaded> {
-    load_with_source(cli).map(|(l, _)| l)
+    load_with_source(cli, vigie_config::Secrets::Resolve).map(|(l, _)| l)
 }
 
-fn load_with_source(cli: &Cli) -> Result<(Loaded, String)> {
+fn load_with_source(cli: &Cli, secrets: vigie_config::Secrets) -> Result<(Loaded, String)> {
     let (result, source) = if let Some(path) = config_path(cli) {
-        (vigie_config::load_file(&path), path.display().to_string())
+        (
+            vigie_config::load_file_with(&path, secrets),
+            path.display().to_string(),
+        )
     } else {
         tracing::info!(
             "no configuration file: using the embedded quickstart (examples/quickstart.toml)"
         );
         (
-            vigie_config::load_str(
+            vigie_config::load_str_with(
                 vigie_config::QUICKSTART,
                 Path::new(vigie_config::QUICKSTART_NAME),
                 &|k| std::env::var(k).ok(),
+                secrets,
             ),
             vigie_config::QUICKSTART_NAME.to_owned(),
         )

@@ -202,7 +202,22 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
         None
     };
     let rt = runtime()?;
-    let results = rt.block_on(vigie_engine::run_once(config, &selected, store.as_ref()));
+    let results = rt.block_on(async {
+        let own = serve_own_server(config, &selected).await;
+        let mut results = vigie_engine::run_once(config, &selected, store.as_ref()).await;
+        if let Some(own) = own {
+            for r in &mut results {
+                if aims_at(&r.check, config.server.listen) {
+                    r.outcome.message = format!(
+                        "{} (answered by this process: no daemon listens on {})",
+                        r.outcome.message, config.server.listen
+                    );
+                }
+            }
+            own.stop().await;
+        }
+        results
+    });
     let failed = results.iter().filter(|r| !r.outcome.ok).count();
     if json {
         let v: Vec<_> = results
@@ -253,6 +268,100 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// Whether `check` is an HTTP check of vigie's own server at `listen`.
+fn aims_at(check: &vigie_config::Check, listen: std::net::SocketAddr) -> bool {
+    let Probe::Http(h) = &check.probe else {
+        return false;
+    };
+    let url = &h.url.0;
+    if url.port_or_known_default() != Some(listen.port()) {
+        return false;
+    }
+    let host = url.host_str().unwrap_or_default();
+    let ip = if host == "localhost" {
+        if listen.is_ipv6() {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        } else {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+    } else if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+        ip
+    } else {
+        return false;
+    };
+    ip == listen.ip() || (listen.ip().is_unspecified() && ip.is_loopback())
+}
+
+/// vigie's own server, served by `vigie check` while it runs.
+struct OwnServer {
+    engine: Engine,
+    server: vigie_web::Server,
+    dir: std::path::PathBuf,
+}
+
+impl OwnServer {
+    async fn stop(self) {
+        self.server.stop().await;
+        self.engine.shutdown().await;
+        let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}
+
+/// `vigie check` is no daemon, so a check of vigie's own HTTP server (the
+/// quickstart's `/healthz`) would fail only for that. When such a check
+/// is selected and nothing listens on `[server] listen`, this process
+/// serves there — the server `vigie run` starts, over an engine with no
+/// checks and a store of its own — while the checks run: the check then
+/// judges what it can, that vigie's server takes that address and
+/// answers, and its message says who answered. When something listens
+/// there (a running daemon, or another program), the check goes to it.
+async fn serve_own_server(config: &Config, selected: &[&vigie_config::Check]) -> Option<OwnServer> {
+    let listen = config.server.listen;
+    if listen.port() == 0 || !selected.iter().any(|c| aims_at(c, listen)) {
+        return None;
+    }
+    // Taken: someone answers there, the check asks them.
+    drop(std::net::TcpListener::bind(listen).ok()?);
+    let dir = std::env::temp_dir().join(format!("vigie-check-{}", std::process::id()));
+    let mut bare = config.clone();
+    bare.checks.clear();
+    let started = async {
+        // A new directory of our own (never one that exists, nor a
+        // symlink someone left in the temp directory).
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let engine = match Engine::start(&bare, &dir) {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = fs_err::remove_dir_all(&dir);
+                return Err(e.to_string());
+            }
+        };
+        match vigie_web::serve(engine.clone(), &config.server, None).await {
+            Ok(server) => Ok((engine, server)),
+            Err(e) => {
+                engine.shutdown().await;
+                let _ = fs_err::remove_dir_all(&dir);
+                Err(e.to_string())
+            }
+        }
+    };
+    match started.await {
+        Ok((engine, server)) => Some(OwnServer {
+            engine,
+            server,
+            dir,
+        }),
+        Err(e) => {
+            // The check then runs as it is and says what it finds. (The
+            // directory is left alone: it may not be ours.)
+            tracing::warn!(error = %e, "cannot serve vigie's own server for the check");
+            None
+        }
+    }
 }
 
 pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {

@@ -9,7 +9,9 @@ mod model;
 mod secret;
 
 pub use diag::{Diagnostic, Diagnostics, Level, Location};
-pub use load::{EnvLookup, Loaded, load_file, load_str, split_host_port};
+pub use load::{
+    EnvLookup, Loaded, Secrets, load_file, load_file_with, load_str, load_str_with, split_host_port,
+};
 pub use model::*;
 pub use secret::{Secret, SecretSource};
 

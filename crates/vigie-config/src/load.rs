@@ -32,8 +32,26 @@ pub struct Loaded {
 /// Where secrets named `{ env = … }` are looked up; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Whether loading reads the secrets' values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read every `{ env }` and `{ file }` secret (what a daemon needs).
+    #[default]
+    Resolve,
+    /// Check every secret's shape but read none (`vigie validate
+    /// --no-environment`: a config repository checked in CI without its
+    /// secrets). The secrets' values are left empty: such a config is
+    /// for checking, never for running.
+    Skip,
+}
+
 /// Load the config file at `path`, its includes and its secrets.
 pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
+    load_file_with(path, Secrets::Resolve)
+}
+
+/// [`load_file`], reading the secrets or not.
+pub fn load_file_with(path: &Path, secrets: Secrets) -> Result<Loaded, Diagnostics> {
     let text = fs_err::read_to_string(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             "create it (see examples/quickstart.toml) or pass another file with -c FILE"
@@ -42,17 +60,28 @@ pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
         };
         one_error(format!("cannot read the configuration: {e}"), hint)
     })?;
-    load_str(&text, path, &|k| std::env::var(k).ok())
+    load_str_with(text.as_str(), path, &|k| std::env::var(k).ok(), secrets)
 }
 
 /// Load a config from text; `path` names it in messages and anchors
 /// relative paths (includes, secret files).
 pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Loaded, Diagnostics> {
+    load_str_with(text, path, env, Secrets::Resolve)
+}
+
+/// [`load_str`], reading the secrets or not.
+pub fn load_str_with(
+    text: &str,
+    path: &Path,
+    env: EnvLookup<'_>,
+    secrets: Secrets,
+) -> Result<Loaded, Diagnostics> {
     let mut loader = Loader {
         sources: Vec::new(),
         diags: Diagnostics::default(),
         raw: Raw::default(),
         base: path.parent().map(Path::to_owned).unwrap_or_default(),
+        secrets,
     };
     loader.parse(text.to_owned(), path, true);
     if let Some((dir, loc)) = loader.raw.include.take() {
@@ -138,6 +167,7 @@ struct RawEngine {
 struct RawDefaults {
     every: Option<Duration>,
     timeout: Option<Duration>,
+    retry_every: Option<Duration>,
     fail_after: Option<u32>,
     recover_after: Option<u32>,
     severity: Option<Severity>,
@@ -150,6 +180,7 @@ struct RawCheck {
     description: Option<String>,
     every: Option<Spanned<Duration>>,
     timeout: Option<Spanned<Duration>>,
+    retry_every: Option<Spanned<Duration>>,
     fail_after: Option<Spanned<u32>>,
     recover_after: Option<Spanned<u32>>,
     severity: Option<Severity>,
@@ -231,6 +262,7 @@ struct Loader {
     diags: Diagnostics,
     raw: Raw,
     base: PathBuf,
+    secrets: Secrets,
 }
 
 impl Loader {
@@ -559,6 +591,9 @@ impl Loader {
         mut secret: Secret,
         env: EnvLookup<'_>,
     ) -> Option<Secret> {
+        if self.secrets == Secrets::Skip {
+            return Some(secret);
+        }
         let value = match &secret.source {
             SecretSource::Env(name) => {
                 match env(name) {
@@ -792,6 +827,7 @@ impl Loader {
                 description: Some(format!("replication {} → {}", j.from.display(), j.to)),
                 every: Duration::from_secs(10),
                 timeout: Duration::from_secs(5),
+                retry_every: None,
                 fail_after: 3,
                 recover_after: 1,
                 severity: vigie_core::Severity::High,
@@ -1071,7 +1107,7 @@ impl Loader {
         let mut dns = BTreeMap::new();
         for (src, name, table, mut p) in std::mem::take(&mut self.raw.dns) {
             let key = format!("dns.{}", name.get_ref());
-            let mut ok = vigie_core::is_valid_name(name.get_ref());
+            let ok = vigie_core::is_valid_name(name.get_ref());
             if !ok {
                 self.error(
                     src,
@@ -1084,10 +1120,13 @@ impl Loader {
             for (field, secret) in p.secrets_mut() {
                 let taken =
                     std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
-                match self.resolve_secret(src, table.clone(), &format!("{key}.{field}"), taken, env)
+                // A secret that cannot be read is an error of its own; the
+                // provider stays declared, so that what uses it is not also
+                // told it does not exist (the config is refused anyway).
+                if let Some(resolved) =
+                    self.resolve_secret(src, table.clone(), &format!("{key}.{field}"), taken, env)
                 {
-                    Some(resolved) => *secret = resolved,
-                    None => ok = false,
+                    *secret = resolved;
                 }
             }
             if ok {
@@ -1390,10 +1429,11 @@ impl Loader {
             for (field, secret) in kind.secrets_mut() {
                 let taken =
                     std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
-                match self.resolve_secret(src, table.clone(), &format!("{key}.{field}"), taken, env)
+                // As for DNS providers: the notifier stays declared.
+                if let Some(resolved) =
+                    self.resolve_secret(src, table.clone(), &format!("{key}.{field}"), taken, env)
                 {
-                    Some(resolved) => *secret = resolved,
-                    None => ok = false,
+                    *secret = resolved;
                 }
             }
             if let NotifierKind::Smtp { to, ca, .. } = &mut kind {
@@ -1578,6 +1618,34 @@ impl Loader {
                     Some("make timeout at most as long as every".into()),
                 );
             }
+            let retry_every = raw
+                .retry_every
+                .as_ref()
+                .map(|r| *r.get_ref())
+                .or(defaults.retry_every);
+            if let Some(retry) = retry_every {
+                let span = raw.retry_every.as_ref().map(Spanned::span);
+                let field = format!("{key}.retry_every");
+                if retry.std() < std::time::Duration::from_millis(100) {
+                    self.error(
+                        src,
+                        span,
+                        &field,
+                        "`retry_every` must be at least 100ms".into(),
+                        None,
+                    );
+                } else if retry > every {
+                    self.error(
+                        src,
+                        span,
+                        &field,
+                        format!("retry_every ({retry}) is longer than every ({every})"),
+                        Some(
+                            "retry_every re-runs a failed check sooner than every, until fail_after confirms it: make it shorter than every, or remove it".into(),
+                        ),
+                    );
+                }
+            }
             let mut threshold = |v: &Option<Spanned<u32>>, d: Option<u32>, field: &str| -> u32 {
                 match v {
                     Some(v) if *v.get_ref() == 0 => {
@@ -1634,6 +1702,7 @@ impl Loader {
                     description: raw.description,
                     every,
                     timeout,
+                    retry_every,
                     fail_after,
                     recover_after,
                     severity: raw.severity.or(defaults.severity).unwrap_or_default(),

@@ -213,6 +213,11 @@ pub struct Check {
     pub description: Option<String>,
     pub every: Duration,
     pub timeout: Duration,
+    /// Once the check has failed, how soon it runs again until
+    /// `fail_after` confirms the failure or it recovers (Uptime Kuma's
+    /// retry interval); `None`: at `every`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_every: Option<Duration>,
     pub fail_after: u32,
     pub recover_after: u32,
     pub severity: Severity,

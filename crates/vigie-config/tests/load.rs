@@ -516,3 +516,69 @@ actions = ["page", "escalate"]
         text[0]
     );
 }
+
+#[test]
+fn retry_every_is_between_100ms_and_every() {
+    let src = r#"
+[defaults]
+retry_every = "2s"
+
+[[check]]
+name = "a"
+tcp = { address = "localhost:22" }
+every = "30s"
+
+[[check]]
+name = "b"
+tcp = { address = "localhost:22" }
+every = "30s"
+retry_every = "1s"
+
+[[check]]
+name = "c"
+tcp = { address = "localhost:22" }
+"#;
+    let loaded = load_str(src, Path::new("vigie.toml"), &env).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.checks[0].retry_every.unwrap().to_string(), "2s");
+    assert_eq!(c.checks[1].retry_every.unwrap().to_string(), "1s");
+    // show-config prints it, and reads back the same.
+    let shown = vigie_config::to_toml(c).unwrap();
+    assert!(shown.contains("retry_every = \"1s\""), "{shown}");
+    let again = load_str(&shown, Path::new("shown.toml"), &env).unwrap();
+    assert_eq!(vigie_config::to_toml(&again.config).unwrap(), shown);
+    // Without it, a check keeps its cadence.
+    let plain = "[[check]]\nname = \"a\"\ntcp = { address = \"localhost:22\" }\n";
+    let loaded = load_str(plain, Path::new("vigie.toml"), &env).unwrap();
+    assert_eq!(loaded.config.checks[0].retry_every, None);
+
+    let bad = r#"
+[[check]]
+name = "slow"
+tcp = { address = "localhost:22" }
+every = "10s"
+retry_every = "1m"
+
+[[check]]
+name = "tiny"
+tcp = { address = "localhost:22" }
+retry_every = "10ms"
+"#;
+    let e = errors(bad);
+    assert!(
+        e.contains(
+            "error: check \"slow\".retry_every: retry_every (1m) is longer than every (10s)"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("vigie.toml:6:15"), "{e}");
+    assert!(
+        e.contains("hint: retry_every re-runs a failed check sooner"),
+        "{e}"
+    );
+    assert!(
+        e.contains("error: check \"tiny\".retry_every: `retry_every` must be at least 100ms"),
+        "{e}"
+    );
+    assert!(e.contains("2 errors"), "{e}");
+}

@@ -457,8 +457,13 @@ impl Engine {
 
 impl Inner {
     /// Apply one outcome to the check's state, publish it, and queue it
-    /// for the store.
-    pub(crate) fn record(&self, check: &Check, result: vigie_core::CheckResult) {
+    /// for the store. Returns the check's new state (`None`: the check is
+    /// no longer installed).
+    pub(crate) fn record(
+        &self,
+        check: &Check,
+        result: vigie_core::CheckResult,
+    ) -> Option<StateTracker> {
         let thresholds = check.thresholds();
         let mut change = None;
         let tracker = {
@@ -466,9 +471,7 @@ impl Inner {
                 .status
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(s) = status.get_mut(&check.name) else {
-                return;
-            };
+            let s = status.get_mut(&check.name)?;
             let mut tracker = StateTracker {
                 state: s.state,
                 consecutive_ok: s.consecutive_ok,
@@ -502,6 +505,7 @@ impl Inner {
             }
         }
         self.writer.result(result, tracker);
+        Some(tracker)
     }
 }
 

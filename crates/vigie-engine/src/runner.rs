@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use vigie_config::{Check, Config, Probe};
-use vigie_core::{CheckResult, Outcome, Timestamp};
+use vigie_core::{CheckResult, CheckState, Outcome, StateTracker, Timestamp};
 use vigie_probe::Prepared;
 
 use crate::Inner;
@@ -83,6 +84,109 @@ pub(crate) fn jitter(name: &str, every: Duration) -> Duration {
 /// The granularity of check start times.
 const SLOT: Duration = Duration::from_millis(20);
 
+/// How soon the first run of a check comes after the engine starts: the
+/// jitter's fraction of this span (or of `every`, if shorter), so that
+/// `vigie run` shows every check's first result within seconds instead of
+/// after up to a whole interval, still spread rather than all at once.
+const FIRST_RUN_SPREAD: Duration = Duration::from_secs(2);
+
+/// What a finished run tells the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// Next run on the cadence.
+    Settled,
+    /// The check failed but `fail_after` has not confirmed it yet: run
+    /// again after `retry_every`, if the check has one.
+    Confirming,
+}
+
+impl Ran {
+    /// What the state after a run asks of the schedule.
+    pub(crate) fn after(tracker: &StateTracker) -> Ran {
+        if tracker.consecutive_fail > 0 && tracker.state != CheckState::Failing {
+            Ran::Confirming
+        } else {
+            Ran::Settled
+        }
+    }
+}
+
+/// The schedule of one check. Runs start on the check's own cadence —
+/// `first`, then `phase + k × every` — whatever a run's duration: the
+/// schedule never waits for a run. One run at a time: a run due while
+/// the previous one is still going starts as soon as that one ends (it
+/// alone is late; several due meanwhile make one run). After a
+/// [`Ran::Confirming`] run, the next starts `retry_every` after it
+/// started, until the failure is confirmed or the check recovers; the
+/// cadence is kept meanwhile. A wake-up runs the check at once (a
+/// heartbeat ping, a repair's verification). Returns when `run` returns
+/// `None` (the engine is stopping).
+pub(crate) async fn cadence<F, Fut>(
+    first: Instant,
+    phase: Instant,
+    every: Duration,
+    retry_every: Option<Duration>,
+    wake: &Notify,
+    mut run: F,
+) where
+    F: FnMut(Instant) -> Fut,
+    Fut: Future<Output = Option<Ran>>,
+{
+    let every = every.max(Duration::from_millis(1));
+    // The first tick of the cadence after `t`.
+    let after = |t: Instant| {
+        if t < phase {
+            return phase;
+        }
+        let k = t.duration_since(phase).as_nanos() / every.as_nanos() + 1;
+        phase + every * u32::try_from(k).unwrap_or(u32::MAX)
+    };
+    let mut tick = first;
+    let mut retry_at: Option<Instant> = None;
+    // The run going on, with the time it was due.
+    let mut running: Option<(Instant, std::pin::Pin<Box<Fut>>)> = None;
+    // The time a run came due while another was going.
+    let mut queued: Option<Instant> = None;
+    loop {
+        let next = retry_at.map_or(tick, |r| r.min(tick));
+        let due = tokio::select! {
+            () = tokio::time::sleep_until(next) => {
+                let now = Instant::now();
+                if tick <= now {
+                    let due = tick;
+                    // Ticks missed while the runtime was held up make one run.
+                    tick = after(now.max(tick));
+                    due
+                } else {
+                    retry_at.take().unwrap_or(now)
+                }
+            }
+            () = wake.notified() => Instant::now(),
+            ran = async { running.as_mut().map(|(_, r)| r).expect("guarded by the condition").await },
+                if running.is_some() =>
+            {
+                let Some(ran) = ran else { return };
+                let (started, _) = running.take().expect("it just finished");
+                retry_at = match (ran, retry_every) {
+                    (Ran::Confirming, Some(r)) => Some(started + r),
+                    _ => None,
+                };
+                match queued.take() {
+                    Some(due) => due,
+                    None => continue,
+                }
+            }
+        };
+        if running.is_some() {
+            queued.get_or_insert(due);
+            continue;
+        }
+        // Whatever made it due, this run is also the retry.
+        retry_at = None;
+        running = Some((due, Box::pin(run(due))));
+    }
+}
+
 pub(crate) struct CheckTask {
     pub inner: Arc<Inner>,
     pub check: Check,
@@ -92,85 +196,78 @@ pub(crate) struct CheckTask {
 }
 
 impl CheckTask {
-    pub(crate) async fn run(self, started: tokio::time::Instant) {
+    pub(crate) async fn run(self, started: Instant) {
         let every = self.check.every.std();
-        let timeout = self.check.timeout.std();
+        let phase = started + jitter(&self.check.name, every);
+        let first = started + jitter(&self.check.name, every.min(FIRST_RUN_SPREAD));
         let name: Arc<str> = Arc::from(self.check.name.as_str());
-        let mut due = started + jitter(&self.check.name, every);
-        loop {
-            let woken = tokio::select! {
-                () = tokio::time::sleep_until(due) => false,
-                () = self.wake.notified() => true,
+        cadence(
+            first,
+            phase,
+            every,
+            self.check.retry_every.map(vigie_core::Duration::std),
+            &self.wake,
+            |due| self.run_once(due, name.clone()),
+        )
+        .await;
+    }
+
+    /// One run, due at `due`: probe, record. `None` when the engine is
+    /// stopping.
+    async fn run_once(&self, due: Instant, name: Arc<str>) -> Option<Ran> {
+        let timeout = self.check.timeout.std();
+        let (outcome, lag, duration) = if let Probe::Heartbeat(spec) = &self.check.probe {
+            let signals = self
+                .inner
+                .heartbeats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .signals(&self.check.name)
+                .unwrap_or_default();
+            let start = std::time::Instant::now();
+            let lag = Instant::now().saturating_duration_since(due);
+            (
+                vigie_probe::evaluate_heartbeat(spec, signals, Timestamp::now()),
+                lag,
+                start.elapsed(),
+            )
+        } else {
+            let semaphore = self
+                .inner
+                .semaphore
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return None;
             };
-            let scheduled = if woken {
-                tokio::time::Instant::now()
-            } else {
-                due
-            };
-            let outcome_and_timing = if let Probe::Heartbeat(spec) = &self.check.probe {
-                let signals = self
-                    .inner
-                    .heartbeats
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .signals(&self.check.name)
-                    .unwrap_or_default();
-                let start = Instant::now();
-                let lag = tokio::time::Instant::now().saturating_duration_since(scheduled);
-                (
-                    vigie_probe::evaluate_heartbeat(spec, signals, Timestamp::now()),
-                    lag,
-                    start.elapsed(),
-                )
-            } else {
-                let semaphore = self
-                    .inner
-                    .semaphore
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                let Ok(_permit) = semaphore.acquire_owned().await else {
-                    return;
-                };
-                let lag = tokio::time::Instant::now().saturating_duration_since(scheduled);
-                let start = Instant::now();
-                // Boxed: the probe's future is large and only lives during a
-                // run, so a sleeping check stays small.
-                let outcome = Box::pin(run_probe(&self.probe, timeout)).await;
-                (outcome, lag, start.elapsed())
-            };
-            let (outcome, lag, duration) = outcome_and_timing;
-            let stats = &self.inner.stats;
-            stats.observe_lag(lag);
-            stats.runs_total.fetch_add(1, Ordering::Relaxed);
-            if crate::is_timeout(&outcome) {
-                stats.timeouts_total.fetch_add(1, Ordering::Relaxed);
-            } else if outcome.message.starts_with("the probe crashed") {
-                stats.panics_total.fetch_add(1, Ordering::Relaxed);
-            }
-            let started_at = Timestamp::now().saturating_sub(duration);
-            self.inner.record(
-                &self.check,
-                CheckResult {
-                    check: name.clone(),
-                    started_at,
-                    lag,
-                    duration,
-                    outcome,
-                },
-            );
-            if !woken {
-                due += every;
-            }
-            // A run longer than the interval skips the slots it overran
-            // instead of firing them back to back.
-            let now = tokio::time::Instant::now();
-            if due <= now {
-                let behind = now.duration_since(due);
-                let skip = behind.as_nanos() / every.as_nanos().max(1) + 1;
-                due += every * u32::try_from(skip).unwrap_or(u32::MAX);
-            }
+            let lag = Instant::now().saturating_duration_since(due);
+            let start = std::time::Instant::now();
+            // Boxed: the probe's future is large and only lives during a
+            // run, so a sleeping check stays small.
+            let outcome = Box::pin(run_probe(&self.probe, timeout)).await;
+            (outcome, lag, start.elapsed())
+        };
+        let stats = &self.inner.stats;
+        stats.observe_lag(lag);
+        stats.runs_total.fetch_add(1, Ordering::Relaxed);
+        if crate::is_timeout(&outcome) {
+            stats.timeouts_total.fetch_add(1, Ordering::Relaxed);
+        } else if outcome.message.starts_with("the probe crashed") {
+            stats.panics_total.fetch_add(1, Ordering::Relaxed);
         }
+        let started_at = Timestamp::now().saturating_sub(duration);
+        let tracker = self.inner.record(
+            &self.check,
+            CheckResult {
+                check: name,
+                started_at,
+                lag,
+                duration,
+                outcome,
+            },
+        );
+        Some(tracker.as_ref().map_or(Ran::Settled, Ran::after))
     }
 }
 
@@ -205,7 +302,7 @@ pub async fn run_once(
         let hb = heartbeats.get(&check.name).cloned();
         set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            let start = Instant::now();
+            let start = std::time::Instant::now();
             let outcome = match (&check.probe, prepared) {
                 (Probe::Heartbeat(spec), _) => {
                     let now = Timestamp::now();
@@ -241,9 +338,114 @@ pub async fn run_once(
 
 #[cfg(test)]
 mod tests {
-    use super::{guarded, jitter};
+    use super::{Ran, cadence, guarded, jitter};
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
-    use vigie_core::Outcome;
+    use tokio::sync::Notify;
+    use tokio::time::Instant;
+    use vigie_core::{Outcome, StateTracker, Thresholds, Timestamp};
+
+    /// Runs `cadence` with a probe that takes `took(i)` and succeeds as
+    /// `ok(i)` says (judged by a real state tracker with `fail_after =
+    /// 3`), until `runs` runs; returns when each run started, in seconds
+    /// after `t0`.
+    async fn starts(
+        first: f64,
+        phase: f64,
+        every: f64,
+        retry_every: Option<f64>,
+        runs: usize,
+        took: impl Fn(usize) -> f64,
+        ok: impl Fn(usize) -> bool,
+    ) -> Vec<f64> {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tracker = Arc::new(Mutex::new(StateTracker::default()));
+        let thresholds = Thresholds {
+            fail_after: 3,
+            recover_after: 1,
+        };
+        let wake = Notify::new();
+        cadence(
+            at(first),
+            at(phase),
+            Duration::from_secs_f64(every),
+            retry_every.map(Duration::from_secs_f64),
+            &wake,
+            |_due| {
+                let seen = seen.clone();
+                let tracker = tracker.clone();
+                let i = seen.lock().unwrap().len();
+                let (took, ok) = (took(i), ok(i));
+                async move {
+                    if i == runs {
+                        return None;
+                    }
+                    seen.lock().unwrap().push(t0.elapsed().as_secs_f64());
+                    tokio::time::sleep(Duration::from_secs_f64(took)).await;
+                    let mut t = tracker.lock().unwrap();
+                    t.observe(ok, thresholds, Timestamp::now());
+                    Some(Ran::after(&t))
+                }
+            },
+        )
+        .await;
+        let v = seen.lock().unwrap().clone();
+        // Rounded to the millisecond: the paused clock is exact, floats are not.
+        v.into_iter()
+            .map(|s| (s * 1000.0).round() / 1000.0)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_takes_its_whole_timeout_does_not_move_the_next_runs() {
+        // every 2s, each run cut at its 2s timeout: runs still start every
+        // 2s (the old loop counted the next run from the end of the last
+        // and found it past, so it ran every 4s).
+        let s = starts(0.0, 0.0, 2.0, None, 5, |_| 2.0, |_| false).await;
+        assert_eq!(s, [0.0, 2.0, 4.0, 6.0, 8.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_run_delays_only_the_run_due_during_it() {
+        // The second run takes 5s: the runs due at 4s and 6s wait for it
+        // and make one run at 7s; the schedule stays on its ticks.
+        let s = starts(
+            0.0,
+            0.0,
+            2.0,
+            None,
+            5,
+            |i| if i == 1 { 5.0 } else { 0.1 },
+            |_| true,
+        )
+        .await;
+        assert_eq!(s, [0.0, 2.0, 7.0, 8.0, 10.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_every_reruns_a_failure_until_fail_after_then_returns_to_every() {
+        // every 30s, retry_every 1s, fail_after 3. Run 1 fails and run 2
+        // recovers (back to the cadence); runs 3 to 5 fail (confirmed at
+        // the third); a confirmed failure runs at `every`.
+        let s = starts(0.0, 0.0, 30.0, Some(1.0), 8, |_| 0.2, |i| i == 0 || i == 2).await;
+        assert_eq!(s, [0.0, 30.0, 31.0, 60.0, 61.0, 62.0, 90.0, 120.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_of_a_probe_that_takes_its_timeout_follow_each_other() {
+        // retry_every shorter than the run: the retry starts as soon as the
+        // failed run ends, never two runs at once.
+        let s = starts(0.0, 0.0, 30.0, Some(1.0), 4, |_| 2.0, |_| false).await;
+        assert_eq!(s, [0.0, 2.0, 4.0, 30.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_run_comes_early_then_the_check_keeps_its_phase() {
+        let s = starts(0.5, 10.0, 30.0, None, 4, |_| 0.1, |_| true).await;
+        assert_eq!(s, [0.5, 10.0, 40.0, 70.0]);
+    }
 
     #[tokio::test]
     async fn a_panicking_probe_is_a_failing_result() {

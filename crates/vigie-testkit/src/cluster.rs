@@ -64,6 +64,13 @@ impl Cluster {
         });
     }
 
+    /// Drop every packet toward the primary's web port: connections hang
+    /// until the watchers' timeout, as to a host gone dark (not a refused
+    /// connection). [`Lab::heal`] ends it.
+    pub fn blackhole_web(&self) {
+        self.lab.blackhole("prim", 8080);
+    }
+
     pub fn kill_web(&mut self) {
         if let Some(mut w) = self.web.take() {
             w.kill().unwrap();
@@ -105,6 +112,9 @@ pub struct Settings<'a> {
     /// The web check's `every` and `fail_after`.
     pub every: &'a str,
     pub fail_after: u32,
+    /// The web check's `timeout`, and its `retry_every` if any.
+    pub timeout: &'a str,
+    pub retry_every: Option<&'a str>,
     /// The failover's `failback`, as TOML.
     pub failback: &'a str,
     /// The failover's `cooldown` (`None`: the default, 10m), for a test
@@ -187,8 +197,8 @@ verify_timeout = "10s"
 name = "web"
 http = {{ url = "http://{prim}:8080/" }}
 every = "{every}"
-timeout = "1s"
-fail_after = {fail_after}
+timeout = "{timeout}"
+{retry_every}fail_after = {fail_after}
 recover_after = 2
 
 [[check]]
@@ -208,6 +218,11 @@ fail_after = 2
             every = s.every,
             fail_after = s.fail_after,
             overrides = overrides,
+            timeout = s.timeout,
+            retry_every = s
+                .retry_every
+                .map(|r| format!("retry_every = \"{r}\"\n"))
+                .unwrap_or_default(),
         ));
         let r = env.run(&["validate"]);
         assert_eq!(r.code, 0, "{r:?}");

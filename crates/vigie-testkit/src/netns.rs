@@ -171,7 +171,13 @@ impl Lab {
         self.nft(&format!("oifname {h} drop"));
     }
 
-    /// Remove every loss and isolation rule.
+    /// Drop every TCP packet toward `port` of host `h`: a connection
+    /// there hangs until its timeout, as to a host gone dark.
+    pub fn blackhole(&self, h: &str, port: u16) {
+        self.nft(&format!("oifname {h} tcp dport {port} drop"));
+    }
+
+    /// Remove every loss, isolation and blackhole rule.
     pub fn heal(&self) {
         let sw = self.switch();
         sh(&[

@@ -491,3 +491,65 @@ fn the_table_output_and_a_single_check() {
     assert!(r.stdout.contains("FAIL"), "{}", r.stdout);
     assert!(r.stderr.contains("1 of 2 checks failed"), "{}", r.stderr);
 }
+
+/// The quickstart, with `vigie check`, in a network namespace of its own
+/// (its port 9470 is fixed; other vigies on this machine must not answer).
+#[test]
+fn the_quickstart_passes_vigie_check_on_a_fresh_machine() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    assert!(
+        vigie_testkit::netns::available(),
+        "needs root, iproute2 and nftables"
+    );
+    let lab = vigie_testkit::netns::Lab::new(&["q"]);
+    let e = Env::in_netns(env!("CARGO_BIN_EXE_vigie"), &lab.ns("q"));
+    e.config(vigie_config::QUICKSTART);
+    let by_name = |r: &vigie_testkit::Run| -> std::collections::HashMap<String, Value> {
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|err| panic!("{err}: {r:?}"));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone()))
+            .collect()
+    };
+    // No daemon: vigie's own server is answered by `vigie check` itself.
+    let r = e.run(&["check", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let own = &by_name(&r)["vigie-http"];
+    assert!(ok(own), "{own}");
+    assert!(
+        msg(own).contains("answered by this process: no daemon listens on 127.0.0.1:9470"),
+        "{own}"
+    );
+    // A daemon runs: the check asks it.
+    let d = e.daemon();
+    let r = e.run(&["check", "--json", "vigie-http"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let own = &by_name(&r)["vigie-http"];
+    assert!(ok(own) && !msg(own).contains("this process"), "{own}");
+    drop(d);
+    // Another program holds the port: the check judges it, and it fails.
+    let mut other = lab
+        .cmd("q", "python3")
+        .args(["-m", "http.server", "9470", "--bind", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    vigie_testkit::wait_until(Duration::from_secs(10), || {
+        lab.cmd("q", "python3")
+            .args([
+                "-c",
+                "import socket; socket.create_connection(('127.0.0.1', 9470), 1)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let r = e.run(&["check", "--json", "vigie-http"]);
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    let own = &by_name(&r)["vigie-http"];
+    assert!(!ok(own) && !msg(own).contains("this process"), "{own}");
+}

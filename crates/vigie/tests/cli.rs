@@ -155,6 +155,71 @@ fn every_example_config_validates() {
     );
 }
 
+/// The variables `examples/fleet.toml` reads its secrets from.
+fn fleet_variables() -> (std::path::PathBuf, Vec<String>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let vars = text
+        .split("{ env = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect::<Vec<_>>();
+    assert!(vars.len() >= 3, "the fleet example has secrets: {vars:?}");
+    (path, vars)
+}
+
+#[test]
+fn validate_no_environment_checks_a_config_without_its_secrets() {
+    let (path, vars) = fleet_variables();
+    let e = env();
+    let mut cmd = e.cmd(&["validate", "--no-environment", "-c", path.to_str().unwrap()]);
+    for v in &vars {
+        cmd.env_remove(v);
+    }
+    let r = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "no error, no warning: {stderr}");
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        stdout.contains(": configuration ok, ") && stdout.ends_with(" (secrets not read)\n"),
+        "{stdout}"
+    );
+    // The secrets' shape is still checked: an inline secret is refused.
+    e.config("[server]\nlisten = \"0.0.0.0:9470\"\ntoken = \"hunter2\"\n");
+    let r = e.run(&["validate", "--no-environment"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("a secret cannot be inline"), "{r:?}");
+}
+
+#[test]
+fn an_unset_secret_is_reported_alone_not_as_an_unknown_declaration() {
+    // examples/fleet.toml without its variables: each unset variable is
+    // an error, and nothing else (its notifiers and DNS provider were
+    // reported as unknown where they are used).
+    let (path, vars) = fleet_variables();
+    let e = env();
+    let mut cmd = e.cmd(&["validate", "-c", path.to_str().unwrap()]);
+    for v in &vars {
+        cmd.env_remove(v);
+    }
+    let r = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.iter().all(|l| l.contains("is not set")),
+        "only the unset variables: {stderr}"
+    );
+    for v in &vars {
+        assert!(
+            stderr.contains(&format!("environment variable `{v}` is not set")),
+            "{v}: {stderr}"
+        );
+    }
+    assert_eq!(errors.len(), vars.len(), "{stderr}");
+}
+
 #[test]
 fn the_embedded_quickstart_is_the_shipped_example() {
     let shipped = std::fs::read_to_string(concat!(

@@ -402,3 +402,46 @@ fn a_second_daemon_on_the_same_state_directory_is_refused() {
     let (status, _) = d.http("GET", "/healthz", &[]);
     assert_eq!(status, 200);
 }
+
+#[test]
+fn every_check_shows_its_first_result_within_seconds_of_start() {
+    // Checks every hour: their first runs come within seconds (spread),
+    // not anywhere in the hour.
+    let e = env();
+    let mut config = SERVER.to_owned();
+    for i in 0..20 {
+        config.push_str(&check(
+            &format!("mem-{i}"),
+            "memory = { max_used_percent = 100 }",
+            "every = \"1h\"",
+        ));
+    }
+    e.config(&config);
+    let d = e.daemon();
+    for i in 0..20 {
+        wait_state(&d, &format!("mem-{i}"), "ok", Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn retry_every_confirms_a_failure_long_before_the_next_interval() {
+    // every 1h, fail_after 3: the first run fails within seconds of
+    // start, and retry_every brings the two more failures that confirm
+    // it; without it the check would be failing two hours later.
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "down",
+            "command = { argv = [\"false\"] }",
+            "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3"
+        ),
+    ));
+    let d = e.daemon();
+    let c = wait_state(&d, "down", "failing", Duration::from_secs(10));
+    assert_eq!(c["runs_total"], 3, "{c}");
+    assert_eq!(c["consecutive_fail"], 3, "{c}");
+    // Confirmed, it is back on its hourly cadence: no fourth run.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(api_check(&d, "down")["runs_total"], 3);
+}

@@ -57,6 +57,8 @@ fn cluster_with(quorum: u32, cooldown: Option<&str>) -> Cluster {
             quorum,
             every: "1s",
             fail_after: 3,
+            timeout: "1s",
+            retry_every: None,
             failback: "{ after_healthy = \"6s\" }",
             cooldown,
             max_changes_per_day: None,
