@@ -1,0 +1,271 @@
+//! The HTTP server against a browser and against slow or numerous
+//! clients: DNS rebinding, cross-site writes, slowloris, the connection
+//! cap. The daemon runs on its defaults (header timeout, cap).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use vigie_testkit::daemon::Daemon;
+use vigie_testkit::{Env, check};
+
+fn env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_vigie"))
+}
+
+const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+
+/// A raw HTTP/1.1 request whose every header is the caller's (`Host`
+/// included): (status, body).
+fn raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    let req = format!(
+        "{head}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn heartbeat_daemon(e: &Env) -> Daemon {
+    e.write("hb.token", "tok-123\n");
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "job",
+            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+            ""
+        ),
+    ));
+    e.daemon()
+}
+
+#[test]
+fn a_web_page_can_neither_read_by_rebinding_nor_ack_cross_site() {
+    let e = env();
+    let d = heartbeat_daemon(&e);
+    let a = d.addr;
+    let port = a.port();
+    // DNS rebinding: the page's own name, resolved to 127.0.0.1.
+    let (status, body) = raw(
+        a,
+        "GET /api/v1/checks HTTP/1.1\r\nhost: evil.example:9470",
+        "",
+    );
+    assert_eq!(status, 421, "{body}");
+    assert!(!body.contains("job"), "{body}");
+    // The names of this server are accepted.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let (status, body) = raw(
+            a,
+            &format!("GET /api/v1/checks HTTP/1.1\r\nhost: {host}"),
+            "",
+        );
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body.contains("\"job\""), "{body}");
+    }
+    let ack = |extra: &str, body: &str| {
+        raw(
+            a,
+            &format!("POST /api/v1/incidents/1/ack HTTP/1.1\r\nhost: 127.0.0.1:{port}{extra}"),
+            body,
+        )
+    };
+    // A form posted from another site: foreign Origin.
+    let (status, _) = ack(
+        "\r\norigin: http://evil.example\r\ncontent-type: text/plain",
+        "",
+    );
+    assert_eq!(status, 403);
+    // `Origin: null` (a sandboxed frame) is foreign too.
+    let (status, _) = ack("\r\norigin: null\r\ncontent-type: application/json", "{}");
+    assert_eq!(status, 403);
+    // No preflight-free write: an empty body or text/plain is refused.
+    let (status, body) = ack("", "");
+    assert_eq!(status, 415, "{body}");
+    let (status, _) = ack("\r\ncontent-type: text/plain", "{\"note\":\"x\"}");
+    assert_eq!(status, 415);
+    // The same request in JSON, from the server's own page, gets through
+    // the guards (there is no incident 1).
+    let (status, body) = ack(
+        &format!("\r\norigin: http://127.0.0.1:{port}\r\ncontent-type: application/json"),
+        "{\"note\":\"x\"}",
+    );
+    assert_eq!(status, 404, "{body}");
+    // Heartbeat pings as curl sends them: no Origin, no content type.
+    for head in [
+        format!(
+            "GET /ping/job?token=tok-123 HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nuser-agent: curl/8.5.0\r\naccept: */*"
+        ),
+        format!(
+            "POST /ping/job HTTP/1.1\r\nhost: localhost:{port}\r\nauthorization: Bearer tok-123\r\ncontent-type: application/x-www-form-urlencoded"
+        ),
+        format!("POST /ping/job/fail?token=tok-123 HTTP/1.1\r\nhost: [::1]:{port}"),
+    ] {
+        let (status, body) = raw(a, &head, "");
+        assert_eq!(status, 200, "{head}: {body}");
+    }
+    assert!(
+        d.log().contains("refused a cross-site write"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn with_a_token_any_host_name_reaches_the_api() {
+    let e = env();
+    e.write("api.token", "api-secret\n");
+    e.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
+        check("mem", "memory = { max_used_percent = 100 }", "")
+    ));
+    let d = e.daemon();
+    // A reverse proxy or a peer names the server by DNS; the token is
+    // what a page cannot send.
+    let (status, body) = raw(
+        d.addr,
+        "GET /api/v1/checks HTTP/1.1\r\nhost: monitor.example\r\nauthorization: Bearer api-secret",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = raw(
+        d.addr,
+        "GET /api/v1/checks HTTP/1.1\r\nhost: monitor.example",
+        "",
+    );
+    assert_eq!(status, 401);
+    // Authentication comes before the content type: no token, no hint.
+    let (status, _) = raw(
+        d.addr,
+        "POST /api/v1/incidents/1/ack HTTP/1.1\r\nhost: monitor.example",
+        "",
+    );
+    assert_eq!(status, 401);
+}
+
+/// Whether the server closed `s` (a read sees the end, or a reset).
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slowloris_connections_are_closed_and_others_are_still_served() {
+    let e = env();
+    let d = heartbeat_daemon(&e);
+    // Clients that send their headers a byte at a time, forever.
+    let mut slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
+                .expect("send");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        })
+        .collect();
+    let trickle = |slow: &mut Vec<TcpStream>, done: &mut Vec<bool>| {
+        for (s, done) in slow.iter_mut().zip(done.iter_mut()) {
+            if !*done {
+                *done = s.write_all(b"x").is_err() || closed_by_server(s);
+            }
+        }
+    };
+    let mut done = vec![false; slow.len()];
+    trickle(&mut slow, &mut done);
+    // A normal client is answered while they all hold their connection.
+    assert_eq!(
+        d.http("GET", "/ping/job?token=tok-123", &[]),
+        (200, "OK\n".to_owned())
+    );
+    trickle(&mut slow, &mut done);
+    assert_eq!(
+        done.iter().filter(|d| **d).count(),
+        0,
+        "slow clients were closed before the normal one was answered"
+    );
+    // Still sending a byte every 200 ms, each is closed by the header
+    // timeout: the timer bounds the whole header, not a silence.
+    let start = Instant::now();
+    while done.iter().any(|d| !*d) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} slow connections still open after 60 s",
+            done.iter().filter(|d| !**d).count()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        trickle(&mut slow, &mut done);
+    }
+    let (_, metrics) = d.http("GET", "/metrics", &[]);
+    assert!(
+        metrics.contains("vigie_http_header_timeouts_total 100"),
+        "{metrics}"
+    );
+}
+
+/// The daemon's open sockets, from `/proc`.
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|f| {
+                    std::fs::read_link(f.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn connections_beyond_the_cap_wait_and_are_served_later() {
+    const CAP: usize = 256;
+    let e = env();
+    let d = heartbeat_daemon(&e);
+    let pid = rustix::process::Pid::as_raw(Some(d.pid()));
+    let before = sockets_of(pid);
+    // Clients that connect and say nothing, more than the cap.
+    let idle: Vec<TcpStream> = (0..CAP + 64)
+        .map(|_| TcpStream::connect(d.addr).expect("connect"))
+        .collect();
+    vigie_testkit::wait_until(Duration::from_secs(10), || sockets_of(pid) >= before + CAP);
+    // The server holds no more than the cap, however long they wait.
+    for _ in 0..10 {
+        let open = sockets_of(pid);
+        assert!(open <= before + CAP, "{open} sockets open, {before} before");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A normal client is served once the idle ones are closed.
+    let (status, _) = raw(
+        d.addr,
+        "GET /ping/job?token=tok-123 HTTP/1.1\r\nhost: localhost",
+        "",
+    );
+    assert_eq!(status, 200);
+    drop(idle);
+}
