@@ -561,6 +561,7 @@ impl Loader {
     ) -> Option<Secret> {
         let value = match &secret.source {
             SecretSource::Env(name) => {
+                crate::secret::remember_env(name);
                 match env(name) {
                     Some(v) if !v.is_empty() => v,
                     _ => {

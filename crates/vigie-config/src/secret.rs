@@ -2,8 +2,45 @@
 //! the value, `{ env = "NAME" }` or `{ file = "/path" }`. The value is read
 //! once at load, never printed, never serialized.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The environment variables that hold a secret of any config this
+/// process loaded. A child (a check, a repair, a DNS script, ssh) gets
+/// vigie's environment minus these: it never needs them, and a program
+/// that logs its environment would publish them. Process-wide because
+/// the environment is; it only grows, so a reload that drops a secret
+/// keeps its variable out of children all the same.
+static SECRET_ENV: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+pub(crate) fn remember_env(name: &str) {
+    SECRET_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.to_owned());
+}
+
+/// Remove from `cmd`'s environment every variable a `{ env = … }` secret
+/// names, except those the caller set on purpose (a check's own `env`).
+/// Every place that starts a child calls it.
+pub fn scrub_secret_env(cmd: &mut std::process::Command) {
+    let set: BTreeSet<std::ffi::OsString> = cmd
+        .get_envs()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    let names = SECRET_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for name in names {
+        if !set.contains(std::ffi::OsStr::new(&name)) {
+            cmd.env_remove(name);
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
