@@ -361,8 +361,13 @@ pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
                 .hint("start the daemon once with `vigie run`: it generates the token")
         })?
     };
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     out(format_args!(
-        "http://{}/ping/{name}?token={token}\n",
+        "{scheme}://{}/ping/{name}?token={token}\n",
         config.server.listen
     ))?;
     Ok(exit::OK)

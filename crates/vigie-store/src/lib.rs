@@ -29,8 +29,13 @@ pub const DB_FILE: &str = "vigie.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the state directory {path}: {source}")]
+    #[error("cannot create the state directory {path} or make it private (0700): {source}")]
     CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make {path} private (0600): {source}")]
+    PrivateFile {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -114,6 +119,7 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Self> {
         create_private_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
+        make_private_files(&path)?;
         let conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
@@ -410,14 +416,55 @@ fn parse_metrics(json: &str) -> Vec<(String, f64)> {
     }
 }
 
+/// The state directory holds tokens, incident notes and the daemon's
+/// address: only its owner may enter it (0700), even if it was made
+/// before with a looser mode.
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| StoreError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The database and its WAL files are 0600 whatever the umask: SQLite
+/// gives `-wal` and `-shm` the mode of the database file, so the file is
+/// made (or narrowed) before SQLite opens it.
+fn make_private_files(db: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::PrivateFile { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)
+        .map_err(err(db))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(err(&path))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&path)(e)),
+        }
+    }
+    Ok(())
 }

@@ -29,3 +29,54 @@ fn children_do_not_inherit_the_variables_that_hold_secrets() {
     let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"));
     assert_eq!(v[0]["message"], "api=unset other=kept", "{v}");
 }
+
+#[test]
+fn the_state_directory_and_the_store_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    // Made before by hand, readable by all.
+    let dir = e.state_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    e.write("hb.token", "tok-123\n");
+    e.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        check(
+            "job",
+            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+            ""
+        )
+    ));
+    let d = e.daemon();
+    // A ping makes the writer commit, so the WAL files exist.
+    assert_eq!(d.http("POST", "/ping/job?token=tok-123", &[]).0, 200);
+    vigie_testkit::wait_until(std::time::Duration::from_secs(5), || {
+        dir.join("vigie.db-wal").exists() && dir.join("vigie.db-shm").exists()
+    });
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for f in ["vigie.db", "vigie.db-wal", "vigie.db-shm"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+}
+
+#[test]
+fn heartbeat_url_says_https_when_the_server_has_tls() {
+    let e = env();
+    let (cert, key, _) = vigie_testkit::servers::self_signed_for([127, 0, 0, 1].into());
+    let (crt, key) = (e.write("server.crt", &cert), e.write("server.key", &key));
+    e.write("hb.token", "tok-123\n");
+    e.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:9470\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}",
+        crt.display(),
+        key.display(),
+        check(
+            "job",
+            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+            ""
+        )
+    ));
+    let r = e.run(&["heartbeat-url", "job"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "https://127.0.0.1:9470/ping/job?token=tok-123\n");
+}
