@@ -26,6 +26,30 @@ pub use cert::not_after_unix;
 pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
 pub use tls::{client_config as tls_client_config, pinned_client_config};
 
+/// The redirect policy of clients that carry keys (notifiers, DNS APIs):
+/// follow a redirect only to the same scheme, host and port. reqwest
+/// drops `Authorization` on a cross-host redirect but forwards every
+/// other header (`X-Gotify-Key`, OVH's signature, a webhook's headers),
+/// and a key in the URL would go along. A refused redirect is answered
+/// as the 3xx it is.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same = first.is_some_and(|f| {
+            f.scheme() == attempt.url().scheme()
+                && f.host_str() == attempt.url().host_str()
+                && f.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if !same {
+            attempt.stop()
+        } else if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// Resources shared by every prepared check: TLS roots and HTTP clients.
 #[derive(Default)]
 pub struct Shared {
