@@ -27,7 +27,8 @@ pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
 pub use tls::{client_config as tls_client_config, pinned_client_config};
 
 /// The redirect policy of clients that carry keys (notifiers, DNS APIs):
-/// follow a redirect only to the same scheme, host and port. reqwest
+/// follow a redirect only on the same host — same scheme and port, or an
+/// upgrade from `http` to `https` (an `ip_url` often does). reqwest
 /// drops `Authorization` on a cross-host redirect but forwards every
 /// other header (`X-Gotify-Key`, OVH's signature, a webhook's headers),
 /// and a key in the URL would go along. A refused redirect is answered
@@ -35,10 +36,12 @@ pub use tls::{client_config as tls_client_config, pinned_client_config};
 pub fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first();
+        let to = attempt.url();
         let same = first.is_some_and(|f| {
-            f.scheme() == attempt.url().scheme()
-                && f.host_str() == attempt.url().host_str()
-                && f.port_or_known_default() == attempt.url().port_or_known_default()
+            f.host_str() == to.host_str()
+                && ((f.scheme() == to.scheme()
+                    && f.port_or_known_default() == to.port_or_known_default())
+                    || (f.scheme() == "http" && to.scheme() == "https"))
         });
         if !same {
             attempt.stop()
