@@ -961,6 +961,20 @@ impl Loader {
             for (message, hint) in problems {
                 self.error(src, Some(table.clone()), &key, message, hint);
             }
+            // The peers are asked but never needed: one watcher's view
+            // (its own link down) moves the record.
+            if f.quorum == 1 && peers > 0 {
+                self.warning(
+                    src,
+                    Some(table.clone()),
+                    &key,
+                    format!("quorum = 1 with {peers} [[peer]]: this watcher alone moves the record"),
+                    Some(format!(
+                        "set quorum = {} so that a majority of the {voters} watchers must see the primary down",
+                        voters / 2 + 1
+                    )),
+                );
+            }
         }
         for b in broken {
             failovers.remove(&b);

@@ -24,7 +24,7 @@ mod tls;
 
 pub use cert::not_after_unix;
 pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
-pub use tls::{client_config as tls_client_config, pinned_client_config};
+pub use tls::{client_config as tls_client_config, pinned_client_config, private_ca_client_config};
 
 /// The redirect policy of clients that carry keys (notifiers, DNS APIs):
 /// follow a redirect only on the same host — same scheme and port, or an
