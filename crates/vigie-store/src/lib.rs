@@ -3,7 +3,8 @@
 //!
 //! Every check result is recorded with its timing and numbers; each
 //! check's threshold state is kept so that a restart remembers a failing
-//! check; heartbeat pings and generated tokens live here too. A daemon
+//! check; heartbeat pings and the hashes of generated tokens live here
+//! too (the tokens in a file of their own, `tokens`). A daemon
 //! killed with SIGKILL loses nothing that was committed: WAL with
 //! `synchronous = NORMAL` survives a process crash (only a power cut may
 //! take the last transactions).
@@ -17,6 +18,9 @@ use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 mod incidents;
 mod migrations;
 mod sync;
+mod tokens;
+
+pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use sync::Paused;
 
@@ -83,7 +87,9 @@ pub struct StoredState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Heartbeat {
     pub check: String,
-    pub token: Option<String>,
+    /// The SHA-256 (hex) of the generated token; the token itself is in
+    /// [`TOKENS_FILE`].
+    pub token_sha256: Option<String>,
     pub last_ping: Option<Timestamp>,
     pub last_fail: Option<Timestamp>,
     pub first_seen: Timestamp,
@@ -315,12 +321,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Keep `token` as the heartbeat's generated token.
+    /// Keep `token` as the heartbeat's generated token: in plain in
+    /// [`TOKENS_FILE`] first (for `vigie heartbeat-url`), then its hash
+    /// here.
     pub fn set_heartbeat_token(&mut self, check: &str, token: &str, now: Timestamp) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        tokens::save(dir, &[(check.to_owned(), token.to_owned())])?;
         self.conn.execute(
-            "INSERT INTO heartbeats (check_name, first_seen_ms, token) VALUES (?1, ?2, ?3)
-             ON CONFLICT (check_name) DO UPDATE SET token = excluded.token",
-            params![check, now.millis(), token],
+            "INSERT INTO heartbeats (check_name, first_seen_ms, token_sha256) VALUES (?1, ?2, ?3)
+             ON CONFLICT (check_name) DO UPDATE SET token_sha256 = excluded.token_sha256",
+            params![check, now.millis(), token_sha256(token)],
         )?;
         Ok(())
     }
@@ -394,12 +404,13 @@ impl Store {
     }
 }
 
-const HEARTBEAT_COLUMNS: &str = "check_name, token, last_ping_ms, last_fail_ms, first_seen_ms";
+const HEARTBEAT_COLUMNS: &str =
+    "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
     Ok(Heartbeat {
         check: r.get(0)?,
-        token: r.get(1)?,
+        token_sha256: r.get(1)?,
         last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
         last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
         first_seen: Timestamp(r.get(4)?),

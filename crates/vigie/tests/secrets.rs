@@ -80,3 +80,55 @@ fn heartbeat_url_says_https_when_the_server_has_tls() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "https://127.0.0.1:9470/ping/job?token=tok-123\n");
 }
+
+#[test]
+fn a_generated_heartbeat_token_is_kept_hashed_in_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    e.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        check("job", "heartbeat = { period = \"1h\" }", "")
+    ));
+    let mut d = e.daemon();
+    d.wait_log(
+        "generated a heartbeat token",
+        std::time::Duration::from_secs(10),
+    );
+    let url = e.run(&["heartbeat-url", "job"]);
+    assert_eq!(url.code, 0, "{url:?}");
+    let token = url
+        .stdout
+        .trim()
+        .rsplit_once("token=")
+        .unwrap()
+        .1
+        .to_owned();
+    assert_eq!(token.len(), 32);
+    assert_eq!(
+        d.http("POST", &format!("/ping/job?token={token}"), &[]).0,
+        200
+    );
+    d.signal(rustix::process::Signal::TERM);
+    d.wait(std::time::Duration::from_secs(10));
+    // Nothing in the database's files holds the token.
+    let dir = e.state_dir();
+    for f in ["vigie.db", "vigie.db-wal"] {
+        let bytes = std::fs::read(dir.join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{f} holds the token"
+        );
+    }
+    let file = dir.join("heartbeat-tokens");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // After a restart the same token still works.
+    let d = e.daemon();
+    assert_eq!(
+        d.http("POST", &format!("/ping/job?token={token}"), &[]).0,
+        200
+    );
+    assert_eq!(d.http("POST", "/ping/job?token=wrong", &[]).0, 401);
+}
