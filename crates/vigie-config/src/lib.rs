@@ -11,7 +11,7 @@ mod secret;
 pub use diag::{Diagnostic, Diagnostics, Level, Location};
 pub use load::{EnvLookup, Loaded, load_file, load_str, split_host_port};
 pub use model::*;
-pub use secret::{Secret, SecretSource, scrub_secret_env};
+pub use secret::{MaybeSecret, Secret, SecretSource, scrub_secret_env};
 
 /// The quickstart config, built into the binary: `vigie run` with no
 /// config file runs this.

@@ -1748,6 +1748,26 @@ impl Loader {
                     ));
                 }
             };
+        // Header values and a command's environment may be secrets.
+        let mut secrets_ok = true;
+        let maybe_secrets = match &mut probe {
+            Probe::Http(h) => Some(("headers", &mut h.headers)),
+            Probe::Command(c) => Some(("env", &mut c.env)),
+            _ => None,
+        };
+        if let Some((name, values)) = maybe_secrets {
+            for (k, v) in values.iter_mut() {
+                if let Some(secret) = v.secret_mut() {
+                    let taken =
+                        std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
+                    let at = format!("{}.{k}", field(name));
+                    match self.resolve_secret(src, span.clone(), &at, taken, env) {
+                        Some(resolved) => *secret = resolved,
+                        None => secrets_ok = false,
+                    }
+                }
+            }
+        }
         match &mut probe {
             Probe::Http(h) => {
                 for s in &h.expect_status {
@@ -1904,7 +1924,7 @@ impl Loader {
             // Checked once every job is known (`sync_checks`).
             Probe::Sync(_) => {}
         }
-        let ok = problems.is_empty();
+        let ok = problems.is_empty() && secrets_ok;
         for (k, message, hint) in problems {
             self.error(src, Some(span.clone()), &k, message, hint);
         }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use vigie_core::{ByteSize, Duration, Severity, Thresholds};
 
-use crate::Secret;
+use crate::{MaybeSecret, Secret};
 
 /// The whole resolved configuration.
 #[derive(Clone, Debug, Serialize)]
@@ -417,8 +417,9 @@ pub struct HttpProbe {
     pub url: HttpUrl,
     #[serde(default)]
     pub method: HttpMethod,
+    /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, MaybeSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Accepted statuses; empty means any status below 400.
@@ -576,8 +577,9 @@ pub struct CommandProbe {
     pub output_contains: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_regex: Option<Pattern>,
+    /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, MaybeSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
 }
@@ -709,8 +711,9 @@ pub enum NotifierKind {
         url: HttpUrl,
         #[serde(default = "post")]
         method: HttpMethod,
+        /// Values may be secrets (`{ env }`, `{ file }`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, String>,
+        headers: BTreeMap<String, MaybeSecret>,
         /// Sent as `Authorization: Bearer …` when set.
         #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<Secret>,
@@ -782,9 +785,17 @@ impl NotifierKind {
     /// Every secret of this notifier, to be resolved at load.
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
-            NotifierKind::Ntfy { token, .. } | NotifierKind::Webhook { token, .. } => {
-                token.iter_mut().map(|t| ("token", t)).collect()
-            }
+            NotifierKind::Ntfy { token, .. } => token.iter_mut().map(|t| ("token", t)).collect(),
+            NotifierKind::Webhook { token, headers, .. } => token
+                .iter_mut()
+                .map(|t| ("token", t))
+                .chain(
+                    headers
+                        .values_mut()
+                        .filter_map(MaybeSecret::secret_mut)
+                        .map(|s| ("headers", s)),
+                )
+                .collect(),
             NotifierKind::Gotify { token, .. } => vec![("token", token)],
             NotifierKind::Ifttt { key, .. } => vec![("key", key)],
             NotifierKind::Slack { url } | NotifierKind::Discord { url } => vec![("url", url)],

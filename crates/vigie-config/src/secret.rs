@@ -134,3 +134,81 @@ impl<'de> serde::Deserialize<'de> for Secret {
         d.deserialize_any(V)
     }
 }
+
+/// A value written inline, or a secret where it may hold one: a header's
+/// value, a command's environment variable. `"text"` is plain;
+/// `{ env = "NAME" }` or `{ file = "/path" }` is a secret, read at load
+/// and never printed like any other.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MaybeSecret {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl MaybeSecret {
+    /// The value to send. As with [`Secret::expose`], never where it
+    /// could be logged.
+    pub fn expose(&self) -> &str {
+        match self {
+            MaybeSecret::Plain(s) => s,
+            MaybeSecret::Secret(s) => s.expose(),
+        }
+    }
+
+    /// The secret, to be resolved at load.
+    pub fn secret_mut(&mut self) -> Option<&mut Secret> {
+        match self {
+            MaybeSecret::Plain(_) => None,
+            MaybeSecret::Secret(s) => Some(s),
+        }
+    }
+}
+
+impl From<&str> for MaybeSecret {
+    fn from(s: &str) -> Self {
+        MaybeSecret::Plain(s.to_owned())
+    }
+}
+
+impl fmt::Debug for MaybeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaybeSecret::Plain(s) => s.fmt(f),
+            MaybeSecret::Secret(s) => s.fmt(f),
+        }
+    }
+}
+
+impl serde::Serialize for MaybeSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaybeSecret::Plain(v) => s.serialize_str(v),
+            MaybeSecret::Secret(secret) => secret.serialize(s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MaybeSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeSecret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, or a secret as { env = \"NAME\" } or { file = \"/path\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MaybeSecret, E> {
+                Ok(MaybeSecret::Plain(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<MaybeSecret, A::Error> {
+                <Secret as serde::Deserialize>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )
+                .map(MaybeSecret::Secret)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

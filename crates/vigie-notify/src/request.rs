@@ -120,7 +120,11 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             {
                 h.push(json_header());
             }
-            h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+            h.extend(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned())),
+            );
             if let Some(t) = token {
                 h.push(("authorization".into(), format!("Bearer {}", t.expose())));
             }

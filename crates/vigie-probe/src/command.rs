@@ -144,7 +144,7 @@ pub(crate) async fn run(spec: &CommandProbe) -> Outcome {
         }
         _ => return Outcome::fail("no command to run"),
     };
-    cmd.envs(&spec.env);
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v.expose())));
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }

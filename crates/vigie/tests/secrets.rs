@@ -132,3 +132,79 @@ fn a_generated_heartbeat_token_is_kept_hashed_in_the_store() {
     );
     assert_eq!(d.http("POST", "/ping/job?token=wrong", &[]).0, 401);
 }
+
+#[test]
+fn header_and_command_env_values_can_be_secrets_and_stay_out_of_show_config_and_errors() {
+    let (server, seen) = vigie_testkit::servers::capture(&[200]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let e = env();
+    e.write("pg.pass", "pg-s3cret\n");
+    e.config(&format!(
+        "[notify.hook]\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nheaders = {{ x-api-key = {{ env = \"VIGIE_TEST_HOOK_KEY\" }} }}\n\n{}{}{}",
+        check(
+            "api",
+            &format!("http = {{ url = \"http://{addr}/health\", headers = {{ authorization = {{ env = \"VIGIE_TEST_HDR\" }}, accept = \"text/plain\" }} }}", addr = server.addr),
+            ""
+        ),
+        check(
+            "db",
+            "command = { shell = 'echo \"${#PGPASSWORD} ${PGPASSWORD%s3cret}\"', env = { PGPASSWORD = { file = \"pg.pass\" } } }",
+            ""
+        ),
+        check(
+            "down",
+            &format!("http = {{ url = \"http://127.0.0.1:{closed_port}/x?api_key=q5ecret\" }}"),
+            ""
+        ),
+        addr = server.addr,
+    ));
+    let run = |args: &[&str]| {
+        let out = e
+            .cmd(args)
+            .env("VIGIE_TEST_HDR", "Bearer h5ecret")
+            .env("VIGIE_TEST_HOOK_KEY", "k5ecret")
+            .output()
+            .expect("run vigie");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (shown, err) = run(&["show-config"]);
+    for secret in ["h5ecret", "k5ecret", "pg-s3cret"] {
+        assert!(!shown.contains(secret), "{secret} in show-config:\n{shown}");
+    }
+    assert!(
+        shown.contains("VIGIE_TEST_HDR") && shown.contains("pg.pass"),
+        "{shown}{err}"
+    );
+    assert!(shown.contains("text/plain"), "{shown}");
+    let (out, err) = run(&["check", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let by_name = |n: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    // The value reached the command: 9 characters, starting with "pg-".
+    assert_eq!(by_name("db")["message"], "9 pg-", "{v}");
+    assert_eq!(by_name("api")["ok"], true, "{v}");
+    let health = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|c| c.target == "/health")
+        .cloned()
+        .unwrap();
+    assert_eq!(health.header("authorization"), Some("Bearer h5ecret"));
+    // A probe's error names the URL without its query.
+    let down = by_name("down");
+    assert_eq!(down["ok"], false, "{v}");
+    let message = down["message"].as_str().unwrap();
+    assert!(!message.contains("q5ecret"), "{message}");
+}
