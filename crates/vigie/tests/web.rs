@@ -269,3 +269,78 @@ fn connections_beyond_the_cap_wait_and_are_served_later() {
     assert_eq!(status, 200);
     drop(idle);
 }
+
+#[test]
+fn listening_beyond_loopback_without_tls_is_a_warning() {
+    let warning = "listens beyond loopback without TLS";
+    let e = env();
+    e.write("api.token", "api-secret\n");
+    e.config(&format!(
+        "[server]\nlisten = \"0.0.0.0:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
+        check("mem", "memory = { max_used_percent = 100 }", "")
+    ));
+    let d = e.daemon();
+    d.wait_log(warning, Duration::from_secs(10));
+    // On loopback, nothing to say.
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check("mem", "memory = { max_used_percent = 100 }", "")
+    ));
+    let d = e.daemon();
+    d.wait_log("HTTP server listening", Duration::from_secs(10));
+    assert!(!d.log().contains(warning), "{}", d.log());
+}
+
+/// `vigie_http_accept_errors_total` from `/metrics`.
+fn accept_errors(d: &Daemon) -> f64 {
+    let (_, metrics) = d.http("GET", "/metrics", &[]);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigie_http_accept_errors_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no accept errors in {metrics}"))
+}
+
+#[test]
+fn out_of_descriptors_the_server_backs_off_and_recovers() {
+    let e = env();
+    let d = heartbeat_daemon(&e);
+    let pid = rustix::process::Pid::as_raw(Some(d.pid()));
+    assert_eq!(accept_errors(&d), 0.0);
+    // A few descriptors to spare, then clients that take them all.
+    let limit = sockets_and_files(pid) + 8;
+    let set_limit = |n: usize| {
+        let s = std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={n}:")])
+            .status()
+            .expect("prlimit");
+        assert!(s.success());
+    };
+    set_limit(limit);
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(d.addr).expect("connect"))
+        .collect();
+    d.wait_log(
+        "accepting an HTTP connection failed",
+        Duration::from_secs(10),
+    );
+    // Let a spinning loop show itself: it would fail millions of times.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(clients);
+    set_limit(1024);
+    let errors = accept_errors(&d);
+    assert!(
+        (1.0..=50.0).contains(&errors),
+        "{errors} failed accepts: no back-off"
+    );
+    assert_eq!(
+        d.http("GET", "/ping/job?token=tok-123", &[]),
+        (200, "OK\n".to_owned())
+    );
+}
+
+/// Every descriptor the daemon holds.
+fn sockets_and_files(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
