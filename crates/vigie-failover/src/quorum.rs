@@ -126,7 +126,7 @@ const VOTE_LIMIT: usize = 16 * 1024;
 /// How far ahead of this node's clock a vote's `since` may be (clocks of
 /// watchers differ a little); beyond, the vote is refused: a verdict that
 /// holds from the future is a broken clock or a lie.
-const CLOCK_SKEW: Duration = Duration::from_secs(60);
+const CLOCK_SKEW: Duration = Duration::from_mins(1);
 
 impl PeerClient {
     pub fn new(p: &Peer) -> Result<Self, String> {

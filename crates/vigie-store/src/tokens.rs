@@ -69,7 +69,11 @@ pub(crate) fn save(state_dir: &Path, tokens: &[(String, String)]) -> Result<()> 
         .mode(0o600)
         .open(&tmp)
         .map_err(err(&tmp))?;
-    let text: String = all.iter().map(|(n, t)| format!("{n} {t}\n")).collect();
+    let text = all.iter().fold(String::new(), |mut s, (n, t)| {
+        use std::fmt::Write as _;
+        let _ = writeln!(s, "{n} {t}");
+        s
+    });
     f.write_all(text.as_bytes()).map_err(err(&tmp))?;
     f.sync_all().map_err(err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(err(&path))?;

@@ -214,7 +214,7 @@ fn slowloris_connections_are_closed_and_others_are_still_served() {
     let start = Instant::now();
     while done.iter().any(|d| !*d) {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_mins(1),
             "{} slow connections still open after 60 s",
             done.iter().filter(|d| !**d).count()
         );
@@ -230,16 +230,14 @@ fn slowloris_connections_are_closed_and_others_are_still_served() {
 
 /// The daemon's open sockets, from `/proc`.
 fn sockets_of(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|f| {
-                    std::fs::read_link(f.path())
-                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| {
+        dir.filter_map(Result::ok)
+            .filter(|f| {
+                std::fs::read_link(f.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+    })
 }
 
 #[test]
@@ -293,7 +291,7 @@ fn listening_beyond_loopback_without_tls_is_a_warning() {
 }
 
 /// `vigie_http_accept_errors_total` from `/metrics`.
-fn accept_errors(d: &Daemon) -> f64 {
+fn accept_errors(d: &Daemon) -> u64 {
     let (_, metrics) = d.http("GET", "/metrics", &[]);
     metrics
         .lines()
@@ -307,7 +305,7 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
     let e = env();
     let d = heartbeat_daemon(&e);
     let pid = rustix::process::Pid::as_raw(Some(d.pid()));
-    assert_eq!(accept_errors(&d), 0.0);
+    assert_eq!(accept_errors(&d), 0);
     // A few descriptors to spare, then clients that take them all.
     let limit = sockets_and_files(pid) + 8;
     let set_limit = |n: usize| {
@@ -331,7 +329,7 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
     set_limit(1024);
     let errors = accept_errors(&d);
     assert!(
-        (1.0..=50.0).contains(&errors),
+        (1..=50).contains(&errors),
         "{errors} failed accepts: no back-off"
     );
     assert_eq!(
