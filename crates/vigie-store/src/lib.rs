@@ -451,18 +451,28 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// The database and its WAL files are 0600 whatever the umask: SQLite
 /// gives `-wal` and `-shm` the mode of the database file, so the file is
 /// made (or narrowed) before SQLite opens it.
+///
+/// An existing database is never opened here, only changed by path:
+/// closing any descriptor of a file drops every POSIX lock this process
+/// holds on it, and a daemon opens the store more than once — a second
+/// open would silently unlock the first connection, and another process
+/// would then checkpoint and delete the WAL under it.
 fn make_private_files(db: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |path: &Path| {
         let path = path.to_owned();
         move |source| StoreError::PrivateFile { path, source }
     };
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .mode(0o600)
         .open(db)
-        .map_err(err(db))?;
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(db)(e)),
+    }
     for suffix in ["", "-wal", "-shm"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
