@@ -1748,14 +1748,15 @@ impl Loader {
                     ));
                 }
             };
-        // Header values and a command's environment may be secrets.
+        // Header values, query values and a command's environment may be
+        // secrets.
         let mut secrets_ok = true;
         let maybe_secrets = match &mut probe {
-            Probe::Http(h) => Some(("headers", &mut h.headers)),
-            Probe::Command(c) => Some(("env", &mut c.env)),
-            _ => None,
+            Probe::Http(h) => vec![("headers", &mut h.headers), ("query", &mut h.query)],
+            Probe::Command(c) => vec![("env", &mut c.env)],
+            _ => Vec::new(),
         };
-        if let Some((name, values)) = maybe_secrets {
+        for (name, values) in maybe_secrets {
             for (k, v) in values.iter_mut() {
                 if let Some(secret) = v.secret_mut() {
                     let taken =

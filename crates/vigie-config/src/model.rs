@@ -420,6 +420,10 @@ pub struct HttpProbe {
     /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, MaybeSecret>,
+    /// Added to the URL's query; values may be secrets (an API key that
+    /// goes in the URL stays out of `url`, show-config and errors).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, MaybeSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Accepted statuses; empty means any status below 400.
@@ -714,6 +718,9 @@ pub enum NotifierKind {
         /// Values may be secrets (`{ env }`, `{ file }`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, MaybeSecret>,
+        /// Added to the URL's query; values may be secrets.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        query: BTreeMap<String, MaybeSecret>,
         /// Sent as `Authorization: Bearer …` when set.
         #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<Secret>,
@@ -786,7 +793,12 @@ impl NotifierKind {
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
             NotifierKind::Ntfy { token, .. } => token.iter_mut().map(|t| ("token", t)).collect(),
-            NotifierKind::Webhook { token, headers, .. } => token
+            NotifierKind::Webhook {
+                token,
+                headers,
+                query,
+                ..
+            } => token
                 .iter_mut()
                 .map(|t| ("token", t))
                 .chain(
@@ -794,6 +806,12 @@ impl NotifierKind {
                         .values_mut()
                         .filter_map(MaybeSecret::secret_mut)
                         .map(|s| ("headers", s)),
+                )
+                .chain(
+                    query
+                        .values_mut()
+                        .filter_map(MaybeSecret::secret_mut)
+                        .map(|s| ("query", s)),
                 )
                 .collect(),
             NotifierKind::Gotify { token, .. } => vec![("token", token)],

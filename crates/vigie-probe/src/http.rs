@@ -80,13 +80,16 @@ impl Prepared {
         let spec = &self.spec;
         let method = reqwest::Method::from_bytes(spec.method.as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET);
-        let mut req = self
-            .client
-            .request(method, spec.url.0.clone())
-            .timeout(self.timeout);
+        let mut url = spec.url.0.clone();
+        if !spec.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(spec.query.iter().map(|(k, v)| (k, v.expose())));
+        }
+        let mut req = self.client.request(method, url).timeout(self.timeout);
         for (k, v) in &spec.headers {
             req = req.header(k, v.expose());
         }
+
         if let Some(body) = &spec.body {
             req = req.body(body.clone());
         }

@@ -58,6 +58,21 @@ fn the_state_directory_and_the_store_are_private_whatever_the_umask() {
     for f in ["vigie.db", "vigie.db-wal", "vigie.db-shm"] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
+    // Making the files private never costs the daemon its SQLite locks
+    // (closing any descriptor of the database drops them): a `vigie
+    // status` alongside must not checkpoint and delete the WAL under it.
+    assert_eq!(e.run(&["status"]).code, 0);
+    let pid = rustix::process::Pid::as_raw(Some(d.pid()));
+    let deleted: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|f| std::fs::read_link(f.ok()?.path()).ok())
+        .map(|l| l.display().to_string())
+        .filter(|l| l.contains("vigie.db") && l.ends_with("(deleted)"))
+        .collect();
+    assert!(
+        deleted.is_empty(),
+        "the daemon writes to deleted files: {deleted:?}"
+    );
 }
 
 #[test]
@@ -142,10 +157,10 @@ fn header_and_command_env_values_can_be_secrets_and_stay_out_of_show_config_and_
     let e = env();
     e.write("pg.pass", "pg-s3cret\n");
     e.config(&format!(
-        "[notify.hook]\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nheaders = {{ x-api-key = {{ env = \"VIGIE_TEST_HOOK_KEY\" }} }}\n\n{}{}{}",
+        "[notify.hook]\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nheaders = {{ x-api-key = {{ env = \"VIGIE_TEST_HOOK_KEY\" }} }}\nquery = {{ key = {{ env = \"VIGIE_TEST_HOOK_KEY\" }}, v = \"2\" }}\n\n{}{}{}",
         check(
             "api",
-            &format!("http = {{ url = \"http://{addr}/health\", headers = {{ authorization = {{ env = \"VIGIE_TEST_HDR\" }}, accept = \"text/plain\" }} }}", addr = server.addr),
+            &format!("http = {{ url = \"http://{addr}/health\", headers = {{ authorization = {{ env = \"VIGIE_TEST_HDR\" }}, accept = \"text/plain\" }}, query = {{ api_key = {{ env = \"VIGIE_TEST_Q\" }} }} }}", addr = server.addr),
             ""
         ),
         check(
@@ -165,6 +180,7 @@ fn header_and_command_env_values_can_be_secrets_and_stay_out_of_show_config_and_
             .cmd(args)
             .env("VIGIE_TEST_HDR", "Bearer h5ecret")
             .env("VIGIE_TEST_HOOK_KEY", "k5ecret")
+            .env("VIGIE_TEST_Q", "q-k3y")
             .output()
             .expect("run vigie");
         (
@@ -173,7 +189,7 @@ fn header_and_command_env_values_can_be_secrets_and_stay_out_of_show_config_and_
         )
     };
     let (shown, err) = run(&["show-config"]);
-    for secret in ["h5ecret", "k5ecret", "pg-s3cret"] {
+    for secret in ["h5ecret", "k5ecret", "pg-s3cret", "q-k3y"] {
         assert!(!shown.contains(secret), "{secret} in show-config:\n{shown}");
     }
     assert!(
@@ -198,10 +214,22 @@ fn header_and_command_env_values_can_be_secrets_and_stay_out_of_show_config_and_
         .lock()
         .unwrap()
         .iter()
-        .find(|c| c.target == "/health")
+        .find(|c| c.target.starts_with("/health"))
         .cloned()
         .unwrap();
+    assert_eq!(health.target, "/health?api_key=q-k3y");
     assert_eq!(health.header("authorization"), Some("Bearer h5ecret"));
+    // The webhook gets its key in the header and the query.
+    let (out, err) = run(&["notify", "test", "hook"]);
+    let hook = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|c| c.target.starts_with("/hook"))
+        .cloned();
+    let hook = hook.unwrap_or_else(|| panic!("no webhook call: {out}{err}"));
+    assert_eq!(hook.target, "/hook?key=k5ecret&v=2");
+    assert_eq!(hook.header("x-api-key"), Some("k5ecret"));
     // A probe's error names the URL without its query.
     let down = by_name("down");
     assert_eq!(down["ok"], false, "{v}");
