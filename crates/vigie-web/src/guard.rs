@@ -4,8 +4,9 @@
 //!
 //! - DNS rebinding: a page's own name made to resolve to 127.0.0.1 lets
 //!   it read the answers. Without a token, the `Host` must name this
-//!   server — `localhost` or an IP address of it — or the request gets
-//!   421. With a token, a browser cannot send it on its own, so any name
+//!   server — `localhost`, the machine's host name (Debian maps it to
+//!   127.0.1.1; a page cannot be served under it) or an IP address of
+//!   it — or the request gets 421. With a token, a browser cannot send it on its own, so any name
 //!   may reach the server (peers and reverse proxies use DNS names).
 //! - Cross-site writes: a form or a `fetch` without preflight can POST.
 //!   A write that carries an `Origin` other than the server it is sent
@@ -31,11 +32,28 @@ use axum::response::{IntoResponse, Response};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the guard needs to know of the server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Policy {
     pub listen: SocketAddr,
     /// A `[server] token` is configured.
     pub token: bool,
+    /// The machine's host name, lower case.
+    pub hostname: Option<std::sync::Arc<str>>,
+}
+
+impl Policy {
+    pub(crate) fn new(listen: SocketAddr, token: bool) -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .map(std::sync::Arc::from);
+        Self {
+            listen,
+            token,
+            hostname,
+        }
+    }
 }
 
 pub(crate) async fn guard(State(policy): State<Policy>, req: Request, next: Next) -> Response {
@@ -101,12 +119,17 @@ fn is_write(method: &Method) -> bool {
 }
 
 impl Policy {
-    fn host_allowed(self, host: &str) -> bool {
+    fn host_allowed(&self, host: &str) -> bool {
         if self.token {
             return true;
         }
         let name = strip_port(host);
-        if name.eq_ignore_ascii_case("localhost") {
+        if name.eq_ignore_ascii_case("localhost")
+            || self
+                .hostname
+                .as_deref()
+                .is_some_and(|h| name.eq_ignore_ascii_case(h))
+        {
             return true;
         }
         let Ok(ip) = name
@@ -165,6 +188,7 @@ mod tests {
         Policy {
             listen: listen.parse().unwrap(),
             token,
+            hostname: Some("backup-1".into()),
         }
     }
 
@@ -178,6 +202,7 @@ mod tests {
             "127.0.0.2",
             "[::1]:9470",
             "::1",
+            "Backup-1:9470",
         ] {
             assert!(p.host_allowed(ok), "{ok}");
         }
@@ -185,6 +210,7 @@ mod tests {
             "evil.example",
             "evil.example:9470",
             "localhost.evil.example",
+            "backup-1.evil.example",
             "10.0.0.1",
             "",
         ] {

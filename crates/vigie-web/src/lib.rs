@@ -79,10 +79,7 @@ pub async fn serve(
         .route("/api/v1/failover", get(failovers))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
-    let policy = guard::Policy {
-        listen: server.listen,
-        token: server.token.is_some(),
-    };
+    let policy = guard::Policy::new(server.listen, server.token.is_some());
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/ping/{name}", get(ping_ok).post(ping_ok))
