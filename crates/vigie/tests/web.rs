@@ -163,6 +163,25 @@ fn with_a_token_any_host_name_reaches_the_api() {
         "",
     );
     assert_eq!(status, 401);
+    // ... and before the body: a client without the token that announces
+    // a body and never sends it is answered at once, not waited for.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"POST /api/v1/incidents/1/ack HTTP/1.1\r\nhost: monitor.example\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401");
+    // With the token, a body beyond the limit is refused unread.
+    let big = format!("{{\"note\": \"{}\"}}", "x".repeat(100 * 1024));
+    let (status, _) = raw(
+        d.addr,
+        "POST /api/v1/incidents/1/ack HTTP/1.1\r\nhost: monitor.example\r\nauthorization: Bearer api-secret\r\ncontent-type: application/json",
+        &big,
+    );
+    assert_eq!(status, 413);
 }
 
 /// Whether the server closed `s` (a read sees the end, or a reset).
@@ -199,6 +218,15 @@ fn slowloris_connections_are_closed_and_others_are_still_served() {
             }
         }
     };
+    // And one that made a request on a kept-alive connection, then
+    // stays idle: the same timer closes it.
+    let mut idle = TcpStream::connect(d.addr).expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .expect("send");
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).expect("answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    idle.set_nonblocking(true).expect("nonblocking");
     let mut done = vec![false; slow.len()];
     trickle(&mut slow, &mut done);
     // A normal client is answered while they all hold their connection.
@@ -224,9 +252,10 @@ fn slowloris_connections_are_closed_and_others_are_still_served() {
         std::thread::sleep(Duration::from_millis(200));
         trickle(&mut slow, &mut done);
     }
+    vigie_testkit::wait_until(Duration::from_secs(30), || closed_by_server(&mut idle));
     let (_, metrics) = d.http("GET", "/metrics", &[]);
     assert!(
-        metrics.contains("vigie_http_header_timeouts_total 100"),
+        metrics.contains("vigie_http_header_timeouts_total 101"),
         "{metrics}"
     );
 }
