@@ -21,6 +21,7 @@
 //! which bounds a body sent a byte at a time.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -39,10 +40,15 @@ pub(crate) struct Policy {
     pub token: bool,
     /// The machine's host name, lower case.
     pub hostname: Option<std::sync::Arc<str>>,
+    pub stats: std::sync::Arc<crate::ServerStats>,
 }
 
 impl Policy {
-    pub(crate) fn new(listen: SocketAddr, token: bool) -> Self {
+    pub(crate) fn new(
+        listen: SocketAddr,
+        token: bool,
+        stats: std::sync::Arc<crate::ServerStats>,
+    ) -> Self {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|h| h.trim().to_ascii_lowercase())
@@ -52,6 +58,7 @@ impl Policy {
             listen,
             token,
             hostname,
+            stats,
         }
     }
 }
@@ -62,10 +69,13 @@ pub(crate) async fn guard(State(policy): State<Policy>, req: Request, next: Next
     if let Some(host) = host
         && !policy.host_allowed(host)
     {
-        tracing::warn!(
-            host,
-            "refused a request for a foreign Host (DNS rebinding?)"
-        );
+        // Said once, then counted: a hostile page may loop.
+        if policy.stats.refused_host.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                host,
+                "refused a request for a foreign Host (DNS rebinding?); further ones are counted in vigie_http_refused_total"
+            );
+        }
         return (
             StatusCode::MISDIRECTED_REQUEST,
             "error: this server answers only for localhost or its own address\n\
@@ -77,7 +87,12 @@ pub(crate) async fn guard(State(policy): State<Policy>, req: Request, next: Next
         && let Some(origin) = headers.get(header::ORIGIN)
         && !same_origin(origin.as_bytes(), host)
     {
-        tracing::warn!(origin = ?origin, "refused a cross-site write");
+        if policy.stats.refused_origin.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                origin = ?origin,
+                "refused a cross-site write; further ones are counted in vigie_http_refused_total"
+            );
+        }
         return (
             StatusCode::FORBIDDEN,
             "error: cross-site requests are refused\n",
@@ -189,6 +204,7 @@ mod tests {
             listen: listen.parse().unwrap(),
             token,
             hostname: Some("backup-1".into()),
+            stats: std::sync::Arc::default(),
         }
     }
 

@@ -79,7 +79,7 @@ pub async fn serve(
         .route("/api/v1/failover", get(failovers))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
-    let policy = guard::Policy::new(server.listen, server.token.is_some());
+    let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/ping/{name}", get(ping_ok).post(ping_ok))
@@ -490,6 +490,21 @@ pub fn render_metrics(engine: &Engine, server: &ServerStats) -> String {
         &[],
         server.header_timeouts.load(Ordering::Relaxed) as f64,
     );
+    e.family(
+        "vigie_http_refused_total",
+        Kind::Counter,
+        "Requests refused as a browser's: a foreign Host (DNS rebinding), a cross-site write.",
+    );
+    for (reason, n) in [
+        ("host", &server.refused_host),
+        ("origin", &server.refused_origin),
+    ] {
+        e.sample(
+            "vigie_http_refused_total",
+            &[("reason", reason)],
+            n.load(Ordering::Relaxed) as f64,
+        );
+    }
     vigie_metrics::write_process_metrics(&mut e);
     e.finish()
 }

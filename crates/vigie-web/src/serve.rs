@@ -34,6 +34,10 @@ pub struct ServerStats {
     pub open: AtomicU64,
     pub accept_errors: AtomicU64,
     pub header_timeouts: AtomicU64,
+    /// Requests refused for a foreign `Host` (DNS rebinding).
+    pub refused_host: AtomicU64,
+    /// Writes refused for a foreign `Origin`.
+    pub refused_origin: AtomicU64,
 }
 
 /// Accept on `listener` until `stop`, serve each connection with

@@ -126,11 +126,20 @@ fn a_web_page_can_neither_read_by_rebinding_nor_ack_cross_site() {
         let (status, body) = raw(a, &head, "");
         assert_eq!(status, 200, "{head}: {body}");
     }
-    assert!(
-        d.log().contains("refused a cross-site write"),
+    // Said once in the log, counted in the metrics.
+    assert_eq!(
+        d.log().matches("refused a cross-site write").count(),
+        1,
         "{}",
         d.log()
     );
+    let (_, metrics) = d.http("GET", "/metrics", &[]);
+    for needle in [
+        "vigie_http_refused_total{reason=\"host\"} 1",
+        "vigie_http_refused_total{reason=\"origin\"} 2",
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
+    }
 }
 
 #[test]
