@@ -491,6 +491,16 @@ pub fn render_metrics(engine: &Engine, server: &ServerStats) -> String {
         server.header_timeouts.load(Ordering::Relaxed) as f64,
     );
     e.family(
+        "vigie_http_evictions_total",
+        Kind::Counter,
+        "HTTP connections closed at the cap, while waiting for a request, to make room for a new client.",
+    );
+    e.sample(
+        "vigie_http_evictions_total",
+        &[],
+        server.evicted.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
         "vigie_http_refused_total",
         Kind::Counter,
         "Requests refused as a browser's: a foreign Host (DNS rebinding), a cross-site write.",
