@@ -504,16 +504,27 @@ pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
         let dir = state_dir(cli, config);
         let mut store =
             vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
-        let hb = store
+        // Opening runs the migrations: tokens of an older store move to
+        // their file here.
+        store
             .heartbeat(name, Timestamp::now())
             .map_err(|e| Failure::runtime(e.to_string()))?;
-        hb.token.ok_or_else(|| {
-            Failure::runtime(format!("no token generated yet for `{name}`"))
-                .hint("start the daemon once with `vigie run`: it generates the token")
-        })?
+        vigie_store::generated_token(&dir, name)
+            .map_err(|e| Failure::runtime(e.to_string()))?
+            .ok_or_else(|| {
+                Failure::runtime(format!("no token generated yet for `{name}`")).hint(format!(
+                    "start the daemon once with `vigie run`: it generates the token and keeps it in {}",
+                    dir.join(vigie_store::TOKENS_FILE).display()
+                ))
+            })?
+    };
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     out(format_args!(
-        "http://{}/ping/{name}?token={token}\n",
+        "{scheme}://{}/ping/{name}?token={token}\n",
         config.server.listen
     ))?;
     Ok(exit::OK)

@@ -13,7 +13,7 @@ pub use load::{
     EnvLookup, Loaded, Secrets, load_file, load_file_with, load_str, load_str_with, split_host_port,
 };
 pub use model::*;
-pub use secret::{Secret, SecretSource};
+pub use secret::{MaybeSecret, Secret, SecretSource, scrub_secret_env};
 
 /// The quickstart config, built into the binary: `vigie run` with no
 /// config file runs this.

@@ -596,6 +596,7 @@ impl Loader {
         }
         let value = match &secret.source {
             SecretSource::Env(name) => {
+                crate::secret::remember_env(name);
                 match env(name) {
                     Some(v) if !v.is_empty() => v,
                     _ => {
@@ -1054,6 +1055,20 @@ impl Loader {
                 .unwrap_or_default();
             for (message, hint) in problems {
                 self.error(src, Some(table.clone()), &key, message, hint);
+            }
+            // The peers are asked but never needed: one watcher's view
+            // (its own link down) moves the record.
+            if f.quorum == 1 && peers > 0 {
+                self.warning(
+                    src,
+                    Some(table.clone()),
+                    &key,
+                    format!("quorum = 1 with {peers} [[peer]]: this watcher alone moves the record"),
+                    Some(format!(
+                        "set quorum = {} so that a majority of the {voters} watchers must see the primary down",
+                        voters / 2 + 1
+                    )),
+                );
             }
         }
         for b in broken {
@@ -1862,6 +1877,27 @@ impl Loader {
                     ));
                 }
             };
+        // Header values, query values and a command's environment may be
+        // secrets.
+        let mut secrets_ok = true;
+        let maybe_secrets = match &mut probe {
+            Probe::Http(h) => vec![("headers", &mut h.headers), ("query", &mut h.query)],
+            Probe::Command(c) => vec![("env", &mut c.env)],
+            _ => Vec::new(),
+        };
+        for (name, values) in maybe_secrets {
+            for (k, v) in values.iter_mut() {
+                if let Some(secret) = v.secret_mut() {
+                    let taken =
+                        std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
+                    let at = format!("{}.{k}", field(name));
+                    match self.resolve_secret(src, span.clone(), &at, taken, env) {
+                        Some(resolved) => *secret = resolved,
+                        None => secrets_ok = false,
+                    }
+                }
+            }
+        }
         match &mut probe {
             Probe::Http(h) => {
                 for s in &h.expect_status {
@@ -2018,7 +2054,7 @@ impl Loader {
             // Checked once every job is known (`sync_checks`).
             Probe::Sync(_) => {}
         }
-        let ok = problems.is_empty();
+        let ok = problems.is_empty() && secrets_ok;
         for (k, message, hint) in problems {
             self.error(src, Some(span.clone()), &k, message, hint);
         }

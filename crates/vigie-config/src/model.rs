@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use vigie_core::{ByteSize, Duration, Severity, Thresholds};
 
-use crate::Secret;
+use crate::{MaybeSecret, Secret};
 
 /// The whole resolved configuration.
 #[derive(Clone, Debug, Serialize)]
@@ -426,8 +426,13 @@ pub struct HttpProbe {
     pub url: HttpUrl,
     #[serde(default)]
     pub method: HttpMethod,
+    /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, MaybeSecret>,
+    /// Added to the URL's query; values may be secrets (an API key that
+    /// goes in the URL stays out of `url`, show-config and errors).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, MaybeSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Accepted statuses; empty means any status below 400.
@@ -585,8 +590,9 @@ pub struct CommandProbe {
     pub output_contains: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_regex: Option<Pattern>,
+    /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, MaybeSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
 }
@@ -718,8 +724,12 @@ pub enum NotifierKind {
         url: HttpUrl,
         #[serde(default = "post")]
         method: HttpMethod,
+        /// Values may be secrets (`{ env }`, `{ file }`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, String>,
+        headers: BTreeMap<String, MaybeSecret>,
+        /// Added to the URL's query; values may be secrets.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        query: BTreeMap<String, MaybeSecret>,
         /// Sent as `Authorization: Bearer …` when set.
         #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<Secret>,
@@ -791,9 +801,28 @@ impl NotifierKind {
     /// Every secret of this notifier, to be resolved at load.
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
-            NotifierKind::Ntfy { token, .. } | NotifierKind::Webhook { token, .. } => {
-                token.iter_mut().map(|t| ("token", t)).collect()
-            }
+            NotifierKind::Ntfy { token, .. } => token.iter_mut().map(|t| ("token", t)).collect(),
+            NotifierKind::Webhook {
+                token,
+                headers,
+                query,
+                ..
+            } => token
+                .iter_mut()
+                .map(|t| ("token", t))
+                .chain(
+                    headers
+                        .values_mut()
+                        .filter_map(MaybeSecret::secret_mut)
+                        .map(|s| ("headers", s)),
+                )
+                .chain(
+                    query
+                        .values_mut()
+                        .filter_map(MaybeSecret::secret_mut)
+                        .map(|s| ("query", s)),
+                )
+                .collect(),
             NotifierKind::Gotify { token, .. } => vec![("token", token)],
             NotifierKind::Ifttt { key, .. } => vec![("key", key)],
             NotifierKind::Slack { url } | NotifierKind::Discord { url } => vec![("url", url)],

@@ -2,8 +2,45 @@
 //! the value, `{ env = "NAME" }` or `{ file = "/path" }`. The value is read
 //! once at load, never printed, never serialized.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The environment variables that hold a secret of any config this
+/// process loaded. A child (a check, a repair, a DNS script, ssh) gets
+/// vigie's environment minus these: it never needs them, and a program
+/// that logs its environment would publish them. Process-wide because
+/// the environment is; it only grows, so a reload that drops a secret
+/// keeps its variable out of children all the same.
+static SECRET_ENV: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+pub(crate) fn remember_env(name: &str) {
+    SECRET_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.to_owned());
+}
+
+/// Remove from `cmd`'s environment every variable a `{ env = … }` secret
+/// names, except those the caller set on purpose (a check's own `env`).
+/// Every place that starts a child calls it.
+pub fn scrub_secret_env(cmd: &mut std::process::Command) {
+    let set: BTreeSet<std::ffi::OsString> = cmd
+        .get_envs()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    let names = SECRET_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for name in names {
+        if !set.contains(std::ffi::OsStr::new(&name)) {
+            cmd.env_remove(name);
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
@@ -92,6 +129,84 @@ impl<'de> serde::Deserialize<'de> for Secret {
                 found
                     .map(Secret::new)
                     .ok_or_else(|| A::Error::custom(format!("empty secret: {INLINE_HINT}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A value written inline, or a secret where it may hold one: a header's
+/// value, a command's environment variable. `"text"` is plain;
+/// `{ env = "NAME" }` or `{ file = "/path" }` is a secret, read at load
+/// and never printed like any other.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MaybeSecret {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl MaybeSecret {
+    /// The value to send. As with [`Secret::expose`], never where it
+    /// could be logged.
+    pub fn expose(&self) -> &str {
+        match self {
+            MaybeSecret::Plain(s) => s,
+            MaybeSecret::Secret(s) => s.expose(),
+        }
+    }
+
+    /// The secret, to be resolved at load.
+    pub fn secret_mut(&mut self) -> Option<&mut Secret> {
+        match self {
+            MaybeSecret::Plain(_) => None,
+            MaybeSecret::Secret(s) => Some(s),
+        }
+    }
+}
+
+impl From<&str> for MaybeSecret {
+    fn from(s: &str) -> Self {
+        MaybeSecret::Plain(s.to_owned())
+    }
+}
+
+impl fmt::Debug for MaybeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaybeSecret::Plain(s) => s.fmt(f),
+            MaybeSecret::Secret(s) => s.fmt(f),
+        }
+    }
+}
+
+impl serde::Serialize for MaybeSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaybeSecret::Plain(v) => s.serialize_str(v),
+            MaybeSecret::Secret(secret) => secret.serialize(s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MaybeSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeSecret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, or a secret as { env = \"NAME\" } or { file = \"/path\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MaybeSecret, E> {
+                Ok(MaybeSecret::Plain(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<MaybeSecret, A::Error> {
+                <Secret as serde::Deserialize>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )
+                .map(MaybeSecret::Secret)
             }
         }
         d.deserialize_any(V)

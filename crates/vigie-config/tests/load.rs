@@ -426,6 +426,7 @@ tcp = {{ address = "192.0.2.53:53" }}
         pin = "AB:".repeat(31) + "AB"
     );
     let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = &loaded.config;
     let f = &c.failovers["blog"];
     assert_eq!(f.checks, ["web", "tls"]);
@@ -581,4 +582,36 @@ retry_every = "10ms"
         "{e}"
     );
     assert!(e.contains("2 errors"), "{e}");
+}
+
+#[test]
+fn quorum_one_with_peers_is_a_warning() {
+    let src = format!(
+        r#"[[peer]]
+name = "w2"
+url = "https://198.51.100.2:9470"
+token = {{ env = "VIGIE_TEST_TOKEN" }}
+pin = "{pin}"
+
+[failover.blog]
+record = {{ zone = "example.org", name = "blog" }}
+primary = ["192.0.2.1"]
+backup = ["192.0.2.2"]
+dns = "d"
+
+[[check]]
+name = "web"
+tcp = {{ address = "192.0.2.1:80" }}
+actions = ["failover:blog"]
+{DNS}"#,
+        pin = "ab".repeat(32)
+    );
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("quorum = 1 with 1 [[peer]]: this watcher alone moves the record")
+            && w[0].contains("set quorum = 2"),
+        "{w:?}"
+    );
 }

@@ -1,5 +1,7 @@
 //! The heartbeat book: tokens and the last signals of every heartbeat
-//! check, kept in memory and mirrored to the store.
+//! check, kept in memory and mirrored to the store. Tokens are held as
+//! their SHA-256, as the store keeps them: a ping's token is hashed and
+//! compared, so the daemon needs no generated token in plain.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,7 +25,7 @@ pub enum PingError {
 }
 
 struct Entry {
-    token: String,
+    token_sha256: String,
     signals: HeartbeatSignals,
     notify: Arc<Notify>,
 }
@@ -66,15 +68,16 @@ impl Book {
             };
             let stored = snap.heartbeats.get(&check.name);
             let previous = old.get(&check.name);
-            let token = match (&spec.token, previous, stored.and_then(|s| s.token.clone())) {
-                (Some(t), _, _) => t.expose().to_owned(),
-                (None, Some(p), _) => p.token.clone(),
-                (None, None, Some(t)) => t,
+            let stored_hash = stored.and_then(|s| s.token_sha256.clone());
+            let token_sha256 = match (&spec.token, previous, stored_hash) {
+                (Some(t), _, _) => vigie_store::token_sha256(t.expose()),
+                (None, Some(p), _) => p.token_sha256.clone(),
+                (None, None, Some(h)) => h,
                 (None, None, None) => {
                     let t = new_token();
                     writer.token(&check.name, &t, now);
                     tracing::info!(check = %check.name, "generated a heartbeat token; see `vigie heartbeat-url {}`", check.name);
-                    t
+                    vigie_store::token_sha256(&t)
                 }
             };
             let signals = previous.map_or_else(
@@ -89,7 +92,7 @@ impl Book {
             self.entries.insert(
                 check.name.clone(),
                 Entry {
-                    token,
+                    token_sha256,
                     signals,
                     notify,
                 },
@@ -107,10 +110,11 @@ impl Book {
     ) -> Result<Arc<Notify>, PingError> {
         // Compare against every token so the answer takes the same time
         // whichever name was asked.
+        let presented = vigie_store::token_sha256(token);
         let mut valid_anywhere = false;
         let mut valid_here = false;
         for (n, e) in &self.entries {
-            if vigie_core::constant_time_eq(&e.token, token) {
+            if vigie_core::constant_time_eq(&e.token_sha256, &presented) {
                 valid_anywhere = true;
                 valid_here |= n == name;
             }
@@ -135,10 +139,6 @@ impl Book {
 
     pub(crate) fn signals(&self, name: &str) -> Option<HeartbeatSignals> {
         self.entries.get(name).map(|e| e.signals)
-    }
-
-    pub(crate) fn token(&self, name: &str) -> Option<String> {
-        self.entries.get(name).map(|e| e.token.clone())
     }
 }
 

@@ -430,16 +430,6 @@ impl Engine {
         self.incident_store(|s| s.recent_incidents(limit))
     }
 
-    /// The ping token of a heartbeat check.
-    pub fn heartbeat_token(&self, name: &str) -> Option<String> {
-        let book = self
-            .inner
-            .heartbeats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        book.token(name)
-    }
-
     /// Stop every check and flush the store. Returns once the writer has
     /// committed everything it was handed.
     pub async fn shutdown(&self) {

@@ -13,6 +13,7 @@ pub(crate) fn client() -> Result<reqwest::Client, DnsError> {
         vigie_probe::tls_client_config(None, false, true).map_err(|e| DnsError::Config(e.0))?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(vigie_probe::same_origin_redirects())
         .timeout(Duration::from_secs(15))
         .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -39,6 +40,11 @@ pub(crate) async fn call(
         .await
         .map_err(|e| err(format!("{method} {what}: {}", e.without_url())))?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(err(format!(
+            "{method} {what} answered {status}: redirects to another host are not followed, since the request carries the API's keys; configure the API's final URL"
+        )));
+    }
     let text = resp.text().await.unwrap_or_default();
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if !status.is_success() {

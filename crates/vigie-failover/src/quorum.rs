@@ -121,6 +121,12 @@ pub struct PeerClient {
 
 /// How long a peer has to answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+/// A vote is a few hundred bytes; a peer that sends more is not read on.
+const VOTE_LIMIT: usize = 16 * 1024;
+/// How far ahead of this node's clock a vote's `since` may be (clocks of
+/// watchers differ a little); beyond, the vote is refused: a verdict that
+/// holds from the future is a broken clock or a lie.
+const CLOCK_SKEW: Duration = Duration::from_mins(1);
 
 impl PeerClient {
     pub fn new(p: &Peer) -> Result<Self, String> {
@@ -133,7 +139,8 @@ impl PeerClient {
                     .ok_or_else(|| format!("peer {}: the pin is not a SHA-256 in hex", p.name))?;
                 vigie_probe::pinned_client_config(bytes, true)
             }
-            (None, ca) => vigie_probe::tls_client_config(ca.as_deref(), false, true),
+            (None, Some(ca)) => vigie_probe::private_ca_client_config(ca, true),
+            (None, None) => vigie_probe::tls_client_config(None, false, true),
         }
         .map_err(|e| format!("peer {}: {}", p.name, e.0))?;
         let client = reqwest::Client::builder()
@@ -165,12 +172,22 @@ impl PeerClient {
             .await
             .map_err(|e| format!("unreachable: {}", vigie_probe::chain(&e.without_url())))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the answer: {}", e.without_url()))?;
         if !status.is_success() {
             return Err(format!("answered {status}"));
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the answer: {}", e.without_url()))?
+        {
+            if body.len() + chunk.len() > VOTE_LIMIT {
+                return Err(format!(
+                    "sent more than {VOTE_LIMIT} bytes: that is no vote"
+                ));
+            }
+            body.extend_from_slice(&chunk);
         }
         let vote: Vote = serde_json::from_slice(&body).map_err(|e| {
             format!(
@@ -182,6 +199,14 @@ impl PeerClient {
             return Err(format!(
                 "answered as node `{}` for `{}`: not the peer configured as `{}`",
                 vote.node, vote.failover, self.name
+            ));
+        }
+        let now = Timestamp::now().millis();
+        let skew = i64::try_from(CLOCK_SKEW.as_millis()).unwrap_or(i64::MAX);
+        if vote.since > now.saturating_add(skew) {
+            return Err(format!(
+                "sent a vote that holds since {} s in the future: check its clock (NTP)",
+                (vote.since - now) / 1000
             ));
         }
         Ok(vote)

@@ -146,3 +146,14 @@ fn powerdns_replaces_the_rrset_with_one_patch() {
         "{err}"
     );
 }
+
+#[test]
+fn a_redirect_to_another_host_gets_neither_the_token_nor_the_request() {
+    let (elsewhere, seen_elsewhere) = servers::capture(&[200]);
+    let target = format!("http://{}/client/v4/zones?name=example.org", elsewhere.addr);
+    let (server, _) = servers::scripted(Arc::new(move |_: &Captured| (307, target.clone())));
+    let cf = Cloudflare::new(&format!("http://{}/client/v4", server.addr), "cf-token").unwrap();
+    let err = rt().block_on(cf.current(&blog())).unwrap_err();
+    assert!(err.to_string().contains("not followed"), "{err}");
+    assert!(seen_elsewhere.lock().unwrap().is_empty());
+}

@@ -116,6 +116,7 @@ impl Sender {
             .map_err(|e| NotifyError::Send(e.0))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .redirect(vigie_probe::same_origin_redirects())
             .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
             .timeout(policy.timeout)
             .build()
@@ -174,6 +175,15 @@ impl Sender {
         let status = resp.status();
         if status.is_success() {
             return Ok(());
+        }
+        if status.is_redirection() {
+            return Err((
+                format!(
+                    "{} answered {status}: redirects to another host are not followed, since the request carries the notifier's keys; configure the final URL",
+                    notifier.kind.name()
+                ),
+                false,
+            ));
         }
         let text = resp.text().await.unwrap_or_default();
         let text: String = text.chars().take(200).collect();

@@ -98,6 +98,7 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             url,
             method,
             headers,
+            query,
             token,
             template,
         } => {
@@ -120,13 +121,22 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             {
                 h.push(json_header());
             }
-            h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+            h.extend(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned())),
+            );
             if let Some(t) = token {
                 h.push(("authorization".into(), format!("Bearer {}", t.expose())));
             }
+            let mut url = url.0.clone();
+            if !query.is_empty() {
+                url.query_pairs_mut()
+                    .extend_pairs(query.iter().map(|(k, v)| (k, v.expose())));
+            }
             Request {
                 method: Method::from_bytes(method.as_str().as_bytes()).unwrap_or(Method::POST),
-                url: url.0.clone(),
+                url,
                 headers: h,
                 body,
             }

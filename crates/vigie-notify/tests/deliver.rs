@@ -369,3 +369,42 @@ fn smtp_with_implicit_tls() {
     assert!(mails[0].tls);
     assert_eq!(mails[0].auth, None);
 }
+
+#[test]
+fn a_redirect_to_another_host_does_not_carry_the_keys_there() {
+    let (elsewhere, seen_elsewhere) = servers::capture(&[200]);
+    let target = format!("http://{}/stolen", elsewhere.addr);
+    let (hook, seen) = servers::scripted(std::sync::Arc::new(move |req: &Captured| {
+        match req.target.as_str() {
+            "/in" => (307, target.clone()),
+            "/moved" => (308, "/final".to_owned()),
+            _ => (200, "{}".to_owned()),
+        }
+    }));
+    let webhook = |path: &str| {
+        notifier(&format!(
+            "[notify.n]\nkind = \"webhook\"\nurl = \"http://{}{path}\"\nheaders = {{ x-api-key = \"k3y\" }}\n",
+            hook.addr
+        ))
+    };
+    let d = run(&quick(), &webhook("/in"));
+    assert!(
+        d.error.as_deref().unwrap().contains("307")
+            && d.error.as_deref().unwrap().contains("not followed"),
+        "{d:?}"
+    );
+    assert_eq!(d.attempts, 1, "a refused redirect is not retried");
+    assert!(
+        seen_elsewhere.lock().unwrap().is_empty(),
+        "the key went to another host"
+    );
+    // On the same host, a redirect is followed with its headers.
+    let d = run(&quick(), &webhook("/moved"));
+    assert_eq!(d.error, None);
+    let seen = seen.lock().unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (last.target.as_str(), last.header("x-api-key")),
+        ("/final", Some("k3y"))
+    );
+}

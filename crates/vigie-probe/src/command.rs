@@ -33,7 +33,6 @@ pub struct Output {
     pub text: String,
 }
 
-/// Run `argv`, capturing stdout and stderr (bounded), in a fresh group.
 /// What happens to processes a command leaves behind when it exits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leftovers {
@@ -43,7 +42,11 @@ pub enum Leftovers {
     Keep,
 }
 
+/// Run `cmd`, capturing stdout and stderr (bounded), in a fresh group,
+/// without the secrets' variables: every child vigie runs comes here or
+/// through `vigie_config::scrub_secret_env` (sync's ssh).
 pub async fn capture(mut cmd: Command, leftovers: Leftovers) -> std::io::Result<Output> {
+    vigie_config::scrub_secret_env(cmd.as_std_mut());
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -141,7 +144,7 @@ pub(crate) async fn run(spec: &CommandProbe) -> Outcome {
         }
         _ => return Outcome::fail("no command to run"),
     };
-    cmd.envs(&spec.env);
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v.expose())));
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }

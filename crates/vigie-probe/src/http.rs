@@ -80,20 +80,23 @@ impl Prepared {
         let spec = &self.spec;
         let method = reqwest::Method::from_bytes(spec.method.as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET);
-        let mut req = self
-            .client
-            .request(method, spec.url.0.clone())
-            .timeout(self.timeout);
-        for (k, v) in &spec.headers {
-            req = req.header(k, v);
+        let mut url = spec.url.0.clone();
+        if !spec.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(spec.query.iter().map(|(k, v)| (k, v.expose())));
         }
+        let mut req = self.client.request(method, url).timeout(self.timeout);
+        for (k, v) in &spec.headers {
+            req = req.header(k, v.expose());
+        }
+
         if let Some(body) = &spec.body {
             req = req.body(body.clone());
         }
         let start = Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::fail(describe(&e)),
+            Err(e) => return Outcome::fail(describe(e)),
         };
         let status = resp.status().as_u16();
         let days = resp
@@ -134,7 +137,7 @@ async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<String, Stri
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
-            Err(e) => return Err(format!("reading the body: {}", describe(&e))),
+            Err(e) => return Err(format!("reading the body: {}", describe(e))),
         }
     }
 }
@@ -183,7 +186,14 @@ fn judge(spec: &HttpProbe, status: u16, body: Option<&str>, latency: Duration) -
     Outcome::ok(format!("status {status} in {}", human(latency)))
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// What went wrong, with the URL but without its query or password: they
+/// may hold a key, and the message goes to the store, the API and
+/// notifications.
+fn describe(mut e: reqwest::Error) -> String {
+    if let Some(url) = e.url_mut() {
+        url.set_query(None);
+        let _ = url.set_password(None);
+    }
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -195,5 +205,5 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    format!("{what}: {}", chain(e))
+    format!("{what}: {}", chain(&e))
 }

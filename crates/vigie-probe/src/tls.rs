@@ -109,14 +109,36 @@ pub fn client_config(
     } else {
         let mut roots = system_roots().clone();
         if let Some(ca) = ca {
-            for cert in read_pem_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| PrepareError(format!("{}: {e}", ca.display())))?;
-            }
+            add_roots(&mut roots, ca)?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    if alpn_http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    Ok(config)
+}
+
+fn add_roots(roots: &mut rustls::RootCertStore, ca: &Path) -> Result<(), PrepareError> {
+    for cert in read_pem_certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| PrepareError(format!("{}: {e}", ca.display())))?;
+    }
+    Ok(())
+}
+
+/// A TLS client configuration whose only roots are the certificates of
+/// `ca`: a `[[peer]]` with its own CA is that CA's alone, and a
+/// certificate that a public CA issued for the peer's name does not pass.
+pub fn private_ca_client_config(ca: &Path, alpn_http: bool) -> Result<ClientConfig, PrepareError> {
+    let mut roots = rustls::RootCertStore::empty();
+    add_roots(&mut roots, ca)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PrepareError(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     if alpn_http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }

@@ -3,7 +3,8 @@
 //!
 //! Every check result is recorded with its timing and numbers; each
 //! check's threshold state is kept so that a restart remembers a failing
-//! check; heartbeat pings and generated tokens live here too. A daemon
+//! check; heartbeat pings and the hashes of generated tokens live here
+//! too (the tokens in a file of their own, `tokens`). A daemon
 //! killed with SIGKILL loses nothing that was committed: WAL with
 //! `synchronous = NORMAL` survives a process crash (only a power cut may
 //! take the last transactions).
@@ -18,6 +19,9 @@ mod incidents;
 pub mod lock;
 mod migrations;
 mod sync;
+mod tokens;
+
+pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use sync::Paused;
 
@@ -30,8 +34,13 @@ pub const DB_FILE: &str = "vigie.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the state directory {path}: {source}")]
+    #[error("cannot create the state directory {path} or make it private (0700): {source}")]
     CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make {path} private (0600): {source}")]
+    PrivateFile {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -79,7 +88,9 @@ pub struct StoredState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Heartbeat {
     pub check: String,
-    pub token: Option<String>,
+    /// The SHA-256 (hex) of the generated token; the token itself is in
+    /// [`TOKENS_FILE`].
+    pub token_sha256: Option<String>,
     pub last_ping: Option<Timestamp>,
     pub last_fail: Option<Timestamp>,
     pub first_seen: Timestamp,
@@ -115,6 +126,7 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Self> {
         create_private_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
+        make_private_files(&path)?;
         let conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
@@ -310,12 +322,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Keep `token` as the heartbeat's generated token.
+    /// Keep `token` as the heartbeat's generated token: in plain in
+    /// [`TOKENS_FILE`] first (for `vigie heartbeat-url`), then its hash
+    /// here.
     pub fn set_heartbeat_token(&mut self, check: &str, token: &str, now: Timestamp) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        tokens::save(dir, &[(check.to_owned(), token.to_owned())])?;
         self.conn.execute(
-            "INSERT INTO heartbeats (check_name, first_seen_ms, token) VALUES (?1, ?2, ?3)
-             ON CONFLICT (check_name) DO UPDATE SET token = excluded.token",
-            params![check, now.millis(), token],
+            "INSERT INTO heartbeats (check_name, first_seen_ms, token_sha256) VALUES (?1, ?2, ?3)
+             ON CONFLICT (check_name) DO UPDATE SET token_sha256 = excluded.token_sha256",
+            params![check, now.millis(), token_sha256(token)],
         )?;
         Ok(())
     }
@@ -389,12 +405,13 @@ impl Store {
     }
 }
 
-const HEARTBEAT_COLUMNS: &str = "check_name, token, last_ping_ms, last_fail_ms, first_seen_ms";
+const HEARTBEAT_COLUMNS: &str =
+    "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
     Ok(Heartbeat {
         check: r.get(0)?,
-        token: r.get(1)?,
+        token_sha256: r.get(1)?,
         last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
         last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
         first_seen: Timestamp(r.get(4)?),
@@ -411,14 +428,65 @@ fn parse_metrics(json: &str) -> Vec<(String, f64)> {
     }
 }
 
+/// The state directory holds tokens, incident notes and the daemon's
+/// address: only its owner may enter it (0700), even if it was made
+/// before with a looser mode.
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| StoreError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The database and its WAL files are 0600 whatever the umask: SQLite
+/// gives `-wal` and `-shm` the mode of the database file, so the file is
+/// made (or narrowed) before SQLite opens it.
+///
+/// An existing database is never opened here, only changed by path:
+/// closing any descriptor of a file drops every POSIX lock this process
+/// holds on it, and a daemon opens the store more than once — a second
+/// open would silently unlock the first connection, and another process
+/// would then checkpoint and delete the WAL under it.
+fn make_private_files(db: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::PrivateFile { path, source }
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(db)(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(err(&path))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&path)(e)),
+        }
+    }
+    Ok(())
 }

@@ -113,7 +113,13 @@ const MIGRATIONS: &[&str] = &[
         since_ms INTEGER NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 6: heartbeat tokens kept hashed (the tokens move to their file in
+    // the Rust step of this version, `hash_heartbeat_tokens`).
+    "ALTER TABLE heartbeats RENAME COLUMN token TO token_sha256;",
 ];
+
+/// The version whose SQL is followed by [`hash_heartbeat_tokens`].
+const HASHED_TOKENS: i64 = 6;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -131,9 +137,38 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         let version = i as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if version == HASHED_TOKENS {
+            hash_heartbeat_tokens(&tx, path)?;
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "store schema migrated");
     }
+    Ok(())
+}
+
+/// Move the generated tokens, stored in plain before, to their file, and
+/// keep their hashes. The file is written before the transaction commits:
+/// a crash in between leaves both, and the next open does it again.
+fn hash_heartbeat_tokens(tx: &rusqlite::Transaction<'_>, db: &Path) -> Result<()> {
+    let plain: Vec<(String, String)> = tx
+        .prepare("SELECT check_name, token_sha256 FROM heartbeats WHERE token_sha256 IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if plain.is_empty() {
+        return Ok(());
+    }
+    crate::tokens::save(db.parent().unwrap_or(Path::new(".")), &plain)?;
+    for (check, token) in &plain {
+        tx.execute(
+            "UPDATE heartbeats SET token_sha256 = ?2 WHERE check_name = ?1",
+            rusqlite::params![check, crate::token_sha256(token)],
+        )?;
+    }
+    tracing::info!(
+        tokens = plain.len(),
+        "heartbeat tokens now kept hashed in the store, in plain in {}",
+        crate::TOKENS_FILE
+    );
     Ok(())
 }

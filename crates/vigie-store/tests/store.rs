@@ -75,7 +75,7 @@ fn heartbeats_and_tokens_persist() {
         let mut store = Store::open(dir.path()).unwrap();
         let hb = store.heartbeat("job", Timestamp(5)).unwrap();
         assert_eq!(
-            (hb.token, hb.last_ping, hb.first_seen),
+            (hb.token_sha256, hb.last_ping, hb.first_seen),
             (None, None, Timestamp(5))
         );
         store
@@ -86,7 +86,14 @@ fn heartbeats_and_tokens_persist() {
     }
     let mut store = Store::open(dir.path()).unwrap();
     let hb = store.heartbeat("job", Timestamp(100)).unwrap();
-    assert_eq!(hb.token.as_deref(), Some("tok"));
+    assert_eq!(
+        hb.token_sha256.as_deref(),
+        Some(vigie_store::token_sha256("tok").as_str())
+    );
+    assert_eq!(
+        vigie_store::generated_token(dir.path(), "job").unwrap(),
+        Some("tok".to_owned())
+    );
     assert_eq!(hb.last_ping, Some(Timestamp(7)));
     assert_eq!(hb.last_fail, Some(Timestamp(9)));
     assert_eq!(hb.first_seen, Timestamp(5));
@@ -117,5 +124,53 @@ fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     assert!(
         err.to_string().contains("vigie.db") || err.to_string().contains("not a database"),
         "{err}"
+    );
+}
+
+#[test]
+fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    // The store as version 5 left it: generated tokens in plain.
+    let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
+         INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
+         INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let hb = store.heartbeat("job", Timestamp(2)).unwrap();
+    assert_eq!(
+        hb.token_sha256.as_deref(),
+        Some(vigie_store::token_sha256("old-token").as_str())
+    );
+    assert_eq!(
+        store.heartbeat("quiet", Timestamp(2)).unwrap().token_sha256,
+        None
+    );
+    // No plain token is left in the database file.
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM heartbeats WHERE token_sha256 = 'old-token'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(
+        vigie_store::generated_token(dir.path(), "job").unwrap(),
+        Some("old-token".to_owned())
+    );
+    let file = dir.path().join(vigie_store::TOKENS_FILE);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
     );
 }

@@ -40,7 +40,7 @@ impl Destination {
     /// through ssh, or this binary for a local path (none:
     /// stdin/stdout).
     fn far_command(&self, sub: &str, flags: &[&str]) -> Option<Command> {
-        match self {
+        let mut cmd = match self {
             Destination::Ssh {
                 ssh,
                 host,
@@ -53,7 +53,9 @@ impl Destination {
                 Some(c)
             }
             Destination::Stdio => None,
-        }
+        }?;
+        vigie_config::scrub_secret_env(&mut cmd);
+        Some(cmd)
     }
 
     /// The command that runs a sender of `path` on the far side, for a

@@ -629,7 +629,8 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// What a scripted server answers to one request: status and JSON body.
+/// What a scripted server answers to one request: status and JSON body
+/// (for a 3xx status, the body is the `Location`).
 pub type Responder = Arc<dyn Fn(&Captured) -> (u16, String) + Send + Sync>;
 
 /// An HTTP server whose answers come from `respond`, recording every
@@ -652,8 +653,13 @@ pub fn scripted(respond: Responder) -> (Running, Arc<std::sync::Mutex<Vec<Captur
                 };
                 let (status, body) = respond(&req);
                 log.lock().expect("log").push(req);
+                let (location, body) = if (300..400).contains(&status) {
+                    (format!("location: {body}\r\n"), String::new())
+                } else {
+                    (String::new(), body)
+                };
                 let out = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = s.write_all(out.as_bytes()).await;

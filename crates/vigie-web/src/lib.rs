@@ -1,16 +1,24 @@
 //! vigie's HTTP server: `/healthz`, heartbeat pings, the JSON API and
 //! `/metrics`. It reads the engine's published state and hands pings to
-//! the engine; it never runs checks itself.
+//! the engine; it never runs checks itself. `serve` holds the accept loop
+//! (timeouts, the connection cap), `guard` what a browser may not do.
+
+mod guard;
+mod serve;
+
+pub use guard::REQUEST_TIMEOUT;
+pub use serve::{HEADER_TIMEOUT, MAX_CONNECTIONS, ServerStats};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use vigie_engine::{Engine, LAG_BUCKETS, PingError};
 use vigie_failover::FailoverActions;
 use vigie_failover::quorum::local_vote;
@@ -22,7 +30,11 @@ struct App {
     /// Bearer token required for the API and `/metrics`, when configured.
     token: Option<Arc<str>>,
     failover: Option<Arc<FailoverActions>>,
+    stats: Arc<ServerStats>,
 }
+
+/// The largest request body read (an ack's note is the biggest).
+const BODY_LIMIT: usize = 64 * 1024;
 
 /// A running server.
 #[derive(Debug)]
@@ -52,41 +64,42 @@ pub async fn serve(
     failover: Option<Arc<FailoverActions>>,
 ) -> std::io::Result<Server> {
     let tls = server.tls.as_ref().map(tls::acceptor).transpose()?;
+    let stats = Arc::new(ServerStats::default());
     let app = App {
         engine,
         token: server.token.as_ref().map(|t| Arc::from(t.expose())),
         failover,
+        stats: stats.clone(),
     };
+    // The token-guarded routes: authenticated before any body is read.
+    let api = Router::new()
+        .route("/api/v1/checks", get(checks))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}/ack", post(ack))
+        .route("/api/v1/failover", get(failovers))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/ping/{name}", get(ping_ok).post(ping_ok))
         .route("/ping/{name}/fail", get(ping_fail).post(ping_fail))
-        .route("/api/v1/checks", get(checks))
-        .route("/api/v1/incidents", get(incidents))
-        .route("/api/v1/incidents/{id}/ack", axum::routing::post(ack))
-        .route("/api/v1/failover", get(failovers))
         .route("/api/v1/peer/vote/{failover}", get(peer_vote))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(policy, guard::guard))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(server.listen).await?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let https = tls.is_some();
-    let task = tokio::spawn(async move {
-        if let Some(acceptor) = tls {
-            tls::serve(listener, router, acceptor, rx).await;
-            return;
-        }
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    if !https && !local_addr.ip().is_loopback() {
+        tracing::warn!(
+            %local_addr,
+            "the HTTP server listens beyond loopback without TLS: tokens and pings cross the network in clear; set [server] tls = {{ cert, key }}"
+        );
+    }
+    let task = tokio::spawn(serve::accept_loop(listener, router, tls, stats, rx));
     tracing::info!(%local_addr, https, "HTTP server listening");
     Ok(Server {
         local_addr,
@@ -123,10 +136,7 @@ async fn peer_vote(
 }
 
 /// Each failover: the side in use, this node's vote, and the last tally.
-async fn failovers(State(app): State<App>, headers: HeaderMap) -> Response {
-    if !app.authorized(&headers) {
-        return unauthorized();
-    }
+async fn failovers(State(app): State<App>) -> Response {
     let view = app.engine.view();
     let config = view.config();
     let tallies = app
@@ -175,6 +185,17 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
+/// The API and `/metrics`: the token first, then (for writes) JSON.
+async fn authenticate(State(app): State<App>, req: Request, next: Next) -> Response {
+    if !app.authorized(req.headers()) {
+        return unauthorized();
+    }
+    if let Some(refused) = guard::json_write_refused(req.method(), req.headers()) {
+        return refused;
+    }
+    next.run(req).await
+}
+
 impl App {
     fn authorized(&self, headers: &HeaderMap) -> bool {
         match &self.token {
@@ -216,18 +237,12 @@ async fn ping_fail(
     ping(&app, &name, &headers, &q, true)
 }
 
-async fn checks(State(app): State<App>, headers: HeaderMap) -> Response {
-    if !app.authorized(&headers) {
-        return unauthorized();
-    }
+async fn checks(State(app): State<App>) -> Response {
     let checks = app.engine.statuses();
     axum::Json(serde_json::json!({ "checks": checks })).into_response()
 }
 
-async fn incidents(State(app): State<App>, headers: HeaderMap) -> Response {
-    if !app.authorized(&headers) {
-        return unauthorized();
-    }
+async fn incidents(State(app): State<App>) -> Response {
     match app.engine.incidents(200) {
         Ok(list) => axum::Json(serde_json::json!({ "incidents": list })).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
@@ -241,15 +256,7 @@ struct AckBody {
     note: String,
 }
 
-async fn ack(
-    State(app): State<App>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if !app.authorized(&headers) {
-        return unauthorized();
-    }
+async fn ack(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Bytes) -> Response {
     let body: AckBody = if body.is_empty() {
         AckBody::default()
     } else {
@@ -282,11 +289,8 @@ async fn ack(
         .into_response()
 }
 
-async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
-    if !app.authorized(&headers) {
-        return unauthorized();
-    }
-    let body = render_metrics(&app.engine);
+async fn metrics(State(app): State<App>) -> Response {
+    let body = render_metrics(&app.engine, &app.stats);
     (
         [(
             header::CONTENT_TYPE,
@@ -298,7 +302,7 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
 }
 
 /// The whole `/metrics` page.
-pub fn render_metrics(engine: &Engine) -> String {
+pub fn render_metrics(engine: &Engine, server: &ServerStats) -> String {
     let statuses = engine.statuses();
     let mut e = Exposition::new();
     e.family(
@@ -456,18 +460,71 @@ pub fn render_metrics(engine: &Engine) -> String {
         &[],
         engine.store_errors() as f64,
     );
+    e.family(
+        "vigie_http_connections",
+        Kind::Gauge,
+        "HTTP connections open now.",
+    );
+    e.sample(
+        "vigie_http_connections",
+        &[],
+        server.open.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vigie_http_accept_errors_total",
+        Kind::Counter,
+        "Failed accepts of HTTP connections (out of descriptors), each followed by a back-off.",
+    );
+    e.sample(
+        "vigie_http_accept_errors_total",
+        &[],
+        server.accept_errors.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vigie_http_header_timeouts_total",
+        Kind::Counter,
+        "HTTP connections closed for not sending a TLS handshake or headers in time.",
+    );
+    e.sample(
+        "vigie_http_header_timeouts_total",
+        &[],
+        server.header_timeouts.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vigie_http_evictions_total",
+        Kind::Counter,
+        "HTTP connections closed at the cap, while waiting for a request, to make room for a new client.",
+    );
+    e.sample(
+        "vigie_http_evictions_total",
+        &[],
+        server.evicted.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vigie_http_refused_total",
+        Kind::Counter,
+        "Requests refused as a browser's: a foreign Host (DNS rebinding), a cross-site write.",
+    );
+    for (reason, n) in [
+        ("host", &server.refused_host),
+        ("origin", &server.refused_origin),
+    ] {
+        e.sample(
+            "vigie_http_refused_total",
+            &[("reason", reason)],
+            n.load(Ordering::Relaxed) as f64,
+        );
+    }
     vigie_metrics::write_process_metrics(&mut e);
     e.finish()
 }
 
 mod tls {
-    //! HTTPS: the same router, over tokio-rustls and hyper's HTTP/1.
+    //! HTTPS: the acceptor for `[server] tls`; `serve` runs it on each
+    //! connection.
 
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use axum::Router;
-    use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
 
     fn invalid(msg: String) -> std::io::Error {
@@ -508,51 +565,5 @@ mod tls {
             })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
-    }
-
-    /// Accept until `stop`; each connection has 10 s to finish its
-    /// handshake and send its headers.
-    pub(crate) async fn serve(
-        listener: TcpListener,
-        router: Router,
-        acceptor: TlsAcceptor,
-        mut stop: tokio::sync::oneshot::Receiver<()>,
-    ) {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => {
-                    let Ok((tcp, from)) = accepted else { continue };
-                    let (acceptor, router) = (acceptor.clone(), router.clone());
-                    conns.spawn(async move {
-                        let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%from, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let service = hyper_util::service::TowerToHyperService::new(router);
-                        let served = hyper::server::conn::http1::Builder::new()
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                        if let Err(e) = served {
-                            tracing::debug!(%from, error = %e, "HTTPS connection ended");
-                        }
-                    });
-                }
-            }
-        }
-        // Requests in flight get a moment; then they are dropped.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
-        conns.abort_all();
     }
 }
