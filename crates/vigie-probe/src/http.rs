@@ -14,8 +14,17 @@ use crate::{PrepareError, Shared, chain, human};
 
 /// HTTP clients keyed by what makes them differ, so that checks against
 /// the same servers share connection pools.
-/// follow redirects, extra CA, accept invalid certificates
-type ClientKey = (bool, Option<PathBuf>, bool);
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    follow_redirects: bool,
+    /// A check that sends secrets (a header or query value given as
+    /// `{ env }`/`{ file }`) follows redirects only on the same origin:
+    /// reqwest forwards every header but `Authorization` and `Cookie` to
+    /// another host, and the query would go along in the URL.
+    same_origin_only: bool,
+    ca: Option<PathBuf>,
+    accept_invalid: bool,
+}
 
 #[derive(Default)]
 pub(crate) struct Clients {
@@ -33,11 +42,16 @@ pub(crate) fn prepare(
     timeout: Duration,
     shared: &Shared,
 ) -> Result<Prepared, PrepareError> {
-    let key = (
-        spec.follow_redirects,
-        spec.ca.clone(),
-        spec.dangerously_accept_invalid_certs,
-    );
+    let key = ClientKey {
+        follow_redirects: spec.follow_redirects,
+        same_origin_only: spec
+            .headers
+            .values()
+            .chain(spec.query.values())
+            .any(|v| matches!(v, vigie_config::MaybeSecret::Secret(_))),
+        ca: spec.ca.clone(),
+        accept_invalid: spec.dangerously_accept_invalid_certs,
+    };
     let mut clients = shared
         .http
         .built
@@ -51,15 +65,18 @@ pub(crate) fn prepare(
             accept_invalid: spec.dangerously_accept_invalid_certs,
             alpn_http: true,
         })?;
-        let redirects = if spec.follow_redirects {
-            reqwest::redirect::Policy::limited(10)
-        } else {
-            reqwest::redirect::Policy::none()
+        let redirects = match (key.follow_redirects, key.same_origin_only) {
+            (false, _) => reqwest::redirect::Policy::none(),
+            (true, true) => crate::same_origin_redirects(),
+            (true, false) => reqwest::redirect::Policy::limited(10),
         };
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .tls_info(true)
             .redirect(redirects)
+            // A redirect must not carry the URL (and a key in its query)
+            // to the next server.
+            .referer(false)
             .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(30))
             .no_proxy()

@@ -236,3 +236,55 @@ fn header_and_command_env_values_can_be_secrets_and_stay_out_of_show_config_and_
     let message = down["message"].as_str().unwrap();
     assert!(!message.contains("q5ecret"), "{message}");
 }
+
+#[test]
+fn an_http_check_carries_its_secrets_to_no_other_host_on_a_redirect() {
+    use std::sync::Arc;
+    use vigie_testkit::servers;
+    // Another origin (another port), which records what reaches it.
+    let (other, reached) = servers::capture(&[200]);
+    let elsewhere = format!("http://{}/landing", other.addr);
+    let (first, _) = servers::scripted(Arc::new(move |_req| (302, elsewhere.clone())));
+    let e = env();
+    e.config(&check(
+        "api",
+        &format!(
+            "http = {{ url = \"http://{}/status\", headers = {{ X-Api-Key = {{ env = \"VIGIE_TEST_KEY\" }} }}, query = {{ key = {{ env = \"VIGIE_TEST_KEY\" }} }} }}",
+            first.addr
+        ),
+        "",
+    ));
+    let out = e
+        .cmd(&["check", "--json"])
+        .env("VIGIE_TEST_KEY", "s3cr3t-value")
+        .output()
+        .expect("run vigie");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"));
+    // The redirect is refused: the check sees the 302 for what it is.
+    assert_eq!(v[0]["metrics"][0]["value"], 302.0, "{v}");
+    for req in reached.lock().unwrap().iter() {
+        let all = format!("{} {:?}", req.target, req.headers);
+        assert!(
+            !all.contains("s3cr3t-value"),
+            "the key reached another host: {all}"
+        );
+    }
+
+    // A check without secrets still follows a redirect to another host,
+    // and says nowhere where it came from.
+    let (other, reached) = servers::capture(&[200]);
+    let elsewhere = format!("http://{}/landing", other.addr);
+    let (first, _) = servers::scripted(Arc::new(move |_req| (302, elsewhere.clone())));
+    e.config(&check(
+        "site",
+        &format!("http = {{ url = \"http://{}/?page=1\" }}", first.addr),
+        "",
+    ));
+    let r = e.run(&["check", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|err| panic!("{err}: {r:?}"));
+    assert_eq!(v[0]["ok"], true, "{v}");
+    let seen = reached.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("referer"), None, "{:?}", seen[0]);
+}
