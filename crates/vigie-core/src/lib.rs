@@ -15,7 +15,7 @@ mod time;
 pub use cron::{Cron, CronError};
 pub use duration::{Duration, DurationError};
 pub use outcome::{CheckResult, Metric, Outcome, Severity};
-pub use size::{ByteSize, ByteSizeError};
+pub use size::{ByteSize, ByteSizeError, HumanBytes};
 pub use state::{CheckState, StateTracker, Thresholds, Transition};
 pub use time::Timestamp;
 
