@@ -8,6 +8,7 @@
 mod args;
 mod failover;
 mod output;
+mod progress;
 mod run;
 mod sync;
 

@@ -680,8 +680,9 @@ pub(crate) fn daemon_call(
         .no_proxy()
         .timeout(Duration::from_secs(10));
     let scheme = if let Some(tls) = &config.server.tls {
+        use rustls::pki_types::pem::PemObject;
         let pem = fs_err::read(&tls.cert).map_err(|e| e.to_string())?;
-        let der = rustls_pemfile::certs(&mut pem.as_slice())
+        let der = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
             .next()
             .and_then(std::result::Result::ok)
             .ok_or_else(|| format!("{}: no certificate", tls.cert.display()))?;

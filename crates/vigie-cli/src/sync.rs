@@ -128,95 +128,77 @@ fn held(dir: &std::path::Path, name: &str, pid: Option<u32>) -> Failure {
     }
 }
 
-/// One full pass; on a terminal, with a progress bar on stderr (redrawn
-/// ten times a second, erased at the end).
+/// One full pass; on a terminal, with a progress bar on stderr (updated
+/// ten times a second, drawn complete once more at the end, then erased).
 fn once_with_bar(
     name: &str,
     spec: &vigie_sync::JobSpec,
 ) -> std::result::Result<vigie_sync::Status, String> {
-    use std::io::{IsTerminal, Write};
-    if !std::io::stderr().is_terminal() {
+    let Some(bar) = crate::progress::on_terminal(name, COMPARING) else {
         return vigie_sync::once(spec);
-    }
+    };
     let progress = std::sync::Arc::new(vigie_sync::Progress::default());
     let start = std::time::Instant::now();
     std::thread::scope(|scope| {
         let pass = scope.spawn(|| vigie_sync::once_with(spec, progress.clone()));
+        let mut counting = false;
         loop {
-            let line = progress_line(name, &progress, start.elapsed());
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K{line}");
-            let _ = err.flush();
-            drop(err);
+            show(&bar, &mut counting, &progress, start.elapsed());
             if pass.is_finished() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        eprint!("\r\x1b[2K");
+        // The rate limiter may have skipped the last update.
+        bar.force_draw();
+        bar.finish_and_clear();
         pass.join()
             .unwrap_or_else(|_| Err("the pass panicked".to_owned()))
     })
 }
 
-/// The bar's width in characters.
-const WIDTH: usize = 24;
+const COMPARING: &str = "comparing both trees…";
 
-/// `NAME [#####·····]  45%  4,500/10,000 files  45.0/100.0 MB  12.3 MB/s`
-fn progress_line(name: &str, p: &vigie_sync::Progress, elapsed: std::time::Duration) -> String {
+/// Bring `bar` up to date with `p`: "comparing both trees…" until the
+/// totals are known, then
+/// `[#####·····]  45%  4,500/10,000 files  45.0 MB/100.0 MB  12.3 MB/s`.
+/// The bar follows bytes, or files when there are no bytes to speak of.
+fn show(
+    bar: &indicatif::ProgressBar,
+    counting: &mut bool,
+    p: &vigie_sync::Progress,
+    elapsed: std::time::Duration,
+) {
+    use indicatif::HumanCount;
     use std::sync::atomic::Ordering::Relaxed;
+    use vigie_core::HumanBytes;
     let (files, bytes) = (p.files.load(Relaxed), p.bytes.load(Relaxed));
     let (files_done, bytes_done) = (p.files_done.load(Relaxed), p.bytes_done.load(Relaxed));
     if files == 0 {
-        return format!("{name}: comparing both trees…");
+        return;
     }
-    // Bytes for the bar, files when there are none to speak of.
-    let part = if bytes > 0 {
-        bytes_done as f64 / bytes as f64
+    let (len, done) = if bytes > 0 {
+        (bytes, bytes_done)
     } else {
-        files_done as f64 / files as f64
+        (files, files_done)
+    };
+    // Each setter may draw; the style changes without drawing, so the
+    // switch shows when the counts are there.
+    bar.set_length(len);
+    bar.set_position(done.min(len));
+    if !*counting {
+        bar.set_style(crate::progress::bar_style());
+        *counting = true;
     }
-    .clamp(0.0, 1.0);
-    let full = (part * WIDTH as f64).round() as usize;
     let rate = bytes_done as f64 / elapsed.as_secs_f64().max(0.001);
-    format!(
-        "{name} [{}{}] {:>3.0}%  {}/{} files  {}/{}  {}/s",
-        "#".repeat(full),
-        "·".repeat(WIDTH - full),
-        part * 100.0,
-        thousands(files_done),
-        thousands(files),
-        human(bytes_done as f64),
-        human(bytes as f64),
-        human(rate)
-    )
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn human(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    bar.set_message(format!(
+        "{}/{} files  {}/{}  {}/s",
+        HumanCount(files_done),
+        HumanCount(files),
+        HumanBytes(bytes_done as f64),
+        HumanBytes(bytes as f64),
+        HumanBytes(rate)
+    ));
 }
 
 /// Failback: bring the far side's tree back into `from`.
@@ -341,21 +323,32 @@ mod tests {
 
     #[test]
     fn the_progress_line_reads_at_a_glance() {
+        let bar = indicatif::ProgressBar::hidden().with_message(COMPARING);
+        let mut counting = false;
         let p = vigie_sync::Progress::default();
         let t = std::time::Duration::from_secs(2);
-        assert_eq!(progress_line("web", &p, t), "web: comparing both trees…");
+        show(&bar, &mut counting, &p, t);
+        assert_eq!(bar.message(), "comparing both trees…");
+        assert!(!counting);
         p.files.store(10_000, Relaxed);
         p.bytes.store(100_000_000, Relaxed);
         p.files_done.store(4_500, Relaxed);
         p.bytes_done.store(45_000_000, Relaxed);
+        show(&bar, &mut counting, &p, t);
         assert_eq!(
-            progress_line("web", &p, t),
-            "web [###########·············]  45%  4,500/10,000 files  45.0 MB/100.0 MB  22.5 MB/s"
+            bar.message(),
+            "4,500/10,000 files  45.0 MB/100.0 MB  22.5 MB/s"
+        );
+        assert_eq!(
+            (bar.position(), bar.length()),
+            (45_000_000, Some(100_000_000))
         );
         // Empty files only: counted by files.
         let p = vigie_sync::Progress::default();
         p.files.store(4, Relaxed);
         p.files_done.store(4, Relaxed);
-        assert!(progress_line("w", &p, t).contains("100%  4/4 files  0 B/0 B"));
+        show(&bar, &mut counting, &p, t);
+        assert!(bar.message().starts_with("4/4 files  0 B/0 B"));
+        assert_eq!((bar.position(), bar.length()), (4, Some(4)));
     }
 }

@@ -15,7 +15,7 @@ mod time;
 pub use cron::{Cron, CronError};
 pub use duration::{Duration, DurationError};
 pub use outcome::{CheckResult, Metric, Outcome, Severity};
-pub use size::{ByteSize, ByteSizeError};
+pub use size::{ByteSize, ByteSizeError, HumanBytes};
 pub use state::{CheckState, StateTracker, Thresholds, Transition};
 pub use time::Timestamp;
 
@@ -32,13 +32,12 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// Compare two secrets without an early exit, so that the time taken
-/// does not tell how much of a guess was right.
+/// does not tell how much of a guess was right (only whether the lengths
+/// differ). `subtle` keeps the optimiser from turning the loop back into
+/// one that exits early.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]

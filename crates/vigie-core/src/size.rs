@@ -59,6 +59,39 @@ impl fmt::Display for ByteSize {
     }
 }
 
+impl ByteSize {
+    /// This size rounded for people ([`HumanBytes`]); `Display` stays exact,
+    /// for configuration values.
+    pub fn human(self) -> HumanBytes {
+        HumanBytes(self.0 as f64)
+    }
+}
+
+/// A byte count rounded for people: decimal (SI) units, one decimal, a
+/// space (`512 B`, `3.0 MB`, `13.2 GB`), as disks and links are sold and
+/// as `vigie sync`'s bar shows its rate. The one such formatter: probes'
+/// messages and progress bars both use it. A rate is a count too
+/// (`{}/s`), hence `f64`.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct HumanBytes(pub f64);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+        let mut v = self.0;
+        let mut u = 0;
+        while v >= 999.95 && u < UNITS.len() - 1 {
+            v /= 1000.0;
+            u += 1;
+        }
+        if u == 0 {
+            write!(f, "{v:.0} B")
+        } else {
+            write!(f, "{v:.1} {}", UNITS[u])
+        }
+    }
+}
+
 impl serde::Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -85,5 +118,18 @@ mod tests {
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
         assert_eq!(ByteSize(1500).to_string(), "1500B");
+    }
+
+    #[test]
+    fn human() {
+        use super::HumanBytes;
+        assert_eq!(HumanBytes(0.0).to_string(), "0 B");
+        assert_eq!(HumanBytes(999.0).to_string(), "999 B");
+        assert_eq!(HumanBytes(1500.0).to_string(), "1.5 kB");
+        assert_eq!(ByteSize(3_000_000).human().to_string(), "3.0 MB");
+        assert_eq!(ByteSize(1 << 30).human().to_string(), "1.1 GB");
+        // Never "1000.0 kB": the rounding carries into the next unit.
+        assert_eq!(HumanBytes(999_999.0).to_string(), "1.0 MB");
+        assert_eq!(HumanBytes(12.3e6).to_string(), "12.3 MB");
     }
 }

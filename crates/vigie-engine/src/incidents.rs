@@ -1323,28 +1323,17 @@ async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str
     ctx.store("recording a delivery", |s| s.finish_delivery(row, &record));
 }
 
-/// `2026-11-23T10:00:00Z`
-#[allow(clippy::many_single_char_names)]
+/// `2026-11-23T10:00:00Z`: whole seconds, UTC. A time beyond jiff's
+/// range (years ±9999, never a real clock) shows as that range's end.
 pub(crate) fn rfc3339(t: Timestamp) -> String {
     let secs = t.millis().div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let ts = jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    // MIN and MAX carry nanoseconds; the format stays whole seconds.
+    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]
@@ -1360,5 +1349,9 @@ mod tests {
             "2026-11-23T14:33:21Z"
         );
         assert_eq!(rfc3339(Timestamp(951_782_400_000)), "2000-02-29T00:00:00Z");
+        // Milliseconds are dropped, before the epoch too.
+        assert_eq!(rfc3339(Timestamp(1_999)), "1970-01-01T00:00:01Z");
+        assert_eq!(rfc3339(Timestamp(-1)), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(Timestamp(i64::MAX)), "9999-12-30T22:00:00Z");
     }
 }

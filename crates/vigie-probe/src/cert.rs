@@ -64,22 +64,24 @@ fn parse_time(tag: u8, t: &[u8]) -> Option<i64> {
     };
     let num = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
     let (month, day, h, m, sec) = (num(0)?, num(2)?, num(4)?, num(6)?, num(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+    if h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
+    Some(days_from_civil(year, month, day)? * 86_400 + h * 3600 + m * 60 + sec)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01 of a Gregorian date, `None` for a date that does
+/// not exist (month 13, February 30). The time of day stays our
+/// arithmetic: a leap second (`:60`) is valid in a certificate.
+fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    let date = jiff::civil::Date::new(
+        i16::try_from(y).ok()?,
+        i8::try_from(m).ok()?,
+        i8::try_from(d).ok()?,
+    )
+    .ok()?;
+    let span = date.since(jiff::civil::date(1970, 1, 1)).ok()?;
+    Some(i64::from(span.get_days()))
 }
 
 #[cfg(test)]
@@ -88,11 +90,16 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
+        assert_eq!(days_from_civil(1969, 12, 31), Some(-1));
+        assert_eq!(days_from_civil(2023, 2, 29), None);
+        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
         assert_eq!(parse_time(0x17, b"491231235959Z"), Some(2_524_607_999));
         assert_eq!(parse_time(0x18, b"20380119031408Z"), Some(2_147_483_648));
         assert_eq!(parse_time(0x18, b"20381319031408Z"), None);
+        assert_eq!(parse_time(0x18, b"20380230000000Z"), None);
+        assert_eq!(parse_time(0x17, b"161231235960Z"), Some(1_483_228_800));
     }
 
     #[test]
@@ -103,7 +110,7 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(
             not_after_unix(cert.der()),
-            Some(days_from_civil(2031, 7, 14) * 86_400)
+            Some(days_from_civil(2031, 7, 14).unwrap() * 86_400)
         );
     }
 

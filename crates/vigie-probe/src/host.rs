@@ -51,7 +51,7 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
     let outcome = if problems.is_empty() {
         Outcome::ok(format!(
             "{path}: {used_pct:.1}% used, {} free",
-            human_bytes(free)
+            ByteSize(free).human()
         ))
     } else {
         Outcome::fail(problems.join("; "))
@@ -60,17 +60,6 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
         .with_metric("used_ratio", used_pct / 100.0)
         .with_metric("free_bytes", free as f64)
         .with_metric("inodes_used_ratio", inodes_pct / 100.0)
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1}{}", UNITS[i])
 }
 
 /// Values of `/proc/meminfo`, in bytes.
@@ -122,7 +111,7 @@ fn memory_from(spec: &MemoryProbe, text: &str) -> Outcome {
     let outcome = if problems.is_empty() {
         Outcome::ok(format!(
             "memory {used_pct:.1}% used, {} available",
-            human_bytes(available)
+            ByteSize(available).human()
         ))
     } else {
         Outcome::fail(problems.join("; "))

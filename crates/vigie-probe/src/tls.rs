@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use vigie_config::TlsProbe;
@@ -51,7 +52,7 @@ fn system_roots() -> &'static RootCertStore {
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PrepareError> {
     let data = fs_err::read(path).map_err(|e| PrepareError(e.to_string()))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data)
         .collect::<Result<_, _>>()
         .map_err(|e| {
             PrepareError(format!(
@@ -314,5 +315,42 @@ impl Prepared {
         };
         let outcome = Outcome::ok(msg).with_metric("latency_seconds", elapsed.as_secs_f64());
         judge_expiry(outcome, days, self.spec.cert_min_days)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_certificates_are_read_and_a_file_without_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["example.org".into()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+
+        let two = dir.path().join("chain.pem");
+        fs_err::write(&two, format!("{}{}", cert.pem(), cert.pem())).unwrap();
+        let certs = read_pem_certs(&two).unwrap();
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[0].as_ref(), cert.der().as_ref());
+
+        // A key alone holds no certificate.
+        let key_only = dir.path().join("key.pem");
+        fs_err::write(&key_only, key.serialize_pem()).unwrap();
+        let e = read_pem_certs(&key_only).unwrap_err().0;
+        assert!(e.contains("no certificate found in this PEM file"), "{e}");
+
+        // A certificate whose base64 is broken.
+        let broken = dir.path().join("broken.pem");
+        fs_err::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = read_pem_certs(&broken).unwrap_err().0;
+        assert!(e.contains("not a PEM certificate file"), "{e}");
+
+        assert!(read_pem_certs(&dir.path().join("missing.pem")).is_err());
     }
 }

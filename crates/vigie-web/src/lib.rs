@@ -525,6 +525,8 @@ mod tls {
 
     use std::sync::Arc;
 
+    use rustls::pki_types::pem::{self, PemObject};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::TlsAcceptor;
 
     fn invalid(msg: String) -> std::io::Error {
@@ -537,7 +539,7 @@ mod tls {
             std::fs::read(p).map_err(|e| invalid(format!("{}: {e}", p.display())))
         };
         let cert_pem = read(&tls.cert)?;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(format!("{}: {e}", tls.cert.display())))?;
         if certs.is_empty() {
@@ -547,9 +549,12 @@ mod tls {
             )));
         }
         let key_pem = read(&tls.key)?;
-        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-            .map_err(|e| invalid(format!("{}: {e}", tls.key.display())))?
-            .ok_or_else(|| invalid(format!("{}: no PEM private key", tls.key.display())))?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+            pem::Error::NoItemsFound => {
+                invalid(format!("{}: no PEM private key", tls.key.display()))
+            }
+            e => invalid(format!("{}: {e}", tls.key.display())),
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -565,5 +570,45 @@ mod tls {
             })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_acceptor_needs_a_pem_certificate_and_a_pem_key() {
+            let dir = tempfile::tempdir().unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let path = |name: &str, body: &str| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, body).unwrap();
+                p
+            };
+            let tls = |cert, key| vigie_config::ServerTls { cert, key };
+            let cert_pem = path("cert.pem", &cert.pem());
+            let key_pem = path("key.pem", &key.serialize_pem());
+            let empty = path("empty.pem", "");
+
+            assert!(acceptor(&tls(cert_pem.clone(), key_pem.clone())).is_ok());
+            let e = acceptor(&tls(empty.clone(), key_pem)).err().unwrap();
+            assert!(
+                e.to_string().ends_with("empty.pem: no PEM certificate"),
+                "{e}"
+            );
+            let e = acceptor(&tls(cert_pem.clone(), empty)).err().unwrap();
+            assert!(
+                e.to_string().ends_with("empty.pem: no PEM private key"),
+                "{e}"
+            );
+            // The certificate given as the key: a PEM file, but no key in it.
+            let e = acceptor(&tls(cert_pem.clone(), cert_pem)).err().unwrap();
+            assert!(
+                e.to_string().ends_with("cert.pem: no PEM private key"),
+                "{e}"
+            );
+        }
     }
 }
