@@ -652,7 +652,10 @@ impl Sender {
                                     && same(w, e, true)
                             })
                     });
-                    if let Some(to) = to.filter(|_| !self.whole.contains(path)) {
+                    // Not on a reverse pass: its receiver takes no links.
+                    if let Some(to) =
+                        to.filter(|_| !self.whole.contains(path) && !self.spec.to.is_reverse())
+                    {
                         deltas.insert(path.clone());
                         s.link(e, &to)?;
                         sent_names.insert(path.clone());
@@ -1185,7 +1188,7 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
     use std::io::Read as _;
     let mut cmd = spec
         .to
-        .reverse_command()
+        .reverse_command(&spec.exclude)
         .ok_or_else(|| "this job has no far side to bring back".to_owned())?;
     let mut child = cmd
         .stdin(std::process::Stdio::piped())
@@ -1202,11 +1205,13 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
         s
     });
     // The far side is the backup, which may have been compromised while
-    // it served: nothing here is deleted, moved or reshaped, and no
-    // set-user-ID bit comes back.
+    // it served: nothing here is deleted, moved or reshaped, no
+    // set-user-ID bit comes back, and what the job excludes is neither
+    // shown to it nor touched.
     let policy = crate::receive::Policy {
         setuid: false,
         reverse: true,
+        exclude: spec.exclude.clone(),
     };
     let served = crate::receive::serve(&spec.from, policy, input, output);
     let status = child.wait().map_err(|e| e.to_string())?;
@@ -1219,13 +1224,14 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
 }
 
 /// The far side of a reverse pass: send `root` over stdin/stdout
-/// (`vigie sync-send ROOT`), deleting nothing.
-pub fn send_stdio(root: &Path) -> Result<Status, String> {
+/// (`vigie sync-send ROOT`), deleting nothing, leaving out what the job
+/// excludes.
+pub fn send_stdio(root: &Path, exclude: &[String]) -> Result<Status, String> {
     once(&JobSpec {
         name: "reverse".into(),
         from: root.to_owned(),
         to: Destination::Stdio,
-        exclude: Vec::new(),
+        exclude: exclude.to_vec(),
         delay: Duration::from_millis(250),
         delete: false,
         max_delete: 0,

@@ -79,7 +79,7 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::CLOEXEC);
 
 /// What a receiver accepts from its sender.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// Keep set-user-ID and set-group-ID bits on files (`preserve_setuid
     /// = true`); stripped otherwise. Never on a reverse pass.
@@ -90,13 +90,18 @@ pub struct Policy {
     /// replacing an entry by one of another kind (a directory by a file,
     /// a file by a symlink…).
     pub reverse: bool,
+    /// The job's `exclude` patterns: excluded paths are neither listed
+    /// nor touched, and a message about one ends the session (on a
+    /// reverse pass, the primary's host-specific and secret files stay
+    /// its own, and unseen by the backup).
+    pub exclude: Vec<String>,
 }
 
 impl Policy {
     /// The mode bits a received entry of type `ft` gets: without
     /// set-user-ID and set-group-ID bits on a file unless kept (on a
     /// directory set-group-ID only passes the group on to new entries).
-    fn mode(self, ft: FileType, m: u32) -> Mode {
+    fn mode(&self, ft: FileType, m: u32) -> Mode {
         let m = if ft == FileType::RegularFile && !self.keeps_setuid() {
             m & !0o6000
         } else {
@@ -105,7 +110,7 @@ impl Policy {
         mode(m)
     }
 
-    fn keeps_setuid(self) -> bool {
+    fn keeps_setuid(&self) -> bool {
         self.setuid && !self.reverse
     }
 }
@@ -146,7 +151,7 @@ enum Job {
 /// contents are made durable (`durable`), then each file is renamed over
 /// its name (a reader sees the old file or the whole new one), and
 /// answered.
-fn committer(root: &OwnedFd, policy: Policy, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
+fn committer(root: &OwnedFd, policy: &Policy, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
     let mut failed: Option<String> = None;
     for job in jobs {
         match job {
@@ -160,11 +165,10 @@ fn committer(root: &OwnedFd, policy: Policy, jobs: &mpsc::Receiver<Job>, out: &M
                     .map(|st| {
                         let placed = match synced {
                             Err(e) => Err(Refusal::from(e)),
-                            Ok(()) => {
-                                Receiver::clear_dir(&st.dir, &st.name, policy).and_then(|()| {
+                            Ok(()) => Receiver::clear_dir(&st.dir, &st.name, policy.reverse)
+                                .and_then(|()| {
                                     Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)
-                                })
-                            }
+                                }),
                         };
                         match placed {
                             Ok(()) => Msg::Ack { id: st.id },
@@ -352,11 +356,11 @@ impl Receiver {
     /// Make room for a new entry at `name`: a directory there is removed
     /// with all it holds (a file or link is simply replaced by rename);
     /// never on a reverse pass.
-    fn clear_dir(dir: &OwnedFd, name: &[u8], policy: Policy) -> Result<(), Refusal> {
+    fn clear_dir(dir: &OwnedFd, name: &[u8], reverse: bool) -> Result<(), Refusal> {
         if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             && FileType::from_raw_mode(st.st_mode) == FileType::Directory
         {
-            if policy.reverse {
+            if reverse {
                 return Err(Refusal::Fatal(format!(
                     "refused to replace the directory {} on a reverse pass",
                     shown(name)
@@ -370,10 +374,26 @@ impl Receiver {
     /// Whether the policy lets `msg` through (a reverse pass refuses
     /// what would remove or reshape anything here).
     fn allowed(&self, msg: &Msg) -> Result<(), Refusal> {
+        let excluded = |p: &[u8]| crate::glob::excluded(&self.policy.exclude, p);
+        if let Some(p) = paths_of(msg).into_iter().find(|p| excluded(p)) {
+            return Err(Refusal::Fatal(format!(
+                "refused a {} message for {}: the job excludes it",
+                name_of(msg),
+                shown(p)
+            )));
+        }
         if !self.policy.reverse {
             return Ok(());
         }
         match msg {
+            // A new name for a file here: one the backup never had (an
+            // excluded secret) could get a public name. Files come back
+            // whole instead.
+            Msg::Link { path, to, .. } => Err(Refusal::Fatal(format!(
+                "refused to link {} to {} on a reverse pass (files come back whole)",
+                shown(path),
+                shown(to)
+            ))),
             Msg::Delete { path, .. } => Err(Refusal::Fatal(format!(
                 "refused to delete {} on a reverse pass (nothing is deleted here)",
                 shown(path)
@@ -383,9 +403,7 @@ impl Receiver {
                 shown(from),
                 shown(to)
             ))),
-            Msg::File { path, .. } | Msg::Delta { path, .. } | Msg::Link { path, .. } => {
-                self.same_kind(path, Kind::File)
-            }
+            Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
             _ => Ok(()),
@@ -702,7 +720,7 @@ impl Receiver {
             }
             let _ =
                 rustix::fs::utimensat(&dir, &tmp, &times(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW);
-            Self::clear_dir(&dir, name, self.policy)?;
+            Self::clear_dir(&dir, name, self.policy.reverse)?;
             Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?)
         })();
         if r.is_err() {
@@ -752,7 +770,7 @@ impl Receiver {
         }
         let tmp = Self::tmp_name();
         rustix::fs::linkat(&tdir, tname, &dir, &tmp, AtFlags::empty())?;
-        let r = Self::clear_dir(&dir, name, self.policy)
+        let r = Self::clear_dir(&dir, name, self.policy.reverse)
             .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
         // Gone once renamed; left when anything failed.
         let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
@@ -765,7 +783,7 @@ impl Receiver {
         if rustix::fs::statat(&fdir, fname, AtFlags::SYMLINK_NOFOLLOW).is_err() {
             return Err(Refusal::Fail(format!("{}: nothing to rename", shown(from))));
         }
-        Self::clear_dir(&tdir, tname, self.policy)?;
+        Self::clear_dir(&tdir, tname, self.policy.reverse)?;
         rustix::fs::renameat(&fdir, fname, &tdir, tname)?;
         Ok(())
     }
@@ -840,6 +858,9 @@ impl Receiver {
             .map_err(io::Error::from)?;
         proto::write(out, &Msg::Entry(root_entry(&root)?))?;
         walk(&root, &mut Vec::new(), &mut |e, _| {
+            if crate::glob::excluded(&self.policy.exclude, &e.path) {
+                return Ok(());
+            }
             proto::write(out, &Msg::Entry(e))
         })?;
         proto::write(out, &Msg::ListEnd)
@@ -1003,6 +1024,24 @@ fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The paths a message names in the tree.
+fn paths_of(m: &Msg) -> Vec<&[u8]> {
+    match m {
+        Msg::MkDir { path, .. }
+        | Msg::File { path, .. }
+        | Msg::Delta { path, .. }
+        | Msg::Symlink { path, .. }
+        | Msg::Delete { path, .. }
+        | Msg::Meta { path, .. }
+        | Msg::Own { path, .. }
+        | Msg::Hash { path, .. }
+        | Msg::Sums { path, .. } => vec![path],
+        Msg::Link { path, to, .. } => vec![path, to],
+        Msg::Rename { from, to, .. } => vec![from, to],
+        _ => Vec::new(),
+    }
+}
+
 fn name_of(m: &Msg) -> &'static str {
     match m {
         Msg::Hello { .. } => "hello",
@@ -1087,8 +1126,8 @@ pub fn serve(
     std::thread::scope(|scope| {
         // One batch being put in place while the next one arrives.
         let (jobs, todo) = mpsc::sync_channel(0);
-        let (root2, out2) = (root.clone(), &out);
-        scope.spawn(move || committer(&root2, policy, &todo, out2));
+        let (root2, out2, policy2) = (root.clone(), &out, policy.clone());
+        scope.spawn(move || committer(&root2, &policy2, &todo, out2));
         let mut rx = Receiver {
             root,
             policy,

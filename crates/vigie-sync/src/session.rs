@@ -59,9 +59,18 @@ impl Destination {
     }
 
     /// The command that runs a sender of `path` on the far side, for a
-    /// reverse pass (far side → here).
-    pub fn reverse_command(&self) -> Option<Command> {
-        self.far_command("sync-send", &[])
+    /// reverse pass (far side → here); it leaves out the job's excluded
+    /// paths (`--exclude`, as `--preserve-setuid` travels to a receiver),
+    /// which the receiver here refuses anyway.
+    pub fn reverse_command(&self, exclude: &[String]) -> Option<Command> {
+        let flags: Vec<String> = exclude.iter().map(|p| format!("--exclude={p}")).collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        self.far_command("sync-send", &flags)
+    }
+
+    /// This process's stdin/stdout: the sender of a reverse pass.
+    pub fn is_reverse(&self) -> bool {
+        matches!(self, Destination::Stdio)
     }
 
     pub fn describe(&self) -> String {

@@ -1146,6 +1146,182 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     assert!(src.join("only-on-primary").exists());
 }
 
+/// A failback brings back what the backup holds, never over what the
+/// job excludes: the primary's host-specific files stay its own (they
+/// were overwritten by the backup's own files of that name).
+#[test]
+fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("local.conf"), "role=primary").unwrap();
+    std::fs::write(src.join("conf/local.conf"), "role=primary").unwrap();
+    std::fs::write(src.join("index.html"), "page").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"local.conf\"]\n",
+        dst.display()
+    ));
+    assert_eq!(env.run(&["sync", "web", "--once"]).code, 0);
+    assert!(!dst.join("local.conf").exists());
+    // The backup has files of its own by those names, and new pages.
+    std::fs::write(dst.join("local.conf"), "role=backup").unwrap();
+    std::fs::write(dst.join("conf/local.conf"), "role=backup").unwrap();
+    std::fs::write(dst.join("index.html"), "page edited on the backup").unwrap();
+    assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("index.html")).unwrap(),
+        "page edited on the backup"
+    );
+    for f in ["local.conf", "conf/local.conf"] {
+        assert_eq!(
+            std::fs::read_to_string(src.join(f)).unwrap(),
+            "role=primary",
+            "{f}"
+        );
+    }
+}
+
+/// A compromised backup, on failback, talks to the primary's receiver:
+/// it may not read, touch nor name anything the job excludes (a secret
+/// that never left the primary), nor link one file to another (a public
+/// name for an excluded secret, shipped to it by the next forward pass).
+#[test]
+fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
+    let policy = vigie_sync::receive::Policy {
+        reverse: true,
+        exclude: vec!["private".into(), "*.env".into()],
+        ..vigie_sync::receive::Policy::default()
+    };
+    let fresh = || {
+        let root = tmp();
+        std::fs::create_dir_all(root.path().join("private")).unwrap();
+        std::fs::create_dir_all(root.path().join("public")).unwrap();
+        std::fs::write(root.path().join("private/key"), "secret").unwrap();
+        std::fs::write(root.path().join("public/.env"), "DB_PASSWORD=x").unwrap();
+        std::fs::write(root.path().join("public/page"), "page").unwrap();
+        root
+    };
+    let p = |s: &str| s.as_bytes().to_vec();
+    let refusals: Vec<(&str, Vec<Msg>)> = vec![
+        (
+            "hash",
+            vec![Msg::Hash {
+                id: 1,
+                path: p("public/.env"),
+            }],
+        ),
+        (
+            "sums",
+            vec![Msg::Sums {
+                id: 1,
+                path: p("private/key"),
+                block: 1024,
+            }],
+        ),
+        ("file", file_msgs(b"public/.env", b"pwned")),
+        ("file below", file_msgs(b"private/new", b"pwned")),
+        (
+            "meta",
+            vec![Msg::Meta {
+                id: 1,
+                path: p("private/key"),
+                mode: 0o644,
+                mtime: 0,
+            }],
+        ),
+        (
+            "own",
+            vec![Msg::Own {
+                id: 1,
+                path: p("private"),
+                uid: 0,
+                gid: 0,
+                mode: 0o777,
+            }],
+        ),
+        (
+            "symlink",
+            vec![Msg::Symlink {
+                id: 1,
+                path: p("private/l"),
+                target: p("x"),
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            }],
+        ),
+        (
+            "mkdir",
+            vec![Msg::MkDir {
+                id: 1,
+                path: p("private/d"),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            }],
+        ),
+        (
+            "link to an excluded file",
+            vec![Msg::Link {
+                id: 1,
+                path: p("public/leak.txt"),
+                to: p("private/key"),
+            }],
+        ),
+        (
+            "link at all",
+            vec![Msg::Link {
+                id: 1,
+                path: p("public/copy"),
+                to: p("public/page"),
+            }],
+        ),
+    ];
+    for (what, msgs) in refusals {
+        let root = fresh();
+        let r = serve_in_process(root.path(), policy.clone(), &msgs);
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
+            "{what}: {r:?}"
+        );
+        assert!(
+            !r.iter().any(|m| matches!(
+                m,
+                Msg::HashReply { .. } | Msg::SumsReply { .. } | Msg::Ack { .. }
+            )),
+            "{what}: {r:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("private/key")).unwrap(),
+            "secret",
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("public/.env")).unwrap(),
+            "DB_PASSWORD=x",
+            "{what}"
+        );
+        assert!(!root.path().join("public/leak.txt").exists(), "{what}");
+        assert!(!root.path().join("public/copy").exists(), "{what}");
+        assert!(!root.path().join("private/new").exists(), "{what}");
+    }
+    // Its listing of the primary leaves the excluded paths out.
+    let root = fresh();
+    let r = serve_in_process(root.path(), policy, &[Msg::List]);
+    let listed: Vec<String> = r
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Entry(e) => Some(String::from_utf8_lossy(&e.path).into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(listed, ["", "public", "public/page"], "{r:?}");
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
@@ -1316,6 +1492,7 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     let reverse = vigie_sync::receive::Policy {
         setuid: true,
         reverse: true,
+        ..vigie_sync::receive::Policy::default()
     };
     let fresh = || {
         let root = tmp();
@@ -1365,7 +1542,7 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     ];
     for (what, msgs) in refusals {
         let root = fresh();
-        let r = serve_in_process(root.path(), reverse, &msgs);
+        let r = serve_in_process(root.path(), reverse.clone(), &msgs);
         assert!(
             matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused") && message.contains("reverse pass")),
             "{what}: {r:?}"
