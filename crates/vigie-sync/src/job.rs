@@ -706,6 +706,10 @@ impl Sender {
             }
         }
         dir_meta.sort_by(|a, b| b.path.cmp(&a.path));
+        // The primary's root is its own: a reverse pass leaves it be.
+        if self.spec.to.is_reverse() {
+            dir_meta.retain(|d| !d.path.is_empty());
+        }
         for d in dir_meta {
             if let Some(now) = local_entry(&self.spec.from, &d.path)
                 && now.kind == Kind::Dir

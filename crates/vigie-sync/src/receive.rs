@@ -403,6 +403,16 @@ impl Receiver {
                 shown(from),
                 shown(to)
             ))),
+            // Owners and the root's mode are the primary's own: a
+            // compromised backup could otherwise hand any file to any
+            // user, or open the whole tree to everyone.
+            Msg::Own { path, .. } => Err(Refusal::Fatal(format!(
+                "refused to change the owner of {} on a reverse pass",
+                shown(path)
+            ))),
+            Msg::Meta { path, .. } if path.is_empty() => Err(Refusal::Fatal(
+                "refused to change the mode of the root on a reverse pass".into(),
+            )),
             Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
@@ -451,10 +461,23 @@ impl Receiver {
         )))
     }
 
+    /// On a reverse pass, mode `m` for an entry already here with mode
+    /// `old`, without the group and other write bits it lacks: the
+    /// backup may update the primary's files, not open them to others.
+    fn no_new_writers(&self, old: Option<u32>, m: u32) -> u32 {
+        match old {
+            Some(old) if self.policy.reverse => m & !(0o022 & !old),
+            _ => m,
+        }
+    }
+
     fn mkdir(&self, path: &[u8], m: u32, uid: u32, gid: u32) -> Result<(), Refusal> {
         let (dir, name) = self.parent(path, true)?;
+        let mut m = m;
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                m = self.no_new_writers(Some(st.st_mode), m);
+            }
             Ok(_) => {
                 rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
                 rustix::fs::mkdirat(&dir, name, mode(m))?;
@@ -640,7 +663,11 @@ impl Receiver {
             // Holes at the end are not written: the length makes them.
             f.set_len(written)?;
             self.fchown(&f, attrs.uid, attrs.gid)?;
-            rustix::fs::fchmod(&f, self.policy.mode(FileType::RegularFile, attrs.mode))?;
+            let here = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|st| st.st_mode);
+            let m = self.no_new_writers(here, attrs.mode);
+            rustix::fs::fchmod(&f, self.policy.mode(FileType::RegularFile, m))?;
             rustix::fs::futimens(&f, &times(attrs.mtime))?;
             // A big file starts going to disk now, while the next data
             // arrives (on Linux this advice starts writeback of its dirty
@@ -840,6 +867,8 @@ impl Receiver {
             let (dir, name) = self.parent(path, false)?;
             rustix::fs::utimensat(&dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
         } else {
+            let here = rustix::fs::fstat(&fd)?.st_mode;
+            let m = self.no_new_writers(Some(here), m);
             chmod_entry(&fd, self.policy.mode(ft, m))?;
             rustix::fs::utimensat(
                 rustix::fs::CWD,
@@ -1115,7 +1144,9 @@ pub fn serve(
         &mut output,
         &Msg::Welcome {
             version: VERSION,
-            owners,
+            // A reverse sender sends no owners (refused): new entries
+            // still get theirs, as sent.
+            owners: owners && !policy.reverse,
             setuid: policy.keeps_setuid(),
         },
     )

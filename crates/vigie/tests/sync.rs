@@ -1592,6 +1592,126 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     assert_eq!(mode_of(&root.path().join("dir/new")), 0o755);
 }
 
+/// A compromised backup, on failback, may update the primary's files,
+/// not hand them to another owner nor open them to others: `Meta` of
+/// the root made the primary's root world-writable, `Own` chowned
+/// anything.
+#[test]
+fn a_hostile_reverse_sender_cannot_chown_nor_open_up_modes() {
+    let reverse = vigie_sync::receive::Policy {
+        reverse: true,
+        ..vigie_sync::receive::Policy::default()
+    };
+    let fresh = || {
+        let root = tmp();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(root.path().join("dir")).unwrap();
+        std::fs::set_permissions(
+            root.path().join("dir"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(root.path().join("file"), "primary").unwrap();
+        std::fs::set_permissions(
+            root.path().join("file"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        root
+    };
+    let refusals: Vec<(&str, Vec<Msg>)> = vec![
+        (
+            "meta of the root",
+            vec![Msg::Meta {
+                id: 1,
+                path: Vec::new(),
+                mode: 0o777,
+                mtime: 0,
+            }],
+        ),
+        (
+            "own of the root",
+            vec![Msg::Own {
+                id: 1,
+                path: Vec::new(),
+                uid: 65534,
+                gid: 65534,
+                mode: 0o777,
+            }],
+        ),
+        (
+            "own of a file",
+            vec![Msg::Own {
+                id: 1,
+                path: b"file".to_vec(),
+                uid: 65534,
+                gid: 65534,
+                mode: 0o666,
+            }],
+        ),
+    ];
+    for (what, msgs) in refusals {
+        let root = fresh();
+        let r = serve_in_process(root.path(), reverse.clone(), &msgs);
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused") && message.contains("reverse pass")),
+            "{what}: {r:?}"
+        );
+        assert_eq!(mode_of(root.path()), 0o755, "{what}");
+        assert_eq!(mode_of(&root.path().join("file")), 0o640, "{what}");
+    }
+    // Updates go through, without group or other write bits that the
+    // entry here lacks; a new entry gets the mode sent.
+    let root = fresh();
+    let mut msgs = vec![
+        Msg::Meta {
+            id: 1,
+            path: b"file".to_vec(),
+            mode: 0o666,
+            mtime: 0,
+        },
+        Msg::MkDir {
+            id: 2,
+            path: b"dir".to_vec(),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+        },
+        Msg::Meta {
+            id: 3,
+            path: b"dir".to_vec(),
+            mode: 0o777,
+            mtime: 0,
+        },
+    ];
+    let mut update = file_msgs(b"file", b"from the backup");
+    if let Msg::File { id, mode, .. } = &mut update[0] {
+        (*id, *mode) = (4, 0o662);
+    }
+    update[2] = Msg::FileEnd { id: 4 };
+    msgs.extend(update);
+    let mut new = file_msgs(b"dir/new", b"new");
+    if let Msg::File { id, mode, .. } = &mut new[0] {
+        (*id, *mode) = (5, 0o664);
+    }
+    new[2] = Msg::FileEnd { id: 5 };
+    msgs.extend(new);
+    let r = serve_in_process(root.path(), reverse, &msgs);
+    assert!(
+        r.iter()
+            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("file")).unwrap(),
+        "from the backup"
+    );
+    assert_eq!(mode_of(&root.path().join("file")), 0o640);
+    assert_eq!(mode_of(&root.path().join("dir")), 0o755);
+    assert_eq!(mode_of(&root.path().join("dir/new")), 0o664);
+    assert_eq!(mode_of(root.path()), 0o755);
+}
+
 /// A local user of the backup swaps a symlink to a file outside in and
 /// out at a name the sender changes the mode of: root must never change
 /// the file outside (the mode was once set by a call that followed
