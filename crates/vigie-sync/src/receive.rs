@@ -942,22 +942,121 @@ pub(crate) fn root_entry(dir: &OwnedFd) -> io::Result<Entry> {
 /// A file's identity: device and inode numbers.
 pub(crate) type Inode = (u64, u64);
 
+/// Directories down to this depth stay open during a walk; deeper ones
+/// are closed when the walk goes down, and opened again (from the
+/// deepest one open, never following a symlink) if it comes back up to
+/// entries left in them: a deep chain would otherwise hold a descriptor
+/// per level.
+const OPEN_LEVELS: usize = 64;
+
+/// One directory of a walk in progress.
+struct Level {
+    /// Open, or closed to save descriptors (see `OPEN_LEVELS`).
+    fd: Option<OwnedFd>,
+    /// Its name in its parent.
+    name: Vec<u8>,
+    /// Its entries still to visit, the next last.
+    todo: Vec<Vec<u8>>,
+}
+
+/// The directories of a walk, the first at its start: an explicit stack
+/// (a recursion overflowed the job thread's stack on a deep tree, and
+/// aborted the whole daemon).
+struct Levels(Vec<Level>);
+
+impl Levels {
+    fn new(fd: OwnedFd, name: &[u8]) -> io::Result<Self> {
+        let todo = names(&fd)?;
+        Ok(Levels(vec![Level {
+            fd: Some(fd),
+            name: name.to_vec(),
+            todo,
+        }]))
+    }
+
+    /// The deepest directory, opened again if it was closed.
+    fn top(&mut self) -> Result<&OwnedFd, Errno> {
+        let n = self.0.len() - 1;
+        if self.0[n].fd.is_none() {
+            let open = self
+                .0
+                .iter()
+                .rposition(|l| l.fd.is_some())
+                .expect("the first directory stays open");
+            let mut fd: Option<OwnedFd> = None;
+            for l in &self.0[open + 1..] {
+                let from = fd
+                    .as_ref()
+                    .unwrap_or_else(|| self.0[open].fd.as_ref().expect("open"));
+                fd = Some(rustix::fs::openat(from, &l.name, DIR_FLAGS, Mode::empty())?);
+            }
+            self.0[n].fd = fd;
+        }
+        Ok(self.0[n].fd.as_ref().expect("opened"))
+    }
+
+    /// Go down into `sub`, named `name` in the deepest directory; an
+    /// error past `MAX_DEPTH` levels, naming `path`.
+    fn push(&mut self, name: Vec<u8>, sub: OwnedFd, path: &[u8]) -> io::Result<()> {
+        if self.0.len() >= proto::MAX_DEPTH {
+            return Err(io::Error::other(format!(
+                "{}…: a tree more than {} directories deep (not replicated: exclude it, or make it shallower)",
+                shown(&path[..path.len().min(64)]),
+                proto::MAX_DEPTH
+            )));
+        }
+        let todo = names(&sub)?;
+        if self.0.len() >= OPEN_LEVELS
+            && let Some(l) = self.0.last_mut()
+        {
+            l.fd = None;
+        }
+        self.0.push(Level {
+            fd: Some(sub),
+            name,
+            todo,
+        });
+        Ok(())
+    }
+}
+
+/// The names in `dir`, sorted, the first last.
+fn names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_bytes().to_vec())
+        .filter(|n| n != b"." && n != b"..")
+        .collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
 /// Call `f` for every entry under `dir` (paths relative to the walk's
 /// start), never following a symlink; with its inode when it is a file
-/// of more than one name (hard links).
+/// of more than one name (hard links). An error past `MAX_DEPTH`.
 pub(crate) fn walk(
     dir: &OwnedFd,
     prefix: &mut Vec<u8>,
     f: &mut dyn FnMut(Entry, Option<Inode>) -> Result<(), ProtoError>,
 ) -> Result<(), ProtoError> {
-    let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)
-        .map_err(io::Error::from)?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n != b"." && n != b"..")
-        .collect();
-    names.sort();
-    for name in names {
+    let start = prefix.len();
+    let dup = rustix::io::fcntl_dupfd_cloexec(dir, 0).map_err(io::Error::from)?;
+    let mut levels = Levels::new(dup, b"")?;
+    // The length of each level's own path in `prefix`.
+    let mut lens = vec![start];
+    while let Some(level) = levels.0.last_mut() {
+        let Some(name) = level.todo.pop() else {
+            levels.0.pop();
+            lens.pop();
+            continue;
+        };
+        prefix.truncate(*lens.last().expect("one per level"));
+        let Ok(dir) = levels.top() else {
+            // It went away meanwhile: so did what is left in it.
+            levels.0.pop();
+            lens.pop();
+            continue;
+        };
         if name.starts_with(TMP_PREFIX) {
             let _ = rustix::fs::unlinkat(dir, &name, AtFlags::empty());
             continue;
@@ -965,7 +1064,6 @@ pub(crate) fn walk(
         let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
-        let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push(b'/');
         }
@@ -973,83 +1071,69 @@ pub(crate) fn walk(
         let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
         let m = st.st_mode & 0o7777;
         let (uid, gid) = (st.st_uid, st.st_gid);
+        let entry = |kind, size, target| Entry {
+            path: prefix.clone(),
+            kind,
+            size,
+            mode: m,
+            uid,
+            gid,
+            mtime,
+            target,
+        };
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => f(
-                Entry {
-                    path: prefix.clone(),
-                    kind: Kind::File,
-                    size: st.st_size as u64,
-                    mode: m,
-                    uid,
-                    gid,
-                    mtime,
-                    target: Vec::new(),
-                },
+                entry(Kind::File, st.st_size as u64, Vec::new()),
                 (st.st_nlink > 1).then_some((st.st_dev, st.st_ino)),
             )?,
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, &name, Vec::new())
                     .map(std::ffi::CString::into_bytes)
                     .unwrap_or_default();
-                f(
-                    Entry {
-                        path: prefix.clone(),
-                        kind: Kind::Symlink,
-                        size: 0,
-                        mode: m,
-                        uid,
-                        gid,
-                        mtime,
-                        target,
-                    },
-                    None,
-                )?;
+                f(entry(Kind::Symlink, 0, target), None)?;
             }
             FileType::Directory => {
-                f(
-                    Entry {
-                        path: prefix.clone(),
-                        kind: Kind::Dir,
-                        size: 0,
-                        mode: m,
-                        uid,
-                        gid,
-                        mtime,
-                        target: Vec::new(),
-                    },
-                    None,
-                )?;
-                if let Ok(sub) = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty()) {
-                    walk(&sub, prefix, f)?;
+                let sub = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty());
+                f(entry(Kind::Dir, 0, Vec::new()), None)?;
+                if let Ok(sub) = sub {
+                    levels.push(name, sub, prefix)?;
+                    lens.push(prefix.len());
                 }
             }
             // Sockets, fifos, devices: not replicated.
             _ => {}
         }
-        prefix.truncate(len);
     }
+    prefix.truncate(start);
     Ok(())
 }
 
 /// Remove `name` in `dir` and everything below it, never following a
-/// symlink.
+/// symlink (children first, by an explicit stack: see `Levels`).
 fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
     let sub = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
-    let names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(&sub)?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n != b"." && n != b"..")
-        .collect();
-    for n in names {
-        match rustix::fs::statat(&sub, &n, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                remove_tree(&sub, &n)?;
+    let mut levels = Levels::new(sub, name)?;
+    while let Some(level) = levels.0.last_mut() {
+        if let Some(n) = level.todo.pop() {
+            let d = levels.top()?;
+            match rustix::fs::statat(d, &n, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                    let sub = rustix::fs::openat(d, &n, DIR_FLAGS, Mode::empty())?;
+                    levels.push(n, sub, name)?;
+                }
+                Ok(_) => rustix::fs::unlinkat(d, &n, AtFlags::empty())?,
+                Err(_) => {}
             }
-            Ok(_) => rustix::fs::unlinkat(&sub, &n, AtFlags::empty())?,
-            Err(_) => {}
+            continue;
+        }
+        let done = levels.0.pop().expect("a level");
+        drop(done.fd);
+        if levels.0.is_empty() {
+            rustix::fs::unlinkat(dir, &done.name, AtFlags::REMOVEDIR)?;
+        } else {
+            rustix::fs::unlinkat(levels.top()?, &done.name, AtFlags::REMOVEDIR)?;
         }
     }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     Ok(())
 }
 

@@ -1322,6 +1322,64 @@ fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
     assert_eq!(listed, ["", "public", "public/page"], "{r:?}");
 }
 
+/// Make a chain of `depth` directories `a/a/…` under `root` with a file
+/// at its bottom (created step by step: the whole path is longer than
+/// PATH_MAX).
+fn deep_chain(root: &Path, depth: usize) {
+    let script = r#"cd -P "$1" || exit 1; n=$2
+        while [ "$n" -gt 0 ]; do
+            k=$n; [ "$k" -gt 100 ] && k=100
+            p=$(printf 'a/%.0s' $(seq "$k"))
+            mkdir -p "$p" && cd -P "$p" || exit 1
+            n=$((n - k))
+        done
+        echo bottom > f"#;
+    let ok = Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(root)
+        .arg(depth.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot make a chain of {depth} directories");
+}
+
+/// Remove a tree too deep for `remove_dir_all`'s descriptors.
+fn rm_rf(p: &Path) {
+    let _ = Command::new("rm").arg("-rf").arg(p).status();
+}
+
+/// A deep directory chain: walked without recursion (a 5,000-deep chain
+/// overflowed the job thread's stack and aborted the whole daemon).
+/// Deep but within `MAX_DEPTH` it goes, and goes away, like any tree;
+/// past it the pass fails with a clear error and nothing crashes.
+#[test]
+fn a_deep_directory_chain_replicates_or_fails_clearly_never_overflows() {
+    let (src, dst) = (tmp(), tmp());
+    deep_chain(src.path(), 1500);
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    assert_same(src.path(), dst.path());
+    // Deleted here: removed there (the receiver's removal walks it too).
+    rm_rf(&src.path().join("a"));
+    vigie_sync::once(&spec).unwrap();
+    assert!(!dst.path().join("a").exists());
+    deep_chain(src.path(), 5000);
+    let e = vigie_sync::once(&spec).unwrap_err();
+    assert!(e.contains("more than 4096 directories deep"), "{e}");
+    rm_rf(&src.path().join("a"));
+    rm_rf(&dst.path().join("a"));
+    // A receiver refuses a path of more components than that.
+    let root = tmp();
+    let deep = vec!["a"; 5000].join("/");
+    let r = hostile(root.path(), &file_msgs(deep.as_bytes(), b"x"));
+    assert!(
+        matches!(r.last(), Some(Msg::Fatal { message }) if message.contains("components")),
+        "{r:?}"
+    );
+    assert!(!root.path().join("a").exists());
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
