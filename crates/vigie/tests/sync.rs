@@ -1380,6 +1380,59 @@ fn a_deep_directory_chain_replicates_or_fails_clearly_never_overflows() {
     assert!(!root.path().join("a").exists());
 }
 
+/// The inotify watches process `pid` holds.
+fn inotify_watches(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|t| t.lines().filter(|l| l.starts_with("inotify wd:")).count())
+        .sum()
+}
+
+/// A symlink in the source is replicated as a symlink, never followed:
+/// `ln -s / src/x` had the live job watch (and a root daemon walk) the
+/// whole filesystem through it (notify follows symlinks by default).
+#[test]
+fn the_live_job_never_watches_through_a_symlink() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    for i in 0..40 {
+        std::fs::create_dir_all(outside.join(format!("o{i}"))).unwrap();
+    }
+    symlink(&outside, src.join("x")).unwrap();
+    std::fs::write(src.join("d/first"), "1").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
+        dst.display()
+    ));
+    let mut child = env
+        .cmd(&["sync", "web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), || dst.join("d/first").exists());
+    // Made outside after the start: nothing of it comes in.
+    std::fs::create_dir_all(outside.join("o0/new")).unwrap();
+    std::fs::write(outside.join("o0/new/f"), "outside").unwrap();
+    std::fs::write(src.join("d/second"), "2").unwrap();
+    wait_until(Duration::from_secs(20), || dst.join("d/second").exists());
+    let watches = inotify_watches(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        watches <= 3,
+        "{watches} directories watched for 2 in the tree"
+    );
+    assert!(dst.join("x").is_symlink());
+    assert_same(&src, &dst);
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
