@@ -725,7 +725,7 @@ impl Sender {
                         && !self.whole.remove(path);
                     match if delta {
                         deltas.insert(path.clone());
-                        s.delta_file(&self.spec.from, e)?
+                        s.delta_file(&self.spec.from, e, have.map_or(0, |h| h.size))?
                     } else {
                         s.file(&self.spec.from, e)?
                     } {

@@ -1433,6 +1433,77 @@ fn the_live_job_never_watches_through_a_symlink() {
     assert_same(&src, &dst);
 }
 
+/// A receiver that answers `replies` to whatever it is told (a hostile
+/// one), as a job's destination: a script run as its `vigie`.
+fn fake_receiver(dir: &Path, replies: &[Msg]) -> Destination {
+    let mut bytes = Vec::new();
+    for m in replies {
+        proto::write(&mut bytes, m).unwrap();
+    }
+    let stream = dir.join("replies.bin");
+    std::fs::write(&stream, bytes).unwrap();
+    let script = dir.join("fake-vigie");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat '{}'\nexec sleep 10\n", stream.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Destination::Local {
+        path: dir.to_string_lossy().into_owned(),
+        vigie: script,
+    }
+}
+
+/// A hostile receiver could stream block signatures, or answers to
+/// operations never sent, until the sender ran out of memory.
+#[test]
+fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
+    let (src, fake) = (tmp(), tmp());
+    std::fs::write(src.path().join("big"), vec![1u8; 2_000_000]).unwrap();
+    let root = vigie_sync::job::local_tree(src.path(), &[]).unwrap()[&Vec::new()].clone();
+    let head = vec![
+        Msg::Welcome {
+            version: proto::VERSION,
+            owners: false,
+            setuid: false,
+        },
+        Msg::Entry(root),
+        // Its copy differs in time only: a delta, which asks for sums.
+        Msg::Entry(Entry {
+            path: b"big".to_vec(),
+            kind: proto::Kind::File,
+            size: 2_000_000,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 5,
+            target: Vec::new(),
+        }),
+        Msg::ListEnd,
+    ];
+    let mut sums = head.clone();
+    sums.extend((0..20).map(|_| Msg::SumsReply {
+        id: 1,
+        sums: vec![(0, [0; 16]); proto::SUMS_PER_FRAME],
+        more: true,
+    }));
+    let spec = JobSpec {
+        to: fake_receiver(fake.path(), &sums),
+        ..local_spec(src.path(), fake.path())
+    };
+    let e = vigie_sync::once(&spec).unwrap_err();
+    assert!(e.contains("more block signatures"), "{e}");
+    let mut answers = head;
+    answers.extend((0..1000).map(|_| Msg::Ack { id: 99 }));
+    let spec = JobSpec {
+        to: fake_receiver(fake.path(), &answers),
+        ..local_spec(src.path(), fake.path())
+    };
+    let e = vigie_sync::once(&spec).unwrap_err();
+    assert!(e.contains("awaits none"), "{e}");
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
