@@ -1504,6 +1504,38 @@ fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
     assert!(e.contains("awaits none"), "{e}");
 }
 
+/// A reverse pass holds the job's lock like any other pass: it ran
+/// beside whoever held it (a daemon slow to let go, a `--once`).
+#[test]
+fn a_reverse_pass_takes_the_jobs_lock() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("made-on-backup"), "b").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
+        dst.display()
+    ));
+    assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
+    let held =
+        vigie_store::lock::try_lock(&env.state_dir(), &vigie_store::lock::sync_lock_name("web"))
+            .unwrap();
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("is sending this job already"),
+        "{}",
+        r.stderr
+    );
+    assert!(!src.join("made-on-backup").exists());
+    drop(held);
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(src.join("made-on-backup").exists());
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
