@@ -380,7 +380,7 @@ fn local_entry(root: &Path, rel: &[u8]) -> Option<Entry> {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
-        mtime: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        mtime: crate::proto::nanos(st.st_mtime, st.st_mtime_nsec as i64),
         target,
     })
 }

@@ -662,6 +662,13 @@ pub fn read(r: &mut impl Read) -> Result<Msg, ProtoError> {
     Msg::decode(&body)
 }
 
+/// A time in nanoseconds since the epoch, from seconds and nanoseconds:
+/// saturated (past the year 2262 it does not fit, and a file may well
+/// say it was changed in 2300).
+pub fn nanos(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 /// A relative path's components, or why it is refused: empty, absolute,
 /// `.` or `..`, empty components, NUL bytes.
 pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, String> {

@@ -605,6 +605,11 @@ impl Receiver {
                 (Msg::Copy { index, count }, Some(block)) => {
                     let mut buf = vec![0u8; block as usize];
                     for k in 0..u64::from(count) {
+                        // Failed already: the rest would only be read
+                        // for nothing (up to 2^32 blocks).
+                        if file.is_err() {
+                            break;
+                        }
                         let at = (u64::from(index) + k) * u64::from(block);
                         let n = match old.as_ref().map(|o| o.read_at(&mut buf, at)) {
                             Some(Ok(n)) => n,
@@ -934,7 +939,7 @@ pub(crate) fn root_entry(dir: &OwnedFd) -> io::Result<Entry> {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
-        mtime: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        mtime: proto::nanos(st.st_mtime, st.st_mtime_nsec as i64),
         target: Vec::new(),
     })
 }
@@ -1068,7 +1073,7 @@ pub(crate) fn walk(
             prefix.push(b'/');
         }
         prefix.extend_from_slice(&name);
-        let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+        let mtime = proto::nanos(st.st_mtime, st.st_mtime_nsec as i64);
         let m = st.st_mode & 0o7777;
         let (uid, gid) = (st.st_uid, st.st_gid);
         let entry = |kind, size, target| Entry {

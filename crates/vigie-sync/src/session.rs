@@ -669,7 +669,7 @@ impl Session {
             .map_err(|err| format!("{}: {err}", local.display()))?;
         let entry = Entry {
             size: md.len(),
-            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            mtime: proto::nanos(md.mtime(), md.mtime_nsec()),
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),

@@ -1536,6 +1536,79 @@ fn a_reverse_pass_takes_the_jobs_lock() {
     assert!(src.join("made-on-backup").exists());
 }
 
+/// A file dated past 2262 (its time in nanoseconds overflows an i64)
+/// goes like any other, once (it panicked the pass in debug builds).
+#[test]
+fn a_file_dated_in_2300_replicates() {
+    let (src, dst) = (tmp(), tmp());
+    let f = src.path().join("future");
+    std::fs::write(&f, "from the future").unwrap();
+    // 2300-01-01.
+    let y2300 = std::time::UNIX_EPOCH + Duration::from_hours(2_892_720);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(y2300)
+        .unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("future")).unwrap(),
+        "from the future"
+    );
+    // Stable: not sent again.
+    assert_eq!(vigie_sync::once(&spec).unwrap().files_sent, 0);
+}
+
+/// A delta's `Copy` of blocks the copy here lacks fails the file at the
+/// first of them (the receiver went on reading up to 2^32 blocks).
+#[test]
+fn a_copy_of_blocks_that_are_not_there_fails_at_once() {
+    let root = tmp();
+    std::fs::write(root.path().join("f"), vec![1u8; 4096]).unwrap();
+    let msgs = vec![
+        Msg::Delta {
+            id: 1,
+            path: b"f".to_vec(),
+            size: 4096,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            block: 1024,
+        },
+        Msg::Copy {
+            index: 1_000_000,
+            count: u32::MAX,
+        },
+        Msg::DeltaEnd {
+            id: 1,
+            sha256: [0; 32],
+        },
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = root.path().to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(serve_in_process(
+            &dir,
+            vigie_sync::receive::Policy::default(),
+            &msgs,
+        ));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the receiver still reads blocks that are not there");
+    assert!(
+        r.iter().any(|m| matches!(m, Msg::Fail { id: 1, .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("f")).unwrap(),
+        vec![1u8; 4096]
+    );
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
