@@ -579,15 +579,28 @@ fn through_a_real_sshd_and_a_bastion() {
     std::fs::write(src.path().join("live.txt"), "over ssh").unwrap();
     wait_same(src.path(), dst.path());
     // Failback: what the backup wrote comes back, through the same ssh;
-    // nothing is deleted here.
+    // nothing is deleted here, nor what the job excludes touched (the
+    // excludes go to the far side's sender through ssh, quoted).
+    let host_file = "it's local.conf";
+    std::fs::write(src.path().join(host_file), "primary").unwrap();
+    wait_same(src.path(), dst.path());
+    std::fs::write(dst.path().join(host_file), "backup").unwrap();
     std::fs::write(dst.path().join("written-on-backup"), "new").unwrap();
     std::fs::write(src.path().join("only-here"), "kept").unwrap();
-    vigie_sync::reverse(&spec).unwrap();
+    vigie_sync::reverse(&JobSpec {
+        exclude: vec![host_file.into()],
+        ..spec.clone()
+    })
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(src.path().join("written-on-backup")).unwrap(),
         "new"
     );
     assert!(src.path().join("only-here").exists());
+    assert_eq!(
+        std::fs::read_to_string(src.path().join(host_file)).unwrap(),
+        "primary"
+    );
     // A far side without vigie: a clear error.
     let err = vigie_sync::once(&JobSpec {
         to: Destination::Ssh {
