@@ -127,7 +127,12 @@ pub enum Command {
     /// The far side of a reverse pass: sends ROOT on stdin/stdout (run by
     /// `ssh`).
     #[command(hide = true)]
-    SyncSend { root: std::path::PathBuf },
+    SyncSend {
+        root: std::path::PathBuf,
+        /// A path the job excludes: not sent (repeated).
+        #[arg(long)]
+        exclude: Vec<String>,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

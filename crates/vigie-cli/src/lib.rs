@@ -160,7 +160,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             allow_deletes,
             ..
         } => sync::job(cli, name, *once, *allow_deletes),
-        Command::SyncSend { root } => match vigie_sync::send_stdio(root) {
+        Command::SyncSend { root, exclude } => match vigie_sync::send_stdio(root, exclude) {
             Ok(s) if s.last_error.is_none() => Ok(exit::OK),
             Ok(s) => {
                 tracing::error!("sync-send: {}", s.last_error.unwrap_or_default());
@@ -182,7 +182,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             let stdout = std::io::BufWriter::new(std::io::stdout());
             let policy = vigie_sync::receive::Policy {
                 setuid: *preserve_setuid,
-                reverse: false,
+                ..vigie_sync::receive::Policy::default()
             };
             match vigie_sync::receive::serve(root, policy, stdin, stdout) {
                 Ok(()) => Ok(exit::OK),

@@ -205,8 +205,8 @@ fn show(
 pub(crate) fn reverse(cli: &Cli, name: &str) -> Result<u8> {
     let loaded = load(cli)?;
     let job = find(&loaded.config, name)?;
-    let store = vigie_store::Store::open(&state_dir(cli, &loaded.config))
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let dir = state_dir(cli, &loaded.config);
+    let store = vigie_store::Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
     if store
         .sync_paused(name)
         .map_err(|e| Failure::runtime(e.to_string()))?
@@ -219,6 +219,10 @@ pub(crate) fn reverse(cli: &Cli, name: &str) -> Result<u8> {
             "vigie sync pause {name}, then again; vigie sync resume {name} after"
         )));
     }
+    // Held like a forward pass's: a daemon slow to let go of the paused
+    // job, or a `vigie sync NAME --once` or a second reverse pass
+    // meanwhile, would write the same tree from two sides.
+    let _lock = lock_job(&dir, name)?;
     let spec = vigie_sync::JobSpec::from_config(job);
     let start = std::time::Instant::now();
     vigie_sync::reverse(&spec)

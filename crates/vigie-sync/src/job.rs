@@ -224,17 +224,72 @@ pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, E
 
 /// `local_tree`, and the names of each file that has more than one.
 fn scan(root: &Path, exclude: &[String]) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
-    let fd = rustix::fs::open(
-        root,
-        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+    let fd = rustix::fs::open(root, DIR_FLAGS, rustix::fs::Mode::empty())
+        .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
+    scan_fd(&fd, root, exclude)
+}
+
+const DIR_FLAGS: rustix::fs::OFlags = rustix::fs::OFlags::DIRECTORY
+    .union(rustix::fs::OFlags::RDONLY)
+    .union(rustix::fs::OFlags::CLOEXEC);
+
+/// The directory holding `rel`'s last component, walked down from
+/// `root` one component at a time without following a symlink, and that
+/// component; `None` when `rel` is not beneath real directories of
+/// `root` (an event seen through a symlink, or a directory swapped for
+/// one since: what is there is not in the tree).
+fn parent_beneath<'r>(root: &Path, rel: &'r [u8]) -> Option<(std::os::fd::OwnedFd, &'r [u8])> {
+    let parts = crate::proto::components(rel).ok()?;
+    let (last, dirs) = parts.split_last()?;
+    let mut dir = rustix::fs::open(root, DIR_FLAGS, rustix::fs::Mode::empty()).ok()?;
+    for c in dirs {
+        dir = rustix::fs::openat(
+            &dir,
+            *c,
+            DIR_FLAGS | rustix::fs::OFlags::NOFOLLOW,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+    }
+    Some((dir, last))
+}
+
+/// The status of the entry at `rel` under `root` itself (never through
+/// a symlink); the root's own for an empty path.
+fn lstat_beneath(root: &Path, rel: &[u8]) -> Option<rustix::fs::Stat> {
+    if rel.is_empty() {
+        return rustix::fs::stat(root).ok();
+    }
+    let (dir, name) = parent_beneath(root, rel)?;
+    rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()
+}
+
+/// The tree under the real directory `rel` of `root` (reached without
+/// following a symlink), paths relative to it.
+fn subtree(root: &Path, rel: &[u8]) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
+    let shown = || join(root, rel).display().to_string();
+    let (dir, name) = parent_beneath(root, rel).ok_or_else(|| format!("{}: gone", shown()))?;
+    let fd = rustix::fs::openat(
+        &dir,
+        name,
+        DIR_FLAGS | rustix::fs::OFlags::NOFOLLOW,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
+    .map_err(|e| format!("{}: {}", shown(), std::io::Error::from(e)))?;
+    Ok(scan_fd(&fd, &join(root, rel), &[])?.0)
+}
+
+/// `scan` of the directory open as `fd` (`root`, for messages).
+fn scan_fd(
+    fd: &std::os::fd::OwnedFd,
+    root: &Path,
+    exclude: &[String],
+) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
     let mut out = BTreeMap::new();
     let mut links = Links::default();
-    let top = crate::receive::root_entry(&fd).map_err(|e| format!("{}: {e}", root.display()))?;
+    let top = crate::receive::root_entry(fd).map_err(|e| format!("{}: {e}", root.display()))?;
     out.insert(Vec::new(), top);
-    crate::receive::walk(&fd, &mut Vec::new(), &mut |e, inode| {
+    crate::receive::walk(fd, &mut Vec::new(), &mut |e, inode| {
         if !excluded(exclude, &e.path) {
             if let Some(inode) = inode {
                 links.add(&e.path, inode);
@@ -250,9 +305,10 @@ fn scan(root: &Path, exclude: &[String]) -> Result<(BTreeMap<Vec<u8>, Entry>, Li
 /// The inode of the file at `rel` under `root` if it has more than one
 /// name.
 fn linked(root: &Path, rel: &[u8]) -> Option<Inode> {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::symlink_metadata(join(root, rel)).ok()?;
-    (md.file_type().is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()))
+    let st = lstat_beneath(root, rel)?;
+    (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        && st.st_nlink > 1)
+        .then_some((st.st_dev, st.st_ino))
 }
 
 /// Files of more than one name (hard links). A write through one name
@@ -294,36 +350,38 @@ impl Links {
     }
 }
 
-/// The entry at `rel` under `root` now, if any (special files: none).
+/// The entry at `rel` under `root` now, if any (special files: none;
+/// nothing reached through a symlink).
 fn local_entry(root: &Path, rel: &[u8]) -> Option<Entry> {
-    use std::os::unix::fs::MetadataExt;
-    let p = join(root, rel);
-    let md = std::fs::symlink_metadata(&p).ok()?;
-    let ft = md.file_type();
-    let kind = if ft.is_file() {
-        Kind::File
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink
+    use rustix::fs::FileType;
+    let st = lstat_beneath(root, rel)?;
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Symlink,
+        _ => return None,
+    };
+    let target = if kind == Kind::Symlink {
+        parent_beneath(root, rel)
+            .and_then(|(dir, name)| rustix::fs::readlinkat(&dir, name, Vec::new()).ok())
+            .map(std::ffi::CString::into_bytes)
+            .unwrap_or_default()
     } else {
-        return None;
+        Vec::new()
     };
     Some(Entry {
         path: rel.to_vec(),
         kind,
-        size: if kind == Kind::File { md.len() } else { 0 },
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        target: if kind == Kind::Symlink {
-            std::fs::read_link(&p)
-                .map(|t| t.as_os_str().as_bytes().to_vec())
-                .unwrap_or_default()
+        size: if kind == Kind::File {
+            st.st_size as u64
         } else {
-            Vec::new()
+            0
         },
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: crate::proto::nanos(st.st_mtime, st.st_mtime_nsec as i64),
+        target,
     })
 }
 
@@ -503,7 +561,7 @@ impl Sender {
                         // there (files made in it before its watch began
                         // have no events of their own).
                         let mut here = BTreeSet::new();
-                        if let Ok(sub) = local_tree(&join(&self.spec.from, p), &[]) {
+                        if let Ok(sub) = subtree(&self.spec.from, p) {
                             for (k, mut v) in sub.into_iter().filter(|(k, _)| !k.is_empty()) {
                                 let mut full = p.clone();
                                 full.push(b'/');
@@ -652,7 +710,10 @@ impl Sender {
                                     && same(w, e, true)
                             })
                     });
-                    if let Some(to) = to.filter(|_| !self.whole.contains(path)) {
+                    // Not on a reverse pass: its receiver takes no links.
+                    if let Some(to) =
+                        to.filter(|_| !self.whole.contains(path) && !self.spec.to.is_reverse())
+                    {
                         deltas.insert(path.clone());
                         s.link(e, &to)?;
                         sent_names.insert(path.clone());
@@ -664,7 +725,7 @@ impl Sender {
                         && !self.whole.remove(path);
                     match if delta {
                         deltas.insert(path.clone());
-                        s.delta_file(&self.spec.from, e)?
+                        s.delta_file(&self.spec.from, e, have.map_or(0, |h| h.size))?
                     } else {
                         s.file(&self.spec.from, e)?
                     } {
@@ -703,6 +764,10 @@ impl Sender {
             }
         }
         dir_meta.sort_by(|a, b| b.path.cmp(&a.path));
+        // The primary's root is its own: a reverse pass leaves it be.
+        if self.spec.to.is_reverse() {
+            dir_meta.retain(|d| !d.path.is_empty());
+        }
         for d in dir_meta {
             if let Some(now) = local_entry(&self.spec.from, &d.path)
                 && now.kind == Kind::Dir
@@ -873,9 +938,15 @@ impl Batch {
 #[allow(clippy::needless_pass_by_value)] // Owned: it runs on a thread of its own.
 pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
     let (tx, events) = mpsc::channel::<notify::Result<notify::Event>>();
-    let mut watcher = match notify::recommended_watcher(move |e| {
-        let _ = tx.send(e);
-    }) {
+    // Never through a symlink: `ln -s / src/x` would have the job watch
+    // (and a root daemon walk) the whole filesystem.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = match notify::RecommendedWatcher::new(
+        move |e| {
+            let _ = tx.send(e);
+        },
+        config,
+    ) {
         Ok(w) => w,
         Err(e) => {
             set_error(&status, format!("cannot watch files: {e}"));
@@ -1185,7 +1256,7 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
     use std::io::Read as _;
     let mut cmd = spec
         .to
-        .reverse_command()
+        .reverse_command(&spec.exclude)
         .ok_or_else(|| "this job has no far side to bring back".to_owned())?;
     let mut child = cmd
         .stdin(std::process::Stdio::piped())
@@ -1202,11 +1273,13 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
         s
     });
     // The far side is the backup, which may have been compromised while
-    // it served: nothing here is deleted, moved or reshaped, and no
-    // set-user-ID bit comes back.
+    // it served: nothing here is deleted, moved or reshaped, no
+    // set-user-ID bit comes back, and what the job excludes is neither
+    // shown to it nor touched.
     let policy = crate::receive::Policy {
         setuid: false,
         reverse: true,
+        exclude: spec.exclude.clone(),
     };
     let served = crate::receive::serve(&spec.from, policy, input, output);
     let status = child.wait().map_err(|e| e.to_string())?;
@@ -1219,13 +1292,14 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
 }
 
 /// The far side of a reverse pass: send `root` over stdin/stdout
-/// (`vigie sync-send ROOT`), deleting nothing.
-pub fn send_stdio(root: &Path) -> Result<Status, String> {
+/// (`vigie sync-send ROOT`), deleting nothing, leaving out what the job
+/// excludes.
+pub fn send_stdio(root: &Path, exclude: &[String]) -> Result<Status, String> {
     once(&JobSpec {
         name: "reverse".into(),
         from: root.to_owned(),
         to: Destination::Stdio,
-        exclude: Vec::new(),
+        exclude: exclude.to_vec(),
         delay: Duration::from_millis(250),
         delete: false,
         max_delete: 0,

@@ -15,6 +15,10 @@ pub const VERSION: u16 = 3;
 pub const MAGIC: &[u8; 8] = b"VGSYNC\r\n";
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
+/// How many components a path may have: deeper ones are refused, and a
+/// walk of a tree stops with an error there (no walk recurses: a deep
+/// tree costs no stack).
+pub const MAX_DEPTH: usize = 4096;
 /// File contents travel in chunks of at most this.
 pub const CHUNK: usize = 256 * 1024;
 /// Block signatures travel in `SumsReply` frames of at most this many
@@ -658,6 +662,13 @@ pub fn read(r: &mut impl Read) -> Result<Msg, ProtoError> {
     Msg::decode(&body)
 }
 
+/// A time in nanoseconds since the epoch, from seconds and nanoseconds:
+/// saturated (past the year 2262 it does not fit, and a file may well
+/// say it was changed in 2300).
+pub fn nanos(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 /// A relative path's components, or why it is refused: empty, absolute,
 /// `.` or `..`, empty components, NUL bytes.
 pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, String> {
@@ -672,6 +683,13 @@ pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, String> {
         return Err(format!("a path with a NUL byte: {}", shown()));
     }
     let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+    if parts.len() > MAX_DEPTH {
+        return Err(format!(
+            "a path of {} components (at most {MAX_DEPTH}): {}…",
+            parts.len(),
+            String::from_utf8_lossy(&path[..path.len().min(64)])
+        ));
+    }
     for p in &parts {
         match *p {
             b"" => return Err(format!("a path with an empty component: {}", shown())),

@@ -79,7 +79,7 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::CLOEXEC);
 
 /// What a receiver accepts from its sender.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// Keep set-user-ID and set-group-ID bits on files (`preserve_setuid
     /// = true`); stripped otherwise. Never on a reverse pass.
@@ -90,13 +90,18 @@ pub struct Policy {
     /// replacing an entry by one of another kind (a directory by a file,
     /// a file by a symlink…).
     pub reverse: bool,
+    /// The job's `exclude` patterns: excluded paths are neither listed
+    /// nor touched, and a message about one ends the session (on a
+    /// reverse pass, the primary's host-specific and secret files stay
+    /// its own, and unseen by the backup).
+    pub exclude: Vec<String>,
 }
 
 impl Policy {
     /// The mode bits a received entry of type `ft` gets: without
     /// set-user-ID and set-group-ID bits on a file unless kept (on a
     /// directory set-group-ID only passes the group on to new entries).
-    fn mode(self, ft: FileType, m: u32) -> Mode {
+    fn mode(&self, ft: FileType, m: u32) -> Mode {
         let m = if ft == FileType::RegularFile && !self.keeps_setuid() {
             m & !0o6000
         } else {
@@ -105,7 +110,7 @@ impl Policy {
         mode(m)
     }
 
-    fn keeps_setuid(self) -> bool {
+    fn keeps_setuid(&self) -> bool {
         self.setuid && !self.reverse
     }
 }
@@ -146,7 +151,7 @@ enum Job {
 /// contents are made durable (`durable`), then each file is renamed over
 /// its name (a reader sees the old file or the whole new one), and
 /// answered.
-fn committer(root: &OwnedFd, policy: Policy, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
+fn committer(root: &OwnedFd, policy: &Policy, jobs: &mpsc::Receiver<Job>, out: &Mutex<impl Write>) {
     let mut failed: Option<String> = None;
     for job in jobs {
         match job {
@@ -160,11 +165,10 @@ fn committer(root: &OwnedFd, policy: Policy, jobs: &mpsc::Receiver<Job>, out: &M
                     .map(|st| {
                         let placed = match synced {
                             Err(e) => Err(Refusal::from(e)),
-                            Ok(()) => {
-                                Receiver::clear_dir(&st.dir, &st.name, policy).and_then(|()| {
+                            Ok(()) => Receiver::clear_dir(&st.dir, &st.name, policy.reverse)
+                                .and_then(|()| {
                                     Ok(rustix::fs::renameat(&st.dir, &st.tmp, &st.dir, &st.name)?)
-                                })
-                            }
+                                }),
                         };
                         match placed {
                             Ok(()) => Msg::Ack { id: st.id },
@@ -352,11 +356,11 @@ impl Receiver {
     /// Make room for a new entry at `name`: a directory there is removed
     /// with all it holds (a file or link is simply replaced by rename);
     /// never on a reverse pass.
-    fn clear_dir(dir: &OwnedFd, name: &[u8], policy: Policy) -> Result<(), Refusal> {
+    fn clear_dir(dir: &OwnedFd, name: &[u8], reverse: bool) -> Result<(), Refusal> {
         if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             && FileType::from_raw_mode(st.st_mode) == FileType::Directory
         {
-            if policy.reverse {
+            if reverse {
                 return Err(Refusal::Fatal(format!(
                     "refused to replace the directory {} on a reverse pass",
                     shown(name)
@@ -370,10 +374,26 @@ impl Receiver {
     /// Whether the policy lets `msg` through (a reverse pass refuses
     /// what would remove or reshape anything here).
     fn allowed(&self, msg: &Msg) -> Result<(), Refusal> {
+        let excluded = |p: &[u8]| crate::glob::excluded(&self.policy.exclude, p);
+        if let Some(p) = paths_of(msg).into_iter().find(|p| excluded(p)) {
+            return Err(Refusal::Fatal(format!(
+                "refused a {} message for {}: the job excludes it",
+                name_of(msg),
+                shown(p)
+            )));
+        }
         if !self.policy.reverse {
             return Ok(());
         }
         match msg {
+            // A new name for a file here: one the backup never had (an
+            // excluded secret) could get a public name. Files come back
+            // whole instead.
+            Msg::Link { path, to, .. } => Err(Refusal::Fatal(format!(
+                "refused to link {} to {} on a reverse pass (files come back whole)",
+                shown(path),
+                shown(to)
+            ))),
             Msg::Delete { path, .. } => Err(Refusal::Fatal(format!(
                 "refused to delete {} on a reverse pass (nothing is deleted here)",
                 shown(path)
@@ -383,9 +403,17 @@ impl Receiver {
                 shown(from),
                 shown(to)
             ))),
-            Msg::File { path, .. } | Msg::Delta { path, .. } | Msg::Link { path, .. } => {
-                self.same_kind(path, Kind::File)
-            }
+            // Owners and the root's mode are the primary's own: a
+            // compromised backup could otherwise hand any file to any
+            // user, or open the whole tree to everyone.
+            Msg::Own { path, .. } => Err(Refusal::Fatal(format!(
+                "refused to change the owner of {} on a reverse pass",
+                shown(path)
+            ))),
+            Msg::Meta { path, .. } if path.is_empty() => Err(Refusal::Fatal(
+                "refused to change the mode of the root on a reverse pass".into(),
+            )),
+            Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
             _ => Ok(()),
@@ -433,10 +461,23 @@ impl Receiver {
         )))
     }
 
+    /// On a reverse pass, mode `m` for an entry already here with mode
+    /// `old`, without the group and other write bits it lacks: the
+    /// backup may update the primary's files, not open them to others.
+    fn no_new_writers(&self, old: Option<u32>, m: u32) -> u32 {
+        match old {
+            Some(old) if self.policy.reverse => m & !(0o022 & !old),
+            _ => m,
+        }
+    }
+
     fn mkdir(&self, path: &[u8], m: u32, uid: u32, gid: u32) -> Result<(), Refusal> {
         let (dir, name) = self.parent(path, true)?;
+        let mut m = m;
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                m = self.no_new_writers(Some(st.st_mode), m);
+            }
             Ok(_) => {
                 rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
                 rustix::fs::mkdirat(&dir, name, mode(m))?;
@@ -564,6 +605,11 @@ impl Receiver {
                 (Msg::Copy { index, count }, Some(block)) => {
                     let mut buf = vec![0u8; block as usize];
                     for k in 0..u64::from(count) {
+                        // Failed already: the rest would only be read
+                        // for nothing (up to 2^32 blocks).
+                        if file.is_err() {
+                            break;
+                        }
                         let at = (u64::from(index) + k) * u64::from(block);
                         let n = match old.as_ref().map(|o| o.read_at(&mut buf, at)) {
                             Some(Ok(n)) => n,
@@ -622,7 +668,11 @@ impl Receiver {
             // Holes at the end are not written: the length makes them.
             f.set_len(written)?;
             self.fchown(&f, attrs.uid, attrs.gid)?;
-            rustix::fs::fchmod(&f, self.policy.mode(FileType::RegularFile, attrs.mode))?;
+            let here = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|st| st.st_mode);
+            let m = self.no_new_writers(here, attrs.mode);
+            rustix::fs::fchmod(&f, self.policy.mode(FileType::RegularFile, m))?;
             rustix::fs::futimens(&f, &times(attrs.mtime))?;
             // A big file starts going to disk now, while the next data
             // arrives (on Linux this advice starts writeback of its dirty
@@ -702,7 +752,7 @@ impl Receiver {
             }
             let _ =
                 rustix::fs::utimensat(&dir, &tmp, &times(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW);
-            Self::clear_dir(&dir, name, self.policy)?;
+            Self::clear_dir(&dir, name, self.policy.reverse)?;
             Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?)
         })();
         if r.is_err() {
@@ -752,7 +802,7 @@ impl Receiver {
         }
         let tmp = Self::tmp_name();
         rustix::fs::linkat(&tdir, tname, &dir, &tmp, AtFlags::empty())?;
-        let r = Self::clear_dir(&dir, name, self.policy)
+        let r = Self::clear_dir(&dir, name, self.policy.reverse)
             .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
         // Gone once renamed; left when anything failed.
         let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
@@ -765,7 +815,7 @@ impl Receiver {
         if rustix::fs::statat(&fdir, fname, AtFlags::SYMLINK_NOFOLLOW).is_err() {
             return Err(Refusal::Fail(format!("{}: nothing to rename", shown(from))));
         }
-        Self::clear_dir(&tdir, tname, self.policy)?;
+        Self::clear_dir(&tdir, tname, self.policy.reverse)?;
         rustix::fs::renameat(&fdir, fname, &tdir, tname)?;
         Ok(())
     }
@@ -822,6 +872,8 @@ impl Receiver {
             let (dir, name) = self.parent(path, false)?;
             rustix::fs::utimensat(&dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
         } else {
+            let here = rustix::fs::fstat(&fd)?.st_mode;
+            let m = self.no_new_writers(Some(here), m);
             chmod_entry(&fd, self.policy.mode(ft, m))?;
             rustix::fs::utimensat(
                 rustix::fs::CWD,
@@ -840,6 +892,9 @@ impl Receiver {
             .map_err(io::Error::from)?;
         proto::write(out, &Msg::Entry(root_entry(&root)?))?;
         walk(&root, &mut Vec::new(), &mut |e, _| {
+            if crate::glob::excluded(&self.policy.exclude, &e.path) {
+                return Ok(());
+            }
             proto::write(out, &Msg::Entry(e))
         })?;
         proto::write(out, &Msg::ListEnd)
@@ -884,7 +939,7 @@ pub(crate) fn root_entry(dir: &OwnedFd) -> io::Result<Entry> {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
-        mtime: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        mtime: proto::nanos(st.st_mtime, st.st_mtime_nsec as i64),
         target: Vec::new(),
     })
 }
@@ -892,22 +947,121 @@ pub(crate) fn root_entry(dir: &OwnedFd) -> io::Result<Entry> {
 /// A file's identity: device and inode numbers.
 pub(crate) type Inode = (u64, u64);
 
+/// Directories down to this depth stay open during a walk; deeper ones
+/// are closed when the walk goes down, and opened again (from the
+/// deepest one open, never following a symlink) if it comes back up to
+/// entries left in them: a deep chain would otherwise hold a descriptor
+/// per level.
+const OPEN_LEVELS: usize = 64;
+
+/// One directory of a walk in progress.
+struct Level {
+    /// Open, or closed to save descriptors (see `OPEN_LEVELS`).
+    fd: Option<OwnedFd>,
+    /// Its name in its parent.
+    name: Vec<u8>,
+    /// Its entries still to visit, the next last.
+    todo: Vec<Vec<u8>>,
+}
+
+/// The directories of a walk, the first at its start: an explicit stack
+/// (a recursion overflowed the job thread's stack on a deep tree, and
+/// aborted the whole daemon).
+struct Levels(Vec<Level>);
+
+impl Levels {
+    fn new(fd: OwnedFd, name: &[u8]) -> io::Result<Self> {
+        let todo = names(&fd)?;
+        Ok(Levels(vec![Level {
+            fd: Some(fd),
+            name: name.to_vec(),
+            todo,
+        }]))
+    }
+
+    /// The deepest directory, opened again if it was closed.
+    fn top(&mut self) -> Result<&OwnedFd, Errno> {
+        let n = self.0.len() - 1;
+        if self.0[n].fd.is_none() {
+            let open = self
+                .0
+                .iter()
+                .rposition(|l| l.fd.is_some())
+                .expect("the first directory stays open");
+            let mut fd: Option<OwnedFd> = None;
+            for l in &self.0[open + 1..] {
+                let from = fd
+                    .as_ref()
+                    .unwrap_or_else(|| self.0[open].fd.as_ref().expect("open"));
+                fd = Some(rustix::fs::openat(from, &l.name, DIR_FLAGS, Mode::empty())?);
+            }
+            self.0[n].fd = fd;
+        }
+        Ok(self.0[n].fd.as_ref().expect("opened"))
+    }
+
+    /// Go down into `sub`, named `name` in the deepest directory; an
+    /// error past `MAX_DEPTH` levels, naming `path`.
+    fn push(&mut self, name: Vec<u8>, sub: OwnedFd, path: &[u8]) -> io::Result<()> {
+        if self.0.len() >= proto::MAX_DEPTH {
+            return Err(io::Error::other(format!(
+                "{}…: a tree more than {} directories deep (not replicated: exclude it, or make it shallower)",
+                shown(&path[..path.len().min(64)]),
+                proto::MAX_DEPTH
+            )));
+        }
+        let todo = names(&sub)?;
+        if self.0.len() >= OPEN_LEVELS
+            && let Some(l) = self.0.last_mut()
+        {
+            l.fd = None;
+        }
+        self.0.push(Level {
+            fd: Some(sub),
+            name,
+            todo,
+        });
+        Ok(())
+    }
+}
+
+/// The names in `dir`, sorted, the first last.
+fn names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_bytes().to_vec())
+        .filter(|n| n != b"." && n != b"..")
+        .collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
 /// Call `f` for every entry under `dir` (paths relative to the walk's
 /// start), never following a symlink; with its inode when it is a file
-/// of more than one name (hard links).
+/// of more than one name (hard links). An error past `MAX_DEPTH`.
 pub(crate) fn walk(
     dir: &OwnedFd,
     prefix: &mut Vec<u8>,
     f: &mut dyn FnMut(Entry, Option<Inode>) -> Result<(), ProtoError>,
 ) -> Result<(), ProtoError> {
-    let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(dir)
-        .map_err(io::Error::from)?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n != b"." && n != b"..")
-        .collect();
-    names.sort();
-    for name in names {
+    let start = prefix.len();
+    let dup = rustix::io::fcntl_dupfd_cloexec(dir, 0).map_err(io::Error::from)?;
+    let mut levels = Levels::new(dup, b"")?;
+    // The length of each level's own path in `prefix`.
+    let mut lens = vec![start];
+    while let Some(level) = levels.0.last_mut() {
+        let Some(name) = level.todo.pop() else {
+            levels.0.pop();
+            lens.pop();
+            continue;
+        };
+        prefix.truncate(*lens.last().expect("one per level"));
+        let Ok(dir) = levels.top() else {
+            // It went away meanwhile: so did what is left in it.
+            levels.0.pop();
+            lens.pop();
+            continue;
+        };
         if name.starts_with(TMP_PREFIX) {
             let _ = rustix::fs::unlinkat(dir, &name, AtFlags::empty());
             continue;
@@ -915,92 +1069,95 @@ pub(crate) fn walk(
         let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
-        let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push(b'/');
         }
         prefix.extend_from_slice(&name);
-        let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+        let mtime = proto::nanos(st.st_mtime, st.st_mtime_nsec as i64);
         let m = st.st_mode & 0o7777;
         let (uid, gid) = (st.st_uid, st.st_gid);
+        let entry = |kind, size, target| Entry {
+            path: prefix.clone(),
+            kind,
+            size,
+            mode: m,
+            uid,
+            gid,
+            mtime,
+            target,
+        };
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => f(
-                Entry {
-                    path: prefix.clone(),
-                    kind: Kind::File,
-                    size: st.st_size as u64,
-                    mode: m,
-                    uid,
-                    gid,
-                    mtime,
-                    target: Vec::new(),
-                },
+                entry(Kind::File, st.st_size as u64, Vec::new()),
                 (st.st_nlink > 1).then_some((st.st_dev, st.st_ino)),
             )?,
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, &name, Vec::new())
                     .map(std::ffi::CString::into_bytes)
                     .unwrap_or_default();
-                f(
-                    Entry {
-                        path: prefix.clone(),
-                        kind: Kind::Symlink,
-                        size: 0,
-                        mode: m,
-                        uid,
-                        gid,
-                        mtime,
-                        target,
-                    },
-                    None,
-                )?;
+                f(entry(Kind::Symlink, 0, target), None)?;
             }
             FileType::Directory => {
-                f(
-                    Entry {
-                        path: prefix.clone(),
-                        kind: Kind::Dir,
-                        size: 0,
-                        mode: m,
-                        uid,
-                        gid,
-                        mtime,
-                        target: Vec::new(),
-                    },
-                    None,
-                )?;
-                if let Ok(sub) = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty()) {
-                    walk(&sub, prefix, f)?;
+                let sub = rustix::fs::openat(dir, &name, DIR_FLAGS, Mode::empty());
+                f(entry(Kind::Dir, 0, Vec::new()), None)?;
+                if let Ok(sub) = sub {
+                    levels.push(name, sub, prefix)?;
+                    lens.push(prefix.len());
                 }
             }
             // Sockets, fifos, devices: not replicated.
             _ => {}
         }
-        prefix.truncate(len);
     }
+    prefix.truncate(start);
     Ok(())
 }
 
 /// Remove `name` in `dir` and everything below it, never following a
-/// symlink.
+/// symlink (children first, by an explicit stack: see `Levels`).
 fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
     let sub = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
-    let names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(&sub)?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n != b"." && n != b"..")
-        .collect();
-    for n in names {
-        match rustix::fs::statat(&sub, &n, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                remove_tree(&sub, &n)?;
+    let mut levels = Levels::new(sub, name)?;
+    while let Some(level) = levels.0.last_mut() {
+        if let Some(n) = level.todo.pop() {
+            let d = levels.top()?;
+            match rustix::fs::statat(d, &n, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                    let sub = rustix::fs::openat(d, &n, DIR_FLAGS, Mode::empty())?;
+                    levels.push(n, sub, name)?;
+                }
+                Ok(_) => rustix::fs::unlinkat(d, &n, AtFlags::empty())?,
+                Err(_) => {}
             }
-            Ok(_) => rustix::fs::unlinkat(&sub, &n, AtFlags::empty())?,
-            Err(_) => {}
+            continue;
+        }
+        let done = levels.0.pop().expect("a level");
+        drop(done.fd);
+        if levels.0.is_empty() {
+            rustix::fs::unlinkat(dir, &done.name, AtFlags::REMOVEDIR)?;
+        } else {
+            rustix::fs::unlinkat(levels.top()?, &done.name, AtFlags::REMOVEDIR)?;
         }
     }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     Ok(())
+}
+
+/// The paths a message names in the tree.
+fn paths_of(m: &Msg) -> Vec<&[u8]> {
+    match m {
+        Msg::MkDir { path, .. }
+        | Msg::File { path, .. }
+        | Msg::Delta { path, .. }
+        | Msg::Symlink { path, .. }
+        | Msg::Delete { path, .. }
+        | Msg::Meta { path, .. }
+        | Msg::Own { path, .. }
+        | Msg::Hash { path, .. }
+        | Msg::Sums { path, .. } => vec![path],
+        Msg::Link { path, to, .. } => vec![path, to],
+        Msg::Rename { from, to, .. } => vec![from, to],
+        _ => Vec::new(),
+    }
 }
 
 fn name_of(m: &Msg) -> &'static str {
@@ -1076,7 +1233,9 @@ pub fn serve(
         &mut output,
         &Msg::Welcome {
             version: VERSION,
-            owners,
+            // A reverse sender sends no owners (refused): new entries
+            // still get theirs, as sent.
+            owners: owners && !policy.reverse,
             setuid: policy.keeps_setuid(),
         },
     )
@@ -1087,8 +1246,8 @@ pub fn serve(
     std::thread::scope(|scope| {
         // One batch being put in place while the next one arrives.
         let (jobs, todo) = mpsc::sync_channel(0);
-        let (root2, out2) = (root.clone(), &out);
-        scope.spawn(move || committer(&root2, policy, &todo, out2));
+        let (root2, out2, policy2) = (root.clone(), &out, policy.clone());
+        scope.spawn(move || committer(&root2, &policy2, &todo, out2));
         let mut rx = Receiver {
             root,
             policy,

@@ -59,9 +59,18 @@ impl Destination {
     }
 
     /// The command that runs a sender of `path` on the far side, for a
-    /// reverse pass (far side → here).
-    pub fn reverse_command(&self) -> Option<Command> {
-        self.far_command("sync-send", &[])
+    /// reverse pass (far side → here); it leaves out the job's excluded
+    /// paths (`--exclude`, as `--preserve-setuid` travels to a receiver),
+    /// which the receiver here refuses anyway.
+    pub fn reverse_command(&self, exclude: &[String]) -> Option<Command> {
+        let flags: Vec<String> = exclude.iter().map(|p| format!("--exclude={p}")).collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        self.far_command("sync-send", &flags)
+    }
+
+    /// This process's stdin/stdout: the sender of a reverse pass.
+    pub fn is_reverse(&self) -> bool {
+        matches!(self, Destination::Stdio)
     }
 
     pub fn describe(&self) -> String {
@@ -180,6 +189,11 @@ impl Drop for Session {
         }
     }
 }
+
+/// The most entries, and bytes of names and link targets, a receiver's
+/// listing may hold.
+const MAX_LIST_ENTRIES: usize = 20_000_000;
+const MAX_LIST_BYTES: usize = 4 << 30;
 
 /// How long the receiver may stay silent while answers are due.
 const REPLY_TIMEOUT: Duration = Duration::from_mins(2);
@@ -337,18 +351,44 @@ impl Session {
         }
     }
 
-    /// The receiver's whole tree.
+    /// The receiver's whole tree (at most `MAX_LIST_ENTRIES` entries and
+    /// `MAX_LIST_BYTES` of names: a hostile receiver could otherwise
+    /// list until the sender runs out of memory).
     pub fn list(&mut self) -> Result<Vec<Entry>, String> {
+        self.list_within(MAX_LIST_ENTRIES, MAX_LIST_BYTES)
+    }
+
+    fn list_within(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>, String> {
         self.send(&Msg::List)?;
         self.flush()?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         loop {
             match self.reply(REPLY_TIMEOUT)? {
-                Msg::Entry(e) => out.push(e),
+                Msg::Entry(e) => {
+                    bytes = bytes.saturating_add(e.path.len() + e.target.len());
+                    if out.len() >= max_entries || bytes > max_bytes {
+                        return Err(format!(
+                            "the receiver's listing goes past {max_entries} entries or {max_bytes} bytes of names: is the destination the right directory?"
+                        ));
+                    }
+                    out.push(e);
+                }
                 Msg::ListEnd => return Ok(out),
                 other => return Err(format!("unexpected message in a listing: {other:?}")),
             }
         }
+    }
+
+    /// Keep an answer that came while waiting for another: one per
+    /// operation awaiting its answer, no more (a hostile receiver could
+    /// otherwise send answers until the sender runs out of memory).
+    fn early(&mut self, id: u64, error: Option<String>) -> Result<(), String> {
+        if !self.pending.contains_key(&id) || self.early.len() >= self.pending.len() {
+            return Err(format!("an answer to operation {id}, which awaits none"));
+        }
+        self.early.push((id, error));
+        Ok(())
     }
 
     fn id(&mut self, op: Pending) -> u64 {
@@ -476,8 +516,14 @@ impl Session {
     }
 
     /// Send the file `e.path` under `root` as a delta against the
-    /// receiver's copy; a whole file when the receiver has none.
-    pub fn delta_file(&mut self, root: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
+    /// receiver's copy (`theirs` bytes long, as listed); a whole file
+    /// when the receiver has none.
+    pub fn delta_file(
+        &mut self,
+        root: &std::path::Path,
+        e: &Entry,
+        theirs: u64,
+    ) -> Result<FileSent, String> {
         let local = &join(root, &e.path);
         let block = crate::delta::block_size(e.size);
         let id = self.next_id;
@@ -498,13 +544,21 @@ impl Session {
                     more,
                 } if got == id => {
                     sums.extend(part);
+                    // No more than the copy there has blocks (or the
+                    // file here, if that one grew since it was listed).
+                    if sums.len() as u64 > theirs.max(e.size).div_ceil(u64::from(block)) {
+                        return Err(format!(
+                            "the receiver sent more block signatures of {} than its copy has blocks",
+                            local.display()
+                        ));
+                    }
                     if !more {
                         break;
                     }
                 }
                 Msg::Fail { id: got, .. } if got == id => break,
-                Msg::Ack { id } => self.early.push((id, None)),
-                Msg::Fail { id, message } => self.early.push((id, Some(message))),
+                Msg::Ack { id } => self.early(id, None)?,
+                Msg::Fail { id, message } => self.early(id, Some(message))?,
                 other => return Err(format!("unexpected reply: {other:?}")),
             }
         }
@@ -582,8 +636,8 @@ impl Session {
                     left -= 1;
                 }
                 Msg::Fail { id, .. } if index(id).is_some() => left -= 1,
-                Msg::Ack { id } => self.early.push((id, None)),
-                Msg::Fail { id, message } => self.early.push((id, Some(message))),
+                Msg::Ack { id } => self.early(id, None)?,
+                Msg::Fail { id, message } => self.early(id, Some(message))?,
                 other => return Err(format!("unexpected reply: {other:?}")),
             }
         }
@@ -615,7 +669,7 @@ impl Session {
             .map_err(|err| format!("{}: {err}", local.display()))?;
         let entry = Entry {
             size: md.len(),
-            mtime: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            mtime: proto::nanos(md.mtime(), md.mtime_nsec()),
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
@@ -710,4 +764,64 @@ pub fn same(a: &Entry, b: &Entry, setuid: bool) -> bool {
             Kind::Symlink => a.target == b.target && a.mtime == b.mtime,
             Kind::Dir => a.mode == b.mode && a.mtime == b.mtime,
         }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver's listing past the bounds is an error, not memory.
+    #[test]
+    fn a_listing_past_its_bounds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        proto::write(
+            &mut bytes,
+            &Msg::Welcome {
+                version: VERSION,
+                owners: false,
+                setuid: false,
+            },
+        )
+        .unwrap();
+        for i in 0..5u8 {
+            let e = Entry {
+                path: vec![b'a' + i],
+                kind: Kind::File,
+                size: 0,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                target: Vec::new(),
+            };
+            proto::write(&mut bytes, &Msg::Entry(e)).unwrap();
+        }
+        proto::write(&mut bytes, &Msg::ListEnd).unwrap();
+        let stream = dir.path().join("replies.bin");
+        std::fs::write(&stream, bytes).unwrap();
+        let script = dir.path().join("fake-vigie");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ncat '{}'\nexec sleep 10\n", stream.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &script,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+        let dest = Destination::Local {
+            path: dir.path().to_string_lossy().into_owned(),
+            vigie: script,
+        };
+        let mut s = Session::open(&dest, "t", false).unwrap();
+        let e = s.list_within(4, 1 << 20).unwrap_err();
+        assert!(e.contains("past 4 entries"), "{e}");
+        let mut s = Session::open(&dest, "t", false).unwrap();
+        let e = s.list_within(100, 3).unwrap_err();
+        assert!(e.contains("or 3 bytes"), "{e}");
+        let mut s = Session::open(&dest, "t", false).unwrap();
+        assert_eq!(s.list_within(5, 5).unwrap().len(), 5);
+    }
 }

@@ -579,15 +579,28 @@ fn through_a_real_sshd_and_a_bastion() {
     std::fs::write(src.path().join("live.txt"), "over ssh").unwrap();
     wait_same(src.path(), dst.path());
     // Failback: what the backup wrote comes back, through the same ssh;
-    // nothing is deleted here.
+    // nothing is deleted here, nor what the job excludes touched (the
+    // excludes go to the far side's sender through ssh, quoted).
+    let host_file = "it's local.conf";
+    std::fs::write(src.path().join(host_file), "primary").unwrap();
+    wait_same(src.path(), dst.path());
+    std::fs::write(dst.path().join(host_file), "backup").unwrap();
     std::fs::write(dst.path().join("written-on-backup"), "new").unwrap();
     std::fs::write(src.path().join("only-here"), "kept").unwrap();
-    vigie_sync::reverse(&spec).unwrap();
+    vigie_sync::reverse(&JobSpec {
+        exclude: vec![host_file.into()],
+        ..spec.clone()
+    })
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(src.path().join("written-on-backup")).unwrap(),
         "new"
     );
     assert!(src.path().join("only-here").exists());
+    assert_eq!(
+        std::fs::read_to_string(src.path().join(host_file)).unwrap(),
+        "primary"
+    );
     // A far side without vigie: a clear error.
     let err = vigie_sync::once(&JobSpec {
         to: Destination::Ssh {
@@ -1146,6 +1159,469 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     assert!(src.join("only-on-primary").exists());
 }
 
+/// A failback brings back what the backup holds, never over what the
+/// job excludes: the primary's host-specific files stay its own (they
+/// were overwritten by the backup's own files of that name).
+#[test]
+fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("local.conf"), "role=primary").unwrap();
+    std::fs::write(src.join("conf/local.conf"), "role=primary").unwrap();
+    std::fs::write(src.join("index.html"), "page").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"local.conf\"]\n",
+        dst.display()
+    ));
+    assert_eq!(env.run(&["sync", "web", "--once"]).code, 0);
+    assert!(!dst.join("local.conf").exists());
+    // The backup has files of its own by those names, and new pages.
+    std::fs::write(dst.join("local.conf"), "role=backup").unwrap();
+    std::fs::write(dst.join("conf/local.conf"), "role=backup").unwrap();
+    std::fs::write(dst.join("index.html"), "page edited on the backup").unwrap();
+    assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(src.join("index.html")).unwrap(),
+        "page edited on the backup"
+    );
+    for f in ["local.conf", "conf/local.conf"] {
+        assert_eq!(
+            std::fs::read_to_string(src.join(f)).unwrap(),
+            "role=primary",
+            "{f}"
+        );
+    }
+}
+
+/// A compromised backup, on failback, talks to the primary's receiver:
+/// it may not read, touch nor name anything the job excludes (a secret
+/// that never left the primary), nor link one file to another (a public
+/// name for an excluded secret, shipped to it by the next forward pass).
+#[test]
+fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
+    let policy = vigie_sync::receive::Policy {
+        reverse: true,
+        exclude: vec!["private".into(), "*.env".into()],
+        ..vigie_sync::receive::Policy::default()
+    };
+    let fresh = || {
+        let root = tmp();
+        std::fs::create_dir_all(root.path().join("private")).unwrap();
+        std::fs::create_dir_all(root.path().join("public")).unwrap();
+        std::fs::write(root.path().join("private/key"), "secret").unwrap();
+        std::fs::write(root.path().join("public/.env"), "DB_PASSWORD=x").unwrap();
+        std::fs::write(root.path().join("public/page"), "page").unwrap();
+        root
+    };
+    let p = |s: &str| s.as_bytes().to_vec();
+    let refusals: Vec<(&str, Vec<Msg>)> = vec![
+        (
+            "hash",
+            vec![Msg::Hash {
+                id: 1,
+                path: p("public/.env"),
+            }],
+        ),
+        (
+            "sums",
+            vec![Msg::Sums {
+                id: 1,
+                path: p("private/key"),
+                block: 1024,
+            }],
+        ),
+        ("file", file_msgs(b"public/.env", b"pwned")),
+        ("file below", file_msgs(b"private/new", b"pwned")),
+        (
+            "meta",
+            vec![Msg::Meta {
+                id: 1,
+                path: p("private/key"),
+                mode: 0o644,
+                mtime: 0,
+            }],
+        ),
+        (
+            "own",
+            vec![Msg::Own {
+                id: 1,
+                path: p("private"),
+                uid: 0,
+                gid: 0,
+                mode: 0o777,
+            }],
+        ),
+        (
+            "symlink",
+            vec![Msg::Symlink {
+                id: 1,
+                path: p("private/l"),
+                target: p("x"),
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            }],
+        ),
+        (
+            "mkdir",
+            vec![Msg::MkDir {
+                id: 1,
+                path: p("private/d"),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            }],
+        ),
+        (
+            "link to an excluded file",
+            vec![Msg::Link {
+                id: 1,
+                path: p("public/leak.txt"),
+                to: p("private/key"),
+            }],
+        ),
+        (
+            "link at all",
+            vec![Msg::Link {
+                id: 1,
+                path: p("public/copy"),
+                to: p("public/page"),
+            }],
+        ),
+    ];
+    for (what, msgs) in refusals {
+        let root = fresh();
+        let r = serve_in_process(root.path(), policy.clone(), &msgs);
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
+            "{what}: {r:?}"
+        );
+        assert!(
+            !r.iter().any(|m| matches!(
+                m,
+                Msg::HashReply { .. } | Msg::SumsReply { .. } | Msg::Ack { .. }
+            )),
+            "{what}: {r:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("private/key")).unwrap(),
+            "secret",
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("public/.env")).unwrap(),
+            "DB_PASSWORD=x",
+            "{what}"
+        );
+        assert!(!root.path().join("public/leak.txt").exists(), "{what}");
+        assert!(!root.path().join("public/copy").exists(), "{what}");
+        assert!(!root.path().join("private/new").exists(), "{what}");
+    }
+    // Its listing of the primary leaves the excluded paths out.
+    let root = fresh();
+    let r = serve_in_process(root.path(), policy, &[Msg::List]);
+    let listed: Vec<String> = r
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Entry(e) => Some(String::from_utf8_lossy(&e.path).into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(listed, ["", "public", "public/page"], "{r:?}");
+}
+
+/// Make a chain of `depth` directories `a/a/…` under `root` with a file
+/// at its bottom (created step by step: the whole path is longer than
+/// PATH_MAX).
+fn deep_chain(root: &Path, depth: usize) {
+    let script = r#"cd -P "$1" || exit 1; n=$2
+        while [ "$n" -gt 0 ]; do
+            k=$n; [ "$k" -gt 100 ] && k=100
+            p=$(printf 'a/%.0s' $(seq "$k"))
+            mkdir -p "$p" && cd -P "$p" || exit 1
+            n=$((n - k))
+        done
+        echo bottom > f"#;
+    let ok = Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(root)
+        .arg(depth.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot make a chain of {depth} directories");
+}
+
+/// Remove a tree too deep for `remove_dir_all`'s descriptors.
+fn rm_rf(p: &Path) {
+    let _ = Command::new("rm").arg("-rf").arg(p).status();
+}
+
+/// A deep directory chain: walked without recursion (a 5,000-deep chain
+/// overflowed the job thread's stack and aborted the whole daemon).
+/// Deep but within `MAX_DEPTH` it goes, and goes away, like any tree;
+/// past it the pass fails with a clear error and nothing crashes.
+#[test]
+fn a_deep_directory_chain_replicates_or_fails_clearly_never_overflows() {
+    let (src, dst) = (tmp(), tmp());
+    deep_chain(src.path(), 1500);
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    assert_same(src.path(), dst.path());
+    // Deleted here: removed there (the receiver's removal walks it too).
+    rm_rf(&src.path().join("a"));
+    vigie_sync::once(&spec).unwrap();
+    assert!(!dst.path().join("a").exists());
+    deep_chain(src.path(), 5000);
+    let e = vigie_sync::once(&spec).unwrap_err();
+    assert!(e.contains("more than 4096 directories deep"), "{e}");
+    rm_rf(&src.path().join("a"));
+    rm_rf(&dst.path().join("a"));
+    // A receiver refuses a path of more components than that.
+    let root = tmp();
+    let deep = vec!["a"; 5000].join("/");
+    let r = hostile(root.path(), &file_msgs(deep.as_bytes(), b"x"));
+    assert!(
+        matches!(r.last(), Some(Msg::Fatal { message }) if message.contains("components")),
+        "{r:?}"
+    );
+    assert!(!root.path().join("a").exists());
+}
+
+/// The inotify watches process `pid` holds.
+fn inotify_watches(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|t| t.lines().filter(|l| l.starts_with("inotify wd:")).count())
+        .sum()
+}
+
+/// A symlink in the source is replicated as a symlink, never followed:
+/// `ln -s / src/x` had the live job watch (and a root daemon walk) the
+/// whole filesystem through it (notify follows symlinks by default).
+#[test]
+fn the_live_job_never_watches_through_a_symlink() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    for i in 0..40 {
+        std::fs::create_dir_all(outside.join(format!("o{i}"))).unwrap();
+    }
+    symlink(&outside, src.join("x")).unwrap();
+    std::fs::write(src.join("d/first"), "1").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
+        dst.display()
+    ));
+    let mut child = env
+        .cmd(&["sync", "web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), || dst.join("d/first").exists());
+    // Made outside after the start: nothing of it comes in.
+    std::fs::create_dir_all(outside.join("o0/new")).unwrap();
+    std::fs::write(outside.join("o0/new/f"), "outside").unwrap();
+    std::fs::write(src.join("d/second"), "2").unwrap();
+    wait_until(Duration::from_secs(20), || dst.join("d/second").exists());
+    let watches = inotify_watches(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        watches <= 3,
+        "{watches} directories watched for 2 in the tree"
+    );
+    assert!(dst.join("x").is_symlink());
+    assert_same(&src, &dst);
+}
+
+/// A receiver that answers `replies` to whatever it is told (a hostile
+/// one), as a job's destination: a script run as its `vigie`.
+fn fake_receiver(dir: &Path, replies: &[Msg]) -> Destination {
+    let mut bytes = Vec::new();
+    for m in replies {
+        proto::write(&mut bytes, m).unwrap();
+    }
+    let stream = dir.join("replies.bin");
+    std::fs::write(&stream, bytes).unwrap();
+    let script = dir.join("fake-vigie");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat '{}'\nexec sleep 10\n", stream.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Destination::Local {
+        path: dir.to_string_lossy().into_owned(),
+        vigie: script,
+    }
+}
+
+/// A hostile receiver could stream block signatures, or answers to
+/// operations never sent, until the sender ran out of memory.
+#[test]
+fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
+    let (src, fake) = (tmp(), tmp());
+    std::fs::write(src.path().join("big"), vec![1u8; 2_000_000]).unwrap();
+    let root = vigie_sync::job::local_tree(src.path(), &[]).unwrap()[&Vec::new()].clone();
+    let head = vec![
+        Msg::Welcome {
+            version: proto::VERSION,
+            owners: false,
+            setuid: false,
+        },
+        Msg::Entry(root),
+        // Its copy differs in time only: a delta, which asks for sums.
+        Msg::Entry(Entry {
+            path: b"big".to_vec(),
+            kind: proto::Kind::File,
+            size: 2_000_000,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 5,
+            target: Vec::new(),
+        }),
+        Msg::ListEnd,
+    ];
+    let mut sums = head.clone();
+    sums.extend((0..20).map(|_| Msg::SumsReply {
+        id: 1,
+        sums: vec![(0, [0; 16]); proto::SUMS_PER_FRAME],
+        more: true,
+    }));
+    let spec = JobSpec {
+        to: fake_receiver(fake.path(), &sums),
+        ..local_spec(src.path(), fake.path())
+    };
+    let e = vigie_sync::once(&spec).unwrap_err();
+    assert!(e.contains("more block signatures"), "{e}");
+    let mut answers = head;
+    answers.extend((0..1000).map(|_| Msg::Ack { id: 99 }));
+    let spec = JobSpec {
+        to: fake_receiver(fake.path(), &answers),
+        ..local_spec(src.path(), fake.path())
+    };
+    let e = vigie_sync::once(&spec).unwrap_err();
+    assert!(e.contains("awaits none"), "{e}");
+}
+
+/// A reverse pass holds the job's lock like any other pass: it ran
+/// beside whoever held it (a daemon slow to let go, a `--once`).
+#[test]
+fn a_reverse_pass_takes_the_jobs_lock() {
+    let env = Env::new(BIN);
+    let src = env.path().join("src");
+    let dst = env.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("made-on-backup"), "b").unwrap();
+    env.config(&format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
+        dst.display()
+    ));
+    assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
+    let held =
+        vigie_store::lock::try_lock(&env.state_dir(), &vigie_store::lock::sync_lock_name("web"))
+            .unwrap();
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("is sending this job already"),
+        "{}",
+        r.stderr
+    );
+    assert!(!src.join("made-on-backup").exists());
+    drop(held);
+    let r = env.run(&["sync", "web", "--reverse"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(src.join("made-on-backup").exists());
+}
+
+/// A file dated past 2262 (its time in nanoseconds overflows an i64)
+/// goes like any other, once (it panicked the pass in debug builds).
+#[test]
+fn a_file_dated_in_2300_replicates() {
+    let (src, dst) = (tmp(), tmp());
+    let f = src.path().join("future");
+    std::fs::write(&f, "from the future").unwrap();
+    // 2300-01-01.
+    let y2300 = std::time::UNIX_EPOCH + Duration::from_hours(2_892_720);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(y2300)
+        .unwrap();
+    let spec = local_spec(src.path(), dst.path());
+    vigie_sync::once(&spec).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("future")).unwrap(),
+        "from the future"
+    );
+    // Stable: not sent again.
+    assert_eq!(vigie_sync::once(&spec).unwrap().files_sent, 0);
+}
+
+/// A delta's `Copy` of blocks the copy here lacks fails the file at the
+/// first of them (the receiver went on reading up to 2^32 blocks).
+#[test]
+fn a_copy_of_blocks_that_are_not_there_fails_at_once() {
+    let root = tmp();
+    std::fs::write(root.path().join("f"), vec![1u8; 4096]).unwrap();
+    let msgs = vec![
+        Msg::Delta {
+            id: 1,
+            path: b"f".to_vec(),
+            size: 4096,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            block: 1024,
+        },
+        Msg::Copy {
+            index: 1_000_000,
+            count: u32::MAX,
+        },
+        Msg::DeltaEnd {
+            id: 1,
+            sha256: [0; 32],
+        },
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = root.path().to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(serve_in_process(
+            &dir,
+            vigie_sync::receive::Policy::default(),
+            &msgs,
+        ));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the receiver still reads blocks that are not there");
+    assert!(
+        r.iter().any(|m| matches!(m, Msg::Fail { id: 1, .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("f")).unwrap(),
+        vec![1u8; 4096]
+    );
+}
+
 /// `vigie ARGS`, killed if still running after `limit` (a second sender
 /// used to run until interrupted).
 fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
@@ -1316,6 +1792,7 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     let reverse = vigie_sync::receive::Policy {
         setuid: true,
         reverse: true,
+        ..vigie_sync::receive::Policy::default()
     };
     let fresh = || {
         let root = tmp();
@@ -1365,7 +1842,7 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     ];
     for (what, msgs) in refusals {
         let root = fresh();
-        let r = serve_in_process(root.path(), reverse, &msgs);
+        let r = serve_in_process(root.path(), reverse.clone(), &msgs);
         assert!(
             matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused") && message.contains("reverse pass")),
             "{what}: {r:?}"
@@ -1413,6 +1890,126 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     let r = serve_in_process(root.path(), vigie_sync::receive::Policy::default(), &msgs);
     assert!(!r.iter().any(|m| matches!(m, Msg::Fatal { .. })), "{r:?}");
     assert_eq!(mode_of(&root.path().join("dir/new")), 0o755);
+}
+
+/// A compromised backup, on failback, may update the primary's files,
+/// not hand them to another owner nor open them to others: `Meta` of
+/// the root made the primary's root world-writable, `Own` chowned
+/// anything.
+#[test]
+fn a_hostile_reverse_sender_cannot_chown_nor_open_up_modes() {
+    let reverse = vigie_sync::receive::Policy {
+        reverse: true,
+        ..vigie_sync::receive::Policy::default()
+    };
+    let fresh = || {
+        let root = tmp();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(root.path().join("dir")).unwrap();
+        std::fs::set_permissions(
+            root.path().join("dir"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(root.path().join("file"), "primary").unwrap();
+        std::fs::set_permissions(
+            root.path().join("file"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        root
+    };
+    let refusals: Vec<(&str, Vec<Msg>)> = vec![
+        (
+            "meta of the root",
+            vec![Msg::Meta {
+                id: 1,
+                path: Vec::new(),
+                mode: 0o777,
+                mtime: 0,
+            }],
+        ),
+        (
+            "own of the root",
+            vec![Msg::Own {
+                id: 1,
+                path: Vec::new(),
+                uid: 65534,
+                gid: 65534,
+                mode: 0o777,
+            }],
+        ),
+        (
+            "own of a file",
+            vec![Msg::Own {
+                id: 1,
+                path: b"file".to_vec(),
+                uid: 65534,
+                gid: 65534,
+                mode: 0o666,
+            }],
+        ),
+    ];
+    for (what, msgs) in refusals {
+        let root = fresh();
+        let r = serve_in_process(root.path(), reverse.clone(), &msgs);
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused") && message.contains("reverse pass")),
+            "{what}: {r:?}"
+        );
+        assert_eq!(mode_of(root.path()), 0o755, "{what}");
+        assert_eq!(mode_of(&root.path().join("file")), 0o640, "{what}");
+    }
+    // Updates go through, without group or other write bits that the
+    // entry here lacks; a new entry gets the mode sent.
+    let root = fresh();
+    let mut msgs = vec![
+        Msg::Meta {
+            id: 1,
+            path: b"file".to_vec(),
+            mode: 0o666,
+            mtime: 0,
+        },
+        Msg::MkDir {
+            id: 2,
+            path: b"dir".to_vec(),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+        },
+        Msg::Meta {
+            id: 3,
+            path: b"dir".to_vec(),
+            mode: 0o777,
+            mtime: 0,
+        },
+    ];
+    let mut update = file_msgs(b"file", b"from the backup");
+    if let Msg::File { id, mode, .. } = &mut update[0] {
+        (*id, *mode) = (4, 0o662);
+    }
+    update[2] = Msg::FileEnd { id: 4 };
+    msgs.extend(update);
+    let mut new = file_msgs(b"dir/new", b"new");
+    if let Msg::File { id, mode, .. } = &mut new[0] {
+        (*id, *mode) = (5, 0o664);
+    }
+    new[2] = Msg::FileEnd { id: 5 };
+    msgs.extend(new);
+    let r = serve_in_process(root.path(), reverse, &msgs);
+    assert!(
+        r.iter()
+            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("file")).unwrap(),
+        "from the backup"
+    );
+    assert_eq!(mode_of(&root.path().join("file")), 0o640);
+    assert_eq!(mode_of(&root.path().join("dir")), 0o755);
+    assert_eq!(mode_of(&root.path().join("dir/new")), 0o664);
+    assert_eq!(mode_of(root.path()), 0o755);
 }
 
 /// A local user of the backup swaps a symlink to a file outside in and
