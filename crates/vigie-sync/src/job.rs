@@ -510,23 +510,53 @@ impl Sender {
     /// Apply the renames seen, in order, where the receiver holds the
     /// source: moved there, not sent again.
     fn renames(&mut self, s: &mut Session, renames: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
-        let mut sent = false;
+        // The renames sent: the mirror follows them only once answered,
+        // and each next one is judged against the receiver as they
+        // leave it.
+        let mut sent: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (from, to) in renames {
             let ex = |p: &[u8]| excluded(&self.spec.exclude, p);
-            if ex(from) || ex(to) || !self.mirror.contains_key(from) {
+            // A watch's path can be stale (events read before a moved
+            // directory's watch follows it): a rename onto itself, into
+            // itself or onto one of its directories is no rename.
+            let tangled = from == to || under(to, from) || under(from, to);
+            if ex(from) || ex(to) || tangled || !self.held_after(&sent, from) {
                 continue;
             }
             s.rename(from, to)?;
             self.touch_parent(from);
             self.touch_parent(to);
-            sent = true;
+            sent.push((from.clone(), to.clone()));
         }
-        if sent {
+        if !sent.is_empty() {
             for d in s.settle()? {
                 self.apply(d.op, d.error.as_deref());
             }
         }
         Ok(())
+    }
+
+    /// Whether the receiver holds `p` once the renames `moves` (sent,
+    /// not yet answered) are made: `p` followed back through them to
+    /// where it was, and looked for in the mirror. A rename made before
+    /// in the same batch that took `d0` away leaves nothing at `d0` for
+    /// a second rename from `d0` (a directory made again there since,
+    /// not yet sent).
+    fn held_after(&self, moves: &[(Vec<u8>, Vec<u8>)], p: &[u8]) -> bool {
+        let mut p = p.to_vec();
+        for (from, to) in moves.iter().rev() {
+            if p == *to || under(&p, to) {
+                let mut q = from.clone();
+                q.extend_from_slice(&p[to.len()..]);
+                p = q;
+            } else if under(to, &p) {
+                // A directory the rename went into (made for it if need be).
+                return true;
+            } else if p == *from || under(&p, from) {
+                return false;
+            }
+        }
+        self.mirror.contains_key(&p)
     }
 
     /// Look at `dirty` paths only (and new directories' contents).
@@ -827,6 +857,7 @@ impl Sender {
         }
         match op {
             Pending::Put(e) => {
+                self.made_parents(&e.path);
                 self.mirror.insert(e.path.clone(), e);
             }
             Pending::Delete(p) => {
@@ -839,6 +870,7 @@ impl Sender {
                 }
             }
             Pending::Rename(from, to) => {
+                self.made_parents(&to);
                 let moved: Vec<Vec<u8>> = self
                     .mirror
                     .keys()
@@ -855,6 +887,41 @@ impl Sender {
                     }
                 }
             }
+        }
+    }
+
+    /// The receiver makes the directories missing above an entry it
+    /// puts or above a rename's target: the mirror holds them too, or a
+    /// directory made for a rename and gone from the source by the time
+    /// the batch is looked at (`mkdir d; mv f d/; rm -r d`) is never
+    /// deleted there, nor moved by a later rename of it. What the
+    /// receiver gave them (its mode, its owner, the time of now) is not
+    /// known here: they match no source entry, so a pass that sees them
+    /// sets their times, mode and owner.
+    fn made_parents(&mut self, path: &[u8]) {
+        let mut p = path;
+        while let Some(d) = parent_of(p) {
+            p = d;
+            if self.mirror.get(d).is_some_and(|e| e.kind == Kind::Dir)
+                || excluded(&self.spec.exclude, d)
+            {
+                continue;
+            }
+            self.mirror.insert(
+                d.to_vec(),
+                Entry {
+                    path: d.to_vec(),
+                    kind: Kind::Dir,
+                    size: 0,
+                    mode: 0,
+                    uid: u32::MAX,
+                    gid: u32::MAX,
+                    mtime: i64::MIN,
+                    target: Vec::new(),
+                },
+            );
+            // Its own directory's times changed there.
+            self.touch_parent(d);
         }
     }
 }
@@ -1332,6 +1399,86 @@ mod tests {
             state_dir: None,
             preserve_setuid: false,
         }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: Kind::Dir,
+            size: 0,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            target: Vec::new(),
+        }
+    }
+
+    fn file(path: &str) -> Entry {
+        Entry {
+            kind: Kind::File,
+            mode: 0o644,
+            ..dir(path)
+        }
+    }
+
+    #[test]
+    fn the_mirror_holds_the_directories_the_receiver_makes_for_a_rename_or_a_file() {
+        let mut s = Sender::new(spec(), Arc::default());
+        for e in [dir(""), dir("d0"), file("d0/f2")] {
+            s.mirror.insert(e.path.clone(), e);
+        }
+        // `mkdir d1; mv d0/f2 d1/f5`: the receiver makes `d1` to rename
+        // into it; once `d1` is gone from the source, only a mirror that
+        // holds it deletes it there.
+        s.apply(Pending::Rename(b"d0/f2".to_vec(), b"d1/f5".to_vec()), None);
+        let keys: Vec<&[u8]> = s.mirror.keys().map(Vec::as_slice).collect();
+        assert_eq!(keys, [&b""[..], b"d0", b"d1", b"d1/f5"]);
+        let d1 = &s.mirror[&b"d1".to_vec()];
+        assert_eq!(d1.kind, Kind::Dir);
+        // What the receiver gave it is not known: no source entry is the same.
+        assert!(!same(d1, &dir("d1"), false));
+        assert!(s.touched.contains(&b""[..]));
+        // A file put deeper: every directory made on the way.
+        s.apply(Pending::Put(file("d3/d4/f")), None);
+        assert!(
+            s.mirror.contains_key(b"d3".as_slice()) && s.mirror.contains_key(b"d3/d4".as_slice())
+        );
+        // Known directories are left as they are; a failed operation
+        // made nothing.
+        s.apply(Pending::Put(file("d0/f9")), None);
+        assert_eq!(s.mirror[&b"d0".to_vec()], dir("d0"));
+        s.apply(Pending::Put(file("d7/f")), Some("refused"));
+        assert!(!s.mirror.contains_key(b"d7".as_slice()));
+    }
+
+    #[test]
+    fn a_rename_is_judged_against_the_receiver_as_the_renames_before_it_leave_it() {
+        let mut s = Sender::new(spec(), Arc::default());
+        for e in [dir(""), dir("d0"), file("d0/f3"), file("f")] {
+            s.mirror.insert(e.path.clone(), e);
+        }
+        let mv = |a: &str, b: &str| (a.as_bytes().to_vec(), b.as_bytes().to_vec());
+        assert!(s.held_after(&[], b"d0"));
+        // `mv d0 d1; mkdir d0; mv d0 d1/d2`: nothing to move at `d0`
+        // (the new `d0` is not there yet), what was in it is in `d1`.
+        let moves = [mv("d0", "d1")];
+        assert!(!s.held_after(&moves, b"d0"));
+        assert!(!s.held_after(&moves, b"d0/f3"));
+        assert!(s.held_after(&moves, b"d1"));
+        assert!(s.held_after(&moves, b"d1/f3"));
+        // `mkdir t; mv f t/; mv t final`: `t` was made for the first.
+        let moves = [mv("f", "t/f")];
+        assert!(s.held_after(&moves, b"t"));
+        assert!(s.held_after(&moves, b"t/f"));
+        assert!(!s.held_after(&moves, b"f"));
+        let moves = [mv("f", "t/f"), mv("t", "final")];
+        assert!(!s.held_after(&moves, b"t"));
+        assert!(s.held_after(&moves, b"final/f"));
+        // A rename onto what a rename before it cleared.
+        let moves = [mv("f", "d0")];
+        assert!(!s.held_after(&moves, b"d0/f3"));
+        assert!(s.held_after(&moves, b"d0"));
     }
 
     #[test]

@@ -810,11 +810,25 @@ impl Receiver {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<(), Refusal> {
+        // Refused before anything is touched: clearing the target would
+        // remove the source with it (or the source would go into itself).
+        let inside =
+            |a: &[u8], b: &[u8]| a.starts_with(b) && a.get(b.len()).is_none_or(|c| *c == b'/');
+        if inside(to, from) || inside(from, to) {
+            return Err(Refusal::Fail(format!(
+                "{}: cannot be renamed to {}",
+                shown(from),
+                shown(to)
+            )));
+        }
         let (fdir, fname) = self.parent(from, false)?;
-        let (tdir, tname) = self.parent(to, true)?;
+        // Looked for before the target's directories are made: a rename
+        // that fails leaves no directory behind that the sender does not
+        // know of.
         if rustix::fs::statat(&fdir, fname, AtFlags::SYMLINK_NOFOLLOW).is_err() {
             return Err(Refusal::Fail(format!("{}: nothing to rename", shown(from))));
         }
+        let (tdir, tname) = self.parent(to, true)?;
         Self::clear_dir(&tdir, tname, self.policy.reverse)?;
         rustix::fs::renameat(&fdir, fname, &tdir, tname)?;
         Ok(())

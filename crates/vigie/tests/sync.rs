@@ -620,6 +620,66 @@ fn through_a_real_sshd_and_a_bastion() {
     assert!(err.contains("the far side has no vigie"), "{err}");
 }
 
+/// `mkdir d1; mv d0/f d1/; rm -r d1`, seen in one batch: the receiver
+/// made `d1` to rename the file into it, and the sender, which did not
+/// know, deleted the file but kept the directory on the replica (until
+/// the next verification, an hour later). What `random_changes` found.
+#[test]
+fn a_directory_made_for_a_rename_then_removed_goes_from_the_replica_too() {
+    let (src, dst) = (tmp(), tmp());
+    let s = |p: &str| src.path().join(p);
+    populate(src.path());
+    std::fs::create_dir(s("d0")).unwrap();
+    std::fs::write(s("d0/f"), "f").unwrap();
+    // A batch goes once the source is quiet for a fifth of `delay`: a
+    // long one keeps all that follows in one batch, even on a loaded
+    // machine.
+    let _live = Live::start(JobSpec {
+        delay: Duration::from_secs(2),
+        ..local_spec(src.path(), dst.path())
+    });
+    wait_same(src.path(), dst.path());
+    std::fs::create_dir(s("d1")).unwrap();
+    // The new directory watched by then: the move is seen as a rename.
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::rename(s("d0/f"), s("d1/f")).unwrap();
+    std::fs::remove_dir_all(s("d1")).unwrap();
+    wait_same(src.path(), dst.path());
+    assert!(!dst.path().join("d1").exists());
+}
+
+/// `mv d0 d1; mkdir d0 d5; mv d0 d5/; rm -r d5`, seen in one batch:
+/// the second rename from `d0` was sent though the first had taken
+/// `d0` away (each was judged against the mirror as it was before the
+/// batch), and the receiver made `d5` on its way to finding nothing to
+/// rename, unknown to the sender, which never deleted it. (What
+/// `random_changes` found was `mv d0 d1/d2` for the last move, with the
+/// moved directory's watch still under its old path: `d0` into itself,
+/// `d0` made again there.)
+#[test]
+fn a_directory_moved_away_then_made_again_and_moved_leaves_no_copy_behind() {
+    let (src, dst) = (tmp(), tmp());
+    let s = |p: &str| src.path().join(p);
+    populate(src.path());
+    std::fs::create_dir(s("d0")).unwrap();
+    std::fs::write(s("d0/f3"), "f3").unwrap();
+    // One batch, as above.
+    let _live = Live::start(JobSpec {
+        delay: Duration::from_secs(2),
+        ..local_spec(src.path(), dst.path())
+    });
+    wait_same(src.path(), dst.path());
+    std::fs::rename(s("d0"), s("d1")).unwrap();
+    std::fs::create_dir(s("d0")).unwrap();
+    std::fs::create_dir(s("d5")).unwrap();
+    // Watched by then: the move is seen as a rename.
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::rename(s("d0"), s("d5/d2")).unwrap();
+    std::fs::remove_dir_all(s("d5")).unwrap();
+    wait_same(src.path(), dst.path());
+    assert!(!dst.path().join("d5").exists());
+}
+
 mod random_changes {
     use super::*;
     use proptest::prelude::*;
@@ -1782,6 +1842,48 @@ fn serve_in_process(root: &Path, policy: vigie_sync::receive::Policy, msgs: &[Ms
         replies.push(m);
     }
     replies
+}
+
+/// A rename the receiver cannot make leaves nothing behind: it used to
+/// make the target's directories first, then find nothing to rename (or
+/// a directory to move into itself: a stale path from the sender's
+/// watch), and the sender, told it failed, never knew of them.
+#[test]
+fn a_rename_that_fails_makes_no_directory_on_the_replica() {
+    let root = tmp();
+    std::fs::create_dir(root.path().join("d1")).unwrap();
+    let rename = |id: u64, from: &str, to: &str| Msg::Rename {
+        id,
+        from: from.into(),
+        to: to.into(),
+    };
+    let r = serve_in_process(
+        root.path(),
+        vigie_sync::receive::Policy::default(),
+        &[
+            rename(1, "gone", "new/f"),
+            rename(2, "d0", "d0/d2"),
+            rename(3, "d1", "d1/d2/d3"),
+            rename(4, "d1/d2", "d1"),
+        ],
+    );
+    let failed: Vec<u64> = r
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Fail { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [1, 2, 3, 4], "{r:?}");
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["d1"]);
+    assert_eq!(
+        std::fs::read_dir(root.path().join("d1")).unwrap().count(),
+        0
+    );
 }
 
 /// The failback's receiver runs on the primary and its sender is the
