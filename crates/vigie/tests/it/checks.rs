@@ -3,11 +3,9 @@
 
 use serde_json::Value;
 use vigie_testkit::servers::{self, Cert, Dns};
-use vigie_testkit::{Env, check};
+use vigie_testkit::{Env, Need, check};
 
-fn env() -> Env {
-    Env::new(env!("CARGO_BIN_EXE_vigie"))
-}
+use crate::util::{bin, env};
 
 /// Run `vigie check --json` on a config of checks; results by name.
 fn results(e: &Env, checks: &str) -> std::collections::HashMap<String, Value> {
@@ -498,12 +496,9 @@ fn the_table_output_and_a_single_check() {
 fn the_quickstart_passes_vigie_check_on_a_fresh_machine() {
     use std::process::Stdio;
     use std::time::Duration;
-    assert!(
-        vigie_testkit::netns::available(),
-        "needs root, iproute2 and nftables"
-    );
+    vigie_testkit::require!(Need::Netns, Need::Python3);
     let lab = vigie_testkit::netns::Lab::new(&["q"]);
-    let e = Env::in_netns(env!("CARGO_BIN_EXE_vigie"), &lab.ns("q"));
+    let e = Env::in_netns(bin(), &lab.ns("q"));
     e.config(vigie_config::QUICKSTART);
     let by_name = |r: &vigie_testkit::Run| -> std::collections::HashMap<String, Value> {
         let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|err| panic!("{err}: {r:?}"));

@@ -1,10 +1,8 @@
 //! The binary as a user runs it: validate, show-config, exit codes.
 
-use vigie_testkit::{Env, check};
+use vigie_testkit::check;
 
-fn env() -> Env {
-    Env::new(env!("CARGO_BIN_EXE_vigie"))
-}
+use crate::util::env;
 
 #[test]
 fn validate_accepts_a_good_config() {

@@ -6,13 +6,9 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use serde_json::Value;
 use vigie_testkit::daemon::Daemon;
-use vigie_testkit::{Env, check, servers};
+use vigie_testkit::{check, servers};
 
-fn env() -> Env {
-    Env::new(env!("CARGO_BIN_EXE_vigie"))
-}
-
-const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+use crate::util::{SERVER, env};
 
 fn api_check(d: &Daemon, name: &str) -> Value {
     let (status, body) = d.http("GET", "/api/v1/checks", &[]);

@@ -5,37 +5,25 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use vigie_failover::{RecordSpec, query_addresses};
 use vigie_testkit::knot::knot_at;
-use vigie_testkit::netns::{self, Lab};
-use vigie_testkit::{Env, wait_until};
+use vigie_testkit::netns::Lab;
+use vigie_testkit::{Env, Need, require, wait_until};
+
+use crate::util::{bin, served};
 
 #[test]
 fn the_record_follows_the_interface_address() {
-    assert!(netns::available(), "needs root, iproute2 and nftables");
+    require!(Need::Netns, Need::Knot);
     let lab = Lab::new(&["dns", "home"]);
     let dns: SocketAddr = (lab.ip("dns"), 53).into();
     let k = knot_at(Some(&lab.ns("dns")), dns, "example.org", "home A 192.0.2.1");
-    let env = Env::in_netns(env!("CARGO_BIN_EXE_vigie"), &lab.ns("home"));
+    let env = Env::in_netns(bin(), &lab.ns("home"));
     env.write("tsig.key", &format!("{}\n", k.secret));
     env.config(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[dns.knot]\nkind = \"rfc2136\"\nserver = \"{dns}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[dyndns.home]\nrecord = {{ zone = \"example.org\", name = \"home\" }}\ndns = \"knot\"\ninterface = \"eth0\"\nevery = \"1s\"\n",
         k.key_name
     ));
-    let spec = RecordSpec {
-        zone: "example.org".into(),
-        name: "home".into(),
-        ipv6: false,
-        ttl: 60,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let served = || -> Vec<IpAddr> {
-        rt.block_on(query_addresses(dns, &spec, Duration::from_secs(2)))
-            .unwrap_or_default()
-    };
+    let served = || -> Vec<IpAddr> { served(dns, "home") };
     let daemon = env.daemon();
     wait_until(Duration::from_secs(15), || served() == [lab.ip("home")]);
     daemon.wait_log(

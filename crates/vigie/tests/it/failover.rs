@@ -3,16 +3,17 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use vigie_failover::{RecordSpec, query_addresses};
 use vigie_testkit::knot::{Knot, knot};
-use vigie_testkit::{Env, python_http_service, servers, wait_until};
+use vigie_testkit::{Env, Need, python_http_service, require, servers, wait_until};
+
+use crate::util::bin;
 
 fn setup() -> (Env, Knot) {
     let k = knot(
         "example.org",
         "blog A 203.0.113.10\ndrill-blog A 203.0.113.10",
     );
-    let e = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    let e = Env::new(bin());
     e.write("tsig.key", &format!("{}\n", k.secret));
     e.config(&format!(
         r#"[dns.knot]
@@ -36,22 +37,12 @@ drill_record = "drill-blog"
 }
 
 fn served(k: &Knot, name: &str) -> Vec<IpAddr> {
-    let rec = RecordSpec {
-        zone: "example.org".into(),
-        name: name.into(),
-        ipv6: false,
-        ttl: 60,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(query_addresses(k.addr, &rec, Duration::from_secs(2)))
-        .unwrap()
+    crate::util::query(k.addr, name).unwrap()
 }
 
 #[test]
 fn status_switch_and_back() {
+    require!(Need::Knot);
     let (e, k) = setup();
     let r = e.run(&["failover", "status"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -88,6 +79,7 @@ fn status_switch_and_back() {
 
 #[test]
 fn a_drill_moves_the_drill_record_and_back() {
+    require!(Need::Knot);
     let (e, k) = setup();
     let r = e.run(&["drill", "failover", "blog"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -116,6 +108,7 @@ fn a_drill_moves_the_drill_record_and_back() {
 
 #[test]
 fn errors_name_the_failover_and_the_server() {
+    require!(Need::Knot);
     let (e, k) = setup();
     let r = e.run(&["failover", "switch", "blgo", "--to", "backup"]);
     assert_eq!(r.code, 2);
@@ -128,7 +121,7 @@ fn errors_name_the_failover_and_the_server() {
 
 #[test]
 fn bad_failover_config_is_refused() {
-    let e = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    let e = Env::new(bin());
     e.config(
         "[failover.blog]\nrecord = { zone = \"example.org\", name = \"blog\" }\nprimary = [\"2001:db8::1\"]\nbackup = []\ndns = \"ovhh\"\n\n[dns.ovh]\nkind = \"ovh\"\napplication_key = \"ak\"\napplication_secret = { env = \"NOPE_AS\" }\nconsumer_key = { env = \"NOPE_CK\" }\n",
     );
@@ -146,6 +139,7 @@ fn bad_failover_config_is_refused() {
 
 #[test]
 fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period() {
+    require!(Need::Knot, Need::Python3);
     let (env, knot) = setup();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -201,6 +195,7 @@ fn a_failing_primary_moves_the_record_and_it_comes_back_after_a_healthy_period()
 /// the daily budget a disaster page names the record left on the primary.
 #[test]
 fn a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stable() {
+    require!(Need::Knot, Need::Python3);
     let (env, knot) = setup();
     let (hook, seen) = servers::capture(&[200]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -309,6 +304,7 @@ fn a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stab
 
 #[test]
 fn dyndns_follows_the_public_address() {
+    require!(Need::Knot);
     let k = knot("example.org", "home A 192.0.2.1");
     let address = std::sync::Arc::new(std::sync::Mutex::new("198.51.100.42".to_owned()));
     let current = address.clone();
@@ -317,7 +313,7 @@ fn dyndns_follows_the_public_address() {
             (200, format!("{}\n", current.lock().unwrap()))
         },
     ));
-    let env = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    let env = Env::new(bin());
     env.write("tsig.key", &format!("{}\n", k.secret));
     env.config(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[dyndns.home]\nrecord = {{ zone = \"example.org\", name = \"home\" }}\ndns = \"knot\"\nip_url = \"http://{}/ip\"\nevery = \"1s\"\n",
@@ -346,11 +342,12 @@ fn dyndns_follows_the_public_address() {
 
 #[test]
 fn a_public_ip_backup_is_this_nodes_address_now() {
+    require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     let (ip_server, _seen) = vigie_testkit::servers::scripted(std::sync::Arc::new(
         |_req: &vigie_testkit::servers::Captured| (200, "198.51.100.77\n".to_owned()),
     ));
-    let env = Env::new(env!("CARGO_BIN_EXE_vigie"));
+    let env = Env::new(bin());
     env.write("tsig.key", &format!("{}\n", k.secret));
     env.config(&format!(
         "[dns.knot]\nkind = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nsecret = {{ file = \"tsig.key\" }}\n\n[failover.blog]\nrecord = {{ zone = \"example.org\", name = \"blog\" }}\nprimary = [\"203.0.113.10\"]\nbackup = \"public-ip\"\nip_url = \"http://{}/ip\"\ndns = \"knot\"\nverify_timeout = \"5s\"\nreplication = \"webroot\"\n\n[[sync]]\nname = \"webroot\"\nfrom = \"src\"\nto = \"/nonexistent-replica\"\n",

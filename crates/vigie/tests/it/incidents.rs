@@ -7,19 +7,9 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 use serde_json::Value;
-use vigie_testkit::{Env, python_http_service, servers, wait_until};
+use vigie_testkit::{Env, Need, python_http_service, require, servers, wait_until};
 
-fn env() -> Env {
-    Env::new(env!("CARGO_BIN_EXE_vigie"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::util::{env, free_port};
 
 fn incidents(e: &Env) -> Vec<Value> {
     let r = e.run(&["incidents", "--json"]);
@@ -47,6 +37,7 @@ const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
 
 #[test]
 fn a_killed_service_is_restarted_and_nobody_is_paged() {
+    require!(Need::Python3);
     let (hook, seen) = servers::capture(&[200]);
     let port = free_port();
     let e = env();
@@ -113,6 +104,7 @@ actions = ["restart-svc", "notify:hook"]
 
 #[test]
 fn a_failed_repair_notifies_then_escalates_then_resolves() {
+    require!(Need::Python3);
     let (phone, phone_seen) = servers::capture(&[200]);
     let (boss, boss_seen) = servers::capture(&[200]);
     let port = free_port();
@@ -251,6 +243,7 @@ actions = ["fix", "fix", "notify:hook"]
 
 #[test]
 fn a_parent_down_sends_one_notification_naming_its_children() {
+    require!(Need::Python3);
     let (hook, seen) = servers::capture(&[200]);
     let port = free_port();
     let e = env();
@@ -293,6 +286,7 @@ fn a_parent_down_sends_one_notification_naming_its_children() {
 
 #[test]
 fn a_daemon_killed_mid_incident_does_not_notify_twice() {
+    require!(Need::Python3);
     let (hook, seen) = servers::capture(&[200]);
     let port = free_port();
     let e = env();

@@ -8,31 +8,15 @@
 //! installs them); without them they say so and pass nothing off as
 //! tested: they fail.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigie_failover::{RecordSpec, query_addresses};
 use vigie_testkit::cluster::{Cluster, PEER_TOKEN, Settings};
 use vigie_testkit::servers::self_signed_for;
-use vigie_testkit::{Env, wait_until};
+use vigie_testkit::{Env, Need, require, wait_until};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vigie");
-
-fn served(dns: SocketAddr) -> Vec<IpAddr> {
-    let spec = RecordSpec {
-        zone: "example.org".into(),
-        name: "blog".into(),
-        ipv6: false,
-        ttl: 60,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(query_addresses(dns, &spec, Duration::from_secs(2)))
-        .unwrap_or_default()
-}
+use crate::util::{bin, served};
 
 trait Served {
     fn served(&self) -> Vec<IpAddr>;
@@ -40,7 +24,7 @@ trait Served {
 
 impl Served for Cluster {
     fn served(&self) -> Vec<IpAddr> {
-        served(self.dns())
+        served(self.dns(), "blog")
     }
 }
 
@@ -52,7 +36,7 @@ fn cluster(quorum: u32) -> Cluster {
 
 fn cluster_with(quorum: u32, cooldown: Option<&str>) -> Cluster {
     let c = vigie_testkit::cluster::cluster(
-        BIN,
+        bin(),
         &Settings {
             quorum,
             every: "1s",
@@ -70,6 +54,7 @@ fn cluster_with(quorum: u32, cooldown: Option<&str>) -> Cluster {
 
 #[test]
 fn killed_primary_moves_once_a_quorum_agrees_and_comes_back_after_the_healthy_period() {
+    require!(Need::Netns, Need::Knot, Need::Python3);
     // A cooldown shorter than the default (10m) for the record to come
     // back within the test; the twin on the default is
     // five_outages_within_minutes_each_move_the_record_and_failback_waits_for_a_stable_primary.
@@ -118,6 +103,7 @@ fn killed_primary_moves_once_a_quorum_agrees_and_comes_back_after_the_healthy_pe
 /// failback waits for it to be stable.
 #[test]
 fn five_outages_within_minutes_each_move_the_record_and_failback_waits_for_a_stable_primary() {
+    require!(Need::Netns, Need::Knot, Need::Python3);
     let mut c = cluster(2);
     let prim = c.lab.ip("prim");
     let back = c.lab.ip("back");
@@ -172,6 +158,7 @@ fn five_outages_within_minutes_each_move_the_record_and_failback_waits_for_a_sta
 
 #[test]
 fn loss_on_one_watcher_link_moves_nothing() {
+    require!(Need::Netns, Need::Knot, Need::Python3);
     let c = cluster(2);
     let prim = c.lab.ip("prim");
     c.lab.loss("w1", 30);
@@ -185,6 +172,7 @@ fn loss_on_one_watcher_link_moves_nothing() {
 
 #[test]
 fn an_isolated_watcher_abstains_and_nothing_moves() {
+    require!(Need::Netns, Need::Knot, Need::Python3);
     let c = cluster(1);
     let prim = c.lab.ip("prim");
     c.lab.isolate("w1");
@@ -229,7 +217,8 @@ except urllib.error.HTTPError as e:
 /// gives no vote (logged), so no quorum.
 #[test]
 fn peers_need_the_token_and_garbage_is_no_vote() {
-    let env = Env::new(BIN);
+    require!(Need::Python3);
+    let env = Env::new(bin());
     let (cert, key, _) = self_signed_for([127, 0, 0, 1].into());
     env.write("cert.pem", &cert);
     env.write("key.pem", &key);

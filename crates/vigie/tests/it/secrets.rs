@@ -2,11 +2,9 @@
 //! others may read, out of what `heartbeat-url` and the store keep.
 
 use serde_json::Value;
-use vigie_testkit::{Env, check};
+use vigie_testkit::check;
 
-fn env() -> Env {
-    Env::new(env!("CARGO_BIN_EXE_vigie"))
-}
+use crate::util::env;
 
 #[test]
 fn children_do_not_inherit_the_variables_that_hold_secrets() {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use vigie_sync::proto::{self, Entry, Msg};
 use vigie_sync::{Destination, JobSpec, Status};
 use vigie_testkit::sshd::{Client, Sshd};
-use vigie_testkit::{Env, wait_until};
+use vigie_testkit::{Env, Need, require, wait_until};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vigie");
+use crate::util::bin;
 
 /// A scratch directory, in memory where the machine has /dev/shm: the
 /// receiver syncs its filesystem at each commit, and on the shared disk
@@ -83,7 +83,7 @@ fn local_spec(from: &Path, to: &Path) -> JobSpec {
         from: from.to_owned(),
         to: Destination::Local {
             path: to.to_string_lossy().into_owned(),
-            vigie: BIN.into(),
+            vigie: bin().into(),
         },
         exclude: Vec::new(),
         delay: Duration::from_millis(50),
@@ -176,7 +176,8 @@ fn once_copies_everything_and_deletes_extras_within_the_limit() {
 
 #[test]
 fn the_cli_runs_a_configured_job_once() {
-    let env = Env::new(BIN);
+    require!(Need::Script);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
@@ -208,7 +209,7 @@ fn the_cli_runs_a_configured_job_once() {
     // On a terminal (a pseudo-terminal from `script`): a progress bar.
     std::fs::write(src.join("more"), vec![1u8; 3_000_000]).unwrap();
     let out = Command::new("script")
-        .args(["-qec", &format!("{BIN} sync web --once"), "/dev/null"])
+        .args(["-qec", &format!("{} sync web --once", bin()), "/dev/null"])
         .current_dir(env.path())
         .env("VIGIE_CONFIG", env.config_path())
         .env("VIGIE_STATE_DIR", env.state_dir())
@@ -230,7 +231,7 @@ fn the_cli_runs_a_configured_job_once() {
 
 #[test]
 fn bad_sync_config_is_refused() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     env.config("[[sync]]\nname = \"w\"\nfrom = \"/nonexistent-dir\"\nto = \"relative/path\"\ndelay = \"0s\"\nverify_every = \"0s\"\n");
     let r = env.run(&["validate"]);
     assert_eq!(r.code, 2, "{r:?}");
@@ -348,7 +349,7 @@ fn same_size_rewrites_within_one_second_all_arrive() {
 
 /// Talk to `vigie sync-receive ROOT` directly, as a hostile sender.
 fn hostile(root: &Path, msgs: &[Msg]) -> Vec<Msg> {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["sync-receive"])
         .arg(root)
         .stdin(Stdio::piped())
@@ -457,7 +458,7 @@ fn hostile_messages_are_refused_and_end_the_session() {
     assert!(!root.join("in").exists());
     assert!(!outside.path().join("in").exists());
     // Garbage instead of a hello.
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["sync-receive"])
         .arg(&root)
         .stdin(Stdio::piped())
@@ -508,6 +509,7 @@ fn a_short_file_leaves_no_partial_file() {
 
 #[test]
 fn through_a_real_sshd_and_a_bastion() {
+    require!(Need::Sshd);
     let client = Client::new();
     let key = client.public_key();
     let target = Sshd::start(&key);
@@ -529,7 +531,7 @@ fn through_a_real_sshd_and_a_bastion() {
                 ],
                 host: host.into(),
                 path: dst.path().to_string_lossy().into_owned(),
-                remote_vigie: BIN.into(),
+                remote_vigie: bin().into(),
             },
             ..local_spec(src.path(), dst.path())
         };
@@ -554,7 +556,7 @@ fn through_a_real_sshd_and_a_bastion() {
             ],
             host: "backup".into(),
             path: dst.path().to_string_lossy().into_owned(),
-            remote_vigie: BIN.into(),
+            remote_vigie: bin().into(),
         },
         preserve_setuid: true,
         ..local_spec(src.path(), dst.path())
@@ -571,7 +573,7 @@ fn through_a_real_sshd_and_a_bastion() {
             ],
             host: "behind".into(),
             path: dst.path().to_string_lossy().into_owned(),
-            remote_vigie: BIN.into(),
+            remote_vigie: bin().into(),
         },
         ..local_spec(src.path(), dst.path())
     };
@@ -726,7 +728,7 @@ fn check_json(env: &Env, name: &str) -> serde_json::Value {
 
 #[test]
 fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
@@ -807,7 +809,7 @@ fn no_partial_file(src: &Path, dst: &Path) {
 
 #[test]
 fn a_killed_sender_or_receiver_leaves_no_partial_file_and_the_next_run_resumes() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
@@ -892,8 +894,9 @@ fn non_utf8_names_and_unreadable_files() {
 
 #[test]
 fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
+    require!(Need::Setpriv);
     // Run as nobody, so that a mode 000 file cannot be read.
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
@@ -913,7 +916,7 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-        BIN,
+        bin(),
         "sync",
         "web",
         "--once",
@@ -1042,10 +1045,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_on_the_receiver_is_a_clear_error_and_leaves_nothing_partial() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test mounts a small tmpfs: run it as root (CI does)"
-    );
+    require!(Need::Root);
     let disk = SmallDisk(tmp());
     let ok = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
@@ -1074,10 +1074,7 @@ fn a_full_disk_on_the_receiver_is_a_clear_error_and_leaves_nothing_partial() {
 
 #[test]
 fn owners_and_groups_are_kept_when_the_receiver_is_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test sets owners: run it as root (CI does)"
-    );
+    require!(Need::Root);
     let (src, dst) = (tmp(), tmp());
     populate(src.path());
     let own = |p: &str, uid: u32, gid: u32| {
@@ -1121,7 +1118,7 @@ fn owners_and_groups_are_kept_when_the_receiver_is_root() {
 
 #[test]
 fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
@@ -1169,7 +1166,7 @@ fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
 
 #[test]
 fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
@@ -1209,7 +1206,7 @@ fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
 
 #[test]
 fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();

@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 use vigie_testkit::daemon::Daemon;
 use vigie_testkit::{Env, check};
 
-fn env() -> Env {
-    Env::new(env!("CARGO_BIN_EXE_vigie"))
-}
-
-const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+use crate::util::{SERVER, env};
 
 /// A raw HTTP/1.1 request whose every header is the caller's (`Host`
 /// included): (status, body).
