@@ -13,7 +13,7 @@ use std::time::Duration;
 use vigie_sync::proto::{self, Entry, Msg};
 use vigie_sync::{Destination, JobSpec, Status};
 use vigie_testkit::sshd::{Client, Sshd};
-use vigie_testkit::{Env, Need, require, wait_until};
+use vigie_testkit::{Env, Need, Reachable, require, wait_until};
 
 use crate::util::bin;
 
@@ -895,7 +895,10 @@ fn non_utf8_names_and_unreadable_files() {
 #[test]
 fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
     require!(Need::Setpriv);
-    // Run as nobody, so that a mode 000 file cannot be read.
+    // Run as nobody, so that a mode 000 file cannot be read; a copy of
+    // the binary, since nobody may not enter the checkout (under /root).
+    let reachable = Reachable::new();
+    let vigie = reachable.copy(bin());
     let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
@@ -912,18 +915,12 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
         dst.display()
     ));
     let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        bin(),
-        "sync",
-        "web",
-        "--once",
-    ])
-    .current_dir(env.path())
-    .env("VIGIE_CONFIG", env.config_path())
-    .env("VIGIE_STATE_DIR", env.path().join("state"));
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&vigie)
+        .args(["sync", "web", "--once"])
+        .current_dir(env.path())
+        .env("VIGIE_CONFIG", env.config_path())
+        .env("VIGIE_STATE_DIR", env.path().join("state"));
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
