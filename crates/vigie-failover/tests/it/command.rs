@@ -1,8 +1,6 @@
 //! The command provider: any program that can get and set a record.
 
-mod common;
-
-use common::blog;
+use crate::util::blog;
 
 use std::net::IpAddr;
 use std::time::Duration;

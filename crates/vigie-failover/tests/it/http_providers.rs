@@ -1,9 +1,7 @@
 //! Cloudflare and PowerDNS providers against local servers that check
 //! each request as the public API documents it.
 
-mod common;
-
-use common::{blog, ip, rt};
+use crate::util::{blog, ip, rt};
 
 use std::sync::{Arc, Mutex};
 

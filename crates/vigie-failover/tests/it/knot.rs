@@ -1,17 +1,17 @@
 //! RFC 2136 + TSIG against a real Knot DNS: compare-and-swap updates,
 //! refused keys, lost races, and verification on the authoritative server.
 
-mod common;
-
-use common::{blog, ip, rt};
+use crate::util::{blog, ip, rt};
 
 use std::time::Duration;
 
 use vigie_failover::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};
 use vigie_testkit::knot::knot;
+use vigie_testkit::{Need, require};
 
 #[test]
 fn a_signed_update_moves_the_record_and_is_verified() {
+    require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     let dns = Rfc2136::new(k.addr, &k.key_name, TsigAlgorithm::HmacSha256, &k.secret).unwrap();
     rt().block_on(async {
@@ -63,6 +63,7 @@ fn a_signed_update_moves_the_record_and_is_verified() {
 
 #[test]
 fn a_wrong_key_is_refused_and_changes_nothing() {
+    require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     let wrong = Rfc2136::new(
         k.addr,
@@ -86,6 +87,7 @@ fn a_wrong_key_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_lost_race_is_refused_not_overwritten() {
+    require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     let dns = Rfc2136::new(k.addr, &k.key_name, TsigAlgorithm::HmacSha256, &k.secret).unwrap();
     rt().block_on(async {
@@ -103,6 +105,7 @@ fn a_lost_race_is_refused_not_overwritten() {
 
 #[test]
 fn verification_fails_when_the_server_does_not_serve_the_value() {
+    require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     rt().block_on(async {
         let err = Rfc2136::verify(

@@ -2,9 +2,7 @@
 //! OVH documents it: signature, headers, the clock offset from
 //! /auth/time, the record look-up, the update and the zone refresh.
 
-mod common;
-
-use common::{blog, ip, rt};
+use crate::util::{blog, ip, rt};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,12 +1,10 @@
 //! The client that asks a peer for its vote, against a local server that
 //! answers what a broken or hostile peer would.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::rt;
+use crate::util::rt;
 use serde_json::json;
 use vigie_failover::quorum::PeerClient;
 use vigie_testkit::servers::{self, Captured};
@@ -99,7 +97,7 @@ fn a_peer_ca_is_its_only_root() {
     let public_ca = dir.path().join("public-ca.pem");
     let server = servers::https(servers::Cert::ValidFor(30), &public_ca);
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["a_peer_ca_is_its_only_root", "--exact", "--nocapture"])
+        .args(["peer::a_peer_ca_is_its_only_root", "--exact", "--nocapture"])
         .env("VIGIE_TEST_PEER_ADDR", server.addr.to_string())
         .env("SSL_CERT_FILE", &public_ca)
         .env_remove("SSL_CERT_DIR")

@@ -1,5 +1,4 @@
 //! Helpers shared by the failover tests.
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 
