@@ -4,9 +4,9 @@
 //! in a fourth, all on one bridge (`vigie_testkit::cluster`). Packet
 //! loss and isolation are nftables drops on the bridge ports.
 //!
-//! The namespace tests need root, iproute2 and nftables (`.ci/run`
-//! installs them); without them they say so and pass nothing off as
-//! tested: they fail.
+//! The namespace tests need root, iproute2 and nftables
+//! (`require!(Need::Netns)`): run by a user, `scripts/test` skips them
+//! and lists them at the end; anywhere else they fail.
 
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
