@@ -8,7 +8,7 @@ use serde_json::Value;
 use vigie_testkit::daemon::Daemon;
 use vigie_testkit::{check, servers};
 
-use crate::util::{SERVER, env};
+use crate::util::{SERVER, env, heartbeat_token};
 
 fn api_check(d: &Daemon, name: &str) -> Value {
     let (status, body) = d.http("GET", "/api/v1/checks", &[]);
@@ -103,16 +103,7 @@ fn heartbeat_endpoints_refuse_without_revealing_names() {
     assert_eq!(body_known, body_unknown);
     assert_eq!(d.http("POST", "/ping/job", &[]).0, 401);
     // The generated token works, and is what `vigie heartbeat-url` prints.
-    let url = e.run(&["heartbeat-url", "job"]);
-    assert_eq!(url.code, 0, "{url:?}");
-    let token = url
-        .stdout
-        .trim()
-        .rsplit_once("token=")
-        .unwrap()
-        .1
-        .to_owned();
-    assert_eq!(token.len(), 32);
+    let token = heartbeat_token(&e, "job");
     let auth = format!("Bearer {token}");
     assert_eq!(
         d.http("POST", "/ping/job", &[("authorization", &auth)]).0,

@@ -22,6 +22,16 @@ pub fn env() -> Env {
     Env::new(bin())
 }
 
+/// The token in the URL `vigie heartbeat-url NAME` prints (32
+/// characters).
+pub fn heartbeat_token(e: &Env, name: &str) -> String {
+    let url = e.run(&["heartbeat-url", name]);
+    assert_eq!(url.code, 0, "{url:?}");
+    let token = url.stdout.trim().rsplit_once("token=").unwrap().1;
+    assert_eq!(token.len(), 32, "{url:?}");
+    token.to_owned()
+}
+
 /// A `[server]` table on a port the kernel picks.
 pub const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
 

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use vigie_testkit::daemon::Daemon;
-use vigie_testkit::{Env, check};
+use vigie_testkit::{Env, check, servers};
 
 use crate::util::{SERVER, env};
 
@@ -22,19 +22,7 @@ fn raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
         body.len()
     );
     s.write_all(req.as_bytes()).expect("send");
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    servers::read_response(&mut s)
 }
 
 fn heartbeat_daemon(e: &Env) -> Daemon {
