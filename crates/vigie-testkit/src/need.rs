@@ -35,10 +35,23 @@ pub enum Need {
     Script,
     /// `setpriv` (util-linux), and root to drop privileges with it.
     Setpriv,
+    /// ICMP echo: root, or this user's group inside
+    /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
+    Icmp,
 }
 
 fn root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Whether the kernel lets this process's group open ICMP datagram
+/// sockets (`net.ipv4.ping_group_range`, "1 0" when nobody may).
+fn unprivileged_ping() -> bool {
+    let gid = rustix::process::getegid().as_raw();
+    std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").is_ok_and(|r| {
+        let mut it = r.split_whitespace().map(str::parse::<u32>);
+        matches!((it.next(), it.next()), (Some(Ok(lo)), Some(Ok(hi))) if lo <= gid && gid <= hi)
+    })
 }
 
 /// Whether `program ARGS` runs and exits 0.
@@ -90,6 +103,10 @@ impl Need {
             Need::Script => program(runs("script", &["-V"]), "script", "bsdutils"),
             Need::Setpriv => not_root("runs vigie as another user")
                 .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),
+            Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
+                "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
+                    .to_owned()
+            }),
         }
     }
 }

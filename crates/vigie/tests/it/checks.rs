@@ -261,6 +261,7 @@ fn dns_answers_mismatch_and_garbage() {
 
 #[test]
 fn ping_loopback() {
+    vigie_testkit::require!(Need::Icmp);
     let e = env();
     let cfg = [
         check(
