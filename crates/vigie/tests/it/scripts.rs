@@ -66,7 +66,7 @@ fn scripts_test_run_by_a_user_lists_what_it_skipped_and_passes() {
     assert!(stdout.contains("test result: ok."), "{all}");
     // The summary, after cargo's own output, names the test and why.
     let summary = stderr
-        .split_once("1 TEST(S) SKIPPED: NOT RUN, NOT PASSED")
+        .split_once("1 TEST SKIPPED: NOT RUN, NOT PASSED")
         .unwrap_or_else(|| panic!("no summary of skipped tests:\n{all}"))
         .1;
     assert!(
