@@ -115,6 +115,7 @@ impl Need {
 /// Otherwise skips (returns `false`) or fails, as the module says. Use
 /// [`require!`](crate::require), which names the test and returns.
 #[must_use]
+#[track_caller]
 pub fn check(test: &str, needs: &[Need]) -> bool {
     let reasons: Vec<String> = needs.iter().filter_map(|n| n.missing()).collect();
     if reasons.is_empty() {
