@@ -1,5 +1,6 @@
 //! A real Knot DNS server on a loopback port, with one zone open to
-//! dynamic updates signed by a TSIG key. `.ci/run` installs knot.
+//! dynamic updates signed by a TSIG key. Tests `require!(Need::Knot)`;
+//! `scripts/test` installs knot.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -42,10 +43,8 @@ pub fn knot(zone: &str, records: &str) -> Knot {
 
 /// Start knotd on `addr`, inside network namespace `netns` if given.
 pub fn knot_at(netns: Option<&str>, addr: SocketAddr, zone: &str, records: &str) -> Knot {
-    let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("knotd is not installed: apt-get install knot (the CI script does)");
+    let knotd = crate::need::installed(&["/usr/sbin/knotd", "/usr/bin/knotd"])
+        .expect("knotd is not installed: a test says `require!(Need::Knot)` first");
     let dir = tempfile::tempdir().expect("temp dir");
     let key_name = "vigie-key".to_owned();
     let secret = "dmlnaWUtdGVzdC1rZXktZm9yLWtub3QtdXBkYXRlcy0zMg==".to_owned();

@@ -5,12 +5,16 @@
 pub mod cluster;
 pub mod daemon;
 pub mod knot;
+pub mod need;
 pub mod netns;
 pub mod servers;
 pub mod sshd;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub use need::Need;
 
 /// A temp directory with a config and a state directory, and the binary
 /// to run in it.
@@ -145,4 +149,48 @@ pub fn python_http_service(port: u16) -> std::process::Child {
 /// A `[[check]]` table's text, for building configs in tests.
 pub fn check(name: &str, probe: &str, extra: &str) -> String {
     format!("[[check]]\nname = \"{name}\"\n{probe}\n{extra}\n")
+}
+
+/// A directory every user can reach (it and each of its parents let
+/// others in), for what a test runs as another user: the checkout may
+/// sit where that user cannot enter (under `/root`, mode 0700), and so
+/// may `target/`. Removed on drop.
+pub struct Reachable {
+    pub dir: tempfile::TempDir,
+}
+
+impl Reachable {
+    pub fn new() -> Self {
+        let open_to_all = |d: &Path| {
+            d.ancestors()
+                .all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+        };
+        let base = [std::env::temp_dir(), "/tmp".into(), "/var/tmp".into()]
+            .into_iter()
+            .find(|d| open_to_all(d))
+            .expect("a temp directory others can enter (TMPDIR, /tmp or /var/tmp)");
+        let dir = tempfile::tempdir_in(base).expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod 755");
+        Self { dir }
+    }
+
+    /// Copy `file` here (mode 0755); the copy's path.
+    pub fn copy(&self, file: impl AsRef<Path>) -> PathBuf {
+        let file = file.as_ref();
+        let to = self.dir.path().join(file.file_name().expect("a file name"));
+        std::fs::copy(file, &to).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        to
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Reachable {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -9,7 +9,7 @@
 //!
 //! Addresses come from 198.18.0.0/15 (RFC 2544, for benchmarking), one
 //! /24 per lab. Everything is deleted on drop. Needs root, iproute2 and
-//! nftables (`.ci/run` installs them).
+//! nftables: a test says `require!(Need::Netns)` first (`need.rs`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
@@ -32,17 +32,6 @@ fn sh(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Whether this machine can build labs (root, `ip`, `nft`).
-pub fn available() -> bool {
-    let ok = |c: &str, a: &[&str]| {
-        Command::new(c)
-            .args(a)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    rustix::process::geteuid().is_root() && ok("ip", &["-V"]) && ok("nft", &["--version"])
 }
 
 impl Lab {

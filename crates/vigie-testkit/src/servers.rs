@@ -341,6 +341,12 @@ pub fn http_request(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).expect("send");
+    read_response(&mut s)
+}
+
+/// Read an HTTP/1.1 response to its end: (status, body); status 0 when
+/// the server closed without one.
+pub fn read_response(s: &mut impl Read) -> (u16, String) {
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();

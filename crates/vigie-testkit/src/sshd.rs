@@ -1,7 +1,8 @@
 //! A real OpenSSH server on a loopback port, started by a test: a
 //! throwaway host key and user key, a known_hosts file and an ssh_config
 //! the test hands to `ssh -F`, so nothing of the machine's own ssh setup
-//! is read or changed. `.ci/run` installs openssh-server.
+//! is read or changed. Tests `require!(Need::Sshd)`; `scripts/test`
+//! installs openssh-server.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -40,10 +41,8 @@ fn keygen(path: &Path) {
 impl Sshd {
     /// Start sshd on a free loopback port, accepting `client_pub` keys.
     pub fn start(authorized_keys: &str) -> Sshd {
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sshd is not installed: apt-get install openssh-server (the CI script does)");
+        let sshd = crate::need::installed(&["/usr/sbin/sshd", "/usr/bin/sshd"])
+            .expect("sshd is not installed: a test says `require!(Need::Sshd)` first");
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         keygen(&d.join("host_key"));

@@ -1,0 +1,173 @@
+//! What a test needs from the machine (root, a program), and what it
+//! does when that is missing: [`require!`](crate::require) skips it
+//! *loudly* under `scripts/test` run by a user, and fails it everywhere
+//! else, so that nothing untested is ever counted as passed.
+//!
+//! - `VIGIE_SKIPPED=FILE` (set by `scripts/test`): a test whose need is
+//!   missing prints `SKIPPED: <test> — <reason>` to stderr, appends that
+//!   line to FILE, and returns; the script prints FILE's lines at the end.
+//! - `VIGIE_REQUIRE_ALL=1` (`.ci/run`), or no `VIGIE_SKIPPED` at all (a
+//!   plain `cargo test`): the test fails, naming what is missing and how
+//!   to get it.
+//!
+//! The harness installs nothing: `scripts/test`, run as root on Debian,
+//! installs every package named here.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// One thing a test needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Running as root (mounts, owners, logging in through sshd).
+    Root,
+    /// Network namespaces with nftables: root, `ip` (iproute2), `nft`.
+    Netns,
+    /// Knot DNS's `knotd` (package knot).
+    Knot,
+    /// OpenSSH's `sshd`, `ssh` and `ssh-keygen`, and root, which the
+    /// client logs in as (openssh-server, openssh-client).
+    Sshd,
+    /// A `python3` that runs (its HTTP server is the service tests kill).
+    Python3,
+    /// `script` (bsdutils): a pseudo-terminal.
+    Script,
+    /// `setpriv` (util-linux), and root to drop privileges with it.
+    Setpriv,
+    /// ICMP echo: root, or this user's group inside
+    /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
+    Icmp,
+}
+
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether the kernel lets this process's group open ICMP datagram
+/// sockets (`net.ipv4.ping_group_range`, "1 0" when nobody may).
+fn unprivileged_ping() -> bool {
+    let gid = rustix::process::getegid().as_raw();
+    std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").is_ok_and(|r| {
+        let mut it = r.split_whitespace().map(str::parse::<u32>);
+        matches!((it.next(), it.next()), (Some(Ok(lo)), Some(Ok(hi))) if lo <= gid && gid <= hi)
+    })
+}
+
+/// Whether `program ARGS` runs and exits 0.
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The first of `paths` that exists, for daemons installed in sbin
+/// (not on a user's `PATH`).
+pub(crate) fn installed(paths: &[&'static str]) -> Option<&'static str> {
+    paths.iter().copied().find(|p| Path::new(p).exists())
+}
+
+impl Need {
+    /// `None` when this machine has it; else why not, as a reason a
+    /// user reads (`needs root (network namespaces)`).
+    #[must_use]
+    pub fn missing(self) -> Option<String> {
+        let not_root = |why: &str| (!root()).then(|| format!("needs root ({why})"));
+        let program = |ok: bool, what: &str, pkg: &str| {
+            (!ok).then(|| format!("needs {what} (apt-get install {pkg})"))
+        };
+        match self {
+            Need::Root => not_root("mounts, owners"),
+            Need::Netns => not_root("network namespaces")
+                .or_else(|| program(runs("ip", &["-V"]), "ip", "iproute2"))
+                .or_else(|| program(runs("nft", &["--version"]), "nft", "nftables")),
+            Need::Knot => program(
+                installed(&["/usr/sbin/knotd", "/usr/bin/knotd"]).is_some(),
+                "knotd",
+                "knot",
+            ),
+            Need::Sshd => not_root("sshd logs the test in as root")
+                .or_else(|| {
+                    program(
+                        installed(&["/usr/sbin/sshd", "/usr/bin/sshd"]).is_some(),
+                        "sshd",
+                        "openssh-server",
+                    )
+                })
+                .or_else(|| program(runs("ssh", &["-V"]), "ssh", "openssh-client")),
+            Need::Python3 => program(runs("python3", &["-c", ""]), "python3", "python3"),
+            Need::Script => program(runs("script", &["-V"]), "script", "bsdutils"),
+            Need::Setpriv => not_root("runs vigie as another user")
+                .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),
+            Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
+                "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
+                    .to_owned()
+            }),
+        }
+    }
+}
+
+/// Whether the running test may go on: `true` when every need is met.
+/// Otherwise skips (returns `false`) or fails, as the module says. Use
+/// [`require!`](crate::require), which names the test and returns.
+#[must_use]
+#[track_caller]
+pub fn check(test: &str, needs: &[Need]) -> bool {
+    let reasons: Vec<String> = needs.iter().filter_map(|n| n.missing()).collect();
+    if reasons.is_empty() {
+        return true;
+    }
+    let line = format!("{test} — {}", reasons.join(", "));
+    let file = std::env::var_os("VIGIE_SKIPPED").filter(|f| !f.is_empty());
+    let require_all = std::env::var_os("VIGIE_REQUIRE_ALL").is_some_and(|v| v == "1");
+    match file {
+        Some(file) if !require_all => {
+            eprintln!("SKIPPED: {line}");
+            // One write of one line to an O_APPEND file: lines of tests
+            // running in parallel never mix.
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+            if let Err(e) = appended {
+                panic!("{test}: cannot record the skip in {}: {e}", file.display());
+            }
+            false
+        }
+        Some(_) => panic!(
+            "{line}\nVIGIE_REQUIRE_ALL=1: a test that cannot run fails (install what it needs)"
+        ),
+        None => panic!(
+            "{line}\nrun `scripts/test` (as root on Debian it installs what tests need; as a user it skips this test and lists it at the end)"
+        ),
+    }
+}
+
+/// The running test's name as libtest gives it (`module::test`), with
+/// the package it belongs to.
+#[must_use]
+pub fn test_name(package: &str) -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed test>");
+    format!("{package}: {name}")
+}
+
+/// `require!(Need::Netns, Need::Knot);` at the top of a test: returns
+/// from the test, recorded as skipped, when this machine lacks one (see
+/// [`need`](crate::need) for when it fails instead).
+#[macro_export]
+macro_rules! require {
+    ($($need:expr),+ $(,)?) => {
+        if !$crate::need::check(
+            &$crate::need::test_name(env!("CARGO_PKG_NAME")),
+            &[$($need),+],
+        ) {
+            return;
+        }
+    };
+}

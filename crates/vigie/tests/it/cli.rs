@@ -1,0 +1,268 @@
+//! The binary as a user runs it: validate, show-config, exit codes.
+
+use vigie_testkit::check;
+
+use crate::util::env;
+
+#[test]
+fn validate_accepts_a_good_config() {
+    let e = env();
+    e.config(&check("mem", "memory = {}", ""));
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "[DIR]/vigie.toml: configuration ok, 1 check\n");
+}
+
+#[test]
+fn validate_reports_every_error_and_exits_2() {
+    let e = env();
+    e.config(
+        r#"
+[server]
+listen = "127.0.0.1:notaport"
+
+[[check]]
+name = "web"
+http = { url = "htp://example.org", expect_stauts = [200] }
+every = "5 parsecs"
+
+[[check]]
+name = "web"
+tcp = { address = "example.org:80" }
+depends_on = ["wbe"]
+"#,
+    );
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout, "");
+    insta::assert_snapshot!(r.stderr);
+}
+
+#[test]
+fn a_missing_config_file_says_what_to_do() {
+    let e = env();
+    let r = e.run(&["validate"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("cannot read the configuration"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: create it"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bad_config_never_starts_the_daemon() {
+    let e = env();
+    e.config("[[check]]\nname = \"x\"\nmemory = { max_used_percent = \"lots\" }\n");
+    let r = e.run(&["run"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("vigie.toml:3:"), "{}", r.stderr);
+    assert!(!e.state_dir().exists(), "nothing was created");
+}
+
+#[test]
+fn show_config_prints_the_resolved_config_without_secrets() {
+    let e = env();
+    e.write("token", "very-secret-token\n");
+    e.config(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = { file = \"token\" }\n\n[defaults]\nevery = \"1m\"\n\n[[check]]\nname = \"mem\"\nmemory = {}\n",
+    );
+    let r = e.run(&["show-config"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("very-secret-token"), "{}", r.stdout);
+    insta::assert_snapshot!(
+        r.stdout
+            .replace(&format!("\"{}\"", vigie_name()), "\"[NODE]\"")
+    );
+}
+
+fn vigie_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn check_with_an_unknown_name_is_a_usage_error() {
+    let e = env();
+    e.config(&check("mem", "memory = {}", ""));
+    let r = e.run(&["check", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no check named `nope`"), "{}", r.stderr);
+    assert!(r.stderr.contains("known checks: mem"), "{}", r.stderr);
+}
+
+#[test]
+fn completions_and_man_page() {
+    let e = env();
+    let r = e.run(&["completions", "bash"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("_vigie()"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    let r = e.run(&["man"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.starts_with(".ie") || r.stdout.contains(".TH vigie"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+}
+
+#[test]
+fn unknown_subcommand_exits_2() {
+    let r = env().run(&["frobnicate"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn every_example_config_validates() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        n += 1;
+        let e = env();
+        let r = e
+            .cmd(&["validate", "-c", path.to_str().unwrap()])
+            .env("VIGIE_TOKEN", "example-token")
+            .env("NIGHTLY_PING_TOKEN", "example-token")
+            .env("MATRIX_TOKEN", "example-token")
+            .env("SMTP_PASSWORD", "example-token")
+            .env("OVH_AS", "example-token")
+            .env("OVH_CK", "example-token")
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    assert!(
+        n >= 2,
+        "examples/ holds the quickstart and the fleet configs"
+    );
+}
+
+/// The variables `examples/fleet.toml` reads its secrets from.
+fn fleet_variables() -> (std::path::PathBuf, Vec<String>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let vars = text
+        .split("{ env = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect::<Vec<_>>();
+    assert!(vars.len() >= 3, "the fleet example has secrets: {vars:?}");
+    (path, vars)
+}
+
+#[test]
+fn validate_no_environment_checks_a_config_without_its_secrets() {
+    let (path, vars) = fleet_variables();
+    let e = env();
+    let mut cmd = e.cmd(&["validate", "--no-environment", "-c", path.to_str().unwrap()]);
+    for v in &vars {
+        cmd.env_remove(v);
+    }
+    let r = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "no error, no warning: {stderr}");
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        stdout.contains(": configuration ok, ") && stdout.ends_with(" (secrets not read)\n"),
+        "{stdout}"
+    );
+    // The secrets' shape is still checked: an inline secret is refused.
+    e.config("[server]\nlisten = \"0.0.0.0:9470\"\ntoken = \"hunter2\"\n");
+    let r = e.run(&["validate", "--no-environment"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("a secret cannot be inline"), "{r:?}");
+}
+
+#[test]
+fn an_unset_secret_is_reported_alone_not_as_an_unknown_declaration() {
+    // examples/fleet.toml without its variables: each unset variable is
+    // an error, and nothing else (its notifiers and DNS provider were
+    // reported as unknown where they are used).
+    let (path, vars) = fleet_variables();
+    let e = env();
+    let mut cmd = e.cmd(&["validate", "-c", path.to_str().unwrap()]);
+    for v in &vars {
+        cmd.env_remove(v);
+    }
+    let r = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.iter().all(|l| l.contains("is not set")),
+        "only the unset variables: {stderr}"
+    );
+    for v in &vars {
+        assert!(
+            stderr.contains(&format!("environment variable `{v}` is not set")),
+            "{v}: {stderr}"
+        );
+    }
+    assert_eq!(errors.len(), vars.len(), "{stderr}");
+}
+
+#[test]
+fn the_embedded_quickstart_is_the_shipped_example() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/quickstart.toml"
+    ))
+    .unwrap();
+    assert_eq!(shipped, vigie_config::QUICKSTART);
+}
+
+#[test]
+fn notify_test_delivers_and_reports() {
+    let (server, seen) = vigie_testkit::servers::capture(&[200]);
+    let e = env();
+    e.config(&format!(
+        "[node]\nname = \"home\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        server.addr
+    ));
+    let r = e.run(&["notify", "test", "hook"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "hook: delivered (1 attempt)\n");
+    let seen = seen.lock().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["state"], "test");
+    assert_eq!(body["node"], "home");
+    drop(seen);
+    let r = e.run(&["notify", "test", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("known notifiers: hook"), "{}", r.stderr);
+}
+
+#[test]
+fn notify_test_to_a_refusing_server_exits_3() {
+    let (server, _seen) = vigie_testkit::servers::capture(&[403]);
+    let e = env();
+    e.config(&format!(
+        "[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
+        server.addr
+    ));
+    let r = e.run(&["notify", "test", "hook"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not delivered (1 attempt): webhook answered 403 Forbidden"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,434 @@
+//! `vigie run` as a daemon: heartbeats, the API, /metrics, signals, and
+//! state that survives SIGKILL.
+
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::Value;
+use vigie_testkit::daemon::Daemon;
+use vigie_testkit::{check, servers};
+
+use crate::util::{SERVER, env, heartbeat_token};
+
+fn api_check(d: &Daemon, name: &str) -> Value {
+    let (status, body) = d.http("GET", "/api/v1/checks", &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Poll the API until `name` is in `state`.
+fn wait_state(d: &Daemon, name: &str, state: &str, limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let c = api_check(d, name);
+        if c["state"] == state {
+            return c;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{name} never became {state}: {c}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn heartbeat_on_time_late_and_failed() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    e.config(&format!(
+        "{SERVER}{}{}",
+        check(
+            "job",
+            "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
+            "every = \"100ms\""
+        ),
+        check(
+            "other",
+            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+            "every = \"1h\""
+        ),
+    ));
+    let d = e.daemon();
+    let bearer = [("authorization", "Bearer tok-123")];
+    // Never pinged but within its first window: ok.
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
+    assert_eq!(d.http("GET", "/ping/job?token=tok-123", &[]).0, 200);
+    // No ping for more than period + grace: failing.
+    let c = wait_state(&d, "job", "failing", Duration::from_secs(5));
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("more than period 1s + grace 500ms"),
+        "{c}"
+    );
+    // A ping brings it back at once, without waiting for the next run.
+    assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
+    wait_state(&d, "job", "ok", Duration::from_secs(2));
+    // The job reports a failure.
+    assert_eq!(d.http("POST", "/ping/job/fail", &bearer).0, 200);
+    let c = wait_state(&d, "job", "failing", Duration::from_secs(2));
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("reported a failure"),
+        "{c}"
+    );
+}
+
+#[test]
+fn heartbeat_endpoints_refuse_without_revealing_names() {
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check("job", "heartbeat = { period = \"1h\" }", "")
+    ));
+    let d = e.daemon();
+    // Without the token, an existing and an unknown name get the same answer.
+    let (known, body_known) = d.http("POST", "/ping/job", &[("authorization", "Bearer wrong")]);
+    let (unknown, body_unknown) =
+        d.http("POST", "/ping/nobody", &[("authorization", "Bearer wrong")]);
+    assert_eq!((known, unknown), (401, 401));
+    assert_eq!(body_known, body_unknown);
+    assert_eq!(d.http("POST", "/ping/job", &[]).0, 401);
+    // The generated token works, and is what `vigie heartbeat-url` prints.
+    let token = heartbeat_token(&e, "job");
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        d.http("POST", "/ping/job", &[("authorization", &auth)]).0,
+        200
+    );
+    // A valid token on a name that is not a heartbeat: not found.
+    assert_eq!(
+        d.http("POST", "/ping/nobody", &[("authorization", &auth)])
+            .0,
+        404
+    );
+}
+
+#[test]
+fn api_and_metrics() {
+    let s = servers::http();
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}{}",
+        check(
+            "web",
+            &format!("http = {{ url = \"http://{}/ok\" }}", s.addr),
+            "every = \"200ms\""
+        ),
+        check(
+            "broken",
+            &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
+            "every = \"200ms\"\nfail_after = 2"
+        ),
+    ));
+    let d = e.daemon();
+    assert_eq!(d.http("GET", "/healthz", &[]), (200, "ok\n".into()));
+    let web = wait_state(&d, "web", "ok", Duration::from_secs(5));
+    assert_eq!(web["kind"], "http");
+    let broken = wait_state(&d, "broken", "failing", Duration::from_secs(5));
+    assert!(broken["consecutive_fail"].as_u64().unwrap() >= 2);
+    assert_eq!(broken["last_message"], "status 500, expected below 400");
+    let (status, metrics) = d.http("GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    for needle in [
+        "vigie_check_up{check=\"web\",kind=\"http\"} 1",
+        "vigie_check_up{check=\"broken\",kind=\"http\"} 0",
+        "vigie_check_failing{check=\"broken\",severity=\"average\"} 1",
+        "# TYPE vigie_check_duration_seconds gauge",
+        "vigie_check_failures_total{check=\"broken\"}",
+        "vigie_schedule_lag_seconds_bucket{le=\"+Inf\"}",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
+    }
+}
+
+#[test]
+fn a_token_guards_the_api_and_metrics() {
+    let e = env();
+    e.write("api.token", "api-secret\n");
+    e.config(&format!(
+        "[server]\nlisten = \"0.0.0.0:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
+        check("mem", "memory = { max_used_percent = 100 }", "")
+    ));
+    let d = e.daemon();
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], d.addr.port()));
+    let get = |path: &str, h: &[(&str, &str)]| servers::http_request(local, "GET", path, h).0;
+    assert_eq!(get("/api/v1/checks", &[]), 401);
+    assert_eq!(get("/metrics", &[("authorization", "Bearer nope")]), 401);
+    assert_eq!(
+        get("/api/v1/checks", &[("authorization", "Bearer api-secret")]),
+        200
+    );
+    assert_eq!(
+        get("/metrics", &[("authorization", "Bearer api-secret")]),
+        200
+    );
+    assert_eq!(get("/healthz", &[]), 200);
+}
+
+#[test]
+fn sigterm_stops_cleanly_within_two_seconds() {
+    let s = servers::http();
+    let e = env();
+    // A check stuck in a slow request must not hold the shutdown.
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "hang",
+            &format!("http = {{ url = \"http://{}/hang\" }}", s.addr),
+            "every = \"100ms\"\ntimeout = \"30s\""
+        )
+    ));
+    let mut d = e.daemon();
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(Signal::TERM);
+    let (code, took) = d.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(!e.state_dir().join("http.addr").exists());
+}
+
+#[test]
+fn sigkill_then_restart_keeps_failing_state_and_results() {
+    let s = servers::http();
+    let e = env();
+    let cfg = format!(
+        "{SERVER}{}",
+        check(
+            "broken",
+            &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
+            "every = \"100ms\"\nfail_after = 2\nrecover_after = 3"
+        )
+    );
+    e.config(&cfg);
+    let mut d = e.daemon();
+    let before = wait_state(&d, "broken", "failing", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(Signal::KILL);
+    d.wait(Duration::from_secs(5));
+    // The store is readable after the kill, and remembers the failure.
+    let status = e.run(&["status", "--json"]);
+    assert_eq!(
+        status.code, 4,
+        "a dead daemon makes status exit 4, whatever the states: {status:?}"
+    );
+    let v: Value = serde_json::from_str(&status.stdout).unwrap();
+    let stored = &v["checks"][0];
+    assert_eq!(stored["state"], "failing");
+    assert!(stored["runs_total"].as_u64().unwrap() >= 2);
+    assert_eq!(stored["since"], before["since"]);
+    let store = vigie_store::Store::open(&e.state_dir()).unwrap();
+    let recorded = store.recent_results("broken", 1000).unwrap().len() as u64;
+    assert!(
+        recorded >= stored["runs_total"].as_u64().unwrap(),
+        "every counted run has its result row"
+    );
+    drop(store);
+    // A restart resumes as failing: no new unknown → failing transition.
+    let d2 = e.daemon();
+    let after = api_check(&d2, "broken");
+    assert_eq!(after["state"], "failing");
+    assert_eq!(after["since"], before["since"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!d2.log().contains("from=unknown"), "{}", d2.log());
+}
+
+#[test]
+fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_broken() {
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "one",
+            "memory = { max_used_percent = 100 }",
+            "every = \"100ms\""
+        )
+    ));
+    let d = e.daemon();
+    wait_state(&d, "one", "ok", Duration::from_secs(5));
+    e.config(&format!(
+        "{SERVER}[[check]]\nname = \"two\"\nmemroy = {{}}\n"
+    ));
+    d.signal(Signal::HUP);
+    d.wait_log("keeping the running one", Duration::from_secs(5));
+    assert!(d.log().contains("unknown key `memroy`"), "{}", d.log());
+    let (_, body) = d.http("GET", "/api/v1/checks", &[]);
+    assert!(
+        body.contains("\"one\"") && !body.contains("\"two\""),
+        "{body}"
+    );
+    wait_state(&d, "one", "ok", Duration::from_secs(2));
+    // A good config replaces the checks, on the same address.
+    e.config(&format!(
+        "{SERVER}{}{}",
+        check(
+            "one",
+            "memory = { max_used_percent = 100 }",
+            "every = \"100ms\""
+        ),
+        check("two", "load = { max_load1 = 10000.0 }", "every = \"100ms\"")
+    ));
+    d.signal(Signal::HUP);
+    d.wait_log("configuration reloaded", Duration::from_secs(5));
+    wait_state(&d, "two", "ok", Duration::from_secs(5));
+}
+
+#[test]
+fn a_probe_that_hangs_never_delays_the_others() {
+    let s = servers::http();
+    let e = env();
+    e.config(&format!(
+        "{SERVER}[engine]\nconcurrency = 4\n\n{}{}",
+        check(
+            "hang",
+            &format!("http = {{ url = \"http://{}/hang\" }}", s.addr),
+            "every = \"100ms\"\ntimeout = \"10s\""
+        ),
+        check(
+            "quick",
+            "memory = { max_used_percent = 100 }",
+            "every = \"100ms\""
+        ),
+    ));
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    let quick = api_check(&d, "quick");
+    assert!(quick["runs_total"].as_u64().unwrap() >= 10, "{quick}");
+}
+
+#[test]
+fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
+    let site = servers::http();
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "site",
+            &format!("http = {{ url = \"http://{}/ok\" }}", site.addr),
+            "every = \"100ms\""
+        )
+    ));
+    let mut d = e.daemon();
+    wait_state(&d, "site", "ok", Duration::from_secs(5));
+    // The store writer commits within its batch window.
+    vigie_testkit::wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 0);
+    let r = e.run(&["status", "--json"]);
+    let live: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(live["daemon"]["running"], true, "{live}");
+    assert_eq!(live["daemon"]["pid"], d.pid().as_raw_nonzero().get());
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(5));
+    let r = e.run(&["status"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("error: the vigie daemon is not running on [DIR]/state: these results are from its last run, the newest"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("site"),
+        "the last results are still shown"
+    );
+    let dead: Value = serde_json::from_str(&e.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(dead["daemon"]["running"], false, "{dead}");
+    assert!(dead["daemon"]["newest_result"].as_i64().is_some(), "{dead}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_directory_is_refused() {
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check("up", "command = { argv = [\"true\"] }", "")
+    ));
+    let d = e.daemon();
+    // Before the lock, the second one simply ran: give it 10 s to refuse.
+    let mut second = e
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = second.kill();
+            panic!("a second daemon started on the same state directory");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&e.path().display().to_string(), "[DIR]");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: another vigie daemon (pid {}) is running on the state directory [DIR]/state",
+            d.pid().as_raw_nonzero()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: stop it first"), "{stderr}");
+    // The first one is untouched.
+    let (status, _) = d.http("GET", "/healthz", &[]);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn every_check_shows_its_first_result_within_seconds_of_start() {
+    // Checks every hour: their first runs come within seconds (spread),
+    // not anywhere in the hour.
+    let e = env();
+    let mut config = SERVER.to_owned();
+    for i in 0..20 {
+        config.push_str(&check(
+            &format!("mem-{i}"),
+            "memory = { max_used_percent = 100 }",
+            "every = \"1h\"",
+        ));
+    }
+    e.config(&config);
+    let d = e.daemon();
+    for i in 0..20 {
+        wait_state(&d, &format!("mem-{i}"), "ok", Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn retry_every_confirms_a_failure_long_before_the_next_interval() {
+    // every 1h, fail_after 3: the first run fails within seconds of
+    // start, and retry_every brings the two more failures that confirm
+    // it; without it the check would be failing two hours later.
+    let e = env();
+    e.config(&format!(
+        "{SERVER}{}",
+        check(
+            "down",
+            "command = { argv = [\"false\"] }",
+            "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3"
+        ),
+    ));
+    let d = e.daemon();
+    let c = wait_state(&d, "down", "failing", Duration::from_secs(10));
+    assert_eq!(c["runs_total"], 3, "{c}");
+    assert_eq!(c["consecutive_fail"], 3, "{c}");
+    // Confirmed, it is back on its hourly cadence: no fourth run.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(api_check(&d, "down")["runs_total"], 3);
+}

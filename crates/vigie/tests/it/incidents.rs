@@ -1,0 +1,842 @@
+//! Incidents through the real binary: repair before alert, notification
+//! and escalation, the restart limit, a parent that silences its
+//! children, and a daemon killed mid-incident that sends nothing twice.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use rustix::process::Signal;
+use serde_json::Value;
+use vigie_testkit::{Env, Need, python_http_service, require, servers, wait_until};
+
+use crate::util::{env, free_port};
+
+fn incidents(e: &Env) -> Vec<Value> {
+    let r = e.run(&["incidents", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    serde_json::from_str::<Value>(&r.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn kill_port_owner(pidfile: &std::path::Path) {
+    if let Ok(pid) = std::fs::read_to_string(pidfile)
+        && let Some(pid) = pid
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
+}
+
+const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+
+#[test]
+fn a_killed_service_is_restarted_and_nobody_is_paged() {
+    require!(Need::Python3);
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let pidfile = e.path().join("service.pid");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.restart-svc]
+shell = "python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > {pid}"
+verify = "10s"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "high"
+actions = ["restart-svc", "notify:hook"]
+"#,
+        hook = hook.addr,
+        pid = pidfile.display()
+    ));
+    let mut service = python_http_service(port);
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(600));
+    service.kill().unwrap();
+    service.wait().unwrap();
+    wait_until(Duration::from_secs(15), || {
+        incidents(&e)
+            .first()
+            .is_some_and(|i| i["state"] == "resolved")
+    });
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "repaired", "{inc}");
+    assert_eq!(
+        inc["severity"], "information",
+        "kept at the information level"
+    );
+    assert_eq!(inc["check"], "svc");
+    let kinds: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"opened"));
+    assert!(kinds.contains(&"repair"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"resolved"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the service runs again"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        0,
+        "a repaired incident pages nobody"
+    );
+    drop(d);
+    kill_port_owner(&pidfile);
+}
+
+#[test]
+fn a_failed_repair_notifies_then_escalates_then_resolves() {
+    require!(Need::Python3);
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "gotify"
+url = "http://{boss}/"
+token = {{ env = "PATH" }}
+
+[action.useless-fix]
+run = ["true"]
+verify = "1s"
+
+[action.page-boss]
+notify = ["boss"]
+after = "3s"
+severity = "disaster"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "high"
+actions = ["useless-fix", "notify:phone", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    let first: Value = serde_json::from_str(&phone_seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(first["severity"], "high");
+    assert_eq!(first["state"], "failing");
+    assert_eq!(first["title"], "[HIGH] svc is failing");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
+        "{first}"
+    );
+    assert!(
+        first["body"]
+            .as_str()
+            .unwrap()
+            .contains("repair useless-fix ran (exit 0) but svc still failed 1s later"),
+        "{first}"
+    );
+    assert_eq!(
+        boss_seen.lock().unwrap().len(),
+        0,
+        "the escalation waits for its delay"
+    );
+    wait_until(Duration::from_secs(10), || {
+        boss_seen.lock().unwrap().len() == 1
+    });
+    let esc: Value = serde_json::from_str(&boss_seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(esc["priority"], 10, "escalated at disaster severity: {esc}");
+    // The service comes back: both are told, once.
+    let mut service = python_http_service(port);
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 2 && boss_seen.lock().unwrap().len() == 2
+    });
+    let resolved: Value = serde_json::from_str(&phone_seen.lock().unwrap()[1].body).unwrap();
+    assert_eq!(resolved["state"], "recovered");
+    assert!(
+        resolved["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("svc recovered after"),
+        "{resolved}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(phone_seen.lock().unwrap().len(), 2);
+    assert_eq!(incidents(&e)[0]["resolution"], "recovered");
+    drop(d);
+    service.kill().unwrap();
+    let _ = service.wait();
+}
+
+#[test]
+fn past_the_restart_limit_vigie_stops_repairing_and_says_so() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.fix]
+run = ["true"]
+verify = "500ms"
+max = {{ restarts = 1, within = "1h" }}
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+actions = ["fix", "fix", "notify:hook"]
+"#,
+        hook = hook.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let msg: Value = serde_json::from_str(&seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(msg["title"], "[AVERAGE] svc is failing (repairs stopped)");
+    let inc = &incidents(&e)[0];
+    let events: Vec<(&str, &str)> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events.iter().filter(|(k, _)| *k == "repair").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(k, d)| *k == "restart limit" && d.contains("1 repairs by fix within 1h")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_parent_down_sends_one_notification_naming_its_children() {
+    require!(Need::Python3);
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let mut cfg = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"host\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"300ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n\n",
+        hook.addr
+    );
+    for i in 1..=5 {
+        let _ = write!(
+            cfg,
+            "[[check]]\nname = \"app{i}\"\nhttp = {{ url = \"http://127.0.0.1:{port}/?app={i}\" }}\nevery = \"200ms\"\nfail_after = 1\ndepends_on = [\"host\"]\nactions = [\"notify:hook\"]\n\n"
+        );
+    }
+    e.config(&cfg);
+    let mut service = python_http_service(port);
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    service.kill().unwrap();
+    service.wait().unwrap();
+    wait_until(Duration::from_secs(10), || !seen.lock().unwrap().is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.len(),
+        1,
+        "one notification: {:?}",
+        seen.iter().map(|c| &c.body).collect::<Vec<_>>()
+    );
+    let msg: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(msg["check"], "host");
+    assert_eq!(
+        msg["silenced"],
+        serde_json::json!(["app1", "app2", "app3", "app4", "app5"])
+    );
+    let list = incidents(&e);
+    let silenced = list.iter().filter(|i| i["suppressed_by"] == "host").count();
+    assert_eq!(silenced, 5, "{list:?}");
+    drop(d);
+}
+
+#[test]
+fn a_daemon_killed_mid_incident_does_not_notify_twice() {
+    require!(Need::Python3);
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n",
+        hook.addr
+    ));
+    let mut d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    d.signal(Signal::KILL);
+    d.wait(Duration::from_secs(5));
+    let d2 = e.daemon();
+    d2.wait_log("resuming incident", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent twice");
+    // Recovery after the restart is still announced, once.
+    let mut service = python_http_service(port);
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(incidents(&e).len(), 1, "the same incident, resumed");
+    service.kill().unwrap();
+    let _ = service.wait();
+}
+
+#[test]
+fn an_acknowledged_incident_does_not_escalate() {
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.write("api.token", "api-secret\n");
+    e.config(&format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+token = {{ file = "api.token" }}
+
+[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "webhook"
+url = "http://{boss}/in"
+
+[action.page-boss]
+notify = ["boss"]
+after = "3s"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+actions = ["notify:phone", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    let id = incidents(&e)[0]["id"].as_i64().unwrap().to_string();
+    // The API wants the token.
+    let (status, _) = d.http("POST", &format!("/api/v1/incidents/{id}/ack"), &[]);
+    assert_eq!(status, 401);
+    let r = e.run(&["ack", &id, "--note", "on it"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, format!("incident {id}: acknowledged\n"));
+    let r = e.run(&["ack", "999"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no such incident"), "{}", r.stderr);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        boss_seen.lock().unwrap().len(),
+        0,
+        "no escalation after the ack"
+    );
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["state"], "acknowledged");
+    assert_eq!(inc["ack_note"], "on it");
+    let kinds: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"escalation skipped"), "{kinds:?}");
+    let (status, body) = d.http(
+        "GET",
+        "/api/v1/incidents",
+        &[("authorization", "Bearer api-secret")],
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("\"ack_note\":\"on it\""), "{body}");
+}
+
+#[test]
+fn a_notifier_that_is_down_is_visible_and_blocks_nothing() {
+    let closed = free_port();
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        "{HEAD}[engine]\nnotify_attempts = 2\nnotify_backoff = \"100ms\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/in\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let d = e.daemon();
+    d.wait_log("notification not delivered", Duration::from_secs(10));
+    let (_, metrics) = d.http("GET", "/metrics", &[]);
+    assert!(
+        metrics.contains("vigie_notifications_total{notifier=\"hook\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    // The check's state reaches the store within the writer's batch window.
+    wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 1);
+    let r = e.run(&["status"]);
+    assert!(
+        r.stdout.contains("notifier hook FAILING since"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 open incident"), "{}", r.stdout);
+    // Checks went on running all along.
+    let before = api_runs(&d);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(api_runs(&d) >= before + 2);
+}
+
+fn api_runs(d: &vigie_testkit::daemon::Daemon) -> u64 {
+    let (_, body) = d.http("GET", "/api/v1/checks", &[]);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["checks"][0]["runs_total"].as_u64().unwrap()
+}
+
+#[test]
+fn a_maintenance_window_holds_notifications_until_it_ends() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ts = |s: u64| {
+        jiff::Timestamp::from_second(i64::try_from(s).unwrap())
+            .unwrap()
+            .to_string()
+    };
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[maintenance]]\nname = \"upgrade\"\nchecks = [\"svc\"]\nfrom = \"{}\"\nuntil = \"{}\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n",
+        hook.addr,
+        ts(now - 60),
+        ts(now + 4),
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)
+            .first()
+            .is_some_and(|i| i["state"] == "maintenance")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 0, "nothing during the window");
+    // Still failing when the window ends: now it notifies.
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let kinds: Vec<String> = incidents(&e)[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["kind"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"held: in maintenance window upgrade".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"released: no longer in maintenance window upgrade".to_owned()),
+        "{kinds:?}"
+    );
+    drop(d);
+}
+
+#[test]
+fn a_flapping_check_says_so_once_and_then_holds() {
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let flag = e.path().join("up");
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"svc\"\ncommand = {{ argv = [\"test\", \"-e\", \"{}\"] }}\nevery = \"100ms\"\nflapping = {{ changes = 4, within = \"1h\" }}\nactions = [\"notify:hook\"]\n",
+        hook.addr,
+        flag.display()
+    ));
+    std::fs::write(&flag, "").unwrap();
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..6 {
+        let _ = std::fs::remove_file(&flag);
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(&flag, "").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = std::fs::remove_file(&flag);
+    std::thread::sleep(Duration::from_secs(1));
+    let states: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            serde_json::from_str::<Value>(&c.body).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| *s == "flapping").count(),
+        1,
+        "{states:?}"
+    );
+    assert!(
+        states.len() <= 3,
+        "one failure, its recovery, then the flapping notice: {states:?}"
+    );
+    assert!(
+        incidents(&e).iter().any(|i| i["state"] == "flapping"),
+        "the open incident is held"
+    );
+    drop(d);
+}
+
+#[test]
+fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let marker = e.path().join("still-running");
+    e.config(&format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[action.stuck]\nshell = \"sleep 2; touch {}\"\ntimeout = \"500ms\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"stuck\", \"notify:hook\"]\n",
+        hook.addr,
+        marker.display()
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let inc = &incidents(&e)[0];
+    let details: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(details.contains(&"stuck"), "{details:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !marker.exists(),
+        "the hung repair was killed, not left running"
+    );
+}
+
+fn bodies(seen: &std::sync::Mutex<Vec<servers::Captured>>) -> Vec<Value> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|c| serde_json::from_str(&c.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_child_released_after_its_parents_repair_rechecks_before_paging() {
+    // The parent's repair brings its child back a second later (a web
+    // port after its host): the child, silenced meanwhile, must not page
+    // "web is failing" on release and "recovered" right after.
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let host = e.path().join("host-up");
+    let web = e.path().join("web-up");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.restart-host]
+shell = "touch {host}; (sleep 1; touch {web}) &"
+verify = "10s"
+
+[[check]]
+name = "host"
+command = {{ argv = ["test", "-e", "{host}"] }}
+every = "200ms"
+fail_after = 2
+actions = ["restart-host", "notify:hook"]
+
+[[check]]
+name = "web"
+command = {{ argv = ["test", "-e", "{web}"] }}
+every = "300ms"
+fail_after = 1
+depends_on = ["host"]
+actions = ["notify:hook"]
+"#,
+        hook = hook.addr,
+        host = host.display(),
+        web = web.display(),
+    ));
+    std::fs::write(&host, "").unwrap();
+    std::fs::write(&web, "").unwrap();
+    let d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::remove_file(&web).unwrap();
+    std::fs::remove_file(&host).unwrap();
+    // Both incidents open, then both end: the host repaired, the web
+    // recovered once re-checked.
+    wait_until(Duration::from_secs(20), || {
+        let list = incidents(&e);
+        list.len() == 2 && list.iter().all(|i| i["state"] == "resolved")
+    });
+    let list = incidents(&e);
+    let child = list.iter().find(|i| i["check"] == "web").unwrap();
+    assert_eq!(child["resolution"], "recovered", "{child}");
+    let kinds: Vec<&str> = child["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"held"), "{kinds:?}");
+    assert!(kinds.contains(&"released"), "{kinds:?}");
+    let parent = list.iter().find(|i| i["check"] == "host").unwrap();
+    assert_eq!(parent["resolution"], "repaired", "{parent}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bodies(&seen), Vec::<Value>::new(), "nobody paged");
+    drop(d);
+}
+
+#[test]
+fn a_failed_repair_is_named_in_the_page_with_the_incident_and_how_to_ack() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[action.restart-ghost]
+shell = "echo ghost.service not found; exit 1"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "high"
+actions = ["restart-ghost", "notify:hook"]
+"#,
+        hook = hook.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    let msg = &bodies(&seen)[0];
+    let id = incidents(&e)[0]["id"].as_i64().unwrap();
+    assert_eq!(msg["incident"], id);
+    let body = msg["body"].as_str().unwrap();
+    assert!(
+        body.contains("repair restart-ghost ran and failed (exit 1: ghost.service not found)"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(&format!("incident {id} · ack: vigie ack {id}")),
+        "{body}"
+    );
+}
+
+#[test]
+fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let keep = "[[check]]\nname = \"keep\"\ncommand = { argv = [\"true\"] }\n";
+    let head = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n{keep}\n",
+        hook.addr
+    );
+    e.config(&format!(
+        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    e.config(&head);
+    d.signal(Signal::HUP);
+    d.wait_log("configuration reloaded", Duration::from_secs(5));
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)[0]["state"] == "resolved"
+    });
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "check removed", "{inc}");
+    // Whoever was paged hears that it is closed, once.
+    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    let closed = &bodies(&seen)[1];
+    assert_eq!(closed["state"], "check removed", "{closed}");
+    assert_eq!(closed["incident"], inc["id"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let r = e.run(&["incidents"]);
+    assert!(r.stdout.contains("check removed"), "{}", r.stdout);
+}
+
+#[test]
+fn a_warning_reaches_a_named_notify_step_and_a_step_it_cannot_reach_is_recorded() {
+    let (phone, phone_seen) = servers::capture(&[200]);
+    let (boss, boss_seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    e.config(&format!(
+        r#"{HEAD}[notify.phone]
+kind = "webhook"
+url = "http://{phone}/in"
+
+[notify.boss]
+kind = "webhook"
+url = "http://{boss}/in"
+
+[action.page]
+notify = ["phone"]
+
+[action.page-boss]
+notify = ["boss"]
+min_severity = "high"
+
+[[check]]
+name = "svc"
+tcp = {{ address = "127.0.0.1:{port}" }}
+every = "200ms"
+fail_after = 2
+severity = "warning"
+actions = ["page", "page-boss"]
+"#,
+        phone = phone.addr,
+        boss = boss.addr,
+    ));
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(10), || {
+        phone_seen.lock().unwrap().len() == 1
+    });
+    assert_eq!(bodies(&phone_seen)[0]["severity"], "warning");
+    wait_until(Duration::from_secs(5), || {
+        incidents(&e)[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["kind"] == "notify skipped")
+    });
+    let events = incidents(&e)[0]["events"].clone();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["detail"] == "page-boss: severity warning is below its min_severity high"),
+        "{events}"
+    );
+    assert_eq!(boss_seen.lock().unwrap().len(), 0);
+}
+
+#[test]
+fn an_incident_of_a_check_removed_while_the_daemon_was_stopped_is_closed_at_start() {
+    let (hook, seen) = servers::capture(&[200]);
+    let port = free_port();
+    let e = env();
+    let head = format!(
+        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"keep\"\ncommand = {{ argv = [\"true\"] }}\n\n",
+        hook.addr
+    );
+    e.config(&format!(
+        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+    ));
+    let mut d = e.daemon();
+    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(5));
+    e.config(&head);
+    let _d = e.daemon();
+    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    let closed = &bodies(&seen)[1];
+    assert_eq!(closed["state"], "check removed", "{closed}");
+    let inc = &incidents(&e)[0];
+    assert_eq!(inc["resolution"], "check removed", "{inc}");
+}
+
+#[test]
+fn a_released_child_that_still_fails_on_its_own_pages() {
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let host = e.path().join("host-up");
+    let web = e.path().join("web-up");
+    e.config(&format!(
+        r#"{HEAD}[notify.hook]
+kind = "webhook"
+url = "http://{hook}/in"
+
+[[check]]
+name = "host"
+command = {{ argv = ["test", "-e", "{host}"] }}
+every = "200ms"
+fail_after = 2
+actions = ["notify:hook"]
+
+[[check]]
+name = "web"
+command = {{ argv = ["test", "-e", "{web}"] }}
+every = "300ms"
+fail_after = 1
+depends_on = ["host"]
+actions = ["notify:hook"]
+"#,
+        hook = hook.addr,
+        host = host.display(),
+        web = web.display(),
+    ));
+    std::fs::write(&host, "").unwrap();
+    std::fs::write(&web, "").unwrap();
+    let _d = e.daemon();
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::remove_file(&web).unwrap();
+    std::fs::remove_file(&host).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        bodies(&seen).iter().any(|m| m["check"] == "host")
+            && incidents(&e)
+                .iter()
+                .any(|i| i["check"] == "web" && i["state"] == "suppressed")
+    });
+    assert_eq!(bodies(&seen).len(), 1, "the host speaks for both");
+    // The host comes back by itself; the web stays down.
+    std::fs::write(&host, "").unwrap();
+    wait_until(Duration::from_secs(10), || {
+        bodies(&seen)
+            .iter()
+            .any(|m| m["check"] == "web" && m["state"] == "failing")
+    });
+    let list = incidents(&e);
+    let child = list.iter().find(|i| i["check"] == "web").unwrap();
+    assert_eq!(child["state"], "notified", "{child}");
+    let kinds: Vec<&str> = child["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"released"), "{kinds:?}");
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by every module of the integration tests.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use vigie_failover::{RecordSpec, query_addresses};
+use vigie_testkit::Env;
+
+/// The vigie binary the tests run: the one cargo built, or
+/// `VIGIE_TEST_BIN` when this test binary was copied where cargo's
+/// `target/` is out of reach (`scripts.rs` runs it as `nobody`).
+pub fn bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("VIGIE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vigie").to_owned())
+    })
+}
+
+/// A temp dir to run vigie in.
+pub fn env() -> Env {
+    Env::new(bin())
+}
+
+/// The token in the URL `vigie heartbeat-url NAME` prints (32
+/// characters).
+pub fn heartbeat_token(e: &Env, name: &str) -> String {
+    let url = e.run(&["heartbeat-url", name]);
+    assert_eq!(url.code, 0, "{url:?}");
+    let token = url.stdout.trim().rsplit_once("token=").unwrap().1;
+    assert_eq!(token.len(), 32, "{url:?}");
+    token.to_owned()
+}
+
+/// A `[server]` table on a port the kernel picks.
+pub const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+
+/// A TCP port free now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The A records of `name`.example.org that the DNS server at `dns`
+/// serves now.
+pub fn query(dns: SocketAddr, name: &str) -> Result<Vec<IpAddr>, vigie_failover::DnsError> {
+    let spec = RecordSpec {
+        zone: "example.org".into(),
+        name: name.into(),
+        ipv6: false,
+        ttl: 60,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(query_addresses(dns, &spec, Duration::from_secs(2)))
+}
+
+/// The same, none when the server does not answer (yet).
+pub fn served(dns: SocketAddr, name: &str) -> Vec<IpAddr> {
+    query(dns, name).unwrap_or_default()
+}
