@@ -76,7 +76,6 @@ impl Book {
                 (None, None, None) => {
                     let t = new_token();
                     writer.token(&check.name, &t, now);
-                    tracing::info!(check = %check.name, "generated a heartbeat token; see `vigie heartbeat-url {}`", check.name);
                     vigie_store::token_sha256(&t)
                 }
             };

@@ -128,8 +128,13 @@ fn run(
                             }
                         }
                         Op::Token { check, token, at } => {
-                            if let Err(e) = store.set_heartbeat_token(&check, &token, at) {
-                                fail("keeping a heartbeat token", &e);
+                            match store.set_heartbeat_token(&check, &token, at) {
+                                // Said once kept, so that `vigie heartbeat-url`
+                                // finds the token as soon as it is announced.
+                                Ok(()) => {
+                                    tracing::info!(check = %check, "generated a heartbeat token; see `vigie heartbeat-url {check}`")
+                                }
+                                Err(e) => fail("keeping a heartbeat token", &e),
                             }
                         }
                         Op::Snapshot(reply) => {

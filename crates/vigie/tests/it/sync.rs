@@ -1218,7 +1218,7 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
 /// were overwritten by the backup's own files of that name).
 #[test]
 fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(src.join("conf")).unwrap();
@@ -1462,7 +1462,7 @@ fn inotify_watches(pid: u32) -> usize {
 /// whole filesystem through it (notify follows symlinks by default).
 #[test]
 fn the_live_job_never_watches_through_a_symlink() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     let outside = env.path().join("outside");
@@ -1575,7 +1575,7 @@ fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
 /// beside whoever held it (a daemon slow to let go, a `--once`).
 #[test]
 fn a_reverse_pass_takes_the_jobs_lock() {
-    let env = Env::new(BIN);
+    let env = Env::new(bin());
     let src = env.path().join("src");
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
