@@ -132,7 +132,7 @@ fn run(
                                 // Said once kept, so that `vigie heartbeat-url`
                                 // finds the token as soon as it is announced.
                                 Ok(()) => {
-                                    tracing::info!(check = %check, "generated a heartbeat token; see `vigie heartbeat-url {check}`")
+                                    tracing::info!(check = %check, "generated a heartbeat token; see `vigie heartbeat-url {check}`");
                                 }
                                 Err(e) => fail("keeping a heartbeat token", &e),
                             }
