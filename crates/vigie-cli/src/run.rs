@@ -699,7 +699,7 @@ pub(crate) fn daemon_call(
             .as_ref()
             .try_into()
             .map_err(|_| "digest size".to_owned())?;
-        let tls = vigie_probe::pinned_client_config(pin, true).map_err(|e| e.0)?;
+        let tls = vigie_net::pinned_client_config(pin, vigie_net::Alpn::Http).map_err(|e| e.0)?;
         builder = builder.tls_backend_preconfigured(tls);
         "https"
     } else {
