@@ -385,18 +385,27 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
         if s.tracker.state == CheckState::Failing {
             failing += 1;
         }
-        items.push(serde_json::json!({
-            "name": check.name,
-            "kind": check.probe.kind(),
-            "severity": check.severity,
-            "state": s.tracker.state,
-            "since": s.tracker.since,
-            "last_run": s.last_run,
-            "last_ok": s.last_ok,
-            "last_message": s.last_message,
-            "runs_total": s.runs_total,
-            "failures_total": s.failures_total,
-        }));
+        // The API's type: `status --json` and `/api/v1/checks` say the
+        // same thing of a check, from the store here.
+        items.push(vigie_engine::CheckStatus {
+            name: check.name.clone(),
+            kind: check.probe.kind(),
+            severity: check.severity,
+            state: s.tracker.state,
+            since: s.tracker.since,
+            consecutive_ok: s.tracker.consecutive_ok,
+            consecutive_fail: s.tracker.consecutive_fail,
+            last_run: s.last_run,
+            last_ok: s.last_ok,
+            last_message: s.last_message.clone(),
+            last_duration_seconds: s.last_duration_ms / 1000.0,
+            runs_total: s.runs_total,
+            failures_total: s.failures_total,
+            // The store keeps no probe metrics: only a running daemon has them.
+            metrics: Vec::new(),
+            every_seconds: check.every.std().as_secs_f64(),
+            depends_on: check.depends_on.clone(),
+        });
         rows.push(vec![
             check.name.clone(),
             s.tracker.state.to_string().to_uppercase(),
@@ -690,7 +699,7 @@ pub(crate) fn daemon_call(
             .as_ref()
             .try_into()
             .map_err(|_| "digest size".to_owned())?;
-        let tls = vigie_probe::pinned_client_config(pin, true).map_err(|e| e.0)?;
+        let tls = vigie_net::pinned_client_config(pin, vigie_net::Alpn::Http).map_err(|e| e.0)?;
         builder = builder.tls_backend_preconfigured(tls);
         "https"
     } else {

@@ -35,7 +35,7 @@ impl CommandProvider {
             provider: "command",
             message,
         };
-        let out = tokio::time::timeout(self.timeout, vigie_probe::command::run_argv(&argv, &[]))
+        let out = tokio::time::timeout(self.timeout, vigie_net::command::run_argv(&argv, &[]))
             .await
             .map_err(|_| err(format!("{} timed out after {:?}", argv[0], self.timeout)))?
             .map_err(|e| err(format!("cannot run {}: {e}", argv[0])))?;
@@ -45,7 +45,7 @@ impl CommandProvider {
                 argv[0],
                 argv.get(self.argv.len()).map_or("", String::as_str),
                 out.status,
-                vigie_probe::command::first_line(&out.text)
+                vigie_net::command::first_line(&out.text)
             )));
         }
         Ok(out.text)

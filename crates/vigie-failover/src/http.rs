@@ -9,11 +9,11 @@ use serde_json::Value;
 use crate::DnsError;
 
 pub(crate) fn client() -> Result<reqwest::Client, DnsError> {
-    let tls =
-        vigie_probe::tls_client_config(None, false, true).map_err(|e| DnsError::Config(e.0))?;
+    let tls = vigie_net::tls_client_config(&vigie_net::TlsOptions::https())
+        .map_err(|e| DnsError::Config(e.0))?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .redirect(vigie_probe::same_origin_redirects())
+        .redirect(vigie_net::same_origin_redirects())
         .timeout(Duration::from_secs(15))
         .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use vigie_config::{Backup, Config, Failover, Peer};
 use vigie_core::{CheckState, Timestamp};
 use vigie_engine::Statuses;
+use vigie_net::Alpn;
 
 /// What one watcher sees of a failover's primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,10 +138,10 @@ impl PeerClient {
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
                     .ok_or_else(|| format!("peer {}: the pin is not a SHA-256 in hex", p.name))?;
-                vigie_probe::pinned_client_config(bytes, true)
+                vigie_net::pinned_client_config(bytes, Alpn::Http)
             }
-            (None, Some(ca)) => vigie_probe::private_ca_client_config(ca, true),
-            (None, None) => vigie_probe::tls_client_config(None, false, true),
+            (None, Some(ca)) => vigie_net::private_ca_client_config(ca, Alpn::Http),
+            (None, None) => vigie_net::tls_client_config(&vigie_net::TlsOptions::https()),
         }
         .map_err(|e| format!("peer {}: {}", p.name, e.0))?;
         let client = reqwest::Client::builder()
@@ -170,7 +171,7 @@ impl PeerClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| format!("unreachable: {}", vigie_probe::chain(&e.without_url())))?;
+            .map_err(|e| format!("unreachable: {}", vigie_net::chain(&e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("answered {status}"));

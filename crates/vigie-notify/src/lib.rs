@@ -112,11 +112,11 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     pub fn new(policy: Policy) -> Result<Self, NotifyError> {
-        let tls = vigie_probe::tls_client_config(None, false, true)
+        let tls = vigie_net::tls_client_config(&vigie_net::TlsOptions::https())
             .map_err(|e| NotifyError::Send(e.0))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .redirect(vigie_probe::same_origin_redirects())
+            .redirect(vigie_net::same_origin_redirects())
             .user_agent(concat!("vigie/", env!("CARGO_PKG_VERSION")))
             .timeout(policy.timeout)
             .build()

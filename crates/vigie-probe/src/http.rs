@@ -67,7 +67,7 @@ pub(crate) fn prepare(
         })?;
         let redirects = match (key.follow_redirects, key.same_origin_only) {
             (false, _) => reqwest::redirect::Policy::none(),
-            (true, true) => crate::same_origin_redirects(),
+            (true, true) => vigie_net::same_origin_redirects(),
             (true, false) => reqwest::redirect::Policy::limited(10),
         };
         let client = reqwest::Client::builder()

@@ -287,11 +287,92 @@ impl In<'_> {
     }
 }
 
-fn kind_byte(k: Kind) -> u8 {
-    match k {
-        Kind::File => 0,
-        Kind::Dir => 1,
-        Kind::Symlink => 2,
+/// Defines the one table of message tags: `Tag` (each `Msg` variant's
+/// byte on the wire), `TryFrom<u8>` for the decoder and `Msg::tag` for
+/// the encoder, so that neither side lists the numbers again.
+macro_rules! tags {
+    ($($name:ident = $byte:literal,)*) => {
+        /// The first byte of a message: which `Msg` it is.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        enum Tag {
+            $($name = $byte,)*
+        }
+
+        impl TryFrom<u8> for Tag {
+            type Error = u8;
+            fn try_from(byte: u8) -> Result<Self, u8> {
+                match byte {
+                    $($byte => Ok(Tag::$name),)*
+                    other => Err(other),
+                }
+            }
+        }
+
+        impl Msg {
+            fn tag(&self) -> Tag {
+                match self {
+                    $(Msg::$name { .. } => Tag::$name,)*
+                }
+            }
+        }
+    };
+}
+
+// Append only: a byte once given keeps its meaning within a version.
+tags! {
+    Hello = 1,
+    Welcome = 2,
+    List = 3,
+    Entry = 4,
+    ListEnd = 5,
+    MkDir = 6,
+    File = 7,
+    Data = 8,
+    FileEnd = 9,
+    Symlink = 10,
+    Delete = 11,
+    Rename = 12,
+    Meta = 13,
+    Ack = 14,
+    Fail = 15,
+    Fatal = 16,
+    Sums = 17,
+    SumsReply = 18,
+    Delta = 19,
+    Copy = 20,
+    DeltaEnd = 21,
+    Commit = 22,
+    Own = 23,
+    Hash = 24,
+    HashReply = 25,
+    Link = 26,
+}
+
+impl From<Tag> for u8 {
+    fn from(t: Tag) -> u8 {
+        t as u8
+    }
+}
+
+/// The byte of each `Kind` in an `Entry`.
+impl From<Kind> for u8 {
+    fn from(k: Kind) -> u8 {
+        match k {
+            Kind::File => 0,
+            Kind::Dir => 1,
+            Kind::Symlink => 2,
+        }
+    }
+}
+
+impl TryFrom<u8> for Kind {
+    type Error = u8;
+    fn try_from(byte: u8) -> Result<Self, u8> {
+        [Kind::File, Kind::Dir, Kind::Symlink]
+            .into_iter()
+            .find(|k| u8::from(*k) == byte)
+            .ok_or(byte)
     }
 }
 
@@ -299,9 +380,9 @@ impl Msg {
     /// The message's bytes, without the frame length.
     pub fn encode(&self) -> Vec<u8> {
         let mut o = Out(Vec::with_capacity(32));
+        o.u8(self.tag().into());
         match self {
             Msg::Hello { version, job } => {
-                o.u8(1);
                 o.0.extend_from_slice(MAGIC);
                 o.u16(*version).bytes(job.as_bytes());
             }
@@ -310,27 +391,19 @@ impl Msg {
                 owners,
                 setuid,
             } => {
-                o.u8(2)
-                    .u16(*version)
-                    .u8(u8::from(*owners))
-                    .u8(u8::from(*setuid));
+                o.u16(*version).u8(u8::from(*owners)).u8(u8::from(*setuid));
             }
-            Msg::List => {
-                o.u8(3);
-            }
+            // The tag says it all.
+            Msg::List | Msg::ListEnd | Msg::Commit => {}
             Msg::Entry(e) => {
-                o.u8(4)
-                    .bytes(&e.path)
-                    .u8(kind_byte(e.kind))
+                o.bytes(&e.path)
+                    .u8(e.kind.into())
                     .u64(e.size)
                     .u32(e.mode)
                     .u32(e.uid)
                     .u32(e.gid)
                     .i64(e.mtime)
                     .bytes(&e.target);
-            }
-            Msg::ListEnd => {
-                o.u8(5);
             }
             Msg::MkDir {
                 id,
@@ -339,7 +412,7 @@ impl Msg {
                 uid,
                 gid,
             } => {
-                o.u8(6).u64(*id).bytes(path).u32(*mode).u32(*uid).u32(*gid);
+                o.u64(*id).bytes(path).u32(*mode).u32(*uid).u32(*gid);
             }
             Msg::File {
                 id,
@@ -350,8 +423,7 @@ impl Msg {
                 gid,
                 mtime,
             } => {
-                o.u8(7)
-                    .u64(*id)
+                o.u64(*id)
                     .bytes(path)
                     .u64(*size)
                     .u32(*mode)
@@ -360,11 +432,10 @@ impl Msg {
                     .i64(*mtime);
             }
             Msg::Data(d) => {
-                o.u8(8);
                 o.0.extend_from_slice(d);
             }
-            Msg::FileEnd { id } => {
-                o.u8(9).u64(*id);
+            Msg::FileEnd { id } | Msg::Ack { id } => {
+                o.u64(*id);
             }
             Msg::Symlink {
                 id,
@@ -374,19 +445,18 @@ impl Msg {
                 gid,
                 mtime,
             } => {
-                o.u8(10)
-                    .u64(*id)
+                o.u64(*id)
                     .bytes(path)
                     .bytes(target)
                     .u32(*uid)
                     .u32(*gid)
                     .i64(*mtime);
             }
-            Msg::Delete { id, path } => {
-                o.u8(11).u64(*id).bytes(path);
+            Msg::Delete { id, path } | Msg::Hash { id, path } => {
+                o.u64(*id).bytes(path);
             }
             Msg::Rename { id, from, to } => {
-                o.u8(12).u64(*id).bytes(from).bytes(to);
+                o.u64(*id).bytes(from).bytes(to);
             }
             Msg::Meta {
                 id,
@@ -394,23 +464,19 @@ impl Msg {
                 mode,
                 mtime,
             } => {
-                o.u8(13).u64(*id).bytes(path).u32(*mode).i64(*mtime);
-            }
-            Msg::Ack { id } => {
-                o.u8(14).u64(*id);
+                o.u64(*id).bytes(path).u32(*mode).i64(*mtime);
             }
             Msg::Fail { id, message } => {
-                o.u8(15).u64(*id).bytes(message.as_bytes());
+                o.u64(*id).bytes(message.as_bytes());
             }
             Msg::Fatal { message } => {
-                o.u8(16).bytes(message.as_bytes());
+                o.bytes(message.as_bytes());
             }
             Msg::Sums { id, path, block } => {
-                o.u8(17).u64(*id).bytes(path).u32(*block);
+                o.u64(*id).bytes(path).u32(*block);
             }
             Msg::SumsReply { id, sums, more } => {
-                o.u8(18)
-                    .u64(*id)
+                o.u64(*id)
                     .u8(u8::from(*more))
                     .u32(u32::try_from(sums.len()).unwrap_or(u32::MAX));
                 for (weak, strong) in sums {
@@ -428,8 +494,7 @@ impl Msg {
                 mtime,
                 block,
             } => {
-                o.u8(19)
-                    .u64(*id)
+                o.u64(*id)
                     .bytes(path)
                     .u64(*size)
                     .u32(*mode)
@@ -439,14 +504,11 @@ impl Msg {
                     .u32(*block);
             }
             Msg::Copy { index, count } => {
-                o.u8(20).u32(*index).u32(*count);
+                o.u32(*index).u32(*count);
             }
-            Msg::DeltaEnd { id, sha256 } => {
-                o.u8(21).u64(*id);
+            Msg::DeltaEnd { id, sha256 } | Msg::HashReply { id, sha256 } => {
+                o.u64(*id);
                 o.0.extend_from_slice(sha256);
-            }
-            Msg::Commit => {
-                o.u8(22);
             }
             Msg::Own {
                 id,
@@ -455,17 +517,10 @@ impl Msg {
                 gid,
                 mode,
             } => {
-                o.u8(23).u64(*id).bytes(path).u32(*uid).u32(*gid).u32(*mode);
-            }
-            Msg::Hash { id, path } => {
-                o.u8(24).u64(*id).bytes(path);
-            }
-            Msg::HashReply { id, sha256 } => {
-                o.u8(25).u64(*id);
-                o.0.extend_from_slice(sha256);
+                o.u64(*id).bytes(path).u32(*uid).u32(*gid).u32(*mode);
             }
             Msg::Link { id, path, to } => {
-                o.u8(26).u64(*id).bytes(path).bytes(to);
+                o.u64(*id).bytes(path).bytes(to);
             }
         }
         o.0
@@ -474,8 +529,8 @@ impl Msg {
     /// Read a message from its bytes (without the frame length).
     pub fn decode(buf: &[u8]) -> Result<Msg, ProtoError> {
         let mut i = In(buf);
-        let msg = match i.u8()? {
-            1 => {
+        let msg = match Tag::try_from(i.u8()?) {
+            Ok(Tag::Hello) => {
                 if i.take(MAGIC.len())? != MAGIC {
                     return malformed("not a vigie sync hello");
                 }
@@ -484,19 +539,16 @@ impl Msg {
                     job: i.string()?,
                 }
             }
-            2 => Msg::Welcome {
+            Ok(Tag::Welcome) => Msg::Welcome {
                 version: i.u16()?,
                 owners: i.u8()? == 1,
                 setuid: i.u8()? == 1,
             },
-            3 => Msg::List,
-            4 => {
+            Ok(Tag::List) => Msg::List,
+            Ok(Tag::Entry) => {
                 let path = i.bytes()?;
-                let kind = match i.u8()? {
-                    0 => Kind::File,
-                    1 => Kind::Dir,
-                    2 => Kind::Symlink,
-                    _ => return malformed("unknown entry kind"),
+                let Ok(kind) = Kind::try_from(i.u8()?) else {
+                    return malformed("unknown entry kind");
                 };
                 Msg::Entry(Entry {
                     path,
@@ -509,15 +561,15 @@ impl Msg {
                     target: i.bytes()?,
                 })
             }
-            5 => Msg::ListEnd,
-            6 => Msg::MkDir {
+            Ok(Tag::ListEnd) => Msg::ListEnd,
+            Ok(Tag::MkDir) => Msg::MkDir {
                 id: i.u64()?,
                 path: i.bytes()?,
                 mode: i.u32()?,
                 uid: i.u32()?,
                 gid: i.u32()?,
             },
-            7 => Msg::File {
+            Ok(Tag::File) => Msg::File {
                 id: i.u64()?,
                 path: i.bytes()?,
                 size: i.u64()?,
@@ -526,13 +578,13 @@ impl Msg {
                 gid: i.u32()?,
                 mtime: i.i64()?,
             },
-            8 => {
+            Ok(Tag::Data) => {
                 let rest = i.0.to_vec();
                 i.0 = &[];
                 Msg::Data(rest)
             }
-            9 => Msg::FileEnd { id: i.u64()? },
-            10 => Msg::Symlink {
+            Ok(Tag::FileEnd) => Msg::FileEnd { id: i.u64()? },
+            Ok(Tag::Symlink) => Msg::Symlink {
                 id: i.u64()?,
                 path: i.bytes()?,
                 target: i.bytes()?,
@@ -540,35 +592,35 @@ impl Msg {
                 gid: i.u32()?,
                 mtime: i.i64()?,
             },
-            11 => Msg::Delete {
+            Ok(Tag::Delete) => Msg::Delete {
                 id: i.u64()?,
                 path: i.bytes()?,
             },
-            12 => Msg::Rename {
+            Ok(Tag::Rename) => Msg::Rename {
                 id: i.u64()?,
                 from: i.bytes()?,
                 to: i.bytes()?,
             },
-            13 => Msg::Meta {
+            Ok(Tag::Meta) => Msg::Meta {
                 id: i.u64()?,
                 path: i.bytes()?,
                 mode: i.u32()?,
                 mtime: i.i64()?,
             },
-            14 => Msg::Ack { id: i.u64()? },
-            15 => Msg::Fail {
+            Ok(Tag::Ack) => Msg::Ack { id: i.u64()? },
+            Ok(Tag::Fail) => Msg::Fail {
                 id: i.u64()?,
                 message: i.string()?,
             },
-            16 => Msg::Fatal {
+            Ok(Tag::Fatal) => Msg::Fatal {
                 message: i.string()?,
             },
-            17 => Msg::Sums {
+            Ok(Tag::Sums) => Msg::Sums {
                 id: i.u64()?,
                 path: i.bytes()?,
                 block: i.u32()?,
             },
-            18 => {
+            Ok(Tag::SumsReply) => {
                 let id = i.u64()?;
                 let more = i.u8()? == 1;
                 let n = i.u32()? as usize;
@@ -583,7 +635,7 @@ impl Msg {
                 }
                 Msg::SumsReply { id, sums, more }
             }
-            19 => Msg::Delta {
+            Ok(Tag::Delta) => Msg::Delta {
                 id: i.u64()?,
                 path: i.bytes()?,
                 size: i.u64()?,
@@ -593,36 +645,36 @@ impl Msg {
                 mtime: i.i64()?,
                 block: i.u32()?,
             },
-            20 => Msg::Copy {
+            Ok(Tag::Copy) => Msg::Copy {
                 index: i.u32()?,
                 count: i.u32()?,
             },
-            21 => Msg::DeltaEnd {
+            Ok(Tag::DeltaEnd) => Msg::DeltaEnd {
                 id: i.u64()?,
                 sha256: i.take(32)?.try_into().expect("32 bytes"),
             },
-            22 => Msg::Commit,
-            23 => Msg::Own {
+            Ok(Tag::Commit) => Msg::Commit,
+            Ok(Tag::Own) => Msg::Own {
                 id: i.u64()?,
                 path: i.bytes()?,
                 uid: i.u32()?,
                 gid: i.u32()?,
                 mode: i.u32()?,
             },
-            24 => Msg::Hash {
+            Ok(Tag::Hash) => Msg::Hash {
                 id: i.u64()?,
                 path: i.bytes()?,
             },
-            25 => Msg::HashReply {
+            Ok(Tag::HashReply) => Msg::HashReply {
                 id: i.u64()?,
                 sha256: i.take(32)?.try_into().expect("32 bytes"),
             },
-            26 => Msg::Link {
+            Ok(Tag::Link) => Msg::Link {
                 id: i.u64()?,
                 path: i.bytes()?,
                 to: i.bytes()?,
             },
-            t => return malformed(&format!("unknown message type {t}")),
+            Err(t) => return malformed(&format!("unknown message type {t}")),
         };
         if !i.0.is_empty() {
             return malformed("trailing bytes");
@@ -840,6 +892,69 @@ mod tests {
             write(&mut buf, &m).unwrap();
             assert_eq!(read(&mut buf.as_slice()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn every_tag_is_tested_and_decodes_to_itself() {
+        let tested: std::collections::HashSet<u8> =
+            all().iter().map(|m| u8::from(m.tag())).collect();
+        for byte in 0..=u8::MAX {
+            match Tag::try_from(byte) {
+                Ok(t) => {
+                    assert_eq!(u8::from(t), byte);
+                    assert!(tested.contains(&byte), "no test message of tag {byte}");
+                }
+                Err(b) => assert_eq!(b, byte),
+            }
+        }
+        assert_eq!(tested.len(), 26);
+        for k in [Kind::File, Kind::Dir, Kind::Symlink] {
+            assert_eq!(Kind::try_from(u8::from(k)), Ok(k));
+        }
+        assert_eq!(Kind::try_from(3), Err(3));
+    }
+
+    /// The wire format of version 3, byte for byte: the tags and the
+    /// order of the fields must not move.
+    #[test]
+    fn the_bytes_of_version_3_do_not_change() {
+        assert_eq!(Msg::List.encode(), [3]);
+        assert_eq!(Msg::Commit.encode(), [22]);
+        assert_eq!(Msg::Ack { id: 7 }.encode(), [14, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(
+            Msg::Link {
+                id: 1,
+                path: b"p".to_vec(),
+                to: b"t".to_vec(),
+            }
+            .encode(),
+            [
+                26, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, b'p', 0, 0, 0, 1, b't'
+            ]
+        );
+        let mut hello = vec![1];
+        hello.extend_from_slice(MAGIC);
+        hello.extend_from_slice(&[0, 3, 0, 0, 0, 1, b'j']);
+        assert_eq!(
+            Msg::Hello {
+                version: VERSION,
+                job: "j".into(),
+            }
+            .encode(),
+            hello
+        );
+        let entry = Msg::Entry(Entry {
+            path: b"a".to_vec(),
+            kind: Kind::Symlink,
+            size: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            target: Vec::new(),
+        })
+        .encode();
+        assert_eq!(&entry[..7], [4, 0, 0, 0, 1, b'a', 2]);
     }
 
     #[test]

@@ -232,6 +232,9 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     assert_eq!(stored["state"], "failing");
     assert!(stored["runs_total"].as_u64().unwrap() >= 2);
     assert_eq!(stored["since"], before["since"]);
+    // One type behind both: `status --json` has the API's fields.
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(stored), keys(&before), "{stored} vs {before}");
     let store = vigie_store::Store::open(&e.state_dir()).unwrap();
     let recorded = store.recent_results("broken", 1000).unwrap().len() as u64;
     assert!(
