@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use vigie_config::{Action, Check, Config};
 use vigie_core::{CheckState, Severity, Timestamp};
 use vigie_notify::{Message, Sender};
-use vigie_store::Store;
+use vigie_store::{EventKind, Store};
 
 use crate::Inner;
 
@@ -420,7 +420,7 @@ async fn run(
         .store("reading incident events", |s| s.incident_events(id))
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.kind == "step")
+        .filter(|e| e.kind == EventKind::Step)
         .map(|e| e.detail)
         .collect();
     let end = steps(
@@ -536,7 +536,7 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
         .store("reading incident events", |s| s.incident_events(id))
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.kind == "failed over")
+        .filter(|e| e.kind == EventKind::FailedOver)
         .map(|e| e.detail)
         .collect();
     for target in targets {
@@ -545,7 +545,7 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                 s.incident_event(
                     id,
                     Timestamp::now(),
-                    "failback",
+                    &EventKind::Failback,
                     &format!("{target}: manual (vigie failover switch {target} --to primary)"),
                 )
             });
@@ -559,7 +559,7 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                     s.incident_event(
                         id,
                         Timestamp::now(),
-                        "failback",
+                        &EventKind::Failback,
                         &format!("{target}: called off, {} failed again", check.name),
                     )
                 });
@@ -595,7 +595,7 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                     return;
                 }
             };
-            if !record_ready(&ctx, id, &target, &ready, "failback failed") {
+            if !record_ready(&ctx, id, &target, &ready, &EventKind::FailbackFailed) {
                 return;
             }
             let result = plugin.undo(&config, &target, &check.name).await;
@@ -622,10 +622,10 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                 s.incident_event(
                     id,
                     Timestamp::now(),
-                    if result.is_ok() {
-                        "failed back"
+                    &if result.is_ok() {
+                        EventKind::FailedBack
                     } else {
-                        "failback failed"
+                        EventKind::FailbackFailed
                     },
                     &detail,
                 )
@@ -660,7 +660,7 @@ async fn hold_undo(
     );
     tracing::warn!(incident = id, "failback held: {detail}");
     ctx.store("recording an event", |s| {
-        s.incident_event(id, Timestamp::now(), "failback held", &detail)
+        s.incident_event(id, Timestamp::now(), &EventKind::FailbackHeld, &detail)
     });
     notify_now(
         ctx,
@@ -684,11 +684,11 @@ fn record_ready(
     id: i64,
     target: &str,
     ready: &Result<String, String>,
-    fail_kind: &str,
+    fail_kind: &EventKind,
 ) -> bool {
     let (kind, line) = match ready {
         Ok(line) if line.is_empty() => return true,
-        Ok(line) => ("quorum", line),
+        Ok(line) => (&EventKind::Quorum, line),
         Err(line) => (fail_kind, line),
     };
     tracing::warn!(incident = id, "{kind}: {target}: {line}");
@@ -730,7 +730,7 @@ async fn steps(
             match repair(ctx, check, id, &action, &argv, resolved).await {
                 Repair::Recovered => {
                     ctx.store("recording a step", |s| {
-                        s.incident_event(id, Timestamp::now(), "step", &key)
+                        s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
                     });
                     return Some(End::Repaired);
                 }
@@ -743,7 +743,7 @@ async fn steps(
                     s.incident_event(
                         id,
                         Timestamp::now(),
-                        "failover failed",
+                        &EventKind::FailoverFailed,
                         "this vigie has no failover support",
                     )
                 });
@@ -757,7 +757,7 @@ async fn steps(
                         s.incident_event(
                             id,
                             Timestamp::now(),
-                            "failover called off",
+                            &EventKind::FailoverCalledOff,
                             &format!("{target}: {} recovered first", check.name),
                         )
                     });
@@ -766,16 +766,16 @@ async fn steps(
             };
             // A refusal by `ready` is recorded by `record_ready`; either
             // failure pages below.
-            let result = if record_ready(ctx, id, target, &ready, "failover failed") {
+            let result = if record_ready(ctx, id, target, &ready, &EventKind::FailoverFailed) {
                 let result = plugin.run(config, target, &check.name, id).await;
                 let (kind, line) = match &result {
-                    Ok(line) => ("failover", line),
-                    Err(line) => ("failover failed", line),
+                    Ok(line) => (EventKind::Failover, line),
+                    Err(line) => (EventKind::FailoverFailed, line),
                 };
                 let detail = format!("{target}: {line}");
                 tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
                 ctx.store("recording a failover", |s| {
-                    s.incident_event(id, Timestamp::now(), kind, &detail)
+                    s.incident_event(id, Timestamp::now(), &kind, &detail)
                 });
                 result
             } else {
@@ -798,7 +798,7 @@ async fn steps(
             }
             if result.is_ok() {
                 ctx.store("recording a failover", |s| {
-                    s.incident_event(id, Timestamp::now(), "failed over", target)
+                    s.incident_event(id, Timestamp::now(), &EventKind::FailedOver, target)
                 });
             }
         } else if let Some(to) = &action.notify {
@@ -817,8 +817,13 @@ async fn steps(
                     .is_some_and(|i| i.acked.is_some());
                 if acked {
                     ctx.store("recording a step", |s| {
-                        s.incident_event(id, Timestamp::now(), "step", &key)?;
-                        s.incident_event(id, Timestamp::now(), "escalation skipped", "acknowledged")
+                        s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)?;
+                        s.incident_event(
+                            id,
+                            Timestamp::now(),
+                            &EventKind::EscalationSkipped,
+                            "acknowledged",
+                        )
                     });
                     continue;
                 }
@@ -833,10 +838,10 @@ async fn steps(
             let severity = action.severity.unwrap_or(check.severity);
             if severity >= action.min_severity {
                 refresh_dependents(ctx, config, &check.name).await;
-                let state = if action.after.is_some() {
-                    "escalated"
+                let (state, kind) = if action.after.is_some() {
+                    ("escalated", EventKind::Escalated)
                 } else {
-                    "notified"
+                    ("notified", EventKind::Notified)
                 };
                 let last = ctx
                     .status(&check.name)
@@ -867,7 +872,7 @@ async fn steps(
                     deliver(ctx, config, id, &key, n, &msg).await;
                 }
                 ctx.store("updating an incident", |s| {
-                    s.set_incident_state(id, state, None, Timestamp::now(), state, &to.join(", "))
+                    s.set_incident_state(id, state, None, Timestamp::now(), &kind, &to.join(", "))
                 });
             } else {
                 // Said, so that an incident nobody heard of is explained.
@@ -877,12 +882,12 @@ async fn steps(
                 );
                 tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
                 ctx.store("recording an event", |s| {
-                    s.incident_event(id, Timestamp::now(), "notify skipped", &why)
+                    s.incident_event(id, Timestamp::now(), &EventKind::NotifySkipped, &why)
                 });
             }
         }
         ctx.store("recording a step", |s| {
-            s.incident_event(id, Timestamp::now(), "step", &key)
+            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
         });
     }
     None
@@ -918,13 +923,13 @@ async fn repair(
                 action.name, max.within
             );
             ctx.store("updating an incident", |s| {
-                s.set_incident_state(id, "open", None, now, "restart limit", &why)
+                s.set_incident_state(id, "open", None, now, &EventKind::RestartLimit, &why)
             });
             return Repair::LimitReached(why);
         }
     }
     ctx.store("updating an incident", |s| {
-        s.set_incident_state(id, "repairing", None, now, "repair", &action.name)
+        s.set_incident_state(id, "repairing", None, now, &EventKind::Repair, &action.name)
     });
     let env = vec![
         ("VIGIE_CHECK".to_owned(), check.name.clone()),
@@ -984,7 +989,7 @@ async fn repair(
         s.incident_event(
             id,
             Timestamp::now(),
-            "not repaired",
+            &EventKind::NotRepaired,
             &format!("still failing {} after {}", action.verify, action.name),
         )
     });
@@ -1070,7 +1075,7 @@ async fn wait_while_held(
                 let (state, by, detail) = r.describe();
                 tracing::info!(incident = id, check = %check.name, "incident held: {detail}");
                 ctx.store("updating an incident", |s| {
-                    s.set_incident_state(id, state, by, Timestamp::now(), "held", &detail)
+                    s.set_incident_state(id, state, by, Timestamp::now(), &EventKind::Held, &detail)
                 });
                 held = Some(r);
             }
@@ -1082,7 +1087,7 @@ async fn wait_while_held(
                         "open",
                         None,
                         Timestamp::now(),
-                        "released",
+                        &EventKind::Released,
                         &format!("no longer {detail}"),
                     )
                 });
