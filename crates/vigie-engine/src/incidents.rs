@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use vigie_config::{Action, Check, Config};
+use vigie_config::{Action, ActionKind, Check, Config, RepairStep};
 use vigie_core::{CheckState, Severity, Timestamp};
 use vigie_notify::{Message, Sender};
 use vigie_store::{EventKind, Store};
@@ -356,8 +356,11 @@ fn first_notifiers(config: &Config, check: &Check, severity: Severity) -> Vec<St
         .actions
         .iter()
         .filter_map(|a| config.action(a))
-        .filter(|a| a.after.is_none() && severity >= a.min_severity)
-        .flat_map(|a| a.notify.unwrap_or_default())
+        .filter_map(|a| match a.kind {
+            ActionKind::Notify(n) if n.after.is_none() && severity >= n.min_severity => Some(n.to),
+            _ => None,
+        })
+        .flatten()
     {
         if !out.contains(&n) {
             out.push(n);
@@ -726,164 +729,176 @@ async fn steps(
         let Some(action) = config.action(name) else {
             continue;
         };
-        if let Some(argv) = action.repair().map(|r| r.argv()) {
-            match repair(ctx, check, id, &action, &argv, resolved).await {
-                Repair::Recovered => {
-                    ctx.store("recording a step", |s| {
-                        s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
-                    });
-                    return Some(End::Repaired);
+        match &action.kind {
+            ActionKind::Repair(step) => {
+                match repair(ctx, check, id, &action, step, resolved).await {
+                    Repair::Recovered => {
+                        ctx.store("recording a step", |s| {
+                            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
+                        });
+                        return Some(End::Repaired);
+                    }
+                    Repair::LimitReached(why) => limit_hit = Some(why),
+                    Repair::NotRepaired(note) => repair_note = Some(note),
                 }
-                Repair::LimitReached(why) => limit_hit = Some(why),
-                Repair::NotRepaired(note) => repair_note = Some(note),
             }
-        } else if let Some(target) = &action.failover {
-            let Some(plugin) = ctx.inner.plugins.get() else {
-                ctx.store("recording an event", |s| {
-                    s.incident_event(
-                        id,
-                        Timestamp::now(),
-                        &EventKind::FailoverFailed,
-                        "this vigie has no failover support",
-                    )
-                });
-                continue;
-            };
-            let view = crate::Statuses(ctx.inner.clone());
-            let ready = tokio::select! {
-                r = plugin.ready(config, target, false, &view) => r,
-                _ = resolved.wait_for(|r| *r) => {
+            ActionKind::Failover(target) => {
+                let Some(plugin) = ctx.inner.plugins.get() else {
                     ctx.store("recording an event", |s| {
                         s.incident_event(
                             id,
                             Timestamp::now(),
-                            &EventKind::FailoverCalledOff,
-                            &format!("{target}: {} recovered first", check.name),
-                        )
-                    });
-                    return Some(End::Recovered);
-                }
-            };
-            // A refusal by `ready` is recorded by `record_ready`; either
-            // failure pages below.
-            let result = if record_ready(ctx, id, target, &ready, &EventKind::FailoverFailed) {
-                let result = plugin.run(config, target, &check.name, id).await;
-                let (kind, line) = match &result {
-                    Ok(line) => (EventKind::Failover, line),
-                    Err(line) => (EventKind::FailoverFailed, line),
-                };
-                let detail = format!("{target}: {line}");
-                tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
-                ctx.store("recording a failover", |s| {
-                    s.incident_event(id, Timestamp::now(), &kind, &detail)
-                });
-                result
-            } else {
-                ready
-            };
-            if let Err(line) = &result {
-                notify_now(
-                    ctx,
-                    config,
-                    check,
-                    id,
-                    &format!("{key} failed"),
-                    Severity::Disaster,
-                    "action failed",
-                    &format!("{}: {name} failed", check.name),
-                    &format!("{target}: {line}"),
-                    opened,
-                )
-                .await;
-            }
-            if result.is_ok() {
-                ctx.store("recording a failover", |s| {
-                    s.incident_event(id, Timestamp::now(), &EventKind::FailedOver, target)
-                });
-            }
-        } else if let Some(to) = &action.notify {
-            if let Some(after) = action.after {
-                let due = opened.saturating_add(after.std());
-                let wait = Duration::from_millis(
-                    u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0),
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
-                }
-                let acked = ctx
-                    .store("reading an incident", |s| s.incident(id))
-                    .flatten()
-                    .is_some_and(|i| i.acked.is_some());
-                if acked {
-                    ctx.store("recording a step", |s| {
-                        s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)?;
-                        s.incident_event(
-                            id,
-                            Timestamp::now(),
-                            &EventKind::EscalationSkipped,
-                            "acknowledged",
+                            &EventKind::FailoverFailed,
+                            "this vigie has no failover support",
                         )
                     });
                     continue;
-                }
-            }
-            // Flapping holds notifications only, here, after the steps
-            // before (a failover) ran.
-            if ctx.flapping(check, Timestamp::now())
-                && wait_while_held(ctx, config, check, id, resolved, true).await
-            {
-                return Some(End::Recovered);
-            }
-            let severity = action.severity.unwrap_or(check.severity);
-            if severity >= action.min_severity {
-                refresh_dependents(ctx, config, &check.name).await;
-                let (state, kind) = if action.after.is_some() {
-                    ("escalated", EventKind::Escalated)
-                } else {
-                    ("notified", EventKind::Notified)
                 };
-                let last = ctx
-                    .status(&check.name)
-                    .map(|s| s.last_message)
-                    .unwrap_or_default();
-                let mut title = format!(
-                    "[{}] {} is failing",
-                    severity.as_str().to_uppercase(),
-                    check.name
-                );
-                if let Some(why) = &limit_hit {
-                    title.push_str(" (repairs stopped)");
-                    tracing::warn!(check = %check.name, "{why}");
+                let view = crate::Statuses(ctx.inner.clone());
+                let ready = tokio::select! {
+                    r = plugin.ready(config, target, false, &view) => r,
+                    _ = resolved.wait_for(|r| *r) => {
+                        ctx.store("recording an event", |s| {
+                            s.incident_event(
+                                id,
+                                Timestamp::now(),
+                                &EventKind::FailoverCalledOff,
+                                &format!("{target}: {} recovered first", check.name),
+                            )
+                        });
+                        return Some(End::Recovered);
+                    }
+                };
+                // A refusal by `ready` is recorded by `record_ready`; either
+                // failure pages below.
+                let result = if record_ready(ctx, id, target, &ready, &EventKind::FailoverFailed) {
+                    let result = plugin.run(config, target, &check.name, id).await;
+                    let (kind, line) = match &result {
+                        Ok(line) => (EventKind::Failover, line),
+                        Err(line) => (EventKind::FailoverFailed, line),
+                    };
+                    let detail = format!("{target}: {line}");
+                    tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
+                    ctx.store("recording a failover", |s| {
+                        s.incident_event(id, Timestamp::now(), &kind, &detail)
+                    });
+                    result
+                } else {
+                    ready
+                };
+                if let Err(line) = &result {
+                    notify_now(
+                        ctx,
+                        config,
+                        check,
+                        id,
+                        &format!("{key} failed"),
+                        Severity::Disaster,
+                        "action failed",
+                        &format!("{}: {name} failed", check.name),
+                        &format!("{target}: {line}"),
+                        opened,
+                    )
+                    .await;
                 }
-                let msg = message(
-                    ctx,
-                    check,
-                    severity,
-                    "failing",
-                    &title,
-                    &last,
-                    opened,
-                    silenced(ctx, config, &check.name),
-                    id,
-                    repair_note.as_deref(),
-                );
-                for n in to {
-                    deliver(ctx, config, id, &key, n, &msg).await;
+                if result.is_ok() {
+                    ctx.store("recording a failover", |s| {
+                        s.incident_event(id, Timestamp::now(), &EventKind::FailedOver, target)
+                    });
                 }
-                ctx.store("updating an incident", |s| {
-                    s.set_incident_state(id, state, None, Timestamp::now(), &kind, &to.join(", "))
-                });
-            } else {
-                // Said, so that an incident nobody heard of is explained.
-                let why = format!(
-                    "{name}: severity {severity} is below its min_severity {}",
-                    action.min_severity
-                );
-                tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
-                ctx.store("recording an event", |s| {
-                    s.incident_event(id, Timestamp::now(), &EventKind::NotifySkipped, &why)
-                });
+            }
+            ActionKind::Notify(step) => {
+                let to = &step.to;
+                if let Some(after) = step.after {
+                    let due = opened.saturating_add(after.std());
+                    let wait = Duration::from_millis(
+                        u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0),
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
+                    }
+                    let acked = ctx
+                        .store("reading an incident", |s| s.incident(id))
+                        .flatten()
+                        .is_some_and(|i| i.acked.is_some());
+                    if acked {
+                        ctx.store("recording a step", |s| {
+                            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)?;
+                            s.incident_event(
+                                id,
+                                Timestamp::now(),
+                                &EventKind::EscalationSkipped,
+                                "acknowledged",
+                            )
+                        });
+                        continue;
+                    }
+                }
+                // Flapping holds notifications only, here, after the steps
+                // before (a failover) ran.
+                if ctx.flapping(check, Timestamp::now())
+                    && wait_while_held(ctx, config, check, id, resolved, true).await
+                {
+                    return Some(End::Recovered);
+                }
+                let severity = step.severity.unwrap_or(check.severity);
+                if severity >= step.min_severity {
+                    refresh_dependents(ctx, config, &check.name).await;
+                    let (state, kind) = if step.after.is_some() {
+                        ("escalated", EventKind::Escalated)
+                    } else {
+                        ("notified", EventKind::Notified)
+                    };
+                    let last = ctx
+                        .status(&check.name)
+                        .map(|s| s.last_message)
+                        .unwrap_or_default();
+                    let mut title = format!(
+                        "[{}] {} is failing",
+                        severity.as_str().to_uppercase(),
+                        check.name
+                    );
+                    if let Some(why) = &limit_hit {
+                        title.push_str(" (repairs stopped)");
+                        tracing::warn!(check = %check.name, "{why}");
+                    }
+                    let msg = message(
+                        ctx,
+                        check,
+                        severity,
+                        "failing",
+                        &title,
+                        &last,
+                        opened,
+                        silenced(ctx, config, &check.name),
+                        id,
+                        repair_note.as_deref(),
+                    );
+                    for n in to {
+                        deliver(ctx, config, id, &key, n, &msg).await;
+                    }
+                    ctx.store("updating an incident", |s| {
+                        s.set_incident_state(
+                            id,
+                            state,
+                            None,
+                            Timestamp::now(),
+                            &kind,
+                            &to.join(", "),
+                        )
+                    });
+                } else {
+                    // Said, so that an incident nobody heard of is explained.
+                    let why = format!(
+                        "{name}: severity {severity} is below its min_severity {}",
+                        step.min_severity
+                    );
+                    tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
+                    ctx.store("recording an event", |s| {
+                        s.incident_event(id, Timestamp::now(), &EventKind::NotifySkipped, &why)
+                    });
+                }
             }
         }
         ctx.store("recording a step", |s| {
@@ -906,11 +921,12 @@ async fn repair(
     check: &Check,
     id: i64,
     action: &Action,
-    argv: &[String],
+    step: &RepairStep,
     resolved: &mut watch::Receiver<bool>,
 ) -> Repair {
+    let argv = &step.command.argv();
     let now = Timestamp::now();
-    if let Some(max) = action.max {
+    if let Some(max) = step.max {
         let since = now.saturating_sub(max.within.std());
         let n = ctx
             .store("counting repairs", |s| {
@@ -943,7 +959,7 @@ async fn repair(
         ),
     ];
     let result = tokio::time::timeout(
-        action.timeout.std(),
+        step.timeout.std(),
         vigie_probe::command::run_argv(argv, &env),
     )
     .await;
@@ -966,7 +982,7 @@ async fn repair(
             .to_owned(),
         ),
         Ok(Err(e)) => (false, format!("cannot run {}: {e}", argv[0])),
-        Err(_) => (false, format!("timed out after {}", action.timeout)),
+        Err(_) => (false, format!("timed out after {}", step.timeout)),
     };
     tracing::info!(incident = id, check = %check.name, action = %action.name, ok, %detail, "repair ran");
     ctx.store("recording a repair", |s| {
@@ -976,7 +992,7 @@ async fn repair(
         return Repair::NotRepaired(format!("repair {} ran and failed ({detail})", action.name));
     }
     // Verify: run the check again until it recovers or the window ends.
-    let deadline = tokio::time::Instant::now() + action.verify.std();
+    let deadline = tokio::time::Instant::now() + step.verify.std();
     let pace = check.every.std().min(Duration::from_secs(1));
     while tokio::time::Instant::now() < deadline {
         ctx.poke(&check.name);
@@ -990,12 +1006,12 @@ async fn repair(
             id,
             Timestamp::now(),
             &EventKind::NotRepaired,
-            &format!("still failing {} after {}", action.verify, action.name),
+            &format!("still failing {} after {}", step.verify, action.name),
         )
     });
     Repair::NotRepaired(format!(
         "repair {} ran ({detail}) but {} still failed {} later",
-        action.name, check.name, action.verify
+        action.name, check.name, step.verify
     ))
 }
 
@@ -1125,8 +1141,7 @@ async fn recheck_after_parent(
         .into_iter()
         .flat_map(|p| p.actions.iter())
         .filter_map(|a| config.action(a))
-        .filter(|a| a.repair().is_some())
-        .map(|a| a.verify.std())
+        .filter_map(|a| a.repair().map(|r| r.verify.std()))
         .max()
         .unwrap_or_default();
     let deadline = tokio::time::Instant::now() + window;
