@@ -46,7 +46,9 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     let rt = runtime()?;
     rt.block_on(async move {
         let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
-        let engine = Engine::start_with(&config, &dir, Some(failover.clone())).map_err(|e| {
+        let mut plugins = vigie_engine::Plugins::default();
+        plugins.register(failover.clone());
+        let engine = Engine::start_with(&config, &dir, plugins).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
         let mut server = start_server(&engine, &config, &dir, &failover).await?;

@@ -1057,12 +1057,15 @@ impl RepairCommand {
 }
 
 impl ActionKind {
+    /// The name of the failover kind, under which its plugin registers.
+    pub const FAILOVER: &'static str = "failover";
+
     /// The kind's name, which keys the engine's registry of plugins.
     pub fn name(&self) -> &'static str {
         match self {
             ActionKind::Repair(_) => "repair",
             ActionKind::Notify(_) => "notify",
-            ActionKind::Failover(_) => "failover",
+            ActionKind::Failover(_) => Self::FAILOVER,
         }
     }
 

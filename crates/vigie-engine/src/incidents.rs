@@ -532,7 +532,9 @@ async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened:
 /// plugin's `ready` may wait more (a failover's cooldown and quorum). A
 /// new failure calls it off (the next incident decides).
 fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opened: Timestamp) {
-    let Some(plugin) = ctx.inner.plugins.get().cloned() else {
+    // Only a failover records what it switched ("failed over TARGET"),
+    // so only it is undone.
+    let Some(plugin) = ctx.inner.plugins.get(ActionKind::FAILOVER).cloned() else {
         return;
     };
     let targets: Vec<String> = ctx
@@ -742,14 +744,19 @@ async fn steps(
                     Repair::NotRepaired(note) => repair_note = Some(note),
                 }
             }
-            ActionKind::Failover(target) => {
-                let Some(plugin) = ctx.inner.plugins.get() else {
+            // A kind a plugin runs (add new ones to this pattern): the
+            // plugin registered for it runs it.
+            other @ ActionKind::Failover(_) => {
+                let Some((kind, target)) = other.plugin() else {
+                    continue;
+                };
+                let Some(plugin) = ctx.inner.plugins.get(kind) else {
                     ctx.store("recording an event", |s| {
                         s.incident_event(
                             id,
                             Timestamp::now(),
                             &EventKind::FailoverFailed,
-                            "this vigie has no failover support",
+                            &format!("this vigie has no {kind} support"),
                         )
                     });
                     continue;
