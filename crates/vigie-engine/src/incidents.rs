@@ -321,7 +321,7 @@ async fn announce_flapping(
         check.name, rule.changes, rule.within
     );
     if let Some(id) = incident {
-        let _ = write!(body, "\n{}", incident_line(id, true));
+        let _ = write!(body, "\n{}", incident_line(&ctx, id, true));
     }
     let msg = Message {
         check: check.name.clone(),
@@ -513,7 +513,7 @@ async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened:
         body: format!(
             "the check {check} is no longer in the configuration of {}; its incident is closed\n{}",
             ctx.node,
-            incident_line(id, false)
+            incident_line(ctx, id, false)
         ),
         error: String::new(),
         since: Some(since),
@@ -551,7 +551,11 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                     id,
                     Timestamp::now(),
                     &EventKind::Failback,
-                    &format!("{target}: manual (vigie failover switch {target} --to primary)"),
+                    &crate::Hints::fill(ctx.inner.hints.fail_back.as_ref(), &[("target", &target)])
+                        .map_or_else(
+                            || format!("{target}: manual"),
+                            |hint| format!("{target}: manual ({hint})"),
+                        ),
                 )
             });
             continue;
@@ -1279,7 +1283,7 @@ fn message(
     if !silenced.is_empty() {
         let _ = write!(body, "\nsilenced: {}", silenced.join(", "));
     }
-    let _ = write!(body, "\n{}", incident_line(id, state == "failing"));
+    let _ = write!(body, "\n{}", incident_line(ctx, id, state == "failing"));
     Message {
         check: check.name.clone(),
         severity,
@@ -1296,11 +1300,13 @@ fn message(
 
 /// The last line of every incident notification: which incident, and how
 /// to stop its escalations while it is open.
-fn incident_line(id: i64, open: bool) -> String {
-    if open {
-        format!("incident {id} · ack: vigie ack {id}")
-    } else {
-        format!("incident {id}")
+fn incident_line(ctx: &Ctx, id: i64, open: bool) -> String {
+    let hint = open
+        .then(|| crate::Hints::fill(ctx.inner.hints.ack.as_ref(), &[("id", &id.to_string())]))
+        .flatten();
+    match hint {
+        Some(hint) => format!("incident {id} · ack: {hint}"),
+        None => format!("incident {id}"),
     }
 }
 

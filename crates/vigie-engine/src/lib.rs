@@ -132,6 +132,31 @@ impl std::fmt::Debug for Plugins {
     }
 }
 
+/// What the engine tells people to run by hand, in the syntax of whoever
+/// drives it (the engine knows no CLI): templates where `{id}` (an
+/// incident), `{target}` (a failover) and `{check}` are filled in. A
+/// hint left out is not said.
+#[derive(Clone, Debug, Default)]
+pub struct Hints {
+    /// How to acknowledge incident `{id}`, ending its notifications.
+    pub ack: Option<String>,
+    /// How to undo failover `{target}` when its failback is manual.
+    pub fail_back: Option<String>,
+    /// Where the generated heartbeat token of `{check}` is shown.
+    pub heartbeat_url: Option<String>,
+}
+
+impl Hints {
+    /// `template` with `{id}`, `{target}` and `{check}` replaced.
+    pub(crate) fn fill(template: Option<&String>, pairs: &[(&str, &str)]) -> Option<String> {
+        template.map(|t| {
+            pairs
+                .iter()
+                .fold(t.clone(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
+        })
+    }
+}
+
 /// A read-only view of the checks' current states (for plugins and the
 /// HTTP server). Cheap to clone.
 #[derive(Clone)]
@@ -206,6 +231,7 @@ pub(crate) struct Inner {
     incident_store: std::sync::OnceLock<Arc<Mutex<Store>>>,
     /// Action kinds provided by higher crates (`failover`), by kind.
     plugins: Plugins,
+    hints: Hints,
     /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
     wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
@@ -238,18 +264,23 @@ impl Engine {
     /// Open the store in `state_dir`, restore what it remembers, and start
     /// every check of `config`. Must be called inside a tokio runtime.
     pub fn start(config: &Config, state_dir: &Path) -> Result<Self, EngineError> {
-        Self::start_with(config, state_dir, Plugins::default())
+        Self::start_with(config, state_dir, Plugins::default(), Hints::default())
     }
 
     /// [`Engine::start`], with the action kinds that higher crates
-    /// registered in `plugins`.
+    /// registered in `plugins`, and the commands its messages suggest.
     pub fn start_with(
         config: &Config,
         state_dir: &Path,
         plugins: Plugins,
+        hints: Hints,
     ) -> Result<Self, EngineError> {
         let store = Store::open(state_dir)?;
-        let (writer, store) = writer::spawn(store, config.store.retention.std())?;
+        let (writer, store) = writer::spawn(
+            store,
+            config.store.retention.std(),
+            hints.heartbeat_url.clone(),
+        )?;
         let shared_config = Arc::new(config.clone());
         let inner = Arc::new(Inner {
             status: RwLock::new(BTreeMap::new()),
@@ -261,6 +292,7 @@ impl Engine {
             wakes: RwLock::new(BTreeMap::new()),
             incident_store: std::sync::OnceLock::new(),
             plugins,
+            hints,
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
         });
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;

@@ -216,7 +216,13 @@ actions = ["failover:f", "notify:hook"]
         });
         let mut plugins = Plugins::default();
         plugins.register(plugin.clone());
-        let engine = Engine::start_with(&config, &dir.path().join("state"), plugins).unwrap();
+        let engine = Engine::start_with(
+            &config,
+            &dir.path().join("state"),
+            plugins,
+            vigie_engine::Hints::default(),
+        )
+        .unwrap();
         let bed = Bed {
             _dir: dir,
             flag,
