@@ -489,6 +489,43 @@ mod tests {
         assert_eq!(texts.len(), EventKind::KNOWN.len());
     }
 
+    /// No wildcard: a new variant does not compile until it has a place
+    /// in `KNOWN`, which the test below checks.
+    fn index(k: &EventKind) -> Option<usize> {
+        Some(match k {
+            EventKind::Opened => 0,
+            EventKind::Resolved => 1,
+            EventKind::Acknowledged => 2,
+            EventKind::Step => 3,
+            EventKind::Repair => 4,
+            EventKind::NotRepaired => 5,
+            EventKind::RestartLimit => 6,
+            EventKind::Held => 7,
+            EventKind::Released => 8,
+            EventKind::Notified => 9,
+            EventKind::Escalated => 10,
+            EventKind::EscalationSkipped => 11,
+            EventKind::NotifySkipped => 12,
+            EventKind::Quorum => 13,
+            EventKind::Failover => 14,
+            EventKind::FailoverFailed => 15,
+            EventKind::FailoverCalledOff => 16,
+            EventKind::FailedOver => 17,
+            EventKind::Failback => 18,
+            EventKind::FailbackHeld => 19,
+            EventKind::FailbackFailed => 20,
+            EventKind::FailedBack => 21,
+            EventKind::Other(_) => return None,
+        })
+    }
+
+    #[test]
+    fn every_variant_is_known() {
+        for (i, k) in EventKind::KNOWN.iter().enumerate() {
+            assert_eq!(index(k), Some(i), "{k}");
+        }
+    }
+
     #[test]
     fn an_unknown_stored_kind_reads_as_other() {
         let (_dir, mut s) = store();
