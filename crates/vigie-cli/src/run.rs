@@ -32,6 +32,15 @@ fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     fs_err::rename(&tmp, path)
 }
 
+/// The commands the engine's messages suggest, in this CLI's syntax.
+fn hints() -> vigie_engine::Hints {
+    vigie_engine::Hints {
+        ack: Some("vigie ack {id}".into()),
+        fail_back: Some("vigie failover switch {target} --to primary".into()),
+        heartbeat_url: Some("vigie heartbeat-url {check}".into()),
+    }
+}
+
 /// The file in the state directory that tells where the server listens.
 pub(crate) const ADDR_FILE: &str = "http.addr";
 
@@ -46,7 +55,9 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     let rt = runtime()?;
     rt.block_on(async move {
         let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
-        let engine = Engine::start_with(&config, &dir, Some(failover.clone())).map_err(|e| {
+        let mut plugins = vigie_engine::Plugins::default();
+        plugins.register(failover.clone());
+        let engine = Engine::start_with(&config, &dir, plugins, hints()).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
         let mut server = start_server(&engine, &config, &dir, &failover).await?;

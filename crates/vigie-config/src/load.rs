@@ -14,11 +14,11 @@ use vigie_core::{Duration, Severity};
 
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source, did_you_mean};
 use crate::model::{
-    Action, AddressType, Backup, Check, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe,
-    DnsProvider, Dyndns, EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe,
-    LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind, Peer, PingProbe, Probe,
-    ProcessProbe, Server, ServerTls, StoreConfig, SyncJob, SyncProbe, SystemdProbe, TcpProbe,
-    TlsProbe,
+    Action, ActionTable, AddressType, Backup, Check, CommandProbe, Config, DEFAULT_LISTEN,
+    DiskProbe, DnsProbe, DnsProvider, Dyndns, EngineConfig, Failover, FileAgeProbe, Flapping,
+    HeartbeatProbe, HttpProbe, LoadProbe, Maintenance, MemoryProbe, Node, Notifier, NotifierKind,
+    Peer, PingProbe, Probe, ProcessProbe, Server, ServerTls, StoreConfig, SyncJob, SyncProbe,
+    SystemdProbe, TcpProbe, TlsProbe,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -240,7 +240,7 @@ struct Raw {
     defaults: Option<RawDefaults>,
     checks: Vec<CheckEntry>,
     notifiers: Vec<NotifierEntry>,
-    actions: Vec<(usize, Spanned<String>, Range<usize>, Action)>,
+    actions: Vec<(usize, Spanned<String>, Range<usize>, ActionTable)>,
     maintenance: Vec<(usize, Range<usize>, Maintenance)>,
     dns: Vec<(usize, Spanned<String>, Range<usize>, DnsProvider)>,
     failovers: Vec<(usize, Spanned<String>, Range<usize>, Failover)>,
@@ -455,7 +455,8 @@ impl Loader {
     }
 
     fn actions(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
-        for (name, table, action) in self.named::<Action>(src, value, "action", "restart-web") {
+        for (name, table, action) in self.named::<ActionTable>(src, value, "action", "restart-web")
+        {
             self.raw.actions.push((src, name, table, action));
         }
     }
@@ -750,11 +751,11 @@ impl Loader {
                         vigie_core::Severity::NotClassified,
                         c.severity,
                     )),
-                    None => actions.get(name).filter(|a| a.notify.is_some()).map(|a| {
+                    None => actions.get(name).and_then(Action::notify).map(|n| {
                         (
                             name.as_str(),
-                            a.min_severity,
-                            a.severity.unwrap_or(c.severity),
+                            n.min_severity,
+                            n.severity.unwrap_or(c.severity),
                         )
                     }),
                 })
@@ -1280,7 +1281,7 @@ impl Loader {
     ) -> BTreeMap<String, Action> {
         let mut out: BTreeMap<String, Action> = BTreeMap::new();
         let notifier_names: Vec<&str> = notifiers.keys().map(String::as_str).collect();
-        for (src, name, table, mut action) in std::mem::take(&mut self.raw.actions) {
+        for (src, name, table, action) in std::mem::take(&mut self.raw.actions) {
             let key = format!("action.{}", name.get_ref());
             if !vigie_core::is_valid_name(name.get_ref()) {
                 self.error(
@@ -1371,8 +1372,9 @@ impl Loader {
                     Some("declare it under [failover.NAME]".into()),
                 );
             }
-            action.name.clone_from(name.get_ref());
-            out.insert(name.into_inner(), action);
+            if let Some(action) = action.resolve(name.get_ref()) {
+                out.insert(name.into_inner(), action);
+            }
         }
         // Kept: `unreachable_notifiers` points at these references too.
         for (src, check, reference) in self.raw.action_refs.clone() {

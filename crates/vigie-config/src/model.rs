@@ -884,15 +884,13 @@ fn default_min_severity() -> Severity {
     Severity::NotClassified
 }
 
-/// One step an incident runs (`[action.NAME]`): a repair (`run`, `shell`,
-/// `systemd_restart`, `docker_restart`) or a notification (`notify`).
-/// A check names its steps in order: `actions = ["restart-web",
-/// "notify:phone"]`, where `notify:NAME` is a notify step to one notifier.
+/// `[action.NAME]` as written: a repair (`run`, `shell`,
+/// `systemd_restart`, `docker_restart`), a notification (`notify`) or a
+/// failover (`failover`), exactly one of them. The loader resolves it into
+/// an [`Action`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Action {
-    #[serde(skip)]
-    pub name: String,
+pub struct ActionTable {
     /// Program and arguments, run without a shell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<Vec<String>>,
@@ -933,6 +931,103 @@ pub struct Action {
     pub severity: Option<Severity>,
 }
 
+impl ActionTable {
+    /// How many of the step kinds are set (a valid action has one).
+    pub(crate) fn kinds_set(&self) -> usize {
+        [
+            self.run.is_some(),
+            self.shell.is_some(),
+            self.systemd_restart.is_some(),
+            self.docker_restart.is_some(),
+            self.notify.is_some(),
+            self.failover.is_some(),
+        ]
+        .into_iter()
+        .filter(|b| *b)
+        .count()
+    }
+
+    /// The action this table declares, if it sets exactly one kind.
+    pub(crate) fn resolve(self, name: &str) -> Option<Action> {
+        if self.kinds_set() != 1 {
+            return None;
+        }
+        let repair = |command| {
+            ActionKind::Repair(RepairStep {
+                command,
+                timeout: self.timeout,
+                verify: self.verify,
+                max: self.max,
+            })
+        };
+        let kind = if let Some(argv) = self.run.clone() {
+            repair(RepairCommand::Run(argv))
+        } else if let Some(line) = self.shell.clone() {
+            repair(RepairCommand::Shell(line))
+        } else if let Some(unit) = self.systemd_restart.clone() {
+            repair(RepairCommand::SystemdRestart(unit))
+        } else if let Some(c) = self.docker_restart.clone() {
+            repair(RepairCommand::DockerRestart(c))
+        } else if let Some(to) = self.notify {
+            ActionKind::Notify(NotifyStep {
+                to,
+                min_severity: self.min_severity,
+                after: self.after,
+                severity: self.severity,
+            })
+        } else {
+            ActionKind::Failover(self.failover?)
+        };
+        Some(Action {
+            name: name.to_owned(),
+            kind,
+        })
+    }
+}
+
+/// One step an incident runs: a declared `[action.NAME]`, or the implicit
+/// `notify:NOTIFIER` and `failover:NAME`. A check names its steps in
+/// order: `actions = ["restart-web", "notify:phone"]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    pub name: String,
+    pub kind: ActionKind,
+}
+
+/// What a step does. Repair and notify are the engine's own; the other
+/// kinds are run by the plugin registered for [`ActionKind::plugin`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActionKind {
+    Repair(RepairStep),
+    Notify(NotifyStep),
+    /// Point this `[failover.NAME]` record at its backup.
+    Failover(String),
+}
+
+/// A repair: a command, then a window for the check to recover.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RepairStep {
+    pub command: RepairCommand,
+    /// How long the command may run.
+    pub timeout: Duration,
+    /// How long the check has to recover before the incident goes on.
+    pub verify: Duration,
+    pub max: Option<RestartLimit>,
+}
+
+/// A notification to some notifiers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotifyStep {
+    pub to: Vec<String>,
+    /// Sent only for incidents at least this severe.
+    pub min_severity: Severity,
+    /// An escalation: sent only if the incident is still open and
+    /// unacknowledged that long after it began.
+    pub after: Option<Duration>,
+    /// Sent at this severity instead of the check's.
+    pub severity: Option<Severity>,
+}
+
 /// What a repair step runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepairCommand {
@@ -961,14 +1056,34 @@ impl RepairCommand {
     }
 }
 
+impl ActionKind {
+    /// The name of the failover kind, under which its plugin registers.
+    pub const FAILOVER: &'static str = "failover";
+
+    /// The kind's name, which keys the engine's registry of plugins.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::Repair(_) => "repair",
+            ActionKind::Notify(_) => "notify",
+            ActionKind::Failover(_) => Self::FAILOVER,
+        }
+    }
+
+    /// For a kind a plugin runs: its name and the target it acts on.
+    pub fn plugin(&self) -> Option<(&'static str, &str)> {
+        match self {
+            ActionKind::Repair(_) | ActionKind::Notify(_) => None,
+            ActionKind::Failover(target) => Some((self.name(), target)),
+        }
+    }
+}
+
 impl Action {
     /// The implicit step `failover:NAME`.
     pub fn failover_one(failover: &str) -> Self {
         Self {
             name: format!("failover:{failover}"),
-            notify: None,
-            failover: Some(failover.to_owned()),
-            ..Self::notify_one("")
+            kind: ActionKind::Failover(failover.to_owned()),
         }
     }
 
@@ -976,11 +1091,37 @@ impl Action {
     pub fn notify_one(notifier: &str) -> Self {
         Self {
             name: format!("notify:{notifier}"),
+            kind: ActionKind::Notify(NotifyStep {
+                to: vec![notifier.to_owned()],
+                min_severity: default_min_severity(),
+                after: None,
+                severity: None,
+            }),
+        }
+    }
+
+    pub fn repair(&self) -> Option<&RepairStep> {
+        match &self.kind {
+            ActionKind::Repair(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn notify(&self) -> Option<&NotifyStep> {
+        match &self.kind {
+            ActionKind::Notify(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The table that declares this action (what `show-config` prints).
+    pub fn table(&self) -> ActionTable {
+        let mut t = ActionTable {
             run: None,
             shell: None,
             systemd_restart: None,
             docker_restart: None,
-            notify: Some(vec![notifier.to_owned()]),
+            notify: None,
             failover: None,
             timeout: default_action_timeout(),
             verify: default_verify(),
@@ -988,38 +1129,34 @@ impl Action {
             min_severity: default_min_severity(),
             after: None,
             severity: None,
+        };
+        match &self.kind {
+            ActionKind::Repair(r) => {
+                match &r.command {
+                    RepairCommand::Run(argv) => t.run = Some(argv.clone()),
+                    RepairCommand::Shell(line) => t.shell = Some(line.clone()),
+                    RepairCommand::SystemdRestart(u) => t.systemd_restart = Some(u.clone()),
+                    RepairCommand::DockerRestart(c) => t.docker_restart = Some(c.clone()),
+                }
+                t.timeout = r.timeout;
+                t.verify = r.verify;
+                t.max = r.max;
+            }
+            ActionKind::Notify(n) => {
+                t.notify = Some(n.to.clone());
+                t.min_severity = n.min_severity;
+                t.after = n.after;
+                t.severity = n.severity;
+            }
+            ActionKind::Failover(f) => t.failover = Some(f.clone()),
         }
+        t
     }
+}
 
-    /// The repair this step runs, if it is a repair.
-    pub fn repair(&self) -> Option<RepairCommand> {
-        if let Some(argv) = &self.run {
-            return Some(RepairCommand::Run(argv.clone()));
-        }
-        if let Some(line) = &self.shell {
-            return Some(RepairCommand::Shell(line.clone()));
-        }
-        if let Some(unit) = &self.systemd_restart {
-            return Some(RepairCommand::SystemdRestart(unit.clone()));
-        }
-        self.docker_restart
-            .clone()
-            .map(RepairCommand::DockerRestart)
-    }
-
-    /// How many of the step kinds are set (a valid action has one).
-    pub(crate) fn kinds_set(&self) -> usize {
-        [
-            self.run.is_some(),
-            self.shell.is_some(),
-            self.systemd_restart.is_some(),
-            self.docker_restart.is_some(),
-            self.notify.is_some(),
-            self.failover.is_some(),
-        ]
-        .into_iter()
-        .filter(|b| *b)
-        .count()
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.table().serialize(s)
     }
 }
 

@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use vigie_config::{Action, Check, Config};
+use vigie_config::{Action, ActionKind, Check, Config, RepairStep};
 use vigie_core::{CheckState, Severity, Timestamp};
 use vigie_notify::{Message, Sender};
-use vigie_store::Store;
+use vigie_store::{EventKind, Store};
 
 use crate::Inner;
 
@@ -321,7 +321,7 @@ async fn announce_flapping(
         check.name, rule.changes, rule.within
     );
     if let Some(id) = incident {
-        let _ = write!(body, "\n{}", incident_line(id, true));
+        let _ = write!(body, "\n{}", incident_line(&ctx, id, true));
     }
     let msg = Message {
         check: check.name.clone(),
@@ -356,8 +356,11 @@ fn first_notifiers(config: &Config, check: &Check, severity: Severity) -> Vec<St
         .actions
         .iter()
         .filter_map(|a| config.action(a))
-        .filter(|a| a.after.is_none() && severity >= a.min_severity)
-        .flat_map(|a| a.notify.unwrap_or_default())
+        .filter_map(|a| match a.kind {
+            ActionKind::Notify(n) if n.after.is_none() && severity >= n.min_severity => Some(n.to),
+            _ => None,
+        })
+        .flatten()
     {
         if !out.contains(&n) {
             out.push(n);
@@ -420,7 +423,7 @@ async fn run(
         .store("reading incident events", |s| s.incident_events(id))
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.kind == "step")
+        .filter(|e| e.kind == EventKind::Step)
         .map(|e| e.detail)
         .collect();
     let end = steps(
@@ -510,7 +513,7 @@ async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened:
         body: format!(
             "the check {check} is no longer in the configuration of {}; its incident is closed\n{}",
             ctx.node,
-            incident_line(id, false)
+            incident_line(ctx, id, false)
         ),
         error: String::new(),
         since: Some(since),
@@ -529,14 +532,16 @@ async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened:
 /// plugin's `ready` may wait more (a failover's cooldown and quorum). A
 /// new failure calls it off (the next incident decides).
 fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opened: Timestamp) {
-    let Some(plugin) = ctx.inner.plugins.get().cloned() else {
+    // Only a failover records what it switched ("failed over TARGET"),
+    // so only it is undone.
+    let Some(plugin) = ctx.inner.plugins.get(ActionKind::FAILOVER).cloned() else {
         return;
     };
     let targets: Vec<String> = ctx
         .store("reading incident events", |s| s.incident_events(id))
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.kind == "failed over")
+        .filter(|e| e.kind == EventKind::FailedOver)
         .map(|e| e.detail)
         .collect();
     for target in targets {
@@ -545,8 +550,12 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                 s.incident_event(
                     id,
                     Timestamp::now(),
-                    "failback",
-                    &format!("{target}: manual (vigie failover switch {target} --to primary)"),
+                    &EventKind::Failback,
+                    &crate::Hints::fill(ctx.inner.hints.fail_back.as_ref(), &[("target", &target)])
+                        .map_or_else(
+                            || format!("{target}: manual"),
+                            |hint| format!("{target}: manual ({hint})"),
+                        ),
                 )
             });
             continue;
@@ -559,7 +568,7 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                     s.incident_event(
                         id,
                         Timestamp::now(),
-                        "failback",
+                        &EventKind::Failback,
                         &format!("{target}: called off, {} failed again", check.name),
                     )
                 });
@@ -595,7 +604,7 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                     return;
                 }
             };
-            if !record_ready(&ctx, id, &target, &ready, "failback failed") {
+            if !record_ready(&ctx, id, &target, &ready, &EventKind::FailbackFailed) {
                 return;
             }
             let result = plugin.undo(&config, &target, &check.name).await;
@@ -622,10 +631,10 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
                 s.incident_event(
                     id,
                     Timestamp::now(),
-                    if result.is_ok() {
-                        "failed back"
+                    &if result.is_ok() {
+                        EventKind::FailedBack
                     } else {
-                        "failback failed"
+                        EventKind::FailbackFailed
                     },
                     &detail,
                 )
@@ -660,7 +669,7 @@ async fn hold_undo(
     );
     tracing::warn!(incident = id, "failback held: {detail}");
     ctx.store("recording an event", |s| {
-        s.incident_event(id, Timestamp::now(), "failback held", &detail)
+        s.incident_event(id, Timestamp::now(), &EventKind::FailbackHeld, &detail)
     });
     notify_now(
         ctx,
@@ -684,11 +693,11 @@ fn record_ready(
     id: i64,
     target: &str,
     ready: &Result<String, String>,
-    fail_kind: &str,
+    fail_kind: &EventKind,
 ) -> bool {
     let (kind, line) = match ready {
         Ok(line) if line.is_empty() => return true,
-        Ok(line) => ("quorum", line),
+        Ok(line) => (&EventKind::Quorum, line),
         Err(line) => (fail_kind, line),
     };
     tracing::warn!(incident = id, "{kind}: {target}: {line}");
@@ -726,163 +735,185 @@ async fn steps(
         let Some(action) = config.action(name) else {
             continue;
         };
-        if let Some(argv) = action.repair().map(|r| r.argv()) {
-            match repair(ctx, check, id, &action, &argv, resolved).await {
-                Repair::Recovered => {
-                    ctx.store("recording a step", |s| {
-                        s.incident_event(id, Timestamp::now(), "step", &key)
-                    });
-                    return Some(End::Repaired);
+        match &action.kind {
+            ActionKind::Repair(step) => {
+                match repair(ctx, check, id, &action, step, resolved).await {
+                    Repair::Recovered => {
+                        ctx.store("recording a step", |s| {
+                            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
+                        });
+                        return Some(End::Repaired);
+                    }
+                    Repair::LimitReached(why) => limit_hit = Some(why),
+                    Repair::NotRepaired(note) => repair_note = Some(note),
                 }
-                Repair::LimitReached(why) => limit_hit = Some(why),
-                Repair::NotRepaired(note) => repair_note = Some(note),
             }
-        } else if let Some(target) = &action.failover {
-            let Some(plugin) = ctx.inner.plugins.get() else {
-                ctx.store("recording an event", |s| {
-                    s.incident_event(
-                        id,
-                        Timestamp::now(),
-                        "failover failed",
-                        "this vigie has no failover support",
-                    )
-                });
-                continue;
-            };
-            let view = crate::Statuses(ctx.inner.clone());
-            let ready = tokio::select! {
-                r = plugin.ready(config, target, false, &view) => r,
-                _ = resolved.wait_for(|r| *r) => {
+            // A kind a plugin runs (add new ones to this pattern): the
+            // plugin registered for it runs it.
+            other @ ActionKind::Failover(_) => {
+                let Some((kind, target)) = other.plugin() else {
+                    continue;
+                };
+                let Some(plugin) = ctx.inner.plugins.get(kind) else {
                     ctx.store("recording an event", |s| {
                         s.incident_event(
                             id,
                             Timestamp::now(),
-                            "failover called off",
-                            &format!("{target}: {} recovered first", check.name),
+                            &EventKind::FailoverFailed,
+                            &format!("this vigie has no {kind} support"),
                         )
                     });
+                    continue;
+                };
+                let view = crate::Statuses(ctx.inner.clone());
+                let ready = tokio::select! {
+                    r = plugin.ready(config, target, false, &view) => r,
+                    _ = resolved.wait_for(|r| *r) => {
+                        ctx.store("recording an event", |s| {
+                            s.incident_event(
+                                id,
+                                Timestamp::now(),
+                                &EventKind::FailoverCalledOff,
+                                &format!("{target}: {} recovered first", check.name),
+                            )
+                        });
+                        return Some(End::Recovered);
+                    }
+                };
+                // A refusal by `ready` is recorded by `record_ready`; either
+                // failure pages below.
+                let result = if record_ready(ctx, id, target, &ready, &EventKind::FailoverFailed) {
+                    let result = plugin.run(config, target, &check.name, id).await;
+                    let (kind, line) = match &result {
+                        Ok(line) => (EventKind::Failover, line),
+                        Err(line) => (EventKind::FailoverFailed, line),
+                    };
+                    let detail = format!("{target}: {line}");
+                    tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
+                    ctx.store("recording a failover", |s| {
+                        s.incident_event(id, Timestamp::now(), &kind, &detail)
+                    });
+                    result
+                } else {
+                    ready
+                };
+                if let Err(line) = &result {
+                    notify_now(
+                        ctx,
+                        config,
+                        check,
+                        id,
+                        &format!("{key} failed"),
+                        Severity::Disaster,
+                        "action failed",
+                        &format!("{}: {name} failed", check.name),
+                        &format!("{target}: {line}"),
+                        opened,
+                    )
+                    .await;
+                }
+                if result.is_ok() {
+                    ctx.store("recording a failover", |s| {
+                        s.incident_event(id, Timestamp::now(), &EventKind::FailedOver, target)
+                    });
+                }
+            }
+            ActionKind::Notify(step) => {
+                let to = &step.to;
+                if let Some(after) = step.after {
+                    let due = opened.saturating_add(after.std());
+                    let wait = Duration::from_millis(
+                        u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0),
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
+                    }
+                    let acked = ctx
+                        .store("reading an incident", |s| s.incident(id))
+                        .flatten()
+                        .is_some_and(|i| i.acked.is_some());
+                    if acked {
+                        ctx.store("recording a step", |s| {
+                            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)?;
+                            s.incident_event(
+                                id,
+                                Timestamp::now(),
+                                &EventKind::EscalationSkipped,
+                                "acknowledged",
+                            )
+                        });
+                        continue;
+                    }
+                }
+                // Flapping holds notifications only, here, after the steps
+                // before (a failover) ran.
+                if ctx.flapping(check, Timestamp::now())
+                    && wait_while_held(ctx, config, check, id, resolved, true).await
+                {
                     return Some(End::Recovered);
                 }
-            };
-            // A refusal by `ready` is recorded by `record_ready`; either
-            // failure pages below.
-            let result = if record_ready(ctx, id, target, &ready, "failover failed") {
-                let result = plugin.run(config, target, &check.name, id).await;
-                let (kind, line) = match &result {
-                    Ok(line) => ("failover", line),
-                    Err(line) => ("failover failed", line),
-                };
-                let detail = format!("{target}: {line}");
-                tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
-                ctx.store("recording a failover", |s| {
-                    s.incident_event(id, Timestamp::now(), kind, &detail)
-                });
-                result
-            } else {
-                ready
-            };
-            if let Err(line) = &result {
-                notify_now(
-                    ctx,
-                    config,
-                    check,
-                    id,
-                    &format!("{key} failed"),
-                    Severity::Disaster,
-                    "action failed",
-                    &format!("{}: {name} failed", check.name),
-                    &format!("{target}: {line}"),
-                    opened,
-                )
-                .await;
-            }
-            if result.is_ok() {
-                ctx.store("recording a failover", |s| {
-                    s.incident_event(id, Timestamp::now(), "failed over", target)
-                });
-            }
-        } else if let Some(to) = &action.notify {
-            if let Some(after) = action.after {
-                let due = opened.saturating_add(after.std());
-                let wait = Duration::from_millis(
-                    u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0),
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
-                }
-                let acked = ctx
-                    .store("reading an incident", |s| s.incident(id))
-                    .flatten()
-                    .is_some_and(|i| i.acked.is_some());
-                if acked {
-                    ctx.store("recording a step", |s| {
-                        s.incident_event(id, Timestamp::now(), "step", &key)?;
-                        s.incident_event(id, Timestamp::now(), "escalation skipped", "acknowledged")
+                let severity = step.severity.unwrap_or(check.severity);
+                if severity >= step.min_severity {
+                    refresh_dependents(ctx, config, &check.name).await;
+                    let (state, kind) = if step.after.is_some() {
+                        ("escalated", EventKind::Escalated)
+                    } else {
+                        ("notified", EventKind::Notified)
+                    };
+                    let last = ctx
+                        .status(&check.name)
+                        .map(|s| s.last_message)
+                        .unwrap_or_default();
+                    let mut title = format!(
+                        "[{}] {} is failing",
+                        severity.as_str().to_uppercase(),
+                        check.name
+                    );
+                    if let Some(why) = &limit_hit {
+                        title.push_str(" (repairs stopped)");
+                        tracing::warn!(check = %check.name, "{why}");
+                    }
+                    let msg = message(
+                        ctx,
+                        check,
+                        severity,
+                        "failing",
+                        &title,
+                        &last,
+                        opened,
+                        silenced(ctx, config, &check.name),
+                        id,
+                        repair_note.as_deref(),
+                    );
+                    for n in to {
+                        deliver(ctx, config, id, &key, n, &msg).await;
+                    }
+                    ctx.store("updating an incident", |s| {
+                        s.set_incident_state(
+                            id,
+                            state,
+                            None,
+                            Timestamp::now(),
+                            &kind,
+                            &to.join(", "),
+                        )
                     });
-                    continue;
-                }
-            }
-            // Flapping holds notifications only, here, after the steps
-            // before (a failover) ran.
-            if ctx.flapping(check, Timestamp::now())
-                && wait_while_held(ctx, config, check, id, resolved, true).await
-            {
-                return Some(End::Recovered);
-            }
-            let severity = action.severity.unwrap_or(check.severity);
-            if severity >= action.min_severity {
-                refresh_dependents(ctx, config, &check.name).await;
-                let state = if action.after.is_some() {
-                    "escalated"
                 } else {
-                    "notified"
-                };
-                let last = ctx
-                    .status(&check.name)
-                    .map(|s| s.last_message)
-                    .unwrap_or_default();
-                let mut title = format!(
-                    "[{}] {} is failing",
-                    severity.as_str().to_uppercase(),
-                    check.name
-                );
-                if let Some(why) = &limit_hit {
-                    title.push_str(" (repairs stopped)");
-                    tracing::warn!(check = %check.name, "{why}");
+                    // Said, so that an incident nobody heard of is explained.
+                    let why = format!(
+                        "{name}: severity {severity} is below its min_severity {}",
+                        step.min_severity
+                    );
+                    tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
+                    ctx.store("recording an event", |s| {
+                        s.incident_event(id, Timestamp::now(), &EventKind::NotifySkipped, &why)
+                    });
                 }
-                let msg = message(
-                    ctx,
-                    check,
-                    severity,
-                    "failing",
-                    &title,
-                    &last,
-                    opened,
-                    silenced(ctx, config, &check.name),
-                    id,
-                    repair_note.as_deref(),
-                );
-                for n in to {
-                    deliver(ctx, config, id, &key, n, &msg).await;
-                }
-                ctx.store("updating an incident", |s| {
-                    s.set_incident_state(id, state, None, Timestamp::now(), state, &to.join(", "))
-                });
-            } else {
-                // Said, so that an incident nobody heard of is explained.
-                let why = format!(
-                    "{name}: severity {severity} is below its min_severity {}",
-                    action.min_severity
-                );
-                tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
-                ctx.store("recording an event", |s| {
-                    s.incident_event(id, Timestamp::now(), "notify skipped", &why)
-                });
             }
         }
         ctx.store("recording a step", |s| {
-            s.incident_event(id, Timestamp::now(), "step", &key)
+            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
         });
     }
     None
@@ -901,11 +932,12 @@ async fn repair(
     check: &Check,
     id: i64,
     action: &Action,
-    argv: &[String],
+    step: &RepairStep,
     resolved: &mut watch::Receiver<bool>,
 ) -> Repair {
+    let argv = &step.command.argv();
     let now = Timestamp::now();
-    if let Some(max) = action.max {
+    if let Some(max) = step.max {
         let since = now.saturating_sub(max.within.std());
         let n = ctx
             .store("counting repairs", |s| {
@@ -918,13 +950,13 @@ async fn repair(
                 action.name, max.within
             );
             ctx.store("updating an incident", |s| {
-                s.set_incident_state(id, "open", None, now, "restart limit", &why)
+                s.set_incident_state(id, "open", None, now, &EventKind::RestartLimit, &why)
             });
             return Repair::LimitReached(why);
         }
     }
     ctx.store("updating an incident", |s| {
-        s.set_incident_state(id, "repairing", None, now, "repair", &action.name)
+        s.set_incident_state(id, "repairing", None, now, &EventKind::Repair, &action.name)
     });
     let env = vec![
         ("VIGIE_CHECK".to_owned(), check.name.clone()),
@@ -938,7 +970,7 @@ async fn repair(
         ),
     ];
     let result = tokio::time::timeout(
-        action.timeout.std(),
+        step.timeout.std(),
         vigie_probe::command::run_argv(argv, &env),
     )
     .await;
@@ -961,7 +993,7 @@ async fn repair(
             .to_owned(),
         ),
         Ok(Err(e)) => (false, format!("cannot run {}: {e}", argv[0])),
-        Err(_) => (false, format!("timed out after {}", action.timeout)),
+        Err(_) => (false, format!("timed out after {}", step.timeout)),
     };
     tracing::info!(incident = id, check = %check.name, action = %action.name, ok, %detail, "repair ran");
     ctx.store("recording a repair", |s| {
@@ -971,7 +1003,7 @@ async fn repair(
         return Repair::NotRepaired(format!("repair {} ran and failed ({detail})", action.name));
     }
     // Verify: run the check again until it recovers or the window ends.
-    let deadline = tokio::time::Instant::now() + action.verify.std();
+    let deadline = tokio::time::Instant::now() + step.verify.std();
     let pace = check.every.std().min(Duration::from_secs(1));
     while tokio::time::Instant::now() < deadline {
         ctx.poke(&check.name);
@@ -984,13 +1016,13 @@ async fn repair(
         s.incident_event(
             id,
             Timestamp::now(),
-            "not repaired",
-            &format!("still failing {} after {}", action.verify, action.name),
+            &EventKind::NotRepaired,
+            &format!("still failing {} after {}", step.verify, action.name),
         )
     });
     Repair::NotRepaired(format!(
         "repair {} ran ({detail}) but {} still failed {} later",
-        action.name, check.name, action.verify
+        action.name, check.name, step.verify
     ))
 }
 
@@ -1070,7 +1102,7 @@ async fn wait_while_held(
                 let (state, by, detail) = r.describe();
                 tracing::info!(incident = id, check = %check.name, "incident held: {detail}");
                 ctx.store("updating an incident", |s| {
-                    s.set_incident_state(id, state, by, Timestamp::now(), "held", &detail)
+                    s.set_incident_state(id, state, by, Timestamp::now(), &EventKind::Held, &detail)
                 });
                 held = Some(r);
             }
@@ -1082,7 +1114,7 @@ async fn wait_while_held(
                         "open",
                         None,
                         Timestamp::now(),
-                        "released",
+                        &EventKind::Released,
                         &format!("no longer {detail}"),
                     )
                 });
@@ -1120,8 +1152,7 @@ async fn recheck_after_parent(
         .into_iter()
         .flat_map(|p| p.actions.iter())
         .filter_map(|a| config.action(a))
-        .filter(|a| a.repair().is_some())
-        .map(|a| a.verify.std())
+        .filter_map(|a| a.repair().map(|r| r.verify.std()))
         .max()
         .unwrap_or_default();
     let deadline = tokio::time::Instant::now() + window;
@@ -1252,7 +1283,7 @@ fn message(
     if !silenced.is_empty() {
         let _ = write!(body, "\nsilenced: {}", silenced.join(", "));
     }
-    let _ = write!(body, "\n{}", incident_line(id, state == "failing"));
+    let _ = write!(body, "\n{}", incident_line(ctx, id, state == "failing"));
     Message {
         check: check.name.clone(),
         severity,
@@ -1269,11 +1300,13 @@ fn message(
 
 /// The last line of every incident notification: which incident, and how
 /// to stop its escalations while it is open.
-fn incident_line(id: i64, open: bool) -> String {
-    if open {
-        format!("incident {id} · ack: vigie ack {id}")
-    } else {
-        format!("incident {id}")
+fn incident_line(ctx: &Ctx, id: i64, open: bool) -> String {
+    let hint = open
+        .then(|| crate::Hints::fill(ctx.inner.hints.ack.as_ref(), &[("id", &id.to_string())]))
+        .flatten();
+    match hint {
+        Some(hint) => format!("incident {id} · ack: {hint}"),
+        None => format!("incident {id}"),
     }
 }
 

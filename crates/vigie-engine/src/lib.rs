@@ -65,6 +65,10 @@ pub type PluginFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output 
 /// fencing a replication or starting a backup next). The engine runs it
 /// as a step of an incident like any other, and records what it said.
 pub trait ActionPlugin: Send + Sync {
+    /// The action kind this plugin runs (`vigie_config::ActionKind::name`),
+    /// under which it registers in [`Plugins`].
+    fn kind(&self) -> &'static str;
+
     /// Wait until the step may run (`undo`: the undo): e.g. until a
     /// quorum of watchers agrees. The engine drops this future when the
     /// incident's check recovers first (or, for an undo, fails again), so
@@ -100,6 +104,57 @@ pub trait ActionPlugin: Send + Sync {
         target: &'a str,
         check: &'a str,
     ) -> PluginFuture<'a, Result<String, String>>;
+}
+
+/// The action plugins an engine runs, keyed by the kind each runs. A
+/// crate above the engine registers its plugin here before
+/// [`Engine::start_with`]; an incident step of a kind nobody registered
+/// fails (and pages) instead of running.
+#[derive(Clone, Default)]
+pub struct Plugins(BTreeMap<&'static str, Arc<dyn ActionPlugin>>);
+
+impl Plugins {
+    /// Add `plugin` under its kind (replacing any plugin of that kind).
+    pub fn register(&mut self, plugin: Arc<dyn ActionPlugin>) -> &mut Self {
+        self.0.insert(plugin.kind(), plugin);
+        self
+    }
+
+    /// The plugin that runs `kind`.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn ActionPlugin>> {
+        self.0.get(kind)
+    }
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// What the engine tells people to run by hand, in the syntax of whoever
+/// drives it (the engine knows no CLI): templates where `{id}` (an
+/// incident), `{target}` (a failover) and `{check}` are filled in. A
+/// hint left out is not said.
+#[derive(Clone, Debug, Default)]
+pub struct Hints {
+    /// How to acknowledge incident `{id}`, ending its notifications.
+    pub ack: Option<String>,
+    /// How to undo failover `{target}` when its failback is manual.
+    pub fail_back: Option<String>,
+    /// Where the generated heartbeat token of `{check}` is shown.
+    pub heartbeat_url: Option<String>,
+}
+
+impl Hints {
+    /// `template` with `{id}`, `{target}` and `{check}` replaced.
+    pub(crate) fn fill(template: Option<&String>, pairs: &[(&str, &str)]) -> Option<String> {
+        template.map(|t| {
+            pairs
+                .iter()
+                .fold(t.clone(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
+        })
+    }
 }
 
 /// A read-only view of the checks' current states (for plugins and the
@@ -174,8 +229,9 @@ pub(crate) struct Inner {
     /// The incident manager's store connection, for acknowledgements and
     /// listings.
     incident_store: std::sync::OnceLock<Arc<Mutex<Store>>>,
-    /// Action kinds provided by higher crates (`failover`).
-    plugins: std::sync::OnceLock<Arc<dyn ActionPlugin>>,
+    /// Action kinds provided by higher crates (`failover`), by kind.
+    plugins: Plugins,
+    hints: Hints,
     /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
     wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
@@ -208,17 +264,23 @@ impl Engine {
     /// Open the store in `state_dir`, restore what it remembers, and start
     /// every check of `config`. Must be called inside a tokio runtime.
     pub fn start(config: &Config, state_dir: &Path) -> Result<Self, EngineError> {
-        Self::start_with(config, state_dir, None)
+        Self::start_with(config, state_dir, Plugins::default(), Hints::default())
     }
 
-    /// [`Engine::start`], with the failover action provided by a higher crate.
+    /// [`Engine::start`], with the action kinds that higher crates
+    /// registered in `plugins`, and the commands its messages suggest.
     pub fn start_with(
         config: &Config,
         state_dir: &Path,
-        failover: Option<Arc<dyn ActionPlugin>>,
+        plugins: Plugins,
+        hints: Hints,
     ) -> Result<Self, EngineError> {
         let store = Store::open(state_dir)?;
-        let (writer, store) = writer::spawn(store, config.store.retention.std())?;
+        let (writer, store) = writer::spawn(
+            store,
+            config.store.retention.std(),
+            hints.heartbeat_url.clone(),
+        )?;
         let shared_config = Arc::new(config.clone());
         let inner = Arc::new(Inner {
             status: RwLock::new(BTreeMap::new()),
@@ -229,12 +291,10 @@ impl Engine {
             config: watch::Sender::new(shared_config.clone()),
             wakes: RwLock::new(BTreeMap::new()),
             incident_store: std::sync::OnceLock::new(),
-            plugins: std::sync::OnceLock::new(),
+            plugins,
+            hints,
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
         });
-        if let Some(f) = failover {
-            let _ = inner.plugins.set(f);
-        }
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
         let _ = inner.incidents.set(changes);
         let engine = Self {

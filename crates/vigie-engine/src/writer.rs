@@ -59,14 +59,19 @@ fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
     })
 }
 
-pub(crate) fn spawn(store: Store, retention: Duration) -> Result<(Handle, Snapshot), StoreError> {
+/// `token_hint`: where a generated heartbeat token is shown (`{check}`).
+pub(crate) fn spawn(
+    store: Store,
+    retention: Duration,
+    token_hint: Option<String>,
+) -> Result<(Handle, Snapshot), StoreError> {
     let snap = snapshot(&store)?;
     let (tx, rx) = channel();
     let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = errors.clone();
     let thread = std::thread::Builder::new()
         .name("vigie-store".into())
-        .spawn(move || run(store, &rx, retention, &counter))
+        .spawn(move || run(store, &rx, retention, &counter, token_hint.as_ref()))
         .map_err(|e| StoreError::CreateDir {
             path: "store writer thread".into(),
             source: e,
@@ -81,6 +86,7 @@ fn run(
     rx: &Receiver<Op>,
     retention: Duration,
     errors: &std::sync::atomic::AtomicU64,
+    token_hint: Option<&String>,
 ) {
     let mut last_prune = Instant::now()
         .checked_sub(PRUNE_EVERY)
@@ -129,10 +135,17 @@ fn run(
                         }
                         Op::Token { check, token, at } => {
                             match store.set_heartbeat_token(&check, &token, at) {
-                                // Said once kept, so that `vigie heartbeat-url`
+                                // Said once kept, so that the hint's command
                                 // finds the token as soon as it is announced.
                                 Ok(()) => {
-                                    tracing::info!(check = %check, "generated a heartbeat token; see `vigie heartbeat-url {check}`");
+                                    match crate::Hints::fill(token_hint, &[("check", &check)]) {
+                                        Some(hint) => {
+                                            tracing::info!(check = %check, "generated a heartbeat token; see `{hint}`");
+                                        }
+                                        None => {
+                                            tracing::info!(check = %check, "generated a heartbeat token");
+                                        }
+                                    }
                                 }
                                 Err(e) => fail("keeping a heartbeat token", &e),
                             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigie_config::Config;
-use vigie_engine::{ActionPlugin, Engine, PluginFuture, Statuses};
+use vigie_engine::{ActionPlugin, Engine, PluginFuture, Plugins, Statuses};
 
 /// A plugin step that records its calls, and fails from the
 /// `runs_fail_from`th run on, and from the `undos_fail_from`th undo on.
@@ -32,6 +32,10 @@ impl Recorder {
 }
 
 impl ActionPlugin for Recorder {
+    fn kind(&self) -> &'static str {
+        vigie_config::ActionKind::FAILOVER
+    }
+
     fn ready<'a>(
         &'a self,
         _: &'a Config,
@@ -210,10 +214,13 @@ actions = ["failover:f", "notify:hook"]
             runs_fail_from,
             undos_fail_from,
         });
+        let mut plugins = Plugins::default();
+        plugins.register(plugin.clone());
         let engine = Engine::start_with(
             &config,
             &dir.path().join("state"),
-            Some(plugin.clone() as Arc<dyn ActionPlugin>),
+            plugins,
+            vigie_engine::Hints::default(),
         )
         .unwrap();
         let bed = Bed {

@@ -20,7 +20,8 @@ const POLL: Duration = Duration::from_secs(1);
 const ATTEMPTS: u32 = 3;
 const RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The failover action, for [`vigie_engine::Engine::start_with`].
+/// The failover action: registered under `ActionKind::FAILOVER` in the
+/// engine's [`vigie_engine::Plugins`].
 #[derive(Debug)]
 pub struct FailoverActions {
     state_dir: PathBuf,
@@ -351,6 +352,10 @@ fn replication_warning(f: &Failover) -> String {
 }
 
 impl ActionPlugin for FailoverActions {
+    fn kind(&self) -> &'static str {
+        vigie_config::ActionKind::FAILOVER
+    }
+
     fn ready<'a>(
         &'a self,
         config: &'a Config,

@@ -39,8 +39,124 @@ pub struct DeliveryRecord<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
     pub at: Timestamp,
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: String,
+}
+
+/// The kind of an incident event. The store keeps it as text (the
+/// `incident_events.kind` column): [`EventKind::as_str`] and
+/// [`EventKind::parse`] are the one mapping, so that a restart reads back
+/// exactly the kinds it wrote. A text no variant knows (a store written
+/// by a later vigie) reads as `Other`, never a panic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Opened,
+    Resolved,
+    Acknowledged,
+    /// A step of the check's actions finished; the detail is its key
+    /// `INDEX:ACTION`, which a restart skips.
+    Step,
+    Repair,
+    NotRepaired,
+    RestartLimit,
+    Held,
+    Released,
+    Notified,
+    Escalated,
+    EscalationSkipped,
+    NotifySkipped,
+    /// A plugin's `ready` waited (a quorum) before acting.
+    Quorum,
+    /// A plugin step ran; the detail is `TARGET: what it said`.
+    Failover,
+    FailoverFailed,
+    FailoverCalledOff,
+    /// The step's target is switched; the detail is the target, which
+    /// the failback after recovery undoes.
+    FailedOver,
+    Failback,
+    FailbackHeld,
+    FailbackFailed,
+    FailedBack,
+    /// Stored text no variant knows.
+    Other(String),
+}
+
+impl EventKind {
+    /// Every known kind (not `Other`).
+    pub const KNOWN: [EventKind; 22] = [
+        EventKind::Opened,
+        EventKind::Resolved,
+        EventKind::Acknowledged,
+        EventKind::Step,
+        EventKind::Repair,
+        EventKind::NotRepaired,
+        EventKind::RestartLimit,
+        EventKind::Held,
+        EventKind::Released,
+        EventKind::Notified,
+        EventKind::Escalated,
+        EventKind::EscalationSkipped,
+        EventKind::NotifySkipped,
+        EventKind::Quorum,
+        EventKind::Failover,
+        EventKind::FailoverFailed,
+        EventKind::FailoverCalledOff,
+        EventKind::FailedOver,
+        EventKind::Failback,
+        EventKind::FailbackHeld,
+        EventKind::FailbackFailed,
+        EventKind::FailedBack,
+    ];
+
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventKind::Opened => "opened",
+            EventKind::Resolved => "resolved",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Step => "step",
+            EventKind::Repair => "repair",
+            EventKind::NotRepaired => "not repaired",
+            EventKind::RestartLimit => "restart limit",
+            EventKind::Held => "held",
+            EventKind::Released => "released",
+            EventKind::Notified => "notified",
+            EventKind::Escalated => "escalated",
+            EventKind::EscalationSkipped => "escalation skipped",
+            EventKind::NotifySkipped => "notify skipped",
+            EventKind::Quorum => "quorum",
+            EventKind::Failover => "failover",
+            EventKind::FailoverFailed => "failover failed",
+            EventKind::FailoverCalledOff => "failover called off",
+            EventKind::FailedOver => "failed over",
+            EventKind::Failback => "failback",
+            EventKind::FailbackHeld => "failback held",
+            EventKind::FailbackFailed => "failback failed",
+            EventKind::FailedBack => "failed back",
+            EventKind::Other(s) => s,
+        }
+    }
+
+    /// The kind of a stored text.
+    pub fn parse(s: &str) -> EventKind {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or_else(|| EventKind::Other(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The `error` of a delivery being attempted.
@@ -82,8 +198,8 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, 'opened', ?3)",
-            params![id, at.millis(), error],
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at.millis(), EventKind::Opened.as_str(), error],
         )?;
         tx.commit()?;
         Ok(id)
@@ -96,7 +212,7 @@ impl Store {
         state: &str,
         suppressed_by: Option<&str>,
         at: Timestamp,
-        kind: &str,
+        kind: &EventKind,
         detail: &str,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -106,7 +222,7 @@ impl Store {
         )?;
         tx.execute(
             "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), kind, detail],
+            params![id, at.millis(), kind.as_str(), detail],
         )?;
         tx.commit()?;
         Ok(())
@@ -117,12 +233,12 @@ impl Store {
         &mut self,
         id: i64,
         at: Timestamp,
-        kind: &str,
+        kind: &EventKind,
         detail: &str,
     ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), kind, detail],
+            params![id, at.millis(), kind.as_str(), detail],
         )?;
         Ok(())
     }
@@ -138,8 +254,8 @@ impl Store {
             params![id, at.millis(), resolution],
         )?;
         tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, 'resolved', ?3)",
-            params![id, at.millis(), resolution],
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at.millis(), EventKind::Resolved.as_str(), resolution],
         )?;
         tx.commit()?;
         Ok(())
@@ -181,7 +297,7 @@ impl Store {
         let rows = stmt.query_map([id], |r| {
             Ok(Event {
                 at: Timestamp(r.get(0)?),
-                kind: r.get(1)?,
+                kind: EventKind::parse(&r.get::<_, String>(1)?),
                 detail: r.get(2)?,
             })
         })?;
@@ -288,8 +404,8 @@ impl Store {
             params![id, at.millis(), note],
         )?;
         tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, 'acknowledged', ?3)",
-            params![id, at.millis(), note],
+            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at.millis(), EventKind::Acknowledged.as_str(), note],
         )?;
         tx.commit()?;
         Ok(Ack::Acknowledged)
@@ -326,5 +442,111 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_through_the_store() {
+        let (_dir, mut s) = store();
+        let id = s
+            .open_incident(
+                "web",
+                Severity::default(),
+                "open",
+                None,
+                Timestamp(1),
+                "down",
+            )
+            .unwrap();
+        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
+        kinds.push(EventKind::Other("from a later vigie".into()));
+        for k in &kinds {
+            assert_eq!(&EventKind::parse(k.as_str()), k, "{k}");
+            s.incident_event(id, Timestamp(2), k, "d").unwrap();
+        }
+        let read: Vec<EventKind> = s
+            .incident_events(id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(read[0], EventKind::Opened);
+        assert_eq!(read[1..], kinds[..]);
+        // Distinct texts: no two kinds share one.
+        let mut texts: Vec<&str> = EventKind::KNOWN.iter().map(EventKind::as_str).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), EventKind::KNOWN.len());
+    }
+
+    /// No wildcard: a new variant does not compile until it has a place
+    /// in `KNOWN`, which the test below checks.
+    fn index(k: &EventKind) -> Option<usize> {
+        Some(match k {
+            EventKind::Opened => 0,
+            EventKind::Resolved => 1,
+            EventKind::Acknowledged => 2,
+            EventKind::Step => 3,
+            EventKind::Repair => 4,
+            EventKind::NotRepaired => 5,
+            EventKind::RestartLimit => 6,
+            EventKind::Held => 7,
+            EventKind::Released => 8,
+            EventKind::Notified => 9,
+            EventKind::Escalated => 10,
+            EventKind::EscalationSkipped => 11,
+            EventKind::NotifySkipped => 12,
+            EventKind::Quorum => 13,
+            EventKind::Failover => 14,
+            EventKind::FailoverFailed => 15,
+            EventKind::FailoverCalledOff => 16,
+            EventKind::FailedOver => 17,
+            EventKind::Failback => 18,
+            EventKind::FailbackHeld => 19,
+            EventKind::FailbackFailed => 20,
+            EventKind::FailedBack => 21,
+            EventKind::Other(_) => return None,
+        })
+    }
+
+    #[test]
+    fn every_variant_is_known() {
+        for (i, k) in EventKind::KNOWN.iter().enumerate() {
+            assert_eq!(index(k), Some(i), "{k}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_kind_reads_as_other() {
+        let (_dir, mut s) = store();
+        let id = s
+            .open_incident(
+                "web",
+                Severity::default(),
+                "open",
+                None,
+                Timestamp(1),
+                "down",
+            )
+            .unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, 2, 'stepp', '0:x')",
+                [id],
+            )
+            .unwrap();
+        let events = s.incident_events(id).unwrap();
+        assert_eq!(events[1].kind, EventKind::Other("stepp".into()));
+        assert_ne!(events[1].kind, EventKind::Step);
     }
 }

@@ -25,7 +25,9 @@ pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use sync::Paused;
 
-pub use incidents::{Ack, DeliveryRecord, Event as IncidentEvent, Incident, NotifierHealth};
+pub use incidents::{
+    Ack, DeliveryRecord, Event as IncidentEvent, EventKind, Incident, NotifierHealth,
+};
 
 pub use migrations::SCHEMA_VERSION;
 

@@ -221,14 +221,14 @@ actions = ["restart-web", "notify:phone"]
     let c = load_str(good, Path::new("vigie.toml"), &env)
         .unwrap()
         .config;
-    let repair = c.action("restart-web").unwrap().repair().unwrap();
+    let repair = c.action("restart-web").unwrap();
     assert_eq!(
-        repair.argv(),
+        repair.repair().unwrap().command.argv(),
         ["systemctl", "restart", "--", "nginx.service"]
     );
     assert_eq!(
-        c.action("notify:phone").unwrap().notify,
-        Some(vec!["phone".to_owned()])
+        c.action("notify:phone").unwrap().notify().unwrap().to,
+        ["phone"]
     );
     assert!(c.action("notify:nobody").is_none());
     let shown = vigie_config::to_toml(&c).unwrap();
@@ -459,12 +459,16 @@ actions = ["page"]
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = loaded.config;
     assert_eq!(
-        c.action("page").unwrap().min_severity,
-        c.action("notify:phone").unwrap().min_severity,
+        c.action("page").unwrap().notify().unwrap().min_severity,
+        c.action("notify:phone")
+            .unwrap()
+            .notify()
+            .unwrap()
+            .min_severity,
         "one default for both forms"
     );
     assert_eq!(
-        c.action("page").unwrap().min_severity,
+        c.action("page").unwrap().notify().unwrap().min_severity,
         vigie_core::Severity::NotClassified
     );
 }
