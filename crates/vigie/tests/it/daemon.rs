@@ -5,40 +5,9 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 use serde_json::Value;
-use vigie_testkit::daemon::Daemon;
 use vigie_testkit::{check, servers};
 
-use crate::util::{SERVER, env, heartbeat_token};
-
-fn api_check(d: &Daemon, name: &str) -> Value {
-    let (status, body) = d.http("GET", "/api/v1/checks", &[]);
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Poll the API until `name` is in `state`.
-fn wait_state(d: &Daemon, name: &str, state: &str, limit: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let c = api_check(d, name);
-        if c["state"] == state {
-            return c;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{name} never became {state}: {c}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::util::{SERVER, api_check, env, heartbeat_token, wait_state};
 
 #[test]
 fn heartbeat_on_time_late_and_failed() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use vigie_testkit::knot::{Knot, knot};
 use vigie_testkit::{Env, Need, python_http_service, require, servers, wait_until};
 
-use crate::util::bin;
+use crate::util::{bin, wait_state};
 
 fn setup() -> (Env, Knot) {
     let k = knot(
@@ -222,14 +222,15 @@ fn a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stab
             .collect()
     };
     let count = |state: &str| states().iter().filter(|s| s.0 == state).count();
-    let check_ok = || {
-        let r = env.run(&["status", "--json"]);
-        serde_json::from_str::<serde_json::Value>(&r.stdout)
-            .is_ok_and(|v| v["checks"][0]["state"] == "ok")
-    };
+    // The daemon's live view: the store's (`vigie status`) may not have
+    // committed a change of a moment ago, and a stale "ok" let an outage
+    // start before the check had recovered from the last one.
     let mut service = python_http_service(port);
     let daemon = env.daemon();
-    wait_until(Duration::from_secs(10), check_ok);
+    let check_ok = || {
+        wait_state(&daemon, "blog-up", "ok", Duration::from_secs(10));
+    };
+    check_ok();
     let by_hand = || {
         let r = env.run(&["failover", "switch", "blog", "--to", "primary"]);
         assert_eq!(r.code, 0, "{r:?}");
@@ -269,14 +270,23 @@ fn a_primary_that_fails_again_is_left_again_and_failback_waits_for_it_to_be_stab
             _ => {}
         }
         // Back up as the daemon sees it before the next outage.
-        wait_until(Duration::from_secs(10), check_ok);
+        check_ok();
         by_hand();
     }
     // Seven changes in 24h (four automatic, three by hand): the fifth
     // outage leaves the record on the dead primary and pages.
     service.kill().unwrap();
     service.wait().unwrap();
-    wait_until(Duration::from_secs(10), || count("action failed") == 1);
+    let t0 = std::time::Instant::now();
+    while count("action failed") != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no page past the budget\n{:?}\n{}",
+            states(),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(served(&knot, "blog"), [primary]);
     let all = states();
     let page = all.iter().find(|s| s.0 == "action failed").unwrap();

@@ -2,10 +2,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use vigie_failover::{RecordSpec, query_addresses};
 use vigie_testkit::Env;
+use vigie_testkit::daemon::Daemon;
 
 /// The vigie binary the tests run: the one cargo built, or
 /// `VIGIE_TEST_BIN` when this test binary was copied where cargo's
@@ -63,4 +65,36 @@ pub fn query(dns: SocketAddr, name: &str) -> Result<Vec<IpAddr>, vigie_failover:
 /// The same, none when the server does not answer (yet).
 pub fn served(dns: SocketAddr, name: &str) -> Vec<IpAddr> {
     query(dns, name).unwrap_or_default()
+}
+
+/// The running daemon's own view of check `name` (live, not the store's
+/// last commit), through its API.
+pub fn api_check(d: &Daemon, name: &str) -> Value {
+    let (status, body) = d.http("GET", "/api/v1/checks", &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Poll the API until `name` is in `state`.
+pub fn wait_state(d: &Daemon, name: &str, state: &str, limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let c = api_check(d, name);
+        if c["state"] == state {
+            return c;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{name} never became {state}: {c}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
