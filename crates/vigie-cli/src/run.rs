@@ -57,14 +57,16 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
         let mut plugins = vigie_engine::Plugins::default();
         plugins.register(failover.clone());
-        let engine = Engine::start_with(&config, &dir, plugins, hints()).map_err(|e| {
+        // Where the replication jobs report, for the `sync` checks.
+        let board = vigie_core::Board::new();
+        let engine = Engine::start_with(&config, &dir, plugins, hints(), board.clone()).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
         let mut server = start_server(&engine, &config, &dir, &failover).await?;
         // dyndns lives beside the engine: it is no check, it keeps a record.
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         // Replication jobs, each on a thread of its own.
-        let mut syncs = start_syncs(&config, &dir);
+        let mut syncs = start_syncs(&config, &dir, &board);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -89,7 +91,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         dyndns.abort();
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
                         syncs.store(true, std::sync::atomic::Ordering::Relaxed);
-                        syncs = start_syncs(&new, &dir);
+                        syncs = start_syncs(&new, &dir, &board);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                     } else { tracing::error!("the new configuration is invalid; keeping the running one") }
@@ -127,8 +129,13 @@ fn lock_state_dir(dir: &Path) -> Result<vigie_store::lock::Lock> {
     })
 }
 
-/// Start every `[[sync]]` job of `config`; setting the flag stops them.
-fn start_syncs(config: &Config, dir: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+/// Start every `[[sync]]` job of `config`, each reporting on `board`;
+/// setting the flag stops them.
+fn start_syncs(
+    config: &Config,
+    dir: &Path,
+    board: &vigie_core::Board,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for j in &config.syncs {
         let mut spec = vigie_sync::JobSpec::from_config(j);
@@ -136,9 +143,10 @@ fn start_syncs(config: &Config, dir: &Path) -> std::sync::Arc<std::sync::atomic:
         let status = std::sync::Arc::new(std::sync::Mutex::new(vigie_sync::Status::default()));
         let stop = stop.clone();
         let name = j.name.clone();
+        let board = board.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("sync-{name}"))
-            .spawn(move || vigie_sync::run(spec, status, stop));
+            .spawn(move || vigie_sync::run(spec, status, stop, board));
         if let Err(e) = spawned {
             tracing::error!(job = %name, error = %e, "cannot start the replication");
         }
@@ -215,7 +223,9 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
     let rt = runtime()?;
     let results = rt.block_on(async {
         let own = serve_own_server(config, &selected).await;
-        let mut results = vigie_engine::run_once(config, &selected, store.as_ref()).await;
+        // No job runs in this process: a `sync` check finds nothing here.
+        let board = vigie_core::Board::new();
+        let mut results = vigie_engine::run_once(config, &selected, store.as_ref(), &board).await;
         if let Some(own) = own {
             for r in &mut results {
                 if aims_at(&r.check, config.server.listen) {

@@ -65,7 +65,8 @@ pub(crate) fn job(cli: &Cli, name: &str, once: bool, allow_deletes: bool) -> Res
     spec.state_dir = Some(dir);
     let status = std::sync::Arc::new(std::sync::Mutex::new(vigie_sync::Status::default()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    vigie_sync::run(spec, status, stop);
+    // No check runs in this process: nothing reads the job's reports.
+    vigie_sync::run(spec, status, stop, vigie_core::Board::new());
     Ok(exit::OK)
 }
 

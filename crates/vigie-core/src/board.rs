@@ -1,39 +1,64 @@
 //! Reports that work running beside the engine (a replication job today)
 //! publishes about itself, for the checks that watch it: the job judges
 //! its own state (it knows its lag, queue and errors), and its check
-//! reads the latest word. One board per process.
+//! reads the latest word. The CLI makes one [`Board`] and hands a clone
+//! to each job and to the probes.
 
 use std::collections::BTreeMap;
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use crate::{Outcome, Timestamp};
 
-fn board() -> &'static RwLock<BTreeMap<String, (Outcome, Timestamp)>> {
-    static B: OnceLock<RwLock<BTreeMap<String, (Outcome, Timestamp)>>> = OnceLock::new();
-    B.get_or_init(|| RwLock::new(BTreeMap::new()))
+/// The latest report of each name. Cheap to clone: clones share one map.
+#[derive(Debug, Clone, Default)]
+pub struct Board {
+    reports: Arc<RwLock<BTreeMap<String, (Outcome, Timestamp)>>>,
 }
 
-/// Publish `outcome` as the latest report of `name`.
-pub fn publish(name: &str, outcome: Outcome) {
-    board()
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(name.to_owned(), (outcome, Timestamp::now()));
+impl Board {
+    /// An empty board.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publish `outcome` as the latest report of `name`.
+    pub fn publish(&self, name: &str, outcome: Outcome) {
+        self.reports
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), (outcome, Timestamp::now()));
+    }
+
+    /// The latest report of `name`, and when it was published.
+    pub fn report(&self, name: &str) -> Option<(Outcome, Timestamp)> {
+        self.reports
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Forget `name` (its job stopped).
+    pub fn withdraw(&self, name: &str) {
+        self.reports
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+    }
 }
 
-/// The latest report of `name`, and when it was published.
-pub fn report(name: &str) -> Option<(Outcome, Timestamp)> {
-    board()
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(name)
-        .cloned()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Forget `name` (its job stopped).
-pub fn withdraw(name: &str) {
-    board()
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(name);
+    #[test]
+    fn clones_share_one_map_and_boards_are_apart() {
+        let a = Board::new();
+        let b = a.clone();
+        a.publish("sync.x", Outcome::ok("fine"));
+        assert_eq!(b.report("sync.x").map(|(o, _)| o.ok), Some(true));
+        assert!(Board::new().report("sync.x").is_none());
+        b.withdraw("sync.x");
+        assert!(a.report("sync.x").is_none());
+    }
 }

@@ -12,6 +12,7 @@ mod size;
 mod state;
 mod time;
 
+pub use board::Board;
 pub use cron::{Cron, CronError};
 pub use duration::{Duration, DurationError};
 pub use outcome::{CheckResult, Metric, Outcome, Severity};

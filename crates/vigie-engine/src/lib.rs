@@ -232,6 +232,8 @@ pub(crate) struct Inner {
     /// Action kinds provided by higher crates (`failover`), by kind.
     plugins: Plugins,
     hints: Hints,
+    /// Where the jobs beside the engine report; every `Shared` reads it.
+    board: vigie_core::Board,
     /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
     wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
@@ -264,16 +266,24 @@ impl Engine {
     /// Open the store in `state_dir`, restore what it remembers, and start
     /// every check of `config`. Must be called inside a tokio runtime.
     pub fn start(config: &Config, state_dir: &Path) -> Result<Self, EngineError> {
-        Self::start_with(config, state_dir, Plugins::default(), Hints::default())
+        Self::start_with(
+            config,
+            state_dir,
+            Plugins::default(),
+            Hints::default(),
+            vigie_core::Board::new(),
+        )
     }
 
     /// [`Engine::start`], with the action kinds that higher crates
-    /// registered in `plugins`, and the commands its messages suggest.
+    /// registered in `plugins`, the commands its messages suggest, and
+    /// the board where the jobs beside it report (read by `sync` checks).
     pub fn start_with(
         config: &Config,
         state_dir: &Path,
         plugins: Plugins,
         hints: Hints,
+        board: vigie_core::Board,
     ) -> Result<Self, EngineError> {
         let store = Store::open(state_dir)?;
         let (writer, store) = writer::spawn(
@@ -293,6 +303,7 @@ impl Engine {
             incident_store: std::sync::OnceLock::new(),
             plugins,
             hints,
+            board,
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
         });
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
@@ -315,7 +326,7 @@ impl Engine {
     }
 
     fn install(&self, config: &Config, snapshot: &writer::Snapshot) -> Result<(), EngineError> {
-        let shared = vigie_probe::Shared::new();
+        let shared = vigie_probe::Shared::new(self.inner.board.clone());
         let mut prepared = Vec::with_capacity(config.checks.len());
         for check in &config.checks {
             let p = vigie_probe::prepare(check, &shared).map_err(|e| EngineError::Prepare {

@@ -280,13 +280,15 @@ pub struct OnceResult {
 }
 
 /// Run `checks` of `config` once, at most `concurrency` at a time, for
-/// `vigie check`. Heartbeats are judged from what the store remembers.
+/// `vigie check`. Heartbeats are judged from what the store remembers;
+/// `sync` checks read `board`.
 pub async fn run_once(
     config: &Config,
     checks: &[&Check],
     store: Option<&vigie_store::Store>,
+    board: &vigie_core::Board,
 ) -> Vec<OnceResult> {
-    let shared = vigie_probe::Shared::new();
+    let shared = vigie_probe::Shared::new(board.clone());
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.engine.concurrency));
     let heartbeats = store
         .and_then(|s| s.heartbeats().ok())

@@ -221,6 +221,7 @@ actions = ["failover:f", "notify:hook"]
             &dir.path().join("state"),
             plugins,
             vigie_engine::Hints::default(),
+            vigie_core::Board::new(),
         )
         .unwrap();
         let bed = Bed {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigie_config::{Check, Probe};
-use vigie_core::Outcome;
+use vigie_core::{Board, Outcome};
 
 mod cert;
 pub mod command;
@@ -27,16 +27,22 @@ pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
 // Every probe's error messages; `vigie_net` owns it.
 pub use vigie_net::chain;
 
-/// Resources shared by every prepared check: TLS roots and HTTP clients.
-#[derive(Default)]
+/// Resources shared by every prepared check: TLS roots and HTTP clients,
+/// and the board where replication jobs report (read by `sync` checks).
 pub struct Shared {
     http: http::Clients,
     tls: tls::Configs,
+    board: Board,
 }
 
 impl Shared {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// What the checks prepared with it share; `sync` checks read `board`.
+    pub fn new(board: Board) -> Arc<Self> {
+        Arc::new(Self {
+            http: http::Clients::default(),
+            tls: tls::Configs::default(),
+            board,
+        })
     }
 }
 
@@ -60,8 +66,8 @@ enum Kind {
     FileAge(vigie_config::FileAgeProbe),
     /// Judged by the engine from the pings it received.
     Heartbeat,
-    /// A replication job, as it reports itself.
-    Sync(String),
+    /// A replication job, as it reports itself on the board.
+    Sync(String, Board),
 }
 
 /// Why a check could not be made ready (a CA file that went missing, …).
@@ -91,7 +97,7 @@ pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError>
         Probe::Load(l) => Kind::Load(l.clone()),
         Probe::FileAge(f) => Kind::FileAge(f.clone()),
         Probe::Heartbeat(_) => Kind::Heartbeat,
-        Probe::Sync(s) => Kind::Sync(s.job.clone()),
+        Probe::Sync(s) => Kind::Sync(s.job.clone(), shared.board.clone()),
     };
     Ok(Prepared { kind })
 }
@@ -121,15 +127,15 @@ impl Prepared {
             Kind::Heartbeat => Outcome::fail(
                 "heartbeats are judged by the running daemon from the pings it receives",
             ),
-            Kind::Sync(job) => sync_report(job),
+            Kind::Sync(job, board) => sync_report(board, job),
         }
     }
 }
 
 /// A replication job's latest word about itself; silence for a minute is
 /// a failure too (the job is stuck or gone).
-fn sync_report(job: &str) -> Outcome {
-    match vigie_core::board::report(&format!("sync.{job}")) {
+fn sync_report(board: &Board, job: &str) -> Outcome {
+    match board.report(&format!("sync.{job}")) {
         None => Outcome::fail(format!(
             "replication {job} is not running here (it runs inside `vigie run` or `vigie sync {job}`)"
         )),
@@ -157,5 +163,22 @@ pub(crate) fn human(d: Duration) -> String {
         format!("{:.2}s", d.as_secs_f64())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_check_reads_the_board_it_was_given() {
+        let board = Board::new();
+        assert!(!sync_report(&board, "web").ok, "no job reported yet");
+        board.publish("sync.web", Outcome::ok("in step"));
+        let o = sync_report(&board, "web");
+        assert!(o.ok && o.message == "in step", "{o:?}");
+        assert!(!sync_report(&Board::new(), "web").ok, "another board");
+        board.withdraw("sync.web");
+        assert!(!sync_report(&board, "web").ok, "the job stopped");
     }
 }

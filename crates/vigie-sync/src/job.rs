@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
+use vigie_core::Board;
 
 use crate::glob::excluded;
 use crate::proto::{Entry, Kind};
@@ -1002,8 +1003,9 @@ impl Batch {
 /// Run `spec` until `stop`: connect (with backoff), a full pass, then
 /// live batches and a full pass every `verify_every`. Changes seen while
 /// the target is away, or the job paused, wait in the store's queue.
+/// The job reports how it goes on `board`, as `sync.NAME`.
 #[allow(clippy::needless_pass_by_value)] // Owned: it runs on a thread of its own.
-pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
+pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>, board: Board) {
     let (tx, events) = mpsc::channel::<notify::Result<notify::Event>>();
     // Never through a symlink: `ln -s / src/x` would have the job watch
     // (and a root daemon walk) the whole filesystem.
@@ -1031,6 +1033,7 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
         status,
         spec,
         published: None,
+        board,
     };
     let mut sender = Sender::new(ctx.spec.clone(), ctx.status.clone());
     let mut batch = Batch::default();
@@ -1136,7 +1139,7 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
         ctx.queue(&batch);
         ctx.publish(&batch, true);
     }
-    vigie_core::board::withdraw(&format!("sync.{}", ctx.spec.name));
+    ctx.board.withdraw(&format!("sync.{}", ctx.spec.name));
     drop(watcher);
 }
 
@@ -1146,6 +1149,8 @@ struct Ctx {
     status: Arc<Mutex<Status>>,
     persist: Persist,
     published: Option<Instant>,
+    /// Where the job's check reads its report.
+    board: Board,
 }
 
 impl Ctx {
@@ -1184,7 +1189,8 @@ impl Ctx {
             s.oldest_change = batch.oldest_ms;
             s.outcome(&self.spec)
         };
-        vigie_core::board::publish(&format!("sync.{}", self.spec.name), outcome);
+        self.board
+            .publish(&format!("sync.{}", self.spec.name), outcome);
     }
 }
 

@@ -110,7 +110,8 @@ impl Live {
         let status = Arc::new(Mutex::new(Status::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (status.clone(), stop.clone());
-        let thread = std::thread::spawn(move || vigie_sync::run(spec, s, st));
+        let board = vigie_core::Board::new();
+        let thread = std::thread::spawn(move || vigie_sync::run(spec, s, st, board));
         let live = Live {
             status,
             stop,
