@@ -158,6 +158,18 @@ impl Loader {
                 out.insert(name.into_inner(), action);
             }
         }
+        self.check_action_refs(&out, notifiers, failover_names);
+        out
+    }
+
+    /// Each check's `actions` names a known action, `notify:NOTIFIER` or
+    /// `failover:NAME`.
+    fn check_action_refs(
+        &mut self,
+        out: &BTreeMap<String, Action>,
+        notifiers: &BTreeMap<String, Notifier>,
+        failover_names: &[String],
+    ) {
         // Kept: `unreachable_notifiers` points at these references too.
         for (src, check, reference) in self.raw.action_refs.clone() {
             let r = reference.get_ref();
@@ -189,6 +201,5 @@ impl Loader {
                 );
             }
         }
-        out
     }
 }

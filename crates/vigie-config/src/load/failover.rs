@@ -206,10 +206,8 @@ impl Loader {
         out
     }
 
-    pub(super) fn resolve_failover(
-        &mut self,
-        env: EnvLookup<'_>,
-    ) -> (BTreeMap<String, DnsProvider>, BTreeMap<String, Failover>) {
+    /// `[dns.NAME]`: valid names, their secrets read.
+    fn resolve_dns_providers(&mut self, env: EnvLookup<'_>) -> BTreeMap<String, DnsProvider> {
         let mut dns = BTreeMap::new();
         for (src, name, table, mut p) in std::mem::take(&mut self.raw.dns) {
             let key = format!("dns.{}", name.get_ref());
@@ -239,6 +237,14 @@ impl Loader {
                 dns.insert(name.into_inner(), p);
             }
         }
+        dns
+    }
+
+    pub(super) fn resolve_failover(
+        &mut self,
+        env: EnvLookup<'_>,
+    ) -> (BTreeMap<String, DnsProvider>, BTreeMap<String, Failover>) {
+        let dns = self.resolve_dns_providers(env);
         let providers: Vec<String> = dns.keys().cloned().collect();
         let mut failovers = BTreeMap::new();
         for (src, name, table, mut f) in std::mem::take(&mut self.raw.failovers) {
