@@ -11,7 +11,7 @@ use crate::diag::{Location, did_you_mean};
 use crate::model::{Check, Flapping, Probe, TcpProbe, TlsProbe};
 use crate::secret::{Secret, SecretSource};
 
-use super::{EnvLookup, FlappingSetting, Loader, RawCheck, split_host_port};
+use super::{EnvLookup, FlappingSetting, Loader, RawCheck, RawDefaults, split_host_port};
 
 impl Loader {
     pub(super) fn resolve_checks(&mut self, env: EnvLookup<'_>) -> Vec<Check> {
@@ -52,75 +52,7 @@ impl Loader {
             } else {
                 seen.insert(name.clone(), name_loc);
             }
-            let every = raw
-                .every
-                .as_ref()
-                .map_or(defaults.every.unwrap_or(Duration::from_secs(30)), |e| {
-                    *e.get_ref()
-                });
-            if every.std() < std::time::Duration::from_millis(100) {
-                let span = raw.every.as_ref().map(Spanned::span);
-                self.error(
-                    src,
-                    span,
-                    &format!("{key}.every"),
-                    "`every` must be at least 100ms".into(),
-                    None,
-                );
-            }
-            let timeout = raw
-                .timeout
-                .as_ref()
-                .map(|t| *t.get_ref())
-                .or(defaults.timeout)
-                .unwrap_or_else(|| every.min(Duration::from_secs(10)));
-            if timeout.std().is_zero() {
-                let span = raw.timeout.as_ref().map(Spanned::span);
-                self.error(
-                    src,
-                    span,
-                    &format!("{key}.timeout"),
-                    "`timeout` must be more than 0s".into(),
-                    None,
-                );
-            } else if timeout > every {
-                let span = raw.timeout.as_ref().map(Spanned::span);
-                self.warning(
-                    src,
-                    span,
-                    &format!("{key}.timeout"),
-                    format!("timeout ({timeout}) is longer than every ({every}): a slow run delays the next one"),
-                    Some("make timeout at most as long as every".into()),
-                );
-            }
-            let retry_every = raw
-                .retry_every
-                .as_ref()
-                .map(|r| *r.get_ref())
-                .or(defaults.retry_every);
-            if let Some(retry) = retry_every {
-                let span = raw.retry_every.as_ref().map(Spanned::span);
-                let field = format!("{key}.retry_every");
-                if retry.std() < std::time::Duration::from_millis(100) {
-                    self.error(
-                        src,
-                        span,
-                        &field,
-                        "`retry_every` must be at least 100ms".into(),
-                        None,
-                    );
-                } else if retry > every {
-                    self.error(
-                        src,
-                        span,
-                        &field,
-                        format!("retry_every ({retry}) is longer than every ({every})"),
-                        Some(
-                            "retry_every re-runs a failed check sooner than every, until fail_after confirms it: make it shorter than every, or remove it".into(),
-                        ),
-                    );
-                }
-            }
+            let (every, timeout, retry_every) = self.check_timing(src, &key, &raw, &defaults);
             let mut threshold = |v: &Option<Spanned<u32>>, d: Option<u32>, field: &str| -> u32 {
                 match v {
                     Some(v) if *v.get_ref() == 0 => {
@@ -143,24 +75,7 @@ impl Loader {
             for a in &raw.actions {
                 self.raw.action_refs.push((src, name.clone(), a.clone()));
             }
-            let flapping = match raw.flapping.as_ref().map(Spanned::get_ref) {
-                None | Some(FlappingSetting::Enabled(true)) => Some(Flapping::default()),
-                Some(FlappingSetting::Enabled(false)) => None,
-                Some(FlappingSetting::Rule(r)) if r.changes >= 2 && !r.within.std().is_zero() => {
-                    Some(*r)
-                }
-                Some(FlappingSetting::Rule(_)) => {
-                    let span = raw.flapping.as_ref().map(Spanned::span);
-                    self.error(
-                        src,
-                        span,
-                        &format!("{key}.flapping"),
-                        "`changes` must be at least 2 and `within` more than 0s".into(),
-                        None,
-                    );
-                    None
-                }
-            };
+            let flapping = self.check_flapping(src, &key, &raw);
             let mut raw = raw;
             let probe = self.resolve_probe(src, entry.table.clone(), &key, &mut raw, env);
             places.push((
@@ -195,6 +110,109 @@ impl Loader {
         }
         self.validate_dependencies(&seen, &places, &broken_names);
         checks
+    }
+
+    /// `every`, `timeout` and `retry_every`, defaults applied and checked
+    /// against each other.
+    fn check_timing(
+        &mut self,
+        src: usize,
+        key: &str,
+        raw: &RawCheck,
+        defaults: &RawDefaults,
+    ) -> (Duration, Duration, Option<Duration>) {
+        let every = raw
+            .every
+            .as_ref()
+            .map_or(defaults.every.unwrap_or(Duration::from_secs(30)), |e| {
+                *e.get_ref()
+            });
+        if every.std() < std::time::Duration::from_millis(100) {
+            let span = raw.every.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                &format!("{key}.every"),
+                "`every` must be at least 100ms".into(),
+                None,
+            );
+        }
+        let timeout = raw
+            .timeout
+            .as_ref()
+            .map(|t| *t.get_ref())
+            .or(defaults.timeout)
+            .unwrap_or_else(|| every.min(Duration::from_secs(10)));
+        if timeout.std().is_zero() {
+            let span = raw.timeout.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                &format!("{key}.timeout"),
+                "`timeout` must be more than 0s".into(),
+                None,
+            );
+        } else if timeout > every {
+            let span = raw.timeout.as_ref().map(Spanned::span);
+            self.warning(
+            src,
+            span,
+            &format!("{key}.timeout"),
+            format!("timeout ({timeout}) is longer than every ({every}): a slow run delays the next one"),
+            Some("make timeout at most as long as every".into()),
+        );
+        }
+        let retry_every = raw
+            .retry_every
+            .as_ref()
+            .map(|r| *r.get_ref())
+            .or(defaults.retry_every);
+        if let Some(retry) = retry_every {
+            let span = raw.retry_every.as_ref().map(Spanned::span);
+            let field = format!("{key}.retry_every");
+            if retry.std() < std::time::Duration::from_millis(100) {
+                self.error(
+                    src,
+                    span,
+                    &field,
+                    "`retry_every` must be at least 100ms".into(),
+                    None,
+                );
+            } else if retry > every {
+                self.error(
+                src,
+                span,
+                &field,
+                format!("retry_every ({retry}) is longer than every ({every})"),
+                Some(
+                    "retry_every re-runs a failed check sooner than every, until fail_after confirms it: make it shorter than every, or remove it".into(),
+                ),
+            );
+            }
+        }
+        (every, timeout, retry_every)
+    }
+
+    /// `flapping`: on by default, off, or a valid rule.
+    fn check_flapping(&mut self, src: usize, key: &str, raw: &RawCheck) -> Option<Flapping> {
+        match raw.flapping.as_ref().map(Spanned::get_ref) {
+            None | Some(FlappingSetting::Enabled(true)) => Some(Flapping::default()),
+            Some(FlappingSetting::Enabled(false)) => None,
+            Some(FlappingSetting::Rule(r)) if r.changes >= 2 && !r.within.std().is_zero() => {
+                Some(*r)
+            }
+            Some(FlappingSetting::Rule(_)) => {
+                let span = raw.flapping.as_ref().map(Spanned::span);
+                self.error(
+                    src,
+                    span,
+                    &format!("{key}.flapping"),
+                    "`changes` must be at least 2 and `within` more than 0s".into(),
+                    None,
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn validate_dependencies(
