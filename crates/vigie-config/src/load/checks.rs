@@ -291,6 +291,30 @@ impl Loader {
         raw: &mut RawCheck,
         env: EnvLookup<'_>,
     ) -> Option<Probe> {
+        let (mut probe, span) = self.one_probe(src, table, key, raw)?;
+        let secrets_ok = self.probe_secrets(src, &span, key, &mut probe, env);
+        let mut problems: Problems = Vec::new();
+        match probe {
+            Probe::Http(_) | Probe::Tcp(_) | Probe::Tls(_) | Probe::Dns(_) | Probe::Ping(_) => {
+                self.network_settings(key, &mut probe, &mut problems);
+            }
+            _ => self.host_settings(src, &span, key, &mut probe, env, &mut problems),
+        }
+        let ok = problems.is_empty() && secrets_ok;
+        for (k, message, hint) in problems {
+            self.error(src, Some(span.clone()), &k, message, hint);
+        }
+        ok.then_some(probe)
+    }
+
+    /// The check's one probe and its span; none or several is an error.
+    fn one_probe(
+        &mut self,
+        src: usize,
+        table: Range<usize>,
+        key: &str,
+        raw: &mut RawCheck,
+    ) -> Option<(Probe, Range<usize>)> {
         fn take<T>(
             v: &mut Option<Spanned<T>>,
             f: fn(T) -> Probe,
@@ -330,7 +354,7 @@ impl Loader {
             );
             return None;
         }
-        let Some((mut probe, span)) = found.pop() else {
+        let Some(found) = found.pop() else {
             self.error(
                 src,
                 Some(table),
@@ -340,25 +364,23 @@ impl Loader {
             );
             return None;
         };
+        Some(found)
+    }
+
+    /// Header values, query values and a command's environment may be
+    /// secrets: read them; false when one cannot be read.
+    fn probe_secrets(
+        &mut self,
+        src: usize,
+        span: &Range<usize>,
+        key: &str,
+        probe: &mut Probe,
+        env: EnvLookup<'_>,
+    ) -> bool {
         let kind = probe.kind();
         let field = |f: &str| format!("{key}.{kind}.{f}");
-        let mut problems: Vec<(String, String, Option<String>)> = Vec::new();
-        let percent =
-            |v: Option<f64>, f: &str, problems: &mut Vec<(String, String, Option<String>)>| {
-                if let Some(v) = v
-                    && !(0.0..=100.0).contains(&v)
-                {
-                    problems.push((
-                        field(f),
-                        format!("{v} is not a percentage between 0 and 100"),
-                        None,
-                    ));
-                }
-            };
-        // Header values, query values and a command's environment may be
-        // secrets.
         let mut secrets_ok = true;
-        let maybe_secrets = match &mut probe {
+        let maybe_secrets = match probe {
             Probe::Http(h) => vec![("headers", &mut h.headers), ("query", &mut h.query)],
             Probe::Command(c) => vec![("env", &mut c.env)],
             _ => Vec::new(),
@@ -376,7 +398,14 @@ impl Loader {
                 }
             }
         }
-        match &mut probe {
+        secrets_ok
+    }
+
+    /// The settings of a probe that reaches over the network.
+    fn network_settings(&mut self, key: &str, probe: &mut Probe, problems: &mut Problems) {
+        let kind = probe.kind();
+        let field = |f: &str| format!("{key}.{kind}.{f}");
+        match &mut *probe {
             Probe::Http(h) => {
                 for s in &h.expect_status {
                     if !(100..=599).contains(s) {
@@ -409,7 +438,7 @@ impl Loader {
                         ),
                     ));
                 }
-                if let Probe::Tls(t) = &mut probe
+                if let Probe::Tls(t) = &mut *probe
                     && let Some(ca) = &mut t.ca
                 {
                     *ca = self.base.join(&*ca);
@@ -452,8 +481,30 @@ impl Loader {
                         None,
                     ));
                 }
-                percent(Some(p.max_loss_percent), "max_loss_percent", &mut problems);
+                percent(
+                    Some(p.max_loss_percent),
+                    field("max_loss_percent"),
+                    problems,
+                );
             }
+            _ => {}
+        }
+    }
+
+    /// The settings of a probe of this host (commands, units, processes,
+    /// resources, files, heartbeats, replication).
+    fn host_settings(
+        &mut self,
+        src: usize,
+        span: &Range<usize>,
+        key: &str,
+        probe: &mut Probe,
+        env: EnvLookup<'_>,
+        problems: &mut Problems,
+    ) {
+        let kind = probe.kind();
+        let field = |f: &str| format!("{key}.{kind}.{f}");
+        match probe {
             Probe::Command(c) => match (&c.argv, &c.shell) {
                 (Some(_), Some(_)) => problems.push((
                     field("argv"),
@@ -472,10 +523,8 @@ impl Loader {
                 )),
                 _ => {}
             },
-            Probe::Systemd(s) => {
-                if s.unit.is_empty() {
-                    problems.push((field("unit"), "empty unit name".into(), None));
-                }
+            Probe::Systemd(s) if s.unit.is_empty() => {
+                problems.push((field("unit"), "empty unit name".into(), None));
             }
             Probe::Process(p) => {
                 if p.name.is_some() == p.pidfile.is_some() {
@@ -496,25 +545,29 @@ impl Loader {
                 {
                     d.max_used_percent = Some(90.0);
                 }
-                percent(d.max_used_percent, "max_used_percent", &mut problems);
+                percent(d.max_used_percent, field("max_used_percent"), problems);
                 percent(
                     d.max_inodes_used_percent,
-                    "max_inodes_used_percent",
-                    &mut problems,
+                    field("max_inodes_used_percent"),
+                    problems,
                 );
             }
             Probe::Memory(m) => {
-                percent(Some(m.max_used_percent), "max_used_percent", &mut problems);
+                percent(
+                    Some(m.max_used_percent),
+                    field("max_used_percent"),
+                    problems,
+                );
                 percent(
                     m.max_swap_used_percent,
-                    "max_swap_used_percent",
-                    &mut problems,
+                    field("max_swap_used_percent"),
+                    problems,
                 );
             }
-            Probe::Load(l) => {
-                if l.max_load1.is_none() && l.max_load5.is_none() && l.max_load15.is_none() {
-                    l.max_load5 = Some(2.0);
-                }
+            Probe::Load(l)
+                if l.max_load1.is_none() && l.max_load5.is_none() && l.max_load15.is_none() =>
+            {
+                l.max_load5 = Some(2.0);
             }
             Probe::FileAge(f) => f.path = self.base.join(&f.path),
             Probe::Heartbeat(h) => {
@@ -529,14 +582,26 @@ impl Loader {
                     h.token = self.resolve_secret(src, span.clone(), &field("token"), token, env);
                 }
             }
-            // Checked once every job is known (`sync_checks`).
-            Probe::Sync(_) => {}
+            // Sync: checked once every job is known (`sync_checks`); the
+            // network probes: `network_settings`.
+            _ => {}
         }
-        let ok = problems.is_empty() && secrets_ok;
-        for (k, message, hint) in problems {
-            self.error(src, Some(span.clone()), &k, message, hint);
-        }
-        ok.then_some(probe)
+    }
+}
+
+/// Problems with a probe's settings: the key, the message, the hint.
+type Problems = Vec<(String, String, Option<String>)>;
+
+/// A percentage setting out of 0..=100.
+fn percent(v: Option<f64>, field: String, problems: &mut Problems) {
+    if let Some(v) = v
+        && !(0.0..=100.0).contains(&v)
+    {
+        problems.push((
+            field,
+            format!("{v} is not a percentage between 0 and 100"),
+            None,
+        ));
     }
 }
 
