@@ -455,19 +455,23 @@ mod tests {
         (dir, store)
     }
 
+    /// An open incident of check `web`.
+    fn open_web(s: &mut Store) -> i64 {
+        s.open_incident(
+            "web",
+            Severity::default(),
+            "open",
+            None,
+            Timestamp(1),
+            "down",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn every_event_kind_round_trips_through_the_store() {
         let (_dir, mut s) = store();
-        let id = s
-            .open_incident(
-                "web",
-                Severity::default(),
-                "open",
-                None,
-                Timestamp(1),
-                "down",
-            )
-            .unwrap();
+        let id = open_web(&mut s);
         let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
         kinds.push(EventKind::Other("from a later vigie".into()));
         for k in &kinds {
@@ -529,16 +533,7 @@ mod tests {
     #[test]
     fn an_unknown_stored_kind_reads_as_other() {
         let (_dir, mut s) = store();
-        let id = s
-            .open_incident(
-                "web",
-                Severity::default(),
-                "open",
-                None,
-                Timestamp(1),
-                "down",
-            )
-            .unwrap();
+        let id = open_web(&mut s);
         s.conn
             .execute(
                 "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, 2, 'stepp', '0:x')",

@@ -1,8 +1,7 @@
 //! The command provider: any program that can get and set a record.
 
-use crate::util::blog;
+use crate::util::{blog, ip, rt};
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use vigie_failover::Change;
@@ -29,12 +28,7 @@ fn gets_and_sets_through_a_program() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         assert_eq!(p.current(&blog()).await.unwrap(), [ip("203.0.113.10")]);
         let change = p
             .set(&blog(), &[ip("198.51.100.7"), ip("198.51.100.8")])
@@ -57,7 +51,7 @@ fn gets_and_sets_through_a_program() {
         "{calls}"
     );
     std::fs::write(&state, "not an address\n").unwrap();
-    let err = rt.block_on(p.current(&blog())).unwrap_err();
+    let err = rt().block_on(p.current(&blog())).unwrap_err();
     assert!(err.to_string().contains("not an address"), "{err}");
     let bad = CommandProvider::new(
         vec![
@@ -68,6 +62,6 @@ fn gets_and_sets_through_a_program() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let err = rt.block_on(bad.current(&blog())).unwrap_err();
+    let err = rt().block_on(bad.current(&blog())).unwrap_err();
     assert!(err.to_string().contains("exited Some(4): denied"), "{err}");
 }
