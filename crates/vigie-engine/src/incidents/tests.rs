@@ -30,7 +30,12 @@ fn formats_utc_times() {
 }
 
 const MS: Duration = Duration::from_millis(1);
-const MINUTE: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_mins(1);
+
+/// A millisecond before `d`.
+fn before(d: Duration) -> Duration {
+    d.saturating_sub(MS)
+}
 
 /// Keeps tokio's paused clock still while it lives: the runtime does not
 /// auto-advance while a blocking task runs.
@@ -154,8 +159,8 @@ recover_after = 1
                 break;
             }
             let into = now.duration_since(self.origin).as_nanos() % GRID.as_nanos();
-            let to_grid = GRID - Duration::from_nanos(u64::try_from(into).unwrap());
-            advance(to_grid.min(end - now)).await;
+            let to_grid = GRID.saturating_sub(Duration::from_nanos(u64::try_from(into).unwrap()));
+            advance(to_grid.min(end.saturating_duration_since(now))).await;
             for _ in 0..30 {
                 tokio::task::yield_now().await;
             }
@@ -275,7 +280,7 @@ async fn a_check_still_failing_when_the_verify_window_ends_goes_on_to_the_page()
     bed.record(true).await;
     bed.record(false).await;
     bed.until("the repair ran", |b| b.repairs() == 1).await;
-    bed.step(Duration::from_secs(10) - MS).await;
+    bed.step(before(Duration::from_secs(10))).await;
     assert!(!bed.has(1, &EventKind::NotRepaired), "{:?}", bed.events(1));
     assert!(!bed.has(1, &EventKind::Notified), "{:?}", bed.events(1));
     bed.step(MS).await;
@@ -296,7 +301,7 @@ async fn an_escalation_comes_its_delay_after_the_incident_opened() {
     bed.record(true).await;
     bed.record(false).await;
     bed.until("paged", |b| b.has(1, &EventKind::Notified)).await;
-    bed.step(5 * MINUTE - MS).await;
+    bed.step(before(5 * MINUTE)).await;
     assert!(!bed.has(1, &EventKind::Escalated), "{:?}", bed.events(1));
     bed.step(MS).await;
     bed.until("escalated", |b| b.has(1, &EventKind::Escalated))
@@ -314,7 +319,7 @@ async fn an_incident_acknowledged_before_its_escalation_is_due_skips_it() {
     bed.step(MINUTE).await;
     let id = bed.incident(1).unwrap().id;
     bed.engine.ack(id, "on it").unwrap();
-    bed.step(4 * MINUTE - MS).await;
+    bed.step(before(4 * MINUTE)).await;
     assert!(
         !bed.has(1, &EventKind::EscalationSkipped),
         "{:?}",
@@ -355,7 +360,7 @@ async fn the_restart_limit_counts_the_repairs_within_its_window() {
     assert_eq!(bed.repairs(), 1);
     // Within the hour of that repair: none.
     // Nothing runs meanwhile: one jump.
-    advance(60 * MINUTE - Duration::from_secs(3)).await;
+    advance(Duration::from_secs(3600 - 3)).await;
     settle().await;
     outage(&bed, 2, 1).await;
     assert_eq!(bed.repairs(), 1);
@@ -423,7 +428,7 @@ async fn a_maintenance_window_holds_every_step_until_it_ends() {
         bed.details(1, &EventKind::Held),
         ["in maintenance window upgrade"]
     );
-    bed.step(10 * MINUTE - MS).await;
+    bed.step(before(10 * MINUTE)).await;
     assert!(!bed.has(1, &EventKind::Released), "{:?}", bed.events(1));
     assert_eq!(bed.repairs(), 0, "no repair during the window");
     // The window ends (the hold looks every 500ms, on time here).
