@@ -875,13 +875,7 @@ async fn plugin_step(
     name: &str,
     resolved: &mut watch::Receiver<bool>,
 ) -> Next {
-    let Inc {
-        ctx,
-        config,
-        check,
-        id,
-        opened,
-    } = *inc;
+    let (ctx, config, check, id, opened) = (inc.ctx, inc.config, inc.check, inc.id, inc.opened);
     let Some((kind, target)) = kind.plugin() else {
         return Next::Skip;
     };
@@ -959,13 +953,7 @@ async fn notify_step(
     repairs: &Repairs,
     resolved: &mut watch::Receiver<bool>,
 ) -> Next {
-    let Inc {
-        ctx,
-        config,
-        check,
-        id,
-        ..
-    } = *inc;
+    let (ctx, config, check, id) = (inc.ctx, inc.config, inc.check, inc.id);
     if let Some(after) = step.after {
         let wait = until_due(inc.opened, after.std(), ctx.now());
         tokio::select! {
@@ -1015,13 +1003,7 @@ async fn page(
     severity: Severity,
     repairs: &Repairs,
 ) {
-    let Inc {
-        ctx,
-        config,
-        check,
-        id,
-        opened,
-    } = *inc;
+    let (ctx, config, check, id, opened) = (inc.ctx, inc.config, inc.check, inc.id, inc.opened);
     refresh_dependents(ctx, config, &check.name).await;
     let (state, kind) = if step.after.is_some() {
         ("escalated", EventKind::Escalated)

@@ -29,6 +29,24 @@ impl Recorder {
             .filter(|c| **c == what)
             .count()
     }
+
+    /// Record a call to `what`: `Err(fails)` from its `fails_from`th on,
+    /// `Ok(works)` before.
+    fn call(
+        &self,
+        what: &'static str,
+        fails_from: usize,
+        works: &str,
+        fails: &str,
+    ) -> Result<String, String> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(what);
+        if calls.iter().filter(|c| **c == what).count() >= fails_from {
+            Err(fails.to_owned())
+        } else {
+            Ok(works.to_owned())
+        }
+    }
 }
 
 impl ActionPlugin for Recorder {
@@ -54,13 +72,12 @@ impl ActionPlugin for Recorder {
         _: i64,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push("run");
-            if calls.iter().filter(|c| **c == "run").count() >= self.runs_fail_from {
-                Err("the budget is spent: record left on the primary".to_owned())
-            } else {
-                Ok("moved".to_owned())
-            }
+            self.call(
+                "run",
+                self.runs_fail_from,
+                "moved",
+                "the budget is spent: record left on the primary",
+            )
         })
     }
 
@@ -75,13 +92,12 @@ impl ActionPlugin for Recorder {
         _: &'a str,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push("undo");
-            if calls.iter().filter(|c| **c == "undo").count() >= self.undos_fail_from {
-                Err("the budget is spent: record left on the backup".to_owned())
-            } else {
-                Ok("back".to_owned())
-            }
+            self.call(
+                "undo",
+                self.undos_fail_from,
+                "back",
+                "the budget is spent: record left on the backup",
+            )
         })
     }
 }

@@ -146,6 +146,12 @@ recover_after = 1
         settle().await;
     }
 
+    /// `svc` passes, then fails: its incident opens.
+    async fn open(&self) {
+        self.record(true).await;
+        self.record(false).await;
+    }
+
     /// Let `d` pass as it would for real: in steps that stop on every
     /// tenth of a second since the test began (the engine's paces are
     /// multiples of it), each followed by what became due then, so that
@@ -256,8 +262,7 @@ const FIX: &str = "[action.fix]\nrun = [\"true\"]\nverify = \"10s\"\n";
 #[tokio::test(start_paused = true)]
 async fn a_check_back_within_the_verify_window_is_repaired_and_pages_nobody() {
     let bed = Bed::new(REPAIR_THEN_PAGE, FIX);
-    bed.record(true).await;
-    bed.record(false).await;
+    bed.open().await;
     bed.until("the repair ran", |b| b.repairs() == 1).await;
     bed.step(Duration::from_secs(9)).await;
     assert!(!bed.has(1, &EventKind::NotRepaired), "{:?}", bed.events(1));
@@ -277,8 +282,7 @@ async fn a_check_back_within_the_verify_window_is_repaired_and_pages_nobody() {
 #[tokio::test(start_paused = true)]
 async fn a_check_still_failing_when_the_verify_window_ends_goes_on_to_the_page() {
     let bed = Bed::new(REPAIR_THEN_PAGE, FIX);
-    bed.record(true).await;
-    bed.record(false).await;
+    bed.open().await;
     bed.until("the repair ran", |b| b.repairs() == 1).await;
     bed.step(before(Duration::from_secs(10))).await;
     assert!(!bed.has(1, &EventKind::NotRepaired), "{:?}", bed.events(1));
@@ -298,8 +302,7 @@ const BOSS: &str = "[action.page-boss]\nnotify = [\"hook\"]\nafter = \"5m\"\n";
 #[tokio::test(start_paused = true)]
 async fn an_escalation_comes_its_delay_after_the_incident_opened() {
     let bed = Bed::new(PAGE_THEN_ESCALATE, BOSS);
-    bed.record(true).await;
-    bed.record(false).await;
+    bed.open().await;
     bed.until("paged", |b| b.has(1, &EventKind::Notified)).await;
     bed.step(before(5 * MINUTE)).await;
     assert!(!bed.has(1, &EventKind::Escalated), "{:?}", bed.events(1));
@@ -313,8 +316,7 @@ async fn an_escalation_comes_its_delay_after_the_incident_opened() {
 #[tokio::test(start_paused = true)]
 async fn an_incident_acknowledged_before_its_escalation_is_due_skips_it() {
     let bed = Bed::new(PAGE_THEN_ESCALATE, BOSS);
-    bed.record(true).await;
-    bed.record(false).await;
+    bed.open().await;
     bed.until("paged", |b| b.has(1, &EventKind::Notified)).await;
     bed.step(MINUTE).await;
     let id = bed.incident(1).unwrap().id;
@@ -421,8 +423,7 @@ async fn a_maintenance_window_holds_every_step_until_it_ends() {
             rfc3339(start.saturating_add(10 * MINUTE)),
         )
     });
-    bed.record(true).await;
-    bed.record(false).await;
+    bed.open().await;
     bed.until("held", |b| b.has(1, &EventKind::Held)).await;
     assert_eq!(
         bed.details(1, &EventKind::Held),

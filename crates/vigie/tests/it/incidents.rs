@@ -205,9 +205,7 @@ severity = "disaster"
         boss = boss.addr,
     ));
     let d = e.daemon();
-    wait_until(Duration::from_secs(10), || {
-        phone_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&phone_seen, 1, 10);
     let first: Value = serde_json::from_str(&phone_seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(first["severity"], "high");
     assert_eq!(first["state"], "failing");
@@ -231,9 +229,7 @@ severity = "disaster"
         0,
         "the escalation waits for its delay"
     );
-    wait_until(Duration::from_secs(10), || {
-        boss_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&boss_seen, 1, 10);
     let esc: Value = serde_json::from_str(&boss_seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(esc["priority"], 10, "escalated at disaster severity: {esc}");
     // The service comes back: both are told, once.
@@ -274,7 +270,7 @@ max = {{ restarts = 1, within = "1h" }}
         tcp_svc(port, "", &["fix", "fix", "notify:hook"]),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let msg: Value = serde_json::from_str(&seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(msg["title"], "[AVERAGE] svc is failing (repairs stopped)");
     let inc = &incidents(&e)[0];
@@ -361,7 +357,7 @@ fn a_daemon_killed_mid_incident_does_not_notify_twice() {
         tcp_svc(port, "", &["notify:hook"])
     ));
     let mut d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     d.signal(Signal::KILL);
     d.wait(Duration::from_secs(5));
     let d2 = e.daemon();
@@ -370,7 +366,7 @@ fn a_daemon_killed_mid_incident_does_not_notify_twice() {
     assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent twice");
     // Recovery after the restart is still announced, once.
     let mut service = python_http_service(port);
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 2);
+    wait_seen(&seen, 2, 10);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(seen.lock().unwrap().len(), 2);
     assert_eq!(incidents(&e).len(), 1, "the same incident, resumed");
@@ -400,9 +396,7 @@ after = "3s"
         tcp_svc(port, "", &["notify:phone", "page-boss"]),
     ));
     let d = e.daemon();
-    wait_until(Duration::from_secs(10), || {
-        phone_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&phone_seen, 1, 10);
     let id = incidents(&e)[0]["id"].as_i64().unwrap().to_string();
     // The API wants the token.
     let (status, _) = d.http("POST", &format!("/api/v1/incidents/{id}/ack"), &[]);
@@ -500,7 +494,7 @@ fn a_maintenance_window_holds_notifications_until_it_ends() {
     });
     assert_eq!(seen.lock().unwrap().len(), 0, "nothing during the window");
     // Still failing when the window ends: now it notifies.
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let kinds: Vec<String> = incidents(&e)[0]["events"]
         .as_array()
         .unwrap()
@@ -586,7 +580,7 @@ fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
         tcp_svc(port, "", &["stuck", "notify:hook"]),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let inc = &incidents(&e)[0];
     let details: Vec<&str> = inc["events"]
         .as_array()
@@ -600,6 +594,13 @@ fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
         !marker.exists(),
         "the hung repair was killed, not left running"
     );
+}
+
+/// Wait (at most `secs` seconds) until `seen` holds `n` requests.
+fn wait_seen(seen: &std::sync::Mutex<Vec<servers::Captured>>, n: usize, secs: u64) {
+    wait_until(Duration::from_secs(secs), || {
+        seen.lock().unwrap().len() == n
+    });
 }
 
 fn bodies(seen: &std::sync::Mutex<Vec<servers::Captured>>) -> Vec<Value> {
@@ -668,7 +669,7 @@ shell = "echo ghost.service not found; exit 1"
         ),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let msg = &bodies(&seen)[0];
     let id = incidents(&e)[0]["id"].as_i64().unwrap();
     assert_eq!(msg["incident"], id);
@@ -692,7 +693,7 @@ fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
     let head = format!("{HEAD}{}{keep}\n", webhook("hook", hook.addr));
     e.config(&format!("{head}{}", tcp_svc(port, "", &["notify:hook"])));
     let d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     e.config(&head);
     d.signal(Signal::HUP);
     d.wait_log("configuration reloaded", Duration::from_secs(5));
@@ -702,7 +703,7 @@ fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
     let inc = &incidents(&e)[0];
     assert_eq!(inc["resolution"], "check removed", "{inc}");
     // Whoever was paged hears that it is closed, once.
-    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    wait_seen(&seen, 2, 5);
     let closed = &bodies(&seen)[1];
     assert_eq!(closed["state"], "check removed", "{closed}");
     assert_eq!(closed["incident"], inc["id"]);
@@ -732,9 +733,7 @@ min_severity = "high"
         tcp_svc(port, "severity = \"warning\"\n", &["page", "page-boss"]),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || {
-        phone_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&phone_seen, 1, 10);
     assert_eq!(bodies(&phone_seen)[0]["severity"], "warning");
     wait_until(Duration::from_secs(5), || {
         incidents(&e)[0]["events"]
@@ -766,12 +765,12 @@ fn an_incident_of_a_check_removed_while_the_daemon_was_stopped_is_closed_at_star
     );
     e.config(&format!("{head}{}", tcp_svc(port, "", &["notify:hook"])));
     let mut d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     d.signal(Signal::TERM);
     d.wait(Duration::from_secs(5));
     e.config(&head);
     let _d = e.daemon();
-    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    wait_seen(&seen, 2, 5);
     let closed = &bodies(&seen)[1];
     assert_eq!(closed["state"], "check removed", "{closed}");
     let inc = &incidents(&e)[0];
