@@ -68,11 +68,17 @@ struct Bed {
 
 impl Bed {
     fn new(check: &str, tables: &str) -> Self {
-        Self::with_start(check, tables, |_| String::new())
+        Self::with_start(check, tables, |_| String::new(), Plugins::default())
     }
 
-    /// The same, with `more(start)` added to the configuration.
-    fn with_start(check: &str, tables: &str, more: impl Fn(Timestamp) -> String) -> Self {
+    /// The same, with `more(start)` added to the configuration, and the
+    /// action kinds of `plugins`.
+    fn with_start(
+        check: &str,
+        tables: &str,
+        more: impl Fn(Timestamp) -> String,
+        plugins: Plugins,
+    ) -> Self {
         let still = still();
         let now = Timestamp::now().millis();
         let start = Timestamp(now - now.rem_euclid(1000));
@@ -82,6 +88,11 @@ impl Bed {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tsig.key"),
+            "dmlnaWUtdGVzdC1rZXktZm9yLWtub3QtdXBkYXRlcy0zMg==\n",
+        )
+        .unwrap();
         let src = format!(
             r#"[node]
 name = "t"
@@ -108,13 +119,8 @@ recover_after = 1
         let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
             .unwrap()
             .config;
-        let engine = Engine::start_unscheduled(
-            &config,
-            &dir.path().join("state"),
-            Plugins::default(),
-            start,
-        )
-        .unwrap();
+        let engine =
+            Engine::start_unscheduled(&config, &dir.path().join("state"), plugins, start).unwrap();
         Bed {
             engine,
             start,
@@ -416,13 +422,18 @@ async fn a_flapping_check_holds_its_page_until_its_changes_leave_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_maintenance_window_holds_every_step_until_it_ends() {
-    let bed = Bed::with_start(REPAIR_THEN_PAGE, FIX, |start| {
-        format!(
-            "[[maintenance]]\nname = \"upgrade\"\nchecks = [\"svc\"]\nfrom = \"{}\"\nuntil = \"{}\"\n",
-            rfc3339(start.saturating_sub(60 * MINUTE)),
-            rfc3339(start.saturating_add(10 * MINUTE)),
-        )
-    });
+    let bed = Bed::with_start(
+        REPAIR_THEN_PAGE,
+        FIX,
+        |start| {
+            format!(
+                "[[maintenance]]\nname = \"upgrade\"\nchecks = [\"svc\"]\nfrom = \"{}\"\nuntil = \"{}\"\n",
+                rfc3339(start.saturating_sub(60 * MINUTE)),
+                rfc3339(start.saturating_add(10 * MINUTE)),
+            )
+        },
+        Plugins::default(),
+    );
     bed.open().await;
     bed.until("held", |b| b.has(1, &EventKind::Held)).await;
     assert_eq!(
@@ -439,4 +450,89 @@ async fn a_maintenance_window_holds_every_step_until_it_ends() {
         bed.details(1, &EventKind::Released),
         ["no longer in maintenance window upgrade"]
     );
+}
+
+/// A failover step that only counts its moves (the engine knows no DNS).
+#[derive(Default)]
+struct Moves(std::sync::atomic::AtomicUsize);
+
+impl Moves {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl crate::ActionPlugin for Moves {
+    fn kind(&self) -> &'static str {
+        vigie_config::ActionKind::FAILOVER
+    }
+
+    fn ready<'a>(
+        &'a self,
+        _: &'a vigie_config::Config,
+        _: &'a str,
+        _: bool,
+        _: &'a crate::Statuses,
+    ) -> crate::PluginFuture<'a, Result<String, String>> {
+        Box::pin(async { Ok(String::new()) })
+    }
+
+    fn run<'a>(
+        &'a self,
+        _: &'a vigie_config::Config,
+        _: &'a str,
+        _: &'a str,
+        _: i64,
+    ) -> crate::PluginFuture<'a, Result<String, String>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async { Ok("moved".to_owned()) })
+    }
+
+    fn undo_after(&self, _: &vigie_config::Config, _: &str) -> Option<Duration> {
+        None
+    }
+
+    fn undo<'a>(
+        &'a self,
+        _: &'a vigie_config::Config,
+        _: &'a str,
+        _: &'a str,
+    ) -> crate::PluginFuture<'a, Result<String, String>> {
+        Box::pin(async { Ok("back".to_owned()) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flapping_check_still_fails_over_and_holds_only_its_page() {
+    let moves = std::sync::Arc::new(Moves::default());
+    let mut plugins = Plugins::default();
+    plugins.register(moves.clone());
+    let bed = Bed::with_start(
+        "flapping = { changes = 4, within = \"10m\" }\nactions = [\"failover:f\", \"notify:hook\"]",
+        "[dns.d]\nkind = \"rfc2136\"\nserver = \"127.0.0.1:9\"\nkey_name = \"k\"\nsecret = { file = \"tsig.key\" }\n\n\
+         [failover.f]\nrecord = { zone = \"example.org\", name = \"blog\" }\nprimary = [\"192.0.2.1\"]\nbackup = [\"192.0.2.2\"]\ndns = \"d\"\n",
+        |_| String::new(),
+        plugins,
+    );
+    // Changes: ok (0), failing (0), ok (1m), failing (2m, the fourth
+    // within 10 minutes: it flaps).
+    bed.open().await;
+    bed.until("first paged", |b| b.has(1, &EventKind::Notified))
+        .await;
+    assert_eq!(moves.count(), 1);
+    bed.step(MINUTE).await;
+    bed.record(true).await;
+    bed.until("first resolved", |b| {
+        b.incident(1).is_some_and(|i| i.resolution.is_some())
+    })
+    .await;
+    bed.step(MINUTE).await;
+    bed.record(false).await;
+    bed.until("second held", |b| b.has(2, &EventKind::Held))
+        .await;
+    assert_eq!(moves.count(), 2, "the move is never held");
+    assert_eq!(bed.details(2, &EventKind::FailedOver), ["f"]);
+    assert_eq!(bed.details(2, &EventKind::Held), ["flapping"]);
+    bed.step(MINUTE).await;
+    assert!(!bed.has(2, &EventKind::Notified), "{:?}", bed.events(2));
 }
