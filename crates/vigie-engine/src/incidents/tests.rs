@@ -384,17 +384,14 @@ async fn the_restart_limit_counts_the_repairs_within_its_window() {
     assert!(!bed.has(3, &EventKind::RestartLimit), "{:?}", bed.events(3));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_flapping_check_holds_its_page_until_its_changes_leave_the_window() {
-    let bed = Bed::new(
-        "flapping = { changes = 4, within = \"10m\" }\nactions = [\"notify:hook\"]",
-        "",
-    );
-    // Changes: ok (0), failing (1m), ok (2m), failing (3m): the fourth
-    // within 10 minutes, so the second incident flaps.
-    bed.record(true).await;
-    bed.step(MINUTE).await;
-    bed.record(false).await;
+/// A flap rule for `svc`: four changes within ten minutes.
+const FLAPS: &str = "flapping = { changes = 4, within = \"10m\" }\n";
+
+/// Make `svc` (on `FLAPS`) flap: ok and failing at 0 (the first
+/// incident, paged), ok at 1m, failing at 2m (the fourth change: the
+/// second incident is held as flapping).
+async fn flap(bed: &Bed) {
+    bed.open().await;
     bed.until("first paged", |b| b.has(1, &EventKind::Notified))
         .await;
     bed.step(MINUTE).await;
@@ -409,8 +406,14 @@ async fn a_flapping_check_holds_its_page_until_its_changes_leave_the_window() {
         .await;
     assert_eq!(bed.details(2, &EventKind::Held), ["flapping"]);
     assert_eq!(bed.incident(2).unwrap().state, "flapping");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flapping_check_holds_its_page_until_its_changes_leave_the_window() {
+    let bed = Bed::new(&format!("{FLAPS}actions = [\"notify:hook\"]"), "");
+    flap(&bed).await;
     // At 10m the first change is still within the window.
-    bed.step(7 * MINUTE).await;
+    bed.step(8 * MINUTE).await;
     assert!(!bed.has(2, &EventKind::Released), "{:?}", bed.events(2));
     assert!(!bed.has(2, &EventKind::Notified), "{:?}", bed.events(2));
     // Past it (the hold looks every 500ms): released, and paged.
@@ -508,31 +511,21 @@ async fn a_flapping_check_still_fails_over_and_holds_only_its_page() {
     let mut plugins = Plugins::default();
     plugins.register(moves.clone());
     let bed = Bed::with_start(
-        "flapping = { changes = 4, within = \"10m\" }\nactions = [\"failover:f\", \"notify:hook\"]",
-        "[dns.d]\nkind = \"rfc2136\"\nserver = \"127.0.0.1:9\"\nkey_name = \"k\"\nsecret = { file = \"tsig.key\" }\n\n\
-         [failover.f]\nrecord = { zone = \"example.org\", name = \"blog\" }\nprimary = [\"192.0.2.1\"]\nbackup = [\"192.0.2.2\"]\ndns = \"d\"\n",
+        &format!("{FLAPS}actions = [\"failover:f\", \"notify:hook\"]"),
+        &vigie_testkit::rfc2136_failover(
+            "f",
+            "d",
+            "127.0.0.1:9",
+            "k",
+            ("192.0.2.1", "192.0.2.2"),
+            "",
+        ),
         |_| String::new(),
         plugins,
     );
-    // Changes: ok (0), failing (0), ok (1m), failing (2m, the fourth
-    // within 10 minutes: it flaps).
-    bed.open().await;
-    bed.until("first paged", |b| b.has(1, &EventKind::Notified))
-        .await;
-    assert_eq!(moves.count(), 1);
-    bed.step(MINUTE).await;
-    bed.record(true).await;
-    bed.until("first resolved", |b| {
-        b.incident(1).is_some_and(|i| i.resolution.is_some())
-    })
-    .await;
-    bed.step(MINUTE).await;
-    bed.record(false).await;
-    bed.until("second held", |b| b.has(2, &EventKind::Held))
-        .await;
+    flap(&bed).await;
     assert_eq!(moves.count(), 2, "the move is never held");
     assert_eq!(bed.details(2, &EventKind::FailedOver), ["f"]);
-    assert_eq!(bed.details(2, &EventKind::Held), ["flapping"]);
     bed.step(MINUTE).await;
     assert!(!bed.has(2, &EventKind::Notified), "{:?}", bed.events(2));
 }
