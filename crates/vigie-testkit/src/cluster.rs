@@ -179,23 +179,7 @@ url = "https://{peer_ip}:9470"
 token = {{ file = "peer.token" }}
 pin = "{pin}"
 
-[dns.knot]
-kind = "rfc2136"
-server = "{dns}"
-key_name = "{key}"
-secret = {{ file = "tsig.key" }}
-
-[failover.blog]
-record = {{ zone = "example.org", name = "blog" }}
-primary = ["{prim}"]
-backup = ["{back}"]
-dns = "knot"
-checks = ["web"]
-reference = ["link"]
-quorum = {quorum}
-failback = {failback}
-verify_timeout = "10s"
-{overrides}
+{tables}{overrides}
 [[check]]
 name = "web"
 http = {{ url = "http://{prim}:8080/" }}
@@ -215,9 +199,17 @@ fail_after = 2
             peer = names[other],
             peer_ip = lab.ip(names[other]),
             pin = certs[other].2,
-            key = knot.key_name,
-            quorum = s.quorum,
-            failback = s.failback,
+            tables = crate::rfc2136_failover(
+                "blog",
+                "knot",
+                &dns.to_string(),
+                &knot.key_name,
+                (&prim.to_string(), &back.to_string()),
+                &format!(
+                    "checks = [\"web\"]\nreference = [\"link\"]\nquorum = {}\nfailback = {}\nverify_timeout = \"10s\"\n",
+                    s.quorum, s.failback
+                ),
+            ),
             every = s.every,
             fail_after = s.fail_after,
             overrides = overrides,

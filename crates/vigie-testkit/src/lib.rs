@@ -151,6 +151,35 @@ pub fn check(name: &str, probe: &str, extra: &str) -> String {
     format!("[[check]]\nname = \"{name}\"\n{probe}\n{extra}\n")
 }
 
+/// A DNS failover's tables, for configs in tests: `[dns.DNS]`, RFC 2136
+/// updates to `server` signed with the TSIG key `key` (its secret in
+/// `tsig.key`), and `[failover.NAME]`, moving blog.example.org from
+/// `primary` to `backup` through it; `more` are further lines of the
+/// failover table.
+pub fn rfc2136_failover(
+    name: &str,
+    dns: &str,
+    server: &str,
+    key: &str,
+    (primary, backup): (&str, &str),
+    more: &str,
+) -> String {
+    format!(
+        r#"[dns.{dns}]
+kind = "rfc2136"
+server = "{server}"
+key_name = "{key}"
+secret = {{ file = "tsig.key" }}
+
+[failover.{name}]
+record = {{ zone = "example.org", name = "blog" }}
+primary = ["{primary}"]
+backup = ["{backup}"]
+dns = "{dns}"
+{more}"#
+    )
+}
+
 /// A directory every user can reach (it and each of its parents let
 /// others in), for what a test runs as another user: the checkout may
 /// sit where that user cannot enter (under `/root`, mode 0700), and so

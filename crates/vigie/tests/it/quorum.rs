@@ -279,27 +279,22 @@ name = "w2"
 url = "http://127.0.0.1:{port}"
 token = {{ file = "peer.token" }}
 
-[dns.knot]
-kind = "rfc2136"
-server = "127.0.0.1:9"
-key_name = "k"
-secret = {{ file = "tsig.key" }}
-
-[failover.blog]
-record = {{ zone = "example.org", name = "blog" }}
-primary = ["192.0.2.10"]
-backup = ["192.0.2.20"]
-dns = "knot"
-checks = ["web"]
-quorum = 2
-
+{}
 [[check]]
 name = "web"
 tcp = {{ address = "127.0.0.1:9" }}
 every = "1s"
 timeout = "1s"
 fail_after = 1
-"#
+"#,
+        vigie_testkit::rfc2136_failover(
+            "blog",
+            "knot",
+            "127.0.0.1:9",
+            "k",
+            ("192.0.2.10", "192.0.2.20"),
+            "checks = [\"web\"]\nquorum = 2\n"
+        ),
     ));
     let d = env.daemon();
     let base = format!("https://{}/api/v1/peer/vote/blog", d.addr);
