@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use vigie_core::{ByteSize, Duration, Severity, Thresholds};
 
+use crate::kinds::kinds;
 use crate::{MaybeSecret, Secret};
 
 /// The whole resolved configuration.
@@ -246,26 +247,45 @@ impl Check {
     }
 }
 
-/// The probe of a check; in the file it is the key that names it
-/// (`http = { … }`).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Probe {
-    Http(HttpProbe),
-    Tcp(TcpProbe),
-    Tls(TlsProbe),
-    Dns(DnsProbe),
-    Ping(PingProbe),
-    Command(CommandProbe),
-    Systemd(SystemdProbe),
-    Process(ProcessProbe),
-    Disk(DiskProbe),
-    Memory(MemoryProbe),
-    Load(LoadProbe),
-    FileAge(FileAgeProbe),
-    Heartbeat(HeartbeatProbe),
-    Sync(SyncProbe),
+/// The check kinds: the one table that lists them, a variant of [`Probe`]
+/// (its settings' type) and the key a `[[check]]` names it by. `Probe`,
+/// [`ProbeKind`] and the loader's raw check are built from it
+/// (`probe_kinds!(then)` hands the table to the macro `then`).
+macro_rules! probe_kinds {
+    ($then:ident) => {
+        $then! {
+            Http(HttpProbe) = "http",
+            Tcp(TcpProbe) = "tcp",
+            Tls(TlsProbe) = "tls",
+            Dns(DnsProbe) = "dns",
+            Ping(PingProbe) = "ping",
+            Command(CommandProbe) = "command",
+            Systemd(SystemdProbe) = "systemd",
+            Process(ProcessProbe) = "process",
+            Disk(DiskProbe) = "disk",
+            Memory(MemoryProbe) = "memory",
+            Load(LoadProbe) = "load",
+            FileAge(FileAgeProbe) = "file_age",
+            Heartbeat(HeartbeatProbe) = "heartbeat",
+            Sync(SyncProbe) = "sync",
+        }
+    };
 }
+pub(crate) use probe_kinds;
+
+macro_rules! probe_enum {
+    ($( $Variant:ident $settings:tt = $name:literal, )+) => {
+        kinds! {
+            /// The probe of a check; in the file it is the key that names it
+            /// (`http = { … }`).
+            #[derive(Clone, Debug, Serialize)]
+            pub enum Probe => ProbeKind {
+                $( $Variant $settings = $name, )+
+            }
+        }
+    };
+}
+probe_kinds!(probe_enum);
 
 /// The state of a `[[sync]]` job, as the job itself reports it (lag,
 /// queue, errors, held deletions). Each job gets a `sync-NAME` check of
@@ -274,44 +294,6 @@ pub enum Probe {
 #[serde(deny_unknown_fields)]
 pub struct SyncProbe {
     pub job: String,
-}
-
-impl Probe {
-    pub const KINDS: [&'static str; 14] = [
-        "http",
-        "tcp",
-        "tls",
-        "dns",
-        "ping",
-        "command",
-        "systemd",
-        "process",
-        "disk",
-        "memory",
-        "load",
-        "file_age",
-        "heartbeat",
-        "sync",
-    ];
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Probe::Http(_) => "http",
-            Probe::Tcp(_) => "tcp",
-            Probe::Tls(_) => "tls",
-            Probe::Dns(_) => "dns",
-            Probe::Ping(_) => "ping",
-            Probe::Command(_) => "command",
-            Probe::Systemd(_) => "systemd",
-            Probe::Process(_) => "process",
-            Probe::Disk(_) => "disk",
-            Probe::Memory(_) => "memory",
-            Probe::Load(_) => "load",
-            Probe::FileAge(_) => "file_age",
-            Probe::Heartbeat(_) => "heartbeat",
-            Probe::Sync(_) => "sync",
-        }
-    }
 }
 
 fn yes() -> bool {
@@ -701,103 +683,92 @@ pub struct Notifier {
     pub kind: NotifierKind,
 }
 
-/// The services vigie can notify, by their `kind`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum NotifierKind {
-    /// ntfy: a POST of the text to the topic URL, title and priority as headers.
-    Ntfy {
-        /// The topic URL, e.g. `https://ntfy.sh/my-alerts`.
-        url: HttpUrl,
-        /// An access token (`Authorization: Bearer`), for protected topics.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        token: Option<Secret>,
-    },
-    /// Gotify: `POST /message` with an application token.
-    Gotify {
-        /// The server's base URL.
-        url: HttpUrl,
-        token: Secret,
-    },
-    /// Any HTTP endpoint: a JSON body, or one rendered from a template.
-    Webhook {
-        url: HttpUrl,
-        #[serde(default = "post")]
-        method: HttpMethod,
-        /// Values may be secrets (`{ env }`, `{ file }`).
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, MaybeSecret>,
-        /// Added to the URL's query; values may be secrets.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        query: BTreeMap<String, MaybeSecret>,
-        /// Sent as `Authorization: Bearer …` when set.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        token: Option<Secret>,
-        /// A MiniJinja template for the body; the message's fields are its
-        /// variables. Without one the body is the message as JSON.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        template: Option<String>,
-    },
-    /// IFTTT Maker webhooks: an event with value1..3.
-    Ifttt {
-        event: String,
-        key: Secret,
-        #[serde(default = "ifttt_endpoint")]
-        endpoint: HttpUrl,
-    },
-    /// A Slack incoming webhook; its URL is the secret.
-    Slack { url: Secret },
-    /// A Discord webhook; its URL is the secret.
-    Discord { url: Secret },
-    /// A Matrix room, through the client-server API.
-    Matrix {
-        homeserver: HttpUrl,
-        room_id: String,
-        access_token: Secret,
-    },
-    /// Mail through an SMTP server (STARTTLS by default).
-    Smtp {
-        host: String,
-        /// Default: 587 with STARTTLS, 465 with implicit TLS.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        port: Option<u16>,
-        #[serde(default)]
-        security: SmtpSecurity,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        username: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        password: Option<Secret>,
-        /// `vigie <alerts@example.org>`
-        from: String,
-        to: Vec<String>,
-        /// Extra trusted certificates (a PEM file), for a private CA.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        ca: Option<PathBuf>,
-    },
-    /// A Telegram chat, through a bot.
-    Telegram {
-        bot_token: Secret,
-        chat_id: String,
-        #[serde(default = "telegram_endpoint")]
-        endpoint: HttpUrl,
-    },
+kinds! {
+    /// The services vigie can notify, by their `kind`: the one table of
+    /// notifiers.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(tag = "kind", deny_unknown_fields)]
+    pub enum NotifierKind => NotifierService {
+        /// ntfy: a POST of the text to the topic URL, title and priority as headers.
+        Ntfy {
+            /// The topic URL, e.g. `https://ntfy.sh/my-alerts`.
+            url: HttpUrl,
+            /// An access token (`Authorization: Bearer`), for protected topics.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token: Option<Secret>,
+        } = "ntfy",
+        /// Gotify: `POST /message` with an application token.
+        Gotify {
+            /// The server's base URL.
+            url: HttpUrl,
+            token: Secret,
+        } = "gotify",
+        /// Any HTTP endpoint: a JSON body, or one rendered from a template.
+        Webhook {
+            url: HttpUrl,
+            #[serde(default = "post")]
+            method: HttpMethod,
+            /// Values may be secrets (`{ env }`, `{ file }`).
+            #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+            headers: BTreeMap<String, MaybeSecret>,
+            /// Added to the URL's query; values may be secrets.
+            #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+            query: BTreeMap<String, MaybeSecret>,
+            /// Sent as `Authorization: Bearer …` when set.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token: Option<Secret>,
+            /// A MiniJinja template for the body; the message's fields are its
+            /// variables. Without one the body is the message as JSON.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            template: Option<String>,
+        } = "webhook",
+        /// IFTTT Maker webhooks: an event with value1..3.
+        Ifttt {
+            event: String,
+            key: Secret,
+            #[serde(default = "ifttt_endpoint")]
+            endpoint: HttpUrl,
+        } = "ifttt",
+        /// A Slack incoming webhook; its URL is the secret.
+        Slack { url: Secret } = "slack",
+        /// A Discord webhook; its URL is the secret.
+        Discord { url: Secret } = "discord",
+        /// A Matrix room, through the client-server API.
+        Matrix {
+            homeserver: HttpUrl,
+            room_id: String,
+            access_token: Secret,
+        } = "matrix",
+        /// Mail through an SMTP server (STARTTLS by default).
+        Smtp {
+            host: String,
+            /// Default: 587 with STARTTLS, 465 with implicit TLS.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            port: Option<u16>,
+            #[serde(default)]
+            security: SmtpSecurity,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            username: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            password: Option<Secret>,
+            /// `vigie <alerts@example.org>`
+            from: String,
+            to: Vec<String>,
+            /// Extra trusted certificates (a PEM file), for a private CA.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ca: Option<PathBuf>,
+        } = "smtp",
+        /// A Telegram chat, through a bot.
+        Telegram {
+            bot_token: Secret,
+            chat_id: String,
+            #[serde(default = "telegram_endpoint")]
+            endpoint: HttpUrl,
+        } = "telegram",
+    }
 }
 
 impl NotifierKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            NotifierKind::Ntfy { .. } => "ntfy",
-            NotifierKind::Gotify { .. } => "gotify",
-            NotifierKind::Webhook { .. } => "webhook",
-            NotifierKind::Ifttt { .. } => "ifttt",
-            NotifierKind::Slack { .. } => "slack",
-            NotifierKind::Discord { .. } => "discord",
-            NotifierKind::Matrix { .. } => "matrix",
-            NotifierKind::Telegram { .. } => "telegram",
-            NotifierKind::Smtp { .. } => "smtp",
-        }
-    }
-
     /// Every secret of this notifier, to be resolved at load.
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
@@ -1263,49 +1234,52 @@ impl Default for Flapping {
     }
 }
 
-/// A DNS provider (`[dns.NAME]`) that failover uses to move records.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DnsProvider {
-    /// RFC 2136 dynamic updates signed with TSIG, sent to the primary.
-    Rfc2136 {
-        /// `ip:port` of the primary server.
-        server: SocketAddr,
-        key_name: String,
-        #[serde(default)]
-        algorithm: TsigAlgorithmName,
-        /// The TSIG key, base64.
-        secret: Secret,
-    },
-    /// The OVH API.
-    Ovh {
-        /// `ovh-eu`, `ovh-ca`, `ovh-us`, or a URL.
-        #[serde(default = "ovh_eu")]
-        endpoint: String,
-        application_key: String,
-        application_secret: Secret,
-        consumer_key: Secret,
-    },
-    /// Cloudflare's API v4 with an API token.
-    Cloudflare {
-        token: Secret,
-        #[serde(default = "cloudflare_api")]
-        api: String,
-    },
-    /// Any program: `ARGV get ZONE NAME TYPE` prints the values,
-    /// `ARGV set ZONE NAME TYPE TTL VALUE…` changes them.
-    Command {
-        argv: Vec<String>,
-        #[serde(default = "default_action_timeout")]
-        timeout: Duration,
-    },
-    /// PowerDNS's HTTP API.
-    Powerdns {
-        url: HttpUrl,
-        #[serde(default = "localhost")]
-        server_id: String,
-        api_key: Secret,
-    },
+kinds! {
+    /// A DNS provider (`[dns.NAME]`) that failover uses to move records: the
+    /// one table of providers.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(tag = "kind", deny_unknown_fields)]
+    pub enum DnsProvider => DnsKind {
+        /// RFC 2136 dynamic updates signed with TSIG, sent to the primary.
+        Rfc2136 {
+            /// `ip:port` of the primary server.
+            server: SocketAddr,
+            key_name: String,
+            #[serde(default)]
+            algorithm: TsigAlgorithmName,
+            /// The TSIG key, base64.
+            secret: Secret,
+        } = "rfc2136",
+        /// The OVH API.
+        Ovh {
+            /// `ovh-eu`, `ovh-ca`, `ovh-us`, or a URL.
+            #[serde(default = "ovh_eu")]
+            endpoint: String,
+            application_key: String,
+            application_secret: Secret,
+            consumer_key: Secret,
+        } = "ovh",
+        /// Cloudflare's API v4 with an API token.
+        Cloudflare {
+            token: Secret,
+            #[serde(default = "cloudflare_api")]
+            api: String,
+        } = "cloudflare",
+        /// Any program: `ARGV get ZONE NAME TYPE` prints the values,
+        /// `ARGV set ZONE NAME TYPE TTL VALUE…` changes them.
+        Command {
+            argv: Vec<String>,
+            #[serde(default = "default_action_timeout")]
+            timeout: Duration,
+        } = "command",
+        /// PowerDNS's HTTP API.
+        Powerdns {
+            url: HttpUrl,
+            #[serde(default = "localhost")]
+            server_id: String,
+            api_key: Secret,
+        } = "powerdns",
+    }
 }
 
 fn ovh_eu() -> String {
@@ -1329,16 +1303,6 @@ pub enum TsigAlgorithmName {
 }
 
 impl DnsProvider {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DnsProvider::Rfc2136 { .. } => "rfc2136",
-            DnsProvider::Ovh { .. } => "ovh",
-            DnsProvider::Cloudflare { .. } => "cloudflare",
-            DnsProvider::Powerdns { .. } => "powerdns",
-            DnsProvider::Command { .. } => "command",
-        }
-    }
-
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
             DnsProvider::Rfc2136 { secret, .. } => vec![("secret", secret)],

@@ -48,18 +48,24 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
             "{path} uses {inodes_pct:.1}% of its inodes (more than {max}%)"
         ));
     }
-    let outcome = if problems.is_empty() {
-        Outcome::ok(format!(
+    verdict(&problems, || {
+        format!(
             "{path}: {used_pct:.1}% used, {} free",
             ByteSize(free).human()
-        ))
-    } else {
-        Outcome::fail(problems.join("; "))
-    };
-    outcome
+        )
+    })
         .with_metric("used_ratio", used_pct / 100.0)
         .with_metric("free_bytes", free as f64)
         .with_metric("inodes_used_ratio", inodes_pct / 100.0)
+}
+
+/// A resource check's verdict: every threshold crossed, or the summary.
+fn verdict(problems: &[String], summary: impl FnOnce() -> String) -> Outcome {
+    if problems.is_empty() {
+        Outcome::ok(summary())
+    } else {
+        Outcome::fail(problems.join("; "))
+    }
 }
 
 /// Values of `/proc/meminfo`, in bytes.
@@ -108,15 +114,12 @@ fn memory_from(spec: &MemoryProbe, text: &str) -> Outcome {
     {
         problems.push(format!("swap {swap_pct:.1}% used (more than {max}%)"));
     }
-    let outcome = if problems.is_empty() {
-        Outcome::ok(format!(
+    verdict(&problems, || {
+        format!(
             "memory {used_pct:.1}% used, {} available",
             ByteSize(available).human()
-        ))
-    } else {
-        Outcome::fail(problems.join("; "))
-    };
-    outcome
+        )
+    })
         .with_metric("used_ratio", used_pct / 100.0)
         .with_metric("available_bytes", available as f64)
         .with_metric("swap_used_ratio", swap_pct / 100.0)
@@ -154,12 +157,7 @@ fn load_from(spec: &LoadProbe, text: &str, cpus: usize) -> Outcome {
             problems.push(format!("{name} {:.2}{unit} (more than {max})", value / div));
         }
     }
-    let outcome = if problems.is_empty() {
-        Outcome::ok(format!("load {l1:.2} {l5:.2} {l15:.2} on {cpus} CPUs"))
-    } else {
-        Outcome::fail(problems.join("; "))
-    };
-    outcome
+    verdict(&problems, || format!("load {l1:.2} {l5:.2} {l15:.2} on {cpus} CPUs"))
         .with_metric("load1", l1)
         .with_metric("load5", l5)
         .with_metric("load15", l15)
