@@ -72,7 +72,7 @@ mod tests {
     use crate::model::{DnsKind, NotifierService, ProbeKind};
 
     /// The hint of the one error `toml` gets.
-    fn hint(toml: &str) -> String {
+    fn hint_of(toml: &str) -> String {
         let errors = crate::load_str(toml, std::path::Path::new("t.toml"), &|_| None)
             .expect_err("the config is refused")
             .errors;
@@ -131,17 +131,20 @@ mod tests {
     /// loader's raw check has one key per check kind...
     #[test]
     fn the_check_keys_are_the_check_kinds() {
-        let hint = hint("[[check]]\nname = \"x\"\nqqqq = 1\n");
+        let hint = hint_of("[[check]]\nname = \"x\"\nqqqq = 1\n");
         let keys = hint.strip_prefix("valid keys here: ").expect(&hint);
         assert!(keys.ends_with(&ProbeKind::NAMES.join(", ")), "{keys}");
-        let missing = hint("[[check]]\nname = \"x\"\n");
-        assert_eq!(missing, format!("add one of: {}", ProbeKind::NAMES.join(", ")));
+        let missing = hint_of("[[check]]\nname = \"x\"\n");
+        assert_eq!(
+            missing,
+            format!("add one of: {}", ProbeKind::NAMES.join(", "))
+        );
     }
 
     /// ...a notifier's `kind` is one of the notifiers...
     #[test]
     fn the_notifier_kinds_are_the_notifiers() {
-        let hint = hint("[notify.x]\nkind = \"qqqq\"\n");
+        let hint = hint_of("[notify.x]\nkind = \"qqqq\"\n");
         assert_eq!(
             hint,
             format!("valid values: {}", NotifierService::NAMES.join(", "))
@@ -151,7 +154,7 @@ mod tests {
     /// ...and a DNS provider's `kind` one of the providers.
     #[test]
     fn the_dns_kinds_are_the_providers() {
-        let hint = hint("[dns.x]\nkind = \"qqqq\"\n");
+        let hint = hint_of("[dns.x]\nkind = \"qqqq\"\n");
         assert_eq!(hint, format!("valid values: {}", DnsKind::NAMES.join(", ")));
     }
 }

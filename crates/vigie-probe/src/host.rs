@@ -54,9 +54,9 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
             ByteSize(free).human()
         )
     })
-        .with_metric("used_ratio", used_pct / 100.0)
-        .with_metric("free_bytes", free as f64)
-        .with_metric("inodes_used_ratio", inodes_pct / 100.0)
+    .with_metric("used_ratio", used_pct / 100.0)
+    .with_metric("free_bytes", free as f64)
+    .with_metric("inodes_used_ratio", inodes_pct / 100.0)
 }
 
 /// A resource check's verdict: every threshold crossed, or the summary.
@@ -120,9 +120,9 @@ fn memory_from(spec: &MemoryProbe, text: &str) -> Outcome {
             ByteSize(available).human()
         )
     })
-        .with_metric("used_ratio", used_pct / 100.0)
-        .with_metric("available_bytes", available as f64)
-        .with_metric("swap_used_ratio", swap_pct / 100.0)
+    .with_metric("used_ratio", used_pct / 100.0)
+    .with_metric("available_bytes", available as f64)
+    .with_metric("swap_used_ratio", swap_pct / 100.0)
 }
 
 pub(crate) fn load(spec: &LoadProbe) -> Outcome {
@@ -157,10 +157,12 @@ fn load_from(spec: &LoadProbe, text: &str, cpus: usize) -> Outcome {
             problems.push(format!("{name} {:.2}{unit} (more than {max})", value / div));
         }
     }
-    verdict(&problems, || format!("load {l1:.2} {l5:.2} {l15:.2} on {cpus} CPUs"))
-        .with_metric("load1", l1)
-        .with_metric("load5", l5)
-        .with_metric("load15", l15)
+    verdict(&problems, || {
+        format!("load {l1:.2} {l5:.2} {l15:.2} on {cpus} CPUs")
+    })
+    .with_metric("load1", l1)
+    .with_metric("load5", l5)
+    .with_metric("load15", l15)
 }
 
 /// Whether `/proc/PID` is a live (not zombie) process.

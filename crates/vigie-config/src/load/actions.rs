@@ -129,7 +129,8 @@ impl Loader {
             }
             for n in action.notify.iter().flatten() {
                 if !notifiers.contains_key(n) {
-                    let hint = did_you_mean_hint(n, notifier_names.iter().copied()).unwrap_or_else(|| "declare it under [notify.NAME]".to_owned());
+                    let hint = did_you_mean_hint(n, notifier_names.iter().copied())
+                        .unwrap_or_else(|| "declare it under [notify.NAME]".to_owned());
                     self.error(
                         src,
                         Some(table.clone()),
@@ -184,7 +185,8 @@ impl Loader {
                     .chain(notifiers.keys().map(|n| format!("notify:{n}")))
                     .chain(failover_names.iter().map(|f| format!("failover:{f}")))
                     .collect();
-                let hint = did_you_mean_hint(r, candidates.iter().map(String::as_str)).unwrap_or_else(|| "name an [action.NAME] or notify:NOTIFIER".to_owned());
+                let hint = did_you_mean_hint(r, candidates.iter().map(String::as_str))
+                    .unwrap_or_else(|| "name an [action.NAME] or notify:NOTIFIER".to_owned());
                 self.error(
                     src,
                     Some(reference.span()),

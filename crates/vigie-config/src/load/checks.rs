@@ -233,7 +233,9 @@ impl Loader {
                     continue;
                 }
                 if !known.contains_key(dep) {
-                    let hint = did_you_mean_hint(dep, names.iter().copied()).unwrap_or_else(|| "depends_on names other checks of this config".to_owned());
+                    let hint = did_you_mean_hint(dep, names.iter().copied()).unwrap_or_else(|| {
+                        "depends_on names other checks of this config".to_owned()
+                    });
                     self.error(
                         *src,
                         Some(span.clone()),
@@ -544,8 +546,13 @@ impl Loader {
                     ));
                 }
                 if let Some(token) = h.token.take() {
-                    h.token =
-                        self.resolve_secret(at.src, at.span.clone(), &at.field("token"), token, env);
+                    h.token = self.resolve_secret(
+                        at.src,
+                        at.span.clone(),
+                        &at.field("token"),
+                        token,
+                        env,
+                    );
                 }
             }
             // Sync: checked once every job is known (`sync_checks`); the

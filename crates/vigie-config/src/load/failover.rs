@@ -172,7 +172,8 @@ impl Loader {
         for (src, name, table, mut d) in std::mem::take(&mut self.raw.dyndns) {
             let key = format!("dyndns.{}", name.get_ref());
             if !dns.contains_key(&d.dns) {
-                let hint = did_you_mean_hint(&d.dns, dns.keys().map(String::as_str)).unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
+                let hint = did_you_mean_hint(&d.dns, dns.keys().map(String::as_str))
+                    .unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
                 self.error(
                     src,
                     Some(table),
@@ -255,7 +256,8 @@ impl Loader {
             }
             match dns.get(&f.dns) {
                 None => {
-                    let hint = did_you_mean_hint(&f.dns, providers.iter().map(String::as_str)).unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
+                    let hint = did_you_mean_hint(&f.dns, providers.iter().map(String::as_str))
+                        .unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
                     problems.push((format!("unknown DNS provider `{}`", f.dns), Some(hint)));
                 }
                 Some(DnsProvider::Rfc2136 { server, .. }) if f.verify.is_empty() => {

@@ -16,7 +16,8 @@ impl Loader {
             if let Probe::Sync(p) = &c.probe
                 && !names.contains(&p.job.as_str())
             {
-                let hint = did_you_mean_hint(&p.job, names.iter().copied()).unwrap_or_else(|| "declare it under [[sync]]".to_owned());
+                let hint = did_you_mean_hint(&p.job, names.iter().copied())
+                    .unwrap_or_else(|| "declare it under [[sync]]".to_owned());
                 self.error(
                     0,
                     None,

@@ -1,10 +1,10 @@
 //! The command provider: any program that can get and set a record.
 
-use crate::util::{blog, ip, moves_blog, rt};
+use crate::util::{blog, moves_blog, rt};
 
 use std::time::Duration;
 
-use vigie_failover::{Change, Provider};
+use vigie_failover::Provider;
 use vigie_failover::command::CommandProvider;
 
 #[test]
