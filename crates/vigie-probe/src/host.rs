@@ -15,17 +15,9 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
     let used_blocks = st.f_blocks.saturating_sub(st.f_bfree);
     // Like df: the share of what non-root users can use.
     let usable = used_blocks + st.f_bavail;
-    let used_pct = if usable == 0 {
-        0.0
-    } else {
-        used_blocks as f64 * 100.0 / usable as f64
-    };
+    let used_pct = percent(used_blocks, usable);
     let free = st.f_bavail.saturating_mul(frsize);
-    let inodes_pct = if st.f_files == 0 {
-        0.0
-    } else {
-        st.f_files.saturating_sub(st.f_ffree) as f64 * 100.0 / st.f_files as f64
-    };
+    let inodes_pct = percent(st.f_files.saturating_sub(st.f_ffree), st.f_files);
     let path = spec.path.display();
     let mut problems = Vec::new();
     if let Some(max) = spec.max_used_percent
@@ -59,6 +51,16 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
     .with_metric("inodes_used_ratio", inodes_pct / 100.0)
 }
 
+/// `part` as a percentage of `whole`; 0 of nothing (no swap, an empty
+/// filesystem) is 0 %.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
 /// A resource check's verdict: every threshold crossed, or the summary.
 fn verdict(problems: &[String], summary: impl FnOnce() -> String) -> Outcome {
     if problems.is_empty() {
@@ -90,18 +92,10 @@ fn memory_from(spec: &MemoryProbe, text: &str) -> Outcome {
     else {
         return Outcome::fail("/proc/meminfo has no MemTotal or MemAvailable");
     };
-    let used_pct = if total == 0 {
-        0.0
-    } else {
-        total.saturating_sub(available) as f64 * 100.0 / total as f64
-    };
+    let used_pct = percent(total.saturating_sub(available), total);
     let swap_total = meminfo(text, "SwapTotal").unwrap_or(0);
     let swap_free = meminfo(text, "SwapFree").unwrap_or(0);
-    let swap_pct = if swap_total == 0 {
-        0.0
-    } else {
-        swap_total.saturating_sub(swap_free) as f64 * 100.0 / swap_total as f64
-    };
+    let swap_pct = percent(swap_total.saturating_sub(swap_free), swap_total);
     let mut problems = Vec::new();
     if used_pct > spec.max_used_percent {
         problems.push(format!(
