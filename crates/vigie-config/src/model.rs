@@ -123,6 +123,7 @@ impl SyncJob {
 
 /// Another vigie watching the same failovers (`[[peer]]`): this node asks
 /// it for its view over HTTPS, with a token both sides configure.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
@@ -133,11 +134,9 @@ pub struct Peer {
     /// Sent to the peer, and accepted from it.
     pub token: Secret,
     /// The CA that signed the peer's certificate (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     /// Or the SHA-256 of its (self-signed) certificate, in hex
     /// (`openssl x509 -noout -fingerprint -sha256 -in cert.pem`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
 }
 
@@ -168,14 +167,13 @@ pub struct Node {
     pub name: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 pub struct Server {
     pub listen: SocketAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// HTTPS: a PEM certificate chain and its key (needed to serve peers
     /// beyond loopback).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
 }
 
@@ -188,9 +186,9 @@ pub struct ServerTls {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 pub struct StoreConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// How long raw check results are kept.
     pub retention: Duration,
@@ -207,17 +205,16 @@ pub struct EngineConfig {
 }
 
 /// One check: when and how to run it, how to judge it, and its probe.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub every: Duration,
     pub timeout: Duration,
     /// Once the check has failed, how soon it runs again until
     /// `fail_after` confirms the failure or it recovers (Uptime Kuma's
     /// retry interval); `None`: at `every`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_every: Option<Duration>,
     pub fail_after: u32,
     pub recover_after: u32,
@@ -228,7 +225,6 @@ pub struct Check {
     pub tags: Vec<String>,
     /// Flap detection: `changes` state changes within `within` hold the
     /// check's notifications until it settles. On by default.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub flapping: Option<Flapping>,
     /// What an incident of this check runs, in order: action names, or
     /// `notify:NOTIFIER`.
@@ -402,6 +398,7 @@ fn default_max_body() -> ByteSize {
     ByteSize(1 << 20)
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
@@ -415,55 +412,46 @@ pub struct HttpProbe {
     /// goes in the URL stays out of `url`, show-config and errors).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, MaybeSecret>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Accepted statuses; empty means any status below 400.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect_status: Vec<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body_contains: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body_regex: Option<Pattern>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_response_time: Option<Duration>,
     #[serde(default = "yes")]
     pub follow_redirects: bool,
     /// A PEM file of extra trusted certificates (a private CA).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangerously_accept_invalid_certs: bool,
     /// Fail when the server certificate expires in fewer days.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_min_days: Option<u32>,
     /// The most of the body read for `body_contains` / `body_regex`.
     #[serde(default = "default_max_body")]
     pub max_body: ByteSize,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
     /// `host:port`
     pub address: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub send: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsProbe {
     /// `host:port`
     pub address: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangerously_accept_invalid_certs: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_min_days: Option<u32>,
 }
 
@@ -514,6 +502,7 @@ impl<'de> Deserialize<'de> for DnsExpect {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsProbe {
@@ -522,7 +511,6 @@ pub struct DnsProbe {
     #[serde(default)]
     pub record: RecordType,
     /// `ip` or `ip:port` of the server to ask; the system resolver if absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     #[serde(default)]
     pub expect: DnsExpect,
@@ -538,6 +526,7 @@ fn default_max_loss() -> f64 {
     50.0
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PingProbe {
@@ -549,7 +538,6 @@ pub struct PingProbe {
     /// Fail when more than this share of echoes is lost.
     #[serde(default = "default_max_loss")]
     pub max_loss_percent: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rtt: Option<Duration>,
 }
 
@@ -557,25 +545,21 @@ fn default_exit() -> Vec<i32> {
     vec![0]
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandProbe {
     /// Program and arguments, run without a shell.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
     /// A command line for `/bin/sh -c`, when a shell is really wanted.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
     #[serde(default = "default_exit")]
     pub expect_exit: Vec<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_contains: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_regex: Option<Pattern>,
     /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, MaybeSecret>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
 }
 
@@ -589,17 +573,15 @@ fn one() -> u32 {
     1
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessProbe {
     /// Process name as in `/proc/PID/comm`, or the program's file name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pidfile: Option<PathBuf>,
     #[serde(default = "one")]
     pub min: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<u32>,
 }
 
@@ -607,16 +589,14 @@ fn root() -> PathBuf {
     PathBuf::from("/")
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskProbe {
     #[serde(default = "root")]
     pub path: PathBuf,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_used_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_free: Option<ByteSize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_inodes_used_percent: Option<f64>,
 }
 
@@ -624,23 +604,21 @@ fn ninety() -> f64 {
     90.0
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryProbe {
     #[serde(default = "ninety")]
     pub max_used_percent: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_swap_used_percent: Option<f64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadProbe {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load1: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load5: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load15: Option<f64>,
     /// Thresholds are per CPU (a load of 2.0 on 4 CPUs is 0.5).
     #[serde(default = "yes")]
@@ -661,6 +639,7 @@ fn default_grace() -> Duration {
     Duration::from_secs(300)
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatProbe {
@@ -670,7 +649,6 @@ pub struct HeartbeatProbe {
     #[serde(default = "default_grace")]
     pub grace: Duration,
     /// The token pings must carry; generated and kept in the store if absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
 }
 
@@ -686,6 +664,7 @@ pub struct Notifier {
 kinds! {
     /// The services vigie can notify, by their `kind`: the one table of
     /// notifiers.
+    #[serde_with::skip_serializing_none]
     #[derive(Clone, Debug, Serialize, Deserialize)]
     #[serde(tag = "kind", deny_unknown_fields)]
     pub enum NotifierKind => NotifierService {
@@ -694,7 +673,6 @@ kinds! {
             /// The topic URL, e.g. `https://ntfy.sh/my-alerts`.
             url: HttpUrl,
             /// An access token (`Authorization: Bearer`), for protected topics.
-            #[serde(skip_serializing_if = "Option::is_none")]
             token: Option<Secret>,
         } = "ntfy",
         /// Gotify: `POST /message` with an application token.
@@ -715,11 +693,9 @@ kinds! {
             #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
             query: BTreeMap<String, MaybeSecret>,
             /// Sent as `Authorization: Bearer …` when set.
-            #[serde(skip_serializing_if = "Option::is_none")]
             token: Option<Secret>,
             /// A MiniJinja template for the body; the message's fields are its
             /// variables. Without one the body is the message as JSON.
-            #[serde(skip_serializing_if = "Option::is_none")]
             template: Option<String>,
         } = "webhook",
         /// IFTTT Maker webhooks: an event with value1..3.
@@ -743,19 +719,15 @@ kinds! {
         Smtp {
             host: String,
             /// Default: 587 with STARTTLS, 465 with implicit TLS.
-            #[serde(skip_serializing_if = "Option::is_none")]
             port: Option<u16>,
             #[serde(default)]
             security: SmtpSecurity,
-            #[serde(skip_serializing_if = "Option::is_none")]
             username: Option<String>,
-            #[serde(skip_serializing_if = "Option::is_none")]
             password: Option<Secret>,
             /// `vigie <alerts@example.org>`
             from: String,
             to: Vec<String>,
             /// Extra trusted certificates (a PEM file), for a private CA.
-            #[serde(skip_serializing_if = "Option::is_none")]
             ca: Option<PathBuf>,
         } = "smtp",
         /// A Telegram chat, through a bot.
@@ -859,26 +831,21 @@ fn default_min_severity() -> Severity {
 /// `systemd_restart`, `docker_restart`), a notification (`notify`) or a
 /// failover (`failover`), exactly one of them. The loader resolves it into
 /// an [`Action`].
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionTable {
     /// Program and arguments, run without a shell.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<Vec<String>>,
     /// A command line for `/bin/sh -c`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
     /// `systemctl restart UNIT`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub systemd_restart: Option<String>,
     /// `docker restart CONTAINER`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_restart: Option<String>,
     /// Notifiers to send to.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
     /// Point this `[failover.NAME]` record at its backup.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<String>,
     /// How long a repair command may run.
     #[serde(default = "default_action_timeout")]
@@ -887,7 +854,6 @@ pub struct ActionTable {
     /// notifies.
     #[serde(default = "default_verify")]
     pub verify: Duration,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<RestartLimit>,
     /// A notify step only sends for incidents at least this severe (by
     /// default it sends them all).
@@ -895,10 +861,8 @@ pub struct ActionTable {
     pub min_severity: Severity,
     /// A notify step with `after` is an escalation: sent only if the
     /// incident is still open and unacknowledged that long after it began.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Duration>,
     /// Send at this severity instead of the check's (escalate to disaster).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
 }
 
@@ -1134,6 +1098,7 @@ impl Serialize for Action {
 /// A maintenance window (`[[maintenance]]`): checks in scope keep running
 /// and recording, but their incidents wait, repairing and notifying
 /// nothing, until the window ends.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Maintenance {
@@ -1145,17 +1110,12 @@ pub struct Maintenance {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// A one-off window: RFC 3339 times.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// A recurring window: when it starts (cron), and for how long.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<vigie_core::Cron>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,
     /// The time zone of `cron` (IANA name); UTC if absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
 }
 
@@ -1354,6 +1314,7 @@ fn default_verify_timeout() -> Duration {
 
 /// A record that points at a primary, and at a backup when the primary is
 /// down (`[failover.NAME]`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failover {
@@ -1366,10 +1327,8 @@ pub struct Failover {
     pub backup: Backup,
     /// Where `backup = "public-ip"` reads this node's address: a "what
     /// is my IP" URL answering it as plain text...
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_url: Option<HttpUrl>,
     /// ...or a local interface.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// The `[dns.NAME]` provider that makes the change.
     pub dns: String,
@@ -1390,7 +1349,6 @@ pub struct Failover {
     /// A replication from primary to backup (`[[sync]]` job name): at
     /// failback the operator is warned that writes made on the backup
     /// must flow back first.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<String>,
     /// The zone's authoritative servers (`ip:port`), asked until they
     /// serve the change. Default: the RFC 2136 server, if that is the
@@ -1401,7 +1359,6 @@ pub struct Failover {
     pub verify_timeout: Duration,
     /// A name in the same zone that `vigie drill failover` moves instead
     /// of the real record.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub drill_record: Option<String>,
     /// When vigie points the record back at the primary after a failover.
     #[serde(default)]
@@ -1551,6 +1508,7 @@ fn five_minutes() -> Duration {
 
 /// Keep a record pointed at this node's public address (`[dyndns.NAME]`),
 /// as NoIP's client does, through the same DNS providers as failover.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dyndns {
@@ -1560,11 +1518,9 @@ pub struct Dyndns {
     /// The `[dns.NAME]` provider.
     pub dns: String,
     /// A "what is my IP" URL that answers the address as plain text...
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_url: Option<HttpUrl>,
     /// ...or a local interface (its first global address of the record's
     /// family).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     #[serde(default = "five_minutes")]
     pub every: Duration,
