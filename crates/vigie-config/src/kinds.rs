@@ -81,50 +81,29 @@ mod tests {
     }
 
     /// Each name once, and name → kind → name gives it back.
-    fn agree<K: Copy + PartialEq + std::fmt::Debug>(
-        all: &[K],
-        names: &[&str],
-        name: fn(K) -> &'static str,
-        from_name: fn(&str) -> Option<K>,
-    ) {
-        assert_eq!(all.len(), names.len());
-        let unique: BTreeSet<_> = names.iter().collect();
-        assert_eq!(unique.len(), names.len(), "a name given twice: {names:?}");
-        for (k, n) in all.iter().zip(names) {
-            assert_eq!(name(*k), *n);
-            assert_eq!(from_name(n), Some(*k), "`{n}` does not read back");
+    #[test]
+    fn every_kind_has_one_name_that_reads_back() {
+        fn agree<K: Copy + PartialEq + std::fmt::Debug>(
+            all: &[K],
+            names: &[&str],
+            name: fn(K) -> &'static str,
+            from_name: fn(&str) -> Option<K>,
+        ) {
+            assert_eq!(all.len(), names.len());
+            let unique: BTreeSet<_> = names.iter().collect();
+            assert_eq!(unique.len(), names.len(), "a name given twice: {names:?}");
+            for (k, n) in all.iter().zip(names) {
+                assert_eq!(name(*k), *n);
+                assert_eq!(from_name(n), Some(*k), "`{n}` does not read back");
+            }
+            assert_eq!(from_name("no-such-kind"), None);
         }
-        assert_eq!(from_name("no-such-kind"), None);
-    }
-
-    #[test]
-    fn every_check_kind_has_one_name_that_reads_back() {
-        agree(
-            ProbeKind::ALL,
-            ProbeKind::NAMES,
-            ProbeKind::name,
-            ProbeKind::from_name,
-        );
-    }
-
-    #[test]
-    fn every_notifier_has_one_name_that_reads_back() {
-        agree(
-            NotifierService::ALL,
-            NotifierService::NAMES,
-            NotifierService::name,
-            NotifierService::from_name,
-        );
-    }
-
-    #[test]
-    fn every_dns_provider_has_one_name_that_reads_back() {
-        agree(
-            DnsKind::ALL,
-            DnsKind::NAMES,
-            DnsKind::name,
-            DnsKind::from_name,
-        );
+        macro_rules! agree {
+            ($($Kind:ident),+) => {
+                $( agree($Kind::ALL, $Kind::NAMES, $Kind::name, $Kind::from_name); )+
+            };
+        }
+        agree!(ProbeKind, NotifierService, DnsKind);
     }
 
     /// What serde accepts is what the table names, in its order: the
@@ -141,20 +120,12 @@ mod tests {
         );
     }
 
-    /// ...a notifier's `kind` is one of the notifiers...
+    /// ...and a notifier's or a DNS provider's `kind` is one of its table.
     #[test]
-    fn the_notifier_kinds_are_the_notifiers() {
-        let hint = hint_of("[notify.x]\nkind = \"qqqq\"\n");
-        assert_eq!(
-            hint,
-            format!("valid values: {}", NotifierService::NAMES.join(", "))
-        );
-    }
-
-    /// ...and a DNS provider's `kind` one of the providers.
-    #[test]
-    fn the_dns_kinds_are_the_providers() {
-        let hint = hint_of("[dns.x]\nkind = \"qqqq\"\n");
-        assert_eq!(hint, format!("valid values: {}", DnsKind::NAMES.join(", ")));
+    fn the_kind_values_are_the_tables() {
+        for (section, names) in [("notify", NotifierService::NAMES), ("dns", DnsKind::NAMES)] {
+            let hint = hint_of(&format!("[{section}.x]\nkind = \"qqqq\"\n"));
+            assert_eq!(hint, format!("valid values: {}", names.join(", ")));
+        }
     }
 }
