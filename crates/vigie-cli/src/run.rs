@@ -246,7 +246,7 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
             .map(|r| {
                 serde_json::json!({
                     "name": r.check.name,
-                    "kind": r.check.probe.kind(),
+                    "kind": r.check.probe.kind().name(),
                     "ok": r.outcome.ok,
                     "message": r.outcome.message,
                     "duration_seconds": r.duration.as_secs_f64(),
@@ -265,7 +265,7 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
             .map(|r| {
                 vec![
                     r.check.name.clone(),
-                    r.check.probe.kind().to_owned(),
+                    r.check.probe.kind().name().to_owned(),
                     if r.outcome.ok {
                         "ok".into()
                     } else {
@@ -410,7 +410,7 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
         // same thing of a check, from the store here.
         items.push(vigie_engine::CheckStatus {
             name: check.name.clone(),
-            kind: check.probe.kind(),
+            kind: check.probe.kind().name(),
             severity: check.severity,
             state: s.tracker.state,
             since: s.tracker.since,
@@ -525,7 +525,7 @@ pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
     let Probe::Heartbeat(spec) = &check.probe else {
         return Err(Failure::config(format!(
             "`{name}` is a {} check, not a heartbeat",
-            check.probe.kind()
+            check.probe.kind().name()
         )));
     };
     let token = if let Some(t) = &spec.token {

@@ -8,6 +8,7 @@
 #![warn(clippy::too_many_lines)]
 
 mod diag;
+mod kinds;
 mod load;
 mod model;
 mod secret;

@@ -465,7 +465,7 @@ impl Engine {
                         depends_on: Vec::new(),
                     }
                 });
-                s.kind = check.probe.kind();
+                s.kind = check.probe.kind().name();
                 s.severity = check.severity;
                 s.every_seconds = check.every.std().as_secs_f64();
                 s.depends_on.clone_from(&check.depends_on);

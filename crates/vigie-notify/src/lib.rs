@@ -180,7 +180,7 @@ impl Sender {
             return Err((
                 format!(
                     "{} answered {status}: redirects to another host are not followed, since the request carries the notifier's keys; configure the final URL",
-                    notifier.kind.name()
+                    notifier.kind.kind()
                 ),
                 false,
             ));
@@ -189,7 +189,7 @@ impl Sender {
         let text: String = text.chars().take(200).collect();
         let retry = status.is_server_error() || status.as_u16() == 429;
         Err((
-            format!("{} answered {status}: {text}", notifier.kind.name()),
+            format!("{} answered {status}: {text}", notifier.kind.kind()),
             retry,
         ))
     }
