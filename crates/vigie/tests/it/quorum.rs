@@ -9,14 +9,14 @@
 //! and lists them at the end; anywhere else they fail.
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vigie_testkit::cluster::{Cluster, PEER_TOKEN, Settings};
 use vigie_testkit::servers::self_signed_for;
-use vigie_testkit::{Env, Need, require, wait_until};
+use vigie_testkit::{Env, KillOnDrop, Need, python_http_files, require, wait_until};
 
-use crate::util::{bin, served};
+use crate::util::{assert_has, bin, free_port, served};
 
 trait Served {
     fn served(&self) -> Vec<IpAddr>;
@@ -245,27 +245,8 @@ fn peers_need_the_token_and_garbage_is_no_vote() {
         "<html>not a vote</html>",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut peer = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .current_dir(garbage.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let port = free_port();
+    let peer = KillOnDrop(python_http_files(port, garbage.path()));
     env.config(&format!(
         r#"[node]
 name = "w1"
@@ -312,8 +293,7 @@ fail_after = 1
     );
     assert_eq!(code, 404);
     d.wait_log("sent something that is no vote", Duration::from_secs(15));
-    assert!(d.log().contains("waiting for a quorum of 2"), "{}", d.log());
+    assert_has(&d.log(), "waiting for a quorum of 2");
     assert!(!d.log().contains("quorum 2 of 2"), "{}", d.log());
-    let _ = peer.kill();
-    let _ = peer.wait();
+    drop(peer);
 }
