@@ -105,6 +105,35 @@ fn ssh_dest(cfg: &Path, host: &str, path: &Path, remote_vigie: &str) -> Destinat
     }
 }
 
+/// `src` and `dst` in the test's directory, made.
+fn src_and_dst(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (src, dst) = (env.path().join("src"), env.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    (src, dst)
+}
+
+/// A server on a free port of loopback, for a configuration.
+const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+
+/// The configuration of a job `web` from `src` to `dst`, with `keys`
+/// (lines of TOML) after.
+fn web_job(dst: &Path, keys: &str) -> String {
+    format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n{keys}",
+        dst.display()
+    )
+}
+
+/// `vigie ARGS` started, its output dropped.
+fn quietly(env: &Env, args: &[&str]) -> std::process::Child {
+    env.cmd(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A live job on a thread; stopped on drop.
 struct Live {
     status: Arc<Mutex<Status>>,
@@ -186,16 +215,10 @@ fn once_copies_everything_and_deletes_extras_within_the_limit() {
 fn the_cli_runs_a_configured_job_once() {
     require!(Need::Script);
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     populate(&src);
     std::fs::write(src.join("skip.tmp"), "excluded").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"*.tmp\"]\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, "exclude = [\"*.tmp\"]\n"));
     let r = env.run(&["sync", "web", "--once"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -576,10 +599,7 @@ fn a_short_file_leaves_no_partial_file() {
     ];
     let r = hostile(root.path(), &msgs);
     assert!(matches!(r.get(1), Some(Msg::Fail { id: 1, .. })), "{r:?}");
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("f")).unwrap(),
-        "old"
-    );
+    assert_eq!(read(&root.path().join("f")), "old");
     let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
 }
@@ -644,15 +664,9 @@ fn through_a_real_sshd_and_a_bastion() {
         ..spec.clone()
     })
     .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(src.path().join("written-on-backup")).unwrap(),
-        "new"
-    );
+    assert_eq!(read(&src.path().join("written-on-backup")), "new");
     assert!(src.path().join("only-here").exists());
-    assert_eq!(
-        std::fs::read_to_string(src.path().join(host_file)).unwrap(),
-        "primary"
-    );
+    assert_eq!(read(&src.path().join(host_file)), "primary");
     // A far side without vigie: a clear error.
     let err = vigie_sync::once(&JobSpec {
         to: ssh_dest(&cfg, "backup", Path::new("/tmp"), "/nonexistent/vigie"),
@@ -845,10 +859,8 @@ fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("first"), "1").unwrap();
-    env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"1s\"\nfail_after = 1\n",
-        dst.display()
-    ));
+    let keys = "delay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = { job = \"web\" }\nevery = \"1s\"\nfail_after = 1\n";
+    env.config(&format!("{SERVER}{}", web_job(&dst, keys)));
     let mut d = env.daemon();
     // The target is missing: the check says so, changes queue on disk.
     wait_until(Duration::from_secs(15), || {
@@ -922,10 +934,7 @@ fn no_partial_file(src: &Path, dst: &Path) {
 #[test]
 fn a_killed_sender_or_receiver_leaves_no_partial_file_and_the_next_run_resumes() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     for i in 0..150u32 {
         let block: Vec<u8> = (0..512 * 1024u32)
             .map(|j| (i * 31 + j % 251) as u8)
@@ -1012,20 +1021,14 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
     let reachable = Reachable::new();
     let vigie = reachable.copy(bin());
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     for d in [env.path(), &dst] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     std::fs::write(src.join("locked"), "no").unwrap();
     std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::write(src.join("later.txt"), "still sent").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, ""));
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&vigie)
@@ -1037,10 +1040,7 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("locked: Permission denied"), "{stderr}");
-    assert_eq!(
-        std::fs::read_to_string(dst.join("later.txt")).unwrap(),
-        "still sent"
-    );
+    assert_eq!(read(&dst.join("later.txt")), "still sent");
     assert!(!dst.join("locked").exists());
 }
 
@@ -1228,16 +1228,10 @@ fn owners_and_groups_are_kept_when_the_receiver_is_root() {
 #[test]
 fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(src.join("only-on-primary"), "p").unwrap();
     std::fs::write(dst.join("made-on-backup"), "b").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, ""));
     let r = env.run(&["sync", "web", "--reverse"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("web is not paused"), "{}", r.stderr);
@@ -1245,10 +1239,7 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     let r = env.run(&["sync", "web", "--reverse"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("(nothing deleted here)"), "{}", r.stdout);
-    assert_eq!(
-        std::fs::read_to_string(src.join("made-on-backup")).unwrap(),
-        "b"
-    );
+    assert_eq!(read(&src.join("made-on-backup")), "b");
     assert!(src.join("only-on-primary").exists());
 }
 
@@ -1258,17 +1249,12 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
 #[test]
 fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(src.join("conf")).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
+    std::fs::create_dir(src.join("conf")).unwrap();
     std::fs::write(src.join("local.conf"), "role=primary").unwrap();
     std::fs::write(src.join("conf/local.conf"), "role=primary").unwrap();
     std::fs::write(src.join("index.html"), "page").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"local.conf\"]\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, "exclude = [\"local.conf\"]\n"));
     assert_eq!(env.run(&["sync", "web", "--once"]).code, 0);
     assert!(!dst.join("local.conf").exists());
     // The backup has files of its own by those names, and new pages.
@@ -1278,16 +1264,9 @@ fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
     assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
     let r = env.run(&["sync", "web", "--reverse"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(
-        std::fs::read_to_string(src.join("index.html")).unwrap(),
-        "page edited on the backup"
-    );
+    assert_eq!(read(&src.join("index.html")), "page edited on the backup");
     for f in ["local.conf", "conf/local.conf"] {
-        assert_eq!(
-            std::fs::read_to_string(src.join(f)).unwrap(),
-            "role=primary",
-            "{f}"
-        );
+        assert_eq!(read(&src.join(f)), "role=primary", "{f}");
     }
 }
 
@@ -1351,16 +1330,8 @@ fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
             )),
             "{what}: {r:?}"
         );
-        assert_eq!(
-            std::fs::read_to_string(root.join("private/key")).unwrap(),
-            "secret",
-            "{what}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.join("public/.env")).unwrap(),
-            "DB_PASSWORD=x",
-            "{what}"
-        );
+        assert_eq!(read(&root.join("private/key")), "secret", "{what}");
+        assert_eq!(read(&root.join("public/.env")), "DB_PASSWORD=x", "{what}");
         assert!(!root.join("public/leak.txt").exists(), "{what}");
         assert!(!root.join("public/copy").exists(), "{what}");
         assert!(!root.join("private/new").exists(), "{what}");
@@ -1452,26 +1423,16 @@ fn inotify_watches(pid: u32) -> usize {
 #[test]
 fn the_live_job_never_watches_through_a_symlink() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
+    let (src, dst) = src_and_dst(&env);
     let outside = env.path().join("outside");
-    std::fs::create_dir_all(src.join("d")).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::create_dir(src.join("d")).unwrap();
     for i in 0..40 {
         std::fs::create_dir_all(outside.join(format!("o{i}"))).unwrap();
     }
     symlink(&outside, src.join("x")).unwrap();
     std::fs::write(src.join("d/first"), "1").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
-        dst.display()
-    ));
-    let mut child = env
-        .cmd(&["sync", "web"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    env.config(&web_job(&dst, "delay = \"50ms\"\n"));
+    let mut child = quietly(&env, &["sync", "web"]);
     wait_until(Duration::from_secs(20), || dst.join("d/first").exists());
     // Made outside after the start: nothing of it comes in.
     std::fs::create_dir_all(outside.join("o0/new")).unwrap();
@@ -1566,15 +1527,9 @@ fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
 #[test]
 fn a_reverse_pass_takes_the_jobs_lock() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(dst.join("made-on-backup"), "b").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, ""));
     assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
     let held =
         vigie_store::lock::try_lock(&env.state_dir(), &vigie_store::lock::sync_lock_name("web"))
@@ -1610,10 +1565,7 @@ fn a_file_dated_in_2300_replicates() {
         .unwrap();
     let spec = local_spec(src.path(), dst.path());
     vigie_sync::once(&spec).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dst.path().join("future")).unwrap(),
-        "from the future"
-    );
+    assert_eq!(read(&dst.path().join("future")), "from the future");
     // Stable: not sent again.
     assert_eq!(vigie_sync::once(&spec).unwrap().files_sent, 0);
 }
@@ -1690,15 +1642,9 @@ fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
 #[test]
 fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(src.join("first"), "1").unwrap();
-    env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
-        dst.display()
-    ));
+    env.config(&format!("{SERVER}{}", web_job(&dst, "delay = \"50ms\"\n")));
     let d = env.daemon();
     wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
     let pid = d.pid().as_raw_nonzero();
@@ -1730,21 +1676,11 @@ fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
 #[test]
 fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(src.join("first"), "1").unwrap();
-    env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"200ms\"\n",
-        dst.display()
-    ));
-    let mut cli = env
-        .cmd(&["sync", "web"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let keys = "delay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = { job = \"web\" }\nevery = \"200ms\"\n";
+    env.config(&format!("{SERVER}{}", web_job(&dst, keys)));
+    let mut cli = quietly(&env, &["sync", "web"]);
     wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
     let d = env.daemon();
     let msg = format!(
@@ -1767,6 +1703,21 @@ fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
 
 fn mode_of(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// A file's contents, as text.
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// `msgs` served to `root` under `policy`: every one of them done.
+fn assert_all_done(root: &Path, policy: vigie_sync::receive::Policy, msgs: &[Msg]) {
+    let r = serve_in_process(root, policy, msgs);
+    assert!(
+        r.iter()
+            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -1906,11 +1857,7 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     assert_each_refused(&reverse, fresh, refusals, |what, root, r| {
         assert_refused_on_a_reverse_pass(what, r);
         for f in ["dir/index.html", "file"] {
-            assert_eq!(
-                std::fs::read_to_string(root.join(f)).unwrap(),
-                "primary",
-                "{what}"
-            );
+            assert_eq!(read(&root.join(f)), "primary", "{what}");
         }
     });
     // What it may do: update a file, add one; never with set-user-ID bits
@@ -1919,16 +1866,8 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
     let mut msgs = file_msgs(b"file", b"from the backup");
     msgs.extend(file_as(1, 0o4755, b"dir/new", b"new"));
     msgs.push(req::meta(2, b"file", 0o6755));
-    let r = serve_in_process(root.path(), reverse, &msgs);
-    assert!(
-        r.iter()
-            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
-        "{r:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("file")).unwrap(),
-        "from the backup"
-    );
+    assert_all_done(root.path(), reverse, &msgs);
+    assert_eq!(read(&root.path().join("file")), "from the backup");
     assert_eq!(mode_of(&root.path().join("dir/new")), 0o755);
     assert_eq!(mode_of(&root.path().join("file")), 0o755);
     // The same messages, forward and on the defaults: the receiver
@@ -1992,16 +1931,8 @@ fn a_hostile_reverse_sender_cannot_chown_nor_open_up_modes() {
     ];
     msgs.extend(file_as(4, 0o662, b"file", b"from the backup"));
     msgs.extend(file_as(5, 0o664, b"dir/new", b"new"));
-    let r = serve_in_process(root.path(), reverse, &msgs);
-    assert!(
-        r.iter()
-            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
-        "{r:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("file")).unwrap(),
-        "from the backup"
-    );
+    assert_all_done(root.path(), reverse, &msgs);
+    assert_eq!(read(&root.path().join("file")), "from the backup");
     assert_eq!(mode_of(&root.path().join("file")), 0o640);
     assert_eq!(mode_of(&root.path().join("dir")), 0o755);
     assert_eq!(mode_of(&root.path().join("dir/new")), 0o664);
