@@ -500,10 +500,7 @@ impl Receiver {
             && FileType::from_raw_mode(st.st_mode) == FileType::Directory
         {
             if reverse {
-                return Err(Refusal::Fatal(format!(
-                    "refused to replace the directory {} on a reverse pass",
-                    shown(name)
-                )));
+                return refused_on_reverse(&format!("replace the directory {}", shown(name)), "");
             }
             remove_tree(dir, name)?;
         }
@@ -530,30 +527,27 @@ impl Receiver {
             // A new name for a file here: one the backup never had (an
             // excluded secret) could get a public name. Files come back
             // whole instead.
-            Msg::Link { path, to, .. } => Err(Refusal::Fatal(format!(
-                "refused to link {} to {} on a reverse pass (files come back whole)",
-                shown(path),
-                shown(to)
-            ))),
-            Msg::Delete { path, .. } => Err(Refusal::Fatal(format!(
-                "refused to delete {} on a reverse pass (nothing is deleted here)",
-                shown(path)
-            ))),
-            Msg::Rename { from, to, .. } => Err(Refusal::Fatal(format!(
-                "refused to rename {} to {} on a reverse pass (nothing is deleted here)",
-                shown(from),
-                shown(to)
-            ))),
+            Msg::Link { path, to, .. } => refused_on_reverse(
+                &format!("link {} to {}", shown(path), shown(to)),
+                " (files come back whole)",
+            ),
+            Msg::Delete { path, .. } => refused_on_reverse(
+                &format!("delete {}", shown(path)),
+                " (nothing is deleted here)",
+            ),
+            Msg::Rename { from, to, .. } => refused_on_reverse(
+                &format!("rename {} to {}", shown(from), shown(to)),
+                " (nothing is deleted here)",
+            ),
             // Owners and the root's mode are the primary's own: a
             // compromised backup could otherwise hand any file to any
             // user, or open the whole tree to everyone.
-            Msg::Own { path, .. } => Err(Refusal::Fatal(format!(
-                "refused to change the owner of {} on a reverse pass",
-                shown(path)
-            ))),
-            Msg::Meta { path, .. } if path.is_empty() => Err(Refusal::Fatal(
-                "refused to change the mode of the root on a reverse pass".into(),
-            )),
+            Msg::Own { path, .. } => {
+                refused_on_reverse(&format!("change the owner of {}", shown(path)), "")
+            }
+            Msg::Meta { path, .. } if path.is_empty() => {
+                refused_on_reverse("change the mode of the root", "")
+            }
             Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
@@ -594,12 +588,10 @@ impl Receiver {
             Some(Kind::Symlink) => "a symlink",
             None => "a special file",
         };
-        Err(Refusal::Fatal(format!(
-            "refused to replace {} by {} on a reverse pass: {}",
-            what(here),
-            what(Some(kind)),
-            shown(path)
-        )))
+        refused_on_reverse(
+            &format!("replace {} by {}", what(here), what(Some(kind))),
+            &format!(": {}", shown(path)),
+        )
     }
 
     /// On a reverse pass, mode `m` for an entry already here with mode
@@ -1358,6 +1350,14 @@ pub fn serve(
         }
         r
     })
+}
+
+/// What a reverse pass refuses to do (`act`), and what follows
+/// (`then`: why, or the path): the session ends.
+fn refused_on_reverse(act: &str, then: &str) -> Result<(), Refusal> {
+    Err(Refusal::Fatal(format!(
+        "refused to {act} on a reverse pass{then}"
+    )))
 }
 
 /// Tell the sender why the session ends, and end it.
