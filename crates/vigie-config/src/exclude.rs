@@ -91,9 +91,20 @@ struct Pattern(String);
 
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        globs(&s).map_err(serde::de::Error::custom)?;
-        Ok(Pattern(s))
+        // Checked by the visitor: an error is then the string's own, at
+        // its place in the file (not the list's).
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Pattern;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a glob pattern")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Pattern, E> {
+                globs(s).map_err(E::custom)?;
+                Ok(Pattern(s.to_owned()))
+            }
+        }
+        d.deserialize_str(Visit)
     }
 }
 
