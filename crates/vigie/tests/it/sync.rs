@@ -276,6 +276,58 @@ fn bad_sync_config_is_refused() {
     }
 }
 
+/// rsync's patterns, end to end: a class, `**` across directories, a
+/// name with a literal `*`, braces taken literally; what matches stays
+/// on the source only. A pattern that cannot be read is a configuration
+/// error at its place.
+#[test]
+fn exclude_globs_mean_what_they_mean_to_rsync() {
+    let env = Env::new(bin());
+    let (src, dst) = src_and_dst(&env);
+    for f in [
+        "log1",
+        "logx",
+        "cache/a/b/x.tmp",
+        "cache/y.txt",
+        "a*b",
+        "axb",
+        "{a,b}",
+        "a",
+    ] {
+        let p = src.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f).unwrap();
+    }
+    // A TOML literal string: the backslash reaches the pattern.
+    let keys = r#"exclude = ["log[0-9]", "cache/**.tmp", 'a\*b', "{a,b}"]
+"#;
+    env.config(&web_job(&dst, keys));
+    let r = env.run(&["sync", "web", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for (f, sent) in [
+        ("log1", false),
+        ("logx", true),
+        ("cache/a/b/x.tmp", false),
+        ("cache/y.txt", true),
+        ("a*b", false),
+        ("axb", true),
+        ("{a,b}", false),
+        ("a", true),
+    ] {
+        assert_eq!(dst.join(f).exists(), sent, "{f}");
+    }
+    env.config(&web_job(&dst, "exclude = [\"*.tmp\", \"[oops\"]\n"));
+    let r = env.run(&["validate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("invalid exclude pattern `[oops`: unclosed character class"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("vigie.toml:5:21"), "{}", r.stderr);
+}
+
 #[test]
 fn live_changes_arrive_and_a_renamed_directory_is_moved_not_resent() {
     // (1 MB of files in the directory; the rename must send almost none.)
