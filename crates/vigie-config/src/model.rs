@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use vigie_core::{ByteSize, Duration, Severity, Thresholds};
 
 use crate::kinds::kinds;
-use crate::{MaybeSecret, Secret};
+use crate::{Excludes, MaybeSecret, Secret};
 
 /// The whole resolved configuration.
 #[derive(Clone, Debug, Serialize)]
@@ -50,8 +50,10 @@ pub struct SyncJob {
     pub name: String,
     pub from: PathBuf,
     pub to: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
+    /// Paths not replicated: rsync's patterns (`*`, `?`, `**`, `[...]`,
+    /// `\` escapes; see `Excludes`), each checked as it is read.
+    #[serde(default, skip_serializing_if = "Excludes::is_empty")]
+    pub exclude: Excludes,
     /// The batching window.
     #[serde(default = "quarter_second")]
     pub delay: Duration,

@@ -621,3 +621,14 @@ dns = "d"
         "{w:?}"
     );
 }
+
+/// A bad `exclude` pattern of a replication is an error at its own
+/// place, naming it and saying why; the good ones beside it are not.
+#[test]
+fn a_bad_exclude_pattern_is_refused_at_its_place() {
+    let src = "[[sync]]\nname = \"web\"\nfrom = \".\"\nto = \"backup:/srv/www\"\nexclude = [\"*.tmp\", \"cache/[abc\", \"{a,b}\"]\n";
+    assert_eq!(
+        errors(src),
+        "error: sync: invalid exclude pattern `cache/[abc`: unclosed character class `[` (write `[[]` or `\\[` for a literal `[`)\n  --> vigie.toml:5:21\n1 error in the configuration"
+    );
+}
