@@ -15,8 +15,6 @@
 //!   and its timeout aborts it (dropping sockets, killing processes)
 //!   without delaying any other check.
 
-#![warn(clippy::too_many_lines)]
-
 mod clock;
 mod heartbeat;
 mod incidents;
