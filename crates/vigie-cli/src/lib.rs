@@ -10,6 +10,7 @@
 
 mod args;
 mod failover;
+mod located;
 mod output;
 mod progress;
 mod run;
@@ -224,11 +225,16 @@ fn validate(cli: &Cli, no_environment: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Where the configuration comes from: `-c`, `$VIGIE_CONFIG`,
-/// `/etc/vigie/vigie.toml` when it exists, else the embedded quickstart.
+/// Where the configuration comes from: `-c`, `$VIGIE_CONFIG`, for a
+/// command that reads the daemon's state the running daemon's own
+/// (`located`), `/etc/vigie/vigie.toml` when it exists, else the
+/// embedded quickstart.
 pub(crate) fn config_path(cli: &Cli) -> Option<PathBuf> {
     if let Some(p) = &cli.config {
         return Some(p.clone());
+    }
+    if let Some(daemon) = located::daemon(cli) {
+        return daemon.config.clone();
     }
     let etc = Path::new("/etc/vigie/vigie.toml");
     etc.exists().then(|| etc.to_owned())
@@ -278,9 +284,12 @@ pub(crate) fn config_failure(diags: &Diagnostics) -> Failure {
     }
 }
 
+/// The state directory: `--state-dir`, `$VIGIE_STATE_DIR`, the running
+/// daemon's (`located`), `[store] dir`, else the default.
 pub(crate) fn state_dir(cli: &Cli, config: &Config) -> PathBuf {
     cli.state_dir
         .clone()
+        .or_else(|| located::daemon(cli).map(|d| d.state_dir.clone()))
         .or_else(|| config.store.dir.clone())
         .unwrap_or_else(vigie_store::default_state_dir)
 }

@@ -26,7 +26,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Write `contents` to `path` through a temporary file and a rename, so a
 /// reader never sees half of it.
-fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     fs_err::write(&tmp, contents)?;
     fs_err::rename(&tmp, path)
@@ -52,6 +52,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
     // would resume the same incidents and page twice, and `vigie status`
     // asks this lock whether the results it shows are still current.
     let _daemon = lock_state_dir(&dir)?;
+    // Recorded beside the API's address, for the CLI to find this daemon.
+    let source = crate::config_path(cli);
     let rt = runtime()?;
     rt.block_on(async move {
         let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
@@ -62,7 +64,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let engine = Engine::start_with(&config, &dir, plugins, hints(), board.clone()).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
-        let mut server = start_server(&engine, &config, &dir, &failover).await?;
+        let mut server = start_server(&engine, &config, &dir, &failover, source.as_deref()).await?;
         // dyndns lives beside the engine: it is no check, it keeps a record.
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         // Replication jobs, each on a thread of its own.
@@ -86,7 +88,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                             || new.server.token.as_ref().map(|t| t.expose().to_owned()) != config.server.token.as_ref().map(|t| t.expose().to_owned());
                         if server_changed {
                             server.stop().await;
-                            server = start_server(&engine, &new, &dir, &failover).await?;
+                            server = start_server(&engine, &new, &dir, &failover, source.as_deref()).await?;
                         }
                         dyndns.abort();
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
@@ -110,6 +112,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
             tracing::warn!("shutdown took too long; exiting anyway");
         }
         let _ = fs_err::remove_file(dir.join(ADDR_FILE));
+        crate::located::withdraw();
         Ok(exit::OK)
     })
 }
@@ -159,6 +162,7 @@ async fn start_server(
     config: &Config,
     dir: &Path,
     failover: &std::sync::Arc<vigie_failover::FailoverActions>,
+    source: Option<&Path>,
 ) -> Result<vigie_web::Server> {
     let server = vigie_web::serve(engine.clone(), &config.server, Some(failover.clone()))
         .await
@@ -167,6 +171,12 @@ async fn start_server(
                 .hint("is another vigie running? change [server] listen in the configuration")
         })?;
     write_atomic(&dir.join(ADDR_FILE), &format!("{}\n", server.local_addr))?;
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    crate::located::publish(source, dir, &format!("{scheme}://{}", server.local_addr));
     Ok(server)
 }
 

@@ -58,6 +58,11 @@ impl Env {
         self.path().join("state")
     }
 
+    /// The runtime directory of this env's daemons (`daemon.json`).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.path().join("run")
+    }
+
     /// Write the config file.
     pub fn config(&self, text: &str) -> &Self {
         std::fs::write(self.config_path(), text).expect("write config");
@@ -84,6 +89,9 @@ impl Env {
             .current_dir(self.path())
             .env("VIGIE_CONFIG", self.config_path())
             .env("VIGIE_STATE_DIR", self.state_dir())
+            // Where a daemon says where it runs: this env's, never the
+            // machine's /run/vigie.
+            .env("VIGIE_RUNTIME_DIR", self.runtime_dir())
             .env("NO_COLOR", "1")
             .env_remove("VIGIE_LOG");
         c

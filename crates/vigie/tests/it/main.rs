@@ -16,6 +16,7 @@ mod daemon;
 mod dyndns_interface;
 mod failover;
 mod incidents;
+mod located;
 mod quorum;
 mod scripts;
 mod secrets;

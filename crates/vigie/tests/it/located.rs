@@ -1,0 +1,120 @@
+//! The CLI finds its daemon: `status`, `incidents` and the like use the
+//! running daemon's configuration and state without `-c` again.
+
+use std::time::Duration;
+
+use rustix::process::Signal;
+use serde_json::Value;
+use vigie_testkit::{Env, check};
+
+use crate::util::{env, start, wait_state};
+
+/// A daemon of `e` with one check, `own-check`, failing; returns once
+/// the store has its failing state.
+fn failing_daemon(e: &Env) -> vigie_testkit::daemon::Daemon {
+    let d = start(
+        e,
+        &check(
+            "own-check",
+            "command = { argv = [\"false\"] }",
+            "every = \"200ms\"",
+        ),
+    );
+    wait_state(&d, "own-check", "failing", Duration::from_secs(10));
+    vigie_testkit::wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 1);
+    d
+}
+
+/// `vigie ARGS` from another directory, without the harness's
+/// `VIGIE_CONFIG` (and `VIGIE_STATE_DIR` unless `keep_state_dir`); the
+/// harness's runtime directory stays: it stands for /run/vigie.
+fn run_bare(e: &Env, args: &[&str], keep_state_dir: bool) -> vigie_testkit::Run {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut c = e.cmd(args);
+    c.env_remove("VIGIE_CONFIG").current_dir(elsewhere.path());
+    if !keep_state_dir {
+        c.env_remove("VIGIE_STATE_DIR");
+    }
+    let out = c.output().unwrap();
+    vigie_testkit::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn names(r: &vigie_testkit::Run) -> Vec<String> {
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|err| panic!("{err}: {r:?}"));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn status_without_flags_shows_the_running_daemons_checks() {
+    let e = env();
+    let _d = failing_daemon(&e);
+    // Before, this listed the quickstart's checks as "unknown" and said
+    // all was well.
+    let r = run_bare(&e, &["status", "--json"], false);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(names(&r), ["own-check"], "{r:?}");
+    let r = run_bare(&e, &["incidents", "--json"], false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("own-check"), "{r:?}");
+}
+
+#[test]
+fn a_state_directory_alone_brings_the_configuration_it_belongs_to() {
+    let e = env();
+    let mut d = failing_daemon(&e);
+    let r = run_bare(&e, &["status", "--json"], true);
+    assert_eq!(names(&r), ["own-check"], "{r:?}");
+    // Stopped: the runtime record goes, the state directory's stays, so
+    // the last results are still read with their configuration.
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(5));
+    assert!(!e.runtime_dir().join("daemon.json").exists());
+    let r = run_bare(&e, &["status", "--json"], true);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(names(&r), ["own-check"], "{r:?}");
+}
+
+#[test]
+fn a_configuration_named_on_the_command_line_wins() {
+    let e = env();
+    let _d = failing_daemon(&e);
+    let other = e.write(
+        "other.toml",
+        &check("another", "command = { argv = [\"true\"] }", ""),
+    );
+    let r = run_bare(
+        &e,
+        &["status", "--json", "-c", other.to_str().unwrap()],
+        true,
+    );
+    assert_eq!(names(&r), ["another"], "{r:?}");
+}
+
+#[test]
+fn the_record_says_where_the_daemon_runs() {
+    let e = env();
+    let _d = failing_daemon(&e);
+    for path in [
+        e.runtime_dir().join("daemon.json"),
+        e.state_dir().join("daemon.json"),
+    ] {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["config"], e.config_path().display().to_string(), "{v}");
+        assert_eq!(v["state_dir"], e.state_dir().display().to_string(), "{v}");
+        assert!(
+            v["api"].as_str().unwrap().starts_with("http://127.0.0.1:"),
+            "{v}"
+        );
+        assert!(v["pid"].as_u64().is_some(), "{v}");
+    }
+}
