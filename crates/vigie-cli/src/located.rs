@@ -84,7 +84,17 @@ pub(crate) fn withdraw() {
     }
 }
 
+/// The record at `path`, if it is written by this user or root: a
+/// record another user could write would choose the configuration (and
+/// so the secret files) this command reads.
 fn read_json(path: &Path) -> Option<Value> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.is_file() || (meta.uid() != me && meta.uid() != 0) {
+        tracing::warn!(path = %path.display(), "ignoring a daemon record that is not this user's nor root's");
+        return None;
+    }
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }

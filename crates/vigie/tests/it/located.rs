@@ -118,3 +118,22 @@ fn the_record_says_where_the_daemon_runs() {
         assert!(v["pid"].as_u64().is_some(), "{v}");
     }
 }
+
+/// A record another user wrote is not followed: it would choose the
+/// configuration, and so the secret files, that the command reads.
+#[test]
+fn a_record_written_by_another_user_is_ignored() {
+    vigie_testkit::require!(vigie_testkit::Need::Root);
+    let e = env();
+    let _d = failing_daemon(&e);
+    let record = e.state_dir().join("daemon.json");
+    rustix::fs::chown(
+        &record,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let r = run_bare(&e, &["status", "--json"], true);
+    assert!(!names(&r).contains(&"own-check".to_owned()), "{r:?}");
+    assert!(r.stderr.contains("ignoring a daemon record"), "{r:?}");
+}
