@@ -140,6 +140,25 @@ pub enum Command {
     },
     /// Print the manual page (roff).
     Man,
+    /// About vigie on this host.
+    #[command(name = "self")]
+    Host {
+        #[command(subcommand)]
+        action: HostAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostAction {
+    /// What this host allows vigie to do: the state directory, ICMP
+    /// sockets for ping, inotify's limits for replication, ssh and
+    /// systemctl on the PATH; exits 1 if something the configuration
+    /// needs is missing.
+    Check {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod located;
 mod output;
 mod progress;
 mod run;
+mod selfcheck;
 mod sync;
 
 use std::io::Write;
@@ -23,7 +24,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use vigie_config::{Config, Diagnostics, Loaded};
 
-pub use args::{Cli, Command, DrillWhat, FailoverAction, NotifyAction, SwitchTo, SyncAction};
+pub use args::{
+    Cli, Command, DrillWhat, FailoverAction, HostAction, NotifyAction, SwitchTo, SyncAction,
+};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -196,6 +199,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 }
             }
         }
+        Command::Host {
+            action: HostAction::Check { json },
+        } => selfcheck::run(cli, *json),
         Command::Man => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut buf)?;

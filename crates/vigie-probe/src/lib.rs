@@ -24,6 +24,7 @@ mod tls;
 
 pub use cert::not_after_unix;
 pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
+pub use ping::icmp_access;
 // Every probe's error messages; `vigie_net` owns it.
 pub use vigie_net::chain;
 

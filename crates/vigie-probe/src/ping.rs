@@ -20,27 +20,41 @@ struct Pinger {
     ident: u16,
 }
 
-fn open(v6: bool) -> io::Result<Pinger> {
+/// An ICMP socket: an unprivileged datagram one, else a raw one (root
+/// or CAP_NET_RAW); `true` when raw.
+fn icmp_socket(v6: bool) -> io::Result<(Socket, bool)> {
     let (domain, proto) = if v6 {
         (Domain::IPV6, Protocol::ICMPV6)
     } else {
         (Domain::IPV4, Protocol::ICMPV4)
     };
-    let (sock, raw) = match Socket::new(domain, Type::DGRAM, Some(proto)) {
-        Ok(s) => (s, false),
+    match Socket::new(domain, Type::DGRAM, Some(proto)) {
+        Ok(s) => Ok((s, false)),
         Err(dgram_err) => match Socket::new(domain, Type::RAW, Some(proto)) {
-            Ok(s) => (s, true),
-            Err(_) => {
-                return Err(io::Error::new(
-                    dgram_err.kind(),
-                    format!(
-                        "cannot open an ICMP socket ({dgram_err}); allow unprivileged ping with \
-                         sysctl net.ipv4.ping_group_range=\"0 2147483647\" or give vigie CAP_NET_RAW"
-                    ),
-                ));
-            }
+            Ok(s) => Ok((s, true)),
+            Err(_) => Err(io::Error::new(
+                dgram_err.kind(),
+                format!(
+                    "cannot open an ICMP socket ({dgram_err}); allow unprivileged ping with \
+                     sysctl net.ipv4.ping_group_range=\"0 2147483647\" or give vigie CAP_NET_RAW"
+                ),
+            )),
         },
-    };
+    }
+}
+
+/// Whether this process may send pings (IPv6 when `v6`), and how: what
+/// `vigie self check` reports.
+pub fn icmp_access(v6: bool) -> Result<&'static str, String> {
+    match icmp_socket(v6) {
+        Ok((_, false)) => Ok("unprivileged ICMP datagram sockets"),
+        Ok((_, true)) => Ok("raw ICMP sockets (root or CAP_NET_RAW)"),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn open(v6: bool) -> io::Result<Pinger> {
+    let (sock, raw) = icmp_socket(v6)?;
     sock.set_nonblocking(true)?;
     let std: std::net::UdpSocket = sock.into();
     Ok(Pinger {

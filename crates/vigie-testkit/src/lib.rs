@@ -99,7 +99,12 @@ impl Env {
 
     /// Run `vigie ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = self.cmd(args).output().expect("run vigie");
+        self.run_cmd(&mut self.cmd(args))
+    }
+
+    /// Run a command made by [`Env::cmd`] and changed, to completion.
+    pub fn run_cmd(&self, c: &mut Command) -> Run {
+        let output = c.output().expect("run vigie");
         Run::from(&output, self.path())
     }
 }

@@ -35,12 +35,7 @@ fn run_bare(e: &Env, args: &[&str], keep_state_dir: bool) -> vigie_testkit::Run 
     if !keep_state_dir {
         c.env_remove("VIGIE_STATE_DIR");
     }
-    let out = c.output().unwrap();
-    vigie_testkit::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    e.run_cmd(&mut c)
 }
 
 fn names(r: &vigie_testkit::Run) -> Vec<String> {

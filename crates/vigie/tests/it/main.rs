@@ -20,6 +20,7 @@ mod located;
 mod quorum;
 mod scripts;
 mod secrets;
+mod selfcheck;
 mod sync;
 mod util;
 mod web;
