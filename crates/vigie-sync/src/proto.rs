@@ -975,6 +975,27 @@ mod tests {
         );
         let entry = Msg::Entry(Entry::bare(b"a".to_vec(), Kind::Symlink)).encode();
         assert_eq!(&entry[..7], [4, 0, 0, 0, 1, b'a', 2]);
+        let file = Entry {
+            size: 2,
+            mode: 0o644,
+            uid: 3,
+            gid: 4,
+            mtime: -1,
+            ..Entry::bare(b"p".to_vec(), Kind::File)
+        };
+        // id, path, size, mode, uid, gid, mtime; a delta's block last.
+        let head = [
+            0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, b'p', 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0xa4, 0, 0,
+            0, 3, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert_eq!(
+            Msg::announce(1, &file, None).encode(),
+            [&[7], &head[..]].concat()
+        );
+        assert_eq!(
+            Msg::announce(1, &file, Some(1024)).encode(),
+            [&[19], &head[..], &[0, 0, 4, 0]].concat()
+        );
     }
 
     #[test]
