@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vigie_config::Excludes;
-use vigie_sync::proto::{self, Entry, Msg};
+use vigie_sync::proto::{self, Entry, FileHead, Msg};
 use vigie_sync::{Destination, JobSpec, Status};
 use vigie_testkit::sshd::{Client, Sshd};
 use vigie_testkit::{Env, Need, Reachable, require, wait_until};
@@ -550,7 +550,7 @@ fn file_msgs(path: &[u8], data: &[u8]) -> Vec<Msg> {
 /// epoch.
 fn file_as(id: u64, mode: u32, path: &[u8], data: &[u8]) -> Vec<Msg> {
     vec![
-        Msg::File {
+        Msg::File(FileHead {
             id,
             path: path.to_vec(),
             size: data.len() as u64,
@@ -558,7 +558,7 @@ fn file_as(id: u64, mode: u32, path: &[u8], data: &[u8]) -> Vec<Msg> {
             uid: 0,
             gid: 0,
             mtime: 0,
-        },
+        }),
         Msg::Data(data.to_vec()),
         Msg::FileEnd { id },
     ]
@@ -637,7 +637,7 @@ fn a_short_file_leaves_no_partial_file() {
     let root = tmp();
     std::fs::write(root.path().join("f"), "old").unwrap();
     let msgs = vec![
-        Msg::File {
+        Msg::File(FileHead {
             id: 1,
             path: b"f".to_vec(),
             size: 100,
@@ -645,7 +645,7 @@ fn a_short_file_leaves_no_partial_file() {
             uid: 0,
             gid: 0,
             mtime: 0,
-        },
+        }),
         Msg::Data(b"only part".to_vec()),
         Msg::FileEnd { id: 1 },
     ];
@@ -1630,13 +1630,15 @@ fn a_copy_of_blocks_that_are_not_there_fails_at_once() {
     std::fs::write(root.path().join("f"), vec![1u8; 4096]).unwrap();
     let msgs = vec![
         Msg::Delta {
-            id: 1,
-            path: b"f".to_vec(),
-            size: 4096,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
+            head: FileHead {
+                id: 1,
+                path: b"f".to_vec(),
+                size: 4096,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            },
             block: 1024,
         },
         Msg::Copy {
