@@ -155,6 +155,19 @@ pub fn did_you_mean_hint<'a>(
     did_you_mean(word, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 
+/// The error of a reference to a `what` that is not declared: its
+/// message, and the nearest candidate as the hint (`otherwise` when none
+/// is near).
+pub(crate) fn unknown<'a>(
+    what: &str,
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    otherwise: &str,
+) -> (String, Option<String>) {
+    let hint = did_you_mean_hint(word, candidates).unwrap_or_else(|| otherwise.to_owned());
+    (format!("unknown {what} `{word}`"), Some(hint))
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();

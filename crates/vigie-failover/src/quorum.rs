@@ -105,11 +105,11 @@ fn decide(
             .filter_map(|(_, s)| s.as_ref().map(|s| s.since))
             .max()
             .unwrap_or(now);
-        let names: Vec<&str> = refs.iter().map(|(c, _)| c.as_str()).collect();
+        let names = listed(refs.iter().map(|(c, _)| *c));
         return vote(
             Verdict::Abstain,
             since,
-            format!("own link down: {} failing", names.join(", ")),
+            format!("own link down: {names} failing"),
         );
     }
     // When this watcher's link last came back: the latest of its healthy
@@ -139,15 +139,9 @@ fn decide(
             .iter()
             .any(|(_, s)| s.as_ref().is_some_and(|s| s.last_ok == Some(true)));
     if doubt && !confirmed.is_empty() {
-        let names: Vec<&str> = refs.iter().map(|(c, _)| c.as_str()).collect();
-        return vote(
-            Verdict::Unknown,
-            now,
-            format!(
-                "own link in doubt: the last run of {} failed",
-                names.join(", ")
-            ),
-        );
+        let names = listed(refs.iter().map(|(c, _)| *c));
+        let why = format!("own link in doubt: the last run of {names} failed");
+        return vote(Verdict::Unknown, now, why);
     }
     if let Some(since) = confirmed.iter().map(|(_, s)| s.since).min() {
         let what: Vec<String> = confirmed
@@ -157,15 +151,9 @@ fn decide(
         return vote(Verdict::Down, since, what.join("; "));
     }
     if !unconfirmed.is_empty() {
-        let names: Vec<&str> = unconfirmed.iter().map(|(c, _)| c.as_str()).collect();
-        return vote(
-            Verdict::Unknown,
-            now,
-            format!(
-                "own link back: re-confirming {} from fresh runs",
-                names.join(", ")
-            ),
-        );
+        let names = listed(unconfirmed.iter().map(|(c, _)| **c));
+        let why = format!("own link back: re-confirming {names} from fresh runs");
+        return vote(Verdict::Unknown, now, why);
     }
     let ok = !triggers.is_empty()
         && triggers
@@ -185,6 +173,11 @@ fn decide(
         now,
         "the checks have not decided yet".into(),
     )
+}
+
+/// Check names, as a vote's detail lists them.
+fn listed<'a>(checks: impl Iterator<Item = &'a String>) -> String {
+    checks.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// A client for one peer.
@@ -540,40 +533,31 @@ mod tests {
     #[test]
     fn a_failure_seen_while_the_link_was_down_is_confirmed_afresh() {
         use CheckState::{Failing, Ok};
-        // Link down: abstain.
-        assert_eq!(
-            verdict((Failing, 1_000), (Failing, 900), 5_000),
-            Verdict::Abstain
-        );
-        // Link back at 10 s; web failing since 1 s: not yet a vote.
-        assert_eq!(
-            verdict((Failing, 1_000), (Ok, 10_000), 10_500),
-            Verdict::Unknown
-        );
-        assert_eq!(
-            verdict((Failing, 1_000), (Ok, 10_000), 18_900),
-            Verdict::Unknown
-        );
-        // Still failing a whole window after the link came back: down.
-        assert_eq!(
-            verdict((Failing, 1_000), (Ok, 10_000), 19_000),
-            Verdict::Down
-        );
-        // A failure that began after the link came back is down at once.
-        assert_eq!(
-            verdict((Failing, 12_000), (Ok, 10_000), 12_001),
-            Verdict::Down
-        );
-        // The link healthy for long: a fresh failure is down at once.
-        assert_eq!(verdict((Failing, 50_000), (Ok, 0), 50_001), Verdict::Down);
+        // (web, link, now): the verdict.
+        let cases = [
+            // Link down: abstain.
+            ((Failing, 1_000), (Failing, 900), 5_000, Verdict::Abstain),
+            // Link back at 10 s; web failing since 1 s: not yet a vote.
+            ((Failing, 1_000), (Ok, 10_000), 10_500, Verdict::Unknown),
+            ((Failing, 1_000), (Ok, 10_000), 18_900, Verdict::Unknown),
+            // Still failing a whole window after the link came back: down.
+            ((Failing, 1_000), (Ok, 10_000), 19_000, Verdict::Down),
+            // A failure that began after the link came back is down at once.
+            ((Failing, 12_000), (Ok, 10_000), 12_001, Verdict::Down),
+            // The link healthy for long: a fresh failure is down at once.
+            ((Failing, 50_000), (Ok, 0), 50_001, Verdict::Down),
+            // Recovered: up.
+            ((Ok, 11_000), (Ok, 10_000), 11_001, Verdict::Up),
+        ];
+        for (web, link, now, want) in cases {
+            assert_eq!(verdict(web, link, now), want, "{web:?} {link:?} at {now}");
+        }
         // The link's last run failed but it is not confirmed failing yet
         // (a trigger confirmed first, as the link goes): no vote.
         assert_eq!(
             verdict_with((Failing, 50_000), (Ok, 0), false, 50_001),
             Verdict::Unknown
         );
-        // Recovered: up.
-        assert_eq!(verdict((Ok, 11_000), (Ok, 10_000), 11_001), Verdict::Up);
     }
 
     #[test]

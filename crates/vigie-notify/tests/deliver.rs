@@ -81,6 +81,16 @@ fn body(c: &Captured) -> Value {
     serde_json::from_str(&c.body).unwrap_or_else(|e| panic!("{e}: {}", c.body))
 }
 
+/// `toml`'s notifier POSTs `json` to `target`: the request, for the
+/// checks of its headers.
+#[track_caller]
+fn posts_json(toml: impl Fn(&str) -> String, target: &str, json: &Value) -> Captured {
+    let c = deliver(toml);
+    assert_request(&c, "POST", target);
+    assert_eq!(body(&c), *json);
+    c
+}
+
 #[test]
 fn ntfy_posts_the_text_with_title_priority_and_tags() {
     let c = deliver(|b| {
@@ -88,10 +98,10 @@ fn ntfy_posts_the_text_with_title_priority_and_tags() {
             "[notify.n]\nkind = \"ntfy\"\nurl = \"{b}/alerts\"\ntoken = {{ env = \"TOKEN\" }}\n"
         )
     });
-    assert_eq!(c.method, "POST");
-    assert_eq!(
-        c.target,
-        "/alerts?title=%5BHIGH%5D+blog+is+failing+%E2%80%94+caf%C3%A9&priority=4&tags=failing%2Chigh"
+    assert_request(
+        &c,
+        "POST",
+        "/alerts?title=%5BHIGH%5D+blog+is+failing+%E2%80%94+caf%C3%A9&priority=4&tags=failing%2Chigh",
     );
     assert_eq!(c.header("authorization"), Some("Bearer s3cret-token"));
     assert_eq!(c.body, message().body);
@@ -99,16 +109,17 @@ fn ntfy_posts_the_text_with_title_priority_and_tags() {
 
 #[test]
 fn gotify_posts_json_with_the_app_token() {
-    let c = deliver(|b| {
-        format!("[notify.n]\nkind = \"gotify\"\nurl = \"{b}/\"\ntoken = {{ env = \"TOKEN\" }}\n")
-    });
-    assert_request(&c, "POST", "/message");
+    let c = posts_json(
+        |b| {
+            format!(
+                "[notify.n]\nkind = \"gotify\"\nurl = \"{b}/\"\ntoken = {{ env = \"TOKEN\" }}\n"
+            )
+        },
+        "/message",
+        &json!({"title": message().title, "message": message().body, "priority": 8}),
+    );
     assert_eq!(c.header("x-gotify-key"), Some("s3cret-token"));
     assert_eq!(c.header("content-type"), Some("application/json"));
-    assert_eq!(
-        body(&c),
-        json!({"title": message().title, "message": message().body, "priority": 8})
-    );
 }
 
 #[test]
@@ -136,25 +147,23 @@ fn webhook_sends_the_message_as_json_or_through_a_template() {
 
 #[test]
 fn ifttt_triggers_the_event_with_three_values() {
-    let c = deliver(|b| {
-        format!(
-            "[notify.n]\nkind = \"ifttt\"\nevent = \"site_down\"\nkey = {{ env = \"TOKEN\" }}\nendpoint = \"{b}\"\n"
-        )
-    });
-    assert_request(&c, "POST", "/trigger/site_down/with/key/s3cret-token");
-    assert_eq!(
-        body(&c),
-        json!({"value1": message().title, "value2": message().body, "value3": "high"})
+    posts_json(
+        |b| {
+            format!(
+                "[notify.n]\nkind = \"ifttt\"\nevent = \"site_down\"\nkey = {{ env = \"TOKEN\" }}\nendpoint = \"{b}\"\n"
+            )
+        },
+        "/trigger/site_down/with/key/s3cret-token",
+        &json!({"value1": message().title, "value2": message().body, "value3": "high"}),
     );
 }
 
 #[test]
 fn slack_and_discord_post_to_their_secret_webhook_url() {
-    let c = deliver(|_| "[notify.n]\nkind = \"slack\"\nurl = { env = \"HOOK\" }\n".to_owned());
-    assert_request(&c, "POST", "/hook/T000/B000/XXXX");
-    assert_eq!(
-        body(&c),
-        json!({"text": format!("*{}*\n{}", message().title, message().body)})
+    posts_json(
+        |_| "[notify.n]\nkind = \"slack\"\nurl = { env = \"HOOK\" }\n".to_owned(),
+        "/hook/T000/B000/XXXX",
+        &json!({"text": format!("*{}*\n{}", message().title, message().body)}),
     );
     let c = deliver(|_| "[notify.n]\nkind = \"discord\"\nurl = { env = \"HOOK\" }\n".to_owned());
     assert_eq!(
@@ -182,15 +191,14 @@ fn matrix_puts_a_room_message_with_a_transaction_id() {
 
 #[test]
 fn telegram_sends_to_the_bot_api() {
-    let c = deliver(|b| {
-        format!(
-            "[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"-100123\"\nendpoint = \"{b}\"\n"
-        )
-    });
-    assert_request(&c, "POST", "/bots3cret-token/sendMessage");
-    assert_eq!(
-        body(&c),
-        json!({"chat_id": "-100123", "text": format!("{}\n{}", message().title, message().body), "disable_web_page_preview": true})
+    posts_json(
+        |b| {
+            format!(
+                "[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"-100123\"\nendpoint = \"{b}\"\n"
+            )
+        },
+        "/bots3cret-token/sendMessage",
+        &json!({"chat_id": "-100123", "text": format!("{}\n{}", message().title, message().body), "disable_web_page_preview": true}),
     );
 }
 
@@ -313,16 +321,28 @@ fn smtp_notifier(server: &servers::Running, rest: &str) -> Notifier {
     ))
 }
 
+type Mails = std::sync::Arc<std::sync::Mutex<Vec<servers::Mail>>>;
+
+/// A mail server that `start` runs with a CA of its own (named after
+/// `test`), and an smtp notifier to it that trusts that CA; `rest` is the
+/// rest of its table. The server runs as long as the first value lives.
+fn trusted_smtp(
+    test: &str,
+    start: fn(&Path) -> (servers::Running, Mails),
+    rest: &str,
+) -> (servers::Running, Mails, Notifier) {
+    let ca = ca_pem(test);
+    let (server, mails) = start(&ca);
+    let n = smtp_notifier(&server, &format!("{rest}ca = \"{}\"\n", ca.display()));
+    (server, mails, n)
+}
+
 #[test]
 fn smtp_sends_mail_over_starttls_with_auth() {
-    let ca = ca_pem("vigie-smtp");
-    let (server, mails) = servers::smtp(&ca);
-    let n = smtp_notifier(
-        &server,
-        &format!(
-            "username = \"alerts\"\npassword = {{ env = \"TOKEN\" }}\nfrom = \"vigie <alerts@example.org>\"\nto = [\"me@example.org\", \"ops@example.org\"]\nca = \"{}\"\n",
-            ca.display()
-        ),
+    let (_server, mails, n) = trusted_smtp(
+        "vigie-smtp",
+        servers::smtp,
+        "username = \"alerts\"\npassword = { env = \"TOKEN\" }\nfrom = \"vigie <alerts@example.org>\"\nto = [\"me@example.org\", \"ops@example.org\"]\n",
     );
     let d = run(&quick(), &n);
     assert_eq!(d.error, None);
@@ -366,14 +386,10 @@ fn smtp_refuses_an_untrusted_certificate() {
 
 #[test]
 fn smtp_with_implicit_tls() {
-    let ca = ca_pem("vigie-smtps");
-    let (server, mails) = servers::smtps(&ca);
-    let n = smtp_notifier(
-        &server,
-        &format!(
-            "security = \"tls\"\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\nca = \"{}\"\n",
-            ca.display()
-        ),
+    let (_server, mails, n) = trusted_smtp(
+        "vigie-smtps",
+        servers::smtps,
+        "security = \"tls\"\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\n",
     );
     assert_eq!(run(&quick(), &n).error, None);
     let mails = mails.lock().unwrap();

@@ -180,6 +180,22 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     })
 }
 
+/// Append an event to an incident's list (within the caller's
+/// transaction where the event goes with a change of the incident).
+fn insert_event(
+    conn: &rusqlite::Connection,
+    id: i64,
+    at: Timestamp,
+    kind: &EventKind,
+    detail: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![id, at.millis(), kind.as_str(), detail],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Open an incident; returns its id.
     pub fn open_incident(
@@ -197,10 +213,7 @@ impl Store {
             params![check, severity.as_str(), state, suppressed_by, at.millis(), error],
         )?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), EventKind::Opened.as_str(), error],
-        )?;
+        insert_event(&tx, id, at, &EventKind::Opened, error)?;
         tx.commit()?;
         Ok(id)
     }
@@ -220,10 +233,7 @@ impl Store {
             "UPDATE incidents SET state = ?2, suppressed_by = ?3 WHERE id = ?1",
             params![id, state, suppressed_by],
         )?;
-        tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), kind.as_str(), detail],
-        )?;
+        insert_event(&tx, id, at, kind, detail)?;
         tx.commit()?;
         Ok(())
     }
@@ -236,11 +246,7 @@ impl Store {
         kind: &EventKind,
         detail: &str,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), kind.as_str(), detail],
-        )?;
-        Ok(())
+        insert_event(&self.conn, id, at, kind, detail)
     }
 
     pub fn resolve_incident(&mut self, id: i64, at: Timestamp, resolution: &str) -> Result<()> {
@@ -253,10 +259,7 @@ impl Store {
              WHERE id = ?1 AND resolved_ms IS NULL",
             params![id, at.millis(), resolution],
         )?;
-        tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), EventKind::Resolved.as_str(), resolution],
-        )?;
+        insert_event(&tx, id, at, &EventKind::Resolved, resolution)?;
         tx.commit()?;
         Ok(())
     }
@@ -403,10 +406,7 @@ impl Store {
             "UPDATE incidents SET state = 'acknowledged', acked_ms = ?2, ack_note = ?3 WHERE id = ?1",
             params![id, at.millis(), note],
         )?;
-        tx.execute(
-            "INSERT INTO incident_events (incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id, at.millis(), EventKind::Acknowledged.as_str(), note],
-        )?;
+        insert_event(&tx, id, at, &EventKind::Acknowledged, note)?;
         tx.commit()?;
         Ok(Ack::Acknowledged)
     }

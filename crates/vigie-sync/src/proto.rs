@@ -66,6 +66,69 @@ impl Entry {
     }
 }
 
+/// What `File` and `Delta` both announce of a regular file, in wire
+/// order: the request's id, then the file's path and metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileHead {
+    pub id: u64,
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime: i64,
+}
+
+impl FileHead {
+    /// The head that announces `e`, a regular file, as request `id`.
+    pub fn of(id: u64, e: &Entry) -> FileHead {
+        FileHead {
+            id,
+            path: e.path.clone(),
+            size: e.size,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+        }
+    }
+
+    /// The request's id and the file it announces.
+    pub fn into_entry(self) -> (u64, Entry) {
+        let FileHead {
+            id,
+            path,
+            size,
+            mode,
+            uid,
+            gid,
+            mtime,
+        } = self;
+        let e = Entry {
+            size,
+            mode,
+            uid,
+            gid,
+            mtime,
+            ..Entry::bare(path, Kind::File)
+        };
+        (id, e)
+    }
+
+    fn fields(&mut self) -> Vec<&mut dyn Field> {
+        vec![
+            &mut self.id,
+            &mut self.path,
+            &mut self.size,
+            &mut self.mode,
+            &mut self.uid,
+            &mut self.gid,
+            &mut self.mtime,
+        ]
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// Sender → receiver, first: who we are.
@@ -97,15 +160,7 @@ pub enum Msg {
         gid: u32,
     },
     /// A whole file follows in `Data` frames, then `FileEnd`.
-    File {
-        id: u64,
-        path: Vec<u8>,
-        size: u64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        mtime: i64,
-    },
+    File(FileHead),
     Data(Vec<u8>),
     FileEnd {
         id: u64,
@@ -167,13 +222,7 @@ pub enum Msg {
     /// A file rebuilt from the receiver's copy (`Copy`) and new bytes
     /// (`Data`), then `DeltaEnd` with the SHA-256 of the result.
     Delta {
-        id: u64,
-        path: Vec<u8>,
-        size: u64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        mtime: i64,
+        head: FileHead,
         block: u32,
     },
     /// `count` blocks of the receiver's copy from block `index`.
@@ -487,15 +536,7 @@ impl Msg {
                 uid,
                 gid,
             } => vec![id, path, mode, uid, gid],
-            Msg::File {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-            } => vec![id, path, size, mode, uid, gid, mtime],
+            Msg::File(head) => head.fields(),
             Msg::FileEnd { id } | Msg::Ack { id } => vec![id],
             Msg::Symlink {
                 id,
@@ -518,16 +559,11 @@ impl Msg {
             Msg::Fatal { message } => vec![message],
             Msg::Sums { id, path, block } => vec![id, path, block],
             Msg::SumsReply { id, sums, more } => vec![id, more, sums],
-            Msg::Delta {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-                block,
-            } => vec![id, path, size, mode, uid, gid, mtime, block],
+            Msg::Delta { head, block } => {
+                let mut fields = head.fields();
+                fields.push(block);
+                fields
+            }
             Msg::Copy { index, count } => vec![index, count],
             Msg::DeltaEnd { id, sha256 } | Msg::HashReply { id, sha256 } => vec![id, sha256],
             Msg::Own {
@@ -552,7 +588,7 @@ impl Msg {
             Tag::Entry => Msg::Entry(Entry::bare(path(), Kind::File)),
             Tag::ListEnd => Msg::ListEnd,
             Tag::MkDir => Msg::MkDir { id, path: path(), mode: 0, uid: 0, gid: 0 },
-            Tag::File => Msg::File { id, path: path(), size: 0, mode: 0, uid: 0, gid: 0, mtime: 0 },
+            Tag::File => Msg::File(FileHead::default()),
             Tag::Data => Msg::Data(Vec::new()),
             Tag::FileEnd => Msg::FileEnd { id },
             Tag::Symlink => Msg::Symlink { id, path: path(), target: path(), uid: 0, gid: 0, mtime: 0 },
@@ -564,7 +600,7 @@ impl Msg {
             Tag::Fatal => Msg::Fatal { message: s() },
             Tag::Sums => Msg::Sums { id, path: path(), block: 0 },
             Tag::SumsReply => Msg::SumsReply { id, sums: Vec::new(), more: false },
-            Tag::Delta => Msg::Delta { id, path: path(), size: 0, mode: 0, uid: 0, gid: 0, mtime: 0, block: 0 },
+            Tag::Delta => Msg::Delta { head: FileHead::default(), block: 0 },
             Tag::Copy => Msg::Copy { index: 0, count: 0 },
             Tag::DeltaEnd => Msg::DeltaEnd { id, sha256: [0; 32] },
             Tag::Commit => Msg::Commit,
@@ -578,73 +614,22 @@ impl Msg {
     /// The message that announces `e`, a regular file, as request `id`:
     /// whole (`File`) or, with `block`, as a delta (`Delta`).
     pub fn announce(id: u64, e: &Entry, block: Option<u32>) -> Msg {
-        let Entry {
-            path,
-            size,
-            mode,
-            uid,
-            gid,
-            mtime,
-            ..
-        } = e.clone();
+        let head = FileHead::of(id, e);
         match block {
-            None => Msg::File {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-            },
-            Some(block) => Msg::Delta {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-                block,
-            },
+            None => Msg::File(head),
+            Some(block) => Msg::Delta { head, block },
         }
     }
 
     /// What a `File` or a `Delta` announces: its id, the file, and a
     /// delta's block size; any other message back.
     pub fn announced(self) -> Result<(u64, Entry, Option<u32>), Msg> {
-        let (id, path, size, mode, uid, gid, mtime, block) = match self {
-            Msg::File {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-            } => (id, path, size, mode, uid, gid, mtime, None),
-            Msg::Delta {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-                block,
-            } => (id, path, size, mode, uid, gid, mtime, Some(block)),
+        let (head, block) = match self {
+            Msg::File(head) => (head, None),
+            Msg::Delta { head, block } => (head, Some(block)),
             other => return Err(other),
         };
-        let e = Entry {
-            path,
-            kind: Kind::File,
-            size,
-            mode,
-            uid,
-            gid,
-            mtime,
-            target: Vec::new(),
-        };
+        let (id, e) = head.into_entry();
         Ok((id, e, block))
     }
 
@@ -867,7 +852,7 @@ mod tests {
     /// Contents: whole files, deltas and their signatures, hashes.
     fn contents() -> Vec<Msg> {
         vec![
-            Msg::File {
+            Msg::File(FileHead {
                 id: 2,
                 path: b"d/f".to_vec(),
                 size: 10,
@@ -875,7 +860,7 @@ mod tests {
                 uid: 1000,
                 gid: 100,
                 mtime: 1_700_000_000_123_456_789,
-            },
+            }),
             Msg::Data(vec![1, 2, 3]),
             Msg::Data(Vec::new()),
             Msg::FileEnd { id: 2 },
@@ -890,13 +875,15 @@ mod tests {
                 more: true,
             },
             Msg::Delta {
-                id: 10,
-                path: b"big".to_vec(),
-                size: 1 << 30,
-                mode: 0o644,
-                uid: 7,
-                gid: 8,
-                mtime: 5,
+                head: FileHead {
+                    id: 10,
+                    path: b"big".to_vec(),
+                    size: 1 << 30,
+                    mode: 0o644,
+                    uid: 7,
+                    gid: 8,
+                    mtime: 5,
+                },
                 block: 65536,
             },
             Msg::Copy { index: 3, count: 7 },
@@ -975,6 +962,27 @@ mod tests {
         );
         let entry = Msg::Entry(Entry::bare(b"a".to_vec(), Kind::Symlink)).encode();
         assert_eq!(&entry[..7], [4, 0, 0, 0, 1, b'a', 2]);
+        let file = Entry {
+            size: 2,
+            mode: 0o644,
+            uid: 3,
+            gid: 4,
+            mtime: -1,
+            ..Entry::bare(b"p".to_vec(), Kind::File)
+        };
+        // id, path, size, mode, uid, gid, mtime; a delta's block last.
+        let head = [
+            0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, b'p', 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0xa4, 0, 0,
+            0, 3, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert_eq!(
+            Msg::announce(1, &file, None).encode(),
+            [&[7], &head[..]].concat()
+        );
+        assert_eq!(
+            Msg::announce(1, &file, Some(1024)).encode(),
+            [&[19], &head[..], &[0, 0, 4, 0]].concat()
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
 use vigie_config::Excludes;
 
-use crate::proto::{self, Entry, Kind, Msg, ProtoError, SUMS_PER_FRAME, VERSION};
+use crate::proto::{self, Entry, FileHead, Kind, Msg, ProtoError, SUMS_PER_FRAME, VERSION};
 
 /// Temporary files start with this; listings skip (and remove) them.
 pub const TMP_PREFIX: &[u8] = b".vigie-tmp.";
@@ -548,7 +548,11 @@ impl Receiver {
             Msg::Meta { path, .. } if path.is_empty() => {
                 refused_on_reverse("change the mode of the root", "")
             }
-            Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
+            Msg::File(FileHead { path, .. })
+            | Msg::Delta {
+                head: FileHead { path, .. },
+                ..
+            } => self.same_kind(path, Kind::File),
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
             _ => Ok(()),
@@ -1228,8 +1232,11 @@ fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<(), Refusal> {
 fn paths_of(m: &Msg) -> Vec<&[u8]> {
     match m {
         Msg::MkDir { path, .. }
-        | Msg::File { path, .. }
-        | Msg::Delta { path, .. }
+        | Msg::File(FileHead { path, .. })
+        | Msg::Delta {
+            head: FileHead { path, .. },
+            ..
+        }
         | Msg::Symlink { path, .. }
         | Msg::Delete { path, .. }
         | Msg::Meta { path, .. }

@@ -85,8 +85,8 @@ pub async fn serve(
     let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/ping/{name}", get(ping_ok).post(ping_ok))
-        .route("/ping/{name}/fail", get(ping_fail).post(ping_fail))
+        .route("/ping/{name}", get(ping::<false>).post(ping::<false>))
+        .route("/ping/{name}/fail", get(ping::<true>).post(ping::<true>))
         .route("/api/v1/peer/vote/{failover}", get(peer_vote))
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -213,31 +213,20 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-fn ping(app: &App, name: &str, headers: &HeaderMap, q: &TokenQuery, fail: bool) -> Response {
-    let token = bearer(headers).or(q.token.as_deref()).unwrap_or("");
-    match app.engine.heartbeat_ping(name, token, fail) {
+/// A heartbeat's ping (`FAIL`: its `/fail` form), by the `Authorization`
+/// header or a `token` query parameter.
+async fn ping<const FAIL: bool>(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let token = bearer(&headers).or(q.token.as_deref()).unwrap_or("");
+    match app.engine.heartbeat_ping(&name, token, FAIL) {
         Ok(()) => (StatusCode::OK, "OK\n").into_response(),
         Err(PingError::Unauthorized) => unauthorized(),
         Err(PingError::NotFound) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
-}
-
-async fn ping_ok(
-    State(app): State<App>,
-    Path(name): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Response {
-    ping(&app, &name, &headers, &q, false)
-}
-
-async fn ping_fail(
-    State(app): State<App>,
-    Path(name): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Response {
-    ping(&app, &name, &headers, &q, true)
 }
 
 async fn checks(State(app): State<App>) -> Response {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::did_you_mean_hint;
+use crate::diag::{did_you_mean_hint, unknown};
 use crate::model::{Action, Check, Maintenance, Notifier};
 
 use super::Loader;
@@ -129,15 +129,14 @@ impl Loader {
             }
             for n in action.notify.iter().flatten() {
                 if !notifiers.contains_key(n) {
-                    let hint = did_you_mean_hint(n, notifier_names.iter().copied())
-                        .unwrap_or_else(|| "declare it under [notify.NAME]".to_owned());
-                    self.error(
-                        src,
-                        Some(table.clone()),
-                        &format!("{key}.notify"),
-                        format!("unknown notifier `{n}`"),
-                        Some(hint),
+                    let (message, hint) = unknown(
+                        "notifier",
+                        n,
+                        notifier_names.iter().copied(),
+                        "declare it under [notify.NAME]",
                     );
+                    let at = format!("{key}.notify");
+                    self.error(src, Some(table.clone()), &at, message, hint);
                 }
             }
             if let Some(f) = &action.failover
@@ -185,15 +184,14 @@ impl Loader {
                     .chain(notifiers.keys().map(|n| format!("notify:{n}")))
                     .chain(failover_names.iter().map(|f| format!("failover:{f}")))
                     .collect();
-                let hint = did_you_mean_hint(r, candidates.iter().map(String::as_str))
-                    .unwrap_or_else(|| "name an [action.NAME] or notify:NOTIFIER".to_owned());
-                self.error(
-                    src,
-                    Some(reference.span()),
-                    &format!("check \"{check}\".actions"),
-                    format!("unknown action `{r}`"),
-                    Some(hint),
+                let (message, hint) = unknown(
+                    "action",
+                    r,
+                    candidates.iter().map(String::as_str),
+                    "name an [action.NAME] or notify:NOTIFIER",
                 );
+                let at = format!("check \"{check}\".actions");
+                self.error(src, Some(reference.span()), &at, message, hint);
             }
         }
     }

@@ -7,7 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 use vigie_core::Duration;
 
-use crate::diag::{Level, Location, did_you_mean_hint};
+use crate::diag::{Level, Location, unknown};
 use crate::model::{Check, Flapping, Probe, ProbeKind, TcpProbe, TlsProbe};
 use crate::secret::{Secret, SecretSource};
 
@@ -233,16 +233,14 @@ impl Loader {
                     continue;
                 }
                 if !known.contains_key(dep) {
-                    let hint = did_you_mean_hint(dep, names.iter().copied()).unwrap_or_else(|| {
-                        "depends_on names other checks of this config".to_owned()
-                    });
-                    self.error(
-                        *src,
-                        Some(span.clone()),
-                        &format!("check \"{owner}\".depends_on"),
-                        format!("unknown check `{dep}`"),
-                        Some(hint),
+                    let (message, hint) = unknown(
+                        "check",
+                        dep,
+                        names.iter().copied(),
+                        "depends_on names other checks of this config",
                     );
+                    let at = format!("check \"{owner}\".depends_on");
+                    self.error(*src, Some(span.clone()), &at, message, hint);
                 } else if *dep == owner {
                     self.error(
                         *src,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Level, did_you_mean_hint};
+use crate::diag::{Level, did_you_mean_hint, unknown};
 use crate::model::{AddressType, Backup, Check, DnsProvider, Dyndns, Failover, Peer};
 use crate::secret::{Secret, SecretSource};
 
@@ -172,15 +172,13 @@ impl Loader {
         for (src, name, table, mut d) in std::mem::take(&mut self.raw.dyndns) {
             let key = format!("dyndns.{}", name.get_ref());
             if !dns.contains_key(&d.dns) {
-                let hint = did_you_mean_hint(&d.dns, dns.keys().map(String::as_str))
-                    .unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
-                self.error(
-                    src,
-                    Some(table),
-                    &key,
-                    format!("unknown DNS provider `{}`", d.dns),
-                    Some(hint),
+                let (message, hint) = unknown(
+                    "DNS provider",
+                    &d.dns,
+                    dns.keys().map(String::as_str),
+                    "declare it under [dns.NAME]",
                 );
+                self.error(src, Some(table), &key, message, hint);
                 continue;
             }
             if let Some(problem) = address_problem(d.ip_url.is_some(), d.interface.as_deref(), true)
@@ -256,9 +254,12 @@ impl Loader {
             }
             match dns.get(&f.dns) {
                 None => {
-                    let hint = did_you_mean_hint(&f.dns, providers.iter().map(String::as_str))
-                        .unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
-                    problems.push((format!("unknown DNS provider `{}`", f.dns), Some(hint)));
+                    problems.push(unknown(
+                        "DNS provider",
+                        &f.dns,
+                        providers.iter().map(String::as_str),
+                        "declare it under [dns.NAME]",
+                    ));
                 }
                 Some(DnsProvider::Rfc2136 { server, .. }) if f.verify.is_empty() => {
                     f.verify = vec![*server];

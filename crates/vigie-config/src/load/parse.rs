@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::diag::{Diagnostic, Level, Location, Source, did_you_mean_hint};
+use crate::diag::{Diagnostic, Level, Location, Source, did_you_mean_hint, unknown};
 use crate::model::{
     ActionTable, DnsProvider, Dyndns, Failover, Maintenance, NotifierKind, Peer, SyncJob,
 };
@@ -37,15 +37,9 @@ impl Loader {
             let name = key.get_ref().as_ref();
             let key_span = key.span();
             if !SECTIONS.contains(&name) {
-                let hint = did_you_mean_hint(name, SECTIONS)
-                    .unwrap_or_else(|| format!("known sections: {}", SECTIONS.join(", ")));
-                self.error(
-                    src,
-                    Some(key_span),
-                    name,
-                    format!("unknown key `{name}`"),
-                    Some(hint),
-                );
+                let known = format!("known sections: {}", SECTIONS.join(", "));
+                let (message, hint) = unknown("key", name, SECTIONS, &known);
+                self.error(src, Some(key_span), name, message, hint);
                 continue;
             }
             if !is_main && MAIN_ONLY.contains(&name) {
@@ -326,23 +320,20 @@ fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
 /// Turn serde's wording into ours, with a hint where one helps.
 fn explain(message: &str) -> (String, Option<String>) {
     let message = message.trim();
-    let quoted =
-        |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        let words = quoted(rest);
-        if let Some((field, expected)) = words.split_first() {
-            let hint = did_you_mean_hint(field, expected.iter().map(String::as_str))
-                .unwrap_or_else(|| format!("valid keys here: {}", expected.join(", ")));
-            return (format!("unknown key `{field}`"), Some(hint));
-        }
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant ") {
-        let words = quoted(rest);
-        if let Some((value, expected)) = words.split_first() {
-            let hint = did_you_mean_hint(value, expected.iter().map(String::as_str))
-                .unwrap_or_else(|| format!("valid values: {}", expected.join(", ")));
-            return (format!("unknown value `{value}`"), Some(hint));
-        }
+    // "unknown field `x`, expected one of `a`, `b`" and the same of a
+    // variant: the unknown word, and a hint of the nearest valid one.
+    let unknown = |prefix: &str, what: &str, valid: &str| {
+        let rest = message.strip_prefix(prefix)?;
+        let words: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        let (word, expected) = words.split_first()?;
+        let hint = did_you_mean_hint(word, expected.iter().copied())
+            .unwrap_or_else(|| format!("{valid}: {}", expected.join(", ")));
+        Some((format!("unknown {what} `{word}`"), Some(hint)))
+    };
+    if let Some(explained) = unknown("unknown field ", "key", "valid keys here")
+        .or_else(|| unknown("unknown variant ", "value", "valid values"))
+    {
+        return explained;
     }
     if let Some(rest) = message.strip_prefix("missing field ") {
         return (format!("missing key {rest}"), None);

@@ -2,7 +2,7 @@
 
 use vigie_core::Duration;
 
-use crate::diag::did_you_mean_hint;
+use crate::diag::unknown;
 use crate::model::{Check, Probe, SyncJob, SyncProbe};
 
 use super::Loader;
@@ -16,15 +16,14 @@ impl Loader {
             if let Probe::Sync(p) = &c.probe
                 && !names.contains(&p.job.as_str())
             {
-                let hint = did_you_mean_hint(&p.job, names.iter().copied())
-                    .unwrap_or_else(|| "declare it under [[sync]]".to_owned());
-                self.error(
-                    0,
-                    None,
-                    &format!("check \"{}\".sync", c.name),
-                    format!("unknown sync job `{}`", p.job),
-                    Some(hint),
+                let (message, hint) = unknown(
+                    "sync job",
+                    &p.job,
+                    names.iter().copied(),
+                    "declare it under [[sync]]",
                 );
+                let at = format!("check \"{}\".sync", c.name);
+                self.error(0, None, &at, message, hint);
             }
         }
         for j in syncs {

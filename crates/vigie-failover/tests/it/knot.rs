@@ -1,36 +1,36 @@
 //! RFC 2136 + TSIG against a real Knot DNS: compare-and-swap updates,
 //! refused keys, lost races, and verification on the authoritative server.
 
-use crate::util::{blog, ip, rt};
+use crate::util::{blog, changes_blog, ip, rt};
 
 use std::time::Duration;
 
-use vigie_failover::{Change, DnsError, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses};
+use vigie_failover::{
+    Change, DnsError, Provider, RecordSpec, Rfc2136, TsigAlgorithm, query_addresses,
+};
 use vigie_testkit::knot::knot;
 use vigie_testkit::{Need, require};
+
+/// Whether the server at `addr` serves `blog` at 198.51.100.7 within
+/// `within`: how long it took.
+async fn serves_the_move(
+    addr: std::net::SocketAddr,
+    within: Duration,
+) -> Result<Duration, DnsError> {
+    Rfc2136::verify(&[addr], &blog(), &[ip("198.51.100.7")], within).await
+}
 
 #[test]
 fn a_signed_update_moves_the_record_and_is_verified() {
     require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     let dns = Rfc2136::new(k.addr, &k.key_name, TsigAlgorithm::HmacSha256, &k.secret).unwrap();
+    let dns = Provider::Rfc2136(dns);
     rt().block_on(async {
-        assert_eq!(dns.current(&blog()).await.unwrap(), [ip("203.0.113.10")]);
-        let change = dns.set(&blog(), &[ip("198.51.100.7")]).await.unwrap();
-        assert_eq!(
-            change,
-            Change::Changed {
-                from: vec![ip("203.0.113.10")]
-            }
-        );
-        let took = Rfc2136::verify(
-            &[k.addr],
-            &blog(),
-            &[ip("198.51.100.7")],
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        changes_blog(&dns, &[ip("198.51.100.7")]).await;
+        let took = serves_the_move(k.addr, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert!(took < Duration::from_secs(5));
         assert_eq!(
             query_addresses(k.addr, &blog(), Duration::from_secs(2))
@@ -108,14 +108,9 @@ fn verification_fails_when_the_server_does_not_serve_the_value() {
     require!(Need::Knot);
     let k = knot("example.org", "blog A 203.0.113.10");
     rt().block_on(async {
-        let err = Rfc2136::verify(
-            &[k.addr],
-            &blog(),
-            &[ip("198.51.100.7")],
-            Duration::from_millis(600),
-        )
-        .await
-        .unwrap_err();
+        let err = serves_the_move(k.addr, Duration::from_millis(600))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("serves 203.0.113.10"), "{err}");
     });
 }

@@ -2,7 +2,7 @@
 
 use vigie_testkit::check;
 
-use crate::util::{assert_has, env, webhook_hook};
+use crate::util::{assert_has, env, exits, webhook_hook};
 
 #[test]
 fn validate_accepts_a_good_config() {
@@ -40,20 +40,19 @@ depends_on = ["wbe"]
 
 #[test]
 fn a_missing_config_file_says_what_to_do() {
-    let e = env();
-    let r = e.run(&["validate"]);
-    assert_eq!(r.code, 2);
-    assert_has(&r.stderr, "cannot read the configuration");
-    assert_has(&r.stderr, "hint: create it");
+    exits(
+        &env(),
+        &["validate"],
+        2,
+        &["cannot read the configuration", "hint: create it"],
+    );
 }
 
 #[test]
 fn a_bad_config_never_starts_the_daemon() {
     let e = env();
     e.config("[[check]]\nname = \"x\"\nmemory = { max_used_percent = \"lots\" }\n");
-    let r = e.run(&["run"]);
-    assert_eq!(r.code, 2, "{r:?}");
-    assert_has(&r.stderr, "vigie.toml:3:");
+    exits(&e, &["run"], 2, &["vigie.toml:3:"]);
     assert!(!e.state_dir().exists(), "nothing was created");
 }
 
@@ -84,10 +83,12 @@ fn vigie_name() -> String {
 fn check_with_an_unknown_name_is_a_usage_error() {
     let e = env();
     e.config(&check("mem", "memory = {}", ""));
-    let r = e.run(&["check", "nope"]);
-    assert_eq!(r.code, 2);
-    assert_has(&r.stderr, "no check named `nope`");
-    assert_has(&r.stderr, "known checks: mem");
+    exits(
+        &e,
+        &["check", "nope"],
+        2,
+        &["no check named `nope`", "known checks: mem"],
+    );
 }
 
 #[test]

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 use serde_json::Value;
-use vigie_testkit::{check, servers};
+use vigie_testkit::daemon::Daemon;
+use vigie_testkit::{Env, check, servers};
 
 use crate::util::{
-    SERVER, api_check, assert_has, assert_metrics, env, heartbeat_token, http_check, start,
+    SERVER, api_check, assert_has, assert_metrics, env, heartbeat_token, http_check_of, start,
     token_daemon, wait_state,
 };
 
@@ -31,33 +32,26 @@ fn heartbeat_on_time_late_and_failed() {
     assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
     assert_eq!(d.http("GET", "/ping/job?token=tok-123", &[]).0, 200);
     // No ping for more than period + grace: failing.
-    let c = wait_state(&d, "job", "failing", Duration::from_secs(5));
-    assert!(
-        c["last_message"]
-            .as_str()
-            .unwrap()
-            .contains("more than period 1s + grace 500ms"),
-        "{c}"
-    );
+    fails_saying(&d, "job", 5, "more than period 1s + grace 500ms");
     // A ping brings it back at once, without waiting for the next run.
     assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
     wait_state(&d, "job", "ok", Duration::from_secs(2));
     // The job reports a failure.
     assert_eq!(d.http("POST", "/ping/job/fail", &bearer).0, 200);
-    let c = wait_state(&d, "job", "failing", Duration::from_secs(2));
-    assert!(
-        c["last_message"]
-            .as_str()
-            .unwrap()
-            .contains("reported a failure"),
-        "{c}"
-    );
+    fails_saying(&d, "job", 2, "reported a failure");
+}
+
+/// Check `name` turns failing within `secs` seconds, its last message
+/// saying `says`.
+#[track_caller]
+fn fails_saying(d: &Daemon, name: &str, secs: u64, says: &str) {
+    let c = wait_state(d, name, "failing", Duration::from_secs(secs));
+    assert!(c["last_message"].as_str().unwrap().contains(says), "{c}");
 }
 
 #[test]
 fn heartbeat_endpoints_refuse_without_revealing_names() {
-    let e = env();
-    let d = start(&e, &check("job", "heartbeat = { period = \"1h\" }", ""));
+    let (e, d) = started(&check("job", "heartbeat = { period = \"1h\" }", ""));
     // Without the token, an existing and an unknown name get the same answer.
     let (known, body_known) = d.http("POST", "/ping/job", &[("authorization", "Bearer wrong")]);
     let (unknown, body_unknown) =
@@ -87,10 +81,11 @@ fn api_and_metrics() {
     let d = start(
         &e,
         &[
-            http_check("web", &format!("http://{}/ok", s.addr), "every = \"200ms\""),
-            http_check(
+            http_check_of(&s, "web", "/ok", "every = \"200ms\""),
+            http_check_of(
+                &s,
                 "broken",
-                &format!("http://{}/status/500", s.addr),
+                "/status/500",
                 "every = \"200ms\"\nfail_after = 2",
             ),
         ]
@@ -135,19 +130,24 @@ fn a_token_guards_the_api_and_metrics() {
     assert_eq!(get("/healthz", &[]), 200);
 }
 
+/// A temp dir, and a daemon running `checks` in it.
+fn started(checks: &str) -> (Env, Daemon) {
+    let e = env();
+    let d = start(&e, checks);
+    (e, d)
+}
+
+/// A test HTTP server, and a daemon with one check `name` of its `path`.
+fn start_on_http(name: &str, path: &str, extra: &str) -> (servers::Running, Env, Daemon) {
+    let s = servers::http();
+    let (e, d) = started(&http_check_of(&s, name, path, extra));
+    (s, e, d)
+}
+
 #[test]
 fn sigterm_stops_cleanly_within_two_seconds() {
-    let s = servers::http();
-    let e = env();
     // A check stuck in a slow request must not hold the shutdown.
-    let mut d = start(
-        &e,
-        &http_check(
-            "hang",
-            &format!("http://{}/hang", s.addr),
-            "every = \"100ms\"\ntimeout = \"30s\"",
-        ),
-    );
+    let (_s, e, mut d) = start_on_http("hang", "/hang", "every = \"100ms\"\ntimeout = \"30s\"");
     std::thread::sleep(Duration::from_millis(300));
     d.signal(Signal::TERM);
     let (code, took) = d.wait(Duration::from_secs(5));
@@ -162,9 +162,10 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     let e = env();
     let cfg = format!(
         "{SERVER}{}",
-        http_check(
+        http_check_of(
+            &s,
             "broken",
-            &format!("http://{}/status/500", s.addr),
+            "/status/500",
             "every = \"100ms\"\nfail_after = 2\nrecover_after = 3"
         )
     );
@@ -206,15 +207,11 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
 
 #[test]
 fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_broken() {
-    let e = env();
-    let d = start(
-        &e,
-        &check(
-            "one",
-            "memory = { max_used_percent = 100 }",
-            "every = \"100ms\"",
-        ),
-    );
+    let (e, d) = started(&check(
+        "one",
+        "memory = { max_used_percent = 100 }",
+        "every = \"100ms\"",
+    ));
     wait_state(&d, "one", "ok", Duration::from_secs(5));
     e.config(&format!(
         "{SERVER}[[check]]\nname = \"two\"\nmemroy = {{}}\n"
@@ -249,11 +246,7 @@ fn a_probe_that_hangs_never_delays_the_others() {
     let e = env();
     e.config(&format!(
         "{SERVER}[engine]\nconcurrency = 4\n\n{}{}",
-        http_check(
-            "hang",
-            &format!("http://{}/hang", s.addr),
-            "every = \"100ms\"\ntimeout = \"10s\""
-        ),
+        http_check_of(&s, "hang", "/hang", "every = \"100ms\"\ntimeout = \"10s\""),
         check(
             "quick",
             "memory = { max_used_percent = 100 }",
@@ -268,16 +261,7 @@ fn a_probe_that_hangs_never_delays_the_others() {
 
 #[test]
 fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
-    let site = servers::http();
-    let e = env();
-    let mut d = start(
-        &e,
-        &http_check(
-            "site",
-            &format!("http://{}/ok", site.addr),
-            "every = \"100ms\"",
-        ),
-    );
+    let (_site, e, mut d) = start_on_http("site", "/ok", "every = \"100ms\"");
     wait_state(&d, "site", "ok", Duration::from_secs(5));
     // The store writer commits within its batch window.
     vigie_testkit::wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 0);
@@ -304,8 +288,7 @@ fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
 
 #[test]
 fn a_second_daemon_on_the_same_state_directory_is_refused() {
-    let e = env();
-    let d = start(&e, &check("up", "command = { argv = [\"true\"] }", ""));
+    let (e, d) = started(&check("up", "command = { argv = [\"true\"] }", ""));
     // Before the lock, the second one simply ran: give it 10 s to refuse.
     let mut second = e
         .cmd(&["run"])
@@ -363,15 +346,11 @@ fn retry_every_confirms_a_failure_long_before_the_next_interval() {
     // every 1h, fail_after 3: the first run fails within seconds of
     // start, and retry_every brings the two more failures that confirm
     // it; without it the check would be failing two hours later.
-    let e = env();
-    let d = start(
-        &e,
-        &check(
-            "down",
-            "command = { argv = [\"false\"] }",
-            "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3",
-        ),
-    );
+    let (_e, d) = started(&check(
+        "down",
+        "command = { argv = [\"false\"] }",
+        "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3",
+    ));
     let c = wait_state(&d, "down", "failing", Duration::from_secs(10));
     assert_eq!(c["runs_total"], 3, "{c}");
     assert_eq!(c["consecutive_fail"], 3, "{c}");

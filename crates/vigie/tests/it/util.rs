@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigie_failover::{RecordSpec, query_addresses};
-use vigie_testkit::Env;
 use vigie_testkit::daemon::Daemon;
+use vigie_testkit::servers::Running;
+use vigie_testkit::{Env, Run};
 
 /// The vigie binary the tests run: the one cargo built, or
 /// `VIGIE_TEST_BIN` when this test binary was copied where cargo's
@@ -173,6 +174,24 @@ pub fn start(e: &Env, checks: &str) -> Daemon {
 /// table.
 pub fn http_check(name: &str, url: &str, extra: &str) -> String {
     vigie_testkit::check(name, &format!("http = {{ url = \"{url}\" }}"), extra)
+}
+
+/// An HTTP check `name` of `path` on the test server `s`, with the
+/// `extra` lines.
+pub fn http_check_of(s: &Running, name: &str, path: &str, extra: &str) -> String {
+    http_check(name, &format!("http://{}{path}", s.addr), extra)
+}
+
+/// `vigie ARGS` exits with `code`, its stderr saying each of `says`: the
+/// run, for more checks.
+#[track_caller]
+pub fn exits(e: &Env, args: &[&str], code: i32, says: &[&str]) -> Run {
+    let r = e.run(args);
+    assert_eq!(r.code, code, "{r:?}");
+    for s in says {
+        assert_has(&r.stderr, s);
+    }
+    r
 }
 
 /// `text` (a command's output, a log) holds `needle`; else the test
