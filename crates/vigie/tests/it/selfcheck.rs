@@ -17,6 +17,12 @@ fn level<'a>(items: &'a [Value], what: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no finding {what}: {items:?}"))
 }
 
+/// Finding `what`'s level and detail.
+fn said<'a>(items: &'a [Value], what: &str) -> (&'a str, &'a str) {
+    let f = level(items, what);
+    (f["level"].as_str().unwrap(), f["detail"].as_str().unwrap())
+}
+
 #[test]
 fn self_check_says_what_the_host_allows() {
     let e = env();
@@ -37,10 +43,7 @@ fn self_check_says_what_the_host_allows() {
     );
     assert_eq!(level(&items, "state directory")["level"], "ok", "{items:?}");
     assert!(
-        level(&items, "inotify")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("max_user_watches"),
+        said(&items, "inotify").1.contains("max_user_watches"),
         "{items:?}"
     );
     // The table says the same for people.
@@ -63,29 +66,14 @@ fn self_check_fails_what_the_configuration_needs_and_says_how_to_fix_it() {
     );
     assert_eq!(r.code, 1, "{r:?}");
     let items = findings(&r);
-    let ssh = level(&items, "ssh");
-    assert_eq!(ssh["level"], "fail", "{items:?}");
-    assert!(
-        ssh["detail"]
-            .as_str()
-            .unwrap()
-            .contains("sync web needs it"),
-        "{ssh}"
-    );
-    assert_eq!(ssh["hint"], "apt install openssh-client");
-    let dir = level(&items, "state directory");
-    assert_eq!(dir["level"], "fail", "{items:?}");
-    assert!(
-        dir["detail"]
-            .as_str()
-            .unwrap()
-            .ends_with("is not a directory"),
-        "{dir}"
-    );
-    let watched = level(&items, "inotify")["detail"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (ssh, why) = said(&items, "ssh");
+    assert_eq!(ssh, "fail", "{items:?}");
+    assert!(why.contains("sync web needs it"), "{why}");
+    assert_eq!(level(&items, "ssh")["hint"], "apt install openssh-client");
+    let (dir, why) = said(&items, "state directory");
+    assert_eq!(dir, "fail", "{items:?}");
+    assert!(why.ends_with("is not a directory"), "{why}");
+    let (_, watched) = said(&items, "inotify");
     assert!(
         watched.ends_with("the sync jobs watch 3 directories"),
         "{watched}"
