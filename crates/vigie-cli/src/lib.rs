@@ -104,7 +104,18 @@ pub fn main() -> ExitCode {
 fn init_logging(cli: &Cli) {
     let default = match (&cli.command, cli.verbose) {
         (_, v) if v >= 2 => "debug",
-        (Command::Run, _) | (_, 1) => "info",
+        // The daemon, and a live `vigie sync NAME` (a line per batch).
+        (
+            Command::Run
+            | Command::Sync {
+                name: Some(_),
+                once: false,
+                reverse: false,
+                ..
+            },
+            _,
+        )
+        | (_, 1) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIE_LOG").unwrap_or_else(|_| {

@@ -106,6 +106,31 @@ fn check_job_free(dir: &std::path::Path, name: &str) -> Result<()> {
     }
 }
 
+/// The process sending a job now (holding its lock).
+struct Sender {
+    pid: Option<u32>,
+    daemon: bool,
+}
+
+impl Sender {
+    fn describe(&self) -> String {
+        match (self.pid, self.daemon) {
+            (Some(p), true) => format!("daemon (pid {p})"),
+            (Some(p), false) => format!("vigie sync (pid {p})"),
+            (None, _) => "another process".to_owned(),
+        }
+    }
+}
+
+/// Who sends job `name` now, if anyone: the daemon, or a `vigie sync
+/// NAME` of its own.
+fn sender_of(dir: &std::path::Path, name: &str) -> Option<Sender> {
+    use vigie_store::lock::{DAEMON_LOCK, holder_of, sync_lock_name};
+    let pid = holder_of(dir, &sync_lock_name(name)).ok().flatten()?;
+    let daemon = pid.is_some() && holder_of(dir, DAEMON_LOCK).ok().flatten() == Some(pid);
+    Some(Sender { pid, daemon })
+}
+
 /// Who sends job `name` already, and what to do about it.
 fn held(dir: &std::path::Path, name: &str, pid: Option<u32>) -> Failure {
     let daemon = vigie_store::lock::holder_of(dir, vigie_store::lock::DAEMON_LOCK)
@@ -279,9 +304,13 @@ pub(crate) fn action(cli: &Cli, action: &SyncAction) -> Result<u8> {
                 failing |= state.tracker.state == vigie_core::CheckState::Failing;
                 let (queued, oldest) = store.sync_queue(&j.name).map_err(rt)?;
                 let paused = store.sync_paused(&j.name).map_err(rt)?;
+                let sender = sender_of(&dir, &j.name);
                 rows.push(vec![
                     j.name.clone(),
                     j.to.clone(),
+                    sender
+                        .as_ref()
+                        .map_or_else(|| "none".to_owned(), Sender::describe),
                     paused.as_ref().map_or_else(
                         || format!("{:?}", state.tracker.state).to_lowercase(),
                         |p| format!("paused ({})", p.reason),
@@ -299,12 +328,16 @@ pub(crate) fn action(cli: &Cli, action: &SyncAction) -> Result<u8> {
                     "queued_on_disk": queued.len(),
                     "oldest_queued": oldest.map(vigie_core::Timestamp::millis),
                     "paused": paused,
+                    "sender": sender.as_ref().map(|s| serde_json::json!({"pid": s.pid, "daemon": s.daemon})),
                 }));
             }
             if *json {
                 crate::out_json(&serde_json::Value::from(items))?;
             } else {
-                crate::out_table(&["SYNC", "TO", "STATE", "QUEUED", "LAST REPORT"], &rows)?;
+                crate::out_table(
+                    &["SYNC", "TO", "SENDER", "STATE", "QUEUED", "LAST REPORT"],
+                    &rows,
+                )?;
             }
             Ok(if failing {
                 exit::CHECK_FAILED

@@ -1383,12 +1383,7 @@ fn live(
         }
         let b = std::mem::take(batch);
         ctx.queue(&b);
-        let again = if b.rescan || b.dirty.len() as u64 > ctx.spec.max_queue {
-            sender.full_pass(session)?
-        } else {
-            sender.renames(session, &b.renames)?;
-            sender.partial_pass(session, &b.dirty)?
-        };
+        let again = send_batch(sender, session, ctx, &b)?;
         let done: Vec<Vec<u8>> = b
             .dirty
             .iter()
@@ -1404,6 +1399,42 @@ fn live(
         ctx.publish(batch, true);
     }
     Ok(())
+}
+
+/// Send one batch (a full pass when it overflowed), and say so in one
+/// line at info: what a user running `vigie sync NAME` watches.
+fn send_batch(
+    sender: &mut Sender,
+    session: &mut Session,
+    ctx: &Ctx,
+    b: &Batch,
+) -> Result<BTreeSet<Vec<u8>>, String> {
+    let sent = || {
+        let s = ctx.lock();
+        (s.files_sent, s.bytes_sent)
+    };
+    let (files, bytes) = sent();
+    let start = Instant::now();
+    let full = b.rescan || b.dirty.len() as u64 > ctx.spec.max_queue;
+    let again = if full {
+        sender.full_pass(session)?
+    } else {
+        sender.renames(session, &b.renames)?;
+        sender.partial_pass(session, &b.dirty)?
+    };
+    let (files_now, bytes_now) = sent();
+    tracing::info!(
+        job = %ctx.spec.name,
+        changes = b.dirty.len(),
+        renames = b.renames.len(),
+        files = files_now.saturating_sub(files),
+        bytes = bytes_now.saturating_sub(bytes),
+        retry = again.len(),
+        ms = start.elapsed().as_millis() as u64,
+        "{}",
+        if full { "full pass sent" } else { "batch sent" }
+    );
+    Ok(again)
 }
 
 /// One full pass then return (`vigie sync NAME --once`).

@@ -1289,6 +1289,25 @@ pub fn serve(
     mut input: impl Read,
     mut output: impl Write + Send,
 ) -> Result<(), String> {
+    // A missing root is made, as rsync does, when its parent exists (a
+    // typo in a deeper path stays an error); never on a reverse pass: the
+    // primary's tree is there or something is wrong.
+    if !policy.reverse {
+        match rustix::fs::mkdir(root, Mode::from_raw_mode(0o755)) {
+            Ok(()) => tracing::info!(root = %root.display(), "made the replica's root"),
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => {
+                return fatal(
+                    &Mutex::new(output),
+                    format!(
+                        "cannot make {}: {} (its parent must exist)",
+                        root.display(),
+                        io::Error::from(e)
+                    ),
+                );
+            }
+        }
+    }
     let root_fd =
         match rustix::fs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()) {
             Ok(fd) => fd,

@@ -893,6 +893,62 @@ mod random_changes {
     }
 }
 
+/// A missing target directory is made, as rsync does, when its parent
+/// exists; a live `vigie sync NAME` logs a line per batch and shows in
+/// `vigie sync status` as the job's sender.
+#[test]
+fn a_live_cli_sender_makes_its_target_logs_its_batches_and_shows_in_status() {
+    let env = Env::new(bin());
+    let src = env.path().join("src");
+    let dst = env.path().join("made-by-vigie");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("first"), "1").unwrap();
+    env.config(&web_job(&dst, "delay = \"50ms\"\n"));
+    let log = env.path().join("sync.log");
+    let child = env
+        .cmd(&["sync", "web"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    crate::util::wait_or_explain(
+        Duration::from_secs(15),
+        || dst.is_dir() && same_trees(&src, &dst),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+    );
+    std::fs::write(src.join("second"), "2").unwrap();
+    wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
+    wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("batch sent") && l.contains("files=1"))
+    });
+    let r = env.run(&["sync", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["sender"]["pid"], child.0.id(), "{v}");
+    assert_eq!(v[0]["sender"]["daemon"], false, "{v}");
+    let r = env.run(&["sync", "status"]);
+    assert!(
+        r.stdout
+            .contains(&format!("vigie sync (pid {})", child.0.id())),
+        "{}",
+        r.stdout
+    );
+    drop(child);
+    // A target whose parent is missing too stays an error.
+    env.config(&web_job(&env.path().join("no/such"), ""));
+    let r = env.run(&["sync", "web", "--once"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("its parent must exist"), "{r:?}");
+}
+
 fn check_json(env: &Env, name: &str) -> serde_json::Value {
     let r = env.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
@@ -906,13 +962,15 @@ fn check_json(env: &Env, name: &str) -> serde_json::Value {
 fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
     let env = Env::new(bin());
     let src = env.path().join("src");
-    let dst = env.path().join("dst");
+    // A missing target is made when its parent exists: here the parent
+    // is missing too.
+    let dst = env.path().join("away/dst");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("first"), "1").unwrap();
     let keys = "delay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = { job = \"web\" }\nevery = \"1s\"\nfail_after = 1\n";
     env.config(&format!("{SERVER}{}", web_job(&dst, keys)));
     let mut d = env.daemon();
-    // The target is missing: the check says so, changes queue on disk.
+    // The target is away: the check says so, changes queue on disk.
     wait_until(Duration::from_secs(15), || {
         let c = check_json(&env, "sync-web");
         c["state"] == "failing"
