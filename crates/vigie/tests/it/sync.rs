@@ -893,6 +893,16 @@ mod random_changes {
     }
 }
 
+/// A child process killed when the test ends, passed or not.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A missing target directory is made, as rsync does, when its parent
 /// exists; a live `vigie sync NAME` logs a line per batch and shows in
 /// `vigie sync status` as the job's sender.
@@ -911,13 +921,6 @@ fn a_live_cli_sender_makes_its_target_logs_its_batches_and_shows_in_status() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let child = Kill(child);
     crate::util::wait_or_explain(
         Duration::from_secs(15),
