@@ -225,9 +225,9 @@ impl Repo {
     /// `/var/cache` anchored), into a new snapshot tagged `tags`. The
     /// latest snapshot of the same host and paths is its parent: files
     /// whose size and times did not change are not read again.
-    pub fn backup(
+    pub fn backup<P: AsRef<Path>>(
         &self,
-        paths: &[PathBuf],
+        paths: &[P],
         excludes: &[String],
         tags: &[String],
     ) -> Result<SnapshotSummary, Error> {
@@ -313,7 +313,7 @@ impl Repo {
     }
 
     /// The paths to back up, each checked to exist, made absolute.
-    fn sources(&self, paths: &[PathBuf]) -> Result<PathList, Error> {
+    fn sources<P: AsRef<Path>>(&self, paths: &[P]) -> Result<PathList, Error> {
         let spec = &self.spec;
         if paths.is_empty() {
             return Err(Error::NoPaths {
@@ -326,11 +326,12 @@ impl Repo {
             source,
         };
         for path in paths {
+            let path = path.as_ref();
             fs::symlink_metadata(path).map_err(|e| bad(path, e))?;
         }
         paths
             .iter()
-            .cloned()
+            .map(|p| p.as_ref().to_owned())
             .collect::<PathList>()
             .sanitize()
             .map_err(|e| spec.failed("read the paths to back up", e.to_string()))

@@ -1,6 +1,7 @@
 //! The errors a user meets, typed, with what to do in their message.
 
 use std::fs;
+use std::path::Path;
 
 use vigie_backup::{Error, RepoSpec};
 use vigie_testkit::need::Need;
@@ -86,27 +87,23 @@ fn bad_sources_tags_and_excludes_fail_before_any_snapshot() {
     fs::create_dir(&src).unwrap();
     let missing = place.path("missing");
 
-    let err = repo
-        .backup(&[src.clone(), missing.clone()], &[], &[])
-        .unwrap_err();
+    let err = repo.backup(&[&src, &missing], &[], &[]).unwrap_err();
     let Error::Path { path, .. } = &err else {
         panic!("{err:?}");
     };
     assert_eq!(path, &missing);
     assert!(err.to_string().contains("check `paths`"), "{err}");
 
-    let err = repo.backup(&[], &[], &[]).unwrap_err();
+    let err = repo.backup::<&Path>(&[], &[], &[]).unwrap_err();
     assert!(matches!(err, Error::NoPaths { .. }), "{err:?}");
 
     for tag in ["a,b", "", "  "] {
-        let err = repo
-            .backup(&[src.clone()], &[], &[tag.to_owned()])
-            .unwrap_err();
+        let err = repo.backup(&[&src], &[], &[tag.to_owned()]).unwrap_err();
         assert!(matches!(err, Error::Tag { .. }), "{tag:?}: {err:?}");
     }
 
     let err = repo
-        .backup(&[src.clone()], &["ok/*".to_owned(), "bad[".to_owned()], &[])
+        .backup(&[&src], &["ok/*".to_owned(), "bad[".to_owned()], &[])
         .unwrap_err();
     let Error::Exclude { glob, .. } = &err else {
         panic!("{err:?}");

@@ -15,7 +15,7 @@ fn restic_restores_what_vigie_backed_up_identically() {
     make_tree(&src);
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     let tags = vec!["nightly".to_owned(), "host-a".to_owned()];
-    let summary = repo.backup(&[src.clone()], &[], &tags).unwrap();
+    let summary = repo.backup(&[&src], &[], &tags).unwrap();
     // app.conf and its hard link are two files.
     assert_eq!(summary.files, 9, "{summary:?}");
     assert_eq!(summary.files_new, 9, "{summary:?}");
@@ -73,8 +73,8 @@ fn a_second_backup_of_an_unchanged_tree_adds_almost_nothing() {
     let src = place.path("src");
     make_tree(&src);
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
-    let first = repo.backup(&[src.clone()], &[], &[]).unwrap();
-    let second = repo.backup(&[src.clone()], &[], &[]).unwrap();
+    let first = repo.backup(&[&src], &[], &[]).unwrap();
+    let second = repo.backup(&[&src], &[], &[]).unwrap();
     assert_ne!(first.id, second.id);
     assert_eq!(second.files, first.files);
     assert_eq!(
@@ -86,7 +86,7 @@ fn a_second_backup_of_an_unchanged_tree_adds_almost_nothing() {
     assert!(second.bytes_added < 4096, "{second:?}");
     // A changed file is read again, and only it.
     fs::write(src.join("etc/app.conf"), b"listen = 9090\n").unwrap();
-    let third = repo.backup(&[src.clone()], &[], &[]).unwrap();
+    let third = repo.backup(&[&src], &[], &[]).unwrap();
     // Its hard link changed with it.
     assert_eq!((third.files_new, third.files_changed), (0, 2), "{third:?}");
     assert!(third.bytes_added < 8192, "{third:?}");
@@ -122,7 +122,7 @@ fn excluded_files_are_not_in_the_snapshot() {
     fs::write(src.join("cache/blob"), b"z").unwrap();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     let excludes = vec!["*.tmp".to_owned(), "cache".to_owned()];
-    repo.backup(&[src.clone()], &excludes, &[]).unwrap();
+    repo.backup(&[&src], &excludes, &[]).unwrap();
     let listing = place.restic(&["ls", "latest"]);
     let base = src.to_str().unwrap();
     assert!(
@@ -144,13 +144,13 @@ fn a_killed_write_leaves_the_repository_clean() {
     let src = place.path("src");
     make_tree(&src);
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
-    repo.backup(&[src.clone()], &[], &[]).unwrap();
+    repo.backup(&[&src], &[], &[]).unwrap();
     for dir in ["data/00", "index", "snapshots", "keys"] {
         fs::write(place.repo().join(dir).join(".tmp-killed"), b"half a fi").unwrap();
     }
     place.restic_check();
     assert_eq!(repo.snapshots().unwrap().len(), 1);
-    repo.backup(&[src], &[], &[]).unwrap();
+    repo.backup(&[&src], &[], &[]).unwrap();
     place.restic_check();
     let reopened = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
     assert_eq!(reopened.snapshots().unwrap().len(), 2);

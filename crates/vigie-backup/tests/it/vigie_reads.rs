@@ -30,7 +30,7 @@ fn vigie_lists_what_restic_backed_up_and_adds_to_it() {
     // new, no data is stored again. Only the two symlinks count as
     // changed: restic 0.14 records a symlink's metadata differently from
     // rustic_core (a symlink alone shows it), which costs a tree, no data.
-    let summary = repo.backup(&[src.clone()], &[], &[]).unwrap();
+    let summary = repo.backup(&[&src], &[], &[]).unwrap();
     assert_eq!(
         (summary.files_new, summary.files_changed),
         (0, 2),
