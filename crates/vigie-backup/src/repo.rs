@@ -68,7 +68,7 @@ impl RepoSpec {
                     repository: self.repository.clone(),
                 }
             } else {
-                self.failed(action, e.display_log())
+                self.failed(action, one_line(&e))
             }
         }
     }
@@ -304,7 +304,7 @@ impl Repo {
                 return Err(Error::Exclude {
                     job: self.spec.job.clone(),
                     glob: glob.clone(),
-                    message: e.display_log(),
+                    message: one_line(&e),
                 });
             }
         }
@@ -335,5 +335,19 @@ impl Repo {
             .collect::<PathList>()
             .sanitize()
             .map_err(|e| spec.failed("read the paths to back up", e.to_string()))
+    }
+}
+
+/// The engine's error on one line, without its `Error: ` and its kind
+/// (`(kind: related to …)`), which say nothing to a user.
+fn one_line(e: &RusticError) -> String {
+    let log = e.display_log();
+    let log = log.strip_prefix("Error: ").unwrap_or(&log);
+    match log.find(" (kind: ") {
+        Some(start) => match log[start..].find(')') {
+            Some(len) => format!("{}{}", &log[..start], &log[start + len + 1..]),
+            None => log.to_owned(),
+        },
+        None => log.to_owned(),
     }
 }

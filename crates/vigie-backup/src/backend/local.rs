@@ -94,12 +94,17 @@ fn read_dir(dir: &Path) -> RusticResult<Vec<io::Result<fs::DirEntry>>> {
     }
 }
 
-/// rustic_core's error for a failed file operation, naming the path.
+/// rustic_core's error for a failed file operation, on one line that
+/// names the path once (the system's message only: `tempfile` appends
+/// its own path to it).
 fn io_error(op: &str, path: &Path, err: io::Error) -> Box<RusticError> {
-    RusticError::with_source(
+    let why = err.raw_os_error().map_or_else(
+        || err.to_string(),
+        |code| io::Error::from_raw_os_error(code).to_string(),
+    );
+    RusticError::new(
         ErrorKind::InputOutput,
-        format!("cannot {op} {}: {err}", path.display()),
-        err,
+        format!("cannot {op} {}: {why}", path.display()),
     )
 }
 
@@ -126,14 +131,17 @@ fn write_atomic(path: &Path, content: &BytesList) -> RusticResult<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(|e| io_error("create a temporary file in", dir, e))?;
+        .map_err(|e| io_error("write", path, e))?;
+    // The file itself, not `NamedTempFile`'s writer, which adds the
+    // temporary name to its errors.
+    let file = tmp.as_file_mut();
     let written = content
         .slice()
         .iter()
-        .try_for_each(|b| tmp.write_all(b))
-        .and_then(|()| tmp.as_file().set_permissions(Permissions::from_mode(0o400)))
-        .and_then(|()| tmp.as_file().sync_all());
-    written.map_err(|e| io_error("write", tmp.path(), e))?;
+        .try_for_each(|b| file.write_all(b))
+        .and_then(|()| file.set_permissions(Permissions::from_mode(0o400)))
+        .and_then(|()| file.sync_all());
+    written.map_err(|e| io_error("write", path, e))?;
     tmp.persist(path)
         .map_err(|e| io_error("rename a temporary file to", path, e.error))?;
     sync_dir(dir)

@@ -116,3 +116,89 @@ fn bad_sources_tags_and_excludes_fail_before_any_snapshot() {
         .count();
     assert_eq!(snapshots, 0);
 }
+
+/// The `xx/ID` of the pack named in an error.
+fn regex_lite(text: &str) -> String {
+    let start = text.find("/data/").unwrap() + "/data/".len();
+    text[start..start + 2 + 1 + 64].to_owned()
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_next_backup_completes() {
+    require!(Need::Root, Need::Restic);
+    let disk = SmallDisk(tempfile::tempdir().unwrap());
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(disk.0.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(mounted, "mount tmpfs failed");
+    let place = Place::new();
+    let repository = disk.0.path().join("repo");
+    let spec = RepoSpec::new("nightly", repository.to_str().unwrap()).unwrap();
+    let repo = vigie_backup::init(&spec, PASSWORD).unwrap();
+    let src = place.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("small"), b"fits").unwrap();
+    fs::write(src.join("huge"), crate::util::noise(6 << 20, 11)).unwrap();
+
+    let err = repo.backup(&[&src], &[], &[]).unwrap_err();
+    let Error::Repository { action, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*action, "back up");
+    let text = err.to_string();
+    // One line: the repository, the job, the file, the system's reason.
+    let pack = regex_lite(&text);
+    assert_eq!(
+        text,
+        format!(
+            "repository {repo} (backup `nightly`): cannot back up: cannot write {repo}/data/{pack}: No space left on device (os error 28)",
+            repo = repository.display()
+        )
+    );
+    assert!(repo.snapshots().unwrap().is_empty());
+    // Whole files only: no temporary one was left behind.
+    let mut stack = vec![repository.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp-"), "{}", e.path().display());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    // restic finds the repository sound.
+    let check = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(&repository)
+        .arg("--password-file")
+        .arg(place.path("password"))
+        .args(["--no-cache", "--quiet", "check", "--read-data"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Room again: the next backup completes.
+    fs::write(src.join("huge"), crate::util::noise(100 << 10, 11)).unwrap();
+    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    assert_eq!(summary.files, 2);
+    assert_eq!(repo.snapshots().unwrap().len(), 1);
+}
