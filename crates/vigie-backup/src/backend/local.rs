@@ -60,7 +60,7 @@ impl LocalBackend {
         }
         let mut dirs = Vec::new();
         for entry in read_dir(&dir)? {
-            let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+            let entry = entry.map_err(|e| io_error("list", &dir, &e))?;
             let name = entry.file_name();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if is_dir && name.to_str().is_some_and(is_prefix) {
@@ -90,14 +90,14 @@ fn read_dir(dir: &Path) -> RusticResult<Vec<io::Result<fs::DirEntry>>> {
     match fs::read_dir(dir) {
         Ok(entries) => Ok(entries.collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_error("list", dir, e)),
+        Err(e) => Err(io_error("list", dir, &e)),
     }
 }
 
 /// rustic_core's error for a failed file operation, on one line that
 /// names the path once (the system's message only: `tempfile` appends
 /// its own path to it).
-fn io_error(op: &str, path: &Path, err: io::Error) -> Box<RusticError> {
+fn io_error(op: &str, path: &Path, err: &io::Error) -> Box<RusticError> {
     let why = err.raw_os_error().map_or_else(
         || err.to_string(),
         |code| io::Error::from_raw_os_error(code).to_string(),
@@ -113,14 +113,14 @@ fn mkdir(path: &Path) -> RusticResult<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|e| io_error("create directory", path, e))
+        .map_err(|e| io_error("create directory", path, &e))
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
 fn sync_dir(dir: &Path) -> RusticResult<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("sync directory", dir, e))
+        .map_err(|e| io_error("sync directory", dir, &e))
 }
 
 /// Writes `content` to `path` atomically: a temporary file in the same
@@ -131,7 +131,7 @@ fn write_atomic(path: &Path, content: &BytesList) -> RusticResult<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(|e| io_error("write", path, e))?;
+        .map_err(|e| io_error("write", path, &e))?;
     // The file itself, not `NamedTempFile`'s writer, which adds the
     // temporary name to its errors.
     let file = tmp.as_file_mut();
@@ -141,9 +141,9 @@ fn write_atomic(path: &Path, content: &BytesList) -> RusticResult<()> {
         .try_for_each(|b| file.write_all(b))
         .and_then(|()| file.set_permissions(Permissions::from_mode(0o400)))
         .and_then(|()| file.sync_all());
-    written.map_err(|e| io_error("write", path, e))?;
+    written.map_err(|e| io_error("write", path, &e))?;
     tmp.persist(path)
-        .map_err(|e| io_error("rename a temporary file to", path, e.error))?;
+        .map_err(|e| io_error("rename a temporary file to", path, &e.error))?;
     sync_dir(dir)
 }
 
@@ -158,20 +158,20 @@ impl ReadBackend for LocalBackend {
             return match fs::metadata(&path) {
                 Ok(m) => Ok(vec![(Id::default(), size(&path, m.len())?)]),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(io_error("read", &path, e)),
+                Err(e) => Err(io_error("read", &path, &e)),
             };
         }
         let mut files = Vec::new();
         for dir in self.dirs(tpe)? {
             for entry in read_dir(&dir)? {
-                let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+                let entry = entry.map_err(|e| io_error("list", &dir, &e))?;
                 let Some(id) = entry.file_name().to_str().and_then(id_of) else {
                     continue;
                 };
                 // The entry itself, never what a symlink points to.
                 let meta = entry
                     .metadata()
-                    .map_err(|e| io_error("read", &entry.path(), e))?;
+                    .map_err(|e| io_error("read", &entry.path(), &e))?;
                 if meta.is_file() {
                     files.push((id, size(&entry.path(), meta.len())?));
                 }
@@ -184,7 +184,7 @@ impl ReadBackend for LocalBackend {
         let path = self.path(tpe, id);
         fs::read(&path)
             .map(Bytes::from)
-            .map_err(|e| io_error("read", &path, e))
+            .map_err(|e| io_error("read", &path, &e))
     }
 
     fn read_partial(
@@ -199,7 +199,7 @@ impl ReadBackend for LocalBackend {
         let mut buf = vec![0; length as usize];
         File::open(&path)
             .and_then(|f| f.read_exact_at(&mut buf, u64::from(offset)))
-            .map_err(|e| io_error("read", &path, e))?;
+            .map_err(|e| io_error("read", &path, &e))?;
         Ok(Bytes::from(buf))
     }
 
@@ -267,7 +267,7 @@ impl WriteBackend for LocalBackend {
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_error("remove", &path, e)),
+            Err(e) => return Err(io_error("remove", &path, &e)),
         }
         sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
