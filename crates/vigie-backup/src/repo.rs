@@ -7,7 +7,7 @@
 //! its options and its errors into [`Error`]s that say what to do.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,9 +26,6 @@ pub struct RepoSpec {
     pub job: String,
     /// The repository string as written (`/srv/restic`, `sftp:…`).
     pub repository: String,
-    /// Where to cache snapshot and index files of a remote repository;
-    /// `None` caches nothing (a local repository needs no cache).
-    pub cache_dir: Option<PathBuf>,
     location: Location,
 }
 
@@ -49,7 +46,6 @@ impl RepoSpec {
         Ok(RepoSpec {
             job: job.to_owned(),
             repository: repository.to_owned(),
-            cache_dir: None,
             location,
         })
     }
@@ -93,10 +89,10 @@ impl RepoSpec {
             .list(FileType::Config)
             .map_err(self.engine("read it"))?
             .is_empty();
-        let opts = match &self.cache_dir {
-            Some(dir) => RepositoryOptions::default().cache_dir(dir.clone()),
-            None => RepositoryOptions::default().no_cache(true),
-        };
+        // A local repository needs no cache (rustic's default is one in
+        // the user's home). Remote ones will want one in the state
+        // directory.
+        let opts = RepositoryOptions::default().no_cache(true);
         let backends = RepositoryBackends::new(backend as Arc<dyn WriteBackend>, None);
         let repo = Repository::new(&opts, &backends).map_err(self.engine("reach it"))?;
         Ok((repo, exists))
@@ -349,5 +345,31 @@ fn one_line(e: &RusticError) -> String {
             None => log.to_owned(),
         },
         None => log.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job runs on the daemon's blocking pool and reports from
+    /// another thread: an open repository must cross threads.
+    #[test]
+    fn an_open_repository_can_move_between_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Repo>();
+        send_sync::<Error>();
+    }
+
+    #[test]
+    fn engine_errors_lose_only_their_prefix_and_kind() {
+        let e = RusticError::new(rustic_core::ErrorKind::InputOutput, "cannot read /r/keys/x");
+        assert_eq!(one_line(&e), "cannot read /r/keys/x");
+        let e = RusticError::with_source(
+            rustic_core::ErrorKind::Backend,
+            "listing failed",
+            std::io::Error::other("gone"),
+        );
+        assert_eq!(one_line(&e), "listing failed: caused by: gone");
     }
 }
