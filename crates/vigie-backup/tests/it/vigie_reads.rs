@@ -41,3 +41,29 @@ fn vigie_lists_what_restic_backed_up_and_adds_to_it() {
     place.restic_check();
     assert_eq!(place.restic_snapshots().len(), 2);
 }
+
+#[test]
+fn vigie_backs_up_into_a_version_1_repository_of_an_older_restic() {
+    // Repositories made before restic 0.14 are version 1: uncompressed.
+    require!(Need::Restic);
+    let place = Place::new();
+    let src = place.path("src");
+    make_tree(&src);
+    place.restic(&["init", "--repository-version", "1"]);
+    place.restic(&["backup", src.to_str().unwrap()]);
+    let repo = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
+    std::fs::write(src.join("etc/new"), b"added by vigie").unwrap();
+    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    assert_eq!(summary.files_new, 1, "{summary:?}");
+    place.restic_check();
+    let config = place.restic(&["cat", "config"]);
+    assert!(config.contains("\"version\": 1"), "{config}");
+    let target = place.path("restored");
+    place.restic(&["restore", &summary.id, "--target", target.to_str().unwrap()]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(restored.join("etc/new")).unwrap(),
+        b"added by vigie"
+    );
+    assert!(crate::util::read_tree(&src).0 == crate::util::read_tree(&restored).0);
+}
