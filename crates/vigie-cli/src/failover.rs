@@ -6,9 +6,11 @@ use vigie_config::{Config, Failover};
 use vigie_core::Timestamp;
 use vigie_failover::{Provider, Side, record, switch};
 
-use crate::output::{ago, millis, table};
+use crate::output::{ago, millis};
 use crate::run::runtime;
-use crate::{Cli, FailoverAction, Failure, Result, SwitchTo, exit, load, out, state_dir};
+use crate::{
+    Cli, FailoverAction, Failure, Result, SwitchTo, exit, load, out, out_json, out_table, state_dir,
+};
 
 fn find<'a>(config: &'a Config, name: &str) -> Result<&'a Failover> {
     config.failovers.get(name).ok_or_else(|| {
@@ -100,21 +102,7 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
         None => config.failovers.keys().collect(),
     };
     let s = store(cli, config)?;
-    // The running daemon's view: this node's vote and the last tally.
-    let daemon = fs_err::read_to_string(state_dir(cli, config).join(crate::run::ADDR_FILE))
-        .ok()
-        .and_then(|addr| {
-            crate::run::daemon_call(
-                config,
-                addr.trim(),
-                reqwest::Method::GET,
-                "/api/v1/failover",
-                None,
-            )
-            .ok()
-        })
-        .filter(|(status, _)| status.is_success())
-        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+    let daemon = daemon_view(cli, config);
     let rt = runtime()?;
     let now = Timestamp::now().millis();
     let mut rows = Vec::new();
@@ -141,6 +129,12 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
                     .join(", ")
             },
         );
+        let seen = daemon.as_ref().and_then(|d| {
+            d.as_array()?
+                .iter()
+                .find(|x| x["name"].as_str() == Some(name.as_str()))
+                .cloned()
+        });
         rows.push(vec![
             name.clone(),
             format!("{}.{}", rec.name, rec.zone),
@@ -157,40 +151,9 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
                     )
                 },
             ),
+            seen.as_ref()
+                .map_or_else(|| "-".to_owned(), |x| votes(config, x)),
         ]);
-        let seen = daemon.as_ref().and_then(|d| {
-            d.as_array()?
-                .iter()
-                .find(|x| x["name"].as_str() == Some(name.as_str()))
-                .cloned()
-        });
-        rows.last_mut()
-            .expect("row just pushed")
-            .push(seen.as_ref().map_or_else(
-                || "-".to_owned(),
-                |x| {
-                    let tally = x["tally"]["votes"].as_array().map(|votes| {
-                        votes
-                            .iter()
-                            .map(|v| {
-                                format!(
-                                    "{} {}",
-                                    v["node"].as_str().unwrap_or("?"),
-                                    v["verdict"].as_str().unwrap_or("?")
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    });
-                    tally.unwrap_or_else(|| {
-                        format!(
-                            "{} {}",
-                            config.node.name,
-                            x["vote"]["verdict"].as_str().unwrap_or("?")
-                        )
-                    })
-                },
-            ));
         items.push(serde_json::json!({
             "name": name,
             "record": format!("{}.{}", rec.name, rec.zone),
@@ -201,27 +164,62 @@ fn status(cli: &Cli, config: &Config, only: Option<&str>, json: bool) -> Result<
         }));
     }
     if json {
-        out(format_args!(
-            "{}\n",
-            serde_json::to_string_pretty(&items).unwrap_or_default()
-        ))?;
+        out_json(&serde_json::Value::from(items))?;
     } else {
-        out(format_args!(
-            "{}",
-            table(
-                &[
-                    "FAILOVER",
-                    "RECORD",
-                    "POINTS AT",
-                    "VALUES",
-                    "LAST SWITCH",
-                    "VOTES"
-                ],
-                &rows
-            )
-        ))?;
+        out_table(
+            &[
+                "FAILOVER",
+                "RECORD",
+                "POINTS AT",
+                "VALUES",
+                "LAST SWITCH",
+                "VOTES",
+            ],
+            &rows,
+        )?;
     }
     Ok(if unknown { exit::RUNTIME } else { exit::OK })
+}
+
+/// The running daemon's view of the failovers (this node's vote and the
+/// last tally), if it runs and answers.
+fn daemon_view(cli: &Cli, config: &Config) -> Option<serde_json::Value> {
+    let addr = fs_err::read_to_string(state_dir(cli, config).join(crate::run::ADDR_FILE)).ok()?;
+    crate::run::daemon_call(
+        config,
+        addr.trim(),
+        reqwest::Method::GET,
+        "/api/v1/failover",
+        None,
+    )
+    .ok()
+    .filter(|(status, _)| status.is_success())
+    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+}
+
+/// The VOTES column of a failover the daemon reports as `seen`: the last
+/// tally's votes, or this node's own before any tally.
+fn votes(config: &Config, seen: &serde_json::Value) -> String {
+    let tally = seen["tally"]["votes"].as_array().map(|votes| {
+        votes
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v["node"].as_str().unwrap_or("?"),
+                    v["verdict"].as_str().unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    tally.unwrap_or_else(|| {
+        format!(
+            "{} {}",
+            config.node.name,
+            seen["vote"]["verdict"].as_str().unwrap_or("?")
+        )
+    })
 }
 
 pub(crate) fn drill(cli: &Cli, name: &str) -> Result<u8> {
@@ -257,10 +255,7 @@ pub(crate) fn drill(cli: &Cli, name: &str) -> Result<u8> {
         "drill of {name} on {}.{}\n",
         rec.name, rec.zone
     ))?;
-    out(format_args!(
-        "{}",
-        table(&["STAGE", "UPDATE", "SERVED AFTER", "TOTAL"], &rows)
-    ))?;
+    out_table(&["STAGE", "UPDATE", "SERVED AFTER", "TOTAL"], &rows)?;
     out(format_args!("switch and back in {}\n", millis(total)))?;
     Ok(exit::OK)
 }

@@ -8,8 +8,8 @@ use vigie_config::{Config, Probe};
 use vigie_core::{CheckState, Timestamp};
 use vigie_engine::Engine;
 
-use crate::output::{ago, millis, table};
-use crate::{Cli, Failure, Result, exit, load, out, state_dir};
+use crate::output::{ago, millis};
+use crate::{Cli, Failure, Result, exit, load, out, out_json, out_table, state_dir};
 
 /// One thread runs every check and the HTTP server: the work is waiting
 /// on sockets, and a single thread spares the wake-ups between workers
@@ -246,7 +246,7 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
             .map(|r| {
                 serde_json::json!({
                     "name": r.check.name,
-                    "kind": r.check.probe.kind(),
+                    "kind": r.check.probe.kind().name(),
                     "ok": r.outcome.ok,
                     "message": r.outcome.message,
                     "duration_seconds": r.duration.as_secs_f64(),
@@ -255,17 +255,14 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
                 })
             })
             .collect();
-        out(format_args!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        ))?;
+        out_json(&serde_json::Value::from(v))?;
     } else {
         let rows: Vec<Vec<String>> = results
             .iter()
             .map(|r| {
                 vec![
                     r.check.name.clone(),
-                    r.check.probe.kind().to_owned(),
+                    r.check.probe.kind().name().to_owned(),
                     if r.outcome.ok {
                         "ok".into()
                     } else {
@@ -276,10 +273,7 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
                 ]
             })
             .collect();
-        out(format_args!(
-            "{}",
-            table(&["CHECK", "KIND", "RESULT", "TIME", "MESSAGE"], &rows)
-        ))?;
+        out_table(&["CHECK", "KIND", "RESULT", "TIME", "MESSAGE"], &rows)?;
         if failed > 0 {
             eprintln!("{failed} of {} checks failed", results.len());
         }
@@ -406,40 +400,8 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
         if s.tracker.state == CheckState::Failing {
             failing += 1;
         }
-        // The API's type: `status --json` and `/api/v1/checks` say the
-        // same thing of a check, from the store here.
-        items.push(vigie_engine::CheckStatus {
-            name: check.name.clone(),
-            kind: check.probe.kind(),
-            severity: check.severity,
-            state: s.tracker.state,
-            since: s.tracker.since,
-            consecutive_ok: s.tracker.consecutive_ok,
-            consecutive_fail: s.tracker.consecutive_fail,
-            last_run: s.last_run,
-            last_ok: s.last_ok,
-            last_message: s.last_message.clone(),
-            last_duration_seconds: s.last_duration_ms / 1000.0,
-            runs_total: s.runs_total,
-            failures_total: s.failures_total,
-            // The store keeps no probe metrics: only a running daemon has them.
-            metrics: Vec::new(),
-            every_seconds: check.every.std().as_secs_f64(),
-            depends_on: check.depends_on.clone(),
-        });
-        rows.push(vec![
-            check.name.clone(),
-            s.tracker.state.to_string().to_uppercase(),
-            if s.tracker.state == CheckState::Unknown {
-                "-".into()
-            } else {
-                ago(s.tracker.since.millis(), now)
-            },
-            s.last_run
-                .map_or_else(|| "never".into(), |t| ago(t.millis(), now)),
-            check.severity.to_string(),
-            s.last_message,
-        ]);
+        items.push(check_status(check, &s));
+        rows.push(status_row(check, s, now));
     }
     let open = store
         .open_incidents()
@@ -467,7 +429,7 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
         let daemon = fs_err::read_to_string(dir.join(ADDR_FILE))
             .ok()
             .map(|s| s.trim().to_owned());
-        let v = serde_json::json!({
+        out_json(&serde_json::json!({
             "node": config.node.name,
             "listen": daemon,
             "daemon": {
@@ -478,34 +440,9 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
             "checks": items,
             "open_incidents": open,
             "notifiers": notifiers,
-        });
-        out(format_args!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        ))?;
+        }))?;
     } else {
-        out(format_args!(
-            "{}",
-            table(
-                &["CHECK", "STATE", "SINCE", "LAST RUN", "SEVERITY", "MESSAGE"],
-                &rows
-            )
-        ))?;
-        if !open.is_empty() {
-            let n = open.len();
-            out(format_args!(
-                "\n{n} open incident{} (vigie incidents)\n",
-                if n == 1 { "" } else { "s" }
-            ))?;
-        }
-        for n in notifiers.iter().filter(|n| !n.ok) {
-            out(format_args!(
-                "notifier {} FAILING since {}: {}\n",
-                n.notifier,
-                ago(n.last.millis(), now),
-                n.error.as_deref().unwrap_or("")
-            ))?;
-        }
+        status_table(&rows, &open, &notifiers, now)?;
     }
     Ok(if daemon_pid.is_none() {
         exit::DAEMON_DOWN
@@ -514,6 +451,80 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// The API's type: `status --json` and `/api/v1/checks` say the same
+/// thing of a check, from the store here.
+fn check_status(
+    check: &vigie_config::Check,
+    s: &vigie_store::StoredState,
+) -> vigie_engine::CheckStatus {
+    vigie_engine::CheckStatus {
+        name: check.name.clone(),
+        kind: check.probe.kind().name(),
+        severity: check.severity,
+        state: s.tracker.state,
+        since: s.tracker.since,
+        consecutive_ok: s.tracker.consecutive_ok,
+        consecutive_fail: s.tracker.consecutive_fail,
+        last_run: s.last_run,
+        last_ok: s.last_ok,
+        last_message: s.last_message.clone(),
+        last_duration_seconds: s.last_duration_ms / 1000.0,
+        runs_total: s.runs_total,
+        failures_total: s.failures_total,
+        // The store keeps no probe metrics: only a running daemon has them.
+        metrics: Vec::new(),
+        every_seconds: check.every.std().as_secs_f64(),
+        depends_on: check.depends_on.clone(),
+    }
+}
+
+/// A check's line in `vigie status`.
+fn status_row(check: &vigie_config::Check, s: vigie_store::StoredState, now: i64) -> Vec<String> {
+    vec![
+        check.name.clone(),
+        s.tracker.state.to_string().to_uppercase(),
+        if s.tracker.state == CheckState::Unknown {
+            "-".into()
+        } else {
+            ago(s.tracker.since.millis(), now)
+        },
+        s.last_run
+            .map_or_else(|| "never".into(), |t| ago(t.millis(), now)),
+        check.severity.to_string(),
+        s.last_message,
+    ]
+}
+
+/// `vigie status` for a human: the checks, how many incidents are open,
+/// and the notifiers that fail.
+fn status_table(
+    rows: &[Vec<String>],
+    open: &[vigie_store::Incident],
+    notifiers: &[vigie_store::NotifierHealth],
+    now: i64,
+) -> Result<()> {
+    out_table(
+        &["CHECK", "STATE", "SINCE", "LAST RUN", "SEVERITY", "MESSAGE"],
+        rows,
+    )?;
+    if !open.is_empty() {
+        let n = open.len();
+        out(format_args!(
+            "\n{n} open incident{} (vigie incidents)\n",
+            if n == 1 { "" } else { "s" }
+        ))?;
+    }
+    for n in notifiers.iter().filter(|n| !n.ok) {
+        out(format_args!(
+            "notifier {} FAILING since {}: {}\n",
+            n.notifier,
+            ago(n.last.millis(), now),
+            n.error.as_deref().unwrap_or("")
+        ))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
@@ -525,7 +536,7 @@ pub(crate) fn heartbeat_url(cli: &Cli, name: &str) -> Result<u8> {
     let Probe::Heartbeat(spec) = &check.probe else {
         return Err(Failure::config(format!(
             "`{name}` is a {} check, not a heartbeat",
-            check.probe.kind()
+            check.probe.kind().name()
         )));
     };
     let token = if let Some(t) = &spec.token {
@@ -616,10 +627,7 @@ pub(crate) fn incidents(cli: &Cli, json: bool, limit: usize) -> Result<u8> {
             v["events"] = serde_json::to_value(events).unwrap_or_default();
             items.push(v);
         }
-        out(format_args!(
-            "{}\n",
-            serde_json::to_string_pretty(&items).unwrap_or_default()
-        ))?;
+        out_json(&serde_json::Value::from(items))?;
     } else {
         let now = Timestamp::now().millis();
         let rows: Vec<Vec<String>> = list
@@ -640,13 +648,10 @@ pub(crate) fn incidents(cli: &Cli, json: bool, limit: usize) -> Result<u8> {
                 ]
             })
             .collect();
-        out(format_args!(
-            "{}",
-            table(
-                &["ID", "CHECK", "SEVERITY", "STATE", "OPENED", "ERROR"],
-                &rows
-            )
-        ))?;
+        out_table(
+            &["ID", "CHECK", "SEVERITY", "STATE", "OPENED", "ERROR"],
+            &rows,
+        )?;
     }
     Ok(exit::OK)
 }

@@ -302,15 +302,9 @@ pub(crate) fn action(cli: &Cli, action: &SyncAction) -> Result<u8> {
                 }));
             }
             if *json {
-                out(format_args!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&items).unwrap_or_default()
-                ))?;
+                crate::out_json(&serde_json::Value::from(items))?;
             } else {
-                out(format_args!(
-                    "{}",
-                    crate::output::table(&["SYNC", "TO", "STATE", "QUEUED", "LAST REPORT"], &rows)
-                ))?;
+                crate::out_table(&["SYNC", "TO", "STATE", "QUEUED", "LAST REPORT"], &rows)?;
             }
             Ok(if failing {
                 exit::CHECK_FAILED

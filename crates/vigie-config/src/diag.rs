@@ -146,6 +146,15 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// The hint for a name that is not known: "did you mean `x`?" when a
+/// candidate is close enough to be what was meant.
+pub fn did_you_mean_hint<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    did_you_mean(word, candidates).map(|s| format!("did you mean `{s}`?"))
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();

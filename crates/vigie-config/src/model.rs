@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use vigie_core::{ByteSize, Duration, Severity, Thresholds};
 
-use crate::{MaybeSecret, Secret};
+use crate::kinds::kinds;
+use crate::{Excludes, MaybeSecret, Secret};
 
 /// The whole resolved configuration.
 #[derive(Clone, Debug, Serialize)]
@@ -49,8 +50,10 @@ pub struct SyncJob {
     pub name: String,
     pub from: PathBuf,
     pub to: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
+    /// Paths not replicated: rsync's patterns (`*`, `?`, `**`, `[...]`,
+    /// `\` escapes; see `Excludes`), each checked as it is read.
+    #[serde(default, skip_serializing_if = "Excludes::is_empty")]
+    pub exclude: Excludes,
     /// The batching window.
     #[serde(default = "quarter_second")]
     pub delay: Duration,
@@ -122,6 +125,7 @@ impl SyncJob {
 
 /// Another vigie watching the same failovers (`[[peer]]`): this node asks
 /// it for its view over HTTPS, with a token both sides configure.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
@@ -132,11 +136,9 @@ pub struct Peer {
     /// Sent to the peer, and accepted from it.
     pub token: Secret,
     /// The CA that signed the peer's certificate (PEM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     /// Or the SHA-256 of its (self-signed) certificate, in hex
     /// (`openssl x509 -noout -fingerprint -sha256 -in cert.pem`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
 }
 
@@ -167,14 +169,13 @@ pub struct Node {
     pub name: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 pub struct Server {
     pub listen: SocketAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// HTTPS: a PEM certificate chain and its key (needed to serve peers
     /// beyond loopback).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
 }
 
@@ -187,9 +188,9 @@ pub struct ServerTls {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 pub struct StoreConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// How long raw check results are kept.
     pub retention: Duration,
@@ -206,17 +207,16 @@ pub struct EngineConfig {
 }
 
 /// One check: when and how to run it, how to judge it, and its probe.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub every: Duration,
     pub timeout: Duration,
     /// Once the check has failed, how soon it runs again until
     /// `fail_after` confirms the failure or it recovers (Uptime Kuma's
     /// retry interval); `None`: at `every`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_every: Option<Duration>,
     pub fail_after: u32,
     pub recover_after: u32,
@@ -227,7 +227,6 @@ pub struct Check {
     pub tags: Vec<String>,
     /// Flap detection: `changes` state changes within `within` hold the
     /// check's notifications until it settles. On by default.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub flapping: Option<Flapping>,
     /// What an incident of this check runs, in order: action names, or
     /// `notify:NOTIFIER`.
@@ -246,26 +245,45 @@ impl Check {
     }
 }
 
-/// The probe of a check; in the file it is the key that names it
-/// (`http = { … }`).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Probe {
-    Http(HttpProbe),
-    Tcp(TcpProbe),
-    Tls(TlsProbe),
-    Dns(DnsProbe),
-    Ping(PingProbe),
-    Command(CommandProbe),
-    Systemd(SystemdProbe),
-    Process(ProcessProbe),
-    Disk(DiskProbe),
-    Memory(MemoryProbe),
-    Load(LoadProbe),
-    FileAge(FileAgeProbe),
-    Heartbeat(HeartbeatProbe),
-    Sync(SyncProbe),
+/// The check kinds: the one table that lists them, a variant of [`Probe`]
+/// (its settings' type) and the key a `[[check]]` names it by. `Probe`,
+/// [`ProbeKind`] and the loader's raw check are built from it
+/// (`probe_kinds!(then)` hands the table to the macro `then`).
+macro_rules! probe_kinds {
+    ($then:ident) => {
+        $then! {
+            Http(HttpProbe) = "http",
+            Tcp(TcpProbe) = "tcp",
+            Tls(TlsProbe) = "tls",
+            Dns(DnsProbe) = "dns",
+            Ping(PingProbe) = "ping",
+            Command(CommandProbe) = "command",
+            Systemd(SystemdProbe) = "systemd",
+            Process(ProcessProbe) = "process",
+            Disk(DiskProbe) = "disk",
+            Memory(MemoryProbe) = "memory",
+            Load(LoadProbe) = "load",
+            FileAge(FileAgeProbe) = "file_age",
+            Heartbeat(HeartbeatProbe) = "heartbeat",
+            Sync(SyncProbe) = "sync",
+        }
+    };
 }
+pub(crate) use probe_kinds;
+
+macro_rules! probe_enum {
+    ($( $Variant:ident $settings:tt = $name:literal, )+) => {
+        kinds! {
+            /// The probe of a check; in the file it is the key that names it
+            /// (`http = { … }`).
+            #[derive(Clone, Debug, Serialize)]
+            pub enum Probe => ProbeKind {
+                $( $Variant $settings = $name, )+
+            }
+        }
+    };
+}
+probe_kinds!(probe_enum);
 
 /// The state of a `[[sync]]` job, as the job itself reports it (lag,
 /// queue, errors, held deletions). Each job gets a `sync-NAME` check of
@@ -274,44 +292,6 @@ pub enum Probe {
 #[serde(deny_unknown_fields)]
 pub struct SyncProbe {
     pub job: String,
-}
-
-impl Probe {
-    pub const KINDS: [&'static str; 14] = [
-        "http",
-        "tcp",
-        "tls",
-        "dns",
-        "ping",
-        "command",
-        "systemd",
-        "process",
-        "disk",
-        "memory",
-        "load",
-        "file_age",
-        "heartbeat",
-        "sync",
-    ];
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Probe::Http(_) => "http",
-            Probe::Tcp(_) => "tcp",
-            Probe::Tls(_) => "tls",
-            Probe::Dns(_) => "dns",
-            Probe::Ping(_) => "ping",
-            Probe::Command(_) => "command",
-            Probe::Systemd(_) => "systemd",
-            Probe::Process(_) => "process",
-            Probe::Disk(_) => "disk",
-            Probe::Memory(_) => "memory",
-            Probe::Load(_) => "load",
-            Probe::FileAge(_) => "file_age",
-            Probe::Heartbeat(_) => "heartbeat",
-            Probe::Sync(_) => "sync",
-        }
-    }
 }
 
 fn yes() -> bool {
@@ -420,6 +400,7 @@ fn default_max_body() -> ByteSize {
     ByteSize(1 << 20)
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
@@ -433,55 +414,46 @@ pub struct HttpProbe {
     /// goes in the URL stays out of `url`, show-config and errors).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, MaybeSecret>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Accepted statuses; empty means any status below 400.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect_status: Vec<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body_contains: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body_regex: Option<Pattern>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_response_time: Option<Duration>,
     #[serde(default = "yes")]
     pub follow_redirects: bool,
     /// A PEM file of extra trusted certificates (a private CA).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangerously_accept_invalid_certs: bool,
     /// Fail when the server certificate expires in fewer days.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_min_days: Option<u32>,
     /// The most of the body read for `body_contains` / `body_regex`.
     #[serde(default = "default_max_body")]
     pub max_body: ByteSize,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
     /// `host:port`
     pub address: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub send: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsProbe {
     /// `host:port`
     pub address: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangerously_accept_invalid_certs: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_min_days: Option<u32>,
 }
 
@@ -532,6 +504,7 @@ impl<'de> Deserialize<'de> for DnsExpect {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsProbe {
@@ -540,7 +513,6 @@ pub struct DnsProbe {
     #[serde(default)]
     pub record: RecordType,
     /// `ip` or `ip:port` of the server to ask; the system resolver if absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     #[serde(default)]
     pub expect: DnsExpect,
@@ -556,6 +528,7 @@ fn default_max_loss() -> f64 {
     50.0
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PingProbe {
@@ -567,7 +540,6 @@ pub struct PingProbe {
     /// Fail when more than this share of echoes is lost.
     #[serde(default = "default_max_loss")]
     pub max_loss_percent: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rtt: Option<Duration>,
 }
 
@@ -575,25 +547,21 @@ fn default_exit() -> Vec<i32> {
     vec![0]
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandProbe {
     /// Program and arguments, run without a shell.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
     /// A command line for `/bin/sh -c`, when a shell is really wanted.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
     #[serde(default = "default_exit")]
     pub expect_exit: Vec<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_contains: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_regex: Option<Pattern>,
     /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, MaybeSecret>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
 }
 
@@ -607,17 +575,15 @@ fn one() -> u32 {
     1
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessProbe {
     /// Process name as in `/proc/PID/comm`, or the program's file name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pidfile: Option<PathBuf>,
     #[serde(default = "one")]
     pub min: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<u32>,
 }
 
@@ -625,16 +591,14 @@ fn root() -> PathBuf {
     PathBuf::from("/")
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskProbe {
     #[serde(default = "root")]
     pub path: PathBuf,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_used_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_free: Option<ByteSize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_inodes_used_percent: Option<f64>,
 }
 
@@ -642,23 +606,21 @@ fn ninety() -> f64 {
     90.0
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryProbe {
     #[serde(default = "ninety")]
     pub max_used_percent: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_swap_used_percent: Option<f64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadProbe {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load1: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load5: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load15: Option<f64>,
     /// Thresholds are per CPU (a load of 2.0 on 4 CPUs is 0.5).
     #[serde(default = "yes")]
@@ -679,6 +641,7 @@ fn default_grace() -> Duration {
     Duration::from_secs(300)
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatProbe {
@@ -688,7 +651,6 @@ pub struct HeartbeatProbe {
     #[serde(default = "default_grace")]
     pub grace: Duration,
     /// The token pings must carry; generated and kept in the store if absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
 }
 
@@ -701,103 +663,86 @@ pub struct Notifier {
     pub kind: NotifierKind,
 }
 
-/// The services vigie can notify, by their `kind`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum NotifierKind {
-    /// ntfy: a POST of the text to the topic URL, title and priority as headers.
-    Ntfy {
-        /// The topic URL, e.g. `https://ntfy.sh/my-alerts`.
-        url: HttpUrl,
-        /// An access token (`Authorization: Bearer`), for protected topics.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        token: Option<Secret>,
-    },
-    /// Gotify: `POST /message` with an application token.
-    Gotify {
-        /// The server's base URL.
-        url: HttpUrl,
-        token: Secret,
-    },
-    /// Any HTTP endpoint: a JSON body, or one rendered from a template.
-    Webhook {
-        url: HttpUrl,
-        #[serde(default = "post")]
-        method: HttpMethod,
-        /// Values may be secrets (`{ env }`, `{ file }`).
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, MaybeSecret>,
-        /// Added to the URL's query; values may be secrets.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        query: BTreeMap<String, MaybeSecret>,
-        /// Sent as `Authorization: Bearer …` when set.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        token: Option<Secret>,
-        /// A MiniJinja template for the body; the message's fields are its
-        /// variables. Without one the body is the message as JSON.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        template: Option<String>,
-    },
-    /// IFTTT Maker webhooks: an event with value1..3.
-    Ifttt {
-        event: String,
-        key: Secret,
-        #[serde(default = "ifttt_endpoint")]
-        endpoint: HttpUrl,
-    },
-    /// A Slack incoming webhook; its URL is the secret.
-    Slack { url: Secret },
-    /// A Discord webhook; its URL is the secret.
-    Discord { url: Secret },
-    /// A Matrix room, through the client-server API.
-    Matrix {
-        homeserver: HttpUrl,
-        room_id: String,
-        access_token: Secret,
-    },
-    /// Mail through an SMTP server (STARTTLS by default).
-    Smtp {
-        host: String,
-        /// Default: 587 with STARTTLS, 465 with implicit TLS.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        port: Option<u16>,
-        #[serde(default)]
-        security: SmtpSecurity,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        username: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        password: Option<Secret>,
-        /// `vigie <alerts@example.org>`
-        from: String,
-        to: Vec<String>,
-        /// Extra trusted certificates (a PEM file), for a private CA.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        ca: Option<PathBuf>,
-    },
-    /// A Telegram chat, through a bot.
-    Telegram {
-        bot_token: Secret,
-        chat_id: String,
-        #[serde(default = "telegram_endpoint")]
-        endpoint: HttpUrl,
-    },
+kinds! {
+    /// The services vigie can notify, by their `kind`: the one table of
+    /// notifiers.
+    #[serde_with::skip_serializing_none]
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(tag = "kind", deny_unknown_fields)]
+    pub enum NotifierKind => NotifierService {
+        /// ntfy: a POST of the text to the topic URL, title and priority as headers.
+        Ntfy {
+            /// The topic URL, e.g. `https://ntfy.sh/my-alerts`.
+            url: HttpUrl,
+            /// An access token (`Authorization: Bearer`), for protected topics.
+            token: Option<Secret>,
+        } = "ntfy",
+        /// Gotify: `POST /message` with an application token.
+        Gotify {
+            /// The server's base URL.
+            url: HttpUrl,
+            token: Secret,
+        } = "gotify",
+        /// Any HTTP endpoint: a JSON body, or one rendered from a template.
+        Webhook {
+            url: HttpUrl,
+            #[serde(default = "post")]
+            method: HttpMethod,
+            /// Values may be secrets (`{ env }`, `{ file }`).
+            #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+            headers: BTreeMap<String, MaybeSecret>,
+            /// Added to the URL's query; values may be secrets.
+            #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+            query: BTreeMap<String, MaybeSecret>,
+            /// Sent as `Authorization: Bearer …` when set.
+            token: Option<Secret>,
+            /// A MiniJinja template for the body; the message's fields are its
+            /// variables. Without one the body is the message as JSON.
+            template: Option<String>,
+        } = "webhook",
+        /// IFTTT Maker webhooks: an event with value1..3.
+        Ifttt {
+            event: String,
+            key: Secret,
+            #[serde(default = "ifttt_endpoint")]
+            endpoint: HttpUrl,
+        } = "ifttt",
+        /// A Slack incoming webhook; its URL is the secret.
+        Slack { url: Secret } = "slack",
+        /// A Discord webhook; its URL is the secret.
+        Discord { url: Secret } = "discord",
+        /// A Matrix room, through the client-server API.
+        Matrix {
+            homeserver: HttpUrl,
+            room_id: String,
+            access_token: Secret,
+        } = "matrix",
+        /// Mail through an SMTP server (STARTTLS by default).
+        Smtp {
+            host: String,
+            /// Default: 587 with STARTTLS, 465 with implicit TLS.
+            port: Option<u16>,
+            #[serde(default)]
+            security: SmtpSecurity,
+            username: Option<String>,
+            password: Option<Secret>,
+            /// `vigie <alerts@example.org>`
+            from: String,
+            to: Vec<String>,
+            /// Extra trusted certificates (a PEM file), for a private CA.
+            ca: Option<PathBuf>,
+        } = "smtp",
+        /// A Telegram chat, through a bot.
+        Telegram {
+            bot_token: Secret,
+            chat_id: String,
+            #[serde(default = "telegram_endpoint")]
+            endpoint: HttpUrl,
+        } = "telegram",
+    }
 }
 
 impl NotifierKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            NotifierKind::Ntfy { .. } => "ntfy",
-            NotifierKind::Gotify { .. } => "gotify",
-            NotifierKind::Webhook { .. } => "webhook",
-            NotifierKind::Ifttt { .. } => "ifttt",
-            NotifierKind::Slack { .. } => "slack",
-            NotifierKind::Discord { .. } => "discord",
-            NotifierKind::Matrix { .. } => "matrix",
-            NotifierKind::Telegram { .. } => "telegram",
-            NotifierKind::Smtp { .. } => "smtp",
-        }
-    }
-
     /// Every secret of this notifier, to be resolved at load.
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
@@ -888,26 +833,21 @@ fn default_min_severity() -> Severity {
 /// `systemd_restart`, `docker_restart`), a notification (`notify`) or a
 /// failover (`failover`), exactly one of them. The loader resolves it into
 /// an [`Action`].
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionTable {
     /// Program and arguments, run without a shell.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<Vec<String>>,
     /// A command line for `/bin/sh -c`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
     /// `systemctl restart UNIT`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub systemd_restart: Option<String>,
     /// `docker restart CONTAINER`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_restart: Option<String>,
     /// Notifiers to send to.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
     /// Point this `[failover.NAME]` record at its backup.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<String>,
     /// How long a repair command may run.
     #[serde(default = "default_action_timeout")]
@@ -916,7 +856,6 @@ pub struct ActionTable {
     /// notifies.
     #[serde(default = "default_verify")]
     pub verify: Duration,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<RestartLimit>,
     /// A notify step only sends for incidents at least this severe (by
     /// default it sends them all).
@@ -924,10 +863,8 @@ pub struct ActionTable {
     pub min_severity: Severity,
     /// A notify step with `after` is an escalation: sent only if the
     /// incident is still open and unacknowledged that long after it began.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Duration>,
     /// Send at this severity instead of the check's (escalate to disaster).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
 }
 
@@ -1163,6 +1100,7 @@ impl Serialize for Action {
 /// A maintenance window (`[[maintenance]]`): checks in scope keep running
 /// and recording, but their incidents wait, repairing and notifying
 /// nothing, until the window ends.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Maintenance {
@@ -1174,17 +1112,12 @@ pub struct Maintenance {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// A one-off window: RFC 3339 times.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// A recurring window: when it starts (cron), and for how long.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<vigie_core::Cron>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,
     /// The time zone of `cron` (IANA name); UTC if absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
 }
 
@@ -1263,49 +1196,52 @@ impl Default for Flapping {
     }
 }
 
-/// A DNS provider (`[dns.NAME]`) that failover uses to move records.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DnsProvider {
-    /// RFC 2136 dynamic updates signed with TSIG, sent to the primary.
-    Rfc2136 {
-        /// `ip:port` of the primary server.
-        server: SocketAddr,
-        key_name: String,
-        #[serde(default)]
-        algorithm: TsigAlgorithmName,
-        /// The TSIG key, base64.
-        secret: Secret,
-    },
-    /// The OVH API.
-    Ovh {
-        /// `ovh-eu`, `ovh-ca`, `ovh-us`, or a URL.
-        #[serde(default = "ovh_eu")]
-        endpoint: String,
-        application_key: String,
-        application_secret: Secret,
-        consumer_key: Secret,
-    },
-    /// Cloudflare's API v4 with an API token.
-    Cloudflare {
-        token: Secret,
-        #[serde(default = "cloudflare_api")]
-        api: String,
-    },
-    /// Any program: `ARGV get ZONE NAME TYPE` prints the values,
-    /// `ARGV set ZONE NAME TYPE TTL VALUE…` changes them.
-    Command {
-        argv: Vec<String>,
-        #[serde(default = "default_action_timeout")]
-        timeout: Duration,
-    },
-    /// PowerDNS's HTTP API.
-    Powerdns {
-        url: HttpUrl,
-        #[serde(default = "localhost")]
-        server_id: String,
-        api_key: Secret,
-    },
+kinds! {
+    /// A DNS provider (`[dns.NAME]`) that failover uses to move records: the
+    /// one table of providers.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(tag = "kind", deny_unknown_fields)]
+    pub enum DnsProvider => DnsKind {
+        /// RFC 2136 dynamic updates signed with TSIG, sent to the primary.
+        Rfc2136 {
+            /// `ip:port` of the primary server.
+            server: SocketAddr,
+            key_name: String,
+            #[serde(default)]
+            algorithm: TsigAlgorithmName,
+            /// The TSIG key, base64.
+            secret: Secret,
+        } = "rfc2136",
+        /// The OVH API.
+        Ovh {
+            /// `ovh-eu`, `ovh-ca`, `ovh-us`, or a URL.
+            #[serde(default = "ovh_eu")]
+            endpoint: String,
+            application_key: String,
+            application_secret: Secret,
+            consumer_key: Secret,
+        } = "ovh",
+        /// Cloudflare's API v4 with an API token.
+        Cloudflare {
+            token: Secret,
+            #[serde(default = "cloudflare_api")]
+            api: String,
+        } = "cloudflare",
+        /// Any program: `ARGV get ZONE NAME TYPE` prints the values,
+        /// `ARGV set ZONE NAME TYPE TTL VALUE…` changes them.
+        Command {
+            argv: Vec<String>,
+            #[serde(default = "default_action_timeout")]
+            timeout: Duration,
+        } = "command",
+        /// PowerDNS's HTTP API.
+        Powerdns {
+            url: HttpUrl,
+            #[serde(default = "localhost")]
+            server_id: String,
+            api_key: Secret,
+        } = "powerdns",
+    }
 }
 
 fn ovh_eu() -> String {
@@ -1329,16 +1265,6 @@ pub enum TsigAlgorithmName {
 }
 
 impl DnsProvider {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DnsProvider::Rfc2136 { .. } => "rfc2136",
-            DnsProvider::Ovh { .. } => "ovh",
-            DnsProvider::Cloudflare { .. } => "cloudflare",
-            DnsProvider::Powerdns { .. } => "powerdns",
-            DnsProvider::Command { .. } => "command",
-        }
-    }
-
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
             DnsProvider::Rfc2136 { secret, .. } => vec![("secret", secret)],
@@ -1390,6 +1316,7 @@ fn default_verify_timeout() -> Duration {
 
 /// A record that points at a primary, and at a backup when the primary is
 /// down (`[failover.NAME]`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failover {
@@ -1402,10 +1329,8 @@ pub struct Failover {
     pub backup: Backup,
     /// Where `backup = "public-ip"` reads this node's address: a "what
     /// is my IP" URL answering it as plain text...
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_url: Option<HttpUrl>,
     /// ...or a local interface.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// The `[dns.NAME]` provider that makes the change.
     pub dns: String,
@@ -1426,7 +1351,6 @@ pub struct Failover {
     /// A replication from primary to backup (`[[sync]]` job name): at
     /// failback the operator is warned that writes made on the backup
     /// must flow back first.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<String>,
     /// The zone's authoritative servers (`ip:port`), asked until they
     /// serve the change. Default: the RFC 2136 server, if that is the
@@ -1437,7 +1361,6 @@ pub struct Failover {
     pub verify_timeout: Duration,
     /// A name in the same zone that `vigie drill failover` moves instead
     /// of the real record.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub drill_record: Option<String>,
     /// When vigie points the record back at the primary after a failover.
     #[serde(default)]
@@ -1587,6 +1510,7 @@ fn five_minutes() -> Duration {
 
 /// Keep a record pointed at this node's public address (`[dyndns.NAME]`),
 /// as NoIP's client does, through the same DNS providers as failover.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dyndns {
@@ -1596,11 +1520,9 @@ pub struct Dyndns {
     /// The `[dns.NAME]` provider.
     pub dns: String,
     /// A "what is my IP" URL that answers the address as plain text...
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_url: Option<HttpUrl>,
     /// ...or a local interface (its first global address of the record's
     /// family).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     #[serde(default = "five_minutes")]
     pub every: Duration,

@@ -108,18 +108,7 @@ impl fmt::Debug for Cron {
     }
 }
 
-impl serde::Serialize for Cron {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.source)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Cron {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Cron);
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,25 @@
 //! outcomes to a [`StateTracker`] that applies `fail_after` / `recover_after`
 //! and reports [`Transition`]s; later crates turn transitions into incidents.
 
+/// Serde through the type's text: written with `Display`, read with
+/// `FromStr` (whose error says what is wrong with the value).
+macro_rules! serde_as_text {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod board;
 mod cron;
 mod duration;

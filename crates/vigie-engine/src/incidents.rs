@@ -58,6 +58,28 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The time of day decisions are made at (tests: tokio's clock).
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Record an event of incident `id`, now.
+    fn event(&self, id: i64, kind: &EventKind, detail: &str) {
+        self.store("recording an event", |s| {
+            s.incident_event(id, self.now(), kind, detail)
+        });
+    }
+
+    /// The details of incident `id`'s events of `kind`, oldest first.
+    fn event_details(&self, id: i64, kind: &EventKind) -> Vec<String> {
+        self.store("reading incident events", |s| s.incident_events(id))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.kind == *kind)
+            .map(|e| e.detail)
+            .collect()
+    }
+
     fn store<T>(
         &self,
         what: &str,
@@ -165,41 +187,10 @@ pub(crate) fn start(
 async fn manage(
     ctx: Arc<Ctx>,
     mut rx: mpsc::UnboundedReceiver<Change>,
-    config: watch::Receiver<Arc<Config>>,
+    mut config: watch::Receiver<Arc<Config>>,
 ) {
-    let mut open: HashMap<String, Open> = HashMap::new();
-    // Resume what a previous run left open.
-    let config_now = config.borrow().clone();
-    for inc in ctx
-        .store("reading open incidents", |s| s.open_incidents())
-        .unwrap_or_default()
-    {
-        match config_now.check(&inc.check) {
-            Some(check) => {
-                tracing::info!(incident = inc.id, check = %inc.check, "resuming incident");
-                let (tx, rx) = watch::channel(false);
-                let task = tokio::spawn(run(
-                    ctx.clone(),
-                    config_now.clone(),
-                    check.clone(),
-                    inc.id,
-                    inc.opened,
-                    rx,
-                ))
-                .abort_handle();
-                open.insert(
-                    inc.check.clone(),
-                    Open {
-                        id: inc.id,
-                        resolved: tx,
-                        task,
-                    },
-                );
-            }
-            None => close_removed(&ctx, &config_now, inc.id, &inc.check, inc.opened).await,
-        }
-    }
-    let mut config = config;
+    let now = config.borrow().clone();
+    let mut open = resume(&ctx, &now).await;
     loop {
         let change = tokio::select! {
             change = rx.recv() => match change {
@@ -207,84 +198,125 @@ async fn manage(
                 None => return,
             },
             Ok(()) = config.changed() => {
-                // A reload: incidents of checks it removed would wait
-                // forever for a recovery that cannot come.
                 let now = config.borrow_and_update().clone();
-                let gone: Vec<String> = open
-                    .keys()
-                    .filter(|c| now.check(c).is_none())
-                    .cloned()
-                    .collect();
-                for c in gone {
-                    if let Some(o) = open.remove(&c) {
-                        o.task.abort();
-                        let opened = ctx
-                            .store("reading an incident", |s| s.incident(o.id))
-                            .flatten()
-                            .map_or_else(Timestamp::now, |i| i.opened);
-                        close_removed(&ctx, &now, o.id, &c, opened).await;
-                    }
-                }
+                close_gone(&ctx, &now, &mut open).await;
                 continue;
             }
         };
         open.retain(|_, o| !o.resolved.is_closed());
-        {
-            let config = config.borrow().clone();
-            if let Some(check) = config.check(&change.check)
-                && ctx.note_change(check, Timestamp::now())
-            {
-                tokio::spawn(announce_flapping(
-                    ctx.clone(),
-                    config.clone(),
-                    check.clone(),
-                    open.get(&check.name).map(|o| o.id),
-                ));
+        let config = config.borrow().clone();
+        on_change(&ctx, &config, &mut open, change);
+    }
+}
+
+/// Resume what a previous run left open; close the incidents of checks
+/// no longer configured.
+async fn resume(ctx: &Arc<Ctx>, config: &Arc<Config>) -> HashMap<String, Open> {
+    let mut open = HashMap::new();
+    for inc in ctx
+        .store("reading open incidents", |s| s.open_incidents())
+        .unwrap_or_default()
+    {
+        match config.check(&inc.check) {
+            Some(check) => {
+                tracing::info!(incident = inc.id, check = %inc.check, "resuming incident");
+                let o = spawn_incident(ctx, config, check.clone(), inc.id, inc.opened);
+                open.insert(inc.check.clone(), o);
+            }
+            None => close_removed(ctx, config, inc.id, &inc.check, inc.opened).await,
+        }
+    }
+    open
+}
+
+/// Start the task of incident `id`.
+fn spawn_incident(
+    ctx: &Arc<Ctx>,
+    config: &Arc<Config>,
+    check: Check,
+    id: i64,
+    opened: Timestamp,
+) -> Open {
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(run(ctx.clone(), config.clone(), check, id, opened, rx)).abort_handle();
+    Open {
+        id,
+        resolved: tx,
+        task,
+    }
+}
+
+/// After a reload: the incidents of checks it removed would wait forever
+/// for a recovery that cannot come, so they are closed.
+async fn close_gone(ctx: &Ctx, config: &Config, open: &mut HashMap<String, Open>) {
+    let gone: Vec<String> = open
+        .keys()
+        .filter(|c| config.check(c).is_none())
+        .cloned()
+        .collect();
+    for c in gone {
+        if let Some(o) = open.remove(&c) {
+            o.task.abort();
+            let opened = ctx
+                .store("reading an incident", |s| s.incident(o.id))
+                .flatten()
+                .map_or_else(|| ctx.now(), |i| i.opened);
+            close_removed(ctx, config, o.id, &c, opened).await;
+        }
+    }
+}
+
+/// A check changed state: note it for flap detection, open an incident
+/// on a failure, end it on a recovery.
+fn on_change(
+    ctx: &Arc<Ctx>,
+    config: &Arc<Config>,
+    open: &mut HashMap<String, Open>,
+    change: Change,
+) {
+    let check = config.check(&change.check);
+    if let Some(check) = check
+        && ctx.note_change(check, ctx.now())
+    {
+        tokio::spawn(announce_flapping(
+            ctx.clone(),
+            config.clone(),
+            check.clone(),
+            open.get(&check.name).map(|o| o.id),
+        ));
+    }
+    match change.to {
+        CheckState::Failing => {
+            if open.contains_key(&change.check) {
+                return;
+            }
+            let Some(check) = check else {
+                return;
+            };
+            let now = ctx.now();
+            let Some(id) = ctx.store("opening an incident", |s| {
+                s.open_incident(
+                    &check.name,
+                    check.severity,
+                    "open",
+                    None,
+                    now,
+                    &change.message,
+                )
+            }) else {
+                return;
+            };
+            tracing::warn!(incident = id, check = %check.name, severity = %check.severity, error = %change.message, "incident opened");
+            let o = spawn_incident(ctx, config, check.clone(), id, now);
+            open.insert(change.check, o);
+        }
+        CheckState::Ok => {
+            if let Some(o) = open.remove(&change.check) {
+                tracing::info!(incident = o.id, check = %change.check, "check recovered");
+                let _ = o.resolved.send(true);
             }
         }
-        match change.to {
-            CheckState::Failing => {
-                if open.contains_key(&change.check) {
-                    continue;
-                }
-                let config = config.borrow().clone();
-                let Some(check) = config.check(&change.check).cloned() else {
-                    continue;
-                };
-                let now = Timestamp::now();
-                let Some(id) = ctx.store("opening an incident", |s| {
-                    s.open_incident(
-                        &check.name,
-                        check.severity,
-                        "open",
-                        None,
-                        now,
-                        &change.message,
-                    )
-                }) else {
-                    continue;
-                };
-                tracing::warn!(incident = id, check = %check.name, severity = %check.severity, error = %change.message, "incident opened");
-                let (tx, rx) = watch::channel(false);
-                let task =
-                    tokio::spawn(run(ctx.clone(), config, check, id, now, rx)).abort_handle();
-                open.insert(
-                    change.check,
-                    Open {
-                        id,
-                        resolved: tx,
-                        task,
-                    },
-                );
-            }
-            CheckState::Ok => {
-                if let Some(o) = open.remove(&change.check) {
-                    tracing::info!(incident = o.id, check = %change.check, "check recovered");
-                    let _ = o.resolved.send(true);
-                }
-            }
-            CheckState::Unknown => {}
-        }
+        CheckState::Unknown => {}
     }
 }
 
@@ -333,7 +365,7 @@ async fn announce_flapping(
             .status(&check.name)
             .map(|s| s.last_message)
             .unwrap_or_default(),
-        since: Some(rfc3339(Timestamp::now())),
+        since: Some(rfc3339(ctx.now())),
         silenced: Vec::new(),
         node: ctx.node.clone(),
         incident,
@@ -419,13 +451,7 @@ async fn run(
     opened: Timestamp,
     mut resolved: watch::Receiver<bool>,
 ) {
-    let done_steps: Vec<String> = ctx
-        .store("reading incident events", |s| s.incident_events(id))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Step)
-        .map(|e| e.detail)
-        .collect();
+    let done_steps = ctx.event_details(id, &EventKind::Step);
     let end = steps(
         &ctx,
         &config,
@@ -447,7 +473,7 @@ async fn run(
         }
         End::Recovered
     };
-    let now = Timestamp::now();
+    let now = ctx.now();
     let resolution = match end {
         End::Recovered => "recovered",
         End::Repaired => "repaired",
@@ -491,7 +517,7 @@ async fn close_removed(ctx: &Ctx, config: &Config, id: i64, check: &str, opened:
         "check removed from the configuration: incident closed"
     );
     ctx.store("resolving an incident", |s| {
-        s.resolve_incident(id, Timestamp::now(), "check removed")
+        s.resolve_incident(id, ctx.now(), "check removed")
     });
     let told = ctx
         .store("reading deliveries", |s| s.notified(id))
@@ -537,109 +563,151 @@ fn fail_back(ctx: &Arc<Ctx>, config: &Arc<Config>, check: &Check, id: i64, opene
     let Some(plugin) = ctx.inner.plugins.get(ActionKind::FAILOVER).cloned() else {
         return;
     };
-    let targets: Vec<String> = ctx
-        .store("reading incident events", |s| s.incident_events(id))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::FailedOver)
-        .map(|e| e.detail)
-        .collect();
-    for target in targets {
+    for target in ctx.event_details(id, &EventKind::FailedOver) {
         let Some(after) = plugin.undo_after(config, &target) else {
-            ctx.store("recording an event", |s| {
-                s.incident_event(
-                    id,
-                    Timestamp::now(),
-                    &EventKind::Failback,
-                    &crate::Hints::fill(ctx.inner.hints.fail_back.as_ref(), &[("target", &target)])
-                        .map_or_else(
-                            || format!("{target}: manual"),
-                            |hint| format!("{target}: manual ({hint})"),
-                        ),
-                )
-            });
+            let line =
+                crate::Hints::fill(ctx.inner.hints.fail_back.as_ref(), &[("target", &target)])
+                    .map_or_else(
+                        || format!("{target}: manual"),
+                        |hint| format!("{target}: manual ({hint})"),
+                    );
+            ctx.event(id, &EventKind::Failback, &line);
             continue;
         };
-        let (ctx, config, check, plugin) =
-            (ctx.clone(), config.clone(), check.clone(), plugin.clone());
-        tokio::spawn(async move {
-            let called_off = || {
-                ctx.store("recording an event", |s| {
-                    s.incident_event(
-                        id,
-                        Timestamp::now(),
-                        &EventKind::Failback,
-                        &format!("{target}: called off, {} failed again", check.name),
-                    )
-                });
-            };
-            let still_ok = || {
-                ctx.status(&check.name)
-                    .is_some_and(|s| s.state == CheckState::Ok)
-            };
-            let mut start = tokio::time::Instant::now();
-            while start.elapsed() < after {
-                if !still_ok() {
-                    called_off();
-                    return;
-                }
-                if ctx.flapping(&check, Timestamp::now()) {
-                    start = tokio::time::Instant::now();
-                    hold_undo(&ctx, &config, &check, id, &target, after, opened).await;
-                } else {
-                    lock(&ctx.undo_held).remove(&target);
-                }
+        let undo = Undo {
+            ctx: ctx.clone(),
+            config: config.clone(),
+            check: check.clone(),
+            plugin: plugin.clone(),
+            id,
+            target,
+            opened,
+        };
+        tokio::spawn(undo.run(after));
+    }
+}
+
+/// The failback of one target of an incident, after recovery.
+struct Undo {
+    ctx: Arc<Ctx>,
+    config: Arc<Config>,
+    check: Check,
+    plugin: Arc<dyn crate::ActionPlugin>,
+    id: i64,
+    target: String,
+    opened: Timestamp,
+}
+
+impl Undo {
+    async fn run(self, after: Duration) {
+        if !self.settled(after).await {
+            self.called_off();
+            return;
+        }
+        let view = crate::Statuses(self.ctx.inner.clone());
+        let failed_again = async {
+            while self.still_ok() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let view = crate::Statuses(ctx.inner.clone());
-            let failed_again = async {
-                while still_ok() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            };
-            let ready = tokio::select! {
-                r = plugin.ready(&config, &target, true, &view) => r,
-                () = failed_again => {
-                    called_off();
-                    return;
-                }
-            };
-            if !record_ready(&ctx, id, &target, &ready, &EventKind::FailbackFailed) {
+        };
+        let ready = tokio::select! {
+            r = self.plugin.ready(&self.config, &self.target, true, &view) => r,
+            () = failed_again => {
+                self.called_off();
                 return;
             }
-            let result = plugin.undo(&config, &target, &check.name).await;
-            let detail = match &result {
-                Ok(line) | Err(line) => format!("{target}: {line}"),
-            };
-            tracing::info!(incident = id, "failback: {detail}");
-            if result.is_err() {
-                notify_now(
-                    &ctx,
-                    &config,
-                    &check,
-                    id,
-                    &format!("failback {target} failed"),
-                    Severity::Disaster,
-                    "action failed",
-                    &format!("{}: failback of {target} failed", check.name),
-                    &detail,
-                    opened,
+        };
+        if !record_ready(
+            &self.ctx,
+            self.id,
+            &self.target,
+            &ready,
+            &EventKind::FailbackFailed,
+        ) {
+            return;
+        }
+        self.undo().await;
+    }
+
+    /// Wait until the check has been healthy, and not flapping, for
+    /// `after` (flapping restarts the period, and is said once); false if
+    /// it failed again first.
+    async fn settled(&self, after: Duration) -> bool {
+        let (ctx, check) = (&self.ctx, &self.check);
+        let mut start = tokio::time::Instant::now();
+        while start.elapsed() < after {
+            if !self.still_ok() {
+                return false;
+            }
+            if ctx.flapping(check, ctx.now()) {
+                start = tokio::time::Instant::now();
+                hold_undo(
+                    ctx,
+                    &self.config,
+                    check,
+                    self.id,
+                    &self.target,
+                    after,
+                    self.opened,
                 )
                 .await;
+            } else {
+                lock(&ctx.undo_held).remove(&self.target);
             }
-            ctx.store("recording an event", |s| {
-                s.incident_event(
-                    id,
-                    Timestamp::now(),
-                    &if result.is_ok() {
-                        EventKind::FailedBack
-                    } else {
-                        EventKind::FailbackFailed
-                    },
-                    &detail,
-                )
-            });
-        });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        true
+    }
+
+    fn still_ok(&self) -> bool {
+        self.ctx
+            .status(&self.check.name)
+            .is_some_and(|s| s.state == CheckState::Ok)
+    }
+
+    fn called_off(&self) {
+        self.ctx.event(
+            self.id,
+            &EventKind::Failback,
+            &format!(
+                "{}: called off, {} failed again",
+                self.target, self.check.name
+            ),
+        );
+    }
+
+    /// Undo, record it, and page at disaster severity if it failed.
+    async fn undo(&self) {
+        let (ctx, id, target) = (&self.ctx, self.id, &self.target);
+        let result = self
+            .plugin
+            .undo(&self.config, target, &self.check.name)
+            .await;
+        let detail = match &result {
+            Ok(line) | Err(line) => format!("{target}: {line}"),
+        };
+        tracing::info!(incident = id, "failback: {detail}");
+        if result.is_err() {
+            notify_now(
+                ctx,
+                &self.config,
+                &self.check,
+                id,
+                &format!("failback {target} failed"),
+                Severity::Disaster,
+                "action failed",
+                &format!("{}: failback of {target} failed", self.check.name),
+                &detail,
+                self.opened,
+            )
+            .await;
+        }
+        let kind = if result.is_ok() {
+            EventKind::FailedBack
+        } else {
+            EventKind::FailbackFailed
+        };
+        ctx.event(id, &kind, &detail);
     }
 }
 
@@ -668,9 +736,7 @@ async fn hold_undo(
         check.name, rule.changes, rule.within, check.name
     );
     tracing::warn!(incident = id, "failback held: {detail}");
-    ctx.store("recording an event", |s| {
-        s.incident_event(id, Timestamp::now(), &EventKind::FailbackHeld, &detail)
-    });
+    ctx.event(id, &EventKind::FailbackHeld, &detail);
     notify_now(
         ctx,
         config,
@@ -701,10 +767,36 @@ fn record_ready(
         Err(line) => (fail_kind, line),
     };
     tracing::warn!(incident = id, "{kind}: {target}: {line}");
-    ctx.store("recording an event", |s| {
-        s.incident_event(id, Timestamp::now(), kind, &format!("{target}: {line}"))
-    });
+    ctx.event(id, kind, &format!("{target}: {line}"));
     ready.is_ok()
+}
+
+/// What one incident's steps share.
+struct Inc<'a> {
+    ctx: &'a Arc<Ctx>,
+    config: &'a Config,
+    check: &'a Check,
+    id: i64,
+    opened: Timestamp,
+}
+
+/// What a step leaves to the loop over the steps.
+enum Next {
+    /// Done: record it, so that a restart skips it.
+    Record,
+    /// Not recorded (cannot run here, or recorded by the step itself).
+    Skip,
+    /// The incident ended during the step.
+    End(End),
+}
+
+/// What the repairs before a notify step did, for its page.
+#[derive(Default)]
+struct Repairs {
+    /// Why repairs stopped (the restart limit).
+    limit_hit: Option<String>,
+    /// What the last repair did.
+    note: Option<String>,
 }
 
 /// Run the steps not yet done. `Some(end)` if the incident ended during
@@ -721,9 +813,14 @@ async fn steps(
     if wait_while_held(ctx, config, check, id, resolved, false).await {
         return Some(End::Recovered);
     }
-    let mut limit_hit = None;
-    // What the last repair did, for the page that follows it.
-    let mut repair_note: Option<String> = None;
+    let inc = Inc {
+        ctx,
+        config,
+        check,
+        id,
+        opened,
+    };
+    let mut repairs = Repairs::default();
     for (i, name) in check.actions.iter().enumerate() {
         let key = format!("{i}:{name}");
         if done.contains(&key) {
@@ -735,188 +832,215 @@ async fn steps(
         let Some(action) = config.action(name) else {
             continue;
         };
-        match &action.kind {
+        let next = match &action.kind {
             ActionKind::Repair(step) => {
                 match repair(ctx, check, id, &action, step, resolved).await {
                     Repair::Recovered => {
-                        ctx.store("recording a step", |s| {
-                            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
-                        });
-                        return Some(End::Repaired);
+                        ctx.event(id, &EventKind::Step, &key);
+                        Next::End(End::Repaired)
                     }
-                    Repair::LimitReached(why) => limit_hit = Some(why),
-                    Repair::NotRepaired(note) => repair_note = Some(note),
+                    Repair::LimitReached(why) => {
+                        repairs.limit_hit = Some(why);
+                        Next::Record
+                    }
+                    Repair::NotRepaired(note) => {
+                        repairs.note = Some(note);
+                        Next::Record
+                    }
                 }
             }
             // A kind a plugin runs (add new ones to this pattern): the
             // plugin registered for it runs it.
-            other @ ActionKind::Failover(_) => {
-                let Some((kind, target)) = other.plugin() else {
-                    continue;
-                };
-                let Some(plugin) = ctx.inner.plugins.get(kind) else {
-                    ctx.store("recording an event", |s| {
-                        s.incident_event(
-                            id,
-                            Timestamp::now(),
-                            &EventKind::FailoverFailed,
-                            &format!("this vigie has no {kind} support"),
-                        )
-                    });
-                    continue;
-                };
-                let view = crate::Statuses(ctx.inner.clone());
-                let ready = tokio::select! {
-                    r = plugin.ready(config, target, false, &view) => r,
-                    _ = resolved.wait_for(|r| *r) => {
-                        ctx.store("recording an event", |s| {
-                            s.incident_event(
-                                id,
-                                Timestamp::now(),
-                                &EventKind::FailoverCalledOff,
-                                &format!("{target}: {} recovered first", check.name),
-                            )
-                        });
-                        return Some(End::Recovered);
-                    }
-                };
-                // A refusal by `ready` is recorded by `record_ready`; either
-                // failure pages below.
-                let result = if record_ready(ctx, id, target, &ready, &EventKind::FailoverFailed) {
-                    let result = plugin.run(config, target, &check.name, id).await;
-                    let (kind, line) = match &result {
-                        Ok(line) => (EventKind::Failover, line),
-                        Err(line) => (EventKind::FailoverFailed, line),
-                    };
-                    let detail = format!("{target}: {line}");
-                    tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
-                    ctx.store("recording a failover", |s| {
-                        s.incident_event(id, Timestamp::now(), &kind, &detail)
-                    });
-                    result
-                } else {
-                    ready
-                };
-                if let Err(line) = &result {
-                    notify_now(
-                        ctx,
-                        config,
-                        check,
-                        id,
-                        &format!("{key} failed"),
-                        Severity::Disaster,
-                        "action failed",
-                        &format!("{}: {name} failed", check.name),
-                        &format!("{target}: {line}"),
-                        opened,
-                    )
-                    .await;
-                }
-                if result.is_ok() {
-                    ctx.store("recording a failover", |s| {
-                        s.incident_event(id, Timestamp::now(), &EventKind::FailedOver, target)
-                    });
-                }
-            }
+            other @ ActionKind::Failover(_) => plugin_step(&inc, other, &key, name, resolved).await,
             ActionKind::Notify(step) => {
-                let to = &step.to;
-                if let Some(after) = step.after {
-                    let due = opened.saturating_add(after.std());
-                    let wait = Duration::from_millis(
-                        u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0),
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = resolved.wait_for(|r| *r) => return Some(End::Recovered),
-                    }
-                    let acked = ctx
-                        .store("reading an incident", |s| s.incident(id))
-                        .flatten()
-                        .is_some_and(|i| i.acked.is_some());
-                    if acked {
-                        ctx.store("recording a step", |s| {
-                            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)?;
-                            s.incident_event(
-                                id,
-                                Timestamp::now(),
-                                &EventKind::EscalationSkipped,
-                                "acknowledged",
-                            )
-                        });
-                        continue;
-                    }
-                }
-                // Flapping holds notifications only, here, after the steps
-                // before (a failover) ran.
-                if ctx.flapping(check, Timestamp::now())
-                    && wait_while_held(ctx, config, check, id, resolved, true).await
-                {
-                    return Some(End::Recovered);
-                }
-                let severity = step.severity.unwrap_or(check.severity);
-                if severity >= step.min_severity {
-                    refresh_dependents(ctx, config, &check.name).await;
-                    let (state, kind) = if step.after.is_some() {
-                        ("escalated", EventKind::Escalated)
-                    } else {
-                        ("notified", EventKind::Notified)
-                    };
-                    let last = ctx
-                        .status(&check.name)
-                        .map(|s| s.last_message)
-                        .unwrap_or_default();
-                    let mut title = format!(
-                        "[{}] {} is failing",
-                        severity.as_str().to_uppercase(),
-                        check.name
-                    );
-                    if let Some(why) = &limit_hit {
-                        title.push_str(" (repairs stopped)");
-                        tracing::warn!(check = %check.name, "{why}");
-                    }
-                    let msg = message(
-                        ctx,
-                        check,
-                        severity,
-                        "failing",
-                        &title,
-                        &last,
-                        opened,
-                        silenced(ctx, config, &check.name),
-                        id,
-                        repair_note.as_deref(),
-                    );
-                    for n in to {
-                        deliver(ctx, config, id, &key, n, &msg).await;
-                    }
-                    ctx.store("updating an incident", |s| {
-                        s.set_incident_state(
-                            id,
-                            state,
-                            None,
-                            Timestamp::now(),
-                            &kind,
-                            &to.join(", "),
-                        )
-                    });
-                } else {
-                    // Said, so that an incident nobody heard of is explained.
-                    let why = format!(
-                        "{name}: severity {severity} is below its min_severity {}",
-                        step.min_severity
-                    );
-                    tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
-                    ctx.store("recording an event", |s| {
-                        s.incident_event(id, Timestamp::now(), &EventKind::NotifySkipped, &why)
-                    });
-                }
+                notify_step(&inc, step, &key, name, &repairs, resolved).await
             }
+        };
+        match next {
+            Next::Record => ctx.event(id, &EventKind::Step, &key),
+            Next::Skip => {}
+            Next::End(end) => return Some(end),
         }
-        ctx.store("recording a step", |s| {
-            s.incident_event(id, Timestamp::now(), &EventKind::Step, &key)
-        });
     }
     None
+}
+
+/// A step of a kind a plugin runs: wait until the plugin is ready (the
+/// incident ends if the check recovers first), run it, record what it
+/// said; a step that cannot be done pages at disaster severity.
+async fn plugin_step(
+    inc: &Inc<'_>,
+    kind: &ActionKind,
+    key: &str,
+    name: &str,
+    resolved: &mut watch::Receiver<bool>,
+) -> Next {
+    let (ctx, config, check, id, opened) = (inc.ctx, inc.config, inc.check, inc.id, inc.opened);
+    let Some((kind, target)) = kind.plugin() else {
+        return Next::Skip;
+    };
+    let Some(plugin) = ctx.inner.plugins.get(kind) else {
+        ctx.event(
+            id,
+            &EventKind::FailoverFailed,
+            &format!("this vigie has no {kind} support"),
+        );
+        return Next::Skip;
+    };
+    let view = crate::Statuses(ctx.inner.clone());
+    let ready = tokio::select! {
+        r = plugin.ready(config, target, false, &view) => r,
+        _ = resolved.wait_for(|r| *r) => {
+            ctx.event(
+                id,
+                &EventKind::FailoverCalledOff,
+                &format!("{target}: {} recovered first", check.name),
+            );
+            return Next::End(End::Recovered);
+        }
+    };
+    // A refusal by `ready` is recorded by `record_ready`; either failure
+    // pages below.
+    let result = if record_ready(ctx, id, target, &ready, &EventKind::FailoverFailed) {
+        let result = plugin.run(config, target, &check.name, id).await;
+        let (kind, line) = match &result {
+            Ok(line) => (EventKind::Failover, line),
+            Err(line) => (EventKind::FailoverFailed, line),
+        };
+        let detail = format!("{target}: {line}");
+        tracing::warn!(incident = id, check = %check.name, "{kind}: {detail}");
+        ctx.event(id, &kind, &detail);
+        result
+    } else {
+        ready
+    };
+    match &result {
+        Err(line) => {
+            notify_now(
+                ctx,
+                config,
+                check,
+                id,
+                &format!("{key} failed"),
+                Severity::Disaster,
+                "action failed",
+                &format!("{}: {name} failed", check.name),
+                &format!("{target}: {line}"),
+                opened,
+            )
+            .await;
+        }
+        Ok(_) => ctx.event(id, &EventKind::FailedOver, target),
+    }
+    Next::Record
+}
+
+/// How long until an escalation `after` the incident opened is due at
+/// `now` (none if it is past).
+fn until_due(opened: Timestamp, after: Duration, now: Timestamp) -> Duration {
+    let due = opened.saturating_add(after);
+    Duration::from_millis(u64::try_from(due.millis() - now.millis()).unwrap_or(0))
+}
+
+/// A notify step: an escalation first waits for its delay (and is
+/// skipped if the incident was acknowledged meanwhile); flapping holds
+/// it; then it pages, or says why its severity does not reach it.
+async fn notify_step(
+    inc: &Inc<'_>,
+    step: &vigie_config::NotifyStep,
+    key: &str,
+    name: &str,
+    repairs: &Repairs,
+    resolved: &mut watch::Receiver<bool>,
+) -> Next {
+    let (ctx, config, check, id) = (inc.ctx, inc.config, inc.check, inc.id);
+    if let Some(after) = step.after {
+        let wait = until_due(inc.opened, after.std(), ctx.now());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = resolved.wait_for(|r| *r) => return Next::End(End::Recovered),
+        }
+        let acked = ctx
+            .store("reading an incident", |s| s.incident(id))
+            .flatten()
+            .is_some_and(|i| i.acked.is_some());
+        if acked {
+            ctx.store("recording a step", |s| {
+                s.incident_event(id, ctx.now(), &EventKind::Step, key)?;
+                s.incident_event(id, ctx.now(), &EventKind::EscalationSkipped, "acknowledged")
+            });
+            return Next::Skip;
+        }
+    }
+    // Flapping holds notifications only, here, after the steps before (a
+    // failover) ran.
+    if ctx.flapping(check, ctx.now())
+        && wait_while_held(ctx, config, check, id, resolved, true).await
+    {
+        return Next::End(End::Recovered);
+    }
+    let severity = step.severity.unwrap_or(check.severity);
+    if severity >= step.min_severity {
+        page(inc, step, key, severity, repairs).await;
+    } else {
+        // Said, so that an incident nobody heard of is explained.
+        let why = format!(
+            "{name}: severity {severity} is below its min_severity {}",
+            step.min_severity
+        );
+        tracing::info!(incident = id, check = %check.name, "notify step skipped: {why}");
+        ctx.event(id, &EventKind::NotifySkipped, &why);
+    }
+    Next::Record
+}
+
+/// Send a notify step's page (naming the children the check silences and
+/// what its repairs did) and record it as notified or escalated.
+async fn page(
+    inc: &Inc<'_>,
+    step: &vigie_config::NotifyStep,
+    key: &str,
+    severity: Severity,
+    repairs: &Repairs,
+) {
+    let (ctx, config, check, id, opened) = (inc.ctx, inc.config, inc.check, inc.id, inc.opened);
+    refresh_dependents(ctx, config, &check.name).await;
+    let (state, kind) = if step.after.is_some() {
+        ("escalated", EventKind::Escalated)
+    } else {
+        ("notified", EventKind::Notified)
+    };
+    let last = ctx
+        .status(&check.name)
+        .map(|s| s.last_message)
+        .unwrap_or_default();
+    let mut title = format!(
+        "[{}] {} is failing",
+        severity.as_str().to_uppercase(),
+        check.name
+    );
+    if let Some(why) = &repairs.limit_hit {
+        title.push_str(" (repairs stopped)");
+        tracing::warn!(check = %check.name, "{why}");
+    }
+    let msg = message(
+        ctx,
+        check,
+        severity,
+        "failing",
+        &title,
+        &last,
+        opened,
+        silenced(ctx, config, &check.name),
+        id,
+        repairs.note.as_deref(),
+    );
+    for n in &step.to {
+        deliver(ctx, config, id, key, n, &msg).await;
+    }
+    ctx.store("updating an incident", |s| {
+        s.set_incident_state(id, state, None, ctx.now(), &kind, &step.to.join(", "))
+    });
 }
 
 enum Repair {
@@ -936,7 +1060,7 @@ async fn repair(
     resolved: &mut watch::Receiver<bool>,
 ) -> Repair {
     let argv = &step.command.argv();
-    let now = Timestamp::now();
+    let now = ctx.now();
     if let Some(max) = step.max {
         let since = now.saturating_sub(max.within.std());
         let n = ctx
@@ -997,25 +1121,18 @@ async fn repair(
     };
     tracing::info!(incident = id, check = %check.name, action = %action.name, ok, %detail, "repair ran");
     ctx.store("recording a repair", |s| {
-        s.record_repair(id, &action.name, &check.name, Timestamp::now(), ok, &detail)
+        s.record_repair(id, &action.name, &check.name, ctx.now(), ok, &detail)
     });
     if !ok {
         return Repair::NotRepaired(format!("repair {} ran and failed ({detail})", action.name));
     }
-    // Verify: run the check again until it recovers or the window ends.
-    let deadline = tokio::time::Instant::now() + step.verify.std();
-    let pace = check.every.std().min(Duration::from_secs(1));
-    while tokio::time::Instant::now() < deadline {
-        ctx.poke(&check.name);
-        tokio::select! {
-            () = tokio::time::sleep(pace) => {}
-            _ = resolved.wait_for(|r| *r) => return Repair::Recovered,
-        }
+    if verify(ctx, check, step.verify.std(), resolved).await {
+        return Repair::Recovered;
     }
     ctx.store("updating an incident", |s| {
         s.incident_event(
             id,
-            Timestamp::now(),
+            ctx.now(),
             &EventKind::NotRepaired,
             &format!("still failing {} after {}", step.verify, action.name),
         )
@@ -1024,6 +1141,26 @@ async fn repair(
         "repair {} ran ({detail}) but {} still failed {} later",
         action.name, check.name, step.verify
     ))
+}
+
+/// A repair's verify window: run the check again, at its pace (at most a
+/// second), until it recovers (true) or `window` ends (false).
+async fn verify(
+    ctx: &Ctx,
+    check: &Check,
+    window: Duration,
+    resolved: &mut watch::Receiver<bool>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + window;
+    let pace = check.every.std().min(Duration::from_secs(1));
+    while tokio::time::Instant::now() < deadline {
+        ctx.poke(&check.name);
+        tokio::select! {
+            () = tokio::time::sleep(pace) => {}
+            _ = resolved.wait_for(|r| *r) => return true,
+        }
+    }
+    false
 }
 
 /// Why an incident waits instead of repairing and notifying.
@@ -1058,7 +1195,7 @@ fn hold_reason(ctx: &Ctx, config: &Config, check: &Check, notifications: bool) -
     }) {
         return Some(Hold::Parent(p.clone()));
     }
-    let now = Timestamp::now();
+    let now = ctx.now();
     if let Some(m) = config
         .maintenance
         .iter()
@@ -1084,7 +1221,7 @@ async fn wait_while_held(
     resolved: &mut watch::Receiver<bool>,
     notifications: bool,
 ) -> bool {
-    let asked = Timestamp::now();
+    let asked = ctx.now();
     for p in &check.depends_on {
         ctx.poke(p);
     }
@@ -1102,7 +1239,7 @@ async fn wait_while_held(
                 let (state, by, detail) = r.describe();
                 tracing::info!(incident = id, check = %check.name, "incident held: {detail}");
                 ctx.store("updating an incident", |s| {
-                    s.set_incident_state(id, state, by, Timestamp::now(), &EventKind::Held, &detail)
+                    s.set_incident_state(id, state, by, ctx.now(), &EventKind::Held, &detail)
                 });
                 held = Some(r);
             }
@@ -1113,7 +1250,7 @@ async fn wait_while_held(
                         id,
                         "open",
                         None,
-                        Timestamp::now(),
+                        ctx.now(),
                         &EventKind::Released,
                         &format!("no longer {detail}"),
                     )
@@ -1167,7 +1304,7 @@ async fn recheck_after_parent(
         {
             return true;
         }
-        let asked = Timestamp::now();
+        let asked = ctx.now();
         ctx.poke(&check.name);
         // A fresh result comes within the probe's timeout; the margin
         // covers the concurrency bound and the state's way to this task.
@@ -1212,7 +1349,7 @@ async fn refresh_dependents(ctx: &Ctx, config: &Config, parent: &str) {
     if children.is_empty() {
         return;
     }
-    let asked = Timestamp::now();
+    let asked = ctx.now();
     for c in &children {
         ctx.poke(&c.name);
     }
@@ -1322,7 +1459,7 @@ async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str
         return;
     };
     let Some(row) = ctx.store("recording a delivery", |s| {
-        s.begin_delivery(id, step, notifier, Timestamp::now())
+        s.begin_delivery(id, step, notifier, ctx.now())
     }) else {
         return;
     };
@@ -1349,7 +1486,7 @@ async fn deliver(ctx: &Ctx, config: &Config, id: i64, step: &str, notifier: &str
     let record = vigie_store::DeliveryRecord {
         step,
         notifier,
-        at: Timestamp::now(),
+        at: ctx.now(),
         attempts: d.attempts,
         error: d.error.as_deref(),
     };
@@ -1370,21 +1507,4 @@ pub(crate) fn rfc3339(t: Timestamp) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::rfc3339;
-    use vigie_core::Timestamp;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(Timestamp(1_795_444_401_000)),
-            "2026-11-23T14:33:21Z"
-        );
-        assert_eq!(rfc3339(Timestamp(951_782_400_000)), "2000-02-29T00:00:00Z");
-        // Milliseconds are dropped, before the epoch too.
-        assert_eq!(rfc3339(Timestamp(1_999)), "1970-01-01T00:00:01Z");
-        assert_eq!(rfc3339(Timestamp(-1)), "1969-12-31T23:59:59Z");
-        assert_eq!(rfc3339(Timestamp(i64::MAX)), "9999-12-30T22:00:00Z");
-    }
-}
+mod tests;

@@ -15,6 +15,7 @@
 //!   and its timeout aborts it (dropping sockets, killing processes)
 //!   without delaying any other check.
 
+mod clock;
 mod heartbeat;
 mod incidents;
 mod runner;
@@ -237,6 +238,8 @@ pub(crate) struct Inner {
     /// A check's wake-up: run now (a heartbeat ping, a repair's verify).
     wakes: RwLock<BTreeMap<String, Arc<Notify>>>,
     semaphore: RwLock<Arc<Semaphore>>,
+    /// Where incidents read the time of day (tests: tokio's clock).
+    clock: clock::Clock,
 }
 
 /// The running engine. Cheap to clone; every clone drives the same checks.
@@ -285,6 +288,28 @@ impl Engine {
         hints: Hints,
         board: vigie_core::Board,
     ) -> Result<Self, EngineError> {
+        let (engine, snapshot) = Self::open(
+            config,
+            state_dir,
+            plugins,
+            hints,
+            board,
+            clock::Clock::System,
+        )?;
+        engine.install(config, &snapshot)?;
+        Ok(engine)
+    }
+
+    /// The engine and its incident manager, with no check scheduled yet;
+    /// what the store remembers comes back as the snapshot.
+    fn open(
+        config: &Config,
+        state_dir: &Path,
+        plugins: Plugins,
+        hints: Hints,
+        board: vigie_core::Board,
+        clock: clock::Clock,
+    ) -> Result<(Self, writer::Snapshot), EngineError> {
         let store = Store::open(state_dir)?;
         let (writer, store) = writer::spawn(
             store,
@@ -305,6 +330,7 @@ impl Engine {
             hints,
             board,
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
+            clock,
         });
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
         let _ = inner.incidents.set(changes);
@@ -312,7 +338,28 @@ impl Engine {
             inner,
             tasks: Arc::new(Mutex::new(JoinSet::new())),
         };
-        engine.install(config, &store)?;
+        Ok((engine, store))
+    }
+
+    /// An engine whose incidents read the time from tokio's clock
+    /// (starting at `at`) and whose checks never run by themselves: the
+    /// test records their results (`Inner::record`).
+    #[cfg(test)]
+    pub(crate) fn start_unscheduled(
+        config: &Config,
+        state_dir: &Path,
+        plugins: Plugins,
+        at: Timestamp,
+    ) -> Result<Self, EngineError> {
+        let (engine, snapshot) = Self::open(
+            config,
+            state_dir,
+            plugins,
+            Hints::default(),
+            vigie_core::Board::new(),
+            clock::Clock::tokio(at),
+        )?;
+        engine.install_states(config, &snapshot);
         Ok(engine)
     }
 
@@ -347,6 +394,29 @@ impl Engine {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Arc::new(Semaphore::new(config.engine.concurrency));
+        let wakes = self.install_states(config, snapshot);
+        let started = tokio::time::Instant::now();
+        for (check, probe) in prepared {
+            let wake = wakes.get(&check.name).cloned().unwrap_or_default();
+            let task = runner::CheckTask {
+                inner: self.inner.clone(),
+                check,
+                probe,
+                wake,
+            };
+            tasks.spawn(task.run(started));
+        }
+        tracing::info!(checks = config.checks.len(), "checks scheduled");
+        Ok(())
+    }
+
+    /// The checks' wake-ups, heartbeats and statuses for `config`; those
+    /// that keep their name keep their state. Returns the wake-ups.
+    fn install_states(
+        &self,
+        config: &Config,
+        snapshot: &writer::Snapshot,
+    ) -> BTreeMap<String, Arc<Notify>> {
         let now = Timestamp::now();
         let wakes: BTreeMap<String, Arc<Notify>> = config
             .checks
@@ -393,26 +463,14 @@ impl Engine {
                         depends_on: Vec::new(),
                     }
                 });
-                s.kind = check.probe.kind();
+                s.kind = check.probe.kind().name();
                 s.severity = check.severity;
                 s.every_seconds = check.every.std().as_secs_f64();
                 s.depends_on.clone_from(&check.depends_on);
                 status.insert(check.name.clone(), s);
             }
         }
-        let started = tokio::time::Instant::now();
-        for (check, probe) in prepared {
-            let wake = wakes.get(&check.name).cloned().unwrap_or_default();
-            let task = runner::CheckTask {
-                inner: self.inner.clone(),
-                check,
-                probe,
-                wake,
-            };
-            tasks.spawn(task.run(started));
-        }
-        tracing::info!(checks = config.checks.len(), "checks scheduled");
-        Ok(())
+        wakes
     }
 
     fn install_heartbeats(
@@ -489,7 +547,7 @@ impl Engine {
     /// Acknowledge an incident: its escalation steps are skipped; it stays
     /// open until its check recovers.
     pub fn ack(&self, id: i64, note: &str) -> Result<vigie_store::Ack, EngineError> {
-        let r = self.incident_store(|s| s.ack_incident(id, Timestamp::now(), note))?;
+        let r = self.incident_store(|s| s.ack_incident(id, self.inner.clock.now(), note))?;
         if r == vigie_store::Ack::Acknowledged {
             tracing::info!(incident = id, note, "incident acknowledged");
         }

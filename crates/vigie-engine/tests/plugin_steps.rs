@@ -29,6 +29,24 @@ impl Recorder {
             .filter(|c| **c == what)
             .count()
     }
+
+    /// Record a call to `what`: `Err(fails)` from its `fails_from`th on,
+    /// `Ok(works)` before.
+    fn call(
+        &self,
+        what: &'static str,
+        fails_from: usize,
+        works: &str,
+        fails: &str,
+    ) -> Result<String, String> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(what);
+        if calls.iter().filter(|c| **c == what).count() >= fails_from {
+            Err(fails.to_owned())
+        } else {
+            Ok(works.to_owned())
+        }
+    }
 }
 
 impl ActionPlugin for Recorder {
@@ -54,13 +72,12 @@ impl ActionPlugin for Recorder {
         _: i64,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push("run");
-            if calls.iter().filter(|c| **c == "run").count() >= self.runs_fail_from {
-                Err("the budget is spent: record left on the primary".to_owned())
-            } else {
-                Ok("moved".to_owned())
-            }
+            self.call(
+                "run",
+                self.runs_fail_from,
+                "moved",
+                "the budget is spent: record left on the primary",
+            )
         })
     }
 
@@ -75,13 +92,12 @@ impl ActionPlugin for Recorder {
         _: &'a str,
     ) -> PluginFuture<'a, Result<String, String>> {
         Box::pin(async {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push("undo");
-            if calls.iter().filter(|c| **c == "undo").count() >= self.undos_fail_from {
-                Err("the budget is spent: record left on the backup".to_owned())
-            } else {
-                Ok("back".to_owned())
-            }
+            self.call(
+                "undo",
+                self.undos_fail_from,
+                "back",
+                "the budget is spent: record left on the backup",
+            )
         })
     }
 }
@@ -180,18 +196,7 @@ name = "t"
 kind = "webhook"
 url = "http://127.0.0.1:{port}/in"
 
-[dns.d]
-kind = "rfc2136"
-server = "127.0.0.1:9"
-key_name = "k"
-secret = {{ file = "tsig.key" }}
-
-[failover.f]
-record = {{ zone = "example.org", name = "blog" }}
-primary = ["192.0.2.1"]
-backup = ["192.0.2.2"]
-dns = "d"
-
+{tables}
 [[check]]
 name = "svc"
 command = {{ argv = ["test", "-e", "{}"] }}
@@ -201,7 +206,15 @@ recover_after = 1
 actions = ["failover:f", "notify:hook"]
 {extra}
 "#,
-            flag.display()
+            flag.display(),
+            tables = vigie_testkit::rfc2136_failover(
+                "f",
+                "d",
+                "127.0.0.1:9",
+                "k",
+                ("192.0.2.1", "192.0.2.2"),
+                ""
+            ),
         );
         let config = vigie_config::load_str(&src, &dir.path().join("vigie.toml"), &|_| None)
             .unwrap()
@@ -255,6 +268,25 @@ actions = ["failover:f", "notify:hook"]
         self.states().iter().filter(|x| *x == state).count()
     }
 
+    /// The one page about a failed action, once sent: at disaster
+    /// severity, flapping or not.
+    async fn failed_action_page(&self) -> serde_json::Value {
+        until("the failed action paged", || {
+            self.count("action failed") == 1
+        })
+        .await;
+        let page = self
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|v| v["state"] == "action failed")
+            .cloned()
+            .unwrap();
+        assert_eq!(page["severity"], "disaster", "{page}");
+        page
+    }
+
     fn down(&self) {
         std::fs::remove_file(&self.flag).unwrap();
     }
@@ -269,7 +301,6 @@ async fn flapping_holds_notifications_not_plugin_steps_and_holds_the_undo() {
     let bed = Bed::new("", 5, usize::MAX).await;
     let plugin = &bed.plugin;
     let engine = &bed.engine;
-    let seen = &bed.seen;
     let states = || bed.states();
     let count = |s: &str| bed.count(s);
     // Changes of state: ok (1), then two per outage: the third outage's
@@ -304,10 +335,7 @@ async fn flapping_holds_notifications_not_plugin_steps_and_holds_the_undo() {
     }
     // The fifth run fails: paged at disaster severity though it flaps.
     bed.down();
-    until("the failed step paged", || count("action failed") == 1).await;
-    let all = seen.lock().unwrap().clone();
-    let page = all.iter().find(|v| v["state"] == "action failed").unwrap();
-    assert_eq!(page["severity"], "disaster", "{page}");
+    let page = bed.failed_action_page().await;
     assert!(
         page["body"]
             .as_str()
@@ -345,10 +373,7 @@ async fn a_held_undo_happens_once_the_check_stops_flapping() {
     until("the held undo", || bed.plugin.count("undo") == 2).await;
     assert_eq!(bed.count("failback held"), 1, "{:?}", bed.states());
     // That second undo failed: paged.
-    until("the failed undo paged", || bed.count("action failed") == 1).await;
-    let all = bed.seen.lock().unwrap().clone();
-    let page = all.iter().find(|v| v["state"] == "action failed").unwrap();
-    assert_eq!(page["severity"], "disaster", "{page}");
+    let page = bed.failed_action_page().await;
     assert!(
         page["title"]
             .as_str()

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::http::{call, client, with_json};
 use crate::{Change, DnsError, RecordSpec};
 
+/// The provider's `kind`, which names it in messages.
+const NAME: &str = vigie_config::DnsKind::Cloudflare.name();
+
 pub const API: &str = "https://api.cloudflare.com/client/v4";
 
 pub struct Cloudflare {
@@ -22,14 +25,6 @@ impl std::fmt::Debug for Cloudflare {
         f.debug_struct("Cloudflare")
             .field("base", &self.base)
             .finish_non_exhaustive()
-    }
-}
-
-fn fqdn(rec: &RecordSpec) -> String {
-    if rec.name == "@" || rec.name.is_empty() {
-        rec.zone.clone()
-    } else {
-        format!("{}.{}", rec.name, rec.zone)
     }
 }
 
@@ -62,10 +57,10 @@ impl Cloudflare {
         if let Some(b) = body {
             req = with_json(req, b);
         }
-        let v = call("cloudflare", &method, path, req).await?;
+        let v = call(NAME, &method, path, req).await?;
         if v["success"] == false {
             return Err(DnsError::Api {
-                provider: "cloudflare",
+                provider: NAME,
                 message: format!(
                     "{method} {path}: {}",
                     v["errors"][0]["message"].as_str().unwrap_or("failed")
@@ -83,7 +78,7 @@ impl Cloudflare {
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| DnsError::Api {
-                provider: "cloudflare",
+                provider: NAME,
                 message: format!("no zone {zone} for this token"),
             })
     }
@@ -94,7 +89,7 @@ impl Cloudflare {
         rec: &RecordSpec,
     ) -> Result<Vec<(String, IpAddr)>, DnsError> {
         let rtype = if rec.ipv6 { "AAAA" } else { "A" };
-        let name = fqdn(rec);
+        let name = rec.full_name();
         let list = self
             .api(
                 Method::GET,
@@ -147,7 +142,7 @@ impl Cloudflare {
                 (None, Some(ip)) => {
                     let body = json!({
                         "type": if rec.ipv6 { "AAAA" } else { "A" },
-                        "name": fqdn(rec),
+                        "name": rec.full_name(),
                         "content": ip.to_string(),
                         "ttl": rec.ttl,
                     });

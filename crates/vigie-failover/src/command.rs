@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::{Change, DnsError, RecordSpec};
 
+/// The provider's `kind`, which names it in messages.
+const NAME: &str = vigie_config::DnsKind::Command.name();
+
 #[derive(Debug)]
 pub struct CommandProvider {
     argv: Vec<String>,
@@ -32,7 +35,7 @@ impl CommandProvider {
         let mut argv = self.argv.clone();
         argv.extend(args);
         let err = |message: String| DnsError::Api {
-            provider: "command",
+            provider: NAME,
             message,
         };
         let out = tokio::time::timeout(self.timeout, vigie_net::command::run_argv(&argv, &[]))
@@ -63,7 +66,7 @@ impl CommandProvider {
         let mut out = Vec::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             out.push(line.parse().map_err(|_| DnsError::Api {
-                provider: "command",
+                provider: NAME,
                 message: format!("`get` printed {line:?}, not an address"),
             })?);
         }

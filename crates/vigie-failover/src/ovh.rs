@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 use crate::{Change, DnsError, RecordSpec};
 
+/// The provider's `kind`, which names it in messages.
+const NAME: &str = vigie_config::DnsKind::Ovh.name();
+
 /// The OVH endpoints by name, as their API wrappers call them.
 pub fn endpoint(name: &str) -> Option<&'static str> {
     match name {
@@ -55,7 +58,7 @@ impl std::fmt::Debug for Ovh {
 
 fn api_err(message: impl Into<String>) -> DnsError {
     DnsError::Api {
-        provider: "ovh",
+        provider: NAME,
         message: message.into(),
     }
 }
@@ -144,11 +147,11 @@ impl Ovh {
             .header("X-Ovh-Signature", sig)
             .header("Content-Type", "application/json")
             .body(body);
-        crate::http::call("ovh", &method, path, req).await
+        crate::http::call(NAME, &method, path, req).await
     }
 
     fn sub_domain(rec: &RecordSpec) -> &str {
-        if rec.name == "@" { "" } else { &rec.name }
+        if rec.is_apex() { "" } else { &rec.name }
     }
 
     /// The record ids and values of the record set.

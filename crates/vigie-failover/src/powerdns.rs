@@ -9,6 +9,9 @@ use serde_json::json;
 use crate::http::{call, client, with_json};
 use crate::{Change, DnsError, RecordSpec};
 
+/// The provider's `kind`, which names it in messages.
+const NAME: &str = vigie_config::DnsKind::Powerdns.name();
+
 pub struct PowerDns {
     base: String,
     server_id: String,
@@ -34,11 +37,7 @@ fn canonical(name: &str) -> String {
 }
 
 fn fqdn(rec: &RecordSpec) -> String {
-    if rec.name == "@" || rec.name.is_empty() {
-        canonical(&rec.zone)
-    } else {
-        canonical(&format!("{}.{}", rec.name, rec.zone))
-    }
+    canonical(&rec.full_name())
 }
 
 impl PowerDns {
@@ -67,7 +66,7 @@ impl PowerDns {
             .client
             .get(format!("{}{path}", self.base))
             .header("X-API-Key", &self.api_key);
-        let zone = call("powerdns", &Method::GET, &path, req).await?;
+        let zone = call(NAME, &Method::GET, &path, req).await?;
         let name = fqdn(rec);
         let rtype = if rec.ipv6 { "AAAA" } else { "A" };
         let mut out: Vec<IpAddr> = zone["rrsets"]
@@ -105,7 +104,7 @@ impl PowerDns {
                 .header("X-API-Key", &self.api_key),
             &body,
         );
-        call("powerdns", &Method::PATCH, &path, req).await?;
+        call(NAME, &Method::PATCH, &path, req).await?;
         Ok(Change::Changed { from: current })
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vigie_config::{Backup, Config, Failover, Peer};
 use vigie_core::{CheckState, Timestamp};
-use vigie_engine::Statuses;
+use vigie_engine::{CheckStatus, Statuses};
 use vigie_net::Alpn;
 
 /// What one watcher sees of a failover's primary.
@@ -49,6 +49,43 @@ pub struct Vote {
 
 /// This node's vote on failover `f`, from its checks' states.
 pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
+    let config = view.config();
+    decide(
+        node,
+        f,
+        &|c| view.get(c),
+        &|c| config.check(c).map_or(Duration::ZERO, confirm_window),
+        Timestamp::now(),
+    )
+}
+
+/// How long a failing trigger check takes to tell, from fresh runs,
+/// whether it still fails or has recovered: `fail_after` or
+/// `recover_after` runs (the larger) at its cadence (a check already
+/// failing runs at `every`), plus one run for the phase and a timeout.
+fn confirm_window(c: &vigie_config::Check) -> Duration {
+    let runs = c.fail_after.max(c.recover_after).saturating_add(1);
+    c.every.0.saturating_mul(runs) + c.timeout.0
+}
+
+/// The vote, from each check's status (`status`), how long each trigger
+/// takes to confirm a failure (`confirm`), and the time.
+///
+/// A trigger that became failing before this watcher's own link (its
+/// `reference` checks) last came back was judged, at least in part,
+/// while the watcher could see nothing: it counts as down only once it
+/// has kept failing for a whole confirmation window after the link came
+/// back (until then the vote is unknown). Without this, a watcher whose
+/// link returns votes down in the moment between its reference check's
+/// first success and the trigger's, and with `quorum = 1` moves the
+/// record off a healthy primary.
+fn decide(
+    node: &str,
+    f: &Failover,
+    status: &dyn Fn(&str) -> Option<CheckStatus>,
+    confirm: &dyn Fn(&str) -> Duration,
+    now: Timestamp,
+) -> Vote {
     let vote = |verdict, since: Timestamp, detail: String| Vote {
         node: node.to_owned(),
         failover: f.name.clone(),
@@ -57,7 +94,7 @@ pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
         detail,
         backup_is_self: f.backup == Backup::PublicIp,
     };
-    let refs: Vec<_> = f.reference.iter().map(|c| (c, view.get(c))).collect();
+    let refs: Vec<_> = f.reference.iter().map(|c| (c, status(c))).collect();
     if !refs.is_empty()
         && refs
             .iter()
@@ -67,7 +104,7 @@ pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
             .iter()
             .filter_map(|(_, s)| s.as_ref().map(|s| s.since))
             .max()
-            .unwrap_or_else(Timestamp::now);
+            .unwrap_or(now);
         let names: Vec<&str> = refs.iter().map(|(c, _)| c.as_str()).collect();
         return vote(
             Verdict::Abstain,
@@ -75,7 +112,14 @@ pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
             format!("own link down: {} failing", names.join(", ")),
         );
     }
-    let triggers: Vec<_> = f.checks.iter().map(|c| (c, view.get(c))).collect();
+    // When this watcher's link last came back: the latest of its healthy
+    // reference checks' recoveries.
+    let link_back = refs
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().filter(|s| s.state == CheckState::Ok))
+        .map(|s| s.since)
+        .max();
+    let triggers: Vec<_> = f.checks.iter().map(|c| (c, status(c))).collect();
     let failing: Vec<_> = triggers
         .iter()
         .filter_map(|(c, s)| {
@@ -84,12 +128,44 @@ pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
                 .map(|s| (c, s))
         })
         .collect();
-    if let Some(since) = failing.iter().map(|(_, s)| s.since).min() {
-        let what: Vec<String> = failing
+    let (confirmed, unconfirmed): (Vec<_>, Vec<_>) = failing.iter().partition(|(c, s)| {
+        link_back.is_none_or(|back| s.since > back || back.age(now) >= confirm(c))
+    });
+    // The link in doubt: no reference check's latest run succeeded (it
+    // fails before it is confirmed failing, and a trigger may be
+    // confirmed first).
+    let doubt = !refs.is_empty()
+        && !refs
+            .iter()
+            .any(|(_, s)| s.as_ref().is_some_and(|s| s.last_ok == Some(true)));
+    if doubt && !confirmed.is_empty() {
+        let names: Vec<&str> = refs.iter().map(|(c, _)| c.as_str()).collect();
+        return vote(
+            Verdict::Unknown,
+            now,
+            format!(
+                "own link in doubt: the last run of {} failed",
+                names.join(", ")
+            ),
+        );
+    }
+    if let Some(since) = confirmed.iter().map(|(_, s)| s.since).min() {
+        let what: Vec<String> = confirmed
             .iter()
             .map(|(c, s)| format!("{c}: {}", s.last_message))
             .collect();
         return vote(Verdict::Down, since, what.join("; "));
+    }
+    if !unconfirmed.is_empty() {
+        let names: Vec<&str> = unconfirmed.iter().map(|(c, _)| c.as_str()).collect();
+        return vote(
+            Verdict::Unknown,
+            now,
+            format!(
+                "own link back: re-confirming {} from fresh runs",
+                names.join(", ")
+            ),
+        );
     }
     let ok = !triggers.is_empty()
         && triggers
@@ -101,12 +177,12 @@ pub fn local_vote(node: &str, f: &Failover, view: &Statuses) -> Vote {
             .iter()
             .filter_map(|(_, s)| s.as_ref().map(|s| s.since))
             .max()
-            .unwrap_or_else(Timestamp::now);
+            .unwrap_or(now);
         return vote(Verdict::Up, since, "primary healthy".into());
     }
     vote(
         Verdict::Unknown,
-        Timestamp::now(),
+        now,
         "the checks have not decided yet".into(),
     )
 }
@@ -378,6 +454,126 @@ mod tests {
             .collect();
         assert_eq!(ok, ["w1"]);
         assert_eq!(t.healthy_for(Duration::from_secs(1)).len(), 2);
+    }
+
+    /// `[failover.blog]` triggered by `web`, with `uplink` as this
+    /// watcher's reference (`verdict` gives `web` a 9 s window).
+    fn blog() -> Failover {
+        let src = "[dns.x]\nkind = \"command\"\nargv = [\"true\"]\n\n\
+            [[check]]\nname = \"web\"\ntcp = { address = \"192.0.2.1:80\" }\nevery = \"2s\"\ntimeout = \"1s\"\nfail_after = 3\n\n\
+            [[check]]\nname = \"uplink\"\ntcp = { address = \"192.0.2.2:53\" }\n\n\
+            [failover.blog]\nrecord = { zone = \"example.org\", name = \"blog\" }\n\
+            primary = [\"192.0.2.1\"]\nbackup = [\"198.51.100.7\"]\ndns = \"x\"\n\
+            checks = [\"web\"]\nreference = [\"uplink\"]\nverify = [\"192.0.2.53:53\"]\n";
+        let loaded = vigie_config::load_str(src, std::path::Path::new("q.toml"), &|_| None)
+            .unwrap_or_else(|d| panic!("{d}"));
+        loaded.config.failovers.get("blog").unwrap().clone()
+    }
+
+    fn status(name: &str, state: CheckState, since: i64) -> CheckStatus {
+        CheckStatus {
+            name: name.into(),
+            kind: "tcp",
+            severity: vigie_core::Severity::High,
+            state,
+            since: Timestamp(since),
+            consecutive_ok: 0,
+            consecutive_fail: 0,
+            last_run: None,
+            last_ok: None,
+            last_message: "refused".into(),
+            last_duration_seconds: 0.0,
+            runs_total: 0,
+            failures_total: 0,
+            metrics: Vec::new(),
+            every_seconds: 2.0,
+            depends_on: Vec::new(),
+        }
+    }
+
+    /// The verdict with `web` and `uplink` in these states (since, in ms;
+    /// the last run's result is the state's) at `now` (ms).
+    fn verdict(web: (CheckState, i64), uplink: (CheckState, i64), now: i64) -> Verdict {
+        verdict_with(web, uplink, uplink.0 == CheckState::Ok, now)
+    }
+
+    fn verdict_with(
+        web: (CheckState, i64),
+        uplink: (CheckState, i64),
+        uplink_last_ok: bool,
+        now: i64,
+    ) -> Verdict {
+        let f = blog();
+        let get = |c: &str| {
+            let mut s = match c {
+                "web" => status("web", web.0, web.1),
+                "uplink" => status("uplink", uplink.0, uplink.1),
+                _ => return None,
+            };
+            s.last_ok = Some(s.state == CheckState::Ok);
+            if c == "uplink" {
+                s.last_ok = Some(uplink_last_ok);
+            }
+            Some(s)
+        };
+        decide("w1", &f, &get, &|_| Duration::from_secs(9), Timestamp(now)).verdict
+    }
+
+    #[test]
+    fn the_confirmation_window_covers_fail_after_and_recover_after_runs() {
+        let f = blog();
+        let loaded = vigie_config::load_str(
+            "[[check]]\nname = \"web\"\ntcp = { address = \"192.0.2.1:80\" }\nevery = \"2s\"\nretry_every = \"1s\"\ntimeout = \"1s\"\nfail_after = 3\nrecover_after = 5\n",
+            std::path::Path::new("q.toml"),
+            &|_| None,
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let web = loaded.config.check("web").unwrap();
+        assert_eq!(confirm_window(web), Duration::from_secs(13));
+        assert_eq!(f.checks, ["web"]);
+    }
+
+    /// Regression (seen in CI): a watcher whose link came back voted
+    /// "down" in the moment between its reference check's first success
+    /// and the trigger's, and with `quorum = 1` moved the record off a
+    /// healthy primary.
+    #[test]
+    fn a_failure_seen_while_the_link_was_down_is_confirmed_afresh() {
+        use CheckState::{Failing, Ok};
+        // Link down: abstain.
+        assert_eq!(
+            verdict((Failing, 1_000), (Failing, 900), 5_000),
+            Verdict::Abstain
+        );
+        // Link back at 10 s; web failing since 1 s: not yet a vote.
+        assert_eq!(
+            verdict((Failing, 1_000), (Ok, 10_000), 10_500),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            verdict((Failing, 1_000), (Ok, 10_000), 18_900),
+            Verdict::Unknown
+        );
+        // Still failing a whole window after the link came back: down.
+        assert_eq!(
+            verdict((Failing, 1_000), (Ok, 10_000), 19_000),
+            Verdict::Down
+        );
+        // A failure that began after the link came back is down at once.
+        assert_eq!(
+            verdict((Failing, 12_000), (Ok, 10_000), 12_001),
+            Verdict::Down
+        );
+        // The link healthy for long: a fresh failure is down at once.
+        assert_eq!(verdict((Failing, 50_000), (Ok, 0), 50_001), Verdict::Down);
+        // The link's last run failed but it is not confirmed failing yet
+        // (a trigger confirmed first, as the link goes): no vote.
+        assert_eq!(
+            verdict_with((Failing, 50_000), (Ok, 0), false, 50_001),
+            Verdict::Unknown
+        );
+        // Recovered: up.
+        assert_eq!(verdict((Ok, 11_000), (Ok, 10_000), 11_001), Verdict::Up);
     }
 
     #[test]

@@ -33,9 +33,23 @@ impl RecordSpec {
         Ok(z)
     }
 
+    /// The record's full name as text (`blog.example.org`; the zone
+    /// itself for `@`), as the HTTP APIs want it.
+    pub(crate) fn full_name(&self) -> String {
+        if self.is_apex() {
+            self.zone.clone()
+        } else {
+            format!("{}.{}", self.name, self.zone)
+        }
+    }
+
+    pub(crate) fn is_apex(&self) -> bool {
+        self.name == "@" || self.name.is_empty()
+    }
+
     fn fqdn(&self) -> Result<Name, DnsError> {
         let zone = self.zone_name()?;
-        if self.name == "@" || self.name.is_empty() {
+        if self.is_apex() {
             return Ok(zone);
         }
         let n = Name::from_ascii(&self.name)

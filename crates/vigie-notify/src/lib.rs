@@ -2,6 +2,9 @@
 //! and deliver it with retries. A notifier never blocks the engine: every
 //! attempt has a timeout, and a failure is reported, not raised.
 
+// The workspace still allows long functions (issue 11 §2); this crate has
+// none left and keeps it so.
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -180,7 +183,7 @@ impl Sender {
             return Err((
                 format!(
                     "{} answered {status}: redirects to another host are not followed, since the request carries the notifier's keys; configure the final URL",
-                    notifier.kind.name()
+                    notifier.kind.kind()
                 ),
                 false,
             ));
@@ -189,7 +192,7 @@ impl Sender {
         let text: String = text.chars().take(200).collect();
         let retry = status.is_server_error() || status.as_u16() == 429;
         Err((
-            format!("{} answered {status}: {text}", notifier.kind.name()),
+            format!("{} answered {status}: {text}", notifier.kind.kind()),
             retry,
         ))
     }

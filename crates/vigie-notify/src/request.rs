@@ -1,11 +1,12 @@
 //! The request each service documents, built from a message. Pure: no
 //! I/O here, so the formats are tested exactly.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::{Method, Url};
 use serde_json::json;
-use vigie_config::{HttpUrl, NotifierKind};
+use vigie_config::{HttpUrl, MaybeSecret, NotifierKind, Secret};
 
 use crate::{Message, NotifyError, gotify_priority, ntfy_priority};
 
@@ -58,42 +59,38 @@ fn txn_id() -> String {
     )
 }
 
+/// `Authorization: Bearer …` with `token`.
+fn bearer(token: &Secret) -> (String, String) {
+    ("authorization".into(), format!("Bearer {}", token.expose()))
+}
+
+/// A POST of `body` as JSON to `url`.
+fn post_json(url: Url, body: &serde_json::Value) -> Request {
+    Request {
+        method: Method::POST,
+        url,
+        headers: vec![json_header()],
+        body: json_body(body),
+    }
+}
+
 /// Build the request that delivers `msg` through `kind`.
 pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError> {
     let req = match kind {
-        NotifierKind::Ntfy { url, token } => {
-            let mut url = url.0.clone();
-            url.query_pairs_mut()
-                .append_pair("title", &msg.title)
-                .append_pair("priority", &ntfy_priority(msg.severity).to_string())
-                .append_pair("tags", &format!("{},{}", msg.state, msg.severity));
-            let mut headers = vec![(
-                "content-type".to_owned(),
-                "text/plain; charset=utf-8".to_owned(),
-            )];
-            if let Some(t) = token {
-                headers.push(("authorization".into(), format!("Bearer {}", t.expose())));
-            }
-            Request {
-                method: Method::POST,
-                url,
-                headers,
-                body: msg.body.clone().into_bytes(),
-            }
+        NotifierKind::Ntfy { url, token } => ntfy(url, token.as_ref(), msg),
+        NotifierKind::Gotify { url, token } => {
+            let mut req = post_json(
+                with_segments(url, &["message"])?,
+                &json!({
+                    "title": msg.title,
+                    "message": msg.body,
+                    "priority": gotify_priority(msg.severity),
+                }),
+            );
+            req.headers
+                .push(("x-gotify-key".into(), token.expose().to_owned()));
+            req
         }
-        NotifierKind::Gotify { url, token } => Request {
-            method: Method::POST,
-            url: with_segments(url, &["message"])?,
-            headers: vec![
-                json_header(),
-                ("x-gotify-key".into(), token.expose().to_owned()),
-            ],
-            body: json_body(&json!({
-                "title": msg.title,
-                "message": msg.body,
-                "priority": gotify_priority(msg.severity),
-            })),
-        },
         NotifierKind::Webhook {
             url,
             method,
@@ -102,33 +99,7 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             token,
             template,
         } => {
-            let body = match template {
-                Some(t) => {
-                    let env = minijinja::Environment::new();
-                    let tmpl = env
-                        .template_from_str(t)
-                        .map_err(|e| NotifyError::Render(e.to_string()))?;
-                    tmpl.render(msg)
-                        .map_err(|e| NotifyError::Render(e.to_string()))?
-                        .into_bytes()
-                }
-                None => serde_json::to_vec(msg).unwrap_or_default(),
-            };
-            let mut h: Vec<(String, String)> = Vec::new();
-            if !headers
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case("content-type"))
-            {
-                h.push(json_header());
-            }
-            h.extend(
-                headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.expose().to_owned())),
-            );
-            if let Some(t) = token {
-                h.push(("authorization".into(), format!("Bearer {}", t.expose())));
-            }
+            let body = webhook_body(template.as_deref(), msg)?;
             let mut url = url.0.clone();
             if !query.is_empty() {
                 url.query_pairs_mut()
@@ -137,7 +108,7 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             Request {
                 method: Method::from_bytes(method.as_str().as_bytes()).unwrap_or(Method::POST),
                 url,
-                headers: h,
+                headers: webhook_headers(headers, token.as_ref()),
                 body,
             }
         }
@@ -145,62 +116,30 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             event,
             key,
             endpoint,
-        } => Request {
-            method: Method::POST,
-            url: with_segments(endpoint, &["trigger", event, "with", "key", key.expose()])?,
-            headers: vec![json_header()],
-            body: json_body(&json!({
+        } => post_json(
+            with_segments(endpoint, &["trigger", event, "with", "key", key.expose()])?,
+            &json!({
                 "value1": msg.title,
                 "value2": msg.body,
                 "value3": msg.severity.as_str(),
-            })),
-        },
-        NotifierKind::Slack { url } => Request {
-            method: Method::POST,
-            url: secret_url(url.expose())?,
-            headers: vec![json_header()],
-            body: json_body(&json!({ "text": format!("*{}*\n{}", msg.title, msg.body) })),
-        },
+            }),
+        ),
+        NotifierKind::Slack { url } => post_json(
+            secret_url(url.expose())?,
+            &json!({ "text": format!("*{}*\n{}", msg.title, msg.body) }),
+        ),
         NotifierKind::Discord { url } => {
             let content: String = format!("**{}**\n{}", msg.title, msg.body)
                 .chars()
                 .take(DISCORD_MAX)
                 .collect();
-            Request {
-                method: Method::POST,
-                url: secret_url(url.expose())?,
-                headers: vec![json_header()],
-                body: json_body(&json!({ "content": content })),
-            }
+            post_json(secret_url(url.expose())?, &json!({ "content": content }))
         }
         NotifierKind::Matrix {
             homeserver,
             room_id,
             access_token,
-        } => Request {
-            method: Method::PUT,
-            url: with_segments(
-                homeserver,
-                &[
-                    "_matrix",
-                    "client",
-                    "v3",
-                    "rooms",
-                    room_id,
-                    "send",
-                    "m.room.message",
-                    &txn_id(),
-                ],
-            )?,
-            headers: vec![
-                json_header(),
-                (
-                    "authorization".into(),
-                    format!("Bearer {}", access_token.expose()),
-                ),
-            ],
-            body: json_body(&json!({ "msgtype": "m.text", "body": text(msg) })),
-        },
+        } => matrix(homeserver, room_id, access_token, msg)?,
         NotifierKind::Smtp { .. } => {
             return Err(NotifyError::Render(
                 "mail is sent over SMTP, not HTTP".into(),
@@ -210,19 +149,103 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
             bot_token,
             chat_id,
             endpoint,
-        } => Request {
-            method: Method::POST,
-            url: with_segments(
+        } => post_json(
+            with_segments(
                 endpoint,
                 &[&format!("bot{}", bot_token.expose()), "sendMessage"],
             )?,
-            headers: vec![json_header()],
-            body: json_body(&json!({
+            &json!({
                 "chat_id": chat_id,
                 "text": text(msg),
                 "disable_web_page_preview": true,
-            })),
-        },
+            }),
+        ),
     };
     Ok(req)
+}
+
+/// ntfy: the text as the body, title, priority and tags in the query.
+fn ntfy(url: &HttpUrl, token: Option<&Secret>, msg: &Message) -> Request {
+    let mut url = url.0.clone();
+    url.query_pairs_mut()
+        .append_pair("title", &msg.title)
+        .append_pair("priority", &ntfy_priority(msg.severity).to_string())
+        .append_pair("tags", &format!("{},{}", msg.state, msg.severity));
+    let mut headers = vec![(
+        "content-type".to_owned(),
+        "text/plain; charset=utf-8".to_owned(),
+    )];
+    headers.extend(token.map(bearer));
+    Request {
+        method: Method::POST,
+        url,
+        headers,
+        body: msg.body.clone().into_bytes(),
+    }
+}
+
+/// A webhook's body: the message as JSON, or rendered from `template`.
+fn webhook_body(template: Option<&str>, msg: &Message) -> Result<Vec<u8>, NotifyError> {
+    Ok(match template {
+        Some(t) => {
+            let env = minijinja::Environment::new();
+            let tmpl = env
+                .template_from_str(t)
+                .map_err(|e| NotifyError::Render(e.to_string()))?;
+            tmpl.render(msg)
+                .map_err(|e| NotifyError::Render(e.to_string()))?
+                .into_bytes()
+        }
+        None => serde_json::to_vec(msg).unwrap_or_default(),
+    })
+}
+
+/// A webhook's headers: JSON's content type unless the configured ones
+/// name one, those, then the token.
+fn webhook_headers(
+    headers: &BTreeMap<String, MaybeSecret>,
+    token: Option<&Secret>,
+) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = Vec::new();
+    if !headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("content-type"))
+    {
+        h.push(json_header());
+    }
+    h.extend(
+        headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_owned())),
+    );
+    h.extend(token.map(bearer));
+    h
+}
+
+/// Matrix: a PUT of an `m.text` event under a fresh transaction id.
+fn matrix(
+    homeserver: &HttpUrl,
+    room_id: &str,
+    access_token: &Secret,
+    msg: &Message,
+) -> Result<Request, NotifyError> {
+    let url = with_segments(
+        homeserver,
+        &[
+            "_matrix",
+            "client",
+            "v3",
+            "rooms",
+            room_id,
+            "send",
+            "m.room.message",
+            &txn_id(),
+        ],
+    )?;
+    Ok(Request {
+        method: Method::PUT,
+        url,
+        headers: vec![json_header(), bearer(access_token)],
+        body: json_body(&json!({ "msgtype": "m.text", "body": text(msg) })),
+    })
 }

@@ -53,6 +53,12 @@ fn quick() -> Sender {
     .unwrap()
 }
 
+/// `c` was a `method` request of `target` (path and query).
+#[track_caller]
+fn assert_request(c: &Captured, method: &str, target: &str) {
+    assert_eq!((c.method.as_str(), c.target.as_str()), (method, target));
+}
+
 /// Send one message through `toml`'s notifier to a fresh capture server.
 fn deliver(toml: impl Fn(&str) -> String) -> Captured {
     let (server, seen) = servers::capture(&[200]);
@@ -96,7 +102,7 @@ fn gotify_posts_json_with_the_app_token() {
     let c = deliver(|b| {
         format!("[notify.n]\nkind = \"gotify\"\nurl = \"{b}/\"\ntoken = {{ env = \"TOKEN\" }}\n")
     });
-    assert_eq!((c.method.as_str(), c.target.as_str()), ("POST", "/message"));
+    assert_request(&c, "POST", "/message");
     assert_eq!(c.header("x-gotify-key"), Some("s3cret-token"));
     assert_eq!(c.header("content-type"), Some("application/json"));
     assert_eq!(
@@ -112,7 +118,7 @@ fn webhook_sends_the_message_as_json_or_through_a_template() {
             "[notify.n]\nkind = \"webhook\"\nurl = \"{b}/in\"\nheaders = {{ x-source = \"vigie\" }}\n"
         )
     });
-    assert_eq!((c.method.as_str(), c.target.as_str()), ("POST", "/in"));
+    assert_request(&c, "POST", "/in");
     assert_eq!(c.header("x-source"), Some("vigie"));
     let v = body(&c);
     assert_eq!(v["check"], "blog");
@@ -135,10 +141,7 @@ fn ifttt_triggers_the_event_with_three_values() {
             "[notify.n]\nkind = \"ifttt\"\nevent = \"site_down\"\nkey = {{ env = \"TOKEN\" }}\nendpoint = \"{b}\"\n"
         )
     });
-    assert_eq!(
-        (c.method.as_str(), c.target.as_str()),
-        ("POST", "/trigger/site_down/with/key/s3cret-token")
-    );
+    assert_request(&c, "POST", "/trigger/site_down/with/key/s3cret-token");
     assert_eq!(
         body(&c),
         json!({"value1": message().title, "value2": message().body, "value3": "high"})
@@ -148,10 +151,7 @@ fn ifttt_triggers_the_event_with_three_values() {
 #[test]
 fn slack_and_discord_post_to_their_secret_webhook_url() {
     let c = deliver(|_| "[notify.n]\nkind = \"slack\"\nurl = { env = \"HOOK\" }\n".to_owned());
-    assert_eq!(
-        (c.method.as_str(), c.target.as_str()),
-        ("POST", "/hook/T000/B000/XXXX")
-    );
+    assert_request(&c, "POST", "/hook/T000/B000/XXXX");
     assert_eq!(
         body(&c),
         json!({"text": format!("*{}*\n{}", message().title, message().body)})
@@ -187,10 +187,7 @@ fn telegram_sends_to_the_bot_api() {
             "[notify.n]\nkind = \"telegram\"\nbot_token = {{ env = \"TOKEN\" }}\nchat_id = \"-100123\"\nendpoint = \"{b}\"\n"
         )
     });
-    assert_eq!(
-        (c.method.as_str(), c.target.as_str()),
-        ("POST", "/bots3cret-token/sendMessage")
-    );
+    assert_request(&c, "POST", "/bots3cret-token/sendMessage");
     assert_eq!(
         body(&c),
         json!({"chat_id": "-100123", "text": format!("{}\n{}", message().title, message().body), "disable_web_page_preview": true})
@@ -299,17 +296,34 @@ fn errors_never_show_a_secret_url() {
     assert!(!err.contains("s3cret-token"), "{err}");
 }
 
+/// `ca.pem` in a directory of this process under the temp directory,
+/// named after `test`: where a mail server's CA goes.
+fn ca_pem(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("ca.pem")
+}
+
+/// An smtp notifier to `server` on localhost; `rest` is the rest of its
+/// table.
+fn smtp_notifier(server: &servers::Running, rest: &str) -> Notifier {
+    notifier(&format!(
+        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\n{rest}",
+        server.addr.port()
+    ))
+}
+
 #[test]
 fn smtp_sends_mail_over_starttls_with_auth() {
-    let dir = std::env::temp_dir().join(format!("vigie-smtp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
+    let ca = ca_pem("vigie-smtp");
     let (server, mails) = servers::smtp(&ca);
-    let n = notifier(&format!(
-        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\nusername = \"alerts\"\npassword = {{ env = \"TOKEN\" }}\nfrom = \"vigie <alerts@example.org>\"\nto = [\"me@example.org\", \"ops@example.org\"]\nca = \"{}\"\n",
-        server.addr.port(),
-        ca.display()
-    ));
+    let n = smtp_notifier(
+        &server,
+        &format!(
+            "username = \"alerts\"\npassword = {{ env = \"TOKEN\" }}\nfrom = \"vigie <alerts@example.org>\"\nto = [\"me@example.org\", \"ops@example.org\"]\nca = \"{}\"\n",
+            ca.display()
+        ),
+    );
     let d = run(&quick(), &n);
     assert_eq!(d.error, None);
     let mails = mails.lock().unwrap();
@@ -339,13 +353,11 @@ fn smtp_sends_mail_over_starttls_with_auth() {
 
 #[test]
 fn smtp_refuses_an_untrusted_certificate() {
-    let dir = std::env::temp_dir().join(format!("vigie-smtp-untrusted-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (server, mails) = servers::smtp(&dir.join("ca.pem"));
-    let n = notifier(&format!(
-        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\n",
-        server.addr.port()
-    ));
+    let (server, mails) = servers::smtp(&ca_pem("vigie-smtp-untrusted"));
+    let n = smtp_notifier(
+        &server,
+        "from = \"alerts@example.org\"\nto = [\"me@example.org\"]\n",
+    );
     let d = run(&quick(), &n);
     let err = d.error.unwrap();
     assert!(err.contains("smtp:"), "{err}");
@@ -354,15 +366,15 @@ fn smtp_refuses_an_untrusted_certificate() {
 
 #[test]
 fn smtp_with_implicit_tls() {
-    let dir = std::env::temp_dir().join(format!("vigie-smtps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
+    let ca = ca_pem("vigie-smtps");
     let (server, mails) = servers::smtps(&ca);
-    let n = notifier(&format!(
-        "[notify.n]\nkind = \"smtp\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\nca = \"{}\"\n",
-        server.addr.port(),
-        ca.display()
-    ));
+    let n = smtp_notifier(
+        &server,
+        &format!(
+            "security = \"tls\"\nfrom = \"alerts@example.org\"\nto = [\"me@example.org\"]\nca = \"{}\"\n",
+            ca.display()
+        ),
+    );
     assert_eq!(run(&quick(), &n).error, None);
     let mails = mails.lock().unwrap();
     assert_eq!(mails.len(), 1);

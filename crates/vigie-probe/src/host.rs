@@ -15,17 +15,9 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
     let used_blocks = st.f_blocks.saturating_sub(st.f_bfree);
     // Like df: the share of what non-root users can use.
     let usable = used_blocks + st.f_bavail;
-    let used_pct = if usable == 0 {
-        0.0
-    } else {
-        used_blocks as f64 * 100.0 / usable as f64
-    };
+    let used_pct = percent(used_blocks, usable);
     let free = st.f_bavail.saturating_mul(frsize);
-    let inodes_pct = if st.f_files == 0 {
-        0.0
-    } else {
-        st.f_files.saturating_sub(st.f_ffree) as f64 * 100.0 / st.f_files as f64
-    };
+    let inodes_pct = percent(st.f_files.saturating_sub(st.f_ffree), st.f_files);
     let path = spec.path.display();
     let mut problems = Vec::new();
     if let Some(max) = spec.max_used_percent
@@ -48,18 +40,34 @@ pub(crate) fn disk(spec: &DiskProbe) -> Outcome {
             "{path} uses {inodes_pct:.1}% of its inodes (more than {max}%)"
         ));
     }
-    let outcome = if problems.is_empty() {
-        Outcome::ok(format!(
+    verdict(&problems, || {
+        format!(
             "{path}: {used_pct:.1}% used, {} free",
             ByteSize(free).human()
-        ))
+        )
+    })
+    .with_metric("used_ratio", used_pct / 100.0)
+    .with_metric("free_bytes", free as f64)
+    .with_metric("inodes_used_ratio", inodes_pct / 100.0)
+}
+
+/// `part` as a percentage of `whole`; 0 of nothing (no swap, an empty
+/// filesystem) is 0 %.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// A resource check's verdict: every threshold crossed, or the summary.
+fn verdict(problems: &[String], summary: impl FnOnce() -> String) -> Outcome {
+    if problems.is_empty() {
+        Outcome::ok(summary())
     } else {
         Outcome::fail(problems.join("; "))
-    };
-    outcome
-        .with_metric("used_ratio", used_pct / 100.0)
-        .with_metric("free_bytes", free as f64)
-        .with_metric("inodes_used_ratio", inodes_pct / 100.0)
+    }
 }
 
 /// Values of `/proc/meminfo`, in bytes.
@@ -84,18 +92,10 @@ fn memory_from(spec: &MemoryProbe, text: &str) -> Outcome {
     else {
         return Outcome::fail("/proc/meminfo has no MemTotal or MemAvailable");
     };
-    let used_pct = if total == 0 {
-        0.0
-    } else {
-        total.saturating_sub(available) as f64 * 100.0 / total as f64
-    };
+    let used_pct = percent(total.saturating_sub(available), total);
     let swap_total = meminfo(text, "SwapTotal").unwrap_or(0);
     let swap_free = meminfo(text, "SwapFree").unwrap_or(0);
-    let swap_pct = if swap_total == 0 {
-        0.0
-    } else {
-        swap_total.saturating_sub(swap_free) as f64 * 100.0 / swap_total as f64
-    };
+    let swap_pct = percent(swap_total.saturating_sub(swap_free), swap_total);
     let mut problems = Vec::new();
     if used_pct > spec.max_used_percent {
         problems.push(format!(
@@ -108,18 +108,15 @@ fn memory_from(spec: &MemoryProbe, text: &str) -> Outcome {
     {
         problems.push(format!("swap {swap_pct:.1}% used (more than {max}%)"));
     }
-    let outcome = if problems.is_empty() {
-        Outcome::ok(format!(
+    verdict(&problems, || {
+        format!(
             "memory {used_pct:.1}% used, {} available",
             ByteSize(available).human()
-        ))
-    } else {
-        Outcome::fail(problems.join("; "))
-    };
-    outcome
-        .with_metric("used_ratio", used_pct / 100.0)
-        .with_metric("available_bytes", available as f64)
-        .with_metric("swap_used_ratio", swap_pct / 100.0)
+        )
+    })
+    .with_metric("used_ratio", used_pct / 100.0)
+    .with_metric("available_bytes", available as f64)
+    .with_metric("swap_used_ratio", swap_pct / 100.0)
 }
 
 pub(crate) fn load(spec: &LoadProbe) -> Outcome {
@@ -154,15 +151,12 @@ fn load_from(spec: &LoadProbe, text: &str, cpus: usize) -> Outcome {
             problems.push(format!("{name} {:.2}{unit} (more than {max})", value / div));
         }
     }
-    let outcome = if problems.is_empty() {
-        Outcome::ok(format!("load {l1:.2} {l5:.2} {l15:.2} on {cpus} CPUs"))
-    } else {
-        Outcome::fail(problems.join("; "))
-    };
-    outcome
-        .with_metric("load1", l1)
-        .with_metric("load5", l5)
-        .with_metric("load15", l15)
+    verdict(&problems, || {
+        format!("load {l1:.2} {l5:.2} {l15:.2} on {cpus} CPUs")
+    })
+    .with_metric("load1", l1)
+    .with_metric("load5", l5)
+    .with_metric("load15", l15)
 }
 
 /// Whether `/proc/PID` is a live (not zombie) process.

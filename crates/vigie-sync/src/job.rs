@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
+use vigie_config::Excludes;
 use vigie_core::Board;
 
-use crate::glob::excluded;
 use crate::proto::{Entry, Kind};
 use crate::receive::Inode;
 use crate::session::{Destination, FileSent, Pending, Progress, Session, same};
@@ -34,7 +34,7 @@ pub struct JobSpec {
     pub name: String,
     pub from: PathBuf,
     pub to: Destination,
-    pub exclude: Vec<String>,
+    pub exclude: Excludes,
     pub delay: Duration,
     pub delete: bool,
     /// A batch that would delete more entries than this is held.
@@ -54,6 +54,26 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job with the defaults of a `[[sync]]` table (no state
+    /// directory: the queue and the pause kept in memory).
+    pub fn new(name: &str, from: &Path, to: Destination) -> Self {
+        Self {
+            name: name.to_owned(),
+            from: from.to_owned(),
+            to,
+            exclude: Excludes::default(),
+            delay: Duration::from_millis(250),
+            delete: true,
+            max_delete: 1000,
+            verify_every: Duration::from_hours(1),
+            checksum: false,
+            max_lag: Duration::from_mins(5),
+            max_queue: 100_000,
+            state_dir: None,
+            preserve_setuid: false,
+        }
+    }
+
     /// The job of a `[[sync]]` table; a local destination runs this very
     /// binary as its receiver.
     pub fn from_config(j: &vigie_config::SyncJob) -> Self {
@@ -219,12 +239,12 @@ fn under(p: &[u8], dir: &[u8]) -> bool {
 /// `root` itself (an empty path: its mode, owner and times are
 /// replicated like any entry's) and every entry under it (not following
 /// symlinks), minus excludes.
-pub fn local_tree(root: &Path, exclude: &[String]) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
+pub fn local_tree(root: &Path, exclude: &Excludes) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
     Ok(scan(root, exclude)?.0)
 }
 
 /// `local_tree`, and the names of each file that has more than one.
-fn scan(root: &Path, exclude: &[String]) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
+fn scan(root: &Path, exclude: &Excludes) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
     let fd = rustix::fs::open(root, DIR_FLAGS, rustix::fs::Mode::empty())
         .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
     scan_fd(&fd, root, exclude)
@@ -277,21 +297,21 @@ fn subtree(root: &Path, rel: &[u8]) -> Result<BTreeMap<Vec<u8>, Entry>, String> 
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| format!("{}: {}", shown(), std::io::Error::from(e)))?;
-    Ok(scan_fd(&fd, &join(root, rel), &[])?.0)
+    Ok(scan_fd(&fd, &join(root, rel), &Excludes::default())?.0)
 }
 
 /// `scan` of the directory open as `fd` (`root`, for messages).
 fn scan_fd(
     fd: &std::os::fd::OwnedFd,
     root: &Path,
-    exclude: &[String],
+    exclude: &Excludes,
 ) -> Result<(BTreeMap<Vec<u8>, Entry>, Links), String> {
     let mut out = BTreeMap::new();
     let mut links = Links::default();
     let top = crate::receive::root_entry(fd).map_err(|e| format!("{}: {e}", root.display()))?;
     out.insert(Vec::new(), top);
     crate::receive::walk(fd, &mut Vec::new(), &mut |e, inode| {
-        if !excluded(exclude, &e.path) {
+        if !exclude.is_excluded(&e.path) {
             if let Some(inode) = inode {
                 links.add(&e.path, inode);
             }
@@ -411,6 +431,20 @@ struct Left {
     again: BTreeSet<Vec<u8>>,
 }
 
+/// What one pass of `reconcile` keeps track of.
+#[derive(Default)]
+struct Pass {
+    left: Left,
+    /// Files sent as a delta or as a link: a failure sends them whole
+    /// next time.
+    deltas: BTreeSet<Vec<u8>>,
+    /// Directories whose times are set last.
+    dir_meta: Vec<Entry>,
+    /// Files of several names sent in this pass: the next names go as
+    /// links to the first.
+    sent_names: BTreeSet<Vec<u8>>,
+}
+
 impl Sender {
     pub fn new(spec: JobSpec, status: Arc<Mutex<Status>>) -> Self {
         Self {
@@ -445,7 +479,7 @@ impl Sender {
         self.mirror = s
             .list()?
             .into_iter()
-            .filter(|e| !excluded(&self.spec.exclude, &e.path))
+            .filter(|e| !self.spec.exclude.is_excluded(&e.path))
             .map(|e| (e.path.clone(), e))
             .collect();
         Ok(())
@@ -516,7 +550,7 @@ impl Sender {
         // leave it.
         let mut sent: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (from, to) in renames {
-            let ex = |p: &[u8]| excluded(&self.spec.exclude, p);
+            let ex = |p: &[u8]| self.spec.exclude.is_excluded(p);
             // A watch's path can be stale (events read before a moved
             // directory's watch follows it): a rename onto itself, into
             // itself or onto one of its directories is no rename.
@@ -570,7 +604,7 @@ impl Sender {
         let mut gone = Vec::new();
         let mut dirs: BTreeSet<Vec<u8>> = BTreeSet::new();
         for p in dirty {
-            if excluded(&self.spec.exclude, p) {
+            if self.spec.exclude.is_excluded(p) {
                 continue;
             }
             if !p.is_empty() {
@@ -587,35 +621,56 @@ impl Sender {
                     // The root's own change (a chmod) is its alone: it
                     // is watched from the start, nothing in it is new.
                     if e.kind == Kind::Dir && !p.is_empty() {
-                        // A directory that appeared, moved or changed:
-                        // all it holds, against all the receiver holds
-                        // there (files made in it before its watch began
-                        // have no events of their own).
-                        let mut here = BTreeSet::new();
-                        if let Ok(sub) = subtree(&self.spec.from, p) {
-                            for (k, mut v) in sub.into_iter().filter(|(k, _)| !k.is_empty()) {
-                                let mut full = p.clone();
-                                full.push(b'/');
-                                full.extend_from_slice(&k);
-                                if !excluded(&self.spec.exclude, &full) {
-                                    v.path.clone_from(&full);
-                                    here.insert(full.clone());
-                                    want.insert(full, v);
-                                }
-                            }
-                        }
-                        gone.extend(
-                            self.mirror
-                                .keys()
-                                .filter(|k| under(k, p) && !here.contains(*k))
-                                .cloned(),
-                        );
+                        self.dir_contents(p, &mut want, &mut gone);
                     }
                     want.insert(p.clone(), e);
                 }
             }
         }
-        // A file of several names changed through one: every name.
+        self.other_names(&mut want);
+        // The directories that held changes: their times changed too.
+        for d in dirs {
+            if let Some(e) = local_entry(&self.spec.from, &d) {
+                want.entry(d).or_insert(e);
+            }
+        }
+        Ok(self.reconcile(s, &want, gone)?.again)
+    }
+
+    /// A directory that appeared, moved or changed: all it holds
+    /// (`want`), against all the receiver holds there (`gone`, what it
+    /// holds no more). Files made in it before its watch began have no
+    /// events of their own.
+    fn dir_contents(
+        &self,
+        dir: &[u8],
+        want: &mut BTreeMap<Vec<u8>, Entry>,
+        gone: &mut Vec<Vec<u8>>,
+    ) {
+        let mut here = BTreeSet::new();
+        if let Ok(sub) = subtree(&self.spec.from, dir) {
+            for (k, mut v) in sub.into_iter().filter(|(k, _)| !k.is_empty()) {
+                let mut full = dir.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(&k);
+                if !self.spec.exclude.is_excluded(&full) {
+                    v.path.clone_from(&full);
+                    here.insert(full.clone());
+                    want.insert(full, v);
+                }
+            }
+        }
+        gone.extend(
+            self.mirror
+                .keys()
+                .filter(|k| under(k, dir) && !here.contains(*k))
+                .cloned(),
+        );
+    }
+
+    /// A file of several names changed through one: every name goes in
+    /// `want` (the book of links kept up to date on the way).
+    fn other_names(&mut self, want: &mut BTreeMap<Vec<u8>, Entry>) {
         let files: Vec<Vec<u8>> = want
             .iter()
             .filter(|(_, e)| e.kind == Kind::File)
@@ -640,13 +695,6 @@ impl Sender {
                 }
             }
         }
-        // The directories that held changes: their times changed too.
-        for d in dirs {
-            if let Some(e) = local_entry(&self.spec.from, &d) {
-                want.entry(d).or_insert(e);
-            }
-        }
-        Ok(self.reconcile(s, &want, gone)?.again)
     }
 
     /// Make the receiver hold `want` (entries to create or update) and
@@ -655,41 +703,10 @@ impl Sender {
         &mut self,
         s: &mut Session,
         want: &BTreeMap<Vec<u8>, Entry>,
-        mut gone: Vec<Vec<u8>>,
+        gone: Vec<Vec<u8>>,
     ) -> Result<Left, String> {
-        let mut left = Left::default();
-        // Files sent as a delta or as a link: a failure sends them whole
-        // next time.
-        let mut deltas = BTreeSet::new();
-        // Deletions: the topmost of each subtree only.
-        gone.sort();
-        let mut top: Vec<Vec<u8>> = Vec::new();
-        for g in gone {
-            if !top.iter().any(|t| under(&g, t)) {
-                top.push(g);
-            }
-        }
-        if self.spec.delete && !top.is_empty() {
-            let count: u64 = top
-                .iter()
-                .map(|t| {
-                    self.mirror
-                        .keys()
-                        .filter(|k| *k == t || under(k, t))
-                        .count() as u64
-                })
-                .sum();
-            if count > self.spec.max_delete {
-                tracing::warn!(job = %self.spec.name, count, max = self.spec.max_delete, "deletions held: more than max_delete in one batch");
-                self.status().held_deletes = count;
-            } else {
-                self.status().held_deletes = 0;
-                for t in &top {
-                    s.delete(t)?;
-                    self.touch_parent(t);
-                }
-            }
-        }
+        let mut pass = Pass::default();
+        self.delete(s, gone)?;
         // What this pass will send, for a progress bar.
         for (path, e) in want {
             if e.kind == Kind::File && !self.mirror.get(path).is_some_and(|h| same(h, e, s.setuid))
@@ -699,132 +716,12 @@ impl Sender {
             }
         }
         // Creations and updates, parents first.
-        let mut dir_meta: Vec<Entry> = Vec::new();
-        // Files of several names sent in this pass: the next names go
-        // as links to the first.
-        let mut sent_names: BTreeSet<Vec<u8>> = BTreeSet::new();
         for (path, e) in want {
-            let have = self.mirror.get(path).cloned();
-            let have = have.as_ref();
-            let owner_same = !s.owners || have.is_some_and(|h| h.uid == e.uid && h.gid == e.gid);
-            if have.is_some_and(|h| same(h, e, s.setuid)) {
-                if !owner_same {
-                    s.own(e)?;
-                }
-                continue;
-            }
-            if e.kind != Kind::Dir || have.is_none_or(|h| h.kind != Kind::Dir) {
-                self.touch_parent(path);
-            }
-            match e.kind {
-                Kind::Dir => {
-                    // The root is always there (its path cannot be made).
-                    if have.is_none_or(|h| h.kind != Kind::Dir) && !path.is_empty() {
-                        // Its times come last (see below).
-                        s.mkdir(&Entry {
-                            mtime: i64::MIN,
-                            ..e.clone()
-                        })?;
-                    } else if !owner_same {
-                        s.own(e)?;
-                    }
-                    dir_meta.push(e.clone());
-                }
-                Kind::Symlink => s.symlink(e)?,
-                Kind::File => {
-                    // Another name of the same file, sent in this pass or
-                    // unchanged there: this one becomes a link to it.
-                    let to = self.links.others(path).into_iter().find(|q| {
-                        sent_names.contains(q)
-                            || want.get(q).is_some_and(|w| {
-                                self.mirror.get(q).is_some_and(|h| same(h, w, s.setuid))
-                                    && same(w, e, true)
-                            })
-                    });
-                    // Not on a reverse pass: its receiver takes no links.
-                    if let Some(to) =
-                        to.filter(|_| !self.whole.contains(path) && !self.spec.to.is_reverse())
-                    {
-                        deltas.insert(path.clone());
-                        s.link(e, &to)?;
-                        sent_names.insert(path.clone());
-                        self.status().files_sent += 1;
-                        continue;
-                    }
-                    let delta = have.is_some_and(|h| h.kind == Kind::File)
-                        && e.size >= DELTA_MIN
-                        && !self.whole.remove(path);
-                    match if delta {
-                        deltas.insert(path.clone());
-                        s.delta_file(&self.spec.from, e, have.map_or(0, |h| h.size))?
-                    } else {
-                        s.file(&self.spec.from, e)?
-                    } {
-                        FileSent::Sent => {
-                            self.status().files_sent += 1;
-                            sent_names.insert(path.clone());
-                        }
-                        FileSent::Changed => {
-                            self.status().files_sent += 1;
-                            sent_names.insert(path.clone());
-                            left.again.insert(path.clone());
-                        }
-                        FileSent::Unreadable(why) => {
-                            tracing::warn!(job = %self.spec.name, "not sent: {why}");
-                            self.status().last_error = Some(why);
-                        }
-                    }
-                    self.status().bytes_sent = s.bytes_sent;
-                }
-            }
+            self.put(s, want, path, e, &mut pass)?;
         }
-        // Directory times last (writing inside changes them), deepest
-        // first, read again now.
-        for t in std::mem::take(&mut self.touched) {
-            if !dir_meta.iter().any(|d| d.path == t) {
-                dir_meta.push(Entry {
-                    path: t,
-                    kind: Kind::Dir,
-                    size: 0,
-                    mode: 0,
-                    uid: 0,
-                    gid: 0,
-                    mtime: 0,
-                    target: Vec::new(),
-                });
-            }
-        }
-        dir_meta.sort_by(|a, b| b.path.cmp(&a.path));
-        // The primary's root is its own: a reverse pass leaves it be.
-        if self.spec.to.is_reverse() {
-            dir_meta.retain(|d| !d.path.is_empty());
-        }
-        for d in dir_meta {
-            if let Some(now) = local_entry(&self.spec.from, &d.path)
-                && now.kind == Kind::Dir
-            {
-                s.meta(&now)?;
-            }
-        }
-        for d in s.settle()? {
-            if let Some(e) = &d.error {
-                let p = match &d.op {
-                    Pending::Put(e) => e.path.clone(),
-                    Pending::Delete(p) | Pending::Rename(_, p) | Pending::Own(p, ..) => p.clone(),
-                };
-                if deltas.contains(&p) {
-                    self.whole.insert(p.clone());
-                }
-                // The first failure of a path says why; what follows from
-                // it (its owner cannot be set) adds nothing.
-                if !left.again.contains(&p) {
-                    tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
-                    self.status().last_error = Some(e.clone());
-                    left.again.insert(p);
-                }
-            }
-            self.apply(d.op, d.error.as_deref());
-        }
+        self.dir_times(s, std::mem::take(&mut pass.dir_meta))?;
+        self.settle(s, &mut pass)?;
+        let mut left = pass.left;
         // A file of several names that failed: its other names may now
         // be links to what the receiver held before, whatever the mirror
         // says; they go again with it.
@@ -840,6 +737,187 @@ impl Sender {
         let sent = s.bytes_sent;
         self.status().bytes_sent = sent;
         Ok(left)
+    }
+
+    /// Delete what is `gone` (the topmost path of each subtree only),
+    /// unless the job keeps deletions or there are more than
+    /// `max_delete`: then they are held, and the job says so.
+    fn delete(&mut self, s: &mut Session, mut gone: Vec<Vec<u8>>) -> Result<(), String> {
+        gone.sort();
+        let mut top: Vec<Vec<u8>> = Vec::new();
+        for g in gone {
+            if !top.iter().any(|t| under(&g, t)) {
+                top.push(g);
+            }
+        }
+        if !self.spec.delete || top.is_empty() {
+            return Ok(());
+        }
+        let count: u64 = top
+            .iter()
+            .map(|t| {
+                self.mirror
+                    .keys()
+                    .filter(|k| *k == t || under(k, t))
+                    .count() as u64
+            })
+            .sum();
+        if count > self.spec.max_delete {
+            tracing::warn!(job = %self.spec.name, count, max = self.spec.max_delete, "deletions held: more than max_delete in one batch");
+            self.status().held_deletes = count;
+        } else {
+            self.status().held_deletes = 0;
+            for t in &top {
+                s.delete(t)?;
+                self.touch_parent(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Create or update `path` (`e`, one of `want`) on the receiver
+    /// where it differs; a directory's times wait in `pass`.
+    fn put(
+        &mut self,
+        s: &mut Session,
+        want: &BTreeMap<Vec<u8>, Entry>,
+        path: &Vec<u8>,
+        e: &Entry,
+        pass: &mut Pass,
+    ) -> Result<(), String> {
+        let have = self.mirror.get(path).cloned();
+        let have = have.as_ref();
+        let owner_same = !s.owners || have.is_some_and(|h| h.uid == e.uid && h.gid == e.gid);
+        if have.is_some_and(|h| same(h, e, s.setuid)) {
+            if !owner_same {
+                s.own(e)?;
+            }
+            return Ok(());
+        }
+        if e.kind != Kind::Dir || have.is_none_or(|h| h.kind != Kind::Dir) {
+            self.touch_parent(path);
+        }
+        match e.kind {
+            Kind::Dir => {
+                // The root is always there (its path cannot be made).
+                if have.is_none_or(|h| h.kind != Kind::Dir) && !path.is_empty() {
+                    // Its times come last (see `dir_times`).
+                    s.mkdir(&Entry {
+                        mtime: i64::MIN,
+                        ..e.clone()
+                    })?;
+                } else if !owner_same {
+                    s.own(e)?;
+                }
+                pass.dir_meta.push(e.clone());
+            }
+            Kind::Symlink => s.symlink(e)?,
+            Kind::File => self.put_file(s, want, (path, e), have, pass)?,
+        }
+        Ok(())
+    }
+
+    /// Send the file `path` (`e`; the receiver holds `have`): as a link
+    /// to another of its names there, as a delta against its copy there
+    /// when big, or whole.
+    fn put_file(
+        &mut self,
+        s: &mut Session,
+        want: &BTreeMap<Vec<u8>, Entry>,
+        (path, e): (&Vec<u8>, &Entry),
+        have: Option<&Entry>,
+        pass: &mut Pass,
+    ) -> Result<(), String> {
+        // Another name of the same file, sent in this pass or unchanged
+        // there: this one becomes a link to it.
+        let to = self.links.others(path).into_iter().find(|q| {
+            pass.sent_names.contains(q)
+                || want.get(q).is_some_and(|w| {
+                    self.mirror.get(q).is_some_and(|h| same(h, w, s.setuid)) && same(w, e, true)
+                })
+        });
+        // Not on a reverse pass: its receiver takes no links.
+        if let Some(to) = to.filter(|_| !self.whole.contains(path) && !self.spec.to.is_reverse()) {
+            pass.deltas.insert(path.clone());
+            s.link(e, &to)?;
+            pass.sent_names.insert(path.clone());
+            self.status().files_sent += 1;
+            return Ok(());
+        }
+        let delta = have.is_some_and(|h| h.kind == Kind::File)
+            && e.size >= DELTA_MIN
+            && !self.whole.remove(path);
+        match if delta {
+            pass.deltas.insert(path.clone());
+            s.delta_file(&self.spec.from, e, have.map_or(0, |h| h.size))?
+        } else {
+            s.file(&self.spec.from, e)?
+        } {
+            FileSent::Sent => {
+                self.status().files_sent += 1;
+                pass.sent_names.insert(path.clone());
+            }
+            FileSent::Changed => {
+                self.status().files_sent += 1;
+                pass.sent_names.insert(path.clone());
+                pass.left.again.insert(path.clone());
+            }
+            FileSent::Unreadable(why) => {
+                tracing::warn!(job = %self.spec.name, "not sent: {why}");
+                self.status().last_error = Some(why);
+            }
+        }
+        self.status().bytes_sent = s.bytes_sent;
+        Ok(())
+    }
+
+    /// Directory times last (writing inside changes them), deepest
+    /// first, read again now: those of `dir_meta` and of the
+    /// directories touched.
+    fn dir_times(&mut self, s: &mut Session, mut dir_meta: Vec<Entry>) -> Result<(), String> {
+        for t in std::mem::take(&mut self.touched) {
+            if !dir_meta.iter().any(|d| d.path == t) {
+                dir_meta.push(Entry::bare(t, Kind::Dir));
+            }
+        }
+        dir_meta.sort_by(|a, b| b.path.cmp(&a.path));
+        // The primary's root is its own: a reverse pass leaves it be.
+        if self.spec.to.is_reverse() {
+            dir_meta.retain(|d| !d.path.is_empty());
+        }
+        for d in dir_meta {
+            if let Some(now) = local_entry(&self.spec.from, &d.path)
+                && now.kind == Kind::Dir
+            {
+                s.meta(&now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for every answer of the pass: the mirror follows them, and
+    /// a failed path is left to look at again.
+    fn settle(&mut self, s: &mut Session, pass: &mut Pass) -> Result<(), String> {
+        for d in s.settle()? {
+            if let Some(e) = &d.error {
+                let p = match &d.op {
+                    Pending::Put(e) => e.path.clone(),
+                    Pending::Delete(p) | Pending::Rename(_, p) | Pending::Own(p, ..) => p.clone(),
+                };
+                if pass.deltas.contains(&p) {
+                    self.whole.insert(p.clone());
+                }
+                // The first failure of a path says why; what follows from
+                // it (its owner cannot be set) adds nothing.
+                if !pass.left.again.contains(&p) {
+                    tracing::warn!(job = %self.spec.name, path = %String::from_utf8_lossy(&p), "receiver: {e}");
+                    self.status().last_error = Some(e.clone());
+                    pass.left.again.insert(p);
+                }
+            }
+            self.apply(d.op, d.error.as_deref());
+        }
+        Ok(())
     }
 
     /// The directory holding `p` (the root for a top-level entry) will
@@ -904,7 +982,7 @@ impl Sender {
         while let Some(d) = parent_of(p) {
             p = d;
             if self.mirror.get(d).is_some_and(|e| e.kind == Kind::Dir)
-                || excluded(&self.spec.exclude, d)
+                || self.spec.exclude.is_excluded(d)
             {
                 continue;
             }
@@ -1006,28 +1084,9 @@ impl Batch {
 /// The job reports how it goes on `board`, as `sync.NAME`.
 #[allow(clippy::needless_pass_by_value)] // Owned: it runs on a thread of its own.
 pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>, board: Board) {
-    let (tx, events) = mpsc::channel::<notify::Result<notify::Event>>();
-    // Never through a symlink: `ln -s / src/x` would have the job watch
-    // (and a root daemon walk) the whole filesystem.
-    let config = notify::Config::default().with_follow_symlinks(false);
-    let mut watcher = match notify::RecommendedWatcher::new(
-        move |e| {
-            let _ = tx.send(e);
-        },
-        config,
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            set_error(&status, format!("cannot watch files: {e}"));
-            return;
-        }
+    let Some((watcher, events)) = watch(&spec, &status) else {
+        return;
     };
-    if let Err(e) = watcher.watch(&spec.from, RecursiveMode::Recursive) {
-        set_error(
-            &status,
-            format!("cannot watch {}: {e}", spec.from.display()),
-        );
-    }
     let mut ctx = Ctx {
         persist: Persist::open(&spec),
         status,
@@ -1036,55 +1095,16 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>, boa
         board,
     };
     let mut sender = Sender::new(ctx.spec.clone(), ctx.status.clone());
-    let mut batch = Batch::default();
-    let (queued, oldest) = ctx.persist.queued();
-    if !queued.is_empty() {
-        tracing::info!(job = %ctx.spec.name, changes = queued.len(), "resuming with the queue left by the last run");
-        batch.dirty.extend(queued);
-        batch.oldest_ms = oldest;
-    }
+    let mut batch = ctx.resume();
     let mut backoff = Duration::from_secs(1);
-    // Whoever sends the job holds its lock in the state directory (the
-    // daemon, or `vigie sync NAME`), so that two senders never run side
-    // by side; a paused job sends nothing and lets it go, so that a
-    // `vigie sync NAME --once` may run meanwhile.
-    let mut sending: Option<vigie_store::lock::Lock> = None;
-    let mut said_held = false;
+    let mut turn = Turn::default();
     while !stop.load(Ordering::Relaxed) {
         let paused = ctx.persist.paused();
         ctx.lock().paused.clone_from(&paused);
         if paused.is_some() {
-            sending = None;
+            turn.sending = None;
         }
-        let mut held_elsewhere = false;
-        if paused.is_none()
-            && sending.is_none()
-            && let Some(dir) = &ctx.spec.state_dir
-        {
-            match vigie_store::lock::try_lock(
-                dir,
-                &vigie_store::lock::sync_lock_name(&ctx.spec.name),
-            ) {
-                Ok(l) => {
-                    sending = Some(l);
-                    said_held = false;
-                }
-                Err(e) => {
-                    let why = match &e {
-                        vigie_store::lock::LockError::Held { pid: Some(p), .. } => {
-                            format!("not sending: process {p} sends this job ({e})")
-                        }
-                        _ => format!("not sending: {e}"),
-                    };
-                    if !said_held {
-                        tracing::warn!(job = %ctx.spec.name, "{why}");
-                        said_held = true;
-                    }
-                    set_error(&ctx.status, why);
-                    held_elsewhere = true;
-                }
-            }
-        }
+        let held_elsewhere = paused.is_none() && !turn.take(&ctx);
         if paused.is_none() && !held_elsewhere {
             match sender.connect() {
                 Ok(mut session) => {
@@ -1114,25 +1134,12 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>, boa
                 }
             }
         }
-        // Keep collecting changes while the target is away or paused.
-        let until = Instant::now()
-            + if paused.is_some() || held_elsewhere {
-                Duration::from_secs(1)
-            } else {
-                backoff
-            };
-        let mut saved = Instant::now();
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
-                on_event(&mut batch, &ctx.spec.from, ev);
-            }
-            // What waits is on disk within a second.
-            if saved.elapsed() >= Duration::from_secs(1) {
-                ctx.queue(&batch);
-                ctx.publish(&batch, true);
-                saved = Instant::now();
-            }
-        }
+        let wait = if paused.is_some() || held_elsewhere {
+            Duration::from_secs(1)
+        } else {
+            backoff
+        };
+        ctx.collect(&mut batch, &events, Instant::now() + wait, &stop);
         if paused.is_none() && !held_elsewhere {
             backoff = (backoff * 2).min(Duration::from_mins(1));
         }
@@ -1141,6 +1148,82 @@ pub fn run(spec: JobSpec, status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>, boa
     }
     ctx.board.withdraw(&format!("sync.{}", ctx.spec.name));
     drop(watcher);
+}
+
+type Events = mpsc::Receiver<notify::Result<notify::Event>>;
+
+/// Watch the job's tree, recursively; `None` (the job's error said)
+/// when no watch can be made at all.
+fn watch(
+    spec: &JobSpec,
+    status: &Arc<Mutex<Status>>,
+) -> Option<(notify::RecommendedWatcher, Events)> {
+    let (tx, events) = mpsc::channel::<notify::Result<notify::Event>>();
+    // Never through a symlink: `ln -s / src/x` would have the job watch
+    // (and a root daemon walk) the whole filesystem.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = match notify::RecommendedWatcher::new(
+        move |e| {
+            let _ = tx.send(e);
+        },
+        config,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            set_error(status, format!("cannot watch files: {e}"));
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&spec.from, RecursiveMode::Recursive) {
+        set_error(status, format!("cannot watch {}: {e}", spec.from.display()));
+    }
+    Some((watcher, events))
+}
+
+/// Whoever sends the job holds its lock in the state directory (the
+/// daemon, or `vigie sync NAME`), so that two senders never run side by
+/// side; a paused job sends nothing and lets it go, so that a `vigie
+/// sync NAME --once` may run meanwhile.
+#[derive(Default)]
+struct Turn {
+    sending: Option<vigie_store::lock::Lock>,
+    /// The lock held by another was said once (a warning), not at every
+    /// try.
+    said_held: bool,
+}
+
+impl Turn {
+    /// Hold the job's lock (or hold it already): false when another
+    /// process holds it (the job's error says which).
+    fn take(&mut self, ctx: &Ctx) -> bool {
+        let Some(dir) = &ctx.spec.state_dir else {
+            return true;
+        };
+        if self.sending.is_some() {
+            return true;
+        }
+        match vigie_store::lock::try_lock(dir, &vigie_store::lock::sync_lock_name(&ctx.spec.name)) {
+            Ok(l) => {
+                self.sending = Some(l);
+                self.said_held = false;
+                true
+            }
+            Err(e) => {
+                let why = match &e {
+                    vigie_store::lock::LockError::Held { pid: Some(p), .. } => {
+                        format!("not sending: process {p} sends this job ({e})")
+                    }
+                    _ => format!("not sending: {e}"),
+                };
+                if !self.said_held {
+                    tracing::warn!(job = %ctx.spec.name, "{why}");
+                    self.said_held = true;
+                }
+                set_error(&ctx.status, why);
+                false
+            }
+        }
+    }
 }
 
 /// What the job loop carries.
@@ -1158,6 +1241,34 @@ impl Ctx {
         self.status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The batch left by the last run, from the store's queue.
+    fn resume(&self) -> Batch {
+        let mut batch = Batch::default();
+        let (queued, oldest) = self.persist.queued();
+        if !queued.is_empty() {
+            tracing::info!(job = %self.spec.name, changes = queued.len(), "resuming with the queue left by the last run");
+            batch.dirty.extend(queued);
+            batch.oldest_ms = oldest;
+        }
+        batch
+    }
+
+    /// Keep collecting changes `until`, while the target is away or the
+    /// job paused; what waits is on disk within a second.
+    fn collect(&mut self, batch: &mut Batch, events: &Events, until: Instant, stop: &AtomicBool) {
+        let mut saved = Instant::now();
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
+                on_event(batch, &self.spec.from, ev);
+            }
+            if saved.elapsed() >= Duration::from_secs(1) {
+                self.queue(batch);
+                self.publish(batch, true);
+                saved = Instant::now();
+            }
+        }
     }
 
     /// Keep the batch's paths in the store (bounded: past `max_queue`,
@@ -1329,7 +1440,7 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
     use std::io::Read as _;
     let mut cmd = spec
         .to
-        .reverse_command(&spec.exclude)
+        .reverse_command(spec.exclude.patterns())
         .ok_or_else(|| "this job has no far side to bring back".to_owned())?;
     let mut child = cmd
         .stdin(std::process::Stdio::piped())
@@ -1369,19 +1480,10 @@ pub fn reverse(spec: &JobSpec) -> Result<(), String> {
 /// excludes.
 pub fn send_stdio(root: &Path, exclude: &[String]) -> Result<Status, String> {
     once(&JobSpec {
-        name: "reverse".into(),
-        from: root.to_owned(),
-        to: Destination::Stdio,
-        exclude: exclude.to_vec(),
-        delay: Duration::from_millis(250),
+        exclude: Excludes::new(exclude)?,
         delete: false,
         max_delete: 0,
-        verify_every: Duration::from_hours(1),
-        checksum: false,
-        max_lag: Duration::from_mins(5),
-        max_queue: 100_000,
-        state_dir: None,
-        preserve_setuid: false,
+        ..JobSpec::new("reverse", root, Destination::Stdio)
     })
 }
 
@@ -1391,19 +1493,8 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec {
-            name: "web".into(),
-            from: PathBuf::from("/src"),
-            to: Destination::Stdio,
-            exclude: Vec::new(),
-            delay: Duration::from_millis(250),
-            delete: true,
-            max_delete: 1000,
-            verify_every: Duration::from_hours(1),
-            checksum: false,
-            max_lag: Duration::from_mins(5),
             max_queue: 1000,
-            state_dir: None,
-            preserve_setuid: false,
+            ..JobSpec::new("web", Path::new("/src"), Destination::Stdio)
         }
     }
 

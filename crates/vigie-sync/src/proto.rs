@@ -50,6 +50,22 @@ pub struct Entry {
     pub target: Vec<u8>,
 }
 
+impl Entry {
+    /// An entry of which only the path and the kind are known yet.
+    pub fn bare(path: Vec<u8>, kind: Kind) -> Entry {
+        Entry {
+            path,
+            kind,
+            size: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            target: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// Sender → receiver, first: who we are.
@@ -214,36 +230,10 @@ fn malformed<T>(what: &str) -> Result<T, ProtoError> {
     Err(ProtoError::Malformed(what.to_owned()))
 }
 
+/// A message being written.
 struct Out(Vec<u8>);
 
-impl Out {
-    fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    fn u16(&mut self, v: u16) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn i64(&mut self, v: i64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
-        self.0.extend_from_slice(v);
-        self
-    }
-}
-
+/// A message being read: the bytes not read yet.
 struct In<'a>(&'a [u8]);
 
 impl In<'_> {
@@ -255,35 +245,126 @@ impl In<'_> {
         self.0 = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, ProtoError> {
-        Ok(self.take(1)?[0])
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ProtoError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
     }
-    fn u16(&mut self) -> Result<u16, ProtoError> {
-        Ok(u16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
+}
+
+/// A field of a message, as it travels: `put` writes it, `get` reads it
+/// in place. Each message lists its fields once (`Msg::fields`), and
+/// both directions walk that list.
+trait Field {
+    fn put(&self, o: &mut Out);
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError>;
+}
+
+/// Integers: big-endian, of their own width.
+macro_rules! int_fields {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            fn put(&self, o: &mut Out) {
+                o.0.extend_from_slice(&self.to_be_bytes());
+            }
+            fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+                *self = <$t>::from_be_bytes(i.array()?);
+                Ok(())
+            }
+        }
+    )*};
+}
+
+int_fields!(u8, u16, u32, u64, i64);
+
+/// One byte, 1 for true (anything else reads as false).
+impl Field for bool {
+    fn put(&self, o: &mut Out) {
+        u8::from(*self).put(o);
     }
-    fn u32(&mut self) -> Result<u32, ProtoError> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+        *self = i.array::<1>()? == [1];
+        Ok(())
     }
-    fn u64(&mut self) -> Result<u64, ProtoError> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+}
+
+/// A hash: its bytes, no length.
+impl<const N: usize> Field for [u8; N] {
+    fn put(&self, o: &mut Out) {
+        o.0.extend_from_slice(self);
     }
-    fn i64(&mut self) -> Result<i64, ProtoError> {
-        Ok(i64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+        *self = i.array()?;
+        Ok(())
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, ProtoError> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
+}
+
+/// Bytes (a path, a target): a `u32` length, then the bytes.
+impl Field for Vec<u8> {
+    fn put(&self, o: &mut Out) {
+        u32::try_from(self.len()).unwrap_or(u32::MAX).put(o);
+        o.0.extend_from_slice(self);
     }
-    fn string(&mut self) -> Result<String, ProtoError> {
-        String::from_utf8(self.bytes()?).or_else(|_| malformed("text that is not UTF-8"))
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+        let mut n = 0u32;
+        n.get(i)?;
+        *self = i.take(n as usize)?.to_vec();
+        Ok(())
+    }
+}
+
+/// Text: as bytes, and UTF-8.
+impl Field for String {
+    fn put(&self, o: &mut Out) {
+        u32::try_from(self.len()).unwrap_or(u32::MAX).put(o);
+        o.0.extend_from_slice(self.as_bytes());
+    }
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+        let mut bytes = Vec::new();
+        bytes.get(i)?;
+        *self = String::from_utf8(bytes).or_else(|_| malformed("text that is not UTF-8"))?;
+        Ok(())
+    }
+}
+
+impl Field for Kind {
+    fn put(&self, o: &mut Out) {
+        u8::from(*self).put(o);
+    }
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+        let mut byte = 0u8;
+        byte.get(i)?;
+        *self = Kind::try_from(byte).or_else(|_| malformed("unknown entry kind"))?;
+        Ok(())
+    }
+}
+
+/// Block signatures: a `u32` count, then a rolling checksum and a
+/// strong hash each (20 bytes).
+impl Field for Vec<(u32, [u8; 16])> {
+    fn put(&self, o: &mut Out) {
+        u32::try_from(self.len()).unwrap_or(u32::MAX).put(o);
+        for (weak, strong) in self {
+            weak.put(o);
+            strong.put(o);
+        }
+    }
+    fn get(&mut self, i: &mut In<'_>) -> Result<(), ProtoError> {
+        let mut n = 0u32;
+        n.get(i)?;
+        let n = n as usize;
+        if n > i.0.len() / 20 {
+            return malformed("more signatures than bytes");
+        }
+        *self = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut sum = (0u32, [0u8; 16]);
+            sum.0.get(i)?;
+            sum.1.get(i)?;
+            self.push(sum);
+        }
+        Ok(())
     }
 }
 
@@ -377,43 +458,35 @@ impl TryFrom<u8> for Kind {
 }
 
 impl Msg {
-    /// The message's bytes, without the frame length.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut o = Out(Vec::with_capacity(32));
-        o.u8(self.tag().into());
+    /// The one description of every message: its fields in wire order,
+    /// after the tag (and a `Hello`'s magic). `Data` is not listed: its
+    /// bytes are the rest of the frame.
+    fn fields(&mut self) -> Vec<&mut dyn Field> {
         match self {
-            Msg::Hello { version, job } => {
-                o.0.extend_from_slice(MAGIC);
-                o.u16(*version).bytes(job.as_bytes());
-            }
+            Msg::Hello { version, job } => vec![version, job],
             Msg::Welcome {
                 version,
                 owners,
                 setuid,
-            } => {
-                o.u16(*version).u8(u8::from(*owners)).u8(u8::from(*setuid));
-            }
-            // The tag says it all.
-            Msg::List | Msg::ListEnd | Msg::Commit => {}
-            Msg::Entry(e) => {
-                o.bytes(&e.path)
-                    .u8(e.kind.into())
-                    .u64(e.size)
-                    .u32(e.mode)
-                    .u32(e.uid)
-                    .u32(e.gid)
-                    .i64(e.mtime)
-                    .bytes(&e.target);
-            }
+            } => vec![version, owners, setuid],
+            Msg::List | Msg::ListEnd | Msg::Commit | Msg::Data(_) => Vec::new(),
+            Msg::Entry(e) => vec![
+                &mut e.path,
+                &mut e.kind,
+                &mut e.size,
+                &mut e.mode,
+                &mut e.uid,
+                &mut e.gid,
+                &mut e.mtime,
+                &mut e.target,
+            ],
             Msg::MkDir {
                 id,
                 path,
                 mode,
                 uid,
                 gid,
-            } => {
-                o.u64(*id).bytes(path).u32(*mode).u32(*uid).u32(*gid);
-            }
+            } => vec![id, path, mode, uid, gid],
             Msg::File {
                 id,
                 path,
@@ -422,21 +495,8 @@ impl Msg {
                 uid,
                 gid,
                 mtime,
-            } => {
-                o.u64(*id)
-                    .bytes(path)
-                    .u64(*size)
-                    .u32(*mode)
-                    .u32(*uid)
-                    .u32(*gid)
-                    .i64(*mtime);
-            }
-            Msg::Data(d) => {
-                o.0.extend_from_slice(d);
-            }
-            Msg::FileEnd { id } | Msg::Ack { id } => {
-                o.u64(*id);
-            }
+            } => vec![id, path, size, mode, uid, gid, mtime],
+            Msg::FileEnd { id } | Msg::Ack { id } => vec![id],
             Msg::Symlink {
                 id,
                 path,
@@ -444,46 +504,20 @@ impl Msg {
                 uid,
                 gid,
                 mtime,
-            } => {
-                o.u64(*id)
-                    .bytes(path)
-                    .bytes(target)
-                    .u32(*uid)
-                    .u32(*gid)
-                    .i64(*mtime);
-            }
-            Msg::Delete { id, path } | Msg::Hash { id, path } => {
-                o.u64(*id).bytes(path);
-            }
-            Msg::Rename { id, from, to } => {
-                o.u64(*id).bytes(from).bytes(to);
-            }
+            } => vec![id, path, target, uid, gid, mtime],
+            Msg::Delete { id, path } | Msg::Hash { id, path } => vec![id, path],
+            Msg::Rename { id, from, to } => vec![id, from, to],
+            Msg::Link { id, path, to } => vec![id, path, to],
             Msg::Meta {
                 id,
                 path,
                 mode,
                 mtime,
-            } => {
-                o.u64(*id).bytes(path).u32(*mode).i64(*mtime);
-            }
-            Msg::Fail { id, message } => {
-                o.u64(*id).bytes(message.as_bytes());
-            }
-            Msg::Fatal { message } => {
-                o.bytes(message.as_bytes());
-            }
-            Msg::Sums { id, path, block } => {
-                o.u64(*id).bytes(path).u32(*block);
-            }
-            Msg::SumsReply { id, sums, more } => {
-                o.u64(*id)
-                    .u8(u8::from(*more))
-                    .u32(u32::try_from(sums.len()).unwrap_or(u32::MAX));
-                for (weak, strong) in sums {
-                    o.u32(*weak);
-                    o.0.extend_from_slice(strong);
-                }
-            }
+            } => vec![id, path, mode, mtime],
+            Msg::Fail { id, message } => vec![id, message],
+            Msg::Fatal { message } => vec![message],
+            Msg::Sums { id, path, block } => vec![id, path, block],
+            Msg::SumsReply { id, sums, more } => vec![id, more, sums],
             Msg::Delta {
                 id,
                 path,
@@ -493,34 +527,144 @@ impl Msg {
                 gid,
                 mtime,
                 block,
-            } => {
-                o.u64(*id)
-                    .bytes(path)
-                    .u64(*size)
-                    .u32(*mode)
-                    .u32(*uid)
-                    .u32(*gid)
-                    .i64(*mtime)
-                    .u32(*block);
-            }
-            Msg::Copy { index, count } => {
-                o.u32(*index).u32(*count);
-            }
-            Msg::DeltaEnd { id, sha256 } | Msg::HashReply { id, sha256 } => {
-                o.u64(*id);
-                o.0.extend_from_slice(sha256);
-            }
+            } => vec![id, path, size, mode, uid, gid, mtime, block],
+            Msg::Copy { index, count } => vec![index, count],
+            Msg::DeltaEnd { id, sha256 } | Msg::HashReply { id, sha256 } => vec![id, sha256],
             Msg::Own {
                 id,
                 path,
                 uid,
                 gid,
                 mode,
-            } => {
-                o.u64(*id).bytes(path).u32(*uid).u32(*gid).u32(*mode);
-            }
-            Msg::Link { id, path, to } => {
-                o.u64(*id).bytes(path).bytes(to);
+            } => vec![id, path, uid, gid, mode],
+        }
+    }
+
+    /// The message of a tag with every field zero or empty, for `decode`
+    /// to fill in through `fields`.
+    #[rustfmt::skip]
+    fn blank(tag: Tag) -> Msg {
+        let (id, path, s) = (0, Vec::new, String::new);
+        match tag {
+            Tag::Hello => Msg::Hello { version: 0, job: s() },
+            Tag::Welcome => Msg::Welcome { version: 0, owners: false, setuid: false },
+            Tag::List => Msg::List,
+            Tag::Entry => Msg::Entry(Entry::bare(path(), Kind::File)),
+            Tag::ListEnd => Msg::ListEnd,
+            Tag::MkDir => Msg::MkDir { id, path: path(), mode: 0, uid: 0, gid: 0 },
+            Tag::File => Msg::File { id, path: path(), size: 0, mode: 0, uid: 0, gid: 0, mtime: 0 },
+            Tag::Data => Msg::Data(Vec::new()),
+            Tag::FileEnd => Msg::FileEnd { id },
+            Tag::Symlink => Msg::Symlink { id, path: path(), target: path(), uid: 0, gid: 0, mtime: 0 },
+            Tag::Delete => Msg::Delete { id, path: path() },
+            Tag::Rename => Msg::Rename { id, from: path(), to: path() },
+            Tag::Meta => Msg::Meta { id, path: path(), mode: 0, mtime: 0 },
+            Tag::Ack => Msg::Ack { id },
+            Tag::Fail => Msg::Fail { id, message: s() },
+            Tag::Fatal => Msg::Fatal { message: s() },
+            Tag::Sums => Msg::Sums { id, path: path(), block: 0 },
+            Tag::SumsReply => Msg::SumsReply { id, sums: Vec::new(), more: false },
+            Tag::Delta => Msg::Delta { id, path: path(), size: 0, mode: 0, uid: 0, gid: 0, mtime: 0, block: 0 },
+            Tag::Copy => Msg::Copy { index: 0, count: 0 },
+            Tag::DeltaEnd => Msg::DeltaEnd { id, sha256: [0; 32] },
+            Tag::Commit => Msg::Commit,
+            Tag::Own => Msg::Own { id, path: path(), uid: 0, gid: 0, mode: 0 },
+            Tag::Hash => Msg::Hash { id, path: path() },
+            Tag::HashReply => Msg::HashReply { id, sha256: [0; 32] },
+            Tag::Link => Msg::Link { id, path: path(), to: path() },
+        }
+    }
+
+    /// The message that announces `e`, a regular file, as request `id`:
+    /// whole (`File`) or, with `block`, as a delta (`Delta`).
+    pub fn announce(id: u64, e: &Entry, block: Option<u32>) -> Msg {
+        let Entry {
+            path,
+            size,
+            mode,
+            uid,
+            gid,
+            mtime,
+            ..
+        } = e.clone();
+        match block {
+            None => Msg::File {
+                id,
+                path,
+                size,
+                mode,
+                uid,
+                gid,
+                mtime,
+            },
+            Some(block) => Msg::Delta {
+                id,
+                path,
+                size,
+                mode,
+                uid,
+                gid,
+                mtime,
+                block,
+            },
+        }
+    }
+
+    /// What a `File` or a `Delta` announces: its id, the file, and a
+    /// delta's block size; any other message back.
+    pub fn announced(self) -> Result<(u64, Entry, Option<u32>), Msg> {
+        let (id, path, size, mode, uid, gid, mtime, block) = match self {
+            Msg::File {
+                id,
+                path,
+                size,
+                mode,
+                uid,
+                gid,
+                mtime,
+            } => (id, path, size, mode, uid, gid, mtime, None),
+            Msg::Delta {
+                id,
+                path,
+                size,
+                mode,
+                uid,
+                gid,
+                mtime,
+                block,
+            } => (id, path, size, mode, uid, gid, mtime, Some(block)),
+            other => return Err(other),
+        };
+        let e = Entry {
+            path,
+            kind: Kind::File,
+            size,
+            mode,
+            uid,
+            gid,
+            mtime,
+            target: Vec::new(),
+        };
+        Ok((id, e, block))
+    }
+
+    /// The message's bytes, without the frame length.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = Out(Vec::with_capacity(32));
+        u8::from(self.tag()).put(&mut o);
+        match self {
+            // The hot path: the chunk is copied once, into the frame.
+            Msg::Data(d) => o.0.extend_from_slice(d),
+            other => {
+                if let Msg::Hello { .. } = other {
+                    o.0.extend_from_slice(MAGIC);
+                }
+                // `fields` lends them mutably, for `decode`: a copy lends
+                // them here (paths and names; at most 1 MiB of signatures
+                // in a `SumsReply`).
+                for f in other.clone().fields() {
+                    f.put(&mut o);
+                }
             }
         }
         o.0
@@ -529,153 +673,21 @@ impl Msg {
     /// Read a message from its bytes (without the frame length).
     pub fn decode(buf: &[u8]) -> Result<Msg, ProtoError> {
         let mut i = In(buf);
-        let msg = match Tag::try_from(i.u8()?) {
-            Ok(Tag::Hello) => {
-                if i.take(MAGIC.len())? != MAGIC {
-                    return malformed("not a vigie sync hello");
-                }
-                Msg::Hello {
-                    version: i.u16()?,
-                    job: i.string()?,
-                }
+        let mut byte = 0u8;
+        byte.get(&mut i)?;
+        let tag =
+            Tag::try_from(byte).or_else(|t| malformed(&format!("unknown message type {t}")))?;
+        let mut msg = Msg::blank(tag);
+        match &mut msg {
+            Msg::Data(d) => *d = std::mem::take(&mut i.0).to_vec(),
+            Msg::Hello { .. } if i.take(MAGIC.len())? != MAGIC => {
+                return malformed("not a vigie sync hello");
             }
-            Ok(Tag::Welcome) => Msg::Welcome {
-                version: i.u16()?,
-                owners: i.u8()? == 1,
-                setuid: i.u8()? == 1,
-            },
-            Ok(Tag::List) => Msg::List,
-            Ok(Tag::Entry) => {
-                let path = i.bytes()?;
-                let Ok(kind) = Kind::try_from(i.u8()?) else {
-                    return malformed("unknown entry kind");
-                };
-                Msg::Entry(Entry {
-                    path,
-                    kind,
-                    size: i.u64()?,
-                    mode: i.u32()?,
-                    uid: i.u32()?,
-                    gid: i.u32()?,
-                    mtime: i.i64()?,
-                    target: i.bytes()?,
-                })
-            }
-            Ok(Tag::ListEnd) => Msg::ListEnd,
-            Ok(Tag::MkDir) => Msg::MkDir {
-                id: i.u64()?,
-                path: i.bytes()?,
-                mode: i.u32()?,
-                uid: i.u32()?,
-                gid: i.u32()?,
-            },
-            Ok(Tag::File) => Msg::File {
-                id: i.u64()?,
-                path: i.bytes()?,
-                size: i.u64()?,
-                mode: i.u32()?,
-                uid: i.u32()?,
-                gid: i.u32()?,
-                mtime: i.i64()?,
-            },
-            Ok(Tag::Data) => {
-                let rest = i.0.to_vec();
-                i.0 = &[];
-                Msg::Data(rest)
-            }
-            Ok(Tag::FileEnd) => Msg::FileEnd { id: i.u64()? },
-            Ok(Tag::Symlink) => Msg::Symlink {
-                id: i.u64()?,
-                path: i.bytes()?,
-                target: i.bytes()?,
-                uid: i.u32()?,
-                gid: i.u32()?,
-                mtime: i.i64()?,
-            },
-            Ok(Tag::Delete) => Msg::Delete {
-                id: i.u64()?,
-                path: i.bytes()?,
-            },
-            Ok(Tag::Rename) => Msg::Rename {
-                id: i.u64()?,
-                from: i.bytes()?,
-                to: i.bytes()?,
-            },
-            Ok(Tag::Meta) => Msg::Meta {
-                id: i.u64()?,
-                path: i.bytes()?,
-                mode: i.u32()?,
-                mtime: i.i64()?,
-            },
-            Ok(Tag::Ack) => Msg::Ack { id: i.u64()? },
-            Ok(Tag::Fail) => Msg::Fail {
-                id: i.u64()?,
-                message: i.string()?,
-            },
-            Ok(Tag::Fatal) => Msg::Fatal {
-                message: i.string()?,
-            },
-            Ok(Tag::Sums) => Msg::Sums {
-                id: i.u64()?,
-                path: i.bytes()?,
-                block: i.u32()?,
-            },
-            Ok(Tag::SumsReply) => {
-                let id = i.u64()?;
-                let more = i.u8()? == 1;
-                let n = i.u32()? as usize;
-                if n > i.0.len() / 20 {
-                    return malformed("more signatures than bytes");
-                }
-                let mut sums = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let weak = i.u32()?;
-                    let strong: [u8; 16] = i.take(16)?.try_into().expect("16 bytes");
-                    sums.push((weak, strong));
-                }
-                Msg::SumsReply { id, sums, more }
-            }
-            Ok(Tag::Delta) => Msg::Delta {
-                id: i.u64()?,
-                path: i.bytes()?,
-                size: i.u64()?,
-                mode: i.u32()?,
-                uid: i.u32()?,
-                gid: i.u32()?,
-                mtime: i.i64()?,
-                block: i.u32()?,
-            },
-            Ok(Tag::Copy) => Msg::Copy {
-                index: i.u32()?,
-                count: i.u32()?,
-            },
-            Ok(Tag::DeltaEnd) => Msg::DeltaEnd {
-                id: i.u64()?,
-                sha256: i.take(32)?.try_into().expect("32 bytes"),
-            },
-            Ok(Tag::Commit) => Msg::Commit,
-            Ok(Tag::Own) => Msg::Own {
-                id: i.u64()?,
-                path: i.bytes()?,
-                uid: i.u32()?,
-                gid: i.u32()?,
-                mode: i.u32()?,
-            },
-            Ok(Tag::Hash) => Msg::Hash {
-                id: i.u64()?,
-                path: i.bytes()?,
-            },
-            Ok(Tag::HashReply) => Msg::HashReply {
-                id: i.u64()?,
-                sha256: i.take(32)?.try_into().expect("32 bytes"),
-            },
-            Ok(Tag::Link) => Msg::Link {
-                id: i.u64()?,
-                path: i.bytes()?,
-                to: i.bytes()?,
-            },
-            Err(t) => return malformed(&format!("unknown message type {t}")),
-        };
+            _ => {}
+        }
+        for f in msg.fields() {
+            f.get(&mut i)?;
+        }
         if !i.0.is_empty() {
             return malformed("trailing bytes");
         }
@@ -763,7 +775,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// One message of each kind, and an empty `Data`.
     fn all() -> Vec<Msg> {
+        [session(), changes(), contents()].concat()
+    }
+
+    /// The session's own messages: the handshake, the list, the answers.
+    fn session() -> Vec<Msg> {
         vec![
             Msg::Hello {
                 version: VERSION,
@@ -773,13 +791,6 @@ mod tests {
                 version: 1,
                 owners: true,
                 setuid: false,
-            },
-            Msg::Own {
-                id: 11,
-                path: b"f".to_vec(),
-                uid: 33,
-                gid: 33,
-                mode: 0o4755,
             },
             Msg::List,
             Msg::Entry(Entry {
@@ -793,6 +804,28 @@ mod tests {
                 target: b"../x".to_vec(),
             }),
             Msg::ListEnd,
+            Msg::Ack { id: 7 },
+            Msg::Fail {
+                id: 8,
+                message: "disk full".into(),
+            },
+            Msg::Fatal {
+                message: "refused".into(),
+            },
+            Msg::Commit,
+        ]
+    }
+
+    /// Changes of the tree but contents.
+    fn changes() -> Vec<Msg> {
+        vec![
+            Msg::Own {
+                id: 11,
+                path: b"f".to_vec(),
+                uid: 33,
+                gid: 33,
+                mode: 0o4755,
+            },
             Msg::MkDir {
                 id: 1,
                 path: b"d".to_vec(),
@@ -800,18 +833,6 @@ mod tests {
                 uid: 33,
                 gid: 34,
             },
-            Msg::File {
-                id: 2,
-                path: b"d/f".to_vec(),
-                size: 10,
-                mode: 0o644,
-                uid: 1000,
-                gid: 100,
-                mtime: 1_700_000_000_123_456_789,
-            },
-            Msg::Data(vec![1, 2, 3]),
-            Msg::Data(Vec::new()),
-            Msg::FileEnd { id: 2 },
             Msg::Symlink {
                 id: 3,
                 path: b"l".to_vec(),
@@ -835,14 +856,29 @@ mod tests {
                 mode: 0o600,
                 mtime: 1,
             },
-            Msg::Ack { id: 7 },
-            Msg::Fail {
-                id: 8,
-                message: "disk full".into(),
+            Msg::Link {
+                id: 13,
+                path: b"d/b".to_vec(),
+                to: b"a".to_vec(),
             },
-            Msg::Fatal {
-                message: "refused".into(),
+        ]
+    }
+
+    /// Contents: whole files, deltas and their signatures, hashes.
+    fn contents() -> Vec<Msg> {
+        vec![
+            Msg::File {
+                id: 2,
+                path: b"d/f".to_vec(),
+                size: 10,
+                mode: 0o644,
+                uid: 1000,
+                gid: 100,
+                mtime: 1_700_000_000_123_456_789,
             },
+            Msg::Data(vec![1, 2, 3]),
+            Msg::Data(Vec::new()),
+            Msg::FileEnd { id: 2 },
             Msg::Sums {
                 id: 9,
                 path: b"big".to_vec(),
@@ -864,7 +900,6 @@ mod tests {
                 block: 65536,
             },
             Msg::Copy { index: 3, count: 7 },
-            Msg::Commit,
             Msg::Hash {
                 id: 12,
                 path: b"d/f".to_vec(),
@@ -876,11 +911,6 @@ mod tests {
             Msg::DeltaEnd {
                 id: 10,
                 sha256: [9; 32],
-            },
-            Msg::Link {
-                id: 13,
-                path: b"d/b".to_vec(),
-                to: b"a".to_vec(),
             },
         ]
     }
@@ -943,17 +973,7 @@ mod tests {
             .encode(),
             hello
         );
-        let entry = Msg::Entry(Entry {
-            path: b"a".to_vec(),
-            kind: Kind::Symlink,
-            size: 0,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            target: Vec::new(),
-        })
-        .encode();
+        let entry = Msg::Entry(Entry::bare(b"a".to_vec(), Kind::Symlink)).encode();
         assert_eq!(&entry[..7], [4, 0, 0, 0, 1, b'a', 2]);
     }
 

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use rustix::fs::Timespec;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
+use vigie_config::Excludes;
 
 use crate::proto::{self, Entry, Kind, Msg, ProtoError, SUMS_PER_FRAME, VERSION};
 
@@ -94,7 +95,7 @@ pub struct Policy {
     /// nor touched, and a message about one ends the session (on a
     /// reverse pass, the primary's host-specific and secret files stay
     /// its own, and unseen by the backup).
-    pub exclude: Vec<String>,
+    pub exclude: Excludes,
 }
 
 impl Policy {
@@ -243,6 +244,144 @@ struct Attrs {
     mtime: i64,
 }
 
+impl Attrs {
+    fn new(mode: u32, uid: u32, gid: u32, mtime: i64) -> Attrs {
+        Attrs {
+            mode,
+            uid,
+            gid,
+            mtime,
+        }
+    }
+}
+
+/// A file being received into its temporary file (in its directory):
+/// the first error, if any (the rest of its frames are still read), how
+/// much was written and, for a delta, the SHA-256 of it all.
+struct Incoming {
+    file: Result<(Arc<OwnedFd>, std::fs::File), Refusal>,
+    written: u64,
+    hasher: Option<ring::digest::Context>,
+}
+
+impl Incoming {
+    fn write(&mut self, d: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        if let Ok((_, f)) = &self.file {
+            self.written += d.len() as u64;
+            if let Some(h) = &mut self.hasher {
+                h.update(d);
+            }
+            // Zeros are left as a hole (the file's length is set at
+            // the end): a sparse disk image stays sparse here.
+            if zeros(d) {
+                return;
+            }
+            if let Err(e) = f.write_all_at(d, self.written - d.len() as u64) {
+                self.file = Err(e.into());
+            }
+        }
+    }
+
+    /// Read the file's frames up to its end message: the SHA-256 a
+    /// delta's end announces.
+    fn body(
+        &mut self,
+        input: &mut impl Read,
+        tmp: &[u8],
+        basis: Option<u32>,
+        old: Option<&std::fs::File>,
+        path: &[u8],
+    ) -> Result<Option<[u8; 32]>, Refusal> {
+        loop {
+            let msg = match proto::read(input) {
+                Ok(m) => m,
+                Err(e) => {
+                    // The sender is gone mid-file: no trace of it here.
+                    if let Ok((dir, _)) = &self.file {
+                        let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
+                    }
+                    return Err(Refusal::Fatal(e.to_string()));
+                }
+            };
+            match (msg, basis) {
+                (Msg::Data(d), _) => self.write(&d),
+                (Msg::Copy { index, count }, Some(block)) => {
+                    self.copy(old, (index, count), block, path);
+                }
+                (Msg::FileEnd { .. }, None) => return Ok(None),
+                (Msg::DeltaEnd { sha256, .. }, Some(_)) => return Ok(Some(sha256)),
+                (other, _) => {
+                    return Err(Refusal::Fatal(format!(
+                        "expected file data, got {}",
+                        name_of(&other)
+                    )));
+                }
+            }
+        }
+    }
+
+    /// `count` blocks of the copy here (`old`) from block `index`.
+    fn copy(
+        &mut self,
+        old: Option<&std::fs::File>,
+        (index, count): (u32, u32),
+        block: u32,
+        path: &[u8],
+    ) {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; block as usize];
+        for k in 0..u64::from(count) {
+            // Failed already: the rest would only be read for nothing
+            // (up to 2^32 blocks).
+            if self.file.is_err() {
+                break;
+            }
+            let at = (u64::from(index) + k) * u64::from(block);
+            let n = match old.map(|o| o.read_at(&mut buf, at)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    self.file = Err(e.into());
+                    0
+                }
+                None => 0,
+            };
+            if n < buf.len() && self.file.is_ok() {
+                // A short read mid-file: the copy here changed.
+                if k + 1 < u64::from(count) || n == 0 {
+                    self.file = Err(Refusal::Fail(format!(
+                        "{}: the copy here changed during a delta",
+                        shown(path)
+                    )));
+                }
+            }
+            self.write(&buf[..n]);
+        }
+    }
+
+    /// Whether what arrived is what was announced: its size, and a
+    /// delta's result its SHA-256.
+    fn check(&mut self, path: &[u8], size: u64, expected: Option<[u8; 32]>) -> Result<(), Refusal> {
+        let written = self.written;
+        if written != size {
+            return Err(Refusal::Fail(format!(
+                "{}: {written} bytes arrived, {size} announced",
+                shown(path)
+            )));
+        }
+        let got = self.hasher.take().map(ring::digest::Context::finish);
+        if let Some(h) = expected
+            && got.is_none_or(|g| h[..] != *g.as_ref())
+        {
+            return Err(Refusal::Fail(format!(
+                "{}: the rebuilt file does not match (the copy here changed?)",
+                shown(path)
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A received file at least this big starts its writeback at once.
 const EARLY_WRITEBACK: u64 = 1 << 20;
 
@@ -361,10 +500,7 @@ impl Receiver {
             && FileType::from_raw_mode(st.st_mode) == FileType::Directory
         {
             if reverse {
-                return Err(Refusal::Fatal(format!(
-                    "refused to replace the directory {} on a reverse pass",
-                    shown(name)
-                )));
+                return refused_on_reverse(&format!("replace the directory {}", shown(name)), "");
             }
             remove_tree(dir, name)?;
         }
@@ -374,8 +510,10 @@ impl Receiver {
     /// Whether the policy lets `msg` through (a reverse pass refuses
     /// what would remove or reshape anything here).
     fn allowed(&self, msg: &Msg) -> Result<(), Refusal> {
-        let excluded = |p: &[u8]| crate::glob::excluded(&self.policy.exclude, p);
-        if let Some(p) = paths_of(msg).into_iter().find(|p| excluded(p)) {
+        if let Some(p) = paths_of(msg)
+            .into_iter()
+            .find(|p| self.policy.exclude.is_excluded(p))
+        {
             return Err(Refusal::Fatal(format!(
                 "refused a {} message for {}: the job excludes it",
                 name_of(msg),
@@ -389,30 +527,27 @@ impl Receiver {
             // A new name for a file here: one the backup never had (an
             // excluded secret) could get a public name. Files come back
             // whole instead.
-            Msg::Link { path, to, .. } => Err(Refusal::Fatal(format!(
-                "refused to link {} to {} on a reverse pass (files come back whole)",
-                shown(path),
-                shown(to)
-            ))),
-            Msg::Delete { path, .. } => Err(Refusal::Fatal(format!(
-                "refused to delete {} on a reverse pass (nothing is deleted here)",
-                shown(path)
-            ))),
-            Msg::Rename { from, to, .. } => Err(Refusal::Fatal(format!(
-                "refused to rename {} to {} on a reverse pass (nothing is deleted here)",
-                shown(from),
-                shown(to)
-            ))),
+            Msg::Link { path, to, .. } => refused_on_reverse(
+                &format!("link {} to {}", shown(path), shown(to)),
+                " (files come back whole)",
+            ),
+            Msg::Delete { path, .. } => refused_on_reverse(
+                &format!("delete {}", shown(path)),
+                " (nothing is deleted here)",
+            ),
+            Msg::Rename { from, to, .. } => refused_on_reverse(
+                &format!("rename {} to {}", shown(from), shown(to)),
+                " (nothing is deleted here)",
+            ),
             // Owners and the root's mode are the primary's own: a
             // compromised backup could otherwise hand any file to any
             // user, or open the whole tree to everyone.
-            Msg::Own { path, .. } => Err(Refusal::Fatal(format!(
-                "refused to change the owner of {} on a reverse pass",
-                shown(path)
-            ))),
-            Msg::Meta { path, .. } if path.is_empty() => Err(Refusal::Fatal(
-                "refused to change the mode of the root on a reverse pass".into(),
-            )),
+            Msg::Own { path, .. } => {
+                refused_on_reverse(&format!("change the owner of {}", shown(path)), "")
+            }
+            Msg::Meta { path, .. } if path.is_empty() => {
+                refused_on_reverse("change the mode of the root", "")
+            }
             Msg::File { path, .. } | Msg::Delta { path, .. } => self.same_kind(path, Kind::File),
             Msg::MkDir { path, .. } => self.same_kind(path, Kind::Dir),
             Msg::Symlink { path, .. } => self.same_kind(path, Kind::Symlink),
@@ -453,12 +588,10 @@ impl Receiver {
             Some(Kind::Symlink) => "a symlink",
             None => "a special file",
         };
-        Err(Refusal::Fatal(format!(
-            "refused to replace {} by {} on a reverse pass: {}",
-            what(here),
-            what(Some(kind)),
-            shown(path)
-        )))
+        refused_on_reverse(
+            &format!("replace {} by {}", what(here), what(Some(kind))),
+            &format!(": {}", shown(path)),
+        )
     }
 
     /// On a reverse pass, mode `m` for an entry already here with mode
@@ -543,105 +676,26 @@ impl Receiver {
         attrs: Attrs,
         basis: Option<u32>,
     ) -> Result<Staged, Refusal> {
-        use std::os::unix::fs::FileExt;
-        let target = self.parent(path, true);
         let tmp = Self::tmp_name();
-        let mut file: Result<(Arc<OwnedFd>, std::fs::File), Refusal> =
-            target.and_then(|(dir, _)| {
-                let fd = rustix::fs::openat(
-                    &dir,
-                    &tmp,
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )?;
-                Ok((dir, std::fs::File::from(fd)))
-            });
+        let mut inc = Incoming {
+            file: self.create_tmp(path, &tmp),
+            written: 0,
+            hasher: basis.map(|_| ring::digest::Context::new(&ring::digest::SHA256)),
+        };
         let old = match basis {
             Some(_) => match self.open_existing(path) {
                 Ok(f) => Some(f),
                 Err(Refusal::Fatal(e)) => return Err(Refusal::Fatal(e)),
                 Err(e) => {
-                    file = Err(e);
+                    inc.file = Err(e);
                     None
                 }
             },
             None => None,
         };
-        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut written = 0u64;
-        let mut write = |file: &mut Result<(Arc<OwnedFd>, std::fs::File), Refusal>, d: &[u8]| {
-            if let Ok((_, f)) = file {
-                written += d.len() as u64;
-                if basis.is_some() {
-                    hasher.update(d);
-                }
-                // Zeros are left as a hole (the file's length is set at
-                // the end): a sparse disk image stays sparse here.
-                if zeros(d) {
-                    return;
-                }
-                if let Err(e) = f.write_all_at(d, written - d.len() as u64) {
-                    *file = Err(e.into());
-                }
-            }
-        };
-        let expected_hash = loop {
-            let msg = match proto::read(input) {
-                Ok(m) => m,
-                Err(e) => {
-                    // The sender is gone mid-file: no trace of it here.
-                    if let Ok((dir, _)) = &file {
-                        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
-                    }
-                    return Err(Refusal::Fatal(e.to_string()));
-                }
-            };
-            match (msg, basis) {
-                (Msg::Data(d), _) => write(&mut file, &d),
-                (Msg::Copy { index, count }, Some(block)) => {
-                    let mut buf = vec![0u8; block as usize];
-                    for k in 0..u64::from(count) {
-                        // Failed already: the rest would only be read
-                        // for nothing (up to 2^32 blocks).
-                        if file.is_err() {
-                            break;
-                        }
-                        let at = (u64::from(index) + k) * u64::from(block);
-                        let n = match old.as_ref().map(|o| o.read_at(&mut buf, at)) {
-                            Some(Ok(n)) => n,
-                            Some(Err(e)) => {
-                                file = Err(e.into());
-                                0
-                            }
-                            None => 0,
-                        };
-                        if n < buf.len() && file.is_ok() {
-                            // A short read mid-file: the copy here changed.
-                            if k + 1 < u64::from(count) || n == 0 {
-                                file = Err(Refusal::Fail(format!(
-                                    "{}: the copy here changed during a delta",
-                                    shown(path)
-                                )));
-                            }
-                        }
-                        write(&mut file, &buf[..n]);
-                    }
-                }
-                (Msg::FileEnd { .. }, None) => break None,
-                (Msg::DeltaEnd { sha256, .. }, Some(_)) => break Some(sha256),
-                (other, _) => {
-                    return Err(Refusal::Fatal(format!(
-                        "expected file data, got {}",
-                        name_of(&other)
-                    )));
-                }
-            }
-        };
-        let (dir, f) = match file {
+        let expected_hash = inc.body(input, &tmp, basis, old.as_ref(), path)?;
+        let checked = inc.check(path, size, expected_hash);
+        let (dir, f) = match inc.file {
             Ok(x) => x,
             Err(e) => {
                 if let Ok((dir, _)) = self.parent(path, false) {
@@ -651,42 +705,9 @@ impl Receiver {
             }
         };
         let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
-        let got_hash = hasher.finish();
-        let finish = || -> Result<(), Refusal> {
-            if written != size {
-                return Err(Refusal::Fail(format!(
-                    "{}: {written} bytes arrived, {size} announced",
-                    shown(path)
-                )));
-            }
-            if expected_hash.is_some_and(|h| h[..] != *got_hash.as_ref()) {
-                return Err(Refusal::Fail(format!(
-                    "{}: the rebuilt file does not match (the copy here changed?)",
-                    shown(path)
-                )));
-            }
-            // Holes at the end are not written: the length makes them.
-            f.set_len(written)?;
-            self.fchown(&f, attrs.uid, attrs.gid)?;
-            let here = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
-                .ok()
-                .map(|st| st.st_mode);
-            let m = self.no_new_writers(here, attrs.mode);
-            rustix::fs::fchmod(&f, self.policy.mode(FileType::RegularFile, m))?;
-            rustix::fs::futimens(&f, &times(attrs.mtime))?;
-            // A big file starts going to disk now, while the next data
-            // arrives (on Linux this advice starts writeback of its dirty
-            // pages): the commit's sync then finds little left to wait
-            // for. Small files are left to that sync, which writes them
-            // together (one submission each costs more than it saves).
-            if written >= EARLY_WRITEBACK {
-                let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-            }
-            Ok(())
-        };
-        match finish() {
+        match checked.and_then(|()| self.seal(&dir, &f, name, attrs, inc.written)) {
             Ok(()) => {
-                self.staged_bytes += written;
+                self.staged_bytes += inc.written;
                 Ok(Staged {
                     id: 0,
                     dir,
@@ -700,6 +721,53 @@ impl Receiver {
                 Err(e)
             }
         }
+    }
+
+    /// The temporary file `tmp` a file at `path` is received into, in
+    /// the directory that will hold it.
+    fn create_tmp(
+        &self,
+        path: &[u8],
+        tmp: &[u8],
+    ) -> Result<(Arc<OwnedFd>, std::fs::File), Refusal> {
+        let (dir, _) = self.parent(path, true)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            tmp,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        Ok((dir, std::fs::File::from(fd)))
+    }
+
+    /// Give a received file (complete and checked) its length, owner,
+    /// mode and time.
+    fn seal(
+        &self,
+        dir: &OwnedFd,
+        f: &std::fs::File,
+        name: &[u8],
+        attrs: Attrs,
+        written: u64,
+    ) -> Result<(), Refusal> {
+        // Holes at the end are not written: the length makes them.
+        f.set_len(written)?;
+        self.fchown(f, attrs.uid, attrs.gid)?;
+        let here = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| st.st_mode);
+        let m = self.no_new_writers(here, attrs.mode);
+        rustix::fs::fchmod(f, self.policy.mode(FileType::RegularFile, m))?;
+        rustix::fs::futimens(f, &times(attrs.mtime))?;
+        // A big file starts going to disk now, while the next data
+        // arrives (on Linux this advice starts writeback of its dirty
+        // pages): the commit's sync then finds little left to wait
+        // for. Small files are left to that sync, which writes them
+        // together (one submission each costs more than it saves).
+        if written >= EARLY_WRITEBACK {
+            let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
+        }
+        Ok(())
     }
 
     /// Hand the staged files to the committer (which puts them in
@@ -906,7 +974,7 @@ impl Receiver {
             .map_err(io::Error::from)?;
         proto::write(out, &Msg::Entry(root_entry(&root)?))?;
         walk(&root, &mut Vec::new(), &mut |e, _| {
-            if crate::glob::excluded(&self.policy.exclude, &e.path) {
+            if self.policy.exclude.is_excluded(&e.path) {
                 return Ok(());
             }
             proto::write(out, &Msg::Entry(e))
@@ -1284,6 +1352,14 @@ pub fn serve(
     })
 }
 
+/// What a reverse pass refuses to do (`act`), and what follows
+/// (`then`: why, or the path): the session ends.
+fn refused_on_reverse(act: &str, then: &str) -> Result<(), Refusal> {
+    Err(Refusal::Fatal(format!(
+        "refused to {act} on a reverse pass{then}"
+    )))
+}
+
 /// Tell the sender why the session ends, and end it.
 fn fatal(out: &Mutex<impl Write>, message: String) -> Result<(), String> {
     let _ = reply(
@@ -1322,145 +1398,8 @@ fn session(
         if let Err(Refusal::Fatal(message) | Refusal::Fail(message)) = rx.allowed(&msg) {
             return fatal(out, message);
         }
-        let (id, result) = match msg {
-            Msg::Commit => continue,
-            Msg::List => {
-                let mut w = out
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                rx.list(&mut *w).map_err(|e| e.to_string())?;
-                w.flush().map_err(|e| e.to_string())?;
-                continue;
-            }
-            Msg::MkDir {
-                id,
-                path,
-                mode,
-                uid,
-                gid,
-            } => (id, rx.mkdir(&path, mode, uid, gid)),
-            Msg::File {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-            } => {
-                let attrs = Attrs {
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                };
-                match rx.file(input, &path, size, attrs, None) {
-                    Ok(st) => {
-                        rx.staged.push(Staged { id, ..st });
-                        continue;
-                    }
-                    Err(e) => (id, Err(e)),
-                }
-            }
-            Msg::Delta {
-                id,
-                path,
-                size,
-                mode,
-                uid,
-                gid,
-                mtime,
-                block,
-            } => {
-                if !BLOCKS.contains(&block) {
-                    return fatal(out, format!("refused a block size of {block}"));
-                }
-                let attrs = Attrs {
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                };
-                match rx.file(input, &path, size, attrs, Some(block)) {
-                    Ok(st) => {
-                        rx.staged.push(Staged { id, ..st });
-                        continue;
-                    }
-                    Err(e) => (id, Err(e)),
-                }
-            }
-            Msg::Hash { id, path } => {
-                let answer = match rx.hash(&path) {
-                    Ok(sha256) => Msg::HashReply { id, sha256 },
-                    Err(Refusal::Fail(message)) => Msg::Fail { id, message },
-                    Err(Refusal::Fatal(message)) => return fatal(out, message),
-                };
-                reply(out, &[answer])?;
-                continue;
-            }
-            Msg::Sums { id, path, block } => {
-                let answers = match rx.sums(&path, block) {
-                    Ok(sums) if sums.is_empty() => vec![Msg::SumsReply {
-                        id,
-                        sums,
-                        more: false,
-                    }],
-                    // A big file's signatures do not fit one frame.
-                    Ok(sums) => {
-                        let n = sums.len().div_ceil(SUMS_PER_FRAME);
-                        sums.chunks(SUMS_PER_FRAME)
-                            .enumerate()
-                            .map(|(i, part)| Msg::SumsReply {
-                                id,
-                                sums: part.to_vec(),
-                                more: i + 1 < n,
-                            })
-                            .collect()
-                    }
-                    Err(Refusal::Fail(message)) => vec![Msg::Fail { id, message }],
-                    Err(Refusal::Fatal(message)) => return fatal(out, message),
-                };
-                reply(out, &answers)?;
-                continue;
-            }
-            Msg::Symlink {
-                id,
-                path,
-                target,
-                uid,
-                gid,
-                mtime,
-            } => {
-                let attrs = Attrs {
-                    mode: 0,
-                    uid,
-                    gid,
-                    mtime,
-                };
-                (id, rx.symlink(&path, &target, attrs))
-            }
-            Msg::Delete { id, path } => (id, rx.delete(&path)),
-            Msg::Link { id, path, to } => (id, rx.link(&path, &to)),
-            Msg::Rename { id, from, to } => (id, rx.rename(&from, &to)),
-            Msg::Own {
-                id,
-                path,
-                uid,
-                gid,
-                mode,
-            } => (id, rx.own(&path, uid, gid, mode)),
-            Msg::Meta {
-                id,
-                path,
-                mode,
-                mtime,
-            } => (id, rx.meta(&path, mode, mtime)),
-            other => {
-                return fatal(
-                    out,
-                    format!("refused an out-of-place message ({})", name_of(&other)),
-                );
-            }
+        let Some((id, result)) = rx.carry_out(msg, input, out)? else {
+            continue;
         };
         let answer = match result {
             Ok(()) => Msg::Ack { id },
@@ -1469,4 +1408,124 @@ fn session(
         };
         reply(out, &[answer])?;
     }
+}
+
+/// A request's id, and how it went.
+type Outcome = (u64, Result<(), Refusal>);
+
+impl Receiver {
+    /// Do what one message asks: the request's id and how it went, to be
+    /// answered by `Ack` or `Fail` (or end the session); `None` when
+    /// answered already (a list, hashes, signatures) or not at all (a
+    /// staged file, answered at its commit).
+    fn carry_out(
+        &mut self,
+        msg: Msg,
+        input: &mut impl Read,
+        out: &Mutex<impl Write>,
+    ) -> Result<Option<Outcome>, String> {
+        let done = match msg {
+            Msg::Commit => return Ok(None),
+            Msg::List => {
+                let mut w = out
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.list(&mut *w).map_err(|e| e.to_string())?;
+                w.flush().map_err(|e| e.to_string())?;
+                return Ok(None);
+            }
+            Msg::File { .. } | Msg::Delta { .. } => return Ok(self.stage(input, msg)),
+            Msg::Hash { id, path } => match self.hash(&path) {
+                Ok(sha256) => return reply(out, &[Msg::HashReply { id, sha256 }]).map(|()| None),
+                Err(e) => (id, Err(e)),
+            },
+            Msg::Sums { id, path, block } => match self.sums(&path, block) {
+                Ok(sums) => return reply(out, &sums_replies(id, &sums)).map(|()| None),
+                Err(e) => (id, Err(e)),
+            },
+            Msg::MkDir {
+                id,
+                path,
+                mode,
+                uid,
+                gid,
+            } => (id, self.mkdir(&path, mode, uid, gid)),
+            Msg::Symlink {
+                id,
+                path,
+                target,
+                uid,
+                gid,
+                mtime,
+            } => (
+                id,
+                self.symlink(&path, &target, Attrs::new(0, uid, gid, mtime)),
+            ),
+            Msg::Delete { id, path } => (id, self.delete(&path)),
+            Msg::Link { id, path, to } => (id, self.link(&path, &to)),
+            Msg::Rename { id, from, to } => (id, self.rename(&from, &to)),
+            Msg::Own {
+                id,
+                path,
+                uid,
+                gid,
+                mode,
+            } => (id, self.own(&path, uid, gid, mode)),
+            Msg::Meta {
+                id,
+                path,
+                mode,
+                mtime,
+            } => (id, self.meta(&path, mode, mtime)),
+            other => {
+                return fatal(
+                    out,
+                    format!("refused an out-of-place message ({})", name_of(&other)),
+                )
+                .map(|()| None);
+            }
+        };
+        Ok(Some(done))
+    }
+
+    /// Receive a `File` or a `Delta` and stage it: `None` once staged
+    /// (answered at its commit), its id and why not otherwise.
+    fn stage(&mut self, input: &mut impl Read, msg: Msg) -> Option<Outcome> {
+        let (id, e, basis) = msg.announced().ok()?;
+        let attrs = Attrs::new(e.mode, e.uid, e.gid, e.mtime);
+        if let Some(block) = basis
+            && !BLOCKS.contains(&block)
+        {
+            let refused = format!("refused a block size of {block}");
+            return Some((id, Err(Refusal::Fatal(refused))));
+        }
+        match self.file(input, &e.path, e.size, attrs, basis) {
+            Ok(st) => {
+                self.staged.push(Staged { id, ..st });
+                None
+            }
+            Err(e) => Some((id, Err(e))),
+        }
+    }
+}
+
+/// The signatures of a file in `SumsReply` frames: a big file's do not
+/// fit one.
+fn sums_replies(id: u64, sums: &[(u32, [u8; 16])]) -> Vec<Msg> {
+    if sums.is_empty() {
+        return vec![Msg::SumsReply {
+            id,
+            sums: Vec::new(),
+            more: false,
+        }];
+    }
+    let n = sums.len().div_ceil(SUMS_PER_FRAME);
+    sums.chunks(SUMS_PER_FRAME)
+        .enumerate()
+        .map(|(i, part)| Msg::SumsReply {
+            id,
+            sums: part.to_vec(),
+            more: i + 1 < n,
+        })
+        .collect()
 }

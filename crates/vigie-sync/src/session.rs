@@ -473,20 +473,10 @@ impl Session {
     /// (`Err`: the session is broken).
     pub fn file(&mut self, root: &std::path::Path, e: &Entry) -> Result<FileSent, String> {
         let local = &join(root, &e.path);
-        let (mut f, md, entry) = match self.open_source(root, e)? {
+        let (id, mut f, md, entry) = match self.announce(root, e, None)? {
             Ok(x) => x,
             Err(unreadable) => return Ok(unreadable),
         };
-        let id = self.id(Pending::Put(entry.clone()));
-        self.send(&Msg::File {
-            id,
-            path: entry.path.clone(),
-            size: entry.size,
-            mode: entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            mtime: entry.mtime,
-        })?;
         let mut left = entry.size;
         let mut buf = vec![0u8; usize::try_from(left).unwrap_or(CHUNK).min(CHUNK)];
         while left > 0 {
@@ -565,21 +555,10 @@ impl Session {
         if sums.is_empty() {
             return self.file(root, e);
         }
-        let (f, md, entry) = match self.open_source(root, e)? {
+        let (id, f, md, entry) = match self.announce(root, e, Some(block))? {
             Ok(x) => x,
             Err(unreadable) => return Ok(unreadable),
         };
-        let id = self.id(Pending::Put(entry.clone()));
-        self.send(&Msg::Delta {
-            id,
-            path: entry.path.clone(),
-            size: entry.size,
-            mode: entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            mtime: entry.mtime,
-            block,
-        })?;
         let progress = self.progress.clone();
         let mut limited = Counted {
             inner: f.take(entry.size),
@@ -642,6 +621,24 @@ impl Session {
             }
         }
         Ok(out)
+    }
+
+    /// Open a source file (`open_source`) and announce it: a `File`, or
+    /// with `block` a `Delta`; its id first.
+    #[allow(clippy::type_complexity)] // What `open_source` gives, and the id.
+    fn announce(
+        &mut self,
+        root: &std::path::Path,
+        e: &Entry,
+        block: Option<u32>,
+    ) -> Result<Result<(u64, std::fs::File, std::fs::Metadata, Entry), FileSent>, String> {
+        let (f, md, entry) = match self.open_source(root, e)? {
+            Ok(x) => x,
+            Err(unreadable) => return Ok(Err(unreadable)),
+        };
+        let id = self.id(Pending::Put(entry.clone()));
+        self.send(&Msg::announce(id, &entry, block))?;
+        Ok(Ok((id, f, md, entry)))
     }
 
     /// Open a source file beneath `root` (`open_beneath`) and read what

@@ -137,96 +137,26 @@ pub fn cluster(bin: &str, s: &Settings<'_>) -> Cluster {
         }
     }
     let lab = Lab::new(&["dns", "prim", "back", "w1", "w2"]);
-    let prim = lab.ip("prim");
-    let back = lab.ip("back");
     let dns: SocketAddr = (lab.ip("dns"), 53).into();
     let knot = knot_at(
         Some(&lab.ns("dns")),
         dns,
         "example.org",
-        &format!("blog A {prim}"),
+        &format!("blog A {}", lab.ip("prim")),
     );
-    let mut overrides = String::new();
-    if let Some(c) = s.cooldown {
-        let _ = writeln!(overrides, "cooldown = \"{c}\"");
-    }
-    if let Some(n) = s.max_changes_per_day {
-        let _ = writeln!(overrides, "max_changes_per_day = {n}");
-    }
-    let names = ["w1", "w2"];
-    let certs: Vec<_> = names.iter().map(|w| self_signed_for(lab.ip(w))).collect();
+    let certs: Vec<_> = WATCHERS
+        .iter()
+        .map(|w| self_signed_for(lab.ip(w)))
+        .collect();
     let mut watchers = Vec::new();
-    for (i, w) in names.iter().enumerate() {
+    for (i, w) in WATCHERS.iter().enumerate() {
         let env = Env::in_netns(bin, &lab.ns(w));
         env.write("cert.pem", &certs[i].0);
         env.write("key.pem", &certs[i].1);
         env.write("tsig.key", &format!("{}\n", knot.secret));
         env.write("api.token", API_TOKEN);
         env.write("peer.token", PEER_TOKEN);
-        let other = 1 - i;
-        env.config(&format!(
-            r#"[node]
-name = "{w}"
-
-[server]
-listen = "{me}:9470"
-token = {{ file = "api.token" }}
-tls = {{ cert = "cert.pem", key = "key.pem" }}
-
-[[peer]]
-name = "{peer}"
-url = "https://{peer_ip}:9470"
-token = {{ file = "peer.token" }}
-pin = "{pin}"
-
-[dns.knot]
-kind = "rfc2136"
-server = "{dns}"
-key_name = "{key}"
-secret = {{ file = "tsig.key" }}
-
-[failover.blog]
-record = {{ zone = "example.org", name = "blog" }}
-primary = ["{prim}"]
-backup = ["{back}"]
-dns = "knot"
-checks = ["web"]
-reference = ["link"]
-quorum = {quorum}
-failback = {failback}
-verify_timeout = "10s"
-{overrides}
-[[check]]
-name = "web"
-http = {{ url = "http://{prim}:8080/" }}
-every = "{every}"
-timeout = "{timeout}"
-{retry_every}fail_after = {fail_after}
-recover_after = 2
-
-[[check]]
-name = "link"
-tcp = {{ address = "{dns}" }}
-every = "1s"
-timeout = "1s"
-fail_after = 2
-"#,
-            me = lab.ip(w),
-            peer = names[other],
-            peer_ip = lab.ip(names[other]),
-            pin = certs[other].2,
-            key = knot.key_name,
-            quorum = s.quorum,
-            failback = s.failback,
-            every = s.every,
-            fail_after = s.fail_after,
-            overrides = overrides,
-            timeout = s.timeout,
-            retry_every = s
-                .retry_every
-                .map(|r| format!("retry_every = \"{r}\"\n"))
-                .unwrap_or_default(),
-        ));
+        env.config(&watcher_config(&lab, &knot, s, i, &certs[1 - i].2));
         let r = env.run(&["validate"]);
         assert_eq!(r.code, 0, "{r:?}");
         watchers.push(Watcher { env, daemon: None });
@@ -246,4 +176,74 @@ fail_after = 2
         wait_until(Duration::from_secs(30), || c.verdict(i) == "up");
     }
     c
+}
+
+/// The watchers' names, each the other's peer.
+const WATCHERS: [&str; 2] = ["w1", "w2"];
+
+/// The configuration of watcher `i` of [`WATCHERS`], whose peer's
+/// certificate has the SHA-256 `peer_pin`.
+fn watcher_config(lab: &Lab, knot: &Knot, s: &Settings<'_>, i: usize, peer_pin: &str) -> String {
+    let mut overrides = String::new();
+    if let Some(c) = s.cooldown {
+        let _ = writeln!(overrides, "cooldown = \"{c}\"");
+    }
+    if let Some(n) = s.max_changes_per_day {
+        let _ = writeln!(overrides, "max_changes_per_day = {n}");
+    }
+    let (w, peer) = (WATCHERS[i], WATCHERS[1 - i]);
+    format!(
+        r#"[node]
+name = "{w}"
+
+[server]
+listen = "{me}:9470"
+token = {{ file = "api.token" }}
+tls = {{ cert = "cert.pem", key = "key.pem" }}
+
+[[peer]]
+name = "{peer}"
+url = "https://{peer_ip}:9470"
+token = {{ file = "peer.token" }}
+pin = "{peer_pin}"
+
+{tables}{overrides}
+[[check]]
+name = "web"
+http = {{ url = "http://{prim}:8080/" }}
+every = "{every}"
+timeout = "{timeout}"
+{retry_every}fail_after = {fail_after}
+recover_after = 2
+
+[[check]]
+name = "link"
+tcp = {{ address = "{dns}" }}
+every = "1s"
+timeout = "1s"
+fail_after = 2
+"#,
+        me = lab.ip(w),
+        peer_ip = lab.ip(peer),
+        dns = SocketAddr::from((lab.ip("dns"), 53)),
+        tables = crate::rfc2136_failover(
+            "blog",
+            "knot",
+            &SocketAddr::from((lab.ip("dns"), 53)).to_string(),
+            &knot.key_name,
+            (&lab.ip("prim").to_string(), &lab.ip("back").to_string()),
+            &format!(
+                "checks = [\"web\"]\nreference = [\"link\"]\nquorum = {}\nfailback = {}\nverify_timeout = \"10s\"\n",
+                s.quorum, s.failback
+            ),
+        ),
+        prim = lab.ip("prim"),
+        every = s.every,
+        fail_after = s.fail_after,
+        timeout = s.timeout,
+        retry_every = s
+            .retry_every
+            .map(|r| format!("retry_every = \"{r}\"\n"))
+            .unwrap_or_default(),
+    )
 }

@@ -3,8 +3,10 @@
 //! `scripts/test` installs knot.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::KillOnDrop;
 
 pub struct Knot {
     pub addr: SocketAddr,
@@ -12,15 +14,9 @@ pub struct Knot {
     pub key_name: String,
     /// The TSIG key, base64.
     pub secret: String,
-    child: Child,
+    /// Ends the server when this is dropped, before `dir` goes.
+    _child: KillOnDrop,
     pub dir: tempfile::TempDir,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -85,7 +81,6 @@ zone:
     );
     let conf_path = dir.path().join("knot.conf");
     std::fs::write(&conf_path, conf).expect("knot.conf");
-    let log = std::fs::File::create(dir.path().join("knot.log")).expect("log");
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -94,19 +89,17 @@ zone:
         }
         None => Command::new(knotd),
     };
-    let child = cmd
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start knotd");
+    let child = KillOnDrop::spawn_logging(
+        cmd.arg("-c").arg(&conf_path),
+        &dir.path().join("knot.log"),
+        "knotd",
+    );
     let knot = Knot {
         addr,
         zone: zone.to_owned(),
         key_name,
         secret,
-        child,
+        _child: child,
         dir,
     };
     let deadline = Instant::now() + Duration::from_secs(15);

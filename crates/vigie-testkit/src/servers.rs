@@ -118,31 +118,34 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
     let _ = s.shutdown().await;
 }
 
-/// A plain HTTP server on 127.0.0.1.
-pub fn http() -> Running {
-    spawn(|addr_tx| async move {
+/// A server on 127.0.0.1 that serves each connection it accepts with
+/// `serve`, on a task of its own.
+fn serve_each<F, Fut>(serve: F) -> Running
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    spawn(move |addr_tx| async move {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let _ = addr_tx.send(l.local_addr().expect("addr"));
         loop {
             let Ok((s, _)) = l.accept().await else {
                 continue;
             };
-            tokio::task::spawn_local(handle(s));
+            tokio::task::spawn_local(serve(s));
         }
     })
 }
 
+/// A plain HTTP server on 127.0.0.1.
+pub fn http() -> Running {
+    serve_each(handle)
+}
+
 /// A TCP server that greets with `banner` and closes.
 pub fn banner(banner: &'static str) -> Running {
-    spawn(move |addr_tx| async move {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("addr"));
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            let _ = s.write_all(banner.as_bytes()).await;
-        }
+    serve_each(move |mut s| async move {
+        let _ = s.write_all(banner.as_bytes()).await;
     })
 }
 
@@ -217,19 +220,12 @@ fn acceptor(kind: Cert, ca_pem: &Path) -> tokio_rustls::TlsAcceptor {
 /// An HTTPS server presenting `kind`; the CA that signs it goes to `ca_pem`.
 pub fn https(kind: Cert, ca_pem: &Path) -> Running {
     let acceptor = acceptor(kind, ca_pem);
-    spawn(move |addr_tx| async move {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("addr"));
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            tokio::task::spawn_local(async move {
-                if let Ok(tls) = acceptor.accept(s).await {
-                    handle(tls).await;
-                }
-            });
+    serve_each(move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(tls) = acceptor.accept(s).await {
+                handle(tls).await;
+            }
         }
     })
 }
@@ -488,34 +484,27 @@ fn smtp_server(ca_pem: &Path, implicit_tls: bool) -> (Running, Arc<std::sync::Mu
     let acceptor = acceptor(Cert::ValidFor(30), ca_pem);
     let mails = Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = mails.clone();
-    let running = spawn(move |addr_tx| async move {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("addr"));
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            let kept = kept.clone();
-            tokio::task::spawn_local(async move {
-                let mut mail = Mail::default();
-                if implicit_tls {
-                    let Ok(mut tls) = acceptor.accept(s).await else {
-                        return;
-                    };
-                    mail.tls = true;
-                    let _ = tls.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
-                    let _ = converse(tls, &mut mail, &kept).await;
+    let running = serve_each(move |mut s| {
+        let acceptor = acceptor.clone();
+        let kept = kept.clone();
+        async move {
+            let mut mail = Mail::default();
+            if implicit_tls {
+                let Ok(mut tls) = acceptor.accept(s).await else {
                     return;
-                }
-                let _ = s.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
-                if let Some(plain) = converse(s, &mut mail, &kept).await
-                    && let Ok(tls) = acceptor.accept(plain).await
-                {
-                    mail.tls = true;
-                    let _ = converse(tls, &mut mail, &kept).await;
-                }
-            });
+                };
+                mail.tls = true;
+                let _ = tls.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
+                let _ = converse(tls, &mut mail, &kept).await;
+                return;
+            }
+            let _ = s.write_all(b"220 localhost ESMTP vigie-test\r\n").await;
+            if let Some(plain) = converse(s, &mut mail, &kept).await
+                && let Ok(tls) = acceptor.accept(plain).await
+            {
+                mail.tls = true;
+                let _ = converse(tls, &mut mail, &kept).await;
+            }
         }
     });
     (running, mails)
@@ -644,33 +633,26 @@ pub type Responder = Arc<dyn Fn(&Captured) -> (u16, String) + Send + Sync>;
 pub fn scripted(respond: Responder) -> (Running, Arc<std::sync::Mutex<Vec<Captured>>>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    let running = spawn(move |addr_tx| async move {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("addr"));
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
+    let running = serve_each(move |s| {
+        let log = log.clone();
+        let respond = respond.clone();
+        async move {
+            let Some((mut s, req)) = read_request(s).await else {
+                return;
             };
-            let log = log.clone();
-            let respond = respond.clone();
-            tokio::task::spawn_local(async move {
-                let Some((mut s, req)) = read_request(s).await else {
-                    return;
-                };
-                let (status, body) = respond(&req);
-                log.lock().expect("log").push(req);
-                let (location, body) = if (300..400).contains(&status) {
-                    (format!("location: {body}\r\n"), String::new())
-                } else {
-                    (String::new(), body)
-                };
-                let out = format!(
-                    "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(out.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
+            let (status, body) = respond(&req);
+            log.lock().expect("log").push(req);
+            let (location, body) = if (300..400).contains(&status) {
+                (format!("location: {body}\r\n"), String::new())
+            } else {
+                (String::new(), body)
+            };
+            let out = format!(
+                "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(out.as_bytes()).await;
+            let _ = s.shutdown().await;
         }
     });
     (running, seen)

@@ -7,20 +7,16 @@
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use crate::KillOnDrop;
 
 pub struct Sshd {
     pub port: u16,
-    child: Child,
+    /// Ends the server when this is dropped, before `dir` goes.
+    _child: KillOnDrop,
     pub dir: tempfile::TempDir,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run(cmd: &mut Command) {
@@ -59,15 +55,18 @@ impl Sshd {
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), conf).expect("config");
-        let log = std::fs::File::create(d.join("sshd.log")).expect("log");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd");
-        let s = Sshd { port, child, dir };
+        let child = KillOnDrop::spawn_logging(
+            Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(d.join("sshd_config")),
+            &d.join("sshd.log"),
+            "sshd",
+        );
+        let s = Sshd {
+            port,
+            _child: child,
+            dir,
+        };
         crate::wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });

@@ -75,22 +75,21 @@ pub(crate) async fn accept_loop(
     mut stop: oneshot::Receiver<()>,
 ) {
     let (stopping_tx, stopping) = watch::channel(false);
-    let mut conns = tokio::task::JoinSet::new();
-    let mut open: BTreeMap<u64, Conn> = BTreeMap::new();
-    let mut next_id = 0u64;
+    let mut conns = Conns {
+        tasks: tokio::task::JoinSet::new(),
+        open: BTreeMap::new(),
+        next_id: 0,
+        router,
+        tls,
+        stats: stats.clone(),
+        stopping,
+    };
     let mut backoff = Duration::ZERO;
     let mut all_busy_said = false;
     loop {
-        while let Some(done) = conns.try_join_next() {
-            if let Ok(id) = done {
-                open.remove(&id);
-            }
-        }
-        let live = open.values().filter(|c| c.evict.is_some()).count();
-        let evictable = |c: &Conn| c.evict.is_some() && !c.busy.load(Ordering::Relaxed);
-        if live >= MAX_CONNECTIONS
-            && (open.len() >= MAX_CONNECTIONS + CLOSING_SLACK || !open.values().any(evictable))
-        {
+        conns.reap();
+        let live = conns.live();
+        if live >= MAX_CONNECTIONS && conns.none_to_evict() {
             // Every connection is inside a request (or too many asked to
             // close are still closing): new clients wait in the backlog.
             if !all_busy_said {
@@ -102,9 +101,9 @@ pub(crate) async fn accept_loop(
             }
             tokio::select! {
                 _ = &mut stop => break,
-                done = conns.join_next() => {
+                done = conns.tasks.join_next() => {
                     if let Some(Ok(id)) = done {
-                        open.remove(&id);
+                        conns.open.remove(&id);
                     }
                     continue;
                 }
@@ -134,24 +133,79 @@ pub(crate) async fn accept_loop(
                 }
             }
         };
-        // At the cap, the new client takes the place of the oldest
-        // connection waiting for a request.
-        if live >= MAX_CONNECTIONS
-            && let Some(evict) = open
-                .values_mut()
-                .find(|c| evictable(c))
-                .and_then(|c| c.evict.take())
+        if live >= MAX_CONNECTIONS {
+            conns.evict_oldest_idle();
+        }
+        conns.spawn(tcp, from);
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    conns.drain().await;
+}
+
+/// The accept loop's connections: their tasks, what it knows of each, and
+/// what a new one is served with.
+struct Conns {
+    tasks: tokio::task::JoinSet<u64>,
+    open: BTreeMap<u64, Conn>,
+    next_id: u64,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    stats: Arc<ServerStats>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Conns {
+    /// Forget the connections that have ended.
+    fn reap(&mut self) {
+        while let Some(done) = self.tasks.try_join_next() {
+            if let Ok(id) = done {
+                self.open.remove(&id);
+            }
+        }
+    }
+
+    /// The open connections not asked to close.
+    fn live(&self) -> usize {
+        self.open.values().filter(|c| c.evict.is_some()).count()
+    }
+
+    /// A connection that may be asked to close: not asked yet, and not
+    /// inside a request.
+    fn evictable(c: &Conn) -> bool {
+        c.evict.is_some() && !c.busy.load(Ordering::Relaxed)
+    }
+
+    /// At the cap, whether no place can be made: every connection is
+    /// inside a request, or too many asked to close are still closing.
+    fn none_to_evict(&self) -> bool {
+        self.open.len() >= MAX_CONNECTIONS + CLOSING_SLACK
+            || !self.open.values().any(Self::evictable)
+    }
+
+    /// At the cap, the new client takes the place of the oldest
+    /// connection waiting for a request.
+    fn evict_oldest_idle(&mut self) {
+        if let Some(evict) = self
+            .open
+            .values_mut()
+            .find(|c| Self::evictable(c))
+            .and_then(|c| c.evict.take())
         {
             // A send to a connection already ending fails: it frees its
             // place all the same.
             let _ = evict.send(());
-            stats.evicted.fetch_add(1, Ordering::Relaxed);
+            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        let id = next_id;
-        next_id += 1;
+    }
+
+    /// Serve the accepted `tcp` on a task of its own.
+    fn spawn(&mut self, tcp: TcpStream, from: SocketAddr) {
+        let id = self.next_id;
+        self.next_id += 1;
         let busy = Arc::new(AtomicBool::new(false));
         let (evict_tx, evict) = oneshot::channel();
-        open.insert(
+        self.open.insert(
             id,
             Conn {
                 busy: busy.clone(),
@@ -159,14 +213,14 @@ pub(crate) async fn accept_loop(
             },
         );
         let conn = Connection {
-            router: router.clone(),
-            stats: stats.clone(),
+            router: self.router.clone(),
+            stats: self.stats.clone(),
             busy,
-            stopping: stopping.clone(),
+            stopping: self.stopping.clone(),
             evict,
         };
-        let tls = tls.clone();
-        conns.spawn(async move {
+        let tls = self.tls.clone();
+        self.tasks.spawn(async move {
             conn.stats.open.fetch_add(1, Ordering::Relaxed);
             let stats = conn.stats.clone();
             match tls {
@@ -177,14 +231,16 @@ pub(crate) async fn accept_loop(
             id
         });
     }
-    drop(listener);
-    let _ = stopping_tx.send(true);
-    // Requests in flight get a moment; then they are dropped.
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    conns.abort_all();
+
+    /// Once the server stops: requests in flight get a moment; then they
+    /// are dropped.
+    async fn drain(mut self) {
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
 }
 
 /// One connection's task.

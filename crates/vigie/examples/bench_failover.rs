@@ -9,6 +9,9 @@
 //!
 //! Run it through `bench/failover` (root, knot, iproute2, nftables).
 
+// The workspace still allows long functions (issue 11 §2); this one has
+// none left and keeps it so.
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -111,6 +114,107 @@ fn trials(rt: &tokio::runtime::Runtime, c: &mut Cluster, s: &Scenario, trials: u
     times
 }
 
+/// The table's rows; the first one's cluster also counts false failovers.
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        outage: Outage::Kill,
+        every: "2s",
+        timeout: "1s",
+        retry_every: None,
+    },
+    Scenario {
+        outage: Outage::Kill,
+        every: "2s",
+        timeout: "1s",
+        retry_every: Some("1s"),
+    },
+    Scenario {
+        outage: Outage::Blackhole,
+        every: "2s",
+        timeout: "2s",
+        retry_every: None,
+    },
+    Scenario {
+        outage: Outage::Blackhole,
+        every: "2s",
+        timeout: "2s",
+        retry_every: Some("1s"),
+    },
+    Scenario {
+        outage: Outage::Blackhole,
+        every: "2s",
+        timeout: "1s",
+        retry_every: Some("1s"),
+    },
+];
+
+/// The test bed for `s`, with the `vigie` at `bin`.
+fn start(bin: &str, s: &Scenario) -> Cluster {
+    cluster(
+        bin,
+        &Settings {
+            quorum: 2,
+            every: s.every,
+            fail_after: 3,
+            timeout: s.timeout,
+            retry_every: s.retry_every,
+            failback: "\"manual\"",
+            cooldown: None,
+            // Each trial moves the record twice (there and back by
+            // hand): past the default daily budget of 12 by the seventh.
+            max_changes_per_day: Some(1000),
+        },
+    )
+}
+
+/// How many times the record moved off the primary during `secs`.
+fn moves_off_primary(rt: &tokio::runtime::Runtime, c: &Cluster, secs: u64) -> u32 {
+    let dns = c.dns();
+    let prim = c.lab.ip("prim");
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut moved = 0;
+    let mut was_primary = true;
+    while Instant::now() < end {
+        let primary = served(rt, dns) == [prim];
+        if was_primary && !primary {
+            moved += 1;
+        }
+        was_primary = primary;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    moved
+}
+
+const LOSS_SECS: u64 = 60;
+const ISOLATION_SECS: u64 = 30;
+
+/// The false failovers counted on a cluster whose primary stays up.
+struct FalseFailovers {
+    /// While w1's link loses 30 % of its packets, for [`LOSS_SECS`].
+    loss: u32,
+    /// While w1 is cut off, for [`ISOLATION_SECS`].
+    isolation: u32,
+    /// Whether w1 abstained while cut off.
+    abstained: bool,
+}
+
+/// The record must stay on the primary while one watcher's link loses
+/// 30 % of its packets, then while it is cut off.
+fn false_failovers(rt: &tokio::runtime::Runtime, c: &Cluster) -> FalseFailovers {
+    c.lab.loss("w1", 30);
+    let loss = moves_off_primary(rt, c, LOSS_SECS);
+    c.lab.heal();
+    c.lab.isolate("w1");
+    let isolation = moves_off_primary(rt, c, ISOLATION_SECS);
+    let abstained = c.verdict(0) == "abstain";
+    c.lab.heal();
+    FalseFailovers {
+        loss,
+        isolation,
+        abstained,
+    }
+}
+
 fn main() {
     let bin = std::env::args()
         .nth(1)
@@ -122,93 +226,22 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let scenarios = [
-        Scenario {
-            outage: Outage::Kill,
-            every: "2s",
-            timeout: "1s",
-            retry_every: None,
-        },
-        Scenario {
-            outage: Outage::Kill,
-            every: "2s",
-            timeout: "1s",
-            retry_every: Some("1s"),
-        },
-        Scenario {
-            outage: Outage::Blackhole,
-            every: "2s",
-            timeout: "2s",
-            retry_every: None,
-        },
-        Scenario {
-            outage: Outage::Blackhole,
-            every: "2s",
-            timeout: "2s",
-            retry_every: Some("1s"),
-        },
-        Scenario {
-            outage: Outage::Blackhole,
-            every: "2s",
-            timeout: "1s",
-            retry_every: Some("1s"),
-        },
-    ];
-    let start = |s: &Scenario| {
-        cluster(
-            &bin,
-            &Settings {
-                quorum: 2,
-                every: s.every,
-                fail_after: 3,
-                timeout: s.timeout,
-                retry_every: s.retry_every,
-                failback: "\"manual\"",
-                cooldown: None,
-                // Each trial moves the record twice (there and back by
-                // hand): past the default daily budget of 12 by the seventh.
-                max_changes_per_day: Some(1000),
-            },
-        )
-    };
     let mut rows = Vec::new();
-    for s in &scenarios[1..] {
-        let mut c = start(s);
+    for s in &SCENARIOS[1..] {
+        let mut c = start(&bin, s);
         rows.push((s, trials(&rt, &mut c, s, trials_n)));
     }
-    // The first scenario's cluster also counts false failovers.
-    let mut c = start(&scenarios[0]);
+    let mut c = start(&bin, &SCENARIOS[0]);
     rows.insert(
         0,
-        (&scenarios[0], trials(&rt, &mut c, &scenarios[0], trials_n)),
+        (&SCENARIOS[0], trials(&rt, &mut c, &SCENARIOS[0], trials_n)),
     );
-    let dns = c.dns();
-    let prim = c.lab.ip("prim");
-    // False failovers: the record must stay on the primary while one
-    // watcher's link loses 30 % of its packets, then while it is cut off.
-    let phase = |secs: u64| {
-        let end = Instant::now() + Duration::from_secs(secs);
-        let mut moved = 0;
-        let mut was_primary = true;
-        while Instant::now() < end {
-            let primary = served(&rt, dns) == [prim];
-            if was_primary && !primary {
-                moved += 1;
-            }
-            was_primary = primary;
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        moved
-    };
-    let loss_secs = 60;
-    c.lab.loss("w1", 30);
-    let loss_false = phase(loss_secs);
-    c.lab.heal();
-    let isolation_secs = 30;
-    c.lab.isolate("w1");
-    let isolation_false = phase(isolation_secs);
-    let abstained = c.verdict(0) == "abstain";
-    c.lab.heal();
+    let false_failovers = false_failovers(&rt, &c);
+    print_report(trials_n, &rows, &false_failovers);
+}
+
+/// The two tables: time to fail over, false failovers.
+fn print_report(trials_n: usize, rows: &[(&Scenario, Vec<f64>)], f: &FalseFailovers) {
     // The seed script: cron every 10 min (the outage starts anywhere in
     // the interval: 5 min on average, 10 at worst), then ten HTTP tries
     // 5 s apart before it decides.
@@ -219,7 +252,7 @@ fn main() {
     );
     println!("| outage | how the watchers check | p50 s | max s |");
     println!("|---|---|---:|---:|");
-    for (s, times) in &rows {
+    for (s, times) in rows {
         let p50 = times[times.len() / 2];
         let max = times[times.len() - 1];
         println!("{} | {p50:.1} | {max:.1} |", s.describe());
@@ -230,13 +263,17 @@ fn main() {
     println!("\nfalse failovers (record moved off the primary while it was up)\n");
     println!("| scenario | duration s | false failovers |");
     println!("|---|---:|---:|");
-    println!("| 30 % packet loss on w1's link | {loss_secs} | {loss_false} |");
     println!(
-        "| w1 cut off ({}) | {isolation_secs} | {isolation_false} |",
-        if abstained {
+        "| 30 % packet loss on w1's link | {LOSS_SECS} | {} |",
+        f.loss
+    );
+    println!(
+        "| w1 cut off ({}) | {ISOLATION_SECS} | {} |",
+        if f.abstained {
             "it abstained"
         } else {
             "it did NOT abstain"
-        }
+        },
+        f.isolation
     );
 }

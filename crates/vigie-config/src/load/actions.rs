@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::did_you_mean;
+use crate::diag::did_you_mean_hint;
 use crate::model::{Action, Check, Maintenance, Notifier};
 
 use super::Loader;
@@ -40,8 +40,7 @@ impl Loader {
             let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
             for c in &m.checks {
                 if !names.contains(&c.as_str()) {
-                    let hint = did_you_mean(c, names.iter().copied())
-                        .map(|s| format!("did you mean `{s}`?"));
+                    let hint = did_you_mean_hint(c, names.iter().copied());
                     problems.push((format!("unknown check `{c}`"), hint));
                 }
             }
@@ -130,10 +129,8 @@ impl Loader {
             }
             for n in action.notify.iter().flatten() {
                 if !notifiers.contains_key(n) {
-                    let hint = did_you_mean(n, notifier_names.iter().copied()).map_or_else(
-                        || "declare it under [notify.NAME]".to_owned(),
-                        |s| format!("did you mean `{s}`?"),
-                    );
+                    let hint = did_you_mean_hint(n, notifier_names.iter().copied())
+                        .unwrap_or_else(|| "declare it under [notify.NAME]".to_owned());
                     self.error(
                         src,
                         Some(table.clone()),
@@ -188,10 +185,8 @@ impl Loader {
                     .chain(notifiers.keys().map(|n| format!("notify:{n}")))
                     .chain(failover_names.iter().map(|f| format!("failover:{f}")))
                     .collect();
-                let hint = did_you_mean(r, candidates.iter().map(String::as_str)).map_or_else(
-                    || "name an [action.NAME] or notify:NOTIFIER".to_owned(),
-                    |s| format!("did you mean `{s}`?"),
-                );
+                let hint = did_you_mean_hint(r, candidates.iter().map(String::as_str))
+                    .unwrap_or_else(|| "name an [action.NAME] or notify:NOTIFIER".to_owned());
                 self.error(
                     src,
                     Some(reference.span()),

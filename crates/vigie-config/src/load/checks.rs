@@ -7,8 +7,8 @@ use std::ops::Range;
 use toml::Spanned;
 use vigie_core::Duration;
 
-use crate::diag::{Location, did_you_mean};
-use crate::model::{Check, Flapping, Probe, TcpProbe, TlsProbe};
+use crate::diag::{Level, Location, did_you_mean_hint};
+use crate::model::{Check, Flapping, Probe, ProbeKind, TcpProbe, TlsProbe};
 use crate::secret::{Secret, SecretSource};
 
 use super::{EnvLookup, FlappingSetting, Loader, RawCheck, RawDefaults, split_host_port};
@@ -154,7 +154,8 @@ impl Loader {
             );
         } else if timeout > every {
             let span = raw.timeout.as_ref().map(Spanned::span);
-            self.warning(
+            self.report(
+            Level::Warning,
             src,
             span,
             &format!("{key}.timeout"),
@@ -232,10 +233,9 @@ impl Loader {
                     continue;
                 }
                 if !known.contains_key(dep) {
-                    let hint = did_you_mean(dep, names.iter().copied()).map_or_else(
-                        || "depends_on names other checks of this config".to_owned(),
-                        |s| format!("did you mean `{s}`?"),
-                    );
+                    let hint = did_you_mean_hint(dep, names.iter().copied()).unwrap_or_else(|| {
+                        "depends_on names other checks of this config".to_owned()
+                    });
                     self.error(
                         *src,
                         Some(span.clone()),
@@ -292,17 +292,23 @@ impl Loader {
         env: EnvLookup<'_>,
     ) -> Option<Probe> {
         let (mut probe, span) = self.one_probe(src, table, key, raw)?;
-        let secrets_ok = self.probe_secrets(src, &span, key, &mut probe, env);
+        let at = ProbeAt {
+            src,
+            span,
+            key: key.to_owned(),
+            kind: probe.kind(),
+        };
+        let secrets_ok = self.probe_secrets(&at, &mut probe, env);
         let mut problems: Problems = Vec::new();
         match probe {
             Probe::Http(_) | Probe::Tcp(_) | Probe::Tls(_) | Probe::Dns(_) | Probe::Ping(_) => {
-                self.network_settings(key, &mut probe, &mut problems);
+                self.network_settings(&at, &mut probe, &mut problems);
             }
-            _ => self.host_settings(src, &span, key, &mut probe, env, &mut problems),
+            _ => self.host_settings(&at, &mut probe, env, &mut problems),
         }
         let ok = problems.is_empty() && secrets_ok;
         for (k, message, hint) in problems {
-            self.error(src, Some(span.clone()), &k, message, hint);
+            self.error(src, Some(at.span.clone()), &k, message, hint);
         }
         ok.then_some(probe)
     }
@@ -315,33 +321,9 @@ impl Loader {
         key: &str,
         raw: &mut RawCheck,
     ) -> Option<(Probe, Range<usize>)> {
-        fn take<T>(
-            v: &mut Option<Spanned<T>>,
-            f: fn(T) -> Probe,
-            out: &mut Vec<(Probe, Range<usize>)>,
-        ) {
-            if let Some(s) = v.take() {
-                let span = s.span();
-                out.push((f(s.into_inner()), span));
-            }
-        }
-        let mut found = Vec::new();
-        take(&mut raw.http, Probe::Http, &mut found);
-        take(&mut raw.tcp, Probe::Tcp, &mut found);
-        take(&mut raw.tls, Probe::Tls, &mut found);
-        take(&mut raw.dns, Probe::Dns, &mut found);
-        take(&mut raw.ping, Probe::Ping, &mut found);
-        take(&mut raw.command, Probe::Command, &mut found);
-        take(&mut raw.systemd, Probe::Systemd, &mut found);
-        take(&mut raw.process, Probe::Process, &mut found);
-        take(&mut raw.disk, Probe::Disk, &mut found);
-        take(&mut raw.memory, Probe::Memory, &mut found);
-        take(&mut raw.load, Probe::Load, &mut found);
-        take(&mut raw.file_age, Probe::FileAge, &mut found);
-        take(&mut raw.heartbeat, Probe::Heartbeat, &mut found);
-        take(&mut raw.sync, Probe::Sync, &mut found);
+        let mut found = raw.take_probes();
         if found.len() > 1 {
-            let kinds: Vec<&str> = found.iter().map(|(p, _)| p.kind()).collect();
+            let kinds: Vec<&str> = found.iter().map(|(p, _)| p.kind().name()).collect();
             self.error(
                 src,
                 Some(found[1].1.clone()),
@@ -360,7 +342,7 @@ impl Loader {
                 Some(table),
                 key,
                 "no probe: say what to check".into(),
-                Some(format!("add one of: {}", Probe::KINDS.join(", "))),
+                Some(format!("add one of: {}", ProbeKind::NAMES.join(", "))),
             );
             return None;
         };
@@ -369,16 +351,7 @@ impl Loader {
 
     /// Header values, query values and a command's environment may be
     /// secrets: read them; false when one cannot be read.
-    fn probe_secrets(
-        &mut self,
-        src: usize,
-        span: &Range<usize>,
-        key: &str,
-        probe: &mut Probe,
-        env: EnvLookup<'_>,
-    ) -> bool {
-        let kind = probe.kind();
-        let field = |f: &str| format!("{key}.{kind}.{f}");
+    fn probe_secrets(&mut self, at: &ProbeAt, probe: &mut Probe, env: EnvLookup<'_>) -> bool {
         let mut secrets_ok = true;
         let maybe_secrets = match probe {
             Probe::Http(h) => vec![("headers", &mut h.headers), ("query", &mut h.query)],
@@ -390,8 +363,8 @@ impl Loader {
                 if let Some(secret) = v.secret_mut() {
                     let taken =
                         std::mem::replace(secret, Secret::new(SecretSource::Env(String::new())));
-                    let at = format!("{}.{k}", field(name));
-                    match self.resolve_secret(src, span.clone(), &at, taken, env) {
+                    let field = format!("{}.{k}", at.field(name));
+                    match self.resolve_secret(at.src, at.span.clone(), &field, taken, env) {
                         Some(resolved) => *secret = resolved,
                         None => secrets_ok = false,
                     }
@@ -402,15 +375,13 @@ impl Loader {
     }
 
     /// The settings of a probe that reaches over the network.
-    fn network_settings(&mut self, key: &str, probe: &mut Probe, problems: &mut Problems) {
-        let kind = probe.kind();
-        let field = |f: &str| format!("{key}.{kind}.{f}");
+    fn network_settings(&mut self, at: &ProbeAt, probe: &mut Probe, problems: &mut Problems) {
         match &mut *probe {
             Probe::Http(h) => {
                 for s in &h.expect_status {
                     if !(100..=599).contains(s) {
                         problems.push((
-                            field("expect_status"),
+                            at.field("expect_status"),
                             format!("{s} is not an HTTP status"),
                             Some("statuses run from 100 to 599".into()),
                         ));
@@ -420,7 +391,7 @@ impl Loader {
                     *ca = self.base.join(&*ca);
                     if !ca.is_file() {
                         problems.push((
-                            field("ca"),
+                            at.field("ca"),
                             format!("CA file {} does not exist", ca.display()),
                             Some("give a PEM file of trusted certificates".into()),
                         ));
@@ -430,7 +401,7 @@ impl Loader {
             Probe::Tcp(TcpProbe { address, .. }) | Probe::Tls(TlsProbe { address, .. }) => {
                 if let Err(e) = split_host_port(address) {
                     problems.push((
-                        field("address"),
+                        at.field("address"),
                         e,
                         Some(
                             "write \"host:port\", e.g. \"db.example.org:5432\" or \"[::1]:443\""
@@ -444,7 +415,7 @@ impl Loader {
                     *ca = self.base.join(&*ca);
                     if !ca.is_file() {
                         problems.push((
-                            field("ca"),
+                            at.field("ca"),
                             format!("CA file {} does not exist", ca.display()),
                             None,
                         ));
@@ -457,33 +428,33 @@ impl Loader {
                     && server.parse::<std::net::IpAddr>().is_err()
                 {
                     problems.push((
-                        field("server"),
+                        at.field("server"),
                         format!("`{server}` is not an IP address"),
                         Some("write \"192.0.2.53\" or \"192.0.2.53:5353\"".into()),
                     ));
                 }
                 if d.name.is_empty() {
-                    problems.push((field("name"), "empty name".into(), None));
+                    problems.push((at.field("name"), "empty name".into(), None));
                 }
             }
             Probe::Ping(p) => {
                 if !(1..=100).contains(&p.count) {
                     problems.push((
-                        field("count"),
+                        at.field("count"),
                         "count must be between 1 and 100".into(),
                         None,
                     ));
                 }
                 if p.interval.std() < std::time::Duration::from_millis(10) {
                     problems.push((
-                        field("interval"),
+                        at.field("interval"),
                         "interval must be at least 10ms".into(),
                         None,
                     ));
                 }
                 percent(
                     Some(p.max_loss_percent),
-                    field("max_loss_percent"),
+                    at.field("max_loss_percent"),
                     problems,
                 );
             }
@@ -495,47 +466,43 @@ impl Loader {
     /// resources, files, heartbeats, replication).
     fn host_settings(
         &mut self,
-        src: usize,
-        span: &Range<usize>,
-        key: &str,
+        at: &ProbeAt,
         probe: &mut Probe,
         env: EnvLookup<'_>,
         problems: &mut Problems,
     ) {
-        let kind = probe.kind();
-        let field = |f: &str| format!("{key}.{kind}.{f}");
         match probe {
             Probe::Command(c) => match (&c.argv, &c.shell) {
                 (Some(_), Some(_)) => problems.push((
-                    field("argv"),
+                    at.field("argv"),
                     "set `argv` or `shell`, not both".into(),
                     Some("argv runs a program directly; shell runs /bin/sh -c".into()),
                 )),
                 (None, None) => problems.push((
-                    field("argv"),
+                    at.field("argv"),
                     "no command: set `argv` (a program and its arguments) or `shell`".into(),
                     None,
                 )),
                 (Some(argv), None) if argv.is_empty() || argv[0].is_empty() => problems.push((
-                    field("argv"),
+                    at.field("argv"),
                     "`argv` is empty: its first item is the program".into(),
                     None,
                 )),
                 _ => {}
             },
             Probe::Systemd(s) if s.unit.is_empty() => {
-                problems.push((field("unit"), "empty unit name".into(), None));
+                problems.push((at.field("unit"), "empty unit name".into(), None));
             }
             Probe::Process(p) => {
                 if p.name.is_some() == p.pidfile.is_some() {
                     problems.push((
-                        field("name"),
+                        at.field("name"),
                         "set exactly one of `name` and `pidfile`".into(),
                         None,
                     ));
                 }
                 if p.max.is_some_and(|m| m < p.min) {
-                    problems.push((field("max"), "`max` is less than `min`".into(), None));
+                    problems.push((at.field("max"), "`max` is less than `min`".into(), None));
                 }
             }
             Probe::Disk(d) => {
@@ -545,22 +512,22 @@ impl Loader {
                 {
                     d.max_used_percent = Some(90.0);
                 }
-                percent(d.max_used_percent, field("max_used_percent"), problems);
+                percent(d.max_used_percent, at.field("max_used_percent"), problems);
                 percent(
                     d.max_inodes_used_percent,
-                    field("max_inodes_used_percent"),
+                    at.field("max_inodes_used_percent"),
                     problems,
                 );
             }
             Probe::Memory(m) => {
                 percent(
                     Some(m.max_used_percent),
-                    field("max_used_percent"),
+                    at.field("max_used_percent"),
                     problems,
                 );
                 percent(
                     m.max_swap_used_percent,
-                    field("max_swap_used_percent"),
+                    at.field("max_swap_used_percent"),
                     problems,
                 );
             }
@@ -573,19 +540,41 @@ impl Loader {
             Probe::Heartbeat(h) => {
                 if h.period.std().is_zero() {
                     problems.push((
-                        field("period"),
+                        at.field("period"),
                         "`period` must be more than 0s".into(),
                         None,
                     ));
                 }
                 if let Some(token) = h.token.take() {
-                    h.token = self.resolve_secret(src, span.clone(), &field("token"), token, env);
+                    h.token = self.resolve_secret(
+                        at.src,
+                        at.span.clone(),
+                        &at.field("token"),
+                        token,
+                        env,
+                    );
                 }
             }
             // Sync: checked once every job is known (`sync_checks`); the
             // network probes: `network_settings`.
             _ => {}
         }
+    }
+}
+
+/// Where a check's probe is written, and the key its settings sit under.
+struct ProbeAt {
+    src: usize,
+    span: Range<usize>,
+    /// The check's key, `check "web"`.
+    key: String,
+    kind: ProbeKind,
+}
+
+impl ProbeAt {
+    /// The key of one of the probe's settings, `check "web".http.url`.
+    fn field(&self, setting: &str) -> String {
+        format!("{}.{}.{setting}", self.key, self.kind)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::did_you_mean;
+use crate::diag::{Level, did_you_mean_hint};
 use crate::model::{AddressType, Backup, Check, DnsProvider, Dyndns, Failover, Peer};
 use crate::secret::{Secret, SecretSource};
 
@@ -98,8 +98,7 @@ impl Loader {
             for (field, list) in [("checks", &f.checks), ("reference", &f.reference)] {
                 for c in list {
                     if !names.contains(c) {
-                        let hint = did_you_mean(c, names.iter().map(String::as_str))
-                            .map(|s| format!("did you mean `{s}`?"));
+                        let hint = did_you_mean_hint(c, names.iter().map(String::as_str));
                         problems.push((format!("`{field}` names unknown check `{c}`"), hint));
                     }
                 }
@@ -147,7 +146,8 @@ impl Loader {
             // The peers are asked but never needed: one watcher's view
             // (its own link down) moves the record.
             if f.quorum == 1 && peers > 0 {
-                self.warning(
+                self.report(
+                    Level::Warning,
                     src,
                     Some(table.clone()),
                     &key,
@@ -172,10 +172,8 @@ impl Loader {
         for (src, name, table, mut d) in std::mem::take(&mut self.raw.dyndns) {
             let key = format!("dyndns.{}", name.get_ref());
             if !dns.contains_key(&d.dns) {
-                let hint = did_you_mean(&d.dns, dns.keys().map(String::as_str)).map_or_else(
-                    || "declare it under [dns.NAME]".to_owned(),
-                    |s| format!("did you mean `{s}`?"),
-                );
+                let hint = did_you_mean_hint(&d.dns, dns.keys().map(String::as_str))
+                    .unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
                 self.error(
                     src,
                     Some(table),
@@ -258,11 +256,8 @@ impl Loader {
             }
             match dns.get(&f.dns) {
                 None => {
-                    let hint = did_you_mean(&f.dns, providers.iter().map(String::as_str))
-                        .map_or_else(
-                            || "declare it under [dns.NAME]".to_owned(),
-                            |s| format!("did you mean `{s}`?"),
-                        );
+                    let hint = did_you_mean_hint(&f.dns, providers.iter().map(String::as_str))
+                        .unwrap_or_else(|| "declare it under [dns.NAME]".to_owned());
                     problems.push((format!("unknown DNS provider `{}`", f.dns), Some(hint)));
                 }
                 Some(DnsProvider::Rfc2136 { server, .. }) if f.verify.is_empty() => {

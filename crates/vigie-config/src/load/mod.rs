@@ -12,10 +12,9 @@ use vigie_core::{Duration, Severity};
 
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source};
 use crate::model::{
-    ActionTable, CommandProbe, Config, DEFAULT_LISTEN, DiskProbe, DnsProbe, DnsProvider, Dyndns,
-    EngineConfig, Failover, FileAgeProbe, Flapping, HeartbeatProbe, HttpProbe, LoadProbe,
-    Maintenance, MemoryProbe, Node, NotifierKind, Peer, PingProbe, ProcessProbe, Server, ServerTls,
-    StoreConfig, SyncJob, SyncProbe, SystemdProbe, TcpProbe, TlsProbe,
+    ActionTable, Config, DEFAULT_LISTEN, DnsProvider, Dyndns, EngineConfig, Failover, Flapping,
+    Maintenance, Node, NotifierKind, Peer, Probe, Server, ServerTls, StoreConfig, SyncJob,
+    probe_kinds,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -177,40 +176,52 @@ struct RawDefaults {
     severity: Option<Severity>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCheck {
-    name: Spanned<String>,
-    description: Option<String>,
-    every: Option<Spanned<Duration>>,
-    timeout: Option<Spanned<Duration>>,
-    retry_every: Option<Spanned<Duration>>,
-    fail_after: Option<Spanned<u32>>,
-    recover_after: Option<Spanned<u32>>,
-    severity: Option<Severity>,
-    #[serde(default)]
-    depends_on: Vec<Spanned<String>>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    actions: Vec<Spanned<String>>,
-    /// `false` turns flap detection off; a table sets its rule.
-    flapping: Option<Spanned<FlappingSetting>>,
-    http: Option<Spanned<HttpProbe>>,
-    tcp: Option<Spanned<TcpProbe>>,
-    tls: Option<Spanned<TlsProbe>>,
-    dns: Option<Spanned<DnsProbe>>,
-    ping: Option<Spanned<PingProbe>>,
-    command: Option<Spanned<CommandProbe>>,
-    systemd: Option<Spanned<SystemdProbe>>,
-    process: Option<Spanned<ProcessProbe>>,
-    disk: Option<Spanned<DiskProbe>>,
-    memory: Option<Spanned<MemoryProbe>>,
-    load: Option<Spanned<LoadProbe>>,
-    file_age: Option<Spanned<FileAgeProbe>>,
-    heartbeat: Option<Spanned<HeartbeatProbe>>,
-    sync: Option<Spanned<SyncProbe>>,
+/// `[[check]]` as written: its settings, then one optional key per check
+/// kind (built from the table `probe_kinds!`).
+macro_rules! raw_check {
+    ($( $Variant:ident($Settings:ident) = $name:literal, )+) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(non_snake_case)]
+        struct RawCheck {
+            name: Spanned<String>,
+            description: Option<String>,
+            every: Option<Spanned<Duration>>,
+            timeout: Option<Spanned<Duration>>,
+            retry_every: Option<Spanned<Duration>>,
+            fail_after: Option<Spanned<u32>>,
+            recover_after: Option<Spanned<u32>>,
+            severity: Option<Severity>,
+            #[serde(default)]
+            depends_on: Vec<Spanned<String>>,
+            #[serde(default)]
+            tags: Vec<String>,
+            #[serde(default)]
+            actions: Vec<Spanned<String>>,
+            /// `false` turns flap detection off; a table sets its rule.
+            flapping: Option<Spanned<FlappingSetting>>,
+            $(
+                #[serde(rename = $name)]
+                $Variant: Option<Spanned<crate::model::$Settings>>,
+            )+
+        }
+
+        impl RawCheck {
+            /// Every probe the check sets, with its span, in table order.
+            fn take_probes(&mut self) -> Vec<(Probe, Range<usize>)> {
+                let mut found = Vec::new();
+                $(
+                    if let Some(s) = self.$Variant.take() {
+                        let span = s.span();
+                        found.push((Probe::$Variant(s.into_inner()), span));
+                    }
+                )+
+                found
+            }
+        }
+    };
 }
+probe_kinds!(raw_check);
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -285,17 +296,8 @@ impl Loader {
         self.report(Level::Error, src, span, key, message, hint);
     }
 
-    fn warning(
-        &mut self,
-        src: usize,
-        span: Option<Range<usize>>,
-        key: &str,
-        message: String,
-        hint: Option<String>,
-    ) {
-        self.report(Level::Warning, src, span, key, message, hint);
-    }
-
+    /// A diagnostic at `span` of source `src` (warnings are few: they
+    /// call this directly).
     fn report(
         &mut self,
         level: Level,

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::diag::Location;
+use crate::diag::{Level, Location};
 use crate::model::{Action, Check, Notifier, NotifierKind};
 use crate::secret::{Secret, SecretSource};
 
@@ -55,7 +55,8 @@ impl Loader {
                 .iter()
                 .find(|(_, check, r)| *check == c.name && r.get_ref() == steps[0].0)
                 .map_or((0, None), |(src, _, r)| (*src, Some(r.span())));
-            self.warning(
+            self.report(
+                Level::Warning,
                 src,
                 span,
                 &format!("check \"{}\".actions", c.name),

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::diag::{Diagnostic, Level, Location, Source, did_you_mean};
+use crate::diag::{Diagnostic, Level, Location, Source, did_you_mean_hint};
 use crate::model::{
     ActionTable, DnsProvider, Dyndns, Failover, Maintenance, NotifierKind, Peer, SyncJob,
 };
@@ -37,10 +37,8 @@ impl Loader {
             let name = key.get_ref().as_ref();
             let key_span = key.span();
             if !SECTIONS.contains(&name) {
-                let hint = did_you_mean(name, SECTIONS).map_or_else(
-                    || format!("known sections: {}", SECTIONS.join(", ")),
-                    |s| format!("did you mean `{s}`?"),
-                );
+                let hint = did_you_mean_hint(name, SECTIONS)
+                    .unwrap_or_else(|| format!("known sections: {}", SECTIONS.join(", ")));
                 self.error(
                     src,
                     Some(key_span),
@@ -333,20 +331,16 @@ fn explain(message: &str) -> (String, Option<String>) {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let words = quoted(rest);
         if let Some((field, expected)) = words.split_first() {
-            let hint = did_you_mean(field, expected.iter().map(String::as_str)).map_or_else(
-                || format!("valid keys here: {}", expected.join(", ")),
-                |s| format!("did you mean `{s}`?"),
-            );
+            let hint = did_you_mean_hint(field, expected.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("valid keys here: {}", expected.join(", ")));
             return (format!("unknown key `{field}`"), Some(hint));
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         let words = quoted(rest);
         if let Some((value, expected)) = words.split_first() {
-            let hint = did_you_mean(value, expected.iter().map(String::as_str)).map_or_else(
-                || format!("valid values: {}", expected.join(", ")),
-                |s| format!("did you mean `{s}`?"),
-            );
+            let hint = did_you_mean_hint(value, expected.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("valid values: {}", expected.join(", ")));
             return (format!("unknown value `{value}`"), Some(hint));
         }
     }

@@ -2,7 +2,7 @@
 
 use vigie_core::Duration;
 
-use crate::diag::did_you_mean;
+use crate::diag::did_you_mean_hint;
 use crate::model::{Check, Probe, SyncJob, SyncProbe};
 
 use super::Loader;
@@ -16,10 +16,8 @@ impl Loader {
             if let Probe::Sync(p) = &c.probe
                 && !names.contains(&p.job.as_str())
             {
-                let hint = did_you_mean(&p.job, names.iter().copied()).map_or_else(
-                    || "declare it under [[sync]]".to_owned(),
-                    |s| format!("did you mean `{s}`?"),
-                );
+                let hint = did_you_mean_hint(&p.job, names.iter().copied())
+                    .unwrap_or_else(|| "declare it under [[sync]]".to_owned());
                 self.error(
                     0,
                     None,

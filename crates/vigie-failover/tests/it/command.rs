@@ -1,10 +1,10 @@
 //! The command provider: any program that can get and set a record.
 
-use crate::util::{blog, ip, rt};
+use crate::util::{blog, moves_blog, rt};
 
 use std::time::Duration;
 
-use vigie_failover::Change;
+use vigie_failover::Provider;
 use vigie_failover::command::CommandProvider;
 
 #[test]
@@ -23,28 +23,14 @@ fn gets_and_sets_through_a_program() {
         ),
     )
     .unwrap();
-    let p = CommandProvider::new(
-        vec!["/bin/sh".into(), script.display().to_string()],
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    rt().block_on(async {
-        assert_eq!(p.current(&blog()).await.unwrap(), [ip("203.0.113.10")]);
-        let change = p
-            .set(&blog(), &[ip("198.51.100.7"), ip("198.51.100.8")])
-            .await
-            .unwrap();
-        assert_eq!(
-            change,
-            Change::Changed {
-                from: vec![ip("203.0.113.10")]
-            }
-        );
-        assert_eq!(
-            p.current(&blog()).await.unwrap(),
-            [ip("198.51.100.7"), ip("198.51.100.8")]
-        );
-    });
+    let p = Provider::Command(
+        CommandProvider::new(
+            vec!["/bin/sh".into(), script.display().to_string()],
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+    );
+    rt().block_on(moves_blog(&p, &["198.51.100.7", "198.51.100.8"]));
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(
         calls.contains("set example.org blog A 60 198.51.100.7 198.51.100.8\n"),

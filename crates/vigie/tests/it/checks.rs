@@ -5,7 +5,7 @@ use serde_json::Value;
 use vigie_testkit::servers::{self, Cert, Dns};
 use vigie_testkit::{Env, Need, check};
 
-use crate::util::{bin, env};
+use crate::util::{assert_has, bin, env, http_check};
 
 /// Run `vigie check --json` on a config of checks; results by name.
 fn results(e: &Env, checks: &str) -> std::collections::HashMap<String, Value> {
@@ -34,6 +34,11 @@ fn ok(r: &Value) -> bool {
 
 fn msg(r: &Value) -> &str {
     r["message"].as_str().unwrap()
+}
+
+/// The result `r`'s message contains `needle`.
+fn says(r: &Value, needle: &str) {
+    assert!(msg(r).contains(needle), "{}", msg(r));
 }
 
 fn metric(r: &Value, name: &str) -> Option<f64> {
@@ -73,19 +78,11 @@ fn http_up_down_slow_wrong_status_wrong_body() {
     assert_eq!(metric(&r["up"], "status_code"), Some(200.0));
     assert!(metric(&r["up"], "latency_seconds").is_some());
     assert!(!ok(&r["refused"]));
-    assert!(
-        msg(&r["refused"]).contains("Connection refused"),
-        "{}",
-        msg(&r["refused"])
-    );
+    says(&r["refused"], "Connection refused");
     assert!(!ok(&r["slow"]));
-    assert!(msg(&r["slow"]).contains("timed out"), "{}", msg(&r["slow"]));
+    says(&r["slow"], "timed out");
     assert!(!ok(&r["too-slow"]));
-    assert!(
-        msg(&r["too-slow"]).contains("slower than 100ms"),
-        "{}",
-        msg(&r["too-slow"])
-    );
+    says(&r["too-slow"], "slower than 100ms");
     assert_eq!(msg(&r["status"]), "status 503, expected below 400");
     assert!(ok(&r["expected-404"]));
     assert_eq!(
@@ -95,13 +92,9 @@ fn http_up_down_slow_wrong_status_wrong_body() {
     assert!(ok(&r["regex"]), "{}", r["regex"]);
     assert!(ok(&r["redirect"]), "{}", r["redirect"]);
     assert!(ok(&r["no-redirect"]), "{}", r["no-redirect"]);
-    assert!(msg(&r["hang"]).contains("timed out"), "{}", msg(&r["hang"]));
+    says(&r["hang"], "timed out");
     assert!(!ok(&r["one-gigabyte"]));
-    assert!(
-        msg(&r["one-gigabyte"]).contains("larger than max_body (1MiB)"),
-        "{}",
-        msg(&r["one-gigabyte"])
-    );
+    says(&r["one-gigabyte"], "larger than max_body (1MiB)");
 }
 
 #[test]
@@ -132,11 +125,7 @@ fn https_certificates_valid_expiring_expired_self_signed() {
     let days = metric(&r["good"], "cert_days_left").unwrap();
     assert!((89.0..=90.1).contains(&days), "{days}");
     assert!(!ok(&r["untrusted"]));
-    assert!(
-        msg(&r["untrusted"]).contains("UnknownIssuer"),
-        "{}",
-        msg(&r["untrusted"])
-    );
+    says(&r["untrusted"], "UnknownIssuer");
     assert!(!ok(&r["expiring"]));
     assert!(
         msg(&r["expiring"]).contains("certificate expires in 4.9 days (fewer than 14)")
@@ -145,11 +134,7 @@ fn https_certificates_valid_expiring_expired_self_signed() {
         msg(&r["expiring"])
     );
     assert!(!ok(&r["expired"]));
-    assert!(
-        msg(&r["expired"]).contains("certificate expired"),
-        "{}",
-        msg(&r["expired"])
-    );
+    says(&r["expired"], "certificate expired");
     assert!(!ok(&r["self-signed"]));
     assert!(
         ok(&r["self-signed-accepted"]),
@@ -175,9 +160,9 @@ fn a_tls_handshake_that_never_ends_is_cut_at_the_timeout() {
             &format!("tls = {{ address = \"{}\" }}", silent.addr),
             "timeout = \"400ms\"",
         ),
-        check(
+        http_check(
             "https",
-            &format!("http = {{ url = \"https://{}/\" }}", silent.addr),
+            &format!("https://{}/", silent.addr),
             "timeout = \"400ms\"",
         ),
     ]
@@ -186,11 +171,7 @@ fn a_tls_handshake_that_never_ends_is_cut_at_the_timeout() {
     let r = results(&e, &cfg);
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(msg(&r["tls"]), "timed out after 400ms");
-    assert!(
-        msg(&r["https"]).contains("timed out"),
-        "{}",
-        msg(&r["https"])
-    );
+    says(&r["https"], "timed out");
 }
 
 #[test]
@@ -221,10 +202,9 @@ fn tcp_connect_and_banner() {
     let r = results(&e, &cfg);
     assert!(ok(&r["banner"]), "{}", r["banner"]);
     assert!(!ok(&r["wrong-banner"]));
-    assert!(
-        msg(&r["wrong-banner"]).contains("connection closed before \"220 smtp\" came"),
-        "{}",
-        msg(&r["wrong-banner"])
+    says(
+        &r["wrong-banner"],
+        "connection closed before \"220 smtp\" came",
     );
     assert!(!ok(&r["closed"]));
 }
@@ -287,11 +267,7 @@ fn ping_loopback() {
         msg(&r["lo"])
     );
     assert!(!ok(&r["void"]), "{}", r["void"]);
-    assert!(
-        msg(&r["void"]).contains("resolving no-such-host.invalid"),
-        "{}",
-        msg(&r["void"])
-    );
+    says(&r["void"], "resolving no-such-host.invalid");
 }
 
 #[test]
@@ -341,11 +317,7 @@ fn command_exit_output_and_timeout_kills_the_whole_group() {
     assert!(ok(&r["allowed-exit"]));
     assert!(ok(&r["output"]), "{}", r["output"]);
     assert!(!ok(&r["wrong-output"]));
-    assert!(
-        msg(&r["missing"]).contains("cannot run /nonexistent/program"),
-        "{}",
-        msg(&r["missing"])
-    );
+    says(&r["missing"], "cannot run /nonexistent/program");
     assert_eq!(msg(&r["hung"]), "timed out after 500ms");
     let pid = std::fs::read_to_string(&pidfile).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -445,13 +417,9 @@ fn host_checks_and_file_age() {
     assert!(ok(&r["load"]));
     assert!(ok(&r["fresh"]), "{}", r["fresh"]);
     assert!(!ok(&r["old"]));
-    assert!(msg(&r["old"]).contains("is 3d"), "{}", msg(&r["old"]));
+    says(&r["old"], "is 3d");
     assert!(ok(&r["dir"]), "{}", r["dir"]);
-    assert!(
-        msg(&r["empty-dir"]).contains("holds no file"),
-        "{}",
-        msg(&r["empty-dir"])
-    );
+    says(&r["empty-dir"], "holds no file");
     assert!(!ok(&r["gone"]));
     assert!(ok(&r["pidfile"]), "{}", r["pidfile"]);
     assert!(!ok(&r["no-process"]));
@@ -463,16 +431,8 @@ fn the_table_output_and_a_single_check() {
     let e = env();
     e.config(
         &[
-            check(
-                "web",
-                &format!("http = {{ url = \"http://{}/ok\" }}", s.addr),
-                "",
-            ),
-            check(
-                "down",
-                &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
-                "",
-            ),
+            http_check("web", &format!("http://{}/ok", s.addr), ""),
+            http_check("down", &format!("http://{}/status/500", s.addr), ""),
         ]
         .concat(),
     );
@@ -483,12 +443,12 @@ fn the_table_output_and_a_single_check() {
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("web    http  ok"), "{}", r.stdout);
+    assert_has(&r.stdout, "web    http  ok");
     assert!(!r.stdout.contains("down"));
     let r = e.run(&["check"]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("FAIL"), "{}", r.stdout);
-    assert!(r.stderr.contains("1 of 2 checks failed"), "{}", r.stderr);
+    assert_has(&r.stdout, "FAIL");
+    assert_has(&r.stderr, "1 of 2 checks failed");
 }
 
 /// The quickstart, with `vigie check`, in a network namespace of its own

@@ -2,7 +2,7 @@
 
 use vigie_testkit::check;
 
-use crate::util::env;
+use crate::util::{assert_has, env, webhook_hook};
 
 #[test]
 fn validate_accepts_a_good_config() {
@@ -43,12 +43,8 @@ fn a_missing_config_file_says_what_to_do() {
     let e = env();
     let r = e.run(&["validate"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("cannot read the configuration"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("hint: create it"), "{}", r.stderr);
+    assert_has(&r.stderr, "cannot read the configuration");
+    assert_has(&r.stderr, "hint: create it");
 }
 
 #[test]
@@ -57,7 +53,7 @@ fn a_bad_config_never_starts_the_daemon() {
     e.config("[[check]]\nname = \"x\"\nmemory = { max_used_percent = \"lots\" }\n");
     let r = e.run(&["run"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("vigie.toml:3:"), "{}", r.stderr);
+    assert_has(&r.stderr, "vigie.toml:3:");
     assert!(!e.state_dir().exists(), "nothing was created");
 }
 
@@ -90,8 +86,8 @@ fn check_with_an_unknown_name_is_a_usage_error() {
     e.config(&check("mem", "memory = {}", ""));
     let r = e.run(&["check", "nope"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("no check named `nope`"), "{}", r.stderr);
-    assert!(r.stderr.contains("known checks: mem"), "{}", r.stderr);
+    assert_has(&r.stderr, "no check named `nope`");
+    assert_has(&r.stderr, "known checks: mem");
 }
 
 #[test]
@@ -233,8 +229,8 @@ fn notify_test_delivers_and_reports() {
     let (server, seen) = vigie_testkit::servers::capture(&[200]);
     let e = env();
     e.config(&format!(
-        "[node]\nname = \"home\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
-        server.addr
+        "[node]\nname = \"home\"\n\n{}",
+        webhook_hook(server.addr)
     ));
     let r = e.run(&["notify", "test", "hook"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -246,23 +242,18 @@ fn notify_test_delivers_and_reports() {
     drop(seen);
     let r = e.run(&["notify", "test", "nope"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("known notifiers: hook"), "{}", r.stderr);
+    assert_has(&r.stderr, "known notifiers: hook");
 }
 
 #[test]
 fn notify_test_to_a_refusing_server_exits_3() {
     let (server, _seen) = vigie_testkit::servers::capture(&[403]);
     let e = env();
-    e.config(&format!(
-        "[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n",
-        server.addr
-    ));
+    e.config(&webhook_hook(server.addr));
     let r = e.run(&["notify", "test", "hook"]);
     assert_eq!(r.code, 3, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("not delivered (1 attempt): webhook answered 403 Forbidden"),
-        "{}",
-        r.stderr
+    assert_has(
+        &r.stderr,
+        "not delivered (1 attempt): webhook answered 403 Forbidden",
     );
 }

@@ -7,26 +7,24 @@ use rustix::process::Signal;
 use serde_json::Value;
 use vigie_testkit::{check, servers};
 
-use crate::util::{SERVER, api_check, env, heartbeat_token, wait_state};
+use crate::util::{
+    SERVER, api_check, assert_has, assert_metrics, env, heartbeat_token, http_check, start,
+    token_daemon, wait_state,
+};
 
 #[test]
 fn heartbeat_on_time_late_and_failed() {
     let e = env();
     e.write("hb.token", "tok-123\n");
-    e.config(&format!(
-        "{SERVER}{}{}",
-        check(
+    let d = start(&e, &[check(
             "job",
             "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
             "every = \"100ms\""
-        ),
-        check(
+        ), check(
             "other",
             "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
             "every = \"1h\""
-        ),
-    ));
-    let d = e.daemon();
+        )].concat());
     let bearer = [("authorization", "Bearer tok-123")];
     // Never pinged but within its first window: ok.
     wait_state(&d, "job", "ok", Duration::from_secs(5));
@@ -59,11 +57,7 @@ fn heartbeat_on_time_late_and_failed() {
 #[test]
 fn heartbeat_endpoints_refuse_without_revealing_names() {
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}",
-        check("job", "heartbeat = { period = \"1h\" }", "")
-    ));
-    let d = e.daemon();
+    let d = start(&e, &check("job", "heartbeat = { period = \"1h\" }", ""));
     // Without the token, an existing and an unknown name get the same answer.
     let (known, body_known) = d.http("POST", "/ping/job", &[("authorization", "Bearer wrong")]);
     let (unknown, body_unknown) =
@@ -90,51 +84,42 @@ fn heartbeat_endpoints_refuse_without_revealing_names() {
 fn api_and_metrics() {
     let s = servers::http();
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}{}",
-        check(
-            "web",
-            &format!("http = {{ url = \"http://{}/ok\" }}", s.addr),
-            "every = \"200ms\""
-        ),
-        check(
-            "broken",
-            &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
-            "every = \"200ms\"\nfail_after = 2"
-        ),
-    ));
-    let d = e.daemon();
+    let d = start(
+        &e,
+        &[
+            http_check("web", &format!("http://{}/ok", s.addr), "every = \"200ms\""),
+            http_check(
+                "broken",
+                &format!("http://{}/status/500", s.addr),
+                "every = \"200ms\"\nfail_after = 2",
+            ),
+        ]
+        .concat(),
+    );
     assert_eq!(d.http("GET", "/healthz", &[]), (200, "ok\n".into()));
     let web = wait_state(&d, "web", "ok", Duration::from_secs(5));
     assert_eq!(web["kind"], "http");
     let broken = wait_state(&d, "broken", "failing", Duration::from_secs(5));
     assert!(broken["consecutive_fail"].as_u64().unwrap() >= 2);
     assert_eq!(broken["last_message"], "status 500, expected below 400");
-    let (status, metrics) = d.http("GET", "/metrics", &[]);
-    assert_eq!(status, 200);
-    for needle in [
-        "vigie_check_up{check=\"web\",kind=\"http\"} 1",
-        "vigie_check_up{check=\"broken\",kind=\"http\"} 0",
-        "vigie_check_failing{check=\"broken\",severity=\"average\"} 1",
-        "# TYPE vigie_check_duration_seconds gauge",
-        "vigie_check_failures_total{check=\"broken\"}",
-        "vigie_schedule_lag_seconds_bucket{le=\"+Inf\"}",
-        "process_resident_memory_bytes ",
-        "process_cpu_seconds_total ",
-    ] {
-        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
-    }
+    assert_metrics(
+        &d,
+        &[
+            "vigie_check_up{check=\"web\",kind=\"http\"} 1",
+            "vigie_check_up{check=\"broken\",kind=\"http\"} 0",
+            "vigie_check_failing{check=\"broken\",severity=\"average\"} 1",
+            "# TYPE vigie_check_duration_seconds gauge",
+            "vigie_check_failures_total{check=\"broken\"}",
+            "vigie_schedule_lag_seconds_bucket{le=\"+Inf\"}",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+        ],
+    );
 }
 
 #[test]
 fn a_token_guards_the_api_and_metrics() {
-    let e = env();
-    e.write("api.token", "api-secret\n");
-    e.config(&format!(
-        "[server]\nlisten = \"0.0.0.0:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
-        check("mem", "memory = { max_used_percent = 100 }", "")
-    ));
-    let d = e.daemon();
+    let (_e, d) = token_daemon("0.0.0.0:0");
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], d.addr.port()));
     let get = |path: &str, h: &[(&str, &str)]| servers::http_request(local, "GET", path, h).0;
     assert_eq!(get("/api/v1/checks", &[]), 401);
@@ -155,15 +140,14 @@ fn sigterm_stops_cleanly_within_two_seconds() {
     let s = servers::http();
     let e = env();
     // A check stuck in a slow request must not hold the shutdown.
-    e.config(&format!(
-        "{SERVER}{}",
-        check(
+    let mut d = start(
+        &e,
+        &http_check(
             "hang",
-            &format!("http = {{ url = \"http://{}/hang\" }}", s.addr),
-            "every = \"100ms\"\ntimeout = \"30s\""
-        )
-    ));
-    let mut d = e.daemon();
+            &format!("http://{}/hang", s.addr),
+            "every = \"100ms\"\ntimeout = \"30s\"",
+        ),
+    );
     std::thread::sleep(Duration::from_millis(300));
     d.signal(Signal::TERM);
     let (code, took) = d.wait(Duration::from_secs(5));
@@ -178,9 +162,9 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     let e = env();
     let cfg = format!(
         "{SERVER}{}",
-        check(
+        http_check(
             "broken",
-            &format!("http = {{ url = \"http://{}/status/500\" }}", s.addr),
+            &format!("http://{}/status/500", s.addr),
             "every = \"100ms\"\nfail_after = 2\nrecover_after = 3"
         )
     );
@@ -223,22 +207,21 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
 #[test]
 fn sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_broken() {
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}",
-        check(
+    let d = start(
+        &e,
+        &check(
             "one",
             "memory = { max_used_percent = 100 }",
-            "every = \"100ms\""
-        )
-    ));
-    let d = e.daemon();
+            "every = \"100ms\"",
+        ),
+    );
     wait_state(&d, "one", "ok", Duration::from_secs(5));
     e.config(&format!(
         "{SERVER}[[check]]\nname = \"two\"\nmemroy = {{}}\n"
     ));
     d.signal(Signal::HUP);
     d.wait_log("keeping the running one", Duration::from_secs(5));
-    assert!(d.log().contains("unknown key `memroy`"), "{}", d.log());
+    assert_has(&d.log(), "unknown key `memroy`");
     let (_, body) = d.http("GET", "/api/v1/checks", &[]);
     assert!(
         body.contains("\"one\"") && !body.contains("\"two\""),
@@ -266,9 +249,9 @@ fn a_probe_that_hangs_never_delays_the_others() {
     let e = env();
     e.config(&format!(
         "{SERVER}[engine]\nconcurrency = 4\n\n{}{}",
-        check(
+        http_check(
             "hang",
-            &format!("http = {{ url = \"http://{}/hang\" }}", s.addr),
+            &format!("http://{}/hang", s.addr),
             "every = \"100ms\"\ntimeout = \"10s\""
         ),
         check(
@@ -287,15 +270,14 @@ fn a_probe_that_hangs_never_delays_the_others() {
 fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
     let site = servers::http();
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}",
-        check(
+    let mut d = start(
+        &e,
+        &http_check(
             "site",
-            &format!("http = {{ url = \"http://{}/ok\" }}", site.addr),
-            "every = \"100ms\""
-        )
-    ));
-    let mut d = e.daemon();
+            &format!("http://{}/ok", site.addr),
+            "every = \"100ms\"",
+        ),
+    );
     wait_state(&d, "site", "ok", Duration::from_secs(5));
     // The store writer commits within its batch window.
     vigie_testkit::wait_until(Duration::from_secs(5), || e.run(&["status"]).code == 0);
@@ -307,11 +289,9 @@ fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
     d.wait(Duration::from_secs(5));
     let r = e.run(&["status"]);
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("error: the vigie daemon is not running on [DIR]/state: these results are from its last run, the newest"),
-        "{}",
-        r.stderr
+    assert_has(
+        &r.stderr,
+        "error: the vigie daemon is not running on [DIR]/state: these results are from its last run, the newest",
     );
     assert!(
         r.stdout.contains("site"),
@@ -325,11 +305,7 @@ fn status_says_when_the_daemon_is_dead_and_how_old_its_results_are() {
 #[test]
 fn a_second_daemon_on_the_same_state_directory_is_refused() {
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}",
-        check("up", "command = { argv = [\"true\"] }", "")
-    ));
-    let d = e.daemon();
+    let d = start(&e, &check("up", "command = { argv = [\"true\"] }", ""));
     // Before the lock, the second one simply ran: give it 10 s to refuse.
     let mut second = e
         .cmd(&["run"])
@@ -388,15 +364,14 @@ fn retry_every_confirms_a_failure_long_before_the_next_interval() {
     // start, and retry_every brings the two more failures that confirm
     // it; without it the check would be failing two hours later.
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}",
-        check(
+    let d = start(
+        &e,
+        &check(
             "down",
             "command = { argv = [\"false\"] }",
-            "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3"
+            "every = \"1h\"\nretry_every = \"200ms\"\nfail_after = 3",
         ),
-    ));
-    let d = e.daemon();
+    );
     let c = wait_state(&d, "down", "failing", Duration::from_secs(10));
     assert_eq!(c["runs_total"], 3, "{c}");
     assert_eq!(c["consecutive_fail"], 3, "{c}");

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 use serde_json::Value;
+use vigie_testkit::daemon::Daemon;
 use vigie_testkit::{Env, Need, python_http_service, require, servers, wait_until};
 
-use crate::util::{env, free_port};
+use crate::util::{env, free_port, wait_state};
 
 fn incidents(e: &Env) -> Vec<Value> {
     let r = e.run(&["incidents", "--json"]);
@@ -35,6 +36,87 @@ fn kill_port_owner(pidfile: &std::path::Path) {
 
 const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
 
+/// `[notify.NAME]`: a webhook to the capture server at `addr`.
+fn webhook(name: &str, addr: impl std::fmt::Display) -> String {
+    format!("[notify.{name}]\nkind = \"webhook\"\nurl = \"http://{addr}/in\"\n\n")
+}
+
+/// The quoted list of `actions`.
+fn list(actions: &[&str]) -> String {
+    actions
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The check `svc` on 127.0.0.1:`port` (every 200ms, failing after two
+/// runs) with `actions`; `extra` are more lines of it.
+fn tcp_svc(port: u16, extra: &str, actions: &[&str]) -> String {
+    format!(
+        "[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\n{extra}actions = [{}]\n\n",
+        list(actions)
+    )
+}
+
+/// A check `name` that passes while `flag` exists, run `every`, with
+/// `actions`; `extra` are more lines of it.
+fn flag_check(
+    name: &str,
+    flag: &std::path::Path,
+    every: &str,
+    extra: &str,
+    actions: &[&str],
+) -> String {
+    format!(
+        "[[check]]\nname = \"{name}\"\ncommand = {{ argv = [\"test\", \"-e\", \"{}\"] }}\nevery = \"{every}\"\n{extra}actions = [{}]\n\n",
+        flag.display(),
+        list(actions)
+    )
+}
+
+/// The kinds of an incident's events (`incidents --json`), in order.
+fn kinds(inc: &Value) -> Vec<&str> {
+    inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect()
+}
+
+/// The host/web pair: `host` (every 200ms, failing after two runs,
+/// `host_actions`) and `web` that depends on it (every 300ms, failing at
+/// once, paging `hook`), each up while its flag exists; both start up,
+/// and are seen up before this returns with the daemon.
+fn host_and_web(
+    e: &Env,
+    hook: impl std::fmt::Display,
+    host_actions: &[&str],
+    tables: &str,
+) -> Daemon {
+    let host = e.path().join("host-up");
+    let web = e.path().join("web-up");
+    e.config(&format!(
+        "{HEAD}{}{tables}{}{}",
+        webhook("hook", hook),
+        flag_check("host", &host, "200ms", "fail_after = 2\n", host_actions),
+        flag_check(
+            "web",
+            &web,
+            "300ms",
+            "fail_after = 1\ndepends_on = [\"host\"]\n",
+            &["notify:hook"]
+        ),
+    ));
+    std::fs::write(&host, "").unwrap();
+    std::fs::write(&web, "").unwrap();
+    let d = e.daemon();
+    wait_state(&d, "host", "ok", Duration::from_secs(10));
+    wait_state(&d, "web", "ok", Duration::from_secs(10));
+    d
+}
+
 #[test]
 fn a_killed_service_is_restarted_and_nobody_is_paged() {
     require!(Need::Python3);
@@ -43,28 +125,22 @@ fn a_killed_service_is_restarted_and_nobody_is_paged() {
     let e = env();
     let pidfile = e.path().join("service.pid");
     e.config(&format!(
-        r#"{HEAD}[notify.hook]
-kind = "webhook"
-url = "http://{hook}/in"
-
-[action.restart-svc]
+        r#"{HEAD}{}[action.restart-svc]
 shell = "python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > {pid}"
 verify = "10s"
 
-[[check]]
-name = "svc"
-tcp = {{ address = "127.0.0.1:{port}" }}
-every = "200ms"
-fail_after = 2
-severity = "high"
-actions = ["restart-svc", "notify:hook"]
-"#,
-        hook = hook.addr,
+{}"#,
+        webhook("hook", hook.addr),
+        tcp_svc(
+            port,
+            "severity = \"high\"\n",
+            &["restart-svc", "notify:hook"]
+        ),
         pid = pidfile.display()
     ));
     let mut service = python_http_service(port);
     let d = e.daemon();
-    std::thread::sleep(Duration::from_millis(600));
+    wait_state(&d, "svc", "ok", Duration::from_secs(10));
     service.kill().unwrap();
     service.wait().unwrap();
     wait_until(Duration::from_secs(15), || {
@@ -79,12 +155,7 @@ actions = ["restart-svc", "notify:hook"]
         "kept at the information level"
     );
     assert_eq!(inc["check"], "svc");
-    let kinds: Vec<&str> = inc["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = kinds(inc);
     assert_eq!(kinds.first(), Some(&"opened"));
     assert!(kinds.contains(&"repair"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"resolved"));
@@ -92,7 +163,7 @@ actions = ["restart-svc", "notify:hook"]
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "the service runs again"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Its notify step would have paged before the incident ended.
     assert_eq!(
         seen.lock().unwrap().len(),
         0,
@@ -110,11 +181,7 @@ fn a_failed_repair_notifies_then_escalates_then_resolves() {
     let port = free_port();
     let e = env();
     e.config(&format!(
-        r#"{HEAD}[notify.phone]
-kind = "webhook"
-url = "http://{phone}/in"
-
-[notify.boss]
+        r#"{HEAD}{}[notify.boss]
 kind = "gotify"
 url = "http://{boss}/"
 token = {{ env = "PATH" }}
@@ -128,21 +195,17 @@ notify = ["boss"]
 after = "3s"
 severity = "disaster"
 
-[[check]]
-name = "svc"
-tcp = {{ address = "127.0.0.1:{port}" }}
-every = "200ms"
-fail_after = 2
-severity = "high"
-actions = ["useless-fix", "notify:phone", "page-boss"]
-"#,
-        phone = phone.addr,
+{}"#,
+        webhook("phone", phone.addr),
+        tcp_svc(
+            port,
+            "severity = \"high\"\n",
+            &["useless-fix", "notify:phone", "page-boss"]
+        ),
         boss = boss.addr,
     ));
     let d = e.daemon();
-    wait_until(Duration::from_secs(10), || {
-        phone_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&phone_seen, 1, 10);
     let first: Value = serde_json::from_str(&phone_seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(first["severity"], "high");
     assert_eq!(first["state"], "failing");
@@ -166,9 +229,7 @@ actions = ["useless-fix", "notify:phone", "page-boss"]
         0,
         "the escalation waits for its delay"
     );
-    wait_until(Duration::from_secs(10), || {
-        boss_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&boss_seen, 1, 10);
     let esc: Value = serde_json::from_str(&boss_seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(esc["priority"], 10, "escalated at disaster severity: {esc}");
     // The service comes back: both are told, once.
@@ -199,26 +260,17 @@ fn past_the_restart_limit_vigie_stops_repairing_and_says_so() {
     let port = free_port();
     let e = env();
     e.config(&format!(
-        r#"{HEAD}[notify.hook]
-kind = "webhook"
-url = "http://{hook}/in"
-
-[action.fix]
+        r#"{HEAD}{}[action.fix]
 run = ["true"]
 verify = "500ms"
 max = {{ restarts = 1, within = "1h" }}
 
-[[check]]
-name = "svc"
-tcp = {{ address = "127.0.0.1:{port}" }}
-every = "200ms"
-fail_after = 2
-actions = ["fix", "fix", "notify:hook"]
-"#,
-        hook = hook.addr,
+{}"#,
+        webhook("hook", hook.addr),
+        tcp_svc(port, "", &["fix", "fix", "notify:hook"]),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let msg: Value = serde_json::from_str(&seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(msg["title"], "[AVERAGE] svc is failing (repairs stopped)");
     let inc = &incidents(&e)[0];
@@ -248,8 +300,8 @@ fn a_parent_down_sends_one_notification_naming_its_children() {
     let port = free_port();
     let e = env();
     let mut cfg = format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"host\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"300ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n\n",
-        hook.addr
+        "{HEAD}{}[[check]]\nname = \"host\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"300ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n\n",
+        webhook("hook", hook.addr)
     );
     for i in 1..=5 {
         let _ = write!(
@@ -260,11 +312,20 @@ fn a_parent_down_sends_one_notification_naming_its_children() {
     e.config(&cfg);
     let mut service = python_http_service(port);
     let d = e.daemon();
-    std::thread::sleep(Duration::from_millis(800));
+    for name in ["host", "app1", "app2", "app3", "app4", "app5"] {
+        wait_state(&d, name, "ok", Duration::from_secs(10));
+    }
     service.kill().unwrap();
     service.wait().unwrap();
     wait_until(Duration::from_secs(10), || !seen.lock().unwrap().is_empty());
-    std::thread::sleep(Duration::from_secs(2));
+    // Every child's incident is held by the host: none of them pages.
+    wait_until(Duration::from_secs(10), || {
+        incidents(&e)
+            .iter()
+            .filter(|i| i["suppressed_by"] == "host")
+            .count()
+            == 5
+    });
     let seen = seen.lock().unwrap();
     assert_eq!(
         seen.len(),
@@ -291,11 +352,12 @@ fn a_daemon_killed_mid_incident_does_not_notify_twice() {
     let port = free_port();
     let e = env();
     e.config(&format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n",
-        hook.addr
+        "{HEAD}{}{}",
+        webhook("hook", hook.addr),
+        tcp_svc(port, "", &["notify:hook"])
     ));
     let mut d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     d.signal(Signal::KILL);
     d.wait(Duration::from_secs(5));
     let d2 = e.daemon();
@@ -304,7 +366,7 @@ fn a_daemon_killed_mid_incident_does_not_notify_twice() {
     assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent twice");
     // Recovery after the restart is still announced, once.
     let mut service = python_http_service(port);
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 2);
+    wait_seen(&seen, 2, 10);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(seen.lock().unwrap().len(), 2);
     assert_eq!(incidents(&e).len(), 1, "the same incident, resumed");
@@ -324,32 +386,17 @@ fn an_acknowledged_incident_does_not_escalate() {
 listen = "127.0.0.1:0"
 token = {{ file = "api.token" }}
 
-[notify.phone]
-kind = "webhook"
-url = "http://{phone}/in"
-
-[notify.boss]
-kind = "webhook"
-url = "http://{boss}/in"
-
-[action.page-boss]
+{}{}[action.page-boss]
 notify = ["boss"]
 after = "3s"
 
-[[check]]
-name = "svc"
-tcp = {{ address = "127.0.0.1:{port}" }}
-every = "200ms"
-fail_after = 2
-actions = ["notify:phone", "page-boss"]
-"#,
-        phone = phone.addr,
-        boss = boss.addr,
+{}"#,
+        webhook("phone", phone.addr),
+        webhook("boss", boss.addr),
+        tcp_svc(port, "", &["notify:phone", "page-boss"]),
     ));
     let d = e.daemon();
-    wait_until(Duration::from_secs(10), || {
-        phone_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&phone_seen, 1, 10);
     let id = incidents(&e)[0]["id"].as_i64().unwrap().to_string();
     // The API wants the token.
     let (status, _) = d.http("POST", &format!("/api/v1/incidents/{id}/ack"), &[]);
@@ -360,7 +407,10 @@ actions = ["notify:phone", "page-boss"]
     let r = e.run(&["ack", "999"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("no such incident"), "{}", r.stderr);
-    std::thread::sleep(Duration::from_secs(4));
+    // The escalation's 3s pass: it is skipped, not sent.
+    wait_until(Duration::from_secs(10), || {
+        kinds(&incidents(&e)[0]).contains(&"escalation skipped")
+    });
     assert_eq!(
         boss_seen.lock().unwrap().len(),
         0,
@@ -369,13 +419,6 @@ actions = ["notify:phone", "page-boss"]
     let inc = &incidents(&e)[0];
     assert_eq!(inc["state"], "acknowledged");
     assert_eq!(inc["ack_note"], "on it");
-    let kinds: Vec<&str> = inc["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert!(kinds.contains(&"escalation skipped"), "{kinds:?}");
     let (status, body) = d.http(
         "GET",
         "/api/v1/incidents",
@@ -391,7 +434,9 @@ fn a_notifier_that_is_down_is_visible_and_blocks_nothing() {
     let port = free_port();
     let e = env();
     e.config(&format!(
-        "{HEAD}[engine]\nnotify_attempts = 2\nnotify_backoff = \"100ms\"\n\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/in\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
+        "{HEAD}[engine]\nnotify_attempts = 2\nnotify_backoff = \"100ms\"\n\n{}{}",
+        webhook("hook", format!("127.0.0.1:{closed}")),
+        tcp_svc(port, "", &["notify:hook"])
     ));
     let d = e.daemon();
     d.wait_log("notification not delivered", Duration::from_secs(10));
@@ -411,8 +456,7 @@ fn a_notifier_that_is_down_is_visible_and_blocks_nothing() {
     assert!(r.stdout.contains("1 open incident"), "{}", r.stdout);
     // Checks went on running all along.
     let before = api_runs(&d);
-    std::thread::sleep(Duration::from_millis(600));
-    assert!(api_runs(&d) >= before + 2);
+    wait_until(Duration::from_secs(5), || api_runs(&d) >= before + 2);
 }
 
 fn api_runs(d: &vigie_testkit::daemon::Daemon) -> u64 {
@@ -436,10 +480,11 @@ fn a_maintenance_window_holds_notifications_until_it_ends() {
             .to_string()
     };
     e.config(&format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[maintenance]]\nname = \"upgrade\"\nchecks = [\"svc\"]\nfrom = \"{}\"\nuntil = \"{}\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n",
-        hook.addr,
+        "{HEAD}{}[[maintenance]]\nname = \"upgrade\"\nchecks = [\"svc\"]\nfrom = \"{}\"\nuntil = \"{}\"\n\n{}",
+        webhook("hook", hook.addr),
         ts(now - 60),
         ts(now + 4),
+        tcp_svc(port, "", &["notify:hook"]),
     ));
     let d = e.daemon();
     wait_until(Duration::from_secs(5), || {
@@ -449,7 +494,7 @@ fn a_maintenance_window_holds_notifications_until_it_ends() {
     });
     assert_eq!(seen.lock().unwrap().len(), 0, "nothing during the window");
     // Still failing when the window ends: now it notifies.
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let kinds: Vec<String> = incidents(&e)[0]["events"]
         .as_array()
         .unwrap()
@@ -479,32 +524,37 @@ fn a_flapping_check_says_so_once_and_then_holds() {
     let e = env();
     let flag = e.path().join("up");
     e.config(&format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"svc\"\ncommand = {{ argv = [\"test\", \"-e\", \"{}\"] }}\nevery = \"100ms\"\nflapping = {{ changes = 4, within = \"1h\" }}\nactions = [\"notify:hook\"]\n",
-        hook.addr,
-        flag.display()
+        "{HEAD}{}{}",
+        webhook("hook", hook.addr),
+        flag_check(
+            "svc",
+            &flag,
+            "100ms",
+            "flapping = { changes = 4, within = \"1h\" }\n",
+            &["notify:hook"]
+        ),
     ));
     std::fs::write(&flag, "").unwrap();
     let d = e.daemon();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_state(&d, "svc", "ok", Duration::from_secs(10));
+    let states = || -> Vec<String> {
+        bodies(&seen)
+            .iter()
+            .map(|v| v["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
     for _ in 0..6 {
-        let _ = std::fs::remove_file(&flag);
-        std::thread::sleep(Duration::from_millis(500));
+        std::fs::remove_file(&flag).unwrap();
+        wait_state(&d, "svc", "failing", Duration::from_secs(10));
         std::fs::write(&flag, "").unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        wait_state(&d, "svc", "ok", Duration::from_secs(10));
     }
-    let _ = std::fs::remove_file(&flag);
-    std::thread::sleep(Duration::from_secs(1));
-    let states: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            serde_json::from_str::<Value>(&c.body).unwrap()["state"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    std::fs::remove_file(&flag).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        states().contains(&"flapping".to_owned())
+            && incidents(&e).iter().any(|i| i["state"] == "flapping")
+    });
+    let states = states();
     assert_eq!(
         states.iter().filter(|s| *s == "flapping").count(),
         1,
@@ -513,10 +563,6 @@ fn a_flapping_check_says_so_once_and_then_holds() {
     assert!(
         states.len() <= 3,
         "one failure, its recovery, then the flapping notice: {states:?}"
-    );
-    assert!(
-        incidents(&e).iter().any(|i| i["state"] == "flapping"),
-        "the open incident is held"
     );
     drop(d);
 }
@@ -528,12 +574,13 @@ fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
     let e = env();
     let marker = e.path().join("still-running");
     e.config(&format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[action.stuck]\nshell = \"sleep 2; touch {}\"\ntimeout = \"500ms\"\n\n[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"stuck\", \"notify:hook\"]\n",
-        hook.addr,
-        marker.display()
+        "{HEAD}{}[action.stuck]\nshell = \"sleep 2; touch {}\"\ntimeout = \"500ms\"\n\n{}",
+        webhook("hook", hook.addr),
+        marker.display(),
+        tcp_svc(port, "", &["stuck", "notify:hook"]),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let inc = &incidents(&e)[0];
     let details: Vec<&str> = inc["events"]
         .as_array()
@@ -547,6 +594,13 @@ fn a_repair_that_hangs_is_killed_and_the_next_step_runs() {
         !marker.exists(),
         "the hung repair was killed, not left running"
     );
+}
+
+/// Wait (at most `secs` seconds) until `seen` holds `n` requests.
+fn wait_seen(seen: &std::sync::Mutex<Vec<servers::Captured>>, n: usize, secs: u64) {
+    wait_until(Duration::from_secs(secs), || {
+        seen.lock().unwrap().len() == n
+    });
 }
 
 fn bodies(seen: &std::sync::Mutex<Vec<servers::Captured>>) -> Vec<Value> {
@@ -566,38 +620,16 @@ fn a_child_released_after_its_parents_repair_rechecks_before_paging() {
     let e = env();
     let host = e.path().join("host-up");
     let web = e.path().join("web-up");
-    e.config(&format!(
-        r#"{HEAD}[notify.hook]
-kind = "webhook"
-url = "http://{hook}/in"
-
-[action.restart-host]
-shell = "touch {host}; (sleep 1; touch {web}) &"
-verify = "10s"
-
-[[check]]
-name = "host"
-command = {{ argv = ["test", "-e", "{host}"] }}
-every = "200ms"
-fail_after = 2
-actions = ["restart-host", "notify:hook"]
-
-[[check]]
-name = "web"
-command = {{ argv = ["test", "-e", "{web}"] }}
-every = "300ms"
-fail_after = 1
-depends_on = ["host"]
-actions = ["notify:hook"]
-"#,
-        hook = hook.addr,
-        host = host.display(),
-        web = web.display(),
-    ));
-    std::fs::write(&host, "").unwrap();
-    std::fs::write(&web, "").unwrap();
-    let d = e.daemon();
-    std::thread::sleep(Duration::from_millis(800));
+    let d = host_and_web(
+        &e,
+        hook.addr,
+        &["restart-host", "notify:hook"],
+        &format!(
+            "[action.restart-host]\nshell = \"touch {}; (sleep 1; touch {}) &\"\nverify = \"10s\"\n\n",
+            host.display(),
+            web.display()
+        ),
+    );
     std::fs::remove_file(&web).unwrap();
     std::fs::remove_file(&host).unwrap();
     // Both incidents open, then both end: the host repaired, the web
@@ -609,17 +641,12 @@ actions = ["notify:hook"]
     let list = incidents(&e);
     let child = list.iter().find(|i| i["check"] == "web").unwrap();
     assert_eq!(child["resolution"], "recovered", "{child}");
-    let kinds: Vec<&str> = child["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = kinds(child);
     assert!(kinds.contains(&"held"), "{kinds:?}");
     assert!(kinds.contains(&"released"), "{kinds:?}");
     let parent = list.iter().find(|i| i["check"] == "host").unwrap();
     assert_eq!(parent["resolution"], "repaired", "{parent}");
-    std::thread::sleep(Duration::from_millis(500));
+    // Their notify steps would have paged before the incidents ended.
     assert_eq!(bodies(&seen), Vec::<Value>::new(), "nobody paged");
     drop(d);
 }
@@ -630,25 +657,19 @@ fn a_failed_repair_is_named_in_the_page_with_the_incident_and_how_to_ack() {
     let port = free_port();
     let e = env();
     e.config(&format!(
-        r#"{HEAD}[notify.hook]
-kind = "webhook"
-url = "http://{hook}/in"
-
-[action.restart-ghost]
+        r#"{HEAD}{}[action.restart-ghost]
 shell = "echo ghost.service not found; exit 1"
 
-[[check]]
-name = "svc"
-tcp = {{ address = "127.0.0.1:{port}" }}
-every = "200ms"
-fail_after = 2
-severity = "high"
-actions = ["restart-ghost", "notify:hook"]
-"#,
-        hook = hook.addr,
+{}"#,
+        webhook("hook", hook.addr),
+        tcp_svc(
+            port,
+            "severity = \"high\"\n",
+            &["restart-ghost", "notify:hook"]
+        ),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     let msg = &bodies(&seen)[0];
     let id = incidents(&e)[0]["id"].as_i64().unwrap();
     assert_eq!(msg["incident"], id);
@@ -669,15 +690,10 @@ fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
     let port = free_port();
     let e = env();
     let keep = "[[check]]\nname = \"keep\"\ncommand = { argv = [\"true\"] }\n";
-    let head = format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n{keep}\n",
-        hook.addr
-    );
-    e.config(&format!(
-        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
-    ));
+    let head = format!("{HEAD}{}{keep}\n", webhook("hook", hook.addr));
+    e.config(&format!("{head}{}", tcp_svc(port, "", &["notify:hook"])));
     let d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     e.config(&head);
     d.signal(Signal::HUP);
     d.wait_log("configuration reloaded", Duration::from_secs(5));
@@ -687,7 +703,7 @@ fn an_incident_of_a_check_removed_by_a_reload_is_closed() {
     let inc = &incidents(&e)[0];
     assert_eq!(inc["resolution"], "check removed", "{inc}");
     // Whoever was paged hears that it is closed, once.
-    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    wait_seen(&seen, 2, 5);
     let closed = &bodies(&seen)[1];
     assert_eq!(closed["state"], "check removed", "{closed}");
     assert_eq!(closed["incident"], inc["id"]);
@@ -704,36 +720,20 @@ fn a_warning_reaches_a_named_notify_step_and_a_step_it_cannot_reach_is_recorded(
     let port = free_port();
     let e = env();
     e.config(&format!(
-        r#"{HEAD}[notify.phone]
-kind = "webhook"
-url = "http://{phone}/in"
-
-[notify.boss]
-kind = "webhook"
-url = "http://{boss}/in"
-
-[action.page]
+        r#"{HEAD}{}{}[action.page]
 notify = ["phone"]
 
 [action.page-boss]
 notify = ["boss"]
 min_severity = "high"
 
-[[check]]
-name = "svc"
-tcp = {{ address = "127.0.0.1:{port}" }}
-every = "200ms"
-fail_after = 2
-severity = "warning"
-actions = ["page", "page-boss"]
-"#,
-        phone = phone.addr,
-        boss = boss.addr,
+{}"#,
+        webhook("phone", phone.addr),
+        webhook("boss", boss.addr),
+        tcp_svc(port, "severity = \"warning\"\n", &["page", "page-boss"]),
     ));
     let _d = e.daemon();
-    wait_until(Duration::from_secs(10), || {
-        phone_seen.lock().unwrap().len() == 1
-    });
+    wait_seen(&phone_seen, 1, 10);
     assert_eq!(bodies(&phone_seen)[0]["severity"], "warning");
     wait_until(Duration::from_secs(5), || {
         incidents(&e)[0]["events"]
@@ -760,19 +760,17 @@ fn an_incident_of_a_check_removed_while_the_daemon_was_stopped_is_closed_at_star
     let port = free_port();
     let e = env();
     let head = format!(
-        "{HEAD}[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/in\"\n\n[[check]]\nname = \"keep\"\ncommand = {{ argv = [\"true\"] }}\n\n",
-        hook.addr
+        "{HEAD}{}[[check]]\nname = \"keep\"\ncommand = {{ argv = [\"true\"] }}\n\n",
+        webhook("hook", hook.addr)
     );
-    e.config(&format!(
-        "{head}[[check]]\nname = \"svc\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nactions = [\"notify:hook\"]\n"
-    ));
+    e.config(&format!("{head}{}", tcp_svc(port, "", &["notify:hook"])));
     let mut d = e.daemon();
-    wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1);
+    wait_seen(&seen, 1, 10);
     d.signal(Signal::TERM);
     d.wait(Duration::from_secs(5));
     e.config(&head);
     let _d = e.daemon();
-    wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 2);
+    wait_seen(&seen, 2, 5);
     let closed = &bodies(&seen)[1];
     assert_eq!(closed["state"], "check removed", "{closed}");
     let inc = &incidents(&e)[0];
@@ -785,34 +783,7 @@ fn a_released_child_that_still_fails_on_its_own_pages() {
     let e = env();
     let host = e.path().join("host-up");
     let web = e.path().join("web-up");
-    e.config(&format!(
-        r#"{HEAD}[notify.hook]
-kind = "webhook"
-url = "http://{hook}/in"
-
-[[check]]
-name = "host"
-command = {{ argv = ["test", "-e", "{host}"] }}
-every = "200ms"
-fail_after = 2
-actions = ["notify:hook"]
-
-[[check]]
-name = "web"
-command = {{ argv = ["test", "-e", "{web}"] }}
-every = "300ms"
-fail_after = 1
-depends_on = ["host"]
-actions = ["notify:hook"]
-"#,
-        hook = hook.addr,
-        host = host.display(),
-        web = web.display(),
-    ));
-    std::fs::write(&host, "").unwrap();
-    std::fs::write(&web, "").unwrap();
-    let _d = e.daemon();
-    std::thread::sleep(Duration::from_millis(800));
+    let _d = host_and_web(&e, hook.addr, &["notify:hook"], "");
     std::fs::remove_file(&web).unwrap();
     std::fs::remove_file(&host).unwrap();
     wait_until(Duration::from_secs(10), || {
@@ -832,11 +803,6 @@ actions = ["notify:hook"]
     let list = incidents(&e);
     let child = list.iter().find(|i| i["check"] == "web").unwrap();
     assert_eq!(child["state"], "notified", "{child}");
-    let kinds: Vec<&str> = child["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = kinds(child);
     assert!(kinds.contains(&"released"), "{kinds:?}");
 }

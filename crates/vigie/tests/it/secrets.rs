@@ -4,7 +4,7 @@
 use serde_json::Value;
 use vigie_testkit::check;
 
-use crate::util::{env, heartbeat_token};
+use crate::util::{env, heartbeat_daemon, heartbeat_job, heartbeat_token};
 
 #[test]
 fn children_do_not_inherit_the_variables_that_hold_secrets() {
@@ -36,16 +36,7 @@ fn the_state_directory_and_the_store_are_private_whatever_the_umask() {
     let dir = e.state_dir();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    e.write("hb.token", "tok-123\n");
-    e.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n{}",
-        check(
-            "job",
-            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
-            ""
-        )
-    ));
-    let d = e.daemon();
+    let d = heartbeat_daemon(&e);
     // A ping makes the writer commit, so the WAL files exist.
     assert_eq!(d.http("POST", "/ping/job?token=tok-123", &[]).0, 200);
     vigie_testkit::wait_until(std::time::Duration::from_secs(5), || {
@@ -78,16 +69,11 @@ fn heartbeat_url_says_https_when_the_server_has_tls() {
     let e = env();
     let (cert, key, _) = vigie_testkit::servers::self_signed_for([127, 0, 0, 1].into());
     let (crt, key) = (e.write("server.crt", &cert), e.write("server.key", &key));
-    e.write("hb.token", "tok-123\n");
     e.config(&format!(
         "[server]\nlisten = \"127.0.0.1:9470\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}",
         crt.display(),
         key.display(),
-        check(
-            "job",
-            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
-            ""
-        )
+        heartbeat_job(&e)
     ));
     let r = e.run(&["heartbeat-url", "job"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use vigie_config::Excludes;
 use vigie_sync::proto::{self, Entry, Msg};
 use vigie_sync::{Destination, JobSpec, Status};
 use vigie_testkit::sshd::{Client, Sshd};
@@ -29,7 +30,7 @@ fn tmp() -> tempfile::TempDir {
 /// Both trees, entry by entry (kind, size, mode, mtime to the
 /// nanosecond, link target) and file by file (bytes).
 fn tree(root: &Path) -> BTreeMap<Vec<u8>, (Entry, Vec<u8>)> {
-    vigie_sync::job::local_tree(root, &[])
+    vigie_sync::job::local_tree(root, &Excludes::default())
         .unwrap()
         .into_iter()
         .map(|(k, e)| {
@@ -78,24 +79,59 @@ fn wait_same(a: &Path, b: &Path) {
 }
 
 fn local_spec(from: &Path, to: &Path) -> JobSpec {
+    let to = Destination::Local {
+        path: to.to_string_lossy().into_owned(),
+        vigie: bin().into(),
+    };
     JobSpec {
-        name: "t".into(),
-        from: from.to_owned(),
-        to: Destination::Local {
-            path: to.to_string_lossy().into_owned(),
-            vigie: bin().into(),
-        },
-        exclude: Vec::new(),
         delay: Duration::from_millis(50),
-        delete: true,
         max_delete: 100_000,
-        verify_every: Duration::from_hours(1),
-        checksum: false,
-        max_lag: Duration::from_mins(5),
-        max_queue: 100_000,
-        state_dir: None,
-        preserve_setuid: false,
+        ..JobSpec::new("t", from, to)
     }
+}
+
+/// The replica at `path` on `host` of the ssh configuration `cfg`,
+/// through vigie's `remote_vigie` there.
+fn ssh_dest(cfg: &Path, host: &str, path: &Path, remote_vigie: &str) -> Destination {
+    Destination::Ssh {
+        ssh: vec![
+            "ssh".into(),
+            "-F".into(),
+            cfg.to_string_lossy().into_owned(),
+        ],
+        host: host.into(),
+        path: path.to_string_lossy().into_owned(),
+        remote_vigie: remote_vigie.into(),
+    }
+}
+
+/// `src` and `dst` in the test's directory, made.
+fn src_and_dst(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (src, dst) = (env.path().join("src"), env.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    (src, dst)
+}
+
+/// A server on a free port of loopback, for a configuration.
+const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\n\n";
+
+/// The configuration of a job `web` from `src` to `dst`, with `keys`
+/// (lines of TOML) after.
+fn web_job(dst: &Path, keys: &str) -> String {
+    format!(
+        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n{keys}",
+        dst.display()
+    )
+}
+
+/// `vigie ARGS` started, its output dropped.
+fn quietly(env: &Env, args: &[&str]) -> std::process::Child {
+    env.cmd(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// A live job on a thread; stopped on drop.
@@ -179,16 +215,10 @@ fn once_copies_everything_and_deletes_extras_within_the_limit() {
 fn the_cli_runs_a_configured_job_once() {
     require!(Need::Script);
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     populate(&src);
     std::fs::write(src.join("skip.tmp"), "excluded").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"*.tmp\"]\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, "exclude = [\"*.tmp\"]\n"));
     let r = env.run(&["sync", "web", "--once"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -244,6 +274,58 @@ fn bad_sync_config_is_refused() {
     ] {
         assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
     }
+}
+
+/// rsync's patterns, end to end: a class, `**` across directories, a
+/// name with a literal `*`, braces taken literally; what matches stays
+/// on the source only. A pattern that cannot be read is a configuration
+/// error at its place.
+#[test]
+fn exclude_globs_mean_what_they_mean_to_rsync() {
+    let env = Env::new(bin());
+    let (src, dst) = src_and_dst(&env);
+    for f in [
+        "log1",
+        "logx",
+        "cache/a/b/x.tmp",
+        "cache/y.txt",
+        "a*b",
+        "axb",
+        "{a,b}",
+        "a",
+    ] {
+        let p = src.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f).unwrap();
+    }
+    // A TOML literal string: the backslash reaches the pattern.
+    let keys = r#"exclude = ["log[0-9]", "cache/**.tmp", 'a\*b', "{a,b}"]
+"#;
+    env.config(&web_job(&dst, keys));
+    let r = env.run(&["sync", "web", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for (f, sent) in [
+        ("log1", false),
+        ("logx", true),
+        ("cache/a/b/x.tmp", false),
+        ("cache/y.txt", true),
+        ("a*b", false),
+        ("axb", true),
+        ("{a,b}", false),
+        ("a", true),
+    ] {
+        assert_eq!(dst.join(f).exists(), sent, "{f}");
+    }
+    env.config(&web_job(&dst, "exclude = [\"*.tmp\", \"[oops\"]\n"));
+    let r = env.run(&["validate"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("invalid exclude pattern `[oops`: unclosed character class"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("vigie.toml:5:21"), "{}", r.stderr);
 }
 
 #[test]
@@ -359,41 +441,126 @@ fn hostile(root: &Path, msgs: &[Msg]) -> Vec<Msg> {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    proto::write(
-        &mut stdin,
-        &Msg::Hello {
-            version: proto::VERSION,
-            job: "evil".into(),
-        },
-    )
-    .unwrap();
-    for m in msgs {
-        let _ = proto::write(&mut stdin, m);
-    }
+    // It may end the session before reading all.
+    let _ = stdin.write_all(&framed(msgs));
     let _ = stdin.flush();
     drop(stdin);
-    let mut out = child.stdout.take().unwrap();
-    let mut replies = Vec::new();
-    while let Ok(m) = proto::read(&mut out) {
-        replies.push(m);
-    }
+    let replies = replies(child.stdout.take().unwrap());
     child.wait().unwrap();
     replies
 }
 
+/// A sender's session: a hello, then `msgs`, in frames.
+fn framed(msgs: &[Msg]) -> Vec<u8> {
+    let mut input = Vec::new();
+    let hello = Msg::Hello {
+        version: proto::VERSION,
+        job: "evil".into(),
+    };
+    for m in std::iter::once(&hello).chain(msgs) {
+        proto::write(&mut input, m).unwrap();
+    }
+    input
+}
+
+/// Every message a receiver answered, up to its end.
+fn replies(mut out: impl std::io::Read) -> Vec<Msg> {
+    let mut replies = Vec::new();
+    while let Ok(m) = proto::read(&mut out) {
+        replies.push(m);
+    }
+    replies
+}
+
+/// Requests as a sender makes them: owned by root where they say an
+/// owner, from the epoch where they say a time.
+mod req {
+    use vigie_sync::proto::Msg;
+
+    pub fn mkdir(id: u64, path: &[u8], mode: u32) -> Msg {
+        Msg::MkDir {
+            id,
+            path: path.to_vec(),
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    pub fn symlink(id: u64, path: &[u8], target: &[u8]) -> Msg {
+        Msg::Symlink {
+            id,
+            path: path.to_vec(),
+            target: target.to_vec(),
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        }
+    }
+
+    pub fn meta(id: u64, path: &[u8], mode: u32) -> Msg {
+        Msg::Meta {
+            id,
+            path: path.to_vec(),
+            mode,
+            mtime: 0,
+        }
+    }
+
+    pub fn own(id: u64, path: &[u8], (uid, gid): (u32, u32), mode: u32) -> Msg {
+        Msg::Own {
+            id,
+            path: path.to_vec(),
+            uid,
+            gid,
+            mode,
+        }
+    }
+
+    pub fn delete(id: u64, path: &[u8]) -> Msg {
+        Msg::Delete {
+            id,
+            path: path.to_vec(),
+        }
+    }
+
+    pub fn rename(id: u64, from: &[u8], to: &[u8]) -> Msg {
+        Msg::Rename {
+            id,
+            from: from.to_vec(),
+            to: to.to_vec(),
+        }
+    }
+
+    pub fn link(id: u64, path: &[u8], to: &[u8]) -> Msg {
+        Msg::Link {
+            id,
+            path: path.to_vec(),
+            to: to.to_vec(),
+        }
+    }
+}
+
+/// A whole file, `File` (id 1, mode 0o644), `Data`, `FileEnd`.
 fn file_msgs(path: &[u8], data: &[u8]) -> Vec<Msg> {
+    file_as(1, 0o644, path, data)
+}
+
+/// A whole file of request `id` and `mode`, owned by root, from the
+/// epoch.
+fn file_as(id: u64, mode: u32, path: &[u8], data: &[u8]) -> Vec<Msg> {
     vec![
         Msg::File {
-            id: 1,
+            id,
             path: path.to_vec(),
             size: data.len() as u64,
-            mode: 0o644,
+            mode,
             uid: 0,
             gid: 0,
             mtime: 0,
         },
         Msg::Data(data.to_vec()),
-        Msg::FileEnd { id: 1 },
+        Msg::FileEnd { id },
     ]
 }
 
@@ -411,14 +578,11 @@ fn hostile_messages_are_refused_and_end_the_session() {
     }
     assert!(!outside.path().join("escaped").exists());
     // A symlink pointing outside, then a write through it.
-    let mut msgs = vec![Msg::Symlink {
-        id: 1,
-        path: b"door".to_vec(),
-        target: outside.path().to_string_lossy().as_bytes().to_vec(),
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-    }];
+    let mut msgs = vec![req::symlink(
+        1,
+        b"door",
+        outside.path().to_string_lossy().as_bytes(),
+    )];
     msgs.extend(file_msgs(b"door/through", b"pwned"));
     let r = hostile(&root, &msgs);
     assert!(matches!(r.get(1), Some(Msg::Ack { id: 1 })), "{r:?}");
@@ -428,13 +592,7 @@ fn hostile_messages_are_refused_and_end_the_session() {
     );
     assert!(!outside.path().join("through").exists());
     // Deleting or renaming through the link is refused too.
-    let r = hostile(
-        &root,
-        &[Msg::Delete {
-            id: 2,
-            path: b"door/x".to_vec(),
-        }],
-    );
+    let r = hostile(&root, &[req::delete(2, b"door/x")]);
     assert!(matches!(r.last(), Some(Msg::Fatal { .. })), "{r:?}");
     // So are hard links to or through anything outside.
     std::fs::write(outside.path().join("target"), "outside").unwrap();
@@ -443,14 +601,7 @@ fn hostile_messages_are_refused_and_end_the_session() {
         (b"in", b"door/target"),
         (b"door/in", b"in"),
     ] {
-        let r = hostile(
-            &root,
-            &[Msg::Link {
-                id: 3,
-                path: path.to_vec(),
-                to: to.to_vec(),
-            }],
-        );
+        let r = hostile(&root, &[req::link(3, path, to)]);
         assert!(
             matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
             "{r:?}"
@@ -500,10 +651,7 @@ fn a_short_file_leaves_no_partial_file() {
     ];
     let r = hostile(root.path(), &msgs);
     assert!(matches!(r.get(1), Some(Msg::Fail { id: 1, .. })), "{r:?}");
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("f")).unwrap(),
-        "old"
-    );
+    assert_eq!(read(&root.path().join("f")), "old");
     let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
 }
@@ -524,16 +672,7 @@ fn through_a_real_sshd_and_a_bastion() {
     populate(src.path());
     for host in ["backup", "behind"] {
         let spec = JobSpec {
-            to: Destination::Ssh {
-                ssh: vec![
-                    "ssh".into(),
-                    "-F".into(),
-                    cfg.to_string_lossy().into_owned(),
-                ],
-                host: host.into(),
-                path: dst.path().to_string_lossy().into_owned(),
-                remote_vigie: bin().into(),
-            },
+            to: ssh_dest(&cfg, host, dst.path(), bin()),
             ..local_spec(src.path(), dst.path())
         };
         let s = vigie_sync::once(&spec).unwrap_or_else(|e| panic!("{host}: {e}\n{}", target.log()));
@@ -549,16 +688,7 @@ fn through_a_real_sshd_and_a_bastion() {
     )
     .unwrap();
     let keep = JobSpec {
-        to: Destination::Ssh {
-            ssh: vec![
-                "ssh".into(),
-                "-F".into(),
-                cfg.to_string_lossy().into_owned(),
-            ],
-            host: "backup".into(),
-            path: dst.path().to_string_lossy().into_owned(),
-            remote_vigie: bin().into(),
-        },
+        to: ssh_dest(&cfg, "backup", dst.path(), bin()),
         preserve_setuid: true,
         ..local_spec(src.path(), dst.path())
     };
@@ -566,16 +696,7 @@ fn through_a_real_sshd_and_a_bastion() {
     assert_eq!(mode_of(&dst.path().join("top.bin")), 0o4755);
     // Live over ssh.
     let spec = JobSpec {
-        to: Destination::Ssh {
-            ssh: vec![
-                "ssh".into(),
-                "-F".into(),
-                cfg.to_string_lossy().into_owned(),
-            ],
-            host: "behind".into(),
-            path: dst.path().to_string_lossy().into_owned(),
-            remote_vigie: bin().into(),
-        },
+        to: ssh_dest(&cfg, "behind", dst.path(), bin()),
         ..local_spec(src.path(), dst.path())
     };
     let _live = Live::start(spec.clone());
@@ -591,36 +712,39 @@ fn through_a_real_sshd_and_a_bastion() {
     std::fs::write(dst.path().join("written-on-backup"), "new").unwrap();
     std::fs::write(src.path().join("only-here"), "kept").unwrap();
     vigie_sync::reverse(&JobSpec {
-        exclude: vec![host_file.into()],
+        exclude: Excludes::new(&[host_file]).unwrap(),
         ..spec.clone()
     })
     .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(src.path().join("written-on-backup")).unwrap(),
-        "new"
-    );
+    assert_eq!(read(&src.path().join("written-on-backup")), "new");
     assert!(src.path().join("only-here").exists());
-    assert_eq!(
-        std::fs::read_to_string(src.path().join(host_file)).unwrap(),
-        "primary"
-    );
+    assert_eq!(read(&src.path().join(host_file)), "primary");
     // A far side without vigie: a clear error.
     let err = vigie_sync::once(&JobSpec {
-        to: Destination::Ssh {
-            ssh: vec![
-                "ssh".into(),
-                "-F".into(),
-                cfg.to_string_lossy().into_owned(),
-            ],
-            host: "backup".into(),
-            path: "/tmp".into(),
-            remote_vigie: "/nonexistent/vigie".into(),
-        },
+        to: ssh_dest(&cfg, "backup", Path::new("/tmp"), "/nonexistent/vigie"),
         ..spec
     })
     .err()
     .unwrap();
     assert!(err.contains("the far side has no vigie"), "{err}");
+}
+
+/// A populated source with a file at `file` (in a directory of its
+/// own), replicated by a live job that sends what follows in one batch:
+/// a batch goes once the source is quiet for a fifth of `delay`, and a
+/// long one keeps all together, even on a loaded machine.
+fn one_batch_job(file: &str) -> (tempfile::TempDir, tempfile::TempDir, Live) {
+    let (src, dst) = (tmp(), tmp());
+    populate(src.path());
+    let file = src.path().join(file);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "f").unwrap();
+    let live = Live::start(JobSpec {
+        delay: Duration::from_secs(2),
+        ..local_spec(src.path(), dst.path())
+    });
+    wait_same(src.path(), dst.path());
+    (src, dst, live)
 }
 
 /// `mkdir d1; mv d0/f d1/; rm -r d1`, seen in one batch: the receiver
@@ -629,19 +753,8 @@ fn through_a_real_sshd_and_a_bastion() {
 /// the next verification, an hour later). What `random_changes` found.
 #[test]
 fn a_directory_made_for_a_rename_then_removed_goes_from_the_replica_too() {
-    let (src, dst) = (tmp(), tmp());
+    let (src, dst, _live) = one_batch_job("d0/f");
     let s = |p: &str| src.path().join(p);
-    populate(src.path());
-    std::fs::create_dir(s("d0")).unwrap();
-    std::fs::write(s("d0/f"), "f").unwrap();
-    // A batch goes once the source is quiet for a fifth of `delay`: a
-    // long one keeps all that follows in one batch, even on a loaded
-    // machine.
-    let _live = Live::start(JobSpec {
-        delay: Duration::from_secs(2),
-        ..local_spec(src.path(), dst.path())
-    });
-    wait_same(src.path(), dst.path());
     std::fs::create_dir(s("d1")).unwrap();
     // The new directory watched by then: the move is seen as a rename.
     std::thread::sleep(Duration::from_millis(100));
@@ -661,17 +774,8 @@ fn a_directory_made_for_a_rename_then_removed_goes_from_the_replica_too() {
 /// `d0` made again there.)
 #[test]
 fn a_directory_moved_away_then_made_again_and_moved_leaves_no_copy_behind() {
-    let (src, dst) = (tmp(), tmp());
+    let (src, dst, _live) = one_batch_job("d0/f3");
     let s = |p: &str| src.path().join(p);
-    populate(src.path());
-    std::fs::create_dir(s("d0")).unwrap();
-    std::fs::write(s("d0/f3"), "f3").unwrap();
-    // One batch, as above.
-    let _live = Live::start(JobSpec {
-        delay: Duration::from_secs(2),
-        ..local_spec(src.path(), dst.path())
-    });
-    wait_same(src.path(), dst.path());
     std::fs::rename(s("d0"), s("d1")).unwrap();
     std::fs::create_dir(s("d0")).unwrap();
     std::fs::create_dir(s("d5")).unwrap();
@@ -807,10 +911,8 @@ fn the_daemon_queues_while_the_target_is_away_survives_a_kill_and_catches_up() {
     let dst = env.path().join("dst");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("first"), "1").unwrap();
-    env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"1s\"\nfail_after = 1\n",
-        dst.display()
-    ));
+    let keys = "delay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = { job = \"web\" }\nevery = \"1s\"\nfail_after = 1\n";
+    env.config(&format!("{SERVER}{}", web_job(&dst, keys)));
     let mut d = env.daemon();
     // The target is missing: the check says so, changes queue on disk.
     wait_until(Duration::from_secs(15), || {
@@ -884,10 +986,7 @@ fn no_partial_file(src: &Path, dst: &Path) {
 #[test]
 fn a_killed_sender_or_receiver_leaves_no_partial_file_and_the_next_run_resumes() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     for i in 0..150u32 {
         let block: Vec<u8> = (0..512 * 1024u32)
             .map(|j| (i * 31 + j % 251) as u8)
@@ -974,20 +1073,14 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
     let reachable = Reachable::new();
     let vigie = reachable.copy(bin());
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     for d in [env.path(), &dst] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     std::fs::write(src.join("locked"), "no").unwrap();
     std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::write(src.join("later.txt"), "still sent").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, ""));
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&vigie)
@@ -999,10 +1092,7 @@ fn an_unreadable_file_is_reported_and_the_rest_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("locked: Permission denied"), "{stderr}");
-    assert_eq!(
-        std::fs::read_to_string(dst.join("later.txt")).unwrap(),
-        "still sent"
-    );
+    assert_eq!(read(&dst.join("later.txt")), "still sent");
     assert!(!dst.join("locked").exists());
 }
 
@@ -1190,16 +1280,10 @@ fn owners_and_groups_are_kept_when_the_receiver_is_root() {
 #[test]
 fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(src.join("only-on-primary"), "p").unwrap();
     std::fs::write(dst.join("made-on-backup"), "b").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, ""));
     let r = env.run(&["sync", "web", "--reverse"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("web is not paused"), "{}", r.stderr);
@@ -1207,10 +1291,7 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
     let r = env.run(&["sync", "web", "--reverse"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("(nothing deleted here)"), "{}", r.stdout);
-    assert_eq!(
-        std::fs::read_to_string(src.join("made-on-backup")).unwrap(),
-        "b"
-    );
+    assert_eq!(read(&src.join("made-on-backup")), "b");
     assert!(src.join("only-on-primary").exists());
 }
 
@@ -1220,17 +1301,12 @@ fn a_reverse_pass_needs_the_job_paused_and_deletes_nothing() {
 #[test]
 fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(src.join("conf")).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
+    std::fs::create_dir(src.join("conf")).unwrap();
     std::fs::write(src.join("local.conf"), "role=primary").unwrap();
     std::fs::write(src.join("conf/local.conf"), "role=primary").unwrap();
     std::fs::write(src.join("index.html"), "page").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\nexclude = [\"local.conf\"]\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, "exclude = [\"local.conf\"]\n"));
     assert_eq!(env.run(&["sync", "web", "--once"]).code, 0);
     assert!(!dst.join("local.conf").exists());
     // The backup has files of its own by those names, and new pages.
@@ -1240,16 +1316,9 @@ fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
     assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
     let r = env.run(&["sync", "web", "--reverse"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(
-        std::fs::read_to_string(src.join("index.html")).unwrap(),
-        "page edited on the backup"
-    );
+    assert_eq!(read(&src.join("index.html")), "page edited on the backup");
     for f in ["local.conf", "conf/local.conf"] {
-        assert_eq!(
-            std::fs::read_to_string(src.join(f)).unwrap(),
-            "role=primary",
-            "{f}"
-        );
+        assert_eq!(read(&src.join(f)), "role=primary", "{f}");
     }
 }
 
@@ -1261,7 +1330,7 @@ fn a_reverse_pass_leaves_the_primarys_excluded_files_alone() {
 fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
     let policy = vigie_sync::receive::Policy {
         reverse: true,
-        exclude: vec!["private".into(), "*.env".into()],
+        exclude: Excludes::new(&["private", "*.env"]).unwrap(),
         ..vigie_sync::receive::Policy::default()
     };
     let fresh = || {
@@ -1292,70 +1361,20 @@ fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
         ),
         ("file", file_msgs(b"public/.env", b"pwned")),
         ("file below", file_msgs(b"private/new", b"pwned")),
-        (
-            "meta",
-            vec![Msg::Meta {
-                id: 1,
-                path: p("private/key"),
-                mode: 0o644,
-                mtime: 0,
-            }],
-        ),
-        (
-            "own",
-            vec![Msg::Own {
-                id: 1,
-                path: p("private"),
-                uid: 0,
-                gid: 0,
-                mode: 0o777,
-            }],
-        ),
-        (
-            "symlink",
-            vec![Msg::Symlink {
-                id: 1,
-                path: p("private/l"),
-                target: p("x"),
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            }],
-        ),
-        (
-            "mkdir",
-            vec![Msg::MkDir {
-                id: 1,
-                path: p("private/d"),
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-            }],
-        ),
+        ("meta", vec![req::meta(1, b"private/key", 0o644)]),
+        ("own", vec![req::own(1, b"private", (0, 0), 0o777)]),
+        ("symlink", vec![req::symlink(1, b"private/l", b"x")]),
+        ("mkdir", vec![req::mkdir(1, b"private/d", 0o755)]),
         (
             "link to an excluded file",
-            vec![Msg::Link {
-                id: 1,
-                path: p("public/leak.txt"),
-                to: p("private/key"),
-            }],
+            vec![req::link(1, b"public/leak.txt", b"private/key")],
         ),
         (
             "link at all",
-            vec![Msg::Link {
-                id: 1,
-                path: p("public/copy"),
-                to: p("public/page"),
-            }],
+            vec![req::link(1, b"public/copy", b"public/page")],
         ),
     ];
-    for (what, msgs) in refusals {
-        let root = fresh();
-        let r = serve_in_process(root.path(), policy.clone(), &msgs);
-        assert!(
-            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
-            "{what}: {r:?}"
-        );
+    assert_each_refused(&policy, fresh, refusals, |what, root, r| {
         assert!(
             !r.iter().any(|m| matches!(
                 m,
@@ -1363,20 +1382,12 @@ fn a_hostile_reverse_sender_cannot_reach_excluded_paths_nor_link() {
             )),
             "{what}: {r:?}"
         );
-        assert_eq!(
-            std::fs::read_to_string(root.path().join("private/key")).unwrap(),
-            "secret",
-            "{what}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.path().join("public/.env")).unwrap(),
-            "DB_PASSWORD=x",
-            "{what}"
-        );
-        assert!(!root.path().join("public/leak.txt").exists(), "{what}");
-        assert!(!root.path().join("public/copy").exists(), "{what}");
-        assert!(!root.path().join("private/new").exists(), "{what}");
-    }
+        assert_eq!(read(&root.join("private/key")), "secret", "{what}");
+        assert_eq!(read(&root.join("public/.env")), "DB_PASSWORD=x", "{what}");
+        assert!(!root.join("public/leak.txt").exists(), "{what}");
+        assert!(!root.join("public/copy").exists(), "{what}");
+        assert!(!root.join("private/new").exists(), "{what}");
+    });
     // Its listing of the primary leaves the excluded paths out.
     let root = fresh();
     let r = serve_in_process(root.path(), policy, &[Msg::List]);
@@ -1464,26 +1475,16 @@ fn inotify_watches(pid: u32) -> usize {
 #[test]
 fn the_live_job_never_watches_through_a_symlink() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
+    let (src, dst) = src_and_dst(&env);
     let outside = env.path().join("outside");
-    std::fs::create_dir_all(src.join("d")).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::create_dir(src.join("d")).unwrap();
     for i in 0..40 {
         std::fs::create_dir_all(outside.join(format!("o{i}"))).unwrap();
     }
     symlink(&outside, src.join("x")).unwrap();
     std::fs::write(src.join("d/first"), "1").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
-        dst.display()
-    ));
-    let mut child = env
-        .cmd(&["sync", "web"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    env.config(&web_job(&dst, "delay = \"50ms\"\n"));
+    let mut child = quietly(&env, &["sync", "web"]);
     wait_until(Duration::from_secs(20), || dst.join("d/first").exists());
     // Made outside after the start: nothing of it comes in.
     std::fs::create_dir_all(outside.join("o0/new")).unwrap();
@@ -1529,7 +1530,8 @@ fn fake_receiver(dir: &Path, replies: &[Msg]) -> Destination {
 fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
     let (src, fake) = (tmp(), tmp());
     std::fs::write(src.path().join("big"), vec![1u8; 2_000_000]).unwrap();
-    let root = vigie_sync::job::local_tree(src.path(), &[]).unwrap()[&Vec::new()].clone();
+    let root =
+        vigie_sync::job::local_tree(src.path(), &Excludes::default()).unwrap()[&Vec::new()].clone();
     let head = vec![
         Msg::Welcome {
             version: proto::VERSION,
@@ -1577,15 +1579,9 @@ fn a_hostile_receiver_cannot_exhaust_the_senders_memory() {
 #[test]
 fn a_reverse_pass_takes_the_jobs_lock() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(dst.join("made-on-backup"), "b").unwrap();
-    env.config(&format!(
-        "[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\n",
-        dst.display()
-    ));
+    env.config(&web_job(&dst, ""));
     assert_eq!(env.run(&["sync", "pause", "web"]).code, 0);
     let held =
         vigie_store::lock::try_lock(&env.state_dir(), &vigie_store::lock::sync_lock_name("web"))
@@ -1621,10 +1617,7 @@ fn a_file_dated_in_2300_replicates() {
         .unwrap();
     let spec = local_spec(src.path(), dst.path());
     vigie_sync::once(&spec).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dst.path().join("future")).unwrap(),
-        "from the future"
-    );
+    assert_eq!(read(&dst.path().join("future")), "from the future");
     // Stable: not sent again.
     assert_eq!(vigie_sync::once(&spec).unwrap().files_sent, 0);
 }
@@ -1701,15 +1694,9 @@ fn run_for(env: &Env, args: &[&str], limit: Duration) -> (Option<i32>, String) {
 #[test]
 fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(src.join("first"), "1").unwrap();
-    env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n",
-        dst.display()
-    ));
+    env.config(&format!("{SERVER}{}", web_job(&dst, "delay = \"50ms\"\n")));
     let d = env.daemon();
     wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
     let pid = d.pid().as_raw_nonzero();
@@ -1741,21 +1728,11 @@ fn a_job_the_daemon_sends_is_refused_to_a_second_sender_until_paused() {
 #[test]
 fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
     let env = Env::new(bin());
-    let src = env.path().join("src");
-    let dst = env.path().join("dst");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(&env);
     std::fs::write(src.join("first"), "1").unwrap();
-    env.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[sync]]\nname = \"web\"\nfrom = \"src\"\nto = \"{}\"\ndelay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = {{ job = \"web\" }}\nevery = \"200ms\"\n",
-        dst.display()
-    ));
-    let mut cli = env
-        .cmd(&["sync", "web"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let keys = "delay = \"50ms\"\n\n[[check]]\nname = \"sync-web\"\nsync = { job = \"web\" }\nevery = \"200ms\"\n";
+    env.config(&format!("{SERVER}{}", web_job(&dst, keys)));
+    let mut cli = quietly(&env, &["sync", "web"]);
     wait_until(Duration::from_secs(15), || same_trees(&src, &dst));
     let d = env.daemon();
     let msg = format!(
@@ -1778,6 +1755,21 @@ fn the_daemons_sender_waits_while_a_cli_sends_the_job_then_takes_over() {
 
 fn mode_of(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// A file's contents, as text.
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// `msgs` served to `root` under `policy`: every one of them done.
+fn assert_all_done(root: &Path, policy: vigie_sync::receive::Policy, msgs: &[Msg]) {
+    let r = serve_in_process(root, policy, msgs);
+    assert!(
+        r.iter()
+            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -1817,26 +1809,37 @@ fn setuid_bits_are_stripped_on_the_receiver_by_default() {
 /// Run a receiver in this process with `policy`, as a hostile sender
 /// would talk to it; its answers.
 fn serve_in_process(root: &Path, policy: vigie_sync::receive::Policy, msgs: &[Msg]) -> Vec<Msg> {
-    let mut input = Vec::new();
-    proto::write(
-        &mut input,
-        &Msg::Hello {
-            version: proto::VERSION,
-            job: "evil".into(),
-        },
-    )
-    .unwrap();
-    for m in msgs {
-        proto::write(&mut input, m).unwrap();
-    }
     let mut output = Vec::new();
-    let _ = vigie_sync::receive::serve(root, policy, input.as_slice(), &mut output);
-    let mut replies = Vec::new();
-    let mut r = output.as_slice();
-    while let Ok(m) = proto::read(&mut r) {
-        replies.push(m);
+    let _ = vigie_sync::receive::serve(root, policy, framed(msgs).as_slice(), &mut output);
+    replies(output.as_slice())
+}
+
+/// Each refusal's messages, served to a `fresh` tree under `policy`:
+/// the session ends on a refusal; `check` then looks at the tree and
+/// the replies.
+fn assert_each_refused(
+    policy: &vigie_sync::receive::Policy,
+    fresh: impl Fn() -> tempfile::TempDir,
+    refusals: Vec<(&str, Vec<Msg>)>,
+    check: impl Fn(&str, &Path, &[Msg]),
+) {
+    for (what, msgs) in refusals {
+        let root = fresh();
+        let r = serve_in_process(root.path(), policy.clone(), &msgs);
+        assert!(
+            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused")),
+            "{what}: {r:?}"
+        );
+        check(what, root.path(), &r);
     }
-    replies
+}
+
+/// The session ended on a refusal of a reverse pass.
+fn assert_refused_on_a_reverse_pass(what: &str, r: &[Msg]) {
+    assert!(
+        matches!(r.last(), Some(Msg::Fatal { message }) if message.contains("reverse pass")),
+        "{what}: {r:?}"
+    );
 }
 
 /// A rename the receiver cannot make leaves nothing behind: it used to
@@ -1847,19 +1850,14 @@ fn serve_in_process(root: &Path, policy: vigie_sync::receive::Policy, msgs: &[Ms
 fn a_rename_that_fails_makes_no_directory_on_the_replica() {
     let root = tmp();
     std::fs::create_dir(root.path().join("d1")).unwrap();
-    let rename = |id: u64, from: &str, to: &str| Msg::Rename {
-        id,
-        from: from.into(),
-        to: to.into(),
-    };
     let r = serve_in_process(
         root.path(),
         vigie_sync::receive::Policy::default(),
         &[
-            rename(1, "gone", "new/f"),
-            rename(2, "d0", "d0/d2"),
-            rename(3, "d1", "d1/d2/d3"),
-            rename(4, "d1/d2", "d1"),
+            req::rename(1, b"gone", b"new/f"),
+            req::rename(2, b"d0", b"d0/d2"),
+            req::rename(3, b"d1", b"d1/d2/d3"),
+            req::rename(4, b"d1/d2", b"d1"),
         ],
     );
     let failed: Vec<u64> = r
@@ -1899,86 +1897,29 @@ fn the_reverse_receiver_refuses_deletions_reshaping_and_setuid_bits() {
         root
     };
     let refusals: Vec<(&str, Vec<Msg>)> = vec![
-        (
-            "delete",
-            vec![Msg::Delete {
-                id: 1,
-                path: b"dir".to_vec(),
-            }],
-        ),
-        (
-            "rename",
-            vec![Msg::Rename {
-                id: 1,
-                from: b"file".to_vec(),
-                to: b"dir/index.html".to_vec(),
-            }],
-        ),
+        ("delete", vec![req::delete(1, b"dir")]),
+        ("rename", vec![req::rename(1, b"file", b"dir/index.html")]),
         ("replace a directory", file_msgs(b"dir", b"pwned")),
         (
             "replace a file",
-            vec![Msg::Symlink {
-                id: 1,
-                path: b"file".to_vec(),
-                target: b"/etc/shadow".to_vec(),
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            }],
+            vec![req::symlink(1, b"file", b"/etc/shadow")],
         ),
-        (
-            "replace a file",
-            vec![Msg::MkDir {
-                id: 1,
-                path: b"file".to_vec(),
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-            }],
-        ),
+        ("replace a file", vec![req::mkdir(1, b"file", 0o755)]),
     ];
-    for (what, msgs) in refusals {
-        let root = fresh();
-        let r = serve_in_process(root.path(), reverse.clone(), &msgs);
-        assert!(
-            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused") && message.contains("reverse pass")),
-            "{what}: {r:?}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.path().join("dir/index.html")).unwrap(),
-            "primary",
-            "{what}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.path().join("file")).unwrap(),
-            "primary",
-            "{what}"
-        );
-    }
+    assert_each_refused(&reverse, fresh, refusals, |what, root, r| {
+        assert_refused_on_a_reverse_pass(what, r);
+        for f in ["dir/index.html", "file"] {
+            assert_eq!(read(&root.join(f)), "primary", "{what}");
+        }
+    });
     // What it may do: update a file, add one; never with set-user-ID bits
     // (not by its mode, not by a later chmod).
     let root = fresh();
     let mut msgs = file_msgs(b"file", b"from the backup");
-    msgs.extend(file_msgs(b"dir/new", b"new"));
-    if let Msg::File { mode, .. } = &mut msgs[3] {
-        *mode = 0o4755;
-    }
-    msgs.push(Msg::Meta {
-        id: 2,
-        path: b"file".to_vec(),
-        mode: 0o6755,
-        mtime: 0,
-    });
-    let r = serve_in_process(root.path(), reverse, &msgs);
-    assert!(
-        r.iter()
-            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
-        "{r:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("file")).unwrap(),
-        "from the backup"
-    );
+    msgs.extend(file_as(1, 0o4755, b"dir/new", b"new"));
+    msgs.push(req::meta(2, b"file", 0o6755));
+    assert_all_done(root.path(), reverse, &msgs);
+    assert_eq!(read(&root.path().join("file")), "from the backup");
     assert_eq!(mode_of(&root.path().join("dir/new")), 0o755);
     assert_eq!(mode_of(&root.path().join("file")), 0o755);
     // The same messages, forward and on the defaults: the receiver
@@ -2017,92 +1958,33 @@ fn a_hostile_reverse_sender_cannot_chown_nor_open_up_modes() {
         root
     };
     let refusals: Vec<(&str, Vec<Msg>)> = vec![
-        (
-            "meta of the root",
-            vec![Msg::Meta {
-                id: 1,
-                path: Vec::new(),
-                mode: 0o777,
-                mtime: 0,
-            }],
-        ),
+        ("meta of the root", vec![req::meta(1, b"", 0o777)]),
         (
             "own of the root",
-            vec![Msg::Own {
-                id: 1,
-                path: Vec::new(),
-                uid: 65534,
-                gid: 65534,
-                mode: 0o777,
-            }],
+            vec![req::own(1, b"", (65534, 65534), 0o777)],
         ),
         (
             "own of a file",
-            vec![Msg::Own {
-                id: 1,
-                path: b"file".to_vec(),
-                uid: 65534,
-                gid: 65534,
-                mode: 0o666,
-            }],
+            vec![req::own(1, b"file", (65534, 65534), 0o666)],
         ),
     ];
-    for (what, msgs) in refusals {
-        let root = fresh();
-        let r = serve_in_process(root.path(), reverse.clone(), &msgs);
-        assert!(
-            matches!(r.last(), Some(Msg::Fatal { message }) if message.starts_with("refused") && message.contains("reverse pass")),
-            "{what}: {r:?}"
-        );
-        assert_eq!(mode_of(root.path()), 0o755, "{what}");
-        assert_eq!(mode_of(&root.path().join("file")), 0o640, "{what}");
-    }
+    assert_each_refused(&reverse, fresh, refusals, |what, root, r| {
+        assert_refused_on_a_reverse_pass(what, r);
+        assert_eq!(mode_of(root), 0o755, "{what}");
+        assert_eq!(mode_of(&root.join("file")), 0o640, "{what}");
+    });
     // Updates go through, without group or other write bits that the
     // entry here lacks; a new entry gets the mode sent.
     let root = fresh();
     let mut msgs = vec![
-        Msg::Meta {
-            id: 1,
-            path: b"file".to_vec(),
-            mode: 0o666,
-            mtime: 0,
-        },
-        Msg::MkDir {
-            id: 2,
-            path: b"dir".to_vec(),
-            mode: 0o777,
-            uid: 0,
-            gid: 0,
-        },
-        Msg::Meta {
-            id: 3,
-            path: b"dir".to_vec(),
-            mode: 0o777,
-            mtime: 0,
-        },
+        req::meta(1, b"file", 0o666),
+        req::mkdir(2, b"dir", 0o777),
+        req::meta(3, b"dir", 0o777),
     ];
-    let mut update = file_msgs(b"file", b"from the backup");
-    if let Msg::File { id, mode, .. } = &mut update[0] {
-        (*id, *mode) = (4, 0o662);
-    }
-    update[2] = Msg::FileEnd { id: 4 };
-    msgs.extend(update);
-    let mut new = file_msgs(b"dir/new", b"new");
-    if let Msg::File { id, mode, .. } = &mut new[0] {
-        (*id, *mode) = (5, 0o664);
-    }
-    new[2] = Msg::FileEnd { id: 5 };
-    msgs.extend(new);
-    let r = serve_in_process(root.path(), reverse, &msgs);
-    assert!(
-        r.iter()
-            .all(|m| matches!(m, Msg::Welcome { .. } | Msg::Ack { .. })),
-        "{r:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("file")).unwrap(),
-        "from the backup"
-    );
+    msgs.extend(file_as(4, 0o662, b"file", b"from the backup"));
+    msgs.extend(file_as(5, 0o664, b"dir/new", b"new"));
+    assert_all_done(root.path(), reverse, &msgs);
+    assert_eq!(read(&root.path().join("file")), "from the backup");
     assert_eq!(mode_of(&root.path().join("file")), 0o640);
     assert_eq!(mode_of(&root.path().join("dir")), 0o755);
     assert_eq!(mode_of(&root.path().join("dir/new")), 0o664);
@@ -2171,7 +2053,7 @@ fn the_sender_never_reads_outside_its_root_nor_hangs_on_a_fifo() {
     std::fs::write(outside.path().join("private/f"), "secret").unwrap();
     let spec = local_spec(&src, dst.path());
     let mut s = vigie_sync::session::Session::open(&spec.to, "t", false).unwrap();
-    let listed = vigie_sync::job::local_tree(&src, &[]).unwrap();
+    let listed = vigie_sync::job::local_tree(&src, &Excludes::default()).unwrap();
     // Swapped between the listing and the reading.
     std::fs::remove_dir_all(src.join("d")).unwrap();
     symlink(outside.path().join("private"), src.join("d")).unwrap();

@@ -98,3 +98,86 @@ pub fn wait_state(d: &Daemon, name: &str, state: &str, limit: Duration) -> Value
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Kill a service a test started, and reap it.
+pub fn stop(service: &mut std::process::Child) {
+    service.kill().unwrap();
+    service.wait().unwrap();
+}
+
+/// Poll `f` until it holds; past `limit`, panic with what `why` says
+/// then (the daemon's log, what was received).
+pub fn wait_or_explain(limit: Duration, mut f: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A heartbeat check `job`, hourly, whose token `tok-123` is in the file
+/// `hb.token` (written here): its `[[check]]` table.
+pub fn heartbeat_job(e: &Env) -> String {
+    e.write("hb.token", "tok-123\n");
+    vigie_testkit::check(
+        "job",
+        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+        "",
+    )
+}
+
+/// The daemon of [`heartbeat_job`] alone, on a port the kernel picks.
+pub fn heartbeat_daemon(e: &Env) -> Daemon {
+    start(e, &heartbeat_job(e))
+}
+
+/// A check `mem` that always passes: its `[[check]]` table.
+pub fn mem_check() -> String {
+    vigie_testkit::check("mem", "memory = { max_used_percent = 100 }", "")
+}
+
+/// A daemon listening on `listen`, whose API and metrics need the token
+/// `api-secret`, with [`mem_check`].
+pub fn token_daemon(listen: &str) -> (Env, Daemon) {
+    let e = env();
+    e.write("api.token", "api-secret\n");
+    e.config(&format!(
+        "[server]\nlisten = \"{listen}\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
+        mem_check()
+    ));
+    let d = e.daemon();
+    (e, d)
+}
+
+/// `/metrics` of `d` answers, with each of `needles` in it.
+pub fn assert_metrics(d: &Daemon, needles: &[&str]) {
+    let (status, metrics) = d.http("GET", "/metrics", &[]);
+    assert_eq!(status, 200, "{metrics}");
+    for needle in needles {
+        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
+    }
+}
+
+/// A `[notify.hook]` table: a webhook to `http://ADDR/in`.
+pub fn webhook_hook(addr: SocketAddr) -> String {
+    format!("[notify.hook]\nkind = \"webhook\"\nurl = \"http://{addr}/in\"\n")
+}
+
+/// The daemon of `checks` in `e`, its server on a port the kernel picks.
+pub fn start(e: &Env, checks: &str) -> Daemon {
+    e.config(&format!("{SERVER}{checks}"));
+    e.daemon()
+}
+
+/// An HTTP check `name` of `url`, with the `extra` lines: its `[[check]]`
+/// table.
+pub fn http_check(name: &str, url: &str, extra: &str) -> String {
+    vigie_testkit::check(name, &format!("http = {{ url = \"{url}\" }}"), extra)
+}
+
+/// `text` (a command's output, a log) holds `needle`; else the test
+/// fails and shows `text`.
+#[track_caller]
+pub fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
+}

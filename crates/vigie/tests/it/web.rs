@@ -7,9 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use vigie_testkit::daemon::Daemon;
-use vigie_testkit::{Env, check, servers};
+use vigie_testkit::servers;
 
-use crate::util::{SERVER, env};
+use crate::util::{assert_metrics, env, heartbeat_daemon, mem_check, start, token_daemon};
 
 /// A raw HTTP/1.1 request whose every header is the caller's (`Host`
 /// included): (status, body).
@@ -23,19 +23,6 @@ fn raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
     );
     s.write_all(req.as_bytes()).expect("send");
     servers::read_response(&mut s)
-}
-
-fn heartbeat_daemon(e: &Env) -> Daemon {
-    e.write("hb.token", "tok-123\n");
-    e.config(&format!(
-        "{SERVER}{}",
-        check(
-            "job",
-            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
-            ""
-        ),
-    ));
-    e.daemon()
 }
 
 #[test]
@@ -117,24 +104,18 @@ fn a_web_page_can_neither_read_by_rebinding_nor_ack_cross_site() {
         "{}",
         d.log()
     );
-    let (_, metrics) = d.http("GET", "/metrics", &[]);
-    for needle in [
-        "vigie_http_refused_total{reason=\"host\"} 1",
-        "vigie_http_refused_total{reason=\"origin\"} 2",
-    ] {
-        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
-    }
+    assert_metrics(
+        &d,
+        &[
+            "vigie_http_refused_total{reason=\"host\"} 1",
+            "vigie_http_refused_total{reason=\"origin\"} 2",
+        ],
+    );
 }
 
 #[test]
 fn with_a_token_any_host_name_reaches_the_api() {
-    let e = env();
-    e.write("api.token", "api-secret\n");
-    e.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
-        check("mem", "memory = { max_used_percent = 100 }", "")
-    ));
-    let d = e.daemon();
+    let (_e, d) = token_daemon("127.0.0.1:0");
     // A reverse proxy or a peer names the server by DNS; the token is
     // what a page cannot send.
     let (status, body) = raw(
@@ -310,21 +291,11 @@ fn beyond_the_cap_new_clients_take_the_place_of_idle_ones() {
 #[test]
 fn listening_beyond_loopback_without_tls_is_a_warning() {
     let warning = "listens beyond loopback without TLS";
-    let e = env();
-    e.write("api.token", "api-secret\n");
-    e.config(&format!(
-        "[server]\nlisten = \"0.0.0.0:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
-        check("mem", "memory = { max_used_percent = 100 }", "")
-    ));
-    let d = e.daemon();
+    let (_e, d) = token_daemon("0.0.0.0:0");
     d.wait_log(warning, Duration::from_secs(10));
     // On loopback, nothing to say.
     let e = env();
-    e.config(&format!(
-        "{SERVER}{}",
-        check("mem", "memory = { max_used_percent = 100 }", "")
-    ));
-    let d = e.daemon();
+    let d = start(&e, &mem_check());
     d.wait_log("HTTP server listening", Duration::from_secs(10));
     assert!(!d.log().contains(warning), "{}", d.log());
 }
