@@ -5,7 +5,6 @@
 //!
 //! Not yet in the CLI: this crate is the library the `[[backup]]` jobs
 //! and `vigie backup …` will call.
-#![warn(clippy::too_many_lines)]
 
 pub mod backend;
 mod error;
