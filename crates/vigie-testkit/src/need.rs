@@ -35,6 +35,9 @@ pub enum Need {
     Script,
     /// `setpriv` (util-linux), and root to drop privileges with it.
     Setpriv,
+    /// `restic` (package restic): it checks, lists and restores the
+    /// repositories vigie writes.
+    Restic,
     /// ICMP echo: root, or this user's group inside
     /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
     Icmp,
@@ -103,6 +106,7 @@ impl Need {
             Need::Script => program(runs("script", &["-V"]), "script", "bsdutils"),
             Need::Setpriv => not_root("runs vigie as another user")
                 .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),
+            Need::Restic => program(runs("restic", &["version"]), "restic", "restic"),
             Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
                 "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
                     .to_owned()

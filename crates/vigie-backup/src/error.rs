@@ -1,0 +1,82 @@
+//! What can go wrong with a backup job's repository, each case with what
+//! to do about it. Messages name the job (`backup `NAME``) and the
+//! repository as the config writes it, never the password.
+
+use std::io;
+use std::path::PathBuf;
+
+/// An error of a backup job, its repository or its sources.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `repository` is an empty string.
+    #[error(
+        "backup `{job}`: `repository` is empty: set it to a directory (sftp:, s3: and rest: next)"
+    )]
+    NoLocation { job: String },
+
+    /// A kind of repository this version cannot reach yet.
+    #[error(
+        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory for now"
+    )]
+    Unsupported {
+        job: String,
+        repository: String,
+        scheme: String,
+    },
+
+    /// Nothing at the location holds a repository `config`.
+    #[error(
+        "no repository at {repository}: create it with `vigie backup init {job}`, or check `repository` of backup `{job}`"
+    )]
+    NoRepository { job: String, repository: String },
+
+    /// `init` where a repository already is.
+    #[error(
+        "a repository already exists at {repository}: backup `{job}` can use it as it is (with its password), or choose another `repository`"
+    )]
+    AlreadyExists { job: String, repository: String },
+
+    /// No key of the repository opens with this password.
+    #[error(
+        "the password does not open repository {repository}: check `password` of backup `{job}`"
+    )]
+    WrongPassword { job: String, repository: String },
+
+    /// `paths` is empty.
+    #[error("backup `{job}`: `paths` is empty: name at least one file or directory to back up")]
+    NoPaths { job: String },
+
+    /// A path to back up cannot be read (missing, no permission).
+    #[error("backup `{job}`: cannot back up {}: {source}: check `paths`", path.display())]
+    Path {
+        job: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A tag restic could not keep as given.
+    #[error(
+        "backup `{job}`: tag {tag:?} is not valid: a tag is not empty and holds no `,` (restic splits tags there)"
+    )]
+    Tag { job: String, tag: String },
+
+    /// An exclude pattern that is no glob.
+    #[error("backup `{job}`: exclude {glob:?} is not a valid glob: {message}: check `excludes`")]
+    Exclude {
+        job: String,
+        glob: String,
+        message: String,
+    },
+
+    /// The engine failed while working on the repository (I/O, a
+    /// damaged file, a full disk): `message` is its account on one line.
+    #[error("repository {repository} (backup `{job}`): cannot {action}: {message}")]
+    Repository {
+        job: String,
+        repository: String,
+        action: &'static str,
+        message: String,
+    },
+}

@@ -1,0 +1,15 @@
+//! Backups into restic-format repositories, so that `restic` itself can
+//! list, check and restore what vigie writes (and vigie what restic
+//! writes). rustic_core is the engine; the storage behind it is ours
+//! (`backend`): a local directory today, sftp:, s3: and rest: next.
+//!
+//! Not yet in the CLI: this crate is the library the `[[backup]]` jobs
+//! and `vigie backup …` will call.
+
+pub mod backend;
+mod error;
+mod repo;
+
+pub use backend::{LocalBackend, Location};
+pub use error::Error;
+pub use repo::{Repo, RepoSpec, Snapshot, SnapshotSummary, init, open};

@@ -1,0 +1,375 @@
+//! A backup job's repository: [`init`] a new one, [`open`] an existing
+//! one (once per run: deriving the key from the password costs about
+//! 0.25 s and 128 MiB of scrypt), then [`Repo::backup`] and
+//! [`Repo::snapshots`] on the open handle.
+//!
+//! rustic_core does the work; this module turns a job's settings into
+//! its options and its errors into [`Error`]s that say what to do.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustic_core::{
+    BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, OpenStatus, PathList,
+    Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions, WriteBackend,
+    repofile::{MasterKey, SnapshotFile},
+};
+
+use crate::{Error, Location};
+
+/// A job's repository as the config names it, before anything is read.
+#[derive(Clone, Debug)]
+pub struct RepoSpec {
+    /// The backup job's name, for messages (`backup `nightly``).
+    pub job: String,
+    /// The repository string as written (`/srv/restic`, `sftp:…`).
+    pub repository: String,
+    location: Location,
+}
+
+impl RepoSpec {
+    /// The repository `repository` of backup job `job`; an empty string
+    /// is an error, and so (for now) is any remote one.
+    pub fn new(job: &str, repository: &str) -> Result<RepoSpec, Error> {
+        let location = Location::parse(repository).ok_or_else(|| Error::NoLocation {
+            job: job.to_owned(),
+        })?;
+        if let Location::Unsupported { scheme } = &location {
+            return Err(Error::Unsupported {
+                job: job.to_owned(),
+                repository: repository.to_owned(),
+                scheme: scheme.clone(),
+            });
+        }
+        Ok(RepoSpec {
+            job: job.to_owned(),
+            repository: repository.to_owned(),
+            location,
+        })
+    }
+
+    /// The parsed location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The engine's error, while doing `action`, as ours.
+    fn engine(&self, action: &'static str) -> impl Fn(Box<RusticError>) -> Error + '_ {
+        move |e| {
+            if e.is_incorrect_password() {
+                Error::WrongPassword {
+                    job: self.job.clone(),
+                    repository: self.repository.clone(),
+                }
+            } else {
+                self.failed(action, one_line(&e))
+            }
+        }
+    }
+
+    fn failed(&self, action: &'static str, message: String) -> Error {
+        Error::Repository {
+            job: self.job.clone(),
+            repository: self.repository.clone(),
+            action,
+            message,
+        }
+    }
+
+    /// The engine's handle on the repository, not opened yet, and
+    /// whether it holds a repository (a `config` file).
+    fn unopened(&self) -> Result<(Repository<()>, bool), Error> {
+        let Some(backend) = self.location.backend() else {
+            // `new` refuses unsupported locations.
+            return Err(self.failed("reach it", "no backend for this location".to_owned()));
+        };
+        let exists = !backend
+            .list(FileType::Config)
+            .map_err(self.engine("read it"))?
+            .is_empty();
+        // A local repository needs no cache (rustic's default is one in
+        // the user's home). Remote ones will want one in the state
+        // directory.
+        let opts = RepositoryOptions::default().no_cache(true);
+        let backends = RepositoryBackends::new(backend as Arc<dyn WriteBackend>, None);
+        let repo = Repository::new(&opts, &backends).map_err(self.engine("reach it"))?;
+        Ok((repo, exists))
+    }
+}
+
+/// Creates a repository (restic's format version 2, compressed) at the
+/// spec's location with one key for `password`, and returns it open.
+pub fn init(spec: &RepoSpec, password: &str) -> Result<Repo, Error> {
+    let (repo, exists) = spec.unopened()?;
+    if exists {
+        return Err(Error::AlreadyExists {
+            job: spec.job.clone(),
+            repository: spec.repository.clone(),
+        });
+    }
+    let inner = repo
+        .init(
+            &Credentials::password(password),
+            &KeyOptions::default(),
+            &ConfigOptions::default(),
+        )
+        .map_err(spec.engine("create it"))?;
+    Ok(Repo::new(spec, inner))
+}
+
+/// Opens the repository with `password`. Do it once per run and keep
+/// the [`Repo`]: this is where the key is derived.
+pub fn open(spec: &RepoSpec, password: &str) -> Result<Repo, Error> {
+    let (repo, exists) = spec.unopened()?;
+    if !exists {
+        return Err(Error::NoRepository {
+            job: spec.job.clone(),
+            repository: spec.repository.clone(),
+        });
+    }
+    let inner = repo
+        .open(&Credentials::password(password))
+        .map_err(spec.engine("open it"))?;
+    Ok(Repo::new(spec, inner))
+}
+
+/// An open repository: its key is derived, its config read.
+pub struct Repo {
+    spec: RepoSpec,
+    /// The engine's handle: a backup consumes one (it becomes indexed),
+    /// so each backup opens another with the master key, which costs
+    /// one read of `config` and no key derivation.
+    key: MasterKey,
+    inner: Repository<OpenStatus>,
+}
+
+impl std::fmt::Debug for Repo {
+    // Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one backup did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// The new snapshot's id (64 hex digits; restic shows the first 8).
+    pub id: String,
+    /// Files read (new, changed and unchanged).
+    pub files: u64,
+    /// Of those, files new since the parent snapshot.
+    pub files_new: u64,
+    /// Of those, files changed since the parent snapshot.
+    pub files_changed: u64,
+    /// Bytes of all the files read.
+    pub bytes_processed: u64,
+    /// Bytes the repository grew by (new data and trees, compressed and
+    /// encrypted, as stored).
+    pub bytes_added: u64,
+    /// Wall time of the whole backup, index loading included.
+    pub duration: Duration,
+}
+
+/// A snapshot as `restic snapshots` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its id (64 hex digits).
+    pub id: String,
+    /// When its backup started.
+    pub time: SystemTime,
+    /// The host that made it.
+    pub hostname: String,
+    /// The paths it holds.
+    pub paths: Vec<String>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+}
+
+impl Repo {
+    fn new(spec: &RepoSpec, inner: Repository<OpenStatus>) -> Repo {
+        Repo {
+            spec: spec.clone(),
+            key: inner.key(),
+            inner,
+        }
+    }
+
+    /// Another handle on the repository, opened with the master key.
+    fn reopen(&self) -> Result<Repository<OpenStatus>, Error> {
+        let (repo, exists) = self.spec.unopened()?;
+        if !exists {
+            return Err(Error::NoRepository {
+                job: self.spec.job.clone(),
+                repository: self.spec.repository.clone(),
+            });
+        }
+        repo.open(&Credentials::Masterkey(self.key.clone()))
+            .map_err(self.spec.engine("open it"))
+    }
+
+    /// The spec this repository was opened from.
+    pub fn spec(&self) -> &RepoSpec {
+        &self.spec
+    }
+
+    /// Backs up `paths` (each must exist), leaving out what matches one
+    /// of `excludes` (gitignore-style globs: `*.tmp` at any depth,
+    /// `/var/cache` anchored), into a new snapshot tagged `tags`. The
+    /// latest snapshot of the same host and paths is its parent: files
+    /// whose size and times did not change are not read again.
+    pub fn backup<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        excludes: &[String],
+        tags: &[String],
+    ) -> Result<SnapshotSummary, Error> {
+        let start = Instant::now();
+        let spec = &self.spec;
+        let snapshot = self.snapshot_file(tags)?;
+        let opts = self.backup_options(excludes)?;
+        let source = self.sources(paths)?;
+        let indexed = self
+            .reopen()?
+            .to_indexed_ids()
+            .map_err(spec.engine("read its index"))?;
+        let snap = indexed
+            .backup(&opts, &source, snapshot)
+            .map_err(spec.engine("back up"))?;
+        let summary = snap.summary.unwrap_or_default();
+        Ok(SnapshotSummary {
+            id: snap.id.to_hex().to_string(),
+            files: summary.total_files_processed,
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            bytes_processed: summary.total_bytes_processed,
+            bytes_added: summary.data_added_packed,
+            duration: start.elapsed(),
+        })
+    }
+
+    /// Every snapshot of the repository, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>, Error> {
+        let mut all: Vec<Snapshot> = self
+            .inner
+            .get_all_snapshots()
+            .map_err(self.spec.engine("list its snapshots"))?
+            .into_iter()
+            .map(|s| Snapshot {
+                id: s.id.to_hex().to_string(),
+                time: SystemTime::from(s.time.timestamp()),
+                hostname: s.hostname,
+                paths: s.paths.iter().cloned().collect(),
+                tags: s.tags.iter().cloned().collect(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    /// The snapshot to fill, with its tags, each checked first.
+    fn snapshot_file(&self, tags: &[String]) -> Result<SnapshotFile, Error> {
+        let spec = &self.spec;
+        let mut opts = SnapshotOptions::default();
+        for tag in tags {
+            if tag.trim().is_empty() || tag.contains(',') {
+                return Err(Error::Tag {
+                    job: spec.job.clone(),
+                    tag: tag.clone(),
+                });
+            }
+            opts = opts
+                .add_tags(tag)
+                .map_err(spec.engine("tag the snapshot"))?;
+        }
+        opts.to_snapshot().map_err(spec.engine("start a snapshot"))
+    }
+
+    /// The engine's options: our excludes as its globs (a `!` makes a
+    /// glob of its an exclusion), each checked on its own so that the
+    /// error names the bad one.
+    fn backup_options(&self, excludes: &[String]) -> Result<BackupOptions, Error> {
+        let mut opts = BackupOptions::default();
+        for glob in excludes {
+            let mut one = opts.excludes.clone();
+            one.globs = vec![format!("!{glob}")];
+            if let Err(e) = one.as_override() {
+                return Err(Error::Exclude {
+                    job: self.spec.job.clone(),
+                    glob: glob.clone(),
+                    message: one_line(&e),
+                });
+            }
+        }
+        opts.excludes.globs = excludes.iter().map(|g| format!("!{g}")).collect();
+        Ok(opts)
+    }
+
+    /// The paths to back up, each checked to exist, made absolute.
+    fn sources<P: AsRef<Path>>(&self, paths: &[P]) -> Result<PathList, Error> {
+        let spec = &self.spec;
+        if paths.is_empty() {
+            return Err(Error::NoPaths {
+                job: spec.job.clone(),
+            });
+        }
+        let bad = |path: &Path, source| Error::Path {
+            job: spec.job.clone(),
+            path: path.to_owned(),
+            source,
+        };
+        for path in paths {
+            let path = path.as_ref();
+            fs::symlink_metadata(path).map_err(|e| bad(path, e))?;
+        }
+        paths
+            .iter()
+            .map(|p| p.as_ref().to_owned())
+            .collect::<PathList>()
+            .sanitize()
+            .map_err(|e| spec.failed("read the paths to back up", e.to_string()))
+    }
+}
+
+/// The engine's error on one line, without its `Error: ` and its kind
+/// (`(kind: related to …)`), which say nothing to a user.
+fn one_line(e: &RusticError) -> String {
+    let log = e.display_log();
+    let log = log.strip_prefix("Error: ").unwrap_or(&log);
+    match log.find(" (kind: ") {
+        Some(start) => match log[start..].find(')') {
+            Some(len) => format!("{}{}", &log[..start], &log[start + len + 1..]),
+            None => log.to_owned(),
+        },
+        None => log.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job runs on the daemon's blocking pool and reports from
+    /// another thread: an open repository must cross threads.
+    #[test]
+    fn an_open_repository_can_move_between_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Repo>();
+        send_sync::<Error>();
+    }
+
+    #[test]
+    fn engine_errors_lose_only_their_prefix_and_kind() {
+        let e = RusticError::new(rustic_core::ErrorKind::InputOutput, "cannot read /r/keys/x");
+        assert_eq!(one_line(&e), "cannot read /r/keys/x");
+        let e = RusticError::with_source(
+            rustic_core::ErrorKind::Backend,
+            "listing failed",
+            std::io::Error::other("gone"),
+        );
+        assert_eq!(one_line(&e), "listing failed: caused by: gone");
+    }
+}

@@ -1,0 +1,117 @@
+//! A backup killed with SIGKILL at random points: restic still finds
+//! the repository clean after each kill, and the next backup completes
+//! and restores. The test runs itself as the child it kills (the child
+//! is this same test with `VIGIE_TEST_BACKUP_CHILD` set).
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use vigie_testkit::need::Need;
+use vigie_testkit::require;
+
+use crate::util::{PASSWORD, Place, noise, read_tree};
+
+const CHILD: &str = "VIGIE_TEST_BACKUP_CHILD";
+const NAME: &str = "killed::a_backup_killed_at_random_points_leaves_restic_check_clean";
+
+/// Enough data that a backup lasts a good fraction of a second: 48
+/// files of 1 MiB and a few hundred small ones, none alike.
+fn make_source(src: &Path, round: u64) {
+    for d in 0..8u64 {
+        let dir = src.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..6u64 {
+            let seed = round * 1000 + d * 10 + f;
+            fs::write(dir.join(format!("big{f}")), noise(1 << 20, seed)).unwrap();
+        }
+        for f in 0..40u64 {
+            let seed = round * 100_000 + d * 100 + f + 500;
+            fs::write(dir.join(format!("small{f}")), noise(700, seed)).unwrap();
+        }
+    }
+}
+
+/// The child's part: open, back up `src`, and get killed somewhere.
+fn child(spec: &str) {
+    let (repo, src) = spec.split_once('\n').unwrap();
+    let spec = vigie_backup::RepoSpec::new("killed", repo).unwrap();
+    let repo = vigie_backup::open(&spec, PASSWORD).unwrap();
+    repo.backup(&[src], &[], &[]).unwrap();
+}
+
+#[test]
+fn a_backup_killed_at_random_points_leaves_restic_check_clean() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        child(&spec);
+        return;
+    }
+    require!(Need::Restic);
+    let place = Place::new();
+    let src = place.path("src");
+    let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    eprintln!("kill points from seed {seed}");
+    // Round 0 runs to its end and times a backup; each later round is
+    // killed at a random point of that time (key derivation, reading,
+    // pack, index and snapshot writes alike).
+    let points = noise(5, u64::from(seed));
+    let mut full = Duration::ZERO;
+    let (mut killed, mut completed) = (0, 0);
+    for (round, r) in points.iter().enumerate() {
+        // New data each round, so that each backup has packs to write.
+        make_source(&src.join(format!("round{round}")), round as u64);
+        let log = place.path(&format!("child{round}.log"));
+        let start = Instant::now();
+        let mut kid = Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--nocapture"])
+            .env(
+                CHILD,
+                format!("{}\n{}", place.repo().display(), src.display()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        if round > 0 {
+            // 10 % to 100 % of a whole backup, in 256 steps.
+            let at = full.mul_f64(0.1 + 0.9 * f64::from(*r) / 255.0);
+            std::thread::sleep(at.saturating_sub(start.elapsed()));
+            kid.kill().unwrap();
+        }
+        let status = kid.wait().unwrap();
+        let took = start.elapsed();
+        eprintln!("round {round}: {status} after {took:?}");
+        if status.signal() == Some(9) {
+            killed += 1;
+        } else {
+            let log = fs::read_to_string(&log).unwrap();
+            assert!(status.success(), "round {round}: {status}\n{log}");
+            completed += 1;
+            full = full.max(took);
+        }
+        place.restic_check();
+    }
+    assert!(
+        killed >= 2,
+        "only {killed} of 4 backups were killed before their end"
+    );
+    // Whatever the kills left, the next backup completes, restic finds
+    // the repository clean, and the snapshot restores identically.
+    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    place.restic_check();
+    assert_eq!(repo.snapshots().unwrap().len(), completed + 1);
+    let target = place.path("restored");
+    place.restic(&["restore", &summary.id, "--target", target.to_str().unwrap()]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert!(
+        read_tree(&src).0 == read_tree(&restored).0,
+        "restored tree differs"
+    );
+}

@@ -1,0 +1,9 @@
+//! vigie-backup against the real `restic`: what vigie writes, restic
+//! checks, lists and restores; what restic writes, vigie reads; and the
+//! errors a user meets, as the typed errors that say what to do.
+
+mod errors;
+mod killed;
+mod restic_reads;
+mod util;
+mod vigie_reads;
