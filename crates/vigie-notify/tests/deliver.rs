@@ -329,6 +329,22 @@ fn pagerduty_severities_follow_vigie_s() {
 }
 
 #[test]
+fn pushover_priorities_follow_vigie_s_severities() {
+    use vigie_notify::pushover_priority as p;
+    let all = [
+        Severity::NotClassified,
+        Severity::Information,
+        Severity::Warning,
+        Severity::Average,
+        Severity::High,
+        Severity::Disaster,
+    ];
+    assert_eq!(all.map(|s| p(s, false, false)), [-1, -1, 0, 0, 1, 1]);
+    assert_eq!(all.map(|s| p(s, true, false)), [-1, -1, 0, 0, 1, 2]);
+    assert_eq!(all.map(|s| p(s, true, true)), [-1, -1, 0, 0, 0, 0]);
+}
+
+#[test]
 fn teams_posts_an_adaptive_card_to_the_workflow_url() {
     let c = deliver(|_| "[notify.n]\nkind = \"teams\"\nurl = { env = \"HOOK\" }\n".to_owned());
     assert_request(&c, "POST", "/hook/T000/B000/XXXX");

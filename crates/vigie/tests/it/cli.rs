@@ -287,7 +287,10 @@ fn apprise_is_found_on_path_and_gets_its_urls_in_its_environment() {
     };
     let (code, _, err) = run(&["validate"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_has(&err, "notify.more.program: `apprise` is not an executable on PATH");
+    assert_has(
+        &err,
+        "notify.more.program: `apprise` is not an executable on PATH",
+    );
     let program = bin.join("apprise");
     std::fs::write(
         &program,
