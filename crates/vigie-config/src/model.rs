@@ -739,7 +739,56 @@ kinds! {
             #[serde(default = "telegram_endpoint")]
             endpoint: HttpUrl,
         } = "telegram",
+        /// Pushover: `POST /1/messages.json` with the application's token
+        /// and the user's (or group's) key.
+        Pushover {
+            /// The application's API token.
+            token: Secret,
+            /// The user's or the group's key.
+            user: Secret,
+            /// Only these devices (names, comma-separated); all by default.
+            device: Option<String>,
+            /// A link shown with every message, e.g. a dashboard.
+            url: Option<HttpUrl>,
+            /// Disasters at priority 2 (repeated until acknowledged); without
+            /// it, the highest priority sent is 1.
+            emergency: Option<PushoverEmergency>,
+            #[serde(default = "pushover_endpoint")]
+            endpoint: HttpUrl,
+        } = "pushover",
+        /// PagerDuty Events API v2: an alert triggered by a failure and
+        /// resolved by the incident's resolution.
+        Pagerduty {
+            /// The integration key of an Events API v2 integration.
+            routing_key: Secret,
+            /// `https://events.eu.pagerduty.com` for an account in the EU.
+            #[serde(default = "pagerduty_endpoint")]
+            endpoint: HttpUrl,
+        } = "pagerduty",
+        /// Microsoft Teams, through a workflow's webhook ("Post to a channel
+        /// when a webhook request is received"); its URL is the secret.
+        Teams { url: Secret } = "teams",
+        /// The Apprise CLI, for the services vigie does not speak itself.
+        Apprise {
+            /// Apprise URLs (`tgram://…`, `mailto://…`): they carry the
+            /// services' keys, so each is a secret.
+            urls: Vec<Secret>,
+            /// The program: a name looked up on `PATH`, or a path.
+            #[serde(default = "apprise_program")]
+            program: PathBuf,
+        } = "apprise",
     }
+}
+
+/// Pushover's emergency priority: the message is repeated every `retry`
+/// until someone acknowledges it or `expire` has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushoverEmergency {
+    /// At least 30s (Pushover's minimum).
+    pub retry: Duration,
+    /// At most 3h (Pushover's maximum).
+    pub expire: Duration,
 }
 
 impl NotifierKind {
@@ -770,12 +819,17 @@ impl NotifierKind {
                 .collect(),
             NotifierKind::Gotify { token, .. } => vec![("token", token)],
             NotifierKind::Ifttt { key, .. } => vec![("key", key)],
-            NotifierKind::Slack { url } | NotifierKind::Discord { url } => vec![("url", url)],
+            NotifierKind::Slack { url }
+            | NotifierKind::Discord { url }
+            | NotifierKind::Teams { url } => vec![("url", url)],
             NotifierKind::Matrix { access_token, .. } => vec![("access_token", access_token)],
             NotifierKind::Telegram { bot_token, .. } => vec![("bot_token", bot_token)],
             NotifierKind::Smtp { password, .. } => {
                 password.iter_mut().map(|p| ("password", p)).collect()
             }
+            NotifierKind::Pushover { token, user, .. } => vec![("token", token), ("user", user)],
+            NotifierKind::Pagerduty { routing_key, .. } => vec![("routing_key", routing_key)],
+            NotifierKind::Apprise { urls, .. } => urls.iter_mut().map(|u| ("urls", u)).collect(),
         }
     }
 }
@@ -803,6 +857,18 @@ fn ifttt_endpoint() -> HttpUrl {
 
 fn telegram_endpoint() -> HttpUrl {
     HttpUrl(url::Url::parse("https://api.telegram.org").expect("a valid URL"))
+}
+
+fn pushover_endpoint() -> HttpUrl {
+    HttpUrl(url::Url::parse("https://api.pushover.net").expect("a valid URL"))
+}
+
+fn pagerduty_endpoint() -> HttpUrl {
+    HttpUrl(url::Url::parse("https://events.pagerduty.com").expect("a valid URL"))
+}
+
+fn apprise_program() -> PathBuf {
+    PathBuf::from("apprise")
 }
 
 /// `max = { restarts = 3, within = "15m" }`: past this many repairs in the

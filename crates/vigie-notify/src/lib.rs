@@ -11,9 +11,11 @@ use serde::Serialize;
 use vigie_config::Notifier;
 use vigie_core::Severity;
 
+mod apprise;
 mod mail;
 mod request;
 
+pub use apprise::apprise_args;
 pub use request::build;
 
 /// What a notification says.
@@ -22,7 +24,8 @@ pub struct Message {
     /// The check it is about (empty for a test message).
     pub check: String,
     pub severity: Severity,
-    /// `failing`, `resolved`, `repaired`, `flapping` or `test`.
+    /// `failing`, `flapping`, `action failed`, `failback held`, `test`,
+    /// or one of [`RESOLUTIONS`].
     pub state: String,
     /// One line, for titles and subjects.
     pub title: String,
@@ -43,7 +46,17 @@ pub struct Message {
     pub incident: Option<i64>,
 }
 
+/// The states of a message that says its incident is over: the engine's
+/// resolutions (`recovered`, `repaired`) and a check removed from the
+/// configuration. PagerDuty resolves its alert on these.
+pub const RESOLUTIONS: &[&str] = &["recovered", "repaired", "check removed"];
+
 impl Message {
+    /// Whether this message closes its incident.
+    pub fn resolves(&self) -> bool {
+        RESOLUTIONS.contains(&self.state.as_str())
+    }
+
     /// The message `vigie notify test` sends.
     pub fn test(node: &str, notifier: &str) -> Self {
         Self {
@@ -165,6 +178,16 @@ impl Sender {
         if matches!(notifier.kind, vigie_config::NotifierKind::Smtp { .. }) {
             return mail::send(&notifier.kind, msg, self.policy.timeout).await;
         }
+        if let vigie_config::NotifierKind::Apprise { urls, program } = &notifier.kind {
+            return tokio::time::timeout(self.policy.timeout, apprise::send(program, urls, msg))
+                .await
+                .unwrap_or_else(|_| {
+                    Err((
+                        format!("apprise: no answer within {:?}", self.policy.timeout),
+                        true,
+                    ))
+                });
+        }
         let req = build(&notifier.kind, msg).map_err(|e| (e.to_string(), false))?;
         let mut r = self.client.request(req.method.clone(), req.url.clone());
         for (k, v) in &req.headers {
@@ -231,5 +254,30 @@ pub fn gotify_priority(s: Severity) -> u8 {
         Severity::Average => 6,
         Severity::High => 8,
         Severity::Disaster => 10,
+    }
+}
+
+/// Pushover's priorities (-2..2) by severity: -1 (quiet) for information,
+/// 0 for warning and average, 1 (high: through quiet hours) for high and
+/// disaster. 2 (emergency, repeated until acknowledged) only for a
+/// disaster when the notifier has `emergency`; a resolution is sent at 0
+/// at most, since it needs no one woken.
+pub fn pushover_priority(s: Severity, emergency: bool, resolution: bool) -> i8 {
+    let p = match s {
+        Severity::NotClassified | Severity::Information => -1,
+        Severity::Warning | Severity::Average => 0,
+        Severity::Disaster if emergency => 2,
+        Severity::High | Severity::Disaster => 1,
+    };
+    if resolution { p.min(0) } else { p }
+}
+
+/// PagerDuty's severities by vigie's.
+pub fn pagerduty_severity(s: Severity) -> &'static str {
+    match s {
+        Severity::NotClassified | Severity::Information => "info",
+        Severity::Warning | Severity::Average => "warning",
+        Severity::High => "error",
+        Severity::Disaster => "critical",
     }
 }

@@ -8,7 +8,9 @@ use reqwest::{Method, Url};
 use serde_json::json;
 use vigie_config::{HttpUrl, MaybeSecret, NotifierKind, Secret};
 
-use crate::{Message, NotifyError, gotify_priority, ntfy_priority};
+use crate::{
+    Message, NotifyError, gotify_priority, ntfy_priority, pagerduty_severity, pushover_priority,
+};
 
 /// A request ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,27 +93,7 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
                 .push(("x-gotify-key".into(), token.expose().to_owned()));
             req
         }
-        NotifierKind::Webhook {
-            url,
-            method,
-            headers,
-            query,
-            token,
-            template,
-        } => {
-            let body = webhook_body(template.as_deref(), msg)?;
-            let mut url = url.0.clone();
-            if !query.is_empty() {
-                url.query_pairs_mut()
-                    .extend_pairs(query.iter().map(|(k, v)| (k, v.expose())));
-            }
-            Request {
-                method: Method::from_bytes(method.as_str().as_bytes()).unwrap_or(Method::POST),
-                url,
-                headers: webhook_headers(headers, token.as_ref()),
-                body,
-            }
-        }
+        NotifierKind::Webhook { .. } => webhook(kind, msg)?,
         NotifierKind::Ifttt {
             event,
             key,
@@ -160,8 +142,133 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
                 "disable_web_page_preview": true,
             }),
         ),
+        NotifierKind::Pushover { endpoint, .. } => post_json(
+            with_segments(endpoint, &["1", "messages.json"])?,
+            &pushover_body(kind, msg),
+        ),
+        NotifierKind::Pagerduty {
+            routing_key,
+            endpoint,
+        } => post_json(
+            with_segments(endpoint, &["v2", "enqueue"])?,
+            &pagerduty_body(routing_key, msg),
+        ),
+        NotifierKind::Teams { url } => post_json(secret_url(url.expose())?, &teams_body(msg)),
+        NotifierKind::Apprise { .. } => {
+            return Err(NotifyError::Render(
+                "Apprise is a program to run, not an HTTP request".into(),
+            ));
+        }
     };
     Ok(req)
+}
+
+/// Pushover's limits: longer titles and messages are refused.
+const PUSHOVER_TITLE_MAX: usize = 250;
+const PUSHOVER_MESSAGE_MAX: usize = 1024;
+
+/// Pushover: the message with its priority; an emergency (2) carries how
+/// often it is repeated and until when.
+fn pushover_body(kind: &NotifierKind, msg: &Message) -> serde_json::Value {
+    let NotifierKind::Pushover {
+        token,
+        user,
+        device,
+        url,
+        emergency,
+        ..
+    } = kind
+    else {
+        return serde_json::Value::Null;
+    };
+    let priority = pushover_priority(msg.severity, emergency.is_some(), msg.resolves());
+    let mut body = json!({
+        "token": token.expose(),
+        "user": user.expose(),
+        "title": cut(&msg.title, PUSHOVER_TITLE_MAX),
+        "message": cut(&msg.body, PUSHOVER_MESSAGE_MAX),
+        "priority": priority,
+    });
+    if let Some(device) = device {
+        body["device"] = json!(device);
+    }
+    if let Some(url) = url {
+        body["url"] = json!(url.0.as_str());
+    }
+    if let (2, Some(e)) = (priority, emergency) {
+        body["retry"] = json!(e.retry.std().as_secs());
+        body["expire"] = json!(e.expire.std().as_secs());
+    }
+    body
+}
+
+/// The first `max` characters of `s`.
+fn cut(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// PagerDuty refuses longer keys and summaries.
+const PAGERDUTY_KEY_MAX: usize = 255;
+const PAGERDUTY_SUMMARY_MAX: usize = 1024;
+
+/// PagerDuty: a failure triggers an alert, its resolution resolves it; the
+/// two share a `dedup_key` made of the node, the check and the incident.
+fn pagerduty_body(routing_key: &Secret, msg: &Message) -> serde_json::Value {
+    let dedup_key = cut(&pagerduty_dedup_key(msg), PAGERDUTY_KEY_MAX);
+    if msg.resolves() {
+        return json!({
+            "routing_key": routing_key.expose(),
+            "event_action": "resolve",
+            "dedup_key": dedup_key,
+        });
+    }
+    let mut payload = json!({
+        "summary": cut(&msg.title, PAGERDUTY_SUMMARY_MAX),
+        "source": msg.node,
+        "severity": pagerduty_severity(msg.severity),
+        "custom_details": msg,
+    });
+    if !msg.check.is_empty() {
+        payload["component"] = json!(msg.check);
+    }
+    json!({
+        "routing_key": routing_key.expose(),
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "client": "vigie",
+        "payload": payload,
+    })
+}
+
+/// `vigie/NODE/CHECK/incident/ID`: what a trigger and the resolve of the
+/// same incident have in common. A message without an incident (a test, a
+/// flapping notice) gets one of its own kind.
+fn pagerduty_dedup_key(msg: &Message) -> String {
+    match (msg.incident, msg.check.as_str()) {
+        (Some(id), check) => format!("vigie/{}/{check}/incident/{id}", msg.node),
+        (None, "") => format!("vigie/{}/{}", msg.node, msg.state),
+        (None, check) => format!("vigie/{}/{check}/{}", msg.node, msg.state),
+    }
+}
+
+/// Teams through a workflow: a message holding one Adaptive Card, the
+/// title in bold over the text.
+fn teams_body(msg: &Message) -> serde_json::Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": [
+                    {"type": "TextBlock", "text": msg.title, "weight": "Bolder", "wrap": true},
+                    {"type": "TextBlock", "text": msg.body, "wrap": true},
+                ],
+            },
+        }],
+    })
 }
 
 /// ntfy: the text as the body, title, priority and tags in the query.
@@ -182,6 +289,33 @@ fn ntfy(url: &HttpUrl, token: Option<&Secret>, msg: &Message) -> Request {
         headers,
         body: msg.body.clone().into_bytes(),
     }
+}
+
+/// A webhook: the configured method, query and headers.
+fn webhook(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError> {
+    let NotifierKind::Webhook {
+        url,
+        method,
+        headers,
+        query,
+        token,
+        template,
+    } = kind
+    else {
+        return Err(NotifyError::Render("not a webhook".into()));
+    };
+    let body = webhook_body(template.as_deref(), msg)?;
+    let mut url = url.0.clone();
+    if !query.is_empty() {
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (k, v.expose())));
+    }
+    Ok(Request {
+        method: Method::from_bytes(method.as_str().as_bytes()).unwrap_or(Method::POST),
+        url,
+        headers: webhook_headers(headers, token.as_ref()),
+        body,
+    })
 }
 
 /// A webhook's body: the message as JSON, or rendered from `template`.

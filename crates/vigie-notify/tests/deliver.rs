@@ -13,6 +13,9 @@ use vigie_testkit::servers::{self, Captured};
 fn env(name: &str) -> Option<String> {
     match name {
         "TOKEN" => Some("s3cret-token".into()),
+        "USER_KEY" => Some("u5er-key".into()),
+        "APPRISE_A" => Some("tgram://123456:s3cret-bot/-100123".into()),
+        "APPRISE_B" => Some("mailtos://alerts:s3cret-pass@example.org".into()),
         "HOOK" => Some(HOOK.with(|h| h.borrow().clone())),
         _ => None,
     }
@@ -61,6 +64,11 @@ fn assert_request(c: &Captured, method: &str, target: &str) {
 
 /// Send one message through `toml`'s notifier to a fresh capture server.
 fn deliver(toml: impl Fn(&str) -> String) -> Captured {
+    deliver_msg(&message(), toml)
+}
+
+/// [`deliver`] of `msg`.
+fn deliver_msg(msg: &Message, toml: impl Fn(&str) -> String) -> Captured {
     let (server, seen) = servers::capture(&[200]);
     let base = format!("http://{}", server.addr);
     HOOK.with(|h| *h.borrow_mut() = format!("{base}/hook/T000/B000/XXXX"));
@@ -69,7 +77,7 @@ fn deliver(toml: impl Fn(&str) -> String) -> Captured {
         .enable_all()
         .build()
         .unwrap();
-    let d = rt.block_on(quick().send(&n, &message()));
+    let d = rt.block_on(quick().send(&n, msg));
     assert_eq!(d.error, None);
     assert_eq!(d.attempts, 1);
     let seen = seen.lock().unwrap();
@@ -199,6 +207,257 @@ fn telegram_sends_to_the_bot_api() {
         },
         "/bots3cret-token/sendMessage",
         &json!({"chat_id": "-100123", "text": format!("{}\n{}", message().title, message().body), "disable_web_page_preview": true}),
+    );
+}
+
+#[test]
+fn pushover_posts_the_message_with_its_priority() {
+    let c = deliver(|b| {
+        format!(
+            "[notify.n]\nkind = \"pushover\"\ntoken = {{ env = \"TOKEN\" }}\nuser = {{ env = \"USER_KEY\" }}\nendpoint = \"{b}\"\n"
+        )
+    });
+    assert_request(&c, "POST", "/1/messages.json");
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    assert_eq!(
+        c.body,
+        r#"{"message":"status 503, expected below 400\nsince 2026-11-23T10:00:00Z","priority":1,"title":"[HIGH] blog is failing — café","token":"s3cret-token","user":"u5er-key"}"#
+    );
+}
+
+#[test]
+fn pushover_sends_a_disaster_as_an_emergency_only_when_configured() {
+    let toml = |b: &str, extra: &str| {
+        format!(
+            "[notify.n]\nkind = \"pushover\"\ntoken = {{ env = \"TOKEN\" }}\nuser = {{ env = \"USER_KEY\" }}\ndevice = \"phone,tablet\"\nurl = \"https://status.example.org/\"\nendpoint = \"{b}\"\n{extra}"
+        )
+    };
+    let disaster = Message {
+        severity: Severity::Disaster,
+        ..message()
+    };
+    let c = deliver_msg(&disaster, |b| toml(b, ""));
+    let v = body(&c);
+    assert_eq!(v["priority"], 1, "no emergency unless configured");
+    assert_eq!(
+        (&v["device"], &v["url"]),
+        (
+            &json!("phone,tablet"),
+            &json!("https://status.example.org/")
+        )
+    );
+    assert!(v.get("retry").is_none(), "{v}");
+    let emergency = "emergency = { retry = \"1m\", expire = \"2h\" }\n";
+    let v = body(&deliver_msg(&disaster, |b| toml(b, emergency)));
+    assert_eq!(
+        (&v["priority"], &v["retry"], &v["expire"]),
+        (&json!(2), &json!(60), &json!(7200))
+    );
+    // Its recovery wakes no one.
+    let recovered = Message {
+        state: "recovered".into(),
+        ..disaster
+    };
+    let v = body(&deliver_msg(&recovered, |b| toml(b, emergency)));
+    assert_eq!(v["priority"], 0);
+    assert!(v.get("retry").is_none(), "{v}");
+}
+
+#[test]
+fn pagerduty_triggers_then_resolves_the_same_alert() {
+    let toml = |b: &str| {
+        format!(
+            "[notify.n]\nkind = \"pagerduty\"\nrouting_key = {{ env = \"TOKEN\" }}\nendpoint = \"{b}\"\n"
+        )
+    };
+    let failing = Message {
+        incident: Some(42),
+        ..message()
+    };
+    let c = deliver_msg(&failing, toml);
+    assert_request(&c, "POST", "/v2/enqueue");
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    assert_eq!(
+        body(&c),
+        json!({
+            "routing_key": "s3cret-token",
+            "event_action": "trigger",
+            "dedup_key": "vigie/home/blog/incident/42",
+            "client": "vigie",
+            "payload": {
+                "summary": "[HIGH] blog is failing — café",
+                "source": "home",
+                "severity": "error",
+                "component": "blog",
+                "custom_details": {
+                    "check": "blog",
+                    "severity": "high",
+                    "state": "failing",
+                    "title": "[HIGH] blog is failing — café",
+                    "body": "status 503, expected below 400\nsince 2026-11-23T10:00:00Z",
+                    "error": "status 503, expected below 400",
+                    "since": "2026-11-23T10:00:00Z",
+                    "silenced": ["blog-tls"],
+                    "node": "home",
+                    "incident": 42,
+                },
+            },
+        })
+    );
+    for state in vigie_notify::RESOLUTIONS {
+        let resolved = Message {
+            state: (*state).into(),
+            title: "blog recovered after 5m".into(),
+            ..failing.clone()
+        };
+        let c = deliver_msg(&resolved, toml);
+        assert_eq!(
+            c.body,
+            r#"{"dedup_key":"vigie/home/blog/incident/42","event_action":"resolve","routing_key":"s3cret-token"}"#,
+            "{state}"
+        );
+    }
+}
+
+#[test]
+fn pagerduty_severities_follow_vigie_s() {
+    use vigie_notify::pagerduty_severity as pd;
+    assert_eq!(
+        [
+            Severity::NotClassified,
+            Severity::Information,
+            Severity::Warning,
+            Severity::Average,
+            Severity::High,
+            Severity::Disaster
+        ]
+        .map(pd),
+        ["info", "info", "warning", "warning", "error", "critical"]
+    );
+}
+
+#[test]
+fn pushover_priorities_follow_vigie_s_severities() {
+    use vigie_notify::pushover_priority as p;
+    let all = [
+        Severity::NotClassified,
+        Severity::Information,
+        Severity::Warning,
+        Severity::Average,
+        Severity::High,
+        Severity::Disaster,
+    ];
+    assert_eq!(all.map(|s| p(s, false, false)), [-1, -1, 0, 0, 1, 1]);
+    assert_eq!(all.map(|s| p(s, true, false)), [-1, -1, 0, 0, 1, 2]);
+    assert_eq!(all.map(|s| p(s, true, true)), [-1, -1, 0, 0, 0, 0]);
+}
+
+#[test]
+fn teams_posts_an_adaptive_card_to_the_workflow_url() {
+    let c = deliver(|_| "[notify.n]\nkind = \"teams\"\nurl = { env = \"HOOK\" }\n".to_owned());
+    assert_request(&c, "POST", "/hook/T000/B000/XXXX");
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    assert_eq!(
+        c.body,
+        concat!(
+            r#"{"attachments":[{"content":{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","body":["#,
+            r#"{"text":"[HIGH] blog is failing — café","type":"TextBlock","weight":"Bolder","wrap":true},"#,
+            r#"{"text":"status 503, expected below 400\nsince 2026-11-23T10:00:00Z","type":"TextBlock","wrap":true}],"#,
+            r#""type":"AdaptiveCard","version":"1.4"},"contentType":"application/vnd.microsoft.card.adaptive"}],"type":"message"}"#
+        )
+    );
+}
+
+/// A fake `apprise` in a directory of this test: `script` is its shell
+/// body. Apprise is the program vigie calls, so a stand-in that records
+/// what it was given is what there is to check.
+fn fake_apprise(test: &str, script: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vigie-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("apprise");
+    std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    program
+}
+
+fn apprise_notifier(program: &Path) -> Notifier {
+    notifier(&format!(
+        "[notify.n]\nkind = \"apprise\"\nurls = [{{ env = \"APPRISE_A\" }}, {{ env = \"APPRISE_B\" }}]\nprogram = \"{}\"\n",
+        program.display()
+    ))
+}
+
+#[test]
+fn apprise_runs_the_program_with_the_urls_in_its_environment() {
+    let program = fake_apprise(
+        "apprise-ok",
+        r#"d=$(dirname "$0"); for a in "$@"; do printf '%s\0' "$a"; done > "$d/argv"; printf '%s' "$APPRISE_URLS" > "$d/urls""#,
+    );
+    let d = run(&quick(), &apprise_notifier(&program));
+    assert_eq!(d.error, None);
+    let dir = program.parent().unwrap();
+    let argv = std::fs::read_to_string(dir.join("argv")).unwrap();
+    assert_eq!(
+        argv.split_terminator('\0').collect::<Vec<_>>(),
+        [
+            "--notification-type=failure",
+            "--title=[HIGH] blog is failing — café",
+            "--body=status 503, expected below 400\nsince 2026-11-23T10:00:00Z",
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("urls")).unwrap(),
+        "tgram://123456:s3cret-bot/-100123 mailtos://alerts:s3cret-pass@example.org"
+    );
+    let resolved = Message {
+        state: "recovered".into(),
+        ..message()
+    };
+    assert_eq!(
+        vigie_notify::apprise_args(&resolved)[0],
+        "--notification-type=success"
+    );
+}
+
+#[test]
+fn apprise_failures_are_retried_or_not_and_never_show_the_urls() {
+    // 1: a service failed, worth another try.
+    let program = fake_apprise(
+        "apprise-fails",
+        r#"echo "ERROR - could not reach $APPRISE_URLS"; exit 1"#,
+    );
+    let d = run(&quick(), &apprise_notifier(&program));
+    assert_eq!(d.attempts, 3);
+    let err = d.error.unwrap();
+    assert!(err.starts_with("apprise: a service failed: ERROR"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    // 2: a usage error, the same next time.
+    let program = fake_apprise("apprise-usage", "exit 2");
+    let d = run(&quick(), &apprise_notifier(&program));
+    assert_eq!(
+        (d.attempts, d.error.as_deref()),
+        (1, Some("apprise: exit 2: "))
+    );
+    // Not installed: said once.
+    let d = run(
+        &quick(),
+        &apprise_notifier(Path::new("/nonexistent/apprise")),
+    );
+    assert_eq!(d.attempts, 1);
+    assert!(d.error.unwrap().contains("cannot run /nonexistent/apprise"));
+}
+
+#[test]
+fn apprise_that_hangs_is_killed_at_the_timeout() {
+    let program = fake_apprise("apprise-hangs", "sleep 30");
+    let start = std::time::Instant::now();
+    let d = run(&quick(), &apprise_notifier(&program));
+    assert!(d.error.unwrap().contains("no answer within"));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
     );
 }
 

@@ -1,12 +1,14 @@
 //! Notifiers: `[notifier.NAME]` resolved, and the checks no notifier can reach.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use crate::diag::{Level, Location};
-use crate::model::{Action, Check, Notifier, NotifierKind};
+use crate::model::{Action, Check, Notifier, NotifierKind, PushoverEmergency};
 use crate::secret::{Secret, SecretSource};
 
-use super::{EnvLookup, Loader, NotifierEntry};
+use super::{EnvLookup, Loader, NotifierEntry, Secrets};
 
 impl Loader {
     /// A check whose notify steps all ask for more than its severity
@@ -115,7 +117,30 @@ impl Loader {
                     *secret = resolved;
                 }
             }
-            if let NotifierKind::Smtp { to, ca, .. } = &mut kind {
+            if !self.check_notifier(src, &table, &key, &mut kind, env) {
+                ok = false;
+            }
+            if ok {
+                let name = name.into_inner();
+                out.insert(name.clone(), Notifier { name, kind });
+            }
+        }
+        out
+    }
+
+    /// What serde cannot check in a notifier's settings; false when it
+    /// cannot be used.
+    fn check_notifier(
+        &mut self,
+        src: usize,
+        table: &Range<usize>,
+        key: &str,
+        kind: &mut NotifierKind,
+        env: EnvLookup<'_>,
+    ) -> bool {
+        let mut ok = true;
+        match kind {
+            NotifierKind::Smtp { to, ca, .. } => {
                 if to.is_empty() {
                     self.error(
                         src,
@@ -130,25 +155,135 @@ impl Loader {
                     *ca = self.base.join(&*ca);
                 }
             }
-            if let NotifierKind::Webhook {
+            NotifierKind::Webhook {
                 template: Some(t), ..
-            } = &kind
-                && let Err(e) = minijinja::Environment::new().template_from_str(t)
-            {
+            } => {
+                if let Err(e) = minijinja::Environment::new().template_from_str(t) {
+                    self.error(
+                        src,
+                        Some(table.clone()),
+                        &format!("{key}.template"),
+                        format!("invalid template: {e}"),
+                        None,
+                    );
+                    ok = false;
+                }
+            }
+            NotifierKind::Pushover {
+                emergency: Some(e), ..
+            } => {
+                if let Some((message, hint)) = pushover_emergency_problem(*e) {
+                    let place = format!("{key}.emergency");
+                    self.error(src, Some(table.clone()), &place, message, Some(hint));
+                    ok = false;
+                }
+            }
+            NotifierKind::Apprise { urls, program } => {
+                ok = self.check_apprise(src, table, key, urls, program, env);
+            }
+            _ => {}
+        }
+        ok
+    }
+
+    /// Apprise: at least one URL, each a URL (never printed: it holds
+    /// keys), and a program that is there (a warning: it may be installed
+    /// before the daemon starts).
+    fn check_apprise(
+        &mut self,
+        src: usize,
+        table: &Range<usize>,
+        key: &str,
+        urls: &[Secret],
+        program: &mut PathBuf,
+        env: EnvLookup<'_>,
+    ) -> bool {
+        let mut ok = true;
+        if urls.is_empty() {
+            self.error(
+                src,
+                Some(table.clone()),
+                &format!("{key}.urls"),
+                "no Apprise URL".into(),
+                Some("urls = [{ env = \"APPRISE_TELEGRAM\" }], each SCHEMA://… as Apprise documents it".into()),
+            );
+            ok = false;
+        }
+        if self.secrets == Secrets::Skip {
+            // Neither the URLs (secrets) nor PATH (the environment) are read.
+            return ok;
+        }
+        for (i, url) in urls.iter().enumerate() {
+            if !url.expose().contains("://") {
                 self.error(
                     src,
                     Some(table.clone()),
-                    &format!("{key}.template"),
-                    format!("invalid template: {e}"),
-                    None,
+                    &format!("{key}.urls[{i}]"),
+                    "not an Apprise URL (its value is not shown: it is a secret)".into(),
+                    Some("an Apprise URL reads SCHEMA://…, e.g. tgram://BOT_TOKEN/CHAT_ID".into()),
                 );
                 ok = false;
             }
-            if ok {
-                let name = name.into_inner();
-                out.insert(name.clone(), Notifier { name, kind });
-            }
         }
-        out
+        if program.components().count() > 1 {
+            *program = self.base.join(&*program);
+        }
+        if find_program(program, env("PATH").as_deref()).is_none() {
+            let shown = program.display().to_string();
+            self.report(
+                Level::Warning,
+                src,
+                Some(table.clone()),
+                &format!("{key}.program"),
+                format!("`{shown}` is not an executable on PATH: nothing can be sent through {key} until it is"),
+                Some("install Apprise (pipx install apprise, or your distribution's apprise package), or set program = \"/path/to/apprise\"".into()),
+            );
+        }
+        ok
     }
+}
+
+/// Pushover's limits on an emergency's `retry` and `expire`.
+fn pushover_emergency_problem(e: PushoverEmergency) -> Option<(String, String)> {
+    let (retry, expire) = (e.retry.std(), e.expire.std());
+    if retry < std::time::Duration::from_secs(30) {
+        return Some((
+            format!("retry = \"{}\" is below Pushover's minimum of 30s", e.retry),
+            "retry = \"1m\"".into(),
+        ));
+    }
+    if expire > std::time::Duration::from_hours(3) {
+        return Some((
+            format!(
+                "expire = \"{}\" is above Pushover's maximum of 3h",
+                e.expire
+            ),
+            "expire = \"1h\"".into(),
+        ));
+    }
+    if expire < retry {
+        return Some((
+            format!(
+                "expire = \"{}\" is shorter than retry = \"{}\": the message would never be repeated",
+                e.expire, e.retry
+            ),
+            "make expire longer than retry".into(),
+        ));
+    }
+    None
+}
+
+/// Where `program` runs from: itself when it names a path, else the first
+/// executable of that name in `path` (a `PATH` value).
+fn find_program(program: &Path, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        fs_err::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_owned());
+    }
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
 }

@@ -632,3 +632,134 @@ fn a_bad_exclude_pattern_is_refused_at_its_place() {
         "error: sync: invalid exclude pattern `cache/[abc`: unclosed character class `[` (write `[[]` or `\\[` for a literal `[`)\n  --> vigie.toml:5:21\n1 error in the configuration"
     );
 }
+
+#[test]
+fn new_notifiers_load_with_their_defaults_and_hide_their_secrets() {
+    let src = r#"
+[notify.push]
+kind = "pushover"
+token = { env = "VIGIE_TEST_TOKEN" }
+user = { file = "/run/secrets/pushover-user" }
+
+[notify.oncall]
+kind = "pagerduty"
+routing_key = { env = "VIGIE_TEST_TOKEN" }
+
+[notify.chan]
+kind = "teams"
+url = { env = "VIGIE_TEST_TOKEN" }
+"#;
+    let loaded = vigie_config::load_str_with(
+        src,
+        Path::new("vigie.toml"),
+        &env,
+        vigie_config::Secrets::Skip,
+    )
+    .unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let n = &loaded.config.notifiers;
+    let vigie_config::NotifierKind::Pushover {
+        endpoint,
+        emergency,
+        ..
+    } = &n["push"].kind
+    else {
+        panic!("{:?}", n["push"]);
+    };
+    assert_eq!(
+        (endpoint.0.as_str(), emergency),
+        ("https://api.pushover.net/", &None)
+    );
+    let vigie_config::NotifierKind::Pagerduty { endpoint, .. } = &n["oncall"].kind else {
+        panic!("{:?}", n["oncall"]);
+    };
+    assert_eq!(endpoint.0.as_str(), "https://events.pagerduty.com/");
+    let shown = vigie_config::to_toml(&loaded.config).unwrap();
+    assert!(
+        shown.contains("[notify.oncall.routing_key]\nenv = \"VIGIE_TEST_TOKEN\"\n")
+            && shown.contains("[notify.push.user]\nfile = \"/run/secrets/pushover-user\"\n"),
+        "{shown}"
+    );
+    let loaded = loads("[notify.chan]\nkind = \"teams\"\nurl = { env = \"VIGIE_TEST_TOKEN\" }\n");
+    let shown = show_config_round_trips(&loaded.config);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!format!("{:?}", loaded.config).contains("s3cret"));
+}
+
+#[test]
+fn a_secret_of_a_new_notifier_cannot_be_inline() {
+    let e = errors("[notify.oncall]\nkind = \"pagerduty\"\nrouting_key = \"R0UT1NG\"\n");
+    assert!(
+        e.contains("error: notify.oncall: a secret cannot be inline")
+            && e.contains("vigie.toml:1:1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_pushover_emergency_outside_pushover_s_limits_is_refused_at_its_place() {
+    let notifier = |emergency: &str| {
+        format!(
+            "[notify.push]\nkind = \"pushover\"\ntoken = {{ env = \"VIGIE_TEST_TOKEN\" }}\nuser = {{ env = \"VIGIE_TEST_TOKEN\" }}\nemergency = {emergency}\n"
+        )
+    };
+    let e = errors(&notifier("{ retry = \"10s\", expire = \"1h\" }"));
+    assert!(
+        e.contains("error: notify.push.emergency: retry = \"10s\" is below Pushover's minimum of 30s\n  --> vigie.toml:1:1"),
+        "{e}"
+    );
+    assert!(e.contains("hint: retry = \"1m\""), "{e}");
+    let e = errors(&notifier("{ retry = \"1m\", expire = \"4h\" }"));
+    assert!(e.contains("above Pushover's maximum of 3h"), "{e}");
+    let e = errors(&notifier("{ retry = \"1m\" }"));
+    assert!(e.contains("expire"), "{e}");
+    let loaded = loads(&notifier("{ retry = \"1m\", expire = \"3h\" }"));
+    show_config_round_trips(&loaded.config);
+}
+
+/// A directory holding an executable `apprise`, for `PATH`.
+fn apprise_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vigie-config-apprise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("apprise");
+    std::fs::write(&program, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn apprise_wants_urls_and_warns_when_the_program_is_not_on_path() {
+    let src = "[notify.more]\nkind = \"apprise\"\nurls = [{ env = \"APPRISE_URL\" }]\n";
+    let dir = apprise_dir();
+    let with_path = |path: Option<String>| {
+        move |name: &str| match name {
+            "APPRISE_URL" => Some("tgram://123:s3cret/456".to_owned()),
+            "PATH" => path.clone(),
+            _ => None,
+        }
+    };
+    let found = with_path(Some(format!("/nonexistent:{}", dir.display())));
+    let loaded = load_str(src, Path::new("vigie.toml"), &found).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let missing = with_path(Some("/nonexistent".to_owned()));
+    let loaded = load_str(src, Path::new("vigie.toml"), &missing).unwrap();
+    let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("warning: notify.more.program: `apprise` is not an executable on PATH")
+            && w[0].contains("--> vigie.toml:1:1")
+            && w[0].contains("hint: install Apprise"),
+        "{w:?}"
+    );
+    // A value that is no URL is refused, without being shown.
+    let e = errors(
+        "[notify.more]\nkind = \"apprise\"\nurls = [{ env = \"VIGIE_TEST_TOKEN\" }]\nprogram = \"/bin/sh\"\n",
+    );
+    assert!(
+        e.contains("error: notify.more.urls[0]: not an Apprise URL") && !e.contains("s3cret"),
+        "{e}"
+    );
+    let e = errors("[notify.more]\nkind = \"apprise\"\nurls = []\nprogram = \"/bin/sh\"\n");
+    assert!(e.contains("error: notify.more.urls: no Apprise URL"), "{e}");
+}

@@ -132,6 +132,7 @@ fn every_example_config_validates() {
             .env("VIGIE_TOKEN", "example-token")
             .env("NIGHTLY_PING_TOKEN", "example-token")
             .env("MATRIX_TOKEN", "example-token")
+            .env("PAGERDUTY_ROUTING_KEY", "example-token")
             .env("SMTP_PASSWORD", "example-token")
             .env("OVH_AS", "example-token")
             .env("OVH_CK", "example-token")
@@ -257,4 +258,63 @@ fn notify_test_to_a_refusing_server_exits_3() {
         &r.stderr,
         "not delivered (1 attempt): webhook answered 403 Forbidden",
     );
+}
+
+/// Apprise is the program vigie calls, so a stand-in on `PATH` records
+/// what it is given: `validate` warns while there is none, then `notify
+/// test` runs it with the URLs in `APPRISE_URLS` (not on its command line,
+/// which every user can read) and without the secret's own variable.
+#[test]
+fn apprise_is_found_on_path_and_gets_its_urls_in_its_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    e.config(
+        "[node]\nname = \"home\"\n\n[notify.more]\nkind = \"apprise\"\nurls = [{ env = \"APPRISE_TG\" }]\n",
+    );
+    let bin = e.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let run = |args: &[&str]| {
+        let o = e
+            .cmd(args)
+            .env("PATH", &bin)
+            .env("APPRISE_TG", "tgram://123:s3cret/456")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["validate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_has(
+        &err,
+        "notify.more.program: `apprise` is not an executable on PATH",
+    );
+    let program = bin.join("apprise");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\nd=\"${0%/*}\"\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > \"$d/argv\"\nprintf '%s' \"$APPRISE_URLS\" > \"$d/urls\"\nprintf '%s' \"${APPRISE_TG-unset}\" > \"$d/scrubbed\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = run(&["validate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("not an executable"), "{err}");
+    let (code, out, err) = run(&["notify", "test", "more"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("more: delivered ("), "{out}");
+    let argv = std::fs::read_to_string(bin.join("argv")).unwrap();
+    assert_eq!(
+        argv.split_terminator('\0').collect::<Vec<_>>(),
+        [
+            "--notification-type=info",
+            "--title=vigie test message from home",
+            "--body=This is a test of the notifier `more` from vigie on home. If you read it, it works.",
+        ]
+    );
+    let read = |name: &str| std::fs::read_to_string(bin.join(name)).unwrap();
+    assert_eq!(read("urls"), "tgram://123:s3cret/456");
+    assert_eq!(read("scrubbed"), "unset");
 }
