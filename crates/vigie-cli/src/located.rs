@@ -6,9 +6,15 @@
 //! `$VIGIE_RUNTIME_DIR` names another directory), removed when it stops.
 //!
 //! The commands that read the daemon's state (`status`, `incidents`,
-//! `ack`, `failover`, `sync status|pause|resume`, `heartbeat-url`) use
+//! `ack`, `failover`, `sync status|pause|resume`, `heartbeat-url`,
+//! `self check`) use
 //! that record when no `-c` (or `$VIGIE_CONFIG`) names a configuration:
-//! with `--state-dir DIR`, the record in DIR; without, the runtime file.
+//! with `--state-dir DIR`, the record in DIR; without, the runtime file,
+//! if its daemon still holds its state directory. Several daemons as
+//! root share `/run/vigie`: the last one started is the one found (give
+//! each its own `VIGIE_RUNTIME_DIR`, or name `-c`). A record is followed
+//! only when this user or root wrote it in a directory no one else may
+//! write.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -63,10 +69,30 @@ pub(crate) fn publish(config: Option<&Path>, state_dir: &Path, api: &str) {
         tracing::warn!(error = %e, "cannot record where this daemon runs in its state directory");
     }
     let Some(dir) = runtime_dir() else { return };
-    let written = fs_err::create_dir_all(&dir)
-        .and_then(|()| crate::run::write_atomic(&dir.join(FILE), &text));
+    let written = own_dir(&dir).and_then(|()| crate::run::write_atomic(&dir.join(FILE), &text));
     if let Err(e) = written {
         tracing::warn!(error = %e, "cannot record where this daemon runs (vigie status will need -c)");
+    }
+}
+
+/// Make the runtime directory (0755), or take an existing one only if
+/// it is this user's or root's and no one else may write in it.
+fn own_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let st = rustix::fs::lstat(dir)?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    if is_dir && trusted(st.st_uid) && st.st_mode & 0o022 == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} is not a directory of this user's or root's that only they may write",
+            dir.display()
+        )))
     }
 }
 
@@ -84,29 +110,64 @@ pub(crate) fn withdraw() {
     }
 }
 
-/// The record at `path`, if it is written by this user or root: a
-/// record another user could write would choose the configuration (and
-/// so the secret files) this command reads.
+/// Whether `uid` is this user or root.
+fn trusted(uid: u32) -> bool {
+    uid == 0 || uid == rustix::process::geteuid().as_raw()
+}
+
+/// The record at `path`, if this user or root wrote it, in a directory
+/// only this user or root can change: a record another user could write
+/// would choose the configuration (and so the secret files, and the
+/// commands of a DNS provider) this command reads. The file is opened
+/// without following a link and judged by its descriptor, so it cannot
+/// be swapped between the look and the read.
 fn read_json(path: &Path) -> Option<Value> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let me = rustix::process::geteuid().as_raw();
-    if !meta.is_file() || (meta.uid() != me && meta.uid() != 0) {
-        tracing::warn!(path = %path.display(), "ignoring a daemon record that is not this user's nor root's");
-        return None;
+    use rustix::fs::{FileType, Mode, OFlags};
+    let refuse = |why: &str| {
+        tracing::warn!(path = %path.display(), "ignoring the daemon's record: {why}");
+        None
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let d = rustix::fs::stat(dir).ok()?;
+    if !trusted(d.st_uid) || d.st_mode & 0o022 != 0 {
+        return refuse("its directory is not this user's nor root's, or others may write in it");
     }
-    let text = std::fs::read_to_string(path).ok()?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || !trusted(st.st_uid) {
+        return refuse("it is not a file of this user's nor root's");
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 fn read(path: &Path) -> Option<Record> {
+    read_with_pid(path).map(|(r, _)| r)
+}
+
+/// The record and the pid of the daemon that wrote it.
+fn read_with_pid(path: &Path) -> Option<(Record, Option<u32>)> {
     let v = read_json(path)?;
+    let pid = v["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
     let state_dir = PathBuf::from(v["state_dir"].as_str()?);
     let config = match &v["config"] {
         Value::Null => None,
         c => Some(PathBuf::from(c.as_str()?)),
     };
-    Some(Record { config, state_dir })
+    Some((Record { config, state_dir }, pid))
+}
+
+/// The runtime record, if the daemon that wrote it still runs (holds its
+/// state directory's lock): one killed leaves its record behind.
+fn running() -> Option<Record> {
+    let (record, pid) = read_with_pid(&runtime_dir()?.join(FILE))?;
+    let holder = vigie_store::lock::holder_of(&record.state_dir, vigie_store::lock::DAEMON_LOCK)
+        .ok()
+        .flatten()
+        .flatten();
+    (pid.is_some() && holder == pid).then_some(record)
 }
 
 /// The running daemon's record, for a command that reads its state and
@@ -124,6 +185,7 @@ fn find(cli: &Cli) -> Option<Record> {
             | Command::Ack { .. }
             | Command::Failover { .. }
             | Command::HeartbeatUrl { .. }
+            | Command::Host { .. }
             | Command::Sync {
                 action: Some(_),
                 ..
@@ -134,7 +196,7 @@ fn find(cli: &Cli) -> Option<Record> {
     }
     let record = match &cli.state_dir {
         Some(dir) => read(&dir.join(FILE)),
-        None => read(&runtime_dir()?.join(FILE)).filter(|r| r.state_dir.is_dir()),
+        None => running(),
     }?;
     tracing::info!(
         config = %record.config.as_ref().map_or_else(|| vigie_config::QUICKSTART_NAME.to_owned(), |c| c.display().to_string()),

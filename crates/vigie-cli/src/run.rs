@@ -27,9 +27,8 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Write `contents` to `path` through a temporary file and a rename, so a
 /// reader never sees half of it.
 pub(crate) fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs_err::write(&tmp, contents)?;
-    fs_err::rename(&tmp, path)
+    vigie_store::write_atomic(path, contents.as_bytes(), 0o644)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// The commands the engine's messages suggest, in this CLI's syntax.

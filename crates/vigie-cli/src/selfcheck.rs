@@ -107,7 +107,10 @@ pub(crate) fn run(cli: &Cli, json: bool) -> Result<u8> {
 
 /// Whether a file can be made in `dir` (made and removed).
 fn takes_a_file(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".vigie-self-check-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe = dir.join(format!(".vigie-self-check-{}-{nanos}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -232,7 +235,11 @@ fn program(what: &'static str, program: &str, needed_by: Option<String>, fix: &s
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(program))
-            .find(|p| p.is_file())
+            .find(|p| {
+                use std::os::unix::fs::PermissionsExt;
+                p.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
     });
     match (found, needed_by) {
         (Some(p), _) => finding(what, Level::Ok, format!("{} found", p.display())),

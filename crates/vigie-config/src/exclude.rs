@@ -1,10 +1,12 @@
 //! The `exclude` patterns of a replication job, with the meaning rsync
 //! users know: `*` and `?` stop at `/`, `**` crosses it (anywhere, also
 //! inside a name), `[...]` is a class (`[!...]` or `[^...]` its
-//! complement), `\` escapes the character after it; `{` and `}` are
+//! complement, ASCII only: names are compared byte by byte, and `?`
+//! is one byte), `\` escapes the character after it; `{` and `}` are
 //! literal. A pattern without `/` is matched against each name in a path
 //! (`*.tmp` at any depth); one with `/` against the path from the job's
-//! root (a leading `/` is optional). An excluded directory excludes all
+//! root (a leading `/` or `./` is optional; `//`, `.` and `..` inside
+//! are refused: they would match nothing). An excluded directory excludes all
 //! it holds. The patterns are compiled once (globset), for the job's
 //! sender and for the receiver of its reverse pass alike.
 
@@ -112,9 +114,27 @@ impl<'de> Deserialize<'de> for Pattern {
 /// path is excluded when it or one of its directories matches.
 fn globs(pattern: &str) -> Result<Vec<globset::Glob>, String> {
     let bad = |why: &str| format!("invalid exclude pattern `{pattern}`: {why}");
-    let anchored = pattern.trim_start_matches('/');
+    // `/x` and `./x` both name `x` at the job's root.
+    let mut anchored = pattern.trim_start_matches('/');
+    while let Some(rest) = anchored.strip_prefix("./") {
+        anchored = rest.trim_start_matches('/');
+    }
     if anchored.is_empty() {
         return Err(bad("it names nothing"));
+    }
+    if anchored
+        .trim_end_matches('/')
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(bad(
+            "`//`, `.` and `..` inside a pattern match nothing: paths are compared as the job's root names them (write `a/b`)",
+        ));
+    }
+    if non_ascii_in_class(anchored) {
+        return Err(bad(
+            "a character beyond ASCII inside `[...]` never matches (names are compared byte by byte): write one pattern per spelling instead",
+        ));
     }
     if anchored.ends_with('/') {
         return Err(bad(
@@ -145,6 +165,23 @@ fn globs(pattern: &str) -> Result<Vec<globset::Glob>, String> {
         }
     }
     Ok(out)
+}
+
+/// Whether a `[...]` class of `pattern` holds a character beyond ASCII.
+fn non_ascii_in_class(pattern: &str) -> bool {
+    let mut in_class = false;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        match (escaped, in_class, c) {
+            (true, _, _) => escaped = false,
+            (false, _, '\\') => escaped = true,
+            (false, false, '[') => in_class = true,
+            (false, true, ']') => in_class = false,
+            (false, true, c) if !c.is_ascii() => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// globset's own words for what is wrong, without the glob it repeats.
@@ -328,6 +365,28 @@ mod tests {
         assert!(err("cache/").contains("trailing `/`"));
         assert!(err("a**b**c**d**e**f").contains("`**` inside names"));
         assert!(err("[abc").starts_with("invalid exclude pattern `[abc`"));
+        // Patterns that could never match are refused, not kept silently
+        // (review: `./.env` replicated `.env` to the backup).
+        for p in ["a//b", "a/./b", "../x", "a/..", "x/../y"] {
+            assert!(err(p).contains("match nothing"), "{p}: {}", err(p));
+        }
+        assert!(
+            err("[éa].txt").contains("beyond ASCII"),
+            "{}",
+            err("[éa].txt")
+        );
+    }
+
+    #[test]
+    fn a_leading_dot_slash_names_the_root() {
+        assert!(ex(&["./.env"], ".env"));
+        assert!(ex(&["./secret.key"], "secret.key"));
+        assert!(!ex(&["./.env"], "app/.env"));
+        assert!(ex(&["/./.env"], ".env"));
+        // Beyond ASCII outside a class is fine: bytes for bytes.
+        assert!(ex(&["é*.txt"], "été.txt"));
+        // An escaped `[` opens no class.
+        assert!(ex(&["\\[é]"], "[é]"));
     }
 
     #[test]

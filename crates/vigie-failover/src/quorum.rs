@@ -112,13 +112,20 @@ fn decide(
             format!("own link down: {names} failing"),
         );
     }
-    // When this watcher's link last came back: the latest of its healthy
-    // reference checks' recoveries.
+    // Since when this watcher's link has been up: one reference passing
+    // is enough, so the earliest of their recoveries (a healthy one's,
+    // or a failing one's first good run, not yet confirmed: now).
     let link_back = refs
         .iter()
-        .filter_map(|(_, s)| s.as_ref().filter(|s| s.state == CheckState::Ok))
-        .map(|s| s.since)
-        .max();
+        .filter_map(|(_, s)| {
+            let s = s.as_ref()?;
+            match s.state {
+                CheckState::Ok => Some(s.since),
+                _ if s.last_ok == Some(true) => Some(now),
+                _ => None,
+            }
+        })
+        .min();
     let triggers: Vec<_> = f.checks.iter().map(|c| (c, status(c))).collect();
     let failing: Vec<_> = triggers
         .iter()
@@ -558,6 +565,61 @@ mod tests {
             verdict_with((Failing, 50_000), (Ok, 0), false, 50_001),
             Verdict::Unknown
         );
+        // The only reference recovering (failing, its last run good): not
+        // confirmed back yet, still abstains.
+        assert_eq!(
+            verdict_with((Failing, 1_000), (Failing, 900), true, 10_000),
+            Verdict::Abstain
+        );
+    }
+
+    /// Review: with two references, one flapping must not hold the vote
+    /// while the other has been up all along.
+    #[test]
+    fn one_reference_up_all_along_is_enough() {
+        use CheckState::{Failing, Ok};
+        let f = blog();
+        let mut f2 = f.clone();
+        f2.reference = vec!["uplink".into(), "uplink2".into()];
+        let get = |c: &str| {
+            let mut s = match c {
+                "web" => status("web", Failing, 50_000),
+                "uplink" => status("uplink", Ok, 0),
+                "uplink2" => status("uplink2", Ok, 100_000),
+                _ => return None,
+            };
+            s.last_ok = Some(s.state == Ok);
+            Some(s)
+        };
+        let v = decide(
+            "w1",
+            &f2,
+            &get,
+            &|_| Duration::from_secs(9),
+            Timestamp(101_000),
+        );
+        assert_eq!(v.verdict, Verdict::Down, "{}", v.detail);
+        // Review: a reference recovering (failing, its last run good) and
+        // another not run yet: the link just came back, the failure seen
+        // before it is re-confirmed, not voted at once.
+        let get = |c: &str| {
+            let mut s = match c {
+                "web" => status("web", Failing, 50_000),
+                "uplink" => status("uplink", Failing, 40_000),
+                "uplink2" => status("uplink2", CheckState::Unknown, 0),
+                _ => return None,
+            };
+            s.last_ok = Some(c == "uplink");
+            Some(s)
+        };
+        let v = decide(
+            "w1",
+            &f2,
+            &get,
+            &|_| Duration::from_secs(9),
+            Timestamp(101_000),
+        );
+        assert_eq!(v.verdict, Verdict::Unknown, "{}", v.detail);
     }
 
     #[test]

@@ -15,12 +15,14 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
+mod atomic;
 mod incidents;
 pub mod lock;
 mod migrations;
 mod sync;
 mod tokens;
 
+pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use sync::Paused;

@@ -7,7 +7,6 @@
 //! `NAME TOKEN` a line.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 
 use crate::{Result, StoreError};
@@ -51,31 +50,16 @@ fn read(state_dir: &Path) -> Result<BTreeMap<String, String>> {
 /// Add (or replace) `tokens` in the file, written whole to a temporary
 /// 0600 file and renamed over, so that a crash leaves the old or the new.
 pub(crate) fn save(state_dir: &Path, tokens: &[(String, String)]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut all = read(state_dir)?;
     for (name, token) in tokens {
         all.insert(name.clone(), token.clone());
     }
     let path = state_dir.join(TOKENS_FILE);
-    let tmp = state_dir.join(format!("{TOKENS_FILE}.tmp"));
-    let err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| StoreError::PrivateFile { path, source }
-    };
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err(&tmp))?;
     let text = all.iter().fold(String::new(), |mut s, (n, t)| {
         use std::fmt::Write as _;
         let _ = writeln!(s, "{n} {t}");
         s
     });
-    f.write_all(text.as_bytes()).map_err(err(&tmp))?;
-    f.sync_all().map_err(err(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(err(&path))?;
-    Ok(())
+    crate::write_atomic(&path, text.as_bytes(), 0o600)
+        .map_err(|source| StoreError::PrivateFile { path, source })
 }

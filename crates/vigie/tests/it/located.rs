@@ -130,5 +130,39 @@ fn a_record_written_by_another_user_is_ignored() {
     .unwrap();
     let r = run_bare(&e, &["status", "--json"], true);
     assert!(!names(&r).contains(&"own-check".to_owned()), "{r:?}");
-    assert!(r.stderr.contains("ignoring a daemon record"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("ignoring the daemon's record: it is not a file of this user's nor root's"),
+        "{r:?}"
+    );
+    // Root's file, but in a directory others may write: a swap is
+    // possible there, so it is not followed either.
+    rustix::fs::chown(
+        &record,
+        Some(rustix::fs::Uid::ROOT),
+        Some(rustix::fs::Gid::ROOT),
+    )
+    .unwrap();
+    let r = run_bare(&e, &["status", "--json"], true);
+    assert_eq!(names(&r), ["own-check"], "{r:?}");
+    std::fs::set_permissions(
+        e.state_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let r = run_bare(&e, &["status", "--json"], true);
+    assert!(!names(&r).contains(&"own-check".to_owned()), "{r:?}");
+    assert!(r.stderr.contains("others may write in it"), "{r:?}");
+    // A link planted where the record is, even to root's own record, is
+    // not followed.
+    std::fs::set_permissions(
+        e.state_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let elsewhere = e.path().join("record-elsewhere.json");
+    std::fs::rename(&record, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &record).unwrap();
+    let r = run_bare(&e, &["status", "--json"], true);
+    assert!(!names(&r).contains(&"own-check".to_owned()), "{r:?}");
 }
