@@ -128,15 +128,27 @@ fn read_json(path: &Path) -> Option<Value> {
         None
     };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let d = rustix::fs::stat(dir).ok()?;
+    let name = path.file_name()?;
+    // The directory by its descriptor, the file opened beneath it: both
+    // judged as they are, not as their paths say a moment later.
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let d = rustix::fs::fstat(&dir_fd).ok()?;
     if !trusted(d.st_uid) || d.st_mode & 0o022 != 0 {
         return refuse("its directory is not this user's nor root's, or others may write in it");
     }
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+    let fd = rustix::fs::openat(&dir_fd, name, flags, Mode::empty()).ok()?;
     let st = rustix::fs::fstat(&fd).ok()?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || !trusted(st.st_uid) {
-        return refuse("it is not a file of this user's nor root's");
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || !trusted(st.st_uid)
+        || st.st_mode & 0o022 != 0
+    {
+        return refuse("it is not a file of this user's nor root's that only they may write");
     }
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).ok()?;

@@ -62,10 +62,11 @@ pub(crate) async fn send(
     for url in urls.iter().map(Secret::expose).filter(|u| !u.is_empty()) {
         said = said.replace(url, "<an apprise URL>");
     }
-    // 1: a service refused or could not be reached; 2 (usage) and 3
-    // (nothing to notify) will not change by trying again.
+    // 1: a service refused or could not be reached — not retried: Apprise
+    // would send again to every URL, those that got it included; 2
+    // (usage) and 3 (nothing to notify) will not change by trying again.
     let (what, retry) = match (out.status, out.signal) {
-        (Some(1), _) => ("a service failed".to_owned(), true),
+        (Some(1), _) => ("a service failed".to_owned(), false),
         (Some(code), _) => (format!("exit {code}"), false),
         (None, Some(sig)) => (format!("killed by signal {sig}"), true),
         (None, None) => ("ended without a status".to_owned(), true),

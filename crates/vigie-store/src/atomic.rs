@@ -15,7 +15,13 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let mut nonce = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty());
+    if rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty()).is_err() {
+        // Still exclusive (create_new); only harder to guess with it.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        nonce = (t as u64).to_ne_bytes();
+    }
     let tmp = dir.join(format!(
         ".{name}.{}.{:016x}.tmp",
         std::process::id(),

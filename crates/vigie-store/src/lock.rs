@@ -78,7 +78,7 @@ pub fn try_lock(state_dir: &Path, name: &str) -> Result<Lock, LockError> {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => {
             return Err(LockError::Held {
-                pid: read_pid(&path),
+                pid: read_pid(&file),
                 path,
             });
         }
@@ -94,12 +94,24 @@ pub fn try_lock(state_dir: &Path, name: &str) -> Result<Lock, LockError> {
 /// pid when it wrote one), `None` when it is free or was never taken.
 /// Needs only read access, and takes nothing.
 pub fn holder_of(state_dir: &Path, name: &str) -> Result<Option<Option<u32>>, LockError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join(name);
-    let file = match std::fs::File::open(&path) {
+    // Non-blocking: a FIFO planted in its place must not hang the reader.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(LockError::Io { path, source }),
     };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(LockError::Io {
+            path,
+            source: std::io::Error::other("not a regular file"),
+        });
+    }
     // A shared lock conflicts only with the holder's exclusive one, so two
     // `vigie status` at once never see each other.
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
@@ -107,7 +119,7 @@ pub fn holder_of(state_dir: &Path, name: &str) -> Result<Option<Option<u32>>, Lo
             let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
             Ok(None)
         }
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(Some(read_pid(&path))),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(Some(read_pid(&file))),
         Err(e) => Err(LockError::Io {
             path,
             source: e.into(),
@@ -115,8 +127,10 @@ pub fn holder_of(state_dir: &Path, name: &str) -> Result<Option<Option<u32>>, Lo
     }
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+fn read_pid(mut file: &std::fs::File) -> Option<u32> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -214,13 +214,16 @@ impl Loader {
             return ok;
         }
         for (i, url) in urls.iter().enumerate() {
-            if !url.expose().contains("://") {
+            // One URL per entry: Apprise would split one holding a comma
+            // or a space, and the pieces could then escape redaction.
+            let u = url.expose();
+            if !u.contains("://") || u.contains(',') || u.chars().any(char::is_whitespace) {
                 self.error(
                     src,
                     Some(table.clone()),
                     &format!("{key}.urls[{i}]"),
-                    "not an Apprise URL (its value is not shown: it is a secret)".into(),
-                    Some("an Apprise URL reads SCHEMA://…, e.g. tgram://BOT_TOKEN/CHAT_ID".into()),
+                    "not one Apprise URL (its value is not shown: it is a secret)".into(),
+                    Some("one URL per entry, SCHEMA://… without spaces or commas, e.g. tgram://BOT_TOKEN/CHAT_ID".into()),
                 );
                 ok = false;
             }

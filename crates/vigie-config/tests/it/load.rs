@@ -757,7 +757,7 @@ fn apprise_wants_urls_and_warns_when_the_program_is_not_on_path() {
         "[notify.more]\nkind = \"apprise\"\nurls = [{ env = \"VIGIE_TEST_TOKEN\" }]\nprogram = \"/bin/sh\"\n",
     );
     assert!(
-        e.contains("error: notify.more.urls[0]: not an Apprise URL") && !e.contains("s3cret"),
+        e.contains("error: notify.more.urls[0]: not one Apprise URL") && !e.contains("s3cret"),
         "{e}"
     );
     let e = errors("[notify.more]\nkind = \"apprise\"\nurls = []\nprogram = \"/bin/sh\"\n");

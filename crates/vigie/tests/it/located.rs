@@ -132,7 +132,7 @@ fn a_record_written_by_another_user_is_ignored() {
     assert!(!names(&r).contains(&"own-check".to_owned()), "{r:?}");
     assert!(
         r.stderr
-            .contains("ignoring the daemon's record: it is not a file of this user's nor root's"),
+            .contains("ignoring the daemon's record: it is not a file of this user's nor root's that only they may write"),
         "{r:?}"
     );
     // Root's file, but in a directory others may write: a swap is
