@@ -51,6 +51,34 @@ impl LocalBackend {
         }
     }
 
+    /// Where the file of this type and id lives, once every directory
+    /// between the repository's root and it is found to be a directory
+    /// of its own, not a link: someone who may write in the repository
+    /// cannot make this backend read, write or remove elsewhere through
+    /// it (a missing directory is fine: a write makes it).
+    fn checked_path(&self, tpe: FileType, id: &Id) -> RusticResult<PathBuf> {
+        let path = self.path(tpe, id);
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root.as_path()) {
+            match fs::symlink_metadata(d) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(RusticError::new(
+                        ErrorKind::Backend,
+                        format!(
+                            "{} is not a directory of the repository (a link?): refused",
+                            d.display()
+                        ),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("read", d, &e)),
+            }
+            dir = d.parent();
+        }
+        Ok(path)
+    }
+
     /// The directories holding files of this type (`data/00` … `data/ff`
     /// for packs: the two-digit ones that exist).
     fn dirs(&self, tpe: FileType) -> RusticResult<Vec<PathBuf>> {
@@ -116,6 +144,28 @@ fn mkdir(path: &Path) -> RusticResult<()> {
         .map_err(|e| io_error("create directory", path, &e))
 }
 
+/// A repository file opened for reading: never through a link at its
+/// name, and a regular file.
+fn open_file(path: &Path) -> RusticResult<(File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| io_error("read", path, &e))?;
+    let meta = file.metadata().map_err(|e| io_error("read", path, &e))?;
+    if !meta.is_file() {
+        return Err(RusticError::new(
+            ErrorKind::Backend,
+            format!(
+                "{} is not a file of the repository: refused",
+                path.display()
+            ),
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
 /// Makes a directory's entries (a rename, a new file) durable.
 fn sync_dir(dir: &Path) -> RusticResult<()> {
     File::open(dir)
@@ -155,7 +205,14 @@ impl ReadBackend for LocalBackend {
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
         if tpe == FileType::Config {
             let path = self.root.join("config");
-            return match fs::metadata(&path) {
+            return match fs::symlink_metadata(&path) {
+                Ok(m) if !m.is_file() => Err(RusticError::new(
+                    ErrorKind::Backend,
+                    format!(
+                        "{} is not a file of the repository: refused",
+                        path.display()
+                    ),
+                )),
                 Ok(m) => Ok(vec![(Id::default(), size(&path, m.len())?)]),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(io_error("read", &path, &e)),
@@ -181,10 +238,11 @@ impl ReadBackend for LocalBackend {
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
-        let path = self.path(tpe, id);
-        fs::read(&path)
-            .map(Bytes::from)
-            .map_err(|e| io_error("read", &path, &e))
+        let path = self.checked_path(tpe, id)?;
+        let (mut file, len) = open_file(&path)?;
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        io::Read::read_to_end(&mut file, &mut buf).map_err(|e| io_error("read", &path, &e))?;
+        Ok(Bytes::from(buf))
     }
 
     fn read_partial(
@@ -195,10 +253,21 @@ impl ReadBackend for LocalBackend {
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
-        let path = self.path(tpe, id);
+        let path = self.checked_path(tpe, id)?;
+        let (file, len) = open_file(&path)?;
+        // An index may ask for more than the file holds: never allocate
+        // beyond it.
+        if u64::from(offset) + u64::from(length) > len {
+            return Err(RusticError::new(
+                ErrorKind::Backend,
+                format!(
+                    "{} holds {len} bytes; {length} at {offset} were asked: the index does not match the pack",
+                    path.display()
+                ),
+            ));
+        }
         let mut buf = vec![0; length as usize];
-        File::open(&path)
-            .and_then(|f| f.read_exact_at(&mut buf, u64::from(offset)))
+        file.read_exact_at(&mut buf, u64::from(offset))
             .map_err(|e| io_error("read", &path, &e))?;
         Ok(Bytes::from(buf))
     }
@@ -248,7 +317,7 @@ impl WriteBackend for LocalBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let path = self.path(tpe, id);
+        let path = self.checked_path(tpe, id)?;
         // A repository made by another tool may lack `data/xx` (or
         // `keys/`, …): make it, as restic does.
         if let Some(dir) = path.parent()
@@ -256,6 +325,10 @@ impl WriteBackend for LocalBackend {
             && !dir.is_dir()
         {
             mkdir(dir)?;
+            // The new `data/xx` itself, durable before a pack in it is.
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
         }
         write_atomic(&path, &content)
     }
@@ -263,7 +336,7 @@ impl WriteBackend for LocalBackend {
     /// Removes a file; one already gone is removed (a prune interrupted
     /// after removing it runs again).
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
-        let path = self.path(tpe, id);
+        let path = self.checked_path(tpe, id)?;
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -457,5 +530,62 @@ mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(names, vec![target]);
+    }
+
+    /// Review: someone who may write in the repository cannot make this
+    /// backend read, write or remove outside it through a link.
+    #[test]
+    fn links_inside_the_repository_are_never_followed() {
+        let (dir, be) = backend();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), b"root's").unwrap();
+        // `keys/` made a link to a directory outside.
+        fs::remove_dir(be.root().join("keys")).unwrap();
+        std::os::unix::fs::symlink(&outside, be.root().join("keys")).unwrap();
+        let err = be
+            .write_bytes(FileType::Key, &id(1), false, b"k".to_vec().into())
+            .unwrap_err();
+        assert!(
+            err.display_log().contains("refused"),
+            "{}",
+            err.display_log()
+        );
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+        assert!(be.remove(FileType::Key, &id(1), false).is_err());
+        // A snapshot that is a link to a file outside is not read.
+        let snap = be.root().join("snapshots").join(id(2).to_hex().as_str());
+        std::os::unix::fs::symlink(outside.join("secret"), &snap).unwrap();
+        assert!(be.read_full(FileType::Snapshot, &id(2)).is_err());
+        assert!(
+            be.read_partial(FileType::Snapshot, &id(2), false, 0, 1)
+                .is_err()
+        );
+        // A `config` that is a link is refused too.
+        std::os::unix::fs::symlink(outside.join("secret"), be.root().join("config")).unwrap();
+        assert!(be.list_with_size(FileType::Config).is_err());
+    }
+
+    /// Review: an index asking for more than a pack holds allocates
+    /// nothing of that size.
+    #[test]
+    fn a_partial_read_beyond_the_file_is_an_error() {
+        let (_dir, be) = backend();
+        be.write_bytes(FileType::Pack, &id(3), false, b"0123456789".to_vec().into())
+            .unwrap();
+        assert_eq!(
+            be.read_partial(FileType::Pack, &id(3), false, 2, 3)
+                .unwrap()
+                .as_ref(),
+            b"234"
+        );
+        let err = be
+            .read_partial(FileType::Pack, &id(3), false, 8, u32::MAX - 8)
+            .unwrap_err();
+        assert!(
+            err.display_log().contains("does not match"),
+            "{}",
+            err.display_log()
+        );
     }
 }
