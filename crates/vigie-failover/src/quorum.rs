@@ -573,52 +573,41 @@ mod tests {
         );
     }
 
+    /// The verdict at 101 s with `web` failing since 50 s and two
+    /// references, each (state, since, its last run good).
+    fn two_references(uplink: (CheckState, i64, bool), uplink2: (CheckState, i64, bool)) -> Vote {
+        let mut f = blog();
+        f.reference = vec!["uplink".into(), "uplink2".into()];
+        let get = |c: &str| {
+            let (state, since, ok) = match c {
+                "web" => (CheckState::Failing, 50_000, false),
+                "uplink" => uplink,
+                "uplink2" => uplink2,
+                _ => return None,
+            };
+            let mut s = status(c, state, since);
+            s.last_ok = Some(ok);
+            Some(s)
+        };
+        decide(
+            "w1",
+            &f,
+            &get,
+            &|_| Duration::from_secs(9),
+            Timestamp(101_000),
+        )
+    }
+
     /// Review: with two references, one flapping must not hold the vote
-    /// while the other has been up all along.
+    /// while the other has been up all along; and a reference recovering
+    /// (failing, its last run good) beside one not run yet means the link
+    /// just came back: the failure seen before is re-confirmed.
     #[test]
     fn one_reference_up_all_along_is_enough() {
-        use CheckState::{Failing, Ok};
-        let f = blog();
-        let mut f2 = f.clone();
-        f2.reference = vec!["uplink".into(), "uplink2".into()];
-        let get = |c: &str| {
-            let mut s = match c {
-                "web" => status("web", Failing, 50_000),
-                "uplink" => status("uplink", Ok, 0),
-                "uplink2" => status("uplink2", Ok, 100_000),
-                _ => return None,
-            };
-            s.last_ok = Some(s.state == Ok);
-            Some(s)
-        };
-        let v = decide(
-            "w1",
-            &f2,
-            &get,
-            &|_| Duration::from_secs(9),
-            Timestamp(101_000),
-        );
+        use CheckState::{Failing, Ok, Unknown};
+        let v = two_references((Ok, 0, true), (Ok, 100_000, true));
         assert_eq!(v.verdict, Verdict::Down, "{}", v.detail);
-        // Review: a reference recovering (failing, its last run good) and
-        // another not run yet: the link just came back, the failure seen
-        // before it is re-confirmed, not voted at once.
-        let get = |c: &str| {
-            let mut s = match c {
-                "web" => status("web", Failing, 50_000),
-                "uplink" => status("uplink", Failing, 40_000),
-                "uplink2" => status("uplink2", CheckState::Unknown, 0),
-                _ => return None,
-            };
-            s.last_ok = Some(c == "uplink");
-            Some(s)
-        };
-        let v = decide(
-            "w1",
-            &f2,
-            &get,
-            &|_| Duration::from_secs(9),
-            Timestamp(101_000),
-        );
+        let v = two_references((Failing, 40_000, true), (Unknown, 0, false));
         assert_eq!(v.verdict, Verdict::Unknown, "{}", v.detail);
     }
 

@@ -5,14 +5,12 @@ use std::fs;
 use vigie_testkit::need::Need;
 use vigie_testkit::require;
 
-use crate::util::{PASSWORD, Place, make_tree, read_tree};
+use crate::util::{PASSWORD, Place, read_tree};
 
 #[test]
 fn restic_restores_what_vigie_backed_up_identically() {
     require!(Need::Restic);
-    let place = Place::new();
-    let src = place.path("src");
-    make_tree(&src);
+    let (place, src) = Place::with_tree();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     let tags = vec!["nightly".to_owned(), "host-a".to_owned()];
     let summary = repo.backup(&[&src], &[], &tags).unwrap();
@@ -69,9 +67,7 @@ fn restic_restores_what_vigie_backed_up_identically() {
 #[test]
 fn a_second_backup_of_an_unchanged_tree_adds_almost_nothing() {
     require!(Need::Restic);
-    let place = Place::new();
-    let src = place.path("src");
-    make_tree(&src);
+    let (place, src) = Place::with_tree();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     let first = repo.backup(&[&src], &[], &[]).unwrap();
     let second = repo.backup(&[&src], &[], &[]).unwrap();
@@ -113,9 +109,7 @@ fn a_second_backup_of_an_unchanged_tree_adds_almost_nothing() {
 #[test]
 fn excluded_files_are_not_in_the_snapshot() {
     require!(Need::Restic);
-    let place = Place::new();
-    let src = place.path("src");
-    make_tree(&src);
+    let (place, src) = Place::with_tree();
     fs::write(src.join("etc/nested/scratch.tmp"), b"x").unwrap();
     fs::write(src.join("top.tmp"), b"y").unwrap();
     fs::create_dir(src.join("cache")).unwrap();
@@ -140,9 +134,7 @@ fn a_killed_write_leaves_the_repository_clean() {
     // What a SIGKILL during a write leaves: a temporary file beside the
     // final names. Neither restic nor vigie takes it for a file.
     require!(Need::Restic);
-    let place = Place::new();
-    let src = place.path("src");
-    make_tree(&src);
+    let (place, src) = Place::with_tree();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     repo.backup(&[&src], &[], &[]).unwrap();
     for dir in ["data/00", "index", "snapshots", "keys"] {

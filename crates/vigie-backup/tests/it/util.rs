@@ -26,6 +26,14 @@ impl Place {
         Place { dir }
     }
 
+    /// A place with the test tree made at `src`, and that path.
+    pub fn with_tree() -> (Place, PathBuf) {
+        let place = Place::new();
+        let src = place.path("src");
+        make_tree(&src);
+        (place, src)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

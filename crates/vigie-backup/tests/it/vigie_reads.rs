@@ -4,14 +4,12 @@
 use vigie_testkit::need::Need;
 use vigie_testkit::require;
 
-use crate::util::{PASSWORD, Place, make_tree};
+use crate::util::{PASSWORD, Place};
 
 #[test]
 fn vigie_lists_what_restic_backed_up_and_adds_to_it() {
     require!(Need::Restic);
-    let place = Place::new();
-    let src = place.path("src");
-    make_tree(&src);
+    let (place, src) = Place::with_tree();
     place.restic(&["init"]);
     place.restic(&["backup", "--tag", "from-restic", src.to_str().unwrap()]);
     let theirs = place.restic_snapshots();
@@ -46,9 +44,7 @@ fn vigie_lists_what_restic_backed_up_and_adds_to_it() {
 fn vigie_backs_up_into_a_version_1_repository_of_an_older_restic() {
     // Repositories made before restic 0.14 are version 1: uncompressed.
     require!(Need::Restic);
-    let place = Place::new();
-    let src = place.path("src");
-    make_tree(&src);
+    let (place, src) = Place::with_tree();
     place.restic(&["init", "--repository-version", "1"]);
     place.restic(&["backup", src.to_str().unwrap()]);
     let repo = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
