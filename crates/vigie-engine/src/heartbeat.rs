@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use vigie_config::{Config, Probe};
 use vigie_core::Timestamp;
 use vigie_probe::HeartbeatSignals;
+use vigie_store::HeartbeatPing;
 
 use crate::writer::{Handle, Snapshot};
 
@@ -83,6 +84,7 @@ impl Book {
                 || HeartbeatSignals {
                     last_ping: stored.and_then(|s| s.last_ping),
                     last_fail: stored.and_then(|s| s.last_fail),
+                    last_fail_status: stored.and_then(|s| s.last_fail_status),
                     watching_since: now,
                 },
                 |p| p.signals,
@@ -103,7 +105,7 @@ impl Book {
         &mut self,
         name: &str,
         token: &str,
-        fail: bool,
+        what: HeartbeatPing,
         at: Timestamp,
         writer: &Handle,
     ) -> Result<Arc<Notify>, PingError> {
@@ -127,12 +129,14 @@ impl Book {
         if !valid_here {
             return Err(PingError::Unauthorized);
         }
-        if fail {
-            entry.signals.last_fail = Some(at);
-        } else {
-            entry.signals.last_ping = Some(at);
+        match what {
+            HeartbeatPing::Success => entry.signals.last_ping = Some(at),
+            HeartbeatPing::Failure { exit_status } => {
+                entry.signals.last_fail = Some(at);
+                entry.signals.last_fail_status = exit_status;
+            }
         }
-        writer.ping(name, at, fail);
+        writer.ping(name, at, what);
         Ok(entry.notify.clone())
     }
 

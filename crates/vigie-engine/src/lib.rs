@@ -35,6 +35,7 @@ use vigie_store::{Store, StoreError};
 
 pub use heartbeat::PingError;
 pub use runner::{OnceResult, run_once};
+pub use vigie_store::HeartbeatPing;
 
 /// What the API and `/metrics` show of one check.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -514,16 +515,21 @@ impl Engine {
         self.inner.writer.errors()
     }
 
-    /// A heartbeat ping (or, with `fail`, a failure report) for `name`,
-    /// authenticated by `token`.
-    pub fn heartbeat_ping(&self, name: &str, token: &str, fail: bool) -> Result<(), PingError> {
+    /// A heartbeat ping (a success, a failure, an exit status) for
+    /// `name`, authenticated by `token`.
+    pub fn heartbeat_ping(
+        &self,
+        name: &str,
+        token: &str,
+        what: HeartbeatPing,
+    ) -> Result<(), PingError> {
         let notify = {
             let mut book = self
                 .inner
                 .heartbeats
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            book.ping(name, token, fail, Timestamp::now(), &self.inner.writer)?
+            book.ping(name, token, what, Timestamp::now(), &self.inner.writer)?
         };
         notify.notify_one();
         Ok(())

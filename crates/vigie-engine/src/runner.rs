@@ -311,6 +311,7 @@ pub async fn run_once(
                     let signals = vigie_probe::HeartbeatSignals {
                         last_ping: hb.as_ref().and_then(|h| h.last_ping),
                         last_fail: hb.as_ref().and_then(|h| h.last_fail),
+                        last_fail_status: hb.as_ref().and_then(|h| h.last_fail_status),
                         watching_since: hb.as_ref().map_or(now, |h| h.first_seen),
                     };
                     vigie_probe::evaluate_heartbeat(spec, signals, now)

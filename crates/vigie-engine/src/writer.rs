@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use vigie_core::{CheckResult, StateTracker, Timestamp};
-use vigie_store::{Heartbeat, Store, StoreError, StoredState};
+use vigie_store::{Heartbeat, HeartbeatPing, Store, StoreError, StoredState};
 
 /// What the engine needs from the store when it (re)starts.
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ enum Op {
     Ping {
         check: String,
         at: Timestamp,
-        fail: bool,
+        ping: HeartbeatPing,
     },
     Token {
         check: String,
@@ -128,8 +128,8 @@ fn run(
                         batch.clear();
                     }
                     match other {
-                        Op::Ping { check, at, fail: f } => {
-                            if let Err(e) = store.heartbeat_ping(&check, at, f) {
+                        Op::Ping { check, at, ping } => {
+                            if let Err(e) = store.heartbeat_ping(&check, at, ping) {
                                 fail("recording a ping", &e);
                             }
                         }
@@ -194,11 +194,11 @@ impl Handle {
         sent
     }
 
-    pub(crate) fn ping(&self, check: &str, at: Timestamp, fail: bool) {
+    pub(crate) fn ping(&self, check: &str, at: Timestamp, ping: HeartbeatPing) {
         self.urgent(Op::Ping {
             check: check.to_owned(),
             at,
-            fail,
+            ping,
         });
     }
 

@@ -12,6 +12,8 @@ use vigie_core::{Outcome, Timestamp};
 pub struct HeartbeatSignals {
     pub last_ping: Option<Timestamp>,
     pub last_fail: Option<Timestamp>,
+    /// The exit status that failure reported (`/ping/NAME/3`), if any.
+    pub last_fail_status: Option<u8>,
     /// When vigie started watching: a job never heard from is given one
     /// period + grace from then, as healthchecks.io does for new checks.
     pub watching_since: Timestamp,
@@ -22,10 +24,11 @@ pub fn evaluate(spec: &HeartbeatProbe, s: HeartbeatSignals, now: Timestamp) -> O
     if let Some(fail) = s.last_fail
         && s.last_ping.is_none_or(|p| fail >= p)
     {
-        return Outcome::fail(format!(
-            "the job reported a failure {} ago",
-            ago(fail.age(now))
-        ));
+        let when = ago(fail.age(now));
+        return Outcome::fail(match s.last_fail_status {
+            Some(status) => format!("the job exited with status {status} {when} ago"),
+            None => format!("the job reported a failure {when} ago"),
+        });
     }
     let (reference, what) = match s.last_ping {
         Some(p) => (p, "last ping"),
@@ -85,7 +88,24 @@ mod tests {
             last_fail: Some(at(110)),
             ..pinged
         };
-        assert!(!evaluate(&spec(), failed, at(111)).ok);
+        let said = evaluate(&spec(), failed, at(111));
+        assert!(!said.ok);
+        assert!(
+            said.message.contains("reported a failure 1s ago"),
+            "{}",
+            said.message
+        );
+        let exited = HeartbeatSignals {
+            last_fail_status: Some(3),
+            ..failed
+        };
+        let said = evaluate(&spec(), exited, at(112));
+        assert!(!said.ok);
+        assert!(
+            said.message.contains("exited with status 3 2s ago"),
+            "{}",
+            said.message
+        );
         let recovered = HeartbeatSignals {
             last_ping: Some(at(120)),
             ..failed

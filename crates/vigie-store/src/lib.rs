@@ -95,7 +95,19 @@ pub struct Heartbeat {
     pub token_sha256: Option<String>,
     pub last_ping: Option<Timestamp>,
     pub last_fail: Option<Timestamp>,
+    /// The exit status the last failure reported, if it gave one.
+    pub last_fail_status: Option<u8>,
     pub first_seen: Timestamp,
+}
+
+/// What a job says when it pings its heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatPing {
+    /// It ran and succeeded (`/ping/NAME`, `/ping/NAME/0`).
+    Success,
+    /// It failed (`/ping/NAME/fail`), or exited with a non-zero status
+    /// (`/ping/NAME/STATUS`).
+    Failure { exit_status: Option<u8> },
 }
 
 /// One stored result, as read back.
@@ -338,16 +350,27 @@ impl Store {
         Ok(())
     }
 
-    /// Record a ping (`fail = false`) or a failure signal.
-    pub fn heartbeat_ping(&mut self, check: &str, at: Timestamp, fail: bool) -> Result<()> {
-        let column = if fail { "last_fail_ms" } else { "last_ping_ms" };
-        self.conn.execute(
-            &format!(
-                "INSERT INTO heartbeats (check_name, first_seen_ms, {column}) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (check_name) DO UPDATE SET {column} = excluded.{column}"
-            ),
-            params![check, at.millis()],
-        )?;
+    /// Record what a job said at `at`.
+    pub fn heartbeat_ping(
+        &mut self,
+        check: &str,
+        at: Timestamp,
+        ping: HeartbeatPing,
+    ) -> Result<()> {
+        match ping {
+            HeartbeatPing::Success => self.conn.execute(
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_ping_ms) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (check_name) DO UPDATE SET last_ping_ms = excluded.last_ping_ms",
+                params![check, at.millis()],
+            )?,
+            HeartbeatPing::Failure { exit_status } => self.conn.execute(
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_fail_ms, last_fail_status)
+                 VALUES (?1, ?2, ?2, ?3)
+                 ON CONFLICT (check_name) DO UPDATE SET last_fail_ms = excluded.last_fail_ms,
+                     last_fail_status = excluded.last_fail_status",
+                params![check, at.millis(), exit_status],
+            )?,
+        };
         Ok(())
     }
 }
@@ -408,7 +431,7 @@ impl Store {
 }
 
 const HEARTBEAT_COLUMNS: &str =
-    "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms";
+    "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms, last_fail_status";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
     Ok(Heartbeat {
@@ -417,6 +440,7 @@ fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
         last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
         last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
         first_seen: Timestamp(r.get(4)?),
+        last_fail_status: r.get(5)?,
     })
 }
 

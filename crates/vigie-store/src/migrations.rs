@@ -116,6 +116,9 @@ const MIGRATIONS: &[&str] = &[
     // 6: heartbeat tokens kept hashed (the tokens move to their file in
     // the Rust step of this version, `hash_heartbeat_tokens`).
     "ALTER TABLE heartbeats RENAME COLUMN token TO token_sha256;",
+    // 7: the exit status a job reported with its failure (NULL for a
+    // plain `/fail`).
+    "ALTER TABLE heartbeats ADD COLUMN last_fail_status INTEGER;",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use vigie_core::{CheckResult, CheckState, Outcome, StateTracker, Thresholds, Timestamp};
-use vigie_store::{SCHEMA_VERSION, Store, StoreError};
+use vigie_store::{HeartbeatPing, SCHEMA_VERSION, Store, StoreError};
 
 fn result(name: &str, at: i64, ok: bool) -> CheckResult {
     CheckResult {
@@ -81,8 +81,13 @@ fn heartbeats_and_tokens_persist() {
         store
             .set_heartbeat_token("job", "tok", Timestamp(6))
             .unwrap();
-        store.heartbeat_ping("job", Timestamp(7), false).unwrap();
-        store.heartbeat_ping("job", Timestamp(9), true).unwrap();
+        store
+            .heartbeat_ping("job", Timestamp(7), HeartbeatPing::Success)
+            .unwrap();
+        let exited = HeartbeatPing::Failure {
+            exit_status: Some(3),
+        };
+        store.heartbeat_ping("job", Timestamp(9), exited).unwrap();
     }
     let mut store = Store::open(dir.path()).unwrap();
     let hb = store.heartbeat("job", Timestamp(100)).unwrap();
@@ -96,7 +101,16 @@ fn heartbeats_and_tokens_persist() {
     );
     assert_eq!(hb.last_ping, Some(Timestamp(7)));
     assert_eq!(hb.last_fail, Some(Timestamp(9)));
+    assert_eq!(hb.last_fail_status, Some(3));
     assert_eq!(hb.first_seen, Timestamp(5));
+    // A plain failure report forgets the status of the one before.
+    let plain = HeartbeatPing::Failure { exit_status: None };
+    store.heartbeat_ping("job", Timestamp(11), plain).unwrap();
+    let hb = store.heartbeat("job", Timestamp(100)).unwrap();
+    assert_eq!(
+        (hb.last_fail, hb.last_fail_status),
+        (Some(Timestamp(11)), None)
+    );
 }
 
 #[test]
@@ -132,10 +146,12 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
-    // The store as version 5 left it: generated tokens in plain.
+    // The store as version 5 left it: generated tokens in plain, without
+    // the columns later versions add.
     let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
     conn.execute_batch(
-        "ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
+        "ALTER TABLE heartbeats DROP COLUMN last_fail_status;
+         ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);
          PRAGMA user_version = 5;",

@@ -41,6 +41,41 @@ fn heartbeat_on_time_late_and_failed() {
     fails_saying(&d, "job", 2, "reported a failure");
 }
 
+#[test]
+fn heartbeat_exit_statuses_like_healthchecks_io() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    let job = check(
+        "job",
+        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+        "every = \"100ms\"",
+    );
+    let d = start(&e, &job);
+    let bearer = [("authorization", "Bearer tok-123")];
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    // A non-zero status is a failure that says which.
+    assert_eq!(d.http("POST", "/ping/job/3", &bearer).0, 200);
+    fails_saying(&d, "job", 2, "the job exited with status 3");
+    // 0 is a success.
+    assert_eq!(d.http("GET", "/ping/job/0?token=tok-123", &[]).0, 200);
+    wait_state(&d, "job", "ok", Duration::from_secs(2));
+    // Anything else after the name is no route, token or not.
+    for word in ["256", "-1", "+3", "nope"] {
+        assert_eq!(
+            d.http("POST", &format!("/ping/job/{word}"), &bearer).0,
+            404,
+            "{word}"
+        );
+    }
+    assert_eq!(d.http("POST", "/ping/job/7", &[]).0, 401);
+    // The status is stored: a restarted daemon still says it.
+    assert_eq!(d.http("POST", "/ping/job/255", &bearer).0, 200);
+    fails_saying(&d, "job", 2, "exited with status 255");
+    drop(d);
+    let d = e.daemon();
+    fails_saying(&d, "job", 5, "exited with status 255");
+}
+
 /// Check `name` turns failing within `secs` seconds, its last message
 /// saying `says`.
 #[track_caller]
