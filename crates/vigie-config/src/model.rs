@@ -652,6 +652,9 @@ pub struct HeartbeatProbe {
     pub grace: Duration,
     /// The token pings must carry; generated and kept in the store if absent.
     pub token: Option<Secret>,
+    /// A run started (`/ping/NAME/start`) and not finished within this
+    /// fails the check.
+    pub max_duration: Option<Duration>,
 }
 
 /// A notifier: where messages about incidents go (`[notify.NAME]`).

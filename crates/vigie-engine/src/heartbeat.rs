@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use vigie_config::{Config, Probe};
@@ -80,15 +81,7 @@ impl Book {
                     vigie_store::token_sha256(&t)
                 }
             };
-            let signals = previous.map_or_else(
-                || HeartbeatSignals {
-                    last_ping: stored.and_then(|s| s.last_ping),
-                    last_fail: stored.and_then(|s| s.last_fail),
-                    last_fail_status: stored.and_then(|s| s.last_fail_status),
-                    watching_since: now,
-                },
-                |p| p.signals,
-            );
+            let signals = previous.map_or_else(|| stored_signals(stored, now), |p| p.signals);
             let notify = wakes.get(&check.name).cloned().unwrap_or_default();
             self.entries.insert(
                 check.name.clone(),
@@ -129,14 +122,8 @@ impl Book {
         if !valid_here {
             return Err(PingError::Unauthorized);
         }
-        match what {
-            HeartbeatPing::Success => entry.signals.last_ping = Some(at),
-            HeartbeatPing::Failure { exit_status } => {
-                entry.signals.last_fail = Some(at);
-                entry.signals.last_fail_status = exit_status;
-            }
-        }
-        writer.ping(name, at, what);
+        let ran = record(&mut entry.signals, what, at);
+        writer.ping(name, at, what, ran);
         Ok(entry.notify.clone())
     }
 
@@ -145,8 +132,76 @@ impl Book {
     }
 }
 
+/// The signals the store kept, `watching_since` the given time.
+pub(crate) fn stored_signals(
+    stored: Option<&vigie_store::Heartbeat>,
+    watching_since: Timestamp,
+) -> HeartbeatSignals {
+    let Some(h) = stored else {
+        return HeartbeatSignals {
+            watching_since,
+            ..HeartbeatSignals::default()
+        };
+    };
+    HeartbeatSignals {
+        last_ping: h.last_ping,
+        last_fail: h.last_fail,
+        last_fail_status: h.last_fail_status,
+        last_start: h.last_start,
+        last_duration: h
+            .last_duration_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis),
+        watching_since,
+    }
+}
+
+/// What `what` at `at` changes; returns how long the run it ends took
+/// (from its start), for the store.
+fn record(s: &mut HeartbeatSignals, what: HeartbeatPing, at: Timestamp) -> Option<Duration> {
+    let ran = s.running_since().map(|start| start.age(at));
+    match what {
+        HeartbeatPing::Start => {
+            s.last_start = Some(at);
+            return None;
+        }
+        HeartbeatPing::Success => s.last_ping = Some(at),
+        HeartbeatPing::Failure { exit_status } => {
+            s.last_fail = Some(at);
+            s.last_fail_status = exit_status;
+        }
+    }
+    s.last_duration = ran;
+    ran
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_run_is_timed_from_its_start_only() {
+        let at = |s: i64| Timestamp(s * 1000);
+        let mut s = HeartbeatSignals::default();
+        assert_eq!(record(&mut s, HeartbeatPing::Success, at(10)), None);
+        assert_eq!(record(&mut s, HeartbeatPing::Start, at(20)), None);
+        let failed = HeartbeatPing::Failure {
+            exit_status: Some(2),
+        };
+        assert_eq!(record(&mut s, failed, at(25)), Some(Duration::from_secs(5)));
+        assert_eq!(s.last_duration, Some(Duration::from_secs(5)));
+        // A success with no start before it has no duration.
+        assert_eq!(record(&mut s, HeartbeatPing::Success, at(30)), None);
+        assert_eq!(s.last_duration, None);
+        // A second start restarts the clock.
+        record(&mut s, HeartbeatPing::Start, at(40));
+        record(&mut s, HeartbeatPing::Start, at(41));
+        assert_eq!(
+            record(&mut s, HeartbeatPing::Success, at(44)),
+            Some(Duration::from_secs(3))
+        );
+    }
+
     #[test]
     fn tokens_are_random_hex() {
         let a = super::new_token();

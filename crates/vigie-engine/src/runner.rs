@@ -308,12 +308,8 @@ pub async fn run_once(
             let outcome = match (&check.probe, prepared) {
                 (Probe::Heartbeat(spec), _) => {
                     let now = Timestamp::now();
-                    let signals = vigie_probe::HeartbeatSignals {
-                        last_ping: hb.as_ref().and_then(|h| h.last_ping),
-                        last_fail: hb.as_ref().and_then(|h| h.last_fail),
-                        last_fail_status: hb.as_ref().and_then(|h| h.last_fail_status),
-                        watching_since: hb.as_ref().map_or(now, |h| h.first_seen),
-                    };
+                    let since = hb.as_ref().map_or(now, |h| h.first_seen);
+                    let signals = crate::heartbeat::stored_signals(hb.as_ref(), since);
                     vigie_probe::evaluate_heartbeat(spec, signals, now)
                 }
                 (_, Ok(p)) => run_probe(&Arc::new(p), check.timeout.std()).await,

@@ -22,6 +22,7 @@ enum Op {
         check: String,
         at: Timestamp,
         ping: HeartbeatPing,
+        ran: Option<Duration>,
     },
     Token {
         check: String,
@@ -128,8 +129,14 @@ fn run(
                         batch.clear();
                     }
                     match other {
-                        Op::Ping { check, at, ping } => {
-                            if let Err(e) = store.heartbeat_ping(&check, at, ping) {
+                        Op::Ping {
+                            check,
+                            at,
+                            ping,
+                            ran,
+                        } => {
+                            let ran_ms = ran.and_then(|d| i64::try_from(d.as_millis()).ok());
+                            if let Err(e) = store.heartbeat_ping(&check, at, ping, ran_ms) {
                                 fail("recording a ping", &e);
                             }
                         }
@@ -194,11 +201,18 @@ impl Handle {
         sent
     }
 
-    pub(crate) fn ping(&self, check: &str, at: Timestamp, ping: HeartbeatPing) {
+    pub(crate) fn ping(
+        &self,
+        check: &str,
+        at: Timestamp,
+        ping: HeartbeatPing,
+        ran: Option<Duration>,
+    ) {
         self.urgent(Op::Ping {
             check: check.to_owned(),
             at,
             ping,
+            ran,
         });
     }
 

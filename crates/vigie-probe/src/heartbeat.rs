@@ -14,22 +14,66 @@ pub struct HeartbeatSignals {
     pub last_fail: Option<Timestamp>,
     /// The exit status that failure reported (`/ping/NAME/3`), if any.
     pub last_fail_status: Option<u8>,
+    /// When the job last said it started (`/ping/NAME/start`).
+    pub last_start: Option<Timestamp>,
+    /// How long its last finished run took, from its start.
+    pub last_duration: Option<Duration>,
     /// When vigie started watching: a job never heard from is given one
     /// period + grace from then, as healthchecks.io does for new checks.
     pub watching_since: Timestamp,
 }
 
+impl HeartbeatSignals {
+    /// The start of a run not finished yet: a start after the last
+    /// success and the last failure.
+    #[must_use]
+    pub fn running_since(&self) -> Option<Timestamp> {
+        let finished = self.last_ping.max(self.last_fail);
+        self.last_start.filter(|s| finished.is_none_or(|f| *s > f))
+    }
+}
+
 pub fn evaluate(spec: &HeartbeatProbe, s: HeartbeatSignals, now: Timestamp) -> Outcome {
-    let allowed = spec.period.std() + spec.grace.std();
+    let outcome = judge(spec, &s, now);
+    match s.last_duration {
+        Some(d) => outcome.with_metric("duration_seconds", d.as_secs_f64()),
+        None => outcome,
+    }
+}
+
+fn judge(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp) -> Outcome {
+    let running = s.running_since();
+    if let (Some(started), Some(max)) = (running, spec.max_duration)
+        && started.age(now) > max.std()
+    {
+        return Outcome::fail(format!(
+            "started {} ago, not finished within max_duration {max}",
+            ago(started.age(now))
+        ));
+    }
+    let took = s
+        .last_duration
+        .map(|d| format!(" after running {}", ago(d)))
+        .unwrap_or_default();
+    let still = running
+        .map(|r| format!("; running, started {} ago", ago(r.age(now))))
+        .unwrap_or_default();
     if let Some(fail) = s.last_fail
         && s.last_ping.is_none_or(|p| fail >= p)
     {
         let when = ago(fail.age(now));
         return Outcome::fail(match s.last_fail_status {
-            Some(status) => format!("the job exited with status {status} {when} ago"),
-            None => format!("the job reported a failure {when} ago"),
+            Some(status) => format!("the job exited with status {status} {when} ago{took}{still}"),
+            None => format!("the job reported a failure {when} ago{took}{still}"),
         });
     }
+    late(spec, s, now, &format!("{took}{still}"))
+}
+
+/// Late or on time: the last success against period + grace (a start
+/// does not count: a job that only ever starts is late).
+fn late(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp, tail: &str) -> Outcome {
+    let allowed = spec.period.std() + spec.grace.std();
     let (reference, what) = match s.last_ping {
         Some(p) => (p, "last ping"),
         None => (s.watching_since, "no ping yet; watching"),
@@ -37,13 +81,13 @@ pub fn evaluate(spec: &HeartbeatProbe, s: HeartbeatSignals, now: Timestamp) -> O
     let age = reference.age(now);
     let outcome = if age > allowed {
         Outcome::fail(format!(
-            "{what} {} ago, more than period {} + grace {}",
+            "{what} {} ago, more than period {} + grace {}{tail}",
             ago(age),
             spec.period,
             spec.grace
         ))
     } else {
-        Outcome::ok(format!("{what} {} ago", ago(age)))
+        Outcome::ok(format!("{what} {} ago{tail}", ago(age)))
     };
     outcome.with_metric("age_seconds", age.as_secs_f64())
 }
@@ -61,6 +105,7 @@ mod tests {
             period: vigie_core::Duration::from_secs(60),
             grace: vigie_core::Duration::from_secs(30),
             token: None,
+            max_duration: None,
         }
     }
 
@@ -111,5 +156,78 @@ mod tests {
             ..failed
         };
         assert!(evaluate(&spec(), recovered, at(121)).ok);
+    }
+
+    #[test]
+    fn starts_durations_and_max_duration() {
+        let at = |s: i64| Timestamp(s * 1000);
+        let spec = HeartbeatProbe {
+            max_duration: Some(vigie_core::Duration::from_secs(3600)),
+            ..spec()
+        };
+        let pinged = HeartbeatSignals {
+            last_ping: Some(at(100)),
+            last_duration: Some(Duration::from_secs(42)),
+            watching_since: at(0),
+            ..Default::default()
+        };
+        let done = evaluate(&spec, pinged, at(110));
+        assert!(done.ok, "{}", done.message);
+        assert!(
+            done.message.contains("after running 42s"),
+            "{}",
+            done.message
+        );
+        assert!(
+            done.metrics
+                .iter()
+                .any(|m| m.name == "duration_seconds" && (m.value - 42.0).abs() < 1e-9),
+            "{:?}",
+            done.metrics
+        );
+        // A start is no success: a job that only ever starts is late.
+        let started = HeartbeatSignals {
+            last_start: Some(at(150)),
+            ..pinged
+        };
+        assert_eq!(started.running_since(), Some(at(150)));
+        let late = evaluate(&spec, started, at(191));
+        assert!(!late.ok, "{}", late.message);
+        assert!(
+            late.message.contains("running, started 41s ago"),
+            "{}",
+            late.message
+        );
+        // Running for longer than max_duration fails, whatever the period.
+        let long = HeartbeatProbe {
+            period: vigie_core::Duration::from_secs(86_400),
+            ..spec.clone()
+        };
+        assert!(evaluate(&long, started, at(150 + 3600)).ok);
+        let over = evaluate(&long, started, at(150 + 7200));
+        assert!(!over.ok);
+        assert_eq!(
+            over.message,
+            "started 2h ago, not finished within max_duration 1h"
+        );
+        // Without max_duration, a long run is only late.
+        assert!(
+            evaluate(
+                &HeartbeatProbe {
+                    max_duration: None,
+                    ..long
+                },
+                started,
+                at(7350)
+            )
+            .ok
+        );
+        // A success after the start ends the run.
+        let finished = HeartbeatSignals {
+            last_ping: Some(at(160)),
+            ..started
+        };
+        assert_eq!(finished.running_since(), None);
+        assert!(evaluate(&spec, finished, at(161)).ok);
     }
 }

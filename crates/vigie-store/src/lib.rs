@@ -97,6 +97,10 @@ pub struct Heartbeat {
     pub last_fail: Option<Timestamp>,
     /// The exit status the last failure reported, if it gave one.
     pub last_fail_status: Option<u8>,
+    /// When the job last said it started.
+    pub last_start: Option<Timestamp>,
+    /// How long its last run took, when it said when it started.
+    pub last_duration_ms: Option<i64>,
     pub first_seen: Timestamp,
 }
 
@@ -108,6 +112,8 @@ pub enum HeartbeatPing {
     /// It failed (`/ping/NAME/fail`), or exited with a non-zero status
     /// (`/ping/NAME/STATUS`).
     Failure { exit_status: Option<u8> },
+    /// It started (`/ping/NAME/start`): neither a success nor a failure.
+    Start,
 }
 
 /// One stored result, as read back.
@@ -350,25 +356,36 @@ impl Store {
         Ok(())
     }
 
-    /// Record what a job said at `at`.
+    /// Record what a job said at `at`; `ran_ms` is how long the run that
+    /// a success or a failure ends took, when the job said it started.
     pub fn heartbeat_ping(
         &mut self,
         check: &str,
         at: Timestamp,
         ping: HeartbeatPing,
+        ran_ms: Option<i64>,
     ) -> Result<()> {
         match ping {
             HeartbeatPing::Success => self.conn.execute(
-                "INSERT INTO heartbeats (check_name, first_seen_ms, last_ping_ms) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (check_name) DO UPDATE SET last_ping_ms = excluded.last_ping_ms",
-                params![check, at.millis()],
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_ping_ms, last_duration_ms)
+                 VALUES (?1, ?2, ?2, ?3)
+                 ON CONFLICT (check_name) DO UPDATE SET last_ping_ms = excluded.last_ping_ms,
+                     last_duration_ms = excluded.last_duration_ms",
+                params![check, at.millis(), ran_ms],
             )?,
             HeartbeatPing::Failure { exit_status } => self.conn.execute(
-                "INSERT INTO heartbeats (check_name, first_seen_ms, last_fail_ms, last_fail_status)
-                 VALUES (?1, ?2, ?2, ?3)
+                "INSERT INTO heartbeats
+                     (check_name, first_seen_ms, last_fail_ms, last_fail_status, last_duration_ms)
+                 VALUES (?1, ?2, ?2, ?3, ?4)
                  ON CONFLICT (check_name) DO UPDATE SET last_fail_ms = excluded.last_fail_ms,
-                     last_fail_status = excluded.last_fail_status",
-                params![check, at.millis(), exit_status],
+                     last_fail_status = excluded.last_fail_status,
+                     last_duration_ms = excluded.last_duration_ms",
+                params![check, at.millis(), exit_status, ran_ms],
+            )?,
+            HeartbeatPing::Start => self.conn.execute(
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_start_ms) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (check_name) DO UPDATE SET last_start_ms = excluded.last_start_ms",
+                params![check, at.millis()],
             )?,
         };
         Ok(())
@@ -430,8 +447,8 @@ impl Store {
     }
 }
 
-const HEARTBEAT_COLUMNS: &str =
-    "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms, last_fail_status";
+const HEARTBEAT_COLUMNS: &str = "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms, last_fail_status, \
+     last_start_ms, last_duration_ms";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
     Ok(Heartbeat {
@@ -441,6 +458,8 @@ fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
         last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
         first_seen: Timestamp(r.get(4)?),
         last_fail_status: r.get(5)?,
+        last_start: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+        last_duration_ms: r.get(7)?,
     })
 }
 

@@ -119,6 +119,10 @@ const MIGRATIONS: &[&str] = &[
     // 7: the exit status a job reported with its failure (NULL for a
     // plain `/fail`).
     "ALTER TABLE heartbeats ADD COLUMN last_fail_status INTEGER;",
+    // 8: when the job last said it started (`/ping/NAME/start`), and how
+    // long its last run took, from that start to its success or failure.
+    "ALTER TABLE heartbeats ADD COLUMN last_start_ms INTEGER;
+     ALTER TABLE heartbeats ADD COLUMN last_duration_ms INTEGER;",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

@@ -82,12 +82,17 @@ fn heartbeats_and_tokens_persist() {
             .set_heartbeat_token("job", "tok", Timestamp(6))
             .unwrap();
         store
-            .heartbeat_ping("job", Timestamp(7), HeartbeatPing::Success)
+            .heartbeat_ping("job", Timestamp(4), HeartbeatPing::Start, None)
+            .unwrap();
+        store
+            .heartbeat_ping("job", Timestamp(7), HeartbeatPing::Success, Some(3))
             .unwrap();
         let exited = HeartbeatPing::Failure {
             exit_status: Some(3),
         };
-        store.heartbeat_ping("job", Timestamp(9), exited).unwrap();
+        store
+            .heartbeat_ping("job", Timestamp(9), exited, None)
+            .unwrap();
     }
     let mut store = Store::open(dir.path()).unwrap();
     let hb = store.heartbeat("job", Timestamp(100)).unwrap();
@@ -102,10 +107,16 @@ fn heartbeats_and_tokens_persist() {
     assert_eq!(hb.last_ping, Some(Timestamp(7)));
     assert_eq!(hb.last_fail, Some(Timestamp(9)));
     assert_eq!(hb.last_fail_status, Some(3));
+    assert_eq!(
+        (hb.last_start, hb.last_duration_ms),
+        (Some(Timestamp(4)), None)
+    );
     assert_eq!(hb.first_seen, Timestamp(5));
     // A plain failure report forgets the status of the one before.
     let plain = HeartbeatPing::Failure { exit_status: None };
-    store.heartbeat_ping("job", Timestamp(11), plain).unwrap();
+    store
+        .heartbeat_ping("job", Timestamp(11), plain, Some(2))
+        .unwrap();
     let hb = store.heartbeat("job", Timestamp(100)).unwrap();
     assert_eq!(
         (hb.last_fail, hb.last_fail_status),
@@ -151,6 +162,8 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
     let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
     conn.execute_batch(
         "ALTER TABLE heartbeats DROP COLUMN last_fail_status;
+         ALTER TABLE heartbeats DROP COLUMN last_start_ms;
+         ALTER TABLE heartbeats DROP COLUMN last_duration_ms;
          ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);

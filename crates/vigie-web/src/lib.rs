@@ -224,8 +224,9 @@ async fn ping(
     record_ping(&app, &name, &q, &headers, HeartbeatPing::Success)
 }
 
-/// `/ping/NAME/fail` and `/ping/NAME/STATUS`, a job's exit status (0 is
-/// a success, 1–255 a failure), as healthchecks.io reads them. Any other
+/// `/ping/NAME/fail`, `/ping/NAME/start` and `/ping/NAME/STATUS`, a
+/// job's exit status (0 is a success, 1–255 a failure), as
+/// healthchecks.io reads them. Any other
 /// word is not a route: 404, whatever the token.
 async fn ping_signal(
     State(app): State<App>,
@@ -240,8 +241,10 @@ async fn ping_signal(
 }
 
 fn parse_signal(signal: &str) -> Option<HeartbeatPing> {
-    if signal == "fail" {
-        return Some(HeartbeatPing::Failure { exit_status: None });
+    match signal {
+        "fail" => return Some(HeartbeatPing::Failure { exit_status: None }),
+        "start" => return Some(HeartbeatPing::Start),
+        _ => {}
     }
     // Digits only: `u8`'s parser would take "+3".
     if signal.is_empty() || !signal.bytes().all(|b| b.is_ascii_digit()) {
@@ -662,6 +665,7 @@ mod signal_tests {
     #[test]
     fn exit_statuses_and_fail_are_signals_and_nothing_else() {
         assert_eq!(parse_signal("0"), Some(HeartbeatPing::Success));
+        assert_eq!(parse_signal("start"), Some(HeartbeatPing::Start));
         assert_eq!(
             parse_signal("fail"),
             Some(HeartbeatPing::Failure { exit_status: None })

@@ -543,6 +543,13 @@ impl Loader {
                         None,
                     ));
                 }
+                if h.max_duration.is_some_and(|d| d.std().is_zero()) {
+                    problems.push((
+                        at.field("max_duration"),
+                        "`max_duration` must be more than 0s".into(),
+                        None,
+                    ));
+                }
                 if let Some(token) = h.token.take() {
                     h.token = self.resolve_secret(
                         at.src,

@@ -632,3 +632,17 @@ fn a_bad_exclude_pattern_is_refused_at_its_place() {
         "error: sync: invalid exclude pattern `cache/[abc`: unclosed character class `[` (write `[[]` or `\\[` for a literal `[`)\n  --> vigie.toml:5:21\n1 error in the configuration"
     );
 }
+
+#[test]
+fn heartbeat_settings_are_checked_at_their_place() {
+    let src = "[[check]]\nname = \"job\"\nheartbeat = { period = \"1h\", max_duration = \"0s\" }\n";
+    assert_eq!(
+        errors(src),
+        "error: check \"job\".heartbeat.max_duration: `max_duration` must be more than 0s\n  --> vigie.toml:3:13\n1 error in the configuration"
+    );
+    let ok = "[[check]]\nname = \"job\"\nheartbeat = { period = \"1h\", max_duration = \"2h\" }\n";
+    let Probe::Heartbeat(h) = &loads(ok).config.checks[0].probe else {
+        panic!("not a heartbeat");
+    };
+    assert_eq!(h.max_duration.map(|d| d.std().as_secs()), Some(7200));
+}

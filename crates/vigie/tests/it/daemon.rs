@@ -76,6 +76,57 @@ fn heartbeat_exit_statuses_like_healthchecks_io() {
     fails_saying(&d, "job", 5, "exited with status 255");
 }
 
+#[test]
+fn heartbeat_start_times_the_run_and_max_duration_bounds_it() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    let d = start(&e, &[check(
+            "job",
+            "heartbeat = { period = \"1h\", max_duration = \"1s\", token = { file = \"hb.token\" } }",
+            "every = \"100ms\""
+        ), check(
+            "starter",
+            "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
+            "every = \"100ms\""
+        )].concat());
+    let bearer = [("authorization", "Bearer tok-123")];
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    // A start is no failure, and says the job runs.
+    assert_eq!(d.http("POST", "/ping/job/start", &bearer).0, 200);
+    assert_eq!(
+        d.http("GET", "/ping/starter/start?token=tok-123", &[]).0,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let running = api_check(&d, "job");
+    assert_eq!(running["state"], "ok", "{running}");
+    assert_has(
+        running["last_message"].as_str().unwrap(),
+        "running, started",
+    );
+    // Not finished within max_duration: failing.
+    fails_saying(&d, "job", 5, "not finished within max_duration 1s");
+    // Its success ends the run, timed from the start.
+    assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
+    let done = wait_state(&d, "job", "ok", Duration::from_secs(2));
+    assert_has(done["last_message"].as_str().unwrap(), "after running 1s");
+    let took = done["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "duration_seconds")
+        .and_then(|m| m["value"].as_f64());
+    assert!(took.is_some_and(|t| t >= 1.0), "{done}");
+    // A job that only ever starts is late: a start is not a ping.
+    assert_eq!(d.http("POST", "/ping/starter/start", &bearer).0, 200);
+    fails_saying(&d, "starter", 5, "no ping yet");
+    // The duration is stored: a restarted daemon still says it.
+    drop(d);
+    let d = e.daemon();
+    let again = wait_state(&d, "job", "ok", Duration::from_secs(5));
+    assert_has(again["last_message"].as_str().unwrap(), "after running 1s");
+}
+
 /// Check `name` turns failing within `secs` seconds, its last message
 /// saying `says`.
 #[track_caller]
@@ -94,7 +145,9 @@ fn heartbeat_endpoints_refuse_without_revealing_names() {
     assert_eq!((known, unknown), (401, 401));
     assert_eq!(body_known, body_unknown);
     assert_eq!(d.http("POST", "/ping/job", &[]).0, 401);
-    // The generated token works, and is what `vigie heartbeat-url` prints.
+    // The generated token works, and is what `vigie heartbeat-url` prints
+    // once the daemon says it kept it (the server may answer before).
+    d.wait_log("generated a heartbeat token", Duration::from_secs(5));
     let token = heartbeat_token(&e, "job");
     let auth = format!("Bearer {token}");
     assert_eq!(
