@@ -227,7 +227,7 @@ impl CheckTask {
             let start = std::time::Instant::now();
             let lag = Instant::now().saturating_duration_since(due);
             (
-                vigie_probe::evaluate_heartbeat(spec, signals, Timestamp::now()),
+                vigie_probe::evaluate_heartbeat(spec, &signals, Timestamp::now()),
                 lag,
                 start.elapsed(),
             )
@@ -310,7 +310,7 @@ pub async fn run_once(
                     let now = Timestamp::now();
                     let since = hb.as_ref().map_or(now, |h| h.first_seen);
                     let signals = crate::heartbeat::stored_signals(hb.as_ref(), since);
-                    vigie_probe::evaluate_heartbeat(spec, signals, now)
+                    vigie_probe::evaluate_heartbeat(spec, &signals, now)
                 }
                 (_, Ok(p)) => run_probe(&Arc::new(p), check.timeout.std()).await,
                 (_, Err(e)) => Outcome::fail(e.0),

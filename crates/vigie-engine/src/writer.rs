@@ -7,7 +7,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use vigie_core::{CheckResult, StateTracker, Timestamp};
-use vigie_store::{Heartbeat, HeartbeatPing, Store, StoreError, StoredState};
+use vigie_store::{Heartbeat, Store, StoreError, StoredState};
+
+use crate::heartbeat::Said;
 
 /// What the engine needs from the store when it (re)starts.
 #[derive(Debug, Default)]
@@ -21,7 +23,7 @@ enum Op {
     Ping {
         check: String,
         at: Timestamp,
-        ping: HeartbeatPing,
+        said: Said,
         ran: Option<Duration>,
     },
     Token {
@@ -132,11 +134,14 @@ fn run(
                         Op::Ping {
                             check,
                             at,
-                            ping,
+                            said,
                             ran,
                         } => {
                             let ran_ms = ran.and_then(|d| i64::try_from(d.as_millis()).ok());
-                            if let Err(e) = store.heartbeat_ping(&check, at, ping, ran_ms) {
+                            let body = said.body.as_deref();
+                            if let Err(e) =
+                                store.heartbeat_ping(&check, at, said.what, ran_ms, body)
+                            {
                                 fail("recording a ping", &e);
                             }
                         }
@@ -201,17 +206,11 @@ impl Handle {
         sent
     }
 
-    pub(crate) fn ping(
-        &self,
-        check: &str,
-        at: Timestamp,
-        ping: HeartbeatPing,
-        ran: Option<Duration>,
-    ) {
+    pub(crate) fn ping(&self, check: &str, at: Timestamp, said: Said, ran: Option<Duration>) {
         self.urgent(Op::Ping {
             check: check.to_owned(),
             at,
-            ping,
+            said,
             ran,
         });
     }

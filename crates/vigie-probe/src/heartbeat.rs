@@ -2,13 +2,14 @@
 //! the check fails when no ping came within period + grace, or when the
 //! job's last word was a failure.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vigie_config::HeartbeatProbe;
 use vigie_core::{Outcome, Timestamp};
 
 /// What vigie has heard from a heartbeat's job.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeartbeatSignals {
     pub last_ping: Option<Timestamp>,
     pub last_fail: Option<Timestamp>,
@@ -18,6 +19,9 @@ pub struct HeartbeatSignals {
     pub last_start: Option<Timestamp>,
     /// How long its last finished run took, from its start.
     pub last_duration: Option<Duration>,
+    /// What the job sent with its last success or failure (its output,
+    /// cut to [`MAX_BODY`]).
+    pub last_body: Option<Arc<str>>,
     /// When vigie started watching: a job never heard from is given one
     /// period + grace from then, as healthchecks.io does for new checks.
     pub watching_since: Timestamp,
@@ -33,8 +37,16 @@ impl HeartbeatSignals {
     }
 }
 
-pub fn evaluate(spec: &HeartbeatProbe, s: HeartbeatSignals, now: Timestamp) -> Outcome {
-    let outcome = judge(spec, &s, now);
+/// The most of a ping's body kept, as healthchecks.io keeps.
+pub const MAX_BODY: usize = 10 * 1024;
+
+/// How many of the body's last lines a failure shows, and at most how
+/// many characters of them.
+const TAIL_LINES: usize = 5;
+const TAIL_CHARS: usize = 400;
+
+pub fn evaluate(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp) -> Outcome {
+    let outcome = judge(spec, s, now);
     match s.last_duration {
         Some(d) => outcome.with_metric("duration_seconds", d.as_secs_f64()),
         None => outcome,
@@ -62,9 +74,17 @@ fn judge(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp) -> Outcome
         && s.last_ping.is_none_or(|p| fail >= p)
     {
         let when = ago(fail.age(now));
+        let said = s
+            .last_body
+            .as_deref()
+            .and_then(last_lines)
+            .map(|t| format!(": {t}"))
+            .unwrap_or_default();
         return Outcome::fail(match s.last_fail_status {
-            Some(status) => format!("the job exited with status {status} {when} ago{took}{still}"),
-            None => format!("the job reported a failure {when} ago{took}{still}"),
+            Some(status) => {
+                format!("the job exited with status {status} {when} ago{took}{still}{said}")
+            }
+            None => format!("the job reported a failure {when} ago{took}{still}{said}"),
         });
     }
     late(spec, s, now, &format!("{took}{still}"))
@@ -92,6 +112,28 @@ fn late(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp, tail: &str)
     outcome.with_metric("age_seconds", age.as_secs_f64())
 }
 
+/// The last non-blank lines of a job's output, on one line (" | "
+/// between them), their end kept when they are long: what a failure
+/// message shows of it.
+#[must_use]
+pub fn last_lines(body: &str) -> Option<String> {
+    let lines: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let joined = lines[lines.len().saturating_sub(TAIL_LINES)..].join(" | ");
+    let count = joined.chars().count();
+    if count <= TAIL_CHARS {
+        return Some(joined);
+    }
+    let tail: String = joined.chars().skip(count - TAIL_CHARS).collect();
+    Some(format!("…{tail}"))
+}
+
 fn ago(d: Duration) -> String {
     vigie_core::Duration::from(Duration::from_secs(d.as_secs())).to_string()
 }
@@ -117,23 +159,23 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            evaluate(&spec(), base, at(80)).ok,
+            evaluate(&spec(), &base, at(80)).ok,
             "new check within its first window"
         );
-        assert!(!evaluate(&spec(), base, at(91)).ok, "never pinged");
+        assert!(!evaluate(&spec(), &base, at(91)).ok, "never pinged");
         let pinged = HeartbeatSignals {
             last_ping: Some(at(100)),
-            ..base
+            ..base.clone()
         };
-        assert!(evaluate(&spec(), pinged, at(189)).ok);
-        let late = evaluate(&spec(), pinged, at(191));
+        assert!(evaluate(&spec(), &pinged, at(189)).ok);
+        let late = evaluate(&spec(), &pinged, at(191));
         assert!(!late.ok);
         assert!(late.message.contains("1m31s ago"), "{}", late.message);
         let failed = HeartbeatSignals {
             last_fail: Some(at(110)),
-            ..pinged
+            ..pinged.clone()
         };
-        let said = evaluate(&spec(), failed, at(111));
+        let said = evaluate(&spec(), &failed, at(111));
         assert!(!said.ok);
         assert!(
             said.message.contains("reported a failure 1s ago"),
@@ -142,9 +184,9 @@ mod tests {
         );
         let exited = HeartbeatSignals {
             last_fail_status: Some(3),
-            ..failed
+            ..failed.clone()
         };
-        let said = evaluate(&spec(), exited, at(112));
+        let said = evaluate(&spec(), &exited, at(112));
         assert!(!said.ok);
         assert!(
             said.message.contains("exited with status 3 2s ago"),
@@ -153,9 +195,9 @@ mod tests {
         );
         let recovered = HeartbeatSignals {
             last_ping: Some(at(120)),
-            ..failed
+            ..failed.clone()
         };
-        assert!(evaluate(&spec(), recovered, at(121)).ok);
+        assert!(evaluate(&spec(), &recovered, at(121)).ok);
     }
 
     #[test]
@@ -171,7 +213,7 @@ mod tests {
             watching_since: at(0),
             ..Default::default()
         };
-        let done = evaluate(&spec, pinged, at(110));
+        let done = evaluate(&spec, &pinged, at(110));
         assert!(done.ok, "{}", done.message);
         assert!(
             done.message.contains("after running 42s"),
@@ -188,10 +230,10 @@ mod tests {
         // A start is no success: a job that only ever starts is late.
         let started = HeartbeatSignals {
             last_start: Some(at(150)),
-            ..pinged
+            ..pinged.clone()
         };
         assert_eq!(started.running_since(), Some(at(150)));
-        let late = evaluate(&spec, started, at(191));
+        let late = evaluate(&spec, &started, at(191));
         assert!(!late.ok, "{}", late.message);
         assert!(
             late.message.contains("running, started 41s ago"),
@@ -203,8 +245,8 @@ mod tests {
             period: vigie_core::Duration::from_secs(86_400),
             ..spec.clone()
         };
-        assert!(evaluate(&long, started, at(150 + 3600)).ok);
-        let over = evaluate(&long, started, at(150 + 7200));
+        assert!(evaluate(&long, &started, at(150 + 3600)).ok);
+        let over = evaluate(&long, &started, at(150 + 7200));
         assert!(!over.ok);
         assert_eq!(
             over.message,
@@ -215,9 +257,9 @@ mod tests {
             evaluate(
                 &HeartbeatProbe {
                     max_duration: None,
-                    ..long
+                    ..long.clone()
                 },
-                started,
+                &started,
                 at(7350)
             )
             .ok
@@ -225,9 +267,44 @@ mod tests {
         // A success after the start ends the run.
         let finished = HeartbeatSignals {
             last_ping: Some(at(160)),
-            ..started
+            ..started.clone()
         };
         assert_eq!(finished.running_since(), None);
-        assert!(evaluate(&spec, finished, at(161)).ok);
+        assert!(evaluate(&spec, &finished, at(161)).ok);
+    }
+
+    #[test]
+    fn a_failure_shows_the_last_lines_of_what_the_job_sent() {
+        let at = |s: i64| Timestamp(s * 1000);
+        let output = "backup of /srv\n\nopening repository\nFatal: unable to create lock\nrestic: repository locked\n\n";
+        let failed = HeartbeatSignals {
+            last_fail: Some(at(10)),
+            last_fail_status: Some(1),
+            last_body: Some(Arc::from(output)),
+            ..Default::default()
+        };
+        let said = evaluate(&spec(), &failed, at(11));
+        assert!(!said.ok);
+        assert_eq!(
+            said.message,
+            "the job exited with status 1 1s ago: backup of /srv | opening repository | Fatal: unable to create lock | restic: repository locked"
+        );
+        // Only the last lines, and only the end of long ones.
+        let many = "line 1\nline 2\nline 3\nline 4\nline 5\nline 6\nline 7\nline 8\nline 9\n";
+        assert_eq!(
+            last_lines(many).as_deref(),
+            Some("line 5 | line 6 | line 7 | line 8 | line 9")
+        );
+        let long = format!("start\n{}end", "x".repeat(1000));
+        let cut = last_lines(&long).unwrap();
+        assert!(cut.starts_with('…') && cut.ends_with("xend"), "{cut}");
+        assert_eq!(cut.chars().count(), TAIL_CHARS + 1);
+        assert_eq!(last_lines(" \n\n"), None);
+        // A success's output is no failure's message.
+        let ok = HeartbeatSignals {
+            last_ping: Some(at(12)),
+            ..failed
+        };
+        assert!(evaluate(&spec(), &ok, at(13)).ok);
     }
 }

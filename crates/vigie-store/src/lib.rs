@@ -101,6 +101,8 @@ pub struct Heartbeat {
     pub last_start: Option<Timestamp>,
     /// How long its last run took, when it said when it started.
     pub last_duration_ms: Option<i64>,
+    /// What the job sent with its last success or failure.
+    pub last_body: Option<String>,
     pub first_seen: Timestamp,
 }
 
@@ -357,30 +359,35 @@ impl Store {
     }
 
     /// Record what a job said at `at`; `ran_ms` is how long the run that
-    /// a success or a failure ends took, when the job said it started.
+    /// a success or a failure ends took, when the job said it started,
+    /// and `body` what it sent with it.
     pub fn heartbeat_ping(
         &mut self,
         check: &str,
         at: Timestamp,
         ping: HeartbeatPing,
         ran_ms: Option<i64>,
+        body: Option<&str>,
     ) -> Result<()> {
         match ping {
             HeartbeatPing::Success => self.conn.execute(
-                "INSERT INTO heartbeats (check_name, first_seen_ms, last_ping_ms, last_duration_ms)
-                 VALUES (?1, ?2, ?2, ?3)
+                "INSERT INTO heartbeats
+                     (check_name, first_seen_ms, last_ping_ms, last_duration_ms, last_body)
+                 VALUES (?1, ?2, ?2, ?3, ?4)
                  ON CONFLICT (check_name) DO UPDATE SET last_ping_ms = excluded.last_ping_ms,
-                     last_duration_ms = excluded.last_duration_ms",
-                params![check, at.millis(), ran_ms],
+                     last_duration_ms = excluded.last_duration_ms,
+                     last_body = excluded.last_body",
+                params![check, at.millis(), ran_ms, body],
             )?,
             HeartbeatPing::Failure { exit_status } => self.conn.execute(
-                "INSERT INTO heartbeats
-                     (check_name, first_seen_ms, last_fail_ms, last_fail_status, last_duration_ms)
-                 VALUES (?1, ?2, ?2, ?3, ?4)
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_fail_ms,
+                     last_fail_status, last_duration_ms, last_body)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
                  ON CONFLICT (check_name) DO UPDATE SET last_fail_ms = excluded.last_fail_ms,
                      last_fail_status = excluded.last_fail_status,
-                     last_duration_ms = excluded.last_duration_ms",
-                params![check, at.millis(), exit_status, ran_ms],
+                     last_duration_ms = excluded.last_duration_ms,
+                     last_body = excluded.last_body",
+                params![check, at.millis(), exit_status, ran_ms, body],
             )?,
             HeartbeatPing::Start => self.conn.execute(
                 "INSERT INTO heartbeats (check_name, first_seen_ms, last_start_ms) VALUES (?1, ?2, ?2)
@@ -448,7 +455,7 @@ impl Store {
 }
 
 const HEARTBEAT_COLUMNS: &str = "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms, last_fail_status, \
-     last_start_ms, last_duration_ms";
+     last_start_ms, last_duration_ms, last_body";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
     Ok(Heartbeat {
@@ -460,6 +467,7 @@ fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
         last_fail_status: r.get(5)?,
         last_start: r.get::<_, Option<i64>>(6)?.map(Timestamp),
         last_duration_ms: r.get(7)?,
+        last_body: r.get(8)?,
     })
 }
 

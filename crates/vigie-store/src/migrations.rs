@@ -123,6 +123,9 @@ const MIGRATIONS: &[&str] = &[
     // long its last run took, from that start to its success or failure.
     "ALTER TABLE heartbeats ADD COLUMN last_start_ms INTEGER;
      ALTER TABLE heartbeats ADD COLUMN last_duration_ms INTEGER;",
+    // 9: what the job sent with its last success or failure (its output,
+    // cut to 10 KB).
+    "ALTER TABLE heartbeats ADD COLUMN last_body TEXT;",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

@@ -82,16 +82,16 @@ fn heartbeats_and_tokens_persist() {
             .set_heartbeat_token("job", "tok", Timestamp(6))
             .unwrap();
         store
-            .heartbeat_ping("job", Timestamp(4), HeartbeatPing::Start, None)
+            .heartbeat_ping("job", Timestamp(4), HeartbeatPing::Start, None, None)
             .unwrap();
         store
-            .heartbeat_ping("job", Timestamp(7), HeartbeatPing::Success, Some(3))
+            .heartbeat_ping("job", Timestamp(7), HeartbeatPing::Success, Some(3), None)
             .unwrap();
         let exited = HeartbeatPing::Failure {
             exit_status: Some(3),
         };
         store
-            .heartbeat_ping("job", Timestamp(9), exited, None)
+            .heartbeat_ping("job", Timestamp(9), exited, None, Some("disk full\n"))
             .unwrap();
     }
     let mut store = Store::open(dir.path()).unwrap();
@@ -111,11 +111,12 @@ fn heartbeats_and_tokens_persist() {
         (hb.last_start, hb.last_duration_ms),
         (Some(Timestamp(4)), None)
     );
+    assert_eq!(hb.last_body.as_deref(), Some("disk full\n"));
     assert_eq!(hb.first_seen, Timestamp(5));
     // A plain failure report forgets the status of the one before.
     let plain = HeartbeatPing::Failure { exit_status: None };
     store
-        .heartbeat_ping("job", Timestamp(11), plain, Some(2))
+        .heartbeat_ping("job", Timestamp(11), plain, Some(2), None)
         .unwrap();
     let hb = store.heartbeat("job", Timestamp(100)).unwrap();
     assert_eq!(
@@ -164,6 +165,7 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
         "ALTER TABLE heartbeats DROP COLUMN last_fail_status;
          ALTER TABLE heartbeats DROP COLUMN last_start_ms;
          ALTER TABLE heartbeats DROP COLUMN last_duration_ms;
+         ALTER TABLE heartbeats DROP COLUMN last_body;
          ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);

@@ -220,8 +220,9 @@ async fn ping(
     Path(name): Path<String>,
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
-    record_ping(&app, &name, &q, &headers, HeartbeatPing::Success)
+    record_ping(&app, &name, &q, &headers, HeartbeatPing::Success, body).await
 }
 
 /// `/ping/NAME/fail`, `/ping/NAME/start` and `/ping/NAME/STATUS`, a
@@ -233,11 +234,12 @@ async fn ping_signal(
     Path((name, signal)): Path<(String, String)>,
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
     let Some(what) = parse_signal(&signal) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    record_ping(&app, &name, &q, &headers, what)
+    record_ping(&app, &name, &q, &headers, what, body).await
 }
 
 fn parse_signal(signal: &str) -> Option<HeartbeatPing> {
@@ -258,15 +260,31 @@ fn parse_signal(signal: &str) -> Option<HeartbeatPing> {
     }
 }
 
-fn record_ping(
+/// Authenticate, then read the body (the job's output: at most the
+/// server's limit read, 10 KB of it kept), then record.
+async fn record_ping(
     app: &App,
     name: &str,
     q: &TokenQuery,
     headers: &HeaderMap,
     what: HeartbeatPing,
+    body: axum::body::Body,
 ) -> Response {
     let token = bearer(headers).or(q.token.as_deref()).unwrap_or("");
-    match app.engine.heartbeat_ping(name, token, what) {
+    let answer = match app.engine.heartbeat_authorize(name, token) {
+        Ok(()) => match axum::body::to_bytes(body, BODY_LIMIT).await {
+            Ok(bytes) => app.engine.heartbeat_ping(name, token, what, &bytes),
+            Err(_) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a ping's body is read up to {} KB\n", BODY_LIMIT / 1024),
+                )
+                    .into_response();
+            }
+        },
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(()) => (StatusCode::OK, "OK\n").into_response(),
         Err(PingError::Unauthorized) => unauthorized(),
         Err(PingError::NotFound) => (StatusCode::NOT_FOUND, "not found\n").into_response(),

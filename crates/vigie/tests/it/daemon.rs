@@ -127,6 +127,52 @@ fn heartbeat_start_times_the_run_and_max_duration_bounds_it() {
     assert_has(again["last_message"].as_str().unwrap(), "after running 1s");
 }
 
+#[test]
+fn heartbeat_body_shows_in_the_failure_and_survives_a_restart() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    let job = check(
+        "job",
+        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+        "every = \"100ms\"",
+    );
+    let d = start(&e, &job);
+    let bearer = [("authorization", "Bearer tok-123")];
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    // The job's output, with its token echoed in it and a long tail of
+    // blank lines (the first 10 KB are kept).
+    let mut output = "open repository\ncurl …/ping/job?token=tok-123\nrestic: repository locked\n"
+        .as_bytes()
+        .to_vec();
+    output.extend(std::iter::repeat_n(b'\n', 30 * 1024));
+    let (status, _) = d.post("/ping/job/1", &bearer, &output);
+    assert_eq!(status, 200, "a long body is cut, not refused");
+    fails_saying(&d, "job", 2, "restic: repository locked");
+    let failing = api_check(&d, "job");
+    let message = failing["last_message"].as_str().unwrap();
+    assert!(!message.contains("tok-123"), "{message}");
+    assert_has(message, "token=<token>");
+    // The server's own limit still holds.
+    let (status, _) = d.post("/ping/job/1", &bearer, &vec![b'x'; 100 * 1024]);
+    assert_eq!(status, 413);
+    // Kept in the store, 10 KB of it, without the token.
+    drop(d);
+    let store = vigie_store::Store::open(&e.state_dir()).unwrap();
+    let kept = store.heartbeats().unwrap()[0].last_body.clone().unwrap();
+    assert_eq!(kept.len(), 10 * 1024);
+    assert!(kept.starts_with("open repository") && !kept.contains("tok-123"));
+    drop(store);
+    let d = e.daemon();
+    fails_saying(&d, "job", 5, "restic: repository locked");
+    // A success's bare GET clears it.
+    assert_eq!(d.http("GET", "/ping/job?token=tok-123", &[]).0, 200);
+    let ok = wait_state(&d, "job", "ok", Duration::from_secs(2));
+    assert!(
+        !ok["last_message"].as_str().unwrap().contains("restic"),
+        "{ok}"
+    );
+}
+
 /// Check `name` turns failing within `secs` seconds, its last message
 /// saying `says`.
 #[track_caller]
