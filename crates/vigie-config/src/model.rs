@@ -645,8 +645,13 @@ fn default_grace() -> Duration {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatProbe {
-    /// How often the job is expected to ping.
-    pub period: Duration,
+    /// How often the job is expected to ping (or `schedule`).
+    pub period: Option<Duration>,
+    /// When the job runs, as cron writes it (or `period`): it is late when
+    /// the last scheduled time + grace passed without a ping after it.
+    pub schedule: Option<vigie_core::Cron>,
+    /// The time zone of `schedule` (IANA name); the host's if absent.
+    pub timezone: Option<String>,
     /// Extra time allowed before the check fails.
     #[serde(default = "default_grace")]
     pub grace: Duration,

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
 use vigie_config::HeartbeatProbe;
-use vigie_core::{Outcome, Timestamp};
+use vigie_core::{Cron, Outcome, Timestamp};
 
 /// What vigie has heard from a heartbeat's job.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,26 +91,104 @@ fn judge(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp) -> Outcome
     late(spec, s, now, &format!("{took}{still}"))
 }
 
-/// Late or on time: the last success against period + grace (a start
-/// does not count: a job that only ever starts is late).
+/// Late or on time: the last success against period + grace, or against
+/// the last scheduled time + grace (a start does not count: a job that
+/// only ever starts is late).
 fn late(spec: &HeartbeatProbe, s: &HeartbeatSignals, now: Timestamp, tail: &str) -> Outcome {
-    let allowed = spec.period.std() + spec.grace.std();
     let (reference, what) = match s.last_ping {
         Some(p) => (p, "last ping"),
         None => (s.watching_since, "no ping yet; watching"),
     };
     let age = reference.age(now);
-    let outcome = if age > allowed {
-        Outcome::fail(format!(
-            "{what} {} ago, more than period {} + grace {}{tail}",
+    let outcome = match (&spec.schedule, spec.period) {
+        (Some(cron), _) => on_schedule(
+            spec,
+            cron,
+            reference,
+            now,
+            &format!("{what} {} ago", ago(age)),
+        ),
+        (None, Some(period)) if age > period.std() + spec.grace.std() => Outcome::fail(format!(
+            "{what} {} ago, more than period {period} + grace {}",
             ago(age),
-            spec.period,
+            spec.grace
+        )),
+        (None, _) => Outcome::ok(format!("{what} {} ago", ago(age))),
+    };
+    Outcome {
+        message: format!("{}{tail}", outcome.message),
+        ..outcome
+    }
+    .with_metric("age_seconds", age.as_secs_f64())
+}
+
+/// Late when the last scheduled time + grace passed with no ping (nor,
+/// for a new check, the start of watching) after that time.
+fn on_schedule(
+    spec: &HeartbeatProbe,
+    cron: &Cron,
+    reference: Timestamp,
+    now: Timestamp,
+    heard: &str,
+) -> Outcome {
+    let tz = match spec.timezone.as_deref() {
+        Some(name) => match TimeZone::get(name) {
+            Ok(tz) => tz,
+            Err(e) => return Outcome::fail(format!("time zone `{name}`: {e}")),
+        },
+        None => TimeZone::system(),
+    };
+    let Some(due) = last_scheduled(cron, &tz, now) else {
+        return Outcome::ok(format!("{heard}; `{cron}` has not fired yet"));
+    };
+    let due_ms = due.as_millisecond();
+    let when = due.to_zoned_datetime(tz).strftime("%Y-%m-%d %H:%M %Z");
+    let overdue = Timestamp(due_ms).age(now) > spec.grace.std();
+    if reference.millis() < due_ms && overdue {
+        Outcome::fail(format!(
+            "{heard}: none after the run scheduled at {when} (`{cron}`), grace {} passed",
             spec.grace
         ))
     } else {
-        Outcome::ok(format!("{what} {} ago{tail}", ago(age)))
-    };
-    outcome.with_metric("age_seconds", age.as_secs_f64())
+        Outcome::ok(format!("{heard}; last scheduled at {when} (`{cron}`)"))
+    }
+}
+
+/// The last time at or before `now` that `cron` fires in `tz`, looked for
+/// over five years back (a day, an hour, a minute skipped at once when it
+/// cannot match).
+#[must_use]
+pub fn last_scheduled(cron: &Cron, tz: &TimeZone, now: Timestamp) -> Option<jiff::Timestamp> {
+    let now_j = jiff::Timestamp::from_millisecond(now.millis()).ok()?;
+    let local = now_j.to_zoned_datetime(tz.clone()).datetime();
+    let mut t = local.date().at(local.hour(), local.minute(), 0, 0);
+    let oldest = local.date().checked_sub(jiff::Span::new().years(5)).ok()?;
+    let num = |v: i8| u32::from(v.unsigned_abs());
+    let day_before = |d: jiff::civil::Date| d.yesterday().ok().map(|y| y.at(23, 59, 0, 0));
+    while t.date() >= oldest {
+        let weekday = num(t.weekday().to_sunday_zero_offset());
+        let previous = if !cron.day_matches(num(t.day()), num(t.month()), weekday) {
+            day_before(t.date())?
+        } else if !cron.hour_matches(num(t.hour())) {
+            match t.hour() {
+                0 => day_before(t.date())?,
+                h => t.date().at(h - 1, 59, 0, 0),
+            }
+        } else if cron.minute_matches(num(t.minute()))
+            && let Some(at) = t.to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp())
+            && at <= now_j
+        {
+            return Some(at);
+        } else {
+            match (t.hour(), t.minute()) {
+                (0, 0) => day_before(t.date())?,
+                (h, 0) => t.date().at(h - 1, 59, 0, 0),
+                (h, m) => t.date().at(h, m - 1, 0, 0),
+            }
+        };
+        t = previous;
+    }
+    None
 }
 
 /// The last non-blank lines of a job's output, on one line (" | "
@@ -144,7 +223,9 @@ mod tests {
 
     fn spec() -> HeartbeatProbe {
         HeartbeatProbe {
-            period: vigie_core::Duration::from_secs(60),
+            period: Some(vigie_core::Duration::from_secs(60)),
+            schedule: None,
+            timezone: None,
             grace: vigie_core::Duration::from_secs(30),
             token: None,
             max_duration: None,
@@ -242,7 +323,7 @@ mod tests {
         );
         // Running for longer than max_duration fails, whatever the period.
         let long = HeartbeatProbe {
-            period: vigie_core::Duration::from_secs(86_400),
+            period: Some(vigie_core::Duration::from_secs(86_400)),
             ..spec.clone()
         };
         assert!(evaluate(&long, &started, at(150 + 3600)).ok);
@@ -306,5 +387,57 @@ mod tests {
             ..failed
         };
         assert!(evaluate(&spec(), &ok, at(13)).ok);
+    }
+
+    #[test]
+    fn a_schedule_is_late_after_its_last_time_plus_grace() {
+        // 2026-12-01 01:30 UTC is 02:30 in Paris (CET, +01:00).
+        let t = |s: &str| Timestamp(s.parse::<jiff::Timestamp>().unwrap().as_millisecond());
+        let spec = HeartbeatProbe {
+            period: None,
+            schedule: Some("0 2 * * *".parse().unwrap()),
+            timezone: Some("Europe/Paris".into()),
+            grace: vigie_core::Duration::from_secs(1800),
+            ..spec()
+        };
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let cron: Cron = "0 2 * * *".parse().unwrap();
+        let due = last_scheduled(&cron, &paris, t("2026-12-01T01:30:00Z")).unwrap();
+        assert_eq!(due.to_string(), "2026-12-01T01:00:00Z");
+        let before = last_scheduled(&cron, &paris, t("2026-12-01T00:59:00Z")).unwrap();
+        assert_eq!(before.to_string(), "2026-11-30T01:00:00Z");
+        // Pinged the night before, watched for days: within grace, ok.
+        let s = HeartbeatSignals {
+            last_ping: Some(t("2026-11-30T01:05:00Z")),
+            watching_since: t("2026-11-20T00:00:00Z"),
+            ..Default::default()
+        };
+        assert!(evaluate(&spec, &s, t("2026-12-01T01:29:00Z")).ok);
+        // Grace passed without a ping after 02:00: late, saying when.
+        let late = evaluate(&spec, &s, t("2026-12-01T01:31:00Z"));
+        assert!(!late.ok);
+        assert!(
+            late.message
+                .contains("none after the run scheduled at 2026-12-01 02:00 CET (`0 2 * * *`), grace 30m passed"),
+            "{}",
+            late.message
+        );
+        // A ping after 02:00 makes it on time until the next night.
+        let pinged = HeartbeatSignals {
+            last_ping: Some(t("2026-12-01T01:10:00Z")),
+            ..s.clone()
+        };
+        assert!(evaluate(&spec, &pinged, t("2026-12-02T01:29:00Z")).ok);
+        assert!(!evaluate(&spec, &pinged, t("2026-12-02T01:31:00Z")).ok);
+        // A check new since after the last run is not late for it.
+        let new = HeartbeatSignals {
+            watching_since: t("2026-12-01T01:20:00Z"),
+            ..Default::default()
+        };
+        assert!(evaluate(&spec, &new, t("2026-12-01T01:40:00Z")).ok);
+        // Weekdays and hours skipped at once: Mondays 08:15.
+        let monday: Cron = "15 8 * * 1".parse().unwrap();
+        let at = last_scheduled(&monday, &TimeZone::UTC, t("2026-12-06T12:00:00Z")).unwrap();
+        assert_eq!(at.to_string(), "2026-11-30T08:15:00Z");
     }
 }

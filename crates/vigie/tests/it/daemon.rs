@@ -173,6 +173,50 @@ fn heartbeat_body_shows_in_the_failure_and_survives_a_restart() {
     );
 }
 
+#[test]
+fn heartbeat_on_a_cron_schedule_is_late_after_its_time_plus_grace() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    // A daily run two hours ago (Paris time), a grace of one hour, and a
+    // last ping stored from the day before: late as soon as it starts.
+    let now = jiff::Timestamp::now().in_tz("Europe/Paris").unwrap();
+    let due = now.checked_sub(jiff::Span::new().hours(2)).unwrap();
+    let schedule = format!("0 {} * * *", due.hour());
+    let mut store = vigie_store::Store::open(&e.state_dir()).unwrap();
+    let day_ago = vigie_core::Timestamp(vigie_core::Timestamp::now().millis() - 86_400_000);
+    let success = vigie_store::HeartbeatPing::Success;
+    store
+        .heartbeat_ping("job", day_ago, success, None, None)
+        .unwrap();
+    drop(store);
+    let job = check(
+        "job",
+        &format!(
+            "heartbeat = {{ schedule = \"{schedule}\", timezone = \"Europe/Paris\", grace = \"1h\", token = {{ file = \"hb.token\" }} }}"
+        ),
+        "every = \"100ms\"",
+    );
+    let d = start(&e, &job);
+    fails_saying(
+        &d,
+        "job",
+        5,
+        &format!(
+            "none after the run scheduled at {}",
+            due.strftime("%Y-%m-%d")
+        ),
+    );
+    fails_saying(&d, "job", 1, &format!("(`{schedule}`), grace 1h passed"));
+    // A ping after the scheduled time: on time until the next one.
+    assert_eq!(
+        d.http("POST", "/ping/job", &[("authorization", "Bearer tok-123")])
+            .0,
+        200
+    );
+    let ok = wait_state(&d, "job", "ok", Duration::from_secs(2));
+    assert_has(ok["last_message"].as_str().unwrap(), "last scheduled at");
+}
+
 /// Check `name` turns failing within `secs` seconds, its last message
 /// saying `says`.
 #[track_caller]
