@@ -1,6 +1,8 @@
 //! Heartbeats are pushed, not pulled: a job pings vigie when it runs, and
-//! the check fails when no ping came within period + grace, or when the
-//! job's last word was a failure.
+//! the check fails when no ping came within period + grace (or after the
+//! last time of its cron `schedule`, + grace), when the job's last word
+//! was a failure (an exit status, the last lines of its output), or when
+//! a run it started outlasts `max_duration`.
 
 use std::sync::Arc;
 use std::time::Duration;
