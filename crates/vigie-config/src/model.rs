@@ -645,13 +645,21 @@ fn default_grace() -> Duration {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatProbe {
-    /// How often the job is expected to ping.
-    pub period: Duration,
+    /// How often the job is expected to ping (or `schedule`).
+    pub period: Option<Duration>,
+    /// When the job runs, as cron writes it (or `period`): it is late when
+    /// the last scheduled time + grace passed without a ping after it.
+    pub schedule: Option<vigie_core::Cron>,
+    /// The time zone of `schedule` (IANA name); the host's if absent.
+    pub timezone: Option<String>,
     /// Extra time allowed before the check fails.
     #[serde(default = "default_grace")]
     pub grace: Duration,
     /// The token pings must carry; generated and kept in the store if absent.
     pub token: Option<Secret>,
+    /// A run started (`/ping/NAME/start`) and not finished within this
+    /// fails the check.
+    pub max_duration: Option<Duration>,
 }
 
 /// A notifier: where messages about incidents go (`[notify.NAME]`).

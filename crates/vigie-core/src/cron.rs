@@ -82,18 +82,35 @@ impl Cron {
     /// Whether the expression fires at this local time. `weekday` is 0 for
     /// Sunday.
     pub fn matches(&self, minute: u32, hour: u32, day: u32, month: u32, weekday: u32) -> bool {
-        let bit = |set: u64, v: u32| v < 64 && set & (1 << v) != 0;
+        self.minute_matches(minute)
+            && self.hour_matches(hour)
+            && self.day_matches(day, month, weekday)
+    }
+
+    /// Whether the expression fires on this day (`weekday` 0 for Sunday).
+    pub fn day_matches(&self, day: u32, month: u32, weekday: u32) -> bool {
         let day_ok = bit(u64::from(self.days), day);
         let weekday_ok = bit(u64::from(self.weekdays), weekday);
         let day_match = match (self.days_restricted, self.weekdays_restricted) {
             (true, true) => day_ok || weekday_ok,
             _ => day_ok && weekday_ok,
         };
-        bit(self.minutes, minute)
-            && bit(u64::from(self.hours), hour)
-            && bit(u64::from(self.months), month)
-            && day_match
+        bit(u64::from(self.months), month) && day_match
     }
+
+    /// Whether the expression fires in this hour of a day it fires on.
+    pub fn hour_matches(&self, hour: u32) -> bool {
+        bit(u64::from(self.hours), hour)
+    }
+
+    /// Whether the expression fires at this minute of an hour it fires in.
+    pub fn minute_matches(&self, minute: u32) -> bool {
+        bit(self.minutes, minute)
+    }
+}
+
+fn bit(set: u64, v: u32) -> bool {
+    v < 64 && set & (1 << v) != 0
 }
 
 impl fmt::Display for Cron {

@@ -35,6 +35,7 @@ use vigie_store::{Store, StoreError};
 
 pub use heartbeat::PingError;
 pub use runner::{OnceResult, run_once};
+pub use vigie_store::HeartbeatPing;
 
 /// What the API and `/metrics` show of one check.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -514,16 +515,34 @@ impl Engine {
         self.inner.writer.errors()
     }
 
-    /// A heartbeat ping (or, with `fail`, a failure report) for `name`,
-    /// authenticated by `token`.
-    pub fn heartbeat_ping(&self, name: &str, token: &str, fail: bool) -> Result<(), PingError> {
+    /// Whether `token` may ping heartbeat `name`: asked before a ping's
+    /// body is read.
+    pub fn heartbeat_authorize(&self, name: &str, token: &str) -> Result<(), PingError> {
+        self.inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .authorize(name, token)
+    }
+
+    /// A heartbeat ping (a success, a failure, an exit status, a start)
+    /// for `name`, authenticated by `token`, with the `body` the job sent
+    /// (cut to 10 KB; the token masked in it).
+    pub fn heartbeat_ping(
+        &self,
+        name: &str,
+        token: &str,
+        what: HeartbeatPing,
+        body: &[u8],
+    ) -> Result<(), PingError> {
+        let said = heartbeat::Said::new(what, body, token);
         let notify = {
             let mut book = self
                 .inner
                 .heartbeats
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            book.ping(name, token, fail, Timestamp::now(), &self.inner.writer)?
+            book.ping(name, token, said, Timestamp::now(), &self.inner.writer)?
         };
         notify.notify_one();
         Ok(())

@@ -227,7 +227,7 @@ impl CheckTask {
             let start = std::time::Instant::now();
             let lag = Instant::now().saturating_duration_since(due);
             (
-                vigie_probe::evaluate_heartbeat(spec, signals, Timestamp::now()),
+                vigie_probe::evaluate_heartbeat(spec, &signals, Timestamp::now()),
                 lag,
                 start.elapsed(),
             )
@@ -308,12 +308,9 @@ pub async fn run_once(
             let outcome = match (&check.probe, prepared) {
                 (Probe::Heartbeat(spec), _) => {
                     let now = Timestamp::now();
-                    let signals = vigie_probe::HeartbeatSignals {
-                        last_ping: hb.as_ref().and_then(|h| h.last_ping),
-                        last_fail: hb.as_ref().and_then(|h| h.last_fail),
-                        watching_since: hb.as_ref().map_or(now, |h| h.first_seen),
-                    };
-                    vigie_probe::evaluate_heartbeat(spec, signals, now)
+                    let since = hb.as_ref().map_or(now, |h| h.first_seen);
+                    let signals = crate::heartbeat::stored_signals(hb.as_ref(), since);
+                    vigie_probe::evaluate_heartbeat(spec, &signals, now)
                 }
                 (_, Ok(p)) => run_probe(&Arc::new(p), check.timeout.std()).await,
                 (_, Err(e)) => Outcome::fail(e.0),

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use vigie_core::{CheckResult, StateTracker, Timestamp};
 use vigie_store::{Heartbeat, Store, StoreError, StoredState};
 
+use crate::heartbeat::Said;
+
 /// What the engine needs from the store when it (re)starts.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
@@ -21,7 +23,8 @@ enum Op {
     Ping {
         check: String,
         at: Timestamp,
-        fail: bool,
+        said: Said,
+        ran: Option<Duration>,
     },
     Token {
         check: String,
@@ -128,8 +131,17 @@ fn run(
                         batch.clear();
                     }
                     match other {
-                        Op::Ping { check, at, fail: f } => {
-                            if let Err(e) = store.heartbeat_ping(&check, at, f) {
+                        Op::Ping {
+                            check,
+                            at,
+                            said,
+                            ran,
+                        } => {
+                            let ran_ms = ran.and_then(|d| i64::try_from(d.as_millis()).ok());
+                            let body = said.body.as_deref();
+                            if let Err(e) =
+                                store.heartbeat_ping(&check, at, said.what, ran_ms, body)
+                            {
                                 fail("recording a ping", &e);
                             }
                         }
@@ -194,11 +206,12 @@ impl Handle {
         sent
     }
 
-    pub(crate) fn ping(&self, check: &str, at: Timestamp, fail: bool) {
+    pub(crate) fn ping(&self, check: &str, at: Timestamp, said: Said, ran: Option<Duration>) {
         self.urgent(Op::Ping {
             check: check.to_owned(),
             at,
-            fail,
+            said,
+            ran,
         });
     }
 

@@ -23,7 +23,9 @@ mod ping;
 mod tls;
 
 pub use cert::not_after_unix;
-pub use heartbeat::{HeartbeatSignals, evaluate as evaluate_heartbeat};
+pub use heartbeat::{
+    HeartbeatSignals, MAX_BODY as HEARTBEAT_MAX_BODY, evaluate as evaluate_heartbeat,
+};
 pub use ping::icmp_access;
 // Every probe's error messages; `vigie_net` owns it.
 pub use vigie_net::chain;

@@ -97,7 +97,27 @@ pub struct Heartbeat {
     pub token_sha256: Option<String>,
     pub last_ping: Option<Timestamp>,
     pub last_fail: Option<Timestamp>,
+    /// The exit status the last failure reported, if it gave one.
+    pub last_fail_status: Option<u8>,
+    /// When the job last said it started.
+    pub last_start: Option<Timestamp>,
+    /// How long its last run took, when it said when it started.
+    pub last_duration_ms: Option<i64>,
+    /// What the job sent with its last success or failure.
+    pub last_body: Option<String>,
     pub first_seen: Timestamp,
+}
+
+/// What a job says when it pings its heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatPing {
+    /// It ran and succeeded (`/ping/NAME`, `/ping/NAME/0`).
+    Success,
+    /// It failed (`/ping/NAME/fail`), or exited with a non-zero status
+    /// (`/ping/NAME/STATUS`).
+    Failure { exit_status: Option<u8> },
+    /// It started (`/ping/NAME/start`): neither a success nor a failure.
+    Start,
 }
 
 /// One stored result, as read back.
@@ -340,16 +360,43 @@ impl Store {
         Ok(())
     }
 
-    /// Record a ping (`fail = false`) or a failure signal.
-    pub fn heartbeat_ping(&mut self, check: &str, at: Timestamp, fail: bool) -> Result<()> {
-        let column = if fail { "last_fail_ms" } else { "last_ping_ms" };
-        self.conn.execute(
-            &format!(
-                "INSERT INTO heartbeats (check_name, first_seen_ms, {column}) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (check_name) DO UPDATE SET {column} = excluded.{column}"
-            ),
-            params![check, at.millis()],
-        )?;
+    /// Record what a job said at `at`; `ran_ms` is how long the run that
+    /// a success or a failure ends took, when the job said it started,
+    /// and `body` what it sent with it.
+    pub fn heartbeat_ping(
+        &mut self,
+        check: &str,
+        at: Timestamp,
+        ping: HeartbeatPing,
+        ran_ms: Option<i64>,
+        body: Option<&str>,
+    ) -> Result<()> {
+        match ping {
+            HeartbeatPing::Success => self.conn.execute(
+                "INSERT INTO heartbeats
+                     (check_name, first_seen_ms, last_ping_ms, last_duration_ms, last_body)
+                 VALUES (?1, ?2, ?2, ?3, ?4)
+                 ON CONFLICT (check_name) DO UPDATE SET last_ping_ms = excluded.last_ping_ms,
+                     last_duration_ms = excluded.last_duration_ms,
+                     last_body = excluded.last_body",
+                params![check, at.millis(), ran_ms, body],
+            )?,
+            HeartbeatPing::Failure { exit_status } => self.conn.execute(
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_fail_ms,
+                     last_fail_status, last_duration_ms, last_body)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (check_name) DO UPDATE SET last_fail_ms = excluded.last_fail_ms,
+                     last_fail_status = excluded.last_fail_status,
+                     last_duration_ms = excluded.last_duration_ms,
+                     last_body = excluded.last_body",
+                params![check, at.millis(), exit_status, ran_ms, body],
+            )?,
+            HeartbeatPing::Start => self.conn.execute(
+                "INSERT INTO heartbeats (check_name, first_seen_ms, last_start_ms) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (check_name) DO UPDATE SET last_start_ms = excluded.last_start_ms",
+                params![check, at.millis()],
+            )?,
+        };
         Ok(())
     }
 }
@@ -409,8 +456,8 @@ impl Store {
     }
 }
 
-const HEARTBEAT_COLUMNS: &str =
-    "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms";
+const HEARTBEAT_COLUMNS: &str = "check_name, token_sha256, last_ping_ms, last_fail_ms, first_seen_ms, last_fail_status, \
+     last_start_ms, last_duration_ms, last_body";
 
 fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
     Ok(Heartbeat {
@@ -419,6 +466,10 @@ fn heartbeat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Heartbeat> {
         last_ping: r.get::<_, Option<i64>>(2)?.map(Timestamp),
         last_fail: r.get::<_, Option<i64>>(3)?.map(Timestamp),
         first_seen: Timestamp(r.get(4)?),
+        last_fail_status: r.get(5)?,
+        last_start: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+        last_duration_ms: r.get(7)?,
+        last_body: r.get(8)?,
     })
 }
 

@@ -116,6 +116,16 @@ const MIGRATIONS: &[&str] = &[
     // 6: heartbeat tokens kept hashed (the tokens move to their file in
     // the Rust step of this version, `hash_heartbeat_tokens`).
     "ALTER TABLE heartbeats RENAME COLUMN token TO token_sha256;",
+    // 7: the exit status a job reported with its failure (NULL for a
+    // plain `/fail`).
+    "ALTER TABLE heartbeats ADD COLUMN last_fail_status INTEGER;",
+    // 8: when the job last said it started (`/ping/NAME/start`), and how
+    // long its last run took, from that start to its success or failure.
+    "ALTER TABLE heartbeats ADD COLUMN last_start_ms INTEGER;
+     ALTER TABLE heartbeats ADD COLUMN last_duration_ms INTEGER;",
+    // 9: what the job sent with its last success or failure (its output,
+    // cut to 10 KB).
+    "ALTER TABLE heartbeats ADD COLUMN last_body TEXT;",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use vigie_core::{CheckResult, CheckState, Outcome, StateTracker, Thresholds, Timestamp};
-use vigie_store::{SCHEMA_VERSION, Store, StoreError};
+use vigie_store::{HeartbeatPing, SCHEMA_VERSION, Store, StoreError};
 
 fn result(name: &str, at: i64, ok: bool) -> CheckResult {
     CheckResult {
@@ -81,8 +81,18 @@ fn heartbeats_and_tokens_persist() {
         store
             .set_heartbeat_token("job", "tok", Timestamp(6))
             .unwrap();
-        store.heartbeat_ping("job", Timestamp(7), false).unwrap();
-        store.heartbeat_ping("job", Timestamp(9), true).unwrap();
+        store
+            .heartbeat_ping("job", Timestamp(4), HeartbeatPing::Start, None, None)
+            .unwrap();
+        store
+            .heartbeat_ping("job", Timestamp(7), HeartbeatPing::Success, Some(3), None)
+            .unwrap();
+        let exited = HeartbeatPing::Failure {
+            exit_status: Some(3),
+        };
+        store
+            .heartbeat_ping("job", Timestamp(9), exited, None, Some("disk full\n"))
+            .unwrap();
     }
     let mut store = Store::open(dir.path()).unwrap();
     let hb = store.heartbeat("job", Timestamp(100)).unwrap();
@@ -96,7 +106,23 @@ fn heartbeats_and_tokens_persist() {
     );
     assert_eq!(hb.last_ping, Some(Timestamp(7)));
     assert_eq!(hb.last_fail, Some(Timestamp(9)));
+    assert_eq!(hb.last_fail_status, Some(3));
+    assert_eq!(
+        (hb.last_start, hb.last_duration_ms),
+        (Some(Timestamp(4)), None)
+    );
+    assert_eq!(hb.last_body.as_deref(), Some("disk full\n"));
     assert_eq!(hb.first_seen, Timestamp(5));
+    // A plain failure report forgets the status of the one before.
+    let plain = HeartbeatPing::Failure { exit_status: None };
+    store
+        .heartbeat_ping("job", Timestamp(11), plain, Some(2), None)
+        .unwrap();
+    let hb = store.heartbeat("job", Timestamp(100)).unwrap();
+    assert_eq!(
+        (hb.last_fail, hb.last_fail_status),
+        (Some(Timestamp(11)), None)
+    );
 }
 
 #[test]
@@ -132,10 +158,15 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
-    // The store as version 5 left it: generated tokens in plain.
+    // The store as version 5 left it: generated tokens in plain, without
+    // the columns later versions add.
     let conn = rusqlite::Connection::open(dir.path().join(vigie_store::DB_FILE)).unwrap();
     conn.execute_batch(
-        "ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
+        "ALTER TABLE heartbeats DROP COLUMN last_fail_status;
+         ALTER TABLE heartbeats DROP COLUMN last_start_ms;
+         ALTER TABLE heartbeats DROP COLUMN last_duration_ms;
+         ALTER TABLE heartbeats DROP COLUMN last_body;
+         ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);
          PRAGMA user_version = 5;",

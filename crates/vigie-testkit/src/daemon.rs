@@ -117,6 +117,11 @@ impl Daemon {
     pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         crate::servers::http_request(self.addr, method, path, headers)
     }
+
+    /// A `POST` of `body` to `path`, as `curl --data-binary` sends it.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        crate::servers::http_request_with_body(self.addr, "POST", path, headers, body)
+    }
 }
 
 impl Drop for Daemon {

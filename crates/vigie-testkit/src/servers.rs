@@ -326,17 +326,31 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    http_request_with_body(addr, method, path, headers, b"")
+}
+
+/// [`http_request`] sending `body`, as curl's `--data-binary` does.
+pub fn http_request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
     );
     for (k, v) in headers {
         let _ = write!(req, "{k}: {v}\r\n");
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).expect("send");
+    // A server may answer (413) before it has read all of a big body.
+    let _ = s.write_all(body);
     read_response(&mut s)
 }
 

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use vigie_engine::{Engine, LAG_BUCKETS, PingError};
+use vigie_engine::{Engine, HeartbeatPing, LAG_BUCKETS, PingError};
 use vigie_failover::FailoverActions;
 use vigie_failover::quorum::local_vote;
 use vigie_metrics::{Exposition, Kind};
@@ -85,8 +85,8 @@ pub async fn serve(
     let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/ping/{name}", get(ping::<false>).post(ping::<false>))
-        .route("/ping/{name}/fail", get(ping::<true>).post(ping::<true>))
+        .route("/ping/{name}", get(ping).post(ping))
+        .route("/ping/{name}/{signal}", get(ping_signal).post(ping_signal))
         .route("/api/v1/peer/vote/{failover}", get(peer_vote))
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -213,16 +213,78 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// A heartbeat's ping (`FAIL`: its `/fail` form), by the `Authorization`
-/// header or a `token` query parameter.
-async fn ping<const FAIL: bool>(
+/// A heartbeat's success ping, by the `Authorization` header or a
+/// `token` query parameter.
+async fn ping(
     State(app): State<App>,
     Path(name): Path<String>,
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
-    let token = bearer(&headers).or(q.token.as_deref()).unwrap_or("");
-    match app.engine.heartbeat_ping(&name, token, FAIL) {
+    record_ping(&app, &name, &q, &headers, HeartbeatPing::Success, body).await
+}
+
+/// `/ping/NAME/fail`, `/ping/NAME/start` and `/ping/NAME/STATUS`, a
+/// job's exit status (0 is a success, 1–255 a failure), as
+/// healthchecks.io reads them. Any other
+/// word is not a route: 404, whatever the token.
+async fn ping_signal(
+    State(app): State<App>,
+    Path((name, signal)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Some(what) = parse_signal(&signal) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    record_ping(&app, &name, &q, &headers, what, body).await
+}
+
+fn parse_signal(signal: &str) -> Option<HeartbeatPing> {
+    match signal {
+        "fail" => return Some(HeartbeatPing::Failure { exit_status: None }),
+        "start" => return Some(HeartbeatPing::Start),
+        _ => {}
+    }
+    // Digits only: `u8`'s parser would take "+3".
+    if signal.is_empty() || !signal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match signal.parse::<u8>().ok()? {
+        0 => Some(HeartbeatPing::Success),
+        status => Some(HeartbeatPing::Failure {
+            exit_status: Some(status),
+        }),
+    }
+}
+
+/// Authenticate, then read the body (the job's output: at most the
+/// server's limit read, 10 KB of it kept), then record.
+async fn record_ping(
+    app: &App,
+    name: &str,
+    q: &TokenQuery,
+    headers: &HeaderMap,
+    what: HeartbeatPing,
+    body: axum::body::Body,
+) -> Response {
+    let token = bearer(headers).or(q.token.as_deref()).unwrap_or("");
+    let answer = match app.engine.heartbeat_authorize(name, token) {
+        Ok(()) => match axum::body::to_bytes(body, BODY_LIMIT).await {
+            Ok(bytes) => app.engine.heartbeat_ping(name, token, what, &bytes),
+            Err(_) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a ping's body is read up to {} KB\n", BODY_LIMIT / 1024),
+                )
+                    .into_response();
+            }
+        },
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(()) => (StatusCode::OK, "OK\n").into_response(),
         Err(PingError::Unauthorized) => unauthorized(),
         Err(PingError::NotFound) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
@@ -610,6 +672,30 @@ mod tls {
                 e.to_string().ends_with("cert.pem: no PEM private key"),
                 "{e}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_and_fail_are_signals_and_nothing_else() {
+        assert_eq!(parse_signal("0"), Some(HeartbeatPing::Success));
+        assert_eq!(parse_signal("start"), Some(HeartbeatPing::Start));
+        assert_eq!(
+            parse_signal("fail"),
+            Some(HeartbeatPing::Failure { exit_status: None })
+        );
+        assert_eq!(
+            parse_signal("255"),
+            Some(HeartbeatPing::Failure {
+                exit_status: Some(255)
+            })
+        );
+        for word in ["256", "+3", "-1", "", "start2", "FAIL", "3x"] {
+            assert_eq!(parse_signal(word), None, "{word}");
         }
     }
 }

@@ -8,7 +8,7 @@ use toml::Spanned;
 use vigie_core::Duration;
 
 use crate::diag::{Level, Location, unknown};
-use crate::model::{Check, Flapping, Probe, ProbeKind, TcpProbe, TlsProbe};
+use crate::model::{Check, Flapping, HeartbeatProbe, Probe, ProbeKind, TcpProbe, TlsProbe};
 use crate::secret::{Secret, SecretSource};
 
 use super::{EnvLookup, FlappingSetting, Loader, RawCheck, RawDefaults, split_host_port};
@@ -536,10 +536,11 @@ impl Loader {
             }
             Probe::FileAge(f) => f.path = self.base.join(&f.path),
             Probe::Heartbeat(h) => {
-                if h.period.std().is_zero() {
+                heartbeat_timing(h, at, problems);
+                if h.max_duration.is_some_and(|d| d.std().is_zero()) {
                     problems.push((
-                        at.field("period"),
-                        "`period` must be more than 0s".into(),
+                        at.field("max_duration"),
+                        "`max_duration` must be more than 0s".into(),
                         None,
                     ));
                 }
@@ -556,6 +557,45 @@ impl Loader {
             // Sync: checked once every job is known (`sync_checks`); the
             // network probes: `network_settings`.
             _ => {}
+        }
+    }
+}
+
+/// A heartbeat expects its pings either every `period` or on a cron
+/// `schedule` (in `timezone`), never both.
+fn heartbeat_timing(h: &HeartbeatProbe, at: &ProbeAt, problems: &mut Problems) {
+    let example = "e.g. period = \"1d\", or schedule = \"0 2 * * *\" (02:00 every day)";
+    match (h.period, &h.schedule) {
+        (Some(_), Some(_)) => problems.push((
+            at.field("schedule"),
+            "set `period` or `schedule`, not both".into(),
+            Some(example.into()),
+        )),
+        (None, None) => problems.push((
+            at.field("period"),
+            "a heartbeat needs `period` or `schedule`".into(),
+            Some(example.into()),
+        )),
+        (Some(p), None) if p.std().is_zero() => problems.push((
+            at.field("period"),
+            "`period` must be more than 0s".into(),
+            None,
+        )),
+        _ => {}
+    }
+    if let Some(tz) = &h.timezone {
+        if h.schedule.is_none() {
+            problems.push((
+                at.field("timezone"),
+                "`timezone` applies to `schedule`, which is not set".into(),
+                None,
+            ));
+        } else if jiff::tz::TimeZone::get(tz).is_err() {
+            problems.push((
+                at.field("timezone"),
+                format!("unknown time zone `{tz}`"),
+                Some("use an IANA name such as \"Europe/Paris\"; is tzdata installed?".into()),
+            ));
         }
     }
 }

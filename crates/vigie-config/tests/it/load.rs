@@ -763,3 +763,61 @@ fn apprise_wants_urls_and_warns_when_the_program_is_not_on_path() {
     let e = errors("[notify.more]\nkind = \"apprise\"\nurls = []\nprogram = \"/bin/sh\"\n");
     assert!(e.contains("error: notify.more.urls: no Apprise URL"), "{e}");
 }
+
+#[test]
+fn heartbeat_settings_are_checked_at_their_place() {
+    let src = "[[check]]\nname = \"job\"\nheartbeat = { period = \"1h\", max_duration = \"0s\" }\n";
+    assert_eq!(
+        errors(src),
+        "error: check \"job\".heartbeat.max_duration: `max_duration` must be more than 0s\n  --> vigie.toml:3:13\n1 error in the configuration"
+    );
+    let ok = "[[check]]\nname = \"job\"\nheartbeat = { period = \"1h\", max_duration = \"2h\" }\n";
+    let Probe::Heartbeat(h) = &loads(ok).config.checks[0].probe else {
+        panic!("not a heartbeat");
+    };
+    assert_eq!(h.max_duration.map(|d| d.std().as_secs()), Some(7200));
+}
+
+#[test]
+fn a_heartbeat_has_a_period_or_a_schedule() {
+    let src = r#"[[check]]
+name = "both"
+heartbeat = { period = "1d", schedule = "0 2 * * *" }
+
+[[check]]
+name = "neither"
+heartbeat = { grace = "1h" }
+
+[[check]]
+name = "zone"
+heartbeat = { schedule = "0 2 * * *", timezone = "Mars/Olympus" }
+
+[[check]]
+name = "stray"
+heartbeat = { period = "1d", timezone = "Europe/Paris" }
+
+[[check]]
+name = "cron"
+heartbeat = { schedule = "0 25 * * *" }
+"#;
+    let said = errors(src);
+    for needle in [
+        "error: check \"both\".heartbeat.schedule: set `period` or `schedule`, not both\n  --> vigie.toml:3:13",
+        "error: check \"neither\".heartbeat.period: a heartbeat needs `period` or `schedule`\n  --> vigie.toml:7:13",
+        "error: check \"zone\".heartbeat.timezone: unknown time zone `Mars/Olympus`\n  --> vigie.toml:11:13",
+        "error: check \"stray\".heartbeat.timezone: `timezone` applies to `schedule`, which is not set\n  --> vigie.toml:15:13",
+        "`0 25 * * *` is not a cron expression",
+        "5 errors in the configuration",
+    ] {
+        assert!(said.contains(needle), "no {needle:?} in\n{said}");
+    }
+    let ok = "[[check]]\nname = \"job\"\nheartbeat = { schedule = \"0 2 * * *\", timezone = \"Europe/Paris\", grace = \"1h\" }\n";
+    let Probe::Heartbeat(h) = &loads(ok).config.checks[0].probe else {
+        panic!("not a heartbeat");
+    };
+    assert_eq!(
+        h.schedule.as_ref().map(ToString::to_string).as_deref(),
+        Some("0 2 * * *")
+    );
+    assert_eq!(h.period, None);
+}

@@ -41,6 +41,182 @@ fn heartbeat_on_time_late_and_failed() {
     fails_saying(&d, "job", 2, "reported a failure");
 }
 
+#[test]
+fn heartbeat_exit_statuses_like_healthchecks_io() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    let job = check(
+        "job",
+        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+        "every = \"100ms\"",
+    );
+    let d = start(&e, &job);
+    let bearer = [("authorization", "Bearer tok-123")];
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    // A non-zero status is a failure that says which.
+    assert_eq!(d.http("POST", "/ping/job/3", &bearer).0, 200);
+    fails_saying(&d, "job", 2, "the job exited with status 3");
+    // 0 is a success.
+    assert_eq!(d.http("GET", "/ping/job/0?token=tok-123", &[]).0, 200);
+    wait_state(&d, "job", "ok", Duration::from_secs(2));
+    // Anything else after the name is no route, token or not.
+    for word in ["256", "-1", "+3", "nope"] {
+        assert_eq!(
+            d.http("POST", &format!("/ping/job/{word}"), &bearer).0,
+            404,
+            "{word}"
+        );
+    }
+    assert_eq!(d.http("POST", "/ping/job/7", &[]).0, 401);
+    // The status is stored: a restarted daemon still says it.
+    assert_eq!(d.http("POST", "/ping/job/255", &bearer).0, 200);
+    fails_saying(&d, "job", 2, "exited with status 255");
+    drop(d);
+    let d = e.daemon();
+    fails_saying(&d, "job", 5, "exited with status 255");
+}
+
+#[test]
+fn heartbeat_start_times_the_run_and_max_duration_bounds_it() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    let d = start(&e, &[check(
+            "job",
+            "heartbeat = { period = \"1h\", max_duration = \"1s\", token = { file = \"hb.token\" } }",
+            "every = \"100ms\""
+        ), check(
+            "starter",
+            "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
+            "every = \"100ms\""
+        )].concat());
+    let bearer = [("authorization", "Bearer tok-123")];
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    // A start is no failure, and says the job runs.
+    assert_eq!(d.http("POST", "/ping/job/start", &bearer).0, 200);
+    assert_eq!(
+        d.http("GET", "/ping/starter/start?token=tok-123", &[]).0,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let running = api_check(&d, "job");
+    assert_eq!(running["state"], "ok", "{running}");
+    assert_has(
+        running["last_message"].as_str().unwrap(),
+        "running, started",
+    );
+    // Not finished within max_duration: failing.
+    fails_saying(&d, "job", 5, "not finished within max_duration 1s");
+    // Its success ends the run, timed from the start.
+    assert_eq!(d.http("POST", "/ping/job", &bearer).0, 200);
+    let done = wait_state(&d, "job", "ok", Duration::from_secs(2));
+    assert_has(done["last_message"].as_str().unwrap(), "after running 1s");
+    let took = done["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "duration_seconds")
+        .and_then(|m| m["value"].as_f64());
+    assert!(took.is_some_and(|t| t >= 1.0), "{done}");
+    // A job that only ever starts is late: a start is not a ping.
+    assert_eq!(d.http("POST", "/ping/starter/start", &bearer).0, 200);
+    fails_saying(&d, "starter", 5, "no ping yet");
+    // The duration is stored: a restarted daemon still says it.
+    drop(d);
+    let d = e.daemon();
+    let again = wait_state(&d, "job", "ok", Duration::from_secs(5));
+    assert_has(again["last_message"].as_str().unwrap(), "after running 1s");
+}
+
+#[test]
+fn heartbeat_body_shows_in_the_failure_and_survives_a_restart() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    let job = check(
+        "job",
+        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
+        "every = \"100ms\"",
+    );
+    let d = start(&e, &job);
+    let bearer = [("authorization", "Bearer tok-123")];
+    wait_state(&d, "job", "ok", Duration::from_secs(5));
+    // The job's output, with its token echoed in it and a long tail of
+    // blank lines (the first 10 KB are kept).
+    let mut output = "open repository\ncurl …/ping/job?token=tok-123\nrestic: repository locked\n"
+        .as_bytes()
+        .to_vec();
+    output.extend(std::iter::repeat_n(b'\n', 30 * 1024));
+    let (status, _) = d.post("/ping/job/1", &bearer, &output);
+    assert_eq!(status, 200, "a long body is cut, not refused");
+    fails_saying(&d, "job", 2, "restic: repository locked");
+    let failing = api_check(&d, "job");
+    let message = failing["last_message"].as_str().unwrap();
+    assert!(!message.contains("tok-123"), "{message}");
+    assert_has(message, "token=<token>");
+    // The server's own limit still holds.
+    let (status, _) = d.post("/ping/job/1", &bearer, &vec![b'x'; 100 * 1024]);
+    assert_eq!(status, 413);
+    // Kept in the store, 10 KB of it, without the token.
+    drop(d);
+    let store = vigie_store::Store::open(&e.state_dir()).unwrap();
+    let kept = store.heartbeats().unwrap()[0].last_body.clone().unwrap();
+    assert_eq!(kept.len(), 10 * 1024);
+    assert!(kept.starts_with("open repository") && !kept.contains("tok-123"));
+    drop(store);
+    let d = e.daemon();
+    fails_saying(&d, "job", 5, "restic: repository locked");
+    // A success's bare GET clears it.
+    assert_eq!(d.http("GET", "/ping/job?token=tok-123", &[]).0, 200);
+    let ok = wait_state(&d, "job", "ok", Duration::from_secs(2));
+    assert!(
+        !ok["last_message"].as_str().unwrap().contains("restic"),
+        "{ok}"
+    );
+}
+
+#[test]
+fn heartbeat_on_a_cron_schedule_is_late_after_its_time_plus_grace() {
+    let e = env();
+    e.write("hb.token", "tok-123\n");
+    // A daily run two hours ago (Paris time), a grace of one hour, and a
+    // last ping stored from the day before: late as soon as it starts.
+    let now = jiff::Timestamp::now().in_tz("Europe/Paris").unwrap();
+    let due = now.checked_sub(jiff::Span::new().hours(2)).unwrap();
+    let schedule = format!("0 {} * * *", due.hour());
+    let mut store = vigie_store::Store::open(&e.state_dir()).unwrap();
+    let day_ago = vigie_core::Timestamp(vigie_core::Timestamp::now().millis() - 86_400_000);
+    let success = vigie_store::HeartbeatPing::Success;
+    store
+        .heartbeat_ping("job", day_ago, success, None, None)
+        .unwrap();
+    drop(store);
+    let job = check(
+        "job",
+        &format!(
+            "heartbeat = {{ schedule = \"{schedule}\", timezone = \"Europe/Paris\", grace = \"1h\", token = {{ file = \"hb.token\" }} }}"
+        ),
+        "every = \"100ms\"",
+    );
+    let d = start(&e, &job);
+    fails_saying(
+        &d,
+        "job",
+        5,
+        &format!(
+            "none after the run scheduled at {}",
+            due.strftime("%Y-%m-%d")
+        ),
+    );
+    fails_saying(&d, "job", 1, &format!("(`{schedule}`), grace 1h passed"));
+    // A ping after the scheduled time: on time until the next one.
+    assert_eq!(
+        d.http("POST", "/ping/job", &[("authorization", "Bearer tok-123")])
+            .0,
+        200
+    );
+    let ok = wait_state(&d, "job", "ok", Duration::from_secs(2));
+    assert_has(ok["last_message"].as_str().unwrap(), "last scheduled at");
+}
+
 /// Check `name` turns failing within `secs` seconds, its last message
 /// saying `says`.
 #[track_caller]
@@ -59,7 +235,9 @@ fn heartbeat_endpoints_refuse_without_revealing_names() {
     assert_eq!((known, unknown), (401, 401));
     assert_eq!(body_known, body_unknown);
     assert_eq!(d.http("POST", "/ping/job", &[]).0, 401);
-    // The generated token works, and is what `vigie heartbeat-url` prints.
+    // The generated token works, and is what `vigie heartbeat-url` prints
+    // once the daemon says it kept it (the server may answer before).
+    d.wait_log("generated a heartbeat token", Duration::from_secs(5));
     let token = heartbeat_token(&e, "job");
     let auth = format!("Bearer {token}");
     assert_eq!(
