@@ -339,14 +339,7 @@ fn pagerduty_severities_follow_vigie_s() {
 #[test]
 fn pushover_priorities_follow_vigie_s_severities() {
     use vigie_notify::pushover_priority as p;
-    let all = [
-        Severity::NotClassified,
-        Severity::Information,
-        Severity::Warning,
-        Severity::Average,
-        Severity::High,
-        Severity::Disaster,
-    ];
+    let all = Severity::ALL;
     assert_eq!(all.map(|s| p(s, false, false)), [-1, -1, 0, 0, 1, 1]);
     assert_eq!(all.map(|s| p(s, true, false)), [-1, -1, 0, 0, 1, 2]);
     assert_eq!(all.map(|s| p(s, true, true)), [-1, -1, 0, 0, 0, 0]);

@@ -13,19 +13,36 @@ use crate::util::{
     token_daemon, wait_state,
 };
 
+/// A daemon of `e` with heartbeat checks, each (name, its heartbeat's
+/// settings but the token, its `every`), all with the token `tok-123`.
+fn heartbeats<const N: usize>(
+    e: &vigie_testkit::Env,
+    checks: [(&str, &str, &str); N],
+) -> vigie_testkit::daemon::Daemon {
+    e.write("hb.token", "tok-123\n");
+    let tables: Vec<String> = checks
+        .iter()
+        .map(|(name, settings, every)| {
+            check(
+                name,
+                &format!("heartbeat = {{ {settings}, token = {{ file = \"hb.token\" }} }}"),
+                &format!("every = \"{every}\""),
+            )
+        })
+        .collect();
+    start(e, &tables.concat())
+}
+
 #[test]
 fn heartbeat_on_time_late_and_failed() {
     let e = env();
-    e.write("hb.token", "tok-123\n");
-    let d = start(&e, &[check(
-            "job",
-            "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
-            "every = \"100ms\""
-        ), check(
-            "other",
-            "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
-            "every = \"1h\""
-        )].concat());
+    let d = heartbeats(
+        &e,
+        [
+            ("job", "period = \"1s\", grace = \"500ms\"", "100ms"),
+            ("other", "period = \"1h\"", "1h"),
+        ],
+    );
     let bearer = [("authorization", "Bearer tok-123")];
     // Never pinged but within its first window: ok.
     wait_state(&d, "job", "ok", Duration::from_secs(5));
@@ -79,16 +96,13 @@ fn heartbeat_exit_statuses_like_healthchecks_io() {
 #[test]
 fn heartbeat_start_times_the_run_and_max_duration_bounds_it() {
     let e = env();
-    e.write("hb.token", "tok-123\n");
-    let d = start(&e, &[check(
-            "job",
-            "heartbeat = { period = \"1h\", max_duration = \"1s\", token = { file = \"hb.token\" } }",
-            "every = \"100ms\""
-        ), check(
-            "starter",
-            "heartbeat = { period = \"1s\", grace = \"500ms\", token = { file = \"hb.token\" } }",
-            "every = \"100ms\""
-        )].concat());
+    let d = heartbeats(
+        &e,
+        [
+            ("job", "period = \"1h\", max_duration = \"1s\"", "100ms"),
+            ("starter", "period = \"1s\", grace = \"500ms\"", "100ms"),
+        ],
+    );
     let bearer = [("authorization", "Bearer tok-123")];
     wait_state(&d, "job", "ok", Duration::from_secs(5));
     // A start is no failure, and says the job runs.
