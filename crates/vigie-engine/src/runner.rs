@@ -162,11 +162,15 @@ pub(crate) async fn cadence<F, Fut>(
                 }
             }
             () = wake.notified() => Instant::now(),
-            ran = async { running.as_mut().map(|(_, r)| r).expect("guarded by the condition").await },
-                if running.is_some() =>
+            ran = async {
+                match running.as_mut() {
+                    Some((_, r)) => r.await,
+                    None => std::future::pending().await,
+                }
+            }, if running.is_some() =>
             {
                 let Some(ran) = ran else { return };
-                let (started, _) = running.take().expect("it just finished");
+                let started = running.take().map_or_else(Instant::now, |(due, _)| due);
                 retry_at = match (ran, retry_every) {
                     (Ran::Confirming, Some(r)) => Some(started + r),
                     _ => None,
