@@ -116,9 +116,10 @@ impl Ran {
 /// schedule never waits for a run. One run at a time: a run due while
 /// the previous one is still going starts as soon as that one ends (it
 /// alone is late; several due meanwhile make one run). After a
-/// [`Ran::Confirming`] run, the next starts `retry_every` after it
-/// started, until the failure is confirmed or the check recovers; the
-/// cadence is kept meanwhile. A wake-up runs the check at once (a
+/// [`Ran::Confirming`] run, the next is due `retry_every` after that
+/// run was due (at once if that is past: a run as long as `retry_every`
+/// is followed by the next straight away), until the failure is
+/// confirmed or the check recovers; the cadence is kept meanwhile. A wake-up runs the check at once (a
 /// heartbeat ping, a repair's verification). Returns when `run` returns
 /// `None` (the engine is stopping).
 pub(crate) async fn cadence<F, Fut>(
