@@ -52,7 +52,8 @@ impl Loader {
             } else {
                 seen.insert(name.clone(), name_loc);
             }
-            let (every, timeout, retry_every) = self.check_timing(src, &key, &raw, &defaults);
+            let (every, timeout, retry_every) =
+                self.check_timing(src, &key, &raw, &defaults, entry.table.clone());
             let mut threshold = |v: &Option<Spanned<u32>>, d: Option<u32>, field: &str| -> u32 {
                 match v {
                     Some(v) if *v.get_ref() == 0 => {
@@ -113,13 +114,15 @@ impl Loader {
     }
 
     /// `every`, `timeout` and `retry_every`, defaults applied and checked
-    /// against each other.
+    /// against each other (`table`: the check's, where a problem with a
+    /// value from `[defaults]` is reported).
     fn check_timing(
         &mut self,
         src: usize,
         key: &str,
         raw: &RawCheck,
         defaults: &RawDefaults,
+        table: std::ops::Range<usize>,
     ) -> (Duration, Duration, Option<Duration>) {
         let every = raw
             .every
@@ -169,22 +172,26 @@ impl Loader {
             .map(|r| *r.get_ref())
             .or(defaults.retry_every);
         if let Some(retry) = retry_every {
-            let span = raw.retry_every.as_ref().map(Spanned::span);
+            // From [defaults], the problem is this check's: point at it.
+            let (span, whence) = match &raw.retry_every {
+                Some(r) => (r.span(), ""),
+                None => (table, " (from [defaults])"),
+            };
             let field = format!("{key}.retry_every");
             if retry.std() < std::time::Duration::from_millis(100) {
                 self.error(
                     src,
-                    span,
+                    Some(span),
                     &field,
-                    "`retry_every` must be at least 100ms".into(),
+                    format!("`retry_every`{whence} must be at least 100ms"),
                     None,
                 );
             } else if retry > every {
                 self.error(
                 src,
-                span,
+                Some(span),
                 &field,
-                format!("retry_every ({retry}) is longer than every ({every})"),
+                format!("retry_every{whence} ({retry}) is longer than every ({every})"),
                 Some(
                     "retry_every re-runs a failed check sooner than every, until fail_after confirms it: make it shorter than every, or remove it".into(),
                 ),

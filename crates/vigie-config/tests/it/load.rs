@@ -597,6 +597,25 @@ retry_every = "10ms"
         "{e}"
     );
     assert!(e.contains("2 errors"), "{e}");
+
+    // From [defaults], the error points at the check it does not fit.
+    let from_defaults = r#"
+[defaults]
+retry_every = "10s"
+
+[[check]]
+name = "fast"
+tcp = { address = "localhost:22" }
+every = "5s"
+"#;
+    let e = errors(from_defaults);
+    assert!(
+        e.contains(
+            "error: check \"fast\".retry_every: retry_every (from [defaults]) (10s) is longer than every (5s)"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("vigie.toml:5:1"), "{e}");
 }
 
 #[test]
