@@ -149,6 +149,13 @@ pub fn build(kind: &NotifierKind, msg: &Message) -> Result<Request, NotifyError>
         NotifierKind::Pagerduty {
             routing_key,
             endpoint,
+        } if msg.incident.is_none() && !msg.resolves() => post_json(
+            with_segments(endpoint, &["v2", "change", "enqueue"])?,
+            &pagerduty_change(routing_key, msg),
+        ),
+        NotifierKind::Pagerduty {
+            routing_key,
+            endpoint,
         } => post_json(
             with_segments(endpoint, &["v2", "enqueue"])?,
             &pagerduty_body(routing_key, msg),
@@ -237,6 +244,20 @@ fn pagerduty_body(routing_key: &Secret, msg: &Message) -> serde_json::Value {
         "dedup_key": dedup_key,
         "client": "vigie",
         "payload": payload,
+    })
+}
+
+/// PagerDuty's change event (Events API v2, `/v2/change/enqueue`) for a
+/// message of no incident (a test, a flapping notice): recorded beside
+/// the service's alerts, paging no one, as nothing would ever resolve it.
+fn pagerduty_change(routing_key: &Secret, msg: &Message) -> serde_json::Value {
+    json!({
+        "routing_key": routing_key.expose(),
+        "payload": {
+            "summary": cut(&msg.title, PAGERDUTY_SUMMARY_MAX),
+            "source": msg.node,
+            "custom_details": msg,
+        },
     })
 }
 

@@ -263,6 +263,28 @@ fn pushover_sends_a_disaster_as_an_emergency_only_when_configured() {
     assert!(v.get("retry").is_none(), "{v}");
 }
 
+/// Review: a message of no incident (a test, a flapping notice) is a
+/// change event: an alert for it would page and never be resolved.
+#[test]
+fn pagerduty_gets_a_change_event_for_a_message_of_no_incident() {
+    let toml = |b: &str| {
+        format!(
+            "[notify.n]\nkind = \"pagerduty\"\nrouting_key = {{ env = \"TOKEN\" }}\nendpoint = \"{b}\"\n"
+        )
+    };
+    let test = vigie_notify::Message::test("home", "n");
+    let c = deliver_msg(&test, toml);
+    assert_request(&c, "POST", "/v2/change/enqueue");
+    let v = body(&c);
+    assert_eq!(v["routing_key"], "s3cret-token");
+    assert_eq!(v["payload"]["source"], "home");
+    assert_eq!(v["payload"]["summary"], test.title.as_str());
+    assert!(
+        v.get("event_action").is_none() && v.get("dedup_key").is_none(),
+        "{v}"
+    );
+}
+
 #[test]
 fn pagerduty_triggers_then_resolves_the_same_alert() {
     let toml = |b: &str| {
