@@ -88,7 +88,7 @@ fn heartbeat_exit_statuses_like_healthchecks_io() {
     // The status is stored: a restarted daemon still says it.
     assert_eq!(d.http("POST", "/ping/job/255", &bearer).0, 200);
     fails_saying(&d, "job", 2, "exited with status 255");
-    drop(d);
+    stop_daemon(d);
     let d = e.daemon();
     fails_saying(&d, "job", 5, "exited with status 255");
 }
@@ -135,7 +135,7 @@ fn heartbeat_start_times_the_run_and_max_duration_bounds_it() {
     assert_eq!(d.http("POST", "/ping/starter/start", &bearer).0, 200);
     fails_saying(&d, "starter", 5, "no ping yet");
     // The duration is stored: a restarted daemon still says it.
-    drop(d);
+    stop_daemon(d);
     let d = e.daemon();
     let again = wait_state(&d, "job", "ok", Duration::from_secs(5));
     assert_has(again["last_message"].as_str().unwrap(), "after running 1s");
@@ -170,7 +170,7 @@ fn heartbeat_body_shows_in_the_failure_and_survives_a_restart() {
     let (status, _) = d.post("/ping/job/1", &bearer, &vec![b'x'; 100 * 1024]);
     assert_eq!(status, 413);
     // Kept in the store, 10 KB of it, without the token.
-    drop(d);
+    stop_daemon(d);
     let store = vigie_store::Store::open(&e.state_dir()).unwrap();
     let kept = store.heartbeats().unwrap()[0].last_body.clone().unwrap();
     assert_eq!(kept.len(), 10 * 1024);
@@ -229,6 +229,14 @@ fn heartbeat_on_a_cron_schedule_is_late_after_its_time_plus_grace() {
     );
     let ok = wait_state(&d, "job", "ok", Duration::from_secs(2));
     assert_has(ok["last_message"].as_str().unwrap(), "last scheduled at");
+}
+
+/// Stop the daemon as a service manager does (SIGTERM), so that what it
+/// acknowledged is in the store; a drop would kill it within its
+/// writer's batch window.
+fn stop_daemon(mut d: Daemon) {
+    d.signal(Signal::TERM);
+    d.wait(Duration::from_secs(10));
 }
 
 /// Check `name` turns failing within `secs` seconds, its last message
