@@ -61,13 +61,7 @@ fn heartbeat_on_time_late_and_failed() {
 #[test]
 fn heartbeat_exit_statuses_like_healthchecks_io() {
     let e = env();
-    e.write("hb.token", "tok-123\n");
-    let job = check(
-        "job",
-        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
-        "every = \"100ms\"",
-    );
-    let d = start(&e, &job);
+    let d = heartbeats(&e, [("job", "period = \"1h\"", "100ms")]);
     let bearer = [("authorization", "Bearer tok-123")];
     wait_state(&d, "job", "ok", Duration::from_secs(5));
     // A non-zero status is a failure that says which.
@@ -144,13 +138,7 @@ fn heartbeat_start_times_the_run_and_max_duration_bounds_it() {
 #[test]
 fn heartbeat_body_shows_in_the_failure_and_survives_a_restart() {
     let e = env();
-    e.write("hb.token", "tok-123\n");
-    let job = check(
-        "job",
-        "heartbeat = { period = \"1h\", token = { file = \"hb.token\" } }",
-        "every = \"100ms\"",
-    );
-    let d = start(&e, &job);
+    let d = heartbeats(&e, [("job", "period = \"1h\"", "100ms")]);
     let bearer = [("authorization", "Bearer tok-123")];
     wait_state(&d, "job", "ok", Duration::from_secs(5));
     // The job's output, with its token echoed in it and a long tail of
