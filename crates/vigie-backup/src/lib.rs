@@ -12,4 +12,4 @@ mod repo;
 
 pub use backend::{LocalBackend, Location};
 pub use error::Error;
-pub use repo::{Repo, RepoSpec, Snapshot, SnapshotSummary, init, open};
+pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};

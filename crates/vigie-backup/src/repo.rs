@@ -7,7 +7,7 @@
 //! its options and its errors into [`Error`]s that say what to do.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -174,6 +174,31 @@ pub struct SnapshotSummary {
     pub duration: Duration,
 }
 
+/// What one backup reads, and how its snapshot is labelled.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// Files and directories to back up; each must exist.
+    pub paths: Vec<PathBuf>,
+    /// Left out: gitignore-style globs (`*.tmp` at any depth,
+    /// `/var/cache` anchored).
+    pub excludes: Vec<String>,
+    /// The snapshot's tags (none empty, none holding a `,`).
+    pub tags: Vec<String>,
+    /// Stay on the file system of each path (mount points below it are
+    /// left out), as `restic backup --one-file-system`.
+    pub one_file_system: bool,
+}
+
+impl Request {
+    /// A backup of `paths`, nothing left out, no tags.
+    pub fn paths<P: AsRef<Path>>(paths: &[P]) -> Request {
+        Request {
+            paths: paths.iter().map(|p| p.as_ref().to_owned()).collect(),
+            ..Request::default()
+        }
+    }
+}
+
 /// A snapshot as `restic snapshots` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -216,22 +241,16 @@ impl Repo {
         &self.spec
     }
 
-    /// Backs up `paths` (each must exist), leaving out what matches one
-    /// of `excludes` (gitignore-style globs: `*.tmp` at any depth,
-    /// `/var/cache` anchored), into a new snapshot tagged `tags`. The
-    /// latest snapshot of the same host and paths is its parent: files
-    /// whose size and times did not change are not read again.
-    pub fn backup<P: AsRef<Path>>(
-        &self,
-        paths: &[P],
-        excludes: &[String],
-        tags: &[String],
-    ) -> Result<SnapshotSummary, Error> {
+    /// Backs up what `request` names into a new snapshot. The latest
+    /// snapshot of the same host and paths is its parent: files whose
+    /// size and times did not change are not read again.
+    pub fn backup(&self, request: &Request) -> Result<SnapshotSummary, Error> {
         let start = Instant::now();
         let spec = &self.spec;
-        let snapshot = self.snapshot_file(tags)?;
-        let opts = self.backup_options(excludes)?;
-        let source = self.sources(paths)?;
+        let snapshot = self.snapshot_file(&request.tags)?;
+        let mut opts = self.backup_options(&request.excludes)?;
+        opts.ignore_filter_opts.one_file_system = request.one_file_system;
+        let source = self.sources(&request.paths)?;
         let indexed = self
             .reopen()?
             .to_indexed_ids()

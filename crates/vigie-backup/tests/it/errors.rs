@@ -1,8 +1,8 @@
 //! The errors a user meets, typed, with what to do in their message.
 
 use std::fs;
-use std::path::Path;
 
+use vigie_backup::Request;
 use vigie_backup::{Error, RepoSpec};
 use vigie_testkit::need::Need;
 use vigie_testkit::require;
@@ -87,23 +87,31 @@ fn bad_sources_tags_and_excludes_fail_before_any_snapshot() {
     fs::create_dir(&src).unwrap();
     let missing = place.path("missing");
 
-    let err = repo.backup(&[&src, &missing], &[], &[]).unwrap_err();
+    let err = repo.backup(&Request::paths(&[&src, &missing])).unwrap_err();
     let Error::Path { path, .. } = &err else {
         panic!("{err:?}");
     };
     assert_eq!(path, &missing);
     assert!(err.to_string().contains("check `paths`"), "{err}");
 
-    let err = repo.backup::<&Path>(&[], &[], &[]).unwrap_err();
+    let err = repo.backup(&Request::default()).unwrap_err();
     assert!(matches!(err, Error::NoPaths { .. }), "{err:?}");
 
     for tag in ["a,b", "", "  "] {
-        let err = repo.backup(&[&src], &[], &[tag.to_owned()]).unwrap_err();
+        let err = repo
+            .backup(&Request {
+                tags: vec![tag.to_owned()],
+                ..Request::paths(&[&src])
+            })
+            .unwrap_err();
         assert!(matches!(err, Error::Tag { .. }), "{tag:?}: {err:?}");
     }
 
     let err = repo
-        .backup(&[&src], &["ok/*".to_owned(), "bad[".to_owned()], &[])
+        .backup(&Request {
+            excludes: vec!["ok/*".to_owned(), "bad[".to_owned()],
+            ..Request::paths(&[&src])
+        })
         .unwrap_err();
     let Error::Exclude { glob, .. } = &err else {
         panic!("{err:?}");
@@ -154,7 +162,7 @@ fn a_full_disk_is_a_clear_error_and_the_next_backup_completes() {
     fs::write(src.join("small"), b"fits").unwrap();
     fs::write(src.join("huge"), crate::util::noise(6 << 20, 11)).unwrap();
 
-    let err = repo.backup(&[&src], &[], &[]).unwrap_err();
+    let err = repo.backup(&Request::paths(&[&src])).unwrap_err();
     let Error::Repository { action, .. } = &err else {
         panic!("{err:?}");
     };
@@ -198,7 +206,7 @@ fn a_full_disk_is_a_clear_error_and_the_next_backup_completes() {
     );
     // Room again: the next backup completes.
     fs::write(src.join("huge"), crate::util::noise(100 << 10, 11)).unwrap();
-    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    let summary = repo.backup(&Request::paths(&[&src])).unwrap();
     assert_eq!(summary.files, 2);
     assert_eq!(repo.snapshots().unwrap().len(), 1);
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use vigie_backup::Request;
 use vigie_testkit::need::Need;
 use vigie_testkit::require;
 
@@ -39,7 +40,7 @@ fn child(spec: &str) {
     let (repo, src) = spec.split_once('\n').unwrap();
     let spec = vigie_backup::RepoSpec::new("killed", repo).unwrap();
     let repo = vigie_backup::open(&spec, PASSWORD).unwrap();
-    repo.backup(&[src], &[], &[]).unwrap();
+    repo.backup(&Request::paths(&[src])).unwrap();
 }
 
 #[test]
@@ -104,7 +105,7 @@ fn a_backup_killed_at_random_points_leaves_restic_check_clean() {
     );
     // Whatever the kills left, the next backup completes, restic finds
     // the repository clean, and the snapshot restores identically.
-    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    let summary = repo.backup(&Request::paths(&[&src])).unwrap();
     place.restic_check();
     assert_eq!(repo.snapshots().unwrap().len(), completed + 1);
     let target = place.path("restored");

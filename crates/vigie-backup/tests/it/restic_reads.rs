@@ -2,6 +2,7 @@
 
 use std::fs;
 
+use vigie_backup::Request;
 use vigie_testkit::need::Need;
 use vigie_testkit::require;
 
@@ -13,7 +14,12 @@ fn restic_restores_what_vigie_backed_up_identically() {
     let (place, src) = Place::with_tree();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     let tags = vec!["nightly".to_owned(), "host-a".to_owned()];
-    let summary = repo.backup(&[&src], &[], &tags).unwrap();
+    let summary = repo
+        .backup(&Request {
+            tags: tags.clone(),
+            ..Request::paths(&[&src])
+        })
+        .unwrap();
     // app.conf and its hard link are two files.
     assert_eq!(summary.files, 9, "{summary:?}");
     assert_eq!(summary.files_new, 9, "{summary:?}");
@@ -69,8 +75,8 @@ fn a_second_backup_of_an_unchanged_tree_adds_almost_nothing() {
     require!(Need::Restic);
     let (place, src) = Place::with_tree();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
-    let first = repo.backup(&[&src], &[], &[]).unwrap();
-    let second = repo.backup(&[&src], &[], &[]).unwrap();
+    let first = repo.backup(&Request::paths(&[&src])).unwrap();
+    let second = repo.backup(&Request::paths(&[&src])).unwrap();
     assert_ne!(first.id, second.id);
     assert_eq!(second.files, first.files);
     assert_eq!(
@@ -82,7 +88,7 @@ fn a_second_backup_of_an_unchanged_tree_adds_almost_nothing() {
     assert!(second.bytes_added < 4096, "{second:?}");
     // A changed file is read again, and only it.
     fs::write(src.join("etc/app.conf"), b"listen = 9090\n").unwrap();
-    let third = repo.backup(&[&src], &[], &[]).unwrap();
+    let third = repo.backup(&Request::paths(&[&src])).unwrap();
     // Its hard link changed with it.
     assert_eq!((third.files_new, third.files_changed), (0, 2), "{third:?}");
     assert!(third.bytes_added < 8192, "{third:?}");
@@ -116,7 +122,11 @@ fn excluded_files_are_not_in_the_snapshot() {
     fs::write(src.join("cache/blob"), b"z").unwrap();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
     let excludes = vec!["*.tmp".to_owned(), "cache".to_owned()];
-    repo.backup(&[&src], &excludes, &[]).unwrap();
+    repo.backup(&Request {
+        excludes: excludes.clone(),
+        ..Request::paths(&[&src])
+    })
+    .unwrap();
     let listing = place.restic(&["ls", "latest"]);
     let base = src.to_str().unwrap();
     assert!(
@@ -136,13 +146,13 @@ fn a_killed_write_leaves_the_repository_clean() {
     require!(Need::Restic);
     let (place, src) = Place::with_tree();
     let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
-    repo.backup(&[&src], &[], &[]).unwrap();
+    repo.backup(&Request::paths(&[&src])).unwrap();
     for dir in ["data/00", "index", "snapshots", "keys"] {
         fs::write(place.repo().join(dir).join(".tmp-killed"), b"half a fi").unwrap();
     }
     place.restic_check();
     assert_eq!(repo.snapshots().unwrap().len(), 1);
-    repo.backup(&[&src], &[], &[]).unwrap();
+    repo.backup(&Request::paths(&[&src])).unwrap();
     place.restic_check();
     let reopened = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
     assert_eq!(reopened.snapshots().unwrap().len(), 2);

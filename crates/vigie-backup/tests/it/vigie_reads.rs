@@ -1,6 +1,7 @@
 //! restic initialises and backs up; vigie opens, lists, and backs up
 //! into the same repository, which restic still finds clean.
 
+use vigie_backup::Request;
 use vigie_testkit::need::Need;
 use vigie_testkit::require;
 
@@ -28,7 +29,7 @@ fn vigie_lists_what_restic_backed_up_and_adds_to_it() {
     // new, no data is stored again. Only the two symlinks count as
     // changed: restic 0.14 records a symlink's metadata differently from
     // rustic_core (a symlink alone shows it), which costs a tree, no data.
-    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    let summary = repo.backup(&Request::paths(&[&src])).unwrap();
     assert_eq!(
         (summary.files_new, summary.files_changed),
         (0, 2),
@@ -49,7 +50,7 @@ fn vigie_backs_up_into_a_version_1_repository_of_an_older_restic() {
     place.restic(&["backup", src.to_str().unwrap()]);
     let repo = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
     std::fs::write(src.join("etc/new"), b"added by vigie").unwrap();
-    let summary = repo.backup(&[&src], &[], &[]).unwrap();
+    let summary = repo.backup(&Request::paths(&[&src])).unwrap();
     assert_eq!(summary.files_new, 1, "{summary:?}");
     place.restic_check();
     let config = place.restic(&["cat", "config"]);
