@@ -10,18 +10,23 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// `repository` is an empty string.
-    #[error("backup `{job}`: `repository` is empty: set it to a directory, or `sftp:HOST:/PATH`")]
+    #[error(
+        "backup `{job}`: `repository` is empty: set it to a directory, `sftp:HOST:/PATH` or `s3:HOST/BUCKET`"
+    )]
     NoLocation { job: String },
 
-    /// An `sftp:` repository string that names no host or path.
-    #[error(
-        "backup `{job}`: repository {repository:?} is not `sftp:[USER@]HOST:PATH` nor `sftp://[USER@]HOST[:PORT]//PATH`: correct `repository`"
-    )]
-    BadSftp { job: String, repository: String },
+    /// A remote repository string that does not read as its scheme's.
+    #[error("backup `{job}`: repository {repository:?} is not {forms}: correct `repository`")]
+    Malformed {
+        job: String,
+        repository: String,
+        /// The forms the scheme takes.
+        forms: &'static str,
+    },
 
     /// A kind of repository this version cannot reach yet.
     #[error(
-        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory or sftp: for now"
+        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory, sftp: or s3: for now"
     )]
     Unsupported {
         job: String,

@@ -10,6 +10,6 @@ pub mod backend;
 mod error;
 mod repo;
 
-pub use backend::{LocalBackend, Location};
+pub use backend::{Access, LocalBackend, Location, S3Credentials, S3Target, SftpTarget};
 pub use error::Error;
 pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};

@@ -17,7 +17,8 @@ use rustic_core::{
     repofile::{MasterKey, SnapshotFile},
 };
 
-use crate::{Error, Location};
+use crate::backend::Access;
+use crate::{Error, Location, S3Credentials};
 
 /// A job's repository as the config names it, before anything is read.
 #[derive(Clone, Debug)]
@@ -27,9 +28,8 @@ pub struct RepoSpec {
     /// The repository string as written (`/srv/restic`, `sftp:…`).
     pub repository: String,
     location: Location,
-    /// The ssh program and options for an `sftp:` repository (empty:
-    /// `ssh`, with the user's `~/.ssh/config`).
-    ssh: Vec<String>,
+    /// How a remote repository is reached (ssh command, S3 keys).
+    access: Access,
 }
 
 impl RepoSpec {
@@ -42,9 +42,14 @@ impl RepoSpec {
                     job: job.to_owned(),
                 }
             } else {
-                Error::BadSftp {
+                Error::Malformed {
                     job: job.to_owned(),
                     repository: repository.to_owned(),
+                    forms: if repository.starts_with("s3:") {
+                        "`s3:HOST/BUCKET[/PREFIX]` nor `s3:https://HOST[:PORT]/BUCKET[/PREFIX]`"
+                    } else {
+                        "`sftp:[USER@]HOST:PATH` nor `sftp://[USER@]HOST[:PORT]//PATH`"
+                    },
                 }
             }
         })?;
@@ -59,7 +64,7 @@ impl RepoSpec {
             job: job.to_owned(),
             repository: repository.to_owned(),
             location,
-            ssh: Vec::new(),
+            access: Access::default(),
         })
     }
 
@@ -67,7 +72,14 @@ impl RepoSpec {
     /// (`["ssh", "-F", "/etc/vigie/ssh_config"]`), for `sftp:`.
     #[must_use]
     pub fn with_ssh(mut self, ssh: Vec<String>) -> RepoSpec {
-        self.ssh = ssh;
+        self.access.ssh = ssh;
+        self
+    }
+
+    /// The same repository reached with these keys, for `s3:`.
+    #[must_use]
+    pub fn with_s3(mut self, credentials: S3Credentials) -> RepoSpec {
+        self.access.s3 = Some(credentials);
         self
     }
 
@@ -102,10 +114,10 @@ impl RepoSpec {
     /// The engine's handle on the repository, not opened yet, and
     /// whether it holds a repository (a `config` file).
     fn unopened(&self) -> Result<(Repository<()>, bool), Error> {
-        let Some(backend) = self.location.backend_with(&self.ssh) else {
-            // `new` refuses unsupported locations.
-            return Err(self.failed("reach it", "no backend for this location".to_owned()));
-        };
+        let backend = self
+            .location
+            .backend_with(&self.access)
+            .map_err(|message| self.failed("reach it", message))?;
         let exists = !backend
             .list(FileType::Config)
             .map_err(self.engine("read it"))?

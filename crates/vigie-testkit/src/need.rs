@@ -38,6 +38,9 @@ pub enum Need {
     /// `restic` (package restic): it checks, lists and restores the
     /// repositories vigie writes.
     Restic,
+    /// moto's S3 server (PyPI: `moto[server]`), the S3-compatible store
+    /// of the backup tests.
+    Moto,
     /// ICMP echo: root, or this user's group inside
     /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
     Icmp,
@@ -107,6 +110,8 @@ impl Need {
             Need::Setpriv => not_root("runs vigie as another user")
                 .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),
             Need::Restic => program(runs("restic", &["version"]), "restic", "restic"),
+            Need::Moto => (!runs("python3", &["-c", "import moto.server, flask"]))
+                .then(|| "needs moto's S3 server (python3 -m pip install 'moto[server]')".to_owned()),
             Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
                 "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
                     .to_owned()

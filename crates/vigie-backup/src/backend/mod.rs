@@ -34,6 +34,7 @@
 //! with restic reading what vigie wrote.
 
 mod local;
+mod s3;
 mod sftp;
 
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 
 pub use local::LocalBackend;
 use rustic_core::WriteBackend;
+pub use s3::{S3Backend, S3Credentials, S3Target};
 pub use sftp::{SftpBackend, SftpTarget};
 
 /// Schemes restic (or rclone) gives repository strings; a string with
@@ -58,6 +60,9 @@ pub enum Location {
     /// A directory on another host, over SFTP through the system `ssh`
     /// (`sftp:nas:/srv/restic`, `sftp://user@nas:2222//srv/restic`).
     Sftp(SftpTarget),
+    /// A bucket of an S3-compatible service (`s3:host/bucket/prefix`,
+    /// `s3:https://host:port/bucket`), path-style.
+    S3(S3Target),
     /// A kind of repository this version cannot reach yet.
     Unsupported {
         /// `sftp`, `s3`, …
@@ -77,6 +82,7 @@ impl Location {
         match repository.split_once(':') {
             // A string that names no host and path is no repository.
             Some(("sftp", rest)) => SftpTarget::parse(rest).map(Location::Sftp),
+            Some(("s3", rest)) => S3Target::parse(rest).map(Location::S3),
             Some((scheme, _)) if REMOTE_SCHEMES.contains(&scheme) => Some(Location::Unsupported {
                 scheme: scheme.to_owned(),
             }),
@@ -84,22 +90,41 @@ impl Location {
         }
     }
 
-    /// The storage of this location, or `None` for an unsupported one.
+    /// The storage of this location, or `None` for an unsupported one
+    /// or an `s3:` one (which needs credentials: [`Location::backend_with`]).
     pub fn backend(&self) -> Option<Arc<dyn WriteBackend>> {
-        self.backend_with(&[])
+        self.backend_with(&Access::default()).ok()
     }
 
-    /// The storage of this location, an `sftp:` one reached with `ssh`
-    /// (the program and its options; empty for `ssh`).
-    pub fn backend_with(&self, ssh: &[String]) -> Option<Arc<dyn WriteBackend>> {
+    /// The storage of this location, reached with `access` (the ssh
+    /// command of `sftp:`, the keys of `s3:`); why not, when it cannot be.
+    pub fn backend_with(&self, access: &Access) -> Result<Arc<dyn WriteBackend>, String> {
         match self {
-            Location::Local(path) => Some(Arc::new(LocalBackend::new(path.clone()))),
-            Location::Sftp(target) => {
-                Some(Arc::new(SftpBackend::new(target.clone(), ssh.to_vec())))
+            Location::Local(path) => Ok(Arc::new(LocalBackend::new(path.clone()))),
+            Location::Sftp(target) => Ok(Arc::new(SftpBackend::new(
+                target.clone(),
+                access.ssh.clone(),
+            ))),
+            Location::S3(target) => {
+                let credentials = access.s3.clone().ok_or_else(|| {
+                    "an s3: repository needs an access key and a secret key".to_owned()
+                })?;
+                Ok(Arc::new(S3Backend::new(target.clone(), credentials)?))
             }
-            Location::Unsupported { .. } => None,
+            Location::Unsupported { scheme } => {
+                Err(format!("{scheme}: repositories are not supported yet"))
+            }
         }
     }
+}
+
+/// How to reach a remote repository, besides its location.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The ssh program and its options for `sftp:` (empty: `ssh`).
+    pub ssh: Vec<String>,
+    /// The keys and region for `s3:`.
+    pub s3: Option<S3Credentials>,
 }
 
 #[cfg(test)]
@@ -129,7 +154,16 @@ mod tests {
             }))
         );
         assert_eq!(Location::parse("sftp:nas"), None);
-        assert_eq!(Location::parse("s3:https://s3.example.org/b"), remote("s3"));
+        assert_eq!(
+            Location::parse("s3:https://s3.example.org/bkt"),
+            Some(Location::S3(S3Target {
+                endpoint: "https://s3.example.org".to_owned(),
+                bucket: "bkt".to_owned(),
+                prefix: String::new(),
+            }))
+        );
+        assert_eq!(Location::parse("s3:https://s3.example.org/b"), None);
+        assert_eq!(Location::parse("b2:bucket:path"), remote("b2"));
         assert_eq!(
             Location::parse("rest:http://localhost:8000/"),
             remote("rest")
@@ -144,11 +178,8 @@ mod tests {
         assert_eq!(local.location(), "local:/srv/restic");
         let sftp = Location::parse("sftp:nas:/r").unwrap().backend().unwrap();
         assert_eq!(sftp.location(), "sftp:nas:/r");
-        assert!(
-            Location::parse("s3:https://h/b")
-                .unwrap()
-                .backend()
-                .is_none()
-        );
+        // An s3: bucket needs its keys; a scheme not reached yet has none.
+        assert!(Location::parse("s3:h/bkt").unwrap().backend().is_none());
+        assert!(Location::parse("b2:b:p").unwrap().backend().is_none());
     }
 }

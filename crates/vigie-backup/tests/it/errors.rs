@@ -64,7 +64,7 @@ fn init_refuses_an_existing_repository() {
 #[test]
 fn remote_repositories_are_refused_until_supported() {
     for (repository, scheme) in [
-        ("s3:https://s3.example.org/bucket", "s3"),
+        ("b2:bucket:path", "b2"),
         ("rest:http://127.0.0.1:8000/", "rest"),
     ] {
         let err = RepoSpec::new("off-site", repository).unwrap_err();

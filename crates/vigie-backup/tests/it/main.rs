@@ -5,6 +5,7 @@
 mod errors;
 mod killed;
 mod restic_reads;
+mod s3;
 mod sftp;
 mod util;
 mod vigie_reads;

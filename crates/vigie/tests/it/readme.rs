@@ -5,6 +5,7 @@
 //! dies with it). The one change: ntfy.sh is a local stand-in, which
 //! records what the phone would receive.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -19,7 +20,7 @@ const STAND_IN: &str = "http://127.0.0.1:8090/";
 
 /// ntfy as the phone sees it: each POST's path (topic, title, tags) and
 /// body, one line each, in `ntfy.log`.
-const NTFY_STAND_IN: &str = r#"
+const NTFY_STAND_IN: &str = r"
 import http.server
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
@@ -33,7 +34,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 http.server.HTTPServer(('127.0.0.1', 8090), H).serve_forever()
-"#;
+";
 
 /// A fenced block of the walkthrough: its info string and its text.
 fn blocks(section: &str) -> Vec<(String, String)> {
@@ -83,9 +84,10 @@ fn script(runtime_dir: &Path) -> String {
             ["sh"] => s.push_str(&body),
             ["toml", name] => {
                 files += 1;
-                s.push_str(&format!(
+                let _ = write!(
+                    s,
                     "cat > '{name}' <<'VIGIE_README_EOF'\n{body}VIGIE_README_EOF\n"
-                ));
+                );
             }
             _ => panic!("a block of the walkthrough neither runs nor is a file: ```{info}"),
         }
