@@ -5,5 +5,6 @@
 mod errors;
 mod killed;
 mod restic_reads;
+mod retention;
 mod util;
 mod vigie_reads;
