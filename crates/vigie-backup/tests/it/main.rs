@@ -5,6 +5,7 @@
 mod errors;
 mod killed;
 mod restic_reads;
+mod restore;
 mod retention;
 mod util;
 mod vigie_reads;
