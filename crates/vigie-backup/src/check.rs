@@ -42,14 +42,45 @@ impl CheckReport {
     }
 }
 
-/// The first pack id a message names (`pack 0123…`).
-fn pack_in(message: &str) -> Option<String> {
-    let at = message.find("pack ")? + "pack ".len();
-    let id: String = message[at..]
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
-    (id.len() == 64).then_some(id)
+/// The pack a finding names: the engine's message shows 8 digits of
+/// its id, its `Debug` all 64.
+fn pack_in(message: &str, debug: &str) -> Option<String> {
+    if !message.starts_with("pack ") && !message.contains(" pack ") {
+        return None;
+    }
+    let bytes = debug.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        if len == 64 {
+            return Some(debug[start..start + 64].to_owned());
+        }
+        start += len.max(1);
+    }
+    None
+}
+
+/// The engine's finding on one line: its own words, then, for an
+/// error of the engine inside it, that error's message (not its
+/// context, backtrace and links).
+fn tidy(display: &str) -> String {
+    let first = display.lines().next().unwrap_or_default();
+    let Some(at) = display.find("Message:\n") else {
+        return first.to_owned();
+    };
+    let inner = display[at + "Message:\n".len()..]
+        .lines()
+        .next()
+        .unwrap_or_default();
+    let own = first
+        .split(" : `rustic_core`")
+        .next()
+        .unwrap_or(first)
+        .trim_end_matches([' ', ':']);
+    format!("{own}: {inner}")
 }
 
 impl Repo {
@@ -73,12 +104,17 @@ impl Repo {
             .0
             .iter()
             .map(|(level, finding)| {
-                let message = finding.to_string();
+                let display = finding.to_string();
+                let pack = pack_in(&display, &format!("{finding:?}"));
+                let mut message = tidy(&display);
+                if let Some(pack) = &pack {
+                    message = message.replacen(&pack[..8], pack, 1);
+                }
                 Problem {
                     // The level's type is not exported; its Debug is
                     // its variant's name.
                     error: format!("{level:?}") == "Error",
-                    pack: pack_in(&message),
+                    pack,
                     message,
                 }
             })
@@ -95,17 +131,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pack_a_message_names_is_found() {
+    fn the_pack_a_finding_names_is_found_whole() {
         let id = "ab".repeat(32);
+        let debug = format!("ErrorCheckingPack {{ id: PackId({id}), source: x }}");
         assert_eq!(
-            pack_in(&format!("pack {id}: Hash mismatch. Computed hash: 00")),
+            pack_in("error checking pack abababab : x", &debug),
             Some(id.clone())
         );
+        assert_eq!(pack_in("pack abababab: Hash mismatch", &debug), Some(id));
+        assert_eq!(pack_in("dir \"/x\" subtree has null ID", &debug), None);
+        assert_eq!(pack_in("pack abc: short", "Pack { id: abc }"), None);
+    }
+
+    #[test]
+    fn findings_are_told_on_one_line() {
+        let engine = "error checking pack 7f9f17de : `rustic_core` experienced an error related to `cryptographic operations`.\n\nMessage:\nData decryption failed, MAC check failed.\n\nFor more information, see: https://x\n\nBacktrace:\n 0: y";
         assert_eq!(
-            pack_in(&format!("error reading pack {id} : gone")),
-            Some(id)
+            tidy(engine),
+            "error checking pack 7f9f17de: Data decryption failed, MAC check failed."
         );
-        assert_eq!(pack_in("pack abc: short"), None);
-        assert_eq!(pack_in("dir \"/x\" subtree has null ID"), None);
+        assert_eq!(tidy("pack 1: No time is set!"), "pack 1: No time is set!");
     }
 }

@@ -3,6 +3,7 @@
 //! errors a user meets, as the typed errors that say what to do.
 
 mod errors;
+mod integrity;
 mod killed;
 mod restic_reads;
 mod restore;
