@@ -86,7 +86,11 @@ impl Drop for Scratch {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Whether `rel` is in a sample of `percent` % of the files, the same
@@ -167,7 +171,7 @@ impl Repo {
             skip: restorer.unreadable.iter().map(|u| u.path.clone()).collect(),
             out: &mut mismatches,
         };
-        verify.tree(nodes)?;
+        verify.tree(nodes);
         let verify_duration = start.elapsed();
         drop(scratch);
         Ok(DrillReport {
@@ -199,7 +203,7 @@ impl<S: IndexedFull> Verify<'_, S> {
         });
     }
 
-    fn tree(&mut self, nodes: Vec<Node>) -> Result<(), Error> {
+    fn tree(&mut self, nodes: Vec<Node>) {
         let mut stack: Vec<(PathBuf, Node)> = nodes
             .into_iter()
             .map(|n| (PathBuf::from(&*n.name()), n))
@@ -211,7 +215,7 @@ impl<S: IndexedFull> Verify<'_, S> {
                 {
                     match self.repo.get_tree(&subtree) {
                         Ok(tree) => {
-                            stack.extend(tree.nodes.into_iter().map(|n| (rel.join(&*n.name()), n)))
+                            stack.extend(tree.nodes.into_iter().map(|n| (rel.join(&*n.name()), n)));
                         }
                         Err(e) => self.mismatch(&rel, crate::repo::one_line(&e)),
                     }
@@ -220,7 +224,6 @@ impl<S: IndexedFull> Verify<'_, S> {
                 self.entry(&rel, &node);
             }
         }
-        Ok(())
     }
 
     /// Checks a directory; whether to go into it.

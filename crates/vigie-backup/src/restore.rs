@@ -239,7 +239,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
         }];
         while let Some(frame) = stack.last_mut() {
             let Some(node) = frame.nodes.get(frame.next).cloned() else {
-                let done = stack.pop().expect("the loop holds a frame");
+                let Some(done) = stack.pop() else { break };
                 if let Some(meta) = &done.meta {
                     self.set_meta(&done.fd, &done.rel, meta)?;
                 }
@@ -253,7 +253,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
             let rel = frame.rel.join(&name);
             let dir = frame.fd.try_clone().map_err(|e| self.io(&frame.rel, e))?;
             if node.is_dir() {
-                let fd = self.dir(&dir, &frame.rel, &name, &node)?;
+                let fd = self.dir(&dir, &frame.rel, &name)?;
                 let subtree = node
                     .subtree
                     .ok_or_else(|| self.unsafe_entry(&rel, &name, "a directory without a tree"))?;
@@ -287,17 +287,10 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
 
     /// Makes (or, overwriting, reuses) directory `name` and opens it
     /// without following a link.
-    fn dir(
-        &self,
-        parent: &OwnedFd,
-        prel: &Path,
-        name: &OsStr,
-        _node: &Node,
-    ) -> Result<OwnedFd, Error> {
+    fn dir(&self, parent: &OwnedFd, prel: &Path, name: &OsStr) -> Result<OwnedFd, Error> {
         let rel = prel.join(name);
         match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {}
+            Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(self.io(&rel, e.into())),
         }
         rustix::fs::openat(
@@ -353,7 +346,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
                 }
                 if let Some(t) = timespec(meta) {
                     let times = Timestamps {
-                        last_access: t.clone(),
+                        last_access: t,
                         last_modification: t,
                     };
                     rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
@@ -534,7 +527,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
         }
         if let Some(t) = timespec(meta) {
             let times = Timestamps {
-                last_access: t.clone(),
+                last_access: t,
                 last_modification: t,
             };
             rustix::fs::futimens(fd, &times).map_err(self.errno(rel))?;

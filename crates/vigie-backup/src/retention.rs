@@ -169,7 +169,8 @@ fn restic_duration(d: Duration) -> String {
     let mut out = String::new();
     for (n, unit) in [(days, "d"), (hours, "h"), (minutes, "m")] {
         if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
+            out.push_str(&n.to_string());
+            out.push_str(unit);
         }
     }
     if out.is_empty() {
@@ -329,7 +330,10 @@ impl Repo {
             .map_err(spec.engine("plan the prune"))?;
         let stats: &PruneStats = &plan.stats;
         let unused_before: u64 = stats.size.values().map(|s| s.unused).sum();
-        let unused_after: u64 = stats.size.values().map(|s| s.unused_after_prune()).sum();
+        let unused_after: u64 = stats
+            .size
+            .values()
+            .fold(0, |sum, s| sum + s.unused_after_prune());
         let (packs_unused, packs_repacked, packs_deleted, packs_pending) = (
             stats.packs.unused,
             stats.packs.repack,
@@ -356,9 +360,9 @@ mod tests {
 
     #[test]
     fn durations_are_written_as_restic_writes_them() {
-        assert_eq!(restic_duration(Duration::from_secs(36 * 3600)), "1d12h");
-        assert_eq!(restic_duration(Duration::from_secs(3 * 3600)), "3h");
-        assert_eq!(restic_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(restic_duration(Duration::from_hours(36)), "1d12h");
+        assert_eq!(restic_duration(Duration::from_hours(3)), "3h");
+        assert_eq!(restic_duration(Duration::from_mins(90)), "1h30m");
         assert_eq!(restic_duration(Duration::from_secs(20)), "20s");
     }
 

@@ -147,7 +147,7 @@ fn forget_keeps_exactly_what_restic_keeps() {
         ),
         (
             Keep {
-                within: Some(Duration::from_secs(40 * 3600)),
+                within: Some(Duration::from_hours(40)),
                 ..none.clone()
             },
             vec!["--keep-within", "1d16h"],
