@@ -32,6 +32,24 @@ fn restore_to(
     )
 }
 
+/// Keeps what a restore told.
+#[derive(Default)]
+struct Counted {
+    total: std::cell::Cell<Option<u64>>,
+    last: std::cell::Cell<(u64, u64)>,
+}
+
+impl vigie_backup::RestoreProgress for Counted {
+    fn start(&self, total_bytes: Option<u64>) {
+        self.total.set(total_bytes);
+    }
+    fn restored(&self, files: u64, bytes: u64) {
+        let (before_files, before_bytes) = self.last.get();
+        assert!(files > before_files && bytes >= before_bytes);
+        self.last.set((files, bytes));
+    }
+}
+
 /// `restored` holds the same tree as `src`, hard links included.
 fn assert_same_tree(src: &Path, restored: &Path) {
     let (want, want_inodes) = read_tree(src);
@@ -96,10 +114,27 @@ fn vigie_restores_what_vigie_backed_up_and_a_subtree_of_it() {
     fs::write(src.join("etc/app.conf"), b"changed").unwrap();
     repo.backup(&Request::paths(&[&src])).unwrap();
 
-    // The latest.
+    // The latest, told as it goes.
     let to = place.path("latest");
-    restore_to(&repo, None, None, &to).unwrap();
+    let progress = Counted::default();
+    let summary = repo
+        .restore(
+            &RestoreRequest {
+                filter: &SnapshotFilter::default(),
+                snapshot: None,
+                path: None,
+                to: &to,
+                overwrite: false,
+            },
+            &progress,
+        )
+        .unwrap();
     assert_same_tree(&src, &to.join(src.strip_prefix("/").unwrap()));
+    // The whole snapshot's size is known at the start (the hard link's
+    // bytes count twice there, once here).
+    let total = progress.total.get().unwrap();
+    assert!(total >= summary.bytes, "{total} < {summary:?}");
+    assert_eq!(progress.last.get(), (summary.files, summary.bytes));
 
     // The first, by a prefix of its id, and only its etc/.
     let to = place.path("etc");
