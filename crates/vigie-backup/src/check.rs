@@ -66,7 +66,7 @@ fn pack_in(message: &str, debug: &str) -> Option<String> {
 /// The engine's finding on one line: its own words, then, for an
 /// error of the engine inside it, that error's message (not its
 /// context, backtrace and links).
-fn tidy(display: &str) -> String {
+pub(crate) fn tidy(display: &str) -> String {
     let first = display.lines().next().unwrap_or_default();
     let Some(at) = display.find("Message:\n") else {
         return first.to_owned();
@@ -76,11 +76,12 @@ fn tidy(display: &str) -> String {
         .next()
         .unwrap_or_default();
     let own = first
-        .split(" : `rustic_core`")
+        .split("`rustic_core` experienced")
         .next()
         .unwrap_or(first)
         .trim_end_matches([' ', ':']);
-    format!("{own}: {inner}")
+    let own = own.strip_suffix("caused by").unwrap_or(own);
+    format!("{}: {inner}", own.trim_end_matches([' ', ':']))
 }
 
 impl Repo {
@@ -151,5 +152,10 @@ mod tests {
             "error checking pack 7f9f17de: Data decryption failed, MAC check failed."
         );
         assert_eq!(tidy("pack 1: No time is set!"), "pack 1: No time is set!");
+        let nested = "error processing Pack:6f4d7f59 at here: caused by: `rustic_core` experienced an error.\n\nMessage:\nMAC check failed.\n\nBacktrace: x";
+        assert_eq!(
+            tidy(nested),
+            "error processing Pack:6f4d7f59 at here: MAC check failed."
+        );
     }
 }

@@ -210,6 +210,10 @@ impl<S: IndexedFull> Verify<'_, S> {
             .collect();
         while let Some((rel, node)) = stack.pop() {
             if node.is_dir() {
+                // A tree that could not be read is reported already.
+                if self.skip.contains(&rel) {
+                    continue;
+                }
                 if self.dir(&rel, &node)
                     && let Some(subtree) = node.subtree
                 {
@@ -217,7 +221,9 @@ impl<S: IndexedFull> Verify<'_, S> {
                         Ok(tree) => {
                             stack.extend(tree.nodes.into_iter().map(|n| (rel.join(&*n.name()), n)));
                         }
-                        Err(e) => self.mismatch(&rel, crate::repo::one_line(&e)),
+                        Err(e) => {
+                            self.mismatch(&rel, crate::check::tidy(&crate::repo::one_line(&e)));
+                        }
                     }
                 }
             } else if (self.select)(&rel) && !self.skip.contains(&rel) {
@@ -318,7 +324,7 @@ impl<S: IndexedFull> Verify<'_, S> {
             let entry = self
                 .repo
                 .get_index_entry(&id)
-                .map_err(|e| crate::repo::one_line(&e))?;
+                .map_err(|e| crate::check::tidy(&crate::repo::one_line(&e)))?;
             let len = entry.data_length();
             buf.resize(len as usize, 0);
             file.read_exact(&mut buf)

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use rustic_core::{
     BlobId, IndexedFull, Repository,
     repofile::{BlobType, Metadata, Node, NodeType, SnapshotFile},
 };
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use crate::retention::SnapshotFilter;
@@ -257,10 +257,28 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
                 let subtree = node
                     .subtree
                     .ok_or_else(|| self.unsafe_entry(&rel, &name, "a directory without a tree"))?;
-                let tree = self
-                    .repo
-                    .get_tree(&subtree)
-                    .map_err(|e| self.engine_error(&rel, &e))?;
+                let tree = match self.repo.get_tree(&subtree) {
+                    Ok(tree) => tree,
+                    Err(e) if self.tolerate => {
+                        let message = format!(
+                            "tree {}{}: {}",
+                            subtree.to_hex().as_str(),
+                            self.pack_of(&subtree),
+                            crate::check::tidy(&crate::repo::one_line(&e))
+                        );
+                        self.unreadable.push(Unreadable { path: rel, message });
+                        continue;
+                    }
+                    Err(e) => {
+                        let message = format!(
+                            "tree {}{}: {}",
+                            subtree.to_hex().as_str(),
+                            self.pack_of(&subtree),
+                            crate::check::tidy(&crate::repo::one_line(&e))
+                        );
+                        return Err(self.engine_error(&rel, &message));
+                    }
+                };
                 self.summary.dirs += 1;
                 stack.push(Frame {
                     fd,
@@ -276,12 +294,12 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
         Ok(())
     }
 
-    fn engine_error(&self, rel: &Path, e: &rustic_core::RusticError) -> Error {
+    fn engine_error(&self, rel: &Path, message: &str) -> Error {
         Error::Repository {
             job: self.job.to_owned(),
             repository: format!("snapshot {}", self.snapshot),
             action: "restore",
-            message: format!("{}: {}", rel.display(), crate::repo::one_line(e)),
+            message: format!("{}: {message}", rel.display()),
         }
     }
 
@@ -440,31 +458,67 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
         Ok(())
     }
 
-    /// A regular file, blob after blob.
+    /// A regular file, blob after blob, written under a temporary name
+    /// and renamed when whole: a restore killed or failing midway leaves
+    /// no half-written file under a name of the snapshot (only a
+    /// `.vigie-restore-*`, removed on an error).
     fn file(&mut self, dir: &OwnedFd, rel: &Path, name: &OsStr, node: &Node) -> Result<(), Error> {
-        let open = |dir: &OwnedFd| {
-            rustix::fs::openat(
+        let (temporary, fd) = self.temporary(dir, rel)?;
+        let written = self.write_file(fd, rel, node);
+        let renamed = written.and_then(|()| {
+            // Into a target that was empty, a name already there is a
+            // name the snapshot gives twice: never replace it.
+            let flags = if self.overwrite {
+                RenameFlags::empty()
+            } else {
+                RenameFlags::NOREPLACE
+            };
+            rustix::fs::renameat_with(dir, &temporary, dir, name, flags).map_err(|e| match e {
+                Errno::EXIST => self.unsafe_entry(
+                    rel.parent().unwrap_or(Path::new("")),
+                    name,
+                    "a name the snapshot holds twice",
+                ),
+                Errno::ISDIR | Errno::NOTEMPTY => self.unsafe_entry(
+                    rel.parent().unwrap_or(Path::new("")),
+                    name,
+                    "a directory is in its place",
+                ),
+                e => self.io(rel, e.into()),
+            })
+        });
+        if let Err(e) = renamed {
+            let _ = rustix::fs::unlinkat(dir, &temporary, AtFlags::empty());
+            return Err(e);
+        }
+        self.summary.files += 1;
+        self.progress
+            .restored(self.summary.files, self.summary.bytes);
+        Ok(())
+    }
+
+    /// A new file of an unguessable name in `dir`, open for writing.
+    fn temporary(&self, dir: &OwnedFd, rel: &Path) -> Result<(String, OwnedFd), Error> {
+        loop {
+            let mut random = [0u8; 8];
+            rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
+                .map_err(self.errno(rel))?;
+            let name = format!(".vigie-restore-{:016x}", u64::from_le_bytes(random));
+            match rustix::fs::openat(
                 dir,
-                name,
+                &name,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
-            )
-            .map_err(io::Error::from)
-        };
-        let fd = match open(dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.overwrite => {
-                rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(|e| match e {
-                    Errno::ISDIR => self.unsafe_entry(
-                        rel.parent().unwrap_or(Path::new("")),
-                        name,
-                        "a directory is in its place",
-                    ),
-                    e => self.io(rel, e.into()),
-                })?;
-                open(dir).map_err(|e| self.io(rel, e))?
+            ) {
+                Ok(fd) => return Ok((name, fd)),
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(self.io(rel, e.into())),
             }
-            other => other.map_err(|e| self.io(rel, e))?,
-        };
+        }
+    }
+
+    /// The file's contents and metadata into `fd`.
+    fn write_file(&mut self, fd: OwnedFd, rel: &Path, node: &Node) -> Result<(), Error> {
         let mut out = fs::File::from(fd);
         for id in node.content.iter().flatten() {
             let blob = match self
@@ -473,37 +527,33 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
             {
                 Ok(blob) => blob,
                 Err(e) if self.tolerate => {
-                    let pack = self
-                        .repo
-                        .get_index_entry(id)
-                        .map(|entry| format!(" (pack {})", entry.pack.to_hex().as_str()))
-                        .unwrap_or_default();
+                    let message = format!(
+                        "blob {}{}: {}",
+                        id.to_hex().as_str(),
+                        self.pack_of(id),
+                        crate::check::tidy(&crate::repo::one_line(&e))
+                    );
                     self.unreadable.push(Unreadable {
                         path: rel.to_owned(),
-                        message: format!(
-                            "blob {}{pack}: {}",
-                            id.to_hex().as_str(),
-                            crate::repo::one_line(&e)
-                        ),
+                        message,
                     });
                     break;
                 }
-                Err(e) => return Err(self.engine_error(rel, &e)),
+                Err(e) => {
+                    return Err(
+                        self.engine_error(rel, &crate::check::tidy(&crate::repo::one_line(&e)))
+                    );
+                }
             };
             out.write_all(&blob).map_err(|e| self.io(rel, e))?;
             self.summary.bytes += blob.len() as u64;
         }
-        self.set_meta(
-            &out.as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| self.io(rel, e))?,
-            rel,
-            &node.meta,
-        )?;
-        self.summary.files += 1;
-        self.progress
-            .restored(self.summary.files, self.summary.bytes);
-        Ok(())
+        let fd = OwnedFd::from(out);
+        self.set_meta(&fd, rel, &node.meta)
+    }
+
+    fn pack_of<T: rustic_core::PackedId>(&self, id: &T) -> String {
+        pack_of(self.repo, id)
     }
 
     /// Owner (as root), mode, then times, through the entry's
@@ -534,6 +584,16 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
         }
         Ok(())
     }
+}
+
+/// ` (pack ID)`: where the index says a blob is, if it knows.
+pub(crate) fn pack_of<S: IndexedFull, T: rustic_core::PackedId>(
+    repo: &Repository<S>,
+    id: &T,
+) -> String {
+    repo.get_index_entry(id)
+        .map(|entry| format!(" (pack {})", entry.pack.to_hex().as_str()))
+        .unwrap_or_default()
 }
 
 /// `path` of a snapshot as the engine walks it: relative, plain
@@ -654,7 +714,15 @@ impl Repo {
         match (tree, node) {
             (Some(tree), _) => Ok(repo
                 .get_tree(&tree)
-                .map_err(spec.engine("read a tree"))?
+                .map_err(|e| {
+                    let message = format!(
+                        "tree {}{}: {}",
+                        tree.to_hex().as_str(),
+                        pack_of(repo, &tree),
+                        crate::check::tidy(&crate::repo::one_line(&e))
+                    );
+                    spec.failed("read a tree", message)
+                })?
                 .nodes),
             (None, Some(node)) => Ok(vec![node]),
             (None, None) => Ok(Vec::new()),

@@ -132,5 +132,46 @@ fn a_corrupted_pack_is_named_by_check_and_fails_the_drill_as_restic_agrees() {
         .find(|m| m.path.ends_with("big.bin"))
         .unwrap_or_else(|| panic!("big.bin not named: {drill:?}"));
     assert!(big.problem.contains(&id), "{big:?}");
+    assert!(!big.problem.contains('\n'), "{big:?}");
     assert!(is_empty(&scratch), "the scratch copy is left");
+}
+
+/// A pack that holds only trees, by restic's account of the index.
+fn a_tree_pack(place: &Place) -> String {
+    for index in place.restic(&["list", "index"]).lines() {
+        let json: serde_json::Value =
+            serde_json::from_str(&place.restic(&["cat", "index", index])).unwrap();
+        for pack in json["packs"].as_array().unwrap() {
+            let blobs = pack["blobs"].as_array().unwrap();
+            if blobs.iter().all(|b| b["type"] == "tree") {
+                return pack["id"].as_str().unwrap().to_owned();
+            }
+        }
+    }
+    panic!("no tree pack");
+}
+
+#[test]
+fn a_drill_that_cannot_read_a_tree_fails_naming_the_pack() {
+    require!(Need::Restic);
+    let (place, src) = Place::with_tree();
+    let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    repo.backup(&Request::paths(&[&src])).unwrap();
+    let id = a_tree_pack(&place);
+    corrupt(&place.repo().join("data").join(&id[..2]).join(&id));
+    let scratch = place.path("scratch");
+    // The root tree unreadable, the drill cannot run; a tree below it,
+    // the drill reports the directory it could not restore.
+    match repo.drill(&SnapshotFilter::default(), None, &scratch) {
+        Err(err) => assert!(err.to_string().contains(&id), "{err}"),
+        Ok(report) => {
+            assert!(!report.passed(), "{report:?}");
+            let named = report.mismatches.iter().find(|m| m.problem.contains(&id));
+            let named = named.unwrap_or_else(|| panic!("{id} not named: {report:?}"));
+            assert!(!named.problem.contains('\n'), "{named:?}");
+        }
+    }
+    assert!(!scratch.exists() || is_empty(&scratch));
+    let report = repo.check(None).unwrap();
+    assert!(!report.is_ok(), "{report:?}");
 }

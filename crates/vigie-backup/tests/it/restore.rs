@@ -282,7 +282,19 @@ fn a_full_disk_is_an_error_not_a_panic() {
         small.to_str().unwrap(),
     ]);
     let result = restore_to(&repo, None, Some(&src), &small.join("to"));
+    // The file that did not fit is neither under its name nor under a
+    // temporary one: no half-written file is left.
+    let left: Vec<String> = fs::read_dir(small.join("to"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     mount(&["umount", small.to_str().unwrap()]);
+    assert!(
+        !left
+            .iter()
+            .any(|n| n == "big.bin" || n.starts_with(".vigie-restore-")),
+        "{left:?}"
+    );
     let err = result.unwrap_err();
     let Error::Restore { source, path, .. } = &err else {
         panic!("not a restore error: {err:?}");
