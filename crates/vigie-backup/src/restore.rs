@@ -348,28 +348,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
                 self.replace(dir, rel, name, |dir| {
                     rustix::fs::symlinkat(target, dir, name).map_err(io::Error::from)
                 })?;
-                if self.root
-                    && let (Some(uid), Some(gid)) = (meta.uid, meta.gid)
-                    && uid != u32::MAX
-                    && gid != u32::MAX
-                {
-                    rustix::fs::chownat(
-                        dir,
-                        name,
-                        Some(rustix::fs::Uid::from_raw(uid)),
-                        Some(rustix::fs::Gid::from_raw(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(self.errno(rel))?;
-                }
-                if let Some(t) = timespec(meta) {
-                    let times = Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    };
-                    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(self.errno(rel))?;
-                }
+                self.owner_and_times_at(dir, rel, name, meta, None)?;
                 self.summary.symlinks += 1;
                 Ok(())
             }
@@ -435,25 +414,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
             rustix::fs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), device)
                 .map_err(io::Error::from)
         })?;
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(self.errno(rel))?;
-        // Through /proc: an O_PATH descriptor takes no fchmod.
-        let proc = PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&fd)
-        ));
-        if let Some(mode) = node.meta.mode {
-            fs::set_permissions(
-                &proc,
-                std::os::unix::fs::PermissionsExt::from_mode(unix_mode(mode)),
-            )
-            .map_err(|e| self.io(rel, e))?;
-        }
+        self.owner_and_times_at(dir, rel, name, &node.meta, node.meta.mode)?;
         self.summary.others += 1;
         Ok(())
     }
@@ -554,6 +515,59 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
 
     fn pack_of<T: rustic_core::PackedId>(&self, id: &T) -> String {
         pack_of(self.repo, id)
+    }
+
+    /// Owner (as root), mode, then times of an entry no descriptor can
+    /// be opened on for writing (a symlink, a fifo, a device), never
+    /// following a link.
+    fn owner_and_times_at(
+        &self,
+        dir: &OwnedFd,
+        rel: &Path,
+        name: &OsStr,
+        meta: &Metadata,
+        mode: Option<u32>,
+    ) -> Result<(), Error> {
+        if self.root
+            && let (Some(uid), Some(gid)) = (meta.uid, meta.gid)
+            && uid != u32::MAX
+            && gid != u32::MAX
+        {
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(self.errno(rel))?;
+        }
+        if let Some(mode) = mode {
+            // Through /proc: an O_PATH descriptor takes no fchmod, and
+            // a path could be swapped for a link.
+            let fd = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(self.errno(rel))?;
+            let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            fs::set_permissions(
+                &proc,
+                std::os::unix::fs::PermissionsExt::from_mode(unix_mode(mode)),
+            )
+            .map_err(|e| self.io(rel, e))?;
+        }
+        if let Some(t) = timespec(meta) {
+            let times = Timestamps {
+                last_access: t,
+                last_modification: t,
+            };
+            rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(self.errno(rel))?;
+        }
+        Ok(())
     }
 
     /// Owner (as root), mode, then times, through the entry's

@@ -302,3 +302,36 @@ fn a_full_disk_is_an_error_not_a_panic() {
     assert_eq!(source.raw_os_error(), Some(28), "{err}"); // ENOSPC
     assert!(path.starts_with(small.join("to")), "{err}");
 }
+
+#[test]
+fn fifos_and_link_times_are_restored() {
+    require!(Need::Restic);
+    let place = Place::new();
+    let src = place.path("src");
+    fs::create_dir(&src).unwrap();
+    let made = Command::new("mkfifo")
+        .args(["-m", "0640"])
+        .arg(src.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("pipe", src.join("to-pipe")).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let touched = Command::new("touch")
+        .args(["-h", "-d", "@1000000000"])
+        .arg(src.join("to-pipe"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    place.restic(&["init"]);
+    place.restic(&["backup", src.to_str().unwrap()]);
+    let repo = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
+    let to = place.path("to");
+    let summary = restore_to(&repo, None, Some(&src), &to).unwrap();
+    assert_eq!((summary.others, summary.symlinks), (1, 1), "{summary:?}");
+    let pipe = fs::symlink_metadata(to.join("pipe")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&pipe.file_type()));
+    assert_eq!(pipe.mode() & 0o7777, 0o640);
+    let link = fs::symlink_metadata(to.join("to-pipe")).unwrap();
+    assert_eq!(link.modified().unwrap(), old);
+}
