@@ -147,7 +147,7 @@ impl Repo {
         ));
         let select = |rel: &Path| sample.is_none_or(|p| sampled(&id, rel, p));
         let start = Instant::now();
-        let mut restorer = Restorer::new(&repo, &spec.job, &snap, scratch.path(), &());
+        let mut restorer = Restorer::new(&repo, spec, &snap, scratch.path(), &());
         restorer.overwrite = true;
         restorer.select = Some(&select);
         restorer.tolerate = true;

@@ -29,7 +29,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use crate::retention::SnapshotFilter;
-use crate::{Error, Repo};
+use crate::{Error, Repo, RepoSpec};
 
 /// What to restore, and where.
 #[derive(Clone, Debug)]
@@ -139,7 +139,7 @@ struct Frame {
 /// One restore's state.
 pub(crate) struct Restorer<'a, S: IndexedFull> {
     pub repo: &'a Repository<S>,
-    pub job: &'a str,
+    pub spec: &'a RepoSpec,
     pub snapshot: String,
     pub to: PathBuf,
     pub overwrite: bool,
@@ -157,14 +157,14 @@ pub(crate) struct Restorer<'a, S: IndexedFull> {
 impl<'a, S: IndexedFull> Restorer<'a, S> {
     pub fn new(
         repo: &'a Repository<S>,
-        job: &'a str,
+        spec: &'a RepoSpec,
         snapshot: &SnapshotFile,
         to: &Path,
         progress: &'a dyn RestoreProgress,
     ) -> Self {
         Restorer {
             repo,
-            job,
+            spec,
             snapshot: snapshot.id.to_hex().to_string(),
             to: to.to_owned(),
             overwrite: false,
@@ -183,7 +183,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
 
     fn io(&self, rel: &Path, source: io::Error) -> Error {
         Error::Restore {
-            job: self.job.to_owned(),
+            job: self.spec.job.clone(),
             path: self.to.join(rel),
             source,
         }
@@ -196,7 +196,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
 
     fn unsafe_entry(&self, dir: &Path, name: &OsStr, why: &'static str) -> Error {
         Error::UnsafeEntry {
-            job: self.job.to_owned(),
+            job: self.spec.job.clone(),
             snapshot: self.snapshot.clone(),
             dir: self.to.join(dir),
             name: name.to_string_lossy().into_owned(),
@@ -219,7 +219,7 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
             let mut entries = fs::read_dir(to).map_err(|e| self.io(Path::new(""), e))?;
             if entries.next().is_some() {
                 return Err(Error::TargetNotEmpty {
-                    job: self.job.to_owned(),
+                    job: self.spec.job.clone(),
                     path: to.clone(),
                 });
             }
@@ -259,24 +259,13 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
                     .ok_or_else(|| self.unsafe_entry(&rel, &name, "a directory without a tree"))?;
                 let tree = match self.repo.get_tree(&subtree) {
                     Ok(tree) => tree,
-                    Err(e) if self.tolerate => {
-                        let message = format!(
-                            "tree {}{}: {}",
-                            subtree.to_hex().as_str(),
-                            self.pack_of(&subtree),
-                            crate::check::tidy(&crate::repo::one_line(&e))
-                        );
+                    Err(e) => {
+                        let message = unreadable(self.repo, "tree", &subtree, &e);
+                        if !self.tolerate {
+                            return Err(self.engine_error(&rel, &message));
+                        }
                         self.unreadable.push(Unreadable { path: rel, message });
                         continue;
-                    }
-                    Err(e) => {
-                        let message = format!(
-                            "tree {}{}: {}",
-                            subtree.to_hex().as_str(),
-                            self.pack_of(&subtree),
-                            crate::check::tidy(&crate::repo::one_line(&e))
-                        );
-                        return Err(self.engine_error(&rel, &message));
                     }
                 };
                 self.summary.dirs += 1;
@@ -295,12 +284,10 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
     }
 
     fn engine_error(&self, rel: &Path, message: &str) -> Error {
-        Error::Repository {
-            job: self.job.to_owned(),
-            repository: format!("snapshot {}", self.snapshot),
-            action: "restore",
-            message: format!("{}: {message}", rel.display()),
-        }
+        self.spec.failed(
+            "restore",
+            format!("snapshot {}, {}: {message}", self.snapshot, rel.display()),
+        )
     }
 
     /// Makes (or, overwriting, reuses) directory `name` and opens it
@@ -487,23 +474,16 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
                 .get_blob_cached(&BlobId::from(**id), BlobType::Data)
             {
                 Ok(blob) => blob,
-                Err(e) if self.tolerate => {
-                    let message = format!(
-                        "blob {}{}: {}",
-                        id.to_hex().as_str(),
-                        self.pack_of(id),
-                        crate::check::tidy(&crate::repo::one_line(&e))
-                    );
+                Err(e) => {
+                    let message = unreadable(self.repo, "blob", id, &e);
+                    if !self.tolerate {
+                        return Err(self.engine_error(rel, &message));
+                    }
                     self.unreadable.push(Unreadable {
                         path: rel.to_owned(),
                         message,
                     });
                     break;
-                }
-                Err(e) => {
-                    return Err(
-                        self.engine_error(rel, &crate::check::tidy(&crate::repo::one_line(&e)))
-                    );
                 }
             };
             out.write_all(&blob).map_err(|e| self.io(rel, e))?;
@@ -511,10 +491,6 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
         }
         let fd = OwnedFd::from(out);
         self.set_meta(&fd, rel, &node.meta)
-    }
-
-    fn pack_of<T: rustic_core::PackedId>(&self, id: &T) -> String {
-        pack_of(self.repo, id)
     }
 
     /// Owner (as root), mode, then times of an entry no descriptor can
@@ -600,14 +576,26 @@ impl<'a, S: IndexedFull> Restorer<'a, S> {
     }
 }
 
-/// ` (pack ID)`: where the index says a blob is, if it knows.
-pub(crate) fn pack_of<S: IndexedFull, T: rustic_core::PackedId>(
+/// A blob (`what`: `blob`, `tree`) the engine could not read, where
+/// the index says it is, and why, on one line.
+pub(crate) fn unreadable<
+    S: IndexedFull,
+    T: rustic_core::PackedId + std::ops::Deref<Target = rustic_core::Id>,
+>(
     repo: &Repository<S>,
+    what: &str,
     id: &T,
+    e: &rustic_core::RusticError,
 ) -> String {
-    repo.get_index_entry(id)
+    let pack = repo
+        .get_index_entry(id)
         .map(|entry| format!(" (pack {})", entry.pack.to_hex().as_str()))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!(
+        "{what} {}{pack}: {}",
+        id.to_hex().as_str(),
+        crate::check::tidy(&crate::repo::one_line(e))
+    )
 }
 
 /// `path` of a snapshot as the engine walks it: relative, plain
@@ -687,7 +675,7 @@ impl Repo {
             None => snap.summary.as_ref().map(|s| s.total_bytes_processed),
             Some(_) => None,
         });
-        let mut restorer = Restorer::new(&repo, &spec.job, &snap, request.to, progress);
+        let mut restorer = Restorer::new(&repo, spec, &snap, request.to, progress);
         restorer.overwrite = request.overwrite;
         let target = restorer.open_target()?;
         restorer.run(target, nodes)?;
@@ -728,15 +716,7 @@ impl Repo {
         match (tree, node) {
             (Some(tree), _) => Ok(repo
                 .get_tree(&tree)
-                .map_err(|e| {
-                    let message = format!(
-                        "tree {}{}: {}",
-                        tree.to_hex().as_str(),
-                        pack_of(repo, &tree),
-                        crate::check::tidy(&crate::repo::one_line(&e))
-                    );
-                    spec.failed("read a tree", message)
-                })?
+                .map_err(|e| spec.failed("read a tree", unreadable(repo, "tree", &tree, &e)))?
                 .nodes),
             (None, Some(node)) => Ok(vec![node]),
             (None, None) => Ok(Vec::new()),

@@ -134,6 +134,40 @@ fn a_corrupted_pack_is_named_by_check_and_fails_the_drill_as_restic_agrees() {
     assert!(big.problem.contains(&id), "{big:?}");
     assert!(!big.problem.contains('\n'), "{big:?}");
     assert!(is_empty(&scratch), "the scratch copy is left");
+
+    // A restore stops there, with an error that names the pack, and
+    // leaves no half-written big.bin.
+    let to = place.path("restored");
+    let err = repo
+        .restore(
+            &vigie_backup::RestoreRequest {
+                filter: &SnapshotFilter::default(),
+                snapshot: None,
+                path: Some(&src),
+                to: &to,
+                overwrite: false,
+            },
+            &(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, vigie_backup::Error::Repository { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&id) && err.to_string().contains("big.bin"),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(&to)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n == "big.bin" || n.to_string_lossy().starts_with(".vigie-restore-")),
+        "{left:?}"
+    );
 }
 
 /// A pack that holds only trees, by restic's account of the index.
