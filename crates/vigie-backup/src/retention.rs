@@ -378,3 +378,91 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod policy {
+    use super::*;
+
+    /// Snapshots at these UTC times, newest first as `apply` takes them.
+    fn at(times: &[&str]) -> Vec<SnapshotFile> {
+        let mut all: Vec<SnapshotFile> = times
+            .iter()
+            .map(|t| SnapshotFile {
+                time: format!("{t}+00:00[UTC]").parse().unwrap(),
+                ..SnapshotFile::default()
+            })
+            .collect();
+        all.sort_by(|a, b| b.time.cmp(&a.time));
+        all
+    }
+
+    fn kept(keep: &Keep, group: &[SnapshotFile]) -> Vec<String> {
+        apply(keep, group)
+            .into_iter()
+            .zip(group)
+            .filter(|((keep, _), _)| *keep)
+            .map(|(_, sn)| sn.time.datetime().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_week_that_spans_a_new_year_is_one_bucket() {
+        // 2024-12-30 (a Monday) to 2025-01-05 is ISO week 1 of 2025.
+        let group = at(&[
+            "2024-12-29T12:00:00",
+            "2024-12-31T12:00:00",
+            "2025-01-02T12:00:00",
+        ]);
+        let keep = Keep {
+            weekly: Some(5),
+            ..Keep::default()
+        };
+        assert_eq!(
+            kept(&keep, &group),
+            ["2025-01-02T12:00:00", "2024-12-29T12:00:00"]
+        );
+        let rustic = rustic_core::KeepOptions::default()
+            .keep_weekly(5)
+            .apply(group, &"2025-02-01T00:00:00+00:00[UTC]".parse().unwrap())
+            .unwrap();
+        // Why the policy is decided here: rustic_core 0.13 splits that
+        // week at the new year and keeps all three.
+        assert_eq!(rustic.iter().filter(|f| f.keep).count(), 3);
+    }
+
+    #[test]
+    fn the_oldest_snapshot_of_a_bucket_is_not_kept_for_being_the_oldest() {
+        let group = at(&["2025-01-01T10:00:00", "2025-01-01T11:00:00"]);
+        let keep = Keep {
+            daily: Some(3),
+            ..Keep::default()
+        };
+        assert_eq!(kept(&keep, &group), ["2025-01-01T11:00:00"]);
+        let rustic = rustic_core::KeepOptions::default()
+            .keep_daily(3)
+            .apply(group, &"2025-02-01T00:00:00+00:00[UTC]".parse().unwrap())
+            .unwrap();
+        // rustic_core 0.13 keeps a group's oldest snapshot whatever
+        // its bucket; restic does not.
+        assert_eq!(rustic.iter().filter(|f| f.keep).count(), 2);
+    }
+
+    #[test]
+    fn within_counts_from_the_newest_snapshot_not_from_now() {
+        let group = at(&[
+            "2020-01-01T00:00:00",
+            "2020-01-02T01:00:00",
+            "2020-01-03T12:00:00",
+        ]);
+        let keep = Keep {
+            within: Some(Duration::from_hours(36)),
+            ..Keep::default()
+        };
+        assert_eq!(
+            kept(&keep, &group),
+            ["2020-01-03T12:00:00", "2020-01-02T01:00:00"]
+        );
+        let reasons = &apply(&keep, &group)[0].1;
+        assert_eq!(reasons, &["within 1d12h"]);
+    }
+}
