@@ -9,6 +9,7 @@
 //! ```
 //!
 //! Both restore the latest snapshot into TARGET (which must not exist).
+//! `drill` runs a restore drill with TARGET as the scratch parent.
 //! A measurement, not a test: nothing here asserts a number.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use vigie_backup::{Location, RestoreRequest, SnapshotFilter};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let [_, engine, repo, password_file, target] = &args[..] else {
-        eprintln!("usage: restore_rss vigie|rustic REPO PASSWORD_FILE TARGET");
+        eprintln!("usage: restore_rss vigie|rustic|drill REPO PASSWORD_FILE TARGET");
         return ExitCode::from(2);
     };
     let password = match std::fs::read_to_string(password_file) {
@@ -37,7 +38,8 @@ fn main() -> ExitCode {
     let result = match engine.as_str() {
         "vigie" => vigie(repo, &password, Path::new(target)),
         "rustic" => rustic(repo, &password, target),
-        other => Err(format!("{other}: say vigie or rustic")),
+        "drill" => drill(repo, &password, Path::new(target)),
+        other => Err(format!("{other}: say vigie, rustic or drill")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +67,20 @@ fn vigie(repo: &str, password: &str, target: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     eprintln!("{summary:?}");
     Ok(())
+}
+
+fn drill(repo: &str, password: &str, scratch_parent: &Path) -> Result<(), String> {
+    let spec = vigie_backup::RepoSpec::new("rss", repo).map_err(|e| e.to_string())?;
+    let repo = vigie_backup::open(&spec, password).map_err(|e| e.to_string())?;
+    let report = repo
+        .drill(&SnapshotFilter::default(), None, scratch_parent)
+        .map_err(|e| e.to_string())?;
+    eprintln!("{report:?}");
+    if report.passed() {
+        Ok(())
+    } else {
+        Err("the drill failed".to_owned())
+    }
 }
 
 fn rustic(repo: &str, password: &str, target: &str) -> Result<(), String> {
