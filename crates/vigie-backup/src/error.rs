@@ -10,14 +10,18 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// `repository` is an empty string.
-    #[error(
-        "backup `{job}`: `repository` is empty: set it to a directory (sftp:, s3: and rest: next)"
-    )]
+    #[error("backup `{job}`: `repository` is empty: set it to a directory, or `sftp:HOST:/PATH`")]
     NoLocation { job: String },
+
+    /// An `sftp:` repository string that names no host or path.
+    #[error(
+        "backup `{job}`: repository {repository:?} is not `sftp:[USER@]HOST:PATH` nor `sftp://[USER@]HOST[:PORT]//PATH`: correct `repository`"
+    )]
+    BadSftp { job: String, repository: String },
 
     /// A kind of repository this version cannot reach yet.
     #[error(
-        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory for now"
+        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory or sftp: for now"
     )]
     Unsupported {
         job: String,

@@ -27,14 +27,26 @@ pub struct RepoSpec {
     /// The repository string as written (`/srv/restic`, `sftp:…`).
     pub repository: String,
     location: Location,
+    /// The ssh program and options for an `sftp:` repository (empty:
+    /// `ssh`, with the user's `~/.ssh/config`).
+    ssh: Vec<String>,
 }
 
 impl RepoSpec {
     /// The repository `repository` of backup job `job`; an empty string
-    /// is an error, and so (for now) is any remote one.
+    /// is an error, and so is a remote one this version cannot reach.
     pub fn new(job: &str, repository: &str) -> Result<RepoSpec, Error> {
-        let location = Location::parse(repository).ok_or_else(|| Error::NoLocation {
-            job: job.to_owned(),
+        let location = Location::parse(repository).ok_or_else(|| {
+            if repository.is_empty() {
+                Error::NoLocation {
+                    job: job.to_owned(),
+                }
+            } else {
+                Error::BadSftp {
+                    job: job.to_owned(),
+                    repository: repository.to_owned(),
+                }
+            }
         })?;
         if let Location::Unsupported { scheme } = &location {
             return Err(Error::Unsupported {
@@ -47,7 +59,16 @@ impl RepoSpec {
             job: job.to_owned(),
             repository: repository.to_owned(),
             location,
+            ssh: Vec::new(),
         })
+    }
+
+    /// The same repository reached with this ssh program and options
+    /// (`["ssh", "-F", "/etc/vigie/ssh_config"]`), for `sftp:`.
+    #[must_use]
+    pub fn with_ssh(mut self, ssh: Vec<String>) -> RepoSpec {
+        self.ssh = ssh;
+        self
     }
 
     /// The parsed location.
@@ -81,7 +102,7 @@ impl RepoSpec {
     /// The engine's handle on the repository, not opened yet, and
     /// whether it holds a repository (a `config` file).
     fn unopened(&self) -> Result<(Repository<()>, bool), Error> {
-        let Some(backend) = self.location.backend() else {
+        let Some(backend) = self.location.backend_with(&self.ssh) else {
             // `new` refuses unsupported locations.
             return Err(self.failed("reach it", "no backend for this location".to_owned()));
         };

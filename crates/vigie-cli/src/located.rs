@@ -190,6 +190,11 @@ pub(crate) fn daemon(cli: &Cli) -> Option<&'static Record> {
 }
 
 fn find(cli: &Cli) -> Option<Record> {
+    // Commands about what the daemon runs: its checks, notifiers,
+    // failovers and jobs. Not `run` (it is the daemon), not the far
+    // side of a sync, and not `validate`/`show-config`: they read the
+    // file being edited (`/etc/vigie/vigie.toml`), which the daemon may
+    // not have loaded yet.
     let reads_state = matches!(
         cli.command,
         Command::Status { .. }
@@ -198,10 +203,10 @@ fn find(cli: &Cli) -> Option<Record> {
             | Command::Failover { .. }
             | Command::HeartbeatUrl { .. }
             | Command::Host { .. }
-            | Command::Sync {
-                action: Some(_),
-                ..
-            }
+            | Command::Sync { .. }
+            | Command::Check { .. }
+            | Command::Notify { .. }
+            | Command::Drill { .. }
     );
     if !reads_state || cli.config.is_some() {
         return None;

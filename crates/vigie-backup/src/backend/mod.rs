@@ -12,17 +12,14 @@
 //! not used because its default features bring two dozen OpenDAL
 //! services into the build.
 //!
-//! Today: [`LocalBackend`], a directory with atomic writes. Next, each
+//! Today: [`LocalBackend`], a directory with atomic writes, and
+//! [`SftpBackend`], a long-lived `ssh -s HOST sftp` child (the user's
+//! ssh config, agent and ProxyJump apply, as to replication) speaking
+//! SFTP v3 on its pipes, with the same temporary file +
+//! `fsync@openssh.com` + `posix-rename@openssh.com` writes. Next, each
 //! another type implementing the same two traits, chosen by
 //! [`Location::backend`] — nothing above this module changes:
 //!
-//! - `sftp:` — a long-lived `ssh -s sftp` child built as replication
-//!   builds its ssh command (the user's config, agent and ProxyJump
-//!   apply), speaking SFTP v3 on its pipes. A write is the same
-//!   temporary file + `fsync@openssh.com` + `posix-rename@openssh.com`
-//!   as here; calls are synchronous, as the trait's are, so a mutex over
-//!   the session (or a small pool of sessions for parallel pack uploads)
-//!   is all the concurrency needed.
 //! - `rest:` — restic's REST protocol (`GET`/`HEAD`/`POST`/`DELETE`
 //!   `/{type}/{name}`, listings as `application/vnd.x.restic.rest.v2`)
 //!   over the workspace's reqwest, driven from these blocking calls by
@@ -37,12 +34,14 @@
 //! with restic reading what vigie wrote.
 
 mod local;
+mod sftp;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use local::LocalBackend;
 use rustic_core::WriteBackend;
+pub use sftp::{SftpBackend, SftpTarget};
 
 /// Schemes restic (or rclone) gives repository strings; a string with
 /// one of these before its first `:` is not a local path.
@@ -56,6 +55,9 @@ const REMOTE_SCHEMES: [&str; 10] = [
 pub enum Location {
     /// A directory (`/srv/restic` or `local:/srv/restic`).
     Local(PathBuf),
+    /// A directory on another host, over SFTP through the system `ssh`
+    /// (`sftp:nas:/srv/restic`, `sftp://user@nas:2222//srv/restic`).
+    Sftp(SftpTarget),
     /// A kind of repository this version cannot reach yet.
     Unsupported {
         /// `sftp`, `s3`, …
@@ -73,6 +75,8 @@ impl Location {
             return (!path.is_empty()).then(|| Location::Local(PathBuf::from(path)));
         }
         match repository.split_once(':') {
+            // A string that names no host and path is no repository.
+            Some(("sftp", rest)) => SftpTarget::parse(rest).map(Location::Sftp),
             Some((scheme, _)) if REMOTE_SCHEMES.contains(&scheme) => Some(Location::Unsupported {
                 scheme: scheme.to_owned(),
             }),
@@ -82,8 +86,17 @@ impl Location {
 
     /// The storage of this location, or `None` for an unsupported one.
     pub fn backend(&self) -> Option<Arc<dyn WriteBackend>> {
+        self.backend_with(&[])
+    }
+
+    /// The storage of this location, an `sftp:` one reached with `ssh`
+    /// (the program and its options; empty for `ssh`).
+    pub fn backend_with(&self, ssh: &[String]) -> Option<Arc<dyn WriteBackend>> {
         match self {
             Location::Local(path) => Some(Arc::new(LocalBackend::new(path.clone()))),
+            Location::Sftp(target) => {
+                Some(Arc::new(SftpBackend::new(target.clone(), ssh.to_vec())))
+            }
             Location::Unsupported { .. } => None,
         }
     }
@@ -107,7 +120,15 @@ mod tests {
         // A colon in a path is not a scheme.
         assert_eq!(Location::parse("/srv/a:b"), local("/srv/a:b"));
         assert_eq!(Location::parse("backups:2024"), local("backups:2024"));
-        assert_eq!(Location::parse("sftp:nas:/srv/restic"), remote("sftp"));
+        assert_eq!(
+            Location::parse("sftp:nas:/srv/restic"),
+            Some(Location::Sftp(SftpTarget {
+                host: "nas".to_owned(),
+                port: None,
+                path: "/srv/restic".to_owned(),
+            }))
+        );
+        assert_eq!(Location::parse("sftp:nas"), None);
         assert_eq!(Location::parse("s3:https://s3.example.org/b"), remote("s3"));
         assert_eq!(
             Location::parse("rest:http://localhost:8000/"),
@@ -118,9 +139,16 @@ mod tests {
     }
 
     #[test]
-    fn only_local_has_a_backend_yet() {
+    fn local_and_sftp_have_a_backend() {
         let local = Location::parse("/srv/restic").unwrap().backend().unwrap();
         assert_eq!(local.location(), "local:/srv/restic");
-        assert!(Location::parse("sftp:nas:/r").unwrap().backend().is_none());
+        let sftp = Location::parse("sftp:nas:/r").unwrap().backend().unwrap();
+        assert_eq!(sftp.location(), "sftp:nas:/r");
+        assert!(
+            Location::parse("s3:https://h/b")
+                .unwrap()
+                .backend()
+                .is_none()
+        );
     }
 }

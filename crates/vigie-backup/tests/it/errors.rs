@@ -64,7 +64,6 @@ fn init_refuses_an_existing_repository() {
 #[test]
 fn remote_repositories_are_refused_until_supported() {
     for (repository, scheme) in [
-        ("sftp:nas:/srv/restic", "sftp"),
         ("s3:https://s3.example.org/bucket", "s3"),
         ("rest:http://127.0.0.1:8000/", "rest"),
     ] {

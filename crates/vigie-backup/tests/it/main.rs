@@ -8,5 +8,6 @@ mod killed;
 mod restic_reads;
 mod restore;
 mod retention;
+mod sftp;
 mod util;
 mod vigie_reads;

@@ -18,6 +18,7 @@ mod failover;
 mod incidents;
 mod located;
 mod quorum;
+mod readme;
 mod scripts;
 mod secrets;
 mod selfcheck;
