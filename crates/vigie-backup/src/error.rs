@@ -79,6 +79,65 @@ pub enum Error {
         message: String,
     },
 
+    /// A `keep` policy without a single rule: it would forget every
+    /// snapshot.
+    #[error(
+        "backup `{job}`: `keep` sets no rule, which would forget every snapshot: set at least one of last, hourly, daily, weekly, monthly, yearly, within"
+    )]
+    NoKeep { job: String },
+
+    /// A `read_data_subset` that is none of `all`, `n/m`, `x%`, a size.
+    #[error(
+        "backup `{job}`: read_data_subset {value:?} is not valid: write `all`, `n/m` (part n of m), `x%` or a size (`500MiB`)"
+    )]
+    ReadDataSubset { job: String, value: String },
+
+    /// No snapshot matches what a restore or a drill asked for.
+    #[error("backup `{job}`: no snapshot {wanted}: list them with `vigie backup snapshots {job}`")]
+    NoSnapshot { job: String, wanted: String },
+
+    /// A path asked for is not in the snapshot.
+    #[error("backup `{job}`: snapshot {snapshot} holds no {}: list it with `vigie backup ls {job} {snapshot}`", path.display())]
+    NotInSnapshot {
+        job: String,
+        snapshot: String,
+        path: PathBuf,
+    },
+
+    /// The restore's target holds files already.
+    #[error(
+        "backup `{job}`: {} is not empty: restore into an empty or new directory, or ask to overwrite what is there",
+        path.display()
+    )]
+    TargetNotEmpty { job: String, path: PathBuf },
+
+    /// A snapshot holds a name that would leave the target (`..`, a
+    /// `/`), or an entry whose place is taken by a link.
+    #[error(
+        "backup `{job}`: snapshot {snapshot} holds an unsafe entry {name:?} under {}: {why}; nothing was written there",
+        dir.display()
+    )]
+    UnsafeEntry {
+        job: String,
+        snapshot: String,
+        dir: PathBuf,
+        name: String,
+        why: &'static str,
+    },
+
+    /// A drill's sample outside 1–100 %.
+    #[error("backup `{job}`: drill sample {percent}% is not valid: give 1 to 100 (%)")]
+    DrillSample { job: String, percent: u8 },
+
+    /// Writing the restored files failed (a full disk, no permission).
+    #[error("backup `{job}`: cannot restore {}: {source}", path.display())]
+    Restore {
+        job: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// The engine failed while working on the repository (I/O, a
     /// damaged file, a full disk): `message` is its account on one line.
     #[error("repository {repository} (backup `{job}`): cannot {action}: {message}")]

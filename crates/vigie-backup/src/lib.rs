@@ -7,9 +7,17 @@
 //! and `vigie backup …` will call.
 
 pub mod backend;
+mod check;
+mod drill;
 mod error;
 mod repo;
+mod restore;
+mod retention;
 
 pub use backend::{Access, LocalBackend, Location, S3Credentials, S3Target, SftpTarget};
+pub use check::{CheckReport, Problem};
+pub use drill::{DrillReport, Mismatch};
 pub use error::Error;
 pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};
+pub use restore::{RestoreProgress, RestoreRequest, RestoreSummary};
+pub use retention::{Decision, ForgetGroup, ForgetPlan, Keep, PruneSummary, SnapshotFilter};

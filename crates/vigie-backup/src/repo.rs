@@ -89,7 +89,7 @@ impl RepoSpec {
     }
 
     /// The engine's error, while doing `action`, as ours.
-    fn engine(&self, action: &'static str) -> impl Fn(Box<RusticError>) -> Error + '_ {
+    pub(crate) fn engine(&self, action: &'static str) -> impl Fn(Box<RusticError>) -> Error + '_ {
         move |e| {
             if e.is_incorrect_password() {
                 Error::WrongPassword {
@@ -102,7 +102,7 @@ impl RepoSpec {
         }
     }
 
-    fn failed(&self, action: &'static str, message: String) -> Error {
+    pub(crate) fn failed(&self, action: &'static str, message: String) -> Error {
         Error::Repository {
             job: self.job.clone(),
             repository: self.repository.clone(),
@@ -170,12 +170,12 @@ pub fn open(spec: &RepoSpec, password: &str) -> Result<Repo, Error> {
 
 /// An open repository: its key is derived, its config read.
 pub struct Repo {
-    spec: RepoSpec,
+    pub(crate) spec: RepoSpec,
     /// The engine's handle: a backup consumes one (it becomes indexed),
     /// so each backup opens another with the master key, which costs
     /// one read of `config` and no key derivation.
     key: MasterKey,
-    inner: Repository<OpenStatus>,
+    pub(crate) inner: Repository<OpenStatus>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -257,7 +257,7 @@ impl Repo {
     }
 
     /// Another handle on the repository, opened with the master key.
-    fn reopen(&self) -> Result<Repository<OpenStatus>, Error> {
+    pub(crate) fn reopen(&self) -> Result<Repository<OpenStatus>, Error> {
         let (repo, exists) = self.spec.unopened()?;
         if !exists {
             return Err(Error::NoRepository {
@@ -388,7 +388,7 @@ impl Repo {
 
 /// The engine's error on one line, without its `Error: ` and its kind
 /// (`(kind: related to …)`), which say nothing to a user.
-fn one_line(e: &RusticError) -> String {
+pub(crate) fn one_line(e: &RusticError) -> String {
     let log = e.display_log();
     let log = log.strip_prefix("Error: ").unwrap_or(&log);
     match log.find(" (kind: ") {

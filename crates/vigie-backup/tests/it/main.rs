@@ -3,8 +3,11 @@
 //! errors a user meets, as the typed errors that say what to do.
 
 mod errors;
+mod integrity;
 mod killed;
 mod restic_reads;
+mod restore;
+mod retention;
 mod s3;
 mod sftp;
 mod util;
