@@ -59,6 +59,7 @@ impl Loader {
         &mut self,
         notifiers: &BTreeMap<String, Notifier>,
         failover_names: &[String],
+        backup_names: &[String],
     ) -> BTreeMap<String, Action> {
         let mut out: BTreeMap<String, Action> = BTreeMap::new();
         let notifier_names: Vec<&str> = notifiers.keys().map(String::as_str).collect();
@@ -93,7 +94,7 @@ impl Loader {
                         &key,
                         "the action does nothing".into(),
                         Some(
-                            "set one of run, shell, systemd_restart, docker_restart, notify or failover"
+                            "set one of run, shell, systemd_restart, docker_restart, notify, failover or backup"
                                 .into(),
                         ),
                     );
@@ -148,6 +149,23 @@ impl Loader {
                     &format!("{key}.failover"),
                     format!("unknown failover `{f}`"),
                     Some("declare it under [failover.NAME]".into()),
+                );
+            }
+            if let Some(b) = &action.backup
+                && !backup_names.contains(b)
+            {
+                let (message, hint) = unknown(
+                    "backup job",
+                    b,
+                    backup_names.iter().map(String::as_str),
+                    "declare it under [[backup]]",
+                );
+                self.error(
+                    src,
+                    Some(table.clone()),
+                    &format!("{key}.backup"),
+                    message,
+                    hint,
                 );
             }
             if let Some(action) = action.resolve(name.get_ref()) {
