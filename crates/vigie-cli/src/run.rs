@@ -238,8 +238,14 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
     let rt = runtime()?;
     let results = rt.block_on(async {
         let own = serve_own_server(config, &selected).await;
-        // No job runs in this process: a `sync` check finds nothing here.
+        // No job runs in this process: a `sync` check finds nothing
+        // here; a `backup` check reads the runs the store recorded.
         let board = vigie_core::Board::new();
+        if let Some(store) = &store {
+            for j in &config.backups {
+                crate::backup::job::publish(&board, store, &j.name, Timestamp::now());
+            }
+        }
         let mut results = vigie_engine::run_once(config, &selected, store.as_ref(), &board).await;
         if let Some(own) = own {
             for r in &mut results {
@@ -429,6 +435,7 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
     let daemon_pid = vigie_store::lock::holder_of(&dir, vigie_store::lock::DAEMON_LOCK)
         .map_err(|e| Failure::runtime(e.to_string()))?;
     let newest = states.values().filter_map(|s| s.last_run).max();
+    let backups = crate::backup::views(config, &dir);
     if daemon_pid.is_none() {
         eprintln!(
             "error: the vigie daemon is not running on {}: these results are from its last run{}",
@@ -455,9 +462,17 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
             "checks": items,
             "open_incidents": open,
             "notifiers": notifiers,
+            "backups": crate::backup::json(&backups),
         }))?;
     } else {
         status_table(&rows, &open, &notifiers, now)?;
+        if !backups.is_empty() {
+            out(format_args!("\n"))?;
+            out_table(
+                &["BACKUP", "LAST RUN", "LAST GOOD SNAPSHOT", "NEXT RUN"],
+                &crate::backup::rows(&backups),
+            )?;
+        }
     }
     Ok(if daemon_pid.is_none() {
         exit::DAEMON_DOWN

@@ -73,7 +73,7 @@ pub fn period(cron: &Cron, tz: &TimeZone, from: jiff::Timestamp) -> Option<Durat
     }
     // A schedule that fires once in five years waits that long.
     if longest.is_zero() {
-        longest = std::time::Duration::from_secs(5 * 366 * 86_400);
+        longest = std::time::Duration::from_hours(5 * 366 * 24);
     }
     Some(Duration::from_secs(longest.as_secs()))
 }

@@ -26,8 +26,8 @@ pub(crate) fn judge(board: &Board, probe: &BackupProbe, now: Timestamp) -> Outco
         let then = Timestamp((secs * 1000.0) as i64);
         vigie_core::Duration::from_secs(then.age(now).as_secs())
     };
-    let mut o = match number(backup_metric::LAST_SUCCESS) {
-        Some(t) => {
+    let mut o = if let Some(t) = number(backup_metric::LAST_SUCCESS) {
+        {
             let age = age_of(t);
             if age.std() > max_age.std() {
                 Outcome::fail(format!(
@@ -39,7 +39,8 @@ pub(crate) fn judge(board: &Board, probe: &BackupProbe, now: Timestamp) -> Outco
                 ))
             }
         }
-        None => {
+    } else {
+        {
             let watched = number(backup_metric::WATCHED_SINCE)
                 .map_or(vigie_core::Duration::from_secs(0), age_of);
             if watched.std() > max_age.std() {

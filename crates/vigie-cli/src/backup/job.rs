@@ -61,7 +61,9 @@ pub(crate) fn run(
                     job.name
                 ))
             }
-            other => RunError::Failed(format!("backup {}: {other}", job.name)),
+            other @ vigie_store::lock::LockError::Io { .. } => {
+                RunError::Failed(format!("backup {}: {other}", job.name))
+            }
         })?;
     let started = Timestamp::now();
     let result = attempt(job, stage);
@@ -109,17 +111,12 @@ pub(crate) fn run(
     }) {
         Ok(store) => {
             if let Some(board) = board {
-                // The watch began when the daemon started, not at this run.
-                let watched = board
-                    .report(&backup_report(&job.name))
-                    .and_then(|(o, _)| {
-                        o.metrics
-                            .iter()
-                            .find(|m| m.name == backup_metric::WATCHED_SINCE)
-                            .map(|m| Timestamp((m.value * 1000.0) as i64))
-                    })
-                    .unwrap_or(started);
-                publish(board, &store, &job.name, watched);
+                publish(
+                    board,
+                    &store,
+                    &job.name,
+                    watched_since(board, &job.name, started),
+                );
             }
         }
         Err(e) => tracing::error!(job = %job.name, "cannot record the run: {e}"),
@@ -193,6 +190,33 @@ fn hook(
                 argv[0]
             ))
         }
+    }
+}
+
+/// Since when the daemon watches `job` (its report says), or `otherwise`.
+fn watched_since(board: &Board, job: &str, otherwise: Timestamp) -> Timestamp {
+    board
+        .report(&backup_report(job))
+        .and_then(|(o, _)| {
+            o.metrics
+                .iter()
+                .find(|m| m.name == backup_metric::WATCHED_SINCE)
+                .map(|m| Timestamp((m.value * 1000.0) as i64))
+        })
+        .unwrap_or(otherwise)
+}
+
+/// Publish `job`'s report again from the store (a run by hand, or by
+/// another process, is seen so).
+pub(crate) fn refresh(board: &Board, state_dir: &Path, job: &str) {
+    match vigie_store::Store::open(state_dir) {
+        Ok(store) => publish(
+            board,
+            &store,
+            job,
+            watched_since(board, job, Timestamp::now()),
+        ),
+        Err(e) => tracing::error!(job, "cannot read the runs of backup {job}: {e}"),
     }
 }
 

@@ -13,9 +13,10 @@ use crate::{BackupAction, Cli, Failure, Result, exit, load, out, out_json, out_t
 
 /// A time for people and logs, RFC 3339 in UTC to the second.
 pub(crate) fn when(t: Timestamp) -> String {
-    jiff::Timestamp::from_millisecond(t.millis())
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| format!("{} ms", t.millis()))
+    jiff::Timestamp::from_millisecond(t.millis()).map_or_else(
+        |_| format!("{} ms", t.millis()),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {

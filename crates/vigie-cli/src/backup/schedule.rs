@@ -54,6 +54,10 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
     Schedules(tasks)
 }
 
+/// How often the job's report is read again from the store while it
+/// waits: a run by hand (`vigie backup run`) reaches its checks so.
+const REFRESH: Duration = Duration::from_secs(5);
+
 /// Wait for each of the job's times and run it then.
 async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
     loop {
@@ -66,8 +70,15 @@ async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
             }
         };
         tracing::info!(job = %job.name, next = %next, "backup scheduled");
-        let wait = now.duration_until(next).unsigned_abs();
-        tokio::time::sleep(wait).await;
+        loop {
+            let left = jiff::Timestamp::now().duration_until(next);
+            if left.is_negative() || left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.unsigned_abs().min(REFRESH)).await;
+            let (name, d, b) = (job.name.clone(), dir.clone(), board.clone());
+            let _ = tokio::task::spawn_blocking(move || job::refresh(&b, &d, &name)).await;
+        }
         let (j, d, b) = (job.clone(), dir.clone(), board.clone());
         let ran = tokio::task::spawn_blocking(move || one(&j, &d, &b)).await;
         if let Err(e) = ran {

@@ -84,169 +84,25 @@ impl Loader {
 
     /// The job `raw` declares (its password still to read), and every
     /// problem of its values.
-    #[allow(clippy::too_many_lines)]
     fn backup_job(
         &self,
         raw: RawBackup,
         key: &str,
         problems: &mut Vec<Problem>,
     ) -> Option<(BackupJob, (Range<usize>, Secret))> {
-        let field = |f: &str| format!("{key}.{f}");
-        if raw.repository.get_ref().trim().is_empty() {
-            problems.push((
-                raw.repository.span(),
-                field("repository"),
-                "`repository` is empty".into(),
-                Some("name the repository's directory, e.g. repository = \"/srv/restic\"".into()),
-            ));
-        }
         let paths: Vec<PathBuf> = raw
             .paths
             .get_ref()
             .iter()
             .map(|p| self.base.join(p))
             .collect();
-        if paths.is_empty() {
-            problems.push((
-                raw.paths.span(),
-                field("paths"),
-                "`paths` is empty".into(),
-                Some("name what to back up, e.g. paths = [\"/etc\", \"/var/lib/app\"]".into()),
-            ));
-        }
-        for g in &raw.exclude {
-            if let Err(e) = check_exclude(g.get_ref()) {
-                problems.push((
-                    g.span(),
-                    field("exclude"),
-                    format!("{:?} is not a valid glob: {e}", g.get_ref()),
-                    Some("gitignore's syntax: `*.tmp` at any depth, `/var/cache` anchored, `**` across directories".into()),
-                ));
-            }
-        }
-        for t in &raw.tags {
-            let tag = t.get_ref();
-            if tag.trim().is_empty() || tag.contains(',') {
-                problems.push((
-                    t.span(),
-                    field("tags"),
-                    format!("tag {tag:?} is empty or holds a `,`"),
-                    Some("restic splits tags at `,`: give each tag on its own".into()),
-                ));
-            }
-        }
-        let at = match &raw.at {
-            Some(a) => match a.get_ref().parse::<DailyAt>() {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    problems.push((a.span(), field("at"), e, Some("e.g. at = \"02:30\"".into())));
-                    None
-                }
-            },
-            None => None,
-        };
-        let schedule = raw.schedule.as_ref().map(|s| s.get_ref().clone());
-        let whole = raw.name.span();
-        match (&raw.at, &raw.schedule) {
-            (Some(_), Some(s)) => problems.push((
-                s.span(),
-                field("schedule"),
-                "set `at` or `schedule`, not both".into(),
-                None,
-            )),
-            (None, None) => problems.push((
-                whole.clone(),
-                key.to_owned(),
-                "a backup needs `at` or `schedule`".into(),
-                Some("at = \"02:30\" (daily), or schedule = \"0 3 * * 0\" (cron)".into()),
-            )),
-            _ => {}
-        }
-        let tz = match &raw.timezone {
-            Some(t) => match schedule::time_zone(Some(t.get_ref())) {
-                Ok(tz) => Some(tz),
-                Err(_) => {
-                    problems.push((
-                        t.span(),
-                        field("timezone"),
-                        format!("unknown time zone `{}`", t.get_ref()),
-                        Some(
-                            "use an IANA name such as \"Europe/Paris\"; is tzdata installed?"
-                                .into(),
-                        ),
-                    ));
-                    None
-                }
-            },
-            None => Some(jiff::tz::TimeZone::system()),
-        };
-        let hooks = [
-            ("before", &raw.before),
-            ("after", &raw.after),
-            ("on_failure", &raw.on_failure),
-        ];
-        for (name, hook) in hooks {
-            if let Some(h) = hook
-                && h.get_ref().first().is_none_or(String::is_empty)
-            {
-                problems.push((
-                    h.span(),
-                    field(name),
-                    format!("`{name}` is empty: its first item is the program"),
-                    Some(format!(
-                        "{name} = [\"/usr/local/bin/prepare\", \"--flag\"] (no shell)"
-                    )),
-                ));
-            }
-        }
+        values(&raw, key, problems);
+        let (at, period) = timing(&raw, key, problems);
+        let period = period?;
         let hook_timeout = raw
             .hook_timeout
             .as_ref()
             .map_or(Duration::from_secs(3600), |t| *t.get_ref());
-        if hook_timeout.std().is_zero() {
-            let span = raw
-                .hook_timeout
-                .as_ref()
-                .map_or(whole.clone(), Spanned::span);
-            problems.push((
-                span,
-                field("hook_timeout"),
-                "`hook_timeout` must be more than 0s".into(),
-                None,
-            ));
-        }
-        // The period needs a valid schedule and time zone.
-        let cron = match (at, &schedule) {
-            (_, Some(c)) => Some(c.clone()),
-            (Some(a), None) => format!("{} {} * * *", a.minute, a.hour).parse().ok(),
-            (None, None) => None,
-        };
-        let period = cron
-            .zip(tz)
-            .and_then(|(c, tz)| schedule::period(&c, &tz, jiff::Timestamp::now()));
-        let jitter = raw.jitter.as_ref().map(|j| *j.get_ref());
-        if let (Some(j), Some(p)) = (&raw.jitter, period)
-            && j.get_ref().std() >= p.std()
-        {
-            problems.push((
-                j.span(),
-                field("jitter"),
-                format!("`jitter` {} is not shorter than the schedule's period {p}", j.get_ref()),
-                Some("runs would overlap their next schedule; the default is a tenth of the period, at most 15m".into()),
-            ));
-        }
-        let max_age = raw.max_age.as_ref().map(|m| *m.get_ref());
-        if let Some(m) = &raw.max_age
-            && m.get_ref().std().is_zero()
-        {
-            problems.push((
-                m.span(),
-                field("max_age"),
-                "`max_age` must be more than 0s".into(),
-                Some("the default is 1.5 × the schedule's period".into()),
-            ));
-        }
-        let period = period?;
         let password = (raw.password.span(), raw.password.get_ref().clone());
         let job = BackupJob {
             name: raw.name.into_inner(),
@@ -257,15 +113,19 @@ impl Loader {
             one_file_system: raw.one_file_system,
             tags: raw.tags.into_iter().map(Spanned::into_inner).collect(),
             at,
-            schedule,
+            schedule: raw.schedule.map(Spanned::into_inner),
             timezone: raw.timezone.map(Spanned::into_inner),
-            jitter: jitter.unwrap_or_else(|| schedule::default_jitter(period)),
+            jitter: raw
+                .jitter
+                .map_or_else(|| schedule::default_jitter(period), Spanned::into_inner),
             before: raw.before.map(Spanned::into_inner),
             after: raw.after.map(Spanned::into_inner),
             on_failure: raw.on_failure.map(Spanned::into_inner),
             hook_timeout,
-            max_age: max_age
-                .unwrap_or_else(|| Duration::from_millis(period.std().as_millis() as u64 * 3 / 2)),
+            max_age: raw.max_age.map_or_else(
+                || Duration::from_millis(period.std().as_millis() as u64 * 3 / 2),
+                Spanned::into_inner,
+            ),
         };
         Some((job, password))
     }
@@ -331,6 +191,157 @@ impl Loader {
             }
         }
     }
+}
+
+/// The problems of what a job backs up and runs: repository, paths,
+/// excludes, tags, hooks.
+fn values(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
+    let field = |f: &str| format!("{key}.{f}");
+    if raw.repository.get_ref().trim().is_empty() {
+        problems.push((
+            raw.repository.span(),
+            field("repository"),
+            "`repository` is empty".into(),
+            Some("name the repository's directory, e.g. repository = \"/srv/restic\"".into()),
+        ));
+    }
+    if raw.paths.get_ref().is_empty() {
+        problems.push((
+            raw.paths.span(),
+            field("paths"),
+            "`paths` is empty".into(),
+            Some("name what to back up, e.g. paths = [\"/etc\", \"/var/lib/app\"]".into()),
+        ));
+    }
+    for g in &raw.exclude {
+        if let Err(e) = check_exclude(g.get_ref()) {
+            problems.push((
+                g.span(),
+                field("exclude"),
+                format!("{:?} is not a valid glob: {e}", g.get_ref()),
+                Some("gitignore's syntax: `*.tmp` at any depth, `/var/cache` anchored, `**` across directories".into()),
+            ));
+        }
+    }
+    for t in &raw.tags {
+        let tag = t.get_ref();
+        if tag.trim().is_empty() || tag.contains(',') {
+            problems.push((
+                t.span(),
+                field("tags"),
+                format!("tag {tag:?} is empty or holds a `,`"),
+                Some("restic splits tags at `,`: give each tag on its own".into()),
+            ));
+        }
+    }
+    let hooks = [
+        ("before", &raw.before),
+        ("after", &raw.after),
+        ("on_failure", &raw.on_failure),
+    ];
+    for (name, hook) in hooks {
+        if let Some(h) = hook
+            && h.get_ref().first().is_none_or(String::is_empty)
+        {
+            problems.push((
+                h.span(),
+                field(name),
+                format!("`{name}` is empty: its first item is the program"),
+                Some(format!(
+                    "{name} = [\"/usr/local/bin/prepare\", \"--flag\"] (no shell)"
+                )),
+            ));
+        }
+    }
+    if let Some(t) = &raw.hook_timeout
+        && t.get_ref().std().is_zero()
+    {
+        problems.push((
+            t.span(),
+            field("hook_timeout"),
+            "`hook_timeout` must be more than 0s".into(),
+            None,
+        ));
+    }
+}
+
+/// When a job runs: `at` parsed, and the period of its schedule (`None`
+/// when the schedule or time zone is wrong); the problems of `at`,
+/// `schedule`, `timezone`, `jitter` and `max_age`.
+fn timing(
+    raw: &RawBackup,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> (Option<DailyAt>, Option<Duration>) {
+    let field = |f: &str| format!("{key}.{f}");
+    let at = raw
+        .at
+        .as_ref()
+        .and_then(|a| match a.get_ref().parse::<DailyAt>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.push((a.span(), field("at"), e, Some("e.g. at = \"02:30\"".into())));
+                None
+            }
+        });
+    match (&raw.at, &raw.schedule) {
+        (Some(_), Some(s)) => problems.push((
+            s.span(),
+            field("schedule"),
+            "set `at` or `schedule`, not both".into(),
+            None,
+        )),
+        (None, None) => problems.push((
+            raw.name.span(),
+            key.to_owned(),
+            "a backup needs `at` or `schedule`".into(),
+            Some("at = \"02:30\" (daily), or schedule = \"0 3 * * 0\" (cron)".into()),
+        )),
+        _ => {}
+    }
+    let tz = if let Some(t) = &raw.timezone {
+        let tz = schedule::time_zone(Some(t.get_ref())).ok();
+        if tz.is_none() {
+            problems.push((
+                t.span(),
+                field("timezone"),
+                format!("unknown time zone `{}`", t.get_ref()),
+                Some("use an IANA name such as \"Europe/Paris\"; is tzdata installed?".into()),
+            ));
+        }
+        tz
+    } else {
+        Some(jiff::tz::TimeZone::system())
+    };
+    let cron: Option<Cron> = match (at, &raw.schedule) {
+        (_, Some(c)) => Some(c.get_ref().clone()),
+        (Some(a), None) => format!("{} {} * * *", a.minute, a.hour).parse().ok(),
+        (None, None) => None,
+    };
+    let period = cron
+        .zip(tz)
+        .and_then(|(c, tz)| schedule::period(&c, &tz, jiff::Timestamp::now()));
+    if let (Some(j), Some(p)) = (&raw.jitter, period)
+        && j.get_ref().std() >= p.std()
+    {
+        problems.push((
+            j.span(),
+            field("jitter"),
+            format!("`jitter` {} is not shorter than the schedule's period {p}", j.get_ref()),
+            Some("runs would overlap their next schedule; the default is a tenth of the period, at most 15m".into()),
+        ));
+    }
+    if let Some(m) = &raw.max_age
+        && m.get_ref().std().is_zero()
+    {
+        problems.push((
+            m.span(),
+            field("max_age"),
+            "`max_age` must be more than 0s".into(),
+            Some("the default is 1.5 × the schedule's period".into()),
+        ));
+    }
+    (at, period)
 }
 
 /// Whether `glob` is one restic's engine accepts as an exclusion
