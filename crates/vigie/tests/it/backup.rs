@@ -213,3 +213,45 @@ fn two_runs_of_a_job_never_overlap_and_a_failing_before_aborts() {
     assert_eq!(v[0]["last_run"]["ok"], false, "{v}");
     assert!(v[0]["last_good"].is_null(), "{v}");
 }
+
+#[test]
+fn an_incident_step_runs_a_backup() {
+    require!(Need::Restic);
+    // `marker` missing: the check fails at once, its incident's step
+    // `save` backs the job up.
+    let e = job("at = \"02:30\"\n\n[action.save]\nbackup = \"nightly\"\n\n\
+         [[check]]\nname = \"marker\"\ncommand = { argv = [\"test\", \"-e\", \"marker\"] }\n\
+         every = \"1s\"\nfail_after = 1\nactions = [\"save\"]\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    let d = e.daemon();
+    d.wait_log("backup done", Duration::from_secs(30));
+    let snaps = restic_snapshots(&e);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(tags(&snaps[0]), ["etc", "vigie-job:nightly"]);
+    wait_or_explain(
+        Duration::from_secs(10),
+        || e.run(&["incidents", "--json"]).stdout.contains("snapshot"),
+        || e.run(&["incidents", "--json"]).stdout,
+    );
+}
+
+#[test]
+fn hooks_run_without_a_shell_and_without_the_password_variable() {
+    require!(Need::Restic);
+    let e = job(
+        "at = \"02:30\"\nbefore = [\"sh\", \"-c\", \"test -z \\\"$VIGIE_TEST_RESTIC_PW\\\" || exit 9\"]\n",
+    );
+    let text = std::fs::read_to_string(e.config_path()).unwrap();
+    e.config(&text.replace("{ file = \"pw\" }", "{ env = \"VIGIE_TEST_RESTIC_PW\" }"));
+    let run = |args: &[&str]| e.run_cmd(e.cmd(args).env("VIGIE_TEST_RESTIC_PW", PASSWORD));
+    let init = run(&["backup", "init", "nightly"]);
+    assert_eq!(init.code, 0, "{init:?}");
+    let r = run(&["backup", "run", "nightly"]);
+    assert_eq!(r.code, 0, "the hook saw the password's variable: {r:?}");
+    assert_eq!(restic_snapshots(&e).len(), 1);
+    let shown = run(&["show-config"]);
+    assert!(
+        !shown.stdout.contains(PASSWORD) && shown.stdout.contains("env = \"VIGIE_TEST_RESTIC_PW\""),
+        "{shown:?}"
+    );
+}
