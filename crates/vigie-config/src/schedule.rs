@@ -188,4 +188,39 @@ mod tests {
             Duration::from_secs(6)
         );
     }
+
+    #[test]
+    fn a_jobs_next_run_is_its_time_plus_the_hosts_offset() {
+        let job = BackupJob {
+            name: "nightly".into(),
+            repository: "/srv/restic".into(),
+            password: crate::Secret::new(crate::SecretSource::Env("PW".into())),
+            paths: vec!["/etc".into()],
+            exclude: Vec::new(),
+            one_file_system: false,
+            tags: Vec::new(),
+            at: Some("02:30".parse().unwrap()),
+            schedule: None,
+            timezone: Some("UTC".into()),
+            jitter: Duration::from_secs(900),
+            before: None,
+            after: None,
+            on_failure: None,
+            hook_timeout: Duration::from_secs(3600),
+            max_age: Duration::from_secs(129_600),
+        };
+        let off = jiff::SignedDuration::try_from(offset("web-1", "nightly", job.jitter)).unwrap();
+        let first = t("2026-12-01T02:30:00Z").checked_add(off).unwrap();
+        assert_eq!(
+            job.next_run("web-1", t("2026-12-01T01:00:00Z")).unwrap(),
+            first
+        );
+        // Between the time and the offset: still today's run.
+        let between = t("2026-12-01T02:30:00Z").checked_add(off / 2).unwrap();
+        assert_eq!(job.next_run("web-1", between).unwrap(), first);
+        let tomorrow = first
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap();
+        assert_eq!(job.next_run("web-1", first).unwrap(), tomorrow);
+    }
 }

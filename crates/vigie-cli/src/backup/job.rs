@@ -207,17 +207,31 @@ fn watched_since(board: &Board, job: &str, otherwise: Timestamp) -> Timestamp {
 }
 
 /// Publish `job`'s report again from the store (a run by hand, or by
-/// another process, is seen so).
-pub(crate) fn refresh(board: &Board, state_dir: &Path, job: &str) {
-    match vigie_store::Store::open(state_dir) {
-        Ok(store) => publish(
-            board,
-            &store,
-            job,
-            watched_since(board, job, Timestamp::now()),
-        ),
-        Err(e) => tracing::error!(job, "cannot read the runs of backup {job}: {e}"),
-    }
+/// another process, is seen so), opened unless `store` is given; the
+/// store, to keep for the next time.
+pub(crate) fn refresh(
+    board: &Board,
+    state_dir: &Path,
+    job: &str,
+    store: Option<vigie_store::Store>,
+) -> Option<vigie_store::Store> {
+    let store = match store {
+        Some(s) => s,
+        None => match vigie_store::Store::open(state_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(job, "cannot read the runs of backup {job}: {e}");
+                return None;
+            }
+        },
+    };
+    publish(
+        board,
+        &store,
+        job,
+        watched_since(board, job, Timestamp::now()),
+    );
+    Some(store)
 }
 
 /// The job's report on the board, from its runs in the store: the last

@@ -60,6 +60,8 @@ const REFRESH: Duration = Duration::from_secs(5);
 
 /// Wait for each of the job's times and run it then.
 async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+    // Opened once for the refreshes (a run opens its own).
+    let mut store: Option<vigie_store::Store> = None;
     loop {
         let now = jiff::Timestamp::now();
         let next = match job.next_run(&node, now) {
@@ -76,8 +78,11 @@ async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
                 break;
             }
             tokio::time::sleep(left.unsigned_abs().min(REFRESH)).await;
-            let (name, d, b) = (job.name.clone(), dir.clone(), board.clone());
-            let _ = tokio::task::spawn_blocking(move || job::refresh(&b, &d, &name)).await;
+            let (name, d, b, kept) = (job.name.clone(), dir.clone(), board.clone(), store.take());
+            store = tokio::task::spawn_blocking(move || job::refresh(&b, &d, &name, kept))
+                .await
+                .ok()
+                .flatten();
         }
         let (j, d, b) = (job.clone(), dir.clone(), board.clone());
         let ran = tokio::task::spawn_blocking(move || one(&j, &d, &b)).await;
