@@ -148,6 +148,12 @@ impl Loader {
                 let at = format!("check \"{}\".backup", c.name);
                 self.error(0, None, &at, message, hint);
             }
+            if let Probe::Backup(p) = &c.probe
+                && p.max_age.is_some_and(|m| m.std().is_zero())
+            {
+                let at = format!("check \"{}\".backup.max_age", c.name);
+                self.error(0, None, &at, "`max_age` must be more than 0s".into(), None);
+            }
         }
         for j in backups {
             for age in [false, true] {

@@ -140,6 +140,13 @@ fn schedules_names_and_keys_are_checked() {
         "{JOB}at = \"02:00\"\n[[check]]\nname = \"b\"\nbackup = {{ job = \"other\" }}\n"
     ));
     assert!(e.contains("unknown backup job `other`"), "{e}");
+    let e = errors(&format!(
+        "{JOB}at = \"02:00\"\n[[check]]\nname = \"b\"\nbackup = {{ job = \"nightly\", max_age = \"0s\" }}\n"
+    ));
+    assert!(
+        e.contains("check \"b\".backup.max_age: `max_age` must be more than 0s"),
+        "{e}"
+    );
 }
 
 #[test]
