@@ -114,6 +114,11 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["once", "allow_deletes"])]
         reverse: bool,
     },
+    /// Backups (`[[backup]]` jobs): `init`, `run`, `snapshots`, `list`.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// The far side of a replication: speaks the sync protocol on
     /// stdin/stdout and writes inside ROOT only (run by `ssh`).
     #[command(hide = true)]
@@ -208,6 +213,26 @@ pub enum SyncAction {
     },
     /// Send again, starting with what queued meanwhile.
     Resume { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Create the job's repository (restic's format, with its password).
+    Init { name: String },
+    /// Back up now (a progress line on a terminal); prints the new
+    /// snapshot's id. Exits 3 if the run failed or another runs.
+    Run { name: String },
+    /// The repository's snapshots, oldest first.
+    Snapshots {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each job: its last run, last good snapshot and next run.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

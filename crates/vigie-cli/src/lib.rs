@@ -9,6 +9,7 @@
 // none left and keeps it so.
 
 mod args;
+mod backup;
 mod failover;
 mod located;
 mod output;
@@ -25,7 +26,8 @@ use clap::{CommandFactory, Parser};
 use vigie_config::{Config, Diagnostics, Loaded};
 
 pub use args::{
-    Cli, Command, DrillWhat, FailoverAction, HostAction, NotifyAction, SwitchTo, SyncAction,
+    BackupAction, Cli, Command, DrillWhat, FailoverAction, HostAction, NotifyAction, SwitchTo,
+    SyncAction,
 };
 
 /// Exit codes, as documented in the README.
@@ -210,6 +212,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 }
             }
         }
+        Command::Backup { action } => backup::action(cli, action),
         Command::Host {
             action: HostAction::Check { json },
         } => selfcheck::run(cli, *json),

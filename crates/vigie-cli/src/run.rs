@@ -58,8 +58,9 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let failover = std::sync::Arc::new(vigie_failover::FailoverActions::new(dir.clone()).map_err(Failure::runtime)?);
         let mut plugins = vigie_engine::Plugins::default();
         plugins.register(failover.clone());
-        // Where the replication jobs report, for the `sync` checks.
+        // Where the replication and backup jobs report, for their checks.
         let board = vigie_core::Board::new();
+        plugins.register(crate::backup::schedule::plugin(dir.clone(), board.clone()));
         let engine = Engine::start_with(&config, &dir, plugins, hints(), board.clone()).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
@@ -68,6 +69,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         // Replication jobs, each on a thread of its own.
         let mut syncs = start_syncs(&config, &dir, &board);
+        // Backup jobs, each at its time, on the blocking pool.
+        let mut backups = crate::backup::schedule::start(&config, &dir, &board);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -93,6 +96,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
                         syncs.store(true, std::sync::atomic::Ordering::Relaxed);
                         syncs = start_syncs(&new, &dir, &board);
+                        drop(backups);
+                        backups = crate::backup::schedule::start(&new, &dir, &board);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                     } else { tracing::error!("the new configuration is invalid; keeping the running one") }
@@ -100,6 +105,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
             }
         }
         tracing::info!("shutting down");
+        drop(backups);
         dyndns.abort();
         syncs.store(true, std::sync::atomic::Ordering::Relaxed);
         // Stop within 2 s whatever is in flight.
@@ -232,8 +238,14 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
     let rt = runtime()?;
     let results = rt.block_on(async {
         let own = serve_own_server(config, &selected).await;
-        // No job runs in this process: a `sync` check finds nothing here.
+        // No job runs in this process: a `sync` check finds nothing
+        // here; a `backup` check reads the runs the store recorded.
         let board = vigie_core::Board::new();
+        if let Some(store) = &store {
+            for j in &config.backups {
+                crate::backup::job::publish(&board, store, &j.name, Timestamp::now());
+            }
+        }
         let mut results = vigie_engine::run_once(config, &selected, store.as_ref(), &board).await;
         if let Some(own) = own {
             for r in &mut results {
@@ -423,6 +435,7 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
     let daemon_pid = vigie_store::lock::holder_of(&dir, vigie_store::lock::DAEMON_LOCK)
         .map_err(|e| Failure::runtime(e.to_string()))?;
     let newest = states.values().filter_map(|s| s.last_run).max();
+    let backups = crate::backup::views(config, &dir);
     if daemon_pid.is_none() {
         eprintln!(
             "error: the vigie daemon is not running on {}: these results are from its last run{}",
@@ -449,9 +462,17 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
             "checks": items,
             "open_incidents": open,
             "notifiers": notifiers,
+            "backups": crate::backup::json(&backups),
         }))?;
     } else {
         status_table(&rows, &open, &notifiers, now)?;
+        if !backups.is_empty() {
+            out(format_args!("\n"))?;
+            out_table(
+                &["BACKUP", "LAST RUN", "LAST GOOD SNAPSHOT", "NEXT RUN"],
+                &crate::backup::rows(&backups),
+            )?;
+        }
     }
     Ok(if daemon_pid.is_none() {
         exit::DAEMON_DOWN

@@ -11,6 +11,7 @@ mod exclude;
 mod kinds;
 mod load;
 mod model;
+pub mod schedule;
 mod secret;
 
 pub use diag::{Diagnostic, Diagnostics, Level, Location};

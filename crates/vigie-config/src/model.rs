@@ -38,6 +38,8 @@ pub struct Config {
     pub peers: Vec<Peer>,
     #[serde(rename = "sync", skip_serializing_if = "Vec::is_empty")]
     pub syncs: Vec<SyncJob>,
+    #[serde(rename = "backup", skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupJob>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -120,6 +122,106 @@ impl SyncJob {
             Some((host, path)) if !host.is_empty() && !host.contains('/') => (Some(host), path),
             _ => (None, self.to.as_str()),
         }
+    }
+}
+
+/// A scheduled backup (`[[backup]]`) of `paths` into a restic-format
+/// `repository`, each snapshot tagged `vigie-job:NAME` besides `tags`.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupJob {
+    pub name: String,
+    /// As written: a directory (`sftp:`, `s3:`, `rest:` next).
+    pub repository: String,
+    pub password: Secret,
+    pub paths: Vec<PathBuf>,
+    /// Left out: gitignore-style globs, each checked at load.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub one_file_system: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// `at = "HH:MM"`, daily (or `schedule`).
+    pub at: Option<DailyAt>,
+    /// A cron expression (or `at`).
+    pub schedule: Option<vigie_core::Cron>,
+    /// The time zone of `at` or `schedule` (IANA name); the host's if absent.
+    pub timezone: Option<String>,
+    /// The most a run starts after its scheduled time: each host and job
+    /// keeps its own offset within it (see [`crate::schedule::offset`]).
+    pub jitter: Duration,
+    /// Run before the backup; its failure aborts the run.
+    pub before: Option<Vec<String>>,
+    /// Run after a good backup.
+    pub after: Option<Vec<String>>,
+    /// Run after a failed one, with `VIGIE_BACKUP_ERROR` set.
+    pub on_failure: Option<Vec<String>>,
+    /// How long each hook may run.
+    pub hook_timeout: Duration,
+    /// The job's age check fails when the last good snapshot is older.
+    pub max_age: Duration,
+}
+
+/// The tag every snapshot of job `name` carries, by which retention and
+/// drills find a job's snapshots.
+pub fn backup_job_tag(name: &str) -> String {
+    format!("vigie-job:{name}")
+}
+
+impl BackupJob {
+    /// When the job runs, as cron: `at = "02:30"` is `30 2 * * *`.
+    pub fn cron(&self) -> vigie_core::Cron {
+        match (&self.schedule, self.at) {
+            (Some(c), _) => c.clone(),
+            (None, Some(at)) => format!("{} {} * * *", at.minute, at.hour)
+                .parse()
+                .expect("a daily time is a cron expression"),
+            (None, None) => unreachable!("the loader sets `at` or `schedule`"),
+        }
+    }
+
+    /// The tags of its snapshots: the user's and `vigie-job:NAME`.
+    pub fn snapshot_tags(&self) -> Vec<String> {
+        let mut tags = self.tags.clone();
+        tags.push(backup_job_tag(&self.name));
+        tags
+    }
+}
+
+/// A time of day, `"HH:MM"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DailyAt {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+impl std::str::FromStr for DailyAt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a time of day HH:MM (00:00 to 23:59)");
+        let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let hour: u8 = h.parse().map_err(|_| bad())?;
+        let minute: u8 = m.parse().map_err(|_| bad())?;
+        if hour > 23 || minute > 59 {
+            return Err(bad());
+        }
+        Ok(DailyAt { hour, minute })
+    }
+}
+
+impl fmt::Display for DailyAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+impl Serialize for DailyAt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -266,6 +368,7 @@ macro_rules! probe_kinds {
             FileAge(FileAgeProbe) = "file_age",
             Heartbeat(HeartbeatProbe) = "heartbeat",
             Sync(SyncProbe) = "sync",
+            Backup(BackupProbe) = "backup",
         }
     };
 }
@@ -292,6 +395,18 @@ probe_kinds!(probe_enum);
 #[serde(deny_unknown_fields)]
 pub struct SyncProbe {
     pub job: String,
+}
+
+/// A `[[backup]]` job, as its runs report on the board: without
+/// `max_age`, the last run's result; with it, the age of the last good
+/// snapshot. Each job gets `backup-NAME` and `backup-NAME-age` checks
+/// unless checks name it already.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupProbe {
+    pub job: String,
+    pub max_age: Option<Duration>,
 }
 
 fn yes() -> bool {
@@ -923,6 +1038,8 @@ pub struct ActionTable {
     pub notify: Option<Vec<String>>,
     /// Point this `[failover.NAME]` record at its backup.
     pub failover: Option<String>,
+    /// Run this `[[backup]]` job now.
+    pub backup: Option<String>,
     /// How long a repair command may run.
     #[serde(default = "default_action_timeout")]
     pub timeout: Duration,
@@ -952,6 +1069,7 @@ impl ActionTable {
             self.docker_restart.is_some(),
             self.notify.is_some(),
             self.failover.is_some(),
+            self.backup.is_some(),
         ]
         .into_iter()
         .filter(|b| *b)
@@ -986,6 +1104,8 @@ impl ActionTable {
                 after: self.after,
                 severity: self.severity,
             })
+        } else if let Some(job) = self.backup {
+            ActionKind::Backup(job)
         } else {
             ActionKind::Failover(self.failover?)
         };
@@ -1013,6 +1133,8 @@ pub enum ActionKind {
     Notify(NotifyStep),
     /// Point this `[failover.NAME]` record at its backup.
     Failover(String),
+    /// Run this `[[backup]]` job now.
+    Backup(String),
 }
 
 /// A repair: a command, then a window for the check to recover.
@@ -1070,6 +1192,8 @@ impl RepairCommand {
 impl ActionKind {
     /// The name of the failover kind, under which its plugin registers.
     pub const FAILOVER: &'static str = "failover";
+    /// The name of the backup kind, under which its plugin registers.
+    pub const BACKUP: &'static str = "backup";
 
     /// The kind's name, which keys the engine's registry of plugins.
     pub fn name(&self) -> &'static str {
@@ -1077,6 +1201,7 @@ impl ActionKind {
             ActionKind::Repair(_) => "repair",
             ActionKind::Notify(_) => "notify",
             ActionKind::Failover(_) => Self::FAILOVER,
+            ActionKind::Backup(_) => Self::BACKUP,
         }
     }
 
@@ -1084,7 +1209,9 @@ impl ActionKind {
     pub fn plugin(&self) -> Option<(&'static str, &str)> {
         match self {
             ActionKind::Repair(_) | ActionKind::Notify(_) => None,
-            ActionKind::Failover(target) => Some((self.name(), target)),
+            ActionKind::Failover(target) | ActionKind::Backup(target) => {
+                Some((self.name(), target))
+            }
         }
     }
 }
@@ -1134,6 +1261,7 @@ impl Action {
             docker_restart: None,
             notify: None,
             failover: None,
+            backup: None,
             timeout: default_action_timeout(),
             verify: default_verify(),
             max: None,
@@ -1160,6 +1288,7 @@ impl Action {
                 t.severity = n.severity;
             }
             ActionKind::Failover(f) => t.failover = Some(f.clone()),
+            ActionKind::Backup(b) => t.backup = Some(b.clone()),
         }
         t
     }

@@ -1,4 +1,4 @@
-//! Reports that work running beside the engine (a replication job today)
+//! Reports that work running beside the engine (replication and backup jobs)
 //! publishes about itself, for the checks that watch it: the job judges
 //! its own state (it knows its lag, queue and errors), and its check
 //! reads the latest word. The CLI makes one [`Board`] and hands a clone
@@ -8,6 +8,29 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::{Outcome, Timestamp};
+
+/// What a backup job reports, under [`backup_report`]`(job)`: its last
+/// run's outcome, with these numbers among its metrics.
+pub mod backup {
+    /// When the last good snapshot was made (seconds since the epoch);
+    /// absent before the first.
+    pub const LAST_SUCCESS: &str = "last_success_timestamp_seconds";
+    /// Since when the job is watched: the age check's reference while
+    /// there is no good snapshot yet.
+    pub const WATCHED_SINCE: &str = "watched_since_timestamp_seconds";
+    /// How long the last run took.
+    pub const DURATION: &str = "last_duration_seconds";
+    /// What the last run added to the repository (bytes, as stored).
+    pub const BYTES_ADDED: &str = "last_bytes_added";
+    /// 1 when the last run was good, 0 when it failed; absent before
+    /// the first run.
+    pub const RESULT: &str = "last_result";
+}
+
+/// The board name under which backup job `job` reports.
+pub fn backup_report(job: &str) -> String {
+    format!("backup.{job}")
+}
 
 /// The latest report of each name. Cheap to clone: clones share one map.
 #[derive(Debug, Clone, Default)]

@@ -851,7 +851,9 @@ async fn steps(
             }
             // A kind a plugin runs (add new ones to this pattern): the
             // plugin registered for it runs it.
-            other @ ActionKind::Failover(_) => plugin_step(&inc, other, &key, name, resolved).await,
+            other @ (ActionKind::Failover(_) | ActionKind::Backup(_)) => {
+                plugin_step(&inc, other, &key, name, resolved).await
+            }
             ActionKind::Notify(step) => {
                 notify_step(&inc, step, &key, name, &repairs, resolved).await
             }

@@ -510,6 +510,12 @@ impl Engine {
         &self.inner.stats
     }
 
+    /// The board where the jobs beside the engine report (what their
+    /// checks read; `/metrics` shows the backup jobs' numbers from it).
+    pub fn board(&self) -> &vigie_core::Board {
+        &self.inner.board
+    }
+
     /// How many store writes failed (a full disk, a broken file).
     pub fn store_errors(&self) -> u64 {
         self.inner.writer.errors()

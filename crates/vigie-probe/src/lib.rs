@@ -13,6 +13,7 @@ use std::time::Duration;
 use vigie_config::{Check, Probe};
 use vigie_core::{Board, Outcome};
 
+mod backup;
 mod cert;
 pub mod command;
 mod heartbeat;
@@ -71,6 +72,9 @@ enum Kind {
     Heartbeat,
     /// A replication job, as it reports itself on the board.
     Sync(String, Board),
+    /// A backup job's last run, or (with a maximum age) its last good
+    /// snapshot's age, as its runs report on the board.
+    Backup(vigie_config::BackupProbe, Board),
 }
 
 /// Why a check could not be made ready (a CA file that went missing, …).
@@ -101,6 +105,7 @@ pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError>
         Probe::FileAge(f) => Kind::FileAge(f.clone()),
         Probe::Heartbeat(_) => Kind::Heartbeat,
         Probe::Sync(s) => Kind::Sync(s.job.clone(), shared.board.clone()),
+        Probe::Backup(b) => Kind::Backup(b.clone(), shared.board.clone()),
     };
     Ok(Prepared { kind })
 }
@@ -131,6 +136,7 @@ impl Prepared {
                 "heartbeats are judged by the running daemon from the pings it receives",
             ),
             Kind::Sync(job, board) => sync_report(board, job),
+            Kind::Backup(b, board) => backup::judge(board, b, vigie_core::Timestamp::now()),
         }
     }
 }

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
 mod atomic;
+mod backup;
 mod incidents;
 pub mod lock;
 mod migrations;
@@ -25,6 +26,7 @@ mod tokens;
 pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
+pub use backup::BackupRun;
 pub use sync::Paused;
 
 pub use incidents::{

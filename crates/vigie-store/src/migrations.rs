@@ -126,6 +126,19 @@ const MIGRATIONS: &[&str] = &[
     // 9: what the job sent with its last success or failure (its output,
     // cut to 10 KB).
     "ALTER TABLE heartbeats ADD COLUMN last_body TEXT;",
+    // 10: the runs of `[[backup]]` jobs (daemon, CLI and incident steps
+    // alike): a good one has its snapshot, a failed one its error.
+    "CREATE TABLE backup_runs (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        snapshot TEXT,
+        bytes_added INTEGER,
+        error TEXT
+    );
+    CREATE INDEX backup_runs_job ON backup_runs (job, started_ms);",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

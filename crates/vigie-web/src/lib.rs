@@ -358,7 +358,9 @@ async fn metrics(State(app): State<App>) -> Response {
 /// The whole `/metrics` page.
 pub fn render_metrics(engine: &Engine, server: &ServerStats) -> String {
     let mut e = Exposition::new();
-    check_metrics(&mut e, &engine.statuses());
+    let statuses = engine.statuses();
+    check_metrics(&mut e, &statuses);
+    backup_metrics(&mut e, &engine.view().config(), engine.board());
     engine_metrics(&mut e, engine);
     server_metrics(&mut e, server);
     vigie_metrics::write_process_metrics(&mut e);
@@ -451,6 +453,49 @@ fn check_metrics(e: &mut Exposition, statuses: &[vigie_engine::CheckStatus]) {
                 &[("check", &s.name), ("name", &m.name)],
                 m.value,
             );
+        }
+    }
+}
+
+/// Each `[[backup]]` job's last run, as the job reports it on the
+/// engine's board: one sample per job of each family, when known.
+fn backup_metrics(e: &mut Exposition, config: &vigie_config::Config, board: &vigie_core::Board) {
+    use vigie_core::backup_metric as m;
+    let numbers: Vec<(&str, Vec<vigie_core::Metric>)> = config
+        .backups
+        .iter()
+        .filter_map(|j| {
+            let (report, _) = board.report(&vigie_core::backup_report(&j.name))?;
+            Some((j.name.as_str(), report.metrics))
+        })
+        .collect();
+    for (name, metric, help) in [
+        (
+            "vigie_backup_last_success_timestamp_seconds",
+            m::LAST_SUCCESS,
+            "When the job's last good snapshot was saved (seconds since the epoch).",
+        ),
+        (
+            "vigie_backup_last_duration_seconds",
+            m::DURATION,
+            "How long the job's last run took.",
+        ),
+        (
+            "vigie_backup_last_bytes_added",
+            m::BYTES_ADDED,
+            "What the job's last run added to its repository, as stored.",
+        ),
+        (
+            "vigie_backup_last_result",
+            m::RESULT,
+            "1 when the job's last run made its snapshot, 0 when it failed.",
+        ),
+    ] {
+        e.family(name, Kind::Gauge, help);
+        for (job, values) in &numbers {
+            if let Some(v) = values.iter().find(|v| v.name == metric) {
+                e.sample(name, &[("job", job)], v.value);
+            }
         }
     }
 }

@@ -59,6 +59,7 @@ impl Loader {
         &mut self,
         notifiers: &BTreeMap<String, Notifier>,
         failover_names: &[String],
+        backup_names: &[String],
     ) -> BTreeMap<String, Action> {
         let mut out: BTreeMap<String, Action> = BTreeMap::new();
         let notifier_names: Vec<&str> = notifiers.keys().map(String::as_str).collect();
@@ -93,7 +94,7 @@ impl Loader {
                         &key,
                         "the action does nothing".into(),
                         Some(
-                            "set one of run, shell, systemd_restart, docker_restart, notify or failover"
+                            "set one of run, shell, systemd_restart, docker_restart, notify, failover or backup"
                                 .into(),
                         ),
                     );
@@ -139,23 +140,53 @@ impl Loader {
                     self.error(src, Some(table.clone()), &at, message, hint);
                 }
             }
-            if let Some(f) = &action.failover
-                && !failover_names.contains(f)
-            {
-                self.error(
-                    src,
-                    Some(table.clone()),
-                    &format!("{key}.failover"),
-                    format!("unknown failover `{f}`"),
-                    Some("declare it under [failover.NAME]".into()),
-                );
-            }
+            self.action_target(src, &table, &key, &action, failover_names, backup_names);
             if let Some(action) = action.resolve(name.get_ref()) {
                 out.insert(name.into_inner(), action);
             }
         }
         self.check_action_refs(&out, notifiers, failover_names);
         out
+    }
+
+    /// The failover or backup job an action names exists.
+    fn action_target(
+        &mut self,
+        src: usize,
+        table: &std::ops::Range<usize>,
+        key: &str,
+        action: &crate::model::ActionTable,
+        failover_names: &[String],
+        backup_names: &[String],
+    ) {
+        if let Some(f) = &action.failover
+            && !failover_names.contains(f)
+        {
+            self.error(
+                src,
+                Some(table.clone()),
+                &format!("{key}.failover"),
+                format!("unknown failover `{f}`"),
+                Some("declare it under [failover.NAME]".into()),
+            );
+        }
+        if let Some(b) = &action.backup
+            && !backup_names.contains(b)
+        {
+            let (message, hint) = unknown(
+                "backup job",
+                b,
+                backup_names.iter().map(String::as_str),
+                "declare it under [[backup]]",
+            );
+            self.error(
+                src,
+                Some(table.clone()),
+                &format!("{key}.backup"),
+                message,
+                hint,
+            );
+        }
     }
 
     /// Each check's `actions` names a known action, `notify:NOTIFIER` or

@@ -19,6 +19,7 @@ use crate::model::{
 use crate::secret::{Secret, SecretSource};
 
 mod actions;
+mod backup;
 mod checks;
 mod failover;
 mod notify;
@@ -117,7 +118,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "include",
     "node",
     "server",
@@ -132,6 +133,7 @@ const SECTIONS: [&str; 15] = [
     "dyndns",
     "peer",
     "sync",
+    "backup",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -262,6 +264,7 @@ struct Raw {
     dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
     peers: Vec<(usize, Range<usize>, Peer)>,
     syncs: Vec<(usize, Range<usize>, SyncJob)>,
+    backups: Vec<(usize, backup::RawBackup)>,
     /// Where each failover was declared, for errors found after parsing.
     failover_places: BTreeMap<String, (usize, Range<usize>)>,
     /// Every `actions = [...]` reference of a check, to check once all
@@ -435,6 +438,8 @@ impl Loader {
         let peers = self.resolve_peers(env, &node.name);
         let syncs = self.resolve_syncs();
         self.sync_checks(&syncs, &mut checks);
+        let backups = self.resolve_backups(env);
+        self.backup_checks(&backups, &mut checks);
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self
@@ -446,7 +451,8 @@ impl Loader {
         let (dns, mut failovers) = self.resolve_failover(env);
         self.link_failover_checks(&mut failovers, &mut checks, peers.len());
         let dyndns = self.resolve_dyndns(&dns);
-        let actions = self.resolve_actions(&notifiers, &failover_names);
+        let backup_names: Vec<String> = backups.iter().map(|b| b.name.clone()).collect();
+        let actions = self.resolve_actions(&notifiers, &failover_names, &backup_names);
         self.unreachable_notifiers(&checks, &actions);
         let maintenance = self.resolve_maintenance(&checks);
         if self.diags.has_errors() {
@@ -466,6 +472,7 @@ impl Loader {
             dyndns,
             peers,
             syncs,
+            backups,
             checks,
         })
     }

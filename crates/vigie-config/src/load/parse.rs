@@ -92,6 +92,13 @@ impl Loader {
                         }
                     }
                 }
+                "backup" => {
+                    for item in self.array_of_tables(src, value, "backup") {
+                        if let Some(j) = self.de::<super::backup::RawBackup>(src, item, "backup") {
+                            self.raw.backups.push((src, j));
+                        }
+                    }
+                }
                 "peer" => {
                     for item in self.array_of_tables(src, value, "peer") {
                         let table = item.span();

@@ -2,5 +2,6 @@
 //! `tests/tests.rs`): loading real files, with their diagnostics as
 //! snapshots, and a property test that no input makes the loader panic.
 
+mod backup;
 mod load;
 mod never_panics;

@@ -10,6 +10,7 @@
 //! `../sync_overflow.rs` stays a binary of its own: it floods the
 //! kernel's inotify queue and wants no other test beside it.
 
+mod backup;
 mod checks;
 mod cli;
 mod daemon;

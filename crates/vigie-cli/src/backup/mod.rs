@@ -1,0 +1,241 @@
+//! `vigie backup init|run|snapshots|list`: the `[[backup]]` jobs by hand,
+//! with the running daemon's configuration and state directory when one
+//! runs (as `vigie status`).
+
+pub(crate) mod job;
+pub(crate) mod schedule;
+
+use vigie_config::{BackupJob, Config};
+use vigie_core::Timestamp;
+
+use crate::output::ago;
+use crate::{BackupAction, Cli, Failure, Result, exit, load, out, out_json, out_table, state_dir};
+
+/// A time for people and logs, RFC 3339 in UTC to the second.
+pub(crate) fn when(t: Timestamp) -> String {
+    jiff::Timestamp::from_millisecond(t.millis()).map_or_else(
+        |_| format!("{} ms", t.millis()),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    match action {
+        BackupAction::Init { name } => init(find(config, name)?),
+        BackupAction::Run { name } => run(cli, config, find(config, name)?),
+        BackupAction::Snapshots { name, json } => snapshots(find(config, name)?, *json),
+        BackupAction::List { json } => list(cli, config, *json),
+    }
+}
+
+fn find<'c>(config: &'c Config, name: &str) -> Result<&'c BackupJob> {
+    config
+        .backups
+        .iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = config.backups.iter().map(|j| j.name.as_str()).collect();
+            let f = Failure::config(format!("no backup job named `{name}`"));
+            if known.is_empty() {
+                f.hint("declare one under [[backup]] in the configuration")
+            } else {
+                f.hint(format!("known backup jobs: {}", known.join(", ")))
+            }
+        })
+}
+
+fn spec(job: &BackupJob) -> Result<vigie_backup::RepoSpec> {
+    vigie_backup::RepoSpec::new(&job.name, &job.repository)
+        .map_err(|e| Failure::config(e.to_string()))
+}
+
+fn init(job: &BackupJob) -> Result<u8> {
+    vigie_backup::init(&spec(job)?, job.password.expose())
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    eprintln!(
+        "created repository {} for backup {}",
+        job.repository, job.name
+    );
+    Ok(exit::OK)
+}
+
+fn run(cli: &Cli, config: &Config, job: &BackupJob) -> Result<u8> {
+    let dir = state_dir(cli, config);
+    let bar = crate::progress::on_terminal(&format!("backup {}", job.name), "starting");
+    if let Some(b) = &bar {
+        b.enable_steady_tick(std::time::Duration::from_millis(100));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                .expect("a valid template"),
+        );
+    }
+    let stage = |s: &str| match &bar {
+        Some(b) => b.set_message(s.to_owned()),
+        None => eprintln!("backup {}: {s}", job.name),
+    };
+    let result = job::run(job, &dir, None, &stage);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(r) => {
+            let took = (r.ended.millis() - r.started.millis()).max(0) as f64 / 1000.0;
+            out(format_args!(
+                "{}\n",
+                r.snapshot.as_deref().unwrap_or_default()
+            ))?;
+            eprintln!(
+                "backup {}: snapshot {} saved, {} added in {took:.1}s",
+                job.name,
+                r.snapshot.as_deref().map_or("?", |s| &s[..s.len().min(8)]),
+                vigie_core::HumanBytes(r.bytes_added.unwrap_or(0) as f64),
+            );
+            Ok(exit::OK)
+        }
+        Err(job::RunError::Busy(m)) => {
+            Err(Failure::runtime(m).hint("wait for it to finish; runs of a job never overlap"))
+        }
+        Err(job::RunError::Failed(m)) => Err(Failure::runtime(m)),
+    }
+}
+
+fn snapshots(job: &BackupJob, json: bool) -> Result<u8> {
+    let repo = vigie_backup::open(&spec(job)?, job.password.expose())
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let all = repo
+        .snapshots()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64
+    };
+    if json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id,
+                    "time": when(Timestamp(secs(s.time))),
+                    "hostname": s.hostname,
+                    "paths": s.paths,
+                    "tags": s.tags,
+                })
+            })
+            .collect();
+        out_json(&serde_json::Value::from(v))?;
+    } else {
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|s| {
+                vec![
+                    s.id[..s.id.len().min(8)].to_owned(),
+                    when(Timestamp(secs(s.time))),
+                    s.hostname.clone(),
+                    s.tags.join(","),
+                    s.paths.join(" "),
+                ]
+            })
+            .collect();
+        out_table(&["ID", "TIME", "HOST", "TAGS", "PATHS"], &rows)?;
+    }
+    Ok(exit::OK)
+}
+
+/// One job as `list` and `status` show it.
+pub(crate) struct JobView {
+    pub name: String,
+    pub last: Option<vigie_store::BackupRun>,
+    pub good: Option<vigie_store::BackupRun>,
+    pub next: Option<Timestamp>,
+}
+
+/// Each job's last run, last good run and next time, from the store.
+pub(crate) fn views(config: &Config, dir: &std::path::Path) -> Vec<JobView> {
+    let store = dir
+        .join(vigie_store::DB_FILE)
+        .exists()
+        .then(|| vigie_store::Store::open(dir).ok())
+        .flatten();
+    config
+        .backups
+        .iter()
+        .map(|j| {
+            let (last, good) = store
+                .as_ref()
+                .and_then(|s| s.backup_last(&j.name).ok())
+                .unwrap_or_default();
+            let next = j
+                .next_run(&config.node.name, jiff::Timestamp::now())
+                .ok()
+                .map(|t| Timestamp(t.as_millisecond()));
+            JobView {
+                name: j.name.clone(),
+                last,
+                good,
+                next,
+            }
+        })
+        .collect()
+}
+
+/// The table rows of `views`: job, last run, last good snapshot, next run.
+pub(crate) fn rows(views: &[JobView]) -> Vec<Vec<String>> {
+    let now = Timestamp::now().millis();
+    views
+        .iter()
+        .map(|v| {
+            let last = match &v.last {
+                None => "never".to_owned(),
+                Some(r) if r.ok => format!("ok {}", ago(r.started.millis(), now)),
+                Some(r) => format!(
+                    "FAILED {}: {}",
+                    ago(r.started.millis(), now),
+                    r.error.as_deref().unwrap_or("")
+                ),
+            };
+            let good = v.good.as_ref().map_or_else(
+                || "none".to_owned(),
+                |g| {
+                    format!(
+                        "{} {}",
+                        g.snapshot.as_deref().map_or("?", |s| &s[..s.len().min(8)]),
+                        ago(g.started.millis(), now)
+                    )
+                },
+            );
+            let next = v.next.map_or_else(|| "-".to_owned(), when);
+            vec![v.name.clone(), last, good, next]
+        })
+        .collect()
+}
+
+/// JSON of `views`.
+pub(crate) fn json(views: &[JobView]) -> serde_json::Value {
+    views
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name,
+                "last_run": v.last,
+                "last_good": v.good,
+                "next_run": v.next,
+            })
+        })
+        .collect()
+}
+
+fn list(cli: &Cli, config: &Config, as_json: bool) -> Result<u8> {
+    let views = views(config, &state_dir(cli, config));
+    if as_json {
+        out_json(&json(&views))?;
+    } else {
+        out_table(
+            &["BACKUP", "LAST RUN", "LAST GOOD SNAPSHOT", "NEXT RUN"],
+            &rows(&views),
+        )?;
+    }
+    Ok(exit::OK)
+}

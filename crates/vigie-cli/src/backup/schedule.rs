@@ -1,0 +1,185 @@
+//! The daemon's side of backups: each `[[backup]]` job runs at its time
+//! (schedule, time zone, this host's jitter) on the blocking pool, never
+//! on the thread that runs the checks; and `[action.X] backup = "NAME"`
+//! runs one as an incident step (the engine's `ActionPlugin`). Both
+//! report on the board, where the job's checks read the result.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigie_config::{ActionKind, BackupJob, Config};
+use vigie_core::{Board, Timestamp};
+use vigie_engine::{ActionPlugin, PluginFuture, Statuses};
+
+use super::job::{self, RunError};
+
+/// The scheduled jobs of one configuration; dropping it stops them
+/// (a run in progress finishes on its thread, under its lock).
+pub(crate) struct Schedules(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Schedules {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Start the schedule of every job of `config`, after publishing each
+/// job's last runs (from the store) for its checks.
+pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board) -> Schedules {
+    let watched = Timestamp::now();
+    if !config.backups.is_empty() {
+        match vigie_store::Store::open(state_dir) {
+            Ok(store) => {
+                for j in &config.backups {
+                    job::publish(board, &store, &j.name, watched);
+                }
+            }
+            Err(e) => tracing::error!("cannot read the backup runs: {e}"),
+        }
+    }
+    let tasks = config
+        .backups
+        .iter()
+        .map(|j| {
+            let j = j.clone();
+            let node = config.node.name.clone();
+            let dir = state_dir.to_owned();
+            let board = board.clone();
+            tokio::spawn(async move { scheduled(j, node, dir, board).await })
+        })
+        .collect();
+    Schedules(tasks)
+}
+
+/// How often the job's report is read again from the store while it
+/// waits: a run by hand (`vigie backup run`) reaches its checks so.
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// Wait for each of the job's times and run it then.
+async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+    // Opened once for the refreshes (a run opens its own).
+    let mut store: Option<vigie_store::Store> = None;
+    loop {
+        let now = jiff::Timestamp::now();
+        let next = match job.next_run(&node, now) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(job = %job.name, "backup {} is not scheduled: {e}", job.name);
+                return;
+            }
+        };
+        tracing::info!(job = %job.name, next = %next, "backup scheduled");
+        loop {
+            let left = jiff::Timestamp::now().duration_until(next);
+            if left.is_negative() || left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.unsigned_abs().min(REFRESH)).await;
+            let (name, d, b, kept) = (job.name.clone(), dir.clone(), board.clone(), store.take());
+            store = tokio::task::spawn_blocking(move || job::refresh(&b, &d, &name, kept))
+                .await
+                .ok()
+                .flatten();
+        }
+        let (j, d, b) = (job.clone(), dir.clone(), board.clone());
+        let ran = tokio::task::spawn_blocking(move || one(&j, &d, &b)).await;
+        if let Err(e) = ran {
+            tracing::error!(job = %job.name, "backup run crashed: {e}");
+        }
+        // A run shorter than a clock tick must not fire twice for one time.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One run, logged; `Ok` also when another run of the job is under way.
+fn one(job: &BackupJob, dir: &std::path::Path, board: &Board) -> Result<String, String> {
+    tracing::info!(job = %job.name, "backup starting");
+    match job::run(job, dir, Some(board), &|stage| {
+        tracing::debug!(job = %job.name, stage, "backup");
+    }) {
+        Ok(r) => {
+            let line = format!(
+                "backup {}: snapshot {} ({} added)",
+                job.name,
+                r.snapshot.as_deref().unwrap_or("?"),
+                vigie_core::HumanBytes(r.bytes_added.unwrap_or(0) as f64)
+            );
+            tracing::info!(job = %job.name, snapshot = r.snapshot.as_deref().unwrap_or(""), bytes_added = r.bytes_added.unwrap_or(0), "backup done");
+            Ok(line)
+        }
+        // The run asked for is under way: a step that asked for one is
+        // done (it must not page as a step that cannot be done).
+        Err(RunError::Busy(m)) => {
+            tracing::warn!(job = %job.name, "{m}: this run is skipped");
+            Ok(format!("{m}: no second run"))
+        }
+        Err(RunError::Failed(m)) => {
+            tracing::error!(job = %job.name, "backup failed: {m}");
+            Err(m)
+        }
+    }
+}
+
+/// `[action.X] backup = "NAME"`: an incident step that runs the job now.
+pub(crate) struct BackupActions {
+    pub dir: PathBuf,
+    pub board: Board,
+}
+
+impl ActionPlugin for BackupActions {
+    fn kind(&self) -> &'static str {
+        ActionKind::BACKUP
+    }
+
+    fn ready<'a>(
+        &'a self,
+        _config: &'a Config,
+        _target: &'a str,
+        _undo: bool,
+        _view: &'a Statuses,
+    ) -> PluginFuture<'a, Result<String, String>> {
+        Box::pin(async { Ok(String::new()) })
+    }
+
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        target: &'a str,
+        _check: &'a str,
+        _incident: i64,
+    ) -> PluginFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let job = config
+                .backups
+                .iter()
+                .find(|j| j.name == target)
+                .cloned()
+                .ok_or_else(|| format!("no backup job `{target}` in the running configuration"))?;
+            let (dir, board) = (self.dir.clone(), self.board.clone());
+            tokio::task::spawn_blocking(move || one(&job, &dir, &board))
+                .await
+                .map_err(|e| format!("backup run crashed: {e}"))?
+        })
+    }
+
+    fn undo_after(&self, _config: &Config, _target: &str) -> Option<Duration> {
+        None
+    }
+
+    fn undo<'a>(
+        &'a self,
+        _config: &'a Config,
+        _target: &'a str,
+        _check: &'a str,
+    ) -> PluginFuture<'a, Result<String, String>> {
+        Box::pin(async { Ok("a backup is not undone".to_owned()) })
+    }
+}
+
+/// The plugin `vigie run` registers.
+pub(crate) fn plugin(dir: PathBuf, board: Board) -> Arc<BackupActions> {
+    Arc::new(BackupActions { dir, board })
+}

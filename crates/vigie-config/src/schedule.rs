@@ -1,0 +1,226 @@
+//! When scheduled jobs (`[[backup]]`) run: the next time a cron
+//! expression fires in a time zone, the period it implies (for a
+//! default `max_age`), and each host's fixed offset within a job's
+//! `jitter`, so that a fleet sharing one config does not start at once
+//! and a restart never moves a host's time.
+
+use jiff::tz::TimeZone;
+use vigie_core::{Cron, Duration};
+
+use crate::BackupJob;
+
+/// The time zone named `name` (IANA), or the host's.
+pub fn time_zone(name: Option<&str>) -> Result<TimeZone, String> {
+    match name {
+        Some(n) => TimeZone::get(n).map_err(|e| format!("time zone `{n}`: {e}")),
+        None => Ok(TimeZone::system()),
+    }
+}
+
+/// The first time strictly after `after` at which `cron` fires in `tz`,
+/// looked for over five years (a day, an hour skipped at once when it
+/// cannot match). A local time that does not exist (a DST gap) fires
+/// when the gap ends, as cron does; one that exists twice fires at its
+/// first instant.
+pub fn next_fire(cron: &Cron, tz: &TimeZone, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let local = after.to_zoned_datetime(tz.clone()).datetime();
+    let start = local.date().at(local.hour(), local.minute(), 0, 0);
+    let mut t = start.checked_add(jiff::Span::new().minutes(1)).ok()?;
+    let newest = local.date().checked_add(jiff::Span::new().years(5)).ok()?;
+    let num = |v: i8| u32::from(v.unsigned_abs());
+    let next_day = |d: jiff::civil::Date| d.tomorrow().ok().map(|d| d.at(0, 0, 0, 0));
+    while t.date() <= newest {
+        let weekday = num(t.weekday().to_sunday_zero_offset());
+        t = if !cron.day_matches(num(t.day()), num(t.month()), weekday) {
+            next_day(t.date())?
+        } else if !cron.hour_matches(num(t.hour())) {
+            match t.hour() {
+                23 => next_day(t.date())?,
+                h => t.date().at(h + 1, 0, 0, 0),
+            }
+        } else {
+            if cron.minute_matches(num(t.minute()))
+                && let Ok(z) = tz.to_ambiguous_zoned_datetime(t).compatible()
+                && z.timestamp() > after
+            {
+                return Some(z.timestamp());
+            }
+            t.checked_add(jiff::Span::new().minutes(1)).ok()?
+        };
+    }
+    None
+}
+
+/// The longest wait between two runs of `cron` in `tz`, over the next
+/// year (or its next 400 runs): a daily schedule's is 1d (25h across a
+/// DST change), `0 3 * * 0`'s is 7d.
+pub fn period(cron: &Cron, tz: &TimeZone, from: jiff::Timestamp) -> Option<Duration> {
+    let end = from
+        .checked_add(jiff::SignedDuration::from_hours(24 * 400))
+        .ok()?;
+    let mut previous = next_fire(cron, tz, from)?;
+    let mut longest = std::time::Duration::ZERO;
+    for _ in 0..400 {
+        let Some(next) = next_fire(cron, tz, previous) else {
+            break;
+        };
+        let gap = previous.duration_until(next).unsigned_abs();
+        longest = longest.max(gap);
+        previous = next;
+        if next > end {
+            break;
+        }
+    }
+    // A schedule that fires once in five years waits that long.
+    if longest.is_zero() {
+        longest = std::time::Duration::from_hours(5 * 366 * 24);
+    }
+    Some(Duration::from_secs(longest.as_secs()))
+}
+
+/// The default `jitter` of a schedule of `period`: a tenth of it, at
+/// most 15 minutes (a daily job of a fleet spreads over a quarter hour,
+/// an every-minute one over 6 s).
+pub fn default_jitter(period: Duration) -> Duration {
+    let tenth = period.std() / 10;
+    Duration::from_millis(tenth.min(std::time::Duration::from_mins(15)).as_millis() as u64)
+}
+
+/// This host's offset within `jitter` for job `job`: FNV-1a of the node
+/// and job names, so that it is the same at every start and differs
+/// between hosts.
+pub fn offset(node: &str, job: &str, jitter: Duration) -> std::time::Duration {
+    let millis = jitter.std().as_millis() as u64;
+    if millis == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes().chain([0]).chain(job.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    std::time::Duration::from_millis(hash % millis)
+}
+
+impl BackupJob {
+    /// The first run of this job on node `node` strictly after `after`:
+    /// its schedule's next time plus the node's offset within `jitter`.
+    pub fn next_run(&self, node: &str, after: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+        let tz = time_zone(self.timezone.as_deref())?;
+        let offset = jiff::SignedDuration::try_from(offset(node, &self.name, self.jitter))
+            .map_err(|e| e.to_string())?;
+        let shifted = after.checked_sub(offset).map_err(|e| e.to_string())?;
+        next_fire(&self.cron(), &tz, shifted)
+            .and_then(|t| t.checked_add(offset).ok())
+            .ok_or_else(|| format!("`{}` never fires in the next five years", self.cron()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_next_fire_is_strictly_after_and_in_its_time_zone() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let daily: Cron = "30 2 * * *".parse().unwrap();
+        // 01:00Z is 02:00 in Paris (winter): 02:30 the same day.
+        let next = next_fire(&daily, &paris, t("2026-01-10T01:00:00Z")).unwrap();
+        assert_eq!(next, t("2026-01-10T01:30:00Z"));
+        // Exactly at the fire time: the next day's.
+        let next = next_fire(&daily, &paris, next).unwrap();
+        assert_eq!(next, t("2026-01-11T01:30:00Z"));
+        let sunday: Cron = "0 3 * * 0".parse().unwrap();
+        let next = next_fire(&sunday, &TimeZone::UTC, t("2026-12-01T05:00:00Z")).unwrap();
+        assert_eq!(next, t("2026-12-06T03:00:00Z"));
+    }
+
+    #[test]
+    fn a_time_missing_in_a_dst_gap_fires_when_the_gap_ends() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let c: Cron = "30 2 * * *".parse().unwrap();
+        // 2026-03-29: 02:00 → 03:00 in Paris; no 02:30 that day.
+        let next = next_fire(&c, &paris, t("2026-03-28T12:00:00Z")).unwrap();
+        assert_eq!(next, t("2026-03-29T01:30:00Z"), "03:30 CEST");
+        let next = next_fire(&c, &paris, next).unwrap();
+        assert_eq!(next, t("2026-03-30T00:30:00Z"));
+        let every: Cron = "* * * * *".parse().unwrap();
+        let next = next_fire(&every, &paris, t("2026-03-29T00:59:30Z")).unwrap();
+        assert_eq!(next, t("2026-03-29T01:00:00Z"), "03:00 CEST, once");
+        let next = next_fire(&every, &paris, next).unwrap();
+        assert_eq!(next, t("2026-03-29T01:01:00Z"));
+    }
+
+    #[test]
+    fn periods_follow_the_schedule() {
+        let from = t("2026-06-01T00:00:00Z");
+        let p = |c: &str| period(&c.parse().unwrap(), &TimeZone::UTC, from).unwrap();
+        assert_eq!(p("* * * * *"), Duration::from_secs(60));
+        assert_eq!(p("30 2 * * *"), Duration::from_secs(86_400));
+        assert_eq!(p("0 3 * * 0"), Duration::from_secs(7 * 86_400));
+        assert_eq!(p("0 */6 * * *"), Duration::from_secs(6 * 3600));
+    }
+
+    #[test]
+    fn offsets_stay_within_the_jitter_and_depend_on_host_and_job() {
+        let j = Duration::from_secs(900);
+        let a = offset("web-1", "nightly", j);
+        assert_eq!(a, offset("web-1", "nightly", j), "the same at every start");
+        assert!(a < j.std());
+        let others: Vec<_> = (2..10)
+            .map(|i| offset(&format!("web-{i}"), "nightly", j))
+            .collect();
+        assert!(others.iter().any(|o| *o != a), "hosts spread: {others:?}");
+        assert_eq!(
+            offset("web-1", "nightly", Duration::from_secs(0)),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            default_jitter(Duration::from_secs(86_400)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            default_jitter(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+    }
+
+    #[test]
+    fn a_jobs_next_run_is_its_time_plus_the_hosts_offset() {
+        let job = BackupJob {
+            name: "nightly".into(),
+            repository: "/srv/restic".into(),
+            password: crate::Secret::new(crate::SecretSource::Env("PW".into())),
+            paths: vec!["/etc".into()],
+            exclude: Vec::new(),
+            one_file_system: false,
+            tags: Vec::new(),
+            at: Some("02:30".parse().unwrap()),
+            schedule: None,
+            timezone: Some("UTC".into()),
+            jitter: Duration::from_secs(900),
+            before: None,
+            after: None,
+            on_failure: None,
+            hook_timeout: Duration::from_secs(3600),
+            max_age: Duration::from_secs(129_600),
+        };
+        let off = jiff::SignedDuration::try_from(offset("web-1", "nightly", job.jitter)).unwrap();
+        let first = t("2026-12-01T02:30:00Z").checked_add(off).unwrap();
+        assert_eq!(
+            job.next_run("web-1", t("2026-12-01T01:00:00Z")).unwrap(),
+            first
+        );
+        // Between the time and the offset: still today's run.
+        let between = t("2026-12-01T02:30:00Z").checked_add(off / 2).unwrap();
+        assert_eq!(job.next_run("web-1", between).unwrap(), first);
+        let tomorrow = first
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap();
+        assert_eq!(job.next_run("web-1", first).unwrap(), tomorrow);
+    }
+}

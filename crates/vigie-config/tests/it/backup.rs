@@ -1,0 +1,160 @@
+//! `[[backup]]` jobs: a good one resolves with its defaults and checks;
+//! each bad value is refused at its own place.
+
+use std::path::Path;
+
+use vigie_config::{ActionKind, Probe, load_str};
+use vigie_core::Duration;
+
+fn env(name: &str) -> Option<String> {
+    (name == "RESTIC_PW").then(|| "s3cret".to_owned())
+}
+
+fn errors(src: &str) -> String {
+    load_str(src, Path::new("vigie.toml"), &env)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+const JOB: &str = "[[backup]]\nname = \"nightly\"\nrepository = \"/srv/restic\"\npassword = { env = \"RESTIC_PW\" }\npaths = [\"/etc\"]\n";
+
+#[test]
+fn a_daily_job_gets_its_defaults_two_checks_and_hides_its_password() {
+    let src = format!("{JOB}at = \"02:30\"\ntimezone = \"Asia/Tokyo\"\ntags = [\"etc\"]\n");
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    let c = &loaded.config;
+    let j = &c.backups[0];
+    assert_eq!(j.cron().to_string(), "30 2 * * *");
+    assert_eq!(j.password.expose(), "s3cret");
+    assert_eq!(
+        j.max_age,
+        Duration::from_secs(86_400 * 3 / 2),
+        "1.5 × a day"
+    );
+    assert_eq!(
+        j.jitter,
+        Duration::from_secs(900),
+        "a tenth of a day, at most 15m"
+    );
+    assert_eq!(j.snapshot_tags(), ["etc", "vigie-job:nightly"]);
+    let checks: Vec<(&str, Option<Duration>)> = c
+        .checks
+        .iter()
+        .filter_map(|k| match &k.probe {
+            Probe::Backup(p) => Some((k.name.as_str(), p.max_age)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("backup-nightly", None),
+            ("backup-nightly-age", Some(j.max_age))
+        ]
+    );
+    let shown = vigie_config::to_toml(c).unwrap();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("[backup.password]\nenv = \"RESTIC_PW\"\n"),
+        "{shown}"
+    );
+    let again = load_str(&shown, Path::new("shown.toml"), &env).unwrap();
+    let job = |c: &vigie_config::Config| toml::to_string(&c.backups[0]).unwrap();
+    assert_eq!(job(&again.config), job(c), "show-config reads back");
+}
+
+#[test]
+fn a_cron_job_and_an_action_that_runs_it() {
+    let src = format!(
+        "{JOB}schedule = \"0 3 * * 0\"\njitter = \"0s\"\nbefore = [\"/bin/true\"]\n\
+         [action.save]\nbackup = \"nightly\"\n\
+         [[check]]\nname = \"disk\"\ndisk = {{ path = \"/\", max_used_percent = 90 }}\nactions = [\"save\"]\n"
+    );
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    let j = &loaded.config.backups[0];
+    assert_eq!(j.max_age, Duration::from_secs(7 * 86_400 * 3 / 2));
+    assert_eq!(j.jitter, Duration::from_secs(0));
+    let a = &loaded.config.actions["save"];
+    assert_eq!(a.kind, ActionKind::Backup("nightly".into()));
+    assert_eq!(a.kind.plugin(), Some(("backup", "nightly")));
+}
+
+#[test]
+fn each_bad_value_is_refused_at_its_place() {
+    let src = "[[backup]]\nname = \"bad job\"\nrepository = \"\"\npassword = { env = \"RESTIC_PW\" }\n\
+               paths = []\nexclude = [\"*.tmp\", \"cache/[abc\"]\ntags = [\"a,b\", \"\"]\n\
+               at = \"25:00\"\ntimezone = \"Mars/Olympus\"\nbefore = []\nmax_age = \"0s\"\n";
+    let e = errors(src);
+    for (needle, place) in [
+        ("a backup name uses letters", "vigie.toml:2:8"),
+        ("`repository` is empty", "vigie.toml:3:14"),
+        ("`paths` is empty", "vigie.toml:5:9"),
+        (
+            "\"cache/[abc\" is not a valid glob: error parsing glob 'cache/[abc'",
+            "vigie.toml:6:21",
+        ),
+        ("tag \"a,b\" is empty or holds a `,`", "vigie.toml:7:9"),
+        ("tag \"\" is empty", "vigie.toml:7:16"),
+        ("`25:00` is not a time of day", "vigie.toml:8:6"),
+        ("unknown time zone `Mars/Olympus`", "vigie.toml:9:12"),
+        ("`before` is empty", "vigie.toml:10:10"),
+        ("`max_age` must be more than 0s", "vigie.toml:11:11"),
+    ] {
+        let at = e.find(needle).unwrap_or_else(|| panic!("{needle} in\n{e}"));
+        let place_at = e[at..].find("-->").unwrap();
+        assert!(
+            e[at + place_at..].starts_with(&format!("--> {place}")),
+            "{needle} at {place} in\n{e}"
+        );
+    }
+}
+
+#[test]
+fn schedules_names_and_keys_are_checked() {
+    let e = errors(JOB);
+    assert!(e.contains("a backup needs `at` or `schedule`"), "{e}");
+    let e = errors(&format!("{JOB}at = \"02:00\"\nschedule = \"0 2 * * *\"\n"));
+    assert!(e.contains("set `at` or `schedule`, not both"), "{e}");
+    let e = errors(&format!("{JOB}schedule = \"0 25 * * *\"\n"));
+    assert!(e.contains("vigie.toml:6:12"), "{e}");
+    let e = errors(&format!("{JOB}schedule = \"* * * * *\"\njitter = \"1m\"\n"));
+    assert!(
+        e.contains("is not shorter than the schedule's period"),
+        "{e}"
+    );
+    let e = errors(&format!("{JOB}at = \"02:00\"\n{JOB}at = \"03:00\"\n"));
+    assert!(e.contains("backup `nightly` is declared twice"), "{e}");
+    let e = errors(&format!("{JOB}at = \"02:00\"\nkeep_forever = true\n"));
+    assert!(
+        e.contains("keep_forever") && e.contains("one_file_system"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{JOB}at = \"02:00\"\n[action.save]\nbackup = \"nighty\"\n"
+    ));
+    assert!(
+        e.contains("unknown backup job `nighty`") && e.contains("nightly"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{JOB}at = \"02:00\"\n[[check]]\nname = \"b\"\nbackup = {{ job = \"other\" }}\n"
+    ));
+    assert!(e.contains("unknown backup job `other`"), "{e}");
+    let e = errors(&format!(
+        "{JOB}at = \"02:00\"\n[[check]]\nname = \"b\"\nbackup = {{ job = \"nightly\", max_age = \"0s\" }}\n"
+    ));
+    assert!(
+        e.contains("check \"b\".backup.max_age: `max_age` must be more than 0s"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_password_variable_is_named_at_its_place() {
+    let src = JOB.replace("RESTIC_PW", "NOT_SET") + "at = \"02:00\"\n";
+    let e = errors(&src);
+    assert!(
+        e.contains("environment variable `NOT_SET` is not set") && e.contains("vigie.toml:4:12"),
+        "{e}"
+    );
+}

@@ -1,0 +1,120 @@
+//! A `[[backup]]` job's checks, from what its runs report on the board:
+//! the last run's result, or the age of the last good snapshot.
+
+use vigie_config::BackupProbe;
+use vigie_core::{Board, Outcome, Timestamp, backup_metric, backup_report};
+
+/// Judge `probe` at `now` from the job's latest report.
+pub(crate) fn judge(board: &Board, probe: &BackupProbe, now: Timestamp) -> Outcome {
+    let job = &probe.job;
+    let Some((report, _)) = board.report(&backup_report(job)) else {
+        return Outcome::fail(format!(
+            "backup {job} is not scheduled here (it runs inside `vigie run`)"
+        ));
+    };
+    let number = |name: &str| {
+        report
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
+    let Some(max_age) = probe.max_age else {
+        return report;
+    };
+    let age_of = |secs: f64| {
+        let then = Timestamp((secs * 1000.0) as i64);
+        vigie_core::Duration::from_secs(then.age(now).as_secs())
+    };
+    let mut o = if let Some(t) = number(backup_metric::LAST_SUCCESS) {
+        {
+            let age = age_of(t);
+            if age.std() > max_age.std() {
+                Outcome::fail(format!(
+                    "the last good snapshot of backup {job} is {age} old, more than max_age {max_age}"
+                ))
+            } else {
+                Outcome::ok(format!(
+                    "the last good snapshot of backup {job} is {age} old"
+                ))
+            }
+        }
+    } else {
+        {
+            let watched = number(backup_metric::WATCHED_SINCE)
+                .map_or(vigie_core::Duration::from_secs(0), age_of);
+            if watched.std() > max_age.std() {
+                Outcome::fail(format!(
+                    "backup {job} has made no good snapshot in {watched}, more than max_age {max_age}"
+                ))
+            } else {
+                Outcome::ok(format!("backup {job} has made no good snapshot yet"))
+            }
+        }
+    };
+    o.metrics = report.metrics;
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(ok: bool, last_success: Option<i64>, watched: i64) -> Outcome {
+        let mut o = if ok {
+            Outcome::ok("backed up")
+        } else {
+            Outcome::fail("wrong password")
+        };
+        let mut m = vec![vigie_core::Metric {
+            name: backup_metric::WATCHED_SINCE.into(),
+            value: watched as f64,
+        }];
+        if let Some(t) = last_success {
+            m.push(vigie_core::Metric {
+                name: backup_metric::LAST_SUCCESS.into(),
+                value: t as f64,
+            });
+        }
+        o.metrics = m;
+        o
+    }
+
+    #[test]
+    fn the_run_check_is_the_last_runs_result_and_the_age_check_the_last_goods_age() {
+        let board = Board::new();
+        let run = BackupProbe {
+            job: "n".into(),
+            max_age: None,
+        };
+        let age = BackupProbe {
+            job: "n".into(),
+            max_age: Some(vigie_core::Duration::from_secs(3600)),
+        };
+        let now = Timestamp(10_000_000_000);
+        assert!(
+            !judge(&board, &run, now).ok,
+            "nothing reported: not scheduled here"
+        );
+        board.publish("backup.n", report(false, Some(10_000_000 - 600), 0));
+        let o = judge(&board, &run, now);
+        assert!(!o.ok && o.message == "wrong password", "{o:?}");
+        let o = judge(&board, &age, now);
+        assert!(o.ok && o.message.contains("10m old"), "{o:?}");
+        board.publish("backup.n", report(true, Some(10_000_000 - 7200), 0));
+        assert!(judge(&board, &run, now).ok);
+        let o = judge(&board, &age, now);
+        assert!(
+            !o.ok && o.message.contains("2h old, more than max_age 1h"),
+            "{o:?}"
+        );
+        board.publish("backup.n", report(false, None, 10_000_000 - 60));
+        let o = judge(&board, &age, now);
+        assert!(o.ok && o.message.contains("no good snapshot yet"), "{o:?}");
+        board.publish("backup.n", report(false, None, 10_000_000 - 3601));
+        assert!(
+            !judge(&board, &age, now).ok,
+            "none within max_age of watching"
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! `[[backup]]` jobs end to end: `vigie backup init|run|snapshots|list`
+//! against a real restic, the daemon's schedule, failures that open an
+//! incident and leave no snapshot, the per-job lock and the `before`
+//! hook.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vigie_testkit::{Env, Need, require};
+
+use crate::util::{SERVER, env, exits, wait_or_explain, wait_state};
+
+const PASSWORD: &str = "correct horse";
+
+/// An env with `data/` to back up, the password in `pw`, and the config
+/// of job `nightly` into `repo/` with the `extra` lines.
+fn job(extra: &str) -> Env {
+    let e = env();
+    std::fs::create_dir_all(e.path().join("data/cache")).unwrap();
+    e.write("data/a.txt", "hello\n");
+    e.write("data/cache/skip.tmp", "not kept\n");
+    e.write("pw", &format!("{PASSWORD}\n"));
+    e.config(&format!(
+        "{SERVER}[[backup]]\nname = \"nightly\"\nrepository = \"repo\"\npassword = {{ file = \"pw\" }}\n\
+         paths = [\"data\"]\nexclude = [\"*.tmp\"]\ntags = [\"etc\"]\n{extra}"
+    ));
+    e
+}
+
+/// `restic snapshots --json` of the env's repository.
+fn restic_snapshots(e: &Env) -> Vec<Value> {
+    let out = std::process::Command::new("restic")
+        .args(["-r", "repo", "snapshots", "--json", "--no-lock"])
+        .current_dir(e.path())
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn tags(snapshot: &Value) -> Vec<&str> {
+    snapshot["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn init_and_run_make_a_snapshot_restic_lists_with_its_tags() {
+    require!(Need::Restic);
+    let e = job("at = \"02:30\"\n");
+    exits(
+        &e,
+        &["backup", "init", "nightly"],
+        0,
+        &["created repository repo"],
+    );
+    exits(&e, &["backup", "init", "nightly"], 3, &["already exists"]);
+    let run = exits(&e, &["backup", "run", "nightly"], 0, &["snapshot", "saved"]);
+    let id = run.stdout.trim();
+    assert_eq!(id.len(), 64, "{run:?}");
+    let snaps = restic_snapshots(&e);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["id"], id);
+    assert_eq!(tags(&snaps[0]), ["etc", "vigie-job:nightly"]);
+    // The exclude left the .tmp file out; restic lists what it holds.
+    let ls = std::process::Command::new("restic")
+        .args(["-r", "repo", "ls", "latest", "--no-lock"])
+        .current_dir(e.path())
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("a.txt") && !ls.contains("skip.tmp"), "{ls}");
+    let ours = exits(&e, &["backup", "snapshots", "nightly", "--json"], 0, &[]);
+    let ours: Value = serde_json::from_str(&ours.stdout).unwrap();
+    assert_eq!(ours[0]["id"], id, "{ours}");
+    let list = exits(&e, &["backup", "list"], 0, &[]);
+    assert!(
+        list.stdout.contains("nightly")
+            && list.stdout.contains("ok ")
+            && list.stdout.contains(&id[..8]),
+        "{list:?}"
+    );
+    exits(
+        &e,
+        &["backup", "run", "weekly"],
+        2,
+        &["no backup job named `weekly`", "nightly"],
+    );
+}
+
+#[test]
+fn a_scheduled_run_happens_and_shows_in_status_and_metrics() {
+    require!(Need::Restic);
+    // Every minute, no jitter: the first run within 60 s.
+    let e = job("schedule = \"* * * * *\"\njitter = \"0s\"\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    let d = e.daemon();
+    d.wait_log("backup done", Duration::from_secs(75));
+    assert_eq!(restic_snapshots(&e).len(), 1);
+    wait_or_explain(
+        Duration::from_secs(5),
+        || {
+            let (_, m) = d.http("GET", "/metrics", &[]);
+            m.contains("vigie_backup_last_result{job=\"nightly\"} 1")
+                && m.contains("vigie_backup_last_success_timestamp_seconds{job=\"nightly\"}")
+                && m.contains("vigie_backup_last_bytes_added{job=\"nightly\"}")
+                && m.contains("vigie_backup_last_duration_seconds{job=\"nightly\"}")
+        },
+        || d.http("GET", "/metrics", &[]).1,
+    );
+    wait_state(&d, "backup-nightly-age", "ok", Duration::from_secs(15));
+    let status = e.run(&["status", "--json"]);
+    let v: Value = serde_json::from_str(&status.stdout).unwrap();
+    let b = &v["backups"][0];
+    assert_eq!(b["name"], "nightly", "{v}");
+    assert_eq!(b["last_run"]["ok"], true, "{v}");
+    assert!(b["next_run"].is_number(), "{v}");
+}
+
+#[test]
+fn a_wrong_password_is_a_clear_error_an_incident_and_no_snapshot() {
+    require!(Need::Restic);
+    let e = job("at = \"02:30\"\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    e.write("pw", "not the password\n");
+    let d = e.daemon();
+    wait_state(&d, "backup-nightly", "ok", Duration::from_secs(15));
+    // A run by hand while the daemon runs: its checks see it.
+    exits(
+        &e,
+        &["backup", "run", "nightly"],
+        3,
+        &["the password does not open repository repo: check `password` of backup `nightly`"],
+    );
+    let c = wait_state(&d, "backup-nightly", "failing", Duration::from_secs(30));
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("password does not open"),
+        "{c}"
+    );
+    wait_or_explain(
+        Duration::from_secs(10),
+        || {
+            let r = e.run(&["incidents", "--json"]);
+            serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["check"] == "backup-nightly"))
+            })
+        },
+        || e.run(&["incidents", "--json"]).stdout + &d.log(),
+    );
+    assert!(restic_snapshots(&e).is_empty());
+}
+
+#[test]
+fn two_runs_of_a_job_never_overlap_and_a_failing_before_aborts() {
+    require!(Need::Restic);
+    let e = job("at = \"02:30\"\nbefore = [\"sleep\", \"3\"]\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    let first = e
+        .cmd(&["backup", "run", "nightly"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = e.state_dir().join("backup-nightly.lock");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&lock).is_ok_and(|p| p.trim() == first.id().to_string()),
+        || format!("{lock:?} never held by {}", first.id()),
+    );
+    let second = exits(
+        &e,
+        &["backup", "run", "nightly"],
+        3,
+        &[&format!(
+            "backup nightly is already running (pid {}, since ",
+            first.id()
+        )],
+    );
+    assert!(second.stdout.is_empty(), "{second:?}");
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(restic_snapshots(&e).len(), 1, "the refused run made none");
+
+    let e = job(
+        "at = \"02:30\"\nbefore = [\"sh\", \"-c\", \"echo database locked; exit 4\"]\n\
+         on_failure = [\"sh\", \"-c\", \"echo \\\"$VIGIE_BACKUP_ERROR\\\" > failure.txt\"]\n",
+    );
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    exits(
+        &e,
+        &["backup", "run", "nightly"],
+        3,
+        &["backup nightly: `before` (sh) exited with 4: database locked"],
+    );
+    assert!(restic_snapshots(&e).is_empty());
+    let said = std::fs::read_to_string(e.path().join("failure.txt")).unwrap();
+    assert!(said.contains("`before` (sh) exited with 4"), "{said}");
+    let list = exits(&e, &["backup", "list", "--json"], 0, &[]);
+    let v: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(v[0]["last_run"]["ok"], false, "{v}");
+    assert!(v[0]["last_good"].is_null(), "{v}");
+}
+
+#[test]
+fn an_incident_step_runs_a_backup() {
+    require!(Need::Restic);
+    // `marker` missing: the check fails at once, its incident's step
+    // `save` backs the job up.
+    let e = job("at = \"02:30\"\n\n[action.save]\nbackup = \"nightly\"\n\n\
+         [[check]]\nname = \"marker\"\ncommand = { argv = [\"test\", \"-e\", \"marker\"] }\n\
+         every = \"1s\"\nfail_after = 1\nactions = [\"save\"]\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    let d = e.daemon();
+    d.wait_log("backup done", Duration::from_secs(30));
+    let snaps = restic_snapshots(&e);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(tags(&snaps[0]), ["etc", "vigie-job:nightly"]);
+    wait_or_explain(
+        Duration::from_secs(10),
+        || e.run(&["incidents", "--json"]).stdout.contains("snapshot"),
+        || e.run(&["incidents", "--json"]).stdout,
+    );
+}
+
+#[test]
+fn hooks_run_without_a_shell_and_without_the_password_variable() {
+    require!(Need::Restic);
+    let e = job(
+        "at = \"02:30\"\nbefore = [\"sh\", \"-c\", \"test -z \\\"$VIGIE_TEST_RESTIC_PW\\\" || exit 9\"]\n",
+    );
+    let text = std::fs::read_to_string(e.config_path()).unwrap();
+    e.config(&text.replace("{ file = \"pw\" }", "{ env = \"VIGIE_TEST_RESTIC_PW\" }"));
+    let run = |args: &[&str]| e.run_cmd(e.cmd(args).env("VIGIE_TEST_RESTIC_PW", PASSWORD));
+    let init = run(&["backup", "init", "nightly"]);
+    assert_eq!(init.code, 0, "{init:?}");
+    let r = run(&["backup", "run", "nightly"]);
+    assert_eq!(r.code, 0, "the hook saw the password's variable: {r:?}");
+    assert_eq!(restic_snapshots(&e).len(), 1);
+    let shown = run(&["show-config"]);
+    assert!(
+        !shown.stdout.contains(PASSWORD) && shown.stdout.contains("env = \"VIGIE_TEST_RESTIC_PW\""),
+        "{shown:?}"
+    );
+}
