@@ -5,6 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::LockHolder;
+
 /// An error of a backup job, its repository or its sources.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,6 +70,30 @@ pub enum Error {
         job: String,
         glob: String,
         message: String,
+    },
+
+    /// Another process holds a lock that forbids this one: an exclusive
+    /// lock (a prune), or, for an exclusive lock, any lock.
+    #[error(
+        "repository {repository} (backup `{job}`) is locked {by}: wait for it to finish, or, if that process is gone, remove its lock with `restic -r {repository} unlock`"
+    )]
+    Locked {
+        job: String,
+        repository: String,
+        /// Who holds the lock in the way.
+        by: Box<LockHolder>,
+    },
+
+    /// A lock file that cannot be read stands in the way of an
+    /// exclusive lock.
+    #[error(
+        "repository {repository} (backup `{job}`): lock {id} cannot be read ({why}): if no restic or vigie uses the repository, remove it with `restic -r {repository} unlock --remove-all`"
+    )]
+    LockUnreadable {
+        job: String,
+        repository: String,
+        id: String,
+        why: String,
     },
 
     /// The engine failed while working on the repository (I/O, a

@@ -8,8 +8,10 @@
 
 pub mod backend;
 mod error;
+mod lock;
 mod repo;
 
-pub use backend::{LocalBackend, Location};
+pub use backend::{LocalBackend, Location, LockBackend};
 pub use error::Error;
+pub use lock::{LockGuard, LockHolder, LockKind};
 pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};

@@ -17,6 +17,7 @@ use rustic_core::{
     repofile::{MasterKey, SnapshotFile},
 };
 
+use crate::lock::{LockGuard, LockKind, Locks, Sealer};
 use crate::{Error, Location};
 
 /// A job's repository as the config names it, before anything is read.
@@ -241,9 +242,26 @@ impl Repo {
         &self.spec
     }
 
+    /// Locks the repository as restic does (see [`LockKind`]): refused
+    /// with [`Error::Locked`] while another process (restic or vigie)
+    /// holds a lock that forbids it. The lock is held, and refreshed,
+    /// until the guard is dropped.
+    pub fn lock(&self, kind: LockKind) -> Result<LockGuard, Error> {
+        let spec = &self.spec;
+        let Some(backend) = spec.location.lock_backend() else {
+            return Err(spec.failed("reach it", "no backend for this location".to_owned()));
+        };
+        let Some(sealer) = Sealer::new(&self.key) else {
+            return Err(spec.failed("lock it", "its master key is malformed".to_owned()));
+        };
+        Locks::new(backend, sealer, spec.clone()).acquire(kind)
+    }
+
     /// Backs up what `request` names into a new snapshot. The latest
     /// snapshot of the same host and paths is its parent: files whose
-    /// size and times did not change are not read again.
+    /// size and times did not change are not read again. It holds a
+    /// shared lock for its whole run, so no prune (restic's or vigie's)
+    /// removes what it writes.
     pub fn backup(&self, request: &Request) -> Result<SnapshotSummary, Error> {
         let start = Instant::now();
         let spec = &self.spec;
@@ -251,6 +269,7 @@ impl Repo {
         let mut opts = self.backup_options(&request.excludes)?;
         opts.ignore_filter_opts.one_file_system = request.one_file_system;
         let source = self.sources(&request.paths)?;
+        let _lock = self.lock(LockKind::Shared)?;
         let indexed = self
             .reopen()?
             .to_indexed_ids()

@@ -41,8 +41,25 @@ mod local;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 pub use local::LocalBackend;
-use rustic_core::WriteBackend;
+use rustic_core::{Id, RusticResult, WriteBackend};
+
+/// The `locks/` directory of a repository: rustic_core 0.13 names no
+/// lock file type (it writes no locks), so each storage reaches it
+/// through this trait as well (see `crate::lock`). The same rules hold
+/// as for its other files: named by the id of their bytes, written
+/// whole or not at all, a missing one removed without error.
+pub trait LockBackend: Send + Sync + 'static {
+    /// The ids of the lock files.
+    fn list_locks(&self) -> RusticResult<Vec<Id>>;
+    /// A lock file's stored bytes.
+    fn read_lock(&self, id: &Id) -> RusticResult<Bytes>;
+    /// Writes a lock file.
+    fn write_lock(&self, id: &Id, content: Bytes) -> RusticResult<()>;
+    /// Removes a lock file; one already gone is removed.
+    fn remove_lock(&self, id: &Id) -> RusticResult<()>;
+}
 
 /// Schemes restic (or rclone) gives repository strings; a string with
 /// one of these before its first `:` is not a local path.
@@ -82,6 +99,14 @@ impl Location {
 
     /// The storage of this location, or `None` for an unsupported one.
     pub fn backend(&self) -> Option<Arc<dyn WriteBackend>> {
+        match self {
+            Location::Local(path) => Some(Arc::new(LocalBackend::new(path.clone()))),
+            Location::Unsupported { .. } => None,
+        }
+    }
+
+    /// The locks of this location, or `None` for an unsupported one.
+    pub fn lock_backend(&self) -> Option<Arc<dyn LockBackend>> {
         match self {
             Location::Local(path) => Some(Arc::new(LocalBackend::new(path.clone()))),
             Location::Unsupported { .. } => None,

@@ -4,6 +4,7 @@
 
 mod errors;
 mod killed;
+mod locks;
 mod restic_reads;
 mod util;
 mod vigie_reads;
