@@ -96,6 +96,37 @@ pub enum Error {
         why: String,
     },
 
+    /// A dump's name that cannot be a file at the top of the snapshot.
+    #[error("backup `{job}`: dump name {name:?} cannot be used: {why}: check `dump`")]
+    DumpName {
+        job: String,
+        name: String,
+        why: String,
+    },
+
+    /// A dump without a program to run.
+    #[error(
+        "backup `{job}`: dump `{name}` has no command: set `run` to a program and its arguments"
+    )]
+    DumpCommand { job: String, name: String },
+
+    /// A dump's command failed (could not start, exited non-zero, was
+    /// killed): the backup wrote no snapshot.
+    #[error(
+        "backup `{job}`: dump `{name}` failed: `{command}` {status}; no snapshot was written: run the command by hand to see why{}",
+        if .stderr.is_empty() { String::new() } else { format!("\nits stderr ended with:\n{}", .stderr) }
+    )]
+    Dump {
+        job: String,
+        name: String,
+        /// The program and its arguments, joined by spaces.
+        command: String,
+        /// How it ended (`exited with status 1`, `was killed (SIGKILL)`).
+        status: String,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+
     /// The engine failed while working on the repository (I/O, a
     /// damaged file, a full disk): `message` is its account on one line.
     #[error("repository {repository} (backup `{job}`): cannot {action}: {message}")]

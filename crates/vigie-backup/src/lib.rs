@@ -7,11 +7,14 @@
 //! and `vigie backup …` will call.
 
 pub mod backend;
+mod dump;
 mod error;
+mod finish;
 mod lock;
 mod repo;
 
 pub use backend::{LocalBackend, Location, LockBackend};
+pub use dump::Dump;
 pub use error::Error;
 pub use lock::{LockGuard, LockHolder, LockKind};
 pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};

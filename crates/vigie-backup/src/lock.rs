@@ -292,7 +292,7 @@ fn uncompressed(plain: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The id of a file's stored bytes: their SHA-256.
-fn id_of(stored: &[u8]) -> Id {
+pub(crate) fn id_of(stored: &[u8]) -> Id {
     let digest = ring::digest::digest(&ring::digest::SHA256, stored);
     let hex = digest.as_ref().iter().fold(String::new(), |mut hex, b| {
         let _ = write!(hex, "{b:02x}");

@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustic_core::{
-    BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, OpenStatus, PathList,
-    Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions, WriteBackend,
+    BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, LocalSource, OpenStatus,
+    PathList, Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions,
+    WriteBackend,
     repofile::{MasterKey, SnapshotFile},
 };
 
+use crate::dump::{self, Book, Dump, Sources};
+use crate::finish;
 use crate::lock::{LockGuard, LockKind, Locks, Sealer};
 use crate::{Error, Location};
 
@@ -86,6 +89,11 @@ impl RepoSpec {
             // `new` refuses unsupported locations.
             return Err(self.failed("reach it", "no backend for this location".to_owned()));
         };
+        self.unopened_on(backend)
+    }
+
+    /// The same, on `backend` (the location's, maybe wrapped).
+    fn unopened_on(&self, backend: Arc<dyn WriteBackend>) -> Result<(Repository<()>, bool), Error> {
         let exists = !backend
             .list(FileType::Config)
             .map_err(self.engine("read it"))?
@@ -94,7 +102,7 @@ impl RepoSpec {
         // the user's home). Remote ones will want one in the state
         // directory.
         let opts = RepositoryOptions::default().no_cache(true);
-        let backends = RepositoryBackends::new(backend as Arc<dyn WriteBackend>, None);
+        let backends = RepositoryBackends::new(backend, None);
         let repo = Repository::new(&opts, &backends).map_err(self.engine("reach it"))?;
         Ok((repo, exists))
     }
@@ -188,6 +196,10 @@ pub struct Request {
     /// Stay on the file system of each path (mount points below it are
     /// left out), as `restic backup --one-file-system`.
     pub one_file_system: bool,
+    /// Commands whose output is stored as files `/NAME` of the same
+    /// snapshot; one that fails fails the backup, and no snapshot is
+    /// written.
+    pub dumps: Vec<Dump>,
 }
 
 impl Request {
@@ -226,7 +238,17 @@ impl Repo {
 
     /// Another handle on the repository, opened with the master key.
     fn reopen(&self) -> Result<Repository<OpenStatus>, Error> {
-        let (repo, exists) = self.spec.unopened()?;
+        let Some(backend) = self.spec.location.backend() else {
+            return Err(self
+                .spec
+                .failed("reach it", "no backend for this location".to_owned()));
+        };
+        self.reopen_on(backend)
+    }
+
+    /// The same, on `backend` (the location's, maybe wrapped).
+    fn reopen_on(&self, backend: Arc<dyn WriteBackend>) -> Result<Repository<OpenStatus>, Error> {
+        let (repo, exists) = self.spec.unopened_on(backend)?;
         if !exists {
             return Err(Error::NoRepository {
                 job: self.spec.job.clone(),
@@ -268,6 +290,9 @@ impl Repo {
         let snapshot = self.snapshot_file(&request.tags)?;
         let mut opts = self.backup_options(&request.excludes)?;
         opts.ignore_filter_opts.one_file_system = request.one_file_system;
+        if !request.dumps.is_empty() {
+            return self.backup_with_dumps(request, &opts, snapshot, start);
+        }
         let source = self.sources(&request.paths)?;
         let _lock = self.lock(LockKind::Shared)?;
         let indexed = self
@@ -280,6 +305,82 @@ impl Repo {
         let summary = snap.summary.unwrap_or_default();
         Ok(SnapshotSummary {
             id: snap.id.to_hex().to_string(),
+            files: summary.total_files_processed,
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            bytes_processed: summary.total_bytes_processed,
+            bytes_added: summary.data_added_packed,
+            duration: start.elapsed(),
+        })
+    }
+
+    /// A backup whose request has dumps (see `dump.rs` and
+    /// `finish.rs`): the paths made absolute (the dumps are `/NAME`),
+    /// files and dumps archived as one source, and the snapshot written
+    /// only when every dump ended well.
+    fn backup_with_dumps(
+        &self,
+        request: &Request,
+        opts: &BackupOptions,
+        snapshot: SnapshotFile,
+        start: Instant,
+    ) -> Result<SnapshotSummary, Error> {
+        let spec = &self.spec;
+        let mut paths = Vec::with_capacity(request.paths.len());
+        for path in &request.paths {
+            paths.push(fs::canonicalize(path).map_err(|e| Error::Path {
+                job: spec.job.clone(),
+                path: path.clone(),
+                source: e,
+            })?);
+        }
+        dump::check(&spec.job, &request.dumps, &paths)?;
+        let (files, mut snapshot_paths) = if paths.is_empty() {
+            (None, Vec::new())
+        } else {
+            let list = self.sources(&paths)?.paths();
+            let files = LocalSource::new(
+                opts.ignore_save_opts,
+                &opts.excludes,
+                &opts.ignore_filter_opts,
+                &list,
+            )
+            .map_err(spec.engine("read the paths to back up"))?;
+            (Some(files), list)
+        };
+        snapshot_paths.extend(request.dumps.iter().map(|d| Path::new("/").join(&d.name)));
+        let Some(sealer) = Sealer::new(&self.key) else {
+            return Err(spec.failed("back up", "its master key is malformed".to_owned()));
+        };
+        let Some(backend) = spec.location.backend() else {
+            return Err(spec.failed("reach it", "no backend for this location".to_owned()));
+        };
+        let _lock = self.lock(LockKind::Shared)?;
+        let book = Book::new(request.dumps.len());
+        let source = Sources::new(files, &request.dumps, Arc::clone(&book));
+        let held = Arc::new(finish::HoldSnapshots::new(backend));
+        let archived = self
+            .reopen_on(held)?
+            .to_indexed_ids()
+            .map_err(spec.engine("read its index"))?
+            .archive(opts, &source, snapshot, &snapshot_paths);
+        // A failed dump first: it explains an engine error too.
+        let sizes = finish::verdict(&spec.job, &request.dumps, &book.outcomes())?;
+        let snap = archived.map_err(spec.engine("back up"))?;
+        let named: Vec<(&str, u64)> = request
+            .dumps
+            .iter()
+            .map(|d| d.name.as_str())
+            .zip(sizes)
+            .collect();
+        let indexed = self
+            .reopen()?
+            .to_indexed_ids()
+            .map_err(spec.engine("read its index"))?;
+        let summary = snap.summary.clone().unwrap_or_default();
+        let id = finish::commit(spec, &sealer, &indexed, snap, &named)?;
+        Ok(SnapshotSummary {
+            id,
             files: summary.total_files_processed,
             files_new: summary.files_new,
             files_changed: summary.files_changed,
