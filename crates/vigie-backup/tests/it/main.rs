@@ -2,6 +2,7 @@
 //! checks, lists and restores; what restic writes, vigie reads; and the
 //! errors a user meets, as the typed errors that say what to do.
 
+mod databases;
 mod dumps;
 mod errors;
 mod killed;
