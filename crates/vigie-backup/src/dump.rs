@@ -53,7 +53,8 @@ pub struct Dump {
     /// The file's name at the top of the snapshot (`blog.sql`).
     pub name: String,
     /// The program and its arguments (never a shell). Its stdin is
-    /// `/dev/null`, its environment vigie's.
+    /// `/dev/null`, its environment vigie's without the variables
+    /// secrets are read from.
     pub run: Vec<String>,
 }
 
@@ -89,6 +90,15 @@ pub(crate) fn check(job: &str, dumps: &[Dump], paths: &[PathBuf]) -> Result<(), 
         }
         if dumps[..i].iter().any(|d| d.name == name) {
             return Err(bad(name, "two dumps have this name".to_owned()));
+        }
+        // A path that is `/` holds every top-level name there is.
+        if paths.iter().any(|p| top_name(p).is_none())
+            && std::fs::symlink_metadata(Path::new("/").join(name)).is_ok()
+        {
+            return Err(bad(
+                name,
+                "`/` is backed up, and holds this name".to_owned(),
+            ));
         }
         if let Some(path) = paths.iter().find(|p| top_name(p) == Some(OsStr::new(name))) {
             return Err(bad(
@@ -188,19 +198,19 @@ impl Sources {
             meta,
         }
     }
+}
 
-    /// The entry of dump `i`.
-    fn entry(&self, i: usize, dump: &Dump) -> ReadSourceEntry<Opener> {
-        let node = Node::new_node(OsStr::new(&dump.name), NodeType::File, self.meta.clone());
-        ReadSourceEntry {
-            path: Path::new("/").join(&dump.name),
-            node,
-            open: Some(Opener::Dump(DumpOpen {
-                index: i,
-                dump: dump.clone(),
-                book: Arc::clone(&self.book),
-            })),
-        }
+/// The entry of a dump.
+fn dump_entry(i: usize, dump: &Dump, meta: &Metadata, book: &Arc<Book>) -> ReadSourceEntry<Opener> {
+    let node = Node::new_node(OsStr::new(&dump.name), NodeType::File, meta.clone());
+    ReadSourceEntry {
+        path: Path::new("/").join(&dump.name),
+        node,
+        open: Some(Opener::Dump(DumpOpen {
+            index: i,
+            dump: dump.clone(),
+            book: Arc::clone(book),
+        })),
     }
 }
 
@@ -226,42 +236,67 @@ impl ReadSourceOpen for Opener {
 
 impl ReadSource for Sources {
     type Open = Opener;
-    type Iter = std::vec::IntoIter<Entry>;
+    type Iter = Entries;
 
     fn size(&self) -> RusticResult<Option<u64>> {
         // A dump's size is known at its end only.
         Ok(None)
     }
 
-    /// The files' entries, each dump slotted in before the first entry
-    /// whose top-level name sorts after its name.
-    fn entries(&self) -> Self::Iter {
-        // The entries are paths and nodes (the files are opened later):
-        // collecting them costs what rustic's own scan of the size does.
-        let mut out = Vec::new();
-        let mut dumps = self.dumps.iter().peekable();
-        if let Some(files) = &self.files {
-            for entry in files.entries() {
-                let entry = entry.map(|e| ReadSourceEntry {
+    fn entries(&self) -> Entries {
+        Entries {
+            files: self.files.as_ref().map(LocalSource::entries),
+            held: None,
+            dumps: self.dumps.clone().into_iter().peekable(),
+            meta: self.meta.clone(),
+            book: Arc::clone(&self.book),
+        }
+    }
+}
+
+/// The files' entries as rustic's walker yields them (sorted, lazily),
+/// each dump slotted in before the first entry whose top-level name
+/// sorts after its name.
+pub(crate) struct Entries {
+    files: Option<<LocalSource as ReadSource>::Iter>,
+    /// The next file entry, held back while dumps that sort before it go.
+    held: Option<Entry>,
+    dumps: std::iter::Peekable<std::vec::IntoIter<(usize, Dump)>>,
+    meta: Metadata,
+    book: Arc<Book>,
+}
+
+impl Iterator for Entries {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        if self.held.is_none() {
+            self.held = self.files.as_mut().and_then(Iterator::next).map(|entry| {
+                entry.map(|e| ReadSourceEntry {
                     path: e.path,
                     node: e.node,
                     open: e.open.map(Opener::File),
-                });
-                if let Ok(e) = &entry {
-                    let top = top_name(&e.path).map(OsStr::to_owned);
-                    while let Some((i, dump)) = dumps
-                        .next_if(|(_, d)| top.as_deref().is_some_and(|t| OsStr::new(&d.name) < t))
-                    {
-                        out.push(Ok(self.entry(*i, dump)));
-                    }
-                }
-                out.push(entry);
+                })
+            });
+        }
+        let first = match &self.held {
+            // An error goes at once (the archiver logs and skips it).
+            Some(Err(_)) => None,
+            Some(Ok(e)) => top_name(&e.path).map(OsStr::to_owned),
+            // No file left: the dumps left, in order.
+            None => {
+                let (i, dump) = self.dumps.next()?;
+                return Some(Ok(dump_entry(i, &dump, &self.meta, &self.book)));
             }
+        };
+        if let Some(top) = first
+            && let Some((i, dump)) = self
+                .dumps
+                .next_if(|(_, d)| OsStr::new(&d.name) < top.as_os_str())
+        {
+            return Some(Ok(dump_entry(i, &dump, &self.meta, &self.book)));
         }
-        for (i, dump) in dumps {
-            out.push(Ok(self.entry(*i, dump)));
-        }
-        out.into_iter()
+        self.held.take()
     }
 }
 
@@ -277,13 +312,15 @@ impl DumpOpen {
     /// the backup stops reading it).
     fn start(self) -> RusticResult<DumpReader> {
         let (program, args) = self.dump.run.split_first().expect("checked: a program");
-        let started = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn();
+            .process_group(0);
+        vigie_config::scrub_secret_env(&mut command);
+        let started = command.spawn();
         let mut child = match started {
             Ok(child) => child,
             Err(e) => {
@@ -595,6 +632,10 @@ mod tests {
             let err = check("j", &[Dump::new(name, &["x"])], &paths).unwrap_err();
             assert!(matches!(err, Error::DumpName { .. }), "{name}: {err}");
         }
+        let root = [PathBuf::from("/")];
+        assert!(check("j", std::slice::from_ref(&ok), &root).is_ok());
+        let err = check("j", &[Dump::new("etc", &["x"])], &root).unwrap_err();
+        assert!(err.to_string().contains("`/` is backed up"), "{err}");
         let twice = check("j", &[ok.clone(), ok.clone()], &paths).unwrap_err();
         assert!(twice.to_string().contains("two dumps"), "{twice}");
         let empty = check("j", &[Dump::new("x", &[] as &[&str])], &paths).unwrap_err();

@@ -227,3 +227,61 @@ fn a_dump_is_run_anew_at_each_backup() {
     assert_eq!(restic_node(&place, "/state.txt")["size"], 0);
     place.restic_check();
 }
+
+#[test]
+fn dumps_take_their_place_among_the_top_level_names() {
+    require!(Need::Restic);
+    let (place, src) = Place::with_tree();
+    let top = src.components().nth(1).unwrap();
+    let top = top.as_os_str().to_str().unwrap().to_owned();
+    let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    // One name before the tree's top-level directory, one after.
+    let (before, after) = (format!("0-{top}"), format!("{top}~"));
+    let summary = repo
+        .backup(&Request {
+            dumps: vec![
+                Dump::new(&after, &["echo", "after"]),
+                Dump::new(&before, &["echo", "before"]),
+            ],
+            ..Request::paths(&[&src])
+        })
+        .unwrap();
+    assert_eq!(place.restic_snapshots()[0]["id"], summary.id.as_str());
+    // restic finds the trees sorted and whole.
+    place.restic_check();
+    assert_eq!(
+        place.restic(&["dump", "latest", &format!("/{before}")]),
+        "before\n"
+    );
+    assert_eq!(
+        place.restic(&["dump", "latest", &format!("/{after}")]),
+        "after\n"
+    );
+    let target = place.path("restored");
+    place.restic(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let tree = target.join(src.strip_prefix("/").unwrap());
+    assert!(
+        read_tree(&src).0 == read_tree(&tree).0,
+        "restored tree differs"
+    );
+    // A second run has the first as parent: the files are not read
+    // again, the dumps are.
+    let second = repo
+        .backup(&Request {
+            dumps: vec![
+                Dump::new(&before, &["echo", "again"]),
+                Dump::new(&after, &["echo", "after"]),
+            ],
+            ..Request::paths(&[&src])
+        })
+        .unwrap();
+    assert_eq!(
+        place.restic(&["dump", "latest", &format!("/{before}")]),
+        "again\n"
+    );
+    assert_eq!(
+        (second.files_new, second.files_changed),
+        (0, 2),
+        "{second:?}"
+    );
+}
