@@ -17,7 +17,8 @@
 //! on the chunker, at most 6 MiB are held), and its stderr's last lines
 //! are kept for the error. The archiver only learns a file's size by
 //! reading it, and rustic_core 0.13 leaves the size it started with in
-//! the tree (0 for a stream, which restic restores as an empty file):
+//! the tree (its own stdin source starts at 0, which restic restores as
+//! an empty file; ours at the largest size, see `Sources::meta`):
 //! `finish.rs` writes the root tree again with the real sizes, and the
 //! snapshot, only once every dump has ended well.
 
@@ -175,8 +176,11 @@ pub(crate) struct Sources {
     /// The dumps sorted by name, each with its index in the book.
     dumps: Vec<(usize, Dump)>,
     book: Arc<Book>,
-    /// The dumps' files' metadata: this time (so that no parent's node
-    /// matches and is reused), the running user, mode 0600.
+    /// The dumps' files' metadata: this time, the running user, mode
+    /// 0600, and the largest size (rustic's chunker sizes its buffers
+    /// by the smaller of a node's size and a chunk's: 0 would make it
+    /// grow them byte by byte; and no parent's node matches it).
+    /// `finish.rs` writes the real size.
     meta: Metadata,
 }
 
@@ -189,6 +193,7 @@ impl Sources {
             mtime: Some(rustic_core::jiff::Timestamp::now()),
             uid: Some(rustix::process::getuid().as_raw()),
             gid: Some(rustix::process::getgid().as_raw()),
+            size: u64::MAX,
             ..Metadata::default()
         };
         Sources {

@@ -4,7 +4,8 @@
 //! rustic_core's archiver writes the snapshot as its last step whatever
 //! became of the files it read (a file that failed to read is left out
 //! with a warning), and it keeps in the tree the size a node started with
-//! — 0 for a stream, which restic restores as an empty file. So the
+//! — a stream's is unknown then (rustic's own stdin source writes 0,
+//! which restic restores as an empty file). So the
 //! archiver runs on [`HoldSnapshots`], a backend that writes everything
 //! but snapshots; then [`verdict`] reads the dumps' outcomes, and
 //! [`commit`] writes the root tree again with the real sizes (in a pack
