@@ -4,9 +4,10 @@
 
 use std::fs::File;
 use std::io::Read as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vigie_backup::{Dump, Error, Request};
 use vigie_testkit::need::Need;
@@ -284,4 +285,70 @@ fn dumps_take_their_place_among_the_top_level_names() {
         (0, 2),
         "{second:?}"
     );
+}
+
+const CHILD: &str = "VIGIE_TEST_DUMP_CHILD";
+const CHILD_NAME: &str = "dumps::a_backup_killed_during_a_dump_leaves_no_snapshot";
+
+#[test]
+fn a_backup_killed_during_a_dump_leaves_no_snapshot() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        // The child: a backup whose dump writes 20 MB, says where it
+        // is (its process group), and waits.
+        let (repo, mark) = spec.split_once('\n').unwrap();
+        let spec = vigie_backup::RepoSpec::new("killed", repo).unwrap();
+        let repo = vigie_backup::open(&spec, PASSWORD).unwrap();
+        let run = format!(
+            "head -c 20000000 /dev/urandom; echo $$ > {mark}.tmp; mv {mark}.tmp {mark}; sleep 60"
+        );
+        let _ = repo.backup(&Request {
+            dumps: vec![Dump::new("db.sql", &["sh", "-c", &run])],
+            ..Request::default()
+        });
+        return;
+    }
+    require!(Need::Restic);
+    let place = Place::new();
+    vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    let mark = place.path("dumping");
+    let mut kid = Command::new(std::env::current_exe().unwrap())
+        .args([CHILD_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(
+            CHILD,
+            format!("{}\n{}", place.repo().display(), mark.display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    while !mark.exists() {
+        assert!(Instant::now() < deadline, "the dump did not get under way");
+        assert!(kid.try_wait().unwrap().is_none(), "the child ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kid.kill().unwrap();
+    assert_eq!(kid.wait().unwrap().signal(), Some(9));
+    // The dump's own group, orphaned, is ours to end.
+    let group: i32 = std::fs::read_to_string(&mark)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(group).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    // Its data may be in packs; no snapshot names it, and the
+    // repository is clean beside the stale lock, which the next run
+    // ignores.
+    assert!(place.restic_snapshots().is_empty());
+    place.restic_check_with(&["--no-lock"]);
+    let repo = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
+    repo.backup(&Request {
+        dumps: vec![Dump::new("db.sql", &["echo", "whole"])],
+        ..Request::default()
+    })
+    .unwrap();
+    assert_eq!(place.restic(&["dump", "latest", "/db.sql"]), "whole\n");
 }
