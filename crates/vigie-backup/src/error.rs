@@ -84,6 +84,17 @@ pub enum Error {
         by: Box<LockHolder>,
     },
 
+    /// The lock a backup held was removed or went stale while it ran:
+    /// a prune may have removed what it wrote, so it wrote no snapshot.
+    #[error(
+        "repository {repository} (backup `{job}`): the backup's lock was lost ({why}): a prune may have run meanwhile, so no snapshot was written: run the backup again"
+    )]
+    LockLost {
+        job: String,
+        repository: String,
+        why: String,
+    },
+
     /// A lock file that cannot be read stands in the way of an
     /// exclusive lock.
     #[error(

@@ -36,7 +36,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
 use aes256ctr_poly1305aes::aead::{Aead as _, generic_array::GenericArray};
@@ -462,6 +462,7 @@ impl Locks {
         survive_sighup();
         let file = holder.lock_file(kind);
         let id = self.write(&file)?;
+        let written = Instant::now();
         thread::sleep(RACE_WAIT);
         if let Err(e) = self.check(kind, &holder.hostname, Some(&id)) {
             if let Err(gone) = self.remove(&id) {
@@ -471,7 +472,7 @@ impl Locks {
         }
         let held = Arc::new(Held {
             locks: self,
-            current: Mutex::new((id, file)),
+            current: Mutex::new((id, file, written)),
         });
         let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
@@ -527,7 +528,8 @@ fn short(id: &Id) -> String {
 /// A lock in place, and its current file.
 struct Held {
     locks: Locks,
-    current: Mutex<(Id, LockFile)>,
+    /// The lock's file, and when it was written.
+    current: Mutex<(Id, LockFile, Instant)>,
 }
 
 impl Held {
@@ -539,7 +541,7 @@ impl Held {
         let mut file = current.1.clone();
         file.time = Timestamp::now().to_string();
         let id = self.locks.write(&file)?;
-        let old = std::mem::replace(&mut *current, (id, file)).0;
+        let old = std::mem::replace(&mut *current, (id, file, Instant::now())).0;
         drop(current);
         self.locks.remove(&old)
     }
@@ -612,6 +614,37 @@ impl LockGuard {
     /// minutes: a new file with the current time, the old one removed.
     pub fn refresh(&self) -> Result<(), Error> {
         self.held.refresh()
+    }
+
+    /// Whether the lock still protects what was done under it: its file
+    /// is in the repository and was written less than 30 minutes ago.
+    /// Otherwise ([`Error::LockLost`]) another process may have taken
+    /// an exclusive lock (a prune) meanwhile: check before writing what
+    /// refers to data written under the lock (a snapshot).
+    pub fn still_held(&self) -> Result<(), Error> {
+        let (id, written) = {
+            let current = self
+                .held
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (current.0, current.2)
+        };
+        let locks = &self.held.locks;
+        let lost = |why: &str| Error::LockLost {
+            job: locks.spec.job.clone(),
+            repository: locks.spec.repository.clone(),
+            why: why.to_owned(),
+        };
+        if written.elapsed() > STALE_AFTER.unsigned_abs() {
+            return Err(lost("it could not be refreshed for 30 minutes"));
+        }
+        if !locks.list()?.contains(&id) {
+            return Err(lost(
+                "its file was removed (by `restic unlock --remove-all`?)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -832,6 +865,17 @@ mod tests {
         assert_eq!((after.pid, after.exclusive), (before.pid, false));
         drop(guard);
         assert!(locks.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lock_removed_behind_its_back_is_no_longer_held() {
+        let (_dir, locks) = new_locks();
+        let guard = locks.clone().acquire(LockKind::Shared).unwrap();
+        guard.still_held().unwrap();
+        locks.remove(&guard.id().parse().unwrap()).unwrap();
+        let err = guard.still_held().unwrap_err();
+        assert!(matches!(err, Error::LockLost { .. }), "{err}");
+        assert!(err.to_string().contains("removed"), "{err}");
     }
 
     #[test]

@@ -355,7 +355,7 @@ impl Repo {
         let Some(backend) = spec.location.backend() else {
             return Err(spec.failed("reach it", "no backend for this location".to_owned()));
         };
-        let _lock = self.lock(LockKind::Shared)?;
+        let lock = self.lock(LockKind::Shared)?;
         let book = Book::new(request.dumps.len());
         let source = Sources::new(files, &request.dumps, Arc::clone(&book));
         let held = Arc::new(finish::HoldSnapshots::new(backend));
@@ -378,6 +378,7 @@ impl Repo {
             .to_indexed_ids()
             .map_err(spec.engine("read its index"))?;
         let summary = snap.summary.clone().unwrap_or_default();
+        lock.still_held()?;
         let id = finish::commit(spec, &sealer, &indexed, snap, &named)?;
         Ok(SnapshotSummary {
             id,

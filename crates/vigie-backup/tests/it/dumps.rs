@@ -352,3 +352,27 @@ fn a_backup_killed_during_a_dump_leaves_no_snapshot() {
     .unwrap();
     assert_eq!(place.restic(&["dump", "latest", "/db.sql"]), "whole\n");
 }
+
+#[test]
+fn a_backup_whose_lock_is_removed_meanwhile_writes_no_snapshot() {
+    require!(Need::Restic);
+    let place = Place::new();
+    let repo = vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    // The dump itself removes every lock, as `restic unlock
+    // --remove-all` run by someone else would.
+    let run = format!(
+        "restic -r {} --password-file {} --no-cache -q unlock --remove-all >&2 && echo done",
+        place.repo().display(),
+        place.path("password").display()
+    );
+    let err = repo
+        .backup(&Request {
+            dumps: vec![Dump::new("db.sql", &["sh", "-c", &run])],
+            ..Request::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::LockLost { .. }), "{err:?}");
+    assert!(err.to_string().contains("run the backup again"), "{err}");
+    assert!(place.restic_snapshots().is_empty());
+    place.restic_check();
+}
