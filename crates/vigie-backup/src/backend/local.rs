@@ -208,8 +208,10 @@ fn write_atomic(path: &Path, content: &BytesList) -> RusticResult<()> {
 /// as every other file (ids only, no links, atomic writes).
 impl LockBackend for LocalBackend {
     fn list_locks(&self) -> RusticResult<Vec<Id>> {
-        let dir = self.checked(self.root.join("locks").join("x"))?;
-        let dir = dir.parent().unwrap_or(&self.root);
+        // `checked` vets the directories above a file: those of a name
+        // inside `locks/`, so `locks/` itself.
+        let inside = self.checked(self.root.join("locks").join("x"))?;
+        let dir = inside.parent().unwrap_or(&self.root);
         let mut ids = Vec::new();
         for entry in read_dir(dir)? {
             let entry = entry.map_err(|e| io_error("list", dir, &e))?;
@@ -627,6 +629,32 @@ mod tests {
         // A `config` that is a link is refused too.
         std::os::unix::fs::symlink(outside.join("secret"), be.root().join("config")).unwrap();
         assert!(be.list_with_size(FileType::Config).is_err());
+    }
+
+    #[test]
+    fn locks_live_in_locks_and_never_through_a_link() {
+        let (dir, be) = backend();
+        be.write_lock(&id(1), Bytes::from_static(b"lock")).unwrap();
+        assert_eq!(be.list_locks().unwrap(), vec![id(1)]);
+        assert_eq!(&be.read_lock(&id(1)).unwrap()[..], b"lock");
+        assert!(
+            be.root()
+                .join("locks")
+                .join(id(1).to_hex().as_str())
+                .is_file()
+        );
+        be.remove_lock(&id(1)).unwrap();
+        be.remove_lock(&id(1)).unwrap();
+        assert!(be.list_locks().unwrap().is_empty());
+        // `locks/` made a link to a directory outside: refused.
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::remove_dir(be.root().join("locks")).unwrap();
+        std::os::unix::fs::symlink(&outside, be.root().join("locks")).unwrap();
+        assert!(be.list_locks().is_err());
+        assert!(be.write_lock(&id(2), Bytes::from_static(b"x")).is_err());
+        assert!(be.read_lock(&id(2)).is_err());
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
     }
 
     /// Review: an index asking for more than a pack holds allocates
