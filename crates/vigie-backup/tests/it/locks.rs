@@ -72,7 +72,9 @@ fn restic_reads_vigies_lock_and_prune_stops_for_it() {
         said.contains(&format!("PID {} on {}", std::process::id(), hostname())),
         "{said}"
     );
-    // This host, a live pid: `restic unlock` leaves it.
+    // This host, a live pid: `restic unlock` leaves it. (restic 0.14
+    // asks whether the pid runs by sending it SIGHUP: this test process
+    // survives it, which is the regression this line guards.)
     place.restic(&["unlock"]);
     assert_eq!(restic_locks(&place), vec![guard.id()]);
 
