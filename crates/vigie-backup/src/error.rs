@@ -5,6 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::LockHolder;
+
 /// An error of a backup job, its repository or its sources.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,6 +138,72 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+
+    /// Another process holds a lock that forbids this one: an exclusive
+    /// lock (a prune), or, for an exclusive lock, any lock.
+    #[error(
+        "repository {repository} (backup `{job}`) is locked {by}: wait for it to finish, or, if that process is gone, remove its lock with `restic -r {repository} unlock`"
+    )]
+    Locked {
+        job: String,
+        repository: String,
+        /// Who holds the lock in the way.
+        by: Box<LockHolder>,
+    },
+
+    /// The lock a backup held was removed or went stale while it ran:
+    /// a prune may have removed what it wrote, so it wrote no snapshot.
+    #[error(
+        "repository {repository} (backup `{job}`): the backup's lock was lost ({why}): a prune may have run meanwhile, so no snapshot was written: run the backup again"
+    )]
+    LockLost {
+        job: String,
+        repository: String,
+        why: String,
+    },
+
+    /// A lock file that cannot be read stands in the way of an
+    /// exclusive lock.
+    #[error(
+        "repository {repository} (backup `{job}`): lock {id} cannot be read ({why}): if no restic or vigie uses the repository, remove it with `restic -r {repository} unlock --remove-all`"
+    )]
+    LockUnreadable {
+        job: String,
+        repository: String,
+        id: String,
+        why: String,
+    },
+
+    /// A dump's name that cannot be a file at the top of the snapshot.
+    #[error("backup `{job}`: dump name {name:?} cannot be used: {why}: check `dump`")]
+    DumpName {
+        job: String,
+        name: String,
+        why: String,
+    },
+
+    /// A dump without a program to run.
+    #[error(
+        "backup `{job}`: dump `{name}` has no command: set `run` to a program and its arguments"
+    )]
+    DumpCommand { job: String, name: String },
+
+    /// A dump's command failed (could not start, exited non-zero, was
+    /// killed): the backup wrote no snapshot.
+    #[error(
+        "backup `{job}`: dump `{name}` failed: `{command}` {status}; no snapshot was written: run the command by hand to see why{}",
+        if .stderr.is_empty() { String::new() } else { format!("\nits stderr ended with:\n{}", .stderr) }
+    )]
+    Dump {
+        job: String,
+        name: String,
+        /// The program and its arguments, joined by spaces.
+        command: String,
+        /// How it ended (`exited with status 1`, `was killed (SIGKILL)`).
+        status: String,
+        /// The last lines of its stderr.
+        stderr: String,
     },
 
     /// The engine failed while working on the repository (I/O, a

@@ -9,15 +9,23 @@
 pub mod backend;
 mod check;
 mod drill;
+mod dump;
 mod error;
+mod finish;
+mod lock;
 mod repo;
 mod restore;
 mod retention;
 
-pub use backend::{Access, LocalBackend, Location, S3Credentials, S3Target, SftpTarget};
+pub use backend::{
+    Access, Backends, LocalBackend, Location, LockBackend, S3Credentials, S3Target, SftpTarget,
+};
+
 pub use check::{CheckReport, Problem};
 pub use drill::{DrillReport, Mismatch};
+pub use dump::Dump;
 pub use error::Error;
+pub use lock::{LockGuard, LockHolder, LockKind};
 pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};
 pub use restore::{RestoreProgress, RestoreRequest, RestoreSummary};
 pub use retention::{Decision, ForgetGroup, ForgetPlan, Keep, PruneSummary, SnapshotFilter};

@@ -8,16 +8,20 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustic_core::{
-    BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, OpenStatus, PathList,
-    Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions, WriteBackend,
+    BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, LocalSource, OpenStatus,
+    PathList, Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions,
+    WriteBackend,
     repofile::{MasterKey, SnapshotFile},
 };
 
-use crate::backend::Access;
+use crate::backend::{Access, Backends};
+use crate::dump::{self, Book, Dump, Sources};
+use crate::finish;
+use crate::lock::{LockGuard, LockKind, Locks, Sealer};
 use crate::{Error, Location, S3Credentials};
 
 /// A job's repository as the config names it, before anything is read.
@@ -30,6 +34,9 @@ pub struct RepoSpec {
     location: Location,
     /// How a remote repository is reached (ssh command, S3 keys).
     access: Access,
+    /// The storage, made on first use and shared by every handle of a
+    /// run (one ssh session, one HTTP client).
+    backends: Arc<OnceLock<Backends>>,
 }
 
 impl RepoSpec {
@@ -65,6 +72,7 @@ impl RepoSpec {
             repository: repository.to_owned(),
             location,
             access: Access::default(),
+            backends: Arc::default(),
         })
     }
 
@@ -73,6 +81,7 @@ impl RepoSpec {
     #[must_use]
     pub fn with_ssh(mut self, ssh: Vec<String>) -> RepoSpec {
         self.access.ssh = ssh;
+        self.backends = Arc::default();
         self
     }
 
@@ -80,7 +89,20 @@ impl RepoSpec {
     #[must_use]
     pub fn with_s3(mut self, credentials: S3Credentials) -> RepoSpec {
         self.access.s3 = Some(credentials);
+        self.backends = Arc::default();
         self
+    }
+
+    /// The repository's storage (made once, then shared).
+    pub(crate) fn backends(&self) -> Result<Backends, Error> {
+        if let Some(b) = self.backends.get() {
+            return Ok(b.clone());
+        }
+        let made = self
+            .location
+            .backends(&self.access)
+            .map_err(|message| self.failed("reach it", message))?;
+        Ok(self.backends.get_or_init(|| made).clone())
     }
 
     /// The parsed location.
@@ -114,10 +136,11 @@ impl RepoSpec {
     /// The engine's handle on the repository, not opened yet, and
     /// whether it holds a repository (a `config` file).
     fn unopened(&self) -> Result<(Repository<()>, bool), Error> {
-        let backend = self
-            .location
-            .backend_with(&self.access)
-            .map_err(|message| self.failed("reach it", message))?;
+        self.unopened_on(self.backends()?.files)
+    }
+
+    /// The same, on `backend` (the location's, maybe wrapped).
+    fn unopened_on(&self, backend: Arc<dyn WriteBackend>) -> Result<(Repository<()>, bool), Error> {
         let exists = !backend
             .list(FileType::Config)
             .map_err(self.engine("read it"))?
@@ -126,7 +149,7 @@ impl RepoSpec {
         // the user's home). Remote ones will want one in the state
         // directory.
         let opts = RepositoryOptions::default().no_cache(true);
-        let backends = RepositoryBackends::new(backend as Arc<dyn WriteBackend>, None);
+        let backends = RepositoryBackends::new(backend, None);
         let repo = Repository::new(&opts, &backends).map_err(self.engine("reach it"))?;
         Ok((repo, exists))
     }
@@ -220,6 +243,10 @@ pub struct Request {
     /// Stay on the file system of each path (mount points below it are
     /// left out), as `restic backup --one-file-system`.
     pub one_file_system: bool,
+    /// Commands whose output is stored as files `/NAME` of the same
+    /// snapshot; one that fails fails the backup, and no snapshot is
+    /// written.
+    pub dumps: Vec<Dump>,
 }
 
 impl Request {
@@ -258,7 +285,12 @@ impl Repo {
 
     /// Another handle on the repository, opened with the master key.
     pub(crate) fn reopen(&self) -> Result<Repository<OpenStatus>, Error> {
-        let (repo, exists) = self.spec.unopened()?;
+        self.reopen_on(self.spec.backends()?.files)
+    }
+
+    /// The same, on `backend` (the location's, maybe wrapped).
+    fn reopen_on(&self, backend: Arc<dyn WriteBackend>) -> Result<Repository<OpenStatus>, Error> {
+        let (repo, exists) = self.spec.unopened_on(backend)?;
         if !exists {
             return Err(Error::NoRepository {
                 job: self.spec.job.clone(),
@@ -274,16 +306,35 @@ impl Repo {
         &self.spec
     }
 
+    /// Locks the repository as restic does (see [`LockKind`]): refused
+    /// with [`Error::Locked`] while another process (restic or vigie)
+    /// holds a lock that forbids it. The lock is held, and refreshed,
+    /// until the guard is dropped.
+    pub fn lock(&self, kind: LockKind) -> Result<LockGuard, Error> {
+        let spec = &self.spec;
+        let backend = spec.backends()?.locks;
+        let Some(sealer) = Sealer::new(&self.key) else {
+            return Err(spec.failed("lock it", "its master key is malformed".to_owned()));
+        };
+        Locks::new(backend, sealer, spec.clone()).acquire(kind)
+    }
+
     /// Backs up what `request` names into a new snapshot. The latest
     /// snapshot of the same host and paths is its parent: files whose
-    /// size and times did not change are not read again.
+    /// size and times did not change are not read again. It holds a
+    /// shared lock for its whole run, so no prune (restic's or vigie's)
+    /// removes what it writes.
     pub fn backup(&self, request: &Request) -> Result<SnapshotSummary, Error> {
         let start = Instant::now();
         let spec = &self.spec;
         let snapshot = self.snapshot_file(&request.tags)?;
         let mut opts = self.backup_options(&request.excludes)?;
         opts.ignore_filter_opts.one_file_system = request.one_file_system;
+        if !request.dumps.is_empty() {
+            return self.backup_with_dumps(request, &opts, snapshot, start);
+        }
         let source = self.sources(&request.paths)?;
+        let _lock = self.lock(LockKind::Shared)?;
         let indexed = self
             .reopen()?
             .to_indexed_ids()
@@ -294,6 +345,81 @@ impl Repo {
         let summary = snap.summary.unwrap_or_default();
         Ok(SnapshotSummary {
             id: snap.id.to_hex().to_string(),
+            files: summary.total_files_processed,
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            bytes_processed: summary.total_bytes_processed,
+            bytes_added: summary.data_added_packed,
+            duration: start.elapsed(),
+        })
+    }
+
+    /// A backup whose request has dumps (see `dump.rs` and
+    /// `finish.rs`): the paths made absolute (the dumps are `/NAME`),
+    /// files and dumps archived as one source, and the snapshot written
+    /// only when every dump ended well.
+    fn backup_with_dumps(
+        &self,
+        request: &Request,
+        opts: &BackupOptions,
+        snapshot: SnapshotFile,
+        start: Instant,
+    ) -> Result<SnapshotSummary, Error> {
+        let spec = &self.spec;
+        let mut paths = Vec::with_capacity(request.paths.len());
+        for path in &request.paths {
+            paths.push(fs::canonicalize(path).map_err(|e| Error::Path {
+                job: spec.job.clone(),
+                path: path.clone(),
+                source: e,
+            })?);
+        }
+        dump::check(&spec.job, &request.dumps, &paths)?;
+        let (files, mut snapshot_paths) = if paths.is_empty() {
+            (None, Vec::new())
+        } else {
+            let list = self.sources(&paths)?.paths();
+            let files = LocalSource::new(
+                opts.ignore_save_opts,
+                &opts.excludes,
+                &opts.ignore_filter_opts,
+                &list,
+            )
+            .map_err(spec.engine("read the paths to back up"))?;
+            (Some(files), list)
+        };
+        snapshot_paths.extend(request.dumps.iter().map(|d| Path::new("/").join(&d.name)));
+        let Some(sealer) = Sealer::new(&self.key) else {
+            return Err(spec.failed("back up", "its master key is malformed".to_owned()));
+        };
+        let backend = spec.backends()?.files;
+        let lock = self.lock(LockKind::Shared)?;
+        let book = Book::new(request.dumps.len());
+        let source = Sources::new(files, &request.dumps, Arc::clone(&book));
+        let held = Arc::new(finish::HoldSnapshots::new(backend));
+        let archived = self
+            .reopen_on(held)?
+            .to_indexed_ids()
+            .map_err(spec.engine("read its index"))?
+            .archive(opts, &source, snapshot, &snapshot_paths);
+        // A failed dump first: it explains an engine error too.
+        let sizes = finish::verdict(&spec.job, &request.dumps, &book.outcomes())?;
+        let snap = archived.map_err(spec.engine("back up"))?;
+        let named: Vec<(&str, u64)> = request
+            .dumps
+            .iter()
+            .map(|d| d.name.as_str())
+            .zip(sizes)
+            .collect();
+        let indexed = self
+            .reopen()?
+            .to_indexed_ids()
+            .map_err(spec.engine("read its index"))?;
+        let summary = snap.summary.clone().unwrap_or_default();
+        lock.still_held()?;
+        let id = finish::commit(spec, &sealer, &indexed, snap, &named)?;
+        Ok(SnapshotSummary {
+            id,
             files: summary.total_files_processed,
             files_new: summary.files_new,
             files_changed: summary.files_changed,

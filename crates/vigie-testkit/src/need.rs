@@ -41,6 +41,15 @@ pub enum Need {
     /// moto's S3 server (PyPI: `moto[server]`), the S3-compatible store
     /// of the backup tests.
     Moto,
+    /// A throwaway PostgreSQL cluster: root (the server runs as user
+    /// `postgres`, through `setpriv`), `initdb` and `pg_ctl` under
+    /// `/usr/lib/postgresql/*/bin`, `psql`, `pg_dump`, `pg_restore`
+    /// (package postgresql).
+    Postgres,
+    /// A throwaway MariaDB server: root (it runs as user `mysql`),
+    /// `mariadbd`, `mariadb-install-db`, `mariadb`, `mariadb-dump`
+    /// (package mariadb-server).
+    Mariadb,
     /// ICMP echo: root, or this user's group inside
     /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
     Icmp,
@@ -75,6 +84,23 @@ fn runs(program: &str, args: &[&str]) -> bool {
 /// (not on a user's `PATH`).
 pub(crate) fn installed(paths: &[&'static str]) -> Option<&'static str> {
     paths.iter().copied().find(|p| Path::new(p).exists())
+}
+
+/// A program of the newest PostgreSQL under `/usr/lib/postgresql`
+/// (`initdb`, `pg_ctl`: Debian keeps them off the `PATH`).
+#[must_use]
+pub fn postgres_bin(program: &str) -> Option<std::path::PathBuf> {
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin").join(program)))
+        })
+        .filter(|(_, p)| p.exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p)
 }
 
 impl Need {
@@ -112,6 +138,25 @@ impl Need {
             Need::Restic => program(runs("restic", &["version"]), "restic", "restic"),
             Need::Moto => (!runs("python3", &["-c", "import moto.server, flask"]))
                 .then(|| "needs moto's S3 server (python3 -m pip install 'moto[server]')".to_owned()),
+            Need::Postgres => not_root("the server runs as user postgres")
+                .or_else(|| program(postgres_bin("initdb").is_some(), "initdb", "postgresql"))
+                .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux"))
+                .or_else(|| program(runs("pg_dump", &["--version"]), "pg_dump", "postgresql")),
+            Need::Mariadb => not_root("the server runs as user mysql")
+                .or_else(|| {
+                    program(
+                        installed(&["/usr/sbin/mariadbd", "/usr/bin/mariadbd"]).is_some(),
+                        "mariadbd",
+                        "mariadb-server",
+                    )
+                })
+                .or_else(|| {
+                    program(
+                        runs("mariadb-dump", &["--version"]),
+                        "mariadb-dump",
+                        "mariadb-server",
+                    )
+                }),
             Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
                 "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
                     .to_owned()

@@ -20,6 +20,8 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
+use super::LockBackend;
+
 /// The directories restic creates in a new repository, besides `data/xx`.
 const DIRS: [&str; 5] = ["keys", "snapshots", "index", "locks", "data"];
 
@@ -57,7 +59,12 @@ impl LocalBackend {
     /// cannot make this backend read, write or remove elsewhere through
     /// it (a missing directory is fine: a write makes it).
     fn checked_path(&self, tpe: FileType, id: &Id) -> RusticResult<PathBuf> {
-        let path = self.path(tpe, id);
+        self.checked(self.path(tpe, id))
+    }
+
+    /// `path`, once the directories between the root and it are found to
+    /// be directories (see [`Self::checked_path`]).
+    fn checked(&self, path: PathBuf) -> RusticResult<PathBuf> {
         let mut dir = path.parent();
         while let Some(d) = dir.filter(|d| *d != self.root.as_path()) {
             match fs::symlink_metadata(d) {
@@ -195,6 +202,64 @@ fn write_atomic(path: &Path, content: &BytesList) -> RusticResult<()> {
     tmp.persist(path)
         .map_err(|e| io_error("rename a temporary file to", path, &e.error))?;
     sync_dir(dir)
+}
+
+/// `locks/`, which rustic_core's file types leave out: the same rules
+/// as every other file (ids only, no links, atomic writes).
+impl LockBackend for LocalBackend {
+    fn list_locks(&self) -> RusticResult<Vec<Id>> {
+        // `checked` vets the directories above a file: those of a name
+        // inside `locks/`, so `locks/` itself.
+        let inside = self.checked(self.root.join("locks").join("x"))?;
+        let dir = inside.parent().unwrap_or(&self.root);
+        let mut ids = Vec::new();
+        for entry in read_dir(dir)? {
+            let entry = entry.map_err(|e| io_error("list", dir, &e))?;
+            let Some(id) = entry.file_name().to_str().and_then(id_of) else {
+                continue;
+            };
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    fn read_lock(&self, id: &Id) -> RusticResult<Bytes> {
+        let path = self.checked(self.lock_path(id))?;
+        let (file, len) = open_file(&path)?;
+        // A lock holds a few hundred bytes; never read a huge file whole.
+        let mut buf = Vec::with_capacity(usize::try_from(len.min(1 << 20)).unwrap_or(0));
+        io::Read::read_to_end(&mut io::Read::take(file, 1 << 20), &mut buf)
+            .map_err(|e| io_error("read", &path, &e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn write_lock(&self, id: &Id, content: Bytes) -> RusticResult<()> {
+        let path = self.checked(self.lock_path(id))?;
+        // A repository made by another tool may lack `locks/`.
+        if let Some(dir) = path.parent().filter(|d| !d.is_dir()) {
+            mkdir(dir)?;
+            sync_dir(&self.root)?;
+        }
+        write_atomic(&path, &content.into())
+    }
+
+    fn remove_lock(&self, id: &Id) -> RusticResult<()> {
+        let path = self.checked(self.lock_path(id))?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("remove", &path, &e)),
+        }
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+impl LocalBackend {
+    fn lock_path(&self, id: &Id) -> PathBuf {
+        self.root.join("locks").join(id.to_hex().as_str())
+    }
 }
 
 impl ReadBackend for LocalBackend {
@@ -564,6 +629,32 @@ mod tests {
         // A `config` that is a link is refused too.
         std::os::unix::fs::symlink(outside.join("secret"), be.root().join("config")).unwrap();
         assert!(be.list_with_size(FileType::Config).is_err());
+    }
+
+    #[test]
+    fn locks_live_in_locks_and_never_through_a_link() {
+        let (dir, be) = backend();
+        be.write_lock(&id(1), Bytes::from_static(b"lock")).unwrap();
+        assert_eq!(be.list_locks().unwrap(), vec![id(1)]);
+        assert_eq!(&be.read_lock(&id(1)).unwrap()[..], b"lock");
+        assert!(
+            be.root()
+                .join("locks")
+                .join(id(1).to_hex().as_str())
+                .is_file()
+        );
+        be.remove_lock(&id(1)).unwrap();
+        be.remove_lock(&id(1)).unwrap();
+        assert!(be.list_locks().unwrap().is_empty());
+        // `locks/` made a link to a directory outside: refused.
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::remove_dir(be.root().join("locks")).unwrap();
+        std::os::unix::fs::symlink(&outside, be.root().join("locks")).unwrap();
+        assert!(be.list_locks().is_err());
+        assert!(be.write_lock(&id(2), Bytes::from_static(b"x")).is_err());
+        assert!(be.read_lock(&id(2)).is_err());
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
     }
 
     /// Review: an index asking for more than a pack holds allocates

@@ -40,10 +40,27 @@ mod sftp;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 pub use local::LocalBackend;
-use rustic_core::WriteBackend;
+use rustic_core::{Id, RusticResult, WriteBackend};
 pub use s3::{S3Backend, S3Credentials, S3Target};
 pub use sftp::{SftpBackend, SftpTarget};
+
+/// The `locks/` directory of a repository: rustic_core 0.13 names no
+/// lock file type (it writes no locks), so each storage reaches it
+/// through this trait as well (see `crate::lock`). The same rules hold
+/// as for its other files: named by the id of their bytes, written
+/// whole or not at all, a missing one removed without error.
+pub trait LockBackend: Send + Sync + 'static {
+    /// The ids of the lock files.
+    fn list_locks(&self) -> RusticResult<Vec<Id>>;
+    /// A lock file's stored bytes.
+    fn read_lock(&self, id: &Id) -> RusticResult<Bytes>;
+    /// Writes a lock file.
+    fn write_lock(&self, id: &Id, content: Bytes) -> RusticResult<()>;
+    /// Removes a lock file; one already gone is removed.
+    fn remove_lock(&self, id: &Id) -> RusticResult<()>;
+}
 
 /// Schemes restic (or rclone) gives repository strings; a string with
 /// one of these before its first `:` is not a local path.
@@ -91,30 +108,58 @@ impl Location {
     }
 
     /// The storage of this location, or `None` for an unsupported one
-    /// or an `s3:` one (which needs credentials: [`Location::backend_with`]).
+    /// or an `s3:` one (which needs credentials: [`Location::backends`]).
     pub fn backend(&self) -> Option<Arc<dyn WriteBackend>> {
-        self.backend_with(&Access::default()).ok()
+        self.backends(&Access::default()).ok().map(|b| b.files)
+    }
+
+    /// The locks of this location, as [`Location::backend`].
+    pub fn lock_backend(&self) -> Option<Arc<dyn LockBackend>> {
+        self.backends(&Access::default()).ok().map(|b| b.locks)
     }
 
     /// The storage of this location, reached with `access` (the ssh
-    /// command of `sftp:`, the keys of `s3:`); why not, when it cannot be.
-    pub fn backend_with(&self, access: &Access) -> Result<Arc<dyn WriteBackend>, String> {
+    /// command of `sftp:`, the keys of `s3:`), its files and its locks
+    /// through one connection; why not, when it cannot be.
+    pub fn backends(&self, access: &Access) -> Result<Backends, String> {
+        fn both<B: WriteBackend + LockBackend>(b: B) -> Backends {
+            let b = Arc::new(b);
+            Backends {
+                files: Arc::clone(&b) as Arc<dyn WriteBackend>,
+                locks: b,
+            }
+        }
         match self {
-            Location::Local(path) => Ok(Arc::new(LocalBackend::new(path.clone()))),
-            Location::Sftp(target) => Ok(Arc::new(SftpBackend::new(
-                target.clone(),
-                access.ssh.clone(),
-            ))),
+            Location::Local(path) => Ok(both(LocalBackend::new(path.clone()))),
+            Location::Sftp(target) => {
+                Ok(both(SftpBackend::new(target.clone(), access.ssh.clone())))
+            }
             Location::S3(target) => {
                 let credentials = access.s3.clone().ok_or_else(|| {
                     "an s3: repository needs an access key and a secret key".to_owned()
                 })?;
-                Ok(Arc::new(S3Backend::new(target.clone(), credentials)?))
+                Ok(both(S3Backend::new(target.clone(), credentials)?))
             }
             Location::Unsupported { scheme } => {
                 Err(format!("{scheme}: repositories are not supported yet"))
             }
         }
+    }
+}
+
+/// One repository's storage: its files (rustic_core's trait) and its
+/// locks (ours), the same object behind both.
+#[derive(Clone)]
+pub struct Backends {
+    pub files: Arc<dyn WriteBackend>,
+    pub locks: Arc<dyn LockBackend>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("files", &self.files.location())
+            .finish_non_exhaustive()
     }
 }
 

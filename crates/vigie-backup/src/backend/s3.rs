@@ -16,6 +16,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use super::LockBackend;
 use ring::{digest, hmac};
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
@@ -593,8 +595,6 @@ impl WriteBackend for S3Backend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let key = self.key(tpe, id);
-        let what = format!("write {key}");
         let parts = content.slice();
         let body = if parts.len() == 1 {
             parts[0].clone()
@@ -605,11 +605,22 @@ impl WriteBackend for S3Backend {
             }
             Bytes::from(all)
         };
+        self.put(&self.key(tpe, id), body)
+    }
+
+    fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        self.delete(&self.key(tpe, id))
+    }
+}
+
+impl S3Backend {
+    fn put(&self, key: &str, body: Bytes) -> RusticResult<()> {
+        let what = format!("write {key}");
         let resp = self.send(
             &what,
             &Req {
                 method: reqwest::Method::PUT,
-                key: Some(&key),
+                key: Some(key),
                 query: Vec::new(),
                 range: None,
                 body,
@@ -622,14 +633,13 @@ impl WriteBackend for S3Backend {
         }
     }
 
-    fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
-        let key = self.key(tpe, id);
+    fn delete(&self, key: &str) -> RusticResult<()> {
         let what = format!("remove {key}");
         let resp = self.send(
             &what,
             &Req {
                 method: reqwest::Method::DELETE,
-                key: Some(&key),
+                key: Some(key),
                 query: Vec::new(),
                 range: None,
                 body: Bytes::new(),
@@ -639,6 +649,39 @@ impl WriteBackend for S3Backend {
             200 | 204 | 404 => Ok(()),
             _ => Err(self.error(&what, describe(&resp))),
         }
+    }
+
+    fn lock_key(&self, id: &Id) -> String {
+        self.under_prefix(&format!("locks/{}", id.to_hex().as_str()))
+    }
+}
+
+impl LockBackend for S3Backend {
+    fn list_locks(&self) -> RusticResult<Vec<Id>> {
+        let dir = self.under_prefix("locks/");
+        Ok(self
+            .list(&dir)?
+            .into_iter()
+            .filter_map(|(key, _)| id_of(key.strip_prefix(&dir)?))
+            .collect())
+    }
+
+    fn read_lock(&self, id: &Id) -> RusticResult<Bytes> {
+        let key = self.lock_key(id);
+        let what = format!("read {key}");
+        let resp = self.object(&what, &key, None)?;
+        if resp.status != 200 {
+            return Err(self.error(&what, describe(&resp)));
+        }
+        Ok(resp.body)
+    }
+
+    fn write_lock(&self, id: &Id, content: Bytes) -> RusticResult<()> {
+        self.put(&self.lock_key(id), content)
+    }
+
+    fn remove_lock(&self, id: &Id) -> RusticResult<()> {
+        self.delete(&self.lock_key(id))
     }
 }
 

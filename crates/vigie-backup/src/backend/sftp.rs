@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+
+use super::LockBackend;
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
@@ -443,24 +445,38 @@ impl WriteBackend for SftpBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let path = self.path(tpe, id);
-        let dir = path.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
         let parts: Vec<Bytes> = content.slice().to_vec();
+        self.write_file(&self.path(tpe, id), &parts, tpe != FileType::Config)
+    }
+
+    fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        let path = self.path(tpe, id);
+        self.call(&format!("remove {path}"), |s| match s.remove(&path) {
+            Err(f) if f.is_missing() => Ok(()),
+            other => other,
+        })
+    }
+}
+
+impl SftpBackend {
+    /// Writes a whole file at `path`: a temporary name beside it, synced,
+    /// renamed over it; its directory made first if `make_dir` and it is
+    /// missing (a repository made by another tool may lack `data/xx`).
+    fn write_file(&self, path: &str, parts: &[Bytes], make_dir: bool) -> RusticResult<()> {
+        let dir = path.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
         self.call(&format!("write {path}"), |s| {
             let tmp = temp_name(&dir);
-            let handle = match s.open(&tmp, WRITE_FLAG | CREAT | EXCL | TRUNC, Some(0o400)) {
-                // A repository made by another tool may lack `data/xx`.
-                Err(f) if f.is_missing() && tpe != FileType::Config => {
+            let flags = WRITE_FLAG | CREAT | EXCL | TRUNC;
+            let handle = match s.open(&tmp, flags, Some(0o400)) {
+                Err(f) if f.is_missing() && make_dir => {
                     s.mkdir_ok(&dir)?;
-                    s.open(&tmp, WRITE_FLAG | CREAT | EXCL | TRUNC, Some(0o400))?
+                    s.open(&tmp, flags, Some(0o400))?
                 }
                 other => other?,
             };
-            let written = s.write_all(&handle, &parts).and_then(|()| s.fsync(&handle));
+            let written = s.write_all(&handle, parts).and_then(|()| s.fsync(&handle));
             let closed = s.close(&handle);
-            let renamed = written
-                .and(closed)
-                .and_then(|()| s.rename_over(&tmp, &path));
+            let renamed = written.and(closed).and_then(|()| s.rename_over(&tmp, path));
             if renamed.is_err() {
                 let _ = s.remove(&tmp);
             }
@@ -468,8 +484,44 @@ impl WriteBackend for SftpBackend {
         })
     }
 
-    fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
-        let path = self.path(tpe, id);
+    fn lock_path(&self, id: &Id) -> String {
+        self.join(&format!("locks/{}", id.to_hex().as_str()))
+    }
+}
+
+/// The most bytes of a lock file read (one holds a few hundred).
+const MAX_LOCK: usize = 1 << 20;
+
+impl LockBackend for SftpBackend {
+    fn list_locks(&self) -> RusticResult<Vec<Id>> {
+        let dir = self.join("locks");
+        self.call(&format!("list {dir}"), |s| {
+            Ok(Self::list_dir(s, &dir)?
+                .into_iter()
+                .filter(|(_, a)| a.is(S_IFREG))
+                .filter_map(|(n, _)| id_of(&n))
+                .collect())
+        })
+    }
+
+    fn read_lock(&self, id: &Id) -> RusticResult<Bytes> {
+        let path = self.lock_path(id);
+        self.call(&format!("read {path}"), |s| {
+            let handle = s.open(&path, READ_FLAG, None)?;
+            let read = s.read_all(&handle, 0, Some(MAX_LOCK));
+            let closed = s.close(&handle);
+            let data = read?;
+            closed?;
+            Ok(Bytes::from(data))
+        })
+    }
+
+    fn write_lock(&self, id: &Id, content: Bytes) -> RusticResult<()> {
+        self.write_file(&self.lock_path(id), &[content], true)
+    }
+
+    fn remove_lock(&self, id: &Id) -> RusticResult<()> {
+        let path = self.lock_path(id);
         self.call(&format!("remove {path}"), |s| match s.remove(&path) {
             Err(f) if f.is_missing() => Ok(()),
             other => other,

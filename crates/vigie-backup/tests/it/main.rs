@@ -2,9 +2,12 @@
 //! checks, lists and restores; what restic writes, vigie reads; and the
 //! errors a user meets, as the typed errors that say what to do.
 
+mod databases;
+mod dumps;
 mod errors;
 mod integrity;
 mod killed;
+mod locks;
 mod restic_reads;
 mod restore;
 mod retention;

@@ -77,7 +77,19 @@ impl Place {
 
     /// `restic check --read-data`: every pack read back and verified.
     pub fn restic_check(&self) {
-        let out = self.restic_output(&["check", "--read-data"]);
+        self.restic_check_with(&[]);
+    }
+
+    /// `restic check --read-data` with more arguments (`--no-lock`
+    /// beside the stale lock of a killed process, which restic refuses
+    /// until `restic unlock`).
+    pub fn restic_check_with(&self, more: &[&str]) {
+        let args: Vec<&str> = ["check", "--read-data"]
+            .iter()
+            .chain(more)
+            .copied()
+            .collect();
+        let out = self.restic_output(&args);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
