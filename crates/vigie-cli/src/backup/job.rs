@@ -143,6 +143,7 @@ fn attempt(job: &BackupJob, stage: &dyn Fn(&str)) -> Result<vigie_backup::Snapsh
         excludes: job.exclude.clone(),
         tags: job.snapshot_tags(),
         one_file_system: job.one_file_system,
+        ..vigie_backup::Request::default()
     };
     repo.backup(&request).map_err(|e| e.to_string())
 }
