@@ -12,6 +12,7 @@
 
 mod checks;
 mod cli;
+mod config_docs;
 mod daemon;
 mod dyndns_interface;
 mod failover;
