@@ -26,6 +26,15 @@ pub struct Page {
     pub text: String,
 }
 
+/// A page as rendered: an [`Area`], or a section no area names.
+struct Section {
+    file: String,
+    title: String,
+    intro: &'static str,
+    sections: Vec<String>,
+    extra: Option<fn() -> String>,
+}
+
 struct Area {
     file: &'static str,
     title: &'static str,
@@ -92,16 +101,14 @@ pub fn pages() -> Vec<Page> {
     let schema = crate::schema();
     let r = Renderer::new(&schema);
     let sections: Vec<String> = r.root_props().keys().cloned().collect();
-    let mut areas: Vec<(String, String, String, Vec<String>, Option<fn() -> String>)> = AREAS
+    let mut areas: Vec<Section> = AREAS
         .iter()
-        .map(|a| {
-            (
-                a.file.to_owned(),
-                a.title.to_owned(),
-                a.intro.to_owned(),
-                a.sections.iter().map(|s| (*s).to_owned()).collect(),
-                a.extra,
-            )
+        .map(|a| Section {
+            file: a.file.to_owned(),
+            title: a.title.to_owned(),
+            intro: a.intro,
+            sections: a.sections.iter().map(|s| (*s).to_owned()).collect(),
+            extra: a.extra,
         })
         .collect();
     let named: BTreeSet<&str> = AREAS
@@ -110,28 +117,34 @@ pub fn pages() -> Vec<Page> {
         .collect();
     for s in sections {
         if !named.contains(s.as_str()) {
-            areas.push((s.clone(), format!("`{s}`"), String::new(), vec![s], None));
+            areas.push(Section {
+                file: s.clone(),
+                title: format!("`{s}`"),
+                intro: "",
+                sections: vec![s],
+                extra: None,
+            });
         }
     }
     let mut pages = vec![Page {
         file: "index.md".into(),
         text: r.index(&areas),
     }];
-    for (file, title, intro, sections, extra) in &areas {
-        let mut text = format!("{GENERATED}\n\n# {title}\n\n");
-        if !intro.is_empty() {
-            let _ = write!(text, "{intro}\n\n");
+    for area in &areas {
+        let mut text = format!("{GENERATED}\n\n# {}\n\n", area.title);
+        if !area.intro.is_empty() {
+            let _ = write!(text, "{}\n\n", area.intro);
         }
         text.push_str("Types in links are described in the [index](index.md#value-types).\n");
-        for s in sections {
+        for s in &area.sections {
             text.push_str(&r.section(s));
         }
-        if let Some(extra) = extra {
+        if let Some(extra) = area.extra {
             text.push('\n');
             text.push_str(&extra());
         }
         pages.push(Page {
-            file: format!("{file}.md"),
+            file: format!("{}.md", area.file),
             text,
         });
     }
@@ -233,11 +246,10 @@ template = '''
 "#;
 
 /// The body [`WEBHOOK_EXAMPLE`] sends for the example values of
-/// [`WEBHOOK_VARIABLES`].
+/// [`WEBHOOK_VARIABLES`] (MiniJinja drops the template's last newline).
 pub const WEBHOOK_EXAMPLE_BODY: &str = r#"{"channel_id": "4xp9fdt77pncbef59f4k1qe83o",
  "message": "**[HIGH] blog is failing**\nstatus 503, expected below 400\nsince 2026-11-23T10:00:00Z",
- "props": {"check": "blog", "incident": 42}}
-"#;
+ "props": {"check": "blog", "incident": 42}}"#;
 
 fn webhook_template_docs() -> String {
     let mut t = String::from(
@@ -245,8 +257,8 @@ fn webhook_template_docs() -> String {
          A `webhook` without `template` sends the message as JSON, the variables below as its keys \
          (those that are absent left out). With `template`, the body is rendered by \
          [MiniJinja](https://docs.rs/minijinja) (Jinja2's syntax) with these variables; \
-         `tojson` makes a value a JSON string, quotes and newlines escaped, and `default` fills \
-         in one that is absent. The request is sent with `Content-Type: application/json` unless \
+         `tojson` writes a value as JSON (a string quoted, its newlines escaped), `default` fills \
+         in one that is absent, and the template's last newline is dropped. The request is sent with `Content-Type: application/json` unless \
          `headers` names another, and `token` as `Authorization: Bearer`.\n\n\
          | variable | meaning | example |\n|---|---|---|\n",
     );
@@ -262,9 +274,19 @@ fn webhook_template_docs() -> String {
         "\nFor example, Mattermost (which vigie does not ship), posting as a bot to a channel \
          through its API:\n\n```toml\n{WEBHOOK_EXAMPLE}```\n\n\
          With the example values above, it sends `POST /api/v4/posts` with \
-         `Authorization: Bearer` and the bot's token, and this body:\n\n```json\n{WEBHOOK_EXAMPLE_BODY}```\n"
+         `Authorization: Bearer` and the bot's token, and this body (without an incident, `\"incident\": null`):\n\n```json\n{WEBHOOK_EXAMPLE_BODY}\n```\n"
     );
     t
+}
+
+/// A key of a table, as the reference lists it.
+struct Row<'v> {
+    optional: bool,
+    /// Its value may be a table, described below the key's table.
+    is_table: bool,
+    key: &'v String,
+    prop: &'v Value,
+    tables: Vec<(String, &'v Value)>,
 }
 
 /// Reads the schema and writes Markdown.
@@ -325,10 +347,7 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn index(
-        &self,
-        areas: &[(String, String, String, Vec<String>, Option<fn() -> String>)],
-    ) -> String {
+    fn index(&self, areas: &[Section]) -> String {
         let mut t = format!("{GENERATED}\n\n# Configuration reference\n\n");
         if let Some(d) = self.schema.get("description").and_then(Value::as_str) {
             let _ = write!(t, "{}\n\n", paragraphs(d));
@@ -340,8 +359,9 @@ impl<'a> Renderer<'a> {
              | section | written | page | what |\n|---|---|---|---|\n",
         );
         let root = self.root_props();
-        for (file, title, _, sections, _) in areas {
-            for s in sections {
+        for area in areas {
+            let (file, title) = (&area.file, &area.title);
+            for s in &area.sections {
                 let Some(prop) = root.get(s) else { continue };
                 let _ = writeln!(
                     t,
@@ -416,7 +436,10 @@ impl<'a> Renderer<'a> {
         let d = self.description(prop);
         let first = d.split("\n\n").next().unwrap_or("").replace('\n', " ");
         match first.find(". ") {
-            Some(i) if !first[..i].contains('`') || first[..i].matches('`').count() % 2 == 0 => {
+            Some(i)
+                if !first[..i].contains('`')
+                    || first[..i].matches('`').count().is_multiple_of(2) =>
+            {
                 first[..=i].to_owned()
             }
             _ => first,
@@ -493,7 +516,7 @@ impl<'a> Renderer<'a> {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        let mut rows: Vec<(bool, bool, &String, &Value, Vec<(String, &Value)>)> = def
+        let mut rows: Vec<Row<'_>> = def
             .get("properties")
             .and_then(Value::as_object)
             .into_iter()
@@ -501,21 +524,28 @@ impl<'a> Renderer<'a> {
             .filter(|(_, prop)| prop.get("const").is_none())
             .map(|(key, prop)| {
                 let tables = self.tables_in(prop, 0);
-                (
-                    !required.contains(key.as_str()),
-                    !tables.is_empty(),
+                Row {
+                    optional: !required.contains(key.as_str()),
+                    is_table: !tables.is_empty(),
                     key,
                     prop,
                     tables,
-                )
+                }
             })
             .collect();
-        rows.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        rows.sort_by(|a, b| (a.optional, a.is_table, a.key).cmp(&(b.optional, b.is_table, b.key)));
         let mut t = String::from(
             "| key | type | default | required | description |\n|---|---|---|---|---|\n",
         );
         let mut nested = Vec::new();
-        for (optional, is_table, key, prop, tables) in rows {
+        for Row {
+            optional,
+            is_table,
+            key,
+            prop,
+            tables,
+        } in rows
+        {
             let mut ty = self.type_of(prop, true);
             let description = if is_table {
                 ty = format!("{ty} ([below](#{}))", anchor(&format!("{path}.{key}")));
