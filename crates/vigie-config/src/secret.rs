@@ -222,9 +222,11 @@ impl schemars::JsonSchema for Secret {
         schemars::json_schema!({
             "description": "A secret, never written inline: `{ env = \"NAME\" }` reads it from an environment variable, `{ file = \"/path\" }` from a file (relative to the config file; trailing newlines dropped). Read once at load, never printed.",
             "type": "object",
+            // Typed, so that a string (an inline secret) is refused as
+            // "not an object" by each, not "valid under both".
             "oneOf": [
-                { "required": ["env"] },
-                { "required": ["file"] },
+                { "type": "object", "required": ["env"] },
+                { "type": "object", "required": ["file"] },
             ],
             "properties": {
                 "env": { "type": "string", "description": "The environment variable that holds the secret." },
