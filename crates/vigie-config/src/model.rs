@@ -55,7 +55,7 @@ pub struct SyncJob {
     /// ProxyJump and agents work) or a local path.
     pub to: String,
     /// Paths not replicated: rsync's patterns (`*`, `?`, `**`, `[...]`,
-    /// `\` escapes; see `Excludes`), each checked as it is read.
+    /// `\` escapes), each checked as it is read.
     #[serde(default, skip_serializing_if = "Excludes::is_empty")]
     pub exclude: Excludes,
     /// The batching window: changes seen within it are sent together.
@@ -64,7 +64,8 @@ pub struct SyncJob {
     /// Propagate deletions.
     #[serde(default = "yes")]
     pub delete: bool,
-    /// A batch that would delete more entries is held until confirmed.
+    /// A batch that would delete more entries is held until confirmed
+    /// (`vigie sync NAME --once --allow-deletes`).
     #[serde(default = "thousand")]
     pub max_delete: u64,
     /// The ssh command and its options.
@@ -1025,23 +1026,24 @@ fn default_min_severity() -> Severity {
     Severity::NotClassified
 }
 
-/// `[action.NAME]` as written: a repair (`run`, `shell`,
+/// A step of incidents (`[action.NAME]`): a repair (`run`, `shell`,
 /// `systemd_restart`, `docker_restart`), a notification (`notify`) or a
-/// failover (`failover`), exactly one of them. The loader resolves it into
-/// an [`Action`].
+/// failover (`failover`), exactly one of them.
+// As written; the loader resolves it into an [`Action`].
 #[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionTable {
-    /// Program and arguments, run without a shell.
+    /// A repair: a program and its arguments, run without a shell
+    /// (`["systemctl", "reload", "nginx"]`).
     pub run: Option<Vec<String>>,
-    /// A command line for `/bin/sh -c`.
+    /// A repair: a command line for `/bin/sh -c`.
     pub shell: Option<String>,
-    /// `systemctl restart UNIT`.
+    /// A repair: `systemctl restart UNIT`.
     pub systemd_restart: Option<String>,
-    /// `docker restart CONTAINER`.
+    /// A repair: `docker restart CONTAINER`.
     pub docker_restart: Option<String>,
-    /// Notifiers to send to.
+    /// A notification: the `[notify.NAME]` notifiers sent to, by name.
     pub notify: Option<Vec<String>>,
     /// Point this `[failover.NAME]` record at its backup.
     pub failover: Option<String>,

@@ -154,6 +154,7 @@ const DEFAULT_THRESHOLD: u32 = 1;
 /// This host (`[node]`).
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Node")]
 struct RawNode {
     /// This node's name, as its peers and notifications call it. Default:
     /// the host name.
@@ -164,6 +165,7 @@ struct RawNode {
 /// `/metrics`, the peers' votes.
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Server")]
 struct RawServer {
     /// The address and port it listens on, `"127.0.0.1:9470"` or
     /// `"[::1]:9470"`. Beyond loopback it needs `token`.
@@ -182,6 +184,7 @@ struct RawServer {
 /// The embedded store (`[store]`): one SQLite file.
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Store")]
 struct RawStore {
     /// The state directory (relative to the config file). Default:
     /// `/var/lib/vigie` as root, `./.vigie` otherwise; `--state-dir`
@@ -195,6 +198,7 @@ struct RawStore {
 /// How the engine runs checks and delivers notifications (`[engine]`).
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Engine")]
 struct RawEngine {
     /// At most this many probes run at once (at least 1).
     #[schemars(with = "Option<usize>", range(min = 1), extend("default" = DEFAULT_CONCURRENCY))]
@@ -212,6 +216,7 @@ struct RawEngine {
 /// (`[defaults]`).
 #[derive(Deserialize, Default, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Defaults")]
 struct RawDefaults {
     /// How often checks run.
     #[schemars(extend("default" = DEFAULT_EVERY))]
@@ -241,6 +246,7 @@ macro_rules! raw_check {
         /// the check kinds' keys (`http = { url = "https://example.org/" }`).
         #[derive(Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
+        #[schemars(rename = "Check")]
         #[allow(non_snake_case)]
         struct RawCheck {
             /// The check's name: letters, digits, `-`, `_` and `.`, at most

@@ -39,8 +39,11 @@ struct File {
     /// Notifiers, each under its own name: `[notify.phone]`, with its
     /// `kind`. A check's `actions` name them as `notify:phone`.
     notify: Option<BTreeMap<String, NotifierKind>>,
-    /// Named steps of incidents: `[action.restart-web]`, a repair, a
-    /// notification or a failover, named in a check's `actions`.
+    /// Named steps of incidents (`[action.restart-web]`), named in a
+    /// check's `actions`. Each sets exactly one of `run`, `shell`,
+    /// `systemd_restart`, `docker_restart` (a repair), `notify` (a
+    /// notification; with `after`, an escalation) or `failover`; the
+    /// other keys qualify it.
     action: Option<BTreeMap<String, ActionTable>>,
     maintenance: Option<Vec<Maintenance>>,
     /// DNS providers, each under its own name (`[dns.ovh]`), with its
