@@ -347,14 +347,23 @@ impl<'a> Renderer<'a> {
         self.defs.get_key_value(r).map(|(k, v)| (k.as_str(), v))
     }
 
+    /// Tagged: alternatives that each fix `kind`; a table: keys of its
+    /// own (a `oneOf` beside them only constrains which are set, as a
+    /// check's kinds); anything else is a value, even an object whose
+    /// keys are in its alternatives only (a secret).
     fn shape(def: &Value) -> Shape {
-        let alts_have_keys = def
+        let tagged = def
             .get("oneOf")
             .and_then(Value::as_array)
-            .is_some_and(|alts| alts.iter().all(|a| a.get("properties").is_some()));
-        if alts_have_keys {
+            .is_some_and(|alts| {
+                !alts.is_empty()
+                    && alts
+                        .iter()
+                        .all(|a| a.pointer("/properties/kind/const").is_some())
+            });
+        if tagged {
             Shape::Tagged
-        } else if def.get("properties").is_some() && def.get("oneOf").is_none() {
+        } else if def.get("properties").is_some() {
             Shape::Table
         } else {
             Shape::Value
@@ -643,14 +652,16 @@ impl<'a> Renderer<'a> {
         }
         for k in ["anyOf", "oneOf"] {
             if let Some(alts) = node.get(k).and_then(Value::as_array) {
-                let kinds: Vec<String> = alts
-                    .iter()
-                    .filter(|a| {
-                        a.as_object()
-                            .is_some_and(|o| o.keys().any(|k| k != "required"))
-                    })
-                    .map(|a| self.type_of(a, linked))
-                    .collect();
+                let mut kinds: Vec<String> = Vec::new();
+                for alt in alts {
+                    let only_required = alt
+                        .as_object()
+                        .is_some_and(|o| o.keys().all(|k| k == "required"));
+                    let kind = self.type_of(alt, linked);
+                    if !only_required && !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
                 if !kinds.is_empty() {
                     return kinds.join(" or ");
                 }

@@ -222,17 +222,26 @@ impl schemars::JsonSchema for Secret {
         schemars::json_schema!({
             "description": "A secret, never written inline: `{ env = \"NAME\" }` reads it from an environment variable, `{ file = \"/path\" }` from a file (relative to the config file; trailing newlines dropped). Read once at load, never printed.",
             "type": "object",
-            // Typed, so that a string (an inline secret) is refused as
-            // "not an object" by each, not "valid under both".
+            // Each way whole: a string (an inline secret) is then "not an
+            // object", and both keys at once match neither.
             "oneOf": [
-                { "type": "object", "required": ["env"] },
-                { "type": "object", "required": ["file"] },
+                {
+                    "type": "object",
+                    "properties": {
+                        "env": { "type": "string", "description": "The environment variable that holds the secret." },
+                    },
+                    "required": ["env"],
+                    "additionalProperties": false,
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "file": { "type": "string", "description": "The file that holds the secret." },
+                    },
+                    "required": ["file"],
+                    "additionalProperties": false,
+                },
             ],
-            "properties": {
-                "env": { "type": "string", "description": "The environment variable that holds the secret." },
-                "file": { "type": "string", "description": "The file that holds the secret." },
-            },
-            "additionalProperties": false,
             "examples": [{ "env": "NTFY_TOKEN" }, { "file": "/etc/vigie/ntfy.token" }],
         })
     }

@@ -246,7 +246,7 @@ macro_rules! raw_check {
         /// the check kinds' keys (`http = { url = "https://example.org/" }`).
         #[derive(Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
-        #[schemars(rename = "Check")]
+        #[schemars(rename = "Check", transform = one_kind)]
         #[allow(non_snake_case)]
         struct RawCheck {
             /// The check's name: letters, digits, `-`, `_` and `.`, at most
@@ -304,6 +304,16 @@ macro_rules! raw_check {
                 $Variant: KindKey<crate::model::$Settings>,
             )+
         }
+        /// The schema says what the loader does: a check sets exactly one
+        /// kind's key.
+        fn one_kind(schema: &mut schemars::Schema) {
+            let alts: Vec<serde_json::Value> = [$( $name, )+]
+                .iter()
+                .map(|name| serde_json::json!({ "required": [name] }))
+                .collect();
+            schema.insert("oneOf".into(), alts.into());
+        }
+
         impl RawCheck {
             /// Every probe the check sets, with its span, in table order.
             fn take_probes(&mut self) -> Vec<(Probe, Range<usize>)> {

@@ -198,6 +198,16 @@ const BAD: &[(&str, &str, &str)] = &[
         "'name' is a required property",
     ),
     (
+        "a check of no kind",
+        "[[check]]\nname = \"x\"\n",
+        "is not valid under any of the given schemas",
+    ),
+    (
+        "a check of two kinds",
+        "[[check]]\nname = \"x\"\nmemory = {}\nload = {}\n",
+        "is valid under each of",
+    ),
+    (
         "an unknown severity",
         "[[check]]\nname = \"x\"\nseverity = \"critical\"\nmemory = {}\n",
         "'critical' is not one of",
@@ -210,7 +220,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "a secret with both sources",
         "[server]\ntoken = { env = \"T\", file = \"/t\" }\n",
-        "is valid under each of",
+        "is not valid under any of the given schemas",
     ),
 ];
 
