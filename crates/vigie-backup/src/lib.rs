@@ -25,6 +25,7 @@ pub use check::{CheckReport, Problem};
 pub use drill::{DrillReport, Mismatch};
 pub use dump::Dump;
 pub use error::Error;
+pub use lock::hostname;
 pub use lock::{LockGuard, LockHolder, LockKind};
 pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};
 pub use restore::{RestoreProgress, RestoreRequest, RestoreSummary};

@@ -159,8 +159,8 @@ impl Holder {
 }
 
 /// This host's name as restic's `os.Hostname` reads it (the kernel's
-/// node name).
-fn hostname() -> String {
+/// node name): the host of the snapshots it makes.
+pub fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use rustic_core::{LimitOption, PruneOptions, PruneStats, repofile::SnapshotFile};
 
+use crate::lock::LockKind;
 use crate::{CheckReport, Error, Repo, Snapshot};
 
 /// Which snapshots a job lists, forgets or drills: its own. Both fields
@@ -305,6 +306,9 @@ impl Repo {
             plan.groups.push(out);
         }
         if !dry_run && !forget.is_empty() {
+            // As restic: no other process (a restic prune, a backup
+            // choosing its parent) works on the repository meanwhile.
+            let _lock = self.lock(LockKind::Exclusive)?;
             self.inner
                 .delete_snapshots(&forget)
                 .map_err(spec.engine("forget snapshots"))?;
@@ -315,11 +319,13 @@ impl Repo {
     /// Removes the data no snapshot uses, with rustic's two phases:
     /// unused packs are marked for deletion now and deleted by a later
     /// prune once the mark is 23 h old, partly used packs are repacked
-    /// (until at most 5 % of the repository is unused, as restic), so a
-    /// backup running meanwhile never loses a blob it relies on. Then
-    /// checks the repository's structure.
+    /// (until at most 5 % of the repository is unused, as restic). It
+    /// holds an exclusive lock, as restic's prune does: a restic backup
+    /// beside it would write packs the prune cannot see yet. Then checks
+    /// the repository's structure.
     pub fn prune(&self) -> Result<PruneSummary, Error> {
         let spec = &self.spec;
+        let lock = self.lock(LockKind::Exclusive)?;
         let repo = &self.inner;
         // restic's defaults: any amount repacked, 5 % left unused (the
         // engine's own default repacks at most 10 % of the repository,
@@ -341,6 +347,7 @@ impl Repo {
             stats.packs_to_delete.keep,
         );
         repo.prune(&opts, plan).map_err(spec.engine("prune"))?;
+        drop(lock);
         let check = self.check(None)?;
         Ok(PruneSummary {
             packs_unused,

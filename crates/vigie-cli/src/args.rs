@@ -49,6 +49,13 @@ pub enum Command {
     },
     /// Print the effective configuration, defaults applied, secrets hidden.
     ShowConfig,
+    /// The configuration's reference: `vigie config schema` prints its
+    /// JSON Schema (for editors: taplo, Even Better TOML), `vigie config
+    /// reference` every section and key in Markdown.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Show the state of every check as the store knows it; exits 1 if
     /// any is failing.
     Status {
@@ -150,6 +157,20 @@ pub enum Command {
     Host {
         #[command(subcommand)]
         action: HostAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the JSON Schema (draft-07) of vigie.toml.
+    Schema,
+    /// Print the configuration reference (Markdown), or write it as one
+    /// page per area into DIR.
+    Reference {
+        /// Write `index.md` and a page per area here (created if
+        /// missing; pages no longer generated are removed).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

@@ -26,8 +26,8 @@ use clap::{CommandFactory, Parser};
 use vigie_config::{Config, Diagnostics, Loaded};
 
 pub use args::{
-    BackupAction, Cli, Command, DrillWhat, FailoverAction, HostAction, NotifyAction, SwitchTo,
-    SyncAction,
+    BackupAction, Cli, Command, ConfigAction, DrillWhat, FailoverAction, HostAction, NotifyAction,
+    SwitchTo, SyncAction,
 };
 
 /// Exit codes, as documented in the README.
@@ -147,6 +147,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             out(format_args!("{text}"))?;
             Ok(exit::OK)
         }
+        Command::Config { action } => config_reference(action),
         Command::Status { json } => run::status(cli, *json),
         Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
         Command::Incidents { json, limit } => run::incidents(cli, *json, *limit),
@@ -223,6 +224,29 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `vigie config schema|reference`: generated from the config's types,
+/// read no config.
+fn config_reference(action: &ConfigAction) -> Result<u8> {
+    match action {
+        ConfigAction::Schema => {
+            out(format_args!("{}", vigie_config::reference::schema_json()))?;
+        }
+        ConfigAction::Reference { dir: None } => {
+            for page in vigie_config::reference::pages() {
+                out(format_args!("{}\n", page.text))?;
+            }
+        }
+        ConfigAction::Reference { dir: Some(dir) } => {
+            let written = vigie_config::reference::write_pages(dir, |path, text| {
+                vigie_store::write_atomic(path, text.as_bytes(), 0o644)
+            })
+            .map_err(|e| Failure::runtime(format!("cannot write the reference: {e}")))?;
+            eprintln!("wrote {written} pages into {}", dir.display());
+        }
+    }
+    Ok(exit::OK)
 }
 
 fn validate(cli: &Cli, no_environment: bool) -> Result<u8> {

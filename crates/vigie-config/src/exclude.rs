@@ -267,6 +267,21 @@ fn expand(parts: &[String], whole_path: bool) -> Vec<String> {
     out
 }
 
+impl schemars::JsonSchema for Excludes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Excludes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Paths left out, as rsync's `--exclude` patterns: `*` and `?` within a name, `**` across directories, `[...]` classes, `\\` escapes. A pattern without `/` matches a name at any depth (`*.tmp`), one with `/` the path from the job's root (`cache/tmp`); an excluded directory excludes all it holds.",
+            "type": "array",
+            "items": { "type": "string" },
+            "examples": [["*.tmp", "cache/tmp", "**/node_modules"]],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

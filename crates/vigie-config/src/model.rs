@@ -46,23 +46,28 @@ pub struct Config {
 
 /// A live replication (`[[sync]]`): `from` a local directory `to` an ssh
 /// destination `host:/path` (any `~/.ssh/config` alias) or a local path.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncJob {
+    /// The job's name (its check is `sync-NAME`; `vigie sync NAME`).
     pub name: String,
+    /// The local directory replicated.
     pub from: PathBuf,
+    /// Where to: an ssh destination `host:/path` (any `~/.ssh/config` alias,
+    /// ProxyJump and agents work) or a local path.
     pub to: String,
     /// Paths not replicated: rsync's patterns (`*`, `?`, `**`, `[...]`,
-    /// `\` escapes; see `Excludes`), each checked as it is read.
+    /// `\` escapes), each checked as it is read.
     #[serde(default, skip_serializing_if = "Excludes::is_empty")]
     pub exclude: Excludes,
-    /// The batching window.
+    /// The batching window: changes seen within it are sent together.
     #[serde(default = "quarter_second")]
     pub delay: Duration,
     /// Propagate deletions.
     #[serde(default = "yes")]
     pub delete: bool,
-    /// A batch that would delete more entries is held until confirmed.
+    /// A batch that would delete more entries is held until confirmed
+    /// (`vigie sync NAME --once --allow-deletes`).
     #[serde(default = "thousand")]
     pub max_delete: u64,
     /// The ssh command and its options.
@@ -161,6 +166,44 @@ pub struct BackupJob {
     pub hook_timeout: Duration,
     /// The job's age check fails when the last good snapshot is older.
     pub max_age: Duration,
+    /// Commands whose output is a file of the snapshot.
+    #[serde(rename = "dump", skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<BackupDump>,
+    /// Snapshots kept after each good run (then forget and prune).
+    pub keep: Option<BackupKeep>,
+    /// The ssh program and options of an `sftp:` repository.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<String>,
+    /// The keys of an `s3:` repository.
+    pub s3: Option<BackupS3>,
+}
+
+/// A command whose output is stored as the file `/NAME` of a snapshot.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct BackupDump {
+    pub name: String,
+    pub run: Vec<String>,
+}
+
+/// restic's `forget` policy: how many snapshots of each kind to keep.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct BackupKeep {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+    pub within: Option<Duration>,
+}
+
+/// An S3 repository's keys (secrets) and region.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupS3 {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub region: String,
 }
 
 /// The tag every snapshot of job `name` carries, by which retention and
@@ -228,7 +271,7 @@ impl Serialize for DailyAt {
 /// Another vigie watching the same failovers (`[[peer]]`): this node asks
 /// it for its view over HTTPS, with a token both sides configure.
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     /// The peer's `[node] name`.
@@ -281,10 +324,13 @@ pub struct Server {
     pub tls: Option<ServerTls>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// HTTPS for vigie's server: a PEM certificate chain and its key.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTls {
+    /// The PEM certificate chain (relative to the config file).
     pub cert: PathBuf,
+    /// Its PEM private key.
     pub key: PathBuf,
 }
 
@@ -388,12 +434,14 @@ macro_rules! probe_enum {
 }
 probe_kinds!(probe_enum);
 
-/// The state of a `[[sync]]` job, as the job itself reports it (lag,
-/// queue, errors, held deletions). Each job gets a `sync-NAME` check of
-/// this kind unless a check names it already.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `sync`: the state of a `[[sync]]` job, as the job itself reports it
+/// (lag, queue, errors, held deletions). Each job gets a `sync-NAME`
+/// check of this kind unless a check names it already.
+/// `sync = { job = "webroot" }`
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncProbe {
+    /// The `[[sync]]` job's name.
     pub job: String,
 }
 
@@ -402,10 +450,13 @@ pub struct SyncProbe {
 /// snapshot. Each job gets `backup-NAME` and `backup-NAME-age` checks
 /// unless checks name it already.
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupProbe {
+    /// The `[[backup]]` job watched.
     pub job: String,
+    /// With it, the check is the age of the job's last good snapshot,
+    /// failing past this; without, the result of its last run.
     pub max_age: Option<Duration>,
 }
 
@@ -484,7 +535,9 @@ impl<'de> Deserialize<'de> for HttpUrl {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     #[default]
@@ -515,11 +568,16 @@ fn default_max_body() -> ByteSize {
     ByteSize(1 << 20)
 }
 
+/// `http`: one HTTP(S) request, judged on its status, body, response time
+/// and certificate expiry.
+/// `http = { url = "https://example.org/health", expect_status = [200] }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
+    /// The URL requested, e.g. `"https://example.org/health"`.
     pub url: HttpUrl,
+    /// The request's method.
     #[serde(default)]
     pub method: HttpMethod,
     /// Values may be secrets (`{ env }`, `{ file }`).
@@ -529,17 +587,25 @@ pub struct HttpProbe {
     /// goes in the URL stays out of `url`, show-config and errors).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, MaybeSecret>,
+    /// A request body, sent as written.
     pub body: Option<String>,
     /// Accepted statuses; empty means any status below 400.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect_status: Vec<u16>,
+    /// Fail unless the response body contains this text.
     pub body_contains: Option<String>,
+    /// Fail unless the response body matches this regular expression.
     pub body_regex: Option<Pattern>,
+    /// Fail when the response takes longer (e.g. `"2s"`).
     pub max_response_time: Option<Duration>,
+    /// Follow redirects (on the same host only, when the request carries
+    /// secrets); `false` judges the redirect itself.
     #[serde(default = "yes")]
     pub follow_redirects: bool,
     /// A PEM file of extra trusted certificates (a private CA).
     pub ca: Option<PathBuf>,
+    /// Accept any certificate (expired, self-signed, another name): the check
+    /// then proves nothing about TLS.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangerously_accept_invalid_certs: bool,
     /// Fail when the server certificate expires in fewer days.
@@ -549,30 +615,45 @@ pub struct HttpProbe {
     pub max_body: ByteSize,
 }
 
+/// `tcp`: a TCP connection, optionally a text sent and an answer expected.
+/// `tcp = { address = "db.example.org:5432" }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
     /// `host:port`
     pub address: String,
+    /// Text sent once connected (e.g. `"PING\r\n"`).
     pub send: Option<String>,
+    /// Fail unless the server's answer contains this text (read up to
+    /// 64 KiB).
     pub expect: Option<String>,
 }
 
+/// `tls`: a TLS handshake, judged on the certificate's validity and
+/// expiry. `tls = { address = "mail.example.org:465", cert_min_days = 14 }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsProbe {
     /// `host:port`
     pub address: String,
+    /// The name sent (SNI) and verified in the certificate. Default: the
+    /// host of `address`.
     pub server_name: Option<String>,
+    /// A PEM file of extra trusted certificates (a private CA).
     pub ca: Option<PathBuf>,
+    /// Accept any certificate: only the connection and the expiry are
+    /// judged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangerously_accept_invalid_certs: bool,
+    /// Fail when the server certificate expires in fewer days.
     pub cert_min_days: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RecordType {
     #[default]
@@ -619,16 +700,20 @@ impl<'de> Deserialize<'de> for DnsExpect {
     }
 }
 
+/// `dns`: a DNS look-up, judged on its answer.
+/// `dns = { name = "example.org", record = "A", expect = ["192.0.2.10"] }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsProbe {
     /// The name to resolve.
     pub name: String,
+    /// The record type asked for.
     #[serde(default)]
     pub record: RecordType,
     /// `ip` or `ip:port` of the server to ask; the system resolver if absent.
     pub server: Option<String>,
+    /// What the answer must hold.
     #[serde(default)]
     pub expect: DnsExpect,
 }
@@ -643,18 +728,24 @@ fn default_max_loss() -> f64 {
     50.0
 }
 
+/// `ping`: ICMP echo (root, or a group in `net.ipv4.ping_group_range`),
+/// judged on loss and round trip. `ping = { host = "192.0.2.1" }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PingProbe {
+    /// The host name or address pinged.
     pub host: String,
+    /// Echo requests sent per run.
     #[serde(default = "default_ping_count")]
     pub count: u32,
+    /// The wait between two echo requests.
     #[serde(default = "default_ping_interval")]
     pub interval: Duration,
     /// Fail when more than this share of echoes is lost.
     #[serde(default = "default_max_loss")]
     pub max_loss_percent: f64,
+    /// Fail when the average round trip is longer.
     pub max_rtt: Option<Duration>,
 }
 
@@ -662,27 +753,36 @@ fn default_exit() -> Vec<i32> {
     vec![0]
 }
 
+/// `command`: a program run (no shell unless `shell`), judged on its exit
+/// status and output. `command = { argv = ["pg_isready", "-q"] }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandProbe {
     /// Program and arguments, run without a shell.
     pub argv: Option<Vec<String>>,
     /// A command line for `/bin/sh -c`, when a shell is really wanted.
     pub shell: Option<String>,
+    /// The exit statuses that pass.
     #[serde(default = "default_exit")]
     pub expect_exit: Vec<i32>,
+    /// Fail unless the output (stdout and stderr) contains this text.
     pub output_contains: Option<String>,
+    /// Fail unless the output matches this regular expression.
     pub output_regex: Option<Pattern>,
     /// Values may be secrets (`{ env }`, `{ file }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, MaybeSecret>,
+    /// The working directory of the command.
     pub cwd: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `systemd`: a systemd unit must be active.
+/// `systemd = { unit = "nginx.service" }`
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SystemdProbe {
+    /// The unit, e.g. `"nginx.service"`: the check fails unless it is active.
     pub unit: String,
 }
 
@@ -690,15 +790,20 @@ fn one() -> u32 {
     1
 }
 
+/// `process`: how many processes of a name run (or whether a pid file's
+/// process does). `process = { name = "postgres", min = 1 }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessProbe {
     /// Process name as in `/proc/PID/comm`, or the program's file name.
     pub name: Option<String>,
+    /// Or a pid file: the process it names must be running.
     pub pidfile: Option<PathBuf>,
+    /// Fail when fewer processes run.
     #[serde(default = "one")]
     pub min: u32,
+    /// Fail when more processes run.
     pub max: Option<u32>,
 }
 
@@ -706,14 +811,20 @@ fn root() -> PathBuf {
     PathBuf::from("/")
 }
 
+/// `disk`: space and inodes of a file system.
+/// `disk = { path = "/var", max_used_percent = 90 }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskProbe {
+    /// A path on the file system judged.
     #[serde(default = "root")]
     pub path: PathBuf,
+    /// Fail when more than this percentage of the space is used.
     pub max_used_percent: Option<f64>,
+    /// Fail when less space than this is free (e.g. `"5GB"`).
     pub min_free: Option<ByteSize>,
+    /// Fail when more than this percentage of the inodes is used.
     pub max_inodes_used_percent: Option<f64>,
 }
 
@@ -721,33 +832,46 @@ fn ninety() -> f64 {
     90.0
 }
 
+/// `memory`: memory and swap in use. `memory = { max_used_percent = 90 }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryProbe {
+    /// Fail when more than this percentage of the memory is used (not
+    /// counting what the kernel can reclaim).
     #[serde(default = "ninety")]
     pub max_used_percent: f64,
+    /// Fail when more than this percentage of the swap is used.
     pub max_swap_used_percent: Option<f64>,
 }
 
+/// `load`: the load averages. `load = { max_load5 = 2.0 }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadProbe {
+    /// Fail when the 1-minute load average is higher.
     pub max_load1: Option<f64>,
+    /// Fail when the 5-minute load average is higher.
     pub max_load5: Option<f64>,
+    /// Fail when the 15-minute load average is higher.
     pub max_load15: Option<f64>,
     /// Thresholds are per CPU (a load of 2.0 on 4 CPUs is 0.5).
     #[serde(default = "yes")]
     pub per_cpu: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `file_age`: a file (or a directory's newest file) must be recent: a
+/// backup's output, a log. `file_age = { path = "/srv/backup", max_age = "26h" }`
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileAgeProbe {
     /// A file, or a directory whose newest file is judged.
     pub path: PathBuf,
+    /// Fail when the file was last modified longer ago (e.g. `"26h"`).
     pub max_age: Duration,
+    /// For a directory, judge the newest file of the whole tree, not only
+    /// of the directory itself.
     #[serde(default, skip_serializing_if = "is_false")]
     pub recursive: bool,
 }
@@ -756,8 +880,16 @@ fn default_grace() -> Duration {
     Duration::from_secs(300)
 }
 
+/// `heartbeat`: a job (a cron job, a backup script) pings vigie's server
+/// at `/ping/NAME` (GET or POST, the token as `Authorization: Bearer` or
+/// `?token=`); the check fails when a ping is late. `/ping/NAME/start`
+/// marks a run's start, `/ping/NAME/fail` or `/ping/NAME/<exit status>`
+/// its end; a POST's body (its last 10 KB) is kept and shown in the
+/// incident. `vigie heartbeat-url NAME` prints the URL.
+/// `heartbeat = { period = "1d", grace = "1h" }` or
+/// `heartbeat = { schedule = "0 2 * * *", timezone = "Europe/Paris" }`
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatProbe {
     /// How often the job is expected to ping (or `schedule`).
@@ -790,7 +922,7 @@ kinds! {
     /// The services vigie can notify, by their `kind`: the one table of
     /// notifiers.
     #[serde_with::skip_serializing_none]
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(tag = "kind", deny_unknown_fields)]
     pub enum NotifierKind => NotifierService {
         /// ntfy: a POST of the text to the topic URL, title and priority as headers.
@@ -804,11 +936,14 @@ kinds! {
         Gotify {
             /// The server's base URL.
             url: HttpUrl,
+            /// The application's token.
             token: Secret,
         } = "gotify",
         /// Any HTTP endpoint: a JSON body, or one rendered from a template.
         Webhook {
+            /// The endpoint, e.g. `"https://chat.example.org/hooks/abc"`.
             url: HttpUrl,
+            /// The request's method.
             #[serde(default = "post")]
             method: HttpMethod,
             /// Values may be secrets (`{ env }`, `{ file }`).
@@ -820,45 +955,66 @@ kinds! {
             /// Sent as `Authorization: Bearer …` when set.
             token: Option<Secret>,
             /// A MiniJinja template for the body; the message's fields are its
-            /// variables. Without one the body is the message as JSON.
+            /// variables (see "Webhook templates" in the notifiers'
+            /// reference). Without one the body is the message as JSON.
             template: Option<String>,
         } = "webhook",
         /// IFTTT Maker webhooks: an event with value1..3.
         Ifttt {
+            /// The Maker event's name.
             event: String,
+            /// The Maker webhooks key.
             key: Secret,
+            /// The API's base URL (a test server's, in tests).
             #[serde(default = "ifttt_endpoint")]
             endpoint: HttpUrl,
         } = "ifttt",
-        /// A Slack incoming webhook; its URL is the secret.
-        Slack { url: Secret } = "slack",
-        /// A Discord webhook; its URL is the secret.
-        Discord { url: Secret } = "discord",
+        /// A Slack incoming webhook.
+        Slack {
+            /// The webhook's URL: it is the secret.
+            url: Secret,
+        } = "slack",
+        /// A Discord webhook.
+        Discord {
+            /// The webhook's URL: it is the secret.
+            url: Secret,
+        } = "discord",
         /// A Matrix room, through the client-server API.
         Matrix {
+            /// The homeserver's base URL, e.g. `"https://matrix.example.org"`.
             homeserver: HttpUrl,
+            /// The room's id, `!abc:example.org`.
             room_id: String,
+            /// The sending user's access token.
             access_token: Secret,
         } = "matrix",
         /// Mail through an SMTP server (STARTTLS by default).
         Smtp {
+            /// The SMTP server's host name.
             host: String,
             /// Default: 587 with STARTTLS, 465 with implicit TLS.
             port: Option<u16>,
+            /// How the connection is secured.
             #[serde(default)]
             security: SmtpSecurity,
+            /// The login, when the server asks for one.
             username: Option<String>,
+            /// Its password.
             password: Option<Secret>,
-            /// `vigie <alerts@example.org>`
+            /// The sender, e.g. `"vigie <alerts@example.org>"`.
             from: String,
+            /// The recipients' addresses.
             to: Vec<String>,
             /// Extra trusted certificates (a PEM file), for a private CA.
             ca: Option<PathBuf>,
         } = "smtp",
         /// A Telegram chat, through a bot.
         Telegram {
+            /// The bot's token (from @BotFather).
             bot_token: Secret,
+            /// The chat's id (a number, or `@channel`).
             chat_id: String,
+            /// The Bot API's base URL (a test server's, in tests).
             #[serde(default = "telegram_endpoint")]
             endpoint: HttpUrl,
         } = "telegram",
@@ -876,6 +1032,7 @@ kinds! {
             /// Disasters at priority 2 (repeated until acknowledged); without
             /// it, the highest priority sent is 1.
             emergency: Option<PushoverEmergency>,
+            /// The API's base URL (a test server's, in tests).
             #[serde(default = "pushover_endpoint")]
             endpoint: HttpUrl,
         } = "pushover",
@@ -889,8 +1046,11 @@ kinds! {
             endpoint: HttpUrl,
         } = "pagerduty",
         /// Microsoft Teams, through a workflow's webhook ("Post to a channel
-        /// when a webhook request is received"); its URL is the secret.
-        Teams { url: Secret } = "teams",
+        /// when a webhook request is received").
+        Teams {
+            /// The workflow's URL: it is the secret.
+            url: Secret,
+        } = "teams",
         /// The Apprise CLI, for the services vigie does not speak itself.
         Apprise {
             /// Apprise URLs (`tgram://…`, `mailto://…`): they carry the
@@ -905,7 +1065,7 @@ kinds! {
 
 /// Pushover's emergency priority: the message is repeated every `retry`
 /// until someone acknowledges it or `expire` has passed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushoverEmergency {
     /// At least 30s (Pushover's minimum).
@@ -958,7 +1118,9 @@ impl NotifierKind {
 }
 
 /// How an SMTP connection is secured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpSecurity {
     /// Plain connection upgraded with STARTTLS, which is required.
@@ -996,10 +1158,12 @@ fn apprise_program() -> PathBuf {
 
 /// `max = { restarts = 3, within = "15m" }`: past this many repairs in the
 /// window, vigie stops repairing and escalates (Monit's restart limit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartLimit {
+    /// The most repairs within the window.
     pub restarts: u32,
+    /// The sliding window.
     pub within: Duration,
 }
 
@@ -1018,23 +1182,24 @@ fn default_min_severity() -> Severity {
     Severity::NotClassified
 }
 
-/// `[action.NAME]` as written: a repair (`run`, `shell`,
+/// A step of incidents (`[action.NAME]`): a repair (`run`, `shell`,
 /// `systemd_restart`, `docker_restart`), a notification (`notify`) or a
-/// failover (`failover`), exactly one of them. The loader resolves it into
-/// an [`Action`].
+/// failover (`failover`), exactly one of them.
+// As written; the loader resolves it into an [`Action`].
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionTable {
-    /// Program and arguments, run without a shell.
+    /// A repair: a program and its arguments, run without a shell
+    /// (`["systemctl", "reload", "nginx"]`).
     pub run: Option<Vec<String>>,
-    /// A command line for `/bin/sh -c`.
+    /// A repair: a command line for `/bin/sh -c`.
     pub shell: Option<String>,
-    /// `systemctl restart UNIT`.
+    /// A repair: `systemctl restart UNIT`.
     pub systemd_restart: Option<String>,
-    /// `docker restart CONTAINER`.
+    /// A repair: `docker restart CONTAINER`.
     pub docker_restart: Option<String>,
-    /// Notifiers to send to.
+    /// A notification: the `[notify.NAME]` notifiers sent to, by name.
     pub notify: Option<Vec<String>>,
     /// Point this `[failover.NAME]` record at its backup.
     pub failover: Option<String>,
@@ -1047,6 +1212,8 @@ pub struct ActionTable {
     /// notifies.
     #[serde(default = "default_verify")]
     pub verify: Duration,
+    /// A repair's limit: `{ restarts = 3, within = "15m" }`; past it vigie
+    /// stops repairing and goes on with the incident's next steps.
     pub max: Option<RestartLimit>,
     /// A notify step only sends for incidents at least this severe (by
     /// default it sends them all).
@@ -1304,9 +1471,10 @@ impl Serialize for Action {
 /// and recording, but their incidents wait, repairing and notifying
 /// nothing, until the window ends.
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Maintenance {
+    /// The window's name, for people and `vigie status`.
     pub name: String,
     /// Checks in scope, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1314,11 +1482,13 @@ pub struct Maintenance {
     /// Checks in scope, by tag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    /// A one-off window: RFC 3339 times.
+    /// A one-off window's start, RFC 3339 (`"2026-03-01T22:00:00Z"`).
     pub from: Option<String>,
+    /// A one-off window's end, RFC 3339.
     pub until: Option<String>,
-    /// A recurring window: when it starts (cron), and for how long.
+    /// A recurring window's start, as cron writes it (`"0 3 * * 0"`).
     pub cron: Option<vigie_core::Cron>,
+    /// A recurring window's length (`"2h"`).
     pub duration: Option<Duration>,
     /// The time zone of `cron` (IANA name); UTC if absent.
     pub timezone: Option<String>,
@@ -1383,10 +1553,12 @@ impl Maintenance {
 }
 
 /// `flapping = { changes = 6, within = "1h" }`
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flapping {
+    /// State changes (failing ↔ ok) that make the check flapping.
     pub changes: u32,
+    /// The sliding window they are counted in.
     pub within: Duration,
 }
 
@@ -1402,14 +1574,16 @@ impl Default for Flapping {
 kinds! {
     /// A DNS provider (`[dns.NAME]`) that failover uses to move records: the
     /// one table of providers.
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(tag = "kind", deny_unknown_fields)]
     pub enum DnsProvider => DnsKind {
         /// RFC 2136 dynamic updates signed with TSIG, sent to the primary.
         Rfc2136 {
             /// `ip:port` of the primary server.
             server: SocketAddr,
+            /// The TSIG key's name, as the server knows it.
             key_name: String,
+            /// The TSIG algorithm.
             #[serde(default)]
             algorithm: TsigAlgorithmName,
             /// The TSIG key, base64.
@@ -1420,28 +1594,38 @@ kinds! {
             /// `ovh-eu`, `ovh-ca`, `ovh-us`, or a URL.
             #[serde(default = "ovh_eu")]
             endpoint: String,
+            /// The application key (not a secret: it names the application).
             application_key: String,
+            /// The application secret.
             application_secret: Secret,
+            /// The consumer key, which grants the rights on the zone.
             consumer_key: Secret,
         } = "ovh",
         /// Cloudflare's API v4 with an API token.
         Cloudflare {
+            /// An API token with `Zone.DNS` edit rights on the zone.
             token: Secret,
+            /// The API's base URL (a test server's, in tests).
             #[serde(default = "cloudflare_api")]
             api: String,
         } = "cloudflare",
         /// Any program: `ARGV get ZONE NAME TYPE` prints the values,
         /// `ARGV set ZONE NAME TYPE TTL VALUE…` changes them.
         Command {
+            /// The program and its first arguments (no shell).
             argv: Vec<String>,
+            /// How long one call may run.
             #[serde(default = "default_action_timeout")]
             timeout: Duration,
         } = "command",
         /// PowerDNS's HTTP API.
         Powerdns {
+            /// The API's base URL, e.g. `"http://127.0.0.1:8081"`.
             url: HttpUrl,
+            /// The server id in the API's paths.
             #[serde(default = "localhost")]
             server_id: String,
+            /// The API key (`X-API-Key`).
             api_key: Secret,
         } = "powerdns",
     }
@@ -1459,7 +1643,9 @@ fn localhost() -> String {
     "localhost".into()
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum TsigAlgorithmName {
     #[default]
@@ -1488,15 +1674,18 @@ impl DnsProvider {
     }
 }
 
-/// The record a failover moves.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A DNS record: the one a failover moves, or dyndns keeps.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
+    /// The zone, e.g. `"example.org"`.
     pub zone: String,
     /// The name in the zone (`blog`), `@` for the apex.
     pub name: String,
+    /// `"A"` or `"AAAA"`.
     #[serde(rename = "type", default)]
     pub rtype: AddressType,
+    /// The record's TTL in seconds: low, so that a switch is seen soon.
     #[serde(default = "sixty")]
     pub ttl: u32,
 }
@@ -1505,7 +1694,9 @@ fn sixty() -> u32 {
     60
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum AddressType {
     #[default]
     A,
@@ -1520,20 +1711,23 @@ fn default_verify_timeout() -> Duration {
 /// A record that points at a primary, and at a backup when the primary is
 /// down (`[failover.NAME]`).
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Failover {
     #[serde(skip)]
     pub name: String,
+    /// The record moved: `{ zone = "example.org", name = "blog", type = "A", ttl = 60 }`.
     pub record: RecordConfig,
+    /// The primary's addresses, which the record holds while it is up.
     pub primary: Vec<std::net::IpAddr>,
     /// Fixed addresses, or `"public-ip"`: this node's current public
     /// address (read from `ip_url` or `interface`).
     pub backup: Backup,
     /// Where `backup = "public-ip"` reads this node's address: a "what
-    /// is my IP" URL answering it as plain text...
+    /// is my IP" URL answering it as plain text (or `interface`).
     pub ip_url: Option<HttpUrl>,
-    /// ...or a local interface.
+    /// Or a local interface, where `backup = "public-ip"` reads this
+    /// node's address (instead of `ip_url`).
     pub interface: Option<String>,
     /// The `[dns.NAME]` provider that makes the change.
     pub dns: String,
@@ -1560,6 +1754,7 @@ pub struct Failover {
     /// provider.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify: Vec<SocketAddr>,
+    /// How long `verify` may wait for the servers to serve the change.
     #[serde(default = "default_verify_timeout")]
     pub verify_timeout: Duration,
     /// A name in the same zone that `vigie drill failover` moves instead
@@ -1714,19 +1909,116 @@ fn five_minutes() -> Duration {
 /// Keep a record pointed at this node's public address (`[dyndns.NAME]`),
 /// as NoIP's client does, through the same DNS providers as failover.
 #[serde_with::skip_serializing_none]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dyndns {
     #[serde(skip)]
     pub name: String,
+    /// The record kept: `{ zone = "example.org", name = "home", type = "A" }`.
     pub record: RecordConfig,
     /// The `[dns.NAME]` provider.
     pub dns: String,
-    /// A "what is my IP" URL that answers the address as plain text...
+    /// A "what is my IP" URL that answers the address as plain text (or
+    /// `interface`).
     pub ip_url: Option<HttpUrl>,
-    /// ...or a local interface (its first global address of the record's
-    /// family).
+    /// Or a local interface (its first global address of the record's
+    /// family), instead of `ip_url`.
     pub interface: Option<String>,
+    /// How often the address is read and the record compared.
     #[serde(default = "five_minutes")]
     pub every: Duration,
+}
+
+/// The schemas of the types above that deserialize by hand: what the file
+/// accepts, said as the loader's errors say it.
+mod schemas {
+    use std::borrow::Cow;
+
+    use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+    use super::{Backup, DnsExpect, Failback, HttpUrl, Pattern};
+
+    impl JsonSchema for Pattern {
+        fn schema_name() -> Cow<'static, str> {
+            "Regex".into()
+        }
+
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "type": "string",
+                "format": "regex",
+                "description": "A regular expression (Rust's `regex` syntax: no look-around or back-references), e.g. \"version: [0-9]+\".",
+            })
+        }
+    }
+
+    impl JsonSchema for HttpUrl {
+        fn schema_name() -> Cow<'static, str> {
+            "HttpUrl".into()
+        }
+
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "type": "string",
+                "format": "uri",
+                "pattern": "^[hH][tT][tT][pP][sS]?://",
+                "description": "An `http://` or `https://` URL, written in full (\"https://example.org/health\").",
+            })
+        }
+    }
+
+    impl JsonSchema for DnsExpect {
+        fn schema_name() -> Cow<'static, str> {
+            "DnsExpect".into()
+        }
+
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "`\"any\"` (an answer is enough) or the exact list of values the answer must hold ([\"192.0.2.10\"]).",
+                "anyOf": [
+                    { "const": "any" },
+                    { "type": "array", "items": { "type": "string" } },
+                ],
+                "default": "any",
+            })
+        }
+    }
+
+    impl JsonSchema for Backup {
+        fn schema_name() -> Cow<'static, str> {
+            "FailoverBackup".into()
+        }
+
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "The backup's addresses ([\"192.0.2.20\"]), or `\"public-ip\"`: this node's current public address (read from `ip_url` or `interface`).",
+                "anyOf": [
+                    { "const": "public-ip" },
+                    { "type": "array", "items": { "type": "string", "format": "ip" } },
+                ],
+            })
+        }
+    }
+
+    impl JsonSchema for Failback {
+        fn schema_name() -> Cow<'static, str> {
+            "Failback".into()
+        }
+
+        fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+            let duration = generator.subschema_for::<vigie_core::Duration>();
+            json_schema!({
+                "description": "`\"manual\"` (`vigie failover switch NAME --to primary`), or `{ after_healthy = \"30m\" }`: back to the primary once its checks have passed that long.",
+                "anyOf": [
+                    { "const": "manual" },
+                    {
+                        "type": "object",
+                        "properties": { "after_healthy": duration },
+                        "required": ["after_healthy"],
+                        "additionalProperties": false,
+                    },
+                ],
+            })
+        }
+    }
 }

@@ -208,6 +208,10 @@ mod tests {
             on_failure: None,
             hook_timeout: Duration::from_secs(3600),
             max_age: Duration::from_secs(129_600),
+            dumps: Vec::new(),
+            keep: None,
+            ssh: Vec::new(),
+            s3: None,
         };
         let off = jiff::SignedDuration::try_from(offset("web-1", "nightly", job.jitter)).unwrap();
         let first = t("2026-12-01T02:30:00Z").checked_add(off).unwrap();

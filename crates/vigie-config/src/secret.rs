@@ -212,3 +212,51 @@ impl<'de> serde::Deserialize<'de> for MaybeSecret {
         d.deserialize_any(V)
     }
 }
+
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A secret, never written inline: `{ env = \"NAME\" }` reads it from an environment variable, `{ file = \"/path\" }` from a file (relative to the config file; trailing newlines dropped). Read once at load, never printed.",
+            "type": "object",
+            // Each way whole: a string (an inline secret) is then "not an
+            // object", and both keys at once match neither.
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "env": { "type": "string", "description": "The environment variable that holds the secret." },
+                    },
+                    "required": ["env"],
+                    "additionalProperties": false,
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "file": { "type": "string", "description": "The file that holds the secret." },
+                    },
+                    "required": ["file"],
+                    "additionalProperties": false,
+                },
+            ],
+            "examples": [{ "env": "NTFY_TOKEN" }, { "file": "/etc/vigie/ntfy.token" }],
+        })
+    }
+}
+
+impl schemars::JsonSchema for MaybeSecret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MaybeSecret".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let secret = generator.subschema_for::<Secret>();
+        schemars::json_schema!({
+            "description": "A value written inline (`\"text\"`), or a secret (`{ env = \"NAME\" }` or `{ file = \"/path\" }`) read at load and never printed.",
+            "anyOf": [{ "type": "string" }, secret],
+        })
+    }
+}

@@ -27,6 +27,7 @@ pub mod board;
 mod cron;
 mod duration;
 mod outcome;
+mod schema;
 mod size;
 mod state;
 mod time;

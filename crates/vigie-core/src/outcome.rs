@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::Timestamp;
 
-/// Zabbix's six levels, lowest first, so that `>=` filters work.
+/// How bad an incident is: Zabbix's six levels, lowest first (so that
+/// `>=` filters work): not_classified, information, warning, average (a
+/// check's default), high, disaster.
 #[derive(
     Clone,
     Copy,
@@ -18,6 +20,7 @@ use crate::Timestamp;
     Hash,
     serde::Serialize,
     serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {

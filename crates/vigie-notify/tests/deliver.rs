@@ -12,7 +12,7 @@ use vigie_testkit::servers::{self, Captured};
 
 fn env(name: &str) -> Option<String> {
     match name {
-        "TOKEN" => Some("s3cret-token".into()),
+        "TOKEN" | "MATTERMOST_TOKEN" => Some("s3cret-token".into()),
         "USER_KEY" => Some("u5er-key".into()),
         "APPRISE_A" => Some("tgram://123456:s3cret-bot/-100123".into()),
         "APPRISE_B" => Some("mailtos://alerts:s3cret-pass@example.org".into()),
@@ -151,6 +151,54 @@ fn webhook_sends_the_message_as_json_or_through_a_template() {
     assert_eq!(c.method, "PUT");
     assert_eq!(c.header("authorization"), Some("Bearer s3cret-token"));
     assert_eq!(body(&c), json!({"text": message().title, "sev": "high"}));
+}
+
+/// The reference's webhook templates: the variables it lists are the
+/// message's fields, and its example for a service vigie does not ship
+/// (Mattermost) sends the body it shows.
+#[test]
+fn the_documented_webhook_template_sends_the_documented_body() {
+    use vigie_config::reference::{WEBHOOK_EXAMPLE, WEBHOOK_EXAMPLE_BODY, WEBHOOK_VARIABLES};
+    let documented: serde_json::Map<String, Value> = WEBHOOK_VARIABLES
+        .iter()
+        .map(|(name, _, example)| ((*name).to_owned(), serde_json::from_str(example).unwrap()))
+        .collect();
+    let field = |name: &str| documented[name].as_str().unwrap().to_owned();
+    let msg = Message {
+        check: field("check"),
+        severity: serde_json::from_value(documented["severity"].clone()).unwrap(),
+        state: field("state"),
+        title: field("title"),
+        body: field("body"),
+        error: field("error"),
+        since: Some(field("since")),
+        silenced: serde_json::from_value(documented["silenced"].clone()).unwrap(),
+        node: field("node"),
+        incident: documented["incident"].as_i64(),
+    };
+    assert_eq!(
+        serde_json::to_value(&msg).unwrap(),
+        Value::Object(documented),
+        "WEBHOOK_VARIABLES (vigie-config/src/reference.rs) must list the message's fields"
+    );
+    let c = deliver_msg(&msg, |b| {
+        WEBHOOK_EXAMPLE.replace("https://chat.example.org", b)
+    });
+    assert_request(&c, "POST", "/api/v4/posts");
+    assert_eq!(c.header("authorization"), Some("Bearer s3cret-token"));
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    assert_eq!(c.body, WEBHOOK_EXAMPLE_BODY);
+    let without = Message {
+        incident: None,
+        ..msg
+    };
+    let c = deliver_msg(&without, |b| {
+        WEBHOOK_EXAMPLE.replace("https://chat.example.org", b)
+    });
+    assert_eq!(
+        body(&c)["props"],
+        json!({"check": "blog", "incident": null})
+    );
 }
 
 #[test]

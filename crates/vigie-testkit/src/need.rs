@@ -31,6 +31,10 @@ pub enum Need {
     Sshd,
     /// A `python3` that runs (its HTTP server is the service tests kill).
     Python3,
+    /// A `python3` (3.11+, for `tomllib`) with `jsonschema`: a validator
+    /// of vigie's JSON Schema that is not vigie's code (Debian's
+    /// python3-jsonschema, or PyPI's for another python3).
+    JsonSchema,
     /// `script` (bsdutils): a pseudo-terminal.
     Script,
     /// `setpriv` (util-linux), and root to drop privileges with it.
@@ -132,6 +136,11 @@ impl Need {
                 })
                 .or_else(|| program(runs("ssh", &["-V"]), "ssh", "openssh-client")),
             Need::Python3 => program(runs("python3", &["-c", ""]), "python3", "python3"),
+            Need::JsonSchema => (!runs("python3", &["-c", "import jsonschema, tomllib"])).then(|| {
+                "needs python3 (3.11+) with jsonschema (apt-get install python3-jsonschema, \
+                 or python3 -m pip install jsonschema)"
+                    .to_owned()
+            }),
             Need::Script => program(runs("script", &["-V"]), "script", "bsdutils"),
             Need::Setpriv => not_root("runs vigie as another user")
                 .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),

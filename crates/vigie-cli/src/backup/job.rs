@@ -134,8 +134,7 @@ fn attempt(job: &BackupJob, stage: &dyn Fn(&str)) -> Result<vigie_backup::Snapsh
         hook(job, "before", before, &[])?;
     }
     stage("opening the repository");
-    let spec =
-        vigie_backup::RepoSpec::new(&job.name, &job.repository).map_err(|e| e.to_string())?;
+    let spec = repo_spec(job).map_err(|e| e.to_string())?;
     let repo = vigie_backup::open(&spec, job.password.expose()).map_err(|e| e.to_string())?;
     stage("backing up");
     let request = vigie_backup::Request {
@@ -143,9 +142,74 @@ fn attempt(job: &BackupJob, stage: &dyn Fn(&str)) -> Result<vigie_backup::Snapsh
         excludes: job.exclude.clone(),
         tags: job.snapshot_tags(),
         one_file_system: job.one_file_system,
-        ..vigie_backup::Request::default()
+        dumps: job
+            .dumps
+            .iter()
+            .map(|d| vigie_backup::Dump {
+                name: d.name.clone(),
+                run: d.run.clone(),
+            })
+            .collect(),
     };
-    repo.backup(&request).map_err(|e| e.to_string())
+    let summary = repo.backup(&request).map_err(|e| e.to_string())?;
+    if let Some(keep) = &job.keep {
+        stage("forgetting and pruning");
+        retain(job, &repo, keep)?;
+    }
+    Ok(summary)
+}
+
+/// The job's repository as vigie-backup takes it: its location, and the
+/// ssh command or S3 keys that reach it.
+pub(crate) fn repo_spec(job: &BackupJob) -> Result<vigie_backup::RepoSpec, vigie_backup::Error> {
+    let mut spec = vigie_backup::RepoSpec::new(&job.name, &job.repository)?;
+    if !job.ssh.is_empty() {
+        spec = spec.with_ssh(job.ssh.clone());
+    }
+    if let Some(s3) = &job.s3 {
+        spec = spec.with_s3(vigie_backup::S3Credentials {
+            access_key_id: s3.access_key_id.expose().to_owned(),
+            secret_access_key: s3.secret_access_key.expose().to_owned(),
+            region: s3.region.clone(),
+        });
+    }
+    Ok(spec)
+}
+
+/// The job's snapshots as retention and drills select them: this host's,
+/// tagged with the job.
+pub(crate) fn filter(job: &BackupJob) -> vigie_backup::SnapshotFilter {
+    vigie_backup::SnapshotFilter {
+        hostname: Some(vigie_backup::hostname()),
+        tag: Some(vigie_config::backup_job_tag(&job.name)),
+    }
+}
+
+pub(crate) fn keep(k: &vigie_config::BackupKeep) -> vigie_backup::Keep {
+    vigie_backup::Keep {
+        last: k.last,
+        hourly: k.hourly,
+        daily: k.daily,
+        weekly: k.weekly,
+        monthly: k.monthly,
+        yearly: k.yearly,
+        within: k.within.map(vigie_core::Duration::std),
+    }
+}
+
+/// After a good run: forget what `keep` does not keep, then prune.
+fn retain(
+    job: &BackupJob,
+    repo: &vigie_backup::Repo,
+    k: &vigie_config::BackupKeep,
+) -> Result<(), String> {
+    let plan = repo
+        .forget(&filter(job), &keep(k), false)
+        .map_err(|e| e.to_string())?;
+    if !plan.removed().is_empty() {
+        repo.prune().map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Run a hook (no shell) under the job's `hook_timeout`.

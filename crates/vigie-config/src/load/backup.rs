@@ -8,36 +8,153 @@ use toml::Spanned;
 use vigie_core::{Cron, Duration};
 
 use crate::diag::unknown;
-use crate::model::{BackupJob, BackupProbe, Check, DailyAt, Probe};
+use crate::model::{
+    BackupDump, BackupJob, BackupKeep, BackupProbe, BackupS3, Check, DailyAt, Probe,
+};
 use crate::schedule;
 use crate::secret::Secret;
 
 use super::{EnvLookup, Loader};
 
-/// `[[backup]]` as written, each value with its place for errors.
-#[derive(Deserialize)]
+/// A scheduled backup of files, and of database dumps, into a restic-format
+/// repository (`[[backup]]`): restic itself lists, checks and restores
+/// it. Each snapshot is tagged `vigie-job:NAME` besides `tags`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Backup")]
 pub(super) struct RawBackup {
+    /// The job's name (letters, digits, `-`, `_`, `.`): `vigie backup run
+    /// NAME`, and its checks `backup-NAME` and `backup-NAME-age`.
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    /// Where snapshots go, as restic writes it: a directory
+    /// (`/srv/restic`), `sftp:[USER@]HOST:/PATH` (through the system
+    /// `ssh`, its config and agent), or `s3:HOST/BUCKET[/PREFIX]` /
+    /// `s3:https://HOST:PORT/BUCKET` (with `s3`).
+    #[schemars(with = "String")]
     repository: Spanned<String>,
+    /// The repository's password: `{ env = "RESTIC_PASSWORD" }` or
+    /// `{ file = "/etc/vigie/restic.pass" }`.
+    #[schemars(with = "Secret")]
     password: Spanned<Secret>,
-    paths: Spanned<Vec<PathBuf>>,
+    /// Files and directories to back up (relative to the config file);
+    /// may be empty when `dump` gives something to store.
+    #[schemars(with = "Option<Vec<PathBuf>>")]
+    paths: Option<Spanned<Vec<PathBuf>>>,
+    /// Left out: gitignore globs (`*.tmp` at any depth, `/var/cache`
+    /// anchored, `**` across directories), checked at load.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     exclude: Vec<Spanned<String>>,
+    /// Stay on each path's file system (mounts below are left out).
     #[serde(default)]
     one_file_system: bool,
+    /// The snapshots' tags (none empty, none holding a `,`).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     tags: Vec<Spanned<String>>,
+    /// Daily at this time, `"02:30"` (or `schedule`).
+    #[schemars(with = "Option<String>")]
     at: Option<Spanned<String>>,
+    /// When to run, as cron: `"0 3 * * 0"` (or `at`).
+    #[schemars(with = "Option<Cron>")]
     schedule: Option<Spanned<Cron>>,
+    /// The time zone of `at`/`schedule` (IANA name); the host's by default.
+    #[schemars(with = "Option<String>")]
     timezone: Option<Spanned<String>>,
+    /// The most a run starts after its time: each host keeps its own
+    /// offset within it, so a fleet does not start at once. Default: a
+    /// tenth of the schedule's period, at most 15m.
+    #[schemars(with = "Option<Duration>")]
     jitter: Option<Spanned<Duration>>,
+    /// A program and its arguments run before the backup (no shell); its
+    /// failure aborts the run.
+    #[schemars(with = "Option<Vec<String>>")]
     before: Option<Spanned<Vec<String>>>,
+    /// Run after a good backup.
+    #[schemars(with = "Option<Vec<String>>")]
     after: Option<Spanned<Vec<String>>>,
+    /// Run after a failed one, with `VIGIE_BACKUP_ERROR` set.
+    #[schemars(with = "Option<Vec<String>>")]
     on_failure: Option<Spanned<Vec<String>>>,
+    /// How long each hook and each dump's command may run.
+    #[schemars(with = "Option<Duration>", extend("default" = "1h"))]
     hook_timeout: Option<Spanned<Duration>>,
+    /// The job's age check fails when the last good snapshot is older.
+    /// Default: 1.5 × the schedule's period.
+    #[schemars(with = "Option<Duration>")]
     max_age: Option<Spanned<Duration>>,
+    /// Commands whose output is stored as a file of the snapshot, at its
+    /// top (`/blog.sql`): `dump = [{ name = "blog.sql", run = ["pg_dump",
+    /// "-Fc", "blog"] }]`. A command that exits non-zero fails the run
+    /// and leaves no snapshot.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawDump>")]
+    dump: Vec<Spanned<RawDump>>,
+    /// Snapshots of this job kept after each good run, as `restic forget`
+    /// counts them (the others are forgotten, then the repository
+    /// pruned): `keep = { daily = 7, weekly = 4, monthly = 12 }`.
+    #[schemars(with = "Option<RawKeep>")]
+    keep: Option<Spanned<RawKeep>>,
+    /// The ssh program and its options for an `sftp:` repository
+    /// (default `["ssh"]`, with your `~/.ssh/config`).
+    #[schemars(with = "Option<Vec<String>>")]
+    ssh: Option<Spanned<Vec<String>>>,
+    /// The keys of an `s3:` repository.
+    #[schemars(with = "Option<RawS3>")]
+    s3: Option<Spanned<RawS3>>,
 }
+
+/// A command whose standard output is stored as one file of the snapshot.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Dump")]
+pub(super) struct RawDump {
+    /// The file's name at the top of the snapshot (`blog.sql`): no `/`.
+    name: String,
+    /// The program and its arguments (no shell): `["pg_dump", "-Fc",
+    /// "blog"]`.
+    run: Vec<String>,
+}
+
+/// How many snapshots of each kind to keep (restic's `forget` policy).
+#[derive(Deserialize, schemars::JsonSchema, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Keep")]
+pub(super) struct RawKeep {
+    /// The latest N.
+    last: Option<u32>,
+    /// The latest of each of the last N hours that have one.
+    hourly: Option<u32>,
+    /// The latest of each of the last N days that have one.
+    daily: Option<u32>,
+    /// The latest of each of the last N weeks that have one.
+    weekly: Option<u32>,
+    /// The latest of each of the last N months that have one.
+    monthly: Option<u32>,
+    /// The latest of each of the last N years that have one.
+    yearly: Option<u32>,
+    /// Every snapshot younger than this, counted back from the latest.
+    within: Option<Duration>,
+}
+
+/// An S3 repository's keys and region.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "S3Keys")]
+pub(super) struct RawS3 {
+    /// The access key id: `{ env = "AWS_ACCESS_KEY_ID" }` or `{ file = … }`.
+    access_key_id: Secret,
+    /// The secret access key: `{ env = "AWS_SECRET_ACCESS_KEY" }` or
+    /// `{ file = … }`.
+    secret_access_key: Secret,
+    /// The bucket's region (what the provider calls it).
+    #[schemars(extend("default" = "us-east-1"))]
+    region: Option<String>,
+}
+
+/// An S3 table's two secrets, unread yet, and its place.
+type S3Secrets = Option<((Secret, Secret), Range<usize>)>;
 
 /// One problem: where, the key, the message, the hint.
 type Problem = (Range<usize>, String, String, Option<String>);
@@ -70,12 +187,35 @@ impl Loader {
             for (span, at, message, hint) in problems {
                 self.error(src, Some(span), &at, message, hint);
             }
-            let Some((mut job, (span, secret))) = job.filter(|_| ok) else {
+            let Some((mut job, (span, secret), s3)) = job.filter(|_| ok) else {
                 continue;
             };
             match self.resolve_secret(src, span, &format!("{key}.password"), secret, env) {
                 Some(s) => job.password = s,
                 None => continue,
+            }
+            if let (Some(((id, secret), span)), Some(keys)) = (s3, job.s3.as_mut()) {
+                let id = self.resolve_secret(
+                    src,
+                    span.clone(),
+                    &format!("{key}.s3.access_key_id"),
+                    id,
+                    env,
+                );
+                let secret = self.resolve_secret(
+                    src,
+                    span,
+                    &format!("{key}.s3.secret_access_key"),
+                    secret,
+                    env,
+                );
+                match (id, secret) {
+                    (Some(i), Some(s)) => {
+                        keys.access_key_id = i;
+                        keys.secret_access_key = s;
+                    }
+                    _ => continue,
+                }
             }
             out.push(job);
         }
@@ -89,13 +229,12 @@ impl Loader {
         raw: RawBackup,
         key: &str,
         problems: &mut Vec<Problem>,
-    ) -> Option<(BackupJob, (Range<usize>, Secret))> {
+    ) -> Option<(BackupJob, (Range<usize>, Secret), S3Secrets)> {
         let paths: Vec<PathBuf> = raw
             .paths
-            .get_ref()
-            .iter()
-            .map(|p| self.base.join(p))
-            .collect();
+            .as_ref()
+            .map(|p| p.get_ref().iter().map(|p| self.base.join(p)).collect())
+            .unwrap_or_default();
         values(&raw, key, problems);
         let (at, period) = timing(&raw, key, problems);
         let period = period?;
@@ -104,6 +243,11 @@ impl Loader {
             .as_ref()
             .map_or(Duration::from_secs(3600), |t| *t.get_ref());
         let password = (raw.password.span(), raw.password.get_ref().clone());
+        let keys = raw.s3.as_ref().map(|s| {
+            let s = s.get_ref();
+            (s.access_key_id.clone(), s.secret_access_key.clone())
+        });
+        let s3_span = raw.s3.as_ref().map(Spanned::span);
         let job = BackupJob {
             name: raw.name.into_inner(),
             repository: raw.repository.into_inner(),
@@ -126,8 +270,40 @@ impl Loader {
                 || Duration::from_millis(period.std().as_millis() as u64 * 3 / 2),
                 Spanned::into_inner,
             ),
+            dumps: raw
+                .dump
+                .into_iter()
+                .map(|d| {
+                    let d = d.into_inner();
+                    BackupDump {
+                        name: d.name,
+                        run: d.run,
+                    }
+                })
+                .collect(),
+            keep: raw.keep.map(|k| {
+                let k = k.into_inner();
+                BackupKeep {
+                    last: k.last,
+                    hourly: k.hourly,
+                    daily: k.daily,
+                    weekly: k.weekly,
+                    monthly: k.monthly,
+                    yearly: k.yearly,
+                    within: k.within,
+                }
+            }),
+            ssh: raw.ssh.map(Spanned::into_inner).unwrap_or_default(),
+            s3: raw.s3.map(|s| {
+                let s = s.into_inner();
+                BackupS3 {
+                    access_key_id: s.access_key_id,
+                    secret_access_key: s.secret_access_key,
+                    region: s.region.unwrap_or_else(|| "us-east-1".to_owned()),
+                }
+            }),
         };
-        Some((job, password))
+        Some((job, password, keys.zip(s3_span)))
     }
 
     /// Each job's checks: the declared ones must name a job; a job no
@@ -211,14 +387,18 @@ fn values(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
             Some("name the repository's directory, e.g. repository = \"/srv/restic\"".into()),
         ));
     }
-    if raw.paths.get_ref().is_empty() {
+    if raw.paths.as_ref().is_none_or(|p| p.get_ref().is_empty()) && raw.dump.is_empty() {
         problems.push((
-            raw.paths.span(),
+            raw.paths
+                .as_ref()
+                .map_or_else(|| raw.name.span(), Spanned::span),
             field("paths"),
-            "`paths` is empty".into(),
+            "`paths` is empty and there is no `dump`: nothing to back up".into(),
             Some("name what to back up, e.g. paths = [\"/etc\", \"/var/lib/app\"]".into()),
         ));
     }
+    dumps(raw, key, problems);
+    remote(raw, key, problems);
     for g in &raw.exclude {
         if let Err(e) = check_exclude(g.get_ref()) {
             problems.push((
@@ -268,6 +448,104 @@ fn values(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
             "`hook_timeout` must be more than 0s".into(),
             None,
         ));
+    }
+}
+
+/// The problems of `dump`: names that are one file at the snapshot's
+/// top, each once; a program to run.
+fn dumps(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
+    let field = format!("{key}.dump");
+    let mut seen: Vec<&str> = Vec::new();
+    for d in &raw.dump {
+        let dump = d.get_ref();
+        let name = dump.name.as_str();
+        let bad = if name.is_empty() || name == "." || name == ".." {
+            Some("a dump's `name` is a file name".to_owned())
+        } else if name.contains('/') || name.contains('\0') {
+            Some(format!(
+                "dump name {name:?} holds a `/`: it is one file at the top of the snapshot"
+            ))
+        } else if seen.contains(&name) {
+            Some(format!("dump `{name}` is declared twice"))
+        } else {
+            None
+        };
+        if let Some(message) = bad {
+            problems.push((
+                d.span(),
+                field.clone(),
+                message,
+                Some("dump = [{ name = \"blog.sql\", run = [\"pg_dump\", \"blog\"] }]".into()),
+            ));
+        }
+        seen.push(name);
+        if dump.run.first().is_none_or(String::is_empty) {
+            problems.push((
+                d.span(),
+                field.clone(),
+                format!("dump `{name}` has no command: its `run` starts with the program"),
+                Some("run = [\"pg_dump\", \"-Fc\", \"blog\"] (no shell)".into()),
+            ));
+        }
+    }
+    if let Some(k) = &raw.keep {
+        let keep = k.get_ref();
+        let counts = [
+            keep.last,
+            keep.hourly,
+            keep.daily,
+            keep.weekly,
+            keep.monthly,
+            keep.yearly,
+        ];
+        if counts.iter().all(|c| c.is_none_or(|n| n == 0))
+            && keep.within.is_none_or(|w| w.std().is_zero())
+        {
+            problems.push((
+                k.span(),
+                format!("{key}.keep"),
+                "`keep` sets no rule: it would forget every snapshot".into(),
+                Some("keep = { daily = 7, weekly = 4, monthly = 12 }".into()),
+            ));
+        }
+    }
+}
+
+/// The problems of `ssh` and `s3` against the repository's kind.
+fn remote(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
+    let repo = raw.repository.get_ref();
+    let is_s3 = repo.starts_with("s3:");
+    match (&raw.s3, is_s3) {
+        (None, true) => problems.push((
+            raw.repository.span(),
+            format!("{key}.s3"),
+            "an s3: repository needs its keys".into(),
+            Some("s3 = { access_key_id = { env = \"AWS_ACCESS_KEY_ID\" }, secret_access_key = { env = \"AWS_SECRET_ACCESS_KEY\" } }".into()),
+        )),
+        (Some(s), false) => problems.push((
+            s.span(),
+            format!("{key}.s3"),
+            "`s3` is for an s3: repository".into(),
+            None,
+        )),
+        _ => {}
+    }
+    if let Some(ssh) = &raw.ssh {
+        if !repo.starts_with("sftp:") {
+            problems.push((
+                ssh.span(),
+                format!("{key}.ssh"),
+                "`ssh` is for an sftp: repository".into(),
+                None,
+            ));
+        } else if ssh.get_ref().first().is_none_or(String::is_empty) {
+            problems.push((
+                ssh.span(),
+                format!("{key}.ssh"),
+                "`ssh` is empty: its first item is the program".into(),
+                Some("ssh = [\"ssh\", \"-F\", \"/etc/vigie/ssh_config\"]".into()),
+            ));
+        }
     }
 }
 

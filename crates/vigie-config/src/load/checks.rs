@@ -67,7 +67,7 @@ impl Loader {
                         1
                     }
                     Some(v) => *v.get_ref(),
-                    None => d.unwrap_or(1),
+                    None => d.unwrap_or(super::DEFAULT_THRESHOLD),
                 }
             };
             let fail_after = threshold(&raw.fail_after, defaults.fail_after, "fail_after");
@@ -127,7 +127,7 @@ impl Loader {
         let every = raw
             .every
             .as_ref()
-            .map_or(defaults.every.unwrap_or(Duration::from_secs(30)), |e| {
+            .map_or(defaults.every.unwrap_or(super::DEFAULT_EVERY), |e| {
                 *e.get_ref()
             });
         if every.std() < std::time::Duration::from_millis(100) {
@@ -145,7 +145,7 @@ impl Loader {
             .as_ref()
             .map(|t| *t.get_ref())
             .or(defaults.timeout)
-            .unwrap_or_else(|| every.min(Duration::from_secs(10)));
+            .unwrap_or_else(|| every.min(super::DEFAULT_TIMEOUT_CAP));
         if timeout.std().is_zero() {
             let span = raw.timeout.as_ref().map(Spanned::span);
             self.error(

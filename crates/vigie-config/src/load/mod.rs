@@ -24,7 +24,10 @@ mod checks;
 mod failover;
 mod notify;
 mod parse;
+mod schema;
 mod sync;
+
+pub use schema::schema;
 
 /// A configuration that loaded, with the warnings found on the way.
 #[derive(Debug)]
@@ -138,43 +141,101 @@ const SECTIONS: [&str; 16] = [
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
 
-#[derive(Deserialize, Default)]
+/// The defaults of the settings the loader fills in (the raw types
+/// hold `Option`s): the resolver applies them, the schema and the
+/// reference show them.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+const DEFAULT_CONCURRENCY: usize = 128;
+const DEFAULT_NOTIFY_ATTEMPTS: u32 = 4;
+const DEFAULT_NOTIFY_BACKOFF: Duration = Duration::from_secs(2);
+const DEFAULT_EVERY: Duration = Duration::from_secs(30);
+/// A check's `timeout` is its `every`, at most this.
+const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(10);
+const DEFAULT_THRESHOLD: u32 = 1;
+
+/// This host (`[node]`).
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Node")]
 struct RawNode {
+    /// This node's name, as its peers and notifications call it. Default:
+    /// the host name.
     name: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// vigie's own HTTP server (`[server]`): the API, heartbeat pings,
+/// `/metrics`, the peers' votes.
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Server")]
 struct RawServer {
+    /// The address and port it listens on, `"127.0.0.1:9470"` or
+    /// `"[::1]:9470"`. Beyond loopback it needs `token`.
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_LISTEN))]
     listen: Option<Spanned<String>>,
+    /// The API's bearer token (`Authorization: Bearer …`); required to
+    /// listen beyond loopback.
+    #[schemars(with = "Option<Secret>")]
     token: Option<Spanned<Secret>>,
+    /// Serve HTTPS: `tls = { cert = "cert.pem", key = "key.pem" }`
+    /// (needed to serve peers beyond loopback).
+    #[schemars(with = "Option<ServerTls>")]
     tls: Option<Spanned<ServerTls>>,
 }
 
-#[derive(Deserialize, Default)]
+/// The embedded store (`[store]`): one SQLite file.
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Store")]
 struct RawStore {
+    /// The state directory (relative to the config file). Default:
+    /// `/var/lib/vigie` as root, `./.vigie` otherwise; `--state-dir`
+    /// overrides it.
     dir: Option<PathBuf>,
+    /// How long raw check results are kept.
+    #[schemars(extend("default" = DEFAULT_RETENTION))]
     retention: Option<Duration>,
 }
 
-#[derive(Deserialize, Default)]
+/// How the engine runs checks and delivers notifications (`[engine]`).
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Engine")]
 struct RawEngine {
+    /// At most this many probes run at once (at least 1).
+    #[schemars(with = "Option<usize>", range(min = 1), extend("default" = DEFAULT_CONCURRENCY))]
     concurrency: Option<Spanned<usize>>,
+    /// Attempts to deliver one notification (network errors, 429, 5xx),
+    /// at least 1.
+    #[schemars(with = "Option<u32>", range(min = 1), extend("default" = DEFAULT_NOTIFY_ATTEMPTS))]
     notify_attempts: Option<Spanned<u32>>,
+    /// The wait before the second attempt; doubled after each.
+    #[schemars(extend("default" = DEFAULT_NOTIFY_BACKOFF))]
     notify_backoff: Option<Duration>,
 }
 
-#[derive(Deserialize, Default, Clone)]
+/// Defaults for every `[[check]]` that does not set the key itself
+/// (`[defaults]`).
+#[derive(Deserialize, Default, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Defaults")]
 struct RawDefaults {
+    /// How often checks run.
+    #[schemars(extend("default" = DEFAULT_EVERY))]
     every: Option<Duration>,
+    /// How long a run may take. Default: the check's `every`, at most 10s.
     timeout: Option<Duration>,
+    /// How soon a failed check runs again until `fail_after` confirms it.
+    /// Default: at `every`.
     retry_every: Option<Duration>,
+    /// Consecutive failures before a check is failing.
+    #[schemars(range(min = 1), extend("default" = DEFAULT_THRESHOLD))]
     fail_after: Option<u32>,
+    /// Consecutive successes before a failing check has recovered.
+    #[schemars(range(min = 1), extend("default" = DEFAULT_THRESHOLD))]
     recover_after: Option<u32>,
+    /// The severity of checks' incidents.
+    #[schemars(extend("default" = Severity::default()))]
     severity: Option<Severity>,
 }
 
@@ -182,30 +243,77 @@ struct RawDefaults {
 /// kind (built from the table `probe_kinds!`).
 macro_rules! raw_check {
     ($( $Variant:ident($Settings:ident) = $name:literal, )+) => {
-        #[derive(Deserialize)]
+        /// A check (`[[check]]`): its name, when it runs, how it is
+        /// judged, what its incidents do, and its probe: exactly one of
+        /// the check kinds' keys (`http = { url = "https://example.org/" }`).
+        #[derive(Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
+        #[schemars(rename = "Check", transform = one_kind)]
         #[allow(non_snake_case)]
         struct RawCheck {
+            /// The check's name: letters, digits, `-`, `_` and `.`, at most
+            /// 64, starting with a letter or digit (it appears in URLs and
+            /// metric labels).
+            #[schemars(with = "String")]
             name: Spanned<String>,
+            /// What the check watches, for people.
             description: Option<String>,
+            /// How often it runs (at least 100ms). Default: `[defaults]
+            /// every`, else 30s.
+            #[schemars(with = "Option<Duration>", extend("default" = DEFAULT_EVERY))]
             every: Option<Spanned<Duration>>,
+            /// How long one run may take (at most `every`). Default:
+            /// `[defaults] timeout`, else `every`, at most 10s.
+            #[schemars(with = "Option<Duration>")]
             timeout: Option<Spanned<Duration>>,
+            /// Once the check has failed, how soon it runs again until
+            /// `fail_after` confirms the failure or it recovers (Uptime
+            /// Kuma's retry interval; at most `every`). Default: at `every`.
+            #[schemars(with = "Option<Duration>")]
             retry_every: Option<Spanned<Duration>>,
+            /// Consecutive failures before the check is failing (and an
+            /// incident opens).
+            #[schemars(with = "Option<u32>", range(min = 1), extend("default" = DEFAULT_THRESHOLD))]
             fail_after: Option<Spanned<u32>>,
+            /// Consecutive successes before a failing check has recovered.
+            #[schemars(with = "Option<u32>", range(min = 1), extend("default" = DEFAULT_THRESHOLD))]
             recover_after: Option<Spanned<u32>>,
+            /// The severity of its incidents.
+            #[schemars(extend("default" = Severity::default()))]
             severity: Option<Severity>,
+            /// Checks this one depends on, by name: while one of them is
+            /// failing, this check's incidents wait (a parent down silences
+            /// its children).
             #[serde(default)]
+            #[schemars(with = "Vec<String>")]
             depends_on: Vec<Spanned<String>>,
+            /// Labels, for `[[maintenance]] tags` and for people.
             #[serde(default)]
             tags: Vec<String>,
+            /// What an incident of this check runs, in order: `[action.NAME]`
+            /// names, `notify:NOTIFIER` or `failover:NAME`, e.g.
+            /// `["restart-web", "notify:phone"]`.
             #[serde(default)]
+            #[schemars(with = "Vec<String>")]
             actions: Vec<Spanned<String>>,
-            /// `false` turns flap detection off; a table sets its rule.
+            /// Flap detection, on by default (6 changes within 1h hold the
+            /// check's notifications until it settles): `false` turns it
+            /// off, `{ changes = 6, within = "1h" }` sets its rule.
+            #[schemars(with = "Option<FlappingSetting>")]
             flapping: Option<Spanned<FlappingSetting>>,
             $(
-                #[serde(rename = $name)]
-                $Variant: Option<Spanned<crate::model::$Settings>>,
+                #[serde(rename = $name, default)]
+                $Variant: KindKey<crate::model::$Settings>,
             )+
+        }
+        /// The schema says what the loader does: a check sets exactly one
+        /// kind's key.
+        fn one_kind(schema: &mut schemars::Schema) {
+            let alts: Vec<serde_json::Value> = [$( $name, )+]
+                .iter()
+                .map(|name| serde_json::json!({ "required": [name] }))
+                .collect();
+            schema.insert("oneOf".into(), alts.into());
         }
 
         impl RawCheck {
@@ -213,7 +321,7 @@ macro_rules! raw_check {
             fn take_probes(&mut self) -> Vec<(Probe, Range<usize>)> {
                 let mut found = Vec::new();
                 $(
-                    if let Some(s) = self.$Variant.take() {
+                    if let Some(s) = self.$Variant.0.take() {
                         let span = s.span();
                         found.push((Probe::$Variant(s.into_inner()), span));
                     }
@@ -225,7 +333,39 @@ macro_rules! raw_check {
 }
 probe_kinds!(raw_check);
 
+/// A check kind's key in `[[check]]`, with its place in the file. Its
+/// schema is its settings' (`Spanned` has none, and a macro cannot write
+/// the `with = "…"` string of each kind).
 #[derive(Deserialize)]
+#[serde(transparent)]
+struct KindKey<T>(Option<Spanned<T>>);
+
+impl<T> Default for KindKey<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for KindKey<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+}
+
+/// `false`, or the rule `{ changes = 6, within = "1h" }`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum FlappingSetting {
     Enabled(bool),
@@ -397,13 +537,14 @@ impl Loader {
         let store_raw = self.raw.store.take().unwrap_or_default();
         let store = StoreConfig {
             dir: store_raw.dir.map(|d| self.base.join(d)),
-            retention: store_raw
-                .retention
-                .unwrap_or(Duration::from_secs(7 * 86_400)),
+            retention: store_raw.retention.unwrap_or(DEFAULT_RETENTION),
         };
         let engine = {
             let (src, raw) = self.raw.engine.take().unwrap_or_default();
-            let mut concurrency = raw.concurrency.as_ref().map_or(128, |c| *c.get_ref());
+            let mut concurrency = raw
+                .concurrency
+                .as_ref()
+                .map_or(DEFAULT_CONCURRENCY, |c| *c.get_ref());
             if concurrency == 0 {
                 let span = raw.concurrency.as_ref().map(Spanned::span);
                 self.error(
@@ -415,7 +556,10 @@ impl Loader {
                 );
                 concurrency = 1;
             }
-            let mut notify_attempts = raw.notify_attempts.as_ref().map_or(4, |c| *c.get_ref());
+            let mut notify_attempts = raw
+                .notify_attempts
+                .as_ref()
+                .map_or(DEFAULT_NOTIFY_ATTEMPTS, |c| *c.get_ref());
             if notify_attempts == 0 {
                 let span = raw.notify_attempts.as_ref().map(Spanned::span);
                 self.error(
@@ -430,7 +574,7 @@ impl Loader {
             EngineConfig {
                 concurrency,
                 notify_attempts,
-                notify_backoff: raw.notify_backoff.unwrap_or(Duration::from_secs(2)),
+                notify_backoff: raw.notify_backoff.unwrap_or(DEFAULT_NOTIFY_BACKOFF),
             }
         };
         let mut checks = self.resolve_checks(env);

@@ -13,6 +13,7 @@
 mod backup;
 mod checks;
 mod cli;
+mod config_docs;
 mod daemon;
 mod dyndns_interface;
 mod failover;
