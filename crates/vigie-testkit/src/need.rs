@@ -41,6 +41,8 @@ pub enum Need {
     /// ICMP echo: root, or this user's group inside
     /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
     Icmp,
+    /// `man` (man-db, with groff): it renders the generated pages.
+    Man,
 }
 
 fn root() -> bool {
@@ -107,6 +109,7 @@ impl Need {
             Need::Setpriv => not_root("runs vigie as another user")
                 .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),
             Need::Restic => program(runs("restic", &["version"]), "restic", "restic"),
+            Need::Man => program(runs("man", &["--version"]), "man", "man-db"),
             Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
                 "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
                     .to_owned()
