@@ -47,15 +47,16 @@ Documentation: 'man vigie', 'vigie help COMMAND', and the README in
         file, /etc/vigie/vigie.toml; the other commands inspect and steer it."
 )]
 pub struct Cli {
-    /// The configuration file [default: the running daemon's, else
-    /// /etc/vigie/vigie.toml if it exists, else the built-in quickstart:
-    /// this host's disk, memory and load]
+    /// The configuration file [default: /etc/vigie/vigie.toml if it
+    /// exists, else the built-in quickstart (this host's disk, memory and
+    /// load); commands that read the daemon's state (status, incidents…)
+    /// use the running daemon's]
     #[arg(short, long, global = true, env = "VIGIE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Where the store (results, incidents, queues) lives [default: the
-    /// running daemon's, else `[store] dir`, else /var/lib/vigie as root
-    /// and ./.vigie for a user]
+    /// running daemon's, else `[store] dir` of the configuration, else
+    /// /var/lib/vigie as root and ./.vigie for a user]
     #[arg(long, global = true, env = "VIGIE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 

@@ -43,6 +43,9 @@ pub enum Need {
     Icmp,
     /// `man` (man-db, with groff): it renders the generated pages.
     Man,
+    /// `systemd-analyze` (package systemd, installed, never started): it
+    /// checks the unit offline.
+    SystemdAnalyze,
 }
 
 fn root() -> bool {
@@ -110,6 +113,11 @@ impl Need {
                 .or_else(|| program(runs("setpriv", &["--version"]), "setpriv", "util-linux")),
             Need::Restic => program(runs("restic", &["version"]), "restic", "restic"),
             Need::Man => program(runs("man", &["--version"]), "man", "man-db"),
+            Need::SystemdAnalyze => program(
+                runs("systemd-analyze", &["--version"]),
+                "systemd-analyze",
+                "systemd",
+            ),
             Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
                 "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
                     .to_owned()

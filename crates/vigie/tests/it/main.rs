@@ -21,6 +21,7 @@ mod quorum;
 mod scripts;
 mod secrets;
 mod selfcheck;
+mod service;
 mod sync;
 mod util;
 mod web;
