@@ -11,6 +11,7 @@
 mod args;
 mod backup;
 mod failover;
+mod generate;
 mod located;
 mod output;
 mod progress;
@@ -22,12 +23,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use vigie_config::{Config, Diagnostics, Loaded};
 
 pub use args::{
-    BackupAction, Cli, Command, ConfigAction, DrillWhat, FailoverAction, HostAction, NotifyAction,
-    SwitchTo, SyncAction,
+    BackupAction, Cli, Command, ConfigAction, DrillWhat, FailoverAction, GenerateWhat, HostAction,
+    NotifyAction, SwitchTo, SyncAction,
 };
 
 /// Exit codes, as documented in the README.
@@ -159,13 +160,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Notify {
             action: NotifyAction::Test { name },
         } => run::notify_test(cli, name),
-        Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            let mut buf = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "vigie", &mut buf);
-            out_bytes(&buf)?;
-            Ok(exit::OK)
-        }
+        Command::Generate { what } => generate::run(what),
         Command::Sync {
             action: Some(action),
             ..
@@ -217,12 +212,6 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Host {
             action: HostAction::Check { json },
         } => selfcheck::run(cli, *json),
-        Command::Man => {
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
-            out_bytes(&buf)?;
-            Ok(exit::OK)
-        }
     }
 }
 

@@ -57,6 +57,11 @@ pub enum Need {
     /// ICMP echo: root, or this user's group inside
     /// `net.ipv4.ping_group_range` (unprivileged ping sockets).
     Icmp,
+    /// `man` (man-db, with groff): it renders the generated pages.
+    Man,
+    /// `systemd-analyze` (package systemd, installed, never started): it
+    /// checks the unit offline.
+    SystemdAnalyze,
 }
 
 fn root() -> bool {
@@ -166,6 +171,12 @@ impl Need {
                         "mariadb-server",
                     )
                 }),
+            Need::Man => program(runs("man", &["--version"]), "man", "man-db"),
+            Need::SystemdAnalyze => program(
+                runs("systemd-analyze", &["--version"]),
+                "systemd-analyze",
+                "systemd",
+            ),
             Need::Icmp => (!root() && !unprivileged_ping()).then(|| {
                 "needs root or unprivileged ping (sysctl net.ipv4.ping_group_range=\"0 2147483647\")"
                     .to_owned()

@@ -1,8 +1,10 @@
-//! `vigie backup init|run|snapshots|list`: the `[[backup]]` jobs by hand,
+//! `vigie backup init|run|snapshots|list|restore|forget|check|drill`:
+//! the `[[backup]]` jobs by hand,
 //! with the running daemon's configuration and state directory when one
 //! runs (as `vigie status`).
 
 pub(crate) mod job;
+mod manual;
 pub(crate) mod schedule;
 
 use vigie_config::{BackupJob, Config};
@@ -27,6 +29,28 @@ pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {
         BackupAction::Run { name } => run(cli, config, find(config, name)?),
         BackupAction::Snapshots { name, json } => snapshots(find(config, name)?, *json),
         BackupAction::List { json } => list(cli, config, *json),
+        BackupAction::Restore {
+            name,
+            snapshot,
+            path,
+            to,
+            overwrite,
+        } => manual::restore(
+            find(config, name)?,
+            &manual::Target {
+                snapshot: snapshot.as_deref(),
+                path: path.as_deref(),
+                to,
+                overwrite: *overwrite,
+            },
+        ),
+        BackupAction::Forget { name, dry_run } => manual::forget(find(config, name)?, *dry_run),
+        BackupAction::Check { name, read_data } => {
+            manual::check(find(config, name)?, read_data.as_deref())
+        }
+        BackupAction::Drill { name, sample } => {
+            manual::drill(find(config, name)?, &state_dir(cli, config), *sample)
+        }
     }
 }
 
@@ -47,8 +71,7 @@ fn find<'c>(config: &'c Config, name: &str) -> Result<&'c BackupJob> {
 }
 
 fn spec(job: &BackupJob) -> Result<vigie_backup::RepoSpec> {
-    vigie_backup::RepoSpec::new(&job.name, &job.repository)
-        .map_err(|e| Failure::config(e.to_string()))
+    job::repo_spec(job).map_err(|e| Failure::config(e.to_string()))
 }
 
 fn init(job: &BackupJob) -> Result<u8> {

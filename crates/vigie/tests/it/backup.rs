@@ -255,3 +255,115 @@ fn hooks_run_without_a_shell_and_without_the_password_variable() {
         "{shown:?}"
     );
 }
+
+/// `restic ARGS` on the env's repository: its stdout.
+fn restic(e: &Env, args: &[&str]) -> String {
+    let out = std::process::Command::new("restic")
+        .args(["-r", "repo", "--no-lock"])
+        .args(args)
+        .current_dir(e.path())
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restic {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_job_with_a_dump_and_keep_is_restored_checked_and_drilled_from_the_cli() {
+    require!(Need::Restic);
+    let e = job("at = \"02:30\"\nkeep = { last = 2 }\n\
+         dump = [{ name = \"db.sql\", run = [\"sh\", \"-c\", \"echo 'INSERT 1;'; echo 'INSERT 2;'\"] }]\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    for i in 0..3 {
+        e.write("data/a.txt", &format!("version {i}\n"));
+        exits(&e, &["backup", "run", "nightly"], 0, &["saved"]);
+    }
+    // keep = { last = 2 } was applied after each run: two are left.
+    assert_eq!(restic_snapshots(&e).len(), 2);
+    restic(&e, &["check", "--read-data"]);
+    // The dump is a file of the snapshot, whole, for restic too.
+    assert_eq!(
+        restic(&e, &["dump", "latest", "/db.sql"]),
+        "INSERT 1;\nINSERT 2;\n"
+    );
+    let dry = exits(&e, &["backup", "forget", "nightly", "--dry-run"], 0, &[]);
+    assert!(dry.stdout.contains("last snapshot"), "{dry:?}");
+    assert!(
+        dry.stdout.contains("0 snapshots would be forgotten"),
+        "{dry:?}"
+    );
+
+    // Restore the latest into a new directory.
+    let to = e.path().join("restored");
+    exits(
+        &e,
+        &["backup", "restore", "nightly", "--to", to.to_str().unwrap()],
+        0,
+        &["restored snapshot"],
+    );
+    let data = e.path().join("data");
+    let restored = to.join(data.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(restored.join("a.txt")).unwrap(),
+        "version 2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(to.join("db.sql")).unwrap(),
+        "INSERT 1;\nINSERT 2;\n"
+    );
+    // A second restore there is refused: the directory is not empty.
+    exits(
+        &e,
+        &["backup", "restore", "nightly", "--to", to.to_str().unwrap()],
+        3,
+        &["not empty"],
+    );
+
+    let check = exits(&e, &["backup", "check", "nightly", "--read-data"], 0, &[]);
+    assert!(
+        check.stdout.contains("is sound (data read back)"),
+        "{check:?}"
+    );
+    let drill = exits(&e, &["backup", "drill", "nightly"], 0, &[]);
+    assert!(drill.stdout.contains("passed"), "{drill:?}");
+    assert!(
+        std::fs::read_dir(e.state_dir().join("drills"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the drill's scratch copy is removed"
+    );
+
+    // Damaged packs (a byte of each): check and drill say so, exit 1 or 3.
+    for pack in walk_files(&e.path().join("repo/data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&pack, perms).unwrap();
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let check = e.run(&["backup", "check", "nightly", "--read-data"]);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(check.stdout.contains("error:"), "{check:?}");
+    let drill = e.run(&["backup", "drill", "nightly"]);
+    assert_ne!(drill.code, 0, "{drill:?}");
+}
+
+fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}

@@ -92,22 +92,141 @@ fn check_with_an_unknown_name_is_a_usage_error() {
 }
 
 #[test]
-fn completions_and_man_page() {
+fn generate_completions_for_bash_zsh_and_fish() {
     let e = env();
-    let r = e.run(&["completions", "bash"]);
-    assert_eq!(r.code, 0);
+    for (shell, marker) in [
+        ("bash", "_vigie()"),
+        ("zsh", "#compdef vigie"),
+        ("fish", "complete -c vigie"),
+    ] {
+        let r = e.run(&["generate", "completions", shell]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            r.stdout.contains(marker),
+            "{shell}: {}",
+            &r.stdout[..200.min(r.stdout.len())]
+        );
+        assert!(r.stdout.contains("heartbeat-url"), "{shell}");
+    }
+}
+
+/// The `NAME(1)` references of a page's section (SEE ALSO, SUBCOMMANDS),
+/// read from its roff source.
+fn references(roff: &str, section: &str) -> Vec<String> {
+    let Some(start) = roff.find(&format!(".SH {section}\n")) else {
+        return Vec::new();
+    };
+    let body = &roff[start + 1..];
+    let body = &body[..body.find("\n.SH ").map_or(body.len(), |i| i + 1)];
+    let plain = body
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\-", "-");
+    plain
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '(' || c == ')'))
+        .filter_map(|w| w.strip_suffix("(1)"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn generate_man_writes_a_page_per_command_and_see_also_names_only_those() {
+    let e = env();
+    let dir = e.path().join("man1");
+    std::fs::create_dir(&dir).unwrap();
+    let r = e.run(&["generate", "man", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in [
+        "vigie.1",
+        "vigie-run.1",
+        "vigie-status.1",
+        "vigie-sync-pause.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} not in {pages:?}");
+    }
     assert!(
-        r.stdout.contains("_vigie()"),
-        "{}",
-        &r.stdout[..200.min(r.stdout.len())]
+        !pages.iter().any(|p| p.contains("sync-receive")),
+        "{pages:?}"
     );
-    let r = e.run(&["man"]);
-    assert_eq!(r.code, 0);
-    assert!(
-        r.stdout.starts_with(".ie") || r.stdout.contains(".TH vigie"),
-        "{}",
-        &r.stdout[..200.min(r.stdout.len())]
+    let mut checked = 0;
+    for page in &pages {
+        let roff = std::fs::read_to_string(dir.join(page)).unwrap();
+        let see_also = references(&roff, "\"SEE ALSO\"");
+        let subcommands = references(&roff, "SUBCOMMANDS");
+        if page != "vigie.1" {
+            assert!(
+                see_also.iter().any(|r| r == "vigie"),
+                "{page}: {see_also:?}"
+            );
+        }
+        for name in see_also.iter().chain(&subcommands) {
+            assert!(
+                dir.join(format!("{name}.1")).exists(),
+                "{page} names {name}(1), which was not generated"
+            );
+            checked += 1;
+        }
+    }
+    // vigie.1 alone names every top-level command.
+    assert!(checked > pages.len(), "{checked} references in {pages:?}");
+
+    vigie_testkit::require!(vigie_testkit::need::Need::Man);
+    let page = dir.join("vigie-failover-switch.1");
+    let out = std::process::Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .output()
+        .unwrap();
+    // Bold and underline are overstrikes ("X\x08X") when not on a terminal.
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(&out.stdout).chars() {
+        if c == '\x08' {
+            text.pop();
+        } else {
+            text.push(c);
+        }
+    }
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "groff warnings");
+    for expected in [
+        "NAME",
+        "vigie-failover-switch",
+        "--to",
+        "SEE ALSO",
+        "vigie-failover(1)",
+    ] {
+        assert!(text.contains(expected), "{expected} not in\n{text}");
+    }
+}
+
+#[test]
+fn generate_man_into_a_missing_directory_says_what_to_do() {
+    let e = env();
+    let dir = e.path().join("nope");
+    exits(
+        &e,
+        &["generate", "man", dir.to_str().unwrap()],
+        2,
+        &["is not a directory", "hint: create it first"],
     );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn help_opens_with_what_vigie_is_and_ends_with_examples() {
+    let r = env().run(&["--help"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = r.stdout.lines().next().unwrap();
+    assert!(first.starts_with("Supervise, repair, alert"), "{first}");
+    assert!(!r.stdout.contains("clap"), "{}", r.stdout);
+    let tail = &r.stdout[r.stdout.find("Examples:").expect(&r.stdout)..];
+    assert!(tail.contains("Documentation:"), "{tail}");
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod readme;
 mod scripts;
 mod secrets;
 mod selfcheck;
+mod service;
 mod sync;
 mod util;
 mod web;
