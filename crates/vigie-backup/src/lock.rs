@@ -183,6 +183,7 @@ fn username(uid: u32) -> Option<String> {
 fn process_runs(pid: i64) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
+        .filter(|&p| p > 0)
         .and_then(rustix::process::Pid::from_raw)
     else {
         // Not a pid a process can have: nothing to tell it is gone.

@@ -15,15 +15,13 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use super::{DIRS, id_of, layout};
 use bytes::Bytes;
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
 use super::LockBackend;
-
-/// The directories restic creates in a new repository, besides `data/xx`.
-const DIRS: [&str; 5] = ["keys", "snapshots", "index", "locks", "data"];
 
 /// A restic repository in a local directory.
 #[derive(Clone, Debug)]
@@ -44,13 +42,7 @@ impl LocalBackend {
 
     /// Where the file of this type and id lives.
     fn path(&self, tpe: FileType, id: &Id) -> PathBuf {
-        let hex = id.to_hex();
-        let hex = hex.as_str();
-        match tpe {
-            FileType::Config => self.root.join("config"),
-            FileType::Pack => self.root.join("data").join(&hex[..2]).join(hex),
-            _ => self.root.join(tpe.dirname()).join(hex),
-        }
+        self.root.join(layout(tpe, id))
     }
 
     /// Where the file of this type and id lives, once every directory
@@ -110,13 +102,6 @@ impl LocalBackend {
 /// digits.
 fn is_prefix(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// The id a file name stands for: only the canonical 64 lowercase hex
-/// digits (temporary files and anything else are not listed).
-fn id_of(name: &str) -> Option<Id> {
-    let id: Id = name.parse().ok()?;
-    (id.to_hex().as_str() == name).then_some(id)
 }
 
 /// A directory's entries; a directory that does not exist has none (a

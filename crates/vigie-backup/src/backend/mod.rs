@@ -62,6 +62,29 @@ pub trait LockBackend: Send + Sync + 'static {
     fn remove_lock(&self, id: &Id) -> RusticResult<()>;
 }
 
+/// The directories restic creates in a new repository, besides `data/xx`.
+pub(crate) const DIRS: [&str; 5] = ["keys", "snapshots", "index", "locks", "data"];
+
+/// Where a file lives inside a repository, as restic lays it out:
+/// `config`, `data/xx/ID` for packs (under the first two hex digits of
+/// their id), `TYPE/ID` for the others.
+pub(crate) fn layout(tpe: rustic_core::FileType, id: &Id) -> String {
+    let hex = id.to_hex();
+    let hex = hex.as_str();
+    match tpe {
+        rustic_core::FileType::Config => "config".to_owned(),
+        rustic_core::FileType::Pack => format!("data/{}/{hex}", &hex[..2]),
+        _ => format!("{}/{hex}", tpe.dirname()),
+    }
+}
+
+/// The id a file name stands for: only the canonical 64 lowercase hex
+/// digits (temporary files and anything else are not listed).
+pub(crate) fn id_of(name: &str) -> Option<Id> {
+    let id: Id = name.parse().ok()?;
+    (id.to_hex().as_str() == name).then_some(id)
+}
+
 /// Schemes restic (or rclone) gives repository strings; a string with
 /// one of these before its first `:` is not a local path.
 const REMOTE_SCHEMES: [&str; 10] = [

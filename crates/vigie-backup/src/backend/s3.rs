@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::LockBackend;
+use super::{LockBackend, id_of, layout};
 use ring::{digest, hmac};
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
@@ -25,8 +25,14 @@ use rustic_core::{
 
 /// Tries of one request before its error is returned.
 const ATTEMPTS: u32 = 3;
-/// The most bytes of an error body or a listing page read.
+/// The most bytes of a listing page read.
 const MAX_LISTING: usize = 16 << 20;
+/// The most bytes of a small answer (an error, a lock, a bucket's).
+const MAX_SMALL: usize = 1 << 20;
+/// The most bytes of a whole file read (a key, a snapshot, an index).
+const MAX_FILE: usize = 256 << 20;
+/// The most pages of one listing.
+const MAX_PAGES: usize = 100_000;
 
 /// Where an `s3:` repository lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +97,6 @@ impl std::fmt::Debug for S3Credentials {
     // Never the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Credentials")
-            .field("access_key_id", &self.access_key_id)
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
@@ -123,6 +128,36 @@ struct Req<'a> {
     query: Vec<(&'a str, String)>,
     range: Option<(u64, u64)>,
     body: Bytes,
+    /// The most bytes of the answer's body read; a longer one is refused.
+    max_body: usize,
+}
+
+impl<'a> Req<'a> {
+    /// `method` on `key` (or the bucket), no query, no range, no body,
+    /// an answer of at most [`MAX_SMALL`] bytes.
+    fn to(method: reqwest::Method, key: Option<&'a str>) -> Req<'a> {
+        Req {
+            method,
+            key,
+            query: Vec::new(),
+            range: None,
+            body: Bytes::new(),
+            max_body: MAX_SMALL,
+        }
+    }
+}
+
+/// Why a request got no answer to read.
+enum Fail {
+    Http(reqwest::Error),
+    Io(std::io::Error),
+    TooLong(usize),
+}
+
+impl From<reqwest::Error> for Fail {
+    fn from(e: reqwest::Error) -> Fail {
+        Fail::Http(e)
+    }
 }
 
 /// What came back: the status, the headers we read, the body.
@@ -154,14 +189,7 @@ impl S3Backend {
 
     /// The key of a file: `PREFIX/data/xx/ID`, `PREFIX/config`, …
     fn key(&self, tpe: FileType, id: &Id) -> String {
-        let hex = id.to_hex();
-        let hex = hex.as_str();
-        let rel = match tpe {
-            FileType::Config => "config".to_owned(),
-            FileType::Pack => format!("data/{}/{hex}", &hex[..2]),
-            _ => format!("{}/{hex}", tpe.dirname()),
-        };
-        self.under_prefix(&rel)
+        self.under_prefix(&layout(tpe, id))
     }
 
     fn under_prefix(&self, rel: &str) -> String {
@@ -194,13 +222,17 @@ impl S3Backend {
                     last = describe(&resp);
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) => last = vigie_net::chain(&e),
+                Err(Fail::TooLong(max)) => {
+                    return Err(self.error(what, format!("an answer over {max} bytes: refused")));
+                }
+                Err(Fail::Http(e)) => last = vigie_net::chain(&e),
+                Err(Fail::Io(e)) => last = e.to_string(),
             }
         }
         Err(self.error(what, last))
     }
 
-    fn send_once(&self, req: &Req<'_>) -> Result<Resp, reqwest::Error> {
+    fn send_once(&self, req: &Req<'_>) -> Result<Resp, Fail> {
         let path = match req.key {
             Some(key) => format!("/{}/{}", self.target.bucket, uri_encode(key, false)),
             None => format!("/{}/", self.target.bucket),
@@ -245,8 +277,22 @@ impl S3Backend {
             .get(reqwest::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let body = resp.bytes()?;
-        Ok(Resp { status, len, body })
+        // Never more than the request allows, whatever the server sends
+        // or announces: an error body, a lock, a page, a pack's range.
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(resp, req.max_body as u64 + 1),
+            &mut body,
+        )
+        .map_err(Fail::Io)?;
+        if body.len() > req.max_body {
+            return Err(Fail::TooLong(req.max_body));
+        }
+        Ok(Resp {
+            status,
+            len,
+            body: Bytes::from(body),
+        })
     }
 
     /// Every key under `prefix` with its size (ListObjectsV2, page by page).
@@ -254,6 +300,7 @@ impl S3Backend {
         let what = format!("list {prefix}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let mut pages = 0;
         loop {
             let mut query = vec![("list-type", "2".to_owned()), ("prefix", prefix.to_owned())];
             if let Some(t) = &token {
@@ -262,18 +309,13 @@ impl S3Backend {
             let resp = self.send(
                 &what,
                 &Req {
-                    method: reqwest::Method::GET,
-                    key: None,
                     query,
-                    range: None,
-                    body: Bytes::new(),
+                    max_body: MAX_LISTING,
+                    ..Req::to(reqwest::Method::GET, None)
                 },
             )?;
             if resp.status != 200 {
                 return Err(self.error(&what, describe(&resp)));
-            }
-            if resp.body.len() > MAX_LISTING {
-                return Err(self.error(&what, "a listing page over 16 MiB: refused"));
             }
             let text = String::from_utf8_lossy(&resp.body);
             for contents in elements(&text, "Contents") {
@@ -284,10 +326,15 @@ impl S3Backend {
                 }
             }
             let truncated = element(&text, "IsTruncated") == Some("true");
-            token = element(&text, "NextContinuationToken").map(unescape);
-            if !truncated || token.is_none() {
+            let next = element(&text, "NextContinuationToken").map(unescape);
+            if !truncated || next.is_none() {
                 return Ok(out);
             }
+            pages += 1;
+            if next == token || pages > MAX_PAGES {
+                return Err(self.error(&what, "the listing does not end: refused"));
+            }
+            token = next;
         }
     }
 
@@ -295,11 +342,13 @@ impl S3Backend {
         self.send(
             what,
             &Req {
-                method: reqwest::Method::GET,
-                key: Some(key),
-                query: Vec::new(),
                 range,
-                body: Bytes::new(),
+                // A range's own length (a server that ignores the range
+                // answers the whole object: up to the end of the range).
+                max_body: range.map_or(MAX_FILE, |(_, last)| {
+                    usize::try_from(last + 1).unwrap_or(usize::MAX)
+                }),
+                ..Req::to(reqwest::Method::GET, Some(key))
             },
         )
     }
@@ -447,11 +496,6 @@ fn sign(s: &Signing<'_>, c: &S3Credentials) -> Vec<(&'static str, String)> {
     headers
 }
 
-fn id_of(name: &str) -> Option<Id> {
-    let id: Id = name.parse().ok()?;
-    (id.to_hex().as_str() == name).then_some(id)
-}
-
 impl ReadBackend for S3Backend {
     fn location(&self) -> String {
         let t = &self.target;
@@ -465,16 +509,7 @@ impl ReadBackend for S3Backend {
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
         if tpe == FileType::Config {
             let key = self.under_prefix("config");
-            let resp = self.send(
-                "read config",
-                &Req {
-                    method: reqwest::Method::HEAD,
-                    key: Some(&key),
-                    query: Vec::new(),
-                    range: None,
-                    body: Bytes::new(),
-                },
-            )?;
+            let resp = self.send("read config", &Req::to(reqwest::Method::HEAD, Some(&key)))?;
             return match resp.status {
                 200 => Ok(resp
                     .len
@@ -488,7 +523,9 @@ impl ReadBackend for S3Backend {
         let dir = self.under_prefix(&format!("{}/", tpe.dirname()));
         let mut files = Vec::new();
         for (key, size) in self.list(&dir)? {
-            let rest = &key[dir.len().min(key.len())..];
+            let Some(rest) = key.strip_prefix(&dir) else {
+                continue;
+            };
             // Packs sit one level down (`data/xx/ID`); other files at
             // the top of their directory.
             let name = match (tpe, rest.split_once('/')) {
@@ -559,13 +596,7 @@ impl WriteBackend for S3Backend {
     /// Makes the bucket when it does not exist (objects need no
     /// directories).
     fn create(&self) -> RusticResult<()> {
-        let bucket = |method| Req {
-            method,
-            key: None,
-            query: Vec::new(),
-            range: None,
-            body: Bytes::new(),
-        };
+        let bucket = |method| Req::to(method, None);
         let head = self.send("reach the bucket", &bucket(reqwest::Method::HEAD))?;
         match head.status {
             200 => Ok(()),
@@ -619,11 +650,8 @@ impl S3Backend {
         let resp = self.send(
             &what,
             &Req {
-                method: reqwest::Method::PUT,
-                key: Some(key),
-                query: Vec::new(),
-                range: None,
                 body,
+                ..Req::to(reqwest::Method::PUT, Some(key))
             },
         )?;
         if resp.status == 200 {
@@ -635,16 +663,7 @@ impl S3Backend {
 
     fn delete(&self, key: &str) -> RusticResult<()> {
         let what = format!("remove {key}");
-        let resp = self.send(
-            &what,
-            &Req {
-                method: reqwest::Method::DELETE,
-                key: Some(key),
-                query: Vec::new(),
-                range: None,
-                body: Bytes::new(),
-            },
-        )?;
+        let resp = self.send(&what, &Req::to(reqwest::Method::DELETE, Some(key)))?;
         match resp.status {
             200 | 204 | 404 => Ok(()),
             _ => Err(self.error(&what, describe(&resp))),

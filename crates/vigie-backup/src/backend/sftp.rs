@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::LockBackend;
+use super::{DIRS, LockBackend, id_of, layout};
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
@@ -30,6 +30,9 @@ use rustic_core::{
 /// The largest reply accepted: OpenSSH's server sends at most 256 KiB of
 /// data per message; a directory listing of 100 names stays far below.
 const MAX_PACKET: usize = 1 << 20;
+/// The most entries a directory listing may hold (a repository's
+/// `data/xx` holds thousands; a listing without end is an attack).
+const MAX_ENTRIES: usize = 1_000_000;
 /// Bytes asked or sent per READ or WRITE request.
 const CHUNK: usize = 64 * 1024;
 /// Requests of one read or write in flight at once.
@@ -46,6 +49,7 @@ const OPENDIR: u8 = 11;
 const READDIR: u8 = 12;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
+const FSTAT: u8 = 8;
 const STAT: u8 = 17;
 const RENAME: u8 = 18;
 const STATUS: u8 = 101;
@@ -74,9 +78,6 @@ const ATTR_EXTENDED: u32 = 0x8000_0000;
 const S_IFMT: u32 = 0o170_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFDIR: u32 = 0o040_000;
-
-/// The directories restic creates in a new repository, besides `data/xx`.
-const DIRS: [&str; 5] = ["keys", "snapshots", "index", "locks", "data"];
 
 /// Where an `sftp:` repository lives: an ssh destination (a
 /// `~/.ssh/config` alias, `host` or `user@host`), an optional port, and
@@ -213,17 +214,13 @@ impl SftpBackend {
             cmd.arg("-p").arg(port.to_string());
         }
         cmd.args(["-s", "--", &self.target.host, "sftp"]);
+        // As every child of vigie: not the variables secrets are read from.
+        vigie_config::scrub_secret_env(&mut cmd);
         cmd
     }
 
     fn path(&self, tpe: FileType, id: &Id) -> String {
-        let hex = id.to_hex();
-        let hex = hex.as_str();
-        match tpe {
-            FileType::Config => self.join("config"),
-            FileType::Pack => self.join(&format!("data/{}/{hex}", &hex[..2])),
-            _ => self.join(&format!("{}/{hex}", tpe.dirname())),
-        }
+        self.join(&layout(tpe, id))
     }
 
     fn join(&self, rel: &str) -> String {
@@ -310,11 +307,6 @@ impl Attrs {
     }
 }
 
-fn id_of(name: &str) -> Option<Id> {
-    let id: Id = name.parse().ok()?;
-    (id.to_hex().as_str() == name).then_some(id)
-}
-
 fn size32(f: &(String, Attrs)) -> Option<u32> {
     f.1.size.and_then(|s| u32::try_from(s).ok())
 }
@@ -373,7 +365,17 @@ impl ReadBackend for SftpBackend {
         let path = self.path(tpe, id);
         self.call(&format!("read {path}"), |s| {
             let handle = s.open(&path, READ_FLAG, None)?;
-            let read = s.read_all(&handle, 0, None);
+            // Never more than the file holds (a repository file is
+            // below 4 GiB), whatever the server sends.
+            let read = s
+                .fstat(&handle)
+                .and_then(|a| match a.size.map(u32::try_from) {
+                    Some(Ok(n)) => s.read_all(&handle, 0, Some(n as usize)),
+                    _ => Err(Fail::Status(
+                        4,
+                        format!("{path} has no size below 4 GiB: refused"),
+                    )),
+                });
             let closed = s.close(&handle);
             let data = read?;
             closed?;
@@ -612,6 +614,16 @@ impl Reader<'_> {
     }
 }
 
+/// A server's error while other requests are still in flight: their
+/// replies would answer the next calls, so the session is dropped (a link
+/// failure) rather than kept out of step.
+fn desync(f: Fail, pending: usize) -> Fail {
+    match f {
+        Fail::Status(code, msg) if pending > 0 => Fail::Link(format!("{msg} (status {code})")),
+        other => other,
+    }
+}
+
 fn link(e: &std::io::Error) -> Fail {
     Fail::Link(format!("the connection failed: {e}"))
 }
@@ -824,11 +836,14 @@ impl Session {
                         eof = true;
                         continue;
                     }
-                    Err(f) => return Err(f),
+                    Err(f) => return Err(desync(f, inflight.len())),
                     Ok(()) => return Err(Fail::Link("a read answered OK without data".into())),
                 }
             }
             let chunk = Reader(&Self::expect(kind, DATA, body)?).bytes()?;
+            if chunk.is_empty() {
+                return Err(Fail::Link("the server answered a read with no data".into()));
+            }
             if eof || at != offset + data.len() as u64 || chunk.len() as u64 > want {
                 return Err(Fail::Link("the server's reads arrived out of order".into()));
             }
@@ -853,15 +868,15 @@ impl Session {
                 if inflight.len() == WINDOW {
                     let id = inflight.pop_front().expect("a full window");
                     let (kind, body) = self.reply(id)?;
-                    Self::status(kind, &body)?;
+                    Self::status(kind, &body).map_err(|f| desync(f, inflight.len()))?;
                 }
                 inflight.push_back(self.request(WRITE, |m| m.str(handle).u64(offset).str(chunk))?);
                 offset += chunk.len() as u64;
             }
         }
-        for id in inflight {
+        while let Some(id) = inflight.pop_front() {
             let (kind, body) = self.reply(id)?;
-            Self::status(kind, &body)?;
+            Self::status(kind, &body).map_err(|f| desync(f, inflight.len()))?;
         }
         Ok(())
     }
@@ -895,6 +910,11 @@ impl Session {
     fn remove(&mut self, path: &str) -> Result<()> {
         let (kind, body) = self.call(REMOVE, |m| m.str(path.as_bytes()))?;
         Self::status(kind, &body)
+    }
+
+    fn fstat(&mut self, handle: &[u8]) -> Result<Attrs> {
+        let (kind, body) = self.call(FSTAT, |m| m.str(handle))?;
+        Reader(&Self::expect(kind, ATTRS, body)?).attrs()
     }
 
     fn stat(&mut self, path: &str) -> Result<Attrs> {
@@ -938,6 +958,11 @@ impl Session {
                 let attrs = r.attrs()?;
                 if name != "." && name != ".." {
                     entries.push((name, attrs));
+                }
+                if entries.len() > MAX_ENTRIES {
+                    return Err(Fail::Link(format!(
+                        "{dir} lists more than {MAX_ENTRIES} entries: refused"
+                    )));
                 }
             }
         };

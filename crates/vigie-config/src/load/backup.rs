@@ -77,7 +77,7 @@ pub(super) struct RawBackup {
     /// Run after a failed one, with `VIGIE_BACKUP_ERROR` set.
     #[schemars(with = "Option<Vec<String>>")]
     on_failure: Option<Spanned<Vec<String>>>,
-    /// How long each hook and each dump's command may run.
+    /// How long each hook may run.
     #[schemars(with = "Option<Duration>", extend("default" = "1h"))]
     hook_timeout: Option<Spanned<Duration>>,
     /// The job's age check fails when the last good snapshot is older.
