@@ -115,8 +115,9 @@ pub(crate) fn verdict(job: &str, dumps: &[Dump], outcomes: &[Outcome]) -> Result
         .collect()
 }
 
-/// Writes the snapshot the archiver made, its root tree holding the
-/// dumps' real sizes; returns its id. `repo` is opened after the
+/// Writes the snapshot the archiver made (held back until now), its root
+/// tree holding the dumps' real sizes when there are dumps; returns its
+/// id. `repo` is opened after the
 /// archiver ran (its index knows the new root tree).
 pub(crate) fn commit(
     spec: &RepoSpec,
@@ -135,6 +136,36 @@ pub(crate) fn commit(
         move |e: Box<rustic_core::RusticError>| failed(action, e.display_log())
     };
     let backend = spec.backends()?.files;
+    if !sizes.is_empty() {
+        complete_tree(spec, sealer, repo, &mut snap, sizes, &*backend)?;
+    }
+    snap.id = rustic_core::repofile::SnapshotId::default();
+    let stored = sealer.seal(&serde_json::to_vec(&snap).expect("a snapshot serialises"));
+    let id = id_of(&stored);
+    backend
+        .write_bytes(FileType::Snapshot, &id, true, stored.into())
+        .map_err(engine("write the snapshot"))?;
+    Ok(id.to_hex().to_string())
+}
+
+/// The snapshot's root tree written again with the dumps' real sizes.
+fn complete_tree(
+    spec: &RepoSpec,
+    sealer: &Sealer,
+    repo: &Repository<IndexedIdsStatus>,
+    snap: &mut SnapshotFile,
+    sizes: &[(&str, u64)],
+    backend: &dyn WriteBackend,
+) -> Result<(), Error> {
+    let failed = |action: &'static str, message: String| Error::Repository {
+        job: spec.job.clone(),
+        repository: spec.repository.clone(),
+        action,
+        message,
+    };
+    let engine = |action: &'static str| {
+        move |e: Box<rustic_core::RusticError>| failed(action, e.display_log())
+    };
     let mut tree = repo
         .get_tree(&snap.tree)
         .map_err(engine("read the snapshot's tree"))?;
@@ -155,17 +186,11 @@ pub(crate) fn commit(
         .serialize()
         .map_err(|e| failed("complete the snapshot", e.to_string()))?;
     if tree_id != snap.tree {
-        write_tree(&*backend, sealer, &json, tree_id.to_hex().as_str())
+        write_tree(backend, sealer, &json, tree_id.to_hex().as_str())
             .map_err(engine("write the snapshot's tree"))?;
         snap.tree = tree_id;
     }
-    snap.id = rustic_core::repofile::SnapshotId::default();
-    let stored = sealer.seal(&serde_json::to_vec(&snap).expect("a snapshot serialises"));
-    let id = id_of(&stored);
-    backend
-        .write_bytes(FileType::Snapshot, &id, true, stored.into())
-        .map_err(engine("write the snapshot"))?;
-    Ok(id.to_hex().to_string())
+    Ok(())
 }
 
 /// Stores one tree blob as restic's format has it: a pack holding the

@@ -334,17 +334,26 @@ impl Repo {
             return self.backup_with_dumps(request, &opts, snapshot, start);
         }
         let source = self.sources(&request.paths)?;
-        let _lock = self.lock(LockKind::Shared)?;
+        let Some(sealer) = Sealer::new(&self.key) else {
+            return Err(spec.failed("back up", "its master key is malformed".to_owned()));
+        };
+        let lock = self.lock(LockKind::Shared)?;
+        // The engine's snapshot is held back until the lock is seen to
+        // be still ours: had it been lost (not refreshed for 30 minutes),
+        // a prune may have removed data the snapshot needs.
+        let held = Arc::new(finish::HoldSnapshots::new(spec.backends()?.files));
         let indexed = self
-            .reopen()?
+            .reopen_on(held)?
             .to_indexed_ids()
             .map_err(spec.engine("read its index"))?;
         let snap = indexed
             .backup(&opts, &source, snapshot)
             .map_err(spec.engine("back up"))?;
-        let summary = snap.summary.unwrap_or_default();
+        let summary = snap.summary.clone().unwrap_or_default();
+        lock.still_held()?;
+        let id = finish::commit(spec, &sealer, &indexed, snap, &[])?;
         Ok(SnapshotSummary {
-            id: snap.id.to_hex().to_string(),
+            id,
             files: summary.total_files_processed,
             files_new: summary.files_new,
             files_changed: summary.files_changed,

@@ -19,6 +19,7 @@ use std::io::{BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -538,6 +539,9 @@ struct Session {
     from: BufReader<ChildStdout>,
     /// The last of ssh's own messages (`Permission denied (publickey)`).
     stderr: Arc<Mutex<String>>,
+    /// The thread that reads them, done once ssh (and what it started)
+    /// closed its stderr.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     next: u32,
     posix_rename: bool,
     fsync: bool,
@@ -637,9 +641,10 @@ impl Session {
             .spawn()
             .map_err(|e| Fail::Link(format!("cannot run ssh: {e}")))?;
         let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stderr_reader = None;
         if let Some(mut pipe) = child.stderr.take() {
             let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
+            stderr_reader = Some(std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf) {
                     if n == 0 {
@@ -655,7 +660,7 @@ impl Session {
                         s.drain(..cut);
                     }
                 }
-            });
+            }));
         }
         let to = child.stdin.take().expect("piped stdin");
         let from = BufReader::with_capacity(CHUNK * 2, child.stdout.take().expect("piped stdout"));
@@ -664,6 +669,7 @@ impl Session {
             to,
             from,
             stderr,
+            stderr_reader,
             next: 0,
             posix_rename: false,
             fsync: false,
@@ -696,6 +702,14 @@ impl Session {
     fn end(mut self, f: Fail) -> Fail {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // What ssh said before it ended, read to its end (a second at
+        // most: a ProxyJump's ssh may hold the pipe a little longer).
+        if let Some(reader) = self.stderr_reader.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !reader.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let said = self
             .stderr
             .lock()
