@@ -100,7 +100,33 @@ impl Repo {
             })?;
             opts = opts.read_data(true).read_data_subset(parsed);
         }
-        let results = self.inner.check(opts).map_err(spec.engine("check it"))?;
+        // rustic_core 0.13 panics (a worker's channel, then the index
+        // "still in use") on a repository whose trees cannot be read: that
+        // is a finding of the check, never a crash of its caller.
+        let checked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.check(opts)));
+        let results = match checked {
+            Ok(r) => r.map_err(spec.engine("check it"))?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no reason given");
+                let why = why.lines().next().unwrap_or(why);
+                let why: String = why.chars().take(120).collect();
+                return Ok(CheckReport {
+                    problems: vec![Problem {
+                        error: true,
+                        message: format!(
+                            "the check stopped on damage it could not report ({why}): the repository's trees cannot all be read; `restic check --read-data` lists what is damaged"
+                        ),
+                        pack: None,
+                    }],
+                    read_data: read_data_subset.is_some(),
+                });
+            }
+        };
         let problems = results
             .0
             .iter()

@@ -176,6 +176,10 @@ pub struct BackupJob {
     pub ssh: Vec<String>,
     /// The keys of an `s3:` repository.
     pub s3: Option<BackupS3>,
+    /// When restore drills run (cron), if they do.
+    pub drill: Option<vigie_core::Cron>,
+    /// The share of the files a drill restores (percent), all when absent.
+    pub drill_sample: Option<u8>,
 }
 
 /// A command whose output is stored as the file `/NAME` of a snapshot.
@@ -458,6 +462,9 @@ pub struct BackupProbe {
     /// With it, the check is the age of the job's last good snapshot,
     /// failing past this; without, the result of its last run.
     pub max_age: Option<Duration>,
+    /// The check is the result of the job's last restore drill instead.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub drill: bool,
 }
 
 fn yes() -> bool {

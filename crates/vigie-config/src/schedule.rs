@@ -106,13 +106,32 @@ impl BackupJob {
     /// The first run of this job on node `node` strictly after `after`:
     /// its schedule's next time plus the node's offset within `jitter`.
     pub fn next_run(&self, node: &str, after: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+        self.next_of(&self.cron(), node, after)
+    }
+
+    /// The first restore drill strictly after `after`, as [`Self::next_run`]
+    /// (`None`: the job has no drills).
+    pub fn next_drill(
+        &self,
+        node: &str,
+        after: jiff::Timestamp,
+    ) -> Option<Result<jiff::Timestamp, String>> {
+        self.drill.as_ref().map(|c| self.next_of(c, node, after))
+    }
+
+    fn next_of(
+        &self,
+        cron: &Cron,
+        node: &str,
+        after: jiff::Timestamp,
+    ) -> Result<jiff::Timestamp, String> {
         let tz = time_zone(self.timezone.as_deref())?;
         let offset = jiff::SignedDuration::try_from(offset(node, &self.name, self.jitter))
             .map_err(|e| e.to_string())?;
         let shifted = after.checked_sub(offset).map_err(|e| e.to_string())?;
-        next_fire(&self.cron(), &tz, shifted)
+        next_fire(cron, &tz, shifted)
             .and_then(|t| t.checked_add(offset).ok())
-            .ok_or_else(|| format!("`{}` never fires in the next five years", self.cron()))
+            .ok_or_else(|| format!("`{cron}` never fires in the next five years"))
     }
 }
 
@@ -212,6 +231,8 @@ mod tests {
             keep: None,
             ssh: Vec::new(),
             s3: None,
+            drill: None,
+            drill_sample: None,
         };
         let off = jiff::SignedDuration::try_from(offset("web-1", "nightly", job.jitter)).unwrap();
         let first = t("2026-12-01T02:30:00Z").checked_add(off).unwrap();

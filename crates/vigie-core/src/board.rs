@@ -27,6 +27,22 @@ pub mod backup {
     pub const RESULT: &str = "last_result";
 }
 
+/// What a backup job's restore drills report, under
+/// [`drill_report`]`(job)`: the last drill's outcome, with these numbers.
+pub mod drill {
+    /// When the last drill ended (seconds since the epoch).
+    pub const LAST_TIMESTAMP: &str = "last_drill_timestamp_seconds";
+    /// How long its restore took: the measured recovery time.
+    pub const RESTORE_SECONDS: &str = "last_drill_restore_seconds";
+    /// 1 when every restored byte matched, 0 when it failed.
+    pub const RESULT: &str = "last_drill_result";
+}
+
+/// The board name under which backup job `job`'s drills report.
+pub fn drill_report(job: &str) -> String {
+    format!("backup-drill.{job}")
+}
+
 /// The board name under which backup job `job` reports.
 pub fn backup_report(job: &str) -> String {
     format!("backup.{job}")

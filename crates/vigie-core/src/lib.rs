@@ -32,7 +32,9 @@ mod size;
 mod state;
 mod time;
 
-pub use board::{Board, backup as backup_metric, backup_report};
+pub use board::{
+    Board, backup as backup_metric, backup_report, drill as drill_metric, drill_report,
+};
 pub use cron::{Cron, CronError};
 pub use duration::{Duration, DurationError};
 pub use outcome::{CheckResult, Metric, Outcome, Severity};

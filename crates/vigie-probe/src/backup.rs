@@ -2,11 +2,19 @@
 //! the last run's result, or the age of the last good snapshot.
 
 use vigie_config::BackupProbe;
-use vigie_core::{Board, Outcome, Timestamp, backup_metric, backup_report};
+use vigie_core::{Board, Outcome, Timestamp, backup_metric, backup_report, drill_report};
 
 /// Judge `probe` at `now` from the job's latest report.
 pub(crate) fn judge(board: &Board, probe: &BackupProbe, now: Timestamp) -> Outcome {
     let job = &probe.job;
+    if probe.drill {
+        // The last drill's word; none yet is no failure (the first one
+        // comes at its time).
+        return board.report(&drill_report(job)).map_or_else(
+            || Outcome::ok(format!("backup {job} has had no restore drill yet")),
+            |(o, _)| o,
+        );
+    }
     let Some((report, _)) = board.report(&backup_report(job)) else {
         return Outcome::fail(format!(
             "backup {job} is not scheduled here (it runs inside `vigie run`)"
@@ -86,10 +94,12 @@ mod tests {
         let run = BackupProbe {
             job: "n".into(),
             max_age: None,
+            drill: false,
         };
         let age = BackupProbe {
             job: "n".into(),
             max_age: Some(vigie_core::Duration::from_secs(3600)),
+            drill: false,
         };
         let now = Timestamp(10_000_000_000);
         assert!(
@@ -116,5 +126,24 @@ mod tests {
             !judge(&board, &age, now).ok,
             "none within max_age of watching"
         );
+    }
+
+    #[test]
+    fn the_drill_check_is_the_last_drills_result() {
+        let board = Board::new();
+        let drill = BackupProbe {
+            job: "n".into(),
+            max_age: None,
+            drill: true,
+        };
+        let now = Timestamp(10_000_000_000);
+        let o = judge(&board, &drill, now);
+        assert!(o.ok && o.message.contains("no restore drill yet"), "{o:?}");
+        board.publish("backup-drill.n", Outcome::fail("a.txt: content differs"));
+        let o = judge(&board, &drill, now);
+        assert!(!o.ok && o.message == "a.txt: content differs", "{o:?}");
+        // The run's report is not the drill's.
+        board.publish("backup.n", report(true, Some(10_000_000), 0));
+        assert!(!judge(&board, &drill, now).ok);
     }
 }

@@ -70,6 +70,85 @@ impl Store {
     }
 }
 
+/// One finished restore drill of a backup job.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BackupDrill {
+    pub job: String,
+    pub started: Timestamp,
+    pub ended: Timestamp,
+    /// Every restored byte matched the snapshot.
+    pub ok: bool,
+    /// The snapshot drilled (when one was found).
+    pub snapshot: Option<String>,
+    /// Files restored and verified, and their bytes.
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    /// How long the restore itself took: the measured recovery time.
+    pub restore_ms: Option<u64>,
+    /// Why it failed: the first differences, or the error.
+    pub error: Option<String>,
+}
+
+const DRILL_COLUMNS: &str =
+    "job, started_ms, ended_ms, ok, snapshot, files, bytes, restore_ms, error";
+
+fn drill_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BackupDrill> {
+    let count = |i| {
+        r.get::<_, Option<i64>>(i)
+            .map(|v| v.map(|v| v.max(0) as u64))
+    };
+    Ok(BackupDrill {
+        job: r.get(0)?,
+        started: Timestamp(r.get(1)?),
+        ended: Timestamp(r.get(2)?),
+        ok: r.get(3)?,
+        snapshot: r.get(4)?,
+        files: count(5)?,
+        bytes: count(6)?,
+        restore_ms: count(7)?,
+        error: r.get(8)?,
+    })
+}
+
+impl Store {
+    /// Record a finished drill.
+    pub fn drill_record(&mut self, d: &BackupDrill) -> Result<()> {
+        let n = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        self.conn.execute(
+            &format!(
+                "INSERT INTO backup_drills ({DRILL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                d.job,
+                d.started.millis(),
+                d.ended.millis(),
+                d.ok,
+                d.snapshot,
+                n(d.files),
+                n(d.bytes),
+                n(d.restore_ms),
+                d.error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// `job`'s last drill.
+    pub fn drill_last(&self, job: &str) -> Result<Option<BackupDrill>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {DRILL_COLUMNS} FROM backup_drills WHERE job = ?1
+                     ORDER BY started_ms DESC, id DESC LIMIT 1"
+                ),
+                params![job],
+                drill_row,
+            )
+            .optional()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +186,33 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.backup_last("n").unwrap(), (Some(bad), Some(good)));
+    }
+
+    #[test]
+    fn the_last_drill() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.drill_last("n").unwrap(), None);
+        let good = BackupDrill {
+            job: "n".into(),
+            started: Timestamp(1000),
+            ended: Timestamp(5000),
+            ok: true,
+            snapshot: Some("cd".repeat(32)),
+            files: Some(12),
+            bytes: Some(4096),
+            restore_ms: Some(3000),
+            error: None,
+        };
+        store.drill_record(&good).unwrap();
+        let bad = BackupDrill {
+            started: Timestamp(6000),
+            ok: false,
+            error: Some("a.txt: content differs".into()),
+            ..good.clone()
+        };
+        store.drill_record(&bad).unwrap();
+        assert_eq!(store.drill_last("n").unwrap(), Some(bad));
+        assert_eq!(store.drill_last("other").unwrap(), None);
     }
 }

@@ -26,7 +26,7 @@ mod tokens;
 pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
-pub use backup::BackupRun;
+pub use backup::{BackupDrill, BackupRun};
 pub use sync::Paused;
 
 pub use incidents::{

@@ -139,6 +139,22 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
     );
     CREATE INDEX backup_runs_job ON backup_runs (job, started_ms);",
+    // 11: the restore drills of `[[backup]]` jobs: the snapshot drilled,
+    // what was restored and verified, how long the restore took (the
+    // measured recovery time), or why it failed.
+    "CREATE TABLE backup_drills (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        snapshot TEXT,
+        files INTEGER,
+        bytes INTEGER,
+        restore_ms INTEGER,
+        error TEXT
+    );
+    CREATE INDEX backup_drills_job ON backup_drills (job, started_ms);",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

@@ -469,6 +469,38 @@ fn backup_metrics(e: &mut Exposition, config: &vigie_config::Config, board: &vig
             Some((j.name.as_str(), report.metrics))
         })
         .collect();
+    let drills: Vec<(&str, Vec<vigie_core::Metric>)> = config
+        .backups
+        .iter()
+        .filter_map(|j| {
+            let (report, _) = board.report(&vigie_core::drill_report(&j.name))?;
+            Some((j.name.as_str(), report.metrics))
+        })
+        .collect();
+    for (name, metric, help) in [
+        (
+            "vigie_backup_last_drill_timestamp_seconds",
+            vigie_core::drill_metric::LAST_TIMESTAMP,
+            "When the job's last restore drill ended (seconds since the epoch).",
+        ),
+        (
+            "vigie_backup_last_drill_restore_seconds",
+            vigie_core::drill_metric::RESTORE_SECONDS,
+            "How long the last drill's restore took: the measured recovery time.",
+        ),
+        (
+            "vigie_backup_last_drill_result",
+            vigie_core::drill_metric::RESULT,
+            "1 when every byte the last drill restored matched, 0 when it failed.",
+        ),
+    ] {
+        e.family(name, Kind::Gauge, help);
+        for (job, values) in &drills {
+            if let Some(v) = values.iter().find(|v| v.name == metric) {
+                e.sample(name, &[("job", job)], v.value);
+            }
+        }
+    }
     for (name, metric, help) in [
         (
             "vigie_backup_last_success_timestamp_seconds",

@@ -41,30 +41,7 @@ pub(crate) fn run(
     board: Option<&Board>,
     stage: &dyn Fn(&str),
 ) -> Result<BackupRun, RunError> {
-    let _lock =
-        vigie_store::lock::try_lock(state_dir, &lock_name(&job.name)).map_err(|e| match e {
-            vigie_store::lock::LockError::Held { path, pid } => {
-                let since = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .map(|t| {
-                        let ms = t
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_millis() as i64;
-                        format!(", since {}", super::when(Timestamp(ms)))
-                    })
-                    .unwrap_or_default();
-                let pid = pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
-                RunError::Busy(format!(
-                    "backup {} is already running ({pid}{since})",
-                    job.name
-                ))
-            }
-            other @ vigie_store::lock::LockError::Io { .. } => {
-                RunError::Failed(format!("backup {}: {other}", job.name))
-            }
-        })?;
+    let _lock = hold(job, state_dir)?;
     let started = Timestamp::now();
     let result = attempt(job, stage);
     let ended = Timestamp::now();
@@ -125,6 +102,34 @@ pub(crate) fn run(
         Ok(_) => Ok(run),
         Err(e) => Err(RunError::Failed(e)),
     }
+}
+
+/// The job's lock, held by whatever works on its repository (a run, a
+/// drill): a second is refused at once, naming the first.
+pub(crate) fn hold(job: &BackupJob, state_dir: &Path) -> Result<vigie_store::lock::Lock, RunError> {
+    vigie_store::lock::try_lock(state_dir, &lock_name(&job.name)).map_err(|e| match e {
+        vigie_store::lock::LockError::Held { path, pid } => {
+            let since = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| {
+                    let ms = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis() as i64;
+                    format!(", since {}", super::when(Timestamp(ms)))
+                })
+                .unwrap_or_default();
+            let pid = pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+            RunError::Busy(format!(
+                "backup {} is already running ({pid}{since})",
+                job.name
+            ))
+        }
+        other @ vigie_store::lock::LockError::Io { .. } => {
+            RunError::Failed(format!("backup {}: {other}", job.name))
+        }
+    })
 }
 
 /// `before`, then the backup; the error as one line.
@@ -320,6 +325,7 @@ pub(crate) fn publish(
         watched_since.as_secs_f64(),
     ));
     board.publish(&backup_report(job), o);
+    super::drill::publish(board, store, job);
 }
 
 fn metric(name: &str, value: f64) -> Metric {

@@ -165,37 +165,24 @@ pub(crate) fn check(job: &BackupJob, read_data: Option<&str>) -> Result<u8> {
 }
 
 pub(crate) fn drill(job: &BackupJob, state_dir: &Path, sample: Option<u8>) -> Result<u8> {
-    let repo = open(job)?;
-    let scratch = state_dir.join("drills");
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| Failure::runtime(format!("cannot make {}: {e}", scratch.display())))?;
-    let r = repo
-        .drill(&filter(job), sample, &scratch)
-        .map_err(|e| Failure::runtime(e.to_string()))?;
-    for m in &r.mismatches {
-        out(format_args!(
-            "mismatch: {}: {}\n",
-            m.path.display(),
-            m.problem
-        ))?;
+    // Recorded in the store as the daemon's are: the job's drill check
+    // reads the latest, whoever ran it.
+    match super::drill::drill(job, state_dir, sample.or(job.drill_sample), None) {
+        Ok(d) => {
+            out(format_args!(
+                "drill of {} (snapshot {}): {} files, {} restored in {:.1}s and verified: passed\n",
+                job.name,
+                d.snapshot.as_deref().map_or("?", short),
+                d.files.unwrap_or(0),
+                vigie_core::HumanBytes(d.bytes.unwrap_or(0) as f64),
+                d.restore_ms.unwrap_or(0) as f64 / 1000.0,
+            ))?;
+            Ok(exit::OK)
+        }
+        Err(super::job::RunError::Busy(m)) => Err(Failure::runtime(m)),
+        Err(super::job::RunError::Failed(m)) => {
+            out(format_args!("drill of {} FAILED: {m}\n", job.name))?;
+            Ok(exit::CHECK_FAILED)
+        }
     }
-    out(format_args!(
-        "drill of {} (snapshot {}): {} files, {} restored in {:.1}s (verified in {:.1}s): {}\n",
-        job.name,
-        short(&r.snapshot),
-        r.files,
-        vigie_core::HumanBytes(r.bytes as f64),
-        r.duration.as_secs_f64(),
-        r.verify_duration.as_secs_f64(),
-        if r.mismatches.is_empty() {
-            "passed"
-        } else {
-            "FAILED"
-        },
-    ))?;
-    Ok(if r.mismatches.is_empty() {
-        exit::OK
-    } else {
-        exit::CHECK_FAILED
-    })
 }

@@ -3,6 +3,7 @@
 //! with the running daemon's configuration and state directory when one
 //! runs (as `vigie status`).
 
+mod drill;
 pub(crate) mod job;
 mod manual;
 pub(crate) mod schedule;

@@ -40,7 +40,7 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
             Err(e) => tracing::error!("cannot read the backup runs: {e}"),
         }
     }
-    let tasks = config
+    let mut tasks: Vec<_> = config
         .backups
         .iter()
         .map(|j| {
@@ -51,6 +51,19 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
             tokio::spawn(async move { scheduled(j, node, dir, board).await })
         })
         .collect();
+    tasks.extend(
+        config
+            .backups
+            .iter()
+            .filter(|j| j.drill.is_some())
+            .map(|j| {
+                let j = j.clone();
+                let node = config.node.name.clone();
+                let dir = state_dir.to_owned();
+                let board = board.clone();
+                tokio::spawn(async move { drills(j, node, dir, board).await })
+            }),
+    );
     Schedules(tasks)
 }
 
@@ -90,6 +103,47 @@ async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
             tracing::error!(job = %job.name, "backup run crashed: {e}");
         }
         // A run shorter than a clock tick must not fire twice for one time.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Wait for each of the job's drill times and drill it then (a drill
+/// that finds a run under way waits for the next time).
+async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+    loop {
+        let next = match job.next_drill(&node, jiff::Timestamp::now()) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                tracing::error!(job = %job.name, "the drills of backup {} are not scheduled: {e}", job.name);
+                return;
+            }
+            None => return,
+        };
+        tracing::info!(job = %job.name, next = %next, "restore drill scheduled");
+        let left = jiff::Timestamp::now().duration_until(next);
+        if left.is_positive() {
+            tokio::time::sleep(left.unsigned_abs()).await;
+        }
+        let (j, d, b) = (job.clone(), dir.clone(), board.clone());
+        let drilled = tokio::task::spawn_blocking(move || {
+            super::drill::drill(&j, &d, j.drill_sample, Some(&b))
+        })
+        .await;
+        match drilled {
+            Ok(Ok(d)) => tracing::info!(
+                job = %job.name,
+                snapshot = d.snapshot.as_deref().unwrap_or(""),
+                restore_ms = d.restore_ms.unwrap_or(0),
+                "restore drill passed"
+            ),
+            Ok(Err(RunError::Busy(m))) => {
+                tracing::warn!(job = %job.name, "{m}: this drill is skipped");
+            }
+            Ok(Err(RunError::Failed(m))) => {
+                tracing::error!(job = %job.name, "restore drill failed: {m}");
+            }
+            Err(e) => tracing::error!(job = %job.name, "restore drill crashed: {e}"),
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -103,6 +103,18 @@ pub(super) struct RawBackup {
     /// The keys of an `s3:` repository.
     #[schemars(with = "Option<RawS3>")]
     s3: Option<Spanned<RawS3>>,
+    /// Restore drills: `"daily"`, `"weekly"` (Sundays), `"monthly"` (the
+    /// 1st), at 05:30 in the job's time zone plus this host's offset, or a
+    /// cron expression. Each restores the latest snapshot (or a sample)
+    /// into a scratch directory, verifies every byte, records the time
+    /// the restore took, and removes the copy; a failed drill fails the
+    /// check `backup-NAME-drill`, which opens an incident.
+    #[schemars(with = "Option<String>")]
+    drill: Option<Spanned<String>>,
+    /// Drill a share of the files only: `"10%"` (deterministic per
+    /// snapshot). Default: all of them.
+    #[schemars(with = "Option<String>")]
+    drill_sample: Option<Spanned<String>>,
 }
 
 /// A command whose standard output is stored as one file of the snapshot.
@@ -236,6 +248,7 @@ impl Loader {
             .map(|p| p.get_ref().iter().map(|p| self.base.join(p)).collect())
             .unwrap_or_default();
         values(&raw, key, problems);
+        let (drill, drill_sample) = drills(&raw, key, problems);
         let (at, period) = timing(&raw, key, problems);
         let period = period?;
         let hook_timeout = raw
@@ -293,6 +306,8 @@ impl Loader {
                     within: k.within,
                 }
             }),
+            drill,
+            drill_sample,
             ssh: raw.ssh.map(Spanned::into_inner).unwrap_or_default(),
             s3: raw.s3.map(|s| {
                 let s = s.into_inner();
@@ -332,26 +347,33 @@ impl Loader {
             }
         }
         for j in backups {
-            for age in [false, true] {
+            for aspect in [Aspect::Run, Aspect::Age, Aspect::Drill] {
+                if aspect == Aspect::Drill && j.drill.is_none() {
+                    continue;
+                }
                 let covered = checks.iter().any(|c| {
-                    matches!(&c.probe, Probe::Backup(p) if p.job == j.name && p.max_age.is_some() == age)
+                    matches!(&c.probe, Probe::Backup(p) if p.job == j.name && Aspect::of(p) == aspect)
                 });
-                let name = if age {
-                    format!("backup-{}-age", j.name)
-                } else {
-                    format!("backup-{}", j.name)
+                let (name, description) = match aspect {
+                    Aspect::Run => (
+                        format!("backup-{}", j.name),
+                        format!("the last run of backup {} → {}", j.name, j.repository),
+                    ),
+                    Aspect::Age => (
+                        format!("backup-{}-age", j.name),
+                        format!(
+                            "the last good snapshot of backup {} is younger than {}",
+                            j.name, j.max_age
+                        ),
+                    ),
+                    Aspect::Drill => (
+                        format!("backup-{}-drill", j.name),
+                        format!("the last restore drill of backup {} passed", j.name),
+                    ),
                 };
                 if covered || checks.iter().any(|c| c.name == name) {
                     continue;
                 }
-                let description = if age {
-                    format!(
-                        "the last good snapshot of backup {} is younger than {}",
-                        j.name, j.max_age
-                    )
-                } else {
-                    format!("the last run of backup {} → {}", j.name, j.repository)
-                };
                 checks.push(Check {
                     name,
                     description: Some(description),
@@ -367,10 +389,29 @@ impl Loader {
                     actions: Vec::new(),
                     probe: Probe::Backup(BackupProbe {
                         job: j.name.clone(),
-                        max_age: age.then_some(j.max_age),
+                        max_age: (aspect == Aspect::Age).then_some(j.max_age),
+                        drill: aspect == Aspect::Drill,
                     }),
                 });
             }
+        }
+    }
+}
+
+/// What a backup check watches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aspect {
+    Run,
+    Age,
+    Drill,
+}
+
+impl Aspect {
+    fn of(p: &BackupProbe) -> Aspect {
+        match (p.drill, p.max_age) {
+            (true, _) => Aspect::Drill,
+            (false, Some(_)) => Aspect::Age,
+            (false, None) => Aspect::Run,
         }
     }
 }
@@ -509,6 +550,59 @@ fn dumps(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
             ));
         }
     }
+}
+
+/// `drill` as a cron expression, `drill_sample` as a percentage, and
+/// their problems.
+fn drills(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) -> (Option<Cron>, Option<u8>) {
+    let drill = raw.drill.as_ref().and_then(|d| {
+        let text = d.get_ref().trim();
+        let cron = match text {
+            "daily" => "30 5 * * *",
+            "weekly" => "30 5 * * 0",
+            "monthly" => "30 5 1 * *",
+            other => other,
+        };
+        match cron.parse::<Cron>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.push((
+                    d.span(),
+                    format!("{key}.drill"),
+                    format!(
+                        "{text:?} is neither daily, weekly, monthly nor a cron expression: {e}"
+                    ),
+                    Some("drill = \"weekly\", or drill = \"0 6 * * 1\"".into()),
+                ));
+                None
+            }
+        }
+    });
+    let sample = raw.drill_sample.as_ref().and_then(|s| {
+        let text = s.get_ref().trim();
+        let n = text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u8>().ok())
+            .filter(|n| (1..=100).contains(n));
+        if n.is_none() {
+            problems.push((
+                s.span(),
+                format!("{key}.drill_sample"),
+                format!("{text:?} is not a share of the files from 1% to 100%"),
+                Some("drill_sample = \"10%\"".into()),
+            ));
+        }
+        if raw.drill.is_none() {
+            problems.push((
+                s.span(),
+                format!("{key}.drill_sample"),
+                "`drill_sample` without `drill`: no drill is scheduled".into(),
+                Some("drill = \"weekly\"".into()),
+            ));
+        }
+        n
+    });
+    (drill, sample)
 }
 
 /// The problems of `ssh` and `s3` against the repository's kind.

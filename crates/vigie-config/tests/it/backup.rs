@@ -158,3 +158,54 @@ fn a_missing_password_variable_is_named_at_its_place() {
         "{e}"
     );
 }
+
+#[test]
+fn dumps_keep_remotes_and_drills_are_checked_at_their_place() {
+    let src = "[[backup]]\nname = \"db\"\nrepository = \"s3:h.example/bkt\"\npassword = { env = \"RESTIC_PW\" }\n\
+               dump = [{ name = \"a/b.sql\", run = [\"pg_dump\"] }, { name = \"x.sql\", run = [] }]\n\
+               keep = { last = 0 }\nssh = [\"ssh\"]\nat = \"02:30\"\ndrill = \"fortnightly\"\ndrill_sample = \"150%\"\n";
+    let e = errors(src);
+    for (needle, place) in [
+        ("an s3: repository needs its keys", "vigie.toml:3:14"),
+        ("dump name \"a/b.sql\" holds a `/`", "vigie.toml:5:9"),
+        ("dump `x.sql` has no command", "vigie.toml:5:50"),
+        ("`keep` sets no rule", "vigie.toml:6:8"),
+        ("`ssh` is for an sftp: repository", "vigie.toml:7:7"),
+        (
+            "\"fortnightly\" is neither daily, weekly, monthly nor a cron expression",
+            "vigie.toml:9:9",
+        ),
+        (
+            "\"150%\" is not a share of the files from 1% to 100%",
+            "vigie.toml:10:16",
+        ),
+    ] {
+        let at = e.find(needle).unwrap_or_else(|| panic!("{needle} in\n{e}"));
+        let place_at = e[at..].find("-->").unwrap();
+        assert!(
+            e[at + place_at..].starts_with(&format!("--> {place}")),
+            "{needle} at {place} in\n{e}"
+        );
+    }
+}
+
+#[test]
+fn a_job_with_only_dumps_and_weekly_drills_gets_a_drill_check() {
+    let src = "[[backup]]\nname = \"db\"\nrepository = \"/srv/restic\"\npassword = { env = \"RESTIC_PW\" }\n\
+               dump = [{ name = \"db.sql\", run = [\"pg_dump\", \"-Fc\", \"db\"] }]\n\
+               keep = { daily = 7, within = \"2d\" }\nat = \"02:30\"\ndrill = \"weekly\"\ndrill_sample = \"10%\"\n";
+    let loaded = load_str(src, Path::new("vigie.toml"), &env).unwrap();
+    let j = &loaded.config.backups[0];
+    assert!(j.paths.is_empty());
+    assert_eq!(j.dumps[0].run, ["pg_dump", "-Fc", "db"]);
+    assert_eq!(j.keep.unwrap().daily, Some(7));
+    assert_eq!(j.drill.as_ref().unwrap().to_string(), "30 5 * * 0");
+    assert_eq!(j.drill_sample, Some(10));
+    let drill = loaded
+        .config
+        .checks
+        .iter()
+        .find(|c| c.name == "backup-db-drill")
+        .expect("a drill check");
+    assert!(matches!(&drill.probe, Probe::Backup(p) if p.drill && p.job == "db"));
+}

@@ -335,7 +335,18 @@ fn a_job_with_a_dump_and_keep_is_restored_checked_and_drilled_from_the_cli() {
         "the drill's scratch copy is removed"
     );
 
-    // Damaged packs (a byte of each): check and drill say so, exit 1 or 3.
+    // Damaged packs (a byte of each): check and drill say so, exit 1.
+    damage_packs(&e);
+    let check = e.run(&["backup", "check", "nightly", "--read-data"]);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(check.stdout.contains("error:"), "{check:?}");
+    let drill = e.run(&["backup", "drill", "nightly"]);
+    assert_eq!(drill.code, 1, "{drill:?}");
+    assert!(drill.stdout.contains("FAILED"), "{drill:?}");
+}
+
+/// Flips a byte in the middle of each pack of the env's repository.
+fn damage_packs(e: &Env) {
     for pack in walk_files(&e.path().join("repo/data")) {
         let mut bytes = std::fs::read(&pack).unwrap();
         let mid = bytes.len() / 2;
@@ -345,11 +356,62 @@ fn a_job_with_a_dump_and_keep_is_restored_checked_and_drilled_from_the_cli() {
         std::fs::set_permissions(&pack, perms).unwrap();
         std::fs::write(&pack, bytes).unwrap();
     }
-    let check = e.run(&["backup", "check", "nightly", "--read-data"]);
-    assert_eq!(check.code, 1, "{check:?}");
-    assert!(check.stdout.contains("error:"), "{check:?}");
-    let drill = e.run(&["backup", "drill", "nightly"]);
-    assert_ne!(drill.code, 0, "{drill:?}");
+}
+
+#[test]
+fn a_scheduled_drill_of_a_damaged_repository_opens_an_incident() {
+    require!(Need::Restic);
+    // Drills every minute, no jitter: the first within 60 s.
+    let e = job("at = \"02:30\"\njitter = \"0s\"\ndrill = \"* * * * *\"\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    exits(&e, &["backup", "run", "nightly"], 0, &["saved"]);
+    // By hand first: it passes, and is recorded for the check.
+    let ok = exits(&e, &["backup", "drill", "nightly"], 0, &[]);
+    assert!(ok.stdout.contains("passed"), "{ok:?}");
+    damage_packs(&e);
+    let d = e.daemon();
+    let c = wait_state(&d, "backup-nightly-drill", "ok", Duration::from_secs(15));
+    assert!(
+        c["last_message"].as_str().unwrap().contains("passed"),
+        "the check reads the drill made by hand: {c}"
+    );
+    d.wait_log("restore drill failed", Duration::from_secs(75));
+    let c = wait_state(
+        &d,
+        "backup-nightly-drill",
+        "failing",
+        Duration::from_secs(30),
+    );
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("restore drill of backup nightly failed"),
+        "{c}"
+    );
+    wait_or_explain(
+        Duration::from_secs(10),
+        || {
+            let r = e.run(&["incidents", "--json"]);
+            serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["check"] == "backup-nightly-drill"))
+            })
+        },
+        || e.run(&["incidents", "--json"]).stdout + &d.log(),
+    );
+    let (_, m) = d.http("GET", "/metrics", &[]);
+    assert!(
+        m.contains("vigie_backup_last_drill_result{job=\"nightly\"} 0"),
+        "{m}"
+    );
+    assert!(
+        std::fs::read_dir(e.state_dir().join("drills"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the failed drill's scratch copy is removed"
+    );
 }
 
 fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
