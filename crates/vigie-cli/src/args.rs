@@ -189,6 +189,13 @@ pub enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
+    /// Write a consistent copy of the SQLite database PATH to stdout, taken
+    /// while it is in use (what a backup's `dump = [{ sqlite = … }]` runs)
+    #[command(hide = true)]
+    SqliteCopy {
+        /// The database file
+        path: PathBuf,
+    },
     /// The far side of a replication, started by `ssh`: receives into
     /// ROOT and nowhere else
     #[command(hide = true)]

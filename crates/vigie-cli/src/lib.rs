@@ -209,6 +209,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Backup { action } => backup::action(cli, action),
+        Command::SqliteCopy { path } => backup::sqlite_copy(path),
         Command::Host {
             action: HostAction::Check { json },
         } => selfcheck::run(cli, *json),

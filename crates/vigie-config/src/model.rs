@@ -182,11 +182,15 @@ pub struct BackupJob {
     pub drill_sample: Option<u8>,
 }
 
-/// A command whose output is stored as the file `/NAME` of a snapshot.
+/// A command whose output is stored as the file `/NAME` of a snapshot,
+/// or an SQLite database copied while in use.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct BackupDump {
     pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub run: Vec<String>,
+    pub sqlite: Option<PathBuf>,
 }
 
 /// restic's `forget` policy: how many snapshots of each kind to keep.

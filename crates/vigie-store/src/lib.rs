@@ -20,6 +20,7 @@ mod backup;
 mod incidents;
 pub mod lock;
 mod migrations;
+mod sqlite_copy;
 mod sync;
 mod tokens;
 
@@ -27,6 +28,7 @@ pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use backup::{BackupDrill, BackupRun};
+pub use sqlite_copy::sqlite_copy;
 pub use sync::Paused;
 
 pub use incidents::{

@@ -147,14 +147,7 @@ fn attempt(job: &BackupJob, stage: &dyn Fn(&str)) -> Result<vigie_backup::Snapsh
         excludes: job.exclude.clone(),
         tags: job.snapshot_tags(),
         one_file_system: job.one_file_system,
-        dumps: job
-            .dumps
-            .iter()
-            .map(|d| vigie_backup::Dump {
-                name: d.name.clone(),
-                run: d.run.clone(),
-            })
-            .collect(),
+        dumps: job.dumps.iter().map(dump).collect::<Result<_, _>>()?,
     };
     let summary = repo.backup(&request).map_err(|e| e.to_string())?;
     if let Some(keep) = &job.keep {
@@ -162,6 +155,27 @@ fn attempt(job: &BackupJob, stage: &dyn Fn(&str)) -> Result<vigie_backup::Snapsh
         retain(job, &repo, keep)?;
     }
     Ok(summary)
+}
+
+/// A dump as vigie-backup runs it: its command, or for an SQLite
+/// database this very program copying it (`vigie sqlite-copy PATH`).
+fn dump(d: &vigie_config::BackupDump) -> Result<vigie_backup::Dump, String> {
+    let run = match &d.sqlite {
+        Some(db) => {
+            let me = std::env::current_exe()
+                .map_err(|e| format!("dump `{}`: cannot find vigie's own program: {e}", d.name))?;
+            vec![
+                me.to_string_lossy().into_owned(),
+                "sqlite-copy".to_owned(),
+                db.to_string_lossy().into_owned(),
+            ]
+        }
+        None => d.run.clone(),
+    };
+    Ok(vigie_backup::Dump {
+        name: d.name.clone(),
+        run,
+    })
 }
 
 /// The job's repository as vigie-backup takes it: its location, and the

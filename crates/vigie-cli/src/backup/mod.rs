@@ -55,6 +55,29 @@ pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {
     }
 }
 
+/// `vigie sqlite-copy PATH`: the database copied (`VACUUM INTO`) into a
+/// private temporary directory beside it (the same file system, which
+/// has room for it; else the system's), streamed to stdout and removed.
+pub(crate) fn sqlite_copy(path: &std::path::Path) -> Result<u8> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".vigie-sqlite-copy-");
+    let beside = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = beside
+        .and_then(|p| builder.tempdir_in(p).ok())
+        .map_or_else(|| builder.tempdir(), Ok)
+        .map_err(|e| Failure::runtime(format!("cannot make a temporary directory: {e}")))?;
+    let copy = dir.path().join("copy.db");
+    vigie_store::sqlite_copy(path, &copy)
+        .map_err(|e| Failure::runtime(format!("cannot copy {}: {e}", path.display())))?;
+    let mut file = std::fs::File::open(&copy)
+        .map_err(|e| Failure::runtime(format!("cannot read the copy: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::copy(&mut file, &mut stdout)
+        .and_then(|_| std::io::Write::flush(&mut stdout))
+        .map_err(|e| Failure::runtime(format!("cannot write the copy: {e}")))?;
+    Ok(exit::OK)
+}
+
 fn find<'c>(config: &'c Config, name: &str) -> Result<&'c BackupJob> {
     config
         .backups

@@ -117,7 +117,8 @@ pub(super) struct RawBackup {
     drill_sample: Option<Spanned<String>>,
 }
 
-/// A command whose standard output is stored as one file of the snapshot.
+/// A command whose standard output is stored as one file of the snapshot,
+/// or an SQLite database copied while in use.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Dump")]
@@ -125,8 +126,13 @@ pub(super) struct RawDump {
     /// The file's name at the top of the snapshot (`blog.sql`): no `/`.
     name: String,
     /// The program and its arguments (no shell): `["pg_dump", "-Fc",
-    /// "blog"]`.
+    /// "blog"]` (or `sqlite`).
+    #[serde(default)]
     run: Vec<String>,
+    /// An SQLite database (vigie's own store, an application's), copied
+    /// consistently while it is in use (`VACUUM INTO`), never read as a
+    /// live file (or `run`).
+    sqlite: Option<PathBuf>,
 }
 
 /// How many snapshots of each kind to keep (restic's `forget` policy).
@@ -291,6 +297,7 @@ impl Loader {
                     BackupDump {
                         name: d.name,
                         run: d.run,
+                        sqlite: d.sqlite.map(|p| self.base.join(p)),
                     }
                 })
                 .collect(),
@@ -520,13 +527,20 @@ fn dumps(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
             ));
         }
         seen.push(name);
-        if dump.run.first().is_none_or(String::is_empty) {
-            problems.push((
+        match (&dump.sqlite, dump.run.is_empty()) {
+            (Some(_), false) => problems.push((
+                d.span(),
+                field.clone(),
+                format!("dump `{name}` sets both `run` and `sqlite`: choose one"),
+                None,
+            )),
+            (None, _) if dump.run.first().is_none_or(String::is_empty) => problems.push((
                 d.span(),
                 field.clone(),
                 format!("dump `{name}` has no command: its `run` starts with the program"),
-                Some("run = [\"pg_dump\", \"-Fc\", \"blog\"] (no shell)".into()),
-            ));
+                Some("run = [\"pg_dump\", \"-Fc\", \"blog\"] (no shell), or sqlite = \"/var/lib/app/app.db\"".into()),
+            )),
+            _ => {}
         }
     }
     if let Some(k) = &raw.keep {

@@ -429,3 +429,40 @@ fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn an_sqlite_database_in_use_is_dumped_as_a_consistent_copy() {
+    require!(Need::Restic);
+    // vigie's own store is such a database: back it up while a daemon
+    // writes it (`vigie status` needs it open too).
+    let e = job("at = \"02:30\"\ndump = [{ name = \"vigie.db\", sqlite = \"state/vigie.db\" }]\n");
+    let d = e.daemon();
+    wait_state(&d, "backup-nightly", "ok", Duration::from_secs(15));
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    exits(&e, &["backup", "run", "nightly"], 0, &["saved"]);
+    let copy = e.path().join("restored.db");
+    let out = std::process::Command::new("restic")
+        .args(["-r", "repo", "--no-lock", "dump", "latest", "/vigie.db"])
+        .current_dir(e.path())
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(&copy, &out.stdout).unwrap();
+    // A whole database: SQLite opens it and finds it sound, with the
+    // daemon's results in it.
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             print(c.execute('PRAGMA integrity_check').fetchone()[0], \
+             c.execute('SELECT count(*) FROM results').fetchone()[0])",
+            copy.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.starts_with("ok "), "{check:?}");
+    let results: u64 = said.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(results > 0, "{said}");
+}
