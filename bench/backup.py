@@ -115,10 +115,14 @@ def q(path):
     return "'" + path.replace("'", "'\\''") + "'"
 
 
-class Restic:
-    name = "restic " + subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.split()[1]
+def version(cmd, word):
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout.split()
+    return out[word] if len(out) > word else "?"
 
+
+class Restic:
     def __init__(self):
+        self.name = "restic " + version(["restic", "version"], 1)
         self.repo = os.path.join(WORK, "restic-repo")
 
     def r(self, args):
@@ -141,9 +145,8 @@ class Restic:
 
 
 class Borg:
-    name = "borg " + subprocess.run(["borg", "--version"], capture_output=True, text=True).stdout.split()[1]
-
     def __init__(self):
+        self.name = "borg " + version(["borg", "--version"], 1)
         self.repo = os.path.join(WORK, "borg-repo")
         self.n = 0
 
@@ -167,9 +170,8 @@ class Borg:
 
 
 class Vigie:
-    name = "vigie " + subprocess.run([VIGIE, "--version"], capture_output=True, text=True).stdout.split()[1]
-
     def __init__(self):
+        self.name = "vigie " + version([VIGIE, "--version"], 1)
         self.repo = os.path.join(WORK, "vigie-repo")
         self.conf = os.path.join(WORK, "vigie.toml")
         with open(os.path.join(WORK, "password"), "w") as f:
