@@ -230,6 +230,22 @@ pub struct SnapshotSummary {
     pub duration: Duration,
 }
 
+impl SnapshotSummary {
+    /// Snapshot `id`, from the engine's account of the backup that made
+    /// it, which started at `start`.
+    fn of(id: String, s: &rustic_core::repofile::SnapshotSummary, start: Instant) -> Self {
+        SnapshotSummary {
+            id,
+            files: s.total_files_processed,
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            bytes_processed: s.total_bytes_processed,
+            bytes_added: s.data_added_packed,
+            duration: start.elapsed(),
+        }
+    }
+}
+
 /// What one backup reads, and how its snapshot is labelled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
@@ -352,15 +368,7 @@ impl Repo {
         let summary = snap.summary.clone().unwrap_or_default();
         lock.still_held()?;
         let id = finish::commit(spec, &sealer, &indexed, snap, &[])?;
-        Ok(SnapshotSummary {
-            id,
-            files: summary.total_files_processed,
-            files_new: summary.files_new,
-            files_changed: summary.files_changed,
-            bytes_processed: summary.total_bytes_processed,
-            bytes_added: summary.data_added_packed,
-            duration: start.elapsed(),
-        })
+        Ok(SnapshotSummary::of(id, &summary, start))
     }
 
     /// A backup whose request has dumps (see `dump.rs` and
@@ -427,15 +435,7 @@ impl Repo {
         let summary = snap.summary.clone().unwrap_or_default();
         lock.still_held()?;
         let id = finish::commit(spec, &sealer, &indexed, snap, &named)?;
-        Ok(SnapshotSummary {
-            id,
-            files: summary.total_files_processed,
-            files_new: summary.files_new,
-            files_changed: summary.files_changed,
-            bytes_processed: summary.total_bytes_processed,
-            bytes_added: summary.data_added_packed,
-            duration: start.elapsed(),
-        })
+        Ok(SnapshotSummary::of(id, &summary, start))
     }
 
     /// Every snapshot of the repository, oldest first.

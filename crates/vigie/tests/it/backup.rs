@@ -27,6 +27,21 @@ fn job(extra: &str) -> Env {
     e
 }
 
+/// Waits (10 s at most) until `check` has an incident.
+fn wait_incident(e: &Env, d: &vigie_testkit::daemon::Daemon, check: &str) {
+    wait_or_explain(
+        Duration::from_secs(10),
+        || {
+            let r = e.run(&["incidents", "--json"]);
+            serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["check"] == check))
+            })
+        },
+        || e.run(&["incidents", "--json"]).stdout + &d.log(),
+    );
+}
+
 /// `restic snapshots --json` of the env's repository.
 fn restic_snapshots(e: &Env) -> Vec<Value> {
     let out = std::process::Command::new("restic")
@@ -149,17 +164,7 @@ fn a_wrong_password_is_a_clear_error_an_incident_and_no_snapshot() {
             .contains("password does not open"),
         "{c}"
     );
-    wait_or_explain(
-        Duration::from_secs(10),
-        || {
-            let r = e.run(&["incidents", "--json"]);
-            serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
-                v.as_array()
-                    .is_some_and(|a| a.iter().any(|i| i["check"] == "backup-nightly"))
-            })
-        },
-        || e.run(&["incidents", "--json"]).stdout + &d.log(),
-    );
+    wait_incident(&e, &d, "backup-nightly");
     assert!(restic_snapshots(&e).is_empty());
 }
 
@@ -389,17 +394,7 @@ fn a_scheduled_drill_of_a_damaged_repository_opens_an_incident() {
             .contains("restore drill of backup nightly failed"),
         "{c}"
     );
-    wait_or_explain(
-        Duration::from_secs(10),
-        || {
-            let r = e.run(&["incidents", "--json"]);
-            serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
-                v.as_array()
-                    .is_some_and(|a| a.iter().any(|i| i["check"] == "backup-nightly-drill"))
-            })
-        },
-        || e.run(&["incidents", "--json"]).stdout + &d.log(),
-    );
+    wait_incident(&e, &d, "backup-nightly-drill");
     let (_, m) = d.http("GET", "/metrics", &[]);
     assert!(
         m.contains("vigie_backup_last_drill_result{job=\"nightly\"} 0"),
