@@ -7,6 +7,7 @@
 //! and `vigie backup …` will call.
 
 pub mod backend;
+mod browse;
 mod check;
 mod drill;
 mod dump;
@@ -21,6 +22,7 @@ pub use backend::{
     Access, Backends, LocalBackend, Location, LockBackend, S3Credentials, S3Target, SftpTarget,
 };
 
+pub use browse::Entry;
 pub use check::{CheckReport, Problem};
 pub use drill::{DrillReport, Mismatch};
 pub use dump::Dump;

@@ -600,7 +600,7 @@ pub(crate) fn unreadable<
 
 /// `path` of a snapshot as the engine walks it: relative, plain
 /// components only.
-fn snapshot_path(job: &str, snapshot: &str, path: &Path) -> Result<String, Error> {
+pub(crate) fn snapshot_path(job: &str, snapshot: &str, path: &Path) -> Result<String, Error> {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -394,6 +394,35 @@ pub enum BackupAction {
         #[arg(long)]
         overwrite: bool,
     },
+    /// List what a snapshot of the job holds (its latest by default), or
+    /// one directory of it: type, mode, size, path
+    Ls {
+        /// The job (`[[backup]]` name)
+        name: String,
+        /// A snapshot id or its first characters (default: the job's
+        /// latest snapshot made on this host)
+        snapshot: Option<String>,
+        /// Only this directory (or file), as it was backed up
+        #[arg(long, value_name = "PATH")]
+        path: Option<PathBuf>,
+        /// Print JSON lines (for scripts) instead of a listing
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one file of a snapshot of the job (its latest by default) to
+    /// stdout, as it was backed up
+    ///
+    /// Example: vigie backup dump nightly --path /blog.sql > blog.sql
+    Dump {
+        /// The job (`[[backup]]` name)
+        name: String,
+        /// A snapshot id or its first characters (default: the job's
+        /// latest snapshot made on this host)
+        snapshot: Option<String>,
+        /// The file, as it was backed up (a dump is `/NAME`)
+        #[arg(long, value_name = "PATH")]
+        path: PathBuf,
+    },
     /// Forget the snapshots the job's `keep` does not keep (restic's
     /// policy), then prune the data only they used
     Forget {

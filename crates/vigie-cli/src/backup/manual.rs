@@ -86,6 +86,48 @@ pub(crate) fn restore(job: &BackupJob, target: &Target<'_>) -> Result<u8> {
     Ok(exit::OK)
 }
 
+pub(crate) fn ls(
+    job: &BackupJob,
+    snapshot: Option<&str>,
+    path: Option<&Path>,
+    json: bool,
+) -> Result<u8> {
+    let repo = open(job)?;
+    let mut each = |e: &vigie_backup::Entry| -> std::io::Result<()> {
+        let line = if json {
+            serde_json::json!({
+                "path": e.path.to_string_lossy(),
+                "type": e.kind.to_string(),
+                "mode": format!("{:04o}", e.mode),
+                "size": e.size,
+            })
+            .to_string()
+        } else {
+            format!(
+                "{} {:04o} {:>12} {}",
+                e.kind,
+                e.mode,
+                e.size,
+                e.path.display()
+            )
+        };
+        out(format_args!("{line}\n")).map_err(|f| std::io::Error::other(f.message))
+    };
+    repo.ls(&filter(job), snapshot, path, &mut each)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    Ok(exit::OK)
+}
+
+pub(crate) fn dump(job: &BackupJob, snapshot: Option<&str>, path: &Path) -> Result<u8> {
+    let repo = open(job)?;
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    repo.dump(&filter(job), snapshot, path, &mut stdout)
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    std::io::Write::flush(&mut stdout)
+        .map_err(|e| Failure::runtime(format!("cannot write to stdout: {e}")))?;
+    Ok(exit::OK)
+}
+
 pub(crate) fn forget(job: &BackupJob, dry_run: bool) -> Result<u8> {
     let Some(k) = &job.keep else {
         return Err(Failure::config(format!(

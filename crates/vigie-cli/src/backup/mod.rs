@@ -1,4 +1,4 @@
-//! `vigie backup init|run|snapshots|list|restore|forget|check|drill`:
+//! `vigie backup init|run|snapshots|list|restore|ls|dump|forget|check|drill`:
 //! the `[[backup]]` jobs by hand,
 //! with the running daemon's configuration and state directory when one
 //! runs (as `vigie status`).
@@ -45,6 +45,22 @@ pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {
                 overwrite: *overwrite,
             },
         ),
+        BackupAction::Ls {
+            name,
+            snapshot,
+            path,
+            json,
+        } => manual::ls(
+            find(config, name)?,
+            snapshot.as_deref(),
+            path.as_deref(),
+            *json,
+        ),
+        BackupAction::Dump {
+            name,
+            snapshot,
+            path,
+        } => manual::dump(find(config, name)?, snapshot.as_deref(), path),
         BackupAction::Forget { name, dry_run } => manual::forget(find(config, name)?, *dry_run),
         BackupAction::Check { name, read_data } => {
             manual::check(find(config, name)?, read_data.as_deref())

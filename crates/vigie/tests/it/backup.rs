@@ -325,6 +325,39 @@ fn a_job_with_a_dump_and_keep_is_restored_checked_and_drilled_from_the_cli() {
         &["not empty"],
     );
 
+    // Looking inside without restoring: ls and dump.
+    let ls = exits(&e, &["backup", "ls", "nightly"], 0, &[]);
+    assert!(ls.stdout.contains("f 0600           20 /db.sql"), "{ls:?}");
+    let a_txt = format!("{}/a.txt", data.display());
+    assert!(
+        ls.stdout
+            .lines()
+            .any(|l| l.starts_with("f 0644           10 ") && l.ends_with("/data/a.txt")),
+        "{ls:?}"
+    );
+    assert!(!ls.stdout.contains("skip.tmp"), "excluded: {ls:?}");
+    let one = exits(&e, &["backup", "ls", "nightly", "--path", &a_txt], 0, &[]);
+    assert_eq!(one.stdout.lines().count(), 1, "{one:?}");
+    let dump = exits(
+        &e,
+        &["backup", "dump", "nightly", "--path", "/db.sql"],
+        0,
+        &[],
+    );
+    assert_eq!(dump.stdout, "INSERT 1;\nINSERT 2;\n");
+    exits(
+        &e,
+        &[
+            "backup",
+            "dump",
+            "nightly",
+            "--path",
+            data.to_str().unwrap(),
+        ],
+        3,
+        &["holds no"],
+    );
+
     let check = exits(&e, &["backup", "check", "nightly", "--read-data"], 0, &[]);
     assert!(
         check.stdout.contains("is sound (data read back)"),
