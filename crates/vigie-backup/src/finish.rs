@@ -126,15 +126,6 @@ pub(crate) fn commit(
     mut snap: SnapshotFile,
     sizes: &[(&str, u64)],
 ) -> Result<String, Error> {
-    let failed = |action: &'static str, message: String| Error::Repository {
-        job: spec.job.clone(),
-        repository: spec.repository.clone(),
-        action,
-        message,
-    };
-    let engine = |action: &'static str| {
-        move |e: Box<rustic_core::RusticError>| failed(action, e.display_log())
-    };
     let backend = spec.backends()?.files;
     if !sizes.is_empty() {
         complete_tree(spec, sealer, repo, &mut snap, sizes, &*backend)?;
@@ -144,7 +135,7 @@ pub(crate) fn commit(
     let id = id_of(&stored);
     backend
         .write_bytes(FileType::Snapshot, &id, true, stored.into())
-        .map_err(engine("write the snapshot"))?;
+        .map_err(spec.engine("write the snapshot"))?;
     Ok(id.to_hex().to_string())
 }
 
@@ -157,25 +148,16 @@ fn complete_tree(
     sizes: &[(&str, u64)],
     backend: &dyn WriteBackend,
 ) -> Result<(), Error> {
-    let failed = |action: &'static str, message: String| Error::Repository {
-        job: spec.job.clone(),
-        repository: spec.repository.clone(),
-        action,
-        message,
-    };
-    let engine = |action: &'static str| {
-        move |e: Box<rustic_core::RusticError>| failed(action, e.display_log())
-    };
     let mut tree = repo
         .get_tree(&snap.tree)
-        .map_err(engine("read the snapshot's tree"))?;
+        .map_err(spec.engine("read the snapshot's tree"))?;
     for (name, size) in sizes {
         let node = tree
             .nodes
             .iter_mut()
             .find(|n| n.is_file() && n.name() == std::ffi::OsStr::new(name))
             .ok_or_else(|| {
-                failed(
+                spec.failed(
                     "complete the snapshot",
                     format!("dump `{name}` is missing from its tree"),
                 )
@@ -184,10 +166,10 @@ fn complete_tree(
     }
     let (json, tree_id) = tree
         .serialize()
-        .map_err(|e| failed("complete the snapshot", e.to_string()))?;
+        .map_err(|e| spec.failed("complete the snapshot", e.to_string()))?;
     if tree_id != snap.tree {
         write_tree(backend, sealer, &json, tree_id.to_hex().as_str())
-            .map_err(engine("write the snapshot's tree"))?;
+            .map_err(spec.engine("write the snapshot's tree"))?;
         snap.tree = tree_id;
     }
     Ok(())
