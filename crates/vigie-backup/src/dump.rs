@@ -30,6 +30,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use rustic_core::{
     ErrorKind, LocalSource, ReadSource, ReadSourceEntry, ReadSourceOpen, RusticError, RusticResult,
@@ -57,16 +58,44 @@ pub struct Dump {
     /// `/dev/null`, its environment vigie's without the variables
     /// secrets are read from.
     pub run: Vec<String>,
+    /// The longest the command may run, from its start to the end of its
+    /// output: past it, its process group is killed and the dump fails
+    /// (no snapshot). None: no limit.
+    pub timeout: Option<Duration>,
 }
 
 impl Dump {
-    /// A dump of `run`'s output as `/name`.
+    /// A dump of `run`'s output as `/name`, without a time limit.
     pub fn new<S: AsRef<str>>(name: &str, run: &[S]) -> Dump {
         Dump {
             name: name.to_owned(),
             run: run.iter().map(|s| s.as_ref().to_owned()).collect(),
+            timeout: None,
         }
     }
+
+    /// The same dump, killed and failed past `timeout`.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Dump {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A span as people write it: `6h`, `1h30m`, `90s` is `1m30s`.
+fn span(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out = format!("{}ms", d.as_millis());
+    }
+    out
 }
 
 /// Checks a request's dumps before anything runs: names that are file
@@ -346,6 +375,7 @@ impl DumpOpen {
         let reader = thread::spawn(move || read_blocks(stdout, &tx));
         let tail = thread::spawn(move || stderr_tail(stderr));
         Ok(DumpReader {
+            deadline: self.dump.timeout.map(|t| (Instant::now() + t, t)),
             index: self.index,
             book: self.book,
             child,
@@ -417,6 +447,8 @@ fn stderr_tail(stderr: std::process::ChildStderr) -> String {
 
 /// A running dump as the archiver reads it.
 pub(crate) struct DumpReader {
+    /// When the command must have ended, and its timeout.
+    deadline: Option<(Instant, Duration)>,
     index: usize,
     book: Arc<Book>,
     child: Child,
@@ -470,6 +502,24 @@ impl DumpReader {
         }
     }
 
+    /// Past its timeout: the command's group killed, the dump failed.
+    fn too_long(&mut self, timeout: Duration) -> io::Result<usize> {
+        self.ended = true;
+        // The reading thread's sends fail from now on: it ends.
+        drop(self.blocks.take());
+        self.kill();
+        let _ = self.child.wait();
+        let stderr = self.stderr();
+        self.book.set(
+            self.index,
+            Outcome::Failed {
+                status: format!("ran longer than its timeout of {}", span(timeout)),
+                stderr,
+            },
+        );
+        Err(io::Error::other("the dump's command ran past its timeout"))
+    }
+
     fn kill(&mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
@@ -493,7 +543,16 @@ impl Read for DumpReader {
             return Ok(0);
         }
         while self.at == self.block.len() {
-            let next = self.blocks.as_ref().map(mpsc::Receiver::recv);
+            let next = match (self.blocks.as_ref(), self.deadline) {
+                (None, _) => None,
+                (Some(blocks), None) => Some(blocks.recv().map_err(|_| ())),
+                (Some(blocks), Some((at, timeout))) => {
+                    match blocks.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => return self.too_long(timeout),
+                        other => Some(other.map_err(|_| ())),
+                    }
+                }
+            };
             match next {
                 Some(Ok(Ok(block))) if block.is_empty() => return self.end(None),
                 Some(Ok(Ok(block))) => {
@@ -597,20 +656,60 @@ mod tests {
         };
         assert_eq!(status, "was stopped before its end");
         // Nothing of its group runs: each process is gone, or a zombie
-        // its new parent has not reaped yet.
-        for entry in std::fs::read_dir("/proc").unwrap() {
-            let Ok(stat) = std::fs::read_to_string(entry.unwrap().path().join("stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces.
-            let Some((_, rest)) = stat.rsplit_once(") ") else {
-                continue;
-            };
-            let fields: Vec<&str> = rest.split(' ').collect();
-            if fields[2] == pid.to_string() {
-                assert_eq!(fields[0], "Z", "{stat}");
+        // its new parent has not reaped yet. SIGKILL is sent to the whole
+        // group at once, but a process can take a moment to die under
+        // load: a second, at most, for the last of them.
+        let running = || {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir("/proc").unwrap() {
+                let Ok(stat) = std::fs::read_to_string(entry.unwrap().path().join("stat")) else {
+                    continue;
+                };
+                // `pid (comm) state ppid pgrp …`; comm may hold spaces.
+                let Some((_, rest)) = stat.rsplit_once(") ") else {
+                    continue;
+                };
+                let fields: Vec<&str> = rest.split(' ').collect();
+                if fields[2] == pid.to_string() && fields[0] != "Z" {
+                    found.push(stat);
+                }
             }
+            found
+        };
+        let mut left = running();
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            left = running();
         }
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_dump_past_its_timeout_is_killed_and_failed() {
+        let book = Book::new(1);
+        let open = DumpOpen {
+            index: 0,
+            // Some output, then nothing: a dump stuck on a lock.
+            dump: Dump::new("d", &["sh", "-c", "printf x; exec sleep 60"])
+                .with_timeout(Duration::from_millis(300)),
+            book: Arc::clone(&book),
+        };
+        let mut r = open.start().unwrap();
+        let mut all = Vec::new();
+        assert!(r.read_to_end(&mut all).is_err());
+        let pid = r.child.id();
+        drop(r);
+        let [Outcome::Failed { status, .. }] = &book.outcomes()[..] else {
+            panic!("{:?}", book.outcomes());
+        };
+        assert_eq!(status, "ran longer than its timeout of 300ms");
+        // The stuck command is gone (reaped: no such process).
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert_eq!(span(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(span(Duration::from_secs(6 * 3600)), "6h");
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Backups into restic-format repositories, so that `restic` itself can
 //! list, check and restore what vigie writes (and vigie what restic
 //! writes). rustic_core is the engine; the storage behind it is ours
-//! (`backend`): a local directory today, sftp:, s3: and rest: next.
+//! (`backend`): a local directory, `sftp:` through the system ssh, `s3:`.
 //!
-//! Not yet in the CLI: this crate is the library the `[[backup]]` jobs
-//! and `vigie backup …` will call.
+//! The library the CLI's `[[backup]]` jobs and `vigie backup …` call
+//! (`vigie-cli/src/backup/`): one run, drills, checks, restores.
 
 pub mod backend;
 mod browse;
@@ -29,6 +29,8 @@ pub use dump::Dump;
 pub use error::Error;
 pub use lock::hostname;
 pub use lock::{LockGuard, LockHolder, LockKind};
-pub use repo::{Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open};
+pub use repo::{
+    BackupProgress, Repo, RepoSpec, Request, Snapshot, SnapshotSummary, init, open, reach,
+};
 pub use restore::{RestoreProgress, RestoreRequest, RestoreSummary};
 pub use retention::{Decision, ForgetGroup, ForgetPlan, Keep, PruneSummary, SnapshotFilter};

@@ -37,6 +37,51 @@ pub struct RepoSpec {
     /// The storage, made on first use and shared by every handle of a
     /// run (one ssh session, one HTTP client).
     backends: Arc<OnceLock<Backends>>,
+    /// Who hears a backup's progress, if anyone.
+    progress: Option<Arc<dyn BackupProgress>>,
+}
+
+/// What a backup tells while it runs: how many bytes its paths hold
+/// (once a walk beside the backup has counted them) and how many it has
+/// read so far. Only asked for: without it no walk is made.
+pub trait BackupProgress: Send + Sync + std::fmt::Debug + 'static {
+    /// The bytes the backup will read, when known.
+    fn total(&self, bytes: u64);
+    /// `bytes` more read.
+    fn advance(&self, bytes: u64);
+}
+
+/// The engine's progress bars, wired to a [`BackupProgress`]: the
+/// backup's bytes only, every other bar hidden.
+#[derive(Debug)]
+struct Bars(Arc<dyn BackupProgress>);
+
+impl rustic_core::ProgressBars for Bars {
+    fn progress(&self, kind: rustic_core::ProgressType, prefix: &str) -> rustic_core::Progress {
+        // rustic_core 0.13 names the backup's bar so (commands/backup.rs).
+        if matches!(kind, rustic_core::ProgressType::Bytes) && prefix.starts_with("backing up") {
+            rustic_core::Progress::new(Forward(Arc::clone(&self.0)))
+        } else {
+            rustic_core::Progress::hidden()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Forward(Arc<dyn BackupProgress>);
+
+impl rustic_core::RusticProgress for Forward {
+    fn is_hidden(&self) -> bool {
+        false
+    }
+    fn set_length(&self, len: u64) {
+        self.0.total(len);
+    }
+    fn set_title(&self, _title: &str) {}
+    fn inc(&self, inc: u64) {
+        self.0.advance(inc);
+    }
+    fn finish(&self) {}
 }
 
 impl RepoSpec {
@@ -73,7 +118,16 @@ impl RepoSpec {
             location,
             access: Access::default(),
             backends: Arc::default(),
+            progress: None,
         })
+    }
+
+    /// The same repository, its backups telling `progress` how far they
+    /// are.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn BackupProgress>) -> RepoSpec {
+        self.progress = Some(progress);
+        self
     }
 
     /// The same repository reached with this ssh program and options
@@ -150,7 +204,11 @@ impl RepoSpec {
         // directory.
         let opts = RepositoryOptions::default().no_cache(true);
         let backends = RepositoryBackends::new(backend, None);
-        let repo = Repository::new(&opts, &backends).map_err(self.engine("reach it"))?;
+        let repo = match &self.progress {
+            Some(p) => Repository::new_with_progress(&opts, &backends, Bars(Arc::clone(p))),
+            None => Repository::new(&opts, &backends),
+        }
+        .map_err(self.engine("reach it"))?;
         Ok((repo, exists))
     }
 }
@@ -173,6 +231,28 @@ pub fn init(spec: &RepoSpec, password: &str) -> Result<Repo, Error> {
         )
         .map_err(spec.engine("create it"))?;
     Ok(Repo::new(spec, inner))
+}
+
+/// Whether the spec's storage answers and holds a repository (a
+/// `config` file): one listing, no password, no key derived. The
+/// storage is reached afresh (a new ssh session, a new connection), as
+/// a run would reach it.
+pub fn reach(spec: &RepoSpec) -> Result<(), Error> {
+    let fresh = RepoSpec {
+        backends: Arc::default(),
+        ..spec.clone()
+    };
+    let files = fresh.backends()?.files;
+    let found = files
+        .list(FileType::Config)
+        .map_err(fresh.engine("reach it"))?;
+    if found.is_empty() {
+        return Err(Error::NoRepository {
+            job: spec.job.clone(),
+            repository: spec.repository.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Opens the repository with `password`. Do it once per run and keep

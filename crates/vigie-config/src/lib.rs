@@ -18,8 +18,8 @@ mod secret;
 pub use diag::{Diagnostic, Diagnostics, Level, Location};
 pub use exclude::Excludes;
 pub use load::{
-    EnvLookup, Loaded, Secrets, load_file, load_file_with, load_str, load_str_with, schema,
-    split_host_port,
+    EnvLookup, Loaded, Secrets, load_file, load_file_with, load_str, load_str_with,
+    read_data_subset, schema, split_host_port,
 };
 pub use model::*;
 pub use secret::{MaybeSecret, Secret, SecretSource, scrub_secret_env};

@@ -180,6 +180,12 @@ pub struct BackupJob {
     pub drill: Option<vigie_core::Cron>,
     /// The share of the files a drill restores (percent), all when absent.
     pub drill_sample: Option<u8>,
+    /// When the repository's integrity is checked (cron), if it is.
+    pub check: Option<vigie_core::Cron>,
+    /// How much pack data each scheduled check reads back: `10%`, `1/12`,
+    /// `all`, or `none` (the structure only).
+    #[serde(skip_serializing_if = "is_default_read_data")]
+    pub check_read_data: String,
 }
 
 /// A command whose output is stored as the file `/NAME` of a snapshot,
@@ -191,6 +197,8 @@ pub struct BackupDump {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub run: Vec<String>,
     pub sqlite: Option<PathBuf>,
+    /// The longest it may run before it is killed and the run fails.
+    pub timeout: Duration,
 }
 
 /// restic's `forget` policy: how many snapshots of each kind to keep.
@@ -453,26 +461,64 @@ pub struct SyncProbe {
     pub job: String,
 }
 
-/// A `[[backup]]` job, as its runs report on the board: without
-/// `max_age`, the last run's result; with it, the age of the last good
-/// snapshot. Each job gets `backup-NAME` and `backup-NAME-age` checks
-/// unless checks name it already.
+/// A `[[backup]]` job, as its runs, drills, integrity checks and
+/// repository report on the board (`watch`). Each job gets `backup-NAME`,
+/// `backup-NAME-age` and `backup-NAME-repository` checks (and
+/// `backup-NAME-drill`, `backup-NAME-check` when it schedules drills or
+/// checks) unless checks watch that already.
 #[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupProbe {
     /// The `[[backup]]` job watched.
     pub job: String,
-    /// With it, the check is the age of the job's last good snapshot,
-    /// failing past this; without, the result of its last run.
+    /// What of the job the check watches: `"run"` (its last run's
+    /// result), `"age"` (its last good snapshot's age, against
+    /// `max_age`), `"drill"` (its last restore drill), `"check"` (its
+    /// last scheduled integrity check), `"repository"` (whether its
+    /// repository answers, asked every 5 minutes). Default: `"age"` with
+    /// `max_age`, else `"run"`.
+    pub watch: Option<BackupWatch>,
+    /// For `watch = "age"`: the check fails when the last good snapshot
+    /// is older than this. Default: the job's `max_age`.
     pub max_age: Option<Duration>,
-    /// The check is the result of the job's last restore drill instead.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub drill: bool,
+}
+
+impl BackupProbe {
+    /// What the check watches, its default filled in.
+    pub fn aspect(&self) -> BackupWatch {
+        self.watch.unwrap_or(if self.max_age.is_some() {
+            BackupWatch::Age
+        } else {
+            BackupWatch::Run
+        })
+    }
+}
+
+/// What of a `[[backup]]` job a check watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupWatch {
+    /// The job's last run.
+    Run,
+    /// The age of its last good snapshot.
+    Age,
+    /// Its last restore drill.
+    Drill,
+    /// Its last scheduled integrity check.
+    Check,
+    /// Whether its repository answers.
+    Repository,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Said by show-config only when it is not the default (which reads
+/// back without `check` too).
+fn is_default_read_data(s: &str) -> bool {
+    s == crate::load::DEFAULT_CHECK_READ_DATA
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]

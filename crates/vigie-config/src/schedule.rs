@@ -119,6 +119,16 @@ impl BackupJob {
         self.drill.as_ref().map(|c| self.next_of(c, node, after))
     }
 
+    /// The first scheduled integrity check strictly after `after`, as
+    /// [`Self::next_run`] (`None`: the job schedules none).
+    pub fn next_check(
+        &self,
+        node: &str,
+        after: jiff::Timestamp,
+    ) -> Option<Result<jiff::Timestamp, String>> {
+        self.check.as_ref().map(|c| self.next_of(c, node, after))
+    }
+
     fn next_of(
         &self,
         cron: &Cron,
@@ -233,6 +243,8 @@ mod tests {
             s3: None,
             drill: None,
             drill_sample: None,
+            check: None,
+            check_read_data: "10%".into(),
         };
         let off = jiff::SignedDuration::try_from(offset("web-1", "nightly", job.jitter)).unwrap();
         let first = t("2026-12-01T02:30:00Z").checked_add(off).unwrap();

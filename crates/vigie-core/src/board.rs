@@ -43,6 +43,40 @@ pub fn drill_report(job: &str) -> String {
     format!("backup-drill.{job}")
 }
 
+/// What a backup job's scheduled integrity checks report, under
+/// [`integrity_report`]`(job)`: the last check's outcome, with these
+/// numbers.
+pub mod integrity {
+    /// When the last check ended (seconds since the epoch).
+    pub const LAST_TIMESTAMP: &str = "last_check_timestamp_seconds";
+    /// How long it took (the structure, and the share of the data read).
+    pub const SECONDS: &str = "last_check_seconds";
+    /// 1 when it found no error, 0 when it found damage or could not run.
+    pub const RESULT: &str = "last_check_result";
+}
+
+/// The board name under which backup job `job`'s scheduled integrity
+/// checks report.
+pub fn integrity_report(job: &str) -> String {
+    format!("backup-check.{job}")
+}
+
+/// What a backup job's repository reachability reports, under
+/// [`repository_report`]`(job)`: whether its storage answered and holds
+/// a repository, with these numbers.
+pub mod repository {
+    /// 1 when the repository answered, 0 when it did not.
+    pub const UP: &str = "repository_up";
+    /// How long it took to answer (connection included).
+    pub const SECONDS: &str = "repository_seconds";
+}
+
+/// The board name under which backup job `job`'s repository
+/// reachability reports.
+pub fn repository_report(job: &str) -> String {
+    format!("backup-repository.{job}")
+}
+
 /// The board name under which backup job `job` reports.
 pub fn backup_report(job: &str) -> String {
     format!("backup.{job}")

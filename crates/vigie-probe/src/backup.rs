@@ -1,19 +1,44 @@
-//! A `[[backup]]` job's checks, from what its runs report on the board:
-//! the last run's result, or the age of the last good snapshot.
+//! A `[[backup]]` job's checks, from what its runs, drills, integrity
+//! checks and repository report on the board: the last run's result,
+//! the age of the last good snapshot, the last drill's or check's word,
+//! whether the repository answers.
 
-use vigie_config::BackupProbe;
-use vigie_core::{Board, Outcome, Timestamp, backup_metric, backup_report, drill_report};
+use vigie_config::{BackupProbe, BackupWatch};
+use vigie_core::{
+    Board, Outcome, Timestamp, backup_metric, backup_report, drill_report, integrity_report,
+    repository_report,
+};
 
 /// Judge `probe` at `now` from the job's latest report.
 pub(crate) fn judge(board: &Board, probe: &BackupProbe, now: Timestamp) -> Outcome {
     let job = &probe.job;
-    if probe.drill {
-        // The last drill's word; none yet is no failure (the first one
-        // comes at its time).
-        return board.report(&drill_report(job)).map_or_else(
-            || Outcome::ok(format!("backup {job} has had no restore drill yet")),
-            |(o, _)| o,
-        );
+    // The last drill's, check's or reach's word; none yet is no failure
+    // (the first one comes at its time).
+    let latest = |report: String, none: String| {
+        board
+            .report(&report)
+            .map_or_else(|| Outcome::ok(none), |(o, _)| o)
+    };
+    match probe.aspect() {
+        BackupWatch::Drill => {
+            return latest(
+                drill_report(job),
+                format!("backup {job} has had no restore drill yet"),
+            );
+        }
+        BackupWatch::Check => {
+            return latest(
+                integrity_report(job),
+                format!("backup {job}'s repository has had no scheduled integrity check yet"),
+            );
+        }
+        BackupWatch::Repository => {
+            return latest(
+                repository_report(job),
+                format!("backup {job}'s repository has not been reached yet"),
+            );
+        }
+        BackupWatch::Run | BackupWatch::Age => {}
     }
     let Some((report, _)) = board.report(&backup_report(job)) else {
         return Outcome::fail(format!(
@@ -94,12 +119,12 @@ mod tests {
         let run = BackupProbe {
             job: "n".into(),
             max_age: None,
-            drill: false,
+            watch: None,
         };
         let age = BackupProbe {
             job: "n".into(),
             max_age: Some(vigie_core::Duration::from_secs(3600)),
-            drill: false,
+            watch: None,
         };
         let now = Timestamp(10_000_000_000);
         assert!(
@@ -134,7 +159,7 @@ mod tests {
         let drill = BackupProbe {
             job: "n".into(),
             max_age: None,
-            drill: true,
+            watch: Some(BackupWatch::Drill),
         };
         let now = Timestamp(10_000_000_000);
         let o = judge(&board, &drill, now);
@@ -145,5 +170,42 @@ mod tests {
         // The run's report is not the drill's.
         board.publish("backup.n", report(true, Some(10_000_000), 0));
         assert!(!judge(&board, &drill, now).ok);
+    }
+
+    #[test]
+    fn the_check_and_repository_checks_are_their_last_words() {
+        let board = Board::new();
+        let now = Timestamp(10_000_000_000);
+        for (watch, name, none) in [
+            (
+                BackupWatch::Check,
+                "backup-check.n",
+                "no scheduled integrity check yet",
+            ),
+            (
+                BackupWatch::Repository,
+                "backup-repository.n",
+                "not been reached yet",
+            ),
+        ] {
+            let probe = BackupProbe {
+                job: "n".into(),
+                max_age: None,
+                watch: Some(watch),
+            };
+            let o = judge(&board, &probe, now);
+            assert!(o.ok && o.message.contains(none), "{o:?}");
+            board.publish(name, Outcome::fail("connection refused"));
+            let o = judge(&board, &probe, now);
+            assert!(!o.ok && o.message == "connection refused", "{o:?}");
+        }
+        // Each reads its own report only.
+        board.publish("backup-check.n", Outcome::ok("sound"));
+        let repo = BackupProbe {
+            job: "n".into(),
+            max_age: None,
+            watch: Some(BackupWatch::Repository),
+        };
+        assert!(!judge(&board, &repo, now).ok);
     }
 }

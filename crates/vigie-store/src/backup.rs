@@ -149,6 +149,78 @@ impl Store {
     }
 }
 
+/// One finished integrity check of a backup job's repository.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BackupCheck {
+    pub job: String,
+    pub started: Timestamp,
+    pub ended: Timestamp,
+    /// It ran and found no error (warnings allowed).
+    pub ok: bool,
+    /// The share of pack data read back (`10%`, `1/12`, `all`, `none`).
+    pub read_data: String,
+    /// What it found, when it ran.
+    pub errors: Option<u64>,
+    pub warnings: Option<u64>,
+    /// The first errors found, or why it could not run.
+    pub error: Option<String>,
+}
+
+const CHECK_COLUMNS: &str = "job, started_ms, ended_ms, ok, read_data, errors, warnings, error";
+
+fn check_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BackupCheck> {
+    let count = |i| {
+        r.get::<_, Option<i64>>(i)
+            .map(|v| v.map(|v| v.max(0) as u64))
+    };
+    Ok(BackupCheck {
+        job: r.get(0)?,
+        started: Timestamp(r.get(1)?),
+        ended: Timestamp(r.get(2)?),
+        ok: r.get(3)?,
+        read_data: r.get(4)?,
+        errors: count(5)?,
+        warnings: count(6)?,
+        error: r.get(7)?,
+    })
+}
+
+impl Store {
+    /// Record a finished integrity check.
+    pub fn check_record(&mut self, c: &BackupCheck) -> Result<()> {
+        let n = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        self.conn.execute(
+            &format!("INSERT INTO backup_checks ({CHECK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                c.job,
+                c.started.millis(),
+                c.ended.millis(),
+                c.ok,
+                c.read_data,
+                n(c.errors),
+                n(c.warnings),
+                c.error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// `job`'s last integrity check.
+    pub fn check_last(&self, job: &str) -> Result<Option<BackupCheck>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {CHECK_COLUMNS} FROM backup_checks WHERE job = ?1
+                     ORDER BY started_ms DESC, id DESC LIMIT 1"
+                ),
+                params![job],
+                check_row,
+            )
+            .optional()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +286,42 @@ mod tests {
         store.drill_record(&bad).unwrap();
         assert_eq!(store.drill_last("n").unwrap(), Some(bad));
         assert_eq!(store.drill_last("other").unwrap(), None);
+    }
+
+    #[test]
+    fn the_last_integrity_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.check_last("n").unwrap(), None);
+        let good = BackupCheck {
+            job: "n".into(),
+            started: Timestamp(1_000),
+            ended: Timestamp(2_000),
+            ok: true,
+            read_data: "10%".into(),
+            errors: Some(0),
+            warnings: Some(1),
+            error: None,
+        };
+        store.check_record(&good).unwrap();
+        let bad = BackupCheck {
+            started: Timestamp(3_000),
+            ended: Timestamp(4_000),
+            ok: false,
+            errors: None,
+            warnings: None,
+            error: Some("connection refused".into()),
+            ..good.clone()
+        };
+        store.check_record(&bad).unwrap();
+        assert_eq!(store.check_last("n").unwrap(), Some(bad));
+        assert_eq!(store.check_last("other").unwrap(), None);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.check_last("n").unwrap().map(|c| c.ok),
+            Some(false),
+            "kept"
+        );
     }
 }

@@ -27,7 +27,7 @@ mod tokens;
 pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
-pub use backup::{BackupDrill, BackupRun};
+pub use backup::{BackupCheck, BackupDrill, BackupRun};
 pub use sqlite_copy::sqlite_copy;
 pub use sync::Paused;
 

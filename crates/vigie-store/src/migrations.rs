@@ -155,6 +155,21 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
     );
     CREATE INDEX backup_drills_job ON backup_drills (job, started_ms);",
+    // 12: the scheduled integrity checks of `[[backup]]` jobs'
+    // repositories: how much data was read back, what was found, or why
+    // the check could not run.
+    "CREATE TABLE backup_checks (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        read_data TEXT NOT NULL,
+        errors INTEGER,
+        warnings INTEGER,
+        error TEXT
+    );
+    CREATE INDEX backup_checks_job ON backup_checks (job, started_ms);",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

@@ -168,6 +168,7 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
          ALTER TABLE heartbeats DROP COLUMN last_body;
          DROP TABLE backup_runs;
          DROP TABLE backup_drills;
+         DROP TABLE backup_checks;
          ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);

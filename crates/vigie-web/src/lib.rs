@@ -457,76 +457,116 @@ fn check_metrics(e: &mut Exposition, statuses: &[vigie_engine::CheckStatus]) {
     }
 }
 
-/// Each `[[backup]]` job's last run, as the job reports it on the
-/// engine's board: one sample per job of each family, when known.
+/// A report of a backup job on the board, and the families read off its
+/// numbers: (metric, the report's number, help).
+struct Reported {
+    report: fn(&str) -> String,
+    families: &'static [(&'static str, &'static str, &'static str)],
+}
+
+/// Each report of a backup job and its families on `/metrics`.
+const BACKUP_REPORTS: [Reported; 4] = [
+    Reported {
+        report: vigie_core::backup_report,
+        families: &[
+            (
+                "vigie_backup_last_success_timestamp_seconds",
+                vigie_core::backup_metric::LAST_SUCCESS,
+                "When the job's last good snapshot was saved (seconds since the epoch).",
+            ),
+            (
+                "vigie_backup_last_duration_seconds",
+                vigie_core::backup_metric::DURATION,
+                "How long the job's last run took.",
+            ),
+            (
+                "vigie_backup_last_bytes_added",
+                vigie_core::backup_metric::BYTES_ADDED,
+                "What the job's last run added to its repository, as stored.",
+            ),
+            (
+                "vigie_backup_last_result",
+                vigie_core::backup_metric::RESULT,
+                "1 when the job's last run made its snapshot, 0 when it failed.",
+            ),
+        ],
+    },
+    Reported {
+        report: vigie_core::drill_report,
+        families: &[
+            (
+                "vigie_backup_last_drill_timestamp_seconds",
+                vigie_core::drill_metric::LAST_TIMESTAMP,
+                "When the job's last restore drill ended (seconds since the epoch).",
+            ),
+            (
+                "vigie_backup_last_drill_restore_seconds",
+                vigie_core::drill_metric::RESTORE_SECONDS,
+                "How long the last drill's restore took: the measured recovery time.",
+            ),
+            (
+                "vigie_backup_last_drill_result",
+                vigie_core::drill_metric::RESULT,
+                "1 when every byte the last drill restored matched, 0 when it failed.",
+            ),
+        ],
+    },
+    Reported {
+        report: vigie_core::integrity_report,
+        families: &[
+            (
+                "vigie_backup_last_check_timestamp_seconds",
+                vigie_core::integrity_metric::LAST_TIMESTAMP,
+                "When the last integrity check of the job's repository ended (seconds since the epoch).",
+            ),
+            (
+                "vigie_backup_last_check_seconds",
+                vigie_core::integrity_metric::SECONDS,
+                "How long the last integrity check took.",
+            ),
+            (
+                "vigie_backup_last_check_result",
+                vigie_core::integrity_metric::RESULT,
+                "1 when the last integrity check found no error, 0 when it found damage or could not run.",
+            ),
+        ],
+    },
+    Reported {
+        report: vigie_core::repository_report,
+        families: &[
+            (
+                "vigie_backup_repository_up",
+                vigie_core::repository_metric::UP,
+                "1 when the job's repository answered when last asked, 0 when it did not.",
+            ),
+            (
+                "vigie_backup_repository_seconds",
+                vigie_core::repository_metric::SECONDS,
+                "How long the job's repository took to answer (connection included).",
+            ),
+        ],
+    },
+];
+
+/// Each `[[backup]]` job's last run, drill, integrity check and
+/// repository reach, as the job reports them on the engine's board: one
+/// sample per job of each family, when known.
 fn backup_metrics(e: &mut Exposition, config: &vigie_config::Config, board: &vigie_core::Board) {
-    use vigie_core::backup_metric as m;
-    let numbers: Vec<(&str, Vec<vigie_core::Metric>)> = config
-        .backups
-        .iter()
-        .filter_map(|j| {
-            let (report, _) = board.report(&vigie_core::backup_report(&j.name))?;
-            Some((j.name.as_str(), report.metrics))
-        })
-        .collect();
-    let drills: Vec<(&str, Vec<vigie_core::Metric>)> = config
-        .backups
-        .iter()
-        .filter_map(|j| {
-            let (report, _) = board.report(&vigie_core::drill_report(&j.name))?;
-            Some((j.name.as_str(), report.metrics))
-        })
-        .collect();
-    for (name, metric, help) in [
-        (
-            "vigie_backup_last_drill_timestamp_seconds",
-            vigie_core::drill_metric::LAST_TIMESTAMP,
-            "When the job's last restore drill ended (seconds since the epoch).",
-        ),
-        (
-            "vigie_backup_last_drill_restore_seconds",
-            vigie_core::drill_metric::RESTORE_SECONDS,
-            "How long the last drill's restore took: the measured recovery time.",
-        ),
-        (
-            "vigie_backup_last_drill_result",
-            vigie_core::drill_metric::RESULT,
-            "1 when every byte the last drill restored matched, 0 when it failed.",
-        ),
-    ] {
-        e.family(name, Kind::Gauge, help);
-        for (job, values) in &drills {
-            if let Some(v) = values.iter().find(|v| v.name == metric) {
-                e.sample(name, &[("job", job)], v.value);
-            }
-        }
-    }
-    for (name, metric, help) in [
-        (
-            "vigie_backup_last_success_timestamp_seconds",
-            m::LAST_SUCCESS,
-            "When the job's last good snapshot was saved (seconds since the epoch).",
-        ),
-        (
-            "vigie_backup_last_duration_seconds",
-            m::DURATION,
-            "How long the job's last run took.",
-        ),
-        (
-            "vigie_backup_last_bytes_added",
-            m::BYTES_ADDED,
-            "What the job's last run added to its repository, as stored.",
-        ),
-        (
-            "vigie_backup_last_result",
-            m::RESULT,
-            "1 when the job's last run made its snapshot, 0 when it failed.",
-        ),
-    ] {
-        e.family(name, Kind::Gauge, help);
-        for (job, values) in &numbers {
-            if let Some(v) = values.iter().find(|v| v.name == metric) {
-                e.sample(name, &[("job", job)], v.value);
+    for Reported { report, families } in &BACKUP_REPORTS {
+        let numbers: Vec<(&str, Vec<vigie_core::Metric>)> = config
+            .backups
+            .iter()
+            .filter_map(|j| {
+                let (outcome, _) = board.report(&report(&j.name))?;
+                Some((j.name.as_str(), outcome.metrics))
+            })
+            .collect();
+        for &(name, metric, help) in *families {
+            e.family(name, Kind::Gauge, help);
+            for (job, values) in &numbers {
+                if let Some(v) = values.iter().find(|v| v.name == metric) {
+                    e.sample(name, &[("job", job)], v.value);
+                }
             }
         }
     }

@@ -33,17 +33,24 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Run `job` now: see the module's description. `stage` hears what the
-/// run is doing (a progress bar's message, or a line).
+/// What a run tells as it goes: the stage it is at (a progress bar's
+/// message, or a line), and, when someone watches, the backup's bytes.
+pub(crate) struct Watch<'a> {
+    pub stage: &'a dyn Fn(&str),
+    pub bytes: Option<std::sync::Arc<dyn vigie_backup::BackupProgress>>,
+}
+
+/// Run `job` now: see the module's description.
 pub(crate) fn run(
     job: &BackupJob,
     state_dir: &Path,
     board: Option<&Board>,
-    stage: &dyn Fn(&str),
+    watch: &Watch<'_>,
 ) -> Result<BackupRun, RunError> {
     let _lock = hold(job, state_dir)?;
+    let stage = watch.stage;
     let started = Timestamp::now();
-    let result = attempt(job, stage);
+    let result = attempt(job, watch);
     let ended = Timestamp::now();
     let run = match &result {
         Ok(s) => BackupRun {
@@ -133,13 +140,17 @@ pub(crate) fn hold(job: &BackupJob, state_dir: &Path) -> Result<vigie_store::loc
 }
 
 /// `before`, then the backup; the error as one line.
-fn attempt(job: &BackupJob, stage: &dyn Fn(&str)) -> Result<vigie_backup::SnapshotSummary, String> {
+fn attempt(job: &BackupJob, watch: &Watch<'_>) -> Result<vigie_backup::SnapshotSummary, String> {
+    let stage = watch.stage;
     if let Some(before) = &job.before {
         stage("before");
         hook(job, "before", before, &[])?;
     }
     stage("opening the repository");
-    let spec = repo_spec(job).map_err(|e| e.to_string())?;
+    let mut spec = repo_spec(job).map_err(|e| e.to_string())?;
+    if let Some(bytes) = &watch.bytes {
+        spec = spec.with_progress(std::sync::Arc::clone(bytes));
+    }
     let repo = vigie_backup::open(&spec, job.password.expose()).map_err(|e| e.to_string())?;
     stage("backing up");
     let request = vigie_backup::Request {
@@ -172,10 +183,7 @@ fn dump(d: &vigie_config::BackupDump) -> Result<vigie_backup::Dump, String> {
         }
         None => d.run.clone(),
     };
-    Ok(vigie_backup::Dump {
-        name: d.name.clone(),
-        run,
-    })
+    Ok(vigie_backup::Dump::new(&d.name, &run).with_timeout(d.timeout.std()))
 }
 
 /// The job's repository as vigie-backup takes it: its location, and the
@@ -340,6 +348,7 @@ pub(crate) fn publish(
     ));
     board.publish(&backup_report(job), o);
     super::drill::publish(board, store, job);
+    super::integrity::publish(board, store, job);
 }
 
 fn metric(name: &str, value: f64) -> Metric {

@@ -181,11 +181,21 @@ pub(crate) fn forget(job: &BackupJob, dry_run: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-pub(crate) fn check(job: &BackupJob, read_data: Option<&str>) -> Result<u8> {
-    let repo = open(job)?;
-    let report = repo
-        .check(read_data)
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+pub(crate) fn check(job: &BackupJob, state_dir: &Path, read_data: Option<&str>) -> Result<u8> {
+    // Recorded in the store as the daemon's are: the job's check
+    // `backup-NAME-check` reads the latest, whoever ran it.
+    let checked = super::integrity::check(job, state_dir, read_data.unwrap_or("none"), None)
+        .map_err(|e| match e {
+            super::job::RunError::Busy(m) | super::job::RunError::Failed(m) => Failure::runtime(m),
+        })?;
+    let Some(report) = checked.report else {
+        return Err(Failure::runtime(
+            checked
+                .record
+                .error
+                .unwrap_or_else(|| "the check could not run".into()),
+        ));
+    };
     for p in &report.problems {
         let level = if p.error { "error" } else { "warning" };
         out(format_args!("{level}: {}\n", p.message))?;

@@ -4,6 +4,7 @@
 //! runs (as `vigie status`).
 
 mod drill;
+mod integrity;
 pub(crate) mod job;
 mod manual;
 pub(crate) mod schedule;
@@ -62,9 +63,11 @@ pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {
             path,
         } => manual::dump(find(config, name)?, snapshot.as_deref(), path),
         BackupAction::Forget { name, dry_run } => manual::forget(find(config, name)?, *dry_run),
-        BackupAction::Check { name, read_data } => {
-            manual::check(find(config, name)?, read_data.as_deref())
-        }
+        BackupAction::Check { name, read_data } => manual::check(
+            find(config, name)?,
+            &state_dir(cli, config),
+            read_data.as_deref(),
+        ),
         BackupAction::Drill { name, sample } => {
             manual::drill(find(config, name)?, &state_dir(cli, config), *sample)
         }
@@ -129,16 +132,27 @@ fn run(cli: &Cli, config: &Config, job: &BackupJob) -> Result<u8> {
     let bar = crate::progress::on_terminal(&format!("backup {}", job.name), "starting");
     if let Some(b) = &bar {
         b.enable_steady_tick(std::time::Duration::from_millis(100));
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
-                .expect("a valid template"),
-        );
+        b.set_style(spinner_style());
     }
     let stage = |s: &str| match &bar {
-        Some(b) => b.set_message(s.to_owned()),
+        Some(b) => {
+            // Past the backup's bytes (pruning, hooks): a spinner again.
+            if s != "backing up" && b.length().is_some() {
+                b.set_style(spinner_style());
+                b.unset_length();
+            }
+            b.set_message(s.to_owned());
+        }
         None => eprintln!("backup {}: {s}", job.name),
     };
-    let result = job::run(job, &dir, None, &stage);
+    let watch = job::Watch {
+        stage: &stage,
+        bytes: bar.as_ref().map(|b| {
+            std::sync::Arc::new(Bytes(b.clone()))
+                as std::sync::Arc<dyn vigie_backup::BackupProgress>
+        }),
+    };
+    let result = job::run(job, &dir, None, &watch);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -161,6 +175,40 @@ fn run(cli: &Cli, config: &Config, job: &BackupJob) -> Result<u8> {
             Err(Failure::runtime(m).hint("wait for it to finish; runs of a job never overlap"))
         }
         Err(job::RunError::Failed(m)) => Err(Failure::runtime(m)),
+    }
+}
+
+/// `⠋ backup NAME: STAGE (ELAPSED)`: a stage of unknown length.
+fn spinner_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+        .expect("a valid template")
+}
+
+/// A backup's bytes on the terminal's bar: a spinner counting them
+/// until the walk beside the backup knows their total, then a bar with
+/// its percentage, rate and time left.
+#[derive(Debug)]
+struct Bytes(indicatif::ProgressBar);
+
+impl vigie_backup::BackupProgress for Bytes {
+    fn total(&self, bytes: u64) {
+        self.0.set_length(bytes);
+        self.0.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:24.cyan}] {percent:>3}%  {binary_bytes}/{binary_total_bytes}  {binary_bytes_per_sec}  {eta} left",
+            )
+            .expect("a valid template")
+            .progress_chars("#·"),
+        );
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+        if self.0.length().is_none() {
+            self.0.set_message(format!(
+                "backing up, {} read",
+                vigie_core::HumanBytes(self.0.position() as f64)
+            ));
+        }
     }
 }
 

@@ -64,7 +64,87 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
                 tokio::spawn(async move { drills(j, node, dir, board).await })
             }),
     );
+    tasks.extend(
+        config
+            .backups
+            .iter()
+            .filter(|j| j.check.is_some())
+            .map(|j| {
+                let j = j.clone();
+                let node = config.node.name.clone();
+                let dir = state_dir.to_owned();
+                let board = board.clone();
+                tokio::spawn(async move { checks(j, node, dir, board).await })
+            }),
+    );
+    tasks.extend(config.backups.iter().map(|j| {
+        let j = j.clone();
+        let board = board.clone();
+        tokio::spawn(async move { reaches(j, board).await })
+    }));
     Schedules(tasks)
+}
+
+/// How often each job's repository is asked whether it answers.
+pub(crate) const REACH_EVERY: Duration = Duration::from_mins(5);
+
+/// Ask the job's repository whether it answers, now and every
+/// [`REACH_EVERY`] (one at a time: a slow answer delays the next).
+async fn reaches(job: BackupJob, board: Board) {
+    loop {
+        let (j, b) = (job.clone(), board.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || super::integrity::reach(&j, &b)).await {
+            tracing::error!(job = %job.name, "repository reach crashed: {e}");
+        }
+        tokio::time::sleep(REACH_EVERY).await;
+    }
+}
+
+/// Wait for each of the job's integrity check times and check its
+/// repository then (a check that finds a run under way waits for the
+/// next time).
+async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+    loop {
+        let next = match job.next_check(&node, jiff::Timestamp::now()) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                tracing::error!(job = %job.name, "the integrity checks of backup {} are not scheduled: {e}", job.name);
+                return;
+            }
+            None => return,
+        };
+        tracing::info!(job = %job.name, next = %next, "integrity check scheduled");
+        let left = jiff::Timestamp::now().duration_until(next);
+        if left.is_positive() {
+            tokio::time::sleep(left.unsigned_abs()).await;
+        }
+        let (j, d, b) = (job.clone(), dir.clone(), board.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            super::integrity::check(&j, &d, &j.check_read_data, Some(&b))
+        })
+        .await;
+        match checked {
+            Ok(Ok(c)) if c.record.ok => tracing::info!(
+                job = %job.name,
+                read_data = %c.record.read_data,
+                warnings = c.record.warnings.unwrap_or(0),
+                "integrity check passed"
+            ),
+            Ok(Ok(c)) => tracing::error!(
+                job = %job.name,
+                "integrity check failed: {}",
+                c.record.error.as_deref().unwrap_or("?")
+            ),
+            Ok(Err(RunError::Busy(m))) => {
+                tracing::warn!(job = %job.name, "{m}: this integrity check is skipped");
+            }
+            Ok(Err(RunError::Failed(m))) => {
+                tracing::error!(job = %job.name, "integrity check failed: {m}");
+            }
+            Err(e) => tracing::error!(job = %job.name, "integrity check crashed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// How often the job's report is read again from the store while it
@@ -151,9 +231,12 @@ async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board) {
 /// One run, logged; `Ok` also when another run of the job is under way.
 fn one(job: &BackupJob, dir: &std::path::Path, board: &Board) -> Result<String, String> {
     tracing::info!(job = %job.name, "backup starting");
-    match job::run(job, dir, Some(board), &|stage| {
-        tracing::debug!(job = %job.name, stage, "backup");
-    }) {
+    let stage = |stage: &str| tracing::debug!(job = %job.name, stage, "backup");
+    let watch = job::Watch {
+        stage: &stage,
+        bytes: None,
+    };
+    match job::run(job, dir, Some(board), &watch) {
         Ok(r) => {
             let line = format!(
                 "backup {}: snapshot {} ({} added)",

@@ -9,7 +9,7 @@ use vigie_core::{Cron, Duration};
 
 use crate::diag::unknown;
 use crate::model::{
-    BackupDump, BackupJob, BackupKeep, BackupProbe, BackupS3, Check, DailyAt, Probe,
+    BackupDump, BackupJob, BackupKeep, BackupProbe, BackupS3, BackupWatch, Check, DailyAt, Probe,
 };
 use crate::schedule;
 use crate::secret::Secret;
@@ -115,7 +115,27 @@ pub(super) struct RawBackup {
     /// snapshot). Default: all of them.
     #[schemars(with = "Option<String>")]
     drill_sample: Option<Spanned<String>>,
+    /// Integrity checks of the repository: `"daily"`, `"weekly"`
+    /// (Sundays), `"monthly"` (the 1st), at 04:30 in the job's time zone
+    /// plus this host's offset, or a cron expression. Each reads the
+    /// repository's structure (indexes, snapshots, trees, every pack's
+    /// presence and size) and the share of pack data `check_read_data`
+    /// says, decrypted and hashed, as `restic check --read-data-subset`;
+    /// damage fails the check `backup-NAME-check`, which opens an
+    /// incident.
+    #[schemars(with = "Option<String>")]
+    check: Option<Spanned<String>>,
+    /// How much pack data each scheduled check reads back: `"10%"` (a
+    /// random tenth each time), `"1/12"` (the first of twelve groups: set
+    /// the month's number in a cron per month to cover all), `"all"`, or
+    /// `"none"` (the structure only).
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_CHECK_READ_DATA))]
+    check_read_data: Option<Spanned<String>>,
 }
+
+/// How much data a scheduled integrity check reads when the job does
+/// not say.
+pub(crate) const DEFAULT_CHECK_READ_DATA: &str = "10%";
 
 /// A command whose standard output is stored as one file of the snapshot,
 /// or an SQLite database copied while in use.
@@ -133,7 +153,15 @@ pub(super) struct RawDump {
     /// consistently while it is in use (`VACUUM INTO`), never read as a
     /// live file (or `run`).
     sqlite: Option<PathBuf>,
+    /// The longest the dump may run: past it, the command (its whole
+    /// process group) is killed and the run fails, leaving no snapshot,
+    /// so a dump stuck on a lock never holds the job forever.
+    #[schemars(extend("default" = "6h"))]
+    timeout: Option<Duration>,
 }
+
+/// A dump's time limit when it sets none.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// How many snapshots of each kind to keep (restic's `forget` policy).
 #[derive(Deserialize, schemars::JsonSchema, Clone, Copy)]
@@ -255,6 +283,7 @@ impl Loader {
             .unwrap_or_default();
         values(&raw, key, problems);
         let (drill, drill_sample) = drills(&raw, key, problems);
+        let (check, check_read_data) = integrity(&raw, key, problems);
         let (at, period) = timing(&raw, key, problems);
         let period = period?;
         let hook_timeout = raw
@@ -298,6 +327,7 @@ impl Loader {
                         name: d.name,
                         run: d.run,
                         sqlite: d.sqlite.map(|p| self.base.join(p)),
+                        timeout: d.timeout.unwrap_or(DUMP_TIMEOUT),
                     }
                 })
                 .collect(),
@@ -315,6 +345,8 @@ impl Loader {
             }),
             drill,
             drill_sample,
+            check,
+            check_read_data,
             ssh: raw.ssh.map(Spanned::into_inner).unwrap_or_default(),
             s3: raw.s3.map(|s| {
                 let s = s.into_inner();
@@ -329,55 +361,33 @@ impl Loader {
     }
 
     /// Each job's checks: the declared ones must name a job; a job no
-    /// check watches gets `backup-NAME` (its last run) and
-    /// `backup-NAME-age` (the age of its last good snapshot).
+    /// check watches gets `backup-NAME` (its last run),
+    /// `backup-NAME-age` (the age of its last good snapshot) and
+    /// `backup-NAME-repository` (whether its repository answers), and
+    /// `backup-NAME-drill` and `backup-NAME-check` when it schedules
+    /// drills or integrity checks.
     pub(super) fn backup_checks(&mut self, backups: &[BackupJob], checks: &mut Vec<Check>) {
         let names: Vec<&str> = backups.iter().map(|j| j.name.as_str()).collect();
-        for c in checks.iter() {
-            if let Probe::Backup(p) = &c.probe
-                && !names.contains(&p.job.as_str())
-            {
-                let (message, hint) = unknown(
-                    "backup job",
-                    &p.job,
-                    names.iter().copied(),
-                    "declare it under [[backup]]",
-                );
-                let at = format!("check \"{}\".backup", c.name);
-                self.error(0, None, &at, message, hint);
-            }
-            if let Probe::Backup(p) = &c.probe
-                && p.max_age.is_some_and(|m| m.std().is_zero())
-            {
-                let at = format!("check \"{}\".backup.max_age", c.name);
-                self.error(0, None, &at, "`max_age` must be more than 0s".into(), None);
-            }
+        for c in checks.iter_mut() {
+            self.declared_backup_check(c, backups, &names);
         }
         for j in backups {
-            for aspect in [Aspect::Run, Aspect::Age, Aspect::Drill] {
-                if aspect == Aspect::Drill && j.drill.is_none() {
+            for aspect in [
+                BackupWatch::Run,
+                BackupWatch::Age,
+                BackupWatch::Repository,
+                BackupWatch::Drill,
+                BackupWatch::Check,
+            ] {
+                if (aspect == BackupWatch::Drill && j.drill.is_none())
+                    || (aspect == BackupWatch::Check && j.check.is_none())
+                {
                     continue;
                 }
-                let covered = checks.iter().any(|c| {
-                    matches!(&c.probe, Probe::Backup(p) if p.job == j.name && Aspect::of(p) == aspect)
-                });
-                let (name, description) = match aspect {
-                    Aspect::Run => (
-                        format!("backup-{}", j.name),
-                        format!("the last run of backup {} → {}", j.name, j.repository),
-                    ),
-                    Aspect::Age => (
-                        format!("backup-{}-age", j.name),
-                        format!(
-                            "the last good snapshot of backup {} is younger than {}",
-                            j.name, j.max_age
-                        ),
-                    ),
-                    Aspect::Drill => (
-                        format!("backup-{}-drill", j.name),
-                        format!("the last restore drill of backup {} passed", j.name),
-                    ),
-                };
+                let covered = checks.iter().any(
+                    |c| matches!(&c.probe, Probe::Backup(p) if p.job == j.name && p.aspect() == aspect),
+                );
+                let (name, description) = generated(j, aspect);
                 if covered || checks.iter().any(|c| c.name == name) {
                     continue;
                 }
@@ -396,30 +406,124 @@ impl Loader {
                     actions: Vec::new(),
                     probe: Probe::Backup(BackupProbe {
                         job: j.name.clone(),
-                        max_age: (aspect == Aspect::Age).then_some(j.max_age),
-                        drill: aspect == Aspect::Drill,
+                        watch: Some(aspect),
+                        max_age: (aspect == BackupWatch::Age).then_some(j.max_age),
                     }),
                 });
             }
         }
     }
-}
 
-/// What a backup check watches.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Aspect {
-    Run,
-    Age,
-    Drill,
-}
-
-impl Aspect {
-    fn of(p: &BackupProbe) -> Aspect {
-        match (p.drill, p.max_age) {
-            (true, _) => Aspect::Drill,
-            (false, Some(_)) => Aspect::Age,
-            (false, None) => Aspect::Run,
+    /// A declared check of a job: the job exists, `max_age` goes with
+    /// `watch = "age"` (the job's when unsaid), and what it watches is
+    /// scheduled.
+    fn declared_backup_check(&mut self, c: &mut Check, backups: &[BackupJob], names: &[&str]) {
+        let Probe::Backup(p) = &mut c.probe else {
+            return;
+        };
+        let Some(job) = backups.iter().find(|j| j.name == p.job) else {
+            let (message, hint) = unknown(
+                "backup job",
+                &p.job,
+                names.iter().copied(),
+                "declare it under [[backup]]",
+            );
+            let at = format!("check \"{}\".backup", c.name);
+            self.error(0, None, &at, message, hint);
+            return;
+        };
+        if p.max_age.is_some_and(|m| m.std().is_zero()) {
+            let at = format!("check \"{}\".backup.max_age", c.name);
+            self.error(0, None, &at, "`max_age` must be more than 0s".into(), None);
         }
+        match p.aspect() {
+            BackupWatch::Age => {
+                p.max_age.get_or_insert(job.max_age);
+            }
+            other if p.max_age.is_some() => {
+                let at = format!("check \"{}\".backup.max_age", c.name);
+                self.error(
+                    0,
+                    None,
+                    &at,
+                    format!(
+                        "`max_age` is for watch = \"age\", not {:?}",
+                        watch_name(other)
+                    ),
+                    Some("leave `max_age` out, or set watch = \"age\"".into()),
+                );
+            }
+            _ => {}
+        }
+        let (what, when) = match p.aspect() {
+            BackupWatch::Drill => ("restore drills", job.drill.is_none()),
+            BackupWatch::Check => ("integrity checks", job.check.is_none()),
+            _ => ("", false),
+        };
+        if when {
+            let at = format!("check \"{}\".backup.watch", c.name);
+            let key = if what == "restore drills" {
+                "drill"
+            } else {
+                "check"
+            };
+            self.error(
+                0,
+                None,
+                &at,
+                format!(
+                    "backup {} schedules no {what}: this check would never change",
+                    job.name
+                ),
+                Some(format!("set {key} = \"weekly\" in [[backup]] {}", job.name)),
+            );
+        }
+    }
+}
+
+/// The name and description of job `j`'s generated check of `aspect`.
+fn generated(j: &BackupJob, aspect: BackupWatch) -> (String, String) {
+    match aspect {
+        BackupWatch::Run => (
+            format!("backup-{}", j.name),
+            format!("the last run of backup {} → {}", j.name, j.repository),
+        ),
+        BackupWatch::Age => (
+            format!("backup-{}-age", j.name),
+            format!(
+                "the last good snapshot of backup {} is younger than {}",
+                j.name, j.max_age
+            ),
+        ),
+        BackupWatch::Drill => (
+            format!("backup-{}-drill", j.name),
+            format!("the last restore drill of backup {} passed", j.name),
+        ),
+        BackupWatch::Check => (
+            format!("backup-{}-check", j.name),
+            format!(
+                "the last integrity check of backup {}'s repository found no damage",
+                j.name
+            ),
+        ),
+        BackupWatch::Repository => (
+            format!("backup-{}-repository", j.name),
+            format!(
+                "the repository of backup {} answers: {}",
+                j.name, j.repository
+            ),
+        ),
+    }
+}
+
+/// `watch`'s value as written.
+fn watch_name(w: BackupWatch) -> &'static str {
+    match w {
+        BackupWatch::Run => "run",
+        BackupWatch::Age => "age",
+        BackupWatch::Drill => "drill",
+        BackupWatch::Check => "check",
+        BackupWatch::Repository => "repository",
     }
 }
 
@@ -542,6 +646,14 @@ fn dumps(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
             )),
             _ => {}
         }
+        if dump.timeout.is_some_and(|t| t.std().is_zero()) {
+            problems.push((
+                d.span(),
+                field.clone(),
+                format!("dump `{name}`'s `timeout` must be more than 0s"),
+                Some("timeout = \"6h\"".into()),
+            ));
+        }
     }
     if let Some(k) = &raw.keep {
         let keep = k.get_ref();
@@ -566,32 +678,43 @@ fn dumps(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// `"daily"`, `"weekly"`, `"monthly"` (at `hh:mm`) or a cron expression,
+/// from key `name`; its problem when it is neither.
+fn when(
+    d: &Spanned<String>,
+    key: &str,
+    name: &str,
+    (hh, mm): (u8, u8),
+    problems: &mut Vec<Problem>,
+) -> Option<Cron> {
+    let text = d.get_ref().trim();
+    let cron = match text {
+        "daily" => format!("{mm} {hh} * * *"),
+        "weekly" => format!("{mm} {hh} * * 0"),
+        "monthly" => format!("{mm} {hh} 1 * *"),
+        other => other.to_owned(),
+    };
+    match cron.parse::<Cron>() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push((
+                d.span(),
+                format!("{key}.{name}"),
+                format!("{text:?} is neither daily, weekly, monthly nor a cron expression: {e}"),
+                Some(format!("{name} = \"weekly\", or {name} = \"0 6 * * 1\"")),
+            ));
+            None
+        }
+    }
+}
+
 /// `drill` as a cron expression, `drill_sample` as a percentage, and
 /// their problems.
 fn drills(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) -> (Option<Cron>, Option<u8>) {
-    let drill = raw.drill.as_ref().and_then(|d| {
-        let text = d.get_ref().trim();
-        let cron = match text {
-            "daily" => "30 5 * * *",
-            "weekly" => "30 5 * * 0",
-            "monthly" => "30 5 1 * *",
-            other => other,
-        };
-        match cron.parse::<Cron>() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                problems.push((
-                    d.span(),
-                    format!("{key}.drill"),
-                    format!(
-                        "{text:?} is neither daily, weekly, monthly nor a cron expression: {e}"
-                    ),
-                    Some("drill = \"weekly\", or drill = \"0 6 * * 1\"".into()),
-                ));
-                None
-            }
-        }
-    });
+    let drill = raw
+        .drill
+        .as_ref()
+        .and_then(|d| when(d, key, "drill", (5, 30), problems));
     let sample = raw.drill_sample.as_ref().and_then(|s| {
         let text = s.get_ref().trim();
         let n = text
@@ -617,6 +740,57 @@ fn drills(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) -> (Option<Cr
         n
     });
     (drill, sample)
+}
+
+/// `check` as a cron expression, `check_read_data` as restic's subsets,
+/// and their problems.
+fn integrity(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) -> (Option<Cron>, String) {
+    let check = raw
+        .check
+        .as_ref()
+        .and_then(|c| when(c, key, "check", (4, 30), problems));
+    let Some(r) = &raw.check_read_data else {
+        return (check, DEFAULT_CHECK_READ_DATA.to_owned());
+    };
+    let text = r.get_ref().trim();
+    if let Err(why) = read_data_subset(text) {
+        problems.push((
+            r.span(),
+            format!("{key}.check_read_data"),
+            format!("{text:?} {why}"),
+            Some("check_read_data = \"10%\", \"1/12\", \"all\" or \"none\"".into()),
+        ));
+    }
+    if raw.check.is_none() {
+        problems.push((
+            r.span(),
+            format!("{key}.check_read_data"),
+            "`check_read_data` without `check`: no integrity check is scheduled".into(),
+            Some("check = \"weekly\"".into()),
+        ));
+    }
+    (check, text.to_owned())
+}
+
+/// Whether `text` is a share of pack data a check can read: `N%` (more
+/// than 0, at most 100), `N/M` (1 ≤ N ≤ M), `all` or `none`.
+pub fn read_data_subset(text: &str) -> Result<(), &'static str> {
+    if text == "all" || text == "none" {
+        return Ok(());
+    }
+    if let Some(p) = text.strip_suffix('%') {
+        return match p.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(()),
+            _ => Err("is not a share from more than 0% to 100%"),
+        };
+    }
+    if let Some((n, m)) = text.split_once('/') {
+        return match (n.trim().parse::<u32>(), m.trim().parse::<u32>()) {
+            (Ok(n), Ok(m)) if n >= 1 && n <= m => Ok(()),
+            _ => Err("is not a group N/M with 1 ≤ N ≤ M"),
+        };
+    }
+    Err("is not a share of the data (`10%`), a group (`1/12`), `all` nor `none`")
 }
 
 /// The problems of `ssh` and `s3` against the repository's kind.

@@ -27,6 +27,8 @@ mod parse;
 mod schema;
 mod sync;
 
+pub(crate) use backup::DEFAULT_CHECK_READ_DATA;
+pub use backup::read_data_subset;
 pub use schema::schema;
 
 /// A configuration that loaded, with the warnings found on the way.

@@ -49,7 +49,8 @@ fn a_daily_job_gets_its_defaults_two_checks_and_hides_its_password() {
         checks,
         [
             ("backup-nightly", None),
-            ("backup-nightly-age", Some(j.max_age))
+            ("backup-nightly-age", Some(j.max_age)),
+            ("backup-nightly-repository", None),
         ]
     );
     let shown = vigie_config::to_toml(c).unwrap();
@@ -198,6 +199,11 @@ fn a_job_with_only_dumps_and_weekly_drills_gets_a_drill_check() {
     let j = &loaded.config.backups[0];
     assert!(j.paths.is_empty());
     assert_eq!(j.dumps[0].run, ["pg_dump", "-Fc", "db"]);
+    assert_eq!(
+        j.dumps[0].timeout,
+        Duration::from_secs(6 * 3600),
+        "the default"
+    );
     assert_eq!(j.keep.unwrap().daily, Some(7));
     assert_eq!(j.drill.as_ref().unwrap().to_string(), "30 5 * * 0");
     assert_eq!(j.drill_sample, Some(10));
@@ -207,5 +213,98 @@ fn a_job_with_only_dumps_and_weekly_drills_gets_a_drill_check() {
         .iter()
         .find(|c| c.name == "backup-db-drill")
         .expect("a drill check");
-    assert!(matches!(&drill.probe, Probe::Backup(p) if p.drill && p.job == "db"));
+    assert!(
+        matches!(&drill.probe, Probe::Backup(p) if p.aspect() == vigie_config::BackupWatch::Drill && p.job == "db")
+    );
+}
+
+#[test]
+fn scheduled_integrity_checks_get_their_check_and_bad_ones_are_refused() {
+    use vigie_config::BackupWatch as W;
+    let src = format!("{JOB}at = \"02:30\"\ncheck = \"monthly\"\ncheck_read_data = \"1/12\"\n");
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    let j = &loaded.config.backups[0];
+    assert_eq!(j.check.as_ref().unwrap().to_string(), "30 4 1 * *");
+    assert_eq!(j.check_read_data, "1/12");
+    let watched: Vec<(&str, vigie_config::BackupWatch)> = loaded
+        .config
+        .checks
+        .iter()
+        .filter_map(|k| match &k.probe {
+            Probe::Backup(p) => Some((k.name.as_str(), p.aspect())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        watched,
+        [
+            ("backup-nightly", W::Run),
+            ("backup-nightly-age", W::Age),
+            ("backup-nightly-repository", W::Repository),
+            ("backup-nightly-check", W::Check),
+        ]
+    );
+    let shown = vigie_config::to_toml(&loaded.config).unwrap();
+    let again = load_str(&shown, Path::new("shown.toml"), &env).unwrap();
+    assert_eq!(again.config.backups[0].check_read_data, "1/12", "{shown}");
+    // The default read-data share, unsaid, reads back.
+    let src = format!("{JOB}at = \"02:30\"\ncheck = \"weekly\"\n");
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    assert_eq!(loaded.config.backups[0].check_read_data, "10%");
+    let shown = vigie_config::to_toml(&loaded.config).unwrap();
+    load_str(&shown, Path::new("shown.toml"), &env).unwrap();
+
+    for (tail, needle) in [
+        (
+            "check = \"fortnightly\"\n",
+            "backup \"nightly\".check: \"fortnightly\" is neither daily",
+        ),
+        (
+            "check = \"weekly\"\ncheck_read_data = \"0%\"\n",
+            "\"0%\" is not a share from more than 0% to 100%",
+        ),
+        (
+            "check = \"weekly\"\ncheck_read_data = \"13/12\"\n",
+            "\"13/12\" is not a group N/M with 1 ≤ N ≤ M",
+        ),
+        (
+            "dump = [{ name = \"x.sql\", run = [\"true\"], timeout = \"0s\" }]\n",
+            "dump `x.sql`'s `timeout` must be more than 0s",
+        ),
+        (
+            "check_read_data = \"5%\"\n",
+            "`check_read_data` without `check`: no integrity check is scheduled",
+        ),
+        (
+            "[[check]]\nname = \"c\"\nbackup = { job = \"nightly\", watch = \"check\" }\n",
+            "backup nightly schedules no integrity checks: this check would never change",
+        ),
+        (
+            "[[check]]\nname = \"c\"\nbackup = { job = \"nightly\", watch = \"repository\", max_age = \"1h\" }\n",
+            "`max_age` is for watch = \"age\", not \"repository\"",
+        ),
+    ] {
+        let e = errors(&format!("{JOB}at = \"02:30\"\n{tail}"));
+        assert!(e.contains(needle), "{needle} in\n{e}");
+    }
+}
+
+#[test]
+fn a_declared_age_check_takes_the_jobs_max_age_and_replaces_the_generated_one() {
+    let src = format!(
+        "{JOB}at = \"02:30\"\nmax_age = \"2d\"\n[[check]]\nname = \"mine\"\nbackup = {{ job = \"nightly\", watch = \"age\" }}\n"
+    );
+    let loaded = load_str(&src, Path::new("vigie.toml"), &env).unwrap();
+    let ages: Vec<(&str, Option<Duration>)> = loaded
+        .config
+        .checks
+        .iter()
+        .filter_map(|k| match &k.probe {
+            Probe::Backup(p) if p.aspect() == vigie_config::BackupWatch::Age => {
+                Some((k.name.as_str(), p.max_age))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ages, [("mine", Some(Duration::from_secs(2 * 86_400)))]);
 }

@@ -445,6 +445,140 @@ fn a_scheduled_drill_of_a_damaged_repository_opens_an_incident() {
     );
 }
 
+#[test]
+fn a_scheduled_integrity_check_of_a_damaged_repository_opens_an_incident() {
+    require!(Need::Restic);
+    // Checks every minute reading all the data, no jitter: the first
+    // within 60 s.
+    let e =
+        job("at = \"02:30\"\njitter = \"0s\"\ncheck = \"* * * * *\"\ncheck_read_data = \"all\"\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    exits(&e, &["backup", "run", "nightly"], 0, &["saved"]);
+    // By hand first: it passes, and is recorded for the check.
+    let sound = exits(&e, &["backup", "check", "nightly"], 0, &[]);
+    assert!(sound.stdout.contains("is sound"), "{sound:?}");
+    damage_packs(&e);
+    let d = e.daemon();
+    let c = wait_state(&d, "backup-nightly-check", "ok", Duration::from_secs(15));
+    assert!(
+        c["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("integrity check of backup nightly's repository passed"),
+        "the check reads the one made by hand: {c}"
+    );
+    // The repository answers: its own check, asked at the start.
+    let reach = wait_state(
+        &d,
+        "backup-nightly-repository",
+        "ok",
+        Duration::from_secs(15),
+    );
+    assert!(
+        reach["last_message"].as_str().unwrap().contains("answered"),
+        "{reach}"
+    );
+    d.wait_log("integrity check failed", Duration::from_secs(75));
+    let c = wait_state(
+        &d,
+        "backup-nightly-check",
+        "failing",
+        Duration::from_secs(30),
+    );
+    let message = c["last_message"].as_str().unwrap();
+    assert!(
+        message.contains("integrity check of backup nightly's repository failed")
+            && message.to_lowercase().contains("pack"),
+        "the damage is named: {c}"
+    );
+    wait_incident(&e, &d, "backup-nightly-check");
+    let (_, m) = d.http("GET", "/metrics", &[]);
+    assert!(
+        m.contains("vigie_backup_last_check_result{job=\"nightly\"} 0")
+            && m.contains("vigie_backup_repository_up{job=\"nightly\"} 1"),
+        "{m}"
+    );
+    // By hand, the same damage, exit 1; recorded as the daemon's are.
+    let check = e.run(&["backup", "check", "nightly", "--read-data"]);
+    assert_eq!(check.code, 1, "{check:?}");
+}
+
+#[test]
+fn a_repository_that_does_not_answer_opens_an_incident_at_once() {
+    require!(Need::Restic);
+    // Never initialized: the daemon's first reach finds no repository.
+    let e = job("at = \"02:30\"\n");
+    let d = e.daemon();
+    let r = wait_state(
+        &d,
+        "backup-nightly-repository",
+        "failing",
+        Duration::from_secs(15),
+    );
+    assert!(
+        r["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("no repository"),
+        "{r}"
+    );
+    wait_incident(&e, &d, "backup-nightly-repository");
+    let (_, m) = d.http("GET", "/metrics", &[]);
+    assert!(
+        m.contains("vigie_backup_repository_up{job=\"nightly\"} 0"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_run_on_a_terminal_shows_its_bytes_and_percentage() {
+    require!(Need::Restic);
+    require!(Need::Script);
+    let e = job("at = \"02:30\"\n");
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    // Incompressible bytes, enough for the bar to be drawn (10 Hz).
+    let mut noise = vec![0u8; 48 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in noise.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(e.path().join("data/noise"), &noise).unwrap();
+    // On a terminal (a pseudo-terminal from `script`).
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} backup run nightly", crate::util::bin()),
+            "/dev/null",
+        ])
+        .current_dir(e.path())
+        .env("VIGIE_CONFIG", e.config_path())
+        .env("VIGIE_STATE_DIR", e.state_dir())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("backup nightly: opening the repository"),
+        "{tty}"
+    );
+    assert!(
+        tty.contains("/48.00 MiB") && tty.contains("100%  48.00 MiB/48.00 MiB"),
+        "the bar knows the total and shows the share done: {tty}"
+    );
+    assert!(tty.contains("snapshot") && tty.contains("saved"), "{tty}");
+    // Off a terminal: lines, no bar.
+    let r = exits(
+        &e,
+        &["backup", "run", "nightly"],
+        0,
+        &["backup nightly: backing up"],
+    );
+    assert!(!r.stderr.contains('%'), "{r:?}");
+}
+
 fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![root.to_owned()];
