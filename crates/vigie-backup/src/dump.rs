@@ -87,9 +87,10 @@ fn span(d: Duration) -> String {
     let secs = d.as_secs();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let mut out = String::new();
-    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+    for (n, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
         if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
+            out.push_str(&n.to_string());
+            out.push(unit);
         }
     }
     if out.is_empty() {
@@ -561,7 +562,7 @@ impl Read for DumpReader {
                 }
                 Some(Ok(Err(e))) => return self.end(Some(e)),
                 // The reading thread is gone without an end: a panic.
-                Some(Err(_)) | None => {
+                Some(Err(())) | None => {
                     return self.end(Some(io::Error::other("the reading thread stopped")));
                 }
             }
