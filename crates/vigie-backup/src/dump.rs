@@ -709,8 +709,8 @@ mod tests {
         assert_eq!(status, "ran longer than its timeout of 300ms");
         // The stuck command is gone (reaped: no such process).
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
-        assert_eq!(span(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(span(Duration::from_secs(6 * 3600)), "6h");
+        assert_eq!(span(Duration::from_mins(90)), "1h30m");
+        assert_eq!(span(Duration::from_hours(6)), "6h");
     }
 
     #[test]
