@@ -1,7 +1,7 @@
 //! Backups into restic-format repositories, so that `restic` itself can
 //! list, check and restore what vigie writes (and vigie what restic
 //! writes). rustic_core is the engine; the storage behind it is ours
-//! (`backend`): a local directory today, sftp:, s3: and rest: next.
+//! (`backend`): a local directory, sftp:, s3: and rest:.
 //!
 //! Not yet in the CLI: this crate is the library the `[[backup]]` jobs
 //! and `vigie backup …` will call.
@@ -19,7 +19,8 @@ mod restore;
 mod retention;
 
 pub use backend::{
-    Access, Backends, LocalBackend, Location, LockBackend, S3Credentials, S3Target, SftpTarget,
+    Access, Backends, LocalBackend, Location, LockBackend, RestCredentials, RestTarget,
+    S3Credentials, S3Target, SftpTarget,
 };
 
 pub use browse::Entry;

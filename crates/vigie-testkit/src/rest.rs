@@ -538,15 +538,8 @@ fn file(shared: &Shared, r: &Request, tpe: &str, on_disk: &Path, name: Option<&s
             if on_disk.exists() {
                 return Response::text(403, "the file exists: files are never overwritten");
             }
-            if let Some(name) = name {
-                let digest = ring::digest::digest(&ring::digest::SHA256, &r.body);
-                let hex = digest.as_ref().iter().fold(String::new(), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                });
-                if hex != name {
-                    return Response::text(400, "the content's SHA-256 is not the file's name");
-                }
+            if name.is_some_and(|name| sha256_hex(&r.body) != name) {
+                return Response::text(400, "the content's SHA-256 is not the file's name");
             }
             match write_atomically(shared, on_disk, &r.body) {
                 Ok(true) => Response::new(200, ""),
@@ -672,6 +665,15 @@ fn list(shared: &Shared, r: &Request, tpe: &str) -> Response {
         (serde_json::to_vec(&names), V1)
     };
     Response::new(200, body.expect("JSON")).header("Content-Type", kind)
+}
+
+/// The SHA-256 of `content` in lowercase hex: a repository file's name.
+pub fn sha256_hex(content: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, content);
+    digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Standard base64 with padding (RFC 4648), for the basic credentials.

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use vigie_testkit::rest::{RestOptions, RestServer, V1, V2};
+use vigie_testkit::rest::{RestOptions, RestServer, V1, V2, sha256_hex};
 
 /// One answer: status, headers (names lowercase), body.
 struct Answer {
@@ -82,14 +82,6 @@ fn parse(raw: &[u8], head_only: bool) -> Answer {
         headers,
         body,
     }
-}
-
-fn sha256_hex(content: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, content)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn created(options: RestOptions) -> RestServer {
