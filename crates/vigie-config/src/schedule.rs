@@ -231,6 +231,7 @@ mod tests {
             keep: None,
             ssh: Vec::new(),
             s3: None,
+            rest: None,
             drill: None,
             drill_sample: None,
         };
