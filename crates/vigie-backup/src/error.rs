@@ -13,7 +13,7 @@ use crate::LockHolder;
 pub enum Error {
     /// `repository` is an empty string.
     #[error(
-        "backup `{job}`: `repository` is empty: set it to a directory, `sftp:HOST:/PATH` or `s3:HOST/BUCKET`"
+        "backup `{job}`: `repository` is empty: set it to a directory, `sftp:HOST:/PATH`, `s3:HOST/BUCKET` or `rest:https://HOST/`"
     )]
     NoLocation { job: String },
 
@@ -28,7 +28,7 @@ pub enum Error {
 
     /// A kind of repository this version cannot reach yet.
     #[error(
-        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory, sftp: or s3: for now"
+        "backup `{job}`: {scheme}: repositories are not supported yet ({repository}): use a local directory, sftp:, s3: or rest: for now"
     )]
     Unsupported {
         job: String,

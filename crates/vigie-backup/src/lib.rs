@@ -1,7 +1,8 @@
 //! Backups into restic-format repositories, so that `restic` itself can
 //! list, check and restore what vigie writes (and vigie what restic
 //! writes). rustic_core is the engine; the storage behind it is ours
-//! (`backend`): a local directory, `sftp:` through the system ssh, `s3:`.
+//! (`backend`): a local directory, `sftp:` through the system ssh, `s3:`,
+//! `rest:`.
 //!
 //! The library the CLI's `[[backup]]` jobs and `vigie backup …` call
 //! (`vigie-cli/src/backup/`): one run, drills, checks, restores.
@@ -19,7 +20,8 @@ mod restore;
 mod retention;
 
 pub use backend::{
-    Access, Backends, LocalBackend, Location, LockBackend, S3Credentials, S3Target, SftpTarget,
+    Access, Backends, LocalBackend, Location, LockBackend, RestCredentials, RestTarget,
+    S3Credentials, S3Target, SftpTarget,
 };
 
 pub use browse::Entry;

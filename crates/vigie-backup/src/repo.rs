@@ -22,14 +22,16 @@ use crate::backend::{Access, Backends};
 use crate::dump::{self, Book, Dump, Sources};
 use crate::finish;
 use crate::lock::{LockGuard, LockKind, Locks, Sealer};
-use crate::{Error, Location, S3Credentials};
+use crate::{Error, Location, RestCredentials, S3Credentials};
 
 /// A job's repository as the config names it, before anything is read.
 #[derive(Clone, Debug)]
 pub struct RepoSpec {
     /// The backup job's name, for messages (`backup `nightly``).
     pub job: String,
-    /// The repository string as written (`/srv/restic`, `sftp:…`).
+    /// The repository string as written (`/srv/restic`, `sftp:…`), but
+    /// the password of a `rest:` URL, which reads `***`: this is what
+    /// messages show.
     pub repository: String,
     location: Location,
     /// How a remote repository is reached (ssh command, S3 keys).
@@ -88,6 +90,7 @@ impl RepoSpec {
     /// The repository `repository` of backup job `job`; an empty string
     /// is an error, and so is a remote one this version cannot reach.
     pub fn new(job: &str, repository: &str) -> Result<RepoSpec, Error> {
+        let shown = crate::backend::scrub(repository);
         let location = Location::parse(repository).ok_or_else(|| {
             if repository.is_empty() {
                 Error::NoLocation {
@@ -96,9 +99,11 @@ impl RepoSpec {
             } else {
                 Error::Malformed {
                     job: job.to_owned(),
-                    repository: repository.to_owned(),
+                    repository: shown.clone(),
                     forms: if repository.starts_with("s3:") {
                         "`s3:HOST/BUCKET[/PREFIX]` nor `s3:https://HOST[:PORT]/BUCKET[/PREFIX]`"
+                    } else if repository.starts_with("rest:") {
+                        "`rest:http(s)://[USER:PASSWORD@]HOST[:PORT]/[PATH/]`"
                     } else {
                         "`sftp:[USER@]HOST:PATH` nor `sftp://[USER@]HOST[:PORT]//PATH`"
                     },
@@ -108,13 +113,13 @@ impl RepoSpec {
         if let Location::Unsupported { scheme } = &location {
             return Err(Error::Unsupported {
                 job: job.to_owned(),
-                repository: repository.to_owned(),
+                repository: shown,
                 scheme: scheme.clone(),
             });
         }
         Ok(RepoSpec {
             job: job.to_owned(),
-            repository: repository.to_owned(),
+            repository: shown,
             location,
             access: Access::default(),
             backends: Arc::default(),
@@ -143,6 +148,15 @@ impl RepoSpec {
     #[must_use]
     pub fn with_s3(mut self, credentials: S3Credentials) -> RepoSpec {
         self.access.s3 = Some(credentials);
+        self.backends = Arc::default();
+        self
+    }
+
+    /// The same repository reached with this user and password, for
+    /// `rest:` (instead of those of its URL).
+    #[must_use]
+    pub fn with_rest(mut self, credentials: RestCredentials) -> RepoSpec {
+        self.access.rest = Some(credentials);
         self.backends = Arc::default();
         self
     }

@@ -176,6 +176,8 @@ pub struct BackupJob {
     pub ssh: Vec<String>,
     /// The keys of an `s3:` repository.
     pub s3: Option<BackupS3>,
+    /// The user and password of a `rest:` repository's server.
+    pub rest: Option<BackupRest>,
     /// When restore drills run (cron), if they do.
     pub drill: Option<vigie_core::Cron>,
     /// The share of the files a drill restores (percent), all when absent.
@@ -220,6 +222,13 @@ pub struct BackupS3 {
     pub access_key_id: Secret,
     pub secret_access_key: Secret,
     pub region: String,
+}
+
+/// A REST server's user and password (a secret).
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupRest {
+    pub user: String,
+    pub password: Secret,
 }
 
 /// The tag every snapshot of job `name` carries, by which retention and

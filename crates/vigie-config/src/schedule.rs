@@ -241,6 +241,7 @@ mod tests {
             keep: None,
             ssh: Vec::new(),
             s3: None,
+            rest: None,
             drill: None,
             drill_sample: None,
             check: None,

@@ -12,28 +12,26 @@
 //! not used because its default features bring two dozen OpenDAL
 //! services into the build.
 //!
-//! Today: [`LocalBackend`], a directory with atomic writes, and
-//! [`SftpBackend`], a long-lived `ssh -s HOST sftp` child (the user's
-//! ssh config, agent and ProxyJump apply, as to replication) speaking
-//! SFTP v3 on its pipes, with the same temporary file +
-//! `fsync@openssh.com` + `posix-rename@openssh.com` writes. Next, each
-//! another type implementing the same two traits, chosen by
-//! [`Location::backend`] — nothing above this module changes:
+//! One type per scheme, chosen by [`Location::backends`] — nothing above
+//! this module knows which:
 //!
-//! - `rest:` — restic's REST protocol (`GET`/`HEAD`/`POST`/`DELETE`
+//! - [`LocalBackend`], a directory with atomic writes;
+//! - [`SftpBackend`], a long-lived `ssh -s HOST sftp` child (the user's
+//!   ssh config, agent and ProxyJump apply, as to replication) speaking
+//!   SFTP v3 on its pipes, with the same temporary file +
+//!   `fsync@openssh.com` + `posix-rename@openssh.com` writes;
+//! - [`S3Backend`], path-style S3 requests signed with SigV4 over the
+//!   workspace's reqwest (blocking), credentials from vigie's secrets;
+//! - [`RestBackend`], restic's REST protocol (`GET`/`HEAD`/`POST`/`DELETE`
 //!   `/{type}/{name}`, listings as `application/vnd.x.restic.rest.v2`)
-//!   over the workspace's reqwest, driven from these blocking calls by
-//!   a runtime handle owned by the backend.
-//! - `s3:` — SigV4 requests over the same client (path-style for MinIO
-//!   and Ceph RGW), or `opendal` with only `services-s3` if its build
-//!   cost stays small; credentials come from vigie's secrets, never the
-//!   environment.
+//!   over the same client, with basic authentication.
 //!
-//! Each new backend is tested like this one: against the real server
-//! (sshd on loopback, rest-server or an S3 server started by the test),
-//! with restic reading what vigie wrote.
+//! Each is tested against a real server (sshd on loopback, moto's S3, a
+//! strict REST server of `vigie-testkit` that restic itself is run
+//! against), with restic reading what vigie wrote.
 
 mod local;
+mod rest;
 mod s3;
 mod sftp;
 
@@ -42,6 +40,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 pub use local::LocalBackend;
+pub use rest::{RestBackend, RestCredentials, RestTarget, scrub};
 use rustic_core::{Id, RusticResult, WriteBackend};
 pub use s3::{S3Backend, S3Credentials, S3Target};
 pub use sftp::{SftpBackend, SftpTarget};
@@ -103,6 +102,9 @@ pub enum Location {
     /// A bucket of an S3-compatible service (`s3:host/bucket/prefix`,
     /// `s3:https://host:port/bucket`), path-style.
     S3(S3Target),
+    /// A repository on a server speaking restic's REST protocol
+    /// (`rest:http://host:8000/`, `rest:https://user:pass@host/repo/`).
+    Rest(RestTarget),
     /// A kind of repository this version cannot reach yet.
     Unsupported {
         /// `sftp`, `s3`, …
@@ -123,6 +125,7 @@ impl Location {
             // A string that names no host and path is no repository.
             Some(("sftp", rest)) => SftpTarget::parse(rest).map(Location::Sftp),
             Some(("s3", rest)) => S3Target::parse(rest).map(Location::S3),
+            Some(("rest", rest)) => RestTarget::parse(rest).map(Location::Rest),
             Some((scheme, _)) if REMOTE_SCHEMES.contains(&scheme) => Some(Location::Unsupported {
                 scheme: scheme.to_owned(),
             }),
@@ -142,7 +145,8 @@ impl Location {
     }
 
     /// The storage of this location, reached with `access` (the ssh
-    /// command of `sftp:`, the keys of `s3:`), its files and its locks
+    /// command of `sftp:`, the keys of `s3:`, the user and password of
+    /// `rest:`), its files and its locks
     /// through one connection; why not, when it cannot be.
     pub fn backends(&self, access: &Access) -> Result<Backends, String> {
         fn both<B: WriteBackend + LockBackend>(b: B) -> Backends {
@@ -162,6 +166,9 @@ impl Location {
                     "an s3: repository needs an access key and a secret key".to_owned()
                 })?;
                 Ok(both(S3Backend::new(target.clone(), credentials)?))
+            }
+            Location::Rest(target) => {
+                Ok(both(RestBackend::new(target.clone(), access.rest.clone())?))
             }
             Location::Unsupported { scheme } => {
                 Err(format!("{scheme}: repositories are not supported yet"))
@@ -193,6 +200,8 @@ pub struct Access {
     pub ssh: Vec<String>,
     /// The keys and region for `s3:`.
     pub s3: Option<S3Credentials>,
+    /// The user and password for `rest:`, instead of the URL's.
+    pub rest: Option<RestCredentials>,
 }
 
 #[cfg(test)]
@@ -234,18 +243,27 @@ mod tests {
         assert_eq!(Location::parse("b2:bucket:path"), remote("b2"));
         assert_eq!(
             Location::parse("rest:http://localhost:8000/"),
-            remote("rest")
+            Some(Location::Rest(RestTarget {
+                url: "http://localhost:8000/".to_owned(),
+                credentials: None,
+            }))
         );
+        assert_eq!(Location::parse("rest:localhost:8000/"), None);
         assert_eq!(Location::parse(""), None);
         assert_eq!(Location::parse("local:"), None);
     }
 
     #[test]
-    fn local_and_sftp_have_a_backend() {
+    fn local_sftp_and_rest_have_a_backend() {
         let local = Location::parse("/srv/restic").unwrap().backend().unwrap();
         assert_eq!(local.location(), "local:/srv/restic");
         let sftp = Location::parse("sftp:nas:/r").unwrap().backend().unwrap();
         assert_eq!(sftp.location(), "sftp:nas:/r");
+        let rest = Location::parse("rest:https://u:secret@nas/r")
+            .unwrap()
+            .backend()
+            .unwrap();
+        assert_eq!(rest.location(), "rest:https://nas/r/");
         // An s3: bucket needs its keys; a scheme not reached yet has none.
         assert!(Location::parse("s3:h/bkt").unwrap().backend().is_none());
         assert!(Location::parse("b2:b:p").unwrap().backend().is_none());

@@ -8,6 +8,7 @@ mod errors;
 mod integrity;
 mod killed;
 mod locks;
+mod rest;
 mod restic_reads;
 mod restore;
 mod retention;

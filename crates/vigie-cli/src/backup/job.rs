@@ -187,7 +187,7 @@ fn dump(d: &vigie_config::BackupDump) -> Result<vigie_backup::Dump, String> {
 }
 
 /// The job's repository as vigie-backup takes it: its location, and the
-/// ssh command or S3 keys that reach it.
+/// ssh command, S3 keys or REST login that reach it.
 pub(crate) fn repo_spec(job: &BackupJob) -> Result<vigie_backup::RepoSpec, vigie_backup::Error> {
     let mut spec = vigie_backup::RepoSpec::new(&job.name, &job.repository)?;
     if !job.ssh.is_empty() {
@@ -198,6 +198,12 @@ pub(crate) fn repo_spec(job: &BackupJob) -> Result<vigie_backup::RepoSpec, vigie
             access_key_id: s3.access_key_id.expose().to_owned(),
             secret_access_key: s3.secret_access_key.expose().to_owned(),
             region: s3.region.clone(),
+        });
+    }
+    if let Some(rest) = &job.rest {
+        spec = spec.with_rest(vigie_backup::RestCredentials {
+            user: rest.user.clone(),
+            password: rest.password.expose().to_owned(),
         });
     }
     Ok(spec)

@@ -9,7 +9,8 @@ use vigie_core::{Cron, Duration};
 
 use crate::diag::unknown;
 use crate::model::{
-    BackupDump, BackupJob, BackupKeep, BackupProbe, BackupS3, BackupWatch, Check, DailyAt, Probe,
+    BackupDump, BackupJob, BackupKeep, BackupProbe, BackupRest, BackupS3, BackupWatch, Check,
+    DailyAt, Probe,
 };
 use crate::schedule;
 use crate::secret::Secret;
@@ -29,8 +30,10 @@ pub(super) struct RawBackup {
     name: Spanned<String>,
     /// Where snapshots go, as restic writes it: a directory
     /// (`/srv/restic`), `sftp:[USER@]HOST:/PATH` (through the system
-    /// `ssh`, its config and agent), or `s3:HOST/BUCKET[/PREFIX]` /
-    /// `s3:https://HOST:PORT/BUCKET` (with `s3`).
+    /// `ssh`, its config and agent), `s3:HOST/BUCKET[/PREFIX]` /
+    /// `s3:https://HOST:PORT/BUCKET` (with `s3`), or a server of
+    /// restic's REST protocol, `rest:https://HOST:PORT/[PATH/]` (its
+    /// user and password in `rest`, never in the URL).
     #[schemars(with = "String")]
     repository: Spanned<String>,
     /// The repository's password: `{ env = "RESTIC_PASSWORD" }` or
@@ -103,6 +106,11 @@ pub(super) struct RawBackup {
     /// The keys of an `s3:` repository.
     #[schemars(with = "Option<RawS3>")]
     s3: Option<Spanned<RawS3>>,
+    /// The user and password of a `rest:` repository's server (basic
+    /// authentication): `rest = { user = "blog", password = { env =
+    /// "REST_PASSWORD" } }`.
+    #[schemars(with = "Option<RawRest>")]
+    rest: Option<Spanned<RawRest>>,
     /// Restore drills: `"daily"`, `"weekly"` (Sundays), `"monthly"` (the
     /// 1st), at 05:30 in the job's time zone plus this host's offset, or a
     /// cron expression. Each restores the latest snapshot (or a sample)
@@ -199,8 +207,26 @@ pub(super) struct RawS3 {
     region: Option<String>,
 }
 
+/// A REST server's user and password.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "RestLogin")]
+pub(super) struct RawRest {
+    /// The user name (rest-server's `.htpasswd` entry).
+    user: String,
+    /// The password: `{ env = "REST_PASSWORD" }` or `{ file = … }`.
+    password: Secret,
+}
+
 /// An S3 table's two secrets, unread yet, and its place.
 type S3Secrets = Option<((Secret, Secret), Range<usize>)>;
+
+/// A REST table's password, unread yet, and its place.
+type RestSecret = Option<(Secret, Range<usize>)>;
+
+/// A job as declared, with the secrets still to read: its password, its
+/// S3 keys, its REST password.
+type Declared = (BackupJob, (Range<usize>, Secret), S3Secrets, RestSecret);
 
 /// One problem: where, the key, the message, the hint.
 type Problem = (Range<usize>, String, String, Option<String>);
@@ -233,7 +259,7 @@ impl Loader {
             for (span, at, message, hint) in problems {
                 self.error(src, Some(span), &at, message, hint);
             }
-            let Some((mut job, (span, secret), s3)) = job.filter(|_| ok) else {
+            let Some((mut job, (span, secret), s3, rest)) = job.filter(|_| ok) else {
                 continue;
             };
             match self.resolve_secret(src, span, &format!("{key}.password"), secret, env) {
@@ -263,6 +289,12 @@ impl Loader {
                     _ => continue,
                 }
             }
+            if let (Some((secret, span)), Some(login)) = (rest, job.rest.as_mut()) {
+                match self.resolve_secret(src, span, &format!("{key}.rest.password"), secret, env) {
+                    Some(p) => login.password = p,
+                    None => continue,
+                }
+            }
             out.push(job);
         }
         out
@@ -275,7 +307,7 @@ impl Loader {
         raw: RawBackup,
         key: &str,
         problems: &mut Vec<Problem>,
-    ) -> Option<(BackupJob, (Range<usize>, Secret), S3Secrets)> {
+    ) -> Option<Declared> {
         let paths: Vec<PathBuf> = raw
             .paths
             .as_ref()
@@ -296,6 +328,10 @@ impl Loader {
             (s.access_key_id.clone(), s.secret_access_key.clone())
         });
         let s3_span = raw.s3.as_ref().map(Spanned::span);
+        let rest = raw
+            .rest
+            .as_ref()
+            .map(|r| (r.get_ref().password.clone(), r.span()));
         let job = BackupJob {
             name: raw.name.into_inner(),
             repository: raw.repository.into_inner(),
@@ -356,8 +392,15 @@ impl Loader {
                     region: s.region.unwrap_or_else(|| "us-east-1".to_owned()),
                 }
             }),
+            rest: raw.rest.map(|r| {
+                let r = r.into_inner();
+                BackupRest {
+                    user: r.user,
+                    password: r.password,
+                }
+            }),
         };
-        Some((job, password, keys.zip(s3_span)))
+        Some((job, password, keys.zip(s3_span), rest))
     }
 
     /// Each job's checks: the declared ones must name a job; a job no
@@ -793,9 +836,10 @@ pub fn read_data_subset(text: &str) -> Result<(), &'static str> {
     Err("is not a share of the data (`10%`), a group (`1/12`), `all` nor `none`")
 }
 
-/// The problems of `ssh` and `s3` against the repository's kind.
+/// The problems of `ssh`, `s3` and `rest` against the repository's kind.
 fn remote(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
     let repo = raw.repository.get_ref();
+    rest(raw, key, problems);
     let is_s3 = repo.starts_with("s3:");
     match (&raw.s3, is_s3) {
         (None, true) => problems.push((
@@ -828,6 +872,53 @@ fn remote(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
                 Some("ssh = [\"ssh\", \"-F\", \"/etc/vigie/ssh_config\"]".into()),
             ));
         }
+    }
+}
+
+/// The problems of `rest` and of a `rest:` repository's URL: a password
+/// belongs in `rest` as a secret, never in the file's text.
+fn rest(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
+    let repo = raw.repository.get_ref();
+    let Some(url) = repo.strip_prefix("rest:") else {
+        if let Some(r) = &raw.rest {
+            problems.push((
+                r.span(),
+                format!("{key}.rest"),
+                "`rest` is for a rest: repository".into(),
+                None,
+            ));
+        }
+        return;
+    };
+    let hint = "repository = \"rest:https://HOST:8000/PATH/\" and rest = { user = \"NAME\", password = { env = \"REST_PASSWORD\" } }";
+    match url::Url::parse(url) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            if u.password().is_some() {
+                problems.push((
+                    raw.repository.span(),
+                    format!("{key}.repository"),
+                    "a password in the repository's URL would sit in the file in plain text: give it in `rest` as a secret".into(),
+                    Some(hint.into()),
+                ));
+            }
+            if !u.username().is_empty() && raw.rest.is_some() {
+                problems.push((
+                    raw.repository.span(),
+                    format!("{key}.repository"),
+                    "the user is given twice: in the URL and in `rest`".into(),
+                    Some(hint.into()),
+                ));
+            }
+        }
+        _ => problems.push((
+            raw.repository.span(),
+            format!("{key}.repository"),
+            "a rest: repository is an http:// or https:// URL".into(),
+            Some(hint.into()),
+        )),
     }
 }
 

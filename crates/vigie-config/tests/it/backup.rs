@@ -308,3 +308,52 @@ fn a_declared_age_check_takes_the_jobs_max_age_and_replaces_the_generated_one() 
         .collect();
     assert_eq!(ages, [("mine", Some(Duration::from_secs(2 * 86_400)))]);
 }
+
+#[test]
+fn a_rest_repository_takes_its_password_as_a_secret_never_in_its_url() {
+    let src = "[[backup]]\nname = \"off\"\nrepository = \"rest:https://nas.example:8000/blog/\"\n\
+               password = { env = \"RESTIC_PW\" }\npaths = [\"/etc\"]\nat = \"02:30\"\n\
+               rest = { user = \"blog\", password = { env = \"RESTIC_PW\" } }\n";
+    let loaded = load_str(src, Path::new("vigie.toml"), &env).unwrap();
+    let rest = loaded.config.backups[0].rest.as_ref().unwrap();
+    assert_eq!(
+        (rest.user.as_str(), rest.password.expose()),
+        ("blog", "s3cret")
+    );
+    let shown = vigie_config::to_toml(&loaded.config).unwrap();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!format!("{:?}", loaded.config).contains("s3cret"));
+
+    let inline = "[[backup]]\nname = \"off\"\nrepository = \"rest:https://blog:hunter2@nas.example/\"\n\
+                  password = { env = \"RESTIC_PW\" }\npaths = [\"/etc\"]\nat = \"02:30\"\n";
+    let e = errors(inline);
+    assert!(
+        e.contains("a password in the repository's URL would sit in the file in plain text")
+            && e.contains("vigie.toml:3:14")
+            && e.contains("rest = { user"),
+        "{e}"
+    );
+    let misplaced = format!(
+        "{JOB}at = \"02:30\"\nrest = {{ user = \"u\", password = {{ env = \"RESTIC_PW\" }} }}\n"
+    );
+    let e = errors(&misplaced);
+    assert!(
+        e.contains("`rest` is for a rest: repository") && e.contains("vigie.toml:7:8"),
+        "{e}"
+    );
+    let bad = inline.replace("https://blog:hunter2@nas.example/", "nas.example:8000/");
+    let e = errors(&bad);
+    assert!(
+        e.contains("a rest: repository is an http:// or https:// URL"),
+        "{e}"
+    );
+    let unset = src.replace(
+        "password = { env = \"RESTIC_PW\" } }",
+        "password = { env = \"NOT_SET\" } }",
+    );
+    let e = errors(&unset);
+    assert!(
+        e.contains("rest.password") && e.contains("`NOT_SET` is not set"),
+        "{e}"
+    );
+}

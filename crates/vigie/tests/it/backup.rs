@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use vigie_testkit::rest::{RestOptions, RestServer};
 use vigie_testkit::{Env, Need, require};
 
 use crate::util::{SERVER, env, exits, wait_or_explain, wait_state};
@@ -630,4 +631,50 @@ fn an_sqlite_database_in_use_is_dumped_as_a_consistent_copy() {
     assert!(said.starts_with("ok "), "{check:?}");
     let results: u64 = said.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(results > 0, "{said}");
+}
+
+#[test]
+fn a_rest_repository_is_reached_with_its_login_from_a_secret() {
+    require!(Need::Restic);
+    let server = RestServer::start(RestOptions {
+        auth: Some(("alice".to_owned(), "rest-s3cret".to_owned())),
+        ..RestOptions::default()
+    });
+    let e = job(&format!(
+        "repository = \"rest:{}\"\nrest = {{ user = \"alice\", password = {{ file = \"rest.pw\" }} }}\nat = \"02:30\"\n",
+        server.url()
+    ));
+    // `job` names a directory: this config names the server instead.
+    let text = std::fs::read_to_string(e.config_path()).unwrap();
+    e.config(&text.replace("repository = \"repo\"\n", ""));
+    e.write("rest.pw", "not-the-password\n");
+    let refused = exits(&e, &["backup", "init", "nightly"], 3, &["HTTP 401"]);
+    assert!(
+        !format!("{refused:?}").contains("not-the-password"),
+        "{refused:?}"
+    );
+
+    e.write("rest.pw", "rest-s3cret\n");
+    exits(
+        &e,
+        &["backup", "init", "nightly"],
+        0,
+        &["created repository"],
+    );
+    let run = exits(&e, &["backup", "run", "nightly"], 0, &["snapshot", "saved"]);
+    let id = run.stdout.trim();
+    let out = std::process::Command::new("restic")
+        .args([
+            "-r",
+            &format!("rest:{}", server.url_with("alice", "rest-s3cret")),
+        ])
+        .args(["snapshots", "--json", "--no-lock", "--no-cache"])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let snaps: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snaps[0]["id"], id, "{snaps}");
+    let shown = exits(&e, &["show-config"], 0, &[]);
+    assert!(!shown.stdout.contains("rest-s3cret"), "{shown:?}");
 }
