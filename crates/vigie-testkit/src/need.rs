@@ -62,6 +62,9 @@ pub enum Need {
     /// `systemd-analyze` (package systemd, installed, never started): it
     /// checks the unit offline.
     SystemdAnalyze,
+    /// Prometheus's `promtool` (package prometheus, never started): it
+    /// parses and lints `/metrics` as a Prometheus server would.
+    Promtool,
 }
 
 fn root() -> bool {
@@ -172,6 +175,7 @@ impl Need {
                     )
                 }),
             Need::Man => program(runs("man", &["--version"]), "man", "man-db"),
+            Need::Promtool => program(runs("promtool", &["--version"]), "promtool", "prometheus"),
             Need::SystemdAnalyze => program(
                 runs("systemd-analyze", &["--version"]),
                 "systemd-analyze",
