@@ -50,7 +50,10 @@ impl HostMetrics {
                 .collect()
         })
         .await
-        .unwrap_or_default();
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the host metrics collectors panicked; this page has none");
+            Vec::new()
+        });
         if let Some((output, took)) = units {
             let ok = match output.and_then(|text| {
                 let units = systemd::parse(&text).map_err(|e| {

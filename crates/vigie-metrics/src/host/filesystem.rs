@@ -166,7 +166,7 @@ enum Stat {
 /// that nothing is allocated per call.
 #[derive(Debug)]
 struct Worker {
-    jobs: mpsc::Sender<String>,
+    jobs: mpsc::SyncSender<String>,
     replies: mpsc::Receiver<(String, std::io::Result<Space>)>,
 }
 
@@ -210,8 +210,10 @@ impl Statter {
     }
 
     fn spawn(&self) -> std::io::Result<Worker> {
-        let (jobs, job_rx) = mpsc::channel::<String>();
-        let (reply_tx, replies) = mpsc::channel();
+        // One job at a time, one reply: bounded channels are allocated
+        // here, once, where an unbounded one allocates as it goes.
+        let (jobs, job_rx) = mpsc::sync_channel::<String>(1);
+        let (reply_tx, replies) = mpsc::sync_channel(1);
         let stuck = self.stuck.clone();
         let call = self.call;
         std::thread::Builder::new()

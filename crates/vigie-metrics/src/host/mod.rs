@@ -176,7 +176,9 @@ impl HostCollector {
     pub fn with_proc(proc: impl AsRef<Path>) -> Self {
         Self {
             files: Files::new(proc.as_ref()),
-            buf: String::new(),
+            // Room for the largest file read (mountinfo, /proc/stat on a
+            // big machine grow past it once, then stay).
+            buf: String::with_capacity(64 * 1024),
             cpu: stat::CpuState::default(),
             filesystem: filesystem::FsState::new(MOUNT_TIMEOUT),
             processes: processes::ProcState::default(),

@@ -25,8 +25,9 @@ impl Default for ProcState {
     fn default() -> Self {
         Self {
             dir: Vec::with_capacity(32 * 1024),
-            path: String::new(),
-            stat: String::new(),
+            path: String::with_capacity(32),
+            // A process's stat line is a few hundred bytes.
+            stat: String::with_capacity(1024),
         }
     }
 }
