@@ -371,3 +371,115 @@ pub(crate) mod fixture {
             .map(|s| s.value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixture::value;
+
+    /// A copy of the fixtures' `/proc`, without the files named.
+    fn proc_without(missing: &[&str]) -> tempfile::TempDir {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc");
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "stat",
+            "loadavg",
+            "meminfo",
+            "diskstats",
+            "net/dev",
+            "self/mountinfo",
+            "sys/fs/file-nr",
+            "sys/kernel/pid_max",
+            "sys/kernel/threads-max",
+        ] {
+            if missing.contains(&file) {
+                continue;
+            }
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(from.join(file), to).unwrap();
+        }
+        dir
+    }
+
+    fn success(samples: &[Sample], collector: &str) -> Option<f64> {
+        value(
+            samples,
+            "node_scrape_collector_success",
+            &[("collector", collector)],
+        )
+    }
+
+    #[test]
+    fn every_collector_reads_a_proc_of_fixtures() {
+        let proc = proc_without(&[]);
+        let mut c = HostCollector::with_proc(proc.path());
+        let samples = c.collect();
+        for name in COLLECTORS {
+            assert_eq!(success(&samples, name), Some(1.0), "{name}");
+        }
+        assert_eq!(c.failing().count(), 0);
+        assert_eq!(value(&samples, "node_load1", &[]), Some(2.89));
+        assert_eq!(
+            value(&samples, "node_processes_max_processes", &[]),
+            Some(
+                fixture::read("proc/sys/kernel/pid_max")
+                    .trim()
+                    .parse()
+                    .unwrap()
+            )
+        );
+        // No PID directories in the copy.
+        assert_eq!(value(&samples, "node_processes_pids", &[]), Some(0.0));
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "node_filesystem_size_bytes"
+                    && s.label("mountpoint") == Some("/"))
+        );
+    }
+
+    #[test]
+    fn a_failing_collector_says_so_and_the_others_go_on() {
+        let proc = proc_without(&["diskstats"]);
+        let mut c = HostCollector::with_proc(proc.path());
+        let samples = c.collect();
+        assert_eq!(success(&samples, "diskstats"), Some(0.0));
+        assert!(samples.iter().all(|s| !s.name.starts_with("node_disk_")));
+        assert_eq!(success(&samples, "meminfo"), Some(1.0));
+        let failing: Vec<(&str, &str)> = c.failing().collect();
+        assert_eq!(failing.len(), 1, "{failing:?}");
+        assert_eq!(failing[0].0, "diskstats");
+        assert!(
+            failing[0].1.contains("diskstats: No such file"),
+            "{failing:?}"
+        );
+
+        // A file the kernel would not write: nothing half-read is kept.
+        std::fs::write(
+            proc.path().join("meminfo"),
+            "MemTotal: 1 kB\nMemFree: x kB\n",
+        )
+        .unwrap();
+        let samples = c.collect();
+        assert_eq!(success(&samples, "meminfo"), Some(0.0));
+        assert!(samples.iter().all(|s| !s.name.starts_with("node_memory_")));
+        let failing: Vec<(&str, &str)> = c.failing().collect();
+        assert!(
+            failing.iter().any(|(n, e)| *n == "meminfo"
+                && e.contains("MemFree `x` is not a number")
+                && e.contains("please report")),
+            "{failing:?}"
+        );
+
+        // Back: the collector works again and is no longer failing.
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc/diskstats"),
+            proc.path().join("diskstats"),
+        )
+        .unwrap();
+        let samples = c.collect();
+        assert_eq!(success(&samples, "diskstats"), Some(1.0));
+        assert!(c.failing().all(|(n, _)| n != "diskstats"));
+    }
+}
