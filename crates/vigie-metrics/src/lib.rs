@@ -25,6 +25,8 @@ pub enum Kind {
     Gauge,
     Counter,
     Histogram,
+    /// A value of unknown kind (node_exporter's `/proc/vmstat` fields).
+    Untyped,
 }
 
 impl Exposition {
@@ -38,6 +40,7 @@ impl Exposition {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
             Kind::Histogram => "histogram",
+            Kind::Untyped => "untyped",
         };
         let _ = writeln!(
             self.out,

@@ -57,7 +57,7 @@ fn every_collector_succeeds_here() {
         .filter(|s| s.name == "node_scrape_collector_success")
         .filter_map(|s| s.label("collector"))
         .collect();
-    assert_eq!(collectors.len(), 11, "{collectors:?}");
+    assert_eq!(collectors.len(), 12, "{collectors:?}");
 }
 
 #[test]
@@ -393,6 +393,7 @@ fn the_exposition_reads_back() {
         assert_eq!(families[name].0, kind, "{name}");
         assert!(!families[name].1.is_empty(), "{name}");
     }
+    assert_eq!(families["node_vmstat_pgfault"].0, "untyped");
     // Counters end in _total, as node_exporter's do.
     for (name, (kind, _)) in &families {
         assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");

@@ -1,4 +1,5 @@
-//! The small collectors: `loadavg`, `filefd`, `time` and `uname`.
+//! The small collectors: `loadavg`, `vmstat`, `filefd`, `time` and
+//! `uname`.
 
 use super::number;
 use crate::{Kind, Sample};
@@ -13,6 +14,43 @@ pub fn loadavg_samples(text: &str, out: &mut Vec<Sample>) -> Result<(), String> 
     ] {
         let v: f64 = number(fields.next(), name)?;
         out.push(Sample::new(name, Kind::Gauge, help, v));
+    }
+    Ok(())
+}
+
+/// The fields of `/proc/vmstat` node_exporter gives by default (its
+/// `--collector.vmstat.fields`, `^(oom_kill|pgpg|pswp|pg.*fault).*`, on
+/// today's kernels), untyped as it gives them.
+macro_rules! vmstat {
+    ($($key:literal),+) => {
+        [$((
+            $key,
+            concat!("node_vmstat_", $key),
+            concat!("/proc/vmstat information field ", $key, "."),
+        )),+]
+    };
+}
+const VMSTAT: [(&str, &str, &str); 7] = vmstat!(
+    "pgpgin",
+    "pgpgout",
+    "pswpin",
+    "pswpout",
+    "pgfault",
+    "pgmajfault",
+    "oom_kill"
+);
+
+/// `/proc/vmstat`: pages paged in and out, swapped in and out, page
+/// faults, OOM kills (`node_vmstat_*`).
+pub fn vmstat_samples(text: &str, out: &mut Vec<Sample>) -> Result<(), String> {
+    for line in text.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some(key) = fields.next() else { continue };
+        let Some((_, name, help)) = VMSTAT.iter().find(|(k, _, _)| *k == key) else {
+            continue;
+        };
+        let v: u64 = number(fields.next(), key)?;
+        out.push(Sample::new(name, Kind::Untyped, help, v as f64));
     }
     Ok(())
 }
@@ -89,6 +127,42 @@ mod tests {
         assert_eq!(v("node_load15"), 1.31);
         assert_eq!(v("node_filefd_allocated"), 501.0);
         assert_eq!(v("node_filefd_maximum"), 2_466_177.0);
+    }
+
+    #[test]
+    fn vmstat_of_this_machine() {
+        let text = read("proc/vmstat");
+        let mut out = Vec::new();
+        vmstat_samples(&text, &mut out).unwrap();
+        assert_eq!(out.len(), 7);
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert_eq!(
+            value(&out, "node_vmstat_pgfault", &[]),
+            Some(field("pgfault"))
+        );
+        assert_eq!(
+            value(&out, "node_vmstat_oom_kill", &[]),
+            Some(field("oom_kill"))
+        );
+        assert!(out.iter().all(|s| s.kind == Kind::Untyped));
+        // The fields node_exporter's default filter keeps, and no others.
+        let kept: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split(' ').next())
+            .filter(|k| {
+                ["oom_kill", "pgpg", "pswp"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+                    || k.strip_prefix("pg").is_some_and(|r| r.contains("fault"))
+            })
+            .collect();
+        assert_eq!(kept.len(), out.len(), "{kept:?}");
     }
 
     #[test]

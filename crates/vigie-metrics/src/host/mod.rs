@@ -14,6 +14,7 @@
 //! | `stat` | `/proc/stat` | `node_intr_total`, `node_context_switches_total`, `node_forks_total`, `node_boot_time_seconds`, `node_procs_running`, `node_procs_blocked` |
 //! | `loadavg` | `/proc/loadavg` | `node_load1`, `node_load5`, `node_load15` |
 //! | `meminfo` | `/proc/meminfo` | `node_memory_<Field>_bytes` (and `node_memory_HugePages_*`) |
+//! | `vmstat` | `/proc/vmstat` | `node_vmstat_{pgpgin,pgpgout,pswpin,pswpout,pgfault,pgmajfault,oom_kill}` |
 //! | `diskstats` | `/proc/diskstats` | `node_disk_*{device}` |
 //! | `netdev` | `/proc/net/dev` | `node_network_{receive,transmit}_*_total{device}` |
 //! | `filesystem` | `/proc/self/mountinfo`, `statvfs` | `node_filesystem_*{device,device_error,fstype,mountpoint}` |
@@ -72,6 +73,7 @@ struct Files {
     stat: PathBuf,
     loadavg: PathBuf,
     meminfo: PathBuf,
+    vmstat: PathBuf,
     diskstats: PathBuf,
     net_dev: PathBuf,
     mountinfo: PathBuf,
@@ -87,6 +89,7 @@ impl Files {
             stat: proc.join("stat"),
             loadavg: proc.join("loadavg"),
             meminfo: proc.join("meminfo"),
+            vmstat: proc.join("vmstat"),
             diskstats: proc.join("diskstats"),
             net_dev: proc.join("net/dev"),
             mountinfo: proc.join("self/mountinfo"),
@@ -128,11 +131,12 @@ fn number<T: std::str::FromStr>(field: Option<&str>, what: &str) -> Result<T, St
 }
 
 /// The collectors in the order they run and are reported.
-const COLLECTORS: [&str; 11] = [
+const COLLECTORS: [&str; 12] = [
     "cpu",
     "stat",
     "loadavg",
     "meminfo",
+    "vmstat",
     "diskstats",
     "netdev",
     "filesystem",
@@ -262,6 +266,10 @@ impl HostCollector {
                 read_into(&f.meminfo, &mut self.buf)?;
                 meminfo::samples(&self.buf, out).map_err(format_error(&f.meminfo))?;
             }
+            "vmstat" => {
+                read_into(&f.vmstat, &mut self.buf)?;
+                misc::vmstat_samples(&self.buf, out).map_err(format_error(&f.vmstat))?;
+            }
             "diskstats" => {
                 read_into(&f.diskstats, &mut self.buf)?;
                 diskstats::samples(&self.buf, out).map_err(format_error(&f.diskstats))?;
@@ -385,6 +393,7 @@ mod tests {
             "stat",
             "loadavg",
             "meminfo",
+            "vmstat",
             "diskstats",
             "net/dev",
             "self/mountinfo",
