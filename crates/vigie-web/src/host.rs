@@ -124,3 +124,37 @@ async fn failed_units() -> Result<String, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real systemctl, through the command runner: where systemd is
+    /// PID 1 its list parses; elsewhere its refusal is an error that says
+    /// what systemctl said, and the page has no systemd families.
+    #[tokio::test]
+    async fn systemctl_is_asked_and_understood() {
+        vigie_testkit::require!(vigie_testkit::Need::Systemctl);
+        let result = failed_units().await;
+        let host = Arc::new(HostMetrics::new());
+        let samples = host.samples().await;
+        let systemd_samples = samples
+            .iter()
+            .filter(|s| {
+                s.name.starts_with("node_systemd_") || s.label("collector") == Some("systemd")
+            })
+            .count();
+        if systemd::running() {
+            let text = result.expect("systemctl lists failed units");
+            let units = systemd::parse(&text).expect("its output parses");
+            // node_systemd_units, the units, and the two scrape samples.
+            assert_eq!(systemd_samples, units.len() + 3);
+        } else {
+            let e = result.unwrap_err();
+            assert!(e.starts_with("systemctl failed (exit "), "{e}");
+            assert!(e.contains("systemd"), "{e}");
+            assert_eq!(systemd_samples, 0);
+        }
+        assert!(samples.iter().any(|s| s.name == "node_load1"));
+    }
+}
