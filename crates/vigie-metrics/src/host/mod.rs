@@ -130,21 +130,58 @@ fn number<T: std::str::FromStr>(field: Option<&str>, what: &str) -> Result<T, St
         .map_err(|_| format!("{what} `{field}` is not a number"))
 }
 
-/// The collectors in the order they run and are reported.
-const COLLECTORS: [&str; 12] = [
-    "cpu",
-    "stat",
-    "loadavg",
-    "meminfo",
-    "vmstat",
-    "diskstats",
-    "netdev",
-    "filesystem",
-    "filefd",
-    "processes",
-    "time",
-    "uname",
-];
+/// The collectors, named as node_exporter's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Collector {
+    Cpu,
+    Stat,
+    Loadavg,
+    Meminfo,
+    Vmstat,
+    Diskstats,
+    Netdev,
+    Filesystem,
+    Filefd,
+    Processes,
+    Time,
+    Uname,
+}
+
+impl Collector {
+    /// In the order they run and are reported.
+    const ALL: [Self; 12] = [
+        Self::Cpu,
+        Self::Stat,
+        Self::Loadavg,
+        Self::Meminfo,
+        Self::Vmstat,
+        Self::Diskstats,
+        Self::Netdev,
+        Self::Filesystem,
+        Self::Filefd,
+        Self::Processes,
+        Self::Time,
+        Self::Uname,
+    ];
+
+    /// Its `collector` label.
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Stat => "stat",
+            Self::Loadavg => "loadavg",
+            Self::Meminfo => "meminfo",
+            Self::Vmstat => "vmstat",
+            Self::Diskstats => "diskstats",
+            Self::Netdev => "netdev",
+            Self::Filesystem => "filesystem",
+            Self::Filefd => "filefd",
+            Self::Processes => "processes",
+            Self::Time => "time",
+            Self::Uname => "uname",
+        }
+    }
+}
 
 /// Collects the host's metrics; keep one and call [`collect`](Self::collect)
 /// as often as needed (it keeps counters monotonic across CPU hotplug and
@@ -209,19 +246,20 @@ impl HostCollector {
     /// [`collect`](Self::collect), appending to `out`.
     pub fn collect_into(&mut self, out: &mut Vec<Sample>) {
         let start_len = out.len();
-        let mut report = [(false, 0.0); COLLECTORS.len()];
-        for (i, name) in COLLECTORS.iter().enumerate() {
+        let mut report = [(false, 0.0); Collector::ALL.len()];
+        for (i, collector) in Collector::ALL.into_iter().enumerate() {
             let started = Instant::now();
             let before = out.len();
-            let result = self.run(name, out);
+            let result = self.run(collector, out);
             if result.is_err() {
                 // Nothing half-read: a failed collector says so, and only that.
                 out.truncate(before);
             }
             report[i] = (result.is_ok(), started.elapsed().as_secs_f64());
-            self.note(name, result.err());
+            self.note(collector.name(), result.err());
         }
-        for (name, (ok, seconds)) in COLLECTORS.iter().zip(report) {
+        for (collector, (ok, seconds)) in Collector::ALL.into_iter().zip(report) {
+            let name = collector.name();
             out.push(scrape_sample(
                 "node_scrape_collector_duration_seconds",
                 "node_exporter: Duration of a collector scrape.",
@@ -243,10 +281,10 @@ impl HostCollector {
         self.failing.iter().map(|(n, e)| (*n, e.as_str()))
     }
 
-    fn run(&mut self, name: &str, out: &mut Vec<Sample>) -> Result<(), HostError> {
+    fn run(&mut self, collector: Collector, out: &mut Vec<Sample>) -> Result<(), HostError> {
         let f = &self.files;
-        match name {
-            "cpu" => {
+        match collector {
+            Collector::Cpu => {
                 read_into(&f.stat, &mut self.buf)?;
                 let ticks = rustix::param::clock_ticks_per_second() as f64;
                 self.cpu
@@ -254,41 +292,41 @@ impl HostCollector {
                     .map_err(format_error(&f.stat))?;
                 self.cpu.samples(ticks, out);
             }
-            "stat" => {
+            Collector::Stat => {
                 read_into(&f.stat, &mut self.buf)?;
                 stat::stat_samples(&self.buf, out).map_err(format_error(&f.stat))?;
             }
-            "loadavg" => {
+            Collector::Loadavg => {
                 read_into(&f.loadavg, &mut self.buf)?;
                 misc::loadavg_samples(&self.buf, out).map_err(format_error(&f.loadavg))?;
             }
-            "meminfo" => {
+            Collector::Meminfo => {
                 read_into(&f.meminfo, &mut self.buf)?;
                 meminfo::samples(&self.buf, out).map_err(format_error(&f.meminfo))?;
             }
-            "vmstat" => {
+            Collector::Vmstat => {
                 read_into(&f.vmstat, &mut self.buf)?;
                 misc::vmstat_samples(&self.buf, out).map_err(format_error(&f.vmstat))?;
             }
-            "diskstats" => {
+            Collector::Diskstats => {
                 read_into(&f.diskstats, &mut self.buf)?;
                 diskstats::samples(&self.buf, out).map_err(format_error(&f.diskstats))?;
             }
-            "netdev" => {
+            Collector::Netdev => {
                 read_into(&f.net_dev, &mut self.buf)?;
                 netdev::samples(&self.buf, out).map_err(format_error(&f.net_dev))?;
             }
-            "filesystem" => {
+            Collector::Filesystem => {
                 read_into(&f.mountinfo, &mut self.buf)?;
                 self.filesystem
                     .collect(&self.buf, out)
                     .map_err(format_error(&f.mountinfo))?;
             }
-            "filefd" => {
+            Collector::Filefd => {
                 read_into(&f.file_nr, &mut self.buf)?;
                 misc::filefd_samples(&self.buf, out).map_err(format_error(&f.file_nr))?;
             }
-            "processes" => {
+            Collector::Processes => {
                 self.processes.collect(&f.proc, out)?;
                 for (path, name, help) in [
                     (
@@ -308,9 +346,8 @@ impl HostCollector {
                     out.push(Sample::new(name, Kind::Gauge, help, max as f64));
                 }
             }
-            "time" => misc::time_samples(out),
-            "uname" => misc::uname_samples(out),
-            _ => unreachable!("a collector of COLLECTORS"),
+            Collector::Time => misc::time_samples(out),
+            Collector::Uname => misc::uname_samples(out),
         }
         Ok(())
     }
@@ -424,8 +461,8 @@ mod tests {
         let proc = proc_without(&[]);
         let mut c = HostCollector::with_proc(proc.path());
         let samples = c.collect();
-        for name in COLLECTORS {
-            assert_eq!(success(&samples, name), Some(1.0), "{name}");
+        for c in Collector::ALL {
+            assert_eq!(success(&samples, c.name()), Some(1.0), "{c:?}");
         }
         assert_eq!(c.failing().count(), 0);
         assert_eq!(value(&samples, "node_load1", &[]), Some(2.89));
