@@ -1,5 +1,16 @@
-//! Prometheus text exposition (format 0.0.4) and the standard `process_*`
-//! metrics, read from `/proc/self`.
+//! Prometheus text exposition (format 0.0.4), the standard `process_*`
+//! metrics, read from `/proc/self`, and the host's metrics under
+//! node_exporter's names ([`host`]), returned as [`Sample`]s.
+
+// Tests compare values that are whole numbers (or their products by
+// 1024 or 512), exact in f64: `assert_eq!` says what differs.
+#![cfg_attr(test, allow(clippy::float_cmp))]
+
+pub mod host;
+mod sample;
+
+pub use host::HostCollector;
+pub use sample::Sample;
 
 use std::fmt::Write as _;
 
@@ -9,11 +20,13 @@ pub struct Exposition {
     out: String,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Gauge,
     Counter,
     Histogram,
+    /// A value of unknown kind (node_exporter's `/proc/vmstat` fields).
+    Untyped,
 }
 
 impl Exposition {
@@ -27,6 +40,7 @@ impl Exposition {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
             Kind::Histogram => "histogram",
+            Kind::Untyped => "untyped",
         };
         let _ = writeln!(
             self.out,
@@ -38,15 +52,27 @@ impl Exposition {
 
     /// One sample line.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample_iter(name, labels.iter().copied(), value);
+    }
+
+    /// One sample line, its labels from an iterator.
+    pub fn sample_iter<'a>(
+        &mut self,
+        name: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        value: f64,
+    ) {
         self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
-            }
+        let mut any = false;
+        for (k, v) in labels {
+            self.out.push(if any { ',' } else { '{' });
+            any = true;
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            escape_into(&mut self.out, v);
+            self.out.push('"');
+        }
+        if any {
             self.out.push('}');
         }
         self.out.push(' ');
@@ -65,10 +91,17 @@ impl Exposition {
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A label value as the text format wants it: backslash, double quote
+/// and line feed escaped.
+fn escape_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Facts about this process, from `/proc/self`.

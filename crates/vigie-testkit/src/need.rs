@@ -62,6 +62,12 @@ pub enum Need {
     /// `systemd-analyze` (package systemd, installed, never started): it
     /// checks the unit offline.
     SystemdAnalyze,
+    /// `systemctl` (package systemd, never started here): what it says
+    /// where systemd is PID 1, and where it is not.
+    Systemctl,
+    /// Prometheus's `promtool` (package prometheus, never started): it
+    /// parses and lints `/metrics` as a Prometheus server would.
+    Promtool,
 }
 
 fn root() -> bool {
@@ -172,6 +178,12 @@ impl Need {
                     )
                 }),
             Need::Man => program(runs("man", &["--version"]), "man", "man-db"),
+            Need::Systemctl => program(
+                runs("systemctl", &["--version"]),
+                "systemctl",
+                "systemd",
+            ),
+            Need::Promtool => program(runs("promtool", &["--version"]), "promtool", "prometheus"),
             Need::SystemdAnalyze => program(
                 runs("systemd-analyze", &["--version"]),
                 "systemd-analyze",

@@ -1,12 +1,15 @@
 //! vigie's HTTP server: `/healthz`, heartbeat pings, the JSON API and
 //! `/metrics`. It reads the engine's published state and hands pings to
 //! the engine; it never runs checks itself. `serve` holds the accept loop
-//! (timeouts, the connection cap), `guard` what a browser may not do.
+//! (timeouts, the connection cap), `guard` what a browser may not do,
+//! `host` the host's metrics (node_exporter's names) that `/metrics`
+//! serves beside vigie's own.
 
 // The workspace still allows long functions (issue 11 §2); this crate has
 // none left and keeps it so.
 
 mod guard;
+mod host;
 mod serve;
 
 pub use guard::REQUEST_TIMEOUT;
@@ -25,7 +28,7 @@ use axum::routing::{get, post};
 use vigie_engine::{Engine, HeartbeatPing, LAG_BUCKETS, PingError};
 use vigie_failover::FailoverActions;
 use vigie_failover::quorum::local_vote;
-use vigie_metrics::{Exposition, Kind};
+use vigie_metrics::{Exposition, Kind, Sample};
 
 #[derive(Clone)]
 struct App {
@@ -34,6 +37,7 @@ struct App {
     token: Option<Arc<str>>,
     failover: Option<Arc<FailoverActions>>,
     stats: Arc<ServerStats>,
+    host: Arc<host::HostMetrics>,
 }
 
 /// The largest request body read (an ack's note is the biggest).
@@ -73,6 +77,7 @@ pub async fn serve(
         token: server.token.as_ref().map(|t| Arc::from(t.expose())),
         failover,
         stats: stats.clone(),
+        host: Arc::new(host::HostMetrics::new()),
     };
     // The token-guarded routes: authenticated before any body is read.
     let api = Router::new()
@@ -344,7 +349,8 @@ async fn ack(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Byte
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let body = render_metrics(&app.engine, &app.stats);
+    let host = app.host.samples().await;
+    let body = render_metrics(&app.engine, &app.stats, &host);
     (
         [(
             header::CONTENT_TYPE,
@@ -355,8 +361,9 @@ async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-/// The whole `/metrics` page.
-pub fn render_metrics(engine: &Engine, server: &ServerStats) -> String {
+/// The whole `/metrics` page: vigie's own families, then the host's
+/// (`host`, from `host::HostMetrics::samples`).
+pub fn render_metrics(engine: &Engine, server: &ServerStats, host: &[Sample]) -> String {
     let mut e = Exposition::new();
     let statuses = engine.statuses();
     check_metrics(&mut e, &statuses);
@@ -364,6 +371,7 @@ pub fn render_metrics(engine: &Engine, server: &ServerStats) -> String {
     engine_metrics(&mut e, engine);
     server_metrics(&mut e, server);
     vigie_metrics::write_process_metrics(&mut e);
+    e.samples(host);
     e.finish()
 }
 

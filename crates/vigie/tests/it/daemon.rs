@@ -296,6 +296,15 @@ fn api_and_metrics() {
             "vigie_schedule_lag_seconds_bucket{le=\"+Inf\"}",
             "process_resident_memory_bytes ",
             "process_cpu_seconds_total ",
+            // The host's, under node_exporter's names.
+            "# TYPE node_cpu_seconds_total counter",
+            "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} ",
+            "node_memory_MemAvailable_bytes ",
+            "node_filesystem_avail_bytes{device=",
+            "node_network_receive_bytes_total{device=\"lo\"} ",
+            "node_load1 ",
+            "node_uname_info{domainname=",
+            "node_scrape_collector_success{collector=\"filesystem\"} 1",
         ],
     );
 }

@@ -342,3 +342,31 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
 fn sockets_and_files(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
+
+/// The daemon's whole `/metrics` (vigie's families and the host's), as a
+/// Prometheus server parses it: promtool finds no error, and lints
+/// nothing but node_exporter's own camelCase memory names.
+#[test]
+fn promtool_reads_the_whole_metrics_page() {
+    vigie_testkit::require!(vigie_testkit::Need::Promtool);
+    let e = env();
+    let d = start(&e, &mem_check());
+    let (status, metrics) = d.http("GET", "/metrics", &[]);
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metrics.contains("node_cpu_seconds_total{"), "{metrics}");
+    let file = e.write("metrics.txt", &metrics);
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .expect("promtool runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{said}");
+    for finding in said.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            finding.starts_with("node_memory_") && finding.contains("camelCase"),
+            "promtool: {finding}\n{said}"
+        );
+    }
+}
