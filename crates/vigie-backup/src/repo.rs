@@ -161,6 +161,15 @@ impl RepoSpec {
         self
     }
 
+    /// The same repository, its `s3:` or `rest:` server's certificate
+    /// checked against the CA certificates of this PEM file too.
+    #[must_use]
+    pub fn with_ca(mut self, ca: PathBuf) -> RepoSpec {
+        self.access.ca = Some(ca);
+        self.backends = Arc::default();
+        self
+    }
+
     /// The repository's storage (made once, then shared).
     pub(crate) fn backends(&self) -> Result<Backends, Error> {
         if let Some(b) = self.backends.get() {

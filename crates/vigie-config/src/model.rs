@@ -178,6 +178,8 @@ pub struct BackupJob {
     pub s3: Option<BackupS3>,
     /// The user and password of a `rest:` repository's server.
     pub rest: Option<BackupRest>,
+    /// CA certificates trusted beside the system's (`s3:`, `rest:`).
+    pub ca: Option<PathBuf>,
     /// When restore drills run (cron), if they do.
     pub drill: Option<vigie_core::Cron>,
     /// The share of the files a drill restores (percent), all when absent.

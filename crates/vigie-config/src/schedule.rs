@@ -242,6 +242,7 @@ mod tests {
             ssh: Vec::new(),
             s3: None,
             rest: None,
+            ca: None,
             drill: None,
             drill_sample: None,
             check: None,

@@ -165,11 +165,17 @@ impl Location {
                 let credentials = access.s3.clone().ok_or_else(|| {
                     "an s3: repository needs an access key and a secret key".to_owned()
                 })?;
-                Ok(both(S3Backend::new(target.clone(), credentials)?))
+                Ok(both(S3Backend::new(
+                    target.clone(),
+                    credentials,
+                    access.ca.as_deref(),
+                )?))
             }
-            Location::Rest(target) => {
-                Ok(both(RestBackend::new(target.clone(), access.rest.clone())?))
-            }
+            Location::Rest(target) => Ok(both(RestBackend::new(
+                target.clone(),
+                access.rest.clone(),
+                access.ca.as_deref(),
+            )?)),
             Location::Unsupported { scheme } => {
                 Err(format!("{scheme}: repositories are not supported yet"))
             }
@@ -202,6 +208,29 @@ pub struct Access {
     pub s3: Option<S3Credentials>,
     /// The user and password for `rest:`, instead of the URL's.
     pub rest: Option<RestCredentials>,
+    /// A PEM file of CA certificates trusted beside the system's roots,
+    /// for an `s3:` or `rest:` server with a private CA (restic's
+    /// `--cacert`).
+    pub ca: Option<PathBuf>,
+}
+
+/// The blocking HTTP client of `s3:` and `rest:`: the system's roots
+/// (and `ca`'s), no redirects followed, bounded waits.
+pub(crate) fn http_client(
+    ca: Option<&std::path::Path>,
+) -> Result<reqwest::blocking::Client, String> {
+    let tls = vigie_net::tls_client_config(&vigie_net::TlsOptions {
+        ca,
+        ..vigie_net::TlsOptions::https()
+    })
+    .map_err(|e| e.to_string())?;
+    reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_mins(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot set up an HTTP client: {e}"))
 }
 
 #[cfg(test)]

@@ -249,16 +249,9 @@ impl RestBackend {
     pub fn new(
         target: RestTarget,
         credentials: Option<RestCredentials>,
+        ca: Option<&std::path::Path>,
     ) -> Result<RestBackend, String> {
-        let tls = vigie_net::tls_client_config(&vigie_net::TlsOptions::https())
-            .map_err(|e| e.to_string())?;
-        let client = reqwest::blocking::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_mins(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot set up an HTTP client: {e}"))?;
+        let client = super::http_client(ca)?;
         let credentials = credentials.or_else(|| target.credentials.clone());
         Ok(RestBackend {
             target,
@@ -701,7 +694,7 @@ mod tests {
     fn passwords_never_show() {
         let target = RestTarget::parse("https://user:hunter2@host/").unwrap();
         assert!(!format!("{target:?}").contains("hunter2"));
-        let backend = RestBackend::new(target, None).unwrap();
+        let backend = RestBackend::new(target, None, None).unwrap();
         assert!(!format!("{backend:?}").contains("hunter2"));
         assert_eq!(backend.location(), "rest:https://host/");
         assert_eq!(
@@ -723,7 +716,7 @@ mod tests {
     ) -> (vigie_testkit::rest::RestServer, RestBackend) {
         let server = vigie_testkit::rest::RestServer::start(options);
         let target = RestTarget::parse(&server.url()).unwrap();
-        let backend = RestBackend::new(target, None).unwrap();
+        let backend = RestBackend::new(target, None, None).unwrap();
         backend.create().unwrap();
         (server, backend)
     }

@@ -170,16 +170,13 @@ struct Resp {
 impl S3Backend {
     /// The bucket at `target`, reached with `credentials` (nothing sent
     /// yet).
-    pub fn new(target: S3Target, credentials: S3Credentials) -> Result<S3Backend, String> {
-        let tls = vigie_net::tls_client_config(&vigie_net::TlsOptions::https())
-            .map_err(|e| e.to_string())?;
-        let client = reqwest::blocking::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_mins(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot set up an HTTP client: {e}"))?;
+    /// `ca`: a PEM file of CA certificates trusted beside the system's.
+    pub fn new(
+        target: S3Target,
+        credentials: S3Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> Result<S3Backend, String> {
+        let client = super::http_client(ca)?;
         Ok(S3Backend {
             target,
             credentials,

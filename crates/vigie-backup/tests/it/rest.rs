@@ -310,3 +310,25 @@ fn restic_prune_waits_for_vigie_s_lock_over_rest() {
     restic(&place, &url, &["prune"]);
     restic_check(&place, &url);
 }
+
+/// An HTTPS server whose certificate a private CA signed: refused on the
+/// system's roots alone, reached with `ca` (restic's `--cacert`). The
+/// server is no REST server: reached, it has no repository to show.
+#[test]
+fn a_private_ca_is_trusted_only_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let server = vigie_testkit::servers::https(vigie_testkit::servers::Cert::ValidFor(30), &ca);
+    let url = format!("rest:https://127.0.0.1:{}/", server.addr.port());
+    let refused = vigie_backup::reach(&RepoSpec::new("off", &url).unwrap()).unwrap_err();
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+    let reached =
+        vigie_backup::reach(&RepoSpec::new("off", &url).unwrap().with_ca(ca.clone())).unwrap_err();
+    assert!(
+        matches!(reached, Error::NoRepository { .. }),
+        "past TLS, the server holds no repository: {reached}"
+    );
+}

@@ -206,6 +206,9 @@ pub(crate) fn repo_spec(job: &BackupJob) -> Result<vigie_backup::RepoSpec, vigie
             password: rest.password.expose().to_owned(),
         });
     }
+    if let Some(ca) = &job.ca {
+        spec = spec.with_ca(ca.clone());
+    }
     Ok(spec)
 }
 

@@ -111,6 +111,11 @@ pub(super) struct RawBackup {
     /// "REST_PASSWORD" } }`.
     #[schemars(with = "Option<RawRest>")]
     rest: Option<Spanned<RawRest>>,
+    /// A PEM file of CA certificates trusted beside the system's, for an
+    /// `s3:` or `rest:` server whose certificate a private CA signed
+    /// (restic's `--cacert`), relative to the config file.
+    #[schemars(with = "Option<PathBuf>")]
+    ca: Option<Spanned<PathBuf>>,
     /// Restore drills: `"daily"`, `"weekly"` (Sundays), `"monthly"` (the
     /// 1st), at 05:30 in the job's time zone plus this host's offset, or a
     /// cron expression. Each restores the latest snapshot (or a sample)
@@ -314,6 +319,19 @@ impl Loader {
             .map(|p| p.get_ref().iter().map(|p| self.base.join(p)).collect())
             .unwrap_or_default();
         values(&raw, key, problems);
+        if let Some(ca) = &raw.ca
+            && !self.base.join(ca.get_ref()).is_file()
+        {
+            problems.push((
+                ca.span(),
+                format!("{key}.ca"),
+                format!(
+                    "CA file {} does not exist",
+                    self.base.join(ca.get_ref()).display()
+                ),
+                Some("give a PEM file of trusted certificates".into()),
+            ));
+        }
         let (drill, drill_sample) = drills(&raw, key, problems);
         let (check, check_read_data) = integrity(&raw, key, problems);
         let (at, period) = timing(&raw, key, problems);
@@ -399,6 +417,7 @@ impl Loader {
                     password: r.password,
                 }
             }),
+            ca: raw.ca.map(|c| self.base.join(c.into_inner())),
         };
         Some((job, password, keys.zip(s3_span), rest))
     }
@@ -840,6 +859,16 @@ pub fn read_data_subset(text: &str) -> Result<(), &'static str> {
 fn remote(raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
     let repo = raw.repository.get_ref();
     rest(raw, key, problems);
+    if let Some(ca) = &raw.ca
+        && !(repo.starts_with("s3:") || repo.starts_with("rest:"))
+    {
+        problems.push((
+            ca.span(),
+            format!("{key}.ca"),
+            "`ca` is for an s3: or rest: repository reached over HTTPS".into(),
+            None,
+        ));
+    }
     let is_s3 = repo.starts_with("s3:");
     match (&raw.s3, is_s3) {
         (None, true) => problems.push((

@@ -272,6 +272,11 @@ fn scheduled_integrity_checks_get_their_check_and_bad_ones_are_refused() {
             "dump `x.sql`'s `timeout` must be more than 0s",
         ),
         (
+            "ca = \"no-such-ca.pem\"\n",
+            "`ca` is for an s3: or rest: repository reached over HTTPS",
+        ),
+        ("ca = \"no-such-ca.pem\"\n", "no-such-ca.pem does not exist"),
+        (
             "check_read_data = \"5%\"\n",
             "`check_read_data` without `check`: no integrity check is scheduled",
         ),
