@@ -307,18 +307,8 @@ impl Loader {
 
     /// The job `raw` declares (its password still to read), and every
     /// problem of its values.
-    fn backup_job(
-        &self,
-        raw: RawBackup,
-        key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Declared> {
-        let paths: Vec<PathBuf> = raw
-            .paths
-            .as_ref()
-            .map(|p| p.get_ref().iter().map(|p| self.base.join(p)).collect())
-            .unwrap_or_default();
-        values(&raw, key, problems);
+    /// `ca` names a file.
+    fn ca_file(&self, raw: &RawBackup, key: &str, problems: &mut Vec<Problem>) {
         if let Some(ca) = &raw.ca
             && !self.base.join(ca.get_ref()).is_file()
         {
@@ -332,6 +322,21 @@ impl Loader {
                 Some("give a PEM file of trusted certificates".into()),
             ));
         }
+    }
+
+    fn backup_job(
+        &self,
+        raw: RawBackup,
+        key: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Declared> {
+        let paths: Vec<PathBuf> = raw
+            .paths
+            .as_ref()
+            .map(|p| p.get_ref().iter().map(|p| self.base.join(p)).collect())
+            .unwrap_or_default();
+        values(&raw, key, problems);
+        self.ca_file(&raw, key, problems);
         let (drill, drill_sample) = drills(&raw, key, problems);
         let (check, check_read_data) = integrity(&raw, key, problems);
         let (at, period) = timing(&raw, key, problems);
