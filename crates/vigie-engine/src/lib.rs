@@ -231,6 +231,10 @@ pub(crate) struct Inner {
     /// The incident manager's store connection, for acknowledgements and
     /// listings.
     incident_store: std::sync::OnceLock<Arc<Mutex<Store>>>,
+    /// A connection of its own for reading history (the dashboard), so
+    /// that a long read never holds up the incident manager.
+    reader: Mutex<Option<Store>>,
+    state_dir: std::path::PathBuf,
     /// Action kinds provided by higher crates (`failover`), by kind.
     plugins: Plugins,
     hints: Hints,
@@ -327,6 +331,8 @@ impl Engine {
             config: watch::Sender::new(shared_config.clone()),
             wakes: RwLock::new(BTreeMap::new()),
             incident_store: std::sync::OnceLock::new(),
+            reader: Mutex::new(None),
+            state_dir: state_dir.to_owned(),
             plugins,
             hints,
             board,
@@ -577,6 +583,27 @@ impl Engine {
             tracing::info!(incident = id, note, "incident acknowledged");
         }
         Ok(r)
+    }
+
+    /// Read the store's history (results, incidents and their events)
+    /// on a connection of its own, opened on first use. Blocking: call
+    /// it from the blocking pool.
+    pub fn history<T>(
+        &self,
+        f: impl FnOnce(&Store) -> vigie_store::Result<T>,
+    ) -> Result<T, EngineError> {
+        let mut reader = self
+            .inner
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let store = match reader.take() {
+            Some(s) => s,
+            None => Store::open(&self.inner.state_dir)?,
+        };
+        let r = f(&store);
+        *reader = Some(store);
+        Ok(r?)
     }
 
     /// Open and recent incidents, newest first.

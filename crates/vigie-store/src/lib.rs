@@ -17,6 +17,7 @@ use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
 mod atomic;
 mod backup;
+mod history;
 mod incidents;
 pub mod lock;
 mod migrations;
@@ -28,6 +29,7 @@ pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use backup::{BackupCheck, BackupDrill, BackupRun};
+pub use history::{Bucket, Mark};
 pub use sqlite_copy::sqlite_copy;
 pub use sync::Paused;
 

@@ -208,3 +208,55 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
         0o600
     );
 }
+
+#[test]
+fn recent_marks_and_buckets_read_one_checks_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let t = Thresholds {
+        fail_after: 1,
+        recover_after: 1,
+    };
+    let mut tracker = StateTracker::default();
+    let mut batch = Vec::new();
+    // web: a run every second from t=0 to t=99 s, failing at 10..20 s;
+    // db: runs too, and must never show in web's numbers.
+    for i in 0..100i64 {
+        let ok = !(10..20).contains(&i);
+        for name in ["web", "db"] {
+            let r = result(name, i * 1000, ok || name == "db");
+            tracker.observe(ok, t, r.started_at);
+            batch.push((r, tracker));
+        }
+    }
+    store.record(&batch).unwrap();
+    let marks = store.recent_marks("web", 5).unwrap();
+    assert_eq!(
+        marks.iter().map(|m| m.at.0).collect::<Vec<_>>(),
+        [95_000, 96_000, 97_000, 98_000, 99_000],
+        "the last five, oldest first"
+    );
+    assert!(
+        marks
+            .iter()
+            .all(|m| m.ok && (m.duration_ms - 12.0).abs() < 1e-9)
+    );
+    assert!(store.recent_marks("nothing", 5).unwrap().is_empty());
+    // Ten buckets of 10 s over [0, 100 s): the second holds the failures.
+    let b = store
+        .result_buckets("web", Timestamp(0), Timestamp(100_000), 10)
+        .unwrap();
+    assert_eq!(b.len(), 10);
+    assert_eq!(b[1].start, Timestamp(10_000));
+    assert_eq!((b[1].runs, b[1].failures), (10, 10));
+    assert_eq!((b[2].runs, b[2].failures), (10, 0));
+    assert!((b[0].mean_ms - 12.0).abs() < 1e-9);
+    // A range with a hole: empty buckets are left out.
+    let b = store
+        .result_buckets("web", Timestamp(50_000), Timestamp(250_000), 4)
+        .unwrap();
+    assert_eq!(
+        b.iter().map(|b| (b.start.0, b.runs)).collect::<Vec<_>>(),
+        [(50_000, 50)]
+    );
+}

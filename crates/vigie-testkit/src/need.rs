@@ -68,6 +68,8 @@ pub enum Need {
     /// Prometheus's `promtool` (package prometheus, never started): it
     /// parses and lints `/metrics` as a Prometheus server would.
     Promtool,
+    /// Debian's Chromium, run headless: it renders the dashboard.
+    Chromium,
 }
 
 fn root() -> bool {
@@ -184,6 +186,7 @@ impl Need {
                 "systemd",
             ),
             Need::Promtool => program(runs("promtool", &["--version"]), "promtool", "prometheus"),
+            Need::Chromium => program(runs("chromium", &["--version"]), "chromium", "chromium"),
             Need::SystemdAnalyze => program(
                 runs("systemd-analyze", &["--version"]),
                 "systemd-analyze",

@@ -1,6 +1,7 @@
-//! vigie's HTTP server: `/healthz`, heartbeat pings, the JSON API and
-//! `/metrics`. It reads the engine's published state and hands pings to
-//! the engine; it never runs checks itself. `serve` holds the accept loop
+//! vigie's HTTP server: `/healthz`, heartbeat pings, the JSON API,
+//! `/metrics`, and the dashboard's pages. It reads the engine's published
+//! state and hands pings to the engine; it never runs checks itself.
+//! `dash` renders the pages, `serve` holds the accept loop
 //! (timeouts, the connection cap), `guard` what a browser may not do,
 //! `host` the host's metrics (node_exporter's names) that `/metrics`
 //! serves beside vigie's own.
@@ -8,6 +9,7 @@
 // The workspace still allows long functions (issue 11 §2); this crate has
 // none left and keeps it so.
 
+mod dash;
 mod guard;
 mod host;
 mod serve;
@@ -94,6 +96,7 @@ pub async fn serve(
         .route("/ping/{name}/{signal}", get(ping_signal).post(ping_signal))
         .route("/api/v1/peer/vote/{failover}", get(peer_vote))
         .merge(api)
+        .merge(dash::routes(&app))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(policy, guard::guard))
         .with_state(app);

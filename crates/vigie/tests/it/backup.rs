@@ -387,6 +387,18 @@ fn a_job_with_a_dump_and_keep_is_restored_checked_and_drilled_from_the_cli() {
 /// Flips every 16th byte of each pack of the env's repository: every
 /// blob in it is damaged (a byte in the middle alone may fall in a
 /// pack's header, which a restore never reads).
+/// Sleep until at least `margin` is left before the next wall-clock
+/// minute (when a `* * * * *` schedule fires).
+fn clear_of_the_minute(margin: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = Duration::from_millis(60_000 - (now.as_millis() % 60_000) as u64);
+    if left < margin {
+        std::thread::sleep(left + Duration::from_secs(1));
+    }
+}
+
 fn damage_packs(e: &Env) {
     for pack in walk_files(&e.path().join("repo/data")) {
         let mut bytes = std::fs::read(&pack).unwrap();
@@ -411,6 +423,8 @@ fn a_scheduled_drill_of_a_damaged_repository_opens_an_incident() {
     let ok = exits(&e, &["backup", "drill", "nightly"], 0, &[]);
     assert!(ok.stdout.contains("passed"), "{ok:?}");
     damage_packs(&e);
+    // The scheduled drill comes at the next minute: start well before it.
+    clear_of_the_minute(Duration::from_secs(20));
     let d = e.daemon();
     let c = wait_state(&d, "backup-nightly-drill", "ok", Duration::from_secs(15));
     assert!(
@@ -459,6 +473,11 @@ fn a_scheduled_integrity_check_of_a_damaged_repository_opens_an_incident() {
     let sound = exits(&e, &["backup", "check", "nightly"], 0, &[]);
     assert!(sound.stdout.contains("is sound"), "{sound:?}");
     damage_packs(&e);
+    // The scheduled check comes at the next minute: start the daemon at
+    // least 20 s before it, so that its checks first read the one made
+    // by hand (a start just before the minute would see the scheduled
+    // check's failure first).
+    clear_of_the_minute(Duration::from_secs(20));
     let d = e.daemon();
     let c = wait_state(&d, "backup-nightly-check", "ok", Duration::from_secs(15));
     assert!(

@@ -15,6 +15,7 @@ mod checks;
 mod cli;
 mod config_docs;
 mod daemon;
+mod dash;
 mod dyndns_interface;
 mod failover;
 mod incidents;

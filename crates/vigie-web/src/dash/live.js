@@ -1,0 +1,47 @@
+// vigie's dashboard, its one script: keeps the rows of the checks'
+// table current from the server's events (/ui/events). Everything it
+// writes goes through textContent, never HTML. Without it the page still
+// reads, as of its loading.
+(function () {
+  "use strict";
+  var table = document.querySelector("table.checks");
+  if (!table || !window.EventSource) return;
+  var rows = {};
+  table.querySelectorAll("tr[data-check]").forEach(function (tr) {
+    rows[tr.dataset.check] = tr;
+  });
+  function ago(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m";
+    if (s < 86400) return Math.floor(s / 3600) + "h";
+    return Math.floor(s / 86400) + "d";
+  }
+  var source = new EventSource("/ui/events");
+  source.addEventListener("checks", function (e) {
+    var d = JSON.parse(e.data);
+    d.checks.forEach(function (c) {
+      var tr = rows[c.name];
+      if (!tr) return; // a check added since: shown on reload
+      var badge = tr.querySelector(".st .state");
+      badge.className = "state " + c.state;
+      badge.textContent = c.state;
+      tr.querySelector(".msg").textContent = c.message;
+      var since = tr.querySelector(".since");
+      since.dataset.since = c.since;
+      since.title = c.since_title;
+    });
+    Object.keys(rows).forEach(function (n) {
+      var s = rows[n].querySelector(".since");
+      s.textContent = ago(d.now - Number(s.dataset.since));
+    });
+    ["failing", "unknown", "ok"].forEach(function (st) {
+      var el = document.getElementById("n-" + st);
+      if (el) el.textContent = table.querySelectorAll(".st .state." + st).length;
+    });
+    document.body.dataset.live = "on";
+  });
+  source.onerror = function () {
+    document.body.dataset.live = "off";
+  };
+})();

@@ -1,0 +1,542 @@
+//! The dashboard, served by the binary: every check with its state,
+//! severity and last runs; a check's page with its history over 1 h,
+//! 24 h, 7 d or 90 d and its incidents; the incidents with their
+//! timelines. Pages are rendered on the server ([`html`], [`svg`]); the
+//! one script, ours (`live.js`), keeps the overview current from
+//! server-sent events (`/ui/events`) and the page works without it. The
+//! Content-Security-Policy allows nothing from elsewhere.
+//!
+//! Reading is open where the API is: on loopback without `[server]
+//! token`. With a token, a browser cannot present it, and the pages
+//! answer 401 with the way in (there is no login yet).
+
+mod html;
+mod svg;
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use vigie_core::{CheckState, Timestamp};
+use vigie_engine::CheckStatus;
+
+use crate::App;
+use html::{Nav, ago, esc, page, url_segment, when};
+
+/// Runs drawn in each check's sparkline.
+const SPARK_RUNS: usize = 30;
+/// Buckets across a history graph.
+const BUCKETS: u32 = 240;
+/// How often the live stream looks for changes.
+const LIVE_EVERY: Duration = Duration::from_secs(2);
+/// A live stream ends after this (the browser reconnects at once), so a
+/// forgotten tab holds no connection for ever.
+const LIVE_FOR: Duration = Duration::from_mins(5);
+
+const STYLE: &str = include_str!("style.css");
+const SCRIPT: &str = include_str!("live.js");
+
+/// What a page may load: its own styles and script, nothing else.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+pub(crate) fn routes(app: &App) -> Router<App> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/checks/{name}", get(check_page))
+        .route("/incidents", get(incidents_page))
+        .route("/incidents/{id}", get(incident_page))
+        .route("/ui/events", get(live))
+        .route("/ui/style.css", get(style))
+        .route("/ui/live.js", get(script))
+        .route_layer(middleware::from_fn_with_state(app.clone(), gate))
+}
+
+/// Open without a token; with one, a page says how to get in.
+async fn gate(State(app): State<App>, req: Request, next: Next) -> Response {
+    if app.token.is_some() {
+        let body = "<h1>The dashboard needs a login</h1>\
+            <p>This server has a <code>[server] token</code>, which a browser cannot send, \
+            and the dashboard has no login yet. Read it through an SSH tunnel to a node \
+            whose server listens on loopback without a token, or use the API with the token \
+            (<code>vigie status</code>, <code>curl -H 'Authorization: Bearer …' /api/v1/checks</code>).</p>";
+        let node = app.engine.view().config().node.name.clone();
+        return html_response(
+            StatusCode::UNAUTHORIZED,
+            page("Login needed", &node, Nav::Checks, body),
+        );
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+fn html_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// Read the store off the async threads; an error becomes a 503 page.
+async fn read<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&vigie_store::Store) -> vigie_store::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let engine = app.engine.clone();
+    let node = engine.view().config().node.name.clone();
+    let fail = |what: String| {
+        tracing::error!("the dashboard cannot read the store: {what}");
+        html_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            page(
+                "Store unavailable",
+                &node,
+                Nav::Checks,
+                &format!("<h1>The store cannot be read</h1><p>{}</p>", esc(&what)),
+            ),
+        )
+    };
+    match tokio::task::spawn_blocking(move || engine.history(f)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// Failing first (the most severe first), then unknown, then ok; by
+/// name within each.
+fn ordered(mut statuses: Vec<CheckStatus>) -> Vec<CheckStatus> {
+    let rank = |s: &CheckStatus| match s.state {
+        CheckState::Failing => 0,
+        CheckState::Unknown => 1,
+        CheckState::Ok => 2,
+    };
+    statuses.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then(b.severity.cmp(&a.severity))
+            .then(a.name.cmp(&b.name))
+    });
+    statuses
+}
+
+/// A state as a badge: its word (never colour alone) and a class.
+fn badge(state: CheckState) -> String {
+    let s = state.as_str();
+    format!("<span class=\"state {s}\">{s}</span>")
+}
+
+async fn overview(State(app): State<App>) -> Response {
+    let statuses = ordered(app.engine.statuses());
+    let names: Vec<String> = statuses.iter().map(|s| s.name.clone()).collect();
+    let marks = match read(&app, move |store| {
+        names
+            .iter()
+            .map(|n| store.recent_marks(n, SPARK_RUNS))
+            .collect::<vigie_store::Result<Vec<_>>>()
+    })
+    .await
+    {
+        Ok(m) => m,
+        Err(page) => return page,
+    };
+    let config = app.engine.view().config();
+    let now = Timestamp::now();
+    let count = |st: CheckState| statuses.iter().filter(|s| s.state == st).count();
+    let mut body = format!(
+        "<h1>Checks</h1>\n<p class=\"summary\" id=\"summary\"><span class=\"state failing\" id=\"n-failing\">{}</span> failing · \
+         <span class=\"state unknown\" id=\"n-unknown\">{}</span> unknown · <span class=\"state ok\" id=\"n-ok\">{}</span> ok</p>\n",
+        count(CheckState::Failing),
+        count(CheckState::Unknown),
+        count(CheckState::Ok),
+    );
+    body.push_str(
+        "<table class=\"checks\"><thead><tr><th scope=\"col\">State</th><th scope=\"col\">Check</th>\
+         <th scope=\"col\">Severity</th><th scope=\"col\">Last result</th><th scope=\"col\">Since</th>\
+         <th scope=\"col\">Last runs</th></tr></thead><tbody>\n",
+    );
+    for (s, marks) in statuses.iter().zip(&marks) {
+        let description = config
+            .checks
+            .iter()
+            .find(|c| c.name == s.name)
+            .and_then(|c| c.description.as_deref())
+            .unwrap_or("");
+        let _ = writeln!(
+            body,
+            "<tr data-check=\"{n}\"><td class=\"st\">{badge}</td><td><a href=\"/checks/{u}\">{n}</a>\
+             <div class=\"muted\">{kind}{sep}{d}</div></td><td>{sev}</td><td class=\"msg\">{m}</td>\
+             <td class=\"since\" title=\"{since}\" data-since=\"{since_ms}\">{ago}</td><td>{spark}</td></tr>",
+            n = esc(&s.name),
+            u = url_segment(&s.name),
+            badge = badge(s.state),
+            kind = s.kind,
+            sep = if description.is_empty() { "" } else { " · " },
+            d = esc(description),
+            sev = s.severity.as_str(),
+            m = esc(&s.last_message),
+            since = esc(&when(s.since)),
+            ago = ago(s.since, now),
+            since_ms = s.since.0,
+            spark = svg::sparkline(marks, SPARK_RUNS),
+        );
+    }
+    body.push_str("</tbody></table>\n");
+    if statuses.is_empty() {
+        body.push_str("<p>No checks are configured.</p>\n");
+    }
+    html_response(
+        StatusCode::OK,
+        page("Checks", &config.node.name, Nav::Checks, &body),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct RangeQuery {
+    range: Option<String>,
+}
+
+/// The ranges a history can show: (as written, span).
+const RANGES: [(&str, Duration); 4] = [
+    ("1h", Duration::from_hours(1)),
+    ("24h", Duration::from_hours(24)),
+    ("7d", Duration::from_hours(7 * 24)),
+    ("90d", Duration::from_hours(90 * 24)),
+];
+
+async fn check_page(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let config = app.engine.view().config();
+    let node = config.node.name.clone();
+    let Some(status) = app.engine.view().get(&name) else {
+        return html_response(
+            StatusCode::NOT_FOUND,
+            page(
+                "No such check",
+                &node,
+                Nav::Checks,
+                &format!(
+                    "<h1>No check named {}</h1><p><a href=\"/\">All checks</a></p>",
+                    esc(&name)
+                ),
+            ),
+        );
+    };
+    let range = q.range.as_deref().unwrap_or("24h");
+    let Some(&(range, span)) = RANGES.iter().find(|(r, _)| *r == range) else {
+        let known: Vec<&str> = RANGES.iter().map(|(r, _)| *r).collect();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("range must be one of {}\n", known.join(", ")),
+        )
+            .into_response();
+    };
+    let to = Timestamp::now();
+    let from = to.saturating_sub(span);
+    let width = (span.as_millis() as i64 / i64::from(BUCKETS)).max(1);
+    let check = name.clone();
+    let (buckets, incidents) = match read(&app, move |store| {
+        let b = store.result_buckets(&check, from, to, BUCKETS)?;
+        let i: Vec<_> = store
+            .recent_incidents(500)?
+            .into_iter()
+            .filter(|i| i.check == check)
+            .take(20)
+            .collect();
+        Ok((b, i))
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let declared = config.checks.iter().find(|c| c.name == name);
+    let runs: u64 = buckets.iter().map(|b| b.runs).sum();
+    let failures: u64 = buckets.iter().map(|b| b.failures).sum();
+    let uptime = if runs == 0 {
+        "no runs".to_owned()
+    } else {
+        format!(
+            "{:.3} % of {runs} runs passed",
+            (runs - failures) as f64 * 100.0 / runs as f64
+        )
+    };
+    let mut body = check_head(&status, declared.and_then(|c| c.description.as_deref()));
+    body.push_str("<h2>History</h2>\n<nav class=\"ranges\" aria-label=\"range\">");
+    for (r, _) in RANGES {
+        let current = if r == range {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            body,
+            "<a href=\"/checks/{}?range={r}\"{current}>{r}</a> ",
+            url_segment(&name)
+        );
+    }
+    let _ = writeln!(
+        body,
+        "</nav>\n<p class=\"uptime\">Last {range}: {uptime}</p>\n<figure>{}<figcaption>Duration of each run (mean and slowest per interval); red bands: failed runs.</figcaption></figure>",
+        svg::history(&buckets, from, to, width)
+    );
+    body.push_str("<h2>Incidents</h2>\n");
+    incident_table(&mut body, &incidents, false);
+    html_response(
+        StatusCode::OK,
+        page(&status.name, &node, Nav::Checks, &body),
+    )
+}
+
+/// A check's title, description and facts.
+fn check_head(status: &CheckStatus, description: Option<&str>) -> String {
+    let mut body = format!(
+        "<p><a href=\"/\">← All checks</a></p>\n<h1>{n} {badge}</h1>\n",
+        n = esc(&status.name),
+        badge = badge(status.state),
+    );
+    if let Some(d) = description {
+        let _ = writeln!(body, "<p>{}</p>", esc(d));
+    }
+    let _ = writeln!(
+        body,
+        "<dl class=\"facts\"><dt>Last result</dt><dd>{m}</dd><dt>State since</dt><dd>{since}</dd>\
+         <dt>Kind</dt><dd>{kind}, every {every}s</dd><dt>Severity</dt><dd>{sev}</dd>\
+         <dt>Runs</dt><dd>{total} ({fails} failed)</dd></dl>",
+        m = esc(&status.last_message),
+        since = esc(&when(status.since)),
+        kind = status.kind,
+        every = status.every_seconds,
+        sev = status.severity.as_str(),
+        total = status.runs_total,
+        fails = status.failures_total,
+    );
+    body
+}
+
+fn incident_table(body: &mut String, incidents: &[vigie_store::Incident], with_check: bool) {
+    if incidents.is_empty() {
+        body.push_str("<p>None.</p>\n");
+        return;
+    }
+    body.push_str("<table class=\"incidents\"><thead><tr><th scope=\"col\">#</th>");
+    if with_check {
+        body.push_str("<th scope=\"col\">Check</th>");
+    }
+    body.push_str(
+        "<th scope=\"col\">State</th><th scope=\"col\">Severity</th><th scope=\"col\">Opened</th>\
+         <th scope=\"col\">Resolved</th><th scope=\"col\">Last error</th></tr></thead><tbody>\n",
+    );
+    for i in incidents {
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/incidents/{id}\">{id}</a></td>",
+            id = i.id
+        );
+        if with_check {
+            let _ = write!(
+                body,
+                "<td><a href=\"/checks/{}\">{}</a></td>",
+                url_segment(&i.check),
+                esc(&i.check)
+            );
+        }
+        let state = if i.resolved.is_some() {
+            "resolved"
+        } else if i.acked.is_some() {
+            "acknowledged"
+        } else {
+            "open"
+        };
+        let _ = writeln!(
+            body,
+            "<td><span class=\"incident {state}\">{state}</span></td><td>{sev}</td><td>{opened}</td><td>{resolved}</td><td class=\"msg\">{err}</td></tr>",
+            sev = esc(&i.severity),
+            opened = esc(&when(i.opened)),
+            resolved = i.resolved.map(when).map_or_else(String::new, |w| esc(&w)),
+            err = esc(&i.last_error),
+        );
+    }
+    body.push_str("</tbody></table>\n");
+}
+
+async fn incidents_page(State(app): State<App>) -> Response {
+    let node = app.engine.view().config().node.name.clone();
+    let incidents = match read(&app, |store| store.recent_incidents(200)).await {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let mut body = String::from("<h1>Incidents</h1>\n");
+    incident_table(&mut body, &incidents, true);
+    html_response(
+        StatusCode::OK,
+        page("Incidents", &node, Nav::Incidents, &body),
+    )
+}
+
+async fn incident_page(State(app): State<App>, Path(id): Path<i64>) -> Response {
+    let node = app.engine.view().config().node.name.clone();
+    let (incident, events) = match read(&app, move |store| {
+        Ok((store.incident(id)?, store.incident_events(id)?))
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let Some(i) = incident else {
+        return html_response(
+            StatusCode::NOT_FOUND,
+            page(
+                "No such incident",
+                &node,
+                Nav::Incidents,
+                &format!(
+                    "<h1>No incident #{id}</h1><p><a href=\"/incidents\">All incidents</a></p>"
+                ),
+            ),
+        );
+    };
+    let mut body = format!(
+        "<p><a href=\"/incidents\">← All incidents</a></p>\n<h1>Incident #{id}: <a href=\"/checks/{u}\">{c}</a></h1>\n",
+        u = url_segment(&i.check),
+        c = esc(&i.check),
+    );
+    let _ = writeln!(
+        body,
+        "<dl class=\"facts\"><dt>Severity</dt><dd>{sev}</dd><dt>Opened</dt><dd>{opened}</dd>\
+         <dt>Resolved</dt><dd>{resolved}</dd><dt>Acknowledged</dt><dd>{acked}</dd><dt>Last error</dt><dd>{err}</dd></dl>",
+        sev = esc(&i.severity),
+        opened = esc(&when(i.opened)),
+        resolved = match (&i.resolved, &i.resolution) {
+            (Some(t), Some(r)) => format!("{} ({})", esc(&when(*t)), esc(r)),
+            (Some(t), None) => esc(&when(*t)),
+            _ => "not yet".to_owned(),
+        },
+        acked = match (&i.acked, &i.ack_note) {
+            (Some(t), Some(n)) if !n.is_empty() => format!("{}: {}", esc(&when(*t)), esc(n)),
+            (Some(t), _) => esc(&when(*t)),
+            _ => "no".to_owned(),
+        },
+        err = esc(&i.last_error),
+    );
+    body.push_str("<h2>Timeline</h2>\n<ol class=\"timeline\">\n");
+    for e in &events {
+        let _ = writeln!(
+            body,
+            "<li><time>{}</time> <span class=\"event {k}\">{k}</span> {}</li>",
+            esc(&when(e.at)),
+            esc(&e.detail),
+            k = esc(e.kind.as_str()),
+        );
+    }
+    body.push_str("</ol>\n");
+    html_response(
+        StatusCode::OK,
+        page(&format!("Incident #{id}"), &node, Nav::Incidents, &body),
+    )
+}
+
+/// What the live script needs of a check to redraw its row.
+#[derive(serde::Serialize, PartialEq)]
+struct Live {
+    name: String,
+    state: &'static str,
+    message: String,
+    /// When the state began (ms since the epoch): the script writes the
+    /// age itself, against the event's `now`.
+    since: i64,
+    since_title: String,
+}
+
+fn live_view(s: &CheckStatus) -> Live {
+    Live {
+        name: s.name.clone(),
+        state: s.state.as_str(),
+        message: s.last_message.clone(),
+        since: s.since.0,
+        since_title: when(s.since),
+    }
+}
+
+/// Server-sent events: every [`LIVE_EVERY`], `{"now": ms, "checks":
+/// [...]}` with the checks whose row changed since the last event (all
+/// of them first).
+async fn live(State(app): State<App>) -> Response {
+    type Sent = std::collections::HashMap<String, Live>;
+    let start = (app, Sent::new(), tokio::time::Instant::now(), true);
+    let stream =
+        futures_util::stream::unfold(start, |(app, mut sent, started, first)| async move {
+            if !first {
+                tokio::time::sleep(LIVE_EVERY).await;
+            }
+            if started.elapsed() > LIVE_FOR {
+                return None;
+            }
+            let changed: Vec<Live> = app
+                .engine
+                .statuses()
+                .iter()
+                .map(live_view)
+                .filter(|l| sent.get(&l.name) != Some(l))
+                .collect();
+            let data = serde_json::json!({ "now": Timestamp::now().0, "checks": &changed });
+            for l in changed {
+                sent.insert(l.name.clone(), l);
+            }
+            let event = Event::default().event("checks").data(data.to_string());
+            Some((Ok::<_, Infallible>(event), (app, sent, started, false)))
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}

@@ -1,0 +1,212 @@
+//! Graphs drawn on the server as inline SVG (styled by the page's CSS,
+//! so the Content-Security-Policy needs nothing more): a check's last
+//! runs as a sparkline, and its history over a range.
+
+use std::fmt::Write as _;
+
+use vigie_core::Timestamp;
+use vigie_store::{Bucket, Mark};
+
+use super::html::{esc, when};
+
+const SPARK_W: f64 = 120.0;
+const SPARK_H: f64 = 24.0;
+
+/// The last runs as bars: a failed run full height in the failing
+/// colour, a good one as high as its duration against the slowest.
+pub(crate) fn sparkline(marks: &[Mark], slots: usize) -> String {
+    let failed = marks.iter().filter(|m| !m.ok).count();
+    let label = if marks.is_empty() {
+        "no runs recorded yet".to_owned()
+    } else {
+        format!(
+            "last {} runs: {} passed, {failed} failed",
+            marks.len(),
+            marks.len() - failed
+        )
+    };
+    let mut s = format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {SPARK_W} {SPARK_H}\" width=\"{SPARK_W}\" height=\"{SPARK_H}\" role=\"img\" aria-label=\"{label}\"><title>{label}</title>"
+    );
+    let slot = SPARK_W / slots.max(1) as f64;
+    let slowest = marks.iter().map(|m| m.duration_ms).fold(0.0_f64, f64::max);
+    // Right-aligned: the newest run at the right edge.
+    let first = slots.saturating_sub(marks.len());
+    for (i, m) in marks.iter().enumerate() {
+        let x = (first + i) as f64 * slot;
+        let h = if !m.ok || slowest <= 0.0 {
+            SPARK_H
+        } else {
+            (m.duration_ms / slowest * SPARK_H).clamp(3.0, SPARK_H)
+        };
+        let _ = write!(
+            s,
+            "<rect class=\"{}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\"/>",
+            if m.ok { "ok" } else { "fail" },
+            SPARK_H - h,
+            (slot - 1.0).max(1.0),
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+const W: f64 = 720.0;
+const H: f64 = 220.0;
+const LEFT: f64 = 56.0;
+const BOTTOM: f64 = 24.0;
+const TOP: f64 = 8.0;
+
+/// A check's runs over `[from, to)`: the mean and the slowest duration
+/// of each bucket as lines, a bucket with failures as a band whose
+/// strength is the share that failed; axes in milliseconds and time.
+pub(crate) fn history(buckets: &[Bucket], from: Timestamp, to: Timestamp, width_ms: i64) -> String {
+    let runs: u64 = buckets.iter().map(|b| b.runs).sum();
+    let failures: u64 = buckets.iter().map(|b| b.failures).sum();
+    let top = buckets.iter().map(|b| b.max_ms).fold(0.0_f64, f64::max);
+    let scale = nice_ceiling(top);
+    let label = if runs == 0 {
+        "no runs in this range".to_owned()
+    } else {
+        format!(
+            "{runs} runs, {failures} failed; duration up to {} ms",
+            fmt_ms(top)
+        )
+    };
+    let span = (to.0 - from.0).max(1) as f64;
+    let x_of = |t: i64| LEFT + (t - from.0) as f64 / span * (W - LEFT);
+    let y_of = |ms: f64| TOP + (1.0 - ms / scale) * (H - TOP - BOTTOM);
+    let mut s = format!(
+        "<svg class=\"history\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{label}\"><title>{label}</title>"
+    );
+    // Failure bands first, under the lines.
+    for b in buckets.iter().filter(|b| b.failures > 0) {
+        let share = b.failures as f64 / b.runs.max(1) as f64;
+        let x = x_of(b.start.0);
+        let w = (x_of(b.start.0 + width_ms) - x).max(1.0);
+        let _ = write!(
+            s,
+            "<rect class=\"band\" x=\"{x:.1}\" y=\"{TOP}\" width=\"{w:.1}\" height=\"{:.1}\" fill-opacity=\"{:.2}\"><title>{} of {} runs failed from {}</title></rect>",
+            H - TOP - BOTTOM,
+            0.25 + 0.6 * share,
+            b.failures,
+            b.runs,
+            esc(&when(b.start)),
+        );
+    }
+    // Axes and their labels.
+    for frac in [0.0, 0.5, 1.0] {
+        let y = y_of(scale * frac);
+        let _ = write!(
+            s,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} ms</text>",
+            LEFT - 4.0,
+            y + 4.0,
+            fmt_ms(scale * frac)
+        );
+    }
+    for (frac, anchor) in [(0.0, "start"), (0.5, "middle"), (1.0, "end")] {
+        let t = Timestamp(from.0 + (span * frac) as i64);
+        let _ = write!(
+            s,
+            "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
+            x_of(t.0),
+            H - 6.0,
+            esc(&when(t)),
+        );
+    }
+    for (class, value) in [
+        ("max", (|b: &Bucket| b.max_ms) as fn(&Bucket) -> f64),
+        ("mean", |b: &Bucket| b.mean_ms),
+    ] {
+        if buckets.is_empty() {
+            break;
+        }
+        let _ = write!(s, "<polyline class=\"{class}\" points=\"");
+        for b in buckets {
+            let x = x_of(b.start.0 + width_ms / 2);
+            let _ = write!(s, "{x:.1},{:.1} ", y_of(value(b)));
+        }
+        s.push_str("\"/>");
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The smallest of 1, 2, 5 × 10^n at or above `v` (at least 1 ms).
+fn nice_ceiling(v: f64) -> f64 {
+    // NaN too.
+    if v.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|c| *c >= v)
+        .unwrap_or(10.0 * p)
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(ok: bool, ms: f64) -> Mark {
+        Mark {
+            at: Timestamp(0),
+            ok,
+            duration_ms: ms,
+        }
+    }
+
+    #[test]
+    fn a_sparkline_has_a_bar_per_run_failures_full_height() {
+        let s = sparkline(&[mark(true, 10.0), mark(false, 1.0), mark(true, 5.0)], 30);
+        assert_eq!(s.matches("<rect").count(), 3);
+        assert_eq!(s.matches("class=\"fail\"").count(), 1);
+        assert!(s.contains("last 3 runs: 2 passed, 1 failed"), "{s}");
+        assert!(
+            s.contains("class=\"fail\" x=\"112.0\" y=\"0.0\""),
+            "newest at the right: {s}"
+        );
+        assert!(sparkline(&[], 30).contains("no runs recorded yet"));
+    }
+
+    #[test]
+    fn a_history_draws_lines_bands_and_scales_to_a_round_number() {
+        let b = |start: i64, failures: u64, mean: f64, max: f64| Bucket {
+            start: Timestamp(start),
+            runs: 10,
+            failures,
+            mean_ms: mean,
+            max_ms: max,
+        };
+        let s = history(
+            &[b(0, 0, 10.0, 20.0), b(1000, 5, 30.0, 130.0)],
+            Timestamp(0),
+            Timestamp(2000),
+            1000,
+        );
+        assert!(
+            s.contains("20 runs, 5 failed; duration up to 130 ms"),
+            "{s}"
+        );
+        assert!(s.contains(">200 ms<"), "the axis tops at 200: {s}");
+        assert_eq!(s.matches("class=\"band\"").count(), 1);
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert!(history(&[], Timestamp(0), Timestamp(10), 1).contains("no runs in this range"));
+        let ceiling = |v: f64| nice_ceiling(v).to_string();
+        assert_eq!(ceiling(0.0), "1");
+        assert_eq!(ceiling(f64::NAN), "1");
+        assert_eq!(ceiling(3.2), "5");
+        assert_eq!(ceiling(1000.0), "1000");
+    }
+}

@@ -1,0 +1,292 @@
+//! The dashboard, as a browser reads it: the overview, a check's
+//! history, the incidents and their timelines, the live stream; what a
+//! check's output says is shown, never run; a server with a token keeps
+//! its pages closed. `chromium` renders the overview of 1,000 checks.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use serde_json::Value;
+use vigie_testkit::{Need, check, require};
+
+use crate::util::{env, start, wait_or_explain, wait_state};
+
+/// Two checks: one passing, one failing with markup in its output.
+fn two_checks() -> String {
+    [
+        check(
+            "fine",
+            "command = { argv = [\"true\"] }",
+            "every = \"300ms\"\ndescription = \"always passes\"",
+        ),
+        check(
+            "broken",
+            "command = { argv = [\"sh\", \"-c\", \"echo '<script>alert(1)</script>'; exit 1\"] }",
+            "every = \"300ms\"\nseverity = \"high\"",
+        ),
+    ]
+    .concat()
+}
+
+#[test]
+fn the_pages_show_checks_history_and_incidents_with_outside_text_escaped() {
+    let e = env();
+    let d = start(&e, &two_checks());
+    wait_state(&d, "fine", "ok", Duration::from_secs(10));
+    wait_state(&d, "broken", "failing", Duration::from_secs(10));
+
+    // The sparklines read the store, which the engine writes in batches.
+    let mut page = String::new();
+    wait_or_explain(
+        Duration::from_secs(10),
+        || {
+            let (status, p) = d.http("GET", "/", &[]);
+            assert_eq!(status, 200, "{p}");
+            page = p;
+            page.matches("<rect class=\"fail\"").count() >= 2
+        },
+        || d.http("GET", "/", &[]).1,
+    );
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    let broken = page.find("data-check=\"broken\"").expect(&page);
+    let fine = page.find("data-check=\"fine\"").expect(&page);
+    assert!(broken < fine, "failing checks come first: {page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>alert"),
+        "a check's output is text, never markup: {page}"
+    );
+    assert!(page.contains("always passes"), "its description: {page}");
+    assert!(
+        page.contains("<svg class=\"spark\"") && page.contains("failed\"><title>"),
+        "each row has its last runs: {page}"
+    );
+    assert!(page.contains("id=\"n-failing\">1<"), "{page}");
+
+    let (status, check) = d.http("GET", "/checks/broken?range=1h", &[]);
+    assert_eq!(status, 200, "{check}");
+    assert!(check.contains("<svg class=\"history\""), "{check}");
+    assert!(
+        check.contains("class=\"band\""),
+        "failures are drawn: {check}"
+    );
+    assert!(check.contains("0.000 % of"), "none passed: {check}");
+    assert!(check.contains("aria-current=\"page\">1h<"), "{check}");
+    assert_eq!(d.http("GET", "/checks/broken?range=2y", &[]).0, 400);
+    let (status, missing) = d.http("GET", "/checks/nothing", &[]);
+    assert_eq!(status, 404);
+    assert!(missing.contains("No check named nothing"), "{missing}");
+
+    // The incident the failure opened, its page and its timeline.
+    let (_, api) = d.http("GET", "/api/v1/incidents", &[]);
+    let v: Value = serde_json::from_str(&api).unwrap();
+    let id = v["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["check"] == "broken")
+        .unwrap_or_else(|| panic!("no incident for broken: {v}"))["id"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        check.contains(&format!("href=\"/incidents/{id}\"")),
+        "{check}"
+    );
+    let (status, list) = d.http("GET", "/incidents", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        list.contains(&format!("href=\"/incidents/{id}\"")),
+        "{list}"
+    );
+    let (status, one) = d.http("GET", &format!("/incidents/{id}"), &[]);
+    assert_eq!(status, 200, "{one}");
+    assert!(
+        one.contains("class=\"event opened\">opened<") && one.contains("&lt;script&gt;"),
+        "{one}"
+    );
+    assert_eq!(d.http("GET", "/incidents/999999", &[]).0, 404);
+    assert_eq!(d.http("GET", "/ui/style.css", &[]).0, 200);
+    assert!(d.http("GET", "/ui/live.js", &[]).1.contains("EventSource"));
+}
+
+/// The response's head and the first `checks` event of `/ui/events`.
+fn first_event(addr: std::net::SocketAddr) -> (String, Value) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /ui/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    let mut event = false;
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "the stream ended: {head}"
+        );
+        if event && let Some(data) = line.strip_prefix("data: ") {
+            return (head, serde_json::from_str(data).unwrap());
+        }
+        event |= line.trim_end() == "event: checks";
+        head.push_str(&line);
+    }
+}
+
+#[test]
+fn the_live_stream_sends_every_check_then_pages_carry_a_strict_policy() {
+    let e = env();
+    let d = start(&e, &two_checks());
+    wait_state(&d, "broken", "failing", Duration::from_secs(10));
+    let (head, data) = first_event(d.addr);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    let checks = data["checks"].as_array().unwrap();
+    let broken = checks
+        .iter()
+        .find(|c| c["name"] == "broken")
+        .expect("broken");
+    assert_eq!(broken["state"], "failing", "{data}");
+    assert!(
+        broken["message"].as_str().unwrap().contains("<script>"),
+        "raw in JSON: {data}"
+    );
+    assert!(data["now"].as_i64().unwrap() >= broken["since"].as_i64().unwrap());
+
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        d.addr
+    )
+    .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains(
+            "content-security-policy: default-src 'none'; style-src 'self'; script-src 'self'"
+        ),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}
+
+#[test]
+fn with_a_token_the_pages_say_how_to_get_in_and_show_nothing() {
+    let e = env();
+    std::fs::write(
+        e.path().join("api.token"),
+        "a-long-enough-token-for-the-api-0123456789\n",
+    )
+    .unwrap();
+    e.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"api.token\" }}\n\n{}",
+        two_checks()
+    ));
+    let d = e.daemon();
+    for path in ["/", "/checks/broken", "/incidents", "/ui/events"] {
+        let (status, body) = d.http("GET", path, &[]);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("needs a login"), "{body}");
+        assert!(!body.contains("broken"), "nothing of the checks: {body}");
+    }
+}
+
+#[test]
+fn chromium_renders_the_overview_of_a_thousand_checks() {
+    require!(Need::Chromium);
+    let e = env();
+    let mut checks = String::new();
+    for i in 0..1000 {
+        let argv = if i % 100 == 0 {
+            "\"false\""
+        } else {
+            "\"true\""
+        };
+        checks.push_str(&check(
+            &format!("c{i:04}"),
+            &format!("command = {{ argv = [{argv}] }}"),
+            "every = \"1h\"",
+        ));
+    }
+    let d = start(&e, &checks);
+    wait_state(&d, "c0999", "ok", Duration::from_mins(1));
+    wait_state(&d, "c0900", "failing", Duration::from_mins(1));
+    let url = format!("http://{}/", d.addr);
+    let dom = chromium(&e, &["--dump-dom", &url]);
+    assert_eq!(
+        dom.matches("<tr data-check=").count(),
+        1000,
+        "{}",
+        &dom[..dom.len().min(2000)]
+    );
+    assert!(
+        dom.contains("id=\"n-failing\">10<"),
+        "{}",
+        &dom[..dom.len().min(2000)]
+    );
+    // Screenshots as the test's artifacts: a desktop and a phone.
+    let out = artifacts();
+    for (name, size) in [
+        ("overview-desktop.png", "1280,900"),
+        ("overview-phone.png", "390,844"),
+    ] {
+        let path = out.join(name);
+        let _ = std::fs::remove_file(&path);
+        chromium(
+            &e,
+            &[
+                &format!("--screenshot={}", path.display()),
+                &format!("--window-size={size}"),
+                &url,
+            ],
+        );
+        let png = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{}",
+            path.display()
+        );
+    }
+    let dom = chromium(&e, &["--dump-dom", &format!("{url}checks/c0900?range=1h")]);
+    assert!(dom.contains("<svg class=\"history\""), "{dom}");
+}
+
+/// Where tests leave what a person may look at (screenshots):
+/// `target/test-artifacts`.
+fn artifacts() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run headless Chromium with `args`; its stdout.
+fn chromium(e: &vigie_testkit::Env, args: &[&str]) -> String {
+    let profile = e.path().join("chromium-profile");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            &format!("--user-data-dir={}", profile.display()),
+        ])
+        .args(args)
+        .env("HOME", e.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
