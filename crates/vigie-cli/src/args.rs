@@ -143,6 +143,12 @@ pub enum Command {
         /// The heartbeat check (`[[check]] name`)
         name: String,
     },
+    /// Print the argon2id hash of a password, for a dashboard login
+    ///
+    /// It asks for the password (twice, without echo) on a terminal, or
+    /// reads the first line of its standard input. Put what it prints in
+    /// the configuration: `[server] users = { alice = "$argon2id$…" }`.
+    PasswordHash,
     /// Test notifiers: `vigie notify test NAME` sends a test message
     Notify {
         #[command(subcommand)]

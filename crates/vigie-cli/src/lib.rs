@@ -14,6 +14,7 @@ mod failover;
 mod generate;
 mod located;
 mod output;
+mod password;
 mod progress;
 mod run;
 mod selfcheck;
@@ -151,6 +152,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Config { action } => config_reference(action),
         Command::Status { json } => run::status(cli, *json),
         Command::HeartbeatUrl { name } => run::heartbeat_url(cli, name),
+        Command::PasswordHash => password::hash(),
         Command::Incidents { json, limit } => run::incidents(cli, *json, *limit),
         Command::Failover { action } => failover::run(cli, action),
         Command::Drill {

@@ -349,6 +349,50 @@ pub struct Server {
     /// HTTPS: a PEM certificate chain and its key (needed to serve peers
     /// beyond loopback).
     pub tls: Option<ServerTls>,
+    /// Dashboard logins: each user's argon2id hash.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, PasswordHash>,
+}
+
+/// A dashboard login's argon2id hash, as a PHC string
+/// (`$argon2id$v=19$m=…,t=…,p=…$SALT$HASH`); `show-config` prints it as
+/// `<argon2id hash>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Check `phc` is an argon2id hash argon2 can verify against.
+    pub fn parse(phc: &str) -> Result<Self, String> {
+        let h = argon2::PasswordHash::new(phc).map_err(|e| e.to_string())?;
+        if h.algorithm.as_str() != "argon2id" {
+            return Err(format!(
+                "its algorithm is {}, not argon2id",
+                h.algorithm.as_str()
+            ));
+        }
+        if h.hash.is_none() {
+            return Err("it has no hash part".into());
+        }
+        argon2::Params::try_from(&h).map_err(|e| format!("its parameters: {e}"))?;
+        Ok(Self(phc.to_owned()))
+    }
+
+    /// The PHC string.
+    pub fn phc(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(<argon2id hash>)")
+    }
+}
+
+impl Serialize for PasswordHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<argon2id hash>")
+    }
 }
 
 /// HTTPS for vigie's server: a PEM certificate chain and its key.

@@ -14,6 +14,7 @@ pub mod rest;
 pub mod s3;
 pub mod servers;
 pub mod sshd;
+pub mod webdriver;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

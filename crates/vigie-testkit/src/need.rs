@@ -70,6 +70,9 @@ pub enum Need {
     Promtool,
     /// Debian's Chromium, run headless: it renders the dashboard.
     Chromium,
+    /// Debian's chromedriver (package chromium-driver): a test drives
+    /// Chromium through it as a user would.
+    Chromedriver,
 }
 
 fn root() -> bool {
@@ -187,6 +190,11 @@ impl Need {
             ),
             Need::Promtool => program(runs("promtool", &["--version"]), "promtool", "prometheus"),
             Need::Chromium => program(runs("chromium", &["--version"]), "chromium", "chromium"),
+            Need::Chromedriver => program(
+                runs("chromedriver", &["--version"]),
+                "chromedriver",
+                "chromium-driver",
+            ),
             Need::SystemdAnalyze => program(
                 runs("systemd-analyze", &["--version"]),
                 "systemd-analyze",

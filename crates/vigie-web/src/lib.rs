@@ -11,6 +11,8 @@
 
 mod dash;
 mod guard;
+
+pub use dash::hash_password;
 mod host;
 mod serve;
 
@@ -40,6 +42,10 @@ struct App {
     failover: Option<Arc<FailoverActions>>,
     stats: Arc<ServerStats>,
     host: Arc<host::HostMetrics>,
+    /// The dashboard's logged-in browsers.
+    sessions: Arc<dash::Sessions>,
+    /// Served over TLS: the session cookie is `Secure`.
+    https: bool,
 }
 
 /// The largest request body read (an ack's note is the biggest).
@@ -80,6 +86,8 @@ pub async fn serve(
         failover,
         stats: stats.clone(),
         host: Arc::new(host::HostMetrics::new()),
+        sessions: Arc::new(dash::Sessions::default()),
+        https: tls.is_some(),
     };
     // The token-guarded routes: authenticated before any body is read.
     let api = Router::new()

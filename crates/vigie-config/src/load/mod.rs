@@ -13,8 +13,8 @@ use vigie_core::{Duration, Severity};
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source};
 use crate::model::{
     ActionTable, Config, DEFAULT_LISTEN, DnsProvider, Dyndns, EngineConfig, Failover, Flapping,
-    Maintenance, Node, NotifierKind, Peer, Probe, Server, ServerTls, StoreConfig, SyncJob,
-    probe_kinds,
+    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, Server, ServerTls, StoreConfig,
+    SyncJob, probe_kinds,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -183,6 +183,12 @@ struct RawServer {
     /// (needed to serve peers beyond loopback).
     #[schemars(with = "Option<ServerTls>")]
     tls: Option<Spanned<ServerTls>>,
+    /// Who may log in to the dashboard, and then act from it
+    /// (acknowledge an incident): `users = { alice = "$argon2id$v=19$…" }`,
+    /// each an argon2id hash that `vigie password-hash` prints. With a
+    /// `token`, the dashboard is closed to anyone not logged in.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    users: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 /// The embedded store (`[store]`): one SQLite file.
@@ -686,7 +692,61 @@ impl Loader {
             }
             t
         });
-        Some(Server { listen, token, tls })
+        let users = self.resolve_users(src, raw.users);
+        Some(Server {
+            listen,
+            token,
+            tls,
+            users,
+        })
+    }
+
+    /// `[server] users`: each name plain, each hash an argon2id PHC
+    /// string with parameters argon2 accepts.
+    fn resolve_users(
+        &mut self,
+        src: usize,
+        users: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    ) -> std::collections::BTreeMap<String, PasswordHash> {
+        let Some(users) = users else {
+            return std::collections::BTreeMap::new();
+        };
+        let span = users.span();
+        let mut out = std::collections::BTreeMap::new();
+        for (name, hash) in users.into_inner() {
+            let at = format!("server.users.{name}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+            {
+                self.error(
+                    src,
+                    Some(span.clone()),
+                    &at,
+                    format!("`{name}` is not a user name vigie takes"),
+                    Some("use letters, digits and - _ . @ (at most 64)".into()),
+                );
+                continue;
+            }
+            match PasswordHash::parse(&hash) {
+                Ok(h) => {
+                    out.insert(name, h);
+                }
+                Err(e) => self.error(
+                    src,
+                    Some(span.clone()),
+                    &at,
+                    format!("not an argon2id password hash: {e}"),
+                    Some(
+                        "paste what `vigie password-hash` prints (it starts with $argon2id$)"
+                            .into(),
+                    ),
+                ),
+            }
+        }
+        out
     }
 }
 

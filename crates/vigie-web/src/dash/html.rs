@@ -40,9 +40,16 @@ pub(crate) enum Nav {
     Incidents,
 }
 
-/// A whole page: `title` (escaped here), the node's name, and `body`
-/// (already HTML).
-pub(crate) fn page(title: &str, node: &str, nav: Nav, body: &str) -> String {
+/// What every page's header shows besides the navigation: the node, and
+/// who is logged in (HTML, with its logout form) or the way to log in.
+pub(crate) struct Frame {
+    pub node: String,
+    pub account: String,
+}
+
+/// A whole page: `title` (escaped here), the frame, and `body` (already
+/// HTML).
+pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
     let current = |n: Nav| {
         if n == nav {
             " aria-current=\"page\""
@@ -57,10 +64,12 @@ pub(crate) fn page(title: &str, node: &str, nav: Nav, body: &str) -> String {
          <link rel=\"stylesheet\" href=\"/ui/style.css\">\
          <script src=\"/ui/live.js\" defer></script></head>\n\
          <body><header><a class=\"brand\" href=\"/\">vigie</a> <span class=\"node\">{node}</span>\
-         <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a></nav></header>\n\
+         <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a></nav>\
+         <div class=\"account\">{account}</div></header>\n\
          <main>\n{body}</main></body></html>\n",
         title = esc(title),
-        node = esc(node),
+        node = esc(&frame.node),
+        account = frame.account,
         c = current(Nav::Checks),
         i = current(Nav::Incidents),
     )

@@ -7,28 +7,34 @@
 //! Content-Security-Policy allows nothing from elsewhere.
 //!
 //! Reading is open where the API is: on loopback without `[server]
-//! token`. With a token, a browser cannot present it, and the pages
-//! answer 401 with the way in (there is no login yet).
+//! token`. With a token, only a logged-in user (`[server] users`,
+//! [`session`]) sees the pages. Acting from a page (acknowledging an
+//! incident) always needs a login, and the form's CSRF token.
 
+mod account;
 mod html;
+mod session;
 mod svg;
+
+pub use session::hash_password;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use vigie_core::{CheckState, Timestamp};
 use vigie_engine::CheckStatus;
 
 use crate::App;
-use html::{Nav, ago, esc, page, url_segment, when};
+use html::{Frame, Nav, ago, esc, page, url_segment, when};
+pub(crate) use session::Sessions;
 
 /// Runs drawn in each check's sparkline.
 const SPARK_RUNS: usize = 30;
@@ -52,26 +58,83 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         .route("/checks/{name}", get(check_page))
         .route("/incidents", get(incidents_page))
         .route("/incidents/{id}", get(incident_page))
+        .route("/incidents/{id}/ack", post(account::ack))
+        .route("/ui/login", get(account::login_page).post(account::login))
+        .route("/ui/logout", post(account::logout))
         .route("/ui/events", get(live))
         .route("/ui/style.css", get(style))
         .route("/ui/live.js", get(script))
         .route_layer(middleware::from_fn_with_state(app.clone(), gate))
 }
 
-/// Open without a token; with one, a page says how to get in.
-async fn gate(State(app): State<App>, req: Request, next: Next) -> Response {
-    if app.token.is_some() {
-        let body = "<h1>The dashboard needs a login</h1>\
-            <p>This server has a <code>[server] token</code>, which a browser cannot send, \
-            and the dashboard has no login yet. Read it through an SSH tunnel to a node \
-            whose server listens on loopback without a token, or use the API with the token \
-            (<code>vigie status</code>, <code>curl -H 'Authorization: Bearer …' /api/v1/checks</code>).</p>";
-        let node = app.engine.view().config().node.name.clone();
-        return html_response(
-            StatusCode::UNAUTHORIZED,
-            page("Login needed", &node, Nav::Checks, body),
-        );
+/// Who is looking: their session (if logged in) and the page frame
+/// made for them.
+#[derive(Clone)]
+pub(crate) struct Viewer {
+    frame: std::sync::Arc<Frame>,
+    /// The session id and the session.
+    session: Option<(String, session::Session)>,
+    /// Whether `[server] users` has anyone (a login is possible).
+    logins: bool,
+}
+
+/// Pages anyone may load: the login form and its styles.
+fn public(path: &str) -> bool {
+    matches!(path, "/ui/login" | "/ui/style.css")
+}
+
+/// Find the viewer's session; with a token, turn away who is not logged
+/// in; add the headers every answer carries.
+async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let config = app.engine.view().config();
+    let users: Vec<&str> = config.server.users.keys().map(String::as_str).collect();
+    let session = app.sessions.of(req.headers(), &users);
+    let account = match &session {
+        Some((_, s)) => format!(
+            "<form method=\"post\" action=\"/ui/logout\"><span>{}</span> \
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Log out</button></form>",
+            esc(&s.user),
+            s.csrf
+        ),
+        None if !users.is_empty() => "<a href=\"/ui/login\">Log in</a>".to_owned(),
+        None => String::new(),
+    };
+    let viewer = Viewer {
+        frame: std::sync::Arc::new(Frame {
+            node: config.node.name.clone(),
+            account,
+        }),
+        logins: !users.is_empty(),
+        session,
+    };
+    if app.token.is_some() && viewer.session.is_none() && !public(req.uri().path()) {
+        return if users.is_empty() {
+            html_response(
+                StatusCode::UNAUTHORIZED,
+                page(
+                    "Login needed",
+                    &viewer.frame,
+                    Nav::Checks,
+                    "<h1>The dashboard needs a login</h1>\
+                     <p>This server has a <code>[server] token</code>, which a browser cannot send. \
+                     Give people a login: <code>vigie password-hash</code> prints the hash of a password \
+                     to put in <code>[server] users = { alice = \"$argon2id$…\" }</code>; then reload vigie.</p>",
+                ),
+            )
+        } else {
+            // Where to log in; the events stream is not a page.
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            r.headers_mut().insert(
+                header::LOCATION,
+                header::HeaderValue::from_static("/ui/login"),
+            );
+            if req.uri().path() == "/ui/events" {
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            r
+        };
     }
+    req.extensions_mut().insert(viewer);
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(
@@ -84,7 +147,7 @@ async fn gate(State(app): State<App>, req: Request, next: Next) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
+        header::HeaderValue::from_static("same-origin"),
     );
     resp
 }
@@ -126,17 +189,17 @@ async fn script() -> Response {
 /// Read the store off the async threads; an error becomes a 503 page.
 async fn read<T: Send + 'static>(
     app: &App,
+    v: &Viewer,
     f: impl FnOnce(&vigie_store::Store) -> vigie_store::Result<T> + Send + 'static,
 ) -> Result<T, Response> {
     let engine = app.engine.clone();
-    let node = engine.view().config().node.name.clone();
     let fail = |what: String| {
         tracing::error!("the dashboard cannot read the store: {what}");
         html_response(
             StatusCode::SERVICE_UNAVAILABLE,
             page(
                 "Store unavailable",
-                &node,
+                &v.frame,
                 Nav::Checks,
                 &format!("<h1>The store cannot be read</h1><p>{}</p>", esc(&what)),
             ),
@@ -172,10 +235,10 @@ fn badge(state: CheckState) -> String {
     format!("<span class=\"state {s}\">{s}</span>")
 }
 
-async fn overview(State(app): State<App>) -> Response {
+async fn overview(State(app): State<App>, Extension(v): Extension<Viewer>) -> Response {
     let statuses = ordered(app.engine.statuses());
     let names: Vec<String> = statuses.iter().map(|s| s.name.clone()).collect();
-    let marks = match read(&app, move |store| {
+    let marks = match read(&app, &v, move |store| {
         names
             .iter()
             .map(|n| store.recent_marks(n, SPARK_RUNS))
@@ -231,10 +294,7 @@ async fn overview(State(app): State<App>) -> Response {
     if statuses.is_empty() {
         body.push_str("<p>No checks are configured.</p>\n");
     }
-    html_response(
-        StatusCode::OK,
-        page("Checks", &config.node.name, Nav::Checks, &body),
-    )
+    html_response(StatusCode::OK, page("Checks", &v.frame, Nav::Checks, &body))
 }
 
 #[derive(serde::Deserialize)]
@@ -252,17 +312,17 @@ const RANGES: [(&str, Duration); 4] = [
 
 async fn check_page(
     State(app): State<App>,
+    Extension(v): Extension<Viewer>,
     Path(name): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
     let config = app.engine.view().config();
-    let node = config.node.name.clone();
     let Some(status) = app.engine.view().get(&name) else {
         return html_response(
             StatusCode::NOT_FOUND,
             page(
                 "No such check",
-                &node,
+                &v.frame,
                 Nav::Checks,
                 &format!(
                     "<h1>No check named {}</h1><p><a href=\"/\">All checks</a></p>",
@@ -284,7 +344,7 @@ async fn check_page(
     let from = to.saturating_sub(span);
     let width = (span.as_millis() as i64 / i64::from(BUCKETS)).max(1);
     let check = name.clone();
-    let (buckets, incidents) = match read(&app, move |store| {
+    let (buckets, incidents) = match read(&app, &v, move |store| {
         let b = store.result_buckets(&check, from, to, BUCKETS)?;
         let i: Vec<_> = store
             .recent_incidents(500)?
@@ -333,7 +393,7 @@ async fn check_page(
     incident_table(&mut body, &incidents, false);
     html_response(
         StatusCode::OK,
-        page(&status.name, &node, Nav::Checks, &body),
+        page(&status.name, &v.frame, Nav::Checks, &body),
     )
 }
 
@@ -409,9 +469,8 @@ fn incident_table(body: &mut String, incidents: &[vigie_store::Incident], with_c
     body.push_str("</tbody></table>\n");
 }
 
-async fn incidents_page(State(app): State<App>) -> Response {
-    let node = app.engine.view().config().node.name.clone();
-    let incidents = match read(&app, |store| store.recent_incidents(200)).await {
+async fn incidents_page(State(app): State<App>, Extension(v): Extension<Viewer>) -> Response {
+    let incidents = match read(&app, &v, |store| store.recent_incidents(200)).await {
         Ok(v) => v,
         Err(page) => return page,
     };
@@ -419,13 +478,16 @@ async fn incidents_page(State(app): State<App>) -> Response {
     incident_table(&mut body, &incidents, true);
     html_response(
         StatusCode::OK,
-        page("Incidents", &node, Nav::Incidents, &body),
+        page("Incidents", &v.frame, Nav::Incidents, &body),
     )
 }
 
-async fn incident_page(State(app): State<App>, Path(id): Path<i64>) -> Response {
-    let node = app.engine.view().config().node.name.clone();
-    let (incident, events) = match read(&app, move |store| {
+async fn incident_page(
+    State(app): State<App>,
+    Extension(v): Extension<Viewer>,
+    Path(id): Path<i64>,
+) -> Response {
+    let (incident, events) = match read(&app, &v, move |store| {
         Ok((store.incident(id)?, store.incident_events(id)?))
     })
     .await
@@ -438,7 +500,7 @@ async fn incident_page(State(app): State<App>, Path(id): Path<i64>) -> Response 
             StatusCode::NOT_FOUND,
             page(
                 "No such incident",
-                &node,
+                &v.frame,
                 Nav::Incidents,
                 &format!(
                     "<h1>No incident #{id}</h1><p><a href=\"/incidents\">All incidents</a></p>"
@@ -480,9 +542,12 @@ async fn incident_page(State(app): State<App>, Path(id): Path<i64>) -> Response 
         );
     }
     body.push_str("</ol>\n");
+    if i.resolved.is_none() && i.acked.is_none() {
+        account::ack_form(&mut body, &v, id);
+    }
     html_response(
         StatusCode::OK,
-        page(&format!("Incident #{id}"), &node, Nav::Incidents, &body),
+        page(&format!("Incident #{id}"), &v.frame, Nav::Incidents, &body),
     )
 }
 

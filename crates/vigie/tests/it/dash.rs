@@ -290,3 +290,204 @@ fn chromium(e: &vigie_testkit::Env, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `vigie password-hash` fed `password` on its standard input.
+fn password_hash(e: &vigie_testkit::Env, password: &str) -> vigie_testkit::Run {
+    let mut c = e.cmd(&["password-hash"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    vigie_testkit::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A daemon with the failing check and user alice (`correct horse
+/// battery`), `extra` lines in `[server]`; the incident's id.
+fn with_alice(extra: &str) -> (vigie_testkit::Env, vigie_testkit::daemon::Daemon, i64) {
+    let e = env();
+    std::fs::write(
+        e.path().join("api.token"),
+        "a-long-enough-token-for-the-api-0123456789\n",
+    )
+    .unwrap();
+    let short = password_hash(&e, "short");
+    assert_eq!(short.code, 2, "{short:?}");
+    assert!(short.stderr.contains("shorter than 8"), "{short:?}");
+    let h = password_hash(&e, "correct horse battery");
+    assert_eq!(h.code, 0, "{h:?}");
+    let hash = h.stdout.trim();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{h:?}");
+    e.config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra}users = {{ alice = \"{hash}\" }}\n\n{}",
+        two_checks()
+    ));
+    let shown = e.run(&["show-config"]);
+    assert!(
+        shown.stdout.contains("alice = \"<argon2id hash>\"") && !shown.stdout.contains(hash),
+        "{shown:?}"
+    );
+    let d = e.daemon();
+    let mut id = 0;
+    wait_or_explain(
+        Duration::from_secs(10),
+        || {
+            let (_, api) = d.http(
+                "GET",
+                "/api/v1/incidents",
+                &[(
+                    "authorization",
+                    "Bearer a-long-enough-token-for-the-api-0123456789",
+                )],
+            );
+            let v: Value = serde_json::from_str(&api).unwrap_or(Value::Null);
+            id = v["incidents"]
+                .as_array()
+                .and_then(|l| l.iter().find(|i| i["check"] == "broken"))
+                .and_then(|i| i["id"].as_i64())
+                .unwrap_or(0);
+            id > 0
+        },
+        || d.log(),
+    );
+    (e, d, id)
+}
+
+#[test]
+fn acknowledging_from_the_page_needs_a_login_and_the_forms_token() {
+    require!(Need::Chromium, Need::Chromedriver);
+    let (e, d, id) = with_alice("");
+    // Without a session: the page reads, the form is not there, and a
+    // post is refused.
+    let (_, page) = d.http("GET", &format!("/incidents/{id}"), &[]);
+    assert!(page.contains("Log in</a> to acknowledge"), "{page}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, _) = d.post(&format!("/incidents/{id}/ack"), &form, b"csrf=x&note=mine");
+    assert_eq!(status, 401);
+
+    let base = format!("http://{}", d.addr);
+    let b = vigie_testkit::webdriver::Browser::start(&e.path().join("browser"));
+    // A wrong password, then the right one.
+    b.goto(&format!("{base}/ui/login"));
+    b.fill("#user", "alice");
+    b.fill("#password", "wrong password");
+    b.click("button[type=submit]");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || b.source().contains("Wrong user name or password"),
+        || b.source(),
+    );
+    assert!(b.cookie("vigie_session").is_none());
+    b.fill("#user", "alice");
+    b.fill("#password", "correct horse battery");
+    b.click("button[type=submit]");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || b.url() == format!("{base}/"),
+        || b.url(),
+    );
+    let cookie = b.cookie("vigie_session").expect("a session cookie");
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+    assert!(b.source().contains("Log out"), "{}", b.source());
+
+    // The session with a forged token: refused, nothing acknowledged.
+    let session = format!("vigie_session={}", cookie["value"].as_str().unwrap());
+    let (status, body) = d.post(
+        &format!("/incidents/{id}/ack"),
+        &[form[0], ("cookie", &session)],
+        format!("csrf={}&note=forged", "0".repeat(64)).as_bytes(),
+    );
+    assert_eq!(status, 403, "{body}");
+    // From another site, even with the cookie: refused by the guard.
+    let (status, _) = d.post(
+        &format!("/incidents/{id}/ack"),
+        &[
+            form[0],
+            ("cookie", &session),
+            ("origin", "http://evil.example"),
+        ],
+        b"csrf=x",
+    );
+    assert_eq!(status, 403);
+
+    // Through the page, as alice: acknowledged, with her note and name.
+    b.goto(&format!("{base}/incidents/{id}"));
+    b.fill("#note", "on it <b>now</b>");
+    b.click("form.ack button");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || !b.source().contains("form class=\"ack\""),
+        || b.source(),
+    );
+    let after = b.source();
+    assert!(
+        after.contains("on it &lt;b&gt;now&lt;/b&gt; (by alice from the dashboard)"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("form class=\"ack\""),
+        "no second acknowledgement: {after}"
+    );
+    let (_, api) = d.http("GET", "/api/v1/incidents", &[]);
+    assert!(
+        api.contains("on it <b>now</b> (by alice from the dashboard)"),
+        "{api}"
+    );
+
+    // The header's links are reached by the keyboard, in order.
+    b.goto(&format!("{base}/"));
+    let first = b.tab_to(1);
+    assert_eq!(first["text"], "vigie", "{first}");
+    let fourth = b.tab_to(3);
+    assert_eq!(fourth["tag"], "BUTTON", "the logout button: {fourth}");
+    // Logging out ends the session on the server too.
+    b.click(".account button");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || b.url().ends_with("/ui/login"),
+        || b.url(),
+    );
+    let (_, page) = d.http("GET", &format!("/incidents/{id}"), &[("cookie", &session)]);
+    assert!(
+        page.contains("Log in</a>"),
+        "the old cookie is worth nothing: {page}"
+    );
+}
+
+#[test]
+fn with_a_token_and_users_the_pages_send_to_the_login_and_a_bad_hash_is_refused() {
+    let (_e, d, _) = with_alice("token = { file = \"api.token\" }\n");
+    let (status, body) = d.http("GET", "/", &[]);
+    assert_eq!(status, 303, "{body}");
+    let (status, login) = d.http("GET", "/ui/login", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        login.contains("autocomplete=\"current-password\""),
+        "{login}"
+    );
+
+    let e = env();
+    e.config(&format!(
+        "{SERVER_NO_BLANK}users = {{ bob = \"$2y$10$notargon\", \"a b\" = \"x\" }}\n"
+    ));
+    let v = e.run(&["validate"]);
+    assert_eq!(v.code, 2, "{v:?}");
+    assert!(
+        v.stderr.contains("server.users.bob") && v.stderr.contains("not an argon2id password hash"),
+        "{v:?}"
+    );
+    assert!(v.stderr.contains("`a b` is not a user name"), "{v:?}");
+}
+
+const SERVER_NO_BLANK: &str = "[server]\nlisten = \"127.0.0.1:0\"\n";
