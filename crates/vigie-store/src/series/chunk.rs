@@ -145,60 +145,111 @@ fn checksum(bytes: &[u8]) -> u32 {
     xxhash_rust::xxh3::xxh3_64(bytes) as u32
 }
 
-/// Signed fields: a prefix of ones ended by a zero picks the width; the
-/// last width has no terminating zero. Zero itself is the prefix `0`.
-struct Buckets(&'static [u8]);
+/// Signed fields of a ladder of widths: `i` ones then a zero pick the
+/// `i`-th width (the last one has no terminating zero). The first width
+/// is the chunk's own, chosen by the encoder to fit most fields (0 when
+/// most are zero, 3 for a scheduler's jitter of a few ms); the others
+/// are fixed.
+struct Ladder {
+    widths: [u8; 5],
+    len: usize,
+}
 
-/// Timestamps' delta-of-delta: scheduled samples jitter by a few
-/// milliseconds, so the first bucket is narrow.
-const TS_BUCKETS: Buckets = Buckets(&[5, 13, 20, 64]);
-/// Decimal integers' deltas or delta-of-delta.
-const INT_BUCKETS: Buckets = Buckets(&[7, 12, 20, 32, 64]);
+/// The widths above the first, for the fields that do not fit it.
+const WIDER: [u8; 4] = [14, 24, 40, 64];
+/// The first width is 0 to this.
+const MAX_FIRST: u8 = 40;
 
-impl Buckets {
-    fn write(&self, w: &mut BitWriter, v: i64) {
-        if v == 0 {
-            w.bit(false);
-            return;
-        }
-        let last = self.0.len() - 1;
-        for (i, &width) in self.0.iter().enumerate() {
-            if i == last || fits(v, width) {
-                w.bit(true);
-                if i < last {
-                    w.bit(false);
-                }
-                w.bits(v as u64, width);
-                return;
+impl Ladder {
+    fn new(first: u8) -> Self {
+        let mut widths = [first; 5];
+        let mut len = 1;
+        for &w in &WIDER {
+            if w > first {
+                widths[len] = w;
+                len += 1;
             }
+        }
+        Self { widths, len }
+    }
+
+    /// The ladder that writes `fields` in the fewest bits.
+    fn best(fields: &(impl Iterator<Item = i64> + Clone)) -> Self {
+        (0..=MAX_FIRST)
+            .map(Self::new)
+            .min_by_key(|l| fields.clone().map(|v| l.cost(v)).sum::<usize>())
+            .unwrap_or_else(|| Self::new(0))
+    }
+
+    fn rung(&self, v: i64) -> usize {
+        (0..self.len)
+            .find(|&i| fits(v, self.widths[i]))
+            .unwrap_or(self.len - 1)
+    }
+
+    fn cost(&self, v: i64) -> usize {
+        let i = self.rung(v);
+        i + usize::from(i + 1 < self.len) + usize::from(self.widths[i])
+    }
+
+    fn write_header(&self, w: &mut BitWriter) {
+        w.bits(u64::from(self.widths[0]), 6);
+    }
+
+    fn read_header(r: &mut BitReader<'_>) -> Result<Self, ChunkError> {
+        let first = r.bits(6)? as u8;
+        if first > MAX_FIRST {
+            return Err(ChunkError::Corrupt("a field width out of range"));
+        }
+        Ok(Self::new(first))
+    }
+
+    fn write(&self, w: &mut BitWriter, v: i64) {
+        let i = self.rung(v);
+        for _ in 0..i {
             w.bit(true);
         }
+        if i + 1 < self.len {
+            w.bit(false);
+        }
+        let width = self.widths[i];
+        w.bits(v as u64 & mask(width), width);
     }
 
     fn read(&self, r: &mut BitReader<'_>) -> Result<i64, ChunkError> {
-        if !r.bit()? {
-            return Ok(0);
+        let mut i = 0;
+        while i + 1 < self.len && r.bit()? {
+            i += 1;
         }
-        let last = self.0.len() - 1;
-        for (i, &width) in self.0.iter().enumerate() {
-            if i == last || !r.bit()? {
-                return Ok(sign_extend(r.bits(width)?, width));
-            }
-        }
-        unreachable!("the last bucket returns")
+        let width = self.widths[i];
+        Ok(sign_extend(r.bits(width)?, width))
+    }
+}
+
+fn mask(width: u8) -> u64 {
+    if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
     }
 }
 
 /// Whether `v` is a signed `width`-bit number.
 fn fits(v: i64, width: u8) -> bool {
-    width >= 64 || {
-        let half = 1i64 << (width - 1);
-        (-half..half).contains(&v)
+    match width {
+        0 => v == 0,
+        64.. => true,
+        _ => {
+            let half = 1i64 << (width - 1);
+            (-half..half).contains(&v)
+        }
     }
 }
 
 fn sign_extend(raw: u64, width: u8) -> i64 {
-    if width >= 64 {
+    if width == 0 {
+        0
+    } else if width >= 64 {
         raw as i64
     } else {
         let shift = 64 - u32::from(width);
@@ -206,15 +257,26 @@ fn sign_extend(raw: u64, width: u8) -> i64 {
     }
 }
 
+/// The fields of a run of integers: deltas, or delta-of-delta.
+fn fields(ints: &[i64], dod: bool) -> impl Iterator<Item = i64> + Clone + '_ {
+    ints.windows(2).scan(0i64, move |prev_delta, pair| {
+        let delta = pair[1].wrapping_sub(pair[0]);
+        let field = if dod {
+            delta.wrapping_sub(*prev_delta)
+        } else {
+            delta
+        };
+        *prev_delta = delta;
+        Some(field)
+    })
+}
+
 fn write_timestamps(w: &mut BitWriter, ts: &[i64]) {
     w.bits(ts[0] as u64, 64);
-    let mut prev = ts[0];
-    let mut prev_delta = 0i64;
-    for &t in &ts[1..] {
-        let delta = t.wrapping_sub(prev);
-        TS_BUCKETS.write(w, delta.wrapping_sub(prev_delta));
-        prev = t;
-        prev_delta = delta;
+    let ladder = Ladder::best(&fields(ts, true));
+    ladder.write_header(w);
+    for field in fields(ts, true) {
+        ladder.write(w, field);
     }
 }
 
@@ -222,9 +284,10 @@ fn read_timestamps(r: &mut BitReader<'_>, count: usize) -> Result<Vec<i64>, Chun
     let mut ts = Vec::with_capacity(count);
     let mut prev = r.bits(64)? as i64;
     ts.push(prev);
+    let ladder = Ladder::read_header(r)?;
     let mut prev_delta = 0i64;
     for _ in 1..count {
-        let delta = prev_delta.wrapping_add(TS_BUCKETS.read(r)?);
+        let delta = prev_delta.wrapping_add(ladder.read(r)?);
         prev = prev.wrapping_add(delta);
         ts.push(prev);
         prev_delta = delta;
@@ -266,9 +329,11 @@ fn read_column(r: &mut BitReader<'_>, count: usize) -> Result<Vec<f64>, ChunkErr
             let mut values = Vec::with_capacity(count);
             let mut prev = r.bits(64)? as i64;
             values.push(from_decimal(prev, e));
+            let shift = r.bits(6)? as u32;
+            let ladder = Ladder::read_header(r)?;
             let mut prev_delta = 0i64;
             for _ in 1..count {
-                let field = INT_BUCKETS.read(r)?;
+                let field = ladder.read(r)?.wrapping_shl(shift);
                 let delta = if code == 2 {
                     prev_delta.wrapping_add(field)
                 } else {
@@ -315,6 +380,21 @@ fn exact_at(v: f64, e: u8) -> Option<i64> {
     (from_decimal(m, e).to_bits() == v.to_bits()).then_some(m)
 }
 
+/// `a + b`, computed on their decimal forms when they have one, so that
+/// the sum of a roll-up keeps a short decimal form too (summed as
+/// floats, 0.1 + 0.2 has none).
+pub(crate) fn exact_sum(a: f64, b: f64) -> f64 {
+    for e in 0..=MAX_EXPONENT {
+        if let (Some(ma), Some(mb)) = (exact_at(a, e), exact_at(b, e)) {
+            return match ma.checked_add(mb) {
+                Some(m) if m.abs() <= MAX_EXACT => from_decimal(m, e),
+                _ => a + b,
+            };
+        }
+    }
+    a + b
+}
+
 fn from_decimal(m: i64, e: u8) -> f64 {
     m as f64 / POW10[usize::from(e.min(MAX_EXPONENT))]
 }
@@ -323,18 +403,21 @@ fn write_decimal(w: &mut BitWriter, enc: ValueEncoding, e: u8, ints: &[i64]) {
     w.bits(enc.code(), 2);
     w.bits(u64::from(e), 4);
     w.bits(ints[0] as u64, 64);
-    let mut prev = ints[0];
-    let mut prev_delta = 0i64;
-    for &m in &ints[1..] {
-        let delta = m.wrapping_sub(prev);
-        let field = if enc == ValueEncoding::DecimalDeltaOfDelta {
-            delta.wrapping_sub(prev_delta)
-        } else {
-            delta
-        };
-        INT_BUCKETS.write(w, field);
-        prev = m;
-        prev_delta = delta;
+    let dod = enc == ValueEncoding::DecimalDeltaOfDelta;
+    // Sizes in pages or KiB times 1024 move by multiples of a power of
+    // two: the fields are written without its trailing zeros.
+    let shift = fields(ints, dod)
+        .filter(|&f| f != 0)
+        .map(i64::trailing_zeros)
+        .min()
+        .unwrap_or(0)
+        .min(63);
+    w.bits(u64::from(shift), 6);
+    let shifted = fields(ints, dod).map(move |f| f >> shift);
+    let ladder = Ladder::best(&shifted);
+    ladder.write_header(w);
+    for field in shifted {
+        ladder.write(w, field);
     }
 }
 
@@ -484,7 +567,7 @@ mod tests {
         let ts: Vec<i64> = (0..240).map(|i| i * 10_000).collect();
         // A counter in hundredths, like /proc/stat's CPU times.
         let counter: Vec<f64> = (0..240)
-            .map(|i| (12_345_678 + i * 997) as f64 / 100.0)
+            .map(|i| f64::from(12_345_678 + i * 997) / 100.0)
             .collect();
         let best = encode(&ts, &[&counter]).unwrap();
         let xor = encode_with(&ts, &[&counter], Some(ValueEncoding::Xor)).unwrap();
@@ -495,6 +578,26 @@ mod tests {
             xor.len()
         );
         roundtrip(&ts, &counter, None);
+        // Sizes in KiB times 1024, moving by pages: the deltas' common
+        // power of two is not written.
+        let mut kb = 1_843_212i64;
+        let pages: Vec<f64> = (0..240i64)
+            .map(|i| {
+                kb += 4 * ((i * 7919) % 17 - 8);
+                (kb * 1024) as f64
+            })
+            .collect();
+        let best = encode(&ts, &[&pages]).unwrap();
+        let xor = encode_with(&ts, &[&pages], Some(ValueEncoding::Xor)).unwrap();
+        assert!(
+            best.len() * 3 < xor.len() * 2,
+            "{} vs {}",
+            best.len(),
+            xor.len()
+        );
+        roundtrip(&ts, &pages, None);
+        let negative: Vec<f64> = pages.iter().map(|v| -v).collect();
+        roundtrip(&ts, &negative, None);
         // 0.1 + 0.2 has no short decimal form: XOR it is, exactly.
         let awkward = vec![0.1 + 0.2; 240];
         roundtrip(&ts, &awkward, Some(ValueEncoding::DecimalDelta));

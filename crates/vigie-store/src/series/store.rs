@@ -312,9 +312,9 @@ impl SeriesStore {
         }
         // The head: coarser data before the first point of the finer.
         let mut start = all.first().map_or(to.saturating_add(1), |p| p.ts_ms);
-        for i in chosen + 1..levels.len() {
+        for (i, &level) in levels.iter().enumerate().skip(chosen + 1) {
             let head: Vec<Aggregate> = self
-                .points(key, levels[i], from, start.saturating_sub(1))?
+                .points(key, level, from, start.saturating_sub(1))?
                 .into_iter()
                 .filter(|p| p.ts_ms + width(i) <= start)
                 .collect();
@@ -529,15 +529,14 @@ fn series_id(conn: &Connection, key: &SeriesKey) -> Result<Option<i64>> {
 /// The series' id (made on first use), and its open chunks as a flush or
 /// a close last wrote them, so that a restart continues them.
 fn load_state(conn: &mut Connection, key: &SeriesKey) -> Result<State> {
-    let id = match series_id(conn, key)? {
-        Some(id) => id,
-        None => {
-            conn.execute(
-                "INSERT INTO series (name, labels) VALUES (?1, ?2)",
-                params![key.name(), key.labels_json()],
-            )?;
-            conn.last_insert_rowid()
-        }
+    let id = if let Some(id) = series_id(conn, key)? {
+        id
+    } else {
+        conn.execute(
+            "INSERT INTO series (name, labels) VALUES (?1, ?2)",
+            params![key.name(), key.labels_json()],
+        )?;
+        conn.last_insert_rowid()
     };
     let mut state = State {
         id,
