@@ -39,6 +39,17 @@ fn latencies(n: usize, seed: u64) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// Samples every `every_ms` from `T0 + offset`, a few ms late.
+fn spaced(n: usize, every_ms: i64, offset: i64, seed: u64) -> Vec<(i64, f64)> {
+    let mut rng = XorShift(seed);
+    (0..n as i64)
+        .map(|i| {
+            let ts = T0 + offset + i * every_ms + rng.below(4);
+            (ts, (1 + rng.below(200)) as f64 / 1000.0)
+        })
+        .collect()
+}
+
 /// What `query_step` must give: the raw samples bucketed directly.
 fn naive(samples: &[(i64, f64)], from: i64, to: i64, step: i64) -> Vec<Aggregate> {
     let mut out: Vec<Aggregate> = Vec::new();
@@ -220,6 +231,60 @@ fn query_step_matches_the_raw_samples_bucketed_at_every_step() {
     assert_same(&got, &naive(&clean, T0, end, HOUR), "after a restart");
     let stats = s.stats().unwrap();
     assert!(stats.iter().all(|l| l.chunks > 0), "{stats:?}");
+}
+
+#[test]
+fn query_step_holds_for_series_off_the_minute_and_denser_than_a_chunk() {
+    for (what, data) in [
+        ("every 7 s", spaced(6000, 7_000, 3_000, 21)),
+        ("every 100 ms", spaced(60_000, 100, 50, 22)),
+        ("every 25 min", spaced(300, 25 * MIN, 17_000, 23)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+        let k = key("x");
+        for &(ts, v) in &data {
+            s.append(&k, ts, v).unwrap();
+        }
+        let (from, to) = (data[0].0, data.last().unwrap().0);
+        for step in [MIN, 5 * MIN, HOUR, DAY] {
+            let got = s
+                .query_step(&k, from, to, Duration::from_millis(step as u64))
+                .unwrap();
+            assert_same(
+                &got,
+                &naive(&data, from, to, step),
+                &format!("{what}, step {step}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_quiet_series_is_rolled_up_before_its_raw_data_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key("x");
+    let data = latencies(500, 24);
+    let end = data.last().unwrap().0;
+    {
+        let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+        for &(ts, v) in &data {
+            s.append(&k, ts, v).unwrap();
+        }
+        s.flush().unwrap();
+    }
+    // Another process, which never saw the series, enforces retention.
+    let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+    assert_eq!(s.enforce_retention(end + HOUR).unwrap().idle_closed, 0);
+    assert_eq!(s.enforce_retention(end + 3 * HOUR).unwrap().idle_closed, 1);
+    let report = s.enforce_retention(end + 3 * DAY).unwrap();
+    assert_eq!(report.idle_closed, 0);
+    assert!(
+        s.query(&k, T0, end).unwrap().is_empty(),
+        "the raw data expired"
+    );
+    let got = s.query_step(&k, T0, end, Duration::from_mins(1)).unwrap();
+    assert_same(&got, &naive(&data, T0, end, MIN), "all of it in minutes");
 }
 
 #[test]

@@ -36,6 +36,16 @@ struct State {
     hour: Level,
 }
 
+impl State {
+    fn level(&self, res: Resolution) -> &Level {
+        match res {
+            Resolution::Raw => &self.raw,
+            Resolution::Minute => &self.minute,
+            Resolution::Hour => &self.hour,
+        }
+    }
+}
+
 /// An open chunk: timestamps and columns (one for raw samples, five for
 /// aggregates).
 #[derive(Debug)]
@@ -71,12 +81,23 @@ impl Level {
         }
     }
 
-    /// Whether a sample at `ts` must go into a new chunk.
+    /// Whether a sample at `ts` must go into a new chunk: this one is
+    /// full (or spans its window), and `ts` starts a new bucket of the
+    /// next resolution, so that a closed chunk rolls up into whole
+    /// buckets. A series denser than that closes at four times the size
+    /// whatever the bucket (its roll-up merges the split bucket).
     fn full_before(&self, ts: i64) -> bool {
+        let (Some(&first), Some(&last)) = (self.ts.first(), self.ts.last()) else {
+            return false;
+        };
         let (n, window) = self.limits();
-        self.ts
-            .first()
-            .is_some_and(|&first| self.ts.len() >= n || ts.saturating_sub(first) >= window)
+        let full = self.ts.len() >= n || ts.saturating_sub(first) >= window;
+        let next = match self.res {
+            Resolution::Raw => Resolution::Minute.millis(),
+            Resolution::Minute => Resolution::Hour.millis(),
+            Resolution::Hour => return full,
+        };
+        self.ts.len() >= 4 * n || (full && ts.div_euclid(next) != last.div_euclid(next))
     }
 
     fn push_sample(&mut self, ts: i64, v: f64) {
@@ -177,6 +198,8 @@ pub struct LevelStats {
 /// What [`SeriesStore::enforce_retention`] deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
+    /// Raw chunks of quiet series closed (and rolled up).
+    pub idle_closed: u64,
     /// Chunks older than their resolution's age.
     pub expired: u64,
     /// Chunks deleted to come under the size bound.
@@ -296,19 +319,11 @@ impl SeriesStore {
             .unwrap_or(0);
         let width = |i: usize| levels[i].millis().max(1);
         let mut all = self.points(key, levels[chosen], from, to)?;
-        // The tail: finer data after the last point of the coarser.
-        let mut end = all.last().map(|p| p.ts_ms + width(chosen));
-        for i in (0..chosen).rev() {
-            let since = end.unwrap_or(from).max(from);
-            let tail: Vec<Aggregate> = self
-                .points(key, levels[i], since, to)?
-                .into_iter()
-                .filter(|p| p.ts_ms >= since)
-                .collect();
-            if let Some(last) = tail.last() {
-                end = Some(last.ts_ms + width(i));
-            }
-            all.extend(tail);
+        // What is not rolled up yet: the finer resolutions' open chunks
+        // (a roll-up is made of closed chunks only, so none of their
+        // samples is counted twice).
+        for &finer in levels[..chosen].iter().rev() {
+            all.extend(self.open_points(key, finer, from, to)?);
         }
         // The head: coarser data before the first point of the finer.
         let mut start = all.first().map_or(to.saturating_add(1), |p| p.ts_ms);
@@ -344,6 +359,33 @@ impl SeriesStore {
         Ok(points(res, &ts, &cols))
     }
 
+    /// The points of `key`'s open chunk at `res` within `[from, to]`:
+    /// in memory, or as last written (`open = 1`) by another process.
+    fn open_points(
+        &self,
+        key: &SeriesKey,
+        res: Resolution,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Aggregate>> {
+        let ncols = if res == Resolution::Raw {
+            1
+        } else {
+            AGG_COLUMNS
+        };
+        let mut ts = Vec::new();
+        let mut cols = vec![Vec::new(); ncols];
+        if let Some(state) = self.series.get(key) {
+            let level = state.level(res);
+            keep(&mut ts, &mut cols, &level.ts, &level.cols, from, to);
+        } else if let Some(id) = series_id(&self.store.conn, key)?
+            && let Some(c) = read_open(&self.store.conn, id, key, res, ncols)?
+        {
+            keep(&mut ts, &mut cols, &c.ts, &c.columns, from, to);
+        }
+        Ok(points(res, &ts, &cols))
+    }
+
     /// Timestamps and columns of `key` at `res` within `[from, to]`: the
     /// chunks on disk, the open one in memory in place of its last write.
     fn read(
@@ -368,11 +410,7 @@ impl SeriesStore {
         let Some(id) = id else {
             return Ok((ts, cols));
         };
-        let open = memory.map(|s| match res {
-            Resolution::Raw => &s.raw,
-            Resolution::Minute => &s.minute,
-            Resolution::Hour => &s.hour,
-        });
+        let open = memory.map(|s| s.level(res));
         let open_start = open.and_then(|l| l.ts.first().copied());
         let mut stmt = self.store.conn.prepare_cached(
             "SELECT start_ms, data FROM series_chunks
@@ -434,7 +472,10 @@ impl SeriesStore {
     /// oldest ones, raw first, then 1 min, then 1 h. SQLite reuses the
     /// freed pages; the file itself does not shrink.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport> {
-        let mut report = RetentionReport::default();
+        let mut report = RetentionReport {
+            idle_closed: self.close_idle(now_ms)?,
+            ..RetentionReport::default()
+        };
         let tx = self.store.conn.transaction()?;
         for res in Resolution::ALL {
             let keep = self.retention.of(res).as_millis() as i64;
@@ -479,6 +520,50 @@ impl SeriesStore {
         tx.commit()?;
         report.bytes_left = total.max(0) as u64;
         Ok(report)
+    }
+}
+
+impl SeriesStore {
+    /// Close the raw chunks of series that went quiet (nothing for a
+    /// chunk's window), in memory or left open on disk, so that they
+    /// roll up before they expire. Returns how many.
+    fn close_idle(&mut self, now_ms: i64) -> Result<u64> {
+        let cutoff = now_ms.saturating_sub(RAW_CHUNK_WINDOW_MS);
+        let mut idle: Vec<SeriesKey> = self
+            .series
+            .iter()
+            .filter(|(_, s)| s.raw.ts.last().is_some_and(|&t| t < cutoff))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let on_disk: Vec<(String, String)> = self
+            .store
+            .conn
+            .prepare(
+                "SELECT s.name, s.labels FROM series_chunks c JOIN series s ON s.id = c.series_id
+                 WHERE c.resolution_ms = 0 AND c.open = 1 AND c.end_ms < ?1",
+            )?
+            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, labels) in on_disk {
+            let labels: Vec<(String, String)> = serde_json::from_str(&labels).unwrap_or_default();
+            let key = SeriesKey::new(&name, labels)?;
+            if !idle.contains(&key) && !self.series.contains_key(&key) {
+                idle.push(key);
+            }
+        }
+        let mut closed = 0;
+        for key in idle {
+            if !self.series.contains_key(&key) {
+                let state = load_state(&mut self.store.conn, &key)?;
+                self.series.insert(key.clone(), state);
+            }
+            let state = self.series.get_mut(&key).expect("inserted above");
+            if state.raw.ts.last().is_some_and(|&t| t < cutoff) {
+                close_raw(&mut self.store.conn, state, &key)?;
+                closed += 1;
+            }
+        }
+        Ok(closed)
     }
 }
 
@@ -546,26 +631,7 @@ fn load_state(conn: &mut Connection, key: &SeriesKey) -> Result<State> {
         hour: Level::new(Resolution::Hour),
     };
     for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
-        let open: Option<(i64, Vec<u8>)> = conn
-            .prepare_cached(
-                "SELECT start_ms, data FROM series_chunks
-                 WHERE series_id = ?1 AND resolution_ms = ?2 AND open = 1
-                 ORDER BY start_ms DESC LIMIT 1",
-            )?
-            .query_row(params![id, level.res.millis()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((start, data)) = open {
-            let c = decode(&data, key, level.res, start)?;
-            if c.columns.len() != level.cols.len() {
-                return Err(chunk_error(
-                    key,
-                    level.res,
-                    start,
-                    super::ChunkError::Columns(c.columns.len()),
-                ));
-            }
+        if let Some(c) = read_open(conn, id, key, level.res, level.cols.len())? {
             level.ts = c.ts;
             level.cols = c.columns;
         }
@@ -576,6 +642,37 @@ fn load_state(conn: &mut Connection, key: &SeriesKey) -> Result<State> {
         )?
         .query_row([id], |r| r.get(0))?;
     Ok(state)
+}
+
+/// The open chunk of series `id` at `res` as last written.
+fn read_open(
+    conn: &Connection,
+    id: i64,
+    key: &SeriesKey,
+    res: Resolution,
+    ncols: usize,
+) -> Result<Option<chunk::Chunk>> {
+    let open: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT start_ms, data FROM series_chunks
+             WHERE series_id = ?1 AND resolution_ms = ?2 AND open = 1
+             ORDER BY start_ms DESC LIMIT 1",
+        )?
+        .query_row(params![id, res.millis()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((start, data)) = open else {
+        return Ok(None);
+    };
+    let c = decode(&data, key, res, start)?;
+    if c.columns.len() != ncols {
+        return Err(chunk_error(
+            key,
+            res,
+            start,
+            super::ChunkError::Columns(c.columns.len()),
+        ));
+    }
+    Ok(Some(c))
 }
 
 /// Write `level` as its chunk (replacing an earlier write of it).
