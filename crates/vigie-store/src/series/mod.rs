@@ -10,25 +10,31 @@
 //! ([`SeriesError::OutOfOrder`]) and nothing is stored for it.
 //!
 //! Each series has one *open chunk* per resolution in memory. The raw
-//! one closes at [`RAW_CHUNK_SAMPLES`] samples or after
-//! [`RAW_CHUNK_WINDOW_MS`]; closing writes it to `series_chunks` and
-//! folds its samples into one-minute aggregates (min, max, sum, count,
-//! last; a NaN sample counts in none of them), whose chunk closes at an
-//! hour's worth into one-hour aggregates, in the same transaction, so
-//! that the roll-ups on disk always match the raw chunks on disk.
-//! [`SeriesStore::flush`] writes the open chunks as they are (rewritten
-//! in place as they grow, reloaded and continued after a restart).
-//! **A crash loses the samples appended since the last flush or chunk
-//! close, nothing older.**
+//! one closes once it has [`RAW_CHUNK_SAMPLES`] samples or spans
+//! [`RAW_CHUNK_WINDOW_MS`], at the next sample that starts a new minute
+//! (so it holds whole minutes; a series denser than 4 samples a second
+//! closes at four times the size anyway); closing writes it to
+//! `series_chunks` and folds its samples into one-minute aggregates
+//! (min, max, sum, count, last; a NaN sample counts in none of them),
+//! whose chunk closes likewise at 60 of them into one-hour aggregates
+//! (chunks of 24), in the same transaction, so that the roll-ups on disk
+//! always match the raw chunks on disk. [`SeriesStore::flush`] writes
+//! the open chunks as they are (rewritten in place as they grow,
+//! reloaded and continued after a restart). **A crash loses the samples
+//! appended since the last flush or chunk close, nothing older**; the
+//! caller flushes on shutdown and, say, every minute.
 //!
 //! [`SeriesStore::query`] returns raw samples; [`SeriesStore::query_step`]
 //! reads the coarsest resolution no wider than the step (raw, 1 min,
-//! 1 h), stitching in finer data not yet rolled up at the end and coarser
-//! data where the finer has expired at the start, so 90 days are ~2,200
-//! hourly points read from ~90 small chunks.
-//! [`SeriesStore::enforce_retention`] deletes chunks by age per
-//! resolution ([`Retention`]; defaults raw 2 days, 1 min 30 days, 1 h
-//! 2 years) and then, above the size bound, the oldest chunks, raw first.
+//! 1 h) plus the finer resolutions' open chunks (what is not rolled up
+//! yet), and coarser data where the finer has expired, so 90 days are
+//! ~2,200 hourly points read from ~90 small chunks.
+//! [`SeriesStore::enforce_retention`] closes the raw chunks of series
+//! quiet for a chunk's window (so they roll up), deletes chunks by age
+//! per resolution ([`Retention`]; defaults raw 2 days, 1 min 30 days,
+//! 1 h 2 years) and then, above the size bound, the oldest chunks, raw
+//! first. The bound counts the chunks' bytes: SQLite reuses the freed
+//! pages, the file does not shrink.
 //!
 //! # Chunk format (version 1)
 //!
@@ -84,8 +90,10 @@
 //!
 //! # Memory
 //!
-//! The open chunks are kept decoded: about 8 KiB per series at most
-//! (240 raw samples, 60 one-minute and 24 one-hour buckets).
+//! The open chunks are kept decoded: about 8 KiB per series (about 245
+//! raw samples, 60 one-minute and 24 one-hour buckets), up to four times
+//! that for a series denser than 4 samples a second. Keeping them
+//! compressed as they grow, as Gorilla does, is left for later.
 
 mod bits;
 pub mod chunk;

@@ -300,9 +300,9 @@ impl SeriesStore {
 
     /// `key` between `from` and `to` in buckets of `step` (aligned on
     /// multiples of it), read from the coarsest resolution no wider than
-    /// `step`; its latest part not yet rolled up comes from finer data,
-    /// and its earliest, where it has expired, from coarser. Empty
-    /// buckets are left out.
+    /// `step` and the finer open chunks (not rolled up yet); where that
+    /// resolution has expired, from coarser ones. A roll-up bucket that
+    /// holds `from` counts whole. Empty buckets are left out.
     pub fn query_step(
         &self,
         key: &SeriesKey,
