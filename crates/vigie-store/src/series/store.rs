@@ -48,7 +48,7 @@ impl State {
 
 /// An open chunk: timestamps and columns (one for raw samples, five for
 /// aggregates).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Level {
     res: Resolution,
     ts: Vec<i64>,
@@ -708,6 +708,17 @@ fn write_chunk(
 /// that one into the hour chunk when it fills), and write the open
 /// roll-up chunks, all in one transaction.
 fn close_raw(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Result<()> {
+    // A failed write leaves memory as it was: nothing appended is lost
+    // to an error, and the next close tries again.
+    let before = [state.raw.clone(), state.minute.clone(), state.hour.clone()];
+    let result = close_raw_in(conn, state, key);
+    if result.is_err() {
+        [state.raw, state.minute, state.hour] = before;
+    }
+    result
+}
+
+fn close_raw_in(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Result<()> {
     let tx = conn.transaction()?;
     write_chunk(&tx, state.id, key, &state.raw, false)?;
     let minutes = bucket(state.raw.aggregates(), Resolution::Minute.millis());
