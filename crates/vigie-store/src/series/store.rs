@@ -258,15 +258,20 @@ impl SeriesStore {
     /// open (rewritten in place as they grow).
     pub fn flush(&mut self) -> Result<()> {
         let tx = self.store.conn.transaction()?;
-        for (key, state) in &mut self.series {
-            for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
+        for (key, state) in &self.series {
+            for level in [&state.raw, &state.minute, &state.hour] {
                 if level.dirty && !level.ts.is_empty() {
                     write_chunk(&tx, state.id, key, level, true)?;
-                    level.dirty = false;
                 }
             }
         }
         tx.commit()?;
+        // Only once committed: a failed flush is tried again in full.
+        for state in self.series.values_mut() {
+            for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
+                level.dirty = false;
+            }
+        }
         Ok(())
     }
 
