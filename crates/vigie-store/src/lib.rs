@@ -4,7 +4,8 @@
 //! Every check result is recorded with its timing and numbers; each
 //! check's threshold state is kept so that a restart remembers a failing
 //! check; heartbeat pings and the hashes of generated tokens live here
-//! too (the tokens in a file of their own, `tokens`). A daemon
+//! too (the tokens in a file of their own, `tokens`); time series,
+//! compressed and rolled up, in [`series`]. A daemon
 //! killed with SIGKILL loses nothing that was committed: WAL with
 //! `synchronous = NORMAL` survives a process crash (only a power cut may
 //! take the last transactions).
@@ -21,6 +22,7 @@ mod history;
 mod incidents;
 pub mod lock;
 mod migrations;
+pub mod series;
 mod sqlite_copy;
 mod sync;
 mod tokens;
@@ -38,6 +40,10 @@ pub use incidents::{
 };
 
 pub use migrations::SCHEMA_VERSION;
+
+pub use series::{
+    Aggregate, ChunkError, Resolution, Retention, Sample, SeriesError, SeriesKey, SeriesStore,
+};
 
 /// The store's file name inside the state directory.
 pub const DB_FILE: &str = "vigie.db";

@@ -170,6 +170,27 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
     );
     CREATE INDEX backup_checks_job ON backup_checks (job, started_ms);",
+    // 13: time series (`series/`): each series' name and labels (a JSON
+    // array of sorted [name, value] pairs), and its compressed chunks per
+    // resolution (0 raw, 60000 one minute, 3600000 one hour); an open
+    // chunk is rewritten in place until it closes.
+    "CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        UNIQUE (name, labels)
+    );
+    CREATE TABLE series_chunks (
+        series_id INTEGER NOT NULL REFERENCES series (id),
+        resolution_ms INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        open INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (series_id, resolution_ms, start_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX series_chunks_by_age ON series_chunks (resolution_ms, end_ms);",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

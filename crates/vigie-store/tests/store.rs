@@ -169,6 +169,8 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
          DROP TABLE backup_runs;
          DROP TABLE backup_drills;
          DROP TABLE backup_checks;
+         DROP TABLE series_chunks;
+         DROP TABLE series;
          ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);
