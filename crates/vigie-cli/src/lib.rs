@@ -16,6 +16,7 @@ mod located;
 mod output;
 mod progress;
 mod run;
+mod sd_notify;
 mod selfcheck;
 mod sync;
 
