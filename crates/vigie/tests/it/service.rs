@@ -118,7 +118,9 @@ fn the_daemon_tells_systemd_ready_reloading_and_stopping() {
     );
     // A broken one: still READY=1 (the running configuration is kept),
     // and the status says so.
-    e.config(&format!("{SERVER}[[check]]\nname = \"bad\"\nmemroy = {{}}\n"));
+    e.config(&format!(
+        "{SERVER}[[check]]\nname = \"bad\"\nmemroy = {{}}\n"
+    ));
     d.signal(Signal::HUP);
     assert_eq!(
         next_message(&systemd),
@@ -133,10 +135,7 @@ fn the_daemon_tells_systemd_ready_reloading_and_stopping() {
     );
 
     d.signal(Signal::TERM);
-    assert_eq!(
-        next_message(&systemd),
-        "STOPPING=1\nSTATUS=shutting down\n"
-    );
+    assert_eq!(next_message(&systemd), "STOPPING=1\nSTATUS=shutting down\n");
     let (code, _) = d.wait(Duration::from_secs(5));
     assert_eq!(code, Some(0), "{}", d.log());
 }
