@@ -17,6 +17,7 @@ mod output;
 mod password;
 mod progress;
 mod run;
+mod sd_notify;
 mod selfcheck;
 mod sync;
 

@@ -75,14 +75,20 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         tracing::info!(node = %config.node.name, checks = config.checks.len(), state_dir = %dir.display(), "vigie running");
+        // Under systemd (Type=notify): started only now, the configuration
+        // loaded and the API listening.
+        let systemd = crate::sd_notify::Notifier::from_env();
+        systemd.ready(&running_status(&config, &server));
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
+                    systemd.reloading();
                     if let Some(new) = reload(cli) {
                         if let Err(e) = engine.reload(&new) {
                             tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                            systemd.ready(&format!("{}; the last reload failed", running_status(&config, &server)));
                             continue;
                         }
                         let server_changed = new.server.listen != config.server.listen
@@ -100,10 +106,15 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         backups = crate::backup::schedule::start(&new, &dir, &board);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
-                    } else { tracing::error!("the new configuration is invalid; keeping the running one") }
+                        systemd.ready(&running_status(&config, &server));
+                    } else {
+                        tracing::error!("the new configuration is invalid; keeping the running one");
+                        systemd.ready(&format!("{}; the new configuration is invalid", running_status(&config, &server)));
+                    }
                 }
             }
         }
+        systemd.stopping();
         tracing::info!("shutting down");
         drop(backups);
         dyndns.abort();
@@ -120,6 +131,16 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         crate::located::withdraw();
         Ok(exit::OK)
     })
+}
+
+/// What `systemctl status vigie` shows beside the unit while it runs.
+fn running_status(config: &Config, server: &vigie_web::Server) -> String {
+    let n = config.checks.len();
+    format!(
+        "{n} check{}, API on {}",
+        if n == 1 { "" } else { "s" },
+        server.local_addr
+    )
 }
 
 /// Take the daemon's lock on `dir`, or say which daemon holds it.

@@ -22,10 +22,19 @@ pub(crate) fn remember_env(name: &str) {
         .insert(name.to_owned());
 }
 
+/// Variables meant for vigie's own process, never for its children:
+/// systemd's notification socket (`Type=notify`), through which a child
+/// (a check, a repair that speaks the protocol) would report for vigie.
+const OWN_ENV: &[&str] = &["NOTIFY_SOCKET"];
+
 /// Remove from `cmd`'s environment every variable a `{ env = … }` secret
-/// names, except those the caller set on purpose (a check's own `env`).
+/// names, except those the caller set on purpose (a check's own `env`),
+/// and those meant for vigie alone (`NOTIFY_SOCKET`).
 /// Every place that starts a child calls it.
 pub fn scrub_secret_env(cmd: &mut std::process::Command) {
+    for name in OWN_ENV {
+        cmd.env_remove(name);
+    }
     let set: BTreeSet<std::ffi::OsString> = cmd
         .get_envs()
         .filter(|(_, v)| v.is_some())

@@ -18,19 +18,24 @@ pub struct Daemon {
 impl Env {
     /// Start `vigie run` and wait until its HTTP server answers.
     pub fn daemon(&self) -> Daemon {
+        self.daemon_with(|_| {})
+    }
+
+    /// `daemon`, with `setup` applied to the command first (an extra
+    /// variable in its environment).
+    pub fn daemon_with(&self, setup: impl FnOnce(&mut std::process::Command)) -> Daemon {
         let stderr_path = self
             .path()
             .join(format!("daemon-{}.log", std::process::id() ^ rand_small()));
         let log = std::fs::File::create(&stderr_path).expect("log file");
         let addr_file = self.state_dir().join("http.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let child = self
-            .cmd(&["run"])
-            .env("VIGIE_LOG", "info")
+        let mut cmd = self.cmd(&["run"]);
+        cmd.env("VIGIE_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start vigie run");
+            .stderr(log);
+        setup(&mut cmd);
+        let child = cmd.spawn().expect("start vigie run");
         let mut d = Daemon {
             child: Some(child),
             addr: "127.0.0.1:0".parse().expect("addr"),
