@@ -361,7 +361,15 @@ pub struct Server {
 pub struct PasswordHash(String);
 
 impl PasswordHash {
-    /// Check `phc` is an argon2id hash argon2 can verify against.
+    /// The most memory a hash may ask per login (256 MiB).
+    pub const MAX_MEMORY_KIB: u32 = 256 * 1024;
+    /// The most passes.
+    pub const MAX_PASSES: u32 = 16;
+    /// The most lanes.
+    pub const MAX_LANES: u32 = 8;
+
+    /// Check `phc` is an argon2id hash argon2 can verify against, at a
+    /// cost vigie bounds.
     pub fn parse(phc: &str) -> Result<Self, String> {
         let h = argon2::PasswordHash::new(phc).map_err(|e| e.to_string())?;
         if h.algorithm.as_str() != "argon2id" {
@@ -373,7 +381,23 @@ impl PasswordHash {
         if h.hash.is_none() {
             return Err("it has no hash part".into());
         }
-        argon2::Params::try_from(&h).map_err(|e| format!("its parameters: {e}"))?;
+        let p = argon2::Params::try_from(&h).map_err(|e| format!("its parameters: {e}"))?;
+        // Every login costs what the hash says: bounded, so that a hash
+        // made elsewhere cannot make each login a denial of service.
+        if p.m_cost() > Self::MAX_MEMORY_KIB
+            || p.t_cost() > Self::MAX_PASSES
+            || p.p_cost() > Self::MAX_LANES
+        {
+            return Err(format!(
+                "its cost (m={} KiB, t={}, p={}) is above what vigie computes per login (m ≤ {}, t ≤ {}, p ≤ {})",
+                p.m_cost(),
+                p.t_cost(),
+                p.p_cost(),
+                Self::MAX_MEMORY_KIB,
+                Self::MAX_PASSES,
+                Self::MAX_LANES
+            ));
+        }
         Ok(Self(phc.to_owned()))
     }
 

@@ -46,6 +46,8 @@ struct App {
     sessions: Arc<dash::Sessions>,
     /// Served over TLS: the session cookie is `Secure`.
     https: bool,
+    /// The dashboard's reads of the store under way.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The largest request body read (an ack's note is the biggest).
@@ -88,6 +90,7 @@ pub async fn serve(
         host: Arc::new(host::HostMetrics::new()),
         sessions: Arc::new(dash::Sessions::default()),
         https: tls.is_some(),
+        reads: Arc::new(tokio::sync::Semaphore::new(dash::READS)),
     };
     // The token-guarded routes: authenticated before any body is read.
     let api = Router::new()

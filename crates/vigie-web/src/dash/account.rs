@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::html::{Nav, esc, page};
-use super::session::set_cookie;
+use super::session::{Refused, set_cookie};
 use super::{Viewer, html_response};
 use crate::App;
 
@@ -167,28 +167,41 @@ pub(super) async fn login(
     Extension(v): Extension<Viewer>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let hash = app
-        .engine
-        .view()
-        .config()
-        .server
-        .users
-        .get(&form.user)
-        .map(|h| h.phc().to_owned());
-    let Some((id, _)) = app.sessions.login(&form.user, &form.password, hash).await else {
-        tracing::warn!(user = %form.user, "a dashboard login failed");
-        return login_form(
-            &v,
-            StatusCode::UNAUTHORIZED,
-            "<p class=\"problem\" role=\"alert\">Wrong user name or password.</p>",
-        );
-    };
-    tracing::info!(user = %form.user, "logged in to the dashboard");
-    let mut r = see_other("/");
-    if let Ok(c) = header::HeaderValue::from_str(&set_cookie(Some(&id), app.https)) {
-        r.headers_mut().insert(header::SET_COOKIE, c);
+    let config = app.engine.view().config();
+    let users = &config.server.users;
+    if users.is_empty() {
+        // No one can log in: nothing to compute.
+        return login_form(&v, StatusCode::UNAUTHORIZED, "");
     }
-    r
+    // What the logs show of a name typed by anyone: its Debug form
+    // (no line breaks), at most 64 characters.
+    let shown: String = form.user.chars().take(64).collect();
+    let names: Vec<&str> = users.keys().map(String::as_str).collect();
+    app.sessions.know(&names);
+    let hash = users.get(&form.user).map(|h| h.phc().to_owned());
+    match app.sessions.login(&form.user, &form.password, hash).await {
+        Ok((id, _)) => {
+            tracing::info!(user = ?shown, "logged in to the dashboard");
+            let mut r = see_other("/");
+            if let Ok(c) = header::HeaderValue::from_str(&set_cookie(Some(&id), app.https)) {
+                r.headers_mut().insert(header::SET_COOKIE, c);
+            }
+            r
+        }
+        Err(Refused::Wrong) => {
+            tracing::warn!(user = ?shown, "a dashboard login failed");
+            login_form(
+                &v,
+                StatusCode::UNAUTHORIZED,
+                "<p class=\"problem\" role=\"alert\">Wrong user name or password.</p>",
+            )
+        }
+        Err(Refused::Busy) => login_form(
+            &v,
+            StatusCode::TOO_MANY_REQUESTS,
+            "<p class=\"problem\" role=\"alert\">Too many logins at once or failed lately: wait a few seconds and try again.</p>",
+        ),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -6,7 +6,7 @@
   "use strict";
   var table = document.querySelector("table.checks");
   if (!table || !window.EventSource) return;
-  var rows = {};
+  var rows = Object.create(null);
   table.querySelectorAll("tr[data-check]").forEach(function (tr) {
     rows[tr.dataset.check] = tr;
   });

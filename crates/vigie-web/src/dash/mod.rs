@@ -36,6 +36,9 @@ use crate::App;
 use html::{Frame, Nav, ago, esc, page, url_segment, when};
 pub(crate) use session::Sessions;
 
+/// Pages read from the store at once, at most.
+pub(crate) const READS: usize = 4;
+
 /// Runs drawn in each check's sparkline.
 const SPARK_RUNS: usize = 30;
 /// Buckets across a history graph.
@@ -87,8 +90,8 @@ fn public(path: &str) -> bool {
 /// in; add the headers every answer carries.
 async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let config = app.engine.view().config();
-    let users: Vec<&str> = config.server.users.keys().map(String::as_str).collect();
-    let session = app.sessions.of(req.headers(), &users);
+    let users = &config.server.users;
+    let session = app.sessions.of(req.headers(), users);
     let account = match &session {
         Some((_, s)) => format!(
             "<form method=\"post\" action=\"/ui/logout\"><span>{}</span> \
@@ -108,7 +111,7 @@ async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response 
         session,
     };
     if app.token.is_some() && viewer.session.is_none() && !public(req.uri().path()) {
-        return if users.is_empty() {
+        let mut r = if users.is_empty() {
             html_response(
                 StatusCode::UNAUTHORIZED,
                 page(
@@ -133,9 +136,17 @@ async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response 
             }
             r
         };
+        secure_headers(&mut r);
+        return r;
     }
     req.extensions_mut().insert(viewer);
     let mut resp = next.run(req).await;
+    secure_headers(&mut resp);
+    resp
+}
+
+/// What every answer of the dashboard carries.
+fn secure_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -149,7 +160,6 @@ async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response 
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("same-origin"),
     );
-    resp
 }
 
 fn html_response(status: StatusCode, body: String) -> Response {
@@ -193,6 +203,19 @@ async fn read<T: Send + 'static>(
     f: impl FnOnce(&vigie_store::Store) -> vigie_store::Result<T> + Send + 'static,
 ) -> Result<T, Response> {
     let engine = app.engine.clone();
+    // A few reads at once; more are told to come back (each holds a
+    // thread of the blocking pool, which the probes share).
+    let Ok(permit) = app.reads.clone().try_acquire_owned() else {
+        return Err(html_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            page(
+                "Busy",
+                &v.frame,
+                Nav::Checks,
+                "<h1>Busy</h1><p>Other pages are being read: reload in a moment.</p>",
+            ),
+        ));
+    };
     let fail = |what: String| {
         tracing::error!("the dashboard cannot read the store: {what}");
         html_response(
@@ -205,7 +228,12 @@ async fn read<T: Send + 'static>(
             ),
         )
     };
-    match tokio::task::spawn_blocking(move || engine.history(f)).await {
+    match tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        engine.history(f)
+    })
+    .await
+    {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(fail(e.to_string())),
         Err(e) => Err(fail(e.to_string())),
@@ -576,32 +604,53 @@ fn live_view(s: &CheckStatus) -> Live {
 /// Server-sent events: every [`LIVE_EVERY`], `{"now": ms, "checks":
 /// [...]}` with the checks whose row changed since the last event (all
 /// of them first).
-async fn live(State(app): State<App>) -> Response {
-    type Sent = std::collections::HashMap<String, Live>;
+async fn live(State(app): State<App>, Extension(v): Extension<Viewer>) -> Response {
+    // A stream opened in a session ends with it (logout, expiry, a user
+    // removed or given a new password).
+    let session = v.session.map(|(id, _)| id);
     let start = (app, Sent::new(), tokio::time::Instant::now(), true);
-    let stream =
-        futures_util::stream::unfold(start, |(app, mut sent, started, first)| async move {
-            if !first {
-                tokio::time::sleep(LIVE_EVERY).await;
-            }
-            if started.elapsed() > LIVE_FOR {
-                return None;
-            }
-            let changed: Vec<Live> = app
-                .engine
-                .statuses()
-                .iter()
-                .map(live_view)
-                .filter(|l| sent.get(&l.name) != Some(l))
-                .collect();
-            let data = serde_json::json!({ "now": Timestamp::now().0, "checks": &changed });
-            for l in changed {
-                sent.insert(l.name.clone(), l);
-            }
-            let event = Event::default().event("checks").data(data.to_string());
-            Some((Ok::<_, Infallible>(event), (app, sent, started, false)))
-        });
+    let stream = futures_util::stream::unfold(start, move |state| tick(state, session.clone()));
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// What the live stream last sent of each check.
+type Sent = std::collections::HashMap<String, Live>;
+
+/// One event of the live stream, or its end.
+async fn tick(
+    (app, mut sent, started, first): (App, Sent, tokio::time::Instant, bool),
+    session: Option<String>,
+) -> Option<(
+    Result<Event, Infallible>,
+    (App, Sent, tokio::time::Instant, bool),
+)> {
+    if !first {
+        tokio::time::sleep(LIVE_EVERY).await;
+    }
+    if started.elapsed() > LIVE_FOR {
+        return None;
+    }
+    if let Some(id) = &session
+        && app
+            .sessions
+            .alive(id, &app.engine.view().config().server.users)
+            .is_none()
+    {
+        return None;
+    }
+    let changed: Vec<Live> = app
+        .engine
+        .statuses()
+        .iter()
+        .map(live_view)
+        .filter(|l| sent.get(&l.name) != Some(l))
+        .collect();
+    let data = serde_json::json!({ "now": Timestamp::now().0, "checks": &changed });
+    for l in changed {
+        sent.insert(l.name.clone(), l);
+    }
+    let event = Event::default().event("checks").data(data.to_string());
+    Some((Ok(event), (app, sent, started, false)))
 }

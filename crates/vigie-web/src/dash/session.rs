@@ -4,8 +4,9 @@
 //! (a restart logs everyone out) for [`SESSION_FOR`], with its own CSRF
 //! token that every form of the dashboard carries.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordVerifier};
@@ -18,20 +19,51 @@ pub(crate) const SESSION_FOR: Duration = Duration::from_hours(12);
 /// The most sessions kept: past it, the oldest goes.
 const MAX_SESSIONS: usize = 256;
 
+/// Failed logins of a user before each further one waits.
+const FREE_FAILURES: u32 = 5;
+/// The longest wait between two tries of a user past [`FREE_FAILURES`].
+const MAX_BACKOFF: Duration = Duration::from_mins(15);
+
 /// One logged-in browser.
 #[derive(Clone, Debug)]
 pub(crate) struct Session {
     pub user: String,
     pub csrf: String,
     started: Instant,
+    /// The hash the user logged in with: a new password ends the session.
+    hash: String,
+}
+
+/// Why a login was not let in.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Wrong user name or password.
+    Wrong,
+    /// Another login is being checked, or this user failed too often
+    /// lately: try again in a while.
+    Busy,
 }
 
 #[derive(Default)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    /// Logins are checked one at a time: a guesser gets one try per
-    /// argon2 hash (tens of milliseconds), whatever its connections.
-    verifying: tokio::sync::Mutex<()>,
+    /// Logins are checked one at a time and never queued: a guesser gets
+    /// one try per argon2 hash, and one more login while a hash is being
+    /// computed is answered "busy" at once, so that logins never hold the
+    /// server's connections. Set until the computation ends, even when
+    /// the request that started it was dropped.
+    verifying: Arc<AtomicBool>,
+    /// Each configured user's recent failures: (count, last).
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// Clears the `verifying` flag when the hash computation ends.
+struct Verifying(Arc<AtomicBool>);
+
+impl Drop for Verifying {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// 32 random bytes from the kernel, in hex.
@@ -54,38 +86,52 @@ fn random_hex() -> String {
 
 impl Sessions {
     /// Check `password` against `user`'s hash (`None`: no such user, the
-    /// same work done against a fixed hash so that timing does not tell
-    /// names apart); a new session when it matches.
+    /// same work done against a hash of no one's so that timing does not
+    /// tell names apart); a new session when it matches.
     pub(crate) async fn login(
         &self,
         user: &str,
         password: &str,
         hash: Option<String>,
-    ) -> Option<(String, Session)> {
-        let _one = self.verifying.lock().await;
+    ) -> Result<(String, Session), Refused> {
+        if hash.is_some() && self.backing_off(user) {
+            return Err(Refused::Busy);
+        }
+        if self
+            .verifying
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Refused::Busy);
+        }
+        let busy = Verifying(self.verifying.clone());
         let password = password.to_owned();
+        let phc = hash.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            let phc: &str = match &hash {
+            let _busy = busy;
+            let phc: &str = match &phc {
                 Some(h) => h,
                 None => decoy(),
             };
-            let ok = argon2::PasswordHash::new(phc).is_ok_and(|h| {
+            argon2::PasswordHash::new(phc).is_ok_and(|h| {
                 Argon2::default()
                     .verify_password(password.as_bytes(), &h)
                     .is_ok()
-            });
-            ok && hash.is_some()
+            })
         })
         .await
         .unwrap_or(false);
-        if !ok {
-            return None;
-        }
+        let Some(hash) = hash.filter(|_| ok) else {
+            self.failed(user);
+            return Err(Refused::Wrong);
+        };
+        self.lock_failures().remove(user);
         let id = random_hex();
         let session = Session {
             user: user.to_owned(),
             csrf: random_hex(),
             started: Instant::now(),
+            hash,
         };
         let mut map = self
             .map
@@ -101,23 +147,75 @@ impl Sessions {
             map.remove(&oldest);
         }
         map.insert(id.clone(), session.clone());
-        Some((id, session))
+        Ok((id, session))
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `user` failed [`FREE_FAILURES`] times or more and must
+    /// still wait: 1 s after the fifth failure, doubling after each,
+    /// up to [`MAX_BACKOFF`].
+    fn backing_off(&self, user: &str) -> bool {
+        let failures = self.lock_failures();
+        let Some(&(n, last)) = failures.get(user) else {
+            return false;
+        };
+        n >= FREE_FAILURES && last.elapsed() < backoff(n)
+    }
+
+    /// Count a failure of `user` (only configured users are kept: an
+    /// unknown name costs no memory).
+    fn failed(&self, user: &str) {
+        let mut failures = self.lock_failures();
+        if let Some((n, last)) = failures.get_mut(user) {
+            *n = n.saturating_add(1);
+            *last = Instant::now();
+        }
+    }
+
+    /// Start counting failures of the configured `users`.
+    pub(crate) fn know(&self, users: &[&str]) {
+        let mut failures = self.lock_failures();
+        failures.retain(|u, _| users.contains(&u.as_str()));
+        for u in users {
+            failures
+                .entry((*u).to_owned())
+                .or_insert((0, Instant::now()));
+        }
     }
 
     /// The live session whose id the request's cookie carries, if any,
-    /// for a user still configured.
-    pub(crate) fn of(&self, headers: &HeaderMap, users: &[&str]) -> Option<(String, Session)> {
+    /// for a user still configured with the same password.
+    pub(crate) fn of(
+        &self,
+        headers: &HeaderMap,
+        users: &BTreeMap<String, vigie_config::PasswordHash>,
+    ) -> Option<(String, Session)> {
         let id = cookie(headers)?;
+        self.alive(id, users).map(|s| (id.to_owned(), s))
+    }
+
+    /// Session `id`, if it is still good for `users`.
+    pub(crate) fn alive(
+        &self,
+        id: &str,
+        users: &BTreeMap<String, vigie_config::PasswordHash>,
+    ) -> Option<Session> {
         let mut map = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let s = map.get(id)?;
-        if s.started.elapsed() >= SESSION_FOR || !users.contains(&s.user.as_str()) {
+        let same = users.get(&s.user).is_some_and(|h| h.phc() == s.hash);
+        if s.started.elapsed() >= SESSION_FOR || !same {
             map.remove(id);
             return None;
         }
-        Some((id.to_owned(), s.clone()))
+        Some(s.clone())
     }
 
     pub(crate) fn end(&self, id: &str) {
@@ -126,6 +224,12 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
     }
+}
+
+/// How long a user who failed `n` times waits before the next try.
+fn backoff(n: u32) -> Duration {
+    let doublings = n.saturating_sub(FREE_FAILURES).min(10);
+    Duration::from_secs(1u64 << doublings).min(MAX_BACKOFF)
 }
 
 /// The session id in the request's `Cookie` headers.
@@ -178,22 +282,34 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn users(hash: &str) -> BTreeMap<String, vigie_config::PasswordHash> {
+        BTreeMap::from([(
+            "alice".to_owned(),
+            vigie_config::PasswordHash::parse(hash).unwrap(),
+        )])
+    }
+
     #[tokio::test]
     async fn a_login_needs_the_right_password_and_makes_a_session_the_cookie_finds() {
         let hash = hash_password("correct horse").unwrap();
         assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-        assert!(vigie_config::PasswordHash::parse(&hash).is_ok());
         let s = Sessions::default();
-        assert!(
+        s.know(&["alice"]);
+        assert_eq!(
             s.login("alice", "wrong", Some(hash.clone()))
                 .await
-                .is_none()
+                .unwrap_err(),
+            Refused::Wrong
         );
-        assert!(
-            s.login("bob", "correct horse", None).await.is_none(),
+        assert_eq!(
+            s.login("bob", "correct horse", None).await.unwrap_err(),
+            Refused::Wrong,
             "unknown name"
         );
-        let (id, session) = s.login("alice", "correct horse", Some(hash)).await.unwrap();
+        let (id, session) = s
+            .login("alice", "correct horse", Some(hash.clone()))
+            .await
+            .unwrap();
         assert_eq!(id.len(), 64);
         assert_eq!(session.csrf.len(), 64);
         assert_ne!(id, session.csrf);
@@ -202,23 +318,50 @@ mod tests {
             header::COOKIE,
             format!("theme=dark; {COOKIE}={id}").parse().unwrap(),
         );
-        assert_eq!(s.of(&h, &["alice"]).unwrap().1.user, "alice");
+        assert_eq!(s.of(&h, &users(&hash)).unwrap().1.user, "alice");
+        let other = hash_password("a new password").unwrap();
+        assert!(s.of(&h, &users(&other)).is_none(), "a new password");
         assert!(
-            s.of(&h, &["bob"]).is_none(),
-            "a user removed from the config"
+            s.of(&h, &users(&hash)).is_none(),
+            "and the session went with the old one"
         );
-        assert!(
-            s.of(&h, &["alice"]).is_none(),
-            "and the session went with them"
-        );
+        assert!(s.of(&h, &BTreeMap::new()).is_none(), "a user removed");
         let mut forged = HeaderMap::new();
         forged.insert(
             header::COOKIE,
             format!("{COOKIE}={}", "0".repeat(64)).parse().unwrap(),
         );
-        assert!(s.of(&forged, &["alice"]).is_none());
+        assert!(s.of(&forged, &users(&hash)).is_none());
         assert!(set_cookie(Some(&id), true).ends_with("; Secure"));
         assert!(set_cookie(Some(&id), false).contains("HttpOnly; SameSite=Strict"));
+    }
+
+    #[tokio::test]
+    async fn a_user_who_keeps_failing_waits_longer_each_time_and_a_second_login_is_not_queued() {
+        let hash = hash_password("correct horse").unwrap();
+        let s = Sessions::default();
+        s.know(&["alice"]);
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(
+                s.login("alice", "guess", Some(hash.clone()))
+                    .await
+                    .unwrap_err(),
+                Refused::Wrong
+            );
+        }
+        assert_eq!(
+            s.login("alice", "correct horse", Some(hash.clone()))
+                .await
+                .unwrap_err(),
+            Refused::Busy,
+            "even the right password waits its turn"
+        );
+        assert_eq!(backoff(FREE_FAILURES), Duration::from_secs(1));
+        assert_eq!(backoff(FREE_FAILURES + 3), Duration::from_secs(8));
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        // While a hash is computed, another login is answered at once.
+        s.verifying.store(true, Ordering::Release);
+        assert_eq!(s.login("bob", "x", None).await.unwrap_err(), Refused::Busy);
     }
 
     #[test]

@@ -479,7 +479,8 @@ fn with_a_token_and_users_the_pages_send_to_the_login_and_a_bad_hash_is_refused(
 
     let e = env();
     e.config(&format!(
-        "{SERVER_NO_BLANK}users = {{ bob = \"$2y$10$notargon\", \"a b\" = \"x\" }}\n"
+        "{SERVER_NO_BLANK}users = {{ bob = \"$2y$10$notargon\", \"a b\" = \"x\", carol = \"$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0${}\" }}\n",
+        "A".repeat(43)
     ));
     let v = e.run(&["validate"]);
     assert_eq!(v.code, 2, "{v:?}");
@@ -488,6 +489,11 @@ fn with_a_token_and_users_the_pages_send_to_the_login_and_a_bad_hash_is_refused(
         "{v:?}"
     );
     assert!(v.stderr.contains("`a b` is not a user name"), "{v:?}");
+    assert!(
+        v.stderr.contains("server.users.carol")
+            && v.stderr.contains("above what vigie computes per login"),
+        "a hash whose cost would make each login a denial of service: {v:?}"
+    );
 }
 
 const SERVER_NO_BLANK: &str = "[server]\nlisten = \"127.0.0.1:0\"\n";
