@@ -99,6 +99,8 @@ pub struct Resource {
     /// resource was repaired.
     pub notify: Vec<String>,
     pub tags: Vec<String>,
+    /// Where it is declared in the file (its order among resources).
+    pub position: usize,
 }
 
 impl Resource {
@@ -457,6 +459,7 @@ pub fn load_str(
         _life: std::marker::PhantomData,
     };
     let mut resources = Vec::new();
+    let headers = headers(text);
     for kind in KINDS {
         let Some(list) = top.remove(*kind) else {
             continue;
@@ -465,6 +468,10 @@ pub fn load_str(
             l.err(kind, format!("write each as [[{kind}]]"), None);
             continue;
         };
+        // Where each `[[kind]]` starts in the file, when every one is
+        // a header line (not `kind = [{ … }]`): resources run in the
+        // file's order, not grouped by kind.
+        let at = headers.get(*kind).filter(|h| h.len() == list.len());
         for (i, v) in list.iter().enumerate() {
             let place = format!("[[{kind}]] #{}", i + 1);
             let Some(t) = v.as_table() else {
@@ -475,9 +482,18 @@ pub fn load_str(
                 );
                 continue;
             };
+            let first = resources.len();
             l.resource(kind, &place, t, &mut resources);
+            if let Some(at) = at {
+                for r in &mut resources[first..] {
+                    r.position = at[i];
+                }
+            }
         }
     }
+    // Stable: a kind written inline keeps its place after the others,
+    // a loop's resources stay in the loop's order.
+    resources.sort_by_key(|r| r.position);
     let handlers = l.handlers(top.remove("handler"));
     let mut errors = std::mem::take(&mut l.errors);
     let resources = order(resources, &handlers, &mut errors);
@@ -489,6 +505,23 @@ pub fn load_str(
     } else {
         Err(fail(errors))
     }
+}
+
+/// The byte offset of each `[[kind]]` header line, by kind.
+fn headers(text: &str) -> HashMap<&'static str, Vec<usize>> {
+    let mut out: HashMap<&'static str, Vec<usize>> = HashMap::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("[[")
+            && let Some((kind, _)) = rest.split_once("]]")
+            && let Some(k) = KINDS.iter().find(|k| **k == kind.trim())
+        {
+            out.entry(*k).or_default().push(offset);
+        }
+        offset += line.len();
+    }
+    out
 }
 
 /// `[settings]`: where replaced files are kept.
@@ -761,6 +794,7 @@ impl Loader<'_> {
                 requires,
                 notify,
                 tags,
+                position: usize::MAX,
             }),
             Err((key, message, hint)) => {
                 let place = match key {
