@@ -274,3 +274,47 @@ fn a_syntax_error_says_where() {
     assert!(e.contains("site.toml: syntax"), "{e}");
     assert!(e.contains("line 1"), "{e}");
 }
+
+#[test]
+fn the_manifest_in_the_docs_loads() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/converge.md"
+    ))
+    .unwrap();
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let text = &doc[start..start + doc[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("motd.j2"),
+        "{{ motd }} ({{ facts.os.id }})\n",
+    )
+    .unwrap();
+    let plan = load_str(
+        text,
+        "converge.md",
+        dir.path(),
+        &LoadOptions {
+            facts: facts(),
+            host: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(content(&plan, "file:/etc/motd"), "web1, front (debian)\n");
+    let ids: Vec<&str> = plan.resources.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "group:admins",
+            "user:ann",
+            "user:bob",
+            "line:/etc/ssh/sshd_config",
+            "file:/etc/motd",
+            "package:nginx"
+        ]
+    );
+    let Spec::Edit(line) = &plan.resources[3].spec else {
+        panic!()
+    };
+    assert!(format!("{:?}", line.edit).contains("Port 2222"), "{line:?}");
+}
