@@ -20,7 +20,7 @@ use crate::res::file::{DirSpec, Edit, EditSpec, FileSpec, Perms};
 use crate::res::package::PackageSpec;
 use crate::res::service::ServiceSpec;
 use crate::res::sysctl::SysctlSpec;
-use crate::res::{Drift, Res, State};
+use crate::res::{Res, State};
 use crate::sys::Cmd;
 use crate::template::Templates;
 use crate::write::{KeepOld, Writer};
@@ -373,15 +373,14 @@ fn deser<T: DeserializeOwned>(t: &toml::Table) -> Result<T, (Option<String>, Str
 }
 
 /// Collects the errors of one load.
-struct Loader<'a> {
+struct Loader {
     dir: PathBuf,
     templates: Templates,
     errors: Vec<ManifestError>,
     keep: KeepOld,
-    _life: std::marker::PhantomData<&'a ()>,
 }
 
-impl Loader<'_> {
+impl Loader {
     fn err(&mut self, place: &str, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(ManifestError {
             place: place.to_owned(),
@@ -456,7 +455,6 @@ pub fn load_str(
         templates: Templates::new(minijinja::Value::from_serialize(&context)),
         errors,
         keep,
-        _life: std::marker::PhantomData,
     };
     let mut resources = Vec::new();
     let headers = headers(text);
@@ -496,6 +494,7 @@ pub fn load_str(
     resources.sort_by_key(|r| r.position);
     let handlers = l.handlers(top.remove("handler"));
     let mut errors = std::mem::take(&mut l.errors);
+    fights(&resources, &mut errors);
     let resources = order(resources, &handlers, &mut errors);
     if errors.is_empty() {
         Ok(Plan {
@@ -672,7 +671,7 @@ fn valid_name(s: &str, extra: &str) -> bool {
         && !s.starts_with('-')
 }
 
-impl Loader<'_> {
+impl Loader {
     /// Render every template string of `v` (keys named in errors).
     fn render(
         &mut self,
@@ -1408,6 +1407,29 @@ fn order(
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
+/// A file whose whole content is declared and an edit of the same
+/// file would undo each other on every run: refused.
+fn fights(resources: &[Resource], errors: &mut Vec<ManifestError>) {
+    let whole: HashMap<&Path, &str> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::File(f) if f.content.is_some() => Some((f.path.as_path(), r.id.as_str())),
+            _ => None,
+        })
+        .collect();
+    for r in resources {
+        if let Spec::Edit(e) = &r.spec
+            && let Some(file) = whole.get(e.path.as_path())
+        {
+            errors.push(ManifestError {
+                place: r.id.clone(),
+                message: format!("edits {}, whose whole content {file} declares: they would undo each other on every run", e.path.display()),
+                hint: Some(format!("put the line or block in {file}'s content (or template), or drop its content and keep the edits")),
+            });
+        }
+    }
+}
+
 /// "declared: …", the ids closest to a wrong one first.
 fn near<'a>(wrong: &str, ids: impl Iterator<Item = &'a str>) -> String {
     let (kind, _) = wrong.split_once(':').unwrap_or(("", wrong));
@@ -1421,11 +1443,6 @@ fn near<'a>(wrong: &str, ids: impl Iterator<Item = &'a str>) -> String {
     } else {
         format!("declared: {}", same.join(", "))
     }
-}
-
-/// A drift's phrases joined, for a line of the report.
-pub fn describe(d: &Drift) -> String {
-    d.changes.join("; ")
 }
 
 /// A handler's run, as a resource's check would report it.

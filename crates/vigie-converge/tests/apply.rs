@@ -1,0 +1,211 @@
+//! Running plans on files in a temp dir (no root needed): links
+//! refused, audit leaving the tree as it was, handlers once.
+
+// Tests make their fixtures with the standard library; the crate itself
+// writes only through its Writer (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
+use std::path::Path;
+
+use vigie_converge::{Facts, LoadOptions, Mode, Options, Plan, Report, Status, load_str};
+
+fn plan(dir: &Path, text: &str) -> Plan {
+    let text = text.replace("{DIR}", &dir.display().to_string());
+    load_str(
+        &text,
+        "t.toml",
+        dir,
+        &LoadOptions {
+            facts: Facts::gather(),
+            host: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run(p: &Plan, mode: Mode) -> Report {
+    vigie_converge::run(
+        p,
+        &Options {
+            mode,
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+        },
+    )
+}
+
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                todo.push(p.clone());
+                out.push((format!("{} dir", p.display()), Vec::new()));
+            } else {
+                out.push((
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_link_where_a_file_is_declared_is_refused_not_followed() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("target"), "precious\n").unwrap();
+    std::os::unix::fs::symlink(d.path().join("target"), d.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("target"), d.path().join("link2")).unwrap();
+    let p = plan(
+        d.path(),
+        "[[file]]\npath = \"{DIR}/link\"\ncontent = \"x\"\n\n[[line]]\npath = \"{DIR}/link2\"\nline = \"y\"\n",
+    );
+    let r = run(&p, Mode::Enforce);
+    for item in &r.resources {
+        assert_eq!(item.status, Status::Error, "{item:?}");
+        assert!(item.detail().contains("symbolic link"), "{item:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("target")).unwrap(),
+        "precious\n"
+    );
+}
+
+#[test]
+fn an_audit_leaves_the_tree_as_it_was_and_enforce_then_finds_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("conf"), "a = 1\nsecret_key = x\n").unwrap();
+    std::fs::write(d.path().join("old"), "to remove\n").unwrap();
+    let p = plan(
+        d.path(),
+        r#"
+[[file]]
+path = "{DIR}/conf"
+content = "a = 2\n"
+mode = "0600"
+
+[[file]]
+path = "{DIR}/old"
+state = "absent"
+
+[[directory]]
+path = "{DIR}/a/b"
+
+[[line]]
+path = "{DIR}/lines"
+name = "c"
+line = "c = 3"
+create = true
+
+[[block]]
+path = "{DIR}/a/b/blk"
+block = "x"
+create = true
+requires = "directory:{DIR}/a/b"
+
+[[command]]
+name = "t"
+command = ["touch", "{DIR}/touched"]
+creates = "{DIR}/touched"
+"#,
+    );
+    let before = tree(d.path());
+    let audit = run(&p, Mode::Audit);
+    assert_eq!(audit.summary.non_compliant, 6, "{audit:?}");
+    assert!(audit.failed());
+    assert_eq!(tree(d.path()), before);
+    let conf = &audit.resources[0];
+    assert!(
+        conf.diff
+            .as_deref()
+            .unwrap()
+            .contains("-secret_key = <redacted>"),
+        "{conf:?}"
+    );
+
+    let enforce = run(&p, Mode::Enforce);
+    assert_eq!(enforce.summary.repaired, 6, "{enforce:?}");
+    assert!(!enforce.failed());
+    assert!(!d.path().join("old").exists());
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("old.vigie-old")).unwrap(),
+        "to remove\n"
+    );
+    let again = run(&p, Mode::Enforce);
+    assert_eq!(again.summary.compliant, 6, "{again:?}");
+}
+
+#[test]
+fn a_handler_runs_once_after_repairs_and_never_without_one() {
+    let d = tempfile::tempdir().unwrap();
+    let p = plan(
+        d.path(),
+        r#"
+[[file]]
+path = "{DIR}/one"
+content = "1"
+notify = "handler:count"
+
+[[file]]
+path = "{DIR}/two"
+content = "2"
+notify = ["handler:count"]
+
+[[handler]]
+name = "count"
+command = "echo ran >> {DIR}/count"
+shell = true
+"#,
+    );
+    let audit = run(&p, Mode::Audit);
+    assert_eq!(audit.handlers.len(), 1);
+    assert_eq!(audit.handlers[0].status, Status::NonCompliant);
+    assert!(!d.path().join("count").exists());
+    let r = run(&p, Mode::Enforce);
+    assert_eq!(r.handlers[0].status, Status::Repaired, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("count")).unwrap(),
+        "ran\n"
+    );
+    let r = run(&p, Mode::Enforce);
+    assert!(r.handlers.is_empty(), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("count")).unwrap(),
+        "ran\n"
+    );
+}
+
+#[test]
+fn a_whole_file_and_an_edit_of_it_are_refused_together() {
+    let text = "[[file]]\npath = \"/etc/x\"\ncontent = \"a\"\n\n[[line]]\npath = \"/etc/x\"\nline = \"b\"\n";
+    let e = load_str(
+        text,
+        "t.toml",
+        Path::new("/"),
+        &LoadOptions {
+            facts: Facts::gather(),
+            host: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("line:/etc/x: edits /etc/x, whose whole content file:/etc/x declares"),
+        "{e}"
+    );
+}
+
+#[test]
+fn facts_are_this_hosts() {
+    let f = Facts::gather();
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(f.hostname, name.trim());
+    assert!(f.cpus >= 1 && f.memory_mb > 0, "{f:?}");
+    assert!(!f.os.id.is_empty(), "{f:?}");
+}
