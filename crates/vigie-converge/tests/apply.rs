@@ -202,6 +202,32 @@ fn a_whole_file_and_an_edit_of_it_are_refused_together() {
 }
 
 #[test]
+fn an_owner_not_made_yet_is_drift_in_an_audit_and_an_error_to_enforce() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("f"), "x").unwrap();
+    let p = plan(
+        d.path(),
+        "[[file]]\npath = \"{DIR}/f\"\ncontent = \"x\"\nowner = \"vigienosuchuser\"\n",
+    );
+    let audit = run(&p, Mode::Audit);
+    assert_eq!(audit.resources[0].status, Status::NonCompliant, "{audit:?}");
+    assert!(
+        audit.resources[0]
+            .detail()
+            .contains("declared vigienosuchuser"),
+        "{audit:?}"
+    );
+    let enforce = run(&p, Mode::Enforce);
+    assert_eq!(enforce.resources[0].status, Status::Error, "{enforce:?}");
+    assert!(
+        enforce.resources[0]
+            .detail()
+            .contains("no user `vigienosuchuser` on this host"),
+        "{enforce:?}"
+    );
+}
+
+#[test]
 fn facts_are_this_hosts() {
     let f = Facts::gather();
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();

@@ -72,8 +72,8 @@ impl UserSpec {
             ));
         }
         if let Some(group) = &self.group {
-            let gid = sys::gid_of(group).map_err(|e| e.to_string())?;
-            if u.gid != gid {
+            // A group not made yet is drift (usermod then says why).
+            if sys::gid_of(group).ok() != Some(u.gid) {
                 out.push((
                     format!("primary group {}, declared {group}", sys::group_name(u.gid)),
                     vec!["-g".into(), group.clone()],

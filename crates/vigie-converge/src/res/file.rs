@@ -21,32 +21,31 @@ pub struct Perms {
 
 impl Perms {
     /// How `m` differs from these, as phrases.
-    fn drift(&self, m: &std::fs::Metadata, d: &mut Drift) -> Res<()> {
+    fn drift(&self, m: &std::fs::Metadata, d: &mut Drift) {
         if let Some(mode) = self.mode {
             let now = m.permissions().mode() & 0o7777;
             if now != mode {
                 d.add(format!("mode {}, declared {}", octal(now), octal(mode)));
             }
         }
-        if let Some(owner) = &self.owner {
-            let uid = sys::uid_of(owner).map_err(|e| e.to_string())?;
-            if m.uid() != uid {
-                d.add(format!(
-                    "owner {}, declared {owner}",
-                    sys::user_name(m.uid())
-                ));
-            }
+        // An owner not made yet (its [[user]] comes first in enforce
+        // mode) is drift in an audit, not an error.
+        if let Some(owner) = &self.owner
+            && sys::uid_of(owner).ok() != Some(m.uid())
+        {
+            d.add(format!(
+                "owner {}, declared {owner}",
+                sys::user_name(m.uid())
+            ));
         }
-        if let Some(group) = &self.group {
-            let gid = sys::gid_of(group).map_err(|e| e.to_string())?;
-            if m.gid() != gid {
-                d.add(format!(
-                    "group {}, declared {group}",
-                    sys::group_name(m.gid())
-                ));
-            }
+        if let Some(group) = &self.group
+            && sys::gid_of(group).ok() != Some(m.gid())
+        {
+            d.add(format!(
+                "group {}, declared {group}",
+                sys::group_name(m.gid())
+            ));
         }
-        Ok(())
     }
 
     /// The metadata to write: what is declared, else what the file has
@@ -136,7 +135,7 @@ impl State for FileSpec {
                 d.diff = Some(diff::unified(&shown, &now, content, self.sensitive));
             }
         }
-        self.perms.drift(&meta, &mut d)?;
+        self.perms.drift(&meta, &mut d);
         Ok(d)
     }
 
@@ -185,7 +184,7 @@ impl State for DirSpec {
                     return Ok(Drift::one("present, declared absent"));
                 }
                 let mut d = Drift::none();
-                self.perms.drift(&m, &mut d)?;
+                self.perms.drift(&m, &mut d);
                 Ok(d)
             }
         }
@@ -381,7 +380,7 @@ impl State for EditSpec {
             ));
         }
         if let Some(m) = sys::meta_opt(&self.path).map_err(|e| e.to_string())? {
-            self.perms.drift(&m, &mut d)?;
+            self.perms.drift(&m, &mut d);
         }
         Ok(d)
     }
