@@ -80,11 +80,18 @@ fn render(r: &Report, diffs: bool) -> String {
         Mode::Audit => "audit",
         Mode::Enforce => "enforce",
     };
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let checked = match r.handlers.len() {
+        0 => plural(r.resources.len(), "resource"),
+        h => format!(
+            "{} and {}",
+            plural(r.resources.len(), "resource"),
+            plural(h, "handler")
+        ),
+    };
     let _ = writeln!(
         s,
-        "{mode}: {} resource{}: {} compliant, {} repaired, {} non-compliant, {} skipped, {} error{} ({} ms)",
-        m.total,
-        if m.total == 1 { "" } else { "s" },
+        "{mode}: {checked}: {} compliant, {} repaired, {} non-compliant, {} skipped, {} error{} ({} ms)",
         m.compliant,
         m.repaired,
         m.non_compliant,

@@ -140,7 +140,7 @@ shell = true
     assert_has(&audit.stdout, "would run `/bin/sh -c");
     assert_has(
         &audit.stdout,
-        "audit: 6 resources: 0 compliant, 0 repaired, 6 non-compliant",
+        "audit: 5 resources and 1 handler: 0 compliant, 0 repaired, 6 non-compliant",
     );
     // Audit wrote nothing.
     assert_eq!(
