@@ -96,6 +96,10 @@ impl Output {
 /// that prints without end.
 const KEEP: usize = 64 * 1024;
 
+/// How long output may keep coming after the program exited (from
+/// what it left running).
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Run a program that only *reads* the host (a query, a guard).
 pub fn probe(cmd: &Cmd) -> std::io::Result<Output> {
     exec(cmd)
@@ -131,7 +135,11 @@ fn exec(cmd: &Cmd) -> std::io::Result<Output> {
     let mut child = c
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {program}: {e}")))?;
+    // Each stream is read on a thread that hands its text over a
+    // channel: a daemon the command started may keep the pipe open
+    // after the command exits, and must not hold the run.
     let read = |s: Option<Box<dyn std::io::Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut kept = Vec::new();
             if let Some(mut s) = s {
@@ -144,8 +152,9 @@ fn exec(cmd: &Cmd) -> std::io::Result<Output> {
                     kept.extend_from_slice(&buf[..n.min(room)]);
                 }
             }
-            String::from_utf8_lossy(&kept).into_owned()
-        })
+            let _ = tx.send(String::from_utf8_lossy(&kept).into_owned());
+        });
+        rx
     };
     let out = read(child.stdout.take().map(|s| Box::new(s) as _));
     let err = read(child.stderr.take().map(|s| Box::new(s) as _));
@@ -168,8 +177,8 @@ fn exec(cmd: &Cmd) -> std::io::Result<Output> {
     };
     Ok(Output {
         code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: out.recv_timeout(LINGER).unwrap_or_default(),
+        stderr: err.recv_timeout(LINGER).unwrap_or_default(),
         timed_out,
     })
 }
@@ -303,5 +312,31 @@ pub fn meta_opt(path: &Path) -> std::io::Result<Option<std::fs::Metadata>> {
             e.kind(),
             format!("{}: {e}", path.display()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_left_holding_the_pipe_does_not_hold_the_run() {
+        let start = Instant::now();
+        let out = probe(&Cmd::new(&["sh", "-c", "echo started; sleep 30 & exit 0"])).unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_group() {
+        let mut cmd = Cmd::new(&["sh", "-c", "sleep 30; echo never"]);
+        cmd.timeout = Duration::from_millis(200);
+        let out = probe(&cmd).unwrap();
+        assert!(out.timed_out && !out.success(), "{out:?}");
+        assert!(out.failure().starts_with("timed out"), "{}", out.failure());
     }
 }
