@@ -17,6 +17,7 @@ use crate::facts::Facts;
 use crate::res::account::{GroupSpec, UserSpec};
 use crate::res::command::CommandSpec;
 use crate::res::file::{DirSpec, Edit, EditSpec, FileSpec, Perms};
+use crate::res::git::GitSpec;
 use crate::res::package::PackageSpec;
 use crate::res::service::ServiceSpec;
 use crate::res::sysctl::SysctlSpec;
@@ -70,6 +71,7 @@ pub enum Spec {
     Group(GroupSpec),
     Package(PackageSpec),
     Service(ServiceSpec),
+    Git(GitSpec),
 }
 
 impl Spec {
@@ -84,6 +86,7 @@ impl Spec {
             Spec::Group(s) => s,
             Spec::Package(s) => s,
             Spec::Service(s) => s,
+            Spec::Git(s) => s,
         }
     }
 }
@@ -147,6 +150,7 @@ const KINDS: &[&str] = &[
     "cron",
     "package",
     "service",
+    "git",
 ];
 const SECTIONS: &[&str] = &["vars", "hosts", "host_groups", "settings", "handler"];
 const COMMON: &str = "name, requires, notify, tags, for_each";
@@ -343,6 +347,16 @@ struct RawPackage {
     deb: Option<String>,
     #[serde(default)]
     state: Presence,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGit {
+    repo: String,
+    dest: String,
+    rev: String,
+    #[serde(default)]
+    force: bool,
 }
 
 #[derive(Deserialize)]
@@ -1225,6 +1239,28 @@ impl Loader {
                     }),
                 ))
             }
+            "git" => {
+                let r: RawGit = deser(t).map_err(from)?;
+                let dest = absolute(&r.dest).map_err(|m| bad("dest", m))?;
+                if r.repo.starts_with('-') || r.repo.trim().is_empty() {
+                    return Err(bad("repo", format!("`{}` is not a repository", r.repo)));
+                }
+                if r.rev.starts_with('-') || r.rev.trim().is_empty() {
+                    return Err(bad(
+                        "rev",
+                        format!("`{}`: a branch, a tag or a commit", r.rev),
+                    ));
+                }
+                Ok((
+                    r.dest.clone(),
+                    Spec::Git(GitSpec {
+                        repo: r.repo,
+                        dest,
+                        rev: r.rev,
+                        force: r.force,
+                    }),
+                ))
+            }
             _ => Err((None, format!("unknown kind {kind}"), None)),
         }
     }
@@ -1309,6 +1345,7 @@ fn keys_of(kind: &str) -> &'static str {
         "cron" => "schedule, user, command, env, state",
         "package" => "version, deb, state",
         "service" => "enabled, running, root",
+        "git" => "repo, dest, rev, force",
         _ => "",
     }
 }

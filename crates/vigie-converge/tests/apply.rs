@@ -235,3 +235,104 @@ fn facts_are_this_hosts() {
     assert!(f.cpus >= 1 && f.memory_mb > 0, "{f:?}");
     assert!(!f.os.id.is_empty(), "{f:?}");
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_git_checkout_follows_its_ref_and_keeps_local_changes_unless_forced() {
+    let d = tempfile::tempdir().unwrap();
+    let origin = d.path().join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    git(&origin, &["init", "--quiet"]);
+    std::fs::write(origin.join("app.txt"), "one\n").unwrap();
+    git(&origin, &["add", "."]);
+    git(&origin, &["commit", "--quiet", "-m", "one"]);
+    git(&origin, &["tag", "-a", "v1", "-m", "v1"]);
+    let v1 = git(&origin, &["rev-parse", "HEAD"]);
+    std::fs::write(origin.join("app.txt"), "two\n").unwrap();
+    git(&origin, &["commit", "--quiet", "-am", "two"]);
+    let two = git(&origin, &["rev-parse", "HEAD"]);
+    let manifest = |rev: &str, force: bool| {
+        plan(
+            d.path(),
+            &format!(
+                "[[git]]\nrepo = \"{{DIR}}/origin\"\ndest = \"{{DIR}}/app\"\nrev = \"{rev}\"\nforce = {force}\n"
+            ),
+        )
+    };
+    let app = d.path().join("app");
+
+    let audit = run(&manifest("v1", false), Mode::Audit);
+    assert!(
+        audit.resources[0]
+            .detail()
+            .starts_with("not cloned; declared v1"),
+        "{audit:?}"
+    );
+    assert!(!app.exists());
+    let r = run(&manifest("v1", false), Mode::Enforce);
+    assert_eq!(r.resources[0].status, Status::Repaired, "{r:?}");
+    assert_eq!(git(&app, &["rev-parse", "HEAD"]), v1);
+    assert_eq!(
+        std::fs::read_to_string(app.join("app.txt")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        run(&manifest("v1", false), Mode::Audit).summary.compliant,
+        1
+    );
+
+    let r = run(&manifest("main", false), Mode::Enforce);
+    assert_eq!(r.resources[0].status, Status::Repaired, "{r:?}");
+    assert_eq!(git(&app, &["rev-parse", "HEAD"]), two);
+
+    std::fs::write(app.join("app.txt"), "edited here\n").unwrap();
+    let audit = run(&manifest("main", false), Mode::Audit);
+    assert_eq!(
+        audit.resources[0].detail(),
+        "local changes in the checkout",
+        "{audit:?}"
+    );
+    let refused = run(&manifest(&v1, false), Mode::Enforce);
+    assert_eq!(refused.resources[0].status, Status::Error, "{refused:?}");
+    assert!(
+        refused.resources[0].detail().contains("set `force = true`"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("app.txt")).unwrap(),
+        "edited here\n"
+    );
+    let forced = run(&manifest(&v1, true), Mode::Enforce);
+    assert_eq!(forced.resources[0].status, Status::Repaired, "{forced:?}");
+    assert_eq!(git(&app, &["rev-parse", "HEAD"]), v1);
+    assert_eq!(
+        std::fs::read_to_string(app.join("app.txt")).unwrap(),
+        "one\n"
+    );
+
+    let missing = run(&manifest("nope", false), Mode::Audit);
+    assert!(
+        missing.resources[0]
+            .detail()
+            .contains("neither a branch nor a tag"),
+        "{missing:?}"
+    );
+}

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod command;
 pub mod file;
+pub mod git;
 pub mod package;
 pub mod service;
 pub mod sysctl;
