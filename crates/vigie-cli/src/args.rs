@@ -192,15 +192,16 @@ pub enum Command {
     },
     /// Converge this host to a manifest: files, lines, blocks,
     /// directories, commands, users, groups, SSH keys, cron entries,
-    /// sysctl, packages, services; repair drift (enforce, the default)
-    /// or only report it (--audit)
+    /// sysctl, packages, services, git checkouts; repair drift (enforce,
+    /// the default) or only report it (--audit)
     ///
     /// Prints a line per resource (compliant, non-compliant, repaired,
     /// skipped, error) and a summary. Exit 0 when the host is compliant
     /// or was repaired, 1 when --audit found drift or something failed,
     /// 2 when the manifest has errors (all are printed, nothing runs).
     /// Examples: `vigie converge /etc/vigie/host.toml --audit --diff`,
-    /// `vigie converge site.toml --tags ssh,users --skip-tags slow`.
+    /// `vigie converge site.toml --tags ssh,users --skip-tags slow`. The
+    /// manifest's format: converge.md in the documentation.
     Converge {
         /// The manifest (TOML): [[file]], [[line]], [[user]], [vars]…
         manifest: PathBuf,
