@@ -158,9 +158,9 @@ const COMMON: &str = "name, requires, notify, tags, for_each";
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
-    /// Keep replaced files here (at their absolute path) instead of
-    /// `NAME.vigie-old` beside them.
-    keep_old_in: Option<String>,
+    /// Where replaced files are kept: `"beside"` (`NAME.vigie-old`),
+    /// `"none"`, or a directory (at their absolute path under it).
+    keep_old: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -537,30 +537,44 @@ fn headers(text: &str) -> HashMap<&'static str, Vec<usize>> {
     out
 }
 
-/// `[settings]`: where replaced files are kept.
+/// Where root keeps replaced files by default: never beside them, where
+/// a program reading every file of a directory (`sites-enabled/`,
+/// `logrotate.d/`) would load the old copy too.
+pub const KEEP_OLD_ROOT: &str = "/var/backups/vigie";
+
+/// `[settings]`: where replaced files are kept (as root, under
+/// [`KEEP_OLD_ROOT`]; otherwise beside them).
 fn settings(top: &mut toml::Table, errors: &mut Vec<ManifestError>) -> KeepOld {
-    let mut keep = KeepOld::Beside;
+    let mut keep = if rustix::process::geteuid().is_root() {
+        KeepOld::Under(PathBuf::from(KEEP_OLD_ROOT))
+    } else {
+        KeepOld::Beside
+    };
     if let Some(s) = top.remove("settings") {
         match s.as_table().map(deser::<RawSettings>) {
-            Some(Ok(s)) => {
-                if let Some(k) = s.keep_old_in {
-                    match absolute(&k) {
-                        Ok(p) => keep = KeepOld::Under(p),
-                        Err(e) => errors.push(ManifestError {
-                            place: "[settings] keep_old_in".into(),
-                            message: e,
-                            hint: None,
-                        }),
-                    }
-                }
-            }
+            Some(Ok(s)) => match s.keep_old.as_deref() {
+                None => {}
+                Some("beside") => keep = KeepOld::Beside,
+                Some("none") => keep = KeepOld::No,
+                Some(k) => match absolute(k) {
+                    Ok(p) => keep = KeepOld::Under(p),
+                    Err(e) => errors.push(ManifestError {
+                        place: "[settings] keep_old".into(),
+                        message: e,
+                        hint: Some(
+                            "\"beside\" (NAME.vigie-old), \"none\", or an absolute directory"
+                                .into(),
+                        ),
+                    }),
+                },
+            },
             Some(Err((key, m))) => errors.push(ManifestError {
                 place: format!(
                     "[settings]{}",
                     key.map(|k| format!(" {k}")).unwrap_or_default()
                 ),
                 message: m,
-                hint: Some("[settings] takes keep_old_in".into()),
+                hint: Some("[settings] takes keep_old".into()),
             }),
             None => errors.push(ManifestError {
                 place: "settings".into(),

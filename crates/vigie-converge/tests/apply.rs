@@ -85,6 +85,9 @@ fn an_audit_leaves_the_tree_as_it_was_and_enforce_then_finds_nothing() {
     let p = plan(
         d.path(),
         r#"
+[settings]
+keep_old = "{DIR}/kept"
+
 [[file]]
 path = "{DIR}/conf"
 content = "a = 2\n"
@@ -133,9 +136,17 @@ creates = "{DIR}/touched"
     assert_eq!(enforce.summary.repaired, 6, "{enforce:?}");
     assert!(!enforce.failed());
     assert!(!d.path().join("old").exists());
+    let kept = d
+        .path()
+        .join("kept")
+        .join(d.path().strip_prefix("/").unwrap());
     assert_eq!(
-        std::fs::read_to_string(d.path().join("old.vigie-old")).unwrap(),
+        std::fs::read_to_string(kept.join("old")).unwrap(),
         "to remove\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kept.join("conf")).unwrap(),
+        "a = 1\nsecret_key = x\n"
     );
     let again = run(&p, Mode::Enforce);
     assert_eq!(again.summary.compliant, 6, "{again:?}");

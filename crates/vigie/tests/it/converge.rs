@@ -88,6 +88,9 @@ fn files_lines_blocks_and_commands_are_audited_then_enforced() {
         &e,
         "site.toml",
         r#"
+[settings]
+keep_old = "beside"
+
 [vars]
 port = 8080
 
