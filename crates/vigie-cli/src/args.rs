@@ -15,6 +15,7 @@ Examples:
   vigie run -c ./vigie.toml           run the daemon on a configuration of yours
   vigie status                        what the running daemon sees now
   vigie incidents                     open and recent incidents
+  vigie converge host.toml --audit    report how this host drifts from a manifest
   systemctl reload vigie              re-read the configuration of the service
 
 Files:
@@ -194,6 +195,42 @@ pub enum Command {
     Backup {
         #[command(subcommand)]
         action: BackupAction,
+    },
+    /// Converge this host to a manifest: files, lines, blocks,
+    /// directories, commands, users, groups, SSH keys, cron entries,
+    /// sysctl, packages, services, git checkouts; repair drift (enforce,
+    /// the default) or only report it (--audit)
+    ///
+    /// Prints a line per resource (compliant, non-compliant, repaired,
+    /// skipped, error) and a summary. Exit 0 when the host is compliant
+    /// or was repaired, 1 when --audit found drift or something failed,
+    /// 2 when the manifest has errors (all are printed, nothing runs).
+    /// Examples: `vigie converge /etc/vigie/host.toml --audit --diff`,
+    /// `vigie converge site.toml --tags ssh,users --skip-tags slow`. The
+    /// manifest's format: converge.md in the documentation.
+    Converge {
+        /// The manifest (TOML): [[file]], [[line]], [[user]], [vars]…
+        manifest: PathBuf,
+        /// Report drift and change nothing
+        #[arg(long)]
+        audit: bool,
+        /// Show a unified diff of each file that differs (secrets
+        /// redacted)
+        #[arg(long)]
+        diff: bool,
+        /// Only resources with one of these tags (comma-separated)
+        #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+        tags: Vec<String>,
+        /// Never resources with one of these tags (comma-separated)
+        #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+        skip_tags: Vec<String>,
+        /// Apply the variables of this host ([hosts.NAME], host groups
+        /// listing it) [default: this host's name]
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// Print JSON (for scripts) instead of lines
+        #[arg(long)]
+        json: bool,
     },
     /// Write a consistent copy of the SQLite database PATH to stdout, taken
     /// while it is in use (what a backup's `dump = [{ sqlite = … }]` runs)

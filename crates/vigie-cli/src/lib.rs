@@ -10,6 +10,7 @@
 
 mod args;
 mod backup;
+mod converge;
 mod failover;
 mod generate;
 mod located;
@@ -212,6 +213,23 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Backup { action } => backup::action(cli, action),
+        Command::Converge {
+            manifest,
+            audit,
+            diff,
+            tags,
+            skip_tags,
+            host,
+            json,
+        } => converge::run(&converge::Args {
+            manifest,
+            audit: *audit,
+            diff: *diff,
+            tags,
+            skip_tags,
+            host: host.as_deref(),
+            json: *json,
+        }),
         Command::SqliteCopy { path } => backup::sqlite_copy(path),
         Command::Host {
             action: HostAction::Check { json },

@@ -14,6 +14,7 @@ mod backup;
 mod checks;
 mod cli;
 mod config_docs;
+mod converge;
 mod daemon;
 mod dash;
 mod dyndns_interface;

@@ -1,0 +1,287 @@
+//! Every change converge makes to the host goes through a [`Writer`],
+//! and only enforce mode can make one ([`Writer::for_mode`]): audit mode
+//! holds `None`, so a resource in audit mode has nothing to write with.
+//! The crate's `clippy.toml` refuses the standard library's writing
+//! calls (and running programs) outside this file and `sys.rs`.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sys::{self, Cmd, Output};
+
+/// Audit reports drift and changes nothing; enforce repairs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Audit,
+    Enforce,
+}
+
+/// The capability to change the host. Its field is private to this
+/// module, so [`Writer::for_mode`] is the only way to get one.
+#[derive(Debug)]
+pub struct Writer {
+    _sealed: (),
+}
+
+/// Where the previous copy of a replaced file goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeepOld {
+    /// Nowhere: the file is vigie's alone (a cron.d or sysctl.d entry).
+    No,
+    /// `NAME.vigie-old` beside it.
+    Beside,
+    /// Under this directory, at the file's absolute path
+    /// (`DIR/etc/ssh/sshd_config`).
+    Under(PathBuf),
+}
+
+/// A file's owner, group and permission bits, as they should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+fn with_path(path: &Path) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
+    move |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Where a replaced or removed file's previous copy is kept.
+pub fn old_copy(path: &Path, keep: &KeepOld) -> Option<PathBuf> {
+    match keep {
+        KeepOld::No => None,
+        KeepOld::Beside => {
+            let mut name = path.file_name()?.to_os_string();
+            name.push(".vigie-old");
+            Some(path.with_file_name(name))
+        }
+        KeepOld::Under(dir) => Some(dir.join(path.strip_prefix("/").unwrap_or(path))),
+    }
+}
+
+impl Writer {
+    /// A writer in enforce mode, none in audit mode.
+    pub(crate) fn for_mode(mode: Mode) -> Option<Writer> {
+        match mode {
+            Mode::Audit => None,
+            Mode::Enforce => Some(Writer { _sealed: () }),
+        }
+    }
+
+    /// Replace `path` with `bytes` atomically: a new file in the same
+    /// directory (exclusive, unguessable, 0600 until its owner and mode
+    /// are set), synced, the previous copy linked to its keep place,
+    /// then renamed over `path` and the directory synced. A process
+    /// killed at any point leaves the old file or the new one, whole.
+    pub fn write_file(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        meta: Meta,
+        keep: &KeepOld,
+    ) -> std::io::Result<()> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .ok_or_else(|| std::io::Error::other(format!("{}: no directory", path.display())))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other(format!("{}: no file name", path.display())))?;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = dir.join(format!(
+            ".{}.vigie-{}-{}-{nonce:x}",
+            name.to_string_lossy(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            if meta.uid.is_some() || meta.gid.is_some() {
+                std::os::unix::fs::fchown(&f, meta.uid, meta.gid)?;
+            }
+            // After chown, which clears set-id bits.
+            f.set_permissions(std::fs::Permissions::from_mode(meta.mode))?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(with_path(path)(e));
+        }
+        if let Err(e) = Self::keep_copy(path, keep) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(with_path(path)(e));
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(with_path(dir))
+    }
+
+    /// Link (or, across file systems, copy) the current `path` to its
+    /// keep place, replacing an older copy there.
+    fn keep_copy(path: &Path, keep: &KeepOld) -> std::io::Result<()> {
+        let Some(old) = old_copy(path, keep) else {
+            return Ok(());
+        };
+        match sys::meta_opt(path)? {
+            Some(m) if m.is_file() => {}
+            _ => return Ok(()),
+        }
+        if let Some(parent) = old.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(with_path(parent))?;
+        }
+        match std::fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(with_path(&old)(e)),
+        }
+        if std::fs::hard_link(path, &old).is_err() {
+            std::fs::copy(path, &old).map_err(with_path(&old))?;
+        }
+        Ok(())
+    }
+
+    /// Set the owner, group and mode of an existing file or directory
+    /// (no link followed: converge refuses links where it manages files).
+    pub fn set_meta(&self, path: &Path, meta: Meta) -> std::io::Result<()> {
+        if meta.uid.is_some() || meta.gid.is_some() {
+            std::os::unix::fs::lchown(path, meta.uid, meta.gid).map_err(with_path(path))?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode))
+            .map_err(with_path(path))
+    }
+
+    /// Make a directory (its missing parents 0755), then its owner and
+    /// mode.
+    pub fn make_dir(&self, path: &Path, meta: Meta) -> std::io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+            .map_err(with_path(path))?;
+        self.set_meta(path, meta)
+    }
+
+    /// Remove a file, moving it to its keep place when there is one.
+    pub fn remove_file(&self, path: &Path, keep: &KeepOld) -> std::io::Result<()> {
+        Self::keep_copy(path, keep)?;
+        std::fs::remove_file(path).map_err(with_path(path))
+    }
+
+    /// Remove an empty directory.
+    pub fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_dir(path).map_err(with_path(path))
+    }
+
+    /// Write a value into an existing kernel file (`/proc/sys/…`).
+    pub fn write_kernel(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()))
+            .map_err(with_path(path))
+    }
+
+    /// Run a program that changes the host.
+    pub fn run(&self, cmd: &Cmd) -> std::io::Result<Output> {
+        sys::exec_with(cmd, self)
+    }
+
+    /// Run it and turn anything but exit 0 into an error naming it.
+    pub fn run_ok(&self, cmd: &Cmd) -> std::io::Result<Output> {
+        let out = self.run(cmd)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(std::io::Error::other(format!(
+                "`{}` failed: {}",
+                cmd.display(),
+                out.failure()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_mode_has_no_writer() {
+        assert!(Writer::for_mode(Mode::Audit).is_none());
+        assert!(Writer::for_mode(Mode::Enforce).is_some());
+    }
+
+    #[test]
+    fn a_write_keeps_the_old_copy_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.conf");
+        let w = Writer::for_mode(Mode::Enforce).unwrap();
+        let meta = Meta {
+            mode: 0o640,
+            uid: None,
+            gid: None,
+        };
+        w.write_file(&p, b"one\n", meta, &KeepOld::Beside).unwrap();
+        w.write_file(&p, b"two\n", meta, &KeepOld::Beside).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
+        assert_eq!(
+            std::fs::read(dir.path().join("f.conf.vigie-old")).unwrap(),
+            b"one\n"
+        );
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_keep_directory_mirrors_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = dir.path().join("keep");
+        let p = dir.path().join("etc/x");
+        let w = Writer::for_mode(Mode::Enforce).unwrap();
+        let meta = Meta {
+            mode: 0o644,
+            uid: None,
+            gid: None,
+        };
+        w.make_dir(
+            p.parent().unwrap(),
+            Meta {
+                mode: 0o755,
+                ..meta
+            },
+        )
+        .unwrap();
+        w.write_file(&p, b"a", meta, &KeepOld::Under(keep.clone()))
+            .unwrap();
+        w.write_file(&p, b"b", meta, &KeepOld::Under(keep.clone()))
+            .unwrap();
+        let old = old_copy(&p, &KeepOld::Under(keep)).unwrap();
+        assert_eq!(std::fs::read(old).unwrap(), b"a");
+    }
+}
