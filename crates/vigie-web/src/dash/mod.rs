@@ -91,7 +91,7 @@ fn public(path: &str) -> bool {
 async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let config = app.engine.view().config();
     let users = &config.server.users;
-    let session = app.sessions.of(req.headers(), users);
+    let session = app.sessions.of(req.headers(), users, app.https);
     let account = match &session {
         Some((_, s)) => format!(
             "<form method=\"post\" action=\"/ui/logout\"><span>{}</span> \

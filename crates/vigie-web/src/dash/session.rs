@@ -12,8 +12,14 @@ use std::time::{Duration, Instant};
 use argon2::{Argon2, PasswordVerifier};
 use axum::http::{HeaderMap, header};
 
-/// The session cookie's name.
+/// The session cookie's name over HTTP.
 pub(crate) const COOKIE: &str = "vigie_session";
+/// Its name under TLS: a `__Host-` cookie cannot be set by a sibling
+/// domain (no `Domain`, `Path=/`, `Secure`).
+pub(crate) const HOST_COOKIE: &str = "__Host-vigie_session";
+/// The most sessions of one user: past it, that user's oldest goes (one
+/// user logging in again and again pushes out no one else).
+const PER_USER: usize = 16;
 /// How long a session lasts from its login.
 pub(crate) const SESSION_FOR: Duration = Duration::from_hours(12);
 /// The most sessions kept: past it, the oldest goes.
@@ -138,9 +144,11 @@ impl Sessions {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, s| s.started.elapsed() < SESSION_FOR);
-        if map.len() >= MAX_SESSIONS
+        let mine = map.values().filter(|s| s.user == user).count();
+        if (mine >= PER_USER || map.len() >= MAX_SESSIONS)
             && let Some(oldest) = map
                 .iter()
+                .filter(|(_, s)| mine < PER_USER || s.user == user)
                 .min_by_key(|(_, s)| s.started)
                 .map(|(k, _)| k.clone())
         {
@@ -190,13 +198,15 @@ impl Sessions {
 
     /// The live session whose id the request's cookie carries, if any,
     /// for a user still configured with the same password.
+    /// Every cookie of the session's name is tried (one planted beside
+    /// it cannot hide it).
     pub(crate) fn of(
         &self,
         headers: &HeaderMap,
         users: &BTreeMap<String, vigie_config::PasswordHash>,
+        https: bool,
     ) -> Option<(String, Session)> {
-        let id = cookie(headers)?;
-        self.alive(id, users).map(|s| (id.to_owned(), s))
+        cookies(headers, https).find_map(|id| self.alive(id, users).map(|s| (id.to_owned(), s)))
     }
 
     /// Session `id`, if it is still good for `users`.
@@ -232,28 +242,34 @@ fn backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << doublings).min(MAX_BACKOFF)
 }
 
-/// The session id in the request's `Cookie` headers.
-fn cookie(headers: &HeaderMap) -> Option<&str> {
+/// The session ids in the request's `Cookie` headers, under the name
+/// this server gives its cookie.
+fn cookies(headers: &HeaderMap, https: bool) -> impl Iterator<Item = &str> {
+    let name = if https { HOST_COOKIE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The `Set-Cookie` value that starts session `id` (`None`: ends it).
 pub(crate) fn set_cookie(id: Option<&str>, https: bool) -> String {
-    let secure = if https { "; Secure" } else { "" };
+    let (name, secure) = if https {
+        (HOST_COOKIE, "; Secure")
+    } else {
+        (COOKIE, "")
+    };
     match id {
         Some(id) => format!(
-            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            "{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
             SESSION_FOR.as_secs()
         ),
-        None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     }
 }
 
@@ -318,20 +334,34 @@ mod tests {
             header::COOKIE,
             format!("theme=dark; {COOKIE}={id}").parse().unwrap(),
         );
-        assert_eq!(s.of(&h, &users(&hash)).unwrap().1.user, "alice");
-        let other = hash_password("a new password").unwrap();
-        assert!(s.of(&h, &users(&other)).is_none(), "a new password");
+        assert_eq!(s.of(&h, &users(&hash), false).unwrap().1.user, "alice");
         assert!(
-            s.of(&h, &users(&hash)).is_none(),
+            s.of(&h, &users(&hash), true).is_none(),
+            "under TLS only the __Host- cookie counts"
+        );
+        // A cookie planted before it (another site of the domain) does
+        // not hide it.
+        let mut planted = HeaderMap::new();
+        planted.insert(
+            header::COOKIE,
+            format!("{COOKIE}={}; {COOKIE}={id}", "a".repeat(64))
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(s.of(&planted, &users(&hash), false).unwrap().0, id);
+        let other = hash_password("a new password").unwrap();
+        assert!(s.of(&h, &users(&other), false).is_none(), "a new password");
+        assert!(
+            s.of(&h, &users(&hash), false).is_none(),
             "and the session went with the old one"
         );
-        assert!(s.of(&h, &BTreeMap::new()).is_none(), "a user removed");
         let mut forged = HeaderMap::new();
         forged.insert(
             header::COOKIE,
             format!("{COOKIE}={}", "0".repeat(64)).parse().unwrap(),
         );
-        assert!(s.of(&forged, &users(&hash)).is_none());
+        assert!(s.of(&forged, &users(&hash), false).is_none());
+        assert!(set_cookie(Some(&id), true).starts_with("__Host-vigie_session="));
         assert!(set_cookie(Some(&id), true).ends_with("; Secure"));
         assert!(set_cookie(Some(&id), false).contains("HttpOnly; SameSite=Strict"));
     }
@@ -362,6 +392,38 @@ mod tests {
         // While a hash is computed, another login is answered at once.
         s.verifying.store(true, Ordering::Release);
         assert_eq!(s.login("bob", "x", None).await.unwrap_err(), Refused::Busy);
+    }
+
+    #[tokio::test]
+    async fn one_user_logging_in_again_and_again_pushes_out_only_their_own_sessions() {
+        let hash = hash_password("correct horse").unwrap();
+        let s = Sessions::default();
+        let (first, _) = s
+            .login("bob", "correct horse", Some(hash.clone()))
+            .await
+            .unwrap();
+        let mut alice = Vec::new();
+        for _ in 0..=PER_USER {
+            alice.push(
+                s.login("alice", "correct horse", Some(hash.clone()))
+                    .await
+                    .unwrap()
+                    .0,
+            );
+        }
+        let both = BTreeMap::from([
+            (
+                "alice".to_owned(),
+                vigie_config::PasswordHash::parse(&hash).unwrap(),
+            ),
+            (
+                "bob".to_owned(),
+                vigie_config::PasswordHash::parse(&hash).unwrap(),
+            ),
+        ]);
+        assert!(s.alive(&first, &both).is_some(), "bob's session stays");
+        assert!(s.alive(&alice[0], &both).is_none(), "alice's oldest went");
+        assert!(s.alive(&alice[PER_USER], &both).is_some());
     }
 
     #[test]
