@@ -196,12 +196,10 @@ fn a_status_page_shows_services_to_anyone_and_nothing_internal() {
 }
 
 #[test]
-fn a_status_page_carries_the_dashboards_policy_and_the_host_guard() {
+fn a_status_page_carries_the_dashboards_policy() {
     let e = env();
     e.config(&config(&e));
     let d = e.daemon();
-    let (status, head) = d.http("GET", "/status/public", &[("Host", "evil.example")]);
-    assert_ne!(status, 200, "a foreign Host is refused: {head}");
     // The headers, read raw.
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(d.addr).unwrap();
