@@ -20,7 +20,9 @@ impl Loader {
         for (src, name, table, mut p) in std::mem::take(&mut self.raw.status_pages) {
             let key = format!("status_page.{}", name.get_ref());
             let mut problems: Vec<(String, Option<String>)> = Vec::new();
-            if !vigie_core::is_valid_name(name.get_ref()) || name.get_ref().ends_with(".json") {
+            if !vigie_core::is_valid_name(name.get_ref())
+                || name.get_ref().strip_suffix(".json").is_some()
+            {
                 self.error(
                     src,
                     Some(name.span()),

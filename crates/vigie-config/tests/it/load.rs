@@ -871,6 +871,8 @@ fn status_pages_name_their_checks_and_unique_services() {
     ] {
         assert!(e.contains(says), "{says}: {e}");
     }
-    let e = errors(&format!("{checks}[status_page.p]\ntitle = \"t\"\nservices = []\n"));
+    let e = errors(&format!(
+        "{checks}[status_page.p]\ntitle = \"t\"\nservices = []\n"
+    ));
     assert!(e.contains("no services"), "{e}");
 }
