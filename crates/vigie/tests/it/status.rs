@@ -36,8 +36,9 @@ fn config(e: &vigie_testkit::Env) -> String {
         ),
         check(
             &format!("cron-{MARKER}"),
-            "heartbeat = { period = \"1h\" }",
-            "",
+            // Still running for the whole test: no result yet, unknown.
+            "command = { argv = [\"sleep\", \"60\"] }",
+            "every = \"1h\"\ntimeout = \"60s\"",
         ),
     ]
     .concat();
