@@ -3,6 +3,7 @@
 //! internal in any of them (a check's name, its output, the node's name).
 //! `chromium` renders the page on a phone.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -53,6 +54,45 @@ fn config(e: &vigie_testkit::Env) -> String {
     )
 }
 
+/// The JSON of the page [`config`] makes, once today's runs are stored.
+fn json_says_services(json: &Value) {
+    assert_eq!(json["title"], "Example <Co> status");
+    assert_eq!(json["description"], "Our services & more");
+    assert_eq!(json["state"], "down", "the worst service: {json}");
+    assert_eq!(json["history_days"], 30);
+    let services = json["services"].as_array().unwrap();
+    let names: Vec<&str> = services
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Website", "Database", "Shop & API", "Nightly jobs"]);
+    let states: Vec<&str> = services
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["operational", "down", "degraded", "unknown"],
+        "{json}"
+    );
+    assert!(
+        services[1]["since"].is_i64(),
+        "a problem has its start: {json}"
+    );
+    assert!(services[3]["since"].is_null(), "{json}");
+    for s in services {
+        let days = s["days"].as_array().unwrap();
+        assert_eq!(days.len(), 90, "{s}");
+        assert!(days[0]["uptime"].is_null(), "no data 89 days ago: {s}");
+        assert!(days[0]["date"].as_str() < days[89]["date"].as_str(), "{s}");
+    }
+    assert_eq!(services[0]["days"][89]["uptime"], 100.0, "{json}");
+    assert_eq!(services[1]["days"][89]["uptime"], 0.0, "{json}");
+    let mixed = services[2]["uptime_90d"].as_f64().unwrap();
+    assert!(mixed > 0.0 && mixed < 100.0, "half its runs pass: {json}");
+    assert!(services[3]["uptime_90d"].is_null(), "{json}");
+}
+
 #[test]
 fn a_status_page_shows_services_to_anyone_and_nothing_internal() {
     let e = env();
@@ -94,41 +134,7 @@ fn a_status_page_shows_services_to_anyone_and_nothing_internal() {
         },
         || d.http("GET", "/status/public.json", &[]).1,
     );
-    assert_eq!(json["title"], "Example <Co> status");
-    assert_eq!(json["description"], "Our services & more");
-    assert_eq!(json["state"], "down", "the worst service: {json}");
-    assert_eq!(json["history_days"], 30);
-    let services = json["services"].as_array().unwrap();
-    let names: Vec<&str> = services
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["Website", "Database", "Shop & API", "Nightly jobs"]);
-    let states: Vec<&str> = services
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        states,
-        ["operational", "down", "degraded", "unknown"],
-        "{json}"
-    );
-    assert!(
-        services[1]["since"].is_i64(),
-        "a problem has its start: {json}"
-    );
-    assert!(services[3]["since"].is_null(), "{json}");
-    for s in services {
-        let days = s["days"].as_array().unwrap();
-        assert_eq!(days.len(), 90, "{s}");
-        assert!(days[0]["uptime"].is_null(), "no data 89 days ago: {s}");
-        assert!(days[0]["date"].as_str() < days[89]["date"].as_str(), "{s}");
-    }
-    assert_eq!(services[0]["days"][89]["uptime"], 100.0, "{json}");
-    assert_eq!(services[1]["days"][89]["uptime"], 0.0, "{json}");
-    let mixed = services[2]["uptime_90d"].as_f64().unwrap();
-    assert!(mixed > 0.0 && mixed < 100.0, "half its runs pass: {json}");
-    assert!(services[3]["uptime_90d"].is_null(), "{json}");
+    json_says_services(&json);
 
     let (status, html) = d.http("GET", "/status/public", &[]);
     assert_eq!(status, 200, "{html}");
@@ -202,7 +208,6 @@ fn a_status_page_carries_the_dashboards_policy() {
     e.config(&config(&e));
     let d = e.daemon();
     // The headers, read raw.
-    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
