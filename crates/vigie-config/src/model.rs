@@ -40,8 +40,40 @@ pub struct Config {
     pub syncs: Vec<SyncJob>,
     #[serde(rename = "backup", skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupJob>,
+    #[serde(rename = "status_page", skip_serializing_if = "BTreeMap::is_empty")]
+    pub status_pages: BTreeMap<String, StatusPage>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
+}
+
+/// A public status page (`[status_page.NAME]`), served without a login
+/// at `/status/NAME`: checks grouped as services, each with its state and
+/// its uptime over 90 days. Only the title, the description and the
+/// services' names are shown, never a check's name or message.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPage {
+    #[serde(skip)]
+    pub name: String,
+    /// The page's title, shown to the public.
+    pub title: String,
+    /// A sentence under the title, shown to the public.
+    pub description: Option<String>,
+    /// The services shown, in this order: `[{ name = "Website", checks =
+    /// ["web", "web-dns"] }]`.
+    pub services: Vec<StatusService>,
+}
+
+/// One service of a status page: a public name over some checks.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusService {
+    /// The name the public sees (unique within the page).
+    pub name: String,
+    /// The checks it is made of: it is down when all of them fail,
+    /// degraded when some do.
+    pub checks: Vec<String>,
 }
 
 /// A live replication (`[[sync]]`): `from` a local directory `to` an ssh

@@ -90,6 +90,13 @@ const AREAS: &[Area] = &[
         extra: None,
     },
     Area {
+        file: "status",
+        title: "Public status pages",
+        intro: "Pages anyone may read, without a login even when `[server] token` is set: `/status/NAME` (HTML), `/status/NAME.json` and `/status/NAME/badge/SERVICE.svg`. Each service is some checks under a public name; no check's name or message is ever shown. The 90 days of uptime are read from the results the store keeps (`[store] retention`).",
+        sections: &["status_page"],
+        extra: None,
+    },
+    Area {
         file: "sync",
         title: "Replication",
         intro: "Live one-way replication of a directory to another host over the system `ssh`, or to a local path. Each job gets a check, `sync-NAME`, that fails when the job lags.",

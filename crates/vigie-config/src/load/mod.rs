@@ -13,8 +13,8 @@ use vigie_core::{Duration, Severity};
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source};
 use crate::model::{
     ActionTable, Config, DEFAULT_LISTEN, DnsProvider, Dyndns, EngineConfig, Failover, Flapping,
-    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, Server, ServerTls, StoreConfig,
-    SyncJob, probe_kinds,
+    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, Server, ServerTls, StatusPage,
+    StoreConfig, SyncJob, probe_kinds,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -25,6 +25,7 @@ mod failover;
 mod notify;
 mod parse;
 mod schema;
+mod status;
 mod sync;
 
 pub(crate) use backup::DEFAULT_CHECK_READ_DATA;
@@ -123,7 +124,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "include",
     "node",
     "server",
@@ -139,6 +140,7 @@ const SECTIONS: [&str; 16] = [
     "peer",
     "sync",
     "backup",
+    "status_page",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -413,6 +415,7 @@ struct Raw {
     peers: Vec<(usize, Range<usize>, Peer)>,
     syncs: Vec<(usize, Range<usize>, SyncJob)>,
     backups: Vec<(usize, backup::RawBackup)>,
+    status_pages: Vec<(usize, Spanned<String>, Range<usize>, StatusPage)>,
     /// Where each failover was declared, for errors found after parsing.
     failover_places: BTreeMap<String, (usize, Range<usize>)>,
     /// Every `actions = [...]` reference of a check, to check once all
@@ -607,6 +610,7 @@ impl Loader {
         let actions = self.resolve_actions(&notifiers, &failover_names, &backup_names);
         self.unreachable_notifiers(&checks, &actions);
         let maintenance = self.resolve_maintenance(&checks);
+        let status_pages = self.resolve_status_pages(&checks);
         if self.diags.has_errors() {
             return None;
         }
@@ -625,6 +629,7 @@ impl Loader {
             peers,
             syncs,
             backups,
+            status_pages,
             checks,
         })
     }

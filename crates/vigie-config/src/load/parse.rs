@@ -9,7 +9,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::diag::{Diagnostic, Level, Location, Source, did_you_mean_hint, unknown};
 use crate::model::{
-    ActionTable, DnsProvider, Dyndns, Failover, Maintenance, NotifierKind, Peer, SyncJob,
+    ActionTable, DnsProvider, Dyndns, Failover, Maintenance, NotifierKind, Peer, StatusPage,
+    SyncJob,
 };
 
 use super::{CheckEntry, Loader, MAIN_ONLY, NotifierEntry, RawCheck, SECTIONS};
@@ -77,6 +78,13 @@ impl Loader {
                 "dyndns" => {
                     for (name, table, d) in self.named::<Dyndns>(src, value, "dyndns", "home") {
                         self.raw.dyndns.push((src, name, table, d));
+                    }
+                }
+                "status_page" => {
+                    for (name, table, p) in
+                        self.named::<StatusPage>(src, value, "status_page", "public")
+                    {
+                        self.raw.status_pages.push((src, name, table, p));
                     }
                 }
                 "failover" => {

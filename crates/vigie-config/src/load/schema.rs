@@ -60,6 +60,9 @@ struct File {
     /// Scheduled backups into restic-format repositories, with dumps,
     /// retention and hooks: `[[backup]]`.
     backup: Option<Vec<super::backup::RawBackup>>,
+    /// Public status pages, each under its own name
+    /// (`[status_page.public]`, served at `/status/public`).
+    status_page: Option<BTreeMap<String, crate::model::StatusPage>>,
     check: Option<Vec<RawCheck>>,
 }
 

@@ -840,3 +840,39 @@ heartbeat = { schedule = "0 25 * * *" }
     );
     assert_eq!(h.period, None);
 }
+
+#[test]
+fn status_pages_name_their_checks_and_unique_services() {
+    let checks = "[[check]]\nname = \"web\"\ncommand = { argv = [\"true\"] }\n\n[[check]]\nname = \"web-dns\"\ncommand = { argv = [\"true\"] }\n\n";
+    let good = format!(
+        "{checks}[status_page.public]\ntitle = \"Example status\"\ndescription = \"Our services\"\n\
+         services = [{{ name = \"Website\", checks = [\"web\", \"web-dns\"] }}]\n"
+    );
+    let loaded = loads(&good);
+    let page = &loaded.config.status_pages["public"];
+    assert_eq!(page.name, "public");
+    assert_eq!(page.services[0].checks, ["web", "web-dns"]);
+    assert!(show_config_round_trips(&loaded.config).contains("[status_page.public]"));
+
+    let bad = format!(
+        "{checks}[status_page.public]\ntitle = \"\"\n\
+         services = [{{ name = \"Website\", checks = [\"wbe\"] }}, {{ name = \"Website\", checks = [] }}]\n\n\
+         [status_page.\"x.json\"]\ntitle = \"t\"\nservices = [{{ name = \"A\", checks = [\"web\"] }}]\n"
+    );
+    let e = errors(&bad);
+    for says in [
+        "`title` is empty",
+        "unknown check `wbe`",
+        "did you mean `web`",
+        "two services are named `Website`",
+        "service `Website` has no checks",
+        "not ending in `.json`",
+        "vigie.toml:9:1",
+    ] {
+        assert!(e.contains(says), "{says}: {e}");
+    }
+    let e = errors(&format!(
+        "{checks}[status_page.p]\ntitle = \"t\"\nservices = []\n"
+    ));
+    assert!(e.contains("no services"), "{e}");
+}

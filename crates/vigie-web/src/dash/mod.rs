@@ -14,6 +14,7 @@
 mod account;
 mod html;
 mod session;
+mod status;
 mod svg;
 
 pub use session::hash_password;
@@ -66,6 +67,8 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         .route("/ui/logout", post(account::logout))
         .route("/ui/events", get(live))
         .route("/ui/style.css", get(style))
+        .route("/status/{page}", get(status::page))
+        .route("/status/{page}/badge/{service}", get(status::badge))
         .route("/ui/live.js", get(script))
         .route_layer(middleware::from_fn_with_state(app.clone(), gate))
 }
@@ -81,9 +84,10 @@ pub(crate) struct Viewer {
     logins: bool,
 }
 
-/// Pages anyone may load: the login form and its styles.
+/// Pages anyone may load: the login form, the styles, and the public
+/// status pages.
 fn public(path: &str) -> bool {
-    matches!(path, "/ui/login" | "/ui/style.css")
+    matches!(path, "/ui/login" | "/ui/style.css") || path.starts_with("/status/")
 }
 
 /// Find the viewer's session; with a token, turn away who is not logged

@@ -259,14 +259,14 @@ fn chromium_renders_the_overview_of_a_thousand_checks() {
 
 /// Where tests leave what a person may look at (screenshots):
 /// `target/test-artifacts`.
-fn artifacts() -> std::path::PathBuf {
+pub(crate) fn artifacts() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// Run headless Chromium with `args`; its stdout.
-fn chromium(e: &vigie_testkit::Env, args: &[&str]) -> String {
+pub(crate) fn chromium(e: &vigie_testkit::Env, args: &[&str]) -> String {
     let profile = e.path().join("chromium-profile");
     let out = std::process::Command::new("chromium")
         .args([

@@ -27,6 +27,7 @@ mod scripts;
 mod secrets;
 mod selfcheck;
 mod service;
+mod status;
 mod sync;
 mod util;
 mod web;
