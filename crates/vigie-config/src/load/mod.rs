@@ -20,6 +20,7 @@ use crate::secret::{Secret, SecretSource};
 
 mod actions;
 mod backup;
+mod converge;
 mod checks;
 mod failover;
 mod notify;
@@ -123,7 +124,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "include",
     "node",
     "server",
@@ -139,6 +140,7 @@ const SECTIONS: [&str; 16] = [
     "peer",
     "sync",
     "backup",
+    "converge",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -412,7 +414,9 @@ struct Raw {
     dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
     peers: Vec<(usize, Range<usize>, Peer)>,
     syncs: Vec<(usize, Range<usize>, SyncJob)>,
+    converges: Vec<(usize, Range<usize>, crate::model::ConvergeJob)>,
     backups: Vec<(usize, backup::RawBackup)>,
+
     /// Where each failover was declared, for errors found after parsing.
     failover_places: BTreeMap<String, (usize, Range<usize>)>,
     /// Every `actions = [...]` reference of a check, to check once all
@@ -592,6 +596,8 @@ impl Loader {
         self.sync_checks(&syncs, &mut checks);
         let backups = self.resolve_backups(env);
         self.backup_checks(&backups, &mut checks);
+        let converges = self.resolve_converges();
+        self.converge_checks(&converges, &mut checks);
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self
@@ -625,6 +631,7 @@ impl Loader {
             peers,
             syncs,
             backups,
+            converges,
             checks,
         })
     }

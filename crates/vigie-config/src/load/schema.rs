@@ -60,6 +60,9 @@ struct File {
     /// Scheduled backups into restic-format repositories, with dumps,
     /// retention and hooks: `[[backup]]`.
     backup: Option<Vec<super::backup::RawBackup>>,
+    /// Drift as a check: converge manifests run on a schedule, in audit
+    /// or enforce mode: `[[converge]]`.
+    converge: Option<Vec<crate::model::ConvergeJob>>,
     check: Option<Vec<RawCheck>>,
 }
 
