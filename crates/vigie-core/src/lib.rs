@@ -33,7 +33,7 @@ mod state;
 mod time;
 
 pub use board::{
-    Board, backup as backup_metric, backup_report, drill as drill_metric, drill_report,
+    Board, converge as converge_metric, converge_report, backup as backup_metric, backup_report, drill as drill_metric, drill_report,
     integrity as integrity_metric, integrity_report, repository as repository_metric,
     repository_report,
 };
