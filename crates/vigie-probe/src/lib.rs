@@ -149,16 +149,14 @@ impl Prepared {
 /// host differs from its manifest); none yet is no failure: the first
 /// run comes at the daemon's start.
 fn converge_report(board: &Board, job: &str) -> Outcome {
-    board
-        .report(&vigie_core::converge_report(job))
-        .map_or_else(
-            || {
-                Outcome::ok(format!(
-                    "converge {job} has not run yet (it runs inside `vigie run`)"
-                ))
-            },
-            |(o, _)| o,
-        )
+    board.report(&vigie_core::converge_report(job)).map_or_else(
+        || {
+            Outcome::ok(format!(
+                "converge {job} has not run yet (it runs inside `vigie run`)"
+            ))
+        },
+        |(o, _)| o,
+    )
 }
 
 /// A replication job's latest word about itself; silence for a minute is

@@ -20,8 +20,8 @@ use crate::secret::{Secret, SecretSource};
 
 mod actions;
 mod backup;
-mod converge;
 mod checks;
+mod converge;
 mod failover;
 mod notify;
 mod parse;

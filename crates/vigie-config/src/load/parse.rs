@@ -102,7 +102,8 @@ impl Loader {
                 "converge" => {
                     for item in self.array_of_tables(src, value, "converge") {
                         let table = item.span();
-                        if let Some(j) = self.de::<crate::model::ConvergeJob>(src, item, "converge") {
+                        if let Some(j) = self.de::<crate::model::ConvergeJob>(src, item, "converge")
+                        {
                             self.raw.converges.push((src, table, j));
                         }
                     }
