@@ -124,13 +124,13 @@ fn one(job: &ConvergeJob, board: &Board) {
                 skip_tags: job.skip_tags.clone(),
             };
             let report = vigie_converge::run(&plan, &opts);
-            let o = judge(job, &report, cause);
+            let mut o = judge(job, &report, cause);
+            remember_repair(job, &mut o, &report);
             if o.ok {
                 tracing::info!(job = %job.name, "converge: {}", o.message);
             } else {
                 tracing::warn!(job = %job.name, "converge: {}", o.message);
             }
-            let mut o = o;
             o.metrics = numbers(&report);
             o
         }
@@ -140,6 +140,27 @@ fn one(job: &ConvergeJob, board: &Board) {
         value: vigie_core::Timestamp::now().0 as f64 / 1000.0,
     });
     board.publish(&vigie_core::converge_report(&job.name), outcome);
+}
+
+/// The last repair of each job, with its time: an enforce job's check
+/// keeps saying what it last changed while the host stays compliant.
+static REPAIRED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+fn remember_repair(job: &ConvergeJob, o: &mut Outcome, r: &Report) {
+    let Ok(mut m) = REPAIRED.lock() else {
+        return;
+    };
+    let m = m.get_or_insert_default();
+    if r.summary.repaired > 0 {
+        m.insert(
+            job.name.clone(),
+            format!("{} at {}", o.message, jiff::Timestamp::now()),
+        );
+    } else if o.ok
+        && let Some(last) = m.get(&job.name)
+    {
+        let _ = write!(o.message, "; last {last}");
+    }
 }
 
 /// Why the host differs, as far as the manifest's hash tells.
