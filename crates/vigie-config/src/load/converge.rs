@@ -2,6 +2,8 @@
 //! itself is read by `vigie-converge`, which the CLI runs over each job
 //! once the configuration is loaded (config sits below converge).
 
+use toml::Spanned;
+use toml::de::DeValue;
 use vigie_core::Duration;
 
 use crate::diag::unknown;
@@ -10,6 +12,16 @@ use crate::model::{Check, ConvergeJob, ConvergeProbe, Probe};
 use super::Loader;
 
 impl Loader {
+    /// `[[converge]]` tables, as they are read.
+    pub(super) fn parse_converges(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        for item in self.array_of_tables(src, value, "converge") {
+            let table = item.span();
+            if let Some(j) = self.de::<ConvergeJob>(src, item, "converge") {
+                self.raw.converges.push((src, table, j));
+            }
+        }
+    }
+
     pub(super) fn resolve_converges(&mut self) -> Vec<ConvergeJob> {
         let mut out: Vec<ConvergeJob> = Vec::new();
         for (src, table, mut j) in std::mem::take(&mut self.raw.converges) {

@@ -99,15 +99,7 @@ impl Loader {
                         }
                     }
                 }
-                "converge" => {
-                    for item in self.array_of_tables(src, value, "converge") {
-                        let table = item.span();
-                        if let Some(j) = self.de::<crate::model::ConvergeJob>(src, item, "converge")
-                        {
-                            self.raw.converges.push((src, table, j));
-                        }
-                    }
-                }
+                "converge" => self.parse_converges(src, value),
                 "peer" => {
                     for item in self.array_of_tables(src, value, "peer") {
                         let table = item.span();
