@@ -11,6 +11,7 @@
 mod args;
 mod backup;
 mod converge;
+mod drift;
 mod failover;
 mod generate;
 mod located;
@@ -323,6 +324,17 @@ fn load_with_source(cli: &Cli, secrets: vigie_config::Secrets) -> Result<(Loaded
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("{w}");
+            }
+            let problems = drift::problems(&loaded.config);
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                return Err(Failure {
+                    code: exit::CONFIG,
+                    message: String::new(),
+                    hint: None,
+                });
             }
             Ok((loaded, source))
         }

@@ -71,6 +71,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let mut syncs = start_syncs(&config, &dir, &board);
         // Backup jobs, each at its time, on the blocking pool.
         let mut backups = crate::backup::schedule::start(&config, &dir, &board);
+        // Converge jobs (drift as a check), each every `every`.
+        let mut drifts = crate::drift::start(&config, &board);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -104,6 +106,8 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         syncs = start_syncs(&new, &dir, &board);
                         drop(backups);
                         backups = crate::backup::schedule::start(&new, &dir, &board);
+                        drop(drifts);
+                        drifts = crate::drift::start(&new, &board);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                         systemd.ready(&running_status(&config, &server));
@@ -117,6 +121,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         systemd.stopping();
         tracing::info!("shutting down");
         drop(backups);
+        drop(drifts);
         dyndns.abort();
         syncs.store(true, std::sync::atomic::Ordering::Relaxed);
         // Stop within 2 s whatever is in flight.
@@ -222,7 +227,12 @@ fn reload(cli: &Cli) -> Option<Config> {
             for w in &l.warnings {
                 tracing::warn!("{w}");
             }
-            Some(l.config)
+            // A manifest that no longer loads keeps the running configuration.
+            let problems = crate::drift::problems(&l.config);
+            for p in &problems {
+                tracing::error!("{p}");
+            }
+            problems.is_empty().then_some(l.config)
         }
         Err(d) => {
             for e in &d.errors {

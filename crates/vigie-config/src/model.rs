@@ -42,6 +42,8 @@ pub struct Config {
     pub backups: Vec<BackupJob>,
     #[serde(rename = "status_page", skip_serializing_if = "BTreeMap::is_empty")]
     pub status_pages: BTreeMap<String, StatusPage>,
+    #[serde(rename = "converge", skip_serializing_if = "Vec::is_empty")]
+    pub converges: Vec<ConvergeJob>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -542,6 +544,7 @@ macro_rules! probe_kinds {
             Heartbeat(HeartbeatProbe) = "heartbeat",
             Sync(SyncProbe) = "sync",
             Backup(BackupProbe) = "backup",
+            Converge(ConvergeProbe) = "converge",
         }
     };
 }
@@ -604,6 +607,64 @@ impl BackupProbe {
             BackupWatch::Run
         })
     }
+}
+
+/// A `[[converge]]` job's last run, as the job reports it on the board:
+/// failing when the host is not as its manifest declares (audit) or
+/// could not be repaired (enforce). Each job gets a `converge-NAME`
+/// check of this kind unless a check names it already.
+/// `converge = { job = "base" }`
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvergeProbe {
+    /// The `[[converge]]` job's name.
+    pub job: String,
+}
+
+/// Drift as a check (`[[converge]]`): the daemon runs a converge
+/// manifest (as `vigie converge` does) every `every`, in audit mode
+/// (report what differs) or enforce mode (repair it, report what it
+/// changed); its check `converge-NAME` fails while the host differs
+/// from the manifest.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvergeJob {
+    /// The job's name (letters, digits, `-`, `_`, `.`); its check is
+    /// `converge-NAME`.
+    pub name: String,
+    /// The converge manifest (docs/converge.md), relative to the config
+    /// file; loaded and validated with the configuration (and again on
+    /// reload).
+    pub manifest: PathBuf,
+    /// `"audit"` reports drift and never writes; `"enforce"` repairs it.
+    #[serde(default)]
+    pub mode: ConvergeMode,
+    /// How often the manifest is run (the first run at start).
+    #[serde(default = "one_hour")]
+    pub every: Duration,
+    /// Only the manifest's resources with one of these tags (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Never the resources with one of these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_tags: Vec<String>,
+    /// The severity of the incident drift opens.
+    #[serde(default)]
+    pub severity: vigie_core::Severity,
+}
+
+/// How a `[[converge]]` job runs its manifest.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvergeMode {
+    /// Check only: drift is reported, nothing is written.
+    #[default]
+    Audit,
+    /// Repair what differs, and report what was changed.
+    Enforce,
 }
 
 /// What of a `[[backup]]` job a check watches.

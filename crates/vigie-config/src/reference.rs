@@ -97,6 +97,13 @@ const AREAS: &[Area] = &[
         extra: None,
     },
     Area {
+        file: "converge",
+        title: "Drift as a check",
+        intro: "Converge manifests (docs/converge.md) the daemon runs on a schedule, in audit mode (drift is reported) or enforce mode (drift is repaired, and what changed is said). Each job gets a check, `converge-NAME`, that fails while the host differs from its manifest.",
+        sections: &["converge"],
+        extra: None,
+    },
+    Area {
         file: "sync",
         title: "Replication",
         intro: "Live one-way replication of a directory to another host over the system `ssh`, or to a local path. Each job gets a check, `sync-NAME`, that fails when the job lags.",

@@ -77,6 +77,23 @@ pub fn repository_report(job: &str) -> String {
     format!("backup-repository.{job}")
 }
 
+/// What a `[[converge]]` job reports, under [`converge_report`]`(job)`:
+/// its last run's outcome, with these numbers.
+pub mod converge {
+    /// When the last run ended (seconds since the epoch).
+    pub const LAST_RUN: &str = "last_run_timestamp_seconds";
+    /// The last run's resources by outcome: this prefix and the outcome
+    /// (`resources.compliant`, `resources.non_compliant`, …).
+    pub const RESOURCES: &str = "resources.";
+    /// The outcomes counted under [`RESOURCES`].
+    pub const OUTCOMES: [&str; 5] = ["compliant", "non_compliant", "repaired", "skipped", "error"];
+}
+
+/// The board name under which converge job `job` reports.
+pub fn converge_report(job: &str) -> String {
+    format!("converge.{job}")
+}
+
 /// The board name under which backup job `job` reports.
 pub fn backup_report(job: &str) -> String {
     format!("backup.{job}")

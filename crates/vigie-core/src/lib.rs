@@ -33,9 +33,9 @@ mod state;
 mod time;
 
 pub use board::{
-    Board, backup as backup_metric, backup_report, drill as drill_metric, drill_report,
-    integrity as integrity_metric, integrity_report, repository as repository_metric,
-    repository_report,
+    Board, backup as backup_metric, backup_report, converge as converge_metric, converge_report,
+    drill as drill_metric, drill_report, integrity as integrity_metric, integrity_report,
+    repository as repository_metric, repository_report,
 };
 pub use cron::{Cron, CronError};
 pub use duration::{Duration, DurationError};

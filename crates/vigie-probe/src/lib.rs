@@ -75,6 +75,8 @@ enum Kind {
     /// A backup job's last run, or (with a maximum age) its last good
     /// snapshot's age, as its runs report on the board.
     Backup(vigie_config::BackupProbe, Board),
+    /// A converge job's last run, as it reports on the board.
+    Converge(String, Board),
 }
 
 /// Why a check could not be made ready (a CA file that went missing, …).
@@ -106,6 +108,7 @@ pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError>
         Probe::Heartbeat(_) => Kind::Heartbeat,
         Probe::Sync(s) => Kind::Sync(s.job.clone(), shared.board.clone()),
         Probe::Backup(b) => Kind::Backup(b.clone(), shared.board.clone()),
+        Probe::Converge(c) => Kind::Converge(c.job.clone(), shared.board.clone()),
     };
     Ok(Prepared { kind })
 }
@@ -137,8 +140,23 @@ impl Prepared {
             ),
             Kind::Sync(job, board) => sync_report(board, job),
             Kind::Backup(b, board) => backup::judge(board, b, vigie_core::Timestamp::now()),
+            Kind::Converge(job, board) => converge_report(board, job),
         }
     }
+}
+
+/// A converge job's last run, as the job judged it (failing while the
+/// host differs from its manifest); none yet is no failure: the first
+/// run comes at the daemon's start.
+fn converge_report(board: &Board, job: &str) -> Outcome {
+    board.report(&vigie_core::converge_report(job)).map_or_else(
+        || {
+            Outcome::ok(format!(
+                "converge {job} has not run yet (it runs inside `vigie run`)"
+            ))
+        },
+        |(o, _)| o,
+    )
 }
 
 /// A replication job's latest word about itself; silence for a minute is

@@ -382,6 +382,7 @@ pub fn render_metrics(engine: &Engine, server: &ServerStats, host: &[Sample]) ->
     let statuses = engine.statuses();
     check_metrics(&mut e, &statuses);
     backup_metrics(&mut e, &engine.view().config(), engine.board());
+    converge_metrics(&mut e, &engine.view().config(), engine.board());
     engine_metrics(&mut e, engine);
     server_metrics(&mut e, server);
     vigie_metrics::write_process_metrics(&mut e);
@@ -589,6 +590,45 @@ fn backup_metrics(e: &mut Exposition, config: &vigie_config::Config, board: &vig
                 if let Some(v) = values.iter().find(|v| v.name == metric) {
                     e.sample(name, &[("job", job)], v.value);
                 }
+            }
+        }
+    }
+}
+
+/// Each `[[converge]]` job's last run, as it reports on the board: when
+/// it ended, and its resources by outcome.
+fn converge_metrics(e: &mut Exposition, config: &vigie_config::Config, board: &vigie_core::Board) {
+    use vigie_core::converge_metric as cm;
+    let numbers: Vec<(&str, Vec<vigie_core::Metric>)> = config
+        .converges
+        .iter()
+        .filter_map(|j| {
+            let (outcome, _) = board.report(&vigie_core::converge_report(&j.name))?;
+            Some((j.name.as_str(), outcome.metrics))
+        })
+        .collect();
+    let name = "vigie_converge_last_run_timestamp_seconds";
+    e.family(
+        name,
+        Kind::Gauge,
+        "When the job's last converge run ended (seconds since the epoch).",
+    );
+    for (job, values) in &numbers {
+        if let Some(v) = values.iter().find(|v| v.name == cm::LAST_RUN) {
+            e.sample(name, &[("job", job)], v.value);
+        }
+    }
+    let name = "vigie_converge_resources";
+    e.family(
+        name,
+        Kind::Gauge,
+        "The job's last converge run's resources by outcome (compliant, non_compliant, repaired, skipped, error).",
+    );
+    for (job, values) in &numbers {
+        for outcome in cm::OUTCOMES {
+            let key = format!("{}{outcome}", cm::RESOURCES);
+            if let Some(v) = values.iter().find(|v| v.name == key) {
+                e.sample(name, &[("job", job), ("outcome", outcome)], v.value);
             }
         }
     }

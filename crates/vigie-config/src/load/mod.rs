@@ -21,6 +21,7 @@ use crate::secret::{Secret, SecretSource};
 mod actions;
 mod backup;
 mod checks;
+mod converge;
 mod failover;
 mod notify;
 mod parse;
@@ -124,7 +125,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "include",
     "node",
     "server",
@@ -141,6 +142,7 @@ const SECTIONS: [&str; 17] = [
     "sync",
     "backup",
     "status_page",
+    "converge",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -414,6 +416,7 @@ struct Raw {
     dyndns: Vec<(usize, Spanned<String>, Range<usize>, Dyndns)>,
     peers: Vec<(usize, Range<usize>, Peer)>,
     syncs: Vec<(usize, Range<usize>, SyncJob)>,
+    converges: Vec<(usize, Range<usize>, crate::model::ConvergeJob)>,
     backups: Vec<(usize, backup::RawBackup)>,
     status_pages: Vec<(usize, Spanned<String>, Range<usize>, StatusPage)>,
     /// Where each failover was declared, for errors found after parsing.
@@ -595,6 +598,8 @@ impl Loader {
         self.sync_checks(&syncs, &mut checks);
         let backups = self.resolve_backups(env);
         self.backup_checks(&backups, &mut checks);
+        let converges = self.resolve_converges();
+        self.converge_checks(&converges, &mut checks);
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self
@@ -630,6 +635,7 @@ impl Loader {
             syncs,
             backups,
             status_pages,
+            converges,
             checks,
         })
     }

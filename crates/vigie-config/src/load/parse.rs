@@ -107,6 +107,7 @@ impl Loader {
                         }
                     }
                 }
+                "converge" => self.parse_converges(src, value),
                 "peer" => {
                     for item in self.array_of_tables(src, value, "peer") {
                         let table = item.span();

@@ -63,6 +63,9 @@ struct File {
     /// Public status pages, each under its own name
     /// (`[status_page.public]`, served at `/status/public`).
     status_page: Option<BTreeMap<String, crate::model::StatusPage>>,
+    /// Drift as a check: converge manifests run on a schedule, in audit
+    /// or enforce mode: `[[converge]]`.
+    converge: Option<Vec<crate::model::ConvergeJob>>,
     check: Option<Vec<RawCheck>>,
 }
 

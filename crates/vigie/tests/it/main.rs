@@ -17,6 +17,7 @@ mod config_docs;
 mod converge;
 mod daemon;
 mod dash;
+mod drift;
 mod dyndns_interface;
 mod failover;
 mod incidents;

@@ -1,0 +1,364 @@
+//! Drift as a check: each `[[converge]]` job runs its manifest every
+//! `every` on the blocking pool (audit or enforce, as `vigie converge`
+//! does) and publishes the run's outcome on the board, where its check
+//! `converge-NAME` reads it. The manifests are loaded with the
+//! configuration ([`problems`]): a bad one never starts the daemon nor
+//! replaces the running configuration.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use vigie_config::{Config, ConvergeJob, ConvergeMode};
+use vigie_converge::{Item, LoadOptions, Mode, Options, Report, Status};
+use vigie_core::{Board, Metric, Outcome, converge_metric};
+
+/// At most this many resources are named in a check's message.
+const NAMED: usize = 5;
+/// At most this many characters of one resource's detail.
+const DETAIL: usize = 160;
+
+/// Each job whose manifest does not load: `converge "NAME".manifest`
+/// and the manifest's own errors (file and place of each).
+pub(crate) fn problems(config: &Config) -> Vec<String> {
+    if config.converges.is_empty() {
+        return Vec::new();
+    }
+    let opts = load_options();
+    config
+        .converges
+        .iter()
+        .filter_map(|j| {
+            vigie_converge::load(&j.manifest, &opts).err().map(|e| {
+                format!(
+                    "error: converge \"{}\".manifest: {} does not load:\n{e}\n  hint: fix the manifest (`vigie converge {} --audit` shows the same errors)",
+                    j.name,
+                    j.manifest.display(),
+                    j.manifest.display()
+                )
+            })
+        })
+        .collect()
+}
+
+fn load_options() -> LoadOptions {
+    LoadOptions {
+        facts: vigie_converge::Facts::gather(),
+        host: None,
+    }
+}
+
+/// The manifest's hash each job last ran with, kept across reloads (in
+/// memory: a restart starts afresh).
+static LAST: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+/// The scheduled jobs of one configuration; dropping it stops them (a
+/// run under way finishes on its thread).
+pub(crate) struct Schedules(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Schedules {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Start every job of `config`: a first run now, then every `every`.
+pub(crate) fn start(config: &Config, board: &Board) -> Schedules {
+    Schedules(
+        config
+            .converges
+            .iter()
+            .map(|j| {
+                let (j, board) = (j.clone(), board.clone());
+                tokio::spawn(async move { scheduled(j, board).await })
+            })
+            .collect(),
+    )
+}
+
+async fn scheduled(job: ConvergeJob, board: Board) {
+    loop {
+        let (j, b) = (job.clone(), board.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || one(&j, &b)).await {
+            tracing::error!(job = %job.name, "converge run crashed: {e}");
+        }
+        tokio::time::sleep(job.every.std().max(Duration::from_secs(1))).await;
+    }
+}
+
+/// One run, published on the board and logged.
+fn one(job: &ConvergeJob, board: &Board) {
+    let text = std::fs::read(&job.manifest).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    let hash = h.finish();
+    let before = LAST
+        .lock()
+        .ok()
+        .and_then(|mut m| m.get_or_insert_default().insert(job.name.clone(), hash));
+    let cause = match before {
+        None => Cause::First,
+        Some(b) if b != hash => Cause::Manifest,
+        Some(_) => Cause::Host,
+    };
+    let mut outcome = match vigie_converge::load(&job.manifest, &load_options()) {
+        Err(e) => {
+            tracing::error!(job = %job.name, "converge manifest does not load: {e}");
+            Outcome::fail(format!(
+                "the manifest {} does not load: {}",
+                job.manifest.display(),
+                bounded(&e.to_string().replace('\n', "; "))
+            ))
+        }
+        Ok(plan) => {
+            let opts = Options {
+                mode: match job.mode {
+                    ConvergeMode::Audit => Mode::Audit,
+                    ConvergeMode::Enforce => Mode::Enforce,
+                },
+                tags: job.tags.clone(),
+                skip_tags: job.skip_tags.clone(),
+            };
+            let report = vigie_converge::run(&plan, &opts);
+            let mut o = judge(job, &report, cause);
+            remember_repair(job, &mut o, &report);
+            if o.ok {
+                tracing::info!(job = %job.name, "converge: {}", o.message);
+            } else {
+                tracing::warn!(job = %job.name, "converge: {}", o.message);
+            }
+            o.metrics = numbers(&report);
+            o
+        }
+    };
+    outcome.metrics.push(Metric {
+        name: converge_metric::LAST_RUN.into(),
+        value: vigie_core::Timestamp::now().0 as f64 / 1000.0,
+    });
+    board.publish(&vigie_core::converge_report(&job.name), outcome);
+}
+
+/// The last repair of each job, with its time: an enforce job's check
+/// keeps saying what it last changed while the host stays compliant.
+static REPAIRED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+fn remember_repair(job: &ConvergeJob, o: &mut Outcome, r: &Report) {
+    let Ok(mut m) = REPAIRED.lock() else {
+        return;
+    };
+    let m = m.get_or_insert_default();
+    if r.summary.repaired > 0 {
+        m.insert(
+            job.name.clone(),
+            format!("{} at {}", o.message, jiff::Timestamp::now()),
+        );
+    } else if o.ok
+        && let Some(last) = m.get(&job.name)
+    {
+        let _ = write!(o.message, "; last {last}");
+    }
+}
+
+/// Why the host differs, as far as the manifest's hash tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    /// No run before this one (since the daemon started).
+    First,
+    /// The manifest changed since the last run: an intentional change.
+    Manifest,
+    /// Same manifest as the last run: the host changed (drift).
+    Host,
+}
+
+impl Cause {
+    fn said(self) -> &'static str {
+        match self {
+            Cause::First => "",
+            Cause::Manifest => " (the manifest changed since the last run)",
+            Cause::Host => " (the host changed: the manifest is as at the last run)",
+        }
+    }
+}
+
+/// The check's word on a run: failing when something differs (audit),
+/// could not be repaired (enforce) or failed.
+fn judge(job: &ConvergeJob, r: &Report, cause: Cause) -> Outcome {
+    let m = &r.summary;
+    let manifest = job.manifest.display();
+    let failed: Vec<&Item> = r
+        .resources
+        .iter()
+        .chain(&r.handlers)
+        .filter(|i| matches!(i.status, Status::NonCompliant | Status::Error))
+        .collect();
+    if !failed.is_empty() {
+        let what = match r.mode {
+            Mode::Audit => "differ from",
+            Mode::Enforce => "could not be brought to",
+        };
+        return Outcome::fail(format!(
+            "{} of {} resources {what} {manifest}{}: {}",
+            failed.len(),
+            r.resources.len(),
+            cause.said(),
+            named(&failed)
+        ));
+    }
+    let repaired: Vec<&Item> = r
+        .resources
+        .iter()
+        .chain(&r.handlers)
+        .filter(|i| i.status == Status::Repaired)
+        .collect();
+    if !repaired.is_empty() {
+        return Outcome::ok(format!(
+            "repaired {} of {} resources to {manifest}{}: {}",
+            repaired.len(),
+            r.resources.len(),
+            cause.said(),
+            named(&repaired)
+        ));
+    }
+    Outcome::ok(format!(
+        "{} resources as {manifest} declares ({} skipped)",
+        m.compliant, m.skipped
+    ))
+}
+
+/// The first [`NAMED`] items with their detail, and how many more.
+fn named(items: &[&Item]) -> String {
+    let mut s = String::new();
+    for (n, i) in items.iter().take(NAMED).enumerate() {
+        if n > 0 {
+            s.push_str("; ");
+        }
+        let detail = i.detail();
+        if detail.is_empty() {
+            s.push_str(&i.id);
+        } else {
+            let _ = write!(s, "{} ({})", i.id, bounded(&detail));
+        }
+    }
+    if items.len() > NAMED {
+        let _ = write!(s, "; and {} more", items.len() - NAMED);
+    }
+    s
+}
+
+fn bounded(s: &str) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() <= DETAIL {
+        return s;
+    }
+    let mut t: String = s.chars().take(DETAIL).collect();
+    t.push('…');
+    t
+}
+
+/// The run's resources by outcome.
+fn numbers(r: &Report) -> Vec<Metric> {
+    let m = &r.summary;
+    let counts = [
+        m.compliant,
+        m.non_compliant,
+        m.repaired,
+        m.skipped,
+        m.errors,
+    ];
+    converge_metric::OUTCOMES
+        .iter()
+        .zip(counts)
+        .map(|(o, n)| Metric {
+            name: format!("{}{o}", converge_metric::RESOURCES),
+            value: n as f64,
+        })
+        .collect()
+}
+
+/// Whether `path` is one of the configuration's manifests (for tests).
+#[cfg(test)]
+fn is_manifest(config: &Config, path: &std::path::Path) -> bool {
+    config.converges.iter().any(|j| j.manifest == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn job(dir: &Path, mode: ConvergeMode) -> ConvergeJob {
+        ConvergeJob {
+            name: "base".into(),
+            manifest: dir.join("m.toml"),
+            mode,
+            every: vigie_core::Duration::from_secs(1),
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+            severity: vigie_core::Severity::Average,
+        }
+    }
+
+    #[test]
+    fn a_run_names_what_differs_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("motd");
+        std::fs::write(
+            dir.path().join("m.toml"),
+            format!(
+                "[settings]\nkeep_old = \"none\"\n[[file]]\npath = \"{}\"\ncontent = \"hello\\n\"\n",
+                f.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&f, "hello\n").unwrap();
+        let board = Board::new();
+        let audit = job(dir.path(), ConvergeMode::Audit);
+        let read = || board.report("converge.base").unwrap().0;
+        one(&audit, &board);
+        let o = read();
+        assert!(o.ok, "{o:?}");
+        std::fs::write(&f, "changed\n").unwrap();
+        one(&audit, &board);
+        let o = read();
+        assert!(!o.ok, "{o:?}");
+        assert!(o.message.contains(&f.display().to_string()), "{o:?}");
+        assert!(o.message.contains("the host changed"), "{o:?}");
+        let nc = o
+            .metrics
+            .iter()
+            .find(|m| m.name == "resources.non_compliant")
+            .unwrap();
+        assert!((nc.value - 1.0).abs() < f64::EPSILON, "{nc:?}");
+        // The manifest now says what the host has: an intentional change.
+        std::fs::write(
+            dir.path().join("m.toml"),
+            format!(
+                "[settings]\nkeep_old = \"none\"\n[[file]]\npath = \"{}\"\ncontent = \"other\\n\"\n",
+                f.display()
+            ),
+        )
+        .unwrap();
+        one(&audit, &board);
+        let o = read();
+        assert!(!o.ok && o.message.contains("the manifest changed"), "{o:?}");
+        let enforce = job(dir.path(), ConvergeMode::Enforce);
+        one(&enforce, &board);
+        let o = read();
+        assert!(o.ok && o.message.starts_with("repaired 1 of 1"), "{o:?}");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "other\n");
+        assert!(is_manifest(
+            &vigie_config::load_str(
+                "[[converge]]\nname = \"base\"\nmanifest = \"m.toml\"\n",
+                &dir.path().join("vigie.toml"),
+                &|_| None
+            )
+            .unwrap()
+            .config,
+            &dir.path().join("m.toml")
+        ));
+    }
+}

@@ -1,0 +1,122 @@
+//! Drift as a check: `[[converge]]` jobs and their checks. The manifest
+//! itself is read by `vigie-converge`, which the CLI runs over each job
+//! once the configuration is loaded (config sits below converge).
+
+use toml::Spanned;
+use toml::de::DeValue;
+use vigie_core::Duration;
+
+use crate::diag::unknown;
+use crate::model::{Check, ConvergeJob, ConvergeProbe, Probe};
+
+use super::Loader;
+
+impl Loader {
+    /// `[[converge]]` tables, as they are read.
+    pub(super) fn parse_converges(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
+        for item in self.array_of_tables(src, value, "converge") {
+            let table = item.span();
+            if let Some(j) = self.de::<ConvergeJob>(src, item, "converge") {
+                self.raw.converges.push((src, table, j));
+            }
+        }
+    }
+
+    pub(super) fn resolve_converges(&mut self) -> Vec<ConvergeJob> {
+        let mut out: Vec<ConvergeJob> = Vec::new();
+        for (src, table, mut j) in std::mem::take(&mut self.raw.converges) {
+            let key = format!("converge \"{}\"", j.name);
+            let mut problems: Vec<(String, Option<String>)> = Vec::new();
+            if !vigie_core::is_valid_name(&j.name) {
+                problems.push((
+                    "a converge name uses letters, digits, `-`, `_` and `.`".into(),
+                    None,
+                ));
+            }
+            if out.iter().any(|o| o.name == j.name) {
+                problems.push((format!("converge `{}` is declared twice", j.name), None));
+            }
+            if j.manifest.as_os_str().is_empty() {
+                problems.push((
+                    "`manifest` is empty".into(),
+                    Some("name the manifest, e.g. manifest = \"host.toml\"".into()),
+                ));
+            }
+            j.manifest = self.base.join(&j.manifest);
+            if j.every.std() < std::time::Duration::from_secs(1) {
+                problems.push((
+                    "`every` is at least 1s".into(),
+                    Some("the default is 1h".into()),
+                ));
+            }
+            for t in j.tags.iter().chain(&j.skip_tags) {
+                if t.trim().is_empty() {
+                    problems.push(("a tag is empty".into(), None));
+                }
+            }
+            let ok = problems.is_empty();
+            for (message, hint) in problems {
+                self.error(src, Some(table.clone()), &key, message, hint);
+            }
+            if ok {
+                out.push(j);
+            }
+        }
+        out
+    }
+
+    /// Each job's check: the declared ones must name a job; a job no
+    /// check names gets `converge-NAME`.
+    pub(super) fn converge_checks(&mut self, jobs: &[ConvergeJob], checks: &mut Vec<Check>) {
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        for c in checks.iter() {
+            if let Probe::Converge(p) = &c.probe
+                && !names.contains(&p.job.as_str())
+            {
+                let (message, hint) = unknown(
+                    "converge job",
+                    &p.job,
+                    names.iter().copied(),
+                    "declare it under [[converge]]",
+                );
+                let at = format!("check \"{}\".converge", c.name);
+                self.error(0, None, &at, message, hint);
+            }
+        }
+        for j in jobs {
+            let covered = checks
+                .iter()
+                .any(|c| matches!(&c.probe, Probe::Converge(p) if p.job == j.name));
+            let name = format!("converge-{}", j.name);
+            if covered || checks.iter().any(|c| c.name == name) {
+                continue;
+            }
+            let mode = match j.mode {
+                crate::model::ConvergeMode::Audit => "audit",
+                crate::model::ConvergeMode::Enforce => "enforce",
+            };
+            checks.push(Check {
+                name,
+                description: Some(format!(
+                    "the host is as {} declares ({mode}, every {})",
+                    j.manifest.display(),
+                    j.every
+                )),
+                // Reading the board is cheap: soon after each run.
+                every: Duration::from_secs(j.every.std().as_secs().min(10)),
+                timeout: Duration::from_secs(5),
+                retry_every: None,
+                fail_after: 1,
+                recover_after: 1,
+                severity: j.severity,
+                depends_on: Vec::new(),
+                tags: vec!["converge".into()],
+                flapping: None,
+                actions: Vec::new(),
+                probe: Probe::Converge(ConvergeProbe {
+                    job: j.name.clone(),
+                }),
+            });
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Drift as a check: `[[converge]]` jobs in the daemon. An audit job on
+//! a manifest of files under the test's directory is ok while the files
+//! are as declared; a file changed by hand fails its check, opens an
+//! incident naming the file; an enforce job repairs it and stays ok; a
+//! manifest with errors is refused at load.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{SERVER, assert_metrics, env, exits, wait_or_explain, wait_state};
+
+/// The manifest: `motd` under `dir` holds "hello".
+fn manifest(dir: &std::path::Path) -> String {
+    format!(
+        "[settings]\nkeep_old = \"none\"\n\n[[file]]\npath = \"{}\"\ncontent = \"hello\\n\"\n",
+        dir.join("motd").display()
+    )
+}
+
+#[test]
+fn an_audit_job_fails_on_drift_and_an_enforce_job_repairs_it() {
+    let e = env();
+    let motd = e.path().join("motd");
+    e.write("motd", "hello\n");
+    e.write("host.toml", &manifest(e.path()));
+    e.config(&format!(
+        "{SERVER}[[converge]]\nname = \"base\"\nmanifest = \"host.toml\"\nevery = \"1s\"\nseverity = \"high\"\n"
+    ));
+    let d = e.daemon();
+    let c = wait_state(&d, "converge-base", "ok", Duration::from_secs(10));
+    assert!(c.to_string().contains("1 resources as"), "compliant: {c}");
+    // Changed by hand: drift, an incident naming the file.
+    std::fs::write(&motd, "changed\n").unwrap();
+    let c = wait_state(&d, "converge-base", "failing", Duration::from_secs(15));
+    let shown = c.to_string();
+    assert!(shown.contains(&motd.display().to_string()), "{c}");
+    assert!(shown.contains("the host changed"), "{c}");
+    wait_or_explain(
+        Duration::from_secs(10),
+        || {
+            let r = e.run(&["incidents", "--json"]);
+            serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["check"] == "converge-base"))
+            })
+        },
+        || e.run(&["incidents", "--json"]).stdout + &d.log(),
+    );
+    // Audit never writes.
+    assert_eq!(std::fs::read_to_string(&motd).unwrap(), "changed\n");
+    assert_metrics(
+        &d,
+        &[
+            "vigie_converge_last_run_timestamp_seconds{job=\"base\"}",
+            "vigie_converge_resources{job=\"base\",outcome=\"non_compliant\"} 1",
+        ],
+    );
+    drop(d);
+
+    // Enforce: repaired, the check ok and saying so.
+    e.config(&format!(
+        "{SERVER}[[converge]]\nname = \"base\"\nmanifest = \"host.toml\"\nmode = \"enforce\"\nevery = \"1s\"\n"
+    ));
+    let d = e.daemon();
+    wait_or_explain(
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&motd).unwrap() == "hello\n",
+        || d.log(),
+    );
+    let repaired = || {
+        let c = crate::util::api_check(&d, "converge-base");
+        c["state"] == "ok" && c.to_string().contains("repaired 1 of 1")
+    };
+    wait_or_explain(Duration::from_secs(10), repaired, || d.log());
+    std::fs::write(&motd, "changed again\n").unwrap();
+    wait_or_explain(
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&motd).unwrap() == "hello\n",
+        || d.log(),
+    );
+    // Repaired at the next run; the check stays ok and says what it changed.
+    wait_or_explain(Duration::from_secs(10), repaired, || d.log());
+}
+
+#[test]
+fn a_bad_manifest_is_refused_at_load_naming_it() {
+    let e = env();
+    e.write("host.toml", "[[file]]\npath = \"/tmp/x\"\nnonsense = 1\n");
+    e.config(&format!(
+        "{SERVER}[[converge]]\nname = \"base\"\nmanifest = \"host.toml\"\n"
+    ));
+    exits(
+        &e,
+        &["validate"],
+        2,
+        &["converge \"base\".manifest", "host.toml", "nonsense"],
+    );
+}
