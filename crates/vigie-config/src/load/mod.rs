@@ -553,44 +553,7 @@ impl Loader {
             dir: store_raw.dir.map(|d| self.base.join(d)),
             retention: store_raw.retention.unwrap_or(DEFAULT_RETENTION),
         };
-        let engine = {
-            let (src, raw) = self.raw.engine.take().unwrap_or_default();
-            let mut concurrency = raw
-                .concurrency
-                .as_ref()
-                .map_or(DEFAULT_CONCURRENCY, |c| *c.get_ref());
-            if concurrency == 0 {
-                let span = raw.concurrency.as_ref().map(Spanned::span);
-                self.error(
-                    src,
-                    span,
-                    "engine.concurrency",
-                    "must be at least 1".into(),
-                    None,
-                );
-                concurrency = 1;
-            }
-            let mut notify_attempts = raw
-                .notify_attempts
-                .as_ref()
-                .map_or(DEFAULT_NOTIFY_ATTEMPTS, |c| *c.get_ref());
-            if notify_attempts == 0 {
-                let span = raw.notify_attempts.as_ref().map(Spanned::span);
-                self.error(
-                    src,
-                    span,
-                    "engine.notify_attempts",
-                    "must be at least 1".into(),
-                    None,
-                );
-                notify_attempts = 1;
-            }
-            EngineConfig {
-                concurrency,
-                notify_attempts,
-                notify_backoff: raw.notify_backoff.unwrap_or(DEFAULT_NOTIFY_BACKOFF),
-            }
-        };
+        let engine = self.resolve_engine();
         let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
@@ -638,6 +601,46 @@ impl Loader {
             converges,
             checks,
         })
+    }
+
+    /// `[engine]`, each number at least 1.
+    fn resolve_engine(&mut self) -> EngineConfig {
+        let (src, raw) = self.raw.engine.take().unwrap_or_default();
+        let mut concurrency = raw
+            .concurrency
+            .as_ref()
+            .map_or(DEFAULT_CONCURRENCY, |c| *c.get_ref());
+        if concurrency == 0 {
+            let span = raw.concurrency.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                "engine.concurrency",
+                "must be at least 1".into(),
+                None,
+            );
+            concurrency = 1;
+        }
+        let mut notify_attempts = raw
+            .notify_attempts
+            .as_ref()
+            .map_or(DEFAULT_NOTIFY_ATTEMPTS, |c| *c.get_ref());
+        if notify_attempts == 0 {
+            let span = raw.notify_attempts.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                "engine.notify_attempts",
+                "must be at least 1".into(),
+                None,
+            );
+            notify_attempts = 1;
+        }
+        EngineConfig {
+            concurrency,
+            notify_attempts,
+            notify_backoff: raw.notify_backoff.unwrap_or(DEFAULT_NOTIFY_BACKOFF),
+        }
     }
 
     fn resolve_server(&mut self, env: EnvLookup<'_>) -> Option<Server> {

@@ -70,27 +70,8 @@ impl Loader {
                 "notify" => self.notifiers(src, value),
                 "action" => self.actions(src, value),
                 "maintenance" => self.maintenance(src, value),
-                "dns" => {
-                    for (name, table, p) in self.named::<DnsProvider>(src, value, "dns", "ovh") {
-                        self.raw.dns.push((src, name, table, p));
-                    }
-                }
-                "dyndns" => {
-                    for (name, table, d) in self.named::<Dyndns>(src, value, "dyndns", "home") {
-                        self.raw.dyndns.push((src, name, table, d));
-                    }
-                }
-                "status_page" => {
-                    for (name, table, p) in
-                        self.named::<StatusPage>(src, value, "status_page", "public")
-                    {
-                        self.raw.status_pages.push((src, name, table, p));
-                    }
-                }
-                "failover" => {
-                    for (name, table, f) in self.named::<Failover>(src, value, "failover", "blog") {
-                        self.raw.failovers.push((src, name, table, f));
-                    }
+                "dns" | "dyndns" | "status_page" | "failover" => {
+                    self.named_section(src, name, value);
                 }
                 "sync" => {
                     for item in self.array_of_tables(src, value, "sync") {
@@ -118,6 +99,37 @@ impl Loader {
                 }
                 _ => unreachable!("every section is matched"),
             }
+        }
+    }
+
+    /// The sections of named tables that name things other parts use
+    /// (`[dns.NAME]`, `[dyndns.NAME]`, `[status_page.NAME]`,
+    /// `[failover.NAME]`).
+    fn named_section(&mut self, src: usize, name: &str, value: Spanned<DeValue<'_>>) {
+        match name {
+            "dns" => {
+                for (name, table, p) in self.named::<DnsProvider>(src, value, "dns", "ovh") {
+                    self.raw.dns.push((src, name, table, p));
+                }
+            }
+            "dyndns" => {
+                for (name, table, d) in self.named::<Dyndns>(src, value, "dyndns", "home") {
+                    self.raw.dyndns.push((src, name, table, d));
+                }
+            }
+            "status_page" => {
+                for (name, table, p) in
+                    self.named::<StatusPage>(src, value, "status_page", "public")
+                {
+                    self.raw.status_pages.push((src, name, table, p));
+                }
+            }
+            "failover" => {
+                for (name, table, f) in self.named::<Failover>(src, value, "failover", "blog") {
+                    self.raw.failovers.push((src, name, table, f));
+                }
+            }
+            _ => unreachable!("a section of named tables"),
         }
     }
 
