@@ -215,7 +215,18 @@ fn chromium_renders_the_overview_of_a_thousand_checks() {
         ));
     }
     let d = start(&e, &checks);
-    wait_state(&d, "c0999", "ok", Duration::from_mins(1));
+    // Every check's first run done (a thousand commands, a few at once).
+    wait_or_explain(
+        Duration::from_mins(3),
+        || {
+            let (_, body) = d.http("GET", "/api/v1/checks", &[]);
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            v["checks"]
+                .as_array()
+                .is_some_and(|c| c.len() == 1000 && c.iter().all(|c| c["state"] != "unknown"))
+        },
+        || d.log(),
+    );
     wait_state(&d, "c0900", "failing", Duration::from_mins(1));
     let url = format!("http://{}/", d.addr);
     let dom = chromium(&e, &["--dump-dom", &url]);
