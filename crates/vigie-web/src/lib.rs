@@ -142,22 +142,20 @@ pub async fn serve(
 }
 
 /// The `[[peer]]` whose token the request carries (both sides share
-/// it), or the answer that turns it away.
+/// it); `None` turns the request away.
 fn peer_of<'c>(
     config: &'c vigie_config::Config,
     headers: &HeaderMap,
-) -> Result<&'c vigie_config::Peer, Response> {
-    let Some(token) = bearer(headers) else {
-        return Err(unauthorized());
-    };
-    config
+) -> Option<&'c vigie_config::Peer> {
+    let token = bearer(headers)?;
+    let peer = config
         .peers
         .iter()
-        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()))
-        .ok_or_else(|| {
-            tracing::warn!("a peer request came with an unknown token");
-            unauthorized()
-        })
+        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()));
+    if peer.is_none() {
+        tracing::warn!("a peer request came with an unknown token");
+    }
+    peer
 }
 
 /// A peer asks for this node's vote on a failover, with the token of the
@@ -169,9 +167,8 @@ async fn peer_vote(
 ) -> Response {
     let view = app.engine.view();
     let config = view.config();
-    let peer = match peer_of(&config, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(peer) = peer_of(&config, &headers) else {
+        return unauthorized();
     };
     let Some(f) = config.failovers.get(&name) else {
         return (StatusCode::NOT_FOUND, format!("no failover named {name}\n")).into_response();
@@ -184,9 +181,8 @@ async fn peer_vote(
 /// incidents (read-only, the `[[peer]]` token as for votes).
 async fn peer_fleet(State(app): State<App>, headers: HeaderMap) -> Response {
     let config = app.engine.view().config();
-    let peer = match peer_of(&config, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(peer) = peer_of(&config, &headers) else {
+        return unauthorized();
     };
     tracing::debug!(peer = %peer.name, "fleet view asked");
     let incidents = match app.engine.incidents(200) {
@@ -408,22 +404,16 @@ async fn ack(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Byte
         .into_response()
 }
 
-/// A JSON body of type `T` (an empty body reads as its default); a
-/// 400 that says what was expected otherwise.
+/// A JSON body of type `T` (an empty body reads as its default), or
+/// what was expected.
 fn json_body<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
     expected: &str,
-) -> Result<T, Response> {
+) -> Result<T, String> {
     if body.is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("expected {expected}: {e}\n"),
-        )
-            .into_response()
-    })
+    serde_json::from_slice(body).map_err(|e| format!("expected {expected}: {e}\n"))
 }
 
 /// An engine's answer to a write of the API as JSON: `{"result": …}`,
@@ -459,7 +449,7 @@ struct NoteBody {
 async fn note(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Bytes) -> Response {
     let body: NoteBody = match json_body(&body, "{\"text\": \"…\"}") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let engine = app.engine.clone();
     match tokio::task::spawn_blocking(move || engine.add_note(id, "api", &body.text)).await {
@@ -488,7 +478,7 @@ async fn maintenance_start(
 ) -> Response {
     let body: MaintenanceBody = match json_body(&body, "{\"for\": \"1h\"}") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let Some(d) = body.duration else {
         return (
@@ -531,7 +521,7 @@ async fn sync_pause(
 ) -> Response {
     let body: PauseBody = match json_body(&body, "{\"reason\": \"…\"}") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let reason = body
         .reason

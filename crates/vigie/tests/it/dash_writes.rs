@@ -123,6 +123,57 @@ fn without_a_session_no_form_is_shown_and_every_write_is_refused() {
     );
 }
 
+/// Empty, too long or on no incident: refused with what to do.
+fn refused_notes(d: &Daemon, cookie: &str, csrf: &str, id: i64) {
+    let (status, body) = post(
+        d,
+        &format!("/incidents/{id}/note"),
+        Some(cookie),
+        &format!("csrf={csrf}&text=+++"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("a note needs some text"), "{body}");
+    let (status, body) = post(
+        d,
+        &format!("/incidents/{id}/note"),
+        Some(cookie),
+        &format!("csrf={csrf}&text={}", "x".repeat(2001)),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 2000 characters"), "{body}");
+    assert_eq!(
+        post(
+            d,
+            "/incidents/999999/note",
+            Some(cookie),
+            &format!("csrf={csrf}&text=x")
+        )
+        .0,
+        404
+    );
+}
+
+/// The API writes notes the same way (no token here: open on loopback).
+fn api_notes(d: &Daemon, id: i64) {
+    let json_body = [("content-type", "application/json")];
+    let (status, body) = d.post(
+        &format!("/api/v1/incidents/{id}/notes"),
+        &json_body,
+        br#"{"text": ""}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("a note needs some text"), "{body}");
+    let (status, body) = d.post(
+        &format!("/api/v1/incidents/{id}/notes"),
+        &json_body,
+        br#"{"text": "Fixed soon"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, json) = d.http("GET", "/status/public.json", &[]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["incidents"][0]["notes"][1]["text"], "Fixed soon", "{v}");
+}
+
 #[test]
 fn a_public_note_from_the_page_reaches_the_status_page_as_text_and_names_no_check() {
     require!(Need::Chromium, Need::Chromedriver);
@@ -164,34 +215,7 @@ fn a_public_note_from_the_page_reaches_the_status_page_as_text_and_names_no_chec
     );
     assert!(!page.contains("forged"), "{page}");
 
-    // Empty or too long: refused with what to do.
-    let csrf = csrf_of(&page);
-    let (status, body) = post(
-        &d,
-        &format!("/incidents/{id}/note"),
-        Some(&cookie),
-        &format!("csrf={csrf}&text=+++"),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("a note needs some text"), "{body}");
-    let (status, body) = post(
-        &d,
-        &format!("/incidents/{id}/note"),
-        Some(&cookie),
-        &format!("csrf={csrf}&text={}", "x".repeat(2001)),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("at most 2000 characters"), "{body}");
-    assert_eq!(
-        post(
-            &d,
-            "/incidents/999999/note",
-            Some(&cookie),
-            &format!("csrf={csrf}&text=x")
-        )
-        .0,
-        404
-    );
+    refused_notes(&d, &cookie, &csrf_of(&page), id);
 
     // The status page shows it as the current incident of Database.
     let (status, html) = d.http("GET", "/status/public", &[]);
@@ -223,25 +247,92 @@ fn a_public_note_from_the_page_reaches_the_status_page_as_text_and_names_no_chec
     assert!(dom.contains("Current incident: Database"), "{dom}");
     assert!(!dom.contains("<b>now</b>"), "text, not markup: {dom}");
 
-    // The API writes notes the same way (no token here: open on loopback).
+    api_notes(&d, id);
+    assert_secure_headers(d.addr, &format!("/incidents/{id}"), &[("cookie", &cookie)]);
+}
+
+/// Pause through the page, by keyboard to its labelled field, resume,
+/// and see a pause made by the CLI.
+fn pause_and_resume(b: &Browser, e: &Env, d: &Daemon, base: &str, cookie: &str) {
+    b.goto(&format!("{base}/sync/mirror"));
+    assert!(
+        b.source().contains("<label for=\"pause-reason\">"),
+        "{}",
+        b.source()
+    );
+    b.tab_to(1);
+    // vigie, Checks, Incidents, Replication, Fleet, Log out, ← All jobs.
+    let field = b.tab_to(7);
+    assert_eq!(field["id"], "pause-reason", "{field}");
+    b.fill("#pause-reason", "fencing <test>");
+    b.click("form.sync-pause button");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || b.source().contains("form class=\"sync-resume\""),
+        || b.source(),
+    );
+    assert!(
+        b.source()
+            .contains("fencing &lt;test&gt; (by alice from the dashboard)"),
+        "{}",
+        b.source()
+    );
+    // What `vigie sync status` reads: the same row.
+    let paused = sync_paused(e);
+    assert_eq!(
+        paused["reason"], "fencing <test> (by alice from the dashboard)",
+        "{paused}"
+    );
+    let (_, list) = d.http("GET", "/sync", &[]);
+    assert!(list.contains("paused</span>"), "{list}");
+    b.click("form.sync-resume button");
+    wait_or_explain(
+        Duration::from_secs(5),
+        || b.source().contains("form class=\"sync-pause\""),
+        || b.source(),
+    );
+    assert!(sync_paused(e).is_null());
+    // Paused by the CLI: the page shows it.
+    let out = e.run(&["sync", "pause", "mirror", "--reason", "by hand"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    b.goto(&format!("{base}/sync/mirror"));
+    assert!(b.source().contains("by hand"), "{}", b.source());
+    assert_eq!(
+        post(
+            d,
+            "/sync/nothing/pause",
+            Some(cookie),
+            &format!("csrf={}", csrf_of(&b.source()))
+        )
+        .0,
+        400
+    );
+}
+
+/// The API: the same calls.
+fn api_writes(e: &Env, d: &Daemon) {
     let json_body = [("content-type", "application/json")];
     let (status, body) = d.post(
-        &format!("/api/v1/incidents/{id}/notes"),
+        "/api/v1/checks/broken/maintenance",
         &json_body,
-        br#"{"text": ""}"#,
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("a note needs some text"), "{body}");
-    let (status, body) = d.post(
-        &format!("/api/v1/incidents/{id}/notes"),
-        &json_body,
-        br#"{"text": "Fixed soon"}"#,
+        br#"{"for": "2h"}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let (_, json) = d.http("GET", "/status/public.json", &[]);
-    let v: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["incidents"][0]["notes"][1]["text"], "Fixed soon", "{v}");
-    assert_secure_headers(d.addr, &format!("/incidents/{id}"), &[("cookie", &cookie)]);
+    let (_, page) = d.http("GET", "/checks/broken", &[]);
+    assert!(page.contains("started by api"), "{page}");
+    let (status, body) = d.http("DELETE", "/api/v1/checks/broken/maintenance", &json_body);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ended"), "{body}");
+    let (status, body) = d.post("/api/v1/sync/mirror/resume", &json_body, b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(sync_paused(e).is_null());
+    let (status, body) = d.post(
+        "/api/v1/sync/mirror/pause",
+        &json_body,
+        br#"{"reason": "api says"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sync_paused(e)["reason"], "api says");
 }
 
 #[test]
@@ -268,60 +359,7 @@ fn a_sync_paused_and_a_maintenance_started_from_their_pages() {
     }
     assert!(sync_paused(&e).is_null());
 
-    // Pause through the page, by keyboard to its labelled field.
-    b.goto(&format!("{base}/sync/mirror"));
-    assert!(
-        b.source().contains("<label for=\"pause-reason\">"),
-        "{}",
-        b.source()
-    );
-    b.tab_to(1);
-    // vigie, Checks, Incidents, Replication, Fleet, Log out, ← All jobs.
-    let field = b.tab_to(7);
-    assert_eq!(field["id"], "pause-reason", "{field}");
-    b.fill("#pause-reason", "fencing <test>");
-    b.click("form.sync-pause button");
-    wait_or_explain(
-        Duration::from_secs(5),
-        || b.source().contains("form class=\"sync-resume\""),
-        || b.source(),
-    );
-    assert!(
-        b.source()
-            .contains("fencing &lt;test&gt; (by alice from the dashboard)"),
-        "{}",
-        b.source()
-    );
-    // What `vigie sync status` reads: the same row.
-    let paused = sync_paused(&e);
-    assert_eq!(
-        paused["reason"], "fencing <test> (by alice from the dashboard)",
-        "{paused}"
-    );
-    let (_, list) = d.http("GET", "/sync", &[]);
-    assert!(list.contains("paused</span>"), "{list}");
-    b.click("form.sync-resume button");
-    wait_or_explain(
-        Duration::from_secs(5),
-        || b.source().contains("form class=\"sync-pause\""),
-        || b.source(),
-    );
-    assert!(sync_paused(&e).is_null());
-    // Paused by the CLI: the page shows it.
-    let out = e.run(&["sync", "pause", "mirror", "--reason", "by hand"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    b.goto(&format!("{base}/sync/mirror"));
-    assert!(b.source().contains("by hand"), "{}", b.source());
-    assert_eq!(
-        post(
-            &d,
-            "/sync/nothing/pause",
-            Some(&cookie),
-            &format!("csrf={}", csrf_of(&b.source()))
-        )
-        .0,
-        400
-    );
+    pause_and_resume(&b, &e, &d, &base, &cookie);
 
     // Maintenance now, from the check's page (1 hour, the default).
     b.goto(&format!("{base}/checks/broken"));
@@ -367,29 +405,7 @@ fn a_sync_paused_and_a_maintenance_started_from_their_pages() {
         || b.source(),
     );
 
-    // The API: the same calls.
-    let json_body = [("content-type", "application/json")];
-    let (status, body) = d.post(
-        "/api/v1/checks/broken/maintenance",
-        &json_body,
-        br#"{"for": "2h"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let (_, page) = d.http("GET", "/checks/broken", &[]);
-    assert!(page.contains("started by api"), "{page}");
-    let (status, body) = d.http("DELETE", "/api/v1/checks/broken/maintenance", &json_body);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("ended"), "{body}");
-    let (status, body) = d.post("/api/v1/sync/mirror/resume", &json_body, b"");
-    assert_eq!(status, 200, "{body}");
-    assert!(sync_paused(&e).is_null());
-    let (status, body) = d.post(
-        "/api/v1/sync/mirror/pause",
-        &json_body,
-        br#"{"reason": "api says"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(sync_paused(&e)["reason"], "api says");
+    api_writes(&e, &d);
     for path in ["/sync", "/sync/mirror", "/checks/broken"] {
         assert_secure_headers(d.addr, path, &[("cookie", &cookie)]);
     }

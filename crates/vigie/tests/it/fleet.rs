@@ -8,7 +8,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigie_testkit::check;
+use vigie_testkit::daemon::Daemon;
+use vigie_testkit::{Env, check};
 
 use crate::util::{assert_secure_headers, env, free_port, wait_or_explain, wait_state};
 
@@ -43,9 +44,9 @@ fn peer(name: &str, port: u16) -> String {
     )
 }
 
-#[test]
-fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
-    // beta: a real daemon with a failing check, alpha among its peers.
+/// beta: a real daemon with a failing check, alpha among its peers; its
+/// peer endpoint answers the shared token only.
+fn beta() -> (Env, Daemon) {
     let b = env();
     std::fs::write(b.path().join("peer.token"), format!("{PEER_TOKEN}\n")).unwrap();
     b.config(&format!(
@@ -81,8 +82,12 @@ fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
     assert_eq!(v["node"], "beta");
     assert_eq!(v["checks"].as_array().unwrap().len(), 2, "{v}");
 
-    // gamma is down; delta answers an HTML page; epsilon sends 3 MB
-    // with no length; zeta says it is someone else.
+    (b, beta)
+}
+
+/// gamma is down; delta answers an HTML page; epsilon sends 3 MB
+/// with no length; zeta says it is someone else: their ports.
+fn odd_peers() -> (u16, u16, u16, u16) {
     let down = free_port();
     let garbage = answering(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 22\r\nConnection: close\r\n\r\n<html>not json</html>\n"
@@ -101,6 +106,13 @@ fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
         .into_bytes(),
     );
 
+    (down, garbage, huge, impostor)
+}
+
+#[test]
+fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
+    let (_b, beta) = beta();
+    let (down, garbage, huge, impostor) = odd_peers();
     let a = env();
     std::fs::write(a.path().join("peer.token"), format!("{PEER_TOKEN}\n")).unwrap();
     a.config(&format!(

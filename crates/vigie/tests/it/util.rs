@@ -207,10 +207,12 @@ pub fn head_of(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
+    let mut extra = String::new();
+    for (k, v) in headers {
+        for part in [k, ": ", v, "\r\n"] {
+            extra.push_str(part);
+        }
+    }
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
