@@ -246,6 +246,17 @@ fn a_public_note_from_the_page_reaches_the_status_page_as_text_and_names_no_chec
     let dom = crate::dash::chromium(&e, &["--dump-dom", &format!("{base}/status/public")]);
     assert!(dom.contains("Current incident: Database"), "{dom}");
     assert!(!dom.contains("<b>now</b>"), "text, not markup: {dom}");
+    let shot = crate::dash::artifacts().join("status-incident-phone.png");
+    let _ = std::fs::remove_file(&shot);
+    crate::dash::chromium(
+        &e,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=390,844",
+            &format!("{base}/status/public"),
+        ],
+    );
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
 
     api_notes(&d, id);
     assert_secure_headers(d.addr, &format!("/incidents/{id}"), &[("cookie", &cookie)]);

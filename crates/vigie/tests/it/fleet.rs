@@ -186,6 +186,18 @@ fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
         "{zeta}"
     );
     assert_secure_headers(alpha.addr, "/ui/fleet", &[]);
+    if vigie_testkit::Need::Chromium.missing().is_none() {
+        let shot = crate::dash::artifacts().join("fleet-desktop.png");
+        let _ = std::fs::remove_file(&shot);
+        crate::dash::chromium(
+            &a,
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1280,900",
+                &format!("http://{}/ui/fleet", alpha.addr),
+            ],
+        );
+    }
 
     // beta stops: after the cache, alpha says so; the page still answers.
     drop(beta);
