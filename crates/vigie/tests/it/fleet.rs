@@ -109,6 +109,22 @@ fn odd_peers() -> (u16, u16, u16, u16) {
     (down, garbage, huge, impostor)
 }
 
+/// The page as a person sees it, a test artifact (when Chromium is here).
+fn screenshot(a: &Env, alpha: &Daemon) {
+    if vigie_testkit::Need::Chromium.missing().is_none() {
+        let shot = crate::dash::artifacts().join("fleet-desktop.png");
+        let _ = std::fs::remove_file(&shot);
+        crate::dash::chromium(
+            a,
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1280,900",
+                &format!("http://{}/ui/fleet", alpha.addr),
+            ],
+        );
+    }
+}
+
 #[test]
 fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
     let (_b, beta) = beta();
@@ -186,18 +202,7 @@ fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
         "{zeta}"
     );
     assert_secure_headers(alpha.addr, "/ui/fleet", &[]);
-    if vigie_testkit::Need::Chromium.missing().is_none() {
-        let shot = crate::dash::artifacts().join("fleet-desktop.png");
-        let _ = std::fs::remove_file(&shot);
-        crate::dash::chromium(
-            &a,
-            &[
-                &format!("--screenshot={}", shot.display()),
-                "--window-size=1280,900",
-                &format!("http://{}/ui/fleet", alpha.addr),
-            ],
-        );
-    }
+    screenshot(&a, &alpha);
 
     // beta stops: after the cache, alpha says so; the page still answers.
     drop(beta);
