@@ -311,7 +311,7 @@ pub(crate) async fn page_(State(app): State<App>, Extension(v): Extension<Viewer
                 let _ = writeln!(
                     body,
                     "<p class=\"problem unreachable\"><span class=\"state failing\">unreachable</span> {}</p>",
-                    esc(why)
+                    esc(why.strip_prefix("unreachable: ").unwrap_or(why))
                 );
             }
         }

@@ -188,7 +188,10 @@ fn the_fleet_view_shows_each_peer_and_says_why_one_is_unreachable() {
         "{beta_s}"
     );
     let gamma = section("gamma");
-    assert!(gamma.contains(">unreachable</span> unreachable"), "{gamma}");
+    assert!(
+        gamma.contains(">unreachable</span> error sending request"),
+        "{gamma}"
+    );
     let delta = section("delta");
     assert!(delta.contains("no fleet report"), "{delta}");
     let epsilon = section("epsilon");
