@@ -18,6 +18,7 @@ mod located;
 mod output;
 mod password;
 mod progress;
+mod push;
 mod run;
 mod sd_notify;
 mod selfcheck;
@@ -215,13 +216,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Backup { action } => backup::action(cli, action),
         Command::Converge {
-            manifest,
+            action: Some(action),
+            ..
+        } => push::action(action),
+        Command::Converge {
+            manifest: Some(manifest),
             audit,
             diff,
             tags,
             skip_tags,
             host,
             json,
+            action: None,
         } => converge::run(&converge::Args {
             manifest,
             audit: *audit,
@@ -231,6 +237,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             host: host.as_deref(),
             json: *json,
         }),
+        Command::Converge { .. } => Err(Failure::config(
+            "name a manifest: vigie converge MANIFEST [--audit], or vigie converge push MANIFEST HOST…",
+        )),
         Command::SqliteCopy { path } => backup::sqlite_copy(path),
         Command::Host {
             action: HostAction::Check { json },

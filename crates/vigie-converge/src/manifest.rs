@@ -127,6 +127,10 @@ pub struct Plan {
     pub resources: Vec<Resource>,
     /// Every declared `[[handler]]`, in declaration order.
     pub handlers: Vec<Handler>,
+    /// The files the manifest read (`source`, `template`, `deb`), as
+    /// written, relative to its directory (or absolute): what
+    /// `vigie converge push` sends beside it.
+    pub files: Vec<String>,
 }
 
 /// What a manifest is read with.
@@ -389,6 +393,8 @@ fn deser<T: DeserializeOwned>(t: &toml::Table) -> Result<T, (Option<String>, Str
 /// Collects the errors of one load.
 struct Loader {
     dir: PathBuf,
+    /// `Plan::files`: every file read goes in here.
+    files: Vec<String>,
     templates: Templates,
     errors: Vec<ManifestError>,
     keep: KeepOld,
@@ -466,6 +472,7 @@ pub fn load_str(
     context.insert("host".into(), serde_json::Value::String(host));
     let mut l = Loader {
         dir: dir.to_owned(),
+        files: Vec::new(),
         templates: Templates::new(minijinja::Value::from_serialize(&context)),
         errors,
         keep,
@@ -511,9 +518,13 @@ pub fn load_str(
     fights(&resources, &mut errors);
     let resources = order(resources, &handlers, &mut errors);
     if errors.is_empty() {
+        let mut files = std::mem::take(&mut l.files);
+        files.sort();
+        files.dedup();
         Ok(Plan {
             resources,
             handlers,
+            files,
         })
     } else {
         Err(fail(errors))
@@ -900,12 +911,14 @@ impl Loader {
                 let content = if let Some(c) = r.content {
                     Some(c.into_bytes())
                 } else if let Some(s) = &r.source {
+                    self.files.push(s.clone());
                     let p = self.dir.join(s);
                     Some(
                         std::fs::read(&p)
                             .map_err(|e| bad("source", format!("{}: {e}", p.display())))?,
                     )
                 } else if let Some(s) = &r.template {
+                    self.files.push(s.clone());
                     let p = self.dir.join(s);
                     let text = std::fs::read_to_string(&p)
                         .map_err(|e| bad("template", format!("{}: {e}", p.display())))?;
@@ -1208,6 +1221,7 @@ impl Loader {
                 let r: RawPackage = deser(t).map_err(from)?;
                 let deb = match &r.deb {
                     Some(d) => {
+                        self.files.push(d.clone());
                         let p = self.dir.join(d);
                         if !p.is_file() {
                             return Err(bad("deb", format!("{}: no such file", p.display())));

@@ -22,6 +22,7 @@ mod dyndns_interface;
 mod failover;
 mod incidents;
 mod located;
+mod push;
 mod quorum;
 mod readme;
 mod scripts;

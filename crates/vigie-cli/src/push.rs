@@ -1,0 +1,802 @@
+//! `vigie converge push MANIFEST HOST…`: converge other hosts over the
+//! system `ssh` (the user's config, agent and ProxyJump, as replication
+//! reaches its far side), and `vigie converge receive`, its far side.
+//!
+//! Per host, bounded by `--forks`:
+//! 1. a probe: is this very binary (its version and SHA-256 in its file
+//!    name) in the host's `${XDG_CACHE_HOME:-~/.cache}/vigie/bin`, and
+//!    does it run? If so, the host's facts come back at once;
+//! 2. if not, the binary is streamed to a temporary file there, its
+//!    SHA-256 checked, renamed into place (never a half-written
+//!    binary), other `vigie-*` files there removed, and the facts come
+//!    back;
+//! 3. the manifest is loaded here with the host's facts and name (its
+//!    errors found before anything is sent, and the exact list of files
+//!    it reads), and sent as a bundle (`vigie_converge::bundle`) to
+//!    `converge receive`, which unpacks it in a fresh private temporary
+//!    directory, runs it, streams each resource's result back as a JSON
+//!    line, and removes the directory.
+
+use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vigie_converge::bundle::{self, Header, Limits};
+use vigie_converge::{Facts, LoadOptions, Mode, Options, Progress};
+
+use crate::args::ConvergeAction;
+use crate::{Failure, Result, exit, out, out_json, out_table};
+
+pub(crate) fn action(a: &ConvergeAction) -> Result<u8> {
+    match a {
+        ConvergeAction::Push {
+            manifest,
+            hosts,
+            audit,
+            diff,
+            tags,
+            skip_tags,
+            forks,
+            ssh,
+            json,
+        } => push(&Push {
+            manifest,
+            hosts,
+            audit: *audit,
+            diff: *diff,
+            tags,
+            skip_tags,
+            forks: usize::from(*forks),
+            ssh: ssh.split_whitespace().map(str::to_owned).collect(),
+            json: *json,
+        }),
+        ConvergeAction::Receive => receive(),
+        ConvergeAction::Facts => {
+            let facts = serde_json::to_string(&Facts::gather())
+                .map_err(|e| Failure::runtime(format!("cannot render the facts: {e}")))?;
+            out(format_args!("{facts}\n"))?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+struct Push<'a> {
+    manifest: &'a Path,
+    hosts: &'a [String],
+    audit: bool,
+    diff: bool,
+    tags: &'a [String],
+    skip_tags: &'a [String],
+    forks: usize,
+    ssh: Vec<String>,
+    json: bool,
+}
+
+/// A host to converge: its name in the manifest, and where ssh goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    name: String,
+    dest: String,
+}
+
+/// `NAME=DESTINATION`, or a destination named after its host
+/// (`root@web1` is `web1`, as is `ssh://root@web1:2222`).
+fn target(s: &str) -> std::result::Result<Target, String> {
+    let (name, dest) = match s.split_once('=') {
+        Some((n, d)) => (n.to_owned(), d.to_owned()),
+        None => {
+            let bare = s.strip_prefix("ssh://").unwrap_or(s);
+            let bare = bare.rsplit_once('@').map_or(bare, |(_, h)| h);
+            let bare = match bare.rsplit_once(':') {
+                Some((h, port)) if s.starts_with("ssh://") && port.parse::<u16>().is_ok() => h,
+                _ => bare,
+            };
+            (bare.to_owned(), s.to_owned())
+        }
+    };
+    if dest.is_empty() || dest.starts_with('-') {
+        return Err(format!(
+            "`{s}`: not an ssh destination (give a host, an alias of your ssh config, or user@host)"
+        ));
+    }
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err(format!("`{s}`: give the host a name: NAME=DESTINATION"));
+    }
+    Ok(Target { name, dest })
+}
+
+/// This running binary: what a host must run.
+struct Binary {
+    path: PathBuf,
+    sha256: String,
+    /// `vigie-VERSION-SHA` (12 hex digits): a different build is a
+    /// different file.
+    file: String,
+    /// What `--version` prints.
+    version: String,
+}
+
+fn this_binary() -> Result<Binary> {
+    let path = std::env::current_exe()
+        .map_err(|e| Failure::runtime(format!("cannot find this vigie's binary: {e}")))?;
+    let mut f = fs_err::File::open(&path)?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    let sha256: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let v = env!("CARGO_PKG_VERSION");
+    Ok(Binary {
+        file: format!("vigie-{v}-{}", &sha256[..12]),
+        version: format!("vigie {v}"),
+        path,
+        sha256,
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The far side's cache directory, for `sh`.
+const CACHE: &str = r#""${XDG_CACHE_HOME:-$HOME/.cache}/vigie/bin""#;
+
+/// The probe (`install` false) or the install (the binary on stdin):
+/// lines `vigie-push: …`, then the host's facts as JSON once this
+/// binary is there.
+fn probe_script(b: &Binary, install: bool) -> String {
+    let (file, version, sha) = (&b.file, &b.version, &b.sha256);
+    let install = u8::from(install);
+    format!(
+        r#"set -e
+C={CACHE}
+B="$C/{file}"
+echo "vigie-push: os $(uname -s) $(uname -m)"
+if [ -x "$B" ] && [ "$("$B" --version 2>/dev/null)" = "{version}" ]; then
+  echo "vigie-push: present"
+elif [ {install} = 0 ]; then
+  echo "vigie-push: absent"
+  exit 0
+else
+  umask 077
+  mkdir -p "$C"
+  T=$(mktemp "$C/.vigie-XXXXXX")
+  trap 'rm -f "$T"' EXIT HUP INT TERM
+  cat >"$T"
+  if ! echo "{sha}  $T" | sha256sum -c --status -; then
+    echo "the copy's SHA-256 is not the sent binary's" >&2
+    exit 1
+  fi
+  chmod 700 "$T"
+  if [ "$("$T" --version 2>&1)" != "{version}" ]; then
+    echo "the copied vigie does not run there: $("$T" --version 2>&1 | head -n 1)" >&2
+    exit 1
+  fi
+  mv -f "$T" "$B"
+  trap - EXIT HUP INT TERM
+  for f in "$C"/vigie-*; do [ "$f" = "$B" ] || rm -f "$f"; done
+  echo "vigie-push: copied"
+fi
+exec "$B" converge facts
+"#
+    )
+}
+
+fn ssh_command(p: &Push<'_>, dest: &str, script: &str) -> Command {
+    let mut c = Command::new(&p.ssh[0]);
+    c.args(&p.ssh[1..])
+        .args([
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=15",
+        ])
+        .arg(dest)
+        .arg("--")
+        .arg(format!("sh -c {}", shell_quote(script)));
+    vigie_config::scrub_secret_env(&mut c);
+    c
+}
+
+/// Why a host was not converged.
+#[derive(Debug)]
+enum HostError {
+    /// The manifest has errors for this host (all printed).
+    Manifest(String),
+    Other(String),
+}
+
+/// What ssh's failure says, on one line.
+fn ssh_failed(dest: &str, code: Option<i32>, stderr: &str) -> String {
+    let said: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let said = said.join("; ");
+    match code {
+        Some(255) => format!("cannot reach {dest} through ssh: {said}"),
+        Some(c) => format!("{dest}: exited with {c}: {said}"),
+        None => format!("{dest}: killed by a signal: {said}"),
+    }
+}
+
+/// Run a short remote command, feeding it `stdin`; its stdout.
+fn remote(
+    p: &Push<'_>,
+    t: &Target,
+    script: &str,
+    stdin: Option<&Path>,
+) -> std::result::Result<String, HostError> {
+    let mut cmd = ssh_command(p, &t.dest, script);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| HostError::Other(format!("cannot run `{}`: {e}", p.ssh[0])))?;
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(path), Some(mut pipe)) => {
+            let path = path.to_owned();
+            Some(std::thread::spawn(move || -> std::io::Result<u64> {
+                let mut f = fs_err::File::open(path)?;
+                std::io::copy(&mut f, &mut pipe)
+            }))
+        }
+        _ => None,
+    };
+    let output = child
+        .wait_with_output()
+        .map_err(|e| HostError::Other(format!("ssh: {e}")))?;
+    let fed = feeder.map(|h| h.join().unwrap_or(Ok(0)));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(HostError::Other(ssh_failed(
+            &t.dest,
+            output.status.code(),
+            &stderr,
+        )));
+    }
+    if let Some(Err(e)) = fed
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(HostError::Other(format!("sending vigie: {e}")));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Whether a host's `uname -m` runs this binary.
+fn same_arch(uname_m: &str) -> bool {
+    match std::env::consts::ARCH {
+        "x86_64" => matches!(uname_m, "x86_64" | "amd64"),
+        "aarch64" => matches!(uname_m, "aarch64" | "arm64"),
+        "x86" => matches!(uname_m, "i386" | "i486" | "i586" | "i686"),
+        "arm" => uname_m.starts_with("arm"),
+        other => uname_m == other,
+    }
+}
+
+/// The probe's answer: `(os line, state, facts)`.
+fn parse_probe(text: &str) -> (String, String, Option<Facts>) {
+    let (mut os, mut state, mut facts) = (String::new(), String::new(), None);
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("vigie-push: os ") {
+            rest.clone_into(&mut os);
+        } else if let Some(rest) = l.strip_prefix("vigie-push: ") {
+            rest.clone_into(&mut state);
+        } else if l.starts_with('{') {
+            facts = serde_json::from_str(l).ok();
+        }
+    }
+    (os, state, facts)
+}
+
+/// One host's run, as the summary shows it.
+struct HostRun {
+    target: Target,
+    copied: bool,
+    error: Option<HostError>,
+    resources: Vec<Value>,
+    handlers: Vec<Value>,
+    /// The far side's summary (its last line): the run went to its end.
+    done: Option<Value>,
+    wall: Duration,
+}
+
+#[derive(Default)]
+struct Counts {
+    compliant: usize,
+    repaired: usize,
+    non_compliant: usize,
+    skipped: usize,
+    errors: usize,
+}
+
+impl HostRun {
+    fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for i in self.resources.iter().chain(&self.handlers) {
+            match i["status"].as_str().unwrap_or_default() {
+                "compliant" => c.compliant += 1,
+                "repaired" => c.repaired += 1,
+                "non-compliant" => c.non_compliant += 1,
+                "skipped" => c.skipped += 1,
+                _ => c.errors += 1,
+            }
+        }
+        c
+    }
+
+    /// `error`, `failed` (a resource failed), `drift`, or `ok`.
+    fn result(&self) -> &'static str {
+        let c = self.counts();
+        if self.error.is_some() || self.done.is_none() {
+            "error"
+        } else if c.errors > 0 {
+            "failed"
+        } else if c.non_compliant > 0 {
+            "drift"
+        } else {
+            "ok"
+        }
+    }
+}
+
+/// Lines of every host, each whole, prefixed by its host.
+struct Printer {
+    width: usize,
+    json: bool,
+    diff: bool,
+}
+
+impl Printer {
+    fn item(&self, host: &str, v: &Value) {
+        if self.json {
+            return;
+        }
+        let status = v["status"].as_str().unwrap_or("?");
+        let id = v["id"].as_str().unwrap_or("?");
+        let detail = match (v["message"].as_str(), v["changes"].as_array()) {
+            (Some(m), _) => m.to_owned(),
+            (None, Some(c)) => c
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("; "),
+            (None, None) => String::new(),
+        };
+        let mut s = format!("{host:<w$}  {status:<13}  {id}  {detail}", w = self.width);
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        if self.diff
+            && matches!(status, "non-compliant" | "repaired")
+            && let Some(d) = v["diff"].as_str()
+        {
+            for l in d.lines() {
+                s.push_str(&format!("{host:<w$}      {l}\n", w = self.width));
+            }
+        }
+        // A closed stdout is the summary's to report.
+        let _ = std::io::stdout().lock().write_all(s.as_bytes());
+    }
+
+    fn note(&self, host: &str, text: &str) {
+        let mut s = String::new();
+        for l in text.lines() {
+            s.push_str(&format!("{host:<w$}  {l}\n", w = self.width));
+        }
+        let _ = std::io::stderr().lock().write_all(s.as_bytes());
+    }
+}
+
+fn push(p: &Push<'_>) -> Result<u8> {
+    if p.ssh.is_empty() {
+        return Err(Failure::config("--ssh is empty").hint("give the ssh command, e.g. --ssh ssh"));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for h in p.hosts {
+        let t = target(h).map_err(Failure::config)?;
+        if targets.iter().any(|o| o.name == t.name) {
+            return Err(Failure::config(format!("the host `{}` is given twice", t.name))
+                .hint("name each once (NAME=DESTINATION names a host)"));
+        }
+        targets.push(t);
+    }
+    if !p.manifest.is_file() {
+        return Err(Failure::config(format!(
+            "{}: no such manifest",
+            p.manifest.display()
+        ))
+        .hint("give the path of a converge manifest (TOML)"));
+    }
+    let binary = this_binary()?;
+    let printer = Printer {
+        width: targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0),
+        json: p.json,
+        diff: p.diff,
+    };
+    let queue = Mutex::new(targets.iter().enumerate());
+    let runs: Mutex<Vec<Option<HostRun>>> = Mutex::new((0..targets.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..p.forks.min(targets.len()) {
+            s.spawn(|| {
+                loop {
+                    let next = queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .next();
+                    let Some((i, t)) = next else { break };
+                    let run = one(p, &binary, &printer, t);
+                    runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(run);
+                }
+            });
+        }
+    });
+    let runs: Vec<HostRun> = runs
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .flatten()
+        .collect();
+    summary(p, &runs)?;
+    let any = |r: &str| runs.iter().any(|h| h.result() == r);
+    Ok(
+        if runs
+            .iter()
+            .any(|h| matches!(h.error, Some(HostError::Manifest(_))))
+        {
+            exit::CONFIG
+        } else if any("error") {
+            exit::RUNTIME
+        } else if any("failed") || any("drift") {
+            exit::CHECK_FAILED
+        } else {
+            exit::OK
+        },
+    )
+}
+
+fn summary(p: &Push<'_>, runs: &[HostRun]) -> Result<()> {
+    let mode = if p.audit { "audit" } else { "enforce" };
+    if p.json {
+        let hosts: Vec<Value> = runs
+            .iter()
+            .map(|h| {
+                let c = h.counts();
+                json!({
+                    "host": h.target.name,
+                    "destination": h.target.dest,
+                    "result": h.result(),
+                    "copied": h.copied,
+                    "error": h.error.as_ref().map(|e| match e {
+                        HostError::Manifest(m) | HostError::Other(m) => m.clone(),
+                    }),
+                    "summary": {
+                        "compliant": c.compliant,
+                        "repaired": c.repaired,
+                        "non_compliant": c.non_compliant,
+                        "skipped": c.skipped,
+                        "errors": c.errors,
+                    },
+                    "wall_ms": u64::try_from(h.wall.as_millis()).unwrap_or(u64::MAX),
+                    "resources": h.resources,
+                    "handlers": h.handlers,
+                })
+            })
+            .collect();
+        return out_json(&json!({ "mode": mode, "hosts": hosts }));
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|h| {
+            let c = h.counts();
+            let note = match &h.error {
+                Some(HostError::Manifest(m) | HostError::Other(m)) => m.clone(),
+                None if h.copied => "vigie copied".to_owned(),
+                None => String::new(),
+            };
+            vec![
+                h.target.name.clone(),
+                h.result().to_owned(),
+                c.compliant.to_string(),
+                c.repaired.to_string(),
+                c.non_compliant.to_string(),
+                c.skipped.to_string(),
+                c.errors.to_string(),
+                format!("{:.1}s", h.wall.as_secs_f64()),
+                note,
+            ]
+        })
+        .collect();
+    out(format_args!("\n{mode} on {} hosts:\n", runs.len()))?;
+    out_table(
+        &[
+            "HOST",
+            "RESULT",
+            "COMPLIANT",
+            "REPAIRED",
+            "NON-COMPLIANT",
+            "SKIPPED",
+            "ERRORS",
+            "TIME",
+            "",
+        ],
+        &rows,
+    )
+}
+
+/// Converge one host; never fails: what went wrong is its run's error.
+fn one(p: &Push<'_>, b: &Binary, printer: &Printer, t: &Target) -> HostRun {
+    let start = Instant::now();
+    let mut run = HostRun {
+        target: t.clone(),
+        copied: false,
+        error: None,
+        resources: Vec::new(),
+        handlers: Vec::new(),
+        done: None,
+        wall: Duration::ZERO,
+    };
+    if let Err(e) = converge_host(p, b, printer, &mut run) {
+        let text = match &e {
+            HostError::Manifest(m) | HostError::Other(m) => m,
+        };
+        printer.note(&t.name, &format!("error: {text}"));
+        run.error = Some(e);
+    }
+    run.wall = start.elapsed();
+    run
+}
+
+fn converge_host(
+    p: &Push<'_>,
+    b: &Binary,
+    printer: &Printer,
+    run: &mut HostRun,
+) -> std::result::Result<(), HostError> {
+    let t = run.target.clone();
+    let (os, state, mut facts) = parse_probe(&remote(p, &t, &probe_script(b, false), None)?);
+    if state != "present" {
+        let (kernel, arch) = os.split_once(' ').unwrap_or((os.as_str(), ""));
+        if !kernel.eq_ignore_ascii_case(std::env::consts::OS) || !same_arch(arch) {
+            return Err(HostError::Other(format!(
+                "{} runs `{os}`; this vigie is built for {} {}: install vigie {} there and converge it locally",
+                t.dest,
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        let answer = remote(p, &t, &probe_script(b, true), Some(&b.path))?;
+        let (_, state, f) = parse_probe(&answer);
+        run.copied = state == "copied";
+        facts = f;
+        if run.copied {
+            printer.note(&t.name, &format!("vigie copied to the host ({})", b.file));
+        }
+    }
+    let facts = facts.ok_or_else(|| {
+        HostError::Other(format!("{}: vigie there gave no facts", t.dest))
+    })?;
+    let plan = vigie_converge::load(
+        p.manifest,
+        &LoadOptions {
+            facts,
+            host: Some(t.name.clone()),
+        },
+    )
+    .map_err(|e| {
+        printer.note(&t.name, &e.to_string());
+        let n = e.errors.len();
+        HostError::Manifest(format!(
+            "{} error{} in the manifest for this host; nothing was sent",
+            n,
+            if n == 1 { "" } else { "s" }
+        ))
+    })?;
+    let (manifest, entries) =
+        bundle::contents(p.manifest, &plan.files).map_err(HostError::Manifest)?;
+    let header = Header {
+        manifest,
+        host: t.name.clone(),
+        audit: p.audit,
+        tags: p.tags.to_vec(),
+        skip_tags: p.skip_tags.to_vec(),
+    };
+    stream(p, b, printer, run, &header, &entries)
+}
+
+/// Send the bundle to `converge receive`, and show its lines as they
+/// come.
+fn stream(
+    p: &Push<'_>,
+    b: &Binary,
+    printer: &Printer,
+    run: &mut HostRun,
+    header: &Header,
+    entries: &[bundle::Entry],
+) -> std::result::Result<(), HostError> {
+    let t = run.target.clone();
+    let mut cmd = ssh_command(
+        p,
+        &t.dest,
+        &format!("exec {CACHE}/{} converge receive", b.file),
+    );
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| HostError::Other(format!("cannot run `{}`: {e}", p.ssh[0])))?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(HostError::Other("ssh: no pipes".into()));
+    };
+    let said: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let (sent, status) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut w = BufWriter::new(stdin);
+            bundle::write(&mut w, header, entries, &Limits::default())
+        });
+        s.spawn(|| {
+            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                printer.note(&t.name, &line);
+                let mut said = said.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                said.push(line);
+                if said.len() > 20 {
+                    said.remove(0);
+                }
+            }
+        });
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(Value::Object(mut o)) => {
+                    if let Some(i) = o.remove("resource") {
+                        printer.item(&t.name, &i);
+                        run.resources.push(i);
+                    } else if let Some(i) = o.remove("handler") {
+                        printer.item(&t.name, &i);
+                        run.handlers.push(i);
+                    } else if let Some(d) = o.remove("done") {
+                        run.done = Some(d);
+                    }
+                }
+                _ => printer.note(&t.name, &line),
+            }
+        }
+        let sent = sender
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sender panicked")));
+        (sent, child.wait())
+    });
+    let said = said
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .join("\n");
+    let status = status.map_err(|e| HostError::Other(format!("ssh: {e}")))?;
+    if run.done.is_some() {
+        return Ok(());
+    }
+    if let Err(e) = sent
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(HostError::Other(format!("sending the manifest: {e}")));
+    }
+    if status.code() == Some(i32::from(exit::CONFIG)) {
+        return Err(HostError::Manifest(format!(
+            "{}: the manifest has errors there: {said}",
+            t.dest
+        )));
+    }
+    Err(HostError::Other(ssh_failed(&t.dest, status.code(), &said)))
+}
+
+/// `vigie converge receive`: unpack the bundle on stdin in a fresh
+/// private directory, run it, a JSON line per resource on stdout, the
+/// directory removed at the end.
+fn receive() -> Result<u8> {
+    let dir = tempfile::Builder::new()
+        .prefix("vigie-push-")
+        .tempdir()
+        .map_err(|e| Failure::runtime(format!("cannot make a temporary directory: {e}")))?;
+    let mut stdin = BufReader::new(std::io::stdin().lock());
+    let header = bundle::unpack(&mut stdin, dir.path(), &Limits::default())
+        .map_err(|e| Failure::runtime(format!("the bundle is refused: {e}")))?;
+    drop(stdin);
+    let load = LoadOptions {
+        facts: Facts::gather(),
+        host: Some(header.host.clone()),
+    };
+    let plan = vigie_converge::load(&dir.path().join(&header.manifest), &load).map_err(|e| {
+        eprintln!("{e}");
+        Failure::config(format!(
+            "{} error{} in the manifest; nothing was checked or changed",
+            e.errors.len(),
+            if e.errors.len() == 1 { "" } else { "s" }
+        ))
+    })?;
+    let opts = Options {
+        mode: if header.audit {
+            Mode::Audit
+        } else {
+            Mode::Enforce
+        },
+        tags: header.tags,
+        skip_tags: header.skip_tags,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let report = vigie_converge::run_streaming(&plan, &opts, &mut |p| {
+        let line = match p {
+            Progress::Resource(i) => json!({ "resource": i }),
+            Progress::Handler(i) => json!({ "handler": i }),
+        };
+        // The sender gone, the run goes on to its end (a repair is not
+        // stopped halfway); its result is lost with the connection.
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    });
+    let done = json!({ "done": {
+        "mode": report.mode,
+        "summary": report.summary,
+        "duration_ms": report.duration_ms,
+    }});
+    let _ = writeln!(stdout, "{done}").and_then(|()| stdout.flush());
+    drop(plan);
+    dir.close()
+        .map_err(|e| Failure::runtime(format!("cannot remove the bundle's directory: {e}")))?;
+    Ok(if report.failed() {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_named_after_its_destination_or_by_name() {
+        let t = |s: &str| target(s).map(|t| (t.name, t.dest));
+        assert_eq!(t("web1"), Ok(("web1".into(), "web1".into())));
+        assert_eq!(t("root@web1"), Ok(("web1".into(), "root@web1".into())));
+        assert_eq!(
+            t("ssh://root@web1:2222"),
+            Ok(("web1".into(), "ssh://root@web1:2222".into()))
+        );
+        assert_eq!(t("db=root@10.0.0.5"), Ok(("db".into(), "root@10.0.0.5".into())));
+        // An ssh option where a host goes is refused, not passed on.
+        assert!(t("-oProxyCommand=sh").is_err());
+        assert!(t("x=-oProxyCommand=sh").is_err());
+        assert!(t("=web1").is_err());
+    }
+
+    #[test]
+    fn the_probe_is_read_line_by_line() {
+        let (os, state, facts) = parse_probe(
+            "vigie-push: os Linux x86_64\nvigie-push: present\n{\"hostname\":\"h\",\"os\":{\"id\":\"debian\",\"version_id\":\"13\",\"codename\":\"trixie\",\"pretty_name\":\"D\"},\"addresses\":[],\"ipv4\":[],\"ipv6\":[],\"memory_mb\":1,\"cpus\":2}\n",
+        );
+        assert_eq!(os, "Linux x86_64");
+        assert_eq!(state, "present");
+        assert_eq!(facts.unwrap().hostname, "h");
+        let (_, state, facts) = parse_probe("vigie-push: os Linux x86_64\nvigie-push: absent\n");
+        assert_eq!(state, "absent");
+        assert!(facts.is_none());
+    }
+}
