@@ -416,13 +416,10 @@ pub enum ConvergeAction {
         #[arg(long)]
         json: bool,
     },
-    /// The far side of `push`: a bundle on stdin, run here, the report
-    /// as JSON lines on stdout
+    /// The far side of `push`: this host's facts, then a bundle read on
+    /// stdin and run here, the report as JSON lines on stdout
     #[command(hide = true)]
     Receive,
-    /// This host's facts as JSON (what templates read as `facts.…`)
-    #[command(hide = true)]
-    Facts,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,14 +2,15 @@
 //! system `ssh` (the user's config, agent and ProxyJump, as replication
 //! reaches its far side), and `vigie converge receive`, its far side.
 //!
-//! Per host, bounded by `--forks`:
-//! 1. a probe: is this very binary (its version and SHA-256 in its file
-//!    name) in the host's `${XDG_CACHE_HOME:-~/.cache}/vigie/bin`, and
-//!    does it run? If so, the host's facts come back at once;
-//! 2. if not, the binary is streamed to a temporary file there, its
-//!    SHA-256 checked, renamed into place (never a half-written
-//!    binary), other `vigie-*` files there removed, and the facts come
-//!    back;
+//! Per host, bounded by `--forks`, one ssh session when vigie is there:
+//! 1. is this very binary (its version and SHA-256 in its file name) in
+//!    the host's `${XDG_CACHE_HOME:-~/.cache}/vigie/bin`, and does it
+//!    run? If so the session becomes `converge receive`, whose first
+//!    line is the host's facts;
+//! 2. if not, a second session streams the binary to a temporary file
+//!    there, checks its SHA-256, renames it into place (never a
+//!    half-written binary) and removes the other `vigie-*` files there;
+//!    then 1 again;
 //! 3. the manifest is loaded here with the host's facts and name (its
 //!    errors found before anything is sent, and the exact list of files
 //!    it reads), and sent as a bundle (`vigie_converge::bundle`) to
@@ -19,8 +20,8 @@
 
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -54,12 +55,6 @@ pub(crate) fn action(a: &ConvergeAction) -> Result<u8> {
             json: *json,
         }),
         ConvergeAction::Receive => receive(),
-        ConvergeAction::Facts => {
-            let facts = serde_json::to_string(&Facts::gather())
-                .map_err(|e| Failure::runtime(format!("cannot render the facts: {e}")))?;
-            out(format_args!("{facts}\n"))?;
-            Ok(exit::OK)
-        }
     }
 }
 
@@ -154,43 +149,51 @@ fn shell_quote(s: &str) -> String {
 /// The far side's cache directory, for `sh`.
 const CACHE: &str = r#""${XDG_CACHE_HOME:-$HOME/.cache}/vigie/bin""#;
 
-/// The probe (`install` false) or the install (the binary on stdin):
-/// lines `vigie-push: …`, then the host's facts as JSON once this
-/// binary is there.
-fn probe_script(b: &Binary, install: bool) -> String {
-    let (file, version, sha) = (&b.file, &b.version, &b.sha256);
-    let install = u8::from(install);
+/// The session: if this binary is in the host's cache and runs, it
+/// becomes `converge receive` (which first says the host's facts);
+/// else the host says so and the session ends. Lines `vigie-push: …`.
+fn session_script(b: &Binary) -> String {
+    let (file, version) = (&b.file, &b.version);
     format!(
-        r#"set -e
-C={CACHE}
+        r#"C={CACHE}
 B="$C/{file}"
 echo "vigie-push: os $(uname -s) $(uname -m)"
 if [ -x "$B" ] && [ "$("$B" --version 2>/dev/null)" = "{version}" ]; then
   echo "vigie-push: present"
-elif [ {install} = 0 ]; then
-  echo "vigie-push: absent"
-  exit 0
-else
-  umask 077
-  mkdir -p "$C"
-  T=$(mktemp "$C/.vigie-XXXXXX")
-  trap 'rm -f "$T"' EXIT HUP INT TERM
-  cat >"$T"
-  if ! echo "{sha}  $T" | sha256sum -c --status -; then
-    echo "the copy's SHA-256 is not the sent binary's" >&2
-    exit 1
-  fi
-  chmod 700 "$T"
-  if [ "$("$T" --version 2>&1)" != "{version}" ]; then
-    echo "the copied vigie does not run there: $("$T" --version 2>&1 | head -n 1)" >&2
-    exit 1
-  fi
-  mv -f "$T" "$B"
-  trap - EXIT HUP INT TERM
-  for f in "$C"/vigie-*; do [ "$f" = "$B" ] || rm -f "$f"; done
-  echo "vigie-push: copied"
+  exec "$B" converge receive
 fi
-exec "$B" converge facts
+echo "vigie-push: absent"
+"#
+    )
+}
+
+/// The install, the binary on stdin: a temporary file in the cache,
+/// its SHA-256 checked and `--version` run, renamed into place (never
+/// a half-written binary), the other `vigie-*` files there removed.
+fn install_script(b: &Binary) -> String {
+    let (file, version, sha) = (&b.file, &b.version, &b.sha256);
+    format!(
+        r#"set -e
+C={CACHE}
+B="$C/{file}"
+umask 077
+mkdir -p "$C"
+T=$(mktemp "$C/.vigie-XXXXXX")
+trap 'rm -f "$T"' EXIT HUP INT TERM
+cat >"$T"
+if ! echo "{sha}  $T" | sha256sum -c --status -; then
+  echo "the copy's SHA-256 is not the sent binary's" >&2
+  exit 1
+fi
+chmod 700 "$T"
+if [ "$("$T" --version 2>&1)" != "{version}" ]; then
+  echo "the copied vigie does not run there: $("$T" --version 2>&1 | head -n 1)" >&2
+  exit 1
+fi
+mv -f "$T" "$B"
+trap - EXIT HUP INT TERM
+for f in "$C"/vigie-*; do [ "$f" = "$B" ] || rm -f "$f"; done
+echo "vigie-push: copied"
 "#
     )
 }
@@ -292,21 +295,6 @@ fn same_arch(uname_m: &str) -> bool {
     }
 }
 
-/// The probe's answer: `(os line, state, facts)`.
-fn parse_probe(text: &str) -> (String, String, Option<Facts>) {
-    let (mut os, mut state, mut facts) = (String::new(), String::new(), None);
-    for l in text.lines() {
-        if let Some(rest) = l.strip_prefix("vigie-push: os ") {
-            rest.clone_into(&mut os);
-        } else if let Some(rest) = l.strip_prefix("vigie-push: ") {
-            rest.clone_into(&mut state);
-        } else if l.starts_with('{') {
-            facts = serde_json::from_str(l).ok();
-        }
-    }
-    (os, state, facts)
-}
-
 /// One host's run, as the summary shows it.
 struct HostRun {
     target: Target,
@@ -359,6 +347,7 @@ impl HostRun {
 }
 
 /// Lines of every host, each whole, prefixed by its host.
+#[derive(Clone, Copy)]
 struct Printer {
     width: usize,
     json: bool,
@@ -442,7 +431,7 @@ fn push(p: &Push<'_>) -> Result<u8> {
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .next();
                     let Some((i, t)) = next else { break };
-                    let run = one(p, &binary, &printer, t);
+                    let run = one(p, &binary, printer, t);
                     runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(run);
                 }
             });
@@ -524,7 +513,11 @@ fn summary(p: &Push<'_>, runs: &[HostRun]) -> Result<()> {
             ]
         })
         .collect();
-    out(format_args!("\n{mode} on {} hosts:\n", runs.len()))?;
+    let n = runs.len();
+    out(format_args!(
+        "\n{mode} on {n} host{}:\n",
+        if n == 1 { "" } else { "s" }
+    ))?;
     out_table(
         &[
             "HOST",
@@ -535,14 +528,14 @@ fn summary(p: &Push<'_>, runs: &[HostRun]) -> Result<()> {
             "SKIPPED",
             "ERRORS",
             "TIME",
-            "",
+            "NOTE",
         ],
         &rows,
     )
 }
 
 /// Converge one host; never fails: what went wrong is its run's error.
-fn one(p: &Push<'_>, b: &Binary, printer: &Printer, t: &Target) -> HostRun {
+fn one(p: &Push<'_>, b: &Binary, printer: Printer, t: &Target) -> HostRun {
     let start = Instant::now();
     let mut run = HostRun {
         target: t.clone(),
@@ -567,51 +560,73 @@ fn one(p: &Push<'_>, b: &Binary, printer: &Printer, t: &Target) -> HostRun {
 fn converge_host(
     p: &Push<'_>,
     b: &Binary,
-    printer: &Printer,
+    printer: Printer,
     run: &mut HostRun,
 ) -> std::result::Result<(), HostError> {
     let t = run.target.clone();
-    let (os, state, mut facts) = parse_probe(&remote(p, &t, &probe_script(b, false), None)?);
-    if state != "present" {
-        let (kernel, arch) = os.split_once(' ').unwrap_or((os.as_str(), ""));
-        if !kernel.eq_ignore_ascii_case(std::env::consts::OS) || !same_arch(arch) {
-            return Err(HostError::Other(format!(
-                "{} runs `{os}`; this vigie is built for {} {}: install vigie {} there and converge it locally",
-                t.dest,
-                std::env::consts::OS,
-                std::env::consts::ARCH,
-                env!("CARGO_PKG_VERSION")
-            )));
-        }
-        let answer = remote(p, &t, &probe_script(b, true), Some(&b.path))?;
-        let (_, state, f) = parse_probe(&answer);
-        run.copied = state == "copied";
-        facts = f;
-        if run.copied {
+    let (mut session, facts) = match open(p, b, printer, &t)? {
+        Opened::Ready(s, facts) => (s, facts),
+        Opened::Absent(os) => {
+            let (kernel, arch) = os.split_once(' ').unwrap_or((os.as_str(), ""));
+            if !kernel.eq_ignore_ascii_case(std::env::consts::OS) || !same_arch(arch) {
+                return Err(HostError::Other(format!(
+                    "{} runs `{os}`; this vigie is built for {} {}: install vigie {} there and converge it locally",
+                    t.dest,
+                    std::env::consts::OS,
+                    std::env::consts::ARCH,
+                    env!("CARGO_PKG_VERSION")
+                )));
+            }
+            let said = remote(p, &t, &install_script(b), Some(&b.path))?;
+            if !said.lines().any(|l| l == "vigie-push: copied") {
+                return Err(HostError::Other(format!(
+                    "{}: the copy of vigie did not finish",
+                    t.dest
+                )));
+            }
+            run.copied = true;
             printer.note(&t.name, &format!("vigie copied to the host ({})", b.file));
+            match open(p, b, printer, &t)? {
+                Opened::Ready(s, facts) => (s, facts),
+                Opened::Absent(_) => {
+                    return Err(HostError::Other(format!(
+                        "{}: vigie was copied, then not found in the cache (another push of another vigie at the same time?)",
+                        t.dest
+                    )));
+                }
+            }
         }
-    }
-    let facts = facts.ok_or_else(|| {
-        HostError::Other(format!("{}: vigie there gave no facts", t.dest))
-    })?;
+    };
     let plan = vigie_converge::load(
         p.manifest,
         &LoadOptions {
             facts,
             host: Some(t.name.clone()),
         },
-    )
-    .map_err(|e| {
-        printer.note(&t.name, &e.to_string());
-        let n = e.errors.len();
-        HostError::Manifest(format!(
-            "{} error{} in the manifest for this host; nothing was sent",
-            n,
-            if n == 1 { "" } else { "s" }
-        ))
-    })?;
-    let (manifest, entries) =
-        bundle::contents(p.manifest, &plan.files).map_err(HostError::Manifest)?;
+    );
+    let sent = plan
+        .map_err(|e| {
+            printer.note(&t.name, &e.to_string());
+            let n = e.errors.len();
+            HostError::Manifest(format!(
+                "{n} error{} in the manifest for this host; nothing was sent",
+                if n == 1 { "" } else { "s" }
+            ))
+        })
+        .and_then(|plan| {
+            let (manifest, entries) =
+                bundle::contents(p.manifest, &plan.files).map_err(HostError::Manifest)?;
+            Ok((manifest, entries))
+        });
+    let (manifest, entries) = match sent {
+        Ok(x) => x,
+        Err(e) => {
+            // Nothing sent: the far side sees the connection go, and
+            // its directory goes with it.
+            session.abandon();
+            return Err(e);
+        }
+    };
     let header = Header {
         manifest,
         host: t.name.clone(),
@@ -619,25 +634,65 @@ fn converge_host(
         tags: p.tags.to_vec(),
         skip_tags: p.skip_tags.to_vec(),
     };
-    stream(p, b, printer, run, &header, &entries)
+    stream(printer, run, session, &header, &entries)
 }
 
-/// Send the bundle to `converge receive`, and show its lines as they
-/// come.
-fn stream(
+/// An ssh session to a host's `converge receive`.
+struct Session {
+    dest: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: std::io::Lines<BufReader<ChildStdout>>,
+    /// The far side's last lines on stderr (also shown as they come).
+    said: Arc<Mutex<Vec<String>>>,
+    stderr: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Opened {
+    /// `converge receive` runs there: the host's facts.
+    Ready(Session, Facts),
+    /// No vigie of this build there: the host's `uname -sm`.
+    Absent(String),
+}
+
+impl Session {
+    /// The far side's last words, once it ended.
+    fn said(&mut self) -> String {
+        if let Some(h) = self.stderr.take() {
+            let _ = h.join();
+        }
+        self.said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .join("\n")
+    }
+
+    /// Wait for the end; why it failed, if it did.
+    fn finish(&mut self) -> std::result::Result<std::process::ExitStatus, HostError> {
+        drop(self.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| HostError::Other(format!("ssh: {e}")))?;
+        Ok(status)
+    }
+
+    /// Stop here: ssh killed before anything more is sent.
+    fn abandon(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Open the session: either `converge receive` answered with the
+/// host's facts, or no vigie of this build is there.
+fn open(
     p: &Push<'_>,
     b: &Binary,
-    printer: &Printer,
-    run: &mut HostRun,
-    header: &Header,
-    entries: &[bundle::Entry],
-) -> std::result::Result<(), HostError> {
-    let t = run.target.clone();
-    let mut cmd = ssh_command(
-        p,
-        &t.dest,
-        &format!("exec {CACHE}/{} converge receive", b.file),
-    );
+    printer: Printer,
+    t: &Target,
+) -> std::result::Result<Opened, HostError> {
+    let mut cmd = ssh_command(p, &t.dest, &session_script(b));
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -649,48 +704,98 @@ fn stream(
     else {
         return Err(HostError::Other("ssh: no pipes".into()));
     };
-    let said: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let (sent, status) = std::thread::scope(|s| {
-        let sender = s.spawn(|| {
-            let mut w = BufWriter::new(stdin);
-            bundle::write(&mut w, header, entries, &Limits::default())
-        });
-        s.spawn(|| {
-            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                printer.note(&t.name, &line);
-                let mut said = said.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                said.push(line);
-                if said.len() > 20 {
-                    said.remove(0);
-                }
+    let said: Arc<Mutex<Vec<String>>> = Arc::default();
+    let name = t.name.clone();
+    let keep = Arc::clone(&said);
+    let stderr = std::thread::spawn(move || {
+        for line in BufReader::new(stderr)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            printer.note(&name, &line);
+            let mut said = keep.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            said.push(line);
+            if said.len() > 20 {
+                said.remove(0);
             }
+        }
+    });
+    let mut s = Session {
+        dest: t.dest.clone(),
+        child,
+        stdin: Some(stdin),
+        stdout: BufReader::new(stdout).lines(),
+        said,
+        stderr: Some(stderr),
+    };
+    let mut os = String::new();
+    while let Some(Ok(line)) = s.stdout.next() {
+        if let Some(rest) = line.strip_prefix("vigie-push: os ") {
+            rest.clone_into(&mut os);
+        } else if line == "vigie-push: absent" {
+            let status = s.finish()?;
+            let said = s.said();
+            if !status.success() {
+                return Err(HostError::Other(ssh_failed(&s.dest, status.code(), &said)));
+            }
+            return Ok(Opened::Absent(os));
+        } else if let Ok(Value::Object(mut o)) = serde_json::from_str::<Value>(&line)
+            && let Some(f) = o.remove("facts")
+        {
+            let facts = serde_json::from_value(f).map_err(|e| {
+                HostError::Other(format!("{}: vigie there gave facts this one cannot read: {e}", s.dest))
+            })?;
+            return Ok(Opened::Ready(s, facts));
+        } else if line != "vigie-push: present" {
+            printer.note(&t.name, &line);
+        }
+    }
+    let status = s.finish()?;
+    let said = s.said();
+    Err(HostError::Other(ssh_failed(&s.dest, status.code(), &said)))
+}
+
+/// Send the bundle to `converge receive`, and show its lines as they
+/// come.
+fn stream(
+    printer: Printer,
+    run: &mut HostRun,
+    mut s: Session,
+    header: &Header,
+    entries: &[bundle::Entry],
+) -> std::result::Result<(), HostError> {
+    let name = run.target.name.clone();
+    let stdin = s.stdin.take();
+    let sent = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| match stdin {
+            Some(stdin) => {
+                let mut w = BufWriter::new(stdin);
+                bundle::write(&mut w, header, entries, &Limits::default())
+            }
+            None => Err(std::io::Error::other("no stdin")),
         });
-        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+        for line in s.stdout.by_ref().map_while(std::result::Result::ok) {
             match serde_json::from_str::<Value>(&line) {
                 Ok(Value::Object(mut o)) => {
                     if let Some(i) = o.remove("resource") {
-                        printer.item(&t.name, &i);
+                        printer.item(&name, &i);
                         run.resources.push(i);
                     } else if let Some(i) = o.remove("handler") {
-                        printer.item(&t.name, &i);
+                        printer.item(&name, &i);
                         run.handlers.push(i);
                     } else if let Some(d) = o.remove("done") {
                         run.done = Some(d);
                     }
                 }
-                _ => printer.note(&t.name, &line),
+                _ => printer.note(&name, &line),
             }
         }
-        let sent = sender
+        sender
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the sender panicked")));
-        (sent, child.wait())
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sender panicked")))
     });
-    let said = said
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .join("\n");
-    let status = status.map_err(|e| HostError::Other(format!("ssh: {e}")))?;
+    let status = s.finish()?;
+    let said = s.said();
     if run.done.is_some() {
         return Ok(());
     }
@@ -702,26 +807,29 @@ fn stream(
     if status.code() == Some(i32::from(exit::CONFIG)) {
         return Err(HostError::Manifest(format!(
             "{}: the manifest has errors there: {said}",
-            t.dest
+            s.dest
         )));
     }
-    Err(HostError::Other(ssh_failed(&t.dest, status.code(), &said)))
+    Err(HostError::Other(ssh_failed(&s.dest, status.code(), &said)))
 }
 
-/// `vigie converge receive`: unpack the bundle on stdin in a fresh
-/// private directory, run it, a JSON line per resource on stdout, the
-/// directory removed at the end.
+/// `vigie converge receive`: say this host's facts (a JSON line), unpack
+/// the bundle on stdin in a fresh private directory, run it, a JSON
+/// line per resource on stdout, the directory removed at the end.
 fn receive() -> Result<u8> {
     let dir = tempfile::Builder::new()
         .prefix("vigie-push-")
         .tempdir()
         .map_err(|e| Failure::runtime(format!("cannot make a temporary directory: {e}")))?;
+    let facts = Facts::gather();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", json!({ "facts": facts })).and_then(|()| stdout.flush())?;
     let mut stdin = BufReader::new(std::io::stdin().lock());
     let header = bundle::unpack(&mut stdin, dir.path(), &Limits::default())
         .map_err(|e| Failure::runtime(format!("the bundle is refused: {e}")))?;
     drop(stdin);
     let load = LoadOptions {
-        facts: Facts::gather(),
+        facts,
         host: Some(header.host.clone()),
     };
     let plan = vigie_converge::load(&dir.path().join(&header.manifest), &load).map_err(|e| {
@@ -741,7 +849,6 @@ fn receive() -> Result<u8> {
         tags: header.tags,
         skip_tags: header.skip_tags,
     };
-    let mut stdout = std::io::stdout().lock();
     let report = vigie_converge::run_streaming(&plan, &opts, &mut |p| {
         let line = match p {
             Progress::Resource(i) => json!({ "resource": i }),
@@ -785,18 +892,5 @@ mod tests {
         assert!(t("-oProxyCommand=sh").is_err());
         assert!(t("x=-oProxyCommand=sh").is_err());
         assert!(t("=web1").is_err());
-    }
-
-    #[test]
-    fn the_probe_is_read_line_by_line() {
-        let (os, state, facts) = parse_probe(
-            "vigie-push: os Linux x86_64\nvigie-push: present\n{\"hostname\":\"h\",\"os\":{\"id\":\"debian\",\"version_id\":\"13\",\"codename\":\"trixie\",\"pretty_name\":\"D\"},\"addresses\":[],\"ipv4\":[],\"ipv6\":[],\"memory_mb\":1,\"cpus\":2}\n",
-        );
-        assert_eq!(os, "Linux x86_64");
-        assert_eq!(state, "present");
-        assert_eq!(facts.unwrap().hostname, "h");
-        let (_, state, facts) = parse_probe("vigie-push: os Linux x86_64\nvigie-push: absent\n");
-        assert_eq!(state, "absent");
-        assert!(facts.is_none());
     }
 }

@@ -323,7 +323,9 @@ fn the_receiving_side_refuses_a_forged_bundle() {
         assert_eq!(r.code, 3, "{says}: {r:?}");
         assert_has(&r.stderr, "the bundle is refused");
         assert_has(&r.stderr, says);
-        assert!(r.stdout.is_empty(), "{r:?}");
+        // The facts, and no resource.
+        assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
+        assert_has(&r.stdout, r#"{"facts":{"#);
         assert!(!escape.exists(), "{says}");
         // Its private directory is removed, refused or not.
         assert!(empty(&tmp), "{says}");
@@ -347,9 +349,10 @@ fn the_receiving_side_refuses_a_forged_bundle() {
     let r = receive(&b);
     assert_eq!(r.code, 0, "{r:?}");
     let lines: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2, "{r:?}");
-    assert_eq!(lines[0]["resource"]["status"], "repaired");
-    assert_eq!(lines[1]["done"]["summary"]["repaired"], 1);
+    assert_eq!(lines.len(), 3, "{r:?}");
+    assert!(lines[0]["facts"]["hostname"].is_string(), "{r:?}");
+    assert_eq!(lines[1]["resource"]["status"], "repaired");
+    assert_eq!(lines[2]["done"]["summary"]["repaired"], 1);
     assert!(e.path().join("ok").exists());
     assert!(empty(&tmp));
 }
