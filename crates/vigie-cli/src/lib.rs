@@ -216,10 +216,6 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Backup { action } => backup::action(cli, action),
         Command::Converge {
-            action: Some(action),
-            ..
-        } => push::action(action),
-        Command::Converge {
             manifest: Some(manifest),
             audit,
             diff,
@@ -227,7 +223,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             skip_tags,
             host,
             json,
-            action: None,
+            ..
         } => converge::run(&converge::Args {
             manifest,
             audit: *audit,
@@ -237,9 +233,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             host: host.as_deref(),
             json: *json,
         }),
-        Command::Converge { .. } => Err(Failure::config(
-            "name a manifest: vigie converge MANIFEST [--audit], or vigie converge push MANIFEST HOST…",
-        )),
+        Command::Converge { action, .. } => push::action(action.as_ref()),
         Command::SqliteCopy { path } => backup::sqlite_copy(path),
         Command::Host {
             action: HostAction::Check { json },

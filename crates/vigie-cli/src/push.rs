@@ -18,6 +18,7 @@
 //!    directory, runs it, streams each resource's result back as a JSON
 //!    line, and removes the directory.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -31,9 +32,13 @@ use vigie_converge::{Facts, LoadOptions, Mode, Options, Progress};
 use crate::args::ConvergeAction;
 use crate::{Failure, Result, exit, out, out_json, out_table};
 
-pub(crate) fn action(a: &ConvergeAction) -> Result<u8> {
+/// `vigie converge push|receive`, or `vigie converge` alone.
+pub(crate) fn action(a: Option<&ConvergeAction>) -> Result<u8> {
     match a {
-        ConvergeAction::Push {
+        None => Err(Failure::config(
+            "name a manifest: vigie converge MANIFEST [--audit], or vigie converge push MANIFEST HOST…",
+        )),
+        Some(ConvergeAction::Push {
             manifest,
             hosts,
             audit,
@@ -43,7 +48,7 @@ pub(crate) fn action(a: &ConvergeAction) -> Result<u8> {
             forks,
             ssh,
             json,
-        } => push(&Push {
+        }) => push(&Push {
             manifest,
             hosts,
             audit: *audit,
@@ -54,7 +59,7 @@ pub(crate) fn action(a: &ConvergeAction) -> Result<u8> {
             ssh: ssh.split_whitespace().map(str::to_owned).collect(),
             json: *json,
         }),
-        ConvergeAction::Receive => receive(),
+        Some(ConvergeAction::Receive) => receive(),
     }
 }
 
@@ -80,24 +85,23 @@ struct Target {
 /// `NAME=DESTINATION`, or a destination named after its host
 /// (`root@web1` is `web1`, as is `ssh://root@web1:2222`).
 fn target(s: &str) -> std::result::Result<Target, String> {
-    let (name, dest) = match s.split_once('=') {
-        Some((n, d)) => (n.to_owned(), d.to_owned()),
-        None => {
-            let bare = s.strip_prefix("ssh://").unwrap_or(s);
-            let bare = bare.rsplit_once('@').map_or(bare, |(_, h)| h);
-            let bare = match bare.rsplit_once(':') {
-                Some((h, port)) if s.starts_with("ssh://") && port.parse::<u16>().is_ok() => h,
-                _ => bare,
-            };
-            (bare.to_owned(), s.to_owned())
-        }
+    let (name, dest) = if let Some((n, d)) = s.split_once('=') {
+        (n.to_owned(), d.to_owned())
+    } else {
+        let bare = s.strip_prefix("ssh://").unwrap_or(s);
+        let bare = bare.rsplit_once('@').map_or(bare, |(_, h)| h);
+        let bare = match bare.rsplit_once(':') {
+            Some((h, port)) if s.starts_with("ssh://") && port.parse::<u16>().is_ok() => h,
+            _ => bare,
+        };
+        (bare.to_owned(), s.to_owned())
     };
     if dest.is_empty() || dest.starts_with('-') {
         return Err(format!(
             "`{s}`: not an ssh destination (give a host, an alias of your ssh config, or user@host)"
         ));
     }
-    if name.is_empty() || name.chars().any(char::is_whitespace) {
+    if name.is_empty() || name.starts_with('-') || name.chars().any(char::is_whitespace) {
         return Err(format!("`{s}`: give the host a name: NAME=DESTINATION"));
     }
     Ok(Target { name, dest })
@@ -127,12 +131,14 @@ fn this_binary() -> Result<Binary> {
         }
         ctx.update(&buf[..n]);
     }
-    let sha256: String = ctx
+    let sha256 = ctx
         .finish()
         .as_ref()
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
     let v = env!("CARGO_PKG_VERSION");
     Ok(Binary {
         file: format!("vigie-{v}-{}", &sha256[..12]),
@@ -378,7 +384,7 @@ impl Printer {
             && let Some(d) = v["diff"].as_str()
         {
             for l in d.lines() {
-                s.push_str(&format!("{host:<w$}      {l}\n", w = self.width));
+                let _ = writeln!(s, "{host:<w$}      {l}", w = self.width);
             }
         }
         // A closed stdout is the summary's to report.
@@ -388,7 +394,7 @@ impl Printer {
     fn note(&self, host: &str, text: &str) {
         let mut s = String::new();
         for l in text.lines() {
-            s.push_str(&format!("{host:<w$}  {l}\n", w = self.width));
+            let _ = writeln!(s, "{host:<w$}  {l}", w = self.width);
         }
         let _ = std::io::stderr().lock().write_all(s.as_bytes());
     }
@@ -402,21 +408,26 @@ fn push(p: &Push<'_>) -> Result<u8> {
     for h in p.hosts {
         let t = target(h).map_err(Failure::config)?;
         if targets.iter().any(|o| o.name == t.name) {
-            return Err(Failure::config(format!("the host `{}` is given twice", t.name))
-                .hint("name each once (NAME=DESTINATION names a host)"));
+            return Err(
+                Failure::config(format!("the host `{}` is given twice", t.name))
+                    .hint("name each once (NAME=DESTINATION names a host)"),
+            );
         }
         targets.push(t);
     }
     if !p.manifest.is_file() {
-        return Err(Failure::config(format!(
-            "{}: no such manifest",
-            p.manifest.display()
-        ))
-        .hint("give the path of a converge manifest (TOML)"));
+        return Err(
+            Failure::config(format!("{}: no such manifest", p.manifest.display()))
+                .hint("give the path of a converge manifest (TOML)"),
+        );
     }
     let binary = this_binary()?;
     let printer = Printer {
-        width: targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(0),
+        width: targets
+            .iter()
+            .map(|t| t.name.chars().count())
+            .max()
+            .unwrap_or(0),
         json: p.json,
         diff: p.diff,
     };
@@ -432,7 +443,8 @@ fn push(p: &Push<'_>) -> Result<u8> {
                         .next();
                     let Some((i, t)) = next else { break };
                     let run = one(p, &binary, printer, t);
-                    runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(run);
+                    runs.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(run);
                 }
             });
         }
@@ -565,7 +577,7 @@ fn converge_host(
 ) -> std::result::Result<(), HostError> {
     let t = run.target.clone();
     let (mut session, facts) = match open(p, b, printer, &t)? {
-        Opened::Ready(s, facts) => (s, facts),
+        Opened::Ready(s, facts) => (*s, facts),
         Opened::Absent(os) => {
             let (kernel, arch) = os.split_once(' ').unwrap_or((os.as_str(), ""));
             if !kernel.eq_ignore_ascii_case(std::env::consts::OS) || !same_arch(arch) {
@@ -587,7 +599,7 @@ fn converge_host(
             run.copied = true;
             printer.note(&t.name, &format!("vigie copied to the host ({})", b.file));
             match open(p, b, printer, &t)? {
-                Opened::Ready(s, facts) => (s, facts),
+                Opened::Ready(s, facts) => (*s, facts),
                 Opened::Absent(_) => {
                     return Err(HostError::Other(format!(
                         "{}: vigie was copied, then not found in the cache (another push of another vigie at the same time?)",
@@ -650,7 +662,7 @@ struct Session {
 
 enum Opened {
     /// `converge receive` runs there: the host's facts.
-    Ready(Session, Facts),
+    Ready(Box<Session>, Facts),
     /// No vigie of this build there: the host's `uname -sm`.
     Absent(String),
 }
@@ -713,7 +725,9 @@ fn open(
             .map_while(std::result::Result::ok)
         {
             printer.note(&name, &line);
-            let mut said = keep.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut said = keep
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             said.push(line);
             if said.len() > 20 {
                 said.remove(0);
@@ -743,9 +757,12 @@ fn open(
             && let Some(f) = o.remove("facts")
         {
             let facts = serde_json::from_value(f).map_err(|e| {
-                HostError::Other(format!("{}: vigie there gave facts this one cannot read: {e}", s.dest))
+                HostError::Other(format!(
+                    "{}: vigie there gave facts this one cannot read: {e}",
+                    s.dest
+                ))
             })?;
-            return Ok(Opened::Ready(s, facts));
+            return Ok(Opened::Ready(Box::new(s), facts));
         } else if line != "vigie-push: present" {
             printer.note(&t.name, &line);
         }
@@ -887,9 +904,13 @@ mod tests {
             t("ssh://root@web1:2222"),
             Ok(("web1".into(), "ssh://root@web1:2222".into()))
         );
-        assert_eq!(t("db=root@10.0.0.5"), Ok(("db".into(), "root@10.0.0.5".into())));
+        assert_eq!(
+            t("db=root@10.0.0.5"),
+            Ok(("db".into(), "root@10.0.0.5".into()))
+        );
         // An ssh option where a host goes is refused, not passed on.
         assert!(t("-oProxyCommand=sh").is_err());
+        assert!(t("-oProxyCommand").is_err());
         assert!(t("x=-oProxyCommand=sh").is_err());
         assert!(t("=web1").is_err());
     }

@@ -93,8 +93,7 @@ fn utf8(p: &Path) -> Result<String, String> {
 /// directory is the bundle's root), so that `../common/motd.j2` still
 /// reads the same file there.
 pub fn contents(manifest: &Path, files: &[String]) -> Result<(String, Vec<Entry>), String> {
-    let abs = std::path::absolute(manifest)
-        .map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let abs = std::path::absolute(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
     let abs = normalize(&abs);
     let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut wanted = vec![(abs.clone(), manifest.to_path_buf())];
@@ -114,9 +113,7 @@ pub fn contents(manifest: &Path, files: &[String]) -> Result<(String, Vec<Entry>
             }
         }
     }
-    let inside = |p: &Path| -> Result<String, String> {
-        utf8(p.strip_prefix(&root).unwrap_or(p))
-    };
+    let inside = |p: &Path| -> Result<String, String> { utf8(p.strip_prefix(&root).unwrap_or(p)) };
     let mut entries: Vec<Entry> = Vec::new();
     for (p, source) in &wanted {
         let path = inside(p)?;
@@ -134,7 +131,8 @@ pub fn contents(manifest: &Path, files: &[String]) -> Result<(String, Vec<Entry>
 }
 
 fn put_path(w: &mut impl Write, p: &str) -> io::Result<()> {
-    let len = u16::try_from(p.len()).map_err(|_| io::Error::other(format!("{p}: path too long")))?;
+    let len =
+        u16::try_from(p.len()).map_err(|_| io::Error::other(format!("{p}: path too long")))?;
     w.write_all(&len.to_be_bytes())?;
     w.write_all(p.as_bytes())
 }
@@ -208,7 +206,11 @@ pub enum BundleError {
     #[error("unknown entry type {0:#04x}; refused")]
     Entry(u8),
     #[error("`{path}` would make the bundle {bytes} bytes, past its limit of {limit}; refused")]
-    TooBig { path: String, bytes: u64, limit: u64 },
+    TooBig {
+        path: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("more than {0} files; refused")]
     TooMany(usize),
     #[error("the manifest `{0}` is not in the bundle")]
@@ -278,6 +280,9 @@ fn checked(p: String) -> Result<String, BundleError> {
 
 /// Make `rel`'s parent directories under `dir` (0700), refusing
 /// anything there that is not a directory made by a bundle.
+// Writes only under the receiver's own fresh directory: never the
+// host's state, and never reached by a run (audit or enforce).
+#[allow(clippy::disallowed_methods)]
 fn parents(dir: &Path, rel: &str) -> Result<(), BundleError> {
     let mut at = dir.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
@@ -307,6 +312,8 @@ fn parents(dir: &Path, rel: &str) -> Result<(), BundleError> {
 /// Unpack a bundle into `dir` (fresh, private: the caller makes it and
 /// removes it); its header. Refused bundles may leave files in `dir`,
 /// never outside it.
+// As `parents`: the bundle's files, in the caller's fresh directory.
+#[allow(clippy::disallowed_methods)]
 pub fn unpack(r: &mut impl Read, dir: &Path, limits: &Limits) -> Result<Header, BundleError> {
     let magic: [u8; MAGIC.len()] = get(r)?;
     if magic != MAGIC {
@@ -383,6 +390,8 @@ pub fn unpack(r: &mut impl Read, dir: &Path, limits: &Limits) -> Result<Header, 
 }
 
 #[cfg(test)]
+// The tests make the files a bundle is made of.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -419,7 +428,10 @@ mod tests {
     }
 
     /// Unpack into `outer/in`; `outer` shows whatever escaped.
-    fn unpack_forged(bytes: &[u8], limits: &Limits) -> (tempfile::TempDir, Result<Header, BundleError>) {
+    fn unpack_forged(
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> (tempfile::TempDir, Result<Header, BundleError>) {
         let outer = tempfile::tempdir().unwrap();
         let dir = outer.path().join("in");
         std::fs::create_dir(&dir).unwrap();
@@ -448,17 +460,23 @@ mod tests {
         let (manifest, entries) = contents(&d.join("site/site.toml"), &files).unwrap();
         assert_eq!(manifest, "site/site.toml");
         let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["site/site.toml", "site/files/issue", "common/motd.j2"]);
+        assert_eq!(
+            paths,
+            ["site/site.toml", "site/files/issue", "common/motd.j2"]
+        );
 
         let mut wire = Vec::new();
         let h = header(&manifest);
         let sent = write(&mut wire, &h, &entries, &Limits::default()).unwrap();
-        assert_eq!(sent, 8 + 6 + 9);
+        assert_eq!(sent, 7 + 6 + 11);
         let out = tempfile::tempdir().unwrap();
         let got = unpack(&mut &wire[..], out.path(), &Limits::default()).unwrap();
         assert_eq!(got, h);
         let site = out.path().join("site");
-        assert_eq!(std::fs::read_to_string(site.join("files/issue")).unwrap(), "hello\n");
+        assert_eq!(
+            std::fs::read_to_string(site.join("files/issue")).unwrap(),
+            "hello\n"
+        );
         assert_eq!(
             std::fs::read_to_string(site.join("../common/motd.j2")).unwrap(),
             "{{ host }}\n"
@@ -487,13 +505,17 @@ mod tests {
 
     #[test]
     fn paths_that_climb_out_are_refused_and_nothing_escapes() {
-        for bad in ["../escaped", "a/../../escaped", "/tmp/escaped", "a//b", "./a", ""] {
+        for bad in [
+            "../escaped",
+            "a/../../escaped",
+            "/tmp/escaped",
+            "a//b",
+            "./a",
+            "",
+        ] {
             let b = forged("m.toml", &[(b'F', "m.toml", b""), (b'F', bad, b"pwned")]);
             let (outer, r) = unpack_forged(&b, &Limits::default());
-            assert!(
-                matches!(r, Err(BundleError::Path { .. })),
-                "{bad}: {r:?}"
-            );
+            assert!(matches!(r, Err(BundleError::Path { .. })), "{bad}: {r:?}");
             assert!(outside(outer.path()).is_empty(), "{bad}");
         }
         // The manifest's own path is checked the same way.
@@ -530,8 +552,10 @@ mod tests {
         assert!(!outer.path().join("in/big").exists());
 
         let many: Vec<(u8, String)> = (0..4).map(|i| (b'F', format!("f{i}"))).collect();
-        let entries: Vec<(u8, &str, &[u8])> =
-            many.iter().map(|(k, p)| (*k, p.as_str(), &b""[..])).collect();
+        let entries: Vec<(u8, &str, &[u8])> = many
+            .iter()
+            .map(|(k, p)| (*k, p.as_str(), &b""[..]))
+            .collect();
         let b = forged("f0", &entries);
         let (_, r) = unpack_forged(
             &b,
@@ -547,9 +571,21 @@ mod tests {
     fn twice_the_same_file_or_a_file_under_a_file_is_refused() {
         let b = forged("m.toml", &[(b'F', "m.toml", b"a"), (b'F', "m.toml", b"b")]);
         let (outer, r) = unpack_forged(&b, &Limits::default());
-        assert!(matches!(r, Err(BundleError::Path { why: "sent twice", .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(BundleError::Path {
+                    why: "sent twice",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
         assert_eq!(std::fs::read(outer.path().join("in/m.toml")).unwrap(), b"a");
-        let b = forged("m.toml", &[(b'F', "m.toml", b"a"), (b'F', "m.toml/x", b"b")]);
+        let b = forged(
+            "m.toml",
+            &[(b'F', "m.toml", b"a"), (b'F', "m.toml/x", b"b")],
+        );
         let (_, r) = unpack_forged(&b, &Limits::default());
         assert!(matches!(r, Err(BundleError::Path { .. })), "{r:?}");
     }

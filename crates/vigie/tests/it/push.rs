@@ -146,11 +146,18 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
     require!(Need::Sshd);
     let e = env();
     let client = Client::new();
-    let (sa, sb) = (Sshd::start(&client.public_key()), Sshd::start(&client.public_key()));
+    let (sa, sb) = (
+        Sshd::start(&client.public_key()),
+        Sshd::start(&client.public_key()),
+    );
     let (da, db, dc) = (e.path().join("a"), e.path().join("b"), e.path().join("c"));
     let cfg = ssh_config(
         &client,
-        &[("ha", sa.port, &da), ("hb", sb.port, &db), ("down", free_port(), &dc)],
+        &[
+            ("ha", sa.port, &da),
+            ("hb", sb.port, &db),
+            ("down", free_port(), &dc),
+        ],
         &[&sa, &sb],
     );
     let m = site(&e);
@@ -164,7 +171,10 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(
         results(&v),
-        [("a".into(), "drift".into(), true), ("b".into(), "drift".into(), true)]
+        [
+            ("a".into(), "drift".into(), true),
+            ("b".into(), "drift".into(), true)
+        ]
     );
     let statuses: Vec<&str> = host(&v, "a")["resources"]
         .as_array()
@@ -179,10 +189,22 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
         let bins = cached(d);
         assert_eq!(bins.len(), 1, "{bins:?}");
         let name = bins[0].file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("vigie-") && name != "vigie-0.0.1-000000000000", "{name}");
-        assert_eq!(std::fs::metadata(&bins[0]).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(
+            name.starts_with("vigie-") && name != "vigie-0.0.1-000000000000",
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::metadata(&bins[0]).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         // The bundle's directory is gone.
-        assert!(empty(&d.join("tmp")), "{:?}", std::fs::read_dir(d.join("tmp")).unwrap().collect::<Vec<_>>());
+        assert!(
+            empty(&d.join("tmp")),
+            "{:?}",
+            std::fs::read_dir(d.join("tmp"))
+                .unwrap()
+                .collect::<Vec<_>>()
+        );
     }
     let inode = std::fs::metadata(&cached(&da)[0]).unwrap().ino();
 
@@ -193,7 +215,10 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
     assert_has(&r.stdout, "a  repaired");
     assert_has(&r.stdout, "b  repaired");
     assert_has(&r.stdout, "enforce on 2 hosts:");
-    assert!(!r.stdout.contains("vigie copied") && !r.stderr.contains("vigie copied"), "{r:?}");
+    assert!(
+        !r.stdout.contains("vigie copied") && !r.stderr.contains("vigie copied"),
+        "{r:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(e.path().join("host-a/motd")).unwrap(),
         "Welcome to a, port 22\n"
@@ -203,8 +228,14 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
         "Welcome to b, port 2222\n"
     );
     let issue = e.path().join("host-b/issue");
-    assert_eq!(std::fs::read_to_string(&issue).unwrap(), "Authorised use only\n");
-    assert_eq!(std::fs::metadata(&issue).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_to_string(&issue).unwrap(),
+        "Authorised use only\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&issue).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
     assert_eq!(std::fs::metadata(&cached(&da)[0]).unwrap().ino(), inode);
 
     // The host changes: an audit reports it on that host alone, and
@@ -212,7 +243,13 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
     // an error for c alone.
     std::fs::write(e.path().join("host-a/motd"), "hacked\n").unwrap();
     std::fs::write(&cached(&db)[0], "#!/bin/sh\necho broken\n").unwrap();
-    let (code, v) = push_json(&e, &cfg, &m, &["a=ha", "b=hb", "c=down"], &["--audit", "--diff"]);
+    let (code, v) = push_json(
+        &e,
+        &cfg,
+        &m,
+        &["a=ha", "b=hb", "c=down"],
+        &["--audit", "--diff"],
+    );
     assert_eq!(code, 3, "{v:#}");
     assert_eq!(
         results(&v),
@@ -222,11 +259,17 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
             ("c".into(), "error".into(), false)
         ]
     );
-    assert_has(host(&v, "c")["error"].as_str().unwrap(), "cannot reach down through ssh");
+    assert_has(
+        host(&v, "c")["error"].as_str().unwrap(),
+        "cannot reach down through ssh",
+    );
     let motd = &host(&v, "a")["resources"][1];
     assert_eq!(motd["status"], "non-compliant");
     assert_has(motd["diff"].as_str().unwrap(), "+Welcome to a, port 22");
-    assert_eq!(std::fs::read_to_string(e.path().join("host-a/motd")).unwrap(), "hacked\n");
+    assert_eq!(
+        std::fs::read_to_string(e.path().join("host-a/motd")).unwrap(),
+        "hacked\n"
+    );
     assert_eq!(host(&v, "b")["summary"]["compliant"], 3);
 
     // Without c: exit 1 for a's drift alone; an enforce run repairs it.
@@ -315,7 +358,10 @@ fn the_receiving_side_refuses_a_forged_bundle() {
             entry(b'F', &escape.display().to_string(), 5, b"pwned"),
             "an absolute path",
         ),
-        (entry(b'L', "link", 0, escape.to_str().unwrap().as_bytes()), "symbolic link"),
+        (
+            entry(b'L', "link", 0, escape.to_str().unwrap().as_bytes()),
+            "symbolic link",
+        ),
         (entry(b'F', "big", 1 << 40, b""), "past its limit"),
     ];
     for (extra, says) in cases {
@@ -348,7 +394,11 @@ fn the_receiving_side_refuses_a_forged_bundle() {
     b.push(b'E');
     let r = receive(&b);
     assert_eq!(r.code, 0, "{r:?}");
-    let lines: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3, "{r:?}");
     assert!(lines[0]["facts"]["hostname"].is_string(), "{r:?}");
     assert_eq!(lines[1]["resource"]["status"], "repaired");
