@@ -248,7 +248,7 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
         &cfg,
         &m,
         &["a=ha", "b=hb", "c=down"],
-        &["--audit", "--diff"],
+        &["--audit", "--diff", "--forks", "1"],
     );
     assert_eq!(code, 3, "{v:#}");
     assert_eq!(
