@@ -591,6 +591,40 @@ mod tests {
     }
 
     #[test]
+    fn no_byte_changed_anywhere_makes_it_panic_or_write_outside() {
+        // Every byte of a valid bundle changed to a few values, and every
+        // cut: a refusal or a bundle, never a panic, never a file beside
+        // the directory.
+        let good = forged(
+            "d/m.toml",
+            &[(b'F', "d/m.toml", b"[vars]\n"), (b'F', "d/e/f", b"xyz")],
+        );
+        let outer = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        let mut try_one = |b: &[u8]| {
+            n += 1;
+            let dir = outer.path().join(format!("in-{n}"));
+            std::fs::create_dir(&dir).unwrap();
+            unpack(&mut &b[..], &dir, &Limits::default())
+        };
+        for i in 0..good.len() {
+            for v in [0u8, b'.', b'/', 0xff, good[i].wrapping_add(1)] {
+                let mut b = good.clone();
+                b[i] = v;
+                let _ = try_one(&b);
+            }
+            assert!(try_one(&good[..i]).is_err(), "cut at {i}");
+        }
+        assert!(try_one(&good).is_ok());
+        let stray: Vec<String> = std::fs::read_dir(outer.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("in-"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+    }
+
+    #[test]
     fn a_short_a_foreign_or_a_manifestless_bundle_is_refused() {
         let b = forged("m.toml", &[(b'F', "m.toml", b"hello")]);
         for cut in [3, MAGIC.len() + 2, b.len() - 4, b.len() - 1] {
