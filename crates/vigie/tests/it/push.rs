@@ -142,6 +142,7 @@ fn empty(dir: &Path) -> bool {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one story on the same two sshds: audit, enforce, drift, a host down
 fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
     require!(Need::Sshd);
     let e = env();
