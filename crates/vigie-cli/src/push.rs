@@ -121,6 +121,11 @@ struct Binary {
 fn this_binary() -> Result<Binary> {
     let path = std::env::current_exe()
         .map_err(|e| Failure::runtime(format!("cannot find this vigie's binary: {e}")))?;
+    binary_at(path)
+}
+
+/// The binary at `path`, as a host must have it.
+fn binary_at(path: PathBuf) -> Result<Binary> {
     let mut f = fs_err::File::open(&path)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
@@ -894,6 +899,84 @@ fn receive() -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Run the install script here, as a host's `sh` would, `bin` on
+    /// its stdin and `cache` as its `XDG_CACHE_HOME`.
+    fn install(b: &Binary, cache: &Path) -> std::process::Output {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(install_script(b))
+            .env("XDG_CACHE_HOME", cache)
+            .stdin(fs_err::File::open(&b.path).unwrap().into_parts().0)
+            .output()
+            .unwrap()
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A stand-in for vigie that answers `--version` as this one does.
+    fn fake_vigie(dir: &Path, says: &str) -> Binary {
+        let path = dir.join("vigie");
+        std::fs::write(&path, format!("#!/bin/sh\necho '{says}'\n")).unwrap();
+        binary_at(path).unwrap()
+    }
+
+    #[test]
+    fn the_install_checks_the_copy_then_renames_it_into_place() {
+        let src = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let bin = cache.path().join("vigie/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("vigie-0.0.1-000000000000"), "old").unwrap();
+        let b = fake_vigie(src.path(), &format!("vigie {}", env!("CARGO_PKG_VERSION")));
+        let o = install(&b, cache.path());
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "vigie-push: copied\n");
+        // Only it, under its name, private; the old one and the
+        // temporary file gone.
+        assert_eq!(files(&bin), std::slice::from_ref(&b.file));
+        let mode = std::fs::metadata(bin.join(&b.file)).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
+    fn a_copy_that_differs_or_does_not_run_never_takes_the_binarys_place() {
+        let src = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let bin = cache.path().join("vigie/bin");
+        // What arrived is not what was sent (a transfer cut short).
+        let mut b = fake_vigie(src.path(), &format!("vigie {}", env!("CARGO_PKG_VERSION")));
+        b.sha256 = "0".repeat(64);
+        let o = install(&b, cache.path());
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("SHA-256 is not the sent binary's"),
+            "{o:?}"
+        );
+        assert_eq!(files(&bin), Vec::<String>::new());
+        // Whole, but it does not run here (another architecture, a
+        // missing library): refused too.
+        let b = fake_vigie(src.path(), "Exec format error");
+        let o = install(&b, cache.path());
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("does not run there"),
+            "{o:?}"
+        );
+        assert_eq!(files(&bin), Vec::<String>::new());
+    }
 
     #[test]
     fn a_host_is_named_after_its_destination_or_by_name() {
