@@ -376,18 +376,20 @@ pub enum ConvergeAction {
     /// Each HOST is an ssh destination (`web1`, an alias of your
     /// ~/.ssh/config, `root@10.0.0.5`), or NAME=DESTINATION to give the
     /// host its name in the manifest ([hosts.NAME], host groups); the
-    /// name is the destination without its user otherwise. ssh runs as
+    /// name is the destination without its user otherwise. @GROUP is
+    /// every host that [host_groups.GROUP] lists. ssh runs as
     /// you run it (your config, agent, ProxyJump), never prompting.
     /// Hosts run in parallel (--forks); each line is prefixed by its
     /// host, and a summary per host ends the run. Exit 0 when every host
     /// is compliant or was repaired, 1 when --audit found drift or a
     /// resource failed, 2 when the manifest has errors, 3 when a host
     /// could not be reached or run (the others still are). Example:
-    /// `vigie converge push site.toml web1 web2 db=root@db.lan --audit`.
+    /// `vigie converge push site.toml @web db=root@db.lan --audit`.
     Push {
         /// The manifest (TOML), as for `vigie converge`
         manifest: PathBuf,
-        /// The hosts: DESTINATION or NAME=DESTINATION
+        /// The hosts: DESTINATION, NAME=DESTINATION, or @GROUP (the
+        /// hosts of [host_groups.GROUP])
         #[arg(required = true, value_name = "HOST")]
         hosts: Vec<String>,
         /// Report drift and change nothing

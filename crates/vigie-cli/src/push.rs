@@ -409,22 +409,30 @@ fn push(p: &Push<'_>) -> Result<u8> {
     if p.ssh.is_empty() {
         return Err(Failure::config("--ssh is empty").hint("give the ssh command, e.g. --ssh ssh"));
     }
-    let mut targets: Vec<Target> = Vec::new();
-    for h in p.hosts {
-        let t = target(h).map_err(Failure::config)?;
-        if targets.iter().any(|o| o.name == t.name) {
-            return Err(
-                Failure::config(format!("the host `{}` is given twice", t.name))
-                    .hint("name each once (NAME=DESTINATION names a host)"),
-            );
-        }
-        targets.push(t);
-    }
     if !p.manifest.is_file() {
         return Err(
             Failure::config(format!("{}: no such manifest", p.manifest.display()))
                 .hint("give the path of a converge manifest (TOML)"),
         );
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for h in p.hosts {
+        let group = match h.strip_prefix('@') {
+            Some(g) => {
+                vigie_converge::manifest::group_hosts(p.manifest, g).map_err(Failure::config)?
+            }
+            None => vec![h.clone()],
+        };
+        for h in &group {
+            let t = target(h).map_err(Failure::config)?;
+            if targets.iter().any(|o| o.name == t.name) {
+                return Err(
+                    Failure::config(format!("the host `{}` is given twice", t.name))
+                        .hint("name each once (NAME=DESTINATION names a host)"),
+                );
+            }
+            targets.push(t);
+        }
     }
     let binary = this_binary()?;
     let printer = Printer {

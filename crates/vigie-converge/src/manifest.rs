@@ -599,6 +599,38 @@ fn settings(top: &mut toml::Table, errors: &mut Vec<ManifestError>) -> KeepOld {
 
 /// `[vars]`, then each `[host_groups.NAME]` that lists the host (by
 /// name), then `[hosts.HOST]`: later ones override earlier ones.
+/// The hosts that `[host_groups.GROUP]` of the manifest at `path`
+/// lists (`vigie converge push site.toml @GROUP`).
+pub fn group_hosts(path: &Path, group: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let top: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let groups = top.get("host_groups").and_then(toml::Value::as_table);
+    let hosts = groups
+        .and_then(|g| g.get(group))
+        .and_then(toml::Value::as_table)
+        .and_then(|g| g.get("hosts"))
+        .and_then(string_list);
+    match hosts {
+        Some(h) if !h.is_empty() => Ok(h),
+        Some(_) => Err(format!("[host_groups.{group}] lists no host")),
+        None => {
+            let known: Vec<&str> = groups
+                .map(|g| g.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            Err(format!(
+                "{}: no [host_groups.{group}] with hosts = [\"name\", …] (groups: {})",
+                path.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+    }
+}
+
 fn variables(
     top: &mut toml::Table,
     host: &str,

@@ -62,6 +62,13 @@ vars = { root = "{DIR}/host-b", port = 2222 }
 [hosts.c]
 vars = { root = "{DIR}/host-c" }
 
+# `@pair`: its hosts by their ssh alias; ha is a, by another name.
+[host_groups.pair]
+hosts = ["ha"]
+
+[hosts.ha]
+vars = { root = "{DIR}/host-a" }
+
 [[directory]]
 path = "{{ root }}"
 
@@ -284,6 +291,21 @@ fn push_audits_then_repairs_two_hosts_over_ssh_and_copies_vigie_once() {
         std::fs::read_to_string(e.path().join("host-a/motd")).unwrap(),
         "Welcome to a, port 22\n"
     );
+
+    // A host group's hosts, named by their destination: ha is a's
+    // place under another name, which its motd would say.
+    let (code, v) = push_json(&e, &cfg, &m, &["@pair"], &["--audit"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(results(&v), [("ha".into(), "drift".into(), false)]);
+    assert_eq!(host(&v, "ha")["summary"]["non_compliant"], 1);
+    assert_has(
+        host(&v, "ha")["resources"][1]["diff"].as_str().unwrap(),
+        "+Welcome to ha, port 22",
+    );
+    let r = push(&e, &cfg, &m, &["@nope"], &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_has(&r.stderr, "no [host_groups.nope]");
+    assert_has(&r.stderr, "(groups: pair)");
 
     // A manifest that reads a file by its absolute path cannot be sent:
     // refused before anything runs there.
