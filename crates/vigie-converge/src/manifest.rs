@@ -127,6 +127,10 @@ pub struct Plan {
     pub resources: Vec<Resource>,
     /// Every declared `[[handler]]`, in declaration order.
     pub handlers: Vec<Handler>,
+    /// The files the manifest read (`source`, `template`, `deb`), as
+    /// written, relative to its directory (or absolute): what
+    /// `vigie converge push` sends beside it.
+    pub files: Vec<String>,
 }
 
 /// What a manifest is read with.
@@ -389,6 +393,8 @@ fn deser<T: DeserializeOwned>(t: &toml::Table) -> Result<T, (Option<String>, Str
 /// Collects the errors of one load.
 struct Loader {
     dir: PathBuf,
+    /// `Plan::files`: every file read goes in here.
+    files: Vec<String>,
     templates: Templates,
     errors: Vec<ManifestError>,
     keep: KeepOld,
@@ -466,6 +472,7 @@ pub fn load_str(
     context.insert("host".into(), serde_json::Value::String(host));
     let mut l = Loader {
         dir: dir.to_owned(),
+        files: Vec::new(),
         templates: Templates::new(minijinja::Value::from_serialize(&context)),
         errors,
         keep,
@@ -511,9 +518,13 @@ pub fn load_str(
     fights(&resources, &mut errors);
     let resources = order(resources, &handlers, &mut errors);
     if errors.is_empty() {
+        let mut files = std::mem::take(&mut l.files);
+        files.sort();
+        files.dedup();
         Ok(Plan {
             resources,
             handlers,
+            files,
         })
     } else {
         Err(fail(errors))
@@ -588,6 +599,38 @@ fn settings(top: &mut toml::Table, errors: &mut Vec<ManifestError>) -> KeepOld {
 
 /// `[vars]`, then each `[host_groups.NAME]` that lists the host (by
 /// name), then `[hosts.HOST]`: later ones override earlier ones.
+/// The hosts that `[host_groups.GROUP]` of the manifest at `path`
+/// lists (`vigie converge push site.toml @GROUP`).
+pub fn group_hosts(path: &Path, group: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let top: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let groups = top.get("host_groups").and_then(toml::Value::as_table);
+    let hosts = groups
+        .and_then(|g| g.get(group))
+        .and_then(toml::Value::as_table)
+        .and_then(|g| g.get("hosts"))
+        .and_then(string_list);
+    match hosts {
+        Some(h) if !h.is_empty() => Ok(h),
+        Some(_) => Err(format!("[host_groups.{group}] lists no host")),
+        None => {
+            let known: Vec<&str> = groups
+                .map(|g| g.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            Err(format!(
+                "{}: no [host_groups.{group}] with hosts = [\"name\", …] (groups: {})",
+                path.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+    }
+}
+
 fn variables(
     top: &mut toml::Table,
     host: &str,
@@ -900,12 +943,14 @@ impl Loader {
                 let content = if let Some(c) = r.content {
                     Some(c.into_bytes())
                 } else if let Some(s) = &r.source {
+                    self.files.push(s.clone());
                     let p = self.dir.join(s);
                     Some(
                         std::fs::read(&p)
                             .map_err(|e| bad("source", format!("{}: {e}", p.display())))?,
                     )
                 } else if let Some(s) = &r.template {
+                    self.files.push(s.clone());
                     let p = self.dir.join(s);
                     let text = std::fs::read_to_string(&p)
                         .map_err(|e| bad("template", format!("{}: {e}", p.display())))?;
@@ -1208,6 +1253,7 @@ impl Loader {
                 let r: RawPackage = deser(t).map_err(from)?;
                 let deb = match &r.deb {
                     Some(d) => {
+                        self.files.push(d.clone());
                         let p = self.dir.join(d);
                         if !p.is_file() {
                             return Err(bad("deb", format!("{}: no such file", p.display())));

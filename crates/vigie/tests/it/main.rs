@@ -24,6 +24,7 @@ mod failover;
 mod fleet;
 mod incidents;
 mod located;
+mod push;
 mod quorum;
 mod readme;
 mod scripts;
