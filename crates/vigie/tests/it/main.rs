@@ -24,6 +24,7 @@ mod incidents;
 mod located;
 mod quorum;
 mod readme;
+mod remote_write;
 mod scripts;
 mod secrets;
 mod selfcheck;
