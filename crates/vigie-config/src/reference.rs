@@ -106,7 +106,7 @@ const AREAS: &[Area] = &[
     Area {
         file: "remote-write",
         title: "Prometheus remote write",
-        intro: "The samples of `/metrics` (checks, incidents, jobs, and the host's node_exporter families) sent every `interval` to a Prometheus (`--web.enable-remote-write-receiver`), VictoriaMetrics or Mimir, as Prometheus remote write 1.0 (protobuf, snappy). docs/remote-write.md says how to use it with the Grafana dashboard of `contrib/grafana/`.",
+        intro: "The samples of `/metrics` (checks, backup and converge jobs, the engine, and the host's node_exporter families) sent every `interval` to a Prometheus (`--web.enable-remote-write-receiver`), VictoriaMetrics or Mimir, as Prometheus remote write 1.0 (protobuf, snappy). docs/remote-write.md says how to use it with the Grafana dashboard of `contrib/grafana/`.",
         sections: &["remote_write"],
         extra: None,
     },

@@ -28,7 +28,7 @@ const DEFAULT_QUEUE: ByteSize = ByteSize(16 << 20);
 const MIN_QUEUE: ByteSize = ByteSize(256 << 10);
 
 /// A Prometheus remote-write endpoint (`[[remote_write]]`), sent the
-/// samples of vigie's `/metrics` (its checks, incidents, jobs and the
+/// samples of vigie's `/metrics` (its checks, jobs, engine and the
 /// host's node_exporter families) every `interval`, each series with
 /// the `labels` below. Retried with backoff on network errors, 429 and
 /// 5xx; a batch the endpoint refuses (another 4xx) is dropped and
@@ -147,9 +147,10 @@ impl Loader {
             let key = format!("remote_write \"{name}\"");
             let mut problems: Vec<Problem> = Vec::new();
             let name_span = raw.name.as_ref().map(Spanned::span);
-            if raw.name.is_some() && !vigie_core::is_valid_name(&name) {
+            // The default, `host:port`, reads back as a name.
+            if !vigie_core::is_valid_name(&name.replace([':', '[', ']'], "-")) {
                 problems.push((
-                    "a remote_write name uses letters, digits, `-`, `_` and `.`".into(),
+                    "a remote_write name uses letters, digits, `-`, `_`, `.` and `:`".into(),
                     None,
                     name_span.clone(),
                 ));

@@ -925,7 +925,10 @@ basic_auth = { user = "vigie", password = { env = "VIGIE_TEST_TOKEN" } }
     }
     let shown = show_config_round_trips(&loaded.config);
     assert!(!shown.contains("s3cret"), "{shown}");
-    assert!(shown.contains("bearer_token = { env = \"VIGIE_TEST_TOKEN\" }"), "{shown}");
+    assert!(
+        shown.contains("[remote_write.bearer_token]\nenv = \"VIGIE_TEST_TOKEN\""),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -971,7 +974,7 @@ wat = 1
         "set `bearer_token` or `basic_auth`, not both",
         "credentials are sent to an endpoint beyond loopback over plain http",
         "scheme `ftp` is not checked over HTTP",
-        "unknown field `wat`",
+        "unknown key `wat`",
     ] {
         assert!(e.contains(needle), "no {needle:?} in\n{e}");
     }

@@ -25,7 +25,7 @@ fn daemon_writing_to(e: &vigie_testkit::Env, p: &Prometheus) -> Daemon {
             vigie_testkit::check(
                 "closed",
                 "tcp = { address = \"127.0.0.1:1\" }",
-                "severity = \"critical\"",
+                "severity = \"disaster\"",
             ),
             p.write_url()
         ),
@@ -88,7 +88,7 @@ fn prometheus_receives_what_metrics_shows() {
     assert_eq!(labels["env"], "test");
     assert_eq!(value(&up), 1.0);
     let failing = first(&p, "vigie_check_failing{check=\"closed\"} == 1");
-    assert_eq!(failing["metric"]["severity"], "critical");
+    assert_eq!(failing["metric"]["severity"], "disaster");
     // A value that does not move: the host's memory, as /metrics says it.
     let (_, page) = d.http("GET", "/metrics", &[]);
     let total: f64 = page
