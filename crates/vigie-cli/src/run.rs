@@ -198,7 +198,10 @@ fn start_syncs(
 
 /// Send `/metrics` to each `[[remote_write]]` endpoint, and show their
 /// counters on `/metrics`. Dropping the handle stops them.
-fn start_remote_writes(config: &Config, metrics: &vigie_web::Metrics) -> vigie_remote_write::RemoteWriters {
+fn start_remote_writes(
+    config: &Config,
+    metrics: &vigie_web::Metrics,
+) -> vigie_remote_write::RemoteWriters {
     let m = metrics.clone();
     let source: vigie_remote_write::Source = std::sync::Arc::new(move || {
         let m = m.clone();
@@ -207,7 +210,8 @@ fn start_remote_writes(config: &Config, metrics: &vigie_web::Metrics) -> vigie_r
     let writers = vigie_remote_write::start(&config.remote_writes, &source);
     let stats = writers.stats();
     metrics.set_extra((!stats.is_empty()).then(|| {
-        let extra: vigie_web::ExtraSamples = std::sync::Arc::new(move || vigie_remote_write::samples(&stats));
+        let extra: vigie_web::ExtraSamples =
+            std::sync::Arc::new(move || vigie_remote_write::samples(&stats));
         extra
     }));
     writers

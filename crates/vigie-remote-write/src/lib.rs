@@ -30,8 +30,7 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What the samples are read from: `/metrics`' own collection.
-pub type Source =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<Series>> + Send>> + Send + Sync>;
+pub type Source = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<Series>> + Send>> + Send + Sync>;
 
 /// One endpoint's counters.
 #[derive(Debug, Default)]
@@ -277,7 +276,13 @@ impl Endpoint {
             .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
         // What the endpoint says, first line, bounded.
         let text = resp.text().await.unwrap_or_default();
-        let said: String = text.lines().next().unwrap_or("").chars().take(200).collect();
+        let said: String = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
         let message = format!("HTTP {status}: {said}");
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             Err(Failure::Retry(message, retry_after))

@@ -130,7 +130,11 @@ mod tests {
     /// the integration tests decodes the rest).
     #[test]
     fn one_series_byte_for_byte() {
-        let got = write_request(&[series("up", &[], 1.0)], &BTreeMap::new(), 1_700_000_000_000);
+        let got = write_request(
+            &[series("up", &[], 1.0)],
+            &BTreeMap::new(),
+            1_700_000_000_000,
+        );
         let mut want = vec![0x0a, 0x22, 0x0a, 0x0e, 0x0a, 0x08];
         want.extend_from_slice(b"__name__");
         want.extend_from_slice(&[0x12, 0x02]);

@@ -61,10 +61,10 @@ impl Queue {
 
     /// Forget batch `id` (sent, or refused), if it is still there.
     pub fn remove(&mut self, id: u64) {
-        if let Some(i) = self.batches.iter().position(|(b, _, _)| *b == id) {
-            if let Some((_, body, _)) = self.batches.remove(i) {
-                self.bytes -= body.len();
-            }
+        if let Some(i) = self.batches.iter().position(|(b, _, _)| *b == id)
+            && let Some((_, body, _)) = self.batches.remove(i)
+        {
+            self.bytes -= body.len();
         }
     }
 

@@ -14,10 +14,12 @@ use vigie_testkit::servers::{Captured, capture, silent};
 
 /// The resolved `[[remote_write]]` of `toml`'s table body.
 fn target(url: &str, extra: &str) -> vigie_config::RemoteWrite {
-    let text = format!("[node]\nname = \"node-a\"\n[[remote_write]]\nurl = \"{url}\"\ninterval = \"1s\"\n{extra}\n");
+    let text = format!(
+        "[node]\nname = \"node-a\"\n[[remote_write]]\nurl = \"{url}\"\ninterval = \"1s\"\n{extra}\n"
+    );
     let env = |k: &str| (k == "PROM_TOKEN").then(|| "s3cret".to_owned());
-    let loaded = vigie_config::load_str(&text, Path::new("t.toml"), &env)
-        .unwrap_or_else(|d| panic!("{d}"));
+    let loaded =
+        vigie_config::load_str(&text, Path::new("t.toml"), &env).unwrap_or_else(|d| panic!("{d}"));
     loaded.config.remote_writes[0].clone()
 }
 
@@ -163,12 +165,18 @@ async fn a_5xx_is_retried(addr: std::net::SocketAddr, seen: &std::sync::Mutex<Ve
     assert!(seen.len() >= 2, "{seen:?}");
     assert_eq!(seen[0].raw, seen[1].raw, "the retry sends the same batch");
     for c in &seen[..2] {
-        assert_eq!((c.method.as_str(), c.target.as_str()), ("POST", "/api/v1/write"));
+        assert_eq!(
+            (c.method.as_str(), c.target.as_str()),
+            ("POST", "/api/v1/write")
+        );
         assert_eq!(c.header("content-encoding"), Some("snappy"));
         assert_eq!(c.header("content-type"), Some("application/x-protobuf"));
         assert_eq!(c.header("x-prometheus-remote-write-version"), Some("0.1.0"));
         assert_eq!(c.header("authorization"), Some("Bearer s3cret"));
-        assert!(c.header("user-agent").unwrap().starts_with("vigie/"), "{c:?}");
+        assert!(
+            c.header("user-agent").unwrap().starts_with("vigie/"),
+            "{c:?}"
+        );
     }
     let got = decode(&seen[1]);
     assert_eq!(got.len(), 3);
@@ -188,7 +196,7 @@ async fn a_5xx_is_retried(addr: std::net::SocketAddr, seen: &std::sync::Mutex<Ve
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         assert_eq!(labels, &want);
-        assert_eq!(*value, i as f64);
+        assert_eq!(value.to_bits(), (i as f64).to_bits(), "{value}");
         assert!((now - ts).abs() < 60_000, "{ts} vs {now}");
     }
 }
@@ -201,15 +209,25 @@ fn a_4xx_drops_the_batch_and_counts_it() {
 }
 
 async fn a_4xx_drops(addr: std::net::SocketAddr, seen: &std::sync::Mutex<Vec<Captured>>) {
-    let t = target(&format!("http://{addr}/api/v1/write"), "basic_auth = { user = \"u\", password = { env = \"PROM_TOKEN\" } }");
+    let t = target(
+        &format!("http://{addr}/api/v1/write"),
+        "basic_auth = { user = \"u\", password = { env = \"PROM_TOKEN\" } }",
+    );
     let (_w, stats) = start(&t, 5);
-    wait(Duration::from_secs(10), "the next batch", || get(&stats).0 >= 5).await;
+    wait(Duration::from_secs(10), "the next batch", || {
+        get(&stats).0 >= 5
+    })
+    .await;
     let (_, failed, rejected, overflowed) = get(&stats);
     assert_eq!((failed, rejected, overflowed), (0, 5, 0));
     let seen = seen.lock().unwrap().clone();
     // Basic u:s3cret.
     assert_eq!(seen[0].header("authorization"), Some("Basic dTpzM2NyZXQ="));
-    assert_ne!(decode(&seen[0])[0].2, decode(&seen[1])[0].2, "a new batch, not the refused one again");
+    assert_ne!(
+        decode(&seen[0])[0].2,
+        decode(&seen[1])[0].2,
+        "a new batch, not the refused one again"
+    );
 }
 
 /// An endpoint that accepts and never answers: each request is cut at
@@ -261,7 +279,10 @@ async fn a_hanging_endpoint(addr: std::net::SocketAddr) {
     assert!(queued > 0, "the newest batch waits");
     // Only the newest batch, which alone is over the bound (give or
     // take its timestamp's bytes).
-    assert!(queued.abs_diff(one) < 64, "{queued} queued, a batch is {one}");
+    assert!(
+        queued.abs_diff(one) < 64,
+        "{queued} queued, a batch is {one}"
+    );
     let page = vigie_remote_write::samples(&w.stats());
     let names: Vec<&str> = page.iter().map(|s| s.name).collect();
     for n in [
@@ -273,5 +294,8 @@ async fn a_hanging_endpoint(addr: std::net::SocketAddr) {
     ] {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
-    assert!(page.iter().all(|s| s.label("remote") == Some(t.name.as_str())));
+    assert!(
+        page.iter()
+            .all(|s| s.label("remote") == Some(t.name.as_str()))
+    );
 }

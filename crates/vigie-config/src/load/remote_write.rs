@@ -120,6 +120,112 @@ fn is_loopback(url: &url::Url) -> bool {
 /// A problem: its message, its hint, its place (the table's when `None`).
 type Problem = (String, Option<String>, Option<Range<usize>>);
 
+/// What `raw` sets out of bounds: its intervals, its queue, its URL and
+/// its credentials. (Its name, labels and secrets are checked apart.)
+fn settings_problems(
+    raw: &RawRemoteWrite,
+    url: &url::Url,
+    url_span: &Range<usize>,
+) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = Vec::new();
+    if !url.username().is_empty() || url.password().is_some() {
+        problems.push((
+            "the URL holds credentials, which would show in logs and `show-config`".into(),
+            Some("remove them from `url` and set basic_auth = { user = \"…\", password = { env = \"…\" } }".into()),
+            Some(url_span.clone()),
+        ));
+    }
+    let interval = raw
+        .interval
+        .as_ref()
+        .map_or(DEFAULT_INTERVAL, |d| *d.get_ref());
+    if interval.std() < std::time::Duration::from_secs(1) {
+        problems.push((
+            "`interval` is at least 1s".into(),
+            Some(format!("the default is {DEFAULT_INTERVAL}")),
+            raw.interval.as_ref().map(Spanned::span),
+        ));
+    }
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_TIMEOUT, |d| *d.get_ref());
+    if timeout.std() < std::time::Duration::from_millis(100) {
+        problems.push((
+            "`timeout` is at least 100ms".into(),
+            Some(format!("the default is {DEFAULT_TIMEOUT}")),
+            raw.timeout.as_ref().map(Spanned::span),
+        ));
+    }
+    let queue = raw.queue.as_ref().map_or(DEFAULT_QUEUE, |q| *q.get_ref());
+    if queue < MIN_QUEUE {
+        problems.push((
+            format!("`queue` is at least {MIN_QUEUE}"),
+            Some(format!("the default is {DEFAULT_QUEUE}")),
+            raw.queue.as_ref().map(Spanned::span),
+        ));
+    }
+    if raw.bearer_token.is_some() && raw.basic_auth.is_some() {
+        problems.push((
+            "set `bearer_token` or `basic_auth`, not both".into(),
+            Some("the endpoint takes one Authorization header".into()),
+            None,
+        ));
+    }
+    if let Some(b) = &raw.basic_auth
+        && (b.get_ref().user.is_empty() || b.get_ref().user.contains(':'))
+    {
+        problems.push((
+            "`basic_auth.user` is empty or holds `:`".into(),
+            None,
+            Some(b.span()),
+        ));
+    }
+    let credentials = raw.bearer_token.is_some() || raw.basic_auth.is_some();
+    if credentials && url.scheme() != "https" && !is_loopback(url) {
+        problems.push((
+            "credentials are sent to an endpoint beyond loopback over plain http".into(),
+            Some("use https:// (with `ca` for a private CA)".into()),
+            Some(url_span.clone()),
+        ));
+    }
+    problems
+}
+
+/// The labels every series gets: the written ones (each checked), and
+/// `instance` (the node's name) and `job` unless written.
+fn labels(
+    raw: Option<Spanned<BTreeMap<String, String>>>,
+    node: &str,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, String> {
+    let span = raw.as_ref().map(Spanned::span);
+    let mut labels = raw.map(Spanned::into_inner).unwrap_or_default();
+    for (k, v) in &labels {
+        if !label_name_ok(k) {
+            problems.push((
+                format!("`{k}` is not a label name"),
+                Some("a label name is letters, digits and `_`, not starting with a digit nor with `__`".into()),
+                span.clone(),
+            ));
+        } else if v.is_empty() {
+            problems.push((
+                format!("label `{k}` is empty"),
+                Some(
+                    "Prometheus drops a label whose value is empty: remove it, or give it a value"
+                        .into(),
+                ),
+                span.clone(),
+            ));
+        }
+    }
+    labels
+        .entry("instance".into())
+        .or_insert_with(|| node.to_owned());
+    labels.entry("job".into()).or_insert_with(|| "vigie".into());
+    labels
+}
+
 impl Loader {
     /// `[[remote_write]]` tables, as they are read.
     pub(super) fn parse_remote_writes(&mut self, src: usize, value: Spanned<DeValue<'_>>) {
@@ -137,15 +243,15 @@ impl Loader {
         node: &str,
     ) -> Vec<RemoteWrite> {
         let mut out: Vec<RemoteWrite> = Vec::new();
-        for (src, table, raw) in std::mem::take(&mut self.raw.remote_writes) {
+        for (src, table, mut raw) in std::mem::take(&mut self.raw.remote_writes) {
             let url_span = raw.url.span();
-            let url = raw.url.into_inner();
+            let url = raw.url.get_ref().clone();
             let name = raw
                 .name
                 .as_ref()
                 .map_or_else(|| default_name(&url.0), |n| n.get_ref().clone());
             let key = format!("remote_write \"{name}\"");
-            let mut problems: Vec<Problem> = Vec::new();
+            let mut problems = settings_problems(&raw, &url.0, &url_span);
             let name_span = raw.name.as_ref().map(Spanned::span);
             // The default, `host:port`, reads back as a name.
             if !vigie_core::is_valid_name(&name.replace([':', '[', ']'], "-")) {
@@ -162,106 +268,25 @@ impl Loader {
                     name_span.or_else(|| Some(url_span.clone())),
                 ));
             }
-            if !url.0.username().is_empty() || url.0.password().is_some() {
-                problems.push((
-                    "the URL holds credentials, which would show in logs and `show-config`".into(),
-                    Some("remove them from `url` and set basic_auth = { user = \"…\", password = { env = \"…\" } }".into()),
-                    Some(url_span.clone()),
-                ));
-            }
-            let interval = raw.interval.as_ref().map_or(DEFAULT_INTERVAL, |d| *d.get_ref());
-            if interval.std() < std::time::Duration::from_secs(1) {
-                problems.push((
-                    "`interval` is at least 1s".into(),
-                    Some(format!("the default is {DEFAULT_INTERVAL}")),
-                    raw.interval.as_ref().map(Spanned::span),
-                ));
-            }
-            let timeout = raw.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |d| *d.get_ref());
-            if timeout.std() < std::time::Duration::from_millis(100) {
-                problems.push((
-                    "`timeout` is at least 100ms".into(),
-                    Some(format!("the default is {DEFAULT_TIMEOUT}")),
-                    raw.timeout.as_ref().map(Spanned::span),
-                ));
-            }
-            let queue = raw.queue.as_ref().map_or(DEFAULT_QUEUE, |q| *q.get_ref());
-            if queue < MIN_QUEUE {
-                problems.push((
-                    format!("`queue` is at least {MIN_QUEUE}"),
-                    Some(format!("the default is {DEFAULT_QUEUE}")),
-                    raw.queue.as_ref().map(Spanned::span),
-                ));
-            }
-            let labels_span = raw.labels.as_ref().map(Spanned::span);
-            let mut labels = raw.labels.map(Spanned::into_inner).unwrap_or_default();
-            for (k, v) in &labels {
-                if !label_name_ok(k) {
-                    problems.push((
-                        format!("`{k}` is not a label name"),
-                        Some("a label name is letters, digits and `_`, not starting with a digit nor with `__`".into()),
-                        labels_span.clone(),
-                    ));
-                } else if v.is_empty() {
-                    problems.push((
-                        format!("label `{k}` is empty"),
-                        Some("Prometheus drops a label whose value is empty: remove it, or give it a value".into()),
-                        labels_span.clone(),
-                    ));
-                }
-            }
-            labels
-                .entry("instance".into())
-                .or_insert_with(|| node.to_owned());
-            labels.entry("job".into()).or_insert_with(|| "vigie".into());
-            if raw.bearer_token.is_some() && raw.basic_auth.is_some() {
-                problems.push((
-                    "set `bearer_token` or `basic_auth`, not both".into(),
-                    Some("the endpoint takes one Authorization header".into()),
-                    None,
-                ));
-            }
-            let credentials = raw.bearer_token.is_some() || raw.basic_auth.is_some();
-            if credentials && url.0.scheme() != "https" && !is_loopback(&url.0) {
-                problems.push((
-                    "credentials are sent to an endpoint beyond loopback over plain http".into(),
-                    Some("use https:// (with `ca` for a private CA)".into()),
-                    Some(url_span.clone()),
-                ));
-            }
-            let auth = match (raw.bearer_token, raw.basic_auth) {
-                (Some(t), _) => {
-                    let span = t.span();
-                    self.resolve_secret(src, span, &format!("{key}.bearer_token"), t.into_inner(), env)
-                        .map(RemoteAuth::Bearer)
-                        .map(Some)
-                }
-                (None, Some(b)) => {
-                    let span = b.span();
-                    let b = b.into_inner();
-                    if b.user.is_empty() || b.user.contains(':') {
-                        problems.push((
-                            "`basic_auth.user` is empty or holds `:`".into(),
-                            None,
-                            Some(span.clone()),
-                        ));
-                    }
-                    self.resolve_secret(src, span, &format!("{key}.basic_auth.password"), b.password, env)
-                        .map(|password| Some(RemoteAuth::Basic { user: b.user, password }))
-                }
-                (None, None) => Some(None),
-            };
+            let labels = labels(raw.labels.take(), node, &mut problems);
+            let auth = self.remote_auth(src, &key, &mut raw, env);
             let ok = problems.is_empty();
             for (message, hint, span) in problems {
-                self.error(src, Some(span.unwrap_or_else(|| table.clone())), &key, message, hint);
+                self.error(
+                    src,
+                    Some(span.unwrap_or_else(|| table.clone())),
+                    &key,
+                    message,
+                    hint,
+                );
             }
-            if let (true, Some(auth)) = (ok, auth) {
+            if let (true, Ok(auth)) = (ok, auth) {
                 out.push(RemoteWrite {
                     name,
                     url,
-                    interval,
-                    timeout,
-                    queue,
+                    interval: raw.interval.map_or(DEFAULT_INTERVAL, Spanned::into_inner),
+                    timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, Spanned::into_inner),
+                    queue: raw.queue.map_or(DEFAULT_QUEUE, Spanned::into_inner),
                     labels,
                     auth,
                     ca: raw.ca.map(|c| self.base.join(c)),
@@ -269,6 +294,40 @@ impl Loader {
             }
         }
         out
+    }
+
+    /// The endpoint's credentials (if any), their secrets read; `Err`
+    /// when a secret cannot be (the error is reported).
+    fn remote_auth(
+        &mut self,
+        src: usize,
+        key: &str,
+        raw: &mut RawRemoteWrite,
+        env: EnvLookup<'_>,
+    ) -> Result<Option<RemoteAuth>, ()> {
+        match (raw.bearer_token.take(), raw.basic_auth.take()) {
+            (Some(t), _) => {
+                let span = t.span();
+                let key = format!("{key}.bearer_token");
+                let token = self
+                    .resolve_secret(src, span, &key, t.into_inner(), env)
+                    .ok_or(())?;
+                Ok(Some(RemoteAuth::Bearer(token)))
+            }
+            (None, Some(b)) => {
+                let span = b.span();
+                let b = b.into_inner();
+                let key = format!("{key}.basic_auth.password");
+                let password = self
+                    .resolve_secret(src, span, &key, b.password, env)
+                    .ok_or(())?;
+                Ok(Some(RemoteAuth::Basic {
+                    user: b.user,
+                    password,
+                }))
+            }
+            (None, None) => Ok(None),
+        }
     }
 }
 

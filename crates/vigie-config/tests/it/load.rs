@@ -905,7 +905,8 @@ basic_auth = { user = "vigie", password = { env = "VIGIE_TEST_TOKEN" } }
     assert_eq!(rw[0].timeout.to_string(), "10s");
     assert_eq!(rw[0].queue.to_string(), "16MiB");
     let labels = |i: usize| {
-        rw[i].labels
+        rw[i]
+            .labels
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -985,9 +986,14 @@ fn a_remote_write_secret_must_be_found() {
     let e = errors(
         "[[remote_write]]\nurl = \"https://192.0.2.4/api/v1/write\"\nbearer_token = { env = \"NOT_SET_ANYWHERE\" }\n",
     );
-    assert!(e.contains("environment variable `NOT_SET_ANYWHERE` is not set"), "{e}");
+    assert!(
+        e.contains("environment variable `NOT_SET_ANYWHERE` is not set"),
+        "{e}"
+    );
     assert!(e.contains("vigie.toml:3:16"), "{e}");
-    let e = errors("[[remote_write]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/w\"\n[[remote_write]]\nname = \"a\"\nurl = \"http://127.0.0.1:2/w\"\n");
+    let e = errors(
+        "[[remote_write]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/w\"\n[[remote_write]]\nname = \"a\"\nurl = \"http://127.0.0.1:2/w\"\n",
+    );
     assert!(e.contains("remote_write `a` is declared twice"), "{e}");
     assert!(e.contains("vigie.toml:5:8"), "{e}");
 }

@@ -4,6 +4,10 @@
 //! dashboard in `contrib/grafana/` names families vigie exposes and is
 //! accepted by Prometheus.
 
+// The values compared are whole numbers (a check's 1, bytes of memory),
+// exact in f64 and on the wire: `assert_eq!` says what differs.
+#![allow(clippy::float_cmp)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -36,7 +40,7 @@ fn daemon_writing_to(e: &vigie_testkit::Env, p: &Prometheus) -> Daemon {
 fn first(p: &Prometheus, promql: &str) -> Value {
     let mut got = Value::Null;
     wait_or_explain(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         || {
             let r = p.vector(promql);
             r.first().is_some_and(|v| {
@@ -105,11 +109,14 @@ fn prometheus_receives_what_metrics_shows() {
     assert_eq!(sent["metric"]["remote"], p.addr.to_string());
     assert!(value(&sent) > 0.0, "{sent}");
     let page = d.http("GET", "/metrics", &[]).1;
-    assert!(page.contains("vigie_remote_write_dropped_total{reason=\"rejected\""), "{page}");
+    assert!(
+        page.contains("vigie_remote_write_dropped_total{reason=\"rejected\""),
+        "{page}"
+    );
     // A counter keeps counting: the runs of `mem` grow from sample to sample.
     let runs = value(&first(&p, "vigie_check_runs_total{check=\"mem\"}"));
     wait_or_explain(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         || value(&first(&p, "vigie_check_runs_total{check=\"mem\"}")) > runs,
         || "the runs of mem do not grow in Prometheus".into(),
     );
@@ -196,7 +203,10 @@ fn the_grafana_dashboard_queries_what_vigie_sends() {
         }
     }
     for v in vars {
-        exprs.push(("variable".into(), v["definition"].as_str().unwrap().to_owned()));
+        exprs.push((
+            "variable".into(),
+            v["definition"].as_str().unwrap().to_owned(),
+        ));
     }
     let p = prometheus();
     let e = env();
