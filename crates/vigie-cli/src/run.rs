@@ -854,3 +854,32 @@ pub(crate) fn daemon_call(
         })
         .map_err(|e| e.without_url().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote_writes(table: &str, token: &str) -> Vec<vigie_config::RemoteWrite> {
+        let text =
+            format!("[[remote_write]]\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n{table}\n");
+        let env = |k: &str| (k == "RW_TOKEN").then(|| token.to_owned());
+        vigie_config::load_str(&text, Path::new("t.toml"), &env)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .config
+            .remote_writes
+    }
+
+    /// A reload keeps the running remote writes (and their queues) only
+    /// when nothing of theirs changed, a secret's value included.
+    #[test]
+    fn a_reload_restarts_remote_writes_only_when_they_change() {
+        let token = "bearer_token = { env = \"RW_TOKEN\" }";
+        let base = remote_writes(token, "a");
+        assert!(same_remote_writes(&base, &remote_writes(token, "a")));
+        assert!(!same_remote_writes(&base, &remote_writes(token, "b")));
+        let labelled = format!("{token}\nlabels = {{ env = \"prod\" }}");
+        assert!(!same_remote_writes(&base, &remote_writes(&labelled, "a")));
+        assert!(!same_remote_writes(&base, &remote_writes("", "a")));
+        assert!(!same_remote_writes(&base, &[]));
+    }
+}
