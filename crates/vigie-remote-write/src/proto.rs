@@ -45,12 +45,19 @@ fn label(out: &mut Vec<u8>, scratch: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// The labels of `s` as the spec wants them: `__name__` among them, every
-/// name once, sorted by name; `extra` added where `s` lacks the label
-/// (a series' own label wins, as with Prometheus's external labels).
+/// name once, sorted by name, none empty (to Prometheus an empty label is
+/// no label: `node_systemd_unit_state`'s `type=""`); `extra` added where
+/// `s` lacks the label (a series' own label wins, as with Prometheus's
+/// external labels).
 pub fn labels<'a>(s: &'a Series, extra: &'a BTreeMap<String, String>) -> Vec<(&'a str, &'a str)> {
     let mut out: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + extra.len() + 1);
     out.push(("__name__", s.name.as_str()));
-    out.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    out.extend(
+        s.labels
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     for (k, v) in extra {
         if !s.labels.iter().any(|(n, _)| n == k) {
             out.push((k.as_str(), v.as_str()));
@@ -111,7 +118,7 @@ mod tests {
             ("job".to_owned(), "vigie".to_owned()),
             ("A".to_owned(), "upper".to_owned()),
         ]);
-        let s = series("up", &[("job", "own"), ("check", "web")], 1.0);
+        let s = series("up", &[("job", "own"), ("check", "web"), ("type", "")], 1.0);
         assert_eq!(
             labels(&s, &extra),
             [
