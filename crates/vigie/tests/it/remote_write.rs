@@ -122,6 +122,28 @@ fn prometheus_receives_what_metrics_shows() {
     );
 }
 
+/// The twin on the defaults (15 s, whose first batch goes at start; no
+/// labels written): the series carry the node's name as `instance`,
+/// `job="vigie"`, and nothing more.
+#[test]
+fn on_the_defaults_series_carry_instance_and_job() {
+    vigie_testkit::require!(vigie_testkit::Need::Prometheus);
+    let p = prometheus();
+    let e = env();
+    let _d = start(
+        &e,
+        &format!(
+            "{}\n[node]\nname = \"node-default\"\n\n[[remote_write]]\nurl = \"{}\"\n",
+            mem_check(),
+            p.write_url()
+        ),
+    );
+    let load = first(&p, "node_load1");
+    assert_eq!(load["metric"]["instance"], "node-default");
+    assert_eq!(load["metric"]["job"], "vigie");
+    assert_eq!(load["metric"].as_object().unwrap().len(), 3, "{load}");
+}
+
 /// Every identifier of `expr` that names one of vigie's families
 /// (vigie_*, node_*, process_*).
 fn metric_names(expr: &str) -> Vec<String> {
