@@ -48,6 +48,8 @@ struct App {
     https: bool,
     /// The dashboard's reads of the store under way.
     reads: Arc<tokio::sync::Semaphore>,
+    /// What the fleet view last pulled from the peers.
+    fleet: Arc<dash::FleetCache>,
 }
 
 /// The largest request body read (an ack's note is the biggest).
@@ -164,12 +166,20 @@ pub async fn serve_with(
         sessions: Arc::new(dash::Sessions::default()),
         https: tls.is_some(),
         reads: Arc::new(tokio::sync::Semaphore::new(dash::READS)),
+        fleet: Arc::new(dash::FleetCache::default()),
     };
     // The token-guarded routes: authenticated before any body is read.
     let api = Router::new()
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}/ack", post(ack))
+        .route("/api/v1/incidents/{id}/notes", post(note))
+        .route(
+            "/api/v1/checks/{name}/maintenance",
+            post(maintenance_start).delete(maintenance_end),
+        )
+        .route("/api/v1/sync/{name}/pause", post(sync_pause))
+        .route("/api/v1/sync/{name}/resume", post(sync_resume))
         .route("/api/v1/failover", get(failovers))
         .route("/metrics", get(metrics_page))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
@@ -179,6 +189,7 @@ pub async fn serve_with(
         .route("/ping/{name}", get(ping).post(ping))
         .route("/ping/{name}/{signal}", get(ping_signal).post(ping_signal))
         .route("/api/v1/peer/vote/{failover}", get(peer_vote))
+        .route("/api/v1/peer/fleet", get(peer_fleet))
         .merge(api)
         .merge(dash::routes(&app))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -203,6 +214,23 @@ pub async fn serve_with(
     })
 }
 
+/// The `[[peer]]` whose token the request carries (both sides share
+/// it); `None` turns the request away.
+fn peer_of<'c>(
+    config: &'c vigie_config::Config,
+    headers: &HeaderMap,
+) -> Option<&'c vigie_config::Peer> {
+    let token = bearer(headers)?;
+    let peer = config
+        .peers
+        .iter()
+        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()));
+    if peer.is_none() {
+        tracing::warn!("a peer request came with an unknown token");
+    }
+    peer
+}
+
 /// A peer asks for this node's vote on a failover, with the token of the
 /// `[[peer]]` entry both sides share.
 async fn peer_vote(
@@ -212,15 +240,7 @@ async fn peer_vote(
 ) -> Response {
     let view = app.engine.view();
     let config = view.config();
-    let Some(token) = bearer(&headers) else {
-        return unauthorized();
-    };
-    let Some(peer) = config
-        .peers
-        .iter()
-        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()))
-    else {
-        tracing::warn!("a peer vote was asked with an unknown token");
+    let Some(peer) = peer_of(&config, &headers) else {
         return unauthorized();
     };
     let Some(f) = config.failovers.get(&name) else {
@@ -228,6 +248,28 @@ async fn peer_vote(
     };
     tracing::debug!(peer = %peer.name, failover = %name, "vote asked");
     axum::Json(local_vote(&config.node.name, f, &view)).into_response()
+}
+
+/// A peer's fleet view asks what this node sees: its checks and open
+/// incidents (read-only, the `[[peer]]` token as for votes).
+async fn peer_fleet(State(app): State<App>, headers: HeaderMap) -> Response {
+    let config = app.engine.view().config();
+    let Some(peer) = peer_of(&config, &headers) else {
+        return unauthorized();
+    };
+    tracing::debug!(peer = %peer.name, "fleet view asked");
+    let incidents = match app.engine.incidents(200) {
+        Ok(list) => list,
+        Err(e) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+        }
+    };
+    axum::Json(dash::fleet_report(
+        &config.node.name,
+        &app.engine.statuses(),
+        &incidents,
+    ))
+    .into_response()
 }
 
 /// Each failover: the side in use, this node's vote, and the last tally.
@@ -433,6 +475,145 @@ async fn ack(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Byte
         axum::Json(serde_json::json!({ "incident": id, "result": text })),
     )
         .into_response()
+}
+
+/// A JSON body of type `T` (an empty body reads as its default), or
+/// what was expected.
+fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, String> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("expected {expected}: {e}\n"))
+}
+
+/// An engine's answer to a write of the API as JSON: `{"result": …}`,
+/// or `{"error": …}` with its status.
+fn engine_answer(r: Result<String, vigie_engine::EngineError>) -> Response {
+    match r {
+        Ok(result) => axum::Json(serde_json::json!({ "result": result })).into_response(),
+        Err(vigie_engine::EngineError::Refused(why)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a write of the API failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": "the store is unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /api/v1/incidents/ID/notes {"text": "…"}`: a public note, by
+/// `api`.
+async fn note(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Bytes) -> Response {
+    let body: NoteBody = match json_body(&body, "{\"text\": \"…\"}") {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let engine = app.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.add_note(id, "api", &body.text)).await {
+        Ok(Ok(vigie_store::Noted::NotFound)) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": "no such incident" })),
+        )
+            .into_response(),
+        Ok(r) => engine_answer(r.map(|_| "noted".to_owned())),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    #[serde(default, rename = "for")]
+    duration: Option<vigie_core::Duration>,
+}
+
+/// `POST /api/v1/checks/NAME/maintenance {"for": "1h"}`.
+async fn maintenance_start(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: MaintenanceBody = match json_body(&body, "{\"for\": \"1h\"}") {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let Some(d) = body.duration else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"for\": \"1h\"}: how long the maintenance lasts\n",
+        )
+            .into_response();
+    };
+    engine_answer(
+        app.engine
+            .start_maintenance(&name, d.std(), "api")
+            .map(|m| format!("in maintenance until {}", m.until.millis())),
+    )
+}
+
+/// `DELETE /api/v1/checks/NAME/maintenance`.
+async fn maintenance_end(State(app): State<App>, Path(name): Path<String>) -> Response {
+    engine_answer(app.engine.end_maintenance(&name).map(|was| {
+        if was {
+            "ended"
+        } else {
+            "was not in maintenance"
+        }
+        .to_owned()
+    }))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/sync/NAME/pause {"reason": "…"}`, as `vigie sync pause`.
+async fn sync_pause(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: PauseBody = match json_body(&body, "{\"reason\": \"…\"}") {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "paused through the API".to_owned());
+    let reason: String = reason.chars().take(200).collect();
+    engine_answer(
+        app.engine
+            .sync_pause(&name, &reason)
+            .map(|()| "paused".to_owned()),
+    )
+}
+
+/// `POST /api/v1/sync/NAME/resume`, as `vigie sync resume`.
+async fn sync_resume(State(app): State<App>, Path(name): Path<String>) -> Response {
+    engine_answer(
+        app.engine
+            .sync_resume(&name)
+            .map(|was| if was { "resumed" } else { "was not paused" }.to_owned()),
+    )
 }
 
 async fn metrics_page(State(app): State<App>) -> Response {
