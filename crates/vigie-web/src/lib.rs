@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use vigie_engine::{Engine, HeartbeatPing, LAG_BUCKETS, PingError};
 use vigie_failover::FailoverActions;
 use vigie_failover::quorum::local_vote;
-use vigie_metrics::{Exposition, Kind, Sample};
+use vigie_metrics::{Exposition, Kind, Sample, Series};
 
 #[derive(Clone)]
 struct App {
@@ -40,8 +40,8 @@ struct App {
     /// Bearer token required for the API and `/metrics`, when configured.
     token: Option<Arc<str>>,
     failover: Option<Arc<FailoverActions>>,
-    stats: Arc<ServerStats>,
-    host: Arc<host::HostMetrics>,
+    /// What `/metrics` shows (the server's own counters among it).
+    metrics: Metrics,
     /// The dashboard's logged-in browsers.
     sessions: Arc<dash::Sessions>,
     /// Served over TLS: the session cookie is `Secure`.
@@ -74,6 +74,70 @@ impl Server {
     }
 }
 
+/// Samples from beside the engine that `/metrics` shows too (the remote
+/// writes' own counters).
+pub type ExtraSamples = Arc<dyn Fn() -> Vec<Sample> + Send + Sync>;
+
+/// What `/metrics` shows: vigie's families (checks, jobs, engine, server,
+/// process), the host's, and any [`ExtraSamples`]. Read by the page and,
+/// as [`Series`], by the remote writes, so that both always say the same.
+/// Cheap to clone; the server's counters live here, so that they survive
+/// a restart of the server on reload.
+#[derive(Clone)]
+pub struct Metrics {
+    engine: Engine,
+    server: Arc<ServerStats>,
+    host: Arc<host::HostMetrics>,
+    extra: Arc<std::sync::Mutex<Option<ExtraSamples>>>,
+}
+
+impl Metrics {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            server: Arc::new(ServerStats::default()),
+            host: Arc::new(host::HostMetrics::new()),
+            extra: Arc::default(),
+        }
+    }
+
+    /// Show `extra`'s samples too (replacing the last ones given).
+    pub fn set_extra(&self, extra: Option<ExtraSamples>) {
+        *self
+            .extra
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = extra;
+    }
+
+    /// Write every family into `e`.
+    async fn write(&self, e: &mut Exposition) {
+        let mut host = self.host.samples().await;
+        let extra = self
+            .extra
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(extra) = extra {
+            host.extend(extra());
+        }
+        write_metrics(e, &self.engine, &self.server, &host);
+    }
+
+    /// The `/metrics` page.
+    pub async fn page(&self) -> String {
+        let mut e = Exposition::new();
+        self.write(&mut e).await;
+        e.finish()
+    }
+
+    /// The page's samples, each a series.
+    pub async fn series(&self) -> Vec<Series> {
+        let mut e = Exposition::collecting();
+        self.write(&mut e).await;
+        e.into_series()
+    }
+}
+
 /// Bind `server.listen` and serve (over HTTPS when `server.tls` is set)
 /// until [`Server::stop`]. `failover` answers peers' votes and
 /// `/api/v1/failover`.
@@ -82,14 +146,23 @@ pub async fn serve(
     server: &vigie_config::Server,
     failover: Option<Arc<FailoverActions>>,
 ) -> std::io::Result<Server> {
+    serve_with(Metrics::new(engine), server, failover).await
+}
+
+/// [`serve`], with the `/metrics` of `metrics` (which the caller shares
+/// with the remote writes).
+pub async fn serve_with(
+    metrics: Metrics,
+    server: &vigie_config::Server,
+    failover: Option<Arc<FailoverActions>>,
+) -> std::io::Result<Server> {
     let tls = server.tls.as_ref().map(tls::acceptor).transpose()?;
-    let stats = Arc::new(ServerStats::default());
+    let stats = metrics.server.clone();
     let app = App {
-        engine,
+        engine: metrics.engine.clone(),
         token: server.token.as_ref().map(|t| Arc::from(t.expose())),
         failover,
-        stats: stats.clone(),
-        host: Arc::new(host::HostMetrics::new()),
+        metrics,
         sessions: Arc::new(dash::Sessions::default()),
         https: tls.is_some(),
         reads: Arc::new(tokio::sync::Semaphore::new(dash::READS)),
@@ -108,7 +181,7 @@ pub async fn serve(
         .route("/api/v1/sync/{name}/pause", post(sync_pause))
         .route("/api/v1/sync/{name}/resume", post(sync_resume))
         .route("/api/v1/failover", get(failovers))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
     let router = Router::new()
@@ -543,9 +616,8 @@ async fn sync_resume(State(app): State<App>, Path(name): Path<String>) -> Respon
     )
 }
 
-async fn metrics(State(app): State<App>) -> Response {
-    let host = app.host.samples().await;
-    let body = render_metrics(&app.engine, &app.stats, &host);
+async fn metrics_page(State(app): State<App>) -> Response {
+    let body = app.metrics.page().await;
     (
         [(
             header::CONTENT_TYPE,
@@ -557,18 +629,16 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 /// The whole `/metrics` page: vigie's own families, then the host's
-/// (`host`, from `host::HostMetrics::samples`).
-pub fn render_metrics(engine: &Engine, server: &ServerStats, host: &[Sample]) -> String {
-    let mut e = Exposition::new();
+/// (`host`, from `host::HostMetrics::samples`, and the extra samples).
+fn write_metrics(e: &mut Exposition, engine: &Engine, server: &ServerStats, host: &[Sample]) {
     let statuses = engine.statuses();
-    check_metrics(&mut e, &statuses);
-    backup_metrics(&mut e, &engine.view().config(), engine.board());
-    converge_metrics(&mut e, &engine.view().config(), engine.board());
-    engine_metrics(&mut e, engine);
-    server_metrics(&mut e, server);
-    vigie_metrics::write_process_metrics(&mut e);
+    check_metrics(e, &statuses);
+    backup_metrics(e, &engine.view().config(), engine.board());
+    converge_metrics(e, &engine.view().config(), engine.board());
+    engine_metrics(e, engine);
+    server_metrics(e, server);
+    vigie_metrics::write_process_metrics(e);
     e.samples(host);
-    e.finish()
 }
 
 /// A family of one sample without labels.

@@ -27,6 +27,7 @@ mod located;
 mod push;
 mod quorum;
 mod readme;
+mod remote_write;
 mod scripts;
 mod secrets;
 mod selfcheck;
