@@ -97,6 +97,7 @@
 
 mod bits;
 pub mod chunk;
+mod open;
 mod store;
 
 pub use chunk::{Chunk, ValueEncoding};
