@@ -19,6 +19,7 @@ mod clock;
 mod heartbeat;
 mod incidents;
 mod runner;
+pub mod series;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -223,6 +224,9 @@ pub(crate) struct Inner {
     status: RwLock<BTreeMap<String, CheckStatus>>,
     heartbeats: Mutex<heartbeat::Book>,
     writer: writer::Handle,
+    /// The series store's feed and read path (`None`: it could not be
+    /// opened, said at start).
+    series: Option<series::Series>,
     stats: EngineStats,
     /// Where state changes go: the incident manager.
     incidents: std::sync::OnceLock<mpsc::UnboundedSender<incidents::Change>>,
@@ -321,11 +325,23 @@ impl Engine {
             config.store.retention.std(),
             hints.heartbeat_url.clone(),
         )?;
+        let series = match series::Series::start(
+            state_dir,
+            &config.series,
+            Some(vigie_metrics::HostCollector::new()),
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the series store; no series are kept until a restart");
+                None
+            }
+        };
         let shared_config = Arc::new(config.clone());
         let inner = Arc::new(Inner {
             status: RwLock::new(BTreeMap::new()),
             heartbeats: Mutex::new(heartbeat::Book::default()),
             writer,
+            series,
             stats: EngineStats::default(),
             incidents: std::sync::OnceLock::new(),
             config: watch::Sender::new(shared_config.clone()),
@@ -375,6 +391,9 @@ impl Engine {
     pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
         let store = self.inner.writer.read_snapshot()?;
         self.install(config, &store)?;
+        if let Some(series) = &self.inner.series {
+            series.reconfigure(&config.series);
+        }
         self.inner.config.send_replace(Arc::new(config.clone()));
         Ok(())
     }
@@ -623,6 +642,18 @@ impl Engine {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         self.inner.writer.flush().await;
+        if let Some(series) = self.inner.series.clone() {
+            let flushed = tokio::task::spawn_blocking(move || series.flush()).await;
+            if let Ok(Err(e)) = flushed {
+                tracing::error!(error = %e, "series store: the last flush failed; the samples since the last one are lost");
+            }
+        }
+    }
+
+    /// The series store: what the checks and the host measured, flushed
+    /// or not (see [`series`]).
+    pub fn series(&self) -> Option<&series::Series> {
+        self.inner.series.as_ref()
     }
 }
 
@@ -674,6 +705,9 @@ impl Inner {
                     message: result.outcome.message.clone(),
                 });
             }
+        }
+        if let Some(series) = &self.series {
+            series.result(&check.name, &result, tracker.state);
         }
         self.writer.result(result, tracker);
         Some(tracker)

@@ -28,24 +28,15 @@ pub struct SeriesStore {
     series: HashMap<SeriesKey, Box<State>>,
 }
 
-/// What a series has in memory.
+/// What a series has in memory: its raw open chunk. The roll-ups'
+/// open chunks are on disk (written as each raw chunk closes), read
+/// back at the next close: they change every few hours, and memory
+/// holds thousands of series.
 #[derive(Debug)]
 struct State {
     id: i64,
     last_ts: Option<i64>,
     raw: Level,
-    minute: Level,
-    hour: Level,
-}
-
-impl State {
-    fn level(&self, res: Resolution) -> &Level {
-        match res {
-            Resolution::Raw => &self.raw,
-            Resolution::Minute => &self.minute,
-            Resolution::Hour => &self.hour,
-        }
-    }
 }
 
 /// An open chunk (one column for raw samples, five for aggregates),
@@ -279,10 +270,7 @@ impl SeriesStore {
                     std::mem::size_of::<State>()
                         + k.name().len()
                         + k.labels().iter().map(|(a, b)| 48 + a.len() + b.len()).sum::<usize>()
-                        + [&s.raw, &s.minute, &s.hour]
-                            .iter()
-                            .map(|l| l.chunk.heap_bytes())
-                            .sum::<usize>()
+                        + s.raw.chunk.heap_bytes()
                 })
                 .sum::<usize>()
     }
@@ -318,18 +306,14 @@ impl SeriesStore {
     pub fn flush(&mut self) -> Result<()> {
         let tx = self.store.conn.transaction()?;
         for (key, state) in &self.series {
-            for level in [&state.raw, &state.minute, &state.hour] {
-                if level.dirty && !level.is_empty() {
-                    write_chunk(&tx, state.id, key, level, true)?;
-                }
+            if state.raw.dirty && !state.raw.is_empty() {
+                write_chunk(&tx, state.id, key, &state.raw, true)?;
             }
         }
         tx.commit()?;
         // Only once committed: a failed flush is tried again in full.
         for state in self.series.values_mut() {
-            for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
-                level.dirty = false;
-            }
+            state.raw.dirty = false;
         }
         Ok(())
     }
@@ -424,7 +408,7 @@ impl SeriesStore {
     }
 
     /// The points of `key`'s open chunk at `res` within `[from, to]`:
-    /// in memory, or as last written (`open = 1`) by another process.
+    /// in memory (raw), or as last written (`open = 1`).
     fn open_points(
         &self,
         key: &SeriesKey,
@@ -439,8 +423,8 @@ impl SeriesStore {
         };
         let mut ts = Vec::new();
         let mut cols = vec![Vec::new(); ncols];
-        if let Some(state) = self.series.get(key) {
-            let (lts, lcols) = state.level(res).decoded(key)?;
+        if let Some(state) = self.series.get(key).filter(|_| res == Resolution::Raw) {
+            let (lts, lcols) = state.raw.decoded(key)?;
             keep(&mut ts, &mut cols, &lts, &lcols, from, to);
         } else if let Some(id) = series_id(&self.store.conn, key)?
             && let Some(c) = read_open(&self.store.conn, id, key, res, ncols)?
@@ -474,7 +458,7 @@ impl SeriesStore {
         let Some(id) = id else {
             return Ok((ts, cols));
         };
-        let open = memory.map(|s| s.level(res));
+        let open = memory.filter(|_| res == Resolution::Raw).map(|s| &s.raw);
         let open_start = open.and_then(Level::first_ts);
         let mut stmt = self.store.conn.prepare_cached(
             "SELECT start_ms, data FROM series_chunks
@@ -692,13 +676,9 @@ fn load_state(conn: &mut Connection, key: &SeriesKey) -> Result<State> {
         id,
         last_ts: None,
         raw: Level::new(Resolution::Raw),
-        minute: Level::new(Resolution::Minute),
-        hour: Level::new(Resolution::Hour),
     };
-    for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
-        if let Some(c) = read_open(conn, id, key, level.res, level.chunk.ncols())? {
-            level.load(&c);
-        }
+    if let Some(c) = read_open(conn, id, key, Resolution::Raw, 1)? {
+        state.raw.load(&c);
     }
     state.last_ts = conn
         .prepare_cached(
@@ -774,10 +754,10 @@ fn write_chunk(
 fn close_raw(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Result<()> {
     // A failed write leaves memory as it was: nothing appended is lost
     // to an error, and the next close tries again.
-    let before = [state.raw.clone(), state.minute.clone(), state.hour.clone()];
+    let before = state.raw.clone();
     let result = close_raw_in(conn, state, key);
     if result.is_err() {
-        [state.raw, state.minute, state.hour] = before;
+        state.raw = before;
     }
     result
 }
@@ -786,24 +766,23 @@ fn close_raw_in(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Re
     let tx = conn.transaction()?;
     write_chunk(&tx, state.id, key, &state.raw, false)?;
     let minutes = bucket(state.raw.aggregates(key)?, Resolution::Minute.millis());
-    state.raw.clear();
-    for m in minutes {
-        push_rollup(
-            &tx,
-            state.id,
-            key,
-            &mut state.minute,
-            Some(&mut state.hour),
-            &m,
-        )?;
+    let mut minute = Level::new(Resolution::Minute);
+    let mut hour = Level::new(Resolution::Hour);
+    for level in [&mut minute, &mut hour] {
+        if let Some(c) = read_open(&tx, state.id, key, level.res, AGG_COLUMNS)? {
+            level.load(&c);
+        }
     }
-    for level in [&mut state.minute, &mut state.hour] {
+    for m in minutes {
+        push_rollup(&tx, state.id, key, &mut minute, Some(&mut hour), &m)?;
+    }
+    for level in [&mut minute, &mut hour] {
         if level.dirty && !level.is_empty() {
             write_chunk(&tx, state.id, key, level, true)?;
-            level.dirty = false;
         }
     }
     tx.commit()?;
+    state.raw.clear();
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub(crate) fn url_segment(s: &str) -> String {
 pub(crate) enum Nav {
     Checks,
     Incidents,
+    Host,
 }
 
 /// What every page's header shows besides the navigation: the node, and
@@ -64,7 +65,7 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
          <link rel=\"stylesheet\" href=\"/ui/style.css\">\
          <script src=\"/ui/live.js\" defer></script></head>\n\
          <body><header><a class=\"brand\" href=\"/\">vigie</a> <span class=\"node\">{node}</span>\
-         <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a></nav>\
+         <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a> <a href=\"/host\"{h}>Host</a></nav>\
          <div class=\"account\">{account}</div></header>\n\
          <main>\n{body}</main></body></html>\n",
         title = esc(title),
@@ -72,6 +73,7 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
         account = frame.account,
         c = current(Nav::Checks),
         i = current(Nav::Incidents),
+        h = current(Nav::Host),
     )
 }
 

@@ -27,6 +27,7 @@ mod readme;
 mod scripts;
 mod secrets;
 mod selfcheck;
+mod series;
 mod service;
 mod status;
 mod sync;
