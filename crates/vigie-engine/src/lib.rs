@@ -14,6 +14,18 @@
 //! - A probe runs in a task of its own: a panic becomes a failing result,
 //!   and its timeout aborts it (dropping sockets, killing processes)
 //!   without delaying any other check.
+//! - Each result's numbers (and the host's metrics, every `[series]
+//!   interval`) also go to the series store through a bounded channel to
+//!   one thread ([`series`]): a check never waits on it, a full queue
+//!   drops samples and counts them.
+//!
+//! # Reading series
+//!
+//! [`Engine::series`] lends the [`series::Series`] handle: its `query`
+//! and `query_step` read raw samples or roll-up buckets, the samples
+//! appended since the last flush included (they read under the writer's
+//! lock). Rules on series (alerts on a rate, a mean over a window) are
+//! meant to read through it; `/api/v1/series` and the dashboard do.
 
 mod clock;
 mod heartbeat;

@@ -277,7 +277,7 @@ impl Thread {
                 Op::Samples(s) => samples.extend(s),
                 Op::Flush(done) => {
                     // What came before the flush is in it.
-                    self.append(std::mem::take(&mut samples));
+                    self.append(&std::mem::take(&mut samples));
                     let _ = done.send(self.flush());
                 }
                 Op::Config(interval, retention) => {
@@ -286,10 +286,10 @@ impl Thread {
                 }
             }
         }
-        self.append(samples);
+        self.append(&samples);
     }
 
-    fn append(&mut self, samples: Vec<(SeriesKey, i64, f64)>) {
+    fn append(&mut self, samples: &[(SeriesKey, i64, f64)]) {
         if samples.is_empty() {
             return;
         }
@@ -298,7 +298,7 @@ impl Thread {
         let mut error = None;
         {
             let mut store = self.store();
-            for (key, ts, v) in &samples {
+            for (key, ts, v) in samples {
                 match store.append(key, *ts, *v) {
                     Ok(()) => appended += 1,
                     Err(SeriesError::OutOfOrder { .. }) => dropped += 1,
@@ -373,7 +373,7 @@ impl Thread {
                 key.ok().map(|k| (k, ts, s.value))
             })
             .collect();
-        self.append(samples);
+        self.append(&samples);
     }
 
     fn failed(&mut self, what: &str, e: &SeriesError) {

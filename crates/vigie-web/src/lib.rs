@@ -360,7 +360,8 @@ async fn series(State(app): State<App>, Query(q): Query<SeriesQuery>) -> Respons
         Ok(k) => k,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let to = q.to.unwrap_or_else(|| vigie_core::Timestamp::now().millis());
+    let to =
+        q.to.unwrap_or_else(|| vigie_core::Timestamp::now().millis());
     let from = q.from.unwrap_or(to.saturating_sub(3_600_000));
     if from > to {
         return (
@@ -401,7 +402,9 @@ async fn series(State(app): State<App>, Query(q): Query<SeriesQuery>) -> Respons
     .await;
     match answer {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) if e.starts_with("step") => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Ok(Err(e)) if e.starts_with("step") => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }

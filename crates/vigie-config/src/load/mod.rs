@@ -13,8 +13,8 @@ use vigie_core::{ByteSize, Duration, Severity};
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source};
 use crate::model::{
     ActionTable, Config, DEFAULT_LISTEN, DnsProvider, Dyndns, EngineConfig, Failover, Flapping,
-    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, Server, ServerTls, StatusPage,
-    SeriesConfig, SeriesRetention, StoreConfig, SyncJob, probe_kinds,
+    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, SeriesConfig, SeriesRetention,
+    Server, ServerTls, StatusPage, StoreConfig, SyncJob, probe_kinds,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -248,7 +248,7 @@ struct RawSeries {
     #[schemars(with = "Option<Duration>", extend("default" = DEFAULT_SERIES_INTERVAL))]
     interval: Option<Spanned<Duration>>,
     /// How long each resolution is kept: `retention = { raw = "2d",
-    /// minute = "30d", hour = "2y" }` (each at least as long as the
+    /// minute = "30d", hour = "104w" }` (each at least as long as the
     /// finer one).
     #[schemars(with = "Option<RawSeriesRetention>")]
     retention: Option<Spanned<RawSeriesRetention>>,

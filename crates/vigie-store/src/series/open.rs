@@ -413,11 +413,16 @@ mod tests {
             f64::MAX,
             3.0,
         ];
-        let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * 15_000 + i % 3).collect();
-        check(&ts, &[values.clone()]);
+        let ts: Vec<i64> = (0..values.len() as i64)
+            .map(|i| i * 15_000 + i % 3)
+            .collect();
+        check(&ts, std::slice::from_ref(&values));
         let doubled: Vec<f64> = values.iter().map(|v| v * 2.0).collect();
         check(&ts, &[values, doubled]);
-        check(&[i64::MIN, -1, 0, i64::MAX], &[vec![0.1 + 0.2, 1e300, -1e-300, 0.5]]);
+        check(
+            &[i64::MIN, -1, 0, i64::MAX],
+            &[vec![0.1 + 0.2, 1e300, -1e-300, 0.5]],
+        );
     }
 
     #[test]

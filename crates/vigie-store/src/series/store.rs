@@ -9,8 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Aggregate, RAW_CHUNK_SAMPLES, RAW_CHUNK_WINDOW_MS, Resolution, Retention, Sample, SeriesError,
-    SeriesKey, chunk,
-    open::OpenChunk,
+    SeriesKey, chunk, open::OpenChunk,
 };
 use crate::Store;
 
@@ -269,7 +268,10 @@ impl SeriesStore {
                 .map(|(k, s)| {
                     std::mem::size_of::<State>()
                         + k.name().len()
-                        + k.labels().iter().map(|(a, b)| 48 + a.len() + b.len()).sum::<usize>()
+                        + k.labels()
+                            .iter()
+                            .map(|(a, b)| 48 + a.len() + b.len())
+                            .sum::<usize>()
                         + s.raw.chunk.heap_bytes()
                 })
                 .sum::<usize>()

@@ -37,9 +37,8 @@ pub(crate) fn charts(
             .unwrap_or_default()
     };
     let named = |name: &'static str| keys.iter().filter(move |k| k.name() == name);
-    let chart = |title: &str, unit: &str, lines: &[Line]| {
-        svg::lines(title, unit, lines, from, to, step_ms)
-    };
+    let chart =
+        |title: &str, unit: &str, lines: &[Line]| svg::lines(title, unit, lines, from, to, step_ms);
     let mut out = Vec::new();
 
     // CPU: 1 − the idle seconds per second, over the CPUs.
@@ -80,10 +79,16 @@ pub(crate) fn charts(
 
     // Filesystems: used share of each, "/" first.
     let mut sizes: Vec<&SeriesKey> = named("node_filesystem_size_bytes").collect();
-    sizes.sort_by_key(|k| (label(k, "mountpoint") != Some("/"), label(k, "mountpoint").map(str::len)));
+    sizes.sort_by_key(|k| {
+        (
+            label(k, "mountpoint") != Some("/"),
+            label(k, "mountpoint").map(str::len),
+        )
+    });
     let mut disks = Vec::new();
     for size in sizes.into_iter().take(MAX_LINES) {
-        let Ok(avail) = SeriesKey::new("node_filesystem_avail_bytes", size.labels().to_vec()) else {
+        let Ok(avail) = SeriesKey::new("node_filesystem_avail_bytes", size.labels().to_vec())
+        else {
             continue;
         };
         let name = label(size, "mountpoint").unwrap_or("?").to_owned();
@@ -183,9 +188,17 @@ mod tests {
 
     #[test]
     fn a_counters_rate_is_per_second_and_a_reset_is_skipped() {
-        let r = rate(&[agg(0, 10.0), agg(2000, 30.0), agg(4000, 5.0), agg(6000, 9.0)]);
+        let r = rate(&[
+            agg(0, 10.0),
+            agg(2000, 30.0),
+            agg(4000, 5.0),
+            agg(6000, 9.0),
+        ]);
         assert_eq!(r, vec![(2000, 10.0), (6000, 2.0)]);
-        let used = ratio_used(&[agg(0, 200.0), agg(10, 0.0)], &[agg(0, 50.0), agg(10, 1.0)]);
+        let used = ratio_used(
+            &[agg(0, 200.0), agg(10, 0.0)],
+            &[agg(0, 50.0), agg(10, 1.0)],
+        );
         assert_eq!(used, vec![(0, 75.0)]);
     }
 }

@@ -515,10 +515,9 @@ fn series_buckets(
             .map_err(|e| tracing::error!(check, series = name, error = %e, "the dashboard cannot read a series"))
             .ok()
     };
-    let (Some(durations), Some(ups)) = (
-        read("vigie_check_duration_seconds"),
-        read("vigie_check_up"),
-    ) else {
+    let (Some(durations), Some(ups)) =
+        (read("vigie_check_duration_seconds"), read("vigie_check_up"))
+    else {
         return Vec::new();
     };
     let passed: std::collections::HashMap<i64, f64> =

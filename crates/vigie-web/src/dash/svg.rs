@@ -165,7 +165,11 @@ pub(crate) fn lines(
         format!("{title}: no samples in this range")
     } else {
         let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-        format!("{title} ({}), up to {} {unit}", names.join(", "), fmt_value(top))
+        format!(
+            "{title} ({}), up to {} {unit}",
+            names.join(", "),
+            fmt_value(top)
+        )
     };
     let span = (to.0 - from.0).max(1) as f64;
     let x_of = |t: i64| LEFT + (t - from.0) as f64 / span * (W - LEFT);

@@ -460,8 +460,9 @@ fn acknowledging_from_the_page_needs_a_login_and_the_forms_token() {
     b.goto(&format!("{base}/"));
     let first = b.tab_to(1);
     assert_eq!(first["text"], "vigie", "{first}");
-    let fourth = b.tab_to(3);
-    assert_eq!(fourth["tag"], "BUTTON", "the logout button: {fourth}");
+    // From vigie: Checks, Incidents, Host, then the logout button.
+    let fifth = b.tab_to(4);
+    assert_eq!(fifth["tag"], "BUTTON", "the logout button: {fifth}");
     // Logging out ends the session on the server too.
     b.click(".account button");
     wait_or_explain(

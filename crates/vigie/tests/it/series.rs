@@ -21,7 +21,11 @@ fn checks() -> String {
             "command = { argv = [\"sh\", \"-c\", \"exit 3\"] }",
             "every = \"100ms\"\nfail_after = 2",
         ),
-        check("fine", "command = { argv = [\"true\"] }", "every = \"100ms\""),
+        check(
+            "fine",
+            "command = { argv = [\"true\"] }",
+            "every = \"100ms\"",
+        ),
     ]
     .concat()
 }
@@ -67,9 +71,15 @@ fn check_results_and_the_host_become_series_flushed_at_sigterm() {
     let up = values(&broken("vigie_check_up", ""));
     assert!(up.iter().all(|&v| v == 0.0), "{up:?}");
     let exit = values(&broken("vigie_check_value", ",name=exit_code"));
-    assert!(exit.len() >= 4 && exit.iter().all(|&v| v == 3.0), "{exit:?}");
+    assert!(
+        exit.len() >= 4 && exit.iter().all(|&v| v == 3.0),
+        "{exit:?}"
+    );
     let failing = values(&broken("vigie_check_failing", ""));
-    assert_eq!(failing[0], 0.0, "not failing before fail_after: {failing:?}");
+    assert_eq!(
+        failing[0], 0.0,
+        "not failing before fail_after: {failing:?}"
+    );
     assert_eq!(*failing.last().unwrap(), 1.0, "{failing:?}");
     let durations = values(&broken("vigie_check_duration_seconds", ""));
     assert!(
@@ -77,15 +87,15 @@ fn check_results_and_the_host_become_series_flushed_at_sigterm() {
         "{durations:?}"
     );
     let fine = values(&series(&d, "name=vigie_check_up&labels=check=fine&from=0"));
-    assert!(fine.len() >= 4 && fine.iter().all(|&v| v == 1.0), "{fine:?}");
+    assert!(
+        fine.len() >= 4 && fine.iter().all(|&v| v == 1.0),
+        "{fine:?}"
+    );
     // The host: sampled at start, under node_exporter's names.
     let load = series(&d, "name=node_load1&from=0");
     assert!(!values(&load).is_empty(), "{load}");
     // Buckets from the roll-ups and the open chunks.
-    let b = series(
-        &d,
-        "name=vigie_check_up&labels=check=fine&from=0&step=3600",
-    );
+    let b = series(&d, "name=vigie_check_up&labels=check=fine&from=0&step=3600");
     let buckets = b["buckets"].as_array().unwrap();
     assert!(!buckets.is_empty(), "{b}");
     assert_eq!(buckets.last().unwrap()["min"], 1.0, "{b}");
@@ -103,7 +113,10 @@ fn check_results_and_the_host_become_series_flushed_at_sigterm() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(appended > 0.0, "{metrics}");
-    assert!(metrics.contains("vigie_series_errors_total 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("vigie_series_errors_total 0\n"),
+        "{metrics}"
+    );
     let runs = api_check(&d, "broken")["runs_total"].as_u64().unwrap();
     // SIGTERM: the open chunks are flushed before the exit.
     d.signal(Signal::TERM);
@@ -113,7 +126,11 @@ fn check_results_and_the_host_become_series_flushed_at_sigterm() {
     let stored = s
         .query(&key("vigie_check_up", &[("check", "broken")]), 0, i64::MAX)
         .unwrap();
-    assert!(stored.len() as u64 >= runs, "every run's sample was flushed: {} of {runs}", stored.len());
+    assert!(
+        stored.len() as u64 >= runs,
+        "every run's sample was flushed: {} of {runs}",
+        stored.len()
+    );
     assert!(stored.iter().all(|s| s.value == 0.0));
     let exit = s
         .query(
@@ -127,7 +144,12 @@ fn check_results_and_the_host_become_series_flushed_at_sigterm() {
         .unwrap();
     assert!(exit.len() as u64 >= runs);
     assert!(exit.iter().all(|s| s.value == 3.0));
-    let names: Vec<String> = s.series().unwrap().iter().map(|k| k.name().to_owned()).collect();
+    let names: Vec<String> = s
+        .series()
+        .unwrap()
+        .iter()
+        .map(|k| k.name().to_owned())
+        .collect();
     for host in [
         "node_cpu_seconds_total",
         "node_memory_MemAvailable_bytes",
