@@ -210,3 +210,68 @@ fn series_settings_are_validated_with_their_place() {
     let r = e.run(&["validate"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+/// The 90 days of a check's page come from the series' roll-ups: 60 days
+/// ago (older than the results the store keeps) written into the store
+/// before the daemon starts, and the runs the daemon feeds; the host
+/// page draws the host's series.
+#[test]
+fn chromium_draws_ninety_days_of_a_check_from_the_series() {
+    vigie_testkit::require!(vigie_testkit::Need::Chromium);
+    let e = env();
+    e.config("");
+    let day = 86_400_000;
+    let now = vigie_core::Timestamp::now().millis();
+    {
+        std::fs::create_dir_all(e.state_dir()).unwrap();
+        let mut s = SeriesStore::open(&e.state_dir(), Retention::default()).unwrap();
+        let up = key("vigie_check_up", &[("check", "fine")]);
+        let duration = key("vigie_check_duration_seconds", &[("check", "fine")]);
+        // A run every 10 minutes for a day, 60 days ago; ten failed, all
+        // in the first 17 hours.
+        for i in 0..144 {
+            let ts = now - 60 * day + i * 600_000;
+            let ok = !(i % 10 == 0 && i < 100);
+            s.append(&up, ts, f64::from(u8::from(ok))).unwrap();
+            s.append(&duration, ts, 0.25).unwrap();
+        }
+        // Quiet since: closed and rolled up to hours, the raw and minute
+        // chunks expired (the last hour's open minute chunk with them).
+        let r = s.enforce_retention(now).unwrap();
+        assert!(r.idle_closed == 2 && r.expired > 0, "{r:?}");
+    }
+    // A generous timeout: a run cut short on a busy machine would count
+    // as one more failure.
+    let d = start(
+        &e,
+        &check(
+            "fine",
+            "command = { argv = [\"true\"] }",
+            "every = \"500ms\"\ntimeout = \"10s\"",
+        ),
+    );
+    wait_until(Duration::from_secs(10), || {
+        api_check(&d, "fine")["runs_total"].as_u64() >= Some(3)
+    });
+    let url = format!("http://{}/checks/fine?range=90d", d.addr);
+    let dom = crate::dash::chromium(&e, &["--dump-dom", &url]);
+    // The old runs (10 failed; at most two hours of them lost with the
+    // open minute chunk), and the daemon's own (none failed).
+    let label = dom
+        .split("aria-label=\"")
+        .find(|s| s.contains(" runs, 10 failed"))
+        .unwrap_or_else(|| panic!("no 90-day history with the old runs: {dom}"));
+    let runs: u64 = label.split(' ').next().unwrap().parse().unwrap();
+    assert!(runs >= 132 + 3, "the old runs and the daemon's: {label}");
+    assert!(label.contains("duration up to 250 ms"), "{label}");
+    let host = crate::dash::chromium(&e, &["--dump-dom", &format!("http://{}/host", d.addr)]);
+    for title in [
+        "CPU busy",
+        "Memory used (used), up to",
+        "Disk used",
+        "Network",
+        "Load (load1, load5, load15), up to",
+    ] {
+        assert!(host.contains(title), "{title}: {host}");
+    }
+}
