@@ -3,6 +3,9 @@
 //! samples included) and from the store file after a SIGTERM; a SIGKILL
 //! leaves a store that reopens and goes on.
 
+// The series keep values bit for bit: exact comparisons are the point.
+#![allow(clippy::float_cmp)]
+
 use std::time::Duration;
 
 use rustix::process::Signal;
@@ -47,6 +50,28 @@ fn values(v: &Value) -> Vec<f64> {
 
 fn key(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
     SeriesKey::new(name, labels.iter().copied()).unwrap()
+}
+
+/// The API refuses what is not a query, and /metrics counts the samples.
+fn bad_queries_and_metrics(d: &Daemon) {
+    // Bad queries say what is wrong.
+    let (status, body) = d.http("GET", "/api/v1/series?name=1bad", &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a series name"), "{body}");
+    let (status, body) = d.http("GET", "/api/v1/series?name=x&from=10&to=5", &[]);
+    assert_eq!(status, 400, "{body}");
+    // /metrics counts what was kept.
+    let (_, metrics) = d.http("GET", "/metrics", &[]);
+    let appended = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigie_series_samples_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(appended > 0.0, "{metrics}");
+    assert!(
+        metrics.contains("vigie_series_errors_total 0\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -99,24 +124,7 @@ fn check_results_and_the_host_become_series_flushed_at_sigterm() {
     let buckets = b["buckets"].as_array().unwrap();
     assert!(!buckets.is_empty(), "{b}");
     assert_eq!(buckets.last().unwrap()["min"], 1.0, "{b}");
-    // Bad queries say what is wrong.
-    let (status, body) = d.http("GET", "/api/v1/series?name=1bad", &[]);
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("not a series name"), "{body}");
-    let (status, body) = d.http("GET", "/api/v1/series?name=x&from=10&to=5", &[]);
-    assert_eq!(status, 400, "{body}");
-    // /metrics counts what was kept.
-    let (_, metrics) = d.http("GET", "/metrics", &[]);
-    let appended = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vigie_series_samples_total "))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(appended > 0.0, "{metrics}");
-    assert!(
-        metrics.contains("vigie_series_errors_total 0\n"),
-        "{metrics}"
-    );
+    bad_queries_and_metrics(&d);
     let runs = api_check(&d, "broken")["runs_total"].as_u64().unwrap();
     // SIGTERM: the open chunks are flushed before the exit.
     d.signal(Signal::TERM);
