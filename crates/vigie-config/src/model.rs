@@ -22,6 +22,7 @@ pub struct Config {
     pub server: Server,
     pub store: StoreConfig,
     pub engine: EngineConfig,
+    pub series: SeriesConfig,
     #[serde(rename = "notify", skip_serializing_if = "BTreeMap::is_empty")]
     pub notifiers: BTreeMap<String, Notifier>,
     #[serde(rename = "action", skip_serializing_if = "BTreeMap::is_empty")]
@@ -483,6 +484,25 @@ pub struct EngineConfig {
     pub notify_attempts: u32,
     /// Wait before the second attempt; doubled after each.
     pub notify_backoff: Duration,
+}
+
+/// The time series (`[series]`): every check's numbers and the host's
+/// metrics, rolled up (raw, 1 min, 1 h) and kept by age and size.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesConfig {
+    /// How often the host's metrics are sampled.
+    pub interval: Duration,
+    pub retention: SeriesRetention,
+    /// Above this many bytes of chunks, the oldest go, raw first.
+    pub max_size: ByteSize,
+}
+
+/// How long each resolution of the series is kept.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesRetention {
+    pub raw: Duration,
+    pub minute: Duration,
+    pub hour: Duration,
 }
 
 /// One check: when and how to run it, how to judge it, and its probe.

@@ -47,9 +47,11 @@ struct Area {
 const AREAS: &[Area] = &[
     Area {
         file: "general",
-        title: "Node, server, store, engine and defaults",
+        title: "Node, server, store, engine, series and defaults",
         intro: "The sections that set up vigie itself. They may only be written in the main file, not in an included one.",
-        sections: &["include", "node", "server", "store", "engine", "defaults"],
+        sections: &[
+            "include", "node", "server", "store", "engine", "series", "defaults",
+        ],
         extra: None,
     },
     Area {

@@ -14,11 +14,24 @@
 //! - A probe runs in a task of its own: a panic becomes a failing result,
 //!   and its timeout aborts it (dropping sockets, killing processes)
 //!   without delaying any other check.
+//! - Each result's numbers (and the host's metrics, every `[series]
+//!   interval`) also go to the series store through a bounded channel to
+//!   one thread ([`series`]): a check never waits on it, a full queue
+//!   drops samples and counts them.
+//!
+//! # Reading series
+//!
+//! [`Engine::series`] lends the [`series::Series`] handle: its `query`
+//! and `query_step` read raw samples or roll-up buckets, the samples
+//! appended since the last flush included (they read under the writer's
+//! lock). Rules on series (alerts on a rate, a mean over a window) are
+//! meant to read through it; `/api/v1/series` and the dashboard do.
 
 mod clock;
 mod heartbeat;
 mod incidents;
 mod runner;
+pub mod series;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -223,6 +236,9 @@ pub(crate) struct Inner {
     status: RwLock<BTreeMap<String, CheckStatus>>,
     heartbeats: Mutex<heartbeat::Book>,
     writer: writer::Handle,
+    /// The series store's feed and read path (`None`: it could not be
+    /// opened, said at start).
+    series: Option<series::Series>,
     stats: EngineStats,
     /// Where state changes go: the incident manager.
     incidents: std::sync::OnceLock<mpsc::UnboundedSender<incidents::Change>>,
@@ -333,11 +349,23 @@ impl Engine {
             config.store.retention.std(),
             hints.heartbeat_url.clone(),
         )?;
+        let series = match series::Series::start(
+            state_dir,
+            &config.series,
+            Some(vigie_metrics::HostCollector::new()),
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the series store; no series are kept until a restart");
+                None
+            }
+        };
         let shared_config = Arc::new(config.clone());
         let inner = Arc::new(Inner {
             status: RwLock::new(BTreeMap::new()),
             heartbeats: Mutex::new(heartbeat::Book::default()),
             writer,
+            series,
             stats: EngineStats::default(),
             incidents: std::sync::OnceLock::new(),
             config: watch::Sender::new(shared_config.clone()),
@@ -400,6 +428,9 @@ impl Engine {
     pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
         let store = self.inner.writer.read_snapshot()?;
         self.install(config, &store)?;
+        if let Some(series) = &self.inner.series {
+            series.reconfigure(&config.series);
+        }
         self.inner.config.send_replace(Arc::new(config.clone()));
         Ok(())
     }
@@ -770,6 +801,18 @@ impl Engine {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         self.inner.writer.flush().await;
+        if let Some(series) = self.inner.series.clone() {
+            let flushed = tokio::task::spawn_blocking(move || series.flush()).await;
+            if let Ok(Err(e)) = flushed {
+                tracing::error!(error = %e, "series store: the last flush failed; the samples since the last one are lost");
+            }
+        }
+    }
+
+    /// The series store: what the checks and the host measured, flushed
+    /// or not (see [`series`]).
+    pub fn series(&self) -> Option<&series::Series> {
+        self.inner.series.as_ref()
     }
 }
 
@@ -835,6 +878,9 @@ impl Inner {
                     message: result.outcome.message.clone(),
                 });
             }
+        }
+        if let Some(series) = &self.series {
+            series.result(&check.name, &result, tracker.state);
         }
         self.writer.result(result, tracker);
         Some(tracker)

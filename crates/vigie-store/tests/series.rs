@@ -508,3 +508,72 @@ fn bytes_per_sample_of_a_day_of_node_metrics() {
     );
     assert!(per_sample <= 2.0, "{per_sample:.2} bytes per sample");
 }
+
+/// The figures of the module doc's "Memory": 300 checks' series (up,
+/// failing, duration to the microsecond, every 30 s) and a host's
+/// counters and gauges (every 15 s), over six hours, so that raw and
+/// one-minute chunks have closed and the hour chunks are open. Run with
+/// `--nocapture` to see the figures.
+#[test]
+fn an_open_series_costs_hundreds_of_bytes_not_kilobytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+    let checks = 300;
+    let keys: Vec<[SeriesKey; 3]> = (0..checks)
+        .map(|i| {
+            let check = format!("check-{i}");
+            [
+                "vigie_check_up",
+                "vigie_check_failing",
+                "vigie_check_duration_seconds",
+            ]
+            .map(|n| SeriesKey::new(n, [("check", check.as_str())]).unwrap())
+        })
+        .collect();
+    let mut rng = XorShift(7);
+    let mut peak = 0usize;
+    for step in 0..(6 * 120) {
+        for (i, [up, failing, duration]) in keys.iter().enumerate() {
+            let ts = T0 + step * 30_000 + i as i64 * 37 + rng.below(3);
+            s.append(up, ts, 1.0).unwrap();
+            s.append(failing, ts, 0.0).unwrap();
+            // 1 to 300 ms, to the microsecond.
+            let us = 1_000 + rng.below(299_000);
+            s.append(duration, ts, us as f64 / 1e6).unwrap();
+        }
+        peak = peak.max(s.memory_bytes());
+    }
+    let host = [
+        ("node_cpu_seconds_total", 100.0),
+        ("node_memory_MemAvailable_bytes", 4096.0 * 1024.0),
+        ("node_load1", 0.01),
+    ];
+    let host_keys: Vec<(SeriesKey, f64)> = host
+        .iter()
+        .map(|(n, v)| (SeriesKey::new(n, [("instance", "x")]).unwrap(), *v))
+        .collect();
+    let mut total = [0.0f64; 3];
+    let before = s.memory_bytes();
+    for step in 0..(6 * 240) {
+        for (j, (k, scale)) in host_keys.iter().enumerate() {
+            total[j] += (1 + rng.below(50)) as f64;
+            s.append(k, T0 + step * 15_000, (total[j] * scale).round() / 100.0)
+                .unwrap();
+        }
+    }
+    let host_each = (s.memory_bytes() - before) / host_keys.len();
+    let series = s.open_series();
+    let per_series = s.memory_bytes() / series;
+    let peak_per_series = peak / (checks * 3);
+    println!(
+        "{series} open series: {per_series} bytes each now, {peak_per_series} at the peak of the checks' (a raw chunk about to close); a host counter or gauge {host_each} bytes"
+    );
+    assert!(peak_per_series < 1024, "{peak_per_series} bytes per series");
+    assert!(host_each < 1024, "{host_each} bytes per host series");
+    // And everything reads back after a flush and a restart.
+    s.flush().unwrap();
+    drop(s);
+    let s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+    let got = s.query(&keys[3][2], T0, T0 + 7 * HOUR).unwrap();
+    assert_eq!(got.len(), 6 * 120);
+}

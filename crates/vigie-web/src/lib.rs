@@ -181,6 +181,7 @@ pub async fn serve_with(
         .route("/api/v1/sync/{name}/pause", post(sync_pause))
         .route("/api/v1/sync/{name}/resume", post(sync_resume))
         .route("/api/v1/failover", get(failovers))
+        .route("/api/v1/series", get(series))
         .route("/metrics", get(metrics_page))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
@@ -434,6 +435,107 @@ async fn incidents(State(app): State<App>) -> Response {
     match app.engine.incidents(200) {
         Ok(list) => axum::Json(serde_json::json!({ "incidents": list })).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    /// The series' name.
+    name: String,
+    /// Its labels, `k=v,k2=v2` (none: the series without labels).
+    #[serde(default)]
+    labels: String,
+    /// Milliseconds since the epoch; default: an hour before `to`.
+    from: Option<i64>,
+    /// Default: now.
+    to: Option<i64>,
+    /// Buckets of this many seconds from the roll-ups; none: raw samples.
+    step: Option<u64>,
+}
+
+/// `GET /api/v1/series?name=…&labels=k=v,…&from=…&to=…&step=…`: one
+/// series' samples (raw), or its buckets (min, max, sum, count, last)
+/// with `step`, unflushed samples included.
+async fn series(State(app): State<App>, Query(q): Query<SeriesQuery>) -> Response {
+    let Some(series) = app.engine.series().cloned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the series store could not be opened: see the daemon's log\n",
+        )
+            .into_response();
+    };
+    let labels: Vec<(&str, &str)> = q
+        .labels
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    let key = match vigie_store::series::SeriesKey::new(&q.name, labels) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let to =
+        q.to.unwrap_or_else(|| vigie_core::Timestamp::now().millis());
+    let from = q.from.unwrap_or(to.saturating_sub(3_600_000));
+    if from > to {
+        return (
+            StatusCode::BAD_REQUEST,
+            "from is after to; hint: both are milliseconds since the epoch\n",
+        )
+            .into_response();
+    }
+    let step = q.step;
+    let answer = tokio::task::spawn_blocking(move || match step {
+        Some(0) => Err("step must be at least 1 (seconds)".to_owned()),
+        Some(step) => series
+            .query_step(&key, from, to, std::time::Duration::from_secs(step))
+            .map(|b| {
+                let buckets: Vec<_> = b
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "ts_ms": a.ts_ms, "min": a.min, "max": a.max,
+                            "sum": a.sum, "count": a.count, "last": a.last,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "series": key.to_string(), "buckets": buckets })
+            })
+            .map_err(|e| e.to_string()),
+        None => series
+            .query(&key, from, to)
+            .map(|samples| {
+                let samples: Vec<_> = samples
+                    .iter()
+                    .map(|s| serde_json::json!([s.ts_ms, number(s.value)]))
+                    .collect();
+                serde_json::json!({ "series": key.to_string(), "samples": samples })
+            })
+            .map_err(|e| e.to_string()),
+    })
+    .await;
+    match answer {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) if e.starts_with("step") => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// JSON has no NaN nor infinities: they are written as Prometheus does,
+/// as strings.
+fn number(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else if v.is_nan() {
+        serde_json::json!("NaN")
+    } else if v > 0.0 {
+        serde_json::json!("+Inf")
+    } else {
+        serde_json::json!("-Inf")
     }
 }
 
@@ -887,7 +989,50 @@ fn converge_metrics(e: &mut Exposition, config: &vigie_config::Config, board: &v
 
 /// The scheduler's lag, the probes' timeouts and panics, notifications and
 /// the store's errors.
+/// The series feed's counters.
+fn series_metrics(e: &mut Exposition, engine: &Engine) {
+    let Some(series) = engine.series() else {
+        return;
+    };
+    let s = series.stats();
+    for (name, kind, help, n) in [
+        (
+            "vigie_series_samples_total",
+            Kind::Counter,
+            "Samples appended to the series store.",
+            &s.appended,
+        ),
+        (
+            "vigie_series_dropped_samples_total",
+            Kind::Counter,
+            "Samples not kept: the queue was full, the store failed, or a sample came before the series' last.",
+            &s.dropped,
+        ),
+        (
+            "vigie_series_errors_total",
+            Kind::Counter,
+            "Series store operations that failed (append, flush, retention).",
+            &s.errors,
+        ),
+        (
+            "vigie_series_open",
+            Kind::Gauge,
+            "Series with open chunks in memory.",
+            &s.open_series,
+        ),
+        (
+            "vigie_series_memory_bytes",
+            Kind::Gauge,
+            "Estimated bytes of the open series in memory (at the last flush).",
+            &s.memory_bytes,
+        ),
+    ] {
+        single(e, name, kind, help, n.load(Ordering::Relaxed) as f64);
+    }
+}
+
 fn engine_metrics(e: &mut Exposition, engine: &Engine) {
+    series_metrics(e, engine);
     let stats = engine.stats();
     e.family(
         "vigie_schedule_lag_seconds",

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use vigie_core::{Duration, Severity};
+use vigie_core::{ByteSize, Duration, Severity};
 
 use crate::diag::{Diagnostic, Diagnostics, Level, Location, Source};
 use crate::model::{
     ActionTable, Config, DEFAULT_LISTEN, DnsProvider, Dyndns, EngineConfig, Failover, Flapping,
-    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, Server, ServerTls, StatusPage,
-    StoreConfig, SyncJob, probe_kinds,
+    Maintenance, Node, NotifierKind, PasswordHash, Peer, Probe, SeriesConfig, SeriesRetention,
+    Server, ServerTls, StatusPage, StoreConfig, SyncJob, probe_kinds,
 };
 use crate::secret::{Secret, SecretSource};
 
@@ -126,12 +126,13 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 19] = [
+const SECTIONS: [&str; 20] = [
     "include",
     "node",
     "server",
     "store",
     "engine",
+    "series",
     "defaults",
     "notify",
     "action",
@@ -147,7 +148,9 @@ const SECTIONS: [&str; 19] = [
     "remote_write",
     "check",
 ];
-const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
+const MAIN_ONLY: [&str; 7] = [
+    "include", "node", "server", "store", "engine", "series", "defaults",
+];
 
 /// The defaults of the settings the loader fills in (the raw types
 /// hold `Option`s): the resolver applies them, the schema and the
@@ -156,6 +159,13 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_CONCURRENCY: usize = 128;
 const DEFAULT_NOTIFY_ATTEMPTS: u32 = 4;
 const DEFAULT_NOTIFY_BACKOFF: Duration = Duration::from_secs(2);
+const DEFAULT_SERIES_INTERVAL: Duration = Duration::from_secs(15);
+const DEFAULT_SERIES_RAW: Duration = Duration::from_secs(2 * 86_400);
+const DEFAULT_SERIES_MINUTE: Duration = Duration::from_secs(30 * 86_400);
+const DEFAULT_SERIES_HOUR: Duration = Duration::from_secs(2 * 365 * 86_400);
+const DEFAULT_SERIES_MAX_SIZE: ByteSize = ByteSize(512 << 20);
+/// `[series] max_size` is at least this (a few days of a small host).
+const MIN_SERIES_MAX_SIZE: ByteSize = ByteSize(1 << 20);
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
 /// A check's `timeout` is its `every`, at most this.
 const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(10);
@@ -226,6 +236,44 @@ struct RawEngine {
     /// The wait before the second attempt; doubled after each.
     #[schemars(extend("default" = DEFAULT_NOTIFY_BACKOFF))]
     notify_backoff: Option<Duration>,
+}
+
+/// The time series (`[series]`): every check's numbers (each metric, the
+/// run's duration, up and failing as 1 or 0) and the host's metrics
+/// (those `/metrics` serves), kept in the store's file, rolled up to one
+/// minute and one hour, bounded by age and size.
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Series")]
+struct RawSeries {
+    /// How often the host's metrics are sampled (at least 1s).
+    #[schemars(with = "Option<Duration>", extend("default" = DEFAULT_SERIES_INTERVAL))]
+    interval: Option<Spanned<Duration>>,
+    /// How long each resolution is kept: `retention = { raw = "2d",
+    /// minute = "30d", hour = "104w" }` (each at least as long as the
+    /// finer one).
+    #[schemars(with = "Option<RawSeriesRetention>")]
+    retention: Option<Spanned<RawSeriesRetention>>,
+    /// Above this size of chunks, the oldest are deleted, raw first (at
+    /// least 1MiB).
+    #[schemars(with = "Option<ByteSize>", extend("default" = DEFAULT_SERIES_MAX_SIZE))]
+    max_size: Option<Spanned<ByteSize>>,
+}
+
+/// How long each resolution of the series is kept.
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SeriesRetention")]
+struct RawSeriesRetention {
+    /// Raw samples.
+    #[schemars(extend("default" = DEFAULT_SERIES_RAW))]
+    raw: Option<Duration>,
+    /// One-minute roll-ups (min, max, mean, last).
+    #[schemars(extend("default" = DEFAULT_SERIES_MINUTE))]
+    minute: Option<Duration>,
+    /// One-hour roll-ups.
+    #[schemars(extend("default" = DEFAULT_SERIES_HOUR))]
+    hour: Option<Duration>,
 }
 
 /// Defaults for every `[[check]]` that does not set the key itself
@@ -408,6 +456,7 @@ struct Raw {
     server: Option<(usize, RawServer)>,
     store: Option<RawStore>,
     engine: Option<(usize, RawEngine)>,
+    series: Option<(usize, RawSeries)>,
     defaults: Option<RawDefaults>,
     checks: Vec<CheckEntry>,
     notifiers: Vec<NotifierEntry>,
@@ -557,6 +606,7 @@ impl Loader {
             retention: store_raw.retention.unwrap_or(DEFAULT_RETENTION),
         };
         let engine = self.resolve_engine();
+        let series = self.resolve_series();
         let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
@@ -592,6 +642,7 @@ impl Loader {
             server: server?,
             store,
             engine,
+            series,
             notifiers,
             actions,
             maintenance,
@@ -645,6 +696,84 @@ impl Loader {
             concurrency,
             notify_attempts,
             notify_backoff: raw.notify_backoff.unwrap_or(DEFAULT_NOTIFY_BACKOFF),
+        }
+    }
+
+    /// `[series]`: an interval of at least a second, retentions that do
+    /// not shrink from raw to hour, a size bound of at least 1MiB.
+    fn resolve_series(&mut self) -> SeriesConfig {
+        let (src, raw) = self.raw.series.take().unwrap_or_default();
+        let mut interval = raw
+            .interval
+            .as_ref()
+            .map_or(DEFAULT_SERIES_INTERVAL, |i| *i.get_ref());
+        if interval.std() < std::time::Duration::from_secs(1) {
+            let span = raw.interval.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                "series.interval",
+                format!("`{interval}` is below a second"),
+                Some("write e.g. \"15s\" (node_exporter's usual scrape interval)".into()),
+            );
+            interval = DEFAULT_SERIES_INTERVAL;
+        }
+        let span = raw.retention.as_ref().map(Spanned::span);
+        let r = raw.retention.map(Spanned::into_inner).unwrap_or_default();
+        let retention = SeriesRetention {
+            raw: r.raw.unwrap_or(DEFAULT_SERIES_RAW),
+            minute: r.minute.unwrap_or(DEFAULT_SERIES_MINUTE),
+            hour: r.hour.unwrap_or(DEFAULT_SERIES_HOUR),
+        };
+        let levels = [
+            ("raw", retention.raw),
+            ("minute", retention.minute),
+            ("hour", retention.hour),
+        ];
+        for (name, d) in levels {
+            if d.std().is_zero() {
+                self.error(
+                    src,
+                    span.clone(),
+                    &format!("series.retention.{name}"),
+                    "must be longer than 0s".into(),
+                    Some(format!("keep it, e.g. {name} = \"7d\"")),
+                );
+            }
+        }
+        for pair in levels.windows(2) {
+            let ((fine, f), (coarse, c)) = (pair[0], pair[1]);
+            if c.std() < f.std() {
+                self.error(
+                    src,
+                    span.clone(),
+                    &format!("series.retention.{coarse}"),
+                    format!("`{c}` is shorter than `{fine} = \"{f}\"`"),
+                    Some(format!(
+                        "a coarser resolution is what is left once the finer expires: keep {coarse} at least {f}"
+                    )),
+                );
+            }
+        }
+        let mut max_size = raw
+            .max_size
+            .as_ref()
+            .map_or(DEFAULT_SERIES_MAX_SIZE, |m| *m.get_ref());
+        if max_size.0 < MIN_SERIES_MAX_SIZE.0 {
+            let span = raw.max_size.as_ref().map(Spanned::span);
+            self.error(
+                src,
+                span,
+                "series.max_size",
+                format!("`{max_size}` is below 1MiB"),
+                Some("write e.g. \"512MiB\"".into()),
+            );
+            max_size = DEFAULT_SERIES_MAX_SIZE;
+        }
+        SeriesConfig {
+            interval,
+            retention,
+            max_size,
         }
     }
 

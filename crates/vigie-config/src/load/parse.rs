@@ -65,6 +65,7 @@ impl Loader {
                 "server" => self.raw.server = self.de(src, value, "server").map(|s| (src, s)),
                 "store" => self.raw.store = self.de(src, value, "store"),
                 "engine" => self.raw.engine = self.de(src, value, "engine").map(|e| (src, e)),
+                "series" => self.raw.series = self.de(src, value, "series").map(|e| (src, e)),
                 "defaults" => self.raw.defaults = self.de(src, value, "defaults"),
                 "check" => self.checks(src, value),
                 "notify" => self.notifiers(src, value),

@@ -17,7 +17,7 @@ use crate::model::{
     ActionTable, DnsProvider, Dyndns, Failover, Maintenance, NotifierKind, Peer, SyncJob,
 };
 
-use super::{RawCheck, RawDefaults, RawEngine, RawNode, RawServer, RawStore};
+use super::{RawCheck, RawDefaults, RawEngine, RawNode, RawSeries, RawServer, RawStore};
 
 /// vigie's configuration: one TOML file (`/etc/vigie/vigie.toml` as
 /// root), plus the files of its `include` directory. Secrets are never
@@ -35,6 +35,7 @@ struct File {
     server: Option<RawServer>,
     store: Option<RawStore>,
     engine: Option<RawEngine>,
+    series: Option<RawSeries>,
     defaults: Option<RawDefaults>,
     /// Notifiers, each under its own name: `[notify.phone]`, with its
     /// `kind`. A check's `actions` name them as `notify:phone`.

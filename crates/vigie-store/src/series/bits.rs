@@ -4,7 +4,7 @@
 use super::ChunkError;
 
 /// Appends fields of up to 64 bits to a byte vector.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     /// Bits already used in the last byte (0 when a new byte is needed).
@@ -26,6 +26,11 @@ impl BitWriter {
         let mut left = n;
         while left > 0 {
             if self.used == 0 {
+                // Grown by a quarter, not doubled: an open chunk keeps
+                // its writer for hours, and thousands of them are open.
+                if self.bytes.len() == self.bytes.capacity() {
+                    self.bytes.reserve_exact(self.bytes.len() / 4 + 8);
+                }
                 self.bytes.push(0);
             }
             let room = 8 - self.used;
@@ -61,6 +66,16 @@ impl BitWriter {
             let last = other.bytes[whole];
             self.bits(u64::from(last >> (8 - other.used)), other.used);
         }
+    }
+
+    /// The bytes written so far (the last one zero-padded).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes held on the heap.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
     }
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {

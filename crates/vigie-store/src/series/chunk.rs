@@ -16,7 +16,7 @@ pub const MAX_COLUMNS: usize = 8;
 
 /// The largest decimal exponent tried: 10^15 is exact in an `f64`, and
 /// so is every integer up to 2^53 it scales.
-const MAX_EXPONENT: u8 = 15;
+pub(crate) const MAX_EXPONENT: u8 = 15;
 const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
@@ -351,7 +351,7 @@ fn read_column(r: &mut BitReader<'_>, count: usize) -> Result<Vec<f64>, ChunkErr
 
 /// The common exponent `e` and the integers `m` with `m / 10^e == v`
 /// bit for bit, if every value has them (finite, not -0.0, |m| ≤ 2^53).
-fn decimal_form(values: &[f64]) -> Option<(u8, Vec<i64>)> {
+pub(crate) fn decimal_form(values: &[f64]) -> Option<(u8, Vec<i64>)> {
     let mut e = 0u8;
     for &v in values {
         while exact_at(v, e).is_none() {
@@ -368,7 +368,7 @@ fn decimal_form(values: &[f64]) -> Option<(u8, Vec<i64>)> {
         .map(|m| (e, m))
 }
 
-fn exact_at(v: f64, e: u8) -> Option<i64> {
+pub(crate) fn exact_at(v: f64, e: u8) -> Option<i64> {
     if !v.is_finite() {
         return None;
     }
@@ -395,7 +395,7 @@ pub(crate) fn exact_sum(a: f64, b: f64) -> f64 {
     a + b
 }
 
-fn from_decimal(m: i64, e: u8) -> f64 {
+pub(crate) fn from_decimal(m: i64, e: u8) -> f64 {
     m as f64 / POW10[usize::from(e.min(MAX_EXPONENT))]
 }
 

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Aggregate, RAW_CHUNK_SAMPLES, RAW_CHUNK_WINDOW_MS, Resolution, Retention, Sample, SeriesError,
-    SeriesKey, chunk,
+    SeriesKey, chunk, open::OpenChunk,
 };
 use crate::Store;
 
@@ -23,36 +23,27 @@ const AGG_COLUMNS: usize = 5;
 pub struct SeriesStore {
     store: Store,
     retention: Retention,
-    series: HashMap<SeriesKey, State>,
+    // Boxed: the map keeps a slot per bucket, and grows by doubling.
+    series: HashMap<SeriesKey, Box<State>>,
 }
 
-/// What a series has in memory.
+/// What a series has in memory: its raw open chunk. The roll-ups'
+/// open chunks are on disk (written as each raw chunk closes), read
+/// back at the next close: they change every few hours, and memory
+/// holds thousands of series.
 #[derive(Debug)]
 struct State {
     id: i64,
     last_ts: Option<i64>,
     raw: Level,
-    minute: Level,
-    hour: Level,
 }
 
-impl State {
-    fn level(&self, res: Resolution) -> &Level {
-        match res {
-            Resolution::Raw => &self.raw,
-            Resolution::Minute => &self.minute,
-            Resolution::Hour => &self.hour,
-        }
-    }
-}
-
-/// An open chunk: timestamps and columns (one for raw samples, five for
-/// aggregates).
+/// An open chunk (one column for raw samples, five for aggregates),
+/// kept compressed as it grows ([`OpenChunk`]).
 #[derive(Clone, Debug)]
 struct Level {
     res: Resolution,
-    ts: Vec<i64>,
-    cols: Vec<Vec<f64>>,
+    chunk: OpenChunk,
     /// Changed since it was last written.
     dirty: bool,
 }
@@ -66,10 +57,33 @@ impl Level {
         };
         Self {
             res,
-            ts: Vec::new(),
-            cols: vec![Vec::new(); n],
+            chunk: OpenChunk::new(n),
             dirty: false,
         }
+    }
+
+    /// A level holding `c` as read back from disk.
+    fn load(&mut self, c: &chunk::Chunk) {
+        self.chunk.clear();
+        let mut vals = vec![0.0; c.columns.len()];
+        for (i, &t) in c.ts.iter().enumerate() {
+            for (v, col) in vals.iter_mut().zip(&c.columns) {
+                *v = col[i];
+            }
+            self.chunk.push(t, &vals);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunk.is_empty()
+    }
+
+    fn first_ts(&self) -> Option<i64> {
+        self.chunk.first_ts()
+    }
+
+    fn last_ts(&self) -> Option<i64> {
+        self.chunk.last_ts()
     }
 
     /// (samples, window) after which it closes.
@@ -87,59 +101,64 @@ impl Level {
     /// buckets. A series denser than that closes at four times the size
     /// whatever the bucket (its roll-up merges the split bucket).
     fn full_before(&self, ts: i64) -> bool {
-        let (Some(&first), Some(&last)) = (self.ts.first(), self.ts.last()) else {
+        let (Some(first), Some(last)) = (self.first_ts(), self.last_ts()) else {
             return false;
         };
+        let len = self.chunk.len();
         let (n, window) = self.limits();
-        let full = self.ts.len() >= n || ts.saturating_sub(first) >= window;
+        let full = len >= n || ts.saturating_sub(first) >= window;
         let next = match self.res {
             Resolution::Raw => Resolution::Minute.millis(),
             Resolution::Minute => Resolution::Hour.millis(),
             Resolution::Hour => return full,
         };
-        self.ts.len() >= 4 * n || (full && ts.div_euclid(next) != last.div_euclid(next))
+        len >= 4 * n || (full && ts.div_euclid(next) != last.div_euclid(next))
     }
 
     fn push_sample(&mut self, ts: i64, v: f64) {
-        self.ts.push(ts);
-        self.cols[0].push(v);
+        self.chunk.push(ts, &[v]);
         self.dirty = true;
     }
 
     fn push_agg(&mut self, a: &Aggregate) {
-        self.ts.push(a.ts_ms);
-        for (col, v) in self.cols.iter_mut().zip(agg_values(a)) {
-            col.push(v);
-        }
+        self.chunk.push(a.ts_ms, &agg_values(a));
         self.dirty = true;
     }
 
     fn last_agg(&self) -> Option<Aggregate> {
-        (self.res != Resolution::Raw && !self.ts.is_empty()).then(|| self.agg(self.ts.len() - 1))
+        if self.res == Resolution::Raw {
+            return None;
+        }
+        self.chunk.last().map(|p| Aggregate {
+            ts_ms: p.ts,
+            min: p.vals[0],
+            max: p.vals[1],
+            sum: p.vals[2],
+            count: p.vals[3] as u64,
+            last: p.vals[4],
+        })
     }
 
     fn set_last_agg(&mut self, a: &Aggregate) {
-        let i = self.ts.len() - 1;
-        for (col, v) in self.cols.iter_mut().zip(agg_values(a)) {
-            col[i] = v;
-        }
+        self.chunk.set_last(&agg_values(a));
         self.dirty = true;
     }
 
-    fn agg(&self, i: usize) -> Aggregate {
-        agg_at(self.ts[i], &self.cols, i)
+    /// Timestamps and columns, decoded.
+    fn decoded(&self, key: &SeriesKey) -> Result<(Vec<i64>, Vec<Vec<f64>>)> {
+        self.chunk
+            .decode()
+            .map_err(|e| chunk_error(key, self.res, self.first_ts().unwrap_or_default(), e))
     }
 
     /// Every point as an aggregate (a raw sample is one of count 1).
-    fn aggregates(&self) -> Vec<Aggregate> {
-        points(self.res, &self.ts, &self.cols)
+    fn aggregates(&self, key: &SeriesKey) -> Result<Vec<Aggregate>> {
+        let (ts, cols) = self.decoded(key)?;
+        Ok(points(self.res, &ts, &cols))
     }
 
     fn clear(&mut self) {
-        self.ts.clear();
-        for c in &mut self.cols {
-            c.clear();
-        }
+        self.chunk.clear();
         self.dirty = false;
     }
 }
@@ -228,12 +247,42 @@ impl SeriesStore {
         &self.retention
     }
 
+    /// Keep by `retention` from the next [`Self::enforce_retention`] on.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
+    }
+
+    /// How many series have open chunks in memory.
+    pub fn open_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// An estimate of the bytes the open series take: their keys, their
+    /// state and their chunks' streams (the map's own slots included).
+    pub fn memory_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<SeriesKey>() + std::mem::size_of::<Box<State>>() + 1;
+        self.series.capacity() * slot
+            + self
+                .series
+                .iter()
+                .map(|(k, s)| {
+                    std::mem::size_of::<State>()
+                        + k.name().len()
+                        + k.labels()
+                            .iter()
+                            .map(|(a, b)| 48 + a.len() + b.len())
+                            .sum::<usize>()
+                        + s.raw.chunk.heap_bytes()
+                })
+                .sum::<usize>()
+    }
+
     /// Append a sample; `ts_ms` must be later than the series' last one.
     /// It is in memory until its chunk closes or [`Self::flush`].
     pub fn append(&mut self, key: &SeriesKey, ts_ms: i64, value: f64) -> Result<()> {
         if !self.series.contains_key(key) {
             let state = load_state(&mut self.store.conn, key)?;
-            self.series.insert(key.clone(), state);
+            self.series.insert(key.clone(), Box::new(state));
         }
         let conn = &mut self.store.conn;
         let state = self.series.get_mut(key).expect("inserted above");
@@ -259,18 +308,14 @@ impl SeriesStore {
     pub fn flush(&mut self) -> Result<()> {
         let tx = self.store.conn.transaction()?;
         for (key, state) in &self.series {
-            for level in [&state.raw, &state.minute, &state.hour] {
-                if level.dirty && !level.ts.is_empty() {
-                    write_chunk(&tx, state.id, key, level, true)?;
-                }
+            if state.raw.dirty && !state.raw.is_empty() {
+                write_chunk(&tx, state.id, key, &state.raw, true)?;
             }
         }
         tx.commit()?;
         // Only once committed: a failed flush is tried again in full.
         for state in self.series.values_mut() {
-            for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
-                level.dirty = false;
-            }
+            state.raw.dirty = false;
         }
         Ok(())
     }
@@ -365,7 +410,7 @@ impl SeriesStore {
     }
 
     /// The points of `key`'s open chunk at `res` within `[from, to]`:
-    /// in memory, or as last written (`open = 1`) by another process.
+    /// in memory (raw), or as last written (`open = 1`).
     fn open_points(
         &self,
         key: &SeriesKey,
@@ -380,9 +425,9 @@ impl SeriesStore {
         };
         let mut ts = Vec::new();
         let mut cols = vec![Vec::new(); ncols];
-        if let Some(state) = self.series.get(key) {
-            let level = state.level(res);
-            keep(&mut ts, &mut cols, &level.ts, &level.cols, from, to);
+        if let Some(state) = self.series.get(key).filter(|_| res == Resolution::Raw) {
+            let (lts, lcols) = state.raw.decoded(key)?;
+            keep(&mut ts, &mut cols, &lts, &lcols, from, to);
         } else if let Some(id) = series_id(&self.store.conn, key)?
             && let Some(c) = read_open(&self.store.conn, id, key, res, ncols)?
         {
@@ -415,8 +460,8 @@ impl SeriesStore {
         let Some(id) = id else {
             return Ok((ts, cols));
         };
-        let open = memory.map(|s| s.level(res));
-        let open_start = open.and_then(|l| l.ts.first().copied());
+        let open = memory.filter(|_| res == Resolution::Raw).map(|s| &s.raw);
+        let open_start = open.and_then(Level::first_ts);
         let mut stmt = self.store.conn.prepare_cached(
             "SELECT start_ms, data FROM series_chunks
              WHERE series_id = ?1 AND resolution_ms = ?2 AND start_ms <= ?4 AND end_ms >= ?3
@@ -441,7 +486,8 @@ impl SeriesStore {
             keep(&mut ts, &mut cols, &c.ts, &c.columns, from, to);
         }
         if let Some(open) = open {
-            keep(&mut ts, &mut cols, &open.ts, &open.cols, from, to);
+            let (ots, ocols) = open.decoded(key)?;
+            keep(&mut ts, &mut cols, &ots, &ocols, from, to);
         }
         Ok((ts, cols))
     }
@@ -537,7 +583,7 @@ impl SeriesStore {
         let mut idle: Vec<SeriesKey> = self
             .series
             .iter()
-            .filter(|(_, s)| s.raw.ts.last().is_some_and(|&t| t < cutoff))
+            .filter(|(_, s)| s.raw.last_ts().is_some_and(|t| t < cutoff))
             .map(|(k, _)| k.clone())
             .collect();
         let on_disk: Vec<(String, String)> = self
@@ -560,10 +606,10 @@ impl SeriesStore {
         for key in idle {
             if !self.series.contains_key(&key) {
                 let state = load_state(&mut self.store.conn, &key)?;
-                self.series.insert(key.clone(), state);
+                self.series.insert(key.clone(), Box::new(state));
             }
             let state = self.series.get_mut(&key).expect("inserted above");
-            if state.raw.ts.last().is_some_and(|&t| t < cutoff) {
+            if state.raw.last_ts().is_some_and(|t| t < cutoff) {
                 close_raw(&mut self.store.conn, state, &key)?;
                 closed += 1;
             }
@@ -632,14 +678,9 @@ fn load_state(conn: &mut Connection, key: &SeriesKey) -> Result<State> {
         id,
         last_ts: None,
         raw: Level::new(Resolution::Raw),
-        minute: Level::new(Resolution::Minute),
-        hour: Level::new(Resolution::Hour),
     };
-    for level in [&mut state.raw, &mut state.minute, &mut state.hour] {
-        if let Some(c) = read_open(conn, id, key, level.res, level.cols.len())? {
-            level.ts = c.ts;
-            level.cols = c.columns;
-        }
+    if let Some(c) = read_open(conn, id, key, Resolution::Raw, 1)? {
+        state.raw.load(&c);
     }
     state.last_ts = conn
         .prepare_cached(
@@ -688,10 +729,10 @@ fn write_chunk(
     level: &Level,
     open: bool,
 ) -> Result<()> {
-    let cols: Vec<&[f64]> = level.cols.iter().map(Vec::as_slice).collect();
-    let start = level.ts[0];
-    let data =
-        chunk::encode(&level.ts, &cols).map_err(|e| chunk_error(key, level.res, start, e))?;
+    let (ts, cols) = level.decoded(key)?;
+    let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+    let start = ts[0];
+    let data = chunk::encode(&ts, &cols).map_err(|e| chunk_error(key, level.res, start, e))?;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO series_chunks
              (series_id, resolution_ms, start_ms, end_ms, samples, open, data)
@@ -701,8 +742,8 @@ fn write_chunk(
         id,
         level.res.millis(),
         start,
-        level.ts[level.ts.len() - 1],
-        level.ts.len() as i64,
+        ts[ts.len() - 1],
+        ts.len() as i64,
         open,
         data
     ])?;
@@ -715,10 +756,10 @@ fn write_chunk(
 fn close_raw(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Result<()> {
     // A failed write leaves memory as it was: nothing appended is lost
     // to an error, and the next close tries again.
-    let before = [state.raw.clone(), state.minute.clone(), state.hour.clone()];
+    let before = state.raw.clone();
     let result = close_raw_in(conn, state, key);
     if result.is_err() {
-        [state.raw, state.minute, state.hour] = before;
+        state.raw = before;
     }
     result
 }
@@ -726,25 +767,24 @@ fn close_raw(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Resul
 fn close_raw_in(conn: &mut Connection, state: &mut State, key: &SeriesKey) -> Result<()> {
     let tx = conn.transaction()?;
     write_chunk(&tx, state.id, key, &state.raw, false)?;
-    let minutes = bucket(state.raw.aggregates(), Resolution::Minute.millis());
-    state.raw.clear();
-    for m in minutes {
-        push_rollup(
-            &tx,
-            state.id,
-            key,
-            &mut state.minute,
-            Some(&mut state.hour),
-            &m,
-        )?;
+    let minutes = bucket(state.raw.aggregates(key)?, Resolution::Minute.millis());
+    let mut minute = Level::new(Resolution::Minute);
+    let mut hour = Level::new(Resolution::Hour);
+    for level in [&mut minute, &mut hour] {
+        if let Some(c) = read_open(&tx, state.id, key, level.res, AGG_COLUMNS)? {
+            level.load(&c);
+        }
     }
-    for level in [&mut state.minute, &mut state.hour] {
-        if level.dirty && !level.ts.is_empty() {
+    for m in minutes {
+        push_rollup(&tx, state.id, key, &mut minute, Some(&mut hour), &m)?;
+    }
+    for level in [&mut minute, &mut hour] {
+        if level.dirty && !level.is_empty() {
             write_chunk(&tx, state.id, key, level, true)?;
-            level.dirty = false;
         }
     }
     tx.commit()?;
+    state.raw.clear();
     Ok(())
 }
 
@@ -773,7 +813,7 @@ fn push_rollup(
     if level.full_before(a.ts_ms) {
         write_chunk(conn, id, key, level, false)?;
         if let Some(next) = next {
-            for h in bucket(level.aggregates(), next.res.millis()) {
+            for h in bucket(level.aggregates(key)?, next.res.millis()) {
                 push_rollup(conn, id, key, next, None, &h)?;
             }
         }

@@ -38,6 +38,7 @@ pub(crate) fn url_segment(s: &str) -> String {
 pub(crate) enum Nav {
     Checks,
     Incidents,
+    Host,
     Sync,
     Fleet,
 }
@@ -67,7 +68,7 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
          <script src=\"/ui/live.js\" defer></script></head>\n\
          <body><header><a class=\"brand\" href=\"/\">vigie</a> <span class=\"node\">{node}</span>\
          <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a> \
-         <a href=\"/sync\"{s}>Replication</a> <a href=\"/ui/fleet\"{f}>Fleet</a></nav>\
+         <a href=\"/host\"{h}>Host</a> <a href=\"/sync\"{s}>Replication</a> <a href=\"/ui/fleet\"{f}>Fleet</a></nav>\
          <div class=\"account\">{account}</div></header>\n\
          <main>\n{body}</main></body></html>\n",
         title = esc(title),
@@ -75,6 +76,7 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
         account = frame.account,
         c = current(Nav::Checks),
         i = current(Nav::Incidents),
+        h = current(Nav::Host),
         s = current(Nav::Sync),
         f = current(Nav::Fleet),
     )

@@ -13,6 +13,7 @@
 
 mod account;
 mod fleet;
+mod host;
 mod html;
 mod session;
 mod status;
@@ -64,6 +65,7 @@ pub(crate) fn routes(app: &App) -> Router<App> {
     Router::new()
         .route("/", get(overview))
         .route("/checks/{name}", get(check_page))
+        .route("/host", get(host_page))
         .route("/incidents", get(incidents_page))
         .route("/incidents/{id}", get(incident_page))
         .route("/incidents/{id}/ack", post(account::ack))
@@ -394,8 +396,16 @@ async fn check_page(
     let from = to.saturating_sub(span);
     let width = (span.as_millis() as i64 / i64::from(BUCKETS)).max(1);
     let check = name.clone();
+    // Beyond a day, the series' roll-ups: the results table keeps only
+    // `[store] retention` of runs.
+    let series = (span > Duration::from_hours(24))
+        .then(|| app.engine.series().cloned())
+        .flatten();
     let (buckets, incidents) = match read(&app, &v, move |store| {
-        let b = store.result_buckets(&check, from, to, BUCKETS)?;
+        let b = match &series {
+            Some(series) => series_buckets(series, &check, from, to, width),
+            None => store.result_buckets(&check, from, to, BUCKETS)?,
+        };
         let i: Vec<_> = store
             .recent_incidents(500)?
             .into_iter()
@@ -446,6 +456,104 @@ async fn check_page(
         StatusCode::OK,
         page(&status.name, &v.frame, Nav::Checks, &body),
     )
+}
+
+/// The host's CPU, memory, disks, network and load over a range, read
+/// from the series the daemon keeps of node_exporter's metrics.
+async fn host_page(
+    State(app): State<App>,
+    Extension(v): Extension<Viewer>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let range = q.range.as_deref().unwrap_or("24h");
+    let Some(&(range, span)) = RANGES.iter().find(|(r, _)| *r == range) else {
+        let known: Vec<&str> = RANGES.iter().map(|(r, _)| *r).collect();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("range must be one of {}\n", known.join(", ")),
+        )
+            .into_response();
+    };
+    let mut body = String::from("<h1>Host</h1>\n<nav class=\"ranges\" aria-label=\"range\">");
+    for (r, _) in RANGES {
+        let current = if r == range {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(body, "<a href=\"/host?range={r}\"{current}>{r}</a> ");
+    }
+    body.push_str("</nav>\n");
+    let Some(series) = app.engine.series().cloned() else {
+        body.push_str("<p>The series store could not be opened: see the daemon's log.</p>");
+        return html_response(StatusCode::OK, page("Host", &v.frame, Nav::Host, &body));
+    };
+    let to = Timestamp::now();
+    let from = to.saturating_sub(span);
+    let step = (span.as_millis() as i64 / 240).max(1);
+    let Ok(permit) = app.reads.clone().try_acquire_owned() else {
+        body.push_str("<p>Other pages are being read: reload in a moment.</p>");
+        return html_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            page("Host", &v.frame, Nav::Host, &body),
+        );
+    };
+    let charts = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        host::charts(&series, from, to, step)
+    })
+    .await
+    .unwrap_or_default();
+    for (chart, caption) in charts {
+        let _ = writeln!(
+            body,
+            "<figure>{chart}<figcaption>{}</figcaption></figure>",
+            esc(&caption)
+        );
+    }
+    html_response(StatusCode::OK, page("Host", &v.frame, Nav::Host, &body))
+}
+
+/// A check's runs in buckets of `width` ms, read from its series: the
+/// duration's roll-ups give the runs, the mean and the slowest, and
+/// `vigie_check_up`'s the failures (its sum counts the runs that passed).
+/// A series that cannot be read draws as no runs, and is logged.
+fn series_buckets(
+    series: &vigie_engine::series::Series,
+    check: &str,
+    from: Timestamp,
+    to: Timestamp,
+    width: i64,
+) -> Vec<vigie_store::Bucket> {
+    use vigie_store::series::SeriesKey;
+    let step = Duration::from_millis(width.unsigned_abs());
+    let read = |name: &str| {
+        let key = SeriesKey::new(name, [("check", check)]).ok()?;
+        series
+            .query_step(&key, from.0, to.0, step)
+            .map_err(|e| tracing::error!(check, series = name, error = %e, "the dashboard cannot read a series"))
+            .ok()
+    };
+    let (Some(durations), Some(ups)) =
+        (read("vigie_check_duration_seconds"), read("vigie_check_up"))
+    else {
+        return Vec::new();
+    };
+    let passed: std::collections::HashMap<i64, f64> =
+        ups.iter().map(|a| (a.ts_ms, a.sum)).collect();
+    durations
+        .iter()
+        .filter(|a| a.ts_ms >= from.0 - width && a.count > 0)
+        .map(|a| vigie_store::Bucket {
+            start: Timestamp(a.ts_ms),
+            runs: a.count,
+            failures: a
+                .count
+                .saturating_sub(passed.get(&a.ts_ms).copied().unwrap_or(0.0).round() as u64),
+            mean_ms: a.mean() * 1000.0,
+            max_ms: a.max * 1000.0,
+        })
+        .collect()
 }
 
 /// A check's title, description and facts.

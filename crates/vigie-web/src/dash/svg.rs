@@ -133,6 +133,110 @@ pub(crate) fn history(buckets: &[Bucket], from: Timestamp, to: Timestamp, width_
     s
 }
 
+/// One line of a [`lines`] chart: its name (in the legend and the
+/// title) and its points (milliseconds, value), in time order.
+pub(crate) struct Line {
+    pub name: String,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Lines over `[from, to)` on one axis in `unit` (`%`, `B/s`, or empty):
+/// a host's CPU, memory, disks, network or load. Gaps (no point for more
+/// than three steps of `step_ms`) break a line.
+pub(crate) fn lines(
+    title: &str,
+    unit: &str,
+    lines: &[Line],
+    from: Timestamp,
+    to: Timestamp,
+    step_ms: i64,
+) -> String {
+    let top = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let scale = if unit == "%" {
+        100.0
+    } else {
+        nice_ceiling(top)
+    };
+    let label = if lines.iter().all(|l| l.points.is_empty()) {
+        format!("{title}: no samples in this range")
+    } else {
+        let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+        format!(
+            "{title} ({}), up to {} {unit}",
+            names.join(", "),
+            fmt_value(top)
+        )
+    };
+    let span = (to.0 - from.0).max(1) as f64;
+    let x_of = |t: i64| LEFT + (t - from.0) as f64 / span * (W - LEFT);
+    let y_of = |v: f64| TOP + (1.0 - (v / scale).clamp(0.0, 1.0)) * (H - TOP - BOTTOM);
+    let mut s = format!(
+        "<svg class=\"history series\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{l}\"><title>{l}</title>",
+        l = esc(&label)
+    );
+    for frac in [0.0, 0.5, 1.0] {
+        let y = y_of(scale * frac);
+        let _ = write!(
+            s,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {}</text>",
+            LEFT - 4.0,
+            y + 4.0,
+            fmt_value(scale * frac),
+            esc(unit),
+        );
+    }
+    for (frac, anchor) in [(0.0, "start"), (0.5, "middle"), (1.0, "end")] {
+        let t = Timestamp(from.0 + (span * frac) as i64);
+        let _ = write!(
+            s,
+            "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
+            x_of(t.0),
+            H - 6.0,
+            esc(&when(t)),
+        );
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let close = format!("\"><title>{}</title></polyline>", esc(&line.name));
+        let mut prev: Option<i64> = None;
+        let mut open = false;
+        for &(t, v) in &line.points {
+            if !v.is_finite() {
+                continue;
+            }
+            let gap = prev.is_some_and(|p| t - p > 3 * step_ms.max(1));
+            if !open || gap {
+                if open {
+                    s.push_str(&close);
+                }
+                let _ = write!(s, "<polyline class=\"l{}\" points=\"", i % 4);
+                open = true;
+            }
+            let _ = write!(s, "{:.1},{:.1} ", x_of(t), y_of(v));
+            prev = Some(t);
+        }
+        if open {
+            s.push_str(&close);
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A value with a unit prefix: 1.5k, 12M, 3.2G.
+fn fmt_value(v: f64) -> String {
+    let a = v.abs();
+    for (div, suffix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if a >= div {
+            return format!("{:.1}{suffix}", v / div);
+        }
+    }
+    fmt_ms(v)
+}
+
 /// The smallest of 1, 2, 5 × 10^n at or above `v` (at least 1 ms).
 fn nice_ceiling(v: f64) -> f64 {
     // NaN too.
@@ -178,6 +282,21 @@ mod tests {
             "newest at the right: {s}"
         );
         assert!(sparkline(&[], 30).contains("no runs recorded yet"));
+    }
+
+    #[test]
+    fn lines_break_at_gaps_and_say_what_they_show() {
+        let l = Line {
+            name: "eth0 in".into(),
+            points: vec![(0, 1.0), (10, 2000.0), (20, f64::NAN), (100, 3.0)],
+        };
+        let s = lines("Network", "B/s", &[l], Timestamp(0), Timestamp(100), 10);
+        assert!(s.contains("Network (eth0 in), up to 2.0k B/s"), "{s}");
+        // Two runs of points: before and after the gap of 90 ms.
+        assert_eq!(s.matches(" points=").count(), 2, "{s}");
+        assert!(s.contains(">2.0k B/s<"), "the axis tops at 2000: {s}");
+        let empty = lines("Load", "", &[], Timestamp(0), Timestamp(10), 1);
+        assert!(empty.contains("Load: no samples in this range"), "{empty}");
     }
 
     #[test]

@@ -470,9 +470,9 @@ fn acknowledging_from_the_page_needs_a_login_and_the_forms_token() {
     b.goto(&format!("{base}/"));
     let first = b.tab_to(1);
     assert_eq!(first["text"], "vigie", "{first}");
-    // vigie, then Checks, Incidents, Replication, Fleet, then logout.
-    let sixth = b.tab_to(5);
-    assert_eq!(sixth["tag"], "BUTTON", "the logout button: {sixth}");
+    // vigie, then Checks, Incidents, Host, Replication, Fleet, then logout.
+    let seventh = b.tab_to(6);
+    assert_eq!(seventh["tag"], "BUTTON", "the logout button: {seventh}");
     // Logging out ends the session on the server too.
     b.click(".account button");
     wait_or_explain(

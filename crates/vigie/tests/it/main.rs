@@ -31,6 +31,7 @@ mod remote_write;
 mod scripts;
 mod secrets;
 mod selfcheck;
+mod series;
 mod service;
 mod status;
 mod sync;
