@@ -122,6 +122,7 @@ fn one(job: &ConvergeJob, board: &Board) {
                 },
                 tags: job.tags.clone(),
                 skip_tags: job.skip_tags.clone(),
+                fetch: Some(std::sync::Arc::new(crate::fetch::HttpFetch)),
             };
             let report = vigie_converge::run(&plan, &opts);
             let mut o = judge(job, &report, cause);

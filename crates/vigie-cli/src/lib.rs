@@ -13,6 +13,7 @@ mod backup;
 mod converge;
 mod drift;
 mod failover;
+mod fetch;
 mod generate;
 mod located;
 mod output;

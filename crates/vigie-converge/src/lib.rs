@@ -33,6 +33,7 @@ use std::time::Instant;
 pub use facts::Facts;
 pub use manifest::{LoadOptions, ManifestError, ManifestErrors, Plan, Resource, load, load_str};
 pub use res::Status;
+pub use res::download::Fetch;
 pub use write::Mode;
 
 /// How a plan is run.
@@ -43,6 +44,9 @@ pub struct Options {
     pub tags: Vec<String>,
     /// Never resources with one of these tags.
     pub skip_tags: Vec<String>,
+    /// What fetches `[[download]]`s' URLs (without it, a download that
+    /// must be fetched is an error).
+    pub fetch: Option<std::sync::Arc<dyn res::download::Fetch>>,
 }
 
 /// One resource's (or handler's) result.
@@ -106,7 +110,7 @@ fn selected(r: &Resource, opts: &Options) -> bool {
 /// then each notified handler once.
 pub fn run(plan: &Plan, opts: &Options) -> Report {
     let start = Instant::now();
-    let writer = write::Writer::for_mode(opts.mode);
+    let writer = write::Writer::for_mode(opts.mode).map(|w| w.with_fetch(opts.fetch.clone()));
     let mut failed: HashSet<&str> = HashSet::new();
     let mut notified: Vec<(String, String)> = Vec::new();
     let mut items = Vec::new();

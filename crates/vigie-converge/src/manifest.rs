@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::facts::Facts;
 use crate::res::account::{GroupSpec, UserSpec};
 use crate::res::command::CommandSpec;
+use crate::res::download::{DownloadSpec, Sha256, check_url};
 use crate::res::file::{DirSpec, Edit, EditSpec, FileSpec, Perms};
 use crate::res::git::GitSpec;
 use crate::res::package::PackageSpec;
@@ -72,6 +73,7 @@ pub enum Spec {
     Package(PackageSpec),
     Service(ServiceSpec),
     Git(GitSpec),
+    Download(DownloadSpec),
 }
 
 impl Spec {
@@ -87,6 +89,7 @@ impl Spec {
             Spec::Package(s) => s,
             Spec::Service(s) => s,
             Spec::Git(s) => s,
+            Spec::Download(s) => s,
         }
     }
 }
@@ -151,6 +154,7 @@ const KINDS: &[&str] = &[
     "package",
     "service",
     "git",
+    "download",
 ];
 const SECTIONS: &[&str] = &["vars", "hosts", "host_groups", "settings", "handler"];
 const COMMON: &str = "name, requires, notify, tags, for_each";
@@ -357,6 +361,18 @@ struct RawGit {
     rev: String,
     #[serde(default)]
     force: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownload {
+    url: String,
+    path: String,
+    checksum: Option<String>,
+    mode: Option<toml::Value>,
+    owner: Option<String>,
+    group: Option<String>,
+    keep_old: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1275,6 +1291,34 @@ impl Loader {
                     }),
                 ))
             }
+            "download" => {
+                let r: RawDownload = deser(t).map_err(from)?;
+                let path = absolute(&r.path).map_err(|m| bad("path", m))?;
+                check_url(&r.url).map_err(|m| bad("url", m))?;
+                let Some(sum) = &r.checksum else {
+                    return Err((
+                        Some("checksum".into()),
+                        "missing: a download declares the checksum of what it fetches".into(),
+                        Some("checksum = \"sha256:…\" (`sha256sum FILE` prints it)".into()),
+                    ));
+                };
+                let sha256 = Sha256::parse(sum).map_err(|m| bad("checksum", m))?;
+                let keep = if r.keep_old == Some(false) {
+                    KeepOld::No
+                } else {
+                    self.keep.clone()
+                };
+                Ok((
+                    r.path,
+                    Spec::Download(DownloadSpec {
+                        url: r.url,
+                        path,
+                        sha256,
+                        perms: perms(r.mode.as_ref(), r.owner, r.group)?,
+                        keep,
+                    }),
+                ))
+            }
             _ => Err((None, format!("unknown kind {kind}"), None)),
         }
     }
@@ -1360,6 +1404,7 @@ fn keys_of(kind: &str) -> &'static str {
         "package" => "version, deb, state",
         "service" => "enabled, running, root",
         "git" => "repo, dest, rev, force",
+        "download" => "url, path, checksum, mode, owner, group, keep_old",
         _ => "",
     }
 }
