@@ -86,7 +86,15 @@ async fn scheduled(job: ConvergeJob, board: Board) {
         if let Err(e) = tokio::task::spawn_blocking(move || one(&j, &b)).await {
             tracing::error!(job = %job.name, "converge run crashed: {e}");
         }
-        tokio::time::sleep(job.every.std().max(Duration::from_secs(1))).await;
+        let now = jiff::Timestamp::now();
+        let wait = match job.next_run(now) {
+            Ok(t) => now.duration_until(t).unsigned_abs(),
+            Err(e) => {
+                tracing::error!(job = %job.name, "converge schedule: {e}; running again in 1h");
+                Duration::from_secs(3600)
+            }
+        };
+        tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
     }
 }
 
@@ -201,13 +209,20 @@ fn judge(job: &ConvergeJob, r: &Report, cause: Cause) -> Outcome {
             Mode::Audit => "differ from",
             Mode::Enforce => "could not be brought to",
         };
-        return Outcome::fail(format!(
+        let severity = failed
+            .iter()
+            .map(|i| i.severity.unwrap_or(job.severity))
+            .max()
+            .unwrap_or(job.severity);
+        let mut o = Outcome::fail(format!(
             "{} of {} resources {what} {manifest}{}: {}",
             failed.len(),
             r.resources.len(),
             cause.said(),
             named(&failed)
         ));
+        o.severity = Some(severity);
+        return o;
     }
     let repaired: Vec<&Item> = r
         .resources
@@ -296,7 +311,10 @@ mod tests {
             name: "base".into(),
             manifest: dir.join("m.toml"),
             mode,
-            every: vigie_core::Duration::from_secs(1),
+            every: Some(vigie_core::Duration::from_secs(1)),
+            at: None,
+            schedule: None,
+            timezone: None,
             tags: Vec::new(),
             skip_tags: Vec::new(),
             severity: vigie_core::Severity::Average,
@@ -361,5 +379,42 @@ mod tests {
             .config,
             &dir.path().join("m.toml")
         ));
+    }
+
+    #[test]
+    fn the_incident_takes_the_highest_severity_among_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(
+            dir.path().join("m.toml"),
+            format!(
+                "[settings]\nkeep_old = \"none\"\n[[file]]\npath = \"{}\"\ncontent = \"a\\n\"\n[[file]]\npath = \"{}\"\ncontent = \"b\\n\"\nseverity = \"disaster\"\n",
+                a.display(),
+                b.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&a, "a\n").unwrap();
+        std::fs::write(&b, "b\n").unwrap();
+        let board = Board::new();
+        let mut audit = job(dir.path(), ConvergeMode::Audit);
+        audit.severity = vigie_core::Severity::Warning;
+        let read = || board.report("converge.base").unwrap().0;
+        one(&audit, &board);
+        assert!(read().ok);
+        // Only the resource without its own: the job's severity.
+        std::fs::write(&a, "changed\n").unwrap();
+        one(&audit, &board);
+        let o = read();
+        assert_eq!(o.severity, Some(vigie_core::Severity::Warning), "{o:?}");
+        // The disaster one too: the highest.
+        std::fs::write(&b, "changed\n").unwrap();
+        one(&audit, &board);
+        let o = read();
+        assert_eq!(o.severity, Some(vigie_core::Severity::Disaster), "{o:?}");
+        // Only it.
+        std::fs::write(&a, "a\n").unwrap();
+        one(&audit, &board);
+        assert_eq!(read().severity, Some(vigie_core::Severity::Disaster));
     }
 }

@@ -60,6 +60,9 @@ pub struct Item {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The resource's own severity, if it declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<vigie_core::Severity>,
 }
 
 impl Item {
@@ -123,6 +126,7 @@ pub fn run(plan: &Plan, opts: &Options) -> Report {
                 changes: Vec::new(),
                 message: Some(format!("requires {dep}, which failed")),
                 diff: None,
+                severity: r.severity,
             });
             continue;
         }
@@ -144,6 +148,7 @@ pub fn run(plan: &Plan, opts: &Options) -> Report {
             changes: checked.drift.changes,
             message: checked.message,
             diff: checked.drift.diff,
+            severity: r.severity,
         });
     }
     let handlers = run_handlers(plan, &notified, writer.as_ref());
@@ -217,6 +222,7 @@ fn run_handlers(
                 changes,
                 message,
                 diff: None,
+                severity: None,
             }
         })
         .collect()

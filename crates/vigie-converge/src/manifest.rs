@@ -105,6 +105,9 @@ pub struct Resource {
     /// resource was repaired.
     pub notify: Vec<String>,
     pub tags: Vec<String>,
+    /// The severity of the incident this resource's drift opens under
+    /// `[[converge]]` (the job's when `None`).
+    pub severity: Option<vigie_core::Severity>,
     /// Where it is declared in the file (its order among resources).
     pub position: usize,
 }
@@ -157,7 +160,7 @@ const KINDS: &[&str] = &[
     "download",
 ];
 const SECTIONS: &[&str] = &["vars", "hosts", "host_groups", "settings", "handler"];
-const COMMON: &str = "name, requires, notify, tags, for_each";
+const COMMON: &str = "name, requires, notify, tags, severity, for_each";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -821,6 +824,29 @@ impl Loader {
         let requires = list(self, "requires");
         let notify = list(self, "notify");
         let tags = list(self, "tags");
+        let severity = match t.remove("severity") {
+            None => None,
+            Some(v) => {
+                let found = v.as_str().and_then(|s| {
+                    vigie_core::Severity::ALL
+                        .into_iter()
+                        .find(|l| l.as_str() == s)
+                });
+                if found.is_none() {
+                    let levels: Vec<&str> = vigie_core::Severity::ALL
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect();
+                    self.err(
+                        &format!("{place}: key `severity`"),
+                        format!("`{v}` is not a severity"),
+                        Some(format!("one of {}", levels.join(", "))),
+                    );
+                    return None;
+                }
+                found
+            }
+        };
         let name = match t.remove("name") {
             None => None,
             Some(toml::Value::String(s)) => Some(s),
@@ -837,6 +863,7 @@ impl Loader {
                 requires,
                 notify,
                 tags,
+                severity,
                 position: usize::MAX,
             }),
             Err((key, message, hint)) => {

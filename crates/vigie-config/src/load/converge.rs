@@ -43,11 +43,41 @@ impl Loader {
                 ));
             }
             j.manifest = self.base.join(&j.manifest);
-            if j.every.std() < std::time::Duration::from_secs(1) {
+            if j.every
+                .is_some_and(|e| e.std() < std::time::Duration::from_secs(1))
+            {
                 problems.push((
                     "`every` is at least 1s".into(),
                     Some("the default is 1h".into()),
                 ));
+            }
+            if j.at.is_some() && j.schedule.is_some() {
+                problems.push((
+                    "set `at` or `schedule`, not both".into(),
+                    Some("at = \"02:30\" (daily), or schedule = \"0 3 * * 0\" (cron)".into()),
+                ));
+            }
+            if let Some(t) = &j.timezone {
+                if crate::schedule::time_zone(Some(t)).is_err() {
+                    problems.push((
+                        format!("unknown time zone `{t}` (key `timezone`)"),
+                        Some(
+                            "use an IANA name such as \"Europe/Paris\"; is tzdata installed?"
+                                .into(),
+                        ),
+                    ));
+                } else if j.at.is_none() && j.schedule.is_none() {
+                    problems.push((
+                        "`timezone` without `at` or `schedule`: it would change nothing".into(),
+                        Some(
+                            "add at = \"02:30\" or schedule = \"0 3 * * 0\", or drop timezone"
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+            if j.every.is_none() && j.at.is_none() && j.schedule.is_none() {
+                j.every = Some(crate::model::CONVERGE_EVERY);
             }
             for t in j.tags.iter().chain(&j.skip_tags) {
                 if t.trim().is_empty() {
@@ -98,12 +128,12 @@ impl Loader {
             checks.push(Check {
                 name,
                 description: Some(format!(
-                    "the host is as {} declares ({mode}, every {})",
+                    "the host is as {} declares ({mode}, {})",
                     j.manifest.display(),
-                    j.every
+                    j.when()
                 )),
                 // Reading the board is cheap: soon after each run.
-                every: Duration::from_secs(j.every.std().as_secs().min(10)),
+                every: Duration::from_secs(j.every.map_or(10, |e| e.std().as_secs()).clamp(1, 10)),
                 timeout: Duration::from_secs(5),
                 retry_every: None,
                 fail_after: 1,

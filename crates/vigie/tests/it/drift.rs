@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::util::{SERVER, assert_metrics, env, exits, wait_or_explain, wait_state};
 
-/// The manifest: `motd` under `dir` holds "hello".
+/// The manifest: `motd` under `dir` holds "hello", its drift a disaster.
 fn manifest(dir: &std::path::Path) -> String {
     format!(
-        "[settings]\nkeep_old = \"none\"\n\n[[file]]\npath = \"{}\"\ncontent = \"hello\\n\"\n",
+        "[settings]\nkeep_old = \"none\"\n\n[[file]]\npath = \"{}\"\ncontent = \"hello\\n\"\nseverity = \"disaster\"\n",
         dir.join("motd").display()
     )
 }
@@ -41,8 +41,11 @@ fn an_audit_job_fails_on_drift_and_an_enforce_job_repairs_it() {
         || {
             let r = e.run(&["incidents", "--json"]);
             serde_json::from_str::<Value>(&r.stdout).is_ok_and(|v| {
-                v.as_array()
-                    .is_some_and(|a| a.iter().any(|i| i["check"] == "converge-base"))
+                // The resource's severity, above the job's `high`.
+                v.as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|i| i["check"] == "converge-base" && i["severity"] == "disaster")
+                })
             })
         },
         || e.run(&["incidents", "--json"]).stdout + &d.log(),
@@ -95,5 +98,25 @@ fn a_bad_manifest_is_refused_at_load_naming_it() {
         &["validate"],
         2,
         &["converge \"base\".manifest", "host.toml", "nonsense"],
+    );
+}
+
+#[test]
+fn a_bad_schedule_is_refused_at_its_place() {
+    let e = env();
+    e.write("host.toml", "");
+    e.config(&format!(
+        "{SERVER}[[converge]]\nname = \"a\"\nmanifest = \"host.toml\"\nat = \"02:30\"\nschedule = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"\n\n[[converge]]\nname = \"b\"\nmanifest = \"host.toml\"\nat = \"25:00\"\n"
+    ));
+    exits(
+        &e,
+        &["validate"],
+        2,
+        &[
+            "converge \"a\": set `at` or `schedule`, not both",
+            "unknown time zone `Mars/Olympus`",
+            "`25:00` is not a time of day",
+            "vigie.toml:",
+        ],
     );
 }
