@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,10 +50,6 @@ fn load_options() -> LoadOptions {
     }
 }
 
-/// The manifest's hash each job last ran with, kept across reloads (in
-/// memory: a restart starts afresh).
-static LAST: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
-
 /// The scheduled jobs of one configuration; dropping it stops them (a
 /// run under way finishes on its thread).
 pub(crate) struct Schedules(Vec<tokio::task::JoinHandle<()>>);
@@ -66,24 +62,26 @@ impl Drop for Schedules {
     }
 }
 
-/// Start every job of `config`: a first run now, then every `every`.
-pub(crate) fn start(config: &Config, board: &Board) -> Schedules {
+/// Start every job of `config`: a first run now, then at its schedule.
+/// Each run's memory (the manifest's hash, what it saw) is kept in the
+/// store of `dir`.
+pub(crate) fn start(config: &Config, dir: &Path, board: &Board) -> Schedules {
     Schedules(
         config
             .converges
             .iter()
             .map(|j| {
-                let (j, board) = (j.clone(), board.clone());
-                tokio::spawn(async move { scheduled(j, board).await })
+                let (j, board, dir) = (j.clone(), board.clone(), dir.to_owned());
+                tokio::spawn(async move { scheduled(j, dir, board).await })
             })
             .collect(),
     )
 }
 
-async fn scheduled(job: ConvergeJob, board: Board) {
+async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
     loop {
-        let (j, b) = (job.clone(), board.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || one(&j, &b)).await {
+        let (j, b, d) = (job.clone(), board.clone(), dir.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || one(&j, &b, &d)).await {
             tracing::error!(job = %job.name, "converge run crashed: {e}");
         }
         let now = jiff::Timestamp::now();
@@ -98,19 +96,44 @@ async fn scheduled(job: ConvergeJob, board: Board) {
     }
 }
 
-/// One run, published on the board and logged.
-fn one(job: &ConvergeJob, board: &Board) {
-    let text = std::fs::read(&job.manifest).unwrap_or_default();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    let hash = h.finish();
-    let before = LAST
-        .lock()
+/// The SHA-256 of `bytes`, in hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The store of `dir`, or why not (logged: the run goes on without
+/// its memory).
+fn store(job: &ConvergeJob, dir: &Path) -> Option<vigie_store::Store> {
+    vigie_store::Store::open(dir)
+        .map_err(|e| tracing::error!(job = %job.name, "converge: cannot open the store: {e}"))
         .ok()
-        .and_then(|mut m| m.get_or_insert_default().insert(job.name.clone(), hash));
-    let cause = match before {
+}
+
+/// One run, published on the board, logged, and remembered in the
+/// store (the manifest's hash and what differed), so that the next run
+/// — after a restart too — tells a changed host from a changed manifest.
+fn one(job: &ConvergeJob, board: &Board, dir: &Path) {
+    let text = std::fs::read(&job.manifest).unwrap_or_default();
+    let hash = sha256_hex(&text);
+    let mut store = store(job, dir);
+    let before = store
+        .as_ref()
+        .and_then(|s| match s.converge_last(&job.name) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(job = %job.name, "converge: cannot read its last run: {e}");
+                None
+            }
+        });
+    let cause = match &before {
         None => Cause::First,
-        Some(b) if b != hash => Cause::Manifest,
+        Some(b) if b.manifest_sha256 != hash => Cause::Manifest,
         Some(_) => Cause::Host,
     };
     let mut outcome = match vigie_converge::load(&job.manifest, &load_options()) {
@@ -133,6 +156,23 @@ fn one(job: &ConvergeJob, board: &Board) {
                 fetch: Some(std::sync::Arc::new(crate::fetch::HttpFetch)),
             };
             let report = vigie_converge::run(&plan, &opts);
+            let last = vigie_store::ConvergeLast {
+                at: vigie_core::Timestamp::now(),
+                manifest_sha256: hash,
+                commit: None,
+                seen: report
+                    .resources
+                    .iter()
+                    .chain(&report.handlers)
+                    .filter(|i| matches!(i.status, Status::NonCompliant | Status::Error))
+                    .map(|i| i.id.clone())
+                    .collect(),
+            };
+            if let Some(s) = store.as_mut()
+                && let Err(e) = s.converge_record(&job.name, &last)
+            {
+                tracing::error!(job = %job.name, "converge: cannot record the run: {e}");
+            }
             let mut o = judge(job, &report, cause);
             remember_repair(job, &mut o, &report);
             if o.ok {
@@ -175,7 +215,7 @@ fn remember_repair(job: &ConvergeJob, o: &mut Outcome, r: &Report) {
 /// Why the host differs, as far as the manifest's hash tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cause {
-    /// No run before this one (since the daemon started).
+    /// No run before this one (in this state directory).
     First,
     /// The manifest changed since the last run: an intentional change.
     Manifest,
@@ -337,11 +377,11 @@ mod tests {
         let board = Board::new();
         let audit = job(dir.path(), ConvergeMode::Audit);
         let read = || board.report("converge.base").unwrap().0;
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         let o = read();
         assert!(o.ok, "{o:?}");
         std::fs::write(&f, "changed\n").unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         let o = read();
         assert!(!o.ok, "{o:?}");
         assert!(o.message.contains(&f.display().to_string()), "{o:?}");
@@ -361,11 +401,11 @@ mod tests {
             ),
         )
         .unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         let o = read();
         assert!(!o.ok && o.message.contains("the manifest changed"), "{o:?}");
         let enforce = job(dir.path(), ConvergeMode::Enforce);
-        one(&enforce, &board);
+        one(&enforce, &board, dir.path());
         let o = read();
         assert!(o.ok && o.message.starts_with("repaired 1 of 1"), "{o:?}");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "other\n");
@@ -400,21 +440,21 @@ mod tests {
         let mut audit = job(dir.path(), ConvergeMode::Audit);
         audit.severity = vigie_core::Severity::Warning;
         let read = || board.report("converge.base").unwrap().0;
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         assert!(read().ok);
         // Only the resource without its own: the job's severity.
         std::fs::write(&a, "changed\n").unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         let o = read();
         assert_eq!(o.severity, Some(vigie_core::Severity::Warning), "{o:?}");
         // The disaster one too: the highest.
         std::fs::write(&b, "changed\n").unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         let o = read();
         assert_eq!(o.severity, Some(vigie_core::Severity::Disaster), "{o:?}");
         // Only it.
         std::fs::write(&a, "a\n").unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path());
         assert_eq!(read().severity, Some(vigie_core::Severity::Disaster));
     }
 }

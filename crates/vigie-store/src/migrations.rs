@@ -191,6 +191,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (series_id, resolution_ms, start_ms)
     ) WITHOUT ROWID;
     CREATE INDEX series_chunks_by_age ON series_chunks (resolution_ms, end_ms);",
+    // 14: each `[[converge]]` job's last run: the SHA-256 of the
+    // manifest it ran, the commit of a git-pulled one, and what it saw
+    // (the ids of the resources that differed), so that a restart still
+    // tells a changed host from a changed manifest.
+    "CREATE TABLE converge_last (
+        job TEXT PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        git_commit TEXT,
+        seen TEXT NOT NULL
+    );",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

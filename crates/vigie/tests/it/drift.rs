@@ -120,3 +120,32 @@ fn a_bad_schedule_is_refused_at_its_place() {
         ],
     );
 }
+
+#[test]
+fn a_restart_still_tells_a_changed_host_from_a_changed_manifest() {
+    let e = env();
+    let motd = e.path().join("motd");
+    e.write("motd", "hello\n");
+    e.write("host.toml", &manifest(e.path()));
+    // Once an hour: each daemon below runs the job once, at its start.
+    e.config(&format!(
+        "{SERVER}[[converge]]\nname = \"base\"\nmanifest = \"host.toml\"\nevery = \"1h\"\n"
+    ));
+    let d = e.daemon();
+    wait_state(&d, "converge-base", "ok", Duration::from_secs(10));
+    drop(d);
+    // Changed by hand while the daemon was down: the host changed.
+    std::fs::write(&motd, "changed\n").unwrap();
+    let d = e.daemon();
+    let c = wait_state(&d, "converge-base", "failing", Duration::from_secs(15));
+    assert!(c.to_string().contains("the host changed"), "{c}");
+    drop(d);
+    // The manifest now says something else: an intentional change.
+    e.write(
+        "host.toml",
+        &manifest(e.path()).replace("hello\\n", "welcome\\n"),
+    );
+    let d = e.daemon();
+    let c = wait_state(&d, "converge-base", "failing", Duration::from_secs(15));
+    assert!(c.to_string().contains("the manifest changed"), "{c}");
+}
