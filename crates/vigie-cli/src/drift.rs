@@ -30,6 +30,8 @@ pub(crate) fn problems(config: &Config) -> Vec<String> {
     config
         .converges
         .iter()
+        // A pulled manifest is read at each run (a bad one fails its check).
+        .filter(|j| j.git.is_none())
         .filter_map(|j| {
             vigie_converge::load(&j.manifest, &opts).err().map(|e| {
                 format!(
@@ -80,8 +82,24 @@ pub(crate) fn start(config: &Config, dir: &Path, board: &Board) -> Schedules {
 
 async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
     loop {
+        let pulled = match &job.git {
+            None => None,
+            Some(g) => match crate::pull::pull(&job, g, &dir).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    pull_failed(&job, g, &dir, &board, &e);
+                    None
+                }
+            },
+        };
         let (j, b, d) = (job.clone(), board.clone(), dir.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || one(&j, &b, &d)).await {
+        let run = job.git.is_none() || pulled.is_some();
+        let ran = tokio::task::spawn_blocking(move || {
+            if run {
+                one(&j, &b, &d, pulled.as_ref());
+            }
+        });
+        if let Err(e) = ran.await {
             tracing::error!(job = %job.name, "converge run crashed: {e}");
         }
         let now = jiff::Timestamp::now();
@@ -118,8 +136,10 @@ fn store(job: &ConvergeJob, dir: &Path) -> Option<vigie_store::Store> {
 /// One run, published on the board, logged, and remembered in the
 /// store (the manifest's hash and what differed), so that the next run
 /// — after a restart too — tells a changed host from a changed manifest.
-fn one(job: &ConvergeJob, board: &Board, dir: &Path) {
-    let text = std::fs::read(&job.manifest).unwrap_or_default();
+fn one(job: &ConvergeJob, board: &Board, dir: &Path, pulled: Option<&crate::pull::Pulled>) {
+    let path = pulled.map_or(job.manifest.as_path(), |p| p.manifest.as_path());
+    let commit = pulled.map(|p| p.commit.clone());
+    let text = std::fs::read(path).unwrap_or_default();
     let hash = sha256_hex(&text);
     let mut store = store(job, dir);
     let before = store
@@ -136,12 +156,15 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path) {
         Some(b) if b.manifest_sha256 != hash => Cause::Manifest,
         Some(_) => Cause::Host,
     };
-    let mut outcome = match vigie_converge::load(&job.manifest, &load_options()) {
+    let source = match &commit {
+        Some(c) => format!("{} at commit {}", job.source(), crate::pull::short(c)),
+        None => job.source(),
+    };
+    let mut outcome = match vigie_converge::load(path, &load_options()) {
         Err(e) => {
             tracing::error!(job = %job.name, "converge manifest does not load: {e}");
             Outcome::fail(format!(
-                "the manifest {} does not load: {}",
-                job.manifest.display(),
+                "the manifest {source} does not load: {}",
                 bounded(&e.to_string().replace('\n', "; "))
             ))
         }
@@ -159,7 +182,7 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path) {
             let last = vigie_store::ConvergeLast {
                 at: vigie_core::Timestamp::now(),
                 manifest_sha256: hash,
-                commit: None,
+                commit,
                 seen: report
                     .resources
                     .iter()
@@ -173,7 +196,7 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path) {
             {
                 tracing::error!(job = %job.name, "converge: cannot record the run: {e}");
             }
-            let mut o = judge(job, &report, cause);
+            let mut o = judge(job, &source, &report, cause);
             remember_repair(job, &mut o, &report);
             if o.ok {
                 tracing::info!(job = %job.name, "converge: {}", o.message);
@@ -189,6 +212,40 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path) {
         value: vigie_core::Timestamp::now().0 as f64 / 1000.0,
     });
     board.publish(&vigie_core::converge_report(&job.name), outcome);
+}
+
+/// A pull that failed: the check fails with the reason; the checkout
+/// stays at the last good commit, which the message names.
+fn pull_failed(
+    job: &ConvergeJob,
+    g: &vigie_config::ConvergeGit,
+    dir: &Path,
+    board: &Board,
+    e: &str,
+) {
+    tracing::warn!(job = %job.name, url = %g.shown_url(), "converge: cannot pull: {e}");
+    let last = store(job, dir)
+        .and_then(|s| s.converge_last(&job.name).ok().flatten())
+        .and_then(|l| l.commit);
+    let kept = match last {
+        Some(c) => format!(
+            "; the checkout stays at commit {}, the last good one",
+            crate::pull::short(&c)
+        ),
+        None => "; nothing was applied yet".into(),
+    };
+    let mut o = Outcome::fail(format!(
+        "cannot pull {} ({}): {}{kept}",
+        g.shown_url(),
+        g.reference,
+        bounded(e)
+    ));
+    o.severity = Some(job.severity);
+    o.metrics.push(Metric {
+        name: converge_metric::LAST_RUN.into(),
+        value: vigie_core::Timestamp::now().0 as f64 / 1000.0,
+    });
+    board.publish(&vigie_core::converge_report(&job.name), o);
 }
 
 /// The last repair of each job, with its time: an enforce job's check
@@ -235,9 +292,8 @@ impl Cause {
 
 /// The check's word on a run: failing when something differs (audit),
 /// could not be repaired (enforce) or failed.
-fn judge(job: &ConvergeJob, r: &Report, cause: Cause) -> Outcome {
+fn judge(job: &ConvergeJob, manifest: &str, r: &Report, cause: Cause) -> Outcome {
     let m = &r.summary;
-    let manifest = job.manifest.display();
     let failed: Vec<&Item> = r
         .resources
         .iter()
@@ -351,6 +407,7 @@ mod tests {
             name: "base".into(),
             manifest: dir.join("m.toml"),
             mode,
+            git: None,
             every: Some(vigie_core::Duration::from_secs(1)),
             at: None,
             schedule: None,
@@ -377,11 +434,11 @@ mod tests {
         let board = Board::new();
         let audit = job(dir.path(), ConvergeMode::Audit);
         let read = || board.report("converge.base").unwrap().0;
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert!(o.ok, "{o:?}");
         std::fs::write(&f, "changed\n").unwrap();
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert!(!o.ok, "{o:?}");
         assert!(o.message.contains(&f.display().to_string()), "{o:?}");
@@ -401,11 +458,11 @@ mod tests {
             ),
         )
         .unwrap();
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert!(!o.ok && o.message.contains("the manifest changed"), "{o:?}");
         let enforce = job(dir.path(), ConvergeMode::Enforce);
-        one(&enforce, &board, dir.path());
+        one(&enforce, &board, dir.path(), None);
         let o = read();
         assert!(o.ok && o.message.starts_with("repaired 1 of 1"), "{o:?}");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "other\n");
@@ -440,21 +497,21 @@ mod tests {
         let mut audit = job(dir.path(), ConvergeMode::Audit);
         audit.severity = vigie_core::Severity::Warning;
         let read = || board.report("converge.base").unwrap().0;
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         assert!(read().ok);
         // Only the resource without its own: the job's severity.
         std::fs::write(&a, "changed\n").unwrap();
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert_eq!(o.severity, Some(vigie_core::Severity::Warning), "{o:?}");
         // The disaster one too: the highest.
         std::fs::write(&b, "changed\n").unwrap();
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert_eq!(o.severity, Some(vigie_core::Severity::Disaster), "{o:?}");
         // Only it.
         std::fs::write(&a, "a\n").unwrap();
-        one(&audit, &board, dir.path());
+        one(&audit, &board, dir.path(), None);
         assert_eq!(read().severity, Some(vigie_core::Severity::Disaster));
     }
 }

@@ -19,6 +19,7 @@ mod located;
 mod output;
 mod password;
 mod progress;
+mod pull;
 mod run;
 mod sd_notify;
 mod selfcheck;

@@ -642,8 +642,13 @@ pub struct ConvergeJob {
     pub name: String,
     /// The converge manifest (docs/converge.md), relative to the config
     /// file; loaded and validated with the configuration (and again on
-    /// reload).
+    /// reload). Or `git`.
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub manifest: PathBuf,
+    /// Pull the manifest from a git repository at each run instead:
+    /// `{ url = "https://git.example.org/site.git", ref = "main",
+    /// manifest = "site.toml" }` (or `manifest`).
+    pub git: Option<ConvergeGit>,
     /// `"audit"` reports drift and never writes; `"enforce"` repairs it.
     #[serde(default)]
     pub mode: ConvergeMode,
@@ -674,6 +679,35 @@ pub struct ConvergeJob {
 
 /// The default period of a `[[converge]]` job without `at` or `schedule`.
 pub const CONVERGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where a `[[converge]]` job pulls its manifest from: the system `git`
+/// fetches `ref` of `url` into the state directory at each run.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvergeGit {
+    /// The repository: `https://…`, `http://…`, `ssh://…`, `git://…`,
+    /// `file://…`, `user@host:path` or an absolute path.
+    pub url: String,
+    /// The branch or tag to apply (default `main`).
+    #[serde(rename = "ref", default = "main_ref")]
+    pub reference: String,
+    /// The manifest's path in the repository (default `site.toml`).
+    #[serde(default = "site_toml")]
+    pub manifest: PathBuf,
+}
+
+fn main_ref() -> String {
+    "main".into()
+}
+
+fn site_toml() -> PathBuf {
+    "site.toml".into()
+}
+
+fn is_empty_path(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
+}
 
 /// How a `[[converge]]` job runs its manifest.
 #[derive(

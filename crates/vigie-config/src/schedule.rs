@@ -145,7 +145,35 @@ impl BackupJob {
     }
 }
 
+impl crate::ConvergeGit {
+    /// The URL as logs and messages show it: without a password or user.
+    pub fn shown_url(&self) -> String {
+        let url = &self.url;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        match rest[..end].rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
+            None => url.clone(),
+        }
+    }
+}
+
 impl ConvergeJob {
+    /// Where its manifest comes from, as messages say it.
+    pub fn source(&self) -> String {
+        match &self.git {
+            Some(g) => format!(
+                "{} of {} ({})",
+                g.manifest.display(),
+                g.shown_url(),
+                g.reference
+            ),
+            None => self.manifest.display().to_string(),
+        }
+    }
+
     /// Its cron schedule (`at` as a daily one), if it has one.
     pub fn cron(&self) -> Option<Cron> {
         match (&self.schedule, self.at) {
@@ -313,6 +341,32 @@ mod tests {
             c.next_run(t("2026-01-10T05:01:00Z")).unwrap(),
             t("2026-01-10T06:01:00Z")
         );
+    }
+
+    #[test]
+    fn a_pulled_manifests_url_is_shown_without_credentials() {
+        let g = |url: &str| crate::ConvergeGit {
+            url: url.into(),
+            reference: "main".into(),
+            manifest: "site.toml".into(),
+        };
+        assert_eq!(
+            g("https://deploy:s3cret@git.example.org/site.git").shown_url(),
+            "https://<redacted>@git.example.org/site.git"
+        );
+        assert_eq!(g("/srv/site.git").shown_url(), "/srv/site.git");
+        assert_eq!(
+            crate::load::git_url("ext::sh -c x").unwrap_err(),
+            "a repository's URL has no spaces nor control characters"
+        );
+        assert!(
+            crate::load::git_url("ext::/x")
+                .unwrap_err()
+                .contains("remote helpers")
+        );
+        assert!(crate::load::git_url("fd::3").is_err());
+        assert!(crate::load::git_url("git@example.org:site.git").is_ok());
+        assert!(crate::load::git_url("file:///srv/site.git").is_ok());
     }
 
     #[test]

@@ -36,13 +36,18 @@ impl Loader {
             if out.iter().any(|o| o.name == j.name) {
                 problems.push((format!("converge `{}` is declared twice", j.name), None));
             }
-            if j.manifest.as_os_str().is_empty() {
-                problems.push((
-                    "`manifest` is empty".into(),
-                    Some("name the manifest, e.g. manifest = \"host.toml\"".into()),
-                ));
+            match (&j.git, j.manifest.as_os_str().is_empty()) {
+                (None, true) => problems.push((
+                    "`manifest` is missing or empty".into(),
+                    Some("name the manifest, e.g. manifest = \"host.toml\", or pull it with git = { url = \"…\" }".into()),
+                )),
+                (Some(_), false) => problems.push((
+                    "set `manifest` or `git`, not both".into(),
+                    Some("a pulled manifest's path in the repository is git.manifest".into()),
+                )),
+                (Some(g), true) => problems.extend(check_git(g)),
+                (None, false) => j.manifest = self.base.join(&j.manifest),
             }
-            j.manifest = self.base.join(&j.manifest);
             if j.every
                 .is_some_and(|e| e.std() < std::time::Duration::from_secs(1))
             {
@@ -129,7 +134,7 @@ impl Loader {
                 name,
                 description: Some(format!(
                     "the host is as {} declares ({mode}, {})",
-                    j.manifest.display(),
+                    j.source(),
                     j.when()
                 )),
                 // Reading the board is cheap: soon after each run.
@@ -148,5 +153,80 @@ impl Loader {
                 }),
             });
         }
+    }
+}
+
+/// What is wrong with a job's `git` table, each with its hint.
+fn check_git(g: &crate::model::ConvergeGit) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    if let Err(e) = git_url(&g.url) {
+        out.push((format!("git.url: {e}"), Some("https://host/repo.git, ssh://host/repo, user@host:repo, file:///srv/site.git or /srv/site.git".into())));
+    }
+    let r = &g.reference;
+    let ref_ok = !r.is_empty()
+        && !r.starts_with(['-', '/', '.'])
+        && !r.ends_with(['/', '.'])
+        && !r.contains("..")
+        && !r.ends_with(".lock")
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if !ref_ok {
+        out.push((
+            format!("git.ref: `{r}` is not a branch or tag name"),
+            Some("e.g. ref = \"main\" or ref = \"v1.2\"".into()),
+        ));
+    }
+    let m = &g.manifest;
+    if m.as_os_str().is_empty()
+        || m.is_absolute()
+        || m.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        out.push((
+            format!(
+                "git.manifest: `{}` is not a path inside the repository",
+                m.display()
+            ),
+            Some("a relative path without `..`, e.g. manifest = \"hosts/web.toml\"".into()),
+        ));
+    }
+    out
+}
+
+/// A repository URL git may fetch from: a known transport (never
+/// `ext::`, which runs a command, nor an option), no credentials shown
+/// in the clear being the caller's care.
+pub fn git_url(url: &str) -> Result<(), String> {
+    if url.is_empty() || url.starts_with('-') {
+        return Err(format!("`{url}` is not a repository"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a repository's URL has no spaces nor control characters".into());
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if !["https", "http", "ssh", "git", "file"].contains(&scheme) {
+            return Err(format!(
+                "the transport `{scheme}://` is not one vigie fetches with (https, http, ssh, git, file)"
+            ));
+        }
+        if rest.is_empty() {
+            return Err(format!("`{url}` names no repository"));
+        }
+        return Ok(());
+    }
+    if url.contains("::") {
+        return Err(format!(
+            "`{url}`: git's remote helpers (`ext::`, …) are refused"
+        ));
+    }
+    if url.starts_with('/') {
+        return Ok(());
+    }
+    // scp-like: [user@]host:path
+    match url.split_once(':') {
+        Some((host, path)) if !host.is_empty() && !path.is_empty() && !host.contains('/') => Ok(()),
+        _ => Err(format!(
+            "`{url}` is neither a URL, an absolute path nor user@host:path"
+        )),
     }
 }
