@@ -159,7 +159,14 @@ const KINDS: &[&str] = &[
     "git",
     "download",
 ];
-const SECTIONS: &[&str] = &["vars", "hosts", "host_groups", "settings", "handler"];
+const SECTIONS: &[&str] = &[
+    "vars",
+    "hosts",
+    "host_groups",
+    "settings",
+    "handler",
+    "roles",
+];
 const COMMON: &str = "name, requires, notify, tags, severity, for_each";
 
 #[derive(Deserialize)]
@@ -407,7 +414,12 @@ fn deser<T: DeserializeOwned>(t: &toml::Table) -> Result<T, (Option<String>, Str
 
 /// Collects the errors of one load.
 struct Loader {
-    dir: PathBuf,
+    /// Where relative `source` and `deb` paths are (the manifest's
+    /// directory, or a role's `files/`).
+    files: PathBuf,
+    /// Where relative `template` paths are (the manifest's directory,
+    /// or a role's `templates/`).
+    templates_dir: PathBuf,
     templates: Templates,
     errors: Vec<ManifestError>,
     keep: KeepOld,
@@ -467,7 +479,7 @@ pub fn load_str(
                 place: format!("`{key}`"),
                 message: "unknown section".into(),
                 hint: Some(format!(
-                    "resources are [[{}]]; other sections: [vars], [hosts.NAME], [host_groups.NAME], [settings], [[handler]]",
+                    "resources are [[{}]]; other sections: [vars], [hosts.NAME], [host_groups.NAME], [settings], [[handler]], roles = [\"NAME\", …]",
                     KINDS.join("]], [[")
                 )),
             });
@@ -477,56 +489,68 @@ pub fn load_str(
         .host
         .clone()
         .unwrap_or_else(|| opts.facts.hostname.clone());
-    let vars = variables(&mut top, &host, &mut errors);
+    let roles = roles(&mut top, dir, &mut errors);
+    let mut vars = variables(&mut top, &host, &mut errors);
+    // A role's defaults are the weakest: every other variable wins.
+    for r in &roles {
+        for (k, v) in &r.defaults {
+            if !vars.contains_key(k) {
+                vars.insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
+            }
+        }
+    }
     let keep = settings(&mut top, &mut errors);
     let mut context = vars;
     let facts = serde_json::to_value(&opts.facts).unwrap_or_default();
     context.insert("facts".into(), facts);
     context.insert("host".into(), serde_json::Value::String(host));
     let mut l = Loader {
-        dir: dir.to_owned(),
+        files: dir.to_owned(),
+        templates_dir: dir.to_owned(),
         templates: Templates::new(minijinja::Value::from_serialize(&context)),
         errors,
         keep,
     };
-    let mut resources = Vec::new();
-    let headers = headers(text);
-    for kind in KINDS {
-        let Some(list) = top.remove(*kind) else {
-            continue;
-        };
-        let Some(list) = list.as_array() else {
-            l.err(kind, format!("write each as [[{kind}]]"), None);
-            continue;
-        };
-        // Where each `[[kind]]` starts in the file, when every one is
-        // a header line (not `kind = [{ … }]`): resources run in the
-        // file's order, not grouped by kind.
-        let at = headers.get(*kind).filter(|h| h.len() == list.len());
-        for (i, v) in list.iter().enumerate() {
-            let place = format!("[[{kind}]] #{}", i + 1);
-            let Some(t) = v.as_table() else {
-                l.err(
-                    &place,
-                    "not a table",
-                    Some(format!("write it as [[{kind}]]")),
-                );
-                continue;
-            };
-            let first = resources.len();
-            l.resource(kind, &place, t, &mut resources);
-            if let Some(at) = at {
-                for r in &mut resources[first..] {
-                    r.position = at[i];
-                }
-            }
+    // Roles' resources first, in the order the roles are listed, then
+    // the manifest's own.
+    let mut from_roles = Vec::new();
+    let mut handlers = Vec::new();
+    for mut r in roles {
+        l.files = r.dir.join("files");
+        l.templates_dir = r.dir.join("templates");
+        let at = format!("role {}: ", r.name);
+        let mut found = l.resources(&mut r.main, &r.text, &at);
+        for (i, res) in found.iter_mut().enumerate() {
+            res.position = i;
+        }
+        from_roles.extend(found);
+        handlers.extend(l.handlers(r.main.remove("handler"), &at));
+        for key in r.main.keys() {
+            l.err(
+                &format!("{at}{}", r.file),
+                format!("`{key}` has no place in a role's main.toml"),
+                Some(format!(
+                    "a role's main.toml holds resources ([[{}]]) and [[handler]]s; its variables go in defaults.toml",
+                    KINDS.join("]], [[")
+                )),
+            );
         }
     }
-    // Stable: a kind written inline keeps its place after the others,
-    // a loop's resources stay in the loop's order.
-    resources.sort_by_key(|r| r.position);
-    let handlers = l.handlers(top.remove("handler"));
+    l.files = dir.to_owned();
+    l.templates_dir = dir.to_owned();
+    let resources = l.resources(&mut top, text, "");
+    let resources: Vec<Resource> = from_roles.into_iter().chain(resources).collect();
+    handlers.extend(l.handlers(top.remove("handler"), ""));
     let mut errors = std::mem::take(&mut l.errors);
+    for (i, h) in handlers.iter().enumerate() {
+        if handlers[..i].iter().any(|o| o.id == h.id) {
+            errors.push(ManifestError {
+                place: h.id.clone(),
+                message: "declared twice (in a role and the manifest, or two roles)".into(),
+                hint: Some("give each handler its own name".into()),
+            });
+        }
+    }
     fights(&resources, &mut errors);
     let resources = order(resources, &handlers, &mut errors);
     if errors.is_empty() {
@@ -537,6 +561,159 @@ pub fn load_str(
     } else {
         Err(fail(errors))
     }
+}
+
+impl Loader {
+    /// The resources of `top` (a manifest, or a role's main.toml whose
+    /// text is `text`), in the file's order; places start with `at`.
+    fn resources(&mut self, top: &mut toml::Table, text: &str, at: &str) -> Vec<Resource> {
+        let mut resources = Vec::new();
+        let headers = headers(text);
+        for kind in KINDS {
+            let Some(list) = top.remove(*kind) else {
+                continue;
+            };
+            let Some(list) = list.as_array() else {
+                self.err(kind, format!("write each as [[{kind}]]"), None);
+                continue;
+            };
+            // Where each `[[kind]]` starts in the file, when every one is
+            // a header line (not `kind = [{ … }]`): resources run in the
+            // file's order, not grouped by kind.
+            let starts = headers.get(*kind).filter(|h| h.len() == list.len());
+            for (i, v) in list.iter().enumerate() {
+                let place = format!("{at}[[{kind}]] #{}", i + 1);
+                let Some(t) = v.as_table() else {
+                    self.err(
+                        &place,
+                        "not a table",
+                        Some(format!("write it as [[{kind}]]")),
+                    );
+                    continue;
+                };
+                let first = resources.len();
+                self.resource(kind, &place, t, &mut resources);
+                if let Some(starts) = starts {
+                    for r in &mut resources[first..] {
+                        r.position = starts[i];
+                    }
+                }
+            }
+        }
+        // Stable: a kind written inline keeps its place after the others,
+        // a loop's resources stay in the loop's order.
+        resources.sort_by_key(|r| r.position);
+        resources
+    }
+}
+
+/// A role: `roles/NAME/` beside the manifest, with `main.toml` (its
+/// resources and handlers), `defaults.toml` (its variables, the
+/// weakest), `files/` and `templates/`.
+struct Role {
+    name: String,
+    dir: PathBuf,
+    /// `roles/NAME/main.toml`, as places name it.
+    file: String,
+    text: String,
+    main: toml::Table,
+    defaults: toml::Table,
+}
+
+/// `roles = ["web", …]`: each role read, or an error at its place.
+fn roles(top: &mut toml::Table, dir: &Path, errors: &mut Vec<ManifestError>) -> Vec<Role> {
+    let Some(v) = top.remove("roles") else {
+        return Vec::new();
+    };
+    let Some(names) = string_list(&v) else {
+        errors.push(ManifestError {
+            place: "roles".into(),
+            message: "a list of role names".into(),
+            hint: Some(
+                "roles = [\"web\", \"base\"]: each a folder roles/NAME/ beside the manifest".into(),
+            ),
+        });
+        return Vec::new();
+    };
+    let mut out: Vec<Role> = Vec::new();
+    for name in names {
+        let place = format!("roles: `{name}`");
+        if !valid_name(&name, "_-.") || name.starts_with('.') {
+            errors.push(ManifestError {
+                place,
+                message: "a role's name is a folder's: letters, digits, `_`, `-`, `.`".into(),
+                hint: None,
+            });
+            continue;
+        }
+        if out.iter().any(|r| r.name == name) {
+            errors.push(ManifestError {
+                place,
+                message: "listed twice".into(),
+                hint: None,
+            });
+            continue;
+        }
+        let rdir = dir.join("roles").join(&name);
+        let file = format!("roles/{name}/main.toml");
+        let read = |f: &str| -> Result<Option<(String, toml::Table)>, String> {
+            let p = rdir.join(f);
+            match std::fs::read_to_string(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+                Ok(t) => toml::from_str::<toml::Table>(&t)
+                    .map(|tab| Some((t, tab)))
+                    .map_err(|e| {
+                        format!(
+                            "roles/{name}/{f}: {}",
+                            e.to_string().trim().replace('\n', "\n  ")
+                        )
+                    }),
+            }
+        };
+        if !rdir.is_dir() {
+            errors.push(ManifestError {
+                place,
+                message: format!("{} is not a folder", rdir.display()),
+                hint: Some(format!(
+                    "a role is a folder roles/{name}/ beside the manifest, with main.toml (resources), defaults.toml (variables), files/ and templates/"
+                )),
+            });
+            continue;
+        }
+        let (text, main) = match read("main.toml") {
+            Ok(Some(m)) => m,
+            Ok(None) => (String::new(), toml::Table::new()),
+            Err(e) => {
+                errors.push(ManifestError {
+                    place,
+                    message: e,
+                    hint: None,
+                });
+                continue;
+            }
+        };
+        let defaults = match read("defaults.toml") {
+            Ok(d) => d.map(|(_, t)| t).unwrap_or_default(),
+            Err(e) => {
+                errors.push(ManifestError {
+                    place,
+                    message: e,
+                    hint: None,
+                });
+                continue;
+            }
+        };
+        out.push(Role {
+            name,
+            dir: rdir,
+            file,
+            text,
+            main,
+            defaults,
+        });
+    }
+    out
 }
 
 /// The byte offset of each `[[kind]]` header line, by kind.
@@ -943,13 +1120,13 @@ impl Loader {
                 let content = if let Some(c) = r.content {
                     Some(c.into_bytes())
                 } else if let Some(s) = &r.source {
-                    let p = self.dir.join(s);
+                    let p = self.files.join(s);
                     Some(
                         std::fs::read(&p)
                             .map_err(|e| bad("source", format!("{}: {e}", p.display())))?,
                     )
                 } else if let Some(s) = &r.template {
-                    let p = self.dir.join(s);
+                    let p = self.templates_dir.join(s);
                     let text = std::fs::read_to_string(&p)
                         .map_err(|e| bad("template", format!("{}: {e}", p.display())))?;
                     Some(
@@ -1251,7 +1428,7 @@ impl Loader {
                 let r: RawPackage = deser(t).map_err(from)?;
                 let deb = match &r.deb {
                     Some(d) => {
-                        let p = self.dir.join(d);
+                        let p = self.files.join(d);
                         if !p.is_file() {
                             return Err(bad("deb", format!("{}: no such file", p.display())));
                         }
@@ -1350,7 +1527,7 @@ impl Loader {
         }
     }
 
-    fn handlers(&mut self, v: Option<toml::Value>) -> Vec<Handler> {
+    fn handlers(&mut self, v: Option<toml::Value>, at: &str) -> Vec<Handler> {
         let mut out: Vec<Handler> = Vec::new();
         let Some(v) = v else { return out };
         let Some(list) = v.as_array() else {
@@ -1358,7 +1535,7 @@ impl Loader {
             return out;
         };
         for (i, v) in list.iter().enumerate() {
-            let place = format!("[[handler]] #{}", i + 1);
+            let place = format!("{at}[[handler]] #{}", i + 1);
             let mut v = v.clone();
             if let Err(e) = self.render(&mut v, "", None) {
                 self.err(&place, e, None);

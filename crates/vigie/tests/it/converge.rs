@@ -896,3 +896,87 @@ checksum = "sha256:00"
     );
     assert!(!e.path().join("x").exists());
 }
+
+#[test]
+fn a_role_brings_its_resources_files_templates_and_defaults() {
+    let e = env();
+    let role = e.path().join("roles/web");
+    for d in ["files", "templates"] {
+        std::fs::create_dir_all(role.join(d)).unwrap();
+    }
+    std::fs::write(
+        role.join("main.toml"),
+        "[[file]]\npath = \"{{ root }}/index.html\"\ntemplate = \"index.j2\"\nnotify = \"handler:reload\"\n\n[[file]]\npath = \"{{ root }}/robots.txt\"\nsource = \"robots.txt\"\n\n[[handler]]\nname = \"reload\"\ncommand = \"echo reloaded >> {{ root }}/reloads\"\nshell = true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        role.join("defaults.toml"),
+        "greeting = \"hello\"\nport = 80\n",
+    )
+    .unwrap();
+    std::fs::write(
+        role.join("templates/index.j2"),
+        "{{ greeting }} on {{ port }}\n",
+    )
+    .unwrap();
+    std::fs::write(role.join("files/robots.txt"), "User-agent: *\n").unwrap();
+    let www = e.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    // The manifest's own variables win over the role's defaults; its
+    // resources run after the role's.
+    let m = manifest(
+        &e,
+        "site.toml",
+        "roles = [\"web\"]\n\n[settings]\nkeep_old = \"none\"\n\n[vars]\nroot = \"{DIR}/www\"\nport = 8080\n\n[[line]]\npath = \"{DIR}/www/site.conf\"\nline = \"listen {{ port }}\"\ncreate = true\nrequires = \"file:{{ root }}/index.html\"\n",
+    );
+    let v = json(&e, &m, &[]);
+    assert_eq!(
+        statuses(&v),
+        [
+            (
+                "file:[DIR]/www/index.html".to_owned(),
+                "repaired".to_owned()
+            ),
+            ("file:[DIR]/www/robots.txt".into(), "repaired".into()),
+            ("line:[DIR]/www/site.conf".into(), "repaired".into()),
+            ("handler:reload".into(), "repaired".into()),
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "hello on 8080\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("robots.txt")).unwrap(),
+        "User-agent: *\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("site.conf")).unwrap(),
+        "listen 8080\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("reloads")).unwrap(),
+        "reloaded\n"
+    );
+    let again = converge(&e, &m, &["--audit"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    // A role that is not there, and one with a stray section: each
+    // named, nothing done.
+    std::fs::create_dir_all(e.path().join("roles/odd")).unwrap();
+    std::fs::write(e.path().join("roles/odd/main.toml"), "[vars]\nx = 1\n").unwrap();
+    let bad = manifest(
+        &e,
+        "bad.toml",
+        "roles = [\"web\", \"db\", \"odd\", \"../x\"]\n",
+    );
+    let r = converge(&e, &bad, &["--audit"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_has(&r.stderr, "roles: `db`: [DIR]/roles/db is not a folder");
+    assert_has(
+        &r.stderr,
+        "role odd: roles/odd/main.toml: `vars` has no place in a role's main.toml",
+    );
+    assert_has(&r.stderr, "roles: `../x`: a role's name is a folder's");
+}
