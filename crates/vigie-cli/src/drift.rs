@@ -107,7 +107,7 @@ async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
             Ok(t) => now.duration_until(t).unsigned_abs(),
             Err(e) => {
                 tracing::error!(job = %job.name, "converge schedule: {e}; running again in 1h");
-                Duration::from_secs(3600)
+                Duration::from_hours(1)
             }
         };
         tokio::time::sleep(wait.max(Duration::from_secs(1))).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use vigie_config::{ConvergeGit, ConvergeJob};
 
 /// A fetch or a checkout that takes longer has hung.
-const GIT_TIMEOUT: Duration = Duration::from_secs(300);
+const GIT_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// A commit checked out, and the manifest in it.
 #[derive(Clone, Debug)]

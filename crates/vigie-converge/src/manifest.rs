@@ -536,8 +536,8 @@ pub fn load_str(
             );
         }
     }
-    l.files = dir.to_owned();
-    l.templates_dir = dir.to_owned();
+    dir.clone_into(&mut l.files);
+    dir.clone_into(&mut l.templates_dir);
     let resources = l.resources(&mut top, text, "");
     let resources: Vec<Resource> = from_roles.into_iter().chain(resources).collect();
     handlers.extend(l.handlers(top.remove("handler"), ""));

@@ -167,7 +167,7 @@ fn check_git(g: &crate::model::ConvergeGit) -> Vec<(String, Option<String>)> {
         && !r.starts_with(['-', '/', '.'])
         && !r.ends_with(['/', '.'])
         && !r.contains("..")
-        && !r.ends_with(".lock")
+        && !r.to_ascii_lowercase().ends_with(".lock")
         && r.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
     if !ref_ok {
