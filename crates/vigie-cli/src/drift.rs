@@ -1,9 +1,14 @@
-//! Drift as a check: each `[[converge]]` job runs its manifest every
-//! `every` on the blocking pool (audit or enforce, as `vigie converge`
-//! does) and publishes the run's outcome on the board, where its check
-//! `converge-NAME` reads it. The manifests are loaded with the
-//! configuration ([`problems`]): a bad one never starts the daemon nor
-//! replaces the running configuration.
+//! Drift as a check: each `[[converge]]` job runs its manifest at start
+//! and then every `every` or at its `at`/`schedule` (whichever first),
+//! on the blocking pool (audit or enforce, as `vigie converge` does),
+//! and publishes the run's outcome on the board, where its check
+//! `converge-NAME` reads it; the incident's severity is the highest of
+//! the resources that differ. Each run's manifest hash and what it saw
+//! are kept in the store, so a restart still tells a changed host from
+//! a changed manifest. A job with `git` pulls first (`pull.rs`). The
+//! local manifests are loaded with the configuration ([`problems`]): a
+//! bad one never starts the daemon nor replaces the running
+//! configuration.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
