@@ -207,10 +207,14 @@ pub enum Command {
     /// 2 when the manifest has errors (all are printed, nothing runs).
     /// Examples: `vigie converge /etc/vigie/host.toml --audit --diff`,
     /// `vigie converge site.toml --tags ssh,users --skip-tags slow`. The
-    /// manifest's format: converge.md in the documentation.
+    /// manifest's format: converge.md in the documentation. Other hosts,
+    /// over ssh: `vigie converge push`.
+    #[command(args_conflicts_with_subcommands = true)]
     Converge {
+        #[command(subcommand)]
+        action: Option<ConvergeAction>,
         /// The manifest (TOML): [[file]], [[line]], [[user]], [vars]…
-        manifest: PathBuf,
+        manifest: Option<PathBuf>,
         /// Report drift and change nothing
         #[arg(long)]
         audit: bool,
@@ -361,6 +365,63 @@ pub enum FailoverAction {
         /// The failover (`[failover.NAME]`)
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConvergeAction {
+    /// Converge other hosts over ssh: the manifest and the files it
+    /// reads are sent to each host, run there by the same vigie (copied
+    /// when missing or different), and its report comes back
+    ///
+    /// Each HOST is an ssh destination (`web1`, an alias of your
+    /// ~/.ssh/config, `root@10.0.0.5`), or NAME=DESTINATION to give the
+    /// host its name in the manifest ([hosts.NAME], host groups); the
+    /// name is the destination without its user otherwise. @GROUP is
+    /// every host that [host_groups.GROUP] lists. ssh runs as
+    /// you run it (your config, agent, ProxyJump), never prompting.
+    /// Hosts run in parallel (--forks); each line is prefixed by its
+    /// host, and a summary per host ends the run. Exit 0 when every host
+    /// is compliant or was repaired, 1 when --audit found drift or a
+    /// resource failed, 2 when the manifest has errors, 3 when a host
+    /// could not be reached or run (the others still are). Example:
+    /// `vigie converge push site.toml @web db=root@db.lan --audit`.
+    Push {
+        /// The manifest (TOML), as for `vigie converge`
+        manifest: PathBuf,
+        /// The hosts: DESTINATION, NAME=DESTINATION, or @GROUP (the
+        /// hosts of [host_groups.GROUP])
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Report drift and change nothing
+        #[arg(long)]
+        audit: bool,
+        /// Show a unified diff of each file that differs (secrets
+        /// redacted)
+        #[arg(long)]
+        diff: bool,
+        /// Only resources with one of these tags (comma-separated)
+        #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+        tags: Vec<String>,
+        /// Never resources with one of these tags (comma-separated)
+        #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+        skip_tags: Vec<String>,
+        /// How many hosts at once
+        #[arg(long, default_value_t = 5, value_name = "N",
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        forks: u16,
+        /// The ssh command and its options, split on spaces (e.g.
+        /// "ssh -F ./ssh_config")
+        #[arg(long, default_value = "ssh", value_name = "COMMAND")]
+        ssh: String,
+        /// Print one JSON document at the end (for scripts) instead of
+        /// lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// The far side of `push`: this host's facts, then a bundle read on
+    /// stdin and run here, the report as JSON lines on stdout
+    #[command(hide = true)]
+    Receive,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,7 @@ mod output;
 mod password;
 mod progress;
 mod pull;
+mod push;
 mod run;
 mod sd_notify;
 mod selfcheck;
@@ -217,13 +218,14 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Backup { action } => backup::action(cli, action),
         Command::Converge {
-            manifest,
+            manifest: Some(manifest),
             audit,
             diff,
             tags,
             skip_tags,
             host,
             json,
+            ..
         } => converge::run(&converge::Args {
             manifest,
             audit: *audit,
@@ -233,6 +235,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             host: host.as_deref(),
             json: *json,
         }),
+        Command::Converge { action, .. } => push::action(action.as_ref()),
         Command::SqliteCopy { path } => backup::sqlite_copy(path),
         Command::Host {
             action: HostAction::Check { json },

@@ -64,7 +64,10 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         let engine = Engine::start_with(&config, &dir, plugins, hints(), board.clone()).map_err(|e| {
             Failure::runtime(e.to_string()).hint("check that the state directory is writable, or pass --state-dir")
         })?;
-        let mut server = start_server(&engine, &config, &dir, &failover, source.as_deref()).await?;
+        // `/metrics`, which the server shows and the remote writes send.
+        let metrics = vigie_web::Metrics::new(engine.clone());
+        let mut server = start_server(&metrics, &config, &dir, &failover, source.as_deref()).await?;
+        let mut remote = start_remote_writes(&config, &metrics);
         // dyndns lives beside the engine: it is no check, it keeps a record.
         let mut dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(config.clone())));
         // Replication jobs, each on a thread of its own.
@@ -98,7 +101,11 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                             || new.server.token.as_ref().map(|t| t.expose().to_owned()) != config.server.token.as_ref().map(|t| t.expose().to_owned());
                         if server_changed {
                             server.stop().await;
-                            server = start_server(&engine, &new, &dir, &failover, source.as_deref()).await?;
+                            server = start_server(&metrics, &new, &dir, &failover, source.as_deref()).await?;
+                        }
+                        if !same_remote_writes(&new.remote_writes, &config.remote_writes) {
+                            drop(remote);
+                            remote = start_remote_writes(&new, &metrics);
                         }
                         dyndns.abort();
                         dyndns = tokio::spawn(vigie_failover::dyndns::run_all(std::sync::Arc::new(new.clone())));
@@ -120,6 +127,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         }
         systemd.stopping();
         tracing::info!("shutting down");
+        drop(remote);
         drop(backups);
         drop(drifts);
         dyndns.abort();
@@ -188,14 +196,49 @@ fn start_syncs(
     stop
 }
 
+/// Send `/metrics` to each `[[remote_write]]` endpoint, and show their
+/// counters on `/metrics`. Dropping the handle stops them.
+fn start_remote_writes(
+    config: &Config,
+    metrics: &vigie_web::Metrics,
+) -> vigie_remote_write::RemoteWriters {
+    let m = metrics.clone();
+    let source: vigie_remote_write::Source = std::sync::Arc::new(move || {
+        let m = m.clone();
+        Box::pin(async move { m.series().await })
+    });
+    let writers = vigie_remote_write::start(&config.remote_writes, &source);
+    let stats = writers.stats();
+    metrics.set_extra((!stats.is_empty()).then(|| {
+        let extra: vigie_web::ExtraSamples =
+            std::sync::Arc::new(move || vigie_remote_write::samples(&stats));
+        extra
+    }));
+    writers
+}
+
+/// Whether a reload leaves the remote writes as they are (their queues
+/// then survive it): same endpoints, settings and secrets.
+fn same_remote_writes(a: &[vigie_config::RemoteWrite], b: &[vigie_config::RemoteWrite]) -> bool {
+    let secrets = |r: &vigie_config::RemoteWrite| match &r.auth {
+        Some(vigie_config::RemoteAuth::Bearer(t)) => t.expose().to_owned(),
+        Some(vigie_config::RemoteAuth::Basic { password, .. }) => password.expose().to_owned(),
+        None => String::new(),
+    };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            serde_json::to_value(x).ok() == serde_json::to_value(y).ok() && secrets(x) == secrets(y)
+        })
+}
+
 async fn start_server(
-    engine: &Engine,
+    metrics: &vigie_web::Metrics,
     config: &Config,
     dir: &Path,
     failover: &std::sync::Arc<vigie_failover::FailoverActions>,
     source: Option<&Path>,
 ) -> Result<vigie_web::Server> {
-    let server = vigie_web::serve(engine.clone(), &config.server, Some(failover.clone()))
+    let server = vigie_web::serve_with(metrics.clone(), &config.server, Some(failover.clone()))
         .await
         .map_err(|e| {
             Failure::runtime(format!("cannot listen on {}: {e}", config.server.listen))
@@ -810,4 +853,33 @@ pub(crate) fn daemon_call(
             Ok::<_, reqwest::Error>((status, resp.text().await.unwrap_or_default()))
         })
         .map_err(|e| e.without_url().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote_writes(table: &str, token: &str) -> Vec<vigie_config::RemoteWrite> {
+        let text =
+            format!("[[remote_write]]\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n{table}\n");
+        let env = |k: &str| (k == "RW_TOKEN").then(|| token.to_owned());
+        vigie_config::load_str(&text, Path::new("t.toml"), &env)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .config
+            .remote_writes
+    }
+
+    /// A reload keeps the running remote writes (and their queues) only
+    /// when nothing of theirs changed, a secret's value included.
+    #[test]
+    fn a_reload_restarts_remote_writes_only_when_they_change() {
+        let token = "bearer_token = { env = \"RW_TOKEN\" }";
+        let base = remote_writes(token, "a");
+        assert!(same_remote_writes(&base, &remote_writes(token, "a")));
+        assert!(!same_remote_writes(&base, &remote_writes(token, "b")));
+        let labelled = format!("{token}\nlabels = {{ env = \"prod\" }}");
+        assert!(!same_remote_writes(&base, &remote_writes(&labelled, "a")));
+        assert!(!same_remote_writes(&base, &remote_writes("", "a")));
+        assert!(!same_remote_writes(&base, &[]));
+    }
 }

@@ -44,6 +44,8 @@ pub struct Config {
     pub status_pages: BTreeMap<String, StatusPage>,
     #[serde(rename = "converge", skip_serializing_if = "Vec::is_empty")]
     pub converges: Vec<ConvergeJob>,
+    #[serde(rename = "remote_write", skip_serializing_if = "Vec::is_empty")]
+    pub remote_writes: Vec<RemoteWrite>,
     #[serde(rename = "check")]
     pub checks: Vec<Check>,
 }
@@ -707,6 +709,40 @@ fn site_toml() -> PathBuf {
 
 fn is_empty_path(p: &std::path::Path) -> bool {
     p.as_os_str().is_empty()
+}
+
+/// A Prometheus remote-write endpoint (`[[remote_write]]`), resolved:
+/// the daemon sends it the samples of `/metrics` every `interval`.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize)]
+pub struct RemoteWrite {
+    /// Its name in vigie's metrics and logs (default: host and port).
+    pub name: String,
+    pub url: HttpUrl,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// The most (compressed) bytes waiting; the oldest batches are
+    /// dropped beyond.
+    pub queue: ByteSize,
+    /// Added to every series (a series' own label wins); `instance`
+    /// and `job` always among them.
+    pub labels: BTreeMap<String, String>,
+    /// `bearer_token` or `basic_auth`, as written.
+    #[serde(flatten)]
+    pub auth: Option<RemoteAuth>,
+    /// CA certificates trusted beside the system's.
+    pub ca: Option<PathBuf>,
+}
+
+/// How a remote-write endpoint is authenticated.
+#[derive(Clone, Debug, Serialize)]
+pub enum RemoteAuth {
+    /// `Authorization: Bearer …`.
+    #[serde(rename = "bearer_token")]
+    Bearer(Secret),
+    /// HTTP basic authentication.
+    #[serde(rename = "basic_auth")]
+    Basic { user: String, password: Secret },
 }
 
 /// How a `[[converge]]` job runs its manifest.

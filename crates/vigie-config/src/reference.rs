@@ -104,6 +104,13 @@ const AREAS: &[Area] = &[
         extra: None,
     },
     Area {
+        file: "remote-write",
+        title: "Prometheus remote write",
+        intro: "The samples of `/metrics` (checks, backup and converge jobs, the engine, and the host's node_exporter families) sent every `interval` to a Prometheus (`--web.enable-remote-write-receiver`), VictoriaMetrics or Mimir, as Prometheus remote write 1.0 (protobuf, snappy). docs/remote-write.md says how to use it with the Grafana dashboard of `contrib/grafana/`.",
+        sections: &["remote_write"],
+        extra: None,
+    },
+    Area {
         file: "sync",
         title: "Replication",
         intro: "Live one-way replication of a directory to another host over the system `ssh`, or to a local path. Each job gets a check, `sync-NAME`, that fails when the job lags.",

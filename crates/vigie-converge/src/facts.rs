@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Facts {
     pub hostname: String,
     /// `/etc/os-release`'s `ID`, `VERSION_ID`, `VERSION_CODENAME`,
@@ -20,7 +20,7 @@ pub struct Facts {
     pub cpus: usize,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Os {
     pub id: String,
     pub version_id: String,

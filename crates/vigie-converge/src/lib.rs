@@ -16,9 +16,14 @@
 //!   requirement failed is skipped, notified handlers run once at the
 //!   end; the [`Report`] says what each resource was.
 //!
+//! - [`bundle`] carries a manifest and the files it reads to another
+//!   host (`vigie converge push`), and refuses on the receiving side
+//!   any path that could land outside its directory.
+//!
 //! It depends on `vigie-core` only: the CLI drives it, and the engine
 //! will drive it as a check.
 
+pub mod bundle;
 pub mod diff;
 pub mod facts;
 pub mod manifest;
@@ -112,6 +117,20 @@ fn selected(r: &Resource, opts: &Options) -> bool {
 /// Run a plan in order: each selected resource through `check_apply`,
 /// then each notified handler once.
 pub fn run(plan: &Plan, opts: &Options) -> Report {
+    run_streaming(plan, opts, &mut |_| {})
+}
+
+/// An item of a run as soon as it is known: a resource's, or a
+/// handler's (which run at the end).
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    Resource(&'a Item),
+    Handler(&'a Item),
+}
+
+/// [`run`], telling `on` each item as it is done (what `vigie converge
+/// push` streams back from a host).
+pub fn run_streaming(plan: &Plan, opts: &Options, on: &mut dyn FnMut(Progress<'_>)) -> Report {
     let start = Instant::now();
     let writer = write::Writer::for_mode(opts.mode).map(|w| w.with_fetch(opts.fetch.clone()));
     let mut failed: HashSet<&str> = HashSet::new();
@@ -128,6 +147,7 @@ pub fn run(plan: &Plan, opts: &Options) -> Report {
                 diff: None,
                 severity: r.severity,
             });
+            on(Progress::Resource(&items[items.len() - 1]));
             continue;
         }
         let checked = r.check_apply(writer.as_ref());
@@ -150,8 +170,12 @@ pub fn run(plan: &Plan, opts: &Options) -> Report {
             diff: checked.drift.diff,
             severity: r.severity,
         });
+        on(Progress::Resource(&items[items.len() - 1]));
     }
     let handlers = run_handlers(plan, &notified, writer.as_ref());
+    for h in &handlers {
+        on(Progress::Handler(h));
+    }
     let mut summary = Summary::default();
     for i in items.iter().chain(&handlers) {
         summary.total += 1;

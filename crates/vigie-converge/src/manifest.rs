@@ -133,6 +133,10 @@ pub struct Plan {
     pub resources: Vec<Resource>,
     /// Every declared `[[handler]]`, in declaration order.
     pub handlers: Vec<Handler>,
+    /// The files the manifest read (`source`, `template`, `deb`), as
+    /// written, relative to its directory (or absolute): what
+    /// `vigie converge push` sends beside it.
+    pub files: Vec<String>,
 }
 
 /// What a manifest is read with.
@@ -414,18 +418,35 @@ fn deser<T: DeserializeOwned>(t: &toml::Table) -> Result<T, (Option<String>, Str
 
 /// Collects the errors of one load.
 struct Loader {
+    /// The manifest's directory.
+    dir: PathBuf,
     /// Where relative `source` and `deb` paths are (the manifest's
     /// directory, or a role's `files/`).
-    files: PathBuf,
+    files_dir: PathBuf,
     /// Where relative `template` paths are (the manifest's directory,
     /// or a role's `templates/`).
     templates_dir: PathBuf,
+    /// `Plan::files`: every file read goes in here.
+    files: Vec<String>,
     templates: Templates,
     errors: Vec<ManifestError>,
     keep: KeepOld,
 }
 
 impl Loader {
+    /// Note a file read at `path` (written `as_written`) for
+    /// `Plan::files`: relative to the manifest's directory when under
+    /// it (a role's files), else as written.
+    fn read(&mut self, path: &Path, as_written: &str) {
+        // An absolute path stays as written (push refuses it).
+        let shown = Some(path)
+            .filter(|_| Path::new(as_written).is_relative())
+            .and_then(|p| p.strip_prefix(&self.dir).ok())
+            .and_then(Path::to_str)
+            .map_or_else(|| as_written.to_owned(), str::to_owned);
+        self.files.push(shown);
+    }
+
     fn err(&mut self, place: &str, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(ManifestError {
             place: place.to_owned(),
@@ -505,38 +526,18 @@ pub fn load_str(
     context.insert("facts".into(), facts);
     context.insert("host".into(), serde_json::Value::String(host));
     let mut l = Loader {
-        files: dir.to_owned(),
+        dir: dir.to_owned(),
+        files_dir: dir.to_owned(),
         templates_dir: dir.to_owned(),
+        files: Vec::new(),
         templates: Templates::new(minijinja::Value::from_serialize(&context)),
         errors,
         keep,
     };
     // Roles' resources first, in the order the roles are listed, then
     // the manifest's own.
-    let mut from_roles = Vec::new();
-    let mut handlers = Vec::new();
-    for mut r in roles {
-        l.files = r.dir.join("files");
-        l.templates_dir = r.dir.join("templates");
-        let at = format!("role {}: ", r.name);
-        let mut found = l.resources(&mut r.main, &r.text, &at);
-        for (i, res) in found.iter_mut().enumerate() {
-            res.position = i;
-        }
-        from_roles.extend(found);
-        handlers.extend(l.handlers(r.main.remove("handler"), &at));
-        for key in r.main.keys() {
-            l.err(
-                &format!("{at}{}", r.file),
-                format!("`{key}` has no place in a role's main.toml"),
-                Some(format!(
-                    "a role's main.toml holds resources ([[{}]]) and [[handler]]s; its variables go in defaults.toml",
-                    KINDS.join("]], [[")
-                )),
-            );
-        }
-    }
-    dir.clone_into(&mut l.files);
+    let (from_roles, mut handlers) = l.roles(roles);
+    dir.clone_into(&mut l.files_dir);
     dir.clone_into(&mut l.templates_dir);
     let resources = l.resources(&mut top, text, "");
     let resources: Vec<Resource> = from_roles.into_iter().chain(resources).collect();
@@ -554,12 +555,52 @@ pub fn load_str(
     fights(&resources, &mut errors);
     let resources = order(resources, &handlers, &mut errors);
     if errors.is_empty() {
+        let mut files = std::mem::take(&mut l.files);
+        files.sort();
+        files.dedup();
         Ok(Plan {
             resources,
             handlers,
+            files,
         })
     } else {
         Err(fail(errors))
+    }
+}
+
+impl Loader {
+    /// The roles' resources (each role's in its file's order, the roles
+    /// in the order listed) and handlers; the files they read noted.
+    fn roles(&mut self, roles: Vec<Role>) -> (Vec<Resource>, Vec<Handler>) {
+        let mut from_roles = Vec::new();
+        let mut handlers = Vec::new();
+        for mut r in roles {
+            self.files_dir = r.dir.join("files");
+            for f in ["main.toml", "defaults.toml"] {
+                if r.dir.join(f).is_file() {
+                    self.files.push(format!("roles/{}/{f}", r.name));
+                }
+            }
+            self.templates_dir = r.dir.join("templates");
+            let at = format!("role {}: ", r.name);
+            let mut found = self.resources(&mut r.main, &r.text, &at);
+            for (i, res) in found.iter_mut().enumerate() {
+                res.position = i;
+            }
+            from_roles.extend(found);
+            handlers.extend(self.handlers(r.main.remove("handler"), &at));
+            for key in r.main.keys() {
+                self.err(
+                    &format!("{at}{}", r.file),
+                    format!("`{key}` has no place in a role's main.toml"),
+                    Some(format!(
+                        "a role's main.toml holds resources ([[{}]]) and [[handler]]s; its variables go in defaults.toml",
+                        KINDS.join("]], [[")
+                    )),
+                );
+            }
+        }
+        (from_roles, handlers)
     }
 }
 
@@ -784,6 +825,38 @@ fn settings(top: &mut toml::Table, errors: &mut Vec<ManifestError>) -> KeepOld {
 
 /// `[vars]`, then each `[host_groups.NAME]` that lists the host (by
 /// name), then `[hosts.HOST]`: later ones override earlier ones.
+/// The hosts that `[host_groups.GROUP]` of the manifest at `path`
+/// lists (`vigie converge push site.toml @GROUP`).
+pub fn group_hosts(path: &Path, group: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let top: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let groups = top.get("host_groups").and_then(toml::Value::as_table);
+    let hosts = groups
+        .and_then(|g| g.get(group))
+        .and_then(toml::Value::as_table)
+        .and_then(|g| g.get("hosts"))
+        .and_then(string_list);
+    match hosts {
+        Some(h) if !h.is_empty() => Ok(h),
+        Some(_) => Err(format!("[host_groups.{group}] lists no host")),
+        None => {
+            let known: Vec<&str> = groups
+                .map(|g| g.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            Err(format!(
+                "{}: no [host_groups.{group}] with hosts = [\"name\", …] (groups: {})",
+                path.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+    }
+}
+
 fn variables(
     top: &mut toml::Table,
     host: &str,
@@ -1120,13 +1193,15 @@ impl Loader {
                 let content = if let Some(c) = r.content {
                     Some(c.into_bytes())
                 } else if let Some(s) = &r.source {
-                    let p = self.files.join(s);
+                    let p = self.files_dir.join(s);
+                    self.read(&p, s);
                     Some(
                         std::fs::read(&p)
                             .map_err(|e| bad("source", format!("{}: {e}", p.display())))?,
                     )
                 } else if let Some(s) = &r.template {
                     let p = self.templates_dir.join(s);
+                    self.read(&p, s);
                     let text = std::fs::read_to_string(&p)
                         .map_err(|e| bad("template", format!("{}: {e}", p.display())))?;
                     Some(
@@ -1428,7 +1503,8 @@ impl Loader {
                 let r: RawPackage = deser(t).map_err(from)?;
                 let deb = match &r.deb {
                     Some(d) => {
-                        let p = self.files.join(d);
+                        let p = self.files_dir.join(d);
+                        self.read(&p, d);
                         if !p.is_file() {
                             return Err(bad("deb", format!("{}: no such file", p.display())));
                         }

@@ -1212,6 +1212,9 @@ fn hold_reason(ctx: &Ctx, config: &Config, check: &Check, notifications: bool) -
     {
         return Some(Hold::Maintenance(m.name.clone()));
     }
+    if let Some(m) = ctx.inner.manual_maintenance(&check.name, now) {
+        return Some(Hold::Maintenance(format!("started by {}", m.by)));
+    }
     if notifications && ctx.flapping(check, now) {
         return Some(Hold::Flapping);
     }

@@ -245,6 +245,9 @@ pub(crate) struct Inner {
     semaphore: RwLock<Arc<Semaphore>>,
     /// Where incidents read the time of day (tests: tokio's clock).
     clock: clock::Clock,
+    /// Checks put in maintenance by hand, by name (the store keeps them
+    /// too, for a restart).
+    maintenance: RwLock<BTreeMap<String, vigie_store::ManualMaintenance>>,
 }
 
 /// The running engine. Cheap to clone; every clone drives the same checks.
@@ -268,7 +271,16 @@ pub enum EngineError {
     Prepare { check: String, message: String },
     #[error("the engine is not running")]
     Stopped,
+    /// A request that cannot be done as asked; the message says why and
+    /// what to do.
+    #[error("{0}")]
+    Refused(String),
 }
+
+/// The longest public note, in characters.
+pub const NOTE_MAX_CHARS: usize = 2000;
+/// The longest maintenance started by hand.
+pub const MAINTENANCE_MAX: Duration = Duration::from_hours(7 * 24);
 
 impl Engine {
     /// Open the store in `state_dir`, restore what it remembers, and start
@@ -338,9 +350,22 @@ impl Engine {
             board,
             semaphore: RwLock::new(Arc::new(Semaphore::new(config.engine.concurrency))),
             clock,
+            maintenance: RwLock::new(BTreeMap::new()),
         });
         let changes = incidents::start(inner.clone(), state_dir, &shared_config)?;
         let _ = inner.incidents.set(changes);
+        if let Some(store) = inner.incident_store.get() {
+            let now = inner.clock.now();
+            let running = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .maintenances(now)?;
+            *inner
+                .maintenance
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                running.into_iter().map(|m| (m.check.clone(), m)).collect();
+        }
         let engine = Self {
             inner,
             tasks: Arc::new(Mutex::new(JoinSet::new())),
@@ -585,6 +610,128 @@ impl Engine {
         Ok(r)
     }
 
+    /// Add a public note to incident `id`, by `author` (status pages
+    /// show it while the incident is open). `text` is trimmed; an empty
+    /// one or one longer than [`NOTE_MAX_CHARS`] is refused.
+    pub fn add_note(
+        &self,
+        id: i64,
+        author: &str,
+        text: &str,
+    ) -> Result<vigie_store::Noted, EngineError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(EngineError::Refused(
+                "a note needs some text: write what people should know".to_owned(),
+            ));
+        }
+        let chars = text.chars().count();
+        if chars > NOTE_MAX_CHARS {
+            return Err(EngineError::Refused(format!(
+                "a note is at most {NOTE_MAX_CHARS} characters (this one has {chars}): shorten it"
+            )));
+        }
+        let r = self.incident_store(|s| s.add_note(id, self.inner.clock.now(), author, text))?;
+        if r == vigie_store::Noted::Added {
+            tracing::info!(incident = id, author, "public note added");
+        }
+        Ok(r)
+    }
+
+    /// Put `check` in maintenance for `duration` from now, `by` whom:
+    /// it keeps running, its incidents wait (as in a `[[maintenance]]`
+    /// window) until the end or [`Engine::end_maintenance`]. Started
+    /// again, the new end replaces the old one.
+    pub fn start_maintenance(
+        &self,
+        check: &str,
+        duration: Duration,
+        by: &str,
+    ) -> Result<vigie_store::ManualMaintenance, EngineError> {
+        if self.view().config().check(check).is_none() {
+            return Err(EngineError::Refused(format!("no check named {check}")));
+        }
+        if duration.is_zero() || duration > MAINTENANCE_MAX {
+            return Err(EngineError::Refused(format!(
+                "a maintenance lasts from 1 minute to {} days; for longer, declare a [[maintenance]] window",
+                MAINTENANCE_MAX.as_secs() / 86_400
+            )));
+        }
+        let since = self.inner.clock.now();
+        let m = vigie_store::ManualMaintenance {
+            check: check.to_owned(),
+            since,
+            until: Timestamp(
+                since
+                    .millis()
+                    .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            by: by.to_owned(),
+        };
+        self.incident_store(|s| s.start_maintenance(&m))?;
+        self.inner
+            .maintenance
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(check.to_owned(), m.clone());
+        tracing::info!(
+            check,
+            by,
+            until = m.until.millis(),
+            "maintenance started by hand"
+        );
+        Ok(m)
+    }
+
+    /// End `check`'s maintenance started by hand; whether it had one.
+    pub fn end_maintenance(&self, check: &str) -> Result<bool, EngineError> {
+        let was = self.incident_store(|s| s.end_maintenance(check))?;
+        let had = self
+            .inner
+            .maintenance
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(check)
+            .is_some();
+        if was || had {
+            tracing::info!(check, "maintenance ended by hand");
+        }
+        Ok(was || had)
+    }
+
+    /// `check`'s maintenance started by hand, if it runs now.
+    pub fn maintenance(&self, check: &str) -> Option<vigie_store::ManualMaintenance> {
+        self.inner.manual_maintenance(check, self.inner.clock.now())
+    }
+
+    /// Pause replication job `job` (`[[sync]]`), as `vigie sync pause`
+    /// does: the job stops sending, changes keep queueing.
+    pub fn sync_pause(&self, job: &str, reason: &str) -> Result<(), EngineError> {
+        if !self.view().config().syncs.iter().any(|j| j.name == job) {
+            return Err(EngineError::Refused(format!(
+                "no replication job named {job}"
+            )));
+        }
+        self.incident_store(|s| s.sync_pause(job, reason, self.inner.clock.now()))?;
+        tracing::info!(job, reason, "replication paused");
+        Ok(())
+    }
+
+    /// Resume replication job `job`, as `vigie sync resume` does;
+    /// whether it was paused.
+    pub fn sync_resume(&self, job: &str) -> Result<bool, EngineError> {
+        if !self.view().config().syncs.iter().any(|j| j.name == job) {
+            return Err(EngineError::Refused(format!(
+                "no replication job named {job}"
+            )));
+        }
+        let was = self.incident_store(|s| s.sync_resume(job))?;
+        if was {
+            tracing::info!(job, "replication resumed");
+        }
+        Ok(was)
+    }
+
     /// Read the store's history (results, incidents and their events)
     /// on a connection of its own, opened on first use. Blocking: call
     /// it from the blocking pool.
@@ -627,6 +774,20 @@ impl Engine {
 }
 
 impl Inner {
+    /// `check`'s maintenance started by hand, if it runs at `now`.
+    pub(crate) fn manual_maintenance(
+        &self,
+        check: &str,
+        now: Timestamp,
+    ) -> Option<vigie_store::ManualMaintenance> {
+        self.maintenance
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(check)
+            .filter(|m| m.since <= now && now < m.until)
+            .cloned()
+    }
+
     /// Apply one outcome to the check's state, publish it, and queue it
     /// for the store. Returns the check's new state (`None`: the check is
     /// no longer installed).

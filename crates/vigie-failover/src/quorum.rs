@@ -240,32 +240,16 @@ impl PeerClient {
     /// vote in another name, gets an error (logged by the caller), never
     /// a vote.
     pub async fn vote(&self, failover: &str) -> Result<Vote, String> {
-        let url = format!("{}/api/v1/peer/vote/{failover}", self.base);
-        let resp = self
-            .client
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
+        let body = self
+            .get(&format!("/api/v1/peer/vote/{failover}"), VOTE_LIMIT)
             .await
-            .map_err(|e| format!("unreachable: {}", vigie_net::chain(&e.without_url())))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("answered {status}"));
-        }
-        let mut resp = resp;
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("reading the answer: {}", e.without_url()))?
-        {
-            if body.len() + chunk.len() > VOTE_LIMIT {
-                return Err(format!(
-                    "sent more than {VOTE_LIMIT} bytes: that is no vote"
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| {
+                if e.starts_with("sent more than") {
+                    format!("{e}: that is no vote")
+                } else {
+                    e
+                }
+            })?;
         let vote: Vote = serde_json::from_slice(&body).map_err(|e| {
             format!(
                 "sent something that is no vote ({e}): {:?}",
@@ -287,6 +271,46 @@ impl PeerClient {
             ));
         }
         Ok(vote)
+    }
+}
+
+impl PeerClient {
+    /// GET `path` of the peer's API with the shared token; its body, at
+    /// most `limit` bytes (a peer sending more is not read on). Any
+    /// answer but a success is an error that says what came back.
+    pub async fn get(&self, path: &str, limit: usize) -> Result<Vec<u8>, String> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {}", vigie_net::chain(&e.without_url())))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("answered {status}"));
+        }
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(format!("sent more than {limit} bytes"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the answer: {}", e.without_url()))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(format!("sent more than {limit} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// The peer's base URL (its dashboard's too).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 }
 

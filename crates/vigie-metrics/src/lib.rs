@@ -10,14 +10,17 @@ pub mod host;
 mod sample;
 
 pub use host::HostCollector;
-pub use sample::Sample;
+pub use sample::{Sample, Series};
 
 use std::fmt::Write as _;
 
-/// A Prometheus text exposition being written.
+/// A Prometheus text exposition being written, or (made by
+/// [`Exposition::collecting`]) the same samples kept as [`Series`], for a
+/// remote write: one writer of the page serves both, so they never differ.
 #[derive(Default, Debug)]
 pub struct Exposition {
     out: String,
+    series: Option<Vec<Series>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +37,26 @@ impl Exposition {
         Self::default()
     }
 
+    /// An exposition that keeps each sample as a [`Series`] (labels
+    /// sorted, the name as the page writes it: `_bucket`, `_sum` and
+    /// `_count` of a histogram are series of their own) and writes no text.
+    pub fn collecting() -> Self {
+        Self {
+            out: String::new(),
+            series: Some(Vec::new()),
+        }
+    }
+
+    /// The series kept by a collecting exposition (none otherwise).
+    pub fn into_series(self) -> Vec<Series> {
+        self.series.unwrap_or_default()
+    }
+
     /// Start a metric family: its `# HELP` and `# TYPE` lines.
     pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        if self.series.is_some() {
+            return;
+        }
         let kind = match kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
@@ -62,6 +83,19 @@ impl Exposition {
         labels: impl IntoIterator<Item = (&'a str, &'a str)>,
         value: f64,
     ) {
+        if let Some(series) = &mut self.series {
+            let mut labels: Vec<(String, String)> = labels
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            labels.sort();
+            series.push(Series {
+                name: name.to_owned(),
+                labels,
+                value,
+            });
+            return;
+        }
         self.out.push_str(name);
         let mut any = false;
         for (k, v) in labels {
@@ -201,6 +235,36 @@ mod tests {
         assert_eq!(
             e.finish(),
             "# HELP vigie_check_up 1 when ok\n# TYPE vigie_check_up gauge\nvigie_check_up{check=\"a\\\"b\\\\c\\nd\"} 1\nx +Inf\n"
+        );
+    }
+
+    #[test]
+    fn collecting_keeps_what_the_page_writes() {
+        let write = |e: &mut Exposition| {
+            e.family("h", Kind::Histogram, "H.");
+            e.sample("h_bucket", &[("le", "1"), ("a", "x")], 2.0);
+            e.sample("h_count", &[], 2.0);
+        };
+        let mut text = Exposition::new();
+        write(&mut text);
+        assert_eq!(text.into_series(), Vec::new());
+        let mut e = Exposition::collecting();
+        write(&mut e);
+        let series = e.into_series();
+        assert_eq!(
+            series,
+            vec![
+                Series {
+                    name: "h_bucket".into(),
+                    labels: vec![("a".into(), "x".into()), ("le".into(), "1".into())],
+                    value: 2.0,
+                },
+                Series {
+                    name: "h_count".into(),
+                    labels: Vec::new(),
+                    value: 2.0,
+                },
+            ]
         );
     }
 

@@ -54,6 +54,16 @@ impl Sample {
     }
 }
 
+/// One sample as a remote write sends it: the name as the text page
+/// writes it, owned labels sorted by name, the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub name: String,
+    /// Sorted by label name.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
 impl Exposition {
     /// Write `samples`, each family's `# HELP` and `# TYPE` once, before
     /// its first sample, whatever order the samples come in (families keep

@@ -78,13 +78,16 @@ pub enum EventKind {
     FailbackHeld,
     FailbackFailed,
     FailedBack,
+    /// Someone wrote a public note (status pages show it); the detail is
+    /// `AUTHOR: TEXT`.
+    PublicNote,
     /// Stored text no variant knows.
     Other(String),
 }
 
 impl EventKind {
     /// Every known kind (not `Other`).
-    pub const KNOWN: [EventKind; 22] = [
+    pub const KNOWN: [EventKind; 23] = [
         EventKind::Opened,
         EventKind::Resolved,
         EventKind::Acknowledged,
@@ -107,6 +110,7 @@ impl EventKind {
         EventKind::FailbackHeld,
         EventKind::FailbackFailed,
         EventKind::FailedBack,
+        EventKind::PublicNote,
     ];
 
     /// The stored text.
@@ -134,6 +138,7 @@ impl EventKind {
             EventKind::FailbackHeld => "failback held",
             EventKind::FailbackFailed => "failback failed",
             EventKind::FailedBack => "failed back",
+            EventKind::PublicNote => "public note",
             EventKind::Other(s) => s,
         }
     }
@@ -412,6 +417,73 @@ impl Store {
     }
 }
 
+/// A public note on an incident: what people outside are told.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    pub at: Timestamp,
+    pub author: String,
+    pub text: String,
+}
+
+/// What adding a note did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noted {
+    Added,
+    NotFound,
+}
+
+impl Store {
+    /// Add a public note to incident `id` (open or resolved: a note may
+    /// tell what happened after the fact), with an event in its
+    /// timeline, in one transaction.
+    pub fn add_note(&mut self, id: i64, at: Timestamp, author: &str, text: &str) -> Result<Noted> {
+        if self.incident(id)?.is_none() {
+            return Ok(Noted::NotFound);
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO incident_notes (incident_id, at_ms, author, body) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at.millis(), author, text],
+        )?;
+        insert_event(
+            &tx,
+            id,
+            at,
+            &EventKind::PublicNote,
+            &format!("{author}: {text}"),
+        )?;
+        tx.commit()?;
+        Ok(Noted::Added)
+    }
+
+    /// Incident `id`'s public notes, oldest first.
+    pub fn notes(&self, id: i64) -> Result<Vec<Note>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at_ms, author, body FROM incident_notes WHERE incident_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(Note {
+                at: Timestamp(r.get(0)?),
+                author: r.get(1)?,
+                text: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The open incidents of `checks`, oldest first, each with its notes.
+    pub fn open_incidents_of(&self, checks: &[&str]) -> Result<Vec<(Incident, Vec<Note>)>> {
+        let mut out = Vec::new();
+        for i in self.open_incidents()? {
+            if checks.contains(&i.check.as_str()) {
+                let notes = self.notes(i.id)?;
+                out.push((i, notes));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The last delivery of a notifier, for `vigie status`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct NotifierHealth {
@@ -519,6 +591,7 @@ mod tests {
             EventKind::FailbackHeld => 19,
             EventKind::FailbackFailed => 20,
             EventKind::FailedBack => 21,
+            EventKind::PublicNote => 22,
             EventKind::Other(_) => return None,
         })
     }

@@ -22,6 +22,7 @@ mod converge;
 mod history;
 mod incidents;
 pub mod lock;
+mod maintenance;
 mod migrations;
 pub mod series;
 mod sqlite_copy;
@@ -34,11 +35,12 @@ pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 pub use backup::{BackupCheck, BackupDrill, BackupRun};
 pub use converge::ConvergeLast;
 pub use history::{Bucket, Mark};
+pub use maintenance::ManualMaintenance;
 pub use sqlite_copy::sqlite_copy;
 pub use sync::Paused;
 
 pub use incidents::{
-    Ack, DeliveryRecord, Event as IncidentEvent, EventKind, Incident, NotifierHealth,
+    Ack, DeliveryRecord, Event as IncidentEvent, EventKind, Incident, Note, Noted, NotifierHealth,
 };
 
 pub use migrations::SCHEMA_VERSION;

@@ -191,7 +191,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (series_id, resolution_ms, start_ms)
     ) WITHOUT ROWID;
     CREATE INDEX series_chunks_by_age ON series_chunks (resolution_ms, end_ms);",
-    // 14: each `[[converge]]` job's last run: the SHA-256 of the
+    // 14: public notes on incidents (what status pages show), and
+    // maintenance started by hand on a check (the dashboard, the API),
+    // which outlives a restart until it ends.
+    "CREATE TABLE incident_notes (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        at_ms INTEGER NOT NULL,
+        author TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX incident_notes_by_incident ON incident_notes (incident_id, id);
+    CREATE TABLE maintenance_now (
+        check_name TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        by TEXT NOT NULL
+    );",
+    // 15: each `[[converge]]` job's last run: the SHA-256 of the
     // manifest it ran, the commit of a git-pulled one, and what it saw
     // (the ids of the resources that differed), so that a restart still
     // tells a changed host from a changed manifest.

@@ -171,6 +171,8 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
          DROP TABLE backup_checks;
          DROP TABLE series_chunks;
          DROP TABLE series;
+         DROP TABLE incident_notes;
+         DROP TABLE maintenance_now;
          DROP TABLE converge_last;
          ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
@@ -262,6 +264,89 @@ fn recent_marks_and_buckets_read_one_checks_runs() {
         b.iter().map(|b| (b.start.0, b.runs)).collect::<Vec<_>>(),
         [(50_000, 50)]
     );
+}
+
+#[test]
+fn public_notes_go_with_their_incident_and_into_its_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let sev = vigie_core::Severity::High;
+    let db = store
+        .open_incident("db", sev, "open", None, Timestamp(1000), "refused")
+        .unwrap();
+    let web = store
+        .open_incident("web", sev, "open", None, Timestamp(1100), "500")
+        .unwrap();
+    assert_eq!(
+        store
+            .add_note(db, Timestamp(2000), "alice", "We are on it")
+            .unwrap(),
+        vigie_store::Noted::Added
+    );
+    store
+        .add_note(db, Timestamp(3000), "bob", "Restored <b>soon</b>")
+        .unwrap();
+    assert_eq!(
+        store.add_note(999, Timestamp(3000), "bob", "x").unwrap(),
+        vigie_store::Noted::NotFound
+    );
+    let notes = store.notes(db).unwrap();
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0].author, "alice");
+    assert_eq!(notes[1].text, "Restored <b>soon</b>");
+    assert_eq!(notes[1].at, Timestamp(3000));
+    let events = store.incident_events(db).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, vigie_store::EventKind::PublicNote);
+    assert_eq!(last.detail, "bob: Restored <b>soon</b>");
+
+    let open = store.open_incidents_of(&["db"]).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].0.id, db);
+    assert_eq!(open[0].1, notes);
+    store
+        .resolve_incident(db, Timestamp(4000), "recovered")
+        .unwrap();
+    assert!(store.open_incidents_of(&["db"]).unwrap().is_empty());
+    assert_eq!(
+        store.open_incidents_of(&["db", "web"]).unwrap()[0].0.id,
+        web
+    );
+    // Reopened: kept.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.notes(db).unwrap(), notes);
+}
+
+#[test]
+fn maintenance_by_hand_survives_reopen_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = |check: &str, until| vigie_store::ManualMaintenance {
+        check: check.to_owned(),
+        since: Timestamp(1000),
+        until: Timestamp(until),
+        by: "alice".to_owned(),
+    };
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        store.start_maintenance(&m("db", 10_000)).unwrap();
+        store.start_maintenance(&m("web", 5_000)).unwrap();
+        // Started again: the new end replaces the old one.
+        store.start_maintenance(&m("web", 20_000)).unwrap();
+    }
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.maintenances(Timestamp(2000)).unwrap(),
+        vec![m("db", 10_000), m("web", 20_000)]
+    );
+    assert_eq!(
+        store.maintenances(Timestamp(10_000)).unwrap(),
+        vec![m("web", 20_000)],
+        "over at its end, and removed"
+    );
+    assert!(store.end_maintenance("web").unwrap());
+    assert!(!store.end_maintenance("web").unwrap());
+    assert!(store.maintenances(Timestamp(2000)).unwrap().is_empty());
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod knot;
 pub mod need;
 pub mod netns;
+pub mod prometheus;
 pub mod rest;
 pub mod s3;
 pub mod servers;

@@ -68,6 +68,10 @@ pub enum Need {
     /// Prometheus's `promtool` (package prometheus, never started): it
     /// parses and lints `/metrics` as a Prometheus server would.
     Promtool,
+    /// A Prometheus server (package prometheus), started by the test on
+    /// loopback with its remote-write receiver: it takes what vigie sends
+    /// and answers PromQL.
+    Prometheus,
     /// Debian's Chromium, run headless: it renders the dashboard.
     Chromium,
     /// Debian's chromedriver (package chromium-driver): a test drives
@@ -189,6 +193,9 @@ impl Need {
                 "systemd",
             ),
             Need::Promtool => program(runs("promtool", &["--version"]), "promtool", "prometheus"),
+            Need::Prometheus => {
+                program(runs("prometheus", &["--version"]), "prometheus", "prometheus")
+            }
             Need::Chromium => program(runs("chromium", &["--version"]), "chromium", "chromium"),
             Need::Chromedriver => program(
                 runs("chromedriver", &["--version"]),

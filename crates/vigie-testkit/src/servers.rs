@@ -391,6 +391,8 @@ pub struct Captured {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes as sent (`body` is their lossy UTF-8).
+    pub raw: Vec<u8>,
 }
 
 impl Captured {
@@ -465,6 +467,7 @@ async fn read_request(mut s: tokio::net::TcpStream) -> Option<(tokio::net::TcpSt
             target,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            raw: body,
         },
     ))
 }

@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use vigie_engine::{Engine, HeartbeatPing, LAG_BUCKETS, PingError};
 use vigie_failover::FailoverActions;
 use vigie_failover::quorum::local_vote;
-use vigie_metrics::{Exposition, Kind, Sample};
+use vigie_metrics::{Exposition, Kind, Sample, Series};
 
 #[derive(Clone)]
 struct App {
@@ -40,14 +40,16 @@ struct App {
     /// Bearer token required for the API and `/metrics`, when configured.
     token: Option<Arc<str>>,
     failover: Option<Arc<FailoverActions>>,
-    stats: Arc<ServerStats>,
-    host: Arc<host::HostMetrics>,
+    /// What `/metrics` shows (the server's own counters among it).
+    metrics: Metrics,
     /// The dashboard's logged-in browsers.
     sessions: Arc<dash::Sessions>,
     /// Served over TLS: the session cookie is `Secure`.
     https: bool,
     /// The dashboard's reads of the store under way.
     reads: Arc<tokio::sync::Semaphore>,
+    /// What the fleet view last pulled from the peers.
+    fleet: Arc<dash::FleetCache>,
 }
 
 /// The largest request body read (an ack's note is the biggest).
@@ -72,6 +74,70 @@ impl Server {
     }
 }
 
+/// Samples from beside the engine that `/metrics` shows too (the remote
+/// writes' own counters).
+pub type ExtraSamples = Arc<dyn Fn() -> Vec<Sample> + Send + Sync>;
+
+/// What `/metrics` shows: vigie's families (checks, jobs, engine, server,
+/// process), the host's, and any [`ExtraSamples`]. Read by the page and,
+/// as [`Series`], by the remote writes, so that both always say the same.
+/// Cheap to clone; the server's counters live here, so that they survive
+/// a restart of the server on reload.
+#[derive(Clone)]
+pub struct Metrics {
+    engine: Engine,
+    server: Arc<ServerStats>,
+    host: Arc<host::HostMetrics>,
+    extra: Arc<std::sync::Mutex<Option<ExtraSamples>>>,
+}
+
+impl Metrics {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            server: Arc::new(ServerStats::default()),
+            host: Arc::new(host::HostMetrics::new()),
+            extra: Arc::default(),
+        }
+    }
+
+    /// Show `extra`'s samples too (replacing the last ones given).
+    pub fn set_extra(&self, extra: Option<ExtraSamples>) {
+        *self
+            .extra
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = extra;
+    }
+
+    /// Write every family into `e`.
+    async fn write(&self, e: &mut Exposition) {
+        let mut host = self.host.samples().await;
+        let extra = self
+            .extra
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(extra) = extra {
+            host.extend(extra());
+        }
+        write_metrics(e, &self.engine, &self.server, &host);
+    }
+
+    /// The `/metrics` page.
+    pub async fn page(&self) -> String {
+        let mut e = Exposition::new();
+        self.write(&mut e).await;
+        e.finish()
+    }
+
+    /// The page's samples, each a series.
+    pub async fn series(&self) -> Vec<Series> {
+        let mut e = Exposition::collecting();
+        self.write(&mut e).await;
+        e.into_series()
+    }
+}
+
 /// Bind `server.listen` and serve (over HTTPS when `server.tls` is set)
 /// until [`Server::stop`]. `failover` answers peers' votes and
 /// `/api/v1/failover`.
@@ -80,25 +146,42 @@ pub async fn serve(
     server: &vigie_config::Server,
     failover: Option<Arc<FailoverActions>>,
 ) -> std::io::Result<Server> {
+    serve_with(Metrics::new(engine), server, failover).await
+}
+
+/// [`serve`], with the `/metrics` of `metrics` (which the caller shares
+/// with the remote writes).
+pub async fn serve_with(
+    metrics: Metrics,
+    server: &vigie_config::Server,
+    failover: Option<Arc<FailoverActions>>,
+) -> std::io::Result<Server> {
     let tls = server.tls.as_ref().map(tls::acceptor).transpose()?;
-    let stats = Arc::new(ServerStats::default());
+    let stats = metrics.server.clone();
     let app = App {
-        engine,
+        engine: metrics.engine.clone(),
         token: server.token.as_ref().map(|t| Arc::from(t.expose())),
         failover,
-        stats: stats.clone(),
-        host: Arc::new(host::HostMetrics::new()),
+        metrics,
         sessions: Arc::new(dash::Sessions::default()),
         https: tls.is_some(),
         reads: Arc::new(tokio::sync::Semaphore::new(dash::READS)),
+        fleet: Arc::new(dash::FleetCache::default()),
     };
     // The token-guarded routes: authenticated before any body is read.
     let api = Router::new()
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}/ack", post(ack))
+        .route("/api/v1/incidents/{id}/notes", post(note))
+        .route(
+            "/api/v1/checks/{name}/maintenance",
+            post(maintenance_start).delete(maintenance_end),
+        )
+        .route("/api/v1/sync/{name}/pause", post(sync_pause))
+        .route("/api/v1/sync/{name}/resume", post(sync_resume))
         .route("/api/v1/failover", get(failovers))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     let policy = guard::Policy::new(server.listen, server.token.is_some(), stats.clone());
     let router = Router::new()
@@ -106,6 +189,7 @@ pub async fn serve(
         .route("/ping/{name}", get(ping).post(ping))
         .route("/ping/{name}/{signal}", get(ping_signal).post(ping_signal))
         .route("/api/v1/peer/vote/{failover}", get(peer_vote))
+        .route("/api/v1/peer/fleet", get(peer_fleet))
         .merge(api)
         .merge(dash::routes(&app))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -130,6 +214,23 @@ pub async fn serve(
     })
 }
 
+/// The `[[peer]]` whose token the request carries (both sides share
+/// it); `None` turns the request away.
+fn peer_of<'c>(
+    config: &'c vigie_config::Config,
+    headers: &HeaderMap,
+) -> Option<&'c vigie_config::Peer> {
+    let token = bearer(headers)?;
+    let peer = config
+        .peers
+        .iter()
+        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()));
+    if peer.is_none() {
+        tracing::warn!("a peer request came with an unknown token");
+    }
+    peer
+}
+
 /// A peer asks for this node's vote on a failover, with the token of the
 /// `[[peer]]` entry both sides share.
 async fn peer_vote(
@@ -139,15 +240,7 @@ async fn peer_vote(
 ) -> Response {
     let view = app.engine.view();
     let config = view.config();
-    let Some(token) = bearer(&headers) else {
-        return unauthorized();
-    };
-    let Some(peer) = config
-        .peers
-        .iter()
-        .find(|p| vigie_core::constant_time_eq(token, p.token.expose()))
-    else {
-        tracing::warn!("a peer vote was asked with an unknown token");
+    let Some(peer) = peer_of(&config, &headers) else {
         return unauthorized();
     };
     let Some(f) = config.failovers.get(&name) else {
@@ -155,6 +248,28 @@ async fn peer_vote(
     };
     tracing::debug!(peer = %peer.name, failover = %name, "vote asked");
     axum::Json(local_vote(&config.node.name, f, &view)).into_response()
+}
+
+/// A peer's fleet view asks what this node sees: its checks and open
+/// incidents (read-only, the `[[peer]]` token as for votes).
+async fn peer_fleet(State(app): State<App>, headers: HeaderMap) -> Response {
+    let config = app.engine.view().config();
+    let Some(peer) = peer_of(&config, &headers) else {
+        return unauthorized();
+    };
+    tracing::debug!(peer = %peer.name, "fleet view asked");
+    let incidents = match app.engine.incidents(200) {
+        Ok(list) => list,
+        Err(e) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+        }
+    };
+    axum::Json(dash::fleet_report(
+        &config.node.name,
+        &app.engine.statuses(),
+        &incidents,
+    ))
+    .into_response()
 }
 
 /// Each failover: the side in use, this node's vote, and the last tally.
@@ -362,9 +477,147 @@ async fn ack(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Byte
         .into_response()
 }
 
-async fn metrics(State(app): State<App>) -> Response {
-    let host = app.host.samples().await;
-    let body = render_metrics(&app.engine, &app.stats, &host);
+/// A JSON body of type `T` (an empty body reads as its default), or
+/// what was expected.
+fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, String> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("expected {expected}: {e}\n"))
+}
+
+/// An engine's answer to a write of the API as JSON: `{"result": …}`,
+/// or `{"error": …}` with its status.
+fn engine_answer(r: Result<String, vigie_engine::EngineError>) -> Response {
+    match r {
+        Ok(result) => axum::Json(serde_json::json!({ "result": result })).into_response(),
+        Err(vigie_engine::EngineError::Refused(why)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a write of the API failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": "the store is unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /api/v1/incidents/ID/notes {"text": "…"}`: a public note, by
+/// `api`.
+async fn note(State(app): State<App>, Path(id): Path<i64>, body: axum::body::Bytes) -> Response {
+    let body: NoteBody = match json_body(&body, "{\"text\": \"…\"}") {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let engine = app.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.add_note(id, "api", &body.text)).await {
+        Ok(Ok(vigie_store::Noted::NotFound)) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": "no such incident" })),
+        )
+            .into_response(),
+        Ok(r) => engine_answer(r.map(|_| "noted".to_owned())),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    #[serde(default, rename = "for")]
+    duration: Option<vigie_core::Duration>,
+}
+
+/// `POST /api/v1/checks/NAME/maintenance {"for": "1h"}`.
+async fn maintenance_start(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: MaintenanceBody = match json_body(&body, "{\"for\": \"1h\"}") {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let Some(d) = body.duration else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"for\": \"1h\"}: how long the maintenance lasts\n",
+        )
+            .into_response();
+    };
+    engine_answer(
+        app.engine
+            .start_maintenance(&name, d.std(), "api")
+            .map(|m| format!("in maintenance until {}", m.until.millis())),
+    )
+}
+
+/// `DELETE /api/v1/checks/NAME/maintenance`.
+async fn maintenance_end(State(app): State<App>, Path(name): Path<String>) -> Response {
+    engine_answer(app.engine.end_maintenance(&name).map(|was| {
+        if was {
+            "ended"
+        } else {
+            "was not in maintenance"
+        }
+        .to_owned()
+    }))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/sync/NAME/pause {"reason": "…"}`, as `vigie sync pause`.
+async fn sync_pause(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: PauseBody = match json_body(&body, "{\"reason\": \"…\"}") {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "paused through the API".to_owned());
+    let reason: String = reason.chars().take(200).collect();
+    engine_answer(
+        app.engine
+            .sync_pause(&name, &reason)
+            .map(|()| "paused".to_owned()),
+    )
+}
+
+/// `POST /api/v1/sync/NAME/resume`, as `vigie sync resume`.
+async fn sync_resume(State(app): State<App>, Path(name): Path<String>) -> Response {
+    engine_answer(
+        app.engine
+            .sync_resume(&name)
+            .map(|was| if was { "resumed" } else { "was not paused" }.to_owned()),
+    )
+}
+
+async fn metrics_page(State(app): State<App>) -> Response {
+    let body = app.metrics.page().await;
     (
         [(
             header::CONTENT_TYPE,
@@ -376,18 +629,16 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 /// The whole `/metrics` page: vigie's own families, then the host's
-/// (`host`, from `host::HostMetrics::samples`).
-pub fn render_metrics(engine: &Engine, server: &ServerStats, host: &[Sample]) -> String {
-    let mut e = Exposition::new();
+/// (`host`, from `host::HostMetrics::samples`, and the extra samples).
+fn write_metrics(e: &mut Exposition, engine: &Engine, server: &ServerStats, host: &[Sample]) {
     let statuses = engine.statuses();
-    check_metrics(&mut e, &statuses);
-    backup_metrics(&mut e, &engine.view().config(), engine.board());
-    converge_metrics(&mut e, &engine.view().config(), engine.board());
-    engine_metrics(&mut e, engine);
-    server_metrics(&mut e, server);
-    vigie_metrics::write_process_metrics(&mut e);
+    check_metrics(e, &statuses);
+    backup_metrics(e, &engine.view().config(), engine.board());
+    converge_metrics(e, &engine.view().config(), engine.board());
+    engine_metrics(e, engine);
+    server_metrics(e, server);
+    vigie_metrics::write_process_metrics(e);
     e.samples(host);
-    e.finish()
 }
 
 /// A family of one sample without labels.

@@ -25,6 +25,7 @@ mod converge;
 mod failover;
 mod notify;
 mod parse;
+mod remote_write;
 mod schema;
 mod status;
 mod sync;
@@ -127,7 +128,7 @@ fn one_error(message: String, hint: &str) -> Diagnostics {
     }
 }
 
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "include",
     "node",
     "server",
@@ -145,6 +146,7 @@ const SECTIONS: [&str; 18] = [
     "backup",
     "status_page",
     "converge",
+    "remote_write",
     "check",
 ];
 const MAIN_ONLY: [&str; 6] = ["include", "node", "server", "store", "engine", "defaults"];
@@ -419,6 +421,7 @@ struct Raw {
     peers: Vec<(usize, Range<usize>, Peer)>,
     syncs: Vec<(usize, Range<usize>, SyncJob)>,
     converges: Vec<(usize, Range<usize>, crate::model::ConvergeJob)>,
+    remote_writes: Vec<(usize, Range<usize>, remote_write::RawRemoteWrite)>,
     backups: Vec<(usize, backup::RawBackup)>,
     status_pages: Vec<(usize, Spanned<String>, Range<usize>, StatusPage)>,
     /// Where each failover was declared, for errors found after parsing.
@@ -581,6 +584,7 @@ impl Loader {
         self.unreachable_notifiers(&checks, &actions);
         let maintenance = self.resolve_maintenance(&checks);
         let status_pages = self.resolve_status_pages(&checks);
+        let remote_writes = self.resolve_remote_writes(env, &node.name);
         if self.diags.has_errors() {
             return None;
         }
@@ -601,6 +605,7 @@ impl Loader {
             backups,
             status_pages,
             converges,
+            remote_writes,
             checks,
         })
     }

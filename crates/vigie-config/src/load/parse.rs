@@ -89,6 +89,7 @@ impl Loader {
                     }
                 }
                 "converge" => self.parse_converges(src, value),
+                "remote_write" => self.parse_remote_writes(src, value),
                 "peer" => {
                     for item in self.array_of_tables(src, value, "peer") {
                         let table = item.span();

@@ -66,6 +66,10 @@ struct File {
     /// Drift as a check: converge manifests run on a schedule, in audit
     /// or enforce mode: `[[converge]]`.
     converge: Option<Vec<crate::model::ConvergeJob>>,
+    /// Prometheus remote write: the samples of `/metrics` sent every
+    /// `interval` to a Prometheus, VictoriaMetrics or Mimir:
+    /// `[[remote_write]]`.
+    remote_write: Option<Vec<super::remote_write::RawRemoteWrite>>,
     check: Option<Vec<RawCheck>>,
 }
 

@@ -876,3 +876,124 @@ fn status_pages_name_their_checks_and_unique_services() {
     ));
     assert!(e.contains("no services"), "{e}");
 }
+
+#[test]
+fn remote_write_resolves_with_its_defaults_and_round_trips() {
+    let loaded = loads(
+        r#"
+[node]
+name = "web1"
+
+[[remote_write]]
+url = "https://prom.example.org/api/v1/write"
+bearer_token = { env = "VIGIE_TEST_TOKEN" }
+
+[[remote_write]]
+name = "local"
+url = "http://127.0.0.1:8428/api/v1/write"
+interval = "30s"
+timeout = "5s"
+queue = "1MiB"
+labels = { instance = "edge-1", env = "prod" }
+basic_auth = { user = "vigie", password = { env = "VIGIE_TEST_TOKEN" } }
+"#,
+    );
+    let rw = &loaded.config.remote_writes;
+    assert_eq!(rw.len(), 2);
+    assert_eq!(rw[0].name, "prom.example.org:443");
+    assert_eq!(rw[0].interval.to_string(), "15s");
+    assert_eq!(rw[0].timeout.to_string(), "10s");
+    assert_eq!(rw[0].queue.to_string(), "16MiB");
+    let labels = |i: usize| {
+        rw[i]
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert_eq!(labels(0), "instance=web1,job=vigie");
+    assert_eq!(labels(1), "env=prod,instance=edge-1,job=vigie");
+    match &rw[0].auth {
+        Some(vigie_config::RemoteAuth::Bearer(t)) => assert_eq!(t.expose(), "s3cret"),
+        other => panic!("{other:?}"),
+    }
+    match &rw[1].auth {
+        Some(vigie_config::RemoteAuth::Basic { user, password }) => {
+            assert_eq!((user.as_str(), password.expose()), ("vigie", "s3cret"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = show_config_round_trips(&loaded.config);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("[remote_write.bearer_token]\nenv = \"VIGIE_TEST_TOKEN\""),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_remote_writes_are_refused_at_their_place() {
+    let e = errors(
+        r#"
+[[remote_write]]
+url = "http://user:pw@192.0.2.1:9090/api/v1/write"
+interval = "100ms"
+timeout = "0s"
+queue = "1kB"
+labels = { "bad-name" = "x", __name__ = "y", env = "" }
+
+[[remote_write]]
+name = "twice"
+url = "http://192.0.2.2:9090/api/v1/write"
+bearer_token = { env = "VIGIE_TEST_TOKEN" }
+basic_auth = { user = "u", password = { env = "VIGIE_TEST_TOKEN" } }
+
+[[remote_write]]
+name = "twice"
+url = "ftp://192.0.2.3/"
+
+[[remote_write]]
+url = "https://192.0.2.4/api/v1/write"
+bearer_token = { env = "NOT_SET_ANYWHERE" }
+wat = 1
+"#,
+    );
+    for needle in [
+        // Each at its line.
+        "vigie.toml:3:7",
+        "the URL holds credentials",
+        "vigie.toml:4:12",
+        "`interval` is at least 1s",
+        "vigie.toml:5:11",
+        "`timeout` is at least 100ms",
+        "vigie.toml:6:9",
+        "`queue` is at least 256KiB",
+        "`bad-name` is not a label name",
+        "`__name__` is not a label name",
+        "label `env` is empty",
+        "set `bearer_token` or `basic_auth`, not both",
+        "credentials are sent to an endpoint beyond loopback over plain http",
+        "scheme `ftp` is not checked over HTTP",
+        "unknown key `wat`",
+    ] {
+        assert!(e.contains(needle), "no {needle:?} in\n{e}");
+    }
+}
+
+#[test]
+fn a_remote_write_secret_must_be_found() {
+    let e = errors(
+        "[[remote_write]]\nurl = \"https://192.0.2.4/api/v1/write\"\nbearer_token = { env = \"NOT_SET_ANYWHERE\" }\n",
+    );
+    assert!(
+        e.contains("environment variable `NOT_SET_ANYWHERE` is not set"),
+        "{e}"
+    );
+    assert!(e.contains("vigie.toml:3:16"), "{e}");
+    let e = errors(
+        "[[remote_write]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/w\"\n[[remote_write]]\nname = \"a\"\nurl = \"http://127.0.0.1:2/w\"\n",
+    );
+    assert!(e.contains("remote_write `a` is declared twice"), "{e}");
+    assert!(e.contains("vigie.toml:5:8"), "{e}");
+}

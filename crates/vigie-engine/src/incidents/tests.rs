@@ -455,6 +455,53 @@ async fn a_maintenance_window_holds_every_step_until_it_ends() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_maintenance_started_by_hand_holds_every_step_until_it_ends() {
+    let bed = Bed::new(REPAIR_THEN_PAGE, FIX);
+    let refused = bed
+        .engine
+        .start_maintenance("nothing", 10 * MINUTE, "alice")
+        .unwrap_err();
+    assert_eq!(refused.to_string(), "no check named nothing");
+    assert!(
+        bed.engine
+            .start_maintenance("svc", Duration::ZERO, "alice")
+            .is_err()
+    );
+    let m = bed
+        .engine
+        .start_maintenance("svc", 10 * MINUTE, "alice")
+        .unwrap();
+    assert_eq!(bed.engine.maintenance("svc"), Some(m));
+    bed.open().await;
+    bed.until("held", |b| b.has(1, &EventKind::Held)).await;
+    assert_eq!(
+        bed.details(1, &EventKind::Held),
+        ["in maintenance window started by alice"]
+    );
+    bed.step(before(10 * MINUTE)).await;
+    assert_eq!(bed.repairs(), 0, "no repair during the maintenance");
+    bed.step(MS).await;
+    bed.until("repaired", |b| b.repairs() == 1).await;
+    assert_eq!(bed.engine.maintenance("svc"), None, "over");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_maintenance_ended_by_hand_releases_its_incident() {
+    let bed = Bed::new(REPAIR_THEN_PAGE, FIX);
+    bed.engine
+        .start_maintenance("svc", 60 * MINUTE, "alice")
+        .unwrap();
+    bed.open().await;
+    bed.until("held", |b| b.has(1, &EventKind::Held)).await;
+    bed.step(MINUTE).await;
+    assert!(bed.engine.end_maintenance("svc").unwrap());
+    assert!(!bed.engine.end_maintenance("svc").unwrap(), "once");
+    // The hold looks every 500ms.
+    bed.step(Duration::from_millis(500)).await;
+    bed.until("repaired", |b| b.repairs() == 1).await;
+}
+
 /// A failover step that only counts its moves (the engine knows no DNS).
 #[derive(Default)]
 struct Moves(std::sync::atomic::AtomicUsize);

@@ -16,7 +16,7 @@ use super::{Viewer, html_response};
 use crate::App;
 
 /// Where a form sends the browser once done.
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = header::HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -61,7 +61,7 @@ pub(super) struct AckForm {
 }
 
 /// The session's and the form's: a missing or forged token is refused.
-fn refused(v: &Viewer, csrf: &str) -> Option<Response> {
+pub(super) fn refused(v: &Viewer, csrf: &str) -> Option<Response> {
     let Some((_, s)) = &v.session else {
         return Some(html_response(
             StatusCode::UNAUTHORIZED,

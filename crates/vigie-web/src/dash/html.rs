@@ -38,6 +38,8 @@ pub(crate) fn url_segment(s: &str) -> String {
 pub(crate) enum Nav {
     Checks,
     Incidents,
+    Sync,
+    Fleet,
 }
 
 /// What every page's header shows besides the navigation: the node, and
@@ -64,7 +66,8 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
          <link rel=\"stylesheet\" href=\"/ui/style.css\">\
          <script src=\"/ui/live.js\" defer></script></head>\n\
          <body><header><a class=\"brand\" href=\"/\">vigie</a> <span class=\"node\">{node}</span>\
-         <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a></nav>\
+         <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a> \
+         <a href=\"/sync\"{s}>Replication</a> <a href=\"/ui/fleet\"{f}>Fleet</a></nav>\
          <div class=\"account\">{account}</div></header>\n\
          <main>\n{body}</main></body></html>\n",
         title = esc(title),
@@ -72,6 +75,8 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
         account = frame.account,
         c = current(Nav::Checks),
         i = current(Nav::Incidents),
+        s = current(Nav::Sync),
+        f = current(Nav::Fleet),
     )
 }
 

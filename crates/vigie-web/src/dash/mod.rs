@@ -12,10 +12,14 @@
 //! incident) always needs a login, and the form's CSRF token.
 
 mod account;
+mod fleet;
 mod html;
 mod session;
 mod status;
 mod svg;
+mod writes;
+
+pub(crate) use fleet::{FleetCache, report as fleet_report};
 
 pub use session::hash_password;
 
@@ -63,6 +67,20 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         .route("/incidents", get(incidents_page))
         .route("/incidents/{id}", get(incident_page))
         .route("/incidents/{id}/ack", post(account::ack))
+        .route("/incidents/{id}/note", post(writes::note))
+        .route(
+            "/checks/{name}/maintenance",
+            post(writes::maintenance_start),
+        )
+        .route(
+            "/checks/{name}/maintenance/end",
+            post(writes::maintenance_end),
+        )
+        .route("/sync", get(writes::sync_list))
+        .route("/sync/{name}", get(writes::sync_page))
+        .route("/sync/{name}/pause", post(writes::sync_pause))
+        .route("/sync/{name}/resume", post(writes::sync_resume))
+        .route("/ui/fleet", get(fleet::page_))
         .route("/ui/login", get(account::login_page).post(account::login))
         .route("/ui/logout", post(account::logout))
         .route("/ui/events", get(live))
@@ -403,6 +421,7 @@ async fn check_page(
         )
     };
     let mut body = check_head(&status, declared.and_then(|c| c.description.as_deref()));
+    writes::maintenance_section(&mut body, &app, &v, &name);
     body.push_str("<h2>History</h2>\n<nav class=\"ranges\" aria-label=\"range\">");
     for (r, _) in RANGES {
         let current = if r == range {
@@ -519,8 +538,12 @@ async fn incident_page(
     Extension(v): Extension<Viewer>,
     Path(id): Path<i64>,
 ) -> Response {
-    let (incident, events) = match read(&app, &v, move |store| {
-        Ok((store.incident(id)?, store.incident_events(id)?))
+    let (incident, events, notes) = match read(&app, &v, move |store| {
+        Ok((
+            store.incident(id)?,
+            store.incident_events(id)?,
+            store.notes(id)?,
+        ))
     })
     .await
     {
@@ -574,9 +597,26 @@ async fn incident_page(
         );
     }
     body.push_str("</ol>\n");
+    body.push_str("<h2>Public notes</h2>\n");
+    if notes.is_empty() {
+        body.push_str("<p>None yet: the status pages show only the services' states.</p>\n");
+    } else {
+        body.push_str("<ol class=\"notes\">\n");
+        for n in &notes {
+            let _ = writeln!(
+                body,
+                "<li><time>{}</time> <span class=\"muted\">{}</span> <span class=\"note-text\">{}</span></li>",
+                esc(&when(n.at)),
+                esc(&n.author),
+                esc(&n.text),
+            );
+        }
+        body.push_str("</ol>\n");
+    }
     if i.resolved.is_none() && i.acked.is_none() {
         account::ack_form(&mut body, &v, id);
     }
+    writes::note_form(&mut body, &v, id);
     html_response(
         StatusCode::OK,
         page(&format!("Incident #{id}"), &v.frame, Nav::Incidents, &body),

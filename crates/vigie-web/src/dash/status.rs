@@ -1,9 +1,11 @@
 //! Public status pages (`[status_page.NAME]`): `/status/NAME` (HTML, no
 //! script), `/status/NAME.json` and `/status/NAME/badge/SERVICE.svg`.
 //! Served without a login, even with `[server] token`: that is their
-//! point. They show the page's title and description and the services'
-//! names, states and uptime, and nothing else: never a check's name or
-//! message, a host or the node's name.
+//! point. They show the page's title and description, the services'
+//! names, states and uptime, and each open incident of their checks as
+//! a "current incident" (the services it touches, when it began, its
+//! public notes), and nothing else: never a check's name or message, a
+//! note's author, a host or the node's name.
 
 use std::fmt::Write as _;
 
@@ -145,11 +147,39 @@ fn days_of(
     Ok(out)
 }
 
+/// An open incident as the public reads it: the services it touches
+/// (by their public names), when it began, and its public notes.
+struct Current {
+    services: Vec<String>,
+    opened: Timestamp,
+    notes: Vec<vigie_store::Note>,
+}
+
+/// The open incidents of `page`'s checks, oldest first.
+fn current_of(
+    page: &StatusPage,
+    open: Vec<(vigie_store::Incident, Vec<vigie_store::Note>)>,
+) -> Vec<Current> {
+    open.into_iter()
+        .map(|(i, notes)| Current {
+            services: page
+                .services
+                .iter()
+                .filter(|s| s.checks.contains(&i.check))
+                .map(|s| s.name.clone())
+                .collect(),
+            opened: i.opened,
+            notes,
+        })
+        .collect()
+}
+
 /// Everything a page shows, gathered once.
 struct View {
     page: StatusPage,
     now: Vec<Now>,
     days: Vec<Vec<Day>>,
+    current: Vec<Current>,
     retention_days: u64,
     at: Timestamp,
 }
@@ -209,10 +239,20 @@ async fn gather(app: &App, name: &str) -> Result<View, Response> {
     let p = page.clone();
     let read = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        engine.history(|store| days_of(store, &p, today))
+        engine.history(|store| {
+            let checks: Vec<&str> = p
+                .services
+                .iter()
+                .flat_map(|s| s.checks.iter().map(String::as_str))
+                .collect();
+            Ok((
+                days_of(store, &p, today)?,
+                store.open_incidents_of(&checks)?,
+            ))
+        })
     })
     .await;
-    let days = match read {
+    let (days, open) = match read {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => {
             tracing::error!(page = %page.name, "a status page cannot read the store: {e}");
@@ -230,6 +270,7 @@ async fn gather(app: &App, name: &str) -> Result<View, Response> {
         }
     };
     Ok(View {
+        current: current_of(&page, open),
         page,
         now,
         days,
@@ -290,6 +331,14 @@ fn to_json(v: &View) -> serde_json::Value {
         "updated": v.at.0,
         "history_days": v.retention_days,
         "services": services,
+        "incidents": v.current.iter().map(|c| serde_json::json!({
+            "services": c.services,
+            "since": c.opened.millis(),
+            "notes": c.notes.iter().map(|n| serde_json::json!({
+                "at": n.at.millis(),
+                "text": n.text,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -345,10 +394,12 @@ fn to_html(v: &View) -> String {
     }
     let _ = writeln!(
         body,
-        "<p class=\"overall {s}\">{h}</p>\n<ul class=\"services\">",
+        "<p class=\"overall {s}\">{h}</p>",
         s = overall.as_str(),
         h = headline(overall),
     );
+    current_html(&mut body, &v.current);
+    body.push_str("<ul class=\"services\">\n");
     for ((s, now), days) in v.page.services.iter().zip(&v.now).zip(&v.days) {
         let since = match (now.state, now.since) {
             (Health::Down | Health::Degraded, Some(t)) => format!(
@@ -392,6 +443,34 @@ fn to_html(v: &View) -> String {
          <body class=\"status-page\"><main>\n{body}</main></body></html>\n",
         t = esc(&v.page.title),
     )
+}
+
+/// The current incidents, each with its notes, newest note first.
+fn current_html(body: &mut String, current: &[Current]) {
+    for c in current {
+        let _ = writeln!(
+            body,
+            "<section class=\"current\" aria-label=\"current incident\"><h2>Current incident: {s}</h2>\
+             <p class=\"since\">Since <time>{at}</time></p>",
+            s = esc(&c.services.join(", ")),
+            at = esc(&when(c.opened)),
+        );
+        if c.notes.is_empty() {
+            body.push_str("<p class=\"muted\">We are looking into it.</p>");
+        } else {
+            body.push_str("<ol class=\"notes\" reversed>");
+            for n in c.notes.iter().rev() {
+                let _ = write!(
+                    body,
+                    "<li><time>{}</time> <span class=\"note-text\">{}</span></li>",
+                    esc(&when(n.at)),
+                    esc(&n.text)
+                );
+            }
+            body.push_str("</ol>");
+        }
+        body.push_str("</section>\n");
+    }
 }
 
 /// `/status/NAME/badge/SERVICE.svg`: "SERVICE | state", coloured.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vigie_testkit::{Need, check, require};
 
-use crate::util::{env, start, wait_or_explain, wait_state};
+use crate::util::{assert_secure_headers, env, start, wait_or_explain, wait_state};
 
 /// Two checks: one passing, one failing with markup in its output.
 fn two_checks() -> String {
@@ -157,23 +157,23 @@ fn the_live_stream_sends_every_check_then_pages_carry_a_strict_policy() {
     );
     assert!(data["now"].as_i64().unwrap() >= broken["since"].as_i64().unwrap());
 
-    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        d.addr
-    )
-    .unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
-    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
-    assert!(
-        head.contains(
-            "content-security-policy: default-src 'none'; style-src 'self'; script-src 'self'"
-        ),
-        "{head}"
-    );
-    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    // Every page, old and new, and the login form, carry the policy.
+    let (_, api) = d.http("GET", "/api/v1/incidents", &[]);
+    let v: Value = serde_json::from_str(&api).unwrap();
+    let id = v["incidents"][0]["id"].as_i64().expect("an incident");
+    for path in [
+        "/".to_owned(),
+        "/checks/broken".to_owned(),
+        "/checks/nothing".to_owned(),
+        "/incidents".to_owned(),
+        format!("/incidents/{id}"),
+        "/ui/login".to_owned(),
+        "/sync".to_owned(),
+        "/sync/nothing".to_owned(),
+        "/ui/fleet".to_owned(),
+    ] {
+        assert_secure_headers(d.addr, &path, &[]);
+    }
 }
 
 #[test]
@@ -326,7 +326,17 @@ fn password_hash(e: &vigie_testkit::Env, password: &str) -> vigie_testkit::Run {
 /// A daemon with the failing check and user alice (`correct horse
 /// battery`), `extra` lines in `[server]`; the incident's id.
 fn with_alice(extra: &str) -> (vigie_testkit::Env, vigie_testkit::daemon::Daemon, i64) {
+    with_alice_and(extra, |_| String::new())
+}
+
+/// [`with_alice`], with the tables `tables` prepares in the directory
+/// (before the daemon starts) after the checks.
+pub(crate) fn with_alice_and(
+    extra: &str,
+    tables: impl FnOnce(&vigie_testkit::Env) -> String,
+) -> (vigie_testkit::Env, vigie_testkit::daemon::Daemon, i64) {
     let e = env();
+    let tables = tables(&e);
     std::fs::write(
         e.path().join("api.token"),
         "a-long-enough-token-for-the-api-0123456789\n",
@@ -340,7 +350,7 @@ fn with_alice(extra: &str) -> (vigie_testkit::Env, vigie_testkit::daemon::Daemon
     let hash = h.stdout.trim();
     assert!(hash.starts_with("$argon2id$v=19$"), "{h:?}");
     e.config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{extra}users = {{ alice = \"{hash}\" }}\n\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra}users = {{ alice = \"{hash}\" }}\n\n{}\n{tables}",
         two_checks()
     ));
     let shown = e.run(&["show-config"]);
@@ -460,8 +470,9 @@ fn acknowledging_from_the_page_needs_a_login_and_the_forms_token() {
     b.goto(&format!("{base}/"));
     let first = b.tab_to(1);
     assert_eq!(first["text"], "vigie", "{first}");
-    let fourth = b.tab_to(3);
-    assert_eq!(fourth["tag"], "BUTTON", "the logout button: {fourth}");
+    // vigie, then Checks, Incidents, Replication, Fleet, then logout.
+    let sixth = b.tab_to(5);
+    assert_eq!(sixth["tag"], "BUTTON", "the logout button: {sixth}");
     // Logging out ends the session on the server too.
     b.click(".account button");
     wait_or_explain(

@@ -200,3 +200,44 @@ pub fn exits(e: &Env, args: &[&str], code: i32, says: &[&str]) -> Run {
 pub fn assert_has(text: &str, needle: &str) {
     assert!(text.contains(needle), "{text}");
 }
+
+/// The status line and headers (lower-cased) of `GET path` on `addr`,
+/// with the `headers` given.
+pub fn head_of(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut extra = String::new();
+    for (k, v) in headers {
+        for part in [k, ": ", v, "\r\n"] {
+            extra.push_str(part);
+        }
+    }
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase()
+}
+
+/// Every page of the dashboard and of the status pages answers with the
+/// same policy: `GET path` (with `headers`) carries the strict
+/// Content-Security-Policy, no sniffing and a same-origin referrer.
+pub fn assert_secure_headers(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) {
+    let head = head_of(addr, path, headers);
+    for needle in [
+        "content-security-policy: default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        "x-content-type-options: nosniff",
+        "referrer-policy: same-origin",
+    ] {
+        assert!(head.contains(needle), "{path}: no `{needle}` in\n{head}");
+    }
+}
