@@ -37,6 +37,7 @@ pub(crate) fn run(a: &Args<'_>) -> Result<u8> {
         mode: if a.audit { Mode::Audit } else { Mode::Enforce },
         tags: a.tags.to_vec(),
         skip_tags: a.skip_tags.to_vec(),
+        fetch: Some(std::sync::Arc::new(crate::fetch::HttpFetch)),
     };
     let report = vigie_converge::run(&plan, &opts);
     if a.json {

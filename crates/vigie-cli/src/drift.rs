@@ -1,13 +1,18 @@
-//! Drift as a check: each `[[converge]]` job runs its manifest every
-//! `every` on the blocking pool (audit or enforce, as `vigie converge`
-//! does) and publishes the run's outcome on the board, where its check
-//! `converge-NAME` reads it. The manifests are loaded with the
-//! configuration ([`problems`]): a bad one never starts the daemon nor
-//! replaces the running configuration.
+//! Drift as a check: each `[[converge]]` job runs its manifest at start
+//! and then every `every` or at its `at`/`schedule` (whichever first),
+//! on the blocking pool (audit or enforce, as `vigie converge` does),
+//! and publishes the run's outcome on the board, where its check
+//! `converge-NAME` reads it; the incident's severity is the highest of
+//! the resources that differ. Each run's manifest hash and what it saw
+//! are kept in the store, so a restart still tells a changed host from
+//! a changed manifest. A job with `git` pulls first (`pull.rs`). The
+//! local manifests are loaded with the configuration ([`problems`]): a
+//! bad one never starts the daemon nor replaces the running
+//! configuration.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +35,8 @@ pub(crate) fn problems(config: &Config) -> Vec<String> {
     config
         .converges
         .iter()
+        // A pulled manifest is read at each run (a bad one fails its check).
+        .filter(|j| j.git.is_none())
         .filter_map(|j| {
             vigie_converge::load(&j.manifest, &opts).err().map(|e| {
                 format!(
@@ -50,10 +57,6 @@ fn load_options() -> LoadOptions {
     }
 }
 
-/// The manifest's hash each job last ran with, kept across reloads (in
-/// memory: a restart starts afresh).
-static LAST: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
-
 /// The scheduled jobs of one configuration; dropping it stops them (a
 /// run under way finishes on its thread).
 pub(crate) struct Schedules(Vec<tokio::task::JoinHandle<()>>);
@@ -66,51 +69,107 @@ impl Drop for Schedules {
     }
 }
 
-/// Start every job of `config`: a first run now, then every `every`.
-pub(crate) fn start(config: &Config, board: &Board) -> Schedules {
+/// Start every job of `config`: a first run now, then at its schedule.
+/// Each run's memory (the manifest's hash, what it saw) is kept in the
+/// store of `dir`.
+pub(crate) fn start(config: &Config, dir: &Path, board: &Board) -> Schedules {
     Schedules(
         config
             .converges
             .iter()
             .map(|j| {
-                let (j, board) = (j.clone(), board.clone());
-                tokio::spawn(async move { scheduled(j, board).await })
+                let (j, board, dir) = (j.clone(), board.clone(), dir.to_owned());
+                tokio::spawn(async move { scheduled(j, dir, board).await })
             })
             .collect(),
     )
 }
 
-async fn scheduled(job: ConvergeJob, board: Board) {
+async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
     loop {
-        let (j, b) = (job.clone(), board.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || one(&j, &b)).await {
+        let pulled = match &job.git {
+            None => None,
+            Some(g) => match crate::pull::pull(&job, g, &dir).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    pull_failed(&job, g, &dir, &board, &e);
+                    None
+                }
+            },
+        };
+        let (j, b, d) = (job.clone(), board.clone(), dir.clone());
+        let run = job.git.is_none() || pulled.is_some();
+        let ran = tokio::task::spawn_blocking(move || {
+            if run {
+                one(&j, &b, &d, pulled.as_ref());
+            }
+        });
+        if let Err(e) = ran.await {
             tracing::error!(job = %job.name, "converge run crashed: {e}");
         }
-        tokio::time::sleep(job.every.std().max(Duration::from_secs(1))).await;
+        let now = jiff::Timestamp::now();
+        let wait = match job.next_run(now) {
+            Ok(t) => now.duration_until(t).unsigned_abs(),
+            Err(e) => {
+                tracing::error!(job = %job.name, "converge schedule: {e}; running again in 1h");
+                Duration::from_hours(1)
+            }
+        };
+        tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
     }
 }
 
-/// One run, published on the board and logged.
-fn one(job: &ConvergeJob, board: &Board) {
-    let text = std::fs::read(&job.manifest).unwrap_or_default();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    let hash = h.finish();
-    let before = LAST
-        .lock()
+/// The SHA-256 of `bytes`, in hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The store of `dir`, or why not (logged: the run goes on without
+/// its memory).
+fn store(job: &ConvergeJob, dir: &Path) -> Option<vigie_store::Store> {
+    vigie_store::Store::open(dir)
+        .map_err(|e| tracing::error!(job = %job.name, "converge: cannot open the store: {e}"))
         .ok()
-        .and_then(|mut m| m.get_or_insert_default().insert(job.name.clone(), hash));
-    let cause = match before {
+}
+
+/// One run, published on the board, logged, and remembered in the
+/// store (the manifest's hash and what differed), so that the next run
+/// — after a restart too — tells a changed host from a changed manifest.
+fn one(job: &ConvergeJob, board: &Board, dir: &Path, pulled: Option<&crate::pull::Pulled>) {
+    let path = pulled.map_or(job.manifest.as_path(), |p| p.manifest.as_path());
+    let commit = pulled.map(|p| p.commit.clone());
+    let text = std::fs::read(path).unwrap_or_default();
+    let hash = sha256_hex(&text);
+    let mut store = store(job, dir);
+    let before = store
+        .as_ref()
+        .and_then(|s| match s.converge_last(&job.name) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(job = %job.name, "converge: cannot read its last run: {e}");
+                None
+            }
+        });
+    let cause = match &before {
         None => Cause::First,
-        Some(b) if b != hash => Cause::Manifest,
+        Some(b) if b.manifest_sha256 != hash => Cause::Manifest,
         Some(_) => Cause::Host,
     };
-    let mut outcome = match vigie_converge::load(&job.manifest, &load_options()) {
+    let source = match &commit {
+        Some(c) => format!("{} at commit {}", job.source(), crate::pull::short(c)),
+        None => job.source(),
+    };
+    let mut outcome = match vigie_converge::load(path, &load_options()) {
         Err(e) => {
             tracing::error!(job = %job.name, "converge manifest does not load: {e}");
             Outcome::fail(format!(
-                "the manifest {} does not load: {}",
-                job.manifest.display(),
+                "the manifest {source} does not load: {}",
                 bounded(&e.to_string().replace('\n', "; "))
             ))
         }
@@ -122,9 +181,27 @@ fn one(job: &ConvergeJob, board: &Board) {
                 },
                 tags: job.tags.clone(),
                 skip_tags: job.skip_tags.clone(),
+                fetch: Some(std::sync::Arc::new(crate::fetch::HttpFetch)),
             };
             let report = vigie_converge::run(&plan, &opts);
-            let mut o = judge(job, &report, cause);
+            let last = vigie_store::ConvergeLast {
+                at: vigie_core::Timestamp::now(),
+                manifest_sha256: hash,
+                commit,
+                seen: report
+                    .resources
+                    .iter()
+                    .chain(&report.handlers)
+                    .filter(|i| matches!(i.status, Status::NonCompliant | Status::Error))
+                    .map(|i| i.id.clone())
+                    .collect(),
+            };
+            if let Some(s) = store.as_mut()
+                && let Err(e) = s.converge_record(&job.name, &last)
+            {
+                tracing::error!(job = %job.name, "converge: cannot record the run: {e}");
+            }
+            let mut o = judge(job, &source, &report, cause);
             remember_repair(job, &mut o, &report);
             if o.ok {
                 tracing::info!(job = %job.name, "converge: {}", o.message);
@@ -140,6 +217,40 @@ fn one(job: &ConvergeJob, board: &Board) {
         value: vigie_core::Timestamp::now().0 as f64 / 1000.0,
     });
     board.publish(&vigie_core::converge_report(&job.name), outcome);
+}
+
+/// A pull that failed: the check fails with the reason; the checkout
+/// stays at the last good commit, which the message names.
+fn pull_failed(
+    job: &ConvergeJob,
+    g: &vigie_config::ConvergeGit,
+    dir: &Path,
+    board: &Board,
+    e: &str,
+) {
+    tracing::warn!(job = %job.name, url = %g.shown_url(), "converge: cannot pull: {e}");
+    let last = store(job, dir)
+        .and_then(|s| s.converge_last(&job.name).ok().flatten())
+        .and_then(|l| l.commit);
+    let kept = match last {
+        Some(c) => format!(
+            "; the checkout stays at commit {}, the last good one",
+            crate::pull::short(&c)
+        ),
+        None => "; nothing was applied yet".into(),
+    };
+    let mut o = Outcome::fail(format!(
+        "cannot pull {} ({}): {}{kept}",
+        g.shown_url(),
+        g.reference,
+        bounded(e)
+    ));
+    o.severity = Some(job.severity);
+    o.metrics.push(Metric {
+        name: converge_metric::LAST_RUN.into(),
+        value: vigie_core::Timestamp::now().0 as f64 / 1000.0,
+    });
+    board.publish(&vigie_core::converge_report(&job.name), o);
 }
 
 /// The last repair of each job, with its time: an enforce job's check
@@ -166,7 +277,7 @@ fn remember_repair(job: &ConvergeJob, o: &mut Outcome, r: &Report) {
 /// Why the host differs, as far as the manifest's hash tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cause {
-    /// No run before this one (since the daemon started).
+    /// No run before this one (in this state directory).
     First,
     /// The manifest changed since the last run: an intentional change.
     Manifest,
@@ -186,9 +297,8 @@ impl Cause {
 
 /// The check's word on a run: failing when something differs (audit),
 /// could not be repaired (enforce) or failed.
-fn judge(job: &ConvergeJob, r: &Report, cause: Cause) -> Outcome {
+fn judge(job: &ConvergeJob, manifest: &str, r: &Report, cause: Cause) -> Outcome {
     let m = &r.summary;
-    let manifest = job.manifest.display();
     let failed: Vec<&Item> = r
         .resources
         .iter()
@@ -200,13 +310,20 @@ fn judge(job: &ConvergeJob, r: &Report, cause: Cause) -> Outcome {
             Mode::Audit => "differ from",
             Mode::Enforce => "could not be brought to",
         };
-        return Outcome::fail(format!(
+        let severity = failed
+            .iter()
+            .map(|i| i.severity.unwrap_or(job.severity))
+            .max()
+            .unwrap_or(job.severity);
+        let mut o = Outcome::fail(format!(
             "{} of {} resources {what} {manifest}{}: {}",
             failed.len(),
             r.resources.len(),
             cause.said(),
             named(&failed)
         ));
+        o.severity = Some(severity);
+        return o;
     }
     let repaired: Vec<&Item> = r
         .resources
@@ -295,7 +412,11 @@ mod tests {
             name: "base".into(),
             manifest: dir.join("m.toml"),
             mode,
-            every: vigie_core::Duration::from_secs(1),
+            git: None,
+            every: Some(vigie_core::Duration::from_secs(1)),
+            at: None,
+            schedule: None,
+            timezone: None,
             tags: Vec::new(),
             skip_tags: Vec::new(),
             severity: vigie_core::Severity::Average,
@@ -318,11 +439,11 @@ mod tests {
         let board = Board::new();
         let audit = job(dir.path(), ConvergeMode::Audit);
         let read = || board.report("converge.base").unwrap().0;
-        one(&audit, &board);
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert!(o.ok, "{o:?}");
         std::fs::write(&f, "changed\n").unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert!(!o.ok, "{o:?}");
         assert!(o.message.contains(&f.display().to_string()), "{o:?}");
@@ -342,11 +463,11 @@ mod tests {
             ),
         )
         .unwrap();
-        one(&audit, &board);
+        one(&audit, &board, dir.path(), None);
         let o = read();
         assert!(!o.ok && o.message.contains("the manifest changed"), "{o:?}");
         let enforce = job(dir.path(), ConvergeMode::Enforce);
-        one(&enforce, &board);
+        one(&enforce, &board, dir.path(), None);
         let o = read();
         assert!(o.ok && o.message.starts_with("repaired 1 of 1"), "{o:?}");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "other\n");
@@ -360,5 +481,42 @@ mod tests {
             .config,
             &dir.path().join("m.toml")
         ));
+    }
+
+    #[test]
+    fn the_incident_takes_the_highest_severity_among_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(
+            dir.path().join("m.toml"),
+            format!(
+                "[settings]\nkeep_old = \"none\"\n[[file]]\npath = \"{}\"\ncontent = \"a\\n\"\n[[file]]\npath = \"{}\"\ncontent = \"b\\n\"\nseverity = \"disaster\"\n",
+                a.display(),
+                b.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&a, "a\n").unwrap();
+        std::fs::write(&b, "b\n").unwrap();
+        let board = Board::new();
+        let mut audit = job(dir.path(), ConvergeMode::Audit);
+        audit.severity = vigie_core::Severity::Warning;
+        let read = || board.report("converge.base").unwrap().0;
+        one(&audit, &board, dir.path(), None);
+        assert!(read().ok);
+        // Only the resource without its own: the job's severity.
+        std::fs::write(&a, "changed\n").unwrap();
+        one(&audit, &board, dir.path(), None);
+        let o = read();
+        assert_eq!(o.severity, Some(vigie_core::Severity::Warning), "{o:?}");
+        // The disaster one too: the highest.
+        std::fs::write(&b, "changed\n").unwrap();
+        one(&audit, &board, dir.path(), None);
+        let o = read();
+        assert_eq!(o.severity, Some(vigie_core::Severity::Disaster), "{o:?}");
+        // Only it.
+        std::fs::write(&a, "a\n").unwrap();
+        one(&audit, &board, dir.path(), None);
+        assert_eq!(read().severity, Some(vigie_core::Severity::Disaster));
     }
 }

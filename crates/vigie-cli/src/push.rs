@@ -878,6 +878,7 @@ fn receive() -> Result<u8> {
         },
         tags: header.tags,
         skip_tags: header.skip_tags,
+        fetch: Some(std::sync::Arc::new(crate::fetch::HttpFetch)),
     };
     let report = vigie_converge::run_streaming(&plan, &opts, &mut |p| {
         let line = match p {

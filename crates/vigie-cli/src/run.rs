@@ -75,7 +75,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
         // Backup jobs, each at its time, on the blocking pool.
         let mut backups = crate::backup::schedule::start(&config, &dir, &board);
         // Converge jobs (drift as a check), each every `every`.
-        let mut drifts = crate::drift::start(&config, &board);
+        let mut drifts = crate::drift::start(&config, &dir, &board);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -114,7 +114,7 @@ pub(crate) fn run(cli: &Cli) -> Result<u8> {
                         drop(backups);
                         backups = crate::backup::schedule::start(&new, &dir, &board);
                         drop(drifts);
-                        drifts = crate::drift::start(&new, &board);
+                        drifts = crate::drift::start(&new, &dir, &board);
                         config = new;
                         tracing::info!(checks = config.checks.len(), "configuration reloaded");
                         systemd.ready(&running_status(&config, &server));

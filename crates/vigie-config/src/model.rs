@@ -332,6 +332,13 @@ impl Serialize for DailyAt {
     }
 }
 
+impl<'de> Deserialize<'de> for DailyAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Another vigie watching the same failovers (`[[peer]]`): this node asks
 /// it for its view over HTTPS, with a token both sides configure.
 #[serde_with::skip_serializing_none]
@@ -657,23 +664,71 @@ pub struct ConvergeJob {
     pub name: String,
     /// The converge manifest (docs/converge.md), relative to the config
     /// file; loaded and validated with the configuration (and again on
-    /// reload).
+    /// reload). Or `git`.
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub manifest: PathBuf,
+    /// Pull the manifest from a git repository at each run instead:
+    /// `{ url = "https://git.example.org/site.git", ref = "main",
+    /// manifest = "site.toml" }` (or `manifest`).
+    pub git: Option<ConvergeGit>,
     /// `"audit"` reports drift and never writes; `"enforce"` repairs it.
     #[serde(default)]
     pub mode: ConvergeMode,
-    /// How often the manifest is run (the first run at start).
-    #[serde(default = "one_hour")]
-    pub every: Duration,
+    /// How often the manifest is run (the first run at start). Default
+    /// 1h, unless `at` or `schedule` is given; with one of them too,
+    /// the job runs at whichever comes first.
+    pub every: Option<Duration>,
+    /// Daily at this time, `"02:30"` (or `schedule`); the first run is
+    /// at start all the same.
+    #[schemars(with = "Option<String>")]
+    pub at: Option<DailyAt>,
+    /// When to run, as cron: `"0 3 * * 0"` (or `at`).
+    pub schedule: Option<vigie_core::Cron>,
+    /// The time zone of `at`/`schedule` (IANA name); the host's by default.
+    pub timezone: Option<String>,
     /// Only the manifest's resources with one of these tags (all when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Never the resources with one of these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip_tags: Vec<String>,
-    /// The severity of the incident drift opens.
+    /// The severity of the incident drift opens, and of each resource
+    /// that declares none; a resource's own `severity` raises it (the
+    /// incident takes the highest among the resources that differ).
     #[serde(default)]
     pub severity: vigie_core::Severity,
+}
+
+/// The default period of a `[[converge]]` job without `at` or `schedule`.
+pub const CONVERGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where a `[[converge]]` job pulls its manifest from: the system `git`
+/// fetches `ref` of `url` into the state directory at each run.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvergeGit {
+    /// The repository: `https://…`, `http://…`, `ssh://…`, `git://…`,
+    /// `file://…`, `user@host:path` or an absolute path.
+    pub url: String,
+    /// The branch or tag to apply (default `main`).
+    #[serde(rename = "ref", default = "main_ref")]
+    pub reference: String,
+    /// The manifest's path in the repository (default `site.toml`).
+    #[serde(default = "site_toml")]
+    pub manifest: PathBuf,
+}
+
+fn main_ref() -> String {
+    "main".into()
+}
+
+fn site_toml() -> PathBuf {
+    "site.toml".into()
+}
+
+fn is_empty_path(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 /// A Prometheus remote-write endpoint (`[[remote_write]]`), resolved:

@@ -7,7 +7,7 @@
 use jiff::tz::TimeZone;
 use vigie_core::{Cron, Duration};
 
-use crate::BackupJob;
+use crate::{BackupJob, ConvergeJob};
 
 /// The time zone named `name` (IANA), or the host's.
 pub fn time_zone(name: Option<&str>) -> Result<TimeZone, String> {
@@ -145,6 +145,100 @@ impl BackupJob {
     }
 }
 
+impl crate::ConvergeGit {
+    /// The URL as logs and messages show it: without a password or user.
+    pub fn shown_url(&self) -> String {
+        let url = &self.url;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        match rest[..end].rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
+            None => url.clone(),
+        }
+    }
+}
+
+impl ConvergeJob {
+    /// Where its manifest comes from, as messages say it.
+    pub fn source(&self) -> String {
+        match &self.git {
+            Some(g) => format!(
+                "{} of {} ({})",
+                g.manifest.display(),
+                g.shown_url(),
+                g.reference
+            ),
+            None => self.manifest.display().to_string(),
+        }
+    }
+
+    /// Its cron schedule (`at` as a daily one), if it has one.
+    pub fn cron(&self) -> Option<Cron> {
+        match (&self.schedule, self.at) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(at)) => format!("{} {} * * *", at.minute, at.hour).parse().ok(),
+            (None, None) => None,
+        }
+    }
+
+    /// When it runs, as people read it: `every 1h`, `at 02:30`,
+    /// `every 1h and at 02:30 Europe/Paris`.
+    pub fn when(&self) -> String {
+        let tz = self
+            .timezone
+            .as_ref()
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
+        let cron = match (&self.schedule, self.at) {
+            (Some(c), _) => Some(format!("on `{c}`{tz}")),
+            (None, Some(a)) => Some(format!("at {a}{tz}")),
+            (None, None) => None,
+        };
+        match (self.every, cron) {
+            (Some(e), Some(c)) => format!("every {e} and {c}"),
+            (Some(e), None) => format!("every {e}"),
+            (None, Some(c)) => c,
+            (None, None) => format!("every {}", crate::model::CONVERGE_EVERY),
+        }
+    }
+
+    /// The next run after one that ended at `after`: `every` later, or
+    /// the schedule's next time, whichever comes first.
+    pub fn next_run(&self, after: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+        let by_period = self
+            .every
+            .map(|e| {
+                let e =
+                    jiff::SignedDuration::try_from(e.std().max(std::time::Duration::from_secs(1)))
+                        .map_err(|e| e.to_string())?;
+                after.checked_add(e).map_err(|e| e.to_string())
+            })
+            .transpose()?;
+        let by_cron = match self.cron() {
+            Some(c) => {
+                let tz = time_zone(self.timezone.as_deref())?;
+                Some(
+                    next_fire(&c, &tz, after)
+                        .ok_or_else(|| format!("`{c}` never fires in the next five years"))?,
+                )
+            }
+            None => None,
+        };
+        match (by_period, by_cron) {
+            (Some(a), Some(b)) => Ok(a.min(b)),
+            (Some(t), None) | (None, Some(t)) => Ok(t),
+            (None, None) => after
+                .checked_add(
+                    jiff::SignedDuration::try_from(crate::model::CONVERGE_EVERY.std())
+                        .map_err(|e| e.to_string())?,
+                )
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +310,63 @@ mod tests {
             default_jitter(Duration::from_secs(60)),
             Duration::from_secs(6)
         );
+    }
+
+    #[test]
+    fn a_converge_job_runs_at_its_period_or_its_time_whichever_first() {
+        let cfg = crate::load_str(
+            "[[converge]]\nname = \"a\"\nmanifest = \"m.toml\"\nat = \"02:30\"\ntimezone = \"Europe/Paris\"\n\n[[converge]]\nname = \"b\"\nmanifest = \"m.toml\"\nevery = \"1h\"\nschedule = \"*/20 * * * *\"\n\n[[converge]]\nname = \"c\"\nmanifest = \"m.toml\"\n",
+            std::path::Path::new("/etc/vigie/vigie.toml"),
+            &|_| None,
+        )
+        .unwrap()
+        .config;
+        let [a, b, c] = &cfg.converges[..] else {
+            panic!("{:?}", cfg.converges)
+        };
+        assert_eq!(a.every, None);
+        assert_eq!(a.when(), "at 02:30 Europe/Paris");
+        // 02:30 in Paris in winter is 01:30Z.
+        assert_eq!(
+            a.next_run(t("2026-01-10T05:00:00Z")).unwrap(),
+            t("2026-01-11T01:30:00Z")
+        );
+        assert_eq!(b.when(), "every 1h and on `*/20 * * * *`");
+        assert_eq!(
+            b.next_run(t("2026-01-10T05:01:00Z")).unwrap(),
+            t("2026-01-10T05:20:00Z")
+        );
+        assert_eq!(c.every, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            c.next_run(t("2026-01-10T05:01:00Z")).unwrap(),
+            t("2026-01-10T06:01:00Z")
+        );
+    }
+
+    #[test]
+    fn a_pulled_manifests_url_is_shown_without_credentials() {
+        let g = |url: &str| crate::ConvergeGit {
+            url: url.into(),
+            reference: "main".into(),
+            manifest: "site.toml".into(),
+        };
+        assert_eq!(
+            g("https://deploy:s3cret@git.example.org/site.git").shown_url(),
+            "https://<redacted>@git.example.org/site.git"
+        );
+        assert_eq!(g("/srv/site.git").shown_url(), "/srv/site.git");
+        assert_eq!(
+            crate::load::git_url("ext::sh -c x").unwrap_err(),
+            "a repository's URL has no spaces nor control characters"
+        );
+        assert!(
+            crate::load::git_url("ext::/x")
+                .unwrap_err()
+                .contains("remote helpers")
+        );
+        assert!(crate::load::git_url("fd::3").is_err());
+        assert!(crate::load::git_url("git@example.org:site.git").is_ok());
+        assert!(crate::load::git_url("file:///srv/site.git").is_ok());
     }
 
     #[test]

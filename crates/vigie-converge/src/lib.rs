@@ -38,6 +38,7 @@ use std::time::Instant;
 pub use facts::Facts;
 pub use manifest::{LoadOptions, ManifestError, ManifestErrors, Plan, Resource, load, load_str};
 pub use res::Status;
+pub use res::download::Fetch;
 pub use write::Mode;
 
 /// How a plan is run.
@@ -48,6 +49,9 @@ pub struct Options {
     pub tags: Vec<String>,
     /// Never resources with one of these tags.
     pub skip_tags: Vec<String>,
+    /// What fetches `[[download]]`s' URLs (without it, a download that
+    /// must be fetched is an error).
+    pub fetch: Option<std::sync::Arc<dyn res::download::Fetch>>,
 }
 
 /// One resource's (or handler's) result.
@@ -61,6 +65,9 @@ pub struct Item {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The resource's own severity, if it declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<vigie_core::Severity>,
 }
 
 impl Item {
@@ -125,7 +132,7 @@ pub enum Progress<'a> {
 /// push` streams back from a host).
 pub fn run_streaming(plan: &Plan, opts: &Options, on: &mut dyn FnMut(Progress<'_>)) -> Report {
     let start = Instant::now();
-    let writer = write::Writer::for_mode(opts.mode);
+    let writer = write::Writer::for_mode(opts.mode).map(|w| w.with_fetch(opts.fetch.clone()));
     let mut failed: HashSet<&str> = HashSet::new();
     let mut notified: Vec<(String, String)> = Vec::new();
     let mut items = Vec::new();
@@ -138,6 +145,7 @@ pub fn run_streaming(plan: &Plan, opts: &Options, on: &mut dyn FnMut(Progress<'_
                 changes: Vec::new(),
                 message: Some(format!("requires {dep}, which failed")),
                 diff: None,
+                severity: r.severity,
             });
             on(Progress::Resource(&items[items.len() - 1]));
             continue;
@@ -160,6 +168,7 @@ pub fn run_streaming(plan: &Plan, opts: &Options, on: &mut dyn FnMut(Progress<'_
             changes: checked.drift.changes,
             message: checked.message,
             diff: checked.drift.diff,
+            severity: r.severity,
         });
         on(Progress::Resource(&items[items.len() - 1]));
     }
@@ -237,6 +246,7 @@ fn run_handlers(
                 changes,
                 message,
                 diff: None,
+                severity: None,
             }
         })
         .collect()

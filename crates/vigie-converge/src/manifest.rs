@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::facts::Facts;
 use crate::res::account::{GroupSpec, UserSpec};
 use crate::res::command::CommandSpec;
+use crate::res::download::{DownloadSpec, Sha256, check_url};
 use crate::res::file::{DirSpec, Edit, EditSpec, FileSpec, Perms};
 use crate::res::git::GitSpec;
 use crate::res::package::PackageSpec;
@@ -72,6 +73,7 @@ pub enum Spec {
     Package(PackageSpec),
     Service(ServiceSpec),
     Git(GitSpec),
+    Download(DownloadSpec),
 }
 
 impl Spec {
@@ -87,6 +89,7 @@ impl Spec {
             Spec::Package(s) => s,
             Spec::Service(s) => s,
             Spec::Git(s) => s,
+            Spec::Download(s) => s,
         }
     }
 }
@@ -102,6 +105,9 @@ pub struct Resource {
     /// resource was repaired.
     pub notify: Vec<String>,
     pub tags: Vec<String>,
+    /// The severity of the incident this resource's drift opens under
+    /// `[[converge]]` (the job's when `None`).
+    pub severity: Option<vigie_core::Severity>,
     /// Where it is declared in the file (its order among resources).
     pub position: usize,
 }
@@ -155,9 +161,17 @@ const KINDS: &[&str] = &[
     "package",
     "service",
     "git",
+    "download",
 ];
-const SECTIONS: &[&str] = &["vars", "hosts", "host_groups", "settings", "handler"];
-const COMMON: &str = "name, requires, notify, tags, for_each";
+const SECTIONS: &[&str] = &[
+    "vars",
+    "hosts",
+    "host_groups",
+    "settings",
+    "handler",
+    "roles",
+];
+const COMMON: &str = "name, requires, notify, tags, severity, for_each";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,6 +379,18 @@ struct RawGit {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawDownload {
+    url: String,
+    path: String,
+    checksum: Option<String>,
+    mode: Option<toml::Value>,
+    owner: Option<String>,
+    group: Option<String>,
+    keep_old: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawService {
     enabled: Option<bool>,
     running: Option<bool>,
@@ -392,7 +418,14 @@ fn deser<T: DeserializeOwned>(t: &toml::Table) -> Result<T, (Option<String>, Str
 
 /// Collects the errors of one load.
 struct Loader {
+    /// The manifest's directory.
     dir: PathBuf,
+    /// Where relative `source` and `deb` paths are (the manifest's
+    /// directory, or a role's `files/`).
+    files_dir: PathBuf,
+    /// Where relative `template` paths are (the manifest's directory,
+    /// or a role's `templates/`).
+    templates_dir: PathBuf,
     /// `Plan::files`: every file read goes in here.
     files: Vec<String>,
     templates: Templates,
@@ -401,6 +434,19 @@ struct Loader {
 }
 
 impl Loader {
+    /// Note a file read at `path` (written `as_written`) for
+    /// `Plan::files`: relative to the manifest's directory when under
+    /// it (a role's files), else as written.
+    fn read(&mut self, path: &Path, as_written: &str) {
+        // An absolute path stays as written (push refuses it).
+        let shown = Some(path)
+            .filter(|_| Path::new(as_written).is_relative())
+            .and_then(|p| p.strip_prefix(&self.dir).ok())
+            .and_then(Path::to_str)
+            .map_or_else(|| as_written.to_owned(), str::to_owned);
+        self.files.push(shown);
+    }
+
     fn err(&mut self, place: &str, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(ManifestError {
             place: place.to_owned(),
@@ -454,7 +500,7 @@ pub fn load_str(
                 place: format!("`{key}`"),
                 message: "unknown section".into(),
                 hint: Some(format!(
-                    "resources are [[{}]]; other sections: [vars], [hosts.NAME], [host_groups.NAME], [settings], [[handler]]",
+                    "resources are [[{}]]; other sections: [vars], [hosts.NAME], [host_groups.NAME], [settings], [[handler]], roles = [\"NAME\", …]",
                     KINDS.join("]], [[")
                 )),
             });
@@ -464,7 +510,16 @@ pub fn load_str(
         .host
         .clone()
         .unwrap_or_else(|| opts.facts.hostname.clone());
-    let vars = variables(&mut top, &host, &mut errors);
+    let roles = roles(&mut top, dir, &mut errors);
+    let mut vars = variables(&mut top, &host, &mut errors);
+    // A role's defaults are the weakest: every other variable wins.
+    for r in &roles {
+        for (k, v) in &r.defaults {
+            if !vars.contains_key(k) {
+                vars.insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
+            }
+        }
+    }
     let keep = settings(&mut top, &mut errors);
     let mut context = vars;
     let facts = serde_json::to_value(&opts.facts).unwrap_or_default();
@@ -472,49 +527,31 @@ pub fn load_str(
     context.insert("host".into(), serde_json::Value::String(host));
     let mut l = Loader {
         dir: dir.to_owned(),
+        files_dir: dir.to_owned(),
+        templates_dir: dir.to_owned(),
         files: Vec::new(),
         templates: Templates::new(minijinja::Value::from_serialize(&context)),
         errors,
         keep,
     };
-    let mut resources = Vec::new();
-    let headers = headers(text);
-    for kind in KINDS {
-        let Some(list) = top.remove(*kind) else {
-            continue;
-        };
-        let Some(list) = list.as_array() else {
-            l.err(kind, format!("write each as [[{kind}]]"), None);
-            continue;
-        };
-        // Where each `[[kind]]` starts in the file, when every one is
-        // a header line (not `kind = [{ … }]`): resources run in the
-        // file's order, not grouped by kind.
-        let at = headers.get(*kind).filter(|h| h.len() == list.len());
-        for (i, v) in list.iter().enumerate() {
-            let place = format!("[[{kind}]] #{}", i + 1);
-            let Some(t) = v.as_table() else {
-                l.err(
-                    &place,
-                    "not a table",
-                    Some(format!("write it as [[{kind}]]")),
-                );
-                continue;
-            };
-            let first = resources.len();
-            l.resource(kind, &place, t, &mut resources);
-            if let Some(at) = at {
-                for r in &mut resources[first..] {
-                    r.position = at[i];
-                }
-            }
+    // Roles' resources first, in the order the roles are listed, then
+    // the manifest's own.
+    let (from_roles, mut handlers) = l.roles(roles);
+    dir.clone_into(&mut l.files_dir);
+    dir.clone_into(&mut l.templates_dir);
+    let resources = l.resources(&mut top, text, "");
+    let resources: Vec<Resource> = from_roles.into_iter().chain(resources).collect();
+    handlers.extend(l.handlers(top.remove("handler"), ""));
+    let mut errors = std::mem::take(&mut l.errors);
+    for (i, h) in handlers.iter().enumerate() {
+        if handlers[..i].iter().any(|o| o.id == h.id) {
+            errors.push(ManifestError {
+                place: h.id.clone(),
+                message: "declared twice (in a role and the manifest, or two roles)".into(),
+                hint: Some("give each handler its own name".into()),
+            });
         }
     }
-    // Stable: a kind written inline keeps its place after the others,
-    // a loop's resources stay in the loop's order.
-    resources.sort_by_key(|r| r.position);
-    let handlers = l.handlers(top.remove("handler"));
-    let mut errors = std::mem::take(&mut l.errors);
     fights(&resources, &mut errors);
     let resources = order(resources, &handlers, &mut errors);
     if errors.is_empty() {
@@ -529,6 +566,195 @@ pub fn load_str(
     } else {
         Err(fail(errors))
     }
+}
+
+impl Loader {
+    /// The roles' resources (each role's in its file's order, the roles
+    /// in the order listed) and handlers; the files they read noted.
+    fn roles(&mut self, roles: Vec<Role>) -> (Vec<Resource>, Vec<Handler>) {
+        let mut from_roles = Vec::new();
+        let mut handlers = Vec::new();
+        for mut r in roles {
+            self.files_dir = r.dir.join("files");
+            for f in ["main.toml", "defaults.toml"] {
+                if r.dir.join(f).is_file() {
+                    self.files.push(format!("roles/{}/{f}", r.name));
+                }
+            }
+            self.templates_dir = r.dir.join("templates");
+            let at = format!("role {}: ", r.name);
+            let mut found = self.resources(&mut r.main, &r.text, &at);
+            for (i, res) in found.iter_mut().enumerate() {
+                res.position = i;
+            }
+            from_roles.extend(found);
+            handlers.extend(self.handlers(r.main.remove("handler"), &at));
+            for key in r.main.keys() {
+                self.err(
+                    &format!("{at}{}", r.file),
+                    format!("`{key}` has no place in a role's main.toml"),
+                    Some(format!(
+                        "a role's main.toml holds resources ([[{}]]) and [[handler]]s; its variables go in defaults.toml",
+                        KINDS.join("]], [[")
+                    )),
+                );
+            }
+        }
+        (from_roles, handlers)
+    }
+}
+
+impl Loader {
+    /// The resources of `top` (a manifest, or a role's main.toml whose
+    /// text is `text`), in the file's order; places start with `at`.
+    fn resources(&mut self, top: &mut toml::Table, text: &str, at: &str) -> Vec<Resource> {
+        let mut resources = Vec::new();
+        let headers = headers(text);
+        for kind in KINDS {
+            let Some(list) = top.remove(*kind) else {
+                continue;
+            };
+            let Some(list) = list.as_array() else {
+                self.err(kind, format!("write each as [[{kind}]]"), None);
+                continue;
+            };
+            // Where each `[[kind]]` starts in the file, when every one is
+            // a header line (not `kind = [{ … }]`): resources run in the
+            // file's order, not grouped by kind.
+            let starts = headers.get(*kind).filter(|h| h.len() == list.len());
+            for (i, v) in list.iter().enumerate() {
+                let place = format!("{at}[[{kind}]] #{}", i + 1);
+                let Some(t) = v.as_table() else {
+                    self.err(
+                        &place,
+                        "not a table",
+                        Some(format!("write it as [[{kind}]]")),
+                    );
+                    continue;
+                };
+                let first = resources.len();
+                self.resource(kind, &place, t, &mut resources);
+                if let Some(starts) = starts {
+                    for r in &mut resources[first..] {
+                        r.position = starts[i];
+                    }
+                }
+            }
+        }
+        // Stable: a kind written inline keeps its place after the others,
+        // a loop's resources stay in the loop's order.
+        resources.sort_by_key(|r| r.position);
+        resources
+    }
+}
+
+/// A role: `roles/NAME/` beside the manifest, with `main.toml` (its
+/// resources and handlers), `defaults.toml` (its variables, the
+/// weakest), `files/` and `templates/`.
+struct Role {
+    name: String,
+    dir: PathBuf,
+    /// `roles/NAME/main.toml`, as places name it.
+    file: String,
+    text: String,
+    main: toml::Table,
+    defaults: toml::Table,
+}
+
+/// `roles = ["web", …]`: each role read, or an error at its place.
+fn roles(top: &mut toml::Table, dir: &Path, errors: &mut Vec<ManifestError>) -> Vec<Role> {
+    let Some(v) = top.remove("roles") else {
+        return Vec::new();
+    };
+    let Some(names) = string_list(&v) else {
+        errors.push(ManifestError {
+            place: "roles".into(),
+            message: "a list of role names".into(),
+            hint: Some(
+                "roles = [\"web\", \"base\"]: each a folder roles/NAME/ beside the manifest".into(),
+            ),
+        });
+        return Vec::new();
+    };
+    let mut out: Vec<Role> = Vec::new();
+    for name in names {
+        let place = format!("roles: `{name}`");
+        if !valid_name(&name, "_-.") || name.starts_with('.') {
+            errors.push(ManifestError {
+                place,
+                message: "a role's name is a folder's: letters, digits, `_`, `-`, `.`".into(),
+                hint: None,
+            });
+            continue;
+        }
+        if out.iter().any(|r| r.name == name) {
+            errors.push(ManifestError {
+                place,
+                message: "listed twice".into(),
+                hint: None,
+            });
+            continue;
+        }
+        let rdir = dir.join("roles").join(&name);
+        let file = format!("roles/{name}/main.toml");
+        let read = |f: &str| -> Result<Option<(String, toml::Table)>, String> {
+            let p = rdir.join(f);
+            match std::fs::read_to_string(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+                Ok(t) => toml::from_str::<toml::Table>(&t)
+                    .map(|tab| Some((t, tab)))
+                    .map_err(|e| {
+                        format!(
+                            "roles/{name}/{f}: {}",
+                            e.to_string().trim().replace('\n', "\n  ")
+                        )
+                    }),
+            }
+        };
+        if !rdir.is_dir() {
+            errors.push(ManifestError {
+                place,
+                message: format!("{} is not a folder", rdir.display()),
+                hint: Some(format!(
+                    "a role is a folder roles/{name}/ beside the manifest, with main.toml (resources), defaults.toml (variables), files/ and templates/"
+                )),
+            });
+            continue;
+        }
+        let (text, main) = match read("main.toml") {
+            Ok(Some(m)) => m,
+            Ok(None) => (String::new(), toml::Table::new()),
+            Err(e) => {
+                errors.push(ManifestError {
+                    place,
+                    message: e,
+                    hint: None,
+                });
+                continue;
+            }
+        };
+        let defaults = match read("defaults.toml") {
+            Ok(d) => d.map(|(_, t)| t).unwrap_or_default(),
+            Err(e) => {
+                errors.push(ManifestError {
+                    place,
+                    message: e,
+                    hint: None,
+                });
+                continue;
+            }
+        };
+        out.push(Role {
+            name,
+            dir: rdir,
+            file,
+            text,
+            main,
+            defaults,
+        });
+    }
+    out
 }
 
 /// The byte offset of each `[[kind]]` header line, by kind.
@@ -848,6 +1074,29 @@ impl Loader {
         let requires = list(self, "requires");
         let notify = list(self, "notify");
         let tags = list(self, "tags");
+        let severity = match t.remove("severity") {
+            None => None,
+            Some(v) => {
+                let found = v.as_str().and_then(|s| {
+                    vigie_core::Severity::ALL
+                        .into_iter()
+                        .find(|l| l.as_str() == s)
+                });
+                if found.is_none() {
+                    let levels: Vec<&str> = vigie_core::Severity::ALL
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect();
+                    self.err(
+                        &format!("{place}: key `severity`"),
+                        format!("`{v}` is not a severity"),
+                        Some(format!("one of {}", levels.join(", "))),
+                    );
+                    return None;
+                }
+                found
+            }
+        };
         let name = match t.remove("name") {
             None => None,
             Some(toml::Value::String(s)) => Some(s),
@@ -864,6 +1113,7 @@ impl Loader {
                 requires,
                 notify,
                 tags,
+                severity,
                 position: usize::MAX,
             }),
             Err((key, message, hint)) => {
@@ -943,15 +1193,15 @@ impl Loader {
                 let content = if let Some(c) = r.content {
                     Some(c.into_bytes())
                 } else if let Some(s) = &r.source {
-                    self.files.push(s.clone());
-                    let p = self.dir.join(s);
+                    let p = self.files_dir.join(s);
+                    self.read(&p, s);
                     Some(
                         std::fs::read(&p)
                             .map_err(|e| bad("source", format!("{}: {e}", p.display())))?,
                     )
                 } else if let Some(s) = &r.template {
-                    self.files.push(s.clone());
-                    let p = self.dir.join(s);
+                    let p = self.templates_dir.join(s);
+                    self.read(&p, s);
                     let text = std::fs::read_to_string(&p)
                         .map_err(|e| bad("template", format!("{}: {e}", p.display())))?;
                     Some(
@@ -1253,8 +1503,8 @@ impl Loader {
                 let r: RawPackage = deser(t).map_err(from)?;
                 let deb = match &r.deb {
                     Some(d) => {
-                        self.files.push(d.clone());
-                        let p = self.dir.join(d);
+                        let p = self.files_dir.join(d);
+                        self.read(&p, d);
                         if !p.is_file() {
                             return Err(bad("deb", format!("{}: no such file", p.display())));
                         }
@@ -1321,11 +1571,39 @@ impl Loader {
                     }),
                 ))
             }
+            "download" => {
+                let r: RawDownload = deser(t).map_err(from)?;
+                let path = absolute(&r.path).map_err(|m| bad("path", m))?;
+                check_url(&r.url).map_err(|m| bad("url", m))?;
+                let Some(sum) = &r.checksum else {
+                    return Err((
+                        Some("checksum".into()),
+                        "missing: a download declares the checksum of what it fetches".into(),
+                        Some("checksum = \"sha256:…\" (`sha256sum FILE` prints it)".into()),
+                    ));
+                };
+                let sha256 = Sha256::parse(sum).map_err(|m| bad("checksum", m))?;
+                let keep = if r.keep_old == Some(false) {
+                    KeepOld::No
+                } else {
+                    self.keep.clone()
+                };
+                Ok((
+                    r.path,
+                    Spec::Download(DownloadSpec {
+                        url: r.url,
+                        path,
+                        sha256,
+                        perms: perms(r.mode.as_ref(), r.owner, r.group)?,
+                        keep,
+                    }),
+                ))
+            }
             _ => Err((None, format!("unknown kind {kind}"), None)),
         }
     }
 
-    fn handlers(&mut self, v: Option<toml::Value>) -> Vec<Handler> {
+    fn handlers(&mut self, v: Option<toml::Value>, at: &str) -> Vec<Handler> {
         let mut out: Vec<Handler> = Vec::new();
         let Some(v) = v else { return out };
         let Some(list) = v.as_array() else {
@@ -1333,7 +1611,7 @@ impl Loader {
             return out;
         };
         for (i, v) in list.iter().enumerate() {
-            let place = format!("[[handler]] #{}", i + 1);
+            let place = format!("{at}[[handler]] #{}", i + 1);
             let mut v = v.clone();
             if let Err(e) = self.render(&mut v, "", None) {
                 self.err(&place, e, None);
@@ -1406,6 +1684,7 @@ fn keys_of(kind: &str) -> &'static str {
         "package" => "version, deb, state",
         "service" => "enabled, running, root",
         "git" => "repo, dest, rev, force",
+        "download" => "url, path, checksum, mode, owner, group, keep_old",
         _ => "",
     }
 }

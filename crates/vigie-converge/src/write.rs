@@ -10,6 +10,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::res::download::{Fetch, Sha256, shown_url};
 use crate::sys::{self, Cmd, Output};
 
 /// Audit reports drift and changes nothing; enforce repairs it.
@@ -24,7 +25,8 @@ pub enum Mode {
 /// module, so [`Writer::for_mode`] is the only way to get one.
 #[derive(Debug)]
 pub struct Writer {
-    _sealed: (),
+    /// What fetches a download's URL (none: downloads cannot be made).
+    fetch: Option<std::sync::Arc<dyn Fetch>>,
 }
 
 /// Where the previous copy of a replaced file goes.
@@ -69,22 +71,20 @@ impl Writer {
     pub(crate) fn for_mode(mode: Mode) -> Option<Writer> {
         match mode {
             Mode::Audit => None,
-            Mode::Enforce => Some(Writer { _sealed: () }),
+            Mode::Enforce => Some(Writer { fetch: None }),
         }
     }
 
-    /// Replace `path` with `bytes` atomically: a new file in the same
-    /// directory (exclusive, unguessable, 0600 until its owner and mode
-    /// are set), synced, the previous copy linked to its keep place,
-    /// then renamed over `path` and the directory synced. A process
-    /// killed at any point leaves the old file or the new one, whole.
-    pub fn write_file(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        meta: Meta,
-        keep: &KeepOld,
-    ) -> std::io::Result<()> {
+    /// The same writer, fetching downloads with `fetch`.
+    #[must_use]
+    pub(crate) fn with_fetch(mut self, fetch: Option<std::sync::Arc<dyn Fetch>>) -> Self {
+        self.fetch = fetch;
+        self
+    }
+
+    /// A new, empty temporary beside `path` (exclusive, unguessable,
+    /// 0600), and its path.
+    fn temporary(path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = path
             .parent()
@@ -102,35 +102,110 @@ impl Writer {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(with_path(&tmp))?;
+        Ok((tmp, f))
+    }
+
+    /// Give a written temporary its owner and mode, sync it, keep the
+    /// previous copy, rename it over `path` and sync the directory; on
+    /// any error the temporary is removed.
+    fn install(
+        path: &Path,
+        tmp: &Path,
+        f: &std::fs::File,
+        meta: Meta,
+        keep: &KeepOld,
+    ) -> std::io::Result<()> {
+        let finished = (|| {
             if meta.uid.is_some() || meta.gid.is_some() {
-                std::os::unix::fs::fchown(&f, meta.uid, meta.gid)?;
+                std::os::unix::fs::fchown(f, meta.uid, meta.gid)?;
             }
             // After chown, which clears set-id bits.
             f.set_permissions(std::fs::Permissions::from_mode(meta.mode))?;
             f.sync_all()
         })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = finished {
+            let _ = std::fs::remove_file(tmp);
             return Err(with_path(path)(e));
         }
         if let Err(e) = Self::keep_copy(path, keep) {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp);
             return Err(e);
         }
-        if let Err(e) = std::fs::rename(&tmp, path) {
-            let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = std::fs::rename(tmp, path) {
+            let _ = std::fs::remove_file(tmp);
             return Err(with_path(path)(e));
         }
+        let dir = path.parent().unwrap_or(Path::new("/"));
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(with_path(dir))
+    }
+
+    /// Fetch `url` into a temporary beside `path`, hashing as it comes;
+    /// only a whole body with the declared checksum is renamed over
+    /// `path` (a mismatch names both sums).
+    pub fn download(
+        &self,
+        url: &str,
+        path: &Path,
+        want: Sha256,
+        meta: Meta,
+        keep: &KeepOld,
+    ) -> Result<(), String> {
+        let Some(fetch) = &self.fetch else {
+            return Err(format!(
+                "{}: nothing here can fetch {}",
+                path.display(),
+                shown_url(url)
+            ));
+        };
+        let (tmp, mut f) = Self::temporary(path).map_err(|e| e.to_string())?;
+        let mut hashing = Hashing {
+            file: &mut f,
+            ctx: ring::digest::Context::new(&ring::digest::SHA256),
+        };
+        let fetched = fetch.fetch(url, &mut hashing);
+        let got = Sha256::of_digest(&hashing.ctx.finish());
+        let refused = match fetched {
+            Err(e) => Some(format!("fetching {}: {e}", shown_url(url))),
+            Ok(_) if got != want => Some(format!(
+                "{} has checksum {got}, declared {want}: not installed (the file at {} is unchanged)",
+                shown_url(url),
+                path.display()
+            )),
+            Ok(_) => None,
+        };
+        if let Some(e) = refused {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Self::install(path, &tmp, &f, meta, keep).map_err(|e| e.to_string())
+    }
+
+    /// Replace `path` with `bytes` atomically: a new file in the same
+    /// directory (exclusive, unguessable, 0600 until its owner and mode
+    /// are set), synced, the previous copy linked to its keep place,
+    /// then renamed over `path` and the directory synced. A process
+    /// killed at any point leaves the old file or the new one, whole.
+    pub fn write_file(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        meta: Meta,
+        keep: &KeepOld,
+    ) -> std::io::Result<()> {
+        let (tmp, mut f) = Self::temporary(path)?;
+        if let Err(e) = f.write_all(bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(with_path(path)(e));
+        }
+        Self::install(path, &tmp, &f, meta, keep)
     }
 
     /// Link (or, across file systems, copy) the current `path` to its
@@ -219,6 +294,24 @@ impl Writer {
                 out.failure()
             )))
         }
+    }
+}
+
+/// Writes to a file and hashes what it writes.
+struct Hashing<'a> {
+    file: &'a mut std::fs::File,
+    ctx: ring::digest::Context,
+}
+
+impl std::io::Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.ctx.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 

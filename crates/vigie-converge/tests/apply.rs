@@ -30,6 +30,7 @@ fn run(p: &Plan, mode: Mode) -> Report {
             mode,
             tags: Vec::new(),
             skip_tags: Vec::new(),
+            fetch: None,
         },
     )
 }

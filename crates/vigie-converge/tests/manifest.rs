@@ -322,3 +322,43 @@ fn the_manifest_in_the_docs_loads() {
     };
     assert!(format!("{:?}", line.edit).contains("Port 2222"), "{line:?}");
 }
+
+#[test]
+fn a_roles_files_are_among_what_the_plan_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = dir.path().join("roles/web");
+    std::fs::create_dir_all(role.join("files")).unwrap();
+    std::fs::create_dir_all(role.join("templates")).unwrap();
+    std::fs::write(
+        role.join("main.toml"),
+        "[[file]]\npath = \"/srv/a\"\nsource = \"a.txt\"\n[[file]]\npath = \"/srv/b\"\ntemplate = \"b.j2\"\n",
+    )
+    .unwrap();
+    std::fs::write(role.join("defaults.toml"), "who = \"web\"\n").unwrap();
+    std::fs::write(role.join("files/a.txt"), "a\n").unwrap();
+    std::fs::write(role.join("templates/b.j2"), "{{ who }}\n").unwrap();
+    std::fs::write(dir.path().join("c.txt"), "c\n").unwrap();
+    let plan = load_str(
+        "roles = [\"web\"]\n[[file]]\npath = \"/srv/c\"\nsource = \"c.txt\"\n",
+        "site.toml",
+        dir.path(),
+        &LoadOptions {
+            facts: facts(),
+            host: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        plan.files,
+        [
+            "c.txt",
+            "roles/web/defaults.toml",
+            "roles/web/files/a.txt",
+            "roles/web/main.toml",
+            "roles/web/templates/b.j2",
+        ]
+    );
+    assert_eq!(content(&plan, "file:/srv/b"), "web\n");
+    let ids: Vec<&str> = plan.resources.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["file:/srv/a", "file:/srv/b", "file:/srv/c"]);
+}

@@ -77,6 +77,11 @@ pub struct Outcome {
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// The severity of the incident this failure opens, when the probe
+    /// knows better than the check's (a converge run: the highest among
+    /// the resources that differ). `None`: the check's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 impl Outcome {
@@ -85,6 +90,7 @@ impl Outcome {
             ok: true,
             message: message.into(),
             metrics: Vec::new(),
+            severity: None,
         }
     }
 
@@ -93,6 +99,7 @@ impl Outcome {
             ok: false,
             message: message.into(),
             metrics: Vec::new(),
+            severity: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct Change {
     pub check: String,
     pub to: CheckState,
     pub message: String,
+    /// The outcome's own severity (a converge run's), else the check's.
+    pub severity: Option<vigie_core::Severity>,
 }
 
 struct Open {
@@ -293,6 +295,11 @@ fn on_change(
             let Some(check) = check else {
                 return;
             };
+            let mut check = check.clone();
+            if let Some(s) = change.severity {
+                check.severity = s;
+            }
+            let check = &check;
             let now = ctx.now();
             let Some(id) = ctx.store("opening an incident", |s| {
                 s.open_incident(

@@ -876,6 +876,7 @@ impl Inner {
                     check: check.name.clone(),
                     to: t.to,
                     message: result.outcome.message.clone(),
+                    severity: result.outcome.severity,
                 });
             }
         }

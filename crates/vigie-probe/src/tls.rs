@@ -61,6 +61,7 @@ pub(crate) fn judge_expiry(outcome: Outcome, days: Option<f64>, min_days: Option
             ok: false,
             message: format!("certificate expires in {days:.1} days (fewer than {min})"),
             metrics: outcome.metrics,
+            severity: None,
         },
         _ => outcome,
     }

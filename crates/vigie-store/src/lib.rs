@@ -18,6 +18,7 @@ use vigie_core::{CheckResult, CheckState, StateTracker, Timestamp};
 
 mod atomic;
 mod backup;
+mod converge;
 mod history;
 mod incidents;
 pub mod lock;
@@ -32,6 +33,7 @@ pub use atomic::write_atomic;
 pub use tokens::{TOKENS_FILE, generated_token, token_sha256};
 
 pub use backup::{BackupCheck, BackupDrill, BackupRun};
+pub use converge::ConvergeLast;
 pub use history::{Bucket, Mark};
 pub use maintenance::ManualMaintenance;
 pub use sqlite_copy::sqlite_copy;

@@ -208,6 +208,17 @@ const MIGRATIONS: &[&str] = &[
         until_ms INTEGER NOT NULL,
         by TEXT NOT NULL
     );",
+    // 15: each `[[converge]]` job's last run: the SHA-256 of the
+    // manifest it ran, the commit of a git-pulled one, and what it saw
+    // (the ids of the resources that differed), so that a restart still
+    // tells a changed host from a changed manifest.
+    "CREATE TABLE converge_last (
+        job TEXT PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        git_commit TEXT,
+        seen TEXT NOT NULL
+    );",
 ];
 
 /// The version whose SQL is followed by [`hash_heartbeat_tokens`].

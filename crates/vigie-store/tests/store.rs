@@ -173,6 +173,7 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
          DROP TABLE series;
          DROP TABLE incident_notes;
          DROP TABLE maintenance_now;
+         DROP TABLE converge_last;
          ALTER TABLE heartbeats RENAME COLUMN token_sha256 TO token;
          INSERT INTO heartbeats (check_name, token, first_seen_ms) VALUES ('job', 'old-token', 1);
          INSERT INTO heartbeats (check_name, first_seen_ms) VALUES ('quiet', 1);
@@ -346,4 +347,30 @@ fn maintenance_by_hand_survives_reopen_until_it_ends() {
     assert!(store.end_maintenance("web").unwrap());
     assert!(!store.end_maintenance("web").unwrap());
     assert!(store.maintenances(Timestamp(2000)).unwrap().is_empty());
+}
+
+#[test]
+fn a_converge_jobs_last_run_is_replaced_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.converge_last("base").unwrap(), None);
+    let first = vigie_store::ConvergeLast {
+        at: vigie_core::Timestamp(1_000),
+        manifest_sha256: "aa".into(),
+        commit: None,
+        seen: vec!["file:/etc/motd".into(), "user:ann".into()],
+    };
+    store.converge_record("base", &first).unwrap();
+    let second = vigie_store::ConvergeLast {
+        at: vigie_core::Timestamp(2_000),
+        manifest_sha256: "bb".into(),
+        commit: Some("0123".into()),
+        seen: Vec::new(),
+    };
+    store.converge_record("base", &second).unwrap();
+    store.converge_record("other", &first).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.converge_last("base").unwrap(), Some(second));
+    assert_eq!(store.converge_last("other").unwrap(), Some(first));
 }

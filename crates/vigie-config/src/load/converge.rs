@@ -36,18 +36,53 @@ impl Loader {
             if out.iter().any(|o| o.name == j.name) {
                 problems.push((format!("converge `{}` is declared twice", j.name), None));
             }
-            if j.manifest.as_os_str().is_empty() {
-                problems.push((
-                    "`manifest` is empty".into(),
-                    Some("name the manifest, e.g. manifest = \"host.toml\"".into()),
-                ));
+            match (&j.git, j.manifest.as_os_str().is_empty()) {
+                (None, true) => problems.push((
+                    "`manifest` is missing or empty".into(),
+                    Some("name the manifest, e.g. manifest = \"host.toml\", or pull it with git = { url = \"…\" }".into()),
+                )),
+                (Some(_), false) => problems.push((
+                    "set `manifest` or `git`, not both".into(),
+                    Some("a pulled manifest's path in the repository is git.manifest".into()),
+                )),
+                (Some(g), true) => problems.extend(check_git(g)),
+                (None, false) => j.manifest = self.base.join(&j.manifest),
             }
-            j.manifest = self.base.join(&j.manifest);
-            if j.every.std() < std::time::Duration::from_secs(1) {
+            if j.every
+                .is_some_and(|e| e.std() < std::time::Duration::from_secs(1))
+            {
                 problems.push((
                     "`every` is at least 1s".into(),
                     Some("the default is 1h".into()),
                 ));
+            }
+            if j.at.is_some() && j.schedule.is_some() {
+                problems.push((
+                    "set `at` or `schedule`, not both".into(),
+                    Some("at = \"02:30\" (daily), or schedule = \"0 3 * * 0\" (cron)".into()),
+                ));
+            }
+            if let Some(t) = &j.timezone {
+                if crate::schedule::time_zone(Some(t)).is_err() {
+                    problems.push((
+                        format!("unknown time zone `{t}` (key `timezone`)"),
+                        Some(
+                            "use an IANA name such as \"Europe/Paris\"; is tzdata installed?"
+                                .into(),
+                        ),
+                    ));
+                } else if j.at.is_none() && j.schedule.is_none() {
+                    problems.push((
+                        "`timezone` without `at` or `schedule`: it would change nothing".into(),
+                        Some(
+                            "add at = \"02:30\" or schedule = \"0 3 * * 0\", or drop timezone"
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+            if j.every.is_none() && j.at.is_none() && j.schedule.is_none() {
+                j.every = Some(crate::model::CONVERGE_EVERY);
             }
             for t in j.tags.iter().chain(&j.skip_tags) {
                 if t.trim().is_empty() {
@@ -98,12 +133,12 @@ impl Loader {
             checks.push(Check {
                 name,
                 description: Some(format!(
-                    "the host is as {} declares ({mode}, every {})",
-                    j.manifest.display(),
-                    j.every
+                    "the host is as {} declares ({mode}, {})",
+                    j.source(),
+                    j.when()
                 )),
                 // Reading the board is cheap: soon after each run.
-                every: Duration::from_secs(j.every.std().as_secs().min(10)),
+                every: Duration::from_secs(j.every.map_or(10, |e| e.std().as_secs()).clamp(1, 10)),
                 timeout: Duration::from_secs(5),
                 retry_every: None,
                 fail_after: 1,
@@ -118,5 +153,80 @@ impl Loader {
                 }),
             });
         }
+    }
+}
+
+/// What is wrong with a job's `git` table, each with its hint.
+fn check_git(g: &crate::model::ConvergeGit) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    if let Err(e) = git_url(&g.url) {
+        out.push((format!("git.url: {e}"), Some("https://host/repo.git, ssh://host/repo, user@host:repo, file:///srv/site.git or /srv/site.git".into())));
+    }
+    let r = &g.reference;
+    let ref_ok = !r.is_empty()
+        && !r.starts_with(['-', '/', '.'])
+        && !r.ends_with(['/', '.'])
+        && !r.contains("..")
+        && !r.to_ascii_lowercase().ends_with(".lock")
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if !ref_ok {
+        out.push((
+            format!("git.ref: `{r}` is not a branch or tag name"),
+            Some("e.g. ref = \"main\" or ref = \"v1.2\"".into()),
+        ));
+    }
+    let m = &g.manifest;
+    if m.as_os_str().is_empty()
+        || m.is_absolute()
+        || m.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        out.push((
+            format!(
+                "git.manifest: `{}` is not a path inside the repository",
+                m.display()
+            ),
+            Some("a relative path without `..`, e.g. manifest = \"hosts/web.toml\"".into()),
+        ));
+    }
+    out
+}
+
+/// A repository URL git may fetch from: a known transport (never
+/// `ext::`, which runs a command, nor an option), no credentials shown
+/// in the clear being the caller's care.
+pub fn git_url(url: &str) -> Result<(), String> {
+    if url.is_empty() || url.starts_with('-') {
+        return Err(format!("`{url}` is not a repository"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a repository's URL has no spaces nor control characters".into());
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if !["https", "http", "ssh", "git", "file"].contains(&scheme) {
+            return Err(format!(
+                "the transport `{scheme}://` is not one vigie fetches with (https, http, ssh, git, file)"
+            ));
+        }
+        if rest.is_empty() {
+            return Err(format!("`{url}` names no repository"));
+        }
+        return Ok(());
+    }
+    if url.contains("::") {
+        return Err(format!(
+            "`{url}`: git's remote helpers (`ext::`, …) are refused"
+        ));
+    }
+    if url.starts_with('/') {
+        return Ok(());
+    }
+    // scp-like: [user@]host:path
+    match url.split_once(':') {
+        Some((host, path)) if !host.is_empty() && !path.is_empty() && !host.contains('/') => Ok(()),
+        _ => Err(format!(
+            "`{url}` is neither a URL, an absolute path nor user@host:path"
+        )),
     }
 }

@@ -32,6 +32,8 @@ mod sync;
 
 pub(crate) use backup::DEFAULT_CHECK_READ_DATA;
 pub use backup::read_data_subset;
+#[cfg(test)]
+pub(crate) use converge::git_url;
 pub use schema::schema;
 
 /// A configuration that loaded, with the warnings found on the way.

@@ -21,7 +21,7 @@ pub struct Perms {
 
 impl Perms {
     /// How `m` differs from these, as phrases.
-    fn drift(&self, m: &std::fs::Metadata, d: &mut Drift) {
+    pub(crate) fn drift(&self, m: &std::fs::Metadata, d: &mut Drift) {
         if let Some(mode) = self.mode {
             let now = m.permissions().mode() & 0o7777;
             if now != mode {
@@ -50,7 +50,7 @@ impl Perms {
 
     /// The metadata to write: what is declared, else what the file has
     /// now, else `default_mode` and the writer's own owner.
-    fn resolve(&self, now: Option<&std::fs::Metadata>, default_mode: u32) -> Res<Meta> {
+    pub(crate) fn resolve(&self, now: Option<&std::fs::Metadata>, default_mode: u32) -> Res<Meta> {
         let uid = match &self.owner {
             Some(o) => Some(sys::uid_of(o).map_err(|e| e.to_string())?),
             None => now.map(MetadataExt::uid),
@@ -69,7 +69,7 @@ impl Perms {
 
 use std::os::unix::fs::MetadataExt;
 
-fn refuse_link(path: &std::path::Path, m: &std::fs::Metadata) -> Res<()> {
+pub(crate) fn refuse_link(path: &std::path::Path, m: &std::fs::Metadata) -> Res<()> {
     if m.file_type().is_symlink() {
         return Err(format!(
             "{} is a symbolic link: vigie follows no link where it manages a file; \

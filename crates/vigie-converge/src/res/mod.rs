@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod command;
+pub mod download;
 pub mod file;
 pub mod git;
 pub mod package;

@@ -707,3 +707,276 @@ root = "{{DIR}}/root/image"
     assert!(s.iter().all(|(_, st)| st == "non-compliant"), "{s:?}");
     assert_eq!(snapshot(e.path(), &extra), before);
 }
+
+/// A plain HTTP/1.1 server on loopback for downloads: `/whole` sends
+/// `body`, `/other` a different body, `/cut` announces the whole length
+/// and dies halfway. Counts the requests it answered.
+struct Files {
+    addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn files(body: Vec<u8>) -> Files {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = requests.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (status, sent, len): (&str, Vec<u8>, usize) = match path.as_str() {
+                "/whole" => ("200 OK", body.clone(), body.len()),
+                "/other" => {
+                    let mut b = body.clone();
+                    b[0] ^= 1;
+                    ("200 OK", b, body.len())
+                }
+                "/cut" => ("200 OK", body[..body.len() / 2].to_vec(), body.len()),
+                _ => ("404 Not Found", Vec::new(), 0),
+            };
+            let head =
+                format!("HTTP/1.1 {status}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n");
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&sent);
+            let _ = s.flush();
+            // Dropped: a cut body ends here, short of its length.
+        }
+    });
+    Files { addr, requests }
+}
+
+fn sha256sum(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one story: missing, cut, wrong, fetched, no network
+fn a_download_is_verified_before_it_reaches_its_path() {
+    let e = env();
+    let body: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let expected = e.path().join("expected.bin");
+    std::fs::write(&expected, &body).unwrap();
+    let sum = sha256sum(&expected);
+    let server = files(body.clone());
+    let dir = e.path().join("dl");
+    std::fs::create_dir(&dir).unwrap();
+    let dest = dir.join("tool.bin");
+    let write = |route: &str| {
+        manifest(
+            &e,
+            "dl.toml",
+            &format!(
+                "[settings]\nkeep_old = \"none\"\n\n[[download]]\nurl = \"http://{}/{route}\"\npath = \"{}\"\nchecksum = \"sha256:{sum}\"\nmode = \"0750\"\n",
+                server.addr,
+                dest.display()
+            ),
+        )
+    };
+
+    // Audit: missing, and nothing fetched nor written.
+    let m = write("whole");
+    let audit = converge(&e, &m, &["--audit"]);
+    assert_eq!(audit.code, 1, "{audit:?}");
+    assert_has(&audit.stdout, "non-compliant");
+    assert_has(&audit.stdout, "missing (from http://");
+    assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A server that dies halfway: an error, and no file, whole or half.
+    let m = write("cut");
+    let cut = converge(&e, &m, &[]);
+    assert_eq!(cut.code, 1, "{cut:?}");
+    assert_has(&cut.stdout, "error");
+    assert_has(&cut.stdout, "cut after");
+    assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+
+    // A body that is not the declared one: both sums, and no file.
+    let m = write("other");
+    let wrong = converge(&e, &m, &[]);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert_has(&wrong.stdout, &format!("declared sha256:{sum}"));
+    assert_has(&wrong.stdout, "has checksum sha256:");
+    assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+
+    // An old file stays whole when the new one is refused.
+    std::fs::write(&dest, b"old version\n").unwrap();
+    let m = write("cut");
+    let cut = converge(&e, &m, &[]);
+    assert_eq!(cut.code, 1, "{cut:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old version\n");
+    assert_eq!(names(&dir), ["tool.bin"]);
+
+    // The right body: fetched, verified, renamed, with its mode.
+    let m = write("whole");
+    let v = json(&e, &m, &[]);
+    assert_eq!(
+        statuses(&v),
+        [("download:[DIR]/dl/tool.bin".to_owned(), "repaired".into())],
+        "{v}"
+    );
+    assert_has(
+        v["resources"][0]["changes"][0].as_str().unwrap(),
+        "checksum sha256:",
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(mode(&dest), 0o750);
+    assert_eq!(names(&dir), ["tool.bin"]);
+
+    // Compliant by its checksum: no request at all, even to a dead URL.
+    let before = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let m = manifest(
+        &e,
+        "dl.toml",
+        &format!(
+            "[[download]]\nurl = \"http://127.0.0.1:1/gone\"\npath = \"{}\"\nchecksum = \"sha256:{sum}\"\nmode = \"0750\"\n",
+            dest.display()
+        ),
+    );
+    let again = converge(&e, &m, &["--audit"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_has(&again.stdout, "compliant");
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        before
+    );
+}
+
+#[test]
+fn a_download_without_a_checksum_or_with_a_bad_url_is_refused() {
+    let e = env();
+    let m = manifest(
+        &e,
+        "dl.toml",
+        r#"
+[[download]]
+url = "http://127.0.0.1/x"
+path = "{DIR}/x"
+
+[[download]]
+url = "ftp://example.org/y"
+path = "{DIR}/y"
+checksum = "sha256:00"
+"#,
+    );
+    let r = converge(&e, &m, &["--audit"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_has(
+        &r.stderr,
+        "key `checksum`: missing: a download declares the checksum",
+    );
+    assert_has(
+        &r.stderr,
+        "key `url`: `ftp://example.org/y`: a download's URL starts with https:// or http://",
+    );
+    assert!(!e.path().join("x").exists());
+}
+
+#[test]
+fn a_role_brings_its_resources_files_templates_and_defaults() {
+    let e = env();
+    let role = e.path().join("roles/web");
+    for d in ["files", "templates"] {
+        std::fs::create_dir_all(role.join(d)).unwrap();
+    }
+    std::fs::write(
+        role.join("main.toml"),
+        "[[file]]\npath = \"{{ root }}/index.html\"\ntemplate = \"index.j2\"\nnotify = \"handler:reload\"\n\n[[file]]\npath = \"{{ root }}/robots.txt\"\nsource = \"robots.txt\"\n\n[[handler]]\nname = \"reload\"\ncommand = \"echo reloaded >> {{ root }}/reloads\"\nshell = true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        role.join("defaults.toml"),
+        "greeting = \"hello\"\nport = 80\n",
+    )
+    .unwrap();
+    std::fs::write(
+        role.join("templates/index.j2"),
+        "{{ greeting }} on {{ port }}\n",
+    )
+    .unwrap();
+    std::fs::write(role.join("files/robots.txt"), "User-agent: *\n").unwrap();
+    let www = e.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    // The manifest's own variables win over the role's defaults; its
+    // resources run after the role's.
+    let m = manifest(
+        &e,
+        "site.toml",
+        "roles = [\"web\"]\n\n[settings]\nkeep_old = \"none\"\n\n[vars]\nroot = \"{DIR}/www\"\nport = 8080\n\n[[line]]\npath = \"{DIR}/www/site.conf\"\nline = \"listen {{ port }}\"\ncreate = true\nrequires = \"file:{{ root }}/index.html\"\n",
+    );
+    let v = json(&e, &m, &[]);
+    assert_eq!(
+        statuses(&v),
+        [
+            (
+                "file:[DIR]/www/index.html".to_owned(),
+                "repaired".to_owned()
+            ),
+            ("file:[DIR]/www/robots.txt".into(), "repaired".into()),
+            ("line:[DIR]/www/site.conf".into(), "repaired".into()),
+            ("handler:reload".into(), "repaired".into()),
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "hello on 8080\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("robots.txt")).unwrap(),
+        "User-agent: *\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("site.conf")).unwrap(),
+        "listen 8080\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("reloads")).unwrap(),
+        "reloaded\n"
+    );
+    let again = converge(&e, &m, &["--audit"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    // A role that is not there, and one with a stray section: each
+    // named, nothing done.
+    std::fs::create_dir_all(e.path().join("roles/odd")).unwrap();
+    std::fs::write(e.path().join("roles/odd/main.toml"), "[vars]\nx = 1\n").unwrap();
+    let bad = manifest(
+        &e,
+        "bad.toml",
+        "roles = [\"web\", \"db\", \"odd\", \"../x\"]\n",
+    );
+    let r = converge(&e, &bad, &["--audit"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_has(&r.stderr, "roles: `db`: [DIR]/roles/db is not a folder");
+    assert_has(
+        &r.stderr,
+        "role odd: roles/odd/main.toml: `vars` has no place in a role's main.toml",
+    );
+    assert_has(&r.stderr, "roles: `../x`: a role's name is a folder's");
+}
