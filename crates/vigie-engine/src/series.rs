@@ -298,6 +298,10 @@ impl Thread {
         let mut error = None;
         {
             let mut store = self.store();
+            // New series numbered in one transaction (the first minute
+            // names every series); should it fail, each append tries
+            // again on its own and counts its own error.
+            let _ = store.prepare(samples.iter().map(|(k, _, _)| k));
             for (key, ts, v) in samples {
                 match store.append(key, *ts, *v) {
                     Ok(()) => appended += 1,

@@ -127,6 +127,48 @@ fn samples_come_back_across_chunk_closes_flushes_and_a_restart() {
 }
 
 #[test]
+fn series_prepared_together_continue_where_they_were_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<SeriesKey> = (0..50).map(|i| key(&format!("s{i}"))).collect();
+    let data = latencies(300, 11);
+    {
+        let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+        // Known already, new, and a key twice: each numbered once.
+        s.append(&keys[0], data[0].0, data[0].1).unwrap();
+        s.prepare(keys.iter().chain([&keys[3]])).unwrap();
+        assert_eq!(s.open_series(), 50);
+        for (i, k) in keys.iter().enumerate() {
+            let from = usize::from(i == 0);
+            for &(ts, v) in &data[from..200] {
+                s.append(k, ts, v).unwrap();
+            }
+        }
+        s.flush().unwrap();
+    }
+    let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+    s.prepare(&keys).unwrap();
+    for k in &keys {
+        for &(ts, v) in &data[200..] {
+            s.append(k, ts, v).unwrap();
+        }
+    }
+    let mut listed = s.series().unwrap();
+    listed.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(listed, want, "one series per key");
+    for k in &keys {
+        let got: Vec<(i64, f64)> = s
+            .query(k, i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|x| (x.ts_ms, x.value))
+            .collect();
+        assert_eq!(got, data, "{k}");
+    }
+}
+
+#[test]
 fn a_crash_loses_at_most_what_was_appended_since_the_last_flush_or_close() {
     let dir = tempfile::tempdir().unwrap();
     let data = latencies(600, 8);

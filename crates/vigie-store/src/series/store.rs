@@ -277,11 +277,38 @@ impl SeriesStore {
                 .sum::<usize>()
     }
 
+    /// Make ready the series of `keys` not seen since this store was
+    /// opened (numbered, their open chunks read back), all in one
+    /// transaction: a daemon's first results name thousands of series,
+    /// and one transaction each would cost a commit each. [`Self::append`]
+    /// does the same for one series it has not seen.
+    pub fn prepare<'a>(&mut self, keys: impl IntoIterator<Item = &'a SeriesKey>) -> Result<()> {
+        let mut new: Vec<&SeriesKey> = keys
+            .into_iter()
+            .filter(|k| !self.series.contains_key(*k))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        new.sort();
+        new.dedup();
+        let tx = self.store.conn.transaction()?;
+        let mut states = Vec::with_capacity(new.len());
+        for key in new {
+            states.push((key.clone(), load_state(&tx, key)?));
+        }
+        tx.commit()?;
+        for (key, state) in states {
+            self.series.insert(key, Box::new(state));
+        }
+        Ok(())
+    }
+
     /// Append a sample; `ts_ms` must be later than the series' last one.
     /// It is in memory until its chunk closes or [`Self::flush`].
     pub fn append(&mut self, key: &SeriesKey, ts_ms: i64, value: f64) -> Result<()> {
         if !self.series.contains_key(key) {
-            let state = load_state(&mut self.store.conn, key)?;
+            let state = load_state(&self.store.conn, key)?;
             self.series.insert(key.clone(), Box::new(state));
         }
         let conn = &mut self.store.conn;
@@ -664,7 +691,7 @@ fn series_id(conn: &Connection, key: &SeriesKey) -> Result<Option<i64>> {
 
 /// The series' id (made on first use), and its open chunks as a flush or
 /// a close last wrote them, so that a restart continues them.
-fn load_state(conn: &mut Connection, key: &SeriesKey) -> Result<State> {
+fn load_state(conn: &Connection, key: &SeriesKey) -> Result<State> {
     let id = if let Some(id) = series_id(conn, key)? {
         id
     } else {
