@@ -619,14 +619,17 @@ impl Engine {
     }
 
     /// Add a public note to incident `id`, by `author` (status pages
-    /// show it while the incident is open). `text` is trimmed; an empty
-    /// one or one longer than [`NOTE_MAX_CHARS`] is refused.
+    /// show it while the incident is open). `text` loses its control
+    /// characters but newlines and is trimmed; an empty one, one longer
+    /// than [`NOTE_MAX_CHARS`], one on a resolved incident or beyond
+    /// [`NOTES_MAX`] is refused. Blocking.
     pub fn add_note(
         &self,
         id: i64,
         author: &str,
         text: &str,
     ) -> Result<vigie_store::Noted, EngineError> {
+        let text = without_controls(text, true);
         let text = text.trim();
         if text.is_empty() {
             return Err(EngineError::Refused(
@@ -639,9 +642,8 @@ impl Engine {
                 "a note is at most {NOTE_MAX_CHARS} characters (this one has {chars}): shorten it"
             )));
         }
-        let text = without_controls(text, true);
         let r = self
-            .incident_store(|s| s.add_note(id, self.inner.clock.now(), author, &text, NOTES_MAX))?;
+            .incident_store(|s| s.add_note(id, self.inner.clock.now(), author, text, NOTES_MAX))?;
         match r {
             vigie_store::Noted::Added => {
                 tracing::info!(incident = id, author, "public note added");
@@ -917,4 +919,17 @@ fn utc(t: Timestamp) -> String {
         |_| "?".to_owned(),
         |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_taken_out_but_a_notes_newlines() {
+        let s = "a\u{7}\u{1b}[31mb\r\nc\td\u{85}e";
+        assert_eq!(without_controls(s, false), "a[31mbcde");
+        assert_eq!(without_controls(s, true), "a[31mb\ncde");
+        assert_eq!(utc(Timestamp(0)), "1970-01-01 00:00:00 UTC");
+    }
 }
