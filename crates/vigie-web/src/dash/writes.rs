@@ -410,7 +410,7 @@ pub(super) async fn sync_page(
                 n = esc(&j.name),
             );
         }
-        (Some((_, s)), Some(p)) => {
+        (Some((_, s)), Some(paused)) => {
             let _ = writeln!(
                 body,
                 "<form class=\"sync-resume\" method=\"post\" action=\"/sync/{u}/resume\">\
@@ -419,7 +419,7 @@ pub(super) async fn sync_page(
                  <button type=\"submit\">Resume</button></form>\n\
                  <p class=\"muted\">Resumed, the job sends what queued meanwhile first.</p>",
                 csrf = s.csrf,
-                since = p.since.millis(),
+                since = paused.since.millis(),
             );
         }
         (None, _) => login_hint(
