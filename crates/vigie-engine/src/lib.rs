@@ -291,10 +291,18 @@ pub enum EngineError {
     /// what to do.
     #[error("{0}")]
     Refused(String),
+    /// A request that conflicts with the state it would change (a pause
+    /// over another, the resume of a fence); the message says what to do.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The longest public note, in characters.
 pub const NOTE_MAX_CHARS: usize = 2000;
+/// The most public notes an incident takes.
+pub const NOTES_MAX: usize = 100;
+/// The newest notes of an incident a status page shows.
+pub const NOTES_SHOWN: usize = 20;
 /// The longest maintenance started by hand.
 pub const MAINTENANCE_MAX: Duration = Duration::from_hours(7 * 24);
 
@@ -642,14 +650,17 @@ impl Engine {
     }
 
     /// Add a public note to incident `id`, by `author` (status pages
-    /// show it while the incident is open). `text` is trimmed; an empty
-    /// one or one longer than [`NOTE_MAX_CHARS`] is refused.
+    /// show it while the incident is open). `text` loses its control
+    /// characters but newlines and is trimmed; an empty one, one longer
+    /// than [`NOTE_MAX_CHARS`], one on a resolved incident or beyond
+    /// [`NOTES_MAX`] is refused. Blocking.
     pub fn add_note(
         &self,
         id: i64,
         author: &str,
         text: &str,
     ) -> Result<vigie_store::Noted, EngineError> {
+        let text = without_controls(text, true);
         let text = text.trim();
         if text.is_empty() {
             return Err(EngineError::Refused(
@@ -662,9 +673,24 @@ impl Engine {
                 "a note is at most {NOTE_MAX_CHARS} characters (this one has {chars}): shorten it"
             )));
         }
-        let r = self.incident_store(|s| s.add_note(id, self.inner.clock.now(), author, text))?;
-        if r == vigie_store::Noted::Added {
-            tracing::info!(incident = id, author, "public note added");
+        let r = self
+            .incident_store(|s| s.add_note(id, self.inner.clock.now(), author, text, NOTES_MAX))?;
+        match r {
+            vigie_store::Noted::Added => {
+                tracing::info!(incident = id, author, "public note added");
+            }
+            vigie_store::Noted::Resolved => {
+                return Err(EngineError::Refused(format!(
+                    "incident #{id} is resolved: status pages no longer show it, so it takes no more notes"
+                )));
+            }
+            vigie_store::Noted::Full => {
+                return Err(EngineError::Refused(format!(
+                    "incident #{id} has {NOTES_MAX} notes already, the most it takes: \
+                     status pages show the newest {NOTES_SHOWN}"
+                )));
+            }
+            vigie_store::Noted::NotFound => {}
         }
         Ok(r)
     }
@@ -736,31 +762,60 @@ impl Engine {
     }
 
     /// Pause replication job `job` (`[[sync]]`), as `vigie sync pause`
-    /// does: the job stops sending, changes keep queueing.
+    /// does: the job stops sending, changes keep queueing. Unlike the
+    /// CLI, a pause never replaces one the job has (a failover's fence
+    /// above all): that is a [`EngineError::Conflict`]. Control
+    /// characters are taken out of `reason`. Blocking.
     pub fn sync_pause(&self, job: &str, reason: &str) -> Result<(), EngineError> {
         if !self.view().config().syncs.iter().any(|j| j.name == job) {
             return Err(EngineError::Refused(format!(
                 "no replication job named {job}"
             )));
         }
-        self.incident_store(|s| s.sync_pause(job, reason, self.inner.clock.now()))?;
+        let reason = without_controls(reason, false);
+        let had =
+            self.incident_store(|s| s.sync_pause_new(job, &reason, self.inner.clock.now()))?;
+        if let Some(p) = had {
+            return Err(EngineError::Conflict(format!(
+                "{job} is already paused since {}: {}",
+                utc(p.since),
+                p.reason
+            )));
+        }
         tracing::info!(job, reason, "replication paused");
         Ok(())
     }
 
-    /// Resume replication job `job`, as `vigie sync resume` does;
-    /// whether it was paused.
-    pub fn sync_resume(&self, job: &str) -> Result<bool, EngineError> {
+    /// Resume replication job `job`, as `vigie sync resume` does, but
+    /// never a failover's fence (its reason starts with `fenced:`: the
+    /// reverse pass comes first, from the CLI) and, given `since`, only
+    /// the pause that started then; both are a [`EngineError::Conflict`].
+    /// Whether it was paused. Blocking.
+    pub fn sync_resume(&self, job: &str, since: Option<Timestamp>) -> Result<bool, EngineError> {
         if !self.view().config().syncs.iter().any(|j| j.name == job) {
             return Err(EngineError::Refused(format!(
                 "no replication job named {job}"
             )));
         }
-        let was = self.incident_store(|s| s.sync_resume(job))?;
-        if was {
-            tracing::info!(job, "replication resumed");
+        match self.incident_store(|s| s.sync_resume_checked(job, since))? {
+            vigie_store::Resume::Resumed => {
+                tracing::info!(job, "replication resumed");
+                Ok(true)
+            }
+            vigie_store::Resume::NotPaused => Ok(false),
+            vigie_store::Resume::Fenced(p) => Err(EngineError::Conflict(format!(
+                "{job} is fenced since {} ({}): resume it from the CLI once the backup's writes \
+                 are back: `vigie sync {job} --reverse`, then `vigie sync resume {job}`",
+                utc(p.since),
+                p.reason
+            ))),
+            vigie_store::Resume::Changed(p) => Err(EngineError::Conflict(format!(
+                "{job}'s pause is not the one shown: it is paused since {}: {}; \
+                 reload and resume again if you still mean to",
+                utc(p.since),
+                p.reason
+            ))),
         }
-        Ok(was)
     }
 
     /// Read the store's history (results, incidents and their events)
@@ -787,6 +842,11 @@ impl Engine {
     /// Open and recent incidents, newest first.
     pub fn incidents(&self, limit: usize) -> Result<Vec<vigie_store::Incident>, EngineError> {
         self.incident_store(|s| s.recent_incidents(limit))
+    }
+
+    /// The incidents not resolved, oldest first. Blocking.
+    pub fn open_incidents(&self) -> Result<Vec<vigie_store::Incident>, EngineError> {
+        self.incident_store(|s| s.open_incidents())
     }
 
     /// Stop every check and flush the store. Returns once the writer has
@@ -891,4 +951,32 @@ impl Inner {
 /// Whether an outcome came from a probe that did not finish.
 pub fn is_timeout(o: &Outcome) -> bool {
     o.message.starts_with("timed out after")
+}
+
+/// `text` without control characters (but newlines, if `newlines`).
+pub fn without_controls(text: &str, newlines: bool) -> String {
+    text.chars()
+        .filter(|&c| !c.is_control() || (newlines && c == '\n'))
+        .collect()
+}
+
+/// A timestamp as `2026-12-01 14:19:01 UTC`.
+fn utc(t: Timestamp) -> String {
+    jiff::Timestamp::from_millisecond(t.millis()).map_or_else(
+        |_| "?".to_owned(),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_taken_out_but_a_notes_newlines() {
+        let s = "a\u{7}\u{1b}[31mb\r\nc\td\u{85}e";
+        assert_eq!(without_controls(s, false), "a[31mbcde");
+        assert_eq!(without_controls(s, true), "a[31mb\ncde");
+        assert_eq!(utc(Timestamp(0)), "1970-01-01 00:00:00 UTC");
+    }
 }

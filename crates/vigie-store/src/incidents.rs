@@ -430,17 +430,46 @@ pub struct Note {
 pub enum Noted {
     Added,
     NotFound,
+    /// Not added: the incident is resolved (its notes are no longer
+    /// shown on the status pages).
+    Resolved,
+    /// Not added: the incident has its most notes already.
+    Full,
 }
 
 impl Store {
-    /// Add a public note to incident `id` (open or resolved: a note may
-    /// tell what happened after the fact), with an event in its
-    /// timeline, in one transaction.
-    pub fn add_note(&mut self, id: i64, at: Timestamp, author: &str, text: &str) -> Result<Noted> {
-        if self.incident(id)?.is_none() {
-            return Ok(Noted::NotFound);
-        }
+    /// Add a public note to open incident `id`, with an event in its
+    /// timeline, in one transaction; refused on a resolved incident or
+    /// one with `max` notes already.
+    pub fn add_note(
+        &mut self,
+        id: i64,
+        at: Timestamp,
+        author: &str,
+        text: &str,
+        max: usize,
+    ) -> Result<Noted> {
         let tx = self.conn.transaction()?;
+        let resolved: Option<Option<i64>> = tx
+            .query_row(
+                "SELECT resolved_ms FROM incidents WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match resolved {
+            None => return Ok(Noted::NotFound),
+            Some(Some(_)) => return Ok(Noted::Resolved),
+            Some(None) => {}
+        }
+        let count: i64 = tx.query_row(
+            "SELECT count(*) FROM incident_notes WHERE incident_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Ok(Noted::Full);
+        }
         tx.execute(
             "INSERT INTO incident_notes (incident_id, at_ms, author, body) VALUES (?1, ?2, ?3, ?4)",
             params![id, at.millis(), author, text],
@@ -454,6 +483,23 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Noted::Added)
+    }
+
+    /// Incident `id`'s newest `n` public notes, oldest first.
+    pub fn newest_notes(&self, id: i64, n: usize) -> Result<Vec<Note>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at_ms, author, body FROM incident_notes WHERE incident_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![id, i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+            Ok(Note {
+                at: Timestamp(r.get(0)?),
+                author: r.get(1)?,
+                text: r.get(2)?,
+            })
+        })?;
+        let mut notes = rows.collect::<Result<Vec<_>, _>>()?;
+        notes.reverse();
+        Ok(notes)
     }
 
     /// Incident `id`'s public notes, oldest first.
@@ -471,12 +517,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The open incidents of `checks`, oldest first, each with its notes.
-    pub fn open_incidents_of(&self, checks: &[&str]) -> Result<Vec<(Incident, Vec<Note>)>> {
+    /// The open incidents of `checks`, oldest first, each with its
+    /// newest `notes` notes (oldest first).
+    pub fn open_incidents_of(
+        &self,
+        checks: &[&str],
+        notes: usize,
+    ) -> Result<Vec<(Incident, Vec<Note>)>> {
         let mut out = Vec::new();
         for i in self.open_incidents()? {
             if checks.contains(&i.check.as_str()) {
-                let notes = self.notes(i.id)?;
+                let notes = self.newest_notes(i.id, notes)?;
                 out.push((i, notes));
             }
         }

@@ -37,7 +37,7 @@ pub use converge::ConvergeLast;
 pub use history::{Bucket, Mark};
 pub use maintenance::ManualMaintenance;
 pub use sqlite_copy::sqlite_copy;
-pub use sync::Paused;
+pub use sync::{FENCE_PREFIX, Paused, Resume};
 
 pub use incidents::{
     Ack, DeliveryRecord, Event as IncidentEvent, EventKind, Incident, Note, Noted, NotifierHealth,

@@ -279,15 +279,17 @@ fn public_notes_go_with_their_incident_and_into_its_timeline() {
         .unwrap();
     assert_eq!(
         store
-            .add_note(db, Timestamp(2000), "alice", "We are on it")
+            .add_note(db, Timestamp(2000), "alice", "We are on it", 100)
             .unwrap(),
         vigie_store::Noted::Added
     );
     store
-        .add_note(db, Timestamp(3000), "bob", "Restored <b>soon</b>")
+        .add_note(db, Timestamp(3000), "bob", "Restored <b>soon</b>", 100)
         .unwrap();
     assert_eq!(
-        store.add_note(999, Timestamp(3000), "bob", "x").unwrap(),
+        store
+            .add_note(999, Timestamp(3000), "bob", "x", 100)
+            .unwrap(),
         vigie_store::Noted::NotFound
     );
     let notes = store.notes(db).unwrap();
@@ -300,22 +302,64 @@ fn public_notes_go_with_their_incident_and_into_its_timeline() {
     assert_eq!(last.kind, vigie_store::EventKind::PublicNote);
     assert_eq!(last.detail, "bob: Restored <b>soon</b>");
 
-    let open = store.open_incidents_of(&["db"]).unwrap();
+    let open = store.open_incidents_of(&["db"], 20).unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].0.id, db);
     assert_eq!(open[0].1, notes);
     store
         .resolve_incident(db, Timestamp(4000), "recovered")
         .unwrap();
-    assert!(store.open_incidents_of(&["db"]).unwrap().is_empty());
+    assert!(store.open_incidents_of(&["db"], 20).unwrap().is_empty());
     assert_eq!(
-        store.open_incidents_of(&["db", "web"]).unwrap()[0].0.id,
+        store.open_incidents_of(&["db", "web"], 20).unwrap()[0].0.id,
         web
+    );
+    // Resolved: no more notes.
+    assert_eq!(
+        store
+            .add_note(db, Timestamp(5000), "bob", "late", 100)
+            .unwrap(),
+        vigie_store::Noted::Resolved
     );
     // Reopened: kept.
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.notes(db).unwrap(), notes);
+}
+
+#[test]
+fn notes_are_capped_and_pages_get_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let sev = vigie_core::Severity::High;
+    let db = store
+        .open_incident("db", sev, "open", None, Timestamp(1000), "refused")
+        .unwrap();
+    for n in 0..5 {
+        assert_eq!(
+            store
+                .add_note(db, Timestamp(2000 + n), "alice", &format!("note {n}"), 5)
+                .unwrap(),
+            vigie_store::Noted::Added
+        );
+    }
+    assert_eq!(
+        store
+            .add_note(db, Timestamp(3000), "alice", "one too many", 5)
+            .unwrap(),
+        vigie_store::Noted::Full
+    );
+    assert_eq!(store.notes(db).unwrap().len(), 5);
+    let newest: Vec<String> = store
+        .newest_notes(db, 2)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.text)
+        .collect();
+    assert_eq!(newest, ["note 3", "note 4"]);
+    let open = store.open_incidents_of(&["db"], 3).unwrap();
+    let texts: Vec<&str> = open[0].1.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(texts, ["note 2", "note 3", "note 4"]);
 }
 
 #[test]

@@ -251,24 +251,32 @@ async fn peer_vote(
     axum::Json(local_vote(&config.node.name, f, &view)).into_response()
 }
 
-/// A peer's fleet view asks what this node sees: its checks and open
-/// incidents (read-only, the `[[peer]]` token as for votes).
+/// A peer's fleet view asks what this node sees: its checks' states and
+/// open incidents, never a message or error (read-only, the `[[peer]]`
+/// token as for votes).
 async fn peer_fleet(State(app): State<App>, headers: HeaderMap) -> Response {
     let config = app.engine.view().config();
     let Some(peer) = peer_of(&config, &headers) else {
         return unauthorized();
     };
     tracing::debug!(peer = %peer.name, "fleet view asked");
-    let incidents = match app.engine.incidents(200) {
-        Ok(list) => list,
-        Err(e) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+    let engine = app.engine.clone();
+    let open = match tokio::task::spawn_blocking(move || engine.open_incidents()).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the fleet report could not read the open incidents");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable\n",
+            )
+                .into_response();
         }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
     axum::Json(dash::fleet_report(
         &config.node.name,
         &app.engine.statuses(),
-        &incidents,
+        &open,
     ))
     .into_response()
 }
@@ -601,6 +609,11 @@ fn engine_answer(r: Result<String, vigie_engine::EngineError>) -> Response {
             axum::Json(serde_json::json!({ "error": why })),
         )
             .into_response(),
+        Err(vigie_engine::EngineError::Conflict(why)) => (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "a write of the API failed");
             (
@@ -662,23 +675,26 @@ async fn maintenance_start(
         )
             .into_response();
     };
-    engine_answer(
-        app.engine
-            .start_maintenance(&name, d.std(), "api")
-            .map(|m| format!("in maintenance until {}", m.until.millis())),
-    )
+    blocking_answer(&app, move |e| {
+        e.start_maintenance(&name, d.std(), "api")
+            .map(|m| format!("in maintenance until {}", m.until.millis()))
+    })
+    .await
 }
 
 /// `DELETE /api/v1/checks/NAME/maintenance`.
 async fn maintenance_end(State(app): State<App>, Path(name): Path<String>) -> Response {
-    engine_answer(app.engine.end_maintenance(&name).map(|was| {
-        if was {
-            "ended"
-        } else {
-            "was not in maintenance"
-        }
-        .to_owned()
-    }))
+    blocking_answer(&app, move |e| {
+        e.end_maintenance(&name).map(|was| {
+            if was {
+                "ended"
+            } else {
+                "was not in maintenance"
+            }
+            .to_owned()
+        })
+    })
+    .await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -688,7 +704,21 @@ struct PauseBody {
     reason: Option<String>,
 }
 
-/// `POST /api/v1/sync/NAME/pause {"reason": "…"}`, as `vigie sync pause`.
+/// A blocking engine call (one that writes the store) on the blocking
+/// pool, answered as [`engine_answer`] does.
+async fn blocking_answer(
+    app: &App,
+    f: impl FnOnce(&Engine) -> Result<String, vigie_engine::EngineError> + Send + 'static,
+) -> Response {
+    let engine = app.engine.clone();
+    match tokio::task::spawn_blocking(move || f(&engine)).await {
+        Ok(r) => engine_answer(r),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `POST /api/v1/sync/NAME/pause {"reason": "…"}`, as `vigie sync pause`,
+/// but never over a pause the job has (409).
 async fn sync_pause(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -702,20 +732,20 @@ async fn sync_pause(
         .reason
         .unwrap_or_else(|| "paused through the API".to_owned());
     let reason: String = reason.chars().take(200).collect();
-    engine_answer(
-        app.engine
-            .sync_pause(&name, &reason)
-            .map(|()| "paused".to_owned()),
-    )
+    blocking_answer(&app, move |e| {
+        e.sync_pause(&name, &reason).map(|()| "paused".to_owned())
+    })
+    .await
 }
 
-/// `POST /api/v1/sync/NAME/resume`, as `vigie sync resume`.
+/// `POST /api/v1/sync/NAME/resume`, as `vigie sync resume`, but never
+/// of a failover's fence (409).
 async fn sync_resume(State(app): State<App>, Path(name): Path<String>) -> Response {
-    engine_answer(
-        app.engine
-            .sync_resume(&name)
-            .map(|was| if was { "resumed" } else { "was not paused" }.to_owned()),
-    )
+    blocking_answer(&app, move |e| {
+        e.sync_resume(&name, None)
+            .map(|was| if was { "resumed" } else { "was not paused" }.to_owned())
+    })
+    .await
 }
 
 async fn metrics_page(State(app): State<App>) -> Response {

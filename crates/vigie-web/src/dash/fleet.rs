@@ -5,6 +5,10 @@
 //! does not answer, or answers anything but a report of its own name
 //! within [`FLEET_LIMIT`] bytes, shows as unreachable with the reason;
 //! it never breaks the page. What a peer says is text, escaped.
+//!
+//! A report carries states, never a check's message or an incident's
+//! error (probe output may say more than a peer should know): those stay
+//! on each node, behind its own dashboard.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ const FLEET_CACHE_FOR: Duration = Duration::from_secs(5);
 pub(crate) const FLEET_LIMIT: usize = 2 * 1024 * 1024;
 /// The most checks and incidents taken from one peer's report.
 const MAX_ROWS: usize = 10_000;
-/// The longest text kept of a peer's name, message or error.
+/// The longest text kept of a peer's name or error.
 const MAX_TEXT: usize = 300;
 
 /// What a node tells its peers' fleet views.
@@ -41,11 +45,13 @@ pub(crate) struct Report {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Check {
     name: String,
+    /// Its probe's kind (`http`, `tcp`…); empty from a peer too old to say.
+    #[serde(default)]
+    kind: String,
     state: String,
     severity: String,
     /// When the state began (ms since the epoch).
     since: i64,
-    message: String,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -57,11 +63,12 @@ struct Incident {
     opened: i64,
 }
 
-/// This node's report: every check, and the incidents not resolved.
+/// This node's report: every check, and `open` (the incidents not
+/// resolved); no message nor error.
 pub(crate) fn report(
     node: &str,
     statuses: &[vigie_engine::CheckStatus],
-    incidents: &[vigie_store::Incident],
+    open: &[vigie_store::Incident],
 ) -> Report {
     Report {
         node: node.to_owned(),
@@ -69,15 +76,14 @@ pub(crate) fn report(
             .iter()
             .map(|s| Check {
                 name: s.name.clone(),
+                kind: s.kind.to_owned(),
                 state: s.state.as_str().to_owned(),
                 severity: s.severity.as_str().to_owned(),
                 since: s.since.millis(),
-                message: s.last_message.chars().take(MAX_TEXT).collect(),
             })
             .collect(),
-        incidents: incidents
+        incidents: open
             .iter()
-            .filter(|i| i.resolved.is_none())
             .map(|i| Incident {
                 id: i.id,
                 check: i.check.clone(),
@@ -99,7 +105,7 @@ fn parse(peer: &str, body: &[u8]) -> Result<Report, String> {
     })?;
     if r.node != peer {
         return Err(format!(
-            "answered as node `{}`: not the peer configured as `{peer}`",
+            "answered as node {:?}: not the peer configured as `{peer}`",
             r.node.chars().take(MAX_TEXT).collect::<String>()
         ));
     }
@@ -124,10 +130,10 @@ fn parse(peer: &str, body: &[u8]) -> Result<Report, String> {
             .into_iter()
             .map(|c| Check {
                 name: cut(&c.name),
+                kind: cut(&c.kind),
                 state: c.state,
                 severity: cut(&c.severity),
                 since: c.since,
-                message: cut(&c.message),
             })
             .collect(),
         incidents: r
@@ -253,20 +259,20 @@ fn section(body: &mut String, report: &Report, base: &str, now: Timestamp) {
     }
     body.push_str(
         "<table class=\"checks\"><thead><tr><th scope=\"col\">State</th><th scope=\"col\">Check</th>\
-         <th scope=\"col\">Severity</th><th scope=\"col\">Last result</th><th scope=\"col\">Since</th></tr></thead><tbody>\n",
+         <th scope=\"col\">Kind</th><th scope=\"col\">Severity</th><th scope=\"col\">Since</th></tr></thead><tbody>\n",
     );
     for c in checks {
         let state = CheckState::parse(&c.state).unwrap_or(CheckState::Unknown);
         let _ = writeln!(
             body,
-            "<tr data-check=\"{n}\"><td>{badge}</td><td><a href=\"{base}/checks/{u}\">{n}</a></td><td>{sev}</td>\
-             <td class=\"msg\">{m}</td><td title=\"{since}\">{ago}</td></tr>",
+            "<tr data-check=\"{n}\"><td>{badge}</td><td><a href=\"{base}/checks/{u}\">{n}</a></td><td>{kind}</td>\
+             <td>{sev}</td><td title=\"{since}\">{ago}</td></tr>",
             n = esc(&c.name),
             u = url_segment(&c.name),
             base = esc(base),
             badge = badge(state),
+            kind = esc(&c.kind),
             sev = esc(&c.severity),
-            m = esc(&c.message),
             since = esc(&when(Timestamp(c.since))),
             ago = ago(Timestamp(c.since), now),
         );
@@ -276,12 +282,20 @@ fn section(body: &mut String, report: &Report, base: &str, now: Timestamp) {
 
 pub(crate) async fn page_(State(app): State<App>, Extension(v): Extension<Viewer>) -> Response {
     let config = app.engine.view().config();
-    let incidents = app.engine.incidents(200).unwrap_or_default();
-    let mine = report(
-        &config.node.name,
-        &ordered(app.engine.statuses()),
-        &incidents,
-    );
+    let engine = app.engine.clone();
+    let open = match tokio::task::spawn_blocking(move || engine.open_incidents()).await {
+        Ok(Ok(open)) => Ok(open),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (open, store_error) = match open {
+        Ok(open) => (open, None),
+        Err(e) => {
+            tracing::error!(error = %e, "the fleet view could not read the open incidents");
+            (Vec::new(), Some(e))
+        }
+    };
+    let mine = report(&config.node.name, &ordered(app.engine.statuses()), &open);
     let peers = app.fleet.peers(&config).await;
     let now = Timestamp::now();
     let mut body = String::from("<h1>Fleet</h1>\n");
@@ -296,6 +310,14 @@ pub(crate) async fn page_(State(app): State<App>, Extension(v): Extension<Viewer
         "<section class=\"node\" data-node=\"{n}\"><h2>{n} <span class=\"muted\">(this node)</span></h2>",
         n = esc(&mine.node)
     );
+    if let Some(e) = &store_error {
+        let _ = writeln!(
+            body,
+            "<p class=\"problem\" role=\"alert\">The store is unavailable: the open incidents \
+             are not shown ({}).</p>",
+            esc(e)
+        );
+    }
     section(&mut body, &mine, "", now);
     body.push_str("</section>\n");
     for p in peers.iter() {
@@ -331,26 +353,75 @@ mod tests {
 
     #[test]
     fn a_peers_report_must_be_its_own_and_well_formed() {
+        // From a peer of before: its message is dropped, its kind empty.
         let ok = br#"{"node":"b","checks":[{"name":"web","state":"failing","severity":"high","since":1,"message":"<x>"}],"incidents":[]}"#;
         let r = parse("b", ok).unwrap();
-        assert_eq!(r.checks[0].message, "<x>");
+        assert_eq!(r.checks[0].name, "web");
+        assert_eq!(r.checks[0].kind, "");
+        assert!(!serde_json::to_string(&r).unwrap().contains("<x>"));
         let e = parse("c", ok).unwrap_err();
         assert!(e.contains("not the peer configured as `c`"), "{e}");
+        let odd = br#"{"node":"b\u001b[31m\nx","checks":[],"incidents":[]}"#;
+        let e = parse("b", odd).unwrap_err();
+        assert!(e.contains(r#"node "b\u{1b}[31m\nx""#), "{e}");
+        assert!(!e.chars().any(char::is_control), "{e}");
         let e = parse("b", b"<html>oops</html>").unwrap_err();
         assert!(e.contains("no fleet report"), "{e}");
-        let bad = br#"{"node":"b","checks":[{"name":"web","state":"on fire","severity":"high","since":1,"message":""}],"incidents":[]}"#;
+        let bad = br#"{"node":"b","checks":[{"name":"web","kind":"http","state":"on fire","severity":"high","since":1}],"incidents":[]}"#;
         let e = parse("b", bad).unwrap_err();
         assert!(e.contains("a state that is none"), "{e}");
         let long = format!(
-            r#"{{"node":"b","checks":[{{"name":"web","state":"ok","severity":"low","since":1,"message":"{}"}}],"incidents":[]}}"#,
+            r#"{{"node":"b","checks":[{{"name":"{}","kind":"http","state":"ok","severity":"low","since":1}}],"incidents":[]}}"#,
             "m".repeat(5000)
         );
         assert_eq!(
             parse("b", long.as_bytes()).unwrap().checks[0]
-                .message
+                .name
                 .chars()
                 .count(),
             MAX_TEXT
         );
+    }
+
+    #[test]
+    fn a_report_carries_no_message_nor_error() {
+        let status = vigie_engine::CheckStatus {
+            name: "db".into(),
+            kind: "tcp",
+            severity: vigie_core::Severity::High,
+            state: CheckState::Failing,
+            since: Timestamp(5),
+            consecutive_ok: 0,
+            consecutive_fail: 3,
+            last_run: Some(Timestamp(6)),
+            last_ok: Some(false),
+            last_message: "password=hunter2 refused".into(),
+            last_duration_seconds: 0.1,
+            runs_total: 3,
+            failures_total: 3,
+            metrics: Vec::new(),
+            every_seconds: 30.0,
+            depends_on: Vec::new(),
+        };
+        let incident = vigie_store::Incident {
+            id: 7,
+            check: "db".into(),
+            severity: "high".into(),
+            state: "notified".into(),
+            suppressed_by: None,
+            opened: Timestamp(5),
+            resolved: None,
+            resolution: None,
+            acked: None,
+            ack_note: None,
+            last_error: "password=hunter2 refused".into(),
+        };
+        let json = serde_json::to_value(report("a", &[status], &[incident])).unwrap();
+        let text = json.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(json["checks"][0]["kind"], "tcp");
+        assert_eq!(json["checks"][0]["state"], "failing");
+        assert_eq!(json["incidents"][0]["check"], "db");
+        assert_eq!(json["incidents"][0]["opened"], 5);
     }
 }

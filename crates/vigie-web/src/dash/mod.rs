@@ -724,7 +724,7 @@ async fn incident_page(
     if i.resolved.is_none() && i.acked.is_none() {
         account::ack_form(&mut body, &v, id);
     }
-    writes::note_form(&mut body, &v, id);
+    writes::note_form(&mut body, &v, id, i.resolved.is_none());
     html_response(
         StatusCode::OK,
         page(&format!("Incident #{id}"), &v.frame, Nav::Incidents, &body),

@@ -247,7 +247,7 @@ async fn gather(app: &App, name: &str) -> Result<View, Response> {
                 .collect();
             Ok((
                 days_of(store, &p, today)?,
-                store.open_incidents_of(&checks)?,
+                store.open_incidents_of(&checks, vigie_engine::NOTES_SHOWN)?,
             ))
         })
     })

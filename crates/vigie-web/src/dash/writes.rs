@@ -44,9 +44,17 @@ fn login_hint(body: &mut String, v: &Viewer, what: &str, cli: &str) {
     }
 }
 
-/// The public note form of incident `id` (or how to get one).
-pub(super) fn note_form(body: &mut String, v: &Viewer, id: i64) {
+/// The public note form of incident `id` (or how to get one), if it is
+/// open: the notes of a resolved one are no longer shown.
+pub(super) fn note_form(body: &mut String, v: &Viewer, id: i64, open: bool) {
     body.push_str("<h2>Public note</h2>\n");
+    if !open {
+        body.push_str(
+            "<p class=\"muted\">Resolved: the status pages no longer show this incident, \
+             so it takes no more notes.</p>\n",
+        );
+        return;
+    }
     match &v.session {
         Some((_, s)) => {
             let _ = writeln!(
@@ -85,10 +93,12 @@ fn problem(v: &Viewer, status: StatusCode, nav: Nav, back: &str, text: &str) -> 
     )
 }
 
-/// An engine's refusal as a 400 page; any other failure as a 503.
+/// An engine's refusal as a 400 page, a conflict as a 409; any other
+/// failure as a 503.
 fn failed(v: &Viewer, nav: Nav, back: &str, e: &EngineError) -> Response {
     match e {
         EngineError::Refused(why) => problem(v, StatusCode::BAD_REQUEST, nav, back, why),
+        EngineError::Conflict(why) => problem(v, StatusCode::CONFLICT, nav, back, why),
         e => {
             tracing::error!(error = %e, "a write from the dashboard failed");
             problem(
@@ -128,7 +138,6 @@ pub(super) async fn note(
     let author = user(&v);
     let engine = app.engine.clone();
     match tokio::task::spawn_blocking(move || engine.add_note(id, &author, &form.text)).await {
-        Ok(Ok(vigie_store::Noted::Added)) => see_other(&back),
         Ok(Ok(vigie_store::Noted::NotFound)) => problem(
             &v,
             StatusCode::NOT_FOUND,
@@ -136,6 +145,8 @@ pub(super) async fn note(
             "/incidents",
             &format!("There is no incident #{id}."),
         ),
+        // Added (the engine turns the other answers into refusals).
+        Ok(Ok(_)) => see_other(&back),
         Ok(Err(e)) => failed(&v, Nav::Incidents, &back, &e),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
@@ -234,9 +245,11 @@ pub(super) async fn maintenance_start(
         );
     };
     let by = format!("{} from the dashboard", user(&v));
-    match app.engine.start_maintenance(&name, d.std(), &by) {
-        Ok(_) => see_other(&back),
-        Err(e) => failed(&v, Nav::Checks, &back, &e),
+    let engine = app.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.start_maintenance(&name, d.std(), &by)).await {
+        Ok(Ok(_)) => see_other(&back),
+        Ok(Err(e)) => failed(&v, Nav::Checks, &back, &e),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 
@@ -255,9 +268,11 @@ pub(super) async fn maintenance_end(
         return r;
     }
     let back = format!("/checks/{}", url_segment(&name));
-    match app.engine.end_maintenance(&name) {
-        Ok(_) => see_other(&back),
-        Err(e) => failed(&v, Nav::Checks, &back, &e),
+    let engine = app.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.end_maintenance(&name)).await {
+        Ok(Ok(_)) => see_other(&back),
+        Ok(Err(e)) => failed(&v, Nav::Checks, &back, &e),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 
@@ -386,14 +401,25 @@ pub(super) async fn sync_page(
                 csrf = s.csrf,
             );
         }
-        (Some((_, s)), Some(_)) => {
+        (Some(_), Some(p)) if p.is_fence() => {
+            let _ = writeln!(
+                body,
+                "<p class=\"fenced\">A failover fenced this job: resume it from the CLI once the \
+                 backup's writes are back, with <code>vigie sync {n} --reverse</code> then \
+                 <code>vigie sync resume {n}</code>.</p>",
+                n = esc(&j.name),
+            );
+        }
+        (Some((_, s)), Some(paused)) => {
             let _ = writeln!(
                 body,
                 "<form class=\"sync-resume\" method=\"post\" action=\"/sync/{u}/resume\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"since\" value=\"{since}\">\
                  <button type=\"submit\">Resume</button></form>\n\
                  <p class=\"muted\">Resumed, the job sends what queued meanwhile first.</p>",
                 csrf = s.csrf,
+                since = paused.since.millis(),
             );
         }
         (None, _) => login_hint(
@@ -440,18 +466,36 @@ pub(super) async fn sync_pause(
     }
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct ResumeForm {
+    csrf: String,
+    /// When the pause the page showed started, in milliseconds.
+    #[serde(default)]
+    since: String,
+}
+
 pub(super) async fn sync_resume(
     State(app): State<App>,
     Extension(v): Extension<Viewer>,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<ResumeForm>,
 ) -> Response {
     if let Some(r) = refused(&v, &form.csrf) {
         return r;
     }
     let back = format!("/sync/{}", url_segment(&name));
+    let Ok(since) = form.since.trim().parse::<i64>() else {
+        return problem(
+            &v,
+            StatusCode::BAD_REQUEST,
+            Nav::Sync,
+            &back,
+            "The form does not say which pause to lift: reload the page and resume again.",
+        );
+    };
+    let since = vigie_core::Timestamp(since);
     let engine = app.engine.clone();
-    match tokio::task::spawn_blocking(move || engine.sync_resume(&name)).await {
+    match tokio::task::spawn_blocking(move || engine.sync_resume(&name, Some(since))).await {
         Ok(Ok(_)) => see_other(&back),
         Ok(Err(e)) => failed(&v, Nav::Sync, "/sync", &e),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

@@ -421,3 +421,173 @@ fn a_sync_paused_and_a_maintenance_started_from_their_pages() {
         assert_secure_headers(d.addr, path, &[("cookie", &cookie)]);
     }
 }
+
+/// Log alice in with a plain request; her session cookie.
+fn login_plain(d: &Daemon) -> String {
+    use std::io::{Read as _, Write as _};
+    let body = "user=alice&password=correct+horse+battery";
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /ui/login HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        d.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let line = resp
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: vigie_session=")
+        })
+        .unwrap_or_else(|| panic!("no session cookie: {resp}"));
+    line["set-cookie: ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_fence_is_never_lifted_nor_replaced_from_the_pages_or_the_api() {
+    let (e, d, id) = daemon();
+    let cookie = login_plain(&d);
+    let (_, page) = d.http("GET", &format!("/incidents/{id}"), &[("cookie", &cookie)]);
+    let csrf = csrf_of(&page);
+    let json_body = [("content-type", "application/json")];
+    let fence = "fenced: failover db points at the backup";
+    let out = e.run(&["sync", "pause", "mirror", "--reason", fence]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let since = sync_paused(&e)["since"].as_i64().unwrap();
+
+    // Neither the API nor the page resumes it: the CLI does, after the
+    // reverse pass.
+    let (status, body) = d.post("/api/v1/sync/mirror/resume", &json_body, b"");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("vigie sync mirror --reverse") && body.contains("vigie sync resume mirror"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &d,
+        "/sync/mirror/resume",
+        Some(&cookie),
+        &format!("csrf={csrf}&since={since}"),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("vigie sync mirror --reverse"), "{body}");
+    let (_, page) = d.http("GET", "/sync/mirror", &[("cookie", &cookie)]);
+    assert!(!page.contains("form class=\"sync-resume\""), "{page}");
+    assert!(page.contains("vigie sync mirror --reverse"), "{page}");
+
+    // Nor does a pause replace it (then a resume would lift that one).
+    let (status, body) = d.post(
+        "/api/v1/sync/mirror/pause",
+        &json_body,
+        br#"{"reason": "api says"}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("already paused since") && body.contains(fence),
+        "{body}"
+    );
+    let (status, body) = post(
+        &d,
+        "/sync/mirror/pause",
+        Some(&cookie),
+        &format!("csrf={csrf}&reason=mine"),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already paused since"), "{body}");
+    let paused = sync_paused(&e);
+    assert_eq!(paused["reason"], fence, "{paused}");
+    assert_eq!(paused["since"], since, "{paused}");
+
+    // The CLI lifts it.
+    let out = e.run(&["sync", "resume", "mirror"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(sync_paused(&e).is_null());
+
+    // A pause from the page, then a second one: the first stays.
+    let (status, body) = post(
+        &d,
+        "/sync/mirror/pause",
+        Some(&cookie),
+        &format!("csrf={csrf}&reason=first%07%1b[31m"),
+    );
+    assert_eq!(status, 303, "{body}");
+    let first = sync_paused(&e);
+    assert_eq!(
+        first["reason"], "first[31m (by alice from the dashboard)",
+        "control characters taken out: {first}"
+    );
+    let (status, body) = d.post(
+        "/api/v1/sync/mirror/pause",
+        &json_body,
+        br#"{"reason": "second"}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("first[31m (by alice"), "{body}");
+    assert_eq!(sync_paused(&e), first);
+
+    // The Resume form lifts only the pause its page showed.
+    let first_since = first["since"].as_i64().unwrap();
+    for (form, code, says) in [
+        (String::new(), 400, "reload the page"),
+        (format!("&since={}", first_since - 1), 409, "reload"),
+    ] {
+        let (status, body) = post(
+            &d,
+            "/sync/mirror/resume",
+            Some(&cookie),
+            &format!("csrf={csrf}{form}"),
+        );
+        assert_eq!(status, code, "{body}");
+        assert!(body.contains(says), "{body}");
+        assert_eq!(sync_paused(&e), first);
+    }
+    let (_, page) = d.http("GET", "/sync/mirror", &[("cookie", &cookie)]);
+    assert!(
+        page.contains(&format!("name=\"since\" value=\"{first_since}\"")),
+        "{page}"
+    );
+    let (status, body) = post(
+        &d,
+        "/sync/mirror/resume",
+        Some(&cookie),
+        &format!("csrf={csrf}&since={first_since}"),
+    );
+    assert_eq!(status, 303, "{body}");
+    assert!(sync_paused(&e).is_null());
+}
+
+#[test]
+fn an_incident_takes_at_most_100_notes_and_status_pages_show_the_newest_20() {
+    let (_e, d, id) = daemon();
+    let json_body = [("content-type", "application/json")];
+    let path = format!("/api/v1/incidents/{id}/notes");
+    for n in 0..100 {
+        let text = format!("{{\"text\": \"note {n}\\u0007\"}}");
+        let (status, body) = d.post(&path, &json_body, text.as_bytes());
+        assert_eq!(status, 200, "note {n}: {body}");
+    }
+    let (status, body) = d.post(&path, &json_body, br#"{"text": "one more"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("has 100 notes already"), "{body}");
+    let (_, json) = d.http("GET", "/status/public.json", &[]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let notes = v["incidents"][0]["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 20, "{v}");
+    assert_eq!(notes[0]["text"], "note 80", "oldest first, no control: {v}");
+    assert_eq!(notes[19]["text"], "note 99", "{v}");
+    let (_, html) = d.http("GET", "/status/public", &[]);
+    assert!(
+        html.contains("note 99") && html.contains("note 80"),
+        "{html}"
+    );
+    assert!(!html.contains("note 79<"), "{html}");
+}
