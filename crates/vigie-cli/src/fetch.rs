@@ -11,6 +11,12 @@ use std::time::Duration;
 /// No byte for this long: the transfer has stalled.
 const STALL: Duration = Duration::from_secs(30);
 const CONNECT: Duration = Duration::from_secs(10);
+/// The longest a whole download may take, however steadily it trickles
+/// (a run must end: the daemon's next one waits for it).
+const TOTAL: Duration = Duration::from_hours(1);
+/// The most bytes a download may have: past it, a server sending
+/// without end is cut before it fills the disk.
+const MAX_BYTES: u64 = 8 << 30;
 
 #[derive(Debug, Default)]
 pub(crate) struct HttpFetch;
@@ -36,7 +42,14 @@ impl vigie_converge::Fetch for HttpFetch {
                         return;
                     }
                 };
-                if let Err(e) = rt.block_on(stream(&url, &tx)) {
+                let whole =
+                    rt.block_on(async { tokio::time::timeout(TOTAL, stream(&url, &tx)).await });
+                if let Err(e) = whole.unwrap_or_else(|_| {
+                    Err(format!(
+                        "the download took longer than {} s",
+                        TOTAL.as_secs()
+                    ))
+                }) {
                     let _ = tx.send(Piece::Failed(e));
                 }
             });
@@ -76,11 +89,23 @@ async fn stream(url: &str, tx: &mpsc::SyncSender<Piece>) -> Result<(), String> {
     }
     // Read before the body: it is what is left to come.
     let announced = resp.content_length();
+    if let Some(len) = announced
+        && len > MAX_BYTES
+    {
+        return Err(format!(
+            "the server announces {len} bytes, more than a download may have ({MAX_BYTES})"
+        ));
+    }
     let mut got = 0u64;
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
                 got += c.len() as u64;
+                if got > MAX_BYTES {
+                    return Err(format!(
+                        "the body goes on past {MAX_BYTES} bytes, more than a download may have"
+                    ));
+                }
                 if tx.send(Piece::Bytes(c.to_vec())).is_err() {
                     return Ok(());
                 }

@@ -192,7 +192,11 @@ mkdir -p "$C"
 T=$(mktemp "$C/.vigie-XXXXXX")
 trap 'rm -f "$T"' EXIT HUP INT TERM
 cat >"$T"
-if ! echo "{sha}  $T" | sha256sum -c --status -; then
+if ! command -v sha256sum >/dev/null 2>&1; then
+  echo "sha256sum is missing on this host: vigie checks the copy with it (coreutils or busybox)" >&2
+  exit 1
+fi
+if ! echo "{sha}  $T" | sha256sum -c - >/dev/null 2>&1; then
   echo "the copy's SHA-256 is not the sent binary's" >&2
   exit 1
 fi
@@ -392,7 +396,10 @@ impl Printer {
                 let _ = writeln!(s, "{host:<w$}      {l}", w = self.width);
             }
         }
-        // A closed stdout is the summary's to report.
+        // What a host sends reaches the terminal without its control
+        // characters (escape sequences). A closed stdout is the
+        // summary's to report.
+        let s = vigie_engine::without_controls(&s, true);
         let _ = std::io::stdout().lock().write_all(s.as_bytes());
     }
 
@@ -401,6 +408,7 @@ impl Printer {
         for l in text.lines() {
             let _ = writeln!(s, "{host:<w$}  {l}", w = self.width);
         }
+        let s = vigie_engine::without_controls(&s, true);
         let _ = std::io::stderr().lock().write_all(s.as_bytes());
     }
 }

@@ -367,6 +367,28 @@ mod tests {
         assert!(crate::load::git_url("fd::3").is_err());
         assert!(crate::load::git_url("git@example.org:site.git").is_ok());
         assert!(crate::load::git_url("file:///srv/site.git").is_ok());
+        assert!(crate::load::git_url("ssh://git@example.org/site.git").is_ok());
+        assert!(crate::load::git_url("https://example.org/site.git").is_ok());
+        for unauthenticated in ["http://example.org/site.git", "git://example.org/site.git"] {
+            assert!(
+                crate::load::git_url(unauthenticated)
+                    .unwrap_err()
+                    .contains("not authenticated"),
+                "{unauthenticated}"
+            );
+        }
+        for credentials in [
+            "https://deploy:s3cret@git.example.org/site.git",
+            "https://token@git.example.org/site.git",
+            "ssh://git:pw@example.org/site.git",
+        ] {
+            assert!(
+                crate::load::git_url(credentials)
+                    .unwrap_err()
+                    .contains("credentials"),
+                "{credentials}"
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub const PROTOCOL_VERSION: &str = "0.1.0";
 /// [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest an endpoint's `Retry-After` is obeyed (a larger one is cut
+/// to this, so a misconfigured endpoint cannot stop delivery for days).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_mins(5);
 
 /// What the samples are read from: `/metrics`' own collection.
 pub type Source = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<Series>> + Send>> + Send + Sync>;
@@ -273,9 +276,18 @@ impl Endpoint {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
-        // What the endpoint says, first line, bounded.
-        let text = resp.text().await.unwrap_or_default();
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        // What the endpoint says, first line, bounded: at most 4 KiB of
+        // the body are read.
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while body.len() < 4096 {
+            match resp.chunk().await {
+                Ok(Some(c)) => body.extend_from_slice(&c[..c.len().min(4096 - body.len())]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
         let said: String = text
             .lines()
             .next()
@@ -333,7 +345,9 @@ async fn send_loop(
                     tracing::warn!(remote = %name, %error, "remote write failed; retrying with backoff");
                 }
                 failing = true;
-                tokio::time::sleep(after.unwrap_or(backoff)).await;
+                // The server's Retry-After, never sooner than our own backoff
+                // (a `Retry-After: 0` would make a loop of requests).
+                tokio::time::sleep(after.map_or(backoff, |a| a.max(backoff))).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }

@@ -160,7 +160,7 @@ impl Loader {
 fn check_git(g: &crate::model::ConvergeGit) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     if let Err(e) = git_url(&g.url) {
-        out.push((format!("git.url: {e}"), Some("https://host/repo.git, ssh://host/repo, user@host:repo, file:///srv/site.git or /srv/site.git".into())));
+        out.push((format!("git.url: {e}"), Some("https://host/repo.git, ssh://git@host/repo, git@host:repo, file:///srv/site.git or /srv/site.git".into())));
     }
     let r = &g.reference;
     let ref_ok = !r.is_empty()
@@ -193,9 +193,12 @@ fn check_git(g: &crate::model::ConvergeGit) -> Vec<(String, Option<String>)> {
     out
 }
 
-/// A repository URL git may fetch from: a known transport (never
-/// `ext::`, which runs a command, nor an option), no credentials shown
-/// in the clear being the caller's care.
+/// A repository URL git may fetch from: an authenticated transport
+/// (https, ssh, a local path: the manifest pulled runs as root, so
+/// plain `http://` and `git://`, which anyone on the path could change,
+/// are refused), never `ext::` (which runs a command) nor an option, and
+/// no password in it (git's command line is readable by every local
+/// user, and `show-config` prints the URL).
 pub fn git_url(url: &str) -> Result<(), String> {
     if url.is_empty() || url.starts_with('-') {
         return Err(format!("`{url}` is not a repository"));
@@ -204,13 +207,30 @@ pub fn git_url(url: &str) -> Result<(), String> {
         return Err("a repository's URL has no spaces nor control characters".into());
     }
     if let Some((scheme, rest)) = url.split_once("://") {
-        if !["https", "http", "ssh", "git", "file"].contains(&scheme) {
+        if ["http", "git"].contains(&scheme) {
             return Err(format!(
-                "the transport `{scheme}://` is not one vigie fetches with (https, http, ssh, git, file)"
+                "`{scheme}://` is not authenticated: anyone on the path could change the manifest, \
+                 which runs as root; fetch over https or ssh"
+            ));
+        }
+        if !["https", "ssh", "file"].contains(&scheme) {
+            return Err(format!(
+                "the transport `{scheme}://` is not one vigie fetches with (https, ssh, file)"
             ));
         }
         if rest.is_empty() {
             return Err(format!("`{url}` names no repository"));
+        }
+        let authority = rest.split('/').next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && (scheme == "https" || userinfo.contains(':'))
+        {
+            return Err(
+                "the URL holds credentials, which every local user could read on git's command \
+                 line and `show-config` would print; use ssh with a deploy key, or a credential \
+                 helper in root's git configuration"
+                    .into(),
+            );
         }
         return Ok(());
     }

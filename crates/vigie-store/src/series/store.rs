@@ -632,7 +632,7 @@ impl SeriesStore {
         let mut closed = 0;
         for key in idle {
             if !self.series.contains_key(&key) {
-                let state = load_state(&mut self.store.conn, &key)?;
+                let state = load_state(&self.store.conn, &key)?;
                 self.series.insert(key.clone(), Box::new(state));
             }
             let state = self.series.get_mut(&key).expect("inserted above");
