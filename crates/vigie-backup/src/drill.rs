@@ -18,6 +18,7 @@ use rustic_core::{
     repofile::{Node, NodeType},
 };
 use rustix::fs::{Mode, OFlags};
+use vigie_core::hex;
 
 use crate::restore::{Restorer, timespec, unix_mode};
 use crate::retention::SnapshotFilter;
@@ -83,14 +84,6 @@ impl Drop for Scratch {
         // Nothing to do with an error here: the caller's result stands.
         let _ = dir.close();
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 /// Whether `rel` is in a sample of `percent` % of the files, the same

@@ -33,7 +33,7 @@
 //! must not run beside a lock it cannot read (`restic unlock
 //! --remove-all` clears it once nothing uses the repository).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -295,11 +295,9 @@ fn uncompressed(plain: &[u8]) -> Result<Vec<u8>, String> {
 /// The id of a file's stored bytes: their SHA-256.
 pub(crate) fn id_of(stored: &[u8]) -> Id {
     let digest = ring::digest::digest(&ring::digest::SHA256, stored);
-    let hex = digest.as_ref().iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    });
-    hex.parse().expect("64 hex digits")
+    vigie_core::hex(digest.as_ref())
+        .parse()
+        .expect("64 hex digits")
 }
 
 /// What reading one lock gave.

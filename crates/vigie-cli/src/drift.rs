@@ -119,15 +119,42 @@ async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
     }
 }
 
-/// The SHA-256 of `bytes`, in hex.
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+/// What a run applies, as one SHA-256 (hex): the manifest's text and
+/// every file it reads (`source`, `template`, `deb`, a role's
+/// `main.toml` and `defaults.toml`), each with its name, so that an
+/// edited template or role is an intentional change like an edited
+/// manifest. A file that cannot be read counts as absent (the run says
+/// why).
+fn plan_sha256(manifest: &Path, text: &[u8], files: &[String]) -> String {
+    use std::io::Read as _;
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut framed = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_le_bytes());
+        ctx.update(bytes);
+    };
+    framed(text);
+    let mut buf = vec![0u8; 64 * 1024];
+    for f in files {
+        framed(f.as_bytes());
+        let Ok(mut file) = std::fs::File::open(dir.join(f)) else {
+            framed(b"absent");
+            continue;
+        };
+        // Streamed (a package may be large), then its length.
+        let mut len = 0u64;
+        let mut inner = ring::digest::Context::new(&ring::digest::SHA256);
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            inner.update(&buf[..n]);
+            len += n as u64;
+        }
+        framed(inner.finish().as_ref());
+        framed(&len.to_le_bytes());
+    }
+    vigie_core::hex(ctx.finish().as_ref())
 }
 
 /// The store of `dir`, or why not (logged: the run goes on without
@@ -145,7 +172,6 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path, pulled: Option<&crate::pull
     let path = pulled.map_or(job.manifest.as_path(), |p| p.manifest.as_path());
     let commit = pulled.map(|p| p.commit.clone());
     let text = std::fs::read(path).unwrap_or_default();
-    let hash = sha256_hex(&text);
     let mut store = store(job, dir);
     let before = store
         .as_ref()
@@ -156,11 +182,6 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path, pulled: Option<&crate::pull
                 None
             }
         });
-    let cause = match &before {
-        None => Cause::First,
-        Some(b) if b.manifest_sha256 != hash => Cause::Manifest,
-        Some(_) => Cause::Host,
-    };
     let source = match &commit {
         Some(c) => format!("{} at commit {}", job.source(), crate::pull::short(c)),
         None => job.source(),
@@ -174,6 +195,12 @@ fn one(job: &ConvergeJob, board: &Board, dir: &Path, pulled: Option<&crate::pull
             ))
         }
         Ok(plan) => {
+            let hash = plan_sha256(path, &text, &plan.files);
+            let cause = match &before {
+                None => Cause::First,
+                Some(b) if b.manifest_sha256 != hash => Cause::Manifest,
+                Some(_) => Cause::Host,
+            };
             let opts = Options {
                 mode: match job.mode {
                     ConvergeMode::Audit => Mode::Audit,
@@ -406,6 +433,33 @@ fn is_manifest(config: &Config, path: &std::path::Path) -> bool {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn the_plan_hash_covers_each_file_its_name_and_its_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.toml");
+        let files = vec!["motd.j2".to_owned()];
+        let h = |text: &[u8], files: &[String]| plan_sha256(&m, text, files);
+        let absent = h(b"x", &files);
+        std::fs::write(dir.path().join("motd.j2"), "hello").unwrap();
+        let hello = h(b"x", &files);
+        assert_ne!(absent, hello, "a file that appears changes the hash");
+        std::fs::write(dir.path().join("motd.j2"), "hellp").unwrap();
+        assert_ne!(hello, h(b"x", &files), "a byte of a file changes it");
+        assert_eq!(h(b"x", &files), h(b"x", &files), "and nothing else does");
+        assert_ne!(
+            h(b"x", &files),
+            h(b"y", &files),
+            "the manifest's text counts"
+        );
+        std::fs::write(dir.path().join("other.j2"), "hellp").unwrap();
+        assert_ne!(
+            h(b"x", &files),
+            h(b"x", &["other.j2".to_owned()]),
+            "the file's name counts"
+        );
+        assert_eq!(h(b"x", &[]).len(), 64);
+    }
 
     fn job(dir: &Path, mode: ConvergeMode) -> ConvergeJob {
         ConvergeJob {

@@ -136,14 +136,7 @@ fn binary_at(path: PathBuf) -> Result<Binary> {
         }
         ctx.update(&buf[..n]);
     }
-    let sha256 = ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+    let sha256 = vigie_core::hex(ctx.finish().as_ref());
     let v = env!("CARGO_PKG_VERSION");
     Ok(Binary {
         file: format!("vigie-{v}-{}", &sha256[..12]),

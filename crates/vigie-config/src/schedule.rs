@@ -148,15 +148,7 @@ impl BackupJob {
 impl crate::ConvergeGit {
     /// The URL as logs and messages show it: without a password or user.
     pub fn shown_url(&self) -> String {
-        let url = &self.url;
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return url.clone();
-        };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        match rest[..end].rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
-            None => url.clone(),
-        }
+        vigie_core::url_without_credentials(&self.url)
     }
 }
 

@@ -269,6 +269,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn a_git_checkout_follows_its_ref_and_keeps_local_changes_unless_forced() {
+    vigie_testkit::require!(vigie_testkit::Need::Git);
     let d = tempfile::tempdir().unwrap();
     let origin = d.path().join("origin");
     std::fs::create_dir(&origin).unwrap();

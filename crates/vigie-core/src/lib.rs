@@ -56,6 +56,31 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// `bytes` in lower-case hexadecimal, two digits a byte (hashes, ids
+/// and tokens as they are stored and shown).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// `url` as logs and messages show it: what stands before an `@` in its
+/// authority (a user, a password, a token) is replaced by `<redacted>`.
+pub fn url_without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Compare two secrets without an early exit, so that the time taken
 /// does not tell how much of a guess was right (only whether the lengths
 /// differ). `subtle` keeps the optimiser from turning the loop back into
@@ -67,7 +92,28 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{constant_time_eq, is_valid_name};
+    use super::{constant_time_eq, hex, is_valid_name, url_without_credentials};
+
+    #[test]
+    fn credentials_never_show_in_a_url() {
+        let shown = url_without_credentials;
+        assert_eq!(
+            shown("https://u:secret@example.org/x@y"),
+            "https://<redacted>@example.org/x@y"
+        );
+        assert_eq!(
+            shown("ssh://git@host:22/site.git?a=b@c"),
+            "ssh://<redacted>@host:22/site.git?a=b@c"
+        );
+        assert_eq!(shown("https://example.org/x"), "https://example.org/x");
+        assert_eq!(shown("/srv/site.git"), "/srv/site.git");
+    }
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
 
     #[test]
     fn secrets_compare_whole() {

@@ -4,7 +4,6 @@
 //! compared, so the daemon needs no generated token in plain.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,10 +47,7 @@ fn new_token() -> String {
             Err(e) => panic!("the kernel's random source failed: {e}"),
         }
     }
-    buf.iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    vigie_core::hex(&buf)
 }
 
 impl Book {

@@ -11,7 +11,8 @@ use crate::{Result, Store};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvergeLast {
     pub at: Timestamp,
-    /// The SHA-256 (hex) of the manifest's text.
+    /// The SHA-256 (hex) of what the run applied: the manifest's text
+    /// and the files it reads (templates, sources, packages, roles).
     pub manifest_sha256: String,
     /// The commit of a manifest pulled from git.
     pub commit: Option<String>,

@@ -19,14 +19,7 @@ pub const TOKENS_FILE: &str = "heartbeat-tokens";
 /// is enough: nothing to guess by brute force.
 pub fn token_sha256(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    vigie_core::hex(digest.as_ref())
 }
 
 /// The generated token of heartbeat `check`, if there is one.

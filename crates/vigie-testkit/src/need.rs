@@ -77,6 +77,9 @@ pub enum Need {
     /// Debian's chromedriver (package chromium-driver): a test drives
     /// Chromium through it as a user would.
     Chromedriver,
+    /// `git` (package git): the repositories converge pulls from and
+    /// checks out.
+    Git,
 }
 
 fn root() -> bool {
@@ -197,6 +200,7 @@ impl Need {
                 program(runs("prometheus", &["--version"]), "prometheus", "prometheus")
             }
             Need::Chromium => program(runs("chromium", &["--version"]), "chromium", "chromium"),
+            Need::Git => program(runs("git", &["--version"]), "git", "git"),
             Need::Chromedriver => program(
                 runs("chromedriver", &["--version"]),
                 "chromedriver",

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+use vigie_core::hex;
 
 use super::{LockBackend, id_of, layout};
 use ring::{digest, hmac};
@@ -416,13 +417,6 @@ fn uri_encode(s: &str, slash: bool) -> String {
         }
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn hmac(key: &[u8], data: &str) -> hmac::Tag {

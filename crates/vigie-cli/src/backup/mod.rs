@@ -136,10 +136,9 @@ fn run(cli: &Cli, config: &Config, job: &BackupJob) -> Result<u8> {
     }
     let stage = |s: &str| match &bar {
         Some(b) => {
-            // Past the backup's bytes (pruning, hooks): a spinner again.
-            if s != "backing up" && b.length().is_some() {
-                b.set_style(spinner_style());
-                b.unset_length();
+            // Past the backup's bytes (pruning, hooks).
+            if s != "backing up" {
+                bytes_done(b, &job.name);
             }
             b.set_message(s.to_owned());
         }
@@ -154,6 +153,7 @@ fn run(cli: &Cli, config: &Config, job: &BackupJob) -> Result<u8> {
     };
     let result = job::run(job, &dir, None, &watch);
     if let Some(b) = &bar {
+        bytes_done(b, &job.name);
         b.finish_and_clear();
     }
     match result {
@@ -176,6 +176,25 @@ fn run(cli: &Cli, config: &Config, job: &BackupJob) -> Result<u8> {
         }
         Err(job::RunError::Failed(m)) => Err(Failure::runtime(m)),
     }
+}
+
+/// Past the backup's bytes: their count stays on the terminal as a line
+/// of its own, `backup NAME: 48.00 MiB/48.00 MiB read (100%)` (a bar's
+/// last frame is drawn only if the 10 Hz refresh falls on it), and the
+/// bar is a spinner again. Nothing while the total is not known.
+fn bytes_done(b: &indicatif::ProgressBar, name: &str) {
+    let Some(total) = b.length() else {
+        return;
+    };
+    let read = b.position();
+    let share = (read.min(total) * 100).checked_div(total).unwrap_or(100);
+    b.println(format!(
+        "backup {name}: {}/{} read ({share}%)",
+        indicatif::BinaryBytes(read),
+        indicatif::BinaryBytes(total)
+    ));
+    b.set_style(spinner_style());
+    b.unset_length();
 }
 
 /// `⠋ backup NAME: STAGE (ELAPSED)`: a stage of unknown length.

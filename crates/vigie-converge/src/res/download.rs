@@ -94,16 +94,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// The URL as logs and reports show it: without a password.
-pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
-        None => url.to_owned(),
-    }
-}
+pub use vigie_core::url_without_credentials as shown_url;
 
 #[derive(Clone, Debug)]
 pub struct DownloadSpec {

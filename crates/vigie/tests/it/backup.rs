@@ -585,8 +585,12 @@ fn a_run_on_a_terminal_shows_its_bytes_and_percentage() {
         "{tty}"
     );
     assert!(
-        tty.contains("/48.00 MiB") && tty.contains("100%  48.00 MiB/48.00 MiB"),
+        tty.contains("%  ") && tty.contains("MiB/48.00 MiB  "),
         "the bar knows the total and shows the share done: {tty}"
+    );
+    assert!(
+        tty.contains("backup nightly: 48.00 MiB/48.00 MiB read (100%)"),
+        "the count stays on the terminal once the bytes are read: {tty}"
     );
     assert!(tty.contains("snapshot") && tty.contains("saved"), "{tty}");
     // Off a terminal: lines, no bar.

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use vigie_testkit::{Need, require};
 
 use crate::util::{SERVER, assert_metrics, env, exits, wait_or_explain, wait_state};
 
@@ -150,6 +151,38 @@ fn a_restart_still_tells_a_changed_host_from_a_changed_manifest() {
     assert!(c.to_string().contains("the manifest changed"), "{c}");
 }
 
+#[test]
+fn an_edited_template_is_a_changed_manifest_not_a_changed_host() {
+    let e = env();
+    let motd = e.path().join("motd");
+    e.write("motd", "hello\n");
+    e.write("motd.j2", "hello\n");
+    e.write(
+        "host.toml",
+        &format!(
+            "[settings]\nkeep_old = \"none\"\n\n[[file]]\npath = \"{}\"\ntemplate = \"motd.j2\"\n",
+            motd.display()
+        ),
+    );
+    e.config(&format!(
+        "{SERVER}[[converge]]\nname = \"base\"\nmanifest = \"host.toml\"\nevery = \"1h\"\n"
+    ));
+    let d = e.daemon();
+    wait_state(&d, "converge-base", "ok", Duration::from_secs(10));
+    drop(d);
+    // Only the template changed, the manifest's text did not: still
+    // an intentional change.
+    e.write("motd.j2", "welcome\n");
+    let d = e.daemon();
+    let c = wait_state(&d, "converge-base", "failing", Duration::from_secs(15));
+    assert!(c.to_string().contains("the manifest changed"), "{c}");
+    drop(d);
+    // Nothing changed since: the host is what differs.
+    let d = e.daemon();
+    let c = wait_state(&d, "converge-base", "failing", Duration::from_secs(15));
+    assert!(c.to_string().contains("the host changed"), "{c}");
+}
+
 /// `git ARGS` in `dir`, which must succeed; its output.
 fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
@@ -165,6 +198,7 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn a_manifest_pulled_from_git_is_applied_at_its_commit() {
+    require!(Need::Git);
     let e = env();
     let motd = e.path().join("motd");
     e.write("motd", "hello\n");
