@@ -135,6 +135,16 @@ pub enum Command {
         #[arg(long, default_value = "", value_name = "TEXT")]
         note: String,
     },
+    /// Hold a check's incidents for a while, now (planned work): the
+    /// check keeps running and showing its state; what it opens waits
+    /// until the end
+    ///
+    /// Example: `vigie maintenance start blog --for 2h`, then `vigie
+    /// maintenance end blog` when the work is done.
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
+    },
     /// Print the URL a cron job pings for a heartbeat check, token
     /// included
     ///
@@ -422,6 +432,23 @@ pub enum ConvergeAction {
     /// stdin and run here, the report as JSON lines on stdout
     #[command(hide = true)]
     Receive,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceAction {
+    /// Start (or replace) a check's maintenance, from now
+    Start {
+        /// The check (`[[check]] name`)
+        check: String,
+        /// How long it lasts, 1m to 7d (`30m`, `2h`)
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: vigie_core::Duration,
+    },
+    /// End a check's maintenance now
+    End {
+        /// The check (`[[check]] name`)
+        check: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

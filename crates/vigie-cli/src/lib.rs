@@ -35,7 +35,7 @@ use vigie_config::{Config, Diagnostics, Loaded};
 
 pub use args::{
     BackupAction, Cli, Command, ConfigAction, DrillWhat, FailoverAction, GenerateWhat, HostAction,
-    NotifyAction, SwitchTo, SyncAction,
+    MaintenanceAction, NotifyAction, SwitchTo, SyncAction,
 };
 
 /// Exit codes, as documented in the README.
@@ -165,6 +165,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             what: DrillWhat::Failover { name },
         } => failover::drill(cli, name),
         Command::Ack { id, note } => run::ack(cli, *id, note),
+        Command::Maintenance { action } => run::maintenance(cli, action),
         Command::Notify {
             action: NotifyAction::Test { name },
         } => run::notify_test(cli, name),

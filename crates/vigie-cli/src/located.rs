@@ -200,6 +200,7 @@ fn find(cli: &Cli) -> Option<Record> {
         Command::Status { .. }
             | Command::Incidents { .. }
             | Command::Ack { .. }
+            | Command::Maintenance { .. }
             | Command::Failover { .. }
             | Command::HeartbeatUrl { .. }
             | Command::Host { .. }

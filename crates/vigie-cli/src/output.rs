@@ -48,3 +48,11 @@ pub(crate) fn millis(d: std::time::Duration) -> String {
         format!("{}ms", d.as_millis())
     }
 }
+
+/// A time for people and logs, RFC 3339 in UTC to the second.
+pub(crate) fn when(t: vigie_core::Timestamp) -> String {
+    jiff::Timestamp::from_millisecond(t.millis()).map_or_else(
+        |_| format!("{} ms", t.millis()),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}

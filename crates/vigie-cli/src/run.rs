@@ -8,8 +8,10 @@ use vigie_config::{Config, Probe};
 use vigie_core::{CheckState, Timestamp};
 use vigie_engine::Engine;
 
-use crate::output::{ago, millis};
-use crate::{Cli, Failure, Result, exit, load, out, out_json, out_table, state_dir};
+use crate::output::{ago, millis, when};
+use crate::{
+    Cli, Failure, MaintenanceAction, Result, exit, load, out, out_json, out_table, state_dir,
+};
 
 /// One thread runs every check and the HTTP server: the work is waiting
 /// on sockets, and a single thread spares the wake-ups between workers
@@ -504,6 +506,9 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
     let notifiers = store
         .notifier_health()
         .map_err(|e| Failure::runtime(e.to_string()))?;
+    let maintenances = store
+        .maintenances_running(Timestamp(now))
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     // The running daemon holds its lock on the state directory; a free
     // lock means the states above are only what it last recorded.
     let daemon_pid = vigie_store::lock::holder_of(&dir, vigie_store::lock::DAEMON_LOCK)
@@ -536,10 +541,19 @@ pub(crate) fn status(cli: &Cli, json: bool) -> Result<u8> {
             "checks": items,
             "open_incidents": open,
             "notifiers": notifiers,
+            "maintenance": maintenances,
             "backups": crate::backup::json(&backups),
         }))?;
     } else {
         status_table(&rows, &open, &notifiers, now)?;
+        for m in &maintenances {
+            out(format_args!(
+                "check {} in maintenance until {} (started by {}; vigie maintenance end {0})\n",
+                m.check,
+                when(m.until),
+                m.by
+            ))?;
+        }
         if !backups.is_empty() {
             out(format_args!("\n"))?;
             out_table(
@@ -760,29 +774,47 @@ pub(crate) fn incidents(cli: &Cli, json: bool, limit: usize) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// The address the running daemon of `dir` serves, or why not.
+fn daemon_addr(dir: &Path) -> Result<String> {
+    fs_err::read_to_string(dir.join(ADDR_FILE))
+        .map(|a| a.trim().to_owned())
+        .map_err(|_| {
+            Failure::runtime("the daemon is not running").hint(format!(
+                "start it with `vigie run` (state directory {})",
+                dir.display()
+            ))
+        })
+}
+
+/// What the daemon's API answered: its `result`, or its `error`, or
+/// the text itself.
+fn api_said(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v["result"]
+                .as_str()
+                .or_else(|| v["error"].as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| text.trim().to_owned())
+}
+
 pub(crate) fn ack(cli: &Cli, id: i64, note: &str) -> Result<u8> {
     let loaded = load(cli)?;
     let config = &loaded.config;
     let dir = state_dir(cli, config);
-    let addr = fs_err::read_to_string(dir.join(ADDR_FILE)).map_err(|_| {
-        Failure::runtime("the daemon is not running").hint(format!(
-            "start it with `vigie run` (state directory {})",
-            dir.display()
-        ))
-    })?;
+    let addr = daemon_addr(&dir)?;
     let body = serde_json::json!({ "note": note }).to_string();
     let (status, text) = daemon_call(
         config,
-        addr.trim(),
+        &addr,
         reqwest::Method::POST,
         &format!("/api/v1/incidents/{id}/ack"),
         Some(body),
     )
     .map_err(|e| Failure::runtime(format!("cannot reach the daemon: {e}")))?;
-    let result = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["result"].as_str().map(str::to_owned))
-        .unwrap_or(text);
+    let result = api_said(&text);
     if status.is_success() {
         out(format_args!("incident {id}: {result}\n"))?;
         Ok(exit::OK)
@@ -794,6 +826,54 @@ pub(crate) fn ack(cli: &Cli, id: i64, note: &str) -> Result<u8> {
             "incident {id}: the daemon answered {status}: {result}"
         )))
     }
+}
+
+/// `vigie maintenance start|end CHECK`: through the running daemon,
+/// which holds the check's incidents from now (and keeps it in its
+/// store across a restart).
+pub(crate) fn maintenance(cli: &Cli, action: &MaintenanceAction) -> Result<u8> {
+    let loaded = load(cli)?;
+    let config = &loaded.config;
+    let (check, method, body) = match action {
+        MaintenanceAction::Start { check, duration } => (
+            check,
+            reqwest::Method::POST,
+            Some(serde_json::json!({ "for": duration.to_string() }).to_string()),
+        ),
+        MaintenanceAction::End { check } => (check, reqwest::Method::DELETE, None),
+    };
+    if config.check(check).is_none() {
+        return Err(
+            Failure::config(format!("no check named `{check}`")).hint("`vigie status` lists them")
+        );
+    }
+    let addr = daemon_addr(&state_dir(cli, config))?;
+    let (status, text) = daemon_call(
+        config,
+        &addr,
+        method,
+        &format!("/api/v1/checks/{check}/maintenance"),
+        body,
+    )
+    .map_err(|e| Failure::runtime(format!("cannot reach the daemon: {e}")))?;
+    let said = api_said(&text);
+    if !status.is_success() {
+        let f = format!("{check}: {said}");
+        return Err(if status == reqwest::StatusCode::BAD_REQUEST {
+            Failure::config(f)
+        } else {
+            Failure::runtime(format!("{f} (the daemon answered {status})"))
+        });
+    }
+    // The API says the end as milliseconds; people read a time.
+    let said = match said.strip_prefix("in maintenance until ") {
+        Some(ms) => ms.parse().map_or(said.clone(), |ms: i64| {
+            format!("in maintenance until {}", when(Timestamp(ms)))
+        }),
+        None => said,
+    };
+    out(format_args!("{check}: {said}\n"))?;
+    Ok(exit::OK)
 }
 
 /// One call to this node's daemon at `addr` (from the state directory),
@@ -841,9 +921,15 @@ pub(crate) fn daemon_call(
         .map_err(|e| e.message)?
         .block_on(async move {
             let client = builder.build()?;
+            // Every write says JSON, with a body or without: the API
+            // refuses any other (a page cannot send it cross-site).
+            let write = method != reqwest::Method::GET;
             let mut req = client.request(method, url);
+            if write {
+                req = req.header("content-type", "application/json");
+            }
             if let Some(b) = body {
-                req = req.header("content-type", "application/json").body(b);
+                req = req.body(b);
             }
             if let Some(t) = token {
                 req = req.bearer_auth(t);

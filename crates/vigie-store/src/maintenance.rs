@@ -45,10 +45,17 @@ impl Store {
             "DELETE FROM maintenance_now WHERE until_ms <= ?1",
             params![now.millis()],
         )?;
+        self.maintenances_running(now)
+    }
+
+    /// Every maintenance by hand still running at `now`, without a write
+    /// (`vigie status`).
+    pub fn maintenances_running(&self, now: Timestamp) -> Result<Vec<ManualMaintenance>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT check_name, since_ms, until_ms, by FROM maintenance_now ORDER BY check_name",
+            "SELECT check_name, since_ms, until_ms, by FROM maintenance_now
+             WHERE until_ms > ?1 ORDER BY check_name",
         )?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map(params![now.millis()], |r| {
             Ok(ManualMaintenance {
                 check: r.get(0)?,
                 since: Timestamp(r.get(1)?),

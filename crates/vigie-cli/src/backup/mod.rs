@@ -13,15 +13,8 @@ use vigie_config::{BackupJob, Config};
 use vigie_core::Timestamp;
 
 use crate::output::ago;
+pub(crate) use crate::output::when;
 use crate::{BackupAction, Cli, Failure, Result, exit, load, out, out_json, out_table, state_dir};
-
-/// A time for people and logs, RFC 3339 in UTC to the second.
-pub(crate) fn when(t: Timestamp) -> String {
-    jiff::Timestamp::from_millisecond(t.millis()).map_or_else(
-        |_| format!("{} ms", t.millis()),
-        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
-}
 
 pub(crate) fn action(cli: &Cli, action: &BackupAction) -> Result<u8> {
     let loaded = load(cli)?;

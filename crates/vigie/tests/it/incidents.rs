@@ -10,7 +10,7 @@ use serde_json::Value;
 use vigie_testkit::daemon::Daemon;
 use vigie_testkit::{Env, Need, python_http_service, require, servers, wait_until};
 
-use crate::util::{env, free_port, wait_state};
+use crate::util::{assert_has, env, exits, free_port, wait_state};
 
 fn incidents(e: &Env) -> Vec<Value> {
     let r = e.run(&["incidents", "--json"]);
@@ -514,6 +514,79 @@ fn a_maintenance_window_holds_notifications_until_it_ends() {
     assert!(
         kinds.contains(&"released: no longer in maintenance window upgrade".to_owned()),
         "{kinds:?}"
+    );
+    drop(d);
+}
+
+#[test]
+fn a_maintenance_from_the_command_line_holds_notifications_until_it_is_ended() {
+    let (hook, seen) = servers::capture(&[200]);
+    let e = env();
+    let flag = e.path().join("up");
+    e.config(&format!(
+        "{HEAD}{}{}",
+        webhook("hook", hook.addr),
+        flag_check("svc", &flag, "100ms", "", &["notify:hook"]),
+    ));
+    std::fs::write(&flag, "").unwrap();
+    // No daemon: said so, with what to do.
+    exits(
+        &e,
+        &["maintenance", "start", "svc", "--for", "1h"],
+        3,
+        &["the daemon is not running", "vigie run"],
+    );
+    let d = e.daemon();
+    wait_state(&d, "svc", "ok", Duration::from_secs(10));
+    // What a command prints on stdout after it exits 0.
+    let says = |args: &[&str], said: &str| assert_has(&exits(&e, args, 0, &[]).stdout, said);
+    says(
+        &["maintenance", "start", "svc", "--for", "1h"],
+        "svc: in maintenance until 20",
+    );
+    says(&["status"], "check svc in maintenance until 20");
+    says(&["status"], "vigie maintenance end svc");
+    let json = exits(&e, &["status", "--json"], 0, &[]);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["maintenance"][0]["check"], "svc", "{v}");
+    // Failing in maintenance: the incident waits, nothing is sent.
+    std::fs::remove_file(&flag).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        incidents(&e)
+            .first()
+            .is_some_and(|i| i["state"] == "maintenance")
+    });
+    assert_eq!(seen.lock().unwrap().len(), 0, "nothing during maintenance");
+    // Ended by hand while still failing: now it notifies.
+    says(&["maintenance", "end", "svc"], "svc: ended");
+    wait_seen(&seen, 1, 10);
+    says(
+        &["maintenance", "end", "svc"],
+        "svc: was not in maintenance",
+    );
+    // Bad input: a check that does not exist, a duration out of bounds.
+    exits(
+        &e,
+        &["maintenance", "start", "nope", "--for", "1h"],
+        2,
+        &["no check named `nope`", "vigie status"],
+    );
+    exits(
+        &e,
+        &["maintenance", "start", "svc", "--for", "30d"],
+        2,
+        &["svc: a maintenance lasts from 1 minute to 7 days"],
+    );
+    exits(
+        &e,
+        &["maintenance", "start", "svc", "--for", "soon"],
+        2,
+        &["--for"],
+    );
+    let status = e.run(&["status"]);
+    assert!(
+        !status.stdout.contains("in maintenance until"),
+        "{status:?}"
     );
     drop(d);
 }
