@@ -96,9 +96,10 @@ impl Writer {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
+        let prefix = format!(".{}.vigie-", name.to_string_lossy());
+        sweep(dir, &prefix);
         let tmp = dir.join(format!(
-            ".{}.vigie-{}-{}-{nonce:x}",
-            name.to_string_lossy(),
+            "{prefix}{}-{}-{nonce:x}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -315,6 +316,30 @@ impl std::io::Write for Hashing<'_> {
     }
 }
 
+/// Remove the temporaries `dir` holds under `prefix` (`.NAME.vigie-PID-…`)
+/// whose process no longer runs: what a run killed mid-write (an hour's
+/// download) left is not kept for ever. A live process's are left alone.
+fn sweep(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +374,31 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_write_removes_what_a_killed_run_left_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.tar");
+        // A pid above the kernel's largest (2^22) never runs.
+        let dead = dir.path().join(".f.tar.vigie-999999999-0-1f");
+        let alive = dir
+            .path()
+            .join(format!(".f.tar.vigie-{}-7-2e", std::process::id()));
+        let other = dir.path().join(".g.tar.vigie-999999999-0-1f");
+        for f in [&dead, &alive, &other] {
+            std::fs::write(f, "part").unwrap();
+        }
+        let w = Writer::for_mode(Mode::Enforce).unwrap();
+        let meta = Meta {
+            mode: 0o644,
+            uid: None,
+            gid: None,
+        };
+        w.write_file(&p, b"whole", meta, &KeepOld::No).unwrap();
+        assert!(!dead.exists(), "a dead run's temporary of this path goes");
+        assert!(alive.exists(), "a running process's stays");
+        assert!(other.exists(), "another path's stays");
     }
 
     #[test]
