@@ -94,7 +94,7 @@ const AREAS: &[Area] = &[
     Area {
         file: "status",
         title: "Public status pages",
-        intro: "Pages anyone may read, without a login even when `[server] token` is set: `/status/NAME` (HTML), `/status/NAME.json` and `/status/NAME/badge/SERVICE.svg`. Each service is some checks under a public name; no check's name or message is ever shown. The 90 days of uptime are read from the results the store keeps (`[store] retention`).",
+        intro: "Pages anyone may read, without a login even when `[server] token` is set: `/status/NAME` (HTML), `/status/NAME.json` and `/status/NAME/badge/SERVICE.svg`. Each service is some checks under a public name; no check's name or message is ever shown. The 90 days of uptime are read from the checks' series: their hourly roll-ups, kept for `[series] retention.hour` (two years by default).",
         sections: &["status_page"],
         extra: None,
     },

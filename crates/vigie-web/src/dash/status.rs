@@ -116,12 +116,14 @@ impl Day {
 }
 
 /// The [`DAYS`] days up to today (UTC), oldest first: each service's
-/// runs per day, read from the store.
+/// runs per day, read from its checks' series (their hourly roll-ups
+/// outlast the results: two years by default). Without the series
+/// store, every day is "no data".
 fn days_of(
-    store: &vigie_store::Store,
+    series: Option<&vigie_engine::series::Series>,
     page: &StatusPage,
     today: i64,
-) -> vigie_store::Result<Vec<Vec<Day>>> {
+) -> Vec<Vec<Day>> {
     let from = today - i64::from(DAYS - 1) * DAY_MS;
     let to = today + DAY_MS;
     let mut out = Vec::with_capacity(page.services.len());
@@ -133,18 +135,21 @@ fn days_of(
                 failures: 0,
             })
             .collect();
-        for c in &s.checks {
-            for b in store.result_buckets(c, Timestamp(from), Timestamp(to), DAYS)? {
-                let i = ((b.start.0 - from) / DAY_MS) as usize;
-                if let Some(d) = days.get_mut(i) {
-                    d.runs += b.runs;
-                    d.failures += b.failures;
-                }
+        let checks = series.into_iter().flat_map(|series| {
+            s.checks.iter().flat_map(move |c| {
+                super::series_buckets(series, c, Timestamp(from), Timestamp(to), DAY_MS)
+            })
+        });
+        for b in checks {
+            let i = ((b.start.0 - from) / DAY_MS) as usize;
+            if let Some(d) = days.get_mut(i) {
+                d.runs += b.runs;
+                d.failures += b.failures;
             }
         }
         out.push(days);
     }
-    Ok(out)
+    out
 }
 
 /// An open incident as the public reads it: the services it touches
@@ -239,17 +244,17 @@ async fn gather(app: &App, name: &str) -> Result<View, Response> {
     let p = page.clone();
     let read = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        engine.history(|store| {
-            let checks: Vec<&str> = p
-                .services
-                .iter()
-                .flat_map(|s| s.checks.iter().map(String::as_str))
-                .collect();
-            Ok((
-                days_of(store, &p, today)?,
-                store.open_incidents_of(&checks, vigie_engine::NOTES_SHOWN)?,
-            ))
-        })
+        let days = days_of(engine.series(), &p, today);
+        engine
+            .history(|store| {
+                let checks: Vec<&str> = p
+                    .services
+                    .iter()
+                    .flat_map(|s| s.checks.iter().map(String::as_str))
+                    .collect();
+                store.open_incidents_of(&checks, vigie_engine::NOTES_SHOWN)
+            })
+            .map(|open| (days, open))
     })
     .await;
     let (days, open) = match read {
@@ -274,7 +279,13 @@ async fn gather(app: &App, name: &str) -> Result<View, Response> {
         page,
         now,
         days,
-        retention_days: config.store.retention.std().as_secs().div_ceil(86_400),
+        retention_days: config
+            .series
+            .retention
+            .hour
+            .std()
+            .as_secs()
+            .div_ceil(86_400),
         at,
     })
 }
@@ -427,13 +438,20 @@ fn to_html(v: &View) -> String {
             ),
         );
     }
+    // Said only when it cuts the bars short.
+    let kept = if v.retention_days < u64::from(DAYS) {
+        format!(
+            " History is kept for {r} day{plural}; older days show as no data.",
+            r = v.retention_days,
+            plural = if v.retention_days == 1 { "" } else { "s" },
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         body,
-        "</ul>\n<footer><p>Each bar is a day (UTC): the share of checks that passed. \
-         History is kept for {r} day{plural}; older days show as no data.</p>\
+        "</ul>\n<footer><p>Each bar is a day (UTC): the share of checks that passed.{kept}</p>\
          <p>Updated <time>{at}</time> · <a href=\"/status/{name}.json\">JSON</a></p></footer>",
-        r = v.retention_days,
-        plural = if v.retention_days == 1 { "" } else { "s" },
         at = esc(&when(v.at)),
     );
     format!(

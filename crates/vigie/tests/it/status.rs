@@ -43,8 +43,7 @@ fn config(e: &vigie_testkit::Env) -> String {
     ]
     .concat();
     format!(
-        "[node]\nname = \"node-{MARKER}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"api.token\" }}\n\n\
-         [store]\nretention = \"30d\"\n\n{checks}\n\
+        "[node]\nname = \"node-{MARKER}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"api.token\" }}\n\n{checks}\n\
          [status_page.public]\ntitle = \"Example <Co> status\"\ndescription = \"Our services & more\"\n\
          services = [\n  {{ name = \"Website\", checks = [\"web-{MARKER}\"] }},\n  \
          {{ name = \"Database\", checks = [\"db-{MARKER}\"] }},\n  \
@@ -58,7 +57,8 @@ fn json_says_services(json: &Value) {
     assert_eq!(json["title"], "Example <Co> status");
     assert_eq!(json["description"], "Our services & more");
     assert_eq!(json["state"], "down", "the worst service: {json}");
-    assert_eq!(json["history_days"], 30);
+    // The hourly roll-ups' retention on the defaults: two years.
+    assert_eq!(json["history_days"], 730);
     let services = json["services"].as_array().unwrap();
     let names: Vec<&str> = services
         .iter()
@@ -151,7 +151,10 @@ fn a_status_page_shows_services_to_anyone_and_nothing_internal() {
         "{html}"
     );
     assert!(html.contains("Down since <time>"), "{html}");
-    assert!(html.contains("kept for 30 days"), "{html}");
+    assert!(
+        !html.contains("History is kept for"),
+        "two years of history need no warning: {html}"
+    );
     assert!(
         html.contains(": no data</title>"),
         "days without data: {html}"
