@@ -31,6 +31,8 @@ const MAX_NAME: usize = 255;
 pub struct Limits {
     /// All files' bytes together.
     pub max_bytes: u64,
+    /// Files, and the directories made for them (a path may hold
+    /// thousands of levels).
     pub max_files: usize,
 }
 
@@ -211,7 +213,7 @@ pub enum BundleError {
         bytes: u64,
         limit: u64,
     },
-    #[error("more than {0} files; refused")]
+    #[error("more than {0} files and directories; refused")]
     TooMany(usize),
     #[error("the manifest `{0}` is not in the bundle")]
     NoManifest(String),
@@ -279,11 +281,13 @@ fn checked(p: String) -> Result<String, BundleError> {
 }
 
 /// Make `rel`'s parent directories under `dir` (0700), refusing
-/// anything there that is not a directory made by a bundle.
+/// anything there that is not a directory made by a bundle; how many
+/// it made.
 // Writes only under the receiver's own fresh directory: never the
 // host's state, and never reached by a run (audit or enforce).
 #[allow(clippy::disallowed_methods)]
-fn parents(dir: &Path, rel: &str) -> Result<(), BundleError> {
+fn parents(dir: &Path, rel: &str) -> Result<usize, BundleError> {
+    let mut made = 0;
     let mut at = dir.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
     for part in &parts[..parts.len() - 1] {
@@ -296,17 +300,20 @@ fn parents(dir: &Path, rel: &str) -> Result<(), BundleError> {
                     why: "a file stands where its directory would be",
                 });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&at)
-                .map_err(|err| BundleError::Io {
-                    path: at.clone(),
-                    err,
-                })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&at)
+                    .map_err(|err| BundleError::Io {
+                        path: at.clone(),
+                        err,
+                    })?;
+                made += 1;
+            }
             Err(err) => return Err(BundleError::Io { path: at, err }),
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// Unpack a bundle into `dir` (fresh, private: the caller makes it and
@@ -345,11 +352,10 @@ pub fn unpack(r: &mut impl Read, dir: &Path, limits: &Limits) -> Result<Header, 
                         limit: limits.max_bytes,
                     });
                 }
-                files += 1;
+                files += 1 + parents(dir, &path)?;
                 if files > limits.max_files {
                     return Err(BundleError::TooMany(limits.max_files));
                 }
-                parents(dir, &path)?;
                 let at = dir.join(&path);
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
@@ -565,6 +571,36 @@ mod tests {
             },
         );
         assert!(matches!(r, Err(BundleError::TooMany(3))), "{r:?}");
+
+        // One file two thousand levels deep: its directories count.
+        let deep = format!("{}f", "d/".repeat(2000));
+        let b = forged("m.toml", &[(b'F', "m.toml", b""), (b'F', &deep, b"")]);
+        let (outer, r) = unpack_forged(
+            &b,
+            &Limits {
+                max_bytes: 100,
+                max_files: 100,
+            },
+        );
+        assert!(matches!(r, Err(BundleError::TooMany(100))), "{r:?}");
+        let made = entries_under(&outer.path().join("in"));
+        assert!(made <= 100 + 2048, "{made} entries made");
+    }
+
+    /// Entries under `dir`, at any depth.
+    fn entries_under(dir: &Path) -> usize {
+        let mut n = 0;
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                n += 1;
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(e.path());
+                }
+            }
+        }
+        n
     }
 
     #[test]
