@@ -339,9 +339,15 @@ impl OpenChunk {
 
     /// Re-encode the stream and `p` with each column's widest form.
     fn rebuild(&mut self, p: &Point) {
-        // The stream was written by this very encoder: it reads back.
-        let Ok((mut ts, mut cols)) = self.decode_stream() else {
-            return;
+        // The stream was written by this very encoder: it reads back,
+        // or it is a bug, said (the sample is lost, the chunk kept).
+        let (mut ts, mut cols) = match self.decode_stream() {
+            Ok(d) => d,
+            Err(e) => {
+                debug_assert!(false, "an open chunk does not read back: {e}");
+                tracing::error!("a series' open chunk does not read back ({e}): a sample is lost");
+                return;
+            }
         };
         ts.push(p.ts);
         for (c, &v) in cols.iter_mut().zip(&p.vals) {
