@@ -30,6 +30,7 @@
 mod clock;
 mod heartbeat;
 mod incidents;
+mod rules;
 mod runner;
 pub mod series;
 mod writer;

@@ -96,6 +96,7 @@ pub fn load_str_with(
         raw: Raw::default(),
         base: path.parent().map(Path::to_owned).unwrap_or_default(),
         secrets,
+        series_keep: DEFAULT_SERIES_HOUR,
     };
     loader.parse(text.to_owned(), path, true);
     if let Some((dir, loc)) = loader.raw.include.take() {
@@ -489,6 +490,9 @@ struct Loader {
     raw: Raw,
     base: PathBuf,
     secrets: Secrets,
+    /// How far back the series store keeps anything (`[series]
+    /// retention.hour`): a rule's window may not be longer.
+    series_keep: Duration,
 }
 
 impl Loader {
@@ -609,6 +613,7 @@ impl Loader {
         };
         let engine = self.resolve_engine();
         let series = self.resolve_series();
+        self.series_keep = series.retention.hour.max(series.retention.minute);
         let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
