@@ -685,7 +685,7 @@ mod tests {
         let x = e("predict(x, 1h, 0) < 24");
         assert!(x.message.contains("duration"), "{x}");
         let x = e("increase(x{a=~\"b\"}, 1h) > 1");
-        assert_eq!(x.at, 11);
+        assert_eq!(x.at, 12, "at the operator");
         let x = e("increase(x{a='b'}, 1h) > 1");
         assert!(x.message.contains("double quotes"), "{x}");
         let x = e("absent(x, 1h) > 1");
