@@ -1018,7 +1018,7 @@ rule = { expr = "predict(node_filesystem_avail_bytes{mountpoint=\"/\"}, 6h, 0) <
     assert_eq!(rule.selector.name, "node_filesystem_avail_bytes");
     let shown = show_config_round_trips(&loaded.config);
     assert!(
-        shown.contains(r#"predict(node_filesystem_avail_bytes{mountpoint=\"/\"}, 6h, 0) < 24h"#),
+        shown.contains(r#"expr = 'predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h'"#),
         "{shown}"
     );
 }
