@@ -323,7 +323,10 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
         // Rules read the series the daemon flushed (at most a minute old).
         let series = store.as_ref().and_then(|_| {
             vigie_store::Store::open(&dir).ok().map(|s| {
-                vigie_store::series::SeriesStore::new(s, vigie_engine::series::retention(&config.series))
+                vigie_store::series::SeriesStore::new(
+                    s,
+                    vigie_engine::series::retention(&config.series),
+                )
             })
         });
         let mut results =

@@ -134,7 +134,11 @@ impl Cmp {
 pub enum Form {
     /// The latest value, or a mean, minimum or maximum over a window,
     /// against a number.
-    Threshold { reduce: Reduce, cmp: Cmp, bound: f64 },
+    Threshold {
+        reduce: Reduce,
+        cmp: Cmp,
+        bound: f64,
+    },
     /// How much the series grew over `window`: by an amount, or (with
     /// `percent`) by a percentage of its value at the window's start.
     Increase {
@@ -246,7 +250,9 @@ impl Parser<'_> {
         if self.eat(c) {
             return Ok(());
         }
-        let found = self.peek().map_or("the end".to_owned(), |c| format!("`{c}`"));
+        let found = self
+            .peek()
+            .map_or("the end".to_owned(), |c| format!("`{c}`"));
         Err(err(
             self.pos,
             format!("expected `{c}` {what}, found {found}"),
@@ -327,7 +333,10 @@ impl Parser<'_> {
         self.expect(',', &format!("then a window after the series in {func}(…)"))?;
         let window = self.duration(&format!("the window of {func}(…)"))?;
         let target = if func == "predict" {
-            self.expect(',', "then the target value predict(SERIES, WINDOW, TARGET) reaches")?;
+            self.expect(
+                ',',
+                "then the target value predict(SERIES, WINDOW, TARGET) reaches",
+            )?;
             let (tat, q) = self.quantity("the target of predict(…)")?;
             Some(self.plain_number(tat, &q, "predict's target")?)
         } else {
@@ -341,7 +350,10 @@ impl Parser<'_> {
                     return Err(err(
                         self.pos,
                         "absent(…) takes no comparison",
-                        Some("absent(SERIES, 10m) fails when the series has no sample for 10m".into()),
+                        Some(
+                            "absent(SERIES, 10m) fails when the series has no sample for 10m"
+                                .into(),
+                        ),
                     ));
                 }
                 Form::Absent { for_: window }
@@ -488,14 +500,19 @@ impl Parser<'_> {
                 c => out.push(c),
             }
         }
-        Err(err(start, "unclosed label value", Some("close it with `\"`".into())))
+        Err(err(
+            start,
+            "unclosed label value",
+            Some("close it with `\"`".into()),
+        ))
     }
 
     fn duration(&mut self, what: &str) -> Result<Duration, RuleError> {
         let (at, q) = self.quantity(what)?;
-        let d = q.text.parse::<Duration>().map_err(|e| {
-            err(at, format!("bad duration for {what}: {e}"), None)
-        })?;
+        let d = q
+            .text
+            .parse::<Duration>()
+            .map_err(|e| err(at, format!("bad duration for {what}: {e}"), None))?;
         if d.std().is_zero() {
             return Err(err(at, format!("{what} must be more than 0s"), None));
         }
@@ -529,7 +546,13 @@ impl Parser<'_> {
                 start,
                 format!(
                     "expected a number for {what}, found {}",
-                    if text.is_empty() { rest.chars().next().map_or("the end".into(), |c| format!("`{c}`")) } else { format!("`{text}`") }
+                    if text.is_empty() {
+                        rest.chars()
+                            .next()
+                            .map_or("the end".into(), |c| format!("`{c}`"))
+                    } else {
+                        format!("`{text}`")
+                    }
                 ),
                 Some(EXAMPLES.into()),
             ));
@@ -584,12 +607,17 @@ impl Parser<'_> {
         } else if rest.starts_with('<') {
             (Cmp::Below, 1)
         } else {
-            let hint = if rest.starts_with("==") || rest.starts_with("!=") || rest.starts_with('=') {
+            let hint = if rest.starts_with("==") || rest.starts_with("!=") || rest.starts_with('=')
+            {
                 "compare with >, >=, < or <= (equality is fragile on measured values)".to_owned()
             } else {
                 format!("a rule fails when its comparison holds; {EXAMPLES}")
             };
-            let found = if rest.is_empty() { "the end".to_owned() } else { format!("`{rest}`") };
+            let found = if rest.is_empty() {
+                "the end".to_owned()
+            } else {
+                format!("`{rest}`")
+            };
             return Err(err(
                 at,
                 format!("expected a comparison (>, >=, <, <=) after {what}, found {found}"),
@@ -635,8 +663,11 @@ mod tests {
             }
         );
         let r = p("increase(x_total, 10m) >= 5GiB");
-        assert!(matches!(r.form, Form::Increase { bound, percent: false, .. } if bound == 5.0 * 1024.0 * 1024.0 * 1024.0));
-        let r = p(r#"predict(node_filesystem_avail_bytes{mountpoint="/",device="sda1"}, 6h, 0) < 24h"#);
+        assert!(
+            matches!(r.form, Form::Increase { bound, percent: false, .. } if bound == 5.0 * 1024.0 * 1024.0 * 1024.0)
+        );
+        let r =
+            p(r#"predict(node_filesystem_avail_bytes{mountpoint="/",device="sda1"}, 6h, 0) < 24h"#);
         assert_eq!(r.selector.labels.len(), 2);
         assert_eq!(r.selector.labels[0].0, "device", "sorted");
         assert_eq!(
@@ -650,18 +681,40 @@ mod tests {
         );
         assert_eq!(
             p("absent( vigie_check_up{check=\"web\"} , 10m )").form,
-            Form::Absent { for_: Duration::from_secs(600) }
+            Form::Absent {
+                for_: Duration::from_secs(600)
+            }
         );
         assert_eq!(
             p("node_load1>2.5").form,
-            Form::Threshold { reduce: Reduce::Last, cmp: Cmp::Above, bound: 2.5 }
+            Form::Threshold {
+                reduce: Reduce::Last,
+                cmp: Cmp::Above,
+                bound: 2.5
+            }
         );
         assert_eq!(
             p("min(x, 1d) <= -1e3").form,
-            Form::Threshold { reduce: Reduce::Min(Duration::from_secs(86400)), cmp: Cmp::AtMost, bound: -1000.0 }
+            Form::Threshold {
+                reduce: Reduce::Min(Duration::from_secs(86400)),
+                cmp: Cmp::AtMost,
+                bound: -1000.0
+            }
         );
-        assert!(matches!(p("avg(x,5m) > 1").form, Form::Threshold { reduce: Reduce::Avg(_), .. }));
-        assert!(matches!(p("max(x,5m) > 1").form, Form::Threshold { reduce: Reduce::Max(_), .. }));
+        assert!(matches!(
+            p("avg(x,5m) > 1").form,
+            Form::Threshold {
+                reduce: Reduce::Avg(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            p("max(x,5m) > 1").form,
+            Form::Threshold {
+                reduce: Reduce::Max(_),
+                ..
+            }
+        ));
     }
 
     #[test]

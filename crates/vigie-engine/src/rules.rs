@@ -156,9 +156,7 @@ fn judge_inner(rule: &Rule, read: &dyn SeriesRead, now: i64) -> Result<Outcome, 
                 human_secs((now - ts).max(0) as f64 / 1000.0)
             ))
             .with_metric("value", (now - ts).max(0) as f64 / 1000.0),
-            None if keys.is_empty() => {
-                Outcome::fail(format!("{sel}: no such series was ever recorded (absent)"))
-            }
+            None if keys.is_empty() => Outcome::fail(format!("{sel}: never recorded (absent)")),
             None => Outcome::fail(format!("{sel}: no sample in the last {for_} (absent)")),
         });
     }
@@ -232,7 +230,11 @@ fn combine(rule: &Rule, judged: Vec<Judged>, silent: usize, matched: usize) -> O
             .iter()
             .find(|j| j.value == worst)
             .unwrap_or(&judged[0]);
-        format!("{} series, all pass{quiet}; worst: {}", judged.len(), w.text)
+        format!(
+            "{} series, all pass{quiet}; worst: {}",
+            judged.len(),
+            w.text
+        )
     } else {
         let shown: Vec<&str> = failing.iter().take(3).map(|j| j.text.as_str()).collect();
         let more = failing.len().saturating_sub(3);
@@ -499,7 +501,9 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     /// A real store in a temporary directory, fed `series`.
-    fn store(series: &[(&str, &[(&str, &str)], Vec<(i64, f64)>)]) -> (tempfile::TempDir, SeriesStore) {
+    fn store(
+        series: &[(&str, &[(&str, &str)], Vec<(i64, f64)>)],
+    ) -> (tempfile::TempDir, SeriesStore) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
         for (name, labels, samples) in series {
@@ -527,17 +531,23 @@ mod tests {
     fn linear_fit_on_known_data() {
         // y = 100 - 2x per second, plus a wobble (1, -2, 0, 2, -1) of
         // zero mean and uncorrelated with x: the fit finds the line.
-        let pts: Vec<Point> = [(-40.0, 181.0), (-30.0, 158.0), (-20.0, 140.0), (-10.0, 122.0), (0.0, 99.0)]
-            .iter()
-            .map(|&(x, y): &(f64, f64)| Point {
-                ts_ms: NOW + (x * 1000.0) as i64,
-                last: y,
-                min: y,
-                max: y,
-                sum: y,
-                count: 1,
-            })
-            .collect();
+        let pts: Vec<Point> = [
+            (-40.0, 181.0),
+            (-30.0, 158.0),
+            (-20.0, 140.0),
+            (-10.0, 122.0),
+            (0.0, 99.0),
+        ]
+        .iter()
+        .map(|&(x, y): &(f64, f64)| Point {
+            ts_ms: NOW + (x * 1000.0) as i64,
+            last: y,
+            min: y,
+            max: y,
+            sum: y,
+            count: 1,
+        })
+        .collect();
         let (a, b) = fit(&pts, NOW).unwrap();
         assert!((b - -2.0).abs() < 1e-9, "slope {b}");
         assert!((a - 100.0).abs() < 1e-9, "intercept {a}");
@@ -549,18 +559,34 @@ mod tests {
         // 10 GB free, losing 1 GB an hour: empty in 10 h.
         let free = every_10m(6, |h| (10.0 + h) * 1e9);
         let (_d, s) = store(&[("node_filesystem_avail_bytes", &[("mountpoint", "/")], free)]);
-        let o = judge(&rule(r#"predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h"#), &s, NOW);
+        let o = judge(
+            &rule(r#"predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h"#),
+            &s,
+            NOW,
+        );
         assert!(!o.ok, "{o:?}");
         assert_eq!(
             o.message,
             "node_filesystem_avail_bytes{mountpoint=\"/\"} reaches 0 B in 10h at the current rate (-1.0 GB/h), below 1d"
         );
         assert!((o.metric("value").unwrap() - 36_000.0).abs() < 1.0);
-        let o = judge(&rule(r#"predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 8h"#), &s, NOW);
+        let o = judge(
+            &rule(r#"predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 8h"#),
+            &s,
+            NOW,
+        );
         assert!(o.ok, "{o:?}");
         // Filling up instead: never empty.
-        let (_d, s) = store(&[("node_filesystem_avail_bytes", &[], every_10m(6, |h| (10.0 - h) * 1e9))]);
-        let o = judge(&rule("predict(node_filesystem_avail_bytes, 6h, 0) < 24h"), &s, NOW);
+        let (_d, s) = store(&[(
+            "node_filesystem_avail_bytes",
+            &[],
+            every_10m(6, |h| (10.0 - h) * 1e9),
+        )]);
+        let o = judge(
+            &rule("predict(node_filesystem_avail_bytes, 6h, 0) < 24h"),
+            &s,
+            NOW,
+        );
         assert!(o.ok && o.message.contains("not heading for 0 B"), "{o:?}");
         assert_eq!(o.metric("value"), None);
     }
@@ -568,7 +594,13 @@ mod tests {
     #[test]
     fn increase_of_a_gauge_relative_and_absolute() {
         // 3 GB → 5.7 GB over 4 hours: +90 %.
-        let used = every_10m(5, |h| if h > 4.0 { 3e9 } else { 3e9 + (4.0 - h) * 0.675e9 });
+        let used = every_10m(5, |h| {
+            if h > 4.0 {
+                3e9
+            } else {
+                3e9 + (4.0 - h) * 0.675e9
+            }
+        });
         let (_d, s) = store(&[("node_filesystem_used_bytes", &[("mountpoint", "/")], used)]);
         let r = rule(r#"increase(node_filesystem_used_bytes{mountpoint="/"}, 4h) > 70%"#);
         let o = judge(&r, &s, NOW);
@@ -578,21 +610,36 @@ mod tests {
             "node_filesystem_used_bytes{mountpoint=\"/\"} grew 90% in 4h (3.0 GB → 5.7 GB), above 70%"
         );
         assert!((o.metric("value").unwrap() - 90.0).abs() < 1e-6);
-        let o = judge(&rule("increase(node_filesystem_used_bytes, 4h) > 3GB"), &s, NOW);
+        let o = judge(
+            &rule("increase(node_filesystem_used_bytes, 4h) > 3GB"),
+            &s,
+            NOW,
+        );
         assert!(o.ok, "2.7 GB is not above 3 GB: {o:?}");
         assert!(o.message.contains("grew 2.7 GB in 4h"), "{o:?}");
         // A gauge that goes down shrank: not an increase.
         let (_d, s) = store(&[("g", &[], every_10m(4, |h| h))]);
         let o = judge(&rule("increase(g, 4h) > 0"), &s, NOW);
-        assert!(o.ok && o.message.contains("shrank 4 in 4h (4 → 0)"), "{o:?}");
+        assert!(
+            o.ok && o.message.contains("shrank 4 in 4h (4 → 0)"),
+            "{o:?}"
+        );
         assert_eq!(o.metric("value"), Some(-4.0));
     }
 
     #[test]
     fn increase_of_a_counter_counts_across_a_reset() {
         // 100 → 160, reset to 0, → 50: it counted 60 + 50 = 110.
-        let samples = vec![(NOW - 3 * H, 100.0), (NOW - 2 * H, 160.0), (NOW - H, 0.0), (NOW, 50.0)];
-        let (_d, s) = store(&[("requests_total", &[], samples.clone()), ("requests", &[], samples)]);
+        let samples = vec![
+            (NOW - 3 * H, 100.0),
+            (NOW - 2 * H, 160.0),
+            (NOW - H, 0.0),
+            (NOW, 50.0),
+        ];
+        let (_d, s) = store(&[
+            ("requests_total", &[], samples.clone()),
+            ("requests", &[], samples),
+        ]);
         let o = judge(&rule("increase(requests_total, 4h) > 100"), &s, NOW);
         assert!(!o.ok, "{o:?}");
         assert_eq!(o.metric("value"), Some(110.0));
@@ -607,12 +654,15 @@ mod tests {
         let (_d, s) = store(&[("backup_bytes", &[("job", "db")], vec![(NOW - 2 * H, 1.0)])]);
         let o = judge(&rule(r#"absent(backup_bytes{job="db"}, 1h)"#), &s, NOW);
         assert!(!o.ok);
-        assert_eq!(o.message, "backup_bytes{job=\"db\"}: no sample in the last 1h (absent)");
+        assert_eq!(
+            o.message,
+            "backup_bytes{job=\"db\"}: no sample in the last 1h (absent)"
+        );
         let o = judge(&rule(r#"absent(backup_bytes{job="db"}, 3h)"#), &s, NOW);
         assert!(o.ok, "{o:?}");
         assert_eq!(o.message, "backup_bytes{job=\"db\"}: last sample 2h ago");
         let o = judge(&rule(r#"absent(backup_bytes{job="www"}, 3h)"#), &s, NOW);
-        assert!(!o.ok && o.message.contains("was ever recorded"), "{o:?}");
+        assert!(!o.ok && o.message.contains("never recorded"), "{o:?}");
     }
 
     #[test]
@@ -624,11 +674,17 @@ mod tests {
         ]);
         let o = judge(&rule("node_load1 > 2"), &s, NOW);
         assert!(!o.ok);
-        assert_eq!(o.message, "1 of 3 series fail: node_load1{cpu=\"b\"}: 5, above 2");
+        assert_eq!(
+            o.message,
+            "1 of 3 series fail: node_load1{cpu=\"b\"}: 5, above 2"
+        );
         assert_eq!(o.metric("value"), Some(5.0), "the worst");
         let o = judge(&rule("node_load1 > 10"), &s, NOW);
         assert!(o.ok);
-        assert_eq!(o.message, "3 series, all pass; worst: node_load1{cpu=\"b\"}: 5");
+        assert_eq!(
+            o.message,
+            "3 series, all pass; worst: node_load1{cpu=\"b\"}: 5"
+        );
         let o = judge(&rule("node_load1 < 0.8"), &s, NOW);
         assert_eq!(o.metric("value"), Some(0.5), "the worst is the lowest");
         // A label that names one judges that one only.
@@ -642,8 +698,14 @@ mod tests {
         let (_d, s) = store(&[("x", &[], every_10m(2, |h| h * 10.0))]);
         let o = judge(&rule("avg(x, 1h) > 1"), &s, NOW);
         assert_eq!(o.metric("value"), Some(5.0), "{o:?}");
-        assert_eq!(judge(&rule("max(x, 1h) > 1"), &s, NOW).metric("value"), Some(10.0));
-        assert_eq!(judge(&rule("min(x, 2h) > 1"), &s, NOW).metric("value"), Some(0.0));
+        assert_eq!(
+            judge(&rule("max(x, 1h) > 1"), &s, NOW).metric("value"),
+            Some(10.0)
+        );
+        assert_eq!(
+            judge(&rule("min(x, 2h) > 1"), &s, NOW).metric("value"),
+            Some(0.0)
+        );
         // Nothing within the hour the latest value looks back.
         let o = judge(&rule("x > 1"), &s, NOW + 2 * H);
         assert!(o.ok && o.message.contains("not enough samples"), "{o:?}");
@@ -652,7 +714,12 @@ mod tests {
         assert!(!o.ok);
         assert!(o.message.contains("did you mean `x`"), "{o:?}");
         let o = judge(&rule(r#"x{a="b"} > 1"#), &s, NOW);
-        assert!(!o.ok && o.message.contains("the store has 1 series of that name, e.g. x"), "{o:?}");
+        assert!(
+            !o.ok
+                && o.message
+                    .contains("the store has 1 series of that name, e.g. x"),
+            "{o:?}"
+        );
         // A check's series before the check's first run.
         assert!(judge(&rule(r#"vigie_check_value{check="web"} > 1"#), &s, NOW).ok);
     }

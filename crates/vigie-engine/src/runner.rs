@@ -87,7 +87,9 @@ pub(crate) async fn judge_rule(
                     Reader::Engine(series) => crate::rules::judge(&rule, &*series.lock(), now),
                     Reader::Store(store) => crate::rules::judge(
                         &rule,
-                        &*store.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                        &*store
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
                         now,
                     ),
                 }

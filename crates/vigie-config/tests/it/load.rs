@@ -1018,7 +1018,9 @@ rule = { expr = "predict(node_filesystem_avail_bytes{mountpoint=\"/\"}, 6h, 0) <
     assert_eq!(rule.selector.name, "node_filesystem_avail_bytes");
     let shown = show_config_round_trips(&loaded.config);
     assert!(
-        shown.contains(r#"expr = 'predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h'"#),
+        shown.contains(
+            r#"expr = 'predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h'"#
+        ),
         "{shown}"
     );
 }
@@ -1030,7 +1032,9 @@ fn a_bad_rule_is_refused_at_its_character_with_what_to_write() {
         "[[check]]\nname = \"a\"\nevery = \"1m\"\nrule = { expr = 'rate(node_network_receive_bytes_total, 5m) > 1e6' }\n",
     );
     assert!(
-        e.starts_with("error: check \"a\".rule.expr: unknown function `rate`\n  --> vigie.toml:4:18\n"),
+        e.starts_with(
+            "error: check \"a\".rule.expr: unknown function `rate`\n  --> vigie.toml:4:18\n"
+        ),
         "{e}"
     );
     assert!(e.contains("hint: use increase(SERIES, WINDOW)"), "{e}");
@@ -1039,7 +1043,10 @@ fn a_bad_rule_is_refused_at_its_character_with_what_to_write() {
         "[[check]]\nname = \"b\"\nrule = { expr = \"increase(x{mountpoint=\\\"/\\\"}, 4hours) > 70%\" }\n",
     );
     assert!(e.contains("--> vigie.toml:3:48"), "{e}");
-    assert!(e.contains("bad duration for the window of increase(…)"), "{e}");
+    assert!(
+        e.contains("bad duration for the window of increase(…)"),
+        "{e}"
+    );
     for (expr, needle) in [
         ("x > 90%", "a percentage is only for increase(…)"),
         ("predict(x, 6h, 0) > 24h", "compare with `<` or `<=`"),
