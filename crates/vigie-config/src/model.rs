@@ -1254,7 +1254,7 @@ pub struct HeartbeatProbe {
 /// check's numbers): a threshold, a growth over a window, a linear
 /// prediction, or a series gone silent. The check fails while the rule
 /// holds; its value is its number (`vigie_check_value{name="value"}`).
-/// `rule = { expr = 'increase(node_filesystem_used_bytes{mountpoint="/"}, 4h) > 70%' }`
+/// `rule = { expr = 'predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h' }`
 /// (see docs/rules.md).
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

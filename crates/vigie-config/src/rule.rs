@@ -202,7 +202,7 @@ impl fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
-const EXAMPLES: &str = "e.g. 'increase(node_filesystem_used_bytes{mountpoint=\"/\"}, 4h) > 70%', 'predict(node_filesystem_avail_bytes{mountpoint=\"/\"}, 6h, 0) < 24h', 'avg(node_load1, 10m) > 4', 'absent(vigie_check_value{check=\"backup\"}, 1d)'";
+const EXAMPLES: &str = "e.g. 'increase(vigie_check_value{check=\"disk-root\",name=\"used_ratio\"}, 4h) > 70%', 'predict(node_filesystem_avail_bytes{mountpoint=\"/\"}, 6h, 0) < 24h', 'avg(node_load1, 10m) > 4', 'absent(vigie_check_value{check=\"backup\"}, 1d)'";
 
 impl std::str::FromStr for Rule {
     type Err = RuleError;
@@ -414,7 +414,7 @@ impl Parser<'_> {
             return Err(err(
                 self.pos,
                 "expected a series name",
-                Some("e.g. node_load1, or vigie_check_value{check=\"web\",name=\"latency_seconds\"}; `vigie series` lists them".into()),
+                Some("e.g. node_load1, or vigie_check_value{check=\"web\",name=\"latency_seconds\"}; `/api/v1/series` lists them".into()),
             ));
         };
         let name = name.to_owned();

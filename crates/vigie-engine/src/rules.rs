@@ -196,7 +196,7 @@ fn no_series(sel: &Selector, all: &[SeriesKey]) -> Outcome {
         )
     };
     Outcome::fail(format!(
-        "no series matches {sel}{hint} (`vigie series` lists them)"
+        "no series matches {sel}{hint} (`/api/v1/series` lists them)"
     ))
 }
 

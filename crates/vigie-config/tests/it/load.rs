@@ -1076,3 +1076,26 @@ fn a_rule_window_longer_than_the_series_are_kept_is_refused() {
     // Within it: fine.
     loads("[[check]]\nname = \"ok\"\nrule = { expr = 'increase(x, 60d) > 1' }\n");
 }
+
+#[test]
+fn the_rules_page_examples_load() {
+    let page = include_str!("../../../../docs/rules.md");
+    let blocks: Vec<&str> = page
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "{page}");
+    for block in blocks {
+        let loaded = load_str(block, Path::new("rules.md"), &env)
+            .unwrap_or_else(|e| panic!("{e}\nin\n{block}"));
+        assert!(
+            loaded
+                .config
+                .checks
+                .iter()
+                .any(|c| matches!(c.probe, Probe::Rule(_))),
+            "{block}"
+        );
+    }
+}
