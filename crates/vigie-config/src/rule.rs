@@ -290,7 +290,7 @@ impl Parser<'_> {
         } else {
             let selector = self.selector_rest(at, word)?;
             let (cmp, bound) = self.comparison("the latest value")?;
-            let bound = self.number_bound(bound, "a threshold")?;
+            let bound = plain_number(bound.0, &bound.1, "a threshold")?;
             Rule {
                 selector,
                 form: Form::Threshold {
@@ -338,7 +338,7 @@ impl Parser<'_> {
                 "then the target value predict(SERIES, WINDOW, TARGET) reaches",
             )?;
             let (tat, q) = self.quantity("the target of predict(…)")?;
-            Some(self.plain_number(tat, &q, "predict's target")?)
+            Some(plain_number(tat, &q, "predict's target")?)
         } else {
             None
         };
@@ -363,7 +363,7 @@ impl Parser<'_> {
                 let (bound, percent) = if q.unit == "%" {
                     (q.number, true)
                 } else {
-                    (self.plain_number(bat, &q, "increase's bound")?, false)
+                    (plain_number(bat, &q, "increase's bound")?, false)
                 };
                 Form::Increase {
                     window,
@@ -397,7 +397,7 @@ impl Parser<'_> {
             }
             _ => {
                 let (cmp, bound) = self.comparison(&format!("{func}(…)"))?;
-                let bound = self.number_bound(bound, "a threshold")?;
+                let bound = plain_number(bound.0, &bound.1, "a threshold")?;
                 let reduce = match func {
                     "avg" => Reduce::Avg(window),
                     "min" => Reduce::Min(window),
@@ -570,30 +570,6 @@ impl Parser<'_> {
         ))
     }
 
-    /// A number, or a size (`5GiB`: bytes); not a percentage.
-    fn plain_number(&self, at: usize, q: &Quantity, what: &str) -> Result<f64, RuleError> {
-        match q.unit.as_str() {
-            "" => Ok(q.number),
-            "%" => Err(err(
-                at,
-                format!("a percentage is only for increase(…); {what} is a number"),
-                Some("for a series that is a percentage, write the number: > 90".into()),
-            )),
-            _ => match q.text.parse::<vigie_core::ByteSize>() {
-                Ok(b) if q.number >= 0.0 => Ok(b.0 as f64),
-                _ => Err(err(
-                    at,
-                    format!("`{}`: unknown unit `{}` for {what}", q.text, q.unit),
-                    Some("write a number, or a size (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB); durations only after predict(…)".into()),
-                )),
-            },
-        }
-    }
-
-    fn number_bound(&self, (at, q): (usize, Quantity), what: &str) -> Result<f64, RuleError> {
-        self.plain_number(at, &q, what)
-    }
-
     fn comparison(&mut self, what: &str) -> Result<(Cmp, (usize, Quantity)), RuleError> {
         self.skip_ws();
         let at = self.pos;
@@ -627,6 +603,26 @@ impl Parser<'_> {
         self.pos += len;
         let q = self.quantity(&format!("the bound after `{}`", cmp.symbol()))?;
         Ok((cmp, q))
+    }
+}
+
+/// A number, or a size (`5GiB`: bytes); not a percentage.
+fn plain_number(at: usize, q: &Quantity, what: &str) -> Result<f64, RuleError> {
+    match q.unit.as_str() {
+        "" => Ok(q.number),
+        "%" => Err(err(
+            at,
+            format!("a percentage is only for increase(…); {what} is a number"),
+            Some("for a series that is a percentage, write the number: > 90".into()),
+        )),
+        _ => match q.text.parse::<vigie_core::ByteSize>() {
+            Ok(b) if q.number >= 0.0 => Ok(b.0 as f64),
+            _ => Err(err(
+                at,
+                format!("`{}`: unknown unit `{}` for {what}", q.text, q.unit),
+                Some("write a number, or a size (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB); durations only after predict(…)".into()),
+            )),
+        },
     }
 }
 
@@ -664,7 +660,7 @@ mod tests {
         );
         let r = p("increase(x_total, 10m) >= 5GiB");
         assert!(
-            matches!(r.form, Form::Increase { bound, percent: false, .. } if bound == 5.0 * 1024.0 * 1024.0 * 1024.0)
+            matches!(r.form, Form::Increase { bound, percent: false, .. } if (bound - 5.0 * 1024.0 * 1024.0 * 1024.0).abs() < 0.5)
         );
         let r =
             p(r#"predict(node_filesystem_avail_bytes{mountpoint="/",device="sda1"}, 6h, 0) < 24h"#);

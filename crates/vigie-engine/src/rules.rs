@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use vigie_config::rule::{Form, Reduce, Rule, Selector};
+use vigie_config::rule::{Cmp, Form, Reduce, Rule, Selector};
 use vigie_core::{HumanBytes, Outcome};
 use vigie_store::series::{Aggregate, Sample, SeriesError, SeriesKey, SeriesStore};
 
@@ -172,7 +172,7 @@ fn judge_inner(rule: &Rule, read: &dyn SeriesRead, now: i64) -> Result<Outcome, 
             None => silent += 1,
         }
     }
-    Ok(combine(rule, judged, silent, keys.len()))
+    Ok(combine(rule, &judged, silent, keys.len()))
 }
 
 /// No series matches: the check's own series before its first run, or
@@ -200,7 +200,7 @@ fn no_series(sel: &Selector, all: &[SeriesKey]) -> Outcome {
     ))
 }
 
-fn combine(rule: &Rule, judged: Vec<Judged>, silent: usize, matched: usize) -> Outcome {
+fn combine(rule: &Rule, judged: &[Judged], silent: usize, matched: usize) -> Outcome {
     let sel = &rule.selector;
     let upward = match rule.form {
         Form::Threshold { cmp, .. } | Form::Increase { cmp, .. } => cmp.upward(),
@@ -267,84 +267,23 @@ fn judge_one(rule: &Rule, key: &SeriesKey, pts: &[Point], now: i64) -> Option<Ju
     let unit = Unit::of(key.name());
     match rule.form {
         Form::Threshold { reduce, cmp, bound } => {
-            let (value, what) = match reduce {
-                Reduce::Last => (pts.last()?.last, String::new()),
-                Reduce::Avg(w) => {
-                    let (sum, count) = pts
-                        .iter()
-                        .fold((0.0, 0), |(s, c), p| (s + p.sum, c + p.count));
-                    if count == 0 {
-                        return None;
-                    }
-                    (sum / count as f64, format!("average over {w} "))
-                }
-                Reduce::Min(w) => (
-                    pts.iter().map(|p| p.min).reduce(f64::min)?,
-                    format!("minimum over {w} "),
-                ),
-                Reduce::Max(w) => (
-                    pts.iter().map(|p| p.max).reduce(f64::max)?,
-                    format!("maximum over {w} "),
-                ),
-            };
+            let (value, what) = reduced(reduce, pts)?;
+            let text = format!("{name}: {what}{}", unit.show(value));
             let failed = cmp.holds(value, bound);
-            let mut text = format!("{name}: {what}{}", unit.show(value));
-            if failed {
-                text += &format!(", {} {}", cmp.words(), unit.show(bound));
-            }
-            Some(Judged {
+            Some(Judged::new(
                 failed,
-                value: Some(value),
+                Some(value),
                 text,
-            })
+                cmp,
+                &unit.show(bound),
+            ))
         }
         Form::Increase {
             window,
             cmp,
             bound,
             percent,
-        } => {
-            let inc = increase(pts, key.name().ends_with("_total"))?;
-            let first = pts.first()?;
-            let last = pts.last()?;
-            let span = (last.ts_ms - first.ts_ms) as f64 / 1000.0;
-            let over = if span < 0.9 * window.std().as_secs_f64() {
-                format!("{} (the samples since)", human_secs(span))
-            } else {
-                window.to_string()
-            };
-            let base = first.last;
-            let (value, shown, bound_shown) = if percent {
-                let pct = if base == 0.0 {
-                    if inc > 0.0 { f64::INFINITY } else { 0.0 }
-                } else {
-                    inc / base.abs() * 100.0
-                };
-                (pct, format!("{}%", num(pct)), format!("{}%", num(bound)))
-            } else {
-                (inc, unit.show(inc), unit.show(bound))
-            };
-            let failed = cmp.holds(value, bound);
-            let verb = if inc < 0.0 { "shrank" } else { "grew" };
-            let shown = shown.trim_start_matches('-');
-            let mut text = if Selector::is_counter(&rule.selector) {
-                format!("{name} grew {shown} in {over} (+{})", unit.show(inc))
-            } else {
-                format!(
-                    "{name} {verb} {shown} in {over} ({} → {})",
-                    unit.show(base),
-                    unit.show(last.last)
-                )
-            };
-            if failed {
-                text += &format!(", {} {bound_shown}", cmp.words());
-            }
-            Some(Judged {
-                failed,
-                value: Some(value),
-                text,
-            })
-        }
+        } => growth(&name, unit, pts, window, (cmp, bound, percent)),
         Form::Predict {
             target,
             cmp,
@@ -365,18 +304,11 @@ fn judge_one(rule: &Rule, key: &SeriesKey, pts: &[Point], now: i64) -> Option<Ju
             Some(match left {
                 Some(secs) => {
                     let failed = cmp.holds(secs, within.std().as_secs_f64());
-                    let mut text = format!(
+                    let text = format!(
                         "{name} reaches {target_shown} in {} at the current rate ({rate})",
                         human_secs(secs)
                     );
-                    if failed {
-                        text += &format!(", {} {within}", cmp.words());
-                    }
-                    Judged {
-                        failed,
-                        value: Some(secs),
-                        text,
-                    }
+                    Judged::new(failed, Some(secs), text, cmp, &within.to_string())
                 }
                 None => Judged {
                     failed: false,
@@ -390,6 +322,95 @@ fn judge_one(rule: &Rule, key: &SeriesKey, pts: &[Point], now: i64) -> Option<Ju
         }
         Form::Absent { .. } => None,
     }
+}
+
+impl Judged {
+    /// `text`, and when it failed the bound it crossed.
+    fn new(failed: bool, value: Option<f64>, text: String, cmp: Cmp, bound: &str) -> Self {
+        let text = if failed {
+            format!("{text}, {} {bound}", cmp.words())
+        } else {
+            text
+        };
+        Self {
+            failed,
+            value,
+            text,
+        }
+    }
+}
+
+/// The latest value, or a window's mean, minimum or maximum, and how
+/// the message calls it.
+fn reduced(reduce: Reduce, pts: &[Point]) -> Option<(f64, String)> {
+    Some(match reduce {
+        Reduce::Last => (pts.last()?.last, String::new()),
+        Reduce::Avg(w) => {
+            let (sum, count) = pts
+                .iter()
+                .fold((0.0, 0), |(s, c), p| (s + p.sum, c + p.count));
+            if count == 0 {
+                return None;
+            }
+            (sum / count as f64, format!("average over {w} "))
+        }
+        Reduce::Min(w) => (
+            pts.iter().map(|p| p.min).reduce(f64::min)?,
+            format!("minimum over {w} "),
+        ),
+        Reduce::Max(w) => (
+            pts.iter().map(|p| p.max).reduce(f64::max)?,
+            format!("maximum over {w} "),
+        ),
+    })
+}
+
+/// `increase`: how much the series grew over the window, by an amount
+/// or (`percent`) relative to its first value there.
+fn growth(
+    name: &str,
+    unit: Unit,
+    pts: &[Point],
+    window: vigie_core::Duration,
+    (cmp, bound, percent): (Cmp, f64, bool),
+) -> Option<Judged> {
+    let counter = name
+        .split('{')
+        .next()
+        .is_some_and(|n| n.ends_with("_total"));
+    let inc = increase(pts, counter)?;
+    let first = pts.first()?;
+    let last = pts.last()?;
+    let span = (last.ts_ms - first.ts_ms) as f64 / 1000.0;
+    let over = if span < 0.9 * window.std().as_secs_f64() {
+        format!("{} (the samples since)", human_secs(span))
+    } else {
+        window.to_string()
+    };
+    let base = first.last;
+    let (value, shown, bound_shown) = if percent {
+        let pct = if base == 0.0 {
+            if inc > 0.0 { f64::INFINITY } else { 0.0 }
+        } else {
+            inc / base.abs() * 100.0
+        };
+        (pct, format!("{}%", num(pct)), format!("{}%", num(bound)))
+    } else {
+        (inc, unit.show(inc), unit.show(bound))
+    };
+    let verb = if inc < 0.0 { "shrank" } else { "grew" };
+    let shown = shown.trim_start_matches('-');
+    let text = if counter {
+        format!("{name} grew {shown} in {over} (+{})", unit.show(inc))
+    } else {
+        format!(
+            "{name} {verb} {shown} in {over} ({} → {})",
+            unit.show(base),
+            unit.show(last.last)
+        )
+    };
+    let failed = cmp.holds(value, bound);
+    Some(Judged::new(failed, Some(value), text, cmp, &bound_shown))
 }
 
 /// How much the values grew from the first point to the last: the
@@ -500,10 +521,11 @@ mod tests {
     const H: i64 = 3_600_000;
     const NOW: i64 = 1_800_000_000_000;
 
+    /// A series to feed: its name, labels and samples.
+    type Fed<'a> = (&'a str, &'a [(&'a str, &'a str)], Vec<(i64, f64)>);
+
     /// A real store in a temporary directory, fed `series`.
-    fn store(
-        series: &[(&str, &[(&str, &str)], Vec<(i64, f64)>)],
-    ) -> (tempfile::TempDir, SeriesStore) {
+    fn store(series: &[Fed<'_>]) -> (tempfile::TempDir, SeriesStore) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
         for (name, labels, samples) in series {

@@ -286,7 +286,7 @@ impl CheckTask {
             let lag = Instant::now().saturating_duration_since(due);
             let start = std::time::Instant::now();
             let series = self.inner.series.clone();
-            let outcome = judge_rule(spec, series.map(|s| Reader::Engine(s)), timeout).await;
+            let outcome = judge_rule(spec, series.map(Reader::Engine), timeout).await;
             (outcome, lag, start.elapsed())
         } else {
             let semaphore = self

@@ -95,15 +95,15 @@ fn a_growing_series_trips_its_rules_and_opens_incidents() {
     );
     // Each failing rule opened an incident.
     let (_, api) = d.http("GET", "/api/v1/incidents", &[]);
-    let v: Value = serde_json::from_str(&api).unwrap();
+    let incidents: Value = serde_json::from_str(&api).unwrap();
     for name in ["growth", "trend", "never"] {
         assert!(
-            v["incidents"]
+            incidents["incidents"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|i| i["check"] == name),
-            "no incident for {name}: {v}"
+            "no incident for {name}: {incidents}"
         );
     }
     // The rule's value is itself a series.
@@ -113,8 +113,11 @@ fn a_growing_series_trips_its_rules_and_opens_incidents() {
         &[],
     );
     assert_eq!(status, 200, "{body}");
-    let s: Value = serde_json::from_str(&body).unwrap();
-    assert!(!s["samples"].as_array().unwrap().is_empty(), "{s}");
+    let values: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !values["samples"].as_array().unwrap().is_empty(),
+        "{values}"
+    );
     // `vigie check` judges a rule over what the daemon flushed at its stop.
     d.signal(rustix::process::Signal::TERM);
     d.wait(limit);
