@@ -605,8 +605,32 @@ impl Loader {
             );
             return false;
         }
+        if rule.selector.name.starts_with("vigie_check_")
+            && let Some((_, check)) = rule.selector.labels.iter().find(|(k, _)| k == "check")
+        {
+            self.raw
+                .rule_refs
+                .push((at.src, span, field, check.clone()));
+        }
         r.rule = Some(rule);
         true
+    }
+
+    /// A rule over a check's series names a check of this config.
+    pub(super) fn check_rule_refs(&mut self, checks: &[Check]) {
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        for (src, span, key, name) in std::mem::take(&mut self.raw.rule_refs) {
+            if names.contains(&name.as_str()) {
+                continue;
+            }
+            let (message, hint) = unknown(
+                "check",
+                &name,
+                names.iter().copied(),
+                "a rule over vigie_check_* series reads the series of a check of this config",
+            );
+            self.error(src, Some(span), &key, message, hint);
+        }
     }
 }
 

@@ -479,6 +479,10 @@ struct Raw {
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
+    /// The checks that rules read (`vigie_check_*{check="NAME"}`): the
+    /// source, the rule's span and key, the name; checked once every
+    /// check is known.
+    rule_refs: Vec<(usize, Range<usize>, String, String)>,
     /// Names of checks that failed to parse, so that checks depending on
     /// them do not get a second, misleading error.
     broken_names: Vec<(String, Location)>,
@@ -623,6 +627,7 @@ impl Loader {
         self.backup_checks(&backups, &mut checks);
         let converges = self.resolve_converges();
         self.converge_checks(&converges, &mut checks);
+        self.check_rule_refs(&checks);
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self

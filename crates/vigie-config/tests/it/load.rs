@@ -1078,6 +1078,20 @@ fn a_rule_window_longer_than_the_series_are_kept_is_refused() {
 }
 
 #[test]
+fn a_rule_over_a_check_s_series_names_a_check_of_the_config() {
+    let e = errors(
+        "[[check]]\nname = \"web\"\ntcp = { address = \"127.0.0.1:80\" }\n\n[[check]]\nname = \"slow\"\nrule = { expr = 'avg(vigie_check_duration_seconds{check=\"wbe\"}, 10m) > 1' }\n",
+    );
+    assert!(
+        e.starts_with("error: check \"slow\".rule.expr: unknown check `wbe`\n  --> vigie.toml:7:17\n  hint: did you mean `web`?"),
+        "{e}"
+    );
+    loads(
+        "[[check]]\nname = \"web\"\ntcp = { address = \"127.0.0.1:80\" }\n\n[[check]]\nname = \"slow\"\nrule = { expr = 'avg(vigie_check_duration_seconds{check=\"web\"}, 10m) > 1' }\n",
+    );
+}
+
+#[test]
 fn the_rules_page_examples_load() {
     let page = include_str!("../../../../docs/rules.md");
     let blocks: Vec<&str> = page
