@@ -9,7 +9,9 @@
 //! `absent` is the exception, as Prometheus's: it fails when none of
 //! them has a sample in its window. No series of that name and labels
 //! at all is a failure (a typo, a mount gone), except for a check's
-//! series before its first run.
+//! series before its first run (the loader checked that the check
+//! exists): a rule and the check it reads start together, in either
+//! order.
 //!
 //! A window within the raw retention reads the raw samples; a longer
 //! one the 1-minute roll-ups, then the hourly ones.
@@ -156,6 +158,11 @@ fn judge_inner(rule: &Rule, read: &dyn SeriesRead, now: i64) -> Result<Outcome, 
                 human_secs((now - ts).max(0) as f64 / 1000.0)
             ))
             .with_metric("value", (now - ts).max(0) as f64 / 1000.0),
+            // A check's series before the check's first run (the loader
+            // made sure the check exists).
+            None if keys.is_empty() && sel.name.starts_with("vigie_check_") => {
+                Outcome::ok(format!("{sel}: no sample yet (has the check run?)"))
+            }
             None if keys.is_empty() => Outcome::fail(format!("{sel}: never recorded (absent)")),
             None => Outcome::fail(format!("{sel}: no sample in the last {for_} (absent)")),
         });
@@ -685,6 +692,9 @@ mod tests {
         assert_eq!(o.message, "backup_bytes{job=\"db\"}: last sample 2h ago");
         let o = judge(&rule(r#"absent(backup_bytes{job="www"}, 3h)"#), &s, NOW);
         assert!(!o.ok && o.message.contains("never recorded"), "{o:?}");
+        // A check's series before its first run.
+        let o = judge(&rule(r#"absent(vigie_check_up{check="new"}, 1m)"#), &s, NOW);
+        assert!(o.ok && o.message.contains("no sample yet"), "{o:?}");
     }
 
     #[test]
