@@ -751,4 +751,32 @@ mod tests {
         assert!(e("x > 3 apples").message.contains("unexpected"));
         assert!(e("x > 3apples").message.contains("unknown unit"));
     }
+
+    #[test]
+    fn no_input_panics() {
+        let rules = [
+            r#"increase(node_filesystem_used_bytes{mountpoint="/"}, 4h) > 70%"#,
+            r#"predict(x{a="é\"b",c="d"}, 6h, -1.5e3) <= 1h30m"#,
+            "absent(x, 10m)",
+            "avg(x, 1w) >= 5GiB",
+            "x < -3",
+        ];
+        for r in rules {
+            let chars: Vec<(usize, char)> = r.char_indices().collect();
+            for &(i, _) in &chars {
+                // Every prefix, and the rule without one character.
+                let _ = r[..i].parse::<Rule>();
+                let mut cut = r.to_owned();
+                cut.remove(i);
+                let _ = cut.parse::<Rule>();
+                for junk in ["é", "\\", "\"", "(", "}", "1e", "-", " ", "\u{3000}"] {
+                    let mut bad = r.to_owned();
+                    bad.insert_str(i, junk);
+                    if let Err(e) = bad.parse::<Rule>() {
+                        assert!(e.at <= bad.len(), "{bad}: {e}");
+                    }
+                }
+            }
+        }
+    }
 }
