@@ -322,7 +322,17 @@ pub(crate) fn check(cli: &Cli, names: &[String], json: bool) -> Result<u8> {
                 crate::backup::job::publish(&board, store, &j.name, Timestamp::now());
             }
         }
-        let mut results = vigie_engine::run_once(config, &selected, store.as_ref(), &board).await;
+        // Rules read the series the daemon flushed (at most a minute old).
+        let series = store.as_ref().and_then(|_| {
+            vigie_store::Store::open(&dir).ok().map(|s| {
+                vigie_store::series::SeriesStore::new(
+                    s,
+                    vigie_engine::series::retention(&config.series),
+                )
+            })
+        });
+        let mut results =
+            vigie_engine::run_once(config, &selected, store.as_ref(), series, &board).await;
         if let Some(own) = own {
             for r in &mut results {
                 if aims_at(&r.check, config.server.listen) {

@@ -12,10 +12,11 @@ mod kinds;
 mod load;
 mod model;
 pub mod reference;
+pub mod rule;
 pub mod schedule;
 mod secret;
 
-pub use diag::{Diagnostic, Diagnostics, Level, Location};
+pub use diag::{Diagnostic, Diagnostics, Level, Location, did_you_mean};
 pub use exclude::Excludes;
 pub use load::{
     EnvLookup, Loaded, Secrets, load_file, load_file_with, load_str, load_str_with,

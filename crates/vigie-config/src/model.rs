@@ -574,6 +574,7 @@ macro_rules! probe_kinds {
             Sync(SyncProbe) = "sync",
             Backup(BackupProbe) = "backup",
             Converge(ConvergeProbe) = "converge",
+            Rule(RuleProbe) = "rule",
         }
     };
 }
@@ -1247,6 +1248,28 @@ pub struct HeartbeatProbe {
     /// A run started (`/ping/NAME/start`) and not finished within this
     /// fails the check.
     pub max_duration: Option<Duration>,
+}
+
+/// `rule`: a rule over the time series (the host's metrics, every
+/// check's numbers): a threshold, a growth over a window, a linear
+/// prediction, or a series gone silent. The check fails while the rule
+/// holds; its value is its number (`vigie_check_value{name="value"}`).
+/// `rule = { expr = 'predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h' }`
+/// (see docs/rules.md).
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleProbe {
+    /// The rule: `SERIES > N`, `avg|min|max(SERIES, WINDOW) > N`,
+    /// `increase(SERIES, WINDOW) > N` (or `N%`), `predict(SERIES,
+    /// WINDOW, TARGET) < DURATION`, or `absent(SERIES, DURATION)`, where
+    /// SERIES is `name{label="value",…}`. Write it in single quotes, so
+    /// that the labels' double quotes need no escape.
+    #[schemars(with = "String")]
+    pub expr: toml::Spanned<String>,
+    /// The rule parsed, by the loader.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub rule: Option<crate::rule::Rule>,
 }
 
 /// A notifier: where messages about incidents go (`[notify.NAME]`).

@@ -24,12 +24,13 @@
 //! [`Engine::series`] lends the [`series::Series`] handle: its `query`
 //! and `query_step` read raw samples or roll-up buckets, the samples
 //! appended since the last flush included (they read under the writer's
-//! lock). Rules on series (alerts on a rate, a mean over a window) are
-//! meant to read through it; `/api/v1/series` and the dashboard do.
+//! lock). `rule` checks (`rules`: a threshold, a growth, a prediction,
+//! silence) read through it, as `/api/v1/series` and the dashboard do.
 
 mod clock;
 mod heartbeat;
 mod incidents;
+mod rules;
 mod runner;
 pub mod series;
 mod writer;

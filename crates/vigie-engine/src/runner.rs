@@ -56,6 +56,52 @@ where
     }
 }
 
+/// Where a rule reads the series: the engine's handle (under its lock,
+/// so unflushed samples count), or a store opened for `vigie check`.
+#[derive(Clone)]
+pub(crate) enum Reader {
+    Engine(crate::series::Series),
+    Store(Arc<std::sync::Mutex<vigie_store::series::SeriesStore>>),
+}
+
+/// Judge a rule check off the async threads (it reads SQLite), under
+/// the check's timeout.
+pub(crate) async fn judge_rule(
+    spec: &vigie_config::RuleProbe,
+    reader: Option<Reader>,
+    timeout: Duration,
+) -> Outcome {
+    let Some(rule) = spec.rule.clone() else {
+        return Outcome::fail("the rule was not parsed by the loader");
+    };
+    let Some(reader) = reader else {
+        return Outcome::fail(
+            "the series store is not open (see the log at start): rules cannot be judged",
+        );
+    };
+    guarded(
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let now = Timestamp::now().millis();
+                match reader {
+                    Reader::Engine(series) => crate::rules::judge(&rule, &*series.lock(), now),
+                    Reader::Store(store) => crate::rules::judge(
+                        &rule,
+                        &*store
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        now,
+                    ),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Outcome::fail(format!("the rule crashed: {e}")))
+        },
+        timeout,
+    )
+    .await
+}
+
 /// Where in its interval a check runs: a stable fraction of `every`
 /// taken from a hash of its name, so schedules spread evenly and stay put
 /// across restarts.
@@ -236,6 +282,12 @@ impl CheckTask {
                 lag,
                 start.elapsed(),
             )
+        } else if let Probe::Rule(spec) = &self.check.probe {
+            let lag = Instant::now().saturating_duration_since(due);
+            let start = std::time::Instant::now();
+            let series = self.inner.series.clone();
+            let outcome = judge_rule(spec, series.map(Reader::Engine), timeout).await;
+            (outcome, lag, start.elapsed())
         } else {
             let semaphore = self
                 .inner
@@ -286,13 +338,16 @@ pub struct OnceResult {
 
 /// Run `checks` of `config` once, at most `concurrency` at a time, for
 /// `vigie check`. Heartbeats are judged from what the store remembers;
-/// `sync` checks read `board`.
+/// `sync` checks read `board`; `rule` checks read `series` (without
+/// what a running daemon has not flushed yet).
 pub async fn run_once(
     config: &Config,
     checks: &[&Check],
     store: Option<&vigie_store::Store>,
+    series: Option<vigie_store::series::SeriesStore>,
     board: &vigie_core::Board,
 ) -> Vec<OnceResult> {
+    let series = series.map(|s| Reader::Store(Arc::new(std::sync::Mutex::new(s))));
     let shared = vigie_probe::Shared::new(board.clone());
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.engine.concurrency));
     let heartbeats = store
@@ -307,6 +362,7 @@ pub async fn run_once(
         let semaphore = semaphore.clone();
         let prepared = vigie_probe::prepare(&check, &shared);
         let hb = heartbeats.get(&check.name).cloned();
+        let series = series.clone();
         set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let start = std::time::Instant::now();
@@ -317,6 +373,7 @@ pub async fn run_once(
                     let signals = crate::heartbeat::stored_signals(hb.as_ref(), since);
                     vigie_probe::evaluate_heartbeat(spec, &signals, now)
                 }
+                (Probe::Rule(spec), _) => judge_rule(spec, series, check.timeout.std()).await,
                 (_, Ok(p)) => run_probe(&Arc::new(p), check.timeout.std()).await,
                 (_, Err(e)) => Outcome::fail(e.0),
             };

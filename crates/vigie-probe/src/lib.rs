@@ -70,6 +70,8 @@ enum Kind {
     FileAge(vigie_config::FileAgeProbe),
     /// Judged by the engine from the pings it received.
     Heartbeat,
+    /// Judged by the engine over its series store.
+    Rule,
     /// A replication job, as it reports itself on the board.
     Sync(String, Board),
     /// A backup job's last run, or (with a maximum age) its last good
@@ -106,6 +108,7 @@ pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError>
         Probe::Load(l) => Kind::Load(l.clone()),
         Probe::FileAge(f) => Kind::FileAge(f.clone()),
         Probe::Heartbeat(_) => Kind::Heartbeat,
+        Probe::Rule(_) => Kind::Rule,
         Probe::Sync(s) => Kind::Sync(s.job.clone(), shared.board.clone()),
         Probe::Backup(b) => Kind::Backup(b.clone(), shared.board.clone()),
         Probe::Converge(c) => Kind::Converge(c.job.clone(), shared.board.clone()),
@@ -114,9 +117,9 @@ pub fn prepare(check: &Check, shared: &Shared) -> Result<Prepared, PrepareError>
 }
 
 impl Prepared {
-    /// Whether the engine judges this check itself (heartbeats).
+    /// Whether the engine judges this check itself (heartbeats, rules).
     pub fn is_passive(&self) -> bool {
-        matches!(self.kind, Kind::Heartbeat)
+        matches!(self.kind, Kind::Heartbeat | Kind::Rule)
     }
 
     /// Run the probe once. `timeout` is only used by probes that pace
@@ -137,6 +140,9 @@ impl Prepared {
             Kind::FileAge(f) => blocking(host::file_age, f.clone()).await,
             Kind::Heartbeat => Outcome::fail(
                 "heartbeats are judged by the running daemon from the pings it receives",
+            ),
+            Kind::Rule => Outcome::fail(
+                "rules are judged by the engine over the series store, which this run was not given",
             ),
             Kind::Sync(job, board) => sync_report(board, job),
             Kind::Backup(b, board) => backup::judge(board, b, vigie_core::Timestamp::now()),

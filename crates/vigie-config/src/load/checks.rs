@@ -8,7 +8,10 @@ use toml::Spanned;
 use vigie_core::Duration;
 
 use crate::diag::{Level, Location, unknown};
-use crate::model::{Check, Flapping, HeartbeatProbe, Probe, ProbeKind, TcpProbe, TlsProbe};
+use crate::model::{
+    Check, Flapping, HeartbeatProbe, Probe, ProbeKind, RuleProbe, TcpProbe, TlsProbe,
+};
+use crate::rule::Rule;
 use crate::secret::{Secret, SecretSource};
 
 use super::{EnvLookup, FlappingSetting, Loader, RawCheck, RawDefaults, split_host_port};
@@ -306,6 +309,11 @@ impl Loader {
         let secrets_ok = self.probe_secrets(&at, &mut probe, env);
         let mut problems: Problems = Vec::new();
         match probe {
+            Probe::Rule(ref mut r) => {
+                if !self.rule_settings(&at, r) {
+                    return None;
+                }
+            }
             Probe::Http(_) | Probe::Tcp(_) | Probe::Tls(_) | Probe::Dns(_) | Probe::Ping(_) => {
                 self.network_settings(&at, &mut probe, &mut problems);
             }
@@ -566,6 +574,100 @@ impl Loader {
             _ => {}
         }
     }
+}
+
+impl Loader {
+    /// A rule's expression, parsed: an error points at its character in
+    /// the file. Its window must be one the series store keeps.
+    fn rule_settings(&mut self, at: &ProbeAt, r: &mut RuleProbe) -> bool {
+        let span = r.expr.span();
+        let field = at.field("expr");
+        let rule = match r.expr.get_ref().parse::<Rule>() {
+            Ok(rule) => rule,
+            Err(e) => {
+                let raw = self.sources[at.src].text.get(span.clone()).unwrap_or("");
+                let pos = span.start + offset_in_toml_string(raw, e.at);
+                self.error(at.src, Some(pos..pos + 1), &field, e.message, e.hint);
+                return false;
+            }
+        };
+        let window = rule.form.window();
+        if window > self.series_keep {
+            let keep = self.series_keep;
+            self.error(
+                at.src,
+                Some(span),
+                &field,
+                format!("the window `{window}` is longer than the series are kept (`{keep}`)"),
+                Some(format!(
+                    "shorten the window to at most {keep}, or keep the series longer: [series] retention.hour"
+                )),
+            );
+            return false;
+        }
+        if rule.selector.name.starts_with("vigie_check_")
+            && let Some((_, check)) = rule.selector.labels.iter().find(|(k, _)| k == "check")
+        {
+            self.raw
+                .rule_refs
+                .push((at.src, span, field, check.clone()));
+        }
+        r.rule = Some(rule);
+        true
+    }
+
+    /// A rule over a check's series names a check of this config.
+    pub(super) fn check_rule_refs(&mut self, checks: &[Check]) {
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        for (src, span, key, name) in std::mem::take(&mut self.raw.rule_refs) {
+            if names.contains(&name.as_str()) {
+                continue;
+            }
+            let (message, hint) = unknown(
+                "check",
+                &name,
+                names.iter().copied(),
+                "a rule over vigie_check_* series reads the series of a check of this config",
+            );
+            self.error(src, Some(span), &key, message, hint);
+        }
+    }
+}
+
+/// Where the character at byte `at` of a TOML string's value is, from
+/// the start of the string as written (`raw`, quotes included): past
+/// the quotes, and past the escapes of a basic string.
+fn offset_in_toml_string(raw: &str, at: usize) -> usize {
+    let quotes = ["'''", "\"\"\"", "'", "\""]
+        .into_iter()
+        .find(|q| raw.starts_with(q))
+        .unwrap_or("");
+    let body = &raw[quotes.len()..];
+    if !quotes.starts_with('"') {
+        return quotes.len() + at.min(body.len());
+    }
+    // A basic string: count the decoded bytes as the escapes go by.
+    let mut decoded = 0;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if decoded >= at {
+            return quotes.len() + i;
+        }
+        if c == '\\' {
+            let len = match chars.next() {
+                Some((_, 'u')) => 4,
+                Some((_, 'U')) => 8,
+                _ => 0,
+            };
+            for _ in 0..len {
+                chars.next();
+            }
+            decoded += 1;
+        } else {
+            decoded += c.len_utf8();
+        }
+    }
+    quotes.len()
 }
 
 /// A heartbeat expects its pings either every `period` or on a cron

@@ -96,6 +96,7 @@ pub fn load_str_with(
         raw: Raw::default(),
         base: path.parent().map(Path::to_owned).unwrap_or_default(),
         secrets,
+        series_keep: DEFAULT_SERIES_HOUR,
     };
     loader.parse(text.to_owned(), path, true);
     if let Some((dir, loc)) = loader.raw.include.take() {
@@ -478,6 +479,10 @@ struct Raw {
     /// Every `actions = [...]` reference of a check, to check once all
     /// actions and notifiers are known.
     action_refs: Vec<(usize, String, Spanned<String>)>,
+    /// The checks that rules read (`vigie_check_*{check="NAME"}`): the
+    /// source, the rule's span and key, the name; checked once every
+    /// check is known.
+    rule_refs: Vec<(usize, Range<usize>, String, String)>,
     /// Names of checks that failed to parse, so that checks depending on
     /// them do not get a second, misleading error.
     broken_names: Vec<(String, Location)>,
@@ -489,6 +494,9 @@ struct Loader {
     raw: Raw,
     base: PathBuf,
     secrets: Secrets,
+    /// How far back the series store keeps anything (`[series]
+    /// retention.hour`): a rule's window may not be longer.
+    series_keep: Duration,
 }
 
 impl Loader {
@@ -609,6 +617,7 @@ impl Loader {
         };
         let engine = self.resolve_engine();
         let series = self.resolve_series();
+        self.series_keep = series.retention.hour.max(series.retention.minute);
         let mut checks = self.resolve_checks(env);
         let notifiers = self.resolve_notifiers(env);
         let peers = self.resolve_peers(env, &node.name);
@@ -618,6 +627,7 @@ impl Loader {
         self.backup_checks(&backups, &mut checks);
         let converges = self.resolve_converges();
         self.converge_checks(&converges, &mut checks);
+        self.check_rule_refs(&checks);
         // Every declared failover name, broken ones too: a check naming
         // one gets no second, misleading error.
         let failover_names: Vec<String> = self

@@ -997,3 +997,119 @@ fn a_remote_write_secret_must_be_found() {
     assert!(e.contains("remote_write `a` is declared twice"), "{e}");
     assert!(e.contains("vigie.toml:5:8"), "{e}");
 }
+
+#[test]
+fn rules_load_and_show_config_round_trips() {
+    let src = r#"
+[[check]]
+name = "disk-growth"
+rule = { expr = 'increase(node_filesystem_used_bytes{mountpoint="/"}, 4h) > 70%' }
+
+[[check]]
+name = "disk-full"
+every = "5m"
+rule = { expr = "predict(node_filesystem_avail_bytes{mountpoint=\"/\"}, 6h, 0) < 24h" }
+"#;
+    let loaded = loads(src);
+    let Probe::Rule(r) = &loaded.config.checks[1].probe else {
+        panic!("not a rule");
+    };
+    let rule = r.rule.as_ref().expect("parsed by the loader");
+    assert_eq!(rule.selector.name, "node_filesystem_avail_bytes");
+    let shown = show_config_round_trips(&loaded.config);
+    assert!(
+        shown.contains(
+            r#"expr = 'predict(node_filesystem_avail_bytes{mountpoint="/"}, 6h, 0) < 24h'"#
+        ),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_bad_rule_is_refused_at_its_character_with_what_to_write() {
+    // Line 4, the rule in single quotes from column 17: `rate` at 17.
+    let e = errors(
+        "[[check]]\nname = \"a\"\nevery = \"1m\"\nrule = { expr = 'rate(node_network_receive_bytes_total, 5m) > 1e6' }\n",
+    );
+    assert!(
+        e.starts_with(
+            "error: check \"a\".rule.expr: unknown function `rate`\n  --> vigie.toml:4:18\n"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("hint: use increase(SERIES, WINDOW)"), "{e}");
+    // In a basic string, past the escaped quotes: `4hours` at column 48.
+    let e = errors(
+        "[[check]]\nname = \"b\"\nrule = { expr = \"increase(x{mountpoint=\\\"/\\\"}, 4hours) > 70%\" }\n",
+    );
+    assert!(e.contains("--> vigie.toml:3:48"), "{e}");
+    assert!(
+        e.contains("bad duration for the window of increase(…)"),
+        "{e}"
+    );
+    for (expr, needle) in [
+        ("x > 90%", "a percentage is only for increase(…)"),
+        ("predict(x, 6h, 0) > 24h", "compare with `<` or `<=`"),
+        ("avg(x, 1h) = 3", "expected a comparison (>, >=, <, <=)"),
+        ("absent(x, 10m) > 1", "absent(…) takes no comparison"),
+        ("x{a!=\"b\"} > 1", "only `=` is supported"),
+        ("increse(x, 1h) > 1", "did you mean `increase`?"),
+    ] {
+        let e = errors(&format!(
+            "[[check]]\nname = \"c\"\nrule = {{ expr = '{expr}' }}\n"
+        ));
+        assert!(e.contains(needle), "{expr}: no {needle:?} in\n{e}");
+        assert!(e.contains("vigie.toml:3:"), "{e}");
+    }
+}
+
+#[test]
+fn a_rule_window_longer_than_the_series_are_kept_is_refused() {
+    let e = errors(
+        "[series]\nretention = { raw = \"1d\", minute = \"7d\", hour = \"30d\" }\n\n[[check]]\nname = \"slow\"\nrule = { expr = 'increase(x, 60d) > 1' }\n",
+    );
+    assert!(
+        e.contains("error: check \"slow\".rule.expr: the window `8w4d` is longer than the series are kept (`4w2d`)\n  --> vigie.toml:6:17"),
+        "{e}"
+    );
+    assert!(e.contains("[series] retention.hour"), "{e}");
+    // Within it: fine.
+    loads("[[check]]\nname = \"ok\"\nrule = { expr = 'increase(x, 60d) > 1' }\n");
+}
+
+#[test]
+fn a_rule_over_a_check_s_series_names_a_check_of_the_config() {
+    let e = errors(
+        "[[check]]\nname = \"web\"\ntcp = { address = \"127.0.0.1:80\" }\n\n[[check]]\nname = \"slow\"\nrule = { expr = 'avg(vigie_check_duration_seconds{check=\"wbe\"}, 10m) > 1' }\n",
+    );
+    assert!(
+        e.starts_with("error: check \"slow\".rule.expr: unknown check `wbe`\n  --> vigie.toml:7:17\n  hint: did you mean `web`?"),
+        "{e}"
+    );
+    loads(
+        "[[check]]\nname = \"web\"\ntcp = { address = \"127.0.0.1:80\" }\n\n[[check]]\nname = \"slow\"\nrule = { expr = 'avg(vigie_check_duration_seconds{check=\"web\"}, 10m) > 1' }\n",
+    );
+}
+
+#[test]
+fn the_rules_page_examples_load() {
+    let page = include_str!("../../../../docs/rules.md");
+    let blocks: Vec<&str> = page
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "{page}");
+    for block in blocks {
+        let loaded = load_str(block, Path::new("rules.md"), &env)
+            .unwrap_or_else(|e| panic!("{e}\nin\n{block}"));
+        assert!(
+            loaded
+                .config
+                .checks
+                .iter()
+                .any(|c| matches!(c.probe, Probe::Rule(_))),
+            "{block}"
+        );
+    }
+}

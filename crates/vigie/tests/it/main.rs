@@ -28,6 +28,7 @@ mod push;
 mod quorum;
 mod readme;
 mod remote_write;
+mod rules;
 mod scripts;
 mod secrets;
 mod selfcheck;
