@@ -17,23 +17,29 @@
     if (s < 86400) return Math.floor(s / 3600) + "h";
     return Math.floor(s / 86400) + "d";
   }
+  function set(el, key, value) {
+    if (el[key] !== value) el[key] = value;
+  }
   var source = new EventSource("/ui/events");
   source.addEventListener("checks", function (e) {
     var d = JSON.parse(e.data);
     d.checks.forEach(function (c) {
       var tr = rows[c.name];
       if (!tr) return; // a check added since: shown on reload
+      // The first event has every check, mostly as the page shows
+      // them: what is unchanged is left alone (a write, even of the
+      // same text, makes the browser style the row again).
       var badge = tr.querySelector(".st .state");
-      badge.className = "state " + c.state;
-      badge.textContent = c.state;
-      tr.querySelector(".msg").textContent = c.message;
+      set(badge, "className", "state " + c.state);
+      set(badge, "textContent", c.state);
+      set(tr.querySelector(".msg"), "textContent", c.message);
       var since = tr.querySelector(".since");
-      since.dataset.since = c.since;
-      since.title = c.since_title;
+      set(since.dataset, "since", String(c.since));
+      set(since, "title", c.since_title);
     });
     Object.keys(rows).forEach(function (n) {
       var s = rows[n].querySelector(".since");
-      s.textContent = ago(d.now - Number(s.dataset.since));
+      set(s, "textContent", ago(d.now - Number(s.dataset.since)));
     });
     ["failing", "unknown", "ok"].forEach(function (st) {
       var el = document.getElementById("n-" + st);
