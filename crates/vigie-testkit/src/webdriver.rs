@@ -98,15 +98,19 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--no-first-run".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                         format!("--user-data-dir={}", profile.display())]
-                    .into_iter()
-                    .chain(extra.iter().map(|a| (*a).to_owned()))
-                    .collect::<Vec<_>>(),
+                "args": args,
             },
         }}});
         let v = b.call("POST", "/session", &caps);
