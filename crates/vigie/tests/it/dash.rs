@@ -62,9 +62,7 @@ fn the_pages_show_checks_history_and_incidents_with_outside_text_escaped() {
     );
     assert!(page.contains("always passes"), "its description: {page}");
     assert!(
-        page.matches("<svg class=\"spark\"").count() == 2
-            && page.contains("role=\"img\"><title>last ")
-            && page.contains("failed</title>"),
+        page.matches("<svg class=\"spark\"").count() == 2 && page.contains("failed\"><title>"),
         "each row has its last runs: {page}"
     );
     assert!(page.contains("id=\"n-failing\">1<"), "{page}");
@@ -328,7 +326,7 @@ fn the_overview_of_a_thousand_checks_stays_light() {
             let (status, body) = d.http("GET", "/", &[]);
             assert_eq!(status, 200, "{body}");
             page = body;
-            page.matches("<title>last 1 runs: ").count() == 1000
+            page.matches("<title>last ").count() == 1000
         },
         || d.log(),
     );
