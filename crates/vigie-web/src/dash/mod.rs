@@ -356,7 +356,7 @@ fn overview_page<'d>(
         count(CheckState::Ok),
     );
     out.push_str(
-        "<table class=\"checks\"><thead><tr><th scope=\"col\">State</th><th scope=\"col\">Check</th>\
+        "<table class=\"checks overview\"><thead><tr><th scope=\"col\">State</th><th scope=\"col\">Check</th>\
          <th scope=\"col\">Severity</th><th scope=\"col\">Last result</th><th scope=\"col\">Since</th>\
          <th scope=\"col\">Last runs</th></tr></thead><tbody>\n",
     );
@@ -365,9 +365,9 @@ fn overview_page<'d>(
         let state = s.state.as_str();
         let _ = write!(
             out,
-            "<tr data-check=\"{n}\"><td class=\"st\"><span class=\"state {state}\">{state}</span></td>\
-             <td><a href=\"/checks/{u}\">{n}</a><div class=\"muted\">{kind}{sep}{d}</div></td><td>{sev}</td>\
-             <td class=\"msg\">{m}</td><td class=\"since\" title=\"{since}\" data-since=\"{since_ms}\">{ago}</td><td>",
+            "<tr data-check=\"{n}\"><td><span class=\"state {state}\">{state}</span></td>\
+             <td><a href=\"/checks/{u}\">{n}</a><small>{kind}{sep}{d}</small></td><td>{sev}</td>\
+             <td class=\"msg\">{m}</td><td class=\"since\" title=\"{since}\">{ago}</td><td>",
             n = html::Esc(&s.name),
             u = html::UrlSegment(&s.name),
             kind = s.kind,
@@ -377,7 +377,6 @@ fn overview_page<'d>(
             m = html::Esc(&s.last_message),
             since = html::When(s.since),
             ago = html::Ago(s.since, now),
-            since_ms = s.since.0,
         );
         svg::sparkline(&mut out, marks, SPARK_RUNS);
         out.push_str("</td></tr>\n");
