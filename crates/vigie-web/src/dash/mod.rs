@@ -862,7 +862,7 @@ mod tests {
             name: format!("c{i:04}"),
             kind: "command",
             severity: Severity::Average,
-            state: if i % 100 == 0 {
+            state: if i.is_multiple_of(100) {
                 CheckState::Failing
             } else {
                 CheckState::Ok
