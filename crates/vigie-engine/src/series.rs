@@ -44,6 +44,12 @@ const QUEUE: usize = 4096;
 pub const FLUSH_EVERY: Duration = Duration::from_mins(1);
 /// How often old chunks are deleted.
 const RETENTION_EVERY: Duration = Duration::from_mins(5);
+/// How long samples wait for company: the thread wakes a few times a
+/// second rather than for each result (a wake costs more than the
+/// append). Reads see a sample this much later at most.
+const BATCH_WINDOW: Duration = Duration::from_millis(200);
+/// The most batches applied at once.
+const BATCH: usize = 1024;
 
 enum Op {
     Samples(Vec<(SeriesKey, i64, f64)>),
@@ -72,6 +78,8 @@ pub struct Series {
     store: Arc<Mutex<SeriesStore>>,
     tx: SyncSender<Op>,
     stats: Arc<SeriesStats>,
+    /// The thread, unparked by what must not wait for the batch window.
+    thread: std::thread::Thread,
 }
 
 /// The store's retention from `[series]`.
@@ -103,7 +111,7 @@ impl Series {
             interval: config.interval.std(),
             failing: false,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("vigie-series".into())
             .spawn(move || thread.run(&rx))
             .map_err(|e| {
@@ -111,8 +119,15 @@ impl Series {
                     path: "series writer thread".into(),
                     source: e,
                 })
-            })?;
-        Ok(Self { store, tx, stats })
+            })?
+            .thread()
+            .clone();
+        Ok(Self {
+            store,
+            tx,
+            stats,
+            thread,
+        })
     }
 
     pub fn stats(&self) -> &SeriesStats {
@@ -168,6 +183,7 @@ impl Series {
         if self.tx.send(Op::Flush(tx)).is_err() {
             return Err("the series thread has stopped".into());
         }
+        self.thread.unpark();
         rx.recv()
             .unwrap_or_else(|_| Err("the series thread has stopped".into()))
     }
@@ -177,6 +193,7 @@ impl Series {
         let _ = self
             .tx
             .send(Op::Config(config.interval.std(), retention(config)));
+        self.thread.unpark();
     }
 
     /// The store, locked: what the thread appended is there, flushed or
@@ -235,8 +252,14 @@ impl Thread {
             let wait = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(op) => {
+                    // Samples wait for company; the thread is parked,
+                    // so senders do not wake it. A flush or a new
+                    // configuration unparks it at once.
+                    if matches!(op, Op::Samples(_)) {
+                        std::thread::park_timeout(BATCH_WINDOW);
+                    }
                     let mut ops = vec![op];
-                    while ops.len() < 256 {
+                    while ops.len() < BATCH {
                         match rx.try_recv() {
                             Ok(op) => ops.push(op),
                             Err(_) => break,
