@@ -178,6 +178,18 @@ impl Browser {
         all.as_array()?.iter().find(|c| c["name"] == name).cloned()
     }
 
+    /// Press Enter on the focused element (a link is followed).
+    pub fn enter(&self) {
+        self.call(
+            "POST",
+            &self.at("/actions"),
+            &json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": "\u{E007}"},
+                {"type": "keyUp", "value": "\u{E007}"},
+            ]}]}),
+        );
+    }
+
     /// Press Tab `n` times (keyboard navigation), then say which element
     /// has the focus: its tag, id and text.
     pub fn tab_to(&self, n: usize) -> Value {
