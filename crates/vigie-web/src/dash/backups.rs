@@ -149,7 +149,7 @@ fn job(
     body: &mut String,
     app: &App,
     j: &BackupJob,
-    s: &Stored,
+    stored: &Stored,
     next: Option<Timestamp>,
     now: Timestamp,
 ) {
@@ -159,96 +159,116 @@ fn job(
         "<section class=\"backup\" id=\"backup-{u}\" aria-labelledby=\"backup-{u}-h\">\
          <h2 id=\"backup-{u}-h\">{n}</h2>\n<dl class=\"facts\">\
          <dt>Repository</dt><dd><code>{repo}</code></dd>\
-         <dt>Schedule</dt><dd>{sched}</dd><dt>Next run</dt><dd>{next}</dd>",
+         <dt>Schedule</dt><dd>{sched}</dd><dt>Next run</dt><dd>{next}</dd>\
+         <dt>Last run</dt><dd>{last}</dd><dt>Last good snapshot</dt><dd>{good}</dd>\
+         <dt>Last restore drill</dt><dd>{drill}</dd><dt>Last integrity check</dt><dd>{check}</dd>\
+         <dt>Checks</dt><dd><ul class=\"plain\">{checks}</ul></dd></dl>\n</section>",
         n = esc(&j.name),
         repo = esc(&vigie_core::url_without_credentials(&j.repository)),
         sched = schedule(j),
         next = next.map_or_else(|| "-".to_owned(), |t| esc(&when(t))),
+        last = last_run(stored.last.as_ref()),
+        good = last_good(j, stored.good.as_ref(), now),
+        drill = last_drill(j, stored.drill.as_ref()),
+        check = last_check(j, stored.check.as_ref()),
+        checks = checks(app, j),
     );
-    let last = match &s.last {
-        None => "never".to_owned(),
-        Some(r) => {
-            let mut t = format!(
-                "{} <time>{}</time>, took {}",
-                result(r.ok),
-                esc(&when(r.started)),
-                took(r.started, r.ended)
-            );
-            if let Some(b) = r.bytes_added {
-                let _ = write!(t, ", added {}", bytes(b));
-            }
-            if let Some(e) = &r.error {
-                let _ = write!(t, "<div class=\"msg problem\">{}</div>", esc(e));
-            }
-            t
-        }
+}
+
+/// An error from outside (restic, a hook), as text.
+fn problem(error: Option<&String>) -> String {
+    error.map_or_else(String::new, |e| {
+        format!("<div class=\"msg problem\">{}</div>", esc(e))
+    })
+}
+
+fn last_run(run: Option<&BackupRun>) -> String {
+    let Some(run) = run else {
+        return "never".to_owned();
     };
-    let _ = write!(body, "<dt>Last run</dt><dd>{last}</dd>");
-    let good = match &s.good {
-        None => "none yet".to_owned(),
-        Some(g) => {
-            let age = g.started.age(now);
-            let state = if age > j.max_age.std() {
-                format!(
-                    "<span class=\"state failing\">older than max_age ({})</span>",
-                    esc(&j.max_age.to_string())
-                )
-            } else {
-                format!(
-                    "<span class=\"state ok\">within max_age ({})</span>",
-                    esc(&j.max_age.to_string())
-                )
-            };
-            format!(
-                "<code title=\"{id}\">{short}</code> of <time>{t}</time>, {ago} old: {state}",
-                id = esc(g.snapshot.as_deref().unwrap_or("?")),
-                short = esc(short(g.snapshot.as_deref().unwrap_or("?"))),
-                t = esc(&when(g.started)),
-                ago = ago(g.started, now),
-            )
-        }
+    let mut text = format!(
+        "{} <time>{}</time>, took {}",
+        result(run.ok),
+        esc(&when(run.started)),
+        took(run.started, run.ended)
+    );
+    if let Some(b) = run.bytes_added {
+        let _ = write!(text, ", added {}", bytes(b));
+    }
+    text + &problem(run.error.as_ref())
+}
+
+fn last_good(j: &BackupJob, good: Option<&BackupRun>, now: Timestamp) -> String {
+    let Some(good) = good else {
+        return "none yet".to_owned();
     };
-    let _ = write!(body, "<dt>Last good snapshot</dt><dd>{good}</dd>");
-    let drill = match (&s.drill, &j.drill) {
-        (None, None) => "no drills scheduled (<code>drill</code>)".to_owned(),
-        (None, Some(_)) => "none yet".to_owned(),
-        (Some(d), _) => {
-            let mut t = format!("{} <time>{}</time>", result(d.ok), esc(&when(d.started)));
-            if let Some(ms) = d.restore_ms {
-                let _ = write!(t, ", restored in {} (the measured recovery time)", span_ms(ms));
-            }
-            if let (Some(files), Some(b)) = (d.files, d.bytes) {
-                let _ = write!(t, ", {files} files, {} verified", bytes(b));
-            }
-            if let Some(e) = &d.error {
-                let _ = write!(t, "<div class=\"msg problem\">{}</div>", esc(e));
-            }
-            t
-        }
+    let (class, words) = if good.started.age(now) > j.max_age.std() {
+        ("failing", "older than")
+    } else {
+        ("ok", "within")
     };
-    let _ = write!(body, "<dt>Last restore drill</dt><dd>{drill}</dd>");
-    let check = match (&s.check, &j.check) {
-        (None, None) => "no integrity checks scheduled (<code>check</code>)".to_owned(),
-        (None, Some(_)) => "none yet".to_owned(),
-        (Some(c), _) => {
-            let mut t = format!(
-                "{} <time>{}</time>, read {} of the data",
-                result(c.ok),
-                esc(&when(c.started)),
-                esc(&c.read_data)
-            );
-            if let (Some(e), Some(w)) = (c.errors, c.warnings) {
-                let _ = write!(t, ", {e} errors, {w} warnings");
-            }
-            if let Some(e) = &c.error {
-                let _ = write!(t, "<div class=\"msg problem\">{}</div>", esc(e));
-            }
-            t
-        }
+    let id = good.snapshot.as_deref().unwrap_or("?");
+    format!(
+        "<code title=\"{id}\">{short}</code> of <time>{t}</time>, {ago} old: \
+         <span class=\"state {class}\">{words} max_age ({max})</span>",
+        id = esc(id),
+        short = esc(short(id)),
+        t = esc(&when(good.started)),
+        ago = ago(good.started, now),
+        max = esc(&j.max_age.to_string()),
+    )
+}
+
+fn last_drill(j: &BackupJob, drill: Option<&BackupDrill>) -> String {
+    let Some(drill) = drill else {
+        return if j.drill.is_some() {
+            "none yet".to_owned()
+        } else {
+            "no drills scheduled (<code>drill</code>)".to_owned()
+        };
     };
-    let _ = write!(body, "<dt>Last integrity check</dt><dd>{check}</dd>");
+    let mut text = format!(
+        "{} <time>{}</time>",
+        result(drill.ok),
+        esc(&when(drill.started))
+    );
+    if let Some(ms) = drill.restore_ms {
+        let _ = write!(
+            text,
+            ", restored in {} (the measured recovery time)",
+            span_ms(ms)
+        );
+    }
+    if let (Some(files), Some(b)) = (drill.files, drill.bytes) {
+        let _ = write!(text, ", {files} files, {} verified", bytes(b));
+    }
+    text + &problem(drill.error.as_ref())
+}
+
+fn last_check(j: &BackupJob, check: Option<&BackupCheck>) -> String {
+    let Some(check) = check else {
+        return if j.check.is_some() {
+            "none yet".to_owned()
+        } else {
+            "no integrity checks scheduled (<code>check</code>)".to_owned()
+        };
+    };
+    let mut text = format!(
+        "{} <time>{}</time>, read {} of the data",
+        result(check.ok),
+        esc(&when(check.started)),
+        esc(&check.read_data)
+    );
+    if let (Some(errors), Some(warnings)) = (check.errors, check.warnings) {
+        let _ = write!(text, ", {errors} errors, {warnings} warnings");
+    }
+    text + &problem(check.error.as_ref())
+}
+
+/// The job's checks, each a link with its state.
+fn checks(app: &App, j: &BackupJob) -> String {
     let view = app.engine.view();
-    let mut checks = String::new();
+    let mut out = String::new();
     for c in view.config().checks.iter().filter(
         |c| matches!(&c.probe, vigie_config::Probe::Backup(p) if p.job == j.name),
     ) {
@@ -256,17 +276,14 @@ fn job(
             .get(&c.name)
             .map_or_else(String::new, |s| format!(" {}", badge(s.state)));
         let _ = write!(
-            checks,
+            out,
             "<li><a href=\"/checks/{}\">{}</a>{state}</li>",
             url_segment(&c.name),
             esc(&c.name)
         );
     }
-    if checks.is_empty() {
-        checks.push_str("<li>none</li>");
+    if out.is_empty() {
+        out.push_str("<li>none</li>");
     }
-    let _ = writeln!(
-        body,
-        "<dt>Checks</dt><dd><ul class=\"plain\">{checks}</ul></dd></dl>\n</section>"
-    );
+    out
 }
