@@ -67,6 +67,16 @@ impl Browser {
     /// Start chromedriver on a free loopback port and a headless
     /// Chromium session whose profile lives in `profile`.
     pub fn start(profile: &Path) -> Browser {
+        Browser::start_with(profile, &[])
+    }
+
+    /// [`Browser::start`], with the accessibility tree built as when a
+    /// screen reader runs (what [`Browser::role`] reads, whole).
+    pub fn start_accessible(profile: &Path) -> Browser {
+        Browser::start_with(profile, &["--force-renderer-accessibility"])
+    }
+
+    fn start_with(profile: &Path, extra: &[&str]) -> Browser {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -88,12 +98,19 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--no-first-run".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                         format!("--user-data-dir={}", profile.display())],
+                "args": args,
             },
         }}});
         let v = b.call("POST", "/session", &caps);
@@ -187,6 +204,32 @@ impl Browser {
                 {"type": "keyDown", "value": "\u{E007}"},
                 {"type": "keyUp", "value": "\u{E007}"},
             ]}]}),
+        );
+    }
+
+    /// The role and the accessible name of what `css` selects, as
+    /// assistive technologies get them.
+    pub fn role(&self, css: &str) -> (String, String) {
+        let e = self.element(css);
+        let get = |what: &str| {
+            self.call(
+                "GET",
+                &self.at(&format!("/element/{e}/{what}")),
+                &Value::Null,
+            )
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+        };
+        (get("computedrole"), get("computedlabel"))
+    }
+
+    /// Give the focus to what `css` selects, as a click would.
+    pub fn focus(&self, css: &str) {
+        self.call(
+            "POST",
+            &self.at("/execute/sync"),
+            &json!({"script": "document.querySelector(arguments[0]).focus();", "args": [css]}),
         );
     }
 

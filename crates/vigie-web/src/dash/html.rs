@@ -6,31 +6,60 @@ use std::fmt::Write as _;
 
 /// `s` escaped for HTML text and for a double-quoted attribute.
 pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    Esc(s).to_string()
+}
+
+/// `s` escaped as [`esc`] does, written where it is formatted: a page
+/// of a thousand rows allocates nothing per string.
+pub(crate) struct Esc<'a>(pub &'a str);
+
+impl std::fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let entity = match b {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                b'\'' => "&#39;",
+                _ => continue,
+            };
+            f.write_str(&s[plain..i])?;
+            f.write_str(entity)?;
+            plain = i + 1;
         }
+        f.write_str(&s[plain..])
     }
-    out
 }
 
 /// `s` for a path segment of a link (`/checks/NAME`).
 pub(crate) fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
+    UrlSegment(s).to_string()
+}
+
+/// `s` as [`url_segment`] writes it, without allocating.
+pub(crate) struct UrlSegment<'a>(pub &'a str);
+
+impl std::fmt::Display for UrlSegment<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                continue;
+            }
+            // A run of unreserved bytes is ASCII: its ends are char
+            // boundaries (a multibyte char's bytes are escaped one by one).
+            if plain < i {
+                f.write_str(&s[plain..i])?;
+            }
+            write!(f, "%{b:02X}")?;
+            plain = i + 1;
         }
+        f.write_str(&s[plain..])
     }
-    out
 }
 
 /// Which part of the navigation a page belongs to.
@@ -55,6 +84,19 @@ pub(crate) struct Frame {
 /// A whole page: `title` (escaped here), the frame, and `body` (already
 /// HTML).
 pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 1024 + frame.account.len());
+    page_head(&mut out, title, frame, nav);
+    out.push_str(body);
+    out.push_str(PAGE_END);
+    out
+}
+
+/// What closes a page whose start [`page_head`] wrote.
+pub(crate) const PAGE_END: &str = "</main></body></html>\n";
+
+/// A page up to its `<main>`: a page that writes its body itself, into
+/// the same buffer, then pushes [`PAGE_END`].
+pub(crate) fn page_head(out: &mut String, title: &str, frame: &Frame, nav: Nav) {
     let current = |n: Nav| {
         if n == nav {
             " aria-current=\"page\""
@@ -62,7 +104,8 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
             ""
         }
     };
-    format!(
+    let _ = write!(
+        out,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · vigie on {node}</title>\
@@ -73,9 +116,9 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
          <a href=\"/host\"{h}>Host</a> <a href=\"/sync\"{s}>Replication</a> <a href=\"/failover\"{fo}>Failover</a> \
          <a href=\"/backups\"{b}>Backups</a> <a href=\"/ui/fleet\"{f}>Fleet</a></nav>\
          <div class=\"account\">{account}</div></header>\n\
-         <main>\n{body}</main></body></html>\n",
-        title = esc(title),
-        node = esc(&frame.node),
+         <main>\n",
+        title = Esc(title),
+        node = Esc(&frame.node),
         account = frame.account,
         c = current(Nav::Checks),
         i = current(Nav::Incidents),
@@ -84,15 +127,24 @@ pub(crate) fn page(title: &str, frame: &Frame, nav: Nav, body: &str) -> String {
         fo = current(Nav::Failover),
         b = current(Nav::Backups),
         f = current(Nav::Fleet),
-    )
+    );
 }
 
 /// A timestamp as `2026-12-01 14:19:01 UTC`.
 pub(crate) fn when(t: vigie_core::Timestamp) -> String {
-    jiff::Timestamp::from_millisecond(t.0).map_or_else(
-        |_| "?".to_owned(),
-        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
+    When(t).to_string()
+}
+
+/// A timestamp as [`when`] writes it, without allocating.
+pub(crate) struct When(pub vigie_core::Timestamp);
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match jiff::Timestamp::from_millisecond(self.0.0) {
+            Ok(t) => write!(f, "{}", t.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            Err(_) => f.write_str("?"),
+        }
+    }
 }
 
 /// A size in bytes as people read it: `512 B`, `1.5 KiB`, `3.2 GiB`.
@@ -127,12 +179,21 @@ pub(crate) fn span_ms(ms: u64) -> String {
 
 /// How long ago `t` was, as of `now`: `3s`, `12m`, `5h`, `2d`.
 pub(crate) fn ago(t: vigie_core::Timestamp, now: vigie_core::Timestamp) -> String {
-    let s = t.age(now).as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
+    Ago(t, now).to_string()
+}
+
+/// How long ago as [`ago`] writes it, without allocating.
+pub(crate) struct Ago(pub vigie_core::Timestamp, pub vigie_core::Timestamp);
+
+impl std::fmt::Display for Ago {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.age(self.1).as_secs();
+        match s {
+            0..60 => write!(f, "{s}s"),
+            60..3600 => write!(f, "{}m", s / 60),
+            3600..86_400 => write!(f, "{}h", s / 3600),
+            _ => write!(f, "{}d", s / 86_400),
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 // reads, as of its loading.
 (function () {
   "use strict";
-  var table = document.querySelector("table.checks");
+  var table = document.querySelector("table.overview");
   if (!table || !window.EventSource) return;
   var rows = Object.create(null);
+  // When each check's state began (ms), as the events say.
+  var since = Object.create(null);
   table.querySelectorAll("tr[data-check]").forEach(function (tr) {
     rows[tr.dataset.check] = tr;
   });
@@ -17,27 +19,31 @@
     if (s < 86400) return Math.floor(s / 3600) + "h";
     return Math.floor(s / 86400) + "d";
   }
+  function set(el, key, value) {
+    if (el[key] !== value) el[key] = value;
+  }
   var source = new EventSource("/ui/events");
   source.addEventListener("checks", function (e) {
     var d = JSON.parse(e.data);
     d.checks.forEach(function (c) {
       var tr = rows[c.name];
       if (!tr) return; // a check added since: shown on reload
-      var badge = tr.querySelector(".st .state");
-      badge.className = "state " + c.state;
-      badge.textContent = c.state;
-      tr.querySelector(".msg").textContent = c.message;
-      var since = tr.querySelector(".since");
-      since.dataset.since = c.since;
-      since.title = c.since_title;
+      // The first event has every check, mostly as the page shows
+      // them: what is unchanged is left alone (a write, even of the
+      // same text, makes the browser style the row again).
+      var badge = tr.querySelector(".state");
+      set(badge, "className", "state " + c.state);
+      set(badge, "textContent", c.state);
+      set(tr.querySelector(".msg"), "textContent", c.message);
+      set(tr.querySelector(".since"), "title", c.since_title);
+      since[c.name] = c.since;
     });
-    Object.keys(rows).forEach(function (n) {
-      var s = rows[n].querySelector(".since");
-      s.textContent = ago(d.now - Number(s.dataset.since));
+    Object.keys(since).forEach(function (n) {
+      if (rows[n]) set(rows[n].querySelector(".since"), "textContent", ago(d.now - since[n]));
     });
     ["failing", "unknown", "ok"].forEach(function (st) {
       var el = document.getElementById("n-" + st);
-      if (el) el.textContent = table.querySelectorAll(".st .state." + st).length;
+      if (el) el.textContent = table.querySelectorAll("tbody .state." + st).length;
     });
     document.body.dataset.live = "on";
   });

@@ -12,43 +12,92 @@ use super::html::{esc, when};
 const SPARK_W: f64 = 120.0;
 const SPARK_H: f64 = 24.0;
 
-/// The last runs as bars: a failed run full height in the failing
-/// colour, a good one as high as its duration against the slowest.
-pub(crate) fn sparkline(marks: &[Mark], slots: usize) -> String {
+/// The last runs as bars, written into `out`: a failed run full height
+/// in the failing colour, a good one as high as its duration against the
+/// slowest. A row of the overview carries one, a thousand rows a
+/// thousand: so each is small — a path per colour, a bar a vertical
+/// stroke of it (`M x 24 V y`), whole numbers, the size in the CSS. Its
+/// label is said twice: as `aria-label`, the name Chromium gives a
+/// screen reader even for a row not yet laid out (it reads no `<title>`
+/// there), and as `<title>`, what a pointer shows.
+pub(crate) fn sparkline(out: &mut String, marks: &[Mark], slots: usize) {
     let failed = marks.iter().filter(|m| !m.ok).count();
-    let label = if marks.is_empty() {
-        "no runs recorded yet".to_owned()
-    } else {
-        format!(
-            "last {} runs: {} passed, {failed} failed",
-            marks.len(),
-            marks.len() - failed
-        )
-    };
-    let mut s = format!(
-        "<svg class=\"spark\" viewBox=\"0 0 {SPARK_W} {SPARK_H}\" width=\"{SPARK_W}\" height=\"{SPARK_H}\" role=\"img\" aria-label=\"{label}\"><title>{label}</title>"
-    );
     let slot = SPARK_W / slots.max(1) as f64;
+    let bar = (slot - 1.0).max(1.0);
+    let label = Label {
+        runs: marks.len(),
+        failed,
+    };
+    // The view starts half a bar left of 0, so that the middle of the
+    // first slot's bar, where its stroke runs, is at x = 0.
+    let _ = write!(
+        out,
+        "<svg class=\"spark\" viewBox=\"{} 0 {SPARK_W} {SPARK_H}\" stroke-width=\"{}\" role=\"img\" aria-label=\"{label}\"><title>{label}</title>",
+        Num(-bar / 2.0),
+        Num(bar),
+    );
     let slowest = marks.iter().map(|m| m.duration_ms).fold(0.0_f64, f64::max);
     // Right-aligned: the newest run at the right edge.
     let first = slots.saturating_sub(marks.len());
-    for (i, m) in marks.iter().enumerate() {
-        let x = (first + i) as f64 * slot;
-        let h = if !m.ok || slowest <= 0.0 {
-            SPARK_H
-        } else {
-            (m.duration_ms / slowest * SPARK_H).clamp(3.0, SPARK_H)
-        };
-        let _ = write!(
-            s,
-            "<rect class=\"{}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\"/>",
-            if m.ok { "ok" } else { "fail" },
-            SPARK_H - h,
-            (slot - 1.0).max(1.0),
-        );
+    for (class, ok) in [("ok", true), ("fail", false)] {
+        if !marks.iter().any(|m| m.ok == ok) {
+            continue;
+        }
+        let _ = write!(out, "<path class=\"{class}\" d=\"");
+        for (i, m) in marks.iter().enumerate().filter(|(_, m)| m.ok == ok) {
+            let h = if !m.ok || slowest <= 0.0 {
+                SPARK_H
+            } else {
+                (m.duration_ms / slowest * SPARK_H)
+                    .round()
+                    .clamp(3.0, SPARK_H)
+            };
+            let _ = write!(
+                out,
+                "M{} {SPARK_H}V{}",
+                Num((first + i) as f64 * slot),
+                Num(SPARK_H - h)
+            );
+        }
+        out.push_str("\"/>");
     }
-    s.push_str("</svg>");
-    s
+    out.push_str("</svg>");
+}
+
+/// What a sparkline shows, in words.
+struct Label {
+    runs: usize,
+    failed: usize,
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.runs == 0 {
+            return f.write_str("no runs recorded yet");
+        }
+        write!(
+            f,
+            "last {} runs: {} passed, {} failed",
+            self.runs,
+            self.runs - self.failed,
+            self.failed
+        )
+    }
+}
+
+/// A coordinate with one decimal at most, none when it is whole: `4`,
+/// `1.5`.
+struct Num(f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = (self.0 * 10.0).round();
+        if tenths % 10.0 == 0.0 {
+            write!(f, "{}", tenths / 10.0)
+        } else {
+            write!(f, "{:.1}", tenths / 10.0)
+        }
+    }
 }
 
 const W: f64 = 720.0;
@@ -273,15 +322,40 @@ mod tests {
 
     #[test]
     fn a_sparkline_has_a_bar_per_run_failures_full_height() {
-        let s = sparkline(&[mark(true, 10.0), mark(false, 1.0), mark(true, 5.0)], 30);
-        assert_eq!(s.matches("<rect").count(), 3);
-        assert_eq!(s.matches("class=\"fail\"").count(), 1);
-        assert!(s.contains("last 3 runs: 2 passed, 1 failed"), "{s}");
+        let spark = |marks: &[Mark]| {
+            let mut s = String::new();
+            sparkline(&mut s, marks, 30);
+            s
+        };
+        let s = spark(&[mark(true, 10.0), mark(false, 1.0), mark(true, 5.0)]);
+        // A path per colour, a bar each run: 27, 28 and 29 of 30 slots
+        // 4 wide.
+        assert_eq!(s.matches("<path").count(), 2, "{s}");
+        assert_eq!(s.matches('M').count(), 3, "{s}");
         assert!(
-            s.contains("class=\"fail\" x=\"112.0\" y=\"0.0\""),
-            "newest at the right: {s}"
+            s.contains("<path class=\"ok\" d=\"M108 24V0M116 24V12\"/>"),
+            "the slowest full height, the other half: {s}"
         );
-        assert!(sparkline(&[], 30).contains("no runs recorded yet"));
+        assert!(s.contains("<path class=\"fail\" d=\"M112 24V0\"/>"), "{s}");
+        assert!(
+            s.contains(
+                "role=\"img\" aria-label=\"last 3 runs: 2 passed, 1 failed\"><title>last 3 runs: 2 passed, 1 failed</title>"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.starts_with("<svg class=\"spark\" viewBox=\"-1.5 0 120 24\" stroke-width=\"3\""),
+            "{s}"
+        );
+        assert!(spark(&[]).ends_with("<title>no runs recorded yet</title></svg>"));
+        // Thirty runs in little more than the text that says so.
+        let thirty: Vec<Mark> = (0..30).map(|i| mark(i % 7 != 0, f64::from(i))).collect();
+        let s = spark(&thirty);
+        assert_eq!(s.matches('M').count(), 30, "{s}");
+        assert!(s.len() < 520, "{} bytes: {s}", s.len());
+        assert_eq!(Num(-1.5).to_string(), "-1.5");
+        assert_eq!(Num(4.0).to_string(), "4");
+        assert_eq!(Num(0.04).to_string(), "0");
     }
 
     #[test]
