@@ -57,7 +57,11 @@ fn schedule(j: &BackupJob) -> String {
         let _ = write!(s, " ({})", esc(tz));
     }
     if !j.jitter.std().is_zero() {
-        let _ = write!(s, ", up to {} later on this node", esc(&j.jitter.to_string()));
+        let _ = write!(
+            s,
+            ", up to {} later on this node",
+            esc(&j.jitter.to_string())
+        );
     }
     s
 }
@@ -269,9 +273,12 @@ fn last_check(j: &BackupJob, check: Option<&BackupCheck>) -> String {
 fn checks(app: &App, j: &BackupJob) -> String {
     let view = app.engine.view();
     let mut out = String::new();
-    for c in view.config().checks.iter().filter(
-        |c| matches!(&c.probe, vigie_config::Probe::Backup(p) if p.job == j.name),
-    ) {
+    for c in view
+        .config()
+        .checks
+        .iter()
+        .filter(|c| matches!(&c.probe, vigie_config::Probe::Backup(p) if p.job == j.name))
+    {
         let state = view
             .get(&c.name)
             .map_or_else(String::new, |s| format!(" {}", badge(s.state)));

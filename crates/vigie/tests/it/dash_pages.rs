@@ -28,7 +28,9 @@ fn the_failover_page_shows_where_the_record_points_after_a_switch_and_why() {
     // the record to the backup (quorum 1: this node alone).
     watch_blog(&e, free_port(), "", "", "\"failover:blog\"");
     let d = e.daemon();
-    wait_until(Duration::from_secs(15), || served(&k, "blog") == [ip(BACKUP)]);
+    wait_until(Duration::from_secs(15), || {
+        served(&k, "blog") == [ip(BACKUP)]
+    });
     d.wait_log(
         "failover: blog: blog.example.org → backup",
         Duration::from_secs(5),
