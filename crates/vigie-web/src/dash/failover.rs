@@ -140,7 +140,7 @@ fn facts(
         || "never switched by vigie: the primary, as configured".to_owned(),
         |s| {
             format!(
-                "<time title=\"{t}\">{t}</time> ({ago} ago): {why}",
+                "<time>{t}</time> ({ago} ago): {why}",
                 t = esc(&when(s.since)),
                 ago = ago(s.since, now),
                 why = esc(&s.reason),
