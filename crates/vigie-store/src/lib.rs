@@ -435,6 +435,26 @@ impl Store {
         )?)
     }
 
+    /// Failover `name`'s last `limit` switches, the newest first: each
+    /// the side it moved to, when, and why.
+    pub fn failover_switches(&self, name: &str, limit: usize) -> Result<Vec<FailoverState>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT side, at_ms, reason FROM failover_log WHERE name = ?1
+             ORDER BY at_ms DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![name, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(FailoverState {
+                    side: r.get(0)?,
+                    since: Timestamp(r.get(1)?),
+                    reason: r.get(2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn failover_state(&self, name: &str) -> Result<Option<FailoverState>> {
         Ok(self
             .conn

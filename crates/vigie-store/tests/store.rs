@@ -418,3 +418,32 @@ fn a_converge_jobs_last_run_is_replaced_and_survives_a_reopen() {
     assert_eq!(store.converge_last("base").unwrap(), Some(second));
     assert_eq!(store.converge_last("other").unwrap(), Some(first));
 }
+
+#[test]
+fn a_failovers_switches_read_back_newest_first_and_per_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    assert!(store.failover_switches("blog", 10).unwrap().is_empty());
+    store
+        .set_failover_state("blog", "backup", Timestamp(1000), "web failing")
+        .unwrap();
+    store
+        .set_failover_state("shop", "backup", Timestamp(1500), "other")
+        .unwrap();
+    store
+        .set_failover_state("blog", "primary", Timestamp(2000), "failback")
+        .unwrap();
+    let all = store.failover_switches("blog", 10).unwrap();
+    let seen: Vec<(&str, i64, &str)> = all
+        .iter()
+        .map(|s| (s.side.as_str(), s.since.0, s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("primary", 2000, "failback"),
+            ("backup", 1000, "web failing")
+        ]
+    );
+    assert_eq!(store.failover_switches("blog", 1).unwrap().len(), 1);
+}

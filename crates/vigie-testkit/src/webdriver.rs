@@ -195,6 +195,18 @@ impl Browser {
         all.as_array()?.iter().find(|c| c["name"] == name).cloned()
     }
 
+    /// Press Enter on the focused element (a link is followed).
+    pub fn enter(&self) {
+        self.call(
+            "POST",
+            &self.at("/actions"),
+            &json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": "\u{E007}"},
+                {"type": "keyUp", "value": "\u{E007}"},
+            ]}]}),
+        );
+    }
+
     /// The role and the accessible name of what `css` selects, as
     /// assistive technologies get them.
     pub fn role(&self, css: &str) -> (String, String) {

@@ -69,6 +69,8 @@ pub(crate) enum Nav {
     Incidents,
     Host,
     Sync,
+    Failover,
+    Backups,
     Fleet,
 }
 
@@ -111,7 +113,8 @@ pub(crate) fn page_head(out: &mut String, title: &str, frame: &Frame, nav: Nav) 
          <script src=\"/ui/live.js\" defer></script></head>\n\
          <body><header><a class=\"brand\" href=\"/\">vigie</a> <span class=\"node\">{node}</span>\
          <nav aria-label=\"main\"><a href=\"/\"{c}>Checks</a> <a href=\"/incidents\"{i}>Incidents</a> \
-         <a href=\"/host\"{h}>Host</a> <a href=\"/sync\"{s}>Replication</a> <a href=\"/ui/fleet\"{f}>Fleet</a></nav>\
+         <a href=\"/host\"{h}>Host</a> <a href=\"/sync\"{s}>Replication</a> <a href=\"/failover\"{fo}>Failover</a> \
+         <a href=\"/backups\"{b}>Backups</a> <a href=\"/ui/fleet\"{f}>Fleet</a></nav>\
          <div class=\"account\">{account}</div></header>\n\
          <main>\n",
         title = Esc(title),
@@ -121,6 +124,8 @@ pub(crate) fn page_head(out: &mut String, title: &str, frame: &Frame, nav: Nav) 
         i = current(Nav::Incidents),
         h = current(Nav::Host),
         s = current(Nav::Sync),
+        fo = current(Nav::Failover),
+        b = current(Nav::Backups),
         f = current(Nav::Fleet),
     );
 }
@@ -139,6 +144,36 @@ impl std::fmt::Display for When {
             Ok(t) => write!(f, "{}", t.strftime("%Y-%m-%d %H:%M:%S UTC")),
             Err(_) => f.write_str("?"),
         }
+    }
+}
+
+/// A size in bytes as people read it: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// A duration in milliseconds as people read it: `850 ms`, `12.3 s`,
+/// `4m 05s`, `2h 10m`.
+pub(crate) fn span_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -182,5 +217,16 @@ mod tests {
         assert_eq!(ago(t, vigie_core::Timestamp(t.0 + 59_000)), "59s");
         assert_eq!(ago(t, vigie_core::Timestamp(t.0 + 7_200_000)), "2h");
         assert_eq!(ago(t, vigie_core::Timestamp(t.0 - 5)), "0s");
+        assert_eq!(span_ms(850), "850 ms");
+        assert_eq!(span_ms(12_340), "12.3 s");
+        assert_eq!(span_ms(245_000), "4m 05s");
+        assert_eq!(span_ms(7_800_000), "2h 10m");
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }

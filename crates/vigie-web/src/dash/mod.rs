@@ -1,7 +1,8 @@
 //! The dashboard, served by the binary: every check with its state,
 //! severity and last runs; a check's page with its history over 1 h,
 //! 24 h, 7 d or 90 d and its incidents; the incidents with their
-//! timelines. Pages are rendered on the server ([`html`], [`svg`]); the
+//! timelines; replication jobs, failovers and backup jobs (read-only
+//! but for pausing a job). Pages are rendered on the server ([`html`], [`svg`]); the
 //! one script, ours (`live.js`), keeps the overview current from
 //! server-sent events (`/ui/events`) and the page works without it. The
 //! Content-Security-Policy allows nothing from elsewhere.
@@ -12,6 +13,8 @@
 //! incident) always needs a login, and the form's CSRF token.
 
 mod account;
+mod backups;
+mod failover;
 mod fleet;
 mod host;
 mod html;
@@ -82,6 +85,8 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         .route("/sync/{name}", get(writes::sync_page))
         .route("/sync/{name}/pause", post(writes::sync_pause))
         .route("/sync/{name}/resume", post(writes::sync_resume))
+        .route("/failover", get(failover::page_))
+        .route("/backups", get(backups::page_))
         .route("/ui/fleet", get(fleet::page_))
         .route("/ui/login", get(account::login_page).post(account::login))
         .route("/ui/logout", post(account::logout))

@@ -11,11 +11,11 @@ use vigie_testkit::{Env, Need, require};
 
 use crate::util::{SERVER, env, exits, wait_or_explain, wait_state};
 
-const PASSWORD: &str = "correct horse";
+pub(crate) const PASSWORD: &str = "correct horse";
 
 /// An env with `data/` to back up, the password in `pw`, and the config
 /// of job `nightly` into `repo/` with the `extra` lines.
-fn job(extra: &str) -> Env {
+pub(crate) fn job(extra: &str) -> Env {
     let e = env();
     std::fs::create_dir_all(e.path().join("data/cache")).unwrap();
     e.write("data/a.txt", "hello\n");

@@ -550,9 +550,10 @@ fn acknowledging_from_the_page_needs_a_login_and_the_forms_token() {
     b.goto(&format!("{base}/"));
     let first = b.tab_to(1);
     assert_eq!(first["text"], "vigie", "{first}");
-    // vigie, then Checks, Incidents, Host, Replication, Fleet, then logout.
-    let seventh = b.tab_to(6);
-    assert_eq!(seventh["tag"], "BUTTON", "the logout button: {seventh}");
+    // vigie, then Checks, Incidents, Host, Replication, Failover,
+    // Backups, Fleet, then logout.
+    let logout = b.tab_to(8);
+    assert_eq!(logout["tag"], "BUTTON", "the logout button: {logout}");
     // Logging out ends the session on the server too.
     b.click(".account button");
     wait_or_explain(

@@ -272,9 +272,9 @@ fn pause_and_resume(b: &Browser, e: &Env, d: &Daemon, base: &str, cookie: &str) 
         b.source()
     );
     b.tab_to(1);
-    // vigie, Checks, Incidents, Host, Replication, Fleet, Log out,
-    // ← All jobs.
-    let field = b.tab_to(8);
+    // vigie, Checks, Incidents, Host, Replication, Failover, Backups,
+    // Fleet, Log out, ← All jobs.
+    let field = b.tab_to(10);
     assert_eq!(field["id"], "pause-reason", "{field}");
     b.fill("#pause-reason", "fencing <test>");
     b.click("form.sync-pause button");

@@ -13,10 +13,10 @@ use crate::util::{
 };
 
 /// The failover's primary and backup addresses in [`setup`].
-const PRIMARY: &str = "203.0.113.10";
-const BACKUP: &str = "198.51.100.7";
+pub(crate) const PRIMARY: &str = "203.0.113.10";
+pub(crate) const BACKUP: &str = "198.51.100.7";
 
-fn setup() -> (Env, Knot) {
+pub(crate) fn setup() -> (Env, Knot) {
     let k = knot(
         "example.org",
         "blog A 203.0.113.10\ndrill-blog A 203.0.113.10",
@@ -44,11 +44,11 @@ drill_record = "drill-blog"
     (e, k)
 }
 
-fn served(k: &Knot, name: &str) -> Vec<IpAddr> {
+pub(crate) fn served(k: &Knot, name: &str) -> Vec<IpAddr> {
     crate::util::query(k.addr, name).unwrap()
 }
 
-fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
@@ -74,7 +74,7 @@ fn status_json(e: &Env, only_blog: bool) -> serde_json::Value {
 /// (a notifier), a failback after a healthy second and the lines
 /// `failover_extra` to the failover, and a check `blog-up` of
 /// 127.0.0.1:`port` every 200ms whose incidents run `actions`.
-fn watch_blog(env: &Env, port: u16, head: &str, failover_extra: &str, actions: &str) {
+pub(crate) fn watch_blog(env: &Env, port: u16, head: &str, failover_extra: &str, actions: &str) {
     let base = std::fs::read_to_string(env.config_path()).unwrap();
     env.config(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n{head}{base}failback = {{ after_healthy = \"1s\" }}\n{failover_extra}\n[[check]]\nname = \"blog-up\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\nevery = \"200ms\"\nfail_after = 2\nrecover_after = 2\nactions = [{actions}]\n"

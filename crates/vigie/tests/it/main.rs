@@ -17,6 +17,7 @@ mod config_docs;
 mod converge;
 mod daemon;
 mod dash;
+mod dash_pages;
 mod dash_writes;
 mod drift;
 mod dyndns_interface;
