@@ -68,6 +68,27 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// A series as Prometheus writes it: `name{k="v",…}` (no braces without
+/// labels), each value quoted and escaped.
+pub fn write_series(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    labels: &[(String, String)],
+) -> std::fmt::Result {
+    f.write_str(name)?;
+    if !labels.is_empty() {
+        f.write_str("{")?;
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}={v:?}")?;
+        }
+        f.write_str("}")?;
+    }
+    Ok(())
+}
+
 /// `url` as logs and messages show it: what stands before an `@` in its
 /// authority (a user, a password, a token) is replaced by `<redacted>`.
 pub fn url_without_credentials(url: &str) -> String {
