@@ -61,6 +61,36 @@ impl SeriesRead for SeriesStore {
     }
 }
 
+/// The engine's handle: the store is locked for each read, not for a
+/// whole judgement, so the series thread appends between them.
+impl SeriesRead for crate::series::Series {
+    fn keys(&self) -> Result<Vec<SeriesKey>, SeriesError> {
+        self.list()
+    }
+
+    fn raw(&self, key: &SeriesKey, from: i64, to: i64) -> Result<Vec<Sample>, SeriesError> {
+        self.query(key, from, to)
+    }
+
+    fn step(
+        &self,
+        key: &SeriesKey,
+        from: i64,
+        to: i64,
+        step: Duration,
+    ) -> Result<Vec<Aggregate>, SeriesError> {
+        self.query_step(key, from, to, step)
+    }
+
+    fn raw_kept(&self) -> Duration {
+        self.lock().retention().raw
+    }
+}
+
+/// The most series one rule judges: past it the rule fails and asks
+/// for labels that narrow it (each series is a read of the store).
+pub const MAX_MATCHED: usize = 200;
+
 /// A sample, or a roll-up bucket's aggregates (NaN samples left out).
 #[derive(Clone, Copy, Debug)]
 struct Point {
@@ -144,6 +174,15 @@ fn judge_inner(rule: &Rule, read: &dyn SeriesRead, now: i64) -> Result<Outcome, 
         .iter()
         .filter(|k| sel.matches(k.name(), k.labels()))
         .collect();
+    if keys.len() > MAX_MATCHED {
+        return Ok(Outcome::fail(format!(
+            "{sel} matches {} series, more than the {MAX_MATCHED} a rule judges: add labels that narrow it",
+            keys.len()
+        )));
+    }
+    // A check's series before the check's first run match nothing and
+    // are no error; once the check has run, matching nothing is a typo.
+    let not_run_yet = sel.name.starts_with("vigie_check_") && !has_run(sel, &all);
     let window = rule.form.window().std();
     if let Form::Absent { for_ } = rule.form {
         let mut latest: Option<i64> = None;
@@ -160,12 +199,17 @@ fn judge_inner(rule: &Rule, read: &dyn SeriesRead, now: i64) -> Result<Outcome, 
             .with_metric("value", (now - ts).max(0) as f64 / 1000.0),
             // A check's series before the check's first run (the loader
             // made sure the check exists).
-            None if keys.is_empty() && sel.name.starts_with("vigie_check_") => {
+            None if keys.is_empty() && not_run_yet => {
                 Outcome::ok(format!("{sel}: no sample yet (has the check run?)"))
             }
             None if keys.is_empty() => Outcome::fail(format!("{sel}: never recorded (absent)")),
             None => Outcome::fail(format!("{sel}: no sample in the last {for_} (absent)")),
         });
+    }
+    if keys.is_empty() && not_run_yet {
+        return Ok(Outcome::ok(format!(
+            "{sel}: no sample yet (has the check run?)"
+        )));
     }
     if keys.is_empty() {
         return Ok(no_series(sel, &all));
@@ -182,12 +226,18 @@ fn judge_inner(rule: &Rule, read: &dyn SeriesRead, now: i64) -> Result<Outcome, 
     Ok(combine(rule, &judged, silent, keys.len()))
 }
 
-/// No series matches: the check's own series before its first run, or
-/// a typo (a name or a label value the store does not have).
+/// Whether the check(s) `sel` names have recorded a run: every run
+/// writes `vigie_check_up{check}`.
+fn has_run(sel: &Selector, all: &[SeriesKey]) -> bool {
+    let checks: Vec<&(String, String)> = sel.labels.iter().filter(|(k, _)| k == "check").collect();
+    all.iter().any(|k| {
+        k.name() == "vigie_check_up" && checks.iter().all(|want| k.labels().contains(want))
+    })
+}
+
+/// No series matches: a typo (a name or a label value the store does
+/// not have).
 fn no_series(sel: &Selector, all: &[SeriesKey]) -> Outcome {
-    if sel.name.starts_with("vigie_check_") {
-        return Outcome::ok(format!("{sel}: no sample yet (has the check run?)"));
-    }
     let named: Vec<&SeriesKey> = all.iter().filter(|k| k.name() == sel.name).collect();
     let hint = if named.is_empty() {
         let mut names: Vec<&str> = all.iter().map(SeriesKey::name).collect();
@@ -299,7 +349,13 @@ fn judge_one(rule: &Rule, key: &SeriesKey, pts: &[Point], now: i64) -> Option<Ju
         } => {
             let (now_value, slope) = fit(pts, now)?;
             let gap = target - now_value;
-            let left = if gap == 0.0 {
+            // The fitted line crossed the target within the window:
+            // reached already.
+            let start = pts.first().map_or(now_value, |p| {
+                now_value + slope * (p.ts_ms - now) as f64 / 1000.0
+            });
+            let crossed = (start - target) * (now_value - target) < 0.0;
+            let left = if gap == 0.0 || crossed {
                 Some(0.0)
             } else if slope != 0.0 && gap / slope >= 0.0 {
                 Some(gap / slope)
@@ -581,6 +637,69 @@ mod tests {
         assert!((b - -2.0).abs() < 1e-9, "slope {b}");
         assert!((a - 100.0).abs() < 1e-9, "intercept {a}");
         assert!(fit(&pts[..1], NOW).is_none(), "one point has no slope");
+    }
+
+    #[test]
+    fn predict_fails_once_the_target_is_crossed_within_the_window() {
+        // Used 0.80 six hours ago, 0.95 now: 0.9 is behind it.
+        let used = every_10m(6, |h| 0.95 - h * 0.025);
+        let (_d, s) = store(&[("used_ratio", &[], used)]);
+        let o = judge(&rule("predict(used_ratio, 6h, 0.9) < 24h"), &s, NOW);
+        assert!(!o.ok, "{o:?}");
+        assert!(o.message.contains("reaches 0.9 in 0s"), "{o:?}");
+        // Below it and rising: not yet.
+        let used = every_10m(6, |h| 0.85 - h * 0.01);
+        let (_d, s) = store(&[("used_ratio", &[], used)]);
+        let o = judge(&rule("predict(used_ratio, 6h, 0.9) < 1h"), &s, NOW);
+        assert!(o.ok, "{o:?}");
+    }
+
+    #[test]
+    fn a_checks_series_that_matches_nothing_is_ok_before_its_first_run_only() {
+        let rule_ = rule(r#"vigie_check_value{check="disk",name="used_ratoi"} > 0.9"#);
+        let (_d, s) = store(&[]);
+        assert!(judge(&rule_, &s, NOW).ok, "before the check's first run");
+        let (_d, s) = store(&[
+            (
+                "vigie_check_up",
+                &[("check", "disk")],
+                vec![(NOW - 1000, 1.0)],
+            ),
+            (
+                "vigie_check_value",
+                &[("check", "disk"), ("name", "used_ratio")],
+                vec![(NOW - 1000, 0.5)],
+            ),
+        ]);
+        let o = judge(&rule_, &s, NOW);
+        assert!(!o.ok && o.message.starts_with("no series matches"), "{o:?}");
+        let o = judge(
+            &rule(r#"absent(vigie_check_value{check="disk",name="used_ratoi"}, 10m)"#),
+            &s,
+            NOW,
+        );
+        assert!(!o.ok, "a typo is absent once the check ran: {o:?}");
+    }
+
+    #[test]
+    fn a_selector_matching_too_many_series_is_refused() {
+        let fed: Vec<(String, Vec<(i64, f64)>)> = (0..=MAX_MATCHED)
+            .map(|i| (i.to_string(), vec![(NOW - 1000, 1.0)]))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+        for (i, samples) in &fed {
+            let key = SeriesKey::new("node_x", [("i", i.as_str())]).unwrap();
+            for &(ts, v) in samples {
+                s.append(&key, ts, v).unwrap();
+            }
+        }
+        let o = judge(&rule("node_x > 2"), &s, NOW);
+        assert!(
+            !o.ok && o.message.contains("add labels that narrow it"),
+            "{o:?}"
+        );
+        assert!(judge(&rule(r#"node_x{i="7"} > 2"#), &s, NOW).ok);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub(crate) async fn judge_rule(
             tokio::task::spawn_blocking(move || {
                 let now = Timestamp::now().millis();
                 match reader {
-                    Reader::Engine(series) => crate::rules::judge(&rule, &*series.lock(), now),
+                    Reader::Engine(series) => crate::rules::judge(&rule, &series, now),
                     Reader::Store(store) => crate::rules::judge(
                         &rule,
                         &*store

@@ -591,6 +591,34 @@ impl Loader {
                 return false;
             }
         };
+        // A check's series are these four: another name under the prefix
+        // is a typo that would match nothing for ever.
+        const CHECK_SERIES: [&str; 4] = [
+            "vigie_check_up",
+            "vigie_check_failing",
+            "vigie_check_duration_seconds",
+            "vigie_check_value",
+        ];
+        let name = &rule.selector.name;
+        if name.starts_with("vigie_check_") && !CHECK_SERIES.contains(&name.as_str()) {
+            let hint = crate::diag::did_you_mean(name, CHECK_SERIES).map_or_else(
+                || format!("a check's series are {}", CHECK_SERIES.join(", ")),
+                |m| {
+                    format!(
+                        "did you mean `{m}`? a check's series are {}",
+                        CHECK_SERIES.join(", ")
+                    )
+                },
+            );
+            self.error(
+                at.src,
+                Some(span),
+                &field,
+                format!("no check records a series named `{name}`"),
+                Some(hint),
+            );
+            return false;
+        }
         let window = rule.form.window();
         if window > self.series_keep {
             let keep = self.series_keep;

@@ -1092,6 +1092,20 @@ fn a_rule_over_a_check_s_series_names_a_check_of_the_config() {
 }
 
 #[test]
+fn a_rule_over_a_series_no_check_records_is_refused() {
+    let e = errors(
+        "[[check]]\nname = \"web\"\ntcp = { address = \"127.0.0.1:80\" }\n\n[[check]]\nname = \"slow\"\nrule = { expr = 'vigie_check_valeu{check=\"web\"} > 1' }\n",
+    );
+    assert!(
+        e.starts_with(
+            "error: check \"slow\".rule.expr: no check records a series named `vigie_check_valeu`"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `vigie_check_value`?"), "{e}");
+}
+
+#[test]
 fn the_rules_page_examples_load() {
     let page = include_str!("../../../../docs/rules.md");
     let blocks: Vec<&str> = page
