@@ -119,6 +119,20 @@ async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
     }
 }
 
+/// A SHA-256 that bytes are copied into.
+struct Digest(ring::digest::Context);
+
+impl std::io::Write for Digest {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What a run applies, as one SHA-256 (hex): the manifest's text and
 /// every file it reads (`source`, `template`, `deb`, a role's
 /// `main.toml` and `defaults.toml`), each with its name, so that an
@@ -126,7 +140,6 @@ async fn scheduled(job: ConvergeJob, dir: PathBuf, board: Board) {
 /// manifest. A file that cannot be read counts as absent (the run says
 /// why).
 fn plan_sha256(manifest: &Path, text: &[u8], files: &[String]) -> String {
-    use std::io::Read as _;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut framed = |bytes: &[u8]| {
@@ -134,25 +147,22 @@ fn plan_sha256(manifest: &Path, text: &[u8], files: &[String]) -> String {
         ctx.update(bytes);
     };
     framed(text);
-    let mut buf = vec![0u8; 64 * 1024];
     for f in files {
         framed(f.as_bytes());
         let Ok(mut file) = std::fs::File::open(dir.join(f)) else {
             framed(b"absent");
             continue;
         };
-        // Streamed (a package may be large), then its length.
-        let mut len = 0u64;
-        let mut inner = ring::digest::Context::new(&ring::digest::SHA256);
-        while let Ok(n) = file.read(&mut buf) {
-            if n == 0 {
-                break;
+        // Streamed (a package may be large), then its length; a read
+        // that fails counts as its own content.
+        let mut inner = Digest(ring::digest::Context::new(&ring::digest::SHA256));
+        match std::io::copy(&mut file, &mut inner) {
+            Ok(len) => {
+                framed(inner.0.finish().as_ref());
+                framed(&len.to_le_bytes());
             }
-            inner.update(&buf[..n]);
-            len += n as u64;
+            Err(_) => framed(b"unreadable"),
         }
-        framed(inner.finish().as_ref());
-        framed(&len.to_le_bytes());
     }
     vigie_core::hex(ctx.finish().as_ref())
 }

@@ -320,6 +320,10 @@ impl std::io::Write for Hashing<'_> {
 /// whose process no longer runs: what a run killed mid-write (an hour's
 /// download) left is not kept for ever. A live process's are left alone.
 fn sweep(dir: &Path, prefix: &str) {
+    // Without /proc, no process can be told gone.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -328,8 +332,7 @@ fn sweep(dir: &Path, prefix: &str) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(prefix))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
+            .and_then(temporary_pid)
         else {
             continue;
         };
@@ -338,6 +341,18 @@ fn sweep(dir: &Path, prefix: &str) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// The pid of a temporary's name past its prefix, `PID-COUNTER-HEX`
+/// exactly (digits, digits, hex): nothing else is one of ours.
+fn temporary_pid(rest: &str) -> Option<u32> {
+    let mut parts = rest.split('-');
+    let (pid, counter, nonce) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let hex = !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_hexdigit());
+    (parts.next().is_none() && digits(pid) && digits(counter) && hex)
+        .then(|| pid.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -386,7 +401,8 @@ mod tests {
             .path()
             .join(format!(".f.tar.vigie-{}-7-2e", std::process::id()));
         let other = dir.path().join(".g.tar.vigie-999999999-0-1f");
-        for f in [&dead, &alive, &other] {
+        let users = dir.path().join(".f.tar.vigie-999999999-old");
+        for f in [&dead, &alive, &other, &users] {
             std::fs::write(f, "part").unwrap();
         }
         let w = Writer::for_mode(Mode::Enforce).unwrap();
@@ -399,6 +415,7 @@ mod tests {
         assert!(!dead.exists(), "a dead run's temporary of this path goes");
         assert!(alive.exists(), "a running process's stays");
         assert!(other.exists(), "another path's stays");
+        assert!(users.exists(), "a name not of our shape stays");
     }
 
     #[test]

@@ -98,7 +98,13 @@ pub fn url_without_credentials(url: &str) -> String {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..end].rsplit_once('@') {
         Some((_, host)) => format!("{scheme}://<redacted>@{host}{}", &rest[end..]),
-        None => url.to_owned(),
+        // A password with an unencoded `/`, `?` or `#` (an S3 secret
+        // key) ends the authority early: redact through the first `@`
+        // rather than show it (a path with an `@` loses its start).
+        None => match rest.split_once('@') {
+            Some((_, after)) => format!("{scheme}://<redacted>@{after}"),
+            None => url.to_owned(),
+        },
     }
 }
 
@@ -125,6 +131,10 @@ mod tests {
         assert_eq!(
             shown("ssh://git@host:22/site.git?a=b@c"),
             "ssh://<redacted>@host:22/site.git?a=b@c"
+        );
+        assert_eq!(
+            shown("s3:https://KEY:ab/cd+ef@s3.example.org/bucket"),
+            "s3:https://<redacted>@s3.example.org/bucket"
         );
         assert_eq!(shown("https://example.org/x"), "https://example.org/x");
         assert_eq!(shown("/srv/site.git"), "/srv/site.git");

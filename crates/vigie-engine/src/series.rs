@@ -252,13 +252,17 @@ impl Thread {
             let wait = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(op) => {
-                    // Samples wait for company; the thread is parked,
-                    // so senders do not wake it. A flush or a new
-                    // configuration unparks it at once.
-                    if matches!(op, Op::Samples(_)) {
-                        std::thread::park_timeout(BATCH_WINDOW);
-                    }
+                    let samples = matches!(op, Op::Samples(_));
                     let mut ops = vec![op];
+                    // Samples wait for company (a backlog already
+                    // waiting is enough); the thread is parked, so
+                    // senders do not wake it. A flush or a new
+                    // configuration unparks it at once.
+                    match rx.try_recv() {
+                        Ok(next) => ops.push(next),
+                        Err(_) if samples => std::thread::park_timeout(BATCH_WINDOW),
+                        Err(_) => {}
+                    }
                     while ops.len() < BATCH {
                         match rx.try_recv() {
                             Ok(op) => ops.push(op),

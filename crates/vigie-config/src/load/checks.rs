@@ -576,6 +576,14 @@ impl Loader {
     }
 }
 
+/// The series a check records (`vigie_engine::series`).
+const CHECK_SERIES: [&str; 4] = [
+    "vigie_check_up",
+    "vigie_check_failing",
+    "vigie_check_duration_seconds",
+    "vigie_check_value",
+];
+
 impl Loader {
     /// A rule's expression, parsed: an error points at its character in
     /// the file. Its window must be one the series store keeps.
@@ -591,14 +599,8 @@ impl Loader {
                 return false;
             }
         };
-        // A check's series are these four: another name under the prefix
-        // is a typo that would match nothing for ever.
-        const CHECK_SERIES: [&str; 4] = [
-            "vigie_check_up",
-            "vigie_check_failing",
-            "vigie_check_duration_seconds",
-            "vigie_check_value",
-        ];
+        // Another name under the prefix is a typo that would match
+        // nothing for ever.
         let name = &rule.selector.name;
         if name.starts_with("vigie_check_") && !CHECK_SERIES.contains(&name.as_str()) {
             let hint = crate::diag::did_you_mean(name, CHECK_SERIES).map_or_else(
