@@ -152,6 +152,42 @@ fn days_of(
     out
 }
 
+/// How long a page's day bars are reused: today's changes slowly, and
+/// the page is public (each read takes the series store's lock).
+const DAYS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pages' day bars read in the last [`DAYS_KEPT`], by page, day and
+/// the page's services (a reload that changes them reads anew).
+type DaysCache = std::collections::HashMap<String, (std::time::Instant, Vec<Vec<Day>>)>;
+static DAYS_CACHE: std::sync::Mutex<Option<DaysCache>> = std::sync::Mutex::new(None);
+
+/// `read()` of `page` at `today`, or its copy of less than a minute.
+fn cached_days(
+    page: &StatusPage,
+    today: i64,
+    read: impl FnOnce() -> Vec<Vec<Day>>,
+) -> Vec<Vec<Day>> {
+    let key = format!("{}\0{today}\0{:?}", page.name, page.services);
+    let fresh = |at: &std::time::Instant| at.elapsed() < DAYS_KEPT;
+    if let Some((_, days)) = DAYS_CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_default()
+        .get(&key)
+        .filter(|(at, _)| fresh(at))
+    {
+        return days.clone();
+    }
+    let days = read();
+    let mut cache = DAYS_CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cache = cache.get_or_insert_default();
+    cache.retain(|_, (at, _)| fresh(at));
+    cache.insert(key, (std::time::Instant::now(), days.clone()));
+    days
+}
+
 /// An open incident as the public reads it: the services it touches
 /// (by their public names), when it began, and its public notes.
 struct Current {
@@ -244,7 +280,7 @@ async fn gather(app: &App, name: &str) -> Result<View, Response> {
     let p = page.clone();
     let read = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let days = days_of(engine.series(), &p, today);
+        let days = cached_days(&p, today, || days_of(engine.series(), &p, today));
         engine
             .history(|store| {
                 let checks: Vec<&str> = p

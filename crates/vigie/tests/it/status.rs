@@ -121,10 +121,11 @@ fn a_status_page_shows_services_to_anyone_and_nothing_internal() {
     // The dashboard stays closed without a login; the status page is open.
     assert_eq!(d.http("GET", "/", &[]).0, 401);
 
-    // Today's bars read the store, which the engine writes in batches.
+    // Today's bars read the series, which the engine writes in batches,
+    // and a page's bars are reused for 10 s.
     let mut json = Value::Null;
     wait_or_explain(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || {
             let (status, body) = d.http("GET", "/status/public.json", &[]);
             assert_eq!(status, 200, "{body}");
@@ -221,7 +222,7 @@ fn chromium_renders_the_status_page_on_a_phone() {
     e.config(&config(&e));
     let d = e.daemon();
     wait_or_explain(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || {
             let (_, body) = d.http("GET", "/status/public.json", &[]);
             let v: Value = serde_json::from_str(&body).unwrap();
