@@ -123,6 +123,10 @@ fn two_jobs() -> (vigie_testkit::Env, String) {
 fn the_backups_page_shows_the_last_runs_and_a_failed_runs_error_as_text() {
     require!(Need::Restic);
     let (e, id) = two_jobs();
+    // A restore drill and an integrity check by hand: the store keeps
+    // them as it keeps scheduled ones.
+    exits(&e, &["backup", "drill", "nightly"], 0, &[]);
+    exits(&e, &["backup", "check", "nightly", "--read-data"], 0, &[]);
     let d = e.daemon();
     let page = get(&d, "/backups");
     assert!(
@@ -175,8 +179,12 @@ fn the_backups_page_shows_the_last_runs_and_a_failed_runs_error_as_text() {
         "its checks: {nightly}"
     );
     assert!(
-        nightly.contains("no drills scheduled"),
-        "no drill: {nightly}"
+        nightly.contains("(the measured recovery time)") && nightly.contains(" verified"),
+        "the drill by hand, with its restore time: {nightly}"
+    );
+    assert!(
+        nightly.contains("of the data, 0 errors"),
+        "the integrity check by hand: {nightly}"
     );
     let broken = section("broken");
     assert!(
