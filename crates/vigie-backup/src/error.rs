@@ -192,14 +192,14 @@ pub enum Error {
     /// A dump's command failed (could not start, exited non-zero, was
     /// killed): the backup wrote no snapshot.
     #[error(
-        "backup `{job}`: dump `{name}` failed: `{command}` {status}; no snapshot was written: run the command by hand to see why{}",
+        "backup `{job}`: dump `{name}` failed: `{program}` {status}; no snapshot was written: run its command by hand to see why{}",
         if .stderr.is_empty() { String::new() } else { format!("\nits stderr ended with:\n{}", .stderr) }
     )]
     Dump {
         job: String,
         name: String,
-        /// The program and its arguments, joined by spaces.
-        command: String,
+        /// The program, without its arguments (they may hold a password).
+        program: String,
         /// How it ended (`exited with status 1`, `was killed (SIGKILL)`).
         status: String,
         /// The last lines of its stderr.

@@ -96,7 +96,10 @@ pub(crate) fn verdict(job: &str, dumps: &[Dump], outcomes: &[Outcome]) -> Result
     let failed = |dump: &Dump, status: String, stderr: String| Error::Dump {
         job: job.to_owned(),
         name: dump.name.clone(),
-        command: dump.run.join(" "),
+        // The program alone: its arguments may hold a password
+        // (`mysqldump -pSECRET`, a connection URL), and this message is
+        // stored with the run and shown on the dashboard.
+        program: dump.run.first().cloned().unwrap_or_default(),
         status,
         stderr,
     };

@@ -166,6 +166,22 @@ fn a_dump_that_fails_halfway_leaves_no_snapshot() {
     assert_eq!(stderr, "pg_dump: error: connection lost");
     let text = err.to_string();
     assert!(text.contains("no snapshot was written"), "{text}");
+    assert!(text.contains("`sh` exited with status 2"), "{text}");
+
+    // The message is stored with the run and shown on the dashboard: a
+    // password among the arguments stays out of it.
+    let err = repo
+        .backup(&Request {
+            dumps: vec![Dump::new(
+                "db.sql",
+                &["sh", "-c", "exit 3", "mysqldump", "-pS3cretPass"],
+            )],
+            ..Request::paths(&[&src])
+        })
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("`sh` exited with status 3"), "{text}");
+    assert!(!text.contains("S3cretPass"), "{text}");
 
     let err = repo
         .backup(&failing("head -c 3000000 /dev/zero; kill -9 $$"))
