@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""bench/backup: vigie's backups beside restic and borg (Debian's), one after
-the other, on the same generated data set, each into a repository of its
-own on the same disk. Prints one table: wall time and peak RSS of each
-step. Run through bench/backup (it builds vigie and installs what is
-missing). As root, the page cache is dropped before every step (cold
-cache); otherwise the table says it was warm."""
+"""bench/backup: vigie's backups beside restic and borg (Debian's) on the
+same generated data set, each into a repository of its own on the same
+disk. Step by step, the tools take turns (so a machine that gets busier
+midway weighs on all of them alike); the short steps (nothing changed,
+1 % changed) run ROUNDS times, each 1 % round on a fresh change, and
+their median is shown with the range. Prints one table: wall time and
+peak RSS of each step. Run through bench/backup (it builds vigie and
+installs what is missing). As root, the page cache is dropped before
+every step (cold cache); otherwise the table says it was warm."""
 
 import os
 import random
@@ -16,6 +19,7 @@ import tempfile
 VIGIE = os.path.abspath(sys.argv[1])
 SIZE_MB = int(os.environ.get("SIZE_MB", "2048"))
 DUMP_MB = int(os.environ.get("DUMP_MB", "200"))
+ROUNDS = max(1, int(os.environ.get("ROUNDS", "3")))
 WORK = os.environ.get("WORK") or tempfile.mkdtemp(prefix="vigie-bench-backup-", dir="/var/tmp")
 DATA = os.path.join(WORK, "data")
 DUMP = os.path.join(WORK, "dump.sql")
@@ -72,10 +76,11 @@ def generate():
     open(os.path.join(WORK, "generated"), "w").close()
 
 
-def change_one_percent():
+def change_one_percent(round_no=0):
     """Rewrites files (new bytes, same sizes) until 1 % of the data set
-    changed: mostly pages, and 1 MiB inside one video."""
-    rng = random.Random(7)
+    changed: mostly pages, and 1 MiB inside one video. Each round
+    changes other files (its own seed)."""
+    rng = random.Random(7 + round_no)
     pages = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(DATA, "site")) for f in fs)
     target = SIZE_MB * 1024 * 1024 // 100
     changed = 0
@@ -86,7 +91,7 @@ def change_one_percent():
         with open(path, "wb") as f:
             f.write((words(rng, size // 5 + 1) * 2).encode()[:size])
         changed += size
-    with open(os.path.join(DATA, "media", "video-0.bin"), "r+b") as f:
+    with open(os.path.join(DATA, "media", f"video-{round_no % 8}.bin"), "r+b") as f:
         f.seek(os.path.getsize(f.name) // 2)
         f.write(os.urandom(1 << 20))
 
@@ -213,6 +218,13 @@ at = "04:00"
         return self.v("backup check bench --read-data")
 
 
+def median_of(runs):
+    """(median wall, peak RSS of that run, min wall, max wall)."""
+    walls = sorted(runs)
+    mid = walls[len(walls) // 2]
+    return mid[0], mid[1], walls[0][0], walls[-1][0]
+
+
 def main():
     for tool in ("restic", "borg"):
         if not shutil.which(tool):
@@ -222,40 +234,52 @@ def main():
     steps = ["first backup", "no-change backup", "1 % changed", f"{DUMP_MB} MiB dump", "restore",
              "check --read-data"]
     tools = [Vigie(), Restic(), Borg()]
-    results = {}
+    results = {t.name: {s: [] for s in steps} for t in tools}
+    # Every run starts from the same tree: the 1 % changes are made on
+    # a copy of the pristine one.
     snapshot = os.path.join(WORK, "pristine")
-    # Every tool starts from the same tree: the 1 % change is made on a
-    # copy restored before each tool.
     if not os.path.exists(snapshot):
         shutil.copytree(DATA, snapshot, copy_function=os.link)
+    shutil.rmtree(DATA)
+    shutil.copytree(snapshot, DATA)
     for tool in tools:
-        shutil.rmtree(DATA)
-        shutil.copytree(snapshot, DATA)
         shutil.rmtree(tool.repo, ignore_errors=True)
         tool.init()
-        row = {}
-        print(f"{tool.name}...", file=sys.stderr)
-        row["first backup"] = timed(tool.backup())
-        row["no-change backup"] = timed(tool.backup())
-        change_one_percent()
-        row["1 % changed"] = timed(tool.backup())
-        row[f"{DUMP_MB} MiB dump"] = timed(tool.dump())
-        target = os.path.join(WORK, "restored")
+
+    def each(step, command):
+        for tool in tools:
+            print(f"{step}: {tool.name}...", file=sys.stderr)
+            results[tool.name][step].append(timed(command(tool)))
+
+    each("first backup", lambda t: t.backup())
+    for _ in range(ROUNDS):
+        each("no-change backup", lambda t: t.backup())
+    for r in range(ROUNDS):
+        change_one_percent(r)
+        each("1 % changed", lambda t: t.backup())
+    each(f"{DUMP_MB} MiB dump", lambda t: t.dump())
+    target = os.path.join(WORK, "restored")
+    for tool in tools:
         shutil.rmtree(target, ignore_errors=True)
-        row["restore"] = timed(tool.restore(target))
-        shutil.rmtree(target, ignore_errors=True)
-        row["check --read-data"] = timed(tool.check())
-        du = subprocess.run(["du", "-sm", tool.repo], capture_output=True, text=True).stdout.split()[0]
-        row["repository MiB"] = du
-        results[tool.name] = row
+        print(f"restore: {tool.name}...", file=sys.stderr)
+        results[tool.name]["restore"].append(timed(tool.restore(target)))
+    shutil.rmtree(target, ignore_errors=True)
+    each("check --read-data", lambda t: t.check())
+    sizes = {t.name: subprocess.run(["du", "-sm", t.repo], capture_output=True, text=True).stdout.split()[0]
+             for t in tools}
     names = [t.name for t in tools]
-    print(f"\n{SIZE_MB} MiB data set, {'cold' if COLD else 'warm'} cache: wall seconds / peak RSS MiB\n")
+    print(f"\n{SIZE_MB} MiB data set, {'cold' if COLD else 'warm'} cache: wall seconds / peak RSS MiB"
+          f" (steps run {ROUNDS} times: median, then min–max)\n")
     print("| step | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for step in steps:
-        cells = [f"{results[n][step][0]:.1f} s / {results[n][step][1]:.0f}" for n in names]
+        cells = []
+        for n in names:
+            wall, rss, lo, hi = median_of(results[n][step])
+            spread = f" ({lo:.2f}–{hi:.2f})" if len(results[n][step]) > 1 else ""
+            cells.append(f"{wall:.2f} s{spread} / {rss:.0f}")
         print(f"| {step} | " + " | ".join(cells) + " |")
-    print("| repository size MiB | " + " | ".join(results[n]["repository MiB"] for n in names) + " |")
+    print("| repository size MiB | " + " | ".join(sizes[n] for n in names) + " |")
 
 
 if __name__ == "__main__":
