@@ -53,9 +53,8 @@ fn main() -> std::io::Result<()> {
         // Connection i's slot in this round; every request due before the
         // end of the current tick goes in one burst.
         let slot = |i: usize| PERIOD * round + PERIOD * i as u32 / n as u32;
-        let now = start.elapsed();
-        if slot(next) > now {
-            std::thread::sleep(slot(next) - now);
+        if let Some(wait) = slot(next).checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
         }
         let until = slot(next) + tick;
         let first = next;
