@@ -70,20 +70,49 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let Some(dir) = self.0.take() else { return };
-        let mut stack = vec![dir.path().to_owned()];
-        while let Some(d) = stack.pop() {
-            let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
-            if let Ok(entries) = fs::read_dir(&d) {
-                for e in entries.flatten() {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        stack.push(e.path());
-                    }
-                }
-            }
-        }
+        open_up(dir.path());
         // Nothing to do with an error here: the caller's result stands.
         let _ = dir.close();
     }
+}
+
+/// The name every scratch directory starts with.
+const SCRATCH_PREFIX: &str = ".vigie-drill-";
+
+/// Makes every directory under `root` writable (a restore gives them
+/// their snapshot's modes), so that it can be removed.
+fn open_up(root: &Path) {
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = fs::read_dir(&d) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Removes the scratch copies a drill killed midway (SIGKILL, a power
+/// cut) left in `parent`: a whole restore each, which would fill the
+/// disk drill after drill. Only directories named as ours, and not
+/// through a symbolic link.
+fn sweep(parent: &Path) -> std::io::Result<()> {
+    for e in fs::read_dir(parent)? {
+        let e = e?;
+        let ours = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(SCRATCH_PREFIX));
+        if ours && e.file_type()?.is_dir() {
+            let path = e.path();
+            open_up(&path);
+            fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `rel` is in a sample of `percent` % of the files, the same
@@ -104,6 +133,10 @@ impl Repo {
     /// `scratch_parent`, verifies it against the snapshot and removes
     /// it. A damaged repository gives a report with mismatches; an
     /// `Err` is a drill that could not run (no snapshot, no room).
+    ///
+    /// `scratch_parent` is this job's alone, and no other drill of the
+    /// job runs meanwhile (the caller holds the job's lock): scratch
+    /// copies found there are a killed drill's, and are removed first.
     pub fn drill(
         &self,
         filter: &SnapshotFilter,
@@ -132,9 +165,10 @@ impl Repo {
             source,
         };
         fs::create_dir_all(scratch_parent).map_err(io)?;
+        sweep(scratch_parent).map_err(io)?;
         let scratch = Scratch(Some(
             tempfile::Builder::new()
-                .prefix(".vigie-drill-")
+                .prefix(SCRATCH_PREFIX)
                 .tempdir_in(scratch_parent)
                 .map_err(io)?,
         ));

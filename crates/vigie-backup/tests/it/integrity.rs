@@ -4,6 +4,7 @@
 //! gone afterwards either way.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use vigie_backup::{Request, SnapshotFilter};
@@ -90,6 +91,18 @@ fn a_healthy_repository_passes_check_and_drill_as_restic_agrees() {
     );
     assert!(is_empty(&scratch));
     assert!(repo.drill(&job, Some(0), &scratch).is_err());
+
+    // A drill killed midway left its copy (with a directory restored
+    // read-only): the next drill removes it, and only what is named as
+    // a drill's copy.
+    let left = scratch.join(".vigie-drill-killed");
+    fs::create_dir_all(left.join("etc/locked")).unwrap();
+    fs::write(left.join("etc/locked/big"), vec![0u8; 1 << 20]).unwrap();
+    fs::set_permissions(left.join("etc/locked"), fs::Permissions::from_mode(0o500)).unwrap();
+    fs::write(scratch.join("notes.txt"), b"mine").unwrap();
+    assert!(repo.drill(&job, None, &scratch).unwrap().passed());
+    assert!(!left.exists(), "the killed drill's copy is left");
+    assert_eq!(fs::read(scratch.join("notes.txt")).unwrap(), b"mine");
 }
 
 #[test]

@@ -87,7 +87,9 @@ pub(crate) fn drill(
     }
 }
 
-/// Open, drill into `STATE/drills`; the error as one line.
+/// Open, drill into `STATE/drills/JOB` (the job's own: a killed drill's
+/// copy found there is removed, under the job's lock); the error as one
+/// line.
 fn attempt(
     job: &BackupJob,
     state_dir: &Path,
@@ -95,7 +97,8 @@ fn attempt(
 ) -> Result<vigie_backup::DrillReport, String> {
     let spec = repo_spec(job).map_err(|e| e.to_string())?;
     let repo = vigie_backup::open(&spec, job.password.expose()).map_err(|e| e.to_string())?;
-    let scratch = state_dir.join("drills");
+    // A job's name is a plain name (`is_valid_name`): no `/`, no `..`.
+    let scratch = state_dir.join("drills").join(&job.name);
     std::fs::create_dir_all(&scratch)
         .map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
     repo.drill(&filter(job), sample, &scratch)
