@@ -26,29 +26,83 @@ impl Drop for Schedules {
     }
 }
 
+/// When each of a job's works last started (from the store): a time
+/// of its schedule after that one, and already past, was missed.
+#[derive(Clone, Copy, Default)]
+struct LastStarts {
+    run: Option<Timestamp>,
+    drill: Option<Timestamp>,
+    check: Option<Timestamp>,
+}
+
+fn last_starts(store: &vigie_store::Store, job: &str) -> vigie_store::Result<LastStarts> {
+    Ok(LastStarts {
+        run: store.backup_last(job)?.0.map(|r| r.started),
+        drill: store.drill_last(job)?.map(|d| d.started),
+        check: store.check_last(job)?.map(|c| c.started),
+    })
+}
+
+/// How long after the daemon starts a time it missed is made up for.
+pub(crate) const CATCH_UP_AFTER: Duration = Duration::from_secs(15);
+
+/// The first time to wait for: `next_after(now)`, or, when a time of
+/// the schedule came between the `last` start and now (the daemon or
+/// the host was down then), [`CATCH_UP_AFTER`] from now, once, as
+/// anacron and systemd's `Persistent=` timers do. Work that never ran
+/// waits for its first time.
+fn first_time(
+    job: &str,
+    what: &str,
+    last: Option<Timestamp>,
+    next_after: impl Fn(jiff::Timestamp) -> Result<jiff::Timestamp, String>,
+) -> Result<jiff::Timestamp, String> {
+    let now = jiff::Timestamp::now();
+    let missed = last
+        .and_then(|l| jiff::Timestamp::from_millisecond(l.millis()).ok())
+        .and_then(|l| next_after(l).ok())
+        .filter(|&t| t <= now);
+    match missed {
+        Some(t) => {
+            tracing::warn!(job, missed = %t, "a {what} time passed while vigie was not running: it runs in {}s", CATCH_UP_AFTER.as_secs());
+            now.checked_add(CATCH_UP_AFTER).map_err(|e| e.to_string())
+        }
+        None => next_after(now),
+    }
+}
+
 /// Start the schedule of every job of `config`, after publishing each
 /// job's last runs (from the store) for its checks.
 pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board) -> Schedules {
     let watched = Timestamp::now();
+    let mut last = std::collections::HashMap::new();
     if !config.backups.is_empty() {
         match vigie_store::Store::open(state_dir) {
             Ok(store) => {
                 for j in &config.backups {
                     job::publish(board, &store, &j.name, watched);
+                    match last_starts(&store, &j.name) {
+                        Ok(l) => {
+                            last.insert(j.name.clone(), l);
+                        }
+                        Err(e) => tracing::error!(job = %j.name, "cannot read the last runs: {e}"),
+                    }
                 }
             }
             Err(e) => tracing::error!("cannot read the backup runs: {e}"),
         }
     }
+    let last = |j: &BackupJob| last.get(&j.name).copied().unwrap_or_default();
     let mut tasks: Vec<_> = config
         .backups
         .iter()
         .map(|j| {
+            let since = last(j).run;
             let j = j.clone();
             let node = config.node.name.clone();
             let dir = state_dir.to_owned();
             let board = board.clone();
-            tokio::spawn(async move { scheduled(j, node, dir, board).await })
+            tokio::spawn(async move { scheduled(j, node, dir, board, since).await })
         })
         .collect();
     tasks.extend(
@@ -57,11 +111,12 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
             .iter()
             .filter(|j| j.drill.is_some())
             .map(|j| {
+                let since = last(j).drill;
                 let j = j.clone();
                 let node = config.node.name.clone();
                 let dir = state_dir.to_owned();
                 let board = board.clone();
-                tokio::spawn(async move { drills(j, node, dir, board).await })
+                tokio::spawn(async move { drills(j, node, dir, board, since).await })
             }),
     );
     tasks.extend(
@@ -70,11 +125,12 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
             .iter()
             .filter(|j| j.check.is_some())
             .map(|j| {
+                let since = last(j).check;
                 let j = j.clone();
                 let node = config.node.name.clone();
                 let dir = state_dir.to_owned();
                 let board = board.clone();
-                tokio::spawn(async move { checks(j, node, dir, board).await })
+                tokio::spawn(async move { checks(j, node, dir, board, since).await })
             }),
     );
     tasks.extend(config.backups.iter().map(|j| {
@@ -102,16 +158,25 @@ async fn reaches(job: BackupJob, board: Board) {
 
 /// Wait for each of the job's integrity check times and check its
 /// repository then (a check that finds a run under way waits for the
-/// next time).
-async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+/// next time); a time missed since the `last` check first.
+async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board, last: Option<Timestamp>) {
+    let mut last = Some(last);
     loop {
-        let next = match job.next_check(&node, jiff::Timestamp::now()) {
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
+        let next_after = |t| {
+            job.next_check(&node, t)
+                .unwrap_or_else(|| Err("no check".into()))
+        };
+        let next = match last.take() {
+            Some(last) => first_time(&job.name, "integrity check", last, next_after),
+            None => next_after(jiff::Timestamp::now()),
+        };
+        let next = match (job.check.is_some(), next) {
+            (true, Ok(t)) => t,
+            (true, Err(e)) => {
                 tracing::error!(job = %job.name, "the integrity checks of backup {} are not scheduled: {e}", job.name);
                 return;
             }
-            None => return,
+            (false, _) => return,
         };
         tracing::info!(job = %job.name, next = %next, "integrity check scheduled");
         let left = jiff::Timestamp::now().duration_until(next);
@@ -151,13 +216,25 @@ async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board) {
 /// waits: a run by hand (`vigie backup run`) reaches its checks so.
 const REFRESH: Duration = Duration::from_secs(5);
 
-/// Wait for each of the job's times and run it then.
-async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+/// Wait for each of the job's times and run it then; a time missed
+/// since the `last` run first.
+async fn scheduled(
+    job: BackupJob,
+    node: String,
+    dir: PathBuf,
+    board: Board,
+    last: Option<Timestamp>,
+) {
     // Opened once for the refreshes (a run opens its own).
     let mut store: Option<vigie_store::Store> = None;
+    let mut last = Some(last);
     loop {
-        let now = jiff::Timestamp::now();
-        let next = match job.next_run(&node, now) {
+        let next_after = |t| job.next_run(&node, t);
+        let next = match last.take() {
+            Some(last) => first_time(&job.name, "backup", last, next_after),
+            None => next_after(jiff::Timestamp::now()),
+        };
+        let next = match next {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(job = %job.name, "backup {} is not scheduled: {e}", job.name);
@@ -188,16 +265,26 @@ async fn scheduled(job: BackupJob, node: String, dir: PathBuf, board: Board) {
 }
 
 /// Wait for each of the job's drill times and drill it then (a drill
-/// that finds a run under way waits for the next time).
-async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board) {
+/// that finds a run under way waits for the next time); a time missed
+/// since the `last` drill first.
+async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board, last: Option<Timestamp>) {
+    let mut last = Some(last);
     loop {
-        let next = match job.next_drill(&node, jiff::Timestamp::now()) {
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
+        let next_after = |t| {
+            job.next_drill(&node, t)
+                .unwrap_or_else(|| Err("no drill".into()))
+        };
+        let next = match last.take() {
+            Some(last) => first_time(&job.name, "restore drill", last, next_after),
+            None => next_after(jiff::Timestamp::now()),
+        };
+        let next = match (job.drill.is_some(), next) {
+            (true, Ok(t)) => t,
+            (true, Err(e)) => {
                 tracing::error!(job = %job.name, "the drills of backup {} are not scheduled: {e}", job.name);
                 return;
             }
-            None => return,
+            (false, _) => return,
         };
         tracing::info!(job = %job.name, next = %next, "restore drill scheduled");
         let left = jiff::Timestamp::now().duration_until(next);

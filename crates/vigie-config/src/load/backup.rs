@@ -56,7 +56,10 @@ pub(super) struct RawBackup {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     tags: Vec<Spanned<String>>,
-    /// Daily at this time, `"02:30"` (or `schedule`).
+    /// Daily at this time, `"02:30"` (or `schedule`). A time missed
+    /// while vigie was not running (after the job's last run) is made
+    /// up once, 15 s after the daemon starts; so are missed drills and
+    /// integrity checks.
     #[schemars(with = "Option<String>")]
     at: Option<Spanned<String>>,
     /// When to run, as cron: `"0 3 * * 0"` (or `at`).

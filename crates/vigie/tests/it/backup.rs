@@ -143,6 +143,52 @@ fn a_scheduled_run_happens_and_shows_in_status_and_metrics() {
 }
 
 #[test]
+fn a_backup_time_missed_while_the_daemon_was_down_is_made_up_once_at_start() {
+    require!(Need::Restic);
+    // `nightly` last ran three days ago: its 02:30 of the days since
+    // were missed. `fresh` never ran: it waits for its first time.
+    let e = job(
+        "at = \"02:30\"\n\n[[backup]]\nname = \"fresh\"\nrepository = \"repo2\"\n\
+         password = { file = \"pw\" }\npaths = [\"data\"]\nat = \"02:30\"\n",
+    );
+    exits(&e, &["backup", "init", "nightly"], 0, &[]);
+    exits(&e, &["backup", "init", "fresh"], 0, &[]);
+    let three_days_ago =
+        vigie_core::Timestamp(vigie_core::Timestamp::now().millis() - 3 * 24 * 3_600_000);
+    vigie_store::Store::open(&e.state_dir())
+        .unwrap()
+        .backup_record(&vigie_store::BackupRun {
+            job: "nightly".into(),
+            started: three_days_ago,
+            ended: three_days_ago,
+            ok: true,
+            snapshot: Some("0".repeat(64)),
+            bytes_added: Some(1),
+            error: None,
+        })
+        .unwrap();
+    let d = e.daemon();
+    d.wait_log(
+        "a backup time passed while vigie was not running",
+        Duration::from_secs(10),
+    );
+    d.wait_log("backup done", Duration::from_secs(60));
+    assert_eq!(restic_snapshots(&e).len(), 1);
+    // Made up once: the next time is the schedule's again.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = d.log();
+    assert_eq!(log.matches("backup done").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("time passed while vigie was not running")
+            .count(),
+        1,
+        "{log}"
+    );
+    let fresh = e.run(&["backup", "snapshots", "fresh", "--json"]);
+    assert_eq!(fresh.stdout.trim(), "[]", "{fresh:?}");
+}
+
+#[test]
 fn a_wrong_password_is_a_clear_error_an_incident_and_no_snapshot() {
     require!(Need::Restic);
     let e = job("at = \"02:30\"\n");
