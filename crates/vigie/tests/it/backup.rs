@@ -413,7 +413,7 @@ fn a_job_with_a_dump_and_keep_is_restored_checked_and_drilled_from_the_cli() {
     let drill = exits(&e, &["backup", "drill", "nightly"], 0, &[]);
     assert!(drill.stdout.contains("passed"), "{drill:?}");
     assert!(
-        std::fs::read_dir(e.state_dir().join("drills"))
+        std::fs::read_dir(e.state_dir().join("drills/nightly"))
             .unwrap()
             .next()
             .is_none(),
@@ -498,7 +498,7 @@ fn a_scheduled_drill_of_a_damaged_repository_opens_an_incident() {
         "{m}"
     );
     assert!(
-        std::fs::read_dir(e.state_dir().join("drills"))
+        std::fs::read_dir(e.state_dir().join("drills/nightly"))
             .unwrap()
             .next()
             .is_none(),
