@@ -5,7 +5,10 @@
 //! Every run is a sample of the series ([`crate::series`]); a run gets a
 //! row of `results` only when it says something new: it failed, or its
 //! outcome or message differs from the check's previous run (the first
-//! run after a start counts as new). A check's remembered state and
+//! run after a start counts as new). A success's message that differs
+//! only in its numbers (`status 200 in 12ms`, then `in 14ms`) is not new:
+//! its numbers are the series' samples, and a row per run for a latency
+//! is what this avoids. A check's remembered state and
 //! counters (`check_state`) are kept here in memory and written when its
 //! state, outcome or message changes, every [`STATES_EVERY`] otherwise
 //! (the rows that changed, together), and on a flush (the engine's
@@ -116,7 +119,8 @@ impl Book {
         };
         let ok = r.outcome.ok;
         let s = &mut kept.stored;
-        let said_new = !kept.ran || s.last_ok != Some(ok) || s.last_message != r.outcome.message;
+        let said_new =
+            !kept.ran || s.last_ok != Some(ok) || !same_words(&s.last_message, &r.outcome.message);
         let changed = said_new || s.tracker.state != tracker.state;
         s.tracker = tracker;
         s.last_run = Some(r.started_at);
@@ -182,6 +186,34 @@ impl Book {
     fn any_dirty(&self) -> bool {
         self.checks.values().any(|k| k.dirty)
     }
+}
+
+/// `a` and `b` say the same but for their numbers: each run of digits
+/// (with the `.` and `,` within it) counts as one and the same word.
+fn same_words(a: &str, b: &str) -> bool {
+    fn number_end(s: &[u8], mut i: usize) -> usize {
+        while i < s.len()
+            && (s[i].is_ascii_digit()
+                || (matches!(s[i], b'.' | b',') && s.get(i + 1).is_some_and(u8::is_ascii_digit)))
+        {
+            i += 1;
+        }
+        i
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            i = number_end(a, i);
+            j = number_end(b, j);
+        } else if a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else {
+            return false;
+        }
+    }
+    i == a.len() && j == b.len()
 }
 
 fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
@@ -502,34 +534,52 @@ mod tests {
     async fn a_repeated_success_writes_no_row_but_a_failure_or_a_new_message_does() {
         let dir = tempfile::tempdir().unwrap();
         let (mut runs, _) = Runs::new(dir.path());
-        for _ in 0..3 {
-            runs.run(Outcome::ok("200 OK"));
+        // Only the latency changes: its number is a sample, not news.
+        for ms in [12, 9, 140] {
+            runs.run(Outcome::ok(format!("status 200 in {ms}ms")));
         }
         for _ in 0..2 {
-            runs.run(Outcome::fail("500"));
+            runs.run(Outcome::fail("status 500 in 3ms"));
         }
-        runs.run(Outcome::ok("200 OK"));
-        runs.run(Outcome::ok("200 OK"));
-        runs.run(Outcome::ok("200 OK in 2 redirects"));
-        runs.run(Outcome::ok("200 OK in 2 redirects"));
+        runs.run(Outcome::ok("status 200 in 12ms"));
+        runs.run(Outcome::ok("status 200 in 1.05s"));
+        runs.run(Outcome::ok("status 200 in 1.30s"));
+        runs.run(Outcome::ok("status 200 in 1.30s"));
         runs.handle.flush().await;
         assert_eq!(
             messages(dir.path()),
             [
-                (true, "200 OK".to_owned()),
-                (false, "500".to_owned()),
-                (false, "500".to_owned()),
-                (true, "200 OK".to_owned()),
-                (true, "200 OK in 2 redirects".to_owned()),
+                (true, "status 200 in 12ms".to_owned()),
+                (false, "status 500 in 3ms".to_owned()),
+                (false, "status 500 in 3ms".to_owned()),
+                (true, "status 200 in 12ms".to_owned()),
+                (true, "status 200 in 1.05s".to_owned()),
             ],
-            "the first run, each failure, each change"
+            "the first run, each failure, each change of outcome or words"
         );
         let states = Store::open(dir.path()).unwrap().states().unwrap();
         let web = &states["web"];
         assert_eq!((web.runs_total, web.failures_total), (9, 2), "{web:?}");
         assert_eq!(web.tracker, runs.tracker);
-        assert_eq!(web.last_message, "200 OK in 2 redirects");
+        assert_eq!(web.last_message, "status 200 in 1.30s", "the last, exactly");
         assert_eq!(web.last_run, Some(Timestamp(runs.at)));
+    }
+
+    #[test]
+    fn messages_are_the_same_but_for_their_numbers() {
+        use super::same_words;
+        assert!(same_words("status 200 in 12ms", "status 200 in 140ms"));
+        assert!(same_words(
+            "12.3 GiB free of 40 GiB",
+            "9.87 GiB free of 40 GiB"
+        ));
+        assert!(same_words("1,024 files", "998 files"));
+        assert!(same_words("", ""));
+        assert!(!same_words("status 200 in 1.2s", "status 200 in 45ms"));
+        assert!(!same_words("connected in 3ms", "refused in 3ms"));
+        assert!(!same_words("disk / ok", "disk /home ok"));
+        assert!(!same_words("up 3", "up 3 of 4"));
+        assert!(!same_words("version 1.2.", "version 1.2"));
     }
 
     #[tokio::test]

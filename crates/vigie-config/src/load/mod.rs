@@ -220,8 +220,9 @@ struct RawStore {
     /// overrides it.
     dir: Option<PathBuf>,
     /// How long check results are kept. A result is kept when the run
-    /// failed or its outcome or message changed (every run is a sample of
-    /// the check's series, kept by `[series] retention`).
+    /// failed or its outcome or message changed (but for its numbers:
+    /// every run is a sample of the check's series, kept by `[series]
+    /// retention`).
     #[schemars(extend("default" = DEFAULT_RETENTION))]
     retention: Option<Duration>,
 }
