@@ -479,7 +479,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
 #[derive(Clone, Debug, Serialize)]
 pub struct StoreConfig {
     pub dir: Option<PathBuf>,
-    /// How long raw check results are kept.
+    /// How long check results (failures and changes) are kept.
     pub retention: Duration,
 }
 

@@ -472,6 +472,7 @@ impl Engine {
             let wake = wakes.get(&check.name).cloned().unwrap_or_default();
             let task = runner::CheckTask {
                 inner: self.inner.clone(),
+                keys: series::CheckKeys::new(&check.name),
                 check,
                 probe,
                 wake,
@@ -898,6 +899,7 @@ impl Inner {
     pub(crate) fn record(
         &self,
         check: &Check,
+        keys: &series::CheckKeys,
         result: vigie_core::CheckResult,
     ) -> Option<StateTracker> {
         let thresholds = check.thresholds();
@@ -942,7 +944,7 @@ impl Inner {
             }
         }
         if let Some(series) = &self.series {
-            series.result(&check.name, &result, tracker.state);
+            series.result(keys, &result, tracker.state);
         }
         self.writer.result(result, tracker);
         Some(tracker)

@@ -244,6 +244,8 @@ pub(crate) struct CheckTask {
     pub probe: Arc<Prepared>,
     /// Runs the check at once: a heartbeat ping, a repair's verification.
     pub wake: Arc<Notify>,
+    /// Its series' keys, made once.
+    pub keys: crate::series::CheckKeys,
 }
 
 impl CheckTask {
@@ -316,6 +318,7 @@ impl CheckTask {
         let started_at = Timestamp::now().saturating_sub(duration);
         let tracker = self.inner.record(
             &self.check,
+            &self.keys,
             CheckResult {
                 check: name,
                 started_at,

@@ -26,7 +26,13 @@
 //! `vigie_check_failing` (1 while the check is failing after its
 //! `fail_after`), `vigie_check_duration_seconds` (to the microsecond)
 //! and `vigie_check_value{name}` for each number the run measured. The
-//! host's are node_exporter's, as `/metrics` serves them.
+//! host's are node_exporter's, as `/metrics` serves them. A check's keys
+//! are made once, when it is installed ([`CheckKeys`]): a result costs
+//! no string and no hashing of its labels.
+//!
+//! Every run is a sample, so a check's runs are read from here: its
+//! last runs ([`Series::recent_marks`], the overview's sparkline) and its
+//! runs over a range ([`Series::buckets`], its history).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -37,6 +43,7 @@ use vigie_config::SeriesConfig;
 use vigie_core::{CheckResult, CheckState, Timestamp};
 use vigie_metrics::HostCollector;
 use vigie_store::series::{Aggregate, Retention, Sample, SeriesError, SeriesKey, SeriesStore};
+use vigie_store::{Bucket, Mark};
 
 /// Batches waiting for the thread; beyond it, samples are dropped.
 const QUEUE: usize = 4096;
@@ -51,8 +58,11 @@ const BATCH_WINDOW: Duration = Duration::from_millis(200);
 /// The most batches applied at once.
 const BATCH: usize = 1024;
 
+/// A sample of a series whose key is shared (made once, sent often).
+pub type Keyed = (Arc<SeriesKey>, i64, f64);
+
 enum Op {
-    Samples(Vec<(SeriesKey, i64, f64)>),
+    Samples(Vec<Keyed>),
     Flush(std::sync::mpsc::Sender<Result<(), String>>),
     Config(Duration, Retention),
 }
@@ -80,6 +90,50 @@ pub struct Series {
     stats: Arc<SeriesStats>,
     /// The thread, unparked by what must not wait for the batch window.
     thread: std::thread::Thread,
+}
+
+const UP: &str = "vigie_check_up";
+const FAILING: &str = "vigie_check_failing";
+const DURATION: &str = "vigie_check_duration_seconds";
+const VALUE: &str = "vigie_check_value";
+
+/// A check's series keys, made once when the check is installed and
+/// shared by each of its results. A key that cannot be made (a name no
+/// series accepts) is `None`: its samples are not kept.
+#[derive(Debug)]
+pub struct CheckKeys {
+    check: String,
+    up: Option<Arc<SeriesKey>>,
+    failing: Option<Arc<SeriesKey>>,
+    duration: Option<Arc<SeriesKey>>,
+    /// `vigie_check_value{name}` by metric name, made at the first run
+    /// that measures it (a probe measures the same few every run).
+    values: Mutex<Vec<(String, Option<Arc<SeriesKey>>)>>,
+}
+
+impl CheckKeys {
+    pub fn new(check: &str) -> Self {
+        let key = |name: &str| SeriesKey::new(name, [("check", check)]).ok().map(Arc::new);
+        Self {
+            check: check.to_owned(),
+            up: key(UP),
+            failing: key(FAILING),
+            duration: key(DURATION),
+            values: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn value(&self, name: &str) -> Option<Arc<SeriesKey>> {
+        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, k)) = values.iter().find(|(n, _)| n == name) {
+            return k.clone();
+        }
+        let key = SeriesKey::new(VALUE, [("check", self.check.as_str()), ("name", name)])
+            .ok()
+            .map(Arc::new);
+        values.push((name.to_owned(), key.clone()));
+        key
+    }
 }
 
 /// The store's retention from `[series]`.
@@ -136,7 +190,7 @@ impl Series {
 
     /// Queue samples; never waits. Dropped (and counted) when the queue
     /// is full.
-    pub fn send(&self, samples: Vec<(SeriesKey, i64, f64)>) {
+    pub fn send(&self, samples: Vec<Keyed>) {
         let n = samples.len() as u64;
         match self.tx.try_send(Op::Samples(samples)) {
             Ok(()) => {}
@@ -146,34 +200,93 @@ impl Series {
         }
     }
 
-    /// Queue a check result's numbers (see the module's "Names").
-    pub fn result(&self, check: &str, result: &CheckResult, state: CheckState) {
+    /// Queue a check result's numbers (see the module's "Names") under
+    /// the check's `keys`.
+    pub fn result(&self, keys: &CheckKeys, result: &CheckResult, state: CheckState) {
         let ts = result.started_at.millis();
-        let key = |name: &str| SeriesKey::new(name, [("check", check)]);
         let mut out = Vec::with_capacity(3 + result.outcome.metrics.len());
         let up = f64::from(u8::from(result.outcome.ok));
         let failing = f64::from(u8::from(state == CheckState::Failing));
         // To the microsecond: a short decimal compresses to a few bytes
         // where the f64 of the nanoseconds takes seven.
         let duration = result.duration.as_micros() as f64 / 1e6;
-        for (name, v) in [
-            ("vigie_check_up", up),
-            ("vigie_check_failing", failing),
-            ("vigie_check_duration_seconds", duration),
+        for (key, v) in [
+            (&keys.up, up),
+            (&keys.failing, failing),
+            (&keys.duration, duration),
         ] {
-            if let Ok(k) = key(name) {
-                out.push((k, ts, v));
+            if let Some(k) = key {
+                out.push((k.clone(), ts, v));
             }
         }
         for m in &result.outcome.metrics {
-            if let Ok(k) = SeriesKey::new(
-                "vigie_check_value",
-                [("check", check), ("name", m.name.as_str())],
-            ) {
+            if let Some(k) = keys.value(&m.name) {
                 out.push((k, ts, m.value));
             }
         }
         self.send(out);
+    }
+
+    /// The last `n` runs of `check`, oldest first: each run's duration
+    /// (`vigie_check_duration_seconds`) with its outcome
+    /// (`vigie_check_up` at the same time; a run whose outcome sample
+    /// is missing is left out). The store is locked for this check only.
+    pub fn recent_marks(&self, check: &str, n: usize) -> Result<Vec<Mark>, SeriesError> {
+        let up = SeriesKey::new(UP, [("check", check)])?;
+        let duration = SeriesKey::new(DURATION, [("check", check)])?;
+        let (ups, durations) = {
+            let store = self.lock();
+            (store.last(&up, n)?, store.last(&duration, n)?)
+        };
+        // Both are in time order: walk them together.
+        let mut ups = ups.iter().peekable();
+        let mut marks = Vec::with_capacity(durations.len());
+        for d in &durations {
+            while ups.next_if(|u| u.ts_ms < d.ts_ms).is_some() {}
+            if let Some(u) = ups.next_if(|u| u.ts_ms == d.ts_ms) {
+                marks.push(Mark {
+                    at: Timestamp(d.ts_ms),
+                    ok: u.value >= 0.5,
+                    duration_ms: d.value * 1000.0,
+                });
+            }
+        }
+        Ok(marks)
+    }
+
+    /// `check`'s runs in `[from, to]` in buckets of `width` ms (aligned
+    /// on multiples of it; a bucket without runs is left out), whatever
+    /// the range: from the raw samples and the roll-ups as
+    /// [`SeriesStore::query_step`] picks them. The duration's give the
+    /// runs, their mean and the slowest; `vigie_check_up`'s the failures
+    /// (its sum counts the runs that passed).
+    pub fn buckets(
+        &self,
+        check: &str,
+        from: Timestamp,
+        to: Timestamp,
+        width: i64,
+    ) -> Result<Vec<Bucket>, SeriesError> {
+        let step = Duration::from_millis(width.max(1).unsigned_abs());
+        let up = SeriesKey::new(UP, [("check", check)])?;
+        let duration = SeriesKey::new(DURATION, [("check", check)])?;
+        let durations = self.query_step(&duration, from.0, to.0, step)?;
+        let ups = self.query_step(&up, from.0, to.0, step)?;
+        let passed: std::collections::HashMap<i64, f64> =
+            ups.iter().map(|a| (a.ts_ms, a.sum)).collect();
+        Ok(durations
+            .iter()
+            .filter(|a| a.ts_ms >= from.0 - width && a.count > 0)
+            .map(|a| Bucket {
+                start: Timestamp(a.ts_ms),
+                runs: a.count,
+                failures: a
+                    .count
+                    .saturating_sub(passed.get(&a.ts_ms).copied().unwrap_or(0.0).round() as u64),
+                mean_ms: a.mean() * 1000.0,
+                max_ms: a.max * 1000.0,
+            })
+            .collect())
     }
 
     /// Write the open chunks now; returns once written (or failed).
@@ -316,7 +429,7 @@ impl Thread {
         self.append(&samples);
     }
 
-    fn append(&mut self, samples: &[(SeriesKey, i64, f64)]) {
+    fn append(&mut self, samples: &[Keyed]) {
         if samples.is_empty() {
             return;
         }
@@ -328,7 +441,7 @@ impl Thread {
             // New series numbered in one transaction (the first minute
             // names every series); should it fail, each append tries
             // again on its own and counts its own error.
-            let _ = store.prepare(samples.iter().map(|(k, _, _)| k));
+            let _ = store.prepare(samples.iter().map(|(k, _, _)| &**k));
             for (key, ts, v) in samples {
                 match store.append(key, *ts, *v) {
                     Ok(()) => appended += 1,
@@ -396,12 +509,12 @@ impl Thread {
             return;
         };
         let ts = Timestamp::now().millis();
-        let samples: Vec<(SeriesKey, i64, f64)> = host
+        let samples: Vec<Keyed> = host
             .collect()
             .into_iter()
             .filter_map(|s| {
                 let key = SeriesKey::new(s.name, s.labels.iter().map(|(k, v)| (*k, v.as_str())));
-                key.ok().map(|k| (k, ts, s.value))
+                key.ok().map(|k| (Arc::new(k), ts, s.value))
             })
             .collect();
         self.append(&samples);
@@ -420,5 +533,81 @@ impl Thread {
             self.failing = false;
             tracing::info!("series store: writing again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use vigie_core::{CheckResult, CheckState, Outcome, Timestamp};
+
+    use super::{CheckKeys, Series};
+
+    fn result(at: i64, ok: bool, ms: u64) -> CheckResult {
+        CheckResult {
+            check: Arc::from("web"),
+            started_at: Timestamp(at),
+            lag: Duration::ZERO,
+            duration: Duration::from_millis(ms),
+            outcome: if ok {
+                Outcome::ok("200 OK")
+            } else {
+                Outcome::fail("500")
+            }
+            .with_metric("status", if ok { 200.0 } else { 500.0 }),
+        }
+    }
+
+    #[test]
+    fn a_checks_runs_read_back_from_its_series_failures_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = vigie_config::load_str("", &dir.path().join("vigie.toml"), &|_| None)
+            .unwrap()
+            .config;
+        let series = Series::start(dir.path(), &config.series, None).unwrap();
+        let keys = CheckKeys::new("web");
+        let other = CheckKeys::new("db");
+        let t0 = 1_764_000_000_000;
+        // 40 runs 5 s apart; the 35th failed.
+        for i in 0..40 {
+            let ok = i != 34;
+            let r = result(t0 + i * 5_000, ok, 10 + i.unsigned_abs());
+            series.result(&keys, &r, CheckState::Ok);
+            series.result(&other, &result(t0 + i * 5_000, true, 1), CheckState::Ok);
+        }
+        series.flush().unwrap();
+        let marks = series.recent_marks("web", 30).unwrap();
+        assert_eq!(marks.len(), 30, "the last 30 of 40");
+        assert_eq!(marks[0].at, Timestamp(t0 + 10 * 5_000), "oldest first");
+        assert_eq!(marks[29].at, Timestamp(t0 + 39 * 5_000));
+        let failed: Vec<_> = marks.iter().filter(|m| !m.ok).map(|m| m.at).collect();
+        assert_eq!(failed, [Timestamp(t0 + 34 * 5_000)]);
+        assert!((marks[29].duration_ms - 49.0).abs() < 1e-6, "{marks:?}");
+        assert!(series.recent_marks("nothing", 30).unwrap().is_empty());
+        // The same runs in buckets of a minute: 12 runs each, the failure
+        // in the one that holds it; db's runs are not counted.
+        let buckets = series
+            .buckets("web", Timestamp(t0), Timestamp(t0 + 200_000), 60_000)
+            .unwrap();
+        assert_eq!(buckets.iter().map(|b| b.runs).sum::<u64>(), 40);
+        assert_eq!(buckets.iter().map(|b| b.failures).sum::<u64>(), 1);
+        let with_failure = buckets.iter().find(|b| b.failures == 1).unwrap();
+        let at = t0 + 34 * 5_000;
+        assert!(with_failure.start.0 <= at && at < with_failure.start.0 + 60_000);
+        // The value's key was made once, and named after the metric.
+        let value = series
+            .lock()
+            .last(
+                &vigie_store::SeriesKey::new(
+                    "vigie_check_value",
+                    [("check", "web"), ("name", "status")],
+                )
+                .unwrap(),
+                1,
+            )
+            .unwrap();
+        assert!((value[0].value - 200.0).abs() < 1e-9, "{value:?}");
     }
 }

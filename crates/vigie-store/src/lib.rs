@@ -1,9 +1,11 @@
 //! vigie's embedded store: one SQLite file in WAL mode under the state
 //! directory, with versioned migrations.
 //!
-//! Every check result is recorded with its timing and numbers; each
-//! check's threshold state is kept so that a restart remembers a failing
-//! check; heartbeat pings and the hashes of generated tokens live here
+//! A check result is recorded with its timing and numbers when it says
+//! something new (a failure, or an outcome or message that differs from
+//! the check's previous run; every run is a sample of the series); each
+//! check's threshold state and counters are kept so that a restart
+//! remembers a failing check; heartbeat pings and the hashes of generated tokens live here
 //! too (the tokens in a file of their own, `tokens`); time series,
 //! compressed and rolled up, in [`series`]. A daemon
 //! killed with SIGKILL loses nothing that was committed: WAL with
@@ -190,26 +192,21 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    /// Record results and the states they led to, in one transaction.
-    pub fn record(&mut self, batch: &[(CheckResult, StateTracker)]) -> Result<()> {
+    /// Record in one transaction the `results` worth a row (the daemon
+    /// keeps failures and changes; see `[store] retention`) and the
+    /// remembered `states` of the checks named, each replaced whole.
+    pub fn record<'a>(
+        &mut self,
+        results: &[CheckResult],
+        states: impl IntoIterator<Item = (&'a str, &'a StoredState)>,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO results (check_name, started_ms, lag_ms, duration_ms, ok, message, metrics)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            let mut state = tx.prepare_cached(
-                "INSERT INTO check_state (check_name, state, consecutive_ok, consecutive_fail, since_ms,
-                                          last_ms, last_ok, last_message, last_duration_ms, runs_total, failures_total)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10)
-                 ON CONFLICT (check_name) DO UPDATE SET
-                   state = excluded.state, consecutive_ok = excluded.consecutive_ok,
-                   consecutive_fail = excluded.consecutive_fail, since_ms = excluded.since_ms,
-                   last_ms = excluded.last_ms, last_ok = excluded.last_ok,
-                   last_message = excluded.last_message, last_duration_ms = excluded.last_duration_ms,
-                   runs_total = runs_total + 1, failures_total = failures_total + excluded.failures_total",
-            )?;
-            for (r, tracker) in batch {
+            for r in results {
                 let metrics = (!r.outcome.metrics.is_empty()).then(|| {
                     let map: serde_json::Map<String, serde_json::Value> = r
                         .outcome
@@ -219,27 +216,40 @@ impl Store {
                         .collect();
                     serde_json::Value::Object(map).to_string()
                 });
-                let duration_ms = r.duration.as_secs_f64() * 1000.0;
                 insert.execute(params![
                     &*r.check,
                     r.started_at.millis(),
                     r.lag.as_secs_f64() * 1000.0,
-                    duration_ms,
+                    r.duration.as_secs_f64() * 1000.0,
                     r.outcome.ok,
                     r.outcome.message,
                     metrics,
                 ])?;
+            }
+            let mut state = tx.prepare_cached(
+                "INSERT INTO check_state (check_name, state, consecutive_ok, consecutive_fail, since_ms,
+                                          last_ms, last_ok, last_message, last_duration_ms, runs_total, failures_total)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (check_name) DO UPDATE SET
+                   state = excluded.state, consecutive_ok = excluded.consecutive_ok,
+                   consecutive_fail = excluded.consecutive_fail, since_ms = excluded.since_ms,
+                   last_ms = excluded.last_ms, last_ok = excluded.last_ok,
+                   last_message = excluded.last_message, last_duration_ms = excluded.last_duration_ms,
+                   runs_total = excluded.runs_total, failures_total = excluded.failures_total",
+            )?;
+            for (check, s) in states {
                 state.execute(params![
-                    &*r.check,
-                    tracker.state.as_str(),
-                    tracker.consecutive_ok,
-                    tracker.consecutive_fail,
-                    tracker.since.millis(),
-                    r.started_at.millis(),
-                    r.outcome.ok,
-                    r.outcome.message,
-                    duration_ms,
-                    i64::from(!r.outcome.ok),
+                    check,
+                    s.tracker.state.as_str(),
+                    s.tracker.consecutive_ok,
+                    s.tracker.consecutive_fail,
+                    s.tracker.since.millis(),
+                    s.last_run.map(Timestamp::millis),
+                    s.last_ok,
+                    s.last_message,
+                    s.last_duration_ms,
+                    i64::try_from(s.runs_total).unwrap_or(i64::MAX),
+                    i64::try_from(s.failures_total).unwrap_or(i64::MAX),
                 ])?;
             }
         }

@@ -619,3 +619,37 @@ fn an_open_series_costs_hundreds_of_bytes_not_kilobytes() {
     let got = s.query(&keys[3][2], T0, T0 + 7 * HOUR).unwrap();
     assert_eq!(got.len(), 6 * 120);
 }
+
+#[test]
+fn the_last_samples_come_from_the_open_chunk_then_the_closed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = latencies(600, 11);
+    let k = key("vigie_check_up");
+    let want = |n: usize| -> Vec<(i64, f64)> { data[data.len() - n..].to_vec() };
+    let got = |s: &SeriesStore, n: usize| -> Vec<(i64, f64)> {
+        s.last(&k, n)
+            .unwrap()
+            .iter()
+            .map(|x| (x.ts_ms, x.value))
+            .collect()
+    };
+    {
+        let mut s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+        for &(ts, v) in &data {
+            s.append(&k, ts, v).unwrap();
+        }
+        // 600 samples: two closed chunks of 240 and 120 open in memory.
+        assert_eq!(got(&s, 30), want(30), "within the open chunk");
+        assert_eq!(got(&s, 300), want(300), "across the last close");
+        assert_eq!(got(&s, 10_000), data, "all there is");
+        assert!(got(&s, 0).is_empty());
+        s.flush().unwrap();
+        // The open chunk as flushed is not read twice beside memory.
+        assert_eq!(got(&s, 500), want(500));
+    }
+    // After a restart, before any append: from disk alone.
+    let s = SeriesStore::open(dir.path(), Retention::default()).unwrap();
+    assert_eq!(got(&s, 30), want(30));
+    assert_eq!(got(&s, 400), want(400));
+    assert!(s.last(&key("nothing"), 5).unwrap().is_empty());
+}

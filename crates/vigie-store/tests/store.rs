@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use vigie_core::{CheckResult, CheckState, Outcome, StateTracker, Thresholds, Timestamp};
-use vigie_store::{HeartbeatPing, SCHEMA_VERSION, Store, StoreError};
+use vigie_core::{CheckResult, CheckState, Outcome, Thresholds, Timestamp};
+use vigie_store::{HeartbeatPing, SCHEMA_VERSION, Store, StoreError, StoredState};
 
 fn result(name: &str, at: i64, ok: bool) -> CheckResult {
     CheckResult {
@@ -20,27 +20,45 @@ fn result(name: &str, at: i64, ok: bool) -> CheckResult {
     }
 }
 
+/// What the daemon's writer remembers of a check after `results`.
+fn state_after(results: &[CheckResult], t: Thresholds) -> StoredState {
+    let mut s = StoredState::default();
+    for r in results {
+        s.tracker.observe(r.outcome.ok, t, r.started_at);
+        s.last_run = Some(r.started_at);
+        s.last_ok = Some(r.outcome.ok);
+        s.last_message.clone_from(&r.outcome.message);
+        s.last_duration_ms = r.duration.as_secs_f64() * 1000.0;
+        s.runs_total += 1;
+        s.failures_total += u64::from(!r.outcome.ok);
+    }
+    s
+}
+
 #[test]
 fn results_and_states_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let mut tracker = StateTracker::default();
+    let t = Thresholds {
+        fail_after: 2,
+        recover_after: 1,
+    };
+    let runs: Vec<CheckResult> = [true, false, false]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ok)| result("web", 1000 + i as i64, ok))
+        .collect();
+    let web = state_after(&runs, t);
     {
         let mut store = Store::open(dir.path()).unwrap();
-        let t = Thresholds {
-            fail_after: 2,
-            recover_after: 1,
-        };
-        let mut batch = Vec::new();
-        for (i, ok) in [true, false, false].into_iter().enumerate() {
-            let r = result("web", 1000 + i as i64, ok);
-            tracker.observe(ok, t, r.started_at);
-            batch.push((r, tracker));
-        }
-        store.record(&batch).unwrap();
+        // The first two runs' rows, and the state: then the third's, and
+        // the state again (replaced, not added to).
+        store.record(&runs[..2], [("web", &web)]).unwrap();
+        store.record(&runs[2..], [("web", &web)]).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let states = store.states().unwrap();
+    assert_eq!(states["web"], web);
     let web = &states["web"];
     assert_eq!(web.tracker.state, CheckState::Failing);
     assert_eq!(web.tracker.consecutive_fail, 2);
@@ -60,10 +78,8 @@ fn results_and_states_survive_reopen() {
 fn prune_keeps_recent_results() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
-    let batch: Vec<_> = (0..12_000)
-        .map(|i| (result("a", i, true), StateTracker::default()))
-        .collect();
-    store.record(&batch).unwrap();
+    let batch: Vec<_> = (0..12_000).map(|i| result("a", i, true)).collect();
+    store.record(&batch, []).unwrap();
     assert_eq!(store.prune(Timestamp(10_000)).unwrap(), 10_000);
     assert_eq!(store.count_results().unwrap(), 2_000);
 }
@@ -211,58 +227,6 @@ fn tokens_of_an_older_store_move_to_their_file_and_are_kept_hashed() {
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
-    );
-}
-
-#[test]
-fn recent_marks_and_buckets_read_one_checks_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
-    let t = Thresholds {
-        fail_after: 1,
-        recover_after: 1,
-    };
-    let mut tracker = StateTracker::default();
-    let mut batch = Vec::new();
-    // web: a run every second from t=0 to t=99 s, failing at 10..20 s;
-    // db: runs too, and must never show in web's numbers.
-    for i in 0..100i64 {
-        let ok = !(10..20).contains(&i);
-        for name in ["web", "db"] {
-            let r = result(name, i * 1000, ok || name == "db");
-            tracker.observe(ok, t, r.started_at);
-            batch.push((r, tracker));
-        }
-    }
-    store.record(&batch).unwrap();
-    let marks = store.recent_marks("web", 5).unwrap();
-    assert_eq!(
-        marks.iter().map(|m| m.at.0).collect::<Vec<_>>(),
-        [95_000, 96_000, 97_000, 98_000, 99_000],
-        "the last five, oldest first"
-    );
-    assert!(
-        marks
-            .iter()
-            .all(|m| m.ok && (m.duration_ms - 12.0).abs() < 1e-9)
-    );
-    assert!(store.recent_marks("nothing", 5).unwrap().is_empty());
-    // Ten buckets of 10 s over [0, 100 s): the second holds the failures.
-    let b = store
-        .result_buckets("web", Timestamp(0), Timestamp(100_000), 10)
-        .unwrap();
-    assert_eq!(b.len(), 10);
-    assert_eq!(b[1].start, Timestamp(10_000));
-    assert_eq!((b[1].runs, b[1].failures), (10, 10));
-    assert_eq!((b[2].runs, b[2].failures), (10, 0));
-    assert!((b[0].mean_ms - 12.0).abs() < 1e-9);
-    // A range with a hole: empty buckets are left out.
-    let b = store
-        .result_buckets("web", Timestamp(50_000), Timestamp(250_000), 4)
-        .unwrap();
-    assert_eq!(
-        b.iter().map(|b| (b.start.0, b.runs)).collect::<Vec<_>>(),
-        [(50_000, 50)]
     );
 }
 

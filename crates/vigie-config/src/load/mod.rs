@@ -219,7 +219,10 @@ struct RawStore {
     /// `/var/lib/vigie` as root, `./.vigie` otherwise; `--state-dir`
     /// overrides it.
     dir: Option<PathBuf>,
-    /// How long raw check results are kept.
+    /// How long check results are kept. A result is kept when the run
+    /// failed or its outcome or message changed (but for its numbers:
+    /// every run is a sample of the check's series, kept by `[series]
+    /// retention`).
     #[schemars(extend("default" = DEFAULT_RETENTION))]
     retention: Option<Duration>,
 }

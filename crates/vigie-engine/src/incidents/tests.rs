@@ -141,6 +141,7 @@ recover_after = 1
         };
         self.engine.inner.record(
             &check,
+            &crate::series::CheckKeys::new(&check.name),
             CheckResult {
                 check: check.name.as_str().into(),
                 started_at: self.engine.inner.clock.now(),

@@ -124,11 +124,67 @@ pub const RAW_CHUNK_SAMPLES: usize = 240;
 pub const RAW_CHUNK_WINDOW_MS: i64 = 2 * 3_600_000;
 
 /// A series' identity: a name and its labels, sorted by label name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Its hash is computed once, when it is made: the series thread looks
+/// up thousands of keys a second, and a key is made once per check (see
+/// [`KeyHasher`]), so a lookup hashes no string.
+#[derive(Clone, Debug)]
 pub struct SeriesKey {
     name: String,
     labels: Vec<(String, String)>,
+    hash: u64,
 }
+
+impl PartialEq for SeriesKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.name == other.name && self.labels == other.labels
+    }
+}
+
+impl Eq for SeriesKey {}
+
+impl std::hash::Hash for SeriesKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for SeriesKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SeriesKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.name, &self.labels).cmp(&(&other.name, &other.labels))
+    }
+}
+
+/// A hasher for maps keyed by [`SeriesKey`]: the key's hash is already
+/// mixed (SipHash of its name and labels), so it is taken as it is.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached through `SeriesKey`; mix anything else in FNV-1a.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// Build [`KeyHasher`]s.
+pub type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
 
 impl SeriesKey {
     /// A series named `name` (`[a-zA-Z_:][a-zA-Z0-9_:]*`) with `labels`
@@ -165,9 +221,18 @@ impl SeriesKey {
                 });
             }
         }
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            // Fixed keys: the same key hashes the same in every map.
+            let mut h = std::hash::DefaultHasher::new();
+            name.hash(&mut h);
+            labels.hash(&mut h);
+            h.finish()
+        };
         Ok(Self {
             name: name.to_owned(),
             labels,
+            hash,
         })
     }
 

@@ -24,7 +24,7 @@ pub struct SeriesStore {
     store: Store,
     retention: Retention,
     // Boxed: the map keeps a slot per bucket, and grows by doubling.
-    series: HashMap<SeriesKey, Box<State>>,
+    series: HashMap<SeriesKey, Box<State>, super::KeyHash>,
 }
 
 /// What a series has in memory: its raw open chunk. The roll-ups'
@@ -239,7 +239,7 @@ impl SeriesStore {
         Self {
             store,
             retention,
-            series: HashMap::new(),
+            series: HashMap::default(),
         }
     }
 
@@ -307,12 +307,13 @@ impl SeriesStore {
     /// Append a sample; `ts_ms` must be later than the series' last one.
     /// It is in memory until its chunk closes or [`Self::flush`].
     pub fn append(&mut self, key: &SeriesKey, ts_ms: i64, value: f64) -> Result<()> {
-        if !self.series.contains_key(key) {
+        // One lookup for a known series (the steady state).
+        let state = if let Some(state) = self.series.get_mut(key) {
+            state
+        } else {
             let state = load_state(&self.store.conn, key)?;
-            self.series.insert(key.clone(), Box::new(state));
-        }
-        let conn = &mut self.store.conn;
-        let state = self.series.get_mut(key).expect("inserted above");
+            self.series.entry(key.clone()).or_insert(Box::new(state))
+        };
         if let Some(last_ms) = state.last_ts
             && ts_ms <= last_ms
         {
@@ -323,7 +324,7 @@ impl SeriesStore {
             });
         }
         if state.raw.full_before(ts_ms) {
-            close_raw(conn, state, key)?;
+            close_raw(&mut self.store.conn, state, key)?;
         }
         state.raw.push_sample(ts_ms, value);
         state.last_ts = Some(ts_ms);
@@ -373,6 +374,71 @@ impl SeriesStore {
             .zip(cols.into_iter().next().unwrap_or_default())
             .map(|(ts_ms, value)| Sample { ts_ms, value })
             .collect())
+    }
+
+    /// The last `n` raw samples of `key`, in time order: the open chunk
+    /// in memory, then the closed chunks newest first until there are
+    /// enough (what a sparkline draws, whatever the series' interval).
+    pub fn last(&self, key: &SeriesKey, n: usize) -> Result<Vec<Sample>> {
+        let mut newest_first: Vec<Sample> = Vec::with_capacity(n);
+        if n == 0 {
+            return Ok(newest_first);
+        }
+        let memory = self.series.get(key);
+        let id = match memory {
+            Some(s) => Some(s.id),
+            None => series_id(&self.store.conn, key)?,
+        };
+        let Some(id) = id else {
+            return Ok(newest_first);
+        };
+        let take = |out: &mut Vec<Sample>, ts: &[i64], values: &[f64]| {
+            for (&ts_ms, &value) in ts.iter().zip(values).rev() {
+                if out.len() == n {
+                    break;
+                }
+                out.push(Sample { ts_ms, value });
+            }
+        };
+        let open = memory.map(|s| &s.raw);
+        let open_start = open.and_then(Level::first_ts);
+        if let Some(open) = open {
+            let (ts, cols) = open.decoded(key)?;
+            take(
+                &mut newest_first,
+                &ts,
+                cols.first().map_or(&[][..], Vec::as_slice),
+            );
+        }
+        if newest_first.len() < n {
+            let mut stmt = self.store.conn.prepare_cached(
+                "SELECT start_ms, data FROM series_chunks
+                 WHERE series_id = ?1 AND resolution_ms = ?2 ORDER BY start_ms DESC",
+            )?;
+            let mut rows = stmt.query(params![id, Resolution::Raw.millis()])?;
+            while newest_first.len() < n
+                && let Some(row) = rows.next()?
+            {
+                let start: i64 = row.get(0)?;
+                if Some(start) == open_start {
+                    continue;
+                }
+                let data: Vec<u8> = row.get(1)?;
+                let c = decode(&data, key, Resolution::Raw, start)?;
+                let values = c.columns.first().map_or(&[][..], Vec::as_slice);
+                // Older than what was taken: the open chunk in memory may
+                // have been written before its last samples.
+                let before = newest_first.last().map_or(i64::MAX, |s| s.ts_ms);
+                let keep = c.ts.iter().take_while(|&&t| t < before).count();
+                take(
+                    &mut newest_first,
+                    &c.ts[..keep],
+                    &values[..keep.min(values.len())],
+                );
+            }
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 
     /// `key` between `from` and `to` in buckets of `step` (aligned on

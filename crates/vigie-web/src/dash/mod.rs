@@ -225,6 +225,19 @@ async fn script() -> Response {
         .into_response()
 }
 
+/// Other pages are being read: come back (503).
+fn busy(v: &Viewer) -> Response {
+    html_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page(
+            "Busy",
+            &v.frame,
+            Nav::Checks,
+            "<h1>Busy</h1><p>Other pages are being read: reload in a moment.</p>",
+        ),
+    )
+}
+
 /// Read the store off the async threads; an error becomes a 503 page.
 async fn read<T: Send + 'static>(
     app: &App,
@@ -235,15 +248,7 @@ async fn read<T: Send + 'static>(
     // A few reads at once; more are told to come back (each holds a
     // thread of the blocking pool, which the probes share).
     let Ok(permit) = app.reads.clone().try_acquire_owned() else {
-        return Err(html_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            page(
-                "Busy",
-                &v.frame,
-                Nav::Checks,
-                "<h1>Busy</h1><p>Other pages are being read: reload in a moment.</p>",
-            ),
-        ));
+        return Err(busy(v));
     };
     let fail = |what: String| {
         tracing::error!("the dashboard cannot read the store: {what}");
@@ -295,16 +300,29 @@ fn badge(state: CheckState) -> String {
 async fn overview(State(app): State<App>, Extension(v): Extension<Viewer>) -> Response {
     let statuses = ordered(app.engine.statuses());
     let names: Vec<String> = statuses.iter().map(|s| s.name.clone()).collect();
-    let marks = match read(&app, &v, move |store| {
-        names
-            .iter()
-            .map(|n| store.recent_marks(n, SPARK_RUNS))
-            .collect::<vigie_store::Result<Vec<_>>>()
-    })
-    .await
-    {
-        Ok(m) => m,
-        Err(page) => return page,
+    // Every run is a sample of its check's series: the sparklines read
+    // the last ones there (the results table keeps only changes).
+    let marks = match app.engine.series().cloned() {
+        None => vec![Vec::new(); names.len()],
+        Some(series) => {
+            let Ok(permit) = app.reads.clone().try_acquire_owned() else {
+                return busy(&v);
+            };
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                names
+                    .iter()
+                    .map(|n| {
+                        series.recent_marks(n, SPARK_RUNS).unwrap_or_else(|e| {
+                            tracing::error!(check = %n, error = %e, "the dashboard cannot read a check's last runs");
+                            Vec::new()
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default()
+        }
     };
     let config = app.engine.view().config();
     let descriptions = descriptions(&config.checks);
@@ -441,15 +459,13 @@ async fn check_page(
     let from = to.saturating_sub(span);
     let width = (span.as_millis() as i64 / i64::from(BUCKETS)).max(1);
     let check = name.clone();
-    // Beyond a day, the series' roll-ups: the results table keeps only
-    // `[store] retention` of runs.
-    let series = (span > Duration::from_hours(24))
-        .then(|| app.engine.series().cloned())
-        .flatten();
+    // Every range from the check's series: each run is a raw sample
+    // (kept `[series] retention.raw`), then the roll-ups.
+    let series = app.engine.series().cloned();
     let (buckets, incidents) = match read(&app, &v, move |store| {
         let b = match &series {
             Some(series) => series_buckets(series, &check, from, to, width),
-            None => store.result_buckets(&check, from, to, BUCKETS)?,
+            None => Vec::new(),
         };
         let i: Vec<_> = store
             .recent_incidents(500)?
@@ -559,10 +575,9 @@ async fn host_page(
     html_response(StatusCode::OK, page("Host", &v.frame, Nav::Host, &body))
 }
 
-/// A check's runs in buckets of `width` ms, read from its series: the
-/// duration's roll-ups give the runs, the mean and the slowest, and
-/// `vigie_check_up`'s the failures (its sum counts the runs that passed).
-/// A series that cannot be read draws as no runs, and is logged.
+/// A check's runs in buckets of `width` ms, read from its series
+/// ([`vigie_engine::series::Series::buckets`]). A series that cannot be
+/// read draws as no runs, and is logged.
 fn series_buckets(
     series: &vigie_engine::series::Series,
     check: &str,
@@ -570,35 +585,12 @@ fn series_buckets(
     to: Timestamp,
     width: i64,
 ) -> Vec<vigie_store::Bucket> {
-    use vigie_store::series::SeriesKey;
-    let step = Duration::from_millis(width.unsigned_abs());
-    let read = |name: &str| {
-        let key = SeriesKey::new(name, [("check", check)]).ok()?;
-        series
-            .query_step(&key, from.0, to.0, step)
-            .map_err(|e| tracing::error!(check, series = name, error = %e, "the dashboard cannot read a series"))
-            .ok()
-    };
-    let (Some(durations), Some(ups)) =
-        (read("vigie_check_duration_seconds"), read("vigie_check_up"))
-    else {
-        return Vec::new();
-    };
-    let passed: std::collections::HashMap<i64, f64> =
-        ups.iter().map(|a| (a.ts_ms, a.sum)).collect();
-    durations
-        .iter()
-        .filter(|a| a.ts_ms >= from.0 - width && a.count > 0)
-        .map(|a| vigie_store::Bucket {
-            start: Timestamp(a.ts_ms),
-            runs: a.count,
-            failures: a
-                .count
-                .saturating_sub(passed.get(&a.ts_ms).copied().unwrap_or(0.0).round() as u64),
-            mean_ms: a.mean() * 1000.0,
-            max_ms: a.max * 1000.0,
-        })
-        .collect()
+    series
+        .buckets(check, from, to, width)
+        .map_err(
+            |e| tracing::error!(check, error = %e, "the dashboard cannot read a check's series"),
+        )
+        .unwrap_or_default()
 }
 
 /// A check's title, description and facts.

@@ -390,7 +390,7 @@ fn sigkill_then_restart_keeps_failing_state_and_results() {
     let recorded = store.recent_results("broken", 1000).unwrap().len() as u64;
     assert!(
         recorded >= stored["runs_total"].as_u64().unwrap(),
-        "every counted run has its result row"
+        "every counted run failed, and every failure has its result row"
     );
     drop(store);
     // A restart resumes as failing: no new unknown → failing transition.

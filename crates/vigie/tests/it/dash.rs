@@ -35,7 +35,7 @@ fn the_pages_show_checks_history_and_incidents_with_outside_text_escaped() {
     wait_state(&d, "fine", "ok", Duration::from_secs(10));
     wait_state(&d, "broken", "failing", Duration::from_secs(10));
 
-    // The sparklines read the store, which the engine writes in batches.
+    // The sparklines read the series, which its thread appends in batches.
     let mut page = String::new();
     wait_or_explain(
         Duration::from_secs(10),
@@ -111,6 +111,76 @@ fn the_pages_show_checks_history_and_incidents_with_outside_text_escaped() {
     assert_eq!(d.http("GET", "/incidents/999999", &[]).0, 404);
     assert_eq!(d.http("GET", "/ui/style.css", &[]).0, 200);
     assert!(d.http("GET", "/ui/live.js", &[]).1.contains("EventSource"));
+}
+
+/// The bars of one row's sparkline drawn in `class` ("ok", "fail").
+fn bars(page: &str, check: &str, class: &str) -> usize {
+    page.split(&format!("data-check=\"{check}\""))
+        .nth(1)
+        .and_then(|row| row.split("</tr>").next())
+        .and_then(|row| row.split(&format!("<path class=\"{class}\" d=\"")).nth(1))
+        .and_then(|d| d.split('"').next())
+        .map_or(0, |d| d.matches('M').count())
+}
+
+#[test]
+fn a_repeated_success_moves_the_series_and_the_sparkline_but_writes_no_result_row() {
+    let e = env();
+    let mut d = start(
+        &e,
+        &[
+            check(
+                "fine",
+                "command = { argv = [\"true\"] }",
+                "every = \"200ms\"",
+            ),
+            check(
+                "broken",
+                "command = { argv = [\"false\"] }",
+                "every = \"200ms\"",
+            ),
+        ]
+        .concat(),
+    );
+    // The sparklines read the series, which its thread appends in batches.
+    let mut page = String::new();
+    wait_or_explain(
+        Duration::from_secs(15),
+        || {
+            page = d.http("GET", "/", &[]).1;
+            bars(&page, "fine", "ok") >= 6 && bars(&page, "broken", "fail") >= 6
+        },
+        || d.http("GET", "/", &[]).1,
+    );
+    assert_eq!(bars(&page, "fine", "fail"), 0, "{page}");
+    assert_eq!(bars(&page, "broken", "ok"), 0, "{page}");
+    d.signal(rustix::process::Signal::TERM);
+    assert_eq!(d.wait(Duration::from_secs(10)).0, Some(0), "{}", d.log());
+
+    let store = vigie_store::Store::open(&e.state_dir()).unwrap();
+    let states = store.states().unwrap();
+    // The counters were written at shutdown, though nothing changed.
+    let runs = states["fine"].runs_total;
+    assert!(runs >= 6, "{:?}", states["fine"]);
+    let rows = store.recent_results("fine", 1000).unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the first run of {runs} said something new: {rows:?}"
+    );
+    // Each failure is a row.
+    assert_eq!(
+        store.recent_results("broken", 1000).unwrap().len() as u64,
+        states["broken"].runs_total
+    );
+    drop(store);
+    // Every run is a sample.
+    let series =
+        vigie_store::SeriesStore::open(&e.state_dir(), vigie_store::Retention::default()).unwrap();
+    let up = vigie_store::SeriesKey::new("vigie_check_up", [("check", "fine")]).unwrap();
+    let samples = series.last(&up, 10_000).unwrap();
+    assert_eq!(samples.len() as u64, runs, "{samples:?}");
+    assert!(samples.iter().all(|s| (s.value - 1.0).abs() < 1e-9));
 }
 
 /// The response's head and the first `checks` event of `/ui/events`.
