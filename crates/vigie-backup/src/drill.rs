@@ -99,17 +99,21 @@ fn open_up(root: &Path) {
 /// cut) left in `parent`: a whole restore each, which would fill the
 /// disk drill after drill. Only directories named as ours, and not
 /// through a symbolic link.
-fn sweep(parent: &Path) -> std::io::Result<()> {
-    for e in fs::read_dir(parent)? {
-        let e = e?;
+/// An error names the path it is about.
+fn sweep(parent: &Path) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    fn at(p: &Path) -> impl FnOnce(std::io::Error) -> (std::path::PathBuf, std::io::Error) + '_ {
+        move |e| (p.to_owned(), e)
+    }
+    for e in fs::read_dir(parent).map_err(at(parent))? {
+        let e = e.map_err(at(parent))?;
+        let path = e.path();
         let ours = e
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(SCRATCH_PREFIX));
-        if ours && e.file_type()?.is_dir() {
-            let path = e.path();
+        if ours && e.file_type().map_err(at(&path))?.is_dir() {
             open_up(&path);
-            fs::remove_dir_all(&path)?;
+            fs::remove_dir_all(&path).map_err(at(&path))?;
         }
     }
     Ok(())
@@ -152,6 +156,18 @@ impl Repo {
                 percent: p,
             });
         }
+        // First, whatever the repository says: a killed drill's copy
+        // may be what fills the disk.
+        fs::create_dir_all(scratch_parent).map_err(|source| Error::Restore {
+            job: spec.job.clone(),
+            path: scratch_parent.to_owned(),
+            source,
+        })?;
+        sweep(scratch_parent).map_err(|(path, source)| Error::Restore {
+            job: spec.job.clone(),
+            path,
+            source,
+        })?;
         let snap = self.find_snapshot(filter, None)?;
         let id = snap.id.to_hex().to_string();
         let repo = self
@@ -164,8 +180,6 @@ impl Repo {
             path: scratch_parent.to_owned(),
             source,
         };
-        fs::create_dir_all(scratch_parent).map_err(io)?;
-        sweep(scratch_parent).map_err(io)?;
         let scratch = Scratch(Some(
             tempfile::Builder::new()
                 .prefix(SCRATCH_PREFIX)

@@ -121,7 +121,11 @@ impl Book {
         let s = &mut kept.stored;
         let said_new =
             !kept.ran || s.last_ok != Some(ok) || !same_words(&s.last_message, &r.outcome.message);
-        let changed = said_new || s.tracker.state != tracker.state;
+        // A failure is written with its counters (its row is written
+        // anyway): after a SIGKILL, the consecutive failures toward
+        // `fail_after` are not counted again. Only a run of successes
+        // waits, and losing it delays a recovery, never an alert.
+        let changed = said_new || !ok || s.tracker.state != tracker.state;
         s.tracker = tracker;
         s.last_run = Some(r.started_at);
         s.last_ok = Some(ok);
@@ -188,24 +192,39 @@ impl Book {
     }
 }
 
-/// `a` and `b` say the same but for their numbers: each run of digits
-/// (with the `.` and `,` within it) counts as one and the same word.
+/// `a` and `b` say the same but for their measures: a number with a
+/// fraction or a unit glued to it (`12ms`, `12.3 GiB`, `45%`) counts as
+/// one and the same word, as the series keep it. Anything else is
+/// compared as written: a count or a status code (`status 204`), an
+/// address (`93.184.216.34`, `[::1]:53`), a version (`TLSv1.2`).
 fn same_words(a: &str, b: &str) -> bool {
-    fn number_end(s: &[u8], mut i: usize) -> usize {
-        while i < s.len()
-            && (s[i].is_ascii_digit()
-                || (matches!(s[i], b'.' | b',') && s.get(i + 1).is_some_and(u8::is_ascii_digit)))
-        {
-            i += 1;
+    /// The end of the measure starting at `i`, if one does.
+    fn measure_end(s: &[u8], i: usize) -> Option<usize> {
+        if i > 0 && (s[i - 1].is_ascii_alphanumeric() || matches!(s[i - 1], b'.' | b':')) {
+            return None;
         }
-        i
+        let (mut end, mut dots) = (i, 0);
+        while end < s.len() {
+            let digit_next = s.get(end + 1).is_some_and(u8::is_ascii_digit);
+            match s[end] {
+                c if c.is_ascii_digit() => {}
+                b',' if digit_next => {}
+                b'.' if digit_next => dots += 1,
+                _ => break,
+            }
+            end += 1;
+        }
+        let after = s.get(end).copied();
+        let unit = after.is_some_and(|c| c.is_ascii_alphabetic() || c == b'%');
+        let address = dots > 1 || matches!(after, Some(b':' | b'.'));
+        (end > i && !address && (dots == 1 || unit)).then_some(end)
     }
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
-        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
-            i = number_end(a, i);
-            j = number_end(b, j);
+        if let (Some(ei), Some(ej)) = (measure_end(a, i), measure_end(b, j)) {
+            i = ei;
+            j = ej;
         } else if a[i] == b[j] {
             i += 1;
             j += 1;
@@ -573,8 +592,21 @@ mod tests {
             "12.3 GiB free of 40 GiB",
             "9.87 GiB free of 40 GiB"
         ));
-        assert!(same_words("1,024 files", "998 files"));
+        assert!(same_words("1,024.5 MiB", "998.0 MiB"));
+        assert!(same_words("load 45%", "load 7%"));
         assert!(same_words("", ""));
+        // A count, a status code, an address or a version is a change.
+        assert!(!same_words("1,024 files", "998 files"));
+        assert!(!same_words("status 200 in 12ms", "status 204 in 12ms"));
+        assert!(!same_words(
+            "example.org → 93.184.216.34",
+            "example.org → 203.0.113.9"
+        ));
+        assert!(!same_words("TLSv1.3 until 2027", "TLSv1.2 until 2027"));
+        assert!(!same_words(
+            "answered from 10.0.0.1:53",
+            "answered from 10.0.0.2:53"
+        ));
         assert!(!same_words("status 200 in 1.2s", "status 200 in 45ms"));
         assert!(!same_words("connected in 3ms", "refused in 3ms"));
         assert!(!same_words("disk / ok", "disk /home ok"));
@@ -612,20 +644,39 @@ mod tests {
             let stored = Store::open(dir.path()).unwrap().states().unwrap();
             assert_eq!(stored["web"].runs_total, 6);
             assert_eq!(stored["web"].tracker.state, CheckState::Failing);
-            // The next two are only counted, until the flush.
+            // Failures are written with their counters (a SIGKILL must
+            // not forget how many failed in a row).
             runs.run(Outcome::fail("500"));
             runs.run(Outcome::fail("500"));
             runs.settle(dir.path());
             let stored = Store::open(dir.path()).unwrap().states().unwrap();
-            assert_eq!(stored["web"].runs_total, 6);
+            assert_eq!(stored["web"].runs_total, 8);
+            assert_eq!(stored["web"].tracker.consecutive_fail, 4);
+            // Recovered, successes are only counted, until the flush.
+            for _ in 0..3 {
+                runs.run(Outcome::ok("200 OK"));
+            }
+            runs.settle(dir.path());
+            let stored = Store::open(dir.path()).unwrap().states().unwrap();
+            assert_eq!(stored["web"].tracker.state, CheckState::Ok);
+            runs.run(Outcome::ok("200 OK"));
+            runs.run(Outcome::ok("200 OK"));
+            runs.settle(dir.path());
+            let again = Store::open(dir.path()).unwrap().states().unwrap();
+            assert_eq!(again["web"].runs_total, stored["web"].runs_total);
             runs.handle.flush().await;
             let stored = Store::open(dir.path()).unwrap().states().unwrap();
-            assert_eq!(stored["web"].runs_total, 8);
+            assert_eq!(stored["web"].runs_total, 13);
+            // Back to failing for the restart below.
+            for _ in 0..4 {
+                runs.run(Outcome::fail("500"));
+            }
+            runs.handle.flush().await;
         }
         // A restart: the counters and the state come back and go on.
         let (mut runs, snap) = Runs::new(dir.path());
         let web = &snap.states["web"];
-        assert_eq!((web.runs_total, web.failures_total), (8, 4));
+        assert_eq!((web.runs_total, web.failures_total), (17, 8));
         assert_eq!(web.tracker.state, CheckState::Failing);
         assert_eq!(web.tracker.consecutive_fail, 4);
         let rows = messages(dir.path()).len();
@@ -635,6 +686,6 @@ mod tests {
         runs.handle.flush().await;
         assert_eq!(messages(dir.path()).len(), rows + 2);
         let web = &Store::open(dir.path()).unwrap().states().unwrap()["web"];
-        assert_eq!((web.runs_total, web.failures_total), (11, 5));
+        assert_eq!((web.runs_total, web.failures_total), (20, 9));
     }
 }

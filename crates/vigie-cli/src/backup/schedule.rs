@@ -26,8 +26,11 @@ impl Drop for Schedules {
     }
 }
 
-/// When each of a job's works last started (from the store): a time
-/// of its schedule after that one, and already past, was missed.
+/// When each of a job's works last started: the later of the last
+/// one recorded in the store (finished, by the daemon or by hand) and
+/// the job's stamp, written when a time of its schedule fires (so a run
+/// the daemon was killed in counts: it is not started again at each
+/// restart). A time after that one, and already past, was missed.
 #[derive(Clone, Copy, Default)]
 struct LastStarts {
     run: Option<Timestamp>,
@@ -35,28 +38,80 @@ struct LastStarts {
     check: Option<Timestamp>,
 }
 
-fn last_starts(store: &vigie_store::Store, job: &str) -> vigie_store::Result<LastStarts> {
+/// The works a schedule starts, as their stamps name them.
+#[derive(Clone, Copy)]
+enum Work {
+    Run,
+    Drill,
+    Check,
+}
+
+impl Work {
+    fn what(self) -> &'static str {
+        match self {
+            Work::Run => "backup",
+            Work::Drill => "restore drill",
+            Work::Check => "integrity check",
+        }
+    }
+
+    /// `STATE/backup-JOB.WORK.fired`: when its time last fired, in Unix
+    /// milliseconds. A job's name is a plain name (`is_valid_name`).
+    fn stamp(self, dir: &std::path::Path, job: &str) -> PathBuf {
+        let work = match self {
+            Work::Run => "run",
+            Work::Drill => "drill",
+            Work::Check => "check",
+        };
+        dir.join(format!("backup-{job}.{work}.fired"))
+    }
+
+    fn fired(self, dir: &std::path::Path, job: &str) -> Option<Timestamp> {
+        let text = std::fs::read_to_string(self.stamp(dir, job)).ok()?;
+        text.trim().parse().ok().map(Timestamp)
+    }
+
+    /// Its time fired now: written before the work starts.
+    fn fire(self, dir: &std::path::Path, job: &str) {
+        let now = Timestamp::now().millis().to_string();
+        if let Err(e) = vigie_store::write_atomic(&self.stamp(dir, job), now.as_bytes(), 0o600) {
+            tracing::warn!(job, "cannot note that the {} started: {e}", self.what());
+        }
+    }
+}
+
+fn last_starts(
+    store: &vigie_store::Store,
+    dir: &std::path::Path,
+    job: &str,
+) -> vigie_store::Result<LastStarts> {
+    let later = |a: Option<Timestamp>, w: Work| a.max(w.fired(dir, job));
     Ok(LastStarts {
-        run: store.backup_last(job)?.0.map(|r| r.started),
-        drill: store.drill_last(job)?.map(|d| d.started),
-        check: store.check_last(job)?.map(|c| c.started),
+        run: later(store.backup_last(job)?.0.map(|r| r.started), Work::Run),
+        drill: later(store.drill_last(job)?.map(|d| d.started), Work::Drill),
+        check: later(store.check_last(job)?.map(|c| c.started), Work::Check),
     })
 }
 
 /// How long after the daemon starts a time it missed is made up for.
 pub(crate) const CATCH_UP_AFTER: Duration = Duration::from_secs(15);
 
-/// The first time to wait for: `next_after(now)`, or, when a time of
-/// the schedule came between the `last` start and now (the daemon or
-/// the host was down then), [`CATCH_UP_AFTER`] from now, once, as
-/// anacron and systemd's `Persistent=` timers do. Work that never ran
-/// waits for its first time.
+/// While a drill or check made up for finds the job's lock held (the
+/// run made up for at the same time), it tries again this often.
+const BUSY_RETRY: Duration = Duration::from_mins(1);
+
+/// The first time to wait for, and whether it makes up for a missed
+/// one: `next_after(now)`, or, when a time of the schedule came between
+/// the `last` start and now (the daemon or the host was down then),
+/// [`CATCH_UP_AFTER`] from now, once, as anacron and systemd's
+/// `Persistent=` timers do. Work that never ran waits for its first
+/// time.
 fn first_time(
     job: &str,
-    what: &str,
+    work: Work,
     last: Option<Timestamp>,
     next_after: impl Fn(jiff::Timestamp) -> Result<jiff::Timestamp, String>,
-) -> Result<jiff::Timestamp, String> {
+) -> Result<(jiff::Timestamp, bool), String> {
     let now = jiff::Timestamp::now();
     let missed = last
         .and_then(|l| jiff::Timestamp::from_millisecond(l.millis()).ok())
@@ -64,11 +119,22 @@ fn first_time(
         .filter(|&t| t <= now);
     match missed {
         Some(t) => {
-            tracing::warn!(job, missed = %t, "a {what} time passed while vigie was not running: it runs in {}s", CATCH_UP_AFTER.as_secs());
-            now.checked_add(CATCH_UP_AFTER).map_err(|e| e.to_string())
+            tracing::warn!(job, missed = %t, "a {} time passed without one: it runs in {}s", work.what(), CATCH_UP_AFTER.as_secs());
+            Ok((
+                now.checked_add(CATCH_UP_AFTER).map_err(|e| e.to_string())?,
+                true,
+            ))
         }
-        None => next_after(now),
+        None => Ok((next_after(now)?, false)),
     }
+}
+
+/// After a busy lock: when to try a made-up drill or check again.
+fn retry_time() -> Result<(jiff::Timestamp, bool), String> {
+    jiff::Timestamp::now()
+        .checked_add(BUSY_RETRY)
+        .map(|t| (t, true))
+        .map_err(|e| e.to_string())
 }
 
 /// Start the schedule of every job of `config`, after publishing each
@@ -81,7 +147,7 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
             Ok(store) => {
                 for j in &config.backups {
                     job::publish(board, &store, &j.name, watched);
-                    match last_starts(&store, &j.name) {
+                    match last_starts(&store, state_dir, &j.name) {
                         Ok(l) => {
                             last.insert(j.name.clone(), l);
                         }
@@ -161,16 +227,18 @@ async fn reaches(job: BackupJob, board: Board) {
 /// next time); a time missed since the `last` check first.
 async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board, last: Option<Timestamp>) {
     let mut last = Some(last);
+    let mut retry = false;
     loop {
         let next_after = |t| {
             job.next_check(&node, t)
                 .unwrap_or_else(|| Err("no check".into()))
         };
         let next = match last.take() {
-            Some(last) => first_time(&job.name, "integrity check", last, next_after),
-            None => next_after(jiff::Timestamp::now()),
+            Some(last) => first_time(&job.name, Work::Check, last, next_after),
+            None if retry => retry_time(),
+            None => next_after(jiff::Timestamp::now()).map(|t| (t, false)),
         };
-        let next = match (job.check.is_some(), next) {
+        let (next, made_up) = match (job.check.is_some(), next) {
             (true, Ok(t)) => t,
             (true, Err(e)) => {
                 tracing::error!(job = %job.name, "the integrity checks of backup {} are not scheduled: {e}", job.name);
@@ -183,6 +251,8 @@ async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board, last: 
         if left.is_positive() {
             tokio::time::sleep(left.unsigned_abs()).await;
         }
+        Work::Check.fire(&dir, &job.name);
+        retry = false;
         let (j, d, b) = (job.clone(), dir.clone(), board.clone());
         let checked = tokio::task::spawn_blocking(move || {
             super::integrity::check(&j, &d, &j.check_read_data, Some(&b))
@@ -200,6 +270,10 @@ async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board, last: 
                 "integrity check failed: {}",
                 c.record.error.as_deref().unwrap_or("?")
             ),
+            Ok(Err(RunError::Busy(m))) if made_up => {
+                tracing::info!(job = %job.name, "{m}: the integrity check made up for waits");
+                retry = true;
+            }
             Ok(Err(RunError::Busy(m))) => {
                 tracing::warn!(job = %job.name, "{m}: this integrity check is skipped");
             }
@@ -231,11 +305,11 @@ async fn scheduled(
     loop {
         let next_after = |t| job.next_run(&node, t);
         let next = match last.take() {
-            Some(last) => first_time(&job.name, "backup", last, next_after),
-            None => next_after(jiff::Timestamp::now()),
+            Some(last) => first_time(&job.name, Work::Run, last, next_after),
+            None => next_after(jiff::Timestamp::now()).map(|t| (t, false)),
         };
         let next = match next {
-            Ok(t) => t,
+            Ok((t, _)) => t,
             Err(e) => {
                 tracing::error!(job = %job.name, "backup {} is not scheduled: {e}", job.name);
                 return;
@@ -254,6 +328,7 @@ async fn scheduled(
                 .ok()
                 .flatten();
         }
+        Work::Run.fire(&dir, &job.name);
         let (j, d, b) = (job.clone(), dir.clone(), board.clone());
         let ran = tokio::task::spawn_blocking(move || one(&j, &d, &b)).await;
         if let Err(e) = ran {
@@ -269,16 +344,18 @@ async fn scheduled(
 /// since the `last` drill first.
 async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board, last: Option<Timestamp>) {
     let mut last = Some(last);
+    let mut retry = false;
     loop {
         let next_after = |t| {
             job.next_drill(&node, t)
                 .unwrap_or_else(|| Err("no drill".into()))
         };
         let next = match last.take() {
-            Some(last) => first_time(&job.name, "restore drill", last, next_after),
-            None => next_after(jiff::Timestamp::now()),
+            Some(last) => first_time(&job.name, Work::Drill, last, next_after),
+            None if retry => retry_time(),
+            None => next_after(jiff::Timestamp::now()).map(|t| (t, false)),
         };
-        let next = match (job.drill.is_some(), next) {
+        let (next, made_up) = match (job.drill.is_some(), next) {
             (true, Ok(t)) => t,
             (true, Err(e)) => {
                 tracing::error!(job = %job.name, "the drills of backup {} are not scheduled: {e}", job.name);
@@ -291,6 +368,8 @@ async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board, last: 
         if left.is_positive() {
             tokio::time::sleep(left.unsigned_abs()).await;
         }
+        Work::Drill.fire(&dir, &job.name);
+        retry = false;
         let (j, d, b) = (job.clone(), dir.clone(), board.clone());
         let drilled = tokio::task::spawn_blocking(move || {
             super::drill::drill(&j, &d, j.drill_sample, Some(&b))
@@ -303,6 +382,10 @@ async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board, last: 
                 restore_ms = d.restore_ms.unwrap_or(0),
                 "restore drill passed"
             ),
+            Ok(Err(RunError::Busy(m))) if made_up => {
+                tracing::info!(job = %job.name, "{m}: the drill made up for waits");
+                retry = true;
+            }
             Ok(Err(RunError::Busy(m))) => {
                 tracing::warn!(job = %job.name, "{m}: this drill is skipped");
             }

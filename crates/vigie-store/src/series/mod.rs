@@ -223,8 +223,12 @@ impl SeriesKey {
         }
         let hash = {
             use std::hash::{Hash, Hasher};
-            // Fixed keys: the same key hashes the same in every map.
-            let mut h = std::hash::DefaultHasher::new();
+            // One random key for the process: the same series hashes
+            // the same in every map, and label values (mount points,
+            // interfaces) cannot be chosen to collide.
+            static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+            let mut h =
+                std::hash::BuildHasher::build_hasher(KEYS.get_or_init(std::hash::RandomState::new));
             name.hash(&mut h);
             labels.hash(&mut h);
             h.finish()

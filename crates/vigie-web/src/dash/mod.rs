@@ -300,10 +300,11 @@ fn badge(state: CheckState) -> String {
 async fn overview(State(app): State<App>, Extension(v): Extension<Viewer>) -> Response {
     let statuses = ordered(app.engine.statuses());
     let names: Vec<String> = statuses.iter().map(|s| s.name.clone()).collect();
+    let count = names.len();
     // Every run is a sample of its check's series: the sparklines read
     // the last ones there (the results table keeps only changes).
     let marks = match app.engine.series().cloned() {
-        None => vec![Vec::new(); names.len()],
+        None => vec![Vec::new(); count],
         Some(series) => {
             let Ok(permit) = app.reads.clone().try_acquire_owned() else {
                 return busy(&v);
@@ -321,7 +322,9 @@ async fn overview(State(app): State<App>, Extension(v): Extension<Viewer>) -> Re
                     .collect::<Vec<_>>()
             })
             .await
-            .unwrap_or_default()
+            // A crashed read shows every check without its sparkline,
+            // never an empty page.
+            .unwrap_or_else(|_| vec![Vec::new(); count])
         }
     };
     let config = app.engine.view().config();
