@@ -439,11 +439,28 @@ fn stderr_tail(stderr: std::process::ChildStderr) -> String {
             if lines.len() == STDERR_LINES {
                 lines.pop_front();
             }
+            let text = without_credentials(text);
             lines.push_back(text.chars().take(STDERR_LINE_CHARS).collect::<String>());
         }
         line.clear();
     }
     Vec::from(lines).join("\n")
+}
+
+/// `text` with the user and password of every URL in it redacted: a
+/// client may echo its connection string (`postgresql://u:pw@db/blog`),
+/// and the stderr tail is stored with the run.
+fn without_credentials(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                vigie_core::url_without_credentials(word)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A running dump as the archiver reads it.
@@ -600,6 +617,17 @@ impl Drop for DumpReader {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_connection_string_in_stderr_loses_its_password() {
+        assert_eq!(
+            super::without_credentials(
+                "pg_dump: error: connection to \"postgresql://blog:S3cret@db:5432/blog\" failed"
+            ),
+            "pg_dump: error: connection to \"postgresql://<redacted>@db:5432/blog\" failed"
+        );
+        assert_eq!(super::without_credentials("no url here"), "no url here");
+    }
+
     use super::*;
 
     fn reader(run: &[&str]) -> (Arc<Book>, DumpReader) {

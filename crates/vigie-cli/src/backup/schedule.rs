@@ -55,6 +55,31 @@ impl Work {
         }
     }
 
+    /// Its first time strictly after `after` (an error when the job
+    /// does not schedule it).
+    fn next(
+        self,
+        job: &BackupJob,
+        node: &str,
+        after: jiff::Timestamp,
+    ) -> Result<jiff::Timestamp, String> {
+        let next = match self {
+            Work::Run => Some(job.next_run(node, after)),
+            Work::Drill => job.next_drill(node, after),
+            Work::Check => job.next_check(node, after),
+        };
+        next.unwrap_or_else(|| Err(format!("the job has no `{}`", self.key())))
+    }
+
+    /// Its key in the job's table.
+    fn key(self) -> &'static str {
+        match self {
+            Work::Run => "at",
+            Work::Drill => "drill",
+            Work::Check => "check",
+        }
+    }
+
     /// `STATE/backup-JOB.WORK.fired`: when its time last fired, in Unix
     /// milliseconds. A job's name is a plain name (`is_valid_name`).
     fn stamp(self, dir: &std::path::Path, job: &str) -> PathBuf {
@@ -182,7 +207,9 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
                 let node = config.node.name.clone();
                 let dir = state_dir.to_owned();
                 let board = board.clone();
-                tokio::spawn(async move { drills(j, node, dir, board, since).await })
+                tokio::spawn(async move {
+                    repeat(j, node, dir, board, since, Work::Drill, drill).await;
+                })
             }),
     );
     tasks.extend(
@@ -196,7 +223,9 @@ pub(crate) fn start(config: &Config, state_dir: &std::path::Path, board: &Board)
                 let node = config.node.name.clone();
                 let dir = state_dir.to_owned();
                 let board = board.clone();
-                tokio::spawn(async move { checks(j, node, dir, board, since).await })
+                tokio::spawn(async move {
+                    repeat(j, node, dir, board, since, Work::Check, check).await;
+                })
             }),
     );
     tasks.extend(config.backups.iter().map(|j| {
@@ -219,70 +248,6 @@ async fn reaches(job: BackupJob, board: Board) {
             tracing::error!(job = %job.name, "repository reach crashed: {e}");
         }
         tokio::time::sleep(REACH_EVERY).await;
-    }
-}
-
-/// Wait for each of the job's integrity check times and check its
-/// repository then (a check that finds a run under way waits for the
-/// next time); a time missed since the `last` check first.
-async fn checks(job: BackupJob, node: String, dir: PathBuf, board: Board, last: Option<Timestamp>) {
-    let mut last = Some(last);
-    let mut retry = false;
-    loop {
-        let next_after = |t| {
-            job.next_check(&node, t)
-                .unwrap_or_else(|| Err("no check".into()))
-        };
-        let next = match last.take() {
-            Some(last) => first_time(&job.name, Work::Check, last, next_after),
-            None if retry => retry_time(),
-            None => next_after(jiff::Timestamp::now()).map(|t| (t, false)),
-        };
-        let (next, made_up) = match (job.check.is_some(), next) {
-            (true, Ok(t)) => t,
-            (true, Err(e)) => {
-                tracing::error!(job = %job.name, "the integrity checks of backup {} are not scheduled: {e}", job.name);
-                return;
-            }
-            (false, _) => return,
-        };
-        tracing::info!(job = %job.name, next = %next, "integrity check scheduled");
-        let left = jiff::Timestamp::now().duration_until(next);
-        if left.is_positive() {
-            tokio::time::sleep(left.unsigned_abs()).await;
-        }
-        Work::Check.fire(&dir, &job.name);
-        retry = false;
-        let (j, d, b) = (job.clone(), dir.clone(), board.clone());
-        let checked = tokio::task::spawn_blocking(move || {
-            super::integrity::check(&j, &d, &j.check_read_data, Some(&b))
-        })
-        .await;
-        match checked {
-            Ok(Ok(c)) if c.record.ok => tracing::info!(
-                job = %job.name,
-                read_data = %c.record.read_data,
-                warnings = c.record.warnings.unwrap_or(0),
-                "integrity check passed"
-            ),
-            Ok(Ok(c)) => tracing::error!(
-                job = %job.name,
-                "integrity check failed: {}",
-                c.record.error.as_deref().unwrap_or("?")
-            ),
-            Ok(Err(RunError::Busy(m))) if made_up => {
-                tracing::info!(job = %job.name, "{m}: the integrity check made up for waits");
-                retry = true;
-            }
-            Ok(Err(RunError::Busy(m))) => {
-                tracing::warn!(job = %job.name, "{m}: this integrity check is skipped");
-            }
-            Ok(Err(RunError::Failed(m))) => {
-                tracing::error!(job = %job.name, "integrity check failed: {m}");
-            }
-            Err(e) => tracing::error!(job = %job.name, "integrity check crashed: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -339,63 +304,90 @@ async fn scheduled(
     }
 }
 
-/// Wait for each of the job's drill times and drill it then (a drill
-/// that finds a run under way waits for the next time); a time missed
-/// since the `last` drill first.
-async fn drills(job: BackupJob, node: String, dir: PathBuf, board: Board, last: Option<Timestamp>) {
+/// Wait for each time of `work` (a restore drill, an integrity check)
+/// and do it then (`act`, on the blocking pool), a time missed since
+/// the `last` one first. One that finds the job's lock held (a run under
+/// way) waits for the next time; one made up for tries again each
+/// minute, as the run made up for at the same time holds the lock.
+async fn repeat(
+    job: BackupJob,
+    node: String,
+    dir: PathBuf,
+    board: Board,
+    last: Option<Timestamp>,
+    work: Work,
+    act: fn(&BackupJob, &std::path::Path, &Board) -> Result<(), RunError>,
+) {
     let mut last = Some(last);
     let mut retry = false;
     loop {
-        let next_after = |t| {
-            job.next_drill(&node, t)
-                .unwrap_or_else(|| Err("no drill".into()))
-        };
+        let next_after = |t| work.next(&job, &node, t);
         let next = match last.take() {
-            Some(last) => first_time(&job.name, Work::Drill, last, next_after),
+            Some(last) => first_time(&job.name, work, last, next_after),
             None if retry => retry_time(),
             None => next_after(jiff::Timestamp::now()).map(|t| (t, false)),
         };
-        let (next, made_up) = match (job.drill.is_some(), next) {
-            (true, Ok(t)) => t,
-            (true, Err(e)) => {
-                tracing::error!(job = %job.name, "the drills of backup {} are not scheduled: {e}", job.name);
+        let (next, made_up) = match next {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(job = %job.name, "the {}s of backup {} are not scheduled: {e}", work.what(), job.name);
                 return;
             }
-            (false, _) => return,
         };
-        tracing::info!(job = %job.name, next = %next, "restore drill scheduled");
+        tracing::info!(job = %job.name, next = %next, "{} scheduled", work.what());
         let left = jiff::Timestamp::now().duration_until(next);
         if left.is_positive() {
             tokio::time::sleep(left.unsigned_abs()).await;
         }
-        Work::Drill.fire(&dir, &job.name);
+        work.fire(&dir, &job.name);
         retry = false;
         let (j, d, b) = (job.clone(), dir.clone(), board.clone());
-        let drilled = tokio::task::spawn_blocking(move || {
-            super::drill::drill(&j, &d, j.drill_sample, Some(&b))
-        })
-        .await;
-        match drilled {
-            Ok(Ok(d)) => tracing::info!(
-                job = %job.name,
-                snapshot = d.snapshot.as_deref().unwrap_or(""),
-                restore_ms = d.restore_ms.unwrap_or(0),
-                "restore drill passed"
-            ),
+        match tokio::task::spawn_blocking(move || act(&j, &d, &b)).await {
+            Ok(Ok(())) => {}
             Ok(Err(RunError::Busy(m))) if made_up => {
-                tracing::info!(job = %job.name, "{m}: the drill made up for waits");
+                tracing::info!(job = %job.name, "{m}: the {} made up for waits", work.what());
                 retry = true;
             }
             Ok(Err(RunError::Busy(m))) => {
-                tracing::warn!(job = %job.name, "{m}: this drill is skipped");
+                tracing::warn!(job = %job.name, "{m}: this {} is skipped", work.what());
             }
             Ok(Err(RunError::Failed(m))) => {
-                tracing::error!(job = %job.name, "restore drill failed: {m}");
+                tracing::error!(job = %job.name, "{} failed: {m}", work.what());
             }
-            Err(e) => tracing::error!(job = %job.name, "restore drill crashed: {e}"),
+            Err(e) => tracing::error!(job = %job.name, "{} crashed: {e}", work.what()),
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// One integrity check of the repository, logged (a failed one too).
+fn check(job: &BackupJob, dir: &std::path::Path, board: &Board) -> Result<(), RunError> {
+    let c = super::integrity::check(job, dir, &job.check_read_data, Some(board))?;
+    if c.record.ok {
+        tracing::info!(
+            job = %job.name,
+            read_data = %c.record.read_data,
+            warnings = c.record.warnings.unwrap_or(0),
+            "integrity check passed"
+        );
+        Ok(())
+    } else {
+        Err(RunError::Failed(
+            c.record.error.unwrap_or_else(|| "?".to_owned()),
+        ))
+    }
+}
+
+/// One restore drill, logged.
+fn drill(job: &BackupJob, dir: &std::path::Path, board: &Board) -> Result<(), RunError> {
+    let d = super::drill::drill(job, dir, job.drill_sample, Some(board))?;
+    tracing::info!(
+        job = %job.name,
+        snapshot = d.snapshot.as_deref().unwrap_or(""),
+        restore_ms = d.restore_ms.unwrap_or(0),
+        "restore drill passed"
+    );
+    Ok(())
 }
 
 /// One run, logged; `Ok` also when another run of the job is under way.
