@@ -6,14 +6,15 @@
 //! row of `results` only when it says something new: it failed, or its
 //! outcome or message differs from the check's previous run (the first
 //! run after a start counts as new). A success's message that differs
-//! only in its numbers (`status 200 in 12ms`, then `in 14ms`) is not new:
-//! its numbers are the series' samples, and a row per run for a latency
-//! is what this avoids. A check's remembered state and
-//! counters (`check_state`) are kept here in memory and written when its
-//! state, outcome or message changes, every [`STATES_EVERY`] otherwise
-//! (the rows that changed, together), and on a flush (the engine's
-//! shutdown, a reload's snapshot): a SIGKILL loses at most that window of
-//! counted runs, never a state change.
+//! only in its measures (`status 200 in 12ms`, then `in 14ms`: see
+//! `same_words`) is not new: its numbers are the series' samples, and a
+//! row per run for a latency is what this avoids. A check's remembered
+//! state and counters (`check_state`) are kept here in memory and
+//! written with every failure and when its state, outcome or message
+//! changes, every [`STATES_EVERY`] otherwise (the rows that changed,
+//! together), and on a flush (the engine's shutdown, a reload's
+//! snapshot): a SIGKILL loses at most that window of a run of successes'
+//! counters, never a failure's count nor a state change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
