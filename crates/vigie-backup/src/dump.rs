@@ -9,9 +9,8 @@
 //! dump latest /NAME` give it back, and a job with paths and dumps makes
 //! one snapshot.
 //!
-//! How: [`Sources`] is a rustic_core `ReadSource` that yields the
-//! job's files (rustic's own `LocalSource`) with the dumps slotted in
-//! among the top-level entries in name order (trees are sorted). A dump's
+//! How: `source.rs`'s `Sources` yields the job's files with the dumps
+//! slotted in among the top-level entries in name order. A dump's
 //! command starts when the archiver opens its entry; a thread reads its
 //! stdout in 1 MiB blocks into a bounded queue (the command never waits
 //! on the chunker, at most 6 MiB are held), and its stderr's last lines
@@ -32,10 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rustic_core::{
-    ErrorKind, LocalSource, ReadSource, ReadSourceEntry, ReadSourceOpen, RusticError, RusticResult,
-    repofile::{Metadata, Node, NodeType},
-};
+use rustic_core::{ErrorKind, RusticError, RusticResult};
 
 use crate::Error;
 
@@ -151,7 +147,7 @@ pub(crate) fn check(job: &str, dumps: &[Dump], paths: &[PathBuf]) -> Result<(), 
 }
 
 /// The first name of a path (`etc` of `/etc/nginx`).
-fn top_name(path: &Path) -> Option<&OsStr> {
+pub(crate) fn top_name(path: &Path) -> Option<&OsStr> {
     path.components().find_map(|c| match c {
         Component::Normal(name) => Some(name),
         _ => None,
@@ -200,152 +196,17 @@ impl Book {
     }
 }
 
-/// The job's files and its dumps, as one source for the archiver.
-pub(crate) struct Sources {
-    files: Option<LocalSource>,
-    /// The dumps sorted by name, each with its index in the book.
-    dumps: Vec<(usize, Dump)>,
-    book: Arc<Book>,
-    /// The dumps' files' metadata: this time, the running user, mode
-    /// 0600, and the largest size (rustic's chunker sizes its buffers
-    /// by the smaller of a node's size and a chunk's: 0 would make it
-    /// grow them byte by byte; and no parent's node matches it).
-    /// `finish.rs` writes the real size.
-    meta: Metadata,
-}
-
-impl Sources {
-    pub(crate) fn new(files: Option<LocalSource>, dumps: &[Dump], book: Arc<Book>) -> Sources {
-        let mut dumps: Vec<(usize, Dump)> = dumps.iter().cloned().enumerate().collect();
-        dumps.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        let meta = Metadata {
-            mode: Some(0o600),
-            mtime: Some(rustic_core::jiff::Timestamp::now()),
-            uid: Some(rustix::process::getuid().as_raw()),
-            gid: Some(rustix::process::getgid().as_raw()),
-            size: u64::MAX,
-            ..Metadata::default()
-        };
-        Sources {
-            files,
-            dumps,
-            book,
-            meta,
-        }
-    }
-}
-
-/// The entry of a dump.
-fn dump_entry(i: usize, dump: &Dump, meta: &Metadata, book: &Arc<Book>) -> ReadSourceEntry<Opener> {
-    let node = Node::new_node(OsStr::new(&dump.name), NodeType::File, meta.clone());
-    ReadSourceEntry {
-        path: Path::new("/").join(&dump.name),
-        node,
-        open: Some(Opener::Dump(DumpOpen {
-            index: i,
-            dump: dump.clone(),
-            book: Arc::clone(book),
-        })),
-    }
-}
-
-type FileOpen = <LocalSource as ReadSource>::Open;
-type Entry = RusticResult<ReadSourceEntry<Opener>>;
-
-/// How to open an entry: a file of the job's paths, or a dump.
-pub(crate) enum Opener {
-    File(FileOpen),
-    Dump(DumpOpen),
-}
-
-impl ReadSourceOpen for Opener {
-    type Reader = Box<dyn Read + Send>;
-
-    fn open(self) -> RusticResult<Self::Reader> {
-        match self {
-            Opener::File(file) => Ok(Box::new(file.open()?)),
-            Opener::Dump(dump) => Ok(Box::new(dump.start()?)),
-        }
-    }
-}
-
-impl ReadSource for Sources {
-    type Open = Opener;
-    type Iter = Entries;
-
-    fn size(&self) -> RusticResult<Option<u64>> {
-        // A dump's size is known at its end only.
-        Ok(None)
-    }
-
-    fn entries(&self) -> Entries {
-        Entries {
-            files: self.files.as_ref().map(LocalSource::entries),
-            held: None,
-            dumps: self.dumps.clone().into_iter().peekable(),
-            meta: self.meta.clone(),
-            book: Arc::clone(&self.book),
-        }
-    }
-}
-
-/// The files' entries as rustic's walker yields them (sorted, lazily),
-/// each dump slotted in before the first entry whose top-level name
-/// sorts after its name.
-pub(crate) struct Entries {
-    files: Option<<LocalSource as ReadSource>::Iter>,
-    /// The next file entry, held back while dumps that sort before it go.
-    held: Option<Entry>,
-    dumps: std::iter::Peekable<std::vec::IntoIter<(usize, Dump)>>,
-    meta: Metadata,
-    book: Arc<Book>,
-}
-
-impl Iterator for Entries {
-    type Item = Entry;
-
-    fn next(&mut self) -> Option<Entry> {
-        if self.held.is_none() {
-            self.held = self.files.as_mut().and_then(Iterator::next).map(|entry| {
-                entry.map(|e| ReadSourceEntry {
-                    path: e.path,
-                    node: e.node,
-                    open: e.open.map(Opener::File),
-                })
-            });
-        }
-        let first = match &self.held {
-            // An error goes at once (the archiver logs and skips it).
-            Some(Err(_)) => None,
-            Some(Ok(e)) => top_name(&e.path).map(OsStr::to_owned),
-            // No file left: the dumps left, in order.
-            None => {
-                let (i, dump) = self.dumps.next()?;
-                return Some(Ok(dump_entry(i, &dump, &self.meta, &self.book)));
-            }
-        };
-        if let Some(top) = first
-            && let Some((i, dump)) = self
-                .dumps
-                .next_if(|(_, d)| OsStr::new(&d.name) < top.as_os_str())
-        {
-            return Some(Ok(dump_entry(i, &dump, &self.meta, &self.book)));
-        }
-        self.held.take()
-    }
-}
-
 /// A dump not started yet.
 pub(crate) struct DumpOpen {
-    index: usize,
-    dump: Dump,
-    book: Arc<Book>,
+    pub(crate) index: usize,
+    pub(crate) dump: Dump,
+    pub(crate) book: Arc<Book>,
 }
 
 impl DumpOpen {
     /// Starts the command in a process group of its own (killed whole if
     /// the backup stops reading it).
-    fn start(self) -> RusticResult<DumpReader> {
+    pub(crate) fn start(self) -> RusticResult<DumpReader> {
         let (program, args) = self.dump.run.split_first().expect("checked: a program");
         let mut command = Command::new(program);
         command

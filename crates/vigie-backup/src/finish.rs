@@ -14,28 +14,94 @@
 //! before the end, leaves packs that no snapshot references, as restic
 //! leaves them after an interrupted backup: `prune` removes them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use bytes::Bytes;
 use rustic_core::{
-    FileType, Id, IndexedIdsStatus, ReadBackend, Repository, RusticResult, WriteBackend,
-    repofile::SnapshotFile,
+    ErrorKind, FileType, Id, IndexedIdsStatus, ReadBackend, Repository, RusticError, RusticResult,
+    WriteBackend, repofile::SnapshotFile,
 };
 
 use crate::dump::{Dump, Outcome};
 use crate::lock::{Sealer, id_of};
 use crate::{Error, RepoSpec};
 
+/// See [`Gate::shut_on_drop`].
+pub(crate) struct ShutOnDrop(Arc<Gate>);
+
+impl Drop for ShutOnDrop {
+    fn drop(&mut self) {
+        self.0.settle(Err("its confirmation stopped".to_owned()));
+    }
+}
+
 /// A repository's backend that does not write snapshots (see the
-/// module's comment); everything else goes through.
+/// module's comment), and writes or removes nothing before its [`Gate`]
+/// opens; reads go through at once.
 #[derive(Clone, Debug)]
 pub(crate) struct HoldSnapshots {
     inner: Arc<dyn WriteBackend>,
+    gate: Arc<Gate>,
 }
 
 impl HoldSnapshots {
-    pub(crate) fn new(inner: Arc<dyn WriteBackend>) -> HoldSnapshots {
-        HoldSnapshots { inner }
+    pub(crate) fn new(inner: Arc<dyn WriteBackend>, gate: Arc<Gate>) -> HoldSnapshots {
+        HoldSnapshots { inner, gate }
+    }
+}
+
+/// Whether a backup may write yet: its lock is written at once but
+/// holds only once confirmed, 200 ms later (restic's wait for a lock
+/// written at the same time by another process to be listed). The
+/// archiver reads the index, the parent's trees and the files meanwhile;
+/// its first write waits here for the confirmation, and fails if the
+/// lock was refused.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    state: Mutex<Option<Result<(), String>>>,
+    opened: Condvar,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Arc<Gate> {
+        Arc::new(Gate::default())
+    }
+
+    /// Lets writes go (`Ok`) or fail with why (`Err`), for good.
+    pub(crate) fn settle(&self, outcome: Result<(), String>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.is_none() {
+            *state = Some(outcome);
+        }
+        self.opened.notify_all();
+    }
+
+    /// A guard that shuts the gate when dropped unless it was settled
+    /// before (a panic on the way must not leave writers waiting).
+    pub(crate) fn shut_on_drop(self: &Arc<Gate>) -> ShutOnDrop {
+        ShutOnDrop(Arc::clone(self))
+    }
+
+    fn wait(&self) -> RusticResult<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*state {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(why)) => {
+                    return Err(RusticError::new(
+                        ErrorKind::Backend,
+                        "the repository's lock was refused: {why}",
+                    )
+                    .attach_context("why", why.clone()));
+                }
+                None => {
+                    state = self
+                        .opened
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
     }
 }
 
@@ -80,6 +146,7 @@ impl WriteBackend for HoldSnapshots {
         cacheable: bool,
         content: rustic_core::BytesList,
     ) -> RusticResult<()> {
+        self.gate.wait()?;
         if tpe == FileType::Snapshot {
             return Ok(());
         }
@@ -87,6 +154,7 @@ impl WriteBackend for HoldSnapshots {
     }
 
     fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
+        self.gate.wait()?;
         self.inner.remove(tpe, id, cacheable)
     }
 }
@@ -215,4 +283,71 @@ fn write_tree(
     });
     let stored = sealer.seal(&serde_json::to_vec(&index).expect("JSON"));
     backend.write_bytes(FileType::Index, &id_of(&stored), true, stored.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    /// A writer waiting on `gate`, and what it got.
+    fn waiter(gate: &Arc<Gate>) -> mpsc::Receiver<RusticResult<()>> {
+        let (tx, rx) = mpsc::channel();
+        let gate = Arc::clone(gate);
+        thread::spawn(move || tx.send(gate.wait()).unwrap());
+        rx
+    }
+
+    #[test]
+    fn writes_wait_for_the_lock_and_go_once_it_is_confirmed() {
+        let gate = Gate::new();
+        let waiting = waiter(&gate);
+        assert!(waiting.recv_timeout(Duration::from_millis(100)).is_err());
+        gate.settle(Ok(()));
+        assert!(
+            waiting
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .is_ok()
+        );
+        // Settled for good: a later shut changes nothing.
+        drop(gate.shut_on_drop());
+        assert!(gate.wait().is_ok());
+    }
+
+    #[test]
+    fn writes_fail_with_why_once_the_lock_is_refused() {
+        let gate = Gate::new();
+        let waiting = waiter(&gate);
+        gate.settle(Err("restic prune holds it".to_owned()));
+        let err = waiting
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("restic prune holds it"), "{err}");
+        gate.settle(Ok(()));
+        assert!(gate.wait().is_err());
+    }
+
+    #[test]
+    fn a_confirmation_that_stops_midway_shuts_the_gate() {
+        let gate = Gate::new();
+        let waiting = waiter(&gate);
+        let confirming = {
+            let gate = Arc::clone(&gate);
+            thread::spawn(move || {
+                let _shut = gate.shut_on_drop();
+                panic!("the confirmation panicked");
+            })
+        };
+        assert!(confirming.join().is_err());
+        assert!(
+            waiting
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .is_err()
+        );
+    }
 }

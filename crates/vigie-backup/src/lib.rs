@@ -18,6 +18,7 @@ mod lock;
 mod repo;
 mod restore;
 mod retention;
+mod source;
 
 pub use backend::{
     Access, Backends, LocalBackend, Location, LockBackend, RestCredentials, RestTarget,

@@ -168,7 +168,7 @@ pub fn hostname() -> String {
 }
 
 /// The name of user `uid` in `/etc/passwd` (restic's `user.Current`).
-fn username(uid: u32) -> Option<String> {
+pub(crate) fn username(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');
@@ -233,6 +233,14 @@ impl Sealer {
         Some(Sealer {
             cipher: Aes256CtrPoly1305Aes::new(GenericArray::from_slice(&bytes)),
         })
+    }
+
+    /// A key of 64 bytes laid out as the master key's (a key file's
+    /// derived key is).
+    pub(crate) fn from_bytes(bytes: &[u8; 64]) -> Sealer {
+        Sealer {
+            cipher: Aes256CtrPoly1305Aes::new(GenericArray::from_slice(bytes)),
+        }
     }
 
     pub(crate) fn seal(&self, plain: &[u8]) -> Vec<u8> {
@@ -456,21 +464,53 @@ impl Locks {
 
     /// Takes a lock of `kind`: looks, writes, waits, looks again.
     pub(crate) fn acquire(self, kind: LockKind) -> Result<LockGuard, Error> {
+        self.begin(kind)?.confirm()
+    }
+
+    /// Looks and writes a lock of `kind`: it is held only once
+    /// [`Pending::confirm`] has looked again, [`RACE_WAIT`] after the
+    /// write. Work that only reads the repository may go in between.
+    pub(crate) fn begin(self, kind: LockKind) -> Result<Pending, Error> {
         let holder = Holder::this_process();
         self.check(kind, &holder.hostname, None)?;
         survive_sighup();
         let file = holder.lock_file(kind);
         let id = self.write(&file)?;
-        let written = Instant::now();
-        thread::sleep(RACE_WAIT);
-        if let Err(e) = self.check(kind, &holder.hostname, Some(&id)) {
-            if let Err(gone) = self.remove(&id) {
+        Ok(Pending {
+            written: Some((self, file)),
+            kind,
+            hostname: holder.hostname,
+            id,
+            at: Instant::now(),
+        })
+    }
+}
+
+/// A lock written and not yet confirmed (see [`Locks::begin`]): removed
+/// if dropped unconfirmed.
+pub(crate) struct Pending {
+    written: Option<(Locks, LockFile)>,
+    kind: LockKind,
+    hostname: String,
+    id: Id,
+    at: Instant,
+}
+
+impl Pending {
+    /// Waits what is left of [`RACE_WAIT`] since the write, looks again
+    /// for locks that forbid this one, and holds it.
+    pub(crate) fn confirm(mut self) -> Result<LockGuard, Error> {
+        let (locks, file) = self.written.take().expect("confirmed once");
+        let (kind, id, written) = (self.kind, self.id, self.at);
+        thread::sleep(RACE_WAIT.saturating_sub(written.elapsed()));
+        if let Err(e) = locks.check(kind, &self.hostname, Some(&id)) {
+            if let Err(gone) = locks.remove(&id) {
                 tracing::warn!("{gone}");
             }
             return Err(e);
         }
         let held = Arc::new(Held {
-            locks: self,
+            locks,
             current: Mutex::new((id, file, written)),
         });
         let (stop, stopped) = mpsc::channel::<()>();
@@ -498,6 +538,16 @@ impl Locks {
             stop: Some(stop),
             refresher: Some(refresher),
         })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((locks, _)) = self.written.take()
+            && let Err(gone) = locks.remove(&self.id)
+        {
+            tracing::warn!("{gone}");
+        }
     }
 }
 

@@ -9,19 +9,21 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustic_core::{
     BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, LocalSource, OpenStatus,
     PathList, Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions,
     WriteBackend,
-    repofile::{MasterKey, SnapshotFile},
+    repofile::{KeyFile, KeyId, MasterKey, SnapshotFile},
 };
 
 use crate::backend::{Access, Backends};
-use crate::dump::{self, Book, Dump, Sources};
-use crate::finish;
-use crate::lock::{LockGuard, LockKind, Locks, Sealer};
+use crate::dump::{self, Book, Dump};
+use crate::finish::{self, Gate};
+use crate::lock::{LockGuard, LockKind, Locks, Pending, Sealer};
+use crate::source::Sources;
 use crate::{Error, Location, RestCredentials, S3Credentials};
 
 /// A job's repository as the config names it, before anything is read.
@@ -236,8 +238,18 @@ impl RepoSpec {
     }
 }
 
+/// The scrypt cost of the keys vigie writes: N = 2^15, r = 8, p = 4.
+/// As many blocks as rustic_core's (2^17 × 8 × 1, one lane of 128 MiB)
+/// in four lanes of 32 MiB (restic's keys hold at most 60 MiB a lane),
+/// derived on all cores at once: on two cores, half the time and half
+/// the memory of one lane of 128 MiB, for the same work per guess.
+const KEY_LOG_N: u8 = 15;
+const KEY_R: u32 = 8;
+const KEY_P: u32 = 4;
+
 /// Creates a repository (restic's format version 2, compressed) at the
-/// spec's location with one key for `password`, and returns it open.
+/// spec's location with one key for `password`
+/// (see [`KEY_LOG_N`]), and returns it open.
 pub fn init(spec: &RepoSpec, password: &str) -> Result<Repo, Error> {
     let (repo, exists) = spec.unopened()?;
     if exists {
@@ -253,7 +265,55 @@ pub fn init(spec: &RepoSpec, password: &str) -> Result<Repo, Error> {
             &ConfigOptions::default(),
         )
         .map_err(spec.engine("create it"))?;
+    replace_key(spec, &inner.key(), *inner.key_id(), password)?;
     Ok(Repo::new(spec, inner))
+}
+
+/// Writes a key file for `password` with vigie's scrypt cost (see
+/// [`KEY_LOG_N`]) in place of the one rustic_core wrote: the new one
+/// first, so that a repository never lacks a key.
+fn replace_key(
+    spec: &RepoSpec,
+    master: &MasterKey,
+    old: Option<KeyId>,
+    password: &str,
+) -> Result<(), Error> {
+    let files = spec.backends()?.files;
+    let mut salt = [0u8; 64];
+    let mut filled = 0;
+    while filled < salt.len() {
+        filled +=
+            rustix::rand::getrandom(&mut salt[filled..], rustix::rand::GetRandomFlags::empty())
+                .map_err(|e| spec.failed("make its key", e.to_string()))?;
+    }
+    let params = scrypt::Params::new(KEY_LOG_N, KEY_R, KEY_P)
+        .map_err(|e| spec.failed("make its key", e.to_string()))?;
+    let mut derived = [0u8; 64];
+    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut derived)
+        .map_err(|e| spec.failed("make its key", e.to_string()))?;
+    let plain = serde_json::to_vec(master).expect("a master key serialises");
+    let file = KeyFile {
+        hostname: Some(crate::lock::hostname()),
+        username: crate::lock::username(rustix::process::getuid().as_raw()),
+        created: Some(rustic_core::jiff::Zoned::now()),
+        kdf: "scrypt".to_owned(),
+        n: 1 << KEY_LOG_N,
+        r: KEY_R,
+        p: KEY_P,
+        data: Sealer::from_bytes(&derived).seal(&plain),
+        salt: salt.to_vec(),
+    };
+    let json = serde_json::to_vec(&file).expect("a key file serialises");
+    let id = crate::lock::id_of(&json);
+    files
+        .write_bytes(FileType::Key, &id, false, json.into())
+        .map_err(spec.engine("write its key"))?;
+    for gone in old.iter().filter(|o| ***o != id) {
+        files
+            .remove(FileType::Key, gone, false)
+            .map_err(spec.engine("remove the key it replaced"))?;
+    }
+    Ok(())
 }
 
 /// Whether the spec's storage answers and holds a repository (a
@@ -438,6 +498,45 @@ impl Repo {
         Locks::new(backend, sealer, spec.clone()).acquire(kind)
     }
 
+    /// Runs `work` while `pending` is confirmed on a thread of its own;
+    /// `work`'s writes wait on `gate` for the confirmation (see
+    /// `finish::Gate`), so reading the index, the parent's trees and the
+    /// files goes meanwhile. A refused lock is the error, before
+    /// `work`'s.
+    fn while_locking<T>(
+        &self,
+        pending: Pending,
+        gate: &Arc<Gate>,
+        work: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<(T, LockGuard), Error> {
+        let settle = Arc::clone(gate);
+        let confirming = thread::Builder::new()
+            .name("vigie-lock-confirm".to_owned())
+            .spawn(move || {
+                let _shut = settle.shut_on_drop();
+                let confirmed = pending.confirm();
+                settle.settle(confirmed.as_ref().map(|_| ()).map_err(ToString::to_string));
+                confirmed
+            })
+            .map_err(|e| self.spec.failed("lock it", e.to_string()))?;
+        let done = work();
+        let lock = confirming
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        Ok((done?, lock))
+    }
+
+    /// Writes a lock of `kind` to be confirmed (see `Locks::begin`):
+    /// reading the index can go while it settles.
+    fn begin_lock(&self, kind: LockKind) -> Result<Pending, Error> {
+        let spec = &self.spec;
+        let backend = spec.backends()?.locks;
+        let Some(sealer) = Sealer::new(&self.key) else {
+            return Err(spec.failed("lock it", "its master key is malformed".to_owned()));
+        };
+        Locks::new(backend, sealer, spec.clone()).begin(kind)
+    }
+
     /// Backs up what `request` names into a new snapshot. The latest
     /// snapshot of the same host and paths is its parent: files whose
     /// size and times did not change are not read again. It holds a
@@ -452,22 +551,38 @@ impl Repo {
         if !request.dumps.is_empty() {
             return self.backup_with_dumps(request, &opts, snapshot, start);
         }
-        let source = self.sources(&request.paths)?;
+        let paths = self.sources(&request.paths)?.paths();
+        let files = LocalSource::new(
+            opts.ignore_save_opts,
+            &opts.excludes,
+            &opts.ignore_filter_opts,
+            &paths,
+        )
+        .map_err(spec.engine("read the paths to back up"))?;
+        let source = Sources::new(Some(files), &[], Book::new(0));
         let Some(sealer) = Sealer::new(&self.key) else {
             return Err(spec.failed("back up", "its master key is malformed".to_owned()));
         };
-        let lock = self.lock(LockKind::Shared)?;
         // The engine's snapshot is held back until the lock is seen to
         // be still ours: had it been lost (not refreshed for 30 minutes),
-        // a prune may have removed data the snapshot needs.
-        let held = Arc::new(finish::HoldSnapshots::new(spec.backends()?.files));
-        let indexed = self
-            .reopen_on(held)?
-            .to_indexed_ids()
-            .map_err(spec.engine("read its index"))?;
-        let snap = indexed
-            .backup(&opts, &source, snapshot)
-            .map_err(spec.engine("back up"))?;
+        // a prune may have removed data the snapshot needs. And nothing
+        // is written before the lock is confirmed.
+        let gate = Gate::new();
+        let held = Arc::new(finish::HoldSnapshots::new(
+            spec.backends()?.files,
+            Arc::clone(&gate),
+        ));
+        let pending = self.begin_lock(LockKind::Shared)?;
+        let ((indexed, snap), lock) = self.while_locking(pending, &gate, || {
+            let indexed = self
+                .reopen_on(held)?
+                .to_indexed_ids()
+                .map_err(spec.engine("read its index"))?;
+            let snap = indexed
+                .archive(&opts, &source, snapshot, &paths)
+                .map_err(spec.engine("back up"))?;
+            Ok((indexed, snap))
+        })?;
         let summary = snap.summary.clone().unwrap_or_default();
         lock.still_held()?;
         let id = finish::commit(spec, &sealer, &indexed, snap, &[])?;
@@ -512,16 +627,22 @@ impl Repo {
         let Some(sealer) = Sealer::new(&self.key) else {
             return Err(spec.failed("back up", "its master key is malformed".to_owned()));
         };
-        let backend = spec.backends()?.files;
-        let lock = self.lock(LockKind::Shared)?;
         let book = Book::new(request.dumps.len());
         let source = Sources::new(files, &request.dumps, Arc::clone(&book));
-        let held = Arc::new(finish::HoldSnapshots::new(backend));
-        let archived = self
-            .reopen_on(held)?
-            .to_indexed_ids()
-            .map_err(spec.engine("read its index"))?
-            .archive(opts, &source, snapshot, &snapshot_paths);
+        // As in `backup`.
+        let gate = Gate::new();
+        let held = Arc::new(finish::HoldSnapshots::new(
+            spec.backends()?.files,
+            Arc::clone(&gate),
+        ));
+        let pending = self.begin_lock(LockKind::Shared)?;
+        let (archived, lock) = self.while_locking(pending, &gate, || {
+            let indexed = self
+                .reopen_on(held)?
+                .to_indexed_ids()
+                .map_err(spec.engine("read its index"))?;
+            Ok(indexed.archive(opts, &source, snapshot, &snapshot_paths))
+        })?;
         // A failed dump first: it explains an engine error too.
         let sizes = finish::verdict(&spec.job, &request.dumps, &book.outcomes())?;
         let snap = archived.map_err(spec.engine("back up"))?;

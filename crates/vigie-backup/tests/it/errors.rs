@@ -1,6 +1,7 @@
 //! The errors a user meets, typed, with what to do in their message.
 
 use std::fs;
+use std::process::Command;
 
 use vigie_backup::Request;
 use vigie_backup::{Error, RepoSpec};
@@ -205,4 +206,71 @@ fn a_full_disk_is_a_clear_error_and_the_next_backup_completes() {
     let summary = repo.backup(&Request::paths(&[&src])).unwrap();
     assert_eq!(summary.files, 2);
     assert_eq!(repo.snapshots().unwrap().len(), 1);
+}
+
+#[test]
+fn a_new_repository_has_one_key_of_four_scrypt_lanes_that_restic_opens() {
+    require!(Need::Restic);
+    let place = Place::new();
+    vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    let keys: Vec<_> = fs::read_dir(place.repo().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key: serde_json::Value = serde_json::from_slice(&fs::read(&keys[0]).unwrap()).unwrap();
+    assert_eq!(key["kdf"], "scrypt");
+    assert_eq!(
+        (&key["N"], &key["r"], &key["p"]),
+        (&32768.into(), &8.into(), &4.into())
+    );
+    assert!(
+        key["created"].as_str().is_some_and(|c| !c.is_empty()),
+        "{key}"
+    );
+    // The file's name is the hash of its bytes, as restic checks.
+    let name = keys[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let listed = place.restic(&["list", "keys"]);
+    assert_eq!(listed.trim(), name);
+    // restic derives the same key from the password and reads the
+    // config with it; a wrong password opens nothing.
+    assert!(
+        place
+            .restic(&["cat", "config"])
+            .contains("chunker_polynomial")
+    );
+    let wrong = Command::new("restic")
+        .args([
+            "-r",
+            place.repo().to_str().unwrap(),
+            "--no-cache",
+            "cat",
+            "config",
+        ])
+        .env("RESTIC_PASSWORD", "not the password")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    // And vigie opens it again.
+    vigie_backup::open(&place.spec(), PASSWORD).unwrap();
+}
+
+#[test]
+fn a_backup_that_fails_before_its_lock_is_confirmed_leaves_no_lock() {
+    let (place, src) = Place::with_tree();
+    vigie_backup::init(&place.spec(), PASSWORD).unwrap();
+    let repo = vigie_backup::open(&place.spec(), PASSWORD).unwrap();
+    repo.backup(&Request::paths(&[&src])).unwrap();
+    // An index file that is not one: reading the index, which goes
+    // while the lock settles, fails.
+    let index = fs::read_dir(place.repo().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::write(&index, b"not an index").unwrap();
+    repo.backup(&Request::paths(&[&src])).unwrap_err();
+    assert_eq!(fs::read_dir(place.repo().join("locks")).unwrap().count(), 0);
 }
