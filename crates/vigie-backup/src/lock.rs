@@ -167,6 +167,16 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
+/// Fills `buf` from the kernel's random generator.
+pub(crate) fn fill_random(buf: &mut [u8]) -> rustix::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        filled +=
+            rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty())?;
+    }
+    Ok(())
+}
+
 /// The name of user `uid` in `/etc/passwd` (restic's `user.Current`).
 pub(crate) fn username(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -245,15 +255,8 @@ impl Sealer {
 
     pub(crate) fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 16];
-        let mut filled = 0;
-        while filled < nonce.len() {
-            // The kernel's generator; it does not fail once booted.
-            filled += rustix::rand::getrandom(
-                &mut nonce[filled..],
-                rustix::rand::GetRandomFlags::empty(),
-            )
-            .expect("getrandom failed");
-        }
+        // The kernel's generator; it does not fail once booted.
+        fill_random(&mut nonce).expect("getrandom failed");
         let sealed = self
             .cipher
             .encrypt(GenericArray::from_slice(&nonce), plain)
@@ -463,6 +466,7 @@ impl Locks {
     }
 
     /// Takes a lock of `kind`: looks, writes, waits, looks again.
+    #[cfg(test)]
     pub(crate) fn acquire(self, kind: LockKind) -> Result<LockGuard, Error> {
         self.begin(kind)?.confirm()
     }

@@ -13,9 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustic_core::{
-    BackupOptions, ConfigOptions, Credentials, FileType, KeyOptions, LocalSource, OpenStatus,
-    PathList, Repository, RepositoryBackends, RepositoryOptions, RusticError, SnapshotOptions,
-    WriteBackend,
+    BackupOptions, ConfigOptions, Credentials, FileType, IndexedIdsStatus, KeyOptions, LocalSource,
+    OpenStatus, PathList, Repository, RepositoryBackends, RepositoryOptions, RusticError,
+    SnapshotOptions, WriteBackend,
     repofile::{KeyFile, KeyId, MasterKey, SnapshotFile},
 };
 
@@ -280,12 +280,7 @@ fn replace_key(
 ) -> Result<(), Error> {
     let files = spec.backends()?.files;
     let mut salt = [0u8; 64];
-    let mut filled = 0;
-    while filled < salt.len() {
-        filled +=
-            rustix::rand::getrandom(&mut salt[filled..], rustix::rand::GetRandomFlags::empty())
-                .map_err(|e| spec.failed("make its key", e.to_string()))?;
-    }
+    crate::lock::fill_random(&mut salt).map_err(|e| spec.failed("make its key", e.to_string()))?;
     let params = scrypt::Params::new(KEY_LOG_N, KEY_R, KEY_P)
         .map_err(|e| spec.failed("make its key", e.to_string()))?;
     let mut derived = [0u8; 64];
@@ -490,36 +485,39 @@ impl Repo {
     /// holds a lock that forbids it. The lock is held, and refreshed,
     /// until the guard is dropped.
     pub fn lock(&self, kind: LockKind) -> Result<LockGuard, Error> {
-        let spec = &self.spec;
-        let backend = spec.backends()?.locks;
-        let Some(sealer) = Sealer::new(&self.key) else {
-            return Err(spec.failed("lock it", "its master key is malformed".to_owned()));
-        };
-        Locks::new(backend, sealer, spec.clone()).acquire(kind)
+        self.begin_lock(kind)?.confirm()
     }
 
-    /// Runs `work` while `pending` is confirmed on a thread of its own;
-    /// `work`'s writes wait on `gate` for the confirmation (see
-    /// `finish::Gate`), so reading the index, the parent's trees and the
-    /// files goes meanwhile. A refused lock is the error, before
-    /// `work`'s.
+    /// Takes a shared lock and runs `work` on the index, read on a
+    /// backend that writes no snapshot (see `finish.rs`) and nothing
+    /// before the lock is confirmed: the confirmation, 200 ms after the
+    /// lock is written, goes on a thread of its own while `work` reads
+    /// the index, the parent's trees and the files (see `finish::Gate`).
+    /// A refused lock is the error, before `work`'s.
     fn while_locking<T>(
         &self,
-        pending: Pending,
-        gate: &Arc<Gate>,
-        work: impl FnOnce() -> Result<T, Error>,
+        work: impl FnOnce(Repository<IndexedIdsStatus>) -> Result<T, Error>,
     ) -> Result<(T, LockGuard), Error> {
-        let settle = Arc::clone(gate);
+        let spec = &self.spec;
+        let gate = Gate::new();
+        let held = Arc::new(finish::HoldSnapshots::new(
+            spec.backends()?.files,
+            Arc::clone(&gate),
+        ));
+        let pending = self.begin_lock(LockKind::Shared)?;
         let confirming = thread::Builder::new()
             .name("vigie-lock-confirm".to_owned())
             .spawn(move || {
-                let _shut = settle.shut_on_drop();
+                let _shut = gate.shut_on_drop();
                 let confirmed = pending.confirm();
-                settle.settle(confirmed.as_ref().map(|_| ()).map_err(ToString::to_string));
+                gate.settle(confirmed.as_ref().map(|_| ()).map_err(ToString::to_string));
                 confirmed
             })
-            .map_err(|e| self.spec.failed("lock it", e.to_string()))?;
-        let done = work();
+            .map_err(|e| spec.failed("lock it", e.to_string()))?;
+        let done = self
+            .reopen_on(held)
+            .and_then(|repo| repo.to_indexed_ids().map_err(spec.engine("read its index")))
+            .and_then(work);
         let lock = confirming
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
@@ -565,19 +563,8 @@ impl Repo {
         };
         // The engine's snapshot is held back until the lock is seen to
         // be still ours: had it been lost (not refreshed for 30 minutes),
-        // a prune may have removed data the snapshot needs. And nothing
-        // is written before the lock is confirmed.
-        let gate = Gate::new();
-        let held = Arc::new(finish::HoldSnapshots::new(
-            spec.backends()?.files,
-            Arc::clone(&gate),
-        ));
-        let pending = self.begin_lock(LockKind::Shared)?;
-        let ((indexed, snap), lock) = self.while_locking(pending, &gate, || {
-            let indexed = self
-                .reopen_on(held)?
-                .to_indexed_ids()
-                .map_err(spec.engine("read its index"))?;
+        // a prune may have removed data the snapshot needs.
+        let ((indexed, snap), lock) = self.while_locking(|indexed| {
             let snap = indexed
                 .archive(&opts, &source, snapshot, &paths)
                 .map_err(spec.engine("back up"))?;
@@ -629,18 +616,7 @@ impl Repo {
         };
         let book = Book::new(request.dumps.len());
         let source = Sources::new(files, &request.dumps, Arc::clone(&book));
-        // As in `backup`.
-        let gate = Gate::new();
-        let held = Arc::new(finish::HoldSnapshots::new(
-            spec.backends()?.files,
-            Arc::clone(&gate),
-        ));
-        let pending = self.begin_lock(LockKind::Shared)?;
-        let (archived, lock) = self.while_locking(pending, &gate, || {
-            let indexed = self
-                .reopen_on(held)?
-                .to_indexed_ids()
-                .map_err(spec.engine("read its index"))?;
+        let (archived, lock) = self.while_locking(|indexed| {
             Ok(indexed.archive(opts, &source, snapshot, &snapshot_paths))
         })?;
         // A failed dump first: it explains an engine error too.
