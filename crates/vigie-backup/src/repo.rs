@@ -524,6 +524,17 @@ impl Repo {
         Ok((done?, lock))
     }
 
+    /// rustic_core's walker of `paths` with the job's excludes.
+    fn walker(&self, opts: &BackupOptions, paths: &[PathBuf]) -> Result<LocalSource, Error> {
+        LocalSource::new(
+            opts.ignore_save_opts,
+            &opts.excludes,
+            &opts.ignore_filter_opts,
+            paths,
+        )
+        .map_err(self.spec.engine("read the paths to back up"))
+    }
+
     /// Writes a lock of `kind` to be confirmed (see `Locks::begin`):
     /// reading the index can go while it settles.
     fn begin_lock(&self, kind: LockKind) -> Result<Pending, Error> {
@@ -550,14 +561,7 @@ impl Repo {
             return self.backup_with_dumps(request, &opts, snapshot, start);
         }
         let paths = self.sources(&request.paths)?.paths();
-        let files = LocalSource::new(
-            opts.ignore_save_opts,
-            &opts.excludes,
-            &opts.ignore_filter_opts,
-            &paths,
-        )
-        .map_err(spec.engine("read the paths to back up"))?;
-        let source = Sources::new(Some(files), &[], Book::new(0));
+        let source = Sources::new(Some(self.walker(&opts, &paths)?), &[], Book::new(0));
         let Some(sealer) = Sealer::new(&self.key) else {
             return Err(spec.failed("back up", "its master key is malformed".to_owned()));
         };
@@ -601,14 +605,7 @@ impl Repo {
             (None, Vec::new())
         } else {
             let list = self.sources(&paths)?.paths();
-            let files = LocalSource::new(
-                opts.ignore_save_opts,
-                &opts.excludes,
-                &opts.ignore_filter_opts,
-                &list,
-            )
-            .map_err(spec.engine("read the paths to back up"))?;
-            (Some(files), list)
+            (Some(self.walker(opts, &list)?), list)
         };
         snapshot_paths.extend(request.dumps.iter().map(|d| Path::new("/").join(&d.name)));
         let Some(sealer) = Sealer::new(&self.key) else {
